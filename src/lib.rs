@@ -1,0 +1,20 @@
+//! kamwatch — a key-account early-warning daemon.
+//!
+//! Data flows one way, one module per stage:
+//! `watch` → `ingest` → `store` → `metrics` → `rules` → `alerts` → `mail`,
+//! wired together by `pipeline` and driven by `daemon` (the service) or
+//! `cli` (one-shot commands). `config` loads the YAML every stage reads;
+//! `generate` writes realistic sample exports.
+
+pub mod alerts;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod generate;
+pub mod ingest;
+pub mod mail;
+pub mod metrics;
+pub mod pipeline;
+pub mod rules;
+pub mod store;
+pub mod watch;
