@@ -76,9 +76,8 @@ pub fn apply<'a>(
         "INSERT INTO alert_history (rule, account_id, key, from_state, to_state, severity, title, figures, as_of, recorded_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
-    let mut prior_state = conn.prepare(
-        "SELECT state FROM alerts WHERE rule = ?1 AND account_id = ?2 AND key = ?3",
-    )?;
+    let mut prior_state =
+        conn.prepare("SELECT state FROM alerts WHERE rule = ?1 AND account_id = ?2 AND key = ?3")?;
 
     for (index, f) in findings.iter().enumerate() {
         let key: Key = (f.rule.to_string(), f.account.id.clone(), f.key.clone());
@@ -128,25 +127,33 @@ pub fn apply<'a>(
         if raised.contains(&key) || failed.contains(&(key.0.as_str(), key.1.as_str())) {
             continue;
         }
-        let (severity, title, figures): (String, String, String) =
-            resolve.query_row(params![key.0, key.1, key.2, as_of_text], |r| {
+        let (severity, title, figures): (String, String, String) = resolve
+            .query_row(params![key.0, key.1, key.2, as_of_text], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })?;
         history.execute(params![
-            key.0,
-            key.1,
-            key.2,
-            "firing",
-            "resolved",
-            severity,
-            title,
-            figures,
-            as_of_text,
-            now
+            key.0, key.1, key.2, "firing", "resolved", severity, title, figures, as_of_text, now
         ])?;
         changes.resolved.push(key);
     }
     Ok(changes)
+}
+
+/// Indexes of the findings that would start an alert now (that are not
+/// already firing): what `apply` would report, without writing anything.
+pub fn would_start(conn: &Connection, findings: &[Finding]) -> Result<Vec<usize>> {
+    let mut st = conn.prepare(
+        "SELECT 1 FROM alerts WHERE rule = ?1 AND account_id = ?2 AND key = ?3 AND state = 'firing'",
+    )?;
+    let mut seen: HashSet<Key> = HashSet::new();
+    let mut out = Vec::new();
+    for (i, f) in findings.iter().enumerate() {
+        let key: Key = (f.rule.to_string(), f.account.id.clone(), f.key.clone());
+        if seen.insert(key.clone()) && !st.exists(params![key.0, key.1, key.2])? {
+            out.push(i);
+        }
+    }
+    Ok(out)
 }
 
 /// The figures of a finding as a JSON object, in the rule's order.

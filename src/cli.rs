@@ -17,7 +17,11 @@ use crate::rules::RuleSet;
 use crate::store::Outcome;
 
 #[derive(Parser, Debug)]
-#[command(name = "kamwatch", version, about = "Key-account early warnings from ERP/CRM exports")]
+#[command(
+    name = "kamwatch",
+    version,
+    about = "Key-account early warnings from ERP/CRM exports"
+)]
 pub struct Cli {
     /// The config file; relative paths in it are resolved against it.
     #[arg(long, global = true, default_value = "config/kamwatch.yaml")]
@@ -75,7 +79,8 @@ pub enum Format {
 }
 
 fn parse_date_arg(s: &str) -> Result<NaiveDate, String> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| format!("{s:?} is not a date like 2026-11-28"))
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| format!("{s:?} is not a date like 2026-11-28"))
 }
 
 /// Entry point of the binary.
@@ -110,6 +115,7 @@ fn init_logging(daemon: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }
@@ -181,7 +187,11 @@ fn check(path: &Path) -> Result<ExitCode> {
         writeln!(o, "{e}")?;
     }
     if rules.rules.is_empty() && errors.is_empty() {
-        writeln!(o, "warning: no rules in {}: nothing will ever fire", cfg.rules().display())?;
+        writeln!(
+            o,
+            "warning: no rules in {}: nothing will ever fire",
+            cfg.rules().display()
+        )?;
         return Ok(ExitCode::from(1));
     }
     Ok(if errors.is_empty() {
@@ -230,7 +240,11 @@ fn ingest(cfg: &Loaded, files: &[PathBuf]) -> Result<ExitCode> {
             }
         }
     }
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn eval(cfg: &Loaded, as_of: Option<NaiveDate>, dry_run: bool, format: Format) -> Result<ExitCode> {
@@ -277,7 +291,11 @@ fn eval(cfg: &Loaded, as_of: Option<NaiveDate>, dry_run: bool, format: Format) -
                 f.account.id,
                 f.account.name,
                 f.title,
-                if started { "  (new)" } else { "" }
+                match (started, dry_run) {
+                    (true, false) => "  (new)",
+                    (true, true) => "  (would start)",
+                    _ => "",
+                }
             )?,
         }
     }

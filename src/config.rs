@@ -436,7 +436,9 @@ fn validate(cfg: &Config) -> Result<(), String> {
     }
     if let Some(smtp) = &cfg.mail.smtp {
         if smtp.host.trim().is_empty() {
-            return Err("mail.smtp.host is empty; set it or remove mail.smtp to write .eml files".into());
+            return Err(
+                "mail.smtp.host is empty; set it or remove mail.smtp to write .eml files".into(),
+            );
         }
         if smtp.security == SmtpSecurity::None && !is_loopback(&smtp.host) {
             return Err(format!(
@@ -477,8 +479,14 @@ mod tests {
     fn shipped_config_parses() {
         let text = include_str!("../config/kamwatch.yaml");
         let cfg = parse(text).unwrap();
-        assert_eq!(cfg.datasets.route("销售明细_2026.csv"), Some(Dataset::Orders));
-        assert_eq!(cfg.datasets.route("客户主数据.csv"), Some(Dataset::Accounts));
+        assert_eq!(
+            cfg.datasets.route("销售明细_2026.csv"),
+            Some(Dataset::Orders)
+        );
+        assert_eq!(
+            cfg.datasets.route("客户主数据.csv"),
+            Some(Dataset::Accounts)
+        );
         assert_eq!(cfg.datasets.route("notes.txt"), None);
     }
 

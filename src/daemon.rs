@@ -56,7 +56,10 @@ impl State {
         }
         self.reported
             .retain(|p, _| broken.iter().any(|e| &e.path == p));
-        self.rules = fresh.merge_last_good(std::mem::replace(&mut self.rules, RuleSet::empty()), &broken);
+        self.rules = fresh.merge_last_good(
+            std::mem::replace(&mut self.rules, RuleSet::empty()),
+            &broken,
+        );
     }
 }
 

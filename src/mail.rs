@@ -35,7 +35,12 @@ pub struct Recipient {
 
 /// Queues one message per started alert. Returns how many were queued; an
 /// alert whose account has no owner email and no catch-all is logged.
-pub fn enqueue(conn: &Connection, cfg: &MailConfig, as_of: NaiveDate, started: &[Started<'_>]) -> Result<usize> {
+pub fn enqueue(
+    conn: &Connection,
+    cfg: &MailConfig,
+    as_of: NaiveDate,
+    started: &[Started<'_>],
+) -> Result<usize> {
     let mut insert = conn.prepare(
         "INSERT INTO outbox (message_id, recipients, subject, body_text, body_html, rule, account_id, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -61,7 +66,11 @@ pub fn enqueue(conn: &Connection, cfg: &MailConfig, as_of: NaiveDate, started: &
         };
         let body = Body::of(f, as_of);
         let hash = blake3::hash(
-            format!("{}\u{0}{}\u{0}{}\u{0}{}\u{0}{now}", f.rule, a.id, f.key, as_of).as_bytes(),
+            format!(
+                "{}\u{0}{}\u{0}{}\u{0}{}\u{0}{now}",
+                f.rule, a.id, f.key, as_of
+            )
+            .as_bytes(),
         );
         let message_id = format!("<{}@kamwatch>", &hash.to_hex()[..32]);
         insert.execute(params![
@@ -187,7 +196,9 @@ pub fn show(v: &serde_json::Value) -> String {
 
 fn group_thousands(s: &str) -> String {
     let (sign, rest) = s.strip_prefix('-').map_or(("", s), |r| ("-", r));
-    let (int, frac) = rest.split_once('.').map_or((rest, None), |(i, f)| (i, Some(f)));
+    let (int, frac) = rest
+        .split_once('.')
+        .map_or((rest, None), |(i, f)| (i, Some(f)));
     let mut out = String::new();
     for (i, c) in int.chars().enumerate() {
         if i > 0 && (int.len() - i) % 3 == 0 {
@@ -237,8 +248,9 @@ impl Sink {
             return Ok(Sink::Dir(cfg.mail_dir()));
         };
         let builder = match smtp.security {
-            SmtpSecurity::Starttls => SmtpTransport::starttls_relay(&smtp.host)?
-                .port(smtp.port.unwrap_or(587)),
+            SmtpSecurity::Starttls => {
+                SmtpTransport::starttls_relay(&smtp.host)?.port(smtp.port.unwrap_or(587))
+            }
             SmtpSecurity::Tls => SmtpTransport::relay(&smtp.host)?.port(smtp.port.unwrap_or(465)),
             SmtpSecurity::None => SmtpTransport::builder_dangerous(&smtp.host)
                 .port(smtp.port.unwrap_or(25))
@@ -254,18 +266,31 @@ impl Sink {
         Ok(Sink::Smtp(Box::new(builder.build())))
     }
 
-    fn send(&self, id: i64, rule: &str, account: &str, msg: &Message) -> std::result::Result<(), SendError> {
+    fn send(
+        &self,
+        id: i64,
+        rule: &str,
+        account: &str,
+        msg: &Message,
+    ) -> std::result::Result<(), SendError> {
         match self {
             Sink::Dir(dir) => {
                 // Named by outbox id: a retry after a crash rewrites the same
                 // file instead of adding a second one.
                 let safe = |s: &str| -> String {
                     s.chars()
-                        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+                        .map(|c| {
+                            if c.is_ascii_alphanumeric() || c == '-' {
+                                c
+                            } else {
+                                '_'
+                            }
+                        })
                         .collect()
                 };
                 let name = format!("{id:06}_{}_{}.eml", safe(rule), safe(account));
-                write_atomic(dir, &name, &msg.formatted()).map_err(|e| SendError::Temporary(format!("{e:#}")))
+                write_atomic(dir, &name, &msg.formatted())
+                    .map_err(|e| SendError::Temporary(format!("{e:#}")))
             }
             Sink::Smtp(t) => match t.send(msg) {
                 Ok(_) => Ok(()),
@@ -308,12 +333,17 @@ fn backoff_secs(attempts: i64) -> i64 {
 /// same Message-ID (mail clients collapse such duplicates).
 pub fn deliver(conn: &Connection, cfg: &Loaded, sink: &Sink) -> Result<Delivery> {
     let from: Mailbox = cfg.cfg.mail.from.parse().with_context(|| {
-        format!("mail.from {:?} is not a mail address like `kamwatch <kamwatch@example.com>`", cfg.cfg.mail.from)
+        format!(
+            "mail.from {:?} is not a mail address like `kamwatch <kamwatch@example.com>`",
+            cfg.cfg.mail.from
+        )
     })?;
     let now = chrono::Utc::now().timestamp();
     let mut out = Delivery::default();
     let due: Vec<i64> = conn
-        .prepare("SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY id")?
+        .prepare(
+            "SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY id",
+        )?
         .query_map([now], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     for id in due {
@@ -336,14 +366,31 @@ pub fn deliver(conn: &Connection, cfg: &Loaded, sink: &Sink) -> Result<Delivery>
                 },
             )
             .optional()?;
-        let Some(OutboxRow { message_id, recipients, subject, text, html, rule, account, attempts }) = row else {
+        let Some(OutboxRow {
+            message_id,
+            recipients,
+            subject,
+            text,
+            html,
+            rule,
+            account,
+            attempts,
+        }) = row
+        else {
             continue;
         };
         let recipients: Vec<Recipient> = serde_json::from_str(&recipients)?;
         let msg = build_message(&from, &recipients, &message_id, &subject, &text, &html);
         let result = match msg {
-            Ok(m) => sink.send(id, rule.as_deref().unwrap_or("system"), account.as_deref().unwrap_or(""), &m),
-            Err(e) => Err(SendError::Permanent(format!("the message cannot be built: {e}"))),
+            Ok(m) => sink.send(
+                id,
+                rule.as_deref().unwrap_or("system"),
+                account.as_deref().unwrap_or(""),
+                &m,
+            ),
+            Err(e) => Err(SendError::Permanent(format!(
+                "the message cannot be built: {e}"
+            ))),
         };
         match result {
             Ok(()) => {
@@ -400,17 +447,27 @@ fn build_message(
         .message_id(Some(message_id.to_string()))
         .user_agent(format!("kamwatch {}", env!("CARGO_PKG_VERSION")));
     for r in to {
-        let address = r.email.parse().with_context(|| format!("{:?} is not a mail address", r.email))?;
+        let address = r
+            .email
+            .parse()
+            .with_context(|| format!("{:?} is not a mail address", r.email))?;
         let name = (!r.name.is_empty()).then(|| r.name.clone());
         b = b.to(Mailbox::new(name, address));
     }
-    Ok(b.multipart(MultiPart::alternative_plain_html(text.to_string(), html.to_string()))?)
+    Ok(b.multipart(MultiPart::alternative_plain_html(
+        text.to_string(),
+        html.to_string(),
+    ))?)
 }
 
 /// Outbox rows by state, for status lines and tests.
 pub fn outbox_counts(conn: &Connection) -> Result<(u64, u64, u64)> {
     let n = |s: &str| -> Result<u64> {
-        Ok(conn.query_row("SELECT COUNT(*) FROM outbox WHERE state = ?1", [s], |r| r.get::<_, i64>(0))? as u64)
+        Ok(
+            conn.query_row("SELECT COUNT(*) FROM outbox WHERE state = ?1", [s], |r| {
+                r.get::<_, i64>(0)
+            })? as u64,
+        )
     };
     Ok((n("pending")?, n("sent")?, n("dead")?))
 }

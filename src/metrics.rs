@@ -199,9 +199,11 @@ pub fn build(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<
     let t12 = |s: Option<&Series>| s.map_or(0.0, |s| s.sum(Measure::Revenue, end, 365));
     // The book's total includes revenue of accounts missing from the master.
     let total: f64 = series.values().map(|s| t12(Some(s))).sum();
-    let known: std::collections::HashSet<&str> =
-        master.iter().map(|a| a.row.id.as_str()).collect();
-    let unknown_accounts = series.keys().filter(|k| !known.contains(k.as_str())).count();
+    let known: std::collections::HashSet<&str> = master.iter().map(|a| a.row.id.as_str()).collect();
+    let unknown_accounts = series
+        .keys()
+        .filter(|k| !known.contains(k.as_str()))
+        .count();
 
     let mut active: Vec<(f64, store::AccountRecord)> = master
         .into_iter()
@@ -209,7 +211,10 @@ pub fn build(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<
         .map(|a| (t12(series.get(&a.row.id)), a))
         .collect();
     // Largest first; ties by id so tiers are deterministic.
-    active.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.row.id.cmp(&b.1.row.id)));
+    active.sort_by(|a, b| {
+        b.0.total_cmp(&a.0)
+            .then_with(|| a.1.row.id.cmp(&b.1.row.id))
+    });
 
     let mut portfolio = Portfolio {
         accounts: active.len(),
@@ -326,7 +331,11 @@ mod tests {
 
     #[test]
     fn windows_are_half_open_on_the_left() {
-        let s = series(&[("2026-01-01", 10.0), ("2026-01-10", 20.0), ("2026-01-20", 40.0)]);
+        let s = series(&[
+            ("2026-01-01", 10.0),
+            ("2026-01-10", 20.0),
+            ("2026-01-20", 40.0),
+        ]);
         let end = day(d("2026-01-20"));
         assert_eq!(s.sum(Measure::Revenue, end, 10), 40.0); // (01-10, 01-20]
         assert_eq!(s.sum(Measure::Revenue, end, 11), 60.0);

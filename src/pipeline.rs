@@ -18,7 +18,11 @@ use crate::metrics;
 use crate::rules::{Finding, RuleSet, RunError};
 
 /// Ingests the given files one by one (each its own transaction).
-pub fn ingest_files(cfg: &Loaded, conn: &mut Connection, files: &[&Path]) -> Result<Vec<FileReport>> {
+pub fn ingest_files(
+    cfg: &Loaded,
+    conn: &mut Connection,
+    files: &[&Path],
+) -> Result<Vec<FileReport>> {
     files
         .iter()
         .map(|f| ingest::ingest_file(cfg, conn, f))
@@ -34,7 +38,8 @@ pub struct EvalReport {
     pub runs: u64,
     pub findings: Vec<Finding>,
     pub errors: Vec<RunError>,
-    /// Indexes into `findings` of the alerts that started now.
+    /// Indexes into `findings` of the alerts that started now (in a dry
+    /// run: that would start).
     pub started: Vec<usize>,
     pub resolved: usize,
     pub queued: usize,
@@ -71,6 +76,7 @@ pub fn evaluate(
         ..EvalReport::default()
     };
     if dry_run {
+        report.started = crate::alerts::would_start(conn, &report.findings)?;
         return Ok(report);
     }
     let tx = conn.transaction()?;
@@ -116,7 +122,12 @@ pub fn deliver(cfg: &Loaded, conn: &Connection) -> Result<Delivery> {
     let sink = Sink::from_config(cfg)?;
     let d = mail::deliver(conn, cfg, &sink)?;
     if d.sent + d.retrying + d.dead > 0 {
-        tracing::info!(sent = d.sent, retrying = d.retrying, dead = d.dead, "delivered");
+        tracing::info!(
+            sent = d.sent,
+            retrying = d.retrying,
+            dead = d.dead,
+            "delivered"
+        );
     }
     Ok(d)
 }

@@ -168,7 +168,9 @@ pub fn engine() -> Engine {
     e.set_max_array_size(MAX_ARRAY);
     e.set_max_map_size(MAX_MAP);
     e.on_print(|s| tracing::info!(target: "kamwatch::rule", "{s}"));
-    e.on_debug(|s, src, pos| tracing::debug!(target: "kamwatch::rule", "{}:{pos}: {s}", src.unwrap_or("")));
+    e.on_debug(
+        |s, src, pos| tracing::debug!(target: "kamwatch::rule", "{}:{pos}: {s}", src.unwrap_or("")),
+    );
     register_api(&mut e);
     e
 }
@@ -198,11 +200,11 @@ fn register_api(e: &mut Engine) {
         e.register_fn(name, move |a: &mut Account, days: i64, offset: i64| {
             a.m.window(m, a.end, days, offset)
         });
-        e.register_fn(&format!("{name}_prev"), move |a: &mut Account, days: i64| {
+        e.register_fn(format!("{name}_prev"), move |a: &mut Account, days: i64| {
             a.m.window(m, a.end, days, days)
         });
         e.register_fn(
-            &format!("{name}_last_year"),
+            format!("{name}_last_year"),
             move |a: &mut Account, days: i64| a.m.window(m, a.end, days, 365),
         );
     }
@@ -232,7 +234,9 @@ fn register_api(e: &mut Engine) {
     });
 
     // Helpers.
-    e.register_fn("pct_change", |now: f64, before: f64| pct_change(now, before));
+    e.register_fn("pct_change", |now: f64, before: f64| {
+        pct_change(now, before)
+    });
     e.register_fn("pct_change", |now: i64, before: i64| {
         pct_change(now as f64, before as f64)
     });
@@ -260,10 +264,15 @@ pub fn pct_change(now: f64, before: f64) -> f64 {
 
 fn raise(spec: Map) -> Result<(), Box<EvalAltResult>> {
     let text = |k: &str| -> Option<String> {
-        spec.get(k).and_then(|v| v.clone().into_immutable_string().ok()).map(|s| s.to_string())
+        spec.get(k)
+            .and_then(|v| v.clone().into_immutable_string().ok())
+            .map(|s| s.to_string())
     };
     for k in spec.keys() {
-        if !matches!(k.as_str(), "severity" | "title" | "figures" | "action" | "key") {
+        if !matches!(
+            k.as_str(),
+            "severity" | "title" | "figures" | "action" | "key"
+        ) {
             return Err(format!(
                 "alert(): unknown field `{k}`; the fields are severity, title, figures, action, key"
             )
@@ -444,13 +453,7 @@ impl RuleSet {
         for m in accounts {
             for rule in &self.rules {
                 scope.clear();
-                scope.push_constant(
-                    "account",
-                    Account {
-                        m: m.clone(),
-                        end,
-                    },
-                );
+                scope.push_constant("account", Account { m: m.clone(), end });
                 scope.push_constant("as_of", as_of.clone());
                 RAISED.with(|r| r.borrow_mut().clear());
                 let result = self.engine.run_ast_with_scope(&mut scope, &rule.ast);
@@ -582,7 +585,11 @@ mod tests {
         let snap = crate::metrics::tests_support::snapshot_one();
         let out = rs.evaluate(&snap);
         assert_eq!(out.errors.len(), 1);
-        assert!(out.errors[0].message.contains("endless loop"), "{}", out.errors[0]);
+        assert!(
+            out.errors[0].message.contains("endless loop"),
+            "{}",
+            out.errors[0]
+        );
         assert_eq!(&*out.errors[0].rule, "loop");
         assert_eq!(out.findings.len(), 1);
         assert_eq!(out.findings[0].figures, vec![("n".to_string(), 1.into())]);

@@ -51,7 +51,9 @@ fn migrate(conn: &mut Connection) -> Result<()> {
 
 /// Now, as stored in `*_at` columns.
 pub fn now_text() -> String {
-    chrono::Local::now().format("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string()
+    chrono::Local::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3f%:z")
+        .to_string()
 }
 
 pub fn date_text(d: NaiveDate) -> String {
@@ -318,9 +320,11 @@ fn parse_stored_date(s: &str) -> Result<NaiveDate> {
 /// Row counts of the data tables, for status lines and tests.
 pub fn counts(conn: &Connection) -> Result<(u64, u64, u64)> {
     let n = |t: &str| -> Result<u64> {
-        Ok(conn.query_row(&format!("SELECT COUNT(*) FROM {t}"), [], |r| {
-            r.get::<_, i64>(0)
-        })? as u64)
+        Ok(
+            conn.query_row(&format!("SELECT COUNT(*) FROM {t}"), [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64,
+        )
     };
     Ok((n("accounts")?, n("orders")?, n("visits")?))
 }

@@ -27,13 +27,17 @@ pub fn is_ignored(name: &str) -> bool {
 /// Every candidate file directly in `inbox`, sorted by name.
 pub fn scan(inbox: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
-    for e in std::fs::read_dir(inbox).with_context(|| format!("reading the inbox {}", inbox.display()))? {
+    for e in std::fs::read_dir(inbox)
+        .with_context(|| format!("reading the inbox {}", inbox.display()))?
+    {
         let e = e?;
         if !e.file_type()?.is_file() {
             continue;
         }
         let p = e.path();
-        if p.file_name().is_some_and(|n| !is_ignored(&n.to_string_lossy())) {
+        if p.file_name()
+            .is_some_and(|n| !is_ignored(&n.to_string_lossy()))
+        {
             out.push(p);
         }
     }
@@ -106,7 +110,9 @@ impl Settler {
         if ignored {
             return;
         }
-        self.seen.entry(path).or_insert((u64::MAX, None, Instant::now()));
+        self.seen
+            .entry(path)
+            .or_insert((u64::MAX, None, Instant::now()));
     }
 
     pub fn is_empty(&self) -> bool {

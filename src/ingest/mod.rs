@@ -159,14 +159,23 @@ fn ingest(cfg: &Loaded, conn: &mut Connection, path: &Path, keep: Keep) -> Resul
         }
         Err(rej) => {
             tx.rollback()?;
-            reject(cfg, conn, path, keep, &file_name, size, &hash, Some(dataset), rej)
+            reject(
+                cfg,
+                conn,
+                path,
+                keep,
+                &file_name,
+                size,
+                &hash,
+                Some(dataset),
+                rej,
+            )
         }
     }
 }
 
 fn hash_file(path: &Path) -> Result<(String, u64)> {
-    let mut f =
-        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut h = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut size = 0u64;
@@ -211,9 +220,53 @@ fn sniff_delimiter(head: &[u8]) -> u8 {
         .unwrap_or(b',')
 }
 
+/// Newline offsets seen by [`LineCounter`] and not yet passed by the parser.
+type Newlines = std::rc::Rc<std::cell::RefCell<std::collections::VecDeque<u64>>>;
+
+/// A reader that notes where each newline is. The csv crate's own line
+/// numbers are off by one in CRLF files and after blank lines, and a person
+/// fixing an export needs the line their editor shows.
+struct LineCounter<R> {
+    inner: R,
+    offset: u64,
+    newlines: Newlines,
+}
+
+impl<R: Read> Read for LineCounter<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut q = self.newlines.borrow_mut();
+        for (i, b) in buf[..n].iter().enumerate() {
+            if *b == b'\n' {
+                q.push_back(self.offset + i as u64);
+            }
+        }
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+/// Turns byte offsets of records, asked for in increasing order, into
+/// 1-based line numbers.
+struct Lines {
+    newlines: Newlines,
+    passed: u64,
+}
+
+impl Lines {
+    fn line_at(&mut self, byte: u64) -> u64 {
+        let mut q = self.newlines.borrow_mut();
+        // `<=`: after a CR the csv crate starts the next record at the LF.
+        while q.front().is_some_and(|nl| *nl <= byte) {
+            q.pop_front();
+            self.passed += 1;
+        }
+        self.passed + 1
+    }
+}
+
 fn open_text(path: &Path) -> Result<(Box<dyn Read>, u8)> {
-    let mut f =
-        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut head = vec![0u8; 64 * 1024];
     let mut n = 0;
     while n < head.len() {
@@ -306,7 +359,7 @@ fn map_columns(
     if !missing.is_empty() {
         return Err(Rejection {
             summary: format!(
-                "the header lacks the required column(s) {}. The header found is: {}. Either the export is not a {dataset} file, or its columns are named differently: map them under `datasets.{dataset}.columns` in the config",
+                "the header lacks the required column(s) {}. The header found is: {}. Either this is not an export of {dataset}, or its columns are named differently: map them under `datasets.{dataset}.columns` in the config",
                 missing.join(", "),
                 names.join(", ")
             ),
@@ -326,6 +379,16 @@ fn load_rows(
     writer: &mut Writer<'_>,
 ) -> Result<std::result::Result<u64, Rejection>> {
     let (text, delim) = open_text(path)?;
+    let newlines = Newlines::default();
+    let text = LineCounter {
+        inner: text,
+        offset: 0,
+        newlines: newlines.clone(),
+    };
+    let mut lines = Lines {
+        newlines,
+        passed: 0,
+    };
     let mut rdr = csv::ReaderBuilder::new()
         .delimiter(delim)
         .flexible(true)
@@ -363,7 +426,7 @@ fn load_rows(
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => {
-                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                let line = e.position().map(|p| lines.line_at(p.byte())).unwrap_or(0);
                 total_errors += 1;
                 errors.push(RowError {
                     line,
@@ -373,7 +436,10 @@ fn load_rows(
                 break;
             }
         }
-        let line = record.position().map(|p| p.line()).unwrap_or(0);
+        let line = record
+            .position()
+            .map(|p| lines.line_at(p.byte()))
+            .unwrap_or(0);
         if record.len() == 1 && record.get(0).is_some_and(|f| f.trim().is_empty()) {
             continue; // blank line
         }
@@ -589,7 +655,9 @@ fn reject(
     let _ = writeln!(
         text,
         "kamwatch rejected {file_name}{}: {}.",
-        dataset.map(|d| format!(" (dataset {d})")).unwrap_or_default(),
+        dataset
+            .map(|d| format!(" (dataset {d})"))
+            .unwrap_or_default(),
         rej.summary
     );
     if !rej.errors.is_empty() {
@@ -616,7 +684,7 @@ fn reject(
     let reason_path = dir.join(format!("{moved_name}.errors.txt"));
     std::fs::write(&reason_path, &text)
         .with_context(|| format!("writing {}", reason_path.display()))?;
-    let summary = text.lines().next().unwrap_or_default().to_string();
+    let summary = rej.summary.clone();
     store::record_file(
         conn,
         &LedgerEntry {

@@ -12,7 +12,11 @@ pub fn parse_date(raw: &str) -> Result<NaiveDate, String> {
     }
     // Drop a time part: "2026-11-28 00:00:00" or "2026-11-28T08:00".
     let s = s.split([' ', 'T']).next().unwrap_or(s);
-    let bad = || format!("{raw:?} is not a date (expected e.g. 2026-11-28, 2026/11/28, 2026年11月28日 or 20261128)");
+    let bad = || {
+        format!(
+            "{raw:?} is not a date (expected e.g. 2026-11-28, 2026/11/28, 2026年11月28日 or 20261128)"
+        )
+    };
     if s.len() == 8 && s.bytes().all(|b| b.is_ascii_digit()) {
         let y = s[0..4].parse().map_err(|_| bad())?;
         let m = s[4..6].parse().map_err(|_| bad())?;
@@ -22,7 +26,8 @@ pub fn parse_date(raw: &str) -> Result<NaiveDate, String> {
     let mut parts = s
         .split(['-', '/', '.', '年', '月', '日'])
         .filter(|p| !p.is_empty());
-    let (Some(y), Some(m), Some(d), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(y), Some(m), Some(d), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(bad());
     };

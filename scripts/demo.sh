@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The main job, end to end, on the embedded default (config/kamwatch.yaml):
+# start the daemon, drop generated ERP exports into inbox/, and watch the
+# warning emails appear as .eml files in var/mail/. No server to install.
+#
+# It starts from an empty inbox/ and var/ (the demo's runtime folders in this
+# checkout; both are git-ignored). Set KEEP=1 to keep what is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "==> building kamwatch"
+cargo build --quiet
+bin=target/debug/kamwatch
+
+if [[ "${KEEP:-0}" != 1 ]]; then
+    rm -rf var inbox
+fi
+mkdir -p var inbox
+
+echo "==> checking config and rules"
+"$bin" check
+
+echo "==> starting the daemon: $bin run (log in var/demo.log)"
+"$bin" run 2>var/demo.log &
+daemon=$!
+trap 'kill -TERM $daemon 2>/dev/null || true' EXIT
+sleep 1
+
+echo "==> dropping sample exports into inbox/ (300 accounts, 24 months, ending today)"
+"$bin" generate
+
+echo "==> waiting for the daemon to ingest, evaluate and mail"
+shopt -s nullglob
+count_mail() { local f=(var/mail/*.eml); echo ${#f[@]}; }
+last=-1; stable=0
+for _ in $(seq 1 240); do
+    n=$(count_mail)
+    if [[ $n -gt 0 && $n -eq $last ]]; then
+        stable=$((stable + 1))
+        [[ $stable -ge 3 ]] && break
+    else
+        stable=0
+    fi
+    last=$n
+    sleep 0.5
+done
+
+kill -TERM $daemon
+wait $daemon || true
+trap - EXIT
+
+echo
+echo "==> daemon log"
+sed 's/\x1b\[[0-9;]*m//g' var/demo.log
+echo
+n=$(count_mail)
+if [[ $n -eq 0 ]]; then
+    echo "no warning emails were written; see the log above" >&2
+    exit 1
+fi
+echo "==> $n warning emails in var/mail/, by rule:"
+ls var/mail | sed -E 's/^[0-9]+_(.*)_KH[0-9]+\.eml$/\1/' | sort | uniq -c
+mails=(var/mail/*.eml)
+first=${mails[0]}
+echo
+echo "==> the first one, $first:"
+if command -v python3 >/dev/null; then
+    python3 - "$first" <<'PY'
+import email, sys
+from email import policy
+m = email.message_from_binary_file(open(sys.argv[1], "rb"), policy=policy.default)
+print("To:     ", m["To"])
+print("Subject:", m["Subject"])
+print()
+print(m.get_body(("plain",)).get_content())
+PY
+else
+    cat "$first"
+fi

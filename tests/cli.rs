@@ -1,0 +1,771 @@
+use crate::support::*;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use mail_parser::{MessageParser, MimeHeaders};
+
+// The three UTF-8 fixtures that make a complete data set.
+const MASTER: &str = "客户主数据.csv";
+const ORDERS: &str = "销售明细_202609-10.csv";
+const VISITS: &str = "拜访记录_202609-10.csv";
+// GBK, CRLF, "1,234.50" amounts, 2026/9/1 dates: the first 120 order lines
+// of ORDERS as Excel saves them.
+const ORDERS_EXCEL: &str = "销售明细_excel导出.csv";
+
+/// The exit code, or a panic that shows what the command printed.
+fn code(o: &Output) -> i32 {
+    o.status
+        .code()
+        .unwrap_or_else(|| panic!("killed by a signal\n{}", show(o)))
+}
+
+fn show(o: &Output) -> String {
+    format!(
+        "status: {:?}\n--- stdout ---\n{}--- stderr ---\n{}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    )
+}
+
+fn assert_exit(o: &Output, want: i32) {
+    assert_eq!(code(o), want, "wrong exit code\n{}", show(o));
+}
+
+fn count(p: &Project, sql: &str) -> i64 {
+    p.db()
+        .query_row(sql, [], |r| r.get(0))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// Non-blank lines of a fixture (any encoding, LF or CRLF), minus the header.
+fn data_lines(path: &Path) -> i64 {
+    let bytes = std::fs::read(path).unwrap();
+    let lines = bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| l.iter().any(|b| !b.is_ascii_whitespace()))
+        .count();
+    assert!(lines > 1, "{} has no data lines", path.display());
+    lines as i64 - 1
+}
+
+/// `kamwatch ingest` of fixtures given by path (outside the inbox: copied).
+fn ingest(p: &Project, paths: &[PathBuf]) -> Output {
+    let mut args = vec!["ingest".to_string()];
+    args.extend(paths.iter().map(|f| f.to_string_lossy().into_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    p.run(&args)
+}
+
+/// A project holding the three UTF-8 fixtures.
+fn loaded_project() -> Project {
+    let p = Project::new();
+    let o = ingest(&p, &[fixture(MASTER), fixture(ORDERS), fixture(VISITS)]);
+    assert_exit(&o, 0);
+    p
+}
+
+/// The text of `var/rejected/<name>.errors.txt`, after checking that the
+/// rejected file itself sits beside it with the original bytes.
+fn rejected_errors(p: &Project, original: &Path) -> String {
+    let name = original.file_name().unwrap().to_str().unwrap();
+    let files = p.files_under("var/rejected");
+    let copy = p.path("var/rejected").join(name);
+    let errors = p.path("var/rejected").join(format!("{name}.errors.txt"));
+    assert!(
+        files.contains(&copy),
+        "{name} not in var/rejected: {files:?}"
+    );
+    assert!(
+        files.contains(&errors),
+        "{name}.errors.txt not in var/rejected: {files:?}"
+    );
+    assert_eq!(
+        std::fs::read(&copy).unwrap(),
+        std::fs::read(original).unwrap(),
+        "the rejected copy of {name} differs from the original"
+    );
+    std::fs::read_to_string(&errors).unwrap()
+}
+
+/// Ingests one bad file (outside the inbox): exit 1, the file left in place,
+/// one 'rejected' ledger row, nothing stored; returns (stdout, errors text).
+fn ingest_rejected(p: &Project, f: &Path) -> (String, String) {
+    let bad = f.display();
+    assert!(f.is_file(), "missing fixture {bad}");
+    let o = ingest(p, &[f.to_path_buf()]);
+    assert_exit(&o, 1);
+    let out = stdout(&o);
+    assert!(out.starts_with("rejected "), "{}", show(&o));
+    assert!(f.is_file(), "{bad} was moved away");
+    assert_eq!(
+        count(p, "SELECT COUNT(*) FROM ledger WHERE outcome = 'rejected'"),
+        1
+    );
+    assert_eq!(
+        count(p, "SELECT COUNT(*) FROM ledger WHERE outcome <> 'rejected'"),
+        0
+    );
+    for table in ["accounts", "orders", "visits"] {
+        assert_eq!(
+            count(p, &format!("SELECT COUNT(*) FROM {table}")),
+            0,
+            "{table} got rows from {bad}"
+        );
+    }
+    assert!(
+        p.files_under("var/archive").is_empty(),
+        "{bad} was archived"
+    );
+    let errors = rejected_errors(p, f);
+    (out, errors)
+}
+
+/// Order lines of the UTF-8 orders fixture: (order id, line) -> (date,
+/// revenue, cost), read with the header's own column names.
+fn utf8_orders() -> BTreeMap<(String, String), (String, f64, f64)> {
+    let text = std::fs::read_to_string(fixture(ORDERS)).unwrap();
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (id, line, date, revenue, cost) = (
+        col("订单编号"),
+        col("行号"),
+        col("订单日期"),
+        col("金额"),
+        col("成本"),
+    );
+    lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            assert_eq!(f.len(), header.len(), "{l}");
+            (
+                (f[id].to_string(), f[line].to_string()),
+                (
+                    f[date].to_string(),
+                    f[revenue].parse().unwrap(),
+                    f[cost].parse().unwrap(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Every stored order line equals the UTF-8 fixture's, and there are no others.
+fn assert_orders_match_utf8_file(p: &Project) {
+    let want = utf8_orders();
+    let db = p.db();
+    let mut st = db
+        .prepare("SELECT order_id, line, date, revenue, cost FROM orders")
+        .unwrap();
+    let got: BTreeMap<(String, String), (String, f64, f64)> = st
+        .query_map([], |r| {
+            Ok(((r.get(0)?, r.get(1)?), (r.get(2)?, r.get(3)?, r.get(4)?)))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(got.len(), want.len(), "order line count");
+    for (k, (date, revenue, cost)) in &want {
+        let (gd, gr, gc) = got
+            .get(k)
+            .unwrap_or_else(|| panic!("order line {k:?} is missing"));
+        assert_eq!(gd, date, "date of {k:?}");
+        assert!(
+            (gr - revenue).abs() < 1e-9,
+            "revenue of {k:?}: {gr} vs {revenue}"
+        );
+        assert!((gc - cost).abs() < 1e-9, "cost of {k:?}: {gc} vs {cost}");
+    }
+}
+
+fn revenue_of(p: &Project, order_id: &str, line: &str) -> f64 {
+    p.db()
+        .query_row(
+            "SELECT revenue FROM orders WHERE order_id = ?1 AND line = ?2",
+            [order_id, line],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+/// The .eml files under var/mail (and a check that nothing else is there).
+fn eml_files(p: &Project) -> Vec<PathBuf> {
+    let all = p.files_under("var/mail");
+    for f in &all {
+        assert!(
+            f.extension().is_some_and(|x| x == "eml"),
+            "not an .eml in var/mail: {}",
+            f.display()
+        );
+    }
+    all
+}
+
+// ---------------------------------------------------------------- check
+
+#[test]
+fn check_shipped_config_is_clean() {
+    let p = Project::new();
+    let o = p.run(&["check"]);
+    assert_exit(&o, 0);
+    let out = stdout(&o);
+    let first = out.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("config ") && first.ends_with(": ok"),
+        "{}",
+        show(&o)
+    );
+    assert!(first.contains("config.yaml"), "{}", show(&o));
+    assert!(out.contains("3 loaded"), "{}", show(&o));
+    assert!(out.contains("0 with errors"), "{}", show(&o));
+}
+
+#[test]
+fn check_names_misspelt_key_and_its_line() {
+    let p = Project::new();
+    let text = std::fs::read_to_string(p.config()).unwrap();
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("inbox:"))
+        .expect("the config has an inbox: key")
+        + 1;
+    std::fs::write(p.config(), text.replace("\ninbox:", "\ninbxo:")).unwrap();
+    let o = p.run(&["check"]);
+    assert_exit(&o, 2);
+    let err = stderr(&o);
+    assert!(err.contains("inbxo"), "{}", show(&o));
+    assert!(
+        err.contains(&format!("line {line}")),
+        "want line {line}\n{}",
+        show(&o)
+    );
+    assert!(!stdout(&o).contains(": ok"), "{}", show(&o));
+}
+
+#[test]
+fn check_names_a_value_of_the_wrong_type() {
+    let p = Project::new();
+    let text = std::fs::read_to_string(p.config()).unwrap();
+    let line = text
+        .lines()
+        .position(|l| l.trim_start().starts_with("settle_ms:"))
+        .expect("the config has watch.settle_ms")
+        + 1;
+    let bad = text.replacen("settle_ms: 150", "settle_ms: soon", 1);
+    assert_ne!(bad, text, "the project config changed shape");
+    std::fs::write(p.config(), bad).unwrap();
+    let o = p.run(&["check"]);
+    assert_exit(&o, 2);
+    let err = stderr(&o);
+    assert!(err.contains("settle_ms"), "{}", show(&o));
+    assert!(err.contains("soon"), "{}", show(&o));
+    assert!(
+        err.contains(&format!("line {line}")),
+        "want line {line}\n{}",
+        show(&o)
+    );
+}
+
+#[test]
+fn check_shows_rule_syntax_error_with_caret() {
+    let p = Project::new();
+    std::fs::write(
+        p.path("rules/broken.rhai"),
+        "// a rule with a typo\nlet a = 1;\nlet x = (1 + ;\nalert(#{ title: \"x\" });\n",
+    )
+    .unwrap();
+    let o = p.run(&["check"]);
+    assert_exit(&o, 1);
+    let out = stdout(&o);
+    assert!(out.contains("3 loaded, 1 with errors"), "{}", show(&o));
+    assert!(out.contains("broken.rhai:3:"), "{}", show(&o));
+    let lines: Vec<&str> = out.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.contains("let x = (1 + ;"))
+        .unwrap_or_else(|| panic!("the source line is not shown\n{}", show(&o)));
+    let caret = lines.get(at + 1).copied().unwrap_or_default();
+    assert_eq!(
+        caret.find('^'),
+        lines[at].find(';'),
+        "the caret is not under the `;`\n{}",
+        show(&o)
+    );
+}
+
+#[test]
+fn check_missing_config_file_is_a_usage_error() {
+    let p = Project::new();
+    std::fs::remove_file(p.config()).unwrap();
+    let o = p.run(&["check"]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("config.yaml"), "{}", show(&o));
+}
+
+// ---------------------------------------------------------------- ingest
+
+#[test]
+fn ingest_utf8_fixtures_copies_and_counts() {
+    let p = Project::new();
+    let files = [fixture(MASTER), fixture(ORDERS), fixture(VISITS)];
+    let o = ingest(&p, &files);
+    assert_exit(&o, 0);
+    let out = stdout(&o);
+    for f in &files {
+        assert!(f.is_file(), "{} was moved away", f.display());
+    }
+    for (file, dataset, table) in [
+        (MASTER, "accounts", "accounts"),
+        (ORDERS, "orders", "orders"),
+        (VISITS, "visits", "visits"),
+    ] {
+        let n = data_lines(&fixture(file));
+        assert!(
+            out.contains(&format!("{file} ({dataset}): {n} rows")),
+            "want {n} rows for {file}\n{}",
+            show(&o)
+        );
+        assert_eq!(
+            count(&p, &format!("SELECT COUNT(*) FROM {table}")),
+            n,
+            "{table}"
+        );
+        assert_eq!(
+            count(
+                &p,
+                &format!(
+                    "SELECT COUNT(*) FROM ledger WHERE file_name = '{file}' AND outcome = 'ingested' AND rows = {n}"
+                )
+            ),
+            1,
+            "ledger row of {file}"
+        );
+    }
+    // The copies went to the archive; the originals stayed.
+    let archived: BTreeSet<String> = p
+        .files_under("var/archive")
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let want: BTreeSet<String> = [MASTER, ORDERS, VISITS].map(String::from).into();
+    assert_eq!(archived, want);
+    assert!(p.files_under("var/rejected").is_empty());
+    assert_orders_match_utf8_file(&p);
+}
+
+#[test]
+fn ingest_from_inbox_moves_the_file() {
+    let p = Project::new();
+    let inbox = p.path("inbox").join(ORDERS);
+    std::fs::copy(fixture(ORDERS), &inbox).unwrap();
+    let o = ingest(&p, std::slice::from_ref(&inbox));
+    assert_exit(&o, 0);
+    assert!(!inbox.exists(), "the file is still in the inbox");
+    let archived = p.files_under("var/archive");
+    assert_eq!(archived.len(), 1, "{archived:?}");
+    assert_eq!(
+        std::fs::read(&archived[0]).unwrap(),
+        std::fs::read(fixture(ORDERS)).unwrap()
+    );
+    assert_eq!(
+        count(&p, "SELECT COUNT(*) FROM orders"),
+        data_lines(&fixture(ORDERS))
+    );
+}
+
+#[test]
+fn ingest_overlapping_exports_counts_each_line_once() {
+    let utf8_rows = data_lines(&fixture(ORDERS));
+    let excel_rows = data_lines(&fixture(ORDERS_EXCEL));
+    assert_eq!(excel_rows, 120);
+    assert!(utf8_rows > excel_rows);
+    // Either order: the Excel export's values are the same as the UTF-8 ones.
+    for order in [[ORDERS, ORDERS_EXCEL], [ORDERS_EXCEL, ORDERS]] {
+        let p = Project::new();
+        for f in order {
+            let o = ingest(&p, &[fixture(f)]);
+            assert_exit(&o, 0);
+            let n = data_lines(&fixture(f));
+            assert!(
+                stdout(&o).contains(&format!("(orders): {n} rows")),
+                "{}",
+                show(&o)
+            );
+        }
+        assert_eq!(
+            count(&p, "SELECT COUNT(*) FROM orders"),
+            utf8_rows,
+            "order lines after {order:?}"
+        );
+        assert!((revenue_of(&p, "SO26090001", "1") - 5308.8).abs() < 1e-9);
+        assert_orders_match_utf8_file(&p);
+    }
+}
+
+#[test]
+fn ingest_same_file_twice_is_a_duplicate() {
+    let p = Project::new();
+    let f = fixture(ORDERS);
+    let n = data_lines(&f);
+    let first = ingest(&p, std::slice::from_ref(&f));
+    assert_exit(&first, 0);
+    assert!(stdout(&first).starts_with("ingested "), "{}", show(&first));
+    assert_eq!(count(&p, "SELECT COUNT(*) FROM orders"), n);
+    let revenue: f64 = p
+        .db()
+        .query_row("SELECT SUM(revenue) FROM orders", [], |r| r.get(0))
+        .unwrap();
+
+    let second = ingest(&p, std::slice::from_ref(&f));
+    assert_exit(&second, 0);
+    assert!(
+        stdout(&second).starts_with("duplicate "),
+        "{}",
+        show(&second)
+    );
+    assert!(
+        stdout(&second).contains("counted nowhere"),
+        "{}",
+        show(&second)
+    );
+    assert_eq!(count(&p, "SELECT COUNT(*) FROM orders"), n);
+    let again: f64 = p
+        .db()
+        .query_row("SELECT SUM(revenue) FROM orders", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(again, revenue);
+    assert_eq!(
+        count(
+            &p,
+            &format!(
+                "SELECT COUNT(*) FROM ledger WHERE file_name = '{ORDERS}' AND outcome = 'ingested'"
+            )
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &p,
+            &format!(
+                "SELECT COUNT(*) FROM ledger WHERE file_name = '{ORDERS}' AND outcome = 'duplicate' AND rows = 0"
+            )
+        ),
+        1
+    );
+    assert_eq!(count(&p, "SELECT COUNT(*) FROM ledger"), 2);
+}
+
+/// The rows of bad/销售明细_坏行.csv: 6 data rows. Data row 3 (file line 4)
+/// has 金额 "一百六"; data row 5 (file line 6) has 订单日期 2026-02-30.
+/// `blank_before` is how many blank lines precede data row 3.
+fn assert_bad_rows_reported(p: &Project, file: &Path, blank_before: u32) {
+    let (out, errors) = ingest_rejected(p, file);
+    let name = file.file_name().unwrap().to_str().unwrap();
+    assert!(out.contains(name), "{out}");
+    assert!(out.contains(".errors.txt"), "{out}");
+
+    let line = |n: u32| -> &str {
+        let prefix = format!("line {n},");
+        errors
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no error for file line {n} in {name}:\n{errors}"))
+    };
+    let revenue = line(4 + blank_before);
+    assert!(revenue.contains("金额"), "{revenue}");
+    assert!(revenue.contains("一百六"), "{revenue}");
+    let date = line(6 + blank_before);
+    assert!(date.contains("订单日期"), "{date}");
+    assert!(date.contains("2026-02-30"), "{date}");
+    // Only those two lines are blamed.
+    let blamed: Vec<&str> = errors.lines().filter(|l| l.starts_with("line ")).collect();
+    assert_eq!(blamed.len(), 2, "{errors}");
+    assert!(
+        errors.contains("nothing from this file was stored"),
+        "{errors}"
+    );
+}
+
+/// bad/销售明细_坏行.csv rewritten into the project folder (not the inbox)
+/// with LF line ends and `blank` blank lines before data row 3.
+fn bad_rows_variant(p: &Project, name: &str, blank: usize) -> PathBuf {
+    let text = std::fs::read_to_string(fixture("bad/销售明细_坏行.csv")).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    for _ in 0..blank {
+        lines.insert(3, "");
+    }
+    let f = p.path(name);
+    std::fs::write(&f, lines.join("\n") + "\n").unwrap();
+    f
+}
+
+#[test]
+fn ingest_bad_rows_rejects_whole_file_with_line_numbers() {
+    // CRLF, as Excel and the ERP write it (and as every fixture is).
+    let p = Project::new();
+    let f = fixture("bad/销售明细_坏行.csv");
+    assert!(std::fs::read(&f).unwrap().ends_with(b"\r\n"));
+    assert_bad_rows_reported(&p, &f, 0);
+}
+
+#[test]
+fn ingest_bad_rows_line_numbers_with_lf_line_ends() {
+    let p = Project::new();
+    let f = bad_rows_variant(&p, "销售明细_坏行_lf.csv", 0);
+    assert_bad_rows_reported(&p, &f, 0);
+}
+
+#[test]
+fn ingest_bad_rows_line_numbers_count_blank_lines() {
+    // Blank lines are skipped, but they are still lines of the file.
+    let p = Project::new();
+    let f = bad_rows_variant(&p, "销售明细_坏行_空行.csv", 1);
+    assert_bad_rows_reported(&p, &f, 1);
+}
+
+#[test]
+fn ingest_unroutable_file_name_is_rejected() {
+    let p = Project::new();
+    let (out, errors) = ingest_rejected(&p, &fixture("bad/notes.csv"));
+    assert!(out.contains("notes.csv"), "{out}");
+    assert!(errors.contains("matches no dataset pattern"), "{errors}");
+    // It tells what names would be taken.
+    assert!(errors.contains("销售明细*.csv"), "{errors}");
+    assert_eq!(
+        count(&p, "SELECT COUNT(*) FROM ledger WHERE dataset IS NULL"),
+        1
+    );
+}
+
+#[test]
+fn ingest_missing_required_column_is_rejected() {
+    let p = Project::new();
+    let (out, errors) = ingest_rejected(&p, &fixture("bad/销售明细_缺成本.csv"));
+    assert!(out.contains("成本"), "{out}");
+    assert!(errors.contains("成本"), "{errors}");
+    // The header found is listed, column by column.
+    let found =
+        "订单编号, 行号, 客户编号, 客户名称, 订单日期, 产品编号, 产品名称, 数量, 单价, 金额";
+    assert!(
+        errors.contains(found),
+        "want the header found listed\n{errors}"
+    );
+}
+
+#[test]
+fn ingest_empty_file_is_rejected() {
+    let p = Project::new();
+    assert_eq!(
+        std::fs::metadata(fixture("bad/销售明细_空.csv"))
+            .unwrap()
+            .len(),
+        0
+    );
+    let (out, errors) = ingest_rejected(&p, &fixture("bad/销售明细_空.csv"));
+    assert!(out.contains("empty"), "{out}");
+    assert!(errors.contains("empty"), "{errors}");
+}
+
+// ---------------------------------------------------------------- eval
+
+/// Row counts of every table eval may write.
+fn state(p: &Project) -> Vec<(&'static str, i64)> {
+    [
+        "alerts",
+        "alert_history",
+        "outbox",
+        "evaluations",
+        "ledger",
+        "orders",
+    ]
+    .into_iter()
+    .map(|t| (t, count(p, &format!("SELECT COUNT(*) FROM {t}"))))
+    .collect()
+}
+
+#[test]
+fn eval_dry_run_json_changes_nothing() {
+    let p = loaded_project();
+    let before = state(&p);
+    let args = [
+        "eval",
+        "--as-of",
+        "2026-10-31",
+        "--dry-run",
+        "--format",
+        "json",
+    ];
+    let first = p.run(&args);
+    assert_exit(&first, 0);
+    let out = stdout(&first);
+    assert!(
+        !out.trim().is_empty(),
+        "nothing fires on the fixtures\n{}",
+        show(&first)
+    );
+
+    let rules: BTreeSet<String> = std::fs::read_dir(p.path("rules"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|f| f.extension().is_some_and(|x| x == "rhai"))
+        .map(|f| f.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let accounts: BTreeSet<String> = {
+        let db = p.db();
+        let mut st = db.prepare("SELECT id FROM accounts").unwrap();
+        st.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    for line in out.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        for field in ["rule", "account_id", "severity", "title"] {
+            assert!(v[field].is_string(), "{field} is not a string: {line}");
+        }
+        assert!(rules.contains(v["rule"].as_str().unwrap()), "{line}");
+        assert!(
+            accounts.contains(v["account_id"].as_str().unwrap()),
+            "{line}"
+        );
+        assert!(
+            ["info", "warning", "critical"].contains(&v["severity"].as_str().unwrap()),
+            "{line}"
+        );
+        assert!(!v["title"].as_str().unwrap().is_empty(), "{line}");
+        assert_eq!(v["as_of"], "2026-10-31", "{line}");
+    }
+
+    let second = p.run(&args);
+    assert_exit(&second, 0);
+    assert_eq!(
+        stdout(&second),
+        out,
+        "a second dry run printed something else"
+    );
+    assert_eq!(state(&p), before, "a dry run changed the database");
+    assert_eq!(count(&p, "SELECT COUNT(*) FROM alerts"), 0);
+    assert!(p.files_under("var/mail").is_empty(), "a dry run wrote mail");
+}
+
+#[test]
+fn eval_writes_one_mail_per_started_alert_once() {
+    let p = loaded_project();
+    let args = ["eval", "--as-of", "2026-10-31"];
+    let first = p.run(&args);
+    assert_exit(&first, 0);
+    let firing = count(&p, "SELECT COUNT(*) FROM alerts WHERE state = 'firing'");
+    assert!(
+        firing > 0,
+        "no rule fires on the fixtures\n{}",
+        show(&first)
+    );
+    assert!(
+        stdout(&first).contains(&format!("{firing} started")),
+        "{}",
+        show(&first)
+    );
+    let mails = eml_files(&p);
+    assert_eq!(mails.len() as i64, firing, "{mails:?}");
+
+    // Each message: multipart/alternative with a text and an HTML part, to
+    // the account's owner, about one firing alert.
+    let alerts: Vec<(String, String, String, Option<String>)> = {
+        let db = p.db();
+        let mut st = db
+            .prepare(
+                "SELECT a.rule, a.account_id, a.title, c.owner_email FROM alerts a
+                 JOIN accounts c ON c.id = a.account_id WHERE a.state = 'firing'",
+            )
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(alerts.len() as i64, firing);
+    let mut seen = BTreeSet::new();
+    for m in &mails {
+        let bytes = std::fs::read(m).unwrap();
+        let raw = String::from_utf8_lossy(&bytes);
+        assert!(
+            raw.contains("Content-Type: multipart/alternative"),
+            "{}",
+            m.display()
+        );
+        let msg = MessageParser::default()
+            .parse(&bytes)
+            .unwrap_or_else(|| panic!("{} does not parse", m.display()));
+        assert!(
+            msg.is_content_type("multipart", "alternative"),
+            "{}",
+            m.display()
+        );
+        assert!(
+            msg.parts.iter().any(|x| x.is_content_type("text", "plain")),
+            "no text/plain part in {}",
+            m.display()
+        );
+        assert!(
+            msg.parts.iter().any(|x| x.is_content_type("text", "html")),
+            "no text/html part in {}",
+            m.display()
+        );
+        let subject = msg.subject().unwrap_or_default();
+        assert!(subject.starts_with("[kamwatch]"), "{subject}");
+        let text = msg.body_text(0).expect("a text body");
+        let html = msg.body_html(0).expect("an HTML body");
+
+        // Which alert? Its account id is in the bodies, its title in the subject.
+        let hits: Vec<_> = alerts
+            .iter()
+            .filter(|(_, id, title, _)| {
+                text.contains(id.as_str())
+                    && html.contains(id.as_str())
+                    && subject.contains(title.as_str())
+            })
+            .collect();
+        assert_eq!(
+            hits.len(),
+            1,
+            "{}: matches {hits:?}\n{subject}\n{text}",
+            m.display()
+        );
+        let (rule, id, _, owner_email) = hits[0];
+        assert!(
+            seen.insert((rule.clone(), id.clone())),
+            "two mails for {rule} {id}"
+        );
+        if let Some(email) = owner_email {
+            let to = msg.to().and_then(|a| a.first()).and_then(|a| a.address());
+            assert_eq!(to, Some(email.as_str()), "{}", m.display());
+        }
+    }
+
+    let second = p.run(&args);
+    assert_exit(&second, 0);
+    assert!(stdout(&second).contains(" 0 started"), "{}", show(&second));
+    assert_eq!(eml_files(&p), mails, "a second eval wrote mail again");
+    assert_eq!(
+        count(&p, "SELECT COUNT(*) FROM alerts WHERE state = 'firing'"),
+        firing
+    );
+    assert_eq!(count(&p, "SELECT COUNT(*) FROM outbox"), firing);
+}
+
+#[test]
+fn eval_bad_date_is_a_usage_error() {
+    let p = Project::new();
+    let o = p.run(&["eval", "--as-of", "notadate"]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("notadate"), "{}", show(&o));
+    assert!(stdout(&o).is_empty(), "{}", show(&o));
+    assert!(
+        !p.path("var/kamwatch.db").exists(),
+        "a usage error created the database"
+    );
+}

@@ -1,0 +1,195 @@
+use std::collections::{BTreeSet, HashMap};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use crate::support::*;
+
+/// Kills the daemon if a test fails before it stops it.
+struct Daemon(Option<Child>);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Daemon {
+    fn start(p: &Project) -> Daemon {
+        let log = std::fs::File::create(p.path("daemon.log")).unwrap();
+        let child = p
+            .command(&["run"])
+            .env("KAMWATCH_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting kamwatch run");
+        Daemon(Some(child))
+    }
+
+    /// SIGTERM, then the exit status.
+    fn stop(mut self) -> std::process::ExitStatus {
+        let mut c = self.0.take().unwrap();
+        let pid = c.id().to_string();
+        let ok = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        for _ in 0..200 {
+            if let Some(s) = c.try_wait().unwrap() {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        panic!("kamwatch did not stop within 10 s of SIGTERM");
+    }
+}
+
+fn count(p: &Project, sql: &str) -> i64 {
+    p.db().query_row(sql, [], |r| r.get(0)).unwrap_or(0)
+}
+
+/// (owner email, account name) by account id, from the generated master.
+fn master(path: &std::path::Path) -> HashMap<String, (String, String)> {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    r.records()
+        .map(|rec| {
+            let rec = rec.unwrap();
+            (rec[0].to_string(), (rec[4].to_string(), rec[1].to_string()))
+        })
+        .collect()
+}
+
+/// The daemon, started on an empty inbox, takes generated exports dropped
+/// into it, evaluates, and mails each warning once to the account's owner
+/// through a real SMTP server; a second evaluation sends nothing new.
+#[test]
+fn daemon_mails_owners_once() {
+    let smtp = SmtpServer::start();
+    let p = Project::with_smtp(smtp.port);
+    let daemon = Daemon::start(&p);
+
+    // Generate outside the inbox, then rename in: complete files only.
+    let staging = p.path("staging");
+    let today = chrono::Local::now().date_naive();
+    let summary = kamwatch::generate::generate(&kamwatch::generate::GenerateOptions {
+        out_dir: staging.clone(),
+        seed: 7,
+        accounts: 120,
+        end: today,
+        months: 24,
+    })
+    .unwrap();
+    let accounts = master(&summary.files[0]);
+    for f in &summary.files {
+        std::fs::rename(f, p.path("inbox").join(f.file_name().unwrap())).unwrap();
+    }
+
+    // All three files ingested, one evaluation, the outbox drained.
+    wait_for(60, "three files ingested and an evaluation", || {
+        (count(&p, "SELECT COUNT(*) FROM ledger WHERE outcome = 'ingested'") == 3
+            && count(&p, "SELECT COUNT(*) FROM evaluations") >= 1)
+            .then_some(())
+    });
+    let firing = count(&p, "SELECT COUNT(*) FROM alerts WHERE state = 'firing'");
+    assert!(firing > 0, "no alert fired on generated data");
+    let mailable = count(&p, "SELECT COUNT(*) FROM outbox");
+    let msgs = wait_for(30, "every queued message at the SMTP server", || {
+        let m = smtp.messages();
+        (m.len() as i64 >= mailable
+            && count(&p, "SELECT COUNT(*) FROM outbox WHERE state = 'pending'") == 0)
+            .then_some(m)
+    });
+    assert_eq!(
+        msgs.len() as i64,
+        mailable,
+        "each queued message arrives exactly once"
+    );
+
+    // Who got what: (rule, account) per message, addressed to the owner.
+    let mut got: BTreeSet<(String, String)> = BTreeSet::new();
+    for m in &msgs {
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&m.data)
+            .expect("a parseable MIME message");
+        let text = parsed.body_text(0).expect("a text part").to_string();
+        assert!(parsed.body_html(0).is_some(), "an HTML part");
+        let id = text
+            .split(['(', ')'])
+            .nth(1)
+            .expect("the account id in the text body")
+            .to_string();
+        let rule = text
+            .split("规则 ")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .expect("the rule in the text body")
+            .to_string();
+        let (email, name) = accounts.get(&id).expect("a known account");
+        assert_eq!(m.to, vec![email.clone()], "mail for {id} goes to its owner");
+        let subject = parsed.subject().unwrap_or_default();
+        assert!(
+            subject.starts_with("[kamwatch] ") && subject.contains(name.as_str()),
+            "subject {subject:?} names the account {name}"
+        );
+        assert!(got.insert((rule, id)), "one message per alert");
+    }
+
+    // Every planted problem was caught and mailed (owners with an email).
+    for (rule, planted) in [
+        ("declining_orders", &summary.declining),
+        ("margin_slip", &summary.margin_slipping),
+        ("lapsed_visits", &summary.lapsed_visits),
+    ] {
+        for id in planted {
+            if accounts[id].0.is_empty() {
+                continue;
+            }
+            assert!(
+                got.contains(&(rule.to_string(), id.clone())),
+                "{rule} for planted account {id} was not mailed; got {got:?}"
+            );
+        }
+    }
+
+    // A second batch (one new visit of a healthy account) evaluates again
+    // and sends nothing new: the alerts are still firing, not starting.
+    let healthy = accounts
+        .keys()
+        .find(|id| {
+            !summary.declining.contains(id)
+                && !summary.margin_slipping.contains(id)
+                && !summary.lapsed_visits.contains(id)
+        })
+        .unwrap()
+        .clone();
+    let visit = format!(
+        "拜访日期,客户编号,拜访人,职务,拜访类型,备注\n{today},{healthy},测试,业务员,电话回访,\n"
+    );
+    std::fs::write(p.path("staging/v.csv"), visit).unwrap();
+    std::fs::rename(p.path("staging/v.csv"), p.path("inbox/拜访记录_extra.csv")).unwrap();
+    wait_for(30, "the second evaluation", || {
+        (count(&p, "SELECT COUNT(*) FROM evaluations") >= 2).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        smtp.messages().len(),
+        msgs.len(),
+        "the second evaluation sent nothing"
+    );
+    assert_eq!(count(&p, "SELECT COUNT(*) FROM outbox"), mailable);
+
+    // Every file left the inbox into the archive; none was rejected.
+    assert!(p.files_under("inbox").is_empty());
+    assert_eq!(p.files_under("var/archive").len(), 4);
+    assert!(p.files_under("var/rejected").is_empty());
+
+    let status = daemon.stop();
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+    let log = std::fs::read_to_string(p.path("daemon.log")).unwrap();
+    assert!(log.contains("kamwatch stopped"), "{log}");
+}

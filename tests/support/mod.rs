@@ -1,0 +1,212 @@
+//! Helpers shared by the integration tests: a throw-away project folder with
+//! its own config, the real `kamwatch` binary, and a real SMTP server on
+//! 127.0.0.1 that keeps what it receives.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+
+/// The repository root (where Cargo.toml is).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fixture from tests/data/.
+pub fn fixture(name: &str) -> PathBuf {
+    repo().join("tests/data").join(name)
+}
+
+/// A temporary project: config.yaml at its root, inbox/, var/, and the
+/// shipped rules (copied, so a test may edit them).
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    /// The shipped config with paths moved into a temp folder; mail goes to
+    /// var/mail as .eml files.
+    pub fn new() -> Project {
+        Project::with_mail("")
+    }
+
+    /// Like `new`, with SMTP to 127.0.0.1:`port` (plaintext, loopback).
+    pub fn with_smtp(port: u16) -> Project {
+        Project::with_mail(&format!(
+            "\n  smtp:\n    host: 127.0.0.1\n    port: {port}\n    security: none\n    timeout_secs: 5\n"
+        ))
+    }
+
+    fn with_mail(smtp: &str) -> Project {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shipped = std::fs::read_to_string(repo().join("config/kamwatch.yaml")).unwrap();
+        let cfg = shipped
+            .replace("\nroot: ..\n", "\nroot: .\n")
+            .replace("settle_ms: 300", "settle_ms: 150")
+            .replace("  dir: var/mail\n", &format!("  dir: var/mail{smtp}\n"));
+        assert!(cfg.contains("root: ."), "the shipped config changed shape");
+        std::fs::write(dir.path().join("config.yaml"), cfg).unwrap();
+        std::fs::create_dir_all(dir.path().join("rules")).unwrap();
+        for e in std::fs::read_dir(repo().join("rules")).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "rhai") {
+                std::fs::copy(&p, dir.path().join("rules").join(p.file_name().unwrap())).unwrap();
+            }
+        }
+        std::fs::create_dir_all(dir.path().join("inbox")).unwrap();
+        Project { dir }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.path("config.yaml")
+    }
+
+    /// Runs `kamwatch --config <this project's config> args...` to the end.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("running kamwatch")
+    }
+
+    /// The command, not yet started.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_kamwatch"));
+        c.arg("--config").arg(self.config()).args(args);
+        c.current_dir(self.dir.path());
+        c.env_remove("KAMWATCH_LOG");
+        c
+    }
+
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.path("var/kamwatch.db")).expect("opening the test database")
+    }
+
+    /// Files in a folder below the project, recursively, sorted.
+    pub fn files_under(&self, rel: &str) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        walk(&self.path(rel), &mut out);
+        out.sort();
+        out
+    }
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            walk(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// One message as the SMTP server received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub from: String,
+    pub to: Vec<String>,
+    pub data: Vec<u8>,
+}
+
+/// A real SMTP server (mailin-embedded) on 127.0.0.1, on a free port. It
+/// lives as long as the test process; `received` is what it accepted.
+pub struct SmtpServer {
+    pub port: u16,
+    pub received: Arc<Mutex<Vec<Received>>>,
+}
+
+#[derive(Clone)]
+struct Collect {
+    all: Arc<Mutex<Vec<Received>>>,
+    from: String,
+    to: Vec<String>,
+    data: Vec<u8>,
+}
+
+impl mailin_embedded::Handler for Collect {
+    fn data_start(
+        &mut self,
+        _domain: &str,
+        from: &str,
+        _is8bit: bool,
+        to: &[String],
+    ) -> mailin_embedded::Response {
+        self.from = from.to_string();
+        self.to = to.to_vec();
+        self.data.clear();
+        mailin_embedded::response::OK
+    }
+
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.data.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> mailin_embedded::Response {
+        self.all.lock().unwrap().push(Received {
+            from: self.from.clone(),
+            to: std::mem::take(&mut self.to),
+            data: std::mem::take(&mut self.data),
+        });
+        mailin_embedded::response::OK
+    }
+}
+
+impl SmtpServer {
+    pub fn start() -> SmtpServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+        let port = listener.local_addr().unwrap().port();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let handler = Collect {
+            all: received.clone(),
+            from: String::new(),
+            to: Vec::new(),
+            data: Vec::new(),
+        };
+        let mut server = mailin_embedded::Server::new(handler);
+        server
+            .with_name("test.local")
+            .with_ssl(mailin_embedded::SslConfig::None)
+            .unwrap()
+            .with_num_threads(2)
+            .with_tcp_listener(listener);
+        std::thread::spawn(move || {
+            let _ = server.serve();
+        });
+        SmtpServer { port, received }
+    }
+
+    pub fn messages(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, or panics after `secs`.
+pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if std::time::Instant::now() > end {
+            panic!("timed out after {secs}s waiting for {what}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
