@@ -36,6 +36,12 @@ pub enum Command {
     Run,
     /// Check the config and the rules (exit 0 clean, 1 findings, 2 unusable).
     Check,
+    /// Is the daemon running; last ingest and evaluation; alerts and outbox
+    /// (exit 0 running, 1 not running).
+    Status {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Ingest export files now. Files outside the inbox are copied to the
     /// archive, files inside it are moved.
     Ingest {
@@ -86,7 +92,9 @@ fn parse_date_arg(s: &str) -> Result<NaiveDate, String> {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(matches!(cli.command, Command::Run));
+    if !matches!(cli.command, Command::Run) {
+        init_logging("warn", false);
+    }
     match dispatch(&cli) {
         Ok(code) => code,
         Err(e) => {
@@ -108,10 +116,25 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-fn init_logging(daemon: bool) {
-    let default = if daemon { "info" } else { "warn" };
+/// Logs to journald when systemd started us with the journal as stderr
+/// (`$JOURNAL_STREAM`), otherwise to stderr. `KAMWATCH_LOG` overrides the
+/// level given.
+fn init_logging(level: &str, daemon: bool) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("KAMWATCH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if daemon
+        && std::env::var_os("JOURNAL_STREAM").is_some()
+        && let Ok(journald) = tracing_journald::layer()
+    {
+        let _ = tracing_subscriber::registry()
+            .with(filter)
+            .with(journald.with_syslog_identifier("kamwatch".into()))
+            .try_init();
+        return;
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -124,10 +147,12 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::Run => {
             let cfg = config::load(&cli.config)?;
+            init_logging(&cfg.cfg.log, true);
             crate::daemon::run(cfg)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check => check(&cli.config),
+        Command::Status { format } => status(&config::load(&cli.config)?, *format),
         Command::Ingest { files } => ingest(&config::load(&cli.config)?, files),
         Command::Eval {
             as_of,
@@ -330,4 +355,85 @@ fn eval(cfg: &Loaded, as_of: Option<NaiveDate>, dry_run: bool, format: Format) -
     } else {
         ExitCode::from(1)
     })
+}
+
+fn status(cfg: &Loaded, format: Format) -> Result<ExitCode> {
+    let pid = crate::service::holder(&crate::service::lock_path(&cfg.database()));
+    let db = cfg.database();
+    let mut o = std::io::stdout().lock();
+    if !db.exists() {
+        match format {
+            Format::Json => writeln!(
+                o,
+                "{}",
+                serde_json::json!({ "running": pid.is_some(), "pid": pid, "database": null })
+            )?,
+            Format::Text => writeln!(
+                o,
+                "kamwatch {}; no database yet at {}",
+                pid.map_or("is not running".to_string(), |p| format!(
+                    "is running (pid {p})"
+                )),
+                db.display()
+            )?,
+        }
+        return Ok(ExitCode::from(if pid.is_some() { 0 } else { 1 }));
+    }
+    let conn = crate::store::open(&db)?;
+    let s = crate::status::read(&conn)?;
+    match format {
+        Format::Json => {
+            let mut v = serde_json::to_value(&s)?;
+            v["running"] = pid.is_some().into();
+            v["pid"] = pid.into();
+            writeln!(o, "{v}")?;
+        }
+        Format::Text => {
+            writeln!(
+                o,
+                "kamwatch {}",
+                pid.map_or("is not running".to_string(), |p| format!(
+                    "is running (pid {p})"
+                ))
+            )?;
+            writeln!(o, "database {}", db.display())?;
+            if s.last_ingest.is_empty() {
+                writeln!(o, "last ingest: none")?;
+            }
+            for i in &s.last_ingest {
+                writeln!(
+                    o,
+                    "last ingest of {}: {} ({} rows) at {}; {} files in all",
+                    i.dataset, i.file, i.rows, i.at, i.files
+                )?;
+            }
+            match &s.last_evaluation {
+                Some(e) => writeln!(
+                    o,
+                    "last evaluation: as of {} at {}: {} accounts, {} warnings, {} new, {} resolved, {} rule errors",
+                    e.as_of, e.at, e.accounts, e.raised, e.started, e.resolved, e.errors
+                )?,
+                None => writeln!(o, "last evaluation: none")?,
+            }
+            writeln!(
+                o,
+                "alerts firing: {} critical, {} warning, {} info",
+                s.firing.critical, s.firing.warning, s.firing.info
+            )?;
+            writeln!(
+                o,
+                "outbox: {} pending, {} sent, {} dead",
+                s.outbox.pending, s.outbox.sent, s.outbox.dead
+            )?;
+            if s.rejected_files > 0 {
+                writeln!(
+                    o,
+                    "rejected files: {} (reasons in {})",
+                    s.rejected_files,
+                    cfg.rejected().display()
+                )?;
+            }
+        }
+    }
+    Ok(ExitCode::from(if pid.is_some() { 0 } else { 1 }))
 }

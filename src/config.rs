@@ -50,7 +50,118 @@ pub struct Config {
     pub watch: WatchConfig,
     #[serde(default)]
     pub mail: MailConfig,
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+    /// Log level or filter (`info`, `debug`, `kamwatch=debug`); the
+    /// environment variable KAMWATCH_LOG overrides it.
+    #[serde(default = "default_log")]
+    pub log: String,
     pub datasets: Datasets,
+}
+
+/// How the daemon judges its own health.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// A job (an ingest or an evaluation) running longer than this counts
+    /// as stuck: WATCHDOG pings stop, and systemd restarts the service.
+    #[serde(default = "default_stuck_after")]
+    pub stuck_after_secs: u64,
+}
+
+fn default_stuck_after() -> u64 {
+    600
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            stuck_after_secs: default_stuck_after(),
+        }
+    }
+}
+
+fn default_log() -> String {
+    "info".to_string()
+}
+
+/// When the daemon evaluates without new data, and in which time zone
+/// "today" is.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Local times of day, `HH:MM`, at which the daemon evaluates.
+    #[serde(default = "default_times")]
+    pub times: Vec<String>,
+    /// IANA time zone (`Asia/Shanghai`) or `local` for the system's.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+}
+
+fn default_times() -> Vec<String> {
+    vec!["07:30".to_string()]
+}
+fn default_timezone() -> String {
+    "local".to_string()
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig {
+            times: default_times(),
+            timezone: default_timezone(),
+        }
+    }
+}
+
+/// A time zone from the config.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Zone {
+    Local,
+    Named(chrono_tz::Tz),
+}
+
+impl Zone {
+    /// Today's date in this zone.
+    pub fn today(self) -> chrono::NaiveDate {
+        self.naive_now().date()
+    }
+
+    /// The wall-clock time now in this zone.
+    pub fn naive_now(self) -> chrono::NaiveDateTime {
+        match self {
+            Zone::Local => chrono::Local::now().naive_local(),
+            Zone::Named(tz) => chrono::Utc::now().with_timezone(&tz).naive_local(),
+        }
+    }
+}
+
+impl ScheduleConfig {
+    pub fn zone(&self) -> Zone {
+        parse_zone(&self.timezone).unwrap_or(Zone::Local)
+    }
+
+    /// The scheduled times of day, sorted.
+    pub fn times_of_day(&self) -> Vec<chrono::NaiveTime> {
+        let mut t: Vec<_> = self.times.iter().filter_map(|s| parse_hhmm(s)).collect();
+        t.sort();
+        t.dedup();
+        t
+    }
+}
+
+fn parse_zone(s: &str) -> Option<Zone> {
+    if s == "local" {
+        Some(Zone::Local)
+    } else {
+        s.parse::<chrono_tz::Tz>().ok().map(Zone::Named)
+    }
+}
+
+fn parse_hhmm(s: &str) -> Option<chrono::NaiveTime> {
+    chrono::NaiveTime::parse_from_str(s.trim(), "%H:%M").ok()
 }
 
 fn default_root() -> PathBuf {
@@ -433,6 +544,19 @@ fn validate(cfg: &Config) -> Result<(), String> {
                 ));
             }
         }
+    }
+    for t in &cfg.schedule.times {
+        if parse_hhmm(t).is_none() {
+            return Err(format!(
+                "schedule.times: {t:?} is not a time of day; write it as HH:MM, e.g. \"07:30\""
+            ));
+        }
+    }
+    if parse_zone(&cfg.schedule.timezone).is_none() {
+        return Err(format!(
+            "schedule.timezone: {:?} is not a time zone; use an IANA name such as Asia/Shanghai, or `local`",
+            cfg.schedule.timezone
+        ));
     }
     if let Some(smtp) = &cfg.mail.smtp {
         if smtp.host.trim().is_empty() {

@@ -1,25 +1,34 @@
 //! Daemon: `kamwatch run` — the long-running loop that ties watch, ingest,
-//! evaluation and delivery together.
+//! evaluation and delivery together, and talks to systemd.
 //!
-//! At start-up it opens the store, loads the rules, delivers anything left in
-//! the outbox and scans the inbox; then it watches. Complete files are
-//! ingested one transaction each; after a batch (debounced) the rules are
-//! evaluated as of today and the mail they cause is delivered. Failed
-//! deliveries are retried. SIGTERM or SIGINT stop it between two steps, so
-//! no transaction is cut. Rule files are reloaded before each evaluation; a
-//! file that no longer compiles keeps its last good version.
+//! At start-up it takes the lock on the database, opens the store, loads
+//! the rules, scans the inbox and sends READY. Complete files are ingested
+//! one transaction each; after a batch (debounced) and at the scheduled
+//! times the rules are evaluated as of today and the mail they cause is
+//! delivered; a scheduled run missed while the daemon was down runs once at
+//! start-up. The work runs on a worker thread while this loop keeps
+//! listening: WATCHDOG pings go out only while no job has been running
+//! longer than `daemon.stuck_after_secs`. SIGTERM/SIGINT stop taking files,
+//! let the current transaction finish, and exit 0. SIGHUP reloads the config
+//! and the rules; an invalid config is refused and the running one stays.
+//! Rule files are also reloaded before each evaluation; a file that no
+//! longer compiles keeps its last good version.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use rusqlite::Connection;
 use tokio::sync::mpsc;
 
-use crate::config::Loaded;
+use crate::config::{self, Loaded, Zone};
 use crate::pipeline;
 use crate::rules::{CompileError, RuleSet};
+use crate::service::{Lock, Notifier};
 use crate::store::Outcome;
 use crate::watch::{self, Change, Settler};
 
@@ -27,12 +36,29 @@ use crate::watch::{self, Change, Settler};
 const DELIVERY_INTERVAL: Duration = Duration::from_secs(15);
 const TICK: Duration = Duration::from_millis(50);
 
+/// What the worker thread owns between jobs.
 struct State {
     cfg: Loaded,
     conn: Connection,
     rules: RuleSet,
     /// Compile errors already logged, by file, so each is reported once.
     reported: HashMap<PathBuf, String>,
+    /// Set on SIGTERM: stop between two files.
+    stop: Arc<AtomicBool>,
+}
+
+/// A unit of work for the worker thread.
+enum Job {
+    Ingest(Vec<PathBuf>),
+    Evaluate,
+    Deliver,
+}
+
+/// What a finished job tells the loop.
+#[derive(Default)]
+struct Done {
+    ingested: usize,
+    status: Option<String>,
 }
 
 impl State {
@@ -61,6 +87,63 @@ impl State {
             &broken,
         );
     }
+
+    fn run(&mut self, job: Job) -> Done {
+        let mut done = Done::default();
+        match job {
+            Job::Ingest(files) => {
+                let mut last = None;
+                for p in &files {
+                    if self.stop.load(Ordering::Relaxed) {
+                        break; // the rest stays in the inbox for next start
+                    }
+                    match crate::ingest::ingest_file(&self.cfg, &mut self.conn, p) {
+                        Ok(r) => {
+                            if r.outcome == Outcome::Ingested {
+                                done.ingested += 1;
+                            }
+                            last = Some(format!(
+                                "last file {} ({}, {})",
+                                r.file_name,
+                                r.outcome.as_str(),
+                                r.rows
+                            ));
+                        }
+                        Err(e) => {
+                            tracing::error!(file = %p.display(), "could not ingest: {e:#}; the file stays in the inbox")
+                        }
+                    }
+                }
+                done.status = last;
+            }
+            Job::Evaluate => {
+                self.reload_rules();
+                let today = self.cfg.cfg.schedule.zone().today();
+                match pipeline::evaluate(&self.cfg, &mut self.conn, &self.rules, today, false) {
+                    Ok(r) => {
+                        done.status = Some(format!(
+                            "evaluated as of {today}: {} accounts, {} warnings, {} new, {} resolved, {} rule errors",
+                            r.accounts,
+                            r.findings.len(),
+                            r.started.len(),
+                            r.resolved,
+                            r.errors.len()
+                        ));
+                        self.deliver();
+                    }
+                    Err(e) => tracing::error!("evaluation failed: {e:#}"),
+                }
+            }
+            Job::Deliver => self.deliver(),
+        }
+        done
+    }
+
+    fn deliver(&mut self) {
+        if let Err(e) = pipeline::deliver(&self.cfg, &self.conn) {
+            tracing::error!("delivery failed: {e:#}");
+        }
+    }
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -73,7 +156,65 @@ pub fn run(cfg: Loaded) -> Result<()> {
     rt.block_on(main_loop(cfg))
 }
 
+/// The latest scheduled time at or before `now` (today's or yesterday's),
+/// and the earliest after it, as instants.
+fn slots(cfg: &Loaded, now: DateTime<Utc>) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+    let zone = cfg.cfg.schedule.zone();
+    let times = cfg.cfg.schedule.times_of_day();
+    let today = zone.today();
+    let mut candidates: Vec<DateTime<Utc>> = Vec::new();
+    for day in [today.pred_opt(), Some(today), today.succ_opt()]
+        .into_iter()
+        .flatten()
+    {
+        for t in &times {
+            if let Some(at) = to_utc(zone, day.and_time(*t)) {
+                candidates.push(at);
+            }
+        }
+    }
+    candidates.sort();
+    let last = candidates.iter().rev().find(|t| **t <= now).copied();
+    let next = candidates.iter().find(|t| **t > now).copied();
+    (last, next)
+}
+
+fn to_utc(zone: Zone, t: NaiveDateTime) -> Option<DateTime<Utc>> {
+    match zone {
+        Zone::Local => chrono::Local
+            .from_local_datetime(&t)
+            .earliest()
+            .map(|d| d.with_timezone(&Utc)),
+        Zone::Named(tz) => tz
+            .from_local_datetime(&t)
+            .earliest()
+            .map(|d| d.with_timezone(&Utc)),
+    }
+}
+
+/// When the last evaluation was recorded, if ever.
+fn last_evaluation(conn: &Connection) -> Option<DateTime<Utc>> {
+    let at: String = conn
+        .query_row(
+            "SELECT at FROM evaluations ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .ok()?;
+    DateTime::parse_from_str(&at, "%Y-%m-%dT%H:%M:%S%.f%:z")
+        .ok()
+        .map(|d| d.with_timezone(&Utc))
+}
+
 async fn main_loop(cfg: Loaded) -> Result<()> {
+    // Signals first: a SIGTERM during start-up must not kill us mid-write.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("listening for SIGHUP")?;
+    let notifier = Notifier::from_env();
+    let watchdog = crate::service::watchdog_interval();
+    let lock = Lock::acquire(&cfg.database())?;
     let inbox = cfg.inbox();
     std::fs::create_dir_all(&inbox)
         .with_context(|| format!("creating the inbox {}", inbox.display()))?;
@@ -84,123 +225,240 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
         tracing::error!(rule = %e.path.display(), "rule does not compile and is not loaded:\n{e}");
         reported.insert(e.path.clone(), e.to_string());
     }
-    let settle = Duration::from_millis(cfg.cfg.watch.settle_ms);
-    let debounce = Duration::from_millis(cfg.cfg.watch.eval_debounce_ms);
     tracing::info!(
         inbox = %inbox.display(),
         database = %cfg.database().display(),
         rules = rules.rules.len(),
+        pid = std::process::id(),
         "kamwatch started"
     );
-    let mut state = State {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut settle = Duration::from_millis(cfg.cfg.watch.settle_ms);
+    let mut debounce = Duration::from_millis(cfg.cfg.watch.eval_debounce_ms);
+    let mut stuck_after = Duration::from_secs(cfg.cfg.daemon.stuck_after_secs);
+
+    // A scheduled run missed while we were down runs once now.
+    let (last_slot, mut next_slot) = slots(&cfg, Utc::now());
+    let missed = last_slot.is_some_and(|slot| last_evaluation(&conn).is_none_or(|at| at < slot));
+    let has_accounts = conn
+        .query_row("SELECT EXISTS (SELECT 1 FROM accounts)", [], |r| {
+            r.get::<_, bool>(0)
+        })
+        .unwrap_or(false);
+
+    let mut state = Some(State {
         cfg,
         conn,
         rules,
         reported,
-    };
+        stop: stop.clone(),
+    });
 
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let _watcher = watch::start(&inbox, move |c| {
-        let _ = tx.send(c);
+    let watch_tx = tx.clone();
+    let mut watcher = watch::start(&inbox, move |c| {
+        let _ = watch_tx.send(c);
     })?;
+    let mut watched = inbox.clone();
     let mut settler = Settler::new(settle);
     for p in watch::scan(&inbox)? {
         settler.touch(p);
     }
+    notifier.ready();
+    notifier.status("started; inbox scanned");
 
-    let mut shutdown = std::pin::pin!(shutdown_signal());
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut eval_due: Option<Instant> = None;
+    let mut eval_due: Option<Instant> = (missed && has_accounts).then(|| {
+        tracing::info!(
+            "a scheduled evaluation was missed while the daemon was down; running it now"
+        );
+        Instant::now()
+    });
     let mut delivery_due = Instant::now();
+    let mut reload_wanted = false;
+    let mut stopping = false;
+    let mut last_ping = Instant::now() - Duration::from_secs(3600);
+    // The job running on the worker thread, and since when.
+    let mut running: Option<(tokio::task::JoinHandle<(State, Done)>, Instant)> = None;
 
     loop {
+        if stopping && running.is_none() {
+            break;
+        }
         tokio::select! {
-            _ = &mut shutdown => {
-                tracing::info!("stopping on signal");
-                break;
+            _ = term.recv(), if !stopping => {
+                tracing::info!("SIGTERM: finishing the current step, then stopping");
+                stopping = true;
+                stop.store(true, Ordering::Relaxed);
+                notifier.stopping();
+            }
+            _ = tokio::signal::ctrl_c(), if !stopping => {
+                tracing::info!("SIGINT: finishing the current step, then stopping");
+                stopping = true;
+                stop.store(true, Ordering::Relaxed);
+                notifier.stopping();
+            }
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading the config and the rules");
+                reload_wanted = true;
             }
             Some(change) = rx.recv() => match change {
                 Change::Path(p) => settler.touch(p),
                 Change::Rescan => {
-                    for p in watch::scan(&inbox)? {
+                    for p in watch::scan(&watched).unwrap_or_default() {
                         settler.touch(p);
                     }
                 }
             },
-            _ = tick.tick() => {
-                let now = Instant::now();
-                let ready = settler.ready(now);
-                if !ready.is_empty() {
-                    let (s, ingested) = blocking(state, move |s| {
-                        let mut ingested = 0;
-                        for p in &ready {
-                            match crate::ingest::ingest_file(&s.cfg, &mut s.conn, p) {
-                                Ok(r) if r.outcome == Outcome::Ingested => ingested += 1,
-                                Ok(_) => {}
-                                Err(e) => tracing::error!(file = %p.display(), "could not ingest: {e:#}; the file stays in the inbox"),
-                            }
-                        }
-                        ingested
-                    }).await?;
-                    state = s;
-                    if ingested > 0 {
-                        eval_due = Some(Instant::now() + debounce);
-                    }
+            joined = async { (&mut running.as_mut().expect("guarded").0).await }, if running.is_some() => {
+                running = None;
+                let (s, done) = joined.context("the worker thread panicked")?;
+                state = Some(s);
+                if done.ingested > 0 {
+                    eval_due = Some(Instant::now() + debounce);
                 }
-                if eval_due.is_some_and(|t| t <= now) && settler.is_empty() {
-                    eval_due = None;
-                    let (s, ()) = blocking(state, |s| {
-                        s.reload_rules();
-                        let today = chrono::Local::now().date_naive();
-                        if let Err(e) = pipeline::evaluate(&s.cfg, &mut s.conn, &s.rules, today, false) {
-                            tracing::error!("evaluation failed: {e:#}");
-                        }
-                    }).await?;
-                    state = s;
-                    delivery_due = now;
-                }
-                if delivery_due <= now {
-                    let (s, ()) = blocking(state, |s| {
-                        if let Err(e) = pipeline::deliver(&s.cfg, &s.conn) {
-                            tracing::error!("delivery failed: {e:#}");
-                        }
-                    }).await?;
-                    state = s;
-                    delivery_due = Instant::now() + DELIVERY_INTERVAL;
+                if let Some(text) = done.status {
+                    notifier.status(&text);
                 }
             }
+            _ = tick.tick() => {}
+        }
+
+        let now = Instant::now();
+        // WATCHDOG: the loop is alive, and no job is stuck.
+        if let Some(interval) = watchdog {
+            let stuck = running
+                .as_ref()
+                .is_some_and(|(_, since)| now.duration_since(*since) > stuck_after);
+            if !stuck && now.duration_since(last_ping) >= interval / 2 {
+                notifier.watchdog();
+                last_ping = now;
+            }
+        }
+        if stopping || running.is_some() {
+            continue;
+        }
+        let Some(mut s) = state.take() else {
+            continue;
+        };
+
+        if reload_wanted {
+            reload_wanted = false;
+            notifier.reloading();
+            match config::load(&s.cfg.file) {
+                Ok(fresh) => {
+                    if fresh.database() != s.cfg.database() {
+                        tracing::warn!(
+                            "the database path changed; that takes a restart, keeping {}",
+                            s.cfg.database().display()
+                        );
+                    }
+                    let new_inbox = fresh.inbox();
+                    if new_inbox != watched {
+                        match std::fs::create_dir_all(&new_inbox)
+                            .map_err(anyhow::Error::from)
+                            .and_then(|()| {
+                                let watch_tx = tx.clone();
+                                watch::start(&new_inbox, move |c| {
+                                    let _ = watch_tx.send(c);
+                                })
+                            }) {
+                            Ok(w) => {
+                                watcher = w;
+                                watched = new_inbox.clone();
+                                for p in watch::scan(&watched).unwrap_or_default() {
+                                    settler.touch(p);
+                                }
+                            }
+                            Err(e) => tracing::error!(
+                                "cannot watch the new inbox: {e:#}; still watching {}",
+                                watched.display()
+                            ),
+                        }
+                    }
+                    settle = Duration::from_millis(fresh.cfg.watch.settle_ms);
+                    debounce = Duration::from_millis(fresh.cfg.watch.eval_debounce_ms);
+                    stuck_after = Duration::from_secs(fresh.cfg.daemon.stuck_after_secs);
+                    settler.set_settle(settle);
+                    s.cfg = fresh;
+                    s.reload_rules();
+                    next_slot = slots(&s.cfg, Utc::now()).1;
+                    tracing::info!(rules = s.rules.rules.len(), "reloaded");
+                    notifier.status("reloaded config and rules");
+                }
+                Err(e) => {
+                    tracing::error!("the new config is refused, the running one stays: {e}");
+                    notifier.status("config reload refused; see the log");
+                }
+            }
+            notifier.ready();
+        }
+
+        if next_slot.is_some_and(|t| Utc::now() >= t) {
+            tracing::info!("scheduled evaluation");
+            eval_due = Some(now);
+            next_slot = slots(&s.cfg, Utc::now() + chrono::Duration::seconds(1)).1;
+        }
+
+        let ready = settler.ready(now);
+        let job = if !ready.is_empty() {
+            Some(Job::Ingest(ready))
+        } else if eval_due.is_some_and(|t| t <= now) && settler.is_empty() {
+            eval_due = None;
+            delivery_due = now + DELIVERY_INTERVAL;
+            Some(Job::Evaluate)
+        } else if delivery_due <= now {
+            delivery_due = now + DELIVERY_INTERVAL;
+            Some(Job::Deliver)
+        } else {
+            None
+        };
+        match job {
+            Some(job) => {
+                let handle = tokio::task::spawn_blocking(move || {
+                    let done = s.run(job);
+                    (s, done)
+                });
+                running = Some((handle, now));
+            }
+            None => state = Some(s),
         }
     }
+    drop(watcher);
+    drop(lock);
     tracing::info!("kamwatch stopped");
     Ok(())
 }
 
-/// Runs `f` on the blocking pool with the state, and gives the state back.
-async fn blocking<T: Send + 'static>(
-    mut state: State,
-    f: impl FnOnce(&mut State) -> T + Send + 'static,
-) -> Result<(State, T)> {
-    tokio::task::spawn_blocking(move || {
-        let out = f(&mut state);
-        (state, out)
-    })
-    .await
-    .context("a worker thread panicked")
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("cannot listen for SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    fn cfg_with(times: &str, tz: &str) -> Loaded {
+        let text = include_str!("../config/kamwatch.yaml")
+            .replace("times: [\"07:30\"]", &format!("times: {times}"))
+            .replace("timezone: Asia/Shanghai ", &format!("timezone: {tz} "));
+        Loaded {
+            file: PathBuf::from("/tmp/x.yaml"),
+            cfg: config::parse(&text).unwrap(),
         }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+    }
+
+    #[test]
+    fn slots_around_now_in_the_zone() {
+        let cfg = cfg_with("[\"07:30\", \"18:00\"]", "Asia/Shanghai");
+        // 2026-11-28 00:00 UTC is 08:00 in Shanghai: the last slot was
+        // 07:30 Shanghai (23:30 UTC the day before), the next is 18:00.
+        let now = Utc.with_ymd_and_hms(2026, 11, 28, 0, 0, 0).unwrap();
+        let (last, next) = slots(&cfg, now);
+        assert_eq!(
+            last,
+            Some(Utc.with_ymd_and_hms(2026, 11, 27, 23, 30, 0).unwrap())
+        );
+        assert_eq!(
+            next,
+            Some(Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).unwrap())
+        );
     }
 }

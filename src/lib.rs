@@ -3,7 +3,7 @@
 //! Data flows one way, one module per stage:
 //! `watch` → `ingest` → `store` → `metrics` → `rules` → `alerts` → `mail`,
 //! wired together by `pipeline` and driven by `daemon` (the service) or
-//! `cli` (one-shot commands). `config` loads the YAML every stage reads;
+//! `cli` (one-shot commands); `service` speaks to systemd. `config` loads the YAML every stage reads;
 //! `generate` writes realistic sample exports.
 
 pub mod alerts;
@@ -16,5 +16,7 @@ pub mod mail;
 pub mod metrics;
 pub mod pipeline;
 pub mod rules;
+pub mod service;
+pub mod status;
 pub mod store;
 pub mod watch;

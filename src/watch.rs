@@ -115,6 +115,10 @@ impl Settler {
             .or_insert((u64::MAX, None, Instant::now()));
     }
 
+    pub fn set_settle(&mut self, settle: Duration) {
+        self.settle = settle;
+    }
+
     pub fn is_empty(&self) -> bool {
         self.seen.is_empty()
     }

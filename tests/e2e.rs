@@ -1,53 +1,7 @@
 use std::collections::{BTreeSet, HashMap};
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use crate::support::*;
-
-/// Kills the daemon if a test fails before it stops it.
-struct Daemon(Option<Child>);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(c) = self.0.as_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Daemon {
-    fn start(p: &Project) -> Daemon {
-        let log = std::fs::File::create(p.path("daemon.log")).unwrap();
-        let child = p
-            .command(&["run"])
-            .env("KAMWATCH_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting kamwatch run");
-        Daemon(Some(child))
-    }
-
-    /// SIGTERM, then the exit status.
-    fn stop(mut self) -> std::process::ExitStatus {
-        let mut c = self.0.take().unwrap();
-        let pid = c.id().to_string();
-        let ok = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        for _ in 0..200 {
-            if let Some(s) = c.try_wait().unwrap() {
-                return s;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = c.kill();
-        panic!("kamwatch did not stop within 10 s of SIGTERM");
-    }
-}
 
 fn count(p: &Project, sql: &str) -> i64 {
     p.db().query_row(sql, [], |r| r.get(0)).unwrap_or(0)

@@ -8,3 +8,6 @@ mod cli;
 
 // The daemon end to end: inbox in, SMTP out, nothing sent twice.
 mod e2e;
+
+// The daemon as a service: signals, reload, watchdog, status.
+mod service;

@@ -6,8 +6,9 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// The repository root (where Cargo.toml is).
 pub fn repo() -> PathBuf {
@@ -209,4 +210,70 @@ pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// Kills the daemon if a test fails before it stops it.
+pub struct Daemon(pub Option<Child>);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Daemon {
+    pub fn start(p: &Project) -> Daemon {
+        Daemon::start_with(p, &[])
+    }
+
+    /// Starts `kamwatch run` with extra environment variables; its stderr
+    /// goes to daemon.log in the project.
+    pub fn start_with(p: &Project, env: &[(&str, &str)]) -> Daemon {
+        let log = std::fs::File::create(p.path("daemon.log")).unwrap();
+        let child = p
+            .command(&["run"])
+            .env("KAMWATCH_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting kamwatch run");
+        Daemon(Some(child))
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let mut c = self.0.take().unwrap();
+        let pid = c.id().to_string();
+        signal(&pid, "TERM");
+        for _ in 0..200 {
+            if let Some(s) = c.try_wait().unwrap() {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        panic!("kamwatch did not stop within 10 s of SIGTERM");
+    }
+    /// Sends a signal (e.g. "HUP") to the daemon.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.0.as_ref().unwrap().id().to_string();
+        signal(&pid, sig);
+    }
+
+    /// The daemon's log so far.
+    pub fn log(p: &Project) -> String {
+        std::fs::read_to_string(p.path("daemon.log")).unwrap_or_default()
+    }
+}
+
+fn signal(pid: &str, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), pid])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "kill -{sig} {pid}");
 }
