@@ -7,6 +7,7 @@
 //! `generate` writes realistic sample exports.
 
 pub mod alerts;
+pub mod chart;
 pub mod cli;
 pub mod config;
 pub mod daemon;
