@@ -124,7 +124,7 @@ fn draw(
         .x_labels(n)
         .x_label_formatter(&|x| {
             let i = x.floor() as usize;
-            if i < labels.len() && i % every == 0 && (x - x.floor()).abs() < 1e-9 {
+            if i < labels.len() && i.is_multiple_of(every) && (x - x.floor()).abs() < 1e-9 {
                 labels[i].clone()
             } else {
                 String::new()
