@@ -11,3 +11,6 @@ mod e2e;
 
 // The daemon as a service: signals, reload, watchdog, status.
 mod service;
+
+// kill -9 at random moments: nothing lost, nothing sent twice.
+mod crash;
