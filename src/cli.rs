@@ -59,6 +59,18 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// The key-account book: tiers, shares, margins, recency, alerts, and
+    /// who moved between tiers since last month and last year.
+    Accounts {
+        /// Only this tier (A, B or C).
+        #[arg(long, value_parser = ["A", "B", "C"])]
+        tier: Option<String>,
+        /// As of this date (YYYY-MM-DD) instead of today.
+        #[arg(long, value_parser = parse_date_arg)]
+        as_of: Option<NaiveDate>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Write realistic sample exports (master, orders, visits).
     Generate {
         /// Output folder; default: the config's inbox.
@@ -79,6 +91,8 @@ pub enum Command {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
+    /// Human-readable lines or a table.
+    #[value(alias = "table")]
     Text,
     /// One JSON object per line.
     Json,
@@ -159,6 +173,16 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             dry_run,
             format,
         } => eval(&config::load(&cli.config)?, *as_of, *dry_run, *format),
+        Command::Accounts {
+            tier,
+            as_of,
+            format,
+        } => accounts(
+            &config::load(&cli.config)?,
+            tier.as_deref(),
+            *as_of,
+            *format,
+        ),
         Command::Generate {
             out,
             seed,
@@ -436,4 +460,92 @@ fn status(cfg: &Loaded, format: Format) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::from(if pid.is_some() { 0 } else { 1 }))
+}
+
+fn accounts(
+    cfg: &Loaded,
+    tier: Option<&str>,
+    as_of: Option<NaiveDate>,
+    format: Format,
+) -> Result<ExitCode> {
+    let conn = crate::store::open(&cfg.database())?;
+    let as_of = as_of.unwrap_or_else(|| cfg.cfg.schedule.zone().today());
+    let book = crate::accounts::book(&conn, as_of, &cfg.cfg.tiers)?;
+    let keep = |t: &str| tier.is_none_or(|want| want == t);
+    let mut o = std::io::stdout().lock();
+    let days = |d: Option<i64>| d.map_or("-".to_string(), |d| d.to_string());
+    match format {
+        Format::Json => {
+            for r in book.rows.iter().filter(|r| keep(r.tier)) {
+                writeln!(o, "{}", serde_json::to_string(r)?)?;
+            }
+            for (since, list) in [("month", &book.since_month), ("year", &book.since_year)] {
+                for m in list.iter().filter(|m| keep(m.to) || keep(m.from)) {
+                    let mut v = serde_json::to_value(m)?;
+                    v["migration_since"] = since.into();
+                    writeln!(o, "{v}")?;
+                }
+            }
+        }
+        Format::Text => {
+            writeln!(
+                o,
+                "{:>4}  {:<8} {:<20} {:<6} {:>4} {:>7} {:>7} {:>14} {:>6} {:>6} {:>6} {:>6}",
+                "rank",
+                "id",
+                "name",
+                "owner",
+                "tier",
+                "share%",
+                "cum%",
+                "revenue 12m",
+                "GM%",
+                "order",
+                "visit",
+                "alerts"
+            )?;
+            for r in book.rows.iter().filter(|r| keep(r.tier)) {
+                writeln!(
+                    o,
+                    "{:>4}  {:<8} {} {} {:>4} {:>7.2} {:>7.2} {:>14} {:>6.1} {:>6} {:>6} {:>6}",
+                    r.rank,
+                    r.id,
+                    pad(&r.name, 20),
+                    pad(&r.owner, 6),
+                    r.tier,
+                    r.share_pct,
+                    r.cumulative_pct,
+                    crate::mail::show(&serde_json::json!(r.revenue_12m)),
+                    r.margin_pct_12m,
+                    days(r.days_since_last_order),
+                    days(r.days_since_last_visit),
+                    r.alerts_firing
+                )?;
+            }
+            for (since, list) in [
+                ("last month", &book.since_month),
+                ("last year", &book.since_year),
+            ] {
+                let list: Vec<_> = list.iter().filter(|m| keep(m.to) || keep(m.from)).collect();
+                writeln!(o, "\ntier moves since {since} ({}):", list.len())?;
+                for m in list {
+                    writeln!(o, "  {} -> {}  {} {}", m.from, m.to, m.id, m.name)?;
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Pads to a display width, counting CJK characters as two columns.
+fn pad(s: &str, width: usize) -> String {
+    let w: usize = s
+        .chars()
+        .map(|c| if c.len_utf8() > 1 { 2 } else { 1 })
+        .sum();
+    let mut out = s.to_string();
+    for _ in w..width {
+        out.push(' ');
+    }
+    out
 }

@@ -6,6 +6,7 @@
 //! `cli` (one-shot commands); `service` speaks to systemd. `config` loads the YAML every stage reads;
 //! `generate` writes realistic sample exports.
 
+pub mod accounts;
 pub mod alerts;
 pub mod chart;
 pub mod cli;

@@ -14,3 +14,6 @@ mod service;
 
 // kill -9 at random moments: nothing lost, nothing sent twice.
 mod crash;
+
+// Reports over the book: the accounts table.
+mod reports;

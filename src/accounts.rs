@@ -1,0 +1,129 @@
+//! Accounts: the key-account book as a table — tier, share, cumulative
+//! share, trailing-12-month revenue and margin, days since the last order
+//! and visit, alerts firing — and the tier migrations since a month and a
+//! year ago (who moved between A, B and C). Built from `metrics` snapshots
+//! at three dates; reads the store, writes nothing.
+
+use std::collections::HashMap;
+
+use anyhow::Result;
+use chrono::NaiveDate;
+use rusqlite::Connection;
+use serde::Serialize;
+
+use crate::config::TierConfig;
+use crate::metrics;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub rank: usize,
+    pub id: String,
+    pub name: String,
+    pub owner: String,
+    pub tier: &'static str,
+    /// Share of the book's trailing-12-month revenue, percent.
+    pub share_pct: f64,
+    /// Cumulative share down to this account, percent.
+    pub cumulative_pct: f64,
+    pub revenue_12m: f64,
+    pub margin_pct_12m: f64,
+    pub days_since_last_order: Option<i64>,
+    pub days_since_last_visit: Option<i64>,
+    pub alerts_firing: u64,
+    pub tier_month_ago: &'static str,
+    pub tier_year_ago: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Migration {
+    pub id: String,
+    pub name: String,
+    pub from: &'static str,
+    pub to: &'static str,
+}
+
+#[derive(Debug, Clone)]
+pub struct Book {
+    pub as_of: NaiveDate,
+    pub rows: Vec<Row>,
+    pub since_month: Vec<Migration>,
+    pub since_year: Vec<Migration>,
+}
+
+/// The tier of each account at `as_of`.
+fn tiers_at(
+    conn: &Connection,
+    as_of: NaiveDate,
+    tiers: &TierConfig,
+) -> Result<HashMap<String, &'static str>> {
+    Ok(metrics::build(conn, as_of, tiers)?
+        .accounts
+        .iter()
+        .map(|a| (a.id.clone(), a.tier))
+        .collect())
+}
+
+pub fn book(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<Book> {
+    let snap = metrics::build(conn, as_of, tiers)?;
+    let month_ago = tiers_at(conn, as_of - chrono::Duration::days(30), tiers)?;
+    let year_ago = tiers_at(conn, as_of - chrono::Duration::days(365), tiers)?;
+    let mut firing: HashMap<String, u64> = HashMap::new();
+    {
+        let mut st = conn.prepare(
+            "SELECT account_id, COUNT(*) FROM alerts WHERE state = 'firing' GROUP BY account_id",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        for r in rows {
+            let (id, n) = r?;
+            firing.insert(id, n as u64);
+        }
+    }
+    let end = snap.end();
+    let mut cumulative = 0.0;
+    let mut rows = Vec::with_capacity(snap.accounts.len());
+    for a in &snap.accounts {
+        cumulative += a.share;
+        rows.push(Row {
+            rank: a.rank,
+            id: a.id.clone(),
+            name: a.name.clone(),
+            owner: a.owner.clone(),
+            tier: a.tier,
+            share_pct: round2(a.share * 100.0),
+            cumulative_pct: round2(cumulative * 100.0),
+            revenue_12m: round2(a.revenue_12m),
+            margin_pct_12m: round2(a.margin_pct(end, 365, 0)),
+            days_since_last_order: a.days_since_last_order(end),
+            days_since_last_visit: a.days_since_last_visit(end, None),
+            alerts_firing: firing.get(&a.id).copied().unwrap_or(0),
+            tier_month_ago: month_ago.get(&a.id).copied().unwrap_or("-"),
+            tier_year_ago: year_ago.get(&a.id).copied().unwrap_or("-"),
+        });
+    }
+    let moved = |then: fn(&Row) -> &'static str| -> Vec<Migration> {
+        let mut m: Vec<Migration> = rows
+            .iter()
+            .filter(|r| then(r) != "-" && then(r) != r.tier)
+            .map(|r| Migration {
+                id: r.id.clone(),
+                name: r.name.clone(),
+                from: then(r),
+                to: r.tier,
+            })
+            .collect();
+        m.sort_by(|a, b| (a.from, a.to, &a.id).cmp(&(b.from, b.to, &b.id)));
+        m
+    };
+    let since_month = moved(|r| r.tier_month_ago);
+    let since_year = moved(|r| r.tier_year_ago);
+    Ok(Book {
+        as_of,
+        rows,
+        since_month,
+        since_year,
+    })
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
