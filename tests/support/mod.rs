@@ -123,6 +123,8 @@ pub struct Received {
     pub from: String,
     pub to: Vec<String>,
     pub data: Vec<u8>,
+    /// When the server accepted it (end of DATA).
+    pub at: std::time::Instant,
 }
 
 /// A real SMTP server (mailin-embedded) on 127.0.0.1, on a free port. It
@@ -164,6 +166,7 @@ impl mailin_embedded::Handler for Collect {
             from: self.from.clone(),
             to: std::mem::take(&mut self.to),
             data: std::mem::take(&mut self.data),
+            at: std::time::Instant::now(),
         });
         mailin_embedded::response::OK
     }
