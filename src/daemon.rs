@@ -5,7 +5,8 @@
 //! the rules, scans the inbox and sends READY. Complete files are ingested
 //! one transaction each; after a batch (debounced) and at the scheduled
 //! times the rules are evaluated as of today and the mail they cause is
-//! delivered; a scheduled run missed while the daemon was down runs once at
+//! delivered; a scheduled run missed while the daemon was down, or files
+//! ingested but not yet evaluated before a crash, cause one evaluation at
 //! start-up. The work runs on a worker thread while this loop keeps
 //! listening: WATCHDOG pings go out only while no job has been running
 //! longer than `daemon.stuck_after_secs`. SIGTERM/SIGINT stop taking files,
@@ -194,13 +195,19 @@ fn to_utc(zone: Zone, t: NaiveDateTime) -> Option<DateTime<Utc>> {
 
 /// When the last evaluation was recorded, if ever.
 fn last_evaluation(conn: &Connection) -> Option<DateTime<Utc>> {
-    let at: String = conn
-        .query_row(
-            "SELECT at FROM evaluations ORDER BY id DESC LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .ok()?;
+    stored_time(conn, "SELECT at FROM evaluations ORDER BY id DESC LIMIT 1")
+}
+
+/// When a file was last ingested, if ever.
+fn last_ingest(conn: &Connection) -> Option<DateTime<Utc>> {
+    stored_time(
+        conn,
+        "SELECT MAX(at) FROM ledger WHERE outcome = 'ingested'",
+    )
+}
+
+fn stored_time(conn: &Connection, sql: &str) -> Option<DateTime<Utc>> {
+    let at: String = conn.query_row(sql, [], |r| r.get(0)).ok()?;
     DateTime::parse_from_str(&at, "%Y-%m-%dT%H:%M:%S%.f%:z")
         .ok()
         .map(|d| d.with_timezone(&Utc))
@@ -237,9 +244,12 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
     let mut debounce = Duration::from_millis(cfg.cfg.watch.eval_debounce_ms);
     let mut stuck_after = Duration::from_secs(cfg.cfg.daemon.stuck_after_secs);
 
-    // A scheduled run missed while we were down runs once now.
+    // A scheduled run missed while we were down runs once now, and so does
+    // an evaluation cut off by a crash after its files were ingested.
     let (last_slot, mut next_slot) = slots(&cfg, Utc::now());
-    let missed = last_slot.is_some_and(|slot| last_evaluation(&conn).is_none_or(|at| at < slot));
+    let evaluated = last_evaluation(&conn);
+    let missed = last_slot.is_some_and(|slot| evaluated.is_none_or(|at| at < slot))
+        || last_ingest(&conn).is_some_and(|at| evaluated.is_none_or(|e| e < at));
     let has_accounts = conn
         .query_row("SELECT EXISTS (SELECT 1 FROM accounts)", [], |r| {
             r.get::<_, bool>(0)

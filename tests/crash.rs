@@ -46,6 +46,14 @@ fn split_csv(
 fn kill_9_loses_nothing_and_sends_once() {
     let smtp = SmtpServer::start();
     let p = Project::with_smtp(smtp.port);
+    // Accounts without an owner email go to the catch-all: every alert mails.
+    let cfg = std::fs::read_to_string(p.config()).unwrap();
+    let cfg = cfg.replace(
+        "# catch_all: sales-ops@example.com",
+        "catch_all: sales-ops@example.com",
+    );
+    assert!(cfg.contains("\n  catch_all: sales-ops@example.com"));
+    std::fs::write(p.config(), cfg).unwrap();
     let today = chrono::Local::now().date_naive();
     let s = kamwatch::generate::generate(&kamwatch::generate::GenerateOptions {
         out_dir: p.path("staging"),
@@ -205,5 +213,8 @@ fn kill_9_loses_nothing_and_sends_once() {
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    assert!(unmailed.is_empty(), "alerts started but never mailed: {unmailed:?}");
+    assert!(
+        unmailed.is_empty(),
+        "alerts started but never mailed: {unmailed:?}"
+    );
 }
