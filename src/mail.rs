@@ -381,6 +381,8 @@ pub fn deliver(conn: &Connection, cfg: &Loaded, sink: &Sink) -> Result<Delivery>
         };
         let recipients: Vec<Recipient> = serde_json::from_str(&recipients)?;
         let msg = build_message(&from, &recipients, &message_id, &subject, &text, &html);
+        let t0 = std::time::Instant::now();
+        tracing::debug!(outbox = id, "sending");
         let result = match msg {
             Ok(m) => sink.send(
                 id,
@@ -394,10 +396,17 @@ pub fn deliver(conn: &Connection, cfg: &Loaded, sink: &Sink) -> Result<Delivery>
         };
         match result {
             Ok(()) => {
+                let accepted = std::time::Instant::now();
                 conn.execute(
                     "UPDATE outbox SET state = 'sent', attempts = attempts + 1, sent_at = ?2, last_error = NULL WHERE id = ?1",
                     params![id, now_text()],
                 )?;
+                tracing::debug!(
+                    outbox = id,
+                    send_ms = (accepted - t0).as_secs_f64() * 1000.0,
+                    update_ms = accepted.elapsed().as_secs_f64() * 1000.0,
+                    "sent"
+                );
                 out.sent += 1;
             }
             Err(SendError::Temporary(e)) => {
