@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use chrono::NaiveDate;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
 use crate::config::AlertsConfig;
@@ -285,6 +285,8 @@ pub fn step(
     if n.state == State::Firing {
         let sev = n.severity.unwrap_or(Severity::Warning);
         let just_started = prev.state != State::Firing;
+        let aged = policy.escalate_after_days > 0
+            && days(n.started_at, as_of) >= i64::from(policy.escalate_after_days);
         if silenced {
             if just_started {
                 out.silenced.push(Notice::Started);
@@ -300,18 +302,19 @@ pub fn step(
             });
             n.notified_severity = Some(sev);
             n.last_notified_at = Some(as_of);
-        } else if policy.escalate_after_days > 0
-            && !n.aged_notified
-            && days(n.started_at, as_of) >= i64::from(policy.escalate_after_days)
-        {
+        } else if aged && !n.aged_notified {
             out.notices.push(Notice::Aged);
-            n.aged_notified = true;
             n.last_notified_at = Some(as_of);
         } else if policy.repeat_interval_days > 0
             && days(n.last_notified_at, as_of) >= i64::from(policy.repeat_interval_days)
         {
             out.notices.push(Notice::Repeat);
             n.last_notified_at = Some(as_of);
+        }
+        // Any notice sent once the alert is this old goes to the manager
+        // too (see `mail::route`), so the age escalation has been made.
+        if aged && !out.notices.is_empty() {
+            n.aged_notified = true;
         }
     }
     out.next = n;
@@ -678,18 +681,6 @@ pub fn firing_counts(conn: &Connection) -> Result<Vec<(Severity, u64)>> {
     Ok(out)
 }
 
-/// The state of one alert, for tests and the CLI.
-pub fn state_of(conn: &Connection, rule: &str, account: &str, key: &str) -> Result<Option<State>> {
-    Ok(conn
-        .query_row(
-            "SELECT state FROM alerts WHERE rule = ?1 AND account_id = ?2 AND key = ?3",
-            params![rule, account, key],
-            |r| r.get::<_, String>(0),
-        )
-        .optional()?
-        .map(|s| State::parse(&s)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -863,6 +854,16 @@ mod tests {
                 (11, Raised(Warning), false, State::Firing, &["aged"], &[]),
                 (15, Raised(Warning), false, State::Firing, &[], &[]),
                 (18, Raised(Warning), false, State::Firing, &["repeat"], &[]),
+            ],
+        );
+        // A rise on the escalation day already reaches the manager: no
+        // separate age notice follows.
+        run(
+            &p,
+            &[
+                (1, Raised(Warning), false, State::Firing, &["started"], &[]),
+                (11, Raised(Critical), false, State::Firing, &["raised"], &[]),
+                (12, Raised(Critical), false, State::Firing, &[], &[]),
             ],
         );
     }

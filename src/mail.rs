@@ -8,9 +8,8 @@
 //! change that caused it; delivery is a separate step that marks each row
 //! sent only after the server (or the file system) accepted it, with retries
 //! and backoff for temporary failures. Owns the `outbox`, `notifications`
-//! and `notification_mail` tables and the mail
-//! folder; reads the SMTP password from the environment variable the config
-//! names and never logs it.
+//! and `notification_mail` tables and the mail folder; reads the SMTP
+//! password from the environment variable the config names and never logs it.
 
 use std::fmt::Write as _;
 use std::path::Path;

@@ -8,3 +8,7 @@ mod cli;
 
 // The daemon end to end: inbox in, SMTP out, nothing sent twice.
 mod e2e;
+
+// Alert lifecycle through `eval --as-of`: resolve, silence, repeat, quiet
+// windows, restarts, retention check.
+mod alerts;
