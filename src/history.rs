@@ -135,3 +135,56 @@ pub fn prune(conn: &Connection, as_of: NaiveDate, retention_days: u32) -> Result
     )?;
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_keeps_the_window_and_held_notices() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open(&dir.path().join("k.db")).unwrap();
+        for (as_of, state) in [
+            ("2026-01-01", "mailed"),
+            ("2026-01-02", "held"),
+            ("2026-03-01", "mailed"),
+        ] {
+            conn.execute(
+                "INSERT INTO alert_history (rule, account_id, key, to_state, severity, title, figures, as_of, recorded_at)
+                 VALUES ('r', 'A', '', 'firing', 'warning', 't', '{}', ?1, 'x')",
+                [as_of],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO notifications (rule, account_id, key, kind, severity, as_of, item, recipients, state)
+                 VALUES ('r', 'A', '', 'started', 'warning', ?1, '{}', '[]', ?2)",
+                [as_of, state],
+            )
+            .unwrap();
+        }
+        let as_of = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
+        // 30 days back from 2026-03-01 is 2026-01-30: the January rows go,
+        // except the notice still held for mail.
+        assert_eq!(prune(&conn, as_of, 30).unwrap(), 3);
+        let left = query(&conn, &Filter::default()).unwrap();
+        let dates: Vec<(&str, &str)> = left.iter().map(|e| (e.as_of.as_str(), e.event)).collect();
+        assert_eq!(
+            dates,
+            [
+                ("2026-01-02", "notice"),
+                ("2026-03-01", "state"),
+                ("2026-03-01", "notice")
+            ]
+        );
+        let filtered = query(
+            &conn,
+            &Filter {
+                since: Some(as_of),
+                rule: Some("r".into()),
+                account: Some("B".into()),
+            },
+        )
+        .unwrap();
+        assert!(filtered.is_empty());
+    }
+}

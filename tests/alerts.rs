@@ -480,3 +480,85 @@ fn check_refuses_retention_shorter_than_a_repeat() {
         show(&o)
     );
 }
+
+/// With `digest.critical_immediately`, each critical alert goes alone to
+/// owner and manager together; the rest still come as one digest per
+/// recipient.
+#[test]
+fn critical_alerts_can_go_at_once() {
+    let p = project(|c| c.replace("critical_immediately: false", "critical_immediately: true"));
+    eval(&p, "2026-10-31");
+    let all = mails(&p);
+    let critical: Vec<(String, String)> = {
+        let db = p.db();
+        let mut st = db
+            .prepare("SELECT rule, account_id FROM alerts WHERE state = 'firing' AND severity = 'critical'")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert!(!critical.is_empty(), "no critical alert on the fixtures");
+    for (rule, id) in &critical {
+        let carrying: Vec<&Mail> = all.iter().filter(|m| m.lists(rule, id)).collect();
+        assert_eq!(carrying.len(), 1, "{rule} {id}: {all:#?}");
+        assert_eq!(
+            carrying[0].items.len(),
+            1,
+            "a critical alert shares a message"
+        );
+        assert_eq!(
+            carrying[0].to.len(),
+            2,
+            "owner and manager: {:?}",
+            carrying[0].to
+        );
+        assert!(
+            carrying[0].subject.contains("严重"),
+            "{}",
+            carrying[0].subject
+        );
+    }
+    let others: usize = all
+        .iter()
+        .filter(|m| !critical.iter().any(|(r, a)| m.lists(r, a)))
+        .map(|m| m.items.len())
+        .sum();
+    let firing: i64 = p
+        .db()
+        .query_row(
+            "SELECT COUNT(*) FROM alerts WHERE state = 'firing' AND severity <> 'critical'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(others as i64, firing, "the others are all listed once");
+}
+
+/// A rule that fails at run time is kamwatch's own problem: the admin gets
+/// one message naming it, and the same failure the next day is not news.
+#[test]
+fn rule_failures_go_to_the_admin_once() {
+    let p = project(|c| c.replace("  # admin: it@example.com", "  admin: it@example.com"));
+    std::fs::write(
+        p.path("rules/broken.rhai"),
+        "// fails for every account\nlet x = account.no_such_field + 1;\n",
+    )
+    .unwrap();
+    let o = p.run(&["eval", "--as-of", "2026-10-31"]);
+    assert_exit(&o, 1);
+    let admin: Vec<Mail> = mails(&p)
+        .into_iter()
+        .filter(|m| m.to == ["it@example.com"])
+        .collect();
+    assert_eq!(admin.len(), 1, "{}", show(&o));
+    assert!(admin[0].subject.contains("系统"), "{}", admin[0].subject);
+    assert!(admin[0].text.contains("broken"), "{}", admin[0].text);
+    let n = mails(&p).len();
+    assert_exit(&p.run(&["eval", "--as-of", "2026-11-01"]), 1);
+    assert!(
+        !mails(&p)[n..].iter().any(|m| m.to == ["it@example.com"]),
+        "the same failure was mailed again"
+    );
+}
