@@ -562,3 +562,77 @@ fn rule_failures_go_to_the_admin_once() {
         "the same failure was mailed again"
     );
 }
+
+/// The daemon killed with SIGKILL after mailing, then started again: a new
+/// drop evaluates again and nothing is sent twice or forgotten.
+#[test]
+fn daemon_killed_and_restarted_sends_nothing_twice() {
+    use std::process::Stdio;
+    let smtp = SmtpServer::start();
+    let p = Project::with_smtp(smtp.port);
+    /// Kills the daemon even if an assertion fails first.
+    struct Running(std::process::Child);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let start = |p: &Project| {
+        Running(
+            p.command(&["run"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting kamwatch run"),
+        )
+    };
+    let count = |sql: &str| -> i64 { p.db().query_row(sql, [], |r| r.get(0)).unwrap_or(0) };
+    let daemon = start(&p);
+
+    let staging = p.path("staging");
+    let today = chrono::Local::now().date_naive();
+    let summary = kamwatch::generate::generate(&kamwatch::generate::GenerateOptions {
+        out_dir: staging.clone(),
+        seed: 11,
+        accounts: 60,
+        end: today,
+        months: 14,
+    })
+    .unwrap();
+    for f in &summary.files {
+        std::fs::rename(f, p.path("inbox").join(f.file_name().unwrap())).unwrap();
+    }
+    wait_for(60, "the first evaluation", || {
+        (count("SELECT COUNT(*) FROM evaluations") >= 1).then_some(())
+    });
+    let queued = count("SELECT COUNT(*) FROM outbox");
+    assert!(queued > 0, "nothing was queued on generated data");
+    let first = wait_for(30, "every queued message at the server", || {
+        let m = smtp.messages();
+        (m.len() as i64 == queued
+            && count("SELECT COUNT(*) FROM outbox WHERE state = 'pending'") == 0)
+            .then_some(m)
+    });
+    let before = dump(&p);
+
+    // kill -9 (what Child::kill sends): no chance to tidy up.
+    drop(daemon);
+    let daemon = start(&p);
+    let visit = format!(
+        "拜访日期,客户编号,拜访人,职务,拜访类型,备注\n{today},NOSUCH,测试,业务员,电话回访,\n"
+    );
+    std::fs::write(staging.join("v.csv"), visit).unwrap();
+    std::fs::rename(staging.join("v.csv"), p.path("inbox/拜访记录_restart.csv")).unwrap();
+    wait_for(30, "the evaluation after the restart", || {
+        (count("SELECT COUNT(*) FROM evaluations") >= 2).then_some(())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    drop(daemon);
+    assert_eq!(
+        smtp.messages().len(),
+        first.len(),
+        "a message was sent twice"
+    );
+    assert_eq!(dump(&p), before, "the restart changed alert state or mail");
+}
