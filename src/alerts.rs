@@ -867,4 +867,44 @@ mod tests {
             ],
         );
     }
+
+    #[test]
+    fn migration_keeps_firing_alerts_without_mailing_them_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(include_str!("store/0001_init.sql"))
+                .unwrap();
+            c.execute_batch(include_str!("store/0002_more_datasets.sql"))
+                .unwrap();
+            c.pragma_update(None, "user_version", 2).unwrap();
+            c.execute(
+                "INSERT INTO alerts (rule, account_id, key, state, severity, title, figures, action, started_at, last_seen_at)
+                 VALUES ('r', 'A', '', 'firing', 'warning', 't', '{}', '', '2026-10-01', '2026-10-05')",
+                [],
+            )
+            .unwrap();
+        }
+        let conn = crate::store::open(&path).unwrap();
+        let stored = load(&conn).unwrap();
+        let row = &stored[&("r".to_string(), "A".to_string(), String::new())];
+        assert_eq!(row.life.state, State::Firing);
+        assert!(
+            row.life.notified,
+            "an alert mailed before the upgrade is mailed again"
+        );
+        assert_eq!(row.life.started_at, Some(d(1)));
+        // Still firing on the next day: no notice; a week after the start: a repeat.
+        let p = policy();
+        assert!(
+            step(&row.life, Raised(Warning), &p, d(6), false)
+                .notices
+                .is_empty()
+        );
+        assert_eq!(
+            step(&row.life, Raised(Warning), &p, d(8), false).notices,
+            vec![Notice::Repeat]
+        );
+    }
 }
