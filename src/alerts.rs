@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use chrono::NaiveDate;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::config::AlertsConfig;
@@ -505,6 +505,10 @@ pub fn apply(
            notified = excluded.notified, notified_severity = excluded.notified_severity,
            last_notified_at = excluded.last_notified_at, aged_notified = excluded.aged_notified",
     )?;
+    // Resolved and inactive alerts are not loaded; their old state is only
+    // looked up for the history line when they come back.
+    let mut earlier =
+        conn.prepare("SELECT state FROM alerts WHERE rule = ?1 AND account_id = ?2 AND key = ?3")?;
     let mut history = conn.prepare(
         "INSERT INTO alert_history (rule, account_id, key, from_state, to_state, severity, title, figures, as_of, recorded_at, event)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -572,6 +576,14 @@ pub fn apply(
             (None, None) => continue,
         };
         let n = &st.next;
+        // Read before the upsert below overwrites it.
+        let from: Option<String> = match &row {
+            Some(_) => Some(prev.state.as_str().to_string()),
+            None if n.state != prev.state => earlier
+                .query_row(params![key.0, key.1, key.2], |r| r.get(0))
+                .optional()?,
+            None => None,
+        };
         let d = |x: Option<NaiveDate>| x.map(date_text);
         upsert.execute(params![
             key.0,
@@ -598,7 +610,7 @@ pub fn apply(
                 key.0,
                 key.1,
                 key.2,
-                (prev.state != State::Inactive || row.is_some()).then(|| prev.state.as_str()),
+                from,
                 n.state.as_str(),
                 severity,
                 title,

@@ -197,6 +197,14 @@ fn alert_resolves_after_the_data_changes() {
         history(&p, &["--account", ACCOUNT, "--since", "2026-11-01"]).len(),
         2
     );
+
+    // Fifteen days after that visit the cadence lapses again: a new start.
+    eval(&p, "2026-11-16");
+    assert_eq!(state(&p, RULE, ACCOUNT), "firing");
+    let h = history(&p, &["--account", ACCOUNT, "--since", "2026-11-16"]);
+    assert_eq!(h[0]["from_state"], "resolved", "{h:?}");
+    assert_eq!(h[0]["to_state"], "firing", "{h:?}");
+    assert_eq!(h[1]["notice"], "started", "{h:?}");
 }
 
 /// A silence keeps the alert's mail back (the alert is still recorded),
