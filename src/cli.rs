@@ -71,6 +71,23 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Silence an alert's mail until a date (it is still recorded).
+    Silence {
+        #[command(subcommand)]
+        action: SilenceCommand,
+    },
+    /// What happened to alerts: every state change and every notice.
+    History {
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long)]
+        rule: Option<String>,
+        /// Only evaluations as of this date (YYYY-MM-DD) or later.
+        #[arg(long, value_parser = parse_date_arg)]
+        since: Option<NaiveDate>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Write realistic sample exports (master, orders, visits).
     Generate {
         /// Output folder; default: the config's inbox.
@@ -87,6 +104,34 @@ pub enum Command {
         #[arg(long, value_parser = parse_date_arg)]
         end: Option<NaiveDate>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SilenceCommand {
+    /// Add a silence for one rule (or '*') and one account, tier or owner.
+    Add {
+        #[arg(long)]
+        rule: String,
+        #[arg(long, group = "scope")]
+        account: Option<String>,
+        #[arg(long, group = "scope")]
+        tier: Option<String>,
+        /// The owner's name or email.
+        #[arg(long, group = "scope")]
+        owner: Option<String>,
+        /// Last evaluation date (YYYY-MM-DD) that is silenced.
+        #[arg(long, value_parser = parse_date_arg)]
+        until: NaiveDate,
+        #[arg(long)]
+        reason: String,
+    },
+    /// List silences, newest first.
+    List {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// End a silence now.
+    Expire { id: i64 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -181,6 +226,21 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             &config::load(&cli.config)?,
             tier.as_deref(),
             *as_of,
+            *format,
+        ),
+        Command::Silence { action } => silence(&config::load(&cli.config)?, action),
+        Command::History {
+            account,
+            rule,
+            since,
+            format,
+        } => history(
+            &config::load(&cli.config)?,
+            &crate::history::Filter {
+                account: account.clone(),
+                rule: rule.clone(),
+                since: *since,
+            },
             *format,
         ),
         Command::Generate {
@@ -548,4 +608,117 @@ fn pad(s: &str, width: usize) -> String {
         out.push(' ');
     }
     out
+}
+
+fn silence(cfg: &Loaded, action: &SilenceCommand) -> Result<ExitCode> {
+    use crate::silence::{self, Scope};
+    let conn = crate::store::open(&cfg.database())?;
+    let mut o = std::io::stdout().lock();
+    match action {
+        SilenceCommand::Add {
+            rule,
+            account,
+            tier,
+            owner,
+            until,
+            reason,
+        } => {
+            let scope = match (account, tier, owner) {
+                (Some(a), None, None) => Scope::Account(a.clone()),
+                (None, Some(t), None) => Scope::Tier(t.to_uppercase()),
+                (None, None, Some(w)) => Scope::Owner(w.clone()),
+                _ => {
+                    eprintln!(
+                        "kamwatch: error: silence add needs exactly one of --account, --tier or --owner"
+                    );
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let id = match silence::add(&conn, rule, &scope, *until, reason) {
+                Ok(id) => id,
+                Err(e) => {
+                    eprintln!("kamwatch: error: {e:#}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            writeln!(
+                o,
+                "silence {id} added: {rule} for {scope_text} through {until}",
+                scope_text = scope_text(&scope)
+            )?;
+        }
+        SilenceCommand::List { format } => {
+            for s in silence::list(&conn)? {
+                match format {
+                    Format::Json => writeln!(o, "{}", serde_json::to_string(&s)?)?,
+                    Format::Text => writeln!(
+                        o,
+                        "{:>4}  {:<18} {:<24} until {}  {}  {}",
+                        s.id,
+                        s.rule,
+                        scope_text(&s.scope),
+                        s.until,
+                        match &s.expired_at {
+                            Some(at) => format!("expired {at}"),
+                            None => "active".to_string(),
+                        },
+                        s.reason
+                    )?,
+                }
+            }
+        }
+        SilenceCommand::Expire { id } => match silence::expire(&conn, *id) {
+            Ok(s) => writeln!(o, "silence {} expired", s.id)?,
+            Err(e) => {
+                eprintln!("kamwatch: error: {e:#}");
+                return Ok(ExitCode::from(1));
+            }
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn scope_text(s: &crate::silence::Scope) -> String {
+    use crate::silence::Scope;
+    match s {
+        Scope::Account(a) => format!("account {a}"),
+        Scope::Tier(t) => format!("tier {t}"),
+        Scope::Owner(w) => format!("owner {w}"),
+    }
+}
+
+fn history(cfg: &Loaded, filter: &crate::history::Filter, format: Format) -> Result<ExitCode> {
+    let conn = crate::store::open(&cfg.database())?;
+    let mut o = std::io::stdout().lock();
+    for e in crate::history::query(&conn, filter)? {
+        match format {
+            Format::Json => writeln!(o, "{}", serde_json::to_string(&e)?)?,
+            Format::Text => {
+                let what = match e.event {
+                    "state" => format!(
+                        "{} -> {}",
+                        e.from_state.as_deref().unwrap_or("new"),
+                        e.to_state.as_deref().unwrap_or("")
+                    ),
+                    _ => format!(
+                        "notice {} {} {}{}",
+                        e.notice.as_deref().unwrap_or(""),
+                        e.mail.as_deref().unwrap_or(""),
+                        e.recipients.join(","),
+                        if e.delivery.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", e.delivery.join(","))
+                        }
+                    ),
+                };
+                writeln!(
+                    o,
+                    "{}  {:<18} {:<10} {:<8} {:<40} {}",
+                    e.as_of, e.rule, e.account_id, e.severity, what, e.title
+                )?
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -58,6 +58,8 @@ pub struct Config {
     /// environment variable KAMWATCH_LOG overrides it.
     #[serde(default = "default_log")]
     pub log: String,
+    #[serde(default)]
+    pub alerts: AlertsConfig,
     pub datasets: Datasets,
 }
 
@@ -250,8 +252,59 @@ pub struct MailConfig {
     /// Who gets warnings for accounts that have no owner email.
     #[serde(default)]
     pub catch_all: Option<String>,
+    /// Who gets mail about kamwatch's own problems (rules that fail to run),
+    /// and warnings nobody else can be found for.
+    #[serde(default)]
+    pub admin: Option<String>,
+    #[serde(default)]
+    pub digest: DigestConfig,
+    /// Recurring quiet windows: mail is held and sent after the window.
+    #[serde(default)]
+    pub quiet: Vec<QuietWindow>,
     #[serde(default)]
     pub smtp: Option<SmtpConfig>,
+}
+
+/// How notices are grouped into messages.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DigestConfig {
+    /// One message per recipient per evaluation listing every notice;
+    /// false: one message per notice.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Critical notices go at once in a message of their own.
+    #[serde(default)]
+    pub critical_immediately: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for DigestConfig {
+    fn default() -> Self {
+        DigestConfig {
+            enabled: true,
+            critical_immediately: false,
+        }
+    }
+}
+
+/// A recurring time without mail: weekdays, or a date range given as
+/// YYYY-MM-DD (once) or MM-DD (every year), both ends inclusive.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuietWindow {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// e.g. [sat, sun]
+    #[serde(default)]
+    pub weekdays: Vec<String>,
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Option<String>,
 }
 
 fn default_from() -> String {
@@ -267,8 +320,99 @@ impl Default for MailConfig {
             from: default_from(),
             dir: default_mail_dir(),
             catch_all: None,
+            admin: None,
+            digest: DigestConfig::default(),
+            quiet: Vec::new(),
             smtp: None,
         }
+    }
+}
+
+/// Alert lifecycle defaults (every rule) and per-rule overrides.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Evaluations (on distinct days) a rule must raise an alert before it fires.
+    #[serde(default = "default_for_evaluations")]
+    pub for_evaluations: u32,
+    /// Days between reminders while an alert keeps firing; 0 = never.
+    #[serde(default = "default_repeat_interval_days")]
+    pub repeat_interval_days: u32,
+    /// Mail a notice when an alert resolves.
+    #[serde(default = "default_true")]
+    pub notify_resolved: bool,
+    /// Days an alert stays firing after its condition clears (hysteresis).
+    #[serde(default)]
+    pub keep_firing_for_days: u32,
+    /// Days of firing after which the manager is told too; 0 = never.
+    #[serde(default = "default_escalate_after_days")]
+    pub escalate_after_days: u32,
+    /// Critical alerts also go to the account's manager.
+    #[serde(default = "default_true")]
+    pub escalate_critical: bool,
+    /// Days of alert history and notices kept; at least the longest repeat interval.
+    #[serde(default = "default_history_retention_days")]
+    pub history_retention_days: u32,
+    /// Per-rule overrides, by rule name (the .rhai file's stem).
+    #[serde(default)]
+    pub rules: BTreeMap<String, RuleOverride>,
+}
+
+fn default_for_evaluations() -> u32 {
+    1
+}
+fn default_repeat_interval_days() -> u32 {
+    7
+}
+fn default_escalate_after_days() -> u32 {
+    14
+}
+fn default_history_retention_days() -> u32 {
+    400
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            for_evaluations: default_for_evaluations(),
+            repeat_interval_days: default_repeat_interval_days(),
+            notify_resolved: true,
+            keep_firing_for_days: 0,
+            escalate_after_days: default_escalate_after_days(),
+            escalate_critical: true,
+            history_retention_days: default_history_retention_days(),
+            rules: BTreeMap::new(),
+        }
+    }
+}
+
+/// One rule's departures from the `alerts:` defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleOverride {
+    #[serde(default)]
+    pub for_evaluations: Option<u32>,
+    #[serde(default)]
+    pub repeat_interval_days: Option<u32>,
+    #[serde(default)]
+    pub notify_resolved: Option<bool>,
+    #[serde(default)]
+    pub keep_firing_for_days: Option<u32>,
+    #[serde(default)]
+    pub escalate_after_days: Option<u32>,
+    #[serde(default)]
+    pub extra_recipients: Vec<String>,
+}
+
+impl AlertsConfig {
+    /// The longest repeat interval any rule uses, in days.
+    pub fn longest_repeat_days(&self) -> u32 {
+        self.rules
+            .values()
+            .filter_map(|r| r.repeat_interval_days)
+            .chain([self.repeat_interval_days])
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -558,6 +702,7 @@ fn validate(cfg: &Config) -> Result<(), String> {
             cfg.schedule.timezone
         ));
     }
+    validate_alerts(cfg)?;
     if let Some(smtp) = &cfg.mail.smtp {
         if smtp.host.trim().is_empty() {
             return Err(
@@ -573,6 +718,42 @@ fn validate(cfg: &Config) -> Result<(), String> {
         if smtp.user.is_some() != smtp.password_env.is_some() {
             return Err("mail.smtp: set both `user` and `password_env`, or neither".into());
         }
+    }
+    Ok(())
+}
+
+fn validate_alerts(cfg: &Config) -> Result<(), String> {
+    let a = &cfg.alerts;
+    let longest = a.longest_repeat_days();
+    if a.history_retention_days < longest {
+        return Err(format!(
+            "alerts.history_retention_days is {} but the longest repeat interval is {longest} days; \
+             history shorter than a repeat interval would forget when an alert was last mailed. \
+             Raise history_retention_days to at least {longest} or shorten the repeat interval",
+            a.history_retention_days
+        ));
+    }
+    if a.for_evaluations == 0 || a.rules.values().any(|r| r.for_evaluations == Some(0)) {
+        return Err("alerts.for_evaluations must be at least 1 (1 = fire on the first evaluation that raises it)".into());
+    }
+    let address = |what: &str, s: &str| -> Result<(), String> {
+        s.parse::<lettre::Address>()
+            .map(|_| ())
+            .map_err(|_| format!("{what}: {s:?} is not a mail address like name@example.com"))
+    };
+    for (name, r) in &a.rules {
+        for e in &r.extra_recipients {
+            address(&format!("alerts.rules.{name}.extra_recipients"), e)?;
+        }
+    }
+    if let Some(c) = &cfg.mail.catch_all {
+        address("mail.catch_all", c)?;
+    }
+    if let Some(c) = &cfg.mail.admin {
+        address("mail.admin", c)?;
+    }
+    for (i, q) in cfg.mail.quiet.iter().enumerate() {
+        crate::mail::Quiet::parse(q).map_err(|e| format!("mail.quiet[{i}]: {e}"))?;
     }
     Ok(())
 }
@@ -620,5 +801,38 @@ mod tests {
         let e = parse(&text).unwrap_err();
         assert!(e.contains("inbxo"), "{e}");
         assert!(e.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn retention_shorter_than_a_repeat_is_refused() {
+        let text = include_str!("../config/kamwatch.yaml").replace(
+            "  rules: {}\n",
+            "  rules:\n    margin_slip:\n      repeat_interval_days: 30\n",
+        );
+        assert!(parse(&text).is_ok());
+        let text = text.replace("history_retention_days: 400", "history_retention_days: 20");
+        let e = parse(&text).unwrap_err();
+        assert!(e.contains("history_retention_days is 20"), "{e}");
+        assert!(e.contains("at least 30"), "{e}");
+    }
+
+    #[test]
+    fn bad_quiet_window_and_address_are_refused() {
+        let base = include_str!("../config/kamwatch.yaml");
+        let e = parse(&base.replace(
+            "  quiet: []",
+            "  quiet:\n    - weekdays: [saturday, sunday2]",
+        ))
+        .unwrap_err();
+        assert!(e.contains("mail.quiet[0]") && e.contains("sunday2"), "{e}");
+        let e = parse(&base.replace(
+            "  quiet: []",
+            "  quiet:\n    - from: 2027-02-13\n      to: 2027-02-05",
+        ))
+        .unwrap_err();
+        assert!(e.contains("after"), "{e}");
+        let e = parse(&base.replace("  # admin: it@example.com", "  admin: not an address"))
+            .unwrap_err();
+        assert!(e.contains("mail.admin"), "{e}");
     }
 }

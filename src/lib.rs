@@ -3,8 +3,10 @@
 //! Data flows one way, one module per stage:
 //! `watch` → `ingest` → `store` → `metrics` → `rules` → `alerts` → `mail`,
 //! wired together by `pipeline` and driven by `daemon` (the service) or
-//! `cli` (one-shot commands); `service` speaks to systemd. `config` loads the YAML every stage reads;
-//! `generate` writes realistic sample exports.
+//! `cli` (one-shot commands); `service` speaks to systemd. `config` loads
+//! the YAML every stage reads; `generate` writes realistic sample exports.
+//! `silence` and `history` serve the alerts stage: silences people set, and
+//! what happened. `chart`, `accounts` and `status` are read-only views.
 
 pub mod accounts;
 pub mod alerts;
@@ -13,12 +15,14 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod generate;
+pub mod history;
 pub mod ingest;
 pub mod mail;
 pub mod metrics;
 pub mod pipeline;
 pub mod rules;
 pub mod service;
+pub mod silence;
 pub mod status;
 pub mod store;
 pub mod watch;

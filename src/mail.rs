@@ -1,12 +1,15 @@
-//! Mail: turns started alerts into messages, keeps them in the `outbox`
-//! table, and delivers the outbox to SMTP or to a folder of .eml files.
+//! Mail: routes alert notices to people (owner, catch-all, manager by
+//! severity or age, per-rule extra recipients, admin for kamwatch's own
+//! problems), holds them through quiet windows, groups them into one digest
+//! per recipient per evaluation, keeps messages in the `outbox` table, and
+//! delivers the outbox to SMTP or to a folder of .eml files.
 //!
 //! A message is written to the outbox in the same transaction as the alert
 //! change that caused it; delivery is a separate step that marks each row
 //! sent only after the server (or the file system) accepted it, with retries
-//! and backoff for temporary failures. Owns the `outbox` table and the mail
-//! folder; reads the SMTP password from the environment variable the config
-//! names and never logs it.
+//! and backoff for temporary failures. Owns the `outbox`, `notifications`
+//! and `notification_mail` tables and the mail folder; reads the SMTP
+//! password from the environment variable the config names and never logs it.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -21,10 +24,10 @@ use lettre::{Message, SmtpTransport, Transport};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use crate::alerts::Started;
+use crate::alerts::{Item, Notice, Notified, Policies, RulePolicy};
 use crate::config::{Loaded, MailConfig, SmtpSecurity};
 use crate::rules::Severity;
-use crate::store::now_text;
+use crate::store::{date_text, now_text};
 
 /// A recipient as stored in the outbox.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -33,59 +36,349 @@ pub struct Recipient {
     pub email: String,
 }
 
-/// Queues one message per started alert. Returns how many were queued; an
-/// alert whose account has no owner email and no catch-all is logged.
-pub fn enqueue(
+/// A quiet window, parsed from the config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quiet {
+    pub name: String,
+    weekdays: Vec<chrono::Weekday>,
+    range: Option<(DateSpec, DateSpec)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum DateSpec {
+    Once(NaiveDate),
+    /// (month, day), every year.
+    Yearly(u32, u32),
+}
+
+impl DateSpec {
+    fn parse(s: &str) -> Result<DateSpec, String> {
+        if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+            return Ok(DateSpec::Once(d));
+        }
+        let md = s.split_once('-').and_then(|(m, d)| {
+            let (m, d) = (m.parse::<u32>().ok()?, d.parse::<u32>().ok()?);
+            NaiveDate::from_ymd_opt(2000, m, d).map(|_| DateSpec::Yearly(m, d))
+        });
+        md.ok_or_else(|| {
+            format!("{s:?} is not a date: write YYYY-MM-DD for one year or MM-DD for every year")
+        })
+    }
+}
+
+impl Quiet {
+    pub fn parse(q: &crate::config::QuietWindow) -> Result<Quiet, String> {
+        let weekdays = q
+            .weekdays
+            .iter()
+            .map(|w| {
+                w.parse::<chrono::Weekday>().map_err(|_| {
+                    format!("weekdays: {w:?} is not a weekday; write mon, tue, wed, thu, fri, sat or sun")
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let range = match (&q.from, &q.to) {
+            (None, None) => None,
+            (Some(f), Some(t)) => {
+                let (f, t) = (DateSpec::parse(f)?, DateSpec::parse(t)?);
+                match (f, t) {
+                    (DateSpec::Once(a), DateSpec::Once(b)) if a > b => {
+                        return Err(format!("from {a} is after to {b}"));
+                    }
+                    (DateSpec::Once(_), DateSpec::Yearly(..))
+                    | (DateSpec::Yearly(..), DateSpec::Once(_)) => {
+                        return Err(
+                            "give `from` and `to` both as YYYY-MM-DD or both as MM-DD".into()
+                        );
+                    }
+                    _ => {}
+                }
+                Some((f, t))
+            }
+            _ => return Err("give both `from` and `to`, or neither".into()),
+        };
+        if weekdays.is_empty() && range.is_none() {
+            return Err("a quiet window needs `weekdays` or `from` and `to`".into());
+        }
+        Ok(Quiet {
+            name: q.name.clone().unwrap_or_else(|| "quiet window".into()),
+            weekdays,
+            range,
+        })
+    }
+
+    /// Whether mail is held on this day.
+    pub fn covers(&self, d: NaiveDate) -> bool {
+        use chrono::Datelike;
+        if self.weekdays.contains(&d.weekday()) {
+            return true;
+        }
+        match self.range {
+            Some((DateSpec::Once(a), DateSpec::Once(b))) => a <= d && d <= b,
+            Some((DateSpec::Yearly(m1, d1), DateSpec::Yearly(m2, d2))) => {
+                let x = (d.month(), d.day());
+                if (m1, d1) <= (m2, d2) {
+                    (m1, d1) <= x && x <= (m2, d2)
+                } else {
+                    x >= (m1, d1) || x <= (m2, d2) // across New Year
+                }
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The quiet window covering `as_of`, if any.
+pub fn quiet_on(cfg: &MailConfig, as_of: NaiveDate) -> Option<String> {
+    cfg.quiet
+        .iter()
+        .filter_map(|q| Quiet::parse(q).ok())
+        .find(|q| q.covers(as_of))
+        .map(|q| q.name)
+}
+
+/// Who gets a notice: the owner (else the catch-all, else the admin); the
+/// manager too when it is critical or has fired for the escalation age;
+/// and the rule's extra recipients. Empty if nobody can be found.
+pub fn route(cfg: &crate::config::Config, item: &Item, policy: &RulePolicy) -> Vec<Recipient> {
+    let mut out: Vec<Recipient> = Vec::new();
+    let mut push = |name: &str, email: &str| {
+        let email = email.trim();
+        if !email.is_empty() && !out.iter().any(|r| r.email.eq_ignore_ascii_case(email)) {
+            out.push(Recipient {
+                name: name.to_string(),
+                email: email.to_string(),
+            });
+        }
+    };
+    match (&item.owner_email, &cfg.mail.catch_all, &cfg.mail.admin) {
+        (Some(e), _, _) if !e.trim().is_empty() => push(&item.owner, e),
+        (_, Some(c), _) => push("", c),
+        (_, None, Some(a)) => push("", a),
+        _ => {}
+    }
+    let aged = policy.escalate_after_days > 0
+        && item
+            .started_at
+            .is_some_and(|s| (item.as_of - s).num_days() >= i64::from(policy.escalate_after_days));
+    let escalate = (cfg.alerts.escalate_critical && item.severity == Severity::Critical)
+        || matches!(item.notice, Notice::Aged)
+        || (aged && !matches!(item.notice, Notice::Resolved { .. }));
+    if escalate && let Some(m) = &item.manager_email {
+        push("", m);
+    }
+    for e in &policy.extra_recipients {
+        push("", e);
+    }
+    out
+}
+
+/// Records the notices of one evaluation: routed and held for mail, or
+/// kept as a record only (silenced; nobody to send to). Returns how many
+/// are held for mail.
+pub fn record(
     conn: &Connection,
-    cfg: &MailConfig,
-    as_of: NaiveDate,
-    started: &[Started<'_>],
+    cfg: &crate::config::Config,
+    policies: &Policies,
+    notices: &[Notified],
 ) -> Result<usize> {
     let mut insert = conn.prepare(
-        "INSERT INTO outbox (message_id, recipients, subject, body_text, body_html, rule, account_id, created_at)
+        "INSERT INTO notifications (rule, account_id, key, kind, severity, as_of, item, recipients, state)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    let mut held = 0;
+    for n in notices {
+        let it = &n.item;
+        let to = route(cfg, it, policies.get(&it.rule));
+        let state = if n.silenced {
+            "silenced"
+        } else if to.is_empty() {
+            tracing::warn!(rule = %it.rule, account = %it.account_id, "account has no owner email and neither mail.catch_all nor mail.admin is set; the warning is recorded but not mailed");
+            "unroutable"
+        } else {
+            held += 1;
+            "held"
+        };
+        insert.execute(params![
+            it.rule,
+            it.account_id,
+            it.key,
+            it.notice.kind(),
+            it.severity.as_str(),
+            date_text(it.as_of),
+            serde_json::to_string(it)?,
+            serde_json::to_string(&to)?,
+            state
+        ])?;
+    }
+    Ok(held)
+}
+
+/// Importance order: severity, then tier (A first), then share of revenue.
+fn importance(a: &Item, b: &Item) -> std::cmp::Ordering {
+    b.severity
+        .cmp(&a.severity)
+        .then_with(|| {
+            let t = |x: &str| {
+                if x.is_empty() {
+                    "Z".to_string()
+                } else {
+                    x.to_string()
+                }
+            };
+            t(&a.tier).cmp(&t(&b.tier))
+        })
+        .then_with(|| b.share.total_cmp(&a.share))
+        .then_with(|| a.account_id.cmp(&b.account_id))
+        .then_with(|| a.rule.cmp(&b.rule))
+}
+
+/// Turns the held notices into outbox messages, unless `as_of` falls in a
+/// quiet window: one digest per recipient (critical ones alone if
+/// `digest.critical_immediately`), or one message per notice when digests
+/// are off. Returns how many messages were queued.
+pub fn release(conn: &Connection, cfg: &crate::config::Config, as_of: NaiveDate) -> Result<usize> {
+    if let Some(name) = quiet_on(&cfg.mail, as_of) {
+        tracing::info!(as_of = %as_of, window = %name, "quiet window: mail is held");
+        return Ok(0);
+    }
+    let held: Vec<(i64, Item, Vec<Recipient>)> = {
+        let mut st = conn.prepare(
+            "SELECT id, item, recipients FROM notifications WHERE state = 'held' ORDER BY id",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, item, to) = row?;
+            out.push((id, serde_json::from_str(&item)?, serde_json::from_str(&to)?));
+        }
+        out
+    };
+    if held.is_empty() {
+        return Ok(0);
+    }
+    let d = &cfg.mail.digest;
+    // (recipients, notice ids with their items)
+    type Outgoing<'a> = (Vec<Recipient>, Vec<(i64, &'a Item)>);
+    let mut messages: Vec<Outgoing<'_>> = Vec::new();
+    let mut per_recipient: Vec<(Recipient, Vec<(i64, &Item)>)> = Vec::new();
+    for (id, item, to) in &held {
+        if !d.enabled || (d.critical_immediately && item.severity == Severity::Critical) {
+            messages.push((to.clone(), vec![(*id, item)]));
+            continue;
+        }
+        for r in to {
+            match per_recipient
+                .iter_mut()
+                .find(|(x, _)| x.email.eq_ignore_ascii_case(&r.email))
+            {
+                Some((_, v)) => v.push((*id, item)),
+                None => per_recipient.push((r.clone(), vec![(*id, item)])),
+            }
+        }
+    }
+    messages.extend(per_recipient.into_iter().map(|(r, v)| (vec![r], v)));
+
+    let mut insert = conn.prepare(
+        "INSERT OR IGNORE INTO outbox (message_id, recipients, subject, body_text, body_html, rule, account_id, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    let mut link = conn.prepare(
+        "INSERT OR IGNORE INTO notification_mail (notification_id, outbox_id, recipient) VALUES (?1, ?2, ?3)",
     )?;
     let now = now_text();
     let mut queued = 0;
-    for s in started {
-        let f = s.finding;
-        let a = &f.account;
-        let to = match (&a.owner_email, &cfg.catch_all) {
-            (Some(email), _) => Recipient {
-                name: a.owner.clone(),
-                email: email.clone(),
-            },
-            (None, Some(catch_all)) => Recipient {
-                name: String::new(),
-                email: catch_all.clone(),
-            },
-            (None, None) => {
-                tracing::warn!(rule = %f.rule, account = %a.id, "account has no owner email and mail.catch_all is not set; the warning is recorded but not mailed");
-                continue;
-            }
+    for (to, mut items) in messages {
+        items.sort_by(|a, b| importance(a.1, b.1));
+        let list: Vec<&Item> = items.iter().map(|(_, i)| *i).collect();
+        let body = if list.len() == 1 {
+            Body::of(list[0])
+        } else {
+            Body::digest(&list, as_of, &to)
         };
-        let body = Body::of(f, as_of);
-        let hash = blake3::hash(
-            format!(
-                "{}\u{0}{}\u{0}{}\u{0}{}\u{0}{now}",
-                f.rule, a.id, f.key, as_of
-            )
-            .as_bytes(),
+        // Derived from what it carries: re-running cannot queue it twice.
+        let mut seed = String::new();
+        for r in &to {
+            let _ = write!(seed, "{}\u{0}", r.email.to_lowercase());
+        }
+        for (id, _) in &items {
+            let _ = write!(seed, "{id},");
+        }
+        let message_id = format!(
+            "<{}@kamwatch>",
+            &blake3::hash(seed.as_bytes()).to_hex()[..32]
         );
-        let message_id = format!("<{}@kamwatch>", &hash.to_hex()[..32]);
-        insert.execute(params![
+        let (rule, account) = if list.len() == 1 {
+            (list[0].rule.as_str(), Some(list[0].account_id.as_str()))
+        } else {
+            ("digest", None)
+        };
+        let n = insert.execute(params![
             message_id,
-            serde_json::to_string(&[to])?,
+            serde_json::to_string(&to)?,
             body.subject,
             body.text,
             body.html,
-            &*f.rule,
-            a.id,
+            rule,
+            account,
             now
         ])?;
-        queued += 1;
+        let outbox_id: i64 = conn.query_row(
+            "SELECT id FROM outbox WHERE message_id = ?1",
+            [&message_id],
+            |r| r.get(0),
+        )?;
+        queued += n;
+        for (id, _) in &items {
+            for r in &to {
+                link.execute(params![id, outbox_id, r.email])?;
+            }
+        }
+    }
+    let mut mark = conn
+        .prepare("UPDATE notifications SET state = 'mailed', released_as_of = ?2 WHERE id = ?1")?;
+    for (id, _, _) in &held {
+        mark.execute(params![id, date_text(as_of)])?;
     }
     Ok(queued)
+}
+
+/// Queues a message about kamwatch's own problems to `mail.admin`, once per
+/// distinct content. Returns whether one was queued (false: no admin set,
+/// or the same message was queued before).
+pub fn notify_admin(
+    conn: &Connection,
+    cfg: &MailConfig,
+    subject: &str,
+    text: &str,
+) -> Result<bool> {
+    let Some(admin) = &cfg.admin else {
+        return Ok(false);
+    };
+    let hash = blake3::hash(format!("{admin}\u{0}{subject}\u{0}{text}").as_bytes());
+    let message_id = format!("<{}@kamwatch>", &hash.to_hex()[..32]);
+    let subject = one_line(&format!("[kamwatch] 系统 · {subject}"));
+    let html = format!(
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{}</title></head><body><pre>{}</pre></body></html>",
+        escape_html(&subject),
+        escape_html(text)
+    );
+    let to = [Recipient {
+        name: String::new(),
+        email: admin.clone(),
+    }];
+    let n = conn.execute(
+        "INSERT OR IGNORE INTO outbox (message_id, recipients, subject, body_text, body_html, rule, account_id, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'system', NULL, ?6)",
+        params![message_id, serde_json::to_string(&to)?, subject, text, html, now_text()],
+    )?;
+    Ok(n == 1)
 }
 
 fn severity_label(s: Severity) -> &'static str {
@@ -96,7 +389,48 @@ fn severity_label(s: Severity) -> &'static str {
     }
 }
 
-/// The rendered parts of one warning.
+fn severity_color(s: Severity) -> &'static str {
+    match s {
+        Severity::Critical => "#b00020",
+        Severity::Warning => "#c77700",
+        Severity::Info => "#2f6f9f",
+    }
+}
+
+/// What the notice says about the alert's state, in one line.
+fn status_line(it: &Item) -> String {
+    let since = it.started_at.map(|s| (s, (it.as_of - s).num_days().max(0)));
+    match (it.notice, since) {
+        (Notice::Started, _) => "新预警".to_string(),
+        (Notice::Raised { from }, _) => {
+            format!(
+                "严重程度由{}升为{}",
+                severity_label(from),
+                severity_label(it.severity)
+            )
+        }
+        (Notice::Repeat, Some((s, n))) => format!("仍未解决：自 {s} 起已 {n} 天"),
+        (Notice::Aged, Some((s, n))) => format!("持续未解决：自 {s} 起已 {n} 天，已抄送主管"),
+        (Notice::Resolved { lasted_days }, Some((s, _))) => {
+            format!("已恢复：自 {s} 起持续 {lasted_days} 天")
+        }
+        (Notice::Resolved { lasted_days }, None) => format!("已恢复：持续 {lasted_days} 天"),
+        (Notice::Repeat | Notice::Aged, None) => "仍未解决".to_string(),
+    }
+}
+
+fn subject_prefix(it: &Item) -> String {
+    let sev = severity_label(it.severity);
+    match it.notice {
+        Notice::Started => sev.to_string(),
+        Notice::Raised { .. } => format!("升级为{sev}"),
+        Notice::Repeat => format!("仍未解决 · {sev}"),
+        Notice::Aged => format!("持续未解决 · {sev}"),
+        Notice::Resolved { .. } => "已恢复".to_string(),
+    }
+}
+
+/// The rendered parts of one message.
 pub struct Body {
     pub subject: String,
     pub text: String,
@@ -104,29 +438,41 @@ pub struct Body {
 }
 
 impl Body {
-    pub fn of(f: &crate::rules::Finding, as_of: NaiveDate) -> Body {
-        let a = &f.account;
-        let sev = severity_label(f.severity);
-        let subject = one_line(&format!("[kamwatch] {sev} · {}：{}", a.name, f.title));
-        let owner = if a.owner.is_empty() { "—" } else { &a.owner };
+    /// One notice about one alert.
+    pub fn of(it: &Item) -> Body {
+        let sev = severity_label(it.severity);
+        let subject = one_line(&format!(
+            "[kamwatch] {} · {}：{}",
+            subject_prefix(it),
+            it.account_name,
+            it.title
+        ));
+        let owner = if it.owner.is_empty() {
+            "—"
+        } else {
+            &it.owner
+        };
+        let tier = if it.tier.is_empty() { "—" } else { &it.tier };
+        let status = status_line(it);
         let mut text = String::new();
         let _ = writeln!(
             text,
-            "{} ({}) · {} 类客户 · {} · 负责人 {owner}\n",
-            a.name, a.id, a.tier, a.region
+            "{} ({}) · {tier} 类客户 · {} · 负责人 {owner}\n",
+            it.account_name, it.account_id, it.region
         );
-        let _ = writeln!(text, "{sev}：{}\n", f.title);
-        if !f.figures.is_empty() {
+        let _ = writeln!(text, "{sev}：{}", it.title);
+        let _ = writeln!(text, "状态：{status}\n");
+        if !it.figures.is_empty() {
             let _ = writeln!(text, "数据：");
-            for (k, v) in &f.figures {
+            for (k, v) in &it.figures {
                 let _ = writeln!(text, "  {k}: {}", show(v));
             }
             text.push('\n');
         }
-        if !f.action.is_empty() {
-            let _ = writeln!(text, "建议：{}\n", f.action);
+        if !it.action.is_empty() {
+            let _ = writeln!(text, "建议：{}\n", it.action);
         }
-        let _ = writeln!(text, "规则 {} · 评估日期 {as_of}", f.rule);
+        let _ = writeln!(text, "{}", footer(it));
 
         let e = escape_html;
         let mut html = String::new();
@@ -136,41 +482,27 @@ impl Body {
              <body style=\"font-family:Arial,'Microsoft YaHei',sans-serif;font-size:14px;color:#222\">\
              <table role=\"presentation\" cellpadding=\"6\" cellspacing=\"0\" border=\"0\" width=\"600\">\
              <tr><td style=\"background:{};color:#fff;font-weight:bold\">{} · {}</td></tr>\
-             <tr><td><b>{}</b> ({}) · {} 类客户 · {} · 负责人 {}</td></tr>",
+             <tr><td><b>{}</b> ({}) · {} 类客户 · {} · 负责人 {}</td></tr>\
+             <tr><td>状态：{}</td></tr>",
             e(&subject),
-            match f.severity {
-                Severity::Critical => "#b00020",
-                Severity::Warning => "#c77700",
-                Severity::Info => "#2f6f9f",
-            },
+            severity_color(it.severity),
             e(sev),
-            e(&f.title),
-            e(&a.name),
-            e(&a.id),
-            e(a.tier),
-            e(&a.region),
-            e(owner)
+            e(&it.title),
+            e(&it.account_name),
+            e(&it.account_id),
+            e(tier),
+            e(&it.region),
+            e(owner),
+            e(&status)
         );
-        if !f.figures.is_empty() {
-            html.push_str("<tr><td><table cellpadding=\"4\" cellspacing=\"0\" border=\"1\" style=\"border-collapse:collapse\">");
-            for (k, v) in &f.figures {
-                let _ = write!(
-                    html,
-                    "<tr><td>{}</td><td align=\"right\">{}</td></tr>",
-                    e(k),
-                    e(&show(v))
-                );
-            }
-            html.push_str("</table></td></tr>");
-        }
-        if !f.action.is_empty() {
-            let _ = write!(html, "<tr><td><b>建议：</b>{}</td></tr>", e(&f.action));
+        html_figures(&mut html, it);
+        if !it.action.is_empty() {
+            let _ = write!(html, "<tr><td><b>建议：</b>{}</td></tr>", e(&it.action));
         }
         let _ = write!(
             html,
-            "<tr><td style=\"color:#888;font-size:12px\">规则 {} · 评估日期 {}</td></tr></table></body></html>",
-            e(&f.rule),
-            as_of
+            "<tr><td style=\"color:#888;font-size:12px\">{}</td></tr></table></body></html>",
+            e(&footer(it))
         );
         Body {
             subject,
@@ -178,6 +510,154 @@ impl Body {
             html,
         }
     }
+
+    /// One recipient's notices of one evaluation, most important first
+    /// (`items` come sorted).
+    pub fn digest(items: &[&Item], as_of: NaiveDate, to: &[Recipient]) -> Body {
+        let (resolved, open): (Vec<&Item>, Vec<&Item>) = items
+            .iter()
+            .partition(|i| matches!(i.notice, Notice::Resolved { .. }));
+        let new = open
+            .iter()
+            .filter(|i| matches!(i.notice, Notice::Started))
+            .count();
+        let mut parts = Vec::new();
+        if new > 0 {
+            parts.push(format!("{new} 条新预警"));
+        }
+        if open.len() > new {
+            parts.push(format!("{} 条仍需处理", open.len() - new));
+        }
+        if !resolved.is_empty() {
+            parts.push(format!("{} 条已恢复", resolved.len()));
+        }
+        let subject = one_line(&format!(
+            "[kamwatch] 预警摘要 {as_of}：{}",
+            parts.join("，")
+        ));
+        let who = to
+            .iter()
+            .map(|r| if r.name.is_empty() { &r.email } else { &r.name })
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("、");
+        let mut text = String::new();
+        let _ = writeln!(text, "{who}，评估日期 {as_of} 的预警摘要：\n");
+        let e = escape_html;
+        let mut html = String::new();
+        let _ = write!(
+            html,
+            "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{}</title></head>\
+             <body style=\"font-family:Arial,'Microsoft YaHei',sans-serif;font-size:14px;color:#222\">\
+             <p>{}，评估日期 {} 的预警摘要：</p>",
+            e(&subject),
+            e(&who),
+            as_of
+        );
+        let mut n = 0;
+        for (title, list) in [("需要关注", &open), ("已恢复", &resolved)] {
+            if list.is_empty() {
+                continue;
+            }
+            let _ = writeln!(text, "== {title} ({}) ==\n", list.len());
+            let _ = write!(
+                html,
+                "<h3>{} ({})</h3><table role=\"presentation\" cellpadding=\"6\" cellspacing=\"0\" border=\"0\" width=\"640\">",
+                e(title),
+                list.len()
+            );
+            for it in list.iter() {
+                n += 1;
+                let sev = severity_label(it.severity);
+                let tier = if it.tier.is_empty() { "—" } else { &it.tier };
+                let owner = if it.owner.is_empty() {
+                    "—"
+                } else {
+                    &it.owner
+                };
+                let _ = writeln!(
+                    text,
+                    "{n}. [{sev}] {} ({}) · {tier} 类客户 · 负责人 {owner}\n   {}\n   状态：{}",
+                    it.account_name,
+                    it.account_id,
+                    it.title,
+                    status_line(it)
+                );
+                if !it.figures.is_empty() {
+                    let figs: Vec<String> = it
+                        .figures
+                        .iter()
+                        .map(|(k, v)| format!("{k}: {}", show(v)))
+                        .collect();
+                    let _ = writeln!(text, "   数据：{}", figs.join("；"));
+                }
+                if !it.action.is_empty() && !matches!(it.notice, Notice::Resolved { .. }) {
+                    let _ = writeln!(text, "   建议：{}", it.action);
+                }
+                let _ = writeln!(text, "   {}\n", footer(it));
+                let _ = write!(
+                    html,
+                    "<tr><td style=\"border-left:4px solid {};\"><b>{n}. [{}] {}</b> ({}) · {} 类客户 · 负责人 {}<br>{}<br>状态：{}",
+                    severity_color(it.severity),
+                    e(sev),
+                    e(&it.account_name),
+                    e(&it.account_id),
+                    e(tier),
+                    e(owner),
+                    e(&it.title),
+                    e(&status_line(it))
+                );
+                if !it.figures.is_empty() {
+                    let figs: Vec<String> = it
+                        .figures
+                        .iter()
+                        .map(|(k, v)| format!("{}: {}", e(k), e(&show(v))))
+                        .collect();
+                    let _ = write!(html, "<br>数据：{}", figs.join("；"));
+                }
+                if !it.action.is_empty() && !matches!(it.notice, Notice::Resolved { .. }) {
+                    let _ = write!(html, "<br><b>建议：</b>{}", e(&it.action));
+                }
+                let _ = write!(
+                    html,
+                    "<br><span style=\"color:#888;font-size:12px\">{}</span></td></tr>",
+                    e(&footer(it))
+                );
+            }
+            html.push_str("</table>");
+        }
+        html.push_str("</body></html>");
+        Body {
+            subject,
+            text,
+            html,
+        }
+    }
+}
+
+/// The line that names the rule and account of an item; the same in a
+/// single message and a digest, so scripts (and tests) can find them.
+fn footer(it: &Item) -> String {
+    format!(
+        "规则 {} · 客户 {} · 评估日期 {}",
+        it.rule, it.account_id, it.as_of
+    )
+}
+
+fn html_figures(html: &mut String, it: &Item) {
+    if it.figures.is_empty() {
+        return;
+    }
+    html.push_str("<tr><td><table cellpadding=\"4\" cellspacing=\"0\" border=\"1\" style=\"border-collapse:collapse\">");
+    for (k, v) in &it.figures {
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td align=\"right\">{}</td></tr>",
+            escape_html(k),
+            escape_html(&show(v))
+        );
+    }
+    html.push_str("</table></td></tr>");
 }
 
 /// A figure as people read it: amounts with thousands separators.
@@ -510,5 +990,142 @@ mod tests {
         assert_eq!(backoff_secs(0), 30);
         assert_eq!(backoff_secs(1), 60);
         assert_eq!(backoff_secs(10), 3600);
+    }
+
+    fn item(notice: Notice, severity: Severity, tier: &str, share: f64, id: &str) -> Item {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        Item {
+            rule: "r<1>".into(),
+            account_id: id.into(),
+            account_name: "<b>Acme & Co</b>".into(),
+            tier: tier.into(),
+            share,
+            region: "华东".into(),
+            owner: "张伟".into(),
+            owner_email: Some("zw@example.com".into()),
+            manager_email: Some("boss@example.com".into()),
+            key: String::new(),
+            severity,
+            title: "<script>x</script>".into(),
+            figures: vec![("a<b".into(), serde_json::json!("<i>"))],
+            action: "call".into(),
+            notice,
+            started_at: Some(d("2026-10-01")),
+            as_of: d("2026-10-20"),
+        }
+    }
+
+    #[test]
+    fn quiet_windows() {
+        let q = |w: &[&str], f: Option<&str>, t: Option<&str>| {
+            Quiet::parse(&crate::config::QuietWindow {
+                name: None,
+                weekdays: w.iter().map(|s| s.to_string()).collect(),
+                from: f.map(str::to_string),
+                to: t.map(str::to_string),
+            })
+        };
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let weekend = q(&["sat", "sun"], None, None).unwrap();
+        assert!(weekend.covers(d("2026-11-28"))); // a Saturday
+        assert!(!weekend.covers(d("2026-11-27")));
+        let year_end = q(&[], Some("12-30"), Some("01-02")).unwrap();
+        assert!(year_end.covers(d("2026-12-31")) && year_end.covers(d("2027-01-02")));
+        assert!(!year_end.covers(d("2027-01-03")));
+        let once = q(&[], Some("2027-02-05"), Some("2027-02-13")).unwrap();
+        assert!(once.covers(d("2027-02-13")) && !once.covers(d("2028-02-06")));
+        assert!(q(&[], Some("2027-02-05"), None).is_err());
+        assert!(q(&[], None, None).is_err());
+        assert!(q(&[], Some("13-01"), Some("12-01")).is_err());
+    }
+
+    #[test]
+    fn routes_owner_manager_extra_and_fallbacks() {
+        let mut cfg = crate::config::parse(include_str!("../config/kamwatch.yaml")).unwrap();
+        let p = RulePolicy {
+            escalate_after_days: 30,
+            extra_recipients: vec!["pricing@example.com".into()],
+            ..RulePolicy::default()
+        };
+        let emails = |v: Vec<Recipient>| v.into_iter().map(|r| r.email).collect::<Vec<_>>();
+        let w = item(Notice::Started, Severity::Warning, "A", 0.1, "K1");
+        assert_eq!(
+            emails(route(&cfg, &w, &p)),
+            ["zw@example.com", "pricing@example.com"]
+        );
+        let c = item(Notice::Started, Severity::Critical, "A", 0.1, "K1");
+        assert_eq!(
+            emails(route(&cfg, &c, &p)),
+            ["zw@example.com", "boss@example.com", "pricing@example.com"]
+        );
+        let aged = item(Notice::Aged, Severity::Warning, "A", 0.1, "K1");
+        assert!(
+            emails(route(&cfg, &aged, &RulePolicy::default()))
+                .contains(&"boss@example.com".to_string())
+        );
+        let mut orphan = w.clone();
+        orphan.owner_email = None;
+        orphan.manager_email = None;
+        assert!(route(&cfg, &orphan, &RulePolicy::default()).is_empty());
+        cfg.mail.admin = Some("it@example.com".into());
+        assert_eq!(
+            emails(route(&cfg, &orphan, &RulePolicy::default())),
+            ["it@example.com"]
+        );
+        cfg.mail.catch_all = Some("ops@example.com".into());
+        assert_eq!(
+            emails(route(&cfg, &orphan, &RulePolicy::default())),
+            ["ops@example.com"]
+        );
+    }
+
+    #[test]
+    fn digest_orders_by_importance_and_escapes() {
+        let a = item(Notice::Started, Severity::Warning, "B", 0.05, "K1");
+        let b = item(Notice::Started, Severity::Critical, "C", 0.01, "K2");
+        let c = item(Notice::Started, Severity::Warning, "A", 0.20, "K3");
+        let d = item(Notice::Started, Severity::Warning, "A", 0.30, "K4");
+        let r = item(
+            Notice::Resolved { lasted_days: 19 },
+            Severity::Warning,
+            "A",
+            0.3,
+            "K5",
+        );
+        let mut list = vec![&a, &b, &c, &r, &d];
+        list.sort_by(|x, y| importance(x, y));
+        let order: Vec<&str> = list.iter().map(|i| i.account_id.as_str()).collect();
+        assert_eq!(order, ["K2", "K4", "K5", "K3", "K1"]);
+        let to = [Recipient {
+            name: "张伟".into(),
+            email: "zw@example.com".into(),
+        }];
+        let body = Body::digest(&list, a.as_of, &to);
+        let listed: Vec<&str> = body
+            .text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("规则 r<1> · 客户 "))
+            .map(|l| &l[..2])
+            .collect();
+        assert_eq!(
+            listed,
+            ["K2", "K4", "K3", "K1", "K5"],
+            "open first, resolved last"
+        );
+        assert!(
+            body.subject.contains("4 条新预警") && body.subject.contains("1 条已恢复"),
+            "{}",
+            body.subject
+        );
+        assert!(body.text.contains("持续 19 天"), "{}", body.text);
+        for raw in ["<script>", "<b>Acme", "a<b", "<i>", "r<1>"] {
+            assert!(
+                !body.html.contains(raw),
+                "{raw} unescaped in the digest HTML"
+            );
+        }
+        let one = Body::of(&r);
+        assert!(one.subject.contains("已恢复"), "{}", one.subject);
+        assert!(!one.html.contains("<script>") && !one.html.contains("r<1>"));
     }
 }

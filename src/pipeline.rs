@@ -11,7 +11,9 @@ use anyhow::Result;
 use chrono::NaiveDate;
 use rusqlite::Connection;
 
+use crate::alerts::{self, Policies};
 use crate::config::Loaded;
+use crate::history;
 use crate::ingest::{self, FileReport};
 use crate::mail::{self, Delivery, Sink};
 use crate::metrics;
@@ -75,17 +77,33 @@ pub fn evaluate(
         errors: outcome.errors,
         ..EvalReport::default()
     };
-    if dry_run {
-        report.started = crate::alerts::would_start(conn, &report.findings)?;
-        return Ok(report);
-    }
+    // A dry run goes through the same steps and rolls them back, so what it
+    // reports is exactly what a real run would do.
     let tx = conn.transaction()?;
     let (started, resolved, queued) = {
-        let changes = crate::alerts::apply(&tx, as_of, &report.findings, &report.errors)?;
-        let queued = mail::enqueue(&tx, &cfg.cfg.mail, as_of, &changes.started)?;
-        let started: Vec<usize> = changes.started.iter().map(|s| s.index).collect();
-        (started, changes.resolved.len(), queued)
+        let policies = Policies::from_config(&cfg.cfg.alerts);
+        let changes = alerts::apply(
+            &tx,
+            as_of,
+            &report.findings,
+            &report.errors,
+            &snap.accounts,
+            &policies,
+        )?;
+        mail::record(&tx, &cfg.cfg, &policies, &changes.notices)?;
+        let mut queued = mail::release(&tx, &cfg.cfg, as_of)?;
+        if !report.errors.is_empty() {
+            queued += usize::from(admin_notice(&tx, cfg, &report.errors)?);
+        }
+        history::prune(&tx, as_of, cfg.cfg.alerts.history_retention_days)?;
+        (changes.started, changes.resolved, queued)
     };
+    if dry_run {
+        drop(tx);
+        report.started = started;
+        report.resolved = resolved;
+        return Ok(report);
+    }
     tx.execute(
         "INSERT INTO evaluations (as_of, accounts, rules, raised, started, resolved, errors, at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -115,6 +133,31 @@ pub fn evaluate(
         "evaluated"
     );
     Ok(report)
+}
+
+/// Tells the admin which rules failed to run, once per distinct set of
+/// failures (the same failures every day are not news).
+fn admin_notice(conn: &rusqlite::Connection, cfg: &Loaded, errors: &[RunError]) -> Result<bool> {
+    use std::fmt::Write as _;
+    let mut lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    lines.sort();
+    lines.dedup();
+    let mut text = format!(
+        "{} rule run(s) failed; the alerts of those rules and accounts are left as they were until the rule is fixed.\n\n",
+        errors.len()
+    );
+    for l in lines.iter().take(200) {
+        let _ = writeln!(text, "{l}");
+    }
+    if lines.len() > 200 {
+        let _ = writeln!(text, "... and {} more", lines.len() - 200);
+    }
+    mail::notify_admin(
+        conn,
+        &cfg.cfg.mail,
+        "规则运行失败 / rules failed to run",
+        &text,
+    )
 }
 
 /// Delivers the due outbox messages.

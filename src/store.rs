@@ -16,6 +16,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 const MIGRATIONS: &[&str] = &[
     include_str!("store/0001_init.sql"),
     include_str!("store/0002_more_datasets.sql"),
+    include_str!("store/0003_alert_lifecycle.sql"),
 ];
 
 /// Opens (creating if needed) the database and brings its schema up to date.

@@ -39,6 +39,13 @@ fn daemon_mails_owners_once() {
     })
     .unwrap();
     let accounts = master(&summary.files[0]);
+    let managers: BTreeSet<String> = {
+        let mut r = csv::Reader::from_path(&summary.files[0]).unwrap();
+        r.records()
+            .map(|rec| rec.unwrap()[5].to_string())
+            .filter(|m| !m.is_empty())
+            .collect()
+    };
     for f in &summary.files {
         std::fs::rename(f, p.path("inbox").join(f.file_name().unwrap())).unwrap();
     }
@@ -64,7 +71,9 @@ fn daemon_mails_owners_once() {
         "each queued message arrives exactly once"
     );
 
-    // Who got what: (rule, account) per message, addressed to the owner.
+    // Who got what: each message is one recipient's digest (or a single
+    // warning); every listed (rule, account) reaches the owner once, and
+    // the manager only sees critical ones.
     let mut got: BTreeSet<(String, String)> = BTreeSet::new();
     for m in &msgs {
         let parsed = mail_parser::MessageParser::default()
@@ -72,25 +81,27 @@ fn daemon_mails_owners_once() {
             .expect("a parseable MIME message");
         let text = parsed.body_text(0).expect("a text part").to_string();
         assert!(parsed.body_html(0).is_some(), "an HTML part");
-        let id = text
-            .split(['(', ')'])
-            .nth(1)
-            .expect("the account id in the text body")
-            .to_string();
-        let rule = text
-            .split("规则 ")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .expect("the rule in the text body")
-            .to_string();
-        let (email, name) = accounts.get(&id).expect("a known account");
-        assert_eq!(m.to, vec![email.clone()], "mail for {id} goes to its owner");
+        assert_eq!(m.to.len(), 1, "one recipient per message");
         let subject = parsed.subject().unwrap_or_default();
-        assert!(
-            subject.starts_with("[kamwatch] ") && subject.contains(name.as_str()),
-            "subject {subject:?} names the account {name}"
-        );
-        assert!(got.insert((rule, id)), "one message per alert");
+        assert!(subject.starts_with("[kamwatch] "), "{subject:?}");
+        let items = listed(&text);
+        assert!(!items.is_empty(), "a message that lists nothing:\n{text}");
+        for (rule, id) in items {
+            let (email, name) = accounts.get(&id).expect("a known account");
+            if &m.to[0] == email {
+                assert!(
+                    subject.contains(name.as_str()) || subject.contains("预警摘要"),
+                    "subject {subject:?} names the account {name} or says it is a digest"
+                );
+                assert!(got.insert((rule, id)), "one notice per alert per owner");
+            } else {
+                assert!(
+                    managers.contains(&m.to[0]),
+                    "mail for {id} went to {:?}, neither owner nor a manager",
+                    m.to
+                );
+            }
+        }
     }
 
     // Every planted problem was caught and mailed (owners with an email).

@@ -17,3 +17,6 @@ mod crash;
 
 // Reports over the book: the accounts table.
 mod reports;
+// Alert lifecycle through `eval --as-of`: resolve, silence, repeat, quiet
+// windows, restarts, retention check.
+mod alerts;

@@ -280,3 +280,17 @@ fn signal(pid: &str, sig: &str) {
         .unwrap();
     assert!(ok.success(), "kill -{sig} {pid}");
 }
+
+/// The (rule, account id) pairs a warning or digest lists, from the
+/// "规则 R · 客户 A · 评估日期 D" line each item has in the text part.
+pub fn listed(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.trim().strip_prefix("规则 ")?;
+            let mut parts = rest.split(" · ");
+            let rule = parts.next()?.to_string();
+            let id = parts.next()?.strip_prefix("客户 ")?.to_string();
+            Some((rule, id))
+        })
+        .collect()
+}

@@ -1,0 +1,211 @@
+//! Silences: "do not mail me about rule R for this account (or tier, or
+//! owner) until DATE, because ...". A silenced alert still moves through its
+//! lifecycle and is recorded; only its mail is held back, and when the
+//! silence ends mail resumes (see `alerts::step`). Owns the `silences`
+//! table; `kamwatch silence add|list|expire` are thin wrappers over this.
+
+use anyhow::{Result, bail};
+use chrono::NaiveDate;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::store::{date_text, now_text};
+
+/// What a silence applies to, besides its rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "scope", content = "value")]
+pub enum Scope {
+    Account(String),
+    Tier(String),
+    /// An owner's name or email.
+    Owner(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Silence {
+    pub id: i64,
+    /// A rule name, or `*` for every rule.
+    pub rule: String,
+    #[serde(flatten)]
+    pub scope: Scope,
+    /// Last as-of date silenced (inclusive).
+    #[serde(with = "crate::alerts::date_serde")]
+    pub until: NaiveDate,
+    pub reason: String,
+    pub created_at: String,
+    pub expired_at: Option<String>,
+}
+
+impl Silence {
+    /// Whether this silence covers an alert of `rule` for an account with
+    /// this id, tier and owner.
+    pub fn matches(
+        &self,
+        rule: &str,
+        account_id: &str,
+        tier: &str,
+        owner: &str,
+        owner_email: Option<&str>,
+    ) -> bool {
+        if self.rule != "*" && self.rule != rule {
+            return false;
+        }
+        match &self.scope {
+            Scope::Account(a) => a == account_id,
+            Scope::Tier(t) => t.eq_ignore_ascii_case(tier),
+            Scope::Owner(o) => {
+                (!owner.is_empty() && o == owner)
+                    || owner_email.is_some_and(|e| e.eq_ignore_ascii_case(o))
+            }
+        }
+    }
+
+    /// Active for an evaluation as of `as_of`.
+    pub fn active(&self, as_of: NaiveDate) -> bool {
+        self.expired_at.is_none() && as_of <= self.until
+    }
+}
+
+/// Adds a silence; returns its id.
+pub fn add(
+    conn: &Connection,
+    rule: &str,
+    scope: &Scope,
+    until: NaiveDate,
+    reason: &str,
+) -> Result<i64> {
+    if rule.trim().is_empty() {
+        bail!("--rule is empty; give a rule name (the .rhai file's stem) or '*' for every rule");
+    }
+    if reason.trim().is_empty() {
+        bail!("--reason is empty; say why, so whoever reads the list later knows");
+    }
+    let (a, t, o) = match scope {
+        Scope::Account(a) => (Some(a.as_str()), None, None),
+        Scope::Tier(t) => (None, Some(t.as_str()), None),
+        Scope::Owner(o) => (None, None, Some(o.as_str())),
+    };
+    conn.execute(
+        "INSERT INTO silences (rule, account_id, tier, owner, until, reason, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![rule, a, t, o, date_text(until), reason, now_text()],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Ends a silence now. Errors if there is no such silence.
+pub fn expire(conn: &Connection, id: i64) -> Result<Silence> {
+    let n = conn.execute(
+        "UPDATE silences SET expired_at = ?2 WHERE id = ?1 AND expired_at IS NULL",
+        params![id, now_text()],
+    )?;
+    let s = get(conn, id)?;
+    match s {
+        None => bail!("there is no silence {id}; `kamwatch silence list` shows them"),
+        Some(s) if n == 0 => bail!(
+            "silence {id} was already expired at {}",
+            s.expired_at.unwrap_or_default()
+        ),
+        Some(s) => Ok(s),
+    }
+}
+
+fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Silence> {
+    let account: Option<String> = r.get(2)?;
+    let tier: Option<String> = r.get(3)?;
+    let owner: Option<String> = r.get(4)?;
+    let scope = match (account, tier, owner) {
+        (Some(a), _, _) => Scope::Account(a),
+        (None, Some(t), _) => Scope::Tier(t),
+        (None, None, o) => Scope::Owner(o.unwrap_or_default()),
+    };
+    let until: String = r.get(5)?;
+    Ok(Silence {
+        id: r.get(0)?,
+        rule: r.get(1)?,
+        scope,
+        until: NaiveDate::parse_from_str(&until, "%Y-%m-%d").unwrap_or(NaiveDate::MIN),
+        reason: r.get(6)?,
+        created_at: r.get(7)?,
+        expired_at: r.get(8)?,
+    })
+}
+
+const COLUMNS: &str = "id, rule, account_id, tier, owner, until, reason, created_at, expired_at";
+
+pub fn get(conn: &Connection, id: i64) -> Result<Option<Silence>> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM silences WHERE id = ?1"),
+            [id],
+            from_row,
+        )
+        .optional()?)
+}
+
+/// Every silence, newest first.
+pub fn list(conn: &Connection) -> Result<Vec<Silence>> {
+    let mut st = conn.prepare(&format!("SELECT {COLUMNS} FROM silences ORDER BY id DESC"))?;
+    let rows = st.query_map([], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The silences in force for an evaluation as of `as_of`.
+pub fn active(conn: &Connection, as_of: NaiveDate) -> Result<Vec<Silence>> {
+    let mut st = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM silences WHERE expired_at IS NULL AND until >= ?1"
+    ))?;
+    let rows = st.query_map([date_text(as_of)], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn add_match_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open(&dir.path().join("k.db")).unwrap();
+        let id = add(
+            &conn,
+            "margin_slip",
+            &Scope::Tier("A".into()),
+            d("2026-11-10"),
+            "price war",
+        )
+        .unwrap();
+        let on = active(&conn, d("2026-11-10")).unwrap();
+        assert_eq!(on.len(), 1);
+        assert!(on[0].matches("margin_slip", "K1", "A", "", None));
+        assert!(!on[0].matches("margin_slip", "K1", "B", "", None));
+        assert!(!on[0].matches("declining_orders", "K1", "A", "", None));
+        assert!(active(&conn, d("2026-11-11")).unwrap().is_empty());
+        expire(&conn, id).unwrap();
+        assert!(active(&conn, d("2026-11-01")).unwrap().is_empty());
+        let again = expire(&conn, id).unwrap_err().to_string();
+        assert!(again.contains("already expired"), "{again}");
+        let none = expire(&conn, 99).unwrap_err().to_string();
+        assert!(none.contains("no silence 99"), "{none}");
+        assert!(add(&conn, "x", &Scope::Owner("a".into()), d("2026-01-01"), " ").is_err());
+    }
+
+    #[test]
+    fn owner_by_name_or_email() {
+        let s = Silence {
+            id: 1,
+            rule: "*".into(),
+            scope: Scope::Owner("zhang.wei@example.com".into()),
+            until: d("2026-12-31"),
+            reason: "leave".into(),
+            created_at: String::new(),
+            expired_at: None,
+        };
+        assert!(s.matches("any", "K", "C", "张伟", Some("Zhang.Wei@example.com")));
+        assert!(!s.matches("any", "K", "C", "张伟", None));
+    }
+}

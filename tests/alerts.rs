@@ -1,0 +1,646 @@
+//! The alert lifecycle through the real binary, one `eval --as-of` after
+//! another: resolve after the data changes, silences, repeats, quiet
+//! windows, a restart in the middle, and the retention check.
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use mail_parser::MessageParser;
+
+use crate::support::*;
+
+const MASTER: &str = "客户主数据.csv";
+const ORDERS: &str = "销售明细_202609-10.csv";
+const VISITS: &str = "拜访记录_202609-10.csv";
+// KH1001 (华联超市, owner zhang.wei@example.com) was last visited on
+// 2026-10-16: as of 2026-10-31 its 14-day cadence has lapsed.
+const RULE: &str = "lapsed_visits";
+const ACCOUNT: &str = "KH1001";
+const OWNER: &str = "zhang.wei@example.com";
+
+fn show(o: &Output) -> String {
+    format!(
+        "status: {:?}\n--- stdout ---\n{}--- stderr ---\n{}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    )
+}
+
+fn assert_exit(o: &Output, want: i32) {
+    assert_eq!(o.status.code(), Some(want), "wrong exit code\n{}", show(o));
+}
+
+/// A project whose config went through `edit`, holding the fixtures.
+fn project(edit: impl Fn(&str) -> String) -> Project {
+    let p = Project::new();
+    let cfg = std::fs::read_to_string(p.config()).unwrap();
+    std::fs::write(p.config(), edit(&cfg)).unwrap();
+    let files = [MASTER, ORDERS, VISITS].map(|f| fixture(f).to_string_lossy().into_owned());
+    let mut args = vec!["ingest"];
+    args.extend(files.iter().map(String::as_str));
+    assert_exit(&p.run(&args), 0);
+    p
+}
+
+fn eval(p: &Project, as_of: &str) -> String {
+    let o = p.run(&["eval", "--as-of", as_of]);
+    assert_exit(&o, 0);
+    stdout(&o)
+}
+
+/// One .eml file as a reader sees it.
+#[derive(Debug)]
+struct Mail {
+    file: PathBuf,
+    to: Vec<String>,
+    subject: String,
+    text: String,
+    items: Vec<(String, String)>,
+}
+
+impl Mail {
+    fn lists(&self, rule: &str, account: &str) -> bool {
+        self.items.iter().any(|(r, a)| r == rule && a == account)
+    }
+
+    /// The text of the listed item about `account` (a digest lists several).
+    fn item_text(&self, account: &str) -> String {
+        let marker = format!("({account})");
+        let start = self.text.find(&marker).expect("the account in the text");
+        let end = self.text[start..]
+            .find("评估日期")
+            .map_or(self.text.len(), |e| start + e);
+        self.text[start..end].to_string()
+    }
+}
+
+/// Every message written so far, in outbox order.
+fn mails(p: &Project) -> Vec<Mail> {
+    p.files_under("var/mail")
+        .into_iter()
+        .map(|file| {
+            let bytes = std::fs::read(&file).unwrap();
+            let m = MessageParser::default()
+                .parse(&bytes)
+                .unwrap_or_else(|| panic!("{} does not parse", file.display()));
+            let text = m.body_text(0).expect("a text part").to_string();
+            assert!(
+                m.body_html(0).is_some(),
+                "no HTML part in {}",
+                file.display()
+            );
+            Mail {
+                to: m
+                    .to()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.address())
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                subject: m.subject().unwrap_or_default().to_string(),
+                items: listed(&text),
+                text,
+                file,
+            }
+        })
+        .collect()
+}
+
+fn history(p: &Project, args: &[&str]) -> Vec<serde_json::Value> {
+    let mut all = vec!["history", "--format", "json"];
+    all.extend_from_slice(args);
+    let o = p.run(&all);
+    assert_exit(&o, 0);
+    stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+fn state(p: &Project, rule: &str, account: &str) -> String {
+    p.db()
+        .query_row(
+            "SELECT state FROM alerts WHERE rule = ?1 AND account_id = ?2",
+            [rule, account],
+            |r| r.get(0),
+        )
+        .unwrap_or_else(|e| panic!("no alert {rule} {account}: {e}"))
+}
+
+/// A visit recorded after the fixtures clears the lapsed-visit alert: the
+/// owner is told it resolved and how long it lasted; history has it all.
+#[test]
+fn alert_resolves_after_the_data_changes() {
+    let p = project(str::to_string);
+    eval(&p, "2026-10-31");
+    assert_eq!(state(&p, RULE, ACCOUNT), "firing");
+    let before = mails(&p);
+    let start: Vec<&Mail> = before.iter().filter(|m| m.lists(RULE, ACCOUNT)).collect();
+    assert_eq!(start.len(), 1, "{before:#?}");
+    assert_eq!(start[0].to, [OWNER]);
+
+    let visit = p.path("拜访记录_补录.csv");
+    std::fs::write(
+        &visit,
+        "拜访日期,客户编号,拜访人,职务,拜访类型,备注\n2026-11-01,KH1001,张伟,业务员,上门拜访,\n",
+    )
+    .unwrap();
+    assert_exit(&p.run(&["ingest", visit.to_str().unwrap()]), 0);
+    let out = eval(&p, "2026-11-01");
+    assert!(out.contains("1 resolved"), "{out}");
+    assert_eq!(state(&p, RULE, ACCOUNT), "resolved");
+
+    let after = mails(&p);
+    let new: Vec<&Mail> = after[before.len()..]
+        .iter()
+        .filter(|m| m.lists(RULE, ACCOUNT))
+        .collect();
+    assert_eq!(new.len(), 1, "one resolved notice: {after:#?}");
+    assert_eq!(new[0].to, [OWNER]);
+    let item = new[0].item_text(ACCOUNT);
+    assert!(
+        item.contains("已恢复") && item.contains("持续 1 天"),
+        "{item}"
+    );
+
+    // Evaluating the same day again changes nothing and sends nothing.
+    let again = eval(&p, "2026-11-01");
+    assert!(again.contains("0 started, 0 resolved"), "{again}");
+    assert_eq!(mails(&p).len(), after.len());
+
+    let h = history(&p, &["--account", ACCOUNT, "--rule", RULE]);
+    let steps: Vec<String> = h
+        .iter()
+        .map(|e| match e["event"].as_str().unwrap() {
+            "state" => format!("{} {}", e["as_of"], e["to_state"]),
+            _ => format!("{} {} {}", e["as_of"], e["notice"], e["mail"]),
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            r#""2026-10-31" "firing""#,
+            r#""2026-10-31" "started" "mailed""#,
+            r#""2026-11-01" "resolved""#,
+            r#""2026-11-01" "resolved" "mailed""#,
+        ]
+    );
+    for e in h.iter().filter(|e| e["event"] == "notice") {
+        assert_eq!(e["recipients"], serde_json::json!([OWNER]), "{e}");
+        assert_eq!(e["delivery"], serde_json::json!(["sent"]), "{e}");
+    }
+    // --since leaves out what came before.
+    assert_eq!(
+        history(&p, &["--account", ACCOUNT, "--since", "2026-11-01"]).len(),
+        2
+    );
+
+    // Fifteen days after that visit the cadence lapses again: a new start.
+    eval(&p, "2026-11-16");
+    assert_eq!(state(&p, RULE, ACCOUNT), "firing");
+    let h = history(&p, &["--account", ACCOUNT, "--since", "2026-11-16"]);
+    assert_eq!(h[0]["from_state"], "resolved", "{h:?}");
+    assert_eq!(h[0]["to_state"], "firing", "{h:?}");
+    assert_eq!(h[1]["notice"], "started", "{h:?}");
+}
+
+/// A silence keeps the alert's mail back (the alert is still recorded),
+/// and once it ends the owner gets the start notice after all.
+#[test]
+fn silence_suppresses_then_lets_mail_through() {
+    let p = project(str::to_string);
+    let add = p.run(&[
+        "silence",
+        "add",
+        "--rule",
+        RULE,
+        "--account",
+        ACCOUNT,
+        "--until",
+        "2026-11-02",
+        "--reason",
+        "门店装修，暂停拜访",
+    ]);
+    assert_exit(&add, 0);
+    assert!(stdout(&add).contains("silence 1 added"), "{}", show(&add));
+
+    // Two scopes, or none, is a usage error.
+    let both = [
+        "silence",
+        "add",
+        "--rule",
+        RULE,
+        "--account",
+        ACCOUNT,
+        "--tier",
+        "A",
+        "--until",
+        "2026-11-02",
+        "--reason",
+        "x",
+    ];
+    assert_exit(&p.run(&both), 2);
+    let none = [
+        "silence",
+        "add",
+        "--rule",
+        RULE,
+        "--until",
+        "2026-11-02",
+        "--reason",
+        "x",
+    ];
+    let o = p.run(&none);
+    assert_exit(&o, 2);
+    assert!(
+        stderr(&o).contains("--account, --tier or --owner"),
+        "{}",
+        show(&o)
+    );
+
+    let list = p.run(&["silence", "list", "--format", "json"]);
+    assert_exit(&list, 0);
+    let listed: Vec<serde_json::Value> = stdout(&list)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(listed.len(), 1, "{}", show(&list));
+    assert_eq!(listed[0]["rule"], RULE);
+    assert_eq!(listed[0]["scope"], "account");
+    assert_eq!(listed[0]["value"], ACCOUNT);
+    assert_eq!(listed[0]["until"], "2026-11-02");
+    assert_eq!(listed[0]["reason"], "门店装修，暂停拜访");
+
+    eval(&p, "2026-10-31");
+    assert_eq!(state(&p, RULE, ACCOUNT), "firing", "silenced, yet recorded");
+    let first = mails(&p);
+    assert!(!first.is_empty(), "other alerts are still mailed");
+    assert!(
+        !first.iter().any(|m| m.lists(RULE, ACCOUNT)),
+        "a silenced alert was mailed"
+    );
+    assert!(
+        first.iter().any(|m| m.to == [OWNER]),
+        "the owner's other alerts still go out"
+    );
+    let h = history(&p, &["--account", ACCOUNT, "--rule", RULE]);
+    assert!(
+        h.iter()
+            .any(|e| e["notice"] == "started" && e["mail"] == "silenced"),
+        "{h:?}"
+    );
+
+    eval(&p, "2026-11-02"); // the last silenced day
+    assert!(
+        !mails(&p).iter().any(|m| m.lists(RULE, ACCOUNT)),
+        "mailed on the silence's last day"
+    );
+
+    eval(&p, "2026-11-03");
+    let all = mails(&p);
+    let now: Vec<&Mail> = all.iter().filter(|m| m.lists(RULE, ACCOUNT)).collect();
+    assert_eq!(now.len(), 1, "the start notice after the silence: {all:#?}");
+    assert_eq!(now[0].to, [OWNER]);
+    assert!(
+        now[0].item_text(ACCOUNT).contains("新预警"),
+        "{}",
+        now[0].text
+    );
+
+    // Expire: listed as expired; expiring twice or an unknown id fails.
+    let add = p.run(&[
+        "silence",
+        "add",
+        "--rule",
+        "*",
+        "--tier",
+        "b",
+        "--until",
+        "2027-01-01",
+        "--reason",
+        "year end",
+    ]);
+    assert_exit(&add, 0);
+    assert_exit(&p.run(&["silence", "expire", "2"]), 0);
+    assert_exit(&p.run(&["silence", "expire", "2"]), 1);
+    let o = p.run(&["silence", "expire", "99"]);
+    assert_exit(&o, 1);
+    assert!(stderr(&o).contains("no silence 99"), "{}", show(&o));
+    let text = stdout(&p.run(&["silence", "list"]));
+    assert!(
+        text.lines()
+            .any(|l| l.contains("tier B") && l.contains("expired")),
+        "{text}"
+    );
+}
+
+/// While an alert keeps firing it is mailed again after the repeat
+/// interval (7 days by default), and not before.
+#[test]
+fn repeat_comes_after_the_interval() {
+    let p = project(str::to_string);
+    eval(&p, "2026-10-31");
+    let n = mails(&p).len();
+    for day in ["2026-11-03", "2026-11-06"] {
+        eval(&p, day);
+        assert!(
+            !mails(&p)[n..].iter().any(|m| m.lists(RULE, ACCOUNT)),
+            "repeated before the interval, as of {day}"
+        );
+    }
+    eval(&p, "2026-11-07");
+    let all = mails(&p);
+    let repeat: Vec<&Mail> = all[n..].iter().filter(|m| m.lists(RULE, ACCOUNT)).collect();
+    assert_eq!(repeat.len(), 1, "{all:#?}");
+    assert_eq!(repeat[0].to, [OWNER]);
+    let item = repeat[0].item_text(ACCOUNT);
+    assert!(item.contains("仍未解决：自 2026-10-31 起已 7 天"), "{item}");
+    eval(&p, "2026-11-08");
+    assert!(
+        !mails(&p)[all.len()..]
+            .iter()
+            .any(|m| m.lists(RULE, ACCOUNT)),
+        "repeated again the next day"
+    );
+}
+
+/// Everything an evaluation writes, with no wall-clock column: the alerts,
+/// their history, the notices and the outbox.
+fn dump(p: &Project) -> Vec<String> {
+    let db = p.db();
+    let mut out = Vec::new();
+    for sql in [
+        "SELECT rule || '|' || account_id || '|' || state || '|' || severity || '|' || pending_count || '|' ||
+                COALESCE(started_at, '') || '|' || COALESCE(last_notified_at, '') || '|' || notified
+         FROM alerts ORDER BY rule, account_id",
+        "SELECT rule || '|' || account_id || '|' || COALESCE(from_state, '') || '|' || to_state || '|' || as_of
+         FROM alert_history ORDER BY id",
+        "SELECT rule || '|' || account_id || '|' || kind || '|' || state || '|' || as_of || '|' || recipients
+         FROM notifications ORDER BY id",
+        "SELECT message_id || '|' || recipients || '|' || subject || '|' || body_text FROM outbox ORDER BY id",
+    ] {
+        let mut st = db.prepare(sql).unwrap();
+        out.extend(
+            st.query_map([], |r| r.get::<_, String>(0))
+                .unwrap()
+                .map(Result::unwrap),
+        );
+    }
+    out
+}
+
+/// With "for 2 evaluations", a restart (a new process) that evaluates a
+/// day again neither forgets the pending alert nor counts or sends
+/// anything twice: the end state equals that of an uninterrupted run.
+#[test]
+fn restart_in_the_middle_changes_nothing() {
+    let two = |c: &str| c.replace("for_evaluations: 1", "for_evaluations: 2");
+    let steady = project(two);
+    let restarted = project(two);
+
+    eval(&steady, "2026-10-31");
+    assert_eq!(state(&steady, RULE, ACCOUNT), "pending");
+    assert!(mails(&steady).is_empty(), "a pending alert was mailed");
+
+    eval(&restarted, "2026-10-31");
+    eval(&restarted, "2026-10-31");
+    assert_eq!(state(&restarted, RULE, ACCOUNT), "pending");
+
+    eval(&steady, "2026-11-01");
+    eval(&restarted, "2026-11-01");
+    eval(&restarted, "2026-11-01");
+    assert_eq!(state(&steady, RULE, ACCOUNT), "firing");
+    let sent = mails(&steady);
+    assert!(sent.iter().any(|m| m.lists(RULE, ACCOUNT)), "{sent:#?}");
+    assert_eq!(
+        dump(&restarted),
+        dump(&steady),
+        "re-running days changed the outcome"
+    );
+    assert_eq!(mails(&restarted).len(), sent.len());
+}
+
+/// Mail of an evaluation in a quiet window (weekends here; 2026-10-31 is a
+/// Saturday) is held and goes out at the first evaluation after it.
+#[test]
+fn quiet_window_holds_mail_until_after() {
+    let p = project(|c| {
+        c.replace(
+            "  quiet: []\n",
+            "  quiet:\n    - name: weekend\n      weekdays: [sat, sun]\n",
+        )
+    });
+    eval(&p, "2026-10-31");
+    eval(&p, "2026-11-01");
+    assert!(mails(&p).is_empty(), "mailed on a weekend");
+    let held: i64 = p
+        .db()
+        .query_row(
+            "SELECT COUNT(*) FROM notifications WHERE state = 'held'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(held > 0);
+    eval(&p, "2026-11-02");
+    let all = mails(&p);
+    let items: usize = all
+        .iter()
+        .filter(|m| m.to == [OWNER])
+        .map(|m| m.items.len())
+        .sum();
+    assert!(items >= 1, "{all:#?}");
+    assert!(all.iter().any(|m| m.lists(RULE, ACCOUNT)));
+    let left: i64 = p
+        .db()
+        .query_row(
+            "SELECT COUNT(*) FROM notifications WHERE state = 'held'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(left, 0);
+    for m in &all {
+        assert!(m.subject.starts_with("[kamwatch]"), "{}", m.file.display());
+    }
+}
+
+/// A retention shorter than a repeat interval is refused by `check` with
+/// the reason (exit 2), not silently capped.
+#[test]
+fn check_refuses_retention_shorter_than_a_repeat() {
+    let p = Project::new();
+    let cfg = std::fs::read_to_string(p.config()).unwrap();
+    std::fs::write(
+        p.config(),
+        cfg.replace("history_retention_days: 400", "history_retention_days: 5"),
+    )
+    .unwrap();
+    let o = p.run(&["check"]);
+    assert_exit(&o, 2);
+    let err = stderr(&o);
+    assert!(
+        err.contains("history_retention_days is 5") && err.contains("at least 7"),
+        "{}",
+        show(&o)
+    );
+}
+
+/// With `digest.critical_immediately`, each critical alert goes alone to
+/// owner and manager together; the rest still come as one digest per
+/// recipient.
+#[test]
+fn critical_alerts_can_go_at_once() {
+    let p = project(|c| c.replace("critical_immediately: false", "critical_immediately: true"));
+    eval(&p, "2026-10-31");
+    let all = mails(&p);
+    let critical: Vec<(String, String)> = {
+        let db = p.db();
+        let mut st = db
+            .prepare("SELECT rule, account_id FROM alerts WHERE state = 'firing' AND severity = 'critical'")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert!(!critical.is_empty(), "no critical alert on the fixtures");
+    for (rule, id) in &critical {
+        let carrying: Vec<&Mail> = all.iter().filter(|m| m.lists(rule, id)).collect();
+        assert_eq!(carrying.len(), 1, "{rule} {id}: {all:#?}");
+        assert_eq!(
+            carrying[0].items.len(),
+            1,
+            "a critical alert shares a message"
+        );
+        assert_eq!(
+            carrying[0].to.len(),
+            2,
+            "owner and manager: {:?}",
+            carrying[0].to
+        );
+        assert!(
+            carrying[0].subject.contains("严重"),
+            "{}",
+            carrying[0].subject
+        );
+    }
+    let others: usize = all
+        .iter()
+        .filter(|m| !critical.iter().any(|(r, a)| m.lists(r, a)))
+        .map(|m| m.items.len())
+        .sum();
+    let firing: i64 = p
+        .db()
+        .query_row(
+            "SELECT COUNT(*) FROM alerts WHERE state = 'firing' AND severity <> 'critical'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(others as i64, firing, "the others are all listed once");
+}
+
+/// A rule that fails at run time is kamwatch's own problem: the admin gets
+/// one message naming it, and the same failure the next day is not news.
+#[test]
+fn rule_failures_go_to_the_admin_once() {
+    let p = project(|c| c.replace("  # admin: it@example.com", "  admin: it@example.com"));
+    std::fs::write(
+        p.path("rules/broken.rhai"),
+        "// fails for every account\nlet x = account.no_such_field + 1;\n",
+    )
+    .unwrap();
+    let o = p.run(&["eval", "--as-of", "2026-10-31"]);
+    assert_exit(&o, 1);
+    let admin: Vec<Mail> = mails(&p)
+        .into_iter()
+        .filter(|m| m.to == ["it@example.com"])
+        .collect();
+    assert_eq!(admin.len(), 1, "{}", show(&o));
+    assert!(admin[0].subject.contains("系统"), "{}", admin[0].subject);
+    assert!(admin[0].text.contains("broken"), "{}", admin[0].text);
+    let n = mails(&p).len();
+    assert_exit(&p.run(&["eval", "--as-of", "2026-11-01"]), 1);
+    assert!(
+        !mails(&p)[n..].iter().any(|m| m.to == ["it@example.com"]),
+        "the same failure was mailed again"
+    );
+}
+
+/// The daemon killed with SIGKILL after mailing, then started again: a new
+/// drop evaluates again and nothing is sent twice or forgotten.
+#[test]
+fn daemon_killed_and_restarted_sends_nothing_twice() {
+    use std::process::Stdio;
+    let smtp = SmtpServer::start();
+    let p = Project::with_smtp(smtp.port);
+    /// Kills the daemon even if an assertion fails first.
+    struct Running(std::process::Child);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let start = |p: &Project| {
+        Running(
+            p.command(&["run"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting kamwatch run"),
+        )
+    };
+    let count = |sql: &str| -> i64 { p.db().query_row(sql, [], |r| r.get(0)).unwrap_or(0) };
+    let daemon = start(&p);
+
+    let staging = p.path("staging");
+    let today = chrono::Local::now().date_naive();
+    let summary = kamwatch::generate::generate(&kamwatch::generate::GenerateOptions {
+        out_dir: staging.clone(),
+        seed: 11,
+        accounts: 60,
+        end: today,
+        months: 14,
+    })
+    .unwrap();
+    for f in &summary.files {
+        std::fs::rename(f, p.path("inbox").join(f.file_name().unwrap())).unwrap();
+    }
+    wait_for(60, "the first evaluation", || {
+        (count("SELECT COUNT(*) FROM evaluations") >= 1).then_some(())
+    });
+    let queued = count("SELECT COUNT(*) FROM outbox");
+    assert!(queued > 0, "nothing was queued on generated data");
+    let first = wait_for(30, "every queued message at the server", || {
+        let m = smtp.messages();
+        (m.len() as i64 == queued
+            && count("SELECT COUNT(*) FROM outbox WHERE state = 'pending'") == 0)
+            .then_some(m)
+    });
+    let before = dump(&p);
+
+    // kill -9 (what Child::kill sends): no chance to tidy up.
+    drop(daemon);
+    let daemon = start(&p);
+    let visit = format!(
+        "拜访日期,客户编号,拜访人,职务,拜访类型,备注\n{today},NOSUCH,测试,业务员,电话回访,\n"
+    );
+    std::fs::write(staging.join("v.csv"), visit).unwrap();
+    std::fs::rename(staging.join("v.csv"), p.path("inbox/拜访记录_restart.csv")).unwrap();
+    wait_for(30, "the evaluation after the restart", || {
+        (count("SELECT COUNT(*) FROM evaluations") >= 2).then_some(())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    drop(daemon);
+    assert_eq!(
+        smtp.messages().len(),
+        first.len(),
+        "a message was sent twice"
+    );
+    assert_eq!(dump(&p), before, "the restart changed alert state or mail");
+}
