@@ -58,8 +58,28 @@ if [[ $n -eq 0 ]]; then
     echo "no warning emails were written; see the log above" >&2
     exit 1
 fi
-echo "==> $n warning emails in var/mail/, by rule:"
-ls var/mail | sed -E 's/^[0-9]+_(.*)_KH[0-9]+\.eml$/\1/' | sort | uniq -c
+if command -v python3 >/dev/null; then
+    python3 - var/mail/*.eml <<'PY'
+import collections, email, sys
+from email import policy
+alerts, to = set(), collections.Counter()
+for path in sys.argv[1:]:
+    m = email.message_from_binary_file(open(path, "rb"), policy=policy.default)
+    for addr in m["To"].addresses:
+        to[addr.addr_spec] += 1
+    for line in m.get_body(("plain",)).get_content().splitlines():
+        line = line.strip()
+        if line.startswith("规则 "):
+            parts = line.split(" · ")
+            alerts.add((parts[0].split()[1], parts[1].split()[1]))
+rules = collections.Counter(rule for rule, _ in alerts)
+print(f"==> {len(sys.argv) - 1} emails in var/mail/ to {len(to)} people (owners, and managers for critical ones), about {len(alerts)} warnings:")
+for rule, n in rules.most_common():
+    print(f"  {n:4d}  {rule}")
+PY
+else
+    echo "==> $n emails in var/mail/"
+fi
 mails=(var/mail/*.eml)
 first=${mails[0]}
 echo
