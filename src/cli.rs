@@ -222,7 +222,15 @@ fn ingest(cfg: &Loaded, files: &[PathBuf]) -> Result<ExitCode> {
         };
         let ds = r.dataset.map(|d| d.name()).unwrap_or("?");
         match r.outcome {
-            Outcome::Ingested => writeln!(o, "ingested {} ({ds}): {} rows", f.display(), r.rows)?,
+            Outcome::Ingested => {
+                writeln!(o, "ingested {} ({ds}): {} rows", f.display(), r.rows)?;
+                if let Some(note) = &r.reason {
+                    writeln!(o, "  note: {note}")?;
+                }
+                if let Some(e) = &r.errors_file {
+                    writeln!(o, "  skipped rows: {}", e.display())?;
+                }
+            }
             Outcome::Duplicate => writeln!(
                 o,
                 "duplicate {} ({ds}): same content was ingested before; counted nowhere",

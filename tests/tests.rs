@@ -8,3 +8,6 @@ mod cli;
 
 // The daemon end to end: inbox in, SMTP out, nothing sent twice.
 mod e2e;
+
+// Ingest: formats (XLSX, XLS, JSON Lines, encodings), values, datasets, bad input.
+mod ingest;
