@@ -916,3 +916,138 @@ fn reject(
         errors_file: Some(reason_path),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn orders_config() -> DatasetConfig {
+        let text = include_str!("../../config/kamwatch.yaml");
+        crate::config::parse(text).unwrap().datasets.orders
+    }
+
+    #[test]
+    fn dates_in_file_names() {
+        let d = |y, m, d| chrono::NaiveDate::from_ymd_opt(y, m, d);
+        assert_eq!(date_in_name("客户主数据_20261128.csv"), d(2026, 11, 28));
+        assert_eq!(date_in_name("accounts-2026-11-28.xlsx"), d(2026, 11, 28));
+        assert_eq!(date_in_name("a_2026_01_02_b_2026.03.04.csv"), d(2026, 3, 4));
+        assert_eq!(date_in_name("销售明细_202609-10.csv"), None);
+        assert_eq!(date_in_name("export_120261128.csv"), None);
+        assert_eq!(date_in_name("x_20261332.csv"), None);
+    }
+
+    #[test]
+    fn attrs_are_a_json_object_of_the_other_columns() {
+        let ds = orders_config();
+        let h = StringRecord::from(vec![
+            "订单编号",
+            "客户编号",
+            "订单日期",
+            "金额",
+            "成本",
+            "备注",
+            "备注",
+            "",
+        ]);
+        let map = map_columns(Dataset::Orders, &ds, &h).unwrap();
+        assert_eq!(map.extra_names(), vec!["备注", "备注#2"]);
+        let rec = StringRecord::from(vec![
+            "1",
+            "K",
+            "2026-01-01",
+            "1",
+            "1",
+            "say \"hi\"\n",
+            "",
+            "x",
+        ]);
+        let a = map.attrs(&rec).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&a).unwrap();
+        assert_eq!(v, serde_json::json!({"备注": "say \"hi\""}));
+    }
+
+    #[test]
+    fn a_mapped_column_twice_is_refused() {
+        let ds = orders_config();
+        let h = StringRecord::from(vec![
+            "订单编号",
+            "客户编号",
+            "订单日期",
+            "金额",
+            "成本",
+            "金额",
+        ]);
+        let e = map_columns(Dataset::Orders, &ds, &h).err().unwrap();
+        assert!(e.contains("\"金额\" 2 times (columns 4, 6)"), "{e}");
+    }
+
+    proptest! {
+        /// Whatever the order of the columns and whatever others are
+        /// around them, each field finds its column and the rest become
+        /// attributes.
+        #[test]
+        fn columns_map_in_any_order(
+            extra in proptest::collection::vec("[a-z]{1,6}", 0..6),
+            seed in any::<u64>(),
+            drop_optional in any::<bool>(),
+        ) {
+            let ds = orders_config();
+            let mut cols: Vec<String> = ds
+                .columns
+                .iter()
+                .filter(|(f, _)| {
+                    !drop_optional
+                        || Dataset::Orders.fields().iter().any(|(k, req)| k == f && *req)
+                })
+                .map(|(_, c)| c.clone())
+                .collect();
+            let mut extra_unique: Vec<String> = Vec::new();
+            for e in extra {
+                if !extra_unique.contains(&e) {
+                    extra_unique.push(e);
+                }
+            }
+            cols.extend(extra_unique.iter().cloned());
+            // A deterministic shuffle from the seed.
+            let mut s = seed;
+            for i in (1..cols.len()).rev() {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                cols.swap(i, (s >> 33) as usize % (i + 1));
+            }
+            let header = StringRecord::from(cols.clone());
+            let map = map_columns(Dataset::Orders, &ds, &header).unwrap();
+            for (field, col) in &ds.columns {
+                let want = cols.iter().position(|c| c == col);
+                prop_assert_eq!(map.idx(field), want, "{}", field);
+            }
+            let mut got: Vec<&str> = map.extra_names();
+            got.sort();
+            let mut want: Vec<&str> = extra_unique.iter().map(String::as_str).collect();
+            want.sort();
+            prop_assert_eq!(got, want);
+        }
+
+        /// Dropping any required column is refused, naming that column.
+        #[test]
+        fn a_missing_required_column_is_named(which in 0usize..5) {
+            let ds = orders_config();
+            let required: Vec<&str> = Dataset::Orders
+                .fields()
+                .iter()
+                .filter(|(_, r)| *r)
+                .map(|(f, _)| *f)
+                .collect();
+            let gone = required[which % required.len()];
+            let cols: Vec<&str> = required
+                .iter()
+                .filter(|f| **f != gone)
+                .map(|f| ds.columns[*f].as_str())
+                .collect();
+            let e = map_columns(Dataset::Orders, &ds, &StringRecord::from(cols)).err().unwrap();
+            let want = format!("{:?} ({gone})", ds.columns[gone]);
+            prop_assert!(e.contains(&want), "{}", e);
+        }
+    }
+}

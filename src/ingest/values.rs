@@ -165,5 +165,130 @@ mod tests {
         assert_eq!(parse_number(""), Ok(None));
         assert!(parse_number("abc").unwrap_err().contains("not a number"));
         assert!(parse_number("inf").is_err());
+        assert!(parse_number("nan").is_err());
+        assert_eq!(parse_number("1.5E+3"), Ok(Some(1500.0)));
+        assert_eq!(parse_number("1 200元"), Ok(Some(1200.0)));
+        assert_eq!(parse_number("−7"), Ok(Some(-7.0)));
+        assert!(parse_number("=1+2").unwrap_err().contains("not a number"));
+    }
+
+    #[test]
+    fn day_and_month_first() {
+        assert_eq!(
+            parse_date_in("03/11/2026", DateOrder::Dmy),
+            Ok(d(2026, 11, 3))
+        );
+        assert_eq!(
+            parse_date_in("03/11/2026", DateOrder::Mdy),
+            Ok(d(2026, 3, 11))
+        );
+        assert_eq!(
+            parse_date_in("28.11.2026", DateOrder::Dmy),
+            Ok(d(2026, 11, 28))
+        );
+        // A 4-digit year first is year-month-day whatever the order.
+        assert_eq!(
+            parse_date_in("2026-11-03", DateOrder::Mdy),
+            Ok(d(2026, 11, 3))
+        );
+        assert!(
+            parse_date_in("03/11/2026", DateOrder::Ymd)
+                .unwrap_err()
+                .contains("date_order")
+        );
+        assert!(
+            parse_date_in("11/28/2026", DateOrder::Dmy)
+                .unwrap_err()
+                .contains("calendar")
+        );
+    }
+
+    #[test]
+    fn excel_serials() {
+        assert_eq!(parse_date("46266"), Ok(d(2026, 9, 1)));
+        assert_eq!(parse_date("46266.75"), Ok(d(2026, 9, 1)));
+        assert_eq!(excel_serial_date(61.0), Some(d(1900, 3, 1)));
+        assert_eq!(excel_serial_date(59.0), Some(d(1900, 2, 28)));
+        assert_eq!(excel_serial_date(60.0), None);
+        assert_eq!(excel_serial_date(1.0), Some(d(1900, 1, 1)));
+        // Four digits are no serial and no date.
+        assert!(parse_date("2026").is_err());
+    }
+
+    mod prop {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn any_date() -> impl Strategy<Value = NaiveDate> {
+            (1901i32..2199, 1u32..=12, 1u32..=31)
+                .prop_filter_map("a day of the calendar", |(y, m, d)| {
+                    NaiveDate::from_ymd_opt(y, m, d)
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn dates_round_trip_in_every_export_format(date in any_date()) {
+                let (y, m, d) = (date.year(), date.month(), date.day());
+                for text in [
+                    format!("{y}-{m:02}-{d:02}"),
+                    format!("{y}/{m}/{d}"),
+                    format!("{y}年{m}月{d}日"),
+                    format!("{y}{m:02}{d:02}"),
+                    format!("{y}-{m:02}-{d:02} 13:45:00"),
+                ] {
+                    prop_assert_eq!(parse_date(&text), Ok(date), "{}", text);
+                }
+                prop_assert_eq!(parse_date_in(&format!("{d}/{m}/{y}"), DateOrder::Dmy), Ok(date));
+                prop_assert_eq!(parse_date_in(&format!("{m}/{d}/{y}"), DateOrder::Mdy), Ok(date));
+                let serial = (date - NaiveDate::from_ymd_opt(1899, 12, 30).unwrap()).num_days();
+                if (10_000..100_000).contains(&serial) {
+                    prop_assert_eq!(parse_date(&serial.to_string()), Ok(date));
+                }
+            }
+
+            #[test]
+            fn date_parser_never_panics_and_errors_quote_the_input(s in "\\PC{0,24}") {
+                if let Err(e) = parse_date_in(&s, DateOrder::Dmy) {
+                    prop_assert!(s.trim().is_empty() || e.contains(&format!("{s:?}")), "{}", e);
+                }
+            }
+
+            #[test]
+            fn amounts_round_trip(cents in -1_000_000_000_000i64..1_000_000_000_000i64) {
+                let v = cents as f64 / 100.0;
+                let abs = cents.unsigned_abs();
+                let (units, frac) = (abs / 100, abs % 100);
+                // Thousands separators as exports write them.
+                let digits = units.to_string();
+                let mut grouped = String::new();
+                for (i, c) in digits.chars().enumerate() {
+                    if i > 0 && (digits.len() - i) % 3 == 0 {
+                        grouped.push(',');
+                    }
+                    grouped.push(c);
+                }
+                let body = format!("{grouped}.{frac:02}");
+                let neg = cents < 0;
+                for text in [
+                    format!("{}{body}", if neg { "-" } else { "" }),
+                    format!("{}¥{body}", if neg { "-" } else { "" }),
+                    if neg { format!("(${body})") } else { format!("${body}") },
+                    format!("{}{}", if neg { "-" } else { "" }, body.replace(',', "")),
+                ] {
+                    let got = parse_number(&text);
+                    prop_assert!(matches!(got, Ok(Some(x)) if (x - v).abs() < 1e-6), "{} -> {:?}", text, got);
+                }
+            }
+
+            #[test]
+            fn number_parser_never_panics_and_is_finite(s in "\\PC{0,24}") {
+                match parse_number(&s) {
+                    Ok(Some(x)) => prop_assert!(x.is_finite()),
+                    Ok(None) => prop_assert!(s.trim().is_empty()),
+                    Err(e) => prop_assert!(e.contains(&format!("{s:?}")), "{}", e),
+                }
+            }
+        }
     }
 }
