@@ -245,3 +245,213 @@ fn year_last_dates_without_date_order_say_what_to_set() {
     );
     assert!(errors.contains("date_order: dmy"), "{errors}");
 }
+
+// ---------------------------------------------------------------- datasets
+
+#[test]
+fn receivables_snapshot_replaces_the_table() {
+    let p = Project::new();
+    let out = ingest_ok(&p, &[fixture("应收账款_20261128.csv")], 0);
+    assert!(out.contains("(receivables): 4 rows"), "{out}");
+    let (amount, due, issued, attrs): (f64, String, Option<String>, String) = p
+        .db()
+        .query_row(
+            "SELECT amount, due_date, invoice_date, attrs FROM receivables WHERE invoice = 'FP2609001'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (amount, due.as_str(), issued.as_deref()),
+        (12500.0, "2026-10-15", Some("2026-09-15"))
+    );
+    assert_eq!(attrs, "{\"客户名称\":\"华联超市\"}");
+    assert_eq!(
+        one::<Option<String>>(
+            &p,
+            "SELECT invoice_date FROM receivables WHERE invoice = 'FP2610011'"
+        ),
+        None
+    );
+    assert_eq!(
+        one::<f64>(
+            &p,
+            "SELECT amount FROM receivables WHERE invoice = 'FP2610011'"
+        ),
+        -1200.0
+    );
+
+    // A newer snapshot with one invoice left open replaces all four.
+    let f = p.path("应收账款_20261129.csv");
+    std::fs::write(
+        &f,
+        "客户编号,发票号,到期日,未收金额\nKH1001,FP2610007,2026-11-19,8300\n",
+    )
+    .unwrap();
+    ingest_ok(&p, &[f], 0);
+    assert_eq!(one::<i64>(&p, "SELECT COUNT(*) FROM receivables"), 1);
+
+    // An older one (by the date in its name) is validated, not applied.
+    let old = p.path("应收账款_20261101.csv");
+    std::fs::write(
+        &old,
+        "客户编号,发票号,到期日,未收金额\nKH1009,FP1,2026-10-01,1\nKH1009,FP2,2026-10-01,1\n",
+    )
+    .unwrap();
+    let out = ingest_ok(&p, &[old], 0);
+    assert!(out.contains("(receivables): 0 rows"), "{out}");
+    assert!(out.contains("older than 应收账款_20261129.csv"), "{out}");
+    assert_eq!(one::<i64>(&p, "SELECT COUNT(*) FROM receivables"), 1);
+}
+
+#[test]
+fn inventory_snapshot_with_optional_account() {
+    let p = Project::new();
+    let out = ingest_ok(&p, &[fixture("库存_20261128.csv")], 0);
+    assert!(out.contains("(inventory): 4 rows"), "{out}");
+    assert_eq!(
+        one::<f64>(
+            &p,
+            "SELECT on_hand FROM inventory WHERE sku = 'SP-002' AND account_id = ''"
+        ),
+        800.0
+    );
+    assert_eq!(
+        one::<f64>(
+            &p,
+            "SELECT on_hand FROM inventory WHERE sku = 'SP-002' AND account_id = 'KH1001'"
+        ),
+        150.0
+    );
+    assert_eq!(
+        one::<String>(&p, "SELECT attrs FROM inventory WHERE sku = 'SP-001'"),
+        "{\"产品名称\":\"矿泉水550ml\",\"仓库\":\"华东仓\"}"
+    );
+}
+
+/// Writes a master with these (id, name, tier) rows, dated `day` in its name.
+fn master_file(p: &Project, day: &str, rows: &[(&str, &str, &str)]) -> PathBuf {
+    let f = p.path(&format!("客户主数据_{day}.csv"));
+    let mut text = String::from("客户编号,客户名称,信用额度,客户等级,渠道\n");
+    for (id, name, tier) in rows {
+        text.push_str(&format!("{id},{name},\"10,000\",{tier},商超\n"));
+    }
+    std::fs::write(&f, text).unwrap();
+    f
+}
+
+fn active_accounts(p: &Project) -> Vec<(String, String, bool)> {
+    let db = p.db();
+    let mut st = db
+        .prepare("SELECT id, name, active FROM accounts ORDER BY id")
+        .unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? == 1)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn newest_master_wins_and_an_older_one_deactivates_nothing() {
+    let p = Project::new();
+    let newer = master_file(&p, "20261128", &[("K1", "新名", "A"), ("K2", "乙", "")]);
+    ingest_ok(&p, &[newer], 0);
+    assert_eq!(
+        one::<Option<String>>(&p, "SELECT tier_override FROM accounts WHERE id = 'K1'"),
+        Some("A".into())
+    );
+    assert_eq!(
+        one::<Option<String>>(&p, "SELECT tier_override FROM accounts WHERE id = 'K2'"),
+        None
+    );
+    assert_eq!(
+        one::<f64>(&p, "SELECT credit_limit FROM accounts WHERE id = 'K1'"),
+        10000.0
+    );
+    assert_eq!(
+        one::<String>(&p, "SELECT attrs FROM accounts WHERE id = 'K1'"),
+        "{\"渠道\":\"商超\"}"
+    );
+
+    // Dropped late, an October master lists K1 under its old name and K3.
+    let older = master_file(&p, "20261001", &[("K1", "旧名", "b"), ("K3", "丙", "C")]);
+    let out = ingest_ok(&p, &[older], 0);
+    assert!(out.contains("older than 客户主数据_20261128.csv"), "{out}");
+    assert_eq!(
+        active_accounts(&p),
+        vec![
+            ("K1".into(), "新名".into(), true),
+            ("K2".into(), "乙".into(), true),
+            ("K3".into(), "丙".into(), false),
+        ]
+    );
+    let reason: String = one(
+        &p,
+        "SELECT reason FROM ledger WHERE file_name = '客户主数据_20261001.csv'",
+    );
+    assert!(
+        reason.contains("no account was changed or deactivated"),
+        "{reason}"
+    );
+
+    // A December master is the new truth: K2 is gone from it.
+    let newest = master_file(&p, "20261201", &[("K1", "新名", "z")]);
+    let out = ingest_ok(&p, &[newest.clone()], 1);
+    assert!(out.contains("rejected"), "{out}");
+    let errors =
+        std::fs::read_to_string(p.path("var/rejected/客户主数据_20261201.csv.errors.txt")).unwrap();
+    assert!(
+        errors.contains("line 2, column 客户等级 (tier): \"z\" is not a tier"),
+        "{errors}"
+    );
+    let newest = master_file(&p, "20261201", &[("K1", "新名", "")]);
+    ingest_ok(&p, &[newest], 0);
+    assert_eq!(
+        active_accounts(&p).iter().map(|a| a.2).collect::<Vec<_>>(),
+        vec![true, false, false]
+    );
+}
+
+#[test]
+fn configured_key_replaces_rows_that_share_it() {
+    let p = Project::new();
+    let cfg = std::fs::read_to_string(p.config()).unwrap();
+    // This ERP numbers lines afresh in each export; the order id alone is the key.
+    let cfg = cfg.replace(
+        "  orders:\n    files:",
+        "  orders:\n    key: [order_id]\n    files:",
+    );
+    std::fs::write(p.config(), cfg).unwrap();
+    let a = p.path("orders_a.csv");
+    std::fs::write(&a, "订单编号,行号,客户编号,订单日期,金额,成本\nO1,1,K,2026-11-01,10,5\nO2,1,K,2026-11-01,20,5\n").unwrap();
+    let b = p.path("orders_b.csv");
+    std::fs::write(
+        &b,
+        "订单编号,行号,客户编号,订单日期,金额,成本\nO1,7,K,2026-11-01,11,5\n",
+    )
+    .unwrap();
+    ingest_ok(&p, &[a, b], 0);
+    assert_eq!(one::<i64>(&p, "SELECT COUNT(*) FROM orders"), 2);
+    assert_eq!(
+        one::<f64>(&p, "SELECT revenue FROM orders WHERE order_id = 'O1'"),
+        11.0
+    );
+}
+
+#[test]
+fn an_unknown_key_field_is_a_config_error() {
+    let p = Project::new();
+    let cfg = std::fs::read_to_string(p.config()).unwrap();
+    let cfg = cfg.replace(
+        "  orders:\n    files:",
+        "  orders:\n    key: [order_no]\n    files:",
+    );
+    std::fs::write(p.config(), cfg).unwrap();
+    let o = p.run(&["check"]);
+    assert_eq!(o.status.code(), Some(2), "{}", explain(&o));
+    assert!(
+        stderr(&o).contains("datasets.orders.key: unknown field `order_no`"),
+        "{}",
+        explain(&o)
+    );
+}
