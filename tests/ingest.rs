@@ -396,7 +396,7 @@ fn newest_master_wins_and_an_older_one_deactivates_nothing() {
 
     // A December master is the new truth: K2 is gone from it.
     let newest = master_file(&p, "20261201", &[("K1", "新名", "z")]);
-    let out = ingest_ok(&p, &[newest.clone()], 1);
+    let out = ingest_ok(&p, &[newest], 1);
     assert!(out.contains("rejected"), "{out}");
     let errors =
         std::fs::read_to_string(p.path("var/rejected/客户主数据_20261201.csv.errors.txt")).unwrap();
