@@ -455,3 +455,149 @@ fn an_unknown_key_field_is_a_config_error() {
         explain(&o)
     );
 }
+
+// ---------------------------------------------------------------- bad input
+
+/// (file, fragment of its reason) from tests/data/bad/expected.tsv.
+fn bad_inputs() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(fixture("bad/expected.tsv")).unwrap();
+    let table: Vec<(String, String)> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (f, why) = l.split_once('\t').unwrap_or_else(|| panic!("no tab: {l}"));
+            (f.to_string(), why.to_string())
+        })
+        .collect();
+    for e in std::fs::read_dir(fixture("bad")).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            name == "expected.tsv" || table.iter().any(|(f, _)| *f == name),
+            "bad/{name} has no line in bad/expected.tsv"
+        );
+    }
+    table
+}
+
+#[test]
+fn every_bad_input_is_rejected_with_its_reason() {
+    let table = bad_inputs();
+    assert!(table.len() >= 10);
+    for (name, why) in &table {
+        let p = Project::new();
+        let f = fixture(&format!("bad/{name}"));
+        let out = ingest_ok(&p, std::slice::from_ref(&f), 1);
+        assert!(
+            out.starts_with(&format!("rejected {}", f.display())),
+            "{name}: {out}"
+        );
+        let copy = p.path("var/rejected").join(name);
+        assert_eq!(
+            std::fs::read(&copy).unwrap_or_default(),
+            std::fs::read(&f).unwrap(),
+            "{name}: the rejected copy differs"
+        );
+        let errors = std::fs::read_to_string(p.path(&format!("var/rejected/{name}.errors.txt")))
+            .unwrap_or_else(|e| panic!("{name}: no errors file: {e}"));
+        assert!(
+            errors.contains(why.as_str()),
+            "{name}: want {why:?} in\n{errors}"
+        );
+        assert!(
+            errors.starts_with(&format!("kamwatch rejected {name}")),
+            "{errors}"
+        );
+        let reason: String = one(&p, "SELECT reason FROM ledger WHERE outcome = 'rejected'");
+        assert_eq!(reason, errors, "{name}: the ledger keeps the same reason");
+        for table in ["accounts", "orders", "visits", "receivables", "inventory"] {
+            let n: i64 = one(&p, &format!("SELECT COUNT(*) FROM {table}"));
+            assert_eq!(n, 0, "{name} stored rows in {table}");
+        }
+    }
+}
+
+#[test]
+fn skip_rows_stores_the_good_rows_and_lists_the_bad_beside_the_archive() {
+    let p = Project::new();
+    let cfg = std::fs::read_to_string(p.config()).unwrap();
+    let cfg = cfg.replace(
+        "  orders:\n    files:",
+        "  orders:\n    on_error: skip_rows\n    files:",
+    );
+    std::fs::write(p.config(), cfg).unwrap();
+    let out = ingest_ok(
+        &p,
+        &[
+            fixture("bad/销售明细_坏行.csv"),
+            fixture("bad/销售明细_200列.csv"),
+        ],
+        0,
+    );
+    assert!(out.contains("(orders): 4 rows"), "{out}");
+    assert!(out.contains("(orders): 1 rows"), "{out}");
+    assert_eq!(one::<i64>(&p, "SELECT COUNT(*) FROM orders"), 5);
+    let archived = p.files_under("var/archive");
+    let errors_file = archived
+        .iter()
+        .find(|f| {
+            f.to_string_lossy()
+                .ends_with("销售明细_坏行.csv.errors.txt")
+        })
+        .unwrap_or_else(|| panic!("no errors file beside the archive: {archived:?}"));
+    let errors = std::fs::read_to_string(errors_file).unwrap();
+    assert!(errors.contains("without 2 bad row(s)"), "{errors}");
+    assert!(
+        errors.contains("line 4, column 金额 (revenue): \"一百六\" is not a number"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("line 6, column 订单日期 (date)"),
+        "{errors}"
+    );
+    let reason: String = one(
+        &p,
+        "SELECT reason FROM ledger WHERE file_name = '销售明细_坏行.csv'",
+    );
+    assert!(reason.contains("2 bad row(s) skipped"), "{reason}");
+    // A fatal read error still rejects the whole file.
+    let out = ingest_ok(&p, &[fixture("bad/销售明细_超长行.csv")], 1);
+    assert!(out.starts_with("rejected"), "{out}");
+}
+
+#[test]
+fn formula_looking_cells_are_kept_as_text() {
+    let p = Project::new();
+    ingest_ok(&p, &[fixture("销售明细_公式.csv")], 0);
+    assert_eq!(one::<String>(&p, "SELECT sku FROM orders"), "=SUM(A1:A9)");
+    let attrs: serde_json::Value =
+        serde_json::from_str(&one::<String>(&p, "SELECT attrs FROM orders")).unwrap();
+    assert_eq!(
+        attrs["客户名称"],
+        "=HYPERLINK(\"http://evil.example/x\",\"华联超市\")"
+    );
+    assert_eq!(attrs["产品名称"], "@cmd");
+    // In a number column it is no number.
+    let f = p.path("orders_formula.csv");
+    std::fs::write(
+        &f,
+        "订单编号,客户编号,订单日期,金额,成本\nF1,K,2026-11-01,=1+2,1\n",
+    )
+    .unwrap();
+    ingest_ok(&p, &[f], 1);
+    let errors =
+        std::fs::read_to_string(p.path("var/rejected/orders_formula.csv.errors.txt")).unwrap();
+    assert!(
+        errors.contains("line 2, column 金额 (revenue): \"=1+2\" is not a number"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn a_workbook_with_a_csv_name_is_read_as_a_workbook() {
+    let p = Project::new();
+    let f = p.path("销售明细_wrong-name.csv");
+    std::fs::copy(fixture(ORDERS_XLSX), &f).unwrap();
+    let out = ingest_ok(&p, &[f], 0);
+    assert!(out.contains("(orders): "), "{out}");
+    assert!(one::<i64>(&p, "SELECT COUNT(*) FROM orders") > 100);
+}

@@ -363,28 +363,29 @@ impl<R: Read> Read for LineCounter<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         let mut q = self.newlines.borrow_mut();
-        let mut last = None;
+        // `since_newline`: bytes of the current line before this chunk.
+        let mut start = -(self.since_newline as i64);
         for (i, b) in buf[..n].iter().enumerate() {
             if *b == b'\n' {
+                if i as i64 - start > MAX_LINE_BYTES as i64 {
+                    return Err(too_long(self.total_newlines + 1));
+                }
                 q.push_back(self.offset + i as u64);
                 self.total_newlines += 1;
-                last = Some(i);
+                start = i as i64 + 1;
             }
         }
-        self.since_newline = match last {
-            Some(i) => (n - i - 1) as u64,
-            None => self.since_newline + n as u64,
-        };
+        self.since_newline = (n as i64 - start) as u64;
         self.offset += n as u64;
         if self.since_newline > MAX_LINE_BYTES {
-            let line = self.total_newlines + 1;
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                LineTooLong { line },
-            ));
+            return Err(too_long(self.total_newlines + 1));
         }
         Ok(n)
     }
+}
+
+fn too_long(line: u64) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, LineTooLong { line })
 }
 
 /// Turns byte offsets of records, asked for in increasing order, into
