@@ -100,7 +100,7 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
     };
 
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let _watcher = watch::start(&inbox, move |c| {
+    let _watcher = watch::start_with(&inbox, &state.cfg.cfg.watch, move |c| {
         let _ = tx.send(c);
     })?;
     let mut settler = Settler::new(settle);
@@ -122,6 +122,7 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
             }
             Some(change) = rx.recv() => match change {
                 Change::Path(p) => settler.touch(p),
+                Change::Renamed(p) => settler.renamed(p),
                 Change::Rescan => {
                     for p in watch::scan(&inbox)? {
                         settler.touch(p);

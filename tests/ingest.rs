@@ -601,3 +601,178 @@ fn a_workbook_with_a_csv_name_is_read_as_a_workbook() {
     assert!(out.contains("(orders): "), "{out}");
     assert!(one::<i64>(&p, "SELECT COUNT(*) FROM orders") > 100);
 }
+
+// ---------------------------------------------------------------- processes
+
+/// `kamwatch run` on a project; killed if a test fails before it stops.
+struct Running(std::process::Child);
+
+impl Running {
+    fn start(p: &Project) -> Running {
+        let log = std::fs::File::create(p.path("daemon.log")).unwrap();
+        let child = p
+            .command(&["run"])
+            .env("KAMWATCH_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting kamwatch run");
+        Running(child)
+    }
+
+    fn alive(&mut self) -> bool {
+        self.0.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn set_watch(p: &Project, settle_ms: u64) {
+    let cfg = std::fs::read_to_string(p.config()).unwrap();
+    let cfg = cfg.replace("settle_ms: 150", &format!("settle_ms: {settle_ms}"));
+    assert!(cfg.contains(&format!("settle_ms: {settle_ms}")));
+    std::fs::write(p.config(), cfg).unwrap();
+}
+
+/// With a settle interval of an hour, only a file renamed into the inbox
+/// can be taken; bad files on the way do not stop the daemon.
+#[test]
+fn daemon_takes_renamed_files_at_once_and_survives_bad_input() {
+    let p = Project::new();
+    set_watch(&p, 3_600_000);
+    let mut d = Running::start(&p);
+    // The start-up scan has run once the daemon logs that it started.
+    wait_for(30, "the daemon to start", || {
+        std::fs::read_to_string(p.path("daemon.log"))
+            .ok()
+            .filter(|l| l.contains("kamwatch started"))
+    });
+    let staging = p.path("staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    let mut names = Vec::new();
+    for (name, _) in bad_inputs() {
+        std::fs::copy(fixture(&format!("bad/{name}")), staging.join(&name)).unwrap();
+        names.push(name);
+    }
+    std::fs::copy(fixture(ORDERS), staging.join(ORDERS)).unwrap();
+    names.push(ORDERS.to_string());
+    for n in &names {
+        std::fs::rename(staging.join(n), p.path("inbox").join(n)).unwrap();
+    }
+    let rejected = names.len() - 1;
+    wait_for(60, "every file ingested or rejected", || {
+        let db = p.db();
+        let n: i64 = db
+            .query_row("SELECT COUNT(*) FROM ledger", [], |r| r.get(0))
+            .unwrap_or(0);
+        (n as usize == names.len()).then_some(())
+    });
+    assert!(d.alive(), "the daemon stopped");
+    assert_eq!(
+        one::<i64>(&p, "SELECT COUNT(*) FROM ledger WHERE outcome = 'rejected'") as usize,
+        rejected
+    );
+    assert_eq!(
+        one::<i64>(&p, "SELECT COUNT(*) FROM ledger WHERE outcome = 'ingested'"),
+        1
+    );
+    assert!(one::<i64>(&p, "SELECT COUNT(*) FROM orders") > 100);
+    for n in &names[..rejected] {
+        assert!(
+            p.path(&format!("var/rejected/{n}.errors.txt")).is_file(),
+            "no reason for {n}"
+        );
+    }
+    assert!(std::fs::read_dir(p.path("inbox")).unwrap().next().is_none());
+}
+
+/// Writes an orders CSV of `rows` lines.
+fn big_orders(path: &Path, rows: usize) {
+    use std::io::Write;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    writeln!(w, "订单编号,行号,客户编号,订单日期,产品编号,数量,金额,成本").unwrap();
+    for i in 0..rows {
+        writeln!(
+            w,
+            "SO{:08},{},KH{:04},2026-{:02}-{:02},SP-{:03},{},{}.50,{}.25",
+            i / 3,
+            i % 3 + 1,
+            i % 500,
+            i % 12 + 1,
+            i % 28 + 1,
+            i % 200,
+            i % 90 + 1,
+            i % 1000,
+            i % 700
+        )
+        .unwrap();
+    }
+    w.flush().unwrap();
+}
+
+/// kill -9 in the middle of a big ingest leaves nothing of the file; the
+/// rerun stores every row exactly once.
+#[test]
+fn sigkill_mid_ingest_leaves_all_or_nothing() {
+    use std::io::BufRead;
+    let p = Project::new();
+    let rows = 300_000;
+    let f = p.path("orders_big.csv");
+    big_orders(&f, rows);
+    let mut child = p
+        .command(&["ingest", f.to_str().unwrap()])
+        .env("KAMWATCH_LOG", "kamwatch=debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The CLI logs its progress when not on a terminal: kill it once a
+    // third of the rows are written into the open transaction.
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = 0u64;
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        if let Some(n) = line
+            .split("rows=")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|r| r.parse::<u64>().ok())
+        {
+            seen = n;
+            if n >= rows as u64 / 3 {
+                break;
+            }
+        }
+    }
+    assert!(seen >= rows as u64 / 3, "no progress seen before the end");
+    let pid = child.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+
+    assert_eq!(
+        one::<i64>(&p, "SELECT COUNT(*) FROM orders"),
+        0,
+        "a partial file was stored"
+    );
+    assert_eq!(one::<i64>(&p, "SELECT COUNT(*) FROM ledger"), 0);
+    let out = ingest_ok(&p, std::slice::from_ref(&f), 0);
+    assert!(out.contains(&format!("(orders): {rows} rows")), "{out}");
+    assert_eq!(one::<i64>(&p, "SELECT COUNT(*) FROM orders"), rows as i64);
+    // And once more: a duplicate, counted nowhere.
+    let out = ingest_ok(&p, &[f], 0);
+    assert!(out.starts_with("duplicate"), "{out}");
+    assert_eq!(one::<i64>(&p, "SELECT COUNT(*) FROM orders"), rows as i64);
+}
