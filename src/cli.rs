@@ -324,14 +324,34 @@ fn ingest(cfg: &Loaded, files: &[PathBuf]) -> Result<ExitCode> {
         let in_inbox = inbox.as_ref().is_some_and(|i| {
             std::fs::canonicalize(f).is_ok_and(|c| c.parent() == Some(i.as_path()))
         });
-        let r = if in_inbox {
-            crate::ingest::ingest_file(cfg, &mut conn, f)?
-        } else {
-            crate::ingest::ingest_copy(cfg, &mut conn, f)?
-        };
+        let bar = progress_bar(f);
+        let name = f.display().to_string();
+        let r =
+            crate::ingest::ingest_with_progress(
+                cfg,
+                &mut conn,
+                f,
+                !in_inbox,
+                &mut |rows| match &bar {
+                    Some(b) => b.set_position(rows),
+                    None => tracing::debug!(file = %name, rows, "ingesting"),
+                },
+            );
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        let r = r?;
         let ds = r.dataset.map(|d| d.name()).unwrap_or("?");
         match r.outcome {
-            Outcome::Ingested => writeln!(o, "ingested {} ({ds}): {} rows", f.display(), r.rows)?,
+            Outcome::Ingested => {
+                writeln!(o, "ingested {} ({ds}): {} rows", f.display(), r.rows)?;
+                if let Some(note) = &r.reason {
+                    writeln!(o, "  note: {note}")?;
+                }
+                if let Some(e) = &r.errors_file {
+                    writeln!(o, "  skipped rows: {}", e.display())?;
+                }
+            }
             Outcome::Duplicate => writeln!(
                 o,
                 "duplicate {} ({ds}): same content was ingested before; counted nowhere",
@@ -354,6 +374,33 @@ fn ingest(cfg: &Loaded, files: &[PathBuf]) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Files at least this big get a progress bar (on a terminal).
+const PROGRESS_BAR_BYTES: u64 = 4 << 20;
+
+/// A progress bar (rows, rows/s) on stderr for a large file, when stderr is
+/// a terminal; `None` otherwise, so scripts and logs stay quiet.
+fn progress_bar(f: &Path) -> Option<indicatif::ProgressBar> {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return None;
+    }
+    if std::fs::metadata(f).map(|m| m.len()).unwrap_or(0) < PROGRESS_BAR_BYTES {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    let style = indicatif::ProgressStyle::with_template(
+        "{spinner} {msg} {human_pos} rows ({per_sec}, {elapsed})",
+    )
+    .ok()?;
+    bar.set_style(style);
+    bar.set_message(
+        f.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    Some(bar)
 }
 
 fn eval(cfg: &Loaded, as_of: Option<NaiveDate>, dry_run: bool, format: Format) -> Result<ExitCode> {

@@ -222,6 +222,13 @@ pub struct WatchConfig {
     /// After the last file of a batch, wait this long before evaluating.
     #[serde(default = "default_eval_debounce_ms")]
     pub eval_debounce_ms: u64,
+    /// Poll the inbox instead of using inotify: for network shares (NFS,
+    /// SMB), where the kernel sees no changes made by other machines.
+    #[serde(default)]
+    pub poll: bool,
+    /// How often the polling watcher lists the inbox.
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
 }
 
 fn default_settle_ms() -> u64 {
@@ -230,12 +237,17 @@ fn default_settle_ms() -> u64 {
 fn default_eval_debounce_ms() -> u64 {
     200
 }
+fn default_poll_interval_ms() -> u64 {
+    2000
+}
 
 impl Default for WatchConfig {
     fn default() -> Self {
         WatchConfig {
             settle_ms: default_settle_ms(),
             eval_debounce_ms: default_eval_debounce_ms(),
+            poll: false,
+            poll_interval_ms: default_poll_interval_ms(),
         }
     }
 }
@@ -458,9 +470,16 @@ pub struct Datasets {
     pub accounts: DatasetConfig,
     pub orders: DatasetConfig,
     pub visits: DatasetConfig,
+    /// Optional: without it no file is routed to receivables.
+    #[serde(default)]
+    pub receivables: Option<DatasetConfig>,
+    /// Optional: without it no file is routed to inventory.
+    #[serde(default)]
+    pub inventory: Option<DatasetConfig>,
 }
 
-/// One dataset: which files hold it and how their columns are named.
+/// One dataset: which files hold it, how their columns are named and how
+/// the export writes its text and values.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetConfig {
@@ -468,6 +487,100 @@ pub struct DatasetConfig {
     pub files: Vec<String>,
     /// Canonical field -> the export's own column name.
     pub columns: BTreeMap<String, String>,
+    /// Text encoding of CSV and JSON Lines files.
+    #[serde(default)]
+    pub encoding: TextEncoding,
+    /// CSV field delimiter: one character (`,` `;` `|`, or `tab`); by default
+    /// the one the header line uses most of `,` `;` and tab.
+    #[serde(default)]
+    pub delimiter: Option<String>,
+    /// Worksheet of XLSX/XLS workbooks; by default the first.
+    #[serde(default)]
+    pub sheet: Option<String>,
+    /// How dates that do not start with a 4-digit year are read.
+    #[serde(default)]
+    pub date_order: DateOrder,
+    /// Event datasets (orders, visits): the canonical fields that identify a
+    /// row, so a re-exported row replaces the one stored before. Default:
+    /// orders `[order_id, line]`, visits `[account_id, date, visitor]`.
+    #[serde(default)]
+    pub key: Option<Vec<String>>,
+    /// What a row that does not validate does to its file.
+    #[serde(default)]
+    pub on_error: OnError,
+}
+
+/// A dataset that is not configured: no file matches it.
+static UNCONFIGURED: DatasetConfig = DatasetConfig {
+    files: Vec::new(),
+    columns: BTreeMap::new(),
+    encoding: TextEncoding::Auto,
+    delimiter: None,
+    sheet: None,
+    date_order: DateOrder::Ymd,
+    key: None,
+    on_error: OnError::RejectFile,
+};
+
+impl DatasetConfig {
+    /// The delimiter byte set in config, if any (validated at load).
+    pub fn delimiter_byte(&self) -> Option<u8> {
+        self.delimiter.as_deref().and_then(parse_delimiter)
+    }
+
+    /// The upsert key of an event dataset: from config or the default.
+    pub fn key_fields(&self, d: Dataset) -> Vec<String> {
+        match &self.key {
+            Some(k) => k.clone(),
+            None => d.default_key().iter().map(|f| (*f).to_string()).collect(),
+        }
+    }
+}
+
+fn parse_delimiter(s: &str) -> Option<u8> {
+    match s {
+        "tab" | "\\t" | "\t" => Some(b'\t'),
+        _ if s.len() == 1 && s.is_ascii() && s != "\"" && s != "\n" && s != "\r" => {
+            Some(s.as_bytes()[0])
+        }
+        _ => None,
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum TextEncoding {
+    /// A BOM or valid UTF-8 means UTF-8, anything else GB18030.
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    #[serde(rename = "utf-8", alias = "utf8")]
+    Utf8,
+    /// Read as GB18030, its superset.
+    #[serde(rename = "gbk")]
+    Gbk,
+    #[serde(rename = "gb18030")]
+    Gb18030,
+}
+
+/// The order of day, month and year in dates like 01/02/2026.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DateOrder {
+    #[default]
+    Ymd,
+    Dmy,
+    Mdy,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Any bad row rejects the whole file; nothing of it is stored.
+    #[default]
+    RejectFile,
+    /// Good rows are stored; bad rows are listed in `<name>.errors.txt`
+    /// beside the archived file.
+    SkipRows,
 }
 
 /// The datasets kamwatch knows, with their canonical fields.
@@ -476,16 +589,42 @@ pub enum Dataset {
     Accounts,
     Orders,
     Visits,
+    Receivables,
+    Inventory,
 }
 
 impl Dataset {
-    pub const ALL: [Dataset; 3] = [Dataset::Accounts, Dataset::Orders, Dataset::Visits];
+    pub const ALL: [Dataset; 5] = [
+        Dataset::Accounts,
+        Dataset::Orders,
+        Dataset::Visits,
+        Dataset::Receivables,
+        Dataset::Inventory,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Dataset::Accounts => "accounts",
             Dataset::Orders => "orders",
             Dataset::Visits => "visits",
+            Dataset::Receivables => "receivables",
+            Dataset::Inventory => "inventory",
+        }
+    }
+
+    /// Snapshots replace what the previous file said; events accumulate.
+    pub fn is_snapshot(self) -> bool {
+        !matches!(self, Dataset::Orders | Dataset::Visits)
+    }
+
+    /// The fields that identify an event row by default (the table's key).
+    pub fn default_key(self) -> &'static [&'static str] {
+        match self {
+            Dataset::Orders => &["order_id", "line"],
+            Dataset::Visits => &["account_id", "date", "visitor"],
+            Dataset::Accounts => &["id"],
+            Dataset::Receivables => &["account_id", "invoice"],
+            Dataset::Inventory => &["sku", "account_id"],
         }
     }
 
@@ -499,6 +638,8 @@ impl Dataset {
                 ("owner", false),
                 ("owner_email", false),
                 ("manager_email", false),
+                ("credit_limit", false),
+                ("tier", false),
             ],
             Dataset::Orders => &[
                 ("order_id", true),
@@ -516,6 +657,14 @@ impl Dataset {
                 ("visitor", false),
                 ("role", false),
             ],
+            Dataset::Receivables => &[
+                ("account_id", true),
+                ("invoice", true),
+                ("amount", true),
+                ("due_date", true),
+                ("invoice_date", false),
+            ],
+            Dataset::Inventory => &[("sku", true), ("on_hand", true), ("account_id", false)],
         }
     }
 }
@@ -532,6 +681,8 @@ impl Datasets {
             Dataset::Accounts => &self.accounts,
             Dataset::Orders => &self.orders,
             Dataset::Visits => &self.visits,
+            Dataset::Receivables => self.receivables.as_ref().unwrap_or(&UNCONFIGURED),
+            Dataset::Inventory => self.inventory.as_ref().unwrap_or(&UNCONFIGURED),
         }
     }
 
@@ -666,8 +817,19 @@ fn validate(cfg: &Config) -> Result<(), String> {
         ));
     }
     for d in Dataset::ALL {
-        let ds = cfg.datasets.get(d);
-        if ds.files.is_empty() {
+        let optional = matches!(d, Dataset::Receivables | Dataset::Inventory);
+        let ds = match d {
+            Dataset::Receivables => match &cfg.datasets.receivables {
+                Some(ds) => ds,
+                None => continue,
+            },
+            Dataset::Inventory => match &cfg.datasets.inventory {
+                Some(ds) => ds,
+                None => continue,
+            },
+            _ => cfg.datasets.get(d),
+        };
+        if ds.files.is_empty() && !optional {
             return Err(format!(
                 "datasets.{d}.files: give at least one file name pattern"
             ));
@@ -688,6 +850,10 @@ fn validate(cfg: &Config) -> Result<(), String> {
                 ));
             }
         }
+        validate_dataset_options(d, ds)?;
+    }
+    if cfg.watch.poll && cfg.watch.poll_interval_ms == 0 {
+        return Err("watch.poll_interval_ms: must be at least 1".into());
     }
     for t in &cfg.schedule.times {
         if parse_hhmm(t).is_none() {
@@ -754,6 +920,40 @@ fn validate_alerts(cfg: &Config) -> Result<(), String> {
     }
     for (i, q) in cfg.mail.quiet.iter().enumerate() {
         crate::mail::Quiet::parse(q).map_err(|e| format!("mail.quiet[{i}]: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The per-dataset options beyond files and columns.
+fn validate_dataset_options(d: Dataset, ds: &DatasetConfig) -> Result<(), String> {
+    if let Some(delim) = &ds.delimiter
+        && parse_delimiter(delim).is_none()
+    {
+        return Err(format!(
+            "datasets.{d}.delimiter: {delim:?} is not one ASCII character; use e.g. \",\", \";\", \"|\" or tab"
+        ));
+    }
+    if let Some(key) = &ds.key {
+        if d.is_snapshot() {
+            return Err(format!(
+                "datasets.{d}.key: {d} is a snapshot (each file replaces the last), so it has no upsert key; remove `key`"
+            ));
+        }
+        let known: Vec<&str> = d.fields().iter().map(|(f, _)| *f).collect();
+        if key.is_empty() {
+            return Err(format!(
+                "datasets.{d}.key: give at least one field, e.g. [{}]",
+                d.default_key().join(", ")
+            ));
+        }
+        for k in key {
+            if !known.contains(&k.as_str()) {
+                return Err(format!(
+                    "datasets.{d}.key: unknown field `{k}`; the fields of {d} are {}",
+                    known.join(", ")
+                ));
+            }
+        }
     }
     Ok(())
 }

@@ -98,7 +98,8 @@ impl State {
                     if self.stop.load(Ordering::Relaxed) {
                         break; // the rest stays in the inbox for next start
                     }
-                    match crate::ingest::ingest_file(&self.cfg, &mut self.conn, p) {
+                    match crate::ingest::ingest_file_until(&self.cfg, &mut self.conn, p, &self.stop)
+                    {
                         Ok(r) => {
                             if r.outcome == Outcome::Ingested {
                                 done.ingested += 1;
@@ -266,7 +267,11 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let watch_tx = tx.clone();
-    let mut watcher = watch::start(&inbox, move |c| {
+    let watch_cfg = state
+        .as_ref()
+        .map(|s| s.cfg.cfg.watch.clone())
+        .unwrap_or_default();
+    let mut watcher = watch::start_with(&inbox, &watch_cfg, move |c| {
         let _ = watch_tx.send(c);
     })?;
     let mut watched = inbox.clone();
@@ -280,9 +285,7 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut eval_due: Option<Instant> = (missed && has_accounts).then(|| {
-        tracing::info!(
-            "a scheduled evaluation was missed while the daemon was down; running it now"
-        );
+        tracing::info!("an evaluation was missed while the daemon was down; running it now");
         Instant::now()
     });
     let mut delivery_due = Instant::now();
@@ -315,6 +318,7 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
             }
             Some(change) = rx.recv() => match change {
                 Change::Path(p) => settler.touch(p),
+                Change::Renamed(p) => settler.renamed(p),
                 Change::Rescan => {
                     for p in watch::scan(&watched).unwrap_or_default() {
                         settler.touch(p);
@@ -370,7 +374,7 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
                             .map_err(anyhow::Error::from)
                             .and_then(|()| {
                                 let watch_tx = tx.clone();
-                                watch::start(&new_inbox, move |c| {
+                                watch::start_with(&new_inbox, &fresh.cfg.watch, move |c| {
                                     let _ = watch_tx.send(c);
                                 })
                             }) {

@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("store/0001_init.sql"),
     include_str!("store/0002_more_datasets.sql"),
     include_str!("store/0003_alert_lifecycle.sql"),
+    include_str!("store/0004_ingest.sql"),
 ];
 
 /// Opens (creating if needed) the database and brings its schema up to date.
@@ -90,12 +91,14 @@ pub struct LedgerEntry<'a> {
     pub rows: u64,
     pub outcome: Outcome,
     pub reason: Option<&'a str>,
+    /// For snapshots: the day the file was written (YYYY-MM-DD).
+    pub file_date: Option<&'a str>,
 }
 
 pub fn record_file(conn: &Connection, e: &LedgerEntry<'_>) -> Result<()> {
     conn.execute(
-        "INSERT INTO ledger (file_name, size, hash, dataset, rows, outcome, reason, at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO ledger (file_name, size, hash, dataset, rows, outcome, reason, at, file_date)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             e.file_name,
             e.size as i64,
@@ -104,10 +107,24 @@ pub fn record_file(conn: &Connection, e: &LedgerEntry<'_>) -> Result<()> {
             e.rows as i64,
             e.outcome.as_str(),
             e.reason,
-            now_text()
+            now_text(),
+            e.file_date
         ],
     )?;
     Ok(())
+}
+
+/// The newest snapshot of `dataset` ingested so far: (file name, day).
+pub fn newest_snapshot(conn: &Connection, dataset: &str) -> Result<Option<(String, String)>> {
+    Ok(conn
+        .query_row(
+            "SELECT file_name, file_date FROM ledger
+             WHERE dataset = ?1 AND outcome = 'ingested' AND file_date IS NOT NULL
+             ORDER BY file_date DESC, id DESC LIMIT 1",
+            [dataset],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
 }
 
 /// The name of the file with this content that was already ingested, if any.
@@ -151,11 +168,97 @@ pub struct VisitRow {
     pub role: Option<String>,
 }
 
+/// The customer master's fields beyond [`AccountRow`], and the columns of
+/// any export beyond its canonical fields.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Extra {
+    pub credit_limit: Option<f64>,
+    /// "A", "B" or "C": the master's tier, overriding the computed one.
+    pub tier_override: Option<String>,
+    /// A JSON object of the other columns, `None` when there are none.
+    pub attrs: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceivableRow {
+    pub account_id: String,
+    pub invoice: String,
+    pub amount: f64,
+    pub due_date: NaiveDate,
+    pub invoice_date: Option<NaiveDate>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct InventoryRow {
+    pub sku: String,
+    /// Empty for stock not held for one account.
+    pub account_id: String,
+    pub on_hand: f64,
+}
+
+/// Deletes the rows that share a configured key with the row written next,
+/// when that key is not the table's own primary key.
+pub struct KeyDelete<'t> {
+    st: rusqlite::Statement<'t>,
+    fields: Vec<&'static str>,
+}
+
+impl<'t> KeyDelete<'t> {
+    /// `None` when `key` is the table's primary key (the upsert suffices).
+    fn new(
+        tx: &'t Transaction<'t>,
+        table: &str,
+        columns: &[&'static str],
+        primary: &[&str],
+        key: &[String],
+    ) -> Result<Option<Self>> {
+        if key.len() == primary.len() && key.iter().all(|k| primary.contains(&k.as_str())) {
+            return Ok(None);
+        }
+        // Only canonical column names reach the SQL text (config validated
+        // them); the values are parameters.
+        let mut fields = Vec::new();
+        for k in key {
+            let Some(c) = columns.iter().find(|c| **c == k.as_str()) else {
+                anyhow::bail!("{table} has no column {k:?} to key on");
+            };
+            fields.push(*c);
+        }
+        let cond: Vec<String> = fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| format!("{f} IS ?{}", i + 1))
+            .collect();
+        let st = tx.prepare(&format!("DELETE FROM {table} WHERE {}", cond.join(" AND ")))?;
+        Ok(Some(KeyDelete { st, fields }))
+    }
+
+    fn run(&mut self, value: impl Fn(&str) -> rusqlite::types::Value) -> Result<()> {
+        let vals: Vec<rusqlite::types::Value> = self.fields.iter().map(|f| value(f)).collect();
+        self.st.execute(rusqlite::params_from_iter(vals))?;
+        Ok(())
+    }
+}
+
+const ORDER_COLUMNS: &[&str] = &[
+    "order_id",
+    "line",
+    "account_id",
+    "date",
+    "sku",
+    "qty",
+    "revenue",
+    "cost",
+];
+const VISIT_COLUMNS: &[&str] = &["account_id", "date", "visitor", "role"];
+
 /// Writes the rows of one file inside its transaction.
 pub enum Writer<'t> {
     Accounts(rusqlite::Statement<'t>, String),
-    Orders(rusqlite::Statement<'t>),
-    Visits(rusqlite::Statement<'t>),
+    Orders(rusqlite::Statement<'t>, Option<KeyDelete<'t>>),
+    Visits(rusqlite::Statement<'t>, Option<KeyDelete<'t>>),
+    Receivables(rusqlite::Statement<'t>),
+    Inventory(rusqlite::Statement<'t>),
 }
 
 impl<'t> Writer<'t> {
@@ -164,34 +267,101 @@ impl<'t> Writer<'t> {
     pub fn accounts(tx: &'t Transaction<'t>) -> Result<Self> {
         tx.execute("UPDATE accounts SET active = 0", [])?;
         let st = tx.prepare(
-            "INSERT INTO accounts (id, name, region, owner, owner_email, manager_email, active, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7)
+            "INSERT INTO accounts (id, name, region, owner, owner_email, manager_email, active, updated_at,
+               credit_limit, tier_override, attrs)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?9, ?10)
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, region = excluded.region,
                owner = excluded.owner, owner_email = excluded.owner_email,
-               manager_email = excluded.manager_email, active = 1, updated_at = excluded.updated_at",
+               manager_email = excluded.manager_email, active = 1, updated_at = excluded.updated_at,
+               credit_limit = excluded.credit_limit, tier_override = excluded.tier_override,
+               attrs = excluded.attrs",
+        )?;
+        Ok(Writer::Accounts(st, now_text()))
+    }
+
+    /// A master older than the newest one ingested: it changes no account
+    /// the store knows and deactivates none; accounts only it lists are
+    /// added as inactive (the newer master did not list them).
+    pub fn accounts_older(tx: &'t Transaction<'t>) -> Result<Self> {
+        let st = tx.prepare(
+            "INSERT INTO accounts (id, name, region, owner, owner_email, manager_email, active, updated_at,
+               credit_limit, tier_override, attrs)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?9, ?10)
+             ON CONFLICT (id) DO NOTHING",
         )?;
         Ok(Writer::Accounts(st, now_text()))
     }
 
     /// Order lines are upserted by (order id, line): a re-export replaces.
     pub fn orders(tx: &'t Transaction<'t>) -> Result<Self> {
-        Ok(Writer::Orders(tx.prepare(
-            "INSERT INTO orders (order_id, line, account_id, date, sku, qty, revenue, cost)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT (order_id, line) DO UPDATE SET account_id = excluded.account_id,
-               date = excluded.date, sku = excluded.sku, qty = excluded.qty,
-               revenue = excluded.revenue, cost = excluded.cost",
-        )?))
+        Self::orders_keyed(tx, &["order_id".to_string(), "line".to_string()])
+    }
+
+    /// Order lines upserted by `key` (canonical order fields).
+    pub fn orders_keyed(tx: &'t Transaction<'t>, key: &[String]) -> Result<Self> {
+        let delete = KeyDelete::new(tx, "orders", ORDER_COLUMNS, &["order_id", "line"], key)?;
+        Ok(Writer::Orders(
+            tx.prepare(
+                "INSERT INTO orders (order_id, line, account_id, date, sku, qty, revenue, cost, attrs)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (order_id, line) DO UPDATE SET account_id = excluded.account_id,
+                   date = excluded.date, sku = excluded.sku, qty = excluded.qty,
+                   revenue = excluded.revenue, cost = excluded.cost, attrs = excluded.attrs",
+            )?,
+            delete,
+        ))
     }
 
     pub fn visits(tx: &'t Transaction<'t>) -> Result<Self> {
-        Ok(Writer::Visits(tx.prepare(
-            "INSERT INTO visits (account_id, date, visitor, role) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (account_id, date, visitor) DO UPDATE SET role = excluded.role",
+        Self::visits_keyed(tx, &["account_id", "date", "visitor"].map(String::from))
+    }
+
+    /// Visits upserted by `key` (canonical visit fields).
+    pub fn visits_keyed(tx: &'t Transaction<'t>, key: &[String]) -> Result<Self> {
+        let delete = KeyDelete::new(
+            tx,
+            "visits",
+            VISIT_COLUMNS,
+            &["account_id", "date", "visitor"],
+            key,
+        )?;
+        Ok(Writer::Visits(
+            tx.prepare(
+                "INSERT INTO visits (account_id, date, visitor, role, attrs) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (account_id, date, visitor) DO UPDATE SET role = excluded.role,
+                   attrs = excluded.attrs",
+            )?,
+            delete,
+        ))
+    }
+
+    /// A receivables file is every open invoice: it replaces the table.
+    pub fn receivables(tx: &'t Transaction<'t>) -> Result<Self> {
+        tx.execute("DELETE FROM receivables", [])?;
+        Ok(Writer::Receivables(tx.prepare(
+            "INSERT INTO receivables (account_id, invoice, amount, due_date, invoice_date, attrs)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (account_id, invoice) DO UPDATE SET amount = excluded.amount,
+               due_date = excluded.due_date, invoice_date = excluded.invoice_date,
+               attrs = excluded.attrs",
+        )?))
+    }
+
+    /// An inventory file is all stock on hand: it replaces the table.
+    pub fn inventory(tx: &'t Transaction<'t>) -> Result<Self> {
+        tx.execute("DELETE FROM inventory", [])?;
+        Ok(Writer::Inventory(tx.prepare(
+            "INSERT INTO inventory (sku, account_id, on_hand, attrs) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (sku, account_id) DO UPDATE SET on_hand = excluded.on_hand,
+               attrs = excluded.attrs",
         )?))
     }
 
     pub fn account(&mut self, r: &AccountRow) -> Result<()> {
+        self.account_with(r, &Extra::default())
+    }
+
+    pub fn account_with(&mut self, r: &AccountRow, x: &Extra) -> Result<()> {
         if let Writer::Accounts(st, now) = self {
             st.execute(params![
                 r.id,
@@ -200,31 +370,90 @@ impl<'t> Writer<'t> {
                 r.owner,
                 r.owner_email,
                 r.manager_email,
-                &*now
+                &*now,
+                x.credit_limit,
+                x.tier_override,
+                x.attrs
             ])?;
         }
         Ok(())
     }
 
     pub fn order(&mut self, r: &OrderRow) -> Result<()> {
-        if let Writer::Orders(st) = self {
+        self.order_with(r, None)
+    }
+
+    pub fn order_with(&mut self, r: &OrderRow, attrs: Option<&str>) -> Result<()> {
+        use rusqlite::types::Value;
+        if let Writer::Orders(st, delete) = self {
+            let date = date_text(r.date);
+            if let Some(del) = delete {
+                del.run(|f| match f {
+                    "order_id" => Value::Text(r.order_id.clone()),
+                    "line" => Value::Text(r.line.clone()),
+                    "account_id" => Value::Text(r.account_id.clone()),
+                    "date" => Value::Text(date.clone()),
+                    "sku" => r.sku.clone().map_or(Value::Null, Value::Text),
+                    "qty" => r.qty.map_or(Value::Null, Value::Real),
+                    "revenue" => Value::Real(r.revenue),
+                    "cost" => Value::Real(r.cost),
+                    _ => Value::Null,
+                })?;
+            }
             st.execute(params![
                 r.order_id,
                 r.line,
                 r.account_id,
-                date_text(r.date),
+                date,
                 r.sku,
                 r.qty,
                 r.revenue,
-                r.cost
+                r.cost,
+                attrs
             ])?;
         }
         Ok(())
     }
 
     pub fn visit(&mut self, r: &VisitRow) -> Result<()> {
-        if let Writer::Visits(st) = self {
-            st.execute(params![r.account_id, date_text(r.date), r.visitor, r.role])?;
+        self.visit_with(r, None)
+    }
+
+    pub fn visit_with(&mut self, r: &VisitRow, attrs: Option<&str>) -> Result<()> {
+        use rusqlite::types::Value;
+        if let Writer::Visits(st, delete) = self {
+            let date = date_text(r.date);
+            if let Some(del) = delete {
+                del.run(|f| match f {
+                    "account_id" => Value::Text(r.account_id.clone()),
+                    "date" => Value::Text(date.clone()),
+                    "visitor" => Value::Text(r.visitor.clone()),
+                    "role" => r.role.clone().map_or(Value::Null, Value::Text),
+                    _ => Value::Null,
+                })?;
+            }
+            st.execute(params![r.account_id, date, r.visitor, r.role, attrs])?;
+        }
+        Ok(())
+    }
+
+    pub fn receivable(&mut self, r: &ReceivableRow, attrs: Option<&str>) -> Result<()> {
+        if let Writer::Receivables(st) = self {
+            st.execute(params![
+                r.account_id,
+                r.invoice,
+                r.amount,
+                date_text(r.due_date),
+                r.invoice_date.map(date_text),
+                attrs
+            ])?;
+        }
+        Ok(())
+    }
+
+    pub fn stock(&mut self, r: &InventoryRow, attrs: Option<&str>) -> Result<()> {
+        if let Writer::Inventory(st) = self {
+            st.execute(params![r.sku, r.account_id, r.on_hand, attrs])?;
         }
         Ok(())
     }

@@ -1,9 +1,11 @@
 //! Watch: finds files in the inbox and says when each one is complete.
 //!
-//! A notify watcher reports changes; a scan lists the inbox at start-up and
-//! whenever the watcher asks for a rescan. `Settler` hands a file over only
-//! once its size and mtime have stayed the same for the settle interval, so
-//! a half-copied export is never read. Dotfiles, `*.tmp`, `*.part` and
+//! A notify watcher (inotify, or a polling one for network shares) reports
+//! changes; a scan lists the inbox at start-up and whenever the watcher asks
+//! for a rescan. `Settler` hands a file over only once its size and mtime
+//! have stayed the same for the settle interval, so a half-copied export is
+//! never read — or at once when it was renamed into the inbox, which is how
+//! a careful sender says it is complete. Dotfiles, `*.tmp`, `*.part` and
 //! Office lock files (`~$*`) are ignored. Reads the inbox folder; writes
 //! nothing.
 
@@ -12,7 +14,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
+use notify::event::{ModifyKind, RenameMode};
 use notify::{Event, EventKind, RecursiveMode, Watcher as _};
+
+use crate::config::WatchConfig;
 
 /// True for names that are never data: temp files, lock files, dotfiles.
 pub fn is_ignored(name: &str) -> bool {
@@ -46,52 +51,110 @@ pub fn scan(inbox: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// What the watcher tells the daemon.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub enum Change {
     /// Something happened to this path.
     Path(PathBuf),
+    /// This path was renamed into the inbox: it is complete now.
+    Renamed(PathBuf),
     /// Events were lost: list the folder again.
     Rescan,
 }
 
+/// The changes one notify event stands for.
+pub fn changes(ev: Event) -> Vec<Change> {
+    let mut out = Vec::new();
+    if ev.need_rescan() {
+        out.push(Change::Rescan);
+    }
+    match ev.kind {
+        EventKind::Access(_) => {}
+        // From another folder: only the destination is reported.
+        EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
+            out.extend(ev.paths.into_iter().map(Change::Renamed));
+        }
+        // Within the inbox (`x.csv.tmp` -> `x.csv`): [from, to].
+        EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {
+            let mut paths = ev.paths.into_iter();
+            if let Some(from) = paths.next() {
+                out.push(Change::Path(from));
+            }
+            out.extend(paths.map(Change::Renamed));
+        }
+        _ => out.extend(ev.paths.into_iter().map(Change::Path)),
+    }
+    out
+}
+
+/// The watcher in use; dropping it stops watching.
+pub enum InboxWatcher {
+    Native(notify::RecommendedWatcher),
+    Poll(notify::PollWatcher),
+}
+
 /// Starts a native watcher on `inbox`; changes go to `send`.
-pub fn start(
+pub fn start(inbox: &Path, send: impl Fn(Change) + Send + 'static) -> Result<InboxWatcher> {
+    start_with(inbox, &WatchConfig::default(), send)
+}
+
+/// Starts the watcher `cfg` asks for (native, or polling every
+/// `poll_interval_ms`) on `inbox`; changes go to `send`.
+pub fn start_with(
     inbox: &Path,
+    cfg: &WatchConfig,
     send: impl Fn(Change) + Send + 'static,
-) -> Result<notify::RecommendedWatcher> {
-    let mut w = notify::recommended_watcher(move |res: notify::Result<Event>| match res {
+) -> Result<InboxWatcher> {
+    let handler = move |res: notify::Result<Event>| match res {
         Ok(ev) => {
-            if ev.need_rescan() {
-                send(Change::Rescan);
-            }
-            if matches!(ev.kind, EventKind::Access(_)) {
-                return;
-            }
-            for p in ev.paths {
-                send(Change::Path(p));
+            for c in changes(ev) {
+                send(c);
             }
         }
         Err(e) => {
             tracing::warn!(error = %e, "watcher error; rescanning the inbox");
             send(Change::Rescan);
         }
-    })
-    .context("starting the inbox watcher")?;
-    w.watch(inbox, RecursiveMode::NonRecursive).map_err(|e| {
-        let hint = if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) {
-            "; the inotify watch limit is reached: raise it with `sysctl fs.inotify.max_user_watches=524288`"
-        } else {
-            ""
-        };
-        anyhow::anyhow!("watching {}: {e}{hint}", inbox.display())
-    })?;
+    };
+    let fail = |e: notify::Error| anyhow::anyhow!("watching {}: {}", inbox.display(), explain(&e));
+    let mut w = if cfg.poll {
+        let c = notify::Config::default()
+            .with_poll_interval(Duration::from_millis(cfg.poll_interval_ms));
+        InboxWatcher::Poll(notify::PollWatcher::new(handler, c).map_err(fail)?)
+    } else {
+        InboxWatcher::Native(notify::recommended_watcher(handler).map_err(fail)?)
+    };
+    match &mut w {
+        InboxWatcher::Native(n) => n.watch(inbox, RecursiveMode::NonRecursive),
+        InboxWatcher::Poll(p) => p.watch(inbox, RecursiveMode::NonRecursive),
+    }
+    .map_err(fail)?;
     Ok(w)
+}
+
+/// A watcher error with what to do about it: the inotify limits name the
+/// sysctl that raises them.
+pub fn explain(e: &notify::Error) -> String {
+    let hint = match &e.kind {
+        notify::ErrorKind::MaxFilesWatch => {
+            "; the inotify watch limit is reached: raise it with `sysctl fs.inotify.max_user_watches=524288` (persist it in /etc/sysctl.d/), or set `watch.poll: true`"
+        }
+        notify::ErrorKind::Io(io) if io.raw_os_error() == Some(24) => {
+            "; too many inotify instances: raise them with `sysctl fs.inotify.max_user_instances=1024` (persist it in /etc/sysctl.d/), or set `watch.poll: true`"
+        }
+        notify::ErrorKind::PathNotFound => {
+            "; create the inbox folder, or fix `inbox` in the config"
+        }
+        _ => "",
+    };
+    format!("{e}{hint}")
 }
 
 /// Tracks candidate files until they stop changing.
 pub struct Settler {
     settle: Duration,
     seen: HashMap<PathBuf, (u64, Option<SystemTime>, Instant)>,
+    /// Renamed in: handed over at the next look, unless they vanish.
+    complete: Vec<PathBuf>,
 }
 
 impl Settler {
@@ -99,6 +162,21 @@ impl Settler {
         Settler {
             settle,
             seen: HashMap::new(),
+            complete: Vec::new(),
+        }
+    }
+
+    /// Notes that `path` was renamed into the inbox, so it is complete.
+    pub fn renamed(&mut self, path: PathBuf) {
+        let ignored = path
+            .file_name()
+            .is_none_or(|n| is_ignored(&n.to_string_lossy()));
+        if ignored {
+            return;
+        }
+        self.seen.remove(&path);
+        if !self.complete.contains(&path) {
+            self.complete.push(path);
         }
     }
 
@@ -120,13 +198,16 @@ impl Settler {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
+        self.seen.is_empty() && self.complete.is_empty()
     }
 
     /// The files that have been stable for the settle interval, sorted;
     /// they are forgotten (the caller moves them out of the inbox).
     pub fn ready(&mut self, now: Instant) -> Vec<PathBuf> {
-        let mut out = Vec::new();
+        let mut out: Vec<PathBuf> = std::mem::take(&mut self.complete)
+            .into_iter()
+            .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file()))
+            .collect();
         self.seen.retain(|path, (size, mtime, since)| {
             let Ok(meta) = std::fs::metadata(path) else {
                 return false; // gone (moved away or deleted)
@@ -148,6 +229,7 @@ impl Settler {
             true
         });
         out.sort();
+        out.dedup();
         out
     }
 }
@@ -179,5 +261,83 @@ mod tests {
         assert!(s.ready(t0 + Duration::from_millis(200)).is_empty());
         assert_eq!(s.ready(t0 + Duration::from_millis(230)), vec![p]);
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn renamed_in_is_ready_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.csv");
+        std::fs::write(&p, "x").unwrap();
+        let mut s = Settler::new(Duration::from_secs(3600));
+        s.touch(p.clone());
+        s.renamed(p.clone());
+        s.renamed(dir.path().join("gone.csv"));
+        s.renamed(dir.path().join("b.csv.part"));
+        assert!(!s.is_empty());
+        assert_eq!(s.ready(Instant::now()), vec![p]);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn rename_events_become_complete_files() {
+        use notify::event::{CreateKind, ModifyKind, RenameMode};
+        let ev = |kind, paths: &[&str]| Event {
+            kind,
+            paths: paths.iter().map(PathBuf::from).collect(),
+            attrs: Default::default(),
+        };
+        let to = EventKind::Modify(ModifyKind::Name(RenameMode::To));
+        assert_eq!(
+            changes(ev(to, &["/in/a.csv"])),
+            vec![Change::Renamed("/in/a.csv".into())]
+        );
+        let both = EventKind::Modify(ModifyKind::Name(RenameMode::Both));
+        assert_eq!(
+            changes(ev(both, &["/in/a.tmp", "/in/a.csv"])),
+            vec![
+                Change::Path("/in/a.tmp".into()),
+                Change::Renamed("/in/a.csv".into())
+            ]
+        );
+        let created = EventKind::Create(CreateKind::File);
+        assert_eq!(
+            changes(ev(created, &["/in/b.csv"])),
+            vec![Change::Path("/in/b.csv".into())]
+        );
+        let rescan = Event::new(EventKind::Other).set_flag(notify::event::Flag::Rescan);
+        assert_eq!(changes(rescan), vec![Change::Rescan]);
+    }
+
+    #[test]
+    fn watch_limits_name_the_sysctl() {
+        let e = explain(&notify::Error::new(notify::ErrorKind::MaxFilesWatch));
+        assert!(e.contains("fs.inotify.max_user_watches"), "{e}");
+        let e = explain(&notify::Error::io(std::io::Error::from_raw_os_error(24)));
+        assert!(e.contains("fs.inotify.max_user_instances"), "{e}");
+    }
+
+    #[test]
+    fn poll_watcher_reports_a_new_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let cfg = WatchConfig {
+            poll: true,
+            poll_interval_ms: 20,
+            ..WatchConfig::default()
+        };
+        let _w = start_with(dir.path(), &cfg, move |c| {
+            let _ = tx.send(c);
+        })
+        .unwrap();
+        let p = dir.path().join("a.csv");
+        std::fs::write(&p, "x").unwrap();
+        let got = loop {
+            match rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(Change::Path(x)) if x == p => break true,
+                Ok(_) => {}
+                Err(_) => break false,
+            }
+        };
+        assert!(got, "the polling watcher did not report {}", p.display());
     }
 }

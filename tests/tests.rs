@@ -20,3 +20,5 @@ mod reports;
 // Alert lifecycle through `eval --as-of`: resolve, silence, repeat, quiet
 // windows, restarts, retention check.
 mod alerts;
+// Ingest: formats (XLSX, XLS, JSON Lines, encodings), values, datasets, bad input.
+mod ingest;

@@ -1,26 +1,37 @@
 //! Ingest: turns one export file into rows in the store, or into a reason.
 //!
-//! Routes the file to a dataset by name, hashes it for the ledger, decodes
-//! CSV (UTF-8, UTF-8 BOM, GBK/GB18030), maps the export's columns to the
-//! canonical fields, validates every row and writes them in one transaction
-//! together with the ledger entry. Then moves the file to `archive/` or, with
-//! `<name>.errors.txt`, to `rejected/`. Touches the store (through `store`),
-//! the file it is given, and the archive and rejected folders — nothing else.
+//! Routes the file to a dataset by name, hashes it for the ledger, reads its
+//! rows through `source` (CSV in UTF-8, UTF-8 BOM or GBK/GB18030; XLSX/XLS;
+//! JSON Lines), maps the export's columns to the canonical fields (the other
+//! columns are kept as a JSON object of attributes), validates every row and
+//! writes them in one transaction together with the ledger entry. Then moves
+//! the file to `archive/` or, with `<name>.errors.txt`, to `rejected/`.
+//! Touches the store (through `store`), the file it is given, and the
+//! archive and rejected folders — nothing else.
 
+pub mod source;
 pub mod values;
 
 use std::fmt::Write as _;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use csv::StringRecord;
 use rusqlite::Connection;
 
-use crate::config::{Dataset, DatasetConfig, Loaded};
-use crate::store::{self, AccountRow, LedgerEntry, OrderRow, Outcome, VisitRow, Writer};
+use crate::config::{Dataset, DatasetConfig, Loaded, OnError};
+use crate::store::{
+    self, AccountRow, Extra, InventoryRow, LedgerEntry, OrderRow, Outcome, ReceivableRow, VisitRow,
+    Writer,
+};
+use source::Source;
 
 /// How many row errors an errors file lists before it only counts them.
 const MAX_LISTED_ERRORS: usize = 200;
+
+/// How often (in rows) the progress callback is called.
+pub const PROGRESS_EVERY: u64 = 4096;
 
 /// What happened to one file.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,8 +42,14 @@ pub struct FileReport {
     pub rows: u64,
     /// Where the file ended up (archive or rejected folder).
     pub moved_to: PathBuf,
-    /// For rejected files: the first line of the reason.
+    /// For rejected files: the first line of the reason. For ingested
+    /// files: a note on what was done differently (rows skipped, an older
+    /// snapshot), if any.
     pub reason: Option<String>,
+    /// Rows left out under `on_error: skip_rows`.
+    pub skipped: u64,
+    /// The errors file beside the archived or rejected file, if one was written.
+    pub errors_file: Option<PathBuf>,
 }
 
 /// One problem in a file, located as precisely as we can.
@@ -43,24 +60,93 @@ struct RowError {
     message: String,
 }
 
+/// Problems found in a file's rows.
+#[derive(Default)]
+struct Problems {
+    listed: Vec<RowError>,
+    total: usize,
+    bad_rows: u64,
+}
+
+impl Problems {
+    fn push(&mut self, e: RowError) {
+        self.total += 1;
+        if self.listed.len() < MAX_LISTED_ERRORS {
+            self.listed.push(e);
+        }
+    }
+}
+
 /// Why a whole file was refused.
 struct Rejection {
     summary: String,
-    errors: Vec<RowError>,
-    total_errors: usize,
+    problems: Problems,
+}
+
+impl Rejection {
+    fn whole(summary: impl Into<String>) -> Rejection {
+        Rejection {
+            summary: summary.into(),
+            problems: Problems::default(),
+        }
+    }
+}
+
+/// The rows a file put in the store.
+struct Loaded_ {
+    rows: u64,
+    problems: Problems,
 }
 
 /// Ingests one file and moves it out of the inbox. An `Err` means the store
 /// or the file system failed (the file stays where it was); a bad file is an
 /// `Ok` with outcome `Rejected`.
 pub fn ingest_file(cfg: &Loaded, conn: &mut Connection, path: &Path) -> Result<FileReport> {
-    ingest(cfg, conn, path, Keep::Move)
+    ingest(cfg, conn, path, Keep::Move, &mut |_| {}, None)
+}
+
+/// Why an ingest stopped before the end of its file: the caller asked it to
+/// (the daemon on SIGTERM). The transaction was rolled back and the file
+/// left where it was, so nothing of it is stored and it is taken again.
+#[derive(Debug)]
+pub struct Cancelled;
+
+impl std::fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stopped before the end of the file; rolled back, the file stays in the inbox")
+    }
+}
+
+impl std::error::Error for Cancelled {}
+
+/// Like [`ingest_file`], but gives up with [`Cancelled`] (rolling back)
+/// soon after `stop` is set, checked every [`PROGRESS_EVERY`] rows.
+pub fn ingest_file_until(
+    cfg: &Loaded,
+    conn: &mut Connection,
+    path: &Path,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<FileReport> {
+    ingest(cfg, conn, path, Keep::Move, &mut |_| {}, Some(stop))
 }
 
 /// Like [`ingest_file`], but leaves `path` where it is and archives (or
 /// rejects) a copy: for files a person names on the command line.
 pub fn ingest_copy(cfg: &Loaded, conn: &mut Connection, path: &Path) -> Result<FileReport> {
-    ingest(cfg, conn, path, Keep::Copy)
+    ingest(cfg, conn, path, Keep::Copy, &mut |_| {}, None)
+}
+
+/// [`ingest_file`] (`copy` false) or [`ingest_copy`], calling `progress`
+/// with the rows read so far every [`PROGRESS_EVERY`] rows.
+pub fn ingest_with_progress(
+    cfg: &Loaded,
+    conn: &mut Connection,
+    path: &Path,
+    copy: bool,
+    progress: &mut dyn FnMut(u64),
+) -> Result<FileReport> {
+    let keep = if copy { Keep::Copy } else { Keep::Move };
+    ingest(cfg, conn, path, keep, progress, None)
 }
 
 /// Whether the original file leaves the inbox or stays where it is.
@@ -70,7 +156,22 @@ enum Keep {
     Copy,
 }
 
-fn ingest(cfg: &Loaded, conn: &mut Connection, path: &Path, keep: Keep) -> Result<FileReport> {
+/// How a snapshot file relates to the newest one ingested before.
+enum Freshness {
+    /// Not a snapshot, or not older: applied in full.
+    Current,
+    /// Older than `newest` (file name, day): must not undo it.
+    Older { newest: String, day: String },
+}
+
+fn ingest(
+    cfg: &Loaded,
+    conn: &mut Connection,
+    path: &Path,
+    keep: Keep,
+    progress: &mut dyn FnMut(u64),
+    stop: Option<&std::sync::atomic::AtomicBool>,
+) -> Result<FileReport> {
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -81,18 +182,17 @@ fn ingest(cfg: &Loaded, conn: &mut Connection, path: &Path, keep: Keep) -> Resul
     let Some(dataset) = dataset else {
         let patterns: Vec<String> = Dataset::ALL
             .iter()
+            .filter(|d| !cfg.cfg.datasets.get(**d).files.is_empty())
             .map(|d| format!("{d}: {}", cfg.cfg.datasets.get(*d).files.join(" ")))
             .collect();
-        let rej = Rejection {
-            summary: format!(
-                "the file name matches no dataset pattern. Rename the file to match one of ({}) or add a pattern under `datasets.<name>.files` in {}",
-                patterns.join("; "),
-                cfg.file.display()
-            ),
-            errors: vec![],
-            total_errors: 0,
-        };
-        return reject(cfg, conn, path, keep, &file_name, size, &hash, None, rej);
+        let rej = Rejection::whole(format!(
+            "the file name matches no dataset pattern. Rename the file to match one of ({}) or add a pattern under `datasets.<name>.files` in {}",
+            patterns.join("; "),
+            cfg.file.display()
+        ));
+        return reject(
+            cfg, conn, path, keep, &file_name, size, &hash, None, "line", rej,
+        );
     };
 
     if let Some(first) = store::ingested_before(conn, &hash)? {
@@ -106,6 +206,7 @@ fn ingest(cfg: &Loaded, conn: &mut Connection, path: &Path, keep: Keep) -> Resul
                 rows: 0,
                 outcome: Outcome::Duplicate,
                 reason: Some(&format!("same content as {first}, ingested before")),
+                file_date: None,
             },
         )?;
         let moved_to = move_to_archive(cfg, path, keep, &file_name)?;
@@ -117,20 +218,96 @@ fn ingest(cfg: &Loaded, conn: &mut Connection, path: &Path, keep: Keep) -> Resul
             rows: 0,
             moved_to,
             reason: None,
+            skipped: 0,
+            errors_file: None,
         });
     }
 
+    let ds = cfg.cfg.datasets.get(dataset);
+    let file_date = dataset
+        .is_snapshot()
+        .then(|| file_day(path, &file_name))
+        .flatten();
+    let freshness = match (&file_date, dataset.is_snapshot()) {
+        (Some(day), true) => match store::newest_snapshot(conn, dataset.name())? {
+            Some((newest, newest_day)) if newest_day.as_str() > day.as_str() => Freshness::Older {
+                newest: format!("{newest} of {newest_day}"),
+                day: day.clone(),
+            },
+            _ => Freshness::Current,
+        },
+        _ => Freshness::Current,
+    };
+
+    let (mut src, headers) = match Source::open(path, ds)? {
+        Ok(x) => x,
+        Err(summary) => {
+            let rej = Rejection::whole(summary);
+            return reject(
+                cfg,
+                conn,
+                path,
+                keep,
+                &file_name,
+                size,
+                &hash,
+                Some(dataset),
+                "line",
+                rej,
+            );
+        }
+    };
+    let unit = src.unit();
+
     let tx = conn.transaction()?;
     let result = {
+        let older = matches!(freshness, Freshness::Older { .. });
         let mut writer = match dataset {
-            Dataset::Accounts => Writer::accounts(&tx)?,
-            Dataset::Orders => Writer::orders(&tx)?,
-            Dataset::Visits => Writer::visits(&tx)?,
+            Dataset::Accounts if older => Some(Writer::accounts_older(&tx)?),
+            Dataset::Accounts => Some(Writer::accounts(&tx)?),
+            Dataset::Orders => Some(Writer::orders_keyed(&tx, &ds.key_fields(dataset))?),
+            Dataset::Visits => Some(Writer::visits_keyed(&tx, &ds.key_fields(dataset))?),
+            // An older snapshot of these would undo a newer one: validated,
+            // not applied.
+            Dataset::Receivables | Dataset::Inventory if older => None,
+            Dataset::Receivables => Some(Writer::receivables(&tx)?),
+            Dataset::Inventory => Some(Writer::inventory(&tx)?),
         };
-        load_rows(path, dataset, cfg.cfg.datasets.get(dataset), &mut writer)?
+        load_rows(
+            &mut src,
+            &headers,
+            dataset,
+            ds,
+            writer.as_mut(),
+            progress,
+            stop,
+        )?
     };
+    drop(src);
     match result {
-        Ok(rows) => {
+        Ok(loaded) => {
+            let mut notes = Vec::new();
+            let skipped = loaded.problems.bad_rows;
+            if skipped > 0 {
+                notes.push(format!(
+                    "{skipped} bad row(s) skipped (on_error: skip_rows), listed in the errors file beside the archived file"
+                ));
+            }
+            let mut stored = loaded.rows;
+            if let Freshness::Older { newest, day } = &freshness {
+                match dataset {
+                    Dataset::Accounts => notes.push(format!(
+                        "this master (of {day}) is older than {newest}, ingested before: no account was changed or deactivated; accounts only this file lists were added as inactive"
+                    )),
+                    _ => {
+                        stored = 0;
+                        notes.push(format!(
+                            "this snapshot (of {day}) is older than {newest}, ingested before: validated but not applied; the newer one stays"
+                        ))
+                    }
+                }
+            }
+            let note = (!notes.is_empty()).then(|| notes.join("; "));
             store::record_file(
                 &tx,
                 &LedgerEntry {
@@ -138,23 +315,40 @@ fn ingest(cfg: &Loaded, conn: &mut Connection, path: &Path, keep: Keep) -> Resul
                     size,
                     hash: &hash,
                     dataset: Some(dataset.name()),
-                    rows,
+                    rows: stored,
                     outcome: Outcome::Ingested,
-                    reason: None,
+                    reason: note.as_deref(),
+                    file_date: file_date.as_deref(),
                 },
             )?;
             tx.commit()?;
             // Committed first, moved second: a crash in between leaves the
             // file in the inbox, where its hash makes it a harmless duplicate.
             let moved_to = move_to_archive(cfg, path, keep, &file_name)?;
-            tracing::info!(file = %file_name, dataset = %dataset, rows, "ingested");
+            let errors_file = if skipped > 0 {
+                let text = errors_text(
+                    &format!(
+                        "kamwatch ingested {file_name} (dataset {dataset}) without {skipped} bad row(s), listed below (on_error: skip_rows). Fix them in the export and drop a corrected file in again: its good rows replace these."
+                    ),
+                    &loaded.problems,
+                    unit,
+                );
+                let p = sidecar(&moved_to);
+                std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
+                Some(p)
+            } else {
+                None
+            };
+            tracing::info!(file = %file_name, dataset = %dataset, rows = stored, skipped, "ingested");
             Ok(FileReport {
                 file_name,
                 dataset: Some(dataset),
                 outcome: Outcome::Ingested,
-                rows,
+                rows: stored,
                 moved_to,
-                reason: None,
+                reason: note,
+                skipped,
+                errors_file,
             })
         }
         Err(rej) => {
@@ -168,10 +362,67 @@ fn ingest(cfg: &Loaded, conn: &mut Connection, path: &Path, keep: Keep) -> Resul
                 size,
                 &hash,
                 Some(dataset),
+                unit,
                 rej,
             )
         }
     }
+}
+
+/// `<path>.errors.txt`.
+fn sidecar(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".errors.txt");
+    PathBuf::from(s)
+}
+
+/// The day a snapshot was written: a date in its name (`..._20261128.csv`,
+/// `..._2026-11-28.xlsx`), else the day of its mtime. YYYY-MM-DD.
+fn file_day(path: &Path, file_name: &str) -> Option<String> {
+    if let Some(d) = date_in_name(file_name) {
+        return Some(store::date_text(d));
+    }
+    let mtime = std::fs::metadata(path).ok()?.modified().ok()?;
+    let t: chrono::DateTime<chrono::Local> = mtime.into();
+    Some(store::date_text(t.date_naive()))
+}
+
+/// The last full date in a file name: 20261128, 2026-11-28, 2026_11_28 or
+/// 2026.11.28, not part of a longer run of digits.
+pub fn date_in_name(name: &str) -> Option<chrono::NaiveDate> {
+    let b = name.as_bytes();
+    let mut found = None;
+    for i in 0..b.len() {
+        if i > 0 && b[i - 1].is_ascii_digit() {
+            continue;
+        }
+        let digits = |from: usize, n: usize| -> Option<u32> {
+            let s = b.get(from..from + n)?;
+            if !s.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            std::str::from_utf8(s).ok()?.parse().ok()
+        };
+        let end_ok = |at: usize| !b.get(at).is_some_and(u8::is_ascii_digit);
+        let Some(y) = digits(i, 4) else { continue };
+        let ymd = if let (Some(m), Some(d)) = (digits(i + 4, 2), digits(i + 6, 2)) {
+            end_ok(i + 8).then_some((y, m, d))
+        } else if matches!(b.get(i + 4), Some(b'-' | b'_' | b'.')) && b.get(i + 7) == b.get(i + 4) {
+            match (digits(i + 5, 2), digits(i + 8, 2)) {
+                (Some(m), Some(d)) if end_ok(i + 10) => Some((y, m, d)),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        if let Some((y, m, d)) = ymd
+            && (1900..=2200).contains(&y)
+            && let Some(date) = chrono::NaiveDate::from_ymd_opt(y as i32, m, d)
+        {
+            found = Some(date);
+        }
+    }
+    found
 }
 
 fn hash_file(path: &Path) -> Result<(String, u64)> {
@@ -190,121 +441,17 @@ fn hash_file(path: &Path) -> Result<(String, u64)> {
     Ok((h.finalize().to_hex().to_string(), size))
 }
 
-/// Text encodings we read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Encoding {
-    Utf8,
-    Gb18030,
-}
-
-/// Looks at the start of the file: a BOM or valid UTF-8 means UTF-8,
-/// anything else is taken as GB18030 (a superset of GBK and GB2312).
-fn sniff(head: &[u8]) -> Encoding {
-    if head.starts_with(&[0xEF, 0xBB, 0xBF]) {
-        return Encoding::Utf8;
-    }
-    match std::str::from_utf8(head) {
-        Ok(_) => Encoding::Utf8,
-        // A multi-byte character cut at the end of the sample is still UTF-8.
-        Err(e) if e.error_len().is_none() => Encoding::Utf8,
-        Err(_) => Encoding::Gb18030,
-    }
-}
-
-/// Picks the delimiter that the header line uses most: `,`, `;` or tab.
-fn sniff_delimiter(head: &[u8]) -> u8 {
-    let line = head.split(|b| *b == b'\n').next().unwrap_or(head);
-    [b',', b';', b'\t']
-        .into_iter()
-        .max_by_key(|d| line.iter().filter(|b| *b == d).count())
-        .unwrap_or(b',')
-}
-
-/// Newline offsets seen by [`LineCounter`] and not yet passed by the parser.
-type Newlines = std::rc::Rc<std::cell::RefCell<std::collections::VecDeque<u64>>>;
-
-/// A reader that notes where each newline is. The csv crate's own line
-/// numbers are off by one in CRLF files and after blank lines, and a person
-/// fixing an export needs the line their editor shows.
-struct LineCounter<R> {
-    inner: R,
-    offset: u64,
-    newlines: Newlines,
-}
-
-impl<R: Read> Read for LineCounter<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let mut q = self.newlines.borrow_mut();
-        for (i, b) in buf[..n].iter().enumerate() {
-            if *b == b'\n' {
-                q.push_back(self.offset + i as u64);
-            }
-        }
-        self.offset += n as u64;
-        Ok(n)
-    }
-}
-
-/// Turns byte offsets of records, asked for in increasing order, into
-/// 1-based line numbers.
-struct Lines {
-    newlines: Newlines,
-    passed: u64,
-}
-
-impl Lines {
-    fn line_at(&mut self, byte: u64) -> u64 {
-        let mut q = self.newlines.borrow_mut();
-        // `<=`: after a CR the csv crate starts the next record at the LF.
-        while q.front().is_some_and(|nl| *nl <= byte) {
-            q.pop_front();
-            self.passed += 1;
-        }
-        self.passed + 1
-    }
-}
-
-fn open_text(path: &Path) -> Result<(Box<dyn Read>, u8)> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut head = vec![0u8; 64 * 1024];
-    let mut n = 0;
-    while n < head.len() {
-        let k = f.read(&mut head[n..])?;
-        if k == 0 {
-            break;
-        }
-        n += k;
-    }
-    head.truncate(n);
-    let enc = sniff(&head);
-    let delim = sniff_delimiter(&head);
-    let whole = std::io::Cursor::new(head).chain(f);
-    let reader: Box<dyn Read> = match enc {
-        // BOM-sniffing decoder: strips a UTF-8 BOM, passes the rest through.
-        Encoding::Utf8 => Box::new(
-            encoding_rs_io::DecodeReaderBytesBuilder::new()
-                .encoding(Some(encoding_rs::UTF_8))
-                .bom_override(true)
-                .build(whole),
-        ),
-        Encoding::Gb18030 => Box::new(
-            encoding_rs_io::DecodeReaderBytesBuilder::new()
-                .encoding(Some(encoding_rs::GB18030))
-                .build(whole),
-        ),
-    };
-    Ok((Box::new(BufReader::with_capacity(1 << 16, reader)), delim))
-}
-
-/// Where each canonical field sits in the file's header.
-struct ColumnMap {
-    /// (field, column header, index) for every mapped field present.
+/// Where each canonical field sits in the file's header, and the other
+/// columns, kept as attributes.
+pub struct ColumnMap {
+    /// (field, column header, index) for every mapped field.
     fields: Vec<(&'static str, String, Option<usize>)>,
+    /// (attribute name, index) of every other column with a header.
+    extra: Vec<(String, usize)>,
 }
 
 impl ColumnMap {
-    fn idx(&self, field: &str) -> Option<usize> {
+    pub fn idx(&self, field: &str) -> Option<usize> {
         self.fields
             .iter()
             .find(|(f, _, _)| *f == field)
@@ -317,16 +464,62 @@ impl ColumnMap {
             .map(|(_, h, _)| format!("{h} ({field})"))
             .unwrap_or_else(|| field.to_string())
     }
+    /// The attribute names, in header order.
+    pub fn extra_names(&self) -> Vec<&str> {
+        self.extra.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    /// The other columns of `rec` as a JSON object; `None` if all are empty.
+    fn attrs(&self, rec: &StringRecord) -> Option<String> {
+        let mut out = String::new();
+        for (name, i) in &self.extra {
+            let Some(v) = rec.get(*i).map(str::trim).filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            out.push(if out.is_empty() { '{' } else { ',' });
+            json_string(&mut out, name);
+            out.push(':');
+            json_string(&mut out, v);
+        }
+        if out.is_empty() {
+            None
+        } else {
+            out.push('}');
+            Some(out)
+        }
+    }
 }
 
-fn map_columns(
+/// Appends `s` as a JSON string literal.
+fn json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Maps the header to the dataset's fields. Refuses a header that lacks a
+/// required column or names a mapped column twice.
+pub fn map_columns(
     dataset: Dataset,
     ds: &DatasetConfig,
-    headers: &csv::StringRecord,
-) -> std::result::Result<ColumnMap, Rejection> {
+    headers: &StringRecord,
+) -> std::result::Result<ColumnMap, String> {
     let names: Vec<&str> = headers.iter().map(|h| h.trim()).collect();
     let mut fields = Vec::new();
     let mut missing = Vec::new();
+    let mut used = vec![false; names.len()];
     for (field, required) in dataset.fields() {
         let Some(col) = ds.columns.get(*field) else {
             continue;
@@ -334,192 +527,192 @@ fn map_columns(
         let hits: Vec<usize> = names
             .iter()
             .enumerate()
-            .filter(|(_, n)| **n == col.as_str())
+            .filter(|(_, n)| **n == col.trim())
             .map(|(i, _)| i)
             .collect();
         if hits.len() > 1 {
-            return Err(Rejection {
-                summary: format!(
-                    "the header has the column {col:?} {} times (columns {}); keep one and drop the file in again",
-                    hits.len(),
-                    hits.iter()
-                        .map(|i| (i + 1).to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                errors: vec![],
-                total_errors: 0,
-            });
+            return Err(format!(
+                "the header has the column {col:?} {} times (columns {}), so it is unclear which is {field}; keep one, rename the others, and drop the file in again",
+                hits.len(),
+                hits.iter()
+                    .map(|i| (i + 1).to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
         if hits.is_empty() && *required {
             missing.push(format!("{col:?} ({field})"));
         }
+        if let Some(i) = hits.first() {
+            used[*i] = true;
+        }
         fields.push((*field, col.clone(), hits.first().copied()));
     }
     if !missing.is_empty() {
-        return Err(Rejection {
-            summary: format!(
-                "the header lacks the required column(s) {}. The header found is: {}. Either this is not an export of {dataset}, or its columns are named differently: map them under `datasets.{dataset}.columns` in the config",
-                missing.join(", "),
-                names.join(", ")
-            ),
-            errors: vec![],
-            total_errors: 0,
-        });
+        return Err(format!(
+            "the header lacks the required column(s) {}. The header found is: {}. Either this is not an export of {dataset}, or its columns are named differently: map them under `datasets.{dataset}.columns` in the config",
+            missing.join(", "),
+            names.join(", ")
+        ));
     }
-    Ok(ColumnMap { fields })
+    // Other columns become attributes; a repeated name gets "#2", "#3" …
+    let mut extra: Vec<(String, usize)> = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        if used[i] || n.is_empty() {
+            continue;
+        }
+        let mut name = (*n).to_string();
+        let mut k = 1;
+        while extra.iter().any(|(e, _)| *e == name) {
+            k += 1;
+            name = format!("{n}#{k}");
+        }
+        extra.push((name, i));
+    }
+    Ok(ColumnMap { fields, extra })
 }
 
-/// Reads, validates and writes every row. The outer `Result` is a store
-/// failure; the inner one is the verdict on the file.
+/// Reads, validates and (with a writer) writes every row. The outer
+/// `Result` is a store failure; the inner one is the verdict on the file.
 fn load_rows(
-    path: &Path,
+    src: &mut Source,
+    headers: &StringRecord,
     dataset: Dataset,
     ds: &DatasetConfig,
-    writer: &mut Writer<'_>,
-) -> Result<std::result::Result<u64, Rejection>> {
-    let (text, delim) = open_text(path)?;
-    let newlines = Newlines::default();
-    let text = LineCounter {
-        inner: text,
-        offset: 0,
-        newlines: newlines.clone(),
-    };
-    let mut lines = Lines {
-        newlines,
-        passed: 0,
-    };
-    let mut rdr = csv::ReaderBuilder::new()
-        .delimiter(delim)
-        .flexible(true)
-        .has_headers(true)
-        .from_reader(text);
-    let headers = match rdr.headers() {
-        Ok(h) => h.clone(),
-        Err(e) => {
-            return Ok(Err(Rejection {
-                summary: format!("the header line cannot be read: {e}"),
-                errors: vec![],
-                total_errors: 0,
-            }));
-        }
-    };
-    if headers.iter().all(|h| h.trim().is_empty()) {
-        return Ok(Err(Rejection {
-            summary: "the file is empty: no header line and no rows. Export it again".into(),
-            errors: vec![],
-            total_errors: 0,
-        }));
-    }
-    let map = match map_columns(dataset, ds, &headers) {
+    mut writer: Option<&mut Writer<'_>>,
+    progress: &mut dyn FnMut(u64),
+    stop: Option<&std::sync::atomic::AtomicBool>,
+) -> Result<std::result::Result<Loaded_, Rejection>> {
+    let map = match map_columns(dataset, ds, headers) {
         Ok(m) => m,
-        Err(r) => return Ok(Err(r)),
+        Err(r) => return Ok(Err(Rejection::whole(r))),
     };
+    let skip = ds.on_error == OnError::SkipRows;
     let width = headers.len();
-    let mut errors: Vec<RowError> = Vec::new();
-    let mut total_errors = 0usize;
-    let mut bad_rows = 0u64;
+    let mut problems = Problems::default();
     let mut rows = 0u64;
-    let mut record = csv::StringRecord::new();
+    let mut record = StringRecord::new();
+    let mut row_errors = Vec::new();
     loop {
-        match rdr.read_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
+        let line = match src.read(&mut record) {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
             Err(e) => {
-                let line = e.position().map(|p| lines.line_at(p.byte())).unwrap_or(0);
-                total_errors += 1;
-                errors.push(RowError {
-                    line,
+                problems.bad_rows += 1;
+                problems.push(RowError {
+                    line: e.line,
                     column: None,
-                    message: format!("cannot be read as CSV: {e}"),
+                    message: e.message,
                 });
-                break;
-            }
-        }
-        let line = record
-            .position()
-            .map(|p| lines.line_at(p.byte()))
-            .unwrap_or(0);
-        if record.len() == 1 && record.get(0).is_some_and(|f| f.trim().is_empty()) {
-            continue; // blank line
-        }
-        if record.len() != width {
-            total_errors += 1;
-            bad_rows += 1;
-            if errors.len() < MAX_LISTED_ERRORS {
-                errors.push(RowError {
-                    line,
-                    column: None,
-                    message: format!(
-                        "has {} fields where the header has {width}; check for an unquoted delimiter in a value",
-                        record.len()
-                    ),
-                });
-            }
-            continue;
-        }
-        let mut row_errors = Vec::new();
-        let parsed = parse_row(dataset, &map, &record, &mut row_errors);
-        if !row_errors.is_empty() {
-            total_errors += row_errors.len();
-            bad_rows += 1;
-            for (column, message) in row_errors {
-                if errors.len() < MAX_LISTED_ERRORS {
-                    errors.push(RowError {
-                        line,
-                        column: Some(column),
-                        message,
-                    });
+                if e.fatal {
+                    return Ok(Err(Rejection {
+                        summary: format!(
+                            "{} {} cannot be read, so the rest of the file cannot be either; nothing from this file was stored",
+                            src.unit(),
+                            e.line
+                        ),
+                        problems,
+                    }));
                 }
+                continue;
+            }
+        };
+        if record.len() != width {
+            problems.bad_rows += 1;
+            problems.push(RowError {
+                line,
+                column: None,
+                message: format!(
+                    "has {} fields where the header has {width}; check for an unquoted delimiter in a value",
+                    record.len()
+                ),
+            });
+            continue;
+        }
+        row_errors.clear();
+        let parsed = parse_row(dataset, ds, &map, &record, &mut row_errors);
+        if !row_errors.is_empty() {
+            problems.bad_rows += 1;
+            for (column, message) in row_errors.drain(..) {
+                problems.push(RowError {
+                    line,
+                    column: Some(column),
+                    message,
+                });
             }
             continue;
         }
-        if total_errors == 0 {
-            match parsed {
-                Some(Parsed::Account(r)) => writer.account(&r)?,
-                Some(Parsed::Order(r)) => writer.order(&r)?,
-                Some(Parsed::Visit(r)) => writer.visit(&r)?,
-                None => {}
+        if (skip || problems.total == 0)
+            && let (Some(w), Some(p)) = (writer.as_deref_mut(), parsed)
+        {
+            let attrs = map.attrs(&record);
+            let attrs = attrs.as_deref();
+            match p {
+                Parsed::Account(r, x) => w.account_with(
+                    &r,
+                    &Extra {
+                        attrs: attrs.map(String::from),
+                        ..x
+                    },
+                )?,
+                Parsed::Order(r) => w.order_with(&r, attrs)?,
+                Parsed::Visit(r) => w.visit_with(&r, attrs)?,
+                Parsed::Receivable(r) => w.receivable(&r, attrs)?,
+                Parsed::Stock(r) => w.stock(&r, attrs)?,
             }
         }
         rows += 1;
+        if rows.is_multiple_of(PROGRESS_EVERY) {
+            progress(rows);
+            if stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
+                // The caller drops the transaction: everything rolls back.
+                return Err(Cancelled.into());
+            }
+        }
     }
-    if total_errors > 0 {
+    progress(rows);
+    if problems.total > 0 && (!skip || rows == 0) {
+        let all_bad = if skip && rows == 0 {
+            " (on_error: skip_rows, but no row was good)"
+        } else {
+            ""
+        };
         return Ok(Err(Rejection {
             summary: format!(
-                "{total_errors} error(s) in {bad_rows} of {} data row(s); nothing from this file was stored",
-                rows + bad_rows
+                "{} error(s) in {} of {} data row(s){all_bad}; nothing from this file was stored",
+                problems.total,
+                problems.bad_rows,
+                rows + problems.bad_rows
             ),
-            errors,
-            total_errors,
+            problems,
         }));
     }
     if rows == 0 {
-        return Ok(Err(Rejection {
-            summary: "the file has a header but no data rows; nothing to ingest".into(),
-            errors: vec![],
-            total_errors: 0,
-        }));
+        return Ok(Err(Rejection::whole(
+            "the file has a header but no data rows; nothing to ingest",
+        )));
     }
-    Ok(Ok(rows))
+    Ok(Ok(Loaded_ { rows, problems }))
 }
 
 enum Parsed {
-    Account(AccountRow),
+    Account(AccountRow, Extra),
     Order(OrderRow),
     Visit(VisitRow),
+    Receivable(ReceivableRow),
+    Stock(InventoryRow),
 }
 
 fn parse_row(
     dataset: Dataset,
+    ds: &DatasetConfig,
     map: &ColumnMap,
-    rec: &csv::StringRecord,
+    rec: &StringRecord,
     errs: &mut Vec<(String, String)>,
 ) -> Option<Parsed> {
+    let raw = |field: &str| -> &str { map.idx(field).and_then(|i| rec.get(i)).unwrap_or("") };
     let text = |field: &str| -> Option<String> {
-        map.idx(field)
-            .and_then(|i| rec.get(i))
-            .map(str::trim)
+        Some(raw(field).trim())
             .filter(|s| !s.is_empty())
             .map(str::to_string)
     };
@@ -532,9 +725,12 @@ fn parse_row(
             }
         }
     };
-    let date = |field: &str, errs: &mut Vec<(String, String)>| {
-        let raw = map.idx(field).and_then(|i| rec.get(i)).unwrap_or("");
-        match values::parse_date(raw) {
+    let date = |field: &str, need: bool, errs: &mut Vec<(String, String)>| {
+        let v = raw(field);
+        if !need && v.trim().is_empty() {
+            return None;
+        }
+        match values::parse_date_in(v, ds.date_order) {
             Ok(d) => Some(d),
             Err(e) => {
                 errs.push((map.header(field), e));
@@ -542,9 +738,10 @@ fn parse_row(
             }
         }
     };
-    let number = |field: &str, need: bool, errs: &mut Vec<(String, String)>| {
-        let raw = map.idx(field).and_then(|i| rec.get(i)).unwrap_or("");
-        match values::parse_number(raw) {
+    let number =
+        |field: &str, need: bool, errs: &mut Vec<(String, String)>| match values::parse_number(raw(
+            field,
+        )) {
             Ok(None) if need => {
                 errs.push((map.header(field), "is empty but required".into()));
                 None
@@ -554,25 +751,45 @@ fn parse_row(
                 errs.push((map.header(field), e));
                 None
             }
-        }
-    };
+        };
     match dataset {
         Dataset::Accounts => {
             let id = required("id", errs);
             let name = required("name", errs);
-            Some(Parsed::Account(AccountRow {
-                id,
-                name,
-                region: text("region"),
-                owner: text("owner"),
-                owner_email: text("owner_email"),
-                manager_email: text("manager_email"),
-            }))
+            let credit_limit = number("credit_limit", false, errs);
+            let tier_override = match text("tier") {
+                None => None,
+                Some(t) => match t.to_ascii_uppercase().as_str() {
+                    t @ ("A" | "B" | "C") => Some(t.to_string()),
+                    _ => {
+                        errs.push((
+                            map.header("tier"),
+                            format!("{t:?} is not a tier; write A, B or C, or leave it empty to let kamwatch compute it"),
+                        ));
+                        None
+                    }
+                },
+            };
+            Some(Parsed::Account(
+                AccountRow {
+                    id,
+                    name,
+                    region: text("region"),
+                    owner: text("owner"),
+                    owner_email: text("owner_email"),
+                    manager_email: text("manager_email"),
+                },
+                Extra {
+                    credit_limit,
+                    tier_override,
+                    attrs: None,
+                },
+            ))
         }
         Dataset::Orders => {
             let order_id = required("order_id", errs);
             let account_id = required("account_id", errs);
-            let d = date("date", errs);
+            let d = date("date", true, errs);
             let qty = number("qty", false, errs);
             let revenue = number("revenue", true, errs);
             let cost = number("cost", true, errs);
@@ -589,12 +806,35 @@ fn parse_row(
         }
         Dataset::Visits => {
             let account_id = required("account_id", errs);
-            let d = date("date", errs);
+            let d = date("date", true, errs);
             Some(Parsed::Visit(VisitRow {
                 account_id,
                 date: d?,
                 visitor: text("visitor").unwrap_or_default(),
                 role: text("role"),
+            }))
+        }
+        Dataset::Receivables => {
+            let account_id = required("account_id", errs);
+            let invoice = required("invoice", errs);
+            let amount = number("amount", true, errs);
+            let due = date("due_date", true, errs);
+            let issued = date("invoice_date", false, errs);
+            Some(Parsed::Receivable(ReceivableRow {
+                account_id,
+                invoice,
+                amount: amount?,
+                due_date: due?,
+                invoice_date: issued,
+            }))
+        }
+        Dataset::Inventory => {
+            let sku = required("sku", errs);
+            let on_hand = number("on_hand", true, errs);
+            Some(Parsed::Stock(InventoryRow {
+                sku,
+                account_id: text("account_id").unwrap_or_default(),
+                on_hand: on_hand?,
             }))
         }
     }
@@ -633,6 +873,31 @@ fn move_to_archive(cfg: &Loaded, path: &Path, keep: Keep, file_name: &str) -> Re
     move_file(path, keep, &cfg.archive().join(day), file_name)
 }
 
+/// The text of an errors file: `first` line, then the listed problems.
+fn errors_text(first: &str, problems: &Problems, unit: &str) -> String {
+    let mut text = String::new();
+    let _ = writeln!(text, "{first}");
+    if !problems.listed.is_empty() {
+        let _ = writeln!(text);
+        for e in &problems.listed {
+            let col = e
+                .column
+                .as_ref()
+                .map(|c| format!(", column {c}"))
+                .unwrap_or_default();
+            let _ = writeln!(text, "{unit} {}{col}: {}", e.line, e.message);
+        }
+        if problems.total > problems.listed.len() {
+            let _ = writeln!(
+                text,
+                "... and {} more error(s) not listed",
+                problems.total - problems.listed.len()
+            );
+        }
+    }
+    text
+}
+
 #[allow(clippy::too_many_arguments)]
 fn reject(
     cfg: &Loaded,
@@ -643,45 +908,25 @@ fn reject(
     size: u64,
     hash: &str,
     dataset: Option<Dataset>,
+    unit: &str,
     rej: Rejection,
 ) -> Result<FileReport> {
     let dir = cfg.rejected();
     let moved_to = move_file(path, keep, &dir, file_name)?;
-    let mut text = String::new();
-    let moved_name = moved_to
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let _ = writeln!(
-        text,
+    let mut first = format!(
         "kamwatch rejected {file_name}{}: {}.",
         dataset
             .map(|d| format!(" (dataset {d})"))
             .unwrap_or_default(),
         rej.summary
     );
-    if !rej.errors.is_empty() {
-        let _ = writeln!(
-            text,
-            "Fix the rows below in the export, then drop the whole file into the inbox again.\n"
+    if !rej.problems.listed.is_empty() {
+        first.push_str(
+            "\nFix the rows below in the export, then drop the whole file into the inbox again.",
         );
-        for e in &rej.errors {
-            let col = e
-                .column
-                .as_ref()
-                .map(|c| format!(", column {c}"))
-                .unwrap_or_default();
-            let _ = writeln!(text, "line {}{col}: {}", e.line, e.message);
-        }
-        if rej.total_errors > rej.errors.len() {
-            let _ = writeln!(
-                text,
-                "... and {} more error(s) not listed",
-                rej.total_errors - rej.errors.len()
-            );
-        }
     }
-    let reason_path = dir.join(format!("{moved_name}.errors.txt"));
+    let text = errors_text(&first, &rej.problems, unit);
+    let reason_path = sidecar(&moved_to);
     std::fs::write(&reason_path, &text)
         .with_context(|| format!("writing {}", reason_path.display()))?;
     let summary = rej.summary.clone();
@@ -695,6 +940,7 @@ fn reject(
             rows: 0,
             outcome: Outcome::Rejected,
             reason: Some(&text),
+            file_date: None,
         },
     )?;
     tracing::warn!(file = %file_name, reason = %summary, "rejected; see {}", reason_path.display());
@@ -705,27 +951,142 @@ fn reject(
         rows: 0,
         moved_to,
         reason: Some(summary),
+        skipped: 0,
+        errors_file: Some(reason_path),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
-    #[test]
-    fn sniffs_encodings() {
-        assert_eq!(sniff(b"\xEF\xBB\xBFa,b"), Encoding::Utf8);
-        assert_eq!(sniff("客户编号,x".as_bytes()), Encoding::Utf8);
-        // 客户 in GBK
-        assert_eq!(sniff(b"\xbf\xcd\xbb\xa7,x"), Encoding::Gb18030);
-        // UTF-8 cut in the middle of a character
-        assert_eq!(sniff(&"客户".as_bytes()[..4]), Encoding::Utf8);
+    fn orders_config() -> DatasetConfig {
+        let text = include_str!("../../config/kamwatch.yaml");
+        crate::config::parse(text).unwrap().datasets.orders
     }
 
     #[test]
-    fn sniffs_delimiters() {
-        assert_eq!(sniff_delimiter(b"a;b;c\n1,2;3"), b';');
-        assert_eq!(sniff_delimiter(b"a\tb\tc"), b'\t');
-        assert_eq!(sniff_delimiter(b"a,b,c"), b',');
+    fn dates_in_file_names() {
+        let d = |y, m, d| chrono::NaiveDate::from_ymd_opt(y, m, d);
+        assert_eq!(date_in_name("客户主数据_20261128.csv"), d(2026, 11, 28));
+        assert_eq!(date_in_name("accounts-2026-11-28.xlsx"), d(2026, 11, 28));
+        assert_eq!(date_in_name("a_2026_01_02_b_2026.03.04.csv"), d(2026, 3, 4));
+        assert_eq!(date_in_name("销售明细_202609-10.csv"), None);
+        assert_eq!(date_in_name("export_120261128.csv"), None);
+        assert_eq!(date_in_name("x_20261332.csv"), None);
+    }
+
+    #[test]
+    fn attrs_are_a_json_object_of_the_other_columns() {
+        let ds = orders_config();
+        let h = StringRecord::from(vec![
+            "订单编号",
+            "客户编号",
+            "订单日期",
+            "金额",
+            "成本",
+            "备注",
+            "备注",
+            "",
+        ]);
+        let map = map_columns(Dataset::Orders, &ds, &h).unwrap();
+        assert_eq!(map.extra_names(), vec!["备注", "备注#2"]);
+        let rec = StringRecord::from(vec![
+            "1",
+            "K",
+            "2026-01-01",
+            "1",
+            "1",
+            "say \"hi\"\n",
+            "",
+            "x",
+        ]);
+        let a = map.attrs(&rec).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&a).unwrap();
+        assert_eq!(v, serde_json::json!({"备注": "say \"hi\""}));
+    }
+
+    #[test]
+    fn a_mapped_column_twice_is_refused() {
+        let ds = orders_config();
+        let h = StringRecord::from(vec![
+            "订单编号",
+            "客户编号",
+            "订单日期",
+            "金额",
+            "成本",
+            "金额",
+        ]);
+        let e = map_columns(Dataset::Orders, &ds, &h).err().unwrap();
+        assert!(e.contains("\"金额\" 2 times (columns 4, 6)"), "{e}");
+    }
+
+    proptest! {
+        /// Whatever the order of the columns and whatever others are
+        /// around them, each field finds its column and the rest become
+        /// attributes.
+        #[test]
+        fn columns_map_in_any_order(
+            extra in proptest::collection::vec("[a-z]{1,6}", 0..6),
+            seed in any::<u64>(),
+            drop_optional in any::<bool>(),
+        ) {
+            let ds = orders_config();
+            let mut cols: Vec<String> = ds
+                .columns
+                .iter()
+                .filter(|(f, _)| {
+                    !drop_optional
+                        || Dataset::Orders.fields().iter().any(|(k, req)| k == f && *req)
+                })
+                .map(|(_, c)| c.clone())
+                .collect();
+            let mut extra_unique: Vec<String> = Vec::new();
+            for e in extra {
+                if !extra_unique.contains(&e) {
+                    extra_unique.push(e);
+                }
+            }
+            cols.extend(extra_unique.iter().cloned());
+            // A deterministic shuffle from the seed.
+            let mut s = seed;
+            for i in (1..cols.len()).rev() {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                cols.swap(i, (s >> 33) as usize % (i + 1));
+            }
+            let header = StringRecord::from(cols.clone());
+            let map = map_columns(Dataset::Orders, &ds, &header).unwrap();
+            for (field, col) in &ds.columns {
+                let want = cols.iter().position(|c| c == col);
+                prop_assert_eq!(map.idx(field), want, "{}", field);
+            }
+            let mut got: Vec<&str> = map.extra_names();
+            got.sort();
+            let mut want: Vec<&str> = extra_unique.iter().map(String::as_str).collect();
+            want.sort();
+            prop_assert_eq!(got, want);
+        }
+
+        /// Dropping any required column is refused, naming that column.
+        #[test]
+        fn a_missing_required_column_is_named(which in 0usize..5) {
+            let ds = orders_config();
+            let required: Vec<&str> = Dataset::Orders
+                .fields()
+                .iter()
+                .filter(|(_, r)| *r)
+                .map(|(f, _)| *f)
+                .collect();
+            let gone = required[which % required.len()];
+            let cols: Vec<&str> = required
+                .iter()
+                .filter(|f| **f != gone)
+                .map(|f| ds.columns[*f].as_str())
+                .collect();
+            let e = map_columns(Dataset::Orders, &ds, &StringRecord::from(cols)).err().unwrap();
+            let want = format!("{:?} ({gone})", ds.columns[gone]);
+            prop_assert!(e.contains(&want), "{}", e);
+        }
     }
 }

@@ -1,11 +1,21 @@
 //! Values as exports write them: dates and numbers in the formats ERPs and
 //! spreadsheets produce. Pure functions; they touch nothing.
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 
-/// Parses a date: `2026-11-28`, `2026/11/28`, `2026/9/1`, `2026.11.28`,
-/// `2026年11月28日`, `20261128`, optionally followed by a time of day.
+pub use crate::config::DateOrder;
+
+/// Parses a date written year first: `2026-11-28`, `2026/11/28`,
+/// `2026/9/1`, `2026.11.28`, `2026年11月28日`, `20261128`, or an Excel serial
+/// number (`46354`), optionally followed by a time of day.
 pub fn parse_date(raw: &str) -> Result<NaiveDate, String> {
+    parse_date_in(raw, DateOrder::Ymd)
+}
+
+/// Like [`parse_date`], reading dates that do not start with a 4-digit
+/// year (`28/11/2026`, `11/28/2026`) in the given order. A 4-digit year
+/// first is always year-month-day, whatever the order.
+pub fn parse_date_in(raw: &str, order: DateOrder) -> Result<NaiveDate, String> {
     let s = raw.trim();
     if s.is_empty() {
         return Err("is empty".into());
@@ -13,9 +23,12 @@ pub fn parse_date(raw: &str) -> Result<NaiveDate, String> {
     // Drop a time part: "2026-11-28 00:00:00" or "2026-11-28T08:00".
     let s = s.split([' ', 'T']).next().unwrap_or(s);
     let bad = || {
-        format!(
-            "{raw:?} is not a date (expected e.g. 2026-11-28, 2026/11/28, 2026年11月28日 or 20261128)"
-        )
+        let example = match order {
+            DateOrder::Ymd => "2026-11-28, 2026/11/28, 2026年11月28日, 20261128",
+            DateOrder::Dmy => "28/11/2026, 28.11.2026, 2026-11-28",
+            DateOrder::Mdy => "11/28/2026, 2026-11-28",
+        };
+        format!("{raw:?} is not a date (expected e.g. {example} or an Excel serial number)")
     };
     if s.len() == 8 && s.bytes().all(|b| b.is_ascii_digit()) {
         let y = s[0..4].parse().map_err(|_| bad())?;
@@ -23,17 +36,41 @@ pub fn parse_date(raw: &str) -> Result<NaiveDate, String> {
         let d = s[6..8].parse().map_err(|_| bad())?;
         return NaiveDate::from_ymd_opt(y, m, d).ok_or_else(bad);
     }
+    // An Excel serial number: five digits (1927-2173), maybe a fraction.
+    let int_part = s.split('.').next().unwrap_or(s);
+    if int_part.len() == 5
+        && s.len() <= 16
+        && s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && let Ok(serial) = s.parse::<f64>()
+    {
+        return excel_serial_date(serial).ok_or_else(|| {
+            format!("{raw:?} is not a date: as an Excel serial number it is outside 1900-2200")
+        });
+    }
     let mut parts = s
         .split(['-', '/', '.', '年', '月', '日'])
         .filter(|p| !p.is_empty());
-    let (Some(y), Some(m), Some(d), None) =
+    let (Some(a), Some(b), Some(c), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(bad());
     };
-    if y.len() != 4 {
+    let (y, m, d) = if a.len() == 4 {
+        (a, b, c)
+    } else if c.len() == 4 {
+        match order {
+            DateOrder::Dmy => (c, b, a),
+            DateOrder::Mdy => (c, a, b),
+            // Year last with year-first order: ambiguous, so refused.
+            DateOrder::Ymd => {
+                return Err(format!(
+                    "{raw:?} has the year last; set `date_order: dmy` or `date_order: mdy` for this dataset in the config"
+                ));
+            }
+        }
+    } else {
         return Err(bad());
-    }
+    };
     let y: i32 = y.parse().map_err(|_| bad())?;
     let m: u32 = m.parse().map_err(|_| bad())?;
     let d: u32 = d.parse().map_err(|_| bad())?;
@@ -41,6 +78,23 @@ pub fn parse_date(raw: &str) -> Result<NaiveDate, String> {
         return Err(format!("{raw:?}: the year {y} is out of range (1900-2200)"));
     }
     NaiveDate::from_ymd_opt(y, m, d).ok_or_else(|| format!("{raw:?} is not a day of the calendar"))
+}
+
+/// The day of an Excel serial date number (1900 date system, the time of
+/// day dropped), if it lies between 1900 and 2200. Serial 60 is the
+/// 1900-02-29 that Lotus 1-2-3 invented and Excel kept; it is no day.
+pub fn excel_serial_date(serial: f64) -> Option<NaiveDate> {
+    if !serial.is_finite() || !(1.0..110_000.0).contains(&serial) {
+        return None;
+    }
+    let days = serial.floor() as i64;
+    let (base, days) = match days {
+        ..60 => (NaiveDate::from_ymd_opt(1899, 12, 31)?, days),
+        60 => return None,
+        _ => (NaiveDate::from_ymd_opt(1899, 12, 30)?, days),
+    };
+    let d = base.checked_add_days(chrono::Days::new(days as u64))?;
+    (d.year_ce().1 <= 2200).then_some(d)
 }
 
 /// Parses an amount: `1234.5`, `1,234.50`, `¥1,234.50`, `$12`, `(12.00)`
@@ -56,8 +110,22 @@ pub fn parse_number(raw: &str) -> Result<Option<f64>, String> {
     };
     let cleaned: String = s
         .chars()
-        .filter(|c| !matches!(c, ',' | '¥' | '￥' | '$' | ' ' | '\u{a0}'))
+        .filter(|c| {
+            !matches!(
+                c,
+                ',' | '¥' | '￥' | '$' | '€' | '£' | '元' | ' ' | '\u{a0}'
+            )
+        })
+        .map(|c| if c == '−' { '-' } else { c })
         .collect();
+    // Rust also accepts "inf" and "nan"; exports do not write them (Excel
+    // does write big numbers as 1.23E+11).
+    if !cleaned
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'))
+    {
+        return Err(format!("{raw:?} is not a number"));
+    }
     let v: f64 = cleaned
         .parse()
         .map_err(|_| format!("{raw:?} is not a number"))?;
@@ -97,5 +165,130 @@ mod tests {
         assert_eq!(parse_number(""), Ok(None));
         assert!(parse_number("abc").unwrap_err().contains("not a number"));
         assert!(parse_number("inf").is_err());
+        assert!(parse_number("nan").is_err());
+        assert_eq!(parse_number("1.5E+3"), Ok(Some(1500.0)));
+        assert_eq!(parse_number("1 200元"), Ok(Some(1200.0)));
+        assert_eq!(parse_number("−7"), Ok(Some(-7.0)));
+        assert!(parse_number("=1+2").unwrap_err().contains("not a number"));
+    }
+
+    #[test]
+    fn day_and_month_first() {
+        assert_eq!(
+            parse_date_in("03/11/2026", DateOrder::Dmy),
+            Ok(d(2026, 11, 3))
+        );
+        assert_eq!(
+            parse_date_in("03/11/2026", DateOrder::Mdy),
+            Ok(d(2026, 3, 11))
+        );
+        assert_eq!(
+            parse_date_in("28.11.2026", DateOrder::Dmy),
+            Ok(d(2026, 11, 28))
+        );
+        // A 4-digit year first is year-month-day whatever the order.
+        assert_eq!(
+            parse_date_in("2026-11-03", DateOrder::Mdy),
+            Ok(d(2026, 11, 3))
+        );
+        assert!(
+            parse_date_in("03/11/2026", DateOrder::Ymd)
+                .unwrap_err()
+                .contains("date_order")
+        );
+        assert!(
+            parse_date_in("11/28/2026", DateOrder::Dmy)
+                .unwrap_err()
+                .contains("calendar")
+        );
+    }
+
+    #[test]
+    fn excel_serials() {
+        assert_eq!(parse_date("46266"), Ok(d(2026, 9, 1)));
+        assert_eq!(parse_date("46266.75"), Ok(d(2026, 9, 1)));
+        assert_eq!(excel_serial_date(61.0), Some(d(1900, 3, 1)));
+        assert_eq!(excel_serial_date(59.0), Some(d(1900, 2, 28)));
+        assert_eq!(excel_serial_date(60.0), None);
+        assert_eq!(excel_serial_date(1.0), Some(d(1900, 1, 1)));
+        // Four digits are no serial and no date.
+        assert!(parse_date("2026").is_err());
+    }
+
+    mod prop {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn any_date() -> impl Strategy<Value = NaiveDate> {
+            (1901i32..2199, 1u32..=12, 1u32..=31)
+                .prop_filter_map("a day of the calendar", |(y, m, d)| {
+                    NaiveDate::from_ymd_opt(y, m, d)
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn dates_round_trip_in_every_export_format(date in any_date()) {
+                let (y, m, d) = (date.year(), date.month(), date.day());
+                for text in [
+                    format!("{y}-{m:02}-{d:02}"),
+                    format!("{y}/{m}/{d}"),
+                    format!("{y}年{m}月{d}日"),
+                    format!("{y}{m:02}{d:02}"),
+                    format!("{y}-{m:02}-{d:02} 13:45:00"),
+                ] {
+                    prop_assert_eq!(parse_date(&text), Ok(date), "{}", text);
+                }
+                prop_assert_eq!(parse_date_in(&format!("{d}/{m}/{y}"), DateOrder::Dmy), Ok(date));
+                prop_assert_eq!(parse_date_in(&format!("{m}/{d}/{y}"), DateOrder::Mdy), Ok(date));
+                let serial = (date - NaiveDate::from_ymd_opt(1899, 12, 30).unwrap()).num_days();
+                if (10_000..100_000).contains(&serial) {
+                    prop_assert_eq!(parse_date(&serial.to_string()), Ok(date));
+                }
+            }
+
+            #[test]
+            fn date_parser_never_panics_and_errors_quote_the_input(s in "\\PC{0,24}") {
+                if let Err(e) = parse_date_in(&s, DateOrder::Dmy) {
+                    prop_assert!(s.trim().is_empty() || e.contains(&format!("{s:?}")), "{}", e);
+                }
+            }
+
+            #[test]
+            fn amounts_round_trip(cents in -1_000_000_000_000i64..1_000_000_000_000i64) {
+                let v = cents as f64 / 100.0;
+                let abs = cents.unsigned_abs();
+                let (units, frac) = (abs / 100, abs % 100);
+                // Thousands separators as exports write them.
+                let digits = units.to_string();
+                let mut grouped = String::new();
+                for (i, c) in digits.chars().enumerate() {
+                    if i > 0 && (digits.len() - i) % 3 == 0 {
+                        grouped.push(',');
+                    }
+                    grouped.push(c);
+                }
+                let body = format!("{grouped}.{frac:02}");
+                let neg = cents < 0;
+                for text in [
+                    format!("{}{body}", if neg { "-" } else { "" }),
+                    format!("{}¥{body}", if neg { "-" } else { "" }),
+                    if neg { format!("(${body})") } else { format!("${body}") },
+                    format!("{}{}", if neg { "-" } else { "" }, body.replace(',', "")),
+                ] {
+                    let got = parse_number(&text);
+                    prop_assert!(matches!(got, Ok(Some(x)) if (x - v).abs() < 1e-6), "{} -> {:?}", text, got);
+                }
+            }
+
+            #[test]
+            fn number_parser_never_panics_and_is_finite(s in "\\PC{0,24}") {
+                match parse_number(&s) {
+                    Ok(Some(x)) => prop_assert!(x.is_finite()),
+                    Ok(None) => prop_assert!(s.trim().is_empty()),
+                    Err(e) => prop_assert!(e.contains(&format!("{s:?}")), "{}", e),
+                }
+            }
+        }
     }
 }

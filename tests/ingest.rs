@@ -1,0 +1,778 @@
+use crate::support::*;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+const MASTER: &str = "客户主数据.csv";
+const MASTER_XLS: &str = "客户主数据.xls";
+const ORDERS: &str = "销售明细_202609-10.csv";
+const ORDERS_XLSX: &str = "销售明细_202609-10.xlsx";
+
+fn explain(o: &Output) -> String {
+    format!(
+        "status: {:?}\n--- stdout ---\n{}--- stderr ---\n{}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    )
+}
+
+/// `kamwatch ingest FILES` (copies: the files stay where they are); asserts
+/// the exit code.
+fn ingest_ok(p: &Project, files: &[PathBuf], want: i32) -> String {
+    let mut args = vec!["ingest".to_string()];
+    args.extend(files.iter().map(|f| f.to_string_lossy().into_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = p.run(&args);
+    assert_eq!(o.status.code(), Some(want), "{}", explain(&o));
+    stdout(&o)
+}
+
+fn one<T: rusqlite::types::FromSql>(p: &Project, sql: &str) -> T {
+    p.db()
+        .query_row(sql, [], |r| r.get(0))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+type OrderLine = (
+    String,
+    String,
+    String,
+    String,
+    f64,
+    f64,
+    f64,
+    Option<String>,
+);
+
+/// Every stored order line, by (order id, line).
+fn stored_orders(p: &Project) -> BTreeMap<(String, String), OrderLine> {
+    let db = p.db();
+    let mut st = db
+        .prepare(
+            "SELECT order_id, line, account_id, date, COALESCE(qty, -1), revenue, cost, sku, attrs FROM orders",
+        )
+        .unwrap();
+    st.query_map([], |r| {
+        let attrs: Option<String> = r.get(8)?;
+        Ok((
+            (r.get(0)?, r.get(1)?),
+            (
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                attrs.map(|a| {
+                    // Compare attributes as values: "15.8" and "15.80" are one price.
+                    let v: serde_json::Value = serde_json::from_str(&a).unwrap();
+                    let mut m = v.as_object().unwrap().clone();
+                    if let Some(x) = m.get("单价").and_then(|x| x.as_str()) {
+                        let n: f64 = x.parse().unwrap();
+                        m.insert("单价".into(), serde_json::json!(n));
+                    }
+                    serde_json::Value::Object(m).to_string()
+                }),
+            ),
+        ))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+fn orders_after_ingesting(file: &Path) -> BTreeMap<(String, String), OrderLine> {
+    let p = Project::new();
+    ingest_ok(&p, &[file.to_path_buf()], 0);
+    stored_orders(&p)
+}
+
+#[test]
+fn xlsx_from_libreoffice_yields_the_rows_of_the_csv() {
+    let from_csv = orders_after_ingesting(&fixture(ORDERS));
+    let from_xlsx = orders_after_ingesting(&fixture(ORDERS_XLSX));
+    assert!(from_csv.len() > 100, "{}", from_csv.len());
+    assert_eq!(from_xlsx.len(), from_csv.len());
+    for (k, want) in &from_csv {
+        let got = from_xlsx.get(k).unwrap_or_else(|| panic!("{k:?} missing"));
+        assert_eq!(got.0, want.0);
+        assert_eq!(got.2, want.2, "account of {k:?}");
+        assert_eq!(got.3, want.3, "date of {k:?}");
+        for (g, w, what) in [
+            (got.4, want.4, "qty"),
+            (got.5, want.5, "revenue"),
+            (got.6, want.6, "cost"),
+        ] {
+            assert!((g - w).abs() < 1e-9, "{what} of {k:?}: {g} vs {w}");
+        }
+        assert_eq!(got.7, want.7, "attributes of {k:?}");
+    }
+    // The extra columns are kept: name of the customer and product, price.
+    let (_, first) = from_csv.iter().next().unwrap();
+    let attrs = first.7.as_deref().unwrap();
+    for key in ["客户名称", "产品名称", "单价"] {
+        assert!(attrs.contains(key), "{attrs}");
+    }
+}
+
+#[test]
+fn xlsx_and_csv_of_the_same_lines_count_once() {
+    let p = Project::new();
+    ingest_ok(&p, &[fixture(ORDERS)], 0);
+    let n: i64 = one(&p, "SELECT COUNT(*) FROM orders");
+    let out = ingest_ok(&p, &[fixture(ORDERS_XLSX)], 0);
+    assert!(out.contains(&format!("(orders): {n} rows")), "{out}");
+    assert_eq!(one::<i64>(&p, "SELECT COUNT(*) FROM orders"), n);
+}
+
+/// (id, name, owner email, credit limit) of the stored accounts.
+fn stored_accounts(p: &Project) -> Vec<(String, String, Option<String>, Option<f64>)> {
+    let db = p.db();
+    let mut st = db
+        .prepare("SELECT id, name, owner_email, credit_limit FROM accounts ORDER BY id")
+        .unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn xls_master_yields_the_accounts_of_the_csv_with_credit_limits() {
+    let a = Project::new();
+    ingest_ok(&a, &[fixture(MASTER)], 0);
+    let b = Project::new();
+    let out = ingest_ok(&b, &[fixture(MASTER_XLS)], 0);
+    assert!(out.contains("(accounts): 20 rows"), "{out}");
+    let from_csv = stored_accounts(&a);
+    assert_eq!(from_csv.len(), 20);
+    assert_eq!(stored_accounts(&b), from_csv);
+    assert_eq!(from_csv[0].3, Some(50000.0), "{:?}", from_csv[0]);
+    assert!(from_csv.iter().all(|r| r.3.is_some_and(|c| c > 0.0)));
+}
+
+#[test]
+fn jsonl_keys_map_like_headers() {
+    let p = Project::new();
+    let f = p.path("orders_20261101.jsonl");
+    std::fs::write(
+        &f,
+        concat!(
+            "{\"订单编号\":\"J1\",\"行号\":1,\"客户编号\":\"KH1001\",\"订单日期\":\"2026-11-01\",\"金额\":100.5,\"成本\":80,\"渠道\":\"电商\"}\n",
+            "\n",
+            "{\"订单编号\":\"J1\",\"行号\":2,\"客户编号\":\"KH1001\",\"订单日期\":\"2026/11/1\",\"金额\":\"1,200.00\",\"成本\":900,\"备注\":null}\n",
+        ),
+    )
+    .unwrap();
+    let out = ingest_ok(&p, &[f], 0);
+    assert!(out.contains("(orders): 2 rows"), "{out}");
+    let orders = stored_orders(&p);
+    let l1 = &orders[&("J1".to_string(), "1".to_string())];
+    assert_eq!(l1.3, "2026-11-01");
+    assert_eq!(l1.5, 100.5);
+    assert_eq!(l1.7.as_deref(), Some("{\"渠道\":\"电商\"}"));
+    let l2 = &orders[&("J1".to_string(), "2".to_string())];
+    assert_eq!(l2.3, "2026-11-01");
+    assert_eq!(l2.5, 1200.0);
+    assert_eq!(l2.7, None, "empty and null values are no attributes");
+}
+
+#[test]
+fn jsonl_bad_line_is_named() {
+    let p = Project::new();
+    let f = p.path("orders_bad.jsonl");
+    std::fs::write(
+        &f,
+        "{\"订单编号\":\"J1\",\"客户编号\":\"K\",\"订单日期\":\"2026-11-01\",\"金额\":1,\"成本\":1}\n[1,2]\n{\"订单编号\":\n",
+    )
+    .unwrap();
+    ingest_ok(&p, &[f], 1);
+    let errors =
+        std::fs::read_to_string(p.path("var/rejected/orders_bad.jsonl.errors.txt")).unwrap();
+    assert!(errors.contains("line 2: is a JSON array"), "{errors}");
+    assert!(errors.contains("line 3: is not valid JSON"), "{errors}");
+}
+
+/// Writes `text` as GBK.
+fn gbk(text: &str) -> Vec<u8> {
+    let (bytes, _, bad) = encoding_rs::GBK.encode(text);
+    assert!(!bad);
+    bytes.into_owned()
+}
+
+#[test]
+fn configured_encoding_delimiter_and_date_order() {
+    let p = Project::new();
+    let cfg = std::fs::read_to_string(p.config()).unwrap();
+    let cfg = cfg.replace(
+        "  orders:\n    files:",
+        "  orders:\n    encoding: gbk\n    delimiter: \"|\"\n    date_order: dmy\n    files:",
+    );
+    std::fs::write(p.config(), cfg).unwrap();
+    let f = p.path("orders_dmy.csv");
+    // So short a sample could pass for UTF-8 by chance; the config says GBK.
+    std::fs::write(
+        &f,
+        gbk("订单编号|行号|客户编号|订单日期|金额|成本\r\nD1|1|KH1001|03/11/2026|￥1,000.00|(12.50)\r\nD1|2|KH1001|28.11.2026|$5|4\r\n"),
+    )
+    .unwrap();
+    let out = ingest_ok(&p, &[f], 0);
+    assert!(out.contains("(orders): 2 rows"), "{out}");
+    let orders = stored_orders(&p);
+    let l1 = &orders[&("D1".to_string(), "1".to_string())];
+    assert_eq!(l1.3, "2026-11-03", "day first");
+    assert_eq!((l1.5, l1.6), (1000.0, -12.5));
+    assert_eq!(orders[&("D1".to_string(), "2".to_string())].3, "2026-11-28");
+}
+
+#[test]
+fn year_last_dates_without_date_order_say_what_to_set() {
+    let p = Project::new();
+    let f = p.path("orders_x.csv");
+    std::fs::write(
+        &f,
+        "订单编号,客户编号,订单日期,金额,成本\nX1,KH1001,03/11/2026,1,1\n",
+    )
+    .unwrap();
+    ingest_ok(&p, &[f], 1);
+    let errors = std::fs::read_to_string(p.path("var/rejected/orders_x.csv.errors.txt")).unwrap();
+    assert!(
+        errors.contains("line 2, column 订单日期 (date)"),
+        "{errors}"
+    );
+    assert!(errors.contains("date_order: dmy"), "{errors}");
+}
+
+// ---------------------------------------------------------------- datasets
+
+#[test]
+fn receivables_snapshot_replaces_the_table() {
+    let p = Project::new();
+    let out = ingest_ok(&p, &[fixture("应收账款_20261128.csv")], 0);
+    assert!(out.contains("(receivables): 4 rows"), "{out}");
+    let (amount, due, issued, attrs): (f64, String, Option<String>, String) = p
+        .db()
+        .query_row(
+            "SELECT amount, due_date, invoice_date, attrs FROM receivables WHERE invoice = 'FP2609001'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (amount, due.as_str(), issued.as_deref()),
+        (12500.0, "2026-10-15", Some("2026-09-15"))
+    );
+    assert_eq!(attrs, "{\"客户名称\":\"华联超市\"}");
+    assert_eq!(
+        one::<Option<String>>(
+            &p,
+            "SELECT invoice_date FROM receivables WHERE invoice = 'FP2610011'"
+        ),
+        None
+    );
+    assert_eq!(
+        one::<f64>(
+            &p,
+            "SELECT amount FROM receivables WHERE invoice = 'FP2610011'"
+        ),
+        -1200.0
+    );
+
+    // A newer snapshot with one invoice left open replaces all four.
+    let f = p.path("应收账款_20261129.csv");
+    std::fs::write(
+        &f,
+        "客户编号,发票号,到期日,未收金额\nKH1001,FP2610007,2026-11-19,8300\n",
+    )
+    .unwrap();
+    ingest_ok(&p, &[f], 0);
+    assert_eq!(one::<i64>(&p, "SELECT COUNT(*) FROM receivables"), 1);
+
+    // An older one (by the date in its name) is validated, not applied.
+    let old = p.path("应收账款_20261101.csv");
+    std::fs::write(
+        &old,
+        "客户编号,发票号,到期日,未收金额\nKH1009,FP1,2026-10-01,1\nKH1009,FP2,2026-10-01,1\n",
+    )
+    .unwrap();
+    let out = ingest_ok(&p, &[old], 0);
+    assert!(out.contains("(receivables): 0 rows"), "{out}");
+    assert!(out.contains("older than 应收账款_20261129.csv"), "{out}");
+    assert_eq!(one::<i64>(&p, "SELECT COUNT(*) FROM receivables"), 1);
+}
+
+#[test]
+fn inventory_snapshot_with_optional_account() {
+    let p = Project::new();
+    let out = ingest_ok(&p, &[fixture("库存_20261128.csv")], 0);
+    assert!(out.contains("(inventory): 4 rows"), "{out}");
+    assert_eq!(
+        one::<f64>(
+            &p,
+            "SELECT on_hand FROM inventory WHERE sku = 'SP-002' AND account_id = ''"
+        ),
+        800.0
+    );
+    assert_eq!(
+        one::<f64>(
+            &p,
+            "SELECT on_hand FROM inventory WHERE sku = 'SP-002' AND account_id = 'KH1001'"
+        ),
+        150.0
+    );
+    assert_eq!(
+        one::<String>(&p, "SELECT attrs FROM inventory WHERE sku = 'SP-001'"),
+        "{\"产品名称\":\"矿泉水550ml\",\"仓库\":\"华东仓\"}"
+    );
+}
+
+/// Writes a master with these (id, name, tier) rows, dated `day` in its name.
+fn master_file(p: &Project, day: &str, rows: &[(&str, &str, &str)]) -> PathBuf {
+    let f = p.path(&format!("客户主数据_{day}.csv"));
+    let mut text = String::from("客户编号,客户名称,信用额度,客户等级,渠道\n");
+    for (id, name, tier) in rows {
+        text.push_str(&format!("{id},{name},\"10,000\",{tier},商超\n"));
+    }
+    std::fs::write(&f, text).unwrap();
+    f
+}
+
+fn active_accounts(p: &Project) -> Vec<(String, String, bool)> {
+    let db = p.db();
+    let mut st = db
+        .prepare("SELECT id, name, active FROM accounts ORDER BY id")
+        .unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? == 1)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn newest_master_wins_and_an_older_one_deactivates_nothing() {
+    let p = Project::new();
+    let newer = master_file(&p, "20261128", &[("K1", "新名", "A"), ("K2", "乙", "")]);
+    ingest_ok(&p, &[newer], 0);
+    assert_eq!(
+        one::<Option<String>>(&p, "SELECT tier_override FROM accounts WHERE id = 'K1'"),
+        Some("A".into())
+    );
+    assert_eq!(
+        one::<Option<String>>(&p, "SELECT tier_override FROM accounts WHERE id = 'K2'"),
+        None
+    );
+    assert_eq!(
+        one::<f64>(&p, "SELECT credit_limit FROM accounts WHERE id = 'K1'"),
+        10000.0
+    );
+    assert_eq!(
+        one::<String>(&p, "SELECT attrs FROM accounts WHERE id = 'K1'"),
+        "{\"渠道\":\"商超\"}"
+    );
+
+    // Dropped late, an October master lists K1 under its old name and K3.
+    let older = master_file(&p, "20261001", &[("K1", "旧名", "b"), ("K3", "丙", "C")]);
+    let out = ingest_ok(&p, &[older], 0);
+    assert!(out.contains("older than 客户主数据_20261128.csv"), "{out}");
+    assert_eq!(
+        active_accounts(&p),
+        vec![
+            ("K1".into(), "新名".into(), true),
+            ("K2".into(), "乙".into(), true),
+            ("K3".into(), "丙".into(), false),
+        ]
+    );
+    let reason: String = one(
+        &p,
+        "SELECT reason FROM ledger WHERE file_name = '客户主数据_20261001.csv'",
+    );
+    assert!(
+        reason.contains("no account was changed or deactivated"),
+        "{reason}"
+    );
+
+    // A December master is the new truth: K2 is gone from it.
+    let newest = master_file(&p, "20261201", &[("K1", "新名", "z")]);
+    let out = ingest_ok(&p, &[newest], 1);
+    assert!(out.contains("rejected"), "{out}");
+    let errors =
+        std::fs::read_to_string(p.path("var/rejected/客户主数据_20261201.csv.errors.txt")).unwrap();
+    assert!(
+        errors.contains("line 2, column 客户等级 (tier): \"z\" is not a tier"),
+        "{errors}"
+    );
+    let newest = master_file(&p, "20261201", &[("K1", "新名", "")]);
+    ingest_ok(&p, &[newest], 0);
+    assert_eq!(
+        active_accounts(&p).iter().map(|a| a.2).collect::<Vec<_>>(),
+        vec![true, false, false]
+    );
+}
+
+#[test]
+fn configured_key_replaces_rows_that_share_it() {
+    let p = Project::new();
+    let cfg = std::fs::read_to_string(p.config()).unwrap();
+    // This ERP numbers lines afresh in each export; the order id alone is the key.
+    let cfg = cfg.replace(
+        "  orders:\n    files:",
+        "  orders:\n    key: [order_id]\n    files:",
+    );
+    std::fs::write(p.config(), cfg).unwrap();
+    let a = p.path("orders_a.csv");
+    std::fs::write(&a, "订单编号,行号,客户编号,订单日期,金额,成本\nO1,1,K,2026-11-01,10,5\nO2,1,K,2026-11-01,20,5\n").unwrap();
+    let b = p.path("orders_b.csv");
+    std::fs::write(
+        &b,
+        "订单编号,行号,客户编号,订单日期,金额,成本\nO1,7,K,2026-11-01,11,5\n",
+    )
+    .unwrap();
+    ingest_ok(&p, &[a, b], 0);
+    assert_eq!(one::<i64>(&p, "SELECT COUNT(*) FROM orders"), 2);
+    assert_eq!(
+        one::<f64>(&p, "SELECT revenue FROM orders WHERE order_id = 'O1'"),
+        11.0
+    );
+}
+
+#[test]
+fn an_unknown_key_field_is_a_config_error() {
+    let p = Project::new();
+    let cfg = std::fs::read_to_string(p.config()).unwrap();
+    let cfg = cfg.replace(
+        "  orders:\n    files:",
+        "  orders:\n    key: [order_no]\n    files:",
+    );
+    std::fs::write(p.config(), cfg).unwrap();
+    let o = p.run(&["check"]);
+    assert_eq!(o.status.code(), Some(2), "{}", explain(&o));
+    assert!(
+        stderr(&o).contains("datasets.orders.key: unknown field `order_no`"),
+        "{}",
+        explain(&o)
+    );
+}
+
+// ---------------------------------------------------------------- bad input
+
+/// (file, fragment of its reason) from tests/data/bad/expected.tsv.
+fn bad_inputs() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(fixture("bad/expected.tsv")).unwrap();
+    let table: Vec<(String, String)> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (f, why) = l.split_once('\t').unwrap_or_else(|| panic!("no tab: {l}"));
+            (f.to_string(), why.to_string())
+        })
+        .collect();
+    for e in std::fs::read_dir(fixture("bad")).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            name == "expected.tsv" || table.iter().any(|(f, _)| *f == name),
+            "bad/{name} has no line in bad/expected.tsv"
+        );
+    }
+    table
+}
+
+#[test]
+fn every_bad_input_is_rejected_with_its_reason() {
+    let table = bad_inputs();
+    assert!(table.len() >= 10);
+    for (name, why) in &table {
+        let p = Project::new();
+        let f = fixture(&format!("bad/{name}"));
+        let out = ingest_ok(&p, std::slice::from_ref(&f), 1);
+        assert!(
+            out.starts_with(&format!("rejected {}", f.display())),
+            "{name}: {out}"
+        );
+        let copy = p.path("var/rejected").join(name);
+        assert_eq!(
+            std::fs::read(&copy).unwrap_or_default(),
+            std::fs::read(&f).unwrap(),
+            "{name}: the rejected copy differs"
+        );
+        let errors = std::fs::read_to_string(p.path(&format!("var/rejected/{name}.errors.txt")))
+            .unwrap_or_else(|e| panic!("{name}: no errors file: {e}"));
+        assert!(
+            errors.contains(why.as_str()),
+            "{name}: want {why:?} in\n{errors}"
+        );
+        assert!(
+            errors.starts_with(&format!("kamwatch rejected {name}")),
+            "{errors}"
+        );
+        let reason: String = one(&p, "SELECT reason FROM ledger WHERE outcome = 'rejected'");
+        assert_eq!(reason, errors, "{name}: the ledger keeps the same reason");
+        for table in ["accounts", "orders", "visits", "receivables", "inventory"] {
+            let n: i64 = one(&p, &format!("SELECT COUNT(*) FROM {table}"));
+            assert_eq!(n, 0, "{name} stored rows in {table}");
+        }
+    }
+}
+
+#[test]
+fn skip_rows_stores_the_good_rows_and_lists_the_bad_beside_the_archive() {
+    let p = Project::new();
+    let cfg = std::fs::read_to_string(p.config()).unwrap();
+    let cfg = cfg.replace(
+        "  orders:\n    files:",
+        "  orders:\n    on_error: skip_rows\n    files:",
+    );
+    std::fs::write(p.config(), cfg).unwrap();
+    let out = ingest_ok(
+        &p,
+        &[
+            fixture("bad/销售明细_坏行.csv"),
+            fixture("bad/销售明细_200列.csv"),
+        ],
+        0,
+    );
+    assert!(out.contains("(orders): 4 rows"), "{out}");
+    assert!(out.contains("(orders): 1 rows"), "{out}");
+    assert_eq!(one::<i64>(&p, "SELECT COUNT(*) FROM orders"), 5);
+    let archived = p.files_under("var/archive");
+    let errors_file = archived
+        .iter()
+        .find(|f| {
+            f.to_string_lossy()
+                .ends_with("销售明细_坏行.csv.errors.txt")
+        })
+        .unwrap_or_else(|| panic!("no errors file beside the archive: {archived:?}"));
+    let errors = std::fs::read_to_string(errors_file).unwrap();
+    assert!(errors.contains("without 2 bad row(s)"), "{errors}");
+    assert!(
+        errors.contains("line 4, column 金额 (revenue): \"一百六\" is not a number"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("line 6, column 订单日期 (date)"),
+        "{errors}"
+    );
+    let reason: String = one(
+        &p,
+        "SELECT reason FROM ledger WHERE file_name = '销售明细_坏行.csv'",
+    );
+    assert!(reason.contains("2 bad row(s) skipped"), "{reason}");
+    // A fatal read error still rejects the whole file.
+    let out = ingest_ok(&p, &[fixture("bad/销售明细_超长行.csv")], 1);
+    assert!(out.starts_with("rejected"), "{out}");
+}
+
+#[test]
+fn formula_looking_cells_are_kept_as_text() {
+    let p = Project::new();
+    ingest_ok(&p, &[fixture("销售明细_公式.csv")], 0);
+    assert_eq!(one::<String>(&p, "SELECT sku FROM orders"), "=SUM(A1:A9)");
+    let attrs: serde_json::Value =
+        serde_json::from_str(&one::<String>(&p, "SELECT attrs FROM orders")).unwrap();
+    assert_eq!(
+        attrs["客户名称"],
+        "=HYPERLINK(\"http://evil.example/x\",\"华联超市\")"
+    );
+    assert_eq!(attrs["产品名称"], "@cmd");
+    // In a number column it is no number.
+    let f = p.path("orders_formula.csv");
+    std::fs::write(
+        &f,
+        "订单编号,客户编号,订单日期,金额,成本\nF1,K,2026-11-01,=1+2,1\n",
+    )
+    .unwrap();
+    ingest_ok(&p, &[f], 1);
+    let errors =
+        std::fs::read_to_string(p.path("var/rejected/orders_formula.csv.errors.txt")).unwrap();
+    assert!(
+        errors.contains("line 2, column 金额 (revenue): \"=1+2\" is not a number"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn a_workbook_with_a_csv_name_is_read_as_a_workbook() {
+    let p = Project::new();
+    let f = p.path("销售明细_wrong-name.csv");
+    std::fs::copy(fixture(ORDERS_XLSX), &f).unwrap();
+    let out = ingest_ok(&p, &[f], 0);
+    assert!(out.contains("(orders): "), "{out}");
+    assert!(one::<i64>(&p, "SELECT COUNT(*) FROM orders") > 100);
+}
+
+// ---------------------------------------------------------------- processes
+
+/// `kamwatch run` on a project; killed if a test fails before it stops.
+struct Running(std::process::Child);
+
+impl Running {
+    fn start(p: &Project) -> Running {
+        let log = std::fs::File::create(p.path("daemon.log")).unwrap();
+        let child = p
+            .command(&["run"])
+            .env("KAMWATCH_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting kamwatch run");
+        Running(child)
+    }
+
+    fn alive(&mut self) -> bool {
+        self.0.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn set_watch(p: &Project, settle_ms: u64) {
+    let cfg = std::fs::read_to_string(p.config()).unwrap();
+    let cfg = cfg.replace("settle_ms: 150", &format!("settle_ms: {settle_ms}"));
+    assert!(cfg.contains(&format!("settle_ms: {settle_ms}")));
+    std::fs::write(p.config(), cfg).unwrap();
+}
+
+/// With a settle interval of an hour, only a file renamed into the inbox
+/// can be taken; bad files on the way do not stop the daemon.
+#[test]
+fn daemon_takes_renamed_files_at_once_and_survives_bad_input() {
+    let p = Project::new();
+    set_watch(&p, 3_600_000);
+    let mut d = Running::start(&p);
+    // The start-up scan has run once the daemon logs that it started.
+    wait_for(30, "the daemon to start", || {
+        std::fs::read_to_string(p.path("daemon.log"))
+            .ok()
+            .filter(|l| l.contains("kamwatch started"))
+    });
+    let staging = p.path("staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    let mut names = Vec::new();
+    for (name, _) in bad_inputs() {
+        std::fs::copy(fixture(&format!("bad/{name}")), staging.join(&name)).unwrap();
+        names.push(name);
+    }
+    std::fs::copy(fixture(ORDERS), staging.join(ORDERS)).unwrap();
+    names.push(ORDERS.to_string());
+    for n in &names {
+        std::fs::rename(staging.join(n), p.path("inbox").join(n)).unwrap();
+    }
+    let rejected = names.len() - 1;
+    wait_for(60, "every file ingested or rejected", || {
+        let db = p.db();
+        let n: i64 = db
+            .query_row("SELECT COUNT(*) FROM ledger", [], |r| r.get(0))
+            .unwrap_or(0);
+        (n as usize == names.len()).then_some(())
+    });
+    assert!(d.alive(), "the daemon stopped");
+    assert_eq!(
+        one::<i64>(&p, "SELECT COUNT(*) FROM ledger WHERE outcome = 'rejected'") as usize,
+        rejected
+    );
+    assert_eq!(
+        one::<i64>(&p, "SELECT COUNT(*) FROM ledger WHERE outcome = 'ingested'"),
+        1
+    );
+    assert!(one::<i64>(&p, "SELECT COUNT(*) FROM orders") > 100);
+    for n in &names[..rejected] {
+        assert!(
+            p.path(&format!("var/rejected/{n}.errors.txt")).is_file(),
+            "no reason for {n}"
+        );
+    }
+    assert!(std::fs::read_dir(p.path("inbox")).unwrap().next().is_none());
+}
+
+/// Writes an orders CSV of `rows` lines.
+fn big_orders(path: &Path, rows: usize) {
+    use std::io::Write;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    writeln!(w, "订单编号,行号,客户编号,订单日期,产品编号,数量,金额,成本").unwrap();
+    for i in 0..rows {
+        writeln!(
+            w,
+            "SO{:08},{},KH{:04},2026-{:02}-{:02},SP-{:03},{},{}.50,{}.25",
+            i / 3,
+            i % 3 + 1,
+            i % 500,
+            i % 12 + 1,
+            i % 28 + 1,
+            i % 200,
+            i % 90 + 1,
+            i % 1000,
+            i % 700
+        )
+        .unwrap();
+    }
+    w.flush().unwrap();
+}
+
+/// kill -9 in the middle of a big ingest leaves nothing of the file; the
+/// rerun stores every row exactly once.
+#[test]
+fn sigkill_mid_ingest_leaves_all_or_nothing() {
+    use std::io::BufRead;
+    let p = Project::new();
+    let rows = 300_000;
+    let f = p.path("orders_big.csv");
+    big_orders(&f, rows);
+    let mut child = p
+        .command(&["ingest", f.to_str().unwrap()])
+        .env("KAMWATCH_LOG", "kamwatch=debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The CLI logs its progress when not on a terminal: kill it once a
+    // third of the rows are written into the open transaction.
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = 0u64;
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        if let Some(n) = line
+            .split("rows=")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|r| r.parse::<u64>().ok())
+        {
+            seen = n;
+            if n >= rows as u64 / 3 {
+                break;
+            }
+        }
+    }
+    assert!(seen >= rows as u64 / 3, "no progress seen before the end");
+    let pid = child.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+
+    assert_eq!(
+        one::<i64>(&p, "SELECT COUNT(*) FROM orders"),
+        0,
+        "a partial file was stored"
+    );
+    assert_eq!(one::<i64>(&p, "SELECT COUNT(*) FROM ledger"), 0);
+    let out = ingest_ok(&p, std::slice::from_ref(&f), 0);
+    assert!(out.contains(&format!("(orders): {rows} rows")), "{out}");
+    assert_eq!(one::<i64>(&p, "SELECT COUNT(*) FROM orders"), rows as i64);
+    // And once more: a duplicate, counted nowhere.
+    let out = ingest_ok(&p, &[f], 0);
+    assert!(out.starts_with("duplicate"), "{out}");
+    assert_eq!(one::<i64>(&p, "SELECT COUNT(*) FROM orders"), rows as i64);
+}
