@@ -233,12 +233,10 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
         tracing::error!(rule = %e.path.display(), "rule does not compile and is not loaded:\n{e}");
         reported.insert(e.path.clone(), e.to_string());
     }
-    tracing::info!(
-        inbox = %inbox.display(),
-        database = %cfg.database().display(),
-        rules = rules.rules.len(),
-        pid = std::process::id(),
-        "kamwatch started"
+    let (inbox_text, database_text, rule_count) = (
+        inbox.display().to_string(),
+        cfg.database().display().to_string(),
+        rules.rules.len(),
     );
     let stop = Arc::new(AtomicBool::new(false));
     let mut settle = Duration::from_millis(cfg.cfg.watch.settle_ms);
@@ -279,6 +277,14 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
     for p in watch::scan(&inbox)? {
         settler.touch(p);
     }
+    // Watching and scanned: from here on no file dropped in is missed.
+    tracing::info!(
+        inbox = %inbox_text,
+        database = %database_text,
+        rules = rule_count,
+        pid = std::process::id(),
+        "kamwatch started"
+    );
     notifier.ready();
     notifier.status("started; inbox scanned");
 
