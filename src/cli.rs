@@ -71,6 +71,24 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Replay evaluation over the stored history without sending anything:
+    /// what each rule would have mailed, per week and per owner.
+    Backtest {
+        #[arg(long, value_parser = parse_date_arg)]
+        from: NaiveDate,
+        #[arg(long, value_parser = parse_date_arg)]
+        to: NaiveDate,
+        /// Only this rule.
+        #[arg(long)]
+        rule: Option<String>,
+        #[arg(long, value_enum, default_value_t = Every::Day)]
+        every: Every,
+        /// Warn when a rule would send one owner more than this in a week.
+        #[arg(long, default_value_t = 10)]
+        max_per_owner_week: u64,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Silence an alert's mail until a date (it is still recorded).
     Silence {
         #[command(subcommand)]
@@ -132,6 +150,12 @@ pub enum SilenceCommand {
     },
     /// End a silence now.
     Expire { id: i64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Every {
+    Day,
+    Week,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -226,6 +250,24 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             &config::load(&cli.config)?,
             tier.as_deref(),
             *as_of,
+            *format,
+        ),
+        Command::Backtest {
+            from,
+            to,
+            rule,
+            every,
+            max_per_owner_week,
+            format,
+        } => backtest(
+            &config::load(&cli.config)?,
+            &crate::backtest::Options {
+                from: *from,
+                to: *to,
+                every_days: if *every == Every::Week { 7 } else { 1 },
+                rule: rule.clone(),
+                max_per_owner_week: *max_per_owner_week,
+            },
             *format,
         ),
         Command::Silence { action } => silence(&config::load(&cli.config)?, action),
@@ -764,6 +806,97 @@ fn history(cfg: &Loaded, filter: &crate::history::Filter, format: Format) -> Res
                     "{}  {:<18} {:<10} {:<8} {:<40} {}",
                     e.as_of, e.rule, e.account_id, e.severity, what, e.title
                 )?
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn backtest(cfg: &Loaded, opts: &crate::backtest::Options, format: Format) -> Result<ExitCode> {
+    if opts.from > opts.to {
+        return Err(ConfigError {
+            path: cfg.file.clone(),
+            message: format!("backtest: --from {} is after --to {}", opts.from, opts.to),
+        }
+        .into());
+    }
+    let conn = crate::store::open(&cfg.database())?;
+    let (rules, errors) = RuleSet::load_dir(&cfg.rules())?;
+    for e in &errors {
+        eprintln!("rule not loaded: {e}");
+    }
+    if let Some(r) = &opts.rule
+        && !rules.rules.iter().any(|x| &*x.name == r)
+    {
+        let names: Vec<&str> = rules.rules.iter().map(|r| &*r.name).collect();
+        return Err(ConfigError {
+            path: cfg.rules(),
+            message: format!("no rule named {r:?}; the rules are {}", names.join(", ")),
+        }
+        .into());
+    }
+    let report = crate::backtest::run(&conn, cfg, &rules, opts)?;
+    let mut o = std::io::stdout().lock();
+    match format {
+        Format::Json => {
+            for r in &report.rules {
+                let mut v = serde_json::to_value(r)?;
+                v["from"] = report.from.to_string().into();
+                v["to"] = report.to.to_string().into();
+                v["evaluations"] = report.evaluations.into();
+                writeln!(o, "{v}")?;
+            }
+        }
+        Format::Text => {
+            writeln!(
+                o,
+                "backtest {} .. {}: {} evaluations over {} accounts in {:.1} s; nothing recorded or sent",
+                report.from, report.to, report.evaluations, report.accounts, report.seconds
+            )?;
+            for r in &report.rules {
+                let weeks = r.per_week.len().max(1) as f64;
+                let busiest = r.per_week.values().max().copied().unwrap_or(0);
+                writeln!(
+                    o,
+                    "\n{}: {} alerts would start, {} resolve; {} mails' worth of notices ({:.1} a week on average, {} in the busiest week){}",
+                    r.rule,
+                    r.started,
+                    r.resolved,
+                    r.notices,
+                    r.notices as f64 / weeks,
+                    busiest,
+                    if r.errors > 0 {
+                        format!("; {} failed runs", r.errors)
+                    } else {
+                        String::new()
+                    }
+                )?;
+                let mut owners: Vec<_> = r.per_owner.iter().collect();
+                owners.sort_by(|a, b| b.1.cmp(a.1));
+                let owners: Vec<String> = owners
+                    .iter()
+                    .take(8)
+                    .map(|(o, n)| format!("{o} {n}"))
+                    .collect();
+                if !owners.is_empty() {
+                    writeln!(o, "  per owner: {}", owners.join(", "))?;
+                }
+                let top: Vec<String> = r
+                    .top_accounts
+                    .iter()
+                    .take(5)
+                    .map(|(id, name, n)| format!("{id} {name} ({n})"))
+                    .collect();
+                if !top.is_empty() {
+                    writeln!(o, "  flagged most: {}", top.join(", "))?;
+                }
+                for (owner, week, n) in &r.floods {
+                    writeln!(
+                        o,
+                        "  warning: {owner} would get {n} notices from {} in the week of {week} (limit {})",
+                        r.rule, opts.max_per_owner_week
+                    )?;
+                }
             }
         }
     }

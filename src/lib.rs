@@ -10,6 +10,7 @@
 
 pub mod accounts;
 pub mod alerts;
+pub mod backtest;
 pub mod chart;
 pub mod cli;
 pub mod config;

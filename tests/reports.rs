@@ -71,3 +71,105 @@ fn accounts_table_ranks_and_tiers() {
     );
     assert!(text.contains("tier moves since last month"));
 }
+
+/// `kamwatch backtest` replays the lifecycle over history, records and
+/// sends nothing, and its counts add up; a low limit flags floods.
+#[test]
+fn backtest_counts_add_up_and_touch_nothing() {
+    let p = Project::new();
+    let o = p.run(&[
+        "generate",
+        "--out",
+        p.path("inbox").to_str().unwrap(),
+        "--accounts",
+        "40",
+        "--end",
+        "2026-11-28",
+        "--seed",
+        "9",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let files: Vec<String> = p
+        .files_under("inbox")
+        .iter()
+        .map(|f| f.to_string_lossy().into_owned())
+        .collect();
+    let mut args = vec!["ingest"];
+    args.extend(files.iter().map(String::as_str));
+    assert!(p.run(&args).status.success());
+
+    let o = p.run(&[
+        "backtest",
+        "--from",
+        "2026-09-01",
+        "--to",
+        "2026-11-28",
+        "--every",
+        "week",
+        "--max-per-owner-week",
+        "0",
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rules: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rules.len(), 3, "{}", stdout(&o));
+    let mut started = 0;
+    for r in &rules {
+        assert_eq!(r["evaluations"], 13);
+        let notices = r["notices"].as_u64().unwrap();
+        let sum = |k: &str| -> u64 {
+            r[k].as_object()
+                .unwrap()
+                .values()
+                .map(|v| v.as_u64().unwrap())
+                .sum()
+        };
+        assert_eq!(sum("per_week"), notices, "{r}");
+        assert_eq!(sum("per_owner"), notices, "{r}");
+        assert!(r["started"].as_u64().unwrap() <= notices);
+        // With a limit of 0, every owner-week with a notice is a flood.
+        assert_eq!(
+            r["floods"].as_array().unwrap().is_empty(),
+            notices == 0,
+            "{r}"
+        );
+        started += r["started"].as_u64().unwrap();
+    }
+    assert!(started > 0, "nothing would have fired: {}", stdout(&o));
+
+    // Nothing recorded, nothing sent.
+    let db = p.db();
+    let n = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(n("SELECT COUNT(*) FROM alerts"), 0);
+    assert_eq!(n("SELECT COUNT(*) FROM outbox"), 0);
+    assert!(p.files_under("var/mail").is_empty());
+
+    // One rule only; an unknown rule is a usage error naming the rules.
+    let o = p.run(&[
+        "backtest",
+        "--from",
+        "2026-11-01",
+        "--to",
+        "2026-11-28",
+        "--rule",
+        "margin_slip",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(stdout(&o).lines().count(), 1);
+    let o = p.run(&[
+        "backtest",
+        "--from",
+        "2026-11-01",
+        "--to",
+        "2026-11-28",
+        "--rule",
+        "nope",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("declining_orders"), "{}", stderr(&o));
+}
