@@ -3,7 +3,6 @@
 //! windows, a restart in the middle, and the retention check.
 
 use std::path::PathBuf;
-use std::process::Output;
 
 use mail_parser::MessageParser;
 
@@ -17,19 +16,6 @@ const VISITS: &str = "拜访记录_202609-10.csv";
 const RULE: &str = "lapsed_visits";
 const ACCOUNT: &str = "KH1001";
 const OWNER: &str = "zhang.wei@example.com";
-
-fn show(o: &Output) -> String {
-    format!(
-        "status: {:?}\n--- stdout ---\n{}--- stderr ---\n{}",
-        o.status,
-        stdout(o),
-        stderr(o)
-    )
-}
-
-fn assert_exit(o: &Output, want: i32) {
-    assert_eq!(o.status.code(), Some(want), "wrong exit code\n{}", show(o));
-}
 
 /// A project whose config went through `edit`, holding the fixtures.
 fn project(edit: impl Fn(&str) -> String) -> Project {

@@ -14,26 +14,6 @@ const VISITS: &str = "拜访记录_202609-10.csv";
 // of ORDERS as Excel saves them.
 const ORDERS_EXCEL: &str = "销售明细_excel导出.csv";
 
-/// The exit code, or a panic that shows what the command printed.
-fn code(o: &Output) -> i32 {
-    o.status
-        .code()
-        .unwrap_or_else(|| panic!("killed by a signal\n{}", show(o)))
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "status: {:?}\n--- stdout ---\n{}--- stderr ---\n{}",
-        o.status,
-        stdout(o),
-        stderr(o)
-    )
-}
-
-fn assert_exit(o: &Output, want: i32) {
-    assert_eq!(code(o), want, "wrong exit code\n{}", show(o));
-}
-
 fn count(p: &Project, sql: &str) -> i64 {
     p.db()
         .query_row(sql, [], |r| r.get(0))

@@ -5,26 +5,7 @@ use crate::support::*;
 #[test]
 fn accounts_table_ranks_and_tiers() {
     let p = Project::new();
-    let o = p.run(&[
-        "generate",
-        "--out",
-        p.path("inbox").to_str().unwrap(),
-        "--accounts",
-        "50",
-        "--end",
-        "2026-11-28",
-        "--seed",
-        "5",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let files: Vec<String> = p
-        .files_under("inbox")
-        .iter()
-        .map(|f| f.to_string_lossy().into_owned())
-        .collect();
-    let mut args = vec!["ingest"];
-    args.extend(files.iter().map(String::as_str));
-    assert!(p.run(&args).status.success());
+    p.with_generated_history(50, 5);
 
     let o = p.run(&["accounts", "--as-of", "2026-11-28", "--format", "json"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -77,26 +58,7 @@ fn accounts_table_ranks_and_tiers() {
 #[test]
 fn backtest_counts_add_up_and_touch_nothing() {
     let p = Project::new();
-    let o = p.run(&[
-        "generate",
-        "--out",
-        p.path("inbox").to_str().unwrap(),
-        "--accounts",
-        "40",
-        "--end",
-        "2026-11-28",
-        "--seed",
-        "9",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let files: Vec<String> = p
-        .files_under("inbox")
-        .iter()
-        .map(|f| f.to_string_lossy().into_owned())
-        .collect();
-    let mut args = vec!["ingest"];
-    args.extend(files.iter().map(String::as_str));
-    assert!(p.run(&args).status.success());
+    p.with_generated_history(40, 9);
 
     let o = p.run(&[
         "backtest",

@@ -109,6 +109,55 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// What a command printed and how it ended, for assertion messages.
+pub fn show(o: &Output) -> String {
+    format!(
+        "status: {:?}\n--- stdout ---\n{}--- stderr ---\n{}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    )
+}
+
+/// Asserts the exit code, showing the output when it is wrong.
+pub fn assert_exit(o: &Output, want: i32) {
+    assert_eq!(o.status.code(), Some(want), "wrong exit code\n{}", show(o));
+}
+
+impl Project {
+    /// Runs `kamwatch` and asserts it succeeded.
+    pub fn run_ok(&self, args: &[&str]) -> Output {
+        let o = self.run(args);
+        assert_exit(&o, 0);
+        o
+    }
+
+    /// Generates sample exports (`accounts`, ending 2026-11-28, `seed`)
+    /// and ingests them.
+    pub fn with_generated_history(&self, accounts: usize, seed: u64) {
+        let staging = self.path("staging");
+        self.run_ok(&[
+            "generate",
+            "--out",
+            staging.to_str().unwrap(),
+            "--accounts",
+            &accounts.to_string(),
+            "--end",
+            "2026-11-28",
+            "--seed",
+            &seed.to_string(),
+        ]);
+        let files: Vec<String> = self
+            .files_under("staging")
+            .iter()
+            .map(|f| f.to_string_lossy().into_owned())
+            .collect();
+        let mut args = vec!["ingest"];
+        args.extend(files.iter().map(String::as_str));
+        self.run_ok(&args);
+    }
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
