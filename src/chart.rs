@@ -68,15 +68,7 @@ pub fn monthly_png(months: &[Month], shade_from: Option<usize>) -> Result<Vec<u8
     register_font();
     let mut rgb = vec![255u8; (WIDTH * HEIGHT * 3) as usize];
     draw(&mut rgb, months, shade_from).map_err(|e| anyhow!("drawing the chart: {e}"))?;
-    let mut png = Vec::new();
-    {
-        let mut enc = png::Encoder::new(&mut png, WIDTH, HEIGHT);
-        enc.set_color(png::ColorType::Rgb);
-        enc.set_depth(png::BitDepth::Eight);
-        let mut w = enc.write_header().context("writing the PNG header")?;
-        w.write_image_data(&rgb).context("writing the PNG data")?;
-    }
-    Ok(png)
+    encode_png(&rgb)
 }
 
 const BAR: RGBColor = RGBColor(79, 129, 189);
@@ -176,6 +168,68 @@ fn short(v: f64) -> String {
     }
 }
 
+/// The Pareto curve of a book: accounts ranked by revenue (x, % of
+/// accounts) against cumulative share of revenue (y, %), with the tier
+/// thresholds drawn. `shares` are the accounts' shares (0..1), largest first.
+pub fn pareto_png(shares: &[f64], a_share: f64, b_share: f64) -> Result<Vec<u8>> {
+    register_font();
+    let mut rgb = vec![255u8; (WIDTH * HEIGHT * 3) as usize];
+    draw_pareto(&mut rgb, shares, a_share, b_share)
+        .map_err(|e| anyhow!("drawing the Pareto chart: {e}"))?;
+    encode_png(&rgb)
+}
+
+fn encode_png(rgb: &[u8]) -> Result<Vec<u8>> {
+    let mut png = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut png, WIDTH, HEIGHT);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut w = enc.write_header().context("writing the PNG header")?;
+        w.write_image_data(rgb).context("writing the PNG data")?;
+    }
+    Ok(png)
+}
+
+fn draw_pareto(
+    rgb: &mut [u8],
+    shares: &[f64],
+    a_share: f64,
+    b_share: f64,
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let root = BitMapBackend::with_buffer(rgb, (WIDTH, HEIGHT)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let n = shares.len().max(1) as f64;
+    let mut chart = ChartBuilder::on(&root)
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(44)
+        .build_cartesian_2d(0f64..100f64, 0f64..100f64)?;
+    chart
+        .configure_mesh()
+        .x_desc("% of accounts, largest first")
+        .y_desc("% of revenue")
+        .label_style(("sans-serif", 11))
+        .draw()?;
+    for (t, color) in [(a_share, SHADE), (b_share, RGBColor(220, 220, 220))] {
+        chart.draw_series(LineSeries::new(
+            [(0.0, t * 100.0), (100.0, t * 100.0)],
+            color.stroke_width(2),
+        ))?;
+    }
+    let mut cum = 0.0;
+    let points: Vec<(f64, f64)> = std::iter::once((0.0, 0.0))
+        .chain(shares.iter().enumerate().map(|(i, s)| {
+            cum += s;
+            ((i + 1) as f64 / n * 100.0, cum * 100.0)
+        }))
+        .collect();
+    chart.draw_series(AreaSeries::new(points.clone(), 0.0, BAR.mix(0.25)))?;
+    chart.draw_series(LineSeries::new(points, BAR.stroke_width(2)))?;
+    root.present()?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,6 +282,21 @@ mod tests {
         ];
         let (_, _, px) = decode(&monthly_png(&months, None).unwrap());
         assert!(!px.chunks(3).any(|p| p == [SHADE.0, SHADE.1, SHADE.2]));
+    }
+
+    #[test]
+    fn pareto_curve_reaches_the_top() {
+        let shares = [0.5, 0.2, 0.1, 0.1, 0.05, 0.05];
+        let (w, h, px) = decode(&pareto_png(&shares, 0.8, 0.95).unwrap());
+        assert_eq!((w, h), (WIDTH, HEIGHT));
+        assert!(
+            px.chunks(3).any(|p| p == [BAR.0, BAR.1, BAR.2]),
+            "curve drawn"
+        );
+        assert!(
+            px.chunks(3).any(|p| p == [SHADE.0, SHADE.1, SHADE.2]),
+            "80% line drawn"
+        );
     }
 
     #[test]

@@ -89,6 +89,16 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// The monthly key-account review per manager: the Pareto curve, tier
+    /// moves, largest declines and margin slips, key accounts not visited.
+    /// Written as files (text, HTML, PNG) to --out.
+    Review {
+        #[arg(long, value_parser = parse_date_arg)]
+        as_of: Option<NaiveDate>,
+        /// Folder for the files; default var/review.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Silence an alert's mail until a date (it is still recorded).
     Silence {
         #[command(subcommand)]
@@ -270,6 +280,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             },
             *format,
         ),
+        Command::Review { as_of, out } => review(&config::load(&cli.config)?, *as_of, out.clone()),
         Command::Silence { action } => silence(&config::load(&cli.config)?, action),
         Command::History {
             account,
@@ -899,6 +910,44 @@ fn backtest(cfg: &Loaded, opts: &crate::backtest::Options, format: Format) -> Re
                 }
             }
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn review(cfg: &Loaded, as_of: Option<NaiveDate>, out: Option<PathBuf>) -> Result<ExitCode> {
+    let conn = crate::store::open(&cfg.database())?;
+    let as_of = as_of.unwrap_or_else(|| cfg.cfg.schedule.zone().today());
+    let dir = out.unwrap_or_else(|| cfg.database().with_file_name("review"));
+    std::fs::create_dir_all(&dir)?;
+    let reviews = crate::review::build(&conn, as_of, &cfg.cfg.tiers)?;
+    let mut o = std::io::stdout().lock();
+    for r in &reviews {
+        let stem: String = r
+            .manager
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        // Not with_extension: the stem has dots of its own (a.b@c.com).
+        let file = |ext: &str| dir.join(format!("{as_of}_{stem}.{ext}"));
+        std::fs::write(file("txt"), &r.text)?;
+        std::fs::write(file("html"), &r.html)?;
+        std::fs::write(file("png"), &r.chart)?;
+        writeln!(
+            o,
+            "review for {}: {}",
+            r.manager,
+            dir.join(format!("{as_of}_{stem}.{{txt,html,png}}"))
+                .display()
+        )?;
+    }
+    if reviews.is_empty() {
+        writeln!(o, "no account has a manager email; nothing to review")?;
     }
     Ok(ExitCode::SUCCESS)
 }

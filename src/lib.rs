@@ -21,6 +21,7 @@ pub mod ingest;
 pub mod mail;
 pub mod metrics;
 pub mod pipeline;
+pub mod review;
 pub mod rules;
 pub mod service;
 pub mod silence;

@@ -135,3 +135,50 @@ fn backtest_counts_add_up_and_touch_nothing() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("declining_orders"), "{}", stderr(&o));
 }
+
+/// `kamwatch review` writes one review per manager: the sections of the
+/// periodic key-account review and the Pareto chart it references.
+#[test]
+fn review_per_manager() {
+    let p = Project::new();
+    p.with_generated_history(60, 4);
+    let out = p.path("review");
+    let o = p.run_ok(&[
+        "review",
+        "--as-of",
+        "2026-11-28",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let managers = stdout(&o).lines().count();
+    assert!(managers >= 2, "{}", stdout(&o));
+    let files = p.files_under("review");
+    assert_eq!(files.len(), managers * 3, "{files:?}");
+    let text_files: Vec<_> = files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "txt"))
+        .collect();
+    let mut unvisited = 0;
+    for f in &text_files {
+        let text = std::fs::read_to_string(f).unwrap();
+        for section in [
+            "分级变动",
+            "收入降幅最大",
+            "毛利率下滑最大",
+            "未按周期拜访的重点客户",
+        ] {
+            assert!(
+                text.contains(section),
+                "{section} missing in {}",
+                f.display()
+            );
+        }
+        unvisited += text.lines().filter(|l| l.contains("天未拜访")).count();
+        let html = std::fs::read_to_string(f.with_extension("html")).unwrap();
+        assert!(html.contains("cid:pareto"));
+        let png = std::fs::read(f.with_extension("png")).unwrap();
+        assert_eq!(&png[1..4], b"PNG");
+    }
+    // The generator plants lapsed visits among the largest accounts.
+    assert!(unvisited > 0, "no unvisited key account reported");
+}
