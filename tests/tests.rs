@@ -22,3 +22,6 @@ mod reports;
 mod alerts;
 // Ingest: formats (XLSX, XLS, JSON Lines, encodings), values, datasets, bad input.
 mod ingest;
+
+// Bad rules and bad configs, each with the message it must produce.
+mod corpus;
