@@ -346,7 +346,7 @@ impl Snapshot {
 /// Tiers for accounts sorted by revenue, largest first: cumulative share up
 /// to `a_share` is A, up to `b_share` B, the rest (and anyone without
 /// revenue) C. The account that crosses a threshold still belongs to the tier.
-fn assign_tiers(revenues: &[f64], total: f64, tiers: &TierConfig) -> Vec<&'static str> {
+pub fn assign_tiers(revenues: &[f64], total: f64, tiers: &TierConfig) -> Vec<&'static str> {
     let mut cumulative = 0.0;
     revenues
         .iter()

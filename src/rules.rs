@@ -80,7 +80,7 @@ pub struct Finding {
 pub struct Rule {
     pub name: Arc<str>,
     pub path: PathBuf,
-    ast: AST,
+    pub(crate) ast: AST,
     settings: RuleSettings,
     /// Tiers the rule runs for, as bits (0: disabled).
     mask: u8,
@@ -144,7 +144,7 @@ impl fmt::Display for RunError {
 
 /// The compiled rules and the engine that runs them.
 pub struct RuleSet {
-    engine: Engine,
+    pub(crate) engine: Engine,
     pub rules: Vec<Rule>,
 }
 
@@ -733,7 +733,12 @@ impl RuleSet {
         );
         api::take_trace();
         let result = self.engine.run_ast_with_scope(&mut scope, &r.ast);
-        ex.reads = api::take_trace();
+        // Each figure once, in the order it was first read.
+        for r in api::take_trace() {
+            if !ex.reads.contains(&r) {
+                ex.reads.push(r);
+            }
+        }
         let raised = RAISED.with(|x| std::mem::take(&mut *x.borrow_mut()));
         match result {
             Ok(()) => {

@@ -8,3 +8,6 @@ mod cli;
 
 // The daemon end to end: inbox in, SMTP out, nothing sent twice.
 mod e2e;
+
+// Rule scripts: `kamwatch test`, the API reference, explain, settings.
+mod rules;

@@ -789,6 +789,26 @@ pub fn register(e: &mut Engine) -> Vec<Doc> {
     );
     f!(
         api,
+        "year",
+        "year(date)",
+        "the year of a YYYY-MM-DD date",
+        |d: &str| -> Result<i64, Box<EvalAltResult>> {
+            use chrono::Datelike;
+            Ok(i64::from(parse_date(d)?.year()))
+        }
+    );
+    f!(
+        api,
+        "day_of_quarter",
+        "day_of_quarter(date)",
+        "the day within its calendar quarter (1 on 1 January, 1 April, 1 July, 1 October)",
+        |d: &str| -> Result<i64, Box<EvalAltResult>> {
+            let d = crate::metrics::day(parse_date(d)?);
+            Ok(i64::from(d - quarter_start(d) + 1))
+        }
+    );
+    f!(
+        api,
         "alert",
         "alert(#{ severity, title, figures, action, key })",
         "raises a warning for this account: severity \"info\" | \"warning\" | \"critical\" (default: the rule's SETTINGS.severity, else \"warning\"); title (required); figures, the numbers behind it, as an array of [label, value] pairs (kept in order) or a map (sorted by label); the recommended action; key, to raise several alerts for one account (one per SKU, say)",
