@@ -990,6 +990,12 @@ mod tests {
             out.errors[0]
         );
         assert_eq!(&*out.errors[0].rule, "loop");
+        assert_eq!(out.errors[0].account_id, "KH1");
+        assert!(
+            out.errors[0]
+                .to_string()
+                .contains("rule loop failed for account KH1")
+        );
         assert_eq!(out.findings.len(), 1);
         assert_eq!(out.findings[0].figures, vec![("n".to_string(), 1.into())]);
     }
@@ -1145,5 +1151,43 @@ mod tests {
         }
         assert!(text.contains("`account.revenue_prev(days)`"));
         assert!(text.contains("`account.stock_cover`"));
+    }
+
+    #[test]
+    fn a_broken_edit_keeps_the_last_good_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("r.rhai");
+        std::fs::write(
+            &f,
+            "const SETTINGS = #{ severity: \"critical\" };\nalert(#{ title: \"v1\" });\n",
+        )
+        .unwrap();
+        let (good, errors) = RuleSet::load_dir(dir.path()).unwrap();
+        assert!(errors.is_empty());
+        std::fs::write(&f, "alert(#{ title: \"v2\" );\n").unwrap();
+        let (fresh, errors) = RuleSet::load_dir(dir.path()).unwrap();
+        assert_eq!(errors.len(), 1);
+        // The error a person reads (and the admin is mailed): file:line:col,
+        // the source line and a caret.
+        let text = errors[0].to_string();
+        assert!(text.starts_with(&format!("{}:1:", f.display())), "{text}");
+        assert!(text.contains("1 | alert(#{ title: \"v2\" );"), "{text}");
+        assert!(text.contains('^'), "{text}");
+        let broken: Vec<&CompileError> = errors.iter().collect();
+        let merged = fresh.merge_last_good(good, &broken);
+        let out = merged.evaluate(&crate::metrics::tests_support::snapshot_one());
+        assert_eq!(out.findings.len(), 1);
+        assert_eq!(out.findings[0].title, "v1");
+        assert_eq!(
+            out.findings[0].severity,
+            Severity::Critical,
+            "settings kept too"
+        );
+        // Fixed again: the new version runs.
+        std::fs::write(&f, "alert(#{ title: \"v3\" });\n").unwrap();
+        let (fixed, errors) = RuleSet::load_dir(dir.path()).unwrap();
+        let merged = fixed.merge_last_good(merged, &errors.iter().collect::<Vec<_>>());
+        let out = merged.evaluate(&crate::metrics::tests_support::snapshot_one());
+        assert_eq!(out.findings[0].title, "v3");
     }
 }
