@@ -853,6 +853,13 @@ fn compile(engine: &Engine, path: &Path, source: &str) -> Result<Rule, CompileEr
                 message,
                 excerpt: excerpt(source, Position::new(line.max(1) as u16, 1)),
             })?;
+            // The settings were read; running them again for every account
+            // would build the map each time. Blank the statement (keeping
+            // every position) unless the script reads SETTINGS itself.
+            let ast = match blank_settings(source) {
+                Some(stripped) => engine.compile(&stripped).unwrap_or(ast),
+                None => ast,
+            };
             Ok(Rule {
                 name,
                 path: path.to_path_buf(),
@@ -907,6 +914,51 @@ fn read_settings(ast: &AST, source: &str) -> Result<RuleSettings, (usize, String
         ));
     }
     Ok(RuleSettings::default())
+}
+
+/// `source` with its `const SETTINGS = ...;` statement replaced by spaces
+/// (newlines kept, so positions in errors stay true); None when there is
+/// none or the script mentions SETTINGS elsewhere.
+fn blank_settings(source: &str) -> Option<String> {
+    if source.matches("SETTINGS").count() != 1 {
+        return None;
+    }
+    let start = source.find("const SETTINGS")?;
+    if !source[..start].ends_with('\n') && start != 0 {
+        return None;
+    }
+    let mut depth = 0i32;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    let mut end = None;
+    for (i, c) in source[start..].char_indices() {
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '"' | '`' | '\'' => quote = Some(c),
+            '{' | '[' | '(' => depth += 1,
+            '}' | ']' | ')' => depth -= 1,
+            ';' if depth == 0 => {
+                end = Some(start + i + 1);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let end = end?;
+    let blank: String = source[start..end]
+        .chars()
+        .map(|c| if c == '\n' { '\n' } else { ' ' })
+        .collect();
+    Some(format!("{}{blank}{}", &source[..start], &source[end..]))
 }
 
 /// The source line at `pos` with a caret under the column.
@@ -1189,5 +1241,26 @@ mod tests {
         let merged = fixed.merge_last_good(merged, &errors.iter().collect::<Vec<_>>());
         let out = merged.evaluate(&crate::metrics::tests_support::snapshot_one());
         assert_eq!(out.findings[0].title, "v3");
+    }
+
+    #[test]
+    fn settings_statement_is_blanked_keeping_positions() {
+        let src =
+            "// x\nconst SETTINGS = #{ tiers: [\"A\"], recipients: [\"a;b@x.com\"] };\nlet y = 1;";
+        let out = blank_settings(src).unwrap();
+        assert_eq!(out.lines().count(), src.lines().count());
+        assert!(!out.contains("SETTINGS"));
+        assert!(out.ends_with("\nlet y = 1;"), "{out}");
+        assert_eq!(out.chars().count(), src.chars().count());
+        // Read elsewhere: left alone.
+        assert!(blank_settings("const SETTINGS = #{};\nprint(SETTINGS);").is_none());
+        // An error after the settings still points at the right line.
+        let e = RuleSet::from_sources(&[(
+            "p",
+            "const SETTINGS = #{ tiers: [\"A\"] };\nlet x = (1 + ;",
+        )])
+        .err()
+        .unwrap();
+        assert_eq!(e.line, 2);
     }
 }
