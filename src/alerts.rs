@@ -102,6 +102,36 @@ impl Policies {
     pub fn get(&self, rule: &str) -> &RulePolicy {
         self.per_rule.get(rule).unwrap_or(&self.default)
     }
+
+    /// The config's policies with what each rule says of itself (its
+    /// SETTINGS or `rule_settings:`): for N evaluations, repeat interval,
+    /// extra recipients. A rule's own word wins over the `alerts:` default;
+    /// `alerts.rules.<name>` wins over both.
+    pub fn for_rules(cfg: &AlertsConfig, rules: &crate::rules::RuleSet) -> Policies {
+        let mut p = Policies::from_config(cfg);
+        for rule in &rules.rules {
+            let s = rule.settings();
+            let explicit = cfg.rules.get(&*rule.name);
+            let mut policy = p.get(&rule.name).clone();
+            if explicit.is_none_or(|o| o.for_evaluations.is_none()) && s.for_evaluations > 1 {
+                policy.for_evaluations = s.for_evaluations;
+            }
+            if let Some(days) = s.repeat_days
+                && explicit.is_none_or(|o| o.repeat_interval_days.is_none())
+            {
+                policy.repeat_interval_days = days;
+            }
+            for r in &s.recipients {
+                if !policy.extra_recipients.contains(r) {
+                    policy.extra_recipients.push(r.clone());
+                }
+            }
+            if policy != *p.get(&rule.name) {
+                p.set(&rule.name, policy);
+            }
+        }
+        p
+    }
 }
 
 /// Where an alert is in its life.

@@ -71,7 +71,7 @@ fn monday(d: NaiveDate) -> NaiveDate {
 /// Replays the evaluations and reports per rule.
 pub fn run(conn: &Connection, cfg: &Loaded, rules: &RuleSet, opts: &Options) -> Result<Report> {
     let started_at = Instant::now();
-    let policies = Policies::from_config(&cfg.cfg.alerts);
+    let policies = Policies::for_rules(&cfg.cfg.alerts, rules);
     let mut life: HashMap<(String, String, String), Lifecycle> = HashMap::new();
     let mut per_rule: BTreeMap<String, RuleReport> = BTreeMap::new();
     let mut starts_by_account: HashMap<(String, String), (String, u64)> = HashMap::new();

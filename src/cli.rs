@@ -58,6 +58,33 @@ pub enum Command {
         dry_run: bool,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// With --explain: the rule to explain (its file name without .rhai).
+        #[arg(long, requires = "explain")]
+        rule: Option<String>,
+        /// With --explain: the account id to explain the rule for.
+        #[arg(long, requires = "explain")]
+        account: Option<String>,
+        /// Print every figure the rule read for the account, and whether and
+        /// why it fired. Records and sends nothing.
+        #[arg(long, requires_all = ["rule", "account"])]
+        explain: bool,
+    },
+    /// Run rule test files (YAML: input rows, an as-of date, the alerts
+    /// expected). Exit 0 all pass, 1 any fails, 2 a test file is unusable.
+    Test {
+        /// Test files or folders of them; default: the tests/ folder in the
+        /// rules folder.
+        paths: Vec<PathBuf>,
+    },
+    /// About the rules.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+    /// Benchmarks (they print figures; nothing is asserted).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
     },
     /// The key-account book: tiers, shares, margins, recency, alerts, and
     /// who moved between tiers since last month and last year.
@@ -168,6 +195,30 @@ pub enum Every {
     Week,
 }
 
+#[derive(Subcommand, Debug)]
+pub enum RulesCommand {
+    /// Print the rule API reference (markdown), generated from the functions
+    /// the rule engine registers; docs/rules-api.md is its output.
+    Api,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Rule x account evaluations per second with the rules folder's rules
+    /// over generated accounts, beside a naive baseline.
+    Rules {
+        #[arg(long, default_value_t = 100_000)]
+        accounts: usize,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Measured rounds; the best is reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     /// Human-readable lines or a table.
@@ -192,7 +243,9 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             let usage = e.downcast_ref::<ConfigError>().is_some()
-                || e.downcast_ref::<crate::rules::LoadError>().is_some();
+                || e.downcast_ref::<crate::rules::LoadError>().is_some()
+                || e.downcast_ref::<crate::rules::testing::TestFileError>()
+                    .is_some();
             if is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;
             }
@@ -249,8 +302,16 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Ingest { files } => ingest(&config::load(&cli.config)?, files),
         Command::Eval {
             as_of,
+            rule: Some(rule),
+            account: Some(account),
+            explain: true,
+            ..
+        } => explain(&config::load(&cli.config)?, *as_of, rule, account),
+        Command::Eval {
+            as_of,
             dry_run,
             format,
+            ..
         } => eval(&config::load(&cli.config)?, *as_of, *dry_run, *format),
         Command::Accounts {
             tier,
@@ -296,6 +357,32 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             },
             *format,
         ),
+        Command::Test { paths } => rule_tests(&cli.config, paths),
+        Command::Rules {
+            command: RulesCommand::Api,
+        } => {
+            write!(
+                std::io::stdout().lock(),
+                "{}",
+                crate::rules::api::reference()
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Rules {
+                    accounts,
+                    threads,
+                    seed,
+                    rounds,
+                },
+        } => bench_rules(
+            &config::load(&cli.config)?,
+            *accounts,
+            *threads,
+            *seed,
+            *rounds,
+        ),
         Command::Generate {
             out,
             seed,
@@ -337,7 +424,13 @@ fn check(path: &Path) -> Result<ExitCode> {
     let cfg = config::load(path)?;
     let mut o = std::io::stdout().lock();
     writeln!(o, "config {}: ok", path.display())?;
-    let (rules, errors) = RuleSet::load_dir(&cfg.rules())?;
+    let (rules, errors, unknown) = RuleSet::load_config(&cfg)?;
+    for u in &unknown {
+        writeln!(o, "config {}: {u}", path.display())?;
+    }
+    if !unknown.is_empty() {
+        return Ok(ExitCode::from(1));
+    }
     writeln!(
         o,
         "rules {}: {} loaded, {} with errors",
@@ -458,9 +551,12 @@ fn progress_bar(f: &Path) -> Option<indicatif::ProgressBar> {
 
 fn eval(cfg: &Loaded, as_of: Option<NaiveDate>, dry_run: bool, format: Format) -> Result<ExitCode> {
     let mut conn = crate::store::open(&cfg.database())?;
-    let (rules, errors) = RuleSet::load_dir(&cfg.rules())?;
+    let (rules, errors, unknown) = RuleSet::load_config(cfg)?;
     for e in &errors {
         eprintln!("rule not loaded: {e}");
+    }
+    for u in &unknown {
+        eprintln!("warning: {u}");
     }
     let as_of = as_of.unwrap_or_else(|| chrono::Local::now().date_naive());
     let report = pipeline::evaluate(cfg, &mut conn, &rules, as_of, dry_run)?;
@@ -832,7 +928,7 @@ fn backtest(cfg: &Loaded, opts: &crate::backtest::Options, format: Format) -> Re
         .into());
     }
     let conn = crate::store::open(&cfg.database())?;
-    let (rules, errors) = RuleSet::load_dir(&cfg.rules())?;
+    let (rules, errors, _) = RuleSet::load_config(cfg)?;
     for e in &errors {
         eprintln!("rule not loaded: {e}");
     }
@@ -948,6 +1044,123 @@ fn review(cfg: &Loaded, as_of: Option<NaiveDate>, out: Option<PathBuf>) -> Resul
     }
     if reviews.is_empty() {
         writeln!(o, "no account has a manager email; nothing to review")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn explain(cfg: &Loaded, as_of: Option<NaiveDate>, rule: &str, account: &str) -> Result<ExitCode> {
+    let conn = crate::store::open(&cfg.database())?;
+    let (rules, errors, _) = RuleSet::load_config(cfg)?;
+    for e in &errors {
+        eprintln!("rule not loaded: {e}");
+    }
+    let as_of = as_of.unwrap_or_else(|| chrono::Local::now().date_naive());
+    let snap = crate::metrics::build(&conn, as_of, &cfg.cfg.tiers)?;
+    match rules.explain(&snap, rule, account) {
+        Ok(ex) => {
+            write!(std::io::stdout().lock(), "{ex}")?;
+            Ok(if ex.error.is_some() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Err(e) => {
+            eprintln!("kamwatch: error: {e}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+/// `kamwatch test`: the rules folder comes from the config when it loads,
+/// else `rules/`; test files may name their own with `rules_dir`.
+fn rule_tests(config: &Path, paths: &[PathBuf]) -> Result<ExitCode> {
+    use crate::rules::testing;
+    let rules_dir = config::load(config)
+        .map(|c| c.rules())
+        .unwrap_or_else(|_| PathBuf::from("rules"));
+    let paths = if paths.is_empty() {
+        vec![rules_dir.join("tests")]
+    } else {
+        paths.to_vec()
+    };
+    let files = testing::collect(&paths)?;
+    let mut o = std::io::stdout().lock();
+    let (mut passed, mut failed) = (0, 0);
+    for f in &files {
+        let results = testing::run_file(f, &rules_dir)?;
+        writeln!(o, "{}", f.display())?;
+        for r in results {
+            if r.passed() {
+                passed += 1;
+                writeln!(o, "  ok    {}", r.name)?;
+            } else {
+                failed += 1;
+                writeln!(o, "  FAIL  {}\n{}", r.name, r.diff.trim_end())?;
+            }
+        }
+    }
+    writeln!(
+        o,
+        "{} test{}: {passed} passed, {failed} failed",
+        passed + failed,
+        if passed + failed == 1 { "" } else { "s" }
+    )?;
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn bench_rules(
+    cfg: &Loaded,
+    accounts: usize,
+    threads: usize,
+    seed: u64,
+    rounds: usize,
+) -> Result<ExitCode> {
+    use crate::rules::bench;
+    let (rules, errors, _) = RuleSet::load_config(cfg)?;
+    if let Some(e) = errors.first() {
+        anyhow::bail!("a rule does not compile; fix it before benchmarking:\n{e}");
+    }
+    let as_of = NaiveDate::from_ymd_opt(2026, 9, 15).unwrap_or_default();
+    let mut o = std::io::stdout().lock();
+    let t = std::time::Instant::now();
+    let snap = bench::synthetic(accounts, seed, as_of);
+    let names: Vec<&str> = rules.rules.iter().map(|r| &*r.name).collect();
+    writeln!(
+        o,
+        "{} accounts generated in {:.1} s (tier A {}, B {}, C {}), as of {as_of}; {} rules: {}",
+        snap.accounts.len(),
+        t.elapsed().as_secs_f64(),
+        snap.portfolio.tier_a,
+        snap.portfolio.tier_b,
+        snap.portfolio.tier_c,
+        names.len(),
+        names.join(", ")
+    )?;
+    let best = |f: &dyn Fn() -> bench::Measured| {
+        (0..rounds.max(1))
+            .map(|_| f())
+            .min_by(|a, b| a.secs.total_cmp(&b.secs))
+    };
+    let runs = [
+        best(&|| bench::naive(&rules, &snap)),
+        best(&|| bench::optimized(&rules, &snap, 1)),
+        best(&|| bench::optimized(&rules, &snap, threads)),
+    ];
+    for m in runs.into_iter().flatten() {
+        writeln!(
+            o,
+            "{:<72} {:>10} evaluations in {:>6.3} s = {:>9.0}/s ({} alerts)",
+            m.label,
+            m.evaluations,
+            m.secs,
+            m.per_sec(),
+            m.alerts
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

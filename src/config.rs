@@ -44,6 +44,10 @@ pub struct Config {
     pub database: PathBuf,
     #[serde(default = "default_rules")]
     pub rules: PathBuf,
+    /// Per-rule settings by rule name (file stem); they override the
+    /// rule's own `const SETTINGS`.
+    #[serde(default)]
+    pub rule_settings: BTreeMap<String, RuleSettingsOverride>,
     #[serde(default)]
     pub tiers: TierConfig,
     #[serde(default)]
@@ -183,6 +187,30 @@ fn default_database() -> PathBuf {
 }
 fn default_rules() -> PathBuf {
     PathBuf::from("rules")
+}
+
+/// Settings of one rule that the config overrides; unset keys keep the
+/// rule's own.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSettingsOverride {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Tiers the rule runs for ("A", "B", "C").
+    #[serde(default)]
+    pub tiers: Option<Vec<String>>,
+    /// Default severity of its alerts: info, warning or critical.
+    #[serde(default)]
+    pub severity: Option<String>,
+    /// Consecutive evaluations before an alert fires.
+    #[serde(default, rename = "for")]
+    pub for_evaluations: Option<u32>,
+    /// Days before a still-firing alert is mailed again.
+    #[serde(default)]
+    pub repeat_days: Option<u32>,
+    /// Extra recipients of the rule's alerts.
+    #[serde(default)]
+    pub recipients: Option<Vec<String>>,
 }
 
 /// How accounts are ranked into tiers A/B/C.
@@ -815,6 +843,34 @@ fn validate(cfg: &Config) -> Result<(), String> {
             "tiers: need 0 < a_share <= b_share <= 1, got a_share {} and b_share {}",
             t.a_share, t.b_share
         ));
+    }
+    for (name, o) in &cfg.rule_settings {
+        for t in o.tiers.iter().flatten() {
+            if !matches!(t.as_str(), "A" | "B" | "C") {
+                return Err(format!(
+                    "rule_settings.{name}.tiers: {t:?} is not a tier; use \"A\", \"B\" or \"C\""
+                ));
+            }
+        }
+        if let Some(s) = &o.severity
+            && !matches!(s.as_str(), "info" | "warning" | "critical")
+        {
+            return Err(format!(
+                "rule_settings.{name}.severity: {s:?} is not one of info, warning, critical"
+            ));
+        }
+        if o.for_evaluations == Some(0) || o.repeat_days == Some(0) {
+            return Err(format!(
+                "rule_settings.{name}: `for` and `repeat_days` must be at least 1"
+            ));
+        }
+        for r in o.recipients.iter().flatten() {
+            if !r.contains('@') {
+                return Err(format!(
+                    "rule_settings.{name}.recipients: {r:?} is not an email address"
+                ));
+            }
+        }
     }
     for d in Dataset::ALL {
         let optional = matches!(d, Dataset::Receivables | Dataset::Inventory);

@@ -66,8 +66,15 @@ impl State {
     /// Reloads the rules folder. A file that fails to compile keeps its last
     /// good version; the failure is logged once per distinct error.
     fn reload_rules(&mut self) {
-        let (fresh, errors) = match RuleSet::load_dir(&self.cfg.rules()) {
-            Ok(x) => x,
+        let (fresh, errors) = match RuleSet::load_config(&self.cfg) {
+            Ok((set, errors, unknown)) => {
+                for name in unknown {
+                    tracing::warn!(
+                        "rule_settings names {name:?}, which is no rule in the rules folder"
+                    );
+                }
+                (set, errors)
+            }
             Err(e) => {
                 tracing::error!("{e}; keeping the rules loaded before");
                 return;
@@ -227,7 +234,7 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
     std::fs::create_dir_all(&inbox)
         .with_context(|| format!("creating the inbox {}", inbox.display()))?;
     let conn = crate::store::open(&cfg.database())?;
-    let (rules, errors) = RuleSet::load_dir(&cfg.rules())?;
+    let (rules, errors, _) = RuleSet::load_config(&cfg)?;
     let mut reported = HashMap::new();
     for e in &errors {
         tracing::error!(rule = %e.path.display(), "rule does not compile and is not loaded:\n{e}");

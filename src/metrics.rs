@@ -1,12 +1,16 @@
 //! Metrics: per-account time series and windows, built once per evaluation.
 //!
-//! Reads the store (accounts, daily order sums, visits) up to an as-of date
-//! and builds an immutable `Snapshot`: per account, prefix sums over daily
-//! order totals so any window (`revenue over 90 days, 365 days back`) is two
-//! binary searches; visit dates; and the A/B/C tier from the trailing-12-month
-//! revenue share. Rules read it; nothing here writes anything.
+//! Reads the store (accounts with their attributes, credit limits and tier
+//! overrides, daily order sums, order lines per SKU, visits, receivables,
+//! inventory) up to an as-of date and builds an immutable `Snapshot`: per
+//! account, prefix sums over daily order totals so any window (`revenue over
+//! 90 days, 365 days back`) is two binary searches; the days each SKU was
+//! ordered; visit dates and roles; open invoices; the stock cover of its main
+//! SKUs; and the A/B/C tier from the trailing-12-month revenue share, now and
+//! 30 days earlier. Book-level totals go in `Portfolio`. Rules read it;
+//! nothing here writes anything. The extra reads live in `metrics/load.rs`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::Result;
@@ -16,12 +20,26 @@ use rusqlite::Connection;
 use crate::config::TierConfig;
 use crate::store;
 
+mod load;
+
 /// Day number used for window arithmetic (days since 0001-01-01).
 pub type Day = i32;
 
 pub fn day(d: NaiveDate) -> Day {
     d.num_days_from_ce()
 }
+
+/// The date of a day number (for messages and calendar arithmetic).
+pub fn date_of(d: Day) -> NaiveDate {
+    NaiveDate::from_num_days_from_ce_opt(d).unwrap_or(NaiveDate::MIN)
+}
+
+/// How many days back the previous tier is computed.
+pub const PREV_TIER_DAYS: i32 = 30;
+/// How many of an account's SKUs (by trailing-12-month revenue) are "main".
+pub const MAIN_SKUS: usize = 3;
+/// The window over which daily demand for stock cover is averaged.
+pub const DEMAND_DAYS: i32 = 90;
 
 /// What a windowed metric sums.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +61,8 @@ pub struct Series {
 }
 
 impl Series {
-    fn push(&mut self, d: &store::OrderDay) {
+    /// Appends a day; days must come in increasing order.
+    pub fn push(&mut self, d: &store::OrderDay) {
         if self.revenue.is_empty() {
             for v in [
                 &mut self.revenue,
@@ -109,11 +128,134 @@ impl Series {
     }
 }
 
+/// A windowed figure of an account (or of the book), by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    Revenue,
+    Cost,
+    GrossProfit,
+    /// Gross margin %, 0 when the window has no revenue.
+    MarginPct,
+    Orders,
+    Qty,
+    /// Distinct SKUs ordered.
+    Skus,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 7] = [
+        Metric::Revenue,
+        Metric::Cost,
+        Metric::GrossProfit,
+        Metric::MarginPct,
+        Metric::Orders,
+        Metric::Qty,
+        Metric::Skus,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Revenue => "revenue",
+            Metric::Cost => "cost",
+            Metric::GrossProfit => "gross_profit",
+            Metric::MarginPct => "margin_pct",
+            Metric::Orders => "orders",
+            Metric::Qty => "qty",
+            Metric::Skus => "skus",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Metric::Revenue => "revenue (sum of order-line amounts)",
+            Metric::Cost => "cost of goods sold",
+            Metric::GrossProfit => "gross profit (revenue - cost)",
+            Metric::MarginPct => {
+                "gross margin % ((revenue - cost) / revenue x 100; 0 without revenue)"
+            }
+            Metric::Orders => "number of distinct orders",
+            Metric::Qty => "quantity ordered",
+            Metric::Skus => "number of distinct SKUs ordered",
+        }
+    }
+}
+
+/// Windowed sums of a series.
+fn series_metric(s: &Series, m: Metric, end: Day, len: i32) -> f64 {
+    match m {
+        Metric::Revenue => s.sum(Measure::Revenue, end, len),
+        Metric::Cost => s.sum(Measure::Cost, end, len),
+        Metric::Qty => s.sum(Measure::Qty, end, len),
+        Metric::Orders => s.sum(Measure::Orders, end, len),
+        Metric::GrossProfit => s.sum(Measure::Revenue, end, len) - s.sum(Measure::Cost, end, len),
+        Metric::MarginPct => {
+            let rev = s.sum(Measure::Revenue, end, len);
+            if rev.abs() < f64::EPSILON {
+                0.0
+            } else {
+                (rev - s.sum(Measure::Cost, end, len)) / rev * 100.0
+            }
+        }
+        Metric::Skus => 0.0,
+    }
+}
+
+/// The `n` most recent complete calendar months before `end` (the month of
+/// `end` counts when `end` is its last day), oldest first, as (last day,
+/// length in days).
+pub fn complete_months(end: Day, n: usize) -> Vec<(Day, i32)> {
+    let d = date_of(end);
+    let mut last = if date_of(end + 1).month() != d.month() {
+        d
+    } else {
+        d.with_day(1).unwrap_or(d).pred_opt().unwrap_or(d)
+    };
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let first = last.with_day(1).unwrap_or(last);
+        out.push((day(last), day(last) - day(first) + 1));
+        last = first.pred_opt().unwrap_or(first);
+    }
+    out.reverse();
+    out
+}
+
+/// The first day of the calendar quarter that holds `end`.
+pub fn quarter_start(end: Day) -> Day {
+    let d = date_of(end);
+    let month = (d.month0() / 3) * 3 + 1;
+    NaiveDate::from_ymd_opt(d.year(), month, 1).map_or(end, day)
+}
+
 /// One visit: its day and the visitor's role as exported.
 #[derive(Debug, Clone)]
 pub struct Visit {
     pub day: Day,
     pub role: Option<Arc<str>>,
+}
+
+/// One open invoice.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Invoice {
+    pub amount: f64,
+    pub due: Day,
+}
+
+/// Stock cover of one of an account's main SKUs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StockCover {
+    pub sku: String,
+    /// Stock on hand: held for this account if the inventory names it,
+    /// otherwise the warehouse stock of the SKU.
+    pub on_hand: f64,
+    /// Average daily quantity over the last `DEMAND_DAYS` days: the
+    /// account's own when the stock is held for it, the whole book's when
+    /// the stock is the warehouse's.
+    pub daily_qty: f64,
+    /// `on_hand / daily_qty`; -1 when there was no demand.
+    pub days: f64,
+    /// True when the stock is held for this account.
+    pub dedicated: bool,
 }
 
 /// Everything a rule may read about one account.
@@ -127,24 +269,56 @@ pub struct AccountMetrics {
     pub manager_email: Option<String>,
     /// "A", "B" or "C".
     pub tier: &'static str,
+    /// The tier as of `PREV_TIER_DAYS` days earlier, from the same series.
+    pub prev_tier: &'static str,
     /// Rank by trailing-12-month revenue, 1 = largest.
     pub rank: usize,
     /// Share of the book's trailing-12-month revenue, 0..1.
     pub share: f64,
     pub revenue_12m: f64,
     pub series: Series,
+    /// (day, SKU index into `Snapshot::skus`), by day, one entry per SKU a day.
+    pub sku_days: Vec<(Day, u32)>,
     /// Visits in date order.
     pub visits: Vec<Visit>,
+    /// The master's extra columns (`accounts.attrs`), as exported.
+    pub attrs: serde_json::Map<String, serde_json::Value>,
+    /// The credit limit from the master, if any.
+    pub credit_limit: Option<f64>,
+    /// Open invoices issued on or before the as-of date.
+    pub invoices: Vec<Invoice>,
+    /// The main SKUs (by trailing-12-month revenue, at most `MAIN_SKUS`),
+    /// largest first, with their stock cover where the inventory knows them.
+    pub main_skus: Vec<String>,
+    pub stock: Vec<StockCover>,
 }
 
 /// Book-level totals.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct Portfolio {
     pub accounts: usize,
     pub revenue_12m: f64,
     pub tier_a: usize,
     pub tier_b: usize,
     pub tier_c: usize,
+    /// Daily totals of every order, including accounts missing from the master.
+    pub series: Series,
+}
+
+impl Portfolio {
+    pub fn metric(&self, m: Metric, end: Day, len: i64, offset: i64) -> f64 {
+        let (len, offset) = clamp_window(len, offset);
+        series_metric(&self.series, m, end - offset, len)
+    }
+
+    pub fn tier_count(&self, tier: &str) -> usize {
+        match tier {
+            "A" => self.tier_a,
+            "B" => self.tier_b,
+            "C" => self.tier_c,
+            _ => 0,
+        }
+    }
 }
 
 /// All accounts as of one date.
@@ -152,9 +326,11 @@ pub struct Portfolio {
 pub struct Snapshot {
     pub as_of: NaiveDate,
     pub accounts: Vec<Arc<AccountMetrics>>,
-    pub portfolio: Portfolio,
+    pub portfolio: Arc<Portfolio>,
     /// Account ids that have orders but are missing from the master.
     pub unknown_accounts: usize,
+    /// SKU names, indexed by the numbers in `AccountMetrics::sku_days`.
+    pub skus: Arc<Vec<String>>,
 }
 
 impl Snapshot {
@@ -167,11 +343,65 @@ impl Snapshot {
     }
 }
 
+/// Tiers for accounts sorted by revenue, largest first: cumulative share up
+/// to `a_share` is A, up to `b_share` B, the rest (and anyone without
+/// revenue) C. The account that crosses a threshold still belongs to the tier.
+pub fn assign_tiers(revenues: &[f64], total: f64, tiers: &TierConfig) -> Vec<&'static str> {
+    let mut cumulative = 0.0;
+    revenues
+        .iter()
+        .map(|rev| {
+            let tier = if *rev <= 0.0 {
+                "C"
+            } else if cumulative < tiers.a_share {
+                "A"
+            } else if cumulative < tiers.b_share {
+                "B"
+            } else {
+                "C"
+            };
+            if total > 0.0 {
+                cumulative += rev / total;
+            }
+            tier
+        })
+        .collect()
+}
+
+fn parse_tier(t: &str) -> Option<&'static str> {
+    match t.trim().to_ascii_uppercase().as_str() {
+        "A" => Some("A"),
+        "B" => Some("B"),
+        "C" => Some("C"),
+        _ => None,
+    }
+}
+
+fn clamp_window(len: i64, offset: i64) -> (i32, i32) {
+    (
+        len.clamp(0, 100_000) as i32,
+        offset.clamp(0, 100_000) as i32,
+    )
+}
+
 /// Builds the snapshot of every active account as of `as_of` (inclusive).
 pub fn build(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<Snapshot> {
     let master = store::load_accounts(conn)?;
+    let extras = load::account_extras(conn)?;
     let mut series: HashMap<String, Series> = HashMap::new();
+    let mut book: BTreeMap<Day, store::OrderDay> = BTreeMap::new();
     store::for_each_order_day(conn, as_of, |id, d| {
+        let b = book.entry(day(d.date)).or_insert(store::OrderDay {
+            date: d.date,
+            revenue: 0.0,
+            cost: 0.0,
+            qty: 0.0,
+            orders: 0,
+        });
+        b.revenue += d.revenue;
+        b.cost += d.cost;
+        b.qty += d.qty;
+        b.orders += d.orders;
         if let Some(s) = series.get_mut(id) {
             s.push(&d);
         } else {
@@ -180,6 +410,19 @@ pub fn build(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<
             series.insert(id.to_string(), s);
         }
     })?;
+    let mut book_series = Series::default();
+    for d in book.values() {
+        book_series.push(d);
+    }
+    let end = day(as_of);
+    let mut skus = load::sku_days(conn, as_of, end - 365, end - DEMAND_DAYS)?;
+    let mut sku_days = std::mem::take(&mut skus.by_account);
+    let mut sku_revenue = std::mem::take(&mut skus.revenue_12m);
+    let mut sku_qty = std::mem::take(&mut skus.qty_recent);
+    let mut inventory = load::inventory(conn, &skus.index)?;
+    inventory.book_qty_recent = std::mem::take(&mut skus.book_qty_recent);
+    let mut invoices = load::receivables(conn, as_of)?;
+
     let mut visits: HashMap<String, Vec<Visit>> = HashMap::new();
     let mut roles: HashMap<String, Arc<str>> = HashMap::new();
     store::for_each_visit(conn, as_of, |id, date, role| {
@@ -195,11 +438,12 @@ pub fn build(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<
         });
     })?;
 
-    let end = day(as_of);
-    let t12 = |s: Option<&Series>| s.map_or(0.0, |s| s.sum(Measure::Revenue, end, 365));
+    let t12 = |s: Option<&Series>, at: Day| s.map_or(0.0, |s| s.sum(Measure::Revenue, at, 365));
+    let prev_end = end - PREV_TIER_DAYS;
     // The book's total includes revenue of accounts missing from the master.
-    let total: f64 = series.values().map(|s| t12(Some(s))).sum();
-    let known: std::collections::HashSet<&str> = master.iter().map(|a| a.row.id.as_str()).collect();
+    let total: f64 = series.values().map(|s| t12(Some(s), end)).sum();
+    let prev_total: f64 = series.values().map(|s| t12(Some(s), prev_end)).sum();
+    let known: HashSet<&str> = master.iter().map(|a| a.row.id.as_str()).collect();
     let unknown_accounts = series
         .keys()
         .filter(|k| !known.contains(k.as_str()))
@@ -208,43 +452,70 @@ pub fn build(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<
     let mut active: Vec<(f64, store::AccountRecord)> = master
         .into_iter()
         .filter(|a| a.active)
-        .map(|a| (t12(series.get(&a.row.id)), a))
+        .map(|a| (t12(series.get(&a.row.id), end), a))
         .collect();
     // Largest first; ties by id so tiers are deterministic.
     active.sort_by(|a, b| {
         b.0.total_cmp(&a.0)
             .then_with(|| a.1.row.id.cmp(&b.1.row.id))
     });
+    let revenues: Vec<f64> = active.iter().map(|a| a.0).collect();
+    let tier_of = assign_tiers(&revenues, total, tiers);
+    // The same ranking 30 days earlier, from the same series.
+    let mut prev: Vec<(f64, usize)> = active
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (t12(series.get(&a.1.row.id), prev_end), i))
+        .collect();
+    prev.sort_by(|a, b| {
+        b.0.total_cmp(&a.0)
+            .then_with(|| active[a.1].1.row.id.cmp(&active[b.1].1.row.id))
+    });
+    let prev_revenues: Vec<f64> = prev.iter().map(|p| p.0).collect();
+    let mut prev_tier_of = vec!["C"; active.len()];
+    for (t, (_, i)) in assign_tiers(&prev_revenues, prev_total, tiers)
+        .into_iter()
+        .zip(&prev)
+    {
+        prev_tier_of[*i] = t;
+    }
 
     let mut portfolio = Portfolio {
         accounts: active.len(),
         revenue_12m: total,
+        series: book_series,
         ..Portfolio::default()
     };
-    let mut cumulative = 0.0;
     let mut accounts = Vec::with_capacity(active.len());
     for (rank, (rev, rec)) in active.into_iter().enumerate() {
         let share = if total > 0.0 { rev / total } else { 0.0 };
-        // The account that crosses the threshold still belongs to the tier.
-        let tier = if rev <= 0.0 {
-            "C"
-        } else if cumulative < tiers.a_share {
-            "A"
-        } else if cumulative < tiers.b_share {
-            "B"
-        } else {
-            "C"
-        };
-        cumulative += share;
+        let r = rec.row;
+        let extra = extras.get(&r.id);
+        let over = extra.and_then(|e| e.tier_override.as_deref().and_then(parse_tier));
+        let tier = over.unwrap_or(tier_of[rank]);
+        let prev_tier = over.unwrap_or(prev_tier_of[rank]);
         match tier {
             "A" => portfolio.tier_a += 1,
             "B" => portfolio.tier_b += 1,
             _ => portfolio.tier_c += 1,
         }
-        let r = rec.row;
+        let days = sku_days.remove(&r.id).unwrap_or_default();
+        let (main_skus, stock) = main_skus_and_cover(
+            &r.id,
+            sku_revenue.remove(&r.id).unwrap_or_default(),
+            sku_qty.remove(&r.id).unwrap_or_default(),
+            &skus.index,
+            &inventory,
+        );
         accounts.push(Arc::new(AccountMetrics {
             series: series.remove(&r.id).unwrap_or_default(),
+            sku_days: days,
             visits: visits.remove(&r.id).unwrap_or_default(),
+            attrs: extra.map(|e| e.attrs.clone()).unwrap_or_default(),
+            credit_limit: extra.and_then(|e| e.credit_limit),
+            invoices: invoices.remove(&r.id).unwrap_or_default(),
+            main_skus,
+            stock,
             id: r.id,
             name: r.name,
             region: r.region.unwrap_or_default(),
@@ -252,6 +523,7 @@ pub fn build(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<
             owner_email: r.owner_email,
             manager_email: r.manager_email,
             tier,
+            prev_tier,
             rank: rank + 1,
             share,
             revenue_12m: rev,
@@ -260,31 +532,130 @@ pub fn build(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<
     Ok(Snapshot {
         as_of,
         accounts,
-        portfolio,
+        portfolio: Arc::new(portfolio),
         unknown_accounts,
+        skus: Arc::new(skus.index.names),
     })
 }
 
+/// The account's main SKUs by trailing-12-month revenue and, for those the
+/// inventory knows, their days of cover.
+fn main_skus_and_cover(
+    account: &str,
+    revenue: HashMap<u32, f64>,
+    qty: HashMap<u32, f64>,
+    index: &load::SkuIndex,
+    inv: &load::Inventory,
+) -> (Vec<String>, Vec<StockCover>) {
+    let mut by_rev: Vec<(u32, f64)> = revenue.into_iter().filter(|r| r.1 > 0.0).collect();
+    by_rev.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    by_rev.truncate(MAIN_SKUS);
+    let mut names = Vec::with_capacity(by_rev.len());
+    let mut stock = Vec::new();
+    for (sku, _) in by_rev {
+        let name = index.names[sku as usize].clone();
+        let own = inv.by_account.get(&(sku, account.to_string()));
+        let (on_hand, demand, dedicated) = match own {
+            Some(on_hand) => (Some(*on_hand), qty.get(&sku).copied().unwrap_or(0.0), true),
+            None => (
+                inv.warehouse.get(&sku).copied(),
+                inv.book_qty_recent.get(&sku).copied().unwrap_or(0.0),
+                false,
+            ),
+        };
+        if let Some(on_hand) = on_hand {
+            let daily_qty = demand / f64::from(DEMAND_DAYS);
+            stock.push(StockCover {
+                sku: name.clone(),
+                on_hand,
+                daily_qty,
+                days: if daily_qty > 0.0 {
+                    on_hand / daily_qty
+                } else {
+                    -1.0
+                },
+                dedicated,
+            });
+        }
+        names.push(name);
+    }
+    (names, stock)
+}
+
 impl AccountMetrics {
+    /// An account with no history, tier C (tests and benchmarks build on it).
+    pub fn empty(id: &str, name: &str) -> AccountMetrics {
+        AccountMetrics {
+            id: id.to_string(),
+            name: name.to_string(),
+            region: String::new(),
+            owner: String::new(),
+            owner_email: None,
+            manager_email: None,
+            tier: "C",
+            prev_tier: "C",
+            rank: 1,
+            share: 0.0,
+            revenue_12m: 0.0,
+            series: Series::default(),
+            sku_days: Vec::new(),
+            visits: Vec::new(),
+            attrs: serde_json::Map::new(),
+            credit_limit: None,
+            invoices: Vec::new(),
+            main_skus: Vec::new(),
+            stock: Vec::new(),
+        }
+    }
+
     /// Sum over `len` days ending `offset` days before `end`.
     pub fn window(&self, m: Measure, end: Day, len: i64, offset: i64) -> f64 {
-        let len = len.clamp(0, 100_000) as i32;
-        let offset = offset.clamp(0, 100_000) as i32;
+        let (len, offset) = clamp_window(len, offset);
         self.series.sum(m, end - offset, len)
     }
 
     /// Gross margin % over a window; 0 when there was no revenue.
     pub fn margin_pct(&self, end: Day, len: i64, offset: i64) -> f64 {
-        let rev = self.window(Measure::Revenue, end, len, offset);
-        if rev.abs() < f64::EPSILON {
-            return 0.0;
+        self.metric(Metric::MarginPct, end, len, offset)
+    }
+
+    /// Any windowed metric over `len` days ending `offset` days before `end`.
+    pub fn metric(&self, m: Metric, end: Day, len: i64, offset: i64) -> f64 {
+        let (len, offset) = clamp_window(len, offset);
+        if m == Metric::Skus {
+            return self.distinct_skus(end - offset, len) as f64;
         }
-        let cost = self.window(Measure::Cost, end, len, offset);
-        (rev - cost) / rev * 100.0
+        series_metric(&self.series, m, end - offset, len)
+    }
+
+    /// Distinct SKUs ordered in `(end - len, end]`.
+    pub fn distinct_skus(&self, end: Day, len: i32) -> usize {
+        let hi = self.sku_days.partition_point(|d| d.0 <= end);
+        let lo = self.sku_days.partition_point(|d| d.0 <= end - len);
+        if hi <= lo {
+            return 0;
+        }
+        let mut seen: Vec<u32> = self.sku_days[lo..hi].iter().map(|d| d.1).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        seen.len()
+    }
+
+    /// `metric` for each of the `n` most recent complete months, oldest first.
+    pub fn monthly(&self, m: Metric, end: Day, n: i64) -> Vec<f64> {
+        complete_months(end, n.clamp(0, 120) as usize)
+            .into_iter()
+            .map(|(last, len)| self.metric(m, last, i64::from(len), 0))
+            .collect()
     }
 
     pub fn days_since_last_order(&self, end: Day) -> Option<i64> {
         self.series.last_day(end).map(|d| i64::from(end - d))
+    }
+
+    /// Orders up to and including `end`.
+    pub fn order_count(&self, end: Day) -> i64 {
+        self.series.sum(Measure::Orders, end, 1_000_000) as i64
     }
 
     /// Days since the last visit; with `role`, only visits by that role.
@@ -299,11 +670,48 @@ impl AccountMetrics {
 
     /// Visits in `(end - len, end]`.
     pub fn visits_in(&self, end: Day, len: i64) -> i64 {
+        self.visits_by_in(end, len, None)
+    }
+
+    /// Visits in `(end - len, end]`, with `role` only by that role.
+    pub fn visits_by_in(&self, end: Day, len: i64, role: Option<&str>) -> i64 {
         let len = len.clamp(0, 100_000) as i32;
         self.visits
             .iter()
             .filter(|v| v.day <= end && v.day > end - len)
+            .filter(|v| role.is_none_or(|r| v.role.as_deref() == Some(r)))
             .count() as i64
+    }
+
+    /// Open invoices: the total amount.
+    pub fn receivables(&self) -> f64 {
+        self.invoices.iter().map(|i| i.amount).sum()
+    }
+
+    /// The amount of invoices past their due date at `end`.
+    pub fn overdue_amount(&self, end: Day) -> f64 {
+        self.invoices
+            .iter()
+            .filter(|i| i.due < end)
+            .map(|i| i.amount)
+            .sum()
+    }
+
+    /// Days the oldest overdue invoice is past due; 0 when none is.
+    pub fn days_overdue(&self, end: Day) -> i64 {
+        self.invoices
+            .iter()
+            .filter(|i| i.due < end && i.amount > 0.0)
+            .map(|i| i64::from(end - i.due))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Open receivables as % of the credit limit; None without a limit.
+    pub fn credit_used_pct(&self) -> Option<f64> {
+        self.credit_limit
+            .filter(|l| *l > 0.0)
+            .map(|l| self.receivables() / l * 100.0)
     }
 }
 
@@ -350,6 +758,129 @@ mod tests {
 }
 
 #[cfg(test)]
+mod build_tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    /// A real database with two accounts: BIG ordered until 40 days ago,
+    /// SMALL keeps ordering; BIG's stock and invoices are known.
+    fn db() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = store::open(&dir.path().join("k.db")).unwrap();
+        conn.execute_batch(
+            "INSERT INTO accounts (id, name, active, updated_at, attrs, credit_limit) VALUES
+               ('BIG', '大客户', 1, 'x', '{\"渠道\": \"KA\", \"门店数\": 12}', 1000),
+               ('SMALL', '小客户', 1, 'x', NULL, NULL);
+             INSERT INTO receivables (account_id, invoice, amount, due_date, invoice_date) VALUES
+               ('BIG', 'I1', 300, '2026-10-01', '2026-09-01'),
+               ('BIG', 'I2', 500, '2026-12-31', '2026-11-01'),
+               ('BIG', 'I3', 999, '2026-12-31', '2026-12-15');
+             INSERT INTO inventory (sku, account_id, on_hand) VALUES ('S1', '', 900), ('S2', 'BIG', 30);",
+        )
+        .unwrap();
+        let mut n = 0;
+        let mut order = |acc: &str, date: NaiveDate, sku: &str, rev: f64| {
+            n += 1;
+            conn.execute(
+                "INSERT INTO orders (order_id, line, account_id, date, sku, qty, revenue, cost)
+                 VALUES (?1, '1', ?2, ?3, ?4, 3, ?5, ?6)",
+                rusqlite::params![
+                    format!("O{n}"),
+                    acc,
+                    store::date_text(date),
+                    sku,
+                    rev,
+                    rev * 0.75
+                ],
+            )
+            .unwrap();
+        };
+        let mut day0 = d("2025-12-01");
+        let mut i = 0;
+        while day0 <= d("2026-11-30") {
+            if day0 <= d("2026-10-20") {
+                order("BIG", day0, if i % 2 == 0 { "S1" } else { "S2" }, 10_000.0);
+            }
+            i += 1;
+            order("SMALL", day0, "S1", 1_000.0);
+            day0 += chrono::TimeDelta::days(10);
+        }
+        (dir, conn)
+    }
+
+    #[test]
+    fn snapshot_reads_every_dataset() {
+        let (_dir, conn) = db();
+        let snap = build(&conn, d("2026-11-30"), &TierConfig::default()).unwrap();
+        let big = snap.find("BIG").unwrap().clone();
+        let small = snap.find("SMALL").unwrap();
+        assert_eq!((big.tier, small.tier), ("A", "B"));
+        // 30 days earlier BIG was still tier A; SMALL was C then (cumulative
+        // share before it was already past b_share).
+        assert_eq!(big.prev_tier, "A");
+        assert_eq!(big.attrs["渠道"], "KA");
+        assert_eq!(big.credit_limit, Some(1000.0));
+        // I3 was issued after the as-of date: not yet open.
+        assert_eq!(big.receivables(), 800.0);
+        let end = snap.end();
+        assert_eq!(big.overdue_amount(end), 300.0);
+        assert_eq!(big.days_overdue(end), 60);
+        assert_eq!(big.credit_used_pct(), Some(80.0));
+        assert_eq!(big.metric(Metric::Skus, end, 365, 0), 2.0);
+        assert_eq!(small.metric(Metric::Skus, end, 365, 0), 1.0);
+        assert_eq!(big.metric(Metric::MarginPct, end, 365, 0), 25.0);
+        assert_eq!(big.main_skus.len(), 2);
+        // S2 is held for BIG: 30 on hand against BIG's own demand.
+        let s2 = big.stock.iter().find(|s| s.sku == "S2").unwrap();
+        assert!(s2.dedicated);
+        assert_eq!(s2.on_hand, 30.0);
+        // S1 is warehouse stock against the whole book's demand.
+        let s1 = big.stock.iter().find(|s| s.sku == "S1").unwrap();
+        assert!(!s1.dedicated);
+        // 9 lines of SMALL and 3 of BIG, 3 each, in the last 90 days.
+        let book_qty = 3.0 * (9.0 + 3.0) / f64::from(DEMAND_DAYS);
+        assert!((s1.daily_qty - book_qty).abs() < 1e-9, "{}", s1.daily_qty);
+        assert!((s1.days - 900.0 / book_qty).abs() < 1e-6);
+        assert_eq!(big.days_since_last_order(end), Some(44)); // 2026-10-17
+        assert_eq!(snap.portfolio.accounts, 2);
+        assert!(snap.portfolio.metric(Metric::Revenue, end, 30, 0) > 0.0);
+        let months = big.monthly(Metric::Revenue, end, 12);
+        assert_eq!(months.len(), 12);
+        assert_eq!(months[11], 0.0, "no order in November");
+        assert!(months[0] > 0.0, "orders in December 2025");
+    }
+
+    #[test]
+    fn tier_override_wins_and_bad_attrs_are_ignored() {
+        let (_dir, conn) = db();
+        conn.execute_batch(
+            "UPDATE accounts SET tier_override = 'c', attrs = 'not json' WHERE id = 'BIG'",
+        )
+        .unwrap();
+        let snap = build(&conn, d("2026-11-30"), &TierConfig::default()).unwrap();
+        let big = snap.find("BIG").unwrap();
+        assert_eq!((big.tier, big.prev_tier), ("C", "C"));
+        assert!(big.attrs.is_empty());
+    }
+
+    #[test]
+    fn calendar_helpers() {
+        let end = day(d("2026-11-28"));
+        assert_eq!(date_of(quarter_start(end)), d("2026-10-01"));
+        let m = complete_months(end, 2);
+        assert_eq!(
+            m,
+            vec![(day(d("2026-09-30")), 30), (day(d("2026-10-31")), 31)]
+        );
+        let m = complete_months(day(d("2026-10-31")), 1);
+        assert_eq!(m, vec![(day(d("2026-10-31")), 31)]);
+    }
+}
+
+#[cfg(test)]
 pub mod tests_support {
     use super::*;
 
@@ -358,21 +889,14 @@ pub mod tests_support {
         Snapshot {
             as_of: NaiveDate::from_ymd_opt(2026, 11, 28).unwrap(),
             accounts: vec![Arc::new(AccountMetrics {
-                id: "KH1".into(),
-                name: "测试".into(),
-                region: String::new(),
-                owner: String::new(),
-                owner_email: None,
-                manager_email: None,
                 tier: "A",
-                rank: 1,
+                prev_tier: "A",
                 share: 1.0,
-                revenue_12m: 0.0,
-                series: Series::default(),
-                visits: vec![],
+                ..AccountMetrics::empty("KH1", "测试")
             })],
-            portfolio: Portfolio::default(),
+            portfolio: Arc::new(Portfolio::default()),
             unknown_accounts: 0,
+            skus: Arc::new(Vec::new()),
         }
     }
 }

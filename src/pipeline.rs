@@ -81,7 +81,7 @@ pub fn evaluate(
     // reports is exactly what a real run would do.
     let tx = conn.transaction()?;
     let (started, resolved, queued) = {
-        let policies = Policies::from_config(&cfg.cfg.alerts);
+        let policies = Policies::for_rules(&cfg.cfg.alerts, rules);
         let changes = alerts::apply(
             &tx,
             as_of,

@@ -5,17 +5,29 @@
 //! map limits; no module import (the resolver is a dummy); `eval` disabled;
 //! `print`/`debug` go to the log. Rhai has no file, network or process access
 //! of its own and we register none. A rule raises a warning with
-//! `alert(#{...})`; what it raises comes back as `Finding`s. This module reads
-//! the rules folder and the snapshot it is given; it writes nothing.
+//! `alert(#{...})`; what it raises comes back as `Finding`s. A rule's
+//! `const SETTINGS = #{...}` is read once after compiling (`RuleSettings`).
+//! This module reads the rules folder and the snapshot it is given; it
+//! writes nothing. Submodules: `api` (what a rule can call, and the generated
+//! reference), `testing` (`kamwatch test` rule test files), `bench` (the
+//! evaluation benchmark).
 
 use std::cell::RefCell;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rhai::{AST, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Position, Scope};
+use rhai::{
+    AST, Dynamic, Engine, EvalAltResult, ImmutableString, Map, NativeCallContext, Position, Scope,
+};
 
-use crate::metrics::{AccountMetrics, Day, Measure, Snapshot};
+use crate::metrics::{AccountMetrics, Day, Snapshot};
+
+pub mod api;
+pub mod bench;
+pub mod testing;
+
+pub use api::pct_change;
 
 /// How bad a warning is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -68,7 +80,23 @@ pub struct Finding {
 pub struct Rule {
     pub name: Arc<str>,
     pub path: PathBuf,
-    ast: AST,
+    pub(crate) ast: AST,
+    settings: RuleSettings,
+    /// Tiers the rule runs for, as bits (0: disabled).
+    mask: u8,
+}
+
+impl Rule {
+    /// The rule's settings (script `SETTINGS`, then config overrides).
+    pub fn settings(&self) -> &RuleSettings {
+        &self.settings
+    }
+
+    /// Replaces the settings (config overrides are applied through this).
+    pub fn set_settings(&mut self, s: RuleSettings) {
+        self.mask = s.mask();
+        self.settings = s;
+    }
 }
 
 /// A rule file that does not compile, located for a person to fix.
@@ -116,7 +144,7 @@ impl fmt::Display for RunError {
 
 /// The compiled rules and the engine that runs them.
 pub struct RuleSet {
-    engine: Engine,
+    pub(crate) engine: Engine,
     pub rules: Vec<Rule>,
 }
 
@@ -129,11 +157,164 @@ pub struct Outcome {
     pub runs: u64,
 }
 
-/// A value a rule sees as `account`: the account's metrics and the as-of day.
-#[derive(Clone)]
-struct Account {
-    m: Arc<AccountMetrics>,
-    end: Day,
+/// Per-rule settings, from the rule's `const SETTINGS = #{ ... };` and the
+/// config's `rule_settings:` (which wins). The alerts stage applies `for`,
+/// `repeat_days` and `recipients`; the rules stage applies `enabled` and
+/// `tiers`, and `severity` as the default of `alert()`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleSettings {
+    pub enabled: bool,
+    /// Tiers the rule runs for; None: every tier.
+    pub tiers: Option<Vec<String>>,
+    /// The severity of an `alert()` that names none.
+    pub severity: Option<Severity>,
+    /// Consecutive evaluations an alert must be raised before it fires (>= 1).
+    pub for_evaluations: u32,
+    /// Days before a still-firing alert is mailed again; None: never.
+    pub repeat_days: Option<u32>,
+    /// Addresses mailed besides the account's owner.
+    pub recipients: Vec<String>,
+}
+
+impl Default for RuleSettings {
+    fn default() -> Self {
+        RuleSettings {
+            enabled: true,
+            tiers: None,
+            severity: None,
+            for_evaluations: 1,
+            repeat_days: None,
+            recipients: Vec::new(),
+        }
+    }
+}
+
+impl RuleSettings {
+    /// Bit per tier (A=1, B=2, C=4) of the accounts the rule runs for.
+    fn mask(&self) -> u8 {
+        if !self.enabled {
+            return 0;
+        }
+        match &self.tiers {
+            None => 0b111,
+            Some(ts) => ts.iter().map(|t| tier_bit(t)).fold(0, |a, b| a | b),
+        }
+    }
+
+    /// Reads a `SETTINGS` map; errors say which key is wrong and why.
+    pub fn from_map(map: &Map) -> Result<RuleSettings, String> {
+        let mut s = RuleSettings::default();
+        for (k, v) in map {
+            let k = k.as_str();
+            match k {
+                "enabled" => {
+                    s.enabled = v
+                        .as_bool()
+                        .map_err(|_| "`enabled` must be true or false".to_string())?
+                }
+                "tiers" => {
+                    let arr = v
+                        .clone()
+                        .try_cast::<rhai::Array>()
+                        .ok_or("`tiers` must be an array like [\"A\", \"B\"]")?;
+                    let mut tiers = Vec::new();
+                    for t in arr {
+                        let t = t
+                            .into_immutable_string()
+                            .map_err(|_| "`tiers` must hold strings".to_string())?;
+                        if !matches!(t.as_str(), "A" | "B" | "C") {
+                            return Err(format!(
+                                "`tiers`: {t:?} is not a tier; use \"A\", \"B\" or \"C\""
+                            ));
+                        }
+                        tiers.push(t.to_string());
+                    }
+                    s.tiers = Some(tiers);
+                }
+                "severity" => {
+                    let t = v
+                        .clone()
+                        .into_immutable_string()
+                        .map_err(|_| "`severity` must be a string".to_string())?;
+                    s.severity = Some(Severity::parse(&t).ok_or_else(|| {
+                        format!("`severity`: {t:?} is not one of info, warning, critical")
+                    })?);
+                }
+                "for" | "for_evaluations" => {
+                    let n = v
+                        .as_int()
+                        .map_err(|_| "`for` must be a whole number of evaluations".to_string())?;
+                    s.for_evaluations = u32::try_from(n)
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .ok_or("`for` must be at least 1")?;
+                }
+                "repeat_days" => {
+                    let n = v
+                        .as_int()
+                        .map_err(|_| "`repeat_days` must be a whole number of days".to_string())?;
+                    s.repeat_days = Some(
+                        u32::try_from(n)
+                            .ok()
+                            .filter(|n| *n >= 1)
+                            .ok_or("`repeat_days` must be at least 1")?,
+                    );
+                }
+                "recipients" => {
+                    let arr = v
+                        .clone()
+                        .try_cast::<rhai::Array>()
+                        .ok_or("`recipients` must be an array of email addresses")?;
+                    for r in arr {
+                        let r = r
+                            .into_immutable_string()
+                            .map_err(|_| "`recipients` must hold strings".to_string())?;
+                        if !r.contains('@') {
+                            return Err(format!("`recipients`: {r:?} is not an email address"));
+                        }
+                        s.recipients.push(r.to_string());
+                    }
+                }
+                other => {
+                    return Err(format!(
+                        "unknown setting `{other}`; the settings are enabled, tiers, severity, for_evaluations, repeat_days, recipients"
+                    ));
+                }
+            }
+        }
+        Ok(s)
+    }
+
+    /// Applies the config's overrides.
+    pub fn apply(&mut self, o: &crate::config::RuleSettingsOverride) {
+        if let Some(e) = o.enabled {
+            self.enabled = e;
+        }
+        if let Some(t) = &o.tiers {
+            self.tiers = Some(t.clone());
+        }
+        if let Some(s) = o.severity.as_deref().and_then(Severity::parse) {
+            self.severity = Some(s);
+        }
+        if let Some(n) = o.for_evaluations {
+            self.for_evaluations = n.max(1);
+        }
+        if let Some(n) = o.repeat_days {
+            self.repeat_days = Some(n);
+        }
+        if let Some(r) = &o.recipients {
+            self.recipients = r.clone();
+        }
+    }
+}
+
+fn tier_bit(t: &str) -> u8 {
+    match t {
+        "A" => 1,
+        "B" => 2,
+        "C" => 4,
+        _ => 0,
+    }
 }
 
 thread_local! {
@@ -143,18 +324,19 @@ thread_local! {
 
 struct Raised {
     key: String,
-    severity: Severity,
+    severity: Option<Severity>,
     title: String,
     figures: Vec<(String, serde_json::Value)>,
     action: String,
+    line: Option<usize>,
 }
 
 /// Limits of the sandbox. Generous for honest rules, fatal for runaway ones.
-const MAX_OPERATIONS: u64 = 1_000_000;
-const MAX_CALL_LEVELS: usize = 32;
-const MAX_STRING: usize = 64 * 1024;
-const MAX_ARRAY: usize = 10_000;
-const MAX_MAP: usize = 1_000;
+pub const MAX_OPERATIONS: u64 = 1_000_000;
+pub const MAX_CALL_LEVELS: usize = 32;
+pub const MAX_STRING: usize = 64 * 1024;
+pub const MAX_ARRAY: usize = 10_000;
+pub const MAX_MAP: usize = 1_000;
 
 /// Builds the sandboxed engine with the rule API registered.
 pub fn engine() -> Engine {
@@ -171,98 +353,11 @@ pub fn engine() -> Engine {
     e.on_debug(
         |s, src, pos| tracing::debug!(target: "kamwatch::rule", "{}:{pos}: {s}", src.unwrap_or("")),
     );
-    register_api(&mut e);
+    api::register(&mut e);
     e
 }
 
-fn register_api(e: &mut Engine) {
-    e.register_type_with_name::<Account>("Account");
-    e.register_get("id", |a: &mut Account| a.m.id.clone());
-    e.register_get("name", |a: &mut Account| a.m.name.clone());
-    e.register_get("region", |a: &mut Account| a.m.region.clone());
-    e.register_get("owner", |a: &mut Account| a.m.owner.clone());
-    e.register_get("tier", |a: &mut Account| a.m.tier.to_string());
-    e.register_get("rank", |a: &mut Account| a.m.rank as i64);
-    e.register_get("share", |a: &mut Account| a.m.share);
-    e.register_get("revenue_12m", |a: &mut Account| a.m.revenue_12m);
-
-    // Windowed sums: name(days), name(days, offset), name_prev(days),
-    // name_last_year(days).
-    for (name, m) in [
-        ("revenue", Measure::Revenue),
-        ("cost", Measure::Cost),
-        ("qty", Measure::Qty),
-        ("orders", Measure::Orders),
-    ] {
-        e.register_fn(name, move |a: &mut Account, days: i64| {
-            a.m.window(m, a.end, days, 0)
-        });
-        e.register_fn(name, move |a: &mut Account, days: i64, offset: i64| {
-            a.m.window(m, a.end, days, offset)
-        });
-        e.register_fn(format!("{name}_prev"), move |a: &mut Account, days: i64| {
-            a.m.window(m, a.end, days, days)
-        });
-        e.register_fn(
-            format!("{name}_last_year"),
-            move |a: &mut Account, days: i64| a.m.window(m, a.end, days, 365),
-        );
-    }
-    e.register_fn("gross_profit", |a: &mut Account, days: i64| {
-        a.m.window(Measure::Revenue, a.end, days, 0) - a.m.window(Measure::Cost, a.end, days, 0)
-    });
-    e.register_fn("margin_pct", |a: &mut Account, days: i64| {
-        a.m.margin_pct(a.end, days, 0)
-    });
-    e.register_fn("margin_pct", |a: &mut Account, days: i64, offset: i64| {
-        a.m.margin_pct(a.end, days, offset)
-    });
-    e.register_fn("margin_pct_prev", |a: &mut Account, days: i64| {
-        a.m.margin_pct(a.end, days, days)
-    });
-    e.register_get("days_since_last_order", |a: &mut Account| {
-        a.m.days_since_last_order(a.end).unwrap_or(-1)
-    });
-    e.register_get("days_since_last_visit", |a: &mut Account| {
-        a.m.days_since_last_visit(a.end, None).unwrap_or(-1)
-    });
-    e.register_fn("days_since_visit_by", |a: &mut Account, role: &str| {
-        a.m.days_since_last_visit(a.end, Some(role)).unwrap_or(-1)
-    });
-    e.register_fn("visits", |a: &mut Account, days: i64| {
-        a.m.visits_in(a.end, days)
-    });
-
-    // Helpers.
-    e.register_fn("pct_change", |now: f64, before: f64| {
-        pct_change(now, before)
-    });
-    e.register_fn("pct_change", |now: i64, before: i64| {
-        pct_change(now as f64, before as f64)
-    });
-    e.register_fn("pct_change", |now: f64, before: i64| {
-        pct_change(now, before as f64)
-    });
-    e.register_fn("pct_change", |now: i64, before: f64| {
-        pct_change(now as f64, before)
-    });
-    e.register_fn("round", |x: f64, digits: i64| {
-        let p = 10f64.powi(digits.clamp(0, 10) as i32);
-        (x * p).round() / p
-    });
-    e.register_fn("alert", raise);
-}
-
-/// Percentage change from `before` to `now`; 0 when `before` is 0.
-pub fn pct_change(now: f64, before: f64) -> f64 {
-    if before.abs() < f64::EPSILON {
-        0.0
-    } else {
-        (now - before) / before.abs() * 100.0
-    }
-}
-
-fn raise(spec: Map) -> Result<(), Box<EvalAltResult>> {
+fn raise(ctx: &NativeCallContext, spec: Map) -> Result<(), Box<EvalAltResult>> {
     let text = |k: &str| -> Option<String> {
         spec.get(k)
             .and_then(|v| v.clone().into_immutable_string().ok())
@@ -279,21 +374,37 @@ fn raise(spec: Map) -> Result<(), Box<EvalAltResult>> {
             .into());
         }
     }
-    let sev_text = text("severity").unwrap_or_else(|| "warning".into());
-    let severity = Severity::parse(&sev_text).ok_or_else(|| {
-        format!("alert(): severity {sev_text:?} is not one of info, warning, critical")
-    })?;
+    let severity = match text("severity") {
+        None => None,
+        Some(t) => Some(Severity::parse(&t).ok_or_else(|| {
+            format!("alert(): severity {t:?} is not one of info, warning, critical")
+        })?),
+    };
     let title = text("title")
         .filter(|t| !t.trim().is_empty())
         .ok_or("alert(): `title` is required and must be a string")?;
     let mut figures = Vec::new();
     if let Some(f) = spec.get("figures") {
-        let map = f
-            .clone()
-            .try_cast::<Map>()
-            .ok_or("alert(): `figures` must be a map, e.g. #{ \"revenue\": 1200.0 }")?;
-        for (k, v) in map {
-            figures.push((k.to_string(), to_json(&v)));
+        if f.is_map() {
+            for (k, v) in f.clone().cast::<Map>() {
+                figures.push((k.to_string(), to_json(&v)));
+            }
+        } else if f.is_array() {
+            for pair in f.clone().cast::<rhai::Array>() {
+                let bad = || -> Box<EvalAltResult> {
+                    "alert(): each entry of `figures` must be a pair [\"label\", value]".into()
+                };
+                if !pair.is_array() {
+                    return Err(bad());
+                }
+                let pair = pair.cast::<rhai::Array>();
+                if pair.len() != 2 {
+                    return Err(bad());
+                }
+                figures.push((pair[0].to_string(), to_json(&pair[1])));
+            }
+        } else {
+            return Err("alert(): `figures` must be an array of [label, value] pairs or a map, e.g. [[\"revenue\", 1200.0]]".into());
         }
     }
     RAISED.with(|r| {
@@ -303,6 +414,7 @@ fn raise(spec: Map) -> Result<(), Box<EvalAltResult>> {
             title,
             figures,
             action: text("action").unwrap_or_default(),
+            line: ctx.call_position().line(),
         })
     });
     Ok(())
@@ -409,13 +521,68 @@ impl RuleSet {
         Ok(RuleSet { engine, rules })
     }
 
+    /// Loads the rules folder of the config and applies its `rule_settings`.
+    /// Overrides naming no loaded rule are returned as messages.
+    pub fn load_config(
+        cfg: &crate::config::Loaded,
+    ) -> Result<(RuleSet, Vec<CompileError>, Vec<String>), LoadError> {
+        let (mut set, errors) = RuleSet::load_dir(&cfg.rules())?;
+        let unknown = set.apply_overrides(&cfg.cfg.rule_settings);
+        // A broken file's name is not unknown: its last good version may run.
+        let unknown = unknown
+            .into_iter()
+            .filter(|n| {
+                !errors.iter().any(|e| {
+                    e.path
+                        .file_stem()
+                        .is_some_and(|s| s.to_string_lossy() == *n)
+                })
+            })
+            .map(|n| {
+                format!(
+                    "rule_settings.{n}: there is no rule {n}.rhai in {}",
+                    cfg.rules().display()
+                )
+            })
+            .collect();
+        Ok((set, errors, unknown))
+    }
+
+    /// Applies config overrides by rule name; returns the names that match no rule.
+    pub fn apply_overrides(
+        &mut self,
+        overrides: &std::collections::BTreeMap<String, crate::config::RuleSettingsOverride>,
+    ) -> Vec<String> {
+        let mut unknown = Vec::new();
+        for (name, o) in overrides {
+            match self.rules.iter_mut().find(|r| &*r.name == name) {
+                Some(r) => {
+                    let mut s = r.settings.clone();
+                    s.apply(o);
+                    r.set_settings(s);
+                }
+                None => unknown.push(name.clone()),
+            }
+        }
+        unknown
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| &*r.name == name)
+    }
+
     /// Runs every rule for every account of the snapshot, in parallel over
     /// the machine's cores. Findings come back in (account, rule) order.
     pub fn evaluate(&self, snap: &Snapshot) -> Outcome {
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(1)
-            .min(snap.accounts.len().max(1));
+            .unwrap_or(1);
+        self.evaluate_with(snap, threads)
+    }
+
+    /// `evaluate` on at most `threads` threads.
+    pub fn evaluate_with(&self, snap: &Snapshot, threads: usize) -> Outcome {
+        let threads = threads.max(1).min(snap.accounts.len().max(1));
         let chunk = snap.accounts.len().div_ceil(threads).max(1);
         let end = snap.end();
         let as_of: ImmutableString = snap.as_of.format("%Y-%m-%d").to_string().into();
@@ -425,7 +592,12 @@ impl RuleSet {
                 .chunks(chunk)
                 .map(|accounts| {
                     let as_of = as_of.clone();
-                    s.spawn(move || self.evaluate_chunk(accounts, end, as_of))
+                    let book = api::Book {
+                        p: snap.portfolio.clone(),
+                        end,
+                        explain: false,
+                    };
+                    s.spawn(move || self.evaluate_chunk(accounts, end, as_of, book))
                 })
                 .collect();
             handles
@@ -447,30 +619,41 @@ impl RuleSet {
         accounts: &[Arc<AccountMetrics>],
         end: Day,
         as_of: ImmutableString,
+        book: api::Book,
     ) -> Outcome {
         let mut out = Outcome::default();
+        // One scope per thread: the shared constants stay, each account is
+        // pushed once, and each run rewinds what the script declared.
         let mut scope = Scope::new();
+        scope.push_constant("as_of", as_of);
+        scope.push_constant("portfolio", book);
+        let base = scope.len();
         for m in accounts {
+            scope.rewind(base);
+            scope.push_constant(
+                "account",
+                api::Account {
+                    m: m.clone(),
+                    end,
+                    explain: false,
+                },
+            );
+            let with_account = scope.len();
+            let bit = tier_bit(m.tier);
             for rule in &self.rules {
-                scope.clear();
-                scope.push_constant("account", Account { m: m.clone(), end });
-                scope.push_constant("as_of", as_of.clone());
-                RAISED.with(|r| r.borrow_mut().clear());
-                let result = self.engine.run_ast_with_scope(&mut scope, &rule.ast);
                 out.runs += 1;
+                // A rule whose tiers exclude the account is silent for it
+                // without running the script.
+                if rule.mask & bit == 0 {
+                    continue;
+                }
+                scope.rewind(with_account);
+                let result = self.engine.run_ast_with_scope(&mut scope, &rule.ast);
                 let raised = RAISED.with(|r| std::mem::take(&mut *r.borrow_mut()));
                 match result {
                     Ok(()) => {
                         for r in raised {
-                            out.findings.push(Finding {
-                                rule: rule.name.clone(),
-                                account: m.clone(),
-                                key: r.key,
-                                severity: r.severity,
-                                title: r.title,
-                                figures: r.figures,
-                                action: r.action,
-                            });
+                            out.findings.push(finding(rule, m, r));
                         }
                     }
                     Err(e) => out.errors.push(RunError {
@@ -483,6 +666,176 @@ impl RuleSet {
         }
         out
     }
+
+    /// Runs one rule for one account, recording every figure the rule read.
+    pub fn explain(
+        &self,
+        snap: &Snapshot,
+        rule: &str,
+        account: &str,
+    ) -> Result<Explanation, String> {
+        let r = self.get(rule).ok_or_else(|| {
+            let names: Vec<&str> = self.rules.iter().map(|r| &*r.name).collect();
+            format!(
+                "no rule {rule:?}; the loaded rules are {}",
+                names.join(", ")
+            )
+        })?;
+        let m = snap
+            .find(account)
+            .ok_or_else(|| format!("no active account {account:?} in the customer master"))?;
+        let mut ex = Explanation {
+            rule: r.name.to_string(),
+            account: m.id.clone(),
+            account_name: m.name.clone(),
+            tier: m.tier,
+            as_of: snap.as_of,
+            settings: r.settings.clone(),
+            skipped: None,
+            reads: Vec::new(),
+            findings: Vec::new(),
+            lines: Vec::new(),
+            error: None,
+        };
+        if r.mask & tier_bit(m.tier) == 0 {
+            ex.skipped = Some(if r.settings.enabled {
+                format!(
+                    "tier {} is not among the rule's tiers ({}); the script did not run",
+                    m.tier,
+                    r.settings.tiers.clone().unwrap_or_default().join(", ")
+                )
+            } else {
+                "the rule is disabled (enabled: false); the script did not run".to_string()
+            });
+            return Ok(ex);
+        }
+        let end = snap.end();
+        let mut scope = Scope::new();
+        scope.push_constant(
+            "as_of",
+            ImmutableString::from(snap.as_of.format("%Y-%m-%d").to_string()),
+        );
+        scope.push_constant(
+            "portfolio",
+            api::Book {
+                p: snap.portfolio.clone(),
+                end,
+                explain: true,
+            },
+        );
+        scope.push_constant(
+            "account",
+            api::Account {
+                m: m.clone(),
+                end,
+                explain: true,
+            },
+        );
+        api::take_trace();
+        let result = self.engine.run_ast_with_scope(&mut scope, &r.ast);
+        // Each figure once, in the order it was first read.
+        for r in api::take_trace() {
+            if !ex.reads.contains(&r) {
+                ex.reads.push(r);
+            }
+        }
+        let raised = RAISED.with(|x| std::mem::take(&mut *x.borrow_mut()));
+        match result {
+            Ok(()) => {
+                for x in raised {
+                    ex.lines.push(x.line);
+                    ex.findings.push(finding(r, m, x));
+                }
+            }
+            Err(e) => ex.error = Some(describe_runtime(&e, &r.path)),
+        }
+        Ok(ex)
+    }
+}
+
+fn finding(rule: &Rule, m: &Arc<AccountMetrics>, r: Raised) -> Finding {
+    Finding {
+        rule: rule.name.clone(),
+        account: m.clone(),
+        key: r.key,
+        severity: r
+            .severity
+            .or(rule.settings.severity)
+            .unwrap_or(Severity::Warning),
+        title: r.title,
+        figures: r.figures,
+        action: r.action,
+    }
+}
+
+/// What one rule read and raised for one account (`eval --explain`).
+#[derive(Debug)]
+pub struct Explanation {
+    pub rule: String,
+    pub account: String,
+    pub account_name: String,
+    pub tier: &'static str,
+    pub as_of: chrono::NaiveDate,
+    pub settings: RuleSettings,
+    /// Why the script did not run at all, if it did not.
+    pub skipped: Option<String>,
+    /// Every figure the rule read, in order: (call, value).
+    pub reads: Vec<(String, String)>,
+    pub findings: Vec<Finding>,
+    /// The line of the `alert()` call behind each finding.
+    pub lines: Vec<Option<usize>>,
+    pub error: Option<String>,
+}
+
+impl fmt::Display for Explanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "rule {} for account {} ({}, tier {}) as of {}",
+            self.rule, self.account, self.account_name, self.tier, self.as_of
+        )?;
+        if let Some(why) = &self.skipped {
+            return writeln!(f, "silent: {why}");
+        }
+        if self.reads.is_empty() {
+            writeln!(f, "read nothing")?;
+        } else {
+            writeln!(f, "read:")?;
+            let w = self
+                .reads
+                .iter()
+                .map(|r| r.0.chars().count())
+                .max()
+                .unwrap_or(0);
+            for (what, v) in &self.reads {
+                let pad = w - what.chars().count();
+                writeln!(f, "  {what}{} = {v}", " ".repeat(pad))?;
+            }
+        }
+        if let Some(e) = &self.error {
+            return writeln!(f, "failed: {e}");
+        }
+        if self.findings.is_empty() {
+            return writeln!(f, "silent: no alert() call was reached with these figures");
+        }
+        for (x, line) in self.findings.iter().zip(&self.lines) {
+            write!(f, "fired: {} \"{}\"", x.severity, x.title)?;
+            if !x.key.is_empty() {
+                write!(f, " [key {}]", x.key)?;
+            }
+            if let Some(l) = line {
+                write!(f, " (alert() at {}.rhai line {l})", self.rule)?;
+            }
+            writeln!(f)?;
+            for (k, v) in &x.figures {
+                writeln!(f, "  {k}: {v}")?;
+            }
+            if !x.action.is_empty() {
+                writeln!(f, "  action: {}", x.action)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 fn compile(engine: &Engine, path: &Path, source: &str) -> Result<Rule, CompileError> {
@@ -492,11 +845,29 @@ fn compile(engine: &Engine, path: &Path, source: &str) -> Result<Rule, CompileEr
             .unwrap_or_default(),
     );
     match engine.compile(source) {
-        Ok(ast) => Ok(Rule {
-            name,
-            path: path.to_path_buf(),
-            ast,
-        }),
+        Ok(ast) => {
+            let settings = read_settings(&ast, source).map_err(|(line, message)| CompileError {
+                path: path.to_path_buf(),
+                line,
+                column: 1,
+                message,
+                excerpt: excerpt(source, Position::new(line.max(1) as u16, 1)),
+            })?;
+            // The settings were read; running them again for every account
+            // would build the map each time. Blank the statement (keeping
+            // every position) unless the script reads SETTINGS itself.
+            let ast = match blank_settings(source) {
+                Some(stripped) => engine.compile(&stripped).unwrap_or(ast),
+                None => ast,
+            };
+            Ok(Rule {
+                name,
+                path: path.to_path_buf(),
+                ast,
+                mask: settings.mask(),
+                settings,
+            })
+        }
         Err(e) => {
             let pos = e.position();
             Err(CompileError {
@@ -508,6 +879,86 @@ fn compile(engine: &Engine, path: &Path, source: &str) -> Result<Rule, CompileEr
             })
         }
     }
+}
+
+/// The rule's `const SETTINGS = #{...}`, read without running the script.
+/// Errors carry the line of the declaration.
+fn read_settings(ast: &AST, source: &str) -> Result<RuleSettings, (usize, String)> {
+    let line = source
+        .lines()
+        .position(|l| l.contains("SETTINGS"))
+        .map_or(1, |i| i + 1);
+    for (name, constant, value) in ast.iter_literal_variables(true, true) {
+        if name != "SETTINGS" {
+            continue;
+        }
+        if !constant {
+            return Err((
+                line,
+                "declare the settings with `const SETTINGS = #{ ... };`, not `let`".into(),
+            ));
+        }
+        let map = value.try_cast::<Map>().ok_or((
+            line,
+            "SETTINGS must be a map, e.g. #{ tiers: [\"A\", \"B\"] }".to_string(),
+        ))?;
+        return RuleSettings::from_map(&map).map_err(|e| (line, format!("SETTINGS: {e}")));
+    }
+    if source.lines().any(|l| {
+        let t = l.trim_start();
+        (t.starts_with("const SETTINGS") || t.starts_with("let SETTINGS")) && !t.starts_with("//")
+    }) {
+        return Err((
+            line,
+            "SETTINGS must be a literal map at the top level of the rule (only constants inside, no variables or calls)".into(),
+        ));
+    }
+    Ok(RuleSettings::default())
+}
+
+/// `source` with its `const SETTINGS = ...;` statement replaced by spaces
+/// (newlines kept, so positions in errors stay true); None when there is
+/// none or the script mentions SETTINGS elsewhere.
+fn blank_settings(source: &str) -> Option<String> {
+    if source.matches("SETTINGS").count() != 1 {
+        return None;
+    }
+    let start = source.find("const SETTINGS")?;
+    if !source[..start].ends_with('\n') && start != 0 {
+        return None;
+    }
+    let mut depth = 0i32;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    let mut end = None;
+    for (i, c) in source[start..].char_indices() {
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '"' | '`' | '\'' => quote = Some(c),
+            '{' | '[' | '(' => depth += 1,
+            '}' | ']' | ')' => depth -= 1,
+            ';' if depth == 0 => {
+                end = Some(start + i + 1);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let end = end?;
+    let blank: String = source[start..end]
+        .chars()
+        .map(|c| if c == '\n' { '\n' } else { ' ' })
+        .collect();
+    Some(format!("{}{blank}{}", &source[..start], &source[end..]))
 }
 
 /// The source line at `pos` with a caret under the column.
@@ -591,6 +1042,12 @@ mod tests {
             out.errors[0]
         );
         assert_eq!(&*out.errors[0].rule, "loop");
+        assert_eq!(out.errors[0].account_id, "KH1");
+        assert!(
+            out.errors[0]
+                .to_string()
+                .contains("rule loop failed for account KH1")
+        );
         assert_eq!(out.findings.len(), 1);
         assert_eq!(out.findings[0].figures, vec![("n".to_string(), 1.into())]);
     }
@@ -607,5 +1064,203 @@ mod tests {
         assert_eq!(out.errors.len(), 2);
         assert!(out.errors[0].message.contains("loud"));
         assert!(out.errors[1].message.contains("titel"));
+    }
+
+    #[test]
+    fn figures_keep_the_rule_order_as_pairs() {
+        let rs = RuleSet::from_sources(&[(
+            "pairs",
+            "alert(#{ title: \"t\", figures: [[\"z\", 1], [\"a\", 2.5]] });",
+        )])
+        .unwrap();
+        let out = rs.evaluate(&crate::metrics::tests_support::snapshot_one());
+        assert_eq!(
+            out.findings[0].figures,
+            vec![("z".to_string(), 1.into()), ("a".to_string(), 2.5.into())]
+        );
+        assert_eq!(out.findings[0].severity, Severity::Warning);
+    }
+
+    #[test]
+    fn settings_are_read_and_filter_tiers() {
+        let src = "const SETTINGS = #{ tiers: [\"B\"], severity: \"critical\", for_evaluations: 2, repeat_days: 7, recipients: [\"x@example.com\"] };\nalert(#{ title: \"t\" });";
+        let rs = RuleSet::from_sources(&[("s", src)]).unwrap();
+        let s = rs.rules[0].settings();
+        assert_eq!(s.tiers, Some(vec!["B".to_string()]));
+        assert_eq!(s.severity, Some(Severity::Critical));
+        assert_eq!((s.for_evaluations, s.repeat_days), (2, Some(7)));
+        assert_eq!(s.recipients, vec!["x@example.com".to_string()]);
+        // The only account is tier A: skipped, but counted as evaluated.
+        let snap = crate::metrics::tests_support::snapshot_one();
+        let out = rs.evaluate(&snap);
+        assert!(out.findings.is_empty());
+        assert_eq!(out.runs, 1);
+        let ex = rs.explain(&snap, "s", "KH1").unwrap();
+        assert!(
+            ex.skipped.as_deref().unwrap_or("").contains("tier A"),
+            "{ex}"
+        );
+
+        let mut rs = RuleSet::from_sources(&[("s", src)]).unwrap();
+        let o = crate::config::RuleSettingsOverride {
+            tiers: Some(vec!["A".into()]),
+            ..Default::default()
+        };
+        let unknown = rs.apply_overrides(
+            &[("s".to_string(), o.clone()), ("nope".to_string(), o)]
+                .into_iter()
+                .collect(),
+        );
+        assert_eq!(unknown, vec!["nope".to_string()]);
+        let out = rs.evaluate(&snap);
+        assert_eq!(out.findings.len(), 1);
+        assert_eq!(out.findings[0].severity, Severity::Critical);
+    }
+
+    #[test]
+    fn bad_settings_are_compile_errors_with_the_line() {
+        for (src, want) in [
+            (
+                "// x\nconst SETTINGS = #{ tiers: [\"D\"] };",
+                "\"D\" is not a tier",
+            ),
+            ("const SETTINGS = #{ fro: 2 };", "unknown setting `fro`"),
+            (
+                "let n = 2;\nconst SETTINGS = #{ for_evaluations: n };",
+                "literal map",
+            ),
+            ("const SETTINGS = #{ \"for\": 0 };", "at least 1"),
+        ] {
+            let e = RuleSet::from_sources(&[("b", src)]).err().unwrap();
+            assert!(e.message.contains(want), "{src}: {e}");
+            assert_eq!(
+                e.line,
+                src.lines().position(|l| l.contains("SETTINGS")).unwrap() + 1
+            );
+        }
+    }
+
+    #[test]
+    fn explain_lists_what_was_read() {
+        let rs = RuleSet::from_sources(&[(
+            "x",
+            "let r = account.revenue(90);\nif account.tier == \"A\" && r <= 0.0 {\n  alert(#{ title: \"none\", figures: [[\"r\", r]] });\n}",
+        )])
+        .unwrap();
+        let snap = crate::metrics::tests_support::snapshot_one();
+        let ex = rs.explain(&snap, "x", "KH1").unwrap();
+        assert_eq!(
+            ex.reads,
+            vec![
+                ("account.revenue(90)".to_string(), "0".to_string()),
+                ("account.tier".to_string(), "A".to_string())
+            ]
+        );
+        assert_eq!(ex.lines, vec![Some(3)]);
+        let text = ex.to_string();
+        assert!(
+            text.contains("fired: warning \"none\" (alert() at x.rhai line 3)"),
+            "{text}"
+        );
+        assert!(rs.explain(&snap, "y", "KH1").is_err());
+        assert!(rs.explain(&snap, "x", "KH9").unwrap_err().contains("KH9"));
+    }
+
+    #[test]
+    fn sandbox_limits_stop_big_values_and_deep_calls() {
+        let rs = RuleSet::from_sources(&[
+            ("big_string", "let s = \"x\"; loop { s += s; }"),
+            ("big_array", "let a = []; loop { a.push(1); }"),
+            ("deep", "fn f(n) { f(n + 1) } f(0);"),
+            // Rhai does not check the map size on index assignment; the
+            // operation limit bounds such a map instead.
+            (
+                "big_map",
+                "let m = #{}; let i = 0; loop { m[`k${i}`] = i; i += 1; }",
+            ),
+        ])
+        .unwrap();
+        let out = rs.evaluate(&crate::metrics::tests_support::snapshot_one());
+        assert_eq!(out.errors.len(), 4, "{:?}", out.errors);
+        for e in &out.errors {
+            assert_eq!(e.account_id, "KH1");
+            let m = e.message.to_lowercase();
+            assert!(
+                m.contains("too large") || m.contains("stack overflow") || m.contains("operations"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn reference_covers_every_registered_function() {
+        let text = api::reference();
+        let mut e = Engine::new_raw();
+        api::register(&mut e);
+        for sig in e.gen_fn_signatures(false) {
+            let name = sig.split('(').next().unwrap().replace("get$", "");
+            assert!(text.contains(&name), "{sig} is not in the reference");
+        }
+        assert!(text.contains("`account.revenue_prev(days)`"));
+        assert!(text.contains("`account.stock_cover`"));
+    }
+
+    #[test]
+    fn a_broken_edit_keeps_the_last_good_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("r.rhai");
+        std::fs::write(
+            &f,
+            "const SETTINGS = #{ severity: \"critical\" };\nalert(#{ title: \"v1\" });\n",
+        )
+        .unwrap();
+        let (good, errors) = RuleSet::load_dir(dir.path()).unwrap();
+        assert!(errors.is_empty());
+        std::fs::write(&f, "alert(#{ title: \"v2\" );\n").unwrap();
+        let (fresh, errors) = RuleSet::load_dir(dir.path()).unwrap();
+        assert_eq!(errors.len(), 1);
+        // The error a person reads (and the admin is mailed): file:line:col,
+        // the source line and a caret.
+        let text = errors[0].to_string();
+        assert!(text.starts_with(&format!("{}:1:", f.display())), "{text}");
+        assert!(text.contains("1 | alert(#{ title: \"v2\" );"), "{text}");
+        assert!(text.contains('^'), "{text}");
+        let broken: Vec<&CompileError> = errors.iter().collect();
+        let merged = fresh.merge_last_good(good, &broken);
+        let out = merged.evaluate(&crate::metrics::tests_support::snapshot_one());
+        assert_eq!(out.findings.len(), 1);
+        assert_eq!(out.findings[0].title, "v1");
+        assert_eq!(
+            out.findings[0].severity,
+            Severity::Critical,
+            "settings kept too"
+        );
+        // Fixed again: the new version runs.
+        std::fs::write(&f, "alert(#{ title: \"v3\" });\n").unwrap();
+        let (fixed, errors) = RuleSet::load_dir(dir.path()).unwrap();
+        let merged = fixed.merge_last_good(merged, &errors.iter().collect::<Vec<_>>());
+        let out = merged.evaluate(&crate::metrics::tests_support::snapshot_one());
+        assert_eq!(out.findings[0].title, "v3");
+    }
+
+    #[test]
+    fn settings_statement_is_blanked_keeping_positions() {
+        let src =
+            "// x\nconst SETTINGS = #{ tiers: [\"A\"], recipients: [\"a;b@x.com\"] };\nlet y = 1;";
+        let out = blank_settings(src).unwrap();
+        assert_eq!(out.lines().count(), src.lines().count());
+        assert!(!out.contains("SETTINGS"));
+        assert!(out.ends_with("\nlet y = 1;"), "{out}");
+        assert_eq!(out.chars().count(), src.chars().count());
+        // Read elsewhere: left alone.
+        assert!(blank_settings("const SETTINGS = #{};\nprint(SETTINGS);").is_none());
+        // An error after the settings still points at the right line.
+        let e = RuleSet::from_sources(&[(
+            "p",
+            "const SETTINGS = #{ tiers: [\"A\"] };\nlet x = (1 + ;",
+        )])
+        .err()
+        .unwrap();
+        assert_eq!(e.line, 2);
     }
 }

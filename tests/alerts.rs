@@ -180,14 +180,35 @@ fn alert_resolves_after_the_data_changes() {
     }
     // --since leaves out what came before.
     assert_eq!(
-        history(&p, &["--account", ACCOUNT, "--since", "2026-11-01"]).len(),
+        history(
+            &p,
+            &[
+                "--account",
+                ACCOUNT,
+                "--rule",
+                RULE,
+                "--since",
+                "2026-11-01"
+            ]
+        )
+        .len(),
         2
     );
 
     // Fifteen days after that visit the cadence lapses again: a new start.
     eval(&p, "2026-11-16");
     assert_eq!(state(&p, RULE, ACCOUNT), "firing");
-    let h = history(&p, &["--account", ACCOUNT, "--since", "2026-11-16"]);
+    let h = history(
+        &p,
+        &[
+            "--account",
+            ACCOUNT,
+            "--rule",
+            RULE,
+            "--since",
+            "2026-11-16",
+        ],
+    );
     assert_eq!(h[0]["from_state"], "resolved", "{h:?}");
     assert_eq!(h[0]["to_state"], "firing", "{h:?}");
     assert_eq!(h[1]["notice"], "started", "{h:?}");

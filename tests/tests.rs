@@ -25,3 +25,5 @@ mod ingest;
 
 // Bad rules and bad configs, each with the message it must produce.
 mod corpus;
+// Rule scripts: `kamwatch test`, the API reference, explain, settings.
+mod rules;

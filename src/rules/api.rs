@@ -1,0 +1,887 @@
+//! The rule API: the `account` and `portfolio` types a rule sees, the helper
+//! functions, and the reference page generated from what is registered.
+//!
+//! Every function is registered through [`Api::f`] with a one-line doc, so
+//! `kamwatch rules api` (and docs/rules-api.md, checked by a test) lists
+//! exactly what the engine knows. When a rule is explained, the functions
+//! note what they returned in a thread-local trace; an `explain` flag on the
+//! value carries the switch, so ordinary runs pay one predictable branch.
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::sync::{Arc, LazyLock};
+
+use rhai::{
+    Array, Dynamic, Engine, EvalAltResult, FuncRegistration, ImmutableString, Map,
+    NativeCallContext,
+};
+
+use crate::metrics::{AccountMetrics, Day, Metric, Portfolio, date_of, quarter_start};
+
+/// The value a rule sees as `account`.
+#[derive(Clone)]
+pub struct Account {
+    pub m: Arc<AccountMetrics>,
+    pub end: Day,
+    pub explain: bool,
+}
+
+/// The value a rule sees as `portfolio`: book-level totals.
+#[derive(Clone)]
+pub struct Book {
+    pub p: Arc<Portfolio>,
+    pub end: Day,
+    pub explain: bool,
+}
+
+thread_local! {
+    /// What the functions returned while a rule is explained on this thread.
+    static TRACE: RefCell<Vec<(String, String)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Takes the trace recorded on this thread.
+pub fn take_trace() -> Vec<(String, String)> {
+    TRACE.with(|t| std::mem::take(&mut *t.borrow_mut()))
+}
+
+/// Notes `what = value` when explaining; returns the value.
+#[inline]
+fn seen<T: std::fmt::Display>(on: bool, what: impl FnOnce() -> String, v: T) -> T {
+    if on {
+        let text = v.to_string();
+        TRACE.with(|t| t.borrow_mut().push((what(), text)));
+    }
+    v
+}
+
+static TIERS: LazyLock<[ImmutableString; 3]> =
+    LazyLock::new(|| ["A".into(), "B".into(), "C".into()]);
+
+fn tier_str(t: &str) -> ImmutableString {
+    match t {
+        "A" => TIERS[0].clone(),
+        "B" => TIERS[1].clone(),
+        _ => TIERS[2].clone(),
+    }
+}
+
+/// One registered function's doc.
+#[derive(Debug, Clone)]
+pub struct Doc {
+    pub section: &'static str,
+    /// How a rule calls it, e.g. `account.revenue(days)`.
+    pub usage: String,
+    pub doc: String,
+}
+
+/// Registers functions with their docs.
+pub struct Api<'e> {
+    e: &'e mut Engine,
+    section: &'static str,
+    pub docs: Vec<Doc>,
+}
+
+impl Api<'_> {
+    /// The registration of `name` with its doc; `usage` is how a rule
+    /// writes the call. Use through `f!` and `g!`.
+    fn reg(&mut self, name: &str, usage: &str, doc: &str) -> FuncRegistration {
+        self.docs.push(Doc {
+            section: self.section,
+            usage: usage.to_string(),
+            doc: doc.to_string(),
+        });
+        FuncRegistration::new(name).with_comments([format!("/// {usage}: {doc}")])
+    }
+}
+
+/// Registers a function with its doc: `f!(api, name, usage, doc, closure)`.
+macro_rules! f {
+    ($api:expr, $name:expr, $usage:expr, $doc:expr, $func:expr $(,)?) => {{
+        let r = $api.reg(&$name, &$usage, &$doc);
+        r.register_into_engine($api.e, $func);
+    }};
+}
+
+/// Registers a property getter: `g!(api, "tier", usage, doc, closure)`.
+macro_rules! g {
+    ($api:expr, $name:expr, $usage:expr, $doc:expr, $func:expr $(,)?) => {{
+        let r = $api.reg(&format!("get${}", $name), &$usage, &$doc);
+        r.register_into_engine($api.e, $func);
+    }};
+}
+
+fn all_pct(v: f64) -> f64 {
+    if v.is_finite() { v } else { 0.0 }
+}
+
+/// Percentage change from `before` to `now`; 0 when `before` is 0.
+pub fn pct_change(now: f64, before: f64) -> f64 {
+    if before.abs() < f64::EPSILON {
+        0.0
+    } else {
+        all_pct((now - before) / before.abs() * 100.0)
+    }
+}
+
+fn round_to(x: f64, digits: i64) -> f64 {
+    let p = 10f64.powi(digits.clamp(0, 10) as i32);
+    (x * p).round() / p
+}
+
+fn parse_date(s: &str) -> Result<chrono::NaiveDate, Box<EvalAltResult>> {
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| format!("{s:?} is not a date like 2026-11-28").into())
+}
+
+fn json_to_dynamic(v: &serde_json::Value) -> Dynamic {
+    match v {
+        serde_json::Value::Null => Dynamic::UNIT,
+        serde_json::Value::Bool(b) => (*b).into(),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => i.into(),
+            None => n.as_f64().unwrap_or(0.0).into(),
+        },
+        serde_json::Value::String(s) => s.clone().into(),
+        other => other.to_string().into(),
+    }
+}
+
+fn floats(v: Vec<f64>) -> Array {
+    v.into_iter().map(Dynamic::from_float).collect()
+}
+
+fn to_f64s(a: &Array) -> Vec<f64> {
+    a.iter()
+        .filter_map(|v| {
+            v.as_float()
+                .ok()
+                .or_else(|| v.as_int().ok().map(|i| i as f64))
+        })
+        .collect()
+}
+
+/// Registers the whole rule API into `e`; returns the docs, in order.
+pub fn register(e: &mut Engine) -> Vec<Doc> {
+    e.register_type_with_name::<Account>("Account");
+    e.register_type_with_name::<Book>("Portfolio");
+    let mut api = Api {
+        e,
+        section: "account: who it is",
+        docs: Vec::new(),
+    };
+    g!(
+        api,
+        "id",
+        "account.id",
+        "the account id from the customer master",
+        |a: &mut Account| { seen(a.explain, || "account.id".into(), a.m.id.clone()) }
+    );
+    g!(
+        api,
+        "name",
+        "account.name",
+        "the account's name",
+        |a: &mut Account| { seen(a.explain, || "account.name".into(), a.m.name.clone()) }
+    );
+    g!(
+        api,
+        "region",
+        "account.region",
+        "the region from the master (\"\" if none)",
+        |a: &mut Account| { seen(a.explain, || "account.region".into(), a.m.region.clone()) }
+    );
+    g!(
+        api,
+        "owner",
+        "account.owner",
+        "the sales rep who owns the account (\"\" if none)",
+        |a: &mut Account| { seen(a.explain, || "account.owner".into(), a.m.owner.clone()) }
+    );
+    g!(
+        api,
+        "tier",
+        "account.tier",
+        "\"A\", \"B\" or \"C\": ranked by trailing-12-month revenue (cumulative share up to tiers.a_share is A, up to b_share B); a tier column in the master overrides",
+        |a: &mut Account| seen(a.explain, || "account.tier".into(), tier_str(a.m.tier)),
+    );
+    g!(
+        api,
+        "prev_tier",
+        "account.prev_tier",
+        "the tier 30 days before the as-of date, computed from the same order history",
+        |a: &mut Account| seen(
+            a.explain,
+            || "account.prev_tier".into(),
+            tier_str(a.m.prev_tier)
+        ),
+    );
+    g!(
+        api,
+        "rank",
+        "account.rank",
+        "rank by trailing-12-month revenue, 1 = largest",
+        |a: &mut Account| { seen(a.explain, || "account.rank".into(), a.m.rank as i64) }
+    );
+    g!(
+        api,
+        "share",
+        "account.share",
+        "share of the book's trailing-12-month revenue, 0..1",
+        |a: &mut Account| seen(a.explain, || "account.share".into(), a.m.share),
+    );
+    g!(
+        api,
+        "revenue_12m",
+        "account.revenue_12m",
+        "revenue over the 365 days ending at the as-of date",
+        |a: &mut Account| seen(a.explain, || "account.revenue_12m".into(), a.m.revenue_12m),
+    );
+    f!(
+        api,
+        "attr",
+        "account.attr(name)",
+        "an extra column of the customer master (e.g. account.attr(\"渠道\")); \"\" when the master has no such column",
+        |a: &mut Account, name: &str| {
+            let v =
+                a.m.attrs
+                    .get(name)
+                    .map_or_else(|| Dynamic::from(""), json_to_dynamic);
+            seen(a.explain, || format!("account.attr({name:?})"), v)
+        },
+    );
+    f!(
+        api,
+        "has_attr",
+        "account.has_attr(name)",
+        "true when the master has a non-empty column `name` for this account",
+        |a: &mut Account, name: &str| {
+            let v =
+                a.m.attrs
+                    .get(name)
+                    .is_some_and(|v| !v.is_null() && v.as_str() != Some(""));
+            seen(a.explain, || format!("account.has_attr({name:?})"), v)
+        },
+    );
+
+    api.section = "account: windowed figures";
+    for m in Metric::ALL {
+        let name = m.name();
+        f!(
+            api,
+            name,
+            &format!("account.{name}(days)"),
+            &format!(
+                "{} over the `days` days ending at the as-of date",
+                m.describe()
+            ),
+            move |a: &mut Account, days: i64| {
+                let v = a.m.metric(m, a.end, days, 0);
+                seen(a.explain, || format!("account.{name}({days})"), v)
+            },
+        );
+        f!(
+            api,
+            name,
+            &format!("account.{name}(days, offset)"),
+            "the same over `days` days ending `offset` days before the as-of date",
+            move |a: &mut Account, days: i64, offset: i64| {
+                let v = a.m.metric(m, a.end, days, offset);
+                seen(a.explain, || format!("account.{name}({days}, {offset})"), v)
+            },
+        );
+        f!(
+            api,
+            &format!("{name}_prev"),
+            &format!("account.{name}_prev(days)"),
+            "the same over the previous period: the `days` days before the window",
+            move |a: &mut Account, days: i64| {
+                let v = a.m.metric(m, a.end, days, days);
+                seen(a.explain, || format!("account.{name}_prev({days})"), v)
+            },
+        );
+        f!(
+            api,
+            &format!("{name}_last_year"),
+            &format!("account.{name}_last_year(days)"),
+            "the same over the same `days` days one year (365 days) earlier",
+            move |a: &mut Account, days: i64| {
+                let v = a.m.metric(m, a.end, days, 365);
+                seen(a.explain, || format!("account.{name}_last_year({days})"), v)
+            },
+        );
+    }
+
+    api.section = "account: monthly series";
+    for m in [
+        Metric::Revenue,
+        Metric::GrossProfit,
+        Metric::MarginPct,
+        Metric::Orders,
+        Metric::Qty,
+    ] {
+        let name = m.name();
+        f!(
+            api,
+            &format!("monthly_{name}"),
+            &format!("account.monthly_{name}(n)"),
+            "an array of the last `n` complete calendar months, oldest first (the as-of month counts when the as-of date is its last day)",
+            move |a: &mut Account, n: i64| {
+                let v = a.m.monthly(m, a.end, n);
+                if a.explain {
+                    let text = v
+                        .iter()
+                        .map(|x| format!("{}", round_to(*x, 2)))
+                        .collect::<Vec<_>>();
+                    seen(
+                        true,
+                        || format!("account.monthly_{name}({n})"),
+                        format!("[{}]", text.join(", ")),
+                    );
+                }
+                floats(v)
+            },
+        );
+    }
+
+    api.section = "account: order cadence";
+    g!(
+        api,
+        "days_since_last_order",
+        "account.days_since_last_order",
+        "days from the last order to the as-of date; -1 when it never ordered",
+        |a: &mut Account| {
+            let v = a.m.days_since_last_order(a.end).unwrap_or(-1);
+            seen(a.explain, || "account.days_since_last_order".into(), v)
+        },
+    );
+    g!(
+        api,
+        "median_order_gap",
+        "account.median_order_gap",
+        "median days between consecutive order days; -1 with fewer than two order days",
+        |a: &mut Account| {
+            let v = a.m.series.median_gap(a.end).unwrap_or(-1.0);
+            seen(a.explain, || "account.median_order_gap".into(), v)
+        },
+    );
+    g!(
+        api,
+        "order_count",
+        "account.order_count",
+        "number of orders up to the as-of date",
+        |a: &mut Account| {
+            let v = a.m.order_count(a.end);
+            seen(a.explain, || "account.order_count".into(), v)
+        },
+    );
+    g!(
+        api,
+        "order_days",
+        "account.order_days",
+        "number of distinct days with an order up to the as-of date",
+        |a: &mut Account| {
+            let v = a.m.series.order_days(a.end) as i64;
+            seen(a.explain, || "account.order_days".into(), v)
+        },
+    );
+
+    api.section = "account: visits";
+    g!(
+        api,
+        "days_since_last_visit",
+        "account.days_since_last_visit",
+        "days from the last visit to the as-of date; -1 when never visited",
+        |a: &mut Account| {
+            let v = a.m.days_since_last_visit(a.end, None).unwrap_or(-1);
+            seen(a.explain, || "account.days_since_last_visit".into(), v)
+        },
+    );
+    f!(
+        api,
+        "days_since_visit_by",
+        "account.days_since_visit_by(role)",
+        "days since the last visit by someone with this role (the export's 职务, e.g. \"销售总监\"); -1 when never",
+        |a: &mut Account, role: &str| {
+            let v = a.m.days_since_last_visit(a.end, Some(role)).unwrap_or(-1);
+            seen(
+                a.explain,
+                || format!("account.days_since_visit_by({role:?})"),
+                v,
+            )
+        },
+    );
+    f!(
+        api,
+        "visits",
+        "account.visits(days)",
+        "number of visits in the `days` days ending at the as-of date",
+        |a: &mut Account, days: i64| {
+            let v = a.m.visits_in(a.end, days);
+            seen(a.explain, || format!("account.visits({days})"), v)
+        },
+    );
+    f!(
+        api,
+        "visits_by",
+        "account.visits_by(role, days)",
+        "number of visits by `role` in the `days` days ending at the as-of date",
+        |a: &mut Account, role: &str, days: i64| {
+            let v = a.m.visits_by_in(a.end, days, Some(role));
+            seen(
+                a.explain,
+                || format!("account.visits_by({role:?}, {days})"),
+                v,
+            )
+        },
+    );
+    f!(
+        api,
+        "visits_this_quarter",
+        "account.visits_this_quarter()",
+        "number of visits since the first day of the as-of date's calendar quarter",
+        |a: &mut Account| {
+            let len = i64::from(a.end - quarter_start(a.end) + 1);
+            let v = a.m.visits_in(a.end, len);
+            seen(a.explain, || "account.visits_this_quarter()".into(), v)
+        },
+    );
+    f!(
+        api,
+        "visits_this_quarter_by",
+        "account.visits_this_quarter_by(role)",
+        "number of visits by `role` since the first day of the as-of date's calendar quarter",
+        |a: &mut Account, role: &str| {
+            let len = i64::from(a.end - quarter_start(a.end) + 1);
+            let v = a.m.visits_by_in(a.end, len, Some(role));
+            seen(
+                a.explain,
+                || format!("account.visits_this_quarter_by({role:?})"),
+                v,
+            )
+        },
+    );
+
+    api.section = "account: receivables and credit";
+    g!(
+        api,
+        "receivables",
+        "account.receivables",
+        "open invoices: the total amount (0 when none)",
+        |a: &mut Account| seen(
+            a.explain,
+            || "account.receivables".into(),
+            a.m.receivables()
+        ),
+    );
+    g!(
+        api,
+        "overdue_amount",
+        "account.overdue_amount",
+        "the amount of open invoices past their due date",
+        |a: &mut Account| {
+            let v = a.m.overdue_amount(a.end);
+            seen(a.explain, || "account.overdue_amount".into(), v)
+        },
+    );
+    g!(
+        api,
+        "days_overdue",
+        "account.days_overdue",
+        "days the oldest overdue invoice is past due; 0 when none is",
+        |a: &mut Account| {
+            let v = a.m.days_overdue(a.end);
+            seen(a.explain, || "account.days_overdue".into(), v)
+        },
+    );
+    g!(
+        api,
+        "credit_limit",
+        "account.credit_limit",
+        "the credit limit from the master; 0 when the master gives none",
+        |a: &mut Account| {
+            let v = a.m.credit_limit.unwrap_or(0.0);
+            seen(a.explain, || "account.credit_limit".into(), v)
+        },
+    );
+    g!(
+        api,
+        "credit_used_pct",
+        "account.credit_used_pct",
+        "open receivables as % of the credit limit; -1 when there is no limit",
+        |a: &mut Account| {
+            let v = a.m.credit_used_pct().unwrap_or(-1.0);
+            seen(a.explain, || "account.credit_used_pct".into(), v)
+        },
+    );
+
+    api.section = "account: stock";
+    g!(
+        api,
+        "main_skus",
+        "account.main_skus",
+        "the account's main SKUs (top 3 by trailing-12-month revenue), largest first",
+        |a: &mut Account| {
+            if a.explain {
+                seen(
+                    true,
+                    || "account.main_skus".into(),
+                    a.m.main_skus.join(", "),
+                );
+            }
+            a.m.main_skus
+                .iter()
+                .map(|s| Dynamic::from(s.clone()))
+                .collect::<Array>()
+        },
+    );
+    g!(
+        api,
+        "stock_cover",
+        "account.stock_cover",
+        "for each main SKU the inventory knows: #{ sku, on_hand, daily_qty, days, dedicated } — days of cover at the last 90 days' demand (-1 without demand); stock held for the account (dedicated) is set against its own demand, warehouse stock against the whole book's",
+        |a: &mut Account| {
+            let mut out = Array::with_capacity(a.m.stock.len());
+            for s in &a.m.stock {
+                let mut m = Map::new();
+                m.insert("sku".into(), s.sku.clone().into());
+                m.insert("on_hand".into(), s.on_hand.into());
+                m.insert("daily_qty".into(), s.daily_qty.into());
+                m.insert("days".into(), s.days.into());
+                m.insert("dedicated".into(), s.dedicated.into());
+                if a.explain {
+                    seen(
+                        true,
+                        || format!("account.stock_cover[{}]", s.sku),
+                        format!(
+                            "on hand {}, {}/day, {} days{}",
+                            round_to(s.on_hand, 2),
+                            round_to(s.daily_qty, 2),
+                            round_to(s.days, 1),
+                            if s.dedicated {
+                                " (held for the account)"
+                            } else {
+                                " (warehouse)"
+                            }
+                        ),
+                    );
+                }
+                out.push(m.into());
+            }
+            out
+        },
+    );
+
+    api.section = "portfolio: the whole book";
+    g!(
+        api,
+        "accounts",
+        "portfolio.accounts",
+        "number of active accounts",
+        |b: &mut Book| {
+            seen(
+                b.explain,
+                || "portfolio.accounts".into(),
+                b.p.accounts as i64,
+            )
+        }
+    );
+    g!(
+        api,
+        "revenue_12m",
+        "portfolio.revenue_12m",
+        "the book's revenue over the 365 days ending at the as-of date",
+        |b: &mut Book| seen(
+            b.explain,
+            || "portfolio.revenue_12m".into(),
+            b.p.revenue_12m
+        ),
+    );
+    f!(
+        api,
+        "tier_count",
+        "portfolio.tier_count(tier)",
+        "number of active accounts in tier \"A\", \"B\" or \"C\"",
+        |b: &mut Book, tier: &str| {
+            let v = b.p.tier_count(tier) as i64;
+            seen(b.explain, || format!("portfolio.tier_count({tier:?})"), v)
+        },
+    );
+    for m in Metric::ALL {
+        if m == Metric::Skus {
+            continue;
+        }
+        let name = m.name();
+        f!(
+            api,
+            name,
+            &format!("portfolio.{name}(days)"),
+            &format!(
+                "the book's {} over the `days` days ending at the as-of date",
+                m.describe()
+            ),
+            move |b: &mut Book, days: i64| {
+                let v = b.p.metric(m, b.end, days, 0);
+                seen(b.explain, || format!("portfolio.{name}({days})"), v)
+            },
+        );
+        f!(
+            api,
+            &format!("{name}_prev"),
+            &format!("portfolio.{name}_prev(days)"),
+            "the same over the previous `days` days",
+            move |b: &mut Book, days: i64| {
+                let v = b.p.metric(m, b.end, days, days);
+                seen(b.explain, || format!("portfolio.{name}_prev({days})"), v)
+            },
+        );
+    }
+
+    api.section = "helpers";
+    f!(
+        api,
+        "pct_change",
+        "pct_change(now, before)",
+        "percentage change from `before` to `now` ((now - before) / |before| x 100); 0 when `before` is 0",
+        pct_change,
+    );
+    f!(
+        api,
+        "pct_change",
+        "pct_change(now, before)",
+        "the same for integers",
+        |now: i64, before: i64| { pct_change(now as f64, before as f64) }
+    );
+    f!(
+        api,
+        "pct_change",
+        "pct_change(now, before)",
+        "the same with an integer `before`",
+        |now: f64, before: i64| { pct_change(now, before as f64) }
+    );
+    f!(
+        api,
+        "pct_change",
+        "pct_change(now, before)",
+        "the same with an integer `now`",
+        |now: i64, before: f64| { pct_change(now as f64, before) }
+    );
+    f!(
+        api,
+        "pct",
+        "pct(part, whole)",
+        "part as % of whole; 0 when whole is 0",
+        |part: f64, whole: f64| {
+            if whole.abs() < f64::EPSILON {
+                0.0
+            } else {
+                all_pct(part / whole * 100.0)
+            }
+        }
+    );
+    f!(
+        api,
+        "round",
+        "round(x, digits)",
+        "x rounded to `digits` decimals (0..10)",
+        round_to
+    );
+    f!(
+        api,
+        "round",
+        "round(x, digits)",
+        "integers stay as they are, as floats",
+        |x: i64, _d: i64| { x as f64 }
+    );
+    f!(
+        api,
+        "mean",
+        "mean(array)",
+        "the mean of the numbers in an array; 0 when empty",
+        |a: Array| {
+            let v = to_f64s(&a);
+            if v.is_empty() {
+                0.0
+            } else {
+                v.iter().sum::<f64>() / v.len() as f64
+            }
+        }
+    );
+    f!(
+        api,
+        "trend_pct",
+        "trend_pct(array)",
+        "the least-squares slope of a series per step, as % of its mean (e.g. -5.0: falling 5% of the average each month); 0 with fewer than 2 points or a zero mean",
+        |a: Array| {
+            let v = to_f64s(&a);
+            let n = v.len() as f64;
+            if v.len() < 2 {
+                return 0.0;
+            }
+            let mx = (n - 1.0) / 2.0;
+            let my = v.iter().sum::<f64>() / n;
+            let (mut sxy, mut sxx) = (0.0, 0.0);
+            for (i, y) in v.iter().enumerate() {
+                let dx = i as f64 - mx;
+                sxy += dx * (y - my);
+                sxx += dx * dx;
+            }
+            if my.abs() < f64::EPSILON {
+                0.0
+            } else {
+                all_pct(sxy / sxx / my * 100.0)
+            }
+        },
+    );
+    f!(
+        api,
+        "format_date",
+        "format_date(date, format)",
+        "reformats a YYYY-MM-DD date with a strftime format, e.g. format_date(as_of, \"%Y年%m月%d日\")",
+        |d: &str, fmt: &str| -> Result<String, Box<EvalAltResult>> {
+            let d = parse_date(d)?;
+            let mut out = String::new();
+            write!(out, "{}", d.format(fmt))
+                .map_err(|_| format!("format_date(): {fmt:?} is not a valid date format"))?;
+            Ok(out)
+        },
+    );
+    f!(
+        api,
+        "add_days",
+        "add_days(date, n)",
+        "the YYYY-MM-DD date `n` days after `date` (n may be negative)",
+        |d: &str, n: i64| -> Result<String, Box<EvalAltResult>> {
+            let d = parse_date(d)?;
+            let n = n.clamp(-100_000, 100_000);
+            Ok(date_of(crate::metrics::day(d) + n as i32)
+                .format("%Y-%m-%d")
+                .to_string())
+        },
+    );
+    f!(
+        api,
+        "days_between",
+        "days_between(from, to)",
+        "days from one YYYY-MM-DD date to another (negative when `to` is earlier)",
+        |a: &str, b: &str| -> Result<i64, Box<EvalAltResult>> {
+            Ok((parse_date(b)? - parse_date(a)?).num_days())
+        },
+    );
+    f!(
+        api,
+        "month",
+        "month(date)",
+        "the month (1..12) of a YYYY-MM-DD date",
+        |d: &str| -> Result<i64, Box<EvalAltResult>> {
+            use chrono::Datelike;
+            Ok(i64::from(parse_date(d)?.month()))
+        }
+    );
+    f!(
+        api,
+        "quarter",
+        "quarter(date)",
+        "the calendar quarter (1..4) of a YYYY-MM-DD date",
+        |d: &str| -> Result<i64, Box<EvalAltResult>> {
+            use chrono::Datelike;
+            Ok(i64::from(parse_date(d)?.month0() / 3 + 1))
+        }
+    );
+    f!(
+        api,
+        "year",
+        "year(date)",
+        "the year of a YYYY-MM-DD date",
+        |d: &str| -> Result<i64, Box<EvalAltResult>> {
+            use chrono::Datelike;
+            Ok(i64::from(parse_date(d)?.year()))
+        }
+    );
+    f!(
+        api,
+        "day_of_quarter",
+        "day_of_quarter(date)",
+        "the day within its calendar quarter (1 on 1 January, 1 April, 1 July, 1 October)",
+        |d: &str| -> Result<i64, Box<EvalAltResult>> {
+            let d = crate::metrics::day(parse_date(d)?);
+            Ok(i64::from(d - quarter_start(d) + 1))
+        }
+    );
+    f!(
+        api,
+        "alert",
+        "alert(#{ severity, title, figures, action, key })",
+        "raises a warning for this account: severity \"info\" | \"warning\" | \"critical\" (default: the rule's SETTINGS.severity, else \"warning\"); title (required); figures, the numbers behind it, as an array of [label, value] pairs (kept in order) or a map (sorted by label); the recommended action; key, to raise several alerts for one account (one per SKU, say)",
+        |ctx: NativeCallContext, spec: Map| super::raise(&ctx, spec),
+    );
+    api.docs
+}
+
+/// The rule API reference, as markdown, from what `register` registered.
+pub fn reference() -> String {
+    let mut e = Engine::new_raw();
+    let docs = register(&mut e);
+    let mut out = String::new();
+    let _ = writeln!(out, "# Rule API reference\n");
+    let _ = writeln!(
+        out,
+        "Generated by `kamwatch rules api` from the functions the rule engine registers; \
+         a test fails when this page and the command differ. Regenerate with\n\
+         `cargo run -- rules api > docs/rules-api.md`.\n"
+    );
+    let _ = writeln!(
+        out,
+        "Every rule runs once per account with these in scope: `account` (the account), \
+         `portfolio` (the book), `as_of` (the evaluation date, \"YYYY-MM-DD\"). \
+         Windows are `days` days ending at the as-of date, inclusive: `account.revenue(90)` \
+         covers the as-of date and the 89 days before it. Money is in the export's currency; \
+         percentages are 0..100. A figure that does not exist is -1 where noted \
+         (never ordered, never visited, no credit limit), never an error.\n"
+    );
+    let _ = writeln!(
+        out,
+        "Per-rule settings go in a top-level literal `const SETTINGS = #{{ ... }};`: \
+         `enabled` (bool), `tiers` (array of \"A\"/\"B\"/\"C\"; other accounts are skipped without \
+         running the script), `severity` (default for `alert`), `for_evaluations` (consecutive evaluations \
+         before an alert fires), `repeat_days` (days before a still-firing alert is mailed again), \
+         `recipients` (extra addresses). `rule_settings:` in the config overrides them per rule.\n"
+    );
+    let sigs: Vec<String> = {
+        let json = e.gen_fn_metadata_to_json(false).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+        v["functions"]
+            .as_array()
+            .map(|fs| {
+                fs.iter()
+                    .map(|f| {
+                        let doc = f["docComments"][0].as_str().unwrap_or("");
+                        format!(
+                            "{}\u{0}{}",
+                            doc,
+                            f["signature"].as_str().unwrap_or("").replace("get$", "")
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut section = "";
+    for d in &docs {
+        if d.section != section {
+            section = d.section;
+            let _ = writeln!(out, "## {section}\n");
+        }
+        let key = format!("/// {}: {}", d.usage, d.doc);
+        let sig: Vec<&str> = sigs
+            .iter()
+            .filter_map(|s| s.split_once('\u{0}'))
+            .filter(|(doc, _)| *doc == key)
+            .map(|(_, sig)| sig)
+            .collect();
+        let _ = writeln!(out, "- `{}` — {}", d.usage, d.doc);
+        for s in sig.iter().take(1) {
+            let _ = writeln!(out, "  <br>`{s}`");
+        }
+    }
+    out
+}

@@ -1,0 +1,224 @@
+//! The evaluation benchmark (`kamwatch bench rules`): the shipped rules over
+//! generated accounts, rule x account evaluations per second, beside a naive
+//! baseline measured in the same run. It prints figures; nothing asserts a
+//! time. The accounts are built in memory (no export files, no database):
+//! what is measured is the rules stage alone.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::NaiveDate;
+use rhai::{ImmutableString, Scope};
+
+use super::{RuleSet, api};
+use crate::config::TierConfig;
+use crate::metrics::{
+    AccountMetrics, Invoice, Portfolio, Series, Snapshot, StockCover, Visit, assign_tiers, day,
+};
+use crate::store::OrderDay;
+
+/// A small deterministic PRNG (SplitMix64), so a seed gives the same book.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    fn f(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// A book of `n` accounts with 18 months of orders, visits, invoices and
+/// stock, as of `as_of`. Account sizes are heavy-tailed, so about a fifth
+/// of the accounts make tier A, as in a real book.
+pub fn synthetic(n: usize, seed: u64, as_of: NaiveDate) -> Snapshot {
+    let mut rng = Rng(seed);
+    let end = day(as_of);
+    let start = end - 540;
+    let roles: [Arc<str>; 2] = [Arc::from("业务员"), Arc::from("销售总监")];
+    let mut accounts: Vec<AccountMetrics> = Vec::with_capacity(n);
+    let mut book = Series::default();
+    let mut per_day = vec![0.0f64; 541];
+    for i in 0..n {
+        let mut a = AccountMetrics::empty(&format!("KH{i:06}"), &format!("客户{i}"));
+        // Pareto-like size: a few big accounts, many small ones.
+        let size = 2_000.0 / (1.0 - rng.f()).powf(0.8);
+        let gap = 5 + rng.below(40) as i32;
+        let margin = 0.15 + 0.2 * rng.f();
+        let fading = rng.below(10) == 0;
+        let mut d = start + rng.below(gap as u64) as i32;
+        while d <= end {
+            let fade = if fading && d > end - 90 { 0.5 } else { 1.0 };
+            let revenue = (size * (0.5 + rng.f()) * fade).round();
+            let date = crate::metrics::date_of(d);
+            a.series.push(&OrderDay {
+                date,
+                revenue,
+                cost: (revenue * (1.0 - margin)).round(),
+                qty: (revenue / 20.0).round(),
+                orders: 1,
+            });
+            a.sku_days.push((d, rng.below(50) as u32));
+            per_day[(d - start) as usize] += revenue;
+            d += gap + rng.below(gap as u64 / 2 + 1) as i32;
+        }
+        let mut v = start + rng.below(30) as i32;
+        let cadence = 7 + rng.below(40) as i32;
+        while v <= end {
+            let senior = rng.below(8) == 0;
+            a.visits.push(Visit {
+                day: v,
+                role: Some(roles[usize::from(senior)].clone()),
+            });
+            v += cadence;
+        }
+        if rng.below(4) == 0 {
+            a.credit_limit = Some((size * 6.0).round());
+            for k in 0..3 {
+                a.invoices.push(Invoice {
+                    amount: (size * rng.f() * 2.0).round(),
+                    due: end - 60 + 30 * k,
+                });
+            }
+        }
+        a.main_skus = vec![format!("SP-{:03}", rng.below(50))];
+        a.stock.push(StockCover {
+            sku: a.main_skus[0].clone(),
+            on_hand: (size / 10.0).round(),
+            daily_qty: size / 300.0,
+            days: 30.0 * rng.f() * 3.0,
+            dedicated: true,
+        });
+        a.revenue_12m = a.series.sum(crate::metrics::Measure::Revenue, end, 365);
+        accounts.push(a);
+    }
+    // The book series: one entry per calendar day, summed over accounts.
+    for (off, rev) in per_day.iter().enumerate() {
+        book.push(&OrderDay {
+            date: crate::metrics::date_of(start + off as i32),
+            revenue: *rev,
+            cost: rev * 0.75,
+            qty: rev / 20.0,
+            orders: 0,
+        });
+    }
+    accounts.sort_by(|a, b| {
+        b.revenue_12m
+            .total_cmp(&a.revenue_12m)
+            .then(a.id.cmp(&b.id))
+    });
+    let total: f64 = accounts.iter().map(|a| a.revenue_12m).sum();
+    let revs: Vec<f64> = accounts.iter().map(|a| a.revenue_12m).collect();
+    let tiers = assign_tiers(&revs, total, &TierConfig::default());
+    let mut portfolio = Portfolio {
+        accounts: n,
+        revenue_12m: total,
+        series: book,
+        ..Portfolio::default()
+    };
+    for (rank, (a, t)) in accounts.iter_mut().zip(tiers).enumerate() {
+        a.tier = t;
+        // Some movement between tiers, as a month of trading gives.
+        a.prev_tier = if rng.below(50) == 0 { "B" } else { t };
+        a.rank = rank + 1;
+        a.share = if total > 0.0 {
+            a.revenue_12m / total
+        } else {
+            0.0
+        };
+        match t {
+            "A" => portfolio.tier_a += 1,
+            "B" => portfolio.tier_b += 1,
+            _ => portfolio.tier_c += 1,
+        }
+    }
+    Snapshot {
+        as_of,
+        accounts: accounts.into_iter().map(Arc::new).collect(),
+        portfolio: Arc::new(portfolio),
+        unknown_accounts: 0,
+        skus: Arc::new((0..50).map(|i| format!("SP-{i:03}")).collect()),
+    }
+}
+
+/// One measured run.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    pub label: String,
+    pub evaluations: u64,
+    pub alerts: usize,
+    pub secs: f64,
+}
+
+impl Measured {
+    pub fn per_sec(&self) -> f64 {
+        self.evaluations as f64 / self.secs.max(1e-9)
+    }
+}
+
+/// The naive loop: one thread, a fresh scope with the account pushed for
+/// every rule x account call, and every script run whatever its tiers.
+pub fn naive(rules: &RuleSet, snap: &Snapshot) -> Measured {
+    let t = Instant::now();
+    let end = snap.end();
+    let as_of: ImmutableString = snap.as_of.format("%Y-%m-%d").to_string().into();
+    let mut evaluations = 0u64;
+    let mut alerts = 0usize;
+    for m in &snap.accounts {
+        for rule in &rules.rules {
+            let mut scope = Scope::new();
+            scope.push_constant("as_of", as_of.clone());
+            scope.push_constant(
+                "portfolio",
+                api::Book {
+                    p: snap.portfolio.clone(),
+                    end,
+                    explain: false,
+                },
+            );
+            scope.push_constant(
+                "account",
+                api::Account {
+                    m: m.clone(),
+                    end,
+                    explain: false,
+                },
+            );
+            let _ = rules.engine.run_ast_with_scope(&mut scope, &rule.ast);
+            alerts += super::RAISED
+                .with(|r| std::mem::take(&mut *r.borrow_mut()))
+                .len();
+            evaluations += 1;
+        }
+    }
+    Measured {
+        label: "naive: 1 thread, fresh scope per call, every script runs".into(),
+        evaluations,
+        alerts,
+        secs: t.elapsed().as_secs_f64(),
+    }
+}
+
+/// `RuleSet::evaluate_with` on `threads` threads: what the daemon runs.
+pub fn optimized(rules: &RuleSet, snap: &Snapshot, threads: usize) -> Measured {
+    let t = Instant::now();
+    let out = rules.evaluate_with(snap, threads);
+    Measured {
+        label: format!(
+            "kamwatch: {threads} thread{}, scope reused, tier filter before the script",
+            if threads == 1 { "" } else { "s" }
+        ),
+        evaluations: out.runs,
+        alerts: out.findings.len(),
+        secs: t.elapsed().as_secs_f64(),
+    }
+}

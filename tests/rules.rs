@@ -1,0 +1,282 @@
+use crate::support::*;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn show(o: &Output) -> String {
+    format!(
+        "status: {:?}\n--- stdout ---\n{}--- stderr ---\n{}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    )
+}
+
+fn assert_exit(o: &Output, want: i32) {
+    assert_eq!(o.status.code(), Some(want), "wrong exit code\n{}", show(o));
+}
+
+/// `kamwatch <args>` with the shipped config, from the repository root.
+fn kamwatch(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kamwatch"))
+        .args(args)
+        .current_dir(repo())
+        .env_remove("KAMWATCH_LOG")
+        .output()
+        .expect("running kamwatch")
+}
+
+fn shipped_rules() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(repo().join("rules"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rhai"))
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn shipped_rule_tests_pass() {
+    let o = kamwatch(&["test", "rules/tests"]);
+    assert_exit(&o, 0);
+    let out = stdout(&o);
+    assert!(out.contains(" 0 failed"), "{}", show(&o));
+    assert!(!out.contains("FAIL"), "{}", show(&o));
+    // Every shipped rule has a test file that shows it firing and silent.
+    for name in shipped_rules() {
+        let file = repo().join(format!("rules/tests/{name}.yaml"));
+        let text = std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("{name}.rhai has no test file {}: {e}", file.display()));
+        assert!(
+            text.contains("expect: []"),
+            "{name}: no test asserts silence"
+        );
+        assert!(
+            text.contains(&format!("rule: {name}")),
+            "{name}: no test expects it to fire"
+        );
+        assert!(
+            out.contains(&format!("{name}.yaml")),
+            "{name}.yaml did not run\n{out}"
+        );
+    }
+    // Every shipped rule says why it matters and what to do.
+    for name in shipped_rules() {
+        let src = std::fs::read_to_string(repo().join(format!("rules/{name}.rhai"))).unwrap();
+        assert!(src.contains("// Why it matters:"), "{name}");
+        assert!(
+            src.contains("// What the account manager should do:"),
+            "{name}"
+        );
+    }
+}
+
+/// A test file in a temp folder that runs the shipped rules.
+fn temp_test(yaml: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("t.yaml");
+    let yaml = yaml.replace("RULES", &repo().join("rules").to_string_lossy());
+    std::fs::write(&f, yaml).unwrap();
+    (dir, f)
+}
+
+#[test]
+fn failing_rule_test_exits_1_with_a_diff() {
+    let (_d, f) = temp_test(
+        "rules_dir: RULES\nrules: [credit_limit]\ntests:\n  - name: wrong severity\n    as_of: 2026-10-31\n    accounts: [{ id: K1, credit_limit: 100 }]\n    receivables: [{ account: K1, amount: 95, due: 2026-12-01 }]\n    expect: [{ rule: credit_limit, account: K1, severity: critical }]\n  - name: expects silence\n    as_of: 2026-10-31\n    accounts: [{ id: K1, credit_limit: 100 }]\n    receivables: [{ account: K1, amount: 85, due: 2026-12-01 }]\n    expect: []\n",
+    );
+    let o = kamwatch(&["test", f.to_str().unwrap()]);
+    assert_exit(&o, 1);
+    let out = stdout(&o);
+    assert!(out.contains("FAIL  wrong severity"), "{}", show(&o));
+    assert!(
+        out.contains("- expected, not raised: credit_limit K1 severity=critical"),
+        "{}",
+        show(&o)
+    );
+    assert!(
+        out.contains(
+            "+ raised, not expected: credit_limit K1 severity=warning title=\"信用额度已用 95%\""
+        ),
+        "{}",
+        show(&o)
+    );
+    assert!(out.contains("FAIL  expects silence"), "{}", show(&o));
+    assert!(out.contains("2 tests: 0 passed, 2 failed"), "{}", show(&o));
+}
+
+#[test]
+fn unusable_rule_test_file_exits_2_naming_file_and_line() {
+    let (_d, f) = temp_test(
+        "rules_dir: RULES\ntests:\n  - name: typo\n    as_of: 2026-10-31\n    acounts: []\n    expect: []\n",
+    );
+    let o = kamwatch(&["test", f.to_str().unwrap()]);
+    assert_exit(&o, 2);
+    let err = stderr(&o);
+    assert!(err.contains("t.yaml"), "{}", show(&o));
+    assert!(err.contains("acounts"), "{}", show(&o));
+    assert!(err.contains("line 5"), "{}", show(&o));
+
+    let (_d, f) = temp_test(
+        "rules_dir: RULES\nrules: [no_such_rule]\ntests:\n  - name: x\n    as_of: 2026-10-31\n    expect: []\n",
+    );
+    let o = kamwatch(&["test", f.to_str().unwrap()]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("no_such_rule"), "{}", show(&o));
+}
+
+#[test]
+fn rules_api_matches_the_checked_in_reference() {
+    let o = kamwatch(&["rules", "api"]);
+    assert_exit(&o, 0);
+    let doc = std::fs::read_to_string(repo().join("docs/rules-api.md")).unwrap();
+    assert!(
+        stdout(&o) == doc,
+        "docs/rules-api.md is stale: regenerate it with `cargo run -- rules api > docs/rules-api.md`"
+    );
+    // Every function the shipped rules call is in the reference.
+    for name in shipped_rules() {
+        let src = std::fs::read_to_string(repo().join(format!("rules/{name}.rhai"))).unwrap();
+        for call in src.split("account.").skip(1) {
+            let f: String = call
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            assert!(
+                doc.contains(&format!("`account.{f}")),
+                "{name} uses account.{f}, which the reference does not list"
+            );
+        }
+    }
+}
+
+#[test]
+fn eval_explain_prints_what_the_rule_read_and_why_it_fired() {
+    let p = Project::new();
+    let o = p.run(&[
+        "ingest",
+        fixture("客户主数据.csv").to_str().unwrap(),
+        fixture("销售明细_202609-10.csv").to_str().unwrap(),
+        fixture("拜访记录_202609-10.csv").to_str().unwrap(),
+    ]);
+    assert_exit(&o, 0);
+    // Which account fires lapsed_visits? Ask the dry run.
+    let o = p.run(&[
+        "eval",
+        "--as-of",
+        "2026-10-31",
+        "--dry-run",
+        "--format",
+        "json",
+    ]);
+    assert_exit(&o, 0);
+    let fired: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let hit = fired
+        .iter()
+        .find(|v| v["rule"] == "lapsed_visits")
+        .expect("lapsed_visits fires on the fixtures");
+    let id = hit["account_id"].as_str().unwrap();
+    let o = p.run(&[
+        "eval",
+        "--as-of",
+        "2026-10-31",
+        "--rule",
+        "lapsed_visits",
+        "--account",
+        id,
+        "--explain",
+    ]);
+    assert_exit(&o, 0);
+    let out = stdout(&o);
+    assert!(
+        out.starts_with(&format!("rule lapsed_visits for account {id} ")),
+        "{out}"
+    );
+    assert!(out.contains("  account.tier"), "{out}");
+    assert!(out.contains("  account.days_since_last_visit"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "fired: {} \"{}\"",
+            hit["severity"].as_str().unwrap(),
+            hit["title"].as_str().unwrap()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("(alert() at lapsed_visits.rhai line "),
+        "{out}"
+    );
+
+    // An account the rule is silent for says so.
+    let quiet = ["KH1001", "KH1002", "KH1003", "KH1004"]
+        .into_iter()
+        .find(|a| {
+            !fired
+                .iter()
+                .any(|v| v["rule"] == "margin_slip" && v["account_id"] == *a)
+        })
+        .unwrap();
+    let o = p.run(&[
+        "eval",
+        "--as-of",
+        "2026-10-31",
+        "--rule",
+        "margin_slip",
+        "--account",
+        quiet,
+        "--explain",
+    ]);
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("silent:"), "{}", show(&o));
+
+    // Unknown rule or account: a usage error naming it.
+    let o = p.run(&["eval", "--rule", "nope", "--account", id, "--explain"]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("nope"), "{}", show(&o));
+    // --rule without --explain is refused by the parser.
+    let o = p.run(&["eval", "--rule", "margin_slip"]);
+    assert_exit(&o, 2);
+    assert_eq!(
+        p.db()
+            .query_row("SELECT COUNT(*) FROM alerts", [], |r| r.get::<_, i64>(0))
+            .unwrap(),
+        0,
+        "explaining recorded alerts"
+    );
+}
+
+#[test]
+fn config_rule_settings_override_and_unknown_names_are_reported() {
+    let p = Project::new();
+    let cfg = std::fs::read_to_string(p.config()).unwrap();
+    std::fs::write(
+        p.config(),
+        format!("{cfg}\nrule_settings:\n  margin_slip:\n    enabled: false\n  no_such_rule:\n    tiers: [A]\n"),
+    )
+    .unwrap();
+    let o = p.run(&["check"]);
+    assert_exit(&o, 1);
+    assert!(
+        stdout(&o).contains("rule_settings.no_such_rule"),
+        "{}",
+        show(&o)
+    );
+
+    std::fs::write(
+        p.config(),
+        format!("{cfg}\nrule_settings:\n  margin_slip:\n    severity: loud\n"),
+    )
+    .unwrap();
+    let o = p.run(&["check"]);
+    assert_exit(&o, 2);
+    assert!(
+        stderr(&o).contains("rule_settings.margin_slip.severity"),
+        "{}",
+        show(&o)
+    );
+}
