@@ -216,6 +216,9 @@ pub enum BenchCommand {
         /// Measured rounds; the best is reported.
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// Also measure each rule alone (1 thread).
+        #[arg(long)]
+        per_rule: bool,
     },
 }
 
@@ -375,6 +378,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
                     threads,
                     seed,
                     rounds,
+                    per_rule,
                 },
         } => bench_rules(
             &config::load(&cli.config)?,
@@ -382,6 +386,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             *threads,
             *seed,
             *rounds,
+            *per_rule,
         ),
         Command::Generate {
             out,
@@ -1119,6 +1124,7 @@ fn bench_rules(
     threads: usize,
     seed: u64,
     rounds: usize,
+    per_rule: bool,
 ) -> Result<ExitCode> {
     use crate::rules::bench;
     let (rules, errors, _) = RuleSet::load_config(cfg)?;
@@ -1132,14 +1138,17 @@ fn bench_rules(
     let names: Vec<&str> = rules.rules.iter().map(|r| &*r.name).collect();
     writeln!(
         o,
-        "{} accounts generated in {:.1} s (tier A {}, B {}, C {}), as of {as_of}; {} rules: {}",
+        "{} accounts generated in {:.1} s (tier A {}, B {}, C {}), as of {as_of}; {} rules: {}\nload average before the run: {}",
         snap.accounts.len(),
         t.elapsed().as_secs_f64(),
         snap.portfolio.tier_a,
         snap.portfolio.tier_b,
         snap.portfolio.tier_c,
         names.len(),
-        names.join(", ")
+        names.join(", "),
+        std::fs::read_to_string("/proc/loadavg")
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|_| "unknown".into())
     )?;
     let best = |f: &dyn Fn() -> bench::Measured| {
         (0..rounds.max(1))
@@ -1147,20 +1156,40 @@ fn bench_rules(
             .min_by(|a, b| a.secs.total_cmp(&b.secs))
     };
     let runs = [
-        best(&|| bench::naive(&rules, &snap)),
+        if std::env::var_os("KAMWATCH_BENCH_SKIP_NAIVE").is_some() {
+            None
+        } else {
+            best(&|| bench::naive(&rules, &snap))
+        },
         best(&|| bench::optimized(&rules, &snap, 1)),
         best(&|| bench::optimized(&rules, &snap, threads)),
     ];
     for m in runs.into_iter().flatten() {
         writeln!(
             o,
-            "{:<72} {:>10} evaluations in {:>6.3} s = {:>9.0}/s ({} alerts)",
+            "{:<56} {:>8} evals in {:>6.3} s = {:>9.0}/s wall; {:>6.2} CPU s = {:>9.0}/CPU s ({} alerts)",
             m.label,
             m.evaluations,
             m.secs,
             m.per_sec(),
+            m.cpu_secs.unwrap_or(0.0),
+            m.per_cpu_sec().unwrap_or(0.0),
             m.alerts
         )?;
+    }
+    if per_rule {
+        for name in &names {
+            let one = rules.subset(&[name.to_string()]);
+            if let Some(m) = best(&|| bench::optimized(&one, &snap, 1)) {
+                writeln!(
+                    o,
+                    "  {name:<24} 1 thread: {:>9.0}/s wall, {:>9.0}/CPU s ({} alerts)",
+                    m.per_sec(),
+                    m.per_cpu_sec().unwrap_or(0.0),
+                    m.alerts
+                )?;
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

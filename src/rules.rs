@@ -84,6 +84,8 @@ pub struct Rule {
     settings: RuleSettings,
     /// Tiers the rule runs for, as bits (0: disabled).
     mask: u8,
+    /// The data it needs, as bits (see `NEEDS`).
+    needs: u8,
 }
 
 impl Rule {
@@ -95,6 +97,7 @@ impl Rule {
     /// Replaces the settings (config overrides are applied through this).
     pub fn set_settings(&mut self, s: RuleSettings) {
         self.mask = s.mask();
+        self.needs = s.needs_mask();
         self.settings = s;
     }
 }
@@ -174,6 +177,40 @@ pub struct RuleSettings {
     pub repeat_days: Option<u32>,
     /// Addresses mailed besides the account's owner.
     pub recipients: Vec<String>,
+    /// Data the rule cannot fire without ("orders", "visits",
+    /// "receivables", "credit_limit", "stock"); accounts lacking any of it
+    /// are skipped without running the script.
+    pub needs: Vec<String>,
+}
+
+/// The `needs` a rule may declare, as bits.
+const NEEDS: [(&str, u8); 5] = [
+    ("orders", 1),
+    ("visits", 2),
+    ("receivables", 4),
+    ("credit_limit", 8),
+    ("stock", 16),
+];
+
+/// Which of the `NEEDS` the account has.
+fn has_bits(m: &AccountMetrics) -> u8 {
+    let mut b = 0;
+    if m.series.order_days(i32::MAX) > 0 {
+        b |= 1;
+    }
+    if !m.visits.is_empty() {
+        b |= 2;
+    }
+    if !m.invoices.is_empty() {
+        b |= 4;
+    }
+    if m.credit_limit.is_some_and(|l| l > 0.0) {
+        b |= 8;
+    }
+    if !m.stock.is_empty() {
+        b |= 16;
+    }
+    b
 }
 
 impl Default for RuleSettings {
@@ -185,11 +222,20 @@ impl Default for RuleSettings {
             for_evaluations: 1,
             repeat_days: None,
             recipients: Vec::new(),
+            needs: Vec::new(),
         }
     }
 }
 
 impl RuleSettings {
+    /// The `needs` as bits.
+    fn needs_mask(&self) -> u8 {
+        self.needs
+            .iter()
+            .filter_map(|n| NEEDS.iter().find(|x| x.0 == n).map(|x| x.1))
+            .fold(0, |a, b| a | b)
+    }
+
     /// Bit per tier (A=1, B=2, C=4) of the accounts the rule runs for.
     fn mask(&self) -> u8 {
         if !self.enabled {
@@ -260,6 +306,23 @@ impl RuleSettings {
                             .ok_or("`repeat_days` must be at least 1")?,
                     );
                 }
+                "needs" => {
+                    let arr = v
+                        .clone()
+                        .try_cast::<rhai::Array>()
+                        .ok_or("`needs` must be an array like [\"receivables\"]")?;
+                    for n in arr {
+                        let n = n
+                            .into_immutable_string()
+                            .map_err(|_| "`needs` must hold strings".to_string())?;
+                        if !NEEDS.iter().any(|x| x.0 == n.as_str()) {
+                            return Err(format!(
+                                "`needs`: {n:?} is not one of orders, visits, receivables, credit_limit, stock"
+                            ));
+                        }
+                        s.needs.push(n.to_string());
+                    }
+                }
                 "recipients" => {
                     let arr = v
                         .clone()
@@ -277,7 +340,7 @@ impl RuleSettings {
                 }
                 other => {
                     return Err(format!(
-                        "unknown setting `{other}`; the settings are enabled, tiers, severity, for_evaluations, repeat_days, recipients"
+                        "unknown setting `{other}`; the settings are enabled, tiers, needs, severity, for_evaluations, repeat_days, recipients"
                     ));
                 }
             }
@@ -629,25 +692,29 @@ impl RuleSet {
         scope.push_constant("portfolio", book);
         let base = scope.len();
         for m in accounts {
-            scope.rewind(base);
-            scope.push_constant(
-                "account",
-                api::Account {
-                    m: m.clone(),
-                    end,
-                    explain: false,
-                },
-            );
-            let with_account = scope.len();
             let bit = tier_bit(m.tier);
+            let has = has_bits(m);
             for rule in &self.rules {
                 out.runs += 1;
-                // A rule whose tiers exclude the account is silent for it
-                // without running the script.
-                if rule.mask & bit == 0 {
+                // A rule whose tiers exclude the account, or that needs data
+                // the account does not have, is silent for it without
+                // running the script.
+                if rule.mask & bit == 0 || rule.needs & !has != 0 {
                     continue;
                 }
-                scope.rewind(with_account);
+                // `account` is pushed as a plain variable for every run: a
+                // method call on a constant makes Rhai copy the value first,
+                // and a fresh push means no script can leave a changed
+                // `account` behind for the next rule.
+                scope.rewind(base);
+                scope.push(
+                    "account",
+                    api::Account {
+                        m: m.clone(),
+                        end,
+                        explain: false,
+                    },
+                );
                 let result = self.engine.run_ast_with_scope(&mut scope, &rule.ast);
                 let raised = RAISED.with(|r| std::mem::take(&mut *r.borrow_mut()));
                 match result {
@@ -707,6 +774,19 @@ impl RuleSet {
             } else {
                 "the rule is disabled (enabled: false); the script did not run".to_string()
             });
+            return Ok(ex);
+        }
+        let missing = r.needs & !has_bits(m);
+        if missing != 0 {
+            let what: Vec<&str> = NEEDS
+                .iter()
+                .filter(|x| missing & x.1 != 0)
+                .map(|x| x.0)
+                .collect();
+            ex.skipped = Some(format!(
+                "the rule needs {} and the account has none; the script did not run",
+                what.join(", ")
+            ));
             return Ok(ex);
         }
         let end = snap.end();
@@ -865,6 +945,7 @@ fn compile(engine: &Engine, path: &Path, source: &str) -> Result<Rule, CompileEr
                 path: path.to_path_buf(),
                 ast,
                 mask: settings.mask(),
+                needs: settings.needs_mask(),
                 settings,
             })
         }
@@ -1262,5 +1343,28 @@ mod tests {
         .err()
         .unwrap();
         assert_eq!(e.line, 2);
+    }
+
+    #[test]
+    fn needs_skip_accounts_without_the_data() {
+        let rs = RuleSet::from_sources(&[(
+            "n",
+            "const SETTINGS = #{ needs: [\"receivables\"] };\nalert(#{ title: \"t\" });",
+        )])
+        .unwrap();
+        assert_eq!(
+            rs.rules[0].settings().needs,
+            vec!["receivables".to_string()]
+        );
+        let snap = crate::metrics::tests_support::snapshot_one();
+        let out = rs.evaluate(&snap);
+        assert!(out.findings.is_empty());
+        assert_eq!(out.runs, 1);
+        let ex = rs.explain(&snap, "n", "KH1").unwrap();
+        assert!(ex.to_string().contains("needs receivables"), "{ex}");
+        let e = RuleSet::from_sources(&[("b", "const SETTINGS = #{ needs: [\"money\"] };")])
+            .err()
+            .unwrap();
+        assert!(e.message.contains("\"money\""), "{e}");
     }
 }

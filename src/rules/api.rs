@@ -844,7 +844,7 @@ pub fn reference() -> String {
          `enabled` (bool), `tiers` (array of \"A\"/\"B\"/\"C\"; other accounts are skipped without \
          running the script), `severity` (default for `alert`), `for_evaluations` (consecutive evaluations \
          before an alert fires), `repeat_days` (days before a still-firing alert is mailed again), \
-         `recipients` (extra addresses). `rule_settings:` in the config overrides them per rule.\n"
+         `recipients` (extra addresses), `needs` (data without which the rule cannot fire: \"orders\", \"visits\", \"receivables\", \"credit_limit\", \"stock\"; accounts lacking it are skipped without running the script). `rule_settings:` in the config overrides them per rule.\n"
     );
     let sigs: Vec<String> = {
         let json = e.gen_fn_metadata_to_json(false).unwrap_or_default();

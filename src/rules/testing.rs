@@ -600,6 +600,7 @@ impl RuleSet {
                     ast: r.ast.clone(),
                     settings: r.settings.clone(),
                     mask: r.mask,
+                    needs: r.needs,
                 });
             }
         }
