@@ -61,7 +61,10 @@ pub fn now_text() -> String {
 }
 
 pub fn date_text(d: NaiveDate) -> String {
-    d.format("%Y-%m-%d").to_string()
+    // Not `format("%Y-%m-%d")`: this runs once per ingested row, and
+    // chrono's strftime parses its pattern every time.
+    use chrono::Datelike;
+    format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
 }
 
 /// What became of a file, as the ledger records it.
