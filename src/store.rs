@@ -461,6 +461,40 @@ impl<'t> Writer<'t> {
     }
 }
 
+/// Drops the secondary indexes of `table` inside `tx` and returns the SQL
+/// that recreates them ([`restore_indexes`]). For a load much bigger than
+/// the table: one sorted index build is far cheaper than a million random
+/// index inserts. A rollback brings the indexes back by itself.
+pub fn suspend_indexes(tx: &Transaction<'_>, table: &str) -> Result<Vec<String>> {
+    let found: Vec<(String, String)> = {
+        let mut st = tx.prepare(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1 AND sql IS NOT NULL",
+        )?;
+        st.query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    for (name, _) in &found {
+        // The name comes from sqlite_master, not from input; quoted anyway.
+        tx.execute_batch(&format!("DROP INDEX \"{}\"", name.replace('"', "\"\"")))?;
+    }
+    Ok(found.into_iter().map(|(_, sql)| sql).collect())
+}
+
+/// Recreates indexes dropped by [`suspend_indexes`].
+pub fn restore_indexes(tx: &Transaction<'_>, sqls: &[String]) -> Result<()> {
+    for sql in sqls {
+        tx.execute_batch(sql)?;
+    }
+    Ok(())
+}
+
+/// The size of the database file in bytes (pages x page size).
+pub fn database_bytes(conn: &Connection) -> Result<u64> {
+    let pages: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
+    let size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+    Ok((pages.max(0) as u64) * (size.max(0) as u64))
+}
+
 /// An account as the rest of the pipeline sees it.
 #[derive(Debug, Clone)]
 pub struct AccountRecord {

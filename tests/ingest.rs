@@ -721,7 +721,7 @@ fn big_orders(path: &Path, rows: usize) {
 fn sigkill_mid_ingest_leaves_all_or_nothing() {
     use std::io::BufRead;
     let p = Project::new();
-    let rows = 300_000;
+    let rows = 360_000;
     let f = p.path("orders_big.csv");
     big_orders(&f, rows);
     let mut child = p
@@ -768,9 +768,19 @@ fn sigkill_mid_ingest_leaves_all_or_nothing() {
         "a partial file was stored"
     );
     assert_eq!(one::<i64>(&p, "SELECT COUNT(*) FROM ledger"), 0);
+    // A file this big is loaded with the orders index dropped and rebuilt
+    // in the same transaction: the kill must not have lost it.
+    let index = "SELECT COUNT(*) FROM sqlite_master WHERE name = 'orders_account_date'";
+    assert_eq!(one::<i64>(&p, index), 1, "the orders index is gone");
+    let size = std::fs::metadata(&f).unwrap().len();
+    assert!(size > 16 << 20, "{size} bytes: too small for a bulk load");
     let out = ingest_ok(&p, std::slice::from_ref(&f), 0);
     assert!(out.contains(&format!("(orders): {rows} rows")), "{out}");
     assert_eq!(one::<i64>(&p, "SELECT COUNT(*) FROM orders"), rows as i64);
+    assert_eq!(one::<i64>(&p, index), 1, "the orders index was not rebuilt");
+    let per_account =
+        "SELECT COUNT(*) FROM orders INDEXED BY orders_account_date WHERE account_id = 'KH0007'";
+    assert_eq!(one::<i64>(&p, per_account), (rows / 500) as i64);
     // And once more: a duplicate, counted nowhere.
     let out = ingest_ok(&p, &[f], 0);
     assert!(out.starts_with("duplicate"), "{out}");

@@ -142,6 +142,9 @@ enum Freshness {
 /// The page cache while a file is loaded, in KiB.
 const LOAD_CACHE_KIB: i64 = 64 * 1024;
 
+/// Below this size a file is never loaded in bulk mode (indexes rebuilt).
+const BULK_MIN_BYTES: u64 = 16 << 20;
+
 fn ingest(
     cfg: &Loaded,
     conn: &mut Connection,
@@ -254,7 +257,16 @@ fn ingest_inner(
     };
     let unit = src.unit();
 
+    // A file bigger than the whole database (a first load, a history
+    // backfill) is loaded without the orders indexes, rebuilt once after.
+    let bulk =
+        dataset == Dataset::Orders && size >= BULK_MIN_BYTES && size > store::database_bytes(conn)?;
     let tx = conn.transaction()?;
+    let suspended = if bulk {
+        store::suspend_indexes(&tx, "orders")?
+    } else {
+        Vec::new()
+    };
     let result = {
         let older = matches!(freshness, Freshness::Older { .. });
         let mut writer = match dataset {
@@ -273,6 +285,12 @@ fn ingest_inner(
     drop(src);
     match result {
         Ok(loaded) => {
+            if !suspended.is_empty() {
+                // The sorter of an index build takes memory of its own:
+                // shrink the page cache first so the peak stays bounded.
+                tx.pragma_update(None, "cache_size", -LOAD_CACHE_KIB / 4)?;
+                store::restore_indexes(&tx, &suspended)?;
+            }
             let mut notes = Vec::new();
             let skipped = loaded.problems.bad_rows;
             if skipped > 0 {
