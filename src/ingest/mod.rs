@@ -288,7 +288,7 @@ fn ingest_inner(
             if !suspended.is_empty() {
                 // The sorter of an index build takes memory of its own:
                 // shrink the page cache first so the peak stays bounded.
-                tx.pragma_update(None, "cache_size", -LOAD_CACHE_KIB / 4)?;
+                tx.pragma_update(None, "cache_size", -LOAD_CACHE_KIB / 8)?;
                 store::restore_indexes(&tx, &suspended)?;
             }
             let mut notes = Vec::new();
