@@ -786,3 +786,42 @@ fn sigkill_mid_ingest_leaves_all_or_nothing() {
     assert!(out.starts_with("duplicate"), "{out}");
     assert_eq!(one::<i64>(&p, "SELECT COUNT(*) FROM orders"), rows as i64);
 }
+
+#[test]
+fn utf8_bom_and_semicolons_and_invalid_utf8() {
+    let p = Project::new();
+    let f = p.path("orders_bom.csv");
+    let mut bytes = vec![0xEF, 0xBB, 0xBF];
+    bytes.extend_from_slice(
+        "订单编号;客户编号;订单日期;金额;成本\r\nB1;KH1001;2026-11-01;\"1.234,5\";1\r\n".as_bytes(),
+    );
+    std::fs::write(&f, &bytes).unwrap();
+    // "1.234,5" is not how this parser reads numbers: a person sees why.
+    ingest_ok(&p, std::slice::from_ref(&f), 1);
+    let errors = std::fs::read_to_string(p.path("var/rejected/orders_bom.csv.errors.txt")).unwrap();
+    assert!(
+        errors.contains("line 2, column 金额 (revenue): \"1.234,5\""),
+        "{errors}"
+    );
+    let f = p.path("orders_bom2.csv");
+    bytes.truncate(bytes.len() - "\"1.234,5\";1\r\n".len());
+    bytes.extend_from_slice(b"1234.5;1\r\n");
+    std::fs::write(&f, &bytes).unwrap();
+    let out = ingest_ok(&p, &[f], 0);
+    assert!(out.contains("(orders): 1 rows"), "{out}");
+    assert_eq!(one::<String>(&p, "SELECT order_id FROM orders"), "B1");
+
+    // Valid UTF-8 at the start, a broken byte far below: named, not replaced.
+    let f = p.path("orders_broken.csv");
+    let mut text = String::from("订单编号,客户编号,订单日期,金额,成本\n");
+    for i in 0..3000 {
+        text.push_str(&format!("U{i},KH1001,2026-11-01,1,1\n"));
+    }
+    let mut bytes = text.into_bytes();
+    bytes.extend_from_slice(b"U9,KH\xff1,2026-11-01,1,1\n");
+    std::fs::write(&f, &bytes).unwrap();
+    ingest_ok(&p, &[f], 1);
+    let errors =
+        std::fs::read_to_string(p.path("var/rejected/orders_broken.csv.errors.txt")).unwrap();
+    assert!(errors.contains("line 3002: is not valid text"), "{errors}");
+}

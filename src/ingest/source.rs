@@ -235,10 +235,19 @@ fn open_csv(
         return Ok(Err(not_text(at)));
     }
     let delim = ds.delimiter_byte().unwrap_or_else(|| sniff_delimiter(head));
-    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let text = BufReader::with_capacity(1 << 16, decoder(enc, f));
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let text: Box<dyn Read + Send> = match enc {
+        // UTF-8 needs no decoding: the csv reader checks every record and
+        // an invalid one is reported, not silently replaced. Skip the BOM.
+        Encoding::Utf8 => {
+            if head.starts_with(&[0xEF, 0xBB, 0xBF]) {
+                std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(3))?;
+            }
+            Box::new(f)
+        }
+        Encoding::Gb18030 => Box::new(BufReader::with_capacity(1 << 16, decoder(enc, f))),
+    };
     let newlines = Newlines::default();
-    let text: Box<dyn Read + Send> = Box::new(text);
     let counted = LineCounter {
         inner: text,
         offset: 0,
