@@ -1,6 +1,7 @@
 //! Store: the SQLite database on disk — connection, pragmas and numbered
 //! schema migrations — and the typed writes and reads of the data tables
-//! (ledger, accounts, orders, visits).
+//! (ledger, accounts, orders, visits, receivables, inventory), including
+//! the bulk-load index suspend/restore that ingest uses for big files.
 //!
 //! Every statement is parameterised. Other stages keep their own tables
 //! (alerts owns `alerts`/`alert_history`, mail owns `outbox`) but reach the
