@@ -825,3 +825,34 @@ fn utf8_bom_and_semicolons_and_invalid_utf8() {
         std::fs::read_to_string(p.path("var/rejected/orders_broken.csv.errors.txt")).unwrap();
     assert!(errors.contains("line 3002: is not valid text"), "{errors}");
 }
+
+#[test]
+fn a_missing_sheet_is_named_with_the_sheets_there_are() {
+    let p = Project::new();
+    let cfg = std::fs::read_to_string(p.config()).unwrap();
+    let cfg = cfg.replace(
+        "  orders:\n    files:",
+        "  orders:\n    sheet: 明细\n    files:",
+    );
+    std::fs::write(p.config(), cfg).unwrap();
+    let out = ingest_ok(&p, &[fixture(ORDERS_XLSX)], 1);
+    assert!(out.contains("no sheet named \"明细\""), "{out}");
+    let errors =
+        std::fs::read_to_string(p.path(&format!("var/rejected/{ORDERS_XLSX}.errors.txt"))).unwrap();
+    assert!(errors.contains("its sheets are: "), "{errors}");
+    // Named as it is, the sheet is read.
+    let sheet = errors
+        .split("its sheets are: ")
+        .nth(1)
+        .and_then(|s| s.split(['.', ',']).next())
+        .unwrap()
+        .to_string();
+    let cfg = std::fs::read_to_string(p.config()).unwrap();
+    std::fs::write(
+        p.config(),
+        cfg.replace("sheet: 明细", &format!("sheet: \"{sheet}\"")),
+    )
+    .unwrap();
+    let out = ingest_ok(&p, &[fixture(ORDERS_XLSX)], 0);
+    assert!(out.contains("(orders): "), "{out}");
+}
