@@ -541,7 +541,7 @@ fn progress_bar(f: &Path) -> Option<indicatif::ProgressBar> {
     }
     let bar = indicatif::ProgressBar::new_spinner();
     let style = indicatif::ProgressStyle::with_template(
-        "{spinner} {msg} {human_pos} rows ({per_sec}, {elapsed})",
+        "{spinner} {msg} {human_pos} rows ({per_sec:0}, {elapsed})",
     )
     .ok()?;
     bar.set_style(style);

@@ -1,6 +1,7 @@
 //! Store: the SQLite database on disk — connection, pragmas and numbered
 //! schema migrations — and the typed writes and reads of the data tables
-//! (ledger, accounts, orders, visits).
+//! (ledger, accounts, orders, visits, receivables, inventory), including
+//! the bulk-load index suspend/restore that ingest uses for big files.
 //!
 //! Every statement is parameterised. Other stages keep their own tables
 //! (alerts owns `alerts`/`alert_history`, mail owns `outbox`) but reach the
@@ -62,7 +63,10 @@ pub fn now_text() -> String {
 }
 
 pub fn date_text(d: NaiveDate) -> String {
-    d.format("%Y-%m-%d").to_string()
+    // Not `format("%Y-%m-%d")`: this runs once per ingested row, and
+    // chrono's strftime parses its pattern every time.
+    use chrono::Datelike;
+    format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
 }
 
 /// What became of a file, as the ledger records it.
@@ -457,6 +461,40 @@ impl<'t> Writer<'t> {
         }
         Ok(())
     }
+}
+
+/// Drops the secondary indexes of `table` inside `tx` and returns the SQL
+/// that recreates them ([`restore_indexes`]). For a load much bigger than
+/// the table: one sorted index build is far cheaper than a million random
+/// index inserts. A rollback brings the indexes back by itself.
+pub fn suspend_indexes(tx: &Transaction<'_>, table: &str) -> Result<Vec<String>> {
+    let found: Vec<(String, String)> = {
+        let mut st = tx.prepare(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1 AND sql IS NOT NULL",
+        )?;
+        st.query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    for (name, _) in &found {
+        // The name comes from sqlite_master, not from input; quoted anyway.
+        tx.execute_batch(&format!("DROP INDEX \"{}\"", name.replace('"', "\"\"")))?;
+    }
+    Ok(found.into_iter().map(|(_, sql)| sql).collect())
+}
+
+/// Recreates indexes dropped by [`suspend_indexes`].
+pub fn restore_indexes(tx: &Transaction<'_>, sqls: &[String]) -> Result<()> {
+    for sql in sqls {
+        tx.execute_batch(sql)?;
+    }
+    Ok(())
+}
+
+/// The size of the database file in bytes (pages x page size).
+pub fn database_bytes(conn: &Connection) -> Result<u64> {
+    let pages: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
+    let size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+    Ok((pages.max(0) as u64) * (size.max(0) as u64))
 }
 
 /// An account as the rest of the pipeline sees it.

@@ -721,7 +721,7 @@ fn big_orders(path: &Path, rows: usize) {
 fn sigkill_mid_ingest_leaves_all_or_nothing() {
     use std::io::BufRead;
     let p = Project::new();
-    let rows = 300_000;
+    let rows = 360_000;
     let f = p.path("orders_big.csv");
     big_orders(&f, rows);
     let mut child = p
@@ -768,11 +768,91 @@ fn sigkill_mid_ingest_leaves_all_or_nothing() {
         "a partial file was stored"
     );
     assert_eq!(one::<i64>(&p, "SELECT COUNT(*) FROM ledger"), 0);
+    // A file this big is loaded with the orders index dropped and rebuilt
+    // in the same transaction: the kill must not have lost it.
+    let index = "SELECT COUNT(*) FROM sqlite_master WHERE name = 'orders_account_date'";
+    assert_eq!(one::<i64>(&p, index), 1, "the orders index is gone");
+    let size = std::fs::metadata(&f).unwrap().len();
+    assert!(size > 16 << 20, "{size} bytes: too small for a bulk load");
     let out = ingest_ok(&p, std::slice::from_ref(&f), 0);
     assert!(out.contains(&format!("(orders): {rows} rows")), "{out}");
     assert_eq!(one::<i64>(&p, "SELECT COUNT(*) FROM orders"), rows as i64);
+    assert_eq!(one::<i64>(&p, index), 1, "the orders index was not rebuilt");
+    let per_account =
+        "SELECT COUNT(*) FROM orders INDEXED BY orders_account_date WHERE account_id = 'KH0007'";
+    assert_eq!(one::<i64>(&p, per_account), (rows / 500) as i64);
     // And once more: a duplicate, counted nowhere.
     let out = ingest_ok(&p, &[f], 0);
     assert!(out.starts_with("duplicate"), "{out}");
     assert_eq!(one::<i64>(&p, "SELECT COUNT(*) FROM orders"), rows as i64);
+}
+
+#[test]
+fn utf8_bom_and_semicolons_and_invalid_utf8() {
+    let p = Project::new();
+    let f = p.path("orders_bom.csv");
+    let mut bytes = vec![0xEF, 0xBB, 0xBF];
+    bytes.extend_from_slice(
+        "订单编号;客户编号;订单日期;金额;成本\r\nB1;KH1001;2026-11-01;\"1.234,5\";1\r\n".as_bytes(),
+    );
+    std::fs::write(&f, &bytes).unwrap();
+    // "1.234,5" is not how this parser reads numbers: a person sees why.
+    ingest_ok(&p, std::slice::from_ref(&f), 1);
+    let errors = std::fs::read_to_string(p.path("var/rejected/orders_bom.csv.errors.txt")).unwrap();
+    assert!(
+        errors.contains("line 2, column 金额 (revenue): \"1.234,5\""),
+        "{errors}"
+    );
+    let f = p.path("orders_bom2.csv");
+    bytes.truncate(bytes.len() - "\"1.234,5\";1\r\n".len());
+    bytes.extend_from_slice(b"1234.5;1\r\n");
+    std::fs::write(&f, &bytes).unwrap();
+    let out = ingest_ok(&p, &[f], 0);
+    assert!(out.contains("(orders): 1 rows"), "{out}");
+    assert_eq!(one::<String>(&p, "SELECT order_id FROM orders"), "B1");
+
+    // Valid UTF-8 at the start, a broken byte far below: named, not replaced.
+    let f = p.path("orders_broken.csv");
+    let mut text = String::from("订单编号,客户编号,订单日期,金额,成本\n");
+    for i in 0..3000 {
+        text.push_str(&format!("U{i},KH1001,2026-11-01,1,1\n"));
+    }
+    let mut bytes = text.into_bytes();
+    bytes.extend_from_slice(b"U9,KH\xff1,2026-11-01,1,1\n");
+    std::fs::write(&f, &bytes).unwrap();
+    ingest_ok(&p, &[f], 1);
+    let errors =
+        std::fs::read_to_string(p.path("var/rejected/orders_broken.csv.errors.txt")).unwrap();
+    assert!(errors.contains("line 3002: is not valid text"), "{errors}");
+}
+
+#[test]
+fn a_missing_sheet_is_named_with_the_sheets_there_are() {
+    let p = Project::new();
+    let cfg = std::fs::read_to_string(p.config()).unwrap();
+    let cfg = cfg.replace(
+        "  orders:\n    files:",
+        "  orders:\n    sheet: 明细\n    files:",
+    );
+    std::fs::write(p.config(), cfg).unwrap();
+    let out = ingest_ok(&p, &[fixture(ORDERS_XLSX)], 1);
+    assert!(out.contains("no sheet named \"明细\""), "{out}");
+    let errors =
+        std::fs::read_to_string(p.path(&format!("var/rejected/{ORDERS_XLSX}.errors.txt"))).unwrap();
+    assert!(errors.contains("its sheets are: "), "{errors}");
+    // Named as it is, the sheet is read.
+    let sheet = errors
+        .split("its sheets are: ")
+        .nth(1)
+        .and_then(|s| s.split(['.', ',']).next())
+        .unwrap()
+        .to_string();
+    let cfg = std::fs::read_to_string(p.config()).unwrap();
+    std::fs::write(
+        p.config(),
+        cfg.replace("sheet: 明细", &format!("sheet: \"{sheet}\"")),
+    )
+    .unwrap();
+    let out = ingest_ok(&p, &[fixture(ORDERS_XLSX)], 0);
+    assert!(out.contains("(orders): "), "{out}");
 }

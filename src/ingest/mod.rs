@@ -164,7 +164,32 @@ enum Freshness {
     Older { newest: String, day: String },
 }
 
+/// The page cache while a file is loaded, in KiB.
+const LOAD_CACHE_KIB: i64 = 64 * 1024;
+
+/// Below this size a file is never loaded in bulk mode (indexes rebuilt).
+const BULK_MIN_BYTES: u64 = 16 << 20;
+
 fn ingest(
+    cfg: &Loaded,
+    conn: &mut Connection,
+    path: &Path,
+    keep: Keep,
+    progress: &mut dyn FnMut(u64),
+    stop: Option<&std::sync::atomic::AtomicBool>,
+) -> Result<FileReport> {
+    // A big page cache while loading keeps the pages of the growing tables
+    // and their indexes in memory instead of spilling them to the WAL and
+    // reading them back. It is bounded, so memory stays flat however big
+    // the file; afterwards the connection gets its usual cache back.
+    let cache: i64 = conn.pragma_query_value(None, "cache_size", |r| r.get(0))?;
+    conn.pragma_update(None, "cache_size", -LOAD_CACHE_KIB)?;
+    let report = ingest_inner(cfg, conn, path, keep, progress, stop);
+    conn.pragma_update(None, "cache_size", cache)?;
+    report
+}
+
+fn ingest_inner(
     cfg: &Loaded,
     conn: &mut Connection,
     path: &Path,
@@ -259,7 +284,16 @@ fn ingest(
     };
     let unit = src.unit();
 
+    // A file bigger than the whole database (a first load, a history
+    // backfill) is loaded without the orders indexes, rebuilt once after.
+    let bulk =
+        dataset == Dataset::Orders && size >= BULK_MIN_BYTES && size > store::database_bytes(conn)?;
     let tx = conn.transaction()?;
+    let suspended = if bulk {
+        store::suspend_indexes(&tx, "orders")?
+    } else {
+        Vec::new()
+    };
     let result = {
         let older = matches!(freshness, Freshness::Older { .. });
         let mut writer = match dataset {
@@ -286,6 +320,12 @@ fn ingest(
     drop(src);
     match result {
         Ok(loaded) => {
+            if !suspended.is_empty() {
+                // The sorter of an index build takes memory of its own:
+                // shrink the page cache first so the peak stays bounded.
+                tx.pragma_update(None, "cache_size", -LOAD_CACHE_KIB / 8)?;
+                store::restore_indexes(&tx, &suspended)?;
+            }
             let mut notes = Vec::new();
             let skipped = loaded.problems.bad_rows;
             if skipped > 0 {
@@ -493,6 +533,11 @@ impl ColumnMap {
 /// Appends `s` as a JSON string literal.
 fn json_string(out: &mut String, s: &str) {
     out.push('"');
+    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -572,14 +617,32 @@ pub fn map_columns(
     Ok(ColumnMap { fields, extra })
 }
 
-/// Reads, validates and (with a writer) writes every row. The outer
-/// `Result` is a store failure; the inner one is the verdict on the file.
+/// Rows parsed per batch handed from the parser thread to the writer.
+const BATCH_ROWS: usize = 1024;
+/// Batches in flight between them: bounds the memory a fast parser can use.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// Parsed rows with their attributes (a JSON object, if any).
+type Batch = Vec<(Parsed, Option<String>)>;
+
+/// What the parser thread found in the whole file.
+struct Verdict {
+    rows: u64,
+    problems: Problems,
+    /// The line at which reading had to stop, if it did.
+    fatal: Option<u64>,
+}
+
+/// Reads, validates and (with a writer) writes every row: a parser thread
+/// reads and validates, this thread writes, with a bounded channel between
+/// them (two cores, and SQLite is the slower half). The outer `Result` is a
+/// store failure; the inner one is the verdict on the file.
 fn load_rows(
     src: &mut Source,
     headers: &StringRecord,
     dataset: Dataset,
     ds: &DatasetConfig,
-    mut writer: Option<&mut Writer<'_>>,
+    writer: Option<&mut Writer<'_>>,
     progress: &mut dyn FnMut(u64),
     stop: Option<&std::sync::atomic::AtomicBool>,
 ) -> Result<std::result::Result<Loaded_, Rejection>> {
@@ -588,89 +651,69 @@ fn load_rows(
         Err(r) => return Ok(Err(Rejection::whole(r))),
     };
     let skip = ds.on_error == OnError::SkipRows;
-    let width = headers.len();
-    let mut problems = Problems::default();
-    let mut rows = 0u64;
-    let mut record = StringRecord::new();
-    let mut row_errors = Vec::new();
-    loop {
-        let line = match src.read(&mut record) {
-            Ok(Some(line)) => line,
-            Ok(None) => break,
-            Err(e) => {
-                problems.bad_rows += 1;
-                problems.push(RowError {
-                    line: e.line,
-                    column: None,
-                    message: e.message,
-                });
-                if e.fatal {
-                    return Ok(Err(Rejection {
-                        summary: format!(
-                            "{} {} cannot be read, so the rest of the file cannot be either; nothing from this file was stored",
-                            src.unit(),
-                            e.line
-                        ),
-                        problems,
-                    }));
+    let unit = src.unit();
+    let write = writer.is_some();
+    let (send, recv) = std::sync::mpsc::sync_channel::<Batch>(BATCHES_IN_FLIGHT);
+    let verdict = std::thread::scope(|scope| -> Result<Verdict> {
+        let map = &map;
+        let parser = scope.spawn(move || {
+            parse_all(
+                src,
+                headers.len(),
+                dataset,
+                ds,
+                map,
+                skip,
+                write.then_some(send),
+            )
+        });
+        let mut failure = None;
+        if let Some(w) = writer {
+            let mut written = 0u64;
+            let mut next_report = PROGRESS_EVERY;
+            'batches: for batch in recv.iter() {
+                for (row, attrs) in batch {
+                    if let Err(e) = write_row(w, row, attrs) {
+                        failure = Some(e);
+                        break 'batches;
+                    }
+                    written += 1;
                 }
-                continue;
-            }
-        };
-        if record.len() != width {
-            problems.bad_rows += 1;
-            problems.push(RowError {
-                line,
-                column: None,
-                message: format!(
-                    "has {} fields where the header has {width}; check for an unquoted delimiter in a value",
-                    record.len()
-                ),
-            });
-            continue;
-        }
-        row_errors.clear();
-        let parsed = parse_row(dataset, ds, &map, &record, &mut row_errors);
-        if !row_errors.is_empty() {
-            problems.bad_rows += 1;
-            for (column, message) in row_errors.drain(..) {
-                problems.push(RowError {
-                    line,
-                    column: Some(column),
-                    message,
-                });
-            }
-            continue;
-        }
-        if (skip || problems.total == 0)
-            && let (Some(w), Some(p)) = (writer.as_deref_mut(), parsed)
-        {
-            let attrs = map.attrs(&record);
-            let attrs = attrs.as_deref();
-            match p {
-                Parsed::Account(r, x) => w.account_with(
-                    &r,
-                    &Extra {
-                        attrs: attrs.map(String::from),
-                        ..x
-                    },
-                )?,
-                Parsed::Order(r) => w.order_with(&r, attrs)?,
-                Parsed::Visit(r) => w.visit_with(&r, attrs)?,
-                Parsed::Receivable(r) => w.receivable(&r, attrs)?,
-                Parsed::Stock(r) => w.stock(&r, attrs)?,
+                if written >= next_report {
+                    progress(written);
+                    next_report = written + PROGRESS_EVERY;
+                    if stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
+                        // The caller drops the transaction: all rolls back.
+                        failure = Some(Cancelled.into());
+                        break 'batches;
+                    }
+                }
             }
         }
-        rows += 1;
-        if rows.is_multiple_of(PROGRESS_EVERY) {
-            progress(rows);
-            if stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
-                // The caller drops the transaction: everything rolls back.
-                return Err(Cancelled.into());
-            }
+        // Dropping the receiver stops a parser that is still sending.
+        drop(recv);
+        let verdict = parser
+            .join()
+            .map_err(|_| anyhow::anyhow!("the parser thread panicked"))?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(verdict),
         }
-    }
+    })?;
+    let Verdict {
+        rows,
+        problems,
+        fatal,
+    } = verdict;
     progress(rows);
+    if let Some(line) = fatal {
+        return Ok(Err(Rejection {
+            summary: format!(
+                "{unit} {line} cannot be read, so the rest of the file cannot be either; nothing from this file was stored"
+            ),
+            problems,
+        }));
+    }
     if problems.total > 0 && (!skip || rows == 0) {
         let all_bad = if skip && rows == 0 {
             " (on_error: skip_rows, but no row was good)"
@@ -693,6 +736,106 @@ fn load_rows(
         )));
     }
     Ok(Ok(Loaded_ { rows, problems }))
+}
+
+fn write_row(w: &mut Writer<'_>, row: Parsed, attrs: Option<String>) -> Result<()> {
+    let a = attrs.as_deref();
+    match row {
+        Parsed::Account(r, x) => w.account_with(&r, &Extra { attrs, ..x }),
+        Parsed::Order(r) => w.order_with(&r, a),
+        Parsed::Visit(r) => w.visit_with(&r, a),
+        Parsed::Receivable(r) => w.receivable(&r, a),
+        Parsed::Stock(r) => w.stock(&r, a),
+    }
+}
+
+/// The parser thread: reads and validates every row, and sends the good
+/// ones to `send` in batches — all of them under `skip_rows`, otherwise
+/// only until the first problem (the file will be rejected, but every
+/// problem is still listed). Stops early if the writer hangs up.
+fn parse_all(
+    src: &mut Source,
+    width: usize,
+    dataset: Dataset,
+    ds: &DatasetConfig,
+    map: &ColumnMap,
+    skip: bool,
+    send: Option<std::sync::mpsc::SyncSender<Batch>>,
+) -> Verdict {
+    let mut problems = Problems::default();
+    let mut rows = 0u64;
+    let mut record = StringRecord::new();
+    let mut row_errors = Vec::new();
+    let mut batch: Batch = Vec::with_capacity(BATCH_ROWS);
+    let mut send = send;
+    let mut fatal = None;
+    loop {
+        let line = match src.read(&mut record) {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
+            Err(e) => {
+                problems.bad_rows += 1;
+                problems.push(RowError {
+                    line: e.line,
+                    column: None,
+                    message: e.message,
+                });
+                if e.fatal {
+                    fatal = Some(e.line);
+                    break;
+                }
+                continue;
+            }
+        };
+        if record.len() != width {
+            problems.bad_rows += 1;
+            problems.push(RowError {
+                line,
+                column: None,
+                message: format!(
+                    "has {} fields where the header has {width}; check for an unquoted delimiter in a value",
+                    record.len()
+                ),
+            });
+            continue;
+        }
+        row_errors.clear();
+        let parsed = parse_row(dataset, ds, map, &record, &mut row_errors);
+        if !row_errors.is_empty() {
+            problems.bad_rows += 1;
+            for (column, message) in row_errors.drain(..) {
+                problems.push(RowError {
+                    line,
+                    column: Some(column),
+                    message,
+                });
+            }
+            continue;
+        }
+        rows += 1;
+        if !skip && problems.total > 0 {
+            send = None; // rejected anyway: stop writing
+        }
+        if let (Some(s), Some(p)) = (&send, parsed) {
+            batch.push((p, map.attrs(&record)));
+            if batch.len() == BATCH_ROWS {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
+                if s.send(full).is_err() {
+                    break; // the writer failed; its error is what counts
+                }
+            }
+        }
+    }
+    if let Some(s) = &send
+        && !batch.is_empty()
+    {
+        let _ = s.send(batch);
+    }
+    Verdict {
+        rows,
+        problems,
+        fatal,
+    }
 }
 
 enum Parsed {

@@ -36,7 +36,7 @@ pub enum Source {
 }
 
 pub struct CsvSource {
-    rdr: csv::Reader<LineCounter<Box<dyn Read>>>,
+    rdr: csv::Reader<LineCounter<Box<dyn Read + Send>>>,
     lines: Lines,
 }
 
@@ -198,7 +198,7 @@ pub fn sniff_delimiter(head: &[u8]) -> u8 {
         .unwrap_or(b',')
 }
 
-fn decoder(enc: Encoding, inner: impl Read + 'static) -> Box<dyn Read> {
+fn decoder(enc: Encoding, inner: impl Read + Send + 'static) -> Box<dyn Read + Send> {
     match enc {
         // BOM-sniffing decoder: strips a UTF-8 BOM, passes the rest through.
         Encoding::Utf8 => Box::new(
@@ -235,10 +235,19 @@ fn open_csv(
         return Ok(Err(not_text(at)));
     }
     let delim = ds.delimiter_byte().unwrap_or_else(|| sniff_delimiter(head));
-    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let text = BufReader::with_capacity(1 << 16, decoder(enc, f));
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let text: Box<dyn Read + Send> = match enc {
+        // UTF-8 needs no decoding: the csv reader checks every record and
+        // an invalid one is reported, not silently replaced. Skip the BOM.
+        Encoding::Utf8 => {
+            if head.starts_with(&[0xEF, 0xBB, 0xBF]) {
+                std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(3))?;
+            }
+            Box::new(f)
+        }
+        Encoding::Gb18030 => Box::new(BufReader::with_capacity(1 << 16, decoder(enc, f))),
+    };
     let newlines = Newlines::default();
-    let text: Box<dyn Read> = Box::new(text);
     let counted = LineCounter {
         inner: text,
         offset: 0,
@@ -345,7 +354,7 @@ impl std::fmt::Display for LineTooLong {
 impl std::error::Error for LineTooLong {}
 
 /// Newline offsets seen by [`LineCounter`] and not yet passed by the parser.
-type Newlines = std::rc::Rc<std::cell::RefCell<std::collections::VecDeque<u64>>>;
+type Newlines = std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<u64>>>;
 
 /// A reader that notes where each newline is, and refuses a line longer
 /// than [`MAX_LINE_BYTES`]. The csv crate's own line numbers are off by one
@@ -362,18 +371,16 @@ struct LineCounter<R> {
 impl<R: Read> Read for LineCounter<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        let mut q = self.newlines.borrow_mut();
+        let mut q = self.newlines.lock().unwrap_or_else(|e| e.into_inner());
         // `since_newline`: bytes of the current line before this chunk.
         let mut start = -(self.since_newline as i64);
-        for (i, b) in buf[..n].iter().enumerate() {
-            if *b == b'\n' {
-                if i as i64 - start > MAX_LINE_BYTES as i64 {
-                    return Err(too_long(self.total_newlines + 1));
-                }
-                q.push_back(self.offset + i as u64);
-                self.total_newlines += 1;
-                start = i as i64 + 1;
+        for i in memchr::memchr_iter(b'\n', &buf[..n]) {
+            if i as i64 - start > MAX_LINE_BYTES as i64 {
+                return Err(too_long(self.total_newlines + 1));
             }
+            q.push_back(self.offset + i as u64);
+            self.total_newlines += 1;
+            start = i as i64 + 1;
         }
         self.since_newline = (n as i64 - start) as u64;
         self.offset += n as u64;
@@ -397,7 +404,7 @@ struct Lines {
 
 impl Lines {
     fn line_at(&mut self, byte: u64) -> u64 {
-        let mut q = self.newlines.borrow_mut();
+        let mut q = self.newlines.lock().unwrap_or_else(|e| e.into_inner());
         // `<=`: after a CR the csv crate starts the next record at the LF.
         while q.front().is_some_and(|nl| *nl <= byte) {
             q.pop_front();

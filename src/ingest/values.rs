@@ -108,6 +108,11 @@ pub fn parse_number(raw: &str) -> Result<Option<f64>, String> {
         Some(inner) => (true, inner.trim()),
         None => (false, s),
     };
+    if !thousands_ok(s) {
+        return Err(format!(
+            "{raw:?} is not a number: commas may only group thousands before the decimal point (1,234.50)"
+        ));
+    }
     let cleaned: String = s
         .chars()
         .filter(|c| {
@@ -133,6 +138,26 @@ pub fn parse_number(raw: &str) -> Result<Option<f64>, String> {
         return Err(format!("{raw:?} is not a finite number"));
     }
     Ok(Some(if neg { -v } else { v }))
+}
+
+/// Whether the commas of a number group thousands: only before the
+/// decimal point, each followed by exactly three digits ("1,234.5" yes;
+/// "1.234,5" and "12,34" no: those are other conventions, not guesses).
+fn thousands_ok(s: &str) -> bool {
+    if !s.contains(',') {
+        return true;
+    }
+    let int_part = s.split('.').next().unwrap_or(s);
+    if s.len() > int_part.len() && s[int_part.len()..].contains(',') {
+        return false;
+    }
+    let mut groups = int_part.split(',');
+    let first = groups.next().unwrap_or("");
+    first.chars().any(|c| c.is_ascii_digit())
+        && groups.all(|g| {
+            let digits: String = g.chars().take_while(char::is_ascii_digit).collect();
+            digits.len() == 3 && (g.len() == 3 || !g[3..].chars().any(|c| c.is_ascii_digit()))
+        })
 }
 
 #[cfg(test)]
@@ -170,6 +195,10 @@ mod tests {
         assert_eq!(parse_number("1 200元"), Ok(Some(1200.0)));
         assert_eq!(parse_number("−7"), Ok(Some(-7.0)));
         assert!(parse_number("=1+2").unwrap_err().contains("not a number"));
+        assert!(parse_number("1.234,5").unwrap_err().contains("thousands"));
+        assert!(parse_number("12,34").is_err());
+        assert_eq!(parse_number("1,234元"), Ok(Some(1234.0)));
+        assert_eq!(parse_number("¥12,345,678.90"), Ok(Some(12345678.9)));
     }
 
     #[test]
