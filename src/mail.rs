@@ -26,6 +26,7 @@ use crate::alerts::{Item, Notice, Notified, Policies, RulePolicy};
 use crate::config::{Loaded, MailConfig};
 use crate::metrics::Snapshot;
 
+pub mod preview;
 mod render;
 pub mod smtp;
 

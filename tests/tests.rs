@@ -20,3 +20,7 @@ mod reports;
 // Alert lifecycle through `eval --as-of`: resolve, silence, repeat, quiet
 // windows, restarts, retention check.
 mod alerts;
+
+// Warning mails over STARTTLS + AUTH: MIME parts, inline chart, escaping;
+// an SMTP outage; `mail test` and `mail preview`.
+mod mail;

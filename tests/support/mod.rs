@@ -132,10 +132,26 @@ pub struct Received {
 pub struct SmtpServer {
     pub port: u16,
     pub received: Arc<Mutex<Vec<Received>>>,
+    /// AUTH PLAIN attempts: (user, accepted).
+    pub auths: Arc<Mutex<Vec<(String, bool)>>>,
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost (rcgen), written
+/// as cert.pem and key.pem into `dir`.
+pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+        .expect("generating a certificate");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    (cert, key)
 }
 
 #[derive(Clone)]
 struct Collect {
+    /// (user, password) AUTH PLAIN accepts; every attempt is logged in `auths`.
+    login: Option<(String, String)>,
+    auths: Arc<Mutex<Vec<(String, bool)>>>,
     all: Arc<Mutex<Vec<Received>>>,
     from: String,
     to: Vec<String>,
@@ -143,6 +159,27 @@ struct Collect {
 }
 
 impl mailin_embedded::Handler for Collect {
+    fn auth_plain(
+        &mut self,
+        _authorization_id: &str,
+        authentication_id: &str,
+        password: &str,
+    ) -> mailin_embedded::Response {
+        let ok = self
+            .login
+            .as_ref()
+            .is_some_and(|(u, p)| u == authentication_id && p == password);
+        self.auths
+            .lock()
+            .unwrap()
+            .push((authentication_id.to_string(), ok));
+        if ok {
+            mailin_embedded::response::AUTH_OK
+        } else {
+            mailin_embedded::response::INVALID_CREDENTIALS
+        }
+    }
+
     fn data_start(
         &mut self,
         _domain: &str,
@@ -175,9 +212,45 @@ impl mailin_embedded::Handler for Collect {
 impl SmtpServer {
     pub fn start() -> SmtpServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+        SmtpServer::serve(listener, None)
+    }
+
+    /// Plaintext, on a given port (e.g. one that was down before).
+    pub fn start_on(port: u16) -> SmtpServer {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("binding the port again");
+        SmtpServer::serve(listener, None)
+    }
+
+    /// STARTTLS with the certificate and key given, and AUTH PLAIN that
+    /// accepts only `user` / `password` (mailin refuses AUTH before TLS).
+    pub fn start_tls(cert: &Path, key: &Path, user: &str, password: &str) -> SmtpServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+        let ssl = mailin_embedded::SslConfig::SelfSigned {
+            cert_path: cert.to_string_lossy().into_owned(),
+            key_path: key.to_string_lossy().into_owned(),
+        };
+        SmtpServer::serve(
+            listener,
+            Some((ssl, user.to_string(), password.to_string())),
+        )
+    }
+
+    fn serve(
+        listener: TcpListener,
+        tls: Option<(mailin_embedded::SslConfig, String, String)>,
+    ) -> SmtpServer {
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let port = listener.local_addr().unwrap().port();
         let received = Arc::new(Mutex::new(Vec::new()));
+        let auths = Arc::new(Mutex::new(Vec::new()));
+        let (ssl, login) = match tls {
+            Some((ssl, u, p)) => (ssl, Some((u, p))),
+            None => (mailin_embedded::SslConfig::None, None),
+        };
+        let with_auth = login.is_some();
         let handler = Collect {
+            login,
+            auths: auths.clone(),
             all: received.clone(),
             from: String::new(),
             to: Vec::new(),
@@ -186,14 +259,21 @@ impl SmtpServer {
         let mut server = mailin_embedded::Server::new(handler);
         server
             .with_name("test.local")
-            .with_ssl(mailin_embedded::SslConfig::None)
+            .with_ssl(ssl)
             .unwrap()
             .with_num_threads(2)
             .with_tcp_listener(listener);
+        if with_auth {
+            server.with_auth(mailin_embedded::AuthMechanism::Plain);
+        }
         std::thread::spawn(move || {
             let _ = server.serve();
         });
-        SmtpServer { port, received }
+        SmtpServer {
+            port,
+            received,
+            auths,
+        }
     }
 
     pub fn messages(&self) -> Vec<Received> {
