@@ -230,6 +230,43 @@ fn outage_loses_nothing_and_sends_each_message_once() {
 }
 
 #[test]
+fn permanent_refusal_is_parked_dead_and_shown_by_status() {
+    let (server, p) = tls_project();
+    server
+        .rejects
+        .lock()
+        .unwrap()
+        .push("zhang.wei@example.com".into());
+    let out = ok(p.run(&["eval", "--as-of", "2026-10-31"]));
+    let count = |state: &str| -> i64 {
+        p.db()
+            .query_row(
+                "SELECT COUNT(*) FROM outbox WHERE state = ?1",
+                [state],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    let (dead, sent) = (count("dead"), count("sent"));
+    assert!(dead >= 1 && sent >= 1, "dead {dead}, sent {sent}\n{out}");
+    assert_eq!(server.messages().len() as i64, sent);
+    let err: String = p
+        .db()
+        .query_row(
+            "SELECT last_error FROM outbox WHERE state = 'dead'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(err.contains("550"), "{err}");
+    // Not retried, and `status` shows it.
+    ok(p.run(&["eval", "--as-of", "2026-10-31"]));
+    assert_eq!(count("dead"), dead);
+    let status = stdout(&p.run(&["status"]));
+    assert!(status.contains(&format!("{dead} dead")), "{status}");
+}
+
+#[test]
 fn mail_test_reports_the_server_answer_or_a_hint() {
     let (server, p) = tls_project();
     let said = ok(p.run(&["mail", "test", "--to", "ops@example.com"]));

@@ -419,3 +419,37 @@ pub fn compose(
     };
     Ok(b.multipart(alt)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_header_injection_and_utf8_is_encoded() {
+        let r = Rendered {
+            subject: "警告 · 华联超市\r\nBcc: evil@example.com".into(),
+            text: "t".into(),
+            html: "<p>h</p>".into(),
+            images: Vec::new(),
+        };
+        let to = [Recipient {
+            name: "张伟\r\nBcc: evil@example.com".into(),
+            email: "zw@example.com".into(),
+        }];
+        let from: Mailbox = "kamwatch <k@example.com>".parse().unwrap();
+        let mime = compose(&from, &to, "<x@kamwatch>", &r).unwrap().formatted();
+        let text = String::from_utf8_lossy(&mime);
+        assert!(!text.contains("\r\nBcc:"), "{text}");
+        let head = &text[..text.find("\r\n\r\n").unwrap()];
+        assert!(head.is_ascii(), "{head}");
+        assert!(head.contains("=?utf-8?"), "{head}");
+    }
+
+    #[test]
+    fn shipped_templates_load_in_both_languages() {
+        for loc in ["zh-CN", "en"] {
+            Templates::load(None, loc).unwrap();
+        }
+        assert!(Templates::load(None, "fr").is_err());
+    }
+}

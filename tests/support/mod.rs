@@ -134,6 +134,8 @@ pub struct SmtpServer {
     pub received: Arc<Mutex<Vec<Received>>>,
     /// AUTH PLAIN attempts: (user, accepted).
     pub auths: Arc<Mutex<Vec<(String, bool)>>>,
+    /// Recipients refused for good (550) at RCPT TO.
+    pub rejects: Arc<Mutex<Vec<String>>>,
 }
 
 /// A self-signed certificate for 127.0.0.1 and localhost (rcgen), written
@@ -152,6 +154,7 @@ struct Collect {
     /// (user, password) AUTH PLAIN accepts; every attempt is logged in `auths`.
     login: Option<(String, String)>,
     auths: Arc<Mutex<Vec<(String, bool)>>>,
+    rejects: Arc<Mutex<Vec<String>>>,
     all: Arc<Mutex<Vec<Received>>>,
     from: String,
     to: Vec<String>,
@@ -159,6 +162,14 @@ struct Collect {
 }
 
 impl mailin_embedded::Handler for Collect {
+    fn rcpt(&mut self, to: &str) -> mailin_embedded::Response {
+        if self.rejects.lock().unwrap().iter().any(|r| r == to) {
+            mailin_embedded::response::NO_MAILBOX
+        } else {
+            mailin_embedded::response::OK
+        }
+    }
+
     fn auth_plain(
         &mut self,
         _authorization_id: &str,
@@ -243,6 +254,7 @@ impl SmtpServer {
         let port = listener.local_addr().unwrap().port();
         let received = Arc::new(Mutex::new(Vec::new()));
         let auths = Arc::new(Mutex::new(Vec::new()));
+        let rejects = Arc::new(Mutex::new(Vec::new()));
         let (ssl, login) = match tls {
             Some((ssl, u, p)) => (ssl, Some((u, p))),
             None => (mailin_embedded::SslConfig::None, None),
@@ -251,6 +263,7 @@ impl SmtpServer {
         let handler = Collect {
             login,
             auths: auths.clone(),
+            rejects: rejects.clone(),
             all: received.clone(),
             from: String::new(),
             to: Vec::new(),
@@ -273,6 +286,7 @@ impl SmtpServer {
             port,
             received,
             auths,
+            rejects,
         }
     }
 
