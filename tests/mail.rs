@@ -334,3 +334,50 @@ fn preview_writes_html_text_and_png() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("kamwatch eval"), "{}", show(&o));
 }
+
+/// Digests in English, a user-edited subject template, and no more charts
+/// than `charts_per_digest`.
+#[test]
+fn digest_in_english_with_user_template_and_capped_charts() {
+    let p = project(Project::new(), "");
+    let cfg = std::fs::read_to_string(p.config()).unwrap();
+    let cfg = cfg
+        .replace("    enabled: false\n", "    enabled: true\n")
+        .replace("  locale: zh-CN\n", "  locale: en\n")
+        .replace("  charts_per_digest: 3\n", "  charts_per_digest: 1\n");
+    assert!(cfg.contains("locale: en") && cfg.contains("charts_per_digest: 1"));
+    std::fs::write(p.config(), cfg).unwrap();
+    std::fs::create_dir_all(p.path("templates/en")).unwrap();
+    std::fs::write(
+        p.path("templates/en/digest_subject.txt"),
+        "[kamwatch] Custom {{ as_of }}: {{ new }} new\n",
+    )
+    .unwrap();
+    ok(p.run(&["eval", "--as-of", "2026-10-31"]));
+    let files = p.files_under("var/mail");
+    let mut digests = 0;
+    for f in &files {
+        let data = std::fs::read(f).unwrap();
+        let m = MessageParser::default().parse(&data).unwrap();
+        let text = body_text(&m);
+        let images = m
+            .parts
+            .iter()
+            .filter(|x| x.content_type().is_some_and(|c| c.ctype() == "image"))
+            .count();
+        if listed(&text).len() > 1 {
+            digests += 1;
+            let subject = m.subject().unwrap();
+            assert!(
+                subject.starts_with("[kamwatch] Custom 2026-10-31: "),
+                "{subject}"
+            );
+            assert!(text.contains("Needs attention"), "{text}");
+            assert_eq!(images, 1, "one chart per digest at most, here one");
+        } else {
+            assert!(m.subject().unwrap().starts_with("[kamwatch] "));
+            assert!(images <= 1);
+        }
+    }
+    assert!(digests > 0, "no digest among {files:?}");
+}

@@ -68,6 +68,7 @@ impl Templates {
         let mut env = minijinja::Environment::new();
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
+        env.set_keep_trailing_newline(true);
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Lenient);
         for name in NAMES {
             let file: Option<PathBuf> = dir.map(|d| d.join(locale).join(name));
