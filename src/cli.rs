@@ -316,6 +316,13 @@ fn check(path: &Path) -> Result<ExitCode> {
     let cfg = config::load(path)?;
     let mut o = std::io::stdout().lock();
     writeln!(o, "config {}: ok", path.display())?;
+    crate::mail::Templates::load(Some(&cfg.templates_dir()), &cfg.cfg.mail.locale)?;
+    writeln!(
+        o,
+        "mail templates {} ({}): ok",
+        cfg.templates_dir().display(),
+        cfg.cfg.mail.locale
+    )?;
     let (rules, errors) = RuleSet::load_dir(&cfg.rules())?;
     writeln!(
         o,

@@ -7,9 +7,12 @@
 //! A message is written to the outbox in the same transaction as the alert
 //! change that caused it; delivery is a separate step that marks each row
 //! sent only after the server (or the file system) accepted it, with retries
-//! and backoff for temporary failures. Owns the `outbox`, `notifications`
-//! and `notification_mail` tables and the mail folder; reads the SMTP
-//! password from the environment variable the config names and never logs it.
+//! and backoff for temporary failures. The message is rendered through the
+//! templates (`render`) when it is queued and kept whole in `outbox.mime`,
+//! so a retry sends the same bytes and Message-ID. Owns the `outbox`,
+//! `notifications` and `notification_mail` tables, the mail folder and the
+//! templates; `smtp` reads the SMTP password (environment variable or
+//! private file) and never logs it; `preview` renders without sending.
 
 use std::fmt::Write as _;
 use std::path::Path;

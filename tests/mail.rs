@@ -381,3 +381,21 @@ fn digest_in_english_with_user_template_and_capped_charts() {
     }
     assert!(digests > 0, "no digest among {files:?}");
 }
+
+/// A user template that does not parse is reported by `check`, naming the file.
+#[test]
+fn check_reports_a_broken_user_template() {
+    let p = Project::new();
+    std::fs::create_dir_all(p.path("templates/zh-CN")).unwrap();
+    std::fs::write(
+        p.path("templates/zh-CN/single.html"),
+        "<p>{{ it.title </p>\n",
+    )
+    .unwrap();
+    let o = p.run(&["check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(stderr(&o).contains("single.html"), "{}", show(&o));
+    std::fs::remove_file(p.path("templates/zh-CN/single.html")).unwrap();
+    let out = ok(p.run(&["check"]));
+    assert!(out.contains("mail templates"), "{out}");
+}
