@@ -286,6 +286,23 @@ fn mail_test_reports_the_server_answer_or_a_hint() {
     assert!(stderr(&o).contains("chmod 600"), "{}", show(&o));
     assert!(!stderr(&o).contains("s3cret"), "the password leaked");
 
+    // Implicit TLS against a STARTTLS port: the handshake fails, the hint
+    // names the modes and ports.
+    let cfg = std::fs::read_to_string(p.config()).unwrap();
+    std::fs::write(
+        p.config(),
+        cfg.replace("security: starttls", "security: tls"),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        p.path("smtp-password"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let o = p.run(&["mail", "test", "--to", "ops@example.com"]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(stderr(&o).contains("security: starttls"), "{}", show(&o));
+
     // Nobody listening: the error says so.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -398,4 +415,25 @@ fn check_reports_a_broken_user_template() {
     std::fs::remove_file(p.path("templates/zh-CN/single.html")).unwrap();
     let out = ok(p.run(&["check"]));
     assert!(out.contains("mail templates"), "{out}");
+}
+
+/// One delivery pass sends all its messages over one SMTP connection.
+#[test]
+fn one_connection_per_delivery_pass() {
+    let server = SmtpServer::start();
+    let (port, connections) = counting_relay(server.port);
+    let p = project(
+        Project::new(),
+        &format!(
+            "  smtp:\n    host: 127.0.0.1\n    port: {port}\n    security: none\n    timeout_secs: 5\n"
+        ),
+    );
+    ok(p.run(&["eval", "--as-of", "2026-10-31"]));
+    let sent = server.messages().len();
+    assert!(sent >= 3, "only {sent} messages");
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "{sent} messages over more than one connection"
+    );
 }

@@ -108,7 +108,14 @@ pub fn hint(e: &lettre::transport::smtp::Error, smtp: &SmtpConfig) -> String {
     if text.contains("starttls") || (e.is_response() && text.contains("tls")) {
         return "the server did not offer STARTTLS; use `security: tls` (port 465) if it expects TLS from the start".into();
     }
-    if e.is_tls() || text.contains("certificate") || text.contains("handshake") {
+    let tls = [
+        "certificate",
+        "handshake",
+        "corrupt message",
+        "invalidcontenttype",
+        "alert",
+    ];
+    if e.is_tls() || tls.iter().any(|w| text.contains(w)) {
         return format!(
             "the TLS handshake failed: if the server uses a company or self-signed certificate, set mail.smtp.ca_file; if port {p} expects STARTTLS, use `security: starttls` (587), if it expects TLS from the start, `security: tls` (465)"
         );
