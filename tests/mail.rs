@@ -266,6 +266,15 @@ fn permanent_refusal_is_parked_dead_and_shown_by_status() {
     assert!(status.contains(&format!("{dead} dead")), "{status}");
 }
 
+/// `mail test` with the password file at `mode`, expected to fail.
+fn mail_test_failing(p: &Project, mode: u32) -> Output {
+    let pw = p.path("smtp-password");
+    std::fs::set_permissions(pw, std::fs::Permissions::from_mode(mode)).unwrap();
+    let o = p.run(&["mail", "test", "--to", "ops@example.com"]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    o
+}
+
 #[test]
 fn mail_test_reports_the_server_answer_or_a_hint() {
     let (server, p) = tls_project();
@@ -276,13 +285,7 @@ fn mail_test_reports_the_server_answer_or_a_hint() {
     assert_eq!(got[0].to, ["ops@example.com"]);
 
     // A password file others can read is refused, naming the fix.
-    std::fs::set_permissions(
-        p.path("smtp-password"),
-        std::fs::Permissions::from_mode(0o644),
-    )
-    .unwrap();
-    let o = p.run(&["mail", "test", "--to", "ops@example.com"]);
-    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let o = mail_test_failing(&p, 0o644);
     assert!(stderr(&o).contains("chmod 600"), "{}", show(&o));
     assert!(!stderr(&o).contains("s3cret"), "the password leaked");
 
@@ -294,13 +297,7 @@ fn mail_test_reports_the_server_answer_or_a_hint() {
         cfg.replace("security: starttls", "security: tls"),
     )
     .unwrap();
-    std::fs::set_permissions(
-        p.path("smtp-password"),
-        std::fs::Permissions::from_mode(0o600),
-    )
-    .unwrap();
-    let o = p.run(&["mail", "test", "--to", "ops@example.com"]);
-    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let o = mail_test_failing(&p, 0o600);
     assert!(stderr(&o).contains("security: starttls"), "{}", show(&o));
 
     // Nobody listening: the error says so.
