@@ -59,6 +59,9 @@ fn builtin(locale: &str, name: &str) -> Option<&'static str> {
 pub struct Templates {
     env: minijinja::Environment<'static>,
     en: bool,
+    /// Charts drawn so far, by Content-ID: an alert mailed to its owner
+    /// and in the manager's digest is drawn once.
+    charts: std::cell::RefCell<std::collections::HashMap<String, Option<Image>>>,
 }
 
 impl Templates {
@@ -91,6 +94,7 @@ impl Templates {
         Ok(Templates {
             env,
             en: locale == "en",
+            charts: Default::default(),
         })
     }
 
@@ -271,14 +275,25 @@ fn cid(it: &Item) -> String {
     format!("chart-{}@kamwatch", &h.to_hex()[..16])
 }
 
-fn chart_for(it: &Item, accounts: Option<&Snapshot>, months: usize) -> Option<Image> {
-    let a = accounts?.find(&it.account_id)?;
-    match chart_png(a, it, months) {
-        Ok(png) => Some(Image { cid: cid(it), png }),
-        Err(e) => {
-            tracing::warn!(account = %it.account_id, "no chart in the mail: {e:#}");
-            None
+impl Templates {
+    fn chart_for(&self, it: &Item, accounts: Option<&Snapshot>, months: usize) -> Option<Image> {
+        let a = accounts?.find(&it.account_id)?;
+        let id = cid(it);
+        if let Some(done) = self.charts.borrow().get(&id) {
+            return done.clone();
         }
+        let image = match chart_png(a, it, months) {
+            Ok(png) => Some(Image {
+                cid: id.clone(),
+                png,
+            }),
+            Err(e) => {
+                tracing::warn!(account = %it.account_id, "no chart in the mail: {e:#}");
+                None
+            }
+        };
+        self.charts.borrow_mut().insert(id, image.clone());
+        image
     }
 }
 
@@ -291,7 +306,7 @@ impl Templates {
         accounts: Option<&Snapshot>,
         months: usize,
     ) -> Result<Rendered> {
-        let image = chart_for(it, accounts, months);
+        let image = self.chart_for(it, accounts, months);
         let v = view(it, 1, self.en, image.as_ref().map(|i| i.cid.clone()));
         let subject = one_line(&self.render("subject.txt", &minijinja::context! { it => &v })?);
         let ctx = minijinja::context! { it => &v, subject => &subject };
@@ -345,7 +360,7 @@ impl Templates {
                 n += 1;
                 let image =
                     if images.len() < max_charts && !matches!(it.notice, Notice::Resolved { .. }) {
-                        chart_for(it, accounts, months)
+                        self.chart_for(it, accounts, months)
                     } else {
                         None
                     };
