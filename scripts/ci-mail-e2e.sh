@@ -63,11 +63,19 @@ assert want > 0, "the outbox sent nothing"
 assert len(msgs) == want, f"{len(msgs)} messages in the Maildir, {want} sent"
 ids = [m["Message-ID"] for m in msgs]
 assert len(set(ids)) == len(ids), f"duplicate Message-IDs: {ids}"
+charts = 0
 for m in msgs:
     assert str(m["Subject"]).startswith("[kamwatch] "), m["Subject"]
     assert m.get_content_type() == "multipart/alternative", m.get_content_type()
     text = m.get_body(preferencelist=("plain",)).get_content()
     html = m.get_body(preferencelist=("html",)).get_content()
     assert "规则 " in text and "<table" in html, m["Subject"]
-print(f"ok: {len(msgs)} messages in the Maildir, one per sent outbox row")
+    for part in m.walk():
+        if part.get_content_type() == "image/png":
+            cid = part["Content-ID"].strip("<>")
+            assert f"cid:{cid}" in html, f"{cid} not referenced"
+            assert part.get_content()[:8] == b"\x89PNG\r\n\x1a\n"
+            charts += 1
+assert charts > 0, "no inline chart in any message"
+print(f"ok: {len(msgs)} messages in the Maildir, one per sent outbox row, {charts} inline charts")
 PY
