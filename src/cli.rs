@@ -131,6 +131,11 @@ pub enum Command {
         #[command(subcommand)]
         action: SilenceCommand,
     },
+    /// Mail tools: send a test message, preview a warning.
+    Mail {
+        #[command(subcommand)]
+        action: MailCommand,
+    },
     /// What happened to alerts: every state change and every notice.
     History {
         #[arg(long)]
@@ -158,6 +163,32 @@ pub enum Command {
         /// Last day of data (YYYY-MM-DD); default today.
         #[arg(long, value_parser = parse_date_arg)]
         end: Option<NaiveDate>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MailCommand {
+    /// Send a test message through the configured SMTP server and print
+    /// what the server said.
+    Test {
+        /// The address to send it to.
+        #[arg(long)]
+        to: String,
+    },
+    /// Write the HTML, text and chart PNG of an alert's last warning to
+    /// files, without sending.
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["alert", "rule"])))]
+    Preview {
+        /// The alert's row number in the alerts table.
+        #[arg(long, conflicts_with_all = ["rule", "account"])]
+        alert: Option<i64>,
+        #[arg(long, requires = "account")]
+        rule: Option<String>,
+        #[arg(long, requires = "rule")]
+        account: Option<String>,
+        /// Folder for the files (default: the current folder).
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
     },
 }
 
@@ -346,6 +377,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
         ),
         Command::Review { as_of, out } => review(&config::load(&cli.config)?, *as_of, out.clone()),
         Command::Silence { action } => silence(&config::load(&cli.config)?, action),
+        Command::Mail { action } => mail(&config::load(&cli.config)?, action),
         Command::History {
             account,
             rule,
@@ -429,6 +461,13 @@ fn check(path: &Path) -> Result<ExitCode> {
     let cfg = config::load(path)?;
     let mut o = std::io::stdout().lock();
     writeln!(o, "config {}: ok", path.display())?;
+    crate::mail::Templates::load(Some(&cfg.templates_dir()), &cfg.cfg.mail.locale)?;
+    writeln!(
+        o,
+        "mail templates {} ({}): ok",
+        cfg.templates_dir().display(),
+        cfg.cfg.mail.locale
+    )?;
     let (rules, errors, unknown) = RuleSet::load_config(&cfg)?;
     for u in &unknown {
         writeln!(o, "config {}: {u}", path.display())?;
@@ -640,6 +679,34 @@ fn eval(cfg: &Loaded, as_of: Option<NaiveDate>, dry_run: bool, format: Format) -
     } else {
         ExitCode::from(1)
     })
+}
+
+fn mail(cfg: &Loaded, action: &MailCommand) -> Result<ExitCode> {
+    let mut o = std::io::stdout().lock();
+    match action {
+        MailCommand::Test { to } => {
+            let said = crate::mail::smtp::send_test(cfg, to)?;
+            writeln!(o, "{said}")?;
+        }
+        MailCommand::Preview {
+            alert,
+            rule,
+            account,
+            out,
+        } => {
+            use crate::mail::preview::{Which, preview};
+            let conn = crate::store::open(&cfg.database())?;
+            let which = match (alert, rule, account) {
+                (Some(id), _, _) => Which::Alert(*id),
+                (None, Some(r), Some(a)) => Which::RuleAccount(r, a),
+                _ => anyhow::bail!("give --alert ID, or --rule R and --account A"),
+            };
+            for f in preview(cfg, &conn, which, out)? {
+                writeln!(o, "wrote {}", f.display())?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn status(cfg: &Loaded, format: Format) -> Result<ExitCode> {

@@ -303,6 +303,30 @@ pub struct MailConfig {
     pub quiet: Vec<QuietWindow>,
     #[serde(default)]
     pub smtp: Option<SmtpConfig>,
+    /// Language of the shipped templates: `zh-CN` or `en`.
+    #[serde(default = "default_locale")]
+    pub locale: String,
+    /// Folder of user-edited templates (`<locale>/<name>`); a template
+    /// missing there falls back to the one built in. Default: `templates`
+    /// beside the config file.
+    #[serde(default)]
+    pub templates: Option<PathBuf>,
+    /// Months of revenue and margin the chart in a warning shows.
+    #[serde(default = "default_chart_months")]
+    pub chart_months: usize,
+    /// At most this many charts in one digest (its most important items).
+    #[serde(default = "default_charts_per_digest")]
+    pub charts_per_digest: usize,
+}
+
+fn default_locale() -> String {
+    "zh-CN".to_string()
+}
+fn default_chart_months() -> usize {
+    18
+}
+fn default_charts_per_digest() -> usize {
+    3
 }
 
 /// How notices are grouped into messages.
@@ -364,6 +388,10 @@ impl Default for MailConfig {
             digest: DigestConfig::default(),
             quiet: Vec::new(),
             smtp: None,
+            locale: default_locale(),
+            templates: None,
+            chart_months: default_chart_months(),
+            charts_per_digest: default_charts_per_digest(),
         }
     }
 }
@@ -480,6 +508,14 @@ pub struct SmtpConfig {
     /// Name of the environment variable that holds the password.
     #[serde(default)]
     pub password_env: Option<String>,
+    /// A file holding the password (first line); it must not be readable
+    /// by group or others.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// PEM file of CA certificates to trust besides the public roots
+    /// (a company CA, or a self-signed test server).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// Seconds before a connection attempt or command gives up.
     #[serde(default = "default_smtp_timeout")]
     pub timeout_secs: u64,
@@ -773,6 +809,21 @@ impl Loaded {
     pub fn mail_dir(&self) -> PathBuf {
         self.resolve(&self.cfg.mail.dir)
     }
+    /// The folder of user-edited mail templates.
+    pub fn templates_dir(&self) -> PathBuf {
+        match &self.cfg.mail.templates {
+            Some(p) => self.resolve(p),
+            None => self
+                .file
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("templates"),
+        }
+    }
+    /// A path from the config (e.g. mail.smtp.ca_file), resolved like the others.
+    pub fn path(&self, p: &Path) -> PathBuf {
+        self.resolve(p)
+    }
 
     fn root(&self) -> PathBuf {
         let dir = self.file.parent().unwrap_or(Path::new("."));
@@ -937,9 +988,28 @@ fn validate(cfg: &Config) -> Result<(), String> {
                 smtp.host
             ));
         }
-        if smtp.user.is_some() != smtp.password_env.is_some() {
-            return Err("mail.smtp: set both `user` and `password_env`, or neither".into());
+        let password = smtp.password_env.is_some() || smtp.password_file.is_some();
+        if smtp.password_env.is_some() && smtp.password_file.is_some() {
+            return Err("mail.smtp: set `password_env` or `password_file`, not both".into());
         }
+        if smtp.user.is_some() != password {
+            return Err("mail.smtp: set `user` together with `password_env` or `password_file`, or none of them".into());
+        }
+    }
+    if !["zh-CN", "en"].contains(&cfg.mail.locale.as_str()) {
+        return Err(format!(
+            "mail.locale: {:?} is not a shipped language; use zh-CN or en",
+            cfg.mail.locale
+        ));
+    }
+    if cfg.mail.chart_months == 0 || cfg.mail.chart_months > 60 {
+        return Err("mail.chart_months must be between 1 and 60".into());
+    }
+    if cfg.mail.from.parse::<lettre::message::Mailbox>().is_err() {
+        return Err(format!(
+            "mail.from: {:?} is not a mail address like `kamwatch <kamwatch@example.com>`",
+            cfg.mail.from
+        ));
     }
     Ok(())
 }

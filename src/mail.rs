@@ -7,27 +7,35 @@
 //! A message is written to the outbox in the same transaction as the alert
 //! change that caused it; delivery is a separate step that marks each row
 //! sent only after the server (or the file system) accepted it, with retries
-//! and backoff for temporary failures. Owns the `outbox`, `notifications`
-//! and `notification_mail` tables and the mail folder; reads the SMTP
-//! password from the environment variable the config names and never logs it.
+//! and backoff for temporary failures. The message is rendered through the
+//! templates (`render`) when it is queued and kept whole in `outbox.mime`,
+//! so a retry sends the same bytes and Message-ID. Owns the `outbox`,
+//! `notifications` and `notification_mail` tables, the mail folder and the
+//! templates; `smtp` reads the SMTP password (environment variable or
+//! private file) and never logs it; `preview` renders without sending.
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
-use lettre::message::{Mailbox, MultiPart};
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::Tls;
-use lettre::{Message, SmtpTransport, Transport};
+use lettre::address::Envelope;
+use lettre::message::Mailbox;
+use lettre::{SmtpTransport, Transport};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::alerts::{Item, Notice, Notified, Policies, RulePolicy};
-use crate::config::{Loaded, MailConfig, SmtpSecurity};
+use crate::config::{Loaded, MailConfig};
+use crate::metrics::Snapshot;
+
+pub mod preview;
+mod render;
+pub mod smtp;
+
 use crate::rules::Severity;
 use crate::store::{date_text, now_text};
+pub use render::{Image, Rendered, Templates, compose};
 
 /// A recipient as stored in the outbox.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -237,7 +245,13 @@ fn importance(a: &Item, b: &Item) -> std::cmp::Ordering {
 /// quiet window: one digest per recipient (critical ones alone if
 /// `digest.critical_immediately`), or one message per notice when digests
 /// are off. Returns how many messages were queued.
-pub fn release(conn: &Connection, cfg: &crate::config::Config, as_of: NaiveDate) -> Result<usize> {
+pub fn release(
+    conn: &Connection,
+    loaded: &Loaded,
+    as_of: NaiveDate,
+    snap: Option<&Snapshot>,
+) -> Result<usize> {
+    let cfg = &loaded.cfg;
     if let Some(name) = quiet_on(&cfg.mail, as_of) {
         tracing::info!(as_of = %as_of, window = %name, "quiet window: mail is held");
         return Ok(0);
@@ -264,6 +278,8 @@ pub fn release(conn: &Connection, cfg: &crate::config::Config, as_of: NaiveDate)
         return Ok(0);
     }
     let d = &cfg.mail.digest;
+    let tpl = Templates::load(Some(&loaded.templates_dir()), &cfg.mail.locale)?;
+    let from = from_mailbox(&cfg.mail)?;
     // (recipients, notice ids with their items)
     type Outgoing<'a> = (Vec<Recipient>, Vec<(i64, &'a Item)>);
     let mut messages: Vec<Outgoing<'_>> = Vec::new();
@@ -286,8 +302,8 @@ pub fn release(conn: &Connection, cfg: &crate::config::Config, as_of: NaiveDate)
     messages.extend(per_recipient.into_iter().map(|(r, v)| (vec![r], v)));
 
     let mut insert = conn.prepare(
-        "INSERT OR IGNORE INTO outbox (message_id, recipients, subject, body_text, body_html, rule, account_id, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT OR IGNORE INTO outbox (message_id, recipients, subject, body_text, body_html, rule, account_id, created_at, mime)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
     let mut link = conn.prepare(
         "INSERT OR IGNORE INTO notification_mail (notification_id, outbox_id, recipient) VALUES (?1, ?2, ?3)",
@@ -297,10 +313,11 @@ pub fn release(conn: &Connection, cfg: &crate::config::Config, as_of: NaiveDate)
     for (to, mut items) in messages {
         items.sort_by(|a, b| importance(a.1, b.1));
         let list: Vec<&Item> = items.iter().map(|(_, i)| *i).collect();
+        let m = &cfg.mail;
         let body = if list.len() == 1 {
-            Body::of(list[0])
+            tpl.single(list[0], snap, m.chart_months)?
         } else {
-            Body::digest(&list, as_of, &to)
+            tpl.digest(&list, as_of, &to, snap, m.chart_months, m.charts_per_digest)?
         };
         // Derived from what it carries: re-running cannot queue it twice.
         let mut seed = String::new();
@@ -319,6 +336,9 @@ pub fn release(conn: &Connection, cfg: &crate::config::Config, as_of: NaiveDate)
         } else {
             ("digest", None)
         };
+        // The whole message is kept: a retry sends the same bytes, Date and
+        // Message-ID included.
+        let mime = compose(&from, &to, &message_id, &body)?.formatted();
         let n = insert.execute(params![
             message_id,
             serde_json::to_string(&to)?,
@@ -327,7 +347,8 @@ pub fn release(conn: &Connection, cfg: &crate::config::Config, as_of: NaiveDate)
             body.html,
             rule,
             account,
-            now
+            now,
+            mime
         ])?;
         let outbox_id: i64 = conn.query_row(
             "SELECT id FROM outbox WHERE message_id = ?1",
@@ -373,266 +394,19 @@ pub fn notify_admin(
         name: String::new(),
         email: admin.clone(),
     }];
+    let rendered = Rendered {
+        subject: subject.clone(),
+        text: text.to_string(),
+        html: html.clone(),
+        images: Vec::new(),
+    };
+    let mime = compose(&from_mailbox(cfg)?, &to, &message_id, &rendered)?.formatted();
     let n = conn.execute(
-        "INSERT OR IGNORE INTO outbox (message_id, recipients, subject, body_text, body_html, rule, account_id, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'system', NULL, ?6)",
-        params![message_id, serde_json::to_string(&to)?, subject, text, html, now_text()],
+        "INSERT OR IGNORE INTO outbox (message_id, recipients, subject, body_text, body_html, rule, account_id, created_at, mime)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'system', NULL, ?6, ?7)",
+        params![message_id, serde_json::to_string(&to)?, subject, text, html, now_text(), mime],
     )?;
     Ok(n == 1)
-}
-
-fn severity_label(s: Severity) -> &'static str {
-    match s {
-        Severity::Info => "提示",
-        Severity::Warning => "警告",
-        Severity::Critical => "严重",
-    }
-}
-
-fn severity_color(s: Severity) -> &'static str {
-    match s {
-        Severity::Critical => "#b00020",
-        Severity::Warning => "#c77700",
-        Severity::Info => "#2f6f9f",
-    }
-}
-
-/// What the notice says about the alert's state, in one line.
-fn status_line(it: &Item) -> String {
-    let since = it.started_at.map(|s| (s, (it.as_of - s).num_days().max(0)));
-    match (it.notice, since) {
-        (Notice::Started, _) => "新预警".to_string(),
-        (Notice::Raised { from }, _) => {
-            format!(
-                "严重程度由{}升为{}",
-                severity_label(from),
-                severity_label(it.severity)
-            )
-        }
-        (Notice::Repeat, Some((s, n))) => format!("仍未解决：自 {s} 起已 {n} 天"),
-        (Notice::Aged, Some((s, n))) => format!("持续未解决：自 {s} 起已 {n} 天，已抄送主管"),
-        (Notice::Resolved { lasted_days }, Some((s, _))) => {
-            format!("已恢复：自 {s} 起持续 {lasted_days} 天")
-        }
-        (Notice::Resolved { lasted_days }, None) => format!("已恢复：持续 {lasted_days} 天"),
-        (Notice::Repeat | Notice::Aged, None) => "仍未解决".to_string(),
-    }
-}
-
-fn subject_prefix(it: &Item) -> String {
-    let sev = severity_label(it.severity);
-    match it.notice {
-        Notice::Started => sev.to_string(),
-        Notice::Raised { .. } => format!("升级为{sev}"),
-        Notice::Repeat => format!("仍未解决 · {sev}"),
-        Notice::Aged => format!("持续未解决 · {sev}"),
-        Notice::Resolved { .. } => "已恢复".to_string(),
-    }
-}
-
-/// The rendered parts of one message.
-pub struct Body {
-    pub subject: String,
-    pub text: String,
-    pub html: String,
-}
-
-impl Body {
-    /// One notice about one alert.
-    pub fn of(it: &Item) -> Body {
-        let sev = severity_label(it.severity);
-        let subject = one_line(&format!(
-            "[kamwatch] {} · {}：{}",
-            subject_prefix(it),
-            it.account_name,
-            it.title
-        ));
-        let owner = if it.owner.is_empty() {
-            "—"
-        } else {
-            &it.owner
-        };
-        let tier = if it.tier.is_empty() { "—" } else { &it.tier };
-        let status = status_line(it);
-        let mut text = String::new();
-        let _ = writeln!(
-            text,
-            "{} ({}) · {tier} 类客户 · {} · 负责人 {owner}\n",
-            it.account_name, it.account_id, it.region
-        );
-        let _ = writeln!(text, "{sev}：{}", it.title);
-        let _ = writeln!(text, "状态：{status}\n");
-        if !it.figures.is_empty() {
-            let _ = writeln!(text, "数据：");
-            for (k, v) in &it.figures {
-                let _ = writeln!(text, "  {k}: {}", show(v));
-            }
-            text.push('\n');
-        }
-        if !it.action.is_empty() {
-            let _ = writeln!(text, "建议：{}\n", it.action);
-        }
-        let _ = writeln!(text, "{}", footer(it));
-
-        let e = escape_html;
-        let mut html = String::new();
-        let _ = write!(
-            html,
-            "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{}</title></head>\
-             <body style=\"font-family:Arial,'Microsoft YaHei',sans-serif;font-size:14px;color:#222\">\
-             <table role=\"presentation\" cellpadding=\"6\" cellspacing=\"0\" border=\"0\" width=\"600\">\
-             <tr><td style=\"background:{};color:#fff;font-weight:bold\">{} · {}</td></tr>\
-             <tr><td><b>{}</b> ({}) · {} 类客户 · {} · 负责人 {}</td></tr>\
-             <tr><td>状态：{}</td></tr>",
-            e(&subject),
-            severity_color(it.severity),
-            e(sev),
-            e(&it.title),
-            e(&it.account_name),
-            e(&it.account_id),
-            e(tier),
-            e(&it.region),
-            e(owner),
-            e(&status)
-        );
-        html_figures(&mut html, it);
-        if !it.action.is_empty() {
-            let _ = write!(html, "<tr><td><b>建议：</b>{}</td></tr>", e(&it.action));
-        }
-        let _ = write!(
-            html,
-            "<tr><td style=\"color:#888;font-size:12px\">{}</td></tr></table></body></html>",
-            e(&footer(it))
-        );
-        Body {
-            subject,
-            text,
-            html,
-        }
-    }
-
-    /// One recipient's notices of one evaluation, most important first
-    /// (`items` come sorted).
-    pub fn digest(items: &[&Item], as_of: NaiveDate, to: &[Recipient]) -> Body {
-        let (resolved, open): (Vec<&Item>, Vec<&Item>) = items
-            .iter()
-            .partition(|i| matches!(i.notice, Notice::Resolved { .. }));
-        let new = open
-            .iter()
-            .filter(|i| matches!(i.notice, Notice::Started))
-            .count();
-        let mut parts = Vec::new();
-        if new > 0 {
-            parts.push(format!("{new} 条新预警"));
-        }
-        if open.len() > new {
-            parts.push(format!("{} 条仍需处理", open.len() - new));
-        }
-        if !resolved.is_empty() {
-            parts.push(format!("{} 条已恢复", resolved.len()));
-        }
-        let subject = one_line(&format!(
-            "[kamwatch] 预警摘要 {as_of}：{}",
-            parts.join("，")
-        ));
-        let who = to
-            .iter()
-            .map(|r| if r.name.is_empty() { &r.email } else { &r.name })
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("、");
-        let mut text = String::new();
-        let _ = writeln!(text, "{who}，评估日期 {as_of} 的预警摘要：\n");
-        let e = escape_html;
-        let mut html = String::new();
-        let _ = write!(
-            html,
-            "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{}</title></head>\
-             <body style=\"font-family:Arial,'Microsoft YaHei',sans-serif;font-size:14px;color:#222\">\
-             <p>{}，评估日期 {} 的预警摘要：</p>",
-            e(&subject),
-            e(&who),
-            as_of
-        );
-        let mut n = 0;
-        for (title, list) in [("需要关注", &open), ("已恢复", &resolved)] {
-            if list.is_empty() {
-                continue;
-            }
-            let _ = writeln!(text, "== {title} ({}) ==\n", list.len());
-            let _ = write!(
-                html,
-                "<h3>{} ({})</h3><table role=\"presentation\" cellpadding=\"6\" cellspacing=\"0\" border=\"0\" width=\"640\">",
-                e(title),
-                list.len()
-            );
-            for it in list.iter() {
-                n += 1;
-                let sev = severity_label(it.severity);
-                let tier = if it.tier.is_empty() { "—" } else { &it.tier };
-                let owner = if it.owner.is_empty() {
-                    "—"
-                } else {
-                    &it.owner
-                };
-                let _ = writeln!(
-                    text,
-                    "{n}. [{sev}] {} ({}) · {tier} 类客户 · 负责人 {owner}\n   {}\n   状态：{}",
-                    it.account_name,
-                    it.account_id,
-                    it.title,
-                    status_line(it)
-                );
-                if !it.figures.is_empty() {
-                    let figs: Vec<String> = it
-                        .figures
-                        .iter()
-                        .map(|(k, v)| format!("{k}: {}", show(v)))
-                        .collect();
-                    let _ = writeln!(text, "   数据：{}", figs.join("；"));
-                }
-                if !it.action.is_empty() && !matches!(it.notice, Notice::Resolved { .. }) {
-                    let _ = writeln!(text, "   建议：{}", it.action);
-                }
-                let _ = writeln!(text, "   {}\n", footer(it));
-                let _ = write!(
-                    html,
-                    "<tr><td style=\"border-left:4px solid {};\"><b>{n}. [{}] {}</b> ({}) · {} 类客户 · 负责人 {}<br>{}<br>状态：{}",
-                    severity_color(it.severity),
-                    e(sev),
-                    e(&it.account_name),
-                    e(&it.account_id),
-                    e(tier),
-                    e(owner),
-                    e(&it.title),
-                    e(&status_line(it))
-                );
-                if !it.figures.is_empty() {
-                    let figs: Vec<String> = it
-                        .figures
-                        .iter()
-                        .map(|(k, v)| format!("{}: {}", e(k), e(&show(v))))
-                        .collect();
-                    let _ = write!(html, "<br>数据：{}", figs.join("；"));
-                }
-                if !it.action.is_empty() && !matches!(it.notice, Notice::Resolved { .. }) {
-                    let _ = write!(html, "<br><b>建议：</b>{}", e(&it.action));
-                }
-                let _ = write!(
-                    html,
-                    "<br><span style=\"color:#888;font-size:12px\">{}</span></td></tr>",
-                    e(&footer(it))
-                );
-            }
-            html.push_str("</table>");
-        }
-        html.push_str("</body></html>");
-        Body {
-            subject,
-            text,
-            html,
-        }
-    }
 }
 
 /// The line that names the rule and account of an item; the same in a
@@ -642,22 +416,6 @@ fn footer(it: &Item) -> String {
         "规则 {} · 客户 {} · 评估日期 {}",
         it.rule, it.account_id, it.as_of
     )
-}
-
-fn html_figures(html: &mut String, it: &Item) {
-    if it.figures.is_empty() {
-        return;
-    }
-    html.push_str("<tr><td><table cellpadding=\"4\" cellspacing=\"0\" border=\"1\" style=\"border-collapse:collapse\">");
-    for (k, v) in &it.figures {
-        let _ = write!(
-            html,
-            "<tr><td>{}</td><td align=\"right\">{}</td></tr>",
-            escape_html(k),
-            escape_html(&show(v))
-        );
-    }
-    html.push_str("</table></td></tr>");
 }
 
 /// A figure as people read it: amounts with thousands separators.
@@ -723,27 +481,13 @@ pub enum Sink {
 
 impl Sink {
     /// The sink the config asks for: SMTP if configured, else the folder.
+    /// One SMTP transport serves a whole delivery pass, so its pooled
+    /// connection is reused from message to message.
     pub fn from_config(cfg: &Loaded) -> Result<Sink> {
-        let Some(smtp) = &cfg.cfg.mail.smtp else {
-            return Ok(Sink::Dir(cfg.mail_dir()));
-        };
-        let builder = match smtp.security {
-            SmtpSecurity::Starttls => {
-                SmtpTransport::starttls_relay(&smtp.host)?.port(smtp.port.unwrap_or(587))
-            }
-            SmtpSecurity::Tls => SmtpTransport::relay(&smtp.host)?.port(smtp.port.unwrap_or(465)),
-            SmtpSecurity::None => SmtpTransport::builder_dangerous(&smtp.host)
-                .port(smtp.port.unwrap_or(25))
-                .tls(Tls::None),
-        };
-        let mut builder = builder.timeout(Some(Duration::from_secs(smtp.timeout_secs)));
-        if let (Some(user), Some(var)) = (&smtp.user, &smtp.password_env) {
-            let password = std::env::var(var).with_context(|| {
-                format!("mail.smtp.password_env names the environment variable {var}, which is not set; set it to the SMTP password")
-            })?;
-            builder = builder.credentials(Credentials::new(user.clone(), password));
+        match &cfg.cfg.mail.smtp {
+            None => Ok(Sink::Dir(cfg.mail_dir())),
+            Some(smtp) => Ok(Sink::Smtp(Box::new(smtp::transport(cfg, smtp)?))),
         }
-        Ok(Sink::Smtp(Box::new(builder.build())))
     }
 
     fn send(
@@ -751,7 +495,8 @@ impl Sink {
         id: i64,
         rule: &str,
         account: &str,
-        msg: &Message,
+        envelope: &Envelope,
+        mime: &[u8],
     ) -> std::result::Result<(), SendError> {
         match self {
             Sink::Dir(dir) => {
@@ -769,10 +514,9 @@ impl Sink {
                         .collect()
                 };
                 let name = format!("{id:06}_{}_{}.eml", safe(rule), safe(account));
-                write_atomic(dir, &name, &msg.formatted())
-                    .map_err(|e| SendError::Temporary(format!("{e:#}")))
+                write_atomic(dir, &name, mime).map_err(|e| SendError::Temporary(format!("{e:#}")))
             }
-            Sink::Smtp(t) => match t.send(msg) {
+            Sink::Smtp(t) => match t.send_raw(envelope, mime) {
                 Ok(_) => Ok(()),
                 Err(e) if e.is_permanent() => Err(SendError::Permanent(e.to_string())),
                 Err(e) => Err(SendError::Temporary(e.to_string())),
@@ -812,12 +556,7 @@ fn backoff_secs(attempts: i64) -> i64 {
 /// after the sink accepted it; a crash in between sends it again with the
 /// same Message-ID (mail clients collapse such duplicates).
 pub fn deliver(conn: &Connection, cfg: &Loaded, sink: &Sink) -> Result<Delivery> {
-    let from: Mailbox = cfg.cfg.mail.from.parse().with_context(|| {
-        format!(
-            "mail.from {:?} is not a mail address like `kamwatch <kamwatch@example.com>`",
-            cfg.cfg.mail.from
-        )
-    })?;
+    let from = from_mailbox(&cfg.cfg.mail)?;
     let now = chrono::Utc::now().timestamp();
     let mut out = Delivery::default();
     let due: Vec<i64> = conn
@@ -829,7 +568,7 @@ pub fn deliver(conn: &Connection, cfg: &Loaded, sink: &Sink) -> Result<Delivery>
     for id in due {
         let row: Option<OutboxRow> = conn
             .query_row(
-                "SELECT message_id, recipients, subject, body_text, body_html, rule, account_id, attempts
+                "SELECT message_id, recipients, subject, body_text, body_html, rule, account_id, attempts, mime
                  FROM outbox WHERE id = ?1 AND state = 'pending'",
                 [id],
                 |r| {
@@ -842,6 +581,7 @@ pub fn deliver(conn: &Connection, cfg: &Loaded, sink: &Sink) -> Result<Delivery>
                         rule: r.get(5)?,
                         account: r.get(6)?,
                         attempts: r.get(7)?,
+                        mime: r.get(8)?,
                     })
                 },
             )
@@ -855,20 +595,36 @@ pub fn deliver(conn: &Connection, cfg: &Loaded, sink: &Sink) -> Result<Delivery>
             rule,
             account,
             attempts,
+            mime,
         }) = row
         else {
             continue;
         };
         let recipients: Vec<Recipient> = serde_json::from_str(&recipients)?;
-        let msg = build_message(&from, &recipients, &message_id, &subject, &text, &html);
+        // Rows queued before the rendered message was kept (migration 0005)
+        // are composed now, from the parts they stored.
+        let msg = match mime {
+            Some(m) => envelope(&from, &recipients).map(|e| (e, m)),
+            None => {
+                let r = Rendered {
+                    subject,
+                    text,
+                    html,
+                    images: Vec::new(),
+                };
+                compose(&from, &recipients, &message_id, &r)
+                    .map(|m| (m.envelope().clone(), m.formatted()))
+            }
+        };
         let t0 = std::time::Instant::now();
         tracing::debug!(outbox = id, "sending");
         let result = match msg {
-            Ok(m) => sink.send(
+            Ok((env, bytes)) => sink.send(
                 id,
                 rule.as_deref().unwrap_or("system"),
                 account.as_deref().unwrap_or(""),
-                &m,
+                &env,
+                &bytes,
             ),
             Err(e) => Err(SendError::Permanent(format!(
                 "the message cannot be built: {e}"
@@ -920,33 +676,30 @@ struct OutboxRow {
     rule: Option<String>,
     account: Option<String>,
     attempts: i64,
+    mime: Option<Vec<u8>>,
 }
 
-fn build_message(
-    from: &Mailbox,
-    to: &[Recipient],
-    message_id: &str,
-    subject: &str,
-    text: &str,
-    html: &str,
-) -> Result<Message> {
-    let mut b = Message::builder()
-        .from(from.clone())
-        .subject(subject)
-        .message_id(Some(message_id.to_string()))
-        .user_agent(format!("kamwatch {}", env!("CARGO_PKG_VERSION")));
-    for r in to {
-        let address = r
-            .email
-            .parse()
-            .with_context(|| format!("{:?} is not a mail address", r.email))?;
-        let name = (!r.name.is_empty()).then(|| r.name.clone());
-        b = b.to(Mailbox::new(name, address));
-    }
-    Ok(b.multipart(MultiPart::alternative_plain_html(
-        text.to_string(),
-        html.to_string(),
-    ))?)
+/// The sender from `mail.from`.
+pub fn from_mailbox(cfg: &MailConfig) -> Result<Mailbox> {
+    cfg.from.parse().with_context(|| {
+        format!(
+            "mail.from {:?} is not a mail address like `kamwatch <kamwatch@example.com>`",
+            cfg.from
+        )
+    })
+}
+
+/// The SMTP envelope of a stored message.
+fn envelope(from: &Mailbox, to: &[Recipient]) -> Result<Envelope> {
+    let to = to
+        .iter()
+        .map(|r| {
+            r.email
+                .parse::<lettre::Address>()
+                .with_context(|| format!("{:?} is not a mail address", r.email))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Envelope::new(Some(from.email.clone()), to)?)
 }
 
 /// Outbox rows by state, for status lines and tests.
@@ -1100,7 +853,8 @@ mod tests {
             name: "张伟".into(),
             email: "zw@example.com".into(),
         }];
-        let body = Body::digest(&list, a.as_of, &to);
+        let tpl = Templates::load(None, "zh-CN").unwrap();
+        let body = tpl.digest(&list, a.as_of, &to, None, 18, 3).unwrap();
         let listed: Vec<&str> = body
             .text
             .lines()
@@ -1124,7 +878,7 @@ mod tests {
                 "{raw} unescaped in the digest HTML"
             );
         }
-        let one = Body::of(&r);
+        let one = tpl.single(&r, None, 18).unwrap();
         assert!(one.subject.contains("已恢复"), "{}", one.subject);
         assert!(!one.html.contains("<script>") && !one.html.contains("r<1>"));
     }

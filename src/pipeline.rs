@@ -91,7 +91,7 @@ pub fn evaluate(
             &policies,
         )?;
         mail::record(&tx, &cfg.cfg, &policies, &changes.notices)?;
-        let mut queued = mail::release(&tx, &cfg.cfg, as_of)?;
+        let mut queued = mail::release(&tx, cfg, as_of, Some(&snap))?;
         if !report.errors.is_empty() {
             queued += usize::from(admin_notice(&tx, cfg, &report.errors)?);
         }

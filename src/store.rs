@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("store/0002_more_datasets.sql"),
     include_str!("store/0003_alert_lifecycle.sql"),
     include_str!("store/0004_ingest.sql"),
+    include_str!("store/0005_outbox_mime.sql"),
 ];
 
 /// Opens (creating if needed) the database and brings its schema up to date.

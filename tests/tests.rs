@@ -27,3 +27,7 @@ mod ingest;
 mod corpus;
 // Rule scripts: `kamwatch test`, the API reference, explain, settings.
 mod rules;
+
+// Warning mails over STARTTLS + AUTH: MIME parts, inline chart, escaping;
+// an SMTP outage; `mail test` and `mail preview`.
+mod mail;

@@ -181,10 +181,29 @@ pub struct Received {
 pub struct SmtpServer {
     pub port: u16,
     pub received: Arc<Mutex<Vec<Received>>>,
+    /// AUTH PLAIN attempts: (user, accepted).
+    pub auths: Arc<Mutex<Vec<(String, bool)>>>,
+    /// Recipients refused for good (550) at RCPT TO.
+    pub rejects: Arc<Mutex<Vec<String>>>,
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost (rcgen), written
+/// as cert.pem and key.pem into `dir`.
+pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+        .expect("generating a certificate");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    (cert, key)
 }
 
 #[derive(Clone)]
 struct Collect {
+    /// (user, password) AUTH PLAIN accepts; every attempt is logged in `auths`.
+    login: Option<(String, String)>,
+    auths: Arc<Mutex<Vec<(String, bool)>>>,
+    rejects: Arc<Mutex<Vec<String>>>,
     all: Arc<Mutex<Vec<Received>>>,
     from: String,
     to: Vec<String>,
@@ -192,6 +211,35 @@ struct Collect {
 }
 
 impl mailin_embedded::Handler for Collect {
+    fn rcpt(&mut self, to: &str) -> mailin_embedded::Response {
+        if self.rejects.lock().unwrap().iter().any(|r| r == to) {
+            mailin_embedded::response::NO_MAILBOX
+        } else {
+            mailin_embedded::response::OK
+        }
+    }
+
+    fn auth_plain(
+        &mut self,
+        _authorization_id: &str,
+        authentication_id: &str,
+        password: &str,
+    ) -> mailin_embedded::Response {
+        let ok = self
+            .login
+            .as_ref()
+            .is_some_and(|(u, p)| u == authentication_id && p == password);
+        self.auths
+            .lock()
+            .unwrap()
+            .push((authentication_id.to_string(), ok));
+        if ok {
+            mailin_embedded::response::AUTH_OK
+        } else {
+            mailin_embedded::response::INVALID_CREDENTIALS
+        }
+    }
+
     fn data_start(
         &mut self,
         _domain: &str,
@@ -224,9 +272,47 @@ impl mailin_embedded::Handler for Collect {
 impl SmtpServer {
     pub fn start() -> SmtpServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+        SmtpServer::serve(listener, None)
+    }
+
+    /// Plaintext, on a given port (e.g. one that was down before).
+    pub fn start_on(port: u16) -> SmtpServer {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("binding the port again");
+        SmtpServer::serve(listener, None)
+    }
+
+    /// STARTTLS with the certificate and key given, and AUTH PLAIN that
+    /// accepts only `user` / `password` (mailin refuses AUTH before TLS).
+    pub fn start_tls(cert: &Path, key: &Path, user: &str, password: &str) -> SmtpServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+        let ssl = mailin_embedded::SslConfig::SelfSigned {
+            cert_path: cert.to_string_lossy().into_owned(),
+            key_path: key.to_string_lossy().into_owned(),
+        };
+        SmtpServer::serve(
+            listener,
+            Some((ssl, user.to_string(), password.to_string())),
+        )
+    }
+
+    fn serve(
+        listener: TcpListener,
+        tls: Option<(mailin_embedded::SslConfig, String, String)>,
+    ) -> SmtpServer {
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let port = listener.local_addr().unwrap().port();
         let received = Arc::new(Mutex::new(Vec::new()));
+        let auths = Arc::new(Mutex::new(Vec::new()));
+        let rejects = Arc::new(Mutex::new(Vec::new()));
+        let (ssl, login) = match tls {
+            Some((ssl, u, p)) => (ssl, Some((u, p))),
+            None => (mailin_embedded::SslConfig::None, None),
+        };
+        let with_auth = login.is_some();
         let handler = Collect {
+            login,
+            auths: auths.clone(),
+            rejects: rejects.clone(),
             all: received.clone(),
             from: String::new(),
             to: Vec::new(),
@@ -235,14 +321,22 @@ impl SmtpServer {
         let mut server = mailin_embedded::Server::new(handler);
         server
             .with_name("test.local")
-            .with_ssl(mailin_embedded::SslConfig::None)
+            .with_ssl(ssl)
             .unwrap()
             .with_num_threads(2)
             .with_tcp_listener(listener);
+        if with_auth {
+            server.with_auth(mailin_embedded::AuthMechanism::Plain);
+        }
         std::thread::spawn(move || {
             let _ = server.serve();
         });
-        SmtpServer { port, received }
+        SmtpServer {
+            port,
+            received,
+            auths,
+            rejects,
+        }
     }
 
     pub fn messages(&self) -> Vec<Received> {
@@ -342,4 +436,32 @@ pub fn listed(text: &str) -> Vec<(String, String)> {
             Some((rule, id))
         })
         .collect()
+}
+
+/// A TCP relay on 127.0.0.1 to `target` that counts the connections it
+/// accepts: how many SMTP sessions a client opened.
+pub fn counting_relay(target: u16) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+    let port = listener.local_addr().unwrap().port();
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = count.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", target)) else {
+                continue;
+            };
+            let (mut c1, mut s1) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut c2, mut s2) = (client, server);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c1, &mut s1);
+                let _ = s1.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s2, &mut c2);
+                let _ = c2.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (port, count)
 }

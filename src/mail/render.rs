@@ -1,0 +1,471 @@
+//! Rendering: a notice (or a digest of them) into subject, text, HTML and
+//! inline chart images through the minijinja templates, and those into the
+//! MIME bytes the outbox keeps.
+//!
+//! Templates live in `<templates dir>/<locale>/<name>`; any file missing
+//! there falls back to the copy built into the binary, so a missing folder
+//! still works. Names ending in `.html` are auto-escaped by minijinja: data
+//! can never become markup.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use chrono::NaiveDate;
+use lettre::Message;
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+use serde::Serialize;
+
+use crate::alerts::{Item, Notice};
+use crate::metrics::{AccountMetrics, Snapshot};
+use crate::rules::Severity;
+
+use super::{Recipient, footer, one_line, show};
+
+/// The template files, each in both shipped languages.
+const NAMES: [&str; 6] = [
+    "subject.txt",
+    "single.txt",
+    "single.html",
+    "digest_subject.txt",
+    "digest.txt",
+    "digest.html",
+];
+
+fn builtin(locale: &str, name: &str) -> Option<&'static str> {
+    macro_rules! t {
+        ($l:literal, $n:literal) => {
+            include_str!(concat!("../../config/templates/", $l, "/", $n))
+        };
+    }
+    Some(match (locale, name) {
+        ("zh-CN", "subject.txt") => t!("zh-CN", "subject.txt"),
+        ("zh-CN", "single.txt") => t!("zh-CN", "single.txt"),
+        ("zh-CN", "single.html") => t!("zh-CN", "single.html"),
+        ("zh-CN", "digest_subject.txt") => t!("zh-CN", "digest_subject.txt"),
+        ("zh-CN", "digest.txt") => t!("zh-CN", "digest.txt"),
+        ("zh-CN", "digest.html") => t!("zh-CN", "digest.html"),
+        ("en", "subject.txt") => t!("en", "subject.txt"),
+        ("en", "single.txt") => t!("en", "single.txt"),
+        ("en", "single.html") => t!("en", "single.html"),
+        ("en", "digest_subject.txt") => t!("en", "digest_subject.txt"),
+        ("en", "digest.txt") => t!("en", "digest.txt"),
+        ("en", "digest.html") => t!("en", "digest.html"),
+        _ => return None,
+    })
+}
+
+/// The templates of one locale, loaded and checked.
+pub struct Templates {
+    env: minijinja::Environment<'static>,
+    en: bool,
+    /// Charts drawn so far, by Content-ID: an alert mailed to its owner
+    /// and in the manager's digest is drawn once.
+    charts: std::cell::RefCell<std::collections::HashMap<String, Option<Image>>>,
+}
+
+impl Templates {
+    /// Loads `dir/<locale>/*`, falling back to the built-in copies. A
+    /// template that does not parse is an error naming its file and line.
+    pub fn load(dir: Option<&Path>, locale: &str) -> Result<Templates> {
+        let mut env = minijinja::Environment::new();
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.set_keep_trailing_newline(true);
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Lenient);
+        for name in NAMES {
+            let file: Option<PathBuf> = dir.map(|d| d.join(locale).join(name));
+            let src = match file.as_deref().filter(|f| f.exists()) {
+                Some(f) => std::fs::read_to_string(f)
+                    .with_context(|| format!("reading the mail template {}", f.display()))?,
+                None => builtin(locale, name)
+                    .with_context(|| {
+                        format!("mail.locale {locale:?} has no built-in templates; use zh-CN or en")
+                    })?
+                    .to_string(),
+            };
+            let shown = file.filter(|f| f.exists()).map_or_else(
+                || format!("built-in {locale}/{name}"),
+                |f| f.display().to_string(),
+            );
+            env.add_template_owned(name, src)
+                .map_err(|e| anyhow::anyhow!("mail template {shown}: {e}; fix the template or delete it to use the built-in one"))?;
+        }
+        Ok(Templates {
+            env,
+            en: locale == "en",
+            charts: Default::default(),
+        })
+    }
+
+    fn render(&self, name: &str, ctx: &minijinja::Value) -> Result<String> {
+        self.env
+            .get_template(name)
+            .and_then(|t| t.render(ctx))
+            .map_err(|e| anyhow::anyhow!("rendering the mail template {name}: {e}"))
+    }
+}
+
+/// One inline image: its Content-ID (without brackets) and PNG bytes.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub cid: String,
+    pub png: Vec<u8>,
+}
+
+/// A rendered message, before MIME.
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    pub images: Vec<Image>,
+}
+
+#[derive(Serialize)]
+struct Figure {
+    name: String,
+    value: String,
+}
+
+#[derive(Serialize)]
+struct ItemView {
+    n: usize,
+    rule: String,
+    account_id: String,
+    account_name: String,
+    tier: String,
+    region: String,
+    owner: String,
+    severity: &'static str,
+    severity_label: &'static str,
+    prefix: String,
+    color: &'static str,
+    title: String,
+    status: String,
+    figures: Vec<Figure>,
+    action: String,
+    resolved: bool,
+    footer: String,
+    chart: Option<String>,
+}
+
+fn dash(s: &str) -> String {
+    if s.trim().is_empty() {
+        "—".into()
+    } else {
+        s.to_string()
+    }
+}
+
+pub(super) fn severity_label(s: Severity, en: bool) -> &'static str {
+    match (s, en) {
+        (Severity::Info, false) => "提示",
+        (Severity::Warning, false) => "警告",
+        (Severity::Critical, false) => "严重",
+        (Severity::Info, true) => "Info",
+        (Severity::Warning, true) => "Warning",
+        (Severity::Critical, true) => "Critical",
+    }
+}
+
+fn severity_color(s: Severity) -> &'static str {
+    match s {
+        Severity::Critical => "#b00020",
+        Severity::Warning => "#c77700",
+        Severity::Info => "#2f6f9f",
+    }
+}
+
+/// What the notice says about the alert's state, in one line.
+fn status_line(it: &Item, en: bool) -> String {
+    let since = it.started_at.map(|s| (s, (it.as_of - s).num_days().max(0)));
+    let l = |s| severity_label(s, en);
+    match (it.notice, since, en) {
+        (Notice::Started, _, false) => "新预警".to_string(),
+        (Notice::Started, _, true) => "new".to_string(),
+        (Notice::Raised { from }, _, false) => {
+            format!("严重程度由{}升为{}", l(from), l(it.severity))
+        }
+        (Notice::Raised { from }, _, true) => {
+            format!("raised from {} to {}", l(from), l(it.severity))
+        }
+        (Notice::Repeat, Some((s, n)), false) => format!("仍未解决：自 {s} 起已 {n} 天"),
+        (Notice::Repeat, Some((s, n)), true) => format!("still open: {n} days since {s}"),
+        (Notice::Aged, Some((s, n)), false) => {
+            format!("持续未解决：自 {s} 起已 {n} 天，已抄送主管")
+        }
+        (Notice::Aged, Some((s, n)), true) => {
+            format!("open for long: {n} days since {s}; the manager is copied")
+        }
+        (Notice::Resolved { lasted_days }, Some((s, _)), false) => {
+            format!("已恢复：自 {s} 起持续 {lasted_days} 天")
+        }
+        (Notice::Resolved { lasted_days }, Some((s, _)), true) => {
+            format!("resolved: lasted {lasted_days} days from {s}")
+        }
+        (Notice::Resolved { lasted_days }, None, false) => format!("已恢复：持续 {lasted_days} 天"),
+        (Notice::Resolved { lasted_days }, None, true) => {
+            format!("resolved: lasted {lasted_days} days")
+        }
+        (Notice::Repeat | Notice::Aged, None, false) => "仍未解决".to_string(),
+        (Notice::Repeat | Notice::Aged, None, true) => "still open".to_string(),
+    }
+}
+
+fn subject_prefix(it: &Item, en: bool) -> String {
+    let sev = severity_label(it.severity, en);
+    match (it.notice, en) {
+        (Notice::Started, _) => sev.to_string(),
+        (Notice::Raised { .. }, false) => format!("升级为{sev}"),
+        (Notice::Raised { .. }, true) => format!("raised to {sev}"),
+        (Notice::Repeat, false) => format!("仍未解决 · {sev}"),
+        (Notice::Repeat, true) => format!("still open · {sev}"),
+        (Notice::Aged, false) => format!("持续未解决 · {sev}"),
+        (Notice::Aged, true) => format!("open for long · {sev}"),
+        (Notice::Resolved { .. }, false) => "已恢复".to_string(),
+        (Notice::Resolved { .. }, true) => "resolved".to_string(),
+    }
+}
+
+fn view(it: &Item, n: usize, en: bool, chart: Option<String>) -> ItemView {
+    ItemView {
+        n,
+        rule: it.rule.clone(),
+        account_id: it.account_id.clone(),
+        account_name: it.account_name.clone(),
+        tier: dash(&it.tier),
+        region: dash(&it.region),
+        owner: dash(&it.owner),
+        severity: it.severity.as_str(),
+        severity_label: severity_label(it.severity, en),
+        prefix: subject_prefix(it, en),
+        color: severity_color(it.severity),
+        title: it.title.clone(),
+        status: status_line(it, en),
+        figures: it
+            .figures
+            .iter()
+            .map(|(k, v)| Figure {
+                name: k.clone(),
+                value: show(v),
+            })
+            .collect(),
+        action: it.action.clone(),
+        resolved: matches!(it.notice, Notice::Resolved { .. }),
+        footer: footer(it),
+        chart,
+    }
+}
+
+/// The chart of an item's account: the last `months` months up to the
+/// evaluation, the months since the alert started shaded.
+pub fn chart_png(a: &AccountMetrics, it: &Item, months: usize) -> Result<Vec<u8>> {
+    let ms = crate::chart::months(a, it.as_of, months);
+    let from = it.started_at.unwrap_or(it.as_of);
+    let shade = ms
+        .iter()
+        .position(|m| m.start >= chrono::Datelike::with_day(&from, 1).unwrap_or(from))
+        .or(Some(ms.len().saturating_sub(1)));
+    crate::chart::monthly_png(&ms, shade)
+}
+
+/// Content-ID of an item's chart: stable for the same alert and date.
+fn cid(it: &Item) -> String {
+    let h = blake3::hash(format!("{}\u{0}{}\u{0}{}", it.rule, it.account_id, it.as_of).as_bytes());
+    format!("chart-{}@kamwatch", &h.to_hex()[..16])
+}
+
+impl Templates {
+    fn chart_for(&self, it: &Item, accounts: Option<&Snapshot>, months: usize) -> Option<Image> {
+        let a = accounts?.find(&it.account_id)?;
+        let id = cid(it);
+        if let Some(done) = self.charts.borrow().get(&id) {
+            return done.clone();
+        }
+        let image = match chart_png(a, it, months) {
+            Ok(png) => Some(Image {
+                cid: id.clone(),
+                png,
+            }),
+            Err(e) => {
+                tracing::warn!(account = %it.account_id, "no chart in the mail: {e:#}");
+                None
+            }
+        };
+        self.charts.borrow_mut().insert(id, image.clone());
+        image
+    }
+}
+
+impl Templates {
+    /// One notice about one alert, with its account's chart when
+    /// `accounts` knows the account.
+    pub fn single(
+        &self,
+        it: &Item,
+        accounts: Option<&Snapshot>,
+        months: usize,
+    ) -> Result<Rendered> {
+        let image = self.chart_for(it, accounts, months);
+        let v = view(it, 1, self.en, image.as_ref().map(|i| i.cid.clone()));
+        let subject = one_line(&self.render("subject.txt", &minijinja::context! { it => &v })?);
+        let ctx = minijinja::context! { it => &v, subject => &subject };
+        Ok(Rendered {
+            text: self.render("single.txt", &ctx)?,
+            html: self.render("single.html", &ctx)?,
+            subject,
+            images: image.into_iter().collect(),
+        })
+    }
+
+    /// One recipient's notices of one evaluation, most important first
+    /// (`items` come sorted), open ones before resolved ones; charts for
+    /// the first `max_charts` open items.
+    pub fn digest(
+        &self,
+        items: &[&Item],
+        as_of: NaiveDate,
+        to: &[Recipient],
+        accounts: Option<&Snapshot>,
+        months: usize,
+        max_charts: usize,
+    ) -> Result<Rendered> {
+        let (resolved, open): (Vec<&Item>, Vec<&Item>) = items
+            .iter()
+            .partition(|i| matches!(i.notice, Notice::Resolved { .. }));
+        let new = open
+            .iter()
+            .filter(|i| matches!(i.notice, Notice::Started))
+            .count();
+        let who = to
+            .iter()
+            .map(|r| if r.name.is_empty() { &r.email } else { &r.name })
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(if self.en { ", " } else { "、" });
+        let mut images = Vec::new();
+        let mut n = 0;
+        let mut sections = Vec::new();
+        let titles = if self.en {
+            ["Needs attention", "Resolved"]
+        } else {
+            ["需要关注", "已恢复"]
+        };
+        for (title, list) in titles.into_iter().zip([&open, &resolved]) {
+            if list.is_empty() {
+                continue;
+            }
+            let mut views = Vec::new();
+            for it in list.iter() {
+                n += 1;
+                let image =
+                    if images.len() < max_charts && !matches!(it.notice, Notice::Resolved { .. }) {
+                        self.chart_for(it, accounts, months)
+                    } else {
+                        None
+                    };
+                let chart = image.as_ref().map(|i| i.cid.clone());
+                images.extend(image);
+                views.push(view(it, n, self.en, chart));
+            }
+            sections.push(minijinja::context! { title => title, items => views });
+        }
+        let subject = one_line(&self.render(
+            "digest_subject.txt",
+            &minijinja::context! {
+                as_of => as_of.to_string(),
+                new => new,
+                other => open.len() - new,
+                resolved => resolved.len(),
+            },
+        )?);
+        let ctx = minijinja::context! {
+            subject => &subject,
+            who => who,
+            as_of => as_of.to_string(),
+            sections => sections,
+        };
+        Ok(Rendered {
+            text: self.render("digest.txt", &ctx)?,
+            html: self.render("digest.html", &ctx)?,
+            subject,
+            images,
+        })
+    }
+}
+
+/// The message as MIME: multipart/alternative of the text and the HTML,
+/// the HTML wrapped in multipart/related with its inline images.
+pub fn compose(
+    from: &Mailbox,
+    to: &[Recipient],
+    message_id: &str,
+    r: &Rendered,
+) -> Result<Message> {
+    let mut b = Message::builder()
+        .from(from.clone())
+        .subject(one_line(&r.subject))
+        .message_id(Some(message_id.to_string()))
+        .user_agent(format!("kamwatch {}", env!("CARGO_PKG_VERSION")));
+    for rcpt in to {
+        let address = rcpt
+            .email
+            .parse()
+            .with_context(|| format!("{:?} is not a mail address", rcpt.email))?;
+        let name = (!rcpt.name.trim().is_empty()).then(|| one_line(&rcpt.name));
+        b = b.to(Mailbox::new(name, address));
+    }
+    let text = SinglePart::builder()
+        .header(ContentType::TEXT_PLAIN)
+        .body(r.text.clone());
+    let html = SinglePart::builder()
+        .header(ContentType::TEXT_HTML)
+        .body(r.html.clone());
+    let alt = MultiPart::alternative().singlepart(text);
+    let alt = if r.images.is_empty() {
+        alt.singlepart(html)
+    } else {
+        let png = ContentType::parse("image/png").context("the PNG content type")?;
+        let mut related = MultiPart::related().singlepart(html);
+        for i in &r.images {
+            related = related
+                .singlepart(Attachment::new_inline(i.cid.clone()).body(i.png.clone(), png.clone()));
+        }
+        alt.multipart(related)
+    };
+    Ok(b.multipart(alt)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_header_injection_and_utf8_is_encoded() {
+        let r = Rendered {
+            subject: "警告 · 华联超市\r\nBcc: evil@example.com".into(),
+            text: "t".into(),
+            html: "<p>h</p>".into(),
+            images: Vec::new(),
+        };
+        let to = [Recipient {
+            name: "张伟\r\nBcc: evil@example.com".into(),
+            email: "zw@example.com".into(),
+        }];
+        let from: Mailbox = "kamwatch <k@example.com>".parse().unwrap();
+        let mime = compose(&from, &to, "<x@kamwatch>", &r).unwrap().formatted();
+        let text = String::from_utf8_lossy(&mime);
+        assert!(!text.contains("\r\nBcc:"), "{text}");
+        let head = &text[..text.find("\r\n\r\n").unwrap()];
+        assert!(head.is_ascii(), "{head}");
+        assert!(head.contains("=?utf-8?"), "{head}");
+    }
+
+    #[test]
+    fn shipped_templates_load_in_both_languages() {
+        for loc in ["zh-CN", "en"] {
+            Templates::load(None, loc).unwrap();
+        }
+        assert!(Templates::load(None, "fr").is_err());
+    }
+}
