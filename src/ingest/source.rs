@@ -231,6 +231,11 @@ fn open_csv(
         TextEncoding::Utf8 => Encoding::Utf8,
         TextEncoding::Gbk | TextEncoding::Gb18030 => Encoding::Gb18030,
     };
+    if head.starts_with(&[0xFF, 0xFE]) || head.starts_with(&[0xFE, 0xFF]) {
+        return Ok(Err(
+            "the file is UTF-16 text (Excel's \"Unicode Text\"), which kamwatch does not read; save it as \"CSV UTF-8\" (or CSV in GBK) and drop it in again".into(),
+        ));
+    }
     if let Some(at) = binary_at(head, enc) {
         return Ok(Err(not_text(at)));
     }
