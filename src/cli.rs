@@ -125,6 +125,9 @@ pub enum Command {
         /// Folder for the files; default var/review.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Mail each manager their review now (once per as-of date).
+        #[arg(long)]
+        send: bool,
     },
     /// Silence an alert's mail until a date (it is still recorded).
     Silence {
@@ -375,7 +378,9 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             },
             *format,
         ),
-        Command::Review { as_of, out } => review(&config::load(&cli.config)?, *as_of, out.clone()),
+        Command::Review { as_of, out, send } => {
+            review(&config::load(&cli.config)?, *as_of, out.clone(), *send)
+        }
         Command::Silence { action } => silence(&config::load(&cli.config)?, action),
         Command::Mail { action } => mail(&config::load(&cli.config)?, action),
         Command::History {
@@ -1082,9 +1087,26 @@ fn backtest(cfg: &Loaded, opts: &crate::backtest::Options, format: Format) -> Re
     Ok(ExitCode::SUCCESS)
 }
 
-fn review(cfg: &Loaded, as_of: Option<NaiveDate>, out: Option<PathBuf>) -> Result<ExitCode> {
+fn review(
+    cfg: &Loaded,
+    as_of: Option<NaiveDate>,
+    out: Option<PathBuf>,
+    send: bool,
+) -> Result<ExitCode> {
     let conn = crate::store::open(&cfg.database())?;
     let as_of = as_of.unwrap_or_else(|| cfg.cfg.schedule.zone().today());
+    if send {
+        let queued = pipeline::queue_reviews(cfg, &conn, as_of)?;
+        let d = pipeline::deliver(cfg, &conn)?;
+        writeln!(
+            std::io::stdout().lock(),
+            "{queued} review(s) queued; mail: {} sent, {} retrying, {} dead",
+            d.sent,
+            d.retrying,
+            d.dead
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let dir = out.unwrap_or_else(|| cfg.database().with_file_name("review"));
     std::fs::create_dir_all(&dir)?;
     let reviews = crate::review::build(&conn, as_of, &cfg.cfg.tiers)?;

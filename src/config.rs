@@ -58,6 +58,8 @@ pub struct Config {
     pub schedule: ScheduleConfig,
     #[serde(default)]
     pub daemon: DaemonConfig,
+    #[serde(default)]
+    pub review: ReviewConfig,
     /// Log level or filter (`info`, `debug`, `kamwatch=debug`); the
     /// environment variable KAMWATCH_LOG overrides it.
     #[serde(default = "default_log")]
@@ -65,6 +67,27 @@ pub struct Config {
     #[serde(default)]
     pub alerts: AlertsConfig,
     pub datasets: Datasets,
+}
+
+/// The monthly key-account review each manager gets by mail.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewConfig {
+    /// Day of the month (1-28) the daemon mails it; 0 turns it off.
+    #[serde(default = "default_review_day")]
+    pub day_of_month: u32,
+}
+
+fn default_review_day() -> u32 {
+    1
+}
+
+impl Default for ReviewConfig {
+    fn default() -> Self {
+        ReviewConfig {
+            day_of_month: default_review_day(),
+        }
+    }
 }
 
 /// How the daemon judges its own health.
@@ -968,6 +991,12 @@ fn validate(cfg: &Config) -> Result<(), String> {
                 "schedule.times: {t:?} is not a time of day; write it as HH:MM, e.g. \"07:30\""
             ));
         }
+    }
+    if cfg.review.day_of_month > 28 {
+        return Err(format!(
+            "review.day_of_month is {}; use 1 to 28 (so every month has it), or 0 for no review mail",
+            cfg.review.day_of_month
+        ));
     }
     if parse_zone(&cfg.schedule.timezone).is_none() {
         return Err(format!(

@@ -13,7 +13,8 @@
 //! let the current transaction finish, and exit 0. SIGHUP reloads the config
 //! and the rules; an invalid config is refused and the running one stays.
 //! Rule files are also reloaded before each evaluation; a file that no
-//! longer compiles keeps its last good version.
+//! longer compiles keeps its last good version. On `review.day_of_month`
+//! the evaluation also queues each manager's key-account review.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -22,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveDateTime, TimeZone, Utc};
 use rusqlite::Connection;
 use tokio::sync::mpsc;
 
@@ -138,6 +139,13 @@ impl State {
                             r.resolved,
                             r.errors.len()
                         ));
+                        let day = self.cfg.cfg.review.day_of_month;
+                        if day > 0 && today.day() == day {
+                            // Once per manager and date: later runs today are no-ops.
+                            if let Err(e) = pipeline::queue_reviews(&self.cfg, &self.conn, today) {
+                                tracing::error!("the monthly review could not be built: {e:#}");
+                            }
+                        }
                         self.deliver();
                     }
                     Err(e) => tracing::error!("evaluation failed: {e:#}"),

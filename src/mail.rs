@@ -395,16 +395,28 @@ pub fn notify_admin(
         email: admin.clone(),
     }];
     let rendered = Rendered {
-        subject: subject.clone(),
+        subject,
         text: text.to_string(),
-        html: html.clone(),
+        html,
         images: Vec::new(),
     };
-    let mime = compose(&from_mailbox(cfg)?, &to, &message_id, &rendered)?.formatted();
+    queue(conn, cfg, &to, &message_id, &rendered)
+}
+
+/// Queues one rendered message (with its inline images) to `to`, unless a
+/// message with this Message-ID was queued before. Returns whether it was.
+pub fn queue(
+    conn: &Connection,
+    cfg: &MailConfig,
+    to: &[Recipient],
+    message_id: &str,
+    r: &Rendered,
+) -> Result<bool> {
+    let mime = compose(&from_mailbox(cfg)?, to, message_id, r)?.formatted();
     let n = conn.execute(
         "INSERT OR IGNORE INTO outbox (message_id, recipients, subject, body_text, body_html, rule, account_id, created_at, mime)
          VALUES (?1, ?2, ?3, ?4, ?5, 'system', NULL, ?6, ?7)",
-        params![message_id, serde_json::to_string(&to)?, subject, text, html, now_text(), mime],
+        params![message_id, serde_json::to_string(to)?, r.subject, r.text, r.html, now_text(), mime],
     )?;
     Ok(n == 1)
 }

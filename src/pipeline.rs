@@ -160,6 +160,37 @@ fn admin_notice(conn: &rusqlite::Connection, cfg: &Loaded, errors: &[RunError]) 
     )
 }
 
+/// Queues this month's key-account review to every manager (once per
+/// manager and as-of date: queuing again is a no-op). Returns how many
+/// were queued.
+pub fn queue_reviews(cfg: &Loaded, conn: &Connection, as_of: NaiveDate) -> Result<usize> {
+    let mut queued = 0;
+    for r in crate::review::build(conn, as_of, &cfg.cfg.tiers)? {
+        let hash = blake3::hash(format!("review\u{0}{}\u{0}{as_of}", r.manager).as_bytes());
+        let message_id = format!("<review.{}@kamwatch>", &hash.to_hex()[..32]);
+        let rendered = mail::Rendered {
+            subject: r.subject,
+            text: r.text,
+            html: r.html,
+            images: vec![mail::Image {
+                cid: "pareto".into(),
+                png: r.chart,
+            }],
+        };
+        let to = [mail::Recipient {
+            name: String::new(),
+            email: r.manager,
+        }];
+        if mail::queue(conn, &cfg.cfg.mail, &to, &message_id, &rendered)? {
+            queued += 1;
+        }
+    }
+    if queued > 0 {
+        tracing::info!(as_of = %as_of, queued, "key-account reviews queued");
+    }
+    Ok(queued)
+}
+
 /// Delivers the due outbox messages.
 pub fn deliver(cfg: &Loaded, conn: &Connection) -> Result<Delivery> {
     let sink = Sink::from_config(cfg)?;

@@ -1,3 +1,5 @@
+use mail_parser::MimeHeaders;
+
 use crate::support::*;
 
 /// `kamwatch accounts` ranks the book into tiers by cumulative share and
@@ -186,4 +188,36 @@ fn review_per_manager() {
     }
     // The generator plants lapsed visits among the largest accounts.
     assert!(unvisited > 0, "no unvisited key account reported");
+
+    // --send mails each manager once, the chart inline; again: nothing new.
+    let o = p.run_ok(&["review", "--as-of", "2026-11-28", "--send"]);
+    assert!(
+        stdout(&o).starts_with(&format!("{managers} review(s) queued")),
+        "{}",
+        stdout(&o)
+    );
+    let mails = p.files_under("var/mail");
+    assert_eq!(mails.len(), managers);
+    for m in &mails {
+        let bytes = std::fs::read(m).unwrap();
+        let msg = mail_parser::MessageParser::default().parse(&bytes).unwrap();
+        assert!(
+            msg.subject()
+                .unwrap_or_default()
+                .contains("重点客户月度回顾")
+        );
+        let html = msg.body_html(0).unwrap();
+        assert!(html.contains("cid:pareto"));
+        assert!(
+            msg.attachments().any(|a| a.content_id() == Some("pareto")),
+            "no inline chart"
+        );
+    }
+    let o = p.run_ok(&["review", "--as-of", "2026-11-28", "--send"]);
+    assert!(
+        stdout(&o).starts_with("0 review(s) queued"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(p.files_under("var/mail").len(), managers);
 }
