@@ -53,8 +53,8 @@ awk -v t="$(awk -v a="$t1" -v b="$t0" 'BEGIN { print a - b }')" -v rows="$rows" 
 
 echo "== about $rows_wanted order rows of history"
 rm -rf "$work/var" "$work/inbox" "$work/gen"
-# About 160 order lines per account over 24 months.
-accounts=$(( rows_wanted / 160 ))
+# About 100 order lines per account over 24 months at this scale.
+accounts=$(( rows_wanted / 100 ))
 "$bin" generate "${cfg[@]}" --out "$work/gen" --accounts "$accounts" --seed 2 --end 2026-11-28
 for f in "$work"/gen/客户主数据_*.csv "$work"/gen/拜访记录_*.csv "$work"/gen/销售明细_*.csv; do
     /usr/bin/time -f "%e %M" -o "$work/time" "$bin" ingest "${cfg[@]}" "$f" >/dev/null
@@ -64,7 +64,7 @@ for f in "$work"/gen/客户主数据_*.csv "$work"/gen/拜访记录_*.csv "$work
         printf "ingest %-36s %9d rows %7.2f s %9.0f rows/s  peak RSS %5.0f MiB\n", f, n, s, n / s, kb / 1024 }'
 done
 for i in 1 2 3; do
-    /usr/bin/time -f "%e %M" -o "$work/time" "$bin" eval "${cfg[@]}" --as-of 2026-11-28 --dry-run >/dev/null
+    /usr/bin/time -f "%e %M" -o "$work/time" "$bin" eval "${cfg[@]}" --as-of 2026-11-28 --dry-run >/dev/null 2>&1
     read -r secs kb < "$work/time"
     echo "eval --dry-run over $accounts accounts (run $i): $secs s, peak RSS $((kb / 1024)) MiB"
 done
