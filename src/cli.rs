@@ -907,6 +907,43 @@ fn silence(cfg: &Loaded, action: &SilenceCommand) -> Result<ExitCode> {
                     return Ok(ExitCode::from(2));
                 }
             };
+            // A typo would silence nothing while the user believes otherwise.
+            if rule != "*" {
+                let known: Vec<String> = std::fs::read_dir(cfg.rules())
+                    .map(|rd| {
+                        rd.filter_map(|e| e.ok().map(|e| e.path()))
+                            .filter(|p| p.extension().is_some_and(|x| x == "rhai"))
+                            .filter_map(|p| Some(p.file_stem()?.to_string_lossy().into_owned()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if !known.contains(rule) {
+                    let mut known = known;
+                    known.sort();
+                    eprintln!(
+                        "kamwatch: error: --rule {rule:?} is not a rule in {}; the rules are: {}. Use '*' for every rule",
+                        cfg.rules().display(),
+                        known.join(", ")
+                    );
+                    return Ok(ExitCode::from(2));
+                }
+            }
+            if let Scope::Tier(t) = &scope
+                && !["A", "B", "C"].contains(&t.as_str())
+            {
+                eprintln!("kamwatch: error: --tier {t:?}: tiers are A, B and C");
+                return Ok(ExitCode::from(2));
+            }
+            if let Scope::Account(a) = &scope {
+                let known: bool = conn
+                    .query_row("SELECT 1 FROM accounts WHERE id = ?1", [a], |_| Ok(()))
+                    .is_ok();
+                if !known {
+                    eprintln!(
+                        "kamwatch: warning: account {a:?} is not in the customer master (yet); the silence is added anyway"
+                    );
+                }
+            }
             let id = match silence::add(&conn, rule, &scope, *until, reason) {
                 Ok(id) => id,
                 Err(e) => {

@@ -268,6 +268,36 @@ fn silence_suppresses_then_lets_mail_through() {
         show(&o)
     );
 
+    // A misspelt rule or a tier that does not exist would silence nothing.
+    let typo = [
+        "silence",
+        "add",
+        "--rule",
+        "lapsed_visit",
+        "--account",
+        ACCOUNT,
+        "--until",
+        "2026-11-02",
+        "--reason",
+        "x",
+    ];
+    let o = p.run(&typo);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("lapsed_visits"), "{}", show(&o));
+    let tier = [
+        "silence",
+        "add",
+        "--rule",
+        RULE,
+        "--tier",
+        "D",
+        "--until",
+        "2026-11-02",
+        "--reason",
+        "x",
+    ];
+    assert_exit(&p.run(&tier), 2);
+
     let list = p.run(&["silence", "list", "--format", "json"]);
     assert_exit(&list, 0);
     let listed: Vec<serde_json::Value> = stdout(&list)
