@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 echo "==> building kamwatch"
 cargo build --quiet
-bin=target/debug/kamwatch
+bin=${CARGO_TARGET_DIR:-target}/debug/kamwatch
 
 if [[ "${KEEP:-0}" != 1 ]]; then
     rm -rf var inbox
