@@ -91,7 +91,9 @@ pub fn evaluate(
             &policies,
         )?;
         mail::record(&tx, &cfg.cfg, &policies, &changes.notices)?;
-        let mut queued = mail::release(&tx, cfg, as_of, Some(&snap))?;
+        // A dry run renders no charts: nothing will be sent, and drawing
+        // them is most of an evaluation's time.
+        let mut queued = mail::release(&tx, cfg, as_of, (!dry_run).then_some(&snap))?;
         if !report.errors.is_empty() {
             queued += usize::from(admin_notice(&tx, cfg, &report.errors)?);
         }
