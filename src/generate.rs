@@ -243,9 +243,21 @@ fn mix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-struct Rng(u64);
+/// A small deterministic PRNG (SplitMix64): a seed gives the same stream
+/// on every machine. Shared by the generator, `bench rules` and the tests.
+pub struct Rng(u64);
 
 impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    /// Uniform in 0..n by the remainder (n > 0; slightly biased, fine for
+    /// test data).
+    pub fn below_u64(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
     /// An independent stream for one purpose (`tag`) and one item (`index`), so that e.g. one
     /// account's orders do not shift when another account changes.
     fn stream(seed: u64, tag: u64, index: u64) -> Self {
@@ -254,13 +266,13 @@ impl Rng {
         ))
     }
 
-    fn next_u64(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(GOLDEN);
         mix64(self.0)
     }
 
     /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
+    pub fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 

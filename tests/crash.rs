@@ -1,24 +1,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use kamwatch::generate::Rng;
+
 use crate::support::*;
-
-/// A tiny deterministic PRNG so the kill times are reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn between(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo)
-    }
-}
 
 /// Splits a CSV into `parts` files with the same header, named by `name`.
 fn split_csv(
@@ -90,14 +75,14 @@ fn kill_9_loses_nothing_and_sends_once() {
     );
     let dropped = drops.len();
 
-    let mut rng = Rng(20261128);
+    let mut rng = Rng::new(20261128);
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut kills = 0;
     let mut next_drop = 0;
     while kills < 50 && Instant::now() < deadline {
         let mut d = Daemon::start(&p);
         // Drop a few files (written elsewhere, renamed in: complete).
-        for _ in 0..rng.between(0, 3) {
+        for _ in 0..rng.below_u64(3) {
             if next_drop < drops.len() {
                 let (name, text) = &drops[next_drop];
                 let tmp = p.path("staging").join(format!(".{name}"));
@@ -106,7 +91,7 @@ fn kill_9_loses_nothing_and_sends_once() {
                 next_drop += 1;
             }
         }
-        std::thread::sleep(Duration::from_millis(rng.between(20, 400)));
+        std::thread::sleep(Duration::from_millis(20 + rng.below_u64(380)));
         let mut child = d.0.take().unwrap();
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();

@@ -12,36 +12,17 @@ use rhai::{ImmutableString, Scope};
 
 use super::{RuleSet, api};
 use crate::config::TierConfig;
+use crate::generate::Rng;
 use crate::metrics::{
     AccountMetrics, Invoice, Portfolio, Series, Snapshot, StockCover, Visit, assign_tiers, day,
 };
 use crate::store::OrderDay;
 
-/// A small deterministic PRNG (SplitMix64), so a seed gives the same book.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    fn f(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
 /// A book of `n` accounts with 18 months of orders, visits, invoices and
 /// stock, as of `as_of`. Account sizes are heavy-tailed, so about a fifth
 /// of the accounts make tier A, as in a real book.
 pub fn synthetic(n: usize, seed: u64, as_of: NaiveDate) -> Snapshot {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let end = day(as_of);
     let start = end - 540;
     let roles: [Arc<str>; 2] = [Arc::from("业务员"), Arc::from("销售总监")];
@@ -51,15 +32,15 @@ pub fn synthetic(n: usize, seed: u64, as_of: NaiveDate) -> Snapshot {
     for i in 0..n {
         let mut a = AccountMetrics::empty(&format!("KH{i:06}"), &format!("客户{i}"));
         // Pareto-like size: a few big accounts, many small ones.
-        let size = 2_000.0 / (1.0 - rng.f()).powf(0.8);
-        let gap = 5 + rng.below(20) as i32;
-        let margin = 0.15 + 0.2 * rng.f();
+        let size = 2_000.0 / (1.0 - rng.unit()).powf(0.8);
+        let gap = 5 + rng.below_u64(20) as i32;
+        let margin = 0.15 + 0.2 * rng.unit();
         // A few planted problems, at rates a real book shows.
-        let fading = rng.below(30) == 0;
-        let mut d = start + rng.below(gap as u64) as i32;
+        let fading = rng.below_u64(30) == 0;
+        let mut d = start + rng.below_u64(gap as u64) as i32;
         while d <= end {
             let fade = if fading && d > end - 90 { 0.5 } else { 1.0 };
-            let revenue = (size * (0.8 + 0.4 * rng.f()) * fade).round();
+            let revenue = (size * (0.8 + 0.4 * rng.unit()) * fade).round();
             let date = crate::metrics::date_of(d);
             a.series.push(&OrderDay {
                 date,
@@ -68,40 +49,44 @@ pub fn synthetic(n: usize, seed: u64, as_of: NaiveDate) -> Snapshot {
                 qty: (revenue / 20.0).round(),
                 orders: 1,
             });
-            a.sku_days.push((d, rng.below(50) as u32));
+            a.sku_days.push((d, rng.below_u64(50) as u32));
             per_day[(d - start) as usize] += revenue;
-            d += gap + rng.below(gap as u64 / 4 + 1) as i32;
+            d += gap + rng.below_u64(gap as u64 / 4 + 1) as i32;
         }
-        let mut v = start + rng.below(10) as i32;
-        let cadence = 4 + rng.below(9) as i32;
-        let stopped = if rng.below(30) == 0 { end - 60 } else { end };
+        let mut v = start + rng.below_u64(10) as i32;
+        let cadence = 4 + rng.below_u64(9) as i32;
+        let stopped = if rng.below_u64(30) == 0 {
+            end - 60
+        } else {
+            end
+        };
         while v <= stopped {
-            let senior = rng.below(3) == 0;
+            let senior = rng.below_u64(3) == 0;
             a.visits.push(Visit {
                 day: v,
                 role: Some(roles[usize::from(senior)].clone()),
             });
             v += cadence;
         }
-        if rng.below(4) == 0 {
+        if rng.below_u64(4) == 0 {
             a.credit_limit = Some((size * 6.0).round());
-            let late = if rng.below(10) == 0 { 40 } else { 0 };
+            let late = if rng.below_u64(10) == 0 { 40 } else { 0 };
             for k in 0..3 {
                 a.invoices.push(Invoice {
-                    amount: (size * rng.f() * 1.5).round(),
+                    amount: (size * rng.unit() * 1.5).round(),
                     due: end - 5 - late + 20 * k,
                 });
             }
         }
-        a.main_skus = vec![format!("SP-{:03}", rng.below(50))];
+        a.main_skus = vec![format!("SP-{:03}", rng.below_u64(50))];
         a.stock.push(StockCover {
             sku: a.main_skus[0].clone(),
             on_hand: (size / 10.0).round(),
             daily_qty: size / 300.0,
-            days: if rng.below(20) == 0 {
-                30.0 * rng.f()
+            days: if rng.below_u64(20) == 0 {
+                30.0 * rng.unit()
             } else {
-                90.0 + 270.0 * rng.f()
+                90.0 + 270.0 * rng.unit()
             },
             dedicated: true,
         });
@@ -135,7 +120,7 @@ pub fn synthetic(n: usize, seed: u64, as_of: NaiveDate) -> Snapshot {
     for (rank, (a, t)) in accounts.iter_mut().zip(tiers).enumerate() {
         a.tier = t;
         // Some movement between tiers, as a month of trading gives.
-        a.prev_tier = if rng.below(50) == 0 { "B" } else { t };
+        a.prev_tier = if rng.below_u64(50) == 0 { "B" } else { t };
         a.rank = rank + 1;
         a.share = if total > 0.0 {
             a.revenue_12m / total
