@@ -83,21 +83,40 @@ impl Series {
 
     /// Sum of `m` over the days in `(end - len, end]`.
     pub fn sum(&self, m: Measure, end: Day, len: i32) -> f64 {
+        self.window(end, len).map_or(0.0, |(lo, hi)| {
+            let p = self.prefix(m);
+            p[hi] - p[lo]
+        })
+    }
+
+    /// Revenue and cost over `(end - len, end]`, with one search.
+    pub fn revenue_cost(&self, end: Day, len: i32) -> (f64, f64) {
+        self.window(end, len).map_or((0.0, 0.0), |(lo, hi)| {
+            (
+                self.revenue[hi] - self.revenue[lo],
+                self.cost[hi] - self.cost[lo],
+            )
+        })
+    }
+
+    /// The prefix-array bounds of the days in `(end - len, end]`, if any.
+    fn window(&self, end: Day, len: i32) -> Option<(usize, usize)> {
         if self.days.is_empty() || len <= 0 {
-            return 0.0;
+            return None;
         }
         let hi = self.days.partition_point(|d| *d <= end);
-        let lo = self.days.partition_point(|d| *d <= end - len);
-        if hi <= lo {
-            return 0.0;
-        }
-        let p = match m {
+        // The window's start is at most `hi`: search only below it.
+        let lo = self.days[..hi].partition_point(|d| *d <= end - len);
+        (hi > lo).then_some((lo, hi))
+    }
+
+    fn prefix(&self, m: Measure) -> &[f64] {
+        match m {
             Measure::Revenue => &self.revenue,
             Measure::Cost => &self.cost,
             Measure::Qty => &self.qty,
             Measure::Orders => &self.orders,
-        };
-        p[hi] - p[lo]
+        }
     }
 
     /// The last day with an order on or before `end`.
@@ -187,13 +206,16 @@ fn series_metric(s: &Series, m: Metric, end: Day, len: i32) -> f64 {
         Metric::Cost => s.sum(Measure::Cost, end, len),
         Metric::Qty => s.sum(Measure::Qty, end, len),
         Metric::Orders => s.sum(Measure::Orders, end, len),
-        Metric::GrossProfit => s.sum(Measure::Revenue, end, len) - s.sum(Measure::Cost, end, len),
+        Metric::GrossProfit => {
+            let (rev, cost) = s.revenue_cost(end, len);
+            rev - cost
+        }
         Metric::MarginPct => {
-            let rev = s.sum(Measure::Revenue, end, len);
+            let (rev, cost) = s.revenue_cost(end, len);
             if rev.abs() < f64::EPSILON {
                 0.0
             } else {
-                (rev - s.sum(Measure::Cost, end, len)) / rev * 100.0
+                (rev - cost) / rev * 100.0
             }
         }
         Metric::Skus => 0.0,

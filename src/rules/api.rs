@@ -9,7 +9,7 @@
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use rhai::{
     Array, Dynamic, Engine, EvalAltResult, FuncRegistration, ImmutableString, Map,
@@ -54,15 +54,19 @@ fn seen<T: std::fmt::Display>(on: bool, what: impl FnOnce() -> String, v: T) -> 
     v
 }
 
-static TIERS: LazyLock<[ImmutableString; 3]> =
-    LazyLock::new(|| ["A".into(), "B".into(), "C".into()]);
+thread_local! {
+    /// The tier strings, allocated once per thread: shared between threads,
+    /// their reference counts would bounce between the cores' caches.
+    static TIERS: [ImmutableString; 3] = ["A".into(), "B".into(), "C".into()];
+}
 
 fn tier_str(t: &str) -> ImmutableString {
-    match t {
-        "A" => TIERS[0].clone(),
-        "B" => TIERS[1].clone(),
-        _ => TIERS[2].clone(),
-    }
+    let i = match t {
+        "A" => 0,
+        "B" => 1,
+        _ => 2,
+    };
+    TIERS.with(|t| t[i].clone())
 }
 
 /// One registered function's doc.
@@ -129,8 +133,23 @@ fn round_to(x: f64, digits: i64) -> f64 {
 }
 
 fn parse_date(s: &str) -> Result<chrono::NaiveDate, Box<EvalAltResult>> {
-    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map_err(|_| format!("{s:?} is not a date like 2026-11-28").into())
+    // `as_of` and the dates the API returns are always `YYYY-MM-DD`: read
+    // those directly (rules call this per account), anything else via chrono.
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |n, c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    let quick = (b.len() == 10 && b[4] == b'-' && b[7] == b'-')
+        .then(|| {
+            let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+            chrono::NaiveDate::from_ymd_opt(y as i32, m, d)
+        })
+        .flatten();
+    quick
+        .or_else(|| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+        .ok_or_else(|| format!("{s:?} is not a date like 2026-11-28").into())
 }
 
 fn json_to_dynamic(v: &serde_json::Value) -> Dynamic {
