@@ -22,6 +22,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("store/0005_outbox_mime.sql"),
 ];
 
+/// How long a statement waits for another connection's lock.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Opens (creating if needed) the database and brings its schema up to date.
 pub fn open(path: &Path) -> Result<Connection> {
     if let Some(dir) = path.parent() {
@@ -30,7 +33,7 @@ pub fn open(path: &Path) -> Result<Connection> {
     }
     let mut conn = Connection::open(path)
         .with_context(|| format!("opening the database {}", path.display()))?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -489,6 +492,30 @@ pub fn restore_indexes(tx: &Transaction<'_>, sqls: &[String]) -> Result<()> {
         tx.execute_batch(sql)?;
     }
     Ok(())
+}
+
+/// For a bulk load, leaves WAL mode for a rollback journal (TRUNCATE), so
+/// the new pages are written once, into the database file, instead of into
+/// the WAL and copied again by the checkpoint. A rollback journal keeps
+/// the load atomic: a kill -9 leaves a hot journal that the next open rolls
+/// back. Switching needs the only connection to the database; when another
+/// is open this returns false at once and the load runs in WAL mode.
+pub fn leave_wal_for_bulk(conn: &Connection) -> Result<bool> {
+    conn.busy_timeout(std::time::Duration::ZERO)?;
+    let mode =
+        conn.pragma_update_and_check(None, "journal_mode", "TRUNCATE", |r| r.get::<_, String>(0));
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(mode.is_ok_and(|m| m.eq_ignore_ascii_case("truncate")))
+}
+
+/// Back to WAL mode after [`leave_wal_for_bulk`]. Should another process
+/// hold the database just then, the next `open` (every connection sets WAL)
+/// switches it back; this says so in the log.
+pub fn back_to_wal(conn: &Connection) {
+    let mode = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0));
+    if !mode.as_deref().is_ok_and(|m| m.eq_ignore_ascii_case("wal")) {
+        tracing::warn!(result = ?mode, "could not switch the database back to WAL mode after a bulk load; the next start does");
+    }
 }
 
 /// The size of the database file in bytes (pages x page size).

@@ -762,6 +762,12 @@ fn sigkill_mid_ingest_leaves_all_or_nothing() {
         Some(9)
     );
 
+    // A bulk load runs in a rollback journal (pages written once): the
+    // kill leaves a hot journal, which the next connection rolls back.
+    assert!(
+        p.path("var/kamwatch.db-journal").exists(),
+        "no rollback journal: the bulk load ran in WAL mode"
+    );
     assert_eq!(
         one::<i64>(&p, "SELECT COUNT(*) FROM orders"),
         0,
@@ -778,6 +784,11 @@ fn sigkill_mid_ingest_leaves_all_or_nothing() {
     assert!(out.contains(&format!("(orders): {rows} rows")), "{out}");
     assert_eq!(one::<i64>(&p, "SELECT COUNT(*) FROM orders"), rows as i64);
     assert_eq!(one::<i64>(&p, index), 1, "the orders index was not rebuilt");
+    assert_eq!(
+        one::<String>(&p, "PRAGMA journal_mode"),
+        "wal",
+        "not back in WAL mode"
+    );
     let per_account =
         "SELECT COUNT(*) FROM orders INDEXED BY orders_account_date WHERE account_id = 'KH0007'";
     assert_eq!(one::<i64>(&p, per_account), (rows / 500) as i64);

@@ -184,9 +184,26 @@ fn ingest(
     // the file; afterwards the connection gets its usual cache back.
     let cache: i64 = conn.pragma_query_value(None, "cache_size", |r| r.get(0))?;
     conn.pragma_update(None, "cache_size", -LOAD_CACHE_KIB)?;
-    let report = ingest_inner(cfg, conn, path, keep, progress, stop);
+    let bulk = is_bulk(cfg, conn, path)?;
+    let rollback_journal = bulk && store::leave_wal_for_bulk(conn)?;
+    let report = ingest_inner(cfg, conn, path, keep, progress, stop, bulk);
+    if rollback_journal {
+        store::back_to_wal(conn);
+    }
     conn.pragma_update(None, "cache_size", cache)?;
     report
+}
+
+/// A bulk load: an orders file bigger than the whole database (a first
+/// load, a history backfill). It is loaded without the orders indexes,
+/// rebuilt once after, and in a rollback journal when it can be.
+fn is_bulk(cfg: &Loaded, conn: &Connection, path: &Path) -> Result<bool> {
+    let name = path.file_name().map(|n| n.to_string_lossy());
+    if name.and_then(|n| cfg.cfg.datasets.route(&n)) != Some(Dataset::Orders) {
+        return Ok(false);
+    }
+    let size = std::fs::metadata(path).map_or(0, |m| m.len());
+    Ok(size >= BULK_MIN_BYTES && size > store::database_bytes(conn)?)
 }
 
 fn ingest_inner(
@@ -196,12 +213,15 @@ fn ingest_inner(
     keep: Keep,
     progress: &mut dyn FnMut(u64),
     stop: Option<&std::sync::atomic::AtomicBool>,
+    bulk: bool,
 ) -> Result<FileReport> {
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let t0 = std::time::Instant::now();
     let (hash, size) = hash_file(path)?;
+    let t_hash = t0.elapsed();
     let dataset = cfg.cfg.datasets.route(&file_name);
 
     let Some(dataset) = dataset else {
@@ -284,10 +304,6 @@ fn ingest_inner(
     };
     let unit = src.unit();
 
-    // A file bigger than the whole database (a first load, a history
-    // backfill) is loaded without the orders indexes, rebuilt once after.
-    let bulk =
-        dataset == Dataset::Orders && size >= BULK_MIN_BYTES && size > store::database_bytes(conn)?;
     let tx = conn.transaction()?;
     let suspended = if bulk {
         store::suspend_indexes(&tx, "orders")?
@@ -318,6 +334,7 @@ fn ingest_inner(
         )?
     };
     drop(src);
+    let t_load = t0.elapsed();
     match result {
         Ok(loaded) => {
             if !suspended.is_empty() {
@@ -326,6 +343,7 @@ fn ingest_inner(
                 tx.pragma_update(None, "cache_size", -LOAD_CACHE_KIB / 8)?;
                 store::restore_indexes(&tx, &suspended)?;
             }
+            let t_index = t0.elapsed();
             let mut notes = Vec::new();
             let skipped = loaded.problems.bad_rows;
             if skipped > 0 {
@@ -362,9 +380,20 @@ fn ingest_inner(
                 },
             )?;
             tx.commit()?;
+            let t_commit = t0.elapsed();
             // Committed first, moved second: a crash in between leaves the
             // file in the inbox, where its hash makes it a harmless duplicate.
             let moved_to = move_to_archive(cfg, path, keep, &file_name)?;
+            tracing::debug!(
+                file = %file_name,
+                hash_ms = t_hash.as_millis(),
+                load_ms = (t_load - t_hash).as_millis(),
+                index_ms = (t_index - t_load).as_millis(),
+                commit_ms = (t_commit - t_index).as_millis(),
+                archive_ms = (t0.elapsed() - t_commit).as_millis(),
+                bulk,
+                "ingest phases"
+            );
             let errors_file = if skipped > 0 {
                 let text = errors_text(
                     &format!(
