@@ -195,13 +195,14 @@ pub fn record(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
     let mut held = 0;
+    let mut unroutable: Vec<&str> = Vec::new();
     for n in notices {
         let it = &n.item;
         let to = route(cfg, it, policies.get(&it.rule));
         let state = if n.silenced {
             "silenced"
         } else if to.is_empty() {
-            tracing::warn!(rule = %it.rule, account = %it.account_id, "account has no owner email and neither mail.catch_all nor mail.admin is set; the warning is recorded but not mailed");
+            unroutable.push(&it.account_id);
             "unroutable"
         } else {
             held += 1;
@@ -218,6 +219,24 @@ pub fn record(
             serde_json::to_string(&to)?,
             state
         ])?;
+    }
+    if !unroutable.is_empty() {
+        // One line for the lot: a book without owner emails would
+        // otherwise log one line per warning.
+        unroutable.sort_unstable();
+        unroutable.dedup();
+        let shown: Vec<&str> = unroutable.iter().take(10).copied().collect();
+        let more = unroutable.len().saturating_sub(shown.len());
+        tracing::warn!(
+            accounts = unroutable.len(),
+            "warnings for accounts without an owner email are recorded but not mailed: {}{}; fill the owner email in the customer master, or set mail.catch_all or mail.admin",
+            shown.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        );
     }
     Ok(held)
 }

@@ -10,7 +10,7 @@
 //! 30 days earlier. Book-level totals go in `Portfolio`. Rules read it;
 //! nothing here writes anything. The extra reads live in `metrics/load.rs`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::Result;
@@ -410,34 +410,12 @@ fn clamp_window(len: i64, offset: i64) -> (i32, i32) {
 pub fn build(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<Snapshot> {
     let master = store::load_accounts(conn)?;
     let extras = load::account_extras(conn)?;
-    let mut series: HashMap<String, Series> = HashMap::new();
-    let mut book: BTreeMap<Day, store::OrderDay> = BTreeMap::new();
-    store::for_each_order_day(conn, as_of, |id, d| {
-        let b = book.entry(day(d.date)).or_insert(store::OrderDay {
-            date: d.date,
-            revenue: 0.0,
-            cost: 0.0,
-            qty: 0.0,
-            orders: 0,
-        });
-        b.revenue += d.revenue;
-        b.cost += d.cost;
-        b.qty += d.qty;
-        b.orders += d.orders;
-        if let Some(s) = series.get_mut(id) {
-            s.push(&d);
-        } else {
-            let mut s = Series::default();
-            s.push(&d);
-            series.insert(id.to_string(), s);
-        }
-    })?;
-    let mut book_series = Series::default();
-    for d in book.values() {
-        book_series.push(d);
-    }
     let end = day(as_of);
-    let mut skus = load::sku_days(conn, as_of, end - 365, end - DEMAND_DAYS)?;
+    let load::Orders {
+        mut series,
+        book: book_series,
+        mut skus,
+    } = load::orders(conn, as_of, end - 365, end - DEMAND_DAYS)?;
     let mut sku_days = std::mem::take(&mut skus.by_account);
     let mut sku_revenue = std::mem::take(&mut skus.revenue_12m);
     let mut sku_qty = std::mem::take(&mut skus.qty_recent);
@@ -886,6 +864,45 @@ mod build_tests {
         let big = snap.find("BIG").unwrap();
         assert_eq!((big.tier, big.prev_tier), ("C", "C"));
         assert!(big.attrs.is_empty());
+    }
+
+    #[test]
+    fn daily_sums_count_orders_not_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = store::open(&dir.path().join("k.db")).unwrap();
+        // On 11-02: order A with three lines (two of SKU S1, one without a
+        // SKU) and order B with one; the order ids interleave with account
+        // Y's, and one line lies after the as-of date.
+        conn.execute_batch(
+            "INSERT INTO accounts (id, name, active, updated_at) VALUES ('X', 'x', 1, 'x'), ('Y', 'y', 1, 'x');
+             INSERT INTO orders (order_id, line, account_id, date, sku, qty, revenue, cost) VALUES
+               ('A', '1', 'X', '2026-11-02', 'S1', 1, 100, 60),
+               ('A', '2', 'X', '2026-11-02', 'S1', 2, 50, 30),
+               ('A', '3', 'X', '2026-11-02', NULL, NULL, 10, 10),
+               ('AB', '1', 'Y', '2026-11-02', 'S2', 5, 7, 1),
+               ('B', '1', 'X', '2026-11-02', 'S2', 4, 40, 20),
+               ('C', '1', 'X', '2026-11-05', '', 1, 5, 5),
+               ('D', '1', 'X', '2026-12-01', 'S1', 9, 999, 0);",
+        )
+        .unwrap();
+        let as_of = d("2026-11-30");
+        let snap = build(&conn, as_of, &TierConfig::default()).unwrap();
+        let x = snap.find("X").unwrap();
+        let end = snap.end();
+        let nov2 = day(d("2026-11-02"));
+        assert_eq!(x.series.sum(Measure::Orders, nov2, 1), 2.0);
+        assert_eq!(x.series.sum(Measure::Revenue, nov2, 1), 200.0);
+        assert_eq!(x.series.sum(Measure::Cost, nov2, 1), 120.0);
+        assert_eq!(x.series.sum(Measure::Qty, nov2, 1), 7.0);
+        // The 12-01 line is after the as-of date.
+        assert_eq!(x.series.sum(Measure::Revenue, end, 365), 205.0);
+        assert_eq!(x.order_count(end), 3);
+        assert_eq!(x.metric(Metric::Skus, end, 365, 0), 2.0);
+        assert_eq!(x.sku_days, vec![(nov2, 0), (nov2, 1)]);
+        assert_eq!(x.main_skus, vec!["S1".to_string(), "S2".to_string()]);
+        // The book adds Y's order on the same day.
+        assert_eq!(snap.portfolio.series.sum(Measure::Orders, nov2, 1), 3.0);
+        assert_eq!(snap.portfolio.series.sum(Measure::Revenue, end, 365), 212.0);
     }
 
     #[test]

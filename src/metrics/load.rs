@@ -9,7 +9,8 @@ use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use rusqlite::Connection;
 
-use super::{Day, Invoice, day};
+use super::{Day, Invoice, Series, day};
+use crate::store::OrderDay;
 use crate::store::date_text;
 
 /// What the master says beyond the canonical columns.
@@ -84,60 +85,160 @@ pub struct SkuData {
     pub book_qty_recent: HashMap<u32, f64>,
 }
 
-/// Order lines with a SKU up to `until`, one entry per account, day and SKU.
-pub fn sku_days(
+/// Everything the metrics need from the order lines up to `until`.
+#[derive(Debug, Default)]
+pub struct Orders {
+    /// Per account: daily sums.
+    pub series: HashMap<String, Series>,
+    /// The whole book's daily sums (accounts missing from the master too).
+    pub book: Series,
+    pub skus: SkuData,
+}
+
+/// One order line, as compact as the scan needs it.
+struct Line {
+    account: u32,
+    day: Day,
+    /// Numbers the orders in scan order: lines of one order are adjacent
+    /// (the table's key starts with the order id), so equal numbers mean
+    /// the same order.
+    order: u32,
+    sku: u32,
+    qty: f64,
+    revenue: f64,
+    cost: f64,
+}
+
+const NO_SKU: u32 = u32::MAX;
+
+/// Reads the order lines up to `until` in one sequential scan of the table
+/// (its key order: no index lookups) and builds, per account, the daily
+/// sums (revenue, cost, quantity, distinct orders) and the SKU data: the
+/// (day, SKU) pairs, revenue per SKU after `since_12m` and quantity per SKU
+/// after `since_recent`. The lines are held compactly (40 bytes each) while
+/// they are sorted by account and day.
+pub fn orders(
     conn: &Connection,
     until: NaiveDate,
     since_12m: Day,
     since_recent: Day,
-) -> Result<SkuData> {
+) -> Result<Orders> {
     let mut st = conn.prepare(
-        "SELECT account_id, date, sku, SUM(COALESCE(qty, 0)), SUM(revenue) FROM orders
-         WHERE date <= ?1 AND sku IS NOT NULL AND sku <> ''
-         GROUP BY account_id, date, sku ORDER BY account_id, date",
+        "SELECT order_id, account_id, date, sku, COALESCE(qty, 0), revenue, cost
+         FROM orders NOT INDEXED WHERE date <= ?1",
     )?;
     let mut rows = st.query([date_text(until)])?;
-    let mut out = SkuData::default();
-    let mut current = String::new();
-    let mut days: Vec<(Day, u32)> = Vec::new();
-    let mut rev: HashMap<u32, f64> = HashMap::new();
-    let mut qty: HashMap<u32, f64> = HashMap::new();
-    let flush = |out: &mut SkuData,
-                 id: &str,
-                 days: &mut Vec<_>,
-                 rev: &mut HashMap<_, _>,
-                 qty: &mut HashMap<_, _>| {
-        if !id.is_empty() {
-            out.by_account.insert(id.to_string(), std::mem::take(days));
-            out.revenue_12m.insert(id.to_string(), std::mem::take(rev));
-            out.qty_recent.insert(id.to_string(), std::mem::take(qty));
-        }
-    };
+    let mut accounts: Vec<String> = Vec::new();
+    let mut account_ids: HashMap<String, u32> = HashMap::new();
+    let mut out = Orders::default();
+    let mut lines: Vec<Line> = Vec::new();
+    let mut last_order = String::new();
+    let mut order = 0u32;
     while let Some(r) = rows.next()? {
-        let id = r.get_ref(0)?.as_str()?;
-        if id != current {
-            flush(&mut out, &current, &mut days, &mut rev, &mut qty);
-            current = id.to_string();
+        let order_id = r.get_ref(0)?.as_str()?;
+        if order_id != last_order {
+            order = order.wrapping_add(1);
+            last_order.clear();
+            last_order.push_str(order_id);
         }
-        let date: String = r.get(1)?;
-        let d = day(
-            NaiveDate::parse_from_str(&date, "%Y-%m-%d").with_context(|| {
-                format!("orders.date {date:?} of account {current} is not YYYY-MM-DD")
-            })?,
-        );
-        let sku = out.index.intern(r.get_ref(2)?.as_str()?);
-        let q: f64 = r.get(3)?;
-        let v: f64 = r.get(4)?;
-        days.push((d, sku));
-        if d > since_12m {
-            *rev.entry(sku).or_default() += v;
+        let id = r.get_ref(1)?.as_str()?;
+        let account = match account_ids.get(id) {
+            Some(a) => *a,
+            None => {
+                let a = accounts.len() as u32;
+                accounts.push(id.to_string());
+                account_ids.insert(id.to_string(), a);
+                a
+            }
+        };
+        let date = r.get_ref(2)?.as_str()?;
+        let d = crate::store::parse_ymd(date).with_context(|| {
+            format!("orders.date {date:?} of order {last_order} is not YYYY-MM-DD")
+        })?;
+        let sku = match r.get_ref(3)?.as_str_or_null()? {
+            Some(s) if !s.is_empty() => out.skus.index.intern(s),
+            _ => NO_SKU,
+        };
+        lines.push(Line {
+            account,
+            day: day(d),
+            order,
+            sku,
+            qty: r.get(4)?,
+            revenue: r.get(5)?,
+            cost: r.get(6)?,
+        });
+    }
+    drop(rows);
+    lines.sort_unstable_by_key(|l| (l.account, l.day, l.order, l.sku));
+
+    let mut book: HashMap<Day, OrderDay> = HashMap::new();
+    let mut skus_today: Vec<u32> = Vec::new();
+    for acc in lines.chunk_by(|a, b| a.account == b.account) {
+        let id = &accounts[acc[0].account as usize];
+        let mut series = Series::default();
+        let mut days: Vec<(Day, u32)> = Vec::new();
+        let mut rev: HashMap<u32, f64> = HashMap::new();
+        let mut qty: HashMap<u32, f64> = HashMap::new();
+        for today in acc.chunk_by(|a, b| a.day == b.day) {
+            let d = today[0].day;
+            let mut sum = OrderDay {
+                date: super::date_of(d),
+                revenue: 0.0,
+                cost: 0.0,
+                qty: 0.0,
+                orders: 0,
+            };
+            skus_today.clear();
+            let mut prev_order = None;
+            for l in today {
+                sum.revenue += l.revenue;
+                sum.cost += l.cost;
+                sum.qty += l.qty;
+                if prev_order != Some(l.order) {
+                    sum.orders += 1;
+                    prev_order = Some(l.order);
+                }
+                if l.sku == NO_SKU {
+                    continue;
+                }
+                skus_today.push(l.sku);
+                if d > since_12m {
+                    *rev.entry(l.sku).or_default() += l.revenue;
+                }
+                if d > since_recent {
+                    *qty.entry(l.sku).or_default() += l.qty;
+                    *out.skus.book_qty_recent.entry(l.sku).or_default() += l.qty;
+                }
+            }
+            skus_today.sort_unstable();
+            skus_today.dedup();
+            days.extend(skus_today.iter().map(|s| (d, *s)));
+            series.push(&sum);
+            let b = book.entry(d).or_insert(OrderDay {
+                revenue: 0.0,
+                cost: 0.0,
+                qty: 0.0,
+                orders: 0,
+                ..sum
+            });
+            b.revenue += sum.revenue;
+            b.cost += sum.cost;
+            b.qty += sum.qty;
+            b.orders += sum.orders;
         }
-        if d > since_recent {
-            *qty.entry(sku).or_default() += q;
-            *out.book_qty_recent.entry(sku).or_default() += q;
+        out.series.insert(id.clone(), series);
+        if !days.is_empty() {
+            out.skus.by_account.insert(id.clone(), days);
+            out.skus.revenue_12m.insert(id.clone(), rev);
+            out.skus.qty_recent.insert(id.clone(), qty);
         }
     }
-    flush(&mut out, &current, &mut days, &mut rev, &mut qty);
+    let mut book: Vec<OrderDay> = book.into_values().collect();
+    book.sort_unstable_by_key(|d| d.date);
+    for d in &book {
+        out.book.push(d);
+    }
     Ok(out)
 }
 

@@ -133,21 +133,7 @@ fn round_to(x: f64, digits: i64) -> f64 {
 }
 
 fn parse_date(s: &str) -> Result<chrono::NaiveDate, Box<EvalAltResult>> {
-    // `as_of` and the dates the API returns are always `YYYY-MM-DD`: read
-    // those directly (rules call this per account), anything else via chrono.
-    let b = s.as_bytes();
-    let num = |r: std::ops::Range<usize>| -> Option<u32> {
-        b[r].iter().try_fold(0u32, |n, c| {
-            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
-        })
-    };
-    let quick = (b.len() == 10 && b[4] == b'-' && b[7] == b'-')
-        .then(|| {
-            let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-            chrono::NaiveDate::from_ymd_opt(y as i32, m, d)
-        })
-        .flatten();
-    quick
+    crate::store::parse_ymd(s)
         .or_else(|| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
         .ok_or_else(|| format!("{s:?} is not a date like 2026-11-28").into())
 }
