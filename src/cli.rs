@@ -1276,6 +1276,16 @@ fn bench_rules(
             .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
             .unwrap_or_else(|_| "unknown".into())
     )?;
+    // What each evaluation thread pays up front for an engine of its own.
+    let t = std::time::Instant::now();
+    for _ in 0..20 {
+        drop(crate::rules::engine());
+    }
+    writeln!(
+        o,
+        "an engine with the rule API: built in {:.2} ms",
+        t.elapsed().as_secs_f64() * 1000.0 / 20.0
+    )?;
     let best = |f: &dyn Fn() -> bench::Measured| {
         (0..rounds.max(1))
             .map(|_| f())

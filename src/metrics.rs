@@ -51,7 +51,7 @@ pub enum Measure {
 }
 
 /// One account's series. Prefix arrays have `days.len() + 1` entries.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Series {
     days: Vec<Day>,
     revenue: Vec<f64>,
@@ -316,7 +316,7 @@ pub struct AccountMetrics {
 }
 
 /// Book-level totals.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Portfolio {
     pub accounts: usize,
     pub revenue_12m: f64,

@@ -406,6 +406,10 @@ pub const MAX_MAP: usize = 1_000;
 pub fn engine() -> Engine {
     let mut e = Engine::new();
     e.disable_symbol("eval");
+    // No string interner: with `sync` it is one lock shared by every
+    // thread, taken at each property access (`account.tier`), which ran
+    // the evaluation threads one at a time.
+    e.set_max_strings_interned(0);
     e.set_max_operations(MAX_OPERATIONS);
     e.set_max_call_levels(MAX_CALL_LEVELS);
     e.set_max_expr_depths(64, 32);
@@ -418,6 +422,16 @@ pub fn engine() -> Engine {
     );
     api::register(&mut e);
     e
+}
+
+/// A copy of `ast` that shares no reference count with it: its own function
+/// library and source name (the statements are cloned).
+fn thread_copy(ast: &AST) -> AST {
+    let mut copy = ast.merge(&AST::empty());
+    if let Some(source) = ast.source() {
+        copy.set_source(source.to_string());
+    }
+    copy
 }
 
 /// Whether the scope's `account` is still the untouched handle of `m`: a
@@ -667,15 +681,33 @@ impl RuleSet {
         let next = std::sync::atomic::AtomicUsize::new(0);
         let mut parts: Vec<(usize, Outcome)> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads)
-                .map(|_| {
-                    let as_of = as_of.clone();
-                    let book = api::Book {
-                        p: snap.portfolio.clone(),
-                        end,
-                        explain: false,
-                    };
+                .map(|t| {
                     let next = &next;
+                    let as_of = &as_of;
                     s.spawn(move || {
+                        // Each thread runs an engine of its own (built in
+                        // about a millisecond) unless it is alone: a run
+                        // clones the engine's function handles into its
+                        // resolution cache, and those reference counts,
+                        // shared, had the threads wait on each other. Callers
+                        // that run evaluations on several threads of their
+                        // own (the backtest) pass `threads = 1` and get one
+                        // too.
+                        let own = (t > 0 || threads == 1).then(engine);
+                        let engine = own.as_ref().unwrap_or(&self.engine);
+                        // Everything a run clones (the script's function
+                        // library and source name, `as_of`, the portfolio
+                        // handle) is this thread's own: reference counts
+                        // shared between threads made each core wait on
+                        // the other's cache.
+                        let asts: Vec<AST> =
+                            self.rules.iter().map(|r| thread_copy(&r.ast)).collect();
+                        let as_of: ImmutableString = as_of.to_string().into();
+                        let book = api::Book {
+                            p: Arc::new((*snap.portfolio).clone()),
+                            end,
+                            explain: false,
+                        };
                         let mut done = Vec::new();
                         loop {
                             let b = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -685,8 +717,14 @@ impl RuleSet {
                             }
                             let hi = (lo + BLOCK).min(snap.accounts.len());
                             let accounts = &snap.accounts[lo..hi];
-                            let out =
-                                self.evaluate_chunk(accounts, end, as_of.clone(), book.clone());
+                            let out = self.evaluate_chunk(
+                                engine,
+                                &asts,
+                                accounts,
+                                end,
+                                as_of.clone(),
+                                book.clone(),
+                            );
                             done.push((b, out));
                         }
                         done
@@ -708,8 +746,11 @@ impl RuleSet {
         out
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn evaluate_chunk(
         &self,
+        engine: &Engine,
+        asts: &[AST],
         accounts: &[Arc<AccountMetrics>],
         end: Day,
         as_of: ImmutableString,
@@ -731,7 +772,7 @@ impl RuleSet {
             // it, so no script can leave a changed `account` behind for the
             // next rule.
             let mut pushed = false;
-            for rule in &self.rules {
+            for (rule, ast) in self.rules.iter().zip(asts) {
                 out.runs += 1;
                 // A rule whose tiers exclude the account, or that needs data
                 // the account does not have, is silent for it without
@@ -754,7 +795,7 @@ impl RuleSet {
                     );
                     pushed = true;
                 }
-                let result = self.engine.run_ast_with_scope(&mut scope, &rule.ast);
+                let result = engine.run_ast_with_scope(&mut scope, ast);
                 let raised = RAISED.with(|r| std::mem::take(&mut *r.borrow_mut()));
                 match result {
                     Ok(()) => {
