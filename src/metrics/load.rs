@@ -71,74 +71,45 @@ impl SkuIndex {
     }
 }
 
+/// One account's order lines with a SKU, summed per day and SKU, by day.
 #[derive(Debug, Default)]
-pub struct SkuData {
-    pub index: SkuIndex,
-    /// Per account: (day, sku) by day.
-    pub by_account: HashMap<String, Vec<(Day, u32)>>,
-    /// Per account and SKU: revenue after `since_12m`.
-    pub revenue_12m: HashMap<String, HashMap<u32, f64>>,
-    /// Per account and SKU: quantity after `since_recent`.
-    pub qty_recent: HashMap<String, HashMap<u32, f64>>,
-    /// Per SKU over the whole book: quantity after `since_recent`.
-    pub book_qty_recent: HashMap<u32, f64>,
+pub struct SkuLines {
+    /// (day, sku).
+    pub days: Vec<(Day, u32)>,
+    /// (quantity, revenue) of each entry of `days`.
+    pub amounts: Vec<(f64, f64)>,
 }
 
-/// Order lines with a SKU up to `until`, one entry per account, day and SKU.
-pub fn sku_days(
+/// Order lines with a SKU up to `until`, per account in id order (the
+/// order the book's per-SKU demand is summed in), each by day.
+pub fn sku_lines(
     conn: &Connection,
     until: NaiveDate,
-    since_12m: Day,
-    since_recent: Day,
-) -> Result<SkuData> {
+) -> Result<(SkuIndex, Vec<(String, SkuLines)>)> {
     let mut st = conn.prepare(
         "SELECT account_id, date, sku, SUM(COALESCE(qty, 0)), SUM(revenue) FROM orders
          WHERE date <= ?1 AND sku IS NOT NULL AND sku <> ''
          GROUP BY account_id, date, sku ORDER BY account_id, date",
     )?;
     let mut rows = st.query([date_text(until)])?;
-    let mut out = SkuData::default();
-    let mut current = String::new();
-    let mut days: Vec<(Day, u32)> = Vec::new();
-    let mut rev: HashMap<u32, f64> = HashMap::new();
-    let mut qty: HashMap<u32, f64> = HashMap::new();
-    let flush = |out: &mut SkuData,
-                 id: &str,
-                 days: &mut Vec<_>,
-                 rev: &mut HashMap<_, _>,
-                 qty: &mut HashMap<_, _>| {
-        if !id.is_empty() {
-            out.by_account.insert(id.to_string(), std::mem::take(days));
-            out.revenue_12m.insert(id.to_string(), std::mem::take(rev));
-            out.qty_recent.insert(id.to_string(), std::mem::take(qty));
-        }
-    };
+    let mut index = SkuIndex::default();
+    let mut out: Vec<(String, SkuLines)> = Vec::new();
     while let Some(r) = rows.next()? {
         let id = r.get_ref(0)?.as_str()?;
-        if id != current {
-            flush(&mut out, &current, &mut days, &mut rev, &mut qty);
-            current = id.to_string();
+        if out.last().is_none_or(|(last, _)| last != id) {
+            out.push((id.to_string(), SkuLines::default()));
         }
+        let Some((id, lines)) = out.last_mut() else {
+            continue;
+        };
         let date: String = r.get(1)?;
-        let d = day(
-            NaiveDate::parse_from_str(&date, "%Y-%m-%d").with_context(|| {
-                format!("orders.date {date:?} of account {current} is not YYYY-MM-DD")
-            })?,
-        );
-        let sku = out.index.intern(r.get_ref(2)?.as_str()?);
-        let q: f64 = r.get(3)?;
-        let v: f64 = r.get(4)?;
-        days.push((d, sku));
-        if d > since_12m {
-            *rev.entry(sku).or_default() += v;
-        }
-        if d > since_recent {
-            *qty.entry(sku).or_default() += q;
-            *out.book_qty_recent.entry(sku).or_default() += q;
-        }
+        let d = day(NaiveDate::parse_from_str(&date, "%Y-%m-%d")
+            .with_context(|| format!("orders.date {date:?} of account {id} is not YYYY-MM-DD"))?);
+        let sku = index.intern(r.get_ref(2)?.as_str()?);
+        lines.days.push((d, sku));
+        lines.amounts.push((r.get(3)?, r.get(4)?));
     }
-    flush(&mut out, &current, &mut days, &mut rev, &mut qty);
-    Ok(out)
+    Ok((index, out))
 }
 
 /// Stock on hand of the SKUs that were ever ordered.
@@ -148,8 +119,6 @@ pub struct Inventory {
     pub by_account: HashMap<(u32, String), f64>,
     /// sku -> stock not held for one account.
     pub warehouse: HashMap<u32, f64>,
-    /// sku -> the whole book's recent quantity (filled by the caller).
-    pub book_qty_recent: HashMap<u32, f64>,
 }
 
 pub fn inventory(conn: &Connection, index: &SkuIndex) -> Result<Inventory> {
@@ -171,27 +140,42 @@ pub fn inventory(conn: &Connection, index: &SkuIndex) -> Result<Inventory> {
     Ok(out)
 }
 
-/// Open invoices issued on or before `as_of` (or without an invoice date).
-pub fn receivables(conn: &Connection, as_of: NaiveDate) -> Result<HashMap<String, Vec<Invoice>>> {
+/// An open invoice and the day it was issued, if the export says.
+pub type Issued = (Option<Day>, Invoice);
+
+/// Open invoices issued on or before `as_of` (or without an invoice date),
+/// each with the day it was issued; by account, then due date.
+pub fn receivables(conn: &Connection, as_of: NaiveDate) -> Result<HashMap<String, Vec<Issued>>> {
     let mut st = conn.prepare(
-        "SELECT account_id, invoice, amount, due_date FROM receivables
-         WHERE invoice_date IS NULL OR invoice_date <= ?1 ORDER BY account_id, due_date",
+        "SELECT account_id, invoice, amount, due_date, invoice_date FROM receivables
+         WHERE invoice_date IS NULL OR invoice_date <= ?1
+         ORDER BY account_id, due_date, invoice",
     )?;
     let mut rows = st.query([date_text(as_of)])?;
-    let mut out: HashMap<String, Vec<Invoice>> = HashMap::new();
+    let mut out: HashMap<String, Vec<Issued>> = HashMap::new();
     while let Some(r) = rows.next()? {
         let id: String = r.get(0)?;
+        let parse = |column: &str, text: &str| {
+            NaiveDate::parse_from_str(text, "%Y-%m-%d").with_context(|| {
+                let invoice: String = r.get(1).unwrap_or_default();
+                format!(
+                    "receivables.{column} {text:?} of invoice {invoice} (account {id}) is not YYYY-MM-DD"
+                )
+            })
+        };
         let due: String = r.get(3)?;
-        let due = NaiveDate::parse_from_str(&due, "%Y-%m-%d").with_context(|| {
-            let invoice: String = r.get(1).unwrap_or_default();
-            format!(
-                "receivables.due_date {due:?} of invoice {invoice} (account {id}) is not YYYY-MM-DD"
-            )
-        })?;
-        out.entry(id).or_default().push(Invoice {
-            amount: r.get(2)?,
-            due: day(due),
-        });
+        let due = parse("due_date", &due)?;
+        let issued = match r.get::<_, Option<String>>(4)? {
+            Some(text) => Some(day(parse("invoice_date", &text)?)),
+            None => None,
+        };
+        out.entry(id).or_default().push((
+            issued,
+            Invoice {
+                amount: r.get(2)?,
+                due: day(due),
+            },
+        ));
     }
     Ok(out)
 }
