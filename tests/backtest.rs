@@ -219,3 +219,41 @@ fn derived_snapshots_equal_a_build_at_that_day() {
     );
     assert!(open(&early) > 0);
 }
+
+/// The replay evaluates days on several threads and steps the lifecycle in
+/// day order: the report is the same on one thread as on three, daily and
+/// weekly, and it found something to report.
+#[test]
+fn backtest_report_does_not_depend_on_threads() {
+    let p = Project::new();
+    p.with_generated_history(40, 9);
+    let cfg = kamwatch::config::load(&p.config()).unwrap();
+    let (rules, _, _) = RuleSet::load_config(&cfg).unwrap();
+    let conn = kamwatch::store::open(&cfg.database()).unwrap();
+    let timeline = Timeline::load(&conn, d("2026-11-28")).unwrap();
+    for every_days in [1, 7] {
+        let opts = kamwatch::backtest::Options {
+            from: d("2026-08-01"),
+            to: d("2026-11-28"),
+            every_days,
+            rule: None,
+            max_per_owner_week: 1,
+        };
+        let json = |threads| {
+            let mut r = kamwatch::backtest::replay(&timeline, &cfg, &rules, &opts, threads);
+            r.seconds = 0.0;
+            serde_json::to_string(&r).unwrap()
+        };
+        let one = json(1);
+        assert_eq!(one, json(3), "every {every_days} days");
+        assert!(one.contains("\"started\":"), "{one}");
+        let report: serde_json::Value = serde_json::from_str(&one).unwrap();
+        let started: u64 = report["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["started"].as_u64().unwrap())
+            .sum();
+        assert!(started > 0, "{one}");
+    }
+}
