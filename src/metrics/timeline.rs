@@ -17,7 +17,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use rusqlite::Connection;
 
@@ -82,6 +82,42 @@ pub struct Timeline {
 impl Timeline {
     /// Reads every dataset up to and including `until`.
     pub fn load(conn: &Connection, until: NaiveDate) -> Result<Timeline> {
+        // The SKU lines are the largest read: they come through a second,
+        // read-only connection on another thread while this one reads the
+        // rest. Not for an in-memory database (no second connection to
+        // it) nor inside a transaction (another connection would not see
+        // its rows).
+        let path = conn
+            .path()
+            .filter(|p| !p.is_empty() && conn.is_autocommit())
+            .map(str::to_string);
+        std::thread::scope(|s| {
+            let lines = path.map(|path| {
+                s.spawn(move || -> Result<_> {
+                    let c = Connection::open_with_flags(
+                        &path,
+                        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )
+                    .with_context(|| format!("opening the database {path} to read"))?;
+                    c.busy_timeout(std::time::Duration::from_secs(10))?;
+                    load::sku_lines(&c, until)
+                })
+            });
+            Timeline::load_with(conn, until, move || match lines {
+                Some(h) => h
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("reading the SKU lines failed"))),
+                None => load::sku_lines(conn, until),
+            })
+        })
+    }
+
+    fn load_with(
+        conn: &Connection,
+        until: NaiveDate,
+        sku_lines: impl FnOnce() -> Result<(load::SkuIndex, Vec<(String, load::SkuLines)>)>,
+    ) -> Result<Timeline> {
         let master = store::load_accounts(conn)?;
         let mut extras = load::account_extras(conn)?;
         let mut series: HashMap<String, Series> = HashMap::new();
@@ -110,7 +146,7 @@ impl Timeline {
         for d in book.values() {
             book_series.push(d);
         }
-        let (index, sku_lines) = load::sku_lines(conn, until)?;
+        let (index, sku_lines) = sku_lines()?;
         let inventory = load::inventory(conn, &index)?;
         let mut own_stock: HashMap<String, Vec<(u32, f64)>> = HashMap::new();
         for ((sku, account), on_hand) in inventory.by_account {
@@ -219,36 +255,35 @@ impl Timeline {
     pub fn snapshot(&self, as_of: NaiveDate, tiers: &TierConfig) -> Snapshot {
         let end = day(as_of);
         let prev_end = end - PREV_TIER_DAYS;
-        let t12 = |s: &Series, at: Day| s.sum(Measure::Revenue, at, 365);
+        // Trailing-12-month revenue now and `PREV_TIER_DAYS` earlier, each
+        // series visited once.
+        let t12 = |s: &Series| {
+            (
+                s.sum(Measure::Revenue, end, 365),
+                s.sum(Measure::Revenue, prev_end, 365),
+            )
+        };
+        let (now, before): (Vec<f64>, Vec<f64>) =
+            self.accounts.iter().map(|a| t12(&a.series)).unzip();
         // The book's total includes revenue of accounts that are inactive
         // or missing from the master.
-        let all = || {
-            self.accounts
-                .iter()
-                .map(|a| &a.series)
-                .chain(self.others.iter())
-        };
-        let total: f64 = all().map(|s| t12(s, end)).sum();
-        let prev_total: f64 = all().map(|s| t12(s, prev_end)).sum();
+        let (others_now, others_before): (Vec<f64>, Vec<f64>) = self.others.iter().map(t12).unzip();
+        let total: f64 = now.iter().chain(&others_now).sum();
+        let prev_total: f64 = before.iter().chain(&others_before).sum();
 
         // (revenue, account) largest first, and the tiers in that order;
         // ties by id so tiers are deterministic (the accounts are in id
         // order, and the sort is stable).
-        let ranking = |at: Day, total: f64| {
-            let mut order: Vec<(f64, usize)> = self
-                .accounts
-                .iter()
-                .enumerate()
-                .map(|(i, a)| (t12(&a.series, at), i))
-                .collect();
+        let ranking = |revenue: &[f64], total: f64| {
+            let mut order: Vec<(f64, usize)> = revenue.iter().copied().zip(0..).collect();
             order.sort_by(|a, b| b.0.total_cmp(&a.0));
             let revenues: Vec<f64> = order.iter().map(|a| a.0).collect();
             (assign_tiers(&revenues, total, tiers), order)
         };
-        let (tier_of, order) = ranking(end, total);
+        let (tier_of, order) = ranking(&now, total);
         // The same ranking `PREV_TIER_DAYS` earlier, from the same series.
         let mut prev_tier_of = vec!["C"; self.accounts.len()];
-        let (prev_tiers, prev) = ranking(prev_end, prev_total);
+        let (prev_tiers, prev) = ranking(&before, prev_total);
         for (t, (_, i)) in prev_tiers.into_iter().zip(&prev) {
             prev_tier_of[*i] = t;
         }
