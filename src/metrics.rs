@@ -9,6 +9,10 @@
 //! SKUs; and the A/B/C tier from the trailing-12-month revenue share, now and
 //! 30 days earlier. Book-level totals go in `Portfolio`. Rules read it;
 //! nothing here writes anything. The extra reads live in `metrics/load.rs`.
+//! The store is read into a `Timeline` (`metrics/timeline.rs`), whose
+//! arrays the snapshots of any earlier day share as views ending at their
+//! day (`Series::as_of`, `DayLog`): `build` derives one day, the backtest
+//! every replayed day from one read.
 
 use std::sync::Arc;
 
