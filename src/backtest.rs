@@ -4,9 +4,14 @@
 //! mailed — per rule, per week, per owner, the accounts flagged most — and
 //! which owners a rule would flood. The lifecycle runs in memory from an
 //! empty state with `alerts::step`, the same function the daemon uses;
-//! nothing is recorded or sent. Reads the store through `metrics`.
+//! nothing is recorded or sent. Reads the store once, through
+//! `metrics::Timeline`, and derives each replayed day's snapshot from it;
+//! days are evaluated in parallel, one per core, and stepped through the
+//! lifecycle in day order.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
 use anyhow::Result;
@@ -17,7 +22,7 @@ use serde::Serialize;
 use crate::alerts::{self, Lifecycle, Notice, Observation, Policies};
 use crate::config::Loaded;
 use crate::metrics;
-use crate::rules::RuleSet;
+use crate::rules::{RuleSet, Severity};
 
 /// What to replay.
 #[derive(Debug, Clone)]
@@ -68,144 +73,263 @@ fn monday(d: NaiveDate) -> NaiveDate {
     d - chrono::Duration::days(i64::from(d.weekday().num_days_from_monday()))
 }
 
-/// Replays the evaluations and reports per rule.
+/// What one replayed day raised, by index: (rule, account, key, severity)
+/// for each finding of a reported rule, and the (rule, account) runs that
+/// failed.
+#[derive(Default)]
+struct DayResult {
+    raised: Vec<(u16, u32, String, Severity)>,
+    failed: Vec<(u16, u32)>,
+}
+
+/// Per-rule tallies while replaying, by index.
+#[derive(Default)]
+struct Tally {
+    started: u64,
+    notices: u64,
+    resolved: u64,
+    errors: u64,
+    per_week: BTreeMap<NaiveDate, u64>,
+    /// Notices per owner index.
+    per_owner: HashMap<u32, u64>,
+    /// Starts per account index.
+    starts: HashMap<u32, u64>,
+    /// Notices per (owner index, week).
+    owner_week: HashMap<(u32, NaiveDate), u64>,
+}
+
+/// Replays the evaluations and reports per rule. The history is read once,
+/// up to `opts.to`; each replayed day's snapshot is derived from it
+/// (`metrics::Timeline`), the same snapshot `metrics::build` gives for that
+/// day. Days are evaluated on every core, one day per core at a time, and
+/// stepped through the lifecycle in day order.
 pub fn run(conn: &Connection, cfg: &Loaded, rules: &RuleSet, opts: &Options) -> Result<Report> {
     let started_at = Instant::now();
+    let timeline = metrics::Timeline::load(conn, opts.to)?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut report = replay(&timeline, cfg, rules, opts, threads);
+    report.seconds = started_at.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// `run` over a loaded timeline, on `threads` threads (at least one); the
+/// report does not depend on the number of threads.
+pub fn replay(
+    timeline: &metrics::Timeline,
+    cfg: &Loaded,
+    rules: &RuleSet,
+    opts: &Options,
+    threads: usize,
+) -> Report {
+    let started_at = Instant::now();
     let policies = Policies::for_rules(&cfg.cfg.alerts, rules);
-    let mut life: HashMap<(String, String, String), Lifecycle> = HashMap::new();
-    let mut per_rule: BTreeMap<String, RuleReport> = BTreeMap::new();
-    let mut starts_by_account: HashMap<(String, String), (String, u64)> = HashMap::new();
-    let mut owner_week: HashMap<(String, String, String), u64> = HashMap::new();
-    for r in &rules.rules {
-        if opts.rule.as_deref().is_none_or(|want| want == &*r.name) {
-            per_rule.insert(
-                r.name.to_string(),
-                RuleReport {
-                    rule: r.name.to_string(),
-                    ..RuleReport::default()
-                },
-            );
-        }
-    }
-    let mut evaluations = 0;
-    let mut accounts = 0;
+    let wanted: Vec<bool> = rules
+        .rules
+        .iter()
+        .map(|r| opts.rule.as_deref().is_none_or(|want| want == &*r.name))
+        .collect();
+    // Accounts and owners by index; the accounts are the same every day.
+    let accounts: Vec<(&str, &str, &str)> = timeline.accounts().collect();
+    let index: HashMap<&str, u32> = accounts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.0, i as u32))
+        .collect();
+    let mut owner_names: Vec<&str> = Vec::new();
+    let mut owner_ids: HashMap<&str, u32> = HashMap::new();
+    let owner_of: Vec<u32> = accounts
+        .iter()
+        .map(|a| {
+            let owner = if a.2.is_empty() { "(no owner)" } else { a.2 };
+            *owner_ids.entry(owner).or_insert_with(|| {
+                owner_names.push(owner);
+                owner_names.len() as u32 - 1
+            })
+        })
+        .collect();
+
+    let step = opts.every_days.max(1);
+    let mut days = Vec::new();
     let mut day = opts.from;
     while day <= opts.to {
-        let snap = metrics::build(conn, day, &cfg.cfg.tiers)?;
-        accounts = snap.accounts.len();
-        let outcome = rules.evaluate(&snap);
-        evaluations += 1;
-        let week = monday(day).to_string();
-        // What each (rule, account, key) observed today.
-        let mut seen: HashMap<(String, String, String), Observation> = HashMap::new();
-        for f in &outcome.findings {
-            if !per_rule.contains_key(&*f.rule) {
-                continue;
-            }
-            let key = (f.rule.to_string(), f.account.id.clone(), f.key.clone());
-            let obs = Observation::Raised(f.severity);
-            // Several findings for one key: the most severe counts.
-            match seen.get(&key) {
-                Some(Observation::Raised(s)) if *s >= f.severity => {}
-                _ => {
-                    seen.insert(key, obs);
-                }
-            }
-        }
-        let mut failed: HashMap<(String, String), ()> = HashMap::new();
-        for e in &outcome.errors {
-            if let Some(r) = per_rule.get_mut(&*e.rule) {
-                r.errors += 1;
-                failed.insert((e.rule.to_string(), e.account_id.clone()), ());
-            }
-        }
-        // Alerts known before but not raised today are cleared (or unknown
-        // when the rule failed for the account).
-        for key in life.keys() {
-            if !seen.contains_key(key) {
-                let obs = if failed.contains_key(&(key.0.clone(), key.1.clone())) {
-                    Observation::Unknown
-                } else {
-                    Observation::Clear
-                };
-                seen.insert(key.clone(), obs);
-            }
-        }
-        let owners: HashMap<&str, (&str, &str)> = snap
-            .accounts
-            .iter()
-            .map(|a| (a.id.as_str(), (a.owner.as_str(), a.name.as_str())))
-            .collect();
-        for (key, obs) in seen {
-            let prev = life.get(&key).cloned().unwrap_or_default();
-            let step = alerts::step(&prev, obs, policies.get(&key.0), day, false);
-            if step.next.state == alerts::State::Inactive {
-                life.remove(&key);
-            } else {
-                life.insert(key.clone(), step.next);
-            }
-            if step.notices.is_empty() {
-                continue;
-            }
-            let Some(r) = per_rule.get_mut(&key.0) else {
-                continue;
-            };
-            let (owner, name) = owners.get(key.1.as_str()).copied().unwrap_or(("", ""));
-            let owner = if owner.is_empty() {
-                "(no owner)"
-            } else {
-                owner
-            };
-            for n in &step.notices {
-                r.notices += 1;
-                *r.per_week.entry(week.clone()).or_default() += 1;
-                *r.per_owner.entry(owner.to_string()).or_default() += 1;
-                *owner_week
-                    .entry((key.0.clone(), owner.to_string(), week.clone()))
-                    .or_default() += 1;
-                match n {
-                    Notice::Started => {
-                        r.started += 1;
-                        let e = starts_by_account
-                            .entry((key.0.clone(), key.1.clone()))
-                            .or_insert_with(|| (name.to_string(), 0));
-                        e.1 += 1;
+        days.push(day);
+        day += chrono::Duration::days(step);
+    }
+
+    let mut tally: Vec<Tally> = rules.rules.iter().map(|_| Tally::default()).collect();
+    let mut life: HashMap<(u16, u32, u32), Lifecycle> = HashMap::new();
+    let mut keys: HashMap<String, u32> = HashMap::new();
+    let next = AtomicUsize::new(0);
+    let (tx, rx) = mpsc::channel::<(usize, DayResult)>();
+    std::thread::scope(|s| {
+        for _ in 0..threads.clamp(1, days.len().max(1)) {
+            let tx = tx.clone();
+            let (next, days, wanted, index) = (&next, &days, &wanted, &index);
+            s.spawn(move || {
+                loop {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(day) = days.get(k) else { break };
+                    let snap = timeline.snapshot(*day, &cfg.cfg.tiers);
+                    let outcome = rules.evaluate_with(&snap, 1);
+                    let result = reduce(rules, wanted, index, outcome);
+                    if tx.send((k, result)).is_err() {
+                        break;
                     }
-                    Notice::Resolved { .. } => r.resolved += 1,
-                    _ => {}
                 }
+            });
+        }
+        drop(tx);
+        // Results arrive in any order; the lifecycle steps in day order.
+        let mut pending: BTreeMap<usize, DayResult> = BTreeMap::new();
+        let mut k = 0;
+        for (i, result) in rx {
+            pending.insert(i, result);
+            while let Some(result) = pending.remove(&k) {
+                let day = days[k];
+                let week = monday(day);
+                let mut seen: HashMap<(u16, u32, u32), Observation> = HashMap::new();
+                for (rule, account, key, severity) in result.raised {
+                    let n = keys.len() as u32;
+                    let key = *keys.entry(key).or_insert(n);
+                    // Several findings for one key: the most severe counts.
+                    seen.entry((rule, account, key))
+                        .and_modify(|o| {
+                            if matches!(o, Observation::Raised(s) if *s < severity) {
+                                *o = Observation::Raised(severity);
+                            }
+                        })
+                        .or_insert(Observation::Raised(severity));
+                }
+                let mut failed: HashSet<(u16, u32)> = HashSet::new();
+                for (rule, account) in result.failed {
+                    tally[usize::from(rule)].errors += 1;
+                    failed.insert((rule, account));
+                }
+                // Alerts known before but not raised today are cleared (or
+                // unknown when the rule failed for the account).
+                for key in life.keys() {
+                    if !seen.contains_key(key) {
+                        let obs = if failed.contains(&(key.0, key.1)) {
+                            Observation::Unknown
+                        } else {
+                            Observation::Clear
+                        };
+                        seen.insert(*key, obs);
+                    }
+                }
+                for (key, obs) in seen {
+                    let rule = &rules.rules[usize::from(key.0)];
+                    let prev = life.get(&key).cloned().unwrap_or_default();
+                    let step = alerts::step(&prev, obs, policies.get(&rule.name), day, false);
+                    if step.next.state == alerts::State::Inactive {
+                        life.remove(&key);
+                    } else {
+                        life.insert(key, step.next);
+                    }
+                    let t = &mut tally[usize::from(key.0)];
+                    let owner = owner_of[key.1 as usize];
+                    for n in &step.notices {
+                        t.notices += 1;
+                        *t.per_week.entry(week).or_default() += 1;
+                        *t.per_owner.entry(owner).or_default() += 1;
+                        *t.owner_week.entry((owner, week)).or_default() += 1;
+                        match n {
+                            Notice::Started => {
+                                t.started += 1;
+                                *t.starts.entry(key.1).or_default() += 1;
+                            }
+                            Notice::Resolved { .. } => t.resolved += 1,
+                            _ => {}
+                        }
+                    }
+                }
+                k += 1;
             }
         }
-        day += chrono::Duration::days(opts.every_days.max(1));
-    }
-    for ((rule, account), (name, n)) in starts_by_account {
-        if let Some(r) = per_rule.get_mut(&rule) {
-            r.top_accounts.push((account, name, n));
+    });
+
+    let mut reports: Vec<RuleReport> = Vec::new();
+    for ((r, t), wanted) in rules.rules.iter().zip(tally).zip(&wanted) {
+        if !wanted {
+            continue;
         }
+        let mut top: Vec<(String, String, u64)> = t
+            .starts
+            .iter()
+            .map(|(a, n)| {
+                let (id, name, _) = accounts[*a as usize];
+                (id.to_string(), name.to_string(), *n)
+            })
+            .collect();
+        top.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+        top.truncate(10);
+        let mut floods: Vec<(String, String, u64)> = t
+            .owner_week
+            .iter()
+            .filter(|(_, n)| **n > opts.max_per_owner_week)
+            .map(|((o, w), n)| (owner_names[*o as usize].to_string(), w.to_string(), *n))
+            .collect();
+        floods.sort();
+        reports.push(RuleReport {
+            rule: r.name.to_string(),
+            started: t.started,
+            notices: t.notices,
+            resolved: t.resolved,
+            per_week: t
+                .per_week
+                .into_iter()
+                .map(|(w, n)| (w.to_string(), n))
+                .collect(),
+            per_owner: t
+                .per_owner
+                .into_iter()
+                .map(|(o, n)| (owner_names[o as usize].to_string(), n))
+                .collect(),
+            top_accounts: top,
+            floods,
+            errors: t.errors,
+        });
     }
-    for r in per_rule.values_mut() {
-        r.top_accounts
-            .sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
-        r.top_accounts.truncate(10);
-    }
-    let mut floods: Vec<_> = owner_week
-        .into_iter()
-        .filter(|(_, n)| *n > opts.max_per_owner_week)
-        .collect();
-    floods.sort();
-    for ((rule, owner, week), n) in floods {
-        if let Some(r) = per_rule.get_mut(&rule) {
-            r.floods.push((owner, week, n));
-        }
-    }
-    Ok(Report {
+    reports.sort_by(|a, b| a.rule.cmp(&b.rule));
+    Report {
         from: opts.from,
         to: opts.to,
-        evaluations,
-        accounts,
+        evaluations: days.len() as u64,
+        accounts: accounts.len(),
         seconds: started_at.elapsed().as_secs_f64(),
-        rules: per_rule.into_values().collect(),
-    })
+        rules: reports,
+    }
+}
+
+/// One day's outcome as indices, for the rules reported.
+fn reduce(
+    rules: &RuleSet,
+    wanted: &[bool],
+    index: &HashMap<&str, u32>,
+    outcome: crate::rules::Outcome,
+) -> DayResult {
+    let rule_index = |name: &Arc<str>| {
+        rules
+            .rules
+            .iter()
+            .position(|r| Arc::ptr_eq(&r.name, name) || r.name == *name)
+            .filter(|i| wanted[*i])
+            .map(|i| i as u16)
+    };
+    let mut out = DayResult::default();
+    for f in outcome.findings {
+        if let (Some(rule), Some(account)) = (rule_index(&f.rule), index.get(f.account.id.as_str()))
+        {
+            out.raised.push((rule, *account, f.key, f.severity));
+        }
+    }
+    for e in outcome.errors {
+        if let (Some(rule), Some(account)) = (rule_index(&e.rule), index.get(e.account_id.as_str()))
+        {
+            out.failed.push((rule, *account));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -17,6 +17,8 @@ mod crash;
 
 // Reports over the book: the accounts table.
 mod reports;
+// The backtest's snapshots of past days against `metrics::build` at them.
+mod backtest;
 // Alert lifecycle through `eval --as-of`: resolve, silence, repeat, quiet
 // windows, restarts, retention check.
 mod alerts;

@@ -1,0 +1,380 @@
+//! The timeline: everything a snapshot is built from, read from the store
+//! once up to a last day, from which the snapshot of that day or of any
+//! earlier day is derived without reading the store again. `metrics::build`
+//! is `Timeline::load(as_of)` then `snapshot(as_of)`; the backtest loads
+//! once at `--to` and derives every replayed day, so both share one path.
+//!
+//! What a day's snapshot sees: order days, SKU lines and visits on or
+//! before that day (views of shared arrays, nothing copied per day); tiers,
+//! ranks, shares, the book totals and the main SKUs recomputed from those.
+//! Some of the store is a current snapshot, not a history, and a past day
+//! sees it as it is now: the customer master (names, owners, active flag,
+//! attributes, credit limits, tier overrides), the stock on hand, and the
+//! open invoices — of which a past day sees those issued on or before it
+//! (or without an issue date); invoices paid since are gone from the store,
+//! so a past day sees fewer receivables than it had. See docs/backtest.md.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use anyhow::Result;
+use chrono::NaiveDate;
+use rusqlite::Connection;
+
+use super::{
+    AccountMetrics, DEMAND_DAYS, Day, DayLog, MAIN_SKUS, Measure, PREV_TIER_DAYS, Portfolio,
+    Series, Snapshot, StockCover, Visit, assign_tiers, date_of, day, load, parse_tier,
+};
+use crate::config::TierConfig;
+use crate::store;
+
+/// One account's order lines with a SKU, shared by every day.
+#[derive(Debug, Clone, Default)]
+struct SkuLog {
+    /// (day, sku), by day.
+    days: DayLog<(Day, u32)>,
+    /// (quantity, revenue) per entry of `days`.
+    amounts: Arc<Vec<(f64, f64)>>,
+}
+
+/// What one active account of the master brings, for every day.
+#[derive(Debug)]
+struct Base {
+    id: String,
+    name: String,
+    region: String,
+    owner: String,
+    owner_email: Option<String>,
+    manager_email: Option<String>,
+    series: Series,
+    skus: SkuLog,
+    visits: DayLog<Visit>,
+    attrs: Arc<serde_json::Map<String, serde_json::Value>>,
+    credit_limit: Option<f64>,
+    tier_override: Option<&'static str>,
+    /// Open invoices with the day each was issued, by due date.
+    invoices: Vec<load::Issued>,
+    /// Stock held for this account: (sku, on hand).
+    own_stock: Vec<(u32, f64)>,
+}
+
+/// The history of the book up to `until`, loaded once.
+#[derive(Debug)]
+pub struct Timeline {
+    until: Day,
+    /// Active accounts of the master, in id order.
+    accounts: Vec<Base>,
+    /// Series of accounts with orders that are inactive or missing from
+    /// the master: their revenue counts in the book's total.
+    others: Vec<Series>,
+    /// First order day of each account missing from the master, sorted.
+    unknown_first: Vec<Day>,
+    /// Daily totals of every order.
+    book: Series,
+    /// SKU lines of every account with any, in account id order (the
+    /// order the book's per-SKU demand is summed in).
+    lines: Vec<SkuLog>,
+    skus: Arc<Vec<String>>,
+    /// sku -> stock not held for one account.
+    warehouse: HashMap<u32, f64>,
+}
+
+impl Timeline {
+    /// Reads every dataset up to and including `until`.
+    pub fn load(conn: &Connection, until: NaiveDate) -> Result<Timeline> {
+        let master = store::load_accounts(conn)?;
+        let mut extras = load::account_extras(conn)?;
+        let load::Orders {
+            mut series,
+            book: book_series,
+            index,
+            sku_lines,
+        } = load::orders(conn, until)?;
+        let inventory = load::inventory(conn, &index)?;
+        let mut own_stock: HashMap<String, Vec<(u32, f64)>> = HashMap::new();
+        for ((sku, account), on_hand) in inventory.by_account {
+            own_stock.entry(account).or_default().push((sku, on_hand));
+        }
+        let mut invoices = load::receivables(conn, until)?;
+        let mut visits: HashMap<String, Vec<Visit>> = HashMap::new();
+        let mut roles: HashMap<String, Arc<str>> = HashMap::new();
+        store::for_each_visit(conn, until, |id, date, role| {
+            let role = role.map(|r| {
+                roles
+                    .entry(r.to_string())
+                    .or_insert_with(|| Arc::from(r))
+                    .clone()
+            });
+            visits.entry(id.to_string()).or_default().push(Visit {
+                day: day(date),
+                role,
+            });
+        })?;
+
+        let known: HashSet<&str> = master.iter().map(|a| a.row.id.as_str()).collect();
+        let active: HashSet<&str> = master
+            .iter()
+            .filter(|a| a.active)
+            .map(|a| a.row.id.as_str())
+            .collect();
+        let mut unknown_first: Vec<Day> = series
+            .iter()
+            .filter(|(id, _)| !known.contains(id.as_str()))
+            .filter_map(|(_, s)| s.first_day())
+            .collect();
+        unknown_first.sort_unstable();
+        let mut others: Vec<(&String, &Series)> = series
+            .iter()
+            .filter(|(id, _)| !active.contains(id.as_str()))
+            .collect();
+        others.sort_by(|a, b| a.0.cmp(b.0));
+        let others: Vec<Series> = others.into_iter().map(|(_, s)| s.clone()).collect();
+
+        let mut lines = Vec::with_capacity(sku_lines.len());
+        let mut by_account: HashMap<String, SkuLog> = HashMap::new();
+        for (id, l) in sku_lines {
+            let entry = SkuLog {
+                days: DayLog::from(l.days),
+                amounts: Arc::new(l.amounts),
+            };
+            lines.push(entry.clone());
+            if active.contains(id.as_str()) {
+                by_account.insert(id, entry);
+            }
+        }
+
+        let mut accounts: Vec<Base> = Vec::with_capacity(active.len());
+        for rec in master.into_iter().filter(|a| a.active) {
+            let r = rec.row;
+            let extra = extras.remove(&r.id).unwrap_or_default();
+            let skus = by_account.remove(&r.id).unwrap_or_default();
+            let mut own = own_stock.remove(&r.id).unwrap_or_default();
+            own.sort_by_key(|s| s.0);
+            accounts.push(Base {
+                series: series.remove(&r.id).unwrap_or_default(),
+                skus,
+                visits: DayLog::from(visits.remove(&r.id).unwrap_or_default()),
+                attrs: Arc::new(extra.attrs),
+                credit_limit: extra.credit_limit,
+                tier_override: extra.tier_override.as_deref().and_then(parse_tier),
+                invoices: invoices.remove(&r.id).unwrap_or_default(),
+                own_stock: own,
+                id: r.id,
+                name: r.name,
+                region: r.region.unwrap_or_default(),
+                owner: r.owner.unwrap_or_default(),
+                owner_email: r.owner_email,
+                manager_email: r.manager_email,
+            });
+        }
+        accounts.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(Timeline {
+            until: day(until),
+            accounts,
+            others,
+            unknown_first,
+            book: book_series,
+            lines,
+            skus: Arc::new(index.names),
+            warehouse: inventory.warehouse,
+        })
+    }
+
+    /// The last day loaded.
+    pub fn until(&self) -> NaiveDate {
+        date_of(self.until)
+    }
+
+    /// The active accounts as (id, name, owner), in id order: the same
+    /// accounts every snapshot holds.
+    pub fn accounts(&self) -> impl Iterator<Item = (&str, &str, &str)> {
+        self.accounts
+            .iter()
+            .map(|a| (a.id.as_str(), a.name.as_str(), a.owner.as_str()))
+    }
+
+    /// The snapshot as of `as_of`: what `metrics::build` at that day gives.
+    /// Days after `until` see nothing after `until`.
+    pub fn snapshot(&self, as_of: NaiveDate, tiers: &TierConfig) -> Snapshot {
+        let end = day(as_of);
+        let prev_end = end - PREV_TIER_DAYS;
+        // Trailing-12-month revenue now and `PREV_TIER_DAYS` earlier, each
+        // series visited once.
+        let t12 = |s: &Series| {
+            (
+                s.sum(Measure::Revenue, end, 365),
+                s.sum(Measure::Revenue, prev_end, 365),
+            )
+        };
+        let (now, before): (Vec<f64>, Vec<f64>) =
+            self.accounts.iter().map(|a| t12(&a.series)).unzip();
+        // The book's total includes revenue of accounts that are inactive
+        // or missing from the master.
+        let (others_now, others_before): (Vec<f64>, Vec<f64>) = self.others.iter().map(t12).unzip();
+        let total: f64 = now.iter().chain(&others_now).sum();
+        let prev_total: f64 = before.iter().chain(&others_before).sum();
+
+        // (revenue, account) largest first, and the tiers in that order;
+        // ties by id so tiers are deterministic (the accounts are in id
+        // order, and the sort is stable).
+        let ranking = |revenue: &[f64], total: f64| {
+            let mut order: Vec<(f64, usize)> = revenue.iter().copied().zip(0..).collect();
+            order.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let revenues: Vec<f64> = order.iter().map(|a| a.0).collect();
+            (assign_tiers(&revenues, total, tiers), order)
+        };
+        let (tier_of, order) = ranking(&now, total);
+        // The same ranking `PREV_TIER_DAYS` earlier, from the same series.
+        let mut prev_tier_of = vec!["C"; self.accounts.len()];
+        let (prev_tiers, prev) = ranking(&before, prev_total);
+        for (t, (_, i)) in prev_tiers.into_iter().zip(&prev) {
+            prev_tier_of[*i] = t;
+        }
+
+        let mut book_qty: Option<Vec<f64>> = None;
+        let mut scratch: Vec<(u32, f64, f64)> = Vec::new();
+        let mut portfolio = Portfolio {
+            accounts: self.accounts.len(),
+            revenue_12m: total,
+            series: self.book.as_of(end),
+            ..Portfolio::default()
+        };
+        let mut accounts = Vec::with_capacity(self.accounts.len());
+        for (rank, (rev, i)) in order.into_iter().enumerate() {
+            let a = &self.accounts[i];
+            let share = if total > 0.0 { rev / total } else { 0.0 };
+            let tier = a.tier_override.unwrap_or(tier_of[rank]);
+            let prev_tier = a.tier_override.unwrap_or(prev_tier_of[i]);
+            match tier {
+                "A" => portfolio.tier_a += 1,
+                "B" => portfolio.tier_b += 1,
+                _ => portfolio.tier_c += 1,
+            }
+            let sku_days = a.skus.days.as_of(end);
+            let (main_skus, stock) =
+                self.main_skus_and_cover(a, &sku_days, end, &mut scratch, &mut book_qty);
+            accounts.push(Arc::new(AccountMetrics {
+                id: a.id.clone(),
+                name: a.name.clone(),
+                region: a.region.clone(),
+                owner: a.owner.clone(),
+                owner_email: a.owner_email.clone(),
+                manager_email: a.manager_email.clone(),
+                tier,
+                prev_tier,
+                rank: rank + 1,
+                share,
+                revenue_12m: rev,
+                series: a.series.as_of(end),
+                sku_days,
+                visits: a.visits.as_of(end),
+                attrs: a.attrs.clone(),
+                credit_limit: a.credit_limit,
+                invoices: a
+                    .invoices
+                    .iter()
+                    .filter(|(issued, _)| issued.is_none_or(|d| d <= end))
+                    .map(|(_, i)| *i)
+                    .collect(),
+                main_skus,
+                stock,
+            }));
+        }
+        Snapshot {
+            as_of,
+            accounts,
+            portfolio: Arc::new(portfolio),
+            unknown_accounts: self.unknown_first.partition_point(|d| *d <= end),
+            skus: self.skus.clone(),
+        }
+    }
+
+    /// The account's main SKUs by trailing-12-month revenue (ties by name)
+    /// and, for those the inventory knows, their days of cover. Sums run
+    /// over the lines in day order, as the store returns them.
+    fn main_skus_and_cover(
+        &self,
+        a: &Base,
+        days: &[(Day, u32)],
+        end: Day,
+        sums: &mut Vec<(u32, f64, f64)>,
+        book_qty: &mut Option<Vec<f64>>,
+    ) -> (Vec<String>, Vec<StockCover>) {
+        let since_12m = end - 365;
+        let since_recent = end - DEMAND_DAYS;
+        sums.clear();
+        let lo = days.partition_point(|d| d.0 <= since_12m);
+        for (&(d, sku), &(q, v)) in days[lo..].iter().zip(&a.skus.amounts[lo..]) {
+            let k = match sums.iter().position(|s| s.0 == sku) {
+                Some(k) => k,
+                None => {
+                    sums.push((sku, 0.0, 0.0));
+                    sums.len() - 1
+                }
+            };
+            sums[k].1 += v;
+            if d > since_recent {
+                sums[k].2 += q;
+            }
+        }
+        sums.retain(|s| s.1 > 0.0);
+        let names = &self.skus;
+        sums.sort_by(|x, y| {
+            y.1.total_cmp(&x.1)
+                .then_with(|| names[x.0 as usize].cmp(&names[y.0 as usize]))
+        });
+        sums.truncate(MAIN_SKUS);
+        let mut main = Vec::with_capacity(sums.len());
+        let mut stock = Vec::new();
+        for &(sku, _, qty) in sums.iter() {
+            let name = names[sku as usize].clone();
+            let own = a
+                .own_stock
+                .binary_search_by_key(&sku, |s| s.0)
+                .ok()
+                .map(|k| a.own_stock[k].1);
+            let (on_hand, demand, dedicated) = match own {
+                Some(on_hand) => (Some(on_hand), qty, true),
+                None => match self.warehouse.get(&sku) {
+                    Some(on_hand) => (
+                        Some(*on_hand),
+                        book_qty.get_or_insert_with(|| self.book_qty(since_recent, end))
+                            [sku as usize],
+                        false,
+                    ),
+                    None => (None, 0.0, false),
+                },
+            };
+            if let Some(on_hand) = on_hand {
+                let daily_qty = demand / f64::from(DEMAND_DAYS);
+                stock.push(StockCover {
+                    sku: name.clone(),
+                    on_hand,
+                    daily_qty,
+                    days: if daily_qty > 0.0 {
+                        on_hand / daily_qty
+                    } else {
+                        -1.0
+                    },
+                    dedicated,
+                });
+            }
+            main.push(name);
+        }
+        (main, stock)
+    }
+
+    /// The whole book's quantity per SKU over `(since, end]`, summed
+    /// account by account in id order.
+    fn book_qty(&self, since: Day, end: Day) -> Vec<f64> {
+        let mut out = vec![0.0; self.skus.len()];
+        for l in &self.lines {
+            let lo = l.days.partition_point(|d| d.0 <= since);
+            let hi = l.days.partition_point(|d| d.0 <= end);
+            for k in lo..hi {
+                out[l.days[k].1 as usize] += l.amounts[k].0;
+            }
+        }
+        out
+    }
+}
