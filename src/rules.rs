@@ -677,32 +677,27 @@ impl RuleSet {
         let blocks = snap.accounts.len().div_ceil(BLOCK);
         let threads = threads.max(1).min(blocks.max(1));
         let end = snap.end();
-        let as_of: ImmutableString = snap.as_of.format("%Y-%m-%d").to_string().into();
+        let as_of = snap.as_of.format("%Y-%m-%d").to_string();
         let next = std::sync::atomic::AtomicUsize::new(0);
         let mut parts: Vec<(usize, Outcome)> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads)
-                .map(|t| {
+                .map(|_| {
                     let next = &next;
                     let as_of = &as_of;
                     s.spawn(move || {
-                        // Each thread runs an engine of its own (built in
-                        // about a millisecond) unless it is alone: a run
-                        // clones the engine's function handles into its
-                        // resolution cache, and those reference counts,
-                        // shared, had the threads wait on each other. Callers
-                        // that run evaluations on several threads of their
-                        // own (the backtest) pass `threads = 1` and get one
-                        // too.
-                        let own = (t > 0 || threads == 1).then(engine);
-                        let engine = own.as_ref().unwrap_or(&self.engine);
-                        // Everything a run clones (the script's function
-                        // library and source name, `as_of`, the portfolio
-                        // handle) is this thread's own: reference counts
-                        // shared between threads made each core wait on
-                        // the other's cache.
+                        // Everything a run clones is this thread's own: an
+                        // engine (its function handles go into each run's
+                        // resolution cache; built in about a millisecond),
+                        // the scripts' ASTs (function library, source name),
+                        // `as_of` and the portfolio handle. Shared, their
+                        // reference counts made each core wait on the
+                        // other's cache. The backtest, which runs days on
+                        // threads of its own with `threads = 1`, gets the
+                        // same.
+                        let engine = engine();
                         let asts: Vec<AST> =
                             self.rules.iter().map(|r| thread_copy(&r.ast)).collect();
-                        let as_of: ImmutableString = as_of.to_string().into();
+                        let as_of = ImmutableString::from(as_of.as_str());
                         let book = api::Book {
                             p: Arc::new((*snap.portfolio).clone()),
                             end,
@@ -718,7 +713,7 @@ impl RuleSet {
                             let hi = (lo + BLOCK).min(snap.accounts.len());
                             let accounts = &snap.accounts[lo..hi];
                             let out = self.evaluate_chunk(
-                                engine,
+                                &engine,
                                 &asts,
                                 accounts,
                                 end,
