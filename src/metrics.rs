@@ -108,6 +108,19 @@ impl Series {
         }
     }
 
+    /// [`Series::as_of`], searched from `near`, a view of the same arrays
+    /// at a nearby day: a step or two instead of a binary search over the
+    /// whole history (the backtest moves each account one day at a time).
+    pub fn as_of_near(&self, end: Day, near: &Series) -> Series {
+        if !Arc::ptr_eq(&self.data, &near.data) {
+            return self.as_of(end);
+        }
+        Series {
+            data: near.data.clone(),
+            n: seek(self.days(), near.n, |d| *d <= end),
+        }
+    }
+
     fn days(&self) -> &[Day] {
         &self.data.days[..self.n]
     }
@@ -173,12 +186,15 @@ impl Series {
             return None;
         }
         let mut gaps: Vec<i32> = self.days()[..n].windows(2).map(|w| w[1] - w[0]).collect();
-        gaps.sort_unstable();
-        let m = gaps.len() / 2;
-        Some(if gaps.len() % 2 == 1 {
-            f64::from(gaps[m])
+        // The middle one (or two) without sorting them all.
+        let (half, odd) = (gaps.len() / 2, gaps.len() % 2 == 1);
+        let (below, mid, _) = gaps.select_nth_unstable(half);
+        let mid = *mid;
+        Some(if odd {
+            f64::from(mid)
         } else {
-            f64::from(gaps[m - 1] + gaps[m]) / 2.0
+            let lower = below.iter().copied().max().unwrap_or(mid);
+            f64::from(lower + mid) / 2.0
         })
     }
 }
@@ -231,6 +247,44 @@ impl<T: OnDay> DayLog<T> {
             items: self.items.clone(),
             n: self.partition_point(|x| x.on_day() <= end),
         }
+    }
+
+    /// [`DayLog::as_of`], searched from `near`, a view of the same entries
+    /// at a nearby day (see [`Series::as_of_near`]).
+    pub fn as_of_near(&self, end: Day, near: &DayLog<T>) -> DayLog<T> {
+        if !Arc::ptr_eq(&self.items, &near.items) {
+            return self.as_of(end);
+        }
+        DayLog {
+            items: near.items.clone(),
+            n: seek(self, near.n, |x| x.on_day() <= end),
+        }
+    }
+}
+
+/// `items.partition_point(pred)`, searched from `hint`: galloping forward
+/// when the answer is at or after it, a binary search below it otherwise.
+/// Near the answer it reads a cache line or two, where a binary search over
+/// a long history misses the cache at every step.
+fn seek<T>(items: &[T], hint: usize, pred: impl Fn(&T) -> bool) -> usize {
+    let hint = hint.min(items.len());
+    if hint > 0 && !pred(&items[hint - 1]) {
+        return items[..hint].partition_point(pred);
+    }
+    // Everything before `lo` satisfies `pred`.
+    let (mut lo, mut step) = (hint, 1);
+    loop {
+        let probe = lo + step;
+        if probe > items.len() || !pred(&items[probe - 1]) {
+            let hi = if probe > items.len() {
+                items.len()
+            } else {
+                probe - 1
+            };
+            return lo + items[lo..hi].partition_point(pred);
+        }
+        lo = probe;
+        step *= 2;
     }
 }
 
@@ -615,9 +669,12 @@ impl AccountMetrics {
     /// Visits in `(end - len, end]`, with `role` only by that role.
     pub fn visits_by_in(&self, end: Day, len: i64, role: Option<&str>) -> i64 {
         let len = len.clamp(0, 100_000) as i32;
-        self.visits
+        // Visits are in day order: the window by two searches, not a scan
+        // of the whole history.
+        let hi = self.visits.partition_point(|v| v.day <= end);
+        let lo = self.visits[..hi].partition_point(|v| v.day <= end - len);
+        self.visits[lo..hi]
             .iter()
-            .filter(|v| v.day <= end && v.day > end - len)
             .filter(|v| role.is_none_or(|r| v.role.as_deref() == Some(r)))
             .count() as i64
     }
@@ -658,6 +715,23 @@ impl AccountMetrics {
 mod tests {
     use super::*;
 
+    #[test]
+    fn seek_finds_the_partition_point_from_any_hint() {
+        // Repeated days, gaps, empty: every end day and every hint.
+        for days in [vec![], vec![5], vec![1, 2, 2, 2, 7, 9, 9, 30, 31, 32, 60]] {
+            for end in -1..=70 {
+                let want = days.partition_point(|d| *d <= end);
+                for hint in 0..=days.len() + 2 {
+                    assert_eq!(
+                        seek(&days, hint, |d| *d <= end),
+                        want,
+                        "days {days:?} end {end} hint {hint}"
+                    );
+                }
+            }
+        }
+    }
+
     fn d(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
     }
@@ -693,6 +767,32 @@ mod tests {
         assert_eq!(s.sum(Measure::Revenue, day(d("2025-12-31")), 30), 0.0);
         assert_eq!(s.last_day(end - 1), Some(day(d("2026-01-10"))));
         assert_eq!(s.median_gap(end), Some(9.5));
+    }
+
+    #[test]
+    fn median_gap_is_the_middle_of_the_sorted_gaps() {
+        // Odd and even numbers of gaps, repeated gaps, gaps out of order.
+        let mut x: u32 = 7;
+        for n in 2..40 {
+            let mut date = d("2025-01-01");
+            let mut days = Vec::new();
+            for _ in 0..n {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                date += chrono::Duration::days(i64::from(1 + (x >> 16) % 20));
+                days.push((date.format("%Y-%m-%d").to_string(), 1.0));
+            }
+            let refs: Vec<(&str, f64)> = days.iter().map(|(d, r)| (d.as_str(), *r)).collect();
+            let s = series(&refs);
+            let mut gaps: Vec<i32> = s.days().windows(2).map(|w| w[1] - w[0]).collect();
+            gaps.sort_unstable();
+            let m = gaps.len() / 2;
+            let want = if gaps.len() % 2 == 1 {
+                f64::from(gaps[m])
+            } else {
+                f64::from(gaps[m - 1] + gaps[m]) / 2.0
+            };
+            assert_eq!(s.median_gap(i32::MAX), Some(want), "gaps {gaps:?}");
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@ use rhai::{
     AST, Dynamic, Engine, EvalAltResult, ImmutableString, Map, NativeCallContext, Position, Scope,
 };
 
-use crate::metrics::{AccountMetrics, Day, Snapshot};
+use crate::metrics::{AccountMetrics, Day, Portfolio, Snapshot};
 
 pub mod api;
 pub mod bench;
@@ -434,6 +434,180 @@ fn thread_copy(ast: &AST) -> AST {
     copy
 }
 
+/// A thread's means to run the rules: see [`RuleSet::runner`].
+pub struct Runner<'r> {
+    rules: &'r RuleSet,
+    engine: Engine,
+    compiled: Vec<Compiled>,
+}
+
+impl<'r> Runner<'r> {
+    /// Every rule for every account of `snap`, on this thread.
+    pub fn evaluate(&mut self, snap: &Snapshot) -> Outcome {
+        self.day(snap).run(&snap.accounts)
+    }
+
+    /// Ready to run accounts of `snap`: a scope holding its `as_of` and
+    /// portfolio.
+    fn day<'a>(&'a mut self, snap: &Snapshot) -> AtSnapshot<'a, 'r> {
+        let end = snap.end();
+        // One scope per snapshot and thread: the shared constants stay,
+        // each account is pushed once, and each run rewinds what the
+        // script declared.
+        let scope = snapshot_scope(snap, Arc::new((*snap.portfolio).clone()), false);
+        let base = scope.len();
+        AtSnapshot {
+            runner: self,
+            scope,
+            base,
+            end,
+        }
+    }
+}
+
+/// A scope with what every rule sees of `snap` besides the account:
+/// `as_of` and `portfolio` (the given handle of the snapshot's).
+fn snapshot_scope(snap: &Snapshot, portfolio: Arc<Portfolio>, explain: bool) -> Scope<'static> {
+    let mut scope = Scope::new();
+    scope.push_constant(
+        "as_of",
+        ImmutableString::from(snap.as_of.format("%Y-%m-%d").to_string()),
+    );
+    scope.push_constant(
+        "portfolio",
+        api::Book {
+            p: portfolio,
+            end: snap.end(),
+            explain,
+        },
+    );
+    scope
+}
+
+/// A [`Runner`] at one snapshot.
+struct AtSnapshot<'a, 'r> {
+    runner: &'a mut Runner<'r>,
+    scope: Scope<'static>,
+    base: usize,
+    end: Day,
+}
+
+impl AtSnapshot<'_, '_> {
+    /// Every rule for each of `accounts`, in order.
+    fn run(&mut self, accounts: &[Arc<AccountMetrics>]) -> Outcome {
+        let mut out = Outcome::default();
+        let (scope, base, end) = (&mut self.scope, self.base, self.end);
+        for m in accounts {
+            let bit = tier_bit(m.tier);
+            let has = has_bits(m);
+            // `account` is a plain variable, not a constant: a method call on
+            // a constant makes Rhai copy the value first. It is pushed once
+            // per account, and again before a run only when a script changed
+            // it, so no script can leave a changed `account` behind for the
+            // next rule.
+            let mut pushed = false;
+            for (rule, script) in self
+                .runner
+                .rules
+                .rules
+                .iter()
+                .zip(self.runner.compiled.iter_mut())
+            {
+                out.runs += 1;
+                // A rule whose tiers exclude the account, or that needs data
+                // the account does not have, is silent for it without
+                // running the script.
+                if rule.mask & bit == 0 || rule.needs & !has != 0 {
+                    continue;
+                }
+                if pushed {
+                    scope.rewind(base + 1);
+                }
+                if !pushed || !account_intact(scope, m) {
+                    scope.rewind(base);
+                    scope.push(
+                        "account",
+                        api::Account {
+                            m: m.clone(),
+                            end,
+                            explain: false,
+                        },
+                    );
+                    pushed = true;
+                }
+                let result = script.run(&self.runner.engine, scope);
+                let raised = RAISED.with(|r| std::mem::take(&mut *r.borrow_mut()));
+                match result {
+                    Ok(()) => {
+                        for r in raised {
+                            out.findings.push(finding(rule, m, r));
+                        }
+                    }
+                    Err(e) => out.errors.push(RunError {
+                        rule: rule.name.clone(),
+                        account_id: m.id.clone(),
+                        message: describe_runtime(&e, &rule.path),
+                    }),
+                }
+            }
+        }
+        out
+    }
+}
+
+/// One rule's script as one thread runs it, again and again: its own copy
+/// of the AST ([`thread_copy`]) and a function-resolution cache that lives
+/// as long as the thread does.
+///
+/// `Engine::run_ast_with_scope` starts every run with an empty cache, and
+/// Rhai caches a function only on its second call within that cache, so a
+/// rule that calls `account.revenue(90)` once per run resolved it from
+/// scratch every time: hashing, a search through the packages' tables, an
+/// allocation. Each run here still gets fresh global state (operation count
+/// and call depth, so the sandbox limits apply per run); only the cache
+/// carries over. The cache maps a call's name and argument types to the
+/// function, which cannot change while the AST and engine stay the same.
+pub(crate) struct Compiled {
+    ast: AST,
+    source: Option<ImmutableString>,
+    caches: rhai::Caches,
+}
+
+impl Compiled {
+    pub(crate) fn new(ast: &AST) -> Self {
+        let ast = thread_copy(ast);
+        let source = ast.source().map(ImmutableString::from);
+        Compiled {
+            ast,
+            source,
+            caches: rhai::Caches::new(),
+        }
+    }
+
+    /// What `engine.run_ast_with_scope(scope, ast)` does, with the cache
+    /// kept.
+    pub(crate) fn run(
+        &mut self,
+        engine: &Engine,
+        scope: &mut Scope,
+    ) -> Result<(), Box<EvalAltResult>> {
+        let mut global = engine.new_global_runtime_state();
+        global.source.clone_from(&self.source);
+        global.lib.push(self.ast.shared_lib().clone());
+        // Deprecated in favour of nothing: it is the internals entry point
+        // `run_ast_with_scope` wraps, minus the cache it throws away.
+        #[allow(deprecated)]
+        let result =
+            engine.eval_statements_raw(&mut global, &mut self.caches, scope, self.ast.statements());
+        // A run that failed inside a script function may leave that
+        // function's cache on the stack.
+        if self.caches.fn_resolution_caches_len() > 1 {
+            self.caches.rewind_fn_resolution_caches(1);
+        }
+        result.map(|_| ())
+    }
+}
+
 /// Whether the scope's `account` is still the untouched handle of `m`: a
 /// script may assign to it or change it through `this`.
 fn account_intact(scope: &Scope, m: &Arc<AccountMetrics>) -> bool {
@@ -676,33 +850,17 @@ impl RuleSet {
         const BLOCK: usize = 256;
         let blocks = snap.accounts.len().div_ceil(BLOCK);
         let threads = threads.max(1).min(blocks.max(1));
-        let end = snap.end();
-        let as_of = snap.as_of.format("%Y-%m-%d").to_string();
+        if threads == 1 {
+            return self.runner().evaluate(snap);
+        }
         let next = std::sync::atomic::AtomicUsize::new(0);
         let mut parts: Vec<(usize, Outcome)> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads)
                 .map(|_| {
                     let next = &next;
-                    let as_of = &as_of;
                     s.spawn(move || {
-                        // Everything a run clones is this thread's own: an
-                        // engine (its function handles go into each run's
-                        // resolution cache; built in about a millisecond),
-                        // the scripts' ASTs (function library, source name),
-                        // `as_of` and the portfolio handle. Shared, their
-                        // reference counts made each core wait on the
-                        // other's cache. The backtest, which runs days on
-                        // threads of its own with `threads = 1`, gets the
-                        // same.
-                        let engine = engine();
-                        let asts: Vec<AST> =
-                            self.rules.iter().map(|r| thread_copy(&r.ast)).collect();
-                        let as_of = ImmutableString::from(as_of.as_str());
-                        let book = api::Book {
-                            p: Arc::new((*snap.portfolio).clone()),
-                            end,
-                            explain: false,
-                        };
+                        let mut runner = self.runner();
+                        let mut day = runner.day(snap);
                         let mut done = Vec::new();
                         loop {
                             let b = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -711,16 +869,7 @@ impl RuleSet {
                                 break;
                             }
                             let hi = (lo + BLOCK).min(snap.accounts.len());
-                            let accounts = &snap.accounts[lo..hi];
-                            let out = self.evaluate_chunk(
-                                &engine,
-                                &asts,
-                                accounts,
-                                end,
-                                as_of.clone(),
-                                book.clone(),
-                            );
-                            done.push((b, out));
+                            done.push((b, day.run(&snap.accounts[lo..hi])));
                         }
                         done
                     })
@@ -741,72 +890,22 @@ impl RuleSet {
         out
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn evaluate_chunk(
-        &self,
-        engine: &Engine,
-        asts: &[AST],
-        accounts: &[Arc<AccountMetrics>],
-        end: Day,
-        as_of: ImmutableString,
-        book: api::Book,
-    ) -> Outcome {
-        let mut out = Outcome::default();
-        // One scope per thread: the shared constants stay, each account is
-        // pushed once, and each run rewinds what the script declared.
-        let mut scope = Scope::new();
-        scope.push_constant("as_of", as_of);
-        scope.push_constant("portfolio", book);
-        let base = scope.len();
-        for m in accounts {
-            let bit = tier_bit(m.tier);
-            let has = has_bits(m);
-            // `account` is a plain variable, not a constant: a method call on
-            // a constant makes Rhai copy the value first. It is pushed once
-            // per account, and again before a run only when a script changed
-            // it, so no script can leave a changed `account` behind for the
-            // next rule.
-            let mut pushed = false;
-            for (rule, ast) in self.rules.iter().zip(asts) {
-                out.runs += 1;
-                // A rule whose tiers exclude the account, or that needs data
-                // the account does not have, is silent for it without
-                // running the script.
-                if rule.mask & bit == 0 || rule.needs & !has != 0 {
-                    continue;
-                }
-                if pushed {
-                    scope.rewind(base + 1);
-                }
-                if !pushed || !account_intact(&scope, m) {
-                    scope.rewind(base);
-                    scope.push(
-                        "account",
-                        api::Account {
-                            m: m.clone(),
-                            end,
-                            explain: false,
-                        },
-                    );
-                    pushed = true;
-                }
-                let result = engine.run_ast_with_scope(&mut scope, ast);
-                let raised = RAISED.with(|r| std::mem::take(&mut *r.borrow_mut()));
-                match result {
-                    Ok(()) => {
-                        for r in raised {
-                            out.findings.push(finding(rule, m, r));
-                        }
-                    }
-                    Err(e) => out.errors.push(RunError {
-                        rule: rule.name.clone(),
-                        account_id: m.id.clone(),
-                        message: describe_runtime(&e, &rule.path),
-                    }),
-                }
-            }
+    /// What one thread needs to run the rules, kept for as long as it
+    /// keeps running them (the backtest keeps one per thread for all its
+    /// days).
+    ///
+    /// Everything a run clones is the thread's own: an engine (its function
+    /// handles go into each run's resolution cache; built in about a
+    /// millisecond), the scripts' ASTs (function library, source name) and
+    /// their resolution caches ([`Compiled`]), and, per snapshot, `as_of`
+    /// and the portfolio handle. Shared between threads, their reference
+    /// counts made each core wait on the other's cache.
+    pub fn runner(&self) -> Runner<'_> {
+        Runner {
+            rules: self,
+            engine: engine(),
+            compiled: self.rules.iter().map(|r| Compiled::new(&r.ast)).collect(),
         }
-        out
     }
 
     /// Runs one rule for one account, recording every figure the rule read.
@@ -865,19 +964,7 @@ impl RuleSet {
             return Ok(ex);
         }
         let end = snap.end();
-        let mut scope = Scope::new();
-        scope.push_constant(
-            "as_of",
-            ImmutableString::from(snap.as_of.format("%Y-%m-%d").to_string()),
-        );
-        scope.push_constant(
-            "portfolio",
-            api::Book {
-                p: snap.portfolio.clone(),
-                end,
-                explain: true,
-            },
-        );
+        let mut scope = snapshot_scope(snap, snap.portfolio.clone(), true);
         scope.push_constant(
             "account",
             api::Account {

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use chrono::NaiveDate;
 use kamwatch::metrics::{self, Snapshot, Timeline};
 use kamwatch::rules::RuleSet;
@@ -189,6 +191,7 @@ fn derived_snapshots_equal_a_build_at_that_day() {
     let timeline = Timeline::load(&conn, d("2026-11-28")).unwrap();
     let mut findings = 0;
     let mut unknown = Vec::new();
+    let mut spare = Vec::new();
     for day in [
         "2024-11-15",
         "2025-06-30",
@@ -203,7 +206,28 @@ fn derived_snapshots_equal_a_build_at_that_day() {
         let derived = timeline.snapshot(d(day), tiers);
         findings += assert_same(&derived, &built, &rules);
         unknown.push(derived.unknown_accounts);
+        // The backtest's way: the previous day's accounts rebuilt in place.
+        let before: Vec<*const _> = spare.iter().map(Arc::as_ptr).collect();
+        let reused = timeline.snapshot_reusing(d(day), tiers, std::mem::take(&mut spare));
+        assert_same(&reused, &built, &rules);
+        if !before.is_empty() {
+            assert!(
+                reused
+                    .accounts
+                    .iter()
+                    .all(|a| before.contains(&Arc::as_ptr(a))),
+                "{day}: the spare accounts were not reused"
+            );
+        }
+        spare = reused.accounts;
     }
+    // Back in time, from the last day's accounts.
+    let built = metrics::build(&conn, d("2025-06-30"), tiers).unwrap();
+    assert_same(
+        &timeline.snapshot_reusing(d("2025-06-30"), tiers, spare),
+        &built,
+        &rules,
+    );
     assert!(findings > 0, "no rule fired on any day");
     // The account missing from the master counts from its first order on.
     assert_eq!(unknown, [0, 0, 0, 0, 1, 1, 1, 1]);

@@ -196,6 +196,30 @@ impl Timeline {
     /// The snapshot as of `as_of`: what `metrics::build` at that day gives.
     /// Days after `until` see nothing after `until`.
     pub fn snapshot(&self, as_of: NaiveDate, tiers: &TierConfig) -> Snapshot {
+        self.snapshot_reusing(as_of, tiers, Vec::new())
+    }
+
+    /// [`Timeline::snapshot`], rebuilding the accounts of an earlier
+    /// snapshot of this timeline (`spare`: its accounts, in any order) in
+    /// place where nothing else holds them: no names, ids or owners copied
+    /// again, no allocation per account, and each account's views found
+    /// from where they stood (`as_of_near`). The backtest passes each
+    /// thread's previous day. Anything else in `spare` is dropped.
+    pub fn snapshot_reusing(
+        &self,
+        as_of: NaiveDate,
+        tiers: &TierConfig,
+        mut spare: Vec<Arc<AccountMetrics>>,
+    ) -> Snapshot {
+        // The spare accounts by timeline index (the timeline is in id order).
+        spare.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        let aligned = spare.len() == self.accounts.len()
+            && spare.iter().zip(&self.accounts).all(|(m, a)| m.id == a.id);
+        let mut spare: Vec<Option<Arc<AccountMetrics>>> = if aligned {
+            spare.into_iter().map(Some).collect()
+        } else {
+            Vec::new()
+        };
         let end = day(as_of);
         let prev_end = end - PREV_TIER_DAYS;
         // Trailing-12-month revenue now and `PREV_TIER_DAYS` earlier, each
@@ -250,35 +274,50 @@ impl Timeline {
                 "B" => portfolio.tier_b += 1,
                 _ => portfolio.tier_c += 1,
             }
-            let sku_days = a.skus.days.as_of(end);
-            let (main_skus, stock) =
-                self.main_skus_and_cover(a, &sku_days, end, &mut scratch, &mut book_qty);
-            accounts.push(Arc::new(AccountMetrics {
-                id: a.id.clone(),
-                name: a.name.clone(),
-                region: a.region.clone(),
-                owner: a.owner.clone(),
-                owner_email: a.owner_email.clone(),
-                manager_email: a.manager_email.clone(),
-                tier,
-                prev_tier,
-                rank: rank + 1,
-                share,
-                revenue_12m: rev,
-                series: a.series.as_of(end),
-                sku_days,
-                visits: a.visits.as_of(end),
-                attrs: a.attrs.clone(),
-                credit_limit: a.credit_limit,
-                invoices: a
-                    .invoices
-                    .iter()
-                    .filter(|(issued, _)| issued.is_none_or(|d| d <= end))
-                    .map(|(_, i)| *i)
-                    .collect(),
-                main_skus,
-                stock,
-            }));
+            let issued = a
+                .invoices
+                .iter()
+                .filter(|(issued, _)| issued.is_none_or(|d| d <= end))
+                .map(|(_, i)| *i);
+            let mut reused = spare.get_mut(i).and_then(Option::take);
+            if let Some(m) = reused.as_mut().and_then(Arc::get_mut) {
+                m.tier = tier;
+                m.prev_tier = prev_tier;
+                m.rank = rank + 1;
+                m.share = share;
+                m.revenue_12m = rev;
+                m.series = a.series.as_of_near(end, &m.series);
+                m.sku_days = a.skus.days.as_of_near(end, &m.sku_days);
+                m.visits = a.visits.as_of_near(end, &m.visits);
+                m.invoices.clear();
+                m.invoices.extend(issued);
+                self.main_skus_and_cover(a, m, end, &mut scratch, &mut book_qty);
+            } else {
+                let mut m = AccountMetrics {
+                    id: a.id.clone(),
+                    name: a.name.clone(),
+                    region: a.region.clone(),
+                    owner: a.owner.clone(),
+                    owner_email: a.owner_email.clone(),
+                    manager_email: a.manager_email.clone(),
+                    tier,
+                    prev_tier,
+                    rank: rank + 1,
+                    share,
+                    revenue_12m: rev,
+                    series: a.series.as_of(end),
+                    sku_days: a.skus.days.as_of(end),
+                    visits: a.visits.as_of(end),
+                    attrs: a.attrs.clone(),
+                    credit_limit: a.credit_limit,
+                    invoices: issued.collect(),
+                    main_skus: Vec::new(),
+                    stock: Vec::new(),
+                };
+                self.main_skus_and_cover(a, &mut m, end, &mut scratch, &mut book_qty);
+                reused = Some(Arc::new(m));
+            }
+            accounts.extend(reused);
         }
         Snapshot {
             as_of,
@@ -292,14 +331,18 @@ impl Timeline {
     /// The account's main SKUs by trailing-12-month revenue (ties by name)
     /// and, for those the inventory knows, their days of cover. Sums run
     /// over the lines in day order, as the store returns them.
+    ///
+    /// Fills `m.main_skus` and `m.stock`, from `m.sku_days`; a name already
+    /// in its place is not copied again.
     fn main_skus_and_cover(
         &self,
         a: &Base,
-        days: &[(Day, u32)],
+        m: &mut AccountMetrics,
         end: Day,
         sums: &mut Vec<(u32, f64, f64)>,
         book_qty: &mut Option<Vec<f64>>,
-    ) -> (Vec<String>, Vec<StockCover>) {
+    ) {
+        let days: &[(Day, u32)] = &m.sku_days;
         let since_12m = end - 365;
         let since_recent = end - DEMAND_DAYS;
         sums.clear();
@@ -324,10 +367,16 @@ impl Timeline {
                 .then_with(|| names[x.0 as usize].cmp(&names[y.0 as usize]))
         });
         sums.truncate(MAIN_SKUS);
-        let mut main = Vec::with_capacity(sums.len());
-        let mut stock = Vec::new();
-        for &(sku, _, qty) in sums.iter() {
-            let name = names[sku as usize].clone();
+        let (main, stock) = (&mut m.main_skus, &mut m.stock);
+        main.truncate(sums.len());
+        stock.clear();
+        for (k, &(sku, _, qty)) in sums.iter().enumerate() {
+            let name = &names[sku as usize];
+            match main.get_mut(k) {
+                Some(have) if have == name => {}
+                Some(have) => have.clone_from(name),
+                None => main.push(name.clone()),
+            }
             let own = a
                 .own_stock
                 .binary_search_by_key(&sku, |s| s.0)
@@ -359,9 +408,7 @@ impl Timeline {
                     dedicated,
                 });
             }
-            main.push(name);
         }
-        (main, stock)
     }
 
     /// The whole book's quantity per SKU over `(since, end]`, summed
