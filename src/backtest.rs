@@ -174,19 +174,18 @@ pub fn replay(
                 // The thread's days come in order, and each day's accounts
                 // are rebuilt in place from the thread's previous day.
                 let mut runner = rules.runner();
-                let mut spare = Vec::new();
+                let mut reuse = metrics::Reuse::default();
                 let (mut derive, mut evaluate) = (Duration::ZERO, Duration::ZERO);
                 loop {
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     let Some(day) = days.get(k) else { break };
                     let t = Instant::now();
-                    let snap =
-                        timeline.snapshot_reusing(*day, &cfg.cfg.tiers, std::mem::take(&mut spare));
+                    let snap = timeline.snapshot_reusing(*day, &cfg.cfg.tiers, &mut reuse);
                     derive += t.elapsed();
                     let t = Instant::now();
                     let outcome = runner.evaluate(&snap);
                     evaluate += t.elapsed();
-                    spare = snap.accounts;
+                    reuse.recycle(snap.accounts);
                     let result = reduce(rules, wanted, index, outcome);
                     if tx.send((k, result)).is_err() {
                         break;

@@ -26,7 +26,7 @@ use crate::store;
 mod load;
 mod timeline;
 
-pub use timeline::Timeline;
+pub use timeline::{Reuse, Timeline};
 
 /// Day number used for window arithmetic (days since 0001-01-01).
 pub type Day = i32;
@@ -131,6 +131,25 @@ impl Series {
             let p = self.prefix(m);
             p[hi] - p[lo]
         })
+    }
+
+    /// Revenue over `(end - len, end]`, as [`Series::sum`] gives it, its
+    /// two searches started from `hint`: the bounds where the searches for
+    /// a nearby window ended, updated to this window's.
+    pub fn revenue_near(&self, end: Day, len: i32, hint: &mut [usize; 2]) -> f64 {
+        let days = self.days();
+        if days.is_empty() || len <= 0 {
+            return 0.0;
+        }
+        let hi = seek(days, hint[1], |d| *d <= end);
+        let lo = seek(&days[..hi], hint[0], |d| *d <= end - len);
+        *hint = [lo, hi];
+        if hi > lo {
+            let p = &self.data.revenue;
+            p[hi] - p[lo]
+        } else {
+            0.0
+        }
     }
 
     /// Revenue and cost over `(end - len, end]`, with one search.

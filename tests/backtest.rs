@@ -192,6 +192,7 @@ fn derived_snapshots_equal_a_build_at_that_day() {
     let mut findings = 0;
     let mut unknown = Vec::new();
     let mut spare = Vec::new();
+    let mut reuse = metrics::Reuse::default();
     for day in [
         "2024-11-15",
         "2025-06-30",
@@ -208,7 +209,8 @@ fn derived_snapshots_equal_a_build_at_that_day() {
         unknown.push(derived.unknown_accounts);
         // The backtest's way: the previous day's accounts rebuilt in place.
         let before: Vec<*const _> = spare.iter().map(Arc::as_ptr).collect();
-        let reused = timeline.snapshot_reusing(d(day), tiers, std::mem::take(&mut spare));
+        reuse.recycle(std::mem::take(&mut spare));
+        let reused = timeline.snapshot_reusing(d(day), tiers, &mut reuse);
         assert_same(&reused, &built, &rules);
         if !before.is_empty() {
             assert!(
@@ -223,8 +225,9 @@ fn derived_snapshots_equal_a_build_at_that_day() {
     }
     // Back in time, from the last day's accounts.
     let built = metrics::build(&conn, d("2025-06-30"), tiers).unwrap();
+    reuse.recycle(spare);
     assert_same(
-        &timeline.snapshot_reusing(d("2025-06-30"), tiers, spare),
+        &timeline.snapshot_reusing(d("2025-06-30"), tiers, &mut reuse),
         &built,
         &rules,
     );

@@ -58,6 +58,40 @@ struct Base {
     own_stock: Vec<(u32, f64)>,
 }
 
+/// What a thread keeps from one derived day to the next: see
+/// [`Timeline::snapshot_reusing`]. For one timeline; given another, it
+/// starts afresh.
+#[derive(Debug, Default)]
+pub struct Reuse {
+    /// The timeline it was last used with (its address).
+    timeline: usize,
+    /// The accounts handed back, by timeline index.
+    spare: Vec<Option<Arc<AccountMetrics>>>,
+    /// The timeline index of each account of the last snapshot, in its
+    /// (rank) order.
+    order: Vec<usize>,
+    /// By timeline index: the bounds of the trailing-12-month windows,
+    /// now and `PREV_TIER_DAYS` earlier, where the last searches ended.
+    hints: Vec<[[usize; 2]; 2]>,
+}
+
+impl Reuse {
+    /// Hands back the accounts of the snapshot last derived with this, for
+    /// the next day to rebuild in place.
+    pub fn recycle(&mut self, accounts: Vec<Arc<AccountMetrics>>) {
+        if accounts.len() != self.order.len() {
+            return;
+        }
+        self.spare.clear();
+        self.spare.resize(self.hints.len(), None);
+        for (m, &i) in accounts.into_iter().zip(&self.order) {
+            if let Some(slot) = self.spare.get_mut(i) {
+                *slot = Some(m);
+            }
+        }
+    }
+}
+
 /// The history of the book up to `until`, loaded once.
 #[derive(Debug)]
 pub struct Timeline {
@@ -196,30 +230,31 @@ impl Timeline {
     /// The snapshot as of `as_of`: what `metrics::build` at that day gives.
     /// Days after `until` see nothing after `until`.
     pub fn snapshot(&self, as_of: NaiveDate, tiers: &TierConfig) -> Snapshot {
-        self.snapshot_reusing(as_of, tiers, Vec::new())
+        self.snapshot_reusing(as_of, tiers, &mut Reuse::default())
     }
 
-    /// [`Timeline::snapshot`], rebuilding the accounts of an earlier
-    /// snapshot of this timeline (`spare`: its accounts, in any order) in
-    /// place where nothing else holds them: no names, ids or owners copied
-    /// again, no allocation per account, and each account's views found
-    /// from where they stood (`as_of_near`). The backtest passes each
-    /// thread's previous day. Anything else in `spare` is dropped.
+    /// [`Timeline::snapshot`], rebuilding the accounts of the snapshot
+    /// last derived with `reuse` (and handed back with [`Reuse::recycle`])
+    /// in place where nothing else holds them: no names, ids or owners
+    /// copied again, no allocation per account, and each search started
+    /// from where it ended that day (`as_of_near`, `revenue_near`). The
+    /// backtest keeps one `Reuse` per thread, whose days come in order.
     pub fn snapshot_reusing(
         &self,
         as_of: NaiveDate,
         tiers: &TierConfig,
-        mut spare: Vec<Arc<AccountMetrics>>,
+        reuse: &mut Reuse,
     ) -> Snapshot {
-        // The spare accounts by timeline index (the timeline is in id order).
-        spare.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        let aligned = spare.len() == self.accounts.len()
-            && spare.iter().zip(&self.accounts).all(|(m, a)| m.id == a.id);
-        let mut spare: Vec<Option<Arc<AccountMetrics>>> = if aligned {
-            spare.into_iter().map(Some).collect()
-        } else {
-            Vec::new()
-        };
+        let n = self.accounts.len();
+        if reuse.timeline != (self as *const Timeline as usize) || reuse.hints.len() != n {
+            *reuse = Reuse {
+                timeline: self as *const Timeline as usize,
+                spare: Vec::new(),
+                order: Vec::new(),
+                hints: vec![[[0; 2]; 2]; n],
+            };
+        }
+        let mut spare = std::mem::take(&mut reuse.spare);
         let end = day(as_of);
         let prev_end = end - PREV_TIER_DAYS;
         // Trailing-12-month revenue now and `PREV_TIER_DAYS` earlier, each
@@ -230,10 +265,17 @@ impl Timeline {
                 s.sum(Measure::Revenue, prev_end, 365),
             )
         };
-        let (now, before): (Vec<f64>, Vec<f64>) =
-            self.accounts.iter().map(|a| t12(&a.series)).unzip();
-        // The book's total includes revenue of accounts that are inactive
-        // or missing from the master.
+        let (now, before): (Vec<f64>, Vec<f64>) = self
+            .accounts
+            .iter()
+            .zip(&mut reuse.hints)
+            .map(|(a, [h_now, h_before])| {
+                (
+                    a.series.revenue_near(end, 365, h_now),
+                    a.series.revenue_near(prev_end, 365, h_before),
+                )
+            })
+            .unzip();
         let (others_now, others_before): (Vec<f64>, Vec<f64>) = self.others.iter().map(t12).unzip();
         let total: f64 = now.iter().chain(&others_now).sum();
         let prev_total: f64 = before.iter().chain(&others_before).sum();
@@ -264,6 +306,8 @@ impl Timeline {
             ..Portfolio::default()
         };
         let mut accounts = Vec::with_capacity(self.accounts.len());
+        reuse.order.clear();
+        reuse.order.extend(order.iter().map(|o| o.1));
         for (rank, (rev, i)) in order.into_iter().enumerate() {
             let a = &self.accounts[i];
             let share = if total > 0.0 { rev / total } else { 0.0 };
