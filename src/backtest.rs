@@ -163,6 +163,7 @@ pub fn replay(
     let (tx, rx) = mpsc::channel::<(usize, DayResult)>();
     // Thread time deriving snapshots and running rules, for the debug log.
     let spent = std::sync::Mutex::new((Duration::ZERO, Duration::ZERO));
+    let mut stepping = Duration::ZERO;
     std::thread::scope(|s| {
         for _ in 0..threads.clamp(1, days.len().max(1)) {
             let tx = tx.clone();
@@ -204,6 +205,7 @@ pub fn replay(
         for (i, result) in rx {
             pending.insert(i, result);
             while let Some(result) = pending.remove(&k) {
+                let t = Instant::now();
                 let day = days[k];
                 let week = monday(day);
                 let mut seen: HashMap<(u16, u32, u32), Observation> = HashMap::new();
@@ -263,6 +265,7 @@ pub fn replay(
                     }
                 }
                 k += 1;
+                stepping += t.elapsed();
             }
         }
     });
@@ -273,8 +276,10 @@ pub fn replay(
         threads,
         derive_ms = derive.as_millis() as u64,
         evaluate_ms = evaluate.as_millis() as u64,
+        lifecycle_ms = stepping.as_millis() as u64,
         replay_ms = started_at.elapsed().as_millis() as u64,
-        "backtest phases (derive and evaluate: thread time summed over threads; replay: wall)"
+        "backtest phases (derive and evaluate: thread time summed over threads; lifecycle: the \
+         main thread stepping alerts; replay: wall)"
     );
     let mut reports: Vec<RuleReport> = Vec::new();
     for ((r, t), wanted) in rules.rules.iter().zip(tally).zip(&wanted) {

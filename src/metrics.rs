@@ -166,9 +166,11 @@ impl Series {
         if days.is_empty() || len <= 0 {
             return None;
         }
-        let hi = days.partition_point(|d| *d <= end);
-        // The window's start is at most `hi`: search only below it.
-        let lo = days[..hi].partition_point(|d| *d <= end - len);
+        // Windows end at or near the newest day, and start a few months
+        // before it: both searches go back from the end, where the cache
+        // lines just read are.
+        let hi = seek(days, days.len(), |d| *d <= end);
+        let lo = seek(&days[..hi], hi, |d| *d <= end - len);
         (hi > lo).then_some((lo, hi))
     }
 
@@ -281,14 +283,26 @@ impl<T: OnDay> DayLog<T> {
     }
 }
 
-/// `items.partition_point(pred)`, searched from `hint`: galloping forward
-/// when the answer is at or after it, a binary search below it otherwise.
+/// `items.partition_point(pred)`, searched from `hint`, galloping forward
+/// or back.
 /// Near the answer it reads a cache line or two, where a binary search over
 /// a long history misses the cache at every step.
-fn seek<T>(items: &[T], hint: usize, pred: impl Fn(&T) -> bool) -> usize {
+pub(crate) fn seek<T>(items: &[T], hint: usize, pred: impl Fn(&T) -> bool) -> usize {
     let hint = hint.min(items.len());
     if hint > 0 && !pred(&items[hint - 1]) {
-        return items[..hint].partition_point(pred);
+        // Galloping back: everything from `hi` on fails `pred`.
+        let (mut hi, mut step) = (hint - 1, 1);
+        loop {
+            if hi == 0 {
+                return 0;
+            }
+            let probe = hi.saturating_sub(step);
+            if pred(&items[probe]) {
+                return probe + 1 + items[probe + 1..hi].partition_point(pred);
+            }
+            hi = probe;
+            step *= 2;
+        }
     }
     // Everything before `lo` satisfies `pred`.
     let (mut lo, mut step) = (hint, 1);
@@ -690,8 +704,8 @@ impl AccountMetrics {
         let len = len.clamp(0, 100_000) as i32;
         // Visits are in day order: the window by two searches, not a scan
         // of the whole history.
-        let hi = self.visits.partition_point(|v| v.day <= end);
-        let lo = self.visits[..hi].partition_point(|v| v.day <= end - len);
+        let hi = seek(&self.visits, self.visits.len(), |v| v.day <= end);
+        let lo = seek(&self.visits[..hi], hi, |v| v.day <= end - len);
         self.visits[lo..hi]
             .iter()
             .filter(|v| role.is_none_or(|r| v.role.as_deref() == Some(r)))

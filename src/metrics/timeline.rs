@@ -390,7 +390,7 @@ impl Timeline {
         let since_12m = end - 365;
         let since_recent = end - DEMAND_DAYS;
         sums.clear();
-        let lo = days.partition_point(|d| d.0 <= since_12m);
+        let lo = super::seek(days, days.len(), |d| d.0 <= since_12m);
         for (&(d, sku), &(q, v)) in days[lo..].iter().zip(&a.skus.amounts[lo..]) {
             let k = match sums.iter().position(|s| s.0 == sku) {
                 Some(k) => k,
