@@ -242,7 +242,14 @@ pub fn replay(
                     let rule = &rules.rules[usize::from(key.0)];
                     let prev = life.get(&key).cloned().unwrap_or_default();
                     let step = alerts::step(&prev, obs, policies.get(&rule.name), day, false);
-                    if step.next.state == alerts::State::Inactive {
+                    // A resolved alert behaves as one never raised: the next
+                    // raise starts a new episode, a clear does nothing. Only
+                    // pending and firing alerts are kept, so each day steps
+                    // those and today's raises, not every alert of the year.
+                    if matches!(
+                        step.next.state,
+                        alerts::State::Inactive | alerts::State::Resolved
+                    ) {
                         life.remove(&key);
                     } else {
                         life.insert(key, step.next);

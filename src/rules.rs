@@ -196,7 +196,7 @@ const NEEDS: [(&str, u8); 5] = [
 /// Which of the `NEEDS` the account has.
 fn has_bits(m: &AccountMetrics) -> u8 {
     let mut b = 0;
-    if m.series.order_days(i32::MAX) > 0 {
+    if m.series.first_day().is_some() {
         b |= 1;
     }
     if !m.visits.is_empty() {
