@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("store/0003_alert_lifecycle.sql"),
     include_str!("store/0004_ingest.sql"),
     include_str!("store/0005_outbox_mime.sql"),
+    include_str!("store/0006_compact_order_attrs.sql"),
 ];
 
 /// How long a statement waits for another connection's lock.
@@ -263,7 +264,9 @@ const VISIT_COLUMNS: &[&str] = &["account_id", "date", "visitor", "role"];
 /// Writes the rows of one file inside its transaction.
 pub enum Writer<'t> {
     Accounts(rusqlite::Statement<'t>, String),
-    Orders(rusqlite::Statement<'t>, Option<KeyDelete<'t>>),
+    /// The upsert, the delete of a configured key, and the attribute
+    /// layout (`attr_layouts.id`) of the file's extra columns.
+    Orders(rusqlite::Statement<'t>, Option<KeyDelete<'t>>, Option<i64>),
     Visits(rusqlite::Statement<'t>, Option<KeyDelete<'t>>),
     Receivables(rusqlite::Statement<'t>),
     Inventory(rusqlite::Statement<'t>),
@@ -302,21 +305,34 @@ impl<'t> Writer<'t> {
 
     /// Order lines are upserted by (order id, line): a re-export replaces.
     pub fn orders(tx: &'t Transaction<'t>) -> Result<Self> {
-        Self::orders_keyed(tx, &["order_id".to_string(), "line".to_string()])
+        Self::orders_keyed(tx, &["order_id".to_string(), "line".to_string()], &[])
     }
 
-    /// Order lines upserted by `key` (canonical order fields).
-    pub fn orders_keyed(tx: &'t Transaction<'t>, key: &[String]) -> Result<Self> {
+    /// Order lines upserted by `key` (canonical order fields), from a file
+    /// whose extra columns are `attr_names` (in column order): the values
+    /// given to [`Writer::order_with`] are a JSON array in that order.
+    pub fn orders_keyed(
+        tx: &'t Transaction<'t>,
+        key: &[String],
+        attr_names: &[&str],
+    ) -> Result<Self> {
         let delete = KeyDelete::new(tx, "orders", ORDER_COLUMNS, &["order_id", "line"], key)?;
+        let layout = if attr_names.is_empty() {
+            None
+        } else {
+            Some(attr_layout(tx, attr_names)?)
+        };
         Ok(Writer::Orders(
             tx.prepare(
-                "INSERT INTO orders (order_id, line, account_id, date, sku, qty, revenue, cost, attrs)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                "INSERT INTO orders (order_id, line, account_id, date, sku, qty, revenue, cost, attrs, attr_layout)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT (order_id, line) DO UPDATE SET account_id = excluded.account_id,
                    date = excluded.date, sku = excluded.sku, qty = excluded.qty,
-                   revenue = excluded.revenue, cost = excluded.cost, attrs = excluded.attrs",
+                   revenue = excluded.revenue, cost = excluded.cost, attrs = excluded.attrs,
+                   attr_layout = excluded.attr_layout",
             )?,
             delete,
+            layout,
         ))
     }
 
@@ -391,9 +407,12 @@ impl<'t> Writer<'t> {
         self.order_with(r, None)
     }
 
-    pub fn order_with(&mut self, r: &OrderRow, attrs: Option<&str>) -> Result<()> {
+    /// `values`: the attribute values, a JSON array in the order of the
+    /// writer's `attr_names` (null for an empty cell); `None` when every
+    /// one is empty.
+    pub fn order_with(&mut self, r: &OrderRow, values: Option<&str>) -> Result<()> {
         use rusqlite::types::Value;
-        if let Writer::Orders(st, delete) = self {
+        if let Writer::Orders(st, delete, layout) = self {
             let date = date_text(r.date);
             if let Some(del) = delete {
                 del.run(|f| match f {
@@ -417,7 +436,8 @@ impl<'t> Writer<'t> {
                 r.qty,
                 r.revenue,
                 r.cost,
-                attrs
+                values,
+                values.and(*layout)
             ])?;
         }
         Ok(())
@@ -464,6 +484,48 @@ impl<'t> Writer<'t> {
             st.execute(params![r.sku, r.account_id, r.on_hand, attrs])?;
         }
         Ok(())
+    }
+}
+
+/// The id of the attribute layout `names` (column names in order), added
+/// if it is new. Stored once per distinct header, not once per row.
+pub fn attr_layout(conn: &Connection, names: &[&str]) -> Result<i64> {
+    let names = serde_json::to_string(names)?;
+    conn.execute(
+        "INSERT INTO attr_layouts (names) VALUES (?1) ON CONFLICT (names) DO NOTHING",
+        [&names],
+    )?;
+    Ok(conn.query_row(
+        "SELECT id FROM attr_layouts WHERE names = ?1",
+        [&names],
+        |r| r.get(0),
+    )?)
+}
+
+/// The attributes of one order line as name -> value (the non-empty extra
+/// columns of the export it came from), however they were stored; empty
+/// when it has none or no such line exists.
+pub fn order_attrs(
+    conn: &Connection,
+    order_id: &str,
+    line: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let text: Option<String> = conn
+        .query_row(
+            "SELECT attrs FROM orders_attrs WHERE order_id = ?1 AND line = ?2",
+            [order_id, line],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten();
+    match text {
+        None => Ok(serde_json::Map::new()),
+        Some(t) => match serde_json::from_str(&t)? {
+            serde_json::Value::Object(m) => Ok(m),
+            other => anyhow::bail!(
+                "the attributes of order {order_id} line {line} are not a JSON object: {other}"
+            ),
+        },
     }
 }
 
@@ -664,5 +726,71 @@ mod tests {
             .query_row("SELECT revenue FROM orders", [], |r| r.get(0))
             .unwrap();
         assert_eq!(rev, 12.0);
+    }
+
+    /// Order attributes are stored as values with the names once per
+    /// layout, and read back as name -> value, as are lines stored before
+    /// (a JSON object per row).
+    #[test]
+    fn order_attributes_read_back_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open(&dir.path().join("k.db")).unwrap();
+        let row = |id: &str| OrderRow {
+            order_id: id.into(),
+            line: "1".into(),
+            account_id: "A".into(),
+            date: NaiveDate::from_ymd_opt(2026, 1, 2).unwrap(),
+            sku: None,
+            qty: None,
+            revenue: 1.0,
+            cost: 1.0,
+        };
+        let names = ["客户名称", "备注", "单价"];
+        for _ in 0..2 {
+            let tx = conn.transaction().unwrap();
+            {
+                let mut w = Writer::orders_keyed(
+                    &tx,
+                    &["order_id".to_string(), "line".to_string()],
+                    &names,
+                )
+                .unwrap();
+                w.order_with(&row("SO1"), Some(r#"["华联超市",null,"15.80"]"#))
+                    .unwrap();
+                w.order_with(&row("SO2"), None).unwrap();
+                w.order_with(&row("SO3"), Some(r#"[null,"a \"b\"",null]"#))
+                    .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let layouts: i64 = conn
+            .query_row("SELECT COUNT(*) FROM attr_layouts", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(layouts, 1, "one layout per distinct header");
+        // A line written before the layouts: a JSON object of its own.
+        conn.execute(
+            "INSERT INTO orders (order_id, line, account_id, date, revenue, cost, attrs)
+             VALUES ('OLD', '1', 'A', '2025-01-01', 1, 1, '{\"渠道\":\"KA\"}')",
+            [],
+        )
+        .unwrap();
+        let got = |id: &str| serde_json::Value::Object(order_attrs(&conn, id, "1").unwrap());
+        assert_eq!(
+            got("SO1"),
+            serde_json::json!({"客户名称": "华联超市", "单价": "15.80"})
+        );
+        assert_eq!(got("SO2"), serde_json::json!({}));
+        assert_eq!(got("SO3"), serde_json::json!({"备注": "a \"b\""}));
+        assert_eq!(got("OLD"), serde_json::json!({"渠道": "KA"}));
+        assert_eq!(got("NONE"), serde_json::json!({}));
+        let stored: String = conn
+            .query_row("SELECT attrs FROM orders WHERE order_id = 'SO1'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert!(
+            !stored.contains("客户名称"),
+            "names repeated per row: {stored}"
+        );
     }
 }

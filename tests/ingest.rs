@@ -51,7 +51,7 @@ fn stored_orders(p: &Project) -> BTreeMap<(String, String), OrderLine> {
     let db = p.db();
     let mut st = db
         .prepare(
-            "SELECT order_id, line, account_id, date, COALESCE(qty, -1), revenue, cost, sku, attrs FROM orders",
+            "SELECT order_id, line, account_id, date, COALESCE(qty, -1), revenue, cost, sku, attrs FROM orders_attrs",
         )
         .unwrap();
     st.query_map([], |r| {
@@ -570,7 +570,7 @@ fn formula_looking_cells_are_kept_as_text() {
     ingest_ok(&p, &[fixture("销售明细_公式.csv")], 0);
     assert_eq!(one::<String>(&p, "SELECT sku FROM orders"), "=SUM(A1:A9)");
     let attrs: serde_json::Value =
-        serde_json::from_str(&one::<String>(&p, "SELECT attrs FROM orders")).unwrap();
+        serde_json::from_str(&one::<String>(&p, "SELECT attrs FROM orders_attrs")).unwrap();
     assert_eq!(
         attrs["客户名称"],
         "=HYPERLINK(\"http://evil.example/x\",\"华联超市\")"

@@ -3,7 +3,9 @@
 //! Routes the file to a dataset by name, hashes it for the ledger, reads its
 //! rows through `source` (CSV in UTF-8, UTF-8 BOM or GBK/GB18030; XLSX/XLS;
 //! JSON Lines), maps the export's columns to the canonical fields (the other
-//! columns are kept as a JSON object of attributes), validates every row and
+//! columns are kept as attributes: for orders their values, a JSON array, with
+//! the names once per header in `attr_layouts`; elsewhere a JSON object),
+//! validates every row and
 //! writes them in one transaction together with the ledger entry. Then moves
 //! the file to `archive/` or, with `<name>.errors.txt`, to `rejected/`.
 //! Touches the store (through `store`), the file it is given, and the
@@ -315,7 +317,15 @@ fn ingest_inner(
         let mut writer = match dataset {
             Dataset::Accounts if older => Some(Writer::accounts_older(&tx)?),
             Dataset::Accounts => Some(Writer::accounts(&tx)?),
-            Dataset::Orders => Some(Writer::orders_keyed(&tx, &ds.key_fields(dataset))?),
+            Dataset::Orders => {
+                // Order attributes are stored as values only, the names once
+                // per header (a header that does not map is rejected below).
+                let names = map_columns(dataset, ds, &headers)
+                    .map(|m| m.extra.into_iter().map(|(n, _)| n).collect::<Vec<_>>())
+                    .unwrap_or_default();
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                Some(Writer::orders_keyed(&tx, &ds.key_fields(dataset), &names)?)
+            }
             Dataset::Visits => Some(Writer::visits_keyed(&tx, &ds.key_fields(dataset))?),
             // An older snapshot of these would undo a newer one: validated,
             // not applied.
@@ -536,6 +546,39 @@ impl ColumnMap {
     /// The attribute names, in header order.
     pub fn extra_names(&self) -> Vec<&str> {
         self.extra.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    /// The other columns of `rec` for `dataset`: for orders the values only,
+    /// a JSON array in the order of [`ColumnMap::extra_names`] with null for
+    /// an empty cell (the store keeps the names once per file); for the
+    /// other datasets a JSON object. `None` if all are empty.
+    fn attrs_for(&self, dataset: Dataset, rec: &StringRecord) -> Option<String> {
+        if dataset == Dataset::Orders {
+            self.attr_values(rec)
+        } else {
+            self.attrs(rec)
+        }
+    }
+
+    /// The other columns of `rec` as a JSON array of values (null for an
+    /// empty one); `None` if all are empty.
+    fn attr_values(&self, rec: &StringRecord) -> Option<String> {
+        let mut out = String::new();
+        let mut any = false;
+        for (_, i) in &self.extra {
+            out.push(if out.is_empty() { '[' } else { ',' });
+            match rec.get(*i).map(str::trim).filter(|v| !v.is_empty()) {
+                Some(v) => {
+                    any = true;
+                    json_string(&mut out, v);
+                }
+                None => out.push_str("null"),
+            }
+        }
+        any.then(|| {
+            out.push(']');
+            out
+        })
     }
 
     /// The other columns of `rec` as a JSON object; `None` if all are empty.
@@ -846,7 +889,7 @@ fn parse_all(
             send = None; // rejected anyway: stop writing
         }
         if let (Some(s), Some(p)) = (&send, parsed) {
-            batch.push((p, map.attrs(&record)));
+            batch.push((p, map.attrs_for(dataset, &record)));
             if batch.len() == BATCH_ROWS {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
                 if s.send(full).is_err() {
@@ -1177,6 +1220,13 @@ mod tests {
         let a = map.attrs(&rec).unwrap();
         let v: serde_json::Value = serde_json::from_str(&a).unwrap();
         assert_eq!(v, serde_json::json!({"备注": "say \"hi\""}));
+        // Orders keep the values only, in the order of the names.
+        let a = map.attrs_for(Dataset::Orders, &rec).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&a).unwrap();
+        assert_eq!(v, serde_json::json!(["say \"hi\"", null]));
+        let empty = StringRecord::from(vec!["1", "K", "2026-01-01", "1", "1", " ", "", "x"]);
+        assert_eq!(map.attrs_for(Dataset::Orders, &empty), None);
+        assert_eq!(map.attrs(&empty), None);
     }
 
     #[test]
