@@ -74,6 +74,27 @@ pub fn date_text(d: NaiveDate) -> String {
     format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
 }
 
+/// [`date_text`] without allocating, for the ingest's hot path. Years
+/// outside 0..=9999 (which no export date parser yields) are clamped.
+fn date_bytes(d: NaiveDate) -> [u8; 10] {
+    use chrono::Datelike;
+    let y = d.year().clamp(0, 9999) as u32;
+    let digit = |n: u32| b'0' + (n % 10) as u8;
+    let (m, day) = (d.month(), d.day());
+    [
+        digit(y / 1000),
+        digit(y / 100),
+        digit(y / 10),
+        digit(y),
+        b'-',
+        digit(m / 10),
+        digit(m),
+        b'-',
+        digit(day / 10),
+        digit(day),
+    ]
+}
+
 /// What became of a file, as the ledger records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -233,6 +254,18 @@ impl<'t> KeyDelete<'t> {
             };
             fields.push(*c);
         }
+        // The delete runs once per written row, so it needs an index on the
+        // key, unless the key is a leading part of the primary key. Orders
+        // keep no other index (migration 0006), so one is made here, once.
+        let leading = (1..=primary.len())
+            .any(|n| n == fields.len() && primary[..n].iter().all(|p| fields.contains(p)));
+        if !leading {
+            tx.execute_batch(&format!(
+                "CREATE INDEX IF NOT EXISTS {table}_key_{} ON {table} ({})",
+                fields.join("_"),
+                fields.join(", ")
+            ))?;
+        }
         let cond: Vec<String> = fields
             .iter()
             .enumerate()
@@ -261,12 +294,65 @@ const ORDER_COLUMNS: &[&str] = &[
 ];
 const VISIT_COLUMNS: &[&str] = &["account_id", "date", "visitor", "role"];
 
+/// Parameters of one order line in the upsert.
+const ORDER_PARAMS: usize = 10;
+/// Order lines per statement in [`Writer::orders_many`].
+const ORDERS_PER_STATEMENT: usize = 64;
+
+/// The upsert of `rows` order lines, their parameters numbered in order.
+fn order_upsert_sql(rows: usize) -> String {
+    let one = format!("({})", ["?"; ORDER_PARAMS].join(", "));
+    format!(
+        "INSERT INTO orders (order_id, line, account_id, date, sku, qty, revenue, cost, attrs, attr_layout)
+         VALUES {}
+         ON CONFLICT (order_id, line) DO UPDATE SET account_id = excluded.account_id,
+           date = excluded.date, sku = excluded.sku, qty = excluded.qty,
+           revenue = excluded.revenue, cost = excluded.cost, attrs = excluded.attrs,
+           attr_layout = excluded.attr_layout",
+        vec![one; rows].join(", ")
+    )
+}
+
+/// Binds one order line to the parameters `first..first + ORDER_PARAMS`.
+fn bind_order(
+    st: &mut rusqlite::Statement<'_>,
+    first: usize,
+    r: &OrderRow,
+    values: Option<&str>,
+    layout: Option<i64>,
+) -> Result<()> {
+    let date = date_bytes(r.date);
+    // date_bytes writes ASCII digits and dashes only.
+    let date = std::str::from_utf8(&date).unwrap_or_default();
+    st.raw_bind_parameter(first, r.order_id.as_str())?;
+    st.raw_bind_parameter(first + 1, r.line.as_str())?;
+    st.raw_bind_parameter(first + 2, r.account_id.as_str())?;
+    st.raw_bind_parameter(first + 3, date)?;
+    st.raw_bind_parameter(first + 4, r.sku.as_deref())?;
+    st.raw_bind_parameter(first + 5, r.qty)?;
+    st.raw_bind_parameter(first + 6, r.revenue)?;
+    st.raw_bind_parameter(first + 7, r.cost)?;
+    st.raw_bind_parameter(first + 8, values)?;
+    st.raw_bind_parameter(first + 9, values.and(layout))?;
+    Ok(())
+}
+
+/// The statements that write order lines.
+pub struct OrderWriter<'t> {
+    /// The upsert of one line.
+    one: rusqlite::Statement<'t>,
+    /// The upsert of [`ORDERS_PER_STATEMENT`] lines; `None` with `delete`.
+    many: Option<rusqlite::Statement<'t>>,
+    /// The delete by a configured key other than (order id, line).
+    delete: Option<KeyDelete<'t>>,
+    /// The attribute layout (`attr_layouts.id`) of the file's extra columns.
+    layout: Option<i64>,
+}
+
 /// Writes the rows of one file inside its transaction.
 pub enum Writer<'t> {
     Accounts(rusqlite::Statement<'t>, String),
-    /// The upsert, the delete of a configured key, and the attribute
-    /// layout (`attr_layouts.id`) of the file's extra columns.
-    Orders(rusqlite::Statement<'t>, Option<KeyDelete<'t>>, Option<i64>),
+    Orders(OrderWriter<'t>),
     Visits(rusqlite::Statement<'t>, Option<KeyDelete<'t>>),
     Receivables(rusqlite::Statement<'t>),
     Inventory(rusqlite::Statement<'t>),
@@ -322,18 +408,20 @@ impl<'t> Writer<'t> {
         } else {
             Some(attr_layout(tx, attr_names)?)
         };
-        Ok(Writer::Orders(
-            tx.prepare(
-                "INSERT INTO orders (order_id, line, account_id, date, sku, qty, revenue, cost, attrs, attr_layout)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                 ON CONFLICT (order_id, line) DO UPDATE SET account_id = excluded.account_id,
-                   date = excluded.date, sku = excluded.sku, qty = excluded.qty,
-                   revenue = excluded.revenue, cost = excluded.cost, attrs = excluded.attrs,
-                   attr_layout = excluded.attr_layout",
-            )?,
+        // Without a separate key to delete by, whole batches go in one
+        // statement of ORDERS_PER_STATEMENT rows: a fraction of the
+        // per-statement work of one row at a time.
+        let many = if delete.is_none() {
+            Some(tx.prepare(&order_upsert_sql(ORDERS_PER_STATEMENT))?)
+        } else {
+            None
+        };
+        Ok(Writer::Orders(OrderWriter {
+            one: tx.prepare(&order_upsert_sql(1))?,
+            many,
             delete,
             layout,
-        ))
+        }))
     }
 
     pub fn visits(tx: &'t Transaction<'t>) -> Result<Self> {
@@ -412,9 +500,15 @@ impl<'t> Writer<'t> {
     /// one is empty.
     pub fn order_with(&mut self, r: &OrderRow, values: Option<&str>) -> Result<()> {
         use rusqlite::types::Value;
-        if let Writer::Orders(st, delete, layout) = self {
-            let date = date_text(r.date);
+        if let Writer::Orders(OrderWriter {
+            one: st,
+            delete,
+            layout,
+            ..
+        }) = self
+        {
             if let Some(del) = delete {
+                let date = date_text(r.date);
                 del.run(|f| match f {
                     "order_id" => Value::Text(r.order_id.clone()),
                     "line" => Value::Text(r.line.clone()),
@@ -427,18 +521,37 @@ impl<'t> Writer<'t> {
                     _ => Value::Null,
                 })?;
             }
-            st.execute(params![
-                r.order_id,
-                r.line,
-                r.account_id,
-                date,
-                r.sku,
-                r.qty,
-                r.revenue,
-                r.cost,
-                values,
-                values.and(*layout)
-            ])?;
+            bind_order(st, 1, r, values, *layout)?;
+            st.raw_execute()?;
+        }
+        Ok(())
+    }
+
+    /// Writes order lines as [`Writer::order_with`] does, in order (a later
+    /// line with the same key replaces an earlier one), several to a
+    /// statement.
+    pub fn orders_many(&mut self, rows: &[(&OrderRow, Option<&str>)]) -> Result<()> {
+        if let Writer::Orders(OrderWriter {
+            many: Some(st),
+            layout,
+            ..
+        }) = self
+        {
+            let layout = *layout;
+            let mut chunks = rows.chunks_exact(ORDERS_PER_STATEMENT);
+            for chunk in &mut chunks {
+                for (i, (r, values)) in chunk.iter().enumerate() {
+                    bind_order(st, i * ORDER_PARAMS + 1, r, *values, layout)?;
+                }
+                st.raw_execute()?;
+            }
+            for (r, values) in chunks.remainder() {
+                self.order_with(r, *values)?;
+            }
+        } else {
+            for (r, values) in rows {
+                self.order_with(r, *values)?;
+            }
         }
         Ok(())
     }
@@ -726,6 +839,67 @@ mod tests {
             .query_row("SELECT revenue FROM orders", [], |r| r.get(0))
             .unwrap();
         assert_eq!(rev, 12.0);
+    }
+
+    #[test]
+    fn date_bytes_is_date_text() {
+        let mut d = NaiveDate::from_ymd_opt(1999, 12, 25).unwrap();
+        for _ in 0..800 {
+            assert_eq!(&date_bytes(d)[..], date_text(d).as_bytes());
+            d = d + chrono::Days::new(17);
+        }
+        let far = NaiveDate::from_ymd_opt(987, 1, 9).unwrap();
+        assert_eq!(&date_bytes(far), b"0987-01-09");
+    }
+
+    /// Many lines to a statement: every line lands, and within one batch,
+    /// as across files, a later line with the same key replaces the earlier.
+    #[test]
+    fn orders_many_keeps_the_last_of_a_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open(&dir.path().join("k.db")).unwrap();
+        let rows: Vec<OrderRow> = (0..300)
+            .map(|i| OrderRow {
+                // 150 distinct keys, each twice in the batch.
+                order_id: format!("SO{}", i % 150),
+                line: "1".into(),
+                account_id: format!("A{}", i % 7),
+                date: NaiveDate::from_ymd_opt(2026, 1, 1 + (i % 28) as u32).unwrap(),
+                sku: (i % 2 == 0).then(|| "SKU".to_string()),
+                qty: None,
+                revenue: f64::from(i),
+                cost: 1.0,
+            })
+            .collect();
+        let values = r#"["x"]"#;
+        let batch: Vec<(&OrderRow, Option<&str>)> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r, (i % 3 == 0).then_some(values)))
+            .collect();
+        let tx = conn.transaction().unwrap();
+        {
+            let key = ["order_id".to_string(), "line".to_string()];
+            let mut w = Writer::orders_keyed(&tx, &key, &["备注"]).unwrap();
+            w.orders_many(&batch).unwrap();
+        }
+        tx.commit().unwrap();
+        let (_, n, _) = counts(&conn).unwrap();
+        assert_eq!(n, 150);
+        for i in [0usize, 63, 64, 149] {
+            let (rev, date, attrs): (f64, String, Option<String>) = conn
+                .query_row(
+                    "SELECT revenue, date, attrs FROM orders_attrs WHERE order_id = ?1",
+                    [format!("SO{i}")],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .unwrap();
+            let last = i + 150;
+            assert_eq!(rev, last as f64, "SO{i}");
+            assert_eq!(date, date_text(rows[last].date));
+            let want = (last % 3 == 0).then(|| r#"{"备注":"x"}"#.to_string());
+            assert_eq!(attrs, want, "SO{i}");
+        }
     }
 
     /// Order attributes are stored as values with the names once per

@@ -197,11 +197,17 @@ fn ingest(
 }
 
 /// A bulk load: an orders file bigger than the whole database (a first
-/// load, a history backfill). It is loaded without the orders indexes,
-/// rebuilt once after, and in a rollback journal when it can be.
+/// load, a history backfill), upserted by the default key. It is loaded
+/// without any orders indexes, rebuilt once after, and in a rollback
+/// journal when it can be. (A configured key deletes by the key row by row
+/// and needs its index all along.)
 fn is_bulk(cfg: &Loaded, conn: &Connection, path: &Path) -> Result<bool> {
     let name = path.file_name().map(|n| n.to_string_lossy());
     if name.and_then(|n| cfg.cfg.datasets.route(&n)) != Some(Dataset::Orders) {
+        return Ok(false);
+    }
+    let ds = &cfg.cfg.datasets.orders;
+    if ds.key_fields(Dataset::Orders) != Dataset::Orders.default_key() {
         return Ok(false);
     }
     let size = std::fs::metadata(path).map_or(0, |m| m.len());
@@ -726,6 +732,9 @@ fn load_rows(
     let unit = src.unit();
     let write = writer.is_some();
     let (send, recv) = std::sync::mpsc::sync_channel::<Batch>(BATCHES_IN_FLIGHT);
+    // Written batches go back to the parser thread to be freed there: the
+    // thread that allocated their strings frees them fastest.
+    let (done, written_batches) = std::sync::mpsc::sync_channel::<Batch>(BATCHES_IN_FLIGHT + 1);
     let verdict = std::thread::scope(|scope| -> Result<Verdict> {
         let map = &map;
         let parser = scope.spawn(move || {
@@ -736,28 +745,28 @@ fn load_rows(
                 ds,
                 map,
                 skip,
-                write.then_some(send),
+                write.then_some((send, written_batches)),
             )
         });
         let mut failure = None;
         if let Some(w) = writer {
             let mut written = 0u64;
             let mut next_report = PROGRESS_EVERY;
-            'batches: for batch in recv.iter() {
-                for (row, attrs) in batch {
-                    if let Err(e) = write_row(w, row, attrs) {
-                        failure = Some(e);
-                        break 'batches;
-                    }
-                    written += 1;
+            for batch in recv.iter() {
+                if let Err(e) = write_batch(w, &batch) {
+                    failure = Some(e);
+                    break;
                 }
+                written += batch.len() as u64;
+                // A full return channel (the parser finished) just drops it here.
+                let _ = done.try_send(batch);
                 if written >= next_report {
                     progress(written);
                     next_report = written + PROGRESS_EVERY;
                     if stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
                         // The caller drops the transaction: all rolls back.
                         failure = Some(Cancelled.into());
-                        break 'batches;
+                        break;
                     }
                 }
             }
@@ -810,15 +819,33 @@ fn load_rows(
     Ok(Ok(Loaded_ { rows, problems }))
 }
 
-fn write_row(w: &mut Writer<'_>, row: Parsed, attrs: Option<String>) -> Result<()> {
-    let a = attrs.as_deref();
-    match row {
-        Parsed::Account(r, x) => w.account_with(&r, &Extra { attrs, ..x }),
-        Parsed::Order(r) => w.order_with(&r, a),
-        Parsed::Visit(r) => w.visit_with(&r, a),
-        Parsed::Receivable(r) => w.receivable(&r, a),
-        Parsed::Stock(r) => w.stock(&r, a),
+/// Writes one batch in order: order lines several to a statement, the
+/// other rows one by one.
+fn write_batch(w: &mut Writer<'_>, batch: &Batch) -> Result<()> {
+    let mut orders: Vec<(&OrderRow, Option<&str>)> = Vec::new();
+    for (row, attrs) in batch {
+        let a = attrs.as_deref();
+        if let Parsed::Order(r) = row {
+            orders.push((r, a));
+            continue;
+        }
+        w.orders_many(&orders)?;
+        orders.clear();
+        match row {
+            Parsed::Account(r, x) => w.account_with(
+                r,
+                &Extra {
+                    attrs: attrs.clone(),
+                    ..x.clone()
+                },
+            )?,
+            Parsed::Visit(r) => w.visit_with(r, a)?,
+            Parsed::Receivable(r) => w.receivable(r, a)?,
+            Parsed::Stock(r) => w.stock(r, a)?,
+            Parsed::Order(_) => {}
+        }
     }
+    w.orders_many(&orders)
 }
 
 /// The parser thread: reads and validates every row, and sends the good
@@ -832,7 +859,10 @@ fn parse_all(
     ds: &DatasetConfig,
     map: &ColumnMap,
     skip: bool,
-    send: Option<std::sync::mpsc::SyncSender<Batch>>,
+    send: Option<(
+        std::sync::mpsc::SyncSender<Batch>,
+        std::sync::mpsc::Receiver<Batch>,
+    )>,
 ) -> Verdict {
     let mut problems = Problems::default();
     let mut rows = 0u64;
@@ -888,17 +918,25 @@ fn parse_all(
         if !skip && problems.total > 0 {
             send = None; // rejected anyway: stop writing
         }
-        if let (Some(s), Some(p)) = (&send, parsed) {
+        if let (Some((s, back)), Some(p)) = (&send, parsed) {
             batch.push((p, map.attrs_for(dataset, &record)));
             if batch.len() == BATCH_ROWS {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
+                // A batch the writer is done with, emptied here, else a new one.
+                let next = match back.try_recv() {
+                    Ok(mut b) => {
+                        b.clear();
+                        b
+                    }
+                    Err(_) => Vec::with_capacity(BATCH_ROWS),
+                };
+                let full = std::mem::replace(&mut batch, next);
                 if s.send(full).is_err() {
                     break; // the writer failed; its error is what counts
                 }
             }
         }
     }
-    if let Some(s) = &send
+    if let Some((s, _)) = &send
         && !batch.is_empty()
     {
         let _ = s.send(batch);
