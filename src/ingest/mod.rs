@@ -558,18 +558,20 @@ impl ColumnMap {
     /// a JSON array in the order of [`ColumnMap::extra_names`] with null for
     /// an empty cell (the store keeps the names once per file); for the
     /// other datasets a JSON object. `None` if all are empty.
-    fn attrs_for(&self, dataset: Dataset, rec: &StringRecord) -> Option<String> {
+    fn attrs_for(&self, dataset: Dataset, rec: &StringRecord, buf: String) -> Option<String> {
         if dataset == Dataset::Orders {
-            self.attr_values(rec)
+            self.attr_values(rec, buf)
         } else {
             self.attrs(rec)
         }
     }
 
     /// The other columns of `rec` as a JSON array of values (null for an
-    /// empty one); `None` if all are empty.
-    fn attr_values(&self, rec: &StringRecord) -> Option<String> {
-        let mut out = String::new();
+    /// empty one), written into `buf` (emptied first); `None` if all are
+    /// empty.
+    fn attr_values(&self, rec: &StringRecord, buf: String) -> Option<String> {
+        let mut out = buf;
+        out.clear();
         let mut any = false;
         for (_, i) in &self.extra {
             out.push(if out.is_empty() { '[' } else { ',' });
@@ -869,6 +871,9 @@ fn parse_all(
     let mut record = StringRecord::new();
     let mut row_errors = Vec::new();
     let mut batch: Batch = Vec::with_capacity(BATCH_ROWS);
+    // Rows of a batch the writer is done with: their strings are refilled
+    // for new rows instead of allocated again.
+    let mut spare: Batch = Vec::new();
     let mut send = send;
     let mut fatal = None;
     loop {
@@ -902,7 +907,8 @@ fn parse_all(
             continue;
         }
         row_errors.clear();
-        let parsed = parse_row(dataset, ds, map, &record, &mut row_errors);
+        let (reuse, reuse_attrs) = spare.pop().unzip();
+        let parsed = parse_row(dataset, ds, map, &record, &mut row_errors, reuse);
         if !row_errors.is_empty() {
             problems.bad_rows += 1;
             for (column, message) in row_errors.drain(..) {
@@ -919,13 +925,16 @@ fn parse_all(
             send = None; // rejected anyway: stop writing
         }
         if let (Some((s, back)), Some(p)) = (&send, parsed) {
-            batch.push((p, map.attrs_for(dataset, &record)));
+            let attrs = map.attrs_for(dataset, &record, reuse_attrs.flatten().unwrap_or_default());
+            batch.push((p, attrs));
             if batch.len() == BATCH_ROWS {
-                // A batch the writer is done with, emptied here, else a new one.
+                // A batch the writer is done with becomes the spare rows; the
+                // spare list, now empty, the next batch.
                 let next = match back.try_recv() {
-                    Ok(mut b) => {
-                        b.clear();
-                        b
+                    Ok(b) => {
+                        let mut emptied = std::mem::replace(&mut spare, b);
+                        emptied.clear();
+                        emptied
                     }
                     Err(_) => Vec::with_capacity(BATCH_ROWS),
                 };
@@ -956,12 +965,15 @@ enum Parsed {
     Stock(InventoryRow),
 }
 
+/// Parses and validates one row. `reuse`: a row already written, whose
+/// strings an order line refills instead of allocating its own.
 fn parse_row(
     dataset: Dataset,
     ds: &DatasetConfig,
     map: &ColumnMap,
     rec: &StringRecord,
     errs: &mut Vec<(String, String)>,
+    reuse: Option<Parsed>,
 ) -> Option<Parsed> {
     let raw = |field: &str| -> &str { map.idx(field).and_then(|i| rec.get(i)).unwrap_or("") };
     let text = |field: &str| -> Option<String> {
@@ -1040,22 +1052,47 @@ fn parse_row(
             ))
         }
         Dataset::Orders => {
-            let order_id = required("order_id", errs);
-            let account_id = required("account_id", errs);
+            let mut r = match reuse {
+                Some(Parsed::Order(r)) => r,
+                _ => OrderRow {
+                    order_id: String::new(),
+                    line: String::new(),
+                    account_id: String::new(),
+                    date: chrono::NaiveDate::MIN,
+                    sku: None,
+                    qty: None,
+                    revenue: 0.0,
+                    cost: 0.0,
+                },
+            };
+            // The trimmed cell of `field` into `dst`; false if it is empty.
+            let put = |dst: &mut String, field: &str| {
+                let v = raw(field).trim();
+                dst.clear();
+                dst.push_str(v);
+                !v.is_empty()
+            };
+            for (dst, field) in [
+                (&mut r.order_id, "order_id"),
+                (&mut r.account_id, "account_id"),
+            ] {
+                if !put(dst, field) {
+                    errs.push((map.header(field), "is empty but required".into()));
+                }
+            }
+            if !put(&mut r.line, "line") {
+                r.line.push('1');
+            }
+            let mut sku = r.sku.take().unwrap_or_default();
+            r.sku = put(&mut sku, "sku").then_some(sku);
             let d = date("date", true, errs);
-            let qty = number("qty", false, errs);
+            r.qty = number("qty", false, errs);
             let revenue = number("revenue", true, errs);
             let cost = number("cost", true, errs);
-            Some(Parsed::Order(OrderRow {
-                order_id,
-                line: text("line").unwrap_or_else(|| "1".into()),
-                account_id,
-                date: d?,
-                sku: text("sku"),
-                qty,
-                revenue: revenue?,
-                cost: cost?,
-            }))
+            r.date = d?;
+            r.revenue = revenue?;
+            r.cost = cost?;
+            Some(Parsed::Order(r))
         }
         Dataset::Visits => {
             let account_id = required("account_id", errs);
@@ -1259,12 +1296,84 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&a).unwrap();
         assert_eq!(v, serde_json::json!({"备注": "say \"hi\""}));
         // Orders keep the values only, in the order of the names.
-        let a = map.attrs_for(Dataset::Orders, &rec).unwrap();
+        let a = map.attrs_for(Dataset::Orders, &rec, String::new()).unwrap();
         let v: serde_json::Value = serde_json::from_str(&a).unwrap();
         assert_eq!(v, serde_json::json!(["say \"hi\"", null]));
         let empty = StringRecord::from(vec!["1", "K", "2026-01-01", "1", "1", " ", "", "x"]);
-        assert_eq!(map.attrs_for(Dataset::Orders, &empty), None);
+        assert_eq!(map.attrs_for(Dataset::Orders, &empty, "junk".into()), None);
         assert_eq!(map.attrs(&empty), None);
+    }
+
+    /// A row refilled from a written one holds nothing of it.
+    #[test]
+    fn a_reused_order_row_is_the_new_row_only() {
+        let ds = orders_config();
+        let h = StringRecord::from(vec![
+            "订单编号",
+            "行号",
+            "客户编号",
+            "订单日期",
+            "产品编号",
+            "数量",
+            "金额",
+            "成本",
+        ]);
+        let map = map_columns(Dataset::Orders, &ds, &h).unwrap();
+        let parse = |cells: Vec<&str>, reuse| {
+            let mut errs = Vec::new();
+            let p = parse_row(
+                Dataset::Orders,
+                &ds,
+                &map,
+                &StringRecord::from(cells),
+                &mut errs,
+                reuse,
+            );
+            (p, errs)
+        };
+        let (old, errs) = parse(
+            vec![
+                "SO-LONG-ID-1",
+                "3",
+                "KH-LONG",
+                "2026-01-05",
+                "SP-9",
+                "4",
+                "10",
+                "5",
+            ],
+            None,
+        );
+        assert!(errs.is_empty(), "{errs:?}");
+        let (new, errs) = parse(
+            vec!["S2", "", "K", "2026-02-01", " ", "", "1,234.5", "(2)"],
+            old,
+        );
+        assert!(errs.is_empty(), "{errs:?}");
+        let Some(Parsed::Order(r)) = new else {
+            panic!("not an order")
+        };
+        assert_eq!(
+            r,
+            OrderRow {
+                order_id: "S2".into(),
+                line: "1".into(),
+                account_id: "K".into(),
+                date: chrono::NaiveDate::from_ymd_opt(2026, 2, 1).unwrap(),
+                sku: None,
+                qty: None,
+                revenue: 1234.5,
+                cost: -2.0,
+            }
+        );
+        // A bad row reports its cells, reused or not.
+        let (bad, errs) = parse(
+            vec!["", "1", "K", "x", "", "", "1", "1"],
+            Some(Parsed::Order(r)),
+        );
+        assert!(bad.is_none());
+        let cols: Vec<&str> = errs.iter().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(cols, ["订单编号 (order_id)", "订单日期 (date)"]);
     }
 
     #[test]
