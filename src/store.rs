@@ -1,7 +1,8 @@
 //! Store: the SQLite database on disk — connection, pragmas and numbered
 //! schema migrations — and the typed writes and reads of the data tables
 //! (ledger, accounts, orders, visits, receivables, inventory), including
-//! the bulk-load index suspend/restore that ingest uses for big files.
+//! the bulk-load index suspend/restore and the key-ordered staging of big
+//! visits files that ingest uses.
 //!
 //! Every statement is parameterised. Other stages keep their own tables
 //! (alerts owns `alerts`/`alert_history`, mail owns `outbox`) but reach the
@@ -447,6 +448,28 @@ impl<'t> Writer<'t> {
         ))
     }
 
+    /// Visits of a big file, written first to a temporary stage in file
+    /// order; [`apply_visit_stage`] then upserts them into `visits` in key
+    /// order. A backfill comes in date order while the table is keyed by
+    /// account first, so row by row every visit lands on a random page of
+    /// a table far bigger than the page cache (18k rows/s at 10.9M
+    /// visits); in key order the pages are visited once, in order. With
+    /// the default key only: a configured key deletes row by row.
+    pub fn visits_staged(tx: &'t Transaction<'t>) -> Result<Self> {
+        tx.execute_batch(
+            "DROP TABLE IF EXISTS temp.visit_stage;
+             CREATE TEMP TABLE visit_stage (account_id TEXT NOT NULL, date TEXT NOT NULL,
+               visitor TEXT NOT NULL, role TEXT, attrs TEXT);",
+        )?;
+        Ok(Writer::Visits(
+            tx.prepare(
+                "INSERT INTO temp.visit_stage (account_id, date, visitor, role, attrs)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?,
+            None,
+        ))
+    }
+
     /// A receivables file is every open invoice: it replaces the table.
     pub fn receivables(tx: &'t Transaction<'t>) -> Result<Self> {
         tx.execute("DELETE FROM receivables", [])?;
@@ -598,6 +621,22 @@ impl<'t> Writer<'t> {
         }
         Ok(())
     }
+}
+
+/// Upserts the visits staged by [`Writer::visits_staged`] in key order (a
+/// later row of the file with the same key replaces an earlier one, as row
+/// by row), then drops the stage. SQLite's sorter orders them within the
+/// connection's page cache size, spilling to temporary files beyond it.
+pub fn apply_visit_stage(tx: &Transaction<'_>) -> Result<()> {
+    tx.execute_batch(
+        "INSERT INTO visits (account_id, date, visitor, role, attrs)
+           SELECT account_id, date, visitor, role, attrs FROM temp.visit_stage
+           WHERE true ORDER BY account_id, date, visitor, rowid
+           ON CONFLICT (account_id, date, visitor) DO UPDATE SET role = excluded.role,
+             attrs = excluded.attrs;
+         DROP TABLE temp.visit_stage;",
+    )?;
+    Ok(())
 }
 
 /// The id of the attribute layout `names` (column names in order), added
@@ -900,6 +939,78 @@ mod tests {
             let want = (last % 3 == 0).then(|| r#"{"备注":"x"}"#.to_string());
             assert_eq!(attrs, want, "SO{i}");
         }
+    }
+
+    /// Staged visits land as row by row would: a later row with the same
+    /// key replaces an earlier one (in the file or in the table), and the
+    /// stage is gone after.
+    #[test]
+    fn staged_visits_upsert_in_file_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open(&dir.path().join("k.db")).unwrap();
+        let day = |d| NaiveDate::from_ymd_opt(2026, 3, d).unwrap();
+        let visit = |a: &str, d, role: &str| VisitRow {
+            account_id: a.into(),
+            date: day(d),
+            visitor: "王".into(),
+            role: Some(role.into()),
+        };
+        let tx = conn.transaction().unwrap();
+        Writer::visits(&tx)
+            .unwrap()
+            .visit(&visit("B", 1, "old"))
+            .unwrap();
+        tx.commit().unwrap();
+        let tx = conn.transaction().unwrap();
+        {
+            let mut w = Writer::visits_staged(&tx).unwrap();
+            // Date order, as backfills come; B/1 twice, and already stored.
+            for (a, d, role) in [
+                ("C", 1, "c1"),
+                ("B", 1, "first"),
+                ("A", 2, "a2"),
+                ("B", 1, "second"),
+                ("A", 3, "a3"),
+            ] {
+                w.visit_with(&visit(a, d, role), Some(r#"{"x":"1"}"#))
+                    .unwrap();
+            }
+        }
+        apply_visit_stage(&tx).unwrap();
+        tx.commit().unwrap();
+        let mut st = conn
+            .prepare("SELECT account_id, date, role, attrs FROM visits ORDER BY 1, 2")
+            .unwrap();
+        let got: Vec<(String, String, String, String)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let want: Vec<(String, String, String, String)> = [
+            ("A", 2, "a2"),
+            ("A", 3, "a3"),
+            ("B", 1, "second"),
+            ("C", 1, "c1"),
+        ]
+        .iter()
+        .map(|(a, d, r)| {
+            (
+                a.to_string(),
+                date_text(day(*d)),
+                r.to_string(),
+                r#"{"x":"1"}"#.to_string(),
+            )
+        })
+        .collect();
+        assert_eq!(got, want);
+        let stage: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM temp.sqlite_master WHERE name = 'visit_stage'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(stage, 0);
     }
 
     /// Order attributes are stored as values with the names once per

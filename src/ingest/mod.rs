@@ -312,6 +312,10 @@ fn ingest_inner(
     };
     let unit = src.unit();
 
+    // A big visits file is staged and written in key order.
+    let staged = dataset == Dataset::Visits
+        && size >= BULK_MIN_BYTES
+        && ds.key_fields(dataset) == dataset.default_key();
     let tx = conn.transaction()?;
     let suspended = if bulk {
         store::suspend_indexes(&tx, "orders")?
@@ -332,6 +336,7 @@ fn ingest_inner(
                 let names: Vec<&str> = names.iter().map(String::as_str).collect();
                 Some(Writer::orders_keyed(&tx, &ds.key_fields(dataset), &names)?)
             }
+            Dataset::Visits if staged => Some(Writer::visits_staged(&tx)?),
             Dataset::Visits => Some(Writer::visits_keyed(&tx, &ds.key_fields(dataset))?),
             // An older snapshot of these would undo a newer one: validated,
             // not applied.
@@ -353,11 +358,15 @@ fn ingest_inner(
     let t_load = t0.elapsed();
     match result {
         Ok(loaded) => {
-            if !suspended.is_empty() {
-                // The sorter of an index build takes memory of its own:
-                // shrink the page cache first so the peak stays bounded.
+            if !suspended.is_empty() || staged {
+                // The sorter of an index build or of the staged rows takes
+                // memory of its own: shrink the page cache first so the
+                // peak stays bounded.
                 tx.pragma_update(None, "cache_size", -LOAD_CACHE_KIB / 8)?;
                 store::restore_indexes(&tx, &suspended)?;
+            }
+            if staged {
+                store::apply_visit_stage(&tx)?;
             }
             let t_index = t0.elapsed();
             let mut notes = Vec::new();
@@ -408,6 +417,7 @@ fn ingest_inner(
                 commit_ms = (t_commit - t_index).as_millis(),
                 archive_ms = (t0.elapsed() - t_commit).as_millis(),
                 bulk,
+                staged,
                 "ingest phases"
             );
             let errors_file = if skipped > 0 {
