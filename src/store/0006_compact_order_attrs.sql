@@ -17,7 +17,7 @@ ALTER TABLE orders ADD COLUMN attr_layout INTEGER REFERENCES attr_layouts(id);
 -- a random insert per row (or a sort of the whole table after a bulk load).
 -- A configured upsert key other than (order id, line) gets an index of its
 -- own when a file is written with it (store::KeyDelete).
-DROP INDEX orders_account_date;
+DROP INDEX IF EXISTS orders_account_date;
 
 -- Every order line with its attributes as a JSON object {name: value} of
 -- the non-empty extra columns (NULL when there are none), whichever way
