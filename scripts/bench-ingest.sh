@@ -6,6 +6,8 @@
 #
 #   scripts/bench-ingest.sh              # 1,000,000 rows
 #   ROWS=5000000 scripts/bench-ingest.sh # the memory-flatness check
+#   BEFORE=/path/to/old/kamwatch scripts/bench-ingest.sh
+#                                        # also times another build, same file
 #
 # Needs /usr/bin/time (GNU time) and sqlite3 (`apt-get install time sqlite3`).
 # Builds kamwatch in release mode. Works in a temp folder it removes.
@@ -61,6 +63,12 @@ measure "$work/sqlite.time" sqlite3 "$work/bare.db" \
     -cmd '.mode csv' -cmd "PRAGMA journal_mode=WAL" ".import $csv orders"
 echo "==> kamwatch ingest"
 measure "$work/kamwatch.time" "$bin" --config "$work/config/kamwatch.yaml" ingest "$csv"
+if [[ -n "${BEFORE:-}" ]]; then
+    echo "==> $BEFORE ingest (BEFORE)"
+    mkdir -p "$work/before/config"
+    cp config/kamwatch.yaml "$work/before/config/kamwatch.yaml"
+    measure "$work/before.time" "$BEFORE" --config "$work/before/config/kamwatch.yaml" ingest "$csv"
+fi
 
 read -r s_sec s_rss <"$work/sqlite.time"
 read -r k_sec k_rss <"$work/kamwatch.time"
@@ -77,3 +85,10 @@ awk -v rows="$rows" -v ks="$k_sec" -v ss="$s_sec" -v kr="$k_rss" -v sr="$s_rss" 
     printf "kamwatch ingest  %6.2f s   peak RSS %6.1f MiB   %d rows/s\n", ks, kr / 1024, rows / (ks > 0 ? ks : 0.01);
     printf "ratio            %.2fx (kamwatch / sqlite3; below 1 is faster)\n", ks / (ss > 0 ? ss : 0.01);
 }'
+if [[ -n "${BEFORE:-}" ]]; then
+    read -r b_sec b_rss <"$work/before.time"
+    awk -v rows="$rows" -v bs="$b_sec" -v ss="$s_sec" -v br="$b_rss" 'BEGIN {
+        printf "BEFORE ingest    %6.2f s   peak RSS %6.1f MiB   %d rows/s\n", bs, br / 1024, rows / (bs > 0 ? bs : 0.01);
+        printf "BEFORE ratio     %.2fx\n", bs / (ss > 0 ? ss : 0.01);
+    }'
+fi

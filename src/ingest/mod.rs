@@ -3,7 +3,9 @@
 //! Routes the file to a dataset by name, hashes it for the ledger, reads its
 //! rows through `source` (CSV in UTF-8, UTF-8 BOM or GBK/GB18030; XLSX/XLS;
 //! JSON Lines), maps the export's columns to the canonical fields (the other
-//! columns are kept as a JSON object of attributes), validates every row and
+//! columns are kept as attributes: for orders their values, a JSON array, with
+//! the names once per header in `attr_layouts`; elsewhere a JSON object),
+//! validates every row and
 //! writes them in one transaction together with the ledger entry. Then moves
 //! the file to `archive/` or, with `<name>.errors.txt`, to `rejected/`.
 //! Touches the store (through `store`), the file it is given, and the
@@ -195,11 +197,17 @@ fn ingest(
 }
 
 /// A bulk load: an orders file bigger than the whole database (a first
-/// load, a history backfill). It is loaded without the orders indexes,
-/// rebuilt once after, and in a rollback journal when it can be.
+/// load, a history backfill), upserted by the default key. It is loaded
+/// without any orders indexes, rebuilt once after, and in a rollback
+/// journal when it can be. (A configured key deletes by the key row by row
+/// and needs its index all along.)
 fn is_bulk(cfg: &Loaded, conn: &Connection, path: &Path) -> Result<bool> {
     let name = path.file_name().map(|n| n.to_string_lossy());
     if name.and_then(|n| cfg.cfg.datasets.route(&n)) != Some(Dataset::Orders) {
+        return Ok(false);
+    }
+    let ds = &cfg.cfg.datasets.orders;
+    if ds.key_fields(Dataset::Orders) != Dataset::Orders.default_key() {
         return Ok(false);
     }
     let size = std::fs::metadata(path).map_or(0, |m| m.len());
@@ -304,6 +312,10 @@ fn ingest_inner(
     };
     let unit = src.unit();
 
+    // A big visits file is staged and written in key order.
+    let staged = dataset == Dataset::Visits
+        && size >= BULK_MIN_BYTES
+        && ds.key_fields(dataset) == dataset.default_key();
     let tx = conn.transaction()?;
     let suspended = if bulk {
         store::suspend_indexes(&tx, "orders")?
@@ -315,7 +327,16 @@ fn ingest_inner(
         let mut writer = match dataset {
             Dataset::Accounts if older => Some(Writer::accounts_older(&tx)?),
             Dataset::Accounts => Some(Writer::accounts(&tx)?),
-            Dataset::Orders => Some(Writer::orders_keyed(&tx, &ds.key_fields(dataset))?),
+            Dataset::Orders => {
+                // Order attributes are stored as values only, the names once
+                // per header (a header that does not map is rejected below).
+                let names = map_columns(dataset, ds, &headers)
+                    .map(|m| m.extra.into_iter().map(|(n, _)| n).collect::<Vec<_>>())
+                    .unwrap_or_default();
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                Some(Writer::orders_keyed(&tx, &ds.key_fields(dataset), &names)?)
+            }
+            Dataset::Visits if staged => Some(Writer::visits_staged(&tx)?),
             Dataset::Visits => Some(Writer::visits_keyed(&tx, &ds.key_fields(dataset))?),
             // An older snapshot of these would undo a newer one: validated,
             // not applied.
@@ -337,11 +358,15 @@ fn ingest_inner(
     let t_load = t0.elapsed();
     match result {
         Ok(loaded) => {
-            if !suspended.is_empty() {
-                // The sorter of an index build takes memory of its own:
-                // shrink the page cache first so the peak stays bounded.
+            if !suspended.is_empty() || staged {
+                // The sorter of an index build or of the staged rows takes
+                // memory of its own: shrink the page cache first so the
+                // peak stays bounded.
                 tx.pragma_update(None, "cache_size", -LOAD_CACHE_KIB / 8)?;
                 store::restore_indexes(&tx, &suspended)?;
+            }
+            if staged {
+                store::apply_visit_stage(&tx)?;
             }
             let t_index = t0.elapsed();
             let mut notes = Vec::new();
@@ -392,6 +417,7 @@ fn ingest_inner(
                 commit_ms = (t_commit - t_index).as_millis(),
                 archive_ms = (t0.elapsed() - t_commit).as_millis(),
                 bulk,
+                staged,
                 "ingest phases"
             );
             let errors_file = if skipped > 0 {
@@ -536,6 +562,41 @@ impl ColumnMap {
     /// The attribute names, in header order.
     pub fn extra_names(&self) -> Vec<&str> {
         self.extra.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    /// The other columns of `rec` for `dataset`: for orders the values only,
+    /// a JSON array in the order of [`ColumnMap::extra_names`] with null for
+    /// an empty cell (the store keeps the names once per file); for the
+    /// other datasets a JSON object. `None` if all are empty.
+    fn attrs_for(&self, dataset: Dataset, rec: &StringRecord, buf: String) -> Option<String> {
+        if dataset == Dataset::Orders {
+            self.attr_values(rec, buf)
+        } else {
+            self.attrs(rec)
+        }
+    }
+
+    /// The other columns of `rec` as a JSON array of values (null for an
+    /// empty one), written into `buf` (emptied first); `None` if all are
+    /// empty.
+    fn attr_values(&self, rec: &StringRecord, buf: String) -> Option<String> {
+        let mut out = buf;
+        out.clear();
+        let mut any = false;
+        for (_, i) in &self.extra {
+            out.push(if out.is_empty() { '[' } else { ',' });
+            match rec.get(*i).map(str::trim).filter(|v| !v.is_empty()) {
+                Some(v) => {
+                    any = true;
+                    json_string(&mut out, v);
+                }
+                None => out.push_str("null"),
+            }
+        }
+        any.then(|| {
+            out.push(']');
+            out
+        })
     }
 
     /// The other columns of `rec` as a JSON object; `None` if all are empty.
@@ -683,6 +744,9 @@ fn load_rows(
     let unit = src.unit();
     let write = writer.is_some();
     let (send, recv) = std::sync::mpsc::sync_channel::<Batch>(BATCHES_IN_FLIGHT);
+    // Written batches go back to the parser thread to be freed there: the
+    // thread that allocated their strings frees them fastest.
+    let (done, written_batches) = std::sync::mpsc::sync_channel::<Batch>(BATCHES_IN_FLIGHT + 1);
     let verdict = std::thread::scope(|scope| -> Result<Verdict> {
         let map = &map;
         let parser = scope.spawn(move || {
@@ -693,28 +757,28 @@ fn load_rows(
                 ds,
                 map,
                 skip,
-                write.then_some(send),
+                write.then_some((send, written_batches)),
             )
         });
         let mut failure = None;
         if let Some(w) = writer {
             let mut written = 0u64;
             let mut next_report = PROGRESS_EVERY;
-            'batches: for batch in recv.iter() {
-                for (row, attrs) in batch {
-                    if let Err(e) = write_row(w, row, attrs) {
-                        failure = Some(e);
-                        break 'batches;
-                    }
-                    written += 1;
+            for batch in recv.iter() {
+                if let Err(e) = write_batch(w, &batch) {
+                    failure = Some(e);
+                    break;
                 }
+                written += batch.len() as u64;
+                // A full return channel (the parser finished) just drops it here.
+                let _ = done.try_send(batch);
                 if written >= next_report {
                     progress(written);
                     next_report = written + PROGRESS_EVERY;
                     if stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
                         // The caller drops the transaction: all rolls back.
                         failure = Some(Cancelled.into());
-                        break 'batches;
+                        break;
                     }
                 }
             }
@@ -767,15 +831,33 @@ fn load_rows(
     Ok(Ok(Loaded_ { rows, problems }))
 }
 
-fn write_row(w: &mut Writer<'_>, row: Parsed, attrs: Option<String>) -> Result<()> {
-    let a = attrs.as_deref();
-    match row {
-        Parsed::Account(r, x) => w.account_with(&r, &Extra { attrs, ..x }),
-        Parsed::Order(r) => w.order_with(&r, a),
-        Parsed::Visit(r) => w.visit_with(&r, a),
-        Parsed::Receivable(r) => w.receivable(&r, a),
-        Parsed::Stock(r) => w.stock(&r, a),
+/// Writes one batch in order: order lines several to a statement, the
+/// other rows one by one.
+fn write_batch(w: &mut Writer<'_>, batch: &Batch) -> Result<()> {
+    let mut orders: Vec<(&OrderRow, Option<&str>)> = Vec::new();
+    for (row, attrs) in batch {
+        let a = attrs.as_deref();
+        if let Parsed::Order(r) = row {
+            orders.push((r, a));
+            continue;
+        }
+        w.orders_many(&orders)?;
+        orders.clear();
+        match row {
+            Parsed::Account(r, x) => w.account_with(
+                r,
+                &Extra {
+                    attrs: attrs.clone(),
+                    ..x.clone()
+                },
+            )?,
+            Parsed::Visit(r) => w.visit_with(r, a)?,
+            Parsed::Receivable(r) => w.receivable(r, a)?,
+            Parsed::Stock(r) => w.stock(r, a)?,
+            Parsed::Order(_) => {}
+        }
     }
+    w.orders_many(&orders)
 }
 
 /// The parser thread: reads and validates every row, and sends the good
@@ -789,13 +871,19 @@ fn parse_all(
     ds: &DatasetConfig,
     map: &ColumnMap,
     skip: bool,
-    send: Option<std::sync::mpsc::SyncSender<Batch>>,
+    send: Option<(
+        std::sync::mpsc::SyncSender<Batch>,
+        std::sync::mpsc::Receiver<Batch>,
+    )>,
 ) -> Verdict {
     let mut problems = Problems::default();
     let mut rows = 0u64;
     let mut record = StringRecord::new();
     let mut row_errors = Vec::new();
     let mut batch: Batch = Vec::with_capacity(BATCH_ROWS);
+    // Rows of a batch the writer is done with: their strings are refilled
+    // for new rows instead of allocated again.
+    let mut spare: Batch = Vec::new();
     let mut send = send;
     let mut fatal = None;
     loop {
@@ -829,7 +917,8 @@ fn parse_all(
             continue;
         }
         row_errors.clear();
-        let parsed = parse_row(dataset, ds, map, &record, &mut row_errors);
+        let (reuse, reuse_attrs) = spare.pop().unzip();
+        let parsed = parse_row(dataset, ds, map, &record, &mut row_errors, reuse);
         if !row_errors.is_empty() {
             problems.bad_rows += 1;
             for (column, message) in row_errors.drain(..) {
@@ -845,17 +934,28 @@ fn parse_all(
         if !skip && problems.total > 0 {
             send = None; // rejected anyway: stop writing
         }
-        if let (Some(s), Some(p)) = (&send, parsed) {
-            batch.push((p, map.attrs(&record)));
+        if let (Some((s, back)), Some(p)) = (&send, parsed) {
+            let attrs = map.attrs_for(dataset, &record, reuse_attrs.flatten().unwrap_or_default());
+            batch.push((p, attrs));
             if batch.len() == BATCH_ROWS {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
+                // A batch the writer is done with becomes the spare rows; the
+                // spare list, now empty, the next batch.
+                let next = match back.try_recv() {
+                    Ok(b) => {
+                        let mut emptied = std::mem::replace(&mut spare, b);
+                        emptied.clear();
+                        emptied
+                    }
+                    Err(_) => Vec::with_capacity(BATCH_ROWS),
+                };
+                let full = std::mem::replace(&mut batch, next);
                 if s.send(full).is_err() {
                     break; // the writer failed; its error is what counts
                 }
             }
         }
     }
-    if let Some(s) = &send
+    if let Some((s, _)) = &send
         && !batch.is_empty()
     {
         let _ = s.send(batch);
@@ -875,12 +975,15 @@ enum Parsed {
     Stock(InventoryRow),
 }
 
+/// Parses and validates one row. `reuse`: a row already written, whose
+/// strings an order line refills instead of allocating its own.
 fn parse_row(
     dataset: Dataset,
     ds: &DatasetConfig,
     map: &ColumnMap,
     rec: &StringRecord,
     errs: &mut Vec<(String, String)>,
+    reuse: Option<Parsed>,
 ) -> Option<Parsed> {
     let raw = |field: &str| -> &str { map.idx(field).and_then(|i| rec.get(i)).unwrap_or("") };
     let text = |field: &str| -> Option<String> {
@@ -959,22 +1062,47 @@ fn parse_row(
             ))
         }
         Dataset::Orders => {
-            let order_id = required("order_id", errs);
-            let account_id = required("account_id", errs);
+            let mut r = match reuse {
+                Some(Parsed::Order(r)) => r,
+                _ => OrderRow {
+                    order_id: String::new(),
+                    line: String::new(),
+                    account_id: String::new(),
+                    date: chrono::NaiveDate::MIN,
+                    sku: None,
+                    qty: None,
+                    revenue: 0.0,
+                    cost: 0.0,
+                },
+            };
+            // The trimmed cell of `field` into `dst`; false if it is empty.
+            let put = |dst: &mut String, field: &str| {
+                let v = raw(field).trim();
+                dst.clear();
+                dst.push_str(v);
+                !v.is_empty()
+            };
+            for (dst, field) in [
+                (&mut r.order_id, "order_id"),
+                (&mut r.account_id, "account_id"),
+            ] {
+                if !put(dst, field) {
+                    errs.push((map.header(field), "is empty but required".into()));
+                }
+            }
+            if !put(&mut r.line, "line") {
+                r.line.push('1');
+            }
+            let mut sku = r.sku.take().unwrap_or_default();
+            r.sku = put(&mut sku, "sku").then_some(sku);
             let d = date("date", true, errs);
-            let qty = number("qty", false, errs);
+            r.qty = number("qty", false, errs);
             let revenue = number("revenue", true, errs);
             let cost = number("cost", true, errs);
-            Some(Parsed::Order(OrderRow {
-                order_id,
-                line: text("line").unwrap_or_else(|| "1".into()),
-                account_id,
-                date: d?,
-                sku: text("sku"),
-                qty,
-                revenue: revenue?,
-                cost: cost?,
-            }))
+            r.date = d?;
+            r.revenue = revenue?;
+            r.cost = cost?;
+            Some(Parsed::Order(r))
         }
         Dataset::Visits => {
             let account_id = required("account_id", errs);
@@ -1177,6 +1305,85 @@ mod tests {
         let a = map.attrs(&rec).unwrap();
         let v: serde_json::Value = serde_json::from_str(&a).unwrap();
         assert_eq!(v, serde_json::json!({"备注": "say \"hi\""}));
+        // Orders keep the values only, in the order of the names.
+        let a = map.attrs_for(Dataset::Orders, &rec, String::new()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&a).unwrap();
+        assert_eq!(v, serde_json::json!(["say \"hi\"", null]));
+        let empty = StringRecord::from(vec!["1", "K", "2026-01-01", "1", "1", " ", "", "x"]);
+        assert_eq!(map.attrs_for(Dataset::Orders, &empty, "junk".into()), None);
+        assert_eq!(map.attrs(&empty), None);
+    }
+
+    /// A row refilled from a written one holds nothing of it.
+    #[test]
+    fn a_reused_order_row_is_the_new_row_only() {
+        let ds = orders_config();
+        let h = StringRecord::from(vec![
+            "订单编号",
+            "行号",
+            "客户编号",
+            "订单日期",
+            "产品编号",
+            "数量",
+            "金额",
+            "成本",
+        ]);
+        let map = map_columns(Dataset::Orders, &ds, &h).unwrap();
+        let parse = |cells: Vec<&str>, reuse| {
+            let mut errs = Vec::new();
+            let p = parse_row(
+                Dataset::Orders,
+                &ds,
+                &map,
+                &StringRecord::from(cells),
+                &mut errs,
+                reuse,
+            );
+            (p, errs)
+        };
+        let (old, errs) = parse(
+            vec![
+                "SO-LONG-ID-1",
+                "3",
+                "KH-LONG",
+                "2026-01-05",
+                "SP-9",
+                "4",
+                "10",
+                "5",
+            ],
+            None,
+        );
+        assert!(errs.is_empty(), "{errs:?}");
+        let (new, errs) = parse(
+            vec!["S2", "", "K", "2026-02-01", " ", "", "1,234.5", "(2)"],
+            old,
+        );
+        assert!(errs.is_empty(), "{errs:?}");
+        let Some(Parsed::Order(r)) = new else {
+            panic!("not an order")
+        };
+        assert_eq!(
+            r,
+            OrderRow {
+                order_id: "S2".into(),
+                line: "1".into(),
+                account_id: "K".into(),
+                date: chrono::NaiveDate::from_ymd_opt(2026, 2, 1).unwrap(),
+                sku: None,
+                qty: None,
+                revenue: 1234.5,
+                cost: -2.0,
+            }
+        );
+        // A bad row reports its cells, reused or not.
+        let (bad, errs) = parse(
+            vec!["", "1", "K", "x", "", "", "1", "1"],
+            Some(Parsed::Order(r)),
+        );
+        assert!(bad.is_none());
+        let cols: Vec<&str> = errs.iter().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(cols, ["订单编号 (order_id)", "订单日期 (date)"]);
     }
 
     #[test]

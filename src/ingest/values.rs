@@ -108,32 +108,35 @@ pub fn parse_number(raw: &str) -> Result<Option<f64>, String> {
         Some(inner) => (true, inner.trim()),
         None => (false, s),
     };
-    if !thousands_ok(s) {
-        return Err(format!(
-            "{raw:?} is not a number: commas may only group thousands before the decimal point (1,234.50)"
-        ));
-    }
-    let cleaned: String = s
-        .chars()
-        .filter(|c| {
-            !matches!(
-                c,
-                ',' | '¥' | '￥' | '$' | '€' | '£' | '元' | ' ' | '\u{a0}'
-            )
-        })
-        .map(|c| if c == '−' { '-' } else { c })
-        .collect();
+    let plain = |b: u8| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E');
+    let cleaned: String;
+    let s = if s.bytes().all(plain) {
+        // Nothing to clean (the usual case): parsed without a copy.
+        s
+    } else {
+        if !thousands_ok(s) {
+            return Err(format!(
+                "{raw:?} is not a number: commas may only group thousands before the decimal point (1,234.50)"
+            ));
+        }
+        cleaned = s
+            .chars()
+            .filter(|c| {
+                !matches!(
+                    c,
+                    ',' | '¥' | '￥' | '$' | '€' | '£' | '元' | ' ' | '\u{a0}'
+                )
+            })
+            .map(|c| if c == '−' { '-' } else { c })
+            .collect();
+        cleaned.as_str()
+    };
     // Rust also accepts "inf" and "nan"; exports do not write them (Excel
     // does write big numbers as 1.23E+11).
-    if !cleaned
-        .bytes()
-        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'))
-    {
+    if !s.bytes().all(plain) {
         return Err(format!("{raw:?} is not a number"));
     }
-    let v: f64 = cleaned
-        .parse()
-        .map_err(|_| format!("{raw:?} is not a number"))?;
+    let v: f64 = s.parse().map_err(|_| format!("{raw:?} is not a number"))?;
     if !v.is_finite() {
         return Err(format!("{raw:?} is not a finite number"));
     }
