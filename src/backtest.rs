@@ -164,6 +164,8 @@ pub fn replay(
     // Thread time deriving snapshots and running rules, for the debug log.
     let spent = std::sync::Mutex::new((Duration::ZERO, Duration::ZERO));
     let mut stepping = Duration::ZERO;
+    let sku_tiers = rules.tiers_reading_skus();
+    let sku_tiers = &sku_tiers;
     std::thread::scope(|s| {
         for _ in 0..threads.clamp(1, days.len().max(1)) {
             let tx = tx.clone();
@@ -176,6 +178,7 @@ pub fn replay(
                 // are rebuilt in place from the thread's previous day.
                 let mut runner = rules.runner();
                 let mut reuse = metrics::Reuse::default();
+                reuse.main_skus_for_tiers(sku_tiers);
                 let (mut derive, mut evaluate) = (Duration::ZERO, Duration::ZERO);
                 loop {
                     let k = next.fetch_add(1, Ordering::Relaxed);

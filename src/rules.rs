@@ -87,6 +87,9 @@ pub struct Rule {
     mask: u8,
     /// The data it needs, as bits (see `NEEDS`).
     needs: u8,
+    /// Whether its script mentions `main_skus` or `stock_cover` (anywhere,
+    /// comments included: Rhai has no other way to reach them).
+    reads_skus: bool,
 }
 
 impl Rule {
@@ -890,6 +893,21 @@ impl RuleSet {
         out
     }
 
+    /// The tiers whose accounts some enabled rule may read the main SKUs
+    /// or stock cover of, or needs stock for (`needs: ["stock"]`): the
+    /// backtest derives main SKUs for those tiers only.
+    pub fn tiers_reading_skus(&self) -> Vec<&'static str> {
+        let mask = self
+            .rules
+            .iter()
+            .filter(|r| r.reads_skus || r.needs & 16 != 0)
+            .fold(0, |m, r| m | r.mask);
+        ["A", "B", "C"]
+            .into_iter()
+            .filter(|t| mask & tier_bit(t) != 0)
+            .collect()
+    }
+
     /// What one thread needs to run the rules, kept for as long as it
     /// keeps running them (the backtest keeps one per thread for all its
     /// days).
@@ -1106,6 +1124,7 @@ fn compile(engine: &Engine, path: &Path, source: &str) -> Result<Rule, CompileEr
             Ok(Rule {
                 name,
                 path: path.to_path_buf(),
+                reads_skus: source.contains("main_skus") || source.contains("stock_cover"),
                 ast,
                 mask: settings.mask(),
                 needs: settings.needs_mask(),
@@ -1325,6 +1344,22 @@ mod tests {
         assert_eq!(run("const A = 2; let A = 5; A"), (3, 5));
         // A constant that is not a literal is not touched.
         assert_eq!(run("const A = [1, 2]; A.len()"), (2, 2));
+    }
+
+    #[test]
+    fn the_tiers_reading_skus_come_from_the_rules_that_can() {
+        let tiers =
+            |sources: &[(&str, &str)]| RuleSet::from_sources(sources).unwrap().tiers_reading_skus();
+        let stock = r#"const SETTINGS = #{ tiers: ["A"], needs: ["stock"] };
+            let c = account.stock_cover;"#;
+        let plain = r#"const SETTINGS = #{ tiers: ["B"] }; let r = account.revenue(90);"#;
+        assert_eq!(tiers(&[("s", stock), ("p", plain)]), ["A"]);
+        // Stock needed without reading it, and main SKUs read by any tier.
+        let needs = r#"const SETTINGS = #{ tiers: ["C"], needs: ["stock"] };"#;
+        assert_eq!(tiers(&[("n", needs), ("p", plain)]), ["C"]);
+        let any = "let m = account.main_skus;";
+        assert_eq!(tiers(&[("m", any)]), ["A", "B", "C"]);
+        assert!(tiers(&[("p", plain)]).is_empty());
     }
 
     #[test]

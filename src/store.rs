@@ -43,6 +43,18 @@ pub fn open(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// A read-only connection to a database [`open`] has already set up (WAL,
+/// migrated): for reading in a second thread beside the first connection.
+pub fn open_reader(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("opening the database {} to read", path.display()))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
 fn migrate(conn: &mut Connection) -> Result<()> {
     let done: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let done = usize::try_from(done).unwrap_or(0);
@@ -786,11 +798,12 @@ pub fn for_each_visit(
         "SELECT account_id, date, role FROM visits WHERE date <= ?1 ORDER BY account_id, date",
     )?;
     let mut rows = st.query([date_text(until)])?;
+    // Borrowed from the row, not copied: a long history has millions.
     while let Some(r) = rows.next()? {
-        let id: String = r.get(0)?;
-        let date: String = r.get(1)?;
-        let role: Option<String> = r.get(2)?;
-        f(&id, parse_stored_date(&date)?, role.as_deref());
+        let id = r.get_ref(0)?.as_str()?;
+        let date = r.get_ref(1)?.as_str()?;
+        let role = r.get_ref(2)?.as_str_or_null()?;
+        f(id, parse_stored_date(date)?, role);
     }
     Ok(())
 }

@@ -223,6 +223,32 @@ fn derived_snapshots_equal_a_build_at_that_day() {
         }
         spare = reused.accounts;
     }
+    // Main SKUs for tier A only: A's as built, the others' left empty.
+    let mut only_a = metrics::Reuse::default();
+    only_a.main_skus_for_tiers(&["A"]);
+    let built = metrics::build(&conn, d("2026-11-28"), tiers).unwrap();
+    let some = timeline.snapshot_reusing(d("2026-11-28"), tiers, &mut only_a);
+    let mut with_skus = 0;
+    for (a, b) in some.accounts.iter().zip(&built.accounts) {
+        if a.tier == "A" {
+            assert_eq!(
+                (&a.main_skus, &a.stock),
+                (&b.main_skus, &b.stock),
+                "{}",
+                a.id
+            );
+            with_skus += usize::from(!a.main_skus.is_empty());
+        } else {
+            assert!(a.main_skus.is_empty() && a.stock.is_empty(), "{}", a.id);
+        }
+    }
+    assert!(with_skus > 0);
+    assert!(
+        built
+            .accounts
+            .iter()
+            .any(|b| b.tier != "A" && !b.main_skus.is_empty())
+    );
     // Back in time, from the last day's accounts.
     let built = metrics::build(&conn, d("2025-06-30"), tiers).unwrap();
     reuse.recycle(spare);

@@ -15,6 +15,7 @@
 //! so a past day sees fewer receivables than it had. See docs/backtest.md.
 
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Result;
@@ -73,9 +74,30 @@ pub struct Reuse {
     /// By timeline index: the bounds of the trailing-12-month windows,
     /// now and `PREV_TIER_DAYS` earlier, where the last searches ended.
     hints: Vec<[[usize; 2]; 2]>,
+    /// The tiers (A, B, C) whose accounts get their main SKUs and stock
+    /// cover; None: all.
+    sku_tiers: Option<[bool; 3]>,
 }
 
 impl Reuse {
+    /// Main SKUs and stock cover only for accounts of these tiers; the
+    /// others' are left empty. For a caller that knows nothing reads them
+    /// elsewhere (the backtest asks the rules: see
+    /// `RuleSet::tiers_reading_skus`): they are the costliest part of a
+    /// day, a pass over each account's last twelve months of lines.
+    pub fn main_skus_for_tiers(&mut self, tiers: &[&str]) {
+        self.sku_tiers = Some(["A", "B", "C"].map(|t| tiers.contains(&t)));
+    }
+
+    fn wants_skus(&self, tier: &str) -> bool {
+        let k = match tier {
+            "A" => 0,
+            "B" => 1,
+            _ => 2,
+        };
+        self.sku_tiers.is_none_or(|t| t[k])
+    }
+
     /// Hands back the accounts of the snapshot last derived with this, for
     /// the next day to rebuild in place.
     pub fn recycle(&mut self, accounts: Vec<Arc<AccountMetrics>>) {
@@ -113,37 +135,70 @@ pub struct Timeline {
     warehouse: HashMap<u32, f64>,
 }
 
+/// Every visit up to `until`, by account, in date order; each role's
+/// name is shared.
+fn load_visits(conn: &Connection, until: NaiveDate) -> Result<HashMap<String, Vec<Visit>>> {
+    let mut visits: HashMap<String, Vec<Visit>> = HashMap::new();
+    let mut roles: HashMap<String, Arc<str>> = HashMap::new();
+    store::for_each_visit(conn, until, |id, date, role| {
+        let role = role.map(|r| match roles.get(r) {
+            Some(shared) => shared.clone(),
+            None => roles
+                .entry(r.to_string())
+                .or_insert_with(|| Arc::from(r))
+                .clone(),
+        });
+        let visit = Visit {
+            day: day(date),
+            role,
+        };
+        match visits.get_mut(id) {
+            Some(v) => v.push(visit),
+            None => {
+                visits.insert(id.to_string(), vec![visit]);
+            }
+        }
+    })?;
+    Ok(visits)
+}
+
 impl Timeline {
     /// Reads every dataset up to and including `until`.
     pub fn load(conn: &Connection, until: NaiveDate) -> Result<Timeline> {
-        let master = store::load_accounts(conn)?;
-        let mut extras = load::account_extras(conn)?;
+        // Visits are read on a second connection while this one reads the
+        // orders, when the database is a file (WAL lets both read at once).
+        // Each dataset is read in one statement, so each is as committed
+        // at one moment; ingest commits one file at a time.
+        let second = conn
+            .path()
+            .filter(|p| !p.is_empty())
+            .and_then(|p| store::open_reader(Path::new(p)).ok());
+        let (orders, visits) = std::thread::scope(|s| {
+            let visits = second.map(|c| s.spawn(move || load_visits(&c, until)));
+            let orders = load::orders(conn, until);
+            let visits = match visits {
+                Some(h) => h
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the visits reader panicked"))),
+                None => load_visits(conn, until),
+            };
+            (orders, visits)
+        });
+        let mut visits = visits?;
         let load::Orders {
             mut series,
             book: book_series,
             index,
             sku_lines,
-        } = load::orders(conn, until)?;
+        } = orders?;
+        let master = store::load_accounts(conn)?;
+        let mut extras = load::account_extras(conn)?;
         let inventory = load::inventory(conn, &index)?;
         let mut own_stock: HashMap<String, Vec<(u32, f64)>> = HashMap::new();
         for ((sku, account), on_hand) in inventory.by_account {
             own_stock.entry(account).or_default().push((sku, on_hand));
         }
         let mut invoices = load::receivables(conn, until)?;
-        let mut visits: HashMap<String, Vec<Visit>> = HashMap::new();
-        let mut roles: HashMap<String, Arc<str>> = HashMap::new();
-        store::for_each_visit(conn, until, |id, date, role| {
-            let role = role.map(|r| {
-                roles
-                    .entry(r.to_string())
-                    .or_insert_with(|| Arc::from(r))
-                    .clone()
-            });
-            visits.entry(id.to_string()).or_default().push(Visit {
-                day: day(date),
-                role,
-            });
-        })?;
 
         let known: HashSet<&str> = master.iter().map(|a| a.row.id.as_str()).collect();
         let active: HashSet<&str> = master
@@ -252,6 +307,7 @@ impl Timeline {
                 spare: Vec::new(),
                 order: Vec::new(),
                 hints: vec![[[0; 2]; 2]; n],
+                sku_tiers: reuse.sku_tiers,
             };
         }
         let mut spare = std::mem::take(&mut reuse.spare);
@@ -335,7 +391,12 @@ impl Timeline {
                 m.visits = a.visits.as_of_near(end, &m.visits);
                 m.invoices.clear();
                 m.invoices.extend(issued);
-                self.main_skus_and_cover(a, m, end, &mut scratch, &mut book_qty);
+                if reuse.wants_skus(tier) {
+                    self.main_skus_and_cover(a, m, end, &mut scratch, &mut book_qty);
+                } else {
+                    m.main_skus.clear();
+                    m.stock.clear();
+                }
             } else {
                 let mut m = AccountMetrics {
                     id: a.id.clone(),
@@ -358,7 +419,9 @@ impl Timeline {
                     main_skus: Vec::new(),
                     stock: Vec::new(),
                 };
-                self.main_skus_and_cover(a, &mut m, end, &mut scratch, &mut book_qty);
+                if reuse.wants_skus(tier) {
+                    self.main_skus_and_cover(a, &mut m, end, &mut scratch, &mut book_qty);
+                }
                 reused = Some(Arc::new(m));
             }
             accounts.extend(reused);

@@ -601,6 +601,7 @@ impl RuleSet {
                     settings: r.settings.clone(),
                     mask: r.mask,
                     needs: r.needs,
+                    reads_skus: r.reads_skus,
                 });
             }
         }
