@@ -118,8 +118,9 @@ const NO_SKU: u32 = u32::MAX;
 /// (its key order: no index lookups) and builds, per account, the daily
 /// sums (revenue, cost, quantity, distinct orders) and the SKU lines. The
 /// lines are held compactly (48 bytes each) while they are sorted by
-/// account and day. Two `GROUP BY` queries over the (account, date) index,
-/// which looked every line up in the table, took four times as long.
+/// account and day. Two `GROUP BY` queries over an (account, date) index
+/// (since dropped: nothing else read it), which looked every line up in the
+/// table, took four times as long.
 pub fn orders(conn: &Connection, until: NaiveDate) -> Result<Orders> {
     let mut st = conn.prepare(
         "SELECT order_id, account_id, date, sku, COALESCE(qty, 0), revenue, cost
