@@ -510,12 +510,7 @@ fn quiet_window_holds_mail_until_after() {
 #[test]
 fn check_refuses_retention_shorter_than_a_repeat() {
     let p = Project::new();
-    let cfg = std::fs::read_to_string(p.config()).unwrap();
-    std::fs::write(
-        p.config(),
-        cfg.replace("history_retention_days: 400", "history_retention_days: 5"),
-    )
-    .unwrap();
+    p.edit_config("history_retention_days: 400", "history_retention_days: 5");
     let o = p.run(&["check"]);
     assert_exit(&o, 2);
     let err = stderr(&o);

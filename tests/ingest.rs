@@ -206,12 +206,7 @@ fn gbk(text: &str) -> Vec<u8> {
 #[test]
 fn configured_encoding_delimiter_and_date_order() {
     let p = Project::new();
-    let cfg = std::fs::read_to_string(p.config()).unwrap();
-    let cfg = cfg.replace(
-        "  orders:\n    files:",
-        "  orders:\n    encoding: gbk\n    delimiter: \"|\"\n    date_order: dmy\n    files:",
-    );
-    std::fs::write(p.config(), cfg).unwrap();
+    p.orders_config("    encoding: gbk\n    delimiter: \"|\"\n    date_order: dmy\n");
     let f = p.path("orders_dmy.csv");
     // So short a sample could pass for UTF-8 by chance; the config says GBK.
     std::fs::write(
@@ -415,13 +410,8 @@ fn newest_master_wins_and_an_older_one_deactivates_nothing() {
 #[test]
 fn configured_key_replaces_rows_that_share_it() {
     let p = Project::new();
-    let cfg = std::fs::read_to_string(p.config()).unwrap();
     // This ERP numbers lines afresh in each export; the order id alone is the key.
-    let cfg = cfg.replace(
-        "  orders:\n    files:",
-        "  orders:\n    key: [order_id]\n    files:",
-    );
-    std::fs::write(p.config(), cfg).unwrap();
+    p.orders_config("    key: [order_id]\n");
     let a = p.path("orders_a.csv");
     std::fs::write(&a, "订单编号,行号,客户编号,订单日期,金额,成本\nO1,1,K,2026-11-01,10,5\nO2,1,K,2026-11-01,20,5\n").unwrap();
     let b = p.path("orders_b.csv");
@@ -443,12 +433,7 @@ fn configured_key_replaces_rows_that_share_it() {
 #[test]
 fn a_configured_key_has_an_index() {
     let p = Project::new();
-    let cfg = std::fs::read_to_string(p.config()).unwrap();
-    let cfg = cfg.replace(
-        "  orders:\n    files:",
-        "  orders:\n    key: [account_id, date, sku]\n    files:",
-    );
-    std::fs::write(p.config(), cfg).unwrap();
+    p.orders_config("    key: [account_id, date, sku]\n");
     let a = p.path("orders_a.csv");
     let head = "订单编号,行号,客户编号,订单日期,产品编号,金额,成本\n";
     std::fs::write(
@@ -483,12 +468,7 @@ fn a_configured_key_has_an_index() {
 #[test]
 fn an_unknown_key_field_is_a_config_error() {
     let p = Project::new();
-    let cfg = std::fs::read_to_string(p.config()).unwrap();
-    let cfg = cfg.replace(
-        "  orders:\n    files:",
-        "  orders:\n    key: [order_no]\n    files:",
-    );
-    std::fs::write(p.config(), cfg).unwrap();
+    p.orders_config("    key: [order_no]\n");
     let o = p.run(&["check"]);
     assert_eq!(o.status.code(), Some(2), "{}", explain(&o));
     assert!(
@@ -561,12 +541,7 @@ fn every_bad_input_is_rejected_with_its_reason() {
 #[test]
 fn skip_rows_stores_the_good_rows_and_lists_the_bad_beside_the_archive() {
     let p = Project::new();
-    let cfg = std::fs::read_to_string(p.config()).unwrap();
-    let cfg = cfg.replace(
-        "  orders:\n    files:",
-        "  orders:\n    on_error: skip_rows\n    files:",
-    );
-    std::fs::write(p.config(), cfg).unwrap();
+    p.orders_config("    on_error: skip_rows\n");
     let out = ingest_ok(
         &p,
         &[
@@ -887,12 +862,7 @@ fn utf8_bom_and_semicolons_and_invalid_utf8() {
 #[test]
 fn a_missing_sheet_is_named_with_the_sheets_there_are() {
     let p = Project::new();
-    let cfg = std::fs::read_to_string(p.config()).unwrap();
-    let cfg = cfg.replace(
-        "  orders:\n    files:",
-        "  orders:\n    sheet: 明细\n    files:",
-    );
-    std::fs::write(p.config(), cfg).unwrap();
+    p.orders_config("    sheet: 明细\n");
     let out = ingest_ok(&p, &[fixture(ORDERS_XLSX)], 1);
     assert!(out.contains("no sheet named \"明细\""), "{out}");
     let errors =
@@ -905,12 +875,7 @@ fn a_missing_sheet_is_named_with_the_sheets_there_are() {
         .and_then(|s| s.split(['.', ',']).next())
         .unwrap()
         .to_string();
-    let cfg = std::fs::read_to_string(p.config()).unwrap();
-    std::fs::write(
-        p.config(),
-        cfg.replace("sheet: 明细", &format!("sheet: \"{sheet}\"")),
-    )
-    .unwrap();
+    p.edit_config("sheet: 明细", &format!("sheet: \"{sheet}\""));
     let out = ingest_ok(&p, &[fixture(ORDERS_XLSX)], 0);
     assert!(out.contains("(orders): "), "{out}");
 }

@@ -291,12 +291,7 @@ fn mail_test_reports_the_server_answer_or_a_hint() {
 
     // Implicit TLS against a STARTTLS port: the handshake fails, the hint
     // names the modes and ports.
-    let cfg = std::fs::read_to_string(p.config()).unwrap();
-    std::fs::write(
-        p.config(),
-        cfg.replace("security: starttls", "security: tls"),
-    )
-    .unwrap();
+    p.edit_config("security: starttls", "security: tls");
     let o = mail_test_failing(&p, 0o600);
     assert!(stderr(&o).contains("security: starttls"), "{}", show(&o));
 

@@ -68,6 +68,23 @@ impl Project {
         self.path("config.yaml")
     }
 
+    /// Replaces `from` by `to` in the project's config; `from` must be
+    /// there, so a changed shipped config cannot turn the edit into a
+    /// silent no-op.
+    pub fn edit_config(&self, from: &str, to: &str) {
+        let cfg = std::fs::read_to_string(self.config()).unwrap();
+        assert!(cfg.contains(from), "the config has no {from:?}");
+        std::fs::write(self.config(), cfg.replace(from, to)).unwrap();
+    }
+
+    /// Adds `lines` (indented YAML keys) to the orders dataset's config.
+    pub fn orders_config(&self, lines: &str) {
+        self.edit_config(
+            "  orders:\n    files:",
+            &format!("  orders:\n{lines}    files:"),
+        );
+    }
+
     /// Runs `kamwatch --config <this project's config> args...` to the end.
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("running kamwatch")
