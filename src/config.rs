@@ -160,9 +160,14 @@ impl Zone {
 
     /// The wall-clock time now in this zone.
     pub fn naive_now(self) -> chrono::NaiveDateTime {
+        self.naive_at(chrono::Utc::now())
+    }
+
+    /// The wall-clock time in this zone at the instant `at`.
+    pub fn naive_at(self, at: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDateTime {
         match self {
-            Zone::Local => chrono::Local::now().naive_local(),
-            Zone::Named(tz) => chrono::Utc::now().with_timezone(&tz).naive_local(),
+            Zone::Local => at.with_timezone(&chrono::Local).naive_local(),
+            Zone::Named(tz) => at.with_timezone(&tz).naive_local(),
         }
     }
 }

@@ -178,7 +178,9 @@ pub fn run(cfg: Loaded) -> Result<()> {
 fn slots(cfg: &Loaded, now: DateTime<Utc>) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
     let zone = cfg.cfg.schedule.zone();
     let times = cfg.cfg.schedule.times_of_day();
-    let today = zone.today();
+    // The day around which to look is `now`'s date in the zone, never the
+    // wall clock's: the caller decides what "now" is.
+    let today = zone.naive_at(now).date();
     let mut candidates: Vec<DateTime<Utc>> = Vec::new();
     for day in [today.pred_opt(), Some(today), today.succ_opt()]
         .into_iter()
@@ -478,6 +480,21 @@ mod tests {
             file: PathBuf::from("/tmp/x.yaml"),
             cfg: config::parse(&text).unwrap(),
         }
+    }
+
+    #[test]
+    fn slots_follow_now_not_the_wall_clock() {
+        // 2031-02-28 23:30 UTC is already 07:30 on 1 March in Shanghai:
+        // the slot at that very instant is the last one, the next is 18:00
+        // on 1 March, whatever the machine's clock says.
+        let cfg = cfg_with("[\"07:30\", \"18:00\"]", "Asia/Shanghai");
+        let now = Utc.with_ymd_and_hms(2031, 2, 28, 23, 30, 0).unwrap();
+        let (last, next) = slots(&cfg, now);
+        assert_eq!(last, Some(now));
+        assert_eq!(
+            next,
+            Some(Utc.with_ymd_and_hms(2031, 3, 1, 10, 0, 0).unwrap())
+        );
     }
 
     #[test]
