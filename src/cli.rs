@@ -801,6 +801,13 @@ fn status(cfg: &Loaded, format: Format) -> Result<ExitCode> {
                 "outbox: {} pending, {} sent, {} dead",
                 s.outbox.pending, s.outbox.sent, s.outbox.dead
             )?;
+            for r in &s.outbox.refused {
+                writeln!(
+                    o,
+                    "recipient refused: {} in {} message(s), last {}: {}",
+                    r.email, r.messages, r.at, r.reply
+                )?;
+            }
             if s.rejected_files > 0 {
                 writeln!(
                     o,

@@ -88,6 +88,9 @@ fn spawn_delivery(
     std::thread::JoinHandle<()>,
 )> {
     let conn = crate::store::open(&cfg.database())?;
+    // Marking a message sent must not fail because a long ingest holds the
+    // write lock: this thread may wait (it holds nothing up meanwhile).
+    conn.busy_timeout(Duration::from_secs(600))?;
     let (tx, rx) = std::sync::mpsc::channel();
     let handle = std::thread::Builder::new()
         .name("delivery".into())

@@ -279,7 +279,12 @@ pub fn record(
         if bad.len() > 200 {
             let _ = writeln!(text, "... and {} more", bad.len() - 200);
         }
-        notify_admin(conn, &cfg.mail, "收件人地址无效 / invalid recipient addresses", &text)?;
+        notify_admin(
+            conn,
+            &cfg.mail,
+            "收件人地址无效 / invalid recipient addresses",
+            &text,
+        )?;
     }
     if !unroutable.is_empty() {
         // One line for the lot: a book without owner emails would
@@ -391,14 +396,14 @@ pub fn release(
     let now = now_text();
     let mut queued = 0;
     let limit = cfg.mail.max_message_kb.saturating_mul(1024);
-    let mut parts: Vec<(Vec<Recipient>, Vec<(i64, &Item)>, Rendered)> = Vec::new();
+    let mut parts: Vec<(Vec<Recipient>, Part<'_>)> = Vec::new();
     for (to, mut items) in messages {
         items.sort_by(|a, b| importance(a.1, b.1));
         for (part, body) in fit(&tpl, &from, &to, &items, as_of, snap, &cfg.mail, limit)? {
-            parts.push((to.clone(), part, body));
+            parts.push((to.clone(), (part, body)));
         }
     }
-    for (to, items, body) in parts {
+    for (to, (items, body)) in parts {
         let list: Vec<&Item> = items.iter().map(|(_, i)| *i).collect();
         // Derived from what it carries: re-running cannot queue it twice.
         let mut seed = String::new();
@@ -708,9 +713,7 @@ impl Sink {
             Sink::Smtp(s) => {
                 let session = match s.session.as_mut() {
                     Some(x) => x,
-                    None => s
-                        .session
-                        .insert(smtp::Session::open(&s.settings, &s.stop)?),
+                    None => s.session.insert(smtp::Session::open(&s.settings, &s.stop)?),
                 };
                 let r = session.send(from, to, mime);
                 if r.is_err() {
@@ -771,14 +774,14 @@ pub fn deliver(conn: &Connection, cfg: &Loaded, sink: &mut Sink) -> Result<Deliv
     let from_addr = from.email.to_string();
     let now = chrono::Utc::now().timestamp();
     let mut out = Delivery::default();
-    let due: Vec<i64> = conn
+    let mut due: std::collections::VecDeque<i64> = conn
         .prepare(
             "SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY id",
         )?
         .query_map([now], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     let mut timeouts = 0;
-    for id in due {
+    while let Some(id) = due.pop_front() {
         if sink.stopping() {
             break;
         }
@@ -890,7 +893,8 @@ pub fn deliver(conn: &Connection, cfg: &Loaded, sink: &mut Sink) -> Result<Deliv
                 let json = serde_json::to_string(&recipients)?;
                 if left == 0 {
                     let state = if any_sent { "sent" } else { "dead" };
-                    let error = (!parked.is_empty()).then(|| format!("refused: {}", parked.join("; ")));
+                    let error =
+                        (!parked.is_empty()).then(|| format!("refused: {}", parked.join("; ")));
                     conn.execute(
                         "UPDATE outbox SET state = ?2, attempts = attempts + 1, sent_at = CASE WHEN ?2 = 'sent' THEN ?3 ELSE sent_at END, last_error = ?4, recipients = ?5 WHERE id = ?1",
                         params![id, state, now_text(), error, json],
@@ -898,11 +902,16 @@ pub fn deliver(conn: &Connection, cfg: &Loaded, sink: &mut Sink) -> Result<Deliv
                     if any_sent {
                         out.sent += 1;
                     } else {
-                        tracing::error!(outbox = id, "every recipient was refused; parked as dead: {}", parked.join("; "));
+                        tracing::error!(
+                            outbox = id,
+                            "every recipient was refused; parked as dead: {}",
+                            parked.join("; ")
+                        );
                         out.dead += 1;
                     }
                 } else {
-                    let e = deferred.unwrap_or_else(|| "some recipients are still to be sent".into());
+                    let e =
+                        deferred.unwrap_or_else(|| "some recipients are still to be sent".into());
                     tracing::warn!(outbox = id, error = %e, "a recipient was refused for now; will retry it");
                     conn.execute(
                         "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3, recipients = ?4 WHERE id = ?1",
@@ -910,10 +919,14 @@ pub fn deliver(conn: &Connection, cfg: &Loaded, sink: &mut Sink) -> Result<Deliv
                     )?;
                     out.retrying += 1;
                 }
-                tracing::debug!(outbox = id, send_ms = t0.elapsed().as_secs_f64() * 1000.0, "sent");
+                tracing::debug!(
+                    outbox = id,
+                    send_ms = t0.elapsed().as_secs_f64() * 1000.0,
+                    "sent"
+                );
                 if !news.is_empty() {
                     out.refused += news.len() as u64;
-                    tell_admin_refused(conn, cfg, &recipients, &row.subject)?;
+                    tell_admin_refused(conn, cfg, &recipients)?;
                 }
             }
             Err(e) => {
@@ -921,18 +934,21 @@ pub fn deliver(conn: &Connection, cfg: &Loaded, sink: &mut Sink) -> Result<Deliv
                 match &e.failure {
                     smtp::Failure::Stopped => break,
                     smtp::Failure::TooBig(_) => {
+                        // The server's SIZE, or half of what it refused;
+                        // 2% spare for dot-stuffing on the wire.
                         let limit = sink
                             .size_limit()
                             .unwrap_or((bytes.len() as u64) / 2)
                             .min(cfg.cfg.mail.max_message_kb.saturating_mul(1024));
-                        match split(conn, cfg, id, &recipients, limit)? {
-                            Some(parts) => {
-                                tracing::warn!(outbox = id, parts, error = %text, "too large for the server; split into smaller messages without charts");
-                                conn.execute(
-                                    "UPDATE outbox SET state = 'split', attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
-                                    params![id, format!("{text}; sent as {parts} smaller messages")],
-                                )?;
+                        let limit = limit - limit / 50;
+                        match split(conn, cfg, id, &row.message_id, &recipients, limit, &text)? {
+                            Some(ids) => {
+                                tracing::warn!(outbox = id, parts = ids.len(), error = %text, "too large for the server; sent as smaller messages without charts");
                                 out.split += 1;
+                                // The parts go in this same pass.
+                                for part in ids.into_iter().rev() {
+                                    due.push_front(part);
+                                }
                             }
                             None => {
                                 park_dead(conn, id, &text)?;
@@ -998,12 +1014,7 @@ fn park_dead(conn: &Connection, id: i64, error: &str) -> Result<()> {
 
 /// Tells the admin about each recipient of a message that was refused or
 /// skipped — once per address and reply, however many messages it hits.
-fn tell_admin_refused(
-    conn: &Connection,
-    cfg: &Loaded,
-    recipients: &[Recipient],
-    subject: &str,
-) -> Result<()> {
+fn tell_admin_refused(conn: &Connection, cfg: &Loaded, recipients: &[Recipient]) -> Result<()> {
     let admin = cfg.cfg.mail.admin.as_deref().unwrap_or("");
     for r in recipients {
         let (Some(state), Some(reply)) = (&r.state, &r.reply) else {
@@ -1019,31 +1030,42 @@ fn tell_admin_refused(
             format!("The mail server refused {} for good: {reply}", r.email)
         };
         let text = format!(
-            "{what}\n\nThe other recipients got the message (first one: {subject:?}); kamwatch will not try this address again for it. Fix the address — the owner or manager email in the customer master, or mail.* / alerts.*.extra_recipients in the config — and later warnings will reach it.\n"
+            "{what}\n\nThe other recipients of the message got it; kamwatch will not try this address again for that message. Fix the address — the owner or manager email in the customer master, or mail.* / alerts.*.extra_recipients in the config — and later warnings will reach it.\n"
         );
-        notify_admin(conn, &cfg.cfg.mail, "收件人被拒 / a recipient was refused", &text)?;
+        notify_admin(
+            conn,
+            &cfg.cfg.mail,
+            "收件人被拒 / a recipient was refused",
+            &text,
+        )?;
     }
     Ok(())
 }
 
 /// Re-renders a message the server found too large from the notices it
 /// carries: without charts, in parts under `limit` bytes, to the
-/// recipients it still had to reach. Returns how many messages were
-/// queued, or None when it cannot be split (a system message, or one
-/// notice that is too large alone).
+/// recipients it still had to reach. The first part takes the message's
+/// own row (its Message-ID and its place; nobody got it yet), the others
+/// are queued beside it. Returns the rows to send, or None when it cannot
+/// be split (a system message, or one notice too large alone).
+#[allow(clippy::too_many_arguments)]
 fn split(
     conn: &Connection,
     cfg: &Loaded,
     outbox_id: i64,
+    message_id: &str,
     recipients: &[Recipient],
     limit: u64,
-) -> Result<Option<usize>> {
+    why: &str,
+) -> Result<Option<Vec<i64>>> {
     let items: Vec<(i64, Item)> = {
         let mut st = conn.prepare(
             "SELECT DISTINCT n.id, n.item FROM notification_mail m JOIN notifications n ON n.id = m.notification_id
              WHERE m.outbox_id = ?1 ORDER BY n.id",
         )?;
-        let rows = st.query_map([outbox_id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        let rows = st.query_map([outbox_id], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })?;
         let mut v = Vec::new();
         for row in rows {
             let (id, item) = row?;
@@ -1065,38 +1087,72 @@ fn split(
     let tpl = Templates::load(Some(&cfg.templates_dir()), &cfg.cfg.mail.locale)?;
     let from = from_mailbox(&cfg.cfg.mail)?;
     let parts = fit(&tpl, &from, &to, &refs, as_of, None, &cfg.cfg.mail, limit)?;
-    if parts.len() < 2 && refs.len() < 2 {
+    let fits = |body: &Rendered| -> Result<bool> {
+        Ok(compose(&from, &to, message_id, body)?.formatted().len() as u64 <= limit)
+    };
+    // Nothing smaller can be made: one notice, and it does not fit alone.
+    if parts.len() == 1 && (refs.len() == 1 || !fits(&parts[0].1)?) {
         return Ok(None);
     }
     let now = now_text();
-    for (part, body) in &parts {
-        let mut seed = format!("split\u{0}{outbox_id}\u{0}");
-        for (id, _) in part {
-            let _ = write!(seed, "{id},");
-        }
-        let message_id = format!("<{}@kamwatch>", &blake3::hash(seed.as_bytes()).to_hex()[..32]);
+    let mut ids = Vec::new();
+    for (i, (part, body)) in parts.iter().enumerate() {
         let (rule, account) = if part.len() == 1 {
             (part[0].1.rule.as_str(), Some(part[0].1.account_id.as_str()))
         } else {
             ("digest", None)
         };
-        let mime = compose(&from, &to, &message_id, body)?.formatted();
-        conn.execute(
-            "INSERT OR IGNORE INTO outbox (message_id, recipients, subject, body_text, body_html, rule, account_id, created_at, mime)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![message_id, serde_json::to_string(&to)?, body.subject, body.text, body.html, rule, account, now, mime],
-        )?;
-        let new_id: i64 = conn.query_row("SELECT id FROM outbox WHERE message_id = ?1", [&message_id], |r| r.get(0))?;
-        for (nid, _) in part {
-            for r in &to {
-                conn.execute(
-                    "INSERT OR IGNORE INTO notification_mail (notification_id, outbox_id, recipient) VALUES (?1, ?2, ?3)",
-                    params![nid, new_id, r.email],
-                )?;
+        let row_id = if i == 0 {
+            let mime = compose(&from, &to, message_id, body)?.formatted();
+            conn.execute(
+                "UPDATE outbox SET subject = ?2, body_text = ?3, body_html = ?4, rule = ?5, account_id = ?6, mime = ?7,
+                        attempts = attempts + 1, last_error = ?8
+                 WHERE id = ?1",
+                params![outbox_id, body.subject, body.text, body.html, rule, account, mime,
+                        format!("{why}; split into {} messages without charts", parts.len())],
+            )?;
+            let keep: Vec<String> = part.iter().map(|(id, _)| id.to_string()).collect();
+            conn.execute(
+                &format!(
+                    "DELETE FROM notification_mail WHERE outbox_id = ?1 AND notification_id NOT IN ({})",
+                    keep.join(",")
+                ),
+                [outbox_id],
+            )?;
+            outbox_id
+        } else {
+            let mut seed = format!("{message_id}\u{0}part");
+            for (id, _) in part {
+                let _ = write!(seed, "{id},");
             }
-        }
+            let part_id = format!(
+                "<{}@kamwatch>",
+                &blake3::hash(seed.as_bytes()).to_hex()[..32]
+            );
+            let mime = compose(&from, &to, &part_id, body)?.formatted();
+            conn.execute(
+                "INSERT OR IGNORE INTO outbox (message_id, recipients, subject, body_text, body_html, rule, account_id, created_at, mime)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![part_id, serde_json::to_string(&to)?, body.subject, body.text, body.html, rule, account, now, mime],
+            )?;
+            let new_id: i64 = conn.query_row(
+                "SELECT id FROM outbox WHERE message_id = ?1",
+                [&part_id],
+                |r| r.get(0),
+            )?;
+            for (nid, _) in part {
+                for r in &to {
+                    conn.execute(
+                        "INSERT OR IGNORE INTO notification_mail (notification_id, outbox_id, recipient) VALUES (?1, ?2, ?3)",
+                        params![nid, new_id, r.email],
+                    )?;
+                }
+            }
+            new_id
+        };
+        ids.push(row_id);
     }
-    Ok(Some(parts.len()))
+    Ok(Some(ids))
 }
 
 struct OutboxRow {

@@ -94,7 +94,10 @@ fn tls_config(cfg: &Loaded, smtp: &SmtpConfig) -> Result<Arc<rustls::ClientConfi
                 )
             })?;
             roots.add(cert).map_err(|e| {
-                anyhow::anyhow!("mail.smtp.ca_file {}: the certificate is not usable as a CA ({e})", f.display())
+                anyhow::anyhow!(
+                    "mail.smtp.ca_file {}: the certificate is not usable as a CA ({e})",
+                    f.display()
+                )
             })?;
             added += 1;
         }
@@ -211,7 +214,7 @@ impl std::fmt::Display for Error {
             Failure::NoAnswer(s) => write!(f, "no answer within {s} s (timeout_secs)"),
             Failure::Deadline(s) => write!(
                 f,
-                "the message was not through within {s} s (message_deadline_secs); the server is too slow"
+                "the message was not through within {s} s (message_deadline_secs)"
             ),
             Failure::Stopped => write!(f, "given up because kamwatch is stopping"),
             Failure::Network(e) => write!(f, "{e}"),
@@ -267,9 +270,7 @@ impl Error {
                 "the server refused for good: check mail.from and the recipient address".into()
             }
             Failure::Reply { .. } => "the server refused for now: try again later".into(),
-            Failure::TooBig(_) => {
-                "lower mail.max_message_kb or mail.charts_per_digest".into()
-            }
+            Failure::TooBig(_) => "lower mail.max_message_kb or mail.charts_per_digest".into(),
             _ => "check mail.smtp in the config".into(),
         }
     }
@@ -591,15 +592,11 @@ impl Session {
         let mut ehlo = session.ehlo()?;
         if s.security == SmtpSecurity::Starttls {
             if !ehlo.iter().any(|l| l.eq_ignore_ascii_case("STARTTLS")) {
-                return Err(session.fail(Failure::Tls(
-                    "the server does not offer STARTTLS".into(),
-                )));
+                return Err(session.fail(Failure::Tls("the server does not offer STARTTLS".into())));
             }
             let r = session.command("STARTTLS", "STARTTLS")?;
             if r.code != 220 {
-                return Err(session.fail(Failure::Tls(format!(
-                    "the server refused STARTTLS: {r}"
-                ))));
+                return Err(session.fail(Failure::Tls(format!("the server refused STARTTLS: {r}"))));
             }
             if !session.buf.is_empty() {
                 return Err(session.fail(Failure::Protocol(
@@ -627,9 +624,8 @@ impl Session {
         let Some(config) = s.tls.clone() else {
             return Err(self.fail(Failure::Tls("TLS is not set up".into())));
         };
-        let name = rustls::pki_types::ServerName::try_from(s.host.clone()).map_err(|e| {
-            self.fail(Failure::Tls(format!("{:?} is no host name: {e}", s.host)))
-        })?;
+        let name = rustls::pki_types::ServerName::try_from(s.host.clone())
+            .map_err(|e| self.fail(Failure::Tls(format!("{:?} is no host name: {e}", s.host))))?;
         let conn = rustls::ClientConnection::new(config, name)
             .map_err(|e| self.fail(Failure::Tls(e.to_string())))?;
         let Stream::Plain(t) = std::mem::replace(&mut self.stream, Stream::Gone) else {
@@ -682,11 +678,7 @@ impl Session {
                 let u = l.to_ascii_uppercase();
                 u.strip_prefix("AUTH").map(|m| m.replace('=', " "))
             })
-            .flat_map(|m| {
-                m.split_whitespace()
-                    .map(str::to_string)
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(|m| m.split_whitespace().map(str::to_string).collect::<Vec<_>>())
             .collect();
         let r = if mechs.iter().any(|m| m == "PLAIN") || mechs.is_empty() {
             let token = b64(format!("\0{user}\0{password}").as_bytes());
@@ -718,7 +710,10 @@ impl Session {
     }
 
     fn write_all(&mut self, bytes: &[u8], what: &str) -> std::result::Result<(), Error> {
-        let r = self.stream.write_all(bytes).and_then(|()| self.stream.flush());
+        let r = self
+            .stream
+            .write_all(bytes)
+            .and_then(|()| self.stream.flush());
         r.map_err(|e| self.io_failure(&e, &format!("while sending {what}")))
     }
 
@@ -942,7 +937,7 @@ pub fn send_test(cfg: &Loaded, to: &str) -> Result<String> {
     );
     let msg = super::compose(
         &from,
-        &[super::Recipient::new("", &address.to_string())],
+        &[super::Recipient::new("", address.as_ref())],
         &id,
         &rendered,
     )?;
@@ -950,7 +945,7 @@ pub fn send_test(cfg: &Loaded, to: &str) -> Result<String> {
     let stop = Arc::new(AtomicBool::new(false));
     let result = Session::open(&settings, &stop).and_then(|mut session| {
         let to = [address.to_string()];
-        let out = session.send(&from.email.to_string(), &to, &msg.formatted());
+        let out = session.send(from.email.as_ref(), &to, &msg.formatted());
         let said = session.last_reply.clone();
         session.quit();
         out.map(|r| (r, said))
@@ -980,5 +975,9 @@ pub fn send_test(cfg: &Loaded, to: &str) -> Result<String> {
         },
         Err(e) => e,
     };
-    bail!("sending failed: {e} ({:?})\nhint: {}", smtp.security, e.hint(smtp))
+    bail!(
+        "sending failed: {e} ({:?})\nhint: {}",
+        smtp.security,
+        e.hint(smtp)
+    )
 }
