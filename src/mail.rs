@@ -772,7 +772,7 @@ const TIMEOUTS_BEFORE_GIVING_UP: u32 = 2;
 pub fn deliver(conn: &Connection, cfg: &Loaded, sink: &mut Sink) -> Result<Delivery> {
     let from = from_mailbox(&cfg.cfg.mail)?;
     let from_addr = from.email.to_string();
-    let now = chrono::Utc::now().timestamp();
+    let now = crate::config::now().timestamp();
     let mut out = Delivery::default();
     let mut due: std::collections::VecDeque<i64> = conn
         .prepare(
