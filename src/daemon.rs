@@ -89,6 +89,113 @@ enum FileOutcome {
     Failed(String),
     /// Stopped by SIGTERM, rolled back: taken again at the next start.
     Cancelled,
+    /// The process died in this file before: ingest it in a child process.
+    Isolate,
+}
+
+/// Ingests `path` in a child process (`kamwatch ingest`), for a file the
+/// daemon died in before. A child that dies by a signal (abort, out of
+/// memory, killed) gets the file rejected with a reason naming it, and the
+/// daemon goes on; a child that ends is read back from the ledger.
+fn ingest_apart(cfg: &Loaded, conn: &mut Connection, path: &std::path::Path) -> FileOutcome {
+    use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
+    let before: i64 = conn
+        .query_row("SELECT COALESCE(MAX(id), 0) FROM ledger", [], |r| r.get(0))
+        .unwrap_or(0);
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => return FileOutcome::Failed(format!("cannot find the kamwatch binary: {e}")),
+    };
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--config")
+        .arg(&cfg.file)
+        .arg("ingest")
+        .arg(path)
+        .env("KAMWATCH_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: prctl only, between fork and exec: the child dies with us, so
+    // a daemon that is killed never leaves a second writer behind.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let out = match cmd.output() {
+        Ok(o) => o,
+        Err(e) => return FileOutcome::Failed(format!("cannot start `kamwatch ingest`: {e}")),
+    };
+    let name = path.file_name().unwrap_or_default();
+    if let Some(sig) = out.status.signal() {
+        let what = match sig {
+            libc::SIGABRT => {
+                "it aborted (SIGABRT; out of memory, or an internal error)".to_string()
+            }
+            libc::SIGKILL => {
+                "it was killed (SIGKILL; the out-of-memory killer, or kill -9)".to_string()
+            }
+            libc::SIGSEGV => "it crashed (SIGSEGV)".to_string(),
+            s => format!("it died by signal {s}"),
+        };
+        tracing::error!(file = ?name, "the process ingesting this file died again: {what}; the file is rejected");
+        let reason = format!(
+            "kamwatch died while ingesting this file, in the daemon and again in a process of its own ({what}); nothing of it was stored, and it is set aside instead of being tried again. Check the file (size, sheet dimensions), and report it to the kamwatch maintainers if it is sound"
+        );
+        return match crate::ingest::reject_file(cfg, conn, path, &reason) {
+            Ok(r) => FileOutcome::Done(r),
+            Err(e) => FileOutcome::Failed(format!("{e:#}")),
+        };
+    }
+    let row = conn
+        .query_row(
+            "SELECT file_name, dataset, outcome, rows FROM ledger WHERE id > ?1 ORDER BY id DESC LIMIT 1",
+            [before],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            },
+        )
+        .ok();
+    match row {
+        Some((file_name, dataset, outcome, rows)) => {
+            let outcome = match outcome.as_str() {
+                "ingested" => Outcome::Ingested,
+                "duplicate" => Outcome::Duplicate,
+                _ => Outcome::Rejected,
+            };
+            tracing::info!(file = ?name, outcome = outcome.as_str(), rows, "ingested in a process of its own");
+            FileOutcome::Done(crate::ingest::FileReport {
+                file_name,
+                dataset: dataset.and_then(|d| {
+                    crate::config::Dataset::ALL
+                        .iter()
+                        .copied()
+                        .find(|x| x.name() == d)
+                }),
+                outcome,
+                rows: rows.max(0) as u64,
+                moved_to: PathBuf::new(),
+                reason: None,
+                skipped: 0,
+                errors_file: None,
+            })
+        }
+        None => {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let last = err
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("no message");
+            FileOutcome::Failed(format!("`kamwatch ingest` failed: {last}"))
+        }
+    }
 }
 
 /// Ingests `path` with `ingest`; a panic inside it is caught and the file
@@ -119,7 +226,9 @@ fn ingest_guarded(
         Ok(r) => FileOutcome::Done(r),
         Err(e) => {
             let find = |f: &dyn Fn(&(dyn std::error::Error + 'static)) -> bool| e.chain().any(f);
-            if let Some(n) = e.chain().find_map(|c| c.downcast_ref::<NotReady>()) {
+            if find(&|c| c.is::<crate::ingest::Isolate>()) {
+                FileOutcome::Isolate
+            } else if let Some(n) = e.chain().find_map(|c| c.downcast_ref::<NotReady>()) {
                 FileOutcome::NotReady(n.0.clone())
             } else if find(&|c| c.is::<crate::ingest::Cancelled>()) {
                 FileOutcome::Cancelled
@@ -208,7 +317,12 @@ impl State {
                             crate::ingest::reject_file(cfg, &mut c, p, why)
                         },
                     );
+                    let outcome = match outcome {
+                        FileOutcome::Isolate => ingest_apart(&self.cfg, &mut self.conn, p),
+                        other => other,
+                    };
                     match outcome {
+                        FileOutcome::Isolate => {}
                         FileOutcome::Done(r) => {
                             if r.outcome == Outcome::Ingested {
                                 done.ingested += 1;

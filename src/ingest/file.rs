@@ -21,8 +21,9 @@
 //!
 //! `Attempts` is a small record, written and fsynced before a file's rows
 //! are read, of files whose ingest was under way: one the process died on
-//! (abort, out of memory, kill -9) is recognised at the next start and,
-//! after [`MAX_ATTEMPTS`] deaths, rejected instead of retried forever.
+//! (abort, out of memory, kill -9) is recognised at the next start, and
+//! the daemon then ingests it in a child process, so that a file that
+//! kills its reader is rejected instead of retried forever.
 //!
 //! Touches the inbox file it is given, the staging folder, and the archive
 //! and rejected folders — nothing else.
@@ -33,9 +34,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
-
-/// After this many process deaths while ingesting one file it is rejected.
-pub const MAX_ATTEMPTS: u32 = 3;
 
 /// The name of the staging folder inside the archive folder.
 pub const STAGING: &str = ".incoming";
@@ -344,6 +342,75 @@ pub fn write_new(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// `rename` that fails with `AlreadyExists` instead of replacing `to`.
+fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
+    };
+    let (f, t) = (c(from)?, c(to)?);
+    // SAFETY: two valid NUL-terminated paths, relative to the cwd.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            f.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Files what was taken from `path` into `dir` as `file_name` (a free
+/// name). With `move_original`, the inbox original goes: renamed into
+/// place when it is still the file that was copied, no writer has it open
+/// and `dir` is on its file system (one atomic step: a crash leaves it in
+/// the inbox or in `dir`, never in both); otherwise the copy is filed and
+/// the original removed if unchanged. An original that changed since it was
+/// taken stays in the inbox, to be ingested again as a new version
+/// (`Original::Changed`). Without `move_original` the copy is filed.
+pub fn file_taken(
+    path: &Path,
+    staged: &mut Staged,
+    dir: &Path,
+    file_name: &str,
+    move_original: bool,
+) -> Result<(PathBuf, Original)> {
+    if !move_original {
+        return Ok((file_into(staged, dir, file_name)?, Original::Removed));
+    }
+    let unchanged = open_safely(path).is_ok_and(|f| {
+        f.metadata()
+            .is_ok_and(|m| Snapshot::of(&m) == staged.original)
+            && std::fs::symlink_metadata(path).is_ok_and(|m| Snapshot::of(&m) == staged.original)
+            && writer_open(&f) != Some(true)
+    });
+    if !unchanged {
+        return Ok((file_into(staged, dir, file_name)?, Original::Changed));
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    loop {
+        let to = free_name(dir, file_name);
+        match rename_noreplace(path, &to) {
+            Ok(()) => return Ok((to, Original::Removed)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            // Another file system, or no RENAME_NOREPLACE there.
+            Err(_) => break,
+        }
+    }
+    let to = file_into(staged, dir, file_name)?;
+    std::fs::File::open(&to)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("making {} durable", to.display()))?;
+    Ok((to, release_original(path, staged)?))
+}
+
 /// What became of the inbox original after its copy was filed.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Original {
@@ -443,6 +510,14 @@ impl Attempts {
             let _ = d.sync_all();
         }
         Ok(())
+    }
+
+    /// How many ingests of `hash` the process died in.
+    pub fn deaths(&self, hash: &str) -> u32 {
+        self.read()
+            .iter()
+            .find(|(h, _, _)| h == hash)
+            .map_or(0, |e| e.1)
     }
 
     /// Notes (durably) that the ingest of `hash` starts; returns how many
@@ -594,7 +669,9 @@ mod tests {
         // The process "died" in h1 twice more.
         assert_eq!(a.begin("h1", "a\nb.csv").unwrap(), 1);
         assert_eq!(a.begin("h1", "a\nb.csv").unwrap(), 2);
+        assert_eq!(a.deaths("h1"), 3);
         a.end("h2");
+        assert_eq!(a.deaths("h2"), 0);
         assert_eq!(a.begin("h2", "c.csv").unwrap(), 0);
         a.end("h1");
         a.end("h2");

@@ -122,7 +122,9 @@ impl std::fmt::Display for Cancelled {
 impl std::error::Error for Cancelled {}
 
 /// Like [`ingest_file`], but gives up with [`Cancelled`] (rolling back)
-/// soon after `stop` is set, checked every [`PROGRESS_EVERY`] rows.
+/// soon after `stop` is set, checked every [`PROGRESS_EVERY`] rows. For the
+/// daemon: a file the process died in before is not read here but refused
+/// with [`Isolate`], for the caller to ingest in a child process.
 pub fn ingest_file_until(
     cfg: &Loaded,
     conn: &mut Connection,
@@ -245,26 +247,16 @@ fn ingest_inner(
     // is stored and archived. The attempt is on record (fsynced) while the
     // rows are read, so a file the process dies on is known at next start.
     let attempts = file::Attempts::new(&staging);
-    let died = attempts.begin(&staged.hash, &file_name)?;
-    if died > 0 && died < file::MAX_ATTEMPTS {
+    let died = attempts.deaths(&staged.hash);
+    if died > 0 && stop.is_some() {
         tracing::warn!(
             file = ?file_name,
-            "kamwatch stopped {died} time(s) while ingesting this file before; trying again (after {} it is rejected)",
-            file::MAX_ATTEMPTS
+            "kamwatch stopped {died} time(s) while ingesting this file before; it is ingested in a child process now"
         );
+        return Err(Isolate.into());
     }
-    let report = ingest_staged(
-        cfg,
-        conn,
-        path,
-        &mut staged,
-        keep,
-        progress,
-        stop,
-        bulk,
-        died,
-        t0,
-    );
+    attempts.begin(&staged.hash, &file_name)?;
+    let report = ingest_staged(cfg, conn, path, &mut staged, keep, progress, stop, bulk, t0);
     attempts.end(&staged.hash);
     report
 }
@@ -311,6 +303,20 @@ pub fn reject_file(
     }
 }
 
+/// The process died while ingesting this file before (it is on record in
+/// the staging folder's attempts): the daemon ingests it in a child
+/// process, where a crash rejects the file instead of the daemon.
+#[derive(Debug)]
+pub struct Isolate;
+
+impl std::fmt::Display for Isolate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("kamwatch died while ingesting this file before; it is ingested apart")
+    }
+}
+
+impl std::error::Error for Isolate {}
+
 /// Why a file was not taken now: it is not complete yet (a writer has it
 /// open, it changed while it was read) or it went away. Nothing of it was
 /// stored; the daemon looks at it again later.
@@ -356,7 +362,6 @@ fn ingest_staged(
     progress: &mut dyn FnMut(u64),
     stop: Option<&std::sync::atomic::AtomicBool>,
     bulk: bool,
-    died: u32,
     t0: std::time::Instant,
 ) -> Result<FileReport> {
     let t_hash = t0.elapsed();
@@ -366,15 +371,6 @@ fn ingest_staged(
         .unwrap_or_default();
     let (hash, size) = (copy.hash.clone(), copy.size);
     let dataset = cfg.cfg.datasets.route(&file_name);
-    if died >= file::MAX_ATTEMPTS {
-        let rej = Rejection::whole(format!(
-            "kamwatch stopped {died} times while ingesting this file (it crashed, ran out of memory or was killed), so it is set aside instead of being tried again; nothing of it was stored. If the file is sound, drop it in again once the cause is fixed, and report it to the kamwatch maintainers"
-        ));
-        return reject(
-            cfg, conn, path, copy, keep, &file_name, size, &hash, dataset, "line", rej,
-        );
-    }
-
     let Some(dataset) = dataset else {
         let patterns: Vec<String> = Dataset::ALL
             .iter()
@@ -1265,9 +1261,8 @@ fn parse_row(
     }
 }
 
-/// Files the copy into today's archive folder and, for an inbox file,
-/// removes the original — unless it changed since it was taken, in which
-/// case it stays and is ingested again as a new version.
+/// Files the file taken into today's archive folder (see
+/// [`file::file_taken`]).
 fn archive(
     cfg: &Loaded,
     path: &Path,
@@ -1276,26 +1271,27 @@ fn archive(
     file_name: &str,
 ) -> Result<PathBuf> {
     let day = chrono::Local::now().format("%Y-%m-%d").to_string();
-    let to = file::file_into(copy, &cfg.archive().join(day), file_name)?;
-    if keep == Keep::Move {
-        release(path, copy, &to)?;
-    }
-    Ok(to)
+    file_as(path, copy, keep, &cfg.archive().join(day), file_name)
 }
 
-/// Removes the inbox original once its filed copy `to` is durable.
-fn release(path: &Path, copy: &file::Staged, to: &Path) -> Result<()> {
-    std::fs::File::open(to)
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("making {} durable", to.display()))?;
-    if file::release_original(path, copy)? == file::Original::Changed {
+/// Files the file taken into `dir`, and says so when the inbox original
+/// changed after it was taken and therefore stays.
+fn file_as(
+    path: &Path,
+    copy: &mut file::Staged,
+    keep: Keep,
+    dir: &Path,
+    file_name: &str,
+) -> Result<PathBuf> {
+    let (to, original) = file::file_taken(path, copy, dir, file_name, keep == Keep::Move)?;
+    if original == file::Original::Changed {
         tracing::warn!(
-            file = ?path.file_name().unwrap_or_default(),
+            file = ?file_name,
             "the file changed after it was taken (or a writer has it open again): the version taken was filed as {}; the file stays in the inbox and is ingested again as a new version (rows with the same keys replace the ones stored)",
             to.display()
         );
     }
-    Ok(())
+    Ok(to)
 }
 
 /// The text of an errors file: `first` line, then the listed problems.
@@ -1354,7 +1350,7 @@ fn reject(
     unit: &str,
     rej: Rejection,
 ) -> Result<FileReport> {
-    let moved_to = file::file_into(copy, &cfg.rejected(), file_name)?;
+    let moved_to = file_as(path, copy, keep, &cfg.rejected(), file_name)?;
     let text = errors_text(&reason_head(file_name, dataset, &rej), &rej.problems, unit);
     let reason_path = file::sidecar(&moved_to);
     file::write_new(&reason_path, &text)?;
@@ -1372,9 +1368,6 @@ fn reject(
             file_date: None,
         },
     )?;
-    if keep == Keep::Move {
-        release(path, copy, &moved_to)?;
-    }
     tracing::warn!(file = ?file_name, reason = %summary, "rejected; see {}", reason_path.display());
     Ok(FileReport {
         file_name: file_name.to_string(),
