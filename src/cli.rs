@@ -343,23 +343,30 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             account: Some(account),
             explain: true,
             ..
-        } => explain(&config::load(&cli.config)?, *as_of, rule, account),
+        } => {
+            let cfg = config::load(&cli.config)?;
+            let as_of = as_of.unwrap_or_else(|| cfg.today());
+            explain(&cfg, as_of, rule, account)
+        }
         Command::Eval {
             as_of,
             dry_run,
             format,
             ..
-        } => eval(&config::load(&cli.config)?, *as_of, *dry_run, *format),
+        } => {
+            let cfg = config::load(&cli.config)?;
+            let as_of = as_of.unwrap_or_else(|| cfg.today());
+            eval(&cfg, as_of, *dry_run, *format)
+        }
         Command::Accounts {
             tier,
             as_of,
             format,
-        } => accounts(
-            &config::load(&cli.config)?,
-            tier.as_deref(),
-            *as_of,
-            *format,
-        ),
+        } => {
+            let cfg = config::load(&cli.config)?;
+            let as_of = as_of.unwrap_or_else(|| cfg.today());
+            accounts(&cfg, tier.as_deref(), as_of, *format)
+        }
         Command::Backtest {
             from,
             to,
@@ -379,7 +386,9 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             *format,
         ),
         Command::Review { as_of, out, send } => {
-            review(&config::load(&cli.config)?, *as_of, out.clone(), *send)
+            let cfg = config::load(&cli.config)?;
+            let as_of = as_of.unwrap_or_else(|| cfg.today());
+            review(&cfg, as_of, out.clone(), *send)
         }
         Command::Silence { action } => silence(&config::load(&cli.config)?, action),
         Command::Mail { action } => mail(&config::load(&cli.config)?, action),
@@ -432,15 +441,23 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             months,
             end,
         } => {
-            let out = match out {
-                Some(o) => o.clone(),
-                None => config::load(&cli.config)?.inbox(),
+            // The last day defaults to today in the config's zone; without
+            // a usable config (generating into --out), in the system's.
+            let cfg = match out {
+                Some(_) => config::load(&cli.config).ok(),
+                None => Some(config::load(&cli.config)?),
             };
+            let Some(out) = out.clone().or_else(|| cfg.as_ref().map(Loaded::inbox)) else {
+                anyhow::bail!("generate: give --out FOLDER, or a config whose inbox to fill");
+            };
+            let today = cfg
+                .as_ref()
+                .map_or_else(|| config::Zone::Local.today(), Loaded::today);
             let s = crate::generate::generate(&crate::generate::GenerateOptions {
                 out_dir: out,
                 seed: *seed,
                 accounts: *accounts,
-                end: end.unwrap_or_else(|| chrono::Local::now().date_naive()),
+                end: end.unwrap_or(today),
                 months: *months,
             })?;
             let mut o = std::io::stdout().lock();
@@ -598,7 +615,7 @@ fn progress_bar(f: &Path) -> Option<indicatif::ProgressBar> {
     Some(bar)
 }
 
-fn eval(cfg: &Loaded, as_of: Option<NaiveDate>, dry_run: bool, format: Format) -> Result<ExitCode> {
+fn eval(cfg: &Loaded, as_of: NaiveDate, dry_run: bool, format: Format) -> Result<ExitCode> {
     let mut conn = crate::store::open(&cfg.database())?;
     let (rules, errors, unknown) = RuleSet::load_config(cfg)?;
     for e in &errors {
@@ -607,7 +624,6 @@ fn eval(cfg: &Loaded, as_of: Option<NaiveDate>, dry_run: bool, format: Format) -
     for u in &unknown {
         eprintln!("warning: {u}");
     }
-    let as_of = as_of.unwrap_or_else(|| chrono::Local::now().date_naive());
     let report = pipeline::evaluate(cfg, &mut conn, &rules, as_of, dry_run)?;
     let delivery = if dry_run {
         None
@@ -798,11 +814,10 @@ fn status(cfg: &Loaded, format: Format) -> Result<ExitCode> {
 fn accounts(
     cfg: &Loaded,
     tier: Option<&str>,
-    as_of: Option<NaiveDate>,
+    as_of: NaiveDate,
     format: Format,
 ) -> Result<ExitCode> {
     let conn = crate::store::open(&cfg.database())?;
-    let as_of = as_of.unwrap_or_else(|| cfg.cfg.schedule.zone().today());
     let book = crate::accounts::book(&conn, as_of, &cfg.cfg.tiers)?;
     let keep = |t: &str| tier.is_none_or(|want| want == t);
     let mut o = std::io::stdout().lock();
@@ -1124,14 +1139,8 @@ fn backtest(cfg: &Loaded, opts: &crate::backtest::Options, format: Format) -> Re
     Ok(ExitCode::SUCCESS)
 }
 
-fn review(
-    cfg: &Loaded,
-    as_of: Option<NaiveDate>,
-    out: Option<PathBuf>,
-    send: bool,
-) -> Result<ExitCode> {
+fn review(cfg: &Loaded, as_of: NaiveDate, out: Option<PathBuf>, send: bool) -> Result<ExitCode> {
     let conn = crate::store::open(&cfg.database())?;
-    let as_of = as_of.unwrap_or_else(|| cfg.cfg.schedule.zone().today());
     if send {
         let queued = pipeline::queue_reviews(cfg, &conn, as_of)?;
         let d = pipeline::deliver(cfg, &conn)?;
@@ -1179,13 +1188,12 @@ fn review(
     Ok(ExitCode::SUCCESS)
 }
 
-fn explain(cfg: &Loaded, as_of: Option<NaiveDate>, rule: &str, account: &str) -> Result<ExitCode> {
+fn explain(cfg: &Loaded, as_of: NaiveDate, rule: &str, account: &str) -> Result<ExitCode> {
     let conn = crate::store::open(&cfg.database())?;
     let (rules, errors, _) = RuleSet::load_config(cfg)?;
     for e in &errors {
         eprintln!("rule not loaded: {e}");
     }
-    let as_of = as_of.unwrap_or_else(|| chrono::Local::now().date_naive());
     let snap = crate::metrics::build(&conn, as_of, &cfg.cfg.tiers)?;
     match rules.explain(&snap, rule, account) {
         Ok(ex) => {

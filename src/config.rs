@@ -152,15 +152,42 @@ pub enum Zone {
     Named(chrono_tz::Tz),
 }
 
+/// The one clock: the instant now. Everything under src/ that needs the
+/// date or a timestamp asks here (the daemon's timers use `Instant`, which
+/// is no date). `KAMWATCH_NOW` (RFC 3339, e.g. `2031-02-28T20:00:00Z`)
+/// starts the clock at that instant instead of the wall clock, and it runs
+/// on from there: tests and reproductions use it to pin "today".
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    use std::sync::OnceLock;
+    static START: OnceLock<Option<(chrono::DateTime<chrono::Utc>, std::time::Instant)>> =
+        OnceLock::new();
+    let start = START.get_or_init(|| {
+        let text = std::env::var("KAMWATCH_NOW").ok()?;
+        match chrono::DateTime::parse_from_rfc3339(text.trim()) {
+            Ok(t) => Some((t.with_timezone(&chrono::Utc), std::time::Instant::now())),
+            Err(_) => {
+                eprintln!(
+                    "kamwatch: warning: KAMWATCH_NOW={text:?} is not a time like 2031-02-28T20:00:00Z; using the system clock"
+                );
+                None
+            }
+        }
+    });
+    match start {
+        Some((at, since)) => *at + chrono::Duration::from_std(since.elapsed()).unwrap_or_default(),
+        None => chrono::Utc::now(),
+    }
+}
+
 impl Zone {
-    /// Today's date in this zone.
+    /// Today's date in this zone: the business date every command uses.
     pub fn today(self) -> chrono::NaiveDate {
         self.naive_now().date()
     }
 
     /// The wall-clock time now in this zone.
     pub fn naive_now(self) -> chrono::NaiveDateTime {
-        self.naive_at(chrono::Utc::now())
+        self.naive_at(now())
     }
 
     /// The wall-clock time in this zone at the instant `at`.
@@ -819,6 +846,12 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// "Today": the date in `schedule.timezone` now. A command computes it
+    /// once when it starts and passes it down; the daemon asks again for
+    /// each evaluation and each archived file.
+    pub fn today(&self) -> chrono::NaiveDate {
+        self.cfg.schedule.zone().today()
+    }
     pub fn inbox(&self) -> PathBuf {
         self.resolve(&self.cfg.inbox)
     }

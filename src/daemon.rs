@@ -355,7 +355,7 @@ impl State {
             }
             Job::Evaluate => {
                 self.reload_rules();
-                let today = self.cfg.cfg.schedule.zone().today();
+                let today = self.cfg.today();
                 match pipeline::evaluate(&self.cfg, &mut self.conn, &self.rules, today, false) {
                     Ok(r) => {
                         done.status = Some(format!(
@@ -504,7 +504,7 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
 
     // A scheduled run missed while we were down runs once now, and so does
     // an evaluation cut off by a crash after its files were ingested.
-    let (last_slot, mut next_slot) = slots(&cfg, Utc::now());
+    let (last_slot, mut next_slot) = slots(&cfg, config::now());
     let evaluated = last_evaluation(&conn);
     let missed = last_slot.is_some_and(|slot| evaluated.is_none_or(|at| at < slot))
         || last_ingest(&conn).is_some_and(|at| evaluated.is_none_or(|e| e < at));
@@ -733,7 +733,7 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
                     settler.set_settle(settle);
                     s.cfg = fresh;
                     s.reload_rules();
-                    next_slot = slots(&s.cfg, Utc::now()).1;
+                    next_slot = slots(&s.cfg, config::now()).1;
                     tracing::info!(rules = s.rules.rules.len(), "reloaded");
                     notifier.status("reloaded config and rules");
                 }
@@ -745,10 +745,10 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
             notifier.ready();
         }
 
-        if next_slot.is_some_and(|t| Utc::now() >= t) {
+        if next_slot.is_some_and(|t| config::now() >= t) {
             tracing::info!("scheduled evaluation");
             eval_due = Some(now);
-            next_slot = slots(&s.cfg, Utc::now() + chrono::Duration::seconds(1)).1;
+            next_slot = slots(&s.cfg, config::now() + chrono::Duration::seconds(1)).1;
         }
 
         let ready = settler.ready(now);

@@ -588,7 +588,7 @@ fn backoff_secs(attempts: i64) -> i64 {
 /// same Message-ID (mail clients collapse such duplicates).
 pub fn deliver(conn: &Connection, cfg: &Loaded, sink: &Sink) -> Result<Delivery> {
     let from = from_mailbox(&cfg.cfg.mail)?;
-    let now = chrono::Utc::now().timestamp();
+    let now = crate::config::now().timestamp();
     let mut out = Delivery::default();
     let due: Vec<i64> = conn
         .prepare(

@@ -82,6 +82,12 @@ pub fn evaluate(
     let tx = conn.transaction()?;
     let (started, resolved, queued) = {
         let policies = Policies::for_rules(&cfg.cfg.alerts, rules);
+        let ran = rules
+            .rules
+            .iter()
+            .filter(|r| r.settings().enabled)
+            .map(|r| &*r.name)
+            .collect();
         let changes = alerts::apply(
             &tx,
             as_of,
@@ -89,6 +95,7 @@ pub fn evaluate(
             &report.errors,
             &snap.accounts,
             &policies,
+            &ran,
         )?;
         mail::record(&tx, &cfg.cfg, &policies, &changes.notices)?;
         // A dry run renders no charts: nothing will be sent, and drawing
