@@ -486,6 +486,14 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
     crate::store::quick_check(&conn, &cfg.database())?;
     let db_id = crate::store::identity(&cfg.database());
     crate::ingest::file::sweep(&cfg.archive().join(crate::ingest::file::STAGING));
+    crate::ingest::file::Attempts::new(&cfg.database()).prune(|hash| {
+        conn.query_row(
+            "SELECT 1 FROM ledger WHERE hash = ?1 LIMIT 1",
+            [hash],
+            |_| Ok(()),
+        )
+        .is_ok()
+    });
     let (rules, errors, _) = RuleSet::load_config(&cfg)?;
     let mut reported = HashMap::new();
     for e in &errors {

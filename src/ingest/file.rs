@@ -19,7 +19,8 @@
 //! that was copied and no writer has it open; otherwise it stays and is
 //! ingested again as a new version.
 //!
-//! `Attempts` is a small record, written and fsynced before a file's rows
+//! `Attempts` is a small record beside the database (`<db>.ingesting`),
+//! written and fsynced before a file's rows
 //! are read, of files whose ingest was under way: one the process died on
 //! (abort, out of memory, kill -9) is recognised at the next start, and
 //! the daemon then ingests it in a child process, so that a file that
@@ -70,6 +71,9 @@ pub struct Staged {
     /// The original as it was while copied.
     pub original: Snapshot,
     filed: bool,
+    /// Open with an exclusive flock while the copy is ours: a sweep takes
+    /// only copies nobody holds (their process is gone).
+    _lock: std::fs::File,
 }
 
 impl Drop for Staged {
@@ -189,18 +193,22 @@ pub fn take(path: &Path, staging: &Path) -> Result<Taken> {
         .unwrap_or_default();
     std::fs::create_dir_all(staging)
         .with_context(|| format!("creating the staging folder {}", staging.display()))?;
+    let copy_path = staging_name(staging, &file_name);
+    let out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&copy_path)
+        .with_context(|| format!("creating {}", copy_path.display()))?;
+    lock(&out, true);
     let mut staged = Staged {
-        path: staging_name(staging, &file_name),
+        path: copy_path,
         hash: String::new(),
         size: 0,
         original: Snapshot::of(&before),
         filed: false,
+        _lock: out.try_clone()?,
     };
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&staged.path)
-        .with_context(|| format!("creating {}", staged.path.display()))?;
+    let mut out = out;
     let mut h = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 18];
     let mut size = 0u64;
@@ -437,23 +445,29 @@ pub fn release_original(path: &Path, staged: &Staged) -> Result<Original> {
     Ok(Original::Removed)
 }
 
+/// An exclusive flock on `f` (`wait` false: only if free). True if held.
+fn lock(f: &std::fs::File, wait: bool) -> bool {
+    use std::os::fd::AsRawFd as _;
+    let op = if wait {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_EX | libc::LOCK_NB
+    };
+    // SAFETY: flock on a descriptor we own.
+    unsafe { libc::flock(f.as_raw_fd(), op) == 0 }
+}
+
 /// Removes copies left in the staging folder by processes that are gone
-/// (killed mid-ingest). Their originals are still in the inbox or already
-/// archived, so nothing is lost.
+/// (killed mid-ingest): those no process holds a lock on. Their originals
+/// are still in the inbox or already archived, so nothing is lost.
 pub fn sweep(staging: &Path) {
     let Ok(rd) = std::fs::read_dir(staging) else {
         return;
     };
     for e in rd.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
-            continue;
-        };
-        // SAFETY: kill with signal 0 only asks whether the process exists.
-        let alive = pid == std::process::id() as i32
-            || unsafe { libc::kill(pid, 0) } == 0
-            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-        if !alive {
+        if let Ok(f) = std::fs::File::open(e.path())
+            && lock(&f, false)
+        {
             let _ = std::fs::remove_file(e.path());
         }
     }
@@ -466,9 +480,25 @@ pub struct Attempts {
 }
 
 impl Attempts {
-    pub fn new(staging: &Path) -> Attempts {
+    /// The record for the database at `database`: `<database>.ingesting`.
+    pub fn new(database: &Path) -> Attempts {
+        let mut p = database.as_os_str().to_owned();
+        p.push(".ingesting");
         Attempts {
-            path: staging.join("attempts"),
+            path: PathBuf::from(p),
+        }
+    }
+
+    /// Forgets the files `known` says are filed already (a process that
+    /// died after filing a file but before ending its record).
+    pub fn prune(&self, known: impl Fn(&str) -> bool) {
+        let mut entries = self.read();
+        let len = entries.len();
+        entries.retain(|(h, _, _)| !known(h));
+        if entries.len() != len
+            && let Err(e) = self.write(&entries)
+        {
+            tracing::warn!("{e:#}");
         }
     }
 
@@ -493,7 +523,9 @@ impl Attempts {
                 _ => return Ok(()),
             }
         }
-        let tmp = self.path.with_extension("tmp");
+        let mut tmp = self.path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
         let mut text = String::new();
         for (h, n, name) in entries {
             text.push_str(&format!("{h} {n} {name}\n"));
@@ -663,7 +695,7 @@ mod tests {
     #[test]
     fn attempts_count_deaths_until_ended() {
         let dir = tempfile::tempdir().unwrap();
-        let a = Attempts::new(dir.path());
+        let a = Attempts::new(&dir.path().join("k.db"));
         assert_eq!(a.begin("h1", "a\nb.csv").unwrap(), 0);
         assert_eq!(a.begin("h2", "c.csv").unwrap(), 0);
         // The process "died" in h1 twice more.
@@ -675,6 +707,6 @@ mod tests {
         assert_eq!(a.begin("h2", "c.csv").unwrap(), 0);
         a.end("h1");
         a.end("h2");
-        assert!(!dir.path().join("attempts").exists());
+        assert!(!dir.path().join("k.db.ingesting").exists());
     }
 }

@@ -246,7 +246,7 @@ fn ingest_inner(
     // From here on only the private copy is read: what is hashed is what
     // is stored and archived. The attempt is on record (fsynced) while the
     // rows are read, so a file the process dies on is known at next start.
-    let attempts = file::Attempts::new(&staging);
+    let attempts = file::Attempts::new(&cfg.database());
     let died = attempts.deaths(&staged.hash);
     if died > 0 && stop.is_some() {
         tracing::warn!(
@@ -292,7 +292,7 @@ pub fn reject_file(
                 "line",
                 Rejection::whole(summary),
             );
-            file::Attempts::new(&staging).end(&hash);
+            file::Attempts::new(&cfg.database()).end(&hash);
             r
         }
         file::Taken::NotRegular(kind) => {
