@@ -212,7 +212,7 @@ fn is_bulk(cfg: &Loaded, conn: &Connection, path: &Path) -> Result<bool> {
     if ds.key_fields(Dataset::Orders) != Dataset::Orders.default_key() {
         return Ok(false);
     }
-    let size = std::fs::metadata(path).map_or(0, |m| m.len());
+    let size = std::fs::symlink_metadata(path).map_or(0, |m| m.len());
     Ok(size >= BULK_MIN_BYTES && size > store::database_bytes(conn)?)
 }
 
@@ -431,7 +431,7 @@ fn ingest_staged(
         _ => Freshness::Current,
     };
 
-    let (mut src, headers) = match Source::open(&copy.path, ds)? {
+    let (mut src, headers) = match Source::open(&copy.path, ds, &cfg.cfg.ingest)? {
         Ok(x) => x,
         Err(summary) => {
             let rej = Rejection::whole(summary);
