@@ -398,10 +398,22 @@ pub fn notify_admin(
     subject: &str,
     text: &str,
 ) -> Result<bool> {
+    notify_admin_once(conn, cfg, subject, text, text)
+}
+
+/// [`notify_admin`], sent once per `once` (not per text): a text that
+/// differs only in its counts is not mailed again.
+pub fn notify_admin_once(
+    conn: &Connection,
+    cfg: &MailConfig,
+    subject: &str,
+    text: &str,
+    once: &str,
+) -> Result<bool> {
     let Some(admin) = &cfg.admin else {
         return Ok(false);
     };
-    let hash = blake3::hash(format!("{admin}\u{0}{subject}\u{0}{text}").as_bytes());
+    let hash = blake3::hash(format!("{admin}\u{0}{subject}\u{0}{once}").as_bytes());
     let message_id = format!("<{}@kamwatch>", &hash.to_hex()[..32]);
     let subject = one_line(&format!("[kamwatch] 系统 · {subject}"));
     let html = format!(

@@ -65,8 +65,8 @@ pub fn evaluate(
         );
     }
     let outcome = rules.evaluate(&snap);
-    for e in &outcome.errors {
-        tracing::error!(rule = %e.rule, account = %e.account_id, "{}", e.message);
+    for f in crate::rules::failures_by_rule(&outcome.errors) {
+        tracing::error!(rule = %f.rule, accounts = f.accounts, "{f}");
     }
     let mut report = EvalReport {
         as_of: Some(as_of),
@@ -148,24 +148,28 @@ pub fn evaluate(
 /// failures (the same failures every day are not news).
 fn admin_notice(conn: &rusqlite::Connection, cfg: &Loaded, errors: &[RunError]) -> Result<bool> {
     use std::fmt::Write as _;
-    let mut lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-    lines.sort();
-    lines.dedup();
+    let failures = crate::rules::failures_by_rule(errors);
     let mut text = format!(
-        "{} rule run(s) failed; the alerts of those rules and accounts are left as they were until the rule is fixed.\n\n",
+        "{} rule(s) failed to run, for {} account run(s) in all; the alerts of those rules and accounts are left as they were until the rule is fixed.\n\n",
+        failures.len(),
         errors.len()
     );
-    for l in lines.iter().take(200) {
-        let _ = writeln!(text, "{l}");
+    for f in &failures {
+        let _ = writeln!(text, "{f}");
     }
-    if lines.len() > 200 {
-        let _ = writeln!(text, "... and {} more", lines.len() - 200);
-    }
-    mail::notify_admin(
+    // Once per set of failing rules and examples: tomorrow's count of the
+    // same failure is not news.
+    let mut key: Vec<String> = failures
+        .iter()
+        .map(|f| format!("{}\u{0}{}", f.rule, f.example.message))
+        .collect();
+    key.sort();
+    mail::notify_admin_once(
         conn,
         &cfg.cfg.mail,
         "规则运行失败 / rules failed to run",
         &text,
+        &key.join("\u{1}"),
     )
 }
 
