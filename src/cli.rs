@@ -286,7 +286,8 @@ pub fn main() -> ExitCode {
             if is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("kamwatch: error: {e:#}");
+            // Not eprintln!: it panics when stderr cannot be written.
+            let _ = writeln!(std::io::stderr(), "kamwatch: error: {e:#}");
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }
@@ -297,6 +298,24 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+/// stderr for log lines, never failing: a line that cannot be written (disk
+/// full, stderr closed or a broken pipe) is dropped. tracing-subscriber
+/// reports a failed write with `eprintln!`, which panics on that same
+/// stderr ("failed printing to stderr"): logging must never stop the daemon.
+struct LossyStderr;
+
+impl std::io::Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
 }
 
 /// Logs to journald when systemd started us with the journal as stderr
@@ -320,7 +339,7 @@ fn init_logging(level: &str, daemon: bool) {
     }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| LossyStderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
@@ -632,7 +651,7 @@ fn eval(cfg: &Loaded, as_of: NaiveDate, dry_run: bool, format: Format) -> Result
     let delivery = if dry_run {
         None
     } else {
-        Some(pipeline::deliver(cfg, &conn)?)
+        Some(pipeline::deliver(cfg, &conn, Default::default())?)
     };
     let mut o = std::io::stdout().lock();
     for (i, f) in report.findings.iter().enumerate() {
@@ -808,6 +827,13 @@ fn status(cfg: &Loaded, format: Format) -> Result<ExitCode> {
                 "outbox: {} pending, {} sent, {} dead",
                 s.outbox.pending, s.outbox.sent, s.outbox.dead
             )?;
+            for r in &s.outbox.refused {
+                writeln!(
+                    o,
+                    "recipient refused: {} in {} message(s), last {}: {}",
+                    r.email, r.messages, r.at, r.reply
+                )?;
+            }
             if s.rejected_files > 0 {
                 writeln!(
                     o,
@@ -1153,7 +1179,7 @@ fn review(cfg: &Loaded, as_of: NaiveDate, out: Option<PathBuf>, send: bool) -> R
     let conn = crate::store::open(&cfg.database())?;
     if send {
         let queued = pipeline::queue_reviews(cfg, &conn, as_of)?;
-        let d = pipeline::deliver(cfg, &conn)?;
+        let d = pipeline::deliver(cfg, &conn, Default::default())?;
         writeln!(
             std::io::stdout().lock(),
             "{queued} review(s) queued; mail: {} sent, {} retrying, {} dead",

@@ -372,6 +372,10 @@ pub struct MailConfig {
     /// At most this many charts in one digest (its most important items).
     #[serde(default = "default_charts_per_digest")]
     pub charts_per_digest: usize,
+    /// Largest message, in KiB: a digest over it (or over the SIZE the
+    /// server announces) first loses charts, then is split into parts.
+    #[serde(default = "default_max_message_kb")]
+    pub max_message_kb: u64,
 }
 
 fn default_locale() -> String {
@@ -382,6 +386,9 @@ fn default_chart_months() -> usize {
 }
 fn default_charts_per_digest() -> usize {
     3
+}
+fn default_max_message_kb() -> u64 {
+    10240
 }
 
 /// How notices are grouped into messages.
@@ -447,6 +454,7 @@ impl Default for MailConfig {
             templates: None,
             chart_months: default_chart_months(),
             charts_per_digest: default_charts_per_digest(),
+            max_message_kb: default_max_message_kb(),
         }
     }
 }
@@ -574,6 +582,11 @@ pub struct SmtpConfig {
     /// Seconds before a connection attempt or command gives up.
     #[serde(default = "default_smtp_timeout")]
     pub timeout_secs: u64,
+    /// Seconds one message may take in all (connecting, every command and
+    /// the data): a server that answers slowly, a byte at a time, cannot
+    /// hold delivery longer than this.
+    #[serde(default = "default_message_deadline")]
+    pub message_deadline_secs: u64,
 }
 
 fn default_security() -> SmtpSecurity {
@@ -581,6 +594,9 @@ fn default_security() -> SmtpSecurity {
 }
 fn default_smtp_timeout() -> u64 {
     30
+}
+fn default_message_deadline() -> u64 {
+    120
 }
 
 #[derive(Debug, Clone, Deserialize)]
