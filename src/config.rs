@@ -66,7 +66,67 @@ pub struct Config {
     pub log: String,
     #[serde(default)]
     pub alerts: AlertsConfig,
+    /// Bounds on what one export file may hold.
+    #[serde(default)]
+    pub ingest: IngestConfig,
     pub datasets: Datasets,
+}
+
+/// Bounds on one export file, checked while it is read, before memory is
+/// spent on it: what is over a bound rejects the file with a reason.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// The longest CSV record or JSON Lines line, and so the longest field
+    /// (a quoted field may span lines), in bytes.
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: u64,
+    /// The most a workbook may unpack to (every part together, the sheet
+    /// included), in MiB: a small zip can unpack to gigabytes.
+    #[serde(default = "default_max_unpacked_mib")]
+    pub max_unpacked_mib: u64,
+    /// The most of a workbook held in memory while it is read, in MiB:
+    /// an XLSX's shared strings and styles (its sheet is streamed), an XLS
+    /// or ODS workbook whole.
+    #[serde(default = "default_max_in_memory_mib")]
+    pub max_in_memory_mib: u64,
+    /// The most rows a worksheet may have (by its declared dimension and by
+    /// the rows read). Excel itself stops at 1,048,576.
+    #[serde(default = "default_max_sheet_rows")]
+    pub max_sheet_rows: u64,
+    /// The largest amount (revenue, cost, quantity, credit limit, open
+    /// amount, stock) accepted, either sign; anything beyond is a typo or
+    /// a broken export and would swamp every total.
+    #[serde(default = "default_max_amount")]
+    pub max_amount: f64,
+}
+
+fn default_max_record_bytes() -> u64 {
+    1 << 20
+}
+fn default_max_unpacked_mib() -> u64 {
+    512
+}
+fn default_max_in_memory_mib() -> u64 {
+    128
+}
+fn default_max_sheet_rows() -> u64 {
+    1_048_576
+}
+fn default_max_amount() -> f64 {
+    1e12
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_record_bytes: default_max_record_bytes(),
+            max_unpacked_mib: default_max_unpacked_mib(),
+            max_in_memory_mib: default_max_in_memory_mib(),
+            max_sheet_rows: default_max_sheet_rows(),
+            max_amount: default_max_amount(),
+        }
+    }
 }
 
 /// The monthly key-account review each manager gets by mail.
@@ -643,6 +703,10 @@ pub struct DatasetConfig {
     /// What a row that does not validate does to its file.
     #[serde(default)]
     pub on_error: OnError,
+    /// Two rows of one file with the same key: `reject` the file (default,
+    /// naming both lines) or `keep_last`.
+    #[serde(default)]
+    pub duplicate_keys: DuplicateKeys,
 }
 
 /// A dataset that is not configured: no file matches it.
@@ -655,6 +719,7 @@ static UNCONFIGURED: DatasetConfig = DatasetConfig {
     date_order: DateOrder::Ymd,
     key: None,
     on_error: OnError::RejectFile,
+    duplicate_keys: DuplicateKeys::Reject,
 };
 
 impl DatasetConfig {
@@ -716,6 +781,17 @@ pub enum OnError {
     /// Good rows are stored; bad rows are listed in `<name>.errors.txt`
     /// beside the archived file.
     SkipRows,
+}
+
+/// What two rows of one file with the same key do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DuplicateKeys {
+    /// The file is rejected, naming both lines: a silent merge loses rows.
+    #[default]
+    Reject,
+    /// The last row of the file with the key is stored.
+    KeepLast,
 }
 
 /// The datasets kamwatch knows, with their canonical fields.
@@ -965,6 +1041,34 @@ pub fn parse(text: &str) -> Result<Config, String> {
 }
 
 fn validate(cfg: &Config) -> Result<(), String> {
+    let i = &cfg.ingest;
+    if !(1024..=1 << 30).contains(&i.max_record_bytes) {
+        return Err(format!(
+            "ingest.max_record_bytes: {} is out of range; use 1024 to 1073741824 (default 1048576)",
+            i.max_record_bytes
+        ));
+    }
+    if !(1..=16384).contains(&i.max_unpacked_mib) {
+        return Err(format!(
+            "ingest.max_unpacked_mib: {} is out of range; use 1 to 16384 (default 512)",
+            i.max_unpacked_mib
+        ));
+    }
+    if !(1..=i.max_unpacked_mib).contains(&i.max_in_memory_mib) {
+        return Err(format!(
+            "ingest.max_in_memory_mib: {} is out of range; use 1 to max_unpacked_mib ({}) (default 128)",
+            i.max_in_memory_mib, i.max_unpacked_mib
+        ));
+    }
+    if i.max_sheet_rows == 0 {
+        return Err("ingest.max_sheet_rows: must be at least 1 (default 1048576)".into());
+    }
+    if !(i.max_amount.is_finite() && i.max_amount >= 1.0 && i.max_amount <= 1e15) {
+        return Err(format!(
+            "ingest.max_amount: {} is out of range; use 1 to 1e15 (default 1e12)",
+            i.max_amount
+        ));
+    }
     let t = &cfg.tiers;
     if !(0.0 < t.a_share && t.a_share <= t.b_share && t.b_share <= 1.0) {
         return Err(format!(

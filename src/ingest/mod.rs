@@ -292,7 +292,7 @@ fn ingest_inner(
         _ => Freshness::Current,
     };
 
-    let (mut src, headers) = match Source::open(path, ds)? {
+    let (mut src, headers) = match Source::open(path, ds, &cfg.cfg.ingest)? {
         Ok(x) => x,
         Err(summary) => {
             let rej = Rejection::whole(summary);
