@@ -509,6 +509,7 @@ pub fn apply(
     errors: &[RunError],
     accounts: &[Arc<AccountMetrics>],
     policies: &Policies,
+    ran: &HashSet<&str>,
 ) -> Result<Changes> {
     let as_of_text = date_text(as_of);
     let now = now_text();
@@ -561,7 +562,12 @@ pub fn apply(
         .collect();
     rest.sort();
     for key in rest {
-        let obs = if failed.contains(&(key.0.as_str(), key.1.as_str())) {
+        // Only a rule that ran for the account and did not raise the alert
+        // clears it: a failed run, or a rule that is disabled, no longer
+        // compiles or is gone, leaves its alerts as they were.
+        let obs = if failed.contains(&(key.0.as_str(), key.1.as_str()))
+            || !ran.contains(key.0.as_str())
+        {
             Observation::Unknown
         } else {
             Observation::Clear

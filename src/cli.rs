@@ -286,7 +286,8 @@ pub fn main() -> ExitCode {
             if is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("kamwatch: error: {e:#}");
+            // Not eprintln!: it panics when stderr cannot be written.
+            let _ = writeln!(std::io::stderr(), "kamwatch: error: {e:#}");
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }
@@ -297,6 +298,24 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+/// stderr for log lines, never failing: a line that cannot be written (disk
+/// full, stderr closed or a broken pipe) is dropped. tracing-subscriber
+/// reports a failed write with `eprintln!`, which panics on that same
+/// stderr ("failed printing to stderr"): logging must never stop the daemon.
+struct LossyStderr;
+
+impl std::io::Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
 }
 
 /// Logs to journald when systemd started us with the journal as stderr
@@ -320,7 +339,7 @@ fn init_logging(level: &str, daemon: bool) {
     }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| LossyStderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
@@ -343,23 +362,30 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             account: Some(account),
             explain: true,
             ..
-        } => explain(&config::load(&cli.config)?, *as_of, rule, account),
+        } => {
+            let cfg = config::load(&cli.config)?;
+            let as_of = as_of.unwrap_or_else(|| cfg.today());
+            explain(&cfg, as_of, rule, account)
+        }
         Command::Eval {
             as_of,
             dry_run,
             format,
             ..
-        } => eval(&config::load(&cli.config)?, *as_of, *dry_run, *format),
+        } => {
+            let cfg = config::load(&cli.config)?;
+            let as_of = as_of.unwrap_or_else(|| cfg.today());
+            eval(&cfg, as_of, *dry_run, *format)
+        }
         Command::Accounts {
             tier,
             as_of,
             format,
-        } => accounts(
-            &config::load(&cli.config)?,
-            tier.as_deref(),
-            *as_of,
-            *format,
-        ),
+        } => {
+            let cfg = config::load(&cli.config)?;
+            let as_of = as_of.unwrap_or_else(|| cfg.today());
+            accounts(&cfg, tier.as_deref(), as_of, *format)
+        }
         Command::Backtest {
             from,
             to,
@@ -379,7 +405,9 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             *format,
         ),
         Command::Review { as_of, out, send } => {
-            review(&config::load(&cli.config)?, *as_of, out.clone(), *send)
+            let cfg = config::load(&cli.config)?;
+            let as_of = as_of.unwrap_or_else(|| cfg.today());
+            review(&cfg, as_of, out.clone(), *send)
         }
         Command::Silence { action } => silence(&config::load(&cli.config)?, action),
         Command::Mail { action } => mail(&config::load(&cli.config)?, action),
@@ -432,15 +460,23 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             months,
             end,
         } => {
-            let out = match out {
-                Some(o) => o.clone(),
-                None => config::load(&cli.config)?.inbox(),
+            // The last day defaults to today in the config's zone; without
+            // a usable config (generating into --out), in the system's.
+            let cfg = match out {
+                Some(_) => config::load(&cli.config).ok(),
+                None => Some(config::load(&cli.config)?),
             };
+            let Some(out) = out.clone().or_else(|| cfg.as_ref().map(Loaded::inbox)) else {
+                anyhow::bail!("generate: give --out FOLDER, or a config whose inbox to fill");
+            };
+            let today = cfg
+                .as_ref()
+                .map_or_else(|| config::Zone::Local.today(), Loaded::today);
             let s = crate::generate::generate(&crate::generate::GenerateOptions {
                 out_dir: out,
                 seed: *seed,
                 accounts: *accounts,
-                end: end.unwrap_or_else(|| chrono::Local::now().date_naive()),
+                end: end.unwrap_or(today),
                 months: *months,
             })?;
             let mut o = std::io::stdout().lock();
@@ -598,7 +634,7 @@ fn progress_bar(f: &Path) -> Option<indicatif::ProgressBar> {
     Some(bar)
 }
 
-fn eval(cfg: &Loaded, as_of: Option<NaiveDate>, dry_run: bool, format: Format) -> Result<ExitCode> {
+fn eval(cfg: &Loaded, as_of: NaiveDate, dry_run: bool, format: Format) -> Result<ExitCode> {
     let mut conn = crate::store::open(&cfg.database())?;
     let (rules, errors, unknown) = RuleSet::load_config(cfg)?;
     for e in &errors {
@@ -607,12 +643,11 @@ fn eval(cfg: &Loaded, as_of: Option<NaiveDate>, dry_run: bool, format: Format) -
     for u in &unknown {
         eprintln!("warning: {u}");
     }
-    let as_of = as_of.unwrap_or_else(|| chrono::Local::now().date_naive());
     let report = pipeline::evaluate(cfg, &mut conn, &rules, as_of, dry_run)?;
     let delivery = if dry_run {
         None
     } else {
-        Some(pipeline::deliver(cfg, &conn)?)
+        Some(pipeline::deliver(cfg, &conn, Default::default())?)
     };
     let mut o = std::io::stdout().lock();
     for (i, f) in report.findings.iter().enumerate() {
@@ -782,6 +817,13 @@ fn status(cfg: &Loaded, format: Format) -> Result<ExitCode> {
                 "outbox: {} pending, {} sent, {} dead",
                 s.outbox.pending, s.outbox.sent, s.outbox.dead
             )?;
+            for r in &s.outbox.refused {
+                writeln!(
+                    o,
+                    "recipient refused: {} in {} message(s), last {}: {}",
+                    r.email, r.messages, r.at, r.reply
+                )?;
+            }
             if s.rejected_files > 0 {
                 writeln!(
                     o,
@@ -798,11 +840,10 @@ fn status(cfg: &Loaded, format: Format) -> Result<ExitCode> {
 fn accounts(
     cfg: &Loaded,
     tier: Option<&str>,
-    as_of: Option<NaiveDate>,
+    as_of: NaiveDate,
     format: Format,
 ) -> Result<ExitCode> {
     let conn = crate::store::open(&cfg.database())?;
-    let as_of = as_of.unwrap_or_else(|| cfg.cfg.schedule.zone().today());
     let book = crate::accounts::book(&conn, as_of, &cfg.cfg.tiers)?;
     let keep = |t: &str| tier.is_none_or(|want| want == t);
     let mut o = std::io::stdout().lock();
@@ -1124,17 +1165,11 @@ fn backtest(cfg: &Loaded, opts: &crate::backtest::Options, format: Format) -> Re
     Ok(ExitCode::SUCCESS)
 }
 
-fn review(
-    cfg: &Loaded,
-    as_of: Option<NaiveDate>,
-    out: Option<PathBuf>,
-    send: bool,
-) -> Result<ExitCode> {
+fn review(cfg: &Loaded, as_of: NaiveDate, out: Option<PathBuf>, send: bool) -> Result<ExitCode> {
     let conn = crate::store::open(&cfg.database())?;
-    let as_of = as_of.unwrap_or_else(|| cfg.cfg.schedule.zone().today());
     if send {
         let queued = pipeline::queue_reviews(cfg, &conn, as_of)?;
-        let d = pipeline::deliver(cfg, &conn)?;
+        let d = pipeline::deliver(cfg, &conn, Default::default())?;
         writeln!(
             std::io::stdout().lock(),
             "{queued} review(s) queued; mail: {} sent, {} retrying, {} dead",
@@ -1179,13 +1214,12 @@ fn review(
     Ok(ExitCode::SUCCESS)
 }
 
-fn explain(cfg: &Loaded, as_of: Option<NaiveDate>, rule: &str, account: &str) -> Result<ExitCode> {
+fn explain(cfg: &Loaded, as_of: NaiveDate, rule: &str, account: &str) -> Result<ExitCode> {
     let conn = crate::store::open(&cfg.database())?;
     let (rules, errors, _) = RuleSet::load_config(cfg)?;
     for e in &errors {
         eprintln!("rule not loaded: {e}");
     }
-    let as_of = as_of.unwrap_or_else(|| chrono::Local::now().date_naive());
     let snap = crate::metrics::build(&conn, as_of, &cfg.cfg.tiers)?;
     match rules.explain(&snap, rule, account) {
         Ok(ex) => {

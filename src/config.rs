@@ -152,15 +152,42 @@ pub enum Zone {
     Named(chrono_tz::Tz),
 }
 
+/// The one clock: the instant now. Everything under src/ that needs the
+/// date or a timestamp asks here (the daemon's timers use `Instant`, which
+/// is no date). `KAMWATCH_NOW` (RFC 3339, e.g. `2031-02-28T20:00:00Z`)
+/// starts the clock at that instant instead of the wall clock, and it runs
+/// on from there: tests and reproductions use it to pin "today".
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    use std::sync::OnceLock;
+    static START: OnceLock<Option<(chrono::DateTime<chrono::Utc>, std::time::Instant)>> =
+        OnceLock::new();
+    let start = START.get_or_init(|| {
+        let text = std::env::var("KAMWATCH_NOW").ok()?;
+        match chrono::DateTime::parse_from_rfc3339(text.trim()) {
+            Ok(t) => Some((t.with_timezone(&chrono::Utc), std::time::Instant::now())),
+            Err(_) => {
+                eprintln!(
+                    "kamwatch: warning: KAMWATCH_NOW={text:?} is not a time like 2031-02-28T20:00:00Z; using the system clock"
+                );
+                None
+            }
+        }
+    });
+    match start {
+        Some((at, since)) => *at + chrono::Duration::from_std(since.elapsed()).unwrap_or_default(),
+        None => chrono::Utc::now(),
+    }
+}
+
 impl Zone {
-    /// Today's date in this zone.
+    /// Today's date in this zone: the business date every command uses.
     pub fn today(self) -> chrono::NaiveDate {
         self.naive_now().date()
     }
 
     /// The wall-clock time now in this zone.
     pub fn naive_now(self) -> chrono::NaiveDateTime {
-        self.naive_at(chrono::Utc::now())
+        self.naive_at(now())
     }
 
     /// The wall-clock time in this zone at the instant `at`.
@@ -345,6 +372,10 @@ pub struct MailConfig {
     /// At most this many charts in one digest (its most important items).
     #[serde(default = "default_charts_per_digest")]
     pub charts_per_digest: usize,
+    /// Largest message, in KiB: a digest over it (or over the SIZE the
+    /// server announces) first loses charts, then is split into parts.
+    #[serde(default = "default_max_message_kb")]
+    pub max_message_kb: u64,
 }
 
 fn default_locale() -> String {
@@ -355,6 +386,9 @@ fn default_chart_months() -> usize {
 }
 fn default_charts_per_digest() -> usize {
     3
+}
+fn default_max_message_kb() -> u64 {
+    10240
 }
 
 /// How notices are grouped into messages.
@@ -420,6 +454,7 @@ impl Default for MailConfig {
             templates: None,
             chart_months: default_chart_months(),
             charts_per_digest: default_charts_per_digest(),
+            max_message_kb: default_max_message_kb(),
         }
     }
 }
@@ -547,6 +582,11 @@ pub struct SmtpConfig {
     /// Seconds before a connection attempt or command gives up.
     #[serde(default = "default_smtp_timeout")]
     pub timeout_secs: u64,
+    /// Seconds one message may take in all (connecting, every command and
+    /// the data): a server that answers slowly, a byte at a time, cannot
+    /// hold delivery longer than this.
+    #[serde(default = "default_message_deadline")]
+    pub message_deadline_secs: u64,
 }
 
 fn default_security() -> SmtpSecurity {
@@ -554,6 +594,9 @@ fn default_security() -> SmtpSecurity {
 }
 fn default_smtp_timeout() -> u64 {
     30
+}
+fn default_message_deadline() -> u64 {
+    120
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -819,6 +862,12 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// "Today": the date in `schedule.timezone` now. A command computes it
+    /// once when it starts and passes it down; the daemon asks again for
+    /// each evaluation and each archived file.
+    pub fn today(&self) -> chrono::NaiveDate {
+        self.cfg.schedule.zone().today()
+    }
     pub fn inbox(&self) -> PathBuf {
         self.resolve(&self.cfg.inbox)
     }

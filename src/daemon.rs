@@ -9,8 +9,14 @@
 //! ingested but not yet evaluated before a crash, cause one evaluation at
 //! start-up. The work runs on a worker thread while this loop keeps
 //! listening: WATCHDOG pings go out only while no job has been running
-//! longer than `daemon.stuck_after_secs`. SIGTERM/SIGINT stop taking files,
-//! let the current transaction finish, and exit 0. SIGHUP reloads the config
+//! longer than `daemon.stuck_after_secs`. Mail is delivered by a thread of
+//! its own with its own database connection (woken after each evaluation,
+//! and every 15 s for retries), so a slow or hostile SMTP server never
+//! holds up ingest or evaluation; after a pass that gave up on the server
+//! (timeouts, refused login) the server is backed off as a whole, 30 s
+//! doubling up to 15 min. SIGTERM/SIGINT stop taking files, let the current
+//! transaction finish, make delivery give up at once (unsent messages stay
+//! pending), and exit 0 within a few seconds whatever the server does. SIGHUP reloads the config
 //! and the rules; an invalid config is refused and the running one stays.
 //! Rule files are also reloaded before each evaluation; a file that no
 //! longer compiles keeps its last good version. On `review.day_of_month`
@@ -36,6 +42,11 @@ use crate::watch::{self, Change, Settler};
 
 /// How often the outbox is looked at for retries when nothing else happens.
 const DELIVERY_INTERVAL: Duration = Duration::from_secs(15);
+/// The first and the longest pause after a delivery pass gave up on the server.
+const SERVER_BACKOFF_MIN: Duration = Duration::from_secs(30);
+const SERVER_BACKOFF_MAX: Duration = Duration::from_secs(900);
+/// How long stopping waits for the delivery thread to let go.
+const DELIVERY_GRACE: Duration = Duration::from_secs(3);
 const TICK: Duration = Duration::from_millis(50);
 
 /// What the worker thread owns between jobs.
@@ -47,13 +58,107 @@ struct State {
     reported: HashMap<PathBuf, String>,
     /// Set on SIGTERM: stop between two files.
     stop: Arc<AtomicBool>,
+    /// Wakes the delivery thread.
+    delivery: std::sync::mpsc::Sender<ToDelivery>,
 }
 
 /// A unit of work for the worker thread.
 enum Job {
     Ingest(Vec<PathBuf>),
     Evaluate,
-    Deliver,
+}
+
+/// What the delivery thread is told.
+enum ToDelivery {
+    /// New mail may be queued: deliver now (unless the server is backed off).
+    Kick,
+    /// The config was reloaded.
+    Config(Box<Loaded>),
+}
+
+/// The delivery thread: passes over the outbox on its own connection, when
+/// kicked and every [`DELIVERY_INTERVAL`]; after a pass that gave up on the
+/// server, nothing until the server's backoff is over. Ends when `stop` is
+/// set or the daemon drops its sender.
+fn spawn_delivery(
+    cfg: Loaded,
+    stop: Arc<AtomicBool>,
+) -> Result<(
+    std::sync::mpsc::Sender<ToDelivery>,
+    std::thread::JoinHandle<()>,
+)> {
+    let conn = crate::store::open(&cfg.database())?;
+    // Marking a message sent must not fail because a long ingest holds the
+    // write lock: this thread may wait (it holds nothing up meanwhile).
+    conn.busy_timeout(Duration::from_secs(600))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = std::thread::Builder::new()
+        .name("delivery".into())
+        .spawn(move || delivery_loop(cfg, &conn, &rx, &stop))
+        .context("starting the delivery thread")?;
+    Ok((tx, handle))
+}
+
+fn delivery_loop(
+    mut cfg: Loaded,
+    conn: &Connection,
+    rx: &std::sync::mpsc::Receiver<ToDelivery>,
+    stop: &Arc<AtomicBool>,
+) {
+    use std::sync::mpsc::RecvTimeoutError;
+    let mut next = Instant::now();
+    let mut backoff = Duration::ZERO;
+    let mut backed_off_until: Option<Instant> = None;
+    loop {
+        let wait = next.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok(ToDelivery::Kick) => {
+                if backed_off_until.is_some_and(|t| t > Instant::now()) {
+                    continue; // the server is backed off; its time comes
+                }
+            }
+            Ok(ToDelivery::Config(c)) => {
+                cfg = *c;
+                continue;
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        // Kicks that came meanwhile are served by this pass.
+        while let Ok(m) = rx.try_recv() {
+            if let ToDelivery::Config(c) = m {
+                cfg = *c;
+            }
+        }
+        let result = pipeline::deliver(&cfg, conn, stop.clone());
+        let now = Instant::now();
+        match result {
+            Ok(d) if d.gave_up.is_some() => {
+                backoff = (backoff * 2).clamp(SERVER_BACKOFF_MIN, SERVER_BACKOFF_MAX);
+                backed_off_until = Some(now + backoff);
+                next = now + backoff;
+                if !stop.load(Ordering::Relaxed) {
+                    tracing::warn!(
+                        backoff_secs = backoff.as_secs(),
+                        "the mail server is backed off: no delivery for {} s",
+                        backoff.as_secs()
+                    );
+                }
+            }
+            Ok(_) => {
+                backoff = Duration::ZERO;
+                backed_off_until = None;
+                next = now + DELIVERY_INTERVAL;
+            }
+            Err(e) => {
+                tracing::error!("delivery failed: {e:#}");
+                next = now + DELIVERY_INTERVAL;
+            }
+        }
+    }
 }
 
 /// What a finished job tells the loop.
@@ -128,7 +233,7 @@ impl State {
             }
             Job::Evaluate => {
                 self.reload_rules();
-                let today = self.cfg.cfg.schedule.zone().today();
+                let today = self.cfg.today();
                 match pipeline::evaluate(&self.cfg, &mut self.conn, &self.rules, today, false) {
                     Ok(r) => {
                         done.status = Some(format!(
@@ -146,20 +251,13 @@ impl State {
                                 tracing::error!("the monthly review could not be built: {e:#}");
                             }
                         }
-                        self.deliver();
+                        let _ = self.delivery.send(ToDelivery::Kick);
                     }
                     Err(e) => tracing::error!("evaluation failed: {e:#}"),
                 }
             }
-            Job::Deliver => self.deliver(),
         }
         done
-    }
-
-    fn deliver(&mut self) {
-        if let Err(e) = pipeline::deliver(&self.cfg, &self.conn) {
-            tracing::error!("delivery failed: {e:#}");
-        }
     }
 }
 
@@ -262,7 +360,7 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
 
     // A scheduled run missed while we were down runs once now, and so does
     // an evaluation cut off by a crash after its files were ingested.
-    let (last_slot, mut next_slot) = slots(&cfg, Utc::now());
+    let (last_slot, mut next_slot) = slots(&cfg, config::now());
     let evaluated = last_evaluation(&conn);
     let missed = last_slot.is_some_and(|slot| evaluated.is_none_or(|at| at < slot))
         || last_ingest(&conn).is_some_and(|at| evaluated.is_none_or(|e| e < at));
@@ -272,12 +370,14 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
         })
         .unwrap_or(false);
 
+    let (delivery, delivery_thread) = spawn_delivery(cfg.clone(), stop.clone())?;
     let mut state = Some(State {
         cfg,
         conn,
         rules,
         reported,
         stop: stop.clone(),
+        delivery,
     });
 
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -311,7 +411,6 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
         tracing::info!("an evaluation was missed while the daemon was down; running it now");
         Instant::now()
     });
-    let mut delivery_due = Instant::now();
     let mut reload_wanted = false;
     let mut stopping = false;
     let mut last_ping = Instant::now() - Duration::from_secs(3600);
@@ -418,9 +517,10 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
                     debounce = Duration::from_millis(fresh.cfg.watch.eval_debounce_ms);
                     stuck_after = Duration::from_secs(fresh.cfg.daemon.stuck_after_secs);
                     settler.set_settle(settle);
+                    let _ = s.delivery.send(ToDelivery::Config(Box::new(fresh.clone())));
                     s.cfg = fresh;
                     s.reload_rules();
-                    next_slot = slots(&s.cfg, Utc::now()).1;
+                    next_slot = slots(&s.cfg, config::now()).1;
                     tracing::info!(rules = s.rules.rules.len(), "reloaded");
                     notifier.status("reloaded config and rules");
                 }
@@ -432,10 +532,10 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
             notifier.ready();
         }
 
-        if next_slot.is_some_and(|t| Utc::now() >= t) {
+        if next_slot.is_some_and(|t| config::now() >= t) {
             tracing::info!("scheduled evaluation");
             eval_due = Some(now);
-            next_slot = slots(&s.cfg, Utc::now() + chrono::Duration::seconds(1)).1;
+            next_slot = slots(&s.cfg, config::now() + chrono::Duration::seconds(1)).1;
         }
 
         let ready = settler.ready(now);
@@ -443,11 +543,7 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
             Some(Job::Ingest(ready))
         } else if eval_due.is_some_and(|t| t <= now) && settler.is_empty() {
             eval_due = None;
-            delivery_due = now + DELIVERY_INTERVAL;
             Some(Job::Evaluate)
-        } else if delivery_due <= now {
-            delivery_due = now + DELIVERY_INTERVAL;
-            Some(Job::Deliver)
         } else {
             None
         };
@@ -463,6 +559,17 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
         }
     }
     drop(watcher);
+    // Delivery gives up on its own (the stop flag breaks any conversation
+    // within a tenth of a second); whatever still holds it after the grace
+    // is cut off by the exit, like a kill: unsent rows stay pending.
+    drop(state);
+    let until = Instant::now() + DELIVERY_GRACE;
+    while !delivery_thread.is_finished() && Instant::now() < until {
+        tokio::time::sleep(TICK).await;
+    }
+    if !delivery_thread.is_finished() {
+        tracing::warn!("the delivery thread did not let go in time; its message stays pending");
+    }
     drop(lock);
     tracing::info!("kamwatch stopped");
     Ok(())

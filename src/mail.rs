@@ -19,9 +19,10 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
-use lettre::address::Envelope;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use lettre::message::Mailbox;
-use lettre::{SmtpTransport, Transport};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
@@ -37,11 +38,34 @@ use crate::rules::Severity;
 use crate::store::{date_text, now_text};
 pub use render::{Image, Rendered, Templates, compose};
 
-/// A recipient as stored in the outbox.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// A recipient as stored in the outbox, with what became of it once
+/// the server answered for it (absent while it still waits).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Recipient {
     pub name: String,
     pub email: String,
+    /// `sent`, `refused` (the server refused it for good) or `invalid`
+    /// (not a mail address); absent: still to be sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// The server's reply, or why the address was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<String>,
+}
+
+impl Recipient {
+    pub fn new(name: &str, email: &str) -> Recipient {
+        Recipient {
+            name: name.to_string(),
+            email: email.to_string(),
+            ..Recipient::default()
+        }
+    }
+}
+
+/// Whether `email` is a mail address a server can be given.
+pub fn valid_address(email: &str) -> bool {
+    email.parse::<lettre::Address>().is_ok()
 }
 
 /// A quiet window, parsed from the config.
@@ -147,20 +171,23 @@ pub fn quiet_on(cfg: &MailConfig, as_of: NaiveDate) -> Option<String> {
 
 /// Who gets a notice: the owner (else the catch-all, else the admin); the
 /// manager too when it is critical or has fired for the escalation age;
-/// and the rule's extra recipients. Empty if nobody can be found.
+/// and the rule's extra recipients. Empty if nobody can be found. An
+/// address that is no mail address (`a@x.com; b@y.com` stored before
+/// ingest checked them) is skipped — an owner's as if it were missing —
+/// and listed by [`bad_addresses`].
 pub fn route(cfg: &crate::config::Config, item: &Item, policy: &RulePolicy) -> Vec<Recipient> {
     let mut out: Vec<Recipient> = Vec::new();
     let mut push = |name: &str, email: &str| {
         let email = email.trim();
-        if !email.is_empty() && !out.iter().any(|r| r.email.eq_ignore_ascii_case(email)) {
-            out.push(Recipient {
-                name: name.to_string(),
-                email: email.to_string(),
-            });
+        if !email.is_empty()
+            && valid_address(email)
+            && !out.iter().any(|r| r.email.eq_ignore_ascii_case(email))
+        {
+            out.push(Recipient::new(name, email));
         }
     };
     match (&item.owner_email, &cfg.mail.catch_all, &cfg.mail.admin) {
-        (Some(e), _, _) if !e.trim().is_empty() => push(&item.owner, e),
+        (Some(e), _, _) if valid_address(e.trim()) => push(&item.owner, e),
         (_, Some(c), _) => push("", c),
         (_, None, Some(a)) => push("", a),
         _ => {}
@@ -181,6 +208,16 @@ pub fn route(cfg: &crate::config::Config, item: &Item, policy: &RulePolicy) -> V
     out
 }
 
+/// The owner and manager addresses of an item that are not mail addresses.
+pub fn bad_addresses(item: &Item) -> Vec<&str> {
+    [&item.owner_email, &item.manager_email]
+        .into_iter()
+        .flatten()
+        .map(|e| e.trim())
+        .filter(|e| !e.is_empty() && !valid_address(e))
+        .collect()
+}
+
 /// Records the notices of one evaluation: routed and held for mail, or
 /// kept as a record only (silenced; nobody to send to). Returns how many
 /// are held for mail.
@@ -196,8 +233,12 @@ pub fn record(
     )?;
     let mut held = 0;
     let mut unroutable: Vec<&str> = Vec::new();
+    let mut bad: Vec<String> = Vec::new();
     for n in notices {
         let it = &n.item;
+        for e in bad_addresses(it) {
+            bad.push(format!("{}: {e:?}", it.account_id));
+        }
         let to = route(cfg, it, policies.get(&it.rule));
         let state = if n.silenced {
             "silenced"
@@ -219,6 +260,31 @@ pub fn record(
             serde_json::to_string(&to)?,
             state
         ])?;
+    }
+    if !bad.is_empty() {
+        bad.sort_unstable();
+        bad.dedup();
+        tracing::warn!(
+            accounts = bad.len(),
+            "owner or manager emails that are no mail address are skipped (the other recipients still get the warning): {}; fix them in the customer master",
+            bad.iter().take(10).cloned().collect::<Vec<_>>().join(", ")
+        );
+        let mut text = format!(
+            "{} owner or manager email(s) in the customer master are not mail addresses. Warnings for these accounts go to their other recipients (or to mail.catch_all / mail.admin when the owner's address is the bad one); fix the addresses in the customer master, one address per cell.\n\n",
+            bad.len()
+        );
+        for b in bad.iter().take(200) {
+            let _ = writeln!(text, "{b}");
+        }
+        if bad.len() > 200 {
+            let _ = writeln!(text, "... and {} more", bad.len() - 200);
+        }
+        notify_admin(
+            conn,
+            &cfg.mail,
+            "收件人地址无效 / invalid recipient addresses",
+            &text,
+        )?;
     }
     if !unroutable.is_empty() {
         // One line for the lot: a book without owner emails would
@@ -329,15 +395,16 @@ pub fn release(
     )?;
     let now = now_text();
     let mut queued = 0;
+    let limit = cfg.mail.max_message_kb.saturating_mul(1024);
+    let mut parts: Vec<(Vec<Recipient>, Part<'_>)> = Vec::new();
     for (to, mut items) in messages {
         items.sort_by(|a, b| importance(a.1, b.1));
+        for (part, body) in fit(&tpl, &from, &to, &items, as_of, snap, &cfg.mail, limit)? {
+            parts.push((to.clone(), (part, body)));
+        }
+    }
+    for (to, (items, body)) in parts {
         let list: Vec<&Item> = items.iter().map(|(_, i)| *i).collect();
-        let m = &cfg.mail;
-        let body = if list.len() == 1 {
-            tpl.single(list[0], snap, m.chart_months)?
-        } else {
-            tpl.digest(&list, as_of, &to, snap, m.chart_months, m.charts_per_digest)?
-        };
         // Derived from what it carries: re-running cannot queue it twice.
         let mut seed = String::new();
         for r in &to {
@@ -389,6 +456,81 @@ pub fn release(
     Ok(queued)
 }
 
+type Part<'a> = (Vec<(i64, &'a Item)>, Rendered);
+
+/// The messages one recipient list's items become, each under `limit`
+/// bytes when it can be: all in one with the configured charts if that
+/// fits, else with fewer charts, else split into parts "(1/n)" in order of
+/// importance (each again with as many charts as fit). No item is ever
+/// left out: an item too large alone even without its chart goes as is.
+#[allow(clippy::too_many_arguments)]
+fn fit<'a>(
+    tpl: &Templates,
+    from: &Mailbox,
+    to: &[Recipient],
+    items: &[(i64, &'a Item)],
+    as_of: NaiveDate,
+    snap: Option<&Snapshot>,
+    m: &MailConfig,
+    limit: u64,
+) -> Result<Vec<Part<'a>>> {
+    let render = |chunk: &[(i64, &Item)], charts: usize| -> Result<(Rendered, u64)> {
+        let list: Vec<&Item> = chunk.iter().map(|(_, i)| *i).collect();
+        let body = if list.len() == 1 {
+            tpl.single(list[0], snap.filter(|_| charts > 0), m.chart_months)?
+        } else {
+            tpl.digest(&list, as_of, to, snap, m.chart_months, charts)?
+        };
+        let size = compose(from, to, "<size@kamwatch>", &body)?
+            .formatted()
+            .len() as u64;
+        Ok((body, size))
+    };
+    let n = items.len().max(1);
+    let mut k = 1usize;
+    loop {
+        let per = n.div_ceil(k);
+        let chunks: Vec<&[(i64, &Item)]> = items.chunks(per).collect();
+        let mut out: Vec<Part<'a>> = Vec::new();
+        let mut largest = 0u64;
+        for chunk in &chunks {
+            let most = if chunk.len() == 1 {
+                usize::from(snap.is_some())
+            } else {
+                m.charts_per_digest
+            };
+            let mut chosen = None;
+            for charts in (0..=most).rev() {
+                let (body, size) = render(chunk, charts)?;
+                if size <= limit || charts == 0 {
+                    largest = largest.max(size);
+                    chosen = Some(body);
+                    break;
+                }
+            }
+            if let Some(body) = chosen {
+                out.push((chunk.to_vec(), body));
+            }
+        }
+        if largest <= limit || per == 1 {
+            let total = out.len();
+            if total > 1 {
+                for (i, (_, body)) in out.iter_mut().enumerate() {
+                    body.subject = format!("{} ({}/{total})", body.subject, i + 1);
+                }
+                tracing::info!(
+                    parts = total,
+                    limit_kb = limit / 1024,
+                    "a digest over the size limit is sent in parts"
+                );
+            }
+            return Ok(out);
+        }
+        let grow = (k as u64).saturating_mul(largest).div_ceil(limit.max(1)) as usize;
+        k = grow.max(k + 1).min(n);
+    }
+}
+
 /// Queues a message about kamwatch's own problems to `mail.admin`, once per
 /// distinct content. Returns whether one was queued (false: no admin set,
 /// or the same message was queued before).
@@ -409,10 +551,7 @@ pub fn notify_admin(
         escape_html(&subject),
         escape_html(text)
     );
-    let to = [Recipient {
-        name: String::new(),
-        email: admin.clone(),
-    }];
+    let to = [Recipient::new("", admin)];
     let rendered = Rendered {
         subject,
         text: text.to_string(),
@@ -507,51 +646,83 @@ fn one_line(s: &str) -> String {
 /// Where messages go.
 pub enum Sink {
     Dir(std::path::PathBuf),
-    Smtp(Box<SmtpTransport>),
+    Smtp(Box<SmtpSink>),
+}
+
+/// An SMTP server and the session open to it, reused from message to
+/// message within a delivery pass.
+pub struct SmtpSink {
+    settings: smtp::Settings,
+    session: Option<smtp::Session>,
+    stop: Arc<AtomicBool>,
 }
 
 impl Sink {
     /// The sink the config asks for: SMTP if configured, else the folder.
-    /// One SMTP transport serves a whole delivery pass, so its pooled
-    /// connection is reused from message to message.
-    pub fn from_config(cfg: &Loaded) -> Result<Sink> {
+    /// `stop` makes a conversation give up at once (the daemon stops).
+    pub fn from_config(cfg: &Loaded, stop: Arc<AtomicBool>) -> Result<Sink> {
         match &cfg.cfg.mail.smtp {
             None => Ok(Sink::Dir(cfg.mail_dir())),
-            Some(smtp) => Ok(Sink::Smtp(Box::new(smtp::transport(cfg, smtp)?))),
+            Some(s) => Ok(Sink::Smtp(Box::new(SmtpSink {
+                settings: smtp::Settings::from_config(cfg, s)?,
+                session: None,
+                stop,
+            }))),
         }
     }
 
+    /// Ends the session politely, if one is open.
+    pub fn close(&mut self) {
+        if let Sink::Smtp(s) = self
+            && let Some(session) = s.session.take()
+        {
+            session.quit();
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        matches!(self, Sink::Smtp(s) if s.stop.load(Ordering::Relaxed))
+    }
+
+    /// The largest message the server said it takes, once connected.
+    fn size_limit(&self) -> Option<u64> {
+        match self {
+            Sink::Smtp(s) => s.session.as_ref().and_then(|x| x.size_limit),
+            Sink::Dir(_) => None,
+        }
+    }
+
+    /// Sends `mime` to `to`; what became of each recipient.
     fn send(
-        &self,
-        id: i64,
-        rule: &str,
-        account: &str,
-        envelope: &Envelope,
+        &mut self,
+        file_name: &str,
+        from: &str,
+        to: &[String],
         mime: &[u8],
-    ) -> std::result::Result<(), SendError> {
+    ) -> std::result::Result<Vec<(String, smtp::Rcpt)>, smtp::Error> {
         match self {
             Sink::Dir(dir) => {
                 // Named by outbox id: a retry after a crash rewrites the same
                 // file instead of adding a second one.
-                let safe = |s: &str| -> String {
-                    s.chars()
-                        .map(|c| {
-                            if c.is_ascii_alphanumeric() || c == '-' {
-                                c
-                            } else {
-                                '_'
-                            }
-                        })
-                        .collect()
-                };
-                let name = format!("{id:06}_{}_{}.eml", safe(rule), safe(account));
-                write_atomic(dir, &name, mime).map_err(|e| SendError::Temporary(format!("{e:#}")))
+                write_atomic(dir, file_name, mime).map_err(|e| smtp::Error {
+                    server: dir.display().to_string(),
+                    failure: smtp::Failure::Network(format!("{e:#}")),
+                })?;
+                Ok(to.iter().map(|t| (t.clone(), smtp::Rcpt::Sent)).collect())
             }
-            Sink::Smtp(t) => match t.send_raw(envelope, mime) {
-                Ok(_) => Ok(()),
-                Err(e) if e.is_permanent() => Err(SendError::Permanent(e.to_string())),
-                Err(e) => Err(SendError::Temporary(e.to_string())),
-            },
+            Sink::Smtp(s) => {
+                let session = match s.session.as_mut() {
+                    Some(x) => x,
+                    None => s.session.insert(smtp::Session::open(&s.settings, &s.stop)?),
+                };
+                let r = session.send(from, to, mime);
+                if r.is_err() {
+                    // The conversation is in an unknown state: a new one
+                    // for the next message.
+                    s.session = None;
+                }
+                r
+            }
         }
     }
 }
@@ -565,17 +736,19 @@ fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-enum SendError {
-    Temporary(String),
-    Permanent(String),
-}
-
 /// What one delivery pass did.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Delivery {
     pub sent: u64,
     pub retrying: u64,
     pub dead: u64,
+    /// Recipients the server refused for good, or that are no address.
+    pub refused: u64,
+    /// Messages too large for the server, split into smaller parts.
+    pub split: u64,
+    /// Set when the pass gave up on the server (it timed out again and
+    /// again, refused the login, or cannot be reached): the error.
+    pub gave_up: Option<String>,
 }
 
 /// Seconds to wait before attempt `n + 1`: 30 s doubling, at most an hour.
@@ -583,20 +756,35 @@ fn backoff_secs(attempts: i64) -> i64 {
     (30i64 << attempts.clamp(0, 7)).min(3600)
 }
 
-/// Sends every outbox message that is due. Each row is marked sent right
-/// after the sink accepted it; a crash in between sends it again with the
-/// same Message-ID (mail clients collapse such duplicates).
-pub fn deliver(conn: &Connection, cfg: &Loaded, sink: &Sink) -> Result<Delivery> {
+/// Timeouts in a row after which a pass gives up on the server.
+const TIMEOUTS_BEFORE_GIVING_UP: u32 = 2;
+
+/// Sends every outbox message that is due, each to the recipients it still
+/// has to reach. A message's row is updated right after the server
+/// answered for it (one short statement; no transaction is held while the
+/// server talks); a crash in between sends it again with the same
+/// Message-ID (mail clients collapse such duplicates). A recipient refused
+/// for good is parked with the server's reply and the admin is told once;
+/// the others get the message. A message too large for the server is
+/// split. The pass gives up on the server — leaving the rest pending and
+/// untouched — when it times out twice in a row, refuses the login or
+/// cannot be reached, and when `stop` is set.
+pub fn deliver(conn: &Connection, cfg: &Loaded, sink: &mut Sink) -> Result<Delivery> {
     let from = from_mailbox(&cfg.cfg.mail)?;
-    let now = chrono::Utc::now().timestamp();
+    let from_addr = from.email.to_string();
+    let now = crate::config::now().timestamp();
     let mut out = Delivery::default();
-    let due: Vec<i64> = conn
+    let mut due: std::collections::VecDeque<i64> = conn
         .prepare(
             "SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY id",
         )?
         .query_map([now], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    for id in due {
+    let mut timeouts = 0;
+    while let Some(id) = due.pop_front() {
+        if sink.stopping() {
+            break;
+        }
         let row: Option<OutboxRow> = conn
             .query_row(
                 "SELECT message_id, recipients, subject, body_text, body_html, rule, account_id, attempts, mime
@@ -617,85 +805,354 @@ pub fn deliver(conn: &Connection, cfg: &Loaded, sink: &Sink) -> Result<Delivery>
                 },
             )
             .optional()?;
-        let Some(OutboxRow {
-            message_id,
-            recipients,
-            subject,
-            text,
-            html,
-            rule,
-            account,
-            attempts,
-            mime,
-        }) = row
-        else {
+        let Some(row) = row else {
             continue;
         };
-        let recipients: Vec<Recipient> = serde_json::from_str(&recipients)?;
+        let mut recipients: Vec<Recipient> = serde_json::from_str(&row.recipients)?;
+        // Addresses stored before they were checked: skipped, not fatal.
+        let mut news: Vec<&'static str> = Vec::new();
+        for r in recipients.iter_mut().filter(|r| r.state.is_none()) {
+            if !valid_address(&r.email) {
+                r.state = Some("invalid".into());
+                r.reply = Some("not a mail address".into());
+                news.push("invalid");
+            }
+        }
+        let waiting: Vec<String> = recipients
+            .iter()
+            .filter(|r| r.state.is_none())
+            .map(|r| r.email.clone())
+            .collect();
+        let rule = row.rule.clone().unwrap_or_else(|| "system".into());
+        let account = row.account.clone().unwrap_or_default();
         // Rows queued before the rendered message was kept (migration 0005)
         // are composed now, from the parts they stored.
-        let msg = match mime {
-            Some(m) => envelope(&from, &recipients).map(|e| (e, m)),
+        let bytes = match &row.mime {
+            Some(m) => Ok(m.clone()),
             None => {
                 let r = Rendered {
-                    subject,
-                    text,
-                    html,
+                    subject: row.subject.clone(),
+                    text: row.text.clone(),
+                    html: row.html.clone(),
                     images: Vec::new(),
                 };
-                compose(&from, &recipients, &message_id, &r)
-                    .map(|m| (m.envelope().clone(), m.formatted()))
+                let to: Vec<Recipient> = recipients
+                    .iter()
+                    .filter(|r| valid_address(&r.email))
+                    .cloned()
+                    .collect();
+                compose(&from, &to, &row.message_id, &r).map(|m| m.formatted())
+            }
+        };
+        let bytes = match bytes {
+            Ok(b) => b,
+            Err(e) => {
+                park_dead(conn, id, &format!("the message cannot be built: {e:#}"))?;
+                out.dead += 1;
+                continue;
             }
         };
         let t0 = std::time::Instant::now();
         tracing::debug!(outbox = id, "sending");
-        let result = match msg {
-            Ok((env, bytes)) => sink.send(
-                id,
-                rule.as_deref().unwrap_or("system"),
-                account.as_deref().unwrap_or(""),
-                &env,
-                &bytes,
-            ),
-            Err(e) => Err(SendError::Permanent(format!(
-                "the message cannot be built: {e}"
-            ))),
+        let file_name = eml_name(id, &rule, &account);
+        let result = if waiting.is_empty() {
+            Ok(Vec::new())
+        } else {
+            sink.send(&file_name, &from_addr, &waiting, &bytes)
         };
         match result {
-            Ok(()) => {
-                let accepted = std::time::Instant::now();
-                conn.execute(
-                    "UPDATE outbox SET state = 'sent', attempts = attempts + 1, sent_at = ?2, last_error = NULL WHERE id = ?1",
-                    params![id, now_text()],
-                )?;
+            Ok(results) => {
+                timeouts = 0;
+                let mut deferred: Option<String> = None;
+                for (email, said) in results {
+                    let Some(r) = recipients
+                        .iter_mut()
+                        .find(|r| r.state.is_none() && r.email == email)
+                    else {
+                        continue;
+                    };
+                    match said {
+                        smtp::Rcpt::Sent => r.state = Some("sent".into()),
+                        smtp::Rcpt::Refused(reply) => {
+                            r.state = Some("refused".into());
+                            r.reply = Some(reply);
+                            news.push("refused");
+                        }
+                        smtp::Rcpt::Deferred(reply) => deferred = Some(reply),
+                    }
+                }
+                let any_sent = recipients
+                    .iter()
+                    .any(|r| r.state.as_deref() == Some("sent"));
+                let left = recipients.iter().filter(|r| r.state.is_none()).count();
+                let parked: Vec<String> = recipients
+                    .iter()
+                    .filter(|r| matches!(r.state.as_deref(), Some("refused" | "invalid")))
+                    .map(|r| format!("{} ({})", r.email, r.reply.as_deref().unwrap_or("")))
+                    .collect();
+                let json = serde_json::to_string(&recipients)?;
+                if left == 0 {
+                    let state = if any_sent { "sent" } else { "dead" };
+                    let error =
+                        (!parked.is_empty()).then(|| format!("refused: {}", parked.join("; ")));
+                    conn.execute(
+                        "UPDATE outbox SET state = ?2, attempts = attempts + 1, sent_at = CASE WHEN ?2 = 'sent' THEN ?3 ELSE sent_at END, last_error = ?4, recipients = ?5 WHERE id = ?1",
+                        params![id, state, now_text(), error, json],
+                    )?;
+                    if any_sent {
+                        out.sent += 1;
+                    } else {
+                        tracing::error!(
+                            outbox = id,
+                            "every recipient was refused; parked as dead: {}",
+                            parked.join("; ")
+                        );
+                        out.dead += 1;
+                    }
+                } else {
+                    let e =
+                        deferred.unwrap_or_else(|| "some recipients are still to be sent".into());
+                    tracing::warn!(outbox = id, error = %e, "a recipient was refused for now; will retry it");
+                    conn.execute(
+                        "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3, recipients = ?4 WHERE id = ?1",
+                        params![id, now + backoff_secs(row.attempts), e, json],
+                    )?;
+                    out.retrying += 1;
+                }
                 tracing::debug!(
                     outbox = id,
-                    send_ms = (accepted - t0).as_secs_f64() * 1000.0,
-                    update_ms = accepted.elapsed().as_secs_f64() * 1000.0,
+                    send_ms = t0.elapsed().as_secs_f64() * 1000.0,
                     "sent"
                 );
-                out.sent += 1;
+                if !news.is_empty() {
+                    out.refused += news.len() as u64;
+                    tell_admin_refused(conn, cfg, &recipients)?;
+                }
             }
-            Err(SendError::Temporary(e)) => {
-                let next = now + backoff_secs(attempts);
-                tracing::warn!(outbox = id, error = %e, "delivery failed; will retry");
+            Err(e) => {
+                let text = e.to_string();
+                match &e.failure {
+                    smtp::Failure::Stopped => break,
+                    smtp::Failure::TooBig(_) => {
+                        // The server's SIZE, or half of what it refused;
+                        // 2% spare for dot-stuffing on the wire.
+                        let limit = sink
+                            .size_limit()
+                            .unwrap_or((bytes.len() as u64) / 2)
+                            .min(cfg.cfg.mail.max_message_kb.saturating_mul(1024));
+                        let limit = limit - limit / 50;
+                        match split(conn, cfg, id, &row.message_id, &recipients, limit, &text)? {
+                            Some(ids) => {
+                                tracing::warn!(outbox = id, parts = ids.len(), error = %text, "too large for the server; sent as smaller messages without charts");
+                                out.split += 1;
+                                // The parts go in this same pass.
+                                for part in ids.into_iter().rev() {
+                                    due.push_front(part);
+                                }
+                            }
+                            None => {
+                                park_dead(conn, id, &text)?;
+                                out.dead += 1;
+                            }
+                        }
+                        continue;
+                    }
+                    _ if e.is_permanent() => {
+                        park_dead(conn, id, &text)?;
+                        out.dead += 1;
+                        continue;
+                    }
+                    _ => {}
+                }
+                tracing::warn!(outbox = id, error = %text, "delivery failed; will retry");
                 conn.execute(
-                    "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
-                    params![id, next, e],
+                    "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3, recipients = ?4 WHERE id = ?1",
+                    params![id, now + backoff_secs(row.attempts), text, serde_json::to_string(&recipients)?],
                 )?;
                 out.retrying += 1;
-            }
-            Err(SendError::Permanent(e)) => {
-                tracing::error!(outbox = id, error = %e, "the server refused the message for good; parked as dead");
-                conn.execute(
-                    "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
-                    params![id, e],
-                )?;
-                out.dead += 1;
+                let whole_server = matches!(
+                    e.failure,
+                    smtp::Failure::Auth(_) | smtp::Failure::Tls(_) | smtp::Failure::Network(_)
+                ) && matches!(sink, Sink::Smtp(_));
+                if e.is_timeout() {
+                    timeouts += 1;
+                }
+                if whole_server || timeouts >= TIMEOUTS_BEFORE_GIVING_UP {
+                    out.gave_up = Some(text);
+                    break;
+                }
             }
         }
     }
+    sink.close();
     Ok(out)
+}
+
+fn eml_name(id: i64, rule: &str, account: &str) -> String {
+    let safe = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    format!("{id:06}_{}_{}.eml", safe(rule), safe(account))
+}
+
+fn park_dead(conn: &Connection, id: i64, error: &str) -> Result<()> {
+    tracing::error!(outbox = id, error = %error, "the server refused the message for good; parked as dead");
+    conn.execute(
+        "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
+        params![id, error],
+    )?;
+    Ok(())
+}
+
+/// Tells the admin about each recipient of a message that was refused or
+/// skipped — once per address and reply, however many messages it hits.
+fn tell_admin_refused(conn: &Connection, cfg: &Loaded, recipients: &[Recipient]) -> Result<()> {
+    let admin = cfg.cfg.mail.admin.as_deref().unwrap_or("");
+    for r in recipients {
+        let (Some(state), Some(reply)) = (&r.state, &r.reply) else {
+            continue;
+        };
+        if state == "sent" || r.email.eq_ignore_ascii_case(admin) {
+            continue;
+        }
+        tracing::warn!(recipient = %r.email, reply = %reply, "a recipient was refused; the others got the message");
+        let what = if state == "invalid" {
+            format!("{:?} is not a mail address, so it was skipped.", r.email)
+        } else {
+            format!("The mail server refused {} for good: {reply}", r.email)
+        };
+        let text = format!(
+            "{what}\n\nThe other recipients of the message got it; kamwatch will not try this address again for that message. Fix the address — the owner or manager email in the customer master, or mail.* / alerts.*.extra_recipients in the config — and later warnings will reach it.\n"
+        );
+        notify_admin(
+            conn,
+            &cfg.cfg.mail,
+            "收件人被拒 / a recipient was refused",
+            &text,
+        )?;
+    }
+    Ok(())
+}
+
+/// Re-renders a message the server found too large from the notices it
+/// carries: without charts, in parts under `limit` bytes, to the
+/// recipients it still had to reach. The first part takes the message's
+/// own row (its Message-ID and its place; nobody got it yet), the others
+/// are queued beside it. Returns the rows to send, or None when it cannot
+/// be split (a system message, or one notice too large alone).
+#[allow(clippy::too_many_arguments)]
+fn split(
+    conn: &Connection,
+    cfg: &Loaded,
+    outbox_id: i64,
+    message_id: &str,
+    recipients: &[Recipient],
+    limit: u64,
+    why: &str,
+) -> Result<Option<Vec<i64>>> {
+    let items: Vec<(i64, Item)> = {
+        let mut st = conn.prepare(
+            "SELECT DISTINCT n.id, n.item FROM notification_mail m JOIN notifications n ON n.id = m.notification_id
+             WHERE m.outbox_id = ?1 ORDER BY n.id",
+        )?;
+        let rows = st.query_map([outbox_id], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut v = Vec::new();
+        for row in rows {
+            let (id, item) = row?;
+            v.push((id, serde_json::from_str::<Item>(&item)?));
+        }
+        v
+    };
+    let to: Vec<Recipient> = recipients
+        .iter()
+        .filter(|r| r.state.is_none())
+        .map(|r| Recipient::new(&r.name, &r.email))
+        .collect();
+    if items.is_empty() || to.is_empty() {
+        return Ok(None);
+    }
+    let mut refs: Vec<(i64, &Item)> = items.iter().map(|(id, it)| (*id, it)).collect();
+    refs.sort_by(|a, b| importance(a.1, b.1));
+    let as_of = refs[0].1.as_of;
+    let tpl = Templates::load(Some(&cfg.templates_dir()), &cfg.cfg.mail.locale)?;
+    let from = from_mailbox(&cfg.cfg.mail)?;
+    let parts = fit(&tpl, &from, &to, &refs, as_of, None, &cfg.cfg.mail, limit)?;
+    let fits = |body: &Rendered| -> Result<bool> {
+        Ok(compose(&from, &to, message_id, body)?.formatted().len() as u64 <= limit)
+    };
+    // Nothing smaller can be made: one notice, and it does not fit alone.
+    if parts.len() == 1 && (refs.len() == 1 || !fits(&parts[0].1)?) {
+        return Ok(None);
+    }
+    let now = now_text();
+    let mut ids = Vec::new();
+    for (i, (part, body)) in parts.iter().enumerate() {
+        let (rule, account) = if part.len() == 1 {
+            (part[0].1.rule.as_str(), Some(part[0].1.account_id.as_str()))
+        } else {
+            ("digest", None)
+        };
+        let row_id = if i == 0 {
+            let mime = compose(&from, &to, message_id, body)?.formatted();
+            conn.execute(
+                "UPDATE outbox SET subject = ?2, body_text = ?3, body_html = ?4, rule = ?5, account_id = ?6, mime = ?7,
+                        attempts = attempts + 1, last_error = ?8
+                 WHERE id = ?1",
+                params![outbox_id, body.subject, body.text, body.html, rule, account, mime,
+                        format!("{why}; split into {} messages without charts", parts.len())],
+            )?;
+            let keep: Vec<String> = part.iter().map(|(id, _)| id.to_string()).collect();
+            conn.execute(
+                &format!(
+                    "DELETE FROM notification_mail WHERE outbox_id = ?1 AND notification_id NOT IN ({})",
+                    keep.join(",")
+                ),
+                [outbox_id],
+            )?;
+            outbox_id
+        } else {
+            let mut seed = format!("{message_id}\u{0}part");
+            for (id, _) in part {
+                let _ = write!(seed, "{id},");
+            }
+            let part_id = format!(
+                "<{}@kamwatch>",
+                &blake3::hash(seed.as_bytes()).to_hex()[..32]
+            );
+            let mime = compose(&from, &to, &part_id, body)?.formatted();
+            conn.execute(
+                "INSERT OR IGNORE INTO outbox (message_id, recipients, subject, body_text, body_html, rule, account_id, created_at, mime)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![part_id, serde_json::to_string(&to)?, body.subject, body.text, body.html, rule, account, now, mime],
+            )?;
+            let new_id: i64 = conn.query_row(
+                "SELECT id FROM outbox WHERE message_id = ?1",
+                [&part_id],
+                |r| r.get(0),
+            )?;
+            for (nid, _) in part {
+                for r in &to {
+                    conn.execute(
+                        "INSERT OR IGNORE INTO notification_mail (notification_id, outbox_id, recipient) VALUES (?1, ?2, ?3)",
+                        params![nid, new_id, r.email],
+                    )?;
+                }
+            }
+            new_id
+        };
+        ids.push(row_id);
+    }
+    Ok(Some(ids))
 }
 
 struct OutboxRow {
@@ -718,19 +1175,6 @@ pub fn from_mailbox(cfg: &MailConfig) -> Result<Mailbox> {
             cfg.from
         )
     })
-}
-
-/// The SMTP envelope of a stored message.
-fn envelope(from: &Mailbox, to: &[Recipient]) -> Result<Envelope> {
-    let to = to
-        .iter()
-        .map(|r| {
-            r.email
-                .parse::<lettre::Address>()
-                .with_context(|| format!("{:?} is not a mail address", r.email))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Envelope::new(Some(from.email.clone()), to)?)
 }
 
 /// Outbox rows by state, for status lines and tests.
@@ -880,10 +1324,7 @@ mod tests {
         list.sort_by(|x, y| importance(x, y));
         let order: Vec<&str> = list.iter().map(|i| i.account_id.as_str()).collect();
         assert_eq!(order, ["K2", "K4", "K5", "K3", "K1"]);
-        let to = [Recipient {
-            name: "张伟".into(),
-            email: "zw@example.com".into(),
-        }];
+        let to = [Recipient::new("张伟", "zw@example.com")];
         let tpl = Templates::load(None, "zh-CN").unwrap();
         let body = tpl.digest(&list, a.as_of, &to, None, 18, 3).unwrap();
         let listed: Vec<&str> = body

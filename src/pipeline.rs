@@ -6,6 +6,8 @@
 //! opens the one transaction in which alert changes and their mail commit.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use anyhow::Result;
 use chrono::NaiveDate;
@@ -82,6 +84,12 @@ pub fn evaluate(
     let tx = conn.transaction()?;
     let (started, resolved, queued) = {
         let policies = Policies::for_rules(&cfg.cfg.alerts, rules);
+        let ran = rules
+            .rules
+            .iter()
+            .filter(|r| r.settings().enabled)
+            .map(|r| &*r.name)
+            .collect();
         let changes = alerts::apply(
             &tx,
             as_of,
@@ -89,6 +97,7 @@ pub fn evaluate(
             &report.errors,
             &snap.accounts,
             &policies,
+            &ran,
         )?;
         mail::record(&tx, &cfg.cfg, &policies, &changes.notices)?;
         // A dry run renders no charts: nothing will be sent, and drawing
@@ -179,10 +188,7 @@ pub fn queue_reviews(cfg: &Loaded, conn: &Connection, as_of: NaiveDate) -> Resul
                 png: r.chart,
             }],
         };
-        let to = [mail::Recipient {
-            name: String::new(),
-            email: r.manager,
-        }];
+        let to = [mail::Recipient::new("", &r.manager)];
         if mail::queue(conn, &cfg.cfg.mail, &to, &message_id, &rendered)? {
             queued += 1;
         }
@@ -193,17 +199,23 @@ pub fn queue_reviews(cfg: &Loaded, conn: &Connection, as_of: NaiveDate) -> Resul
     Ok(queued)
 }
 
-/// Delivers the due outbox messages.
-pub fn deliver(cfg: &Loaded, conn: &Connection) -> Result<Delivery> {
-    let sink = Sink::from_config(cfg)?;
-    let d = mail::deliver(conn, cfg, &sink)?;
-    if d.sent + d.retrying + d.dead > 0 {
+/// Delivers the due outbox messages; `stop` makes it give up at once,
+/// leaving the rest pending.
+pub fn deliver(cfg: &Loaded, conn: &Connection, stop: Arc<AtomicBool>) -> Result<Delivery> {
+    let mut sink = Sink::from_config(cfg, stop)?;
+    let d = mail::deliver(conn, cfg, &mut sink)?;
+    if d.sent + d.retrying + d.dead + d.split > 0 {
         tracing::info!(
             sent = d.sent,
             retrying = d.retrying,
             dead = d.dead,
+            refused_recipients = d.refused,
+            split = d.split,
             "delivered"
         );
+    }
+    if let Some(e) = &d.gave_up {
+        tracing::warn!("delivery paused: {e}; the rest stays pending");
     }
     Ok(d)
 }

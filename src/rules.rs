@@ -131,6 +131,14 @@ impl fmt::Display for CompileError {
     }
 }
 
+/// What a panic said, for a message.
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_string())
+}
+
 /// A rule that failed while running for one account.
 #[derive(Debug, Clone)]
 pub struct RunError {
@@ -501,6 +509,11 @@ impl AtSnapshot<'_, '_> {
         let mut out = Outcome::default();
         let (scope, base, end) = (&mut self.scope, self.base, self.end);
         for m in accounts {
+            // Tests make an evaluation panic with an account named so.
+            #[cfg(test)]
+            if m.id.starts_with("PANIC") {
+                panic!("injected for account {}", m.id);
+            }
             let bit = tier_bit(m.tier);
             let has = has_bits(m);
             // `account` is a plain variable, not a constant: a method call on
@@ -854,7 +867,12 @@ impl RuleSet {
         let blocks = snap.accounts.len().div_ceil(BLOCK);
         let threads = threads.max(1).min(blocks.max(1));
         if threads == 1 {
-            return self.runner().evaluate(snap);
+            // A panic (a bug, never a script's doing) fails every account:
+            // their alerts stay as they were; none is taken as cleared.
+            return std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.runner().evaluate(snap)
+            }))
+            .unwrap_or_else(|p| self.failed(&snap.accounts, &panic_text(&*p)));
         }
         let next = std::sync::atomic::AtomicUsize::new(0);
         let mut parts: Vec<(usize, Outcome)> = std::thread::scope(|s| {
@@ -862,33 +880,77 @@ impl RuleSet {
                 .map(|_| {
                     let next = &next;
                     s.spawn(move || {
-                        let mut runner = self.runner();
-                        let mut day = runner.day(snap);
                         let mut done = Vec::new();
-                        loop {
-                            let b = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let lo = b * BLOCK;
-                            if lo >= snap.accounts.len() {
-                                break;
+                        // A block that panics is failed as a whole, and the
+                        // thread goes on with a fresh runner.
+                        'fresh: loop {
+                            let mut runner = self.runner();
+                            let mut day = runner.day(snap);
+                            loop {
+                                let b = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                let lo = b * BLOCK;
+                                if lo >= snap.accounts.len() {
+                                    break 'fresh;
+                                }
+                                let hi = (lo + BLOCK).min(snap.accounts.len());
+                                let block = &snap.accounts[lo..hi];
+                                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                    day.run(block)
+                                })) {
+                                    Ok(o) => done.push((b, o)),
+                                    Err(p) => {
+                                        done.push((b, self.failed(block, &panic_text(&*p))));
+                                        continue 'fresh;
+                                    }
+                                }
                             }
-                            let hi = (lo + BLOCK).min(snap.accounts.len());
-                            done.push((b, day.run(&snap.accounts[lo..hi])));
                         }
                         done
                     })
                 })
                 .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_default())
-                .collect()
+            let mut parts = Vec::new();
+            for h in handles {
+                match h.join() {
+                    Ok(done) => parts.extend(done),
+                    Err(p) => tracing::error!("an evaluation thread stopped: {}", panic_text(&*p)),
+                }
+            }
+            parts
         });
+        // Blocks a stopped thread took are failed, never left out: an
+        // account missing from the outcome would read as all clear.
+        let have: std::collections::HashSet<usize> = parts.iter().map(|p| p.0).collect();
+        for b in (0..blocks).filter(|b| !have.contains(b)) {
+            let hi = ((b + 1) * BLOCK).min(snap.accounts.len());
+            let block = &snap.accounts[b * BLOCK..hi];
+            parts.push((b, self.failed(block, "its evaluation thread stopped")));
+        }
         parts.sort_by_key(|p| p.0);
         let mut out = Outcome::default();
         for (_, p) in parts {
             out.findings.extend(p.findings);
             out.errors.extend(p.errors);
             out.runs += p.runs;
+        }
+        out
+    }
+
+    /// An outcome in which every enabled rule failed for each of
+    /// `accounts`, because their evaluation stopped (`why`).
+    fn failed(&self, accounts: &[Arc<AccountMetrics>], why: &str) -> Outcome {
+        let mut out = Outcome::default();
+        for m in accounts {
+            for rule in self.rules.iter().filter(|r| r.settings.enabled) {
+                out.runs += 1;
+                out.errors.push(RunError {
+                    rule: rule.name.clone(),
+                    account_id: m.id.clone(),
+                    message: format!(
+                        "the evaluation stopped with an internal error ({why}); the account's alerts are left as they were. Please report this"
+                    ),
+                });
+            }
         }
         out
     }
@@ -1313,6 +1375,7 @@ fn describe_runtime(e: &EvalAltResult, path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     #[test]
     fn compile_error_points_at_the_line() {
@@ -1395,6 +1458,65 @@ mod tests {
         assert!(out.errors.is_empty(), "{:?}", out.errors);
         assert_eq!(out.findings.len(), 1);
         assert_eq!(out.findings[0].title, "KH1");
+    }
+
+    /// A snapshot of `n` tier-A accounts, the one at `panic_at` named so
+    /// that its evaluation panics.
+    fn snapshot_of(n: usize, panic_at: usize) -> Snapshot {
+        let mut snap = crate::metrics::tests_support::snapshot_one();
+        snap.accounts = (0..n)
+            .map(|i| {
+                let id = if i == panic_at {
+                    format!("PANIC{i}")
+                } else {
+                    format!("KH{i}")
+                };
+                Arc::new(AccountMetrics {
+                    tier: "A",
+                    prev_tier: "A",
+                    ..AccountMetrics::empty(&id, "测试")
+                })
+            })
+            .collect();
+        snap
+    }
+
+    #[test]
+    fn a_panicking_evaluation_fails_its_accounts_and_drops_none() {
+        let rs = RuleSet::from_sources(&[
+            ("a", "alert(#{ title: account.id, figures: #{ n: 1 } });"),
+            ("b", "let x = 1;"),
+        ])
+        .unwrap();
+        // 600 accounts are three blocks; the panic is in the second.
+        let snap = snapshot_of(600, 300);
+        for threads in [1, 2] {
+            let out = rs.evaluate_with(&snap, threads);
+            let failed: BTreeSet<&str> = out.errors.iter().map(|e| e.account_id.as_str()).collect();
+            let fired: BTreeSet<&str> =
+                out.findings.iter().map(|f| f.account.id.as_str()).collect();
+            // Every account either fired or failed: none vanished.
+            for m in &snap.accounts {
+                assert!(
+                    failed.contains(m.id.as_str()) ^ fired.contains(m.id.as_str()),
+                    "{threads} thread(s): account {} neither fired nor failed",
+                    m.id
+                );
+            }
+            assert!(failed.contains("PANIC300"));
+            assert!(
+                out.errors
+                    .iter()
+                    .all(|e| e.message.contains("internal error"))
+            );
+            // Both rules failed for each failed account.
+            assert_eq!(out.errors.len(), failed.len() * 2);
+            if threads == 2 {
+                // Only the panicking block failed.
+                assert_eq!(failed.len(), 256, "{failed:?}");
+                assert!(fired.contains("KH0") && fired.contains("KH599"));
+            }
+        }
     }
 
     #[test]

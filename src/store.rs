@@ -75,7 +75,8 @@ fn migrate(conn: &mut Connection) -> Result<()> {
 
 /// Now, as stored in `*_at` columns.
 pub fn now_text() -> String {
-    chrono::Local::now()
+    crate::config::now()
+        .with_timezone(&chrono::Local)
         .format("%Y-%m-%dT%H:%M:%S%.3f%:z")
         .to_string()
 }

@@ -603,6 +603,77 @@ fn rule_failures_go_to_the_admin_once() {
     );
 }
 
+/// Messages written since the first `n` that list `RULE` for `ACCOUNT`.
+fn listing_since(p: &Project, n: usize) -> Vec<Mail> {
+    mails(p)
+        .into_iter()
+        .skip(n)
+        .filter(|m| m.lists(RULE, ACCOUNT))
+        .collect()
+}
+
+/// An alert is cleared only by a run of its rule for its account that did
+/// not raise it. A run that failed for the account, a rule that no longer
+/// compiles, and a disabled rule all leave it firing, and nobody is told it
+/// resolved. Once the rule runs again and the data has changed, it resolves.
+#[test]
+fn an_alert_is_not_resolved_by_a_rule_that_did_not_run() {
+    let p = project(str::to_string);
+    eval(&p, "2026-10-31");
+    assert_eq!(state(&p, RULE, ACCOUNT), "firing");
+    let good = std::fs::read_to_string(p.path("rules/lapsed_visits.rhai")).unwrap();
+    // The visit that clears it on 2026-11-01, once the rule runs.
+    let visit = p.path("拜访记录_补录.csv");
+    std::fs::write(
+        &visit,
+        "拜访日期,客户编号,拜访人,职务,拜访类型,备注\n2026-11-01,KH1001,张伟,业务员,上门拜访,\n",
+    )
+    .unwrap();
+    assert_exit(&p.run(&["ingest", visit.to_str().unwrap()]), 0);
+    let n = mails(&p).len();
+
+    // 1. The rule fails for this account only.
+    std::fs::write(
+        p.path("rules/lapsed_visits.rhai"),
+        good.replace(
+            "let tier = account.tier;",
+            "if account.id == \"KH1001\" { throw \"no data for KH1001\"; }\nlet tier = account.tier;",
+        ),
+    )
+    .unwrap();
+    let o = p.run(&["eval", "--as-of", "2026-11-01"]);
+    assert_exit(&o, 1);
+    assert_eq!(state(&p, RULE, ACCOUNT), "firing", "{}", show(&o));
+
+    // 2. The rule no longer compiles.
+    std::fs::write(p.path("rules/lapsed_visits.rhai"), "let x = (1 + ;\n").unwrap();
+    let o = p.run(&["eval", "--as-of", "2026-11-02"]);
+    assert_exit(&o, 1);
+    assert_eq!(state(&p, RULE, ACCOUNT), "firing", "{}", show(&o));
+
+    // 3. The rule compiles again but is disabled in the config.
+    std::fs::write(p.path("rules/lapsed_visits.rhai"), &good).unwrap();
+    p.edit_config(
+        "# rule_settings:\n",
+        "rule_settings:\n  lapsed_visits:\n    enabled: false\n",
+    );
+    let o = p.run(&["eval", "--as-of", "2026-11-03"]);
+    assert_exit(&o, 0);
+    assert_eq!(state(&p, RULE, ACCOUNT), "firing", "{}", show(&o));
+    assert!(
+        listing_since(&p, n).is_empty(),
+        "a rule that did not run mailed about the alert"
+    );
+
+    // 4. Enabled again, it runs, sees the visit and resolves the alert.
+    p.edit_config("    enabled: false\n", "    enabled: true\n");
+    let out = eval(&p, "2026-11-04");
+    assert_eq!(state(&p, RULE, ACCOUNT), "resolved", "{out}");
+    let resolved = listing_since(&p, n);
+    assert_eq!(resolved.len(), 1, "{resolved:#?}");
+    assert!(resolved[0].item_text(ACCOUNT).contains("已恢复"));
+}
+
 /// The daemon killed with SIGKILL after mailing, then started again: a new
 /// drop evaluates again and nothing is sent twice or forgotten.
 #[test]
@@ -621,6 +692,7 @@ fn daemon_killed_and_restarted_sends_nothing_twice() {
     let start = |p: &Project| {
         Running(
             p.command(&["run"])
+                .env("KAMWATCH_NOW", NOW)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -631,7 +703,8 @@ fn daemon_killed_and_restarted_sends_nothing_twice() {
     let daemon = start(&p);
 
     let staging = p.path("staging");
-    let today = chrono::Local::now().date_naive();
+    // The daemon's today is pinned, and the data ends on it.
+    let today = today();
     let summary = kamwatch::generate::generate(&kamwatch::generate::GenerateOptions {
         out_dir: staging.clone(),
         seed: 11,

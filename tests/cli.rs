@@ -798,3 +798,89 @@ fn eval_bad_date_is_a_usage_error() {
         "a usage error created the database"
     );
 }
+
+/// "Today" is the date in `schedule.timezone` for every command and the
+/// daemon alike. On a UTC machine at 20:00 UTC it is already the next day
+/// in Shanghai: `generate`'s last day, the archive folder of `ingest`,
+/// `eval`, `eval --explain` and the daemon's evaluation all say 1 March.
+#[test]
+fn today_is_the_zone_date_for_every_command_and_the_daemon() {
+    let p = Project::new();
+    let cfg = std::fs::read_to_string(p.config()).unwrap();
+    assert!(cfg.contains("timezone: Asia/Shanghai"), "the zone changed");
+    let clock = [("TZ", "UTC"), ("KAMWATCH_NOW", "2031-02-28T20:00:00Z")];
+    let run = |args: &[&str]| {
+        let o = p
+            .command(args)
+            .envs(clock.iter().copied())
+            .output()
+            .unwrap();
+        assert_exit(&o, 0);
+        o
+    };
+    let staging = p.path("staging");
+    run(&[
+        "generate",
+        "--out",
+        staging.to_str().unwrap(),
+        "--accounts",
+        "12",
+        "--months",
+        "4",
+    ]);
+    let files: Vec<String> = p
+        .files_under("staging")
+        .iter()
+        .map(|f| f.to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        files.iter().any(|f| f.ends_with("客户主数据_20310301.csv")),
+        "generate's last day is not 1 March: {files:?}"
+    );
+    let mut args = vec!["ingest"];
+    args.extend(files.iter().map(String::as_str));
+    run(&args);
+    let archived: Vec<PathBuf> = p.files_under("var/archive");
+    assert!(!archived.is_empty(), "nothing archived");
+    for f in &archived {
+        assert!(
+            f.to_string_lossy().contains("/2031-03-01/"),
+            "archived under another day: {}",
+            f.display()
+        );
+    }
+
+    let eval = run(&["eval", "--dry-run"]);
+    assert!(
+        stdout(&eval).contains("as of 2031-03-01:"),
+        "{}",
+        show(&eval)
+    );
+    let explain = run(&[
+        "eval",
+        "--explain",
+        "--rule",
+        "order_gap",
+        "--account",
+        "KH1001",
+    ]);
+    assert!(
+        stdout(&explain).contains(" as of 2031-03-01\n"),
+        "{}",
+        show(&explain)
+    );
+
+    // The daemon has never evaluated: it catches up at start, as of today.
+    let d = Daemon::start_with(&p, &clock);
+    let as_of: String = wait_for(30, "the daemon's first evaluation", || {
+        p.db()
+            .query_row(
+                "SELECT as_of FROM evaluations ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .ok()
+    });
+    d.stop();
+    assert_eq!(as_of, "2031-03-01");
+}

@@ -25,11 +25,12 @@ fn master(path: &std::path::Path) -> HashMap<String, (String, String)> {
 fn daemon_mails_owners_once() {
     let smtp = SmtpServer::start();
     let p = Project::with_smtp(smtp.port);
-    let daemon = Daemon::start(&p);
+    // The daemon's today is pinned, and the data ends on it.
+    let daemon = Daemon::start_with(&p, &[("KAMWATCH_NOW", NOW)]);
 
     // Generate outside the inbox, then rename in: complete files only.
     let staging = p.path("staging");
-    let today = chrono::Local::now().date_naive();
+    let today = today();
     let summary = kamwatch::generate::generate(&kamwatch::generate::GenerateOptions {
         out_dir: staging.clone(),
         seed: 7,

@@ -4,9 +4,13 @@
 //! decoded subject and HTML escaping; an outage that loses nothing; the
 //! `mail test` and `mail preview` tools.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt as _;
 use std::process::Output;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use mail_parser::{MessageParser, MimeHeaders as _};
 
@@ -428,4 +432,625 @@ fn one_connection_per_delivery_pass() {
         1,
         "{sent} messages over more than one connection"
     );
+}
+
+// ---------------------------------------------------------------------
+// Servers that misbehave: a raw TCP listener on 127.0.0.1 that speaks just
+// enough SMTP (or none at all), written here so each bad habit is exact.
+
+/// How a hand-written server misbehaves.
+#[derive(Clone)]
+enum Mode {
+    /// Accepts the connection and never says a word.
+    Silent,
+    /// Sends its greeting one byte at a time, a byte every `gap`, forever.
+    Drip(Duration),
+    /// Speaks SMTP, and refuses these recipients with 550 at RCPT.
+    Refuse(Vec<String>),
+    /// Speaks SMTP and takes messages up to `limit` bytes: SIZE in EHLO
+    /// when `advertise`, and 552 at MAIL FROM or after DATA for larger ones.
+    Size { limit: usize, advertise: bool },
+}
+
+struct Raw {
+    port: u16,
+    got: Arc<Mutex<Vec<Received>>>,
+    /// Connections accepted, and those still open.
+    connections: Arc<AtomicUsize>,
+    open: Arc<AtomicUsize>,
+}
+
+impl Raw {
+    fn start(mode: Mode) -> Raw {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let raw = Raw {
+            port,
+            got: Arc::default(),
+            connections: Arc::default(),
+            open: Arc::default(),
+        };
+        let (got, connections, open) = (raw.got.clone(), raw.connections.clone(), raw.open.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                connections.fetch_add(1, SeqCst);
+                open.fetch_add(1, SeqCst);
+                let (mode, got, open) = (mode.clone(), got.clone(), open.clone());
+                std::thread::spawn(move || {
+                    serve_raw(stream, &mode, &got);
+                    open.fetch_sub(1, SeqCst);
+                });
+            }
+        });
+        raw
+    }
+
+    fn messages(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+fn serve_raw(mut s: std::net::TcpStream, mode: &Mode, got: &Mutex<Vec<Received>>) {
+    use std::io::{BufRead as _, Read as _, Write as _};
+    match mode {
+        Mode::Silent => {
+            // Until the client hangs up.
+            let mut buf = [0u8; 1024];
+            while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+            return;
+        }
+        Mode::Drip(gap) => {
+            for b in b"220 tarpit.local ESMTP, slowly".iter().cycle() {
+                if s.write_all(&[*b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(*gap);
+            }
+            return;
+        }
+        _ => {}
+    }
+    let limit = match mode {
+        Mode::Size { limit, .. } => Some(*limit),
+        _ => None,
+    };
+    let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+    let say = |s: &mut std::net::TcpStream, t: &str| s.write_all(t.as_bytes()).is_ok();
+    if !say(&mut s, "220 raw.local ESMTP\r\n") {
+        return;
+    }
+    let (mut from, mut to) = (String::new(), Vec::<String>::new());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let cmd = line.trim_end().to_string();
+        let upper = cmd.to_ascii_uppercase();
+        let reply = if upper.starts_with("EHLO") {
+            match mode {
+                Mode::Size {
+                    limit,
+                    advertise: true,
+                } => format!("250-raw.local\r\n250-SIZE {limit}\r\n250 8BITMIME\r\n"),
+                _ => "250-raw.local\r\n250 8BITMIME\r\n".into(),
+            }
+        } else if upper.starts_with("MAIL FROM:") {
+            let declared = upper
+                .split_once("SIZE=")
+                .and_then(|(_, n)| n.trim().parse::<usize>().ok());
+            if declared.zip(limit).is_some_and(|(d, l)| d > l) {
+                "552 5.3.4 message size exceeds fixed limit\r\n".into()
+            } else {
+                from = cmd[10..].trim_matches(['<', '>', ' ']).to_string();
+                to.clear();
+                "250 OK\r\n".into()
+            }
+        } else if upper.starts_with("RCPT TO:") {
+            let addr = cmd[8..].trim_matches(['<', '>', ' ']).to_string();
+            match mode {
+                Mode::Refuse(bad) if bad.contains(&addr) => {
+                    format!("550 5.1.1 <{addr}>: Recipient address rejected: User unknown\r\n")
+                }
+                _ => {
+                    to.push(addr);
+                    "250 OK\r\n".into()
+                }
+            }
+        } else if upper == "DATA" {
+            if !say(&mut s, "354 go ahead\r\n") {
+                return;
+            }
+            let mut data = Vec::new();
+            loop {
+                let mut l = Vec::new();
+                if r.read_until(b'\n', &mut l).unwrap_or(0) == 0 {
+                    return;
+                }
+                if l == b".\r\n" {
+                    break;
+                }
+                data.extend_from_slice(&l);
+            }
+            if limit.is_some_and(|l| data.len() > l) {
+                "552 5.3.4 Error: message file too big\r\n".into()
+            } else {
+                got.lock().unwrap().push(Received {
+                    from: from.clone(),
+                    to: std::mem::take(&mut to),
+                    data,
+                    at: std::time::Instant::now(),
+                });
+                "250 2.0.0 queued\r\n".into()
+            }
+        } else if upper == "QUIT" {
+            let _ = say(&mut s, "221 bye\r\n");
+            return;
+        } else if upper == "RSET" || upper == "NOOP" {
+            "250 OK\r\n".into()
+        } else {
+            "500 5.5.2 what?\r\n".into()
+        };
+        if !say(&mut s, &reply) {
+            return;
+        }
+    }
+}
+
+fn smtp_to(port: u16, timeout: u64, deadline: u64) -> String {
+    format!(
+        "  smtp:\n    host: 127.0.0.1\n    port: {port}\n    security: none\n    timeout_secs: {timeout}\n    message_deadline_secs: {deadline}\n"
+    )
+}
+
+fn outbox_rows(p: &Project) -> Vec<(i64, String, i64, Option<String>, String)> {
+    let db = p.db();
+    let mut st = db
+        .prepare("SELECT id, state, attempts, last_error, recipients FROM outbox ORDER BY id")
+        .unwrap();
+    st.query_map([], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+/// A server that never answers and one that drips a byte every 300 ms:
+/// each message gives up by its deadline with an error naming the server
+/// and the setting, the pass gives up on the server after two timeouts
+/// (the rest untouched), and nothing is lost.
+#[test]
+fn silent_and_dripping_servers_time_out_and_are_named() {
+    for (mode, want) in [
+        (Mode::Silent, "no answer within 1 s (timeout_secs)"),
+        (
+            Mode::Drip(Duration::from_millis(300)),
+            "the message was not through within 2 s (message_deadline_secs)",
+        ),
+    ] {
+        let server = Raw::start(mode);
+        let p = project(Project::new(), &smtp_to(server.port, 1, 2));
+        let out = ok(p.run(&["eval", "--as-of", "2026-10-31"]));
+        let rows = outbox_rows(&p);
+        assert!(
+            rows.len() >= 3,
+            "too few messages to see the pass give up\n{out}"
+        );
+        assert!(rows.iter().all(|r| r.1 == "pending"), "{rows:?}");
+        let tried: Vec<_> = rows.iter().filter(|r| r.2 > 0).collect();
+        assert_eq!(
+            tried.len(),
+            2,
+            "the pass goes on after two timeouts: {rows:?}"
+        );
+        for r in tried {
+            assert_eq!(
+                r.3.as_deref(),
+                Some(format!("smtp 127.0.0.1:{}: {want}", server.port).as_str())
+            );
+        }
+        assert_eq!(
+            server.connections.load(SeqCst),
+            2,
+            "one connection per timed-out message"
+        );
+    }
+}
+
+/// A refused login says so, and leaves the messages pending (not dead).
+#[test]
+fn authentication_failure_says_so() {
+    let (server, p) = tls_project();
+    std::fs::write(p.path("smtp-password"), "wrong password\n").unwrap();
+    let o = p.run(&["mail", "test", "--to", "ops@example.com"]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let want = format!("smtp 127.0.0.1:{}: authentication failed", server.port);
+    assert!(stderr(&o).contains(&want), "{}", show(&o));
+    assert!(
+        !stderr(&o).contains("wrong password"),
+        "the password leaked"
+    );
+    ok(p.run(&["eval", "--as-of", "2026-10-31"]));
+    let rows = outbox_rows(&p);
+    assert!(!rows.is_empty());
+    assert!(rows.iter().all(|r| r.1 == "pending"), "{rows:?}");
+    assert!(
+        rows.iter()
+            .any(|r| r.3.as_deref().is_some_and(|e| e.starts_with(&want))),
+        "{rows:?}"
+    );
+}
+
+/// A 550 for one of two recipients: the other gets the message, the
+/// refused one is parked with the server's reply, the admin is told once
+/// however many messages it hit, and `status` shows it.
+#[test]
+fn a_refused_recipient_does_not_sink_the_others() {
+    let bad = "refused@example.com";
+    let server = Raw::start(Mode::Refuse(vec![bad.into()]));
+    let p = Project::new();
+    p.edit_config("  # admin: it@example.com\n", "  admin: it@example.com\n");
+    p.edit_config(
+        "  rules: {}\n",
+        &format!("  rules:\n    lapsed_visits:\n      extra_recipients: [{bad}]\n"),
+    );
+    let p = project(p, &smtp_to(server.port, 5, 30));
+    ok(p.run(&["eval", "--as-of", "2026-10-31"]));
+    let rows = outbox_rows(&p);
+    let hit: Vec<_> = rows.iter().filter(|r| r.4.contains(bad)).collect();
+    assert!(
+        hit.len() >= 2,
+        "the refused address is in fewer than two messages: {rows:?}"
+    );
+    for r in &hit {
+        assert_eq!(r.1, "sent", "{r:?}");
+        let to: Vec<serde_json::Value> = serde_json::from_str(&r.4).unwrap();
+        let refused = to.iter().find(|x| x["email"] == bad).unwrap();
+        assert_eq!(refused["state"], "refused");
+        assert!(
+            refused["reply"].as_str().unwrap().starts_with("550 5.1.1"),
+            "{refused}"
+        );
+        let owner = to.iter().find(|x| x["email"] != bad).unwrap();
+        assert_eq!(owner["state"], "sent");
+    }
+    let got = server.messages();
+    assert!(got.iter().all(|m| !m.to.iter().any(|t| t == bad)));
+    assert!(got.len() >= hit.len());
+    // Once, however many messages refused it; a second pass adds nothing.
+    ok(p.run(&["eval", "--as-of", "2026-10-31"]));
+    let admin: Vec<String> = p
+        .db()
+        .prepare("SELECT body_text FROM outbox WHERE recipients LIKE '%it@example.com%' AND body_text LIKE '%' || ?1 || '%'")
+        .unwrap()
+        .query_map([bad], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(admin.len(), 1, "{admin:?}");
+    assert!(admin[0].contains("550 5.1.1"), "{}", admin[0]);
+    let status = stdout(&p.run(&["status"]));
+    assert!(
+        status.contains(&format!(
+            "recipient refused: {bad} in {} message(s)",
+            hit.len()
+        )),
+        "{status}"
+    );
+    let json = stdout(&p.run(&["status", "--format", "json"]));
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(v["outbox"]["refused"][0]["email"], bad, "{json}");
+}
+
+/// An owner email that is no address (stored before ingest checked them,
+/// or already in a queued message) stops nothing: the evaluation runs, the
+/// bad address alone is skipped, the others get the mail, the admin is told.
+#[test]
+fn a_malformed_address_is_skipped_and_the_rest_delivered() {
+    let server = Raw::start(Mode::Refuse(Vec::new()));
+    let p = Project::new();
+    p.edit_config("  # admin: it@example.com\n", "  admin: it@example.com\n");
+    let p = project(p, &smtp_to(server.port, 5, 30));
+    let bad = "a@x.com; b@y.com";
+    p.db()
+        .execute(
+            "UPDATE accounts SET owner_email = ?1 WHERE id = 'KH1001'",
+            [bad],
+        )
+        .unwrap();
+    let out = ok(p.run(&["eval", "--as-of", "2026-10-31"]));
+    assert!(out.contains("0 dead"), "{out}");
+    let evaluations: i64 = p
+        .db()
+        .query_row("SELECT COUNT(*) FROM evaluations", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(evaluations, 1);
+    // KH1001's warnings still went out (to the admin, as nobody else is
+    // left), and the admin was told which address to fix.
+    let got = server.messages();
+    let kh1001: Vec<&Received> = got
+        .iter()
+        .filter(|m| {
+            let parsed = MessageParser::default().parse(&m.data).unwrap();
+            listed(&body_text(&parsed))
+                .iter()
+                .any(|(_, a)| a == "KH1001")
+        })
+        .collect();
+    assert!(!kh1001.is_empty(), "KH1001's warnings were lost");
+    assert!(
+        kh1001.iter().all(|m| m.to == ["it@example.com"]),
+        "{kh1001:?}"
+    );
+    let told: i64 = p
+        .db()
+        .query_row(
+            "SELECT COUNT(*) FROM outbox WHERE recipients LIKE '%it@example.com%' AND body_text LIKE '%KH1001: \"a@x.com; b@y.com\"%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(told, 1);
+
+    // A queued message that already carries a bad address.
+    let id: i64 = p
+        .db()
+        .query_row(
+            "SELECT MIN(id) FROM outbox WHERE rule != 'system'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    p.db()
+        .execute(
+            "UPDATE outbox SET state = 'pending', next_attempt_at = 0,
+               recipients = json_array(
+                   json_object('name', '', 'email', json_extract(recipients, '$[0].email')),
+                   json_object('name', '', 'email', ?2))
+             WHERE id = ?1",
+            rusqlite::params![id, bad],
+        )
+        .unwrap();
+    let before = server.messages().len();
+    ok(p.run(&["eval", "--as-of", "2026-10-31"]));
+    let (state, to): (String, String) = p
+        .db()
+        .query_row(
+            "SELECT state, recipients FROM outbox WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(state, "sent", "{to}");
+    assert!(to.contains("\"state\":\"invalid\""), "{to}");
+    assert!(
+        server.messages().len() > before,
+        "the good recipient got nothing"
+    );
+}
+
+/// The (recipient, rule, account) triples the notices were routed to, and
+/// those that reached the server: no warning may be dropped.
+fn routed(p: &Project) -> BTreeSet<(String, String, String)> {
+    let db = p.db();
+    let mut st = db
+        .prepare("SELECT rule, account_id, recipients FROM notifications WHERE state = 'mailed'")
+        .unwrap();
+    let mut out = BTreeSet::new();
+    for row in st
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })
+        .unwrap()
+    {
+        let (rule, account, to) = row.unwrap();
+        let to: Vec<serde_json::Value> = serde_json::from_str(&to).unwrap();
+        for t in to {
+            out.insert((
+                t["email"].as_str().unwrap().to_string(),
+                rule.clone(),
+                account.clone(),
+            ));
+        }
+    }
+    out
+}
+
+fn arrived(got: &[Received]) -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    for m in got {
+        let parsed = MessageParser::default().parse(&m.data).unwrap();
+        for (rule, account) in listed(&body_text(&parsed)) {
+            for t in &m.to {
+                out.insert((t.clone(), rule.clone(), account.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// Digests larger than the server takes — announced as SIZE, or only
+/// answered with 552 — are sent as smaller messages without charts; and a
+/// digest over `mail.max_message_kb` loses its charts, then goes in parts
+/// "(1/n)". Every warning reaches every recipient; nothing is dead.
+#[test]
+fn messages_too_large_are_split_and_no_warning_is_dropped() {
+    let limit = 20_000;
+    for advertise in [true, false] {
+        let server = Raw::start(Mode::Size { limit, advertise });
+        let p = project(Project::new(), &smtp_to(server.port, 5, 30));
+        p.edit_config(
+            "    enabled: false\n    # Critical",
+            "    enabled: true\n    # Critical",
+        );
+        ok(p.run(&["eval", "--as-of", "2026-10-31"]));
+        let rows = outbox_rows(&p);
+        // A message rewritten smaller was tried twice.
+        assert!(
+            rows.iter().any(|r| r.2 >= 2),
+            "nothing was too large: {rows:?}"
+        );
+        assert!(rows.iter().all(|r| r.1 == "sent"), "{rows:?}");
+        let got = server.messages();
+        assert!(
+            got.iter().all(|m| m.data.len() <= limit),
+            "advertise {advertise}"
+        );
+        let want = routed(&p);
+        assert!(!want.is_empty());
+        assert_eq!(arrived(&got), want, "advertise {advertise}");
+    }
+
+    // The configured maximum, at release: as .eml files.
+    let p = project(Project::new(), "");
+    p.edit_config(
+        "    enabled: false\n    # Critical",
+        "    enabled: true\n    # Critical",
+    );
+    p.edit_config("  max_message_kb: 10240\n", "  max_message_kb: 9\n");
+    ok(p.run(&["eval", "--as-of", "2026-10-31"]));
+    let mut got = Vec::new();
+    let mut parts = 0;
+    for f in p.files_under("var/mail") {
+        let data = std::fs::read(&f).unwrap();
+        assert!(
+            data.len() <= 9 * 1024,
+            "{} is {} bytes",
+            f.display(),
+            data.len()
+        );
+        let m = MessageParser::default().parse(&data).unwrap();
+        if m.subject()
+            .is_some_and(|s| s.ends_with("(1/2)") || s.contains(" (1/"))
+        {
+            parts += 1;
+        }
+        let to = m
+            .to()
+            .unwrap()
+            .iter()
+            .map(|a| a.address().unwrap().to_string())
+            .collect();
+        got.push(Received {
+            from: String::new(),
+            to,
+            data,
+            at: std::time::Instant::now(),
+        });
+    }
+    assert!(parts > 0, "no digest was split into parts");
+    assert_eq!(arrived(&got), routed(&p));
+}
+
+fn count(p: &Project, sql: &str) -> i64 {
+    p.db().query_row(sql, [], |r| r.get(0)).unwrap_or(0)
+}
+
+/// The daemon with a server that drips a byte every 500 ms (so one
+/// message would hold the connection for its whole 300 s deadline): a file
+/// dropped meanwhile is ingested and evaluated while the server still holds
+/// the connection; SIGTERM ends the daemon at once, leaving the messages
+/// pending; a working server later gets each of them exactly once.
+#[test]
+fn a_tarpit_holds_up_neither_ingest_nor_evaluation_nor_sigterm() {
+    let tarpit = Raw::start(Mode::Drip(Duration::from_millis(500)));
+    // Queue the mail while the server is down, so it waits in the outbox.
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let p = project(Project::new(), &smtp_to(down, 5, 300));
+    ok(p.run(&["eval", "--as-of", "2026-10-31"]));
+    let queued = count(&p, "SELECT COUNT(*) FROM outbox WHERE state = 'pending'");
+    assert!(queued > 0);
+    p.db()
+        .execute("UPDATE outbox SET next_attempt_at = 0", [])
+        .unwrap();
+    p.edit_config(&format!("port: {down}"), &format!("port: {}", tarpit.port));
+
+    let d = Daemon::start(&p);
+    wait_for(30, "the daemon's delivery caught in the tarpit", || {
+        (tarpit.open.load(SeqCst) >= 1).then_some(())
+    });
+    let evaluations = count(&p, "SELECT COUNT(*) FROM evaluations");
+    let name = "拜访记录_202611.csv";
+    let staging = p.path("staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    std::fs::write(
+        staging.join(name),
+        "拜访日期,客户编号,拜访人,职务,拜访类型,备注\n2026-11-02,KH1001,张伟,业务员,上门拜访,\n",
+    )
+    .unwrap();
+    let dropped = std::time::Instant::now();
+    std::fs::rename(staging.join(name), p.path("inbox").join(name)).unwrap();
+    wait_for(60, "the dropped file ingested and evaluated", || {
+        (count(
+            &p,
+            &format!(
+                "SELECT COUNT(*) FROM ledger WHERE outcome = 'ingested' AND file_name = '{name}'"
+            ),
+        ) == 1
+            && count(&p, "SELECT COUNT(*) FROM evaluations") > evaluations)
+            .then_some(())
+    });
+    let took = dropped.elapsed();
+    assert!(
+        tarpit.open.load(SeqCst) >= 1,
+        "the tarpit let go before the evaluation, which proves nothing"
+    );
+    assert_eq!(
+        count(&p, "SELECT COUNT(*) FROM outbox WHERE state = 'sent'"),
+        0
+    );
+
+    let asked = std::time::Instant::now();
+    let status = d.stop();
+    let stopped = asked.elapsed();
+    assert!(status.success(), "{status:?}\n{}", Daemon::log(&p));
+    eprintln!("during the tarpit: drop to evaluation {took:?}; SIGTERM to exit {stopped:?}");
+    let pending = count(&p, "SELECT COUNT(*) FROM outbox WHERE state = 'pending'");
+    assert!(pending >= queued, "{pending} pending of {queued} queued");
+    assert_eq!(
+        count(&p, "SELECT COUNT(*) FROM outbox WHERE state != 'pending'"),
+        0
+    );
+
+    // Later, a working server: every message once, with its Message-ID.
+    let good = SmtpServer::start();
+    p.edit_config(
+        &format!("port: {}", tarpit.port),
+        &format!("port: {}", good.port),
+    );
+    p.db()
+        .execute("UPDATE outbox SET next_attempt_at = 0", [])
+        .unwrap();
+    let d = Daemon::start(&p);
+    wait_for(60, "the outbox drained", || {
+        (count(&p, "SELECT COUNT(*) FROM outbox WHERE state = 'pending'") == 0).then_some(())
+    });
+    assert!(d.stop().success());
+    let mut at_server: BTreeMap<String, usize> = BTreeMap::new();
+    for m in good.messages() {
+        let parsed = MessageParser::default().parse(&m.data).unwrap();
+        *at_server
+            .entry(format!("<{}>", parsed.message_id().unwrap()))
+            .or_default() += 1;
+    }
+    let ids: BTreeSet<String> = p
+        .db()
+        .prepare("SELECT message_id FROM outbox")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(at_server.keys().cloned().collect::<BTreeSet<_>>(), ids);
+    assert!(at_server.values().all(|n| *n == 1), "{at_server:?}");
 }

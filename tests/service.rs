@@ -216,3 +216,33 @@ fn status_reports_the_daemon() {
     );
     assert!(d.stop().success());
 }
+
+/// With stderr on a full disk the daemon keeps working: a log line that
+/// cannot be written is dropped, never a panic ("failed printing to
+/// stderr", exit 101), and SIGTERM still ends it cleanly.
+#[test]
+fn a_full_disk_under_stderr_never_stops_the_daemon() {
+    let p = Project::new();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("opening /dev/full");
+    let child = p
+        .command(&["run"])
+        .env("KAMWATCH_LOG", "debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(full)
+        .spawn()
+        .unwrap();
+    let mut d = Daemon(Some(child));
+    let (files, _) = exports(&p, 20);
+    for f in &files {
+        drop_in(&p, f);
+    }
+    wait_for(60, "the exports ingested and evaluated", || {
+        let alive = d.0.as_mut().unwrap().try_wait().unwrap();
+        assert!(alive.is_none(), "the daemon died: {alive:?}");
+        (count(&p, "SELECT COUNT(*) FROM evaluations") >= 1).then_some(())
+    });
+    assert_eq!(d.stop().code(), Some(0));
+}

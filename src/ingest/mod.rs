@@ -279,7 +279,7 @@ fn ingest_inner(
     let ds = cfg.cfg.datasets.get(dataset);
     let file_date = dataset
         .is_snapshot()
-        .then(|| file_day(path, &file_name))
+        .then(|| file_day(cfg, path, &file_name))
         .flatten();
     let freshness = match (&file_date, dataset.is_snapshot()) {
         (Some(day), true) => match store::newest_snapshot(conn, dataset.name())? {
@@ -472,14 +472,15 @@ fn sidecar(path: &Path) -> PathBuf {
 }
 
 /// The day a snapshot was written: a date in its name (`..._20261128.csv`,
-/// `..._2026-11-28.xlsx`), else the day of its mtime. YYYY-MM-DD.
-fn file_day(path: &Path, file_name: &str) -> Option<String> {
+/// `..._2026-11-28.xlsx`), else the day of its mtime in
+/// `schedule.timezone`. YYYY-MM-DD.
+fn file_day(cfg: &Loaded, path: &Path, file_name: &str) -> Option<String> {
     if let Some(d) = date_in_name(file_name) {
         return Some(store::date_text(d));
     }
     let mtime = std::fs::metadata(path).ok()?.modified().ok()?;
-    let t: chrono::DateTime<chrono::Local> = mtime.into();
-    Some(store::date_text(t.date_naive()))
+    let t: chrono::DateTime<chrono::Utc> = mtime.into();
+    Some(store::date_text(cfg.cfg.schedule.zone().naive_at(t).date()))
 }
 
 /// The last full date in a file name: 20261128, 2026-11-28, 2026_11_28 or
@@ -1169,7 +1170,7 @@ fn move_file(from: &Path, keep: Keep, dir: &Path, file_name: &str) -> Result<Pat
 }
 
 fn move_to_archive(cfg: &Loaded, path: &Path, keep: Keep, file_name: &str) -> Result<PathBuf> {
-    let day = chrono::Local::now().format("%Y-%m-%d").to_string();
+    let day = store::date_text(cfg.today());
     move_file(path, keep, &cfg.archive().join(day), file_name)
 }
 

@@ -471,10 +471,10 @@ mod tests {
             html: "<p>h</p>".into(),
             images: Vec::new(),
         };
-        let to = [Recipient {
-            name: "张伟\r\nBcc: evil@example.com".into(),
-            email: "zw@example.com".into(),
-        }];
+        let to = [Recipient::new(
+            "张伟\r\nBcc: evil@example.com",
+            "zw@example.com",
+        )];
         let from: Mailbox = "kamwatch <k@example.com>".parse().unwrap();
         let mime = compose(&from, &to, "<x@kamwatch>", &r).unwrap().formatted();
         let text = String::from_utf8_lossy(&mime);

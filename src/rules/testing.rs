@@ -334,9 +334,7 @@ impl TempDir {
     fn new() -> Result<TempDir> {
         static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
+        let nanos = crate::config::now().timestamp_subsec_nanos();
         let p =
             std::env::temp_dir().join(format!("kamwatch-test-{}-{n}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&p)

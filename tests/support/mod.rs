@@ -10,6 +10,16 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// The instant a test pins the daemon's clock to (`KAMWATCH_NOW`): noon
+/// on 2026-11-28 in Shanghai, the shipped zone, so "today" is [`today`]
+/// whatever the machine's date (and it is not the review's day 1).
+pub const NOW: &str = "2026-11-28T04:00:00Z";
+
+/// "Today" for a daemon started with `KAMWATCH_NOW` = [`NOW`].
+pub fn today() -> chrono::NaiveDate {
+    chrono::NaiveDate::from_ymd_opt(2026, 11, 28).unwrap()
+}
+
 /// The repository root (where Cargo.toml is).
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
