@@ -59,6 +59,20 @@ pub fn evaluate(
     as_of: NaiveDate,
     dry_run: bool,
 ) -> Result<EvalReport> {
+    evaluate_until(cfg, conn, rules, as_of, dry_run, &Arc::default())
+}
+
+/// [`evaluate`], stopped between accounts (or within a rule run) once
+/// `stop` is set: then nothing is recorded and an error says so (the daemon
+/// evaluates again at its next start, as after a crash).
+pub fn evaluate_until(
+    cfg: &Loaded,
+    conn: &mut Connection,
+    rules: &RuleSet,
+    as_of: NaiveDate,
+    dry_run: bool,
+    stop: &Arc<AtomicBool>,
+) -> Result<EvalReport> {
     let snap = metrics::build(conn, as_of, &cfg.cfg.tiers)?;
     if snap.unknown_accounts > 0 {
         tracing::warn!(
@@ -66,7 +80,14 @@ pub fn evaluate(
             "order lines name accounts missing from the customer master; they count in the book's total but get no warnings"
         );
     }
-    let outcome = rules.evaluate(&snap);
+    let outcome = rules.evaluate_until(&snap, stop.clone());
+    if outcome.interrupted {
+        anyhow::bail!(
+            "the evaluation as of {as_of} was stopped before it finished; nothing of it was recorded"
+        );
+    }
+    // Once per rule, with the count and an example: a rule failing for
+    // every account cannot flood the log.
     for f in crate::rules::failures_by_rule(&outcome.errors) {
         tracing::error!(rule = %f.rule, accounts = f.accounts, "{f}");
     }
