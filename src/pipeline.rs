@@ -202,8 +202,12 @@ fn admin_notice(conn: &rusqlite::Connection, cfg: &Loaded, errors: &[RunError]) 
 pub fn queue_reviews(cfg: &Loaded, conn: &Connection, as_of: NaiveDate) -> Result<usize> {
     let mut queued = 0;
     for r in crate::review::build(conn, as_of, &cfg.cfg.tiers)? {
-        let hash = blake3::hash(format!("review\u{0}{}\u{0}{as_of}", r.manager).as_bytes());
-        let message_id = format!("<review.{}@kamwatch>", &hash.to_hex()[..32]);
+        let message_id = mail::message_id(
+            conn,
+            &cfg.cfg.mail,
+            "review.",
+            &format!("review\u{0}{}\u{0}{as_of}", r.manager),
+        )?;
         let rendered = mail::Rendered {
             subject: r.subject,
             text: r.text,

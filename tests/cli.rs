@@ -940,3 +940,59 @@ fn today_is_the_zone_date_for_every_command_and_the_daemon() {
     d.stop();
     assert_eq!(as_of, "2031-03-01");
 }
+
+/// Two fresh databases fed the same data queue the same mail, but never
+/// the same Message-ID: each carries its database's random installation id
+/// and the domain of `mail.from`. The id in each .eml is the outbox row's.
+#[test]
+fn message_ids_are_unique_to_each_database() {
+    let ids = |p: &Project| -> (String, BTreeSet<String>) {
+        let install: String = p
+            .db()
+            .query_row("SELECT id FROM installation", [], |r| r.get(0))
+            .unwrap();
+        let outbox: BTreeSet<String> = {
+            let db = p.db();
+            let mut st = db.prepare("SELECT message_id FROM outbox").unwrap();
+            st.query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        let sent: BTreeSet<String> = eml_files(p)
+            .iter()
+            .map(|f| {
+                let bytes = std::fs::read(f).unwrap();
+                let m = MessageParser::default().parse(&bytes).unwrap();
+                format!("<{}>", m.message_id().expect("a Message-ID"))
+            })
+            .collect();
+        assert_eq!(sent, outbox, "the .eml files carry other ids");
+        (install, outbox)
+    };
+    let projects: Vec<Project> = (0..2)
+        .map(|_| {
+            let p = loaded_project();
+            p.edit_config(
+                "from: \"kamwatch <kamwatch@localhost>\"",
+                "from: \"kamwatch <alerts@mail.example.net>\"",
+            );
+            p.run_ok(&["eval", "--as-of", "2026-10-31"]);
+            p
+        })
+        .collect();
+    let (a_install, a) = ids(&projects[0]);
+    let (b_install, b) = ids(&projects[1]);
+    assert!(!a.is_empty() && a.len() == b.len(), "{a:?}\n{b:?}");
+    assert_ne!(a_install, b_install);
+    assert!(a_install.len() >= 32, "{a_install}");
+    assert!(a.is_disjoint(&b), "shared Message-IDs: {a:?} {b:?}");
+    for (install, set) in [(&a_install, &a), (&b_install, &b)] {
+        for id in set {
+            assert!(
+                id.ends_with(&format!(".{install}@mail.example.net>")),
+                "{id}"
+            );
+        }
+    }
+}
