@@ -521,7 +521,11 @@ fn check(path: &Path) -> Result<ExitCode> {
         "rules {}: {} loaded, {} with errors",
         cfg.rules().display(),
         rules.rules.len(),
-        errors.len()
+        errors
+            .iter()
+            .map(|e| &e.path)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
     )?;
     for e in &errors {
         writeln!(o, "{e}")?;
@@ -697,9 +701,7 @@ fn eval(cfg: &Loaded, as_of: NaiveDate, dry_run: bool, format: Format) -> Result
             )?,
         }
     }
-    for e in &report.errors {
-        eprintln!("{e}");
-    }
+    // Run-time failures were logged once per rule (pipeline::evaluate).
     if format == Format::Text {
         write!(
             o,
@@ -708,6 +710,14 @@ fn eval(cfg: &Loaded, as_of: NaiveDate, dry_run: bool, format: Format) -> Result
             report.rules,
             report.findings.len()
         )?;
+        if !report.errors.is_empty() {
+            let rules = crate::rules::failures_by_rule(&report.errors).len();
+            write!(
+                o,
+                ", {} rule run(s) failed ({rules} rule(s); their alerts left as they were)",
+                report.errors.len()
+            )?;
+        }
         if dry_run {
             writeln!(o, " (dry run: nothing recorded or sent)")?;
         } else {
