@@ -1,5 +1,6 @@
-//! Store: the SQLite database on disk — connection, pragmas and numbered
-//! schema migrations — and the typed writes and reads of the data tables
+//! Store: the SQLite database on disk — connection, pragmas, numbered
+//! schema migrations (one `BEGIN IMMEDIATE` transaction, safe with several
+//! processes starting at once), `quick_check` and the file's identity — and the typed writes and reads of the data tables
 //! (ledger, accounts, orders, visits, receivables, inventory), including
 //! the bulk-load index suspend/restore and the key-ordered staging of big
 //! visits files that ingest uses.
