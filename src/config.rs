@@ -4,7 +4,9 @@
 //! against `root`, which is itself relative to the config file. Touches only
 //! the config file it is asked to read; every other stage receives a loaded,
 //! validated `Config` and never reads YAML itself. Defaults live here and are
-//! mirrored, commented, in `config/kamwatch.yaml`.
+//! mirrored, commented, in `config/kamwatch.yaml`. What it reads is bounded
+//! before it is parsed: a regular file of at most 1 MiB whose YAML aliases
+//! expand to at most 100,000 values.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -547,6 +549,21 @@ pub struct AlertsConfig {
     /// Per-rule overrides, by rule name (the .rhai file's stem).
     #[serde(default)]
     pub rules: BTreeMap<String, RuleOverride>,
+    /// The most alerts one rule may raise for one account in one run; past
+    /// it the run fails (named, reported to the admin).
+    #[serde(default = "default_max_per_account")]
+    pub max_per_account: usize,
+    /// The most alerts one rule may raise in one evaluation; the accounts
+    /// past it count as failed for that rule.
+    #[serde(default = "default_max_per_rule")]
+    pub max_per_rule: usize,
+}
+
+fn default_max_per_account() -> usize {
+    crate::rules::DEFAULT_MAX_ALERTS_PER_ACCOUNT
+}
+fn default_max_per_rule() -> usize {
+    crate::rules::DEFAULT_MAX_ALERTS_PER_RULE
 }
 
 fn default_for_evaluations() -> u32 {
@@ -573,6 +590,8 @@ impl Default for AlertsConfig {
             escalate_critical: true,
             history_retention_days: default_history_retention_days(),
             rules: BTreeMap::new(),
+            max_per_account: default_max_per_account(),
+            max_per_rule: default_max_per_rule(),
         }
     }
 }
@@ -1016,18 +1035,142 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
         path: path.to_path_buf(),
         message,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        err(format!(
-            "cannot read it: {e}; pass another file with --config PATH"
-        ))
-    })?;
+    let text = read_bounded(path).map_err(err)?;
     let cfg = parse(&text).map_err(err)?;
     let file = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     Ok(Loaded { file, cfg })
 }
 
+/// The largest config file read: the shipped one is about 10 KiB.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+/// The most values (scalars, sequences, mappings) a config may hold once
+/// its YAML aliases are expanded; the shipped one holds a few hundred.
+pub const MAX_CONFIG_VALUES: usize = 100_000;
+
+/// The file's text, refused if larger than [`MAX_CONFIG_BYTES`] (read with a
+/// limit, so a FIFO or a growing file cannot make it larger) or not UTF-8.
+fn read_bounded(path: &Path) -> Result<String, String> {
+    use std::io::Read as _;
+    let cannot =
+        |e: std::io::Error| format!("cannot read it: {e}; pass another file with --config PATH");
+    // Not a FIFO or a device: opening one would wait for a writer.
+    let meta = std::fs::metadata(path).map_err(cannot)?;
+    if !meta.is_file() {
+        return Err("it is not a regular file; pass the config file with --config PATH".into());
+    }
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(format!(
+            "it is larger than {} KiB, which no kamwatch config needs (the shipped one is about 10 KiB); is it the right file?",
+            MAX_CONFIG_BYTES / 1024
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "it is not UTF-8 text (invalid byte at offset {}); save it as UTF-8",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
+/// Walks the YAML as the deserializer will, aliases expanded, counting
+/// values and storing none: refuses text that expands past
+/// [`MAX_CONFIG_VALUES`] ("billion laughs") before anything is built from it.
+fn check_expansion(text: &str) -> Result<(), String> {
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    struct Count<'a>(&'a std::cell::Cell<usize>);
+
+    impl Count<'_> {
+        fn one<E: serde::de::Error>(&self) -> Result<(), E> {
+            let n = self.0.get() + 1;
+            self.0.set(n);
+            if n > MAX_CONFIG_VALUES {
+                Err(E::custom(TOO_MANY))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    const TOO_MANY: &str = "too many values";
+
+    impl<'de> DeserializeSeed<'de> for Count<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Count<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("any YAML value")
+        }
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+            self.one()
+        }
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+            self.one()
+        }
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+            self.one()
+        }
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+            self.one()
+        }
+        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+            self.one()
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+            self.one()
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<(), E> {
+            self.one()
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_enum<A: serde::de::EnumAccess<'de>>(self, a: A) -> Result<(), A::Error> {
+            use serde::de::VariantAccess as _;
+            self.one()?;
+            let ((), v) = a.variant_seed(Count(self.0))?;
+            v.newtype_variant_seed(Count(self.0))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<(), A::Error> {
+            self.one()?;
+            while a.next_element_seed(Count(self.0))?.is_some() {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<(), A::Error> {
+            self.one()?;
+            while a.next_key_seed(Count(self.0))?.is_some() {
+                a.next_value_seed(Count(self.0))?;
+            }
+            Ok(())
+        }
+    }
+
+    let n = std::cell::Cell::new(0);
+    match Count(&n).deserialize(serde_yaml::Deserializer::from_str(text)) {
+        Err(_) if n.get() > MAX_CONFIG_VALUES => Err(format!(
+            "it holds more than {MAX_CONFIG_VALUES} values once its YAML aliases (*name) are expanded, which no kamwatch config needs; write the values out or use fewer aliases"
+        )),
+        // Any other fault is reported, with its line, by the real parse.
+        _ => Ok(()),
+    }
+}
+
 /// Parses and validates config text. Errors name the key and its line.
 pub fn parse(text: &str) -> Result<Config, String> {
+    check_expansion(text)?;
     let cfg: Config = serde_yaml::from_str(text).map_err(|e| {
         let msg = e.to_string();
         if msg.contains("unknown field") {
@@ -1204,6 +1347,11 @@ fn validate(cfg: &Config) -> Result<(), String> {
 fn validate_alerts(cfg: &Config) -> Result<(), String> {
     let a = &cfg.alerts;
     let longest = a.longest_repeat_days();
+    if a.max_per_account == 0 || a.max_per_rule == 0 {
+        return Err(
+            "alerts.max_per_account and alerts.max_per_rule must be at least 1".to_string(),
+        );
+    }
     if a.history_retention_days < longest {
         return Err(format!(
             "alerts.history_retention_days is {} but the longest repeat interval is {longest} days; \

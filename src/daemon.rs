@@ -472,7 +472,14 @@ impl State {
             Job::Evaluate => {
                 self.reload_rules();
                 let today = self.cfg.today();
-                match pipeline::evaluate(&self.cfg, &mut self.conn, &self.rules, today, false) {
+                match pipeline::evaluate_until(
+                    &self.cfg,
+                    &mut self.conn,
+                    &self.rules,
+                    today,
+                    false,
+                    &self.stop,
+                ) {
                     Ok(r) => {
                         done.status = Some(format!(
                             "evaluated as of {today}: {} accounts, {} warnings, {} new, {} resolved, {} rule errors",
