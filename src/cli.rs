@@ -580,7 +580,16 @@ fn ingest(cfg: &Loaded, files: &[PathBuf]) -> Result<ExitCode> {
         let ds = r.dataset.map(|d| d.name()).unwrap_or("?");
         match r.outcome {
             Outcome::Ingested => {
-                writeln!(o, "ingested {} ({ds}): {} rows", f.display(), r.rows)?;
+                writeln!(
+                    o,
+                    "ingested {} ({ds}): {} rows (read {}, stored {}, replaced {} by key from earlier files, skipped {})",
+                    f.display(),
+                    r.rows,
+                    r.read,
+                    r.rows,
+                    r.replaced,
+                    r.skipped
+                )?;
                 if let Some(note) = &r.reason {
                     writeln!(o, "  note: {note}")?;
                 }

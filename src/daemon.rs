@@ -266,7 +266,9 @@ fn ingest_apart(cfg: &Loaded, conn: &mut Connection, path: &std::path::Path) -> 
     }
     let row = conn
         .query_row(
-            "SELECT file_name, dataset, outcome, rows FROM ledger WHERE id > ?1 ORDER BY id DESC LIMIT 1",
+            "SELECT file_name, dataset, outcome, rows, COALESCE(rows_read, 0),
+               COALESCE(rows_replaced, 0), COALESCE(rows_skipped, 0)
+             FROM ledger WHERE id > ?1 ORDER BY id DESC LIMIT 1",
             [before],
             |r| {
                 Ok((
@@ -274,12 +276,17 @@ fn ingest_apart(cfg: &Loaded, conn: &mut Connection, path: &std::path::Path) -> 
                     r.get::<_, Option<String>>(1)?,
                     r.get::<_, String>(2)?,
                     r.get::<_, i64>(3)?,
+                    [
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, i64>(5)?,
+                        r.get::<_, i64>(6)?,
+                    ],
                 ))
             },
         )
         .ok();
     match row {
-        Some((file_name, dataset, outcome, rows)) => {
+        Some((file_name, dataset, outcome, rows, [read, replaced, skipped])) => {
             let outcome = match outcome.as_str() {
                 "ingested" => Outcome::Ingested,
                 "duplicate" => Outcome::Duplicate,
@@ -298,8 +305,10 @@ fn ingest_apart(cfg: &Loaded, conn: &mut Connection, path: &std::path::Path) -> 
                 rows: rows.max(0) as u64,
                 moved_to: PathBuf::new(),
                 reason: None,
-                skipped: 0,
+                skipped: skipped.max(0) as u64,
                 errors_file: None,
+                read: read.max(0) as u64,
+                replaced: replaced.max(0) as u64,
             })
         }
         None => {
