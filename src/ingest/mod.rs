@@ -479,7 +479,10 @@ fn ingest_staged(
     let staged = dataset == Dataset::Visits
         && size >= BULK_MIN_BYTES
         && ds.key_fields(dataset) == dataset.default_key();
-    let tx = conn.transaction()?;
+    // The write lock first (waiting for it up to the busy timeout): a
+    // transaction that reads before it writes fails at once when another
+    // process (the daemon, a `kamwatch ingest`) wrote in between.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let suspended = if bulk {
         store::suspend_indexes(&tx, "orders")?
     } else {
