@@ -35,7 +35,12 @@ pub enum Command {
     /// Run the daemon: watch the inbox, ingest, evaluate, mail.
     Run,
     /// Check the config and the rules (exit 0 clean, 1 findings, 2 unusable).
-    Check,
+    Check {
+        /// Also print each rule's effective policy: what its SETTINGS,
+        /// `rule_settings:` and `alerts:` add up to.
+        #[arg(long)]
+        verbose: bool,
+    },
     /// Is the daemon running; last ingest and evaluation; alerts and outbox
     /// (exit 0 running, 1 not running).
     Status {
@@ -217,6 +222,9 @@ pub enum SilenceCommand {
         until: NaiveDate,
         #[arg(long)]
         reason: String,
+        /// Add it even though the account is not in the customer master.
+        #[arg(long)]
+        force: bool,
     },
     /// List silences, newest first.
     List {
@@ -357,7 +365,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             crate::daemon::run(cfg)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check => check(&cli.config),
+        Command::Check { verbose } => check(&cli.config, *verbose),
         Command::Status { format } => status(&config::load(&cli.config)?, *format),
         Command::Ingest { files } => ingest(&config::load(&cli.config)?, files),
         Command::Rebuild => rebuild(&config::load(&cli.config)?),
@@ -414,7 +422,11 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             let as_of = as_of.unwrap_or_else(|| cfg.today());
             review(&cfg, as_of, out.clone(), *send)
         }
-        Command::Silence { action } => silence(&config::load(&cli.config)?, action),
+        Command::Silence { action } => {
+            let cfg = config::load(&cli.config)?;
+            let today = cfg.today();
+            silence(&cfg, action, today)
+        }
         Command::Mail { action } => mail(&config::load(&cli.config)?, action),
         Command::History {
             account,
@@ -503,7 +515,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
     }
 }
 
-fn check(path: &Path) -> Result<ExitCode> {
+fn check(path: &Path, verbose: bool) -> Result<ExitCode> {
     let cfg = config::load(path)?;
     let mut o = std::io::stdout().lock();
     writeln!(o, "config {}: ok", path.display())?;
@@ -526,10 +538,39 @@ fn check(path: &Path) -> Result<ExitCode> {
         "rules {}: {} loaded, {} with errors",
         cfg.rules().display(),
         rules.rules.len(),
-        errors.len()
+        errors
+            .iter()
+            .map(|e| &e.path)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
     )?;
     for e in &errors {
         writeln!(o, "{e}")?;
+    }
+    if verbose {
+        // Precedence: alerts.rules.R > rule_settings.R > the script's
+        // SETTINGS > the alerts: defaults.
+        let policies = crate::alerts::Policies::for_rules(&cfg.cfg.alerts, &rules);
+        for r in &rules.rules {
+            let s = r.settings();
+            let p = policies.get(&r.name);
+            let tiers = s.tiers.as_ref().map_or("all".to_string(), |t| t.join(","));
+            let mut recipients = vec!["owner".to_string()];
+            recipients.extend(p.extra_recipients.iter().cloned());
+            writeln!(
+                o,
+                "rule {}: enabled {}, tiers {tiers}, severity {}, for {}, repeat every {} day(s), recipients {}, notify resolved {}, keep firing {} day(s), escalate after {} day(s)",
+                r.name,
+                if s.enabled { "yes" } else { "no" },
+                s.severity.map_or("warning", |v| v.as_str()),
+                p.for_evaluations,
+                p.repeat_interval_days,
+                recipients.join(","),
+                if p.notify_resolved { "yes" } else { "no" },
+                p.keep_firing_for_days,
+                p.escalate_after_days,
+            )?;
+        }
     }
     if rules.rules.is_empty() && errors.is_empty() {
         writeln!(
@@ -790,9 +831,7 @@ fn eval(cfg: &Loaded, as_of: NaiveDate, dry_run: bool, format: Format) -> Result
             )?,
         }
     }
-    for e in &report.errors {
-        eprintln!("{e}");
-    }
+    // Run-time failures were logged once per rule (pipeline::evaluate).
     if format == Format::Text {
         write!(
             o,
@@ -801,6 +840,14 @@ fn eval(cfg: &Loaded, as_of: NaiveDate, dry_run: bool, format: Format) -> Result
             report.rules,
             report.findings.len()
         )?;
+        if !report.errors.is_empty() {
+            let rules = crate::rules::failures_by_rule(&report.errors).len();
+            write!(
+                o,
+                ", {} rule run(s) failed ({rules} rule(s); their alerts left as they were)",
+                report.errors.len()
+            )?;
+        }
         if dry_run {
             writeln!(o, " (dry run: nothing recorded or sent)")?;
         } else {
@@ -1073,7 +1120,7 @@ fn pad(s: &str, width: usize) -> String {
     out
 }
 
-fn silence(cfg: &Loaded, action: &SilenceCommand) -> Result<ExitCode> {
+fn silence(cfg: &Loaded, action: &SilenceCommand, today: NaiveDate) -> Result<ExitCode> {
     use crate::silence::{self, Scope};
     let conn = crate::store::open(&cfg.database())?;
     let mut o = std::io::stdout().lock();
@@ -1085,7 +1132,15 @@ fn silence(cfg: &Loaded, action: &SilenceCommand) -> Result<ExitCode> {
             owner,
             until,
             reason,
+            force,
         } => {
+            if *until < today {
+                eprintln!(
+                    "kamwatch: error: --until {until} is in the past (today is {today} in {}); a silence ending then would silence nothing",
+                    cfg.cfg.schedule.timezone
+                );
+                return Ok(ExitCode::from(2));
+            }
             let scope = match (account, tier, owner) {
                 (Some(a), None, None) => Scope::Account(a.clone()),
                 (None, Some(t), None) => Scope::Tier(t.to_uppercase()),
@@ -1128,14 +1183,17 @@ fn silence(cfg: &Loaded, action: &SilenceCommand) -> Result<ExitCode> {
                 let known: bool = conn
                     .query_row("SELECT 1 FROM accounts WHERE id = ?1", [a], |_| Ok(()))
                     .is_ok();
-                if !known {
+                if !known && !*force {
                     eprintln!(
-                        "kamwatch: warning: account {a:?} is not in the customer master (yet); the silence is added anyway"
+                        "kamwatch: error: --account {a:?} is not in the customer master; check the id (`kamwatch accounts` lists them), or add --force to silence it before its data arrives"
                     );
+                    return Ok(ExitCode::from(2));
                 }
             }
             let id = match silence::add(&conn, rule, &scope, *until, reason) {
                 Ok(id) => id,
+                // The database failing is the job failing (1), not usage.
+                Err(e) if e.downcast_ref::<rusqlite::Error>().is_some() => return Err(e),
                 Err(e) => {
                     eprintln!("kamwatch: error: {e:#}");
                     return Ok(ExitCode::from(2));
@@ -1150,7 +1208,11 @@ fn silence(cfg: &Loaded, action: &SilenceCommand) -> Result<ExitCode> {
         SilenceCommand::List { format } => {
             for s in silence::list(&conn)? {
                 match format {
-                    Format::Json => writeln!(o, "{}", serde_json::to_string(&s)?)?,
+                    Format::Json => {
+                        let mut v = serde_json::to_value(&s)?;
+                        v["active"] = s.active(today).into();
+                        writeln!(o, "{v}")?
+                    }
                     Format::Text => writeln!(
                         o,
                         "{:>4}  {:<18} {:<24} until {}  {}  {}",
@@ -1160,6 +1222,7 @@ fn silence(cfg: &Loaded, action: &SilenceCommand) -> Result<ExitCode> {
                         s.until,
                         match &s.expired_at {
                             Some(at) => format!("expired {at}"),
+                            None if s.until < today => "ended".to_string(),
                             None => "active".to_string(),
                         },
                         s.reason
@@ -1189,8 +1252,24 @@ fn scope_text(s: &crate::silence::Scope) -> String {
 
 fn history(cfg: &Loaded, filter: &crate::history::Filter, format: Format) -> Result<ExitCode> {
     let conn = crate::store::open(&cfg.database())?;
+    let entries = crate::history::query(&conn, filter)?;
+    if let Some(a) = &filter.account
+        && entries.is_empty()
+    {
+        let known: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM accounts WHERE id = ?1)",
+            [a],
+            |r| r.get(0),
+        )?;
+        if !known {
+            eprintln!(
+                "kamwatch: error: there is no account {a:?} in the customer master or the alert history; `kamwatch accounts` lists the accounts"
+            );
+            return Ok(ExitCode::from(1));
+        }
+    }
     let mut o = std::io::stdout().lock();
-    for e in crate::history::query(&conn, filter)? {
+    for e in entries {
         match format {
             Format::Json => writeln!(o, "{}", serde_json::to_string(&e)?)?,
             Format::Text => {

@@ -385,7 +385,8 @@ pub fn eval_failed_path(database: &std::path::Path) -> PathBuf {
 
 impl State {
     /// Reloads the rules folder. A file that fails to compile keeps its last
-    /// good version; the failure is logged once per distinct error.
+    /// good version; the failure is logged and mailed to `mail.admin` once
+    /// per distinct error.
     fn reload_rules(&mut self) {
         let (fresh, errors) = match RuleSet::load_config(&self.cfg) {
             Ok((set, errors, unknown)) => {
@@ -406,6 +407,19 @@ impl State {
             let text = e.to_string();
             if self.reported.get(&e.path) != Some(&text) {
                 tracing::error!(rule = %e.path.display(), "rule does not compile; its last good version keeps running:\n{text}");
+                // The admin hears once per distinct error (the Message-ID
+                // comes from the text), with the line and the caret.
+                let mail = format!(
+                    "A rule file was changed and no longer compiles. Its last good version keeps running until the file is fixed.\n\n{text}\n"
+                );
+                if let Err(m) = crate::mail::notify_admin(
+                    &self.conn,
+                    &self.cfg.cfg.mail,
+                    "规则无法编译 / a rule does not compile",
+                    &mail,
+                ) {
+                    tracing::error!("the admin could not be told: {m:#}");
+                }
                 self.reported.insert(e.path.clone(), text);
             }
         }

@@ -138,6 +138,46 @@ impl fmt::Display for CompileError {
     }
 }
 
+/// One rule's run-time failures in an evaluation: how many accounts it
+/// failed for, and the first failure as the example. Logs, the eval summary
+/// and the admin's mail report failures this way, once per rule.
+#[derive(Debug)]
+pub struct RuleFailures<'a> {
+    pub rule: &'a str,
+    pub accounts: usize,
+    pub example: &'a RunError,
+}
+
+impl fmt::Display for RuleFailures<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = if self.accounts == 1 { "" } else { "s" };
+        write!(
+            f,
+            "rule {} failed for {} account{s}, e.g. {}: {}",
+            self.rule, self.accounts, self.example.account_id, self.example.message
+        )
+    }
+}
+
+/// `errors` grouped by rule, in rule name order.
+pub fn failures_by_rule(errors: &[RunError]) -> Vec<RuleFailures<'_>> {
+    let mut by: std::collections::BTreeMap<&str, (std::collections::BTreeSet<&str>, &RunError)> =
+        std::collections::BTreeMap::new();
+    for e in errors {
+        by.entry(&*e.rule)
+            .or_insert_with(|| (Default::default(), e))
+            .0
+            .insert(e.account_id.as_str());
+    }
+    by.into_iter()
+        .map(|(rule, (accounts, example))| RuleFailures {
+            rule,
+            accounts: accounts.len(),
+            example,
+        })
+        .collect()
+}
+
 /// What a panic said, for a message.
 fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<&str>()
@@ -213,8 +253,10 @@ pub struct RuleSettings {
     pub tiers: Option<Vec<String>>,
     /// The severity of an `alert()` that names none.
     pub severity: Option<Severity>,
-    /// Consecutive evaluations an alert must be raised before it fires (>= 1).
-    pub for_evaluations: u32,
+    /// Consecutive evaluations an alert must be raised before it fires
+    /// (>= 1); None: the config's `alerts.for_evaluations`. Set, even to 1,
+    /// it wins over that global default.
+    pub for_evaluations: Option<u32>,
     /// Days before a still-firing alert is mailed again; None: never.
     pub repeat_days: Option<u32>,
     /// Addresses mailed besides the account's owner.
@@ -261,7 +303,7 @@ impl Default for RuleSettings {
             enabled: true,
             tiers: None,
             severity: None,
-            for_evaluations: 1,
+            for_evaluations: None,
             repeat_days: None,
             recipients: Vec::new(),
             needs: Vec::new(),
@@ -332,10 +374,12 @@ impl RuleSettings {
                     let n = v
                         .as_int()
                         .map_err(|_| "`for` must be a whole number of evaluations".to_string())?;
-                    s.for_evaluations = u32::try_from(n)
-                        .ok()
-                        .filter(|n| *n >= 1)
-                        .ok_or("`for` must be at least 1")?;
+                    s.for_evaluations = Some(
+                        u32::try_from(n)
+                            .ok()
+                            .filter(|n| *n >= 1)
+                            .ok_or("`for` must be at least 1")?,
+                    );
                 }
                 "repeat_days" => {
                     let n = v
@@ -402,7 +446,7 @@ impl RuleSettings {
             self.severity = Some(s);
         }
         if let Some(n) = o.for_evaluations {
-            self.for_evaluations = n.max(1);
+            self.for_evaluations = Some(n.max(1));
         }
         if let Some(n) = o.repeat_days {
             self.repeat_days = Some(n);
@@ -549,7 +593,7 @@ impl Printed {
 
 /// What the threads of one evaluation share: the flag that stops it
 /// (SIGTERM) and what the rules have printed so far.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Shared {
     stop: Arc<AtomicBool>,
     printed: Arc<AtomicUsize>,
@@ -557,6 +601,21 @@ pub struct Shared {
     dropped: Arc<AtomicUsize>,
     /// Bytes of print lines (and lines about them) actually logged.
     logged: Arc<AtomicUsize>,
+    /// Alerts raised so far in the evaluation, per rule (in `RuleSet`
+    /// order): see `alerts.max_per_rule`.
+    raised: Arc<[AtomicUsize]>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            stop: Arc::default(),
+            printed: Arc::default(),
+            dropped: Arc::default(),
+            logged: Arc::default(),
+            raised: Arc::new([]),
+        }
+    }
 }
 
 impl Shared {
@@ -566,6 +625,14 @@ impl Shared {
         Shared {
             stop,
             ..Shared::default()
+        }
+    }
+
+    /// A copy sharing the stop flag, with alert counters for `rules` rules.
+    fn for_rules(&self, rules: usize) -> Shared {
+        Shared {
+            raised: (0..rules).map(|_| AtomicUsize::new(0)).collect(),
+            ..self.clone()
         }
     }
 
@@ -702,8 +769,12 @@ pub struct Runner<'r> {
 impl<'r> Runner<'r> {
     /// Every rule for every account of `snap`, on this thread.
     pub fn evaluate(&mut self, snap: &Snapshot) -> Outcome {
-        let mut out = self.day(snap).run(&snap.accounts);
-        self.rules.cap_per_rule(&mut out);
+        // A runner kept for many evaluations (the backtest's days) counts
+        // each one's alerts afresh.
+        for c in self.shared.raised.iter() {
+            c.store(0, Ordering::Relaxed);
+        }
+        let out = self.day(snap).run(&snap.accounts);
         self.shared.report_dropped();
         out
     }
@@ -717,11 +788,13 @@ impl<'r> Runner<'r> {
         // script declared.
         let scope = snapshot_scope(snap, Arc::new((*snap.portfolio).clone()), false);
         let base = scope.len();
+        let strikes = vec![0; self.compiled.len()];
         AtSnapshot {
             runner: self,
             scope,
             base,
             end,
+            strikes,
         }
     }
 }
@@ -751,7 +824,15 @@ struct AtSnapshot<'a, 'r> {
     scope: Scope<'static>,
     base: usize,
     end: Day,
+    /// Per rule: accounts in a row on which its run was stopped at a
+    /// sandbox limit (operations, memory). At [`MAX_STRIKES`] the rule is
+    /// not run again in this evaluation on this thread: each such run costs
+    /// up to a million operations or 32 MiB of allocation.
+    strikes: Vec<u32>,
 }
+
+/// See [`AtSnapshot::strikes`].
+pub const MAX_STRIKES: u32 = 5;
 
 impl AtSnapshot<'_, '_> {
     /// Every rule for each of `accounts`, in order.
@@ -778,18 +859,29 @@ impl AtSnapshot<'_, '_> {
             // it, so no script can leave a changed `account` behind for the
             // next rule.
             let mut pushed = false;
-            for (rule, script) in self
+            for (i, (rule, script)) in self
                 .runner
                 .rules
                 .rules
                 .iter()
                 .zip(self.runner.compiled.iter_mut())
+                .enumerate()
             {
                 out.runs += 1;
                 // A rule whose tiers exclude the account, or that needs data
                 // the account does not have, is silent for it without
                 // running the script.
                 if rule.mask & bit == 0 || rule.needs & !has != 0 {
+                    continue;
+                }
+                if self.strikes[i] >= MAX_STRIKES {
+                    out.errors.push(RunError {
+                        rule: rule.name.clone(),
+                        account_id: m.id.clone(),
+                        message: format!(
+                            "not run: the rule was stopped at its limits (operations or memory) for {MAX_STRIKES} accounts in a row in this evaluation; the account's alerts are left as they were"
+                        ),
+                    });
                     continue;
                 }
                 if pushed {
@@ -811,10 +903,32 @@ impl AtSnapshot<'_, '_> {
                 let result = script.run(&self.runner.engine, scope);
                 let raised = RAISED.with(|r| std::mem::take(&mut *r.borrow_mut()));
                 report_print(&self.runner.shared, &rule.name, &m.id);
+                if result.is_ok() {
+                    self.strikes[i] = 0;
+                }
                 match result {
+                    Ok(()) if raised.is_empty() => {}
                     Ok(()) => {
-                        for r in raised {
-                            out.findings.push(finding(rule, m, r));
+                        // `alerts.max_per_rule`, counted across the
+                        // evaluation's threads as the alerts come (so no
+                        // runaway rule piles them up in memory). Alerts of
+                        // accounts refused still count: once over, the rule
+                        // stays over for the rest of the evaluation.
+                        let cap = self.runner.rules.caps.per_rule;
+                        let before =
+                            self.runner.shared.raised[i].fetch_add(raised.len(), Ordering::Relaxed);
+                        if before + raised.len() <= cap {
+                            for r in raised {
+                                out.findings.push(finding(rule, m, r));
+                            }
+                        } else {
+                            out.errors.push(RunError {
+                                rule: rule.name.clone(),
+                                account_id: m.id.clone(),
+                                message: format!(
+                                    "the rule raised more alerts in this evaluation than alerts.max_per_rule ({cap}) allows; those of this account were not recorded and stay as they were. Fix the rule, or raise the cap if so many warnings are meant"
+                                ),
+                            });
                         }
                     }
                     Err(e) if is_stop(&e) => {
@@ -822,11 +936,22 @@ impl AtSnapshot<'_, '_> {
                         out.interrupted = true;
                         break;
                     }
-                    Err(e) => out.errors.push(RunError {
-                        rule: rule.name.clone(),
-                        account_id: m.id.clone(),
-                        message: describe_runtime(&e, &rule.path),
-                    }),
+                    Err(e) => {
+                        if matches!(
+                            *e,
+                            EvalAltResult::ErrorTooManyOperations(_)
+                                | EvalAltResult::ErrorTerminated(..)
+                        ) {
+                            self.strikes[i] += 1;
+                        } else {
+                            self.strikes[i] = 0;
+                        }
+                        out.errors.push(RunError {
+                            rule: rule.name.clone(),
+                            account_id: m.id.clone(),
+                            message: describe_runtime(&e, &rule.path),
+                        });
+                    }
                 }
             }
             if out.interrupted {
@@ -1033,6 +1158,7 @@ impl RuleSet {
             .collect();
         paths.sort();
         let engine = engine();
+        let known = api::Known::of(&engine);
         let mut rules = Vec::new();
         let mut errors = Vec::new();
         for path in paths {
@@ -1050,7 +1176,14 @@ impl RuleSet {
                 }
             };
             match compile(&engine, &path, &source) {
-                Ok(rule) => rules.push(rule),
+                Ok(rule) => {
+                    let unknown = unknown_calls(&known, &rule, &source);
+                    if unknown.is_empty() {
+                        rules.push(rule);
+                    } else {
+                        errors.extend(unknown);
+                    }
+                }
                 Err(e) => errors.push(e),
             }
         }
@@ -1090,9 +1223,14 @@ impl RuleSet {
     /// Compiles one rule from source (tests and `check` use this too).
     pub fn from_sources(sources: &[(&str, &str)]) -> Result<RuleSet, CompileError> {
         let engine = engine();
+        let known = api::Known::of(&engine);
         let mut rules = Vec::new();
         for (name, src) in sources {
-            rules.push(compile(&engine, Path::new(&format!("{name}.rhai")), src)?);
+            let rule = compile(&engine, Path::new(&format!("{name}.rhai")), src)?;
+            if let Some(e) = unknown_calls(&known, &rule, src).into_iter().next() {
+                return Err(e);
+            }
+            rules.push(rule);
         }
         Ok(RuleSet {
             engine,
@@ -1181,6 +1319,7 @@ impl RuleSet {
     }
 
     fn evaluate_shared(&self, snap: &Snapshot, threads: usize, shared: &Shared) -> Outcome {
+        let shared = &shared.for_rules(self.rules.len());
         const BLOCK: usize = 256;
         let blocks = snap.accounts.len().div_ceil(BLOCK);
         let threads = threads.max(1).min(blocks.max(1));
@@ -1252,66 +1391,8 @@ impl RuleSet {
             out.runs += p.runs;
             out.interrupted |= p.interrupted;
         }
-        self.cap_per_rule(&mut out);
         shared.report_dropped();
         out
-    }
-
-    /// Applies `caps.per_rule`: a rule that raised more alerts than that in
-    /// this evaluation keeps those of the first accounts in book order
-    /// (the largest first) up to the cap, and has failed for the accounts
-    /// after it (their alerts stay as they were; the admin is told which).
-    fn cap_per_rule(&self, out: &mut Outcome) {
-        let cap = self.caps.per_rule;
-        if out.findings.len() <= cap {
-            return;
-        }
-        let mut totals: std::collections::HashMap<Arc<str>, usize> = Default::default();
-        for f in &out.findings {
-            *totals.entry(f.rule.clone()).or_default() += 1;
-        }
-        // Per rule over the cap: alerts kept so far, and whether the cut began.
-        let mut over: std::collections::HashMap<Arc<str>, (usize, bool)> = totals
-            .iter()
-            .filter(|(_, n)| **n > cap)
-            .map(|(r, _)| (r.clone(), (0, false)))
-            .collect();
-        if over.is_empty() {
-            return;
-        }
-        // Findings come in (account, rule) order, so one rule's alerts for
-        // one account are side by side; they are kept or cut together.
-        let mut keep = vec![true; out.findings.len()];
-        let mut i = 0;
-        while i < out.findings.len() {
-            let f = &out.findings[i];
-            let mut j = i + 1;
-            while j < out.findings.len()
-                && out.findings[j].rule == f.rule
-                && out.findings[j].account.id == f.account.id
-            {
-                j += 1;
-            }
-            if let Some((kept, cutting)) = over.get_mut(&f.rule) {
-                if !*cutting && *kept + (j - i) <= cap {
-                    *kept += j - i;
-                } else {
-                    *cutting = true;
-                    keep[i..j].fill(false);
-                    out.errors.push(RunError {
-                        rule: f.rule.clone(),
-                        account_id: f.account.id.clone(),
-                        message: format!(
-                            "the rule raised {} alerts in this evaluation, more than alerts.max_per_rule ({cap}) allows; those of this account were not recorded and stay as they were. Fix the rule, or raise the cap if so many warnings are meant",
-                            totals[&f.rule]
-                        ),
-                    });
-                }
-            }
-            i = j;
-        }
-        let mut k = keep.into_iter();
-        out.findings.retain(|_| k.next().unwrap_or(true));
     }
 
     /// An outcome in which every enabled rule failed for each of
@@ -1359,12 +1440,16 @@ impl RuleSet {
     /// and the portfolio handle. Shared between threads, their reference
     /// counts made each core wait on the other's cache.
     pub fn runner(&self) -> Runner<'_> {
-        self.runner_with(Shared::default())
+        self.runner_with(Shared::default().for_rules(self.rules.len()))
     }
 
     /// [`runner`](Self::runner) for one thread of an evaluation that
-    /// shares `shared` (its stop flag and print allowance).
-    fn runner_with(&self, shared: Shared) -> Runner<'_> {
+    /// shares `shared` (its stop flag, print allowance and alert counts,
+    /// one per rule: see [`Shared::for_rules`]).
+    fn runner_with(&self, mut shared: Shared) -> Runner<'_> {
+        if shared.raised.len() != self.rules.len() {
+            shared = shared.for_rules(self.rules.len());
+        }
         ALERT_CAP.with(|c| c.set(self.caps.per_account));
         // Nothing left over from a run a panic cut short.
         RAISED.with(|r| r.borrow_mut().clear());
@@ -1727,6 +1812,23 @@ fn blank_settings(source: &str) -> Option<String> {
 }
 
 /// The source line at `pos` with a caret under the column.
+/// Every call in `rule` that no function answers, as compile errors with
+/// the line, column and a caret: a misspelt function would otherwise fail
+/// for every account at run time.
+fn unknown_calls(known: &api::Known, rule: &Rule, source: &str) -> Vec<CompileError> {
+    known
+        .unknown_calls(&rule.ast)
+        .into_iter()
+        .map(|u| CompileError {
+            path: rule.path.clone(),
+            line: u.pos.line().unwrap_or(0),
+            column: u.pos.position().unwrap_or(0),
+            message: u.to_string(),
+            excerpt: excerpt(source, u.pos),
+        })
+        .collect()
+}
+
 fn excerpt(source: &str, pos: Position) -> String {
     let Some(line) = pos.line() else {
         return String::new();
@@ -1996,7 +2098,8 @@ mod tests {
         assert!(out.findings.is_empty());
         // Mid-run: the progress callback stops the script at once, and the
         // stop is not reported as the rule's failure.
-        let rs = RuleSet::from_sources(&[("spin", "loop { }")]).unwrap();
+        let rs =
+            RuleSet::from_sources(&[("slow", "let n = 0; for i in 0..50000 { n += i; }")]).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let setter = std::thread::spawn(move || {
@@ -2006,12 +2109,24 @@ mod tests {
         let out = rs.evaluate_until(&book_of(1000), stop);
         setter.join().unwrap();
         assert!(out.interrupted);
-        assert!(out.errors.len() < 1000, "every account ran");
-        assert!(
-            out.errors
-                .iter()
-                .all(|e| e.message.contains("endless loop"))
-        );
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+    }
+
+    #[test]
+    fn a_rule_stopped_at_its_limits_again_and_again_is_set_aside() {
+        let rs =
+            RuleSet::from_sources(&[("spin", "loop { }"), ("ok", "alert(#{ title: \"t\" });")])
+                .unwrap();
+        let out = rs.evaluate_with(&book_of(20), 1);
+        let spin: Vec<&RunError> = out.errors.iter().filter(|e| &*e.rule == "spin").collect();
+        assert_eq!(spin.len(), 20, "every account is accounted for");
+        let stopped = spin
+            .iter()
+            .filter(|e| e.message.contains("endless loop"))
+            .count();
+        assert_eq!(stopped, MAX_STRIKES as usize);
+        assert!(spin[MAX_STRIKES as usize].message.starts_with("not run:"));
+        assert_eq!(out.findings.len(), 20, "the other rule ran everywhere");
     }
 
     #[test]
@@ -2043,7 +2158,8 @@ mod tests {
         );
         assert!(!out.findings.iter().any(|f| &*f.rule == "flood"));
         // three: 12 in the evaluation, cap 7: KH1 and KH2 kept whole (6),
-        // KH3 would cross the cap, so KH3 and KH4 failed.
+        // KH3 would cross the cap, so KH3 and KH4 failed (one block of
+        // accounts: in book order).
         let kept: Vec<&str> = out
             .findings
             .iter()
@@ -2060,7 +2176,7 @@ mod tests {
         assert_eq!(failed, ["KH3", "KH4"]);
         assert!(out.errors.iter().any(|e| {
             e.message
-                .contains("12 alerts in this evaluation, more than alerts.max_per_rule (7)")
+                .contains("more alerts in this evaluation than alerts.max_per_rule (7)")
         }));
         // one: under both caps, untouched.
         assert_eq!(out.findings.iter().filter(|f| &*f.rule == "one").count(), 4);
@@ -2168,7 +2284,7 @@ mod tests {
         let s = rs.rules[0].settings();
         assert_eq!(s.tiers, Some(vec!["B".to_string()]));
         assert_eq!(s.severity, Some(Severity::Critical));
-        assert_eq!((s.for_evaluations, s.repeat_days), (2, Some(7)));
+        assert_eq!((s.for_evaluations, s.repeat_days), (Some(2), Some(7)));
         assert_eq!(s.recipients, vec!["x@example.com".to_string()]);
         // The only account is tier A: skipped, but counted as evaluated.
         let snap = crate::metrics::tests_support::snapshot_one();

@@ -24,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("store/0005_outbox_mime.sql"),
     include_str!("store/0006_compact_order_attrs.sql"),
     include_str!("store/0007_ledger_counts.sql"),
+    include_str!("store/0008_installation.sql"),
 ];
 
 /// How long a statement waits for another connection's lock.
@@ -106,6 +107,12 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     }
     tx.commit()?;
     Ok(())
+}
+
+/// This database's installation id: random, made when it was created (or
+/// upgraded to schema 8), the same for its whole life.
+pub fn installation_id(conn: &Connection) -> Result<String> {
+    Ok(conn.query_row("SELECT id FROM installation LIMIT 1", [], |r| r.get(0))?)
 }
 
 /// The identity of the database file: (device, inode). The daemon compares

@@ -219,7 +219,14 @@ fn alert_resolves_after_the_data_changes() {
 #[test]
 fn silence_suppresses_then_lets_mail_through() {
     let p = project(str::to_string);
-    let add = p.run(&[
+    // Silences are added on 2026-10-31: `--until` must not be in the past.
+    let at = |args: &[&str]| {
+        p.command(args)
+            .env("KAMWATCH_NOW", "2026-10-31T04:00:00Z")
+            .output()
+            .unwrap()
+    };
+    let add = at(&[
         "silence",
         "add",
         "--rule",
@@ -249,7 +256,7 @@ fn silence_suppresses_then_lets_mail_through() {
         "--reason",
         "x",
     ];
-    assert_exit(&p.run(&both), 2);
+    assert_exit(&at(&both), 2);
     let none = [
         "silence",
         "add",
@@ -260,7 +267,7 @@ fn silence_suppresses_then_lets_mail_through() {
         "--reason",
         "x",
     ];
-    let o = p.run(&none);
+    let o = at(&none);
     assert_exit(&o, 2);
     assert!(
         stderr(&o).contains("--account, --tier or --owner"),
@@ -281,7 +288,7 @@ fn silence_suppresses_then_lets_mail_through() {
         "--reason",
         "x",
     ];
-    let o = p.run(&typo);
+    let o = at(&typo);
     assert_exit(&o, 2);
     assert!(stderr(&o).contains("lapsed_visits"), "{}", show(&o));
     let tier = [
@@ -296,7 +303,7 @@ fn silence_suppresses_then_lets_mail_through() {
         "--reason",
         "x",
     ];
-    assert_exit(&p.run(&tier), 2);
+    assert_exit(&at(&tier), 2);
 
     let list = p.run(&["silence", "list", "--format", "json"]);
     assert_exit(&list, 0);
@@ -348,7 +355,7 @@ fn silence_suppresses_then_lets_mail_through() {
     );
 
     // Expire: listed as expired; expiring twice or an unknown id fails.
-    let add = p.run(&[
+    let add = at(&[
         "silence",
         "add",
         "--rule",
@@ -417,7 +424,9 @@ fn dump(p: &Project) -> Vec<String> {
          FROM alert_history ORDER BY id",
         "SELECT rule || '|' || account_id || '|' || kind || '|' || state || '|' || as_of || '|' || recipients
          FROM notifications ORDER BY id",
-        "SELECT message_id || '|' || recipients || '|' || subject || '|' || body_text FROM outbox ORDER BY id",
+        // Message-IDs carry the database's own random installation id:
+        // two databases compare equal without it.
+        "SELECT replace(message_id, (SELECT id FROM installation), 'INSTALLATION') || '|' || recipients || '|' || subject || '|' || body_text FROM outbox ORDER BY id",
     ] {
         let mut st = db.prepare(sql).unwrap();
         out.extend(
@@ -588,13 +597,36 @@ fn rule_failures_go_to_the_admin_once() {
     .unwrap();
     let o = p.run(&["eval", "--as-of", "2026-10-31"]);
     assert_exit(&o, 1);
+    let accounts: i64 = p
+        .db()
+        .query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0))
+        .unwrap();
+    // Once per rule, with the count and one example: not a line per account.
+    let said = format!("rule broken failed for {accounts} accounts, e.g. KH");
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("broken")).collect();
+    assert_eq!(lines.len(), 1, "{}", show(&o));
+    assert!(lines[0].contains(&said), "{}", show(&o));
+    assert!(lines[0].contains("no_such_field"), "{}", show(&o));
+    // The summary counts the failed runs.
+    assert!(
+        stdout(&o).contains(&format!("{accounts} rule run(s) failed (1 rule(s)")),
+        "{}",
+        show(&o)
+    );
     let admin: Vec<Mail> = mails(&p)
         .into_iter()
         .filter(|m| m.to == ["it@example.com"])
         .collect();
     assert_eq!(admin.len(), 1, "{}", show(&o));
     assert!(admin[0].subject.contains("系统"), "{}", admin[0].subject);
-    assert!(admin[0].text.contains("broken"), "{}", admin[0].text);
+    let about: Vec<&str> = admin[0]
+        .text
+        .lines()
+        .filter(|l| l.contains("broken"))
+        .collect();
+    assert_eq!(about.len(), 1, "{}", admin[0].text);
+    assert!(about[0].contains(&said), "{}", admin[0].text);
     let n = mails(&p).len();
     assert_exit(&p.run(&["eval", "--as-of", "2026-11-01"]), 1);
     assert!(
@@ -674,6 +706,107 @@ fn an_alert_is_not_resolved_by_a_rule_that_did_not_run() {
     assert!(resolved[0].item_text(ACCOUNT).contains("已恢复"));
 }
 
+/// A rule file that stops compiling while the daemon runs keeps its last
+/// good version running, and the admin is mailed once, with file:line:col,
+/// the line and the caret; the next evaluation does not mail it again.
+#[test]
+fn a_rule_broken_while_the_daemon_runs_is_mailed_to_the_admin_once() {
+    let smtp = SmtpServer::start();
+    let p = Project::with_smtp(smtp.port);
+    p.edit_config("  # admin: it@example.com", "  admin: it@example.com");
+    let files = [MASTER, ORDERS, VISITS].map(|f| fixture(f).to_string_lossy().into_owned());
+    let mut args = vec!["ingest"];
+    args.extend(files.iter().map(String::as_str));
+    assert_exit(&p.run(&args), 0);
+    let d = Daemon::start_with(&p, &[("KAMWATCH_NOW", NOW)]);
+    let evaluations = || -> i64 {
+        p.db()
+            .query_row("SELECT COUNT(*) FROM evaluations", [], |r| r.get(0))
+            .unwrap_or(0)
+    };
+    // Data ingested before the start: the daemon evaluates at once.
+    wait_for(30, "the first evaluation", || {
+        (evaluations() >= 1).then_some(())
+    });
+    let rule = p.path("rules/margin_slip.rhai");
+    let good = std::fs::read_to_string(&rule).unwrap();
+    assert!(
+        good.contains("account.margin_pct("),
+        "the shipped rule changed"
+    );
+    std::fs::write(
+        &rule,
+        good.replacen("account.margin_pct(", "account.margin_percent(", 1),
+    )
+    .unwrap();
+    let admin = || -> Vec<Received> {
+        smtp.messages()
+            .into_iter()
+            .filter(|m| m.to == ["it@example.com"])
+            .collect()
+    };
+    // Each drop makes the daemon reload the rules and evaluate.
+    let drop_visit = |n: u32| {
+        let staging = p.path(&format!("v{n}.csv"));
+        std::fs::write(
+            &staging,
+            format!("拜访日期,客户编号,拜访人,职务,拜访类型,备注\n2026-11-2{n},KH1001,张伟,业务员,上门拜访,\n"),
+        )
+        .unwrap();
+        std::fs::rename(&staging, p.path(&format!("inbox/拜访记录_{n}.csv"))).unwrap();
+    };
+    drop_visit(1);
+    let first = wait_for(30, "the admin's mail", || {
+        let a = admin();
+        (!a.is_empty()).then_some(a)
+    });
+    let text = String::from_utf8_lossy(&first[0].data).into_owned();
+    let parsed = MessageParser::default()
+        .parse(first[0].data.as_slice())
+        .unwrap();
+    let body = parsed.body_text(0).unwrap().to_string();
+    assert!(body.contains("margin_slip.rhai:"), "{text}");
+    assert!(body.contains("did you mean `margin_pct`?"), "{body}");
+    let lines: Vec<&str> = body.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.contains("account.margin_percent("))
+        .unwrap_or_else(|| panic!("the line is not shown: {body}"));
+    assert_eq!(
+        lines[at + 1].find('^'),
+        lines[at].find("margin_percent"),
+        "{body}"
+    );
+    // The last good version still ran: the evaluation had all rules.
+    let rules: i64 = p
+        .db()
+        .query_row(
+            "SELECT rules FROM evaluations ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(rules, 8);
+
+    // Another evaluation with the same broken file: not mailed again.
+    let before = evaluations();
+    drop_visit(2);
+    wait_for(30, "the next evaluation, its mail delivered", || {
+        (evaluations() > before
+            && p.db()
+                .query_row(
+                    "SELECT COUNT(*) FROM outbox WHERE state = 'pending'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .unwrap_or(1)
+                == 0)
+            .then_some(())
+    });
+    d.stop();
+    assert_eq!(admin().len(), 1, "the broken rule was mailed again");
+}
+
 /// The daemon killed with SIGKILL after mailing, then started again: a new
 /// drop evaluates again and nothing is sent twice or forgotten.
 #[test]
@@ -748,4 +881,86 @@ fn daemon_killed_and_restarted_sends_nothing_twice() {
         "a message was sent twice"
     );
     assert_eq!(dump(&p), before, "the restart changed alert state or mail");
+}
+
+/// Silences and history refuse what cannot be right: an `--until` in the
+/// past (exit 2), an account not in the master unless `--force` (exit 2),
+/// a silence past its end listed as ended rather than active, history for
+/// an unknown account (exit 1), and a database error is exit 1, not 2.
+#[test]
+fn silence_and_history_refuse_what_cannot_be_right() {
+    let p = project(str::to_string);
+    let on = |day: &str, args: &[&str]| {
+        p.command(args)
+            .env("KAMWATCH_NOW", format!("{day}T04:00:00Z"))
+            .output()
+            .unwrap()
+    };
+    let add = |until: &str, account: &str, force: bool| {
+        let mut args = vec![
+            "silence",
+            "add",
+            "--rule",
+            RULE,
+            "--account",
+            account,
+            "--until",
+            until,
+            "--reason",
+            "renovation",
+        ];
+        if force {
+            args.push("--force");
+        }
+        on("2026-11-10", &args)
+    };
+    let past = add("2026-11-09", ACCOUNT, false);
+    assert_exit(&past, 2);
+    assert!(
+        stderr(&past).contains("is in the past (today is 2026-11-10"),
+        "{}",
+        show(&past)
+    );
+    assert_exit(&add("2026-11-10", ACCOUNT, false), 0);
+
+    let unknown = add("2026-12-01", "KH9999", false);
+    assert_exit(&unknown, 2);
+    assert!(stderr(&unknown).contains("--force"), "{}", show(&unknown));
+    assert_exit(&add("2026-12-01", "KH9999", true), 0);
+
+    // On 2026-11-11 the first has ended: not listed as active.
+    let list = on("2026-11-11", &["silence", "list"]);
+    assert_exit(&list, 0);
+    let text = stdout(&list);
+    let line = |account: &str| -> String {
+        text.lines()
+            .find(|l| l.contains(&format!("account {account} ")))
+            .unwrap_or_else(|| panic!("{account} not listed: {text}"))
+            .to_string()
+    };
+    assert!(line(ACCOUNT).contains(" ended "), "{text}");
+    assert!(!line(ACCOUNT).contains("active"), "{text}");
+    assert!(line("KH9999").contains(" active "), "{text}");
+    let json = on("2026-11-11", &["silence", "list", "--format", "json"]);
+    let actives: Vec<bool> = stdout(&json)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["active"]
+                .as_bool()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(actives, [true, false], "newest first: {}", show(&json));
+
+    let h = p.run(&["history", "--account", "KH9999"]);
+    assert_exit(&h, 1);
+    assert!(stderr(&h).contains("no account \"KH9999\""), "{}", show(&h));
+    // A known account with no history yet is not an error.
+    assert_exit(&p.run(&["history", "--account", ACCOUNT]), 0);
+
+    // A database error is the job failing (1), not usage (2).
+    p.db().execute_batch("DROP TABLE silences").unwrap();
+    let broken = add("2026-12-01", ACCOUNT, false);
+    assert_exit(&broken, 1);
+    assert!(stderr(&broken).contains("silences"), "{}", show(&broken));
 }

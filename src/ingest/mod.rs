@@ -864,7 +864,12 @@ pub fn map_columns(
         return Err(format!(
             "the header lacks the required column(s) {}. The header found is: {}. Either this is not an export of {dataset}, or its columns are named differently: map them under `datasets.{dataset}.columns` in the config",
             missing.join(", "),
-            names.join(", ")
+            names
+                .iter()
+                .take(40)
+                .map(values::bounded)
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     // Other columns become attributes; a repeated name gets "#2", "#3" …
@@ -929,7 +934,7 @@ fn load_rows(
     // Written batches go back to the parser thread to be freed there: the
     // thread that allocated their strings frees them fastest.
     let (done, written_batches) = std::sync::mpsc::sync_channel::<Batch>(BATCHES_IN_FLIGHT + 1);
-    let verdict = std::thread::scope(|scope| -> Result<Verdict> {
+    let verdict = std::thread::scope(|scope| -> Result<std::result::Result<Verdict, String>> {
         let map = &map;
         let parser = scope.spawn(move || {
             parse_all(
@@ -968,14 +973,29 @@ fn load_rows(
         }
         // Dropping the receiver stops a parser that is still sending.
         drop(recv);
-        let verdict = parser
-            .join()
-            .map_err(|_| anyhow::anyhow!("the parser thread panicked"))?;
+        // A panic while parsing (a bug, in kamwatch or a format library)
+        // rejects this file; it does not take the daemon down.
+        let verdict = parser.join().map_err(|panic| {
+            panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into())
+        });
         match failure {
             Some(e) => Err(e),
             None => Ok(verdict),
         }
     })?;
+    let verdict = match verdict {
+        Ok(v) => v,
+        Err(panic) => {
+            return Ok(Err(Rejection::whole(format!(
+                "reading this file failed inside kamwatch ({}); nothing from it was stored. It is set aside, not retried: please report it to the kamwatch maintainers with the file",
+                values::bounded(panic)
+            ))));
+        }
+    };
     let Verdict {
         rows,
         mut problems,
