@@ -1,13 +1,17 @@
 //! Ingest: turns one export file into rows in the store, or into a reason.
 //!
-//! Routes the file to a dataset by name, hashes it for the ledger, reads its
-//! rows through `source` (CSV in UTF-8, UTF-8 BOM or GBK/GB18030; XLSX/XLS;
+//! Takes the file through `file` (opened without following links or
+//! blocking, refused while a writer has it open, copied into a private
+//! staging copy and hashed from that one read), routes it to a dataset by
+//! name, reads the copy's rows through `source` (CSV in UTF-8, UTF-8 BOM or GBK/GB18030; XLSX/XLS;
 //! JSON Lines), maps the export's columns to the canonical fields (the other
 //! columns are kept as attributes: for orders their values, a JSON array, with
 //! the names once per header in `attr_layouts`; elsewhere a JSON object),
 //! validates every row and
-//! writes them in one transaction together with the ledger entry. Then moves
-//! the file to `archive/` or, with `<name>.errors.txt`, to `rejected/`.
+//! writes them in one transaction together with the ledger entry. Then files
+//! the file into `archive/` or, with `<name>.errors.txt`, into `rejected/`
+//! (never over an existing name). `rebuild` re-reads archived files in
+//! place.
 //! Touches the store (through `store`), the file it is given, and the
 //! archive and rejected folders — nothing else.
 
@@ -166,6 +170,15 @@ pub fn ingest_with_progress(
 enum Keep {
     Move,
     Copy,
+    /// Read from where it is and filed nowhere: `rebuild` re-reading the
+    /// archive.
+    InPlace,
+}
+
+/// Ingests a file already in the archive, leaving it there and writing
+/// nothing beside it: for `kamwatch rebuild`.
+pub fn ingest_in_place(cfg: &Loaded, conn: &mut Connection, path: &Path) -> Result<FileReport> {
+    ingest(cfg, conn, path, Keep::InPlace, &mut |_| {}, None)
 }
 
 /// How a snapshot file relates to the newest one ingested before.
@@ -466,7 +479,10 @@ fn ingest_staged(
     let staged = dataset == Dataset::Visits
         && size >= BULK_MIN_BYTES
         && ds.key_fields(dataset) == dataset.default_key();
-    let tx = conn.transaction()?;
+    // The write lock first (waiting for it up to the busy timeout): a
+    // transaction that reads before it writes fails at once when another
+    // process (the daemon, a `kamwatch ingest`) wrote in between.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let suspended = if bulk {
         store::suspend_indexes(&tx, "orders")?
     } else {
@@ -600,7 +616,7 @@ fn ingest_staged(
                 staged,
                 "ingest phases"
             );
-            let errors_file = if skipped > 0 {
+            let errors_file = if skipped > 0 && keep != Keep::InPlace {
                 let text = errors_text(
                     &format!(
                         "kamwatch ingested {file_name} (dataset {dataset}) without {skipped} bad row(s), listed below (on_error: skip_rows). Fix them in the export and drop a corrected file in again: its good rows replace these."
@@ -1642,6 +1658,9 @@ fn file_as(
     dir: &Path,
     file_name: &str,
 ) -> Result<PathBuf> {
+    if keep == Keep::InPlace {
+        return Ok(path.to_path_buf());
+    }
     let (to, original) = file::file_taken(path, copy, dir, file_name, keep == Keep::Move)?;
     if original == file::Original::Changed {
         tracing::warn!(
@@ -1712,7 +1731,9 @@ fn reject(
     let moved_to = file_as(path, copy, keep, &cfg.rejected(), file_name)?;
     let text = errors_text(&reason_head(file_name, dataset, &rej), &rej.problems, unit);
     let reason_path = file::sidecar(&moved_to);
-    file::write_new(&reason_path, &text)?;
+    if keep != Keep::InPlace {
+        file::write_new(&reason_path, &text)?;
+    }
     let summary = rej.summary.clone();
     store::record_file(
         conn,
@@ -1759,6 +1780,8 @@ fn reject_entry(
     let dir = cfg.rejected();
     let moved_to = if keep == Keep::Move {
         file::file_entry_into(path, &dir, file_name)?
+    } else if keep == Keep::InPlace {
+        path.to_path_buf()
     } else {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut p = dir.join(file_name);
@@ -1771,7 +1794,9 @@ fn reject_entry(
     };
     let text = errors_text(&reason_head(file_name, None, &rej), &rej.problems, "line");
     let reason_path = file::sidecar(&moved_to);
-    file::write_new(&reason_path, &text)?;
+    if keep != Keep::InPlace {
+        file::write_new(&reason_path, &text)?;
+    }
     store::record_file(
         conn,
         &LedgerEntry {
