@@ -565,7 +565,7 @@ fn ingest(cfg: &Loaded, files: &[PathBuf]) -> Result<ExitCode> {
                 !in_inbox,
                 &mut |rows| match &bar {
                     Some(b) => b.set_position(rows),
-                    None => tracing::debug!(file = %name, rows, "ingesting"),
+                    None => tracing::debug!(file = ?name, rows, "ingesting"),
                 },
             );
         if let Some(b) = bar {

@@ -4,7 +4,9 @@
 //! against `root`, which is itself relative to the config file. Touches only
 //! the config file it is asked to read; every other stage receives a loaded,
 //! validated `Config` and never reads YAML itself. Defaults live here and are
-//! mirrored, commented, in `config/kamwatch.yaml`.
+//! mirrored, commented, in `config/kamwatch.yaml`. What it reads is bounded
+//! before it is parsed: a regular file of at most 1 MiB whose YAML aliases
+//! expand to at most 100,000 values.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -66,7 +68,67 @@ pub struct Config {
     pub log: String,
     #[serde(default)]
     pub alerts: AlertsConfig,
+    /// Bounds on what one export file may hold.
+    #[serde(default)]
+    pub ingest: IngestConfig,
     pub datasets: Datasets,
+}
+
+/// Bounds on one export file, checked while it is read, before memory is
+/// spent on it: what is over a bound rejects the file with a reason.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// The longest CSV record or JSON Lines line, and so the longest field
+    /// (a quoted field may span lines), in bytes.
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: u64,
+    /// The most a workbook may unpack to (every part together, the sheet
+    /// included), in MiB: a small zip can unpack to gigabytes.
+    #[serde(default = "default_max_unpacked_mib")]
+    pub max_unpacked_mib: u64,
+    /// The most of a workbook held in memory while it is read, in MiB:
+    /// an XLSX's shared strings and styles (its sheet is streamed), an XLS
+    /// or ODS workbook whole.
+    #[serde(default = "default_max_in_memory_mib")]
+    pub max_in_memory_mib: u64,
+    /// The most rows a worksheet may have (by its declared dimension and by
+    /// the rows read). Excel itself stops at 1,048,576.
+    #[serde(default = "default_max_sheet_rows")]
+    pub max_sheet_rows: u64,
+    /// The largest amount (revenue, cost, quantity, credit limit, open
+    /// amount, stock) accepted, either sign; anything beyond is a typo or
+    /// a broken export and would swamp every total.
+    #[serde(default = "default_max_amount")]
+    pub max_amount: f64,
+}
+
+fn default_max_record_bytes() -> u64 {
+    1 << 20
+}
+fn default_max_unpacked_mib() -> u64 {
+    512
+}
+fn default_max_in_memory_mib() -> u64 {
+    128
+}
+fn default_max_sheet_rows() -> u64 {
+    1_048_576
+}
+fn default_max_amount() -> f64 {
+    1e12
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_record_bytes: default_max_record_bytes(),
+            max_unpacked_mib: default_max_unpacked_mib(),
+            max_in_memory_mib: default_max_in_memory_mib(),
+            max_sheet_rows: default_max_sheet_rows(),
+            max_amount: default_max_amount(),
+        }
+    }
 }
 
 /// The monthly key-account review each manager gets by mail.
@@ -487,6 +549,21 @@ pub struct AlertsConfig {
     /// Per-rule overrides, by rule name (the .rhai file's stem).
     #[serde(default)]
     pub rules: BTreeMap<String, RuleOverride>,
+    /// The most alerts one rule may raise for one account in one run; past
+    /// it the run fails (named, reported to the admin).
+    #[serde(default = "default_max_per_account")]
+    pub max_per_account: usize,
+    /// The most alerts one rule may raise in one evaluation; the accounts
+    /// past it count as failed for that rule.
+    #[serde(default = "default_max_per_rule")]
+    pub max_per_rule: usize,
+}
+
+fn default_max_per_account() -> usize {
+    crate::rules::DEFAULT_MAX_ALERTS_PER_ACCOUNT
+}
+fn default_max_per_rule() -> usize {
+    crate::rules::DEFAULT_MAX_ALERTS_PER_RULE
 }
 
 fn default_for_evaluations() -> u32 {
@@ -513,6 +590,8 @@ impl Default for AlertsConfig {
             escalate_critical: true,
             history_retention_days: default_history_retention_days(),
             rules: BTreeMap::new(),
+            max_per_account: default_max_per_account(),
+            max_per_rule: default_max_per_rule(),
         }
     }
 }
@@ -643,6 +722,10 @@ pub struct DatasetConfig {
     /// What a row that does not validate does to its file.
     #[serde(default)]
     pub on_error: OnError,
+    /// Two rows of one file with the same key: `reject` the file (default,
+    /// naming both lines) or `keep_last`.
+    #[serde(default)]
+    pub duplicate_keys: DuplicateKeys,
 }
 
 /// A dataset that is not configured: no file matches it.
@@ -655,6 +738,7 @@ static UNCONFIGURED: DatasetConfig = DatasetConfig {
     date_order: DateOrder::Ymd,
     key: None,
     on_error: OnError::RejectFile,
+    duplicate_keys: DuplicateKeys::Reject,
 };
 
 impl DatasetConfig {
@@ -716,6 +800,17 @@ pub enum OnError {
     /// Good rows are stored; bad rows are listed in `<name>.errors.txt`
     /// beside the archived file.
     SkipRows,
+}
+
+/// What two rows of one file with the same key do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DuplicateKeys {
+    /// The file is rejected, naming both lines: a silent merge loses rows.
+    #[default]
+    Reject,
+    /// The last row of the file with the key is stored.
+    KeepLast,
 }
 
 /// The datasets kamwatch knows, with their canonical fields.
@@ -940,18 +1035,142 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
         path: path.to_path_buf(),
         message,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        err(format!(
-            "cannot read it: {e}; pass another file with --config PATH"
-        ))
-    })?;
+    let text = read_bounded(path).map_err(err)?;
     let cfg = parse(&text).map_err(err)?;
     let file = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     Ok(Loaded { file, cfg })
 }
 
+/// The largest config file read: the shipped one is about 10 KiB.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+/// The most values (scalars, sequences, mappings) a config may hold once
+/// its YAML aliases are expanded; the shipped one holds a few hundred.
+pub const MAX_CONFIG_VALUES: usize = 100_000;
+
+/// The file's text, refused if larger than [`MAX_CONFIG_BYTES`] (read with a
+/// limit, so a FIFO or a growing file cannot make it larger) or not UTF-8.
+fn read_bounded(path: &Path) -> Result<String, String> {
+    use std::io::Read as _;
+    let cannot =
+        |e: std::io::Error| format!("cannot read it: {e}; pass another file with --config PATH");
+    // Not a FIFO or a device: opening one would wait for a writer.
+    let meta = std::fs::metadata(path).map_err(cannot)?;
+    if !meta.is_file() {
+        return Err("it is not a regular file; pass the config file with --config PATH".into());
+    }
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(format!(
+            "it is larger than {} KiB, which no kamwatch config needs (the shipped one is about 10 KiB); is it the right file?",
+            MAX_CONFIG_BYTES / 1024
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "it is not UTF-8 text (invalid byte at offset {}); save it as UTF-8",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
+/// Walks the YAML as the deserializer will, aliases expanded, counting
+/// values and storing none: refuses text that expands past
+/// [`MAX_CONFIG_VALUES`] ("billion laughs") before anything is built from it.
+fn check_expansion(text: &str) -> Result<(), String> {
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    struct Count<'a>(&'a std::cell::Cell<usize>);
+
+    impl Count<'_> {
+        fn one<E: serde::de::Error>(&self) -> Result<(), E> {
+            let n = self.0.get() + 1;
+            self.0.set(n);
+            if n > MAX_CONFIG_VALUES {
+                Err(E::custom(TOO_MANY))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    const TOO_MANY: &str = "too many values";
+
+    impl<'de> DeserializeSeed<'de> for Count<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Count<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("any YAML value")
+        }
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+            self.one()
+        }
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+            self.one()
+        }
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+            self.one()
+        }
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+            self.one()
+        }
+        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+            self.one()
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+            self.one()
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<(), E> {
+            self.one()
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_enum<A: serde::de::EnumAccess<'de>>(self, a: A) -> Result<(), A::Error> {
+            use serde::de::VariantAccess as _;
+            self.one()?;
+            let ((), v) = a.variant_seed(Count(self.0))?;
+            v.newtype_variant_seed(Count(self.0))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<(), A::Error> {
+            self.one()?;
+            while a.next_element_seed(Count(self.0))?.is_some() {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<(), A::Error> {
+            self.one()?;
+            while a.next_key_seed(Count(self.0))?.is_some() {
+                a.next_value_seed(Count(self.0))?;
+            }
+            Ok(())
+        }
+    }
+
+    let n = std::cell::Cell::new(0);
+    match Count(&n).deserialize(serde_yaml::Deserializer::from_str(text)) {
+        Err(_) if n.get() > MAX_CONFIG_VALUES => Err(format!(
+            "it holds more than {MAX_CONFIG_VALUES} values once its YAML aliases (*name) are expanded, which no kamwatch config needs; write the values out or use fewer aliases"
+        )),
+        // Any other fault is reported, with its line, by the real parse.
+        _ => Ok(()),
+    }
+}
+
 /// Parses and validates config text. Errors name the key and its line.
 pub fn parse(text: &str) -> Result<Config, String> {
+    check_expansion(text)?;
     let cfg: Config = serde_yaml::from_str(text).map_err(|e| {
         let msg = e.to_string();
         if msg.contains("unknown field") {
@@ -965,6 +1184,34 @@ pub fn parse(text: &str) -> Result<Config, String> {
 }
 
 fn validate(cfg: &Config) -> Result<(), String> {
+    let i = &cfg.ingest;
+    if !(1024..=1 << 30).contains(&i.max_record_bytes) {
+        return Err(format!(
+            "ingest.max_record_bytes: {} is out of range; use 1024 to 1073741824 (default 1048576)",
+            i.max_record_bytes
+        ));
+    }
+    if !(1..=16384).contains(&i.max_unpacked_mib) {
+        return Err(format!(
+            "ingest.max_unpacked_mib: {} is out of range; use 1 to 16384 (default 512)",
+            i.max_unpacked_mib
+        ));
+    }
+    if !(1..=i.max_unpacked_mib).contains(&i.max_in_memory_mib) {
+        return Err(format!(
+            "ingest.max_in_memory_mib: {} is out of range; use 1 to max_unpacked_mib ({}) (default 128)",
+            i.max_in_memory_mib, i.max_unpacked_mib
+        ));
+    }
+    if i.max_sheet_rows == 0 {
+        return Err("ingest.max_sheet_rows: must be at least 1 (default 1048576)".into());
+    }
+    if !(i.max_amount.is_finite() && i.max_amount >= 1.0 && i.max_amount <= 1e15) {
+        return Err(format!(
+            "ingest.max_amount: {} is out of range; use 1 to 1e15 (default 1e12)",
+            i.max_amount
+        ));
+    }
     let t = &cfg.tiers;
     if !(0.0 < t.a_share && t.a_share <= t.b_share && t.b_share <= 1.0) {
         return Err(format!(
@@ -1100,6 +1347,11 @@ fn validate(cfg: &Config) -> Result<(), String> {
 fn validate_alerts(cfg: &Config) -> Result<(), String> {
     let a = &cfg.alerts;
     let longest = a.longest_repeat_days();
+    if a.max_per_account == 0 || a.max_per_rule == 0 {
+        return Err(
+            "alerts.max_per_account and alerts.max_per_rule must be at least 1".to_string(),
+        );
+    }
     if a.history_retention_days < longest {
         return Err(format!(
             "alerts.history_retention_days is {} but the longest repeat interval is {longest} days; \

@@ -48,6 +48,12 @@ const SERVER_BACKOFF_MAX: Duration = Duration::from_secs(900);
 /// How long stopping waits for the delivery thread to let go.
 const DELIVERY_GRACE: Duration = Duration::from_secs(3);
 const TICK: Duration = Duration::from_millis(50);
+/// How often the inbox folder and the database file are checked for
+/// having been replaced (a late mount, a deleted database).
+const FS_LOOK: Duration = Duration::from_secs(1);
+/// Backoff for a file that failed for a reason that may pass.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(300);
 
 /// What the worker thread owns between jobs.
 struct State {
@@ -58,6 +64,8 @@ struct State {
     reported: HashMap<PathBuf, String>,
     /// Set on SIGTERM: stop between two files.
     stop: Arc<AtomicBool>,
+    /// The database file's (device, inode) when it was opened.
+    db_id: Option<(u64, u64)>,
     /// Wakes the delivery thread.
     delivery: std::sync::mpsc::Sender<ToDelivery>,
 }
@@ -174,6 +182,193 @@ fn delivery_loop(
 struct Done {
     ingested: usize,
     status: Option<String>,
+    /// Files not taken now, to look at again: not complete yet (`false`),
+    /// or failed for a reason that may pass, with backoff (`true`).
+    again: Vec<(PathBuf, bool)>,
+    /// Files ingested or rejected: their backoff is over.
+    settled: Vec<PathBuf>,
+    /// Why the daemon must stop (its database is gone).
+    fatal: Option<String>,
+}
+
+/// How one file's ingest ended, for the daemon.
+enum FileOutcome {
+    Done(crate::ingest::FileReport),
+    /// Not complete yet: look again after the settle interval.
+    NotReady(String),
+    /// Rows committed, but not archived: counts as ingested, retried.
+    Unfiled(String),
+    /// Nothing stored; may pass (disk full, read-only archive): retried.
+    Failed(String),
+    /// Stopped by SIGTERM, rolled back: taken again at the next start.
+    Cancelled,
+    /// The process died in this file before: ingest it in a child process.
+    Isolate,
+}
+
+/// Ingests `path` in a child process (`kamwatch ingest`), for a file the
+/// daemon died in before. A child that dies by a signal (abort, out of
+/// memory, killed) gets the file rejected with a reason naming it, and the
+/// daemon goes on; a child that ends is read back from the ledger.
+fn ingest_apart(cfg: &Loaded, conn: &mut Connection, path: &std::path::Path) -> FileOutcome {
+    use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
+    let before: i64 = conn
+        .query_row("SELECT COALESCE(MAX(id), 0) FROM ledger", [], |r| r.get(0))
+        .unwrap_or(0);
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => return FileOutcome::Failed(format!("cannot find the kamwatch binary: {e}")),
+    };
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--config")
+        .arg(&cfg.file)
+        .arg("ingest")
+        .arg(path)
+        .env("KAMWATCH_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: prctl only, between fork and exec: the child dies with us, so
+    // a daemon that is killed never leaves a second writer behind.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let out = match cmd.output() {
+        Ok(o) => o,
+        Err(e) => return FileOutcome::Failed(format!("cannot start `kamwatch ingest`: {e}")),
+    };
+    let name = path.file_name().unwrap_or_default();
+    if let Some(sig) = out.status.signal() {
+        let what = match sig {
+            libc::SIGABRT => {
+                "it aborted (SIGABRT; out of memory, or an internal error)".to_string()
+            }
+            libc::SIGKILL => {
+                "it was killed (SIGKILL; the out-of-memory killer, or kill -9)".to_string()
+            }
+            libc::SIGSEGV => "it crashed (SIGSEGV)".to_string(),
+            s => format!("it died by signal {s}"),
+        };
+        tracing::error!(file = ?name, "the process ingesting this file died again: {what}; the file is rejected");
+        let reason = format!(
+            "kamwatch died while ingesting this file, in the daemon and again in a process of its own ({what}); nothing of it was stored, and it is set aside instead of being tried again. Check the file (size, sheet dimensions), and report it to the kamwatch maintainers if it is sound"
+        );
+        return match crate::ingest::reject_file(cfg, conn, path, &reason) {
+            Ok(r) => FileOutcome::Done(r),
+            Err(e) => FileOutcome::Failed(format!("{e:#}")),
+        };
+    }
+    let row = conn
+        .query_row(
+            "SELECT file_name, dataset, outcome, rows FROM ledger WHERE id > ?1 ORDER BY id DESC LIMIT 1",
+            [before],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            },
+        )
+        .ok();
+    match row {
+        Some((file_name, dataset, outcome, rows)) => {
+            let outcome = match outcome.as_str() {
+                "ingested" => Outcome::Ingested,
+                "duplicate" => Outcome::Duplicate,
+                _ => Outcome::Rejected,
+            };
+            tracing::info!(file = ?name, outcome = outcome.as_str(), rows, "ingested in a process of its own");
+            FileOutcome::Done(crate::ingest::FileReport {
+                file_name,
+                dataset: dataset.and_then(|d| {
+                    crate::config::Dataset::ALL
+                        .iter()
+                        .copied()
+                        .find(|x| x.name() == d)
+                }),
+                outcome,
+                rows: rows.max(0) as u64,
+                moved_to: PathBuf::new(),
+                reason: None,
+                skipped: 0,
+                errors_file: None,
+            })
+        }
+        None => {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let last = err
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("no message");
+            FileOutcome::Failed(format!("`kamwatch ingest` failed: {last}"))
+        }
+    }
+}
+
+/// Ingests `path` with `ingest`; a panic inside it is caught and the file
+/// rejected with a reason (with `reject`), so one bad file cannot take the
+/// daemon down or stop the files after it.
+fn ingest_guarded(
+    path: &std::path::Path,
+    ingest: impl FnOnce() -> Result<crate::ingest::FileReport>,
+    reject: impl FnOnce(&str) -> Result<crate::ingest::FileReport>,
+) -> FileOutcome {
+    use crate::ingest::{NotReady, Unfiled};
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(ingest));
+    let res = match res {
+        Ok(r) => r,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "an internal error".into());
+            tracing::error!(file = ?path.file_name().unwrap_or_default(), "kamwatch failed while ingesting this file ({what}); nothing of it was stored, it is rejected");
+            reject(&format!(
+                "kamwatch failed while reading this file ({what}); nothing of it was stored. Please report the file to the kamwatch maintainers; other files go on"
+            ))
+        }
+    };
+    match res {
+        Ok(r) => FileOutcome::Done(r),
+        Err(e) => {
+            let find = |f: &dyn Fn(&(dyn std::error::Error + 'static)) -> bool| e.chain().any(f);
+            if find(&|c| c.is::<crate::ingest::Isolate>()) {
+                FileOutcome::Isolate
+            } else if let Some(n) = e.chain().find_map(|c| c.downcast_ref::<NotReady>()) {
+                FileOutcome::NotReady(n.0.clone())
+            } else if find(&|c| c.is::<crate::ingest::Cancelled>()) {
+                FileOutcome::Cancelled
+            } else if find(&|c| c.is::<Unfiled>()) {
+                FileOutcome::Unfiled(format!("{e:#}"))
+            } else {
+                FileOutcome::Failed(format!("{e:#}"))
+            }
+        }
+    }
+}
+
+/// What the admin reads when the database file went away under the daemon.
+fn database_gone(cfg: &Loaded) -> String {
+    format!(
+        "the database {} was deleted or replaced while kamwatch was running; kamwatch stops so that nothing more is written into a file no one can open. Restore the database from a backup, or rebuild it from the archived inputs with `kamwatch rebuild --config {}`, then start kamwatch again",
+        cfg.database().display(),
+        cfg.file.display()
+    )
+}
+
+/// Where the daemon notes that evaluations fail, for `kamwatch status`:
+/// beside the database, so it is readable when the database is not.
+pub fn eval_failed_path(database: &std::path::Path) -> PathBuf {
+    let mut p = database.as_os_str().to_owned();
+    p.push(".eval-failed");
+    PathBuf::from(p)
 }
 
 impl State {
@@ -212,6 +407,10 @@ impl State {
 
     fn run(&mut self, job: Job) -> Done {
         let mut done = Done::default();
+        if crate::store::identity(&self.cfg.database()) != self.db_id {
+            done.fatal = Some(database_gone(&self.cfg));
+            return done;
+        }
         match job {
             Job::Ingest(files) => {
                 let mut last = None;
@@ -219,21 +418,49 @@ impl State {
                     if self.stop.load(Ordering::Relaxed) {
                         break; // the rest stays in the inbox for next start
                     }
-                    match crate::ingest::ingest_file_until(&self.cfg, &mut self.conn, p, &self.stop)
-                    {
-                        Ok(r) => {
+                    let name = p.file_name().unwrap_or_default().to_owned();
+                    let (cfg, stop) = (&self.cfg, &self.stop);
+                    let conn = std::cell::RefCell::new(&mut self.conn);
+                    let outcome = ingest_guarded(
+                        p,
+                        || crate::ingest::ingest_file_until(cfg, &mut conn.borrow_mut(), p, stop),
+                        |why| {
+                            let mut c = conn.borrow_mut();
+                            crate::store::back_to_wal(&c);
+                            crate::ingest::reject_file(cfg, &mut c, p, why)
+                        },
+                    );
+                    let outcome = match outcome {
+                        FileOutcome::Isolate => ingest_apart(&self.cfg, &mut self.conn, p),
+                        other => other,
+                    };
+                    match outcome {
+                        FileOutcome::Isolate => {}
+                        FileOutcome::Done(r) => {
                             if r.outcome == Outcome::Ingested {
                                 done.ingested += 1;
                             }
                             last = Some(format!(
-                                "last file {} ({}, {})",
+                                "last file {:?} ({}, {})",
                                 r.file_name,
                                 r.outcome.as_str(),
                                 r.rows
                             ));
+                            done.settled.push(p.clone());
                         }
-                        Err(e) => {
-                            tracing::error!(file = %p.display(), "could not ingest: {e:#}; the file stays in the inbox")
+                        FileOutcome::NotReady(why) => {
+                            tracing::debug!(file = ?name, "not taken yet: {why}");
+                            done.again.push((p.clone(), false));
+                        }
+                        FileOutcome::Unfiled(why) => {
+                            done.ingested += 1;
+                            tracing::warn!(file = ?name, "{why}");
+                            done.again.push((p.clone(), true));
+                        }
+                        FileOutcome::Cancelled => {}
+                        FileOutcome::Failed(why) => {
+                            tracing::error!(file = ?name, "could not ingest: {why}; nothing of it was stored, it stays in the inbox and is tried again");
+                            done.again.push((p.clone(), true));
                         }
                     }
                 }
@@ -242,7 +469,14 @@ impl State {
             Job::Evaluate => {
                 self.reload_rules();
                 let today = self.cfg.today();
-                match pipeline::evaluate(&self.cfg, &mut self.conn, &self.rules, today, false) {
+                match pipeline::evaluate_until(
+                    &self.cfg,
+                    &mut self.conn,
+                    &self.rules,
+                    today,
+                    false,
+                    &self.stop,
+                ) {
                     Ok(r) => {
                         done.status = Some(format!(
                             "evaluated as of {today}: {} accounts, {} warnings, {} new, {} resolved, {} rule errors",
@@ -259,9 +493,21 @@ impl State {
                                 tracing::error!("the monthly review could not be built: {e:#}");
                             }
                         }
+                        let _ = std::fs::remove_file(eval_failed_path(&self.cfg.database()));
                         let _ = self.delivery.send(ToDelivery::Kick);
                     }
-                    Err(e) => tracing::error!("evaluation failed: {e:#}"),
+                    Err(e) => {
+                        let mut text = format!("{e:#}");
+                        if let Err(damaged) =
+                            crate::store::quick_check(&self.conn, &self.cfg.database())
+                        {
+                            text = format!("{text}: {damaged:#}");
+                        }
+                        tracing::error!("evaluation failed: {text}");
+                        done.status = Some(format!("evaluation FAILED: {text}"));
+                        let note = format!("{}\t{text}\n", crate::store::now_text());
+                        let _ = std::fs::write(eval_failed_path(&self.cfg.database()), note);
+                    }
                 }
             }
         }
@@ -350,6 +596,17 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
     std::fs::create_dir_all(&inbox)
         .with_context(|| format!("creating the inbox {}", inbox.display()))?;
     let conn = crate::store::open(&cfg.database())?;
+    crate::store::quick_check(&conn, &cfg.database())?;
+    let db_id = crate::store::identity(&cfg.database());
+    crate::ingest::file::sweep(&cfg.archive().join(crate::ingest::file::STAGING));
+    crate::ingest::file::Attempts::new(&cfg.database()).prune(|hash| {
+        conn.query_row(
+            "SELECT 1 FROM ledger WHERE hash = ?1 LIMIT 1",
+            [hash],
+            |_| Ok(()),
+        )
+        .is_ok()
+    });
     let (rules, errors, _) = RuleSet::load_config(&cfg)?;
     let mut reported = HashMap::new();
     for e in &errors {
@@ -385,6 +642,7 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
         rules,
         reported,
         stop: stop.clone(),
+        db_id,
         delivery,
     });
 
@@ -398,6 +656,11 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
         let _ = watch_tx.send(c);
     })?;
     let mut watched = inbox.clone();
+    let mut watched_id = crate::store::identity(&watched);
+    let mut last_look = Instant::now();
+    // Files to look at again, when; and how often each failed in a row.
+    let mut again: Vec<(Instant, PathBuf)> = Vec::new();
+    let mut failures: HashMap<PathBuf, u32> = HashMap::new();
     let mut settler = Settler::new(settle);
     for p in watch::scan(&inbox)? {
         settler.touch(p);
@@ -443,8 +706,11 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
                 notifier.stopping();
             }
             _ = hup.recv() => {
-                tracing::info!("SIGHUP: reloading the config and the rules");
+                tracing::info!("SIGHUP: reloading the config and the rules, rescanning the inbox");
                 reload_wanted = true;
+                for p in watch::scan(&watched).unwrap_or_default() {
+                    settler.touch(p);
+                }
             }
             Some(change) = rx.recv() => match change {
                 Change::Path(p) => settler.touch(p),
@@ -458,6 +724,25 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
             joined = async { (&mut running.as_mut().expect("guarded").0).await }, if running.is_some() => {
                 running = None;
                 let (s, done) = joined.context("the worker thread panicked")?;
+                if let Some(why) = done.fatal {
+                    notifier.status(&why);
+                    anyhow::bail!(why);
+                }
+                for p in done.settled {
+                    failures.remove(&p);
+                }
+                for (p, backoff) in done.again {
+                    let wait = if backoff {
+                        let n = failures.entry(p.clone()).or_insert(0);
+                        *n += 1;
+                        let wait = RETRY_FIRST.saturating_mul(1 << (*n - 1).min(16)).min(RETRY_MAX);
+                        tracing::info!(file = ?p.file_name().unwrap_or_default(), attempt = *n, "trying this file again in {} s", wait.as_secs());
+                        wait
+                    } else {
+                        settle
+                    };
+                    again.push((Instant::now() + wait, p));
+                }
                 state = Some(s);
                 if done.ingested > 0 {
                     eval_due = Some(Instant::now() + debounce);
@@ -478,6 +763,48 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
             if !stuck && now.duration_since(last_ping) >= interval / 2 {
                 notifier.watchdog();
                 last_ping = now;
+            }
+        }
+        // Files whose time to be looked at again has come.
+        again.retain(|(at, p)| {
+            if *at <= now {
+                settler.touch(p.clone());
+                false
+            } else {
+                true
+            }
+        });
+        if now.duration_since(last_look) >= FS_LOOK {
+            last_look = now;
+            // A share mounted on the inbox after start (or the folder
+            // replaced) is a new folder: watch it anew and list it.
+            let id = crate::store::identity(&watched);
+            if id.is_some() && id != watched_id {
+                tracing::info!(inbox = %watched.display(), "the inbox folder changed (mounted, or replaced): watching it anew and rescanning");
+                let watch_tx = tx.clone();
+                let wcfg = state
+                    .as_ref()
+                    .map(|s| s.cfg.cfg.watch.clone())
+                    .unwrap_or_default();
+                match watch::start_with(&watched, &wcfg, move |c| {
+                    let _ = watch_tx.send(c);
+                }) {
+                    Ok(w) => {
+                        watcher = w;
+                        watched_id = id;
+                    }
+                    Err(e) => tracing::error!("cannot watch the inbox anew: {e:#}"),
+                }
+                for p in watch::scan(&watched).unwrap_or_default() {
+                    settler.touch(p);
+                }
+            }
+            if let Some(s) = &state
+                && crate::store::identity(&s.cfg.database()) != s.db_id
+            {
+                let why = database_gone(&s.cfg);
+                notifier.status(&why);
+                anyhow::bail!(why);
             }
         }
         if stopping || running.is_some() {
@@ -511,6 +838,7 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
                             Ok(w) => {
                                 watcher = w;
                                 watched = new_inbox.clone();
+                                watched_id = crate::store::identity(&watched);
                                 for p in watch::scan(&watched).unwrap_or_default() {
                                     settler.touch(p);
                                 }

@@ -28,3 +28,8 @@ pub mod silence;
 pub mod status;
 pub mod store;
 pub mod watch;
+
+/// Counts each thread's allocations so a rule run's memory can be bounded
+/// (see [`rules::MemoryMeter`]).
+#[global_allocator]
+static ALLOCATOR: rules::MemoryMeter = rules::MemoryMeter;

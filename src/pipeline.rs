@@ -59,6 +59,20 @@ pub fn evaluate(
     as_of: NaiveDate,
     dry_run: bool,
 ) -> Result<EvalReport> {
+    evaluate_until(cfg, conn, rules, as_of, dry_run, &Arc::default())
+}
+
+/// [`evaluate`], stopped between accounts (or within a rule run) once
+/// `stop` is set: then nothing is recorded and an error says so (the daemon
+/// evaluates again at its next start, as after a crash).
+pub fn evaluate_until(
+    cfg: &Loaded,
+    conn: &mut Connection,
+    rules: &RuleSet,
+    as_of: NaiveDate,
+    dry_run: bool,
+    stop: &Arc<AtomicBool>,
+) -> Result<EvalReport> {
     let snap = metrics::build(conn, as_of, &cfg.cfg.tiers)?;
     if snap.unknown_accounts > 0 {
         tracing::warn!(
@@ -66,9 +80,23 @@ pub fn evaluate(
             "order lines name accounts missing from the customer master; they count in the book's total but get no warnings"
         );
     }
-    let outcome = rules.evaluate(&snap);
-    for e in &outcome.errors {
+    let outcome = rules.evaluate_until(&snap, stop.clone());
+    if outcome.interrupted {
+        anyhow::bail!(
+            "the evaluation as of {as_of} was stopped before it finished; nothing of it was recorded"
+        );
+    }
+    // Every failure is in the admin mail; the log gets the first few and a
+    // count, so a rule failing for every account cannot flood it.
+    const LOGGED: usize = 20;
+    for e in outcome.errors.iter().take(LOGGED) {
         tracing::error!(rule = %e.rule, account = %e.account_id, "{}", e.message);
+    }
+    if outcome.errors.len() > LOGGED {
+        tracing::error!(
+            "{} more rule failures not logged one by one; the admin mail lists them",
+            outcome.errors.len() - LOGGED
+        );
     }
     let mut report = EvalReport {
         as_of: Some(as_of),

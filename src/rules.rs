@@ -2,10 +2,15 @@
 //! rule against every account of a metrics snapshot in a sandbox.
 //!
 //! The sandbox: operation, call-depth, expression-depth, string, array and
-//! map limits; no module import (rhai is built without modules, closures
-//! and custom syntax, which also makes it faster); `eval` disabled;
-//! `print`/`debug` go to the log. Rhai has no file, network or process access
-//! of its own and we register none. A rule raises a warning with
+//! map limits; a memory limit per run, measured by the process's global
+//! allocator ([`MemoryMeter`], counting each thread's bytes); at most
+//! `alerts.max_per_account` alerts per run and `alerts.max_per_rule` per
+//! rule and evaluation; no module import (rhai is built without modules,
+//! closures and custom syntax, which also makes it faster); `eval`
+//! disabled; `print`/`debug` go to the log within an allowance per run and
+//! per evaluation. A stop flag (the daemon's SIGTERM) ends an evaluation
+//! between accounts and a run at its next operation. Rhai has no file,
+//! network or process access of its own and we register none. A rule raises a warning with
 //! `alert(#{...})`; what it raises comes back as `Finding`s. A rule's
 //! `const SETTINGS = #{...}` is read once after compiling (`RuleSettings`).
 //! This module reads the rules folder and the snapshot it is given; it
@@ -13,10 +18,12 @@
 //! reference), `testing` (`kamwatch test` rule test files), `bench` (the
 //! evaluation benchmark).
 
-use std::cell::RefCell;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rhai::{
     AST, Dynamic, Engine, EvalAltResult, ImmutableString, Map, NativeCallContext, Position, Scope,
@@ -161,6 +168,26 @@ impl fmt::Display for RunError {
 pub struct RuleSet {
     pub(crate) engine: Engine,
     pub rules: Vec<Rule>,
+    pub caps: AlertCaps,
+}
+
+/// The most alerts a rule may raise, for one account in one run and in one
+/// evaluation (`alerts.max_per_account`, `alerts.max_per_rule`). Past them
+/// the rule has failed for the accounts concerned: their alerts are left as
+/// they were, and the admin is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlertCaps {
+    pub per_account: usize,
+    pub per_rule: usize,
+}
+
+impl Default for AlertCaps {
+    fn default() -> Self {
+        AlertCaps {
+            per_account: DEFAULT_MAX_ALERTS_PER_ACCOUNT,
+            per_rule: DEFAULT_MAX_ALERTS_PER_RULE,
+        }
+    }
 }
 
 /// Everything one evaluation produced.
@@ -170,6 +197,9 @@ pub struct Outcome {
     pub errors: Vec<RunError>,
     /// Rule x account runs.
     pub runs: u64,
+    /// Stopped (SIGTERM) before every account was evaluated: the outcome is
+    /// partial and must not be recorded.
+    pub interrupted: bool,
 }
 
 /// Per-rule settings, from the rule's `const SETTINGS = #{ ... };` and the
@@ -395,6 +425,15 @@ fn tier_bit(t: &str) -> u8 {
 thread_local! {
     /// Alerts raised by the script currently running on this thread.
     static RAISED: RefCell<Vec<Raised>> = const { RefCell::new(Vec::new()) };
+    /// The most alerts one run may raise on this thread
+    /// (`alerts.max_per_account`).
+    static ALERT_CAP: Cell<usize> = const { Cell::new(DEFAULT_MAX_ALERTS_PER_ACCOUNT) };
+    /// Net bytes this thread has allocated and not freed (see [`MemoryMeter`]).
+    static NET_BYTES: Cell<isize> = const { Cell::new(0) };
+    /// `NET_BYTES` when the current run started.
+    static RUN_BASE: Cell<isize> = const { Cell::new(0) };
+    /// What the current run printed and what it was not allowed to.
+    static PRINTED: Cell<Printed> = const { Cell::new(Printed::NONE) };
 }
 
 struct Raised {
@@ -412,9 +451,193 @@ pub const MAX_CALL_LEVELS: usize = 32;
 pub const MAX_STRING: usize = 64 * 1024;
 pub const MAX_ARRAY: usize = 10_000;
 pub const MAX_MAP: usize = 1_000;
+/// Memory one run may hold beyond what it started with: everything its
+/// values and the API calls it makes allocate and have not freed. Rhai's
+/// own size limits miss a map grown by `m[k] = v` and many big values side
+/// by side; this catches them, measured by [`MemoryMeter`].
+pub const MAX_RUN_MEMORY: usize = 32 * 1024 * 1024;
+/// What one run may `print` (lines, bytes); the rest is dropped and counted.
+pub const MAX_PRINT_LINES: u32 = 20;
+pub const MAX_PRINT_BYTES: usize = 4 * 1024;
+/// What one evaluation may print in all, over every rule and account.
+pub const MAX_PRINT_PER_EVALUATION: usize = 1024 * 1024;
+/// Defaults of `alerts.max_per_account` and `alerts.max_per_rule`.
+pub const DEFAULT_MAX_ALERTS_PER_ACCOUNT: usize = 100;
+pub const DEFAULT_MAX_ALERTS_PER_RULE: usize = 25_000;
+
+/// The tokens a run is terminated with from the progress callback.
+const STOP_MEMORY: i64 = 1;
+const STOP_SIGNAL: i64 = 2;
+
+/// The global allocator (installed in `lib.rs`): the system allocator, plus
+/// a per-thread count of the bytes allocated and not yet freed. A rule run
+/// notes the count when it starts, and the progress callback, called at
+/// every operation, stops the run once it holds more than
+/// [`MAX_RUN_MEMORY`]. The count is one thread-local add per allocation;
+/// `kamwatch bench rules` measured no difference (docs/benchmarks.md).
+/// Memory freed on another thread than the one that allocated it shows up
+/// as a negative count there and a positive one here; rule runs allocate
+/// and free on their own thread.
+pub struct MemoryMeter;
+
+fn meter(delta: isize) {
+    // Const-initialised and without a destructor: never allocates, never
+    // fails, also while a thread exits.
+    let _ = NET_BYTES.try_with(|c| c.set(c.get().wrapping_add(delta)));
+}
+
+// SAFETY: every call is forwarded to `System` unchanged; the count is a
+// thread-local add that does not allocate.
+unsafe impl GlobalAlloc for MemoryMeter {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            meter(layout.size() as isize);
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            meter(layout.size() as isize);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        meter(-(layout.size() as isize));
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            meter(new_size as isize - layout.size() as isize);
+        }
+        p
+    }
+}
+
+/// Bytes this thread holds beyond what it held when the current run started.
+fn run_memory() -> isize {
+    NET_BYTES.with(Cell::get) - RUN_BASE.with(Cell::get)
+}
+
+/// Marks the start of a run on this thread: memory, prints, alerts.
+fn start_run() {
+    RUN_BASE.with(|b| b.set(NET_BYTES.with(Cell::get)));
+}
+
+/// What one run printed, and dropped over its allowance.
+#[derive(Clone, Copy)]
+struct Printed {
+    lines: u32,
+    bytes: usize,
+    dropped_lines: u32,
+    dropped_bytes: usize,
+}
+
+impl Printed {
+    const NONE: Printed = Printed {
+        lines: 0,
+        bytes: 0,
+        dropped_lines: 0,
+        dropped_bytes: 0,
+    };
+}
+
+/// What the threads of one evaluation share: the flag that stops it
+/// (SIGTERM) and what the rules have printed so far.
+#[derive(Clone, Default)]
+pub struct Shared {
+    stop: Arc<AtomicBool>,
+    printed: Arc<AtomicUsize>,
+    /// Print lines dropped after the evaluation's allowance ran out.
+    dropped: Arc<AtomicUsize>,
+    /// Bytes of print lines (and lines about them) actually logged.
+    logged: Arc<AtomicUsize>,
+}
+
+impl Shared {
+    /// An evaluation stopped by `stop` (checked between accounts and at
+    /// every operation of a run).
+    pub fn until(stop: Arc<AtomicBool>) -> Shared {
+        Shared {
+            stop,
+            ..Shared::default()
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Takes `n` bytes of the evaluation's print allowance, if it has them.
+    fn take_print(&self, n: usize) -> bool {
+        let ok = self.printed.fetch_add(n, Ordering::Relaxed) + n <= MAX_PRINT_PER_EVALUATION;
+        if ok {
+            self.logged.fetch_add(n, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    /// Logs, once, what was dropped after the allowance ran out.
+    fn report_dropped(&self) {
+        let n = self.dropped.swap(0, Ordering::Relaxed);
+        if n > 0 {
+            tracing::warn!(
+                target: "kamwatch::rule",
+                "{n} more print line(s) from rules were dropped: an evaluation may print {} KiB in all",
+                MAX_PRINT_PER_EVALUATION / 1024
+            );
+        }
+    }
+}
+
+/// A rule's `print`: logged while the run and the evaluation have
+/// allowance left, otherwise counted (see [`report_print`]).
+fn rule_print(shared: &Shared, len: usize, log: impl FnOnce()) {
+    let mut p = PRINTED.with(Cell::get);
+    if p.lines < MAX_PRINT_LINES && p.bytes + len <= MAX_PRINT_BYTES && shared.take_print(len) {
+        p.lines += 1;
+        p.bytes += len;
+        log();
+    } else {
+        p.dropped_lines += 1;
+        p.dropped_bytes += len;
+    }
+    PRINTED.with(|c| c.set(p));
+}
+
+/// After a run: one line saying what it was not allowed to print.
+fn report_print(shared: &Shared, rule: &str, account: &str) {
+    let p = PRINTED.with(|c| c.replace(Printed::NONE));
+    if p.dropped_lines == 0 {
+        return;
+    }
+    if shared.take_print(128) {
+        tracing::warn!(
+            target: "kamwatch::rule",
+            "rule {rule} for account {account}: {} print line(s) ({} bytes) dropped; a run may print {MAX_PRINT_LINES} lines or {} KiB",
+            p.dropped_lines,
+            p.dropped_bytes,
+            MAX_PRINT_BYTES / 1024
+        );
+    } else {
+        shared
+            .dropped
+            .fetch_add(p.dropped_lines as usize, Ordering::Relaxed);
+    }
+}
 
 /// Builds the sandboxed engine with the rule API registered.
 pub fn engine() -> Engine {
+    engine_for(&Shared::default())
+}
+
+/// [`engine`] printing into, and stopped by, `shared`.
+fn engine_for(shared: &Shared) -> Engine {
     let mut e = Engine::new();
     e.disable_symbol("eval");
     // No string interner: with `sync` it is one lock shared by every
@@ -427,10 +650,33 @@ pub fn engine() -> Engine {
     e.set_max_string_size(MAX_STRING);
     e.set_max_array_size(MAX_ARRAY);
     e.set_max_map_size(MAX_MAP);
-    e.on_print(|s| tracing::info!(target: "kamwatch::rule", "{s}"));
-    e.on_debug(
-        |s, src, pos| tracing::debug!(target: "kamwatch::rule", "{}:{pos}: {s}", src.unwrap_or("")),
-    );
+    let s = shared.clone();
+    e.on_progress(move |_| {
+        if run_memory() > MAX_RUN_MEMORY as isize {
+            Some(Dynamic::from_int(STOP_MEMORY))
+        } else if s.stopped() {
+            Some(Dynamic::from_int(STOP_SIGNAL))
+        } else {
+            None
+        }
+    });
+    // `print` and `debug` share the run's and the evaluation's allowance.
+    let s = shared.clone();
+    e.on_print(move |line| {
+        rule_print(
+            &s,
+            line.len(),
+            || tracing::info!(target: "kamwatch::rule", "{line}"),
+        )
+    });
+    let s = shared.clone();
+    e.on_debug(move |line, src, pos| {
+        rule_print(
+            &s,
+            line.len(),
+            || tracing::debug!(target: "kamwatch::rule", "{}:{pos}: {line}", src.unwrap_or("")),
+        )
+    });
     api::register(&mut e);
     e
 }
@@ -450,12 +696,16 @@ pub struct Runner<'r> {
     rules: &'r RuleSet,
     engine: Engine,
     compiled: Vec<Compiled>,
+    shared: Shared,
 }
 
 impl<'r> Runner<'r> {
     /// Every rule for every account of `snap`, on this thread.
     pub fn evaluate(&mut self, snap: &Snapshot) -> Outcome {
-        self.day(snap).run(&snap.accounts)
+        let mut out = self.day(snap).run(&snap.accounts);
+        self.rules.cap_per_rule(&mut out);
+        self.shared.report_dropped();
+        out
     }
 
     /// Ready to run accounts of `snap`: a scope holding its `as_of` and
@@ -509,6 +759,12 @@ impl AtSnapshot<'_, '_> {
         let mut out = Outcome::default();
         let (scope, base, end) = (&mut self.scope, self.base, self.end);
         for m in accounts {
+            // SIGTERM: stop between accounts; the run in progress stops
+            // at its next operation (the progress callback).
+            if self.runner.shared.stopped() {
+                out.interrupted = true;
+                break;
+            }
             // Tests make an evaluation panic with an account named so.
             #[cfg(test)]
             if m.id.starts_with("PANIC") {
@@ -551,13 +807,20 @@ impl AtSnapshot<'_, '_> {
                     );
                     pushed = true;
                 }
+                start_run();
                 let result = script.run(&self.runner.engine, scope);
                 let raised = RAISED.with(|r| std::mem::take(&mut *r.borrow_mut()));
+                report_print(&self.runner.shared, &rule.name, &m.id);
                 match result {
                     Ok(()) => {
                         for r in raised {
                             out.findings.push(finding(rule, m, r));
                         }
+                    }
+                    Err(e) if is_stop(&e) => {
+                        // Not the rule's fault, and not an outcome.
+                        out.interrupted = true;
+                        break;
                     }
                     Err(e) => out.errors.push(RunError {
                         rule: rule.name.clone(),
@@ -565,6 +828,9 @@ impl AtSnapshot<'_, '_> {
                         message: describe_runtime(&e, &rule.path),
                     }),
                 }
+            }
+            if out.interrupted {
+                break;
             }
         }
         out
@@ -634,10 +900,23 @@ fn account_intact(scope: &Scope, m: &Arc<AccountMetrics>) -> bool {
 }
 
 fn raise(ctx: &NativeCallContext, spec: Map) -> Result<(), Box<EvalAltResult>> {
-    let text = |k: &str| -> Option<String> {
-        spec.get(k)
-            .and_then(|v| v.clone().into_immutable_string().ok())
-            .map(|s| s.to_string())
+    let cap = ALERT_CAP.with(Cell::get);
+    if RAISED.with(|r| r.borrow().len()) >= cap {
+        return Err(format!(
+            "alert(): more than {cap} alerts for one account (alerts.max_per_account); none of this run's alerts were recorded. Fix the rule, or raise the cap if so many are meant"
+        )
+        .into());
+    }
+    // A field given with another type than a string is refused, not
+    // silently read as "" (two alerts with key "" would collide).
+    let text = |k: &str| -> Result<Option<String>, Box<EvalAltResult>> {
+        match spec.get(k) {
+            None => Ok(None),
+            Some(v) if v.is_string() => Ok(Some(v.to_string())),
+            Some(v) => {
+                Err(format!("alert(): `{k}` must be a string, got {} {v}", v.type_name()).into())
+            }
+        }
     };
     for k in spec.keys() {
         if !matches!(
@@ -650,13 +929,25 @@ fn raise(ctx: &NativeCallContext, spec: Map) -> Result<(), Box<EvalAltResult>> {
             .into());
         }
     }
-    let severity = match text("severity") {
+    // A key may be an integer (an id): it is written in decimal.
+    let key = match spec.get("key") {
+        Some(v) if v.is_int() => v.as_int().map(|i| i.to_string()).unwrap_or_default(),
+        Some(v) if !v.is_string() => {
+            return Err(format!(
+                "alert(): `key` must be a string or an integer, got {} {v}",
+                v.type_name()
+            )
+            .into());
+        }
+        _ => text("key")?.unwrap_or_default(),
+    };
+    let severity = match text("severity")? {
         None => None,
         Some(t) => Some(Severity::parse(&t).ok_or_else(|| {
             format!("alert(): severity {t:?} is not one of info, warning, critical")
         })?),
     };
-    let title = text("title")
+    let title = text("title")?
         .filter(|t| !t.trim().is_empty())
         .ok_or("alert(): `title` is required and must be a string")?;
     let mut figures = Vec::new();
@@ -683,13 +974,14 @@ fn raise(ctx: &NativeCallContext, spec: Map) -> Result<(), Box<EvalAltResult>> {
             return Err("alert(): `figures` must be an array of [label, value] pairs or a map, e.g. [[\"revenue\", 1200.0]]".into());
         }
     }
+    let action = text("action")?.unwrap_or_default();
     RAISED.with(|r| {
         r.borrow_mut().push(Raised {
-            key: text("key").unwrap_or_default(),
+            key,
             severity,
             title,
             figures,
-            action: text("action").unwrap_or_default(),
+            action,
             line: ctx.call_position().line(),
         })
     });
@@ -762,7 +1054,14 @@ impl RuleSet {
                 Err(e) => errors.push(e),
             }
         }
-        Ok((RuleSet { engine, rules }, errors))
+        Ok((
+            RuleSet {
+                engine,
+                rules,
+                caps: AlertCaps::default(),
+            },
+            errors,
+        ))
     }
 
     /// A set with no rules.
@@ -770,6 +1069,7 @@ impl RuleSet {
         RuleSet {
             engine: engine(),
             rules: Vec::new(),
+            caps: AlertCaps::default(),
         }
     }
 
@@ -794,7 +1094,11 @@ impl RuleSet {
         for (name, src) in sources {
             rules.push(compile(&engine, Path::new(&format!("{name}.rhai")), src)?);
         }
-        Ok(RuleSet { engine, rules })
+        Ok(RuleSet {
+            engine,
+            rules,
+            caps: AlertCaps::default(),
+        })
     }
 
     /// Loads the rules folder of the config and applies its `rule_settings`.
@@ -803,6 +1107,10 @@ impl RuleSet {
         cfg: &crate::config::Loaded,
     ) -> Result<(RuleSet, Vec<CompileError>, Vec<String>), LoadError> {
         let (mut set, errors) = RuleSet::load_dir(&cfg.rules())?;
+        set.caps = AlertCaps {
+            per_account: cfg.cfg.alerts.max_per_account,
+            per_rule: cfg.cfg.alerts.max_per_rule,
+        };
         let unknown = set.apply_overrides(&cfg.cfg.rule_settings);
         // A broken file's name is not unknown: its last good version may run.
         let unknown = unknown
@@ -850,10 +1158,16 @@ impl RuleSet {
     /// Runs every rule for every account of the snapshot, in parallel over
     /// the machine's cores. Findings come back in (account, rule) order.
     pub fn evaluate(&self, snap: &Snapshot) -> Outcome {
+        self.evaluate_until(snap, Arc::default())
+    }
+
+    /// `evaluate`, stopped early once `stop` is set (the daemon's SIGTERM):
+    /// the outcome is then `interrupted`.
+    pub fn evaluate_until(&self, snap: &Snapshot, stop: Arc<AtomicBool>) -> Outcome {
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
-        self.evaluate_with(snap, threads)
+        self.evaluate_shared(snap, threads, &Shared::until(stop))
     }
 
     /// `evaluate` on at most `threads` threads.
@@ -863,6 +1177,10 @@ impl RuleSet {
     /// take blocks of `BLOCK` accounts from a shared counter instead, and
     /// the blocks' outcomes are put back in account order.
     pub fn evaluate_with(&self, snap: &Snapshot, threads: usize) -> Outcome {
+        self.evaluate_shared(snap, threads, &Shared::default())
+    }
+
+    fn evaluate_shared(&self, snap: &Snapshot, threads: usize, shared: &Shared) -> Outcome {
         const BLOCK: usize = 256;
         let blocks = snap.accounts.len().div_ceil(BLOCK);
         let threads = threads.max(1).min(blocks.max(1));
@@ -870,7 +1188,7 @@ impl RuleSet {
             // A panic (a bug, never a script's doing) fails every account:
             // their alerts stay as they were; none is taken as cleared.
             return std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.runner().evaluate(snap)
+                self.runner_with(shared.clone()).evaluate(snap)
             }))
             .unwrap_or_else(|p| self.failed(&snap.accounts, &panic_text(&*p)));
         }
@@ -884,7 +1202,7 @@ impl RuleSet {
                         // A block that panics is failed as a whole, and the
                         // thread goes on with a fresh runner.
                         'fresh: loop {
-                            let mut runner = self.runner();
+                            let mut runner = self.runner_with(shared.clone());
                             let mut day = runner.day(snap);
                             loop {
                                 let b = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -932,8 +1250,68 @@ impl RuleSet {
             out.findings.extend(p.findings);
             out.errors.extend(p.errors);
             out.runs += p.runs;
+            out.interrupted |= p.interrupted;
         }
+        self.cap_per_rule(&mut out);
+        shared.report_dropped();
         out
+    }
+
+    /// Applies `caps.per_rule`: a rule that raised more alerts than that in
+    /// this evaluation keeps those of the first accounts in book order
+    /// (the largest first) up to the cap, and has failed for the accounts
+    /// after it (their alerts stay as they were; the admin is told which).
+    fn cap_per_rule(&self, out: &mut Outcome) {
+        let cap = self.caps.per_rule;
+        if out.findings.len() <= cap {
+            return;
+        }
+        let mut totals: std::collections::HashMap<Arc<str>, usize> = Default::default();
+        for f in &out.findings {
+            *totals.entry(f.rule.clone()).or_default() += 1;
+        }
+        // Per rule over the cap: alerts kept so far, and whether the cut began.
+        let mut over: std::collections::HashMap<Arc<str>, (usize, bool)> = totals
+            .iter()
+            .filter(|(_, n)| **n > cap)
+            .map(|(r, _)| (r.clone(), (0, false)))
+            .collect();
+        if over.is_empty() {
+            return;
+        }
+        // Findings come in (account, rule) order, so one rule's alerts for
+        // one account are side by side; they are kept or cut together.
+        let mut keep = vec![true; out.findings.len()];
+        let mut i = 0;
+        while i < out.findings.len() {
+            let f = &out.findings[i];
+            let mut j = i + 1;
+            while j < out.findings.len()
+                && out.findings[j].rule == f.rule
+                && out.findings[j].account.id == f.account.id
+            {
+                j += 1;
+            }
+            if let Some((kept, cutting)) = over.get_mut(&f.rule) {
+                if !*cutting && *kept + (j - i) <= cap {
+                    *kept += j - i;
+                } else {
+                    *cutting = true;
+                    keep[i..j].fill(false);
+                    out.errors.push(RunError {
+                        rule: f.rule.clone(),
+                        account_id: f.account.id.clone(),
+                        message: format!(
+                            "the rule raised {} alerts in this evaluation, more than alerts.max_per_rule ({cap}) allows; those of this account were not recorded and stay as they were. Fix the rule, or raise the cap if so many warnings are meant",
+                            totals[&f.rule]
+                        ),
+                    });
+                }
+            }
+            i = j;
+        }
+        let mut k = keep.into_iter();
+        out.findings.retain(|_| k.next().unwrap_or(true));
     }
 
     /// An outcome in which every enabled rule failed for each of
@@ -981,10 +1359,21 @@ impl RuleSet {
     /// and the portfolio handle. Shared between threads, their reference
     /// counts made each core wait on the other's cache.
     pub fn runner(&self) -> Runner<'_> {
+        self.runner_with(Shared::default())
+    }
+
+    /// [`runner`](Self::runner) for one thread of an evaluation that
+    /// shares `shared` (its stop flag and print allowance).
+    fn runner_with(&self, shared: Shared) -> Runner<'_> {
+        ALERT_CAP.with(|c| c.set(self.caps.per_account));
+        // Nothing left over from a run a panic cut short.
+        RAISED.with(|r| r.borrow_mut().clear());
+        PRINTED.with(|c| c.set(Printed::NONE));
         Runner {
             rules: self,
-            engine: engine(),
+            engine: engine_for(&shared),
             compiled: self.rules.iter().map(|r| Compiled::new(&r.ast)).collect(),
+            shared,
         }
     }
 
@@ -1054,7 +1443,10 @@ impl RuleSet {
             },
         );
         api::take_trace();
+        ALERT_CAP.with(|c| c.set(self.caps.per_account));
+        start_run();
         let result = self.engine.run_ast_with_scope(&mut scope, &r.ast);
+        PRINTED.with(|c| c.set(Printed::NONE));
         // Each figure once, in the order it was first read.
         for r in api::take_trace() {
             if !ex.reads.contains(&r) {
@@ -1350,12 +1742,25 @@ fn excerpt(source: &str, pos: Position) -> String {
     format!("{gutter}{text}\n{}{pad}^", " ".repeat(gutter.len()))
 }
 
+/// Whether a run was stopped by the stop flag (SIGTERM), not by its rule.
+fn is_stop(e: &EvalAltResult) -> bool {
+    matches!(e, EvalAltResult::ErrorTerminated(t, _) if t.as_int() == Ok(STOP_SIGNAL))
+}
+
 fn describe_runtime(e: &EvalAltResult, path: &Path) -> String {
     let pos = e.position();
     let what = match e {
         EvalAltResult::ErrorTooManyOperations(_) => format!(
             "stopped after {MAX_OPERATIONS} operations (an endless loop?); the rule's other accounts and the other rules still ran"
         ),
+        EvalAltResult::ErrorTerminated(token, _) if token.as_int() == Ok(STOP_MEMORY) => format!(
+            "stopped: the run held more than {} MiB of memory (a map or array growing in a loop?); the rule's other accounts and the other rules still ran",
+            MAX_RUN_MEMORY / (1024 * 1024)
+        ),
+        EvalAltResult::ErrorTerminated(..) => {
+            "stopped: the daemon is shutting down; the evaluation runs again at the next start"
+                .to_string()
+        }
         other => {
             let mut s = other.to_string();
             // Display appends " (line x, position y)"; we say it ourselves.
@@ -1543,6 +1948,188 @@ mod tests {
         );
         assert_eq!(out.findings.len(), 1);
         assert_eq!(out.findings[0].figures, vec![("n".to_string(), 1.into())]);
+    }
+
+    /// A snapshot of `n` tier-A accounts KH1..KHn.
+    fn book_of(n: usize) -> Snapshot {
+        let mut snap = crate::metrics::tests_support::snapshot_one();
+        for i in 2..=n {
+            let id = format!("KH{i}");
+            snap.accounts.push(Arc::new(AccountMetrics {
+                tier: "A",
+                prev_tier: "A",
+                ..AccountMetrics::empty(&id, "测试")
+            }));
+        }
+        snap
+    }
+
+    #[test]
+    fn a_rule_that_hoards_memory_is_stopped_and_others_run() {
+        let rs = RuleSet::from_sources(&[
+            (
+                "hoard",
+                "let big = \"x\"; for i in 0..15 { big += big; }\n\
+                 let m = #{}; let i = 0; loop { m[`k${i}`] = big + i; i += 1; }",
+            ),
+            ("ok", "alert(#{ title: \"t\" });"),
+        ])
+        .unwrap();
+        let out = rs.evaluate_with(&book_of(3), 1);
+        assert_eq!(out.errors.len(), 3, "{:?}", out.errors);
+        for e in &out.errors {
+            assert_eq!(&*e.rule, "hoard");
+            assert!(e.message.contains("more than 32 MiB of memory"), "{e}");
+            assert!(e.message.contains("hoard.rhai:2:"), "{e}");
+        }
+        assert_eq!(out.findings.len(), 3);
+        // What the runs held was freed: a fourth evaluation starts afresh.
+        assert!(run_memory() < MAX_RUN_MEMORY as isize);
+    }
+
+    #[test]
+    fn the_stop_flag_interrupts_an_evaluation() {
+        let rs = RuleSet::from_sources(&[("ok", "alert(#{ title: \"t\" });")]).unwrap();
+        let stop = Arc::new(AtomicBool::new(true));
+        let out = rs.evaluate_until(&book_of(3), stop);
+        assert!(out.interrupted);
+        assert!(out.findings.is_empty());
+        // Mid-run: the progress callback stops the script at once, and the
+        // stop is not reported as the rule's failure.
+        let rs = RuleSet::from_sources(&[("spin", "loop { }")]).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let setter = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            flag.store(true, Ordering::Relaxed);
+        });
+        let out = rs.evaluate_until(&book_of(1000), stop);
+        setter.join().unwrap();
+        assert!(out.interrupted);
+        assert!(out.errors.len() < 1000, "every account ran");
+        assert!(
+            out.errors
+                .iter()
+                .all(|e| e.message.contains("endless loop"))
+        );
+    }
+
+    #[test]
+    fn alerts_are_capped_per_account_and_per_rule() {
+        let mut rs = RuleSet::from_sources(&[
+            (
+                "flood",
+                "for i in 0..1000 { alert(#{ title: \"t\", key: i }); }",
+            ),
+            (
+                "three",
+                "for i in 0..3 { alert(#{ title: \"t\", key: i }); }",
+            ),
+            ("one", "alert(#{ title: \"t\" });"),
+        ])
+        .unwrap();
+        rs.caps = AlertCaps {
+            per_account: 5,
+            per_rule: 7,
+        };
+        let out = rs.evaluate_with(&book_of(4), 2);
+        // flood: over the per-account cap everywhere, nothing recorded.
+        let flood: Vec<_> = out.errors.iter().filter(|e| &*e.rule == "flood").collect();
+        assert_eq!(flood.len(), 4);
+        assert!(
+            flood[0]
+                .message
+                .contains("more than 5 alerts for one account")
+        );
+        assert!(!out.findings.iter().any(|f| &*f.rule == "flood"));
+        // three: 12 in the evaluation, cap 7: KH1 and KH2 kept whole (6),
+        // KH3 would cross the cap, so KH3 and KH4 failed.
+        let kept: Vec<&str> = out
+            .findings
+            .iter()
+            .filter(|f| &*f.rule == "three")
+            .map(|f| f.account.id.as_str())
+            .collect();
+        assert_eq!(kept, ["KH1", "KH1", "KH1", "KH2", "KH2", "KH2"]);
+        let failed: Vec<&str> = out
+            .errors
+            .iter()
+            .filter(|e| &*e.rule == "three")
+            .map(|e| e.account_id.as_str())
+            .collect();
+        assert_eq!(failed, ["KH3", "KH4"]);
+        assert!(out.errors.iter().any(|e| {
+            e.message
+                .contains("12 alerts in this evaluation, more than alerts.max_per_rule (7)")
+        }));
+        // one: under both caps, untouched.
+        assert_eq!(out.findings.iter().filter(|f| &*f.rule == "one").count(), 4);
+    }
+
+    #[test]
+    fn alert_keys_are_strings_or_integers() {
+        let rs = RuleSet::from_sources(&[(
+            "k",
+            "alert(#{ title: \"a\", key: 7 }); alert(#{ title: \"b\", key: \"x\" });",
+        )])
+        .unwrap();
+        let out = rs.evaluate(&book_of(1));
+        let keys: Vec<&str> = out.findings.iter().map(|f| f.key.as_str()).collect();
+        assert_eq!(keys, ["7", "x"]);
+        for (src, what) in [
+            (
+                "alert(#{ title: \"a\", key: 1.5 });",
+                "`key` must be a string or an integer",
+            ),
+            (
+                "alert(#{ title: \"a\", key: true });",
+                "`key` must be a string or an integer",
+            ),
+            (
+                "alert(#{ title: \"a\", key: () });",
+                "`key` must be a string or an integer",
+            ),
+            (
+                "alert(#{ title: \"a\", action: 3 });",
+                "`action` must be a string",
+            ),
+            (
+                "alert(#{ title: \"a\", severity: 3 });",
+                "`severity` must be a string",
+            ),
+            ("alert(#{ title: 3 });", "`title` must be a string"),
+        ] {
+            let rs = RuleSet::from_sources(&[("k", src)]).unwrap();
+            let out = rs.evaluate(&book_of(1));
+            assert_eq!(out.errors.len(), 1, "{src}");
+            assert!(
+                out.errors[0].message.contains(what),
+                "{src}: {}",
+                out.errors[0]
+            );
+            assert!(out.findings.is_empty());
+        }
+    }
+
+    #[test]
+    fn prints_are_capped_per_run_and_per_evaluation() {
+        let rs = RuleSet::from_sources(&[(
+            "chatty",
+            "for i in 0..100 { print(\"0123456789012345678901234567890123456789\"); }",
+        )])
+        .unwrap();
+        let shared = Shared::default();
+        let mut runner = rs.runner_with(shared.clone());
+        // 20 lines of 40 bytes per run; 1 MiB in all is about 1,300 runs.
+        let out = runner.evaluate(&book_of(2000));
+        assert!(out.errors.is_empty());
+        let logged = shared.logged.load(Ordering::Relaxed);
+        assert!(logged <= MAX_PRINT_PER_EVALUATION, "{logged}");
+        assert!(logged > MAX_PRINT_PER_EVALUATION - 1024, "{logged}");
+        // What was dropped after the allowance ran out was reported once
+        // (and the count reset).
+        assert_eq!(shared.dropped.load(Ordering::Relaxed), 0);
+        assert_eq!(PRINTED.with(Cell::get).lines, 0);
     }
 
     #[test]

@@ -55,9 +55,20 @@ pub fn open_reader(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// Brings the schema up to date. Several processes may open a new database
+/// at once (the daemon, `ingest`, `status`): all migrations run in one
+/// `BEGIN IMMEDIATE` transaction that reads the schema version inside it,
+/// so the second process waits for the first and then finds nothing to do.
 fn migrate(conn: &mut Connection) -> Result<()> {
-    let done: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    let done = usize::try_from(done).unwrap_or(0);
+    let current = |c: &Connection| -> Result<usize> {
+        let v: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        Ok(usize::try_from(v).unwrap_or(0))
+    };
+    if current(conn)? == MIGRATIONS.len() {
+        return Ok(()); // the usual case: no write lock taken
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let done = current(&tx)?;
     if done > MIGRATIONS.len() {
         anyhow::bail!(
             "the database is at schema version {done}, newer than this kamwatch knows ({}); run a newer kamwatch",
@@ -65,12 +76,40 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         );
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
+        tx.execute_batch(sql)
+            .with_context(|| format!("schema migration {}", i + 1))?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-        tx.commit()?;
     }
+    tx.commit()?;
     Ok(())
+}
+
+/// The identity of the database file: (device, inode). The daemon compares
+/// it before each job, so a database deleted or replaced under it stops it
+/// instead of writing on into a file nobody can open any more.
+pub fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// `PRAGMA quick_check`: `Ok(())` when the database's pages are sound,
+/// else the problems SQLite found (at most a few lines), as an error that
+/// names the file and says what to do.
+pub fn quick_check(conn: &Connection, path: &Path) -> Result<()> {
+    let found: std::result::Result<Vec<String>, rusqlite::Error> =
+        conn.prepare("PRAGMA quick_check(5)").and_then(|mut st| {
+            st.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<std::result::Result<Vec<_>, _>>()
+        });
+    let problems = match found {
+        Ok(lines) if lines.len() == 1 && lines[0] == "ok" => return Ok(()),
+        Ok(lines) => lines.join("; "),
+        Err(e) => e.to_string(),
+    };
+    Err(anyhow::anyhow!(
+        "the database {} is damaged ({problems}). Stop kamwatch, then restore the file from a backup, or move it aside and run `kamwatch rebuild` to rebuild it from the archived inputs",
+        path.display()
+    ))
 }
 
 /// Now, as stored in `*_at` columns.

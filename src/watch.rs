@@ -6,8 +6,12 @@
 //! have stayed the same for the settle interval, so a half-copied export is
 //! never read — or at once when it was renamed into the inbox, which is how
 //! a careful sender says it is complete. Dotfiles, `*.tmp`, `*.part` and
-//! Office lock files (`~$*`) are ignored. Reads the inbox folder; writes
-//! nothing.
+//! Office lock files (`~$*`) are ignored. Symlinks are never followed:
+//! the scan and the settler look at the link itself and hand it over like
+//! any other entry (ingest rejects it unread). Whether a writer still has
+//! a file open is asked by ingest when it takes it (a read lease); the
+//! settle interval is what remains where that cannot be known. Reads the
+//! inbox folder; writes nothing.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,14 +33,16 @@ pub fn is_ignored(name: &str) -> bool {
         || name.ends_with('~')
 }
 
-/// Every candidate file directly in `inbox`, sorted by name.
+/// Every candidate entry directly in `inbox`, sorted by name: files, and
+/// also symlinks, FIFOs and the like (never followed), which ingest
+/// rejects with a reason — the watcher hands them over the same way.
 pub fn scan(inbox: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(inbox)
         .with_context(|| format!("reading the inbox {}", inbox.display()))?
     {
         let e = e?;
-        if !e.file_type()?.is_file() {
+        if e.file_type()?.is_dir() {
             continue;
         }
         let p = e.path();
@@ -204,15 +210,17 @@ impl Settler {
     /// The files that have been stable for the settle interval, sorted;
     /// they are forgotten (the caller moves them out of the inbox).
     pub fn ready(&mut self, now: Instant) -> Vec<PathBuf> {
+        // Never followed: a symlink is looked at as a link, and handed over
+        // (to be rejected) like anything else that is not a folder.
         let mut out: Vec<PathBuf> = std::mem::take(&mut self.complete)
             .into_iter()
-            .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file()))
+            .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| !m.is_dir()))
             .collect();
         self.seen.retain(|path, (size, mtime, since)| {
-            let Ok(meta) = std::fs::metadata(path) else {
+            let Ok(meta) = std::fs::symlink_metadata(path) else {
                 return false; // gone (moved away or deleted)
             };
-            if !meta.is_file() {
+            if meta.is_dir() {
                 return false;
             }
             let (s, m) = (meta.len(), meta.modified().ok());

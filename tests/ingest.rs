@@ -856,7 +856,12 @@ fn utf8_bom_and_semicolons_and_invalid_utf8() {
     ingest_ok(&p, &[f], 1);
     let errors =
         std::fs::read_to_string(p.path("var/rejected/orders_broken.csv.errors.txt")).unwrap();
-    assert!(errors.contains("line 3002: is not valid text"), "{errors}");
+    assert!(
+        errors.contains(
+            "line 3002: column \"客户编号\" is not valid UTF-8 text (byte 3 of the cell)"
+        ),
+        "{errors}"
+    );
 }
 
 #[test]
@@ -878,4 +883,267 @@ fn a_missing_sheet_is_named_with_the_sheets_there_are() {
     p.edit_config("sheet: 明细", &format!("sheet: \"{sheet}\""));
     let out = ingest_ok(&p, &[fixture(ORDERS_XLSX)], 0);
     assert!(out.contains("(orders): "), "{out}");
+}
+
+// ------------------------------------------------------ hostile content
+
+/// Writes a minimal .xlsx: one sheet whose XML `sheet` writes the rows
+/// (inline strings, no shared strings), and optionally a shared-strings
+/// part of `shared_bytes` bytes. Deflated, so a big sheet is a small file.
+fn xlsx(
+    path: &Path,
+    dimension: &str,
+    sheet: &dyn Fn(&mut dyn std::io::Write),
+    shared_bytes: usize,
+) {
+    use std::io::Write;
+    let f = std::fs::File::create(path).unwrap();
+    let mut z = zip::ZipWriter::new(f);
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .compression_level(Some(1));
+    let parts: [(&str, String); 4] = [
+        (
+            "[Content_Types].xml",
+            r#"<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/><Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/></Types>"#.into(),
+        ),
+        (
+            "_rels/.rels",
+            r#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="xl/workbook.xml"/></Relationships>"#.into(),
+        ),
+        (
+            "xl/workbook.xml",
+            r#"<?xml version="1.0" encoding="UTF-8"?><workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"><sheets><sheet name="明细" sheetId="1" r:id="rId1"/></sheets></workbook>"#.into(),
+        ),
+        (
+            "xl/_rels/workbook.xml.rels",
+            r#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="worksheets/sheet1.xml"/></Relationships>"#.into(),
+        ),
+    ];
+    for (name, text) in &parts {
+        z.start_file(*name, opts).unwrap();
+        z.write_all(text.as_bytes()).unwrap();
+    }
+    if shared_bytes > 0 {
+        z.start_file("xl/sharedStrings.xml", opts).unwrap();
+        write!(z, r#"<?xml version="1.0" encoding="UTF-8"?><sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">"#).unwrap();
+        let si = "<si><t>客户名称客户名称</t></si>";
+        for _ in 0..shared_bytes / si.len() {
+            z.write_all(si.as_bytes()).unwrap();
+        }
+        z.write_all(b"</sst>").unwrap();
+    }
+    z.start_file("xl/worksheets/sheet1.xml", opts).unwrap();
+    write!(z, r#"<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><dimension ref="{dimension}"/><sheetData>"#).unwrap();
+    sheet(&mut z);
+    z.write_all(b"</sheetData></worksheet>").unwrap();
+    z.finish().unwrap();
+}
+
+/// A row of inline-string cells from column A.
+fn xlsx_row(w: &mut dyn std::io::Write, row: u32, cells: &[&str]) {
+    write!(w, r#"<row r="{row}">"#).unwrap();
+    for (i, c) in cells.iter().enumerate() {
+        let col = (b'A' + i as u8) as char;
+        write!(
+            w,
+            r#"<c r="{col}{row}" t="inlineStr"><is><t>{c}</t></is></c>"#
+        )
+        .unwrap();
+    }
+    w.write_all(b"</row>").unwrap();
+}
+
+const XLSX_HEADER: [&str; 5] = ["订单编号", "客户编号", "订单日期", "金额", "成本"];
+
+/// Ingests `file` expecting a rejection; returns its reason file.
+fn rejected_reason(p: &Project, file: &Path) -> String {
+    let out = ingest_ok(p, &[file.to_path_buf()], 1);
+    assert!(out.starts_with("rejected"), "{out}");
+    let name = file.file_name().unwrap().to_string_lossy();
+    let reason = std::fs::read_to_string(p.path(&format!("var/rejected/{name}.errors.txt")))
+        .unwrap_or_else(|e| panic!("no reason for {name}: {e}"));
+    assert!(
+        reason.starts_with(&format!("kamwatch rejected {name}")),
+        "{reason}"
+    );
+    reason
+}
+
+/// One cell at XFD1048576: the sheet is streamed, never laid out as a
+/// 16384 x 1048576 grid; the stray cell is named with its row and column.
+#[test]
+fn a_sparse_workbook_is_rejected_naming_its_far_cell() {
+    let p = Project::new();
+    let f = p.path("销售明细_稀疏.xlsx");
+    xlsx(
+        &f,
+        "A1:XFD1048576",
+        &|w| {
+            xlsx_row(w, 1, &XLSX_HEADER);
+            xlsx_row(w, 2, &["SO1", "KH1001", "2026-11-01", "100", "80"]);
+            write!(
+                w,
+                r#"<row r="1048576"><c r="XFD1048576"><v>1</v></c></row>"#
+            )
+            .unwrap();
+        },
+        0,
+    );
+    assert!(std::fs::metadata(&f).unwrap().len() < 4096);
+    let reason = rejected_reason(&p, &f);
+    assert!(
+        reason.contains(
+            "row 1048576: has a value in column XFD (16384), beyond the header's 5 column(s)"
+        ),
+        "{reason}"
+    );
+    assert_eq!(one::<i64>(&p, "SELECT COUNT(*) FROM orders"), 0);
+    // Without the stray cell the same workbook is read.
+    let ok = p.path("销售明细_正常.xlsx");
+    xlsx(
+        &ok,
+        "A1:E2",
+        &|w| {
+            xlsx_row(w, 1, &XLSX_HEADER);
+            xlsx_row(w, 2, &["SO1", "KH1001", "2026-11-01", "100", "80"]);
+        },
+        0,
+    );
+    let out = ingest_ok(&p, &[ok], 0);
+    assert!(out.contains("(orders): 1 rows"), "{out}");
+}
+
+/// Workbooks that unpack to more than the limits are refused before the
+/// memory is spent: a sheet bigger than `max_unpacked_mib` (a zip bomb,
+/// scaled down to the limit set here), shared strings bigger than
+/// `max_in_memory_mib`, a sheet declaring more rows than `max_sheet_rows`,
+/// one cell bigger than `max_record_bytes`.
+#[test]
+fn zip_bombs_and_oversized_workbooks_are_refused_by_the_limits() {
+    let p = Project::new();
+    p.edit_config("max_unpacked_mib: 512", "max_unpacked_mib: 4");
+    p.edit_config("max_in_memory_mib: 128", "max_in_memory_mib: 2");
+    p.edit_config("max_sheet_rows: 1048576", "max_sheet_rows: 1000");
+    p.edit_config("max_record_bytes: 1048576", "max_record_bytes: 65536");
+    let rows = |from: u32, to: u32| {
+        move |w: &mut dyn std::io::Write| {
+            xlsx_row(w, 1, &XLSX_HEADER);
+            for r in from..to {
+                xlsx_row(w, r, &["SO1", "KH1001", "2026-11-01", "100", "80"]);
+            }
+        }
+    };
+    // 8 MiB of sheet in a file of some KiB.
+    let bomb = p.path("销售明细_炸弹.xlsx");
+    xlsx(
+        &bomb,
+        "A1:E999",
+        &|w| {
+            xlsx_row(w, 1, &XLSX_HEADER);
+            let filler = format!("<!--{}-->", "0".repeat(60_000));
+            for _ in 0..140 {
+                w.write_all(filler.as_bytes()).unwrap();
+            }
+            rows(2, 3)(w)
+        },
+        0,
+    );
+    assert!(std::fs::metadata(&bomb).unwrap().len() < 200_000);
+    let reason = rejected_reason(&p, &bomb);
+    assert!(
+        reason.contains("more than the 4 MiB allowed (`ingest.max_unpacked_mib`"),
+        "{reason}"
+    );
+    // Shared strings are held in memory: bounded separately.
+    let strings = p.path("销售明细_字符串.xlsx");
+    xlsx(&strings, "A1:E3", &rows(2, 3), 3 << 20);
+    let reason = rejected_reason(&p, &strings);
+    assert!(
+        reason.contains("(`ingest.max_in_memory_mib`; the part \"xl/sharedStrings.xml\""),
+        "{reason}"
+    );
+    // The declared dimension says too many rows: refused before reading.
+    let tall = p.path("销售明细_超高.xlsx");
+    xlsx(&tall, "A1:E5000", &rows(2, 3), 0);
+    let reason = rejected_reason(&p, &tall);
+    assert!(reason.contains("says it has 5000 rows"), "{reason}");
+    // The dimension lies; the rows read count.
+    let liar = p.path("销售明细_谎报.xlsx");
+    xlsx(&liar, "A1:E2", &rows(2, 1200), 0);
+    let reason = rejected_reason(&p, &liar);
+    assert!(
+        reason.contains("row 1001: is past the 1000 rows allowed"),
+        "{reason}"
+    );
+    // One cell of 100 KiB.
+    let fat = p.path("销售明细_大格.xlsx");
+    let big = "长".repeat(40_000);
+    xlsx(
+        &fat,
+        "A1:E2",
+        &|w| {
+            xlsx_row(w, 1, &XLSX_HEADER);
+            xlsx_row(w, 2, &["SO1", &big, "2026-11-01", "100", "80"]);
+        },
+        0,
+    );
+    let reason = rejected_reason(&p, &fat);
+    assert!(
+        reason.contains("holds a single cell or tag longer than 65536 bytes"),
+        "{reason}"
+    );
+    // Within the limits, the same shapes are read.
+    let fine = p.path("销售明细_可以.xlsx");
+    xlsx(&fine, "A1:E999", &rows(2, 1000), 0);
+    let out = ingest_ok(&p, &[fine], 0);
+    assert!(out.contains("(orders): "), "{out}");
+    assert_eq!(one::<i64>(&p, "SELECT COUNT(*) FROM orders"), 1);
+}
+
+/// A quoted field that spans many lines is bounded like a line: the
+/// record is refused at the limit, naming the line it starts on, and is
+/// never held whole.
+#[test]
+fn a_quoted_field_spanning_many_lines_is_bounded() {
+    let p = Project::new();
+    p.edit_config("max_record_bytes: 1048576", "max_record_bytes: 4096");
+    let f = p.path("销售明细_长字段.csv");
+    let mut text =
+        String::from("订单编号,客户编号,订单日期,金额,成本\nSO1,KH1001,2026-11-01,1,1\nSO2,\"");
+    for i in 0..2000 {
+        text.push_str(&format!("line {i} of a field that never closes\n"));
+    }
+    text.push_str("\",2026-11-01,1,1\n");
+    std::fs::write(&f, &text).unwrap();
+    let reason = rejected_reason(&p, &f);
+    assert!(
+        reason.contains("line 3: starts a record (a row, its quoted fields spanning lines) longer than 4096 bytes"),
+        "{reason}"
+    );
+    // No copy of the field in the reason or the ledger.
+    assert!(!reason.contains("line 100 of a field"), "{reason}");
+    // Far longer: the read stops at the bound, the rest is never held.
+    let f = p.path("销售明细_长字段2.csv");
+    let mut text = String::from("订单编号,客户编号,订单日期,金额,成本\nSO1,\"");
+    for i in 0..40_000 {
+        text.push_str(&format!("line {i} of a field that never closes\n"));
+    }
+    std::fs::write(&f, &text).unwrap();
+    let reason = rejected_reason(&p, &f);
+    assert!(
+        reason.contains("line 2 cannot be read, so the rest of the file cannot be either"),
+        "{reason}"
+    );
+    assert!(reason.contains("line 2: starts a record"), "{reason}");
+    assert_eq!(one::<i64>(&p, "SELECT COUNT(*) FROM orders"), 0);
+    // Quoted fields with line breaks under the bound are fine.
+    let ok = p.path("销售明细_多行.csv");
+    std::fs::write(
+        &ok,
+        "订单编号,客户编号,订单日期,金额,成本,备注\nSO1,KH1001,2026-11-01,1,1,\"two\nlines\"\nSO2,KH1001,2026-11-01,1,1,x\n",
+    )
+    .unwrap();
+    let out = ingest_ok(&p, &[ok], 0);
+    assert!(out.contains("(orders): 2 rows"), "{out}");
 }

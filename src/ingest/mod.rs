@@ -11,11 +11,11 @@
 //! Touches the store (through `store`), the file it is given, and the
 //! archive and rejected folders — nothing else.
 
+pub mod file;
 pub mod source;
 pub mod values;
 
 use std::fmt::Write as _;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -122,7 +122,9 @@ impl std::fmt::Display for Cancelled {
 impl std::error::Error for Cancelled {}
 
 /// Like [`ingest_file`], but gives up with [`Cancelled`] (rolling back)
-/// soon after `stop` is set, checked every [`PROGRESS_EVERY`] rows.
+/// soon after `stop` is set, checked every [`PROGRESS_EVERY`] rows. For the
+/// daemon: a file the process died in before is not read here but refused
+/// with [`Isolate`], for the caller to ingest in a child process.
 pub fn ingest_file_until(
     cfg: &Loaded,
     conn: &mut Connection,
@@ -210,7 +212,7 @@ fn is_bulk(cfg: &Loaded, conn: &Connection, path: &Path) -> Result<bool> {
     if ds.key_fields(Dataset::Orders) != Dataset::Orders.default_key() {
         return Ok(false);
     }
-    let size = std::fs::metadata(path).map_or(0, |m| m.len());
+    let size = std::fs::symlink_metadata(path).map_or(0, |m| m.len());
     Ok(size >= BULK_MIN_BYTES && size > store::database_bytes(conn)?)
 }
 
@@ -228,10 +230,147 @@ fn ingest_inner(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let t0 = std::time::Instant::now();
-    let (hash, size) = hash_file(path)?;
-    let t_hash = t0.elapsed();
-    let dataset = cfg.cfg.datasets.route(&file_name);
+    let staging = cfg.archive().join(file::STAGING);
+    let mut staged = match file::take(path, &staging)
+        .with_context(|| format!("taking {file_name:?} from the inbox: nothing of it was stored"))?
+    {
+        file::Taken::Staged(s) => s,
+        file::Taken::Busy(why) => return Err(NotReady(why).into()),
+        file::Taken::Gone => {
+            return Err(NotReady("it is no longer there".into()).into());
+        }
+        file::Taken::NotRegular(kind) => {
+            return reject_entry(cfg, conn, path, keep, &file_name, kind);
+        }
+    };
+    // From here on only the private copy is read: what is hashed is what
+    // is stored and archived. The attempt is on record (fsynced) while the
+    // rows are read, so a file the process dies on is known at next start.
+    let attempts = file::Attempts::new(&cfg.database());
+    let died = attempts.deaths(&staged.hash);
+    if died > 0 && stop.is_some() {
+        tracing::warn!(
+            file = ?file_name,
+            "kamwatch stopped {died} time(s) while ingesting this file before; it is ingested in a child process now"
+        );
+        return Err(Isolate.into());
+    }
+    attempts.begin(&staged.hash, &file_name)?;
+    let report = ingest_staged(cfg, conn, path, &mut staged, keep, progress, stop, bulk, t0);
+    attempts.end(&staged.hash);
+    report
+}
 
+/// Rejects the inbox file `path` whole with `summary` as the reason,
+/// without reading its rows: for a file whose ingest failed in a way no
+/// row explains (the daemon caught a panic while ingesting it).
+pub fn reject_file(
+    cfg: &Loaded,
+    conn: &mut Connection,
+    path: &Path,
+    summary: &str,
+) -> Result<FileReport> {
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let staging = cfg.archive().join(file::STAGING);
+    match file::take(path, &staging)? {
+        file::Taken::Staged(mut copy) => {
+            let dataset = cfg.cfg.datasets.route(&file_name);
+            let (hash, size) = (copy.hash.clone(), copy.size);
+            let r = reject(
+                cfg,
+                conn,
+                path,
+                &mut copy,
+                Keep::Move,
+                &file_name,
+                size,
+                &hash,
+                dataset,
+                "line",
+                Rejection::whole(summary),
+            );
+            file::Attempts::new(&cfg.database()).end(&hash);
+            r
+        }
+        file::Taken::NotRegular(kind) => {
+            reject_entry(cfg, conn, path, Keep::Move, &file_name, kind)
+        }
+        file::Taken::Busy(why) => Err(NotReady(why).into()),
+        file::Taken::Gone => Err(NotReady("it is no longer there".into()).into()),
+    }
+}
+
+/// The process died while ingesting this file before (it is on record in
+/// the staging folder's attempts): the daemon ingests it in a child
+/// process, where a crash rejects the file instead of the daemon.
+#[derive(Debug)]
+pub struct Isolate;
+
+impl std::fmt::Display for Isolate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("kamwatch died while ingesting this file before; it is ingested apart")
+    }
+}
+
+impl std::error::Error for Isolate {}
+
+/// Why a file was not taken now: it is not complete yet (a writer has it
+/// open, it changed while it was read) or it went away. Nothing of it was
+/// stored; the daemon looks at it again later.
+#[derive(Debug)]
+pub struct NotReady(pub String);
+
+impl std::fmt::Display for NotReady {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "not taken yet: {}", self.0)
+    }
+}
+
+impl std::error::Error for NotReady {}
+
+/// The rows of a file were committed, but the file could not be filed into
+/// the archive (read-only, full): it stays in the inbox and is filed (as a
+/// duplicate of itself) once the archive takes it.
+#[derive(Debug)]
+pub struct Unfiled {
+    pub rows: u64,
+    pub error: String,
+}
+
+impl std::fmt::Display for Unfiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "its {} rows were stored, but it could not be archived ({}); it stays in the inbox and is archived once that works",
+            self.rows, self.error
+        )
+    }
+}
+
+impl std::error::Error for Unfiled {}
+
+#[allow(clippy::too_many_arguments)]
+fn ingest_staged(
+    cfg: &Loaded,
+    conn: &mut Connection,
+    path: &Path,
+    copy: &mut file::Staged,
+    keep: Keep,
+    progress: &mut dyn FnMut(u64),
+    stop: Option<&std::sync::atomic::AtomicBool>,
+    bulk: bool,
+    t0: std::time::Instant,
+) -> Result<FileReport> {
+    let t_hash = t0.elapsed();
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (hash, size) = (copy.hash.clone(), copy.size);
+    let dataset = cfg.cfg.datasets.route(&file_name);
     let Some(dataset) = dataset else {
         let patterns: Vec<String> = Dataset::ALL
             .iter()
@@ -244,11 +383,12 @@ fn ingest_inner(
             cfg.file.display()
         ));
         return reject(
-            cfg, conn, path, keep, &file_name, size, &hash, None, "line", rej,
+            cfg, conn, path, copy, keep, &file_name, size, &hash, None, "line", rej,
         );
     };
 
     if let Some(first) = store::ingested_before(conn, &hash)? {
+        let moved_to = archive(cfg, path, copy, keep, &file_name)?;
         store::record_file(
             conn,
             &LedgerEntry {
@@ -262,8 +402,7 @@ fn ingest_inner(
                 file_date: None,
             },
         )?;
-        let moved_to = move_to_archive(cfg, path, keep, &file_name)?;
-        tracing::info!(file = %file_name, dataset = %dataset, first = %first, "duplicate of a file already ingested; archived, counted nowhere");
+        tracing::info!(file = ?file_name, dataset = %dataset, first = ?first, "duplicate of a file already ingested; archived, counted nowhere");
         return Ok(FileReport {
             file_name,
             dataset: Some(dataset),
@@ -279,7 +418,7 @@ fn ingest_inner(
     let ds = cfg.cfg.datasets.get(dataset);
     let file_date = dataset
         .is_snapshot()
-        .then(|| file_day(cfg, path, &file_name))
+        .then(|| file_day(cfg, &copy.path, &file_name))
         .flatten();
     let freshness = match (&file_date, dataset.is_snapshot()) {
         (Some(day), true) => match store::newest_snapshot(conn, dataset.name())? {
@@ -292,7 +431,7 @@ fn ingest_inner(
         _ => Freshness::Current,
     };
 
-    let (mut src, headers) = match Source::open(path, ds)? {
+    let (mut src, headers) = match Source::open(&copy.path, ds, &cfg.cfg.ingest)? {
         Ok(x) => x,
         Err(summary) => {
             let rej = Rejection::whole(summary);
@@ -300,6 +439,7 @@ fn ingest_inner(
                 cfg,
                 conn,
                 path,
+                copy,
                 keep,
                 &file_name,
                 size,
@@ -408,9 +548,12 @@ fn ingest_inner(
             let t_commit = t0.elapsed();
             // Committed first, moved second: a crash in between leaves the
             // file in the inbox, where its hash makes it a harmless duplicate.
-            let moved_to = move_to_archive(cfg, path, keep, &file_name)?;
+            let moved_to = archive(cfg, path, copy, keep, &file_name).map_err(|e| Unfiled {
+                rows: stored,
+                error: format!("{e:#}"),
+            })?;
             tracing::debug!(
-                file = %file_name,
+                file = ?file_name,
                 hash_ms = t_hash.as_millis(),
                 load_ms = (t_load - t_hash).as_millis(),
                 index_ms = (t_index - t_load).as_millis(),
@@ -428,13 +571,13 @@ fn ingest_inner(
                     &loaded.problems,
                     unit,
                 );
-                let p = sidecar(&moved_to);
-                std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
+                let p = file::sidecar(&moved_to);
+                file::write_new(&p, &text)?;
                 Some(p)
             } else {
                 None
             };
-            tracing::info!(file = %file_name, dataset = %dataset, rows = stored, skipped, "ingested");
+            tracing::info!(file = ?file_name, dataset = %dataset, rows = stored, skipped, "ingested");
             Ok(FileReport {
                 file_name,
                 dataset: Some(dataset),
@@ -452,6 +595,7 @@ fn ingest_inner(
                 cfg,
                 conn,
                 path,
+                copy,
                 keep,
                 &file_name,
                 size,
@@ -462,13 +606,6 @@ fn ingest_inner(
             )
         }
     }
-}
-
-/// `<path>.errors.txt`.
-fn sidecar(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".errors.txt");
-    PathBuf::from(s)
 }
 
 /// The day a snapshot was written: a date in its name (`..._20261128.csv`,
@@ -519,22 +656,6 @@ pub fn date_in_name(name: &str) -> Option<chrono::NaiveDate> {
         }
     }
     found
-}
-
-fn hash_file(path: &Path) -> Result<(String, u64)> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut h = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut size = 0u64;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        size += n as u64;
-        h.update(&buf[..n]);
-    }
-    Ok((h.finalize().to_hex().to_string(), size))
 }
 
 /// Where each canonical field sits in the file's header, and the other
@@ -1141,37 +1262,37 @@ fn parse_row(
     }
 }
 
-/// A free name in `dir` for `file_name`: `name`, then `name.1`, `name.2` …
-fn free_name(dir: &Path, file_name: &str) -> PathBuf {
-    let first = dir.join(file_name);
-    if !first.exists() {
-        return first;
-    }
-    (1..)
-        .map(|i| dir.join(format!("{file_name}.{i}")))
-        .find(|p| !p.exists())
-        .expect("an unbounded range yields a free name")
+/// Files the file taken into today's archive folder (see
+/// [`file::file_taken`]).
+fn archive(
+    cfg: &Loaded,
+    path: &Path,
+    copy: &mut file::Staged,
+    keep: Keep,
+    file_name: &str,
+) -> Result<PathBuf> {
+    let day = store::date_text(cfg.today());
+    file_as(path, copy, keep, &cfg.archive().join(day), file_name)
 }
 
-fn move_file(from: &Path, keep: Keep, dir: &Path, file_name: &str) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let to = free_name(dir, file_name);
-    if keep == Keep::Copy {
-        std::fs::copy(from, &to)
-            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
-    } else if std::fs::rename(from, &to).is_err() {
-        // Another file system: copy, make durable, then remove the original.
-        std::fs::copy(from, &to)
-            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
-        std::fs::File::open(&to)?.sync_all()?;
-        std::fs::remove_file(from)?;
+/// Files the file taken into `dir`, and says so when the inbox original
+/// changed after it was taken and therefore stays.
+fn file_as(
+    path: &Path,
+    copy: &mut file::Staged,
+    keep: Keep,
+    dir: &Path,
+    file_name: &str,
+) -> Result<PathBuf> {
+    let (to, original) = file::file_taken(path, copy, dir, file_name, keep == Keep::Move)?;
+    if original == file::Original::Changed {
+        tracing::warn!(
+            file = ?file_name,
+            "the file changed after it was taken (or a writer has it open again): the version taken was filed as {}; the file stays in the inbox and is ingested again as a new version (rows with the same keys replace the ones stored)",
+            to.display()
+        );
     }
     Ok(to)
-}
-
-fn move_to_archive(cfg: &Loaded, path: &Path, keep: Keep, file_name: &str) -> Result<PathBuf> {
-    let day = store::date_text(cfg.today());
-    move_file(path, keep, &cfg.archive().join(day), file_name)
 }
 
 /// The text of an errors file: `first` line, then the listed problems.
@@ -1199,21 +1320,8 @@ fn errors_text(first: &str, problems: &Problems, unit: &str) -> String {
     text
 }
 
-#[allow(clippy::too_many_arguments)]
-fn reject(
-    cfg: &Loaded,
-    conn: &Connection,
-    path: &Path,
-    keep: Keep,
-    file_name: &str,
-    size: u64,
-    hash: &str,
-    dataset: Option<Dataset>,
-    unit: &str,
-    rej: Rejection,
-) -> Result<FileReport> {
-    let dir = cfg.rejected();
-    let moved_to = move_file(path, keep, &dir, file_name)?;
+/// The first line of a reason file.
+fn reason_head(file_name: &str, dataset: Option<Dataset>, rej: &Rejection) -> String {
     let mut first = format!(
         "kamwatch rejected {file_name}{}: {}.",
         dataset
@@ -1226,10 +1334,27 @@ fn reject(
             "\nFix the rows below in the export, then drop the whole file into the inbox again.",
         );
     }
-    let text = errors_text(&first, &rej.problems, unit);
-    let reason_path = sidecar(&moved_to);
-    std::fs::write(&reason_path, &text)
-        .with_context(|| format!("writing {}", reason_path.display()))?;
+    first
+}
+
+#[allow(clippy::too_many_arguments)]
+fn reject(
+    cfg: &Loaded,
+    conn: &Connection,
+    path: &Path,
+    copy: &mut file::Staged,
+    keep: Keep,
+    file_name: &str,
+    size: u64,
+    hash: &str,
+    dataset: Option<Dataset>,
+    unit: &str,
+    rej: Rejection,
+) -> Result<FileReport> {
+    let moved_to = file_as(path, copy, keep, &cfg.rejected(), file_name)?;
+    let text = errors_text(&reason_head(file_name, dataset, &rej), &rej.problems, unit);
+    let reason_path = file::sidecar(&moved_to);
+    file::write_new(&reason_path, &text)?;
     let summary = rej.summary.clone();
     store::record_file(
         conn,
@@ -1244,7 +1369,7 @@ fn reject(
             file_date: None,
         },
     )?;
-    tracing::warn!(file = %file_name, reason = %summary, "rejected; see {}", reason_path.display());
+    tracing::warn!(file = ?file_name, reason = %summary, "rejected; see {}", reason_path.display());
     Ok(FileReport {
         file_name: file_name.to_string(),
         dataset,
@@ -1252,6 +1377,62 @@ fn reject(
         rows: 0,
         moved_to,
         reason: Some(summary),
+        skipped: 0,
+        errors_file: Some(reason_path),
+    })
+}
+
+/// Rejects an inbox entry that is no regular file (a symlink, a FIFO ...)
+/// without opening it: its target or content is never read. An inbox
+/// entry is moved to rejected/; one named on the command line stays.
+fn reject_entry(
+    cfg: &Loaded,
+    conn: &Connection,
+    path: &Path,
+    keep: Keep,
+    file_name: &str,
+    kind: &str,
+) -> Result<FileReport> {
+    let rej = Rejection::whole(format!(
+        "it is {kind}, not a regular file; kamwatch reads only regular files and never follows links, so nothing of it was read. Put the export itself into the inbox (write it elsewhere, then move it in)"
+    ));
+    let dir = cfg.rejected();
+    let moved_to = if keep == Keep::Move {
+        file::file_entry_into(path, &dir, file_name)?
+    } else {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut p = dir.join(file_name);
+        let mut i = 0;
+        while std::fs::symlink_metadata(file::sidecar(&p)).is_ok() {
+            i += 1;
+            p = dir.join(format!("{file_name}.{i}"));
+        }
+        p
+    };
+    let text = errors_text(&reason_head(file_name, None, &rej), &rej.problems, "line");
+    let reason_path = file::sidecar(&moved_to);
+    file::write_new(&reason_path, &text)?;
+    store::record_file(
+        conn,
+        &LedgerEntry {
+            file_name,
+            size: 0,
+            hash: "",
+            dataset: None,
+            rows: 0,
+            outcome: Outcome::Rejected,
+            reason: Some(&text),
+            file_date: None,
+        },
+    )?;
+    tracing::warn!(file = ?file_name, reason = %rej.summary, "rejected; see {}", reason_path.display());
+    Ok(FileReport {
+        file_name: file_name.to_string(),
+        dataset: None,
+        outcome: Outcome::Rejected,
+        rows: 0,
+        moved_to,
+        reason: Some(rej.summary),
         skipped: 0,
         errors_file: Some(reason_path),
     })

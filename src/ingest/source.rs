@@ -11,11 +11,11 @@ use anyhow::{Context, Result};
 use calamine::{Data, Reader as _};
 use csv::StringRecord;
 
-use crate::config::{DatasetConfig, TextEncoding};
+use crate::config::{DatasetConfig, IngestConfig, TextEncoding};
+use crate::ingest::values::excerpt as escape;
 
-/// The longest line (or JSON Lines record) read; a longer one rejects the
-/// file without being read into memory.
-pub const MAX_LINE_BYTES: u64 = 1 << 20;
+/// The csv reader's buffer: how far it may read ahead of the record it parses.
+const CSV_BUFFER: u64 = 1 << 16;
 
 /// How many bytes of the start of a file are looked at to tell its kind.
 const HEAD_BYTES: usize = 64 * 1024;
@@ -38,10 +38,20 @@ pub enum Source {
 pub struct CsvSource {
     rdr: csv::Reader<LineCounter<Box<dyn Read + Send>>>,
     lines: Lines,
+    /// Where the record being read starts (byte offset in the text), for
+    /// the bound on a record's length.
+    record_start: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The header, to name the column of a cell that is not text.
+    headers: StringRecord,
+    encoding: Encoding,
+    max_record: u64,
 }
 
+/// A worksheet's rows, from a reader thread (calamine's workbook types
+/// borrow themselves while streaming), through a bounded channel.
 pub struct SheetSource {
-    rows: std::vec::IntoIter<(u64, Vec<String>)>,
+    rows: std::sync::mpsc::Receiver<SheetMsg>,
+    worker: Option<std::thread::JoinHandle<()>>,
 }
 
 pub struct JsonlSource {
@@ -49,6 +59,7 @@ pub struct JsonlSource {
     keys: Vec<String>,
     line: u64,
     buf: Vec<u8>,
+    max_line: u64,
 }
 
 /// The kind of a file, from its first bytes and then its name.
@@ -81,6 +92,7 @@ impl Source {
     pub fn open(
         path: &Path,
         ds: &DatasetConfig,
+        limits: &IngestConfig,
     ) -> Result<std::result::Result<(Source, StringRecord), String>> {
         let head = read_head(path)?;
         if head.is_empty() {
@@ -89,9 +101,9 @@ impl Source {
             ));
         }
         match kind_of(path, &head) {
-            Kind::Workbook => open_sheet(path, ds),
-            Kind::Jsonl => open_jsonl(path, &head),
-            Kind::Text => open_csv(path, &head, ds),
+            Kind::Workbook => open_sheet(path, ds, limits),
+            Kind::Jsonl => open_jsonl(path, &head, limits),
+            Kind::Text => open_csv(path, &head, ds, limits),
         }
     }
 
@@ -108,13 +120,7 @@ impl Source {
     pub fn read(&mut self, rec: &mut StringRecord) -> std::result::Result<Option<u64>, ReadError> {
         match self {
             Source::Csv(c) => c.read(rec),
-            Source::Sheet(s) => Ok(s.rows.next().map(|(line, cells)| {
-                rec.clear();
-                for c in &cells {
-                    rec.push_field(c);
-                }
-                line
-            })),
+            Source::Sheet(s) => s.read(rec),
             Source::Jsonl(j) => j.read(rec),
         }
     }
@@ -142,17 +148,89 @@ pub enum Encoding {
     Gb18030,
 }
 
-/// Looks at the start of the file: a BOM or valid UTF-8 means UTF-8,
-/// anything else is taken as GB18030 (a superset of GBK and GB2312).
-pub fn sniff(head: &[u8]) -> Encoding {
+/// Chooses the encoding of a text file from its first bytes, on strong
+/// evidence only: a BOM or valid UTF-8 is UTF-8; text that is mostly valid
+/// UTF-8 (ten or more valid multi-byte characters per invalid byte
+/// sequence) is UTF-8 with errors, which the reader then reports at their
+/// line; otherwise text that decodes cleanly as GB18030 (a superset of GBK)
+/// with some Chinese in it is GB18030. Anything else is refused with the
+/// reason: a guess would store every name as mojibake.
+pub fn sniff(head: &[u8]) -> std::result::Result<Encoding, String> {
     if head.starts_with(&[0xEF, 0xBB, 0xBF]) {
-        return Encoding::Utf8;
+        return Ok(Encoding::Utf8);
     }
-    match std::str::from_utf8(head) {
-        Ok(_) => Encoding::Utf8,
-        // A multi-byte character cut at the end of the sample is still UTF-8.
-        Err(e) if e.error_len().is_none() => Encoding::Utf8,
-        Err(_) => Encoding::Gb18030,
+    // Judge whole lines: a sample cut by its size may end inside a character.
+    let sample = if head.len() >= HEAD_BYTES {
+        memchr::memrchr(b'\n', head).map_or(head, |i| &head[..=i])
+    } else {
+        head
+    };
+    let mut multibyte = 0usize;
+    let mut bad = 0usize;
+    let mut first_bad = None;
+    let mut at = 0usize;
+    for chunk in sample.utf8_chunks() {
+        multibyte += chunk.valid().chars().filter(|c| !c.is_ascii()).count();
+        at += chunk.valid().len();
+        if !chunk.invalid().is_empty() {
+            if head.len() >= HEAD_BYTES && at + chunk.invalid().len() == sample.len() {
+                break; // a character cut by the end of the sample
+            }
+            bad += 1;
+            first_bad.get_or_insert(at);
+            at += chunk.invalid().len();
+        }
+    }
+    let Some(first_bad) = first_bad else {
+        return Ok(Encoding::Utf8);
+    };
+    if multibyte >= 10 * bad {
+        return Ok(Encoding::Utf8);
+    }
+    let (gbk_bad, gbk_chars) = gb18030_check(sample);
+    match gbk_bad {
+        None if gbk_chars >= 4 => Ok(Encoding::Gb18030),
+        None => Err(format!(
+            "the file's encoding cannot be told: it is not UTF-8 (byte 0x{:02X} at line {} is invalid) and holds too little non-ASCII text to call it GBK. Set `encoding` for this dataset in the config (utf-8, gbk), or export the file again as CSV UTF-8",
+            sample[first_bad],
+            line_of(sample, first_bad)
+        )),
+        Some(g) => Err(format!(
+            "the file is neither UTF-8 nor GBK/GB18030 text: as UTF-8, byte 0x{:02X} at line {} is invalid; as GBK, byte 0x{:02X} at line {} is. Set `encoding` for this dataset in the config if you know it, or export the file again as CSV UTF-8",
+            sample[first_bad],
+            line_of(sample, first_bad),
+            sample[g.min(sample.len() - 1)],
+            line_of(sample, g)
+        )),
+    }
+}
+
+/// The 1-based line of byte `at` of `text`.
+fn line_of(text: &[u8], at: usize) -> u64 {
+    memchr::memchr_iter(b'\n', &text[..at.min(text.len())]).count() as u64 + 1
+}
+
+/// Decodes `text` as GB18030 without replacing anything: the offset of the
+/// first byte that is not GB18030 (if any), and how many non-ASCII
+/// characters were read.
+fn gb18030_check(text: &[u8]) -> (Option<usize>, usize) {
+    let mut dec = encoding_rs::GB18030.new_decoder_without_bom_handling();
+    let mut out = String::with_capacity(4096);
+    let mut read = 0usize;
+    let mut chars = 0usize;
+    loop {
+        out.clear();
+        let (res, n) = dec.decode_to_string_without_replacement(&text[read..], &mut out, true);
+        chars += out.chars().filter(|c| !c.is_ascii()).count();
+        read += n;
+        match res {
+            encoding_rs::DecoderResult::InputEmpty => return (None, chars),
+            encoding_rs::DecoderResult::OutputFull => {}
+            encoding_rs::DecoderResult::Malformed(len, back) => {
+                let at = read.saturating_sub(len as usize + back as usize);
+                return (Some(at), chars);
+            }
+        }
     }
 }
 
@@ -225,17 +303,32 @@ fn open_csv(
     path: &Path,
     head: &[u8],
     ds: &DatasetConfig,
+    limits: &IngestConfig,
 ) -> Result<std::result::Result<(Source, StringRecord), String>> {
-    let enc = match ds.encoding {
-        TextEncoding::Auto => sniff(head),
-        TextEncoding::Utf8 => Encoding::Utf8,
-        TextEncoding::Gbk | TextEncoding::Gb18030 => Encoding::Gb18030,
-    };
     if head.starts_with(&[0xFF, 0xFE]) || head.starts_with(&[0xFE, 0xFF]) {
         return Ok(Err(
             "the file is UTF-16 text (Excel's \"Unicode Text\"), which kamwatch does not read; save it as \"CSV UTF-8\" (or CSV in GBK) and drop it in again".into(),
         ));
     }
+    if let Some(i) = head.iter().position(|b| *b == 0) {
+        return Ok(Err(not_text(i)));
+    }
+    let enc = match ds.encoding {
+        TextEncoding::Auto => match sniff(head) {
+            Ok(e) => e,
+            Err(reason) => {
+                // Control bytes (more than 1%) make it no text at all.
+                let control = |b: &u8| *b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0c);
+                let n = head.iter().filter(|b| control(b)).count();
+                return Ok(Err(match head.iter().position(control) {
+                    Some(at) if n > 1 && n * 100 > head.len() => not_text(at),
+                    _ => reason,
+                }));
+            }
+        },
+        TextEncoding::Utf8 => Encoding::Utf8,
+        TextEncoding::Gbk | TextEncoding::Gb18030 => Encoding::Gb18030,
+    };
     if let Some(at) = binary_at(head, enc) {
         return Ok(Err(not_text(at)));
     }
@@ -253,12 +346,15 @@ fn open_csv(
         Encoding::Gb18030 => Box::new(BufReader::with_capacity(1 << 16, decoder(enc, f))),
     };
     let newlines = Newlines::default();
+    let record_start = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counted = LineCounter {
         inner: text,
         offset: 0,
         since_newline: 0,
         total_newlines: 0,
         newlines: newlines.clone(),
+        record_start: record_start.clone(),
+        max: limits.max_record_bytes,
     };
     let mut rdr = csv::ReaderBuilder::new()
         .delimiter(delim)
@@ -271,10 +367,11 @@ fn open_csv(
         Err(e) => {
             return Ok(Err(format!(
                 "the header line cannot be read: {}",
-                csv_message(&e)
+                csv_message(&e, enc, limits.max_record_bytes)
             )));
         }
     };
+    record_start.store(rdr.position().byte(), std::sync::atomic::Ordering::Relaxed);
     if headers.iter().all(|h| h.trim().is_empty()) {
         return Ok(Err(
             "the file is empty: no header line and no rows. Export it again".into(),
@@ -285,103 +382,190 @@ fn open_csv(
         passed: 0,
     };
     Ok(Ok((
-        Source::Csv(Box::new(CsvSource { rdr, lines })),
+        Source::Csv(Box::new(CsvSource {
+            rdr,
+            lines,
+            record_start,
+            headers: headers.clone(),
+            encoding: enc,
+            max_record: limits.max_record_bytes,
+        })),
         headers,
     )))
 }
 
 /// A csv error in words a person can act on.
-fn csv_message(e: &csv::Error) -> String {
+fn csv_message(e: &csv::Error, enc: Encoding, max: u64) -> String {
     if let csv::ErrorKind::Io(io) = e.kind()
-        && let Some(long) = io.get_ref().and_then(|x| x.downcast_ref::<LineTooLong>())
+        && let Some(long) = io.get_ref().and_then(|x| x.downcast_ref::<TooLong>())
     {
-        return long.to_string();
+        return long.message(max);
     }
-    if let csv::ErrorKind::Utf8 { .. } = e.kind() {
-        return "is not valid text in the file's encoding; set `encoding` for this dataset in the config".into();
+    if let csv::ErrorKind::Utf8 { err, .. } = e.kind() {
+        return format!(
+            "field {} is not valid {} text (byte {} of the cell); fix that cell, or set `encoding` for this dataset in the config",
+            err.field() + 1,
+            match enc {
+                Encoding::Utf8 => "UTF-8",
+                Encoding::Gb18030 => "GBK/GB18030",
+            },
+            err.valid_up_to() + 1
+        );
     }
     format!("cannot be read as CSV: {e}")
 }
 
 impl CsvSource {
     fn read(&mut self, rec: &mut StringRecord) -> std::result::Result<Option<u64>, ReadError> {
+        use std::sync::atomic::Ordering::Relaxed;
         loop {
-            match self.rdr.read_record(rec) {
+            let read = self.rdr.read_record(rec);
+            // The next record starts here: the bound counts from it.
+            self.record_start.store(self.rdr.position().byte(), Relaxed);
+            match read {
                 Ok(false) => return Ok(None),
                 Ok(true) => {}
                 Err(e) => {
+                    let mut fatal = true;
                     let line = match e.kind() {
                         csv::ErrorKind::Io(io) => io
                             .get_ref()
-                            .and_then(|x| x.downcast_ref::<LineTooLong>())
-                            .map(|l| l.line)
+                            .and_then(|x| x.downcast_ref::<TooLong>())
+                            .map(|l| match l {
+                                TooLong::Line(line) => *line,
+                                TooLong::Record(start) => self.lines.line_at(*start),
+                            })
                             .unwrap_or(0),
+                        csv::ErrorKind::Utf8 { pos, .. } => {
+                            // The record was read past: the next one can be.
+                            fatal = false;
+                            pos.as_ref()
+                                .map(|p| self.lines.line_at(p.byte()))
+                                .unwrap_or(0)
+                        }
                         _ => e
                             .position()
                             .map(|p| self.lines.line_at(p.byte()))
                             .unwrap_or(0),
                     };
+                    let mut message = csv_message(&e, self.encoding, self.max_record);
+                    if let csv::ErrorKind::Utf8 { err, .. } = e.kind()
+                        && let Some(h) = self.headers.get(err.field())
+                    {
+                        message = message.replacen(
+                            &format!("field {} ", err.field() + 1),
+                            &format!("column {} ", escape(h.trim())),
+                            1,
+                        );
+                    }
                     return Err(ReadError {
                         line,
-                        message: csv_message(&e),
-                        fatal: true,
+                        message,
+                        fatal,
                     });
                 }
             }
-            let line = rec
-                .position()
-                .map(|p| self.lines.line_at(p.byte()))
-                .unwrap_or(0);
+            let start = rec.position().map_or(0, |p| p.byte());
+            let line = self.lines.line_at(start);
+            // The reader bounds what it holds; this makes the bound exact.
+            if self.rdr.position().byte().saturating_sub(start) > self.max_record {
+                return Err(ReadError {
+                    line,
+                    message: TooLong::Record(start).message(self.max_record),
+                    fatal: false,
+                });
+            }
             if rec.len() == 1 && rec.get(0).is_some_and(|f| f.trim().is_empty()) {
                 continue; // blank line
+            }
+            // GB18030 decoding replaces what is not GB18030 with U+FFFD:
+            // such a record is reported, never stored as mojibake.
+            if self.encoding == Encoding::Gb18030
+                && let Some(field) = rec.iter().position(|f| f.contains('\u{FFFD}'))
+            {
+                let col = self
+                    .headers
+                    .get(field)
+                    .map(|h| format!("column {}", escape(h.trim())))
+                    .unwrap_or_else(|| format!("field {}", field + 1));
+                return Err(ReadError {
+                    line,
+                    message: format!(
+                        "{col} holds bytes that are not GBK/GB18030 text (the file was read as GBK); fix that cell, or export the file again as CSV UTF-8"
+                    ),
+                    fatal: false,
+                });
             }
             return Ok(Some(line));
         }
     }
 }
 
-/// The error a [`LineCounter`] returns for a line over [`MAX_LINE_BYTES`].
+/// The error a [`LineCounter`] returns for a line or a record over the
+/// bound: the line, or the byte where the record starts.
 #[derive(Debug)]
-struct LineTooLong {
-    line: u64,
+enum TooLong {
+    Line(u64),
+    Record(u64),
 }
 
-impl std::fmt::Display for LineTooLong {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "is longer than {} MiB without a line break; this is not an export of rows (or a quote is never closed)",
-            MAX_LINE_BYTES >> 20
-        )
+impl TooLong {
+    fn message(&self, max: u64) -> String {
+        match self {
+            TooLong::Line(_) => format!(
+                "is longer than {} without a line break (`ingest.max_record_bytes`); this is not an export of rows (or a quote is never closed)",
+                mib(max)
+            ),
+            TooLong::Record(_) => format!(
+                "starts a record (a row, its quoted fields spanning lines) longer than {} (`ingest.max_record_bytes`): a quote that is never closed, or a field no export writes",
+                mib(max)
+            ),
+        }
     }
 }
 
-impl std::error::Error for LineTooLong {}
+impl std::fmt::Display for TooLong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message(1 << 20))
+    }
+}
+
+impl std::error::Error for TooLong {}
 
 /// Newline offsets seen by [`LineCounter`] and not yet passed by the parser.
 type Newlines = std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<u64>>>;
 
 /// A reader that notes where each newline is, and refuses a line longer
-/// than [`MAX_LINE_BYTES`]. The csv crate's own line numbers are off by one
-/// in CRLF files and after blank lines, and a person fixing an export needs
-/// the line their editor shows.
+/// than `max`, and a record longer than `max` (counted from the start of
+/// the record being parsed, which the [`CsvSource`] sets: a quoted field
+/// may span any number of lines). The csv crate's own line numbers are off
+/// by one in CRLF files and after blank lines, and a person fixing an
+/// export needs the line their editor shows.
 struct LineCounter<R> {
     inner: R,
     offset: u64,
     since_newline: u64,
     total_newlines: u64,
     newlines: Newlines,
+    record_start: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    max: u64,
 }
 
 impl<R: Read> Read for LineCounter<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // The csv reader reads ahead at most its buffer past the record it
+        // parses, so the record's bytes held stay under max + the buffer.
+        let start = self.record_start.load(std::sync::atomic::Ordering::Relaxed);
+        if self.offset.saturating_sub(start) > self.max + CSV_BUFFER {
+            return Err(too_long(TooLong::Record(start)));
+        }
         let n = self.inner.read(buf)?;
         let mut q = self.newlines.lock().unwrap_or_else(|e| e.into_inner());
         // `since_newline`: bytes of the current line before this chunk.
         let mut start = -(self.since_newline as i64);
         for i in memchr::memchr_iter(b'\n', &buf[..n]) {
-            if i as i64 - start > MAX_LINE_BYTES as i64 {
-                return Err(too_long(self.total_newlines + 1));
+            if i as i64 - start > self.max as i64 {
+                return Err(too_long(TooLong::Line(self.total_newlines + 1)));
             }
             q.push_back(self.offset + i as u64);
             self.total_newlines += 1;
@@ -389,15 +573,15 @@ impl<R: Read> Read for LineCounter<R> {
         }
         self.since_newline = (n as i64 - start) as u64;
         self.offset += n as u64;
-        if self.since_newline > MAX_LINE_BYTES {
-            return Err(too_long(self.total_newlines + 1));
+        if self.since_newline > self.max {
+            return Err(too_long(TooLong::Line(self.total_newlines + 1)));
         }
         Ok(n)
     }
 }
 
-fn too_long(line: u64) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, LineTooLong { line })
+fn too_long(e: TooLong) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e)
 }
 
 /// Turns byte offsets of records, asked for in increasing order, into
@@ -419,80 +603,508 @@ impl Lines {
     }
 }
 
-fn open_sheet(
-    path: &Path,
-    ds: &DatasetConfig,
-) -> Result<std::result::Result<(Source, StringRecord), String>> {
-    // Workbooks are read whole: the zip/OLE containers need random access.
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut wb = match calamine::open_workbook_auto_from_rs(std::io::Cursor::new(bytes)) {
-        Ok(wb) => wb,
+/// Zip archives with more parts than this are no workbook an ERP writes.
+const MAX_ZIP_ENTRIES: usize = 10_000;
+
+/// The columns a worksheet can have (XFD).
+const MAX_SHEET_COLUMNS: u32 = 16_384;
+
+/// Rows in flight from the workbook reader thread.
+const SHEET_ROWS_IN_FLIGHT: usize = 256;
+
+/// What kind of workbook a zip holds, from its part names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ZipKind {
+    Xlsx,
+    /// ODS, XLSB or something calamine may still know: read whole.
+    Other,
+}
+
+fn mib(bytes: u64) -> String {
+    if bytes.is_multiple_of(1 << 20) {
+        format!("{} MiB", bytes >> 20)
+    } else if bytes >= 1 << 20 {
+        format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+/// Checks a zip workbook before anything of it is held in memory: the
+/// number of parts, their declared and their real unpacked sizes (each
+/// part is inflated once into a small buffer and counted), and the longest
+/// stretch of XML without a `<` (the most a single cell or tag would take).
+/// `Ok(Err(reason))`: the workbook is refused.
+fn check_zip(path: &Path, limits: &IngestConfig) -> Result<std::result::Result<ZipKind, String>> {
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut zip = match zip::ZipArchive::new(BufReader::new(f)) {
+        Ok(z) => z,
         Err(e) => {
             return Ok(Err(format!(
                 "the file cannot be opened as a workbook ({e}); save it again from the spreadsheet program as .xlsx, or export CSV"
             )));
         }
     };
-    let names = wb.sheet_names();
-    let name = match &ds.sheet {
-        Some(want) => match names.iter().find(|n| *n == want) {
-            Some(n) => n.clone(),
-            None => {
+    if zip.len() > MAX_ZIP_ENTRIES {
+        return Ok(Err(format!(
+            "the workbook has {} parts (at most {MAX_ZIP_ENTRIES}): this is no export; save it again as .xlsx with the data sheet only, or export CSV",
+            zip.len()
+        )));
+    }
+    let names: Vec<String> = zip
+        .file_names()
+        .filter_map(|n| n.ok().map(|n| n.into_owned()))
+        .collect();
+    let kind = if names.iter().any(|n| n == "xl/workbook.xml") {
+        ZipKind::Xlsx
+    } else {
+        ZipKind::Other
+    };
+    let total_limit = limits.max_unpacked_mib << 20;
+    let memory_limit = limits.max_in_memory_mib << 20;
+    // Streamed parts (XLSX worksheets) count only toward the total.
+    let streamed = |name: &str| kind == ZipKind::Xlsx && name.starts_with("xl/worksheets/");
+    let raise = |key: &str| {
+        format!(
+            "if this is a real export, raise `ingest.{key}` in the config; otherwise export it again as CSV"
+        )
+    };
+    let mut declared = 0u64;
+    for i in 0..zip.len() {
+        let part = match zip.by_index_raw(i) {
+            Ok(p) => p,
+            Err(e) => {
                 return Ok(Err(format!(
-                    "the workbook has no sheet named {want:?}; its sheets are: {}. Fix `sheet` for this dataset in the config",
-                    names.join(", ")
+                    "the workbook cannot be read ({e}); save it again as .xlsx, or export CSV"
                 )));
             }
-        },
-        None => match names.first() {
-            Some(n) => n.clone(),
-            None => return Ok(Err("the workbook has no sheets".into())),
-        },
+        };
+        declared = declared.saturating_add(part.size());
+    }
+    if declared > total_limit {
+        return Ok(Err(format!(
+            "the workbook says it unpacks to {}, more than the {} allowed (`ingest.max_unpacked_mib`); {}",
+            mib(declared),
+            mib(total_limit),
+            raise("max_unpacked_mib")
+        )));
+    }
+    let mut total = 0u64;
+    let mut in_memory = 0u64;
+    let mut buf = vec![0u8; 1 << 16];
+    for i in 0..zip.len() {
+        let mut part = match zip.by_index(i) {
+            Ok(p) => p,
+            Err(e) => {
+                return Ok(Err(format!(
+                    "the workbook cannot be read ({e}); save it again as .xlsx, or export CSV"
+                )));
+            }
+        };
+        let name = part.name().map(|n| n.into_owned()).unwrap_or_default();
+        let xml = name.ends_with(".xml") || name.ends_with(".rels");
+        let held = !streamed(&name);
+        let mut run = 0u64; // bytes since the last '<'
+        loop {
+            let n = match part.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => {
+                    return Ok(Err(format!(
+                        "the workbook part {} cannot be unpacked ({e}); the file is damaged: save it again as .xlsx, or export CSV",
+                        escape(&name)
+                    )));
+                }
+            };
+            total += n as u64;
+            if held {
+                in_memory += n as u64;
+            }
+            if total > total_limit {
+                return Ok(Err(format!(
+                    "the workbook unpacks to more than the {} allowed (`ingest.max_unpacked_mib`; the part {} passed it); {}",
+                    mib(total_limit),
+                    escape(&name),
+                    raise("max_unpacked_mib")
+                )));
+            }
+            if in_memory > memory_limit {
+                return Ok(Err(format!(
+                    "the parts of the workbook held in memory while it is read (shared strings, styles{}) unpack to more than the {} allowed (`ingest.max_in_memory_mib`; the part {} passed it); {}",
+                    if kind == ZipKind::Xlsx {
+                        ""
+                    } else {
+                        "; an ODS or XLSB is read whole"
+                    },
+                    mib(memory_limit),
+                    escape(&name),
+                    raise("max_in_memory_mib")
+                )));
+            }
+            if xml {
+                let chunk = &buf[..n];
+                match memchr::memrchr(b'<', chunk) {
+                    Some(last) => {
+                        let first = memchr::memchr(b'<', chunk).unwrap_or(last);
+                        let mut longest = run + first as u64;
+                        let mut prev = first;
+                        for i in memchr::memchr_iter(b'<', &chunk[first + 1..]) {
+                            let at = first + 1 + i;
+                            longest = longest.max((at - prev) as u64);
+                            prev = at;
+                        }
+                        if longest > limits.max_record_bytes {
+                            run = longest;
+                        } else {
+                            run = (n - last) as u64;
+                        }
+                    }
+                    None => run += n as u64,
+                }
+                if run > limits.max_record_bytes {
+                    return Ok(Err(format!(
+                        "the workbook part {} holds a single cell or tag longer than {} (`ingest.max_record_bytes`): this is no export of rows; export it again as CSV",
+                        escape(&name),
+                        mib(limits.max_record_bytes)
+                    )));
+                }
+            }
+        }
+    }
+    Ok(Ok(kind))
+}
+
+fn open_sheet(
+    path: &Path,
+    ds: &DatasetConfig,
+    limits: &IngestConfig,
+) -> Result<std::result::Result<(Source, StringRecord), String>> {
+    let is_zip = {
+        let mut magic = [0u8; 4];
+        let mut f =
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let n = f.read(&mut magic)?;
+        n == 4 && magic == *b"PK\x03\x04"
+    };
+    let kind = if is_zip {
+        match check_zip(path, limits)? {
+            Ok(k) => k,
+            Err(reason) => return Ok(Err(reason)),
+        }
+    } else {
+        // XLS (an OLE compound file) is read whole.
+        let size = std::fs::metadata(path)?.len();
+        if size > limits.max_in_memory_mib << 20 {
+            return Ok(Err(format!(
+                "the workbook is {}, more than the {} a workbook read whole may take (`ingest.max_in_memory_mib`); save it as .xlsx (read as a stream), or export CSV",
+                mib(size),
+                mib(limits.max_in_memory_mib << 20)
+            )));
+        }
+        ZipKind::Other
+    };
+    let (tx, rx) = std::sync::mpsc::sync_channel(SHEET_ROWS_IN_FLIGHT);
+    let owned = path.to_path_buf();
+    let sheet = ds.sheet.clone();
+    let max_rows = limits.max_sheet_rows;
+    let worker = std::thread::Builder::new()
+        .name("kamwatch-sheet".into())
+        .spawn(move || {
+            let out = RowSink { tx, width: None };
+            match kind {
+                ZipKind::Xlsx => stream_xlsx(&owned, sheet.as_deref(), max_rows, out),
+                ZipKind::Other => read_whole(&owned, sheet.as_deref(), max_rows, out),
+            }
+        })
+        .context("starting the workbook reader")?;
+    let mut src = SheetSource {
+        rows: rx,
+        worker: Some(worker),
+    };
+    match src.next_msg() {
+        Some(SheetMsg::Row(_, header)) => Ok(Ok((Source::Sheet(src), StringRecord::from(header)))),
+        Some(SheetMsg::Whole(reason)) => Ok(Err(reason)),
+        Some(SheetMsg::Bad(e)) => Ok(Err(format!("row {}: {}", e.line, e.message))),
+        None => Ok(Err(
+            "the sheet is empty: no header row and no rows. Export it again".into(),
+        )),
+    }
+}
+
+/// What the workbook reader thread sends: rows (the header first), a
+/// problem with one row, or a reason the whole file cannot be read (only
+/// before the header).
+enum SheetMsg {
+    Row(u64, Vec<String>),
+    Bad(ReadError),
+    Whole(String),
+}
+
+impl SheetSource {
+    /// The next message; a reader thread that died (a panic in the
+    /// workbook library) is a fatal error, not the end of the rows.
+    fn next_msg(&mut self) -> Option<SheetMsg> {
+        match self.rows.recv() {
+            Ok(m) => Some(m),
+            Err(_) => {
+                let panicked = self.worker.take().map(|w| w.join().is_err());
+                panicked.filter(|p| *p).map(|_| {
+                    SheetMsg::Whole(
+                        "the workbook reader failed on this file (a bug in reading its format); save it again as .xlsx, or export CSV".into(),
+                    )
+                })
+            }
+        }
+    }
+
+    fn read(&mut self, rec: &mut StringRecord) -> std::result::Result<Option<u64>, ReadError> {
+        match self.next_msg() {
+            None => Ok(None),
+            Some(SheetMsg::Row(line, cells)) => {
+                rec.clear();
+                for c in &cells {
+                    rec.push_field(c);
+                }
+                Ok(Some(line))
+            }
+            Some(SheetMsg::Bad(e)) => Err(e),
+            Some(SheetMsg::Whole(reason)) => Err(ReadError {
+                line: 0,
+                message: reason,
+                fatal: true,
+            }),
+        }
+    }
+}
+
+/// The sending end of the rows: assembles cells into rows of the header's
+/// width. `send` is false once the reading side hung up.
+struct RowSink {
+    tx: std::sync::mpsc::SyncSender<SheetMsg>,
+    /// The header's width, once the header was sent.
+    width: Option<usize>,
+}
+
+impl RowSink {
+    fn whole(&self, reason: String) {
+        let _ = self.tx.send(SheetMsg::Whole(reason));
+    }
+
+    /// Sends sheet row `row` (0-based) of (column, text) cells, the empty
+    /// ones left out. Returns false when the reader has hung up.
+    fn row(&mut self, row: u32, cells: &mut Vec<(u32, String)>) -> bool {
+        if cells.is_empty() {
+            return true;
+        }
+        let line = u64::from(row) + 1;
+        let last = cells.iter().map(|(c, _)| *c).max().unwrap_or(0);
+        let msg = match self.width {
+            None if last >= MAX_SHEET_COLUMNS => SheetMsg::Whole(format!(
+                "the header row {line} has a cell in column {}, past the last column a sheet can have",
+                column_name(last)
+            )),
+            None => {
+                self.width = Some(last as usize + 1);
+                SheetMsg::Row(line, place(cells, last as usize + 1))
+            }
+            Some(w) if last as usize >= w => SheetMsg::Bad(ReadError {
+                line,
+                message: format!(
+                    "has a value in column {} ({}), beyond the header's {w} column(s): a stray cell far right of the data, or a row shifted; delete it and save again",
+                    column_name(last),
+                    last + 1
+                ),
+                fatal: false,
+            }),
+            Some(w) => SheetMsg::Row(line, place(cells, w)),
+        };
+        cells.clear();
+        self.tx.send(msg).is_ok()
+    }
+
+    fn bad(&self, line: u64, message: String, fatal: bool) {
+        let _ = self.tx.send(SheetMsg::Bad(ReadError {
+            line,
+            message,
+            fatal,
+        }));
+    }
+}
+
+/// (column, text) cells laid out in a row of `width` fields.
+fn place(cells: &mut Vec<(u32, String)>, width: usize) -> Vec<String> {
+    let mut row = vec![String::new(); width];
+    for (c, t) in cells.drain(..) {
+        if let Some(slot) = row.get_mut(c as usize) {
+            *slot = t;
+        }
+    }
+    row
+}
+
+/// The spreadsheet name of a 0-based column: 0 is A, 16383 is XFD.
+pub fn column_name(col: u32) -> String {
+    let mut n = col as u64 + 1;
+    let mut out = Vec::new();
+    while n > 0 {
+        let r = ((n - 1) % 26) as u8;
+        out.push(b'A' + r);
+        n = (n - 1) / 26;
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// The sheet to read: the configured one, or the first.
+fn pick_sheet(names: &[String], want: Option<&str>) -> std::result::Result<String, String> {
+    match want {
+        Some(want) => names.iter().find(|n| *n == want).cloned().ok_or_else(|| {
+            format!(
+                "the workbook has no sheet named {}; its sheets are: {}. Fix `sheet` for this dataset in the config",
+                escape(want),
+                names.join(", ")
+            )
+        }),
+        None => names
+            .first()
+            .cloned()
+            .ok_or_else(|| "the workbook has no sheets".to_string()),
+    }
+}
+
+/// Streams an XLSX sheet cell by cell (calamine's cell reader): memory is
+/// one row, however far apart its cells are.
+fn stream_xlsx(path: &Path, want: Option<&str>, max_rows: u64, mut out: RowSink) {
+    let mut wb: calamine::Xlsx<_> = match calamine::open_workbook(path) {
+        Ok(wb) => wb,
+        Err(e) => {
+            return out.whole(format!(
+                "the file cannot be opened as a workbook ({e}); save it again from the spreadsheet program as .xlsx, or export CSV"
+            ));
+        }
+    };
+    let name = match pick_sheet(&wb.sheet_names(), want) {
+        Ok(n) => n,
+        Err(reason) => return out.whole(reason),
+    };
+    let mut cells = match wb.worksheet_cells_reader(&name) {
+        Ok(r) => r,
+        Err(e) => {
+            return out.whole(format!(
+                "the sheet {} cannot be read ({e}); save the workbook again as .xlsx, or export CSV",
+                escape(&name)
+            ));
+        }
+    };
+    let dim = cells.dimensions();
+    if u64::from(dim.end.0) + 1 > max_rows {
+        return out.whole(format!(
+            "the sheet {} says it has {} rows (its dimension ends at {}{}), more than the {max_rows} allowed (`ingest.max_sheet_rows`); delete what lies below the data and save again, or export CSV",
+            escape(&name),
+            u64::from(dim.end.0) + 1,
+            column_name(dim.end.1.min(MAX_SHEET_COLUMNS)),
+            u64::from(dim.end.0) + 1
+        ));
+    }
+    let mut row: Vec<(u32, String)> = Vec::new();
+    let mut current: Option<u32> = None;
+    loop {
+        let cell = match cells.next_cell() {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(e) => {
+                let line = current.map_or(0, |r| u64::from(r) + 1);
+                let msg = format!(
+                    "the sheet cannot be read past here ({e}); the file is damaged: save it again as .xlsx, or export CSV"
+                );
+                if out.width.is_none() {
+                    return out.whole(msg);
+                }
+                return out.bad(line, msg, true);
+            }
+        };
+        let (r, c) = cell.get_position();
+        if current != Some(r) {
+            if let Some(prev) = current
+                && !out.row(prev, &mut row)
+            {
+                return;
+            }
+            current = Some(r);
+            if u64::from(r) + 1 > max_rows {
+                let msg = format!("is past the {max_rows} rows allowed (`ingest.max_sheet_rows`)");
+                if out.width.is_none() {
+                    return out.whole(format!("row {}: {msg}", u64::from(r) + 1));
+                }
+                return out.bad(u64::from(r) + 1, msg, true);
+            }
+        }
+        let text = cell_text(&Data::from(cell.get_value().clone()));
+        if !text.is_empty() {
+            // A row holds at most one cell per column: more is no sheet.
+            if c >= MAX_SHEET_COLUMNS || row.len() >= MAX_SHEET_COLUMNS as usize {
+                let line = u64::from(r) + 1;
+                let msg = format!(
+                    "has a cell past column {} (the last a sheet can have), or more cells than columns; the file is damaged: save it again as .xlsx, or export CSV",
+                    column_name(MAX_SHEET_COLUMNS - 1)
+                );
+                if out.width.is_none() {
+                    return out.whole(format!("row {line}: {msg}"));
+                }
+                return out.bad(line, msg, true);
+            }
+            row.push((c, text));
+        }
+    }
+    if let Some(prev) = current {
+        out.row(prev, &mut row);
+    }
+}
+
+/// XLS, ODS and XLSB: calamine reads these whole (after the size checks).
+fn read_whole(path: &Path, want: Option<&str>, max_rows: u64, mut out: RowSink) {
+    let mut wb = match calamine::open_workbook_auto(path) {
+        Ok(wb) => wb,
+        Err(e) => {
+            return out.whole(format!(
+                "the file cannot be opened as a workbook ({e}); save it again from the spreadsheet program as .xlsx, or export CSV"
+            ));
+        }
+    };
+    let name = match pick_sheet(&wb.sheet_names(), want) {
+        Ok(n) => n,
+        Err(reason) => return out.whole(reason),
     };
     let range = match wb.worksheet_range(&name) {
         Ok(r) => r,
         Err(e) => {
-            return Ok(Err(format!(
-                "the sheet {name:?} cannot be read ({e}); save the workbook again as .xlsx, or export CSV"
-            )));
+            return out.whole(format!(
+                "the sheet {} cannot be read ({e}); save the workbook again as .xlsx, or export CSV",
+                escape(&name)
+            ));
         }
     };
-    let first_row = range.start().map(|(r, _)| u64::from(r)).unwrap_or(0);
-    let mut rows = Vec::with_capacity(range.height());
-    for (i, cells) in range.rows().enumerate() {
-        if cells.iter().all(|c| matches!(c, Data::Empty)) {
-            continue;
-        }
-        let mut texts: Vec<String> = cells.iter().map(cell_text).collect();
-        // Trailing empty cells (formatting past the data) are no columns.
-        while texts.last().is_some_and(|t| t.is_empty()) {
-            texts.pop();
-        }
-        rows.push((first_row + i as u64 + 1, texts));
+    let first_row = range.start().map(|(r, _)| r).unwrap_or(0);
+    let first_col = range.start().map(|(_, c)| c).unwrap_or(0);
+    if u64::from(first_row) + range.height() as u64 > max_rows {
+        return out.whole(format!(
+            "the sheet {} has {} rows, more than the {max_rows} allowed (`ingest.max_sheet_rows`); export it again as CSV",
+            escape(&name),
+            u64::from(first_row) + range.height() as u64
+        ));
     }
-    let mut rows = rows.into_iter();
-    let Some((_, header)) = rows.next() else {
-        return Ok(Err(format!(
-            "the sheet {name:?} is empty: no header row and no rows. Export it again"
-        )));
-    };
-    // Data rows may be shorter (trailing empty cells), never ragged: pad
-    // them to the header's width so only real extra cells count as extra.
-    let width = header.len();
-    let rows: Vec<(u64, Vec<String>)> = rows
-        .map(|(line, mut cells)| {
-            if cells.len() < width {
-                cells.resize(width, String::new());
+    let mut row = Vec::new();
+    for (i, cells) in range.rows().enumerate() {
+        for (j, c) in cells.iter().enumerate() {
+            let t = cell_text(c);
+            if !t.is_empty() {
+                row.push((first_col + j as u32, t));
             }
-            (line, cells)
-        })
-        .collect();
-    Ok(Ok((
-        Source::Sheet(SheetSource {
-            rows: rows.into_iter(),
-        }),
-        StringRecord::from(header),
-    )))
+        }
+        if !out.row(first_row + i as u32, &mut row) {
+            return;
+        }
+    }
 }
 
 /// A cell as text, the way the CSV export of the same sheet would write it;
@@ -531,13 +1143,14 @@ fn float_text(f: f64) -> String {
 fn open_jsonl(
     path: &Path,
     head: &[u8],
+    limits: &IngestConfig,
 ) -> Result<std::result::Result<(Source, StringRecord), String>> {
     if let Some(at) = binary_at(head, Encoding::Utf8) {
         return Ok(Err(not_text(at)));
     }
     // First pass: the union of the keys, in the order first seen.
     let mut keys: Vec<String> = Vec::new();
-    let mut scan = JsonlSource::new(path)?;
+    let mut scan = JsonlSource::new(path, limits.max_record_bytes)?;
     let mut seen = std::collections::HashSet::new();
     loop {
         match scan.next_object() {
@@ -560,7 +1173,7 @@ fn open_jsonl(
             "the file holds no JSON objects: nothing to ingest. Export it again".into(),
         ));
     }
-    let mut src = JsonlSource::new(path)?;
+    let mut src = JsonlSource::new(path, limits.max_record_bytes)?;
     src.keys = keys.clone();
     Ok(Ok((Source::Jsonl(src), StringRecord::from(keys))))
 }
@@ -568,13 +1181,14 @@ fn open_jsonl(
 type JsonObject = serde_json::Map<String, serde_json::Value>;
 
 impl JsonlSource {
-    fn new(path: &Path) -> Result<Self> {
+    fn new(path: &Path, max_line: u64) -> Result<Self> {
         let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
         Ok(JsonlSource {
             reader: BufReader::with_capacity(1 << 16, f),
             keys: Vec::new(),
             line: 0,
             buf: Vec::new(),
+            max_line,
         })
     }
 
@@ -583,7 +1197,7 @@ impl JsonlSource {
         loop {
             self.buf.clear();
             let n = (&mut self.reader)
-                .take(MAX_LINE_BYTES + 1)
+                .take(self.max_line + 1)
                 .read_until(b'\n', &mut self.buf)
                 .map_err(|e| ReadError {
                     line: self.line + 1,
@@ -594,10 +1208,10 @@ impl JsonlSource {
                 return Ok(None);
             }
             self.line += 1;
-            if self.buf.len() as u64 > MAX_LINE_BYTES && self.buf.last() != Some(&b'\n') {
+            if self.buf.len() as u64 > self.max_line && self.buf.last() != Some(&b'\n') {
                 return Err(ReadError {
                     line: self.line,
-                    message: LineTooLong { line: self.line }.to_string(),
+                    message: TooLong::Line(self.line).message(self.max_line),
                     fatal: true,
                 });
             }
@@ -660,12 +1274,39 @@ mod tests {
 
     #[test]
     fn sniffs_encodings() {
-        assert_eq!(sniff(b"\xEF\xBB\xBFa,b"), Encoding::Utf8);
-        assert_eq!(sniff("客户编号,x".as_bytes()), Encoding::Utf8);
-        // 客户 in GBK
-        assert_eq!(sniff(b"\xbf\xcd\xbb\xa7,x"), Encoding::Gb18030);
-        // UTF-8 cut in the middle of a character
-        assert_eq!(sniff(&"客户".as_bytes()[..4]), Encoding::Utf8);
+        assert_eq!(sniff(b"\xEF\xBB\xBFa,b"), Ok(Encoding::Utf8));
+        assert_eq!(sniff("客户编号,x".as_bytes()), Ok(Encoding::Utf8));
+        // 客户编号,客户名称 in GBK
+        let gbk = encoding_rs::GBK
+            .encode("客户编号,客户名称\n")
+            .0
+            .into_owned();
+        assert_eq!(sniff(&gbk), Ok(Encoding::Gb18030));
+        // Too little to call it GBK: refused, not guessed.
+        let e = sniff(b"\xbf\xcd\xbb\xa7,x").unwrap_err();
+        assert!(e.contains("cannot be told"), "{e}");
+        // UTF-8 cut in the middle of a character by the sample's end
+        let mut long = "客户".repeat(HEAD_BYTES / 6 + 1).into_bytes();
+        long.truncate(HEAD_BYTES);
+        assert_eq!(sniff(&long), Ok(Encoding::Utf8));
+        // One stray Latin-1 byte in UTF-8 Chinese text: UTF-8, not GBK.
+        let mut text = "订单编号,客户名称\n".repeat(50).into_bytes();
+        text.extend_from_slice(b"SO1,caf\xE9\n");
+        assert_eq!(sniff(&text), Ok(Encoding::Utf8));
+        // Neither: named with its bytes and lines.
+        let mut both = gbk.clone();
+        both.extend_from_slice(b"x,\xff\xff\n");
+        let e = sniff(&both).unwrap_err();
+        assert!(e.contains("neither UTF-8 nor GBK"), "{e}");
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn excerpts_and_column_names() {
+        assert_eq!(column_name(0), "A");
+        assert_eq!(column_name(25), "Z");
+        assert_eq!(column_name(26), "AA");
+        assert_eq!(column_name(16383), "XFD");
     }
 
     #[test]
@@ -687,7 +1328,7 @@ mod tests {
             None
         );
         let noise: Vec<u8> = (0..4000u32).map(|i| (i * 7919 % 251 + 1) as u8).collect();
-        assert!(binary_at(&noise, sniff(&noise)).is_some());
+        assert!(binary_at(&noise, Encoding::Utf8).is_some());
     }
 
     #[test]

@@ -3,6 +3,31 @@
 
 use chrono::{Datelike, NaiveDate};
 
+/// At most this many characters of a cell (or a name) are quoted in a
+/// message, a log line, the ledger or a reason file.
+pub const EXCERPT_CHARS: usize = 80;
+
+/// `raw` as a message quotes it: in double quotes, with quotes, backslashes
+/// and control characters escaped, at most [`EXCERPT_CHARS`] characters
+/// (then `…` and the full length). Files are never copied into logs or
+/// reasons beyond this.
+pub fn excerpt(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len().min(EXCERPT_CHARS * 4) + 2);
+    out.push('"');
+    for (n, c) in raw.chars().enumerate() {
+        if n == EXCERPT_CHARS {
+            out.push_str(&format!("…\" ({} bytes)", raw.len()));
+            return out;
+        }
+        match c {
+            '\'' => out.push(c),
+            c => out.extend(c.escape_debug()),
+        }
+    }
+    out.push('"');
+    out
+}
+
 pub use crate::config::DateOrder;
 
 /// Parses a date written year first: `2026-11-28`, `2026/11/28`,
@@ -28,7 +53,10 @@ pub fn parse_date_in(raw: &str, order: DateOrder) -> Result<NaiveDate, String> {
             DateOrder::Dmy => "28/11/2026, 28.11.2026, 2026-11-28",
             DateOrder::Mdy => "11/28/2026, 2026-11-28",
         };
-        format!("{raw:?} is not a date (expected e.g. {example} or an Excel serial number)")
+        format!(
+            "{} is not a date (expected e.g. {example} or an Excel serial number)",
+            excerpt(raw)
+        )
     };
     if s.len() == 8 && s.bytes().all(|b| b.is_ascii_digit()) {
         let y = s[0..4].parse().map_err(|_| bad())?;
@@ -44,7 +72,10 @@ pub fn parse_date_in(raw: &str, order: DateOrder) -> Result<NaiveDate, String> {
         && let Ok(serial) = s.parse::<f64>()
     {
         return excel_serial_date(serial).ok_or_else(|| {
-            format!("{raw:?} is not a date: as an Excel serial number it is outside 1900-2200")
+            format!(
+                "{} is not a date: as an Excel serial number it is outside 1900-2200",
+                excerpt(raw)
+            )
         });
     }
     let mut parts = s
@@ -64,7 +95,8 @@ pub fn parse_date_in(raw: &str, order: DateOrder) -> Result<NaiveDate, String> {
             // Year last with year-first order: ambiguous, so refused.
             DateOrder::Ymd => {
                 return Err(format!(
-                    "{raw:?} has the year last; set `date_order: dmy` or `date_order: mdy` for this dataset in the config"
+                    "{} has the year last; set `date_order: dmy` or `date_order: mdy` for this dataset in the config",
+                    excerpt(raw),
                 ));
             }
         }
@@ -75,9 +107,13 @@ pub fn parse_date_in(raw: &str, order: DateOrder) -> Result<NaiveDate, String> {
     let m: u32 = m.parse().map_err(|_| bad())?;
     let d: u32 = d.parse().map_err(|_| bad())?;
     if !(1900..=2200).contains(&y) {
-        return Err(format!("{raw:?}: the year {y} is out of range (1900-2200)"));
+        return Err(format!(
+            "{}: the year {y} is out of range (1900-2200)",
+            excerpt(raw)
+        ));
     }
-    NaiveDate::from_ymd_opt(y, m, d).ok_or_else(|| format!("{raw:?} is not a day of the calendar"))
+    NaiveDate::from_ymd_opt(y, m, d)
+        .ok_or_else(|| format!("{} is not a day of the calendar", excerpt(raw)))
 }
 
 /// The day of an Excel serial date number (1900 date system, the time of
@@ -116,7 +152,8 @@ pub fn parse_number(raw: &str) -> Result<Option<f64>, String> {
     } else {
         if !thousands_ok(s) {
             return Err(format!(
-                "{raw:?} is not a number: commas may only group thousands before the decimal point (1,234.50)"
+                "{} is not a number: commas may only group thousands before the decimal point (1,234.50)",
+                excerpt(raw),
             ));
         }
         cleaned = s
@@ -134,11 +171,13 @@ pub fn parse_number(raw: &str) -> Result<Option<f64>, String> {
     // Rust also accepts "inf" and "nan"; exports do not write them (Excel
     // does write big numbers as 1.23E+11).
     if !s.bytes().all(plain) {
-        return Err(format!("{raw:?} is not a number"));
+        return Err(format!("{} is not a number", excerpt(raw)));
     }
-    let v: f64 = s.parse().map_err(|_| format!("{raw:?} is not a number"))?;
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{} is not a number", excerpt(raw)))?;
     if !v.is_finite() {
-        return Err(format!("{raw:?} is not a finite number"));
+        return Err(format!("{} is not a finite number", excerpt(raw)));
     }
     Ok(Some(if neg { -v } else { v }))
 }

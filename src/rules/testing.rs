@@ -590,6 +590,7 @@ impl RuleSet {
     /// the compiled scripts).
     pub fn subset(&self, names: &[String]) -> RuleSet {
         let mut out = RuleSet::empty();
+        out.caps = self.caps;
         for r in &self.rules {
             if names.iter().any(|n| *n == *r.name) {
                 out.rules.push(super::Rule {
