@@ -5,9 +5,12 @@
 //! delivers the outbox to SMTP or to a folder of .eml files.
 //!
 //! A message is written to the outbox in the same transaction as the alert
-//! change that caused it; delivery is a separate step that marks each row
-//! sent only after the server (or the file system) accepted it, with retries
-//! and backoff for temporary failures. The message is rendered through the
+//! change that caused it, under `mail.max_message_kb` (fewer charts, then
+//! parts); delivery is a separate step that marks each recipient sent only
+//! after the server (or the file system) accepted it, parks a recipient the
+//! server refuses (or that is no address) and tells the admin once, splits
+//! a message the server finds too large, and retries temporary failures
+//! with backoff, giving up on a server that times out again and again. The message is rendered through the
 //! templates (`render`) when it is queued and kept whole in `outbox.mime`,
 //! so a retry sends the same bytes and Message-ID. Owns the `outbox`,
 //! `notifications` and `notification_mail` tables, the mail folder and the
