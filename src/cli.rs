@@ -521,7 +521,11 @@ fn check(path: &Path) -> Result<ExitCode> {
         "rules {}: {} loaded, {} with errors",
         cfg.rules().display(),
         rules.rules.len(),
-        errors.len()
+        errors
+            .iter()
+            .map(|e| &e.path)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
     )?;
     for e in &errors {
         writeln!(o, "{e}")?;
@@ -575,7 +579,16 @@ fn ingest(cfg: &Loaded, files: &[PathBuf]) -> Result<ExitCode> {
         let ds = r.dataset.map(|d| d.name()).unwrap_or("?");
         match r.outcome {
             Outcome::Ingested => {
-                writeln!(o, "ingested {} ({ds}): {} rows", f.display(), r.rows)?;
+                writeln!(
+                    o,
+                    "ingested {} ({ds}): {} rows (read {}, stored {}, replaced {} by key from earlier files, skipped {})",
+                    f.display(),
+                    r.rows,
+                    r.read,
+                    r.rows,
+                    r.replaced,
+                    r.skipped
+                )?;
                 if let Some(note) = &r.reason {
                     writeln!(o, "  note: {note}")?;
                 }
@@ -688,9 +701,7 @@ fn eval(cfg: &Loaded, as_of: NaiveDate, dry_run: bool, format: Format) -> Result
             )?,
         }
     }
-    for e in &report.errors {
-        eprintln!("{e}");
-    }
+    // Run-time failures were logged once per rule (pipeline::evaluate).
     if format == Format::Text {
         write!(
             o,
@@ -699,6 +710,14 @@ fn eval(cfg: &Loaded, as_of: NaiveDate, dry_run: bool, format: Format) -> Result
             report.rules,
             report.findings.len()
         )?;
+        if !report.errors.is_empty() {
+            let rules = crate::rules::failures_by_rule(&report.errors).len();
+            write!(
+                o,
+                ", {} rule run(s) failed ({rules} rule(s); their alerts left as they were)",
+                report.errors.len()
+            )?;
+        }
         if dry_run {
             writeln!(o, " (dry run: nothing recorded or sent)")?;
         } else {

@@ -263,7 +263,9 @@ fn ingest_apart(cfg: &Loaded, conn: &mut Connection, path: &std::path::Path) -> 
     }
     let row = conn
         .query_row(
-            "SELECT file_name, dataset, outcome, rows FROM ledger WHERE id > ?1 ORDER BY id DESC LIMIT 1",
+            "SELECT file_name, dataset, outcome, rows, COALESCE(rows_read, 0),
+               COALESCE(rows_replaced, 0), COALESCE(rows_skipped, 0)
+             FROM ledger WHERE id > ?1 ORDER BY id DESC LIMIT 1",
             [before],
             |r| {
                 Ok((
@@ -271,12 +273,17 @@ fn ingest_apart(cfg: &Loaded, conn: &mut Connection, path: &std::path::Path) -> 
                     r.get::<_, Option<String>>(1)?,
                     r.get::<_, String>(2)?,
                     r.get::<_, i64>(3)?,
+                    [
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, i64>(5)?,
+                        r.get::<_, i64>(6)?,
+                    ],
                 ))
             },
         )
         .ok();
     match row {
-        Some((file_name, dataset, outcome, rows)) => {
+        Some((file_name, dataset, outcome, rows, [read, replaced, skipped])) => {
             let outcome = match outcome.as_str() {
                 "ingested" => Outcome::Ingested,
                 "duplicate" => Outcome::Duplicate,
@@ -295,8 +302,10 @@ fn ingest_apart(cfg: &Loaded, conn: &mut Connection, path: &std::path::Path) -> 
                 rows: rows.max(0) as u64,
                 moved_to: PathBuf::new(),
                 reason: None,
-                skipped: 0,
+                skipped: skipped.max(0) as u64,
                 errors_file: None,
+                read: read.max(0) as u64,
+                replaced: replaced.max(0) as u64,
             })
         }
         None => {
@@ -373,7 +382,8 @@ pub fn eval_failed_path(database: &std::path::Path) -> PathBuf {
 
 impl State {
     /// Reloads the rules folder. A file that fails to compile keeps its last
-    /// good version; the failure is logged once per distinct error.
+    /// good version; the failure is logged and mailed to `mail.admin` once
+    /// per distinct error.
     fn reload_rules(&mut self) {
         let (fresh, errors) = match RuleSet::load_config(&self.cfg) {
             Ok((set, errors, unknown)) => {
@@ -394,6 +404,19 @@ impl State {
             let text = e.to_string();
             if self.reported.get(&e.path) != Some(&text) {
                 tracing::error!(rule = %e.path.display(), "rule does not compile; its last good version keeps running:\n{text}");
+                // The admin hears once per distinct error (the Message-ID
+                // comes from the text), with the line and the caret.
+                let mail = format!(
+                    "A rule file was changed and no longer compiles. Its last good version keeps running until the file is fixed.\n\n{text}\n"
+                );
+                if let Err(m) = crate::mail::notify_admin(
+                    &self.conn,
+                    &self.cfg.cfg.mail,
+                    "规则无法编译 / a rule does not compile",
+                    &mail,
+                ) {
+                    tracing::error!("the admin could not be told: {m:#}");
+                }
                 self.reported.insert(e.path.clone(), text);
             }
         }

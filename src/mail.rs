@@ -416,10 +416,7 @@ pub fn release(
         for (id, _) in &items {
             let _ = write!(seed, "{id},");
         }
-        let message_id = format!(
-            "<{}@kamwatch>",
-            &blake3::hash(seed.as_bytes()).to_hex()[..32]
-        );
+        let message_id = message_id(conn, &cfg.mail, "", &seed)?;
         let (rule, account) = if list.len() == 1 {
             (list[0].rule.as_str(), Some(list[0].account_id.as_str()))
         } else {
@@ -543,11 +540,22 @@ pub fn notify_admin(
     subject: &str,
     text: &str,
 ) -> Result<bool> {
+    notify_admin_once(conn, cfg, subject, text, text)
+}
+
+/// [`notify_admin`], sent once per `once` (not per text): a text that
+/// differs only in its counts is not mailed again.
+pub fn notify_admin_once(
+    conn: &Connection,
+    cfg: &MailConfig,
+    subject: &str,
+    text: &str,
+    once: &str,
+) -> Result<bool> {
     let Some(admin) = &cfg.admin else {
         return Ok(false);
     };
-    let hash = blake3::hash(format!("{admin}\u{0}{subject}\u{0}{text}").as_bytes());
-    let message_id = format!("<{}@kamwatch>", &hash.to_hex()[..32]);
+    let message_id = message_id(conn, cfg, "", &format!("{admin}\u{0}{subject}\u{0}{once}"))?;
     let subject = one_line(&format!("[kamwatch] 系统 · {subject}"));
     let html = format!(
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{}</title></head><body><pre>{}</pre></body></html>",
@@ -1163,10 +1171,7 @@ fn split(
             for (id, _) in part {
                 let _ = write!(seed, "{id},");
             }
-            let part_id = format!(
-                "<{}@kamwatch>",
-                &blake3::hash(seed.as_bytes()).to_hex()[..32]
-            );
+            let part_id = self::message_id(conn, &cfg.cfg.mail, "", &seed)?;
             let mime = compose(&from, &to, &part_id, body)?.formatted();
             conn.execute(
                 "INSERT OR IGNORE INTO outbox (message_id, recipients, subject, body_text, body_html, rule, account_id, created_at, mime)
@@ -1206,6 +1211,27 @@ struct OutboxRow {
 }
 
 /// The sender from `mail.from`.
+/// A Message-ID derived from `seed` (so queuing the same thing again is
+/// a no-op), unique to this database by its installation id, in the domain
+/// of `mail.from`: `<PREFIXhash.installation@domain>`. Some providers drop
+/// a message whose Message-ID they have seen, so two databases must never
+/// make the same one. A retry resends the stored message, id and all.
+pub fn message_id(conn: &Connection, cfg: &MailConfig, prefix: &str, seed: &str) -> Result<String> {
+    let install = crate::store::installation_id(conn)?;
+    Ok(format!(
+        "<{prefix}{}.{install}@{}>",
+        &blake3::hash(seed.as_bytes()).to_hex()[..32],
+        id_domain(cfg)
+    ))
+}
+
+/// The part of `mail.from` after the `@`, for Message-IDs.
+pub fn id_domain(cfg: &MailConfig) -> String {
+    from_mailbox(cfg)
+        .map(|m| m.email.domain().to_string())
+        .unwrap_or_else(|_| "kamwatch.invalid".to_string())
+}
+
 pub fn from_mailbox(cfg: &MailConfig) -> Result<Mailbox> {
     cfg.from.parse().with_context(|| {
         format!(

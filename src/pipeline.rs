@@ -86,17 +86,10 @@ pub fn evaluate_until(
             "the evaluation as of {as_of} was stopped before it finished; nothing of it was recorded"
         );
     }
-    // Every failure is in the admin mail; the log gets the first few and a
-    // count, so a rule failing for every account cannot flood it.
-    const LOGGED: usize = 20;
-    for e in outcome.errors.iter().take(LOGGED) {
-        tracing::error!(rule = %e.rule, account = %e.account_id, "{}", e.message);
-    }
-    if outcome.errors.len() > LOGGED {
-        tracing::error!(
-            "{} more rule failures not logged one by one; the admin mail lists them",
-            outcome.errors.len() - LOGGED
-        );
+    // Once per rule, with the count and an example: a rule failing for
+    // every account cannot flood the log.
+    for f in crate::rules::failures_by_rule(&outcome.errors) {
+        tracing::error!(rule = %f.rule, accounts = f.accounts, "{f}");
     }
     let mut report = EvalReport {
         as_of: Some(as_of),
@@ -178,24 +171,28 @@ pub fn evaluate_until(
 /// failures (the same failures every day are not news).
 fn admin_notice(conn: &rusqlite::Connection, cfg: &Loaded, errors: &[RunError]) -> Result<bool> {
     use std::fmt::Write as _;
-    let mut lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-    lines.sort();
-    lines.dedup();
+    let failures = crate::rules::failures_by_rule(errors);
     let mut text = format!(
-        "{} rule run(s) failed; the alerts of those rules and accounts are left as they were until the rule is fixed.\n\n",
+        "{} rule(s) failed to run, for {} account run(s) in all; the alerts of those rules and accounts are left as they were until the rule is fixed.\n\n",
+        failures.len(),
         errors.len()
     );
-    for l in lines.iter().take(200) {
-        let _ = writeln!(text, "{l}");
+    for f in &failures {
+        let _ = writeln!(text, "{f}");
     }
-    if lines.len() > 200 {
-        let _ = writeln!(text, "... and {} more", lines.len() - 200);
-    }
-    mail::notify_admin(
+    // Once per set of failing rules and examples: tomorrow's count of the
+    // same failure is not news.
+    let mut key: Vec<String> = failures
+        .iter()
+        .map(|f| format!("{}\u{0}{}", f.rule, f.example.message))
+        .collect();
+    key.sort();
+    mail::notify_admin_once(
         conn,
         &cfg.cfg.mail,
         "规则运行失败 / rules failed to run",
         &text,
+        &key.join("\u{1}"),
     )
 }
 
@@ -205,8 +202,12 @@ fn admin_notice(conn: &rusqlite::Connection, cfg: &Loaded, errors: &[RunError]) 
 pub fn queue_reviews(cfg: &Loaded, conn: &Connection, as_of: NaiveDate) -> Result<usize> {
     let mut queued = 0;
     for r in crate::review::build(conn, as_of, &cfg.cfg.tiers)? {
-        let hash = blake3::hash(format!("review\u{0}{}\u{0}{as_of}", r.manager).as_bytes());
-        let message_id = format!("<review.{}@kamwatch>", &hash.to_hex()[..32]);
+        let message_id = mail::message_id(
+            conn,
+            &cfg.cfg.mail,
+            "review.",
+            &format!("review\u{0}{}\u{0}{as_of}", r.manager),
+        )?;
         let rendered = mail::Rendered {
             subject: r.subject,
             text: r.text,

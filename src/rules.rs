@@ -138,6 +138,46 @@ impl fmt::Display for CompileError {
     }
 }
 
+/// One rule's run-time failures in an evaluation: how many accounts it
+/// failed for, and the first failure as the example. Logs, the eval summary
+/// and the admin's mail report failures this way, once per rule.
+#[derive(Debug)]
+pub struct RuleFailures<'a> {
+    pub rule: &'a str,
+    pub accounts: usize,
+    pub example: &'a RunError,
+}
+
+impl fmt::Display for RuleFailures<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = if self.accounts == 1 { "" } else { "s" };
+        write!(
+            f,
+            "rule {} failed for {} account{s}, e.g. {}: {}",
+            self.rule, self.accounts, self.example.account_id, self.example.message
+        )
+    }
+}
+
+/// `errors` grouped by rule, in rule name order.
+pub fn failures_by_rule(errors: &[RunError]) -> Vec<RuleFailures<'_>> {
+    let mut by: std::collections::BTreeMap<&str, (std::collections::BTreeSet<&str>, &RunError)> =
+        std::collections::BTreeMap::new();
+    for e in errors {
+        by.entry(&*e.rule)
+            .or_insert_with(|| (Default::default(), e))
+            .0
+            .insert(e.account_id.as_str());
+    }
+    by.into_iter()
+        .map(|(rule, (accounts, example))| RuleFailures {
+            rule,
+            accounts: accounts.len(),
+            example,
+        })
+        .collect()
+}
+
 /// What a panic said, for a message.
 fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<&str>()
@@ -1033,6 +1073,7 @@ impl RuleSet {
             .collect();
         paths.sort();
         let engine = engine();
+        let known = api::Known::of(&engine);
         let mut rules = Vec::new();
         let mut errors = Vec::new();
         for path in paths {
@@ -1050,7 +1091,14 @@ impl RuleSet {
                 }
             };
             match compile(&engine, &path, &source) {
-                Ok(rule) => rules.push(rule),
+                Ok(rule) => {
+                    let unknown = unknown_calls(&known, &rule, &source);
+                    if unknown.is_empty() {
+                        rules.push(rule);
+                    } else {
+                        errors.extend(unknown);
+                    }
+                }
                 Err(e) => errors.push(e),
             }
         }
@@ -1090,9 +1138,14 @@ impl RuleSet {
     /// Compiles one rule from source (tests and `check` use this too).
     pub fn from_sources(sources: &[(&str, &str)]) -> Result<RuleSet, CompileError> {
         let engine = engine();
+        let known = api::Known::of(&engine);
         let mut rules = Vec::new();
         for (name, src) in sources {
-            rules.push(compile(&engine, Path::new(&format!("{name}.rhai")), src)?);
+            let rule = compile(&engine, Path::new(&format!("{name}.rhai")), src)?;
+            if let Some(e) = unknown_calls(&known, &rule, src).into_iter().next() {
+                return Err(e);
+            }
+            rules.push(rule);
         }
         Ok(RuleSet {
             engine,
@@ -1727,6 +1780,23 @@ fn blank_settings(source: &str) -> Option<String> {
 }
 
 /// The source line at `pos` with a caret under the column.
+/// Every call in `rule` that no function answers, as compile errors with
+/// the line, column and a caret: a misspelt function would otherwise fail
+/// for every account at run time.
+fn unknown_calls(known: &api::Known, rule: &Rule, source: &str) -> Vec<CompileError> {
+    known
+        .unknown_calls(&rule.ast)
+        .into_iter()
+        .map(|u| CompileError {
+            path: rule.path.clone(),
+            line: u.pos.line().unwrap_or(0),
+            column: u.pos.position().unwrap_or(0),
+            message: u.to_string(),
+            excerpt: excerpt(source, u.pos),
+        })
+        .collect()
+}
+
 fn excerpt(source: &str, pos: Position) -> String {
     let Some(line) = pos.line() else {
         return String::new();

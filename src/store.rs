@@ -22,6 +22,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("store/0004_ingest.sql"),
     include_str!("store/0005_outbox_mime.sql"),
     include_str!("store/0006_compact_order_attrs.sql"),
+    include_str!("store/0007_ledger_counts.sql"),
+    include_str!("store/0008_installation.sql"),
 ];
 
 /// How long a statement waits for another connection's lock.
@@ -82,6 +84,12 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     }
     tx.commit()?;
     Ok(())
+}
+
+/// This database's installation id: random, made when it was created (or
+/// upgraded to schema 8), the same for its whole life.
+pub fn installation_id(conn: &Connection) -> Result<String> {
+    Ok(conn.query_row("SELECT id FROM installation LIMIT 1", [], |r| r.get(0))?)
 }
 
 /// The identity of the database file: (device, inode). The daemon compares
@@ -195,6 +203,76 @@ pub fn record_file(conn: &Connection, e: &LedgerEntry<'_>) -> Result<()> {
         ],
     )?;
     Ok(())
+}
+
+/// What one ingested file did, row by row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RowCounts {
+    /// Data rows read, good and bad.
+    pub read: u64,
+    pub stored: u64,
+    /// Rows of earlier files this file replaced by key (for receivables
+    /// and inventory: the rows of the snapshot before).
+    pub replaced: u64,
+    /// Bad rows left out under `on_error: skip_rows`.
+    pub skipped: u64,
+}
+
+impl std::fmt::Display for RowCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "read {}, stored {}, replaced {} (by key, from earlier files), skipped {}",
+            self.read, self.stored, self.replaced, self.skipped
+        )
+    }
+}
+
+/// [`record_file`] with the row counts of an ingested file.
+pub fn record_file_counts(conn: &Connection, e: &LedgerEntry<'_>, c: &RowCounts) -> Result<()> {
+    record_file(conn, e)?;
+    conn.execute(
+        "UPDATE ledger SET rows_read = ?1, rows_replaced = ?2, rows_skipped = ?3
+         WHERE id = last_insert_rowid()",
+        params![c.read as i64, c.replaced as i64, c.skipped as i64],
+    )?;
+    Ok(())
+}
+
+/// Starts counting the rows of `table` that the writes of this transaction
+/// replace (an upsert that updates, or a delete by a configured key): a
+/// temporary trigger, so rows that are new cost nothing. Read the count
+/// with [`replacements`]. `table` is one of the data tables.
+pub fn count_replacements(tx: &Transaction<'_>, table: &str) -> Result<()> {
+    if !matches!(
+        table,
+        "accounts" | "orders" | "visits" | "receivables" | "inventory"
+    ) {
+        anyhow::bail!("no data table {table}");
+    }
+    tx.execute_batch(&format!(
+        "DROP TABLE IF EXISTS temp.replaced_rows;
+         CREATE TEMP TABLE replaced_rows (n INTEGER NOT NULL);
+         INSERT INTO temp.replaced_rows VALUES (0);
+         DROP TRIGGER IF EXISTS temp.replaced_by_update;
+         DROP TRIGGER IF EXISTS temp.replaced_by_delete;
+         CREATE TEMP TRIGGER replaced_by_update AFTER UPDATE ON main.{table}
+           BEGIN UPDATE temp.replaced_rows SET n = n + 1; END;
+         CREATE TEMP TRIGGER replaced_by_delete AFTER DELETE ON main.{table}
+           BEGIN UPDATE temp.replaced_rows SET n = n + 1; END;"
+    ))?;
+    Ok(())
+}
+
+/// The rows replaced since [`count_replacements`]; stops counting.
+pub fn replacements(tx: &Transaction<'_>) -> Result<u64> {
+    let n: i64 = tx.query_row("SELECT n FROM temp.replaced_rows", [], |r| r.get(0))?;
+    tx.execute_batch(
+        "DROP TRIGGER IF EXISTS temp.replaced_by_update;
+         DROP TRIGGER IF EXISTS temp.replaced_by_delete;
+         DROP TABLE IF EXISTS temp.replaced_rows;",
+    )?;
+    Ok(n.max(0) as u64)
 }
 
 /// The newest snapshot of `dataset` ingested so far: (file name, day).

@@ -588,13 +588,36 @@ fn rule_failures_go_to_the_admin_once() {
     .unwrap();
     let o = p.run(&["eval", "--as-of", "2026-10-31"]);
     assert_exit(&o, 1);
+    let accounts: i64 = p
+        .db()
+        .query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0))
+        .unwrap();
+    // Once per rule, with the count and one example: not a line per account.
+    let said = format!("rule broken failed for {accounts} accounts, e.g. KH");
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("broken")).collect();
+    assert_eq!(lines.len(), 1, "{}", show(&o));
+    assert!(lines[0].contains(&said), "{}", show(&o));
+    assert!(lines[0].contains("no_such_field"), "{}", show(&o));
+    // The summary counts the failed runs.
+    assert!(
+        stdout(&o).contains(&format!("{accounts} rule run(s) failed (1 rule(s)")),
+        "{}",
+        show(&o)
+    );
     let admin: Vec<Mail> = mails(&p)
         .into_iter()
         .filter(|m| m.to == ["it@example.com"])
         .collect();
     assert_eq!(admin.len(), 1, "{}", show(&o));
     assert!(admin[0].subject.contains("系统"), "{}", admin[0].subject);
-    assert!(admin[0].text.contains("broken"), "{}", admin[0].text);
+    let about: Vec<&str> = admin[0]
+        .text
+        .lines()
+        .filter(|l| l.contains("broken"))
+        .collect();
+    assert_eq!(about.len(), 1, "{}", admin[0].text);
+    assert!(about[0].contains(&said), "{}", admin[0].text);
     let n = mails(&p).len();
     assert_exit(&p.run(&["eval", "--as-of", "2026-11-01"]), 1);
     assert!(
@@ -672,6 +695,107 @@ fn an_alert_is_not_resolved_by_a_rule_that_did_not_run() {
     let resolved = listing_since(&p, n);
     assert_eq!(resolved.len(), 1, "{resolved:#?}");
     assert!(resolved[0].item_text(ACCOUNT).contains("已恢复"));
+}
+
+/// A rule file that stops compiling while the daemon runs keeps its last
+/// good version running, and the admin is mailed once, with file:line:col,
+/// the line and the caret; the next evaluation does not mail it again.
+#[test]
+fn a_rule_broken_while_the_daemon_runs_is_mailed_to_the_admin_once() {
+    let smtp = SmtpServer::start();
+    let p = Project::with_smtp(smtp.port);
+    p.edit_config("  # admin: it@example.com", "  admin: it@example.com");
+    let files = [MASTER, ORDERS, VISITS].map(|f| fixture(f).to_string_lossy().into_owned());
+    let mut args = vec!["ingest"];
+    args.extend(files.iter().map(String::as_str));
+    assert_exit(&p.run(&args), 0);
+    let d = Daemon::start_with(&p, &[("KAMWATCH_NOW", NOW)]);
+    let evaluations = || -> i64 {
+        p.db()
+            .query_row("SELECT COUNT(*) FROM evaluations", [], |r| r.get(0))
+            .unwrap_or(0)
+    };
+    // Data ingested before the start: the daemon evaluates at once.
+    wait_for(30, "the first evaluation", || {
+        (evaluations() >= 1).then_some(())
+    });
+    let rule = p.path("rules/margin_slip.rhai");
+    let good = std::fs::read_to_string(&rule).unwrap();
+    assert!(
+        good.contains("account.margin_pct("),
+        "the shipped rule changed"
+    );
+    std::fs::write(
+        &rule,
+        good.replacen("account.margin_pct(", "account.margin_percent(", 1),
+    )
+    .unwrap();
+    let admin = || -> Vec<Received> {
+        smtp.messages()
+            .into_iter()
+            .filter(|m| m.to == ["it@example.com"])
+            .collect()
+    };
+    // Each drop makes the daemon reload the rules and evaluate.
+    let drop_visit = |n: u32| {
+        let staging = p.path(&format!("v{n}.csv"));
+        std::fs::write(
+            &staging,
+            format!("拜访日期,客户编号,拜访人,职务,拜访类型,备注\n2026-11-2{n},KH1001,张伟,业务员,上门拜访,\n"),
+        )
+        .unwrap();
+        std::fs::rename(&staging, p.path(&format!("inbox/拜访记录_{n}.csv"))).unwrap();
+    };
+    drop_visit(1);
+    let first = wait_for(30, "the admin's mail", || {
+        let a = admin();
+        (!a.is_empty()).then_some(a)
+    });
+    let text = String::from_utf8_lossy(&first[0].data).into_owned();
+    let parsed = MessageParser::default()
+        .parse(first[0].data.as_slice())
+        .unwrap();
+    let body = parsed.body_text(0).unwrap().to_string();
+    assert!(body.contains("margin_slip.rhai:"), "{text}");
+    assert!(body.contains("did you mean `margin_pct`?"), "{body}");
+    let lines: Vec<&str> = body.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.contains("account.margin_percent("))
+        .unwrap_or_else(|| panic!("the line is not shown: {body}"));
+    assert_eq!(
+        lines[at + 1].find('^'),
+        lines[at].find("margin_percent"),
+        "{body}"
+    );
+    // The last good version still ran: the evaluation had all rules.
+    let rules: i64 = p
+        .db()
+        .query_row(
+            "SELECT rules FROM evaluations ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(rules, 8);
+
+    // Another evaluation with the same broken file: not mailed again.
+    let before = evaluations();
+    drop_visit(2);
+    wait_for(30, "the next evaluation, its mail delivered", || {
+        (evaluations() > before
+            && p.db()
+                .query_row(
+                    "SELECT COUNT(*) FROM outbox WHERE state = 'pending'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .unwrap_or(1)
+                == 0)
+            .then_some(())
+    });
+    d.stop();
+    assert_eq!(admin().len(), 1, "the broken rule was mailed again");
 }
 
 /// The daemon killed with SIGKILL after mailing, then started again: a new

@@ -292,6 +292,62 @@ fn check_shows_rule_syntax_error_with_caret() {
     );
 }
 
+/// A misspelt function or method, or a known one with the wrong number of
+/// arguments, is found by `check` (not by every account at run time): each
+/// with file:line:col, the line, a caret under the name, and the nearest
+/// known name. The rule is not loaded.
+#[test]
+fn check_finds_calls_to_functions_that_do_not_exist() {
+    let p = Project::new();
+    std::fs::write(
+        p.path("rules/typo.rhai"),
+        "// three bad calls\nlet m = account.margin_percent(90);\nlet d = days_betwen(as_of, as_of);\nlet r = account.margin_pct(1, 2, 3, 4);\nfn own(x) { x }\nlet o = own(1) + account.revenue(90);\n",
+    )
+    .unwrap();
+    let o = p.run(&["check"]);
+    assert_exit(&o, 1);
+    let out = stdout(&o);
+    let loaded = format!("{} loaded, 1 with errors", shipped_rule_count());
+    assert!(out.contains(&loaded), "{}", show(&o));
+    let lines: Vec<&str> = out.lines().collect();
+    let finding = |at: &str, says: &str, name: &str| {
+        let i = lines
+            .iter()
+            .position(|l| l.contains(at))
+            .unwrap_or_else(|| panic!("no {at}\n{}", show(&o)));
+        assert!(lines[i].contains(says), "{}\n{}", lines[i], show(&o));
+        let (src, caret) = (lines[i + 1], lines[i + 2]);
+        assert_eq!(
+            caret.find('^'),
+            src.find(name),
+            "the caret is not under `{name}`\n{}",
+            show(&o)
+        );
+    };
+    finding(
+        "typo.rhai:2:17:",
+        "unknown method `margin_percent` (1 argument); did you mean `margin_pct`?",
+        "margin_percent",
+    );
+    finding(
+        "typo.rhai:3:9:",
+        "did you mean `days_between`?",
+        "days_betwen",
+    );
+    finding(
+        "typo.rhai:4:",
+        "method `margin_pct` does not take 4 arguments",
+        "margin_pct",
+    );
+    // The script's own function and the real API pass.
+    assert!(!out.contains("typo.rhai:6:"), "{}", show(&o));
+    // eval does not run it either: it says so and fails no account.
+    let e = p.run(&["eval", "--dry-run", "--as-of", "2026-10-31"]);
+    assert_exit(&e, 1);
+    assert!(stderr(&e).contains("rule not loaded: "), "{}", show(&e));
+    assert!(!stderr(&e).contains("failed for"), "{}", show(&e));
+}
+
 #[test]
 fn check_missing_config_file_is_a_usage_error() {
     let p = Project::new();
@@ -883,4 +939,60 @@ fn today_is_the_zone_date_for_every_command_and_the_daemon() {
     });
     d.stop();
     assert_eq!(as_of, "2031-03-01");
+}
+
+/// Two fresh databases fed the same data queue the same mail, but never
+/// the same Message-ID: each carries its database's random installation id
+/// and the domain of `mail.from`. The id in each .eml is the outbox row's.
+#[test]
+fn message_ids_are_unique_to_each_database() {
+    let ids = |p: &Project| -> (String, BTreeSet<String>) {
+        let install: String = p
+            .db()
+            .query_row("SELECT id FROM installation", [], |r| r.get(0))
+            .unwrap();
+        let outbox: BTreeSet<String> = {
+            let db = p.db();
+            let mut st = db.prepare("SELECT message_id FROM outbox").unwrap();
+            st.query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        let sent: BTreeSet<String> = eml_files(p)
+            .iter()
+            .map(|f| {
+                let bytes = std::fs::read(f).unwrap();
+                let m = MessageParser::default().parse(&bytes).unwrap();
+                format!("<{}>", m.message_id().expect("a Message-ID"))
+            })
+            .collect();
+        assert_eq!(sent, outbox, "the .eml files carry other ids");
+        (install, outbox)
+    };
+    let projects: Vec<Project> = (0..2)
+        .map(|_| {
+            let p = loaded_project();
+            p.edit_config(
+                "from: \"kamwatch <kamwatch@localhost>\"",
+                "from: \"kamwatch <alerts@mail.example.net>\"",
+            );
+            p.run_ok(&["eval", "--as-of", "2026-10-31"]);
+            p
+        })
+        .collect();
+    let (a_install, a) = ids(&projects[0]);
+    let (b_install, b) = ids(&projects[1]);
+    assert!(!a.is_empty() && a.len() == b.len(), "{a:?}\n{b:?}");
+    assert_ne!(a_install, b_install);
+    assert!(a_install.len() >= 32, "{a_install}");
+    assert!(a.is_disjoint(&b), "shared Message-IDs: {a:?} {b:?}");
+    for (install, set) in [(&a_install, &a), (&b_install, &b)] {
+        for id in set {
+            assert!(
+                id.ends_with(&format!(".{install}@mail.example.net>")),
+                "{id}"
+            );
+        }
+    }
 }

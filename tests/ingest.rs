@@ -1098,7 +1098,8 @@ fn zip_bombs_and_oversized_workbooks_are_refused_by_the_limits() {
     xlsx(&fine, "A1:E999", &rows(2, 1000), 0);
     let out = ingest_ok(&p, &[fine], 0);
     assert!(out.contains("(orders): "), "{out}");
-    assert_eq!(one::<i64>(&p, "SELECT COUNT(*) FROM orders"), 1);
+    // 998 lines of one order without a line column: numbered 1..998.
+    assert_eq!(one::<i64>(&p, "SELECT COUNT(*) FROM orders"), 998);
 }
 
 /// A quoted field that spans many lines is bounded like a line: the
@@ -1146,4 +1147,144 @@ fn a_quoted_field_spanning_many_lines_is_bounded() {
     .unwrap();
     let out = ingest_ok(&p, &[ok], 0);
     assert!(out.contains("(orders): 2 rows"), "{out}");
+}
+
+/// Order lines without a line column are numbered per order in file order
+/// (a real export stored 5,009 of 10,925 rows when all were line 1); the
+/// summary and the ledger say what was read, stored, replaced and skipped.
+#[test]
+fn order_lines_without_a_line_column_are_numbered_and_counted() {
+    let p = Project::new();
+    let f = p.path("销售明细_无行号.csv");
+    let text = "订单编号,客户编号,订单日期,金额,成本\nSO1,KH1001,2026-11-01,100,80\nSO2,KH1001,2026-11-01,5,4\nSO1,KH1001,2026-11-01,50,40\nSO1,KH1001,2026-11-01,7,6\n";
+    std::fs::write(&f, text).unwrap();
+    let out = ingest_ok(&p, &[f], 0);
+    assert!(
+        out.contains(
+            "(orders): 4 rows (read 4, stored 4, replaced 0 by key from earlier files, skipped 0)"
+        ),
+        "{out}"
+    );
+    let lines: Vec<(String, String, f64)> = {
+        let db = p.db();
+        let mut st = db
+            .prepare("SELECT order_id, line, revenue FROM orders ORDER BY order_id, CAST(line AS INTEGER)")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let want = [
+        ("SO1", "1", 100.0),
+        ("SO1", "2", 50.0),
+        ("SO1", "3", 7.0),
+        ("SO2", "1", 5.0),
+    ];
+    assert_eq!(lines.len(), want.len(), "{lines:?}");
+    for ((o, l, r), (wo, wl, wr)) in lines.iter().zip(want) {
+        assert_eq!((o.as_str(), l.as_str(), *r), (wo, wl, wr), "{lines:?}");
+    }
+    // The same export again, one amount corrected: the same lines, replaced.
+    let f2 = p.path("销售明细_无行号2.csv");
+    std::fs::write(&f2, text.replace(",7,6", ",8,6")).unwrap();
+    let out = ingest_ok(&p, &[f2], 0);
+    assert!(
+        out.contains("(read 4, stored 4, replaced 4 by key from earlier files, skipped 0)"),
+        "{out}"
+    );
+    assert_eq!(one::<f64>(&p, "SELECT SUM(revenue) FROM orders"), 163.0);
+    let (read, stored, replaced, skipped): (i64, i64, i64, i64) = p
+        .db()
+        .query_row(
+            "SELECT rows_read, rows, rows_replaced, rows_skipped FROM ledger WHERE file_name = '销售明细_无行号2.csv'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!((read, stored, replaced, skipped), (4, 4, 4, 0));
+}
+
+/// Two rows of one file with the same key are never merged silently: the
+/// file is rejected naming both lines, unless `duplicate_keys: keep_last`.
+#[test]
+fn repeated_keys_in_one_file_reject_it_unless_keep_last() {
+    let p = Project::new();
+    let f = p.path("销售明细_重复.csv");
+    std::fs::write(
+        &f,
+        "订单编号,行号,客户编号,订单日期,金额,成本\nSO1,1,KH1001,2026-11-01,100,80\nSO1,2,KH1001,2026-11-01,5,4\nSO1,1,KH1001,2026-11-01,50,40\n",
+    )
+    .unwrap();
+    let reason = rejected_reason(&p, &f);
+    assert!(
+        reason.contains("line 4: has the same key (order_id, line) as line 2"),
+        "{reason}"
+    );
+    assert!(reason.contains("duplicate_keys: keep_last"), "{reason}");
+    assert_eq!(one::<i64>(&p, "SELECT COUNT(*) FROM orders"), 0);
+    // A master listing an account twice is refused the same way.
+    let m = p.path("客户主数据_重复.csv");
+    std::fs::write(&m, "客户编号,客户名称\nKH1,甲\nKH2,乙\nKH1,丙\n").unwrap();
+    let reason = rejected_reason(&p, &m);
+    assert!(
+        reason.contains("line 4: has the same key (id) as line 2"),
+        "{reason}"
+    );
+    // Kept last when asked, and said so.
+    p.orders_config("    duplicate_keys: keep_last\n");
+    let out = ingest_ok(&p, &[f], 0);
+    assert!(
+        out.contains("(orders): 3 rows (read 3, stored 3, replaced 0 by key"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "1 row(s) repeated the key of an earlier row of the file; the last of each was kept"
+        ),
+        "{out}"
+    );
+    assert_eq!(
+        one::<f64>(&p, "SELECT revenue FROM orders WHERE line = '1'"),
+        50.0
+    );
+}
+
+/// `1e308` is refused at ingest; an absurd amount already in the database
+/// (stored before the bound, or by hand) counts as 0 in the metrics, so the
+/// book's total and every share stay finite and the tiers stay as they are.
+#[test]
+fn absurd_amounts_never_reach_the_metrics() {
+    let p = Project::new();
+    ingest_ok(&p, &[fixture(MASTER), fixture(ORDERS)], 0);
+    let tiers = |p: &Project| -> Vec<(String, String, f64)> {
+        let o = p.run(&["accounts", "--as-of", "2026-10-31", "--format", "json"]);
+        assert!(o.status.success(), "{}", explain(&o));
+        let text = stdout(&o);
+        assert!(!text.contains("NaN") && !text.contains("inf"), "{text}");
+        text.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| v.get("rank").is_some())
+            .map(|v| {
+                (
+                    v["id"].as_str().unwrap_or_default().to_string(),
+                    v["tier"].as_str().unwrap_or_default().to_string(),
+                    v["cumulative_pct"].as_f64().expect("a finite share"),
+                )
+            })
+            .collect()
+    };
+    let before = tiers(&p);
+    assert!(before.len() > 5, "{before:?}");
+    let db = p.db();
+    db.execute_batch(
+        "INSERT INTO orders (order_id, line, account_id, date, revenue, cost)
+           VALUES ('X1', '1', 'KH1001', '2026-10-01', 1e308, 0),
+                  ('X2', '1', 'KH1002', '2026-10-01', 9e999, 0),
+                  ('X3', '1', 'KH1003', '2026-10-01', 1e308, -9e999);",
+    )
+    .unwrap();
+    drop(db);
+    let after = tiers(&p);
+    assert_eq!(after, before);
 }

@@ -22,7 +22,7 @@ use anyhow::{Context, Result};
 use csv::StringRecord;
 use rusqlite::Connection;
 
-use crate::config::{Dataset, DatasetConfig, Loaded, OnError};
+use crate::config::{Dataset, DatasetConfig, DuplicateKeys, Loaded, OnError};
 use crate::store::{
     self, AccountRow, Extra, InventoryRow, LedgerEntry, OrderRow, Outcome, ReceivableRow, VisitRow,
     Writer,
@@ -52,6 +52,11 @@ pub struct FileReport {
     pub skipped: u64,
     /// The errors file beside the archived or rejected file, if one was written.
     pub errors_file: Option<PathBuf>,
+    /// Data rows read, good and bad (0 unless ingested).
+    pub read: u64,
+    /// Rows of earlier files this one replaced by key (for receivables and
+    /// inventory: the previous snapshot's rows).
+    pub replaced: u64,
 }
 
 /// One problem in a file, located as precisely as we can.
@@ -98,6 +103,9 @@ impl Rejection {
 struct Loaded_ {
     rows: u64,
     problems: Problems,
+    /// Rows that repeat the key of an earlier row of the file (kept last,
+    /// `duplicate_keys: keep_last`).
+    duplicates: u64,
 }
 
 /// Ingests one file and moves it out of the inbox. An `Err` means the store
@@ -412,6 +420,8 @@ fn ingest_staged(
             reason: None,
             skipped: 0,
             errors_file: None,
+            read: 0,
+            replaced: 0,
         });
     }
 
@@ -462,6 +472,12 @@ fn ingest_staged(
     } else {
         Vec::new()
     };
+    // Rows replaced by key are counted (a temporary trigger: new rows cost
+    // nothing). For receivables and inventory the writer first empties the
+    // table: those rows are the ones this snapshot replaces.
+    if dataset != Dataset::Accounts {
+        store::count_replacements(&tx, dataset.name())?;
+    }
     let result = {
         let older = matches!(freshness, Freshness::Older { .. });
         let mut writer = match dataset {
@@ -484,6 +500,10 @@ fn ingest_staged(
             Dataset::Receivables => Some(Writer::receivables(&tx)?),
             Dataset::Inventory => Some(Writer::inventory(&tx)?),
         };
+        // Every account is first marked inactive: not a replacement.
+        if dataset == Dataset::Accounts {
+            store::count_replacements(&tx, dataset.name())?;
+        }
         load_rows(
             &mut src,
             &headers,
@@ -492,6 +512,7 @@ fn ingest_staged(
             writer.as_mut(),
             progress,
             stop,
+            cfg.cfg.ingest.max_amount,
         )?
     };
     drop(src);
@@ -530,8 +551,23 @@ fn ingest_staged(
                     }
                 }
             }
+            // Updates and deletes by key, less the file's own repeated keys
+            // (kept last): the rows of earlier files replaced.
+            let replaced = store::replacements(&tx)?.saturating_sub(loaded.duplicates);
+            let counts = store::RowCounts {
+                read: loaded.rows + skipped,
+                stored,
+                replaced,
+                skipped,
+            };
+            if loaded.duplicates > 0 {
+                notes.push(format!(
+                    "{} row(s) repeated the key of an earlier row of the file; the last of each was kept (duplicate_keys: keep_last)",
+                    loaded.duplicates
+                ));
+            }
             let note = (!notes.is_empty()).then(|| notes.join("; "));
-            store::record_file(
+            store::record_file_counts(
                 &tx,
                 &LedgerEntry {
                     file_name: &file_name,
@@ -543,6 +579,7 @@ fn ingest_staged(
                     reason: note.as_deref(),
                     file_date: file_date.as_deref(),
                 },
+                &counts,
             )?;
             tx.commit()?;
             let t_commit = t0.elapsed();
@@ -577,7 +614,7 @@ fn ingest_staged(
             } else {
                 None
             };
-            tracing::info!(file = ?file_name, dataset = %dataset, rows = stored, skipped, "ingested");
+            tracing::info!(file = ?file_name, dataset = %dataset, read = counts.read, stored, replaced, skipped, "ingested");
             Ok(FileReport {
                 file_name,
                 dataset: Some(dataset),
@@ -587,6 +624,8 @@ fn ingest_staged(
                 reason: note,
                 skipped,
                 errors_file,
+                read: counts.read,
+                replaced,
             })
         }
         Err(rej) => {
@@ -843,12 +882,16 @@ struct Verdict {
     problems: Problems,
     /// The line at which reading had to stop, if it did.
     fatal: Option<u64>,
+    /// Rows with the key of an earlier row of the file (or why that could
+    /// not be found out).
+    keys: std::io::Result<Duplicates>,
 }
 
 /// Reads, validates and (with a writer) writes every row: a parser thread
 /// reads and validates, this thread writes, with a bounded channel between
 /// them (two cores, and SQLite is the slower half). The outer `Result` is a
 /// store failure; the inner one is the verdict on the file.
+#[allow(clippy::too_many_arguments)]
 fn load_rows(
     src: &mut Source,
     headers: &StringRecord,
@@ -857,6 +900,7 @@ fn load_rows(
     writer: Option<&mut Writer<'_>>,
     progress: &mut dyn FnMut(u64),
     stop: Option<&std::sync::atomic::AtomicBool>,
+    max_amount: f64,
 ) -> Result<std::result::Result<Loaded_, Rejection>> {
     let map = match map_columns(dataset, ds, headers) {
         Ok(m) => m,
@@ -879,6 +923,7 @@ fn load_rows(
                 ds,
                 map,
                 skip,
+                max_amount,
                 write.then_some((send, written_batches)),
             )
         });
@@ -917,8 +962,9 @@ fn load_rows(
     })?;
     let Verdict {
         rows,
-        problems,
+        mut problems,
         fatal,
+        keys,
     } = verdict;
     progress(rows);
     if let Some(line) = fatal {
@@ -927,6 +973,36 @@ fn load_rows(
                 "{unit} {line} cannot be read, so the rest of the file cannot be either; nothing from this file was stored"
             ),
             problems,
+        }));
+    }
+    let dups = keys.context("checking the file's keys in a temporary file")?;
+    if dups.rows > 0 && ds.duplicate_keys == DuplicateKeys::Reject {
+        let fields = key_fields(dataset, ds).join(", ");
+        let mut all = Problems::default();
+        for (first, line) in &dups.pairs {
+            all.push(RowError {
+                line: *line,
+                column: None,
+                message: format!("has the same key ({fields}) as {unit} {first}"),
+            });
+        }
+        all.total = dups.rows as usize;
+        for e in problems.listed.drain(..) {
+            all.push(e);
+        }
+        all.total += problems.total;
+        all.listed.sort_by_key(|e| e.line);
+        let hint = if dataset == Dataset::Orders && map.idx("line").is_none() {
+            "; the export has no line column, so its rows were numbered per order in file order: map the export's line column (`columns: line:`) if it has one"
+        } else {
+            ""
+        };
+        return Ok(Err(Rejection {
+            summary: format!(
+                "{} row(s) have the key ({fields}) of an earlier row of this file, and rows of one file with one key would overwrite each other, so nothing from this file was stored. Fix the export{hint}, or set `duplicate_keys: keep_last` for this dataset to store the last row of each key",
+                dups.rows
+            ),
+            problems: all,
         }));
     }
     if problems.total > 0 && (!skip || rows == 0) {
@@ -950,7 +1026,11 @@ fn load_rows(
             "the file has a header but no data rows; nothing to ingest",
         )));
     }
-    Ok(Ok(Loaded_ { rows, problems }))
+    Ok(Ok(Loaded_ {
+        rows,
+        problems,
+        duplicates: dups.rows,
+    }))
 }
 
 /// Writes one batch in order: order lines several to a statement, the
@@ -986,6 +1066,7 @@ fn write_batch(w: &mut Writer<'_>, batch: &Batch) -> Result<()> {
 /// ones to `send` in batches — all of them under `skip_rows`, otherwise
 /// only until the first problem (the file will be rejected, but every
 /// problem is still listed). Stops early if the writer hangs up.
+#[allow(clippy::too_many_arguments)]
 fn parse_all(
     src: &mut Source,
     width: usize,
@@ -993,6 +1074,7 @@ fn parse_all(
     ds: &DatasetConfig,
     map: &ColumnMap,
     skip: bool,
+    max_amount: f64,
     send: Option<(
         std::sync::mpsc::SyncSender<Batch>,
         std::sync::mpsc::Receiver<Batch>,
@@ -1000,6 +1082,12 @@ fn parse_all(
 ) -> Verdict {
     let mut problems = Problems::default();
     let mut rows = 0u64;
+    let key = key_fields(dataset, ds);
+    let mut keys = KeySeen::default();
+    // Order lines without a line number are numbered per order, in file
+    // order (by a 64-bit hash of the order id: a collision would only skip
+    // numbers, never give two lines one number).
+    let mut next_line: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
     let mut record = StringRecord::new();
     let mut row_errors = Vec::new();
     let mut batch: Batch = Vec::with_capacity(BATCH_ROWS);
@@ -1040,7 +1128,15 @@ fn parse_all(
         }
         row_errors.clear();
         let (reuse, reuse_attrs) = spare.pop().unzip();
-        let parsed = parse_row(dataset, ds, map, &record, &mut row_errors, reuse);
+        let mut parsed = parse_row(
+            dataset,
+            ds,
+            map,
+            &record,
+            &mut row_errors,
+            reuse,
+            max_amount,
+        );
         if !row_errors.is_empty() {
             problems.bad_rows += 1;
             for (column, message) in row_errors.drain(..) {
@@ -1053,6 +1149,25 @@ fn parse_all(
             continue;
         }
         rows += 1;
+        if let Some(Parsed::Order(r)) = &mut parsed
+            && r.line.is_empty()
+        {
+            let n = next_line
+                .entry(hash_of(&[r.order_id.as_bytes()]))
+                .or_insert(0);
+            *n += 1;
+            let _ = write!(r.line, "{n}");
+        }
+        if let Some(p) = &parsed
+            && let Err(e) = keys.push(key_hash(p, &key), line)
+        {
+            return Verdict {
+                rows,
+                problems,
+                fatal: None,
+                keys: Err(e),
+            };
+        }
         if !skip && problems.total > 0 {
             send = None; // rejected anyway: stop writing
         }
@@ -1086,7 +1201,189 @@ fn parse_all(
         rows,
         problems,
         fatal,
+        keys: keys.duplicates(MAX_LISTED_ERRORS),
     }
+}
+
+/// The fields that identify a row of `dataset`: two rows of one file with
+/// the same values there would overwrite each other.
+fn key_fields(dataset: Dataset, ds: &DatasetConfig) -> Vec<String> {
+    match dataset {
+        Dataset::Orders | Dataset::Visits => ds.key_fields(dataset),
+        Dataset::Accounts => vec!["id".into()],
+        Dataset::Receivables => vec!["account_id".into(), "invoice".into()],
+        Dataset::Inventory => vec!["sku".into(), "account_id".into()],
+    }
+}
+
+/// A 64-bit hash of byte strings (SipHash with fixed keys: the same in
+/// every run), each ended by a byte no UTF-8 text holds.
+fn hash_of(parts: &[&[u8]]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = std::hash::DefaultHasher::new();
+    for p in parts {
+        h.write(p);
+        h.write_u8(0xFF);
+    }
+    h.finish()
+}
+
+/// The hash of the key `fields` of a parsed row.
+fn key_hash(p: &Parsed, fields: &[String]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = std::hash::DefaultHasher::new();
+    let mut text = |s: &str| {
+        h.write(s.as_bytes());
+        h.write_u8(0xFF);
+    };
+    for f in fields {
+        match (p, f.as_str()) {
+            (Parsed::Order(r), "order_id") => text(&r.order_id),
+            (Parsed::Order(r), "line") => text(&r.line),
+            (Parsed::Order(r), "account_id") => text(&r.account_id),
+            (Parsed::Order(r), "date") => text(&store::date_text(r.date)),
+            (Parsed::Order(r), "sku") => text(r.sku.as_deref().unwrap_or("")),
+            (Parsed::Order(r), "qty") => text(&r.qty.map(f64::to_bits).unwrap_or(0).to_string()),
+            (Parsed::Order(r), "revenue") => text(&r.revenue.to_bits().to_string()),
+            (Parsed::Order(r), "cost") => text(&r.cost.to_bits().to_string()),
+            (Parsed::Visit(r), "account_id") => text(&r.account_id),
+            (Parsed::Visit(r), "date") => text(&store::date_text(r.date)),
+            (Parsed::Visit(r), "visitor") => text(&r.visitor),
+            (Parsed::Visit(r), "role") => text(r.role.as_deref().unwrap_or("")),
+            (Parsed::Account(r, _), "id") => text(&r.id),
+            (Parsed::Receivable(r), "account_id") => text(&r.account_id),
+            (Parsed::Receivable(r), "invoice") => text(&r.invoice),
+            (Parsed::Stock(r), "sku") => text(&r.sku),
+            (Parsed::Stock(r), "account_id") => text(&r.account_id),
+            _ => text(""),
+        }
+    }
+    h.finish()
+}
+
+/// Key hashes held in memory before a sorted run is spilled: 4 MiB.
+const KEY_RUN: usize = 1 << 18;
+
+/// The keys of a file's good rows, to find two rows with the same key:
+/// (64-bit hash, line) pairs, sorted in runs of [`KEY_RUN`] and spilled to
+/// unlinked temporary files beyond, merged at the end. Memory stays at one
+/// run however big the file.
+#[derive(Default)]
+struct KeySeen {
+    run: Vec<(u64, u64)>,
+    spilled: Vec<std::fs::File>,
+}
+
+/// Rows of the file whose key an earlier row already had (rows minus
+/// distinct keys), and the first few (earlier line, line) pairs.
+#[derive(Debug, Default)]
+struct Duplicates {
+    rows: u64,
+    pairs: Vec<(u64, u64)>,
+}
+
+impl KeySeen {
+    fn push(&mut self, hash: u64, line: u64) -> std::io::Result<()> {
+        if self.run.capacity() == 0 {
+            self.run.reserve_exact(KEY_RUN);
+        }
+        self.run.push((hash, line));
+        if self.run.len() == KEY_RUN {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    fn spill(&mut self) -> std::io::Result<()> {
+        use std::io::{Seek, Write};
+        self.run.sort_unstable();
+        let mut f = tempfile_unlinked()?;
+        {
+            let mut w = std::io::BufWriter::with_capacity(1 << 16, &mut f);
+            for (h, l) in self.run.drain(..) {
+                w.write_all(&h.to_le_bytes())?;
+                w.write_all(&l.to_le_bytes())?;
+            }
+            w.flush()?;
+        }
+        f.seek(std::io::SeekFrom::Start(0))?;
+        self.spilled.push(f);
+        Ok(())
+    }
+
+    fn duplicates(mut self, listed: usize) -> std::io::Result<Duplicates> {
+        use std::io::Read;
+        let mut d = Duplicates::default();
+        let mut note = |prev: &mut Option<(u64, u64)>, (h, l): (u64, u64)| match prev {
+            Some((ph, first)) if *ph == h => {
+                d.rows += 1;
+                if d.pairs.len() < listed {
+                    d.pairs.push((*first, l));
+                }
+            }
+            _ => *prev = Some((h, l)),
+        };
+        let mut prev = None;
+        if self.spilled.is_empty() {
+            self.run.sort_unstable();
+            for e in self.run.drain(..) {
+                note(&mut prev, e);
+            }
+        } else {
+            if !self.run.is_empty() {
+                self.spill()?;
+            }
+            // A k-way merge of the sorted runs, read through small buffers.
+            use std::cmp::Reverse;
+            let mut readers: Vec<_> = self
+                .spilled
+                .drain(..)
+                .map(|f| std::io::BufReader::with_capacity(1 << 16, f))
+                .collect();
+            let next =
+                |r: &mut std::io::BufReader<std::fs::File>| -> std::io::Result<Option<(u64, u64)>> {
+                    let mut b = [0u8; 16];
+                    match r.read_exact(&mut b) {
+                        Ok(()) => {
+                            let (h, l) = b.split_at(8);
+                            let h = u64::from_le_bytes(h.try_into().unwrap_or_default());
+                            let l = u64::from_le_bytes(l.try_into().unwrap_or_default());
+                            Ok(Some((h, l)))
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                };
+            let mut heap = std::collections::BinaryHeap::new();
+            for (i, r) in readers.iter_mut().enumerate() {
+                if let Some(e) = next(r)? {
+                    heap.push(Reverse((e, i)));
+                }
+            }
+            while let Some(Reverse((e, i))) = heap.pop() {
+                note(&mut prev, e);
+                if let Some(e) = next(&mut readers[i])? {
+                    heap.push(Reverse((e, i)));
+                }
+            }
+        }
+        Ok(d)
+    }
+}
+
+/// A new temporary file, already unlinked: it goes when it is closed.
+fn tempfile_unlinked() -> std::io::Result<std::fs::File> {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = std::env::temp_dir();
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = dir.join(format!("kamwatch-keys-{}-{seq}", std::process::id()));
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    std::fs::remove_file(&path)?;
+    Ok(f)
 }
 
 enum Parsed {
@@ -1106,6 +1403,7 @@ fn parse_row(
     rec: &StringRecord,
     errs: &mut Vec<(String, String)>,
     reuse: Option<Parsed>,
+    max_amount: f64,
 ) -> Option<Parsed> {
     let raw = |field: &str| -> &str { map.idx(field).and_then(|i| rec.get(i)).unwrap_or("") };
     let text = |field: &str| -> Option<String> {
@@ -1135,12 +1433,20 @@ fn parse_row(
             }
         }
     };
-    let number =
-        |field: &str, need: bool, errs: &mut Vec<(String, String)>| match values::parse_number(raw(
-            field,
-        )) {
+    let number = |field: &str, need: bool, errs: &mut Vec<(String, String)>| {
+        match values::parse_number(raw(field)) {
             Ok(None) if need => {
                 errs.push((map.header(field), "is empty but required".into()));
+                None
+            }
+            Ok(Some(v)) if v.abs() > max_amount => {
+                errs.push((
+                    map.header(field),
+                    format!(
+                        "{} is beyond the amounts accepted (±{max_amount:e}, `ingest.max_amount`): a typo or a broken export? Fix the cell, or raise `ingest.max_amount` in the config",
+                        values::excerpt(raw(field).trim())
+                    ),
+                ));
                 None
             }
             Ok(v) => v,
@@ -1148,7 +1454,39 @@ fn parse_row(
                 errs.push((map.header(field), e));
                 None
             }
-        };
+        }
+    };
+    // One address per cell, checked like the mail does; a list is refused
+    // with what to do, not mailed to half of it.
+    let email = |field: &str, errs: &mut Vec<(String, String)>| -> Option<String> {
+        let v = text(field)?;
+        let parts: Vec<&str> = v
+            .split([';', ',', '；', '，', ' ', '\t', '\n', '\r'])
+            .filter(|p| !p.is_empty())
+            .collect();
+        if parts.len() > 1 {
+            errs.push((
+                map.header(field),
+                format!(
+                    "{} holds {} addresses; write one address per account here (the account's owner or manager). To copy more people on an account's warnings, use a rule's `recipients` in `rule_settings`",
+                    values::excerpt(&v),
+                    parts.len()
+                ),
+            ));
+            return None;
+        }
+        if v.parse::<lettre::Address>().is_err() {
+            errs.push((
+                map.header(field),
+                format!(
+                    "{} is not an email address (name@example.com); fix it or leave the cell empty",
+                    values::excerpt(&v)
+                ),
+            ));
+            return None;
+        }
+        Some(v)
+    };
     match dataset {
         Dataset::Accounts => {
             let id = required("id", errs);
@@ -1161,7 +1499,7 @@ fn parse_row(
                     _ => {
                         errs.push((
                             map.header("tier"),
-                            format!("{t:?} is not a tier; write A, B or C, or leave it empty to let kamwatch compute it"),
+                            format!("{} is not a tier; write A, B or C, or leave it empty to let kamwatch compute it", values::excerpt(&t)),
                         ));
                         None
                     }
@@ -1173,8 +1511,8 @@ fn parse_row(
                     name,
                     region: text("region"),
                     owner: text("owner"),
-                    owner_email: text("owner_email"),
-                    manager_email: text("manager_email"),
+                    owner_email: email("owner_email", errs),
+                    manager_email: email("manager_email", errs),
                 },
                 Extra {
                     credit_limit,
@@ -1212,9 +1550,9 @@ fn parse_row(
                     errs.push((map.header(field), "is empty but required".into()));
                 }
             }
-            if !put(&mut r.line, "line") {
-                r.line.push('1');
-            }
+            // An empty line number is filled in by the caller: the order's
+            // rows are numbered in file order.
+            put(&mut r.line, "line");
             let mut sku = r.sku.take().unwrap_or_default();
             r.sku = put(&mut sku, "sku").then_some(sku);
             let d = date("date", true, errs);
@@ -1379,6 +1717,8 @@ fn reject(
         reason: Some(summary),
         skipped: 0,
         errors_file: Some(reason_path),
+        read: 0,
+        replaced: 0,
     })
 }
 
@@ -1435,6 +1775,8 @@ fn reject_entry(
         reason: Some(rej.summary),
         skipped: 0,
         errors_file: Some(reason_path),
+        read: 0,
+        replaced: 0,
     })
 }
 
@@ -1520,6 +1862,7 @@ mod tests {
                 &StringRecord::from(cells),
                 &mut errs,
                 reuse,
+                1e12,
             );
             (p, errs)
         };
@@ -1549,7 +1892,7 @@ mod tests {
             r,
             OrderRow {
                 order_id: "S2".into(),
-                line: "1".into(),
+                line: String::new(),
                 account_id: "K".into(),
                 date: chrono::NaiveDate::from_ymd_opt(2026, 2, 1).unwrap(),
                 sku: None,
@@ -1566,6 +1909,27 @@ mod tests {
         assert!(bad.is_none());
         let cols: Vec<&str> = errs.iter().map(|(c, _)| c.as_str()).collect();
         assert_eq!(cols, ["订单编号 (order_id)", "订单日期 (date)"]);
+    }
+
+    /// Past one in-memory run the keys are spilled and merged: a repeated
+    /// key is found wherever it is, with both its lines.
+    #[test]
+    fn repeated_keys_are_found_across_spilled_runs() {
+        let mut k = KeySeen::default();
+        let n = KEY_RUN as u64 * 2 + 123;
+        for i in 0..n {
+            k.push(hash_of(&[format!("SO{i}").as_bytes()]), i + 2)
+                .unwrap();
+        }
+        k.push(hash_of(&[b"SO7"]), n + 2).unwrap();
+        let d = k.duplicates(10).unwrap();
+        assert_eq!(d.rows, 1);
+        assert_eq!(d.pairs, vec![(9, n + 2)]);
+        let mut none = KeySeen::default();
+        for i in 0..1000u64 {
+            none.push(hash_of(&[&i.to_le_bytes()]), i).unwrap();
+        }
+        assert_eq!(none.duplicates(10).unwrap().rows, 0);
     }
 
     #[test]

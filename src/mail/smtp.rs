@@ -939,8 +939,9 @@ pub fn send_test(cfg: &Loaded, to: &str) -> Result<String> {
         images: Vec::new(),
     };
     let id = format!(
-        "<test-{}@kamwatch>",
-        &blake3::hash(format!("{to}{}", chrono::Utc::now()).as_bytes()).to_hex()[..24]
+        "<test-{}@{}>",
+        &blake3::hash(format!("{to}{}", crate::config::now()).as_bytes()).to_hex()[..24],
+        super::id_domain(&cfg.cfg.mail)
     );
     let msg = super::compose(
         &from,

@@ -13,6 +13,33 @@ use super::{Day, Invoice, Series, day};
 use crate::store::OrderDay;
 use crate::store::date_text;
 
+/// The largest amount a total may hold one of: ingest refuses anything
+/// beyond `ingest.max_amount` (at most 1e15), so only values stored before
+/// that bound, or written into the database by hand, are beyond it.
+const SANE_AMOUNT: f64 = 1e15;
+
+/// `x` if it is a finite amount within ±[`SANE_AMOUNT`], else 0: one such
+/// value would make every total infinite and every share NaN. Counted in
+/// `insane`, which the caller logs once.
+fn sane(x: f64, insane: &mut u64) -> f64 {
+    if x.is_finite() && x.abs() <= SANE_AMOUNT {
+        x
+    } else {
+        *insane += 1;
+        0.0
+    }
+}
+
+fn warn_insane(table: &str, n: u64) {
+    if n > 0 {
+        tracing::warn!(
+            table,
+            values = n,
+            "amounts that are not finite or beyond ±1e15 were counted as 0; they were stored before ingest bounded amounts: correct them and ingest the file again"
+        );
+    }
+}
+
 /// What the master says beyond the canonical columns.
 #[derive(Debug, Default)]
 pub struct Extra {
@@ -25,6 +52,7 @@ pub fn account_extras(conn: &Connection) -> Result<HashMap<String, Extra>> {
     let mut st = conn.prepare("SELECT id, attrs, credit_limit, tier_override FROM accounts")?;
     let mut rows = st.query([])?;
     let mut out = HashMap::new();
+    let mut insane = 0u64;
     while let Some(r) = rows.next()? {
         let id: String = r.get(0)?;
         let attrs: Option<String> = r.get(1)?;
@@ -43,13 +71,14 @@ pub fn account_extras(conn: &Connection) -> Result<HashMap<String, Extra>> {
             id,
             Extra {
                 attrs,
-                credit_limit: r.get(2)?,
+                credit_limit: r.get::<_, Option<f64>>(2)?.map(|x| sane(x, &mut insane)),
                 tier_override: r
                     .get::<_, Option<String>>(3)?
                     .filter(|t| !t.trim().is_empty()),
             },
         );
     }
+    warn_insane("accounts", insane);
     Ok(out)
 }
 
@@ -131,6 +160,7 @@ pub fn orders(conn: &Connection, until: NaiveDate) -> Result<Orders> {
     let mut account_ids: HashMap<String, u32> = HashMap::new();
     let mut out = Orders::default();
     let mut lines: Vec<Line> = Vec::new();
+    let mut insane = 0u64;
     let mut last_order = String::new();
     let mut order = 0u32;
     while let Some(r) = rows.next()? {
@@ -164,12 +194,13 @@ pub fn orders(conn: &Connection, until: NaiveDate) -> Result<Orders> {
             seq: lines.len() as u32,
             order,
             sku,
-            qty: r.get(4)?,
-            revenue: r.get(5)?,
-            cost: r.get(6)?,
+            qty: sane(r.get(4)?, &mut insane),
+            revenue: sane(r.get(5)?, &mut insane),
+            cost: sane(r.get(6)?, &mut insane),
         });
     }
     drop(rows);
+    warn_insane("orders", insane);
     // By scan order within a day: the lines of one order stay adjacent.
     lines.sort_unstable_by_key(|l| (l.account, l.day, l.seq));
 
@@ -252,18 +283,20 @@ pub fn inventory(conn: &Connection, index: &SkuIndex) -> Result<Inventory> {
     let mut st = conn.prepare("SELECT sku, account_id, on_hand FROM inventory")?;
     let mut rows = st.query([])?;
     let mut out = Inventory::default();
+    let mut insane = 0u64;
     while let Some(r) = rows.next()? {
         let Some(sku) = index.ids.get(r.get_ref(0)?.as_str()?) else {
             continue;
         };
         let account: String = r.get(1)?;
-        let on_hand: f64 = r.get(2)?;
+        let on_hand: f64 = sane(r.get(2)?, &mut insane);
         if account.is_empty() {
             *out.warehouse.entry(*sku).or_default() += on_hand;
         } else {
             *out.by_account.entry((*sku, account)).or_default() += on_hand;
         }
     }
+    warn_insane("inventory", insane);
     Ok(out)
 }
 
@@ -280,6 +313,7 @@ pub fn receivables(conn: &Connection, as_of: NaiveDate) -> Result<HashMap<String
     )?;
     let mut rows = st.query([date_text(as_of)])?;
     let mut out: HashMap<String, Vec<Issued>> = HashMap::new();
+    let mut insane = 0u64;
     while let Some(r) = rows.next()? {
         let id: String = r.get(0)?;
         let parse = |column: &str, text: &str| {
@@ -299,10 +333,11 @@ pub fn receivables(conn: &Connection, as_of: NaiveDate) -> Result<HashMap<String
         out.entry(id).or_default().push((
             issued,
             Invoice {
-                amount: r.get(2)?,
+                amount: sane(r.get(2)?, &mut insane),
                 due: day(due),
             },
         ));
     }
+    warn_insane("receivables", insane);
     Ok(out)
 }

@@ -333,8 +333,11 @@ impl Timeline {
             })
             .unzip();
         let (others_now, others_before): (Vec<f64>, Vec<f64>) = self.others.iter().map(t12).unzip();
-        let total: f64 = now.iter().chain(&others_now).sum();
-        let prev_total: f64 = before.iter().chain(&others_before).sum();
+        // The loads hold only finite, bounded amounts; a total that still is
+        // not finite ranks nobody rather than making every share NaN.
+        let finite = |t: f64| if t.is_finite() { t } else { 0.0 };
+        let total = finite(now.iter().chain(&others_now).sum());
+        let prev_total = finite(before.iter().chain(&others_before).sum());
 
         // (revenue, account) largest first, and the tiers in that order;
         // ties by id so tiers are deterministic (the accounts are in id
