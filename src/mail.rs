@@ -1210,7 +1210,6 @@ struct OutboxRow {
     mime: Option<Vec<u8>>,
 }
 
-/// The sender from `mail.from`.
 /// A Message-ID derived from `seed` (so queuing the same thing again is
 /// a no-op), unique to this database by its installation id, in the domain
 /// of `mail.from`: `<PREFIXhash.installation@domain>`. Some providers drop
@@ -1232,6 +1231,7 @@ pub fn id_domain(cfg: &MailConfig) -> String {
         .unwrap_or_else(|_| "kamwatch.invalid".to_string())
 }
 
+/// The sender from `mail.from`.
 pub fn from_mailbox(cfg: &MailConfig) -> Result<Mailbox> {
     cfg.from.parse().with_context(|| {
         format!(
