@@ -213,6 +213,9 @@ pub enum SilenceCommand {
         until: NaiveDate,
         #[arg(long)]
         reason: String,
+        /// Add it even though the account is not in the customer master.
+        #[arg(long)]
+        force: bool,
     },
     /// List silences, newest first.
     List {
@@ -409,7 +412,11 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             let as_of = as_of.unwrap_or_else(|| cfg.today());
             review(&cfg, as_of, out.clone(), *send)
         }
-        Command::Silence { action } => silence(&config::load(&cli.config)?, action),
+        Command::Silence { action } => {
+            let cfg = config::load(&cli.config)?;
+            let today = cfg.today();
+            silence(&cfg, action, today)
+        }
         Command::Mail { action } => mail(&config::load(&cli.config)?, action),
         Command::History {
             account,
@@ -943,7 +950,7 @@ fn pad(s: &str, width: usize) -> String {
     out
 }
 
-fn silence(cfg: &Loaded, action: &SilenceCommand) -> Result<ExitCode> {
+fn silence(cfg: &Loaded, action: &SilenceCommand, today: NaiveDate) -> Result<ExitCode> {
     use crate::silence::{self, Scope};
     let conn = crate::store::open(&cfg.database())?;
     let mut o = std::io::stdout().lock();
@@ -955,7 +962,15 @@ fn silence(cfg: &Loaded, action: &SilenceCommand) -> Result<ExitCode> {
             owner,
             until,
             reason,
+            force,
         } => {
+            if *until < today {
+                eprintln!(
+                    "kamwatch: error: --until {until} is in the past (today is {today} in {}); a silence ending then would silence nothing",
+                    cfg.cfg.schedule.timezone
+                );
+                return Ok(ExitCode::from(2));
+            }
             let scope = match (account, tier, owner) {
                 (Some(a), None, None) => Scope::Account(a.clone()),
                 (None, Some(t), None) => Scope::Tier(t.to_uppercase()),
@@ -998,14 +1013,17 @@ fn silence(cfg: &Loaded, action: &SilenceCommand) -> Result<ExitCode> {
                 let known: bool = conn
                     .query_row("SELECT 1 FROM accounts WHERE id = ?1", [a], |_| Ok(()))
                     .is_ok();
-                if !known {
+                if !known && !*force {
                     eprintln!(
-                        "kamwatch: warning: account {a:?} is not in the customer master (yet); the silence is added anyway"
+                        "kamwatch: error: --account {a:?} is not in the customer master; check the id (`kamwatch accounts` lists them), or add --force to silence it before its data arrives"
                     );
+                    return Ok(ExitCode::from(2));
                 }
             }
             let id = match silence::add(&conn, rule, &scope, *until, reason) {
                 Ok(id) => id,
+                // The database failing is the job failing (1), not usage.
+                Err(e) if e.downcast_ref::<rusqlite::Error>().is_some() => return Err(e),
                 Err(e) => {
                     eprintln!("kamwatch: error: {e:#}");
                     return Ok(ExitCode::from(2));
@@ -1020,7 +1038,11 @@ fn silence(cfg: &Loaded, action: &SilenceCommand) -> Result<ExitCode> {
         SilenceCommand::List { format } => {
             for s in silence::list(&conn)? {
                 match format {
-                    Format::Json => writeln!(o, "{}", serde_json::to_string(&s)?)?,
+                    Format::Json => {
+                        let mut v = serde_json::to_value(&s)?;
+                        v["active"] = s.active(today).into();
+                        writeln!(o, "{v}")?
+                    }
                     Format::Text => writeln!(
                         o,
                         "{:>4}  {:<18} {:<24} until {}  {}  {}",
@@ -1030,6 +1052,7 @@ fn silence(cfg: &Loaded, action: &SilenceCommand) -> Result<ExitCode> {
                         s.until,
                         match &s.expired_at {
                             Some(at) => format!("expired {at}"),
+                            None if s.until < today => "ended".to_string(),
                             None => "active".to_string(),
                         },
                         s.reason
@@ -1059,8 +1082,24 @@ fn scope_text(s: &crate::silence::Scope) -> String {
 
 fn history(cfg: &Loaded, filter: &crate::history::Filter, format: Format) -> Result<ExitCode> {
     let conn = crate::store::open(&cfg.database())?;
+    let entries = crate::history::query(&conn, filter)?;
+    if let Some(a) = &filter.account
+        && entries.is_empty()
+    {
+        let known: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM accounts WHERE id = ?1)",
+            [a],
+            |r| r.get(0),
+        )?;
+        if !known {
+            eprintln!(
+                "kamwatch: error: there is no account {a:?} in the customer master or the alert history; `kamwatch accounts` lists the accounts"
+            );
+            return Ok(ExitCode::from(1));
+        }
+    }
     let mut o = std::io::stdout().lock();
-    for e in crate::history::query(&conn, filter)? {
+    for e in entries {
         match format {
             Format::Json => writeln!(o, "{}", serde_json::to_string(&e)?)?,
             Format::Text => {

@@ -219,7 +219,14 @@ fn alert_resolves_after_the_data_changes() {
 #[test]
 fn silence_suppresses_then_lets_mail_through() {
     let p = project(str::to_string);
-    let add = p.run(&[
+    // Silences are added on 2026-10-31: `--until` must not be in the past.
+    let at = |args: &[&str]| {
+        p.command(args)
+            .env("KAMWATCH_NOW", "2026-10-31T04:00:00Z")
+            .output()
+            .unwrap()
+    };
+    let add = at(&[
         "silence",
         "add",
         "--rule",
@@ -249,7 +256,7 @@ fn silence_suppresses_then_lets_mail_through() {
         "--reason",
         "x",
     ];
-    assert_exit(&p.run(&both), 2);
+    assert_exit(&at(&both), 2);
     let none = [
         "silence",
         "add",
@@ -260,7 +267,7 @@ fn silence_suppresses_then_lets_mail_through() {
         "--reason",
         "x",
     ];
-    let o = p.run(&none);
+    let o = at(&none);
     assert_exit(&o, 2);
     assert!(
         stderr(&o).contains("--account, --tier or --owner"),
@@ -281,7 +288,7 @@ fn silence_suppresses_then_lets_mail_through() {
         "--reason",
         "x",
     ];
-    let o = p.run(&typo);
+    let o = at(&typo);
     assert_exit(&o, 2);
     assert!(stderr(&o).contains("lapsed_visits"), "{}", show(&o));
     let tier = [
@@ -296,7 +303,7 @@ fn silence_suppresses_then_lets_mail_through() {
         "--reason",
         "x",
     ];
-    assert_exit(&p.run(&tier), 2);
+    assert_exit(&at(&tier), 2);
 
     let list = p.run(&["silence", "list", "--format", "json"]);
     assert_exit(&list, 0);
@@ -348,7 +355,7 @@ fn silence_suppresses_then_lets_mail_through() {
     );
 
     // Expire: listed as expired; expiring twice or an unknown id fails.
-    let add = p.run(&[
+    let add = at(&[
         "silence",
         "add",
         "--rule",
@@ -417,7 +424,9 @@ fn dump(p: &Project) -> Vec<String> {
          FROM alert_history ORDER BY id",
         "SELECT rule || '|' || account_id || '|' || kind || '|' || state || '|' || as_of || '|' || recipients
          FROM notifications ORDER BY id",
-        "SELECT message_id || '|' || recipients || '|' || subject || '|' || body_text FROM outbox ORDER BY id",
+        // Message-IDs carry the database's own random installation id:
+        // two databases compare equal without it.
+        "SELECT replace(message_id, (SELECT id FROM installation), 'INSTALLATION') || '|' || recipients || '|' || subject || '|' || body_text FROM outbox ORDER BY id",
     ] {
         let mut st = db.prepare(sql).unwrap();
         out.extend(
@@ -872,4 +881,86 @@ fn daemon_killed_and_restarted_sends_nothing_twice() {
         "a message was sent twice"
     );
     assert_eq!(dump(&p), before, "the restart changed alert state or mail");
+}
+
+/// Silences and history refuse what cannot be right: an `--until` in the
+/// past (exit 2), an account not in the master unless `--force` (exit 2),
+/// a silence past its end listed as ended rather than active, history for
+/// an unknown account (exit 1), and a database error is exit 1, not 2.
+#[test]
+fn silence_and_history_refuse_what_cannot_be_right() {
+    let p = project(str::to_string);
+    let on = |day: &str, args: &[&str]| {
+        p.command(args)
+            .env("KAMWATCH_NOW", format!("{day}T04:00:00Z"))
+            .output()
+            .unwrap()
+    };
+    let add = |until: &str, account: &str, force: bool| {
+        let mut args = vec![
+            "silence",
+            "add",
+            "--rule",
+            RULE,
+            "--account",
+            account,
+            "--until",
+            until,
+            "--reason",
+            "renovation",
+        ];
+        if force {
+            args.push("--force");
+        }
+        on("2026-11-10", &args)
+    };
+    let past = add("2026-11-09", ACCOUNT, false);
+    assert_exit(&past, 2);
+    assert!(
+        stderr(&past).contains("is in the past (today is 2026-11-10"),
+        "{}",
+        show(&past)
+    );
+    assert_exit(&add("2026-11-10", ACCOUNT, false), 0);
+
+    let unknown = add("2026-12-01", "KH9999", false);
+    assert_exit(&unknown, 2);
+    assert!(stderr(&unknown).contains("--force"), "{}", show(&unknown));
+    assert_exit(&add("2026-12-01", "KH9999", true), 0);
+
+    // On 2026-11-11 the first has ended: not listed as active.
+    let list = on("2026-11-11", &["silence", "list"]);
+    assert_exit(&list, 0);
+    let text = stdout(&list);
+    let line = |account: &str| -> String {
+        text.lines()
+            .find(|l| l.contains(&format!("account {account} ")))
+            .unwrap_or_else(|| panic!("{account} not listed: {text}"))
+            .to_string()
+    };
+    assert!(line(ACCOUNT).contains(" ended "), "{text}");
+    assert!(!line(ACCOUNT).contains("active"), "{text}");
+    assert!(line("KH9999").contains(" active "), "{text}");
+    let json = on("2026-11-11", &["silence", "list", "--format", "json"]);
+    let actives: Vec<bool> = stdout(&json)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["active"]
+                .as_bool()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(actives, [true, false], "newest first: {}", show(&json));
+
+    let h = p.run(&["history", "--account", "KH9999"]);
+    assert_exit(&h, 1);
+    assert!(stderr(&h).contains("no account \"KH9999\""), "{}", show(&h));
+    // A known account with no history yet is not an error.
+    assert_exit(&p.run(&["history", "--account", ACCOUNT]), 0);
+
+    // A database error is the job failing (1), not usage (2).
+    p.db().execute_batch("DROP TABLE silences").unwrap();
+    let broken = add("2026-12-01", ACCOUNT, false);
+    assert_exit(&broken, 1);
+    assert!(stderr(&broken).contains("silences"), "{}", show(&broken));
 }
