@@ -8,6 +8,8 @@
 #   ROWS=5000000 scripts/bench-ingest.sh # the memory-flatness check
 #   BEFORE=/path/to/old/kamwatch scripts/bench-ingest.sh
 #                                        # also times another build, same file
+#   BEFORE_CONFIG=/path/to/old.yaml      # its config, if the shipped one has
+#                                        # keys the old build does not know
 #
 # Needs /usr/bin/time (GNU time) and sqlite3 (`apt-get install time sqlite3`).
 # Builds kamwatch in release mode. Works in a temp folder it removes.
@@ -66,7 +68,7 @@ measure "$work/kamwatch.time" "$bin" --config "$work/config/kamwatch.yaml" inges
 if [[ -n "${BEFORE:-}" ]]; then
     echo "==> $BEFORE ingest (BEFORE)"
     mkdir -p "$work/before/config"
-    cp config/kamwatch.yaml "$work/before/config/kamwatch.yaml"
+    cp "${BEFORE_CONFIG:-config/kamwatch.yaml}" "$work/before/config/kamwatch.yaml"
     measure "$work/before.time" "$BEFORE" --config "$work/before/config/kamwatch.yaml" ingest "$csv"
 fi
 

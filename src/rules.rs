@@ -589,7 +589,7 @@ impl Printed {
 
 /// What the threads of one evaluation share: the flag that stops it
 /// (SIGTERM) and what the rules have printed so far.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Shared {
     stop: Arc<AtomicBool>,
     printed: Arc<AtomicUsize>,
@@ -597,6 +597,21 @@ pub struct Shared {
     dropped: Arc<AtomicUsize>,
     /// Bytes of print lines (and lines about them) actually logged.
     logged: Arc<AtomicUsize>,
+    /// Alerts raised so far in the evaluation, per rule (in `RuleSet`
+    /// order): see `alerts.max_per_rule`.
+    raised: Arc<[AtomicUsize]>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            stop: Arc::default(),
+            printed: Arc::default(),
+            dropped: Arc::default(),
+            logged: Arc::default(),
+            raised: Arc::new([]),
+        }
+    }
 }
 
 impl Shared {
@@ -606,6 +621,14 @@ impl Shared {
         Shared {
             stop,
             ..Shared::default()
+        }
+    }
+
+    /// A copy sharing the stop flag, with alert counters for `rules` rules.
+    fn for_rules(&self, rules: usize) -> Shared {
+        Shared {
+            raised: (0..rules).map(|_| AtomicUsize::new(0)).collect(),
+            ..self.clone()
         }
     }
 
@@ -742,8 +765,12 @@ pub struct Runner<'r> {
 impl<'r> Runner<'r> {
     /// Every rule for every account of `snap`, on this thread.
     pub fn evaluate(&mut self, snap: &Snapshot) -> Outcome {
-        let mut out = self.day(snap).run(&snap.accounts);
-        self.rules.cap_per_rule(&mut out);
+        // A runner kept for many evaluations (the backtest's days) counts
+        // each one's alerts afresh.
+        for c in self.shared.raised.iter() {
+            c.store(0, Ordering::Relaxed);
+        }
+        let out = self.day(snap).run(&snap.accounts);
         self.shared.report_dropped();
         out
     }
@@ -757,11 +784,13 @@ impl<'r> Runner<'r> {
         // script declared.
         let scope = snapshot_scope(snap, Arc::new((*snap.portfolio).clone()), false);
         let base = scope.len();
+        let strikes = vec![0; self.compiled.len()];
         AtSnapshot {
             runner: self,
             scope,
             base,
             end,
+            strikes,
         }
     }
 }
@@ -791,7 +820,15 @@ struct AtSnapshot<'a, 'r> {
     scope: Scope<'static>,
     base: usize,
     end: Day,
+    /// Per rule: accounts in a row on which its run was stopped at a
+    /// sandbox limit (operations, memory). At [`MAX_STRIKES`] the rule is
+    /// not run again in this evaluation on this thread: each such run costs
+    /// up to a million operations or 32 MiB of allocation.
+    strikes: Vec<u32>,
 }
+
+/// See [`AtSnapshot::strikes`].
+pub const MAX_STRIKES: u32 = 5;
 
 impl AtSnapshot<'_, '_> {
     /// Every rule for each of `accounts`, in order.
@@ -818,18 +855,29 @@ impl AtSnapshot<'_, '_> {
             // it, so no script can leave a changed `account` behind for the
             // next rule.
             let mut pushed = false;
-            for (rule, script) in self
+            for (i, (rule, script)) in self
                 .runner
                 .rules
                 .rules
                 .iter()
                 .zip(self.runner.compiled.iter_mut())
+                .enumerate()
             {
                 out.runs += 1;
                 // A rule whose tiers exclude the account, or that needs data
                 // the account does not have, is silent for it without
                 // running the script.
                 if rule.mask & bit == 0 || rule.needs & !has != 0 {
+                    continue;
+                }
+                if self.strikes[i] >= MAX_STRIKES {
+                    out.errors.push(RunError {
+                        rule: rule.name.clone(),
+                        account_id: m.id.clone(),
+                        message: format!(
+                            "not run: the rule was stopped at its limits (operations or memory) for {MAX_STRIKES} accounts in a row in this evaluation; the account's alerts are left as they were"
+                        ),
+                    });
                     continue;
                 }
                 if pushed {
@@ -851,10 +899,32 @@ impl AtSnapshot<'_, '_> {
                 let result = script.run(&self.runner.engine, scope);
                 let raised = RAISED.with(|r| std::mem::take(&mut *r.borrow_mut()));
                 report_print(&self.runner.shared, &rule.name, &m.id);
+                if result.is_ok() {
+                    self.strikes[i] = 0;
+                }
                 match result {
+                    Ok(()) if raised.is_empty() => {}
                     Ok(()) => {
-                        for r in raised {
-                            out.findings.push(finding(rule, m, r));
+                        // `alerts.max_per_rule`, counted across the
+                        // evaluation's threads as the alerts come (so no
+                        // runaway rule piles them up in memory). Alerts of
+                        // accounts refused still count: once over, the rule
+                        // stays over for the rest of the evaluation.
+                        let cap = self.runner.rules.caps.per_rule;
+                        let before =
+                            self.runner.shared.raised[i].fetch_add(raised.len(), Ordering::Relaxed);
+                        if before + raised.len() <= cap {
+                            for r in raised {
+                                out.findings.push(finding(rule, m, r));
+                            }
+                        } else {
+                            out.errors.push(RunError {
+                                rule: rule.name.clone(),
+                                account_id: m.id.clone(),
+                                message: format!(
+                                    "the rule raised more alerts in this evaluation than alerts.max_per_rule ({cap}) allows; those of this account were not recorded and stay as they were. Fix the rule, or raise the cap if so many warnings are meant"
+                                ),
+                            });
                         }
                     }
                     Err(e) if is_stop(&e) => {
@@ -862,11 +932,22 @@ impl AtSnapshot<'_, '_> {
                         out.interrupted = true;
                         break;
                     }
-                    Err(e) => out.errors.push(RunError {
-                        rule: rule.name.clone(),
-                        account_id: m.id.clone(),
-                        message: describe_runtime(&e, &rule.path),
-                    }),
+                    Err(e) => {
+                        if matches!(
+                            *e,
+                            EvalAltResult::ErrorTooManyOperations(_)
+                                | EvalAltResult::ErrorTerminated(..)
+                        ) {
+                            self.strikes[i] += 1;
+                        } else {
+                            self.strikes[i] = 0;
+                        }
+                        out.errors.push(RunError {
+                            rule: rule.name.clone(),
+                            account_id: m.id.clone(),
+                            message: describe_runtime(&e, &rule.path),
+                        });
+                    }
                 }
             }
             if out.interrupted {
@@ -1234,6 +1315,7 @@ impl RuleSet {
     }
 
     fn evaluate_shared(&self, snap: &Snapshot, threads: usize, shared: &Shared) -> Outcome {
+        let shared = &shared.for_rules(self.rules.len());
         const BLOCK: usize = 256;
         let blocks = snap.accounts.len().div_ceil(BLOCK);
         let threads = threads.max(1).min(blocks.max(1));
@@ -1305,66 +1387,8 @@ impl RuleSet {
             out.runs += p.runs;
             out.interrupted |= p.interrupted;
         }
-        self.cap_per_rule(&mut out);
         shared.report_dropped();
         out
-    }
-
-    /// Applies `caps.per_rule`: a rule that raised more alerts than that in
-    /// this evaluation keeps those of the first accounts in book order
-    /// (the largest first) up to the cap, and has failed for the accounts
-    /// after it (their alerts stay as they were; the admin is told which).
-    fn cap_per_rule(&self, out: &mut Outcome) {
-        let cap = self.caps.per_rule;
-        if out.findings.len() <= cap {
-            return;
-        }
-        let mut totals: std::collections::HashMap<Arc<str>, usize> = Default::default();
-        for f in &out.findings {
-            *totals.entry(f.rule.clone()).or_default() += 1;
-        }
-        // Per rule over the cap: alerts kept so far, and whether the cut began.
-        let mut over: std::collections::HashMap<Arc<str>, (usize, bool)> = totals
-            .iter()
-            .filter(|(_, n)| **n > cap)
-            .map(|(r, _)| (r.clone(), (0, false)))
-            .collect();
-        if over.is_empty() {
-            return;
-        }
-        // Findings come in (account, rule) order, so one rule's alerts for
-        // one account are side by side; they are kept or cut together.
-        let mut keep = vec![true; out.findings.len()];
-        let mut i = 0;
-        while i < out.findings.len() {
-            let f = &out.findings[i];
-            let mut j = i + 1;
-            while j < out.findings.len()
-                && out.findings[j].rule == f.rule
-                && out.findings[j].account.id == f.account.id
-            {
-                j += 1;
-            }
-            if let Some((kept, cutting)) = over.get_mut(&f.rule) {
-                if !*cutting && *kept + (j - i) <= cap {
-                    *kept += j - i;
-                } else {
-                    *cutting = true;
-                    keep[i..j].fill(false);
-                    out.errors.push(RunError {
-                        rule: f.rule.clone(),
-                        account_id: f.account.id.clone(),
-                        message: format!(
-                            "the rule raised {} alerts in this evaluation, more than alerts.max_per_rule ({cap}) allows; those of this account were not recorded and stay as they were. Fix the rule, or raise the cap if so many warnings are meant",
-                            totals[&f.rule]
-                        ),
-                    });
-                }
-            }
-            i = j;
-        }
-        let mut k = keep.into_iter();
-        out.findings.retain(|_| k.next().unwrap_or(true));
     }
 
     /// An outcome in which every enabled rule failed for each of
@@ -1412,12 +1436,16 @@ impl RuleSet {
     /// and the portfolio handle. Shared between threads, their reference
     /// counts made each core wait on the other's cache.
     pub fn runner(&self) -> Runner<'_> {
-        self.runner_with(Shared::default())
+        self.runner_with(Shared::default().for_rules(self.rules.len()))
     }
 
     /// [`runner`](Self::runner) for one thread of an evaluation that
-    /// shares `shared` (its stop flag and print allowance).
-    fn runner_with(&self, shared: Shared) -> Runner<'_> {
+    /// shares `shared` (its stop flag, print allowance and alert counts,
+    /// one per rule: see [`Shared::for_rules`]).
+    fn runner_with(&self, mut shared: Shared) -> Runner<'_> {
+        if shared.raised.len() != self.rules.len() {
+            shared = shared.for_rules(self.rules.len());
+        }
         ALERT_CAP.with(|c| c.set(self.caps.per_account));
         // Nothing left over from a run a panic cut short.
         RAISED.with(|r| r.borrow_mut().clear());
@@ -2066,7 +2094,8 @@ mod tests {
         assert!(out.findings.is_empty());
         // Mid-run: the progress callback stops the script at once, and the
         // stop is not reported as the rule's failure.
-        let rs = RuleSet::from_sources(&[("spin", "loop { }")]).unwrap();
+        let rs =
+            RuleSet::from_sources(&[("slow", "let n = 0; for i in 0..50000 { n += i; }")]).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let setter = std::thread::spawn(move || {
@@ -2076,12 +2105,24 @@ mod tests {
         let out = rs.evaluate_until(&book_of(1000), stop);
         setter.join().unwrap();
         assert!(out.interrupted);
-        assert!(out.errors.len() < 1000, "every account ran");
-        assert!(
-            out.errors
-                .iter()
-                .all(|e| e.message.contains("endless loop"))
-        );
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+    }
+
+    #[test]
+    fn a_rule_stopped_at_its_limits_again_and_again_is_set_aside() {
+        let rs =
+            RuleSet::from_sources(&[("spin", "loop { }"), ("ok", "alert(#{ title: \"t\" });")])
+                .unwrap();
+        let out = rs.evaluate_with(&book_of(20), 1);
+        let spin: Vec<&RunError> = out.errors.iter().filter(|e| &*e.rule == "spin").collect();
+        assert_eq!(spin.len(), 20, "every account is accounted for");
+        let stopped = spin
+            .iter()
+            .filter(|e| e.message.contains("endless loop"))
+            .count();
+        assert_eq!(stopped, MAX_STRIKES as usize);
+        assert!(spin[MAX_STRIKES as usize].message.starts_with("not run:"));
+        assert_eq!(out.findings.len(), 20, "the other rule ran everywhere");
     }
 
     #[test]
@@ -2113,7 +2154,8 @@ mod tests {
         );
         assert!(!out.findings.iter().any(|f| &*f.rule == "flood"));
         // three: 12 in the evaluation, cap 7: KH1 and KH2 kept whole (6),
-        // KH3 would cross the cap, so KH3 and KH4 failed.
+        // KH3 would cross the cap, so KH3 and KH4 failed (one block of
+        // accounts: in book order).
         let kept: Vec<&str> = out
             .findings
             .iter()
@@ -2130,7 +2172,7 @@ mod tests {
         assert_eq!(failed, ["KH3", "KH4"]);
         assert!(out.errors.iter().any(|e| {
             e.message
-                .contains("12 alerts in this evaluation, more than alerts.max_per_rule (7)")
+                .contains("more alerts in this evaluation than alerts.max_per_rule (7)")
         }));
         // one: under both caps, untouched.
         assert_eq!(out.findings.iter().filter(|f| &*f.rule == "one").count(), 4);

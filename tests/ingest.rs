@@ -1288,3 +1288,56 @@ fn absurd_amounts_never_reach_the_metrics() {
     let after = tiers(&p);
     assert_eq!(after, before);
 }
+
+/// What a file holds is never copied into the reason, the ledger or the
+/// log beyond an excerpt of the offending cell: at most 80 characters,
+/// control characters escaped (a terminal escape in a cell stays text).
+#[test]
+fn reasons_and_logs_quote_only_a_bounded_escaped_excerpt() {
+    let p = Project::new();
+    let f = p.path("销售明细_长值.csv");
+    let cell = format!("\u{1b}[31mSECRET{}", "s".repeat(5000));
+    std::fs::write(
+        &f,
+        format!("订单编号,客户编号,订单日期,金额,成本\nSO1,KH1001,2026-11-01,\"{cell}\",1\n"),
+    )
+    .unwrap();
+    let o = p
+        .command(&["ingest", &f.to_string_lossy()])
+        .env("KAMWATCH_LOG", "debug")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", explain(&o));
+    let reason =
+        std::fs::read_to_string(p.path("var/rejected/销售明细_长值.csv.errors.txt")).unwrap();
+    let ledger: String = one(&p, "SELECT reason FROM ledger");
+    for (what, text) in [
+        ("reason", &reason),
+        ("ledger", &ledger),
+        ("stdout", &stdout(&o)),
+        ("stderr", &stderr(&o)),
+    ] {
+        assert!(!text.contains('\u{1b}'), "{what}: a raw escape in {text:?}");
+        assert!(
+            !text.contains(&"s".repeat(100)),
+            "{what} copies the cell: {} bytes",
+            text.len()
+        );
+    }
+    assert!(reason.contains("\"\\u{1b}[31mSECRETsss"), "{reason}");
+    assert!(
+        reason.contains("…\" (5011 bytes) is not a number"),
+        "{reason}"
+    );
+    // A header of one huge name is named by an excerpt too.
+    let h = p.path("销售明细_长表头.csv");
+    std::fs::write(&h, format!("订单编号,{}\nSO1,1\n", "列".repeat(20_000))).unwrap();
+    let reason = rejected_reason(&p, &h);
+    assert!(
+        reason.len() < 2000,
+        "{} bytes: {}",
+        reason.len(),
+        &reason[..300]
+    );
+    assert!(reason.contains("lacks the required column(s)"), "{reason}");
+}

@@ -848,7 +848,12 @@ pub fn map_columns(
         return Err(format!(
             "the header lacks the required column(s) {}. The header found is: {}. Either this is not an export of {dataset}, or its columns are named differently: map them under `datasets.{dataset}.columns` in the config",
             missing.join(", "),
-            names.join(", ")
+            names
+                .iter()
+                .take(40)
+                .map(|n| values::bounded(n))
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     // Other columns become attributes; a repeated name gets "#2", "#3" …

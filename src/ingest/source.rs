@@ -12,7 +12,7 @@ use calamine::{Data, Reader as _};
 use csv::StringRecord;
 
 use crate::config::{DatasetConfig, IngestConfig, TextEncoding};
-use crate::ingest::values::excerpt as escape;
+use crate::ingest::values::{bounded, excerpt as escape};
 
 /// The csv reader's buffer: how far it may read ahead of the record it parses.
 const CSV_BUFFER: u64 = 1 << 16;
@@ -412,7 +412,7 @@ fn csv_message(e: &csv::Error, enc: Encoding, max: u64) -> String {
             err.valid_up_to() + 1
         );
     }
-    format!("cannot be read as CSV: {e}")
+    format!("cannot be read as CSV: {}", bounded(e))
 }
 
 impl CsvSource {
@@ -641,7 +641,8 @@ fn check_zip(path: &Path, limits: &IngestConfig) -> Result<std::result::Result<Z
         Ok(z) => z,
         Err(e) => {
             return Ok(Err(format!(
-                "the file cannot be opened as a workbook ({e}); save it again from the spreadsheet program as .xlsx, or export CSV"
+                "the file cannot be opened as a workbook ({}); save it again from the spreadsheet program as .xlsx, or export CSV",
+                bounded(&e)
             )));
         }
     };
@@ -675,7 +676,8 @@ fn check_zip(path: &Path, limits: &IngestConfig) -> Result<std::result::Result<Z
             Ok(p) => p,
             Err(e) => {
                 return Ok(Err(format!(
-                    "the workbook cannot be read ({e}); save it again as .xlsx, or export CSV"
+                    "the workbook cannot be read ({}); save it again as .xlsx, or export CSV",
+                    bounded(&e)
                 )));
             }
         };
@@ -697,7 +699,8 @@ fn check_zip(path: &Path, limits: &IngestConfig) -> Result<std::result::Result<Z
             Ok(p) => p,
             Err(e) => {
                 return Ok(Err(format!(
-                    "the workbook cannot be read ({e}); save it again as .xlsx, or export CSV"
+                    "the workbook cannot be read ({}); save it again as .xlsx, or export CSV",
+                    bounded(&e)
                 )));
             }
         };
@@ -711,8 +714,9 @@ fn check_zip(path: &Path, limits: &IngestConfig) -> Result<std::result::Result<Z
                 Ok(n) => n,
                 Err(e) => {
                     return Ok(Err(format!(
-                        "the workbook part {} cannot be unpacked ({e}); the file is damaged: save it again as .xlsx, or export CSV",
-                        escape(&name)
+                        "the workbook part {} cannot be unpacked ({}); the file is damaged: save it again as .xlsx, or export CSV",
+                        escape(&name),
+                        bounded(&e)
                     )));
                 }
             };
@@ -962,7 +966,7 @@ fn pick_sheet(names: &[String], want: Option<&str>) -> std::result::Result<Strin
             format!(
                 "the workbook has no sheet named {}; its sheets are: {}. Fix `sheet` for this dataset in the config",
                 escape(want),
-                names.join(", ")
+                bounded(names.join(", "))
             )
         }),
         None => names
@@ -979,7 +983,7 @@ fn stream_xlsx(path: &Path, want: Option<&str>, max_rows: u64, mut out: RowSink)
         Ok(wb) => wb,
         Err(e) => {
             return out.whole(format!(
-                "the file cannot be opened as a workbook ({e}); save it again from the spreadsheet program as .xlsx, or export CSV"
+                "the file cannot be opened as a workbook ({}); save it again from the spreadsheet program as .xlsx, or export CSV", bounded(&e)
             ));
         }
     };
@@ -991,8 +995,9 @@ fn stream_xlsx(path: &Path, want: Option<&str>, max_rows: u64, mut out: RowSink)
         Ok(r) => r,
         Err(e) => {
             return out.whole(format!(
-                "the sheet {} cannot be read ({e}); save the workbook again as .xlsx, or export CSV",
-                escape(&name)
+                "the sheet {} cannot be read ({}); save the workbook again as .xlsx, or export CSV",
+                escape(&name),
+                bounded(&e)
             ));
         }
     };
@@ -1015,7 +1020,8 @@ fn stream_xlsx(path: &Path, want: Option<&str>, max_rows: u64, mut out: RowSink)
             Err(e) => {
                 let line = current.map_or(0, |r| u64::from(r) + 1);
                 let msg = format!(
-                    "the sheet cannot be read past here ({e}); the file is damaged: save it again as .xlsx, or export CSV"
+                    "the sheet cannot be read past here ({}); the file is damaged: save it again as .xlsx, or export CSV",
+                    bounded(&e)
                 );
                 if out.width.is_none() {
                     return out.whole(msg);
@@ -1067,7 +1073,7 @@ fn read_whole(path: &Path, want: Option<&str>, max_rows: u64, mut out: RowSink) 
         Ok(wb) => wb,
         Err(e) => {
             return out.whole(format!(
-                "the file cannot be opened as a workbook ({e}); save it again from the spreadsheet program as .xlsx, or export CSV"
+                "the file cannot be opened as a workbook ({}); save it again from the spreadsheet program as .xlsx, or export CSV", bounded(&e)
             ));
         }
     };
@@ -1079,8 +1085,9 @@ fn read_whole(path: &Path, want: Option<&str>, max_rows: u64, mut out: RowSink) 
         Ok(r) => r,
         Err(e) => {
             return out.whole(format!(
-                "the sheet {} cannot be read ({e}); save the workbook again as .xlsx, or export CSV",
-                escape(&name)
+                "the sheet {} cannot be read ({}); save the workbook again as .xlsx, or export CSV",
+                escape(&name),
+                bounded(&e)
             ));
         }
     };
@@ -1234,7 +1241,7 @@ impl JsonlSource {
                 }),
                 Err(e) => Err(ReadError {
                     line: self.line,
-                    message: format!("is not valid JSON: {e}"),
+                    message: format!("is not valid JSON: {}", bounded(&e)),
                     fatal: false,
                 }),
             };

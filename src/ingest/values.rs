@@ -30,6 +30,29 @@ pub fn excerpt(raw: &str) -> String {
 
 pub use crate::config::DateOrder;
 
+/// At most this many characters of a message from a library (a parser's
+/// error, a list of names from the file) are kept.
+pub const BOUNDED_CHARS: usize = 240;
+
+/// `text` cut to [`BOUNDED_CHARS`] characters (then `…`), control
+/// characters escaped: for library errors and lists that may echo a file.
+pub fn bounded(text: impl std::fmt::Display) -> String {
+    let text = text.to_string();
+    let mut out = String::with_capacity(text.len().min(BOUNDED_CHARS * 4));
+    for (n, c) in text.chars().enumerate() {
+        if n == BOUNDED_CHARS {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Parses a date written year first: `2026-11-28`, `2026/11/28`,
 /// `2026/9/1`, `2026.11.28`, `2026年11月28日`, `20261128`, or an Excel serial
 /// number (`46354`), optionally followed by a time of day.
@@ -208,6 +231,18 @@ mod tests {
 
     fn d(y: i32, m: u32, day: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    #[test]
+    fn excerpts_are_bounded_and_escaped() {
+        assert_eq!(excerpt("一百六"), "\"一百六\"");
+        assert_eq!(excerpt("a\nb\"c\u{1b}[31m"), "\"a\\nb\\\"c\\u{1b}[31m\"");
+        let long = "x".repeat(1 << 20);
+        let e = excerpt(&long);
+        assert!(e.len() < 120, "{e}");
+        assert!(e.ends_with("…\" (1048576 bytes)"), "{e}");
+        assert_eq!(bounded("a\nb"), "a\\nb");
+        assert!(bounded("y".repeat(10_000)).chars().count() <= BOUNDED_CHARS + 1);
     }
 
     #[test]
