@@ -35,7 +35,12 @@ pub enum Command {
     /// Run the daemon: watch the inbox, ingest, evaluate, mail.
     Run,
     /// Check the config and the rules (exit 0 clean, 1 findings, 2 unusable).
-    Check,
+    Check {
+        /// Also print each rule's effective policy: what its SETTINGS,
+        /// `rule_settings:` and `alerts:` add up to.
+        #[arg(long)]
+        verbose: bool,
+    },
     /// Is the daemon running; last ingest and evaluation; alerts and outbox
     /// (exit 0 running, 1 not running).
     Status {
@@ -356,7 +361,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             crate::daemon::run(cfg)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check => check(&cli.config),
+        Command::Check { verbose } => check(&cli.config, *verbose),
         Command::Status { format } => status(&config::load(&cli.config)?, *format),
         Command::Ingest { files } => ingest(&config::load(&cli.config)?, files),
         Command::Eval {
@@ -505,7 +510,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
     }
 }
 
-fn check(path: &Path) -> Result<ExitCode> {
+fn check(path: &Path, verbose: bool) -> Result<ExitCode> {
     let cfg = config::load(path)?;
     let mut o = std::io::stdout().lock();
     writeln!(o, "config {}: ok", path.display())?;
@@ -536,6 +541,31 @@ fn check(path: &Path) -> Result<ExitCode> {
     )?;
     for e in &errors {
         writeln!(o, "{e}")?;
+    }
+    if verbose {
+        // Precedence: alerts.rules.R > rule_settings.R > the script's
+        // SETTINGS > the alerts: defaults.
+        let policies = crate::alerts::Policies::for_rules(&cfg.cfg.alerts, &rules);
+        for r in &rules.rules {
+            let s = r.settings();
+            let p = policies.get(&r.name);
+            let tiers = s.tiers.as_ref().map_or("all".to_string(), |t| t.join(","));
+            let mut recipients = vec!["owner".to_string()];
+            recipients.extend(p.extra_recipients.iter().cloned());
+            writeln!(
+                o,
+                "rule {}: enabled {}, tiers {tiers}, severity {}, for {}, repeat every {} day(s), recipients {}, notify resolved {}, keep firing {} day(s), escalate after {} day(s)",
+                r.name,
+                if s.enabled { "yes" } else { "no" },
+                s.severity.map_or("warning", |v| v.as_str()),
+                p.for_evaluations,
+                p.repeat_interval_days,
+                recipients.join(","),
+                if p.notify_resolved { "yes" } else { "no" },
+                p.keep_firing_for_days,
+                p.escalate_after_days,
+            )?;
+        }
     }
     if rules.rules.is_empty() && errors.is_empty() {
         writeln!(

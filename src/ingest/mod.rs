@@ -851,7 +851,7 @@ pub fn map_columns(
             names
                 .iter()
                 .take(40)
-                .map(|n| values::bounded(n))
+                .map(values::bounded)
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
