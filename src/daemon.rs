@@ -21,6 +21,17 @@
 //! Rule files are also reloaded before each evaluation; a file that no
 //! longer compiles keeps its last good version. On `review.day_of_month`
 //! the evaluation also queues each manager's key-account review.
+//!
+//! One file cannot take the daemon down: a panic while ingesting it rejects
+//! it; a file the daemon died in before (on record beside the database) is
+//! ingested in a child `kamwatch ingest`, and rejected if that dies too; a
+//! failure that may pass (disk full, archive read-only) is retried with
+//! backoff. At start-up the database gets a `PRAGMA quick_check` (a damaged
+//! one stops the start, naming the file and what to do); every second the
+//! database file's and the inbox folder's identities are checked: a
+//! database deleted or replaced stops the daemon with exit 1, an inbox
+//! mounted or replaced is watched anew and rescanned (also on SIGHUP). A
+//! failing evaluation is noted in `<db>.eval-failed` for `kamwatch status`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -938,6 +949,56 @@ mod tests {
             file: PathBuf::from("/tmp/x.yaml"),
             cfg: config::parse(&text).unwrap(),
         }
+    }
+
+    /// A panic while ingesting one file rejects that file with a reason
+    /// (a real reject: the file moves to rejected/ with its reason file)
+    /// and the daemon goes on with the next one.
+    #[test]
+    fn a_panic_while_ingesting_rejects_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = include_str!("../config/kamwatch.yaml").replace("\nroot: ..\n", "\nroot: .\n");
+        assert!(text.contains("\nroot: .\n"));
+        let file = dir.path().join("config.yaml");
+        std::fs::write(&file, &text).unwrap();
+        let cfg = Loaded {
+            file,
+            cfg: config::parse(&text).unwrap(),
+        };
+        std::fs::create_dir_all(cfg.inbox()).unwrap();
+        let mut conn = crate::store::open(&cfg.database()).unwrap();
+        let bad = cfg.inbox().join("销售明细_bad.csv");
+        std::fs::write(&bad, "订单编号\n1\n").unwrap();
+        let out = ingest_guarded(
+            &bad,
+            || panic!("index out of bounds in a parser"),
+            |why| crate::ingest::reject_file(&cfg, &mut conn, &bad, why),
+        );
+        let FileOutcome::Done(r) = out else {
+            panic!("not rejected")
+        };
+        assert_eq!(r.outcome, Outcome::Rejected);
+        assert!(!bad.exists());
+        let reason = std::fs::read_to_string(r.errors_file.unwrap()).unwrap();
+        assert!(
+            reason.contains(
+                "kamwatch failed while reading this file (index out of bounds in a parser)"
+            ),
+            "{reason}"
+        );
+        // The next file is ingested as usual.
+        let good = cfg.inbox().join("销售明细_good.csv");
+        std::fs::write(
+            &good,
+            "订单编号,客户编号,订单日期,金额,成本\nS1,K1,2026-01-05,10,5\n",
+        )
+        .unwrap();
+        let out = ingest_guarded(
+            &good,
+            || crate::ingest::ingest_file(&cfg, &mut conn, &good),
+            |_| unreachable!("no panic"),
+        );
+        assert!(matches!(out, FileOutcome::Done(r) if r.outcome == Outcome::Ingested));
     }
 
     #[test]
