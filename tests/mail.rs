@@ -1075,3 +1075,34 @@ fn a_tarpit_holds_up_neither_ingest_nor_evaluation_nor_sigterm() {
     assert_eq!(at_server.keys().cloned().collect::<BTreeSet<_>>(), ids);
     assert!(at_server.values().all(|n| *n == 1), "{at_server:?}");
 }
+
+/// The daemon against a server that never answers: two messages time out,
+/// then the server is backed off as a whole (logged), the rest of the
+/// outbox untouched and pending.
+#[test]
+fn the_daemon_backs_off_a_server_that_keeps_timing_out() {
+    let server = Raw::start(Mode::Silent);
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let p = project(Project::new(), &smtp_to(down, 1, 2));
+    ok(p.run(&["eval", "--as-of", "2026-10-31"]));
+    p.db()
+        .execute("UPDATE outbox SET next_attempt_at = 0, attempts = 0", [])
+        .unwrap();
+    p.edit_config(&format!("port: {down}"), &format!("port: {}", server.port));
+    let d = Daemon::start(&p);
+    wait_for(60, "the server backed off", || {
+        Daemon::log(&p)
+            .contains("the mail server is backed off: no delivery for 30 s")
+            .then_some(())
+    });
+    assert_eq!(server.connections.load(SeqCst), 2);
+    let rows = outbox_rows(&p);
+    assert!(rows.len() > 2, "{rows:?}");
+    assert_eq!(rows.iter().filter(|r| r.2 > 0).count(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r.1 == "pending"));
+    assert!(d.stop().success());
+}
