@@ -113,8 +113,13 @@ impl Policies {
             let s = rule.settings();
             let explicit = cfg.rules.get(&*rule.name);
             let mut policy = p.get(&rule.name).clone();
-            if explicit.is_none_or(|o| o.for_evaluations.is_none()) && s.for_evaluations > 1 {
-                policy.for_evaluations = s.for_evaluations;
+            // Precedence: alerts.rules.R (config) > the rule's settings
+            // (rule_settings: over SETTINGS) > alerts.for_evaluations. A
+            // setting of 1 is a setting: it overrides a global 3.
+            if let Some(n) = s.for_evaluations
+                && explicit.is_none_or(|o| o.for_evaluations.is_none())
+            {
+                policy.for_evaluations = n;
             }
             if let Some(days) = s.repeat_days
                 && explicit.is_none_or(|o| o.repeat_interval_days.is_none())
@@ -803,6 +808,33 @@ mod tests {
             false,
         );
         assert_eq!(st.notices, vec![Notice::Resolved { lasted_days: 3 }]);
+    }
+
+    /// One precedence for `for`: alerts.rules.R > the rule's own setting
+    /// (even 1) > alerts.for_evaluations.
+    #[test]
+    fn a_rules_for_1_overrides_a_global_for_3() {
+        let rules = crate::rules::RuleSet::from_sources(&[
+            ("once", "const SETTINGS = #{ for_evaluations: 1 };"),
+            ("plain", "let x = 1;"),
+            ("both", "const SETTINGS = #{ for_evaluations: 1 };"),
+        ])
+        .unwrap();
+        let mut cfg = crate::config::AlertsConfig {
+            for_evaluations: 3,
+            ..Default::default()
+        };
+        cfg.rules.insert(
+            "both".into(),
+            crate::config::RuleOverride {
+                for_evaluations: Some(2),
+                ..Default::default()
+            },
+        );
+        let p = Policies::for_rules(&cfg, &rules);
+        assert_eq!(p.get("once").for_evaluations, 1);
+        assert_eq!(p.get("plain").for_evaluations, 3);
+        assert_eq!(p.get("both").for_evaluations, 2);
     }
 
     #[test]

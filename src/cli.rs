@@ -7,7 +7,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -35,13 +35,22 @@ pub enum Command {
     /// Run the daemon: watch the inbox, ingest, evaluate, mail.
     Run,
     /// Check the config and the rules (exit 0 clean, 1 findings, 2 unusable).
-    Check,
+    Check {
+        /// Also print each rule's effective policy: what its SETTINGS,
+        /// `rule_settings:` and `alerts:` add up to.
+        #[arg(long)]
+        verbose: bool,
+    },
     /// Is the daemon running; last ingest and evaluation; alerts and outbox
     /// (exit 0 running, 1 not running).
     Status {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Rebuild a lost or damaged database from the archived inputs
+    /// (`archive/`, oldest first), into the configured database path, which
+    /// must not exist (move a damaged one aside first).
+    Rebuild,
     /// Ingest export files now. Files outside the inbox are copied to the
     /// archive, files inside it are moved.
     Ingest {
@@ -356,9 +365,10 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             crate::daemon::run(cfg)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check => check(&cli.config),
+        Command::Check { verbose } => check(&cli.config, *verbose),
         Command::Status { format } => status(&config::load(&cli.config)?, *format),
         Command::Ingest { files } => ingest(&config::load(&cli.config)?, files),
+        Command::Rebuild => rebuild(&config::load(&cli.config)?),
         Command::Eval {
             as_of,
             rule: Some(rule),
@@ -505,7 +515,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
     }
 }
 
-fn check(path: &Path) -> Result<ExitCode> {
+fn check(path: &Path, verbose: bool) -> Result<ExitCode> {
     let cfg = config::load(path)?;
     let mut o = std::io::stdout().lock();
     writeln!(o, "config {}: ok", path.display())?;
@@ -537,12 +547,38 @@ fn check(path: &Path) -> Result<ExitCode> {
     for e in &errors {
         writeln!(o, "{e}")?;
     }
-    if rules.rules.is_empty() && errors.is_empty() {
-        writeln!(
-            o,
-            "warning: no rules in {}: nothing will ever fire",
-            cfg.rules().display()
-        )?;
+    if verbose {
+        // Precedence: alerts.rules.R > rule_settings.R > the script's
+        // SETTINGS > the alerts: defaults.
+        let policies = crate::alerts::Policies::for_rules(&cfg.cfg.alerts, &rules);
+        for r in &rules.rules {
+            let s = r.settings();
+            let p = policies.get(&r.name);
+            let tiers = s.tiers.as_ref().map_or("all".to_string(), |t| t.join(","));
+            let mut recipients = vec!["owner".to_string()];
+            recipients.extend(p.extra_recipients.iter().cloned());
+            writeln!(
+                o,
+                "rule {}: enabled {}, tiers {tiers}, severity {}, for {}, repeat every {} day(s), recipients {}, notify resolved {}, keep firing {} day(s), escalate after {} day(s)",
+                r.name,
+                if s.enabled { "yes" } else { "no" },
+                s.severity.map_or("warning", |v| v.as_str()),
+                p.for_evaluations,
+                p.repeat_interval_days,
+                recipients.join(","),
+                if p.notify_resolved { "yes" } else { "no" },
+                p.keep_firing_for_days,
+                p.escalate_after_days,
+            )?;
+        }
+    }
+    // What `run` would refuse or change: the same list the daemon logs
+    // as warnings when it starts.
+    let findings = config::findings(&cfg);
+    for f in &findings {
+        writeln!(o, "warning: {}", f.message)?;
+    }
+    if findings.iter().any(|f| f.refused) {
         return Ok(ExitCode::from(1));
     }
     Ok(if errors.is_empty() {
@@ -620,6 +656,94 @@ fn ingest(cfg: &Loaded, files: &[PathBuf]) -> Result<ExitCode> {
             }
         }
     }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The archived inputs in the order they were ingested: day folders by
+/// name, the files in each by mtime (an archived file keeps the mtime it
+/// had in the inbox), then name. Reason files beside an archived file and
+/// the staging folder are left out.
+pub fn archived_inputs(archive: &Path) -> Result<Vec<PathBuf>> {
+    let mut days: Vec<PathBuf> = std::fs::read_dir(archive)
+        .with_context(|| format!("reading the archive {}", archive.display()))?
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| e.path())
+        .collect();
+    days.sort();
+    let mut out = Vec::new();
+    for day in days {
+        let mut files: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
+        for e in std::fs::read_dir(&day)
+            .with_context(|| format!("reading {}", day.display()))?
+            .flatten()
+        {
+            let p = e.path();
+            let Ok(m) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if !m.is_file() {
+                continue;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(base) = name.strip_suffix(".errors.txt")
+                && day.join(base).exists()
+            {
+                continue;
+            }
+            files.push((m.modified().unwrap_or(std::time::UNIX_EPOCH), p));
+        }
+        files.sort();
+        out.extend(files.into_iter().map(|(_, p)| p));
+    }
+    Ok(out)
+}
+
+/// `kamwatch rebuild`: a new database from the archive.
+fn rebuild(cfg: &Loaded) -> Result<ExitCode> {
+    let db = cfg.database();
+    if db.exists() {
+        anyhow::bail!(
+            "the database {} exists; rebuild writes a new one. Stop kamwatch, move the old file aside (with its -wal and -shm files), then run `kamwatch rebuild` again",
+            db.display()
+        );
+    }
+    if crate::service::holder(&crate::service::lock_path(&db)).is_some() {
+        anyhow::bail!("kamwatch is running on {}; stop it first", db.display());
+    }
+    let files = archived_inputs(&cfg.archive())?;
+    let mut conn = crate::store::open(&db)?;
+    let mut o = std::io::stdout().lock();
+    let (mut ingested, mut failed) = (0u64, false);
+    for f in &files {
+        let r = crate::ingest::ingest_in_place(cfg, &mut conn, f)
+            .with_context(|| format!("rebuilding from {}", f.display()))?;
+        match r.outcome {
+            Outcome::Ingested => ingested += r.rows,
+            Outcome::Duplicate => {}
+            Outcome::Rejected => {
+                failed = true;
+                writeln!(
+                    o,
+                    "rejected {}: {}",
+                    f.display(),
+                    r.reason.unwrap_or_default()
+                )?;
+            }
+        }
+    }
+    writeln!(
+        o,
+        "rebuilt {} from {} archived files in {}: {ingested} rows",
+        db.display(),
+        files.len(),
+        cfg.archive().display()
+    )?;
     Ok(if failed {
         ExitCode::from(1)
     } else {
@@ -797,13 +921,57 @@ fn status(cfg: &Loaded, format: Format) -> Result<ExitCode> {
         }
         return Ok(ExitCode::from(if pid.is_some() { 0 } else { 1 }));
     }
-    let conn = crate::store::open(&db)?;
-    let s = crate::status::read(&conn)?;
+    // Evaluations failing, as the daemon noted beside the database.
+    let failing = std::fs::read_to_string(crate::daemon::eval_failed_path(&db))
+        .ok()
+        .and_then(|t| {
+            let (at, error) = t.trim_end().split_once('\t')?;
+            Some((at.to_string(), error.to_string()))
+        });
+    // A damaged page may lie where no status query reads: look at all.
+    let read = crate::store::open(&db).and_then(|conn| {
+        crate::store::quick_check(&conn, &db)?;
+        crate::status::read(&conn)
+    });
+    let s = match read {
+        Ok(s) => s,
+        Err(e) => {
+            // Say what is wrong with the file and what to do, not only
+            // SQLite's words.
+            let text = if format!("{e:#}").contains("is damaged") {
+                format!("{e:#}")
+            } else {
+                format!(
+                    "cannot be read: {e:#}. If it is damaged, restore it from a backup, or move it aside and run `kamwatch rebuild`"
+                )
+            };
+            match format {
+                Format::Json => writeln!(
+                    o,
+                    "{}",
+                    serde_json::json!({ "running": pid.is_some(), "pid": pid, "database_error": text })
+                )?,
+                Format::Text => writeln!(
+                    o,
+                    "kamwatch {}\ndatabase {}: {text}",
+                    pid.map_or("is not running".to_string(), |p| format!(
+                        "is running (pid {p})"
+                    )),
+                    db.display()
+                )?,
+            }
+            return Ok(ExitCode::from(1));
+        }
+    };
     match format {
         Format::Json => {
             let mut v = serde_json::to_value(&s)?;
             v["running"] = pid.is_some().into();
             v["pid"] = pid.into();
+            v["evaluation_failing"] = failing
+                .as_ref()
+                .map(|(at, error)| serde_json::json!({ "since": at, "error": error }))
+                .into();
             writeln!(o, "{v}")?;
         }
         Format::Text => {
@@ -832,6 +1000,9 @@ fn status(cfg: &Loaded, format: Format) -> Result<ExitCode> {
                     e.as_of, e.at, e.accounts, e.raised, e.started, e.resolved, e.errors
                 )?,
                 None => writeln!(o, "last evaluation: none")?,
+            }
+            if let Some((at, error)) = &failing {
+                writeln!(o, "evaluations are FAILING (last at {at}): {error}")?;
             }
             writeln!(
                 o,

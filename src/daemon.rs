@@ -21,6 +21,17 @@
 //! Rule files are also reloaded before each evaluation; a file that no
 //! longer compiles keeps its last good version. On `review.day_of_month`
 //! the evaluation also queues each manager's key-account review.
+//!
+//! One file cannot take the daemon down: a panic while ingesting it rejects
+//! it; a file the daemon died in before (on record beside the database) is
+//! ingested in a child `kamwatch ingest`, and rejected if that dies too; a
+//! failure that may pass (disk full, archive read-only) is retried with
+//! backoff. At start-up the database gets a `PRAGMA quick_check` (a damaged
+//! one stops the start, naming the file and what to do); every second the
+//! database file's and the inbox folder's identities are checked: a
+//! database deleted or replaced stops the daemon with exit 1, an inbox
+//! mounted or replaced is watched anew and rescanned (also on SIGHUP). A
+//! failing evaluation is noted in `<db>.eval-failed` for `kamwatch status`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -126,7 +137,11 @@ fn delivery_loop(
                 }
             }
             Ok(ToDelivery::Config(c)) => {
+                // A new config may have fixed the server: try it now.
                 cfg = *c;
+                backoff = Duration::ZERO;
+                backed_off_until = None;
+                next = Instant::now();
                 continue;
             }
             Err(RecvTimeoutError::Timeout) => {}
@@ -141,7 +156,11 @@ fn delivery_loop(
                 cfg = *c;
             }
         }
-        let result = pipeline::deliver(&cfg, conn, stop.clone());
+        // A bug in one pass must not end delivery for good.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pipeline::deliver(&cfg, conn, stop.clone())
+        }))
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the delivery pass panicked")));
         let now = Instant::now();
         match result {
             Ok(d) if d.gave_up.is_some() => {
@@ -607,6 +626,10 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
     let notifier = Notifier::from_env();
     let watchdog = crate::service::watchdog_interval();
     let lock = Lock::acquire(&cfg.database())?;
+    // Whatever `check` would report, the daemon says as it starts.
+    for f in config::findings(&cfg) {
+        tracing::warn!("{}", f.message);
+    }
     let inbox = cfg.inbox();
     std::fs::create_dir_all(&inbox)
         .with_context(|| format!("creating the inbox {}", inbox.display()))?;
@@ -938,6 +961,56 @@ mod tests {
             file: PathBuf::from("/tmp/x.yaml"),
             cfg: config::parse(&text).unwrap(),
         }
+    }
+
+    /// A panic while ingesting one file rejects that file with a reason
+    /// (a real reject: the file moves to rejected/ with its reason file)
+    /// and the daemon goes on with the next one.
+    #[test]
+    fn a_panic_while_ingesting_rejects_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = include_str!("../config/kamwatch.yaml").replace("\nroot: ..\n", "\nroot: .\n");
+        assert!(text.contains("\nroot: .\n"));
+        let file = dir.path().join("config.yaml");
+        std::fs::write(&file, &text).unwrap();
+        let cfg = Loaded {
+            file,
+            cfg: config::parse(&text).unwrap(),
+        };
+        std::fs::create_dir_all(cfg.inbox()).unwrap();
+        let mut conn = crate::store::open(&cfg.database()).unwrap();
+        let bad = cfg.inbox().join("销售明细_bad.csv");
+        std::fs::write(&bad, "订单编号\n1\n").unwrap();
+        let out = ingest_guarded(
+            &bad,
+            || panic!("index out of bounds in a parser"),
+            |why| crate::ingest::reject_file(&cfg, &mut conn, &bad, why),
+        );
+        let FileOutcome::Done(r) = out else {
+            panic!("not rejected")
+        };
+        assert_eq!(r.outcome, Outcome::Rejected);
+        assert!(!bad.exists());
+        let reason = std::fs::read_to_string(r.errors_file.unwrap()).unwrap();
+        assert!(
+            reason.contains(
+                "kamwatch failed while reading this file (index out of bounds in a parser)"
+            ),
+            "{reason}"
+        );
+        // The next file is ingested as usual.
+        let good = cfg.inbox().join("销售明细_good.csv");
+        std::fs::write(
+            &good,
+            "订单编号,客户编号,订单日期,金额,成本\nS1,K1,2026-01-05,10,5\n",
+        )
+        .unwrap();
+        let out = ingest_guarded(
+            &good,
+            || crate::ingest::ingest_file(&cfg, &mut conn, &good),
+            |_| unreachable!("no panic"),
+        );
+        assert!(matches!(out, FileOutcome::Done(r) if r.outcome == Outcome::Ingested));
     }
 
     #[test]

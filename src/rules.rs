@@ -253,8 +253,10 @@ pub struct RuleSettings {
     pub tiers: Option<Vec<String>>,
     /// The severity of an `alert()` that names none.
     pub severity: Option<Severity>,
-    /// Consecutive evaluations an alert must be raised before it fires (>= 1).
-    pub for_evaluations: u32,
+    /// Consecutive evaluations an alert must be raised before it fires
+    /// (>= 1); None: the config's `alerts.for_evaluations`. Set, even to 1,
+    /// it wins over that global default.
+    pub for_evaluations: Option<u32>,
     /// Days before a still-firing alert is mailed again; None: never.
     pub repeat_days: Option<u32>,
     /// Addresses mailed besides the account's owner.
@@ -301,7 +303,7 @@ impl Default for RuleSettings {
             enabled: true,
             tiers: None,
             severity: None,
-            for_evaluations: 1,
+            for_evaluations: None,
             repeat_days: None,
             recipients: Vec::new(),
             needs: Vec::new(),
@@ -372,10 +374,12 @@ impl RuleSettings {
                     let n = v
                         .as_int()
                         .map_err(|_| "`for` must be a whole number of evaluations".to_string())?;
-                    s.for_evaluations = u32::try_from(n)
-                        .ok()
-                        .filter(|n| *n >= 1)
-                        .ok_or("`for` must be at least 1")?;
+                    s.for_evaluations = Some(
+                        u32::try_from(n)
+                            .ok()
+                            .filter(|n| *n >= 1)
+                            .ok_or("`for` must be at least 1")?,
+                    );
                 }
                 "repeat_days" => {
                     let n = v
@@ -442,7 +446,7 @@ impl RuleSettings {
             self.severity = Some(s);
         }
         if let Some(n) = o.for_evaluations {
-            self.for_evaluations = n.max(1);
+            self.for_evaluations = Some(n.max(1));
         }
         if let Some(n) = o.repeat_days {
             self.repeat_days = Some(n);
@@ -2280,7 +2284,7 @@ mod tests {
         let s = rs.rules[0].settings();
         assert_eq!(s.tiers, Some(vec!["B".to_string()]));
         assert_eq!(s.severity, Some(Severity::Critical));
-        assert_eq!((s.for_evaluations, s.repeat_days), (2, Some(7)));
+        assert_eq!((s.for_evaluations, s.repeat_days), (Some(2), Some(7)));
         assert_eq!(s.recipients, vec!["x@example.com".to_string()]);
         // The only account is tier A: skipped, but counted as evaluated.
         let snap = crate::metrics::tests_support::snapshot_one();

@@ -1,5 +1,6 @@
-//! Store: the SQLite database on disk — connection, pragmas and numbered
-//! schema migrations — and the typed writes and reads of the data tables
+//! Store: the SQLite database on disk — connection, pragmas, numbered
+//! schema migrations (one `BEGIN IMMEDIATE` transaction, safe with several
+//! processes starting at once), `quick_check` and the file's identity — and the typed writes and reads of the data tables
 //! (ledger, accounts, orders, visits, receivables, inventory), including
 //! the bulk-load index suspend/restore and the key-ordered staging of big
 //! visits files that ingest uses.
@@ -38,11 +39,33 @@ pub fn open(path: &Path) -> Result<Connection> {
     let mut conn = Connection::open(path)
         .with_context(|| format!("opening the database {}", path.display()))?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
+    set_wal(&conn).with_context(|| format!("opening the database {}", path.display()))?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     migrate(&mut conn).with_context(|| format!("migrating the database {}", path.display()))?;
     Ok(conn)
+}
+
+/// Puts the database in WAL mode. On a new database another process may be
+/// doing the same (or migrating) at this moment, and SQLite answers a mode
+/// change it cannot make with "database is locked" at once, without waiting:
+/// so it is retried until [`BUSY_TIMEOUT`].
+fn set_wal(conn: &Connection) -> Result<()> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = std::time::Duration::from_millis(5);
+    loop {
+        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0)) {
+            Ok(_) => return Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(100));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// A read-only connection to a database [`open`] has already set up (WAL,

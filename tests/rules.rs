@@ -250,6 +250,93 @@ fn eval_explain_prints_what_the_rule_read_and_why_it_fired() {
     );
 }
 
+/// The rules raised (rule, started) by a dry run as of 2026-10-31.
+fn dry_run(p: &Project) -> Vec<(String, bool)> {
+    let o = p.run(&[
+        "eval",
+        "--as-of",
+        "2026-10-31",
+        "--dry-run",
+        "--format",
+        "json",
+    ]);
+    assert_exit(&o, 0);
+    stdout(&o)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["rule"].as_str().unwrap().to_string(),
+                v["started"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// One precedence for a rule's policy: `rule_settings:` over the script's
+/// SETTINGS over the `alerts:` defaults, and a `for: 1` there beats a
+/// global `for_evaluations: 3`. A disabled rule stops firing. `check
+/// --verbose` prints what each rule ends up with.
+#[test]
+fn rule_settings_disable_a_rule_and_for_1_beats_a_global_3() {
+    let p = Project::new();
+    let files = [
+        "客户主数据.csv",
+        "销售明细_202609-10.csv",
+        "拜访记录_202609-10.csv",
+    ]
+    .map(|f| fixture(f).to_string_lossy().into_owned());
+    let mut args = vec!["ingest"];
+    args.extend(files.iter().map(String::as_str));
+    p.run_ok(&args);
+    let before = dry_run(&p);
+    let fired = |all: &[(String, bool)], rule: &str| all.iter().filter(|f| f.0 == rule).count();
+    assert!(fired(&before, "lapsed_visits") > 0, "{before:?}");
+    assert!(fired(&before, "order_gap") > 0, "{before:?}");
+    assert!(fired(&before, "tier_movement") > 0, "{before:?}");
+
+    p.edit_config("  for_evaluations: 1\n", "  for_evaluations: 3\n");
+    let cfg = std::fs::read_to_string(p.config()).unwrap();
+    std::fs::write(
+        p.config(),
+        format!("{cfg}\nrule_settings:\n  lapsed_visits:\n    enabled: false\n  order_gap:\n    for: 1\n"),
+    )
+    .unwrap();
+    let o = p.run(&["check", "--verbose"]);
+    assert_exit(&o, 0);
+    let out = stdout(&o);
+    let line = |rule: &str| -> String {
+        out.lines()
+            .find(|l| l.starts_with(&format!("rule {rule}: ")))
+            .unwrap_or_else(|| panic!("no policy line for {rule}\n{}", show(&o)))
+            .to_string()
+    };
+    assert!(line("lapsed_visits").contains("enabled no"), "{out}");
+    assert!(line("order_gap").contains(", for 1,"), "{out}");
+    assert!(line("tier_movement").contains(", for 3,"), "{out}");
+    assert!(line("tier_movement").contains("enabled yes"), "{out}");
+
+    let after = dry_run(&p);
+    assert_eq!(
+        fired(&after, "lapsed_visits"),
+        0,
+        "a disabled rule fired: {after:?}"
+    );
+    // order_gap fires on the first evaluation, tier_movement waits for 3.
+    assert!(
+        after.iter().filter(|f| f.0 == "order_gap").all(|f| f.1),
+        "{after:?}"
+    );
+    assert!(fired(&after, "order_gap") > 0, "{after:?}");
+    assert!(
+        after
+            .iter()
+            .filter(|f| f.0 == "tier_movement")
+            .all(|f| !f.1),
+        "{after:?}"
+    );
+}
+
 #[test]
 fn config_rule_settings_override_and_unknown_names_are_reported() {
     let p = Project::new();

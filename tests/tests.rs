@@ -15,6 +15,11 @@ mod service;
 // kill -9 at random moments: nothing lost, nothing sent twice.
 mod crash;
 
+// The inbox as a hostile file system: symlinks, FIFOs, open writers, odd
+// names, an unwritable archive, a late mount, poison files; the database
+// deleted, damaged, or created by many processes at once.
+mod inbox;
+
 // Reports over the book: the accounts table.
 mod reports;
 // The backtest's snapshots of past days against `metrics::build` at them.

@@ -492,6 +492,10 @@ impl Attempts {
     /// Forgets the files `known` says are filed already (a process that
     /// died after filing a file but before ending its record).
     pub fn prune(&self, known: impl Fn(&str) -> bool) {
+        self.locked(|| self.prune_unlocked(known))
+    }
+
+    fn prune_unlocked(&self, known: impl Fn(&str) -> bool) {
         let mut entries = self.read();
         let len = entries.len();
         entries.retain(|(h, _, _)| !known(h));
@@ -524,7 +528,7 @@ impl Attempts {
             }
         }
         let mut tmp = self.path.as_os_str().to_owned();
-        tmp.push(".tmp");
+        tmp.push(format!(".{}.tmp", std::process::id()));
         let tmp = PathBuf::from(tmp);
         let mut text = String::new();
         for (h, n, name) in entries {
@@ -544,6 +548,25 @@ impl Attempts {
         Ok(())
     }
 
+    /// Holds an exclusive flock on `<record>.lock` while `f` reads and
+    /// rewrites the record: several processes (the daemon, `kamwatch
+    /// ingest`) may share it.
+    fn locked<T>(&self, f: impl FnOnce() -> T) -> T {
+        let mut p = self.path.as_os_str().to_owned();
+        p.push(".lock");
+        let guard = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(PathBuf::from(p));
+        if let Ok(g) = &guard {
+            lock(g, true);
+        }
+        let out = f();
+        drop(guard);
+        out
+    }
+
     /// How many ingests of `hash` the process died in.
     pub fn deaths(&self, hash: &str) -> u32 {
         self.read()
@@ -555,6 +578,10 @@ impl Attempts {
     /// Notes (durably) that the ingest of `hash` starts; returns how many
     /// earlier ingests of it the process died in.
     pub fn begin(&self, hash: &str, file_name: &str) -> Result<u32> {
+        self.locked(|| self.begin_unlocked(hash, file_name))
+    }
+
+    fn begin_unlocked(&self, hash: &str, file_name: &str) -> Result<u32> {
         let mut entries = self.read();
         let died = match entries.iter_mut().find(|(h, _, _)| h == hash) {
             Some(e) => {
@@ -579,6 +606,10 @@ impl Attempts {
     /// Notes that the ingest of `hash` ended (in whatever outcome) with the
     /// process alive.
     pub fn end(&self, hash: &str) {
+        self.locked(|| self.end_unlocked(hash))
+    }
+
+    fn end_unlocked(&self, hash: &str) {
         let mut entries = self.read();
         let len = entries.len();
         entries.retain(|(h, _, _)| h != hash);
@@ -670,6 +701,50 @@ mod tests {
         let s = staged(take(&p, &st).unwrap());
         assert_eq!(release_original(&p, &s).unwrap(), Original::Removed);
         assert!(!p.exists());
+    }
+
+    /// A file rewritten over and over while it is taken is either refused
+    /// (busy, changed) or staged as exactly one whole version, its hash
+    /// that of the copy: never a truncated or mixed content.
+    #[test]
+    fn a_file_changing_while_taken_is_never_staged_half() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.csv");
+        let versions = [vec![b'A'; 1 << 20], vec![b'B'; 3 << 20]];
+        std::fs::write(&p, &versions[0]).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (p, stop, versions) = (p.clone(), stop.clone(), versions.clone());
+            std::thread::spawn(move || {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    std::fs::write(&p, &versions[i % 2]).unwrap();
+                    i += 1;
+                }
+            })
+        };
+        let st = dir.path().join("st");
+        let (mut staged_n, mut busy_n) = (0, 0);
+        for _ in 0..200 {
+            match take(&p, &st).unwrap() {
+                Taken::Staged(s) => {
+                    let copy = std::fs::read(&s.path).unwrap();
+                    assert!(
+                        versions.contains(&copy),
+                        "a copy of {} bytes is no whole version",
+                        copy.len()
+                    );
+                    assert_eq!(s.hash, blake3::hash(&copy).to_hex().to_string());
+                    assert_eq!(s.size, copy.len() as u64);
+                    staged_n += 1;
+                }
+                Taken::Busy(_) => busy_n += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
+        assert!(busy_n > 0, "never saw the writer ({staged_n} staged)");
     }
 
     #[test]

@@ -1,13 +1,17 @@
 //! Ingest: turns one export file into rows in the store, or into a reason.
 //!
-//! Routes the file to a dataset by name, hashes it for the ledger, reads its
-//! rows through `source` (CSV in UTF-8, UTF-8 BOM or GBK/GB18030; XLSX/XLS;
+//! Takes the file through `file` (opened without following links or
+//! blocking, refused while a writer has it open, copied into a private
+//! staging copy and hashed from that one read), routes it to a dataset by
+//! name, reads the copy's rows through `source` (CSV in UTF-8, UTF-8 BOM or GBK/GB18030; XLSX/XLS;
 //! JSON Lines), maps the export's columns to the canonical fields (the other
 //! columns are kept as attributes: for orders their values, a JSON array, with
 //! the names once per header in `attr_layouts`; elsewhere a JSON object),
 //! validates every row and
-//! writes them in one transaction together with the ledger entry. Then moves
-//! the file to `archive/` or, with `<name>.errors.txt`, to `rejected/`.
+//! writes them in one transaction together with the ledger entry. Then files
+//! the file into `archive/` or, with `<name>.errors.txt`, into `rejected/`
+//! (never over an existing name). `rebuild` re-reads archived files in
+//! place.
 //! Touches the store (through `store`), the file it is given, and the
 //! archive and rejected folders — nothing else.
 
@@ -166,6 +170,15 @@ pub fn ingest_with_progress(
 enum Keep {
     Move,
     Copy,
+    /// Read from where it is and filed nowhere: `rebuild` re-reading the
+    /// archive.
+    InPlace,
+}
+
+/// Ingests a file already in the archive, leaving it there and writing
+/// nothing beside it: for `kamwatch rebuild`.
+pub fn ingest_in_place(cfg: &Loaded, conn: &mut Connection, path: &Path) -> Result<FileReport> {
+    ingest(cfg, conn, path, Keep::InPlace, &mut |_| {}, None)
 }
 
 /// How a snapshot file relates to the newest one ingested before.
@@ -471,7 +484,10 @@ fn ingest_staged(
     let staged = dataset == Dataset::Visits
         && size >= BULK_MIN_BYTES
         && ds.key_fields(dataset) == dataset.default_key();
-    let tx = conn.transaction()?;
+    // The write lock first (waiting for it up to the busy timeout): a
+    // transaction that reads before it writes fails at once when another
+    // process (the daemon, a `kamwatch ingest`) wrote in between.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let suspended = if bulk {
         store::suspend_indexes(&tx, "orders")?
     } else {
@@ -628,7 +644,7 @@ fn ingest_staged(
                 staged,
                 "ingest phases"
             );
-            let errors_file = if skipped > 0 {
+            let errors_file = if skipped > 0 && keep != Keep::InPlace {
                 let text = errors_text(
                     &format!(
                         "kamwatch ingested {file_name} (dataset {dataset}) without {skipped} bad row(s), listed below (on_error: skip_rows). Fix them in the export and drop a corrected file in again: its good rows replace these."
@@ -903,7 +919,7 @@ pub fn map_columns(
             names
                 .iter()
                 .take(40)
-                .map(|n| values::bounded(n))
+                .map(values::bounded)
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
@@ -970,7 +986,7 @@ fn load_rows(
     // Written batches go back to the parser thread to be freed there: the
     // thread that allocated their strings frees them fastest.
     let (done, written_batches) = std::sync::mpsc::sync_channel::<Batch>(BATCHES_IN_FLIGHT + 1);
-    let verdict = std::thread::scope(|scope| -> Result<Verdict> {
+    let verdict = std::thread::scope(|scope| -> Result<std::result::Result<Verdict, String>> {
         let map = &map;
         let parser = scope.spawn(move || {
             parse_all(
@@ -1009,14 +1025,29 @@ fn load_rows(
         }
         // Dropping the receiver stops a parser that is still sending.
         drop(recv);
-        let verdict = parser
-            .join()
-            .map_err(|_| anyhow::anyhow!("the parser thread panicked"))?;
+        // A panic while parsing (a bug, in kamwatch or a format library)
+        // rejects this file; it does not take the daemon down.
+        let verdict = parser.join().map_err(|panic| {
+            panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into())
+        });
         match failure {
             Some(e) => Err(e),
             None => Ok(verdict),
         }
     })?;
+    let verdict = match verdict {
+        Ok(v) => v,
+        Err(panic) => {
+            return Ok(Err(Rejection::whole(format!(
+                "reading this file failed inside kamwatch ({}); nothing from it was stored. It is set aside, not retried: please report it to the kamwatch maintainers with the file",
+                values::bounded(panic)
+            ))));
+        }
+    };
     let Verdict {
         rows,
         mut problems,
@@ -1679,6 +1710,9 @@ fn file_as(
     dir: &Path,
     file_name: &str,
 ) -> Result<PathBuf> {
+    if keep == Keep::InPlace {
+        return Ok(path.to_path_buf());
+    }
     let (to, original) = file::file_taken(path, copy, dir, file_name, keep == Keep::Move)?;
     if original == file::Original::Changed {
         tracing::warn!(
@@ -1749,7 +1783,9 @@ fn reject(
     let moved_to = file_as(path, copy, keep, &cfg.rejected(), file_name)?;
     let text = errors_text(&reason_head(file_name, dataset, &rej), &rej.problems, unit);
     let reason_path = file::sidecar(&moved_to);
-    file::write_new(&reason_path, &text)?;
+    if keep != Keep::InPlace {
+        file::write_new(&reason_path, &text)?;
+    }
     let summary = rej.summary.clone();
     store::record_file(
         conn,
@@ -1796,6 +1832,8 @@ fn reject_entry(
     let dir = cfg.rejected();
     let moved_to = if keep == Keep::Move {
         file::file_entry_into(path, &dir, file_name)?
+    } else if keep == Keep::InPlace {
+        path.to_path_buf()
     } else {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut p = dir.join(file_name);
@@ -1808,7 +1846,9 @@ fn reject_entry(
     };
     let text = errors_text(&reason_head(file_name, None, &rej), &rej.problems, "line");
     let reason_path = file::sidecar(&moved_to);
-    file::write_new(&reason_path, &text)?;
+    if keep != Keep::InPlace {
+        file::write_new(&reason_path, &text)?;
+    }
     store::record_file(
         conn,
         &LedgerEntry {
