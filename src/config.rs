@@ -1465,9 +1465,9 @@ fn validate_alerts(cfg: &Config) -> Result<(), String> {
         return Err("alerts.for_evaluations must be at least 1 (1 = fire on the first evaluation that raises it)".into());
     }
     let address = |what: &str, s: &str| -> Result<(), String> {
-        s.parse::<lettre::Address>()
-            .map(|_| ())
-            .map_err(|_| format!("{what}: {s:?} is not a mail address like name@example.com"))
+        sendable_address(s)
+            .then_some(())
+            .ok_or_else(|| format!("{what}: {s:?} is not a mail address like name@example.com"))
     };
     for (name, r) in &a.rules {
         for e in &r.extra_recipients {
@@ -1597,4 +1597,28 @@ mod tests {
             .unwrap_err();
         assert!(e.contains("mail.admin"), "{e}");
     }
+}
+
+/// Whether kamwatch can send to `s`: an ASCII `name@domain` that lettre
+/// takes both as an address and as a message's recipient. The one test
+/// for the config, the customer master and routing, so that an address
+/// accepted at ingest can always be mailed. Address literals
+/// (`a@[127.0.0.1]`: lettre parses them but cannot build an envelope for
+/// them, which failed the whole evaluation) and internationalised addresses
+/// (they need SMTPUTF8, which kamwatch does not speak) are refused.
+pub fn sendable_address(s: &str) -> bool {
+    if !s.is_ascii() || s.contains(['[', ']']) {
+        return false;
+    }
+    let (Ok(to), Ok(from)) = (
+        s.parse::<lettre::Address>(),
+        "kamwatch@example.com".parse::<lettre::Address>(),
+    ) else {
+        return false;
+    };
+    lettre::Message::builder()
+        .from(lettre::message::Mailbox::new(None, from))
+        .to(lettre::message::Mailbox::new(None, to))
+        .body(String::new())
+        .is_ok()
 }
