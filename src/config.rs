@@ -1533,6 +1533,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn sendable_addresses_are_the_ones_a_message_can_be_built_for() {
+        for ok in ["zhang.wei@example.com", "a.b+c@sub.example.cn"] {
+            assert!(sendable_address(ok), "{ok}");
+        }
+        for bad in [
+            "a@[127.0.0.1]",
+            "张伟@例子.中国",
+            "a@x.com; b@y.com",
+            "li.na@",
+            "",
+            "Zhang <z@example.com>",
+        ] {
+            assert!(!sendable_address(bad), "{bad}");
+        }
+    }
+
+    #[test]
     fn glob() {
         assert!(glob_match("orders_*.csv", "orders_2026.csv"));
         assert!(glob_match("销售明细*.csv", "销售明细_202609-10.csv"));
