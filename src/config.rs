@@ -1528,6 +1528,30 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Whether kamwatch can send to `s`: an ASCII `name@domain` that lettre
+/// takes both as an address and as a message's recipient. The one test
+/// for the config, the customer master and routing, so that an address
+/// accepted at ingest can always be mailed. Address literals
+/// (`a@[127.0.0.1]`: lettre parses them but cannot build an envelope for
+/// them, which failed the whole evaluation) and internationalised addresses
+/// (they need SMTPUTF8, which kamwatch does not speak) are refused.
+pub fn sendable_address(s: &str) -> bool {
+    if !s.is_ascii() || s.contains(['[', ']']) {
+        return false;
+    }
+    let (Ok(to), Ok(from)) = (
+        s.parse::<lettre::Address>(),
+        "kamwatch@example.com".parse::<lettre::Address>(),
+    ) else {
+        return false;
+    };
+    lettre::Message::builder()
+        .from(lettre::message::Mailbox::new(None, from))
+        .to(lettre::message::Mailbox::new(None, to))
+        .body(String::new())
+        .is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1614,28 +1638,4 @@ mod tests {
             .unwrap_err();
         assert!(e.contains("mail.admin"), "{e}");
     }
-}
-
-/// Whether kamwatch can send to `s`: an ASCII `name@domain` that lettre
-/// takes both as an address and as a message's recipient. The one test
-/// for the config, the customer master and routing, so that an address
-/// accepted at ingest can always be mailed. Address literals
-/// (`a@[127.0.0.1]`: lettre parses them but cannot build an envelope for
-/// them, which failed the whole evaluation) and internationalised addresses
-/// (they need SMTPUTF8, which kamwatch does not speak) are refused.
-pub fn sendable_address(s: &str) -> bool {
-    if !s.is_ascii() || s.contains(['[', ']']) {
-        return false;
-    }
-    let (Ok(to), Ok(from)) = (
-        s.parse::<lettre::Address>(),
-        "kamwatch@example.com".parse::<lettre::Address>(),
-    ) else {
-        return false;
-    };
-    lettre::Message::builder()
-        .from(lettre::message::Mailbox::new(None, from))
-        .to(lettre::message::Mailbox::new(None, to))
-        .body(String::new())
-        .is_ok()
 }
