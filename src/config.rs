@@ -1048,7 +1048,36 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     let text = read_bounded(path).map_err(err)?;
     let cfg = parse(&text).map_err(err)?;
     let file = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    Ok(Loaded { file, cfg })
+    let loaded = Loaded { file, cfg };
+    check_folders(&loaded).map_err(err)?;
+    Ok(loaded)
+}
+
+/// Every file in the inbox is taken as an export: a folder kamwatch writes
+/// (archive, rejected, mail, the database's) inside it would feed kamwatch
+/// its own output, a rejected file's reason rejected again without end.
+fn check_folders(cfg: &Loaded) -> Result<(), String> {
+    let inbox = cfg.inbox();
+    let real = |p: &Path| normalize(&std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()));
+    let database_dir = cfg
+        .database()
+        .parent()
+        .map_or_else(|| cfg.database(), Path::to_path_buf);
+    for (key, dir) in [
+        ("archive", cfg.archive()),
+        ("rejected", cfg.rejected()),
+        ("mail.dir", cfg.mail_dir()),
+        ("database", database_dir),
+    ] {
+        if dir.starts_with(&inbox) || real(&dir).starts_with(real(&inbox)) {
+            return Err(format!(
+                "`{key}` ({}) is the inbox ({}) or inside it: kamwatch would take what it writes there as new exports. Point `{key}` outside the inbox",
+                dir.display(),
+                inbox.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The largest config file read: the shipped one is about 10 KiB.
