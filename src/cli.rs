@@ -572,12 +572,13 @@ fn check(path: &Path, verbose: bool) -> Result<ExitCode> {
             )?;
         }
     }
-    if rules.rules.is_empty() && errors.is_empty() {
-        writeln!(
-            o,
-            "warning: no rules in {}: nothing will ever fire",
-            cfg.rules().display()
-        )?;
+    // What `run` would refuse or change: the same list the daemon logs
+    // as warnings when it starts.
+    let findings = config::findings(&cfg);
+    for f in &findings {
+        writeln!(o, "warning: {}", f.message)?;
+    }
+    if findings.iter().any(|f| f.refused) {
         return Ok(ExitCode::from(1));
     }
     Ok(if errors.is_empty() {

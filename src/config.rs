@@ -1180,7 +1180,92 @@ pub fn parse(text: &str) -> Result<Config, String> {
         }
     })?;
     validate(&cfg)?;
+    validate_log(&cfg.log).map_err(|m| match line_of(text, "log") {
+        Some(n) => format!("log (line {n}): {m}"),
+        None => format!("log: {m}"),
+    })?;
     Ok(cfg)
+}
+
+/// The line (1-based) of a top-level `key:` in the YAML text.
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            l.strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with(':'))
+        })
+        .map(|i| i + 1)
+}
+
+/// `log:` is a level (`error`, `warn`, `info`, `debug`, `trace`, `off`) or
+/// comma-separated `target=level` directives. Anything else would make the
+/// log filter refuse it and every line, errors included, go unlogged.
+fn validate_log(log: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    let bad = log.trim().is_empty()
+        || log.split(',').any(|d| {
+            let level = d.rsplit_once('=').map_or(d, |(_, l)| l).trim();
+            !LEVELS.contains(&level.to_ascii_lowercase().as_str())
+        });
+    if bad {
+        return Err(format!(
+            "{log:?} is not a log level; use error, warn, info, debug or trace, or e.g. kamwatch=debug"
+        ));
+    }
+    Ok(())
+}
+
+/// What `run` would refuse later or change on its own, though the config
+/// parses: `check` reports each, and the daemon logs each as a warning when
+/// it starts. `refused` ones make `check` exit 1.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    pub refused: bool,
+    pub message: String,
+}
+
+/// The [`Finding`]s for a loaded config: one validation for `check` and
+/// `run`.
+pub fn findings(cfg: &Loaded) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let inbox = cfg.inbox();
+    if !inbox.is_dir() {
+        out.push(Finding {
+            refused: false,
+            message: format!(
+                "inbox {} does not exist; `run` creates it. Check the path if exports are dropped elsewhere",
+                inbox.display()
+            ),
+        });
+    }
+    if let Some(f) = cfg
+        .cfg
+        .mail
+        .smtp
+        .as_ref()
+        .and_then(|s| s.password_file.as_ref())
+        && let Err(e) = crate::mail::smtp::read_password_file(&cfg.path(f))
+    {
+        out.push(Finding {
+            refused: true,
+            message: format!("{e:#}; no mail can be sent until then"),
+        });
+    }
+    let rules = cfg.rules();
+    let has_rules = std::fs::read_dir(&rules).is_ok_and(|rd| {
+        rd.filter_map(|e| e.ok())
+            .any(|e| e.path().extension().is_some_and(|x| x == "rhai"))
+    });
+    if rules.is_dir() && !has_rules {
+        out.push(Finding {
+            refused: true,
+            message: format!(
+                "no rules in {}: nothing will ever fire; copy the shipped rules/ there or set `rules:`",
+                rules.display()
+            ),
+        });
+    }
+    out
 }
 
 fn validate(cfg: &Config) -> Result<(), String> {

@@ -618,6 +618,10 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
     let notifier = Notifier::from_env();
     let watchdog = crate::service::watchdog_interval();
     let lock = Lock::acquire(&cfg.database())?;
+    // Whatever `check` would report, the daemon says as it starts.
+    for f in config::findings(&cfg) {
+        tracing::warn!("{}", f.message);
+    }
     let inbox = cfg.inbox();
     std::fs::create_dir_all(&inbox)
         .with_context(|| format!("creating the inbox {}", inbox.display()))?;

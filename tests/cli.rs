@@ -996,3 +996,76 @@ fn message_ids_are_unique_to_each_database() {
         }
     }
 }
+
+/// One validation for `check` and `run`. A misspelt log level is refused by
+/// both, with its line (it used to switch every log line off). What `run`
+/// would refuse later or change on its own — a password file others can
+/// read, an empty rules folder, a missing inbox — `check` reports, and the
+/// daemon logs as a warning when it starts.
+#[test]
+fn check_reports_what_run_would_refuse_or_change() {
+    let p = Project::new();
+    p.edit_config("\nlog: info\n", "\nlog: warnings\n");
+    let line = std::fs::read_to_string(p.config())
+        .unwrap()
+        .lines()
+        .position(|l| l == "log: warnings")
+        .unwrap()
+        + 1;
+    for cmd in [&["check"][..], &["run"][..]] {
+        let o = p.run(cmd);
+        assert_exit(&o, 2);
+        assert!(
+            stderr(&o).contains(&format!(
+                "log (line {line}): \"warnings\" is not a log level"
+            )),
+            "{cmd:?}: {}",
+            show(&o)
+        );
+    }
+    p.edit_config("\nlog: warnings\n", "\nlog: info\n");
+
+    let secret = p.path("smtp-password");
+    std::fs::write(&secret, "hunter2\n").unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    p.edit_config(
+        "  dir: var/mail\n",
+        &format!(
+            "  dir: var/mail\n  smtp:\n    host: 127.0.0.1\n    port: 1\n    security: none\n    user: kamwatch\n    password_file: {}\n",
+            secret.display()
+        ),
+    );
+    std::fs::remove_dir(p.path("inbox")).unwrap();
+    for e in std::fs::read_dir(p.path("rules")).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    let o = p.run(&["check"]);
+    assert_exit(&o, 1);
+    let out = stdout(&o);
+    let said = [
+        "can be read by group or others (mode 644)",
+        "no rules in",
+        "does not exist; `run` creates it",
+    ];
+    for s in said {
+        assert!(out.contains("warning: "), "{}", show(&o));
+        assert!(out.contains(s), "{s}\n{}", show(&o));
+    }
+    assert!(!out.contains("hunter2"), "the secret was printed");
+
+    // The daemon starts, and says the same.
+    let d = Daemon::start_with(&p, &[("KAMWATCH_NOW", NOW)]);
+    let log = wait_for(30, "the daemon's start-up warnings", || {
+        let log = Daemon::log(&p);
+        log.contains("kamwatch started").then_some(log)
+    });
+    d.stop();
+    for s in said {
+        let l = log
+            .lines()
+            .find(|l| l.contains(s))
+            .unwrap_or_else(|| panic!("not logged: {s}\n{log}"));
+        assert!(l.contains("WARN"), "{l}");
+    }
+    assert!(!log.contains("hunter2"), "the secret was logged");
+}
