@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # A runaway rule in a running daemon: the map-building rule of issue 16
-# (tests/data/bad-rules/map_in_loop.rhai) beside the shipped rules, over
-# 300 generated accounts. Prints the daemon's peak RSS, how long one
-# evaluation took, and the time from SIGTERM to exit when the signal
-# comes in the middle of the next evaluation.
+# (tests/data/bad-rules/map_in_loop.rhai, or RULE=file) beside the shipped
+# rules, over 300 generated accounts. Prints the daemon's peak RSS, how
+# long the start-up evaluation took, and the time from SIGTERM to exit when
+# the signal comes DELAY seconds after the start of the next one.
 #
 #   scripts/bench-runaway.sh                 # the build of this tree
-#   BIN=/path/to/old/kamwatch scripts/bench-runaway.sh
+#   RULE=tests/data/bad-rules/map_of_arrays.rhai DELAY=1 scripts/bench-runaway.sh
+#   BIN=/path/to/old/kamwatch scripts/bench-runaway.sh   # careful: the old
+#       build takes GBs under this rule
 #
 # Release build (PROFILE=dev for a quick try). Needs sqlite3.
 set -euo pipefail
@@ -49,13 +51,13 @@ t1=$(now)
 rss=$(awk '/VmHWM/ {print $2}' /proc/$daemon/status)
 kill -TERM $daemon; wait $daemon || true
 
-# 2. The same evaluation again (forgotten, so missed), and SIGTERM one
-# second into it.
+# 2. The same evaluation again (forgotten, so missed), and SIGTERM
+# DELAY seconds (default 0.3) after the daemon says it started.
 sqlite3 "$db" "DELETE FROM evaluations"
 : > "$work/daemon.log"
 start
-until grep -q "kamwatch started" "$work/daemon.log"; do sleep 0.05; done
-sleep 1
+until grep -q "kamwatch started" "$work/daemon.log"; do sleep 0.02; done
+sleep "${DELAY:-0.3}"
 t2=$(now)
 kill -TERM $daemon
 wait $daemon || true
@@ -65,5 +67,5 @@ recorded=$(evaluations)
 stopped=$(grep -c "stopped before it finished" "$work/daemon.log" || true)
 awk -v e="$(awk -v a="$t1" -v b="$t0" 'BEGIN { print a - b }')" \
     -v s="$(awk -v a="$t3" -v b="$t2" 'BEGIN { print a - b }')" -v rss="$rss" \
-    -v r="$recorded" -v st="$stopped" 'BEGIN {
-    printf "start to first evaluation recorded: %.1f s, daemon peak RSS %.0f MiB; SIGTERM 1 s into the next: exit after %.2f s (evaluation stopped: %s, recorded: %d)\n", e, rss / 1024, s, st ? "yes" : "no", r }'
+    -v r="$recorded" -v st="$stopped" -v d="${DELAY:-0.3}" 'BEGIN {
+    printf "start to first evaluation recorded: %.1f s, daemon peak RSS %.0f MiB; SIGTERM %s s into the next: exit after %.2f s (evaluation stopped: %s, recorded: %d)\n", e, rss / 1024, d, s, st ? "yes" : "no", r }'

@@ -137,7 +137,11 @@ fn delivery_loop(
                 }
             }
             Ok(ToDelivery::Config(c)) => {
+                // A new config may have fixed the server: try it now.
                 cfg = *c;
+                backoff = Duration::ZERO;
+                backed_off_until = None;
+                next = Instant::now();
                 continue;
             }
             Err(RecvTimeoutError::Timeout) => {}
@@ -152,7 +156,11 @@ fn delivery_loop(
                 cfg = *c;
             }
         }
-        let result = pipeline::deliver(&cfg, conn, stop.clone());
+        // A bug in one pass must not end delivery for good.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pipeline::deliver(&cfg, conn, stop.clone())
+        }))
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the delivery pass panicked")));
         let now = Instant::now();
         match result {
             Ok(d) if d.gave_up.is_some() => {

@@ -5,9 +5,12 @@
 //! delivers the outbox to SMTP or to a folder of .eml files.
 //!
 //! A message is written to the outbox in the same transaction as the alert
-//! change that caused it; delivery is a separate step that marks each row
-//! sent only after the server (or the file system) accepted it, with retries
-//! and backoff for temporary failures. The message is rendered through the
+//! change that caused it, under `mail.max_message_kb` (fewer charts, then
+//! parts); delivery is a separate step that marks each recipient sent only
+//! after the server (or the file system) accepted it, parks a recipient the
+//! server refuses (or that is no address) and tells the admin once, splits
+//! a message the server finds too large, and retries temporary failures
+//! with backoff, giving up on a server that times out again and again. The message is rendered through the
 //! templates (`render`) when it is queued and kept whole in `outbox.mime`,
 //! so a retry sends the same bytes and Message-ID. Owns the `outbox`,
 //! `notifications` and `notification_mail` tables, the mail folder and the
@@ -719,17 +722,42 @@ impl Sink {
                 Ok(to.iter().map(|t| (t.clone(), smtp::Rcpt::Sent)).collect())
             }
             Sink::Smtp(s) => {
+                let reused = s.session.is_some();
                 let session = match s.session.as_mut() {
                     Some(x) => x,
                     None => s.session.insert(smtp::Session::open(&s.settings, &s.stop)?),
                 };
                 let r = session.send(from, to, mime);
+                let data_sent = session.data_sent;
                 if r.is_err() {
                     // The conversation is in an unknown state: a new one
                     // for the next message.
                     s.session = None;
                 }
-                r
+                match r {
+                    // A connection kept from the last message may have been
+                    // closed by the server meanwhile (idle, or "421 too many
+                    // messages"): once more on a fresh one, if the data had
+                    // not gone out yet.
+                    Err(e)
+                        if reused
+                            && !data_sent
+                            && matches!(
+                                &e.failure,
+                                smtp::Failure::Network(_)
+                                    | smtp::Failure::Protocol(_)
+                                    | smtp::Failure::Reply { code: 421, .. }
+                            ) =>
+                    {
+                        let mut fresh = smtp::Session::open(&s.settings, &s.stop)?;
+                        let r = fresh.send(from, to, mime);
+                        if r.is_ok() {
+                            s.session = Some(fresh);
+                        }
+                        r
+                    }
+                    r => r,
+                }
             }
         }
     }
@@ -899,6 +927,9 @@ pub fn deliver(conn: &Connection, cfg: &Loaded, sink: &mut Sink) -> Result<Deliv
                     .map(|r| format!("{} ({})", r.email, r.reply.as_deref().unwrap_or("")))
                     .collect();
                 let json = serde_json::to_string(&recipients)?;
+                // The row and the admin's notice about it commit together.
+                let tx = conn.unchecked_transaction()?;
+                let conn: &Connection = &tx;
                 if left == 0 {
                     let state = if any_sent { "sent" } else { "dead" };
                     let error =
@@ -936,6 +967,7 @@ pub fn deliver(conn: &Connection, cfg: &Loaded, sink: &mut Sink) -> Result<Deliv
                     out.refused += news.len() as u64;
                     tell_admin_refused(conn, cfg, &recipients)?;
                 }
+                tx.commit()?;
             }
             Err(e) => {
                 let text = e.to_string();
@@ -949,7 +981,13 @@ pub fn deliver(conn: &Connection, cfg: &Loaded, sink: &mut Sink) -> Result<Deliv
                             .unwrap_or((bytes.len() as u64) / 2)
                             .min(cfg.cfg.mail.max_message_kb.saturating_mul(1024));
                         let limit = limit - limit / 50;
-                        match split(conn, cfg, id, &row.message_id, &recipients, limit, &text)? {
+                        // The rewrite and the parts commit together: a crash
+                        // between them must not leave a part unqueued.
+                        let tx = conn.unchecked_transaction()?;
+                        let parts =
+                            split(&tx, cfg, id, &row.message_id, &recipients, limit, &text)?;
+                        tx.commit()?;
+                        match parts {
                             Some(ids) => {
                                 tracing::warn!(outbox = id, parts = ids.len(), error = %text, "too large for the server; sent as smaller messages without charts");
                                 out.split += 1;
@@ -1172,7 +1210,6 @@ struct OutboxRow {
     mime: Option<Vec<u8>>,
 }
 
-/// The sender from `mail.from`.
 /// A Message-ID derived from `seed` (so queuing the same thing again is
 /// a no-op), unique to this database by its installation id, in the domain
 /// of `mail.from`: `<PREFIXhash.installation@domain>`. Some providers drop
@@ -1194,6 +1231,7 @@ pub fn id_domain(cfg: &MailConfig) -> String {
         .unwrap_or_else(|_| "kamwatch.invalid".to_string())
 }
 
+/// The sender from `mail.from`.
 pub fn from_mailbox(cfg: &MailConfig) -> Result<Mailbox> {
     cfg.from.parse().with_context(|| {
         format!(

@@ -1341,3 +1341,23 @@ fn reasons_and_logs_quote_only_a_bounded_escaped_excerpt() {
     );
     assert!(reason.contains("lacks the required column(s)"), "{reason}");
 }
+
+/// A JSON Lines file whose lines use ever new keys would make every row as
+/// wide as all the keys: refused past 1024 distinct keys, naming the line.
+#[test]
+fn jsonl_with_ever_new_keys_is_refused() {
+    let p = Project::new();
+    let f = p.path("orders_keys.jsonl");
+    let mut text = String::new();
+    for i in 0..2000 {
+        text.push_str(&format!(
+            "{{\"订单编号\":\"SO{i}\",\"客户编号\":\"KH1\",\"订单日期\":\"2026-11-01\",\"金额\":1,\"成本\":1,\"k{i}\":1}}\n"
+        ));
+    }
+    std::fs::write(&f, text).unwrap();
+    let reason = rejected_reason(&p, &f);
+    assert!(
+        reason.contains("line 1020: the file has more than 1024 distinct keys"),
+        "{reason}"
+    );
+}

@@ -451,6 +451,8 @@ enum Mode {
     /// Speaks SMTP and takes messages up to `limit` bytes: SIZE in EHLO
     /// when `advertise`, and 552 at MAIL FROM or after DATA for larger ones.
     Size { limit: usize, advertise: bool },
+    /// Speaks SMTP, and hangs up without a word after each message.
+    HangUpAfterEach,
 }
 
 struct Raw {
@@ -583,6 +585,10 @@ fn serve_raw(mut s: std::net::TcpStream, mode: &Mode, got: &Mutex<Vec<Received>>
                     data,
                     at: std::time::Instant::now(),
                 });
+                if matches!(mode, Mode::HangUpAfterEach) {
+                    let _ = say(&mut s, "250 2.0.0 queued\r\n");
+                    return;
+                }
                 "250 2.0.0 queued\r\n".into()
             }
         } else if upper == "QUIT" {
@@ -658,6 +664,20 @@ fn silent_and_dripping_servers_time_out_and_are_named() {
             "one connection per timed-out message"
         );
     }
+}
+
+/// A server that hangs up after each message (idle or per-connection
+/// limits): the next message goes on a fresh connection, nothing waits.
+#[test]
+fn a_server_that_hangs_up_between_messages_gets_each_on_a_new_connection() {
+    let server = Raw::start(Mode::HangUpAfterEach);
+    let p = project(Project::new(), &smtp_to(server.port, 5, 30));
+    ok(p.run(&["eval", "--as-of", "2026-10-31"]));
+    let rows = outbox_rows(&p);
+    assert!(rows.len() >= 3, "{rows:?}");
+    assert!(rows.iter().all(|r| r.1 == "sent" && r.2 == 1), "{rows:?}");
+    assert_eq!(server.messages().len(), rows.len());
+    assert_eq!(server.connections.load(SeqCst), rows.len());
 }
 
 /// A refused login says so, and leaves the messages pending (not dead).
@@ -1054,4 +1074,35 @@ fn a_tarpit_holds_up_neither_ingest_nor_evaluation_nor_sigterm() {
         .collect();
     assert_eq!(at_server.keys().cloned().collect::<BTreeSet<_>>(), ids);
     assert!(at_server.values().all(|n| *n == 1), "{at_server:?}");
+}
+
+/// The daemon against a server that never answers: two messages time out,
+/// then the server is backed off as a whole (logged), the rest of the
+/// outbox untouched and pending.
+#[test]
+fn the_daemon_backs_off_a_server_that_keeps_timing_out() {
+    let server = Raw::start(Mode::Silent);
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let p = project(Project::new(), &smtp_to(down, 1, 2));
+    ok(p.run(&["eval", "--as-of", "2026-10-31"]));
+    p.db()
+        .execute("UPDATE outbox SET next_attempt_at = 0, attempts = 0", [])
+        .unwrap();
+    p.edit_config(&format!("port: {down}"), &format!("port: {}", server.port));
+    let d = Daemon::start(&p);
+    wait_for(60, "the server backed off", || {
+        Daemon::log(&p)
+            .contains("the mail server is backed off: no delivery for 30 s")
+            .then_some(())
+    });
+    assert_eq!(server.connections.load(SeqCst), 2);
+    let rows = outbox_rows(&p);
+    assert!(rows.len() > 2, "{rows:?}");
+    assert_eq!(rows.iter().filter(|r| r.2 > 0).count(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r.1 == "pending"));
+    assert!(d.stop().success());
 }

@@ -603,6 +603,9 @@ impl Lines {
     }
 }
 
+/// The most distinct keys a JSON Lines file may use (its columns).
+const MAX_JSONL_KEYS: usize = 1024;
+
 /// Zip archives with more parts than this are no workbook an ERP writes.
 const MAX_ZIP_ENTRIES: usize = 10_000;
 
@@ -1162,11 +1165,18 @@ fn open_jsonl(
     loop {
         match scan.next_object() {
             Ok(None) => break,
-            Ok(Some((_, obj))) => {
+            Ok(Some((line, obj))) => {
                 for k in obj.keys() {
                     if seen.insert(k.clone()) {
                         keys.push(k.clone());
                     }
+                }
+                // Every key is a column of every row: many distinct keys
+                // would make each row cost as much as all of them.
+                if keys.len() > MAX_JSONL_KEYS {
+                    return Ok(Err(format!(
+                        "line {line}: the file has more than {MAX_JSONL_KEYS} distinct keys by here, and each would be a column; this is no export of rows (objects with the same keys, one a line)"
+                    )));
                 }
             }
             Err(e) if e.fatal => {

@@ -460,6 +460,10 @@ pub struct Session {
     pub size_limit: Option<u64>,
     /// What the server said at the end of the last message.
     pub last_reply: Option<Reply>,
+    /// Whether the current message's data went out: after that a failure
+    /// may hide a server that took it, so the message is not sent again
+    /// at once on a fresh connection.
+    pub data_sent: bool,
 }
 
 impl Session {
@@ -577,6 +581,7 @@ impl Session {
             per_message: s.per_message,
             size_limit: None,
             last_reply: None,
+            data_sent: false,
         };
         if s.security == SmtpSecurity::Tls {
             session.start_tls(s)?;
@@ -791,6 +796,7 @@ impl Session {
         mime: &[u8],
     ) -> std::result::Result<Vec<(String, Rcpt)>, Error> {
         self.start_clock();
+        self.data_sent = false;
         let data = dot_stuff(mime);
         if let Some(limit) = self.size_limit
             && data.len() as u64 > limit
@@ -833,6 +839,7 @@ impl Session {
         if r.code != 354 {
             return Err(self.reply_failure(r, "DATA"));
         }
+        self.data_sent = true;
         self.write_all(&data, "the message")?;
         self.write_all(b".\r\n", "the message")?;
         let r = self.read_reply("to the end of the message")?;
@@ -981,4 +988,38 @@ pub fn send_test(cfg: &Loaded, to: &str) -> Result<String> {
         smtp.security,
         e.hint(smtp)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_stuffs_and_ends_lines_with_crlf() {
+        assert_eq!(dot_stuff(b".a\r\n..b\nc"), b"..a\r\n...b\r\nc\r\n");
+        assert_eq!(dot_stuff(b"x\r\n.\r\n"), b"x\r\n..\r\n");
+        assert_eq!(dot_stuff(b""), b"\r\n");
+    }
+
+    #[test]
+    fn errors_name_the_server_and_the_setting() {
+        let e = Error {
+            server: "127.0.0.1:2530".into(),
+            failure: Failure::NoAnswer(10),
+        };
+        assert_eq!(
+            e.to_string(),
+            "smtp 127.0.0.1:2530: no answer within 10 s (timeout_secs)"
+        );
+        assert!(e.is_timeout() && !e.is_permanent());
+        let e = Error {
+            server: "mail.example.com:587".into(),
+            failure: Failure::Reply {
+                code: 550,
+                text: "no".into(),
+                after: "MAIL FROM".into(),
+            },
+        };
+        assert!(e.is_permanent());
+    }
 }
