@@ -505,7 +505,11 @@ fn load(conn: &Connection) -> Result<HashMap<Key, Row>> {
 
 /// Applies one evaluation's findings. Alerts of a (rule, account) whose run
 /// failed are left as they are: an error is not evidence that all is well.
-/// Alerts of rules or accounts no longer evaluated are cleared.
+/// So are the alerts of a rule that did not run at all (disabled, broken,
+/// gone) and of an account not evaluated (the newest master no longer lists
+/// it): absence is not evidence either, and a false "resolved" costs more
+/// trust than a late one. An account's alerts clear only when a rule ran for
+/// it and did not raise them.
 /// `accounts` gives the tier and owner of alerts that were not raised now.
 pub fn apply(
     conn: &Connection,
@@ -568,10 +572,12 @@ pub fn apply(
     rest.sort();
     for key in rest {
         // Only a rule that ran for the account and did not raise the alert
-        // clears it: a failed run, or a rule that is disabled, no longer
-        // compiles or is gone, leaves its alerts as they were.
+        // clears it: a failed run, a rule that is disabled, no longer
+        // compiles or is gone, or an account the master switched off,
+        // leaves its alerts as they were.
         let obs = if failed.contains(&(key.0.as_str(), key.1.as_str()))
             || !ran.contains(key.0.as_str())
+            || !by_id.contains_key(key.1.as_str())
         {
             Observation::Unknown
         } else {

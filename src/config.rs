@@ -101,6 +101,12 @@ pub struct IngestConfig {
     /// a broken export and would swamp every total.
     #[serde(default = "default_max_amount")]
     pub max_amount: f64,
+    /// The largest share of the active accounts (percent) one customer
+    /// master may switch off; a master that leaves out more is held back
+    /// (rejected with the reason), as a partial export would be. Books of
+    /// fewer than 10 active accounts are not checked.
+    #[serde(default = "default_max_accounts_switched_off_pct")]
+    pub max_accounts_switched_off_pct: f64,
 }
 
 fn default_max_record_bytes() -> u64 {
@@ -118,6 +124,9 @@ fn default_max_sheet_rows() -> u64 {
 fn default_max_amount() -> f64 {
     1e12
 }
+fn default_max_accounts_switched_off_pct() -> f64 {
+    20.0
+}
 
 impl Default for IngestConfig {
     fn default() -> Self {
@@ -127,6 +136,7 @@ impl Default for IngestConfig {
             max_in_memory_mib: default_max_in_memory_mib(),
             max_sheet_rows: default_max_sheet_rows(),
             max_amount: default_max_amount(),
+            max_accounts_switched_off_pct: default_max_accounts_switched_off_pct(),
         }
     }
 }
@@ -1295,6 +1305,12 @@ fn validate(cfg: &Config) -> Result<(), String> {
         return Err(format!(
             "ingest.max_amount: {} is out of range; use 1 to 1e15 (default 1e12)",
             i.max_amount
+        ));
+    }
+    let pct = i.max_accounts_switched_off_pct;
+    if !(0.0..=100.0).contains(&pct) {
+        return Err(format!(
+            "ingest.max_accounts_switched_off_pct: {pct} is out of range; use 0 to 100 (default 20; 100 applies every master as it is)"
         ));
     }
     let t = &cfg.tiers;

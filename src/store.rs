@@ -311,6 +311,53 @@ pub fn newest_snapshot(conn: &Connection, dataset: &str) -> Result<Option<(Strin
         .optional()?)
 }
 
+/// Remembers, inside a master's transaction and before it switches every
+/// account off, which accounts are active; returns how many.
+pub fn remember_active_accounts(tx: &Transaction) -> Result<u64> {
+    tx.execute_batch(
+        "DROP TABLE IF EXISTS temp.active_before;
+         CREATE TEMP TABLE active_before AS SELECT id FROM accounts WHERE active = 1;",
+    )?;
+    Ok(
+        tx.query_row("SELECT COUNT(*) FROM temp.active_before", [], |r| {
+            r.get::<_, i64>(0)
+        })? as u64,
+    )
+}
+
+/// How many of the accounts [`remember_active_accounts`] saw active the
+/// master left out.
+pub fn accounts_switched_off(tx: &Transaction) -> Result<u64> {
+    let n: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM temp.active_before b JOIN accounts a ON a.id = b.id WHERE a.active = 0",
+        [],
+        |r| r.get(0),
+    )?;
+    tx.execute_batch("DROP TABLE temp.active_before")?;
+    Ok(n as u64)
+}
+
+/// The newest snapshot of `dataset` applied (by its day, then the ledger
+/// order), if it has this content. A snapshot that equals an older one but
+/// not the newest is no duplicate: sent again after another replaced it, it
+/// is the book as it is now (a full master after a partial one).
+pub fn same_as_newest_snapshot(
+    conn: &Connection,
+    dataset: &str,
+    hash: &str,
+) -> Result<Option<String>> {
+    let newest: Option<(String, String)> = conn
+        .query_row(
+            "SELECT file_name, hash FROM ledger
+             WHERE dataset = ?1 AND outcome = 'ingested' AND file_date IS NOT NULL
+             ORDER BY file_date DESC, id DESC LIMIT 1",
+            [dataset],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok(newest.and_then(|(name, h)| (h == hash).then_some(name)))
+}
+
 /// The name of the file with this content that was already ingested, if any.
 pub fn ingested_before(conn: &Connection, hash: &str) -> Result<Option<String>> {
     Ok(conn

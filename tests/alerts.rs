@@ -706,6 +706,65 @@ fn an_alert_is_not_resolved_by_a_rule_that_did_not_run() {
     assert!(resolved[0].item_text(ACCOUNT).contains("已恢复"));
 }
 
+/// An account the newest master no longer lists is not evaluated, and that
+/// is no evidence its problems are over: its alerts stay as they were and
+/// nobody is told "resolved". Listed again, it is evaluated as before.
+#[test]
+fn an_account_switched_off_by_the_master_is_not_resolved() {
+    let p = project(str::to_string);
+    eval(&p, "2026-10-31");
+    assert_eq!(state(&p, RULE, ACCOUNT), "firing");
+    let n = mails(&p).len();
+    let full = std::fs::read_to_string(fixture(MASTER)).unwrap();
+    let without: String = full
+        .lines()
+        .filter(|l| !l.starts_with(&format!("{ACCOUNT},")))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(without.lines().count() + 1, full.lines().count());
+    let master = p.path("客户主数据_少一户.csv");
+    std::fs::write(&master, &without).unwrap();
+    assert_exit(&p.run(&["ingest", master.to_str().unwrap()]), 0);
+    let active: i64 = p
+        .db()
+        .query_row(
+            "SELECT active FROM accounts WHERE id = ?1",
+            [ACCOUNT],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(active, 0, "the master switched the account off");
+
+    eval(&p, "2026-11-01");
+    assert_eq!(state(&p, RULE, ACCOUNT), "firing");
+    assert!(
+        listing_since(&p, n).is_empty(),
+        "a switched-off account was mailed about"
+    );
+    let to_resolved = history(&p, &["--account", ACCOUNT])
+        .into_iter()
+        .filter(|h| h["to_state"] == "resolved")
+        .count();
+    assert_eq!(to_resolved, 0, "history records a resolve");
+
+    // Listed again, and visited: now a run clears it, and the owner hears.
+    let master = p.path("客户主数据_全部.csv");
+    std::fs::write(&master, &full).unwrap();
+    let visit = p.path("拜访记录_补录.csv");
+    std::fs::write(
+        &visit,
+        "拜访日期,客户编号,拜访人,职务,拜访类型,备注\n2026-11-02,KH1001,张伟,业务员,上门拜访,\n",
+    )
+    .unwrap();
+    assert_exit(
+        &p.run(&["ingest", master.to_str().unwrap(), visit.to_str().unwrap()]),
+        0,
+    );
+    eval(&p, "2026-11-02");
+    assert_eq!(state(&p, RULE, ACCOUNT), "resolved");
+    assert_eq!(listing_since(&p, n).len(), 1);
+}
+
 /// A rule file that stops compiling while the daemon runs keeps its last
 /// good version running, and the admin is mailed once, with file:line:col,
 /// the line and the caret; the next evaluation does not mail it again.
@@ -873,8 +932,18 @@ fn daemon_killed_and_restarted_sends_nothing_twice() {
     wait_for(30, "the evaluation after the restart", || {
         (count("SELECT COUNT(*) FROM evaluations") >= 2).then_some(())
     });
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    drop(daemon);
+    // SIGTERM lets the running job (the evaluation, then its delivery)
+    // finish: whatever the restarted daemon would send has been sent.
+    let mut daemon = daemon;
+    let pid = daemon.0.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(daemon.0.wait().unwrap().success());
     assert_eq!(
         smtp.messages().len(),
         first.len(),

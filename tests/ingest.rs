@@ -1342,6 +1342,56 @@ fn reasons_and_logs_quote_only_a_bounded_escaped_excerpt() {
     assert!(reason.contains("lacks the required column(s)"), "{reason}");
 }
 
+/// A customer master is the whole book, so one that leaves out most of it
+/// (a partial export: one region, one new account) is held back with a
+/// reason instead of switching every other account off; raising the limit
+/// applies it, and the summary says how many accounts it switched off.
+#[test]
+fn a_master_that_drops_most_of_the_book_is_held_back() {
+    let p = Project::new();
+    ingest_ok(&p, &[fixture("客户主数据.csv")], 0);
+    let active = |p: &Project| -> i64 { one(p, "SELECT COUNT(*) FROM accounts WHERE active = 1") };
+    assert_eq!(active(&p), 20);
+
+    let partial = p.path("客户主数据_新客户.csv");
+    std::fs::write(
+        &partial,
+        "客户编号,客户名称,区域,业务员,业务员邮箱,主管邮箱,信用额度\nKHNEW,新客户,华东,张伟,zhang.wei@example.com,chen.jing@example.com,1000\n",
+    )
+    .unwrap();
+    let o = p.run(&["ingest", partial.to_str().unwrap()]);
+    assert_exit(&o, 1);
+    assert_eq!(active(&p), 20, "the held-back master switched accounts off");
+    let known: i64 = one(&p, "SELECT COUNT(*) FROM accounts WHERE id = 'KHNEW'");
+    assert_eq!(known, 0, "a row of the held-back master was stored");
+    let reasons: Vec<PathBuf> = p
+        .files_under("var/rejected")
+        .into_iter()
+        .filter(|f| f.to_string_lossy().ends_with(".errors.txt"))
+        .collect();
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    let reason = std::fs::read_to_string(&reasons[0]).unwrap();
+    assert!(
+        reason.contains("lists 1 account(s) and would switch off 20 of the 20 active now (100%")
+            && reason.contains("max_accounts_switched_off_pct"),
+        "{reason}"
+    );
+
+    // The admin says the book really shrank: it applies, and says so.
+    p.edit_config(
+        "max_accounts_switched_off_pct: 20",
+        "max_accounts_switched_off_pct: 100",
+    );
+    let again = p.path("客户主数据_新客户2.csv");
+    std::fs::copy(&partial, &again).unwrap();
+    let out = ingest_ok(&p, &[again], 0);
+    assert_eq!(active(&p), 1);
+    assert!(
+        out.contains("20 account(s) listed by the previous master are not in this one"),
+        "{out}"
+    );
+}
+
 /// A JSON Lines file whose lines use ever new keys would make every row as
 /// wide as all the keys: refused past 1024 distinct keys, naming the line.
 #[test]

@@ -408,7 +408,12 @@ fn ingest_staged(
         );
     };
 
-    if let Some(first) = store::ingested_before(conn, &hash)? {
+    let same = if dataset.is_snapshot() {
+        store::same_as_newest_snapshot(conn, dataset.name(), &hash)?
+    } else {
+        store::ingested_before(conn, &hash)?
+    };
+    if let Some(first) = same {
         let moved_to = archive(cfg, path, copy, keep, &file_name)?;
         store::record_file(
             conn,
@@ -494,8 +499,15 @@ fn ingest_staged(
     if dataset != Dataset::Accounts {
         store::count_replacements(&tx, dataset.name())?;
     }
+    let older = matches!(freshness, Freshness::Older { .. });
+    // A master is the whole book: remember who was active before it, to
+    // count (and bound) the accounts it switches off.
+    let active_before = if dataset == Dataset::Accounts && !older {
+        Some(store::remember_active_accounts(&tx)?)
+    } else {
+        None
+    };
     let result = {
-        let older = matches!(freshness, Freshness::Older { .. });
         let mut writer = match dataset {
             Dataset::Accounts if older => Some(Writer::accounts_older(&tx)?),
             Dataset::Accounts => Some(Writer::accounts(&tx)?),
@@ -531,6 +543,17 @@ fn ingest_staged(
             cfg.cfg.ingest.max_amount,
         )?
     };
+    let mut switched_off = 0;
+    let result = match (result, active_before) {
+        (Ok(loaded), Some(before)) => {
+            switched_off = store::accounts_switched_off(&tx)?;
+            match master_shrink(cfg, &file_name, loaded.rows, switched_off, before) {
+                Some(reason) => Err(Rejection::whole(reason)),
+                None => Ok(loaded),
+            }
+        }
+        (r, _) => r,
+    };
     drop(src);
     let t_load = t0.elapsed();
     match result {
@@ -551,6 +574,11 @@ fn ingest_staged(
             if skipped > 0 {
                 notes.push(format!(
                     "{skipped} bad row(s) skipped (on_error: skip_rows), listed in the errors file beside the archived file"
+                ));
+            }
+            if switched_off > 0 {
+                notes.push(format!(
+                    "{switched_off} account(s) listed by the previous master are not in this one and were switched off: they get no warnings, and their open alerts stay as they were until a master lists them again"
                 ));
             }
             let mut stored = loaded.rows;
@@ -661,6 +689,30 @@ fn ingest_staged(
             )
         }
     }
+}
+
+/// Why a master that would switch off too much of the book is held back, if
+/// it is: a partial export (one region, one new account) looks like a master
+/// and would silence every warning of the rest. `before` accounts were
+/// active; this file lists `listed` and leaves `off` of them out.
+fn master_shrink(
+    cfg: &Loaded,
+    file_name: &str,
+    listed: u64,
+    off: u64,
+    before: u64,
+) -> Option<String> {
+    let max_pct = cfg.cfg.ingest.max_accounts_switched_off_pct;
+    // A small book may change by more than the share in one go.
+    if off == 0 || before < 10 || (off as f64) * 100.0 <= max_pct * before as f64 {
+        return None;
+    }
+    Some(format!(
+        "this customer master lists {listed} account(s) and would switch off {off} of the {before} active now ({:.0}%, more than ingest.max_accounts_switched_off_pct = {max_pct}): a master is the whole book, and a partial export would silence the warnings of every account it leaves out. Nothing of it was stored. Drop the full master instead; if the book really shrank this much, raise ingest.max_accounts_switched_off_pct in {} and drop {} again",
+        off as f64 * 100.0 / before as f64,
+        cfg.file.display(),
+        file_name
+    ))
 }
 
 /// The day a snapshot was written: a date in its name (`..._20261128.csv`,
