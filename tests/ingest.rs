@@ -1440,3 +1440,43 @@ fn an_address_with_a_display_name_is_one_address() {
         )
     );
 }
+
+/// A line number is a number: `0010` in one export and `10` in the next are
+/// the same order line, stored once.
+#[test]
+fn zero_padded_line_numbers_are_the_same_line() {
+    let p = Project::new();
+    let head = "订单编号,行号,客户编号,客户名称,订单日期,产品编号,产品名称,数量,单价,金额,成本\n";
+    let a = p.path("销售明细_a.csv");
+    let b = p.path("销售明细_b.csv");
+    std::fs::write(&a, format!("{head}SO1,0010,KH1001,华联超市,2026-11-01,SP-1,纸巾,1,100,100,60\nSO1,0,KH1001,华联超市,2026-11-01,SP-2,毛巾,1,5,5,3\n")).unwrap();
+    std::fs::write(&b, format!("{head}SO1,10,KH1001,华联超市,2026-11-01,SP-1,纸巾,1,120,120,60\nSO1,00,KH1001,华联超市,2026-11-01,SP-2,毛巾,1,5,5,3\n")).unwrap();
+    ingest_ok(&p, &[a, b], 0);
+    let lines: Vec<(String, f64)> = {
+        let db = p.db();
+        let mut st = db
+            .prepare("SELECT line, revenue FROM orders ORDER BY line")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(lines, [("0".to_string(), 5.0), ("10".to_string(), 120.0)]);
+}
+
+/// What Excel and old DOS tools leave after the last row — rows of only
+/// commas, a ^Z — is no row: the file is ingested, not rejected.
+#[test]
+fn excel_leftovers_after_the_last_row_are_no_rows() {
+    let p = Project::new();
+    let head = "订单编号,行号,客户编号,客户名称,订单日期,产品编号,产品名称,数量,单价,金额,成本\r\n";
+    let f = p.path("销售明细_尾行.csv");
+    std::fs::write(
+        &f,
+        format!("{head}SO1,1,KH1001,华联超市,2026-11-01,SP-1,纸巾,1,100,100,60\r\n,,,,,,,,,,\r\n , ,,,,,,,,,\r\n\u{1a}"),
+    )
+    .unwrap();
+    let out = ingest_ok(&p, &[f], 0);
+    assert!(out.contains("1 rows (read 1, stored 1"), "{out}");
+}

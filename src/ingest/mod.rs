@@ -448,6 +448,30 @@ fn ingest_staged(
         .is_snapshot()
         .then(|| file_day(cfg, &copy.path, &file_name))
         .flatten();
+    // A snapshot dated in the future would stay the newest for good, and
+    // every real one after it would be "older": not applied.
+    let today = cfg.today();
+    if dataset.is_snapshot()
+        && let Some(day) = date_in_name(&file_name)
+        && today.succ_opt().is_some_and(|tomorrow| day > tomorrow)
+    {
+        let rej = Rejection::whole(format!(
+            "the date in its name, {day}, is after today ({today} in schedule.timezone): as the newest {dataset} snapshot it could never be replaced by the real ones. Fix the date in the name, or leave the date out (the file's modification time then dates it)"
+        ));
+        return reject(
+            cfg,
+            conn,
+            path,
+            copy,
+            keep,
+            &file_name,
+            size,
+            &hash,
+            Some(dataset),
+            "line",
+            rej,
+        );
+    }
     let freshness = match (&file_date, dataset.is_snapshot()) {
         (Some(day), true) => match store::newest_snapshot(conn, dataset.name())? {
             Some((newest, newest_day)) if newest_day.as_str() > day.as_str() => Freshness::Older {
@@ -1649,6 +1673,15 @@ fn parse_row(
             // An empty line number is filled in by the caller: the order's
             // rows are numbered in file order.
             put(&mut r.line, "line");
+            // A line number is a number: `0010` in one export and `10` in
+            // another (or a workbook's numeric cell) are one line, not two.
+            if r.line.len() > 1
+                && r.line.starts_with('0')
+                && r.line.bytes().all(|b| b.is_ascii_digit())
+            {
+                let zeros = r.line.len() - r.line.trim_start_matches('0').len();
+                r.line.drain(..zeros.min(r.line.len() - 1));
+            }
             let mut sku = r.sku.take().unwrap_or_default();
             r.sku = put(&mut sku, "sku").then_some(sku);
             let d = date("date", true, errs);

@@ -475,8 +475,13 @@ impl CsvSource {
                     fatal: false,
                 });
             }
-            if rec.len() == 1 && rec.get(0).is_some_and(|f| f.trim().is_empty()) {
-                continue; // blank line
+            // A blank line, a row of only delimiters (Excel writes `,,,,` for
+            // rows once formatted), or DOS's end-of-file ^Z: nothing to read.
+            if rec.iter().all(|f| {
+                f.trim_matches(|c: char| c.is_whitespace() || c == '\u{1a}')
+                    .is_empty()
+            }) {
+                continue;
             }
             // GB18030 decoding replaces what is not GB18030 with U+FFFD:
             // such a record is reported, never stored as mojibake.
