@@ -932,8 +932,18 @@ fn daemon_killed_and_restarted_sends_nothing_twice() {
     wait_for(30, "the evaluation after the restart", || {
         (count("SELECT COUNT(*) FROM evaluations") >= 2).then_some(())
     });
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    drop(daemon);
+    // SIGTERM lets the running job (the evaluation, then its delivery)
+    // finish: whatever the restarted daemon would send has been sent.
+    let mut daemon = daemon;
+    let pid = daemon.0.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(daemon.0.wait().unwrap().success());
     assert_eq!(
         smtp.messages().len(),
         first.len(),

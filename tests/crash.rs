@@ -190,7 +190,8 @@ fn kill_9_loses_nothing_and_sends_once() {
         .prepare(
             "SELECT DISTINCT h.account_id FROM alert_history h
              WHERE h.to_state = 'firing'
-               AND NOT EXISTS (SELECT 1 FROM outbox o WHERE instr(o.body_text, h.account_id) > 0)",
+               AND NOT EXISTS (SELECT 1 FROM outbox o
+                               WHERE instr(o.body_text, '客户 ' || h.account_id || ' · ') > 0)",
         )
         .unwrap();
     let unmailed: Vec<String> = st

@@ -481,3 +481,32 @@ fn sigterm_is_honoured_with_a_fifo_in_the_inbox() {
     });
     assert!(d.stop().success());
 }
+
+/// Evaluations that fail (here: a table the metrics read is gone) are
+/// shown by `kamwatch status`, with the error.
+#[test]
+fn status_shows_evaluations_failing() {
+    let p = Project::new();
+    let d = started(&p);
+    let master = std::fs::read_to_string(fixture("客户主数据.csv")).unwrap();
+    drop_file(&p, "客户主数据.csv", &master);
+    wait_for(60, "a first evaluation", || {
+        (count(&p, "SELECT COUNT(*) FROM evaluations") > 0).then_some(())
+    });
+    p.db()
+        .execute_batch("ALTER TABLE visits RENAME TO visits_gone")
+        .unwrap();
+    drop_file(&p, "销售明细_a.csv", &format!("{HEADER}{}", rows(1, 2)));
+    let marker = p.path("var/kamwatch.db.eval-failed");
+    wait_for(60, "the failed evaluation noted", || {
+        marker.exists().then_some(())
+    });
+    let st = p.run(&["status"]);
+    let text = stdout(&st);
+    assert!(text.contains("evaluations are FAILING"), "{}", show(&st));
+    assert!(text.contains("visits"), "{}", show(&st));
+    let json = stdout(&p.run(&["status", "--format", "json"]));
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert!(v["evaluation_failing"]["error"].is_string(), "{json}");
+    assert!(d.stop().success());
+}

@@ -113,12 +113,29 @@ impl Project {
         rusqlite::Connection::open(self.path("var/kamwatch.db")).expect("opening the test database")
     }
 
-    /// Files in a folder below the project, recursively, sorted.
+    /// Files in a folder below the project, recursively, sorted; none if
+    /// it does not exist (yet). To check that nothing is there, use
+    /// [`Project::nothing_under`], which refuses a path the config does not
+    /// name.
     pub fn files_under(&self, rel: &str) -> Vec<PathBuf> {
+        let dir = self.path(rel);
         let mut out = Vec::new();
-        walk(&self.path(rel), &mut out);
+        walk(&dir, &mut out);
         out.sort();
         out
+    }
+
+    /// Whether the config's folder `rel` (e.g. `var/rejected`, which is
+    /// made only when first needed) holds no file. `rel` must be a folder
+    /// the config names, so a misspelt path cannot pass.
+    pub fn nothing_under(&self, rel: &str) -> bool {
+        let cfg = std::fs::read_to_string(self.config()).unwrap();
+        assert!(
+            cfg.lines()
+                .any(|l| l.trim_end().ends_with(&format!(": {rel}"))),
+            "the config names no folder {rel}"
+        );
+        !self.path(rel).exists() || self.files_under(rel).is_empty()
     }
 }
 
