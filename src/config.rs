@@ -1048,7 +1048,36 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     let text = read_bounded(path).map_err(err)?;
     let cfg = parse(&text).map_err(err)?;
     let file = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    Ok(Loaded { file, cfg })
+    let loaded = Loaded { file, cfg };
+    check_folders(&loaded).map_err(err)?;
+    Ok(loaded)
+}
+
+/// Every file in the inbox is taken as an export: a folder kamwatch writes
+/// (archive, rejected, mail, the database's) inside it would feed kamwatch
+/// its own output, a rejected file's reason rejected again without end.
+fn check_folders(cfg: &Loaded) -> Result<(), String> {
+    let inbox = cfg.inbox();
+    let real = |p: &Path| normalize(&std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()));
+    let database_dir = cfg
+        .database()
+        .parent()
+        .map_or_else(|| cfg.database(), Path::to_path_buf);
+    for (key, dir) in [
+        ("archive", cfg.archive()),
+        ("rejected", cfg.rejected()),
+        ("mail.dir", cfg.mail_dir()),
+        ("database", database_dir),
+    ] {
+        if dir.starts_with(&inbox) || real(&dir).starts_with(real(&inbox)) {
+            return Err(format!(
+                "`{key}` ({}) is the inbox ({}) or inside it: kamwatch would take what it writes there as new exports. Point `{key}` outside the inbox",
+                dir.display(),
+                inbox.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The largest config file read: the shipped one is about 10 KiB.
@@ -1465,9 +1494,9 @@ fn validate_alerts(cfg: &Config) -> Result<(), String> {
         return Err("alerts.for_evaluations must be at least 1 (1 = fire on the first evaluation that raises it)".into());
     }
     let address = |what: &str, s: &str| -> Result<(), String> {
-        s.parse::<lettre::Address>()
-            .map(|_| ())
-            .map_err(|_| format!("{what}: {s:?} is not a mail address like name@example.com"))
+        sendable_address(s)
+            .then_some(())
+            .ok_or_else(|| format!("{what}: {s:?} is not a mail address like name@example.com"))
     };
     for (name, r) in &a.rules {
         for e in &r.extra_recipients {
@@ -1528,9 +1557,50 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Whether kamwatch can send to `s`: an ASCII `name@domain` that lettre
+/// takes both as an address and as a message's recipient. The one test
+/// for the config, the customer master and routing, so that an address
+/// accepted at ingest can always be mailed. Address literals
+/// (`a@[127.0.0.1]`: lettre parses them but cannot build an envelope for
+/// them, which failed the whole evaluation) and internationalised addresses
+/// (they need SMTPUTF8, which kamwatch does not speak) are refused.
+pub fn sendable_address(s: &str) -> bool {
+    if !s.is_ascii() || s.contains(['[', ']']) {
+        return false;
+    }
+    let (Ok(to), Ok(from)) = (
+        s.parse::<lettre::Address>(),
+        "kamwatch@example.com".parse::<lettre::Address>(),
+    ) else {
+        return false;
+    };
+    lettre::Message::builder()
+        .from(lettre::message::Mailbox::new(None, from))
+        .to(lettre::message::Mailbox::new(None, to))
+        .body(String::new())
+        .is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sendable_addresses_are_the_ones_a_message_can_be_built_for() {
+        for ok in ["zhang.wei@example.com", "a.b+c@sub.example.cn"] {
+            assert!(sendable_address(ok), "{ok}");
+        }
+        for bad in [
+            "a@[127.0.0.1]",
+            "张伟@例子.中国",
+            "a@x.com; b@y.com",
+            "li.na@",
+            "",
+            "Zhang <z@example.com>",
+        ] {
+            assert!(!sendable_address(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn glob() {

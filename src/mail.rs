@@ -68,7 +68,7 @@ impl Recipient {
 
 /// Whether `email` is a mail address a server can be given.
 pub fn valid_address(email: &str) -> bool {
-    email.parse::<lettre::Address>().is_ok()
+    crate::config::sendable_address(email)
 }
 
 /// A quiet window, parsed from the config.

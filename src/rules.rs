@@ -751,8 +751,23 @@ fn engine_for(shared: &Shared) -> Engine {
         )
     });
     api::register(&mut e);
+    // Rhai's standard library can `sleep`: a rule that sleeps holds an
+    // evaluation thread without spending operations, so neither the
+    // operation limit nor SIGTERM would reach it. Registered functions come
+    // before packages, so these replace it.
+    e.register_fn(
+        "sleep",
+        |_: rhai::INT| -> Result<(), Box<rhai::EvalAltResult>> { Err(NO_SLEEP.into()) },
+    );
+    e.register_fn(
+        "sleep",
+        |_: rhai::FLOAT| -> Result<(), Box<rhai::EvalAltResult>> { Err(NO_SLEEP.into()) },
+    );
     e
 }
+
+const NO_SLEEP: &str =
+    "`sleep` is not available in rules: a rule reads the figures it is given and returns at once";
 
 /// A copy of `ast` that shares no reference count with it: its own function
 /// library and source name (the statements are cloned).
@@ -1888,6 +1903,17 @@ fn describe_runtime(e: &EvalAltResult, path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sleep_is_refused_at_once() {
+        let e = engine();
+        for script in ["sleep(1000);", "sleep(2.5);"] {
+            let started = std::time::Instant::now();
+            let err = e.run(script).expect_err(script).to_string();
+            assert!(err.contains("`sleep` is not available in rules"), "{err}");
+            assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        }
+    }
     use std::collections::BTreeSet;
 
     #[test]

@@ -1411,3 +1411,32 @@ fn jsonl_with_ever_new_keys_is_refused() {
         "{reason}"
     );
 }
+
+/// An owner address as mail clients copy it, `Name <address>`, is one
+/// address: the one in the brackets is stored.
+#[test]
+fn an_address_with_a_display_name_is_one_address() {
+    let p = Project::new();
+    let f = p.path("客户主数据_显示名.csv");
+    std::fs::write(
+        &f,
+        "客户编号,客户名称,业务员,业务员邮箱,主管邮箱\nKH1001,华联超市,张伟,张伟 <zhang.wei@example.com>,Chen Jing<chen.jing@example.com> \n",
+    )
+    .unwrap();
+    ingest_ok(&p, &[f], 0);
+    let got: (String, String) = p
+        .db()
+        .query_row(
+            "SELECT owner_email, manager_email FROM accounts WHERE id = 'KH1001'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        got,
+        (
+            "zhang.wei@example.com".to_string(),
+            "chen.jing@example.com".to_string()
+        )
+    );
+}

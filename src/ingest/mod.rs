@@ -1548,6 +1548,14 @@ fn parse_row(
     // with what to do, not mailed to half of it.
     let email = |field: &str, errs: &mut Vec<(String, String)>| -> Option<String> {
         let v = text(field)?;
+        // `张伟 <zhang.wei@example.com>`, as mail clients copy it: the
+        // address is what is in the brackets (the name is the owner column's).
+        let v = match (v.rfind('<'), v.trim_end().strip_suffix('>')) {
+            (Some(open), Some(inner)) if !v[..open].contains(['<', '>', '@']) => {
+                inner[open + 1..].trim().to_string()
+            }
+            _ => v,
+        };
         let parts: Vec<&str> = v
             .split([';', ',', '；', '，', ' ', '\t', '\n', '\r'])
             .filter(|p| !p.is_empty())
@@ -1563,11 +1571,11 @@ fn parse_row(
             ));
             return None;
         }
-        if v.parse::<lettre::Address>().is_err() {
+        if !crate::config::sendable_address(&v) {
             errs.push((
                 map.header(field),
                 format!(
-                    "{} is not an email address (name@example.com); fix it or leave the cell empty",
+                    "{} is not an email address kamwatch can send to (name@example.com, ASCII, no address literal); fix it or leave the cell empty",
                     values::excerpt(&v)
                 ),
             ));
