@@ -167,8 +167,11 @@ fn names_cannot_forge_log_lines_or_overwrite_reasons() {
     drop_file(&p, "x.csv", "whatever\n");
     let forged = "销售明细_a\nERROR kamwatch forged line.csv";
     drop_file(&p, forged, &format!("{HEADER}{}", rows(1, 1)));
-    wait_for(30, "both files taken", || {
-        (p.files_under("inbox").is_empty() && count(&p, "SELECT COUNT(*) FROM ledger") == 3)
+    // The same through a rejection, whose log line names the reason file.
+    let forged_bad = "销售明细_b\nERROR kamwatch forged reject.csv";
+    drop_file(&p, forged_bad, "not,an,export\n1,2,3\n");
+    wait_for(30, "all files taken", || {
+        (p.files_under("inbox").is_empty() && count(&p, "SELECT COUNT(*) FROM ledger") == 4)
             .then_some(())
     });
     assert!(d.stop().success());
@@ -180,9 +183,27 @@ fn names_cannot_forge_log_lines_or_overwrite_reasons() {
     let reason = std::fs::read_to_string(p.path("var/rejected/x.csv.1.errors.txt")).unwrap();
     assert!(reason.contains("kamwatch rejected x.csv:"), "{reason}");
     let log = Daemon::log(&p);
+    // Every line that mentions the forged text holds it escaped: none
+    // starts where the name's line break would have started one.
     assert!(
-        !log.lines().any(|l| l.starts_with("ERROR kamwatch forged")),
+        log.lines()
+            .filter(|l| l.contains("kamwatch forged"))
+            .all(|l| l.contains(r"销售明细_a\nERROR kamwatch forged")
+                || l.contains(r"销售明细_b\nERROR kamwatch forged")),
         "{log}"
+    );
+    let reasons: Vec<_> = p
+        .files_under("var/rejected")
+        .into_iter()
+        .filter(|f| f.to_string_lossy().contains("forged reject"))
+        .filter(|f| f.to_string_lossy().ends_with(".errors.txt"))
+        .collect();
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    let first = std::fs::read_to_string(&reasons[0]).unwrap();
+    let first = first.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(r#"kamwatch rejected "销售明细_b\nERROR kamwatch forged reject.csv""#),
+        "{first}"
     );
     assert!(
         log.contains(r"销售明细_a\nERROR kamwatch forged line.csv"),

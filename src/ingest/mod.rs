@@ -1792,6 +1792,12 @@ fn errors_text(first: &str, problems: &Problems, unit: &str) -> String {
 
 /// The first line of a reason file.
 fn reason_head(file_name: &str, dataset: Option<Dataset>, rej: &Rejection) -> String {
+    // A name with a line break would split the reason's first line.
+    let file_name = if file_name.chars().any(char::is_control) {
+        format!("{file_name:?}")
+    } else {
+        file_name.to_string()
+    };
     let mut first = format!(
         "kamwatch rejected {file_name}{}: {}.",
         dataset
@@ -1841,7 +1847,7 @@ fn reject(
             file_date: None,
         },
     )?;
-    tracing::warn!(file = ?file_name, reason = %summary, "rejected; see {}", reason_path.display());
+    tracing::warn!(file = ?file_name, reason = ?summary, reasons = ?reason_path, "rejected");
     Ok(FileReport {
         file_name: file_name.to_string(),
         dataset,
@@ -1903,7 +1909,7 @@ fn reject_entry(
             file_date: None,
         },
     )?;
-    tracing::warn!(file = ?file_name, reason = %rej.summary, "rejected; see {}", reason_path.display());
+    tracing::warn!(file = ?file_name, reason = ?rej.summary, reasons = ?reason_path, "rejected");
     Ok(FileReport {
         file_name: file_name.to_string(),
         dataset: None,
