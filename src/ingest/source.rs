@@ -1202,6 +1202,55 @@ fn open_jsonl(
 
 type JsonObject = serde_json::Map<String, serde_json::Value>;
 
+/// A JSON object that refuses a repeated key.
+struct UniqueObject(JsonObject);
+
+impl<'de> serde::Deserialize<'de> for UniqueObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = UniqueObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> std::result::Result<UniqueObject, A::Error> {
+                let mut m = JsonObject::new();
+                while let Some((k, v)) = a.next_entry::<String, serde_json::Value>()? {
+                    if m.contains_key(&k) {
+                        return Err(serde::de::Error::custom(RepeatedKey(k)));
+                    }
+                    m.insert(k, v);
+                }
+                Ok(UniqueObject(m))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+/// The error a repeated key raises, told apart by its text.
+struct RepeatedKey(String);
+
+impl std::fmt::Display for RepeatedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "\u{0}repeated key\u{0}{}", self.0)
+    }
+}
+
+/// The key that makes `text` fail as a [`UniqueObject`], if that is why.
+fn repeated_key(text: &[u8]) -> Option<String> {
+    let e = serde_json::from_slice::<UniqueObject>(text)
+        .err()?
+        .to_string();
+    let rest = e.split_once("\u{0}repeated key\u{0}")?.1;
+    // serde_json appends " at line L column C".
+    let key = rest.rsplit_once(" at line ").map_or(rest, |(k, _)| k);
+    Some(key.to_string())
+}
+
 impl JsonlSource {
     fn new(path: &Path, max_line: u64) -> Result<Self> {
         let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
@@ -1243,6 +1292,22 @@ impl JsonlSource {
             }
             if text.iter().all(|b| b.is_ascii_whitespace()) {
                 continue;
+            }
+            // One object whose keys are unique (serde_json keeps the last of
+            // a repeated key without a word, where a CSV with a repeated
+            // column is refused); anything else is parsed again to say what.
+            if let Ok(UniqueObject(m)) = serde_json::from_slice::<UniqueObject>(text) {
+                return Ok(Some((self.line, m)));
+            }
+            if let Some(key) = repeated_key(text) {
+                return Err(ReadError {
+                    line: self.line,
+                    message: format!(
+                        "has the key {} twice; which value counts is anyone's guess, so fix the export to write each key once",
+                        super::values::excerpt(&key)
+                    ),
+                    fatal: false,
+                });
             }
             return match serde_json::from_slice::<serde_json::Value>(text) {
                 Ok(serde_json::Value::Object(m)) => Ok(Some((self.line, m))),
