@@ -1121,6 +1121,18 @@ fn raise(ctx: &NativeCallContext, spec: Map) -> Result<(), Box<EvalAltResult>> {
         }
     }
     let action = text("action")?.unwrap_or_default();
+    // One alert per key: a second with the same key (`7` and "7" included)
+    // would be lost without a word when the alerts are stored.
+    let line = ctx.call_position().line();
+    if let Some(first) = RAISED.with(|r| r.borrow().iter().find(|a| a.key == key).map(|a| a.line)) {
+        let at = |l: Option<usize>| l.map_or_else(|| "?".to_string(), |l| l.to_string());
+        return Err(format!(
+            "alert(): key {key:?} was raised twice in one run (lines {} and {}); give each alert of a rule and account its own `key`",
+            at(first),
+            at(line)
+        )
+        .into());
+    }
     RAISED.with(|r| {
         r.borrow_mut().push(Raised {
             key,
@@ -1128,7 +1140,7 @@ fn raise(ctx: &NativeCallContext, spec: Map) -> Result<(), Box<EvalAltResult>> {
             title,
             figures,
             action,
-            line: ctx.call_position().line(),
+            line,
         })
     });
     Ok(())
@@ -2256,6 +2268,14 @@ mod tests {
                 "`severity` must be a string",
             ),
             ("alert(#{ title: 3 });", "`title` must be a string"),
+            (
+                "alert(#{ title: \"a\", key: 7 });\nalert(#{ title: \"b\", key: \"7\" });",
+                "key \"7\" was raised twice in one run (lines 1 and 2)",
+            ),
+            (
+                "alert(#{ title: \"a\" });\nalert(#{ title: \"b\" });",
+                "key \"\" was raised twice in one run (lines 1 and 2)",
+            ),
         ] {
             let rs = RuleSet::from_sources(&[("k", src)]).unwrap();
             let out = rs.evaluate(&book_of(1));
