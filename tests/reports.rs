@@ -17,6 +17,69 @@ fn accounts_table_ranks_and_tiers() {
         .collect();
     let rows: Vec<&serde_json::Value> = lines.iter().filter(|v| v.get("rank").is_some()).collect();
     assert_eq!(rows.len(), 50);
+
+    // The tiers computed from the generated order rows themselves, not from
+    // anything kamwatch printed: revenue of the 365 days to 2026-11-28 per
+    // account, ranked, and the cumulative share before each account decides
+    // (the account that crosses 80% is still A; B up to 95%).
+    let end = chrono::NaiveDate::from_ymd_opt(2026, 11, 28).unwrap();
+    let mut revenue: std::collections::BTreeMap<String, f64> = std::collections::BTreeMap::new();
+    for f in p.files_under("staging") {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("客户主数据") {
+            let mut r = csv::Reader::from_path(&f).unwrap();
+            for rec in r.records() {
+                revenue.entry(rec.unwrap()[0].to_string()).or_insert(0.0);
+            }
+        }
+        if !name.starts_with("销售明细") {
+            continue;
+        }
+        let mut r = csv::Reader::from_path(&f).unwrap();
+        let h = r.headers().unwrap().clone();
+        let col = |n: &str| h.iter().position(|x| x == n).unwrap();
+        let (acc, date, amount) = (col("客户编号"), col("订单日期"), col("金额"));
+        for rec in r.records() {
+            let rec = rec.unwrap();
+            let d = chrono::NaiveDate::parse_from_str(&rec[date], "%Y-%m-%d").unwrap();
+            if d <= end && (end - d).num_days() < 365 {
+                *revenue.entry(rec[acc].to_string()).or_insert(0.0) +=
+                    rec[amount].parse::<f64>().unwrap();
+            }
+        }
+    }
+    assert_eq!(revenue.len(), 50);
+    let total: f64 = revenue.values().sum();
+    let mut ranked: Vec<(&String, &f64)> = revenue.iter().collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(a.1));
+    let mut expected: std::collections::BTreeMap<&str, &str> = std::collections::BTreeMap::new();
+    let mut cumulative = 0.0;
+    for (id, r) in ranked {
+        let share_before = cumulative / total;
+        expected.insert(
+            id,
+            if share_before < 0.80 - 1e-9 {
+                "A"
+            } else if share_before < 0.95 - 1e-9 {
+                "B"
+            } else {
+                "C"
+            },
+        );
+        cumulative += r;
+    }
+    for r in &rows {
+        let id = r["id"].as_str().or(r["account_id"].as_str()).unwrap();
+        assert_eq!(
+            r["tier"].as_str(),
+            Some(expected[id]),
+            "{id}: kamwatch says {} from its revenue {}, the rows say {}",
+            r["tier"],
+            r["revenue_12m"],
+            revenue[id]
+        );
+    }
+    assert!(expected.values().any(|t| *t == "A") && expected.values().any(|t| *t == "C"));
     let mut before = 0.0;
     let mut last_revenue = f64::MAX;
     for (i, r) in rows.iter().enumerate() {
