@@ -37,10 +37,29 @@ fn sigterm_mid_ingest_loses_nothing() {
         Daemon::log(&p).contains("kamwatch started").then_some(())
     });
     drop_in(&p, orders);
-    // Settle (150 ms) and a little of the ingest, then stop.
-    std::thread::sleep(Duration::from_millis(400));
+    // The ingest has begun once its attempt is recorded beside the database
+    // (written before the first row is read, removed when the file is
+    // done): stop then, not after a guessed sleep.
+    let record = p.path("var/kamwatch.db.ingesting");
+    wait_for(30, "the ingest to begin", || {
+        std::fs::metadata(&record)
+            .is_ok_and(|m| m.len() > 0)
+            .then_some(())
+    });
     let status = d.stop();
     assert!(status.success(), "exit after SIGTERM: {status}");
+    // Proof that the signal landed during the ingest: the daemon heard it
+    // before it logged the file as ingested, if it did at all.
+    let log = Daemon::log(&p);
+    let heard = log
+        .find("SIGTERM: finishing the current step")
+        .unwrap_or_else(|| panic!("no SIGTERM in the log:\n{log}"));
+    if let Some(done) = log.find(" ingested file=") {
+        assert!(
+            heard < done,
+            "the file was ingested before the signal came:\n{log}"
+        );
+    }
     let stored = count(&p, "SELECT COUNT(*) FROM orders");
     let in_inbox = p.files_under("inbox").len();
     assert!(
