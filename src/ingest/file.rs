@@ -122,12 +122,22 @@ fn kind_name(ft: std::fs::FileType) -> &'static str {
 /// without leases, leases turned off).
 fn writer_open(f: &std::fs::File) -> Option<bool> {
     use std::os::fd::AsRawFd as _;
+    // A writer that opens the file in the instant the lease is held makes
+    // the kernel send SIGIO to the holder, whose default action ends the
+    // process (seen: the test binary killed by signal 29). The lease is
+    // released at once anyway, so the signal carries nothing we need.
+    static IGNORE_SIGIO: std::sync::Once = std::sync::Once::new();
+    IGNORE_SIGIO.call_once(|| {
+        // SAFETY: setting a signal's disposition to SIG_IGN installs no
+        // handler code; nothing else in kamwatch uses SIGIO.
+        unsafe { libc::signal(libc::SIGIO, libc::SIG_IGN) };
+    });
     let fd = f.as_raw_fd();
     // SAFETY: fcntl on a descriptor we own; F_SETLEASE takes an int.
     let r = unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_RDLCK) };
     if r == 0 {
         // Only a probe: released at once, so a writer that opens the file
-        // later is never held up (and no SIGIO is ever sent to us). A write
+        // later is never held up. A write
         // after this is seen by the size/mtime check after copying.
         // SAFETY: as above.
         unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_UNLCK) };
@@ -624,6 +634,20 @@ impl Attempts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A writer opening the file while the lease is held sends SIGIO, which
+    /// would end the process: after a probe, SIGIO is ignored.
+    #[test]
+    fn a_lease_break_signal_cannot_end_the_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.csv");
+        std::fs::write(&p, "a\n").unwrap();
+        let f = std::fs::File::open(&p).unwrap();
+        let _ = writer_open(&f);
+        // SAFETY: raising a signal whose disposition is SIG_IGN.
+        assert_eq!(unsafe { libc::raise(libc::SIGIO) }, 0);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 
     fn staged(t: Taken) -> Staged {
         match t {

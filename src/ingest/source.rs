@@ -501,9 +501,45 @@ impl CsvSource {
                     fatal: false,
                 });
             }
+            // A row pasted in from a UTF-8 file reads as GBK mojibake
+            // (华润万家 -> 鍗庢鼎涓囧) without a single invalid byte: its
+            // bytes, encoded back, are valid UTF-8 with Chinese in it, which
+            // real GBK text practically never is.
+            if self.encoding == Encoding::Gb18030
+                && let Some(field) = rec.iter().position(looks_utf8_in_gbk)
+            {
+                let col = self
+                    .headers
+                    .get(field)
+                    .map(|h| format!("column {}", escape(h.trim())))
+                    .unwrap_or_else(|| format!("field {}", field + 1));
+                return Err(ReadError {
+                    line,
+                    message: format!(
+                        "{col} is UTF-8 text in a file read as GBK (it would be stored as mojibake); export the whole file again in one encoding, GBK or CSV UTF-8"
+                    ),
+                    fatal: false,
+                });
+            }
             return Ok(Some(line));
         }
     }
+}
+
+/// Whether a field decoded as GB18030 was really UTF-8: its bytes are valid
+/// UTF-8 holding at least two CJK characters (a single pair of GBK bytes can
+/// happen to be valid UTF-8; a run of them practically never is).
+fn looks_utf8_in_gbk(field: &str) -> bool {
+    if field.is_ascii() {
+        return false;
+    }
+    let (bytes, _, _) = encoding_rs::GB18030.encode(field);
+    std::str::from_utf8(&bytes).is_ok_and(|t| {
+        t.chars()
+            .filter(|c| ('\u{4E00}'..='\u{9FFF}').contains(c))
+            .nth(1)
+            .is_some()
+    })
 }
 
 /// The error a [`LineCounter`] returns for a line or a record over the
@@ -1358,6 +1394,16 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utf8_read_as_gbk_is_told_apart_from_gbk() {
+        let gbk_of_utf8 = |t: &str| encoding_rs::GB18030.decode(t.as_bytes()).0.into_owned();
+        assert!(looks_utf8_in_gbk(&gbk_of_utf8("华润万家")));
+        assert!(looks_utf8_in_gbk(&gbk_of_utf8("KH1001 华润万家")));
+        for real in ["华润万家", "人人乐", "纸巾10包", "A", "é", "SO26090001"] {
+            assert!(!looks_utf8_in_gbk(real), "{real}");
+        }
+    }
 
     #[test]
     fn sniffs_encodings() {
