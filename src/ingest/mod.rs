@@ -448,30 +448,6 @@ fn ingest_staged(
         .is_snapshot()
         .then(|| file_day(cfg, &copy.path, &file_name))
         .flatten();
-    // A snapshot dated in the future would stay the newest for good, and
-    // every real one after it would be "older": not applied.
-    let today = cfg.today();
-    if dataset.is_snapshot()
-        && let Some(day) = date_in_name(&file_name)
-        && today.succ_opt().is_some_and(|tomorrow| day > tomorrow)
-    {
-        let rej = Rejection::whole(format!(
-            "the date in its name, {day}, is after today ({today} in schedule.timezone): as the newest {dataset} snapshot it could never be replaced by the real ones. Fix the date in the name, or leave the date out (the file's modification time then dates it)"
-        ));
-        return reject(
-            cfg,
-            conn,
-            path,
-            copy,
-            keep,
-            &file_name,
-            size,
-            &hash,
-            Some(dataset),
-            "line",
-            rej,
-        );
-    }
     let freshness = match (&file_date, dataset.is_snapshot()) {
         (Some(day), true) => match store::newest_snapshot(conn, dataset.name())? {
             Some((newest, newest_day)) if newest_day.as_str() > day.as_str() => Freshness::Older {
@@ -483,7 +459,11 @@ fn ingest_staged(
         _ => Freshness::Current,
     };
 
-    let (mut src, headers) = match Source::open(&copy.path, ds, &cfg.cfg.ingest)? {
+    let opened = match future_snapshot(cfg, dataset, &file_name) {
+        Some(reason) => Err(reason),
+        None => Source::open(&copy.path, ds, &cfg.cfg.ingest)?,
+    };
+    let (mut src, headers) = match opened {
         Ok(x) => x,
         Err(summary) => {
             let rej = Rejection::whole(summary);
@@ -713,6 +693,17 @@ fn ingest_staged(
             )
         }
     }
+}
+
+/// Why a snapshot dated (by its name) after tomorrow is refused, if it is:
+/// it would stay the newest for good, and every real one after it would be
+/// "older", not applied.
+fn future_snapshot(cfg: &Loaded, dataset: Dataset, file_name: &str) -> Option<String> {
+    let today = cfg.today();
+    let day = date_in_name(file_name).filter(|_| dataset.is_snapshot())?;
+    today.succ_opt().is_some_and(|tomorrow| day > tomorrow).then(|| format!(
+        "the date in its name, {day}, is after today ({today} in schedule.timezone): as the newest {dataset} snapshot it could never be replaced by the real ones. Fix the date in the name, or leave the date out (the file's modification time then dates it)"
+    ))
 }
 
 /// Why a master that would switch off too much of the book is held back, if

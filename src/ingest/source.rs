@@ -416,6 +416,15 @@ fn csv_message(e: &csv::Error, enc: Encoding, max: u64) -> String {
 }
 
 impl CsvSource {
+    /// How a message names field `field` of a record: its header, escaped,
+    /// or its position where the header has no such column.
+    fn column_name(&self, field: usize) -> String {
+        self.headers
+            .get(field)
+            .map(|h| format!("column {}", escape(h.trim())))
+            .unwrap_or_else(|| format!("field {}", field + 1))
+    }
+
     fn read(&mut self, rec: &mut StringRecord) -> std::result::Result<Option<u64>, ReadError> {
         use std::sync::atomic::Ordering::Relaxed;
         loop {
@@ -488,11 +497,7 @@ impl CsvSource {
             if self.encoding == Encoding::Gb18030
                 && let Some(field) = rec.iter().position(|f| f.contains('\u{FFFD}'))
             {
-                let col = self
-                    .headers
-                    .get(field)
-                    .map(|h| format!("column {}", escape(h.trim())))
-                    .unwrap_or_else(|| format!("field {}", field + 1));
+                let col = self.column_name(field);
                 return Err(ReadError {
                     line,
                     message: format!(
@@ -508,11 +513,7 @@ impl CsvSource {
             if self.encoding == Encoding::Gb18030
                 && let Some(field) = rec.iter().position(looks_utf8_in_gbk)
             {
-                let col = self
-                    .headers
-                    .get(field)
-                    .map(|h| format!("column {}", escape(h.trim())))
-                    .unwrap_or_else(|| format!("field {}", field + 1));
+                let col = self.column_name(field);
                 return Err(ReadError {
                     line,
                     message: format!(
