@@ -298,15 +298,29 @@ pub fn replacements(tx: &Transaction<'_>) -> Result<u64> {
     Ok(n.max(0) as u64)
 }
 
-/// The newest snapshot of `dataset` ingested so far: (file name, day).
-pub fn newest_snapshot(conn: &Connection, dataset: &str) -> Result<Option<(String, String)>> {
+/// The newest snapshot of a dataset ingested so far, by its day, then the
+/// ledger order.
+pub struct NewestSnapshot {
+    pub file_name: String,
+    pub day: String,
+    pub hash: String,
+}
+
+/// The newest snapshot of `dataset` ingested so far.
+pub fn newest_snapshot(conn: &Connection, dataset: &str) -> Result<Option<NewestSnapshot>> {
     Ok(conn
         .query_row(
-            "SELECT file_name, file_date FROM ledger
+            "SELECT file_name, file_date, hash FROM ledger
              WHERE dataset = ?1 AND outcome = 'ingested' AND file_date IS NOT NULL
              ORDER BY file_date DESC, id DESC LIMIT 1",
             [dataset],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| {
+                Ok(NewestSnapshot {
+                    file_name: r.get(0)?,
+                    day: r.get(1)?,
+                    hash: r.get(2)?,
+                })
+            },
         )
         .optional()?)
 }
@@ -346,16 +360,9 @@ pub fn same_as_newest_snapshot(
     dataset: &str,
     hash: &str,
 ) -> Result<Option<String>> {
-    let newest: Option<(String, String)> = conn
-        .query_row(
-            "SELECT file_name, hash FROM ledger
-             WHERE dataset = ?1 AND outcome = 'ingested' AND file_date IS NOT NULL
-             ORDER BY file_date DESC, id DESC LIMIT 1",
-            [dataset],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    Ok(newest.and_then(|(name, h)| (h == hash).then_some(name)))
+    Ok(newest_snapshot(conn, dataset)?
+        .filter(|n| n.hash == hash)
+        .map(|n| n.file_name))
 }
 
 /// The name of the file with this content that was already ingested, if any.

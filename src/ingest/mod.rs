@@ -450,8 +450,8 @@ fn ingest_staged(
         .flatten();
     let freshness = match (&file_date, dataset.is_snapshot()) {
         (Some(day), true) => match store::newest_snapshot(conn, dataset.name())? {
-            Some((newest, newest_day)) if newest_day.as_str() > day.as_str() => Freshness::Older {
-                newest: format!("{newest} of {newest_day}"),
+            Some(n) if n.day.as_str() > day.as_str() => Freshness::Older {
+                newest: format!("{} of {}", n.file_name, n.day),
                 day: day.clone(),
             },
             _ => Freshness::Current,
