@@ -39,7 +39,7 @@ fn kill_9_loses_nothing_and_sends_once() {
     );
     assert!(cfg.contains("\n  catch_all: sales-ops@example.com"));
     std::fs::write(p.config(), cfg).unwrap();
-    let today = chrono::Local::now().date_naive();
+    let today = today();
     let s = kamwatch::generate::generate(&kamwatch::generate::GenerateOptions {
         out_dir: p.path("staging"),
         seed: 3,
@@ -80,7 +80,7 @@ fn kill_9_loses_nothing_and_sends_once() {
     let mut kills = 0;
     let mut next_drop = 0;
     while kills < 50 && Instant::now() < deadline {
-        let mut d = Daemon::start(&p);
+        let mut d = Daemon::start_with(&p, &[("KAMWATCH_NOW", NOW)]);
         // Drop a few files (written elsewhere, renamed in: complete).
         for _ in 0..rng.below_u64(3) {
             if next_drop < drops.len() {
@@ -105,7 +105,7 @@ fn kill_9_loses_nothing_and_sends_once() {
         std::fs::write(&tmp, text).unwrap();
         std::fs::rename(&tmp, p.path("inbox").join(name)).unwrap();
     }
-    let d = Daemon::start(&p);
+    let d = Daemon::start_with(&p, &[("KAMWATCH_NOW", NOW)]);
     let db = || p.db();
     let count = |sql: &str| -> i64 { db().query_row(sql, [], |r| r.get(0)).unwrap() };
     wait_for(90, "every file taken and the outbox drained", || {
