@@ -1619,13 +1619,16 @@ fn bench_rules(
     for m in runs.into_iter().flatten() {
         writeln!(
             o,
-            "{:<56} {:>8} evals in {:>6.3} s = {:>9.0}/s wall; {:>6.2} CPU s = {:>9.0}/CPU s ({} alerts)",
+            "{:<56} {:>8} pairs decided in {:>6.3} s = {:>9.0}/s wall; {:>6.2} CPU s = {:>9.0}/CPU s; {:>8} scripts run = {:>9.0}/s wall, {:>9.0}/CPU s ({} alerts)",
             m.label,
             m.evaluations,
             m.secs,
             m.per_sec(),
             m.cpu_secs.unwrap_or(0.0),
             m.per_cpu_sec().unwrap_or(0.0),
+            m.scripts,
+            m.scripts_per_sec(),
+            m.scripts_per_cpu_sec().unwrap_or(0.0),
             m.alerts
         )?;
     }
@@ -1635,9 +1638,12 @@ fn bench_rules(
             if let Some(m) = best(&|| bench::optimized(&one, &snap, 1)) {
                 writeln!(
                     o,
-                    "  {name:<24} 1 thread: {:>9.0}/s wall, {:>9.0}/CPU s ({} alerts)",
+                    "  {name:<24} 1 thread: {:>9.0} pairs/s wall, {:>9.0}/CPU s; {:>9.0} scripts/s wall ({} of {} run; {} alerts)",
                     m.per_sec(),
                     m.per_cpu_sec().unwrap_or(0.0),
+                    m.scripts_per_sec(),
+                    m.scripts,
+                    m.evaluations,
                     m.alerts
                 )?;
             }
