@@ -81,15 +81,23 @@ pub struct Finding {
     pub title: String,
     /// The figures behind the warning, in the order the rule gave them.
     pub figures: Vec<(String, serde_json::Value)>,
+    /// The kind of each figure that has one (`money(x)`), by label.
+    pub units: Units,
     pub action: String,
 }
 
+/// Figure kinds by label; a figure without one is a plain number.
+pub type Units = std::collections::BTreeMap<String, crate::format::Unit>;
+
 /// A compiled rule.
+#[derive(Clone)]
 pub struct Rule {
     pub name: Arc<str>,
     pub path: PathBuf,
     pub(crate) ast: AST,
     settings: RuleSettings,
+    /// The severity of an `alert()` that names none, from the settings.
+    severity: Option<Severity>,
     /// Tiers the rule runs for, as bits (0: disabled).
     mask: u8,
     /// The data it needs, as bits (see `NEEDS`).
@@ -107,9 +115,15 @@ impl Rule {
 
     /// Replaces the settings (config overrides are applied through this).
     pub fn set_settings(&mut self, s: RuleSettings) {
-        self.mask = s.mask();
-        self.needs = s.needs_mask();
+        self.mask = tier_mask(&s);
+        self.needs = needs_mask(&s);
+        self.severity = s.severity.as_deref().and_then(Severity::parse);
         self.settings = s;
+    }
+
+    /// Whether the rule runs (`enabled`, default true).
+    pub fn enabled(&self) -> bool {
+        self.settings.enabled != Some(false)
     }
 }
 
@@ -209,6 +223,9 @@ pub struct RuleSet {
     pub(crate) engine: Engine,
     pub rules: Vec<Rule>,
     pub caps: AlertCaps,
+    /// The locale rules pick their texts in, and how `${money(x)}` in a
+    /// title is written (`mail.locale`, `mail.currency`).
+    pub style: crate::format::Style,
 }
 
 /// The most alerts a rule may raise, for one account in one run and in one
@@ -245,219 +262,126 @@ pub struct Outcome {
     pub interrupted: bool,
 }
 
-/// Per-rule settings, from the rule's `const SETTINGS = #{ ... };` and the
-/// config's `rule_settings:` (which wins). The alerts stage applies `for`,
-/// `repeat_days` and `recipients`; the rules stage applies `enabled` and
-/// `tiers`, and `severity` as the default of `alert()`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuleSettings {
-    pub enabled: bool,
-    /// Tiers the rule runs for; None: every tier.
-    pub tiers: Option<Vec<String>>,
-    /// The severity of an `alert()` that names none.
-    pub severity: Option<Severity>,
-    /// Consecutive evaluations an alert must be raised before it fires
-    /// (>= 1); None: the config's `alerts.for_evaluations`. Set, even to 1,
-    /// it wins over that global default.
-    pub for_evaluations: Option<u32>,
-    /// Days before a still-firing alert is mailed again; None: never.
-    pub repeat_days: Option<u32>,
-    /// Addresses mailed besides the account's owner.
-    pub recipients: Vec<String>,
-    /// Data the rule cannot fire without ("orders", "visits",
-    /// "receivables", "credit_limit", "stock"); accounts lacking any of it
-    /// are skipped without running the script.
-    pub needs: Vec<String>,
-}
+/// Per-rule settings: one type for the rule's `const SETTINGS = #{ ... };`
+/// and the config's `rule_settings:` (which wins, key by key). The alerts
+/// stage applies the lifecycle keys (`for_evaluations`, repeat, recipients,
+/// ...); the rules stage applies `enabled`, `tiers`, `needs` and `severity`
+/// as the default of `alert()`.
+pub use crate::config::RuleSettings;
 
-/// The `needs` a rule may declare, as bits.
-const NEEDS: [(&str, u8); 5] = [
-    ("orders", 1),
-    ("visits", 2),
-    ("receivables", 4),
-    ("credit_limit", 8),
-    ("stock", 16),
-];
-
-/// Which of the `NEEDS` the account has.
+/// Which of the `RuleSettings::NEEDS` the account has, as bits (bit i for
+/// `NEEDS[i]`).
 fn has_bits(m: &AccountMetrics) -> u8 {
-    let mut b = 0;
-    if m.series.first_day().is_some() {
-        b |= 1;
-    }
-    if !m.visits.is_empty() {
-        b |= 2;
-    }
-    if !m.invoices.is_empty() {
-        b |= 4;
-    }
-    if m.credit_limit.is_some_and(|l| l > 0.0) {
-        b |= 8;
-    }
-    if !m.stock.is_empty() {
-        b |= 16;
-    }
-    b
+    let has = [
+        m.series.first_day().is_some(),
+        !m.visits.is_empty(),
+        !m.invoices.is_empty(),
+        m.credit_limit.is_some_and(|l| l > 0.0),
+        !m.stock.is_empty(),
+    ];
+    has.iter()
+        .enumerate()
+        .filter(|(_, h)| **h)
+        .fold(0, |b, (i, _)| b | 1 << i)
 }
 
-impl Default for RuleSettings {
-    fn default() -> Self {
-        RuleSettings {
-            enabled: true,
-            tiers: None,
-            severity: None,
-            for_evaluations: None,
-            repeat_days: None,
-            recipients: Vec::new(),
-            needs: Vec::new(),
-        }
+/// A rule's `needs` as bits (see [`has_bits`]).
+fn needs_mask(s: &RuleSettings) -> u8 {
+    s.needs
+        .iter()
+        .flatten()
+        .filter_map(|n| RuleSettings::NEEDS.iter().position(|x| x == n))
+        .fold(0, |b, i| b | 1 << i)
+}
+
+/// Bit per tier (A=1, B=2, C=4) of the accounts the rule runs for.
+fn tier_mask(s: &RuleSettings) -> u8 {
+    if s.enabled == Some(false) {
+        return 0;
+    }
+    match &s.tiers {
+        None => 0b111,
+        Some(ts) => ts.iter().map(|t| tier_bit(t)).fold(0, |a, b| a | b),
     }
 }
 
-impl RuleSettings {
-    /// The `needs` as bits.
-    fn needs_mask(&self) -> u8 {
-        self.needs
-            .iter()
-            .filter_map(|n| NEEDS.iter().find(|x| x.0 == n).map(|x| x.1))
-            .fold(0, |a, b| a | b)
+/// Reads a script's `SETTINGS` map into the one settings type, with the
+/// same keys (older names included) and checks as the config's
+/// `rule_settings:`; errors say which key is wrong and why.
+pub fn settings_from_map(map: &Map) -> Result<RuleSettings, String> {
+    fn strings(v: &Dynamic, key: &str, example: &str) -> Result<Vec<String>, String> {
+        let arr = v
+            .clone()
+            .try_cast::<rhai::Array>()
+            .ok_or_else(|| format!("`{key}` must be an array like {example}"))?;
+        arr.into_iter()
+            .map(|t| {
+                t.into_immutable_string()
+                    .map(|t| t.to_string())
+                    .map_err(|_| format!("`{key}` must hold strings"))
+            })
+            .collect()
     }
-
-    /// Bit per tier (A=1, B=2, C=4) of the accounts the rule runs for.
-    fn mask(&self) -> u8 {
-        if !self.enabled {
-            return 0;
-        }
-        match &self.tiers {
-            None => 0b111,
-            Some(ts) => ts.iter().map(|t| tier_bit(t)).fold(0, |a, b| a | b),
-        }
+    fn count(v: &Dynamic, key: &str, what: &str) -> Result<u32, String> {
+        let n = v
+            .as_int()
+            .map_err(|_| format!("`{key}` must be a whole number of {what}"))?;
+        u32::try_from(n).map_err(|_| format!("`{key}` must be 0 or more"))
     }
-
-    /// Reads a `SETTINGS` map; errors say which key is wrong and why.
-    pub fn from_map(map: &Map) -> Result<RuleSettings, String> {
-        let mut s = RuleSettings::default();
-        for (k, v) in map {
-            let k = k.as_str();
-            match k {
-                "enabled" => {
-                    s.enabled = v
-                        .as_bool()
-                        .map_err(|_| "`enabled` must be true or false".to_string())?
-                }
-                "tiers" => {
-                    let arr = v
-                        .clone()
-                        .try_cast::<rhai::Array>()
-                        .ok_or("`tiers` must be an array like [\"A\", \"B\"]")?;
-                    let mut tiers = Vec::new();
-                    for t in arr {
-                        let t = t
-                            .into_immutable_string()
-                            .map_err(|_| "`tiers` must hold strings".to_string())?;
-                        if !matches!(t.as_str(), "A" | "B" | "C") {
-                            return Err(format!(
-                                "`tiers`: {t:?} is not a tier; use \"A\", \"B\" or \"C\""
-                            ));
-                        }
-                        tiers.push(t.to_string());
-                    }
-                    s.tiers = Some(tiers);
-                }
-                "severity" => {
-                    let t = v
-                        .clone()
-                        .into_immutable_string()
-                        .map_err(|_| "`severity` must be a string".to_string())?;
-                    s.severity = Some(Severity::parse(&t).ok_or_else(|| {
-                        format!("`severity`: {t:?} is not one of info, warning, critical")
-                    })?);
-                }
-                "for" | "for_evaluations" => {
-                    let n = v
-                        .as_int()
-                        .map_err(|_| "`for` must be a whole number of evaluations".to_string())?;
-                    s.for_evaluations = Some(
-                        u32::try_from(n)
-                            .ok()
-                            .filter(|n| *n >= 1)
-                            .ok_or("`for` must be at least 1")?,
-                    );
-                }
-                "repeat_days" => {
-                    let n = v
-                        .as_int()
-                        .map_err(|_| "`repeat_days` must be a whole number of days".to_string())?;
-                    s.repeat_days = Some(
-                        u32::try_from(n)
-                            .ok()
-                            .filter(|n| *n >= 1)
-                            .ok_or("`repeat_days` must be at least 1")?,
-                    );
-                }
-                "needs" => {
-                    let arr = v
-                        .clone()
-                        .try_cast::<rhai::Array>()
-                        .ok_or("`needs` must be an array like [\"receivables\"]")?;
-                    for n in arr {
-                        let n = n
-                            .into_immutable_string()
-                            .map_err(|_| "`needs` must hold strings".to_string())?;
-                        if !NEEDS.iter().any(|x| x.0 == n.as_str()) {
-                            return Err(format!(
-                                "`needs`: {n:?} is not one of orders, visits, receivables, credit_limit, stock"
-                            ));
-                        }
-                        s.needs.push(n.to_string());
-                    }
-                }
-                "recipients" => {
-                    let arr = v
-                        .clone()
-                        .try_cast::<rhai::Array>()
-                        .ok_or("`recipients` must be an array of email addresses")?;
-                    for r in arr {
-                        let r = r
-                            .into_immutable_string()
-                            .map_err(|_| "`recipients` must hold strings".to_string())?;
-                        if !r.contains('@') {
-                            return Err(format!("`recipients`: {r:?} is not an email address"));
-                        }
-                        s.recipients.push(r.to_string());
-                    }
-                }
-                other => {
-                    return Err(format!(
-                        "unknown setting `{other}`; the settings are enabled, tiers, needs, severity, for_evaluations, repeat_days, recipients"
-                    ));
-                }
+    fn flag(v: &Dynamic, key: &str) -> Result<bool, String> {
+        v.as_bool()
+            .map_err(|_| format!("`{key}` must be true or false"))
+    }
+    let mut s = RuleSettings::default();
+    for (k, v) in map {
+        match k.as_str() {
+            "enabled" => s.enabled = Some(flag(v, "enabled")?),
+            "tiers" => s.tiers = Some(strings(v, "tiers", "[\"A\", \"B\"]")?),
+            "needs" => s.needs = Some(strings(v, "needs", "[\"receivables\"]")?),
+            "severity" => {
+                let t = v
+                    .clone()
+                    .into_immutable_string()
+                    .map_err(|_| "`severity` must be a string".to_string())?;
+                s.severity = Some(t.to_string());
+            }
+            "for_evaluations" => {
+                s.for_evaluations = Some(count(v, "for_evaluations", "evaluations")?)
+            }
+            "for" => s.set_old_for(count(v, "for", "evaluations")?),
+            "repeat_interval_days" => {
+                s.repeat_interval_days = Some(count(v, "repeat_interval_days", "days")?)
+            }
+            "repeat_days" => s.set_old_repeat_days(count(v, "repeat_days", "days")?),
+            "notify_resolved" => s.notify_resolved = Some(flag(v, "notify_resolved")?),
+            "keep_firing_for_days" => {
+                s.keep_firing_for_days = Some(count(v, "keep_firing_for_days", "days")?)
+            }
+            "escalate_after_days" => {
+                s.escalate_after_days = Some(count(v, "escalate_after_days", "days")?)
+            }
+            "recipients" => {
+                s.recipients = Some(strings(v, "recipients", "[\"pricing@example.com\"]")?)
+            }
+            "extra_recipients" => s.set_old_extra_recipients(strings(
+                v,
+                "extra_recipients",
+                "[\"pricing@example.com\"]",
+            )?),
+            other => {
+                return Err(format!(
+                    "unknown setting `{other}`; the settings are {}",
+                    RuleSettings::KEYS.join(", ")
+                ));
             }
         }
-        Ok(s)
     }
-
-    /// Applies the config's overrides.
-    pub fn apply(&mut self, o: &crate::config::RuleSettingsOverride) {
-        if let Some(e) = o.enabled {
-            self.enabled = e;
-        }
-        if let Some(t) = &o.tiers {
-            self.tiers = Some(t.clone());
-        }
-        if let Some(s) = o.severity.as_deref().and_then(Severity::parse) {
-            self.severity = Some(s);
-        }
-        if let Some(n) = o.for_evaluations {
-            self.for_evaluations = Some(n.max(1));
-        }
-        if let Some(n) = o.repeat_days {
-            self.repeat_days = Some(n);
-        }
-        if let Some(r) = &o.recipients {
-            self.recipients = r.clone();
-        }
-    }
+    s.settle()?;
+    s.validate().map_err(|e| match e.split_once(": ") {
+        Some((key, why)) => format!("`{key}`: {why}"),
+        None => e,
+    })?;
+    Ok(s)
 }
 
 fn tier_bit(t: &str) -> u8 {
@@ -488,6 +412,7 @@ struct Raised {
     severity: Option<Severity>,
     title: String,
     figures: Vec<(String, serde_json::Value)>,
+    units: Units,
     action: String,
     line: Option<usize>,
 }
@@ -1068,6 +993,15 @@ fn raise(ctx: &NativeCallContext, spec: Map) -> Result<(), Box<EvalAltResult>> {
             }
         }
     };
+    // Title and action may be given per locale.
+    let words = |k: &str| -> Result<Option<String>, Box<EvalAltResult>> {
+        match spec.get(k) {
+            None => Ok(None),
+            Some(v) => api::text_of(v, &format!("alert(): `{k}`"))
+                .map(Some)
+                .map_err(Into::into),
+        }
+    };
     for k in spec.keys() {
         if !matches!(
             k.as_str(),
@@ -1097,34 +1031,67 @@ fn raise(ctx: &NativeCallContext, spec: Map) -> Result<(), Box<EvalAltResult>> {
             format!("alert(): severity {t:?} is not one of info, warning, critical")
         })?),
     };
-    let title = text("title")?
+    let title = words("title")?
         .filter(|t| !t.trim().is_empty())
         .ok_or("alert(): `title` is required and must be a string")?;
     let mut figures = Vec::new();
+    let mut units = Units::new();
+    let mut add = |label: String, v: &Dynamic, unit: Option<crate::format::Unit>| {
+        let (value, kind) = match v.read_lock::<api::Figure>() {
+            Some(f) => (f.json(), Some(f.unit)),
+            None => (to_json(v), None),
+        };
+        if let Some(u) = unit.or(kind) {
+            units.insert(label.clone(), u);
+        }
+        figures.push((label, value));
+    };
     if let Some(f) = spec.get("figures") {
         if f.is_map() {
             for (k, v) in f.clone().cast::<Map>() {
-                figures.push((k.to_string(), to_json(&v)));
+                add(k.to_string(), &v, None);
             }
         } else if f.is_array() {
             for pair in f.clone().cast::<rhai::Array>() {
                 let bad = || -> Box<EvalAltResult> {
-                    "alert(): each entry of `figures` must be a pair [\"label\", value]".into()
+                    "alert(): each entry of `figures` must be a pair [\"label\", value], or [\"label\", value, \"kind\"]".into()
                 };
                 if !pair.is_array() {
                     return Err(bad());
                 }
                 let pair = pair.cast::<rhai::Array>();
-                if pair.len() != 2 {
+                if pair.len() != 2 && pair.len() != 3 {
                     return Err(bad());
                 }
-                figures.push((pair[0].to_string(), to_json(&pair[1])));
+                let unit = match pair.get(2) {
+                    None => None,
+                    Some(u) => Some(
+                        u.clone()
+                            .into_immutable_string()
+                            .ok()
+                            .and_then(|u| crate::format::Unit::parse(&u))
+                            .ok_or_else(|| {
+                                format!(
+                                    "alert(): the figure {} has the kind {}, which is not one of {}",
+                                    pair[0],
+                                    pair[2],
+                                    crate::format::Unit::known()
+                                )
+                            })?,
+                    ),
+                };
+                let label = if pair[0].is_string() {
+                    pair[0].to_string()
+                } else {
+                    api::text_of(&pair[0], "alert(): a figure's label")?
+                };
+                add(label, &pair[1], unit);
             }
         } else {
             return Err("alert(): `figures` must be an array of [label, value] pairs or a map, e.g. [[\"revenue\", 1200.0]]".into());
         }
     }
-    let action = text("action")?.unwrap_or_default();
+    let action = words("action")?.unwrap_or_default();
     // One alert per key: a second with the same key (`7` and "7" included)
     // would be lost without a word when the alerts are stored.
     let line = ctx.call_position().line();
@@ -1143,6 +1110,7 @@ fn raise(ctx: &NativeCallContext, spec: Map) -> Result<(), Box<EvalAltResult>> {
             severity,
             title,
             figures,
+            units,
             action,
             line,
         })
@@ -1229,6 +1197,7 @@ impl RuleSet {
                 engine,
                 rules,
                 caps: AlertCaps::default(),
+                style: Default::default(),
             },
             errors,
         ))
@@ -1240,6 +1209,7 @@ impl RuleSet {
             engine: engine(),
             rules: Vec::new(),
             caps: AlertCaps::default(),
+            style: Default::default(),
         }
     }
 
@@ -1273,6 +1243,7 @@ impl RuleSet {
             engine,
             rules,
             caps: AlertCaps::default(),
+            style: Default::default(),
         })
     }
 
@@ -1286,6 +1257,7 @@ impl RuleSet {
             per_account: cfg.cfg.alerts.max_per_account,
             per_rule: cfg.cfg.alerts.max_per_rule,
         };
+        set.style = cfg.style();
         let unknown = set.apply_overrides(&cfg.cfg.rule_settings);
         // A broken file's name is not unknown: its last good version may run.
         let unknown = unknown
@@ -1310,14 +1282,14 @@ impl RuleSet {
     /// Applies config overrides by rule name; returns the names that match no rule.
     pub fn apply_overrides(
         &mut self,
-        overrides: &std::collections::BTreeMap<String, crate::config::RuleSettingsOverride>,
+        overrides: &std::collections::BTreeMap<String, RuleSettings>,
     ) -> Vec<String> {
         let mut unknown = Vec::new();
         for (name, o) in overrides {
             match self.rules.iter_mut().find(|r| &*r.name == name) {
                 Some(r) => {
                     let mut s = r.settings.clone();
-                    s.apply(o);
+                    s.overlay(o);
                     r.set_settings(s);
                 }
                 None => unknown.push(name.clone()),
@@ -1438,7 +1410,7 @@ impl RuleSet {
     fn failed(&self, accounts: &[Arc<AccountMetrics>], why: &str) -> Outcome {
         let mut out = Outcome::default();
         for m in accounts {
-            for rule in self.rules.iter().filter(|r| r.settings.enabled) {
+            for rule in self.rules.iter().filter(|r| r.enabled()) {
                 out.runs += 1;
                 out.errors.push(RunError {
                     rule: rule.name.clone(),
@@ -1489,6 +1461,7 @@ impl RuleSet {
             shared = shared.for_rules(self.rules.len());
         }
         ALERT_CAP.with(|c| c.set(self.caps.per_account));
+        api::set_style(&self.style);
         // Nothing left over from a run a panic cut short.
         RAISED.with(|r| r.borrow_mut().clear());
         PRINTED.with(|c| c.set(Printed::NONE));
@@ -1529,9 +1502,10 @@ impl RuleSet {
             findings: Vec::new(),
             lines: Vec::new(),
             error: None,
+            style: self.style.clone(),
         };
         if r.mask & tier_bit(m.tier) == 0 {
-            ex.skipped = Some(if r.settings.enabled {
+            ex.skipped = Some(if r.enabled() {
                 format!(
                     "tier {} is not among the rule's tiers ({}); the script did not run",
                     m.tier,
@@ -1544,10 +1518,11 @@ impl RuleSet {
         }
         let missing = r.needs & !has_bits(m);
         if missing != 0 {
-            let what: Vec<&str> = NEEDS
+            let what: Vec<&str> = RuleSettings::NEEDS
                 .iter()
-                .filter(|x| missing & x.1 != 0)
-                .map(|x| x.0)
+                .enumerate()
+                .filter(|(i, _)| missing & 1 << i != 0)
+                .map(|(_, x)| *x)
                 .collect();
             ex.skipped = Some(format!(
                 "the rule needs {} and the account has none; the script did not run",
@@ -1567,6 +1542,7 @@ impl RuleSet {
         );
         api::take_trace();
         ALERT_CAP.with(|c| c.set(self.caps.per_account));
+        api::set_style(&self.style);
         start_run();
         let result = self.engine.run_ast_with_scope(&mut scope, &r.ast);
         PRINTED.with(|c| c.set(Printed::NONE));
@@ -1595,12 +1571,10 @@ fn finding(rule: &Rule, m: &Arc<AccountMetrics>, r: Raised) -> Finding {
         rule: rule.name.clone(),
         account: m.clone(),
         key: r.key,
-        severity: r
-            .severity
-            .or(rule.settings.severity)
-            .unwrap_or(Severity::Warning),
+        severity: r.severity.or(rule.severity).unwrap_or(Severity::Warning),
         title: r.title,
         figures: r.figures,
+        units: r.units,
         action: r.action,
     }
 }
@@ -1622,6 +1596,8 @@ pub struct Explanation {
     /// The line of the `alert()` call behind each finding.
     pub lines: Vec<Option<usize>>,
     pub error: Option<String>,
+    /// How the findings' figures are written.
+    pub style: crate::format::Style,
 }
 
 impl fmt::Display for Explanation {
@@ -1665,7 +1641,12 @@ impl fmt::Display for Explanation {
             }
             writeln!(f)?;
             for (k, v) in &x.figures {
-                writeln!(f, "  {k}: {v}")?;
+                let unit = x.units.get(k).copied();
+                write!(f, "  {k}: {}", self.style.value(v, unit))?;
+                match unit {
+                    Some(u) => writeln!(f, " ({} {v})", u.name())?,
+                    None => writeln!(f)?,
+                }
             }
             if !x.action.is_empty() {
                 writeln!(f, "  action: {}", x.action)?;
@@ -1698,15 +1679,18 @@ fn compile(engine: &Engine, path: &Path, source: &str) -> Result<Rule, CompileEr
                 None => ast,
             };
             let ast = drop_folded_constants(ast);
-            Ok(Rule {
+            let mut rule = Rule {
                 name,
                 path: path.to_path_buf(),
                 reads_skus: source.contains("main_skus") || source.contains("stock_cover"),
                 ast,
-                mask: settings.mask(),
-                needs: settings.needs_mask(),
-                settings,
-            })
+                severity: None,
+                mask: 0,
+                needs: 0,
+                settings: RuleSettings::default(),
+            };
+            rule.set_settings(settings);
+            Ok(rule)
         }
         Err(e) => {
             let pos = e.position();
@@ -1790,7 +1774,7 @@ fn read_settings(ast: &AST, source: &str) -> Result<RuleSettings, (usize, String
             line,
             "SETTINGS must be a map, e.g. #{ tiers: [\"A\", \"B\"] }".to_string(),
         ))?;
-        return RuleSettings::from_map(&map).map_err(|e| (line, format!("SETTINGS: {e}")));
+        return settings_from_map(&map).map_err(|e| (line, format!("SETTINGS: {e}")));
     }
     if source.lines().any(|l| {
         let t = l.trim_start();
@@ -1853,16 +1837,19 @@ fn blank_settings(source: &str) -> Option<String> {
 /// Every call in `rule` that no function answers, as compile errors with
 /// the line, column and a caret: a misspelt function would otherwise fail
 /// for every account at run time.
+/// Texts per locale with a key that is no locale are reported the same way.
 fn unknown_calls(known: &api::Known, rule: &Rule, source: &str) -> Vec<CompileError> {
     known
         .unknown_calls(&rule.ast)
         .into_iter()
-        .map(|u| CompileError {
+        .map(|u| (u.pos, u.to_string()))
+        .chain(api::bad_text_maps(&rule.ast))
+        .map(|(pos, message)| CompileError {
             path: rule.path.clone(),
-            line: u.pos.line().unwrap_or(0),
-            column: u.pos.position().unwrap_or(0),
-            message: u.to_string(),
-            excerpt: excerpt(source, u.pos),
+            line: pos.line().unwrap_or(0),
+            column: pos.position().unwrap_or(0),
+            message,
+            excerpt: excerpt(source, pos),
         })
         .collect()
 }
@@ -2345,14 +2332,188 @@ mod tests {
     }
 
     #[test]
+    fn figures_carry_their_kind_and_keep_the_raw_number() {
+        use crate::format::Unit;
+        let src = r#"
+            let drop = -61.66;
+            alert(#{
+                title: `orders ${pct(drop)} at ${money(22930)} in ${days(45)}`,
+                figures: [
+                    ["revenue", money(22930.4)],
+                    ["orders", count(6.0)],
+                    ["change", pct(drop)],
+                    ["slip", points(3.24), "points"],
+                    ["plain", 6.0],
+                    ["named", 1500, "money"],
+                    ["since", date("2031-02-03")],
+                ],
+            });"#;
+        let rs = RuleSet::from_sources(&[("k", src)]).unwrap();
+        let out = rs.evaluate(&crate::metrics::tests_support::snapshot_one());
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        let f = &out.findings[0];
+        assert_eq!(f.title, "orders −61.7% at ¥2.29万 in 45 天");
+        assert_eq!(f.figures[0], ("revenue".to_string(), 22930.4.into()));
+        assert_eq!(f.figures[1], ("orders".to_string(), 6.0.into()));
+        assert_eq!(f.figures[6], ("since".to_string(), "2031-02-03".into()));
+        let u = |k: &str| f.units.get(k).copied();
+        assert_eq!(u("revenue"), Some(Unit::Money));
+        assert_eq!(u("orders"), Some(Unit::Count));
+        assert_eq!(u("change"), Some(Unit::Percent));
+        assert_eq!(u("slip"), Some(Unit::Points));
+        assert_eq!(u("plain"), None);
+        assert_eq!(u("named"), Some(Unit::Money));
+        assert_eq!(u("since"), Some(Unit::Date));
+        // The reader's locale and currency write the title.
+        let mut rs = RuleSet::from_sources(&[("k", src)]).unwrap();
+        rs.style = crate::format::Style::new(crate::format::Locale::En, "USD");
+        let out = rs.evaluate(&crate::metrics::tests_support::snapshot_one());
+        assert_eq!(out.findings[0].title, "orders −61.7% at $22,930 in 45 days");
+    }
+
+    #[test]
+    fn texts_per_locale_pick_the_readers_and_one_language_works_everywhere() {
+        use crate::format::{Locale, Style};
+        let src = r#"
+            alert(#{
+                key: "both",
+                title: #{ "zh-CN": "订单下降", en: "Orders down" },
+                figures: [[#{ "zh-CN": "收入", en: "Revenue" }, money(1)]],
+                action: #{ "zh-CN": "致电", en: "Call" },
+            });
+            alert(#{ key: "zh", title: "只有中文", action: tr(#{ en: "only English" }) });
+            alert(#{ key: "loc", title: locale() });"#;
+        for (locale, want) in [
+            (
+                Locale::ZhCn,
+                [
+                    "订单下降",
+                    "收入",
+                    "致电",
+                    "只有中文",
+                    "only English",
+                    "zh-CN",
+                ],
+            ),
+            (
+                Locale::En,
+                [
+                    "Orders down",
+                    "Revenue",
+                    "Call",
+                    "只有中文",
+                    "only English",
+                    "en",
+                ],
+            ),
+        ] {
+            let mut rs = RuleSet::from_sources(&[("t", src)]).unwrap();
+            rs.style = Style::new(locale, "CNY");
+            let out = rs.evaluate(&crate::metrics::tests_support::snapshot_one());
+            assert!(out.errors.is_empty(), "{:?}", out.errors);
+            let f = &out.findings;
+            assert_eq!(f[0].title, want[0]);
+            assert_eq!(f[0].figures[0].0, want[1]);
+            assert!(f[0].units.contains_key(want[1]));
+            assert_eq!(f[0].action, want[2]);
+            assert_eq!(f[1].title, want[3]);
+            assert_eq!(f[1].action, want[4]);
+            assert_eq!(f[2].title, want[5]);
+        }
+    }
+
+    #[test]
+    fn bad_texts_and_kinds_are_run_errors_that_say_what_to_write() {
+        let rs = RuleSet::from_sources(&[
+            // Built at run time, out of `check`'s sight.
+            (
+                "fr",
+                "let t = #{ en: \"y\" };\nt[\"fr\"] = \"x\";\nalert(#{ title: t });",
+            ),
+            ("empty", "alert(#{ title: #{} });"),
+            ("num", "alert(#{ title: #{ en: 5 } });"),
+            (
+                "unit",
+                "alert(#{ title: \"t\", figures: [[\"a\", 1, \"euros\"]] });",
+            ),
+            (
+                "four",
+                "alert(#{ title: \"t\", figures: [[\"a\", 1, \"money\", 2]] });",
+            ),
+        ])
+        .unwrap();
+        let out = rs.evaluate(&crate::metrics::tests_support::snapshot_one());
+        let msg = |r: &str| {
+            out.errors
+                .iter()
+                .find(|e| &*e.rule == r)
+                .map(|e| e.message.clone())
+                .unwrap_or_default()
+        };
+        assert!(
+            msg("fr").contains("\"fr\"") && msg("fr").contains("\"zh-CN\", \"en\""),
+            "{}",
+            msg("fr")
+        );
+        assert!(msg("empty").contains("empty map"), "{}", msg("empty"));
+        assert!(msg("num").contains("must be a string"), "{}", msg("num"));
+        assert!(
+            msg("unit").contains("euros") && msg("unit").contains("money, percent"),
+            "{}",
+            msg("unit")
+        );
+        assert!(
+            msg("four").contains("[\"label\", value, \"kind\"]"),
+            "{}",
+            msg("four")
+        );
+        assert!(out.findings.is_empty());
+    }
+
+    #[test]
+    fn check_finds_texts_for_unknown_locales_before_they_run() {
+        for src in [
+            "alert(#{ title: #{ zh: \"x\", en: \"y\" } });",
+            "let t = \"y\";\nif account.tier == \"Z\" { alert(#{ title: #{ \"zh-CN\": t, \"en-GB\": t } }); }",
+        ] {
+            let e = RuleSet::from_sources(&[("l", src)]).err().expect(src);
+            assert!(e.message.contains("not a locale"), "{e}");
+            assert_eq!(e.line, src.lines().count(), "{e}");
+        }
+        // Other maps are not texts.
+        RuleSet::from_sources(&[(
+            "ok",
+            "let m = #{ zh: 1, fr: 2 };\nalert(#{ title: tr(#{ en: \"a\" }) });",
+        )])
+        .unwrap();
+    }
+
+    #[test]
+    fn explain_writes_figures_by_kind() {
+        let rs = RuleSet::from_sources(&[(
+            "x",
+            "alert(#{ title: \"t\", figures: [[\"rev\", money(22930)], [\"n\", 6.0]] });",
+        )])
+        .unwrap();
+        let snap = crate::metrics::tests_support::snapshot_one();
+        let id = snap.accounts[0].id.clone();
+        let text = rs.explain(&snap, "x", &id).unwrap().to_string();
+        assert!(text.contains("  rev: ¥2.29万 (money 22930.0)"), "{text}");
+        assert!(text.contains("  n: 6\n"), "{text}");
+    }
+
+    #[test]
     fn settings_are_read_and_filter_tiers() {
         let src = "const SETTINGS = #{ tiers: [\"B\"], severity: \"critical\", for_evaluations: 2, repeat_days: 7, recipients: [\"x@example.com\"] };\nalert(#{ title: \"t\" });";
         let rs = RuleSet::from_sources(&[("s", src)]).unwrap();
         let s = rs.rules[0].settings();
         assert_eq!(s.tiers, Some(vec!["B".to_string()]));
-        assert_eq!(s.severity, Some(Severity::Critical));
-        assert_eq!((s.for_evaluations, s.repeat_days), (Some(2), Some(7)));
-        assert_eq!(s.recipients, vec!["x@example.com".to_string()]);
+        assert_eq!(s.severity.as_deref(), Some("critical"));
+        assert_eq!(
+            (s.for_evaluations, s.repeat_interval_days),
+            (Some(2), Some(7))
+        );
+        assert_eq!(s.recipients, Some(vec!["x@example.com".to_string()]));
         // The only account is tier A: skipped, but counted as decided; no
         // script ran.
         let snap = crate::metrics::tests_support::snapshot_one();
@@ -2370,10 +2531,8 @@ mod tests {
         );
 
         let mut rs = RuleSet::from_sources(&[("s", src)]).unwrap();
-        let o = crate::config::RuleSettingsOverride {
-            tiers: Some(vec!["A".into()]),
-            ..Default::default()
-        };
+        let mut o = RuleSettings::default();
+        o.tiers = Some(vec!["A".into()]);
         let unknown = rs.apply_overrides(
             &[("s".to_string(), o.clone()), ("nope".to_string(), o)]
                 .into_iter()
@@ -2541,7 +2700,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             rs.rules[0].settings().needs,
-            vec!["receivables".to_string()]
+            Some(vec!["receivables".to_string()])
         );
         let snap = crate::metrics::tests_support::snapshot_one();
         let out = rs.evaluate(&snap);

@@ -1097,3 +1097,12 @@ fn eval_verify_incremental_finds_no_difference() {
     let out = p.run(&["eval", "--verify-incremental", "--dry-run"]);
     assert_exit(&out, 2);
 }
+
+/// The suite's own guard: a "nothing there" check on a misspelt folder
+/// must fail, not pass because the folder does not exist.
+#[test]
+#[should_panic(expected = "the config names no folder var/rejectd")]
+fn a_check_on_a_misspelt_folder_fails() {
+    let p = Project::new();
+    let _ = p.files_under("var/rejectd");
+}
