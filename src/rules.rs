@@ -94,6 +94,8 @@ pub struct Rule {
     mask: u8,
     /// The data it needs, as bits (see `NEEDS`).
     needs: u8,
+    /// The data the book must have, as bits.
+    book_needs: u8,
     /// Whether its script mentions `main_skus` or `stock_cover` (anywhere,
     /// comments included: Rhai has no other way to reach them).
     reads_skus: bool,
@@ -109,6 +111,7 @@ impl Rule {
     pub fn set_settings(&mut self, s: RuleSettings) {
         self.mask = s.mask();
         self.needs = s.needs_mask();
+        self.book_needs = s.book_needs_mask();
         self.settings = s;
     }
 }
@@ -265,9 +268,13 @@ pub struct RuleSettings {
     /// "receivables", "credit_limit", "stock"); accounts lacking any of it
     /// are skipped without running the script.
     pub needs: Vec<String>,
+    /// Data the book must have at all (any active account), or the rule
+    /// is skipped for every account: a rule that says "never visited"
+    /// needs visits in the book, not for the account.
+    pub book_needs: Vec<String>,
 }
 
-/// The `needs` a rule may declare, as bits.
+/// The `needs` a rule may declare, as bits (`metrics::DATA_KINDS`).
 const NEEDS: [(&str, u8); 5] = [
     ("orders", 1),
     ("visits", 2),
@@ -278,23 +285,28 @@ const NEEDS: [(&str, u8); 5] = [
 
 /// Which of the `NEEDS` the account has.
 fn has_bits(m: &AccountMetrics) -> u8 {
-    let mut b = 0;
-    if m.series.first_day().is_some() {
-        b |= 1;
+    m.data_bits()
+}
+
+/// Reads a `needs`-like setting: an array of the `NEEDS` names.
+fn parse_needs(key: &str, v: &Dynamic) -> Result<Vec<String>, String> {
+    let arr = v
+        .clone()
+        .try_cast::<rhai::Array>()
+        .ok_or_else(|| format!("`{key}` must be an array like [\"receivables\"]"))?;
+    let mut out = Vec::new();
+    for n in arr {
+        let n = n
+            .into_immutable_string()
+            .map_err(|_| format!("`{key}` must hold strings"))?;
+        if !NEEDS.iter().any(|x| x.0 == n.as_str()) {
+            return Err(format!(
+                "`{key}`: {n:?} is not one of orders, visits, receivables, credit_limit, stock"
+            ));
+        }
+        out.push(n.to_string());
     }
-    if !m.visits.is_empty() {
-        b |= 2;
-    }
-    if !m.invoices.is_empty() {
-        b |= 4;
-    }
-    if m.credit_limit.is_some_and(|l| l > 0.0) {
-        b |= 8;
-    }
-    if !m.stock.is_empty() {
-        b |= 16;
-    }
-    b
+    Ok(out)
 }
 
 impl Default for RuleSettings {
@@ -307,6 +319,7 @@ impl Default for RuleSettings {
             repeat_days: None,
             recipients: Vec::new(),
             needs: Vec::new(),
+            book_needs: Vec::new(),
         }
     }
 }
@@ -314,10 +327,12 @@ impl Default for RuleSettings {
 impl RuleSettings {
     /// The `needs` as bits.
     fn needs_mask(&self) -> u8 {
-        self.needs
-            .iter()
-            .filter_map(|n| NEEDS.iter().find(|x| x.0 == n).map(|x| x.1))
-            .fold(0, |a, b| a | b)
+        needs_bits(&self.needs)
+    }
+
+    /// The `book_needs` as bits.
+    fn book_needs_mask(&self) -> u8 {
+        needs_bits(&self.book_needs)
     }
 
     /// Bit per tier (A=1, B=2, C=4) of the accounts the rule runs for.
@@ -392,23 +407,8 @@ impl RuleSettings {
                             .ok_or("`repeat_days` must be at least 1")?,
                     );
                 }
-                "needs" => {
-                    let arr = v
-                        .clone()
-                        .try_cast::<rhai::Array>()
-                        .ok_or("`needs` must be an array like [\"receivables\"]")?;
-                    for n in arr {
-                        let n = n
-                            .into_immutable_string()
-                            .map_err(|_| "`needs` must hold strings".to_string())?;
-                        if !NEEDS.iter().any(|x| x.0 == n.as_str()) {
-                            return Err(format!(
-                                "`needs`: {n:?} is not one of orders, visits, receivables, credit_limit, stock"
-                            ));
-                        }
-                        s.needs.push(n.to_string());
-                    }
-                }
+                "needs" => s.needs = parse_needs("needs", v)?,
+                "book_needs" => s.book_needs = parse_needs("book_needs", v)?,
                 "recipients" => {
                     let arr = v
                         .clone()
@@ -426,7 +426,7 @@ impl RuleSettings {
                 }
                 other => {
                     return Err(format!(
-                        "unknown setting `{other}`; the settings are enabled, tiers, needs, severity, for_evaluations, repeat_days, recipients"
+                        "unknown setting `{other}`; the settings are enabled, tiers, needs, book_needs, severity, for_evaluations, repeat_days, recipients"
                     ));
                 }
             }
@@ -455,6 +455,13 @@ impl RuleSettings {
             self.recipients = r.clone();
         }
     }
+}
+
+fn needs_bits(names: &[String]) -> u8 {
+    names
+        .iter()
+        .filter_map(|n| NEEDS.iter().find(|x| x.0 == n).map(|x| x.1))
+        .fold(0, |a, b| a | b)
 }
 
 fn tier_bit(t: &str) -> u8 {
@@ -815,6 +822,7 @@ impl<'r> Runner<'r> {
             scope,
             base,
             end,
+            book: snap.portfolio.data_bits(),
             strikes,
         }
     }
@@ -845,6 +853,8 @@ struct AtSnapshot<'a, 'r> {
     scope: Scope<'static>,
     base: usize,
     end: Day,
+    /// The kinds of data the book has (`Portfolio::data_bits`).
+    book: u8,
     /// Per rule: accounts in a row on which its run was stopped at a
     /// sandbox limit (operations, memory). At [`MAX_STRIKES`] the rule is
     /// not run again in this evaluation on this thread: each such run costs
@@ -874,6 +884,7 @@ impl AtSnapshot<'_, '_> {
             }
             let bit = tier_bit(m.tier);
             let has = has_bits(m);
+            let book = self.book;
             // `account` is a plain variable, not a constant: a method call on
             // a constant makes Rhai copy the value first. It is pushed once
             // per account, and again before a run only when a script changed
@@ -892,7 +903,7 @@ impl AtSnapshot<'_, '_> {
                 // A rule whose tiers exclude the account, or that needs data
                 // the account does not have, is silent for it without
                 // running the script.
-                if rule.mask & bit == 0 || rule.needs & !has != 0 {
+                if rule.mask & bit == 0 || rule.needs & !has != 0 || rule.book_needs & !book != 0 {
                     continue;
                 }
                 if self.strikes[i] >= MAX_STRIKES {
@@ -1550,6 +1561,19 @@ impl RuleSet {
             ));
             return Ok(ex);
         }
+        let missing = r.book_needs & !snap.portfolio.data_bits();
+        if missing != 0 {
+            let what: Vec<&str> = NEEDS
+                .iter()
+                .filter(|x| missing & x.1 != 0)
+                .map(|x| x.0)
+                .collect();
+            ex.skipped = Some(format!(
+                "the rule needs {} in the book (book_needs) and no account has any; the script did not run",
+                what.join(", ")
+            ));
+            return Ok(ex);
+        }
         let end = snap.end();
         let mut scope = snapshot_scope(snap, snap.portfolio.clone(), true);
         scope.push_constant(
@@ -1700,6 +1724,7 @@ fn compile(engine: &Engine, path: &Path, source: &str) -> Result<Rule, CompileEr
                 ast,
                 mask: settings.mask(),
                 needs: settings.needs_mask(),
+                book_needs: settings.book_needs_mask(),
                 settings,
             })
         }

@@ -600,6 +600,7 @@ impl RuleSet {
                     settings: r.settings.clone(),
                     mask: r.mask,
                     needs: r.needs,
+                    book_needs: r.book_needs,
                     reads_skus: r.reads_skus,
                 });
             }
