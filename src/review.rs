@@ -13,7 +13,8 @@ use chrono::NaiveDate;
 use rusqlite::Connection;
 
 use crate::config::TierConfig;
-use crate::mail::{escape_html, show};
+use crate::format::{Style, Unit};
+use crate::mail::escape_html;
 use crate::metrics::{self, Measure};
 
 /// Days between visits a tier expects (as in rules/lapsed_visits.rhai).
@@ -61,6 +62,8 @@ pub fn build(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<
         }
     }
     let p = &snap.portfolio;
+    // The review is written in Chinese: figures as Chinese readers write them.
+    let style = Style::default();
     let mut out = Vec::new();
     for (manager, accounts) in managers {
         let line = |a: &metrics::AccountMetrics, detail: String| Line {
@@ -87,10 +90,10 @@ pub fn build(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<
                     line(
                         a,
                         format!(
-                            "近90天 {} ← 上期 {}（{:+.0}%）",
-                            show(&serde_json::json!(now)),
-                            show(&serde_json::json!(prev)),
-                            crate::rules::pct_change(now, prev)
+                            "近90天 {} ← 上期 {}（{}）",
+                            style.money(now),
+                            style.money(prev),
+                            style.number(crate::rules::pct_change(now, prev), Some(Unit::Percent))
                         ),
                     ),
                 ));
@@ -103,7 +106,12 @@ pub fn build(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<
                         gm - base,
                         line(
                             a,
-                            format!("毛利率 {gm:.1}% ← 基线 {base:.1}%（{:+.1} 点）", gm - base),
+                            format!(
+                                "毛利率 {} ← 基线 {}（{}）",
+                                style.number(gm, Some(Unit::Percent)),
+                                style.number(base, Some(Unit::Percent)),
+                                style.number(gm - base, Some(Unit::Points))
+                            ),
                         ),
                     ));
                 }
@@ -152,7 +160,7 @@ pub fn build(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<
             text,
             "全部客户 {} 个，近12个月收入 {}；A 类 {}、B 类 {}、C 类 {} 个。\n",
             p.accounts,
-            show(&serde_json::json!(p.revenue_12m)),
+            style.money(p.revenue_12m),
             p.tier_a,
             p.tier_b,
             p.tier_c
@@ -168,7 +176,7 @@ pub fn build(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<
             escape_html(&manager),
             accounts.len(),
             p.accounts,
-            escape_html(&show(&serde_json::json!(p.revenue_12m))),
+            escape_html(&style.money(p.revenue_12m)),
             p.tier_a,
             p.tier_b,
             p.tier_c

@@ -25,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("store/0006_compact_order_attrs.sql"),
     include_str!("store/0007_ledger_counts.sql"),
     include_str!("store/0008_installation.sql"),
+    include_str!("store/0009_figure_units.sql"),
 ];
 
 /// How long a statement waits for another connection's lock.

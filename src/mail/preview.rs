@@ -53,7 +53,8 @@ pub fn preview(
     };
     let item: Item = serde_json::from_str(&item).context("reading the stored notice")?;
     let snap = crate::metrics::build(conn, item.as_of, &cfg.cfg.tiers)?;
-    let tpl = super::Templates::load(Some(&cfg.templates_dir()), &cfg.cfg.mail.locale)?;
+    let tpl = super::Templates::load(Some(&cfg.templates_dir()), &cfg.cfg.mail.locale)?
+        .currency(&cfg.cfg.mail.currency);
     let r = tpl.single(&item, Some(&snap), cfg.cfg.mail.chart_months)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let safe = |s: &str| -> String {

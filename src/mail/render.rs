@@ -20,7 +20,9 @@ use crate::alerts::{Item, Notice};
 use crate::metrics::{AccountMetrics, Snapshot};
 use crate::rules::Severity;
 
-use super::{Recipient, footer, one_line, show};
+use crate::format::{Locale, Style};
+
+use super::{Recipient, footer, one_line};
 
 /// The template files, each in both shipped languages.
 const NAMES: [&str; 6] = [
@@ -59,6 +61,8 @@ fn builtin(locale: &str, name: &str) -> Option<&'static str> {
 pub struct Templates {
     env: minijinja::Environment<'static>,
     en: bool,
+    /// How figures are written: the locale's, in `mail.currency`.
+    style: Style,
     /// Charts drawn so far, by Content-ID: an alert mailed to its owner
     /// and in the manager's digest is drawn once.
     charts: std::cell::RefCell<std::collections::HashMap<String, Option<Image>>>,
@@ -94,8 +98,18 @@ impl Templates {
         Ok(Templates {
             env,
             en: locale == "en",
+            style: Style::new(
+                Locale::parse(locale).unwrap_or_default(),
+                crate::format::DEFAULT_CURRENCY,
+            ),
             charts: Default::default(),
         })
+    }
+
+    /// The same templates writing money in `currency` (`mail.currency`).
+    pub fn currency(mut self, currency: &str) -> Templates {
+        self.style.currency = currency.to_string();
+        self
     }
 
     fn render(&self, name: &str, ctx: &minijinja::Value) -> Result<String> {
@@ -227,7 +241,8 @@ fn subject_prefix(it: &Item, en: bool) -> String {
     }
 }
 
-fn view(it: &Item, n: usize, en: bool, chart: Option<String>) -> ItemView {
+fn view(it: &Item, n: usize, style: &Style, chart: Option<String>) -> ItemView {
+    let en = style.en();
     ItemView {
         n,
         rule: it.rule.clone(),
@@ -247,12 +262,12 @@ fn view(it: &Item, n: usize, en: bool, chart: Option<String>) -> ItemView {
             .iter()
             .map(|(k, v)| Figure {
                 name: k.clone(),
-                value: show(v),
+                value: style.value(v, it.units.get(k).copied()),
             })
             .collect(),
         action: it.action.clone(),
         resolved: matches!(it.notice, Notice::Resolved { .. }),
-        footer: footer(it),
+        footer: footer(it, en),
         chart,
     }
 }
@@ -307,7 +322,7 @@ impl Templates {
         months: usize,
     ) -> Result<Rendered> {
         let image = self.chart_for(it, accounts, months);
-        let v = view(it, 1, self.en, image.as_ref().map(|i| i.cid.clone()));
+        let v = view(it, 1, &self.style, image.as_ref().map(|i| i.cid.clone()));
         let subject = one_line(&self.render("subject.txt", &minijinja::context! { it => &v })?);
         let ctx = minijinja::context! { it => &v, subject => &subject };
         Ok(Rendered {
@@ -366,7 +381,7 @@ impl Templates {
                     };
                 let chart = image.as_ref().map(|i| i.cid.clone());
                 images.extend(image);
-                views.push(view(it, n, self.en, chart));
+                views.push(view(it, n, &self.style, chart));
             }
             sections.push(minijinja::context! { title => title, items => views });
         }
