@@ -711,8 +711,8 @@ pub fn dump(snap: &Snapshot) -> String {
     let p = &snap.portfolio;
     let _ = writeln!(
         o,
-        "portfolio accounts {} revenue_12m {:?} tiers {} {} {}",
-        p.accounts, p.revenue_12m, p.tier_a, p.tier_b, p.tier_c
+        "portfolio accounts {} revenue_12m {:?} tiers {} {} {} with data {:?}",
+        p.accounts, p.revenue_12m, p.tier_a, p.tier_b, p.tier_c, p.with_data
     );
     p.series.dump("portfolio", &mut o);
     for a in &snap.accounts {
