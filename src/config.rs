@@ -262,6 +262,15 @@ impl Zone {
         self.naive_at(now())
     }
 
+    /// The instant `at` as a mail Date header in this zone
+    /// ("Mon, 30 Nov 2026 12:31:48 +0800").
+    pub fn rfc2822(self, at: chrono::DateTime<chrono::Utc>) -> String {
+        match self {
+            Zone::Local => at.with_timezone(&chrono::Local).to_rfc2822(),
+            Zone::Named(tz) => at.with_timezone(&tz).to_rfc2822(),
+        }
+    }
+
     /// The wall-clock time in this zone at the instant `at`.
     pub fn naive_at(self, at: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDateTime {
         match self {
@@ -448,6 +457,14 @@ pub struct MailConfig {
     /// server announces) first loses charts, then is split into parts.
     #[serde(default = "default_max_message_kb")]
     pub max_message_kb: u64,
+    /// `schedule.timezone`, copied here when the config is parsed: the
+    /// Date header of every message is written in it.
+    #[serde(skip, default = "default_mail_zone")]
+    pub zone: Zone,
+}
+
+fn default_mail_zone() -> Zone {
+    Zone::Local
 }
 
 fn default_locale() -> String {
@@ -527,6 +544,7 @@ impl Default for MailConfig {
             chart_months: default_chart_months(),
             charts_per_digest: default_charts_per_digest(),
             max_message_kb: default_max_message_kb(),
+            zone: default_mail_zone(),
         }
     }
 }
@@ -878,6 +896,7 @@ impl Dataset {
                 ("owner", false),
                 ("owner_email", false),
                 ("manager_email", false),
+                ("manager", false),
                 ("credit_limit", false),
                 ("tier", false),
             ],
@@ -1210,7 +1229,7 @@ fn check_expansion(text: &str) -> Result<(), String> {
 /// Parses and validates config text. Errors name the key and its line.
 pub fn parse(text: &str) -> Result<Config, String> {
     check_expansion(text)?;
-    let cfg: Config = serde_yaml::from_str(text).map_err(|e| {
+    let mut cfg: Config = serde_yaml::from_str(text).map_err(|e| {
         let msg = e.to_string();
         if msg.contains("unknown field") {
             format!("{msg}. Fix the spelling or remove the key.")
@@ -1219,6 +1238,7 @@ pub fn parse(text: &str) -> Result<Config, String> {
         }
     })?;
     validate(&cfg)?;
+    cfg.mail.zone = cfg.schedule.zone();
     validate_log(&cfg.log).map_err(|m| match line_of(text, "log") {
         Some(n) => format!("log (line {n}): {m}"),
         None => format!("log: {m}"),

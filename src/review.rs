@@ -46,7 +46,7 @@ pub fn build(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<
     let book = crate::accounts::book(conn, as_of, tiers)?;
     let end = snap.end();
     let shares: Vec<f64> = snap.accounts.iter().map(|a| a.share).collect();
-    let chart = crate::chart::pareto_png(&shares, tiers.a_share, tiers.b_share)?;
+    let chart = crate::chart::pareto_png(&shares, tiers.a_share, tiers.b_share, false)?;
     let moved: BTreeMap<&str, (&str, &str)> = book
         .since_month
         .iter()

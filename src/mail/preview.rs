@@ -53,8 +53,11 @@ pub fn preview(
     };
     let item: Item = serde_json::from_str(&item).context("reading the stored notice")?;
     let snap = crate::metrics::build(conn, item.as_of, &cfg.cfg.tiers)?;
-    let tpl = super::Templates::load(Some(&cfg.templates_dir()), &cfg.cfg.mail.locale)?;
-    let r = tpl.single(&item, Some(&snap), cfg.cfg.mail.chart_months)?;
+    let tpl = super::Templates::load(Some(&cfg.templates_dir()), &cfg.cfg.mail.locale)?
+        .with_mail(&cfg.cfg.mail, Some(&cfg.file));
+    let policies = crate::alerts::Policies::from_config(&cfg.cfg.alerts);
+    let to = super::route(&cfg.cfg, &item, policies.get(&item.rule));
+    let r = tpl.single(&item, &to, Some(&snap), cfg.cfg.mail.chart_months)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let safe = |s: &str| -> String {
         s.chars()
