@@ -22,8 +22,8 @@ use plotters::prelude::*;
 
 use crate::metrics::{AccountMetrics, Day, Measure, day};
 
-const WIDTH: u32 = 640;
-const HEIGHT: u32 = 260;
+const WIDTH: u32 = 600;
+const HEIGHT: u32 = 220;
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
 /// One month of an account's orders.
@@ -342,6 +342,7 @@ fn draw(rgb: &mut [u8], months: &[Month], shade_from: Option<usize>, en: bool) -
     let every = n.div_ceil(9).max(1);
     chart
         .configure_mesh()
+        .light_line_style(TRANSPARENT)
         .disable_x_mesh()
         .x_labels(n)
         .x_label_formatter(&|x| {
@@ -500,6 +501,7 @@ fn draw_visits(
         .build_cartesian_2d(0f64..n as f64, 0f64..top)?;
     chart
         .configure_mesh()
+        .light_line_style(TRANSPARENT)
         .disable_x_mesh()
         .x_labels(n)
         .x_label_formatter(&|x| {
@@ -511,6 +513,7 @@ fn draw_visits(
             }
         })
         .y_desc(l.gap_axis)
+        .y_label_formatter(&|v| format!("{v:.0}"))
         .label_style((f, 11))
         .axis_desc_style((f, 12))
         .draw()?;
@@ -608,6 +611,7 @@ fn draw_aging(rgb: &mut [u8], b: &[f64; 5], en: bool) -> DrawResult<()> {
         .build_cartesian_2d(0f64..5f64, 0f64..top)?;
     chart
         .configure_mesh()
+        .light_line_style(TRANSPARENT)
         .disable_x_mesh()
         .x_labels(10)
         .x_label_formatter(&|x| {
@@ -681,6 +685,7 @@ fn draw_credit(rgb: &mut [u8], not_due: f64, overdue: f64, limit: f64, en: bool)
         .build_cartesian_2d(0f64..top, 0f64..3f64)?;
     chart
         .configure_mesh()
+        .light_line_style(TRANSPARENT)
         .disable_y_mesh()
         .y_labels(6)
         .y_label_formatter(&|y| {
@@ -800,6 +805,7 @@ fn draw_stock(
         .build_cartesian_2d(0f64..n as f64, 0f64..top)?;
     chart
         .configure_mesh()
+        .light_line_style(TRANSPARENT)
         .disable_x_mesh()
         .x_labels(2 * n + 1)
         .x_label_formatter(&|x| {
@@ -811,6 +817,7 @@ fn draw_stock(
             }
         })
         .y_desc(l.cover)
+        .y_label_formatter(&|v| format!("{v:.0}"))
         .label_style((f, 11))
         .axis_desc_style((f, 12))
         .draw()?;
@@ -886,14 +893,55 @@ pub fn pareto_png(shares: &[f64], a_share: f64, b_share: f64, en: bool) -> Resul
     encode_png(&rgb)
 }
 
+/// Colours in the PNG's palette at most: the charts' flat colours and the
+/// grey levels of their text; rarer anti-aliasing shades take the nearest.
+const PALETTE: usize = 24;
+
+/// The picture as an indexed PNG: a few KiB instead of the tens an RGB one
+/// takes, so a digest with a chart per item stays small.
 fn encode_png(rgb: &[u8]) -> Result<Vec<u8>> {
+    use std::collections::HashMap;
+    let mut count: HashMap<[u8; 3], u32> = HashMap::new();
+    for p in rgb.chunks_exact(3) {
+        *count.entry([p[0], p[1], p[2]]).or_default() += 1;
+    }
+    let mut colours: Vec<([u8; 3], u32)> = count.into_iter().collect();
+    colours.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    colours.truncate(PALETTE);
+    let palette: Vec<[u8; 3]> = colours.iter().map(|c| c.0).collect();
+    let mut index: HashMap<[u8; 3], u8> = palette
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (*c, i as u8))
+        .collect();
+    let mut nearest = |c: [u8; 3]| -> u8 {
+        *index.entry(c).or_insert_with(|| {
+            let dist = |p: &[u8; 3]| -> i32 {
+                (0..3)
+                    .map(|k| (i32::from(p[k]) - i32::from(c[k])).pow(2))
+                    .sum()
+            };
+            palette
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, p)| dist(p))
+                .map_or(0, |(i, _)| i as u8)
+        })
+    };
+    let pixels: Vec<u8> = rgb
+        .chunks_exact(3)
+        .map(|p| nearest([p[0], p[1], p[2]]))
+        .collect();
     let mut png = Vec::new();
     {
         let mut enc = png::Encoder::new(&mut png, WIDTH, HEIGHT);
-        enc.set_color(png::ColorType::Rgb);
+        enc.set_color(png::ColorType::Indexed);
         enc.set_depth(png::BitDepth::Eight);
+        enc.set_palette(palette.concat());
+        enc.set_compression(png::Compression::High);
         let mut w = enc.write_header().context("writing the PNG header")?;
-        w.write_image_data(rgb).context("writing the PNG data")?;
+        w.write_image_data(&pixels)
+            .context("writing the PNG data")?;
     }
     Ok(png)
 }
@@ -917,6 +965,7 @@ fn draw_pareto(
         .build_cartesian_2d(0f64..100f64, 0f64..100f64)?;
     chart
         .configure_mesh()
+        .light_line_style(TRANSPARENT)
         .x_desc(l.pareto_x)
         .y_desc(l.pareto_y)
         .label_style((f, 11))
@@ -971,7 +1020,8 @@ mod tests {
     }
 
     fn decode(png_bytes: &[u8]) -> (u32, u32, Vec<u8>) {
-        let dec = png::Decoder::new(std::io::Cursor::new(png_bytes));
+        let mut dec = png::Decoder::new(std::io::Cursor::new(png_bytes));
+        dec.set_transformations(png::Transformations::EXPAND);
         let mut r = dec.read_info().unwrap();
         let mut buf = vec![0; r.output_buffer_size().unwrap()];
         let info = r.next_frame(&mut buf).unwrap();

@@ -474,7 +474,7 @@ fn default_chart_months() -> usize {
     18
 }
 fn default_charts_per_digest() -> usize {
-    3
+    50
 }
 fn default_max_message_kb() -> u64 {
     10240
