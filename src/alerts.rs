@@ -21,7 +21,7 @@ use chrono::NaiveDate;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use crate::config::AlertsConfig;
+use crate::config::{AlertsConfig, Config, RuleSettings};
 use crate::metrics::AccountMetrics;
 use crate::rules::{Finding, RunError, Severity};
 use crate::store::{date_text, now_text};
@@ -56,6 +56,31 @@ impl RulePolicy {
             extra_recipients: Vec::new(),
         }
     }
+
+    /// This policy with a rule's settings over it, key by key: a key the
+    /// settings give wins, even when it equals a default (`for: 1` over a
+    /// global 3).
+    pub fn with(mut self, s: &RuleSettings) -> RulePolicy {
+        if let Some(n) = s.for_evaluations {
+            self.for_evaluations = n.max(1);
+        }
+        if let Some(n) = s.repeat_interval_days {
+            self.repeat_interval_days = n;
+        }
+        if let Some(b) = s.notify_resolved {
+            self.notify_resolved = b;
+        }
+        if let Some(n) = s.keep_firing_for_days {
+            self.keep_firing_for_days = n;
+        }
+        if let Some(n) = s.escalate_after_days {
+            self.escalate_after_days = n;
+        }
+        if let Some(r) = &s.recipients {
+            self.extra_recipients.clone_from(r);
+        }
+        self
+    }
 }
 
 impl Default for RulePolicy {
@@ -72,29 +97,7 @@ pub struct Policies {
 }
 
 impl Policies {
-    /// The config's defaults with its `alerts.rules` overrides applied.
-    pub fn from_config(a: &AlertsConfig) -> Policies {
-        let default = RulePolicy::from_config(a);
-        let per_rule = a
-            .rules
-            .iter()
-            .map(|(name, o)| {
-                let d = &default;
-                let p = RulePolicy {
-                    for_evaluations: o.for_evaluations.unwrap_or(d.for_evaluations),
-                    repeat_interval_days: o.repeat_interval_days.unwrap_or(d.repeat_interval_days),
-                    notify_resolved: o.notify_resolved.unwrap_or(d.notify_resolved),
-                    keep_firing_for_days: o.keep_firing_for_days.unwrap_or(d.keep_firing_for_days),
-                    escalate_after_days: o.escalate_after_days.unwrap_or(d.escalate_after_days),
-                    extra_recipients: o.extra_recipients.clone(),
-                };
-                (name.clone(), p)
-            })
-            .collect();
-        Policies { default, per_rule }
-    }
-
-    /// Sets one rule's policy (e.g. from settings in the rule script).
+    /// Sets one rule's policy.
     pub fn set(&mut self, rule: &str, policy: RulePolicy) {
         self.per_rule.insert(rule.to_string(), policy);
     }
@@ -103,35 +106,21 @@ impl Policies {
         self.per_rule.get(rule).unwrap_or(&self.default)
     }
 
-    /// The config's policies with what each rule says of itself (its
-    /// SETTINGS or `rule_settings:`): for N evaluations, repeat interval,
-    /// extra recipients. A rule's own word wins over the `alerts:` default;
-    /// `alerts.rules.<name>` wins over both.
-    pub fn for_rules(cfg: &AlertsConfig, rules: &crate::rules::RuleSet) -> Policies {
-        let mut p = Policies::from_config(cfg);
+    /// Each rule's policy, one precedence for every key: the config's
+    /// `rule_settings.<rule>` > the rule's own `SETTINGS` > the `alerts:`
+    /// defaults. (A rule set loaded with the config already holds its
+    /// `rule_settings`; laying them on again changes nothing.)
+    pub fn for_rules(cfg: &Config, rules: &crate::rules::RuleSet) -> Policies {
+        let mut p = Policies {
+            default: RulePolicy::from_config(&cfg.alerts),
+            per_rule: HashMap::new(),
+        };
         for rule in &rules.rules {
-            let s = rule.settings();
-            let explicit = cfg.rules.get(&*rule.name);
-            let mut policy = p.get(&rule.name).clone();
-            // Precedence: alerts.rules.R (config) > the rule's settings
-            // (rule_settings: over SETTINGS) > alerts.for_evaluations. A
-            // setting of 1 is a setting: it overrides a global 3.
-            if let Some(n) = s.for_evaluations
-                && explicit.is_none_or(|o| o.for_evaluations.is_none())
-            {
-                policy.for_evaluations = n;
+            let mut policy = p.default.clone().with(rule.settings());
+            if let Some(o) = cfg.rule_settings.get(&*rule.name) {
+                policy = policy.with(o);
             }
-            if let Some(days) = s.repeat_days
-                && explicit.is_none_or(|o| o.repeat_interval_days.is_none())
-            {
-                policy.repeat_interval_days = days;
-            }
-            for r in &s.recipients {
-                if !policy.extra_recipients.contains(r) {
-                    policy.extra_recipients.push(r.clone());
-                }
-            }
-            if policy != *p.get(&rule.name) {
+            if policy != p.default {
                 p.set(&rule.name, policy);
             }
         }
@@ -814,31 +803,79 @@ mod tests {
         assert_eq!(st.notices, vec![Notice::Resolved { lasted_days: 3 }]);
     }
 
-    /// One precedence for `for`: alerts.rules.R > the rule's own setting
-    /// (even 1) > alerts.for_evaluations.
+    /// One precedence for every key: the config's rule_settings.R > the
+    /// rule's own SETTINGS (even `for_evaluations: 1`) > the alerts:
+    /// defaults. `alerts.rules.R` is the same place as rule_settings.R, and
+    /// the older names mean the same keys.
     #[test]
-    fn a_rules_for_1_overrides_a_global_for_3() {
+    fn one_precedence_and_one_set_of_names_in_every_place() {
         let rules = crate::rules::RuleSet::from_sources(&[
-            ("once", "const SETTINGS = #{ for_evaluations: 1 };"),
+            (
+                "once",
+                "const SETTINGS = #{ for_evaluations: 1, notify_resolved: false };",
+            ),
             ("plain", "let x = 1;"),
-            ("both", "const SETTINGS = #{ for_evaluations: 1 };"),
+            (
+                "both",
+                "const SETTINGS = #{ \"for\": 1, repeat_interval_days: 3 };",
+            ),
+            ("old", "let x = 1;"),
         ])
         .unwrap();
-        let mut cfg = crate::config::AlertsConfig {
-            for_evaluations: 3,
-            ..Default::default()
-        };
-        cfg.rules.insert(
-            "both".into(),
-            crate::config::RuleOverride {
-                for_evaluations: Some(2),
-                ..Default::default()
-            },
-        );
+        let base = include_str!("../config/kamwatch.yaml")
+            .replace("  for_evaluations: 1\n", "  for_evaluations: 3\n");
+        let cfg = crate::config::parse(&format!(
+            "{base}\nrule_settings:\n  both:\n    for_evaluations: 2\n    extra_recipients: [p@example.com]\n"
+        ))
+        .unwrap();
         let p = Policies::for_rules(&cfg, &rules);
         assert_eq!(p.get("once").for_evaluations, 1);
+        assert!(!p.get("once").notify_resolved);
         assert_eq!(p.get("plain").for_evaluations, 3);
         assert_eq!(p.get("both").for_evaluations, 2);
+        assert_eq!(p.get("both").repeat_interval_days, 3);
+        assert_eq!(p.get("both").extra_recipients, vec!["p@example.com"]);
+        assert_eq!(
+            cfg.notes,
+            vec![
+                "rule_settings.both.extra_recipients is read as `recipients`, its name now; rename it"
+            ]
+        );
+
+        // alerts.rules.R is read into rule_settings.R.
+        let moved = include_str!("../config/kamwatch.yaml").replace(
+            "alerts:\n",
+            "alerts:\n  rules:\n    old:\n      repeat_days: 9\n",
+        );
+        let cfg = crate::config::parse(&moved).unwrap();
+        assert_eq!(
+            Policies::for_rules(&cfg, &rules)
+                .get("old")
+                .repeat_interval_days,
+            9
+        );
+        assert_eq!(cfg.notes.len(), 2, "{:?}", cfg.notes);
+        // The same key in both places is refused, naming both.
+        let twice = moved.replace(
+            "alerts:\n",
+            "rule_settings:\n  old:\n    repeat_interval_days: 2\nalerts:\n",
+        );
+        let e = crate::config::parse(&twice).unwrap_err();
+        assert!(
+            e.contains(
+                "repeat_interval_days set both in rule_settings.old and in alerts.rules.old"
+            ),
+            "{e}"
+        );
+        // A key under its name and its older name is refused.
+        let e = crate::config::parse(&format!(
+            "{base}\nrule_settings:\n  x:\n    for: 1\n    for_evaluations: 2\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("both `for_evaluations` and its older name `for`"),
+            "{e}"
+        );
     }
 
     #[test]

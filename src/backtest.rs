@@ -122,7 +122,7 @@ pub fn replay(
     threads: usize,
 ) -> Report {
     let started_at = Instant::now();
-    let policies = Policies::for_rules(&cfg.cfg.alerts, rules);
+    let policies = Policies::for_rules(&cfg.cfg, rules);
     let wanted: Vec<bool> = rules
         .rules
         .iter()

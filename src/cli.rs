@@ -548,21 +548,27 @@ fn check(path: &Path, verbose: bool) -> Result<ExitCode> {
         writeln!(o, "{e}")?;
     }
     if verbose {
-        // Precedence: alerts.rules.R > rule_settings.R > the script's
-        // SETTINGS > the alerts: defaults.
-        let policies = crate::alerts::Policies::for_rules(&cfg.cfg.alerts, &rules);
+        // One precedence for every key: rule_settings.R (alerts.rules.R
+        // is read into it) > the script's SETTINGS > the alerts: defaults.
+        let policies = crate::alerts::Policies::for_rules(&cfg.cfg, &rules);
         for r in &rules.rules {
             let s = r.settings();
             let p = policies.get(&r.name);
-            let tiers = s.tiers.as_ref().map_or("all".to_string(), |t| t.join(","));
+            let list = |v: &Option<Vec<String>>, none: &str| {
+                v.as_ref()
+                    .filter(|v| !v.is_empty())
+                    .map_or(none.to_string(), |v| v.join(","))
+            };
             let mut recipients = vec!["owner".to_string()];
             recipients.extend(p.extra_recipients.iter().cloned());
             writeln!(
                 o,
-                "rule {}: enabled {}, tiers {tiers}, severity {}, for {}, repeat every {} day(s), recipients {}, notify resolved {}, keep firing {} day(s), escalate after {} day(s)",
+                "rule {}: enabled {}, tiers {}, needs {}, severity {}, for_evaluations {}, repeat_interval_days {}, recipients {}, notify_resolved {}, keep_firing_for_days {}, escalate_after_days {}",
                 r.name,
-                if s.enabled { "yes" } else { "no" },
-                s.severity.map_or("warning", |v| v.as_str()),
+                if r.enabled() { "yes" } else { "no" },
+                list(&s.tiers, "all"),
+                list(&s.needs, "nothing"),
+                s.severity.as_deref().unwrap_or("warning"),
                 p.for_evaluations,
                 p.repeat_interval_days,
                 recipients.join(","),

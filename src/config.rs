@@ -47,9 +47,14 @@ pub struct Config {
     #[serde(default = "default_rules")]
     pub rules: PathBuf,
     /// Per-rule settings by rule name (file stem); they override the
-    /// rule's own `const SETTINGS`.
+    /// rule's own `const SETTINGS`. `alerts.rules` is merged in here when
+    /// the config is parsed.
     #[serde(default)]
-    pub rule_settings: BTreeMap<String, RuleSettingsOverride>,
+    pub rule_settings: BTreeMap<String, RuleSettings>,
+    /// What parsing moved or renamed (older key names), for `check` and the
+    /// daemon's start-up log. Not a key.
+    #[serde(skip)]
+    pub notes: Vec<String>,
     #[serde(default)]
     pub tiers: TierConfig,
     #[serde(default)]
@@ -325,28 +330,210 @@ fn default_rules() -> PathBuf {
     PathBuf::from("rules")
 }
 
-/// Settings of one rule that the config overrides; unset keys keep the
-/// rule's own.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// One rule's policy as one source states it: the script's `const SETTINGS`
+/// or `rule_settings.<rule>` in the config (`alerts.rules.<rule>` is read as
+/// the same). The same keys, with the same meaning and type, in every
+/// place; a key left out keeps the value below it. Precedence: the config >
+/// the script's SETTINGS > the `alerts:` defaults. The older names `for`,
+/// `repeat_days` and `extra_recipients` are read as `for_evaluations`,
+/// `repeat_interval_days` and `recipients` (`check` says so).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RuleSettingsOverride {
+pub struct RuleSettings {
+    /// Whether the rule runs at all.
     #[serde(default)]
     pub enabled: Option<bool>,
-    /// Tiers the rule runs for ("A", "B", "C").
+    /// Tiers the rule runs for ("A", "B", "C"); None: every tier.
     #[serde(default)]
     pub tiers: Option<Vec<String>>,
-    /// Default severity of its alerts: info, warning or critical.
+    /// Data the rule cannot fire without (see [`RuleSettings::NEEDS`]);
+    /// accounts lacking any of it are skipped without running the script.
+    #[serde(default)]
+    pub needs: Option<Vec<String>>,
+    /// Severity of an `alert()` that names none: info, warning or critical.
     #[serde(default)]
     pub severity: Option<String>,
-    /// Consecutive evaluations before an alert fires.
-    #[serde(default, rename = "for")]
-    pub for_evaluations: Option<u32>,
-    /// Days before a still-firing alert is mailed again.
+    /// Evaluations (on distinct days) an alert must be raised before it fires.
     #[serde(default)]
-    pub repeat_days: Option<u32>,
-    /// Extra recipients of the rule's alerts.
+    pub for_evaluations: Option<u32>,
+    /// Days between reminders while an alert keeps firing; 0 = never.
+    #[serde(default)]
+    pub repeat_interval_days: Option<u32>,
+    /// Whether a resolved notice is mailed.
+    #[serde(default)]
+    pub notify_resolved: Option<bool>,
+    /// Days an alert stays firing after its condition clears.
+    #[serde(default)]
+    pub keep_firing_for_days: Option<u32>,
+    /// Days of firing after which the manager is told too; 0 = never.
+    #[serde(default)]
+    pub escalate_after_days: Option<u32>,
+    /// Addresses mailed besides the account's owner.
     #[serde(default)]
     pub recipients: Option<Vec<String>>,
+    // Older names, moved onto the ones above by `settle`.
+    #[serde(default, rename = "for")]
+    old_for: Option<u32>,
+    #[serde(default, rename = "repeat_days")]
+    old_repeat_days: Option<u32>,
+    #[serde(default, rename = "extra_recipients")]
+    old_extra_recipients: Option<Vec<String>>,
+}
+
+impl RuleSettings {
+    /// Every key, in the order the docs list them.
+    pub const KEYS: [&str; 10] = [
+        "enabled",
+        "tiers",
+        "needs",
+        "severity",
+        "for_evaluations",
+        "repeat_interval_days",
+        "notify_resolved",
+        "keep_firing_for_days",
+        "escalate_after_days",
+        "recipients",
+    ];
+    /// Older key names and the key each is read as.
+    pub const OLD_NAMES: [(&str, &str); 3] = [
+        ("for", "for_evaluations"),
+        ("repeat_days", "repeat_interval_days"),
+        ("extra_recipients", "recipients"),
+    ];
+    /// The data a rule may need.
+    pub const NEEDS: [&str; 5] = ["orders", "visits", "receivables", "credit_limit", "stock"];
+
+    /// Sets an older-named key (see [`RuleSettings::OLD_NAMES`]); the
+    /// caller has checked the name.
+    pub fn set_old_for(&mut self, n: u32) {
+        self.old_for = Some(n);
+    }
+    pub fn set_old_repeat_days(&mut self, n: u32) {
+        self.old_repeat_days = Some(n);
+    }
+    pub fn set_old_extra_recipients(&mut self, r: Vec<String>) {
+        self.old_extra_recipients = Some(r);
+    }
+
+    /// Moves values given under an older name onto the key's name. Returns
+    /// the older names used; a key given under both names is an error.
+    pub fn settle(&mut self) -> Result<Vec<&'static str>, String> {
+        let mut used = Vec::new();
+        fn take<T>(
+            new: &mut Option<T>,
+            old: &mut Option<T>,
+            names: (&'static str, &'static str),
+            used: &mut Vec<&'static str>,
+        ) -> Result<(), String> {
+            if let Some(v) = old.take() {
+                if new.is_some() {
+                    return Err(format!(
+                        "both `{}` and its older name `{}` are given; keep `{}`",
+                        names.1, names.0, names.1
+                    ));
+                }
+                *new = Some(v);
+                used.push(names.0);
+            }
+            Ok(())
+        }
+        let [f, r, e] = Self::OLD_NAMES;
+        take(&mut self.for_evaluations, &mut self.old_for, f, &mut used)?;
+        take(
+            &mut self.repeat_interval_days,
+            &mut self.old_repeat_days,
+            r,
+            &mut used,
+        )?;
+        take(
+            &mut self.recipients,
+            &mut self.old_extra_recipients,
+            e,
+            &mut used,
+        )?;
+        Ok(used)
+    }
+
+    /// Checks each value; errors start with the key, e.g. "tiers: ...".
+    pub fn validate(&self) -> Result<(), String> {
+        for t in self.tiers.iter().flatten() {
+            if !matches!(t.as_str(), "A" | "B" | "C") {
+                return Err(format!(
+                    "tiers: {t:?} is not a tier; use \"A\", \"B\" or \"C\""
+                ));
+            }
+        }
+        for n in self.needs.iter().flatten() {
+            if !Self::NEEDS.contains(&n.as_str()) {
+                return Err(format!(
+                    "needs: {n:?} is not one of {}",
+                    Self::NEEDS.join(", ")
+                ));
+            }
+        }
+        if let Some(s) = &self.severity
+            && !matches!(s.as_str(), "info" | "warning" | "critical")
+        {
+            return Err(format!(
+                "severity: {s:?} is not one of info, warning, critical"
+            ));
+        }
+        if self.for_evaluations == Some(0) {
+            return Err(
+                "for_evaluations: must be at least 1 (1 = fire on the first evaluation that raises it)"
+                    .into(),
+            );
+        }
+        for r in self.recipients.iter().flatten() {
+            if !sendable_address(r) {
+                return Err(format!(
+                    "recipients: {r:?} is not a mail address like name@example.com"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `upper`'s keys over this one's: what a higher source says wins, key
+    /// by key.
+    pub fn overlay(&mut self, upper: &RuleSettings) {
+        fn over<T: Clone>(low: &mut Option<T>, up: &Option<T>) {
+            if up.is_some() {
+                low.clone_from(up);
+            }
+        }
+        over(&mut self.enabled, &upper.enabled);
+        over(&mut self.tiers, &upper.tiers);
+        over(&mut self.needs, &upper.needs);
+        over(&mut self.severity, &upper.severity);
+        over(&mut self.for_evaluations, &upper.for_evaluations);
+        over(&mut self.repeat_interval_days, &upper.repeat_interval_days);
+        over(&mut self.notify_resolved, &upper.notify_resolved);
+        over(&mut self.keep_firing_for_days, &upper.keep_firing_for_days);
+        over(&mut self.escalate_after_days, &upper.escalate_after_days);
+        over(&mut self.recipients, &upper.recipients);
+    }
+
+    /// The keys this one sets.
+    fn keys_set(&self) -> Vec<&'static str> {
+        let set = [
+            self.enabled.is_some(),
+            self.tiers.is_some(),
+            self.needs.is_some(),
+            self.severity.is_some(),
+            self.for_evaluations.is_some(),
+            self.repeat_interval_days.is_some(),
+            self.notify_resolved.is_some(),
+            self.keep_firing_for_days.is_some(),
+            self.escalate_after_days.is_some(),
+            self.recipients.is_some(),
+        ];
+        Self::KEYS
+            .iter()
+            .zip(set)
+            .filter_map(|(k, s)| s.then_some(*k))
+            .collect()
+    }
 }
 
 /// How accounts are ranked into tiers A/B/C.
@@ -574,9 +761,10 @@ pub struct AlertsConfig {
     /// Days of alert history and notices kept; at least the longest repeat interval.
     #[serde(default = "default_history_retention_days")]
     pub history_retention_days: u32,
-    /// Per-rule overrides, by rule name (the .rhai file's stem).
+    /// Per-rule settings, by rule name: the same as `rule_settings`, read
+    /// into it when the config is parsed (empty afterwards).
     #[serde(default)]
-    pub rules: BTreeMap<String, RuleOverride>,
+    pub rules: BTreeMap<String, RuleSettings>,
     /// The most alerts one rule may raise for one account in one run; past
     /// it the run fails (named, reported to the admin).
     #[serde(default = "default_max_per_account")]
@@ -624,31 +812,13 @@ impl Default for AlertsConfig {
     }
 }
 
-/// One rule's departures from the `alerts:` defaults.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RuleOverride {
-    #[serde(default)]
-    pub for_evaluations: Option<u32>,
-    #[serde(default)]
-    pub repeat_interval_days: Option<u32>,
-    #[serde(default)]
-    pub notify_resolved: Option<bool>,
-    #[serde(default)]
-    pub keep_firing_for_days: Option<u32>,
-    #[serde(default)]
-    pub escalate_after_days: Option<u32>,
-    #[serde(default)]
-    pub extra_recipients: Vec<String>,
-}
-
-impl AlertsConfig {
-    /// The longest repeat interval any rule uses, in days.
+impl Config {
+    /// The longest repeat interval the config gives any rule, in days.
     pub fn longest_repeat_days(&self) -> u32 {
-        self.rules
+        self.rule_settings
             .values()
             .filter_map(|r| r.repeat_interval_days)
-            .chain([self.repeat_interval_days])
+            .chain([self.alerts.repeat_interval_days])
             .max()
             .unwrap_or(0)
     }
@@ -1237,6 +1407,7 @@ pub fn parse(text: &str) -> Result<Config, String> {
             msg
         }
     })?;
+    settle_rule_settings(&mut cfg)?;
     validate(&cfg)?;
     cfg.mail.zone = cfg.schedule.zone();
     validate_log(&cfg.log).map_err(|m| match line_of(text, "log") {
@@ -1286,7 +1457,15 @@ pub struct Finding {
 /// The [`Finding`]s for a loaded config: one validation for `check` and
 /// `run`.
 pub fn findings(cfg: &Loaded) -> Vec<Finding> {
-    let mut out = Vec::new();
+    let mut out: Vec<Finding> = cfg
+        .cfg
+        .notes
+        .iter()
+        .map(|n| Finding {
+            refused: false,
+            message: n.clone(),
+        })
+        .collect();
     let inbox = cfg.inbox();
     if !inbox.is_dir() {
         out.push(Finding {
@@ -1325,6 +1504,49 @@ pub fn findings(cfg: &Loaded) -> Vec<Finding> {
         });
     }
     out
+}
+
+/// One home for per-rule settings: older key names are moved onto their
+/// names, and `alerts.rules` (an older place for the same settings) is read
+/// into `rule_settings`. What was moved is kept in `notes` for `check` and
+/// the daemon's start-up log; a key given twice is an error.
+fn settle_rule_settings(cfg: &mut Config) -> Result<(), String> {
+    for (place, map) in [
+        ("rule_settings", &mut cfg.rule_settings),
+        ("alerts.rules", &mut cfg.alerts.rules),
+    ] {
+        for (name, s) in map.iter_mut() {
+            let used = s.settle().map_err(|e| format!("{place}.{name}: {e}"))?;
+            for old in used {
+                let new = RuleSettings::OLD_NAMES
+                    .iter()
+                    .find(|(o, _)| *o == old)
+                    .map_or(old, |(_, n)| *n);
+                cfg.notes.push(format!(
+                    "{place}.{name}.{old} is read as `{new}`, its name now; rename it"
+                ));
+            }
+        }
+    }
+    for (name, s) in std::mem::take(&mut cfg.alerts.rules) {
+        let here = cfg.rule_settings.entry(name.clone()).or_default();
+        let twice: Vec<_> = s
+            .keys_set()
+            .into_iter()
+            .filter(|k| here.keys_set().contains(k))
+            .collect();
+        if !twice.is_empty() {
+            return Err(format!(
+                "rule {name}: {} set both in rule_settings.{name} and in alerts.rules.{name}; keep one (rule_settings)",
+                twice.join(", ")
+            ));
+        }
+        here.overlay(&s);
+        cfg.notes.push(format!(
+            "alerts.rules.{name} is read as rule_settings.{name}, the one place for a rule's settings; move it there"
+        ));
+    }
+    Ok(())
 }
 
 fn validate(cfg: &Config) -> Result<(), String> {
@@ -1370,32 +1592,8 @@ fn validate(cfg: &Config) -> Result<(), String> {
         ));
     }
     for (name, o) in &cfg.rule_settings {
-        for t in o.tiers.iter().flatten() {
-            if !matches!(t.as_str(), "A" | "B" | "C") {
-                return Err(format!(
-                    "rule_settings.{name}.tiers: {t:?} is not a tier; use \"A\", \"B\" or \"C\""
-                ));
-            }
-        }
-        if let Some(s) = &o.severity
-            && !matches!(s.as_str(), "info" | "warning" | "critical")
-        {
-            return Err(format!(
-                "rule_settings.{name}.severity: {s:?} is not one of info, warning, critical"
-            ));
-        }
-        if o.for_evaluations == Some(0) || o.repeat_days == Some(0) {
-            return Err(format!(
-                "rule_settings.{name}: `for` and `repeat_days` must be at least 1"
-            ));
-        }
-        for r in o.recipients.iter().flatten() {
-            if !r.contains('@') {
-                return Err(format!(
-                    "rule_settings.{name}.recipients: {r:?} is not an email address"
-                ));
-            }
-        }
+        o.validate()
+            .map_err(|e| format!("rule_settings.{name}.{e}"))?;
     }
     for d in Dataset::ALL {
         let optional = matches!(d, Dataset::Receivables | Dataset::Inventory);
@@ -1496,7 +1694,7 @@ fn validate(cfg: &Config) -> Result<(), String> {
 
 fn validate_alerts(cfg: &Config) -> Result<(), String> {
     let a = &cfg.alerts;
-    let longest = a.longest_repeat_days();
+    let longest = cfg.longest_repeat_days();
     if a.max_per_account == 0 || a.max_per_rule == 0 {
         return Err(
             "alerts.max_per_account and alerts.max_per_rule must be at least 1".to_string(),
@@ -1510,7 +1708,7 @@ fn validate_alerts(cfg: &Config) -> Result<(), String> {
             a.history_retention_days
         ));
     }
-    if a.for_evaluations == 0 || a.rules.values().any(|r| r.for_evaluations == Some(0)) {
+    if a.for_evaluations == 0 {
         return Err("alerts.for_evaluations must be at least 1 (1 = fire on the first evaluation that raises it)".into());
     }
     let address = |what: &str, s: &str| -> Result<(), String> {
@@ -1518,11 +1716,6 @@ fn validate_alerts(cfg: &Config) -> Result<(), String> {
             .then_some(())
             .ok_or_else(|| format!("{what}: {s:?} is not a mail address like name@example.com"))
     };
-    for (name, r) in &a.rules {
-        for e in &r.extra_recipients {
-            address(&format!("alerts.rules.{name}.extra_recipients"), e)?;
-        }
-    }
     if let Some(c) = &cfg.mail.catch_all {
         address("mail.catch_all", c)?;
     }
@@ -1657,9 +1850,9 @@ mod tests {
 
     #[test]
     fn retention_shorter_than_a_repeat_is_refused() {
-        let text = include_str!("../config/kamwatch.yaml").replace(
-            "  rules: {}\n",
-            "  rules:\n    margin_slip:\n      repeat_interval_days: 30\n",
+        let text = format!(
+            "{}\nrule_settings:\n  margin_slip:\n    repeat_interval_days: 30\n",
+            include_str!("../config/kamwatch.yaml")
         );
         assert!(parse(&text).is_ok());
         let text = text.replace("history_retention_days: 400", "history_retention_days: 20");

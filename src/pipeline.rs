@@ -104,11 +104,11 @@ pub fn evaluate_until(
     // reports is exactly what a real run would do.
     let tx = conn.transaction()?;
     let (started, resolved, queued) = {
-        let policies = Policies::for_rules(&cfg.cfg.alerts, rules);
+        let policies = Policies::for_rules(&cfg.cfg, rules);
         let ran = rules
             .rules
             .iter()
-            .filter(|r| r.settings().enabled)
+            .filter(|r| r.enabled())
             .map(|r| &*r.name)
             .collect();
         let changes = alerts::apply(

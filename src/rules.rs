@@ -85,11 +85,14 @@ pub struct Finding {
 }
 
 /// A compiled rule.
+#[derive(Clone)]
 pub struct Rule {
     pub name: Arc<str>,
     pub path: PathBuf,
     pub(crate) ast: AST,
     settings: RuleSettings,
+    /// The severity of an `alert()` that names none, from the settings.
+    severity: Option<Severity>,
     /// Tiers the rule runs for, as bits (0: disabled).
     mask: u8,
     /// The data it needs, as bits (see `NEEDS`).
@@ -107,9 +110,15 @@ impl Rule {
 
     /// Replaces the settings (config overrides are applied through this).
     pub fn set_settings(&mut self, s: RuleSettings) {
-        self.mask = s.mask();
-        self.needs = s.needs_mask();
+        self.mask = tier_mask(&s);
+        self.needs = needs_mask(&s);
+        self.severity = s.severity.as_deref().and_then(Severity::parse);
         self.settings = s;
+    }
+
+    /// Whether the rule runs (`enabled`, default true).
+    pub fn enabled(&self) -> bool {
+        self.settings.enabled != Some(false)
     }
 }
 
@@ -242,219 +251,126 @@ pub struct Outcome {
     pub interrupted: bool,
 }
 
-/// Per-rule settings, from the rule's `const SETTINGS = #{ ... };` and the
-/// config's `rule_settings:` (which wins). The alerts stage applies `for`,
-/// `repeat_days` and `recipients`; the rules stage applies `enabled` and
-/// `tiers`, and `severity` as the default of `alert()`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuleSettings {
-    pub enabled: bool,
-    /// Tiers the rule runs for; None: every tier.
-    pub tiers: Option<Vec<String>>,
-    /// The severity of an `alert()` that names none.
-    pub severity: Option<Severity>,
-    /// Consecutive evaluations an alert must be raised before it fires
-    /// (>= 1); None: the config's `alerts.for_evaluations`. Set, even to 1,
-    /// it wins over that global default.
-    pub for_evaluations: Option<u32>,
-    /// Days before a still-firing alert is mailed again; None: never.
-    pub repeat_days: Option<u32>,
-    /// Addresses mailed besides the account's owner.
-    pub recipients: Vec<String>,
-    /// Data the rule cannot fire without ("orders", "visits",
-    /// "receivables", "credit_limit", "stock"); accounts lacking any of it
-    /// are skipped without running the script.
-    pub needs: Vec<String>,
-}
+/// Per-rule settings: one type for the rule's `const SETTINGS = #{ ... };`
+/// and the config's `rule_settings:` (which wins, key by key). The alerts
+/// stage applies the lifecycle keys (`for_evaluations`, repeat, recipients,
+/// ...); the rules stage applies `enabled`, `tiers`, `needs` and `severity`
+/// as the default of `alert()`.
+pub use crate::config::RuleSettings;
 
-/// The `needs` a rule may declare, as bits.
-const NEEDS: [(&str, u8); 5] = [
-    ("orders", 1),
-    ("visits", 2),
-    ("receivables", 4),
-    ("credit_limit", 8),
-    ("stock", 16),
-];
-
-/// Which of the `NEEDS` the account has.
+/// Which of the `RuleSettings::NEEDS` the account has, as bits (bit i for
+/// `NEEDS[i]`).
 fn has_bits(m: &AccountMetrics) -> u8 {
-    let mut b = 0;
-    if m.series.first_day().is_some() {
-        b |= 1;
-    }
-    if !m.visits.is_empty() {
-        b |= 2;
-    }
-    if !m.invoices.is_empty() {
-        b |= 4;
-    }
-    if m.credit_limit.is_some_and(|l| l > 0.0) {
-        b |= 8;
-    }
-    if !m.stock.is_empty() {
-        b |= 16;
-    }
-    b
+    let has = [
+        m.series.first_day().is_some(),
+        !m.visits.is_empty(),
+        !m.invoices.is_empty(),
+        m.credit_limit.is_some_and(|l| l > 0.0),
+        !m.stock.is_empty(),
+    ];
+    has.iter()
+        .enumerate()
+        .filter(|(_, h)| **h)
+        .fold(0, |b, (i, _)| b | 1 << i)
 }
 
-impl Default for RuleSettings {
-    fn default() -> Self {
-        RuleSettings {
-            enabled: true,
-            tiers: None,
-            severity: None,
-            for_evaluations: None,
-            repeat_days: None,
-            recipients: Vec::new(),
-            needs: Vec::new(),
-        }
+/// A rule's `needs` as bits (see [`has_bits`]).
+fn needs_mask(s: &RuleSettings) -> u8 {
+    s.needs
+        .iter()
+        .flatten()
+        .filter_map(|n| RuleSettings::NEEDS.iter().position(|x| x == n))
+        .fold(0, |b, i| b | 1 << i)
+}
+
+/// Bit per tier (A=1, B=2, C=4) of the accounts the rule runs for.
+fn tier_mask(s: &RuleSettings) -> u8 {
+    if s.enabled == Some(false) {
+        return 0;
+    }
+    match &s.tiers {
+        None => 0b111,
+        Some(ts) => ts.iter().map(|t| tier_bit(t)).fold(0, |a, b| a | b),
     }
 }
 
-impl RuleSettings {
-    /// The `needs` as bits.
-    fn needs_mask(&self) -> u8 {
-        self.needs
-            .iter()
-            .filter_map(|n| NEEDS.iter().find(|x| x.0 == n).map(|x| x.1))
-            .fold(0, |a, b| a | b)
+/// Reads a script's `SETTINGS` map into the one settings type, with the
+/// same keys (older names included) and checks as the config's
+/// `rule_settings:`; errors say which key is wrong and why.
+pub fn settings_from_map(map: &Map) -> Result<RuleSettings, String> {
+    fn strings(v: &Dynamic, key: &str, example: &str) -> Result<Vec<String>, String> {
+        let arr = v
+            .clone()
+            .try_cast::<rhai::Array>()
+            .ok_or_else(|| format!("`{key}` must be an array like {example}"))?;
+        arr.into_iter()
+            .map(|t| {
+                t.into_immutable_string()
+                    .map(|t| t.to_string())
+                    .map_err(|_| format!("`{key}` must hold strings"))
+            })
+            .collect()
     }
-
-    /// Bit per tier (A=1, B=2, C=4) of the accounts the rule runs for.
-    fn mask(&self) -> u8 {
-        if !self.enabled {
-            return 0;
-        }
-        match &self.tiers {
-            None => 0b111,
-            Some(ts) => ts.iter().map(|t| tier_bit(t)).fold(0, |a, b| a | b),
-        }
+    fn count(v: &Dynamic, key: &str, what: &str) -> Result<u32, String> {
+        let n = v
+            .as_int()
+            .map_err(|_| format!("`{key}` must be a whole number of {what}"))?;
+        u32::try_from(n).map_err(|_| format!("`{key}` must be 0 or more"))
     }
-
-    /// Reads a `SETTINGS` map; errors say which key is wrong and why.
-    pub fn from_map(map: &Map) -> Result<RuleSettings, String> {
-        let mut s = RuleSettings::default();
-        for (k, v) in map {
-            let k = k.as_str();
-            match k {
-                "enabled" => {
-                    s.enabled = v
-                        .as_bool()
-                        .map_err(|_| "`enabled` must be true or false".to_string())?
-                }
-                "tiers" => {
-                    let arr = v
-                        .clone()
-                        .try_cast::<rhai::Array>()
-                        .ok_or("`tiers` must be an array like [\"A\", \"B\"]")?;
-                    let mut tiers = Vec::new();
-                    for t in arr {
-                        let t = t
-                            .into_immutable_string()
-                            .map_err(|_| "`tiers` must hold strings".to_string())?;
-                        if !matches!(t.as_str(), "A" | "B" | "C") {
-                            return Err(format!(
-                                "`tiers`: {t:?} is not a tier; use \"A\", \"B\" or \"C\""
-                            ));
-                        }
-                        tiers.push(t.to_string());
-                    }
-                    s.tiers = Some(tiers);
-                }
-                "severity" => {
-                    let t = v
-                        .clone()
-                        .into_immutable_string()
-                        .map_err(|_| "`severity` must be a string".to_string())?;
-                    s.severity = Some(Severity::parse(&t).ok_or_else(|| {
-                        format!("`severity`: {t:?} is not one of info, warning, critical")
-                    })?);
-                }
-                "for" | "for_evaluations" => {
-                    let n = v
-                        .as_int()
-                        .map_err(|_| "`for` must be a whole number of evaluations".to_string())?;
-                    s.for_evaluations = Some(
-                        u32::try_from(n)
-                            .ok()
-                            .filter(|n| *n >= 1)
-                            .ok_or("`for` must be at least 1")?,
-                    );
-                }
-                "repeat_days" => {
-                    let n = v
-                        .as_int()
-                        .map_err(|_| "`repeat_days` must be a whole number of days".to_string())?;
-                    s.repeat_days = Some(
-                        u32::try_from(n)
-                            .ok()
-                            .filter(|n| *n >= 1)
-                            .ok_or("`repeat_days` must be at least 1")?,
-                    );
-                }
-                "needs" => {
-                    let arr = v
-                        .clone()
-                        .try_cast::<rhai::Array>()
-                        .ok_or("`needs` must be an array like [\"receivables\"]")?;
-                    for n in arr {
-                        let n = n
-                            .into_immutable_string()
-                            .map_err(|_| "`needs` must hold strings".to_string())?;
-                        if !NEEDS.iter().any(|x| x.0 == n.as_str()) {
-                            return Err(format!(
-                                "`needs`: {n:?} is not one of orders, visits, receivables, credit_limit, stock"
-                            ));
-                        }
-                        s.needs.push(n.to_string());
-                    }
-                }
-                "recipients" => {
-                    let arr = v
-                        .clone()
-                        .try_cast::<rhai::Array>()
-                        .ok_or("`recipients` must be an array of email addresses")?;
-                    for r in arr {
-                        let r = r
-                            .into_immutable_string()
-                            .map_err(|_| "`recipients` must hold strings".to_string())?;
-                        if !r.contains('@') {
-                            return Err(format!("`recipients`: {r:?} is not an email address"));
-                        }
-                        s.recipients.push(r.to_string());
-                    }
-                }
-                other => {
-                    return Err(format!(
-                        "unknown setting `{other}`; the settings are enabled, tiers, needs, severity, for_evaluations, repeat_days, recipients"
-                    ));
-                }
+    fn flag(v: &Dynamic, key: &str) -> Result<bool, String> {
+        v.as_bool()
+            .map_err(|_| format!("`{key}` must be true or false"))
+    }
+    let mut s = RuleSettings::default();
+    for (k, v) in map {
+        match k.as_str() {
+            "enabled" => s.enabled = Some(flag(v, "enabled")?),
+            "tiers" => s.tiers = Some(strings(v, "tiers", "[\"A\", \"B\"]")?),
+            "needs" => s.needs = Some(strings(v, "needs", "[\"receivables\"]")?),
+            "severity" => {
+                let t = v
+                    .clone()
+                    .into_immutable_string()
+                    .map_err(|_| "`severity` must be a string".to_string())?;
+                s.severity = Some(t.to_string());
+            }
+            "for_evaluations" => {
+                s.for_evaluations = Some(count(v, "for_evaluations", "evaluations")?)
+            }
+            "for" => s.set_old_for(count(v, "for", "evaluations")?),
+            "repeat_interval_days" => {
+                s.repeat_interval_days = Some(count(v, "repeat_interval_days", "days")?)
+            }
+            "repeat_days" => s.set_old_repeat_days(count(v, "repeat_days", "days")?),
+            "notify_resolved" => s.notify_resolved = Some(flag(v, "notify_resolved")?),
+            "keep_firing_for_days" => {
+                s.keep_firing_for_days = Some(count(v, "keep_firing_for_days", "days")?)
+            }
+            "escalate_after_days" => {
+                s.escalate_after_days = Some(count(v, "escalate_after_days", "days")?)
+            }
+            "recipients" => {
+                s.recipients = Some(strings(v, "recipients", "[\"pricing@example.com\"]")?)
+            }
+            "extra_recipients" => s.set_old_extra_recipients(strings(
+                v,
+                "extra_recipients",
+                "[\"pricing@example.com\"]",
+            )?),
+            other => {
+                return Err(format!(
+                    "unknown setting `{other}`; the settings are {}",
+                    RuleSettings::KEYS.join(", ")
+                ));
             }
         }
-        Ok(s)
     }
-
-    /// Applies the config's overrides.
-    pub fn apply(&mut self, o: &crate::config::RuleSettingsOverride) {
-        if let Some(e) = o.enabled {
-            self.enabled = e;
-        }
-        if let Some(t) = &o.tiers {
-            self.tiers = Some(t.clone());
-        }
-        if let Some(s) = o.severity.as_deref().and_then(Severity::parse) {
-            self.severity = Some(s);
-        }
-        if let Some(n) = o.for_evaluations {
-            self.for_evaluations = Some(n.max(1));
-        }
-        if let Some(n) = o.repeat_days {
-            self.repeat_days = Some(n);
-        }
-        if let Some(r) = &o.recipients {
-            self.recipients = r.clone();
-        }
-    }
+    s.settle()?;
+    s.validate().map_err(|e| match e.split_once(": ") {
+        Some((key, why)) => format!("`{key}`: {why}"),
+        None => e,
+    })?;
+    Ok(s)
 }
 
 fn tier_bit(t: &str) -> u8 {
@@ -1306,14 +1222,14 @@ impl RuleSet {
     /// Applies config overrides by rule name; returns the names that match no rule.
     pub fn apply_overrides(
         &mut self,
-        overrides: &std::collections::BTreeMap<String, crate::config::RuleSettingsOverride>,
+        overrides: &std::collections::BTreeMap<String, RuleSettings>,
     ) -> Vec<String> {
         let mut unknown = Vec::new();
         for (name, o) in overrides {
             match self.rules.iter_mut().find(|r| &*r.name == name) {
                 Some(r) => {
                     let mut s = r.settings.clone();
-                    s.apply(o);
+                    s.overlay(o);
                     r.set_settings(s);
                 }
                 None => unknown.push(name.clone()),
@@ -1433,7 +1349,7 @@ impl RuleSet {
     fn failed(&self, accounts: &[Arc<AccountMetrics>], why: &str) -> Outcome {
         let mut out = Outcome::default();
         for m in accounts {
-            for rule in self.rules.iter().filter(|r| r.settings.enabled) {
+            for rule in self.rules.iter().filter(|r| r.enabled()) {
                 out.runs += 1;
                 out.errors.push(RunError {
                     rule: rule.name.clone(),
@@ -1526,7 +1442,7 @@ impl RuleSet {
             error: None,
         };
         if r.mask & tier_bit(m.tier) == 0 {
-            ex.skipped = Some(if r.settings.enabled {
+            ex.skipped = Some(if r.enabled() {
                 format!(
                     "tier {} is not among the rule's tiers ({}); the script did not run",
                     m.tier,
@@ -1539,10 +1455,11 @@ impl RuleSet {
         }
         let missing = r.needs & !has_bits(m);
         if missing != 0 {
-            let what: Vec<&str> = NEEDS
+            let what: Vec<&str> = RuleSettings::NEEDS
                 .iter()
-                .filter(|x| missing & x.1 != 0)
-                .map(|x| x.0)
+                .enumerate()
+                .filter(|(i, _)| missing & 1 << i != 0)
+                .map(|(_, x)| *x)
                 .collect();
             ex.skipped = Some(format!(
                 "the rule needs {} and the account has none; the script did not run",
@@ -1590,10 +1507,7 @@ fn finding(rule: &Rule, m: &Arc<AccountMetrics>, r: Raised) -> Finding {
         rule: rule.name.clone(),
         account: m.clone(),
         key: r.key,
-        severity: r
-            .severity
-            .or(rule.settings.severity)
-            .unwrap_or(Severity::Warning),
+        severity: r.severity.or(rule.severity).unwrap_or(Severity::Warning),
         title: r.title,
         figures: r.figures,
         action: r.action,
@@ -1693,15 +1607,18 @@ fn compile(engine: &Engine, path: &Path, source: &str) -> Result<Rule, CompileEr
                 None => ast,
             };
             let ast = drop_folded_constants(ast);
-            Ok(Rule {
+            let mut rule = Rule {
                 name,
                 path: path.to_path_buf(),
                 reads_skus: source.contains("main_skus") || source.contains("stock_cover"),
                 ast,
-                mask: settings.mask(),
-                needs: settings.needs_mask(),
-                settings,
-            })
+                severity: None,
+                mask: 0,
+                needs: 0,
+                settings: RuleSettings::default(),
+            };
+            rule.set_settings(settings);
+            Ok(rule)
         }
         Err(e) => {
             let pos = e.position();
@@ -1785,7 +1702,7 @@ fn read_settings(ast: &AST, source: &str) -> Result<RuleSettings, (usize, String
             line,
             "SETTINGS must be a map, e.g. #{ tiers: [\"A\", \"B\"] }".to_string(),
         ))?;
-        return RuleSettings::from_map(&map).map_err(|e| (line, format!("SETTINGS: {e}")));
+        return settings_from_map(&map).map_err(|e| (line, format!("SETTINGS: {e}")));
     }
     if source.lines().any(|l| {
         let t = l.trim_start();
@@ -2345,9 +2262,12 @@ mod tests {
         let rs = RuleSet::from_sources(&[("s", src)]).unwrap();
         let s = rs.rules[0].settings();
         assert_eq!(s.tiers, Some(vec!["B".to_string()]));
-        assert_eq!(s.severity, Some(Severity::Critical));
-        assert_eq!((s.for_evaluations, s.repeat_days), (Some(2), Some(7)));
-        assert_eq!(s.recipients, vec!["x@example.com".to_string()]);
+        assert_eq!(s.severity.as_deref(), Some("critical"));
+        assert_eq!(
+            (s.for_evaluations, s.repeat_interval_days),
+            (Some(2), Some(7))
+        );
+        assert_eq!(s.recipients, Some(vec!["x@example.com".to_string()]));
         // The only account is tier A: skipped, but counted as evaluated.
         let snap = crate::metrics::tests_support::snapshot_one();
         let out = rs.evaluate(&snap);
@@ -2360,10 +2280,8 @@ mod tests {
         );
 
         let mut rs = RuleSet::from_sources(&[("s", src)]).unwrap();
-        let o = crate::config::RuleSettingsOverride {
-            tiers: Some(vec!["A".into()]),
-            ..Default::default()
-        };
+        let mut o = RuleSettings::default();
+        o.tiers = Some(vec!["A".into()]);
         let unknown = rs.apply_overrides(
             &[("s".to_string(), o.clone()), ("nope".to_string(), o)]
                 .into_iter()
@@ -2531,7 +2449,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             rs.rules[0].settings().needs,
-            vec!["receivables".to_string()]
+            Some(vec!["receivables".to_string()])
         );
         let snap = crate::metrics::tests_support::snapshot_one();
         let out = rs.evaluate(&snap);

@@ -1069,3 +1069,12 @@ fn check_reports_what_run_would_refuse_or_change() {
     }
     assert!(!log.contains("hunter2"), "the secret was logged");
 }
+
+/// The suite's own guard: a "nothing there" check on a misspelt folder
+/// must fail, not pass because the folder does not exist.
+#[test]
+#[should_panic(expected = "the config names no folder var/rejectd")]
+fn a_check_on_a_misspelt_folder_fails() {
+    let p = Project::new();
+    let _ = p.files_under("var/rejectd");
+}

@@ -714,8 +714,8 @@ fn a_refused_recipient_does_not_sink_the_others() {
     let p = Project::new();
     p.edit_config("  # admin: it@example.com\n", "  admin: it@example.com\n");
     p.edit_config(
-        "  rules: {}\n",
-        &format!("  rules:\n    lapsed_visits:\n      extra_recipients: [{bad}]\n"),
+        "\nalerts:\n",
+        &format!("\nrule_settings:\n  lapsed_visits:\n    recipients: [{bad}]\nalerts:\n"),
     );
     let p = project(p, &smtp_to(server.port, 5, 30));
     ok(p.run(&["eval", "--as-of", "2026-10-31"]));

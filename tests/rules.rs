@@ -312,8 +312,16 @@ fn rule_settings_disable_a_rule_and_for_1_beats_a_global_3() {
             .to_string()
     };
     assert!(line("lapsed_visits").contains("enabled no"), "{out}");
-    assert!(line("order_gap").contains(", for 1,"), "{out}");
-    assert!(line("tier_movement").contains(", for 3,"), "{out}");
+    assert!(line("order_gap").contains(", for_evaluations 1,"), "{out}");
+    assert!(
+        line("tier_movement").contains(", for_evaluations 3,"),
+        "{out}"
+    );
+    // `for` is the older name of for_evaluations: read the same, and said.
+    assert!(
+        out.contains("warning: rule_settings.order_gap.for is read as `for_evaluations`"),
+        "{out}"
+    );
     assert!(line("tier_movement").contains("enabled yes"), "{out}");
 
     let after = dry_run(&p);

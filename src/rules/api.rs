@@ -847,9 +847,12 @@ pub fn reference() -> String {
         out,
         "Per-rule settings go in a top-level literal `const SETTINGS = #{{ ... }};`: \
          `enabled` (bool), `tiers` (array of \"A\"/\"B\"/\"C\"; other accounts are skipped without \
-         running the script), `severity` (default for `alert`), `for_evaluations` (consecutive evaluations \
-         before an alert fires), `repeat_days` (days before a still-firing alert is mailed again), \
-         `recipients` (extra addresses), `needs` (data without which the rule cannot fire: \"orders\", \"visits\", \"receivables\", \"credit_limit\", \"stock\"; accounts lacking it are skipped without running the script). `rule_settings:` in the config overrides them per rule.\n"
+         running the script), `needs` (data without which the rule cannot fire: \"orders\", \"visits\", \
+         \"receivables\", \"credit_limit\", \"stock\"; accounts lacking it are skipped without running \
+         the script), `severity` (default for `alert`), and the alert lifecycle keys of the config's \
+         `alerts:` section: `for_evaluations`, `repeat_interval_days`, `notify_resolved`, \
+         `keep_firing_for_days`, `escalate_after_days`, plus `recipients` (extra addresses). \
+         `rule_settings.<rule>` in the config takes the same keys and wins, key by key.\n"
     );
     let sigs: Vec<String> = {
         let json = e.gen_fn_metadata_to_json(false).unwrap_or_default();

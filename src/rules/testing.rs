@@ -593,15 +593,7 @@ impl RuleSet {
         out.caps = self.caps;
         for r in &self.rules {
             if names.iter().any(|n| *n == *r.name) {
-                out.rules.push(super::Rule {
-                    name: r.name.clone(),
-                    path: r.path.clone(),
-                    ast: r.ast.clone(),
-                    settings: r.settings.clone(),
-                    mask: r.mask,
-                    needs: r.needs,
-                    reads_skus: r.reads_skus,
-                });
+                out.rules.push(r.clone());
             }
         }
         out
