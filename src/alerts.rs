@@ -366,6 +366,10 @@ pub struct Item {
     pub title: String,
     /// The figures, in the rule's order.
     pub figures: Vec<(String, serde_json::Value)>,
+    /// Their kinds, by label (none in messages queued before kinds were
+    /// kept: those figures are written as plain numbers).
+    #[serde(default)]
+    pub units: crate::rules::Units,
     pub action: String,
     pub notice: Notice,
     #[serde(with = "date_serde::option")]
@@ -451,6 +455,7 @@ struct Row {
     severity: String,
     title: String,
     figures: String,
+    units: String,
     action: String,
 }
 
@@ -462,7 +467,7 @@ fn load(conn: &Connection) -> Result<HashMap<Key, Row>> {
     let mut st = conn.prepare(
         "SELECT rule, account_id, key, state, severity, title, figures, action, pending_count,
                 pending_since, started_at, last_seen_at, cleared_since, resolved_at, notified,
-                notified_severity, last_notified_at, aged_notified
+                notified_severity, last_notified_at, aged_notified, units
          FROM alerts WHERE state IN ('pending', 'firing')",
     )?;
     let rows = st.query_map([], |r| {
@@ -488,6 +493,7 @@ fn load(conn: &Connection) -> Result<HashMap<Key, Row>> {
                 severity,
                 title: r.get(5)?,
                 figures: r.get(6)?,
+                units: r.get(18)?,
                 action: r.get(7)?,
             },
         ))
@@ -526,11 +532,11 @@ pub fn apply(
     let mut upsert = conn.prepare(
         "INSERT INTO alerts (rule, account_id, key, state, severity, title, figures, action,
             pending_count, pending_since, started_at, last_seen_at, cleared_since, resolved_at,
-            notified, notified_severity, last_notified_at, aged_notified)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+            notified, notified_severity, last_notified_at, aged_notified, units)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
          ON CONFLICT (rule, account_id, key) DO UPDATE SET
            state = excluded.state, severity = excluded.severity, title = excluded.title,
-           figures = excluded.figures, action = excluded.action,
+           figures = excluded.figures, units = excluded.units, action = excluded.action,
            pending_count = excluded.pending_count, pending_since = excluded.pending_since,
            started_at = excluded.started_at, last_seen_at = excluded.last_seen_at,
            cleared_since = excluded.cleared_since, resolved_at = excluded.resolved_at,
@@ -599,17 +605,19 @@ pub fn apply(
         if st.next == prev {
             continue;
         }
-        let (severity, title, figures, action) = match (finding, &row) {
+        let (severity, title, figures, units, action) = match (finding, &row) {
             (Some(f), _) => (
                 f.severity.as_str().to_string(),
                 f.title.clone(),
                 figures_json(f),
+                serde_json::to_string(&f.units).unwrap_or_else(|_| "{}".into()),
                 f.action.clone(),
             ),
             (None, Some(r)) => (
                 r.severity.clone(),
                 r.title.clone(),
                 r.figures.clone(),
+                r.units.clone(),
                 r.action.clone(),
             ),
             (None, None) => continue,
@@ -643,6 +651,7 @@ pub fn apply(
             n.notified_severity.map(|s| s.as_str()),
             d(n.last_notified_at),
             n.aged_notified,
+            units,
         ])?;
         if n.state != prev.state {
             history.execute(params![
@@ -685,6 +694,10 @@ pub fn apply(
                         .unwrap_or_default()
                 }
             };
+            let units_map: crate::rules::Units = match finding {
+                Some(f) => f.units.clone(),
+                None => serde_json::from_str(&units).unwrap_or_default(),
+            };
             let item = Item {
                 rule: key.0.clone(),
                 account_id: key.1.clone(),
@@ -700,6 +713,7 @@ pub fn apply(
                 severity: Severity::parse(&severity).unwrap_or(Severity::Warning),
                 title: title.clone(),
                 figures: figures_list,
+                units: units_map,
                 action: action.clone(),
                 notice,
                 started_at: n.started_at.or(prev.started_at),

@@ -817,6 +817,7 @@ fn eval(cfg: &Loaded, as_of: NaiveDate, dry_run: bool, format: Format) -> Result
                     "severity": f.severity.as_str(),
                     "title": f.title,
                     "figures": figures,
+                    "units": f.units,
                     "action": f.action,
                     "started": started,
                 });
@@ -1051,6 +1052,7 @@ fn accounts(
     let keep = |t: &str| tier.is_none_or(|want| want == t);
     let mut o = std::io::stdout().lock();
     let days = |d: Option<i64>| d.map_or("-".to_string(), |d| d.to_string());
+    let style = cfg.style();
     match format {
         Format::Json => {
             for r in book.rows.iter().filter(|r| keep(r.tier)) {
@@ -1092,7 +1094,7 @@ fn accounts(
                     r.tier,
                     r.share_pct,
                     r.cumulative_pct,
-                    crate::mail::show(&serde_json::json!(r.revenue_12m)),
+                    style.money(r.revenue_12m),
                     r.margin_pct_12m,
                     days(r.days_since_last_order),
                     days(r.days_since_last_visit),
@@ -1416,7 +1418,7 @@ fn review(cfg: &Loaded, as_of: NaiveDate, out: Option<PathBuf>, send: bool) -> R
     }
     let dir = out.unwrap_or_else(|| cfg.database().with_file_name("review"));
     std::fs::create_dir_all(&dir)?;
-    let reviews = crate::review::build(&conn, as_of, &cfg.cfg.tiers, cfg.cfg.mail.locale == "en")?;
+    let reviews = crate::review::build(&conn, as_of, &cfg.cfg.tiers, &cfg.style())?;
     let mut o = std::io::stdout().lock();
     for r in &reviews {
         let stem: String = r

@@ -629,6 +629,11 @@ pub struct MailConfig {
     /// Language of the shipped templates: `zh-CN` or `en`.
     #[serde(default = "default_locale")]
     pub locale: String,
+    /// Currency of the amounts in the exports, as an ISO 4217 code (CNY):
+    /// money figures are written with its symbol (¥22,930; ¥2.29万 in
+    /// Chinese).
+    #[serde(default = "default_currency")]
+    pub currency: String,
     /// Folder of user-edited templates (`<locale>/<name>`); a template
     /// missing there falls back to the one built in. Default: `templates`
     /// beside the config file.
@@ -656,6 +661,9 @@ fn default_mail_zone() -> Zone {
 
 fn default_locale() -> String {
     "zh-CN".to_string()
+}
+fn default_currency() -> String {
+    crate::format::DEFAULT_CURRENCY.to_string()
 }
 fn default_chart_months() -> usize {
     18
@@ -727,6 +735,7 @@ impl Default for MailConfig {
             quiet: Vec::new(),
             smtp: None,
             locale: default_locale(),
+            currency: default_currency(),
             templates: None,
             chart_months: default_chart_months(),
             charts_per_digest: default_charts_per_digest(),
@@ -1179,6 +1188,13 @@ impl Loaded {
     }
     pub fn mail_dir(&self) -> PathBuf {
         self.resolve(&self.cfg.mail.dir)
+    }
+    /// How figures are written: `mail.locale` and `mail.currency`.
+    pub fn style(&self) -> crate::format::Style {
+        crate::format::Style::new(
+            crate::format::Locale::parse(&self.cfg.mail.locale).unwrap_or_default(),
+            &self.cfg.mail.currency,
+        )
     }
     /// The folder of user-edited mail templates.
     pub fn templates_dir(&self) -> PathBuf {
@@ -1680,6 +1696,12 @@ fn validate(cfg: &Config) -> Result<(), String> {
             cfg.mail.locale
         ));
     }
+    if !crate::format::valid_currency(&cfg.mail.currency) {
+        return Err(format!(
+            "mail.currency: {:?} is not a currency code; write three capital letters, e.g. CNY, USD or EUR",
+            cfg.mail.currency
+        ));
+    }
     if cfg.mail.chart_months == 0 || cfg.mail.chart_months > 60 {
         return Err("mail.chart_months must be between 1 and 60".into());
     }
@@ -1879,5 +1901,21 @@ mod tests {
         let e = parse(&base.replace("  # admin: it@example.com", "  admin: not an address"))
             .unwrap_err();
         assert!(e.contains("mail.admin"), "{e}");
+    }
+
+    #[test]
+    fn currency_is_an_iso_code() {
+        let base = include_str!("../config/kamwatch.yaml");
+        assert_eq!(parse(base).unwrap().mail.currency, "CNY");
+        let usd = parse(&base.replace("  currency: CNY", "  currency: USD")).unwrap();
+        assert_eq!(usd.mail.currency, "USD");
+        for bad in ["¥", "rmb", "CNYX", "\"\""] {
+            let e =
+                parse(&base.replace("  currency: CNY", &format!("  currency: {bad}"))).unwrap_err();
+            assert!(
+                e.contains("mail.currency") && e.contains("CNY, USD"),
+                "{bad}: {e}"
+            );
+        }
     }
 }

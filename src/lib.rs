@@ -6,7 +6,8 @@
 //! `cli` (one-shot commands); `service` speaks to systemd. `config` loads
 //! the YAML every stage reads; `generate` writes realistic sample exports.
 //! `silence` and `history` serve the alerts stage: silences people set, and
-//! what happened. `chart`, `accounts` and `status` are read-only views.
+//! what happened. `chart`, `accounts` and `status` are read-only views; `format` writes
+//! figures (money, percent, days, ...) the way the reader's locale does.
 
 pub mod accounts;
 pub mod alerts;
@@ -15,6 +16,7 @@ pub mod chart;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod format;
 pub mod generate;
 pub mod history;
 pub mod ingest;

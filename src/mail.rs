@@ -593,42 +593,17 @@ pub fn queue(
 
 /// The line that names the rule and account of an item; the same in a
 /// single message and a digest, so scripts (and tests) can find them.
-fn footer(it: &Item) -> String {
-    format!(
-        "规则 {} · 客户 {} · 评估日期 {}",
-        it.rule, it.account_id, it.as_of
-    )
-}
-
-/// A figure as people read it: amounts with thousands separators.
-pub fn show(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::Number(n) if n.is_f64() => {
-            let f = n.as_f64().unwrap_or(0.0);
-            group_thousands(&format!("{f:.2}"))
-        }
-        serde_json::Value::Number(n) => group_thousands(&n.to_string()),
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Null => "—".into(),
-        other => other.to_string(),
-    }
-}
-
-fn group_thousands(s: &str) -> String {
-    let (sign, rest) = s.strip_prefix('-').map_or(("", s), |r| ("-", r));
-    let (int, frac) = rest
-        .split_once('.')
-        .map_or((rest, None), |(i, f)| (i, Some(f)));
-    let mut out = String::new();
-    for (i, c) in int.chars().enumerate() {
-        if i > 0 && (int.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    match frac {
-        Some(f) => format!("{sign}{out}.{f}"),
-        None => format!("{sign}{out}"),
+fn footer(it: &Item, en: bool) -> String {
+    if en {
+        format!(
+            "rule {} · account {} · as of {}",
+            it.rule, it.account_id, it.as_of
+        )
+    } else {
+        format!(
+            "规则 {} · 客户 {} · 评估日期 {}",
+            it.rule, it.account_id, it.as_of
+        )
     }
 }
 
@@ -1280,13 +1255,6 @@ mod tests {
     }
 
     #[test]
-    fn groups_thousands() {
-        assert_eq!(show(&serde_json::json!(1234567.5)), "1,234,567.50");
-        assert_eq!(show(&serde_json::json!(-1234)), "-1,234");
-        assert_eq!(show(&serde_json::json!(12)), "12");
-    }
-
-    #[test]
     fn headers_are_one_line() {
         assert_eq!(one_line("a\r\nBcc: x@y"), "a  Bcc: x@y");
     }
@@ -1315,6 +1283,7 @@ mod tests {
             severity,
             title: "<script>x</script>".into(),
             figures: vec![("a<b".into(), serde_json::json!("<i>"))],
+            units: Default::default(),
             action: "call".into(),
             notice,
             started_at: Some(d("2026-10-01")),
@@ -1432,5 +1401,91 @@ mod tests {
         let one = tpl.single(&r, &to, None, 18).unwrap();
         assert!(one.subject.contains("已恢复"), "{}", one.subject);
         assert!(!one.html.contains("<script>") && !one.html.contains("r<1>"));
+    }
+
+    /// A message in English says nothing in Chinese but the data, and
+    /// writes each figure by its kind.
+    #[test]
+    fn english_messages_have_no_chinese_outside_the_data() {
+        use crate::format::Unit;
+        let mut it = item(Notice::Started, Severity::Critical, "A", 0.4, "K1");
+        it.account_name = "华联超市".into();
+        it.title = "Orders down 62% on the previous period".into();
+        it.action = "Call the buyer this week.".into();
+        it.figures = vec![
+            ("Revenue, last 90 days".into(), serde_json::json!(22930.4)),
+            ("vs previous period".into(), serde_json::json!(-61.66)),
+            ("Margin slip".into(), serde_json::json!(3.24)),
+            ("Orders, last 90 days".into(), serde_json::json!(6.0)),
+            ("Days since the last visit".into(), serde_json::json!(45)),
+            ("Plain".into(), serde_json::json!(1234.5)),
+        ];
+        it.units = [
+            ("Revenue, last 90 days", Unit::Money),
+            ("vs previous period", Unit::Percent),
+            ("Margin slip", Unit::Points),
+            ("Orders, last 90 days", Unit::Count),
+            ("Days since the last visit", Unit::Days),
+        ]
+        .into_iter()
+        .map(|(k, u)| (k.to_string(), u))
+        .collect();
+        let mut resolved = item(
+            Notice::Resolved { lasted_days: 19 },
+            Severity::Warning,
+            "B",
+            0.1,
+            "K2",
+        );
+        resolved.title = "Margin back".into();
+        let to = [Recipient::new("Sun Tao", "sun.tao@example.com")];
+        let data = ["华联超市", "华东", "张伟"];
+        let tpl = Templates::load(None, "en").unwrap();
+        let digest = tpl
+            .digest(&[&it, &resolved], it.as_of, &to, None, 18, 3)
+            .unwrap();
+        let single = tpl.single(&it, &[], None, 18).unwrap();
+        for (what, text) in [
+            ("digest subject", &digest.subject),
+            ("digest text", &digest.text),
+            ("digest html", &digest.html),
+            ("single subject", &single.subject),
+            ("single text", &single.text),
+            ("single html", &single.html),
+        ] {
+            let mut rest = text.clone();
+            for d in data {
+                rest = rest.replace(d, "");
+            }
+            let cjk: String = rest.chars().filter(|c| crate::format::is_cjk(*c)).collect();
+            assert!(
+                cjk.is_empty(),
+                "{what} has Chinese outside the data: {cjk:?}\n{text}"
+            );
+        }
+        for want in [
+            "¥22,930",
+            "−61.7%",
+            "3.2 pts",
+            "Orders, last 90 days: 6\n",
+            "45 days",
+            "1,234.50",
+        ] {
+            assert!(
+                single.text.contains(want),
+                "{want} missing:\n{}",
+                single.text
+            );
+            assert!(
+                digest.text.contains(want.trim_end()),
+                "{want} missing:\n{}",
+                digest.text
+            );
+        }
+        // Chinese writes large amounts in 万, in the configured currency.
+        let zh = Templates::load(None, "zh-CN").unwrap().currency("USD");
+        let one = zh.single(&it, &[], None, 18).unwrap();
+        assert!(one.text.contains("$2.29万"), "{}", one.text);
+        assert!(one.text.contains("3.2 个百分点"), "{}", one.text);
     }
 }

@@ -201,8 +201,7 @@ fn admin_notice(conn: &rusqlite::Connection, cfg: &Loaded, errors: &[RunError]) 
 /// were queued.
 pub fn queue_reviews(cfg: &Loaded, conn: &Connection, as_of: NaiveDate) -> Result<usize> {
     let mut queued = 0;
-    let en = cfg.cfg.mail.locale == "en";
-    for r in crate::review::build(conn, as_of, &cfg.cfg.tiers, en)? {
+    for r in crate::review::build(conn, as_of, &cfg.cfg.tiers, &cfg.style())? {
         let message_id = mail::message_id(
             conn,
             &cfg.cfg.mail,

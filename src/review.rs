@@ -16,7 +16,8 @@ use chrono::NaiveDate;
 use rusqlite::Connection;
 
 use crate::config::TierConfig;
-use crate::mail::{escape_html, show};
+use crate::format::{Style, Unit};
+use crate::mail::escape_html;
 use crate::metrics::{self, Measure};
 
 use crate::chart::CADENCE;
@@ -98,13 +99,14 @@ const EN: Words = Words {
 };
 
 /// Builds one review per manager (the master's manager email) as of a
-/// date, in English when `en`, else in Chinese.
+/// date, in the locale and currency of `style` (the mail's).
 pub fn build(
     conn: &Connection,
     as_of: NaiveDate,
     tiers: &TierConfig,
-    en: bool,
+    style: &Style,
 ) -> Result<Vec<Review>> {
+    let en = style.en();
     let w = if en { &EN } else { &ZH };
     let snap = metrics::build(conn, as_of, tiers)?;
     let book = crate::accounts::book(conn, as_of, tiers)?;
@@ -152,17 +154,23 @@ pub fn build(
                         a,
                         if en {
                             format!(
-                                "last 90 days {} ← previous {} ({:+.0}%)",
-                                show(&serde_json::json!(now)),
-                                show(&serde_json::json!(prev)),
-                                crate::rules::pct_change(now, prev)
+                                "last 90 days {} ← previous {} ({})",
+                                style.money(now),
+                                style.money(prev),
+                                style.number(
+                                    crate::rules::pct_change(now, prev),
+                                    Some(Unit::Percent)
+                                )
                             )
                         } else {
                             format!(
-                                "近90天 {} ← 上期 {}（{:+.0}%）",
-                                show(&serde_json::json!(now)),
-                                show(&serde_json::json!(prev)),
-                                crate::rules::pct_change(now, prev)
+                                "近90天 {} ← 上期 {}（{}）",
+                                style.money(now),
+                                style.money(prev),
+                                style.number(
+                                    crate::rules::pct_change(now, prev),
+                                    Some(Unit::Percent)
+                                )
                             )
                         },
                     ),
@@ -174,17 +182,18 @@ pub fn build(
                 if base - gm > 0.5 {
                     slips.push((
                         gm - base,
-                        line(
-                            a,
+                        line(a, {
+                            let (gm, base, slip) = (
+                                style.number(gm, Some(Unit::Percent)),
+                                style.number(base, Some(Unit::Percent)),
+                                style.number(gm - base, Some(Unit::Points)),
+                            );
                             if en {
-                                format!(
-                                    "margin {gm:.1}% ← baseline {base:.1}% ({:+.1} pts)",
-                                    gm - base
-                                )
+                                format!("margin {gm} ← baseline {base} ({slip})")
                             } else {
-                                format!("毛利率 {gm:.1}% ← 基线 {base:.1}%（{:+.1} 点）", gm - base)
-                            },
-                        ),
+                                format!("毛利率 {gm} ← 基线 {base}（{slip}）")
+                            }
+                        }),
                     ));
                 }
             }
@@ -251,7 +260,7 @@ pub fn build(
                 format!(
                     "The book: {} accounts, revenue of the last 12 months {}; tier A {}, tier B {}, tier C {}.",
                     p.accounts,
-                    show(&serde_json::json!(p.revenue_12m)),
+                    style.money(p.revenue_12m),
                     p.tier_a,
                     p.tier_b,
                     p.tier_c
@@ -270,7 +279,7 @@ pub fn build(
                 format!(
                     "全部客户 {} 个，近12个月收入 {}；A 类 {}、B 类 {}、C 类 {} 个。",
                     p.accounts,
-                    show(&serde_json::json!(p.revenue_12m)),
+                    style.money(p.revenue_12m),
                     p.tier_a,
                     p.tier_b,
                     p.tier_c

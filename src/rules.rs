@@ -81,8 +81,13 @@ pub struct Finding {
     pub title: String,
     /// The figures behind the warning, in the order the rule gave them.
     pub figures: Vec<(String, serde_json::Value)>,
+    /// The kind of each figure that has one (`money(x)`), by label.
+    pub units: Units,
     pub action: String,
 }
+
+/// Figure kinds by label; a figure without one is a plain number.
+pub type Units = std::collections::BTreeMap<String, crate::format::Unit>;
 
 /// A compiled rule.
 #[derive(Clone)]
@@ -218,6 +223,9 @@ pub struct RuleSet {
     pub(crate) engine: Engine,
     pub rules: Vec<Rule>,
     pub caps: AlertCaps,
+    /// The locale rules pick their texts in, and how `${money(x)}` in a
+    /// title is written (`mail.locale`, `mail.currency`).
+    pub style: crate::format::Style,
 }
 
 /// The most alerts a rule may raise, for one account in one run and in one
@@ -401,6 +409,7 @@ struct Raised {
     severity: Option<Severity>,
     title: String,
     figures: Vec<(String, serde_json::Value)>,
+    units: Units,
     action: String,
     line: Option<usize>,
 }
@@ -980,6 +989,15 @@ fn raise(ctx: &NativeCallContext, spec: Map) -> Result<(), Box<EvalAltResult>> {
             }
         }
     };
+    // Title and action may be given per locale.
+    let words = |k: &str| -> Result<Option<String>, Box<EvalAltResult>> {
+        match spec.get(k) {
+            None => Ok(None),
+            Some(v) => api::text_of(v, &format!("alert(): `{k}`"))
+                .map(Some)
+                .map_err(Into::into),
+        }
+    };
     for k in spec.keys() {
         if !matches!(
             k.as_str(),
@@ -1009,34 +1027,67 @@ fn raise(ctx: &NativeCallContext, spec: Map) -> Result<(), Box<EvalAltResult>> {
             format!("alert(): severity {t:?} is not one of info, warning, critical")
         })?),
     };
-    let title = text("title")?
+    let title = words("title")?
         .filter(|t| !t.trim().is_empty())
         .ok_or("alert(): `title` is required and must be a string")?;
     let mut figures = Vec::new();
+    let mut units = Units::new();
+    let mut add = |label: String, v: &Dynamic, unit: Option<crate::format::Unit>| {
+        let (value, kind) = match v.read_lock::<api::Figure>() {
+            Some(f) => (f.json(), Some(f.unit)),
+            None => (to_json(v), None),
+        };
+        if let Some(u) = unit.or(kind) {
+            units.insert(label.clone(), u);
+        }
+        figures.push((label, value));
+    };
     if let Some(f) = spec.get("figures") {
         if f.is_map() {
             for (k, v) in f.clone().cast::<Map>() {
-                figures.push((k.to_string(), to_json(&v)));
+                add(k.to_string(), &v, None);
             }
         } else if f.is_array() {
             for pair in f.clone().cast::<rhai::Array>() {
                 let bad = || -> Box<EvalAltResult> {
-                    "alert(): each entry of `figures` must be a pair [\"label\", value]".into()
+                    "alert(): each entry of `figures` must be a pair [\"label\", value], or [\"label\", value, \"kind\"]".into()
                 };
                 if !pair.is_array() {
                     return Err(bad());
                 }
                 let pair = pair.cast::<rhai::Array>();
-                if pair.len() != 2 {
+                if pair.len() != 2 && pair.len() != 3 {
                     return Err(bad());
                 }
-                figures.push((pair[0].to_string(), to_json(&pair[1])));
+                let unit = match pair.get(2) {
+                    None => None,
+                    Some(u) => Some(
+                        u.clone()
+                            .into_immutable_string()
+                            .ok()
+                            .and_then(|u| crate::format::Unit::parse(&u))
+                            .ok_or_else(|| {
+                                format!(
+                                    "alert(): the figure {} has the kind {}, which is not one of {}",
+                                    pair[0],
+                                    pair[2],
+                                    crate::format::Unit::known()
+                                )
+                            })?,
+                    ),
+                };
+                let label = if pair[0].is_string() {
+                    pair[0].to_string()
+                } else {
+                    api::text_of(&pair[0], "alert(): a figure's label")?
+                };
+                add(label, &pair[1], unit);
             }
         } else {
             return Err("alert(): `figures` must be an array of [label, value] pairs or a map, e.g. [[\"revenue\", 1200.0]]".into());
         }
     }
-    let action = text("action")?.unwrap_or_default();
+    let action = words("action")?.unwrap_or_default();
     // One alert per key: a second with the same key (`7` and "7" included)
     // would be lost without a word when the alerts are stored.
     let line = ctx.call_position().line();
@@ -1055,6 +1106,7 @@ fn raise(ctx: &NativeCallContext, spec: Map) -> Result<(), Box<EvalAltResult>> {
             severity,
             title,
             figures,
+            units,
             action,
             line,
         })
@@ -1141,6 +1193,7 @@ impl RuleSet {
                 engine,
                 rules,
                 caps: AlertCaps::default(),
+                style: Default::default(),
             },
             errors,
         ))
@@ -1152,6 +1205,7 @@ impl RuleSet {
             engine: engine(),
             rules: Vec::new(),
             caps: AlertCaps::default(),
+            style: Default::default(),
         }
     }
 
@@ -1185,6 +1239,7 @@ impl RuleSet {
             engine,
             rules,
             caps: AlertCaps::default(),
+            style: Default::default(),
         })
     }
 
@@ -1198,6 +1253,7 @@ impl RuleSet {
             per_account: cfg.cfg.alerts.max_per_account,
             per_rule: cfg.cfg.alerts.max_per_rule,
         };
+        set.style = cfg.style();
         let unknown = set.apply_overrides(&cfg.cfg.rule_settings);
         // A broken file's name is not unknown: its last good version may run.
         let unknown = unknown
@@ -1400,6 +1456,7 @@ impl RuleSet {
             shared = shared.for_rules(self.rules.len());
         }
         ALERT_CAP.with(|c| c.set(self.caps.per_account));
+        api::set_style(&self.style);
         // Nothing left over from a run a panic cut short.
         RAISED.with(|r| r.borrow_mut().clear());
         PRINTED.with(|c| c.set(Printed::NONE));
@@ -1440,6 +1497,7 @@ impl RuleSet {
             findings: Vec::new(),
             lines: Vec::new(),
             error: None,
+            style: self.style.clone(),
         };
         if r.mask & tier_bit(m.tier) == 0 {
             ex.skipped = Some(if r.enabled() {
@@ -1479,6 +1537,7 @@ impl RuleSet {
         );
         api::take_trace();
         ALERT_CAP.with(|c| c.set(self.caps.per_account));
+        api::set_style(&self.style);
         start_run();
         let result = self.engine.run_ast_with_scope(&mut scope, &r.ast);
         PRINTED.with(|c| c.set(Printed::NONE));
@@ -1510,6 +1569,7 @@ fn finding(rule: &Rule, m: &Arc<AccountMetrics>, r: Raised) -> Finding {
         severity: r.severity.or(rule.severity).unwrap_or(Severity::Warning),
         title: r.title,
         figures: r.figures,
+        units: r.units,
         action: r.action,
     }
 }
@@ -1531,6 +1591,8 @@ pub struct Explanation {
     /// The line of the `alert()` call behind each finding.
     pub lines: Vec<Option<usize>>,
     pub error: Option<String>,
+    /// How the findings' figures are written.
+    pub style: crate::format::Style,
 }
 
 impl fmt::Display for Explanation {
@@ -1574,7 +1636,12 @@ impl fmt::Display for Explanation {
             }
             writeln!(f)?;
             for (k, v) in &x.figures {
-                writeln!(f, "  {k}: {v}")?;
+                let unit = x.units.get(k).copied();
+                write!(f, "  {k}: {}", self.style.value(v, unit))?;
+                match unit {
+                    Some(u) => writeln!(f, " ({} {v})", u.name())?,
+                    None => writeln!(f)?,
+                }
             }
             if !x.action.is_empty() {
                 writeln!(f, "  action: {}", x.action)?;
@@ -1765,16 +1832,19 @@ fn blank_settings(source: &str) -> Option<String> {
 /// Every call in `rule` that no function answers, as compile errors with
 /// the line, column and a caret: a misspelt function would otherwise fail
 /// for every account at run time.
+/// Texts per locale with a key that is no locale are reported the same way.
 fn unknown_calls(known: &api::Known, rule: &Rule, source: &str) -> Vec<CompileError> {
     known
         .unknown_calls(&rule.ast)
         .into_iter()
-        .map(|u| CompileError {
+        .map(|u| (u.pos, u.to_string()))
+        .chain(api::bad_text_maps(&rule.ast))
+        .map(|(pos, message)| CompileError {
             path: rule.path.clone(),
-            line: u.pos.line().unwrap_or(0),
-            column: u.pos.position().unwrap_or(0),
-            message: u.to_string(),
-            excerpt: excerpt(source, u.pos),
+            line: pos.line().unwrap_or(0),
+            column: pos.position().unwrap_or(0),
+            message,
+            excerpt: excerpt(source, pos),
         })
         .collect()
 }
@@ -2254,6 +2324,177 @@ mod tests {
             vec![("z".to_string(), 1.into()), ("a".to_string(), 2.5.into())]
         );
         assert_eq!(out.findings[0].severity, Severity::Warning);
+    }
+
+    #[test]
+    fn figures_carry_their_kind_and_keep_the_raw_number() {
+        use crate::format::Unit;
+        let src = r#"
+            let drop = -61.66;
+            alert(#{
+                title: `orders ${pct(drop)} at ${money(22930)} in ${days(45)}`,
+                figures: [
+                    ["revenue", money(22930.4)],
+                    ["orders", count(6.0)],
+                    ["change", pct(drop)],
+                    ["slip", points(3.24), "points"],
+                    ["plain", 6.0],
+                    ["named", 1500, "money"],
+                    ["since", date("2031-02-03")],
+                ],
+            });"#;
+        let rs = RuleSet::from_sources(&[("k", src)]).unwrap();
+        let out = rs.evaluate(&crate::metrics::tests_support::snapshot_one());
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        let f = &out.findings[0];
+        assert_eq!(f.title, "orders −61.7% at ¥2.29万 in 45 天");
+        assert_eq!(f.figures[0], ("revenue".to_string(), 22930.4.into()));
+        assert_eq!(f.figures[1], ("orders".to_string(), 6.0.into()));
+        assert_eq!(f.figures[6], ("since".to_string(), "2031-02-03".into()));
+        let u = |k: &str| f.units.get(k).copied();
+        assert_eq!(u("revenue"), Some(Unit::Money));
+        assert_eq!(u("orders"), Some(Unit::Count));
+        assert_eq!(u("change"), Some(Unit::Percent));
+        assert_eq!(u("slip"), Some(Unit::Points));
+        assert_eq!(u("plain"), None);
+        assert_eq!(u("named"), Some(Unit::Money));
+        assert_eq!(u("since"), Some(Unit::Date));
+        // The reader's locale and currency write the title.
+        let mut rs = RuleSet::from_sources(&[("k", src)]).unwrap();
+        rs.style = crate::format::Style::new(crate::format::Locale::En, "USD");
+        let out = rs.evaluate(&crate::metrics::tests_support::snapshot_one());
+        assert_eq!(out.findings[0].title, "orders −61.7% at $22,930 in 45 days");
+    }
+
+    #[test]
+    fn texts_per_locale_pick_the_readers_and_one_language_works_everywhere() {
+        use crate::format::{Locale, Style};
+        let src = r#"
+            alert(#{
+                key: "both",
+                title: #{ "zh-CN": "订单下降", en: "Orders down" },
+                figures: [[#{ "zh-CN": "收入", en: "Revenue" }, money(1)]],
+                action: #{ "zh-CN": "致电", en: "Call" },
+            });
+            alert(#{ key: "zh", title: "只有中文", action: tr(#{ en: "only English" }) });
+            alert(#{ key: "loc", title: locale() });"#;
+        for (locale, want) in [
+            (
+                Locale::ZhCn,
+                [
+                    "订单下降",
+                    "收入",
+                    "致电",
+                    "只有中文",
+                    "only English",
+                    "zh-CN",
+                ],
+            ),
+            (
+                Locale::En,
+                [
+                    "Orders down",
+                    "Revenue",
+                    "Call",
+                    "只有中文",
+                    "only English",
+                    "en",
+                ],
+            ),
+        ] {
+            let mut rs = RuleSet::from_sources(&[("t", src)]).unwrap();
+            rs.style = Style::new(locale, "CNY");
+            let out = rs.evaluate(&crate::metrics::tests_support::snapshot_one());
+            assert!(out.errors.is_empty(), "{:?}", out.errors);
+            let f = &out.findings;
+            assert_eq!(f[0].title, want[0]);
+            assert_eq!(f[0].figures[0].0, want[1]);
+            assert!(f[0].units.contains_key(want[1]));
+            assert_eq!(f[0].action, want[2]);
+            assert_eq!(f[1].title, want[3]);
+            assert_eq!(f[1].action, want[4]);
+            assert_eq!(f[2].title, want[5]);
+        }
+    }
+
+    #[test]
+    fn bad_texts_and_kinds_are_run_errors_that_say_what_to_write() {
+        let rs = RuleSet::from_sources(&[
+            // Built at run time, out of `check`'s sight.
+            (
+                "fr",
+                "let t = #{ en: \"y\" };\nt[\"fr\"] = \"x\";\nalert(#{ title: t });",
+            ),
+            ("empty", "alert(#{ title: #{} });"),
+            ("num", "alert(#{ title: #{ en: 5 } });"),
+            (
+                "unit",
+                "alert(#{ title: \"t\", figures: [[\"a\", 1, \"euros\"]] });",
+            ),
+            (
+                "four",
+                "alert(#{ title: \"t\", figures: [[\"a\", 1, \"money\", 2]] });",
+            ),
+        ])
+        .unwrap();
+        let out = rs.evaluate(&crate::metrics::tests_support::snapshot_one());
+        let msg = |r: &str| {
+            out.errors
+                .iter()
+                .find(|e| &*e.rule == r)
+                .map(|e| e.message.clone())
+                .unwrap_or_default()
+        };
+        assert!(
+            msg("fr").contains("\"fr\"") && msg("fr").contains("\"zh-CN\", \"en\""),
+            "{}",
+            msg("fr")
+        );
+        assert!(msg("empty").contains("empty map"), "{}", msg("empty"));
+        assert!(msg("num").contains("must be a string"), "{}", msg("num"));
+        assert!(
+            msg("unit").contains("euros") && msg("unit").contains("money, percent"),
+            "{}",
+            msg("unit")
+        );
+        assert!(
+            msg("four").contains("[\"label\", value, \"kind\"]"),
+            "{}",
+            msg("four")
+        );
+        assert!(out.findings.is_empty());
+    }
+
+    #[test]
+    fn check_finds_texts_for_unknown_locales_before_they_run() {
+        for src in [
+            "alert(#{ title: #{ zh: \"x\", en: \"y\" } });",
+            "let t = \"y\";\nif account.tier == \"Z\" { alert(#{ title: #{ \"zh-CN\": t, \"en-GB\": t } }); }",
+        ] {
+            let e = RuleSet::from_sources(&[("l", src)]).err().expect(src);
+            assert!(e.message.contains("not a locale"), "{e}");
+            assert_eq!(e.line, src.lines().count(), "{e}");
+        }
+        // Other maps are not texts.
+        RuleSet::from_sources(&[(
+            "ok",
+            "let m = #{ zh: 1, fr: 2 };\nalert(#{ title: tr(#{ en: \"a\" }) });",
+        )])
+        .unwrap();
+    }
+
+    #[test]
+    fn explain_writes_figures_by_kind() {
+        let rs = RuleSet::from_sources(&[(
+            "x",
+            "alert(#{ title: \"t\", figures: [[\"rev\", money(22930)], [\"n\", 6.0]] });",
+        )])
+        .unwrap();
+        let snap = crate::metrics::tests_support::snapshot_one();
+        let id = snap.accounts[0].id.clone();
+        let text = rs.explain(&snap, "x", &id).unwrap().to_string();
+        assert!(text.contains("  rev: ¥2.29万 (money 22930.0)"), "{text}");
+        assert!(text.contains("  n: 6\n"), "{text}");
     }
 
     #[test]

@@ -25,7 +25,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("store/0006_compact_order_attrs.sql"),
     include_str!("store/0007_ledger_counts.sql"),
     include_str!("store/0008_installation.sql"),
-    include_str!("store/0009_manager_name.sql"),
+    include_str!("store/0009_figure_units.sql"),
+    include_str!("store/0010_manager_name.sql"),
 ];
 
 /// How long a statement waits for another connection's lock.

@@ -20,7 +20,9 @@ use crate::alerts::{Item, Notice};
 use crate::metrics::Snapshot;
 use crate::rules::Severity;
 
-use super::{Recipient, footer, one_line, show};
+use crate::format::{Locale, Style};
+
+use super::{Recipient, footer, one_line};
 use crate::config::Zone;
 
 /// The template files, each in both shipped languages.
@@ -66,6 +68,8 @@ pub struct Templates {
     admin: Option<String>,
     catch_all: Option<String>,
     config: Option<PathBuf>,
+    /// How figures are written: the locale's, in `mail.currency`.
+    style: Style,
     /// Charts drawn so far, by Content-ID: an alert mailed to its owner
     /// and in the manager's digest is drawn once.
     charts: std::cell::RefCell<std::collections::HashMap<String, Option<(Image, String)>>>,
@@ -105,13 +109,24 @@ impl Templates {
             admin: None,
             catch_all: None,
             config: None,
+            style: Style::new(
+                Locale::parse(locale).unwrap_or_default(),
+                crate::format::DEFAULT_CURRENCY,
+            ),
             charts: Default::default(),
         })
     }
 
-    /// The sender, admin and catch-all of the footer from the mail config,
-    /// and the config file the silence command names.
+    /// The same templates writing money in `currency` (`mail.currency`).
+    pub fn currency(mut self, currency: &str) -> Templates {
+        self.style.currency = currency.to_string();
+        self
+    }
+
+    /// The sender, admin and catch-all of the footer from the mail config
+    /// (and its `currency`), and the config file the silence command names.
     pub fn with_mail(mut self, m: &crate::config::MailConfig, config: Option<&Path>) -> Templates {
+        self.style.currency = m.currency.clone();
         self.from = m.from.clone();
         self.admin = m.admin.clone();
         self.catch_all = m.catch_all.clone();
@@ -378,16 +393,16 @@ impl Templates {
             format!("本邮件由重点客户预警服务 kamwatch 自动发送（{from}）。")
         };
         let admin = match (&self.admin, en) {
-            (Some(a), false) => {
-                format!("暂停某条预警请管理员执行下面的命令，或有疑问，请写信给管理员 {a}。")
-            }
-            (Some(a), true) => format!(
-                "To silence an alert, ask the admin ({a}) to run the command shown with it; write to them with any question."
+            (Some(a), false) => format!(
+                "如需暂停某条预警，请写信给管理员 {a}，请其执行该预警下列出的 kamwatch silence add 命令；有疑问也请写信给管理员。"
             ),
-            (None, false) => "暂停某条预警请 kamwatch 的管理员执行下面的命令。".into(),
-            (None, true) => {
-                "To silence an alert, ask kamwatch's admin to run the command shown with it.".into()
+            (Some(a), true) => format!(
+                "To silence an alert, write to the admin ({a}) and ask them to run the kamwatch silence add command listed with it; write to them with any question too."
+            ),
+            (None, false) => {
+                "如需暂停某条预警，请 kamwatch 的管理员执行该预警下列出的 kamwatch silence add 命令。".into()
             }
+            (None, true) => "To silence an alert, ask kamwatch's admin to run the kamwatch silence add command listed with it.".into(),
         };
         (sent, admin)
     }
@@ -435,12 +450,12 @@ impl Templates {
                 .iter()
                 .map(|(k, v)| Figure {
                     name: k.clone(),
-                    value: show(v),
+                    value: self.style.value(v, it.units.get(k).copied()),
                 })
                 .collect(),
             action: it.action.clone(),
             resolved: matches!(it.notice, Notice::Resolved { .. }),
-            footer: footer(it),
+            footer: footer(it, en),
             reason: self.reason(it, to),
             silence: self.silence(it),
             chart,

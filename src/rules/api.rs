@@ -16,7 +16,100 @@ use rhai::{
     NativeCallContext,
 };
 
+use crate::format::{Locale, Style, Texts, Unit};
 use crate::metrics::{AccountMetrics, Day, Metric, Portfolio, date_of, quarter_start};
+
+/// A figure with its kind, as `money(x)`, `pct(x)`, ... make it: `alert()`
+/// keeps the raw value and the kind, and a title that interpolates it
+/// (`${money(x)}`) reads it written in the reader's locale.
+#[derive(Clone, Debug)]
+pub struct Figure {
+    pub unit: Unit,
+    pub num: f64,
+    /// For dates and texts.
+    pub text: Option<ImmutableString>,
+}
+
+impl Figure {
+    /// The raw value, for JSON and the store.
+    pub fn json(&self) -> serde_json::Value {
+        match &self.text {
+            Some(t) => serde_json::Value::String(t.to_string()),
+            None => serde_json::Number::from_f64((self.num * 100.0).round() / 100.0)
+                .map(serde_json::Value::Number)
+                .unwrap_or(serde_json::Value::Null),
+        }
+    }
+}
+
+thread_local! {
+    /// How the rules running on this thread write figures and pick texts
+    /// (the config's `mail.locale` and `mail.currency`).
+    static STYLE: RefCell<Style> = RefCell::new(Style::default());
+}
+
+/// Sets how rules on this thread write figures and pick texts.
+pub fn set_style(s: &Style) {
+    STYLE.with(|t| {
+        if *t.borrow() != *s {
+            *t.borrow_mut() = s.clone();
+        }
+    });
+}
+
+/// The locale rules on this thread pick their texts in.
+pub fn locale() -> Locale {
+    STYLE.with(|t| t.borrow().locale)
+}
+
+fn figure_text(f: &Figure) -> String {
+    match &f.text {
+        Some(t) => t.to_string(),
+        None => STYLE.with(|s| s.borrow().number(f.num, Some(f.unit))),
+    }
+}
+
+/// A text given as a string, or per locale as a map
+/// (`#{ "zh-CN": "...", en: "..." }`), in this thread's locale. `what`
+/// names the text in errors.
+pub fn text_of(d: &Dynamic, what: &str) -> Result<String, String> {
+    if d.is_string() {
+        return Ok(d.to_string());
+    }
+    if let Some(f) = d.read_lock::<Figure>() {
+        return Ok(figure_text(&f));
+    }
+    if !d.is_map() {
+        return Err(format!(
+            "{what} must be a string, got {} {d}; a text may also be given per locale, #{{ \"zh-CN\": \"...\", en: \"...\" }}",
+            d.type_name()
+        ));
+    }
+    let map = d.clone().cast::<Map>();
+    let mut texts = Texts::default();
+    for (k, v) in map {
+        let Some(l) = Locale::parse(&k) else {
+            return Err(format!(
+                "{what} has a text for {k:?}, which is not a locale kamwatch writes in; the locales are {}",
+                Locale::known()
+            ));
+        };
+        if !v.is_string() {
+            return Err(format!(
+                "{what}: the {k:?} text must be a string, got {} {v}",
+                v.type_name()
+            ));
+        }
+        texts.0.push((l, v.to_string()));
+    }
+    if texts.0.is_empty() {
+        return Err(format!(
+            "{what} is an empty map; give a text for at least one of {}",
+            Locale::known()
+        ));
+    }
+    Ok(texts.get(locale()).to_string())
+}
 
 /// The value a rule sees as `account`.
 #[derive(Clone)]
@@ -812,14 +905,185 @@ pub fn register(e: &mut Engine) -> Vec<Doc> {
             Ok(i64::from(d - quarter_start(d) + 1))
         }
     );
+    api.section = "figures and texts";
+    register_figures(&mut api);
     f!(
         api,
         "alert",
         "alert(#{ severity, title, figures, action, key })",
-        "raises a warning for this account: severity \"info\" | \"warning\" | \"critical\" (default: the rule's SETTINGS.severity, else \"warning\"); title (required); figures, the numbers behind it, as an array of [label, value] pairs (kept in order) or a map (sorted by label); the recommended action; key, to raise several alerts for one account (one per SKU, say)",
+        "raises a warning for this account: severity \"info\" | \"warning\" | \"critical\" (default: the rule's SETTINGS.severity, else \"warning\"); title (required); figures, the numbers behind it, as an array of [label, value] pairs (kept in order; a third element names the kind, [\"revenue\", x, \"money\"]) or a map (sorted by label); the recommended action; key, to raise several alerts for one account (one per SKU, say). Title, action and labels are strings or texts per locale, #{ \"zh-CN\": \"...\", en: \"...\" }: the reader's locale is used, else Chinese, else the one given",
         |ctx: NativeCallContext, spec: Map| super::raise(&ctx, spec),
     );
     api.docs
+}
+
+/// The figure kinds and per-locale texts (`money(x)`, `tr(#{...})`, ...).
+fn register_figures(api: &mut Api) {
+    api.e.register_type_with_name::<Figure>("Figure");
+    let num = |unit: Unit, x: f64| Figure {
+        unit,
+        num: x,
+        text: None,
+    };
+    for (name, unit, doc) in [
+        (
+            "money",
+            Unit::Money,
+            "an amount in `mail.currency`: ¥22,930, or ¥2.29万 in Chinese",
+        ),
+        (
+            "pct",
+            Unit::Percent,
+            "a percentage (0..100, or a change): −61.7%",
+        ),
+        (
+            "points",
+            Unit::Points,
+            "a difference of percentages: 3.2 个百分点 / 3.2 pts",
+        ),
+        (
+            "count",
+            Unit::Count,
+            "a number of things, written without decimals: 6",
+        ),
+        ("days", Unit::Days, "a number of days: 45 天 / 45 days"),
+        ("ratio", Unit::Ratio, "a plain ratio, two decimals: 1.25"),
+    ] {
+        f!(
+            api,
+            name,
+            format!("{name}(x)"),
+            format!("x as a figure of its kind, for `alert()` figures and titles; {doc}"),
+            move |x: f64| num(unit, x)
+        );
+        f!(
+            api,
+            name,
+            format!("{name}(x)"),
+            "the same for an integer",
+            move |x: i64| num(unit, x as f64)
+        );
+    }
+    for (name, unit, doc) in [
+        (
+            "date",
+            Unit::Date,
+            "a date figure, YYYY-MM-DD, written as given",
+        ),
+        ("text", Unit::Text, "a text figure, written as given"),
+    ] {
+        f!(
+            api,
+            name,
+            format!("{name}(s)"),
+            doc,
+            move |s: ImmutableString| {
+                Figure {
+                    unit,
+                    num: 0.0,
+                    text: Some(s),
+                }
+            }
+        );
+    }
+    g!(
+        api,
+        "value",
+        "figure.value",
+        "the raw number (or text) of a figure",
+        |f: &mut Figure| -> Dynamic {
+            match &f.text {
+                Some(t) => t.clone().into(),
+                None => f.num.into(),
+            }
+        }
+    );
+    g!(
+        api,
+        "unit",
+        "figure.unit",
+        "the kind of a figure: \"money\", \"percent\", \"points\", \"count\", \"days\", \"ratio\", \"date\" or \"text\"",
+        |f: &mut Figure| -> ImmutableString { f.unit.name().into() }
+    );
+    f!(
+        api,
+        "to_string",
+        "to_string(figure)",
+        "the figure as the reader's locale writes it; what `${money(x)}` puts in a title",
+        |f: &mut Figure| -> ImmutableString { figure_text(f).into() }
+    );
+    f!(
+        api,
+        "to_debug",
+        "to_debug(figure)",
+        "the same, for `debug`",
+        |f: &mut Figure| -> ImmutableString { figure_text(f).into() }
+    );
+    f!(
+        api,
+        "tr",
+        "tr(#{ \"zh-CN\": text, en: text })",
+        "the text for the reader's locale (`mail.locale`), else the Chinese one, else the one given; for building texts beyond alert()'s own fields",
+        |m: Map| -> Result<ImmutableString, Box<EvalAltResult>> {
+            text_of(&Dynamic::from_map(m), "tr()")
+                .map(Into::into)
+                .map_err(Into::into)
+        }
+    );
+    f!(
+        api,
+        "locale",
+        "locale()",
+        "the reader's locale: \"zh-CN\" or \"en\"",
+        || -> ImmutableString { locale().key().into() }
+    );
+}
+
+/// Texts per locale in `ast` that name a locale kamwatch does not write
+/// in: a map literal with a `"zh-CN"` or `en` key is a text map, and each of
+/// its keys must be a locale (`#{ zh: ..., en: ... }` is caught here, not
+/// at the first alert). (position, message).
+pub fn bad_text_maps(ast: &rhai::AST) -> Vec<(rhai::Position, String)> {
+    use rhai::{ASTNode, Expr};
+    let mut out = Vec::new();
+    let mut check = |keys: Vec<String>, pos: rhai::Position| {
+        if !keys.iter().any(|k| Locale::parse(k).is_some()) {
+            return;
+        }
+        for k in keys.iter().filter(|k| Locale::parse(k).is_none()) {
+            out.push((
+                pos,
+                format!(
+                    "a text per locale has the key {k:?}, which is not a locale kamwatch writes in; the locales are {}",
+                    Locale::known()
+                ),
+            ));
+        }
+    };
+    ast.walk(&mut |path: &[ASTNode]| {
+        match path.last() {
+            Some(ASTNode::Expr(Expr::Map(x, pos))) => {
+                check(x.0.iter().map(|(k, _)| k.name.to_string()).collect(), *pos)
+            }
+            // Constant maps and arrays are folded into one value, nested
+            // maps included.
+            Some(ASTNode::Expr(Expr::DynamicConstant(d, pos))) => {
+                let mut stack = vec![(**d).clone()];
+                while let Some(d) = stack.pop() {
+                    if d.is_map() {
+                        let m = d.cast::<Map>();
+                        check(m.keys().map(|k| k.to_string()).collect(), *pos);
+                        stack.extend(m.into_values());
+                    } else if d.is_array() {
+                        stack.extend(d.cast::<Array>());
+                    }
+                }
+            }
+            _ => {}
+        }
+        true
+    });
+    out
 }
 
 /// The rule API reference, as markdown, from what `register` registered.

@@ -483,14 +483,19 @@ fn signal(pid: &str, sig: &str) {
 }
 
 /// The (rule, account id) pairs a warning or digest lists, from the
-/// "规则 R · 客户 A · 评估日期 D" line each item has in the text part.
+/// "规则 R · 客户 A · 评估日期 D" line each item has in the text part
+/// ("rule R · account A · as of D" in English).
 pub fn listed(text: &str) -> Vec<(String, String)> {
     text.lines()
         .filter_map(|l| {
-            let rest = l.trim().strip_prefix("规则 ")?;
+            // The line is in the message's language.
+            let (rest, account) = match l.trim().strip_prefix("规则 ") {
+                Some(rest) => (rest, "客户 "),
+                None => (l.trim().strip_prefix("rule ")?, "account "),
+            };
             let mut parts = rest.split(" · ");
             let rule = parts.next()?.to_string();
-            let id = parts.next()?.strip_prefix("客户 ")?.to_string();
+            let id = parts.next()?.strip_prefix(account)?.to_string();
             Some((rule, id))
         })
         .collect()
