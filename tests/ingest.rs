@@ -180,6 +180,47 @@ fn jsonl_keys_map_like_headers() {
     assert_eq!(l2.7, None, "empty and null values are no attributes");
 }
 
+/// One account whatever the keyboard: a full-width ID as a Chinese input
+/// method types it, and one with a zero-width space copied along, are the
+/// master's KH1001, not two more accounts. A column without a header name
+/// keeps what it holds.
+#[test]
+fn full_width_and_invisible_characters_do_not_make_another_account() {
+    let p = Project::new();
+    let f = p.path("销售明细_202611.csv");
+    std::fs::write(
+        &f,
+        concat!(
+            "订单编号,客户编号,订单日期,金额,成本,\n",
+            "S1,KH1001,2026-11-01,10,5,\n",
+            "S2,ＫＨ１００１,2026-11-02,10,5,\n",
+            "S3,\u{200B}KH1001\u{FEFF},2026-11-03,10,5,快送\n",
+            "Ｓ４,KH1001　,2026-11-04,10,5,\n",
+        ),
+    )
+    .unwrap();
+    let out = ingest_ok(&p, &[f], 0);
+    assert!(out.contains("(orders): 4 rows"), "{out}");
+    let ids: Vec<String> = {
+        let db = p.db();
+        let mut st = db
+            .prepare("SELECT DISTINCT account_id FROM orders ORDER BY 1")
+            .unwrap();
+        st.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(ids, vec!["KH1001"]);
+    let orders = stored_orders(&p);
+    assert!(
+        orders.contains_key(&("S4".to_string(), "1".to_string())),
+        "{orders:?}"
+    );
+    let attrs: String = one(&p, "SELECT attrs FROM orders_attrs WHERE order_id = 'S3'");
+    assert_eq!(attrs, "{\"column F\":\"快送\"}");
+}
+
 #[test]
 fn jsonl_bad_line_is_named() {
     let p = Project::new();

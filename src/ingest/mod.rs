@@ -940,12 +940,20 @@ pub fn map_columns(
         ));
     }
     // Other columns become attributes; a repeated name gets "#2", "#3" …
+    // A column without a name is named by its place ("column F"), so what
+    // it holds is kept (its empty cells cost nothing: they are left out).
     let mut extra: Vec<(String, usize)> = Vec::new();
     for (i, n) in names.iter().enumerate() {
-        if used[i] || n.is_empty() {
+        if used[i] {
             continue;
         }
-        let mut name = (*n).to_string();
+        let n = if n.trim().is_empty() {
+            format!("column {}", source::column_name(i as u32))
+        } else {
+            (*n).to_string()
+        };
+        let n = n.as_str();
+        let mut name = n.to_string();
         let mut k = 1;
         while extra.iter().any(|(e, _)| *e == name) {
             k += 1;
@@ -1523,6 +1531,22 @@ fn parse_row(
             }
         }
     };
+    // An identifier (see `values::identifier`): "" when empty, which a
+    // required one reports.
+    let id = |field: &str, need: bool, errs: &mut Vec<(String, String)>| -> String {
+        match values::identifier(raw(field)) {
+            Ok(v) => {
+                if v.is_empty() && need {
+                    errs.push((map.header(field), "is empty but required".into()));
+                }
+                v.into_owned()
+            }
+            Err(e) => {
+                errs.push((map.header(field), e));
+                String::new()
+            }
+        }
+    };
     let date = |field: &str, need: bool, errs: &mut Vec<(String, String)>| {
         let v = raw(field);
         if !need && v.trim().is_empty() {
@@ -1600,7 +1624,7 @@ fn parse_row(
     };
     match dataset {
         Dataset::Accounts => {
-            let id = required("id", errs);
+            let id = id("id", true, errs);
             let name = required("name", errs);
             let credit_limit = number("credit_limit", false, errs);
             let tier_override = match text("tier") {
@@ -1646,24 +1670,32 @@ fn parse_row(
                     cost: 0.0,
                 },
             };
-            // The trimmed cell of `field` into `dst`; false if it is empty.
-            let put = |dst: &mut String, field: &str| {
-                let v = raw(field).trim();
+            // The cell of `field` as an identifier into `dst`; false if it
+            // is empty (a bad one is reported here).
+            let put = |dst: &mut String, field: &str, errs: &mut Vec<(String, String)>| {
                 dst.clear();
-                dst.push_str(v);
-                !v.is_empty()
+                match values::identifier(raw(field)) {
+                    Ok(v) => {
+                        dst.push_str(&v);
+                        !v.is_empty()
+                    }
+                    Err(e) => {
+                        errs.push((map.header(field), e));
+                        true
+                    }
+                }
             };
             for (dst, field) in [
                 (&mut r.order_id, "order_id"),
                 (&mut r.account_id, "account_id"),
             ] {
-                if !put(dst, field) {
+                if !put(dst, field, errs) {
                     errs.push((map.header(field), "is empty but required".into()));
                 }
             }
             // An empty line number is filled in by the caller: the order's
             // rows are numbered in file order.
-            put(&mut r.line, "line");
+            put(&mut r.line, "line", errs);
             // A line number is a number: `0010` in one export and `10` in
             // another (or a workbook's numeric cell) are one line, not two.
             if r.line.len() > 1
@@ -1674,7 +1706,7 @@ fn parse_row(
                 r.line.drain(..zeros.min(r.line.len() - 1));
             }
             let mut sku = r.sku.take().unwrap_or_default();
-            r.sku = put(&mut sku, "sku").then_some(sku);
+            r.sku = put(&mut sku, "sku", errs).then_some(sku);
             let d = date("date", true, errs);
             r.qty = number("qty", false, errs);
             let revenue = number("revenue", true, errs);
@@ -1685,7 +1717,7 @@ fn parse_row(
             Some(Parsed::Order(r))
         }
         Dataset::Visits => {
-            let account_id = required("account_id", errs);
+            let account_id = id("account_id", true, errs);
             let d = date("date", true, errs);
             Some(Parsed::Visit(VisitRow {
                 account_id,
@@ -1695,8 +1727,8 @@ fn parse_row(
             }))
         }
         Dataset::Receivables => {
-            let account_id = required("account_id", errs);
-            let invoice = required("invoice", errs);
+            let account_id = id("account_id", true, errs);
+            let invoice = id("invoice", true, errs);
             let amount = number("amount", true, errs);
             let due = date("due_date", true, errs);
             let issued = date("invoice_date", false, errs);
@@ -1709,11 +1741,11 @@ fn parse_row(
             }))
         }
         Dataset::Inventory => {
-            let sku = required("sku", errs);
+            let sku = id("sku", true, errs);
             let on_hand = number("on_hand", true, errs);
             Some(Parsed::Stock(InventoryRow {
                 sku,
-                account_id: text("account_id").unwrap_or_default(),
+                account_id: id("account_id", false, errs),
                 on_hand: on_hand?,
             }))
         }
@@ -1950,7 +1982,8 @@ mod tests {
             "",
         ]);
         let map = map_columns(Dataset::Orders, &ds, &h).unwrap();
-        assert_eq!(map.extra_names(), vec!["备注", "备注#2"]);
+        // A column without a name is kept, named by its place.
+        assert_eq!(map.extra_names(), vec!["备注", "备注#2", "column H"]);
         let rec = StringRecord::from(vec![
             "1",
             "K",
@@ -1963,12 +1996,15 @@ mod tests {
         ]);
         let a = map.attrs(&rec).unwrap();
         let v: serde_json::Value = serde_json::from_str(&a).unwrap();
-        assert_eq!(v, serde_json::json!({"备注": "say \"hi\""}));
+        assert_eq!(
+            v,
+            serde_json::json!({"备注": "say \"hi\"", "column H": "x"})
+        );
         // Orders keep the values only, in the order of the names.
         let a = map.attrs_for(Dataset::Orders, &rec, String::new()).unwrap();
         let v: serde_json::Value = serde_json::from_str(&a).unwrap();
-        assert_eq!(v, serde_json::json!(["say \"hi\"", null]));
-        let empty = StringRecord::from(vec!["1", "K", "2026-01-01", "1", "1", " ", "", "x"]);
+        assert_eq!(v, serde_json::json!(["say \"hi\"", null, "x"]));
+        let empty = StringRecord::from(vec!["1", "K", "2026-01-01", "1", "1", " ", "", ""]);
         assert_eq!(map.attrs_for(Dataset::Orders, &empty, "junk".into()), None);
         assert_eq!(map.attrs(&empty), None);
     }

@@ -30,6 +30,45 @@ pub fn excerpt(raw: &str) -> String {
 
 pub use crate::config::DateOrder;
 
+/// Characters that show as nothing and are copied along by accident
+/// (zero-width space, non-joiner, joiner, word joiner, byte order mark,
+/// soft hyphen).
+const INVISIBLE: [char; 6] = [
+    '\u{200B}', '\u{200C}', '\u{200D}', '\u{2060}', '\u{FEFF}', '\u{AD}',
+];
+
+/// An identifier (account, order, SKU, invoice) as one account or line is
+/// known by, whatever the keyboard that typed it: trimmed, invisible
+/// characters dropped, full-width letters, digits and signs (`ＫＨ１００１`,
+/// as a Chinese input method writes them) read as their ASCII ones. A
+/// control character (NUL, a tab inside) makes it no identifier: the error
+/// says which. Empty after that: `Ok("")`. Plain ASCII costs no copy.
+pub fn identifier(raw: &str) -> Result<std::borrow::Cow<'_, str>, String> {
+    let t = raw.trim();
+    if t.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Ok(std::borrow::Cow::Borrowed(t));
+    }
+    let mut out = String::with_capacity(t.len());
+    for c in t.chars() {
+        match c {
+            c if INVISIBLE.contains(&c) => {}
+            '\u{FF01}'..='\u{FF5E}' => {
+                out.push(char::from_u32(c as u32 - 0xFEE0).unwrap_or(c));
+            }
+            '\u{3000}' => out.push(' '),
+            c if c.is_control() => {
+                return Err(format!(
+                    "{} holds the control character U+{:04X}, which no identifier has; fix the export (an ID is text a person can read and type)",
+                    excerpt(raw),
+                    c as u32
+                ));
+            }
+            c => out.push(c),
+        }
+    }
+    Ok(std::borrow::Cow::Owned(out.trim().to_string()))
+}
+
 /// At most this many characters of a message from a library (a parser's
 /// error, a list of names from the file) are kept.
 pub const BOUNDED_CHARS: usize = 240;
@@ -227,6 +266,29 @@ fn thousands_ok(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn identifiers_are_one_whatever_the_keyboard() {
+        for raw in [
+            "KH1001",
+            " KH1001 ",
+            "ＫＨ１００１",
+            "\u{200B}KH1001\u{FEFF}",
+            "KH\u{AD}1001　",
+        ] {
+            assert_eq!(identifier(raw).unwrap(), "KH1001", "{raw:?}");
+        }
+        assert_eq!(identifier("华联-０１").unwrap(), "华联-01");
+        assert_eq!(identifier("　").unwrap(), "");
+        assert!(matches!(
+            identifier("KH1"),
+            Ok(std::borrow::Cow::Borrowed(_))
+        ));
+        let e = identifier("KH\u{0}1").unwrap_err();
+        assert!(e.contains("U+0000"), "{e}");
+        assert!(identifier("K\tH").unwrap_err().contains("U+0009"));
+    }
+
     use super::*;
 
     fn d(y: i32, m: u32, day: u32) -> NaiveDate {
