@@ -84,6 +84,120 @@ fn body_text(m: &mail_parser::Message) -> String {
     m.body_text(0).map(|t| t.into_owned()).unwrap_or_default()
 }
 
+/// With `mail.locale: en`, every warning the shipped rules write on
+/// generated data says nothing in Chinese but the data itself (account,
+/// people, region and product names): subjects, titles, figure labels,
+/// actions, status and footers are English; money carries the currency and
+/// percentages a real minus.
+#[test]
+fn english_mail_of_the_shipped_rules_has_no_chinese_outside_the_data() {
+    let p = Project::new();
+    let cfg = std::fs::read_to_string(p.config()).unwrap();
+    let cfg = cfg
+        .replace("  locale: zh-CN\n", "  locale: en\n")
+        .replace("  # admin: it@example.com", "  admin: it@example.com");
+    assert!(
+        cfg.contains("  locale: en\n") && cfg.contains("  admin: it@"),
+        "the shipped config changed shape"
+    );
+    std::fs::write(p.config(), cfg).unwrap();
+    // A rule that fails: the admin is told, in English too.
+    std::fs::write(
+        p.path("rules/broken.rhai"),
+        "let x = account.no_such_field;\n",
+    )
+    .unwrap();
+    let end = chrono::NaiveDate::from_ymd_opt(2026, 10, 31).unwrap();
+    let summary = kamwatch::generate::generate(&kamwatch::generate::GenerateOptions {
+        out_dir: p.path("staging"),
+        seed: 7,
+        accounts: 80,
+        end,
+        months: 24,
+    })
+    .unwrap();
+    // The data: every cell of the master and of the visits, the product names.
+    let mut data: BTreeSet<String> = BTreeSet::new();
+    for f in &summary.files {
+        let mut r = csv::Reader::from_path(f).unwrap();
+        let product = r.headers().unwrap().iter().position(|h| h == "产品名称");
+        for rec in r.records() {
+            let rec = rec.unwrap();
+            match product {
+                Some(i) => {
+                    data.insert(rec[i].to_string());
+                }
+                None => data.extend(rec.iter().map(str::to_string)),
+            }
+        }
+    }
+    let mut data: Vec<String> = data.into_iter().filter(|d| !d.is_empty()).collect();
+    data.sort_by_key(|d| std::cmp::Reverse(d.chars().count()));
+    let files: Vec<String> = summary
+        .files
+        .iter()
+        .map(|f| f.to_string_lossy().into_owned())
+        .collect();
+    let mut args = vec!["ingest"];
+    args.extend(files.iter().map(String::as_str));
+    ok(p.run(&args));
+    let o = p.run(&["eval", "--as-of", "2026-10-31"]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let mails = p.files_under("var/mail");
+    let mut admin = 0;
+    let mut rules: BTreeSet<String> = BTreeSet::new();
+    let mut figures = 0;
+    for f in &mails {
+        let raw = std::fs::read(f).unwrap();
+        let m = MessageParser::default().parse(&raw).unwrap();
+        let text = body_text(&m);
+        let html = m.body_html(0).map(|t| t.into_owned()).unwrap_or_default();
+        rules.extend(listed(&text).into_iter().map(|(r, _)| r));
+        admin += usize::from(
+            m.subject()
+                .is_some_and(|s| s.starts_with("[kamwatch] system · ")),
+        );
+        for (what, body) in [
+            ("subject", m.subject().unwrap_or("").to_string()),
+            ("text", text.clone()),
+            ("html", html),
+        ] {
+            let mut rest = body.clone();
+            for d in &data {
+                rest = rest.replace(d.as_str(), "");
+            }
+            let cjk: String = rest
+                .chars()
+                .filter(|c| kamwatch::format::is_cjk(*c))
+                .collect();
+            assert!(
+                cjk.is_empty(),
+                "{}: the {what} has Chinese outside the data: {cjk:?}\n{body}",
+                f.display()
+            );
+        }
+        for line in text.lines().map(str::trim) {
+            let Some((label, value)) = line.split_once(": ") else {
+                continue;
+            };
+            let label = label.to_lowercase();
+            if label.contains("revenue") || label.contains("gross profit") {
+                figures += 1;
+                assert!(value.starts_with('¥') || value.starts_with("−¥"), "{line}");
+            }
+            if label.contains("orders") && !label.contains('%') {
+                assert!(!value.contains('.'), "a count with decimals: {line}");
+            }
+            assert!(!value.starts_with('-'), "a hyphen for a minus: {line}");
+        }
+    }
+    assert!(figures > 0, "no money figure in {} messages", mails.len());
+    assert_eq!(admin, 1, "one message to the admin about the broken rule");
+    for r in ["declining_orders", "margin_slip", "lapsed_visits"] {
+        assert!(rules.contains(r), "no {r} warning among {rules:?}");
+    }
+}
+
 #[test]
 fn tls_auth_mail_has_both_parts_an_inline_chart_and_escapes_data() {
     let (server, p) = tls_project();
