@@ -548,6 +548,8 @@ pub struct AccountMetrics {
     pub owner: String,
     pub owner_email: Option<String>,
     pub manager_email: Option<String>,
+    /// The manager's name from the master; empty when it has none.
+    pub manager: String,
     /// "A", "B" or "C".
     pub tier: &'static str,
     /// The tier as of `PREV_TIER_DAYS` days earlier, from the same series.
@@ -718,13 +720,14 @@ pub fn dump(snap: &Snapshot) -> String {
     for a in &snap.accounts {
         let _ = writeln!(
             o,
-            "account {:?} {:?} {:?} {:?} {:?} {:?} tier {} prev {} rank {} share {:?} revenue_12m {:?} credit {:?}",
+            "account {:?} {:?} {:?} {:?} {:?} {:?} {:?} tier {} prev {} rank {} share {:?} revenue_12m {:?} credit {:?}",
             a.id,
             a.name,
             a.region,
             a.owner,
             a.owner_email,
             a.manager_email,
+            a.manager,
             a.tier,
             a.prev_tier,
             a.rank,
@@ -782,6 +785,7 @@ impl AccountMetrics {
             owner: String::new(),
             owner_email: None,
             manager_email: None,
+            manager: String::new(),
             tier: "C",
             prev_tier: "C",
             rank: 1,

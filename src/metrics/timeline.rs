@@ -47,6 +47,7 @@ struct Base {
     owner: String,
     owner_email: Option<String>,
     manager_email: Option<String>,
+    manager: Option<String>,
     series: Series,
     skus: SkuLog,
     visits: DayLog<Visit>,
@@ -401,6 +402,7 @@ impl Parts {
                 owner: r.owner.clone().unwrap_or_default(),
                 owner_email: r.owner_email.clone(),
                 manager_email: r.manager_email.clone(),
+                manager: r.manager.clone(),
             });
         }
         accounts.sort_by(|a, b| a.id.cmp(&b.id));
@@ -562,6 +564,7 @@ impl Timeline {
                     owner: a.owner.clone(),
                     owner_email: a.owner_email.clone(),
                     manager_email: a.manager_email.clone(),
+                    manager: a.manager.clone().unwrap_or_default(),
                     tier,
                     prev_tier,
                     rank: rank + 1,
