@@ -341,6 +341,11 @@ pub struct RuleSettings {
     /// accounts lacking any of it are skipped without running the script.
     #[serde(default)]
     pub needs: Option<Vec<String>>,
+    /// Data the book must have at all (any active account), or the rule is
+    /// skipped for every account: "never visited" needs visits in the
+    /// book, not for the account.
+    #[serde(default)]
+    pub book_needs: Option<Vec<String>>,
     /// Severity of an `alert()` that names none: info, warning or critical.
     #[serde(default)]
     pub severity: Option<String>,
@@ -373,10 +378,11 @@ pub struct RuleSettings {
 
 impl RuleSettings {
     /// Every key, in the order the docs list them.
-    pub const KEYS: [&str; 10] = [
+    pub const KEYS: [&str; 11] = [
         "enabled",
         "tiers",
         "needs",
+        "book_needs",
         "severity",
         "for_evaluations",
         "repeat_interval_days",
@@ -454,12 +460,14 @@ impl RuleSettings {
                 ));
             }
         }
-        for n in self.needs.iter().flatten() {
-            if !Self::NEEDS.contains(&n.as_str()) {
-                return Err(format!(
-                    "needs: {n:?} is not one of {}",
-                    Self::NEEDS.join(", ")
-                ));
+        for (key, names) in [("needs", &self.needs), ("book_needs", &self.book_needs)] {
+            for n in names.iter().flatten() {
+                if !Self::NEEDS.contains(&n.as_str()) {
+                    return Err(format!(
+                        "{key}: {n:?} is not one of {}",
+                        Self::NEEDS.join(", ")
+                    ));
+                }
             }
         }
         if let Some(s) = &self.severity
@@ -496,6 +504,7 @@ impl RuleSettings {
         over(&mut self.enabled, &upper.enabled);
         over(&mut self.tiers, &upper.tiers);
         over(&mut self.needs, &upper.needs);
+        over(&mut self.book_needs, &upper.book_needs);
         over(&mut self.severity, &upper.severity);
         over(&mut self.for_evaluations, &upper.for_evaluations);
         over(&mut self.repeat_interval_days, &upper.repeat_interval_days);
@@ -511,6 +520,7 @@ impl RuleSettings {
             self.enabled.is_some(),
             self.tiers.is_some(),
             self.needs.is_some(),
+            self.book_needs.is_some(),
             self.severity.is_some(),
             self.for_evaluations.is_some(),
             self.repeat_interval_days.is_some(),

@@ -203,21 +203,48 @@ impl Series {
     /// Median gap in days between consecutive order days up to `end`.
     pub fn median_gap(&self, end: Day) -> Option<f64> {
         let n = self.order_days(end);
-        if n < 2 {
-            return None;
-        }
-        let mut gaps: Vec<i32> = self.days()[..n].windows(2).map(|w| w[1] - w[0]).collect();
-        // The middle one (or two) without sorting them all.
-        let (half, odd) = (gaps.len() / 2, gaps.len() % 2 == 1);
-        let (below, mid, _) = gaps.select_nth_unstable(half);
-        let mid = *mid;
-        Some(if odd {
-            f64::from(mid)
-        } else {
-            let lower = below.iter().copied().max().unwrap_or(mid);
-            f64::from(lower + mid) / 2.0
-        })
+        median_of_gaps(&self.days()[..n])
     }
+
+    /// Median gap between consecutive order days among those in the `len`
+    /// days ending at the last order day on or before `end`: the rhythm
+    /// the account kept in its last `len` days of ordering, however long
+    /// it has been silent since. None with fewer than two such days.
+    pub fn recent_median_gap(&self, end: Day, len: i32) -> Option<f64> {
+        let days = self.recent_order_days(end, len);
+        median_of_gaps(days)
+    }
+
+    /// The order days in the `len` days ending at the last order day on or
+    /// before `end` (empty when it never ordered).
+    pub fn recent_order_days(&self, end: Day, len: i32) -> &[Day] {
+        let n = self.order_days(end);
+        let days = &self.days()[..n];
+        let Some(&last) = days.last() else {
+            return days;
+        };
+        let lo = days.partition_point(|d| *d <= last - len.max(1));
+        &days[lo..]
+    }
+}
+
+/// The median of the gaps between consecutive days; None with fewer than
+/// two days.
+fn median_of_gaps(days: &[Day]) -> Option<f64> {
+    if days.len() < 2 {
+        return None;
+    }
+    let mut gaps: Vec<i32> = days.windows(2).map(|w| w[1] - w[0]).collect();
+    // The middle one (or two) without sorting them all.
+    let (half, odd) = (gaps.len() / 2, gaps.len() % 2 == 1);
+    let (below, mid, _) = gaps.select_nth_unstable(half);
+    let mid = *mid;
+    Some(if odd {
+        f64::from(mid)
+    } else {
+        let lower = below.iter().copied().max().unwrap_or(mid);
+        f64::from(lower + mid) / 2.0
+    })
 }
 
 /// Something that happened on one day (a visit, a SKU ordered).
@@ -522,12 +549,45 @@ pub struct Portfolio {
     pub tier_c: usize,
     /// Daily totals of every order, including accounts missing from the master.
     pub series: Series,
+    /// How many active accounts have each kind of data of [`DATA_KINDS`]
+    /// (in that order) as of the day.
+    pub with_data: [usize; 5],
 }
+
+/// The kinds of data an account may have, as rules name them (`needs`,
+/// `portfolio.accounts_with`); bit `1 << i` in [`AccountMetrics::data_bits`].
+pub const DATA_KINDS: [&str; 5] = ["orders", "visits", "receivables", "credit_limit", "stock"];
 
 impl Portfolio {
     pub fn metric(&self, m: Metric, end: Day, len: i64, offset: i64) -> f64 {
         let (len, offset) = clamp_window(len, offset);
         series_metric(&self.series, m, end - offset, len)
+    }
+
+    /// Active accounts with data of `kind` (one of [`DATA_KINDS`]); None
+    /// for another name.
+    pub fn accounts_with(&self, kind: &str) -> Option<usize> {
+        DATA_KINDS
+            .iter()
+            .position(|k| *k == kind)
+            .map(|i| self.with_data[i])
+    }
+
+    /// Counts `m`'s kinds of data into `with_data`.
+    pub fn count_data(&mut self, m: &AccountMetrics) {
+        let bits = m.data_bits();
+        for (i, n) in self.with_data.iter_mut().enumerate() {
+            *n += usize::from(bits & (1 << i) != 0);
+        }
+    }
+
+    /// The kinds of data some active account has, as bits.
+    pub fn data_bits(&self) -> u8 {
+        self.with_data
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .fold(0, |b, (i, _)| b | (1 << i))
     }
 
     pub fn tier_count(&self, tier: &str) -> usize {
@@ -608,6 +668,18 @@ pub fn build(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<
     Ok(Timeline::load(conn, as_of)?.snapshot(as_of, tiers))
 }
 
+/// Whether a visit's role is one of `roles` (None: any visit). The
+/// exported role is compared trimmed, so "销售总监 " is a 销售总监.
+fn role_matches(v: &Visit, roles: Option<&[&str]>) -> bool {
+    match roles {
+        None => true,
+        Some(rs) => v
+            .role
+            .as_deref()
+            .is_some_and(|r| rs.iter().any(|want| r.trim() == want.trim())),
+    }
+}
+
 impl AccountMetrics {
     /// An account with no history, tier C (tests and benchmarks build on it).
     pub fn empty(id: &str, name: &str) -> AccountMetrics {
@@ -632,6 +704,28 @@ impl AccountMetrics {
             main_skus: Vec::new(),
             stock: Vec::new(),
         }
+    }
+
+    /// Which of the [`DATA_KINDS`] the account has, as bits: orders, a
+    /// visit, an open invoice, a credit limit, stock of a main SKU.
+    pub fn data_bits(&self) -> u8 {
+        let mut b = 0;
+        if self.series.first_day().is_some() {
+            b |= 1;
+        }
+        if !self.visits.is_empty() {
+            b |= 2;
+        }
+        if !self.invoices.is_empty() {
+            b |= 4;
+        }
+        if self.credit_limit.is_some_and(|l| l > 0.0) {
+            b |= 8;
+        }
+        if !self.stock.is_empty() {
+            b |= 16;
+        }
+        b
     }
 
     /// Sum over `len` days ending `offset` days before `end`.
@@ -684,13 +778,14 @@ impl AccountMetrics {
         self.series.sum(Measure::Orders, end, 1_000_000) as i64
     }
 
-    /// Days since the last visit; with `role`, only visits by that role.
-    pub fn days_since_last_visit(&self, end: Day, role: Option<&str>) -> Option<i64> {
+    /// Days since the last visit; with `roles`, only visits by one of
+    /// those roles (the exported role, trimmed, equal to one of them).
+    pub fn days_since_last_visit(&self, end: Day, roles: Option<&[&str]>) -> Option<i64> {
         self.visits
             .iter()
             .rev()
             .filter(|v| v.day <= end)
-            .find(|v| role.is_none_or(|r| v.role.as_deref() == Some(r)))
+            .find(|v| role_matches(v, roles))
             .map(|v| i64::from(end - v.day))
     }
 
@@ -699,8 +794,8 @@ impl AccountMetrics {
         self.visits_by_in(end, len, None)
     }
 
-    /// Visits in `(end - len, end]`, with `role` only by that role.
-    pub fn visits_by_in(&self, end: Day, len: i64, role: Option<&str>) -> i64 {
+    /// Visits in `(end - len, end]`, with `roles` only by one of them.
+    pub fn visits_by_in(&self, end: Day, len: i64, roles: Option<&[&str]>) -> i64 {
         let len = len.clamp(0, 100_000) as i32;
         // Visits are in day order: the window by two searches, not a scan
         // of the whole history.
@@ -708,7 +803,7 @@ impl AccountMetrics {
         let lo = seek(&self.visits[..hi], hi, |v| v.day <= end - len);
         self.visits[lo..hi]
             .iter()
-            .filter(|v| role.is_none_or(|r| v.role.as_deref() == Some(r)))
+            .filter(|v| role_matches(v, roles))
             .count() as i64
     }
 
@@ -719,21 +814,37 @@ impl AccountMetrics {
 
     /// The amount of invoices past their due date at `end`.
     pub fn overdue_amount(&self, end: Day) -> f64 {
+        self.overdue_between(end, 1, i64::MAX)
+    }
+
+    /// The amount of invoices overdue at `end` by `from` to `to` days
+    /// (both included; an invoice due yesterday is 1 day overdue).
+    pub fn overdue_between(&self, end: Day, from: i64, to: i64) -> f64 {
+        let from = from.max(1);
         self.invoices
             .iter()
-            .filter(|i| i.due < end)
-            .map(|i| i.amount)
-            .sum()
+            .filter(|i| {
+                let late = i64::from(end) - i64::from(i.due);
+                late >= from && late <= to
+            })
+            .fold(0.0, |sum, i| sum + i.amount)
+    }
+
+    /// Days the oldest invoice overdue by at least `from` days is past
+    /// due; 0 when none is.
+    pub fn days_overdue_from(&self, end: Day, from: i64) -> i64 {
+        self.invoices
+            .iter()
+            .filter(|i| i.amount > 0.0)
+            .map(|i| i64::from(end) - i64::from(i.due))
+            .filter(|late| *late >= from.max(1))
+            .max()
+            .unwrap_or(0)
     }
 
     /// Days the oldest overdue invoice is past due; 0 when none is.
     pub fn days_overdue(&self, end: Day) -> i64 {
-        self.invoices
-            .iter()
-            .filter(|i| i.due < end && i.amount > 0.0)
-            .map(|i| i64::from(end - i.due))
-            .max()
-            .unwrap_or(0)
+        self.days_overdue_from(end, 1)
     }
 
     /// Open receivables as % of the credit limit; None without a limit.

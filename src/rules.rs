@@ -102,6 +102,8 @@ pub struct Rule {
     mask: u8,
     /// The data it needs, as bits (see `NEEDS`).
     needs: u8,
+    /// The data the book must have, as bits.
+    book_needs: u8,
     /// Whether its script mentions `main_skus` or `stock_cover` (anywhere,
     /// comments included: Rhai has no other way to reach them).
     reads_skus: bool,
@@ -117,6 +119,7 @@ impl Rule {
     pub fn set_settings(&mut self, s: RuleSettings) {
         self.mask = tier_mask(&s);
         self.needs = needs_mask(&s);
+        self.book_needs = book_needs_mask(&s);
         self.severity = s.severity.as_deref().and_then(Severity::parse);
         self.settings = s;
     }
@@ -267,25 +270,24 @@ pub struct Outcome {
 pub use crate::config::RuleSettings;
 
 /// Which of the `RuleSettings::NEEDS` the account has, as bits (bit i for
-/// `NEEDS[i]`).
+/// `NEEDS[i]`, the same order as `metrics::DATA_KINDS`).
 fn has_bits(m: &AccountMetrics) -> u8 {
-    let has = [
-        m.series.first_day().is_some(),
-        !m.visits.is_empty(),
-        !m.invoices.is_empty(),
-        m.credit_limit.is_some_and(|l| l > 0.0),
-        !m.stock.is_empty(),
-    ];
-    has.iter()
-        .enumerate()
-        .filter(|(_, h)| **h)
-        .fold(0, |b, (i, _)| b | 1 << i)
+    m.data_bits()
 }
 
 /// A rule's `needs` as bits (see [`has_bits`]).
 fn needs_mask(s: &RuleSettings) -> u8 {
-    s.needs
-        .iter()
+    needs_bits(s.needs.as_deref())
+}
+
+/// A rule's `book_needs` as bits (see [`has_bits`]).
+fn book_needs_mask(s: &RuleSettings) -> u8 {
+    needs_bits(s.book_needs.as_deref())
+}
+
+fn needs_bits(names: Option<&[String]>) -> u8 {
+    names
+        .into_iter()
         .flatten()
         .filter_map(|n| RuleSettings::NEEDS.iter().position(|x| x == n))
         .fold(0, |b, i| b | 1 << i)
@@ -335,6 +337,7 @@ pub fn settings_from_map(map: &Map) -> Result<RuleSettings, String> {
             "enabled" => s.enabled = Some(flag(v, "enabled")?),
             "tiers" => s.tiers = Some(strings(v, "tiers", "[\"A\", \"B\"]")?),
             "needs" => s.needs = Some(strings(v, "needs", "[\"receivables\"]")?),
+            "book_needs" => s.book_needs = Some(strings(v, "book_needs", "[\"visits\"]")?),
             "severity" => {
                 let t = v
                     .clone()
@@ -740,6 +743,7 @@ impl<'r> Runner<'r> {
             scope,
             base,
             end,
+            book: snap.portfolio.data_bits(),
             strikes,
         }
     }
@@ -770,6 +774,8 @@ struct AtSnapshot<'a, 'r> {
     scope: Scope<'static>,
     base: usize,
     end: Day,
+    /// The kinds of data the book has (`Portfolio::data_bits`).
+    book: u8,
     /// Per rule: accounts in a row on which its run was stopped at a
     /// sandbox limit (operations, memory). At [`MAX_STRIKES`] the rule is
     /// not run again in this evaluation on this thread: each such run costs
@@ -799,6 +805,7 @@ impl AtSnapshot<'_, '_> {
             }
             let bit = tier_bit(m.tier);
             let has = has_bits(m);
+            let book = self.book;
             // `account` is a plain variable, not a constant: a method call on
             // a constant makes Rhai copy the value first. It is pushed once
             // per account, and again before a run only when a script changed
@@ -817,7 +824,7 @@ impl AtSnapshot<'_, '_> {
                 // A rule whose tiers exclude the account, or that needs data
                 // the account does not have, is silent for it without
                 // running the script.
-                if rule.mask & bit == 0 || rule.needs & !has != 0 {
+                if rule.mask & bit == 0 || rule.needs & !has != 0 || rule.book_needs & !book != 0 {
                     continue;
                 }
                 if self.strikes[i] >= MAX_STRIKES {
@@ -1525,6 +1532,20 @@ impl RuleSet {
             ));
             return Ok(ex);
         }
+        let missing = r.book_needs & !snap.portfolio.data_bits();
+        if missing != 0 {
+            let what: Vec<&str> = RuleSettings::NEEDS
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| missing & (1 << i) != 0)
+                .map(|(_, n)| *n)
+                .collect();
+            ex.skipped = Some(format!(
+                "the rule needs {} in the book (book_needs) and no account has any; the script did not run",
+                what.join(", ")
+            ));
+            return Ok(ex);
+        }
         let end = snap.end();
         let mut scope = snapshot_scope(snap, snap.portfolio.clone(), true);
         scope.push_constant(
@@ -1682,6 +1703,7 @@ fn compile(engine: &Engine, path: &Path, source: &str) -> Result<Rule, CompileEr
                 severity: None,
                 mask: 0,
                 needs: 0,
+                book_needs: 0,
                 settings: RuleSettings::default(),
             };
             rule.set_settings(settings);

@@ -427,6 +427,9 @@ impl Timeline {
                 }
                 reused = Some(Arc::new(m));
             }
+            if let Some(m) = &reused {
+                portfolio.count_data(m);
+            }
             accounts.extend(reused);
         }
         Snapshot {

@@ -258,6 +258,24 @@ fn to_f64s(a: &Array) -> Vec<f64> {
         .collect()
 }
 
+/// The strings of a rule's role list (other values ignored), and the
+/// list as a rule would write it, for explain.
+fn role_list(roles: &Array) -> (Vec<String>, String) {
+    let list: Vec<String> = roles
+        .iter()
+        .filter_map(|r| r.clone().into_immutable_string().ok())
+        .map(|r| r.to_string())
+        .collect();
+    let text = format!(
+        "[{}]",
+        list.iter()
+            .map(|r| format!("{r:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    (list, text)
+}
+
 /// Registers the whole rule API into `e`; returns the docs, in order.
 pub fn register(e: &mut Engine) -> Vec<Doc> {
     e.register_type_with_name::<Account>("Account");
@@ -462,6 +480,32 @@ pub fn register(e: &mut Engine) -> Vec<Doc> {
             seen(a.explain, || "account.median_order_gap".into(), v)
         },
     );
+    f!(
+        api,
+        "median_order_gap",
+        "account.median_order_gap(days)",
+        "median days between consecutive order days among those in the `days` days ending at the last order (so a rhythm from years ago does not count, and a long silence since does not empty the window); -1 with fewer than two such days",
+        |a: &mut Account, days: i64| {
+            let len = days.clamp(1, 100_000) as i32;
+            let v = a.m.series.recent_median_gap(a.end, len).unwrap_or(-1.0);
+            seen(a.explain, || format!("account.median_order_gap({days})"), v)
+        },
+    );
+    f!(
+        api,
+        "order_days_before_last",
+        "account.order_days_before_last(days)",
+        "number of distinct order days in the `days` days ending at the last order (the days `median_order_gap(days)` is taken over)",
+        |a: &mut Account, days: i64| {
+            let len = days.clamp(1, 100_000) as i32;
+            let v = a.m.series.recent_order_days(a.end, len).len() as i64;
+            seen(
+                a.explain,
+                || format!("account.order_days_before_last({days})"),
+                v,
+            )
+        },
+    );
     g!(
         api,
         "order_count",
@@ -500,7 +544,9 @@ pub fn register(e: &mut Engine) -> Vec<Doc> {
         "account.days_since_visit_by(role)",
         "days since the last visit by someone with this role (the export's 职务, e.g. \"销售总监\"); -1 when never",
         |a: &mut Account, role: &str| {
-            let v = a.m.days_since_last_visit(a.end, Some(role)).unwrap_or(-1);
+            let v =
+                a.m.days_since_last_visit(a.end, Some(&[role]))
+                    .unwrap_or(-1);
             seen(
                 a.explain,
                 || format!("account.days_since_visit_by({role:?})"),
@@ -524,7 +570,7 @@ pub fn register(e: &mut Engine) -> Vec<Doc> {
         "account.visits_by(role, days)",
         "number of visits by `role` in the `days` days ending at the as-of date",
         |a: &mut Account, role: &str, days: i64| {
-            let v = a.m.visits_by_in(a.end, days, Some(role));
+            let v = a.m.visits_by_in(a.end, days, Some(&[role]));
             seen(
                 a.explain,
                 || format!("account.visits_by({role:?}, {days})"),
@@ -550,10 +596,59 @@ pub fn register(e: &mut Engine) -> Vec<Doc> {
         "number of visits by `role` since the first day of the as-of date's calendar quarter",
         |a: &mut Account, role: &str| {
             let len = i64::from(a.end - quarter_start(a.end) + 1);
-            let v = a.m.visits_by_in(a.end, len, Some(role));
+            let v = a.m.visits_by_in(a.end, len, Some(&[role]));
             seen(
                 a.explain,
                 || format!("account.visits_this_quarter_by({role:?})"),
+                v,
+            )
+        },
+    );
+    f!(
+        api,
+        "days_since_visit_by",
+        "account.days_since_visit_by(roles)",
+        "the same for a list of roles (e.g. [\"销售总监\", \"总经理\"]): the last visit by anyone whose role is one of them",
+        |a: &mut Account, roles: Array| {
+            let (list, text) = role_list(&roles);
+            let refs: Vec<&str> = list.iter().map(String::as_str).collect();
+            let v = a.m.days_since_last_visit(a.end, Some(&refs)).unwrap_or(-1);
+            seen(
+                a.explain,
+                || format!("account.days_since_visit_by({text})"),
+                v,
+            )
+        },
+    );
+    f!(
+        api,
+        "visits_by",
+        "account.visits_by(roles, days)",
+        "the same for a list of roles: visits by anyone whose role is one of them",
+        |a: &mut Account, roles: Array, days: i64| {
+            let (list, text) = role_list(&roles);
+            let refs: Vec<&str> = list.iter().map(String::as_str).collect();
+            let v = a.m.visits_by_in(a.end, days, Some(&refs));
+            seen(
+                a.explain,
+                || format!("account.visits_by({text}, {days})"),
+                v,
+            )
+        },
+    );
+    f!(
+        api,
+        "visits_this_quarter_by",
+        "account.visits_this_quarter_by(roles)",
+        "the same for a list of roles (the exported role, trimmed, equal to one of them)",
+        |a: &mut Account, roles: Array| {
+            let (list, text) = role_list(&roles);
+            let refs: Vec<&str> = list.iter().map(String::as_str).collect();
+            let len = i64::from(a.end - quarter_start(a.end) + 1);
+            let v = a.m.visits_by_in(a.end, len, Some(&refs));
+            seen(
+                a.explain,
+                || format!("account.visits_this_quarter_by({text})"),
                 v,
             )
         },
@@ -589,6 +684,40 @@ pub fn register(e: &mut Engine) -> Vec<Doc> {
         |a: &mut Account| {
             let v = a.m.days_overdue(a.end);
             seen(a.explain, || "account.days_overdue".into(), v)
+        },
+    );
+    f!(
+        api,
+        "overdue_amount",
+        "account.overdue_amount(days)",
+        "the amount of open invoices at least `days` days past due (an invoice due yesterday is 1 day past due): the amount past a grace period",
+        |a: &mut Account, days: i64| {
+            let v = a.m.overdue_between(a.end, days, i64::MAX);
+            seen(a.explain, || format!("account.overdue_amount({days})"), v)
+        },
+    );
+    f!(
+        api,
+        "overdue_between",
+        "account.overdue_between(from, to)",
+        "the amount of open invoices `from` to `to` days past due, both included: the aging buckets, e.g. overdue_between(1, 30), overdue_between(31, 60), overdue_between(61, 90), overdue_between(91, 100000)",
+        |a: &mut Account, from: i64, to: i64| {
+            let v = a.m.overdue_between(a.end, from, to);
+            seen(
+                a.explain,
+                || format!("account.overdue_between({from}, {to})"),
+                v,
+            )
+        },
+    );
+    f!(
+        api,
+        "days_overdue",
+        "account.days_overdue(days)",
+        "days the oldest invoice at least `days` days past due is past due; 0 when none is",
+        |a: &mut Account, days: i64| {
+            let v = a.m.days_overdue_from(a.end, days);
+            seen(a.explain, || format!("account.days_overdue({days})"), v)
         },
     );
     g!(
@@ -693,6 +822,22 @@ pub fn register(e: &mut Engine) -> Vec<Doc> {
             || "portfolio.revenue_12m".into(),
             b.p.revenue_12m
         ),
+    );
+    f!(
+        api,
+        "accounts_with",
+        "portfolio.accounts_with(kind)",
+        "number of active accounts with data of `kind`: \"orders\", \"visits\", \"receivables\", \"credit_limit\" or \"stock\" (0 says the book has none of it: an export not set up yet, not a finding)",
+        |b: &mut Book, kind: &str| -> Result<i64, Box<EvalAltResult>> {
+            let v = b.p.accounts_with(kind).ok_or_else(|| {
+                format!("portfolio.accounts_with({kind:?}): the kinds are orders, visits, receivables, credit_limit, stock")
+            })? as i64;
+            Ok(seen(
+                b.explain,
+                || format!("portfolio.accounts_with({kind:?})"),
+                v,
+            ))
+        },
     );
     f!(
         api,
