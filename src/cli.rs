@@ -1055,8 +1055,15 @@ fn accounts(
     let style = cfg.style();
     match format {
         Format::Json => {
+            // The raw numbers, and what each is (as eval's figures).
+            let units: serde_json::Map<String, serde_json::Value> = crate::accounts::UNITS
+                .iter()
+                .map(|(k, u)| (k.to_string(), u.name().into()))
+                .collect();
             for r in book.rows.iter().filter(|r| keep(r.tier)) {
-                writeln!(o, "{}", serde_json::to_string(r)?)?;
+                let mut v = serde_json::to_value(r)?;
+                v["units"] = units.clone().into();
+                writeln!(o, "{v}")?;
             }
             for (since, list) in [("month", &book.since_month), ("year", &book.since_year)] {
                 for m in list.iter().filter(|m| keep(m.to) || keep(m.from)) {

@@ -557,7 +557,13 @@ pub fn notify_admin_once(
         return Ok(false);
     };
     let message_id = message_id(conn, cfg, "", &format!("{admin}\u{0}{subject}\u{0}{once}"))?;
-    let subject = one_line(&format!("[kamwatch] 系统 · {subject}"));
+    // Subjects come as "中文 / English": an English reader gets the English.
+    let subject = if cfg.locale == "en" {
+        let en = subject.split_once(" / ").map_or(subject, |(_, en)| en);
+        one_line(&format!("[kamwatch] system · {en}"))
+    } else {
+        one_line(&format!("[kamwatch] 系统 · {subject}"))
+    };
     let html = format!(
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{}</title></head><body><pre>{}</pre></body></html>",
         escape_html(&subject),

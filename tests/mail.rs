@@ -84,6 +84,224 @@ fn body_text(m: &mail_parser::Message) -> String {
     m.body_text(0).map(|t| t.into_owned()).unwrap_or_default()
 }
 
+/// The (label, value) figures of a message's text part: one a line in a
+/// single warning, "数据：a: 1；b: 2" / "Figures: a: 1; b: 2" in a digest.
+fn figure_pairs(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim) {
+        let (line, sep) = match (line.strip_prefix("数据："), line.strip_prefix("Figures: ")) {
+            (Some(l), _) => (l, "；"),
+            (_, Some(l)) => (l, "; "),
+            _ => (line, "\n"),
+        };
+        for part in line.split(sep) {
+            if let Some((k, v)) = part.split_once(": ") {
+                out.push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// In Chinese, the shipped rules' figures read as people write them: money
+/// with ¥ (in 万 from 10,000 up), counts without decimals, changes with a
+/// real minus and %, days with 天.
+#[test]
+fn chinese_mail_of_the_shipped_rules_writes_figures_by_kind() {
+    let p = Project::new();
+    let summary = kamwatch::generate::generate(&kamwatch::generate::GenerateOptions {
+        out_dir: p.path("staging"),
+        seed: 11,
+        accounts: 80,
+        end: chrono::NaiveDate::from_ymd_opt(2026, 10, 31).unwrap(),
+        months: 24,
+    })
+    .unwrap();
+    let files: Vec<String> = summary
+        .files
+        .iter()
+        .map(|f| f.to_string_lossy().into_owned())
+        .collect();
+    let mut args = vec!["ingest"];
+    args.extend(files.iter().map(String::as_str));
+    ok(p.run(&args));
+    ok(p.run(&["eval", "--as-of", "2026-10-31"]));
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for f in p.files_under("var/mail") {
+        let raw = std::fs::read(&f).unwrap();
+        let m = MessageParser::default().parse(&raw).unwrap();
+        for (label, value) in figure_pairs(&body_text(&m)) {
+            let (label, value) = (label.as_str(), value.as_str());
+            let line = format!("{label}: {value}");
+            let kind = if label.ends_with("收入") || label.ends_with("毛利") {
+                assert!(value.starts_with('¥') || value.starts_with("−¥"), "{line}");
+                "money"
+            } else if label.ends_with("订单数") || label.ends_with("次数") {
+                assert!(
+                    value.parse::<u64>().is_ok(),
+                    "a count as people write it: {line}"
+                );
+                "count"
+            } else if label.starts_with("较") || label.ends_with("毛利率") {
+                assert!(value.ends_with('%') && !value.starts_with('-'), "{line}");
+                "percent"
+            } else if label.starts_with("距上次") || label == "要求周期" {
+                assert!(value.ends_with(" 天") || value == "从未", "{line}");
+                "days"
+            } else if label == "下滑" {
+                assert!(value.ends_with(" 个百分点"), "{line}");
+                "points"
+            } else {
+                continue;
+            };
+            *seen.entry(kind).or_default() += 1;
+        }
+    }
+    for kind in ["money", "count", "percent", "days", "points"] {
+        assert!(
+            seen.contains_key(kind),
+            "no {kind} figure in the mail: {seen:?}"
+        );
+    }
+}
+
+/// With `mail.locale: en`, every warning the shipped rules write on
+/// generated data says nothing in Chinese but the data itself (account,
+/// people, region and product names): subjects, titles, figure labels,
+/// actions, status and footers are English; money carries the currency and
+/// percentages a real minus.
+#[test]
+fn english_mail_of_the_shipped_rules_has_no_chinese_outside_the_data() {
+    let p = Project::new();
+    let cfg = std::fs::read_to_string(p.config()).unwrap();
+    let cfg = cfg
+        .replace("  locale: zh-CN\n", "  locale: en\n")
+        .replace("  # admin: it@example.com", "  admin: it@example.com");
+    assert!(
+        cfg.contains("  locale: en\n") && cfg.contains("  admin: it@"),
+        "the shipped config changed shape"
+    );
+    std::fs::write(p.config(), cfg).unwrap();
+    // A rule that fails: the admin is told, in English too.
+    std::fs::write(
+        p.path("rules/broken.rhai"),
+        "let x = account.no_such_field;\n",
+    )
+    .unwrap();
+    let end = chrono::NaiveDate::from_ymd_opt(2026, 10, 31).unwrap();
+    let summary = kamwatch::generate::generate(&kamwatch::generate::GenerateOptions {
+        out_dir: p.path("staging"),
+        seed: 7,
+        accounts: 80,
+        end,
+        months: 24,
+    })
+    .unwrap();
+    // The data: every cell of the master and of the visits, the product names.
+    let mut data: BTreeSet<String> = BTreeSet::new();
+    for f in &summary.files {
+        let mut r = csv::Reader::from_path(f).unwrap();
+        let product = r.headers().unwrap().iter().position(|h| h == "产品名称");
+        for rec in r.records() {
+            let rec = rec.unwrap();
+            match product {
+                Some(i) => {
+                    data.insert(rec[i].to_string());
+                }
+                None => data.extend(rec.iter().map(str::to_string)),
+            }
+        }
+    }
+    let mut data: Vec<String> = data.into_iter().filter(|d| !d.is_empty()).collect();
+    data.sort_by_key(|d| std::cmp::Reverse(d.chars().count()));
+    let files: Vec<String> = summary
+        .files
+        .iter()
+        .map(|f| f.to_string_lossy().into_owned())
+        .collect();
+    let mut args = vec!["ingest"];
+    args.extend(files.iter().map(String::as_str));
+    ok(p.run(&args));
+    let o = p.run(&["eval", "--as-of", "2026-10-31"]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let mails = p.files_under("var/mail");
+    let mut admin = 0;
+    let mut rules: BTreeSet<String> = BTreeSet::new();
+    let mut figures = 0;
+    for f in &mails {
+        let raw = std::fs::read(f).unwrap();
+        let m = MessageParser::default().parse(&raw).unwrap();
+        let text = body_text(&m);
+        let html = m.body_html(0).map(|t| t.into_owned()).unwrap_or_default();
+        rules.extend(listed(&text).into_iter().map(|(r, _)| r));
+        admin += usize::from(
+            m.subject()
+                .is_some_and(|s| s.starts_with("[kamwatch] system · ")),
+        );
+        for (what, body) in [
+            ("subject", m.subject().unwrap_or("").to_string()),
+            ("text", text.clone()),
+            ("html", html),
+        ] {
+            let mut rest = body.clone();
+            for d in &data {
+                rest = rest.replace(d.as_str(), "");
+            }
+            let cjk: String = rest
+                .chars()
+                .filter(|c| kamwatch::format::is_cjk(*c))
+                .collect();
+            assert!(
+                cjk.is_empty(),
+                "{}: the {what} has Chinese outside the data: {cjk:?}\n{body}",
+                f.display()
+            );
+        }
+        for (label, value) in figure_pairs(&text) {
+            let line = format!("{label}: {value}");
+            let label = label.to_lowercase();
+            if (label.starts_with("revenue") || label.starts_with("gross profit"))
+                && !label.contains(" vs ")
+            {
+                figures += 1;
+                assert!(value.starts_with('¥') || value.starts_with("−¥"), "{line}");
+            }
+            if label.contains("orders") && !label.contains('%') {
+                assert!(!value.contains('.'), "a count with decimals: {line}");
+            }
+            assert!(!value.starts_with('-'), "a hyphen for a minus: {line}");
+        }
+    }
+    assert!(figures > 0, "no money figure in {} messages", mails.len());
+    assert_eq!(admin, 1, "one message to the admin about the broken rule");
+    // JSON keeps the raw numbers and names their kinds.
+    let o = p.run(&[
+        "eval",
+        "--as-of",
+        "2026-10-31",
+        "--dry-run",
+        "--format",
+        "json",
+    ]);
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let d = lines
+        .iter()
+        .find(|v| v["rule"] == "declining_orders")
+        .expect("a declining_orders finding");
+    let revenue = "Revenue, last 90 days";
+    assert!(d["figures"][revenue].is_number(), "{d}");
+    assert_eq!(d["units"][revenue], "money", "{d}");
+    assert!(d["figures"]["Orders, last 90 days"].is_u64(), "{d}");
+    assert_eq!(d["units"]["Orders, last 90 days"], "count", "{d}");
+    assert_eq!(d["units"]["vs previous 90 days"], "percent", "{d}");
+    for r in ["declining_orders", "margin_slip", "lapsed_visits"] {
+        assert!(rules.contains(r), "no {r} warning among {rules:?}");
+    }
+}
+
 #[test]
 fn tls_auth_mail_has_both_parts_an_inline_chart_and_escapes_data() {
     let (server, p) = tls_project();

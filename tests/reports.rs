@@ -84,6 +84,10 @@ fn accounts_table_ranks_and_tiers() {
     let mut last_revenue = f64::MAX;
     for (i, r) in rows.iter().enumerate() {
         assert_eq!(r["rank"], i + 1);
+        // Raw numbers, and their kinds beside them.
+        assert_eq!(r["units"]["revenue_12m"], "money", "{r}");
+        assert_eq!(r["units"]["share_pct"], "percent", "{r}");
+        assert_eq!(r["units"]["days_since_last_visit"], "days", "{r}");
         let revenue = r["revenue_12m"].as_f64().unwrap();
         assert!(revenue <= last_revenue, "sorted by revenue");
         last_revenue = revenue;

@@ -46,6 +46,9 @@ pub struct TestCase {
     /// Rules for this case only; default: the file's.
     #[serde(default)]
     pub rules: Option<Vec<String>>,
+    /// The locale the rules write their texts in: `zh-CN` (default) or `en`.
+    #[serde(default)]
+    pub locale: Option<String>,
     #[serde(default)]
     pub accounts: Vec<AccountIn>,
     #[serde(default)]
@@ -316,6 +319,15 @@ fn run_case(
                 .collect::<Vec<_>>(),
         ),
     };
+    let mut subset = subset;
+    if let Some(l) = &case.locale {
+        subset.style.locale = crate::format::Locale::parse(l).ok_or_else(|| {
+            anyhow::anyhow!(
+                "locale {l:?} is not one kamwatch writes in; use {}",
+                crate::format::Locale::known()
+            )
+        })?;
+    }
     let out = subset.evaluate_with(&snap, 1);
     if !out.errors.is_empty() {
         let mut s = String::new();
@@ -591,6 +603,7 @@ impl RuleSet {
     pub fn subset(&self, names: &[String]) -> RuleSet {
         let mut out = RuleSet::empty();
         out.caps = self.caps;
+        out.style = self.style.clone();
         for r in &self.rules {
             if names.iter().any(|n| *n == *r.name) {
                 out.rules.push(r.clone());
