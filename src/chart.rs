@@ -1156,7 +1156,7 @@ mod tests {
                 .iter()
                 .map(|back| Visit {
                     day: end - back,
-                    role: None,
+                    role: 0,
                 })
                 .collect::<Vec<_>>(),
         );
