@@ -69,7 +69,7 @@ for path in sys.argv[1:]:
         to[addr.addr_spec] += 1
     for line in m.get_body(("plain",)).get_content().splitlines():
         line = line.strip()
-        if line.startswith("规则 "):
+        if line.startswith("规则 ") or line.startswith("rule "):  # zh-CN or en
             parts = line.split(" · ")
             alerts.add((parts[0].split()[1], parts[1].split()[1]))
 rules = collections.Counter(rule for rule, _ in alerts)

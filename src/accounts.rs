@@ -34,6 +34,20 @@ pub struct Row {
     pub tier_year_ago: &'static str,
 }
 
+/// The kind of each number of a [`Row`], for `accounts --format json`.
+pub const UNITS: [(&str, crate::format::Unit); 7] = {
+    use crate::format::Unit::*;
+    [
+        ("share_pct", Percent),
+        ("cumulative_pct", Percent),
+        ("revenue_12m", Money),
+        ("margin_pct_12m", Percent),
+        ("days_since_last_order", Days),
+        ("days_since_last_visit", Days),
+        ("alerts_firing", Count),
+    ]
+};
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Migration {
     pub id: String,

@@ -1055,8 +1055,15 @@ fn accounts(
     let style = cfg.style();
     match format {
         Format::Json => {
+            // The raw numbers, and what each is (as eval's figures).
+            let units: serde_json::Map<String, serde_json::Value> = crate::accounts::UNITS
+                .iter()
+                .map(|(k, u)| (k.to_string(), u.name().into()))
+                .collect();
             for r in book.rows.iter().filter(|r| keep(r.tier)) {
-                writeln!(o, "{}", serde_json::to_string(r)?)?;
+                let mut v = serde_json::to_value(r)?;
+                v["units"] = units.clone().into();
+                writeln!(o, "{v}")?;
             }
             for (since, list) in [("month", &book.since_month), ("year", &book.since_year)] {
                 for m in list.iter().filter(|m| keep(m.to) || keep(m.from)) {
@@ -1418,7 +1425,7 @@ fn review(cfg: &Loaded, as_of: NaiveDate, out: Option<PathBuf>, send: bool) -> R
     }
     let dir = out.unwrap_or_else(|| cfg.database().with_file_name("review"));
     std::fs::create_dir_all(&dir)?;
-    let reviews = crate::review::build(&conn, as_of, &cfg.cfg.tiers)?;
+    let reviews = crate::review::build(&conn, as_of, &cfg.cfg.tiers, &cfg.style())?;
     let mut o = std::io::stdout().lock();
     for r in &reviews {
         let stem: String = r
@@ -1435,8 +1442,13 @@ fn review(cfg: &Loaded, as_of: NaiveDate, out: Option<PathBuf>, send: bool) -> R
         // Not with_extension: the stem has dots of its own (a.b@c.com).
         let file = |ext: &str| dir.join(format!("{as_of}_{stem}.{ext}"));
         std::fs::write(file("txt"), &r.text)?;
-        std::fs::write(file("html"), &r.html)?;
+        // The chart beside the HTML, which names it: it shows when the
+        // file is opened from disk (a cid: reference works only in mail).
         std::fs::write(file("png"), &r.chart)?;
+        std::fs::write(
+            file("html"),
+            r.html_with_image(&format!("{as_of}_{stem}.png")),
+        )?;
         writeln!(
             o,
             "review for {}: {}",

@@ -225,8 +225,13 @@ impl Style {
         } else if self.locale == Locale::ZhCn && a >= 1e4 {
             let w = (a / 1e4 * 100.0).round() / 100.0;
             // 99,999,999 rounds to 10000万: that is 1亿.
+            // About four significant digits: ¥2.29万, ¥33.16万, ¥439.8万, ¥1,234万.
             if w >= 1e4 {
                 format!("{}亿", trimmed(a / 1e8))
+            } else if w >= 1000.0 {
+                format!("{}万", grouped(a / 1e4, 0))
+            } else if w >= 100.0 {
+                format!("{}万", trimmed_to(a / 1e4, 1))
             } else {
                 format!("{}万", trimmed(a / 1e4))
             }
@@ -241,7 +246,11 @@ impl Style {
 
 /// `x` with two decimals at most, trailing zeros dropped: 2.29, 2.3, 3.
 fn trimmed(x: f64) -> String {
-    let s = format!("{x:.2}");
+    trimmed_to(x, 2)
+}
+
+fn trimmed_to(x: f64, decimals: usize) -> String {
+    let s = format!("{x:.decimals$}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
     s.to_string()
 }
@@ -324,6 +333,9 @@ mod tests {
         assert_eq!(zh().money(9850.0), "¥9,850");
         assert_eq!(zh().money(-123_456_789.0), "−¥1.23亿");
         assert_eq!(zh().money(99_999_999.0), "¥1亿");
+        assert_eq!(zh().money(331_573.0), "¥33.16万");
+        assert_eq!(zh().money(4_397_549.0), "¥439.8万");
+        assert_eq!(zh().money(12_340_000.0), "¥1,234万");
         assert_eq!(Style::new(Locale::En, "USD").money(1500.0), "$1,500");
         assert_eq!(Style::new(Locale::En, "CHF").money(1500.0), "CHF 1,500");
         assert_eq!(en().money(-0.001), "¥0.00");

@@ -2425,7 +2425,7 @@ mod tests {
         let f = &out.findings[0];
         assert_eq!(f.title, "orders −61.7% at ¥2.29万 in 45 天");
         assert_eq!(f.figures[0], ("revenue".to_string(), 22930.4.into()));
-        assert_eq!(f.figures[1], ("orders".to_string(), 6.0.into()));
+        assert_eq!(f.figures[1], ("orders".to_string(), 6.into()));
         assert_eq!(f.figures[6], ("since".to_string(), "2031-02-03".into()));
         let u = |k: &str| f.units.get(k).copied();
         assert_eq!(u("revenue"), Some(Unit::Money));

@@ -84,6 +84,224 @@ fn body_text(m: &mail_parser::Message) -> String {
     m.body_text(0).map(|t| t.into_owned()).unwrap_or_default()
 }
 
+/// The (label, value) figures of a message's text part: one a line in a
+/// single warning, "数据：a: 1；b: 2" / "Figures: a: 1; b: 2" in a digest.
+fn figure_pairs(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim) {
+        let (line, sep) = match (line.strip_prefix("数据："), line.strip_prefix("Figures: ")) {
+            (Some(l), _) => (l, "；"),
+            (_, Some(l)) => (l, "; "),
+            _ => (line, "\n"),
+        };
+        for part in line.split(sep) {
+            if let Some((k, v)) = part.split_once(": ") {
+                out.push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// In Chinese, the shipped rules' figures read as people write them: money
+/// with ¥ (in 万 from 10,000 up), counts without decimals, changes with a
+/// real minus and %, days with 天.
+#[test]
+fn chinese_mail_of_the_shipped_rules_writes_figures_by_kind() {
+    let p = Project::new();
+    let summary = kamwatch::generate::generate(&kamwatch::generate::GenerateOptions {
+        out_dir: p.path("staging"),
+        seed: 11,
+        accounts: 80,
+        end: chrono::NaiveDate::from_ymd_opt(2026, 10, 31).unwrap(),
+        months: 24,
+    })
+    .unwrap();
+    let files: Vec<String> = summary
+        .files
+        .iter()
+        .map(|f| f.to_string_lossy().into_owned())
+        .collect();
+    let mut args = vec!["ingest"];
+    args.extend(files.iter().map(String::as_str));
+    ok(p.run(&args));
+    ok(p.run(&["eval", "--as-of", "2026-10-31"]));
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for f in p.files_under("var/mail") {
+        let raw = std::fs::read(&f).unwrap();
+        let m = MessageParser::default().parse(&raw).unwrap();
+        for (label, value) in figure_pairs(&body_text(&m)) {
+            let (label, value) = (label.as_str(), value.as_str());
+            let line = format!("{label}: {value}");
+            let kind = if label.ends_with("收入") || label.ends_with("毛利") {
+                assert!(value.starts_with('¥') || value.starts_with("−¥"), "{line}");
+                "money"
+            } else if label.ends_with("订单数") || label.ends_with("次数") {
+                assert!(
+                    value.parse::<u64>().is_ok(),
+                    "a count as people write it: {line}"
+                );
+                "count"
+            } else if label.starts_with("较") || label.ends_with("毛利率") {
+                assert!(value.ends_with('%') && !value.starts_with('-'), "{line}");
+                "percent"
+            } else if label.starts_with("距上次") || label == "要求周期" {
+                assert!(value.ends_with(" 天") || value == "从未", "{line}");
+                "days"
+            } else if label == "下滑" {
+                assert!(value.ends_with(" 个百分点"), "{line}");
+                "points"
+            } else {
+                continue;
+            };
+            *seen.entry(kind).or_default() += 1;
+        }
+    }
+    for kind in ["money", "count", "percent", "days", "points"] {
+        assert!(
+            seen.contains_key(kind),
+            "no {kind} figure in the mail: {seen:?}"
+        );
+    }
+}
+
+/// With `mail.locale: en`, every warning the shipped rules write on
+/// generated data says nothing in Chinese but the data itself (account,
+/// people, region and product names): subjects, titles, figure labels,
+/// actions, status and footers are English; money carries the currency and
+/// percentages a real minus.
+#[test]
+fn english_mail_of_the_shipped_rules_has_no_chinese_outside_the_data() {
+    let p = Project::new();
+    let cfg = std::fs::read_to_string(p.config()).unwrap();
+    let cfg = cfg
+        .replace("  locale: zh-CN\n", "  locale: en\n")
+        .replace("  # admin: it@example.com", "  admin: it@example.com");
+    assert!(
+        cfg.contains("  locale: en\n") && cfg.contains("  admin: it@"),
+        "the shipped config changed shape"
+    );
+    std::fs::write(p.config(), cfg).unwrap();
+    // A rule that fails: the admin is told, in English too.
+    std::fs::write(
+        p.path("rules/broken.rhai"),
+        "let x = account.no_such_field;\n",
+    )
+    .unwrap();
+    let end = chrono::NaiveDate::from_ymd_opt(2026, 10, 31).unwrap();
+    let summary = kamwatch::generate::generate(&kamwatch::generate::GenerateOptions {
+        out_dir: p.path("staging"),
+        seed: 7,
+        accounts: 80,
+        end,
+        months: 24,
+    })
+    .unwrap();
+    // The data: every cell of the master and of the visits, the product names.
+    let mut data: BTreeSet<String> = BTreeSet::new();
+    for f in &summary.files {
+        let mut r = csv::Reader::from_path(f).unwrap();
+        let product = r.headers().unwrap().iter().position(|h| h == "产品名称");
+        for rec in r.records() {
+            let rec = rec.unwrap();
+            match product {
+                Some(i) => {
+                    data.insert(rec[i].to_string());
+                }
+                None => data.extend(rec.iter().map(str::to_string)),
+            }
+        }
+    }
+    let mut data: Vec<String> = data.into_iter().filter(|d| !d.is_empty()).collect();
+    data.sort_by_key(|d| std::cmp::Reverse(d.chars().count()));
+    let files: Vec<String> = summary
+        .files
+        .iter()
+        .map(|f| f.to_string_lossy().into_owned())
+        .collect();
+    let mut args = vec!["ingest"];
+    args.extend(files.iter().map(String::as_str));
+    ok(p.run(&args));
+    let o = p.run(&["eval", "--as-of", "2026-10-31"]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let mails = p.files_under("var/mail");
+    let mut admin = 0;
+    let mut rules: BTreeSet<String> = BTreeSet::new();
+    let mut figures = 0;
+    for f in &mails {
+        let raw = std::fs::read(f).unwrap();
+        let m = MessageParser::default().parse(&raw).unwrap();
+        let text = body_text(&m);
+        let html = m.body_html(0).map(|t| t.into_owned()).unwrap_or_default();
+        rules.extend(listed(&text).into_iter().map(|(r, _)| r));
+        admin += usize::from(
+            m.subject()
+                .is_some_and(|s| s.starts_with("[kamwatch] system · ")),
+        );
+        for (what, body) in [
+            ("subject", m.subject().unwrap_or("").to_string()),
+            ("text", text.clone()),
+            ("html", html),
+        ] {
+            let mut rest = body.clone();
+            for d in &data {
+                rest = rest.replace(d.as_str(), "");
+            }
+            let cjk: String = rest
+                .chars()
+                .filter(|c| kamwatch::format::is_cjk(*c))
+                .collect();
+            assert!(
+                cjk.is_empty(),
+                "{}: the {what} has Chinese outside the data: {cjk:?}\n{body}",
+                f.display()
+            );
+        }
+        for (label, value) in figure_pairs(&text) {
+            let line = format!("{label}: {value}");
+            let label = label.to_lowercase();
+            if (label.starts_with("revenue") || label.starts_with("gross profit"))
+                && !label.contains(" vs ")
+            {
+                figures += 1;
+                assert!(value.starts_with('¥') || value.starts_with("−¥"), "{line}");
+            }
+            if label.contains("orders") && !label.contains('%') {
+                assert!(!value.contains('.'), "a count with decimals: {line}");
+            }
+            assert!(!value.starts_with('-'), "a hyphen for a minus: {line}");
+        }
+    }
+    assert!(figures > 0, "no money figure in {} messages", mails.len());
+    assert_eq!(admin, 1, "one message to the admin about the broken rule");
+    // JSON keeps the raw numbers and names their kinds.
+    let o = p.run(&[
+        "eval",
+        "--as-of",
+        "2026-10-31",
+        "--dry-run",
+        "--format",
+        "json",
+    ]);
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let d = lines
+        .iter()
+        .find(|v| v["rule"] == "declining_orders")
+        .expect("a declining_orders finding");
+    let revenue = "Revenue, last 90 days";
+    assert!(d["figures"][revenue].is_number(), "{d}");
+    assert_eq!(d["units"][revenue], "money", "{d}");
+    assert!(d["figures"]["Orders, last 90 days"].is_u64(), "{d}");
+    assert_eq!(d["units"]["Orders, last 90 days"], "count", "{d}");
+    assert_eq!(d["units"]["vs previous 90 days"], "percent", "{d}");
+    for r in ["declining_orders", "margin_slip", "lapsed_visits"] {
+        assert!(rules.contains(r), "no {r} warning among {rules:?}");
+    }
+}
+
 #[test]
 fn tls_auth_mail_has_both_parts_an_inline_chart_and_escapes_data() {
     let (server, p) = tls_project();
@@ -358,7 +576,7 @@ fn digest_in_english_with_user_template_and_capped_charts() {
     let cfg = cfg
         .replace("    enabled: false\n", "    enabled: true\n")
         .replace("  locale: zh-CN\n", "  locale: en\n")
-        .replace("  charts_per_digest: 3\n", "  charts_per_digest: 1\n");
+        .replace("  charts_per_digest: 50\n", "  charts_per_digest: 1\n");
     assert!(cfg.contains("locale: en") && cfg.contains("charts_per_digest: 1"));
     std::fs::write(p.config(), cfg).unwrap();
     std::fs::create_dir_all(p.path("templates/en")).unwrap();
@@ -1105,4 +1323,219 @@ fn the_daemon_backs_off_a_server_that_keeps_timing_out() {
     assert_eq!(rows.iter().filter(|r| r.2 > 0).count(), 2, "{rows:?}");
     assert!(rows.iter().all(|r| r.1 == "pending"));
     assert!(d.stop().success());
+}
+
+/// The items of a digest's text part: the lines of each "N. [..." block.
+fn items_of(text: &str) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = Vec::new();
+    let mut inside = false;
+    for line in text.lines() {
+        let starts = line
+            .split_once(". [")
+            .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+        if starts {
+            out.push(vec![line.to_string()]);
+            inside = true;
+        } else if line.starts_with("-- ") || line.starts_with("== ") {
+            inside = false;
+        } else if inside && let Some(last) = out.last_mut() {
+            last.push(line.trim().to_string());
+        }
+    }
+    out
+}
+
+/// Digests over real SMTP are addressed to people: greeted by the name the
+/// master gives owners and managers, a footer with who sent it, why the
+/// reader gets each item, the exact command that silences it (which works
+/// when run) and the admin to write to; `Auto-Submitted`, a Date in
+/// `schedule.timezone`, subjects without blanks at their ends. Each open
+/// item has its own chart, with a caption, and no picture twice in one
+/// message.
+#[test]
+fn digests_greet_people_explain_themselves_and_chart_each_item() {
+    let server = SmtpServer::start();
+    let p = Project::with_smtp(server.port);
+    p.edit_config(
+        "  dir: var/mail\n",
+        "  dir: var/mail\n  admin: it@example.com\n",
+    );
+    p.with_generated_history(120, 7);
+    ok(p.run(&["eval", "--as-of", "2026-11-28"]));
+    let got = server.messages();
+    assert!(got.len() >= 3, "only {} messages", got.len());
+    let managers = ["孙涛", "马丽", "陈静"];
+    let mut manager_mails = 0;
+    let mut charts = 0;
+    let mut silence: Option<String> = None;
+    for raw in &got {
+        let m = MessageParser::default().parse(&raw.data).unwrap();
+        let head = String::from_utf8_lossy(
+            &raw.data[..raw.data.windows(4).position(|w| w == b"\r\n\r\n").unwrap()],
+        )
+        .into_owned();
+        assert!(
+            head.contains("\r\nAuto-Submitted: auto-generated\r\n"),
+            "{head}"
+        );
+        let date = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Date: "))
+            .expect("a Date header");
+        assert!(
+            date.ends_with(" +0800"),
+            "Date not in Asia/Shanghai: {date}"
+        );
+        let subject = m.subject().unwrap();
+        assert_eq!(subject, subject.trim(), "blanks at the ends of {subject:?}");
+        if subject.starts_with("[kamwatch] 系统 · ") {
+            continue; // kamwatch's own news to the admin
+        }
+        let to = m.to().unwrap().first().unwrap();
+        let text = body_text(&m);
+        let first = text.lines().next().unwrap();
+        assert!(!first.contains('@'), "{first}");
+        let admin = to.address() == Some("it@example.com");
+        let name = if admin {
+            // Accounts without an owner email: nobody's name to give.
+            assert!(first.starts_with("您好"), "{first}");
+            ""
+        } else {
+            let name = to.name().expect("the recipient's name from the master");
+            assert!(!name.contains('@'), "{name}");
+            assert!(
+                first.starts_with(&format!("{name}，您好")),
+                "greeting {first:?} for {name}"
+            );
+            name
+        };
+        assert!(
+            text.contains("本邮件由重点客户预警服务 kamwatch 自动发送"),
+            "{text}"
+        );
+        assert!(text.contains("请写信给管理员 it@example.com"), "{text}");
+        let is_manager = managers.contains(&name);
+        manager_mails += usize::from(is_manager);
+        let mut items = items_of(&text);
+        if items.is_empty() {
+            // A single warning: the whole text is its one item.
+            items.push(text.lines().map(|l| l.trim().to_string()).collect());
+        }
+        let html = m.body_html(0).unwrap().into_owned();
+        let images: Vec<&mail_parser::MessagePart> = m
+            .parts
+            .iter()
+            .filter(|x| x.content_type().is_some_and(|c| c.ctype() == "image"))
+            .collect();
+        let pictures: BTreeSet<&[u8]> = images.iter().map(|i| i.contents()).collect();
+        assert_eq!(
+            pictures.len(),
+            images.len(),
+            "the same picture twice in one message"
+        );
+        for img in &images {
+            assert!(html.contains(&format!("cid:{}", img.content_id().unwrap())));
+        }
+        charts += images.len();
+        for it in &items {
+            let line = |prefix: &str| {
+                it.iter()
+                    .find_map(|l| l.strip_prefix(prefix))
+                    .unwrap_or_else(|| panic!("no {prefix} in {it:?}"))
+                    .to_string()
+            };
+            let (rule, account) = listed(&it.join("\n")).pop().expect("the rule line");
+            let reason = line("收件原因：");
+            if admin {
+                assert!(reason.contains("预警转给管理员（mail.admin）"), "{reason}");
+            } else if is_manager {
+                assert!(
+                    reason.starts_with("您是该客户负责人") && reason.ends_with("的主管"),
+                    "{reason}"
+                );
+            } else {
+                assert_eq!(reason, "您是该客户的负责人", "to {to:?}");
+            }
+            let cmd = line("暂停此预警：");
+            assert!(
+                cmd.starts_with("kamwatch silence add --config ")
+                    && cmd.contains(&format!(
+                        " --rule {rule} --account {account} --until 2026-12-28 "
+                    )),
+                "{cmd}"
+            );
+            assert!(
+                line("图表：").len() > 10,
+                "each open item has a chart or points to one"
+            );
+            silence.get_or_insert(cmd);
+        }
+    }
+    assert!(
+        manager_mails > 0,
+        "no manager got a digest (critical alerts)"
+    );
+    assert!(
+        charts > got.len(),
+        "{charts} charts in {} messages",
+        got.len()
+    );
+
+    // The command is exact: run as written, it silences that alert.
+    let cmd = silence.unwrap();
+    let rest = cmd.strip_prefix("kamwatch ").unwrap();
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("\"$KAMWATCH\" {rest}"))
+        .env("KAMWATCH", env!("CARGO_BIN_EXE_kamwatch"))
+        .env("KAMWATCH_NOW", NOW)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{cmd}: {}", show(&o));
+    let list = ok(p.run(&["silence", "list"]));
+    let account = cmd
+        .split(" --account ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    assert!(list.contains(account), "{list}");
+}
+
+/// .eml files are named by outbox id, rule and account, without a
+/// dangling underscore for a digest (which has no one account); English
+/// mail greets in English.
+#[test]
+fn eml_names_have_no_dangling_underscore_and_english_greets_in_english() {
+    let p = Project::new();
+    p.edit_config("  locale: zh-CN\n", "  locale: en\n");
+    p.with_generated_history(60, 3);
+    ok(p.run(&["eval", "--as-of", "2026-11-28"]));
+    let files = p.files_under("var/mail");
+    assert!(!files.is_empty());
+    for f in &files {
+        let name = f.file_name().unwrap().to_str().unwrap();
+        assert!(
+            name.ends_with(".eml") && !name.ends_with("_.eml") && !name.contains("__"),
+            "{name}"
+        );
+        let m_bytes = std::fs::read(f).unwrap();
+        let m = MessageParser::default().parse(&m_bytes).unwrap();
+        let text = body_text(&m);
+        let first = text.lines().next().unwrap();
+        assert!(first.starts_with("Dear "), "{first}");
+        assert!(text.contains("Why you get this: you "), "{text}");
+        assert!(
+            text.contains("To silence this alert: kamwatch silence add"),
+            "{text}"
+        );
+        assert!(text.contains("Sent automatically by kamwatch"), "{text}");
+    }
+    assert!(
+        files
+            .iter()
+            .any(|f| f.to_str().unwrap().ends_with("_digest.eml")),
+        "{files:?}"
+    );
 }

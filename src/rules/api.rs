@@ -34,8 +34,13 @@ pub struct Figure {
 impl Figure {
     /// The raw value, for JSON and the store.
     pub fn json(&self) -> serde_json::Value {
+        let whole = matches!(self.unit, Unit::Count | Unit::Days)
+            && self.num.fract() == 0.0
+            && self.num.abs() < 9.0e15;
         match &self.text {
             Some(t) => serde_json::Value::String(t.to_string()),
+            // Whole counts and days stay integers: 6, not 6.0.
+            None if whole => serde_json::Value::from(self.num as i64),
             None => serde_json::Number::from_f64((self.num * 100.0).round() / 100.0)
                 .map(serde_json::Value::Number)
                 .unwrap_or(serde_json::Value::Null),

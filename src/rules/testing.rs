@@ -49,6 +49,9 @@ pub struct TestCase {
     /// Rules for this case only; default: the file's.
     #[serde(default)]
     pub rules: Option<Vec<String>>,
+    /// The locale the rules write their texts in: `zh-CN` (default) or `en`.
+    #[serde(default)]
+    pub locale: Option<String>,
     #[serde(default)]
     pub accounts: Vec<AccountIn>,
     #[serde(default)]
@@ -330,6 +333,15 @@ fn run_case(
                 .collect::<Vec<_>>(),
         ),
     };
+    let mut subset = subset;
+    if let Some(l) = &case.locale {
+        subset.style.locale = crate::format::Locale::parse(l).ok_or_else(|| {
+            anyhow::anyhow!(
+                "locale {l:?} is not one kamwatch writes in; use {}",
+                crate::format::Locale::known()
+            )
+        })?;
+    }
     let out = subset.evaluate_with(&snap, 1);
     if !out.errors.is_empty() {
         let mut s = String::new();
@@ -606,6 +618,7 @@ impl RuleSet {
         let mut out = RuleSet::empty();
         out.caps = self.caps;
         out.seasons = self.seasons.clone();
+        out.style = self.style.clone();
         for r in &self.rules {
             if names.iter().any(|n| *n == *r.name) {
                 out.rules.push(r.clone());
