@@ -1854,6 +1854,22 @@ fn blank_settings(source: &str) -> Option<String> {
 /// Every call in `rule` that no function answers, as compile errors with
 /// the line, column and a caret: a misspelt function would otherwise fail
 /// for every account at run time.
+/// For `check` with `mail.locale: en`: each `alert()` whose title, action
+/// or figure labels are Chinese strings only, as "file:line:column: ...".
+pub fn chinese_only_texts(rule: &Rule) -> Vec<String> {
+    api::chinese_only_texts(&rule.ast)
+        .into_iter()
+        .map(|(pos, what)| {
+            format!(
+                "{}:{}:{}: this alert()'s texts ({what}) are in Chinese only, and English readers (mail.locale: en) get them as they are; give them per locale, #{{ \"zh-CN\": \"...\", en: \"...\" }}",
+                rule.path.display(),
+                pos.line().unwrap_or(0),
+                pos.position().unwrap_or(0)
+            )
+        })
+        .collect()
+}
+
 /// Texts per locale with a key that is no locale are reported the same way.
 fn unknown_calls(known: &api::Known, rule: &Rule, source: &str) -> Vec<CompileError> {
     known
