@@ -357,6 +357,9 @@ pub struct Item {
     pub owner: String,
     pub owner_email: Option<String>,
     pub manager_email: Option<String>,
+    /// The manager's name from the master (empty: not known).
+    #[serde(default)]
+    pub manager: String,
     pub key: String,
     #[serde(with = "severity_text")]
     pub severity: Severity,
@@ -705,6 +708,7 @@ pub fn apply(
                 owner: account.map_or_else(String::new, |a| a.owner.clone()),
                 owner_email: account.and_then(|a| a.owner_email.clone()),
                 manager_email: account.and_then(|a| a.manager_email.clone()),
+                manager: account.map_or_else(String::new, |a| a.manager.clone()),
                 key: key.2.clone(),
                 severity: Severity::parse(&severity).unwrap_or(Severity::Warning),
                 title: title.clone(),

@@ -1433,7 +1433,7 @@ fn review(cfg: &Loaded, as_of: NaiveDate, out: Option<PathBuf>, send: bool) -> R
     }
     let dir = out.unwrap_or_else(|| cfg.database().with_file_name("review"));
     std::fs::create_dir_all(&dir)?;
-    let reviews = crate::review::build(&conn, as_of, &cfg.cfg.tiers)?;
+    let reviews = crate::review::build(&conn, as_of, &cfg.cfg.tiers, &cfg.style())?;
     let mut o = std::io::stdout().lock();
     for r in &reviews {
         let stem: String = r
@@ -1450,8 +1450,13 @@ fn review(cfg: &Loaded, as_of: NaiveDate, out: Option<PathBuf>, send: bool) -> R
         // Not with_extension: the stem has dots of its own (a.b@c.com).
         let file = |ext: &str| dir.join(format!("{as_of}_{stem}.{ext}"));
         std::fs::write(file("txt"), &r.text)?;
-        std::fs::write(file("html"), &r.html)?;
+        // The chart beside the HTML, which names it: it shows when the
+        // file is opened from disk (a cid: reference works only in mail).
         std::fs::write(file("png"), &r.chart)?;
+        std::fs::write(
+            file("html"),
+            r.html_with_image(&format!("{as_of}_{stem}.png")),
+        )?;
         writeln!(
             o,
             "review for {}: {}",

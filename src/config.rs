@@ -267,6 +267,15 @@ impl Zone {
         self.naive_at(now())
     }
 
+    /// The instant `at` as a mail Date header in this zone
+    /// ("Mon, 30 Nov 2026 12:31:48 +0800").
+    pub fn rfc2822(self, at: chrono::DateTime<chrono::Utc>) -> String {
+        match self {
+            Zone::Local => at.with_timezone(&chrono::Local).to_rfc2822(),
+            Zone::Named(tz) => at.with_timezone(&tz).to_rfc2822(),
+        }
+    }
+
     /// The wall-clock time in this zone at the instant `at`.
     pub fn naive_at(self, at: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDateTime {
         match self {
@@ -650,6 +659,14 @@ pub struct MailConfig {
     /// server announces) first loses charts, then is split into parts.
     #[serde(default = "default_max_message_kb")]
     pub max_message_kb: u64,
+    /// `schedule.timezone`, copied here when the config is parsed: the
+    /// Date header of every message is written in it.
+    #[serde(skip, default = "default_mail_zone")]
+    pub zone: Zone,
+}
+
+fn default_mail_zone() -> Zone {
+    Zone::Local
 }
 
 fn default_locale() -> String {
@@ -662,7 +679,7 @@ fn default_chart_months() -> usize {
     18
 }
 fn default_charts_per_digest() -> usize {
-    3
+    50
 }
 fn default_max_message_kb() -> u64 {
     10240
@@ -733,6 +750,7 @@ impl Default for MailConfig {
             chart_months: default_chart_months(),
             charts_per_digest: default_charts_per_digest(),
             max_message_kb: default_max_message_kb(),
+            zone: default_mail_zone(),
         }
     }
 }
@@ -1067,6 +1085,7 @@ impl Dataset {
                 ("owner", false),
                 ("owner_email", false),
                 ("manager_email", false),
+                ("manager", false),
                 ("credit_limit", false),
                 ("tier", false),
             ],
@@ -1416,6 +1435,7 @@ pub fn parse(text: &str) -> Result<Config, String> {
     })?;
     settle_rule_settings(&mut cfg)?;
     validate(&cfg)?;
+    cfg.mail.zone = cfg.schedule.zone();
     validate_log(&cfg.log).map_err(|m| match line_of(text, "log") {
         Some(n) => format!("log (line {n}): {m}"),
         None => format!("log: {m}"),

@@ -46,7 +46,7 @@ pub struct GenerateSummary {
 }
 
 /// Header of `客户主数据_<end>.csv`.
-pub const ACCOUNT_HEADER: [&str; 7] = [
+pub const ACCOUNT_HEADER: [&str; 8] = [
     "客户编号",
     "客户名称",
     "区域",
@@ -54,6 +54,7 @@ pub const ACCOUNT_HEADER: [&str; 7] = [
     "业务员邮箱",
     "主管邮箱",
     "信用额度",
+    "主管",
 ];
 /// Header of `销售明细_<start>-<end>.csv`.
 pub const ORDER_HEADER: [&str; 11] = [
@@ -819,6 +820,7 @@ pub fn generate(opts: &GenerateOptions) -> Result<GenerateSummary> {
                     if a.rep_email_missing { "" } else { rep.email },
                     MANAGERS[rep.manager].email,
                     &a.credit.to_string(),
+                    MANAGERS[rep.manager].name,
                 ])?;
             }
             Ok(())
@@ -952,7 +954,9 @@ mod tests {
         assert_eq!(read(&s.files[1]).0, ORDER_HEADER);
         assert_eq!(read(&s.files[2]).0, VISIT_HEADER);
         let first = fs::read_to_string(&s.files[0]).unwrap();
-        assert!(first.starts_with("客户编号,客户名称,区域,业务员,业务员邮箱,主管邮箱,信用额度\n"));
+        assert!(
+            first.starts_with("客户编号,客户名称,区域,业务员,业务员邮箱,主管邮箱,信用额度,主管\n")
+        );
         let first = fs::read_to_string(&s.files[1]).unwrap();
         assert!(first.starts_with(
             "订单编号,行号,客户编号,客户名称,订单日期,产品编号,产品名称,数量,单价,金额,成本\n"

@@ -203,7 +203,7 @@ pub fn route(cfg: &crate::config::Config, item: &Item, policy: &RulePolicy) -> V
         || matches!(item.notice, Notice::Aged)
         || (aged && !matches!(item.notice, Notice::Resolved { .. }));
     if escalate && let Some(m) = &item.manager_email {
-        push("", m);
+        push(&item.manager, m);
     }
     for e in &policy.extra_recipients {
         push("", e);
@@ -367,7 +367,7 @@ pub fn release(
     }
     let d = &cfg.mail.digest;
     let tpl = Templates::load(Some(&loaded.templates_dir()), &cfg.mail.locale)?
-        .currency(&cfg.mail.currency);
+        .with_mail(&cfg.mail, Some(&loaded.file));
     let from = from_mailbox(&cfg.mail)?;
     // (recipients, notice ids with their items)
     type Outgoing<'a> = (Vec<Recipient>, Vec<(i64, &'a Item)>);
@@ -425,7 +425,7 @@ pub fn release(
         };
         // The whole message is kept: a retry sends the same bytes, Date and
         // Message-ID included.
-        let mime = compose(&from, &to, &message_id, &body)?.formatted();
+        let mime = compose(&from, &to, &message_id, &body, cfg.mail.zone)?.formatted();
         let n = insert.execute(params![
             message_id,
             serde_json::to_string(&to)?,
@@ -478,11 +478,11 @@ fn fit<'a>(
     let render = |chunk: &[(i64, &Item)], charts: usize| -> Result<(Rendered, u64)> {
         let list: Vec<&Item> = chunk.iter().map(|(_, i)| *i).collect();
         let body = if list.len() == 1 {
-            tpl.single(list[0], snap.filter(|_| charts > 0), m.chart_months)?
+            tpl.single(list[0], to, snap.filter(|_| charts > 0), m.chart_months)?
         } else {
             tpl.digest(&list, as_of, to, snap, m.chart_months, charts)?
         };
-        let size = compose(from, to, "<size@kamwatch>", &body)?
+        let size = compose(from, to, "<size@kamwatch>", &body, m.zone)?
             .formatted()
             .len() as u64;
         Ok((body, size))
@@ -588,7 +588,7 @@ pub fn queue(
     message_id: &str,
     r: &Rendered,
 ) -> Result<bool> {
-    let mime = compose(&from_mailbox(cfg)?, to, message_id, r)?.formatted();
+    let mime = compose(&from_mailbox(cfg)?, to, message_id, r, cfg.zone)?.formatted();
     let n = conn.execute(
         "INSERT OR IGNORE INTO outbox (message_id, recipients, subject, body_text, body_html, rule, account_id, created_at, mime)
          VALUES (?1, ?2, ?3, ?4, ?5, 'system', NULL, ?6, ?7)",
@@ -859,7 +859,7 @@ pub fn deliver(conn: &Connection, cfg: &Loaded, sink: &mut Sink) -> Result<Deliv
                     .filter(|r| valid_address(&r.email))
                     .cloned()
                     .collect();
-                compose(&from, &to, &row.message_id, &r).map(|m| m.formatted())
+                compose(&from, &to, &row.message_id, &r, cfg.cfg.mail.zone).map(|m| m.formatted())
             }
         };
         let bytes = match bytes {
@@ -1028,7 +1028,16 @@ fn eml_name(id: i64, rule: &str, account: &str) -> String {
             })
             .collect()
     };
-    format!("{id:06}_{}_{}.eml", safe(rule), safe(account))
+    let mut name = format!("{id:06}");
+    for part in [rule, account] {
+        let part = safe(part);
+        let part = part.trim_matches('_');
+        if !part.is_empty() {
+            name.push('_');
+            name.push_str(part);
+        }
+    }
+    name + ".eml"
 }
 
 fn park_dead(conn: &Connection, id: i64, error: &str) -> Result<()> {
@@ -1113,11 +1122,14 @@ fn split(
     refs.sort_by(|a, b| importance(a.1, b.1));
     let as_of = refs[0].1.as_of;
     let tpl = Templates::load(Some(&cfg.templates_dir()), &cfg.cfg.mail.locale)?
-        .currency(&cfg.cfg.mail.currency);
+        .with_mail(&cfg.cfg.mail, Some(&cfg.file));
     let from = from_mailbox(&cfg.cfg.mail)?;
     let parts = fit(&tpl, &from, &to, &refs, as_of, None, &cfg.cfg.mail, limit)?;
     let fits = |body: &Rendered| -> Result<bool> {
-        Ok(compose(&from, &to, message_id, body)?.formatted().len() as u64 <= limit)
+        Ok(compose(&from, &to, message_id, body, cfg.cfg.mail.zone)?
+            .formatted()
+            .len() as u64
+            <= limit)
     };
     // Nothing smaller can be made: one notice, and it does not fit alone.
     if parts.len() == 1 && (refs.len() == 1 || !fits(&parts[0].1)?) {
@@ -1132,7 +1144,7 @@ fn split(
             ("digest", None)
         };
         let row_id = if i == 0 {
-            let mime = compose(&from, &to, message_id, body)?.formatted();
+            let mime = compose(&from, &to, message_id, body, cfg.cfg.mail.zone)?.formatted();
             conn.execute(
                 "UPDATE outbox SET subject = ?2, body_text = ?3, body_html = ?4, rule = ?5, account_id = ?6, mime = ?7,
                         attempts = attempts + 1, last_error = ?8
@@ -1155,7 +1167,7 @@ fn split(
                 let _ = write!(seed, "{id},");
             }
             let part_id = self::message_id(conn, &cfg.cfg.mail, "", &seed)?;
-            let mime = compose(&from, &to, &part_id, body)?.formatted();
+            let mime = compose(&from, &to, &part_id, body, cfg.cfg.mail.zone)?.formatted();
             conn.execute(
                 "INSERT OR IGNORE INTO outbox (message_id, recipients, subject, body_text, body_html, rule, account_id, created_at, mime)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -1272,6 +1284,7 @@ mod tests {
             owner: "张伟".into(),
             owner_email: Some("zw@example.com".into()),
             manager_email: Some("boss@example.com".into()),
+            manager: "孙涛".into(),
             key: String::new(),
             severity,
             title: "<script>x</script>".into(),
@@ -1391,7 +1404,7 @@ mod tests {
                 "{raw} unescaped in the digest HTML"
             );
         }
-        let one = tpl.single(&r, None, 18).unwrap();
+        let one = tpl.single(&r, &to, None, 18).unwrap();
         assert!(one.subject.contains("已恢复"), "{}", one.subject);
         assert!(!one.html.contains("<script>") && !one.html.contains("r<1>"));
     }
@@ -1437,7 +1450,7 @@ mod tests {
         let digest = tpl
             .digest(&[&it, &resolved], it.as_of, &to, None, 18, 3)
             .unwrap();
-        let single = tpl.single(&it, None, 18).unwrap();
+        let single = tpl.single(&it, &[], None, 18).unwrap();
         for (what, text) in [
             ("digest subject", &digest.subject),
             ("digest text", &digest.text),
@@ -1477,7 +1490,7 @@ mod tests {
         }
         // Chinese writes large amounts in 万, in the configured currency.
         let zh = Templates::load(None, "zh-CN").unwrap().currency("USD");
-        let one = zh.single(&it, None, 18).unwrap();
+        let one = zh.single(&it, &[], None, 18).unwrap();
         assert!(one.text.contains("$2.29万"), "{}", one.text);
         assert!(one.text.contains("3.2 个百分点"), "{}", one.text);
     }

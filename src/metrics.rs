@@ -512,6 +512,8 @@ pub struct AccountMetrics {
     pub owner: String,
     pub owner_email: Option<String>,
     pub manager_email: Option<String>,
+    /// The manager's name from the master; empty when it has none.
+    pub manager: String,
     /// "A", "B" or "C".
     pub tier: &'static str,
     /// The tier as of `PREV_TIER_DAYS` days earlier, from the same series.
@@ -690,6 +692,7 @@ impl AccountMetrics {
             owner: String::new(),
             owner_email: None,
             manager_email: None,
+            manager: String::new(),
             tier: "C",
             prev_tier: "C",
             rank: 1,

@@ -201,7 +201,7 @@ fn admin_notice(conn: &rusqlite::Connection, cfg: &Loaded, errors: &[RunError]) 
 /// were queued.
 pub fn queue_reviews(cfg: &Loaded, conn: &Connection, as_of: NaiveDate) -> Result<usize> {
     let mut queued = 0;
-    for r in crate::review::build(conn, as_of, &cfg.cfg.tiers)? {
+    for r in crate::review::build(conn, as_of, &cfg.cfg.tiers, &cfg.style())? {
         let message_id = mail::message_id(
             conn,
             &cfg.cfg.mail,
@@ -217,7 +217,7 @@ pub fn queue_reviews(cfg: &Loaded, conn: &Connection, as_of: NaiveDate) -> Resul
                 png: r.chart,
             }],
         };
-        let to = [mail::Recipient::new("", &r.manager)];
+        let to = [mail::Recipient::new(&r.manager_name, &r.manager)];
         if mail::queue(conn, &cfg.cfg.mail, &to, &message_id, &rendered)? {
             queued += 1;
         }

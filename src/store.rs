@@ -26,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("store/0007_ledger_counts.sql"),
     include_str!("store/0008_installation.sql"),
     include_str!("store/0009_figure_units.sql"),
+    include_str!("store/0010_manager_name.sql"),
 ];
 
 /// How long a statement waits for another connection's lock.
@@ -385,6 +386,8 @@ pub struct AccountRow {
     pub owner: Option<String>,
     pub owner_email: Option<String>,
     pub manager_email: Option<String>,
+    /// The manager's name, when the master has it.
+    pub manager: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -574,11 +577,11 @@ impl<'t> Writer<'t> {
         tx.execute("UPDATE accounts SET active = 0", [])?;
         let st = tx.prepare(
             "INSERT INTO accounts (id, name, region, owner, owner_email, manager_email, active, updated_at,
-               credit_limit, tier_override, attrs)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?9, ?10)
+               credit_limit, tier_override, attrs, manager)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?9, ?10, ?11)
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, region = excluded.region,
                owner = excluded.owner, owner_email = excluded.owner_email,
-               manager_email = excluded.manager_email, active = 1, updated_at = excluded.updated_at,
+               manager_email = excluded.manager_email, manager = excluded.manager, active = 1, updated_at = excluded.updated_at,
                credit_limit = excluded.credit_limit, tier_override = excluded.tier_override,
                attrs = excluded.attrs",
         )?;
@@ -591,8 +594,8 @@ impl<'t> Writer<'t> {
     pub fn accounts_older(tx: &'t Transaction<'t>) -> Result<Self> {
         let st = tx.prepare(
             "INSERT INTO accounts (id, name, region, owner, owner_email, manager_email, active, updated_at,
-               credit_limit, tier_override, attrs)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?9, ?10)
+               credit_limit, tier_override, attrs, manager)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?9, ?10, ?11)
              ON CONFLICT (id) DO NOTHING",
         )?;
         Ok(Writer::Accounts(st, now_text()))
@@ -716,7 +719,8 @@ impl<'t> Writer<'t> {
                 &*now,
                 x.credit_limit,
                 x.tier_override,
-                x.attrs
+                x.attrs,
+                r.manager
             ])?;
         }
         Ok(())
@@ -956,7 +960,7 @@ pub struct AccountRecord {
 
 pub fn load_accounts(conn: &Connection) -> Result<Vec<AccountRecord>> {
     let mut st = conn.prepare(
-        "SELECT id, name, region, owner, owner_email, manager_email, active FROM accounts ORDER BY id",
+        "SELECT id, name, region, owner, owner_email, manager_email, active, manager FROM accounts ORDER BY id",
     )?;
     let rows = st.query_map([], |r| {
         Ok(AccountRecord {
@@ -967,6 +971,7 @@ pub fn load_accounts(conn: &Connection) -> Result<Vec<AccountRecord>> {
                 owner: r.get(3)?,
                 owner_email: r.get(4)?,
                 manager_email: r.get(5)?,
+                manager: r.get(7)?,
             },
             active: r.get::<_, i64>(6)? != 0,
         })

@@ -437,10 +437,12 @@ fn dump(p: &Project) -> Vec<String> {
         "SELECT replace(message_id, (SELECT id FROM installation), 'INSTALLATION') || '|' || recipients || '|' || subject || '|' || body_text FROM outbox ORDER BY id",
     ] {
         let mut st = db.prepare(sql).unwrap();
+        // The silence command in each mail names the project's own config.
+        let home = p.dir.path().display().to_string();
         out.extend(
             st.query_map([], |r| r.get::<_, String>(0))
                 .unwrap()
-                .map(Result::unwrap),
+                .map(|r| r.unwrap().replace(&home, "PROJECT")),
         );
     }
     out

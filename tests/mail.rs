@@ -576,7 +576,7 @@ fn digest_in_english_with_user_template_and_capped_charts() {
     let cfg = cfg
         .replace("    enabled: false\n", "    enabled: true\n")
         .replace("  locale: zh-CN\n", "  locale: en\n")
-        .replace("  charts_per_digest: 3\n", "  charts_per_digest: 1\n");
+        .replace("  charts_per_digest: 50\n", "  charts_per_digest: 1\n");
     assert!(cfg.contains("locale: en") && cfg.contains("charts_per_digest: 1"));
     std::fs::write(p.config(), cfg).unwrap();
     std::fs::create_dir_all(p.path("templates/en")).unwrap();
@@ -1323,4 +1323,219 @@ fn the_daemon_backs_off_a_server_that_keeps_timing_out() {
     assert_eq!(rows.iter().filter(|r| r.2 > 0).count(), 2, "{rows:?}");
     assert!(rows.iter().all(|r| r.1 == "pending"));
     assert!(d.stop().success());
+}
+
+/// The items of a digest's text part: the lines of each "N. [..." block.
+fn items_of(text: &str) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = Vec::new();
+    let mut inside = false;
+    for line in text.lines() {
+        let starts = line
+            .split_once(". [")
+            .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+        if starts {
+            out.push(vec![line.to_string()]);
+            inside = true;
+        } else if line.starts_with("-- ") || line.starts_with("== ") {
+            inside = false;
+        } else if inside && let Some(last) = out.last_mut() {
+            last.push(line.trim().to_string());
+        }
+    }
+    out
+}
+
+/// Digests over real SMTP are addressed to people: greeted by the name the
+/// master gives owners and managers, a footer with who sent it, why the
+/// reader gets each item, the exact command that silences it (which works
+/// when run) and the admin to write to; `Auto-Submitted`, a Date in
+/// `schedule.timezone`, subjects without blanks at their ends. Each open
+/// item has its own chart, with a caption, and no picture twice in one
+/// message.
+#[test]
+fn digests_greet_people_explain_themselves_and_chart_each_item() {
+    let server = SmtpServer::start();
+    let p = Project::with_smtp(server.port);
+    p.edit_config(
+        "  dir: var/mail\n",
+        "  dir: var/mail\n  admin: it@example.com\n",
+    );
+    p.with_generated_history(120, 7);
+    ok(p.run(&["eval", "--as-of", "2026-11-28"]));
+    let got = server.messages();
+    assert!(got.len() >= 3, "only {} messages", got.len());
+    let managers = ["孙涛", "马丽", "陈静"];
+    let mut manager_mails = 0;
+    let mut charts = 0;
+    let mut silence: Option<String> = None;
+    for raw in &got {
+        let m = MessageParser::default().parse(&raw.data).unwrap();
+        let head = String::from_utf8_lossy(
+            &raw.data[..raw.data.windows(4).position(|w| w == b"\r\n\r\n").unwrap()],
+        )
+        .into_owned();
+        assert!(
+            head.contains("\r\nAuto-Submitted: auto-generated\r\n"),
+            "{head}"
+        );
+        let date = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Date: "))
+            .expect("a Date header");
+        assert!(
+            date.ends_with(" +0800"),
+            "Date not in Asia/Shanghai: {date}"
+        );
+        let subject = m.subject().unwrap();
+        assert_eq!(subject, subject.trim(), "blanks at the ends of {subject:?}");
+        if subject.starts_with("[kamwatch] 系统 · ") {
+            continue; // kamwatch's own news to the admin
+        }
+        let to = m.to().unwrap().first().unwrap();
+        let text = body_text(&m);
+        let first = text.lines().next().unwrap();
+        assert!(!first.contains('@'), "{first}");
+        let admin = to.address() == Some("it@example.com");
+        let name = if admin {
+            // Accounts without an owner email: nobody's name to give.
+            assert!(first.starts_with("您好"), "{first}");
+            ""
+        } else {
+            let name = to.name().expect("the recipient's name from the master");
+            assert!(!name.contains('@'), "{name}");
+            assert!(
+                first.starts_with(&format!("{name}，您好")),
+                "greeting {first:?} for {name}"
+            );
+            name
+        };
+        assert!(
+            text.contains("本邮件由重点客户预警服务 kamwatch 自动发送"),
+            "{text}"
+        );
+        assert!(text.contains("请写信给管理员 it@example.com"), "{text}");
+        let is_manager = managers.contains(&name);
+        manager_mails += usize::from(is_manager);
+        let mut items = items_of(&text);
+        if items.is_empty() {
+            // A single warning: the whole text is its one item.
+            items.push(text.lines().map(|l| l.trim().to_string()).collect());
+        }
+        let html = m.body_html(0).unwrap().into_owned();
+        let images: Vec<&mail_parser::MessagePart> = m
+            .parts
+            .iter()
+            .filter(|x| x.content_type().is_some_and(|c| c.ctype() == "image"))
+            .collect();
+        let pictures: BTreeSet<&[u8]> = images.iter().map(|i| i.contents()).collect();
+        assert_eq!(
+            pictures.len(),
+            images.len(),
+            "the same picture twice in one message"
+        );
+        for img in &images {
+            assert!(html.contains(&format!("cid:{}", img.content_id().unwrap())));
+        }
+        charts += images.len();
+        for it in &items {
+            let line = |prefix: &str| {
+                it.iter()
+                    .find_map(|l| l.strip_prefix(prefix))
+                    .unwrap_or_else(|| panic!("no {prefix} in {it:?}"))
+                    .to_string()
+            };
+            let (rule, account) = listed(&it.join("\n")).pop().expect("the rule line");
+            let reason = line("收件原因：");
+            if admin {
+                assert!(reason.contains("预警转给管理员（mail.admin）"), "{reason}");
+            } else if is_manager {
+                assert!(
+                    reason.starts_with("您是该客户负责人") && reason.ends_with("的主管"),
+                    "{reason}"
+                );
+            } else {
+                assert_eq!(reason, "您是该客户的负责人", "to {to:?}");
+            }
+            let cmd = line("暂停此预警：");
+            assert!(
+                cmd.starts_with("kamwatch silence add --config ")
+                    && cmd.contains(&format!(
+                        " --rule {rule} --account {account} --until 2026-12-28 "
+                    )),
+                "{cmd}"
+            );
+            assert!(
+                line("图表：").len() > 10,
+                "each open item has a chart or points to one"
+            );
+            silence.get_or_insert(cmd);
+        }
+    }
+    assert!(
+        manager_mails > 0,
+        "no manager got a digest (critical alerts)"
+    );
+    assert!(
+        charts > got.len(),
+        "{charts} charts in {} messages",
+        got.len()
+    );
+
+    // The command is exact: run as written, it silences that alert.
+    let cmd = silence.unwrap();
+    let rest = cmd.strip_prefix("kamwatch ").unwrap();
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("\"$KAMWATCH\" {rest}"))
+        .env("KAMWATCH", env!("CARGO_BIN_EXE_kamwatch"))
+        .env("KAMWATCH_NOW", NOW)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{cmd}: {}", show(&o));
+    let list = ok(p.run(&["silence", "list"]));
+    let account = cmd
+        .split(" --account ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    assert!(list.contains(account), "{list}");
+}
+
+/// .eml files are named by outbox id, rule and account, without a
+/// dangling underscore for a digest (which has no one account); English
+/// mail greets in English.
+#[test]
+fn eml_names_have_no_dangling_underscore_and_english_greets_in_english() {
+    let p = Project::new();
+    p.edit_config("  locale: zh-CN\n", "  locale: en\n");
+    p.with_generated_history(60, 3);
+    ok(p.run(&["eval", "--as-of", "2026-11-28"]));
+    let files = p.files_under("var/mail");
+    assert!(!files.is_empty());
+    for f in &files {
+        let name = f.file_name().unwrap().to_str().unwrap();
+        assert!(
+            name.ends_with(".eml") && !name.ends_with("_.eml") && !name.contains("__"),
+            "{name}"
+        );
+        let m_bytes = std::fs::read(f).unwrap();
+        let m = MessageParser::default().parse(&m_bytes).unwrap();
+        let text = body_text(&m);
+        let first = text.lines().next().unwrap();
+        assert!(first.starts_with("Dear "), "{first}");
+        assert!(text.contains("Why you get this: you "), "{text}");
+        assert!(
+            text.contains("To silence this alert: kamwatch silence add"),
+            "{text}"
+        );
+        assert!(text.contains("Sent automatically by kamwatch"), "{text}");
+    }
+    assert!(
+        files
+            .iter()
+            .any(|f| f.to_str().unwrap().ends_with("_digest.eml")),
+        "{files:?}"
+    );
 }

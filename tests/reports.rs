@@ -248,10 +248,26 @@ fn review_per_manager() {
             );
         }
         unvisited += text.lines().filter(|l| l.contains("天未拜访")).count();
+        // Opened from disk, the HTML shows the chart written beside it.
         let html = std::fs::read_to_string(f.with_extension("html")).unwrap();
-        assert!(html.contains("cid:pareto"));
+        assert!(
+            !html.contains("cid:"),
+            "a cid: image is broken outside mail"
+        );
+        let png_name = f.with_extension("png");
+        let png_name = png_name.file_name().unwrap().to_str().unwrap();
+        assert!(html.contains(&format!("<img src=\"{png_name}\"")), "{html}");
         let png = std::fs::read(f.with_extension("png")).unwrap();
         assert_eq!(&png[1..4], b"PNG");
+        for h in ["<th", "客户编号", "客户名称", "负责人"] {
+            assert!(html.contains(h), "{h} missing in {html}");
+        }
+        // Greeted by the manager's name from the master, not the address.
+        let first = text.lines().next().unwrap();
+        assert!(
+            first.contains(" 团队的 ") && !first.contains('@'),
+            "{first}"
+        );
     }
     // The generator plants lapsed visits among the largest accounts.
     assert!(unvisited > 0, "no unvisited key account reported");
@@ -268,6 +284,8 @@ fn review_per_manager() {
     for m in &mails {
         let bytes = std::fs::read(m).unwrap();
         let msg = mail_parser::MessageParser::default().parse(&bytes).unwrap();
+        let to = msg.to().unwrap().first().unwrap();
+        assert!(to.name().is_some_and(|n| !n.contains('@')), "{to:?}");
         assert!(
             msg.subject()
                 .unwrap_or_default()
@@ -287,4 +305,55 @@ fn review_per_manager() {
         stdout(&o)
     );
     assert_eq!(p.files_under("var/mail").len(), managers);
+}
+
+/// With `mail.locale: en` the review's files are in English, headers and
+/// chart included, and every piece of data in the HTML is escaped.
+#[test]
+fn review_in_english_with_escaped_data() {
+    let p = Project::new();
+    p.edit_config("  locale: zh-CN\n", "  locale: en\n");
+    p.with_generated_history(60, 4);
+    let evil = "<script>x</script>";
+    p.db()
+        .execute(
+            "UPDATE accounts SET name = ?1, owner = ?1, manager = ?1",
+            [evil],
+        )
+        .unwrap();
+    let out = p.path("review");
+    p.run_ok(&[
+        "review",
+        "--as-of",
+        "2026-11-28",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let htmls: Vec<_> = p
+        .files_under("review")
+        .into_iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "html"))
+        .collect();
+    assert!(!htmls.is_empty());
+    for f in &htmls {
+        let html = std::fs::read_to_string(f).unwrap();
+        assert!(html.contains("<html lang=\"en\">"), "{html}");
+        for h in [
+            "<th align=\"left\" style=\"background:#f0f0f0\">Account</th>",
+            "Largest revenue declines",
+            "Key-account review",
+        ] {
+            assert!(html.contains(h), "{h} missing in {html}");
+        }
+        assert!(
+            !html.contains(evil) && html.contains("&lt;script&gt;"),
+            "{html}"
+        );
+        assert!(
+            !html.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)),
+            "Chinese in the English review: {html}"
+        );
+        let png = f.with_extension("png");
+        assert!(png.exists(), "{}", png.display());
+    }
 }

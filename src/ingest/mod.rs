@@ -1648,6 +1648,7 @@ fn parse_row(
                     owner: text("owner"),
                     owner_email: email("owner_email", errs),
                     manager_email: email("manager_email", errs),
+                    manager: text("manager"),
                 },
                 Extra {
                     credit_limit,

@@ -39,14 +39,14 @@ pub fn preview(
             })?,
         Which::RuleAccount(r, a) => (r.to_string(), a.to_string()),
     };
-    let item: Option<String> = conn
+    let row: Option<(String, String)> = conn
         .query_row(
-            "SELECT item FROM notifications WHERE rule = ?1 AND account_id = ?2 ORDER BY id DESC LIMIT 1",
+            "SELECT item, recipients FROM notifications WHERE rule = ?1 AND account_id = ?2 ORDER BY id DESC LIMIT 1",
             params![rule, account],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    let Some(item) = item else {
+    let Some((item, to)) = row else {
         bail!(
             "no warning of rule {rule} for account {account} has been recorded yet; run `kamwatch eval` first, or check the names with `kamwatch history`"
         );
@@ -54,8 +54,10 @@ pub fn preview(
     let item: Item = serde_json::from_str(&item).context("reading the stored notice")?;
     let snap = crate::metrics::build(conn, item.as_of, &cfg.cfg.tiers)?;
     let tpl = super::Templates::load(Some(&cfg.templates_dir()), &cfg.cfg.mail.locale)?
-        .currency(&cfg.cfg.mail.currency);
-    let r = tpl.single(&item, Some(&snap), cfg.cfg.mail.chart_months)?;
+        .with_mail(&cfg.cfg.mail, Some(&cfg.file));
+    // The readers it was routed to when it was recorded.
+    let to: Vec<super::Recipient> = serde_json::from_str(&to).unwrap_or_default();
+    let r = tpl.single(&item, &to, Some(&snap), cfg.cfg.mail.chart_months)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let safe = |s: &str| -> String {
         s.chars()

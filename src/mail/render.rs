@@ -17,12 +17,13 @@ use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use serde::Serialize;
 
 use crate::alerts::{Item, Notice};
-use crate::metrics::{AccountMetrics, Snapshot};
+use crate::metrics::Snapshot;
 use crate::rules::Severity;
 
 use crate::format::{Locale, Style};
 
 use super::{Recipient, footer, one_line};
+use crate::config::Zone;
 
 /// The template files, each in both shipped languages.
 const NAMES: [&str; 6] = [
@@ -61,11 +62,17 @@ fn builtin(locale: &str, name: &str) -> Option<&'static str> {
 pub struct Templates {
     env: minijinja::Environment<'static>,
     en: bool,
+    /// Who the footer says sent the message, who to write to, and the
+    /// config the silence command names (`with_mail`).
+    from: String,
+    admin: Option<String>,
+    catch_all: Option<String>,
+    config: Option<PathBuf>,
     /// How figures are written: the locale's, in `mail.currency`.
     style: Style,
     /// Charts drawn so far, by Content-ID: an alert mailed to its owner
     /// and in the manager's digest is drawn once.
-    charts: std::cell::RefCell<std::collections::HashMap<String, Option<Image>>>,
+    charts: std::cell::RefCell<std::collections::HashMap<String, Option<(Image, String)>>>,
 }
 
 impl Templates {
@@ -98,6 +105,10 @@ impl Templates {
         Ok(Templates {
             env,
             en: locale == "en",
+            from: "kamwatch".into(),
+            admin: None,
+            catch_all: None,
+            config: None,
             style: Style::new(
                 Locale::parse(locale).unwrap_or_default(),
                 crate::format::DEFAULT_CURRENCY,
@@ -109,6 +120,17 @@ impl Templates {
     /// The same templates writing money in `currency` (`mail.currency`).
     pub fn currency(mut self, currency: &str) -> Templates {
         self.style.currency = currency.to_string();
+        self
+    }
+
+    /// The sender, admin and catch-all of the footer from the mail config
+    /// (and its `currency`), and the config file the silence command names.
+    pub fn with_mail(mut self, m: &crate::config::MailConfig, config: Option<&Path>) -> Templates {
+        self.style.currency = m.currency.clone();
+        self.from = m.from.clone();
+        self.admin = m.admin.clone();
+        self.catch_all = m.catch_all.clone();
+        self.config = config.map(Path::to_path_buf);
         self
     }
 
@@ -160,7 +182,14 @@ struct ItemView {
     action: String,
     resolved: bool,
     footer: String,
+    /// Why the reader gets this item (owner of the account, manager of
+    /// its owner, catch-all...).
+    reason: String,
+    /// The exact `kamwatch silence add` command for this alert.
+    silence: String,
     chart: Option<String>,
+    /// What the chart shows and what its shading means.
+    caption: String,
 }
 
 fn dash(s: &str) -> String {
@@ -241,101 +270,281 @@ fn subject_prefix(it: &Item, en: bool) -> String {
     }
 }
 
-fn view(it: &Item, n: usize, style: &Style, chart: Option<String>) -> ItemView {
-    let en = style.en();
-    ItemView {
-        n,
-        rule: it.rule.clone(),
-        account_id: it.account_id.clone(),
-        account_name: it.account_name.clone(),
-        tier: dash(&it.tier),
-        region: dash(&it.region),
-        owner: dash(&it.owner),
-        severity: it.severity.as_str(),
-        severity_label: severity_label(it.severity, en),
-        prefix: subject_prefix(it, en),
-        color: severity_color(it.severity),
-        title: it.title.clone(),
-        status: status_line(it, en),
-        figures: it
-            .figures
-            .iter()
-            .map(|(k, v)| Figure {
-                name: k.clone(),
-                value: style.value(v, it.units.get(k).copied()),
-            })
-            .collect(),
-        action: it.action.clone(),
-        resolved: matches!(it.notice, Notice::Resolved { .. }),
-        footer: footer(it, en),
-        chart,
+/// Whom a recipient is to an item.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Role {
+    Owner,
+    Manager,
+    CatchAll,
+    Admin,
+    Extra,
+}
+
+fn same(a: Option<&str>, b: &str) -> bool {
+    a.is_some_and(|a| a.trim().eq_ignore_ascii_case(b.trim()))
+}
+
+/// A name for a person: theirs from the master, else their address.
+fn person(r: &Recipient) -> String {
+    if r.name.trim().is_empty() {
+        r.email.clone()
+    } else {
+        one_line(&r.name).trim().to_string()
     }
 }
 
-/// The chart of an item's account: the last `months` months up to the
-/// evaluation, the months since the alert started shaded.
-pub fn chart_png(a: &AccountMetrics, it: &Item, months: usize) -> Result<Vec<u8>> {
-    let ms = crate::chart::months(a, it.as_of, months);
-    let from = it.started_at.unwrap_or(it.as_of);
-    let shade = ms
-        .iter()
-        .position(|m| m.start >= chrono::Datelike::with_day(&from, 1).unwrap_or(from))
-        .or(Some(ms.len().saturating_sub(1)));
-    crate::chart::monthly_png(&ms, shade)
-}
-
-/// Content-ID of an item's chart: stable for the same alert and date.
-fn cid(it: &Item) -> String {
-    let h = blake3::hash(format!("{}\u{0}{}\u{0}{}", it.rule, it.account_id, it.as_of).as_bytes());
-    format!("chart-{}@kamwatch", &h.to_hex()[..16])
+/// `s` quoted for a POSIX shell when it needs it.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:@*".contains(c))
+        && s != "*"
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", one_line(s).replace('\'', "'\\''"))
+    }
 }
 
 impl Templates {
-    fn chart_for(&self, it: &Item, accounts: Option<&Snapshot>, months: usize) -> Option<Image> {
+    fn role(&self, it: &Item, r: &Recipient) -> Role {
+        if same(it.owner_email.as_deref(), &r.email) {
+            Role::Owner
+        } else if same(it.manager_email.as_deref(), &r.email) {
+            Role::Manager
+        } else if same(self.catch_all.as_deref(), &r.email) {
+            Role::CatchAll
+        } else if same(self.admin.as_deref(), &r.email) {
+            Role::Admin
+        } else {
+            Role::Extra
+        }
+    }
+
+    /// Why `to` get this item: one sentence for one reader, a list for more.
+    fn reason(&self, it: &Item, to: &[Recipient]) -> String {
+        let en = self.en;
+        let owner = it.owner.trim();
+        let one = |r: &Recipient, you: bool| -> String {
+            match (self.role(it, r), en, you) {
+                (Role::Owner, false, true) => "您是该客户的负责人".into(),
+                (Role::Owner, true, true) => "you own this account".into(),
+                (Role::Owner, false, false) => "客户负责人".into(),
+                (Role::Owner, true, false) => "owner of the account".into(),
+                (Role::Manager, false, true) if !owner.is_empty() => {
+                    format!("您是该客户负责人{owner}的主管")
+                }
+                (Role::Manager, false, _) => "该客户负责人的主管".into(),
+                (Role::Manager, true, true) if !owner.is_empty() => {
+                    format!("you manage {owner}, who owns this account")
+                }
+                (Role::Manager, true, _) => "manager of the account's owner".into(),
+                (Role::CatchAll, false, _) => {
+                    "该客户在客户主数据中没有负责人邮箱，预警转给默认收件人（mail.catch_all）".into()
+                }
+                (Role::CatchAll, true, _) => "the account has no owner email in the customer master, so its warnings go to mail.catch_all".into(),
+                (Role::Admin, false, _) => "该客户没有负责人邮箱，也未设置 mail.catch_all，预警转给管理员（mail.admin）".into(),
+                (Role::Admin, true, _) => "the account has no owner email and mail.catch_all is not set, so its warnings go to the admin (mail.admin)".into(),
+                (Role::Extra, false, _) => format!("规则 {} 的设置（rule_settings 的 recipients）把您列为收件人", it.rule),
+                (Role::Extra, true, _) => format!("the settings of rule {} (recipients in rule_settings) list you", it.rule),
+            }
+        };
+        match to {
+            [r] => one(r, true),
+            many => many
+                .iter()
+                .map(|r| {
+                    if en {
+                        format!("{} ({})", person(r), one(r, false))
+                    } else {
+                        format!("{}（{}）", person(r), one(r, false))
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(if en { "; " } else { "；" }),
+        }
+    }
+
+    /// The command that silences this alert for 30 days from its evaluation.
+    fn silence(&self, it: &Item) -> String {
+        let until = it.as_of + chrono::Days::new(30);
+        let config = self
+            .config
+            .as_deref()
+            .map(|c| format!(" --config {}", shell_word(&c.display().to_string())))
+            .unwrap_or_default();
+        format!(
+            "kamwatch silence add{config} --rule {} --account {} --until {until} --reason {}",
+            shell_word(&it.rule),
+            shell_word(&it.account_id),
+            if self.en { "'why'" } else { "'原因'" }
+        )
+    }
+
+    /// The footer of a message: who sent it and whom to write to.
+    fn sent_by(&self) -> (String, String) {
+        let en = self.en;
+        let from = one_line(&self.from);
+        let sent = if en {
+            format!(
+                "Sent automatically by kamwatch, the key-account early-warning service ({from})."
+            )
+        } else {
+            format!("本邮件由重点客户预警服务 kamwatch 自动发送（{from}）。")
+        };
+        let admin = match (&self.admin, en) {
+            (Some(a), false) => format!(
+                "如需暂停某条预警，请写信给管理员 {a}，请其执行该预警下列出的 kamwatch silence add 命令；有疑问也请写信给管理员。"
+            ),
+            (Some(a), true) => format!(
+                "To silence an alert, write to the admin ({a}) and ask them to run the kamwatch silence add command listed with it; write to them with any question too."
+            ),
+            (None, false) => {
+                "如需暂停某条预警，请 kamwatch 的管理员执行该预警下列出的 kamwatch silence add 命令。".into()
+            }
+            (None, true) => "To silence an alert, ask kamwatch's admin to run the kamwatch silence add command listed with it.".into(),
+        };
+        (sent, admin)
+    }
+
+    /// The greeting: the readers' names from the master.
+    fn greeting(&self, to: &[Recipient]) -> String {
+        let named: Vec<String> = to
+            .iter()
+            .filter(|r| !r.name.trim().is_empty())
+            .map(person)
+            .collect();
+        match (named.is_empty(), self.en) {
+            (true, false) => "您好".into(),
+            (true, true) => "Hello".into(),
+            (false, false) => format!("{}，您好", named.join("、")),
+            (false, true) => format!("Dear {}", named.join(", ")),
+        }
+    }
+
+    fn view(
+        &self,
+        it: &Item,
+        n: usize,
+        to: &[Recipient],
+        chart: Option<(String, String)>,
+    ) -> ItemView {
+        let en = self.en;
+        let (chart, caption) = chart.unzip();
+        ItemView {
+            n,
+            rule: it.rule.clone(),
+            account_id: it.account_id.clone(),
+            account_name: it.account_name.clone(),
+            tier: dash(&it.tier),
+            region: dash(&it.region),
+            owner: dash(&it.owner),
+            severity: it.severity.as_str(),
+            severity_label: severity_label(it.severity, en),
+            prefix: subject_prefix(it, en),
+            color: severity_color(it.severity),
+            title: it.title.clone(),
+            status: status_line(it, en),
+            figures: it
+                .figures
+                .iter()
+                .map(|(k, v)| Figure {
+                    name: k.clone(),
+                    value: self.style.value(v, it.units.get(k).copied()),
+                })
+                .collect(),
+            action: it.action.clone(),
+            resolved: matches!(it.notice, Notice::Resolved { .. }),
+            footer: footer(it, en),
+            reason: self.reason(it, to),
+            silence: self.silence(it),
+            chart,
+            caption: caption.unwrap_or_default(),
+        }
+    }
+}
+
+/// Content-ID of a chart: from its picture, so the same picture twice in
+/// one message is one image.
+fn cid(png: &[u8]) -> String {
+    format!("chart-{}@kamwatch", &blake3::hash(png).to_hex()[..16])
+}
+
+impl Templates {
+    /// The item's chart (the one that fits its rule) and its caption.
+    fn chart_for(
+        &self,
+        it: &Item,
+        accounts: Option<&Snapshot>,
+        months: usize,
+    ) -> Option<(Image, String)> {
         let a = accounts?.find(&it.account_id)?;
-        let id = cid(it);
-        if let Some(done) = self.charts.borrow().get(&id) {
+        let key = format!("{}\u{0}{}\u{0}{}", it.rule, it.account_id, it.as_of);
+        if let Some(done) = self.charts.borrow().get(&key) {
             return done.clone();
         }
-        let image = match chart_png(a, it, months) {
-            Ok(png) => Some(Image {
-                cid: id.clone(),
-                png,
-            }),
+        let alert = crate::chart::Alert {
+            rule: &it.rule,
+            as_of: it.as_of,
+            started_at: it.started_at,
+            figures: &it.figures,
+        };
+        let image = match crate::chart::for_alert(a, &alert, months, self.en) {
+            Ok(c) => Some((
+                Image {
+                    cid: cid(&c.png),
+                    png: c.png,
+                },
+                c.caption,
+            )),
             Err(e) => {
                 tracing::warn!(account = %it.account_id, "no chart in the mail: {e:#}");
                 None
             }
         };
-        self.charts.borrow_mut().insert(id, image.clone());
+        self.charts.borrow_mut().insert(key, image.clone());
         image
     }
 }
 
 impl Templates {
-    /// One notice about one alert, with its account's chart when
+    /// One notice about one alert to `to`, with its account's chart when
     /// `accounts` knows the account.
     pub fn single(
         &self,
         it: &Item,
+        to: &[Recipient],
         accounts: Option<&Snapshot>,
         months: usize,
     ) -> Result<Rendered> {
         let image = self.chart_for(it, accounts, months);
-        let v = view(it, 1, &self.style, image.as_ref().map(|i| i.cid.clone()));
-        let subject = one_line(&self.render("subject.txt", &minijinja::context! { it => &v })?);
-        let ctx = minijinja::context! { it => &v, subject => &subject };
+        let v = self.view(
+            it,
+            1,
+            to,
+            image.as_ref().map(|(i, c)| (i.cid.clone(), c.clone())),
+        );
+        let subject = subject_line(&self.render("subject.txt", &minijinja::context! { it => &v })?);
+        let (sent_by, admin) = self.sent_by();
+        let ctx = minijinja::context! {
+            it => &v,
+            subject => &subject,
+            greeting => self.greeting(to),
+            sent_by => sent_by,
+            admin => admin,
+        };
         Ok(Rendered {
             text: self.render("single.txt", &ctx)?,
             html: self.render("single.html", &ctx)?,
             subject,
-            images: image.into_iter().collect(),
+            images: image.into_iter().map(|(i, _)| i).collect(),
         })
     }
 
     /// One recipient's notices of one evaluation, most important first
     /// (`items` come sorted), open ones before resolved ones; charts for
-    /// the first `max_charts` open items.
+    /// the first `max_charts` open items. An item whose chart is the same
+    /// picture as an earlier item's points to that one instead.
     pub fn digest(
         &self,
         items: &[&Item],
@@ -352,13 +561,14 @@ impl Templates {
             .iter()
             .filter(|i| matches!(i.notice, Notice::Started))
             .count();
-        let who = to
-            .iter()
-            .map(|r| if r.name.is_empty() { &r.email } else { &r.name })
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(if self.en { ", " } else { "、" });
-        let mut images = Vec::new();
+        let who =
+            to.iter()
+                .map(person)
+                .collect::<Vec<_>>()
+                .join(if self.en { ", " } else { "、" });
+        let mut images: Vec<Image> = Vec::new();
+        // Content-ID -> the item number that shows it.
+        let mut shown: Vec<(String, usize)> = Vec::new();
         let mut n = 0;
         let mut sections = Vec::new();
         let titles = if self.en {
@@ -379,13 +589,34 @@ impl Templates {
                     } else {
                         None
                     };
-                let chart = image.as_ref().map(|i| i.cid.clone());
-                images.extend(image);
-                views.push(view(it, n, &self.style, chart));
+                let mut same_as = None;
+                let chart = match image {
+                    Some((img, caption)) => {
+                        if let Some((_, k)) = shown.iter().find(|(c, _)| *c == img.cid) {
+                            same_as = Some(*k);
+                            None
+                        } else {
+                            shown.push((img.cid.clone(), n));
+                            let c = (img.cid.clone(), caption);
+                            images.push(img);
+                            Some(c)
+                        }
+                    }
+                    None => None,
+                };
+                let mut v = self.view(it, n, to, chart);
+                if let Some(k) = same_as {
+                    v.caption = if self.en {
+                        format!("The chart is the one of item {k}.")
+                    } else {
+                        format!("图表同第 {k} 项。")
+                    };
+                }
+                views.push(v);
             }
             sections.push(minijinja::context! { title => title, items => views });
         }
-        let subject = one_line(&self.render(
+        let subject = subject_line(&self.render(
             "digest_subject.txt",
             &minijinja::context! {
                 as_of => as_of.to_string(),
@@ -394,11 +625,15 @@ impl Templates {
                 resolved => resolved.len(),
             },
         )?);
+        let (sent_by, admin) = self.sent_by();
         let ctx = minijinja::context! {
             subject => &subject,
             who => who,
+            greeting => self.greeting(to),
             as_of => as_of.to_string(),
             sections => sections,
+            sent_by => sent_by,
+            admin => admin,
         };
         Ok(Rendered {
             text: self.render("digest.txt", &ctx)?,
@@ -407,6 +642,12 @@ impl Templates {
             images,
         })
     }
+}
+
+/// A rendered subject as one header line, without leading or trailing
+/// blanks (a template's final newline would otherwise end it in a space).
+fn subject_line(s: &str) -> String {
+    one_line(s).trim().to_string()
 }
 
 /// `s` with CRLF line endings. lettre converts a body itself, but by
@@ -426,16 +667,20 @@ fn crlf(s: &str) -> String {
 }
 
 /// The message as MIME: multipart/alternative of the text and the HTML,
-/// the HTML wrapped in multipart/related with its inline images.
+/// the HTML wrapped in multipart/related with its inline images; marked
+/// `Auto-Submitted: auto-generated` (RFC 3834: no auto-replies to it), its
+/// Date in `zone` (`schedule.timezone`).
 pub fn compose(
     from: &Mailbox,
     to: &[Recipient],
     message_id: &str,
     r: &Rendered,
+    zone: Zone,
 ) -> Result<Message> {
+    use lettre::message::header::{HeaderName, HeaderValue};
     let mut b = Message::builder()
         .from(from.clone())
-        .subject(one_line(&r.subject))
+        .subject(one_line(&r.subject).trim())
         .message_id(Some(message_id.to_string()))
         .user_agent(format!("kamwatch {}", env!("CARGO_PKG_VERSION")));
     for rcpt in to {
@@ -464,7 +709,15 @@ pub fn compose(
         }
         alt.multipart(related)
     };
-    Ok(b.multipart(alt)?)
+    let mut m = b.multipart(alt)?;
+    let h = |name: &'static str, value: String| {
+        HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
+    };
+    m.headers_mut()
+        .insert_raw(h("Date", zone.rfc2822(crate::config::now())));
+    m.headers_mut()
+        .insert_raw(h("Auto-Submitted", "auto-generated".into()));
+    Ok(m)
 }
 
 #[cfg(test)]
@@ -491,7 +744,9 @@ mod tests {
             "zw@example.com",
         )];
         let from: Mailbox = "kamwatch <k@example.com>".parse().unwrap();
-        let mime = compose(&from, &to, "<x@kamwatch>", &r).unwrap().formatted();
+        let mime = compose(&from, &to, "<x@kamwatch>", &r, Zone::Local)
+            .unwrap()
+            .formatted();
         let text = String::from_utf8_lossy(&mime);
         assert!(!text.contains("\r\nBcc:"), "{text}");
         let head = &text[..text.find("\r\n\r\n").unwrap()];

@@ -948,6 +948,7 @@ pub fn send_test(cfg: &Loaded, to: &str) -> Result<String> {
         &[super::Recipient::new("", address.as_ref())],
         &id,
         &rendered,
+        cfg.cfg.mail.zone,
     )?;
     let settings = Settings::from_config(cfg, smtp)?;
     let stop = Arc::new(AtomicBool::new(false));

@@ -47,6 +47,7 @@ struct Base {
     owner: String,
     owner_email: Option<String>,
     manager_email: Option<String>,
+    manager: Option<String>,
     series: Series,
     skus: SkuLog,
     visits: DayLog<Visit>,
@@ -254,6 +255,7 @@ impl Timeline {
                 owner: r.owner.unwrap_or_default(),
                 owner_email: r.owner_email,
                 manager_email: r.manager_email,
+                manager: r.manager,
             });
         }
         accounts.sort_by(|a, b| a.id.cmp(&b.id));
@@ -408,6 +410,7 @@ impl Timeline {
                     owner: a.owner.clone(),
                     owner_email: a.owner_email.clone(),
                     manager_email: a.manager_email.clone(),
+                    manager: a.manager.clone().unwrap_or_default(),
                     tier,
                     prev_tier,
                     rank: rank + 1,
