@@ -1277,12 +1277,11 @@ pub fn chinese_only_texts(ast: &rhai::AST) -> Vec<(rhai::Position, String)> {
                                     Expr::Array(pair, _) if pair.first().is_some_and(expr_cjk) => {
                                         found.push("a figure label".into())
                                     }
-                                    Expr::DynamicConstant(d, _) => {
-                                        if let Some(pair) = d.read_lock::<Array>() {
-                                            if pair.first().is_some_and(dyn_cjk) {
-                                                found.push("a figure label".into());
-                                            }
-                                        }
+                                    Expr::DynamicConstant(d, _)
+                                        if d.read_lock::<Array>()
+                                            .is_some_and(|p| p.first().is_some_and(dyn_cjk)) =>
+                                    {
+                                        found.push("a figure label".into())
                                     }
                                     _ => {}
                                 }
@@ -1291,10 +1290,11 @@ pub fn chinese_only_texts(ast: &rhai::AST) -> Vec<(rhai::Position, String)> {
                         ("figures", Expr::DynamicConstant(d, _)) => {
                             if let Some(items) = d.read_lock::<Array>() {
                                 for item in items.iter() {
-                                    if let Some(pair) = item.read_lock::<Array>() {
-                                        if pair.first().is_some_and(dyn_cjk) {
-                                            found.push("a figure label".into());
-                                        }
+                                    if item
+                                        .read_lock::<Array>()
+                                        .is_some_and(|p| p.first().is_some_and(dyn_cjk))
+                                    {
+                                        found.push("a figure label".into());
                                     }
                                 }
                             }
