@@ -218,6 +218,46 @@ fn check_shipped_config_is_clean() {
     assert!(out.contains("0 with errors"), "{}", show(&o));
 }
 
+/// With `mail.locale: en`, `check` names each alert() whose texts are in
+/// Chinese only (the shipped rules have none); a misspelt call standing as
+/// a statement of its own is an error like any other.
+#[test]
+fn check_in_english_names_chinese_only_texts_and_calls_standing_alone() {
+    let p = Project::new();
+    let cfg = std::fs::read_to_string(p.config()).unwrap();
+    std::fs::write(
+        p.config(),
+        cfg.replace("  locale: zh-CN\n", "  locale: en\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        p.path("rules/old.rhai"),
+        "alert(#{ title: \"常量\", figures: [[\"标签\", 1]] });\nif account.tier == \"A\" {\n  alert(#{ key: \"k\", title: #{ \"zh-CN\": \"中\", en: \"en\" }, action: `致电 ${account.id}` });\n}\n",
+    )
+    .unwrap();
+    std::fs::write(p.path("rules/typo2.rhai"), "alrt(#{ title: \"x\" });\n").unwrap();
+    let o = p.run(&["check"]);
+    assert_exit(&o, 1);
+    let out = stdout(&o);
+    let warned: Vec<&str> = out.lines().filter(|l| l.contains("Chinese only")).collect();
+    assert_eq!(warned.len(), 2, "{}", show(&o));
+    assert!(
+        warned[0].contains("old.rhai:1:1:") && warned[0].contains("(title, a figure label)"),
+        "{}",
+        show(&o)
+    );
+    assert!(
+        warned[1].contains("old.rhai:3:3:") && warned[1].contains("(action)"),
+        "{}",
+        show(&o)
+    );
+    assert!(
+        out.contains("typo2.rhai:1:1: unknown function `alrt` (1 argument); did you mean `alert`?"),
+        "{}",
+        show(&o)
+    );
+}
+
 #[test]
 fn check_names_misspelt_key_and_its_line() {
     let p = Project::new();
@@ -1068,6 +1108,34 @@ fn check_reports_what_run_would_refuse_or_change() {
         assert!(l.contains("WARN"), "{l}");
     }
     assert!(!log.contains("hunter2"), "the secret was logged");
+}
+
+/// `eval --verify-incremental` on a generated book: every account read
+/// again on its own equals the full read; exit 0, and JSON says so too.
+#[test]
+fn eval_verify_incremental_finds_no_difference() {
+    let p = Project::new();
+    p.with_generated_history(30, 5);
+    let out = p.run_ok(&["eval", "--as-of", "2026-11-28", "--verify-incremental"]);
+    assert!(
+        stdout(&out).contains("incremental == full as of 2026-11-28: 30 accounts"),
+        "{}",
+        show(&out)
+    );
+    let out = p.run_ok(&[
+        "eval",
+        "--as-of",
+        "2026-11-28",
+        "--verify-incremental",
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["same"], true, "{v}");
+    assert!(v["lines"].as_u64().unwrap() > 1000, "{v}");
+    // It cannot be combined with a dry run: a usage error.
+    let out = p.run(&["eval", "--verify-incremental", "--dry-run"]);
+    assert_exit(&out, 2);
 }
 
 /// The suite's own guard: a "nothing there" check on a misspelt folder

@@ -1290,6 +1290,104 @@ pub fn bad_text_maps(ast: &rhai::AST) -> Vec<(rhai::Position, String)> {
     out
 }
 
+/// The texts of `alert()` calls in `ast` written in Chinese only (a title,
+/// an action or a figure label given as one Chinese string, not per
+/// locale): what an English reader would get as is. (position, which).
+pub fn chinese_only_texts(ast: &rhai::AST) -> Vec<(rhai::Position, String)> {
+    use rhai::{ASTNode, Expr, Stmt};
+    fn cjk(s: &str) -> bool {
+        s.chars().any(crate::format::is_cjk)
+    }
+    fn expr_cjk(e: &Expr) -> bool {
+        match e {
+            Expr::StringConstant(s, _) => cjk(s),
+            Expr::InterpolatedString(parts, _) => parts.iter().any(expr_cjk),
+            _ => false,
+        }
+    }
+    fn dyn_cjk(d: &Dynamic) -> bool {
+        d.is_string() && cjk(&d.to_string())
+    }
+    let mut out = Vec::new();
+    ast.walk(&mut |path: &[ASTNode]| {
+        // A call is an expression, or a statement of its own.
+        let (call, pos) = match path.last() {
+            Some(ASTNode::Expr(Expr::FnCall(call, pos))) => (call, pos),
+            Some(ASTNode::Stmt(Stmt::FnCall(call, pos))) => (call, pos),
+            _ => return true,
+        };
+        if call.name.as_str() != "alert" || call.args.len() != 1 {
+            return true;
+        }
+        let mut found: Vec<String> = Vec::new();
+        match &call.args[0] {
+            Expr::Map(x, _) => {
+                for (k, v) in x.0.iter() {
+                    match (k.name.as_str(), v) {
+                        ("title" | "action", v) if expr_cjk(v) => found.push(k.name.to_string()),
+                        ("figures", Expr::Array(items, _)) => {
+                            for item in items.iter() {
+                                match item {
+                                    Expr::Array(pair, _) if pair.first().is_some_and(expr_cjk) => {
+                                        found.push("a figure label".into())
+                                    }
+                                    Expr::DynamicConstant(d, _)
+                                        if d.read_lock::<Array>()
+                                            .is_some_and(|p| p.first().is_some_and(dyn_cjk)) =>
+                                    {
+                                        found.push("a figure label".into())
+                                    }
+                                    _ => {}
+                                }
+                            }
+                        }
+                        ("figures", Expr::DynamicConstant(d, _)) => {
+                            if let Some(items) = d.read_lock::<Array>() {
+                                for item in items.iter() {
+                                    if item
+                                        .read_lock::<Array>()
+                                        .is_some_and(|p| p.first().is_some_and(dyn_cjk))
+                                    {
+                                        found.push("a figure label".into());
+                                    }
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Expr::DynamicConstant(d, _) => {
+                if let Some(m) = d.read_lock::<Map>() {
+                    for k in ["title", "action"] {
+                        if m.get(k).is_some_and(dyn_cjk) {
+                            found.push(k.to_string());
+                        }
+                    }
+                    let labels = m.get("figures").and_then(|f| {
+                        f.read_lock::<Array>().map(|a| {
+                            a.iter().any(|p| {
+                                p.read_lock::<Array>()
+                                    .is_some_and(|p| p.first().is_some_and(dyn_cjk))
+                            })
+                        })
+                    });
+                    if labels == Some(true) {
+                        found.push("a figure label".into());
+                    }
+                }
+            }
+            _ => {}
+        }
+        found.dedup();
+        if !found.is_empty() {
+            out.push((*pos, found.join(", ")));
+        }
+        true
+    });
+    out
+}
+
 /// The rule API reference, as markdown, from what `register` registered.
 pub fn reference() -> String {
     let mut e = Engine::new_raw();
@@ -1411,7 +1509,7 @@ impl Known {
     /// registered or script-defined function answers: (name, arguments,
     /// method call?, position, the nearest known name).
     pub fn unknown_calls(&self, ast: &rhai::AST) -> Vec<UnknownCall> {
-        use rhai::{ASTNode, Expr};
+        use rhai::{ASTNode, Expr, Stmt};
         let mut own: std::collections::HashMap<String, std::collections::BTreeSet<usize>> =
             std::collections::HashMap::new();
         for f in ast.iter_functions() {
@@ -1424,6 +1522,8 @@ impl Known {
             let (x, pos, method) = match path.last() {
                 Some(ASTNode::Expr(Expr::FnCall(x, pos))) => (x, *pos, false),
                 Some(ASTNode::Expr(Expr::MethodCall(x, pos))) => (x, *pos, true),
+                // A call standing as a statement of its own (`alrt(...);`).
+                Some(ASTNode::Stmt(Stmt::FnCall(x, pos))) => (x, *pos, false),
                 _ => return true,
             };
             let name = x.name.as_str();
