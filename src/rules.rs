@@ -229,6 +229,9 @@ pub struct RuleSet {
     /// The locale rules pick their texts in, and how `${money(x)}` in a
     /// title is written (`mail.locale`, `mail.currency`).
     pub style: crate::format::Style,
+    /// The seasons `season()` and `days_until_peak()` resolve (the
+    /// config's `seasons:`).
+    pub seasons: Arc<crate::seasons::Seasons>,
 }
 
 /// The most alerts a rule may raise, for one account in one run and in one
@@ -755,6 +758,7 @@ impl<'r> Runner<'r> {
 /// A scope with what every rule sees of `snap` besides the account:
 /// `as_of` and `portfolio` (the given handle of the snapshot's).
 fn snapshot_scope(snap: &Snapshot, portfolio: Arc<Portfolio>, explain: bool) -> Scope<'static> {
+    api::set_as_of(snap.as_of, explain);
     let mut scope = Scope::new();
     scope.push_constant(
         "as_of",
@@ -1207,6 +1211,7 @@ impl RuleSet {
                 rules,
                 caps: AlertCaps::default(),
                 style: Default::default(),
+                seasons: Arc::new(crate::seasons::Seasons::shipped()),
             },
             errors,
         ))
@@ -1219,6 +1224,7 @@ impl RuleSet {
             rules: Vec::new(),
             caps: AlertCaps::default(),
             style: Default::default(),
+            seasons: Arc::new(crate::seasons::Seasons::shipped()),
         }
     }
 
@@ -1253,6 +1259,7 @@ impl RuleSet {
             rules,
             caps: AlertCaps::default(),
             style: Default::default(),
+            seasons: Arc::new(crate::seasons::Seasons::shipped()),
         })
     }
 
@@ -1267,6 +1274,8 @@ impl RuleSet {
             per_rule: cfg.cfg.alerts.max_per_rule,
         };
         set.style = cfg.style();
+        // `validate` has read every season when the config was loaded.
+        set.seasons = Arc::new(cfg.cfg.season_list().unwrap_or_default());
         let unknown = set.apply_overrides(&cfg.cfg.rule_settings);
         // A broken file's name is not unknown: its last good version may run.
         let unknown = unknown
@@ -1471,6 +1480,7 @@ impl RuleSet {
         }
         ALERT_CAP.with(|c| c.set(self.caps.per_account));
         api::set_style(&self.style);
+        api::set_seasons(&self.seasons);
         // Nothing left over from a run a panic cut short.
         RAISED.with(|r| r.borrow_mut().clear());
         PRINTED.with(|c| c.set(Printed::NONE));
@@ -1566,6 +1576,7 @@ impl RuleSet {
         api::take_trace();
         ALERT_CAP.with(|c| c.set(self.caps.per_account));
         api::set_style(&self.style);
+        api::set_seasons(&self.seasons);
         start_run();
         let result = self.engine.run_ast_with_scope(&mut scope, &r.ast);
         PRINTED.with(|c| c.set(Printed::NONE));
@@ -2041,6 +2052,49 @@ mod tests {
         assert!(out.errors.is_empty(), "{:?}", out.errors);
         assert_eq!(out.findings.len(), 1);
         assert_eq!(out.findings[0].title, "KH1");
+    }
+
+    #[test]
+    fn rules_see_the_seasons_of_their_set() {
+        // As of 2026-11-28: 双11 is over; 春节 2027 is 02-06, its stocking
+        // peak (the shipped 春节 - 30 to 元宵) starts 2027-01-07, in 40 days.
+        let src = r#"
+            let s = season("春节");
+            let m = season("中秋");
+            let n = next_season();
+            alert(#{ title: `${s.start}..${s.end} ${s.days_until} ${s.in_peak} ${m.start} ${n.name} ${days_until_peak()} ${from_lunar(2027, 8, 15)}` });
+        "#;
+        let mut rs = RuleSet::from_sources(&[("s", src)]).unwrap();
+        let snap = crate::metrics::tests_support::snapshot_one();
+        let out = rs.evaluate(&snap);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(
+            out.findings[0].title,
+            "2027-01-07..2027-02-20 40 false 2027-08-16 春节 40 2027-09-15"
+        );
+        // The set's own seasons: a name it lacks is an error naming those
+        // it has; without seasons there is no next peak.
+        let own = crate::seasons::Season::parse("店庆", "12-01", "12-07").unwrap();
+        rs.seasons = Arc::new(crate::seasons::Seasons { list: vec![own] });
+        let out = rs.evaluate(&snap);
+        assert_eq!(out.errors.len(), 1, "{:?}", out.findings);
+        assert!(
+            out.errors[0]
+                .message
+                .contains("no such season; the config's seasons are 店庆"),
+            "{}",
+            out.errors[0].message
+        );
+        let none = RuleSet {
+            seasons: Arc::new(crate::seasons::Seasons::default()),
+            ..RuleSet::from_sources(&[(
+                "n",
+                "alert(#{ title: `${days_until_peak()} ${type_of(next_season())}` });",
+            )])
+            .unwrap()
+        };
+        let out = none.evaluate(&snap);
+        assert_eq!(out.findings[0].title, "-1 ()");
     }
 
     /// A snapshot of `n` tier-A accounts, the one at `panic_at` named so
@@ -2541,6 +2595,44 @@ mod tests {
         let text = rs.explain(&snap, "x", &id).unwrap().to_string();
         assert!(text.contains("  rev: ¥2.29万 (money 22930.0)"), "{text}");
         assert!(text.contains("  n: 6\n"), "{text}");
+    }
+
+    /// A window of no days or a negative offset is the rule's mistake,
+    /// reported with the call, never read as "no revenue" (which could
+    /// raise or clear an alert).
+    #[test]
+    fn a_window_a_rule_cannot_mean_is_an_error_naming_the_call() {
+        let snap = crate::metrics::tests_support::snapshot_one();
+        for (call, want) in [
+            (
+                "account.revenue(-5)",
+                "account.revenue(-5): a window of -5 days; give 1 to 36500 days",
+            ),
+            ("account.orders(0)", "account.orders(0): a window of 0 days"),
+            (
+                "account.revenue(30, -1)",
+                "account.revenue(30, -1): an offset of -1 days",
+            ),
+            ("account.margin_pct_prev(100000)", "a window of 100000 days"),
+            (
+                "portfolio.revenue(-1)",
+                "portfolio.revenue(-1): a window of -1 days",
+            ),
+        ] {
+            let src = format!("let x = {call};\nalert(#{{ title: \"t\" }});");
+            let rs = RuleSet::from_sources(&[("w", src.as_str())]).unwrap();
+            let out = rs.evaluate(&snap);
+            assert!(out.findings.is_empty(), "{call}");
+            let e = out
+                .errors
+                .first()
+                .unwrap_or_else(|| panic!("{call}: no error"));
+            assert!(e.to_string().contains(want), "{call}: {e}");
+        }
+        let ok = "if account.revenue(30) >= 0.0 && account.revenue(30, 0) >= 0.0 { alert(#{ title: \"t\" }); }";
+        let out = RuleSet::from_sources(&[("w", ok)]).unwrap().evaluate(&snap);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(out.findings.len(), 1);
     }
 
     #[test]

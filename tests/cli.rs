@@ -281,6 +281,56 @@ fn check_names_misspelt_key_and_its_line() {
 }
 
 #[test]
+fn check_refuses_a_season_it_cannot_place_and_resolves_the_season_calls() {
+    let p = Project::new();
+    let text = std::fs::read_to_string(p.config()).unwrap();
+    let bad = text.replacen(
+        r#"中秋: { from: "中秋 - 30", to: "中秋" }"#,
+        r#"中秋: { from: "中元 - 30", to: "中秋" }"#,
+        1,
+    );
+    assert_ne!(bad, text, "the project config has no 中秋 season");
+    std::fs::write(p.config(), &bad).unwrap();
+    let o = p.run(&["check"]);
+    assert_exit(&o, 2);
+    let err = stderr(&o);
+    assert!(
+        err.contains("seasons.中秋.from") && err.contains("\"中元 - 30\" is not a season date"),
+        "{}",
+        show(&o)
+    );
+
+    // The season functions are part of the API `check` resolves calls
+    // against: known names pass, a wrong count or spelling is named.
+    std::fs::write(p.config(), &text).unwrap();
+    std::fs::write(
+        p.path("rules/peaks.rhai"),
+        "let s = season(\"春节\");\nlet d = days_until_peak();\nlet n = next_season();\nlet x = season();\nlet y = days_until_peaks();\n",
+    )
+    .unwrap();
+    let o = p.run(&["check"]);
+    assert_exit(&o, 1);
+    let out = stdout(&o);
+    assert!(
+        !out.contains("peaks.rhai:1:")
+            && !out.contains("peaks.rhai:2:")
+            && !out.contains("peaks.rhai:3:"),
+        "{}",
+        show(&o)
+    );
+    assert!(
+        out.contains("peaks.rhai:4:9: function `season` does not take 0 arguments; it takes 1"),
+        "{}",
+        show(&o)
+    );
+    assert!(
+        out.contains("peaks.rhai:5:9: unknown function `days_until_peaks` (0 arguments); did you mean `days_until_peak`?"),
+        "{}",
+        show(&o)
+    );
+}
+
+#[test]
 fn check_names_a_value_of_the_wrong_type() {
     let p = Project::new();
     let text = std::fs::read_to_string(p.config()).unwrap();

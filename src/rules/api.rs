@@ -18,6 +18,7 @@ use rhai::{
 
 use crate::format::{Locale, Style, Texts, Unit};
 use crate::metrics::{AccountMetrics, Day, Metric, Portfolio, date_of, quarter_start};
+use crate::seasons::{Peak, Seasons};
 
 /// A figure with its kind, as `money(x)`, `pct(x)`, ... make it: `alert()`
 /// keeps the raw value and the kind, and a title that interpolates it
@@ -60,6 +61,74 @@ pub fn set_style(s: &Style) {
             *t.borrow_mut() = s.clone();
         }
     });
+}
+
+thread_local! {
+    /// The as-of date of the snapshot the rules on this thread run at,
+    /// whether they are explained, and the seasons they see.
+    static CALENDAR: RefCell<(Option<chrono::NaiveDate>, bool, Arc<Seasons>)> =
+        RefCell::new((None, false, Arc::new(Seasons::default())));
+}
+
+/// Sets the seasons rules on this thread see.
+pub fn set_seasons(s: &Arc<Seasons>) {
+    CALENDAR.with(|c| {
+        if !Arc::ptr_eq(&c.borrow().2, s) {
+            c.borrow_mut().2 = s.clone();
+        }
+    });
+}
+
+/// Sets the as-of date rules on this thread run at, and whether they are
+/// explained (so the calendar functions trace what they return).
+pub fn set_as_of(d: chrono::NaiveDate, explain: bool) {
+    CALENDAR.with(|c| {
+        let mut c = c.borrow_mut();
+        c.0 = Some(d);
+        c.1 = explain;
+    });
+}
+
+/// The as-of date, whether explained, and the seasons, for a calendar
+/// function; an error outside an evaluation.
+fn calendar() -> Result<(chrono::NaiveDate, bool, Arc<Seasons>), Box<EvalAltResult>> {
+    CALENDAR.with(|c| {
+        let c = c.borrow();
+        match c.0 {
+            Some(d) => Ok((d, c.1, c.2.clone())),
+            None => Err("the season functions work only while rules are evaluated".into()),
+        }
+    })
+}
+
+/// A season's occurrence as a rule sees it.
+fn peak_map(p: &Peak, as_of: chrono::NaiveDate) -> Map {
+    let mut m = Map::new();
+    m.insert("name".into(), p.name.clone().into());
+    m.insert(
+        "start".into(),
+        p.start.format("%Y-%m-%d").to_string().into(),
+    );
+    m.insert("end".into(), p.end.format("%Y-%m-%d").to_string().into());
+    m.insert("days_until".into(), p.days_until(as_of).into());
+    m.insert("in_peak".into(), p.contains(as_of).into());
+    m.insert("days_left".into(), p.days_left(as_of).into());
+    m.insert("length".into(), p.length().into());
+    m
+}
+
+fn peak_text(p: &Peak, as_of: chrono::NaiveDate) -> String {
+    format!(
+        "{} {}..{} ({})",
+        p.name,
+        p.start,
+        p.end,
+        if p.contains(as_of) {
+            format!("in it, {} days left", p.days_left(as_of))
+        } else {
+            format!("in {} days", p.days_until(as_of))
+        }
+    )
 }
 
 /// The locale rules on this thread pick their texts in.
@@ -230,6 +299,48 @@ fn round_to(x: f64, digits: i64) -> f64 {
     (x * p).round() / p
 }
 
+/// A signature as Rhai's metadata writes it, in the words a rule author
+/// reads: `-> f64 (or an error)` for a function that can fail, `string`
+/// for Rust's strings.
+fn readable_signature(sig: &str) -> String {
+    const FALLIBLE: &str = "core::result::Result<";
+    const ERROR: &str = ",alloc::boxed::Box<rhai::types::error::EvalAltResult>>";
+    let mut s = sig.replace("get$", "");
+    if let Some(at) = s.find(FALLIBLE)
+        && s.ends_with(ERROR)
+    {
+        let ok = s[at + FALLIBLE.len()..s.len() - ERROR.len()].to_string();
+        s = format!("{}{ok} (or an error)", &s[..at]);
+    }
+    s.replace("alloc::string::String", "string")
+        .replace("rhai::types::immutable_string::ImmutableString", "string")
+}
+
+/// Longest window a rule may ask for, in days (100 years).
+const MAX_WINDOW_DAYS: i64 = 36_500;
+
+/// A window as a rule gives it: 1 to [`MAX_WINDOW_DAYS`] days, ending 0 or
+/// more days before the as-of date. Anything else is the rule's mistake, an
+/// error naming the call: read as 0 it would answer a question nobody
+/// asked ("no revenue") and could raise or clear an alert.
+fn window(call: &dyn Fn() -> String, days: i64, offset: i64) -> Result<(), Box<EvalAltResult>> {
+    if !(1..=MAX_WINDOW_DAYS).contains(&days) {
+        return Err(format!(
+            "{}: a window of {days} days; give 1 to {MAX_WINDOW_DAYS} days",
+            call()
+        )
+        .into());
+    }
+    if !(0..=MAX_WINDOW_DAYS).contains(&offset) {
+        return Err(format!(
+            "{}: an offset of {offset} days; give 0 (the window ends at the as-of date) to {MAX_WINDOW_DAYS}",
+            call()
+        )
+        .into());
+    }
+    Ok(())
+}
+
 fn parse_date(s: &str) -> Result<chrono::NaiveDate, Box<EvalAltResult>> {
     crate::store::parse_ymd(s)
         .or_else(|| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
@@ -396,8 +507,10 @@ pub fn register(e: &mut Engine) -> Vec<Doc> {
                 m.describe()
             ),
             move |a: &mut Account, days: i64| {
+                let call = || format!("account.{name}({days})");
+                window(&call, days, 0)?;
                 let v = a.m.metric(m, a.end, days, 0);
-                seen(a.explain, || format!("account.{name}({days})"), v)
+                Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
             },
         );
         f!(
@@ -406,8 +519,10 @@ pub fn register(e: &mut Engine) -> Vec<Doc> {
             &format!("account.{name}(days, offset)"),
             "the same over `days` days ending `offset` days before the as-of date",
             move |a: &mut Account, days: i64, offset: i64| {
+                let call = || format!("account.{name}({days}, {offset})");
+                window(&call, days, offset)?;
                 let v = a.m.metric(m, a.end, days, offset);
-                seen(a.explain, || format!("account.{name}({days}, {offset})"), v)
+                Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
             },
         );
         f!(
@@ -416,8 +531,10 @@ pub fn register(e: &mut Engine) -> Vec<Doc> {
             &format!("account.{name}_prev(days)"),
             "the same over the previous period: the `days` days before the window",
             move |a: &mut Account, days: i64| {
+                let call = || format!("account.{name}_prev({days})");
+                window(&call, days, days)?;
                 let v = a.m.metric(m, a.end, days, days);
-                seen(a.explain, || format!("account.{name}_prev({days})"), v)
+                Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
             },
         );
         f!(
@@ -426,8 +543,10 @@ pub fn register(e: &mut Engine) -> Vec<Doc> {
             &format!("account.{name}_last_year(days)"),
             "the same over the same `days` days one year (365 days) earlier",
             move |a: &mut Account, days: i64| {
+                let call = || format!("account.{name}_last_year({days})");
+                window(&call, days, 365)?;
                 let v = a.m.metric(m, a.end, days, 365);
-                seen(a.explain, || format!("account.{name}_last_year({days})"), v)
+                Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
             },
         );
     }
@@ -868,8 +987,10 @@ pub fn register(e: &mut Engine) -> Vec<Doc> {
                 m.describe()
             ),
             move |b: &mut Book, days: i64| {
+                let call = || format!("portfolio.{name}({days})");
+                window(&call, days, 0)?;
                 let v = b.p.metric(m, b.end, days, 0);
-                seen(b.explain, || format!("portfolio.{name}({days})"), v)
+                Ok::<_, Box<EvalAltResult>>(seen(b.explain, call, v))
             },
         );
         f!(
@@ -878,8 +999,10 @@ pub fn register(e: &mut Engine) -> Vec<Doc> {
             &format!("portfolio.{name}_prev(days)"),
             "the same over the previous `days` days",
             move |b: &mut Book, days: i64| {
+                let call = || format!("portfolio.{name}_prev({days})");
+                window(&call, days, days)?;
                 let v = b.p.metric(m, b.end, days, days);
-                seen(b.explain, || format!("portfolio.{name}_prev({days})"), v)
+                Ok::<_, Box<EvalAltResult>>(seen(b.explain, call, v))
             },
         );
     }
@@ -1057,6 +1180,79 @@ pub fn register(e: &mut Engine) -> Vec<Doc> {
     );
     api.section = "figures and texts";
     register_figures(&mut api);
+    api.section = "seasons: the peaks of the year";
+    f!(
+        api,
+        "season",
+        "season(name)",
+        "the configured season `name` (config `seasons:`, e.g. season(\"春节\")) running at the as-of date or the next to start: #{ name, start, end (YYYY-MM-DD), days_until (0 while it runs), in_peak, days_left (days to its end, both included, while it runs; else 0), length }; lunar dates (春节, 中秋, ...) are placed by the Chinese calendar for 1990-2100",
+        |name: &str| -> Result<Map, Box<EvalAltResult>> {
+            let (as_of, explain, seasons) = calendar()?;
+            let s = seasons.get(name).ok_or_else(|| {
+                format!(
+                    "season({name:?}): no such season; the config's seasons are {}",
+                    seasons.names().join(", ")
+                )
+            })?;
+            let p = s.around(as_of).ok_or_else(|| {
+                format!("season({name:?}): the calendar covers 1990-2100, not {as_of}")
+            })?;
+            seen(
+                explain,
+                || format!("season({name:?})"),
+                peak_text(&p, as_of),
+            );
+            Ok(peak_map(&p, as_of))
+        },
+    );
+    f!(
+        api,
+        "next_season",
+        "next_season()",
+        "the season running at the as-of date, or else the next to start, as season() gives it; () when the config has no seasons",
+        || -> Result<Dynamic, Box<EvalAltResult>> {
+            let (as_of, explain, seasons) = calendar()?;
+            Ok(match seasons.next(as_of) {
+                Some(p) => {
+                    seen(explain, || "next_season()".into(), peak_text(&p, as_of));
+                    peak_map(&p, as_of).into()
+                }
+                None => {
+                    seen(explain, || "next_season()".into(), "none configured");
+                    Dynamic::UNIT
+                }
+            })
+        },
+    );
+    f!(
+        api,
+        "days_until_peak",
+        "days_until_peak()",
+        "days from the as-of date to the start of the next season of any name; 0 while one runs; -1 when the config has no seasons",
+        || -> Result<i64, Box<EvalAltResult>> {
+            let (as_of, explain, seasons) = calendar()?;
+            let v = seasons.next(as_of).map_or(-1, |p| p.days_until(as_of));
+            Ok(seen(explain, || "days_until_peak()".into(), v))
+        },
+    );
+    f!(
+        api,
+        "from_lunar",
+        "from_lunar(year, month, day)",
+        "the YYYY-MM-DD date of a Chinese lunar date (not a leap month) of lunar year `year` (1989-2101), e.g. from_lunar(2026, 8, 15) is 中秋 2026",
+        |y: i64, m: i64, d: i64| -> Result<String, Box<EvalAltResult>> {
+            let date = i32::try_from(y)
+                .ok()
+                .zip(u32::try_from(m).ok().zip(u32::try_from(d).ok()))
+                .and_then(|(y, (m, d))| crate::seasons::from_lunar(y, m, d))
+                .ok_or_else(|| {
+                    format!("from_lunar({y}, {m}, {d}): no such lunar date in 1989-2101")
+                })?;
+            Ok(date.format("%Y-%m-%d").to_string())
+        },
+    );
+
+    api.section = "raising an alert";
     f!(
         api,
         "alert",
@@ -1378,7 +1574,7 @@ pub fn reference() -> String {
                         format!(
                             "{}\u{0}{}",
                             doc,
-                            f["signature"].as_str().unwrap_or("").replace("get$", "")
+                            readable_signature(f["signature"].as_str().unwrap_or(""))
                         )
                     })
                     .collect()
