@@ -221,6 +221,36 @@ fn full_width_and_invisible_characters_do_not_make_another_account() {
     assert_eq!(attrs, "{\"column F\":\"快送\"}");
 }
 
+/// A time written with an offset (UTC, as JSON exports write it) is the
+/// date it is in `schedule.timezone` (Asia/Shanghai in the test config):
+/// 20:00 UTC on the 28th is the 29th there. A time without one is the date
+/// as written.
+#[test]
+fn a_time_with_an_offset_is_its_date_in_the_business_zone() {
+    let p = Project::new();
+    let f = p.path("orders_20261129.jsonl");
+    std::fs::write(
+        &f,
+        concat!(
+            "{\"订单编号\":\"U1\",\"客户编号\":\"KH1001\",\"订单日期\":\"2026-11-28T20:00:00Z\",\"金额\":1,\"成本\":1}\n",
+            "{\"订单编号\":\"U2\",\"客户编号\":\"KH1001\",\"订单日期\":\"2026-11-28T20:00:00+08:00\",\"金额\":1,\"成本\":1}\n",
+            "{\"订单编号\":\"U3\",\"客户编号\":\"KH1001\",\"订单日期\":\"2026-11-28 23:59:59\",\"金额\":1,\"成本\":1}\n",
+        ),
+    )
+    .unwrap();
+    assert!(
+        std::fs::read_to_string(p.config())
+            .unwrap()
+            .contains("timezone: Asia/Shanghai")
+    );
+    ingest_ok(&p, &[f], 0);
+    let orders = stored_orders(&p);
+    let date = |o: &str| orders[&(o.to_string(), "1".to_string())].3.clone();
+    assert_eq!(date("U1"), "2026-11-29");
+    assert_eq!(date("U2"), "2026-11-28");
+    assert_eq!(date("U3"), "2026-11-28");
+}
+
 #[test]
 fn jsonl_bad_line_is_named() {
     let p = Project::new();

@@ -544,7 +544,10 @@ fn ingest_staged(
             writer.as_mut(),
             progress,
             stop,
-            cfg.cfg.ingest.max_amount,
+            CellRules {
+                max_amount: cfg.cfg.ingest.max_amount,
+                zone: cfg.cfg.schedule.zone(),
+            },
         )?
     };
     let mut switched_off = 0;
@@ -996,7 +999,7 @@ fn load_rows(
     writer: Option<&mut Writer<'_>>,
     progress: &mut dyn FnMut(u64),
     stop: Option<&std::sync::atomic::AtomicBool>,
-    max_amount: f64,
+    cells: CellRules,
 ) -> Result<std::result::Result<Loaded_, Rejection>> {
     let map = match map_columns(dataset, ds, headers) {
         Ok(m) => m,
@@ -1019,7 +1022,7 @@ fn load_rows(
                 ds,
                 map,
                 skip,
-                max_amount,
+                cells,
                 write.then_some((send, written_batches)),
             )
         });
@@ -1185,7 +1188,7 @@ fn parse_all(
     ds: &DatasetConfig,
     map: &ColumnMap,
     skip: bool,
-    max_amount: f64,
+    cells: CellRules,
     send: Option<(
         std::sync::mpsc::SyncSender<Batch>,
         std::sync::mpsc::Receiver<Batch>,
@@ -1239,15 +1242,7 @@ fn parse_all(
         }
         row_errors.clear();
         let (reuse, reuse_attrs) = spare.pop().unzip();
-        let mut parsed = parse_row(
-            dataset,
-            ds,
-            map,
-            &record,
-            &mut row_errors,
-            reuse,
-            max_amount,
-        );
+        let mut parsed = parse_row(dataset, ds, map, &record, &mut row_errors, reuse, cells);
         if !row_errors.is_empty() {
             problems.bad_rows += 1;
             for (column, message) in row_errors.drain(..) {
@@ -1497,6 +1492,16 @@ fn tempfile_unlinked() -> std::io::Result<std::fs::File> {
     Ok(f)
 }
 
+/// How cells are read beyond their dataset's columns.
+#[derive(Clone, Copy)]
+struct CellRules {
+    /// Amounts beyond ± this are row errors (`ingest.max_amount`).
+    max_amount: f64,
+    /// A time with an offset (`2026-11-28T20:00:00Z`) is the date it is in
+    /// this zone (`schedule.timezone`), the business day of every date.
+    zone: crate::config::Zone,
+}
+
 enum Parsed {
     Account(AccountRow, Extra),
     Order(OrderRow),
@@ -1514,8 +1519,9 @@ fn parse_row(
     rec: &StringRecord,
     errs: &mut Vec<(String, String)>,
     reuse: Option<Parsed>,
-    max_amount: f64,
+    cells: CellRules,
 ) -> Option<Parsed> {
+    let max_amount = cells.max_amount;
     let raw = |field: &str| -> &str { map.idx(field).and_then(|i| rec.get(i)).unwrap_or("") };
     let text = |field: &str| -> Option<String> {
         Some(raw(field).trim())
@@ -1551,6 +1557,9 @@ fn parse_row(
         let v = raw(field);
         if !need && v.trim().is_empty() {
             return None;
+        }
+        if let Some(at) = values::instant_with_offset(v) {
+            return Some(cells.zone.naive_at(at).date());
         }
         match values::parse_date_in(v, ds.date_order) {
             Ok(d) => Some(d),
@@ -2034,7 +2043,10 @@ mod tests {
                 &StringRecord::from(cells),
                 &mut errs,
                 reuse,
-                1e12,
+                CellRules {
+                    max_amount: 1e12,
+                    zone: crate::config::Zone::Local,
+                },
             );
             (p, errs)
         };

@@ -99,6 +99,27 @@ pub fn parse_date(raw: &str) -> Result<NaiveDate, String> {
     parse_date_in(raw, DateOrder::Ymd)
 }
 
+/// The instant of a date and time written with an offset
+/// (`2026-11-28T20:00:00Z`, `2026-11-28 20:00:00+08:00`), as JSON exports
+/// and APIs write UTC times; None for anything else, which is read as a
+/// date in the business zone ([`parse_date_in`]). The caller takes the
+/// date of the instant in the business zone.
+pub fn instant_with_offset(raw: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let s = raw.trim();
+    let time = s.get(11..)?;
+    if !(s.ends_with(['Z', 'z']) || time.contains(['+', '-'])) {
+        return None;
+    }
+    let at = chrono::DateTime::parse_from_rfc3339(s)
+        .or_else(|_| chrono::DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%:z"))
+        .or_else(|_| chrono::DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z"))
+        .or_else(|_| chrono::DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%z"))
+        .ok()?;
+    (1900..=2200)
+        .contains(&at.year())
+        .then(|| at.with_timezone(&chrono::Utc))
+}
+
 /// Like [`parse_date`], reading dates that do not start with a 4-digit
 /// year (`28/11/2026`, `11/28/2026`) in the given order. A 4-digit year
 /// first is always year-month-day, whatever the order.
@@ -266,6 +287,33 @@ fn thousands_ok(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn times_with_an_offset_are_instants() {
+        let at = |s| instant_with_offset(s).map(|t| t.to_rfc3339());
+        assert_eq!(
+            at("2026-11-28T20:00:00Z").as_deref(),
+            Some("2026-11-28T20:00:00+00:00")
+        );
+        assert_eq!(
+            at(" 2026-11-29 04:00:00+08:00 ").as_deref(),
+            Some("2026-11-28T20:00:00+00:00")
+        );
+        assert_eq!(
+            at("2026-11-28T20:00:00.5-0500").as_deref(),
+            Some("2026-11-29T01:00:00.500+00:00")
+        );
+        for local in [
+            "2026-11-28",
+            "2026-11-28 20:00:00",
+            "2026-11-28T08:00",
+            "2026/11/28",
+            "46354",
+            "1850-01-01T00:00:00Z",
+        ] {
+            assert_eq!(at(local), None, "{local}");
+        }
+    }
 
     #[test]
     fn identifiers_are_one_whatever_the_keyboard() {
