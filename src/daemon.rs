@@ -22,6 +22,12 @@
 //! longer compiles keeps its last good version. On `review.day_of_month`
 //! the evaluation also queues each manager's key-account review.
 //!
+//! The metrics are kept in memory between evaluations (`metrics::live`):
+//! read whole once the start-up's files are in (after READY), on SIGHUP,
+//! and when files were written by another process; otherwise each
+//! evaluation reads again only the accounts and datasets the files since
+//! the last one wrote.
+//!
 //! One file cannot take the daemon down: a panic while ingesting it rejects
 //! it; a file the daemon died in before (on record beside the database) is
 //! ingested in a child `kamwatch ingest`, and rejected if that dies too; a
@@ -45,6 +51,7 @@ use rusqlite::Connection;
 use tokio::sync::mpsc;
 
 use crate::config::{self, Loaded, Zone};
+use crate::metrics::Live;
 use crate::pipeline;
 use crate::rules::{CompileError, RuleSet};
 use crate::service::{Lock, Notifier};
@@ -79,12 +86,18 @@ struct State {
     db_id: Option<(u64, u64)>,
     /// Wakes the delivery thread.
     delivery: std::sync::mpsc::Sender<ToDelivery>,
+    /// The metrics kept in memory between evaluations; None until read
+    /// (at start-up, after SIGHUP, after a refresh failed).
+    live: Option<Live>,
 }
 
 /// A unit of work for the worker thread.
 enum Job {
     Ingest(Vec<PathBuf>),
     Evaluate,
+    /// Read the metrics into memory (at start-up and after SIGHUP), so the
+    /// next evaluation only reads what files changed.
+    Load,
 }
 
 /// What the delivery thread is told.
@@ -439,6 +452,55 @@ impl State {
         );
     }
 
+    /// The metrics as of `today`: the in-memory ones brought up to date
+    /// with what was written since (see `metrics::live`), read whole when
+    /// there are none yet or they could not be brought up to date.
+    fn snapshot(&mut self, today: chrono::NaiveDate) -> Result<crate::metrics::Snapshot> {
+        let started = Instant::now();
+        if let Some(live) = &mut self.live {
+            match live.refresh(&self.conn) {
+                Ok(r) => {
+                    if let Some(why) = &r.reloaded {
+                        tracing::info!(
+                            ms = started.elapsed().as_millis() as u64,
+                            "metrics read again whole: {why}"
+                        );
+                    } else if r.changed() {
+                        tracing::debug!(
+                            ms = started.elapsed().as_millis() as u64,
+                            order_accounts = r.orders,
+                            visit_accounts = r.visits,
+                            datasets = ?r.datasets,
+                            "metrics brought up to date"
+                        );
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "the metrics in memory could not be brought up to date ({e:#}); reading them again whole"
+                    );
+                    self.live = None;
+                }
+            }
+        }
+        let live = match &mut self.live {
+            Some(live) => live,
+            None => self.live.insert(self.load_live()?),
+        };
+        Ok(live.snapshot(today, &self.cfg.cfg.tiers))
+    }
+
+    /// Reads every account's metrics into memory.
+    fn load_live(&self) -> Result<Live> {
+        let started = Instant::now();
+        let live = Live::load(&self.conn)?;
+        tracing::info!(
+            ms = started.elapsed().as_millis() as u64,
+            "metrics read into memory"
+        );
+        Ok(live)
+    }
+
     fn run(&mut self, job: Job) -> Done {
         let mut done = Done::default();
         if crate::store::identity(&self.cfg.database()) != self.db_id {
@@ -500,17 +562,30 @@ impl State {
                 }
                 done.status = last;
             }
+            Job::Load => {
+                if self.live.is_none() {
+                    match self.load_live() {
+                        Ok(live) => self.live = Some(live),
+                        Err(e) => tracing::error!(
+                            "the metrics could not be read into memory: {e:#}; the next evaluation tries again"
+                        ),
+                    }
+                }
+            }
             Job::Evaluate => {
                 self.reload_rules();
                 let today = self.cfg.today();
-                match pipeline::evaluate_until(
-                    &self.cfg,
-                    &mut self.conn,
-                    &self.rules,
-                    today,
-                    false,
-                    &self.stop,
-                ) {
+                let evaluated = self.snapshot(today).and_then(|snap| {
+                    pipeline::evaluate_snapshot(
+                        &self.cfg,
+                        &mut self.conn,
+                        &self.rules,
+                        &snap,
+                        false,
+                        &self.stop,
+                    )
+                });
+                match evaluated {
                     Ok(r) => {
                         done.status = Some(format!(
                             "evaluated as of {today}: {} accounts, {} warnings, {} new, {} resolved, {} rule errors",
@@ -635,6 +710,7 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
         .with_context(|| format!("creating the inbox {}", inbox.display()))?;
     let conn = crate::store::open(&cfg.database())?;
     crate::store::quick_check(&conn, &cfg.database())?;
+    Live::capture(&conn).context("noting what ingest writes, for the metrics in memory")?;
     let db_id = crate::store::identity(&cfg.database());
     crate::ingest::file::sweep(&cfg.archive().join(crate::ingest::file::STAGING));
     crate::ingest::file::Attempts::new(&cfg.database()).prune(|hash| {
@@ -682,6 +758,7 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
         stop: stop.clone(),
         db_id,
         delivery,
+        live: None,
     });
 
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -721,6 +798,8 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
         Instant::now()
     });
     let mut reload_wanted = false;
+    // The metrics are read into memory once the start-up's files are in.
+    let mut load_due = true;
     let mut stopping = false;
     let mut last_ping = Instant::now() - Duration::from_secs(3600);
     // The job running on the worker thread, and since when.
@@ -903,6 +982,10 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
                     notifier.status("config reload refused; see the log");
                 }
             }
+            // The database may have been changed by hand: the metrics are
+            // read again whole.
+            s.live = None;
+            load_due = true;
             notifier.ready();
         }
 
@@ -917,7 +1000,11 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
             Some(Job::Ingest(ready))
         } else if eval_due.is_some_and(|t| t <= now) && settler.is_empty() {
             eval_due = None;
+            load_due = false;
             Some(Job::Evaluate)
+        } else if load_due && eval_due.is_none() && settler.is_empty() {
+            load_due = false;
+            Some(Job::Load)
         } else {
             None
         };

@@ -23,10 +23,12 @@ use rusqlite::Connection;
 use crate::config::TierConfig;
 use crate::store;
 
+pub mod live;
 mod load;
 mod timeline;
 
-pub use timeline::{Reuse, Timeline};
+pub use live::Live;
+pub use timeline::{Parts, Reuse, Timeline};
 
 /// Day number used for window arithmetic (days since 0001-01-01).
 pub type Day = i32;
@@ -123,6 +125,40 @@ impl Series {
 
     fn days(&self) -> &[Day] {
         &self.data.days[..self.n]
+    }
+
+    /// The days this view sees and their prefix sums, one line each.
+    fn dump(&self, name: &str, o: &mut String) {
+        use std::fmt::Write as _;
+        let s = &self.data;
+        for (i, d) in self.days().iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "{name} {d} {:?} {:?} {:?} {:?}",
+                s.revenue[i + 1],
+                s.cost[i + 1],
+                s.qty[i + 1],
+                s.orders[i + 1]
+            );
+        }
+    }
+
+    /// Each day this view sees, with its (revenue, cost, quantity, orders)
+    /// as the differences of the prefix sums.
+    pub fn each_day(&self, mut f: impl FnMut(Day, [f64; 4])) {
+        let s = &self.data;
+        for (i, d) in self.days().iter().enumerate() {
+            let diff = |v: &Vec<f64>| v[i + 1] - v[i];
+            f(
+                *d,
+                [
+                    diff(&s.revenue),
+                    diff(&s.cost),
+                    diff(&s.qty),
+                    diff(&s.orders),
+                ],
+            );
+        }
     }
 
     /// Sum of `m` over the days in `(end - len, end]`.
@@ -663,6 +699,63 @@ fn clamp_window(len: i64, offset: i64) -> (i32, i32) {
         len.clamp(0, 100_000) as i32,
         offset.clamp(0, 100_000) as i32,
     )
+}
+
+/// Everything a snapshot holds, as text, one fact a line, every number to
+/// the bit (`{:?}` of an f64 is the shortest text that reads back to the
+/// same bits); SKUs by name, not by their number in this load. Two
+/// snapshots are the same when their dumps are.
+pub fn dump(snap: &Snapshot) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let sku = |k: u32| snap.skus.get(k as usize).map_or("?", String::as_str);
+    let _ = writeln!(o, "as_of {} unknown {}", snap.as_of, snap.unknown_accounts);
+    let p = &snap.portfolio;
+    let _ = writeln!(
+        o,
+        "portfolio accounts {} revenue_12m {:?} tiers {} {} {} with data {:?}",
+        p.accounts, p.revenue_12m, p.tier_a, p.tier_b, p.tier_c, p.with_data
+    );
+    p.series.dump("portfolio", &mut o);
+    for a in &snap.accounts {
+        let _ = writeln!(
+            o,
+            "account {:?} {:?} {:?} {:?} {:?} {:?} {:?} tier {} prev {} rank {} share {:?} revenue_12m {:?} credit {:?}",
+            a.id,
+            a.name,
+            a.region,
+            a.owner,
+            a.owner_email,
+            a.manager_email,
+            a.manager,
+            a.tier,
+            a.prev_tier,
+            a.rank,
+            a.share,
+            a.revenue_12m,
+            a.credit_limit
+        );
+        a.series.dump(" series", &mut o);
+        for (d, k) in a.sku_days.iter() {
+            let _ = writeln!(o, " sku {d} {:?}", sku(*k));
+        }
+        for v in a.visits.iter() {
+            let _ = writeln!(o, " visit {} {:?}", v.day, v.role);
+        }
+        let _ = writeln!(
+            o,
+            " attrs {}",
+            serde_json::Value::Object((*a.attrs).clone())
+        );
+        for i in &a.invoices {
+            let _ = writeln!(o, " invoice {:?} {}", i.amount, i.due);
+        }
+        let _ = writeln!(o, " main {:?}", a.main_skus);
+        for s in &a.stock {
+            let _ = writeln!(o, " stock {s:?}");
+        }
+    }
+    o
 }
 
 /// Builds the snapshot of every active account as of `as_of` (inclusive).

@@ -74,13 +74,27 @@ pub fn evaluate_until(
     stop: &Arc<AtomicBool>,
 ) -> Result<EvalReport> {
     let snap = metrics::build(conn, as_of, &cfg.cfg.tiers)?;
+    evaluate_snapshot(cfg, conn, rules, &snap, dry_run, stop)
+}
+
+/// [`evaluate_until`] over a snapshot built by the caller (the daemon's
+/// in-memory one), as of its day.
+pub fn evaluate_snapshot(
+    cfg: &Loaded,
+    conn: &mut Connection,
+    rules: &RuleSet,
+    snap: &metrics::Snapshot,
+    dry_run: bool,
+    stop: &Arc<AtomicBool>,
+) -> Result<EvalReport> {
+    let as_of = snap.as_of;
     if snap.unknown_accounts > 0 {
         tracing::warn!(
             count = snap.unknown_accounts,
             "order lines name accounts missing from the customer master; they count in the book's total but get no warnings"
         );
     }
-    let outcome = rules.evaluate_until(&snap, stop.clone());
+    let outcome = rules.evaluate_until(snap, stop.clone());
     if outcome.interrupted {
         anyhow::bail!(
             "the evaluation as of {as_of} was stopped before it finished; nothing of it was recorded"
@@ -123,7 +137,7 @@ pub fn evaluate_until(
         mail::record(&tx, &cfg.cfg, &policies, &changes.notices)?;
         // A dry run renders no charts: nothing will be sent, and drawing
         // them is most of an evaluation's time.
-        let mut queued = mail::release(&tx, cfg, as_of, (!dry_run).then_some(&snap))?;
+        let mut queued = mail::release(&tx, cfg, as_of, (!dry_run).then_some(snap))?;
         if !report.errors.is_empty() {
             queued += usize::from(admin_notice(&tx, cfg, &report.errors)?);
         }

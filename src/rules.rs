@@ -255,8 +255,11 @@ impl Default for AlertCaps {
 pub struct Outcome {
     pub findings: Vec<Finding>,
     pub errors: Vec<RunError>,
-    /// Rule x account runs.
+    /// Rule x account pairs decided: every enabled rule for every account,
+    /// whether its script ran or its tiers or needs made it silent.
     pub runs: u64,
+    /// Scripts actually run (a part of `runs`).
+    pub scripts: u64,
     /// Stopped (SIGTERM) before every account was evaluated: the outcome is
     /// partial and must not be recorded.
     pub interrupted: bool,
@@ -853,6 +856,7 @@ impl AtSnapshot<'_, '_> {
                     pushed = true;
                 }
                 start_run();
+                out.scripts += 1;
                 let result = script.run(&self.runner.engine, scope);
                 let raised = RAISED.with(|r| std::mem::take(&mut *r.borrow_mut()));
                 report_print(&self.runner.shared, &rule.name, &m.id);
@@ -1401,6 +1405,7 @@ impl RuleSet {
             out.findings.extend(p.findings);
             out.errors.extend(p.errors);
             out.runs += p.runs;
+            out.scripts += p.scripts;
             out.interrupted |= p.interrupted;
         }
         shared.report_dropped();
@@ -2531,11 +2536,16 @@ mod tests {
             (Some(2), Some(7))
         );
         assert_eq!(s.recipients, Some(vec!["x@example.com".to_string()]));
-        // The only account is tier A: skipped, but counted as evaluated.
+        // The only account is tier A: skipped, but counted as decided; no
+        // script ran.
         let snap = crate::metrics::tests_support::snapshot_one();
         let out = rs.evaluate(&snap);
         assert!(out.findings.is_empty());
-        assert_eq!(out.runs, 1);
+        assert_eq!((out.runs, out.scripts), (1, 0));
+        // A rule for every tier runs its script.
+        let all = RuleSet::from_sources(&[("s", "alert(#{ title: \"t\" });")]).unwrap();
+        let out = all.evaluate(&snap);
+        assert_eq!((out.runs, out.scripts, out.findings.len()), (1, 1, 1));
         let ex = rs.explain(&snap, "s", "KH1").unwrap();
         assert!(
             ex.skipped.as_deref().unwrap_or("").contains("tier A"),

@@ -27,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("store/0008_installation.sql"),
     include_str!("store/0009_figure_units.sql"),
     include_str!("store/0010_manager_name.sql"),
+    include_str!("store/0011_orders_by_account.sql"),
 ];
 
 /// How long a statement waits for another connection's lock.
@@ -996,7 +997,7 @@ pub fn for_each_visit(
     mut f: impl FnMut(&str, NaiveDate, Option<&str>),
 ) -> Result<()> {
     let mut st = conn.prepare(
-        "SELECT account_id, date, role FROM visits WHERE date <= ?1 ORDER BY account_id, date",
+        "SELECT account_id, date, role FROM visits WHERE date <= ?1 ORDER BY account_id, date, visitor",
     )?;
     let mut rows = st.query([date_text(until)])?;
     // Borrowed from the row, not copied: a long history has millions.
@@ -1005,6 +1006,26 @@ pub fn for_each_visit(
         let date = r.get_ref(1)?.as_str()?;
         let role = r.get_ref(2)?.as_str_or_null()?;
         f(id, parse_stored_date(date)?, role);
+    }
+    Ok(())
+}
+
+/// The visits of one account up to and including `until`, in the order
+/// [`for_each_visit`] gives them.
+pub fn for_each_visit_of(
+    conn: &Connection,
+    account: &str,
+    until: NaiveDate,
+    mut f: impl FnMut(NaiveDate, Option<&str>),
+) -> Result<()> {
+    let mut st = conn.prepare_cached(
+        "SELECT date, role FROM visits WHERE account_id = ?1 AND date <= ?2 ORDER BY date, visitor",
+    )?;
+    let mut rows = st.query(params![account, date_text(until)])?;
+    while let Some(r) = rows.next()? {
+        let date = r.get_ref(0)?.as_str()?;
+        let role = r.get_ref(1)?.as_str_or_null()?;
+        f(parse_stored_date(date)?, role);
     }
     Ok(())
 }

@@ -1070,6 +1070,34 @@ fn check_reports_what_run_would_refuse_or_change() {
     assert!(!log.contains("hunter2"), "the secret was logged");
 }
 
+/// `eval --verify-incremental` on a generated book: every account read
+/// again on its own equals the full read; exit 0, and JSON says so too.
+#[test]
+fn eval_verify_incremental_finds_no_difference() {
+    let p = Project::new();
+    p.with_generated_history(30, 5);
+    let out = p.run_ok(&["eval", "--as-of", "2026-11-28", "--verify-incremental"]);
+    assert!(
+        stdout(&out).contains("incremental == full as of 2026-11-28: 30 accounts"),
+        "{}",
+        show(&out)
+    );
+    let out = p.run_ok(&[
+        "eval",
+        "--as-of",
+        "2026-11-28",
+        "--verify-incremental",
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["same"], true, "{v}");
+    assert!(v["lines"].as_u64().unwrap() > 1000, "{v}");
+    // It cannot be combined with a dry run: a usage error.
+    let out = p.run(&["eval", "--verify-incremental", "--dry-run"]);
+    assert_exit(&out, 2);
+}
+
 /// The suite's own guard: a "nothing there" check on a misspelt folder
 /// must fail, not pass because the folder does not exist.
 #[test]

@@ -171,3 +171,120 @@ fn daemon_mails_owners_once() {
     let log = std::fs::read_to_string(p.path("daemon.log")).unwrap();
     assert!(log.contains("kamwatch stopped"), "{log}");
 }
+
+/// The (rule, account, key) of every alert `eval --dry-run --format json`
+/// finds as of today.
+fn dry_run_findings(p: &Project) -> BTreeSet<(String, String, String)> {
+    let out = p.run_ok(&[
+        "eval",
+        "--as-of",
+        "2026-11-28",
+        "--dry-run",
+        "--format",
+        "json",
+    ]);
+    stdout(&out)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+            (s("rule"), s("account_id"), s("key"))
+        })
+        .collect()
+}
+
+/// The alerts the daemon's last evaluation left pending or firing.
+fn daemon_alerts(p: &Project) -> BTreeSet<(String, String, String)> {
+    let db = p.db();
+    let mut st = db
+        .prepare("SELECT rule, account_id, key FROM alerts WHERE state IN ('pending', 'firing')")
+        .unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// The daemon keeps its metrics in memory and after a file reads again
+/// only what it wrote: after a re-export that changes amounts and moves
+/// lines between accounts, and after a file ingested by another process
+/// (which makes it read everything), what it evaluated is what a full read
+/// (`eval --dry-run`) finds, alert for alert.
+#[test]
+fn the_daemons_metrics_in_memory_follow_each_file() {
+    let p = Project::new();
+    p.with_generated_history(60, 11);
+    let d = Daemon::start_with(
+        &p,
+        &[("KAMWATCH_NOW", NOW), ("KAMWATCH_LOG", "kamwatch=debug")],
+    );
+    // Evaluations as the log tells them (it is written after the commit).
+    let evaluated = |n: usize| {
+        wait_for(60, "an evaluation", || {
+            (Daemon::log(&p).matches(" evaluated as_of=").count() >= n).then_some(())
+        })
+    };
+    // The history was ingested before the start: it is evaluated at once.
+    evaluated(1);
+    assert!(Daemon::log(&p).contains("metrics read into memory"));
+    let before = 1;
+
+    // A re-export of 40 lines: amounts doubled, every other line moved to
+    // another account.
+    let orders = p
+        .files_under("staging")
+        .into_iter()
+        .find(|f| f.to_string_lossy().contains("销售明细"))
+        .unwrap();
+    let text = std::fs::read_to_string(&orders).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let rows: Vec<Vec<String>> = lines
+        .rev()
+        .take(40)
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect();
+    let other = rows[0][2].clone();
+    let mut re = format!("{header}\n");
+    for (k, r) in rows.iter().enumerate() {
+        let mut r = r.clone();
+        let amount: f64 = r[9].parse().unwrap();
+        r[9] = format!("{:.2}", amount * 2.0);
+        if k % 2 == 1 {
+            r[2] = other.clone();
+        }
+        re += &format!("{}\n", r.join(","));
+    }
+    let staged = p.path("re.tmp");
+    std::fs::write(&staged, re).unwrap();
+    std::fs::rename(&staged, p.path("inbox/销售明细_re.csv")).unwrap();
+    evaluated(before + 1);
+    let log = Daemon::log(&p);
+    assert!(log.contains("metrics brought up to date"), "{log}");
+    assert!(!log.contains("metrics read again whole"), "{log}");
+    let found = dry_run_findings(&p);
+    assert!(!found.is_empty(), "no alert on generated data");
+    assert_eq!(daemon_alerts(&p), found);
+
+    // Another process ingests a file: the daemon's next evaluation reads
+    // everything again.
+    let more = p.path("销售明细_more.csv");
+    std::fs::write(
+        &more,
+        format!("{header}\nX1,1,{other},x,2026-11-28,SP-001,x,1,9.00,123456.00,100.00\n"),
+    )
+    .unwrap();
+    p.run_ok(&["ingest", more.to_str().unwrap()]);
+    let visits = "拜访日期,客户编号,拜访人,职务\n2026-11-28,{other},张三,业务员\n"
+        .replace("{other}", &other);
+    std::fs::write(p.path("v.tmp"), visits).unwrap();
+    std::fs::rename(p.path("v.tmp"), p.path("inbox/拜访记录_more.csv")).unwrap();
+    evaluated(before + 2);
+    let log = Daemon::log(&p);
+    assert!(
+        log.contains("metrics read again whole") && log.contains("another process"),
+        "{log}"
+    );
+    assert_eq!(daemon_alerts(&p), dry_run_findings(&p));
+    assert!(d.stop().success());
+}

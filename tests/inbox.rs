@@ -517,6 +517,10 @@ fn status_shows_evaluations_failing() {
     p.db()
         .execute_batch("ALTER TABLE visits RENAME TO visits_gone")
         .unwrap();
+    // The daemon keeps its metrics in memory and after an orders file reads
+    // only that file's accounts' lines again: SIGHUP (the database was
+    // changed by hand) makes it read everything, visits too.
+    d.signal("HUP");
     drop_file(&p, "销售明细_a.csv", &format!("{HEADER}{}", rows(1, 2)));
     let marker = p.path("var/kamwatch.db.eval-failed");
     wait_for(60, "the failed evaluation noted", || {

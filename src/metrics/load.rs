@@ -43,7 +43,7 @@ fn warn_insane(table: &str, n: u64) {
 /// What the master says beyond the canonical columns.
 #[derive(Debug, Default)]
 pub struct Extra {
-    pub attrs: serde_json::Map<String, serde_json::Value>,
+    pub attrs: std::sync::Arc<serde_json::Map<String, serde_json::Value>>,
     pub credit_limit: Option<f64>,
     pub tier_override: Option<String>,
 }
@@ -70,7 +70,7 @@ pub fn account_extras(conn: &Connection) -> Result<HashMap<String, Extra>> {
         out.insert(
             id,
             Extra {
-                attrs,
+                attrs: std::sync::Arc::new(attrs),
                 credit_limit: r.get::<_, Option<f64>>(2)?.map(|x| sane(x, &mut insane)),
                 tier_override: r
                     .get::<_, Option<String>>(3)?
@@ -110,17 +110,22 @@ pub struct SkuLines {
     pub amounts: Vec<(f64, f64)>,
 }
 
+/// One account's order lines as the metrics need them.
+#[derive(Debug, Default)]
+pub struct AccountOrders {
+    /// Daily sums.
+    pub series: Series,
+    /// The lines with a SKU, summed per day and SKU, by day.
+    pub skus: SkuLines,
+}
+
 /// Everything the metrics need from the order lines up to `until`.
 #[derive(Debug, Default)]
 pub struct Orders {
-    /// Per account: daily sums.
-    pub series: HashMap<String, Series>,
-    /// The whole book's daily sums (accounts missing from the master too).
-    pub book: Series,
+    /// Per account with any line, in id order (the order the book's daily
+    /// sums and per-SKU demand are summed in).
+    pub accounts: std::collections::BTreeMap<String, AccountOrders>,
     pub index: SkuIndex,
-    /// Per account in id order (the order the book's per-SKU demand is
-    /// summed in): the lines with a SKU, summed per day and SKU, by day.
-    pub sku_lines: Vec<(String, SkuLines)>,
 }
 
 /// One order line, as compact as the scan needs it.
@@ -180,94 +185,188 @@ pub fn orders(conn: &Connection, until: NaiveDate) -> Result<Orders> {
                 a
             }
         };
-        let date = r.get_ref(2)?.as_str()?;
-        let d = crate::store::parse_ymd(date).with_context(|| {
-            format!("orders.date {date:?} of order {last_order} is not YYYY-MM-DD")
-        })?;
-        let sku = match r.get_ref(3)?.as_str_or_null()? {
-            Some(s) if !s.is_empty() => out.index.intern(s),
-            _ => NO_SKU,
-        };
-        lines.push(Line {
+        lines.push(line_of(
+            r,
+            2,
             account,
-            day: day(d),
-            seq: lines.len() as u32,
+            lines.len() as u32,
             order,
-            sku,
-            qty: sane(r.get(4)?, &mut insane),
-            revenue: sane(r.get(5)?, &mut insane),
-            cost: sane(r.get(6)?, &mut insane),
-        });
+            &mut out.index,
+            &mut insane,
+            &last_order,
+        )?);
     }
     drop(rows);
     warn_insane("orders", insane);
     // By scan order within a day: the lines of one order stay adjacent.
     lines.sort_unstable_by_key(|l| (l.account, l.day, l.seq));
-
-    let mut book: HashMap<Day, OrderDay> = HashMap::new();
-    let mut skus_today: Vec<(u32, f64, f64)> = Vec::new();
+    let mut scratch = Vec::new();
     for acc in lines.chunk_by(|a, b| a.account == b.account) {
         let id = &accounts[acc[0].account as usize];
-        let mut series = Series::default();
-        let mut sku_lines = SkuLines::default();
-        for today in acc.chunk_by(|a, b| a.day == b.day) {
-            let d = today[0].day;
-            let mut sum = OrderDay {
-                date: super::date_of(d),
-                revenue: 0.0,
-                cost: 0.0,
-                qty: 0.0,
-                orders: 0,
-            };
-            skus_today.clear();
-            let mut prev_order = None;
-            for l in today {
-                sum.revenue += l.revenue;
-                sum.cost += l.cost;
-                sum.qty += l.qty;
-                if prev_order != Some(l.order) {
-                    sum.orders += 1;
-                    prev_order = Some(l.order);
-                }
-                if l.sku != NO_SKU {
-                    skus_today.push((l.sku, l.qty, l.revenue));
-                }
-            }
-            // The day's lines per SKU, in SKU name order.
-            skus_today
-                .sort_by(|a, b| out.index.names[a.0 as usize].cmp(&out.index.names[b.0 as usize]));
-            for same in skus_today.chunk_by(|a, b| a.0 == b.0) {
-                sku_lines.days.push((d, same[0].0));
-                sku_lines.amounts.push((
-                    same.iter().map(|x| x.1).sum(),
-                    same.iter().map(|x| x.2).sum(),
-                ));
-            }
-            series.push(&sum);
-            let b = book.entry(d).or_insert(OrderDay {
-                revenue: 0.0,
-                cost: 0.0,
-                qty: 0.0,
-                orders: 0,
-                ..sum
-            });
-            b.revenue += sum.revenue;
-            b.cost += sum.cost;
-            b.qty += sum.qty;
-            b.orders += sum.orders;
-        }
-        out.series.insert(id.clone(), series);
-        if !sku_lines.days.is_empty() {
-            out.sku_lines.push((id.clone(), sku_lines));
-        }
-    }
-    out.sku_lines.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let mut book: Vec<OrderDay> = book.into_values().collect();
-    book.sort_unstable_by_key(|d| d.date);
-    for d in &book {
-        out.book.push(d);
+        out.accounts
+            .insert(id.clone(), account_orders(acc, &out.index, &mut scratch));
     }
     Ok(out)
+}
+
+/// The line of row `r`, whose date, SKU, quantity, revenue and cost are
+/// its columns from `at` on.
+#[allow(clippy::too_many_arguments)]
+fn line_of(
+    r: &rusqlite::Row<'_>,
+    at: usize,
+    account: u32,
+    seq: u32,
+    order: u32,
+    index: &mut SkuIndex,
+    insane: &mut u64,
+    order_id: &str,
+) -> Result<Line> {
+    let date = r.get_ref(at)?.as_str()?;
+    let d = crate::store::parse_ymd(date)
+        .with_context(|| format!("orders.date {date:?} of order {order_id} is not YYYY-MM-DD"))?;
+    let sku = match r.get_ref(at + 1)?.as_str_or_null()? {
+        Some(s) if !s.is_empty() => index.intern(s),
+        _ => NO_SKU,
+    };
+    Ok(Line {
+        account,
+        day: day(d),
+        seq,
+        order,
+        sku,
+        qty: sane(r.get(at + 2)?, insane),
+        revenue: sane(r.get(at + 3)?, insane),
+        cost: sane(r.get(at + 4)?, insane),
+    })
+}
+
+/// The order lines of each of `ids` up to `until`, each account read
+/// through the `orders_by_account` index and built by the same steps as
+/// [`orders`] (its lines in the table's key order within a day): what the
+/// full scan gives for that account, to the bit. `None` for an account
+/// without lines. New SKU names are added to `index`.
+pub fn orders_of(
+    conn: &Connection,
+    ids: &[&str],
+    until: NaiveDate,
+    index: &mut SkuIndex,
+) -> Result<Vec<Option<AccountOrders>>> {
+    let mut st = conn.prepare_cached(
+        "SELECT order_id, date, sku, COALESCE(qty, 0), revenue, cost
+         FROM orders INDEXED BY orders_by_account
+         WHERE account_id = ?1 AND date <= ?2 ORDER BY date, order_id, line",
+    )?;
+    let mut out = Vec::with_capacity(ids.len());
+    let mut lines: Vec<Line> = Vec::new();
+    let mut scratch = Vec::new();
+    let mut insane = 0u64;
+    for id in ids {
+        lines.clear();
+        let mut rows = st.query(rusqlite::params![id, date_text(until)])?;
+        let mut last_order = String::new();
+        let mut order = 0u32;
+        while let Some(r) = rows.next()? {
+            let order_id = r.get_ref(0)?.as_str()?;
+            if order_id != last_order {
+                order = order.wrapping_add(1);
+                last_order.clear();
+                last_order.push_str(order_id);
+            }
+            lines.push(line_of(
+                r,
+                1,
+                0,
+                lines.len() as u32,
+                order,
+                index,
+                &mut insane,
+                &last_order,
+            )?);
+        }
+        out.push((!lines.is_empty()).then(|| account_orders(&lines, index, &mut scratch)));
+    }
+    warn_insane("orders", insane);
+    Ok(out)
+}
+
+/// One account's daily sums and SKU lines from its lines, sorted by day
+/// and, within a day, in the table's key order.
+fn account_orders(
+    lines: &[Line],
+    index: &SkuIndex,
+    skus_today: &mut Vec<(u32, f64, f64)>,
+) -> AccountOrders {
+    let mut series = Series::default();
+    let mut sku_lines = SkuLines::default();
+    for today in lines.chunk_by(|a, b| a.day == b.day) {
+        let d = today[0].day;
+        let mut sum = OrderDay {
+            date: super::date_of(d),
+            revenue: 0.0,
+            cost: 0.0,
+            qty: 0.0,
+            orders: 0,
+        };
+        skus_today.clear();
+        let mut prev_order = None;
+        for l in today {
+            sum.revenue += l.revenue;
+            sum.cost += l.cost;
+            sum.qty += l.qty;
+            if prev_order != Some(l.order) {
+                sum.orders += 1;
+                prev_order = Some(l.order);
+            }
+            if l.sku != NO_SKU {
+                skus_today.push((l.sku, l.qty, l.revenue));
+            }
+        }
+        // The day's lines per SKU, in SKU name order (stable: equal names
+        // keep the key order).
+        skus_today.sort_by(|a, b| index.names[a.0 as usize].cmp(&index.names[b.0 as usize]));
+        for same in skus_today.chunk_by(|a, b| a.0 == b.0) {
+            sku_lines.days.push((d, same[0].0));
+            sku_lines.amounts.push((
+                same.iter().map(|x| x.1).sum(),
+                same.iter().map(|x| x.2).sum(),
+            ));
+        }
+        series.push(&sum);
+    }
+    AccountOrders {
+        series,
+        skus: sku_lines,
+    }
+}
+
+/// The whole book's daily sums from the accounts' series, summed day by
+/// day in the order given (account id order): each account's day as its
+/// series holds it, so the book is the same whichever way the accounts'
+/// series were read.
+pub fn book<'a>(series: impl Iterator<Item = &'a Series>) -> Series {
+    let mut days: HashMap<Day, [f64; 4]> = HashMap::new();
+    for s in series {
+        s.each_day(|d, sums| {
+            let b = days.entry(d).or_insert([0.0; 4]);
+            for (x, y) in b.iter_mut().zip(sums) {
+                *x += y;
+            }
+        });
+    }
+    let mut days: Vec<(Day, [f64; 4])> = days.into_iter().collect();
+    days.sort_unstable_by_key(|d| d.0);
+    let mut out = Series::default();
+    for (d, [revenue, cost, qty, orders]) in days {
+        out.push(&OrderDay {
+            date: super::date_of(d),
+            revenue,
+            cost,
+            qty,
+            orders: orders as u32,
+        });
+    }
+    out
 }
 
 /// Stock on hand of the SKUs that were ever ordered.

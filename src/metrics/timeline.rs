@@ -14,7 +14,7 @@
 //! (or without an issue date); invoices paid since are gone from the store,
 //! so a past day sees fewer receivables than it had. See docs/backtest.md.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -138,20 +138,16 @@ pub struct Timeline {
 
 /// Every visit up to `until`, by account, in date order; each role's
 /// name is shared.
-fn load_visits(conn: &Connection, until: NaiveDate) -> Result<HashMap<String, Vec<Visit>>> {
+fn load_visits(
+    conn: &Connection,
+    until: NaiveDate,
+    roles: &mut HashMap<String, Arc<str>>,
+) -> Result<HashMap<String, Vec<Visit>>> {
     let mut visits: HashMap<String, Vec<Visit>> = HashMap::new();
-    let mut roles: HashMap<String, Arc<str>> = HashMap::new();
     store::for_each_visit(conn, until, |id, date, role| {
-        let role = role.map(|r| match roles.get(r) {
-            Some(shared) => shared.clone(),
-            None => roles
-                .entry(r.to_string())
-                .or_insert_with(|| Arc::from(r))
-                .clone(),
-        });
         let visit = Visit {
             day: day(date),
-            role,
+            role: role.map(|r| shared_role(roles, r)),
         };
         match visits.get_mut(id) {
             Some(v) => v.push(visit),
@@ -163,9 +159,48 @@ fn load_visits(conn: &Connection, until: NaiveDate) -> Result<HashMap<String, Ve
     Ok(visits)
 }
 
-impl Timeline {
+/// The one shared copy of a visitor's role.
+fn shared_role(roles: &mut HashMap<String, Arc<str>>, r: &str) -> Arc<str> {
+    match roles.get(r) {
+        Some(shared) => shared.clone(),
+        None => roles
+            .entry(r.to_string())
+            .or_insert_with(|| Arc::from(r))
+            .clone(),
+    }
+}
+
+/// What a timeline is assembled from: each dataset of the store as read up
+/// to a last day, kept by account so that one account's part can be read
+/// again on its own (`metrics::live` does, after each ingested file).
+/// [`Parts::timeline`] assembles the same timeline from the same parts
+/// however they were read.
+#[derive(Debug)]
+pub struct Parts {
+    until: NaiveDate,
+    /// Every account with order lines, in id order: daily sums and SKU lines.
+    orders: BTreeMap<String, (Series, SkuLog)>,
+    skus: load::SkuIndex,
+    visits: HashMap<String, DayLog<Visit>>,
+    roles: HashMap<String, Arc<str>>,
+    master: Vec<store::AccountRecord>,
+    extras: HashMap<String, load::Extra>,
+    inventory: load::Inventory,
+    /// The number of SKU names `inventory` was read with.
+    inventory_skus: usize,
+    invoices: HashMap<String, Vec<load::Issued>>,
+}
+
+fn sku_log(l: load::SkuLines) -> SkuLog {
+    SkuLog {
+        days: DayLog::from(l.days),
+        amounts: Arc::new(l.amounts),
+    }
+}
+
+impl Parts {
     /// Reads every dataset up to and including `until`.
-    pub fn load(conn: &Connection, until: NaiveDate) -> Result<Timeline> {
+    pub fn load(conn: &Connection, until: NaiveDate) -> Result<Parts> {
         // Visits are read on a second connection while this one reads the
         // orders, when the database is a file (WAL lets both read at once).
         // Each dataset is read in one statement, so each is as committed
@@ -174,101 +209,220 @@ impl Timeline {
             .path()
             .filter(|p| !p.is_empty())
             .and_then(|p| store::open_reader(Path::new(p)).ok());
+        let mut roles = HashMap::new();
         let (orders, visits) = std::thread::scope(|s| {
-            let visits = second.map(|c| s.spawn(move || load_visits(&c, until)));
+            let visits = second.map(|c| {
+                let roles = &mut roles;
+                s.spawn(move || load_visits(&c, until, roles))
+            });
             let orders = load::orders(conn, until);
-            let visits = match visits {
-                Some(h) => h
-                    .join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the visits reader panicked"))),
-                None => load_visits(conn, until),
-            };
+            let visits = visits.map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the visits reader panicked")))
+            });
             (orders, visits)
         });
-        let mut visits = visits?;
-        let load::Orders {
-            mut series,
-            book: book_series,
-            index,
-            sku_lines,
-        } = orders?;
-        let master = store::load_accounts(conn)?;
-        let mut extras = load::account_extras(conn)?;
-        let inventory = load::inventory(conn, &index)?;
-        let mut own_stock: HashMap<String, Vec<(u32, f64)>> = HashMap::new();
-        for ((sku, account), on_hand) in inventory.by_account {
-            own_stock.entry(account).or_default().push((sku, on_hand));
-        }
-        let mut invoices = load::receivables(conn, until)?;
+        let visits = match visits {
+            Some(v) => v?,
+            None => load_visits(conn, until, &mut roles)?,
+        };
+        let load::Orders { accounts, index } = orders?;
+        let mut parts = Parts {
+            until,
+            orders: accounts
+                .into_iter()
+                .map(|(id, o)| (id, (o.series, sku_log(o.skus))))
+                .collect(),
+            skus: index,
+            visits: visits
+                .into_iter()
+                .map(|(id, v)| (id, DayLog::from(v)))
+                .collect(),
+            roles,
+            master: Vec::new(),
+            extras: HashMap::new(),
+            inventory: load::Inventory::default(),
+            inventory_skus: 0,
+            invoices: HashMap::new(),
+        };
+        parts.reload_master(conn)?;
+        parts.reload_inventory(conn)?;
+        parts.reload_receivables(conn)?;
+        Ok(parts)
+    }
 
+    /// Reads the customer master (and its attributes, credit limits and
+    /// tier overrides) again.
+    pub fn reload_master(&mut self, conn: &Connection) -> Result<()> {
+        self.master = store::load_accounts(conn)?;
+        self.extras = load::account_extras(conn)?;
+        Ok(())
+    }
+
+    /// Reads the stock on hand again.
+    pub fn reload_inventory(&mut self, conn: &Connection) -> Result<()> {
+        self.inventory = load::inventory(conn, &self.skus)?;
+        self.inventory_skus = self.skus.names.len();
+        Ok(())
+    }
+
+    /// Reads the open invoices again.
+    pub fn reload_receivables(&mut self, conn: &Connection) -> Result<()> {
+        self.invoices = load::receivables(conn, self.until)?;
+        Ok(())
+    }
+
+    /// Reads the order lines of `ids` again, each account through the
+    /// index on its id; then the stock too if a SKU is new (the inventory
+    /// keeps only SKUs that were ever ordered).
+    pub fn reload_orders(&mut self, conn: &Connection, ids: &[&str]) -> Result<()> {
+        let fresh = load::orders_of(conn, ids, self.until, &mut self.skus)?;
+        for (id, o) in ids.iter().zip(fresh) {
+            match o {
+                Some(o) => {
+                    self.orders
+                        .insert((*id).to_string(), (o.series, sku_log(o.skus)));
+                }
+                None => {
+                    self.orders.remove(*id);
+                }
+            }
+        }
+        if self.skus.names.len() != self.inventory_skus {
+            self.reload_inventory(conn)?;
+        }
+        Ok(())
+    }
+
+    /// Reads the visits of `ids` again, each account by the table's key.
+    pub fn reload_visits(&mut self, conn: &Connection, ids: &[&str]) -> Result<()> {
+        for id in ids {
+            let mut v = Vec::new();
+            let roles = &mut self.roles;
+            store::for_each_visit_of(conn, id, self.until, |date, role| {
+                v.push(Visit {
+                    day: day(date),
+                    role: role.map(|r| shared_role(roles, r)),
+                });
+            })?;
+            if v.is_empty() {
+                self.visits.remove(*id);
+            } else {
+                self.visits.insert((*id).to_string(), DayLog::from(v));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every account id with order lines or visits.
+    pub fn history_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .orders
+            .keys()
+            .chain(self.visits.keys())
+            .cloned()
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Reads every account's order lines and visits again one account at
+    /// a time, as a refresh does (for `kamwatch eval --verify-incremental`).
+    /// Returns how many accounts.
+    pub fn reread_by_account(&mut self, conn: &Connection) -> Result<usize> {
+        let ids = self.history_ids();
+        self.orders.clear();
+        self.visits.clear();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        self.reload_orders(conn, &ids)?;
+        self.reload_visits(conn, &ids)?;
+        Ok(ids.len())
+    }
+
+    /// The timeline of these parts. Only the accounts' arrays are shared
+    /// (the parts may change after); names and owners are copied.
+    pub fn timeline(&self) -> Timeline {
+        let master = &self.master;
         let known: HashSet<&str> = master.iter().map(|a| a.row.id.as_str()).collect();
         let active: HashSet<&str> = master
             .iter()
             .filter(|a| a.active)
             .map(|a| a.row.id.as_str())
             .collect();
-        let mut unknown_first: Vec<Day> = series
+        let mut unknown_first: Vec<Day> = self
+            .orders
             .iter()
             .filter(|(id, _)| !known.contains(id.as_str()))
-            .filter_map(|(_, s)| s.first_day())
+            .filter_map(|(_, s)| s.0.first_day())
             .collect();
         unknown_first.sort_unstable();
-        let mut others: Vec<(&String, &Series)> = series
+        let others: Vec<Series> = self
+            .orders
             .iter()
             .filter(|(id, _)| !active.contains(id.as_str()))
+            .map(|(_, s)| s.0.clone())
             .collect();
-        others.sort_by(|a, b| a.0.cmp(b.0));
-        let others: Vec<Series> = others.into_iter().map(|(_, s)| s.clone()).collect();
-
-        let mut lines = Vec::with_capacity(sku_lines.len());
-        let mut by_account: HashMap<String, SkuLog> = HashMap::new();
-        for (id, l) in sku_lines {
-            let entry = SkuLog {
-                days: DayLog::from(l.days),
-                amounts: Arc::new(l.amounts),
-            };
-            lines.push(entry.clone());
-            if active.contains(id.as_str()) {
-                by_account.insert(id, entry);
-            }
+        let book = load::book(self.orders.values().map(|o| &o.0));
+        let lines: Vec<SkuLog> = self
+            .orders
+            .values()
+            .filter(|o| !o.1.days.is_empty())
+            .map(|o| o.1.clone())
+            .collect();
+        let mut own_stock: HashMap<&str, Vec<(u32, f64)>> = HashMap::new();
+        for ((sku, account), on_hand) in &self.inventory.by_account {
+            own_stock
+                .entry(account.as_str())
+                .or_default()
+                .push((*sku, *on_hand));
         }
 
         let mut accounts: Vec<Base> = Vec::with_capacity(active.len());
-        for rec in master.into_iter().filter(|a| a.active) {
-            let r = rec.row;
-            let extra = extras.remove(&r.id).unwrap_or_default();
-            let skus = by_account.remove(&r.id).unwrap_or_default();
-            let mut own = own_stock.remove(&r.id).unwrap_or_default();
+        for rec in master.iter().filter(|a| a.active) {
+            let r = &rec.row;
+            let extra = self.extras.get(&r.id);
+            let (series, skus) = self.orders.get(&r.id).cloned().unwrap_or_default();
+            let mut own = own_stock.remove(r.id.as_str()).unwrap_or_default();
             own.sort_by_key(|s| s.0);
             accounts.push(Base {
-                series: series.remove(&r.id).unwrap_or_default(),
+                series,
                 skus,
-                visits: DayLog::from(visits.remove(&r.id).unwrap_or_default()),
-                attrs: Arc::new(extra.attrs),
-                credit_limit: extra.credit_limit,
-                tier_override: extra.tier_override.as_deref().and_then(parse_tier),
-                invoices: invoices.remove(&r.id).unwrap_or_default(),
+                visits: self.visits.get(&r.id).cloned().unwrap_or_default(),
+                attrs: extra.map(|e| e.attrs.clone()).unwrap_or_default(),
+                credit_limit: extra.and_then(|e| e.credit_limit),
+                tier_override: extra
+                    .and_then(|e| e.tier_override.as_deref())
+                    .and_then(parse_tier),
+                invoices: self.invoices.get(&r.id).cloned().unwrap_or_default(),
                 own_stock: own,
-                id: r.id,
-                name: r.name,
-                region: r.region.unwrap_or_default(),
-                owner: r.owner.unwrap_or_default(),
-                owner_email: r.owner_email,
-                manager_email: r.manager_email,
-                manager: r.manager,
+                id: r.id.clone(),
+                name: r.name.clone(),
+                region: r.region.clone().unwrap_or_default(),
+                owner: r.owner.clone().unwrap_or_default(),
+                owner_email: r.owner_email.clone(),
+                manager_email: r.manager_email.clone(),
+                manager: r.manager.clone(),
             });
         }
         accounts.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(Timeline {
-            until: day(until),
+        Timeline {
+            until: day(self.until),
             accounts,
             others,
             unknown_first,
-            book: book_series,
+            book,
             lines,
-            skus: Arc::new(index.names),
-            warehouse: inventory.warehouse,
-        })
+            skus: Arc::new(self.skus.names.clone()),
+            warehouse: self.inventory.warehouse.clone(),
+        }
+    }
+}
+
+impl Timeline {
+    /// Reads every dataset up to and including `until`.
+    pub fn load(conn: &Connection, until: NaiveDate) -> Result<Timeline> {
+        Ok(Parts::load(conn, until)?.timeline())
     }
 
     /// The last day loaded.
@@ -337,7 +491,7 @@ impl Timeline {
         let (others_now, others_before): (Vec<f64>, Vec<f64>) = self.others.iter().map(t12).unzip();
         // The loads hold only finite, bounded amounts; a total that still is
         // not finite ranks nobody rather than making every share NaN.
-        let finite = |t: f64| if t.is_finite() { t } else { 0.0 };
+        let finite = |t: f64| if t.is_finite() { t + 0.0 } else { 0.0 };
         let total = finite(now.iter().chain(&others_now).sum());
         let prev_total = finite(before.iter().chain(&others_before).sum());
 

@@ -146,7 +146,11 @@ pub fn synthetic(n: usize, seed: u64, as_of: NaiveDate) -> Snapshot {
 #[derive(Debug, Clone)]
 pub struct Measured {
     pub label: String,
+    /// Rule x account pairs decided (a script run, or skipped by the
+    /// rule's tiers or needs).
     pub evaluations: u64,
+    /// Scripts actually run.
+    pub scripts: u64,
     pub alerts: usize,
     /// Wall-clock seconds.
     pub secs: f64,
@@ -166,6 +170,18 @@ impl Measured {
             .filter(|c| *c > 0.0)
             .map(|c| self.evaluations as f64 / c)
     }
+
+    /// Scripts actually run per second, wall clock.
+    pub fn scripts_per_sec(&self) -> f64 {
+        self.scripts as f64 / self.secs.max(1e-9)
+    }
+
+    /// Scripts actually run per CPU second.
+    pub fn scripts_per_cpu_sec(&self) -> Option<f64> {
+        self.cpu_secs
+            .filter(|c| *c > 0.0)
+            .map(|c| self.scripts as f64 / c)
+    }
 }
 
 /// CPU seconds (user + system) of this process and its finished threads,
@@ -180,10 +196,10 @@ pub fn cpu_secs() -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
-fn measure(label: String, f: impl FnOnce() -> (u64, usize)) -> Measured {
+fn measure(label: String, f: impl FnOnce() -> (u64, u64, usize)) -> Measured {
     let c0 = cpu_secs();
     let t = Instant::now();
-    let (evaluations, alerts) = f();
+    let (evaluations, scripts, alerts) = f();
     let secs = t.elapsed().as_secs_f64();
     let cpu = match (c0, cpu_secs()) {
         (Some(a), Some(b)) => Some(b - a),
@@ -192,6 +208,7 @@ fn measure(label: String, f: impl FnOnce() -> (u64, usize)) -> Measured {
     Measured {
         label,
         evaluations,
+        scripts,
         alerts,
         secs,
         cpu_secs: cpu,
@@ -207,7 +224,7 @@ pub fn naive(rules: &RuleSet, snap: &Snapshot) -> Measured {
     )
 }
 
-fn naive_loop(rules: &RuleSet, snap: &Snapshot) -> (u64, usize) {
+fn naive_loop(rules: &RuleSet, snap: &Snapshot) -> (u64, u64, usize) {
     let end = snap.end();
     let as_of: ImmutableString = snap.as_of.format("%Y-%m-%d").to_string().into();
     let mut evaluations = 0u64;
@@ -239,7 +256,7 @@ fn naive_loop(rules: &RuleSet, snap: &Snapshot) -> (u64, usize) {
             evaluations += 1;
         }
     }
-    (evaluations, alerts)
+    (evaluations, evaluations, alerts)
 }
 
 /// `RuleSet::evaluate_with` on `threads` threads: what the daemon runs.
@@ -251,7 +268,7 @@ pub fn optimized(rules: &RuleSet, snap: &Snapshot, threads: usize) -> Measured {
         ),
         || {
             let out = rules.evaluate_with(snap, threads);
-            (out.runs, out.findings.len())
+            (out.runs, out.scripts, out.findings.len())
         },
     )
 }
