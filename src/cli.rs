@@ -562,6 +562,14 @@ fn check(path: &Path, verbose: bool) -> Result<ExitCode> {
     for e in &errors {
         writeln!(o, "{e}")?;
     }
+    // Rules in one language still work; English readers are told.
+    if cfg.style().en() {
+        for r in &rules.rules {
+            for w in crate::rules::chinese_only_texts(r) {
+                writeln!(o, "warning: {w}")?;
+            }
+        }
+    }
     if verbose {
         // One precedence for every key: rule_settings.R (alerts.rules.R
         // is read into it) > the script's SETTINGS > the alerts: defaults.

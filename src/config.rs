@@ -77,6 +77,46 @@ pub struct Config {
     #[serde(default)]
     pub ingest: IngestConfig,
     pub datasets: Datasets,
+    /// The peaks rules plan around (`season("春节")`, `days_until_peak()`),
+    /// by name: `from` and `to` as a month-day or a lunar date rule (see
+    /// `crate::seasons`). Default: 春节, 618, 中秋 and 双11.
+    #[serde(default = "default_seasons")]
+    pub seasons: BTreeMap<String, SeasonConfig>,
+}
+
+/// One season of the config: its first and last day in every year.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SeasonConfig {
+    pub from: String,
+    pub to: String,
+}
+
+fn default_seasons() -> BTreeMap<String, SeasonConfig> {
+    crate::seasons::SHIPPED
+        .iter()
+        .map(|(name, from, to)| {
+            (
+                name.to_string(),
+                SeasonConfig {
+                    from: from.to_string(),
+                    to: to.to_string(),
+                },
+            )
+        })
+        .collect()
+}
+
+impl Config {
+    /// The configured seasons, resolved; an error names the season and
+    /// the date that cannot be read (`validate` has checked them).
+    pub fn season_list(&self) -> Result<crate::seasons::Seasons, String> {
+        let mut list = Vec::new();
+        for (name, s) in &self.seasons {
+            list.push(crate::seasons::Season::parse(name, &s.from, &s.to)?);
+        }
+        Ok(crate::seasons::Seasons { list })
+    }
 }
 
 /// Bounds on one export file, checked while it is read, before memory is
@@ -1576,6 +1616,7 @@ fn settle_rule_settings(cfg: &mut Config) -> Result<(), String> {
 }
 
 fn validate(cfg: &Config) -> Result<(), String> {
+    cfg.season_list()?;
     let i = &cfg.ingest;
     if !(1024..=1 << 30).contains(&i.max_record_bytes) {
         return Err(format!(

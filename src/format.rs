@@ -192,9 +192,22 @@ impl Style {
             Some(Unit::Points) if zh => format!("{} 个百分点", grouped(x, 1)),
             Some(Unit::Points) => format!("{} pts", grouped(x, 1)),
             Some(Unit::Count) => grouped(x, 0),
-            Some(Unit::Days) if zh => format!("{} 天", grouped(x, 0)),
-            Some(Unit::Days) if x.round().abs() == 1.0 => format!("{} day", grouped(x, 0)),
-            Some(Unit::Days) => format!("{} days", grouped(x, 0)),
+            // Whole days, or one decimal for a fraction (a median gap of 4.5).
+            Some(Unit::Days) => {
+                let d = if (x * 10.0).round() % 10.0 == 0.0 {
+                    0
+                } else {
+                    1
+                };
+                let n = grouped(x, d);
+                if zh {
+                    format!("{n} 天")
+                } else if n == "1" {
+                    "1 day".to_string()
+                } else {
+                    format!("{n} days")
+                }
+            }
             Some(Unit::Ratio) => grouped(x, 2),
             Some(Unit::Date | Unit::Text) => {
                 if x.fract() == 0.0 {
@@ -235,7 +248,7 @@ impl Style {
             } else {
                 format!("{}万", trimmed(a / 1e4))
             }
-        } else if a >= 100.0 {
+        } else if a >= 100.0 || (a * 100.0).round() % 100.0 == 0.0 {
             grouped(a, 0)
         } else {
             grouped(a, 2)
@@ -258,7 +271,11 @@ fn trimmed_to(x: f64, decimals: usize) -> String {
 /// `x` with `decimals` decimals, thousands separated by commas, a real
 /// minus sign; no minus for a value that rounds to zero.
 pub fn grouped(x: f64, decimals: usize) -> String {
-    let s = format!("{:.*}", decimals, x.abs());
+    // Halves round away from zero, as people (and Rhai's `round`) do; the
+    // formatter alone would write 4.5 as 4.
+    let p = 10f64.powi(decimals as i32);
+    let r = (x.abs() * p).round() / p;
+    let s = format!("{:.*}", decimals, r);
     let zero = s.bytes().all(|b| b == b'0' || b == b'.');
     let (int, frac) = s
         .split_once('.')
@@ -338,7 +355,9 @@ mod tests {
         assert_eq!(zh().money(12_340_000.0), "¥1,234万");
         assert_eq!(Style::new(Locale::En, "USD").money(1500.0), "$1,500");
         assert_eq!(Style::new(Locale::En, "CHF").money(1500.0), "CHF 1,500");
-        assert_eq!(en().money(-0.001), "¥0.00");
+        assert_eq!(en().money(-0.001), "¥0");
+        assert_eq!(en().money(0.0), "¥0");
+        assert_eq!(en().money(7.0), "¥7");
     }
 
     #[test]
@@ -353,6 +372,10 @@ mod tests {
         assert_eq!(n(&zh(), 45.0, Unit::Days), "45 天");
         assert_eq!(n(&en(), 1.0, Unit::Days), "1 day");
         assert_eq!(n(&en(), 45.0, Unit::Days), "45 days");
+        assert_eq!(n(&zh(), 4.5, Unit::Days), "4.5 天");
+        assert_eq!(n(&en(), 0.0, Unit::Days), "0 days");
+        assert_eq!(n(&zh(), -5.25, Unit::Percent), "−5.3%");
+        assert_eq!(n(&en(), 2.5, Unit::Count), "3");
         assert_eq!(n(&en(), 1.254, Unit::Ratio), "1.25");
         assert_eq!(n(&en(), -0.04, Unit::Percent), "0.0%");
         assert_eq!(n(&en(), f64::NAN, Unit::Money), "—");

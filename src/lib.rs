@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod review;
 pub mod rules;
+pub mod seasons;
 pub mod service;
 pub mod silence;
 pub mod status;

@@ -229,6 +229,9 @@ pub struct RuleSet {
     /// The locale rules pick their texts in, and how `${money(x)}` in a
     /// title is written (`mail.locale`, `mail.currency`).
     pub style: crate::format::Style,
+    /// The seasons `season()` and `days_until_peak()` resolve (the
+    /// config's `seasons:`).
+    pub seasons: Arc<crate::seasons::Seasons>,
 }
 
 /// The most alerts a rule may raise, for one account in one run and in one
@@ -755,6 +758,7 @@ impl<'r> Runner<'r> {
 /// A scope with what every rule sees of `snap` besides the account:
 /// `as_of` and `portfolio` (the given handle of the snapshot's).
 fn snapshot_scope(snap: &Snapshot, portfolio: Arc<Portfolio>, explain: bool) -> Scope<'static> {
+    api::set_as_of(snap.as_of, explain);
     let mut scope = Scope::new();
     scope.push_constant(
         "as_of",
@@ -1205,6 +1209,7 @@ impl RuleSet {
                 rules,
                 caps: AlertCaps::default(),
                 style: Default::default(),
+                seasons: Arc::new(crate::seasons::Seasons::shipped()),
             },
             errors,
         ))
@@ -1217,6 +1222,7 @@ impl RuleSet {
             rules: Vec::new(),
             caps: AlertCaps::default(),
             style: Default::default(),
+            seasons: Arc::new(crate::seasons::Seasons::shipped()),
         }
     }
 
@@ -1251,6 +1257,7 @@ impl RuleSet {
             rules,
             caps: AlertCaps::default(),
             style: Default::default(),
+            seasons: Arc::new(crate::seasons::Seasons::shipped()),
         })
     }
 
@@ -1265,6 +1272,8 @@ impl RuleSet {
             per_rule: cfg.cfg.alerts.max_per_rule,
         };
         set.style = cfg.style();
+        // `validate` has read every season when the config was loaded.
+        set.seasons = Arc::new(cfg.cfg.season_list().unwrap_or_default());
         let unknown = set.apply_overrides(&cfg.cfg.rule_settings);
         // A broken file's name is not unknown: its last good version may run.
         let unknown = unknown
@@ -1469,6 +1478,7 @@ impl RuleSet {
         }
         ALERT_CAP.with(|c| c.set(self.caps.per_account));
         api::set_style(&self.style);
+        api::set_seasons(&self.seasons);
         // Nothing left over from a run a panic cut short.
         RAISED.with(|r| r.borrow_mut().clear());
         PRINTED.with(|c| c.set(Printed::NONE));
@@ -1564,6 +1574,7 @@ impl RuleSet {
         api::take_trace();
         ALERT_CAP.with(|c| c.set(self.caps.per_account));
         api::set_style(&self.style);
+        api::set_seasons(&self.seasons);
         start_run();
         let result = self.engine.run_ast_with_scope(&mut scope, &r.ast);
         PRINTED.with(|c| c.set(Printed::NONE));
@@ -1859,6 +1870,22 @@ fn blank_settings(source: &str) -> Option<String> {
 /// Every call in `rule` that no function answers, as compile errors with
 /// the line, column and a caret: a misspelt function would otherwise fail
 /// for every account at run time.
+/// For `check` with `mail.locale: en`: each `alert()` whose title, action
+/// or figure labels are Chinese strings only, as "file:line:column: ...".
+pub fn chinese_only_texts(rule: &Rule) -> Vec<String> {
+    api::chinese_only_texts(&rule.ast)
+        .into_iter()
+        .map(|(pos, what)| {
+            format!(
+                "{}:{}:{}: this alert()'s texts ({what}) are in Chinese only, and English readers (mail.locale: en) get them as they are; give them per locale, #{{ \"zh-CN\": \"...\", en: \"...\" }}",
+                rule.path.display(),
+                pos.line().unwrap_or(0),
+                pos.position().unwrap_or(0)
+            )
+        })
+        .collect()
+}
+
 /// Texts per locale with a key that is no locale are reported the same way.
 fn unknown_calls(known: &api::Known, rule: &Rule, source: &str) -> Vec<CompileError> {
     known
@@ -2023,6 +2050,49 @@ mod tests {
         assert!(out.errors.is_empty(), "{:?}", out.errors);
         assert_eq!(out.findings.len(), 1);
         assert_eq!(out.findings[0].title, "KH1");
+    }
+
+    #[test]
+    fn rules_see_the_seasons_of_their_set() {
+        // As of 2026-11-28: 双11 is over; 春节 2027 is 02-06, its stocking
+        // peak (the shipped 春节 - 30 to 元宵) starts 2027-01-07, in 40 days.
+        let src = r#"
+            let s = season("春节");
+            let m = season("中秋");
+            let n = next_season();
+            alert(#{ title: `${s.start}..${s.end} ${s.days_until} ${s.in_peak} ${m.start} ${n.name} ${days_until_peak()} ${from_lunar(2027, 8, 15)}` });
+        "#;
+        let mut rs = RuleSet::from_sources(&[("s", src)]).unwrap();
+        let snap = crate::metrics::tests_support::snapshot_one();
+        let out = rs.evaluate(&snap);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(
+            out.findings[0].title,
+            "2027-01-07..2027-02-20 40 false 2027-08-16 春节 40 2027-09-15"
+        );
+        // The set's own seasons: a name it lacks is an error naming those
+        // it has; without seasons there is no next peak.
+        let own = crate::seasons::Season::parse("店庆", "12-01", "12-07").unwrap();
+        rs.seasons = Arc::new(crate::seasons::Seasons { list: vec![own] });
+        let out = rs.evaluate(&snap);
+        assert_eq!(out.errors.len(), 1, "{:?}", out.findings);
+        assert!(
+            out.errors[0]
+                .message
+                .contains("no such season; the config's seasons are 店庆"),
+            "{}",
+            out.errors[0].message
+        );
+        let none = RuleSet {
+            seasons: Arc::new(crate::seasons::Seasons::default()),
+            ..RuleSet::from_sources(&[(
+                "n",
+                "alert(#{ title: `${days_until_peak()} ${type_of(next_season())}` });",
+            )])
+            .unwrap()
+        };
+        let out = none.evaluate(&snap);
+        assert_eq!(out.findings[0].title, "-1 ()");
     }
 
     /// A snapshot of `n` tier-A accounts, the one at `panic_at` named so

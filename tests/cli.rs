@@ -218,6 +218,46 @@ fn check_shipped_config_is_clean() {
     assert!(out.contains("0 with errors"), "{}", show(&o));
 }
 
+/// With `mail.locale: en`, `check` names each alert() whose texts are in
+/// Chinese only (the shipped rules have none); a misspelt call standing as
+/// a statement of its own is an error like any other.
+#[test]
+fn check_in_english_names_chinese_only_texts_and_calls_standing_alone() {
+    let p = Project::new();
+    let cfg = std::fs::read_to_string(p.config()).unwrap();
+    std::fs::write(
+        p.config(),
+        cfg.replace("  locale: zh-CN\n", "  locale: en\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        p.path("rules/old.rhai"),
+        "alert(#{ title: \"常量\", figures: [[\"标签\", 1]] });\nif account.tier == \"A\" {\n  alert(#{ key: \"k\", title: #{ \"zh-CN\": \"中\", en: \"en\" }, action: `致电 ${account.id}` });\n}\n",
+    )
+    .unwrap();
+    std::fs::write(p.path("rules/typo2.rhai"), "alrt(#{ title: \"x\" });\n").unwrap();
+    let o = p.run(&["check"]);
+    assert_exit(&o, 1);
+    let out = stdout(&o);
+    let warned: Vec<&str> = out.lines().filter(|l| l.contains("Chinese only")).collect();
+    assert_eq!(warned.len(), 2, "{}", show(&o));
+    assert!(
+        warned[0].contains("old.rhai:1:1:") && warned[0].contains("(title, a figure label)"),
+        "{}",
+        show(&o)
+    );
+    assert!(
+        warned[1].contains("old.rhai:3:3:") && warned[1].contains("(action)"),
+        "{}",
+        show(&o)
+    );
+    assert!(
+        out.contains("typo2.rhai:1:1: unknown function `alrt` (1 argument); did you mean `alert`?"),
+        "{}",
+        show(&o)
+    );
+}
+
 #[test]
 fn check_names_misspelt_key_and_its_line() {
     let p = Project::new();
@@ -238,6 +278,56 @@ fn check_names_misspelt_key_and_its_line() {
         show(&o)
     );
     assert!(!stdout(&o).contains(": ok"), "{}", show(&o));
+}
+
+#[test]
+fn check_refuses_a_season_it_cannot_place_and_resolves_the_season_calls() {
+    let p = Project::new();
+    let text = std::fs::read_to_string(p.config()).unwrap();
+    let bad = text.replacen(
+        r#"中秋: { from: "中秋 - 30", to: "中秋" }"#,
+        r#"中秋: { from: "中元 - 30", to: "中秋" }"#,
+        1,
+    );
+    assert_ne!(bad, text, "the project config has no 中秋 season");
+    std::fs::write(p.config(), &bad).unwrap();
+    let o = p.run(&["check"]);
+    assert_exit(&o, 2);
+    let err = stderr(&o);
+    assert!(
+        err.contains("seasons.中秋.from") && err.contains("\"中元 - 30\" is not a season date"),
+        "{}",
+        show(&o)
+    );
+
+    // The season functions are part of the API `check` resolves calls
+    // against: known names pass, a wrong count or spelling is named.
+    std::fs::write(p.config(), &text).unwrap();
+    std::fs::write(
+        p.path("rules/peaks.rhai"),
+        "let s = season(\"春节\");\nlet d = days_until_peak();\nlet n = next_season();\nlet x = season();\nlet y = days_until_peaks();\n",
+    )
+    .unwrap();
+    let o = p.run(&["check"]);
+    assert_exit(&o, 1);
+    let out = stdout(&o);
+    assert!(
+        !out.contains("peaks.rhai:1:")
+            && !out.contains("peaks.rhai:2:")
+            && !out.contains("peaks.rhai:3:"),
+        "{}",
+        show(&o)
+    );
+    assert!(
+        out.contains("peaks.rhai:4:9: function `season` does not take 0 arguments; it takes 1"),
+        "{}",
+        show(&o)
+    );
+    assert!(
+        out.contains("peaks.rhai:5:9: unknown function `days_until_peaks` (0 arguments); did you mean `days_until_peak`?"),
+        "{}",
+        show(&o)
+    );
 }
 
 #[test]

@@ -18,6 +18,7 @@ use rhai::{
 
 use crate::format::{Locale, Style, Texts, Unit};
 use crate::metrics::{AccountMetrics, Day, Metric, Portfolio, date_of, quarter_start};
+use crate::seasons::{Peak, Seasons};
 
 /// A figure with its kind, as `money(x)`, `pct(x)`, ... make it: `alert()`
 /// keeps the raw value and the kind, and a title that interpolates it
@@ -60,6 +61,74 @@ pub fn set_style(s: &Style) {
             *t.borrow_mut() = s.clone();
         }
     });
+}
+
+thread_local! {
+    /// The as-of date of the snapshot the rules on this thread run at,
+    /// whether they are explained, and the seasons they see.
+    static CALENDAR: RefCell<(Option<chrono::NaiveDate>, bool, Arc<Seasons>)> =
+        RefCell::new((None, false, Arc::new(Seasons::default())));
+}
+
+/// Sets the seasons rules on this thread see.
+pub fn set_seasons(s: &Arc<Seasons>) {
+    CALENDAR.with(|c| {
+        if !Arc::ptr_eq(&c.borrow().2, s) {
+            c.borrow_mut().2 = s.clone();
+        }
+    });
+}
+
+/// Sets the as-of date rules on this thread run at, and whether they are
+/// explained (so the calendar functions trace what they return).
+pub fn set_as_of(d: chrono::NaiveDate, explain: bool) {
+    CALENDAR.with(|c| {
+        let mut c = c.borrow_mut();
+        c.0 = Some(d);
+        c.1 = explain;
+    });
+}
+
+/// The as-of date, whether explained, and the seasons, for a calendar
+/// function; an error outside an evaluation.
+fn calendar() -> Result<(chrono::NaiveDate, bool, Arc<Seasons>), Box<EvalAltResult>> {
+    CALENDAR.with(|c| {
+        let c = c.borrow();
+        match c.0 {
+            Some(d) => Ok((d, c.1, c.2.clone())),
+            None => Err("the season functions work only while rules are evaluated".into()),
+        }
+    })
+}
+
+/// A season's occurrence as a rule sees it.
+fn peak_map(p: &Peak, as_of: chrono::NaiveDate) -> Map {
+    let mut m = Map::new();
+    m.insert("name".into(), p.name.clone().into());
+    m.insert(
+        "start".into(),
+        p.start.format("%Y-%m-%d").to_string().into(),
+    );
+    m.insert("end".into(), p.end.format("%Y-%m-%d").to_string().into());
+    m.insert("days_until".into(), p.days_until(as_of).into());
+    m.insert("in_peak".into(), p.contains(as_of).into());
+    m.insert("days_left".into(), p.days_left(as_of).into());
+    m.insert("length".into(), p.length().into());
+    m
+}
+
+fn peak_text(p: &Peak, as_of: chrono::NaiveDate) -> String {
+    format!(
+        "{} {}..{} ({})",
+        p.name,
+        p.start,
+        p.end,
+        if p.contains(as_of) {
+            format!("in it, {} days left", p.days_left(as_of))
+        } else {
+            format!("in {} days", p.days_until(as_of))
+        }
+    )
 }
 
 /// The locale rules on this thread pick their texts in.
@@ -1057,6 +1126,79 @@ pub fn register(e: &mut Engine) -> Vec<Doc> {
     );
     api.section = "figures and texts";
     register_figures(&mut api);
+    api.section = "seasons: the peaks of the year";
+    f!(
+        api,
+        "season",
+        "season(name)",
+        "the configured season `name` (config `seasons:`, e.g. season(\"春节\")) running at the as-of date or the next to start: #{ name, start, end (YYYY-MM-DD), days_until (0 while it runs), in_peak, days_left (days to its end, both included, while it runs; else 0), length }; lunar dates (春节, 中秋, ...) are placed by the Chinese calendar for 1990-2100",
+        |name: &str| -> Result<Map, Box<EvalAltResult>> {
+            let (as_of, explain, seasons) = calendar()?;
+            let s = seasons.get(name).ok_or_else(|| {
+                format!(
+                    "season({name:?}): no such season; the config's seasons are {}",
+                    seasons.names().join(", ")
+                )
+            })?;
+            let p = s.around(as_of).ok_or_else(|| {
+                format!("season({name:?}): the calendar covers 1990-2100, not {as_of}")
+            })?;
+            seen(
+                explain,
+                || format!("season({name:?})"),
+                peak_text(&p, as_of),
+            );
+            Ok(peak_map(&p, as_of))
+        },
+    );
+    f!(
+        api,
+        "next_season",
+        "next_season()",
+        "the season running at the as-of date, or else the next to start, as season() gives it; () when the config has no seasons",
+        || -> Result<Dynamic, Box<EvalAltResult>> {
+            let (as_of, explain, seasons) = calendar()?;
+            Ok(match seasons.next(as_of) {
+                Some(p) => {
+                    seen(explain, || "next_season()".into(), peak_text(&p, as_of));
+                    peak_map(&p, as_of).into()
+                }
+                None => {
+                    seen(explain, || "next_season()".into(), "none configured");
+                    Dynamic::UNIT
+                }
+            })
+        },
+    );
+    f!(
+        api,
+        "days_until_peak",
+        "days_until_peak()",
+        "days from the as-of date to the start of the next season of any name; 0 while one runs; -1 when the config has no seasons",
+        || -> Result<i64, Box<EvalAltResult>> {
+            let (as_of, explain, seasons) = calendar()?;
+            let v = seasons.next(as_of).map_or(-1, |p| p.days_until(as_of));
+            Ok(seen(explain, || "days_until_peak()".into(), v))
+        },
+    );
+    f!(
+        api,
+        "from_lunar",
+        "from_lunar(year, month, day)",
+        "the YYYY-MM-DD date of a Chinese lunar date (not a leap month) of lunar year `year` (1989-2101), e.g. from_lunar(2026, 8, 15) is 中秋 2026",
+        |y: i64, m: i64, d: i64| -> Result<String, Box<EvalAltResult>> {
+            let date = i32::try_from(y)
+                .ok()
+                .zip(u32::try_from(m).ok().zip(u32::try_from(d).ok()))
+                .and_then(|(y, (m, d))| crate::seasons::from_lunar(y, m, d))
+                .ok_or_else(|| {
+                    format!("from_lunar({y}, {m}, {d}): no such lunar date in 1989-2101")
+                })?;
+            Ok(date.format("%Y-%m-%d").to_string())
+        },
+    );
+
+    api.section = "raising an alert";
     f!(
         api,
         "alert",
@@ -1236,6 +1378,104 @@ pub fn bad_text_maps(ast: &rhai::AST) -> Vec<(rhai::Position, String)> {
     out
 }
 
+/// The texts of `alert()` calls in `ast` written in Chinese only (a title,
+/// an action or a figure label given as one Chinese string, not per
+/// locale): what an English reader would get as is. (position, which).
+pub fn chinese_only_texts(ast: &rhai::AST) -> Vec<(rhai::Position, String)> {
+    use rhai::{ASTNode, Expr, Stmt};
+    fn cjk(s: &str) -> bool {
+        s.chars().any(crate::format::is_cjk)
+    }
+    fn expr_cjk(e: &Expr) -> bool {
+        match e {
+            Expr::StringConstant(s, _) => cjk(s),
+            Expr::InterpolatedString(parts, _) => parts.iter().any(expr_cjk),
+            _ => false,
+        }
+    }
+    fn dyn_cjk(d: &Dynamic) -> bool {
+        d.is_string() && cjk(&d.to_string())
+    }
+    let mut out = Vec::new();
+    ast.walk(&mut |path: &[ASTNode]| {
+        // A call is an expression, or a statement of its own.
+        let (call, pos) = match path.last() {
+            Some(ASTNode::Expr(Expr::FnCall(call, pos))) => (call, pos),
+            Some(ASTNode::Stmt(Stmt::FnCall(call, pos))) => (call, pos),
+            _ => return true,
+        };
+        if call.name.as_str() != "alert" || call.args.len() != 1 {
+            return true;
+        }
+        let mut found: Vec<String> = Vec::new();
+        match &call.args[0] {
+            Expr::Map(x, _) => {
+                for (k, v) in x.0.iter() {
+                    match (k.name.as_str(), v) {
+                        ("title" | "action", v) if expr_cjk(v) => found.push(k.name.to_string()),
+                        ("figures", Expr::Array(items, _)) => {
+                            for item in items.iter() {
+                                match item {
+                                    Expr::Array(pair, _) if pair.first().is_some_and(expr_cjk) => {
+                                        found.push("a figure label".into())
+                                    }
+                                    Expr::DynamicConstant(d, _)
+                                        if d.read_lock::<Array>()
+                                            .is_some_and(|p| p.first().is_some_and(dyn_cjk)) =>
+                                    {
+                                        found.push("a figure label".into())
+                                    }
+                                    _ => {}
+                                }
+                            }
+                        }
+                        ("figures", Expr::DynamicConstant(d, _)) => {
+                            if let Some(items) = d.read_lock::<Array>() {
+                                for item in items.iter() {
+                                    if item
+                                        .read_lock::<Array>()
+                                        .is_some_and(|p| p.first().is_some_and(dyn_cjk))
+                                    {
+                                        found.push("a figure label".into());
+                                    }
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Expr::DynamicConstant(d, _) => {
+                if let Some(m) = d.read_lock::<Map>() {
+                    for k in ["title", "action"] {
+                        if m.get(k).is_some_and(dyn_cjk) {
+                            found.push(k.to_string());
+                        }
+                    }
+                    let labels = m.get("figures").and_then(|f| {
+                        f.read_lock::<Array>().map(|a| {
+                            a.iter().any(|p| {
+                                p.read_lock::<Array>()
+                                    .is_some_and(|p| p.first().is_some_and(dyn_cjk))
+                            })
+                        })
+                    });
+                    if labels == Some(true) {
+                        found.push("a figure label".into());
+                    }
+                }
+            }
+            _ => {}
+        }
+        found.dedup();
+        if !found.is_empty() {
+            out.push((*pos, found.join(", ")));
+        }
+        true
+    });
+    out
+}
+
 /// The rule API reference, as markdown, from what `register` registered.
 pub fn reference() -> String {
     let mut e = Engine::new_raw();
@@ -1357,7 +1597,7 @@ impl Known {
     /// registered or script-defined function answers: (name, arguments,
     /// method call?, position, the nearest known name).
     pub fn unknown_calls(&self, ast: &rhai::AST) -> Vec<UnknownCall> {
-        use rhai::{ASTNode, Expr};
+        use rhai::{ASTNode, Expr, Stmt};
         let mut own: std::collections::HashMap<String, std::collections::BTreeSet<usize>> =
             std::collections::HashMap::new();
         for f in ast.iter_functions() {
@@ -1370,6 +1610,8 @@ impl Known {
             let (x, pos, method) = match path.last() {
                 Some(ASTNode::Expr(Expr::FnCall(x, pos))) => (x, *pos, false),
                 Some(ASTNode::Expr(Expr::MethodCall(x, pos))) => (x, *pos, true),
+                // A call standing as a statement of its own (`alrt(...);`).
+                Some(ASTNode::Stmt(Stmt::FnCall(x, pos))) => (x, *pos, false),
                 _ => return true,
             };
             let name = x.name.as_str();

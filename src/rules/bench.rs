@@ -229,6 +229,8 @@ fn naive_loop(rules: &RuleSet, snap: &Snapshot) -> (u64, u64, usize) {
     let as_of: ImmutableString = snap.as_of.format("%Y-%m-%d").to_string().into();
     let mut evaluations = 0u64;
     let mut alerts = 0usize;
+    api::set_seasons(&rules.seasons);
+    api::set_as_of(snap.as_of, false);
     for m in &snap.accounts {
         for rule in &rules.rules {
             let mut scope = Scope::new();

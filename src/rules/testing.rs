@@ -35,6 +35,9 @@ pub struct TestFile {
     pub rules: Option<Vec<String>>,
     #[serde(default)]
     pub tiers: Option<TierConfig>,
+    /// The seasons, as in the config; default: the shipped ones.
+    #[serde(default)]
+    pub seasons: Option<BTreeMap<String, crate::config::SeasonConfig>>,
     pub tests: Vec<TestCase>,
 }
 
@@ -263,11 +266,22 @@ pub fn run_file(path: &Path, default_rules_dir: &Path) -> Result<Vec<CaseResult>
         .rules_dir
         .as_ref()
         .map_or_else(|| default_rules_dir.to_path_buf(), |d| base.join(d));
-    let (all, errors) = RuleSet::load_dir(&rules_dir).map_err(|e| err(e.to_string()))?;
+    let (mut all, errors) = RuleSet::load_dir(&rules_dir).map_err(|e| err(e.to_string()))?;
     if let Some(e) = errors.first() {
         return Err(err(format!("a rule does not compile:\n{e}")));
     }
     let tiers = file.tiers.clone().unwrap_or_default();
+    let seasons = match &file.seasons {
+        Some(list) => {
+            let mut out = Vec::new();
+            for (name, s) in list {
+                out.push(crate::seasons::Season::parse(name, &s.from, &s.to).map_err(err)?);
+            }
+            std::sync::Arc::new(crate::seasons::Seasons { list: out })
+        }
+        None => std::sync::Arc::new(crate::seasons::Seasons::shipped()),
+    };
+    all.seasons = seasons;
     let mut results = Vec::new();
     for case in &file.tests {
         let wanted = case.rules.as_ref().or(file.rules.as_ref());
@@ -603,6 +617,7 @@ impl RuleSet {
     pub fn subset(&self, names: &[String]) -> RuleSet {
         let mut out = RuleSet::empty();
         out.caps = self.caps;
+        out.seasons = self.seasons.clone();
         out.style = self.style.clone();
         for r in &self.rules {
             if names.iter().any(|n| *n == *r.name) {
