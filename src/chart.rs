@@ -1159,7 +1159,7 @@ mod tests {
                 .iter()
                 .map(|back| Visit {
                     day: end - back,
-                    role: None,
+                    role: 0,
                 })
                 .collect::<Vec<_>>(),
         );

@@ -2594,6 +2594,44 @@ mod tests {
         assert!(text.contains("  n: 6\n"), "{text}");
     }
 
+    /// A window of no days or a negative offset is the rule's mistake,
+    /// reported with the call, never read as "no revenue" (which could
+    /// raise or clear an alert).
+    #[test]
+    fn a_window_a_rule_cannot_mean_is_an_error_naming_the_call() {
+        let snap = crate::metrics::tests_support::snapshot_one();
+        for (call, want) in [
+            (
+                "account.revenue(-5)",
+                "account.revenue(-5): a window of -5 days; give 1 to 36500 days",
+            ),
+            ("account.orders(0)", "account.orders(0): a window of 0 days"),
+            (
+                "account.revenue(30, -1)",
+                "account.revenue(30, -1): an offset of -1 days",
+            ),
+            ("account.margin_pct_prev(100000)", "a window of 100000 days"),
+            (
+                "portfolio.revenue(-1)",
+                "portfolio.revenue(-1): a window of -1 days",
+            ),
+        ] {
+            let src = format!("let x = {call};\nalert(#{{ title: \"t\" }});");
+            let rs = RuleSet::from_sources(&[("w", src.as_str())]).unwrap();
+            let out = rs.evaluate(&snap);
+            assert!(out.findings.is_empty(), "{call}");
+            let e = out
+                .errors
+                .first()
+                .unwrap_or_else(|| panic!("{call}: no error"));
+            assert!(e.to_string().contains(want), "{call}: {e}");
+        }
+        let ok = "if account.revenue(30) >= 0.0 && account.revenue(30, 0) >= 0.0 { alert(#{ title: \"t\" }); }";
+        let out = RuleSet::from_sources(&[("w", ok)]).unwrap().evaluate(&snap);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(out.findings.len(), 1);
+    }
+
     #[test]
     fn settings_are_read_and_filter_tiers() {
         let src = "const SETTINGS = #{ tiers: [\"B\"], severity: \"critical\", for_evaluations: 2, repeat_days: 7, recipients: [\"x@example.com\"] };\nalert(#{ title: \"t\" });";
