@@ -32,8 +32,10 @@ before_drops=${BEFORE_DROPS:-$drops}
 before_reexports=${BEFORE_REEXPORTS:-$reexports}
 export KAMWATCH_NOW=2026-11-28T04:00:00Z
 
-cargo build --release --quiet
-after=$PWD/target/release/kamwatch
+profile=${PROFILE:-release}   # PROFILE=dev: a quick try of the script itself
+cargo build --profile "$profile" --quiet
+dir=$profile; [[ $profile == dev ]] && dir=debug
+after=$PWD/target/$dir/kamwatch
 before=${BEFORE:-}
 work=${WORK:-$(mktemp -d)}
 mkdir -p "$work"
@@ -78,11 +80,13 @@ small_drop() {
         echo "BENCH$1-$k,1,$id,x,2026-11-28,SP-001,x,$((k % 7 + 1)),10.00,$((k * 13 + $1)).50,$((k * 9)).25"
     done
 }
-# reexport N: 10,000 existing lines (a stride through the export) with
-# their amount and cost changed.
+# reexport N: 10,000 existing lines (a stride through the export; all of
+# a smaller one) with their amount and cost changed.
+stride=$(( $(wc -l < "$orders") / 10000 )); (( stride >= 1 )) || stride=1
+relines=$(( $(wc -l < "$orders") / stride )); (( relines <= 10000 )) || relines=10000
 reexport() {
     echo "$header"
-    awk -F, -v n="$1" -v OFS=, 'NR > 1 && NR % 800 == 7 && c < 10000 {
+    awk -F, -v n="$1" -v s="$stride" -v OFS=, 'NR > 1 && NR % s == 0 && c < 10000 {
         $10 = sprintf("%.2f", $10 * (1.01 + n / 100)); $11 = sprintf("%.2f", $11 * 1.005); print; c++ }' "$orders"
 }
 
@@ -130,10 +134,10 @@ run() { # run LABEL BINARY DROPS REEXPORTS
     hwm=$(awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' /proc/$daemon/status)
     rss=$(awk '/VmRSS/ { printf "%.0f", $2 / 1024 }' /proc/$daemon/status)
     kill -TERM $daemon; wait $daemon || true; daemon=
-    printf '%-7s start to READY %6s s, metrics in memory at %6s s (RSS %s MiB); small drop -> evaluated: median %s s, worst %s s (%s drops: %s); re-export of 10,000 lines -> evaluated: median %s s, worst %s s (%s: %s); peak RSS %s MiB, RSS at the end %s MiB\n' \
+    printf '%-7s start to READY %6s s, metrics in memory at %6s s (RSS %s MiB); small drop -> evaluated: median %s s, worst %s s (%s drops: %s); re-export of %s lines -> evaluated: median %s s, worst %s s (%s: %s); peak RSS %s MiB, RSS at the end %s MiB\n' \
         "$label" "$ready" "$loaded" "$rss_loaded" \
         "$(median < "$dir/small")" "$(worst < "$dir/small")" "$n" "$(tr '\n' ' ' < "$dir/small")" \
-        "$(median < "$dir/big")" "$(worst < "$dir/big")" "$r" "$(tr '\n' ' ' < "$dir/big")" \
+        "$relines" "$(median < "$dir/big")" "$(worst < "$dir/big")" "$r" "$(tr '\n' ' ' < "$dir/big")" \
         "$hwm" "$rss"
     rm -rf "$dir"
 }

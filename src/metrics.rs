@@ -508,12 +508,17 @@ pub fn quarter_start(end: Day) -> Day {
     NaiveDate::from_ymd_opt(d.year(), month, 1).map_or(end, day)
 }
 
-/// One visit: its day and the visitor's role as exported.
-#[derive(Debug, Clone)]
+/// One visit: its day and the visitor's role as exported, by number (8
+/// bytes: a large book has tens of millions of visits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Visit {
     pub day: Day,
-    pub role: Option<Arc<str>>,
+    /// 1 + the role's place in the account's `roles`; 0: no role.
+    pub role: u32,
 }
+
+/// The visitors' roles as exported; a visit names its role by its place here.
+pub type Roles = Arc<Vec<Arc<str>>>;
 
 /// One open invoice.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -570,6 +575,8 @@ pub struct AccountMetrics {
     pub sku_days: DayLog<(Day, u32)>,
     /// Visits in date order.
     pub visits: DayLog<Visit>,
+    /// The role names the visits' numbers point at (shared by every account).
+    pub roles: Roles,
     /// The master's extra columns (`accounts.attrs`), as exported; shared
     /// by the snapshots of every day.
     pub attrs: Arc<serde_json::Map<String, serde_json::Value>>,
@@ -866,7 +873,7 @@ pub fn dump(snap: &Snapshot) -> String {
             let _ = writeln!(o, " sku {d} {:?}", sku(*k));
         }
         for v in a.visits.iter() {
-            let _ = writeln!(o, " visit {} {:?}", v.day, v.role);
+            let _ = writeln!(o, " visit {} {:?}", v.day, a.role_name(v.role));
         }
         let _ = writeln!(
             o,
@@ -889,16 +896,11 @@ pub fn build(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<
     Ok(Timeline::load(conn, as_of)?.snapshot(as_of, tiers))
 }
 
-/// Whether a visit's role is one of `roles` (None: any visit). The
-/// exported role is compared trimmed, so "销售总监 " is a 销售总监.
-fn role_matches(v: &Visit, roles: Option<&[&str]>) -> bool {
-    match roles {
-        None => true,
-        Some(rs) => v
-            .role
-            .as_deref()
-            .is_some_and(|r| rs.iter().any(|want| r.trim() == want.trim())),
-    }
+/// Whether a visit's role is one of `codes` (None: any visit; see
+/// `AccountMetrics::role_codes`: the exported role is compared trimmed, so
+/// "销售总监 " is a 销售总监).
+fn role_matches(v: &Visit, codes: Option<&[u32]>) -> bool {
+    codes.is_none_or(|c| c.contains(&v.role))
 }
 
 impl AccountMetrics {
@@ -922,6 +924,7 @@ impl AccountMetrics {
             series: Series::default(),
             sku_days: DayLog::default(),
             visits: DayLog::default(),
+            roles: Roles::default(),
             attrs: Arc::default(),
             credit_limit: None,
             invoices: Vec::new(),
@@ -1014,14 +1017,36 @@ impl AccountMetrics {
         self.series.sum(Measure::Orders, end, 1_000_000) as i64
     }
 
+    /// The numbers visits give the roles in `roles` (each exported role,
+    /// trimmed, equal to one of them, trimmed); None: any visit.
+    fn role_codes(&self, roles: Option<&[&str]>) -> Option<Vec<u32>> {
+        let rs = roles?;
+        Some(
+            self.roles
+                .iter()
+                .zip(1u32..)
+                .filter(|(r, _)| rs.iter().any(|want| r.trim() == want.trim()))
+                .map(|(_, c)| c)
+                .collect(),
+        )
+    }
+
+    /// The role a visit's number names.
+    pub fn role_name(&self, code: u32) -> Option<&str> {
+        code.checked_sub(1)
+            .and_then(|k| self.roles.get(k as usize))
+            .map(|r| &**r)
+    }
+
     /// Days since the last visit; with `roles`, only visits by one of
     /// those roles (the exported role, trimmed, equal to one of them).
     pub fn days_since_last_visit(&self, end: Day, roles: Option<&[&str]>) -> Option<i64> {
+        let codes = self.role_codes(roles);
         self.visits
             .iter()
             .rev()
             .filter(|v| v.day <= end)
-            .find(|v| role_matches(v, roles))
+            .find(|v| role_matches(v, codes.as_deref()))
             .map(|v| i64::from(end - v.day))
     }
 
@@ -1032,6 +1057,7 @@ impl AccountMetrics {
 
     /// Visits in `(end - len, end]`, with `roles` only by one of them.
     pub fn visits_by_in(&self, end: Day, len: i64, roles: Option<&[&str]>) -> i64 {
+        let codes = self.role_codes(roles);
         let len = len.clamp(0, 100_000) as i32;
         // Visits are in day order: the window by two searches, not a scan
         // of the whole history.
@@ -1039,7 +1065,7 @@ impl AccountMetrics {
         let lo = seek(&self.visits[..hi], hi, |v| v.day <= end - len);
         self.visits[lo..hi]
             .iter()
-            .filter(|v| role_matches(v, roles))
+            .filter(|v| role_matches(v, codes.as_deref()))
             .count() as i64
     }
 

@@ -1091,10 +1091,12 @@ fn raise(ctx: &NativeCallContext, spec: Map) -> Result<(), Box<EvalAltResult>> {
                             })?,
                     ),
                 };
-                let label = if pair[0].is_string() {
-                    pair[0].to_string()
-                } else {
+                // A label per locale is a map; anything else is written as
+                // it always was (a number too).
+                let label = if pair[0].is_map() {
                     api::text_of(&pair[0], "alert(): a figure's label")?
+                } else {
+                    pair[0].to_string()
                 };
                 add(label, &pair[1], unit);
             }
@@ -2474,7 +2476,7 @@ mod tests {
                 action: #{ "zh-CN": "致电", en: "Call" },
             });
             alert(#{ key: "zh", title: "只有中文", action: tr(#{ en: "only English" }) });
-            alert(#{ key: "loc", title: locale() });"#;
+            alert(#{ key: "loc", title: locale(), figures: [[7, 1]] });"#;
         for (locale, want) in [
             (
                 Locale::ZhCn,
@@ -2511,6 +2513,7 @@ mod tests {
             assert_eq!(f[1].title, want[3]);
             assert_eq!(f[1].action, want[4]);
             assert_eq!(f[2].title, want[5]);
+            assert_eq!(f[2].figures[0].0, "7", "a number as a label, as before");
         }
     }
 
@@ -2592,6 +2595,44 @@ mod tests {
         let text = rs.explain(&snap, "x", &id).unwrap().to_string();
         assert!(text.contains("  rev: ¥2.29万 (money 22930.0)"), "{text}");
         assert!(text.contains("  n: 6\n"), "{text}");
+    }
+
+    /// A window of no days or a negative offset is the rule's mistake,
+    /// reported with the call, never read as "no revenue" (which could
+    /// raise or clear an alert).
+    #[test]
+    fn a_window_a_rule_cannot_mean_is_an_error_naming_the_call() {
+        let snap = crate::metrics::tests_support::snapshot_one();
+        for (call, want) in [
+            (
+                "account.revenue(-5)",
+                "account.revenue(-5): a window of -5 days; give 1 to 36500 days",
+            ),
+            ("account.orders(0)", "account.orders(0): a window of 0 days"),
+            (
+                "account.revenue(30, -1)",
+                "account.revenue(30, -1): an offset of -1 days",
+            ),
+            ("account.margin_pct_prev(100000)", "a window of 100000 days"),
+            (
+                "portfolio.revenue(-1)",
+                "portfolio.revenue(-1): a window of -1 days",
+            ),
+        ] {
+            let src = format!("let x = {call};\nalert(#{{ title: \"t\" }});");
+            let rs = RuleSet::from_sources(&[("w", src.as_str())]).unwrap();
+            let out = rs.evaluate(&snap);
+            assert!(out.findings.is_empty(), "{call}");
+            let e = out
+                .errors
+                .first()
+                .unwrap_or_else(|| panic!("{call}: no error"));
+            assert!(e.to_string().contains(want), "{call}: {e}");
+        }
+        let ok = "if account.revenue(30) >= 0.0 && account.revenue(30, 0) >= 0.0 { alert(#{ title: \"t\" }); }";
+        let out = RuleSet::from_sources(&[("w", ok)]).unwrap().evaluate(&snap);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(out.findings.len(), 1);
     }
 
     #[test]

@@ -794,7 +794,7 @@ fn a_rule_broken_while_the_daemon_runs_is_mailed_to_the_admin_once() {
             .unwrap_or(0)
     };
     // Data ingested before the start: the daemon evaluates at once.
-    wait_for(30, "the first evaluation", || {
+    wait_for(90, "the first evaluation", || {
         (evaluations() >= 1).then_some(())
     });
     let rule = p.path("rules/margin_slip.rhai");
@@ -825,7 +825,7 @@ fn a_rule_broken_while_the_daemon_runs_is_mailed_to_the_admin_once() {
         std::fs::rename(&staging, p.path(&format!("inbox/拜访记录_{n}.csv"))).unwrap();
     };
     drop_visit(1);
-    let first = wait_for(30, "the admin's mail", || {
+    let first = wait_for(90, "the admin's mail", || {
         let a = admin();
         (!a.is_empty()).then_some(a)
     });

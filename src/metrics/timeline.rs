@@ -132,6 +132,7 @@ pub struct Timeline {
     /// order the book's per-SKU demand is summed in).
     lines: Vec<SkuLog>,
     skus: Arc<Vec<String>>,
+    roles: super::Roles,
     /// sku -> stock not held for one account.
     warehouse: HashMap<u32, f64>,
 }
@@ -141,13 +142,13 @@ pub struct Timeline {
 fn load_visits(
     conn: &Connection,
     until: NaiveDate,
-    roles: &mut HashMap<String, Arc<str>>,
+    roles: &mut RoleIndex,
 ) -> Result<HashMap<String, Vec<Visit>>> {
     let mut visits: HashMap<String, Vec<Visit>> = HashMap::new();
     store::for_each_visit(conn, until, |id, date, role| {
         let visit = Visit {
             day: day(date),
-            role: role.map(|r| shared_role(roles, r)),
+            role: role.map_or(0, |r| roles.code(r)),
         };
         match visits.get_mut(id) {
             Some(v) => v.push(visit),
@@ -159,14 +160,22 @@ fn load_visits(
     Ok(visits)
 }
 
-/// The one shared copy of a visitor's role.
-fn shared_role(roles: &mut HashMap<String, Arc<str>>, r: &str) -> Arc<str> {
-    match roles.get(r) {
-        Some(shared) => shared.clone(),
-        None => roles
-            .entry(r.to_string())
-            .or_insert_with(|| Arc::from(r))
-            .clone(),
+/// The visitors' roles, numbered from 1 in the order first read.
+#[derive(Debug, Default)]
+struct RoleIndex {
+    codes: HashMap<String, u32>,
+    names: super::Roles,
+}
+
+impl RoleIndex {
+    fn code(&mut self, role: &str) -> u32 {
+        if let Some(c) = self.codes.get(role) {
+            return *c;
+        }
+        Arc::make_mut(&mut self.names).push(Arc::from(role));
+        let c = self.names.len() as u32;
+        self.codes.insert(role.to_string(), c);
+        c
     }
 }
 
@@ -182,7 +191,7 @@ pub struct Parts {
     orders: BTreeMap<String, (Series, SkuLog)>,
     skus: load::SkuIndex,
     visits: HashMap<String, DayLog<Visit>>,
-    roles: HashMap<String, Arc<str>>,
+    roles: RoleIndex,
     master: Vec<store::AccountRecord>,
     extras: HashMap<String, load::Extra>,
     inventory: load::Inventory,
@@ -209,7 +218,7 @@ impl Parts {
             .path()
             .filter(|p| !p.is_empty())
             .and_then(|p| store::open_reader(Path::new(p)).ok());
-        let mut roles = HashMap::new();
+        let mut roles = RoleIndex::default();
         let (orders, visits) = std::thread::scope(|s| {
             let visits = second.map(|c| {
                 let roles = &mut roles;
@@ -302,7 +311,7 @@ impl Parts {
             store::for_each_visit_of(conn, id, self.until, |date, role| {
                 v.push(Visit {
                     day: day(date),
-                    role: role.map(|r| shared_role(roles, r)),
+                    role: role.map_or(0, |r| roles.code(r)),
                 });
             })?;
             if v.is_empty() {
@@ -414,6 +423,7 @@ impl Parts {
             book,
             lines,
             skus: Arc::new(self.skus.names.clone()),
+            roles: self.roles.names.clone(),
             warehouse: self.inventory.warehouse.clone(),
         }
     }
@@ -605,6 +615,7 @@ impl Timeline {
                     series: a.series.as_of(end),
                     sku_days: a.skus.days.as_of(end),
                     visits: a.visits.as_of(end),
+                    roles: self.roles.clone(),
                     attrs: a.attrs.clone(),
                     credit_limit: a.credit_limit,
                     invoices: issued.collect(),

@@ -299,6 +299,48 @@ fn round_to(x: f64, digits: i64) -> f64 {
     (x * p).round() / p
 }
 
+/// A signature as Rhai's metadata writes it, in the words a rule author
+/// reads: `-> f64 (or an error)` for a function that can fail, `string`
+/// for Rust's strings.
+fn readable_signature(sig: &str) -> String {
+    const FALLIBLE: &str = "core::result::Result<";
+    const ERROR: &str = ",alloc::boxed::Box<rhai::types::error::EvalAltResult>>";
+    let mut s = sig.replace("get$", "");
+    if let Some(at) = s.find(FALLIBLE)
+        && s.ends_with(ERROR)
+    {
+        let ok = s[at + FALLIBLE.len()..s.len() - ERROR.len()].to_string();
+        s = format!("{}{ok} (or an error)", &s[..at]);
+    }
+    s.replace("alloc::string::String", "string")
+        .replace("rhai::types::immutable_string::ImmutableString", "string")
+}
+
+/// Longest window a rule may ask for, in days (100 years).
+const MAX_WINDOW_DAYS: i64 = 36_500;
+
+/// A window as a rule gives it: 1 to [`MAX_WINDOW_DAYS`] days, ending 0 or
+/// more days before the as-of date. Anything else is the rule's mistake, an
+/// error naming the call: read as 0 it would answer a question nobody
+/// asked ("no revenue") and could raise or clear an alert.
+fn window(call: &dyn Fn() -> String, days: i64, offset: i64) -> Result<(), Box<EvalAltResult>> {
+    if !(1..=MAX_WINDOW_DAYS).contains(&days) {
+        return Err(format!(
+            "{}: a window of {days} days; give 1 to {MAX_WINDOW_DAYS} days",
+            call()
+        )
+        .into());
+    }
+    if !(0..=MAX_WINDOW_DAYS).contains(&offset) {
+        return Err(format!(
+            "{}: an offset of {offset} days; give 0 (the window ends at the as-of date) to {MAX_WINDOW_DAYS}",
+            call()
+        )
+        .into());
+    }
+    Ok(())
+}
+
 fn parse_date(s: &str) -> Result<chrono::NaiveDate, Box<EvalAltResult>> {
     crate::store::parse_ymd(s)
         .or_else(|| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
@@ -492,8 +534,10 @@ pub fn register(e: &mut Engine) -> Vec<Doc> {
                 m.describe()
             ),
             move |a: &mut Account, days: i64| {
+                let call = || format!("account.{name}({days})");
+                window(&call, days, 0)?;
                 let v = a.m.metric(m, a.end, days, 0);
-                seen(a.explain, || format!("account.{name}({days})"), v)
+                Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
             },
         );
         f!(
@@ -502,8 +546,10 @@ pub fn register(e: &mut Engine) -> Vec<Doc> {
             &format!("account.{name}(days, offset)"),
             "the same over `days` days ending `offset` days before the as-of date",
             move |a: &mut Account, days: i64, offset: i64| {
+                let call = || format!("account.{name}({days}, {offset})");
+                window(&call, days, offset)?;
                 let v = a.m.metric(m, a.end, days, offset);
-                seen(a.explain, || format!("account.{name}({days}, {offset})"), v)
+                Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
             },
         );
         f!(
@@ -512,8 +558,10 @@ pub fn register(e: &mut Engine) -> Vec<Doc> {
             &format!("account.{name}_prev(days)"),
             "the same over the previous period: the `days` days before the window",
             move |a: &mut Account, days: i64| {
+                let call = || format!("account.{name}_prev({days})");
+                window(&call, days, days)?;
                 let v = a.m.metric(m, a.end, days, days);
-                seen(a.explain, || format!("account.{name}_prev({days})"), v)
+                Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
             },
         );
         f!(
@@ -522,8 +570,10 @@ pub fn register(e: &mut Engine) -> Vec<Doc> {
             &format!("account.{name}_last_year(days)"),
             "the same over the same `days` days one year (365 days) earlier",
             move |a: &mut Account, days: i64| {
+                let call = || format!("account.{name}_last_year({days})");
+                window(&call, days, 365)?;
                 let v = a.m.metric(m, a.end, days, 365);
-                seen(a.explain, || format!("account.{name}_last_year({days})"), v)
+                Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
             },
         );
     }
@@ -978,8 +1028,10 @@ pub fn register(e: &mut Engine) -> Vec<Doc> {
                 m.describe()
             ),
             move |b: &mut Book, days: i64| {
+                let call = || format!("portfolio.{name}({days})");
+                window(&call, days, 0)?;
                 let v = b.p.metric(m, b.end, days, 0);
-                seen(b.explain, || format!("portfolio.{name}({days})"), v)
+                Ok::<_, Box<EvalAltResult>>(seen(b.explain, call, v))
             },
         );
         f!(
@@ -988,8 +1040,10 @@ pub fn register(e: &mut Engine) -> Vec<Doc> {
             &format!("portfolio.{name}_prev(days)"),
             "the same over the previous `days` days",
             move |b: &mut Book, days: i64| {
+                let call = || format!("portfolio.{name}_prev({days})");
+                window(&call, days, days)?;
                 let v = b.p.metric(m, b.end, days, days);
-                seen(b.explain, || format!("portfolio.{name}_prev({days})"), v)
+                Ok::<_, Box<EvalAltResult>>(seen(b.explain, call, v))
             },
         );
     }
@@ -1561,7 +1615,7 @@ pub fn reference() -> String {
                         format!(
                             "{}\u{0}{}",
                             doc,
-                            f["signature"].as_str().unwrap_or("").replace("get$", "")
+                            readable_signature(f["signature"].as_str().unwrap_or(""))
                         )
                     })
                     .collect()

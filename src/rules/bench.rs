@@ -25,12 +25,13 @@ pub fn synthetic(n: usize, seed: u64, as_of: NaiveDate) -> Snapshot {
     let mut rng = Rng::new(seed);
     let end = day(as_of);
     let start = end - 540;
-    let roles: [Arc<str>; 2] = [Arc::from("业务员"), Arc::from("销售总监")];
+    let roles: crate::metrics::Roles = Arc::new(vec![Arc::from("业务员"), Arc::from("销售总监")]);
     let mut accounts: Vec<AccountMetrics> = Vec::with_capacity(n);
     let mut book = Series::default();
     let mut per_day = vec![0.0f64; 541];
     for i in 0..n {
         let mut a = AccountMetrics::empty(&format!("KH{i:06}"), &format!("客户{i}"));
+        a.roles = roles.clone();
         // Pareto-like size: a few big accounts, many small ones.
         let size = 2_000.0 / (1.0 - rng.unit()).powf(0.8);
         let gap = 5 + rng.below_u64(20) as i32;
@@ -64,7 +65,7 @@ pub fn synthetic(n: usize, seed: u64, as_of: NaiveDate) -> Snapshot {
             let senior = rng.below_u64(3) == 0;
             a.visits.push(Visit {
                 day: v,
-                role: Some(roles[usize::from(senior)].clone()),
+                role: 1 + u32::from(senior),
             });
             v += cadence;
         }
