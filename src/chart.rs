@@ -560,22 +560,22 @@ fn dashes(x0: f64, x1: f64, y: f64) -> impl Iterator<Item = PathElement<(f64, f6
     })
 }
 
-/// Open invoices by age at `end`: not due, 1-30, 31-60, 61-90, over 90
-/// days past due.
+/// Open invoices by age at `end`: not due, then the buckets the shipped
+/// `overdue_receivables` rule reports (`overdue_between`): 1-30, 31-60,
+/// 61-90 and over 90 days past due.
 pub fn aging(a: &AccountMetrics, end: Day) -> [f64; 5] {
-    let mut b = [0.0; 5];
-    for i in &a.invoices {
-        let late = end - i.due;
-        let k = match late {
-            ..=0 => 0,
-            1..=30 => 1,
-            31..=60 => 2,
-            61..=90 => 3,
-            _ => 4,
-        };
-        b[k] += i.amount;
-    }
-    b
+    let not_due = a
+        .invoices
+        .iter()
+        .filter(|i| i.due >= end)
+        .fold(0.0, |sum, i| sum + i.amount);
+    [
+        not_due,
+        a.overdue_between(end, 1, 30),
+        a.overdue_between(end, 31, 60),
+        a.overdue_between(end, 61, 90),
+        a.overdue_between(end, 91, i64::MAX),
+    ]
 }
 
 fn aging_chart(a: &AccountMetrics, end: Day, en: bool) -> Result<Chart> {
@@ -603,21 +603,24 @@ fn draw_aging(rgb: &mut [u8], b: &[f64; 5], en: bool) -> DrawResult<()> {
     let f = family(en);
     let root = BitMapBackend::with_buffer(rgb, (WIDTH, HEIGHT)).into_drawing_area();
     root.fill(&WHITE)?;
-    let top = b.iter().copied().fold(0.0, f64::max).max(1.0) * 1.3;
+    let top = b.iter().copied().fold(0.0, f64::max).max(1.0) * 1.5;
     let mut chart = ChartBuilder::on(&root)
         .margin(8)
         .x_label_area_size(24)
         .y_label_area_size(56)
-        .build_cartesian_2d(0f64..5f64, 0f64..top)?;
+        .build_cartesian_2d(-0.5f64..4.5f64, 0f64..top)?;
     chart
         .configure_mesh()
         .light_line_style(TRANSPARENT)
         .disable_x_mesh()
-        .x_labels(10)
+        .x_labels(5)
         .x_label_formatter(&|x| {
-            let i = x.floor() as usize;
-            if (x - x.floor() - 0.5).abs() < 1e-9 {
-                l.buckets.get(i).map(|s| s.to_string()).unwrap_or_default()
+            let i = x.round();
+            if (x - i).abs() < 1e-9 && i >= 0.0 {
+                l.buckets
+                    .get(i as usize)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default()
             } else {
                 String::new()
             }
@@ -629,7 +632,7 @@ fn draw_aging(rgb: &mut [u8], b: &[f64; 5], en: bool) -> DrawResult<()> {
         .draw()?;
     chart
         .draw_series(std::iter::once(Rectangle::new(
-            [(0.2, 0.0), (0.8, b[0])],
+            [(-0.3, 0.0), (0.3, b[0])],
             BAR.filled(),
         )))?
         .label(l.not_due)
@@ -637,7 +640,7 @@ fn draw_aging(rgb: &mut [u8], b: &[f64; 5], en: bool) -> DrawResult<()> {
     chart
         .draw_series((1..5).map(|i| {
             Rectangle::new(
-                [(i as f64 + 0.2, 0.0), (i as f64 + 0.8, b[i])],
+                [(i as f64 - 0.3, 0.0), (i as f64 + 0.3, b[i])],
                 LINE.filled(),
             )
         }))?
@@ -681,15 +684,15 @@ fn draw_credit(rgb: &mut [u8], not_due: f64, overdue: f64, limit: f64, en: bool)
     let mut chart = ChartBuilder::on(&root)
         .margin(8)
         .x_label_area_size(36)
-        .y_label_area_size(56)
-        .build_cartesian_2d(0f64..top, 0f64..3f64)?;
+        .y_label_area_size(72)
+        .build_cartesian_2d(0f64..top, -1.5f64..1.5f64)?;
     chart
         .configure_mesh()
         .light_line_style(TRANSPARENT)
         .disable_y_mesh()
-        .y_labels(6)
+        .y_labels(3)
         .y_label_formatter(&|y| {
-            if (y - 1.5).abs() < 1e-9 {
+            if y.abs() < 1e-9 {
                 l.receivables.to_string()
             } else {
                 String::new()
@@ -702,21 +705,21 @@ fn draw_credit(rgb: &mut [u8], not_due: f64, overdue: f64, limit: f64, en: bool)
         .draw()?;
     chart
         .draw_series(std::iter::once(Rectangle::new(
-            [(0.0, 1.0), (not_due, 2.0)],
+            [(0.0, -0.5), (not_due, 0.5)],
             BAR.filled(),
         )))?
         .label(l.not_due)
         .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], BAR.filled()));
     chart
         .draw_series(std::iter::once(Rectangle::new(
-            [(not_due, 1.0), (not_due + overdue, 2.0)],
+            [(not_due, -0.5), (not_due + overdue, 0.5)],
             LINE.filled(),
         )))?
         .label(l.overdue)
         .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], LINE.filled()));
     chart
         .draw_series(std::iter::once(PathElement::new(
-            [(limit, 0.4), (limit, 2.6)],
+            [(limit, -0.9), (limit, 0.9)],
             LIMIT.stroke_width(3),
         )))?
         .label(l.limit)

@@ -563,6 +563,12 @@ pub struct AccountMetrics {
     pub rank: usize,
     /// Share of the book's trailing-12-month revenue, 0..1.
     pub share: f64,
+    /// Share held by the accounts ranked above this one, 0..1: the
+    /// account is tier A while this is below `tiers.a_share` (the account
+    /// that crosses the line belongs to A).
+    pub share_above: f64,
+    /// The book's tiers on earlier days, and this account's place in it.
+    pub history: Option<(Arc<TierHistory>, usize)>,
     pub revenue_12m: f64,
     pub series: Series,
     /// (day, SKU index into `Snapshot::skus`), by day, one entry per SKU a day.
@@ -584,6 +590,117 @@ pub struct AccountMetrics {
     pub stock: Vec<StockCover>,
 }
 
+/// How far back [`TierHistory`] answers, in days.
+pub const TIER_HISTORY_DAYS: usize = 731;
+
+/// The tier and share-above of every active account on the days before a
+/// snapshot's, each day ranked on first use from the same series (at most
+/// once per snapshot: rules on every thread share it). Accounts are by
+/// their index in the timeline (id order).
+pub struct TierHistory {
+    end: Day,
+    tiers: TierConfig,
+    series: Vec<Series>,
+    overrides: Vec<Option<&'static str>>,
+    /// Orders of accounts not active in the master: they count in the total.
+    others: Vec<Series>,
+    /// By days ago: (tier, share above) by account index.
+    days: Vec<std::sync::OnceLock<Vec<(&'static str, f64)>>>,
+}
+
+impl std::fmt::Debug for TierHistory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "TierHistory(end {}, {} accounts)",
+            self.end,
+            self.series.len()
+        )
+    }
+}
+
+impl TierHistory {
+    /// A history ending at `end`, for accounts with these series and tier
+    /// overrides (by account index).
+    pub fn new(
+        end: Day,
+        tiers: &TierConfig,
+        series: Vec<Series>,
+        overrides: Vec<Option<&'static str>>,
+        others: Vec<Series>,
+    ) -> TierHistory {
+        let days = (0..TIER_HISTORY_DAYS)
+            .map(|_| std::sync::OnceLock::new())
+            .collect();
+        TierHistory {
+            end,
+            tiers: tiers.clone(),
+            series,
+            overrides,
+            others,
+            days,
+        }
+    }
+
+    /// Sets a day already ranked (`days_ago`: (tier, share above) by
+    /// account index); a day already set keeps its value.
+    pub fn seed(&self, days_ago: usize, ranked: Vec<(&'static str, f64)>) {
+        if let Some(slot) = self.days.get(days_ago) {
+            let _ = slot.set(ranked);
+        }
+    }
+
+    /// Account `i`'s (tier, share above) `days_ago` days before the end;
+    /// None beyond [`TIER_HISTORY_DAYS`] or for an unknown account.
+    pub fn at(&self, i: usize, days_ago: i64) -> Option<(&'static str, f64)> {
+        let k = usize::try_from(days_ago).ok()?;
+        let slot = self.days.get(k)?;
+        let day = self.end - k as i32;
+        slot.get_or_init(|| {
+            let revenue: Vec<f64> = self
+                .series
+                .iter()
+                .map(|s| s.sum(Measure::Revenue, day, 365))
+                .collect();
+            let others: f64 = self
+                .others
+                .iter()
+                .map(|s| s.sum(Measure::Revenue, day, 365))
+                .sum();
+            let mut out = rank_tiers(&revenue, others, &self.tiers);
+            for (t, o) in out.iter_mut().zip(&self.overrides) {
+                if let Some(o) = o {
+                    t.0 = o;
+                }
+            }
+            out
+        })
+        .get(i)
+        .copied()
+    }
+}
+
+/// Tiers and shares above by account, from each account's trailing-12-
+/// month revenue (in account order) and the revenue of accounts not
+/// ranked: largest first, ties in account order, as the snapshot ranks.
+pub fn rank_tiers(revenue: &[f64], others: f64, tiers: &TierConfig) -> Vec<(&'static str, f64)> {
+    let finite = |t: f64| if t.is_finite() { t } else { 0.0 };
+    let total = finite(revenue.iter().sum::<f64>() + others);
+    let mut order: Vec<(f64, usize)> = revenue.iter().copied().zip(0..).collect();
+    order.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let sorted: Vec<f64> = order.iter().map(|a| a.0).collect();
+    let assigned = assign_tiers(&sorted, total, tiers);
+    let mut out = vec![("C", 1.0); revenue.len()];
+    let mut above = 0.0;
+    for ((rev, i), t) in order.into_iter().zip(assigned) {
+        out[i] = (t, if total > 0.0 { above } else { 1.0 });
+        if total > 0.0 {
+            above += rev / total;
+        }
+    }
+    out
+}
+
 /// Book-level totals.
 #[derive(Debug, Default, Clone)]
 pub struct Portfolio {
@@ -597,6 +714,9 @@ pub struct Portfolio {
     /// How many active accounts have each kind of data of [`DATA_KINDS`]
     /// (in that order) as of the day.
     pub with_data: [usize; 5],
+    /// The tier lines the book was ranked with (`tiers.a_share`, `b_share`).
+    pub a_share: f64,
+    pub b_share: f64,
 }
 
 /// The kinds of data an account may have, as rules name them (`needs`,
@@ -720,14 +840,14 @@ pub fn dump(snap: &Snapshot) -> String {
     let p = &snap.portfolio;
     let _ = writeln!(
         o,
-        "portfolio accounts {} revenue_12m {:?} tiers {} {} {} with data {:?}",
-        p.accounts, p.revenue_12m, p.tier_a, p.tier_b, p.tier_c, p.with_data
+        "portfolio accounts {} revenue_12m {:?} tiers {} {} {} lines {:?} {:?} with data {:?}",
+        p.accounts, p.revenue_12m, p.tier_a, p.tier_b, p.tier_c, p.a_share, p.b_share, p.with_data
     );
     p.series.dump("portfolio", &mut o);
     for a in &snap.accounts {
         let _ = writeln!(
             o,
-            "account {:?} {:?} {:?} {:?} {:?} {:?} {:?} tier {} prev {} rank {} share {:?} revenue_12m {:?} credit {:?}",
+            "account {:?} {:?} {:?} {:?} {:?} {:?} {:?} tier {} prev {} rank {} share {:?} above {:?} revenue_12m {:?} credit {:?}",
             a.id,
             a.name,
             a.region,
@@ -739,9 +859,15 @@ pub fn dump(snap: &Snapshot) -> String {
             a.prev_tier,
             a.rank,
             a.share,
+            a.share_above,
             a.revenue_12m,
             a.credit_limit
         );
+        // The tiers of earlier days the rules may ask for, 30 days apart.
+        for k in (30..=210).step_by(30) {
+            let (t, above) = a.tier_ago(k);
+            let _ = writeln!(o, " tier {k} days ago {t} above {above:?}");
+        }
         a.series.dump(" series", &mut o);
         for (d, k) in a.sku_days.iter() {
             let _ = writeln!(o, " sku {d} {:?}", sku(*k));
@@ -792,6 +918,8 @@ impl AccountMetrics {
             prev_tier: "C",
             rank: 1,
             share: 0.0,
+            share_above: 0.0,
+            history: None,
             revenue_12m: 0.0,
             series: Series::default(),
             sku_days: DayLog::default(),
@@ -802,6 +930,18 @@ impl AccountMetrics {
             invoices: Vec::new(),
             main_skus: Vec::new(),
             stock: Vec::new(),
+        }
+    }
+
+    /// The account's (tier, share above) `days_ago` days before `end`
+    /// (0..[`TIER_HISTORY_DAYS`]); today's for an account built without a
+    /// history (tests, benchmarks).
+    pub fn tier_ago(&self, days_ago: i64) -> (&'static str, f64) {
+        match &self.history {
+            Some((h, i)) => h
+                .at(*i, days_ago.clamp(0, TIER_HISTORY_DAYS as i64 - 1))
+                .unwrap_or((self.tier, self.share_above)),
+            None => (self.tier, self.share_above),
         }
     }
 
@@ -1196,6 +1336,32 @@ mod build_tests {
         assert_eq!(months.len(), 12);
         assert_eq!(months[11], 0.0, "no order in November");
         assert!(months[0] > 0.0, "orders in December 2025");
+    }
+
+    #[test]
+    fn tier_history_is_the_snapshot_of_that_day() {
+        // BIG stopped ordering on 2026-10-20: its share falls day by day.
+        let (_dir, conn) = db();
+        let tiers = TierConfig::default();
+        let snap = build(&conn, d("2026-11-30"), &tiers).unwrap();
+        for k in [0, 1, 29, 30, 31, 45, 90, 200, 365, 400] {
+            let then = build(&conn, d("2026-11-30") - chrono::Duration::days(k), &tiers).unwrap();
+            for id in ["BIG", "SMALL"] {
+                let a = snap.find(id).unwrap();
+                let b = then.find(id).unwrap();
+                assert_eq!(a.tier_ago(k), (b.tier, b.share_above), "{id} {k} days ago");
+            }
+        }
+        let big = snap.find("BIG").unwrap();
+        assert_eq!(big.tier_ago(30).0, big.prev_tier);
+        assert_eq!(big.share_above, 0.0, "the largest has nobody above");
+        let small = snap.find("SMALL").unwrap();
+        assert!((small.share_above - big.share).abs() < 1e-12);
+        // Beyond the history: the oldest day it keeps.
+        assert_eq!(
+            big.tier_ago(100_000),
+            big.tier_ago(TIER_HISTORY_DAYS as i64 - 1)
+        );
     }
 
     #[test]

@@ -1091,10 +1091,12 @@ fn raise(ctx: &NativeCallContext, spec: Map) -> Result<(), Box<EvalAltResult>> {
                             })?,
                     ),
                 };
-                let label = if pair[0].is_string() {
-                    pair[0].to_string()
-                } else {
+                // A label per locale is a map; anything else is written as
+                // it always was (a number too).
+                let label = if pair[0].is_map() {
                     api::text_of(&pair[0], "alert(): a figure's label")?
+                } else {
+                    pair[0].to_string()
                 };
                 add(label, &pair[1], unit);
             }
@@ -2474,7 +2476,7 @@ mod tests {
                 action: #{ "zh-CN": "致电", en: "Call" },
             });
             alert(#{ key: "zh", title: "只有中文", action: tr(#{ en: "only English" }) });
-            alert(#{ key: "loc", title: locale() });"#;
+            alert(#{ key: "loc", title: locale(), figures: [[7, 1]] });"#;
         for (locale, want) in [
             (
                 Locale::ZhCn,
@@ -2511,6 +2513,7 @@ mod tests {
             assert_eq!(f[1].title, want[3]);
             assert_eq!(f[1].action, want[4]);
             assert_eq!(f[2].title, want[5]);
+            assert_eq!(f[2].figures[0].0, "7", "a number as a label, as before");
         }
     }
 

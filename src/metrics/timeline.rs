@@ -518,15 +518,43 @@ impl Timeline {
         // The same ranking `PREV_TIER_DAYS` earlier, from the same series.
         let mut prev_tier_of = vec!["C"; self.accounts.len()];
         let (prev_tiers, prev) = ranking(&before, prev_total);
-        for (t, (_, i)) in prev_tiers.into_iter().zip(&prev) {
+        for (t, (_, i)) in prev_tiers.iter().zip(&prev) {
             prev_tier_of[*i] = t;
         }
+        // (tier, share of the accounts above) by account index, now and
+        // `PREV_TIER_DAYS` earlier: the first days of the tier history.
+        let by_index = |tiers: &[&'static str], order: &[(f64, usize)], total: f64| {
+            let mut out = vec![("C", 1.0); n];
+            let mut above = 0.0;
+            for (t, (rev, i)) in tiers.iter().zip(order) {
+                let o = self.accounts[*i].tier_override;
+                out[*i] = (o.unwrap_or(t), if total > 0.0 { above } else { 1.0 });
+                if total > 0.0 {
+                    above += rev / total;
+                }
+            }
+            out
+        };
+        let seen_now = by_index(&tier_of, &order, total);
+        let seen_before = by_index(&prev_tiers, &prev, prev_total);
+        let history = Arc::new(super::TierHistory::new(
+            end,
+            tiers,
+            self.accounts.iter().map(|a| a.series.as_of(end)).collect(),
+            self.accounts.iter().map(|a| a.tier_override).collect(),
+            self.others.iter().map(|s| s.as_of(end)).collect(),
+        ));
+        let share_above: Vec<f64> = seen_now.iter().map(|x| x.1).collect();
+        history.seed(0, seen_now);
+        history.seed(PREV_TIER_DAYS as usize, seen_before);
 
         let mut book_qty: Option<Vec<f64>> = None;
         let mut scratch: Vec<(u32, f64, f64)> = Vec::new();
         let mut portfolio = Portfolio {
             accounts: self.accounts.len(),
             revenue_12m: total,
+            a_share: tiers.a_share,
+            b_share: tiers.b_share,
             series: self.book.as_of(end),
             ..Portfolio::default()
         };
@@ -554,6 +582,8 @@ impl Timeline {
                 m.prev_tier = prev_tier;
                 m.rank = rank + 1;
                 m.share = share;
+                m.share_above = share_above[i];
+                m.history = Some((history.clone(), i));
                 m.revenue_12m = rev;
                 m.series = a.series.as_of_near(end, &m.series);
                 m.sku_days = a.skus.days.as_of_near(end, &m.sku_days);
@@ -579,6 +609,8 @@ impl Timeline {
                     prev_tier,
                     rank: rank + 1,
                     share,
+                    share_above: share_above[i],
+                    history: Some((history.clone(), i)),
                     revenue_12m: rev,
                     series: a.series.as_of(end),
                     sku_days: a.skus.days.as_of(end),

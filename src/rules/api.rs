@@ -463,6 +463,33 @@ pub fn register(e: &mut Engine) -> Vec<Doc> {
     );
     g!(
         api,
+        "share_above",
+        "account.share_above",
+        "share of the book's trailing-12-month revenue held by the accounts ranked above this one, 0..1: the account is tier A while it is below tiers.a_share (portfolio.a_share); the account that crosses the line belongs to A",
+        |a: &mut Account| seen(a.explain, || "account.share_above".into(), a.m.share_above),
+    );
+    f!(
+        api,
+        "tier_ago",
+        "account.tier_ago(days)",
+        "the tier `days` days before the as-of date (0 to 730), ranked from the same order history as account.tier (a tier column in the master overrides every day)",
+        |a: &mut Account, days: i64| {
+            let v = tier_str(a.m.tier_ago(days).0);
+            seen(a.explain, || format!("account.tier_ago({days})"), v)
+        },
+    );
+    f!(
+        api,
+        "share_above_ago",
+        "account.share_above_ago(days)",
+        "account.share_above as it was `days` days before the as-of date (0 to 730)",
+        |a: &mut Account, days: i64| {
+            let v = a.m.tier_ago(days).1;
+            seen(a.explain, || format!("account.share_above_ago({days})"), v)
+        },
+    );
+    g!(
+        api,
         "revenue_12m",
         "account.revenue_12m",
         "revenue over the 365 days ending at the as-of date",
@@ -946,6 +973,20 @@ pub fn register(e: &mut Engine) -> Vec<Doc> {
             || "portfolio.revenue_12m".into(),
             b.p.revenue_12m
         ),
+    );
+    g!(
+        api,
+        "a_share",
+        "portfolio.a_share",
+        "the tier-A line the book is ranked with (config tiers.a_share, e.g. 0.8)",
+        |b: &mut Book| seen(b.explain, || "portfolio.a_share".into(), b.p.a_share),
+    );
+    g!(
+        api,
+        "b_share",
+        "portfolio.b_share",
+        "the tier-B line (config tiers.b_share, e.g. 0.95)",
+        |b: &mut Book| seen(b.explain, || "portfolio.b_share".into(), b.p.b_share),
     );
     f!(
         api,
