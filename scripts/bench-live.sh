@@ -54,7 +54,10 @@ if [[ ! -f $book/var/kamwatch.db ]]; then
     rm -rf "$book"
     project "$book"
     prep=${before:-$after}
-    "$prep" generate --config "$book/kamwatch.yaml" --out "$work/gen" --accounts "$accounts" --seed 2 --end 2026-11-28 >/dev/null
+    # Files generated before (by any build: generate writes the same
+    # files for the same seed) are used again.
+    ls "$work"/gen/销售明细_*.csv >/dev/null 2>&1 ||
+        "$prep" generate --config "$book/kamwatch.yaml" --out "$work/gen" --accounts "$accounts" --seed 2 --end 2026-11-28 >/dev/null
     for f in "$work"/gen/客户主数据_*.csv "$work"/gen/拜访记录_*.csv "$work"/gen/销售明细_*.csv; do
         t0=$(now)
         "$prep" ingest --config "$book/kamwatch.yaml" "$f" >/dev/null
