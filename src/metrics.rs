@@ -717,6 +717,12 @@ pub struct Portfolio {
     /// The tier lines the book was ranked with (`tiers.a_share`, `b_share`).
     pub a_share: f64,
     pub b_share: f64,
+    /// The trailing-12-month revenue of the smallest account ranked into
+    /// A and into B by revenue (a tier column in the master aside); 0 when
+    /// the tier is empty. An account with more than this ranks into the
+    /// tier, the others' revenue held as it is.
+    pub floor_a: f64,
+    pub floor_b: f64,
 }
 
 /// The kinds of data an account may have, as rules name them (`needs`,
@@ -753,6 +759,15 @@ impl Portfolio {
             .enumerate()
             .filter(|(_, n)| **n > 0)
             .fold(0, |b, (i, _)| b | (1 << i))
+    }
+
+    /// [`Portfolio::floor_a`] or `floor_b`; None for another tier.
+    pub fn tier_floor(&self, tier: &str) -> Option<f64> {
+        match tier {
+            "A" => Some(self.floor_a),
+            "B" => Some(self.floor_b),
+            _ => None,
+        }
     }
 
     pub fn tier_count(&self, tier: &str) -> usize {

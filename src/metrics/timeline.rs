@@ -564,6 +564,11 @@ impl Timeline {
         for (rank, (rev, i)) in order.into_iter().enumerate() {
             let a = &self.accounts[i];
             let share = if total > 0.0 { rev / total } else { 0.0 };
+            match tier_of[rank] {
+                "A" if rev > 0.0 => portfolio.floor_a = rev,
+                "B" if rev > 0.0 => portfolio.floor_b = rev,
+                _ => {}
+            }
             let tier = a.tier_override.unwrap_or(tier_of[rank]);
             let prev_tier = a.tier_override.unwrap_or(prev_tier_of[i]);
             match tier {

@@ -1014,6 +1014,24 @@ pub fn register(e: &mut Engine) -> Vec<Doc> {
             seen(b.explain, || format!("portfolio.tier_count({tier:?})"), v)
         },
     );
+    f!(
+        api,
+        "tier_floor",
+        "portfolio.tier_floor(tier)",
+        "the trailing-12-month revenue of the smallest account ranked into tier \"A\" or \"B\" by revenue today (a tier column in the master aside); 0 when the tier is empty. An account with more than this ranks into the tier, the other accounts' revenue held as it is",
+        |b: &mut Book, tier: &str| -> Result<f64, Box<EvalAltResult>> {
+            let v = b.p.tier_floor(tier).ok_or_else(|| {
+                format!(
+                    "portfolio.tier_floor({tier:?}): the tiers with a floor are \"A\" and \"B\""
+                )
+            })?;
+            Ok(seen(
+                b.explain,
+                || format!("portfolio.tier_floor({tier:?})"),
+                v,
+            ))
+        },
+    );
     for m in Metric::ALL {
         if m == Metric::Skus {
             continue;
