@@ -103,16 +103,88 @@ fn figure_pairs(text: &str) -> Vec<(String, String)> {
     out
 }
 
+/// Amounts in a text written without the currency: every number with
+/// thousands separators (1,234) or in 万 must follow `symbol` at once.
+fn bare_amounts(text: &str, symbol: char) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let starts = chars[i].is_ascii_digit()
+            && (i == 0 || !(chars[i - 1].is_ascii_digit() || ".,".contains(chars[i - 1])));
+        if !starts {
+            i += 1;
+            continue;
+        }
+        let mut j = i;
+        while j < chars.len() && (chars[j].is_ascii_digit() || ".,".contains(chars[j])) {
+            j += 1;
+        }
+        let mut token: String = chars[i..j].iter().collect();
+        while token.ends_with([',', '.']) {
+            token.pop();
+        }
+        let grouped = token
+            .split(',')
+            .skip(1)
+            .any(|g| g.len() >= 3 && g[..3].bytes().all(|b| b.is_ascii_digit()));
+        let wan = chars.get(j) == Some(&'万');
+        if (grouped || wan) && (i == 0 || chars[i - 1] != symbol) {
+            let from = i.saturating_sub(20);
+            out.push(chars[from..(j + 1).min(chars.len())].iter().collect());
+        }
+        i = j;
+    }
+    out
+}
+
+/// The shipped config with single warnings for critical alerts, so a run
+/// writes all three kinds of message: digests, single warnings and (with
+/// `review --send`) the review.
+fn all_kinds_of_message(cfg: &str) -> String {
+    let out = cfg.replace(
+        "    critical_immediately: false\n",
+        "    critical_immediately: true\n",
+    );
+    assert!(
+        out.contains("critical_immediately: true"),
+        "the shipped config changed shape"
+    );
+    out
+}
+
+/// The kind of a message: "digest", "single" (one warning), "review",
+/// "other" (the admin's).
+fn kinds(m: &mail_parser::Message, file: &std::path::Path) -> &'static str {
+    let name = file.file_name().unwrap().to_string_lossy();
+    let subject = m.subject().unwrap_or("");
+    if name.ends_with("_digest.eml") {
+        "digest"
+    } else if subject.contains("月度回顾") || subject.contains("review") {
+        "review"
+    } else if listed(&body_text(m)).len() == 1 {
+        "single"
+    } else {
+        "other"
+    }
+}
+
 /// In Chinese, the shipped rules' figures read as people write them: money
 /// with ¥ (in 万 from 10,000 up), counts without decimals, changes with a
-/// real minus and %, days with 天.
+/// real minus and %, days with 天; in every message of a demo-like run
+/// (digests, single warnings, the review) no amount goes without its ¥.
 #[test]
 fn chinese_mail_of_the_shipped_rules_writes_figures_by_kind() {
+    // The check itself: bare amounts are found, written ones and counts not.
+    let bare = bare_amounts("收入 12,345；¥1,234；−¥2.5万；3.5万；7 单；2026-10-31", '¥');
+    assert_eq!(bare.len(), 2, "{bare:?}");
     let p = Project::new();
+    let cfg = std::fs::read_to_string(p.config()).unwrap();
+    std::fs::write(p.config(), all_kinds_of_message(&cfg)).unwrap();
     let summary = kamwatch::generate::generate(&kamwatch::generate::GenerateOptions {
         out_dir: p.path("staging"),
         seed: 11,
-        accounts: 80,
+        accounts: 300,
         end: chrono::NaiveDate::from_ymd_opt(2026, 10, 31).unwrap(),
         months: 24,
     })
@@ -126,11 +198,21 @@ fn chinese_mail_of_the_shipped_rules_writes_figures_by_kind() {
     args.extend(files.iter().map(String::as_str));
     ok(p.run(&args));
     ok(p.run(&["eval", "--as-of", "2026-10-31"]));
+    ok(p.run(&["review", "--as-of", "2026-10-31", "--send"]));
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut messages: BTreeMap<&str, usize> = BTreeMap::new();
     for f in p.files_under("var/mail") {
         let raw = std::fs::read(&f).unwrap();
         let m = MessageParser::default().parse(&raw).unwrap();
-        for (label, value) in figure_pairs(&body_text(&m)) {
+        *messages.entry(kinds(&m, &f)).or_default() += 1;
+        let text = body_text(&m);
+        let bare = bare_amounts(&text, '¥');
+        assert!(
+            bare.is_empty(),
+            "{}: money without ¥: {bare:?}",
+            f.display()
+        );
+        for (label, value) in figure_pairs(&text) {
             let (label, value) = (label.as_str(), value.as_str());
             let line = format!("{label}: {value}");
             let kind = if label.ends_with("收入") || label.ends_with("毛利") {
@@ -163,13 +245,17 @@ fn chinese_mail_of_the_shipped_rules_writes_figures_by_kind() {
             "no {kind} figure in the mail: {seen:?}"
         );
     }
+    for kind in ["digest", "single", "review"] {
+        assert!(messages.contains_key(kind), "no {kind} among {messages:?}");
+    }
 }
 
 /// With `mail.locale: en`, every warning the shipped rules write on
 /// generated data says nothing in Chinese but the data itself (account,
 /// people, region and product names): subjects, titles, figure labels,
 /// actions, status and footers are English; money carries the currency and
-/// percentages a real minus.
+/// percentages a real minus; counts and days have no decimals. Every message
+/// of a demo-like run is read: digests, single warnings and the review.
 #[test]
 fn english_mail_of_the_shipped_rules_has_no_chinese_outside_the_data() {
     let p = Project::new();
@@ -181,7 +267,7 @@ fn english_mail_of_the_shipped_rules_has_no_chinese_outside_the_data() {
         cfg.contains("  locale: en\n") && cfg.contains("  admin: it@"),
         "the shipped config changed shape"
     );
-    std::fs::write(p.config(), cfg).unwrap();
+    std::fs::write(p.config(), all_kinds_of_message(&cfg)).unwrap();
     // A rule that fails: the admin is told, in English too.
     std::fs::write(
         p.path("rules/broken.rhai"),
@@ -192,7 +278,7 @@ fn english_mail_of_the_shipped_rules_has_no_chinese_outside_the_data() {
     let summary = kamwatch::generate::generate(&kamwatch::generate::GenerateOptions {
         out_dir: p.path("staging"),
         seed: 7,
-        accounts: 80,
+        accounts: 300,
         end,
         months: 24,
     })
@@ -224,7 +310,9 @@ fn english_mail_of_the_shipped_rules_has_no_chinese_outside_the_data() {
     ok(p.run(&args));
     let o = p.run(&["eval", "--as-of", "2026-10-31"]);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    ok(p.run(&["review", "--as-of", "2026-10-31", "--send"]));
     let mails = p.files_under("var/mail");
+    let mut messages: BTreeMap<&str, usize> = BTreeMap::new();
     let mut admin = 0;
     let mut rules: BTreeSet<String> = BTreeSet::new();
     let mut figures = 0;
@@ -232,6 +320,13 @@ fn english_mail_of_the_shipped_rules_has_no_chinese_outside_the_data() {
         let raw = std::fs::read(f).unwrap();
         let m = MessageParser::default().parse(&raw).unwrap();
         let text = body_text(&m);
+        *messages.entry(kinds(&m, f)).or_default() += 1;
+        let bare = bare_amounts(&text, '¥');
+        assert!(
+            bare.is_empty(),
+            "{}: money without ¥: {bare:?}",
+            f.display()
+        );
         let html = m.body_html(0).map(|t| t.into_owned()).unwrap_or_default();
         rules.extend(listed(&text).into_iter().map(|(r, _)| r));
         admin += usize::from(
@@ -266,13 +361,22 @@ fn english_mail_of_the_shipped_rules_has_no_chinese_outside_the_data() {
                 figures += 1;
                 assert!(value.starts_with('¥') || value.starts_with("−¥"), "{line}");
             }
-            if label.contains("orders") && !label.contains('%') {
+            if (label.contains("orders") || label.starts_with("visits")) && !label.contains('%') {
                 assert!(!value.contains('.'), "a count with decimals: {line}");
+            }
+            if let Some(days) = value.strip_suffix(" days").filter(|d| !d.contains(' ')) {
+                assert!(
+                    days.parse::<u64>().is_ok(),
+                    "days as people write them: {line}"
+                );
             }
             assert!(!value.starts_with('-'), "a hyphen for a minus: {line}");
         }
     }
     assert!(figures > 0, "no money figure in {} messages", mails.len());
+    for kind in ["digest", "single", "review"] {
+        assert!(messages.contains_key(kind), "no {kind} among {messages:?}");
+    }
     assert_eq!(admin, 1, "one message to the admin about the broken rule");
     // JSON keeps the raw numbers and names their kinds.
     let o = p.run(&[

@@ -55,7 +55,14 @@ pub struct Live {
     ledger: i64,
     /// The timeline of `parts`, assembled once per change.
     timeline: Option<Timeline>,
+    /// Past this many touched accounts, when they are also half or more of
+    /// the book, everything is read again instead (see `refresh`).
+    full_read_over: usize,
 }
+
+/// A refresh re-reading more accounts than this, and half the book or
+/// more, reads everything instead.
+const FULL_READ_OVER: usize = 1000;
 
 // Not `INSERT OR IGNORE`: within a trigger, the conflict clause of the
 // statement that fired it (the ingest's upsert) wins over the trigger's.
@@ -132,6 +139,7 @@ impl Live {
             parts: Parts::load(conn, far())?,
             ledger,
             timeline: None,
+            full_read_over: FULL_READ_OVER,
         })
     }
 
@@ -162,7 +170,6 @@ impl Live {
                 ..Refresh::default()
             });
         }
-        self.ledger = newest;
         let ids = |kind: &str| -> Vec<&str> {
             notes
                 .iter()
@@ -171,6 +178,23 @@ impl Live {
                 .collect()
         };
         let (orders, visits) = (ids("o"), ids("v"));
+        // Reading accounts one by one costs about twice what the same
+        // accounts cost in a full read, in order (a 10,000-line re-export
+        // touching 6,000 of 10,000 accounts: 3.6 s against 2.6-3.0 s).
+        // Past half the book, everything is read again.
+        let touched = orders.len().max(visits.len());
+        if touched > self.full_read_over && touched * 2 >= self.parts.accounts() {
+            let over = self.full_read_over;
+            *self = Live::load(conn)?;
+            self.full_read_over = over;
+            return Ok(Refresh {
+                reloaded: Some(format!(
+                    "the files touched {touched} accounts, half the book or more: reading everything is faster"
+                )),
+                ..Refresh::default()
+            });
+        }
+        self.ledger = newest;
         let has = |kind: &str| notes.iter().any(|(what, _)| what == kind);
         let mut done = Refresh {
             orders: orders.len(),
@@ -542,6 +566,56 @@ mod tests {
         );
         check(&mut live, &conn, &cfg, &rules, "after another writer");
         // Nothing new: nothing read.
+        let r = live.refresh(&conn).unwrap();
+        assert!(!r.changed(), "{r:?}");
+    }
+
+    /// A file touching half the book or more is read as a whole book: the
+    /// snapshot is still the full one.
+    #[test]
+    fn touching_most_of_the_book_reads_everything() {
+        let (_dir, cfg) = project();
+        let mut conn = crate::store::open(&cfg.database()).unwrap();
+        Live::capture(&conn).unwrap();
+        let (rules, _, _) = crate::rules::RuleSet::load_config(&cfg).unwrap();
+        let first = vec![
+            (1, 1, 0, 350, 1, 3, 12_345, 10_000),
+            (2, 1, 1, 351, 2, 1, 99, 50),
+            (3, 1, 2, 351, 2, 1, 99, 50),
+            (4, 1, 3, 351, 2, 1, 99, 50),
+        ];
+        let f = cfg.inbox().join("销售明细_a.csv");
+        std::fs::write(&f, order_rows(&first, false)).unwrap();
+        crate::ingest::ingest_file(&cfg, &mut conn, &f).unwrap();
+        let mut live = Live::load(&conn).unwrap();
+        live.full_read_over = 0;
+        // One account of four: read on its own.
+        let one = vec![(5, 1, 0, 352, 1, 1, 10, 5)];
+        let f = cfg.inbox().join("销售明细_b.csv");
+        std::fs::write(&f, order_rows(&one, false)).unwrap();
+        crate::ingest::ingest_file(&cfg, &mut conn, &f).unwrap();
+        let r = live.refresh(&conn).unwrap();
+        assert_eq!((r.orders, r.reloaded.as_deref()), (1, None), "{r:?}");
+        // Two of four, amounts changed: everything.
+        let two = vec![(2, 1, 1, 351, 2, 1, 199, 50), (3, 1, 2, 351, 2, 1, 299, 50)];
+        let f = cfg.inbox().join("销售明细_c.csv");
+        std::fs::write(&f, order_rows(&two, false)).unwrap();
+        crate::ingest::ingest_file(&cfg, &mut conn, &f).unwrap();
+        let r = live.refresh(&conn).unwrap();
+        assert!(
+            r.reloaded
+                .as_deref()
+                .is_some_and(|w| w.contains("half the book")),
+            "{r:?}"
+        );
+        assert_eq!(live.full_read_over, 0);
+        check(
+            &mut live,
+            &conn,
+            &cfg,
+            &rules,
+            "after a file touching half the book",
+        );
         let r = live.refresh(&conn).unwrap();
         assert!(!r.changed(), "{r:?}");
     }

@@ -303,6 +303,11 @@ impl Parts {
         Ok(())
     }
 
+    /// Accounts in the book: in the master or with order lines.
+    pub fn accounts(&self) -> usize {
+        self.master.len().max(self.orders.len())
+    }
+
     /// Reads the visits of `ids` again, each account by the table's key.
     pub fn reload_visits(&mut self, conn: &Connection, ids: &[&str]) -> Result<()> {
         for id in ids {
