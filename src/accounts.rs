@@ -1,5 +1,6 @@
 //! Accounts: the key-account book as a table — tier, share, cumulative
-//! share, trailing-12-month revenue and margin, days since the last order
+//! share, share of gross profit and the tier by gross profit,
+//! trailing-12-month revenue and margin, days since the last order
 //! and visit, alerts firing — and the tier migrations since a month and a
 //! year ago (who moved between A, B and C). Built from `metrics` snapshots
 //! at three dates; reads the store, writes nothing.
@@ -25,6 +26,10 @@ pub struct Row {
     pub share_pct: f64,
     /// Cumulative share down to this account, percent.
     pub cumulative_pct: f64,
+    /// Share of the book's trailing-12-month gross profit, percent.
+    pub gross_profit_share_pct: f64,
+    /// The tier with the book ranked by gross profit instead (same lines).
+    pub gross_profit_tier: &'static str,
     pub revenue_12m: f64,
     pub margin_pct_12m: f64,
     pub days_since_last_order: Option<i64>,
@@ -35,11 +40,12 @@ pub struct Row {
 }
 
 /// The kind of each number of a [`Row`], for `accounts --format json`.
-pub const UNITS: [(&str, crate::format::Unit); 7] = {
+pub const UNITS: [(&str, crate::format::Unit); 8] = {
     use crate::format::Unit::*;
     [
         ("share_pct", Percent),
         ("cumulative_pct", Percent),
+        ("gross_profit_share_pct", Percent),
         ("revenue_12m", Money),
         ("margin_pct_12m", Percent),
         ("days_since_last_order", Days),
@@ -93,6 +99,9 @@ pub fn book(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<B
         }
     }
     let end = snap.end();
+    let book_gp = snap
+        .portfolio
+        .metric(metrics::Metric::GrossProfit, end, 365, 0);
     let mut cumulative = 0.0;
     let mut rows = Vec::with_capacity(snap.accounts.len());
     for a in &snap.accounts {
@@ -105,6 +114,12 @@ pub fn book(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<B
             tier: a.tier,
             share_pct: round2(a.share * 100.0),
             cumulative_pct: round2(cumulative * 100.0),
+            gross_profit_share_pct: if book_gp > 0.0 {
+                round2(a.metric(metrics::Metric::GrossProfit, end, 365, 0) / book_gp * 100.0)
+            } else {
+                0.0
+            },
+            gross_profit_tier: a.gross_profit_tier().0,
             revenue_12m: round2(a.revenue_12m),
             margin_pct_12m: round2(a.margin_pct(end, 365, 0)),
             days_since_last_order: a.days_since_last_order(end),

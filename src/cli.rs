@@ -1137,7 +1137,7 @@ fn accounts(
         Format::Text => {
             writeln!(
                 o,
-                "{:>4}  {:<8} {:<20} {:<6} {:>4} {:>7} {:>7} {:>14} {:>6} {:>6} {:>6} {:>6}",
+                "{:>4}  {:<8} {:<20} {:<6} {:>4} {:>7} {:>7} {:>7} {:>5} {:>14} {:>6} {:>6} {:>6} {:>6}",
                 "rank",
                 "id",
                 "name",
@@ -1145,6 +1145,8 @@ fn accounts(
                 "tier",
                 "share%",
                 "cum%",
+                "GP sh%",
+                "GP t",
                 "revenue 12m",
                 "GM%",
                 "order",
@@ -1154,7 +1156,7 @@ fn accounts(
             for r in book.rows.iter().filter(|r| keep(r.tier)) {
                 writeln!(
                     o,
-                    "{:>4}  {:<8} {} {} {:>4} {:>7.2} {:>7.2} {:>14} {:>6.1} {:>6} {:>6} {:>6}",
+                    "{:>4}  {:<8} {} {} {:>4} {:>7.2} {:>7.2} {:>7.2} {:>5} {:>14} {:>6.1} {:>6} {:>6} {:>6}",
                     r.rank,
                     r.id,
                     pad(&r.name, 20),
@@ -1162,6 +1164,8 @@ fn accounts(
                     r.tier,
                     r.share_pct,
                     r.cumulative_pct,
+                    r.gross_profit_share_pct,
+                    r.gross_profit_tier,
                     style.money(r.revenue_12m),
                     r.margin_pct_12m,
                     days(r.days_since_last_order),

@@ -606,6 +606,9 @@ pub struct TierHistory {
     others: Vec<Series>,
     /// By days ago: (tier, share above) by account index.
     days: Vec<std::sync::OnceLock<Vec<(&'static str, f64)>>>,
+    /// The end day ranked by trailing-12-month gross profit instead, on
+    /// first use: (tier, share of the book's gross profit above).
+    by_gross_profit: std::sync::OnceLock<Vec<(&'static str, f64)>>,
 }
 
 impl std::fmt::Debug for TierHistory {
@@ -639,7 +642,26 @@ impl TierHistory {
             overrides,
             others,
             days,
+            by_gross_profit: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Account `i`'s (tier, share above) at the end day when the book is
+    /// ranked by trailing-12-month gross profit (revenue - cost) with the
+    /// same lines; an account without gross profit is C. The master's
+    /// tier column does not apply. None for an unknown account.
+    pub fn by_gross_profit(&self, i: usize) -> Option<(&'static str, f64)> {
+        let gp = |s: &Series| {
+            s.sum(Measure::Revenue, self.end, 365) - s.sum(Measure::Cost, self.end, 365)
+        };
+        self.by_gross_profit
+            .get_or_init(|| {
+                let own: Vec<f64> = self.series.iter().map(gp).collect();
+                let others: f64 = self.others.iter().map(gp).sum();
+                rank_tiers(&own, others, &self.tiers)
+            })
+            .get(i)
+            .copied()
     }
 
     /// Sets a day already ranked (`days_ago`: (tier, share above) by
@@ -955,6 +977,18 @@ impl AccountMetrics {
         match &self.history {
             Some((h, i)) => h
                 .at(*i, days_ago.clamp(0, TIER_HISTORY_DAYS as i64 - 1))
+                .unwrap_or((self.tier, self.share_above)),
+            None => (self.tier, self.share_above),
+        }
+    }
+
+    /// The account's (tier, share above) with the book ranked by trailing-
+    /// 12-month gross profit ([`TierHistory::by_gross_profit`]); today's
+    /// revenue tier for an account built without a history.
+    pub fn gross_profit_tier(&self) -> (&'static str, f64) {
+        match &self.history {
+            Some((h, i)) => h
+                .by_gross_profit(*i)
                 .unwrap_or((self.tier, self.share_above)),
             None => (self.tier, self.share_above),
         }

@@ -87,6 +87,11 @@ fn accounts_table_ranks_and_tiers() {
         // Raw numbers, and their kinds beside them.
         assert_eq!(r["units"]["revenue_12m"], "money", "{r}");
         assert_eq!(r["units"]["share_pct"], "percent", "{r}");
+        assert_eq!(r["units"]["gross_profit_share_pct"], "percent", "{r}");
+        assert!(
+            ["A", "B", "C"].contains(&r["gross_profit_tier"].as_str().unwrap_or("")),
+            "{r}"
+        );
         assert_eq!(r["units"]["days_since_last_visit"], "days", "{r}");
         let revenue = r["revenue_12m"].as_f64().unwrap();
         assert!(revenue <= last_revenue, "sorted by revenue");

@@ -490,6 +490,26 @@ pub fn register(e: &mut Engine) -> Vec<Doc> {
     );
     g!(
         api,
+        "gross_profit_tier",
+        "account.gross_profit_tier",
+        "the tier the account would have with the book ranked by trailing-12-month gross profit (revenue - cost) instead of revenue, with the same lines: \"A\", \"B\" or \"C\" (C without gross profit; a tier column in the master does not apply)",
+        |a: &mut Account| {
+            let v = tier_str(a.m.gross_profit_tier().0);
+            seen(a.explain, || "account.gross_profit_tier".into(), v)
+        },
+    );
+    g!(
+        api,
+        "gross_profit_share_above",
+        "account.gross_profit_share_above",
+        "share of the book's trailing-12-month gross profit held by the accounts ranked above this one by gross profit, 0..1: tier A by gross profit while it is below tiers.a_share",
+        |a: &mut Account| {
+            let v = a.m.gross_profit_tier().1;
+            seen(a.explain, || "account.gross_profit_share_above".into(), v)
+        },
+    );
+    g!(
+        api,
         "revenue_12m",
         "account.revenue_12m",
         "revenue over the 365 days ending at the as-of date",
