@@ -21,7 +21,8 @@
 #     the same time;
 #   - the daemon's peak RSS (VmHWM) after all of it.
 # "Today" is pinned to the last day of the book (KAMWATCH_NOW). Release
-# build. Needs sqlite3. WORK=<dir> keeps (and reuses) the generated book.
+# build. Needs sqlite3. WORK=<dir> keeps (and reuses) the generated book;
+# KEEP=1 keeps each run's folder (its daemon.log says how each file was read).
 # Prints figures; asserts nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -142,7 +143,7 @@ run() { # run LABEL BINARY DROPS REEXPORTS
         "$(median < "$dir/small")" "$(worst < "$dir/small")" "$n" "$(tr '\n' ' ' < "$dir/small")" \
         "$relines" "$(median < "$dir/big")" "$(worst < "$dir/big")" "$r" "$(tr '\n' ' ' < "$dir/big")" \
         "$hwm" "$rss"
-    rm -rf "$dir"
+    [[ -n ${KEEP:-} ]] || rm -rf "$dir"
 }
 
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -847,6 +847,29 @@ fn verify_incremental(cfg: &Loaded, as_of: NaiveDate, format: Format) -> Result<
 
 fn eval(cfg: &Loaded, as_of: NaiveDate, dry_run: bool, format: Format) -> Result<ExitCode> {
     let mut conn = crate::store::open(&cfg.database())?;
+    // The alerts on record move forward only: an evaluation as of an
+    // earlier day than the newest on record would resolve (and mail) what
+    // is still true today, and one after today would start what is not
+    // yet known. Looking at another day is a dry run (or a backtest).
+    if !dry_run {
+        let today = cfg.today();
+        let newest: Option<String> =
+            conn.query_row("SELECT MAX(as_of) FROM evaluations", [], |r| r.get(0))?;
+        let newest = newest.as_deref().and_then(crate::store::parse_ymd);
+        if as_of > today {
+            eprintln!(
+                "eval --as-of {as_of}: that is after today ({today} in {}); nothing is known of it yet. Add --dry-run to see what the rules say of the data as of then",
+                cfg.cfg.schedule.timezone
+            );
+            return Ok(ExitCode::from(2));
+        }
+        if let Some(newest) = newest.filter(|n| as_of < *n) {
+            eprintln!(
+                "eval --as-of {as_of}: the alerts are on record as of {newest}; an evaluation as of an earlier day would resolve and mail what is still true. Add --dry-run to look at {as_of}, or use `kamwatch backtest` for a stretch of past days"
+            );
+            return Ok(ExitCode::from(2));
+        }
+    }
     let (rules, errors, unknown) = RuleSet::load_config(cfg)?;
     for e in &errors {
         eprintln!("rule not loaded: {e}");

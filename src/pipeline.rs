@@ -119,12 +119,8 @@ pub fn evaluate_snapshot(
     let tx = conn.transaction()?;
     let (started, resolved, queued) = {
         let policies = Policies::for_rules(&cfg.cfg, rules);
-        let ran = rules
-            .rules
-            .iter()
-            .filter(|r| r.enabled())
-            .map(|r| &*r.name)
-            .collect();
+        let covers =
+            |rule: &str, m: &metrics::AccountMetrics| rules.covers(rule, m, &snap.portfolio);
         let changes = alerts::apply(
             &tx,
             as_of,
@@ -132,7 +128,7 @@ pub fn evaluate_snapshot(
             &report.errors,
             &snap.accounts,
             &policies,
-            &ran,
+            &covers,
         )?;
         mail::record(&tx, &cfg.cfg, &policies, &changes.notices)?;
         // A dry run renders no charts: nothing will be sent, and drawing

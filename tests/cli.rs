@@ -1196,3 +1196,86 @@ fn a_check_on_a_misspelt_folder_fails() {
     let p = Project::new();
     let _ = p.files_under("var/rejectd");
 }
+
+/// The alerts on record move forward only: an evaluation as of a day
+/// before the newest on record (which would resolve and mail what is still
+/// true) or after today is refused, exit 2, changing nothing; the same
+/// days as a dry run are fine.
+#[test]
+fn eval_refuses_to_rewrite_the_record_with_another_day() {
+    let p = loaded_project();
+    p.run_ok(&["eval", "--as-of", "2026-10-31"]);
+    let state = |p: &Project| {
+        (
+            count(p, "SELECT COUNT(*) FROM alerts WHERE state = 'firing'"),
+            count(p, "SELECT COUNT(*) FROM outbox"),
+            count(p, "SELECT COUNT(*) FROM evaluations"),
+        )
+    };
+    let before = state(&p);
+    assert!(before.0 > 0 && before.1 > 0, "{before:?}");
+    for (day, why) in [
+        ("2026-06-30", "the alerts are on record as of 2026-10-31"),
+        ("2099-01-01", "that is after today"),
+    ] {
+        let o = p.run(&["eval", "--as-of", day]);
+        assert_exit(&o, 2);
+        assert!(stderr(&o).contains(why), "{}", show(&o));
+        assert_eq!(state(&p), before, "eval --as-of {day} changed the record");
+        let o = p.run(&["eval", "--as-of", day, "--dry-run"]);
+        assert_exit(&o, 0);
+        assert_eq!(state(&p), before);
+    }
+    // The same day again, or a later one, is an evaluation like any other.
+    p.run_ok(&["eval", "--as-of", "2026-10-31"]);
+    p.run_ok(&["eval", "--as-of", "2026-11-01"]);
+    assert_eq!(count(&p, "SELECT COUNT(*) FROM evaluations"), before.2 + 2);
+}
+
+/// An account that moves out of a rule's tiers is no longer watched by
+/// it: its alert is left as it was, never mailed as "resolved" (its
+/// figures are as bad as they were; "resolved" would be a false
+/// all-clear).
+#[test]
+fn moving_out_of_a_rules_tiers_is_no_all_clear() {
+    let p = loaded_project();
+    let o = p.run(&["eval", "--as-of", "2026-10-31", "--format", "json"]);
+    assert_exit(&o, 0);
+    let f: serde_json::Value = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["key"] == "")
+        .expect("a finding on the fixtures");
+    let (rule, account, tier) = (
+        f["rule"].as_str().unwrap().to_string(),
+        f["account_id"].as_str().unwrap().to_string(),
+        f["tier"].as_str().unwrap().to_string(),
+    );
+    let others: Vec<&str> = ["A", "B", "C"].into_iter().filter(|t| *t != tier).collect();
+    let cfg = std::fs::read_to_string(p.config()).unwrap();
+    std::fs::write(
+        p.config(),
+        format!("{cfg}\nrule_settings:\n  {rule}:\n    tiers: {others:?}\n"),
+    )
+    .unwrap();
+    p.run_ok(&["eval", "--as-of", "2026-11-01"]);
+    let state: String = p
+        .db()
+        .query_row(
+            "SELECT state FROM alerts WHERE rule = ?1 AND account_id = ?2 AND key = ''",
+            [&rule, &account],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(state, "firing", "{rule} for {account} (tier {tier})");
+    assert_eq!(
+        count(
+            &p,
+            &format!(
+                "SELECT COUNT(*) FROM notifications WHERE rule = '{rule}' AND account_id = '{account}' AND kind = 'resolved'"
+            )
+        ),
+        0,
+        "{rule} for {account} was announced resolved"
+    );
+}

@@ -1562,9 +1562,9 @@ fn digests_greet_people_explain_themselves_and_chart_each_item() {
             }
             let cmd = line("暂停此预警：");
             assert!(
-                cmd.starts_with("kamwatch silence add --config ")
+                cmd.starts_with("kamwatch silence add --config=")
                     && cmd.contains(&format!(
-                        " --rule {rule} --account {account} --until 2026-12-28 "
+                        " --rule={rule} --account={account} --until=2026-12-28 "
                     )),
                 "{cmd}"
             );
@@ -1598,7 +1598,7 @@ fn digests_greet_people_explain_themselves_and_chart_each_item() {
     assert_eq!(o.status.code(), Some(0), "{cmd}: {}", show(&o));
     let list = ok(p.run(&["silence", "list"]));
     let account = cmd
-        .split(" --account ")
+        .split(" --account=")
         .nth(1)
         .unwrap()
         .split(' ')

@@ -295,15 +295,33 @@ fn person(r: &Recipient) -> String {
 
 /// `s` quoted for a POSIX shell when it needs it.
 fn shell_word(s: &str) -> String {
+    // No `*`: unquoted, the shell would expand it to file names.
     if !s.is_empty()
         && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:@*".contains(c))
-        && s != "*"
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:@".contains(c))
     {
         s.to_string()
     } else {
         format!("'{}'", one_line(s).replace('\'', "'\\''"))
     }
+}
+
+/// `kamwatch silence add` for one alert. Options are written `--name=value`
+/// so that a value starting with `-` (an account `-K4`) is not read as an
+/// option, and each value is quoted for the shell where it needs it.
+fn silence_command(
+    config: &str,
+    rule: &str,
+    account: &str,
+    until: chrono::NaiveDate,
+    en: bool,
+) -> String {
+    format!(
+        "kamwatch silence add{config} --rule={} --account={} --until={until} --reason={}",
+        shell_word(rule),
+        shell_word(account),
+        if en { "'why'" } else { "'原因'" }
+    )
 }
 
 impl Templates {
@@ -371,14 +389,9 @@ impl Templates {
         let config = self
             .config
             .as_deref()
-            .map(|c| format!(" --config {}", shell_word(&c.display().to_string())))
+            .map(|c| format!(" --config={}", shell_word(&c.display().to_string())))
             .unwrap_or_default();
-        format!(
-            "kamwatch silence add{config} --rule {} --account {} --until {until} --reason {}",
-            shell_word(&it.rule),
-            shell_word(&it.account_id),
-            if self.en { "'why'" } else { "'原因'" }
-        )
+        silence_command(&config, &it.rule, &it.account_id, until, self.en)
     }
 
     /// The footer of a message: who sent it and whom to write to.
@@ -722,6 +735,19 @@ pub fn compose(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_silence_command_survives_the_shell_whatever_the_ids() {
+        let d = chrono::NaiveDate::from_ymd_opt(2026, 12, 28).unwrap();
+        let cmd = silence_command("", "r", "-K4", d, true);
+        assert_eq!(
+            cmd,
+            "kamwatch silence add --rule=r --account=-K4 --until=2026-12-28 --reason='why'"
+        );
+        assert!(silence_command("", "r", "K*1", d, true).contains("--account='K*1'"));
+        assert!(silence_command("", "r", "a'b c", d, true).contains("--account='a'\\''b c'"));
+        assert!(silence_command("", "r", "$(x)", d, true).contains("--account='$(x)'"));
+    }
+
     use super::*;
 
     #[test]
