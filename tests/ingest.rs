@@ -368,6 +368,21 @@ fn receivables_snapshot_replaces_the_table() {
     assert!(out.contains("(receivables): 0 rows"), "{out}");
     assert!(out.contains("older than 应收账款_20261129.csv"), "{out}");
     assert_eq!(one::<i64>(&p, "SELECT COUNT(*) FROM receivables"), 1);
+
+    // Everything paid: a newer snapshot with a header only empties the
+    // table (it was refused as "no data rows", and the paid invoice's
+    // overdue warning went on repeating).
+    let paid = p.path("应收账款_20261130.csv");
+    std::fs::write(&paid, "客户编号,发票号,到期日,未收金额\n").unwrap();
+    let out = ingest_ok(&p, &[paid], 0);
+    assert!(out.contains("(receivables): 0 rows"), "{out}");
+    assert_eq!(one::<i64>(&p, "SELECT COUNT(*) FROM receivables"), 0);
+    // Nothing on hand, likewise; an events file with a header only is
+    // still refused (tests/data/bad/销售明细_只有表头.csv).
+    let stock = p.path("库存_20261130.csv");
+    std::fs::write(&stock, "产品编号,客户编号,库存数量\n").unwrap();
+    let out = ingest_ok(&p, &[stock], 0);
+    assert!(out.contains("(inventory): 0 rows"), "{out}");
 }
 
 #[test]

@@ -1135,7 +1135,11 @@ fn load_rows(
             problems,
         }));
     }
-    if rows == 0 {
+    // Receivables and stock with a header only are a snapshot of nothing:
+    // everything paid, nothing on hand. They replace the last one like any
+    // other (an empty master is refused by its own bound on accounts
+    // switched off, an empty events file has nothing to add).
+    if rows == 0 && !matches!(dataset, Dataset::Receivables | Dataset::Inventory) {
         return Ok(Err(Rejection::whole(
             "the file has a header but no data rows; nothing to ingest",
         )));
