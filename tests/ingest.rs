@@ -251,6 +251,38 @@ fn a_time_with_an_offset_is_its_date_in_the_business_zone() {
     assert_eq!(date("U3"), "2026-11-28");
 }
 
+/// A header cell with an invisible character is the column it shows: read
+/// alone, and refused as a second one beside the plain name (the value was
+/// read from the wrong column).
+#[test]
+fn an_invisible_character_in_a_header_is_the_column_it_shows() {
+    let p = Project::new();
+    let f = p.path("销售明细_zw.csv");
+    std::fs::write(
+        &f,
+        "订单编号,客户编号,订单日期,\u{200B}金额\u{FEFF},成本\nZ1,KH1001,2026-11-01,100,50\n",
+    )
+    .unwrap();
+    ingest_ok(&p, &[f], 0);
+    assert_eq!(
+        one::<f64>(&p, "SELECT revenue FROM orders WHERE order_id = 'Z1'"),
+        100.0
+    );
+    let f = p.path("销售明细_zw2.csv");
+    std::fs::write(
+        &f,
+        "订单编号,客户编号,订单日期,金额\u{200B},成本,金额\nZ2,KH1001,2026-11-01,999,50,100\n",
+    )
+    .unwrap();
+    ingest_ok(&p, &[f], 1);
+    let errors =
+        std::fs::read_to_string(p.path("var/rejected/销售明细_zw2.csv.errors.txt")).unwrap();
+    assert!(
+        errors.contains("the header has the column \"金额\" 2 times (columns 4, 6)"),
+        "{errors}"
+    );
+}
+
 #[test]
 fn jsonl_bad_line_is_named() {
     let p = Project::new();

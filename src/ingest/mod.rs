@@ -898,7 +898,11 @@ pub fn map_columns(
     ds: &DatasetConfig,
     headers: &StringRecord,
 ) -> std::result::Result<ColumnMap, String> {
-    let names: Vec<&str> = headers.iter().map(|h| h.trim()).collect();
+    // Names as a person reads them: an invisible character copied into a
+    // header cell (a zero-width space) would otherwise make `金额` another
+    // column than `金额`, and the value read from the wrong one.
+    let names: Vec<String> = headers.iter().map(values::header_name).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let mut fields = Vec::new();
     let mut missing = Vec::new();
     let mut used = vec![false; names.len()];
@@ -909,7 +913,7 @@ pub fn map_columns(
         let hits: Vec<usize> = names
             .iter()
             .enumerate()
-            .filter(|(_, n)| **n == col.trim())
+            .filter(|(_, n)| **n == values::header_name(col))
             .map(|(i, _)| i)
             .collect();
         if hits.len() > 1 {

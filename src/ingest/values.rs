@@ -37,6 +37,16 @@ const INVISIBLE: [char; 6] = [
     '\u{200B}', '\u{200C}', '\u{200D}', '\u{2060}', '\u{FEFF}', '\u{AD}',
 ];
 
+/// A column name as a person reads it: trimmed, invisible characters
+/// dropped (see [`INVISIBLE`]).
+pub fn header_name(raw: &str) -> String {
+    raw.chars()
+        .filter(|c| !INVISIBLE.contains(c))
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
 /// An identifier (account, order, SKU, invoice) as one account or line is
 /// known by, whatever the keyboard that typed it: trimmed, invisible
 /// characters dropped, full-width letters, digits and signs (`ＫＨ１００１`,
