@@ -516,7 +516,7 @@ pub fn apply(
     errors: &[RunError],
     accounts: &[Arc<AccountMetrics>],
     policies: &Policies,
-    covers: &dyn Fn(&str, &AccountMetrics) -> bool,
+    ran: &HashSet<&str>,
 ) -> Result<Changes> {
     let as_of_text = date_text(as_of);
     let now = now_text();
@@ -571,12 +571,13 @@ pub fn apply(
     for key in rest {
         // Only a rule that ran for the account and did not raise the alert
         // clears it: a failed run, a rule that is disabled, no longer
-        // compiles or is gone, an account the master switched off, or one
-        // that moved out of the rule's tiers, leaves its alerts as they
-        // were (its figures are still what they were: "resolved" would be
-        // a false all-clear).
+        // compiles or is gone, or an account the master switched off,
+        // leaves its alerts as they were. An account that moved out of the
+        // rule's tiers clears them: for a rule about a tier (thin_margin_a,
+        // rising_accounts) leaving it is the condition clearing.
         let obs = if failed.contains(&(key.0.as_str(), key.1.as_str()))
-            || !by_id.get(key.1.as_str()).is_some_and(|m| covers(&key.0, m))
+            || !ran.contains(key.0.as_str())
+            || !by_id.contains_key(key.1.as_str())
         {
             Observation::Unknown
         } else {

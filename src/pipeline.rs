@@ -119,8 +119,12 @@ pub fn evaluate_snapshot(
     let tx = conn.transaction()?;
     let (started, resolved, queued) = {
         let policies = Policies::for_rules(&cfg.cfg, rules);
-        let covers =
-            |rule: &str, m: &metrics::AccountMetrics| rules.covers(rule, m, &snap.portfolio);
+        let ran = rules
+            .rules
+            .iter()
+            .filter(|r| r.enabled())
+            .map(|r| &*r.name)
+            .collect();
         let changes = alerts::apply(
             &tx,
             as_of,
@@ -128,7 +132,7 @@ pub fn evaluate_snapshot(
             &report.errors,
             &snap.accounts,
             &policies,
-            &covers,
+            &ran,
         )?;
         mail::record(&tx, &cfg.cfg, &policies, &changes.notices)?;
         // A dry run renders no charts: nothing will be sent, and drawing

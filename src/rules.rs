@@ -1320,17 +1320,6 @@ impl RuleSet {
         self.rules.iter().find(|r| &*r.name == name)
     }
 
-    /// Whether the rule `name` watches the account: it is loaded and
-    /// enabled, the account's tier is among its tiers, and the book has the
-    /// data of its `book_needs`. (An account lacking the data of `needs`
-    /// is watched: without receivables nothing is overdue.) Only a rule
-    /// that watches an account can clear its alerts.
-    pub fn covers(&self, name: &str, m: &AccountMetrics, book: &Portfolio) -> bool {
-        self.get(name).is_some_and(|r| {
-            r.mask & tier_bit(m.tier) != 0 && r.book_needs & !book.data_bits() == 0
-        })
-    }
-
     /// Runs every rule for every account of the snapshot, in parallel over
     /// the machine's cores. Findings come back in (account, rule) order.
     pub fn evaluate(&self, snap: &Snapshot) -> Outcome {
