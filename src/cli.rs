@@ -586,11 +586,12 @@ fn check(path: &Path, verbose: bool) -> Result<ExitCode> {
             recipients.extend(p.extra_recipients.iter().cloned());
             writeln!(
                 o,
-                "rule {}: enabled {}, tiers {}, needs {}, severity {}, for_evaluations {}, repeat_interval_days {}, recipients {}, notify_resolved {}, keep_firing_for_days {}, escalate_after_days {}",
+                "rule {}: enabled {}, tiers {}, needs {}, book_needs {}, severity {}, for_evaluations {}, repeat_interval_days {}, recipients {}, notify_resolved {}, keep_firing_for_days {}, escalate_after_days {}",
                 r.name,
                 if r.enabled() { "yes" } else { "no" },
                 list(&s.tiers, "all"),
                 list(&s.needs, "nothing"),
+                list(&s.book_needs, "nothing"),
                 s.severity.as_deref().unwrap_or("warning"),
                 p.for_evaluations,
                 p.repeat_interval_days,

@@ -502,6 +502,14 @@ impl RuleSettings {
 
     /// Checks each value; errors start with the key, e.g. "tiers: ...".
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(ts) = &self.tiers {
+            if ts.is_empty() {
+                return Err("tiers: an empty list would leave the rule no account; list the tiers it runs for, or set enabled: false to switch it off".into());
+            }
+            if let Some(t) = ts.iter().enumerate().find(|(i, t)| ts[..*i].contains(t)) {
+                return Err(format!("tiers: {:?} is listed twice", t.1));
+            }
+        }
         for t in self.tiers.iter().flatten() {
             if !matches!(t.as_str(), "A" | "B" | "C") {
                 return Err(format!(

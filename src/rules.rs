@@ -331,7 +331,13 @@ pub fn settings_from_map(map: &Map) -> Result<RuleSettings, String> {
         let n = v
             .as_int()
             .map_err(|_| format!("`{key}` must be a whole number of {what}"))?;
-        u32::try_from(n).map_err(|_| format!("`{key}` must be 0 or more"))
+        u32::try_from(n).map_err(|_| {
+            if n < 0 {
+                format!("`{key}` must be 0 or more")
+            } else {
+                format!("`{key}` is too large: at most {}", u32::MAX)
+            }
+        })
     }
     fn flag(v: &Dynamic, key: &str) -> Result<bool, String> {
         v.as_bool()
@@ -2690,6 +2696,22 @@ mod tests {
                 "literal map",
             ),
             ("const SETTINGS = #{ \"for\": 0 };", "at least 1"),
+            (
+                "const SETTINGS = #{ tiers: [] };",
+                "an empty list would leave the rule no account",
+            ),
+            (
+                "const SETTINGS = #{ tiers: [\"A\", \"A\"] };",
+                "\"A\" is listed twice",
+            ),
+            (
+                "const SETTINGS = #{ repeat_interval_days: -1 };",
+                "must be 0 or more",
+            ),
+            (
+                "const SETTINGS = #{ repeat_interval_days: 5000000000 };",
+                "too large: at most 4294967295",
+            ),
         ] {
             let e = RuleSet::from_sources(&[("b", src)]).err().unwrap();
             assert!(e.message.contains(want), "{src}: {e}");

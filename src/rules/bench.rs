@@ -134,6 +134,24 @@ pub fn synthetic(n: usize, seed: u64, as_of: NaiveDate) -> Snapshot {
             _ => portfolio.tier_c += 1,
         }
     }
+    // What the book holds and where the tiers start, as a real snapshot
+    // says: without them a rule with `book_needs` (lapsed_visits) never
+    // runs, and the figure counts it as decided for free.
+    for a in &accounts {
+        portfolio.count_data(a);
+    }
+    // The smallest positive revenue of the tier (0 if none), as
+    // `Timeline::snapshot` sets it.
+    let floor = |tier: &str| {
+        accounts
+            .iter()
+            .filter(|a| a.tier == tier && a.revenue_12m > 0.0)
+            .map(|a| a.revenue_12m)
+            .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.min(r))))
+            .unwrap_or(0.0)
+    };
+    portfolio.floor_a = floor("A");
+    portfolio.floor_b = floor("B");
     Snapshot {
         as_of,
         accounts: accounts.into_iter().map(Arc::new).collect(),
@@ -274,4 +292,27 @@ pub fn optimized(rules: &RuleSet, snap: &Snapshot, threads: usize) -> Measured {
             (out.runs, out.scripts, out.findings.len())
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The synthetic book says what it holds and where the tiers start, as
+    /// a real snapshot does: a rule with `book_needs` (lapsed_visits) runs
+    /// its script in the benchmark instead of being decided for free.
+    #[test]
+    fn the_synthetic_book_runs_rules_that_need_the_books_data() {
+        let snap = synthetic(500, 7, NaiveDate::from_ymd_opt(2026, 11, 28).unwrap());
+        let p = &snap.portfolio;
+        assert_eq!(p.data_bits() & 0b11, 0b11, "orders and visits");
+        assert!(p.floor_a > 0.0 && p.floor_b > 0.0 && p.floor_a >= p.floor_b);
+        let rules = RuleSet::from_sources(&[(
+            "v",
+            "const SETTINGS = #{ book_needs: [\"visits\"] };\nalert(#{ title: \"t\" });",
+        )])
+        .unwrap();
+        let out = rules.evaluate(&snap);
+        assert_eq!(out.findings.len(), 500);
+    }
 }
