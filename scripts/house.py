@@ -22,7 +22,7 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 # Lowest first. Rooms on one floor may not import each other in a circle
 # (the file-level check catches that); they are independent in intent.
 FLOORS = [
-    ["model", "format"],
+    ["model", "format", "generate"],
     ["config"],
     ["store"],
     ["ingest", "metrics"],

@@ -9,28 +9,21 @@
 //! what happened. `chart`, `accounts` and `status` are read-only views; `format` writes
 //! figures (money, percent, days, ...) the way the reader's locale does.
 
-pub mod accounts;
 pub mod alerts;
-pub mod backtest;
 pub mod chart;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod format;
 pub mod generate;
-pub mod history;
 pub mod ingest;
 pub mod mail;
 pub mod metrics;
+pub mod model;
 pub mod pipeline;
-pub mod review;
+pub mod reports;
 pub mod rules;
-pub mod seasons;
-pub mod service;
-pub mod silence;
-pub mod status;
 pub mod store;
-pub mod watch;
 
 /// Counts each thread's allocations so a rule run's memory can be bounded
 /// (see [`rules::MemoryMeter`]).

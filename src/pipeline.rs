@@ -13,9 +13,9 @@ use anyhow::Result;
 use chrono::NaiveDate;
 use rusqlite::Connection;
 
+use crate::alerts::history;
 use crate::alerts::{self, Policies};
 use crate::config::Loaded;
-use crate::history;
 use crate::ingest::{self, FileReport};
 use crate::mail::{self, Delivery, Sink};
 use crate::metrics;
@@ -215,7 +215,7 @@ fn admin_notice(conn: &rusqlite::Connection, cfg: &Loaded, errors: &[RunError]) 
 /// were queued.
 pub fn queue_reviews(cfg: &Loaded, conn: &Connection, as_of: NaiveDate) -> Result<usize> {
     let mut queued = 0;
-    for r in crate::review::build(conn, as_of, &cfg.cfg.tiers, &cfg.style())? {
+    for r in crate::reports::review::build(conn, as_of, &cfg.cfg.tiers, &cfg.style())? {
         let message_id = mail::message_id(
             conn,
             &cfg.cfg.mail,

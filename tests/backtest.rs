@@ -285,7 +285,7 @@ fn backtest_report_does_not_depend_on_threads() {
     let conn = kamwatch::store::open(&cfg.database()).unwrap();
     let timeline = Timeline::load(&conn, d("2026-11-28")).unwrap();
     for every_days in [1, 7] {
-        let opts = kamwatch::backtest::Options {
+        let opts = kamwatch::reports::backtest::Options {
             from: d("2026-08-01"),
             to: d("2026-11-28"),
             every_days,
@@ -293,7 +293,8 @@ fn backtest_report_does_not_depend_on_threads() {
             max_per_owner_week: 1,
         };
         let json = |threads| {
-            let mut r = kamwatch::backtest::replay(&timeline, &cfg, &rules, &opts, threads);
+            let mut r =
+                kamwatch::reports::backtest::replay(&timeline, &cfg, &rules, &opts, threads);
             r.seconds = 0.0;
             serde_json::to_string(&r).unwrap()
         };

@@ -18,7 +18,7 @@ use rhai::{
 
 use crate::format::{Locale, Style, Texts, Unit};
 use crate::metrics::{AccountMetrics, Day, Metric, Portfolio, date_of, quarter_start};
-use crate::seasons::{Peak, Seasons};
+use crate::model::seasons::{Peak, Seasons};
 
 /// A figure with its kind, as `money(x)`, `pct(x)`, ... make it: `alert()`
 /// keeps the raw value and the kind, and a title that interpolates it
@@ -1323,7 +1323,7 @@ pub fn register(e: &mut Engine) -> Vec<Doc> {
             let date = i32::try_from(y)
                 .ok()
                 .zip(u32::try_from(m).ok().zip(u32::try_from(d).ok()))
-                .and_then(|(y, (m, d))| crate::seasons::from_lunar(y, m, d))
+                .and_then(|(y, (m, d))| crate::model::seasons::from_lunar(y, m, d))
                 .ok_or_else(|| {
                     format!("from_lunar({y}, {m}, {d}): no such lunar date in 1989-2101")
                 })?;

@@ -275,11 +275,11 @@ pub fn run_file(path: &Path, default_rules_dir: &Path) -> Result<Vec<CaseResult>
         Some(list) => {
             let mut out = Vec::new();
             for (name, s) in list {
-                out.push(crate::seasons::Season::parse(name, &s.from, &s.to).map_err(err)?);
+                out.push(crate::model::seasons::Season::parse(name, &s.from, &s.to).map_err(err)?);
             }
-            std::sync::Arc::new(crate::seasons::Seasons { list: out })
+            std::sync::Arc::new(crate::model::seasons::Seasons { list: out })
         }
-        None => std::sync::Arc::new(crate::seasons::Seasons::shipped()),
+        None => std::sync::Arc::new(crate::model::seasons::Seasons::shipped()),
     };
     all.seasons = seasons;
     let mut results = Vec::new();

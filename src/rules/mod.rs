@@ -32,7 +32,6 @@ use rhai::{
 use crate::metrics::{AccountMetrics, Day, Portfolio, Snapshot};
 
 pub mod api;
-pub mod bench;
 pub mod testing;
 
 pub use api::pct_change;
@@ -231,7 +230,7 @@ pub struct RuleSet {
     pub style: crate::format::Style,
     /// The seasons `season()` and `days_until_peak()` resolve (the
     /// config's `seasons:`).
-    pub seasons: Arc<crate::seasons::Seasons>,
+    pub seasons: Arc<crate::model::seasons::Seasons>,
 }
 
 /// The most alerts a rule may raise, for one account in one run and in one
@@ -403,6 +402,12 @@ fn tier_bit(t: &str) -> u8 {
         "C" => 4,
         _ => 0,
     }
+}
+
+/// Takes the alerts the last script run on this thread raised, and says
+/// how many there were (the rule benchmark counts them).
+pub(crate) fn take_raised_count() -> usize {
+    RAISED.with(|r| std::mem::take(&mut *r.borrow_mut())).len()
 }
 
 thread_local! {
@@ -1217,7 +1222,7 @@ impl RuleSet {
                 rules,
                 caps: AlertCaps::default(),
                 style: Default::default(),
-                seasons: Arc::new(crate::seasons::Seasons::shipped()),
+                seasons: Arc::new(crate::model::seasons::Seasons::shipped()),
             },
             errors,
         ))
@@ -1230,7 +1235,7 @@ impl RuleSet {
             rules: Vec::new(),
             caps: AlertCaps::default(),
             style: Default::default(),
-            seasons: Arc::new(crate::seasons::Seasons::shipped()),
+            seasons: Arc::new(crate::model::seasons::Seasons::shipped()),
         }
     }
 
@@ -1265,7 +1270,7 @@ impl RuleSet {
             rules,
             caps: AlertCaps::default(),
             style: Default::default(),
-            seasons: Arc::new(crate::seasons::Seasons::shipped()),
+            seasons: Arc::new(crate::model::seasons::Seasons::shipped()),
         })
     }
 
@@ -2080,8 +2085,8 @@ mod tests {
         );
         // The set's own seasons: a name it lacks is an error naming those
         // it has; without seasons there is no next peak.
-        let own = crate::seasons::Season::parse("店庆", "12-01", "12-07").unwrap();
-        rs.seasons = Arc::new(crate::seasons::Seasons { list: vec![own] });
+        let own = crate::model::seasons::Season::parse("店庆", "12-01", "12-07").unwrap();
+        rs.seasons = Arc::new(crate::model::seasons::Seasons { list: vec![own] });
         let out = rs.evaluate(&snap);
         assert_eq!(out.errors.len(), 1, "{:?}", out.findings);
         assert!(
@@ -2092,7 +2097,7 @@ mod tests {
             out.errors[0].message
         );
         let none = RuleSet {
-            seasons: Arc::new(crate::seasons::Seasons::default()),
+            seasons: Arc::new(crate::model::seasons::Seasons::default()),
             ..RuleSet::from_sources(&[(
                 "n",
                 "alert(#{ title: `${days_until_peak()} ${type_of(next_season())}` });",

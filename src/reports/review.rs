@@ -109,7 +109,7 @@ pub fn build(
     let en = style.en();
     let w = if en { &EN } else { &ZH };
     let snap = metrics::build(conn, as_of, tiers)?;
-    let book = crate::accounts::book(conn, as_of, tiers)?;
+    let book = crate::reports::accounts::book(conn, as_of, tiers)?;
     let end = snap.end();
     let shares: Vec<f64> = snap.accounts.iter().map(|a| a.share).collect();
     let chart = crate::chart::pareto_png(&shares, tiers.a_share, tiers.b_share, en)?;

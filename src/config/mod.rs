@@ -79,7 +79,7 @@ pub struct Config {
     pub datasets: Datasets,
     /// The peaks rules plan around (`season("春节")`, `days_until_peak()`),
     /// by name: `from` and `to` as a month-day or a lunar date rule (see
-    /// `crate::seasons`). Default: 春节, 618, 中秋 and 双11.
+    /// `crate::model::seasons`). Default: 春节, 618, 中秋 and 双11.
     #[serde(default = "default_seasons")]
     pub seasons: BTreeMap<String, SeasonConfig>,
 }
@@ -93,7 +93,7 @@ pub struct SeasonConfig {
 }
 
 fn default_seasons() -> BTreeMap<String, SeasonConfig> {
-    crate::seasons::SHIPPED
+    crate::model::seasons::SHIPPED
         .iter()
         .map(|(name, from, to)| {
             (
@@ -110,12 +110,12 @@ fn default_seasons() -> BTreeMap<String, SeasonConfig> {
 impl Config {
     /// The configured seasons, resolved; an error names the season and
     /// the date that cannot be read (`validate` has checked them).
-    pub fn season_list(&self) -> Result<crate::seasons::Seasons, String> {
+    pub fn season_list(&self) -> Result<crate::model::seasons::Seasons, String> {
         let mut list = Vec::new();
         for (name, s) in &self.seasons {
-            list.push(crate::seasons::Season::parse(name, &s.from, &s.to)?);
+            list.push(crate::model::seasons::Season::parse(name, &s.from, &s.to)?);
         }
-        Ok(crate::seasons::Seasons { list })
+        Ok(crate::model::seasons::Seasons { list })
     }
 }
 
@@ -1908,7 +1908,7 @@ mod tests {
 
     #[test]
     fn shipped_config_parses() {
-        let text = include_str!("../config/kamwatch.yaml");
+        let text = include_str!("../../config/kamwatch.yaml");
         let cfg = parse(text).unwrap();
         assert_eq!(
             cfg.datasets.route("销售明细_2026.csv"),
@@ -1923,7 +1923,7 @@ mod tests {
 
     #[test]
     fn unknown_key_named_with_line() {
-        let text = include_str!("../config/kamwatch.yaml").replace("\ninbox:", "\ninbxo:");
+        let text = include_str!("../../config/kamwatch.yaml").replace("\ninbox:", "\ninbxo:");
         let e = parse(&text).unwrap_err();
         assert!(e.contains("inbxo"), "{e}");
         assert!(e.contains("line"), "{e}");
@@ -1933,7 +1933,7 @@ mod tests {
     fn retention_shorter_than_a_repeat_is_refused() {
         let text = format!(
             "{}\nrule_settings:\n  margin_slip:\n    repeat_interval_days: 30\n",
-            include_str!("../config/kamwatch.yaml")
+            include_str!("../../config/kamwatch.yaml")
         );
         assert!(parse(&text).is_ok());
         let text = text.replace("history_retention_days: 400", "history_retention_days: 20");
@@ -1944,7 +1944,7 @@ mod tests {
 
     #[test]
     fn bad_quiet_window_and_address_are_refused() {
-        let base = include_str!("../config/kamwatch.yaml");
+        let base = include_str!("../../config/kamwatch.yaml");
         let e = parse(&base.replace(
             "  quiet: []",
             "  quiet:\n    - weekdays: [saturday, sunday2]",
@@ -1964,7 +1964,7 @@ mod tests {
 
     #[test]
     fn currency_is_an_iso_code() {
-        let base = include_str!("../config/kamwatch.yaml");
+        let base = include_str!("../../config/kamwatch.yaml");
         assert_eq!(parse(base).unwrap().mail.currency, "CNY");
         let usd = parse(&base.replace("  currency: CNY", "  currency: USD")).unwrap();
         assert_eq!(usd.mail.currency, "USD");

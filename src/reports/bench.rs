@@ -10,12 +10,12 @@ use std::time::Instant;
 use chrono::NaiveDate;
 use rhai::{ImmutableString, Scope};
 
-use super::{RuleSet, api};
 use crate::config::TierConfig;
 use crate::generate::Rng;
 use crate::metrics::{
     AccountMetrics, Invoice, Portfolio, Series, Snapshot, StockCover, Visit, assign_tiers, day,
 };
+use crate::rules::{RuleSet, api};
 use crate::store::OrderDay;
 
 /// A book of `n` accounts with 18 months of orders, visits, invoices and
@@ -271,9 +271,7 @@ fn naive_loop(rules: &RuleSet, snap: &Snapshot) -> (u64, u64, usize) {
                 },
             );
             let _ = rules.engine.run_ast_with_scope(&mut scope, &rule.ast);
-            alerts += super::RAISED
-                .with(|r| std::mem::take(&mut *r.borrow_mut()))
-                .len();
+            alerts += crate::rules::take_raised_count();
             evaluations += 1;
         }
     }

@@ -17,17 +17,17 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 /// Numbered migrations; `PRAGMA user_version` records how many have run.
 const MIGRATIONS: &[&str] = &[
-    include_str!("store/0001_init.sql"),
-    include_str!("store/0002_more_datasets.sql"),
-    include_str!("store/0003_alert_lifecycle.sql"),
-    include_str!("store/0004_ingest.sql"),
-    include_str!("store/0005_outbox_mime.sql"),
-    include_str!("store/0006_compact_order_attrs.sql"),
-    include_str!("store/0007_ledger_counts.sql"),
-    include_str!("store/0008_installation.sql"),
-    include_str!("store/0009_figure_units.sql"),
-    include_str!("store/0010_manager_name.sql"),
-    include_str!("store/0011_orders_by_account.sql"),
+    include_str!("0001_init.sql"),
+    include_str!("0002_more_datasets.sql"),
+    include_str!("0003_alert_lifecycle.sql"),
+    include_str!("0004_ingest.sql"),
+    include_str!("0005_outbox_mime.sql"),
+    include_str!("0006_compact_order_attrs.sql"),
+    include_str!("0007_ledger_counts.sql"),
+    include_str!("0008_installation.sql"),
+    include_str!("0009_figure_units.sql"),
+    include_str!("0010_manager_name.sql"),
+    include_str!("0011_orders_by_account.sql"),
 ];
 
 /// How long a statement waits for another connection's lock.

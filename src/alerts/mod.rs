@@ -13,6 +13,9 @@
 //! It writes only inside the caller's transaction, so the state change and
 //! the mail it causes commit together. Owns `alerts` and `alert_history`.
 
+pub mod history;
+pub mod silence;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -527,7 +530,7 @@ pub fn apply(
         .collect();
     let by_id: HashMap<&str, &Arc<AccountMetrics>> =
         accounts.iter().map(|a| (a.id.as_str(), a)).collect();
-    let silences = crate::silence::active(conn, as_of)?;
+    let silences = crate::alerts::silence::active(conn, as_of)?;
 
     let mut upsert = conn.prepare(
         "INSERT INTO alerts (rule, account_id, key, state, severity, title, figures, action,
@@ -838,7 +841,7 @@ mod tests {
             ("old", "let x = 1;"),
         ])
         .unwrap();
-        let base = include_str!("../config/kamwatch.yaml")
+        let base = include_str!("../../config/kamwatch.yaml")
             .replace("  for_evaluations: 1\n", "  for_evaluations: 3\n");
         let cfg = crate::config::parse(&format!(
             "{base}\nrule_settings:\n  both:\n    for_evaluations: 2\n    extra_recipients: [p@example.com]\n"
@@ -859,7 +862,7 @@ mod tests {
         );
 
         // alerts.rules.R is read into rule_settings.R.
-        let moved = include_str!("../config/kamwatch.yaml").replace(
+        let moved = include_str!("../../config/kamwatch.yaml").replace(
             "alerts:\n",
             "alerts:\n  rules:\n    old:\n      repeat_days: 9\n",
         );
@@ -1017,9 +1020,9 @@ mod tests {
         let path = dir.path().join("k.db");
         {
             let c = Connection::open(&path).unwrap();
-            c.execute_batch(include_str!("store/0001_init.sql"))
+            c.execute_batch(include_str!("../store/0001_init.sql"))
                 .unwrap();
-            c.execute_batch(include_str!("store/0002_more_datasets.sql"))
+            c.execute_batch(include_str!("../store/0002_more_datasets.sql"))
                 .unwrap();
             c.pragma_update(None, "user_version", 2).unwrap();
             c.execute(

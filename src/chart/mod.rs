@@ -24,7 +24,7 @@ use crate::metrics::{AccountMetrics, Day, Measure, day};
 
 const WIDTH: u32 = 600;
 const HEIGHT: u32 = 220;
-static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 
 /// One month of an account's orders.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,7 +62,7 @@ fn months_of(a: &AccountMetrics, as_of: NaiveDate, n: usize) -> Vec<Month> {
     out
 }
 
-static CJK_FONT: &[u8] = include_bytes!("../assets/ChartCJK.ttf");
+static CJK_FONT: &[u8] = include_bytes!("../../assets/ChartCJK.ttf");
 
 fn register_font() {
     static ONCE: std::sync::Once = std::sync::Once::new();

@@ -39,6 +39,9 @@
 //! mounted or replaced is watched anew and rescanned (also on SIGHUP). A
 //! failing evaluation is noted in `<db>.eval-failed` for `kamwatch status`.
 
+pub mod service;
+pub mod watch;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -51,12 +54,12 @@ use rusqlite::Connection;
 use tokio::sync::mpsc;
 
 use crate::config::{self, Loaded, Zone};
+use crate::daemon::service::{Lock, Notifier};
 use crate::metrics::Live;
 use crate::pipeline;
 use crate::rules::{CompileError, RuleSet};
-use crate::service::{Lock, Notifier};
 use crate::store::Outcome;
-use crate::watch::{self, Change, Settler};
+use watch::{Change, Settler};
 
 /// How often the outbox is looked at for retries when nothing else happens.
 const DELIVERY_INTERVAL: Duration = Duration::from_secs(15);
@@ -699,7 +702,7 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("listening for SIGHUP")?;
     let notifier = Notifier::from_env();
-    let watchdog = crate::service::watchdog_interval();
+    let watchdog = crate::daemon::service::watchdog_interval();
     let lock = Lock::acquire(&cfg.database())?;
     // Whatever `check` would report, the daemon says as it starts.
     for f in config::findings(&cfg) {
@@ -1041,7 +1044,7 @@ mod tests {
     use super::*;
 
     fn cfg_with(times: &str, tz: &str) -> Loaded {
-        let text = include_str!("../config/kamwatch.yaml")
+        let text = include_str!("../../config/kamwatch.yaml")
             .replace("times: [\"07:30\"]", &format!("times: {times}"))
             .replace("timezone: Asia/Shanghai ", &format!("timezone: {tz} "));
         Loaded {
@@ -1056,7 +1059,8 @@ mod tests {
     #[test]
     fn a_panic_while_ingesting_rejects_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let text = include_str!("../config/kamwatch.yaml").replace("\nroot: ..\n", "\nroot: .\n");
+        let text =
+            include_str!("../../config/kamwatch.yaml").replace("\nroot: ..\n", "\nroot: .\n");
         assert!(text.contains("\nroot: .\n"));
         let file = dir.path().join("config.yaml");
         std::fs::write(&file, &text).unwrap();

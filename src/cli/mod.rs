@@ -423,7 +423,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             format,
         } => backtest(
             &config::load(&cli.config)?,
-            &crate::backtest::Options {
+            &crate::reports::backtest::Options {
                 from: *from,
                 to: *to,
                 every_days: if *every == Every::Week { 7 } else { 1 },
@@ -450,7 +450,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             format,
         } => history(
             &config::load(&cli.config)?,
-            &crate::history::Filter {
+            &crate::alerts::history::Filter {
                 account: account.clone(),
                 rule: rule.clone(),
                 since: *since,
@@ -743,7 +743,7 @@ fn rebuild(cfg: &Loaded) -> Result<ExitCode> {
             db.display()
         );
     }
-    if crate::service::holder(&crate::service::lock_path(&db)).is_some() {
+    if crate::daemon::service::holder(&crate::daemon::service::lock_path(&db)).is_some() {
         anyhow::bail!("kamwatch is running on {}; stop it first", db.display());
     }
     let files = archived_inputs(&cfg.archive())?;
@@ -992,7 +992,7 @@ fn mail(cfg: &Loaded, action: &MailCommand) -> Result<ExitCode> {
 }
 
 fn status(cfg: &Loaded, format: Format) -> Result<ExitCode> {
-    let pid = crate::service::holder(&crate::service::lock_path(&cfg.database()));
+    let pid = crate::daemon::service::holder(&crate::daemon::service::lock_path(&cfg.database()));
     let db = cfg.database();
     let mut o = std::io::stdout().lock();
     if !db.exists() {
@@ -1023,7 +1023,7 @@ fn status(cfg: &Loaded, format: Format) -> Result<ExitCode> {
     // A damaged page may lie where no status query reads: look at all.
     let read = crate::store::open(&db).and_then(|conn| {
         crate::store::quick_check(&conn, &db)?;
-        crate::status::read(&conn)
+        crate::reports::status::read(&conn)
     });
     let s = match read {
         Ok(s) => s,
@@ -1133,7 +1133,7 @@ fn accounts(
     format: Format,
 ) -> Result<ExitCode> {
     let conn = crate::store::open(&cfg.database())?;
-    let book = crate::accounts::book(&conn, as_of, &cfg.cfg.tiers)?;
+    let book = crate::reports::accounts::book(&conn, as_of, &cfg.cfg.tiers)?;
     let keep = |t: &str| tier.is_none_or(|want| want == t);
     let mut o = std::io::stdout().lock();
     let days = |d: Option<i64>| d.map_or("-".to_string(), |d| d.to_string());
@@ -1141,7 +1141,7 @@ fn accounts(
     match format {
         Format::Json => {
             // The raw numbers, and what each is (as eval's figures).
-            let units: serde_json::Map<String, serde_json::Value> = crate::accounts::UNITS
+            let units: serde_json::Map<String, serde_json::Value> = crate::reports::accounts::UNITS
                 .iter()
                 .map(|(k, u)| (k.to_string(), u.name().into()))
                 .collect();
@@ -1226,7 +1226,7 @@ fn pad(s: &str, width: usize) -> String {
 }
 
 fn silence(cfg: &Loaded, action: &SilenceCommand, today: NaiveDate) -> Result<ExitCode> {
-    use crate::silence::{self, Scope};
+    use crate::alerts::silence::{self, Scope};
     let conn = crate::store::open(&cfg.database())?;
     let mut o = std::io::stdout().lock();
     match action {
@@ -1346,8 +1346,8 @@ fn silence(cfg: &Loaded, action: &SilenceCommand, today: NaiveDate) -> Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
-fn scope_text(s: &crate::silence::Scope) -> String {
-    use crate::silence::Scope;
+fn scope_text(s: &crate::alerts::silence::Scope) -> String {
+    use crate::alerts::silence::Scope;
     match s {
         Scope::Account(a) => format!("account {a}"),
         Scope::Tier(t) => format!("tier {t}"),
@@ -1355,9 +1355,13 @@ fn scope_text(s: &crate::silence::Scope) -> String {
     }
 }
 
-fn history(cfg: &Loaded, filter: &crate::history::Filter, format: Format) -> Result<ExitCode> {
+fn history(
+    cfg: &Loaded,
+    filter: &crate::alerts::history::Filter,
+    format: Format,
+) -> Result<ExitCode> {
     let conn = crate::store::open(&cfg.database())?;
-    let entries = crate::history::query(&conn, filter)?;
+    let entries = crate::alerts::history::query(&conn, filter)?;
     if let Some(a) = &filter.account
         && entries.is_empty()
     {
@@ -1407,7 +1411,11 @@ fn history(cfg: &Loaded, filter: &crate::history::Filter, format: Format) -> Res
     Ok(ExitCode::SUCCESS)
 }
 
-fn backtest(cfg: &Loaded, opts: &crate::backtest::Options, format: Format) -> Result<ExitCode> {
+fn backtest(
+    cfg: &Loaded,
+    opts: &crate::reports::backtest::Options,
+    format: Format,
+) -> Result<ExitCode> {
     if opts.from > opts.to {
         return Err(ConfigError {
             path: cfg.file.clone(),
@@ -1430,7 +1438,7 @@ fn backtest(cfg: &Loaded, opts: &crate::backtest::Options, format: Format) -> Re
         }
         .into());
     }
-    let report = crate::backtest::run(&conn, cfg, &rules, opts)?;
+    let report = crate::reports::backtest::run(&conn, cfg, &rules, opts)?;
     let mut o = std::io::stdout().lock();
     match format {
         Format::Json => {
@@ -1514,7 +1522,7 @@ fn review(cfg: &Loaded, as_of: NaiveDate, out: Option<PathBuf>, send: bool) -> R
     }
     let dir = out.unwrap_or_else(|| cfg.database().with_file_name("review"));
     std::fs::create_dir_all(&dir)?;
-    let reviews = crate::review::build(&conn, as_of, &cfg.cfg.tiers, &cfg.style())?;
+    let reviews = crate::reports::review::build(&conn, as_of, &cfg.cfg.tiers, &cfg.style())?;
     let mut o = std::io::stdout().lock();
     for r in &reviews {
         let stem: String = r
@@ -1624,7 +1632,7 @@ fn bench_rules(
     rounds: usize,
     per_rule: bool,
 ) -> Result<ExitCode> {
-    use crate::rules::bench;
+    use crate::reports::bench;
     let (rules, errors, _) = RuleSet::load_config(cfg)?;
     if let Some(e) = errors.first() {
         anyhow::bail!("a rule does not compile; fix it before benchmarking:\n{e}");

@@ -1323,7 +1323,7 @@ mod tests {
 
     #[test]
     fn routes_owner_manager_extra_and_fallbacks() {
-        let mut cfg = crate::config::parse(include_str!("../config/kamwatch.yaml")).unwrap();
+        let mut cfg = crate::config::parse(include_str!("../../config/kamwatch.yaml")).unwrap();
         let p = RulePolicy {
             escalate_after_days: 30,
             extra_recipients: vec!["pricing@example.com".into()],
