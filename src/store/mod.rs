@@ -1049,6 +1049,22 @@ pub fn parse_ymd(s: &str) -> Option<NaiveDate> {
     NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)
 }
 
+/// Whether the customer master has an account with this id.
+pub fn account_exists(conn: &Connection, id: &str) -> Result<bool> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM accounts WHERE id = ?1)",
+        [id],
+        |r| r.get(0),
+    )?)
+}
+
+/// The as-of date of the newest evaluation on record, if any.
+pub fn newest_evaluation(conn: &Connection) -> Result<Option<NaiveDate>> {
+    let newest: Option<String> =
+        conn.query_row("SELECT MAX(as_of) FROM evaluations", [], |r| r.get(0))?;
+    Ok(newest.as_deref().and_then(parse_ymd))
+}
+
 /// Row counts of the data tables, for status lines and tests.
 pub fn counts(conn: &Connection) -> Result<(u64, u64, u64)> {
     let n = |t: &str| -> Result<u64> {
