@@ -9,7 +9,9 @@ use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use rusqlite::Connection;
 
-use super::{Day, Invoice, Series, day};
+use super::account::Invoice;
+use super::calendar::{Day, date_of, day};
+use super::series::Series;
 use crate::store::OrderDay;
 use crate::store::date_text;
 
@@ -302,7 +304,7 @@ fn account_orders(
     for today in lines.chunk_by(|a, b| a.day == b.day) {
         let d = today[0].day;
         let mut sum = OrderDay {
-            date: super::date_of(d),
+            date: date_of(d),
             revenue: 0.0,
             cost: 0.0,
             qty: 0.0,
@@ -359,7 +361,7 @@ pub fn book<'a>(series: impl Iterator<Item = &'a Series>) -> Series {
     let mut out = Series::default();
     for (d, [revenue, cost, qty, orders]) in days {
         out.push(&OrderDay {
-            date: super::date_of(d),
+            date: date_of(d),
             revenue,
             cost,
             qty,
