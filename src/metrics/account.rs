@@ -5,9 +5,10 @@
 
 use std::sync::Arc;
 
-use super::calendar::{Day, complete_months};
+use super::calendar::complete_months;
 use super::series::{DayLog, Measure, OnDay, Series, seek};
 use super::tiers::{TIER_HISTORY_DAYS, TierHistory};
+use crate::model::dates::Day;
 
 /// How many of an account's SKUs (by trailing-12-month revenue) are "main".
 pub const MAIN_SKUS: usize = 3;

@@ -1,20 +1,10 @@
-//! Day numbers and calendar windows: the arithmetic every metric's window
-//! uses (a day is a number, windows are half-open ranges of them).
+//! Calendar windows over day numbers (`model::dates::Day`): complete
+//! months and quarters, as rules and reports ask for them.
 //! Touches nothing: no database, no clock.
 
 use chrono::{Datelike, NaiveDate};
 
-/// Day number used for window arithmetic (days since 0001-01-01).
-pub type Day = i32;
-
-pub fn day(d: NaiveDate) -> Day {
-    d.num_days_from_ce()
-}
-
-/// The date of a day number (for messages and calendar arithmetic).
-pub fn date_of(d: Day) -> NaiveDate {
-    NaiveDate::from_num_days_from_ce_opt(d).unwrap_or(NaiveDate::MIN)
-}
+use crate::model::dates::{Day, date_of, day};
 
 /// The `n` most recent complete calendar months before `end` (the month of
 /// `end` counts when `end` is its last day), oldest first, as (last day,

@@ -10,10 +10,10 @@ use chrono::NaiveDate;
 use rusqlite::Connection;
 
 use super::account::Invoice;
-use super::calendar::{Day, date_of, day};
 use super::series::Series;
+use crate::model::dates::{Day, date_of, day};
+use crate::model::dates::{date_text, parse_ymd};
 use crate::store::OrderDay;
-use crate::store::date_text;
 
 /// The largest amount a total may hold one of: ingest refuses anything
 /// beyond `ingest.max_amount` (at most 1e15), so only values stored before
@@ -225,7 +225,7 @@ fn line_of(
     order_id: &str,
 ) -> Result<Line> {
     let date = r.get_ref(at)?.as_str()?;
-    let d = crate::store::parse_ymd(date)
+    let d = parse_ymd(date)
         .with_context(|| format!("orders.date {date:?} of order {order_id} is not YYYY-MM-DD"))?;
     let sku = match r.get_ref(at + 1)?.as_str_or_null()? {
         Some(s) if !s.is_empty() => index.intern(s),

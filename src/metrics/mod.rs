@@ -35,10 +35,11 @@ mod stock;
 mod tiers;
 mod timeline;
 
+pub use crate::model::dates::{Day, date_of, day};
 pub use account::{
     AccountMetrics, DEMAND_DAYS, Invoice, MAIN_SKUS, Metric, Roles, StockCover, Visit,
 };
-pub use calendar::{Day, complete_months, date_of, day, quarter_start};
+pub use calendar::{complete_months, quarter_start};
 pub use live::Live;
 pub use parts::Parts;
 pub use series::{DayLog, Measure, OnDay, Series};

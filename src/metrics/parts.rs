@@ -13,9 +13,9 @@ use chrono::NaiveDate;
 use rusqlite::Connection;
 
 use super::account::{Roles, Visit};
-use super::calendar::{Day, day};
 use super::load;
 use super::series::{DayLog, Series};
+use crate::model::dates::{Day, day};
 use crate::store;
 
 /// One account's order lines with a SKU, shared by every day.

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::calendar::{Day, day};
+use crate::model::dates::{Day, day};
 use crate::store;
 
 /// What a windowed metric sums.

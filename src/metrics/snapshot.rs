@@ -8,8 +8,8 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 
 use super::account::{AccountMetrics, Metric, clamp_window, series_metric};
-use super::calendar::{Day, day};
 use super::series::Series;
+use crate::model::dates::{Day, day};
 
 /// Book-level totals.
 #[derive(Debug, Default, Clone)]

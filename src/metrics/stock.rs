@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::account::{AccountMetrics, DEMAND_DAYS, MAIN_SKUS, StockCover};
-use super::calendar::Day;
 use super::parts::SkuLog;
 use super::series::seek;
+use crate::model::dates::Day;
 
 /// The book's SKUs, shared by every day of a timeline.
 #[derive(Debug)]

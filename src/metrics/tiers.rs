@@ -3,9 +3,9 @@
 //! days before a snapshot's, ranked on first use. Touches nothing but the
 //! series it is given.
 
-use super::calendar::Day;
 use super::series::{Measure, Series};
 use crate::config::TierConfig;
+use crate::model::dates::Day;
 
 /// How many days back the previous tier is computed.
 pub const PREV_TIER_DAYS: i32 = 30;

@@ -22,7 +22,6 @@ use chrono::NaiveDate;
 use rusqlite::Connection;
 
 use super::account::{AccountMetrics, Invoice, Roles, Visit};
-use super::calendar::{Day, date_of, day};
 use super::load;
 use super::parts::{Parts, SkuLog};
 use super::series::{DayLog, Measure, Series};
@@ -30,6 +29,7 @@ use super::snapshot::{Portfolio, Snapshot};
 use super::stock::{SkuBook, SkuScratch};
 use super::tiers::{PREV_TIER_DAYS, TierHistory, assign_tiers, parse_tier};
 use crate::config::TierConfig;
+use crate::model::dates::{Day, date_of, day};
 
 /// Builds the snapshot of every active account as of `as_of` (inclusive).
 pub fn build(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<Snapshot> {
