@@ -1646,9 +1646,9 @@ fn parse_row(
             let credit_limit = number("credit_limit", false, errs);
             let tier_override = match text("tier") {
                 None => None,
-                Some(t) => match t.to_ascii_uppercase().as_str() {
-                    t @ ("A" | "B" | "C") => Some(t.to_string()),
-                    _ => {
+                Some(t) => match crate::model::Tier::parse(&t.to_ascii_uppercase()) {
+                    Some(tier) => Some(tier),
+                    None => {
                         errs.push((
                             map.header("tier"),
                             format!("{} is not a tier; write A, B or C, or leave it empty to let kamwatch compute it", values::excerpt(&t)),

@@ -30,17 +30,9 @@ mod timeline;
 pub use live::Live;
 pub use timeline::{Parts, Reuse, Timeline};
 
-/// Day number used for window arithmetic (days since 0001-01-01).
-pub type Day = i32;
-
-pub fn day(d: NaiveDate) -> Day {
-    d.num_days_from_ce()
-}
-
-/// The date of a day number (for messages and calendar arithmetic).
-pub fn date_of(d: Day) -> NaiveDate {
-    NaiveDate::from_num_days_from_ce_opt(d).unwrap_or(NaiveDate::MIN)
-}
+/// Day numbers (days since 0001-01-01) and their dates: plain values of
+/// the model.
+pub use crate::model::dates::{Day, date_of, day};
 
 /// How many days back the previous tier is computed.
 pub const PREV_TIER_DAYS: i32 = 30;

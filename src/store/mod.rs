@@ -154,33 +154,10 @@ pub fn now_text() -> String {
         .to_string()
 }
 
-pub fn date_text(d: NaiveDate) -> String {
-    // Not `format("%Y-%m-%d")`: this runs once per ingested row, and
-    // chrono's strftime parses its pattern every time.
-    use chrono::Datelike;
-    format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
-}
-
-/// [`date_text`] without allocating, for the ingest's hot path. Years
-/// outside 0..=9999 (which no export date parser yields) are clamped.
-fn date_bytes(d: NaiveDate) -> [u8; 10] {
-    use chrono::Datelike;
-    let y = d.year().clamp(0, 9999) as u32;
-    let digit = |n: u32| b'0' + (n % 10) as u8;
-    let (m, day) = (d.month(), d.day());
-    [
-        digit(y / 1000),
-        digit(y / 100),
-        digit(y / 10),
-        digit(y),
-        b'-',
-        digit(m / 10),
-        digit(m),
-        b'-',
-        digit(day / 10),
-        digit(day),
-    ]
-}
+use crate::model::Tier;
+use crate::model::dates::date_bytes;
+/// Stored date text, read and written: plain values of the model.
+pub use crate::model::dates::{date_text, parse_ymd};
 
 /// What became of a file, as the ledger records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -416,8 +393,8 @@ pub struct VisitRow {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Extra {
     pub credit_limit: Option<f64>,
-    /// "A", "B" or "C": the master's tier, overriding the computed one.
-    pub tier_override: Option<String>,
+    /// The master's tier, overriding the computed one.
+    pub tier_override: Option<Tier>,
     /// A JSON object of the other columns, `None` when there are none.
     pub attrs: Option<String>,
 }
@@ -719,7 +696,7 @@ impl<'t> Writer<'t> {
                 r.manager_email,
                 &*now,
                 x.credit_limit,
-                x.tier_override,
+                x.tier_override.map(Tier::as_str),
                 x.attrs,
                 r.manager
             ])?;
@@ -1034,21 +1011,6 @@ fn parse_stored_date(s: &str) -> Result<NaiveDate> {
     parse_ymd(s).with_context(|| format!("a date in the database is not YYYY-MM-DD: {s:?}"))
 }
 
-/// A `YYYY-MM-DD` date, as stored and as rules see dates, read without
-/// strftime machinery: evaluations read millions of them.
-pub fn parse_ymd(s: &str) -> Option<NaiveDate> {
-    let b = s.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<u32> {
-        b[r].iter().try_fold(0u32, |n, c| {
-            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
-        })
-    };
-    NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)
-}
-
 /// Row counts of the data tables, for status lines and tests.
 pub fn counts(conn: &Connection) -> Result<(u64, u64, u64)> {
     let n = |t: &str| -> Result<u64> {
@@ -1113,17 +1075,6 @@ mod tests {
             .query_row("SELECT revenue FROM orders", [], |r| r.get(0))
             .unwrap();
         assert_eq!(rev, 12.0);
-    }
-
-    #[test]
-    fn date_bytes_is_date_text() {
-        let mut d = NaiveDate::from_ymd_opt(1999, 12, 25).unwrap();
-        for _ in 0..800 {
-            assert_eq!(&date_bytes(d)[..], date_text(d).as_bytes());
-            d = d + chrono::Days::new(17);
-        }
-        let far = NaiveDate::from_ymd_opt(987, 1, 9).unwrap();
-        assert_eq!(&date_bytes(far), b"0987-01-09");
     }
 
     /// Many lines to a statement: every line lands, and within one batch,
