@@ -20,7 +20,8 @@ use super::machine::{Lifecycle, Notice, Observation, State, step};
 use super::policy::Policies;
 use super::silence::{self, Silence};
 use crate::metrics::AccountMetrics;
-use crate::rules::{Finding, RunError, Severity};
+use crate::model::Severity;
+use crate::rules::{Finding, RunError};
 use crate::store::{date_text, now_text};
 
 /// The alert a notice is about, with all it takes to route and render it.

@@ -12,7 +12,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::policy::RulePolicy;
-use crate::rules::Severity;
+use crate::model::Severity;
 
 /// Where an alert is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -267,7 +267,7 @@ fn tell(
 
 /// Severity as its config/rule spelling ("warning"), for stored JSON.
 pub(super) mod severity_text {
-    use crate::rules::Severity;
+    use crate::model::Severity;
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(v: &Severity, s: S) -> Result<S::Ok, S::Error> {
