@@ -18,8 +18,8 @@ use rusqlite::{Connection, Transaction};
 
 use super::columns::map_columns;
 use super::errors::Unfiled;
-use super::file;
-use super::filing::{Intake, Keep};
+
+use super::filing::{Intake, Keep, sidecar, write_new};
 use super::read::Source;
 use super::reject::{Rejection, errors_text, reject};
 use super::report::FileReport;
@@ -257,8 +257,8 @@ fn commit(
             &w.stored.problems,
             w.unit,
         );
-        let p = file::sidecar(&moved_to);
-        file::write_new(&p, &text)?;
+        let p = sidecar(&moved_to);
+        write_new(&p, &text)?;
         Some(p)
     } else {
         None

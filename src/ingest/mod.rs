@@ -24,6 +24,7 @@
 //! reason file), `report` and `errors` (what the caller is told). This
 //! file only declares them and re-exports what the other stages use.
 
+mod attempts;
 mod columns;
 mod entry;
 mod errors;

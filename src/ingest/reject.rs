@@ -12,8 +12,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use rusqlite::Connection;
 
-use super::file;
-use super::filing::{Intake, Keep};
+use super::filing::{Intake, Keep, file_entry_into, sidecar, write_new};
 use super::report::FileReport;
 use crate::config::{Dataset, Loaded};
 use crate::store::{self, LedgerEntry, Outcome};
@@ -141,9 +140,9 @@ pub(super) fn reject(
     let file_name = intake.file_name;
     let moved_to = intake.file_into(&intake.cfg.rejected())?;
     let text = errors_text(&reason_head(file_name, &rej), &rej.problems, rej.unit);
-    let reason_path = file::sidecar(&moved_to);
+    let reason_path = sidecar(&moved_to);
     if intake.keep != Keep::InPlace {
-        file::write_new(&reason_path, &text)?;
+        write_new(&reason_path, &text)?;
     }
     store::record_file(
         conn,
@@ -189,23 +188,23 @@ pub(super) fn reject_entry(
     ));
     let dir = cfg.rejected();
     let moved_to = if keep == Keep::Move {
-        file::file_entry_into(path, &dir, file_name)?
+        file_entry_into(path, &dir, file_name)?
     } else if keep == Keep::InPlace {
         path.to_path_buf()
     } else {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut p = dir.join(file_name);
         let mut i = 0;
-        while std::fs::symlink_metadata(file::sidecar(&p)).is_ok() {
+        while std::fs::symlink_metadata(sidecar(&p)).is_ok() {
             i += 1;
             p = dir.join(format!("{file_name}.{i}"));
         }
         p
     };
     let text = errors_text(&reason_head(file_name, &rej), &rej.problems, rej.unit);
-    let reason_path = file::sidecar(&moved_to);
+    let reason_path = sidecar(&moved_to);
     if keep != Keep::InPlace {
-        file::write_new(&reason_path, &text)?;
+        write_new(&reason_path, &text)?;
     }
     store::record_file(
         conn,
