@@ -860,7 +860,7 @@ fn eval(cfg: &Loaded, as_of: NaiveDate, dry_run: bool, format: Format) -> Result
         if as_of > today {
             eprintln!(
                 "eval --as-of {as_of}: that is after today ({today} in {}); nothing is known of it yet. Add --dry-run to see what the rules say of the data as of then",
-                cfg.cfg.schedule.timezone
+                cfg.cfg.schedule.zone
             );
             return Ok(ExitCode::from(2));
         }
@@ -1242,7 +1242,7 @@ fn silence(cfg: &Loaded, action: &SilenceCommand, today: NaiveDate) -> Result<Ex
             if *until < today {
                 eprintln!(
                     "kamwatch: error: --until {until} is in the past (today is {today} in {}); a silence ending then would silence nothing",
-                    cfg.cfg.schedule.timezone
+                    cfg.cfg.schedule.zone
                 );
                 return Ok(ExitCode::from(2));
             }
@@ -1417,10 +1417,10 @@ fn backtest(
     format: Format,
 ) -> Result<ExitCode> {
     if opts.from > opts.to {
-        return Err(ConfigError {
-            path: cfg.file.clone(),
-            message: format!("backtest: --from {} is after --to {}", opts.from, opts.to),
-        }
+        return Err(ConfigError::invalid(
+            cfg.file.clone(),
+            format!("backtest: --from {} is after --to {}", opts.from, opts.to),
+        )
         .into());
     }
     let conn = crate::store::open(&cfg.database())?;
@@ -1432,10 +1432,10 @@ fn backtest(
         && !rules.rules.iter().any(|x| &*x.name == r)
     {
         let names: Vec<&str> = rules.rules.iter().map(|r| &*r.name).collect();
-        return Err(ConfigError {
-            path: cfg.rules(),
-            message: format!("no rule named {r:?}; the rules are {}", names.join(", ")),
-        }
+        return Err(ConfigError::invalid(
+            cfg.rules(),
+            format!("no rule named {r:?}; the rules are {}", names.join(", ")),
+        )
         .into());
     }
     let report = crate::reports::backtest::run(&conn, cfg, &rules, opts)?;
