@@ -345,4 +345,28 @@ mod tests {
             assert!(!sendable_address(bad), "{bad}");
         }
     }
+
+    #[test]
+    fn quiet_windows() {
+        let q = |w: &[&str], f: Option<&str>, t: Option<&str>| {
+            Quiet::parse(&QuietWindow {
+                name: None,
+                weekdays: w.iter().map(|s| s.to_string()).collect(),
+                from: f.map(str::to_string),
+                to: t.map(str::to_string),
+            })
+        };
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let weekend = q(&["sat", "sun"], None, None).unwrap();
+        assert!(weekend.covers(d("2026-11-28"))); // a Saturday
+        assert!(!weekend.covers(d("2026-11-27")));
+        let year_end = q(&[], Some("12-30"), Some("01-02")).unwrap();
+        assert!(year_end.covers(d("2026-12-31")) && year_end.covers(d("2027-01-02")));
+        assert!(!year_end.covers(d("2027-01-03")));
+        let once = q(&[], Some("2027-02-05"), Some("2027-02-13")).unwrap();
+        assert!(once.covers(d("2027-02-13")) && !once.covers(d("2028-02-06")));
+        assert!(q(&[], Some("2027-02-05"), None).is_err());
+        assert!(q(&[], None, None).is_err());
+        assert!(q(&[], Some("13-01"), Some("12-01")).is_err());
+    }
 }

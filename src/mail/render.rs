@@ -1,62 +1,25 @@
 //! Rendering: a notice (or a digest of them) into subject, text, HTML and
-//! inline chart images through the minijinja templates, and those into the
-//! MIME bytes the outbox keeps.
-//!
-//! Templates live in `<templates dir>/<locale>/<name>`; any file missing
-//! there falls back to the copy built into the binary, so a missing folder
-//! still works. Names ending in `.html` are auto-escaped by minijinja: data
-//! can never become markup.
+//! inline chart images through the locale's templates (`templates`), with
+//! the words of `words` and the account's chart (`chart`), drawn once per
+//! alert however many messages show it. Reads the metrics it is given;
+//! touches nothing else.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use chrono::NaiveDate;
-use lettre::Message;
-use lettre::message::header::ContentType;
-use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use serde::Serialize;
 
+use super::address::Recipient;
+use super::mime::{Image, Rendered, one_line};
+use super::templates::environment;
+use super::words::{
+    Role, dash, footer, person, same, severity_color, severity_label, shell_word, silence_command,
+    status_line, subject_line, subject_prefix,
+};
 use crate::alerts::{Item, Notice};
-use crate::metrics::Snapshot;
-use crate::rules::Severity;
-
 use crate::format::{Locale, Style};
-
-use super::{Recipient, footer, one_line};
-use crate::config::Zone;
-
-/// The template files, each in both shipped languages.
-const NAMES: [&str; 6] = [
-    "subject.txt",
-    "single.txt",
-    "single.html",
-    "digest_subject.txt",
-    "digest.txt",
-    "digest.html",
-];
-
-fn builtin(locale: &str, name: &str) -> Option<&'static str> {
-    macro_rules! t {
-        ($l:literal, $n:literal) => {
-            include_str!(concat!("../../config/templates/", $l, "/", $n))
-        };
-    }
-    Some(match (locale, name) {
-        ("zh-CN", "subject.txt") => t!("zh-CN", "subject.txt"),
-        ("zh-CN", "single.txt") => t!("zh-CN", "single.txt"),
-        ("zh-CN", "single.html") => t!("zh-CN", "single.html"),
-        ("zh-CN", "digest_subject.txt") => t!("zh-CN", "digest_subject.txt"),
-        ("zh-CN", "digest.txt") => t!("zh-CN", "digest.txt"),
-        ("zh-CN", "digest.html") => t!("zh-CN", "digest.html"),
-        ("en", "subject.txt") => t!("en", "subject.txt"),
-        ("en", "single.txt") => t!("en", "single.txt"),
-        ("en", "single.html") => t!("en", "single.html"),
-        ("en", "digest_subject.txt") => t!("en", "digest_subject.txt"),
-        ("en", "digest.txt") => t!("en", "digest.txt"),
-        ("en", "digest.html") => t!("en", "digest.html"),
-        _ => return None,
-    })
-}
+use crate::metrics::Snapshot;
 
 /// The templates of one locale, loaded and checked.
 pub struct Templates {
@@ -79,31 +42,8 @@ impl Templates {
     /// Loads `dir/<locale>/*`, falling back to the built-in copies. A
     /// template that does not parse is an error naming its file and line.
     pub fn load(dir: Option<&Path>, locale: &str) -> Result<Templates> {
-        let mut env = minijinja::Environment::new();
-        env.set_trim_blocks(true);
-        env.set_lstrip_blocks(true);
-        env.set_keep_trailing_newline(true);
-        env.set_undefined_behavior(minijinja::UndefinedBehavior::Lenient);
-        for name in NAMES {
-            let file: Option<PathBuf> = dir.map(|d| d.join(locale).join(name));
-            let src = match file.as_deref().filter(|f| f.exists()) {
-                Some(f) => std::fs::read_to_string(f)
-                    .with_context(|| format!("reading the mail template {}", f.display()))?,
-                None => builtin(locale, name)
-                    .with_context(|| {
-                        format!("mail.locale {locale:?} has no built-in templates; use zh-CN or en")
-                    })?
-                    .to_string(),
-            };
-            let shown = file.filter(|f| f.exists()).map_or_else(
-                || format!("built-in {locale}/{name}"),
-                |f| f.display().to_string(),
-            );
-            env.add_template_owned(name, src)
-                .map_err(|e| anyhow::anyhow!("mail template {shown}: {e}; fix the template or delete it to use the built-in one"))?;
-        }
         Ok(Templates {
-            env,
+            env: environment(dir, locale)?,
             en: locale == "en",
             from: "kamwatch".into(),
             admin: None,
@@ -142,21 +82,6 @@ impl Templates {
     }
 }
 
-/// One inline image: its Content-ID (without brackets) and PNG bytes.
-#[derive(Debug, Clone)]
-pub struct Image {
-    pub cid: String,
-    pub png: Vec<u8>,
-}
-
-/// A rendered message, before MIME.
-pub struct Rendered {
-    pub subject: String,
-    pub text: String,
-    pub html: String,
-    pub images: Vec<Image>,
-}
-
 #[derive(Serialize)]
 struct Figure {
     name: String,
@@ -190,138 +115,6 @@ struct ItemView {
     chart: Option<String>,
     /// What the chart shows and what its shading means.
     caption: String,
-}
-
-fn dash(s: &str) -> String {
-    if s.trim().is_empty() {
-        "—".into()
-    } else {
-        s.to_string()
-    }
-}
-
-pub(super) fn severity_label(s: Severity, en: bool) -> &'static str {
-    match (s, en) {
-        (Severity::Info, false) => "提示",
-        (Severity::Warning, false) => "警告",
-        (Severity::Critical, false) => "严重",
-        (Severity::Info, true) => "Info",
-        (Severity::Warning, true) => "Warning",
-        (Severity::Critical, true) => "Critical",
-    }
-}
-
-fn severity_color(s: Severity) -> &'static str {
-    match s {
-        Severity::Critical => "#b00020",
-        Severity::Warning => "#c77700",
-        Severity::Info => "#2f6f9f",
-    }
-}
-
-/// What the notice says about the alert's state, in one line.
-fn status_line(it: &Item, en: bool) -> String {
-    let since = it.started_at.map(|s| (s, (it.as_of - s).num_days().max(0)));
-    let l = |s| severity_label(s, en);
-    match (it.notice, since, en) {
-        (Notice::Started, _, false) => "新预警".to_string(),
-        (Notice::Started, _, true) => "new".to_string(),
-        (Notice::Raised { from }, _, false) => {
-            format!("严重程度由{}升为{}", l(from), l(it.severity))
-        }
-        (Notice::Raised { from }, _, true) => {
-            format!("raised from {} to {}", l(from), l(it.severity))
-        }
-        (Notice::Repeat, Some((s, n)), false) => format!("仍未解决：自 {s} 起已 {n} 天"),
-        (Notice::Repeat, Some((s, n)), true) => format!("still open: {n} days since {s}"),
-        (Notice::Aged, Some((s, n)), false) => {
-            format!("持续未解决：自 {s} 起已 {n} 天，已抄送主管")
-        }
-        (Notice::Aged, Some((s, n)), true) => {
-            format!("open for long: {n} days since {s}; the manager is copied")
-        }
-        (Notice::Resolved { lasted_days }, Some((s, _)), false) => {
-            format!("已恢复：自 {s} 起持续 {lasted_days} 天")
-        }
-        (Notice::Resolved { lasted_days }, Some((s, _)), true) => {
-            format!("resolved: lasted {lasted_days} days from {s}")
-        }
-        (Notice::Resolved { lasted_days }, None, false) => format!("已恢复：持续 {lasted_days} 天"),
-        (Notice::Resolved { lasted_days }, None, true) => {
-            format!("resolved: lasted {lasted_days} days")
-        }
-        (Notice::Repeat | Notice::Aged, None, false) => "仍未解决".to_string(),
-        (Notice::Repeat | Notice::Aged, None, true) => "still open".to_string(),
-    }
-}
-
-fn subject_prefix(it: &Item, en: bool) -> String {
-    let sev = severity_label(it.severity, en);
-    match (it.notice, en) {
-        (Notice::Started, _) => sev.to_string(),
-        (Notice::Raised { .. }, false) => format!("升级为{sev}"),
-        (Notice::Raised { .. }, true) => format!("raised to {sev}"),
-        (Notice::Repeat, false) => format!("仍未解决 · {sev}"),
-        (Notice::Repeat, true) => format!("still open · {sev}"),
-        (Notice::Aged, false) => format!("持续未解决 · {sev}"),
-        (Notice::Aged, true) => format!("open for long · {sev}"),
-        (Notice::Resolved { .. }, false) => "已恢复".to_string(),
-        (Notice::Resolved { .. }, true) => "resolved".to_string(),
-    }
-}
-
-/// Whom a recipient is to an item.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Role {
-    Owner,
-    Manager,
-    CatchAll,
-    Admin,
-    Extra,
-}
-
-fn same(a: Option<&str>, b: &str) -> bool {
-    a.is_some_and(|a| a.trim().eq_ignore_ascii_case(b.trim()))
-}
-
-/// A name for a person: theirs from the master, else their address.
-fn person(r: &Recipient) -> String {
-    if r.name.trim().is_empty() {
-        r.email.clone()
-    } else {
-        one_line(&r.name).trim().to_string()
-    }
-}
-
-/// `s` quoted for a POSIX shell when it needs it.
-fn shell_word(s: &str) -> String {
-    // No `*`: unquoted, the shell would expand it to file names.
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:@".contains(c))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", one_line(s).replace('\'', "'\\''"))
-    }
-}
-
-/// `kamwatch silence add` for one alert. Options are written `--name=value`
-/// so that a value starting with `-` (an account `-K4`) is not read as an
-/// option, and each value is quoted for the shell where it needs it.
-fn silence_command(
-    config: &str,
-    rule: &str,
-    account: &str,
-    until: chrono::NaiveDate,
-    en: bool,
-) -> String {
-    format!(
-        "kamwatch silence add{config} --rule={} --account={} --until={until} --reason={}",
-        shell_word(rule),
-        shell_word(account),
-        if en { "'why'" } else { "'原因'" }
-    )
 }
 
 impl Templates {
@@ -657,127 +450,97 @@ impl Templates {
     }
 }
 
-/// A rendered subject as one header line, without leading or trailing
-/// blanks (a template's final newline would otherwise end it in a space).
-fn subject_line(s: &str) -> String {
-    one_line(s).trim().to_string()
-}
-
-/// `s` with CRLF line endings. lettre converts a body itself, but by
-/// inserting each `\r` in place, which is quadratic: a digest of a few
-/// thousand warnings took over a minute. Given CRLF, it has nothing to do.
-fn crlf(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + s.len() / 32);
-    let mut prev = '\0';
-    for c in s.chars() {
-        if c == '\n' && prev != '\r' {
-            out.push('\r');
-        }
-        out.push(c);
-        prev = c;
-    }
-    out
-}
-
-/// The message as MIME: multipart/alternative of the text and the HTML,
-/// the HTML wrapped in multipart/related with its inline images; marked
-/// `Auto-Submitted: auto-generated` (RFC 3834: no auto-replies to it), its
-/// Date in `zone` (`schedule.timezone`).
-pub fn compose(
-    from: &Mailbox,
-    to: &[Recipient],
-    message_id: &str,
-    r: &Rendered,
-    zone: Zone,
-) -> Result<Message> {
-    use lettre::message::header::{HeaderName, HeaderValue};
-    let mut b = Message::builder()
-        .from(from.clone())
-        .subject(one_line(&r.subject).trim())
-        .message_id(Some(message_id.to_string()))
-        .user_agent(format!("kamwatch {}", env!("CARGO_PKG_VERSION")));
-    for rcpt in to {
-        let address = rcpt
-            .email
-            .parse()
-            .with_context(|| format!("{:?} is not a mail address", rcpt.email))?;
-        let name = (!rcpt.name.trim().is_empty()).then(|| one_line(&rcpt.name));
-        b = b.to(Mailbox::new(name, address));
-    }
-    let text = SinglePart::builder()
-        .header(ContentType::TEXT_PLAIN)
-        .body(crlf(&r.text));
-    let html = SinglePart::builder()
-        .header(ContentType::TEXT_HTML)
-        .body(crlf(&r.html));
-    let alt = MultiPart::alternative().singlepart(text);
-    let alt = if r.images.is_empty() {
-        alt.singlepart(html)
-    } else {
-        let png = ContentType::parse("image/png").context("the PNG content type")?;
-        let mut related = MultiPart::related().singlepart(html);
-        for i in &r.images {
-            related = related
-                .singlepart(Attachment::new_inline(i.cid.clone()).body(i.png.clone(), png.clone()));
-        }
-        alt.multipart(related)
-    };
-    let mut m = b.multipart(alt)?;
-    let h = |name: &'static str, value: String| {
-        HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
-    };
-    m.headers_mut()
-        .insert_raw(h("Date", zone.rfc2822(crate::config::now())));
-    m.headers_mut()
-        .insert_raw(h("Auto-Submitted", "auto-generated".into()));
-    Ok(m)
-}
-
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn the_silence_command_survives_the_shell_whatever_the_ids() {
-        let d = chrono::NaiveDate::from_ymd_opt(2026, 12, 28).unwrap();
-        let cmd = silence_command("", "r", "-K4", d, true);
-        assert_eq!(
-            cmd,
-            "kamwatch silence add --rule=r --account=-K4 --until=2026-12-28 --reason='why'"
-        );
-        assert!(silence_command("", "r", "K*1", d, true).contains("--account='K*1'"));
-        assert!(silence_command("", "r", "a'b c", d, true).contains("--account='a'\\''b c'"));
-        assert!(silence_command("", "r", "$(x)", d, true).contains("--account='$(x)'"));
-    }
-
     use super::*;
+    use crate::alerts::Notice;
+    use crate::mail::fixtures::item;
+    use crate::rules::Severity;
 
+    /// A message in English says nothing in Chinese but the data, and
+    /// writes each figure by its kind.
     #[test]
-    fn line_endings_become_crlf_once() {
-        assert_eq!(crlf("a\nb\r\nc\n\n"), "a\r\nb\r\nc\r\n\r\n");
-        assert_eq!(crlf("\n中文\r"), "\r\n中文\r");
-        assert_eq!(crlf(""), "");
-    }
-
-    #[test]
-    fn no_header_injection_and_utf8_is_encoded() {
-        let r = Rendered {
-            subject: "警告 · 华联超市\r\nBcc: evil@example.com".into(),
-            text: "t".into(),
-            html: "<p>h</p>".into(),
-            images: Vec::new(),
-        };
-        let to = [Recipient::new(
-            "张伟\r\nBcc: evil@example.com",
-            "zw@example.com",
-        )];
-        let from: Mailbox = "kamwatch <k@example.com>".parse().unwrap();
-        let mime = compose(&from, &to, "<x@kamwatch>", &r, Zone::Local)
-            .unwrap()
-            .formatted();
-        let text = String::from_utf8_lossy(&mime);
-        assert!(!text.contains("\r\nBcc:"), "{text}");
-        let head = &text[..text.find("\r\n\r\n").unwrap()];
-        assert!(head.is_ascii(), "{head}");
-        assert!(head.contains("=?utf-8?"), "{head}");
+    fn english_messages_have_no_chinese_outside_the_data() {
+        use crate::format::Unit;
+        let mut it = item(Notice::Started, Severity::Critical, "A", 0.4, "K1");
+        it.account_name = "华联超市".into();
+        it.title = "Orders down 62% on the previous period".into();
+        it.action = "Call the buyer this week.".into();
+        it.figures = vec![
+            ("Revenue, last 90 days".into(), serde_json::json!(22930.4)),
+            ("vs previous period".into(), serde_json::json!(-61.66)),
+            ("Margin slip".into(), serde_json::json!(3.24)),
+            ("Orders, last 90 days".into(), serde_json::json!(6.0)),
+            ("Days since the last visit".into(), serde_json::json!(45)),
+            ("Plain".into(), serde_json::json!(1234.5)),
+        ];
+        it.units = [
+            ("Revenue, last 90 days", Unit::Money),
+            ("vs previous period", Unit::Percent),
+            ("Margin slip", Unit::Points),
+            ("Orders, last 90 days", Unit::Count),
+            ("Days since the last visit", Unit::Days),
+        ]
+        .into_iter()
+        .map(|(k, u)| (k.to_string(), u))
+        .collect();
+        let mut resolved = item(
+            Notice::Resolved { lasted_days: 19 },
+            Severity::Warning,
+            "B",
+            0.1,
+            "K2",
+        );
+        resolved.title = "Margin back".into();
+        let to = [Recipient::new("Sun Tao", "sun.tao@example.com")];
+        let data = ["华联超市", "华东", "张伟"];
+        let tpl = Templates::load(None, "en").unwrap();
+        let digest = tpl
+            .digest(&[&it, &resolved], it.as_of, &to, None, 18, 3)
+            .unwrap();
+        let single = tpl.single(&it, &[], None, 18).unwrap();
+        for (what, text) in [
+            ("digest subject", &digest.subject),
+            ("digest text", &digest.text),
+            ("digest html", &digest.html),
+            ("single subject", &single.subject),
+            ("single text", &single.text),
+            ("single html", &single.html),
+        ] {
+            let mut rest = text.clone();
+            for d in data {
+                rest = rest.replace(d, "");
+            }
+            let cjk: String = rest.chars().filter(|c| crate::format::is_cjk(*c)).collect();
+            assert!(
+                cjk.is_empty(),
+                "{what} has Chinese outside the data: {cjk:?}\n{text}"
+            );
+        }
+        for want in [
+            "¥22,930",
+            "−61.7%",
+            "3.2 pts",
+            "Orders, last 90 days: 6\n",
+            "45 days",
+            "1,234.50",
+        ] {
+            assert!(
+                single.text.contains(want),
+                "{want} missing:\n{}",
+                single.text
+            );
+            assert!(
+                digest.text.contains(want.trim_end()),
+                "{want} missing:\n{}",
+                digest.text
+            );
+        }
+        // Chinese writes large amounts in 万, in the configured currency.
+        let zh = Templates::load(None, "zh-CN").unwrap().currency("USD");
+        let one = zh.single(&it, &[], None, 18).unwrap();
+        assert!(one.text.contains("$2.29万"), "{}", one.text);
+        assert!(one.text.contains("3.2 个百分点"), "{}", one.text);
     }
 
     #[test]

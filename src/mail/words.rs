@@ -1,0 +1,182 @@
+//! Words: what a message says about an alert, in both languages — the
+//! severity's name and colour, the status line, the subject prefix, the
+//! footer naming rule and account, whom a reader is to the account, and the
+//! `kamwatch silence add` command quoted for the shell. Pure.
+
+use crate::alerts::{Item, Notice};
+use crate::rules::Severity;
+
+use super::address::Recipient;
+use super::mime::one_line;
+
+pub(super) fn dash(s: &str) -> String {
+    if s.trim().is_empty() {
+        "—".into()
+    } else {
+        s.to_string()
+    }
+}
+
+pub(super) fn severity_label(s: Severity, en: bool) -> &'static str {
+    match (s, en) {
+        (Severity::Info, false) => "提示",
+        (Severity::Warning, false) => "警告",
+        (Severity::Critical, false) => "严重",
+        (Severity::Info, true) => "Info",
+        (Severity::Warning, true) => "Warning",
+        (Severity::Critical, true) => "Critical",
+    }
+}
+
+pub(super) fn severity_color(s: Severity) -> &'static str {
+    match s {
+        Severity::Critical => "#b00020",
+        Severity::Warning => "#c77700",
+        Severity::Info => "#2f6f9f",
+    }
+}
+
+/// What the notice says about the alert's state, in one line.
+pub(super) fn status_line(it: &Item, en: bool) -> String {
+    let since = it.started_at.map(|s| (s, (it.as_of - s).num_days().max(0)));
+    let l = |s| severity_label(s, en);
+    match (it.notice, since, en) {
+        (Notice::Started, _, false) => "新预警".to_string(),
+        (Notice::Started, _, true) => "new".to_string(),
+        (Notice::Raised { from }, _, false) => {
+            format!("严重程度由{}升为{}", l(from), l(it.severity))
+        }
+        (Notice::Raised { from }, _, true) => {
+            format!("raised from {} to {}", l(from), l(it.severity))
+        }
+        (Notice::Repeat, Some((s, n)), false) => format!("仍未解决：自 {s} 起已 {n} 天"),
+        (Notice::Repeat, Some((s, n)), true) => format!("still open: {n} days since {s}"),
+        (Notice::Aged, Some((s, n)), false) => {
+            format!("持续未解决：自 {s} 起已 {n} 天，已抄送主管")
+        }
+        (Notice::Aged, Some((s, n)), true) => {
+            format!("open for long: {n} days since {s}; the manager is copied")
+        }
+        (Notice::Resolved { lasted_days }, Some((s, _)), false) => {
+            format!("已恢复：自 {s} 起持续 {lasted_days} 天")
+        }
+        (Notice::Resolved { lasted_days }, Some((s, _)), true) => {
+            format!("resolved: lasted {lasted_days} days from {s}")
+        }
+        (Notice::Resolved { lasted_days }, None, false) => format!("已恢复：持续 {lasted_days} 天"),
+        (Notice::Resolved { lasted_days }, None, true) => {
+            format!("resolved: lasted {lasted_days} days")
+        }
+        (Notice::Repeat | Notice::Aged, None, false) => "仍未解决".to_string(),
+        (Notice::Repeat | Notice::Aged, None, true) => "still open".to_string(),
+    }
+}
+
+pub(super) fn subject_prefix(it: &Item, en: bool) -> String {
+    let sev = severity_label(it.severity, en);
+    match (it.notice, en) {
+        (Notice::Started, _) => sev.to_string(),
+        (Notice::Raised { .. }, false) => format!("升级为{sev}"),
+        (Notice::Raised { .. }, true) => format!("raised to {sev}"),
+        (Notice::Repeat, false) => format!("仍未解决 · {sev}"),
+        (Notice::Repeat, true) => format!("still open · {sev}"),
+        (Notice::Aged, false) => format!("持续未解决 · {sev}"),
+        (Notice::Aged, true) => format!("open for long · {sev}"),
+        (Notice::Resolved { .. }, false) => "已恢复".to_string(),
+        (Notice::Resolved { .. }, true) => "resolved".to_string(),
+    }
+}
+
+/// Whom a recipient is to an item.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Role {
+    Owner,
+    Manager,
+    CatchAll,
+    Admin,
+    Extra,
+}
+
+pub(super) fn same(a: Option<&str>, b: &str) -> bool {
+    a.is_some_and(|a| a.trim().eq_ignore_ascii_case(b.trim()))
+}
+
+/// A name for a person: theirs from the master, else their address.
+pub(super) fn person(r: &Recipient) -> String {
+    if r.name.trim().is_empty() {
+        r.email.clone()
+    } else {
+        one_line(&r.name).trim().to_string()
+    }
+}
+
+/// `s` quoted for a POSIX shell when it needs it.
+pub(super) fn shell_word(s: &str) -> String {
+    // No `*`: unquoted, the shell would expand it to file names.
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:@".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", one_line(s).replace('\'', "'\\''"))
+    }
+}
+
+/// `kamwatch silence add` for one alert. Options are written `--name=value`
+/// so that a value starting with `-` (an account `-K4`) is not read as an
+/// option, and each value is quoted for the shell where it needs it.
+pub(super) fn silence_command(
+    config: &str,
+    rule: &str,
+    account: &str,
+    until: chrono::NaiveDate,
+    en: bool,
+) -> String {
+    format!(
+        "kamwatch silence add{config} --rule={} --account={} --until={until} --reason={}",
+        shell_word(rule),
+        shell_word(account),
+        if en { "'why'" } else { "'原因'" }
+    )
+}
+
+/// The line that names the rule and account of an item; the same in a
+/// single message and a digest, so scripts (and tests) can find them.
+pub(super) fn footer(it: &Item, en: bool) -> String {
+    if en {
+        format!(
+            "rule {} · account {} · as of {}",
+            it.rule, it.account_id, it.as_of
+        )
+    } else {
+        format!(
+            "规则 {} · 客户 {} · 评估日期 {}",
+            it.rule, it.account_id, it.as_of
+        )
+    }
+}
+
+/// A rendered subject as one header line, without leading or trailing
+/// blanks (a template's final newline would otherwise end it in a space).
+pub(super) fn subject_line(s: &str) -> String {
+    one_line(s).trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_silence_command_survives_the_shell_whatever_the_ids() {
+        let d = chrono::NaiveDate::from_ymd_opt(2026, 12, 28).unwrap();
+        let cmd = silence_command("", "r", "-K4", d, true);
+        assert_eq!(
+            cmd,
+            "kamwatch silence add --rule=r --account=-K4 --until=2026-12-28 --reason='why'"
+        );
+        assert!(silence_command("", "r", "K*1", d, true).contains("--account='K*1'"));
+        assert!(silence_command("", "r", "a'b c", d, true).contains("--account='a'\\''b c'"));
+        assert!(silence_command("", "r", "$(x)", d, true).contains("--account='$(x)'"));
+    }
+}
