@@ -5,6 +5,7 @@ use anyhow::Result;
 use chrono::NaiveDate;
 
 use super::monthly::monthly_chart;
+use super::png::Chart;
 use super::receivables::{aging_chart, credit_chart};
 use super::stock::stock_chart;
 use super::text::register_font;
@@ -13,13 +14,6 @@ use crate::metrics::{AccountMetrics, day};
 
 /// Days between visits a tier expects (as in rules/lapsed_visits.rhai).
 pub const CADENCE: [(&str, i64); 2] = [("A", 14), ("B", 30)];
-
-/// A chart and what it shows, in words.
-#[derive(Debug, Clone)]
-pub struct Chart {
-    pub png: Vec<u8>,
-    pub caption: String,
-}
 
 /// What an item's chart needs to know about its alert.
 pub struct Alert<'a> {
@@ -46,7 +40,7 @@ pub fn for_alert(a: &AccountMetrics, al: &Alert<'_>, months: usize, en: bool) ->
         "credit_limit" if a.credit_limit.is_some_and(|c| c > 0.0) => credit_chart(a, end, en),
         "credit_limit" => aging_chart(a, end, en),
         "stock_cover" if !a.stock.is_empty() => stock_chart(a, needed_days(al.figures), en),
-        _ => monthly_chart(a, al, months, en),
+        rule => monthly_chart(a, rule, al.as_of, al.started_at, months, en),
     }
 }
 

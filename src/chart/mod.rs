@@ -35,7 +35,8 @@ mod visits;
 #[cfg(test)]
 mod testing;
 
-pub use alert::{Alert, CADENCE, Chart, for_alert};
+pub use alert::{Alert, CADENCE, for_alert};
 pub use monthly::Month;
 pub use pareto::pareto_png;
+pub use png::Chart;
 pub use receivables::aging;

@@ -7,9 +7,8 @@ use anyhow::Result;
 use chrono::{Datelike, NaiveDate};
 use plotters::prelude::*;
 
-use super::alert::{Alert, Chart};
 use super::draw::{BAR, LINE, SHADE, area, bar_key, legend, line_key};
-use super::png::{DrawResult, picture};
+use super::png::{Chart, DrawResult, picture};
 use super::text::{family, labels, register_font, short};
 use crate::metrics::{AccountMetrics, Measure, day};
 
@@ -54,19 +53,20 @@ fn months_of(a: &AccountMetrics, as_of: NaiveDate, n: usize) -> Vec<Month> {
 /// declining orders and margin slips, else the months since it started).
 pub(super) fn monthly_chart(
     a: &AccountMetrics,
-    al: &Alert<'_>,
+    rule: &str,
+    as_of: NaiveDate,
+    started_at: Option<NaiveDate>,
     months: usize,
     en: bool,
 ) -> Result<Chart> {
-    let rule = al.rule;
-    let ms = months_of(a, al.as_of, months);
+    let ms = months_of(a, as_of, months);
     let window = match rule {
         "declining_orders" | "margin_slip" => Some(90),
         _ => None,
     };
     let since = match window {
-        Some(d) => al.as_of - chrono::Days::new(d - 1),
-        None => al.started_at.unwrap_or(al.as_of),
+        Some(d) => as_of - chrono::Days::new(d - 1),
+        None => started_at.unwrap_or(as_of),
     };
     let since_month = since.with_day(1).unwrap_or(since);
     let shade = ms
@@ -74,7 +74,7 @@ pub(super) fn monthly_chart(
         .position(|m| m.start >= since_month)
         .or(Some(ms.len().saturating_sub(1)));
     let (png, gm_from_zero) = monthly(&ms, shade, en)?;
-    let caption = monthly_caption(rule, since, ms.len(), al.as_of, gm_from_zero, en);
+    let caption = monthly_caption(rule, since, ms.len(), as_of, gm_from_zero, en);
     Ok(Chart { png, caption })
 }
 

@@ -1,7 +1,15 @@
 //! Chart canvas and PNG: the size every chart is drawn at, the RGB buffer
-//! plotters draws into, and its encoding as a small indexed PNG. Pure.
+//! plotters draws into, its encoding as a small indexed PNG, and a finished
+//! chart (PNG and caption). Pure.
 
 use anyhow::{Context, Result, anyhow};
+
+/// A chart and what it shows, in words.
+#[derive(Debug, Clone)]
+pub struct Chart {
+    pub png: Vec<u8>,
+    pub caption: String,
+}
 
 /// Pixels across and down.
 pub(super) const WIDTH: u32 = 600;

@@ -5,9 +5,8 @@
 use anyhow::Result;
 use plotters::prelude::*;
 
-use super::alert::Chart;
 use super::draw::{BAR, LIMIT, LINE, area, bar_key, legend};
-use super::png::{DrawResult, picture};
+use super::png::{Chart, DrawResult, picture};
 use super::text::{family, labels, short};
 use crate::metrics::{AccountMetrics, Day};
 

@@ -5,9 +5,8 @@
 use anyhow::Result;
 use plotters::prelude::*;
 
-use super::alert::Chart;
 use super::draw::{BAR, LINE, area, bar_key, dashes, legend, line_key};
-use super::png::{DrawResult, picture};
+use super::png::{Chart, DrawResult, picture};
 use super::text::{family, labels};
 use crate::metrics::AccountMetrics;
 

@@ -6,9 +6,8 @@ use anyhow::Result;
 use chrono::{Datelike, NaiveDate};
 use plotters::prelude::*;
 
-use super::alert::Chart;
 use super::draw::{BAR, LINE, OPEN, area, bar_key, dashes, legend, line_key};
-use super::png::{DrawResult, HEIGHT, WIDTH, picture};
+use super::png::{Chart, DrawResult, HEIGHT, WIDTH, picture};
 use super::text::{family, labels};
 use crate::metrics::{AccountMetrics, Day, day};
 
