@@ -407,6 +407,14 @@ pub fn eval_failed_path(database: &std::path::Path) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// The note beside the database that evaluations fail, if there is one:
+/// since when (the time of the last failure) and the error.
+pub fn eval_failing(database: &std::path::Path) -> Option<(String, String)> {
+    let t = std::fs::read_to_string(eval_failed_path(database)).ok()?;
+    let (at, error) = t.trim_end().split_once('\t')?;
+    Some((at.to_string(), error.to_string()))
+}
+
 impl State {
     /// Reloads the rules folder. A file that fails to compile keeps its last
     /// good version; the failure is logged and mailed to `mail.admin` once

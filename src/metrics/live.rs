@@ -1,7 +1,7 @@
 //! The daemon's metrics kept in memory between evaluations, and brought up
 //! to date from what each ingested file wrote instead of read again whole.
 //!
-//! [`Live::capture`] puts temporary triggers on the daemon's connection
+//! [`Live::capture`] puts temporary triggers (`notes`) on the daemon's connection
 //! (visible to it alone): every order line or visit the connection writes,
 //! replaces or deletes notes its account (old and new), a write to the
 //! master, receivables or stock notes the dataset, and every ledger entry
@@ -19,7 +19,10 @@ use anyhow::Result;
 use chrono::NaiveDate;
 use rusqlite::Connection;
 
-use super::{Parts, Snapshot, Timeline};
+use super::notes;
+use super::parts::Parts;
+use super::snapshot::{Snapshot, dump};
+use super::timeline::Timeline;
 use crate::config::TierConfig;
 
 /// The last day read: every line and visit, whatever its date (a
@@ -64,77 +67,19 @@ pub struct Live {
 /// more, reads everything instead.
 const FULL_READ_OVER: usize = 1000;
 
-// Not `INSERT OR IGNORE`: within a trigger, the conflict clause of the
-// statement that fired it (the ingest's upsert) wins over the trigger's.
-const CAPTURE: &str = "
-CREATE TEMP TABLE IF NOT EXISTS live_touched (
-    what TEXT NOT NULL,
-    key TEXT NOT NULL,
-    PRIMARY KEY (what, key)
-) WITHOUT ROWID;
-CREATE TEMP TRIGGER IF NOT EXISTS live_orders_i AFTER INSERT ON main.orders
-  BEGIN INSERT INTO live_touched SELECT 'o', COALESCE(new.account_id, '') WHERE NOT EXISTS (SELECT 1 FROM live_touched WHERE what = 'o' AND key = COALESCE(new.account_id, '')); END;
-CREATE TEMP TRIGGER IF NOT EXISTS live_orders_u AFTER UPDATE ON main.orders
-  BEGIN INSERT INTO live_touched SELECT 'o', COALESCE(old.account_id, '') WHERE NOT EXISTS (SELECT 1 FROM live_touched WHERE what = 'o' AND key = COALESCE(old.account_id, '')); INSERT INTO live_touched SELECT 'o', COALESCE(new.account_id, '') WHERE NOT EXISTS (SELECT 1 FROM live_touched WHERE what = 'o' AND key = COALESCE(new.account_id, '')); END;
-CREATE TEMP TRIGGER IF NOT EXISTS live_orders_d AFTER DELETE ON main.orders
-  BEGIN INSERT INTO live_touched SELECT 'o', COALESCE(old.account_id, '') WHERE NOT EXISTS (SELECT 1 FROM live_touched WHERE what = 'o' AND key = COALESCE(old.account_id, '')); END;
-CREATE TEMP TRIGGER IF NOT EXISTS live_visits_i AFTER INSERT ON main.visits
-  BEGIN INSERT INTO live_touched SELECT 'v', COALESCE(new.account_id, '') WHERE NOT EXISTS (SELECT 1 FROM live_touched WHERE what = 'v' AND key = COALESCE(new.account_id, '')); END;
-CREATE TEMP TRIGGER IF NOT EXISTS live_visits_u AFTER UPDATE ON main.visits
-  BEGIN INSERT INTO live_touched SELECT 'v', COALESCE(old.account_id, '') WHERE NOT EXISTS (SELECT 1 FROM live_touched WHERE what = 'v' AND key = COALESCE(old.account_id, '')); INSERT INTO live_touched SELECT 'v', COALESCE(new.account_id, '') WHERE NOT EXISTS (SELECT 1 FROM live_touched WHERE what = 'v' AND key = COALESCE(new.account_id, '')); END;
-CREATE TEMP TRIGGER IF NOT EXISTS live_visits_d AFTER DELETE ON main.visits
-  BEGIN INSERT INTO live_touched SELECT 'v', COALESCE(old.account_id, '') WHERE NOT EXISTS (SELECT 1 FROM live_touched WHERE what = 'v' AND key = COALESCE(old.account_id, '')); END;
-CREATE TEMP TRIGGER IF NOT EXISTS live_accounts_i AFTER INSERT ON main.accounts
-  BEGIN INSERT INTO live_touched SELECT 'm', '' WHERE NOT EXISTS (SELECT 1 FROM live_touched WHERE what = 'm' AND key = ''); END;
-CREATE TEMP TRIGGER IF NOT EXISTS live_accounts_u AFTER UPDATE ON main.accounts
-  BEGIN INSERT INTO live_touched SELECT 'm', '' WHERE NOT EXISTS (SELECT 1 FROM live_touched WHERE what = 'm' AND key = ''); END;
-CREATE TEMP TRIGGER IF NOT EXISTS live_accounts_d AFTER DELETE ON main.accounts
-  BEGIN INSERT INTO live_touched SELECT 'm', '' WHERE NOT EXISTS (SELECT 1 FROM live_touched WHERE what = 'm' AND key = ''); END;
-CREATE TEMP TRIGGER IF NOT EXISTS live_receivables_i AFTER INSERT ON main.receivables
-  BEGIN INSERT INTO live_touched SELECT 'r', '' WHERE NOT EXISTS (SELECT 1 FROM live_touched WHERE what = 'r' AND key = ''); END;
-CREATE TEMP TRIGGER IF NOT EXISTS live_receivables_u AFTER UPDATE ON main.receivables
-  BEGIN INSERT INTO live_touched SELECT 'r', '' WHERE NOT EXISTS (SELECT 1 FROM live_touched WHERE what = 'r' AND key = ''); END;
-CREATE TEMP TRIGGER IF NOT EXISTS live_receivables_d AFTER DELETE ON main.receivables
-  BEGIN INSERT INTO live_touched SELECT 'r', '' WHERE NOT EXISTS (SELECT 1 FROM live_touched WHERE what = 'r' AND key = ''); END;
-CREATE TEMP TRIGGER IF NOT EXISTS live_inventory_i AFTER INSERT ON main.inventory
-  BEGIN INSERT INTO live_touched SELECT 'i', '' WHERE NOT EXISTS (SELECT 1 FROM live_touched WHERE what = 'i' AND key = ''); END;
-CREATE TEMP TRIGGER IF NOT EXISTS live_inventory_u AFTER UPDATE ON main.inventory
-  BEGIN INSERT INTO live_touched SELECT 'i', '' WHERE NOT EXISTS (SELECT 1 FROM live_touched WHERE what = 'i' AND key = ''); END;
-CREATE TEMP TRIGGER IF NOT EXISTS live_inventory_d AFTER DELETE ON main.inventory
-  BEGIN INSERT INTO live_touched SELECT 'i', '' WHERE NOT EXISTS (SELECT 1 FROM live_touched WHERE what = 'i' AND key = ''); END;
-CREATE TEMP TRIGGER IF NOT EXISTS live_ledger_i AFTER INSERT ON main.ledger
-  BEGIN INSERT INTO live_touched SELECT 'l', CAST(new.id AS TEXT) WHERE NOT EXISTS (SELECT 1 FROM live_touched WHERE what = 'l' AND key = CAST(new.id AS TEXT)); END;
-";
-
-fn newest_ledger(conn: &Connection) -> Result<i64> {
-    Ok(conn.query_row("SELECT COALESCE(MAX(id), 0) FROM ledger", [], |r| r.get(0))?)
-}
-
-/// The notes taken since the last call, and forgets them.
-fn take_notes(conn: &Connection) -> Result<Vec<(String, String)>> {
-    let notes = {
-        let mut st = conn.prepare("SELECT what, key FROM temp.live_touched")?;
-        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<Vec<(String, String)>>>()?
-    };
-    conn.execute("DELETE FROM temp.live_touched", [])?;
-    Ok(notes)
-}
-
 impl Live {
     /// Starts noting, on `conn` alone, what its writes touch. Idempotent.
     pub fn capture(conn: &Connection) -> Result<()> {
-        conn.execute_batch(CAPTURE)?;
-        Ok(())
+        notes::capture(conn)
     }
 
     /// Reads everything (the notes taken so far are dropped: the read sees
     /// their writes). `capture` must have been called on `conn`.
     pub fn load(conn: &Connection) -> Result<Live> {
-        take_notes(conn)?;
+        notes::take(conn)?;
         // The ledger first: an entry committed by another process while
         // the parts are read is newer, and the next refresh reads all again.
-        let ledger = newest_ledger(conn)?;
+        let ledger = notes::newest_ledger(conn)?;
         Ok(Live {
             parts: Parts::load(conn, far())?,
             ledger,
@@ -146,8 +91,8 @@ impl Live {
     /// Brings the parts up to date with what was written since the last
     /// load or refresh.
     pub fn refresh(&mut self, conn: &Connection) -> Result<Refresh> {
-        let notes = take_notes(conn)?;
-        let newest = newest_ledger(conn)?;
+        let notes = notes::take(conn)?;
+        let newest = notes::newest_ledger(conn)?;
         let mut own: Vec<i64> = notes
             .iter()
             .filter(|(what, _)| what == "l")
@@ -225,7 +170,7 @@ impl Live {
     pub fn snapshot(&mut self, as_of: NaiveDate, tiers: &TierConfig) -> Snapshot {
         let parts = &self.parts;
         self.timeline
-            .get_or_insert_with(|| parts.timeline())
+            .get_or_insert_with(|| Timeline::of(parts))
             .snapshot(as_of, tiers)
     }
 }
@@ -248,10 +193,10 @@ pub struct Verified {
 /// again one account at a time, the way a refresh reads them, and
 /// assembled as the daemon assembles them. Compared as dumps, bit for bit.
 pub fn verify(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<Verified> {
-    let full = super::dump(&Timeline::load(conn, as_of)?.snapshot(as_of, tiers));
+    let full = dump(&Timeline::load(conn, as_of)?.snapshot(as_of, tiers));
     let mut parts = Parts::load(conn, far())?;
     let accounts = parts.reread_by_account(conn)?;
-    let inc = super::dump(&parts.timeline().snapshot(as_of, tiers));
+    let inc = dump(&Timeline::of(&parts).snapshot(as_of, tiers));
     Ok(Verified {
         accounts,
         lines: full.lines().count(),
@@ -484,7 +429,7 @@ mod tests {
             let as_of: NaiveDate = as_of.parse().unwrap();
             let full = Timeline::load(conn, as_of).unwrap().snapshot(as_of, tiers);
             let inc = live.snapshot(as_of, tiers);
-            let (a, b) = (super::super::dump(&full), super::super::dump(&inc));
+            let (a, b) = (super::dump(&full), super::dump(&inc));
             if let Some((n, x, y)) = first_difference(&a, &b) {
                 panic!(
                     "{what}, as of {as_of}: line {n} differs\nfull:        {x}\nincremental: {y}"

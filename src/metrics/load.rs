@@ -9,9 +9,11 @@ use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use rusqlite::Connection;
 
-use super::{Day, Invoice, Series, day};
+use super::account::Invoice;
+use super::series::Series;
+use crate::model::dates::{Day, date_of, day};
+use crate::model::dates::{date_text, parse_ymd};
 use crate::store::OrderDay;
-use crate::store::date_text;
 
 /// The largest amount a total may hold one of: ingest refuses anything
 /// beyond `ingest.max_amount` (at most 1e15), so only values stored before
@@ -223,7 +225,7 @@ fn line_of(
     order_id: &str,
 ) -> Result<Line> {
     let date = r.get_ref(at)?.as_str()?;
-    let d = crate::store::parse_ymd(date)
+    let d = parse_ymd(date)
         .with_context(|| format!("orders.date {date:?} of order {order_id} is not YYYY-MM-DD"))?;
     let sku = match r.get_ref(at + 1)?.as_str_or_null()? {
         Some(s) if !s.is_empty() => index.intern(s),
@@ -302,7 +304,7 @@ fn account_orders(
     for today in lines.chunk_by(|a, b| a.day == b.day) {
         let d = today[0].day;
         let mut sum = OrderDay {
-            date: super::date_of(d),
+            date: date_of(d),
             revenue: 0.0,
             cost: 0.0,
             qty: 0.0,
@@ -359,7 +361,7 @@ pub fn book<'a>(series: impl Iterator<Item = &'a Series>) -> Series {
     let mut out = Series::default();
     for (d, [revenue, cost, qty, orders]) in days {
         out.push(&OrderDay {
-            date: super::date_of(d),
+            date: date_of(d),
             revenue,
             cost,
             qty,

@@ -55,6 +55,25 @@ impl Review {
             &format!("src=\"{}\"", escape_html(src)),
         )
     }
+
+    /// The name the review's files share, `<as_of>_<manager email>`, with
+    /// every character but ASCII letters, digits, `.` and `-` made `_`, so
+    /// it is one safe file name on any system. It has dots of its own
+    /// (`a.b@c.com`): add the extension with `format!`, not `with_extension`.
+    pub fn file_stem(&self, as_of: NaiveDate) -> String {
+        let manager: String = self
+            .manager
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!("{as_of}_{manager}")
+    }
 }
 
 /// The words of a review, per locale.
@@ -364,4 +383,23 @@ pub fn build(
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_stem_is_one_safe_name() {
+        let r = Review {
+            manager: "li.na+east@例子.com/../x".into(),
+            manager_name: String::new(),
+            subject: String::new(),
+            text: String::new(),
+            html: String::new(),
+            chart: Vec::new(),
+        };
+        let as_of = NaiveDate::from_ymd_opt(2026, 6, 30).unwrap();
+        assert_eq!(r.file_stem(as_of), "2026-06-30_li.na_east___.com_.._x");
+    }
 }

@@ -1141,6 +1141,21 @@ impl fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
+/// The names of the rules in `dir` (each `*.rhai` file's stem), sorted,
+/// without compiling them; none when the folder cannot be read.
+pub fn rule_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "rhai"))
+                .filter_map(|p| Some(p.file_stem()?.to_string_lossy().into_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 impl RuleSet {
     /// Compiles every `*.rhai` in `dir` (sorted by name). Files that do not
     /// compile are returned as errors; the rest load.

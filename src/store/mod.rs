@@ -1011,6 +1011,22 @@ fn parse_stored_date(s: &str) -> Result<NaiveDate> {
     parse_ymd(s).with_context(|| format!("a date in the database is not YYYY-MM-DD: {s:?}"))
 }
 
+/// Whether the customer master has an account with this id.
+pub fn account_exists(conn: &Connection, id: &str) -> Result<bool> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM accounts WHERE id = ?1)",
+        [id],
+        |r| r.get(0),
+    )?)
+}
+
+/// The as-of date of the newest evaluation on record, if any.
+pub fn newest_evaluation(conn: &Connection) -> Result<Option<NaiveDate>> {
+    let newest: Option<String> =
+        conn.query_row("SELECT MAX(as_of) FROM evaluations", [], |r| r.get(0))?;
+    Ok(newest.as_deref().and_then(parse_ymd))
+}
+
 /// Row counts of the data tables, for status lines and tests.
 pub fn counts(conn: &Connection) -> Result<(u64, u64, u64)> {
     let n = |t: &str| -> Result<u64> {

@@ -1,0 +1,419 @@
+//! One account's metrics: `AccountMetrics`, everything a rule may read
+//! about an account (windows over its series, visits by role, open
+//! invoices, stock cover, its tier now and on earlier days), and the named
+//! windowed figures (`Metric`). Touches nothing but the snapshot's memory.
+
+use std::sync::Arc;
+
+use super::calendar::complete_months;
+use super::series::{DayLog, Measure, OnDay, Series, seek};
+use super::tiers::{TIER_HISTORY_DAYS, TierHistory};
+use crate::model::dates::Day;
+
+/// How many of an account's SKUs (by trailing-12-month revenue) are "main".
+pub const MAIN_SKUS: usize = 3;
+/// The window over which daily demand for stock cover is averaged.
+pub const DEMAND_DAYS: i32 = 90;
+
+impl OnDay for Visit {
+    fn on_day(&self) -> Day {
+        self.day
+    }
+}
+
+/// A windowed figure of an account (or of the book), by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    Revenue,
+    Cost,
+    GrossProfit,
+    /// Gross margin %, 0 when the window has no revenue.
+    MarginPct,
+    Orders,
+    Qty,
+    /// Distinct SKUs ordered.
+    Skus,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 7] = [
+        Metric::Revenue,
+        Metric::Cost,
+        Metric::GrossProfit,
+        Metric::MarginPct,
+        Metric::Orders,
+        Metric::Qty,
+        Metric::Skus,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Revenue => "revenue",
+            Metric::Cost => "cost",
+            Metric::GrossProfit => "gross_profit",
+            Metric::MarginPct => "margin_pct",
+            Metric::Orders => "orders",
+            Metric::Qty => "qty",
+            Metric::Skus => "skus",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Metric::Revenue => "revenue (sum of order-line amounts)",
+            Metric::Cost => "cost of goods sold",
+            Metric::GrossProfit => "gross profit (revenue - cost)",
+            Metric::MarginPct => {
+                "gross margin % ((revenue - cost) / revenue x 100; 0 without revenue)"
+            }
+            Metric::Orders => "number of distinct orders",
+            Metric::Qty => "quantity ordered",
+            Metric::Skus => "number of distinct SKUs ordered",
+        }
+    }
+}
+
+/// Windowed sums of a series.
+pub(super) fn series_metric(s: &Series, m: Metric, end: Day, len: i32) -> f64 {
+    match m {
+        Metric::Revenue => s.sum(Measure::Revenue, end, len),
+        Metric::Cost => s.sum(Measure::Cost, end, len),
+        Metric::Qty => s.sum(Measure::Qty, end, len),
+        Metric::Orders => s.sum(Measure::Orders, end, len),
+        Metric::GrossProfit => {
+            let (rev, cost) = s.revenue_cost(end, len);
+            rev - cost
+        }
+        Metric::MarginPct => {
+            let (rev, cost) = s.revenue_cost(end, len);
+            if rev.abs() < f64::EPSILON {
+                0.0
+            } else {
+                (rev - cost) / rev * 100.0
+            }
+        }
+        Metric::Skus => 0.0,
+    }
+}
+
+/// One visit: its day and the visitor's role as exported, by number (8
+/// bytes: a large book has tens of millions of visits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Visit {
+    pub day: Day,
+    /// 1 + the role's place in the account's `roles`; 0: no role.
+    pub role: u32,
+}
+
+/// The visitors' roles as exported; a visit names its role by its place here.
+pub type Roles = Arc<Vec<Arc<str>>>;
+
+/// One open invoice.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Invoice {
+    pub amount: f64,
+    pub due: Day,
+}
+
+/// Stock cover of one of an account's main SKUs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StockCover {
+    pub sku: String,
+    /// Stock on hand: held for this account if the inventory names it,
+    /// otherwise the warehouse stock of the SKU.
+    pub on_hand: f64,
+    /// Average daily quantity over the last `DEMAND_DAYS` days: the
+    /// account's own when the stock is held for it, the whole book's when
+    /// the stock is the warehouse's.
+    pub daily_qty: f64,
+    /// `on_hand / daily_qty`; -1 when there was no demand.
+    pub days: f64,
+    /// True when the stock is held for this account.
+    pub dedicated: bool,
+}
+
+/// Everything a rule may read about one account.
+#[derive(Debug)]
+pub struct AccountMetrics {
+    pub id: String,
+    pub name: String,
+    pub region: String,
+    pub owner: String,
+    pub owner_email: Option<String>,
+    pub manager_email: Option<String>,
+    /// The manager's name from the master; empty when it has none.
+    pub manager: String,
+    /// "A", "B" or "C".
+    pub tier: &'static str,
+    /// The tier as of `PREV_TIER_DAYS` days earlier, from the same series.
+    pub prev_tier: &'static str,
+    /// Rank by trailing-12-month revenue, 1 = largest.
+    pub rank: usize,
+    /// Share of the book's trailing-12-month revenue, 0..1.
+    pub share: f64,
+    /// Share held by the accounts ranked above this one, 0..1: the
+    /// account is tier A while this is below `tiers.a_share` (the account
+    /// that crosses the line belongs to A).
+    pub share_above: f64,
+    /// The book's tiers on earlier days, and this account's place in it.
+    pub history: Option<(Arc<TierHistory>, usize)>,
+    pub revenue_12m: f64,
+    pub series: Series,
+    /// (day, SKU index into `Snapshot::skus`), by day, one entry per SKU a day.
+    pub sku_days: DayLog<(Day, u32)>,
+    /// Visits in date order.
+    pub visits: DayLog<Visit>,
+    /// The role names the visits' numbers point at (shared by every account).
+    pub roles: Roles,
+    /// The master's extra columns (`accounts.attrs`), as exported; shared
+    /// by the snapshots of every day.
+    pub attrs: Arc<serde_json::Map<String, serde_json::Value>>,
+    /// The credit limit from the master, if any.
+    pub credit_limit: Option<f64>,
+    /// Open invoices issued on or before the as-of date.
+    pub invoices: Vec<Invoice>,
+    /// The main SKUs (by trailing-12-month revenue, at most `MAIN_SKUS`),
+    /// largest first, with their stock cover where the inventory knows them.
+    pub main_skus: Vec<String>,
+    pub stock: Vec<StockCover>,
+}
+
+pub(super) fn clamp_window(len: i64, offset: i64) -> (i32, i32) {
+    (
+        len.clamp(0, 100_000) as i32,
+        offset.clamp(0, 100_000) as i32,
+    )
+}
+
+/// Whether a visit's role is one of `codes` (None: any visit; see
+/// `AccountMetrics::role_codes`: the exported role is compared trimmed, so
+/// "销售总监 " is a 销售总监).
+fn role_matches(v: &Visit, codes: Option<&[u32]>) -> bool {
+    codes.is_none_or(|c| c.contains(&v.role))
+}
+
+impl AccountMetrics {
+    /// An account with no history, tier C (tests and benchmarks build on it).
+    pub fn empty(id: &str, name: &str) -> AccountMetrics {
+        AccountMetrics {
+            id: id.to_string(),
+            name: name.to_string(),
+            region: String::new(),
+            owner: String::new(),
+            owner_email: None,
+            manager_email: None,
+            manager: String::new(),
+            tier: "C",
+            prev_tier: "C",
+            rank: 1,
+            share: 0.0,
+            share_above: 0.0,
+            history: None,
+            revenue_12m: 0.0,
+            series: Series::default(),
+            sku_days: DayLog::default(),
+            visits: DayLog::default(),
+            roles: Roles::default(),
+            attrs: Arc::default(),
+            credit_limit: None,
+            invoices: Vec::new(),
+            main_skus: Vec::new(),
+            stock: Vec::new(),
+        }
+    }
+
+    /// The account's (tier, share above) `days_ago` days before `end`
+    /// (0..[`TIER_HISTORY_DAYS`]); today's for an account built without a
+    /// history (tests, benchmarks).
+    pub fn tier_ago(&self, days_ago: i64) -> (&'static str, f64) {
+        match &self.history {
+            Some((h, i)) => h
+                .at(*i, days_ago.clamp(0, TIER_HISTORY_DAYS as i64 - 1))
+                .unwrap_or((self.tier, self.share_above)),
+            None => (self.tier, self.share_above),
+        }
+    }
+
+    /// The account's (tier, share above) with the book ranked by trailing-
+    /// 12-month gross profit ([`TierHistory::by_gross_profit`]); today's
+    /// revenue tier for an account built without a history.
+    pub fn gross_profit_tier(&self) -> (&'static str, f64) {
+        match &self.history {
+            Some((h, i)) => h
+                .by_gross_profit(*i)
+                .unwrap_or((self.tier, self.share_above)),
+            None => (self.tier, self.share_above),
+        }
+    }
+
+    /// Which of the [`DATA_KINDS`] the account has, as bits: orders, a
+    /// visit, an open invoice, a credit limit, stock of a main SKU.
+    pub fn data_bits(&self) -> u8 {
+        let mut b = 0;
+        if self.series.first_day().is_some() {
+            b |= 1;
+        }
+        if !self.visits.is_empty() {
+            b |= 2;
+        }
+        if !self.invoices.is_empty() {
+            b |= 4;
+        }
+        if self.credit_limit.is_some_and(|l| l > 0.0) {
+            b |= 8;
+        }
+        if !self.stock.is_empty() {
+            b |= 16;
+        }
+        b
+    }
+
+    /// Sum over `len` days ending `offset` days before `end`.
+    pub fn window(&self, m: Measure, end: Day, len: i64, offset: i64) -> f64 {
+        let (len, offset) = clamp_window(len, offset);
+        self.series.sum(m, end - offset, len)
+    }
+
+    /// Gross margin % over a window; 0 when there was no revenue.
+    pub fn margin_pct(&self, end: Day, len: i64, offset: i64) -> f64 {
+        self.metric(Metric::MarginPct, end, len, offset)
+    }
+
+    /// Any windowed metric over `len` days ending `offset` days before `end`.
+    pub fn metric(&self, m: Metric, end: Day, len: i64, offset: i64) -> f64 {
+        let (len, offset) = clamp_window(len, offset);
+        if m == Metric::Skus {
+            return self.distinct_skus(end - offset, len) as f64;
+        }
+        series_metric(&self.series, m, end - offset, len)
+    }
+
+    /// Distinct SKUs ordered in `(end - len, end]`.
+    pub fn distinct_skus(&self, end: Day, len: i32) -> usize {
+        let hi = self.sku_days.partition_point(|d| d.0 <= end);
+        let lo = self.sku_days.partition_point(|d| d.0 <= end - len);
+        if hi <= lo {
+            return 0;
+        }
+        let mut seen: Vec<u32> = self.sku_days[lo..hi].iter().map(|d| d.1).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        seen.len()
+    }
+
+    /// `metric` for each of the `n` most recent complete months, oldest first.
+    pub fn monthly(&self, m: Metric, end: Day, n: i64) -> Vec<f64> {
+        complete_months(end, n.clamp(0, 120) as usize)
+            .into_iter()
+            .map(|(last, len)| self.metric(m, last, i64::from(len), 0))
+            .collect()
+    }
+
+    pub fn days_since_last_order(&self, end: Day) -> Option<i64> {
+        self.series.last_day(end).map(|d| i64::from(end - d))
+    }
+
+    /// Orders up to and including `end`.
+    pub fn order_count(&self, end: Day) -> i64 {
+        self.series.sum(Measure::Orders, end, 1_000_000) as i64
+    }
+
+    /// The numbers visits give the roles in `roles` (each exported role,
+    /// trimmed, equal to one of them, trimmed); None: any visit.
+    fn role_codes(&self, roles: Option<&[&str]>) -> Option<Vec<u32>> {
+        let rs = roles?;
+        Some(
+            self.roles
+                .iter()
+                .zip(1u32..)
+                .filter(|(r, _)| rs.iter().any(|want| r.trim() == want.trim()))
+                .map(|(_, c)| c)
+                .collect(),
+        )
+    }
+
+    /// The role a visit's number names.
+    pub fn role_name(&self, code: u32) -> Option<&str> {
+        code.checked_sub(1)
+            .and_then(|k| self.roles.get(k as usize))
+            .map(|r| &**r)
+    }
+
+    /// Days since the last visit; with `roles`, only visits by one of
+    /// those roles (the exported role, trimmed, equal to one of them).
+    pub fn days_since_last_visit(&self, end: Day, roles: Option<&[&str]>) -> Option<i64> {
+        let codes = self.role_codes(roles);
+        self.visits
+            .iter()
+            .rev()
+            .filter(|v| v.day <= end)
+            .find(|v| role_matches(v, codes.as_deref()))
+            .map(|v| i64::from(end - v.day))
+    }
+
+    /// Visits in `(end - len, end]`.
+    pub fn visits_in(&self, end: Day, len: i64) -> i64 {
+        self.visits_by_in(end, len, None)
+    }
+
+    /// Visits in `(end - len, end]`, with `roles` only by one of them.
+    pub fn visits_by_in(&self, end: Day, len: i64, roles: Option<&[&str]>) -> i64 {
+        let codes = self.role_codes(roles);
+        let len = len.clamp(0, 100_000) as i32;
+        // Visits are in day order: the window by two searches, not a scan
+        // of the whole history.
+        let hi = seek(&self.visits, self.visits.len(), |v| v.day <= end);
+        let lo = seek(&self.visits[..hi], hi, |v| v.day <= end - len);
+        self.visits[lo..hi]
+            .iter()
+            .filter(|v| role_matches(v, codes.as_deref()))
+            .count() as i64
+    }
+
+    /// Open invoices: the total amount.
+    pub fn receivables(&self) -> f64 {
+        self.invoices.iter().map(|i| i.amount).sum()
+    }
+
+    /// The amount of invoices past their due date at `end`.
+    pub fn overdue_amount(&self, end: Day) -> f64 {
+        self.overdue_between(end, 1, i64::MAX)
+    }
+
+    /// The amount of invoices overdue at `end` by `from` to `to` days
+    /// (both included; an invoice due yesterday is 1 day overdue).
+    pub fn overdue_between(&self, end: Day, from: i64, to: i64) -> f64 {
+        let from = from.max(1);
+        self.invoices
+            .iter()
+            .filter(|i| {
+                let late = i64::from(end) - i64::from(i.due);
+                late >= from && late <= to
+            })
+            .fold(0.0, |sum, i| sum + i.amount)
+    }
+
+    /// Days the oldest invoice overdue by at least `from` days is past
+    /// due; 0 when none is.
+    pub fn days_overdue_from(&self, end: Day, from: i64) -> i64 {
+        self.invoices
+            .iter()
+            .filter(|i| i.amount > 0.0)
+            .map(|i| i64::from(end) - i64::from(i.due))
+            .filter(|late| *late >= from.max(1))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Days the oldest overdue invoice is past due; 0 when none is.
+    pub fn days_overdue(&self, end: Day) -> i64 {
+        self.days_overdue_from(end, 1)
+    }
+
+    /// Open receivables as % of the credit limit; None without a limit.
+    pub fn credit_used_pct(&self) -> Option<f64> {
+        self.credit_limit
+            .filter(|l| *l > 0.0)
+            .map(|l| self.receivables() / l * 100.0)
+    }
+}

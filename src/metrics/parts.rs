@@ -1,0 +1,246 @@
+//! Parts: what a timeline is assembled from, each dataset of the store as
+//! read up to a last day and kept by account, so that one account's order
+//! lines or visits (or one small dataset) can be read again on its own
+//! (`live` does, after each ingested file). Reads the store, through
+//! `load` and the store's visit reads; writes nothing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Result;
+use chrono::NaiveDate;
+use rusqlite::Connection;
+
+use super::account::{Roles, Visit};
+use super::load;
+use super::series::{DayLog, Series};
+use crate::model::dates::{Day, day};
+use crate::store;
+
+/// One account's order lines with a SKU, shared by every day.
+#[derive(Debug, Clone, Default)]
+pub(super) struct SkuLog {
+    /// (day, sku), by day.
+    pub(super) days: DayLog<(Day, u32)>,
+    /// (quantity, revenue) per entry of `days`.
+    pub(super) amounts: Arc<Vec<(f64, f64)>>,
+}
+
+/// Every visit up to `until`, by account, in date order; each role's
+/// name is shared.
+fn load_visits(
+    conn: &Connection,
+    until: NaiveDate,
+    roles: &mut RoleIndex,
+) -> Result<HashMap<String, Vec<Visit>>> {
+    let mut visits: HashMap<String, Vec<Visit>> = HashMap::new();
+    store::for_each_visit(conn, until, |id, date, role| {
+        let visit = Visit {
+            day: day(date),
+            role: role.map_or(0, |r| roles.code(r)),
+        };
+        match visits.get_mut(id) {
+            Some(v) => v.push(visit),
+            None => {
+                visits.insert(id.to_string(), vec![visit]);
+            }
+        }
+    })?;
+    Ok(visits)
+}
+
+/// The visitors' roles, numbered from 1 in the order first read.
+#[derive(Debug, Default)]
+pub(super) struct RoleIndex {
+    codes: HashMap<String, u32>,
+    pub(super) names: Roles,
+}
+
+impl RoleIndex {
+    fn code(&mut self, role: &str) -> u32 {
+        if let Some(c) = self.codes.get(role) {
+            return *c;
+        }
+        Arc::make_mut(&mut self.names).push(Arc::from(role));
+        let c = self.names.len() as u32;
+        self.codes.insert(role.to_string(), c);
+        c
+    }
+}
+
+/// What a timeline is assembled from: each dataset of the store as read up
+/// to a last day, kept by account so that one account's part can be read
+/// again on its own (`metrics::live` does, after each ingested file).
+/// [`Timeline::of`](super::timeline::Timeline::of) assembles the same timeline from the same parts
+/// however they were read.
+#[derive(Debug)]
+pub struct Parts {
+    pub(super) until: NaiveDate,
+    /// Every account with order lines, in id order: daily sums and SKU lines.
+    pub(super) orders: BTreeMap<String, (Series, SkuLog)>,
+    pub(super) skus: load::SkuIndex,
+    pub(super) visits: HashMap<String, DayLog<Visit>>,
+    pub(super) roles: RoleIndex,
+    pub(super) master: Vec<store::AccountRecord>,
+    pub(super) extras: HashMap<String, load::Extra>,
+    pub(super) inventory: load::Inventory,
+    /// The number of SKU names `inventory` was read with.
+    pub(super) inventory_skus: usize,
+    pub(super) invoices: HashMap<String, Vec<load::Issued>>,
+}
+
+fn sku_log(l: load::SkuLines) -> SkuLog {
+    SkuLog {
+        days: DayLog::from(l.days),
+        amounts: Arc::new(l.amounts),
+    }
+}
+
+impl Parts {
+    /// Reads every dataset up to and including `until`.
+    pub fn load(conn: &Connection, until: NaiveDate) -> Result<Parts> {
+        // Visits are read on a second connection while this one reads the
+        // orders, when the database is a file (WAL lets both read at once).
+        // Each dataset is read in one statement, so each is as committed
+        // at one moment; ingest commits one file at a time.
+        let second = conn
+            .path()
+            .filter(|p| !p.is_empty())
+            .and_then(|p| store::open_reader(Path::new(p)).ok());
+        let mut roles = RoleIndex::default();
+        let (orders, visits) = std::thread::scope(|s| {
+            let visits = second.map(|c| {
+                let roles = &mut roles;
+                s.spawn(move || load_visits(&c, until, roles))
+            });
+            let orders = load::orders(conn, until);
+            let visits = visits.map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the visits reader panicked")))
+            });
+            (orders, visits)
+        });
+        let visits = match visits {
+            Some(v) => v?,
+            None => load_visits(conn, until, &mut roles)?,
+        };
+        let load::Orders { accounts, index } = orders?;
+        let mut parts = Parts {
+            until,
+            orders: accounts
+                .into_iter()
+                .map(|(id, o)| (id, (o.series, sku_log(o.skus))))
+                .collect(),
+            skus: index,
+            visits: visits
+                .into_iter()
+                .map(|(id, v)| (id, DayLog::from(v)))
+                .collect(),
+            roles,
+            master: Vec::new(),
+            extras: HashMap::new(),
+            inventory: load::Inventory::default(),
+            inventory_skus: 0,
+            invoices: HashMap::new(),
+        };
+        parts.reload_master(conn)?;
+        parts.reload_inventory(conn)?;
+        parts.reload_receivables(conn)?;
+        Ok(parts)
+    }
+
+    /// Reads the customer master (and its attributes, credit limits and
+    /// tier overrides) again.
+    pub fn reload_master(&mut self, conn: &Connection) -> Result<()> {
+        self.master = store::load_accounts(conn)?;
+        self.extras = load::account_extras(conn)?;
+        Ok(())
+    }
+
+    /// Reads the stock on hand again.
+    pub fn reload_inventory(&mut self, conn: &Connection) -> Result<()> {
+        self.inventory = load::inventory(conn, &self.skus)?;
+        self.inventory_skus = self.skus.names.len();
+        Ok(())
+    }
+
+    /// Reads the open invoices again.
+    pub fn reload_receivables(&mut self, conn: &Connection) -> Result<()> {
+        self.invoices = load::receivables(conn, self.until)?;
+        Ok(())
+    }
+
+    /// Reads the order lines of `ids` again, each account through the
+    /// index on its id; then the stock too if a SKU is new (the inventory
+    /// keeps only SKUs that were ever ordered).
+    pub fn reload_orders(&mut self, conn: &Connection, ids: &[&str]) -> Result<()> {
+        let fresh = load::orders_of(conn, ids, self.until, &mut self.skus)?;
+        for (id, o) in ids.iter().zip(fresh) {
+            match o {
+                Some(o) => {
+                    self.orders
+                        .insert((*id).to_string(), (o.series, sku_log(o.skus)));
+                }
+                None => {
+                    self.orders.remove(*id);
+                }
+            }
+        }
+        if self.skus.names.len() != self.inventory_skus {
+            self.reload_inventory(conn)?;
+        }
+        Ok(())
+    }
+
+    /// Accounts in the book: in the master or with order lines.
+    pub fn accounts(&self) -> usize {
+        self.master.len().max(self.orders.len())
+    }
+
+    /// Reads the visits of `ids` again, each account by the table's key.
+    pub fn reload_visits(&mut self, conn: &Connection, ids: &[&str]) -> Result<()> {
+        for id in ids {
+            let mut v = Vec::new();
+            let roles = &mut self.roles;
+            store::for_each_visit_of(conn, id, self.until, |date, role| {
+                v.push(Visit {
+                    day: day(date),
+                    role: role.map_or(0, |r| roles.code(r)),
+                });
+            })?;
+            if v.is_empty() {
+                self.visits.remove(*id);
+            } else {
+                self.visits.insert((*id).to_string(), DayLog::from(v));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every account id with order lines or visits.
+    pub fn history_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .orders
+            .keys()
+            .chain(self.visits.keys())
+            .cloned()
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Reads every account's order lines and visits again one account at
+    /// a time, as a refresh does (for `kamwatch eval --verify-incremental`).
+    /// Returns how many accounts.
+    pub fn reread_by_account(&mut self, conn: &Connection) -> Result<usize> {
+        let ids = self.history_ids();
+        self.orders.clear();
+        self.visits.clear();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        self.reload_orders(conn, &ids)?;
+        self.reload_visits(conn, &ids)?;
+        Ok(ids.len())
+    }
+}
