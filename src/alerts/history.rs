@@ -1,15 +1,24 @@
 //! History: what happened to alerts, for people and scripts — every state
 //! change (`alert_history`) and every notice with the mail that carried it
 //! (`notifications`, `notification_mail`, `outbox`), merged in date order;
-//! and the retention that prunes them. Reads those tables, which `alerts`
-//! and `mail` own; deletes from them only in [`prune`].
+//! and the retention that prunes them. Reads those tables with its own
+//! queries (`alerts` and `mail` own them; a notice's recipients are read as
+//! the JSON `mail` stores, taking only each address); deletes from them
+//! only in [`prune`]. Imports nothing above the alerts stage.
 
-use anyhow::Result;
 use chrono::NaiveDate;
 use rusqlite::{Connection, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use super::error::Error;
 use crate::store::date_text;
+
+/// A recipient as `mail` stores it in a notice: only the address is read
+/// (serde skips the other fields).
+#[derive(Deserialize)]
+struct Addressee {
+    email: String,
+}
 
 /// What `kamwatch history` asks for; `None` is no filter.
 #[derive(Debug, Clone, Default)]
@@ -45,7 +54,7 @@ pub struct Entry {
 }
 
 /// History entries matching `f`, oldest first.
-pub fn query(conn: &Connection, f: &Filter) -> Result<Vec<Entry>> {
+pub fn query(conn: &Connection, f: &Filter) -> Result<Vec<Entry>, Error> {
     let since = f.since.map(date_text);
     let mut out = Vec::new();
     {
@@ -101,7 +110,7 @@ pub fn query(conn: &Connection, f: &Filter) -> Result<Vec<Entry>> {
                 severity: r.get(6)?,
                 title: r.get(7)?,
                 mail: Some(r.get(8)?),
-                recipients: serde_json::from_str::<Vec<crate::mail::Recipient>>(&to)
+                recipients: serde_json::from_str::<Vec<Addressee>>(&to)
                     .map(|v| v.into_iter().map(|x| x.email).collect())
                     .unwrap_or_default(),
                 delivery: delivery
@@ -121,7 +130,7 @@ pub fn query(conn: &Connection, f: &Filter) -> Result<Vec<Entry>> {
 
 /// Deletes history and notices older than `retention_days` before `as_of`
 /// (never a notice still held for mail). Returns the rows deleted.
-pub fn prune(conn: &Connection, as_of: NaiveDate, retention_days: u32) -> Result<usize> {
+pub fn prune(conn: &Connection, as_of: NaiveDate, retention_days: u32) -> Result<usize, Error> {
     let cutoff = date_text(as_of - chrono::Days::new(u64::from(retention_days)));
     let mut n = conn.execute("DELETE FROM alert_history WHERE as_of < ?1", [&cutoff])?;
     n += conn.execute(

@@ -3,12 +3,14 @@
 //! lifecycle and is recorded; only its mail is held back, and when the
 //! silence ends mail resumes (see `alerts::step`). Owns the `silences`
 //! table; `kamwatch silence add|list|expire` are thin wrappers over this.
+//! `add` and `expire` return their refusals as an [`Error`] inside
+//! `anyhow` (a database error stays a `rusqlite::Error`, for the exit code).
 
-use anyhow::{Result, bail};
 use chrono::NaiveDate;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
+use super::error::Error;
 use crate::store::{date_text, now_text};
 
 /// What a silence applies to, besides its rule.
@@ -29,7 +31,6 @@ pub struct Silence {
     #[serde(flatten)]
     pub scope: Scope,
     /// Last as-of date silenced (inclusive).
-    #[serde(with = "crate::alerts::date_serde")]
     pub until: NaiveDate,
     pub reason: String,
     pub created_at: String,
@@ -73,12 +74,12 @@ pub fn add(
     scope: &Scope,
     until: NaiveDate,
     reason: &str,
-) -> Result<i64> {
+) -> anyhow::Result<i64> {
     if rule.trim().is_empty() {
-        bail!("--rule is empty; give a rule name (the .rhai file's stem) or '*' for every rule");
+        return Err(Error::EmptyRule.into());
     }
     if reason.trim().is_empty() {
-        bail!("--reason is empty; say why, so whoever reads the list later knows");
+        return Err(Error::EmptyReason.into());
     }
     let (a, t, o) = match scope {
         Scope::Account(a) => (Some(a.as_str()), None, None),
@@ -94,18 +95,19 @@ pub fn add(
 }
 
 /// Ends a silence now. Errors if there is no such silence.
-pub fn expire(conn: &Connection, id: i64) -> Result<Silence> {
+pub fn expire(conn: &Connection, id: i64) -> anyhow::Result<Silence> {
     let n = conn.execute(
         "UPDATE silences SET expired_at = ?2 WHERE id = ?1 AND expired_at IS NULL",
         params![id, now_text()],
     )?;
     let s = get(conn, id)?;
     match s {
-        None => bail!("there is no silence {id}; `kamwatch silence list` shows them"),
-        Some(s) if n == 0 => bail!(
-            "silence {id} was already expired at {}",
-            s.expired_at.unwrap_or_default()
-        ),
+        None => Err(Error::NoSilence(id).into()),
+        Some(s) if n == 0 => Err(Error::AlreadyExpired {
+            id,
+            at: s.expired_at.unwrap_or_default(),
+        }
+        .into()),
         Some(s) => Ok(s),
     }
 }
@@ -133,7 +135,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Silence> {
 
 const COLUMNS: &str = "id, rule, account_id, tier, owner, until, reason, created_at, expired_at";
 
-pub fn get(conn: &Connection, id: i64) -> Result<Option<Silence>> {
+pub fn get(conn: &Connection, id: i64) -> Result<Option<Silence>, Error> {
     Ok(conn
         .query_row(
             &format!("SELECT {COLUMNS} FROM silences WHERE id = ?1"),
@@ -144,14 +146,14 @@ pub fn get(conn: &Connection, id: i64) -> Result<Option<Silence>> {
 }
 
 /// Every silence, newest first.
-pub fn list(conn: &Connection) -> Result<Vec<Silence>> {
+pub fn list(conn: &Connection) -> Result<Vec<Silence>, Error> {
     let mut st = conn.prepare(&format!("SELECT {COLUMNS} FROM silences ORDER BY id DESC"))?;
     let rows = st.query_map([], from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// The silences in force for an evaluation as of `as_of`.
-pub fn active(conn: &Connection, as_of: NaiveDate) -> Result<Vec<Silence>> {
+pub fn active(conn: &Connection, as_of: NaiveDate) -> Result<Vec<Silence>, Error> {
     let mut st = conn.prepare(&format!(
         "SELECT {COLUMNS} FROM silences WHERE expired_at IS NULL AND until >= ?1"
     ))?;
@@ -207,5 +209,10 @@ mod tests {
         };
         assert!(s.matches("any", "K", "C", "张伟", Some("Zhang.Wei@example.com")));
         assert!(!s.matches("any", "K", "C", "张伟", None));
+        // `silence list --format json` writes the date as it always did.
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            r#"{"id":1,"rule":"*","scope":"owner","value":"zhang.wei@example.com","until":"2026-12-31","reason":"leave","created_at":"","expired_at":null}"#
+        );
     }
 }

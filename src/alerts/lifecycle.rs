@@ -1,0 +1,541 @@
+//! The lifecycle of every alert against the `alerts` table, one evaluation
+//! at a time: [`apply`] runs the state machine (`machine::step`) for each
+//! (rule, account, key) the evaluation raised or could have cleared,
+//! writes the changes to `alerts`, appends every state change to
+//! `alert_history`, and returns the notices; silenced ones are recorded as
+//! such and not returned for mail. It writes only inside the caller's
+//! transaction, so the state change and the mail it causes commit together.
+//! Owns `alerts` and the writing of `alert_history`; reads `silences`
+//! through `silence`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use rusqlite::{Connection, OptionalExtension, Statement, params};
+use serde::{Deserialize, Serialize};
+
+use super::error::Error;
+use super::machine::{Lifecycle, Notice, Observation, State, step};
+use super::policy::Policies;
+use super::silence::{self, Silence};
+use crate::metrics::AccountMetrics;
+use crate::model::Severity;
+use crate::rules::{Finding, RunError};
+use crate::store::{date_text, now_text};
+
+/// The alert a notice is about, with all it takes to route and render it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Item {
+    pub rule: String,
+    pub account_id: String,
+    pub account_name: String,
+    pub tier: String,
+    pub share: f64,
+    pub region: String,
+    pub owner: String,
+    pub owner_email: Option<String>,
+    pub manager_email: Option<String>,
+    /// The manager's name from the master (empty: not known).
+    #[serde(default)]
+    pub manager: String,
+    pub key: String,
+    #[serde(with = "super::machine::severity_text")]
+    pub severity: Severity,
+    pub title: String,
+    /// The figures, in the rule's order.
+    pub figures: Vec<(String, serde_json::Value)>,
+    /// Their kinds, by label (none in messages queued before kinds were
+    /// kept: those figures are written as plain numbers).
+    #[serde(default)]
+    pub units: crate::rules::Units,
+    pub action: String,
+    pub notice: Notice,
+    pub started_at: Option<NaiveDate>,
+    pub as_of: NaiveDate,
+}
+
+/// A notice for one alert, ready for routing.
+#[derive(Debug, Clone)]
+pub struct Notified {
+    pub item: Item,
+    /// Held back by a silence: record only.
+    pub silenced: bool,
+}
+
+/// What one evaluation changed.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Indexes of the findings whose alert started firing now.
+    pub started: Vec<usize>,
+    pub resolved: usize,
+    pub pending: usize,
+    pub still_firing: usize,
+    pub notices: Vec<Notified>,
+}
+
+type Key = (String, String, String);
+
+/// A stored alert: its lifecycle and the last finding's text.
+struct Row {
+    life: Lifecycle,
+    severity: String,
+    title: String,
+    figures: String,
+    units: String,
+    action: String,
+}
+
+fn opt_date(s: Option<String>) -> Option<NaiveDate> {
+    s.and_then(|s| NaiveDate::parse_from_str(&s, "%Y-%m-%d").ok())
+}
+
+fn load(conn: &Connection) -> Result<HashMap<Key, Row>, Error> {
+    let mut st = conn.prepare(
+        "SELECT rule, account_id, key, state, severity, title, figures, action, pending_count,
+                pending_since, started_at, last_seen_at, cleared_since, resolved_at, notified,
+                notified_severity, last_notified_at, aged_notified, units
+         FROM alerts WHERE state IN ('pending', 'firing')",
+    )?;
+    let rows = st.query_map([], |r| {
+        let severity: String = r.get(4)?;
+        let notified_severity: Option<String> = r.get(15)?;
+        Ok((
+            (r.get(0)?, r.get(1)?, r.get(2)?),
+            Row {
+                life: Lifecycle {
+                    state: State::parse(&r.get::<_, String>(3)?),
+                    severity: Severity::parse(&severity),
+                    pending_count: r.get::<_, i64>(8)?.max(0) as u32,
+                    pending_since: opt_date(r.get(9)?),
+                    started_at: opt_date(r.get(10)?),
+                    last_seen_at: opt_date(r.get(11)?),
+                    cleared_since: opt_date(r.get(12)?),
+                    resolved_at: opt_date(r.get(13)?),
+                    notified: r.get::<_, i64>(14)? != 0,
+                    notified_severity: notified_severity.as_deref().and_then(Severity::parse),
+                    last_notified_at: opt_date(r.get(16)?),
+                    aged_notified: r.get::<_, i64>(17)? != 0,
+                },
+                severity,
+                title: r.get(5)?,
+                figures: r.get(6)?,
+                units: r.get(18)?,
+                action: r.get(7)?,
+            },
+        ))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Applies one evaluation's findings. Alerts of a (rule, account) whose run
+/// failed are left as they are: an error is not evidence that all is well.
+/// So are the alerts of a rule that did not run at all (disabled, broken,
+/// gone) and of an account not evaluated (the newest master no longer lists
+/// it): absence is not evidence either, and a false "resolved" costs more
+/// trust than a late one. An account's alerts clear only when a rule ran for
+/// it and did not raise them.
+/// `accounts` gives the tier and owner of alerts that were not raised now.
+pub fn apply(
+    conn: &Connection,
+    as_of: NaiveDate,
+    findings: &[Finding],
+    errors: &[RunError],
+    accounts: &[Arc<AccountMetrics>],
+    policies: &Policies,
+    ran: &HashSet<&str>,
+) -> Result<Changes, Error> {
+    let mut stored = load(conn)?;
+    let by_id: HashMap<&str, &Arc<AccountMetrics>> =
+        accounts.iter().map(|a| (a.id.as_str(), a)).collect();
+    let silences = silence::active(conn, as_of)?;
+    let mut table = Table::prepare(conn, as_of)?;
+    let mut changes = Changes::default();
+    for (key, obs, index) in observations(findings, errors, &stored, &by_id, ran) {
+        let row = stored.remove(&key);
+        let prev = row.as_ref().map(|r| r.life.clone()).unwrap_or_default();
+        let finding = index.map(|i| &findings[i]);
+        let account = finding
+            .map(|f| &f.account)
+            .or_else(|| by_id.get(key.1.as_str()).copied());
+        let silenced = is_silenced(&silences, &key, account);
+        let st = step(&prev, obs, policies.get(&key.0), as_of, silenced);
+        if st.next == prev {
+            continue;
+        }
+        let Some(text) = Text::of(finding, row.as_ref()) else {
+            continue;
+        };
+        let n = &st.next;
+        table.save(&key, &prev, row.is_some(), n, &text)?;
+        count(&mut changes, &prev, n, index);
+        let notices = st
+            .notices
+            .iter()
+            .map(|x| (*x, false))
+            .chain(st.silenced.iter().map(|x| (*x, true)));
+        for (notice, silenced) in notices {
+            let started_at = n.started_at.or(prev.started_at);
+            let item = notice_item(&key, account, finding, &text, notice, started_at, as_of);
+            changes.notices.push(Notified { item, silenced });
+        }
+    }
+    Ok(changes)
+}
+
+/// What the evaluation observed, alert by alert: raised now (in finding
+/// order, the first of duplicates counts), then every stored alert not
+/// raised, sorted, as cleared or unknown.
+fn observations(
+    findings: &[Finding],
+    errors: &[RunError],
+    stored: &HashMap<Key, Row>,
+    by_id: &HashMap<&str, &Arc<AccountMetrics>>,
+    ran: &HashSet<&str>,
+) -> Vec<(Key, Observation, Option<usize>)> {
+    let failed: HashSet<(&str, &str)> = errors
+        .iter()
+        .map(|e| (&*e.rule, e.account_id.as_str()))
+        .collect();
+    let mut seen: HashSet<Key> = HashSet::new();
+    let mut work: Vec<(Key, Observation, Option<usize>)> = Vec::new();
+    for (i, f) in findings.iter().enumerate() {
+        let key: Key = (f.rule.to_string(), f.account.id.clone(), f.key.clone());
+        if seen.insert(key.clone()) {
+            work.push((key, Observation::Raised(f.severity), Some(i)));
+        }
+    }
+    let mut rest: Vec<Key> = stored
+        .keys()
+        .filter(|k| !seen.contains(*k))
+        .cloned()
+        .collect();
+    rest.sort();
+    for key in rest {
+        // Only a rule that ran for the account and did not raise the alert
+        // clears it: a failed run, a rule that is disabled, no longer
+        // compiles or is gone, or an account the master switched off,
+        // leaves its alerts as they were. An account that moved out of the
+        // rule's tiers clears them: for a rule about a tier (thin_margin_a,
+        // rising_accounts) leaving it is the condition clearing.
+        let obs = if failed.contains(&(key.0.as_str(), key.1.as_str()))
+            || !ran.contains(key.0.as_str())
+            || !by_id.contains_key(key.1.as_str())
+        {
+            Observation::Unknown
+        } else {
+            Observation::Clear
+        };
+        work.push((key, obs, None));
+    }
+    work
+}
+
+/// Whether a silence in force covers the alert `key` of `account`.
+fn is_silenced(silences: &[Silence], key: &Key, account: Option<&Arc<AccountMetrics>>) -> bool {
+    silences.iter().any(|s| {
+        s.matches(
+            &key.0,
+            &key.1,
+            account.map_or("", |a| a.tier),
+            account.map_or("", |a| a.owner.as_str()),
+            account.and_then(|a| a.owner_email.as_deref()),
+        )
+    })
+}
+
+/// What an alert says, as stored: the finding's when raised now, else the
+/// stored row's (None: neither, nothing to write).
+struct Text {
+    severity: String,
+    title: String,
+    figures: String,
+    units: String,
+    action: String,
+}
+
+impl Text {
+    fn of(finding: Option<&Finding>, row: Option<&Row>) -> Option<Text> {
+        Some(match (finding, row) {
+            (Some(f), _) => Text {
+                severity: f.severity.as_str().to_string(),
+                title: f.title.clone(),
+                figures: figures_json(f),
+                units: serde_json::to_string(&f.units).unwrap_or_else(|_| "{}".into()),
+                action: f.action.clone(),
+            },
+            (None, Some(r)) => Text {
+                severity: r.severity.clone(),
+                title: r.title.clone(),
+                figures: r.figures.clone(),
+                units: r.units.clone(),
+                action: r.action.clone(),
+            },
+            (None, None) => return None,
+        })
+    }
+}
+
+/// The statements `apply` writes with, prepared once per evaluation.
+struct Table<'c> {
+    upsert: Statement<'c>,
+    earlier: Statement<'c>,
+    history: Statement<'c>,
+    as_of: String,
+    now: String,
+}
+
+impl<'c> Table<'c> {
+    fn prepare(conn: &'c Connection, as_of: NaiveDate) -> Result<Table<'c>, Error> {
+        Ok(Table {
+            upsert: conn.prepare(
+                "INSERT INTO alerts (rule, account_id, key, state, severity, title, figures, action,
+            pending_count, pending_since, started_at, last_seen_at, cleared_since, resolved_at,
+            notified, notified_severity, last_notified_at, aged_notified, units)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
+         ON CONFLICT (rule, account_id, key) DO UPDATE SET
+           state = excluded.state, severity = excluded.severity, title = excluded.title,
+           figures = excluded.figures, units = excluded.units, action = excluded.action,
+           pending_count = excluded.pending_count, pending_since = excluded.pending_since,
+           started_at = excluded.started_at, last_seen_at = excluded.last_seen_at,
+           cleared_since = excluded.cleared_since, resolved_at = excluded.resolved_at,
+           notified = excluded.notified, notified_severity = excluded.notified_severity,
+           last_notified_at = excluded.last_notified_at, aged_notified = excluded.aged_notified",
+            )?,
+            // Resolved and inactive alerts are not loaded; their old state
+            // is only looked up for the history line when they come back.
+            earlier: conn.prepare(
+                "SELECT state FROM alerts WHERE rule = ?1 AND account_id = ?2 AND key = ?3",
+            )?,
+            history: conn.prepare(
+                "INSERT INTO alert_history (rule, account_id, key, from_state, to_state, severity, title, figures, as_of, recorded_at, event)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?,
+            as_of: date_text(as_of),
+            now: now_text(),
+        })
+    }
+
+    /// Writes the alert's next lifecycle `n`, and a history line when its
+    /// state changed. `loaded`: the alert was among the pending and firing
+    /// ones loaded at the start.
+    fn save(
+        &mut self,
+        key: &Key,
+        prev: &Lifecycle,
+        loaded: bool,
+        n: &Lifecycle,
+        text: &Text,
+    ) -> Result<(), Error> {
+        // Read before the upsert below overwrites it.
+        let from: Option<String> = if loaded {
+            Some(prev.state.as_str().to_string())
+        } else if n.state != prev.state {
+            self.earlier
+                .query_row(params![key.0, key.1, key.2], |r| r.get(0))
+                .optional()?
+        } else {
+            None
+        };
+        let d = |x: Option<NaiveDate>| x.map(date_text);
+        self.upsert.execute(params![
+            key.0,
+            key.1,
+            key.2,
+            n.state.as_str(),
+            text.severity,
+            text.title,
+            text.figures,
+            text.action,
+            n.pending_count,
+            d(n.pending_since),
+            d(n.started_at),
+            d(n.last_seen_at),
+            d(n.cleared_since),
+            d(n.resolved_at),
+            n.notified,
+            n.notified_severity.map(|s| s.as_str()),
+            d(n.last_notified_at),
+            n.aged_notified,
+            text.units,
+        ])?;
+        if n.state != prev.state {
+            self.history.execute(params![
+                key.0,
+                key.1,
+                key.2,
+                from,
+                n.state.as_str(),
+                text.severity,
+                text.title,
+                text.figures,
+                self.as_of,
+                self.now,
+                "state"
+            ])?;
+        }
+        Ok(())
+    }
+}
+
+/// Counts the change from `prev` to `n` in `changes`.
+fn count(changes: &mut Changes, prev: &Lifecycle, n: &Lifecycle, index: Option<usize>) {
+    if n.state != prev.state {
+        match n.state {
+            State::Firing => {
+                if let Some(i) = index {
+                    changes.started.push(i);
+                }
+            }
+            State::Resolved => changes.resolved += 1,
+            State::Pending => changes.pending += 1,
+            State::Inactive => {}
+        }
+    } else if n.state == State::Firing {
+        changes.still_firing += 1;
+    }
+}
+
+/// The alert a notice is about, for routing and rendering: the account's
+/// details (the id alone when it is not in the snapshot) and what the
+/// alert says.
+fn notice_item(
+    key: &Key,
+    account: Option<&Arc<AccountMetrics>>,
+    finding: Option<&Finding>,
+    text: &Text,
+    notice: Notice,
+    started_at: Option<NaiveDate>,
+    as_of: NaiveDate,
+) -> Item {
+    let figures: Vec<(String, serde_json::Value)> = match finding {
+        Some(f) => f.figures.clone(),
+        None => serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text.figures)
+            .map(|m| m.into_iter().collect())
+            .unwrap_or_default(),
+    };
+    let units: crate::rules::Units = match finding {
+        Some(f) => f.units.clone(),
+        None => serde_json::from_str(&text.units).unwrap_or_default(),
+    };
+    Item {
+        rule: key.0.clone(),
+        account_id: key.1.clone(),
+        account_name: account.map_or_else(|| key.1.clone(), |a| a.name.clone()),
+        tier: account.map_or("", |a| a.tier).to_string(),
+        share: account.map_or(0.0, |a| a.share),
+        region: account.map_or_else(String::new, |a| a.region.clone()),
+        owner: account.map_or_else(String::new, |a| a.owner.clone()),
+        owner_email: account.and_then(|a| a.owner_email.clone()),
+        manager_email: account.and_then(|a| a.manager_email.clone()),
+        manager: account.map_or_else(String::new, |a| a.manager.clone()),
+        key: key.2.clone(),
+        severity: Severity::parse(&text.severity).unwrap_or(Severity::Warning),
+        title: text.title.clone(),
+        figures,
+        units,
+        action: text.action.clone(),
+        notice,
+        started_at,
+        as_of,
+    }
+}
+
+/// The figures of a finding as a JSON object, in the rule's order.
+pub fn figures_json(f: &Finding) -> String {
+    let map: serde_json::Map<String, serde_json::Value> = f.figures.iter().cloned().collect();
+    serde_json::Value::Object(map).to_string()
+}
+
+/// Alerts currently firing, by severity, for status lines.
+pub fn firing_counts(conn: &Connection) -> Result<Vec<(Severity, u64)>, Error> {
+    let mut st = conn.prepare(
+        "SELECT severity, COUNT(*) FROM alerts WHERE state = 'firing' GROUP BY severity",
+    )?;
+    let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut out = Vec::new();
+    for r in rows {
+        let (s, n) = r?;
+        if let Some(s) = Severity::parse(&s) {
+            out.push((s, n as u64));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::policy::RulePolicy;
+    use super::*;
+    use Observation::Raised;
+    use Severity::Warning;
+
+    fn policy() -> RulePolicy {
+        RulePolicy {
+            escalate_after_days: 0,
+            ..RulePolicy::default()
+        }
+    }
+
+    fn d(day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 10, 1).unwrap() + chrono::Days::new(u64::from(day) - 1)
+    }
+
+    #[test]
+    fn migration_keeps_firing_alerts_without_mailing_them_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(include_str!("../store/0001_init.sql"))
+                .unwrap();
+            c.execute_batch(include_str!("../store/0002_more_datasets.sql"))
+                .unwrap();
+            c.pragma_update(None, "user_version", 2).unwrap();
+            c.execute(
+                "INSERT INTO alerts (rule, account_id, key, state, severity, title, figures, action, started_at, last_seen_at)
+                 VALUES ('r', 'A', '', 'firing', 'warning', 't', '{}', '', '2026-10-01', '2026-10-05')",
+                [],
+            )
+            .unwrap();
+        }
+        let conn = crate::store::open(&path).unwrap();
+        let stored = load(&conn).unwrap();
+        let row = &stored[&("r".to_string(), "A".to_string(), String::new())];
+        assert_eq!(row.life.state, State::Firing);
+        assert!(
+            row.life.notified,
+            "an alert mailed before the upgrade is mailed again"
+        );
+        assert_eq!(row.life.started_at, Some(d(1)));
+        // Still firing on the next day: no notice; a week after the start: a repeat.
+        let p = policy();
+        assert!(
+            step(&row.life, Raised(Warning), &p, d(6), false)
+                .notices
+                .is_empty()
+        );
+        assert_eq!(
+            step(&row.life, Raised(Warning), &p, d(8), false).notices,
+            vec![Notice::Repeat]
+        );
+    }
+
+    /// Items are stored as JSON in the outbox's notices and read back by
+    /// mail; the dates are written YYYY-MM-DD (null when absent), as the
+    /// hand-written serde they replace wrote them, and read back the same.
+    #[test]
+    fn items_are_stored_with_plain_dates_as_before() {
+        let stored = r#"{"rule":"r","account_id":"A","account_name":"甲","tier":"A","share":0.5,"region":"","owner":"o","owner_email":null,"manager_email":"m@example.com","manager":"","key":"","severity":"critical","title":"t","figures":[["revenue",1.5]],"units":{"revenue":"money"},"action":"","notice":{"kind":"raised","from":"warning"},"started_at":"2026-10-01","as_of":"2026-10-08"}"#;
+        let item: Item = serde_json::from_str(stored).unwrap();
+        assert_eq!(item.started_at, Some(d(1)));
+        assert_eq!(item.as_of, d(8));
+        assert_eq!(serde_json::to_string(&item).unwrap(), stored);
+        let never = stored.replace(r#""started_at":"2026-10-01""#, r#""started_at":null"#);
+        let item: Item = serde_json::from_str(&never).unwrap();
+        assert_eq!(item.started_at, None);
+        assert_eq!(serde_json::to_string(&item).unwrap(), never);
+        let bad = stored.replace("2026-10-08", "08.10.2026");
+        assert!(serde_json::from_str::<Item>(&bad).is_err());
+    }
+}
