@@ -55,230 +55,337 @@ const TIMEOUTS_BEFORE_GIVING_UP: u32 = 2;
 pub fn deliver(conn: &Connection, cfg: &Loaded, sink: &mut Sink) -> Result<Delivery> {
     let from = from_mailbox(&cfg.cfg.mail)?;
     let from_addr = from.email.to_string();
-    let now = crate::config::now().timestamp();
-    let mut out = Delivery::default();
-    let mut due: VecDeque<i64> = conn
-        .prepare(
-            "SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY id",
-        )?
-        .query_map([now], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut timeouts = 0;
+    let mut pass = Pass {
+        conn,
+        cfg,
+        now: crate::config::now().timestamp(),
+        out: Delivery::default(),
+        timeouts: 0,
+    };
+    let mut due = due_ids(conn, pass.now)?;
     while let Some(id) = due.pop_front() {
         if sink.stopping() {
             break;
         }
-        let row: Option<OutboxRow> = conn
-            .query_row(
-                "SELECT message_id, recipients, subject, body_text, body_html, rule, account_id, attempts, mime
-                 FROM outbox WHERE id = ?1 AND state = 'pending'",
-                [id],
-                |r| {
-                    Ok(OutboxRow {
-                        message_id: r.get(0)?,
-                        recipients: r.get(1)?,
-                        subject: r.get(2)?,
-                        text: r.get(3)?,
-                        html: r.get(4)?,
-                        rule: r.get(5)?,
-                        account: r.get(6)?,
-                        attempts: r.get(7)?,
-                        mime: r.get(8)?,
-                    })
-                },
-            )
-            .optional()?;
-        let Some(row) = row else {
+        let Some(row) = pending_row(conn, id)? else {
             continue;
         };
         let mut recipients: Vec<Recipient> = serde_json::from_str(&row.recipients)?;
         // Addresses stored before they were checked: skipped, not fatal.
-        let mut news: Vec<&'static str> = Vec::new();
-        for r in recipients.iter_mut().filter(|r| r.state.is_none()) {
-            if !valid_address(&r.email) {
-                r.state = Some("invalid".into());
-                r.reply = Some("not a mail address".into());
-                news.push("invalid");
-            }
-        }
+        let news = skip_invalid(&mut recipients);
         let waiting: Vec<String> = recipients
             .iter()
             .filter(|r| r.state.is_none())
             .map(|r| r.email.clone())
             .collect();
-        let rule = row.rule.clone().unwrap_or_else(|| "system".into());
-        let account = row.account.clone().unwrap_or_default();
-        // Rows queued before the rendered message was kept (migration 0005)
-        // are composed now, from the parts they stored.
-        let bytes = match &row.mime {
-            Some(m) => Ok(m.clone()),
-            None => {
-                let r = Rendered {
-                    subject: row.subject.clone(),
-                    text: row.text.clone(),
-                    html: row.html.clone(),
-                    images: Vec::new(),
-                };
-                let to: Vec<Recipient> = recipients
-                    .iter()
-                    .filter(|r| valid_address(&r.email))
-                    .cloned()
-                    .collect();
-                compose(&from, &to, &row.message_id, &r, cfg.cfg.mail.zone).map(|m| m.formatted())
-            }
-        };
-        let bytes = match bytes {
+        let bytes = match message_bytes(&row, &recipients, &from, cfg) {
             Ok(b) => b,
             Err(e) => {
                 park_dead(conn, id, &format!("the message cannot be built: {e:#}"))?;
-                out.dead += 1;
+                pass.out.dead += 1;
                 continue;
             }
         };
         let t0 = std::time::Instant::now();
         tracing::debug!(outbox = id, "sending");
+        let rule = row.rule.clone().unwrap_or_else(|| "system".into());
+        let account = row.account.clone().unwrap_or_default();
         let file_name = eml_name(id, &rule, &account);
         let result = if waiting.is_empty() {
             Ok(Vec::new())
         } else {
             sink.send(&file_name, &from_addr, &waiting, &bytes)
         };
-        match result {
-            Ok(results) => {
-                timeouts = 0;
-                let mut deferred: Option<String> = None;
-                for (email, said) in results {
-                    let Some(r) = recipients
-                        .iter_mut()
-                        .find(|r| r.state.is_none() && r.email == email)
-                    else {
-                        continue;
-                    };
-                    match said {
-                        smtp::Rcpt::Sent => r.state = Some("sent".into()),
-                        smtp::Rcpt::Refused(reply) => {
-                            r.state = Some("refused".into());
-                            r.reply = Some(reply);
-                            news.push("refused");
-                        }
-                        smtp::Rcpt::Deferred(reply) => deferred = Some(reply),
-                    }
-                }
-                let any_sent = recipients
-                    .iter()
-                    .any(|r| r.state.as_deref() == Some("sent"));
-                let left = recipients.iter().filter(|r| r.state.is_none()).count();
-                let parked: Vec<String> = recipients
-                    .iter()
-                    .filter(|r| matches!(r.state.as_deref(), Some("refused" | "invalid")))
-                    .map(|r| format!("{} ({})", r.email, r.reply.as_deref().unwrap_or("")))
-                    .collect();
-                let json = serde_json::to_string(&recipients)?;
-                // The row and the admin's notice about it commit together.
-                let tx = conn.unchecked_transaction()?;
-                let conn: &Connection = &tx;
-                if left == 0 {
-                    let state = if any_sent { "sent" } else { "dead" };
-                    let error =
-                        (!parked.is_empty()).then(|| format!("refused: {}", parked.join("; ")));
-                    conn.execute(
-                        "UPDATE outbox SET state = ?2, attempts = attempts + 1, sent_at = CASE WHEN ?2 = 'sent' THEN ?3 ELSE sent_at END, last_error = ?4, recipients = ?5 WHERE id = ?1",
-                        params![id, state, now_text(), error, json],
-                    )?;
-                    if any_sent {
-                        out.sent += 1;
-                    } else {
-                        tracing::error!(
-                            outbox = id,
-                            "every recipient was refused; parked as dead: {}",
-                            parked.join("; ")
-                        );
-                        out.dead += 1;
-                    }
-                } else {
-                    let e =
-                        deferred.unwrap_or_else(|| "some recipients are still to be sent".into());
-                    tracing::warn!(outbox = id, error = %e, "a recipient was refused for now; will retry it");
-                    conn.execute(
-                        "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3, recipients = ?4 WHERE id = ?1",
-                        params![id, now + backoff_secs(row.attempts), e, json],
-                    )?;
-                    out.retrying += 1;
-                }
-                tracing::debug!(
-                    outbox = id,
-                    send_ms = t0.elapsed().as_secs_f64() * 1000.0,
-                    "sent"
-                );
-                if !news.is_empty() {
-                    out.refused += news.len() as u64;
-                    tell_admin_refused(conn, cfg, &recipients)?;
-                }
-                tx.commit()?;
+        let then = match result {
+            Ok(answers) => {
+                pass.answered(id, &row, recipients, answers, news, t0)?;
+                Then::Next
             }
-            Err(e) => {
-                let text = e.to_string();
-                match &e.failure {
-                    smtp::Failure::Stopped => break,
-                    smtp::Failure::TooBig(_) => {
-                        // The server's SIZE, or half of what it refused;
-                        // 2% spare for dot-stuffing on the wire.
-                        let limit = sink
-                            .size_limit()
-                            .unwrap_or((bytes.len() as u64) / 2)
-                            .min(cfg.cfg.mail.max_message_kb.saturating_mul(1024));
-                        let limit = limit - limit / 50;
-                        // The rewrite and the parts commit together: a crash
-                        // between them must not leave a part unqueued.
-                        let tx = conn.unchecked_transaction()?;
-                        let parts =
-                            split(&tx, cfg, id, &row.message_id, &recipients, limit, &text)?;
-                        tx.commit()?;
-                        match parts {
-                            Some(ids) => {
-                                tracing::warn!(outbox = id, parts = ids.len(), error = %text, "too large for the server; sent as smaller messages without charts");
-                                out.split += 1;
-                                // The parts go in this same pass.
-                                for part in ids.into_iter().rev() {
-                                    due.push_front(part);
-                                }
-                            }
-                            None => {
-                                park_dead(conn, id, &text)?;
-                                out.dead += 1;
-                            }
-                        }
-                        continue;
-                    }
-                    _ if e.is_permanent() => {
-                        park_dead(conn, id, &text)?;
-                        out.dead += 1;
-                        continue;
-                    }
-                    _ => {}
-                }
-                tracing::warn!(outbox = id, error = %text, "delivery failed; will retry");
-                conn.execute(
-                    "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3, recipients = ?4 WHERE id = ?1",
-                    params![id, now + backoff_secs(row.attempts), text, serde_json::to_string(&recipients)?],
-                )?;
-                out.retrying += 1;
-                let whole_server = matches!(
-                    e.failure,
-                    smtp::Failure::Auth(_) | smtp::Failure::Tls(_) | smtp::Failure::Network(_)
-                ) && matches!(sink, Sink::Smtp(_));
-                if e.is_timeout() {
-                    timeouts += 1;
-                }
-                if whole_server || timeouts >= TIMEOUTS_BEFORE_GIVING_UP {
-                    out.gave_up = Some(text);
-                    break;
-                }
-            }
+            Err(e) => pass.failed(id, &row, &recipients, &bytes, e, sink, &mut due)?,
+        };
+        if matches!(then, Then::Stop) {
+            break;
         }
     }
     sink.close();
-    Ok(out)
+    Ok(pass.out)
+}
+
+/// What a delivery pass does after a message.
+enum Then {
+    Next,
+    Stop,
+}
+
+/// One delivery pass: where it writes, its clock, and what it did so far.
+struct Pass<'a> {
+    conn: &'a Connection,
+    cfg: &'a Loaded,
+    /// The pass's time, in seconds: retries are due from it.
+    now: i64,
+    out: Delivery,
+    /// Timeouts in a row.
+    timeouts: u32,
+}
+
+/// The outbox rows due at `now`, oldest first.
+fn due_ids(conn: &Connection, now: i64) -> Result<VecDeque<i64>> {
+    Ok(conn
+        .prepare(
+            "SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY id",
+        )?
+        .query_map([now], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+/// Outbox row `id` if it is still pending.
+fn pending_row(conn: &Connection, id: i64) -> Result<Option<OutboxRow>> {
+    Ok(conn
+        .query_row(
+            "SELECT message_id, recipients, subject, body_text, body_html, rule, account_id, attempts, mime
+             FROM outbox WHERE id = ?1 AND state = 'pending'",
+            [id],
+            |r| {
+                Ok(OutboxRow {
+                    message_id: r.get(0)?,
+                    recipients: r.get(1)?,
+                    subject: r.get(2)?,
+                    text: r.get(3)?,
+                    html: r.get(4)?,
+                    rule: r.get(5)?,
+                    account: r.get(6)?,
+                    attempts: r.get(7)?,
+                    mime: r.get(8)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// Marks the waiting recipients that are no mail address as `invalid`;
+/// one entry per recipient so marked.
+fn skip_invalid(recipients: &mut [Recipient]) -> Vec<&'static str> {
+    let mut news = Vec::new();
+    for r in recipients.iter_mut().filter(|r| r.state.is_none()) {
+        if !valid_address(&r.email) {
+            r.state = Some("invalid".into());
+            r.reply = Some("not a mail address".into());
+            news.push("invalid");
+        }
+    }
+    news
+}
+
+/// The bytes to send: the kept message, or for rows queued before the
+/// rendered message was kept (migration 0005) one composed now from the
+/// parts they stored.
+fn message_bytes(
+    row: &OutboxRow,
+    recipients: &[Recipient],
+    from: &lettre::message::Mailbox,
+    cfg: &Loaded,
+) -> Result<Vec<u8>> {
+    if let Some(m) = &row.mime {
+        return Ok(m.clone());
+    }
+    let r = Rendered {
+        subject: row.subject.clone(),
+        text: row.text.clone(),
+        html: row.html.clone(),
+        images: Vec::new(),
+    };
+    let to: Vec<Recipient> = recipients
+        .iter()
+        .filter(|r| valid_address(&r.email))
+        .cloned()
+        .collect();
+    compose(from, &to, &row.message_id, &r, cfg.cfg.mail.zone).map(|m| m.formatted())
+}
+
+/// Each recipient's answer applied: sent, refused for good (a new entry in
+/// `news`), or deferred (the reply returned).
+fn apply_answers(
+    recipients: &mut [Recipient],
+    answers: Vec<(String, smtp::Rcpt)>,
+    news: &mut Vec<&'static str>,
+) -> Option<String> {
+    let mut deferred: Option<String> = None;
+    for (email, said) in answers {
+        let Some(r) = recipients
+            .iter_mut()
+            .find(|r| r.state.is_none() && r.email == email)
+        else {
+            continue;
+        };
+        match said {
+            smtp::Rcpt::Sent => r.state = Some("sent".into()),
+            smtp::Rcpt::Refused(reply) => {
+                r.state = Some("refused".into());
+                r.reply = Some(reply);
+                news.push("refused");
+            }
+            smtp::Rcpt::Deferred(reply) => deferred = Some(reply),
+        }
+    }
+    deferred
+}
+
+impl Pass<'_> {
+    /// The server answered for each recipient: the row says who got it,
+    /// and is done (sent, or dead when nobody could get it) or retried
+    /// for the recipients still waiting. The row and the admin's notice
+    /// about a refused recipient commit together.
+    fn answered(
+        &mut self,
+        id: i64,
+        row: &OutboxRow,
+        mut recipients: Vec<Recipient>,
+        answers: Vec<(String, smtp::Rcpt)>,
+        mut news: Vec<&'static str>,
+        t0: std::time::Instant,
+    ) -> Result<()> {
+        self.timeouts = 0;
+        let deferred = apply_answers(&mut recipients, answers, &mut news);
+        let any_sent = recipients
+            .iter()
+            .any(|r| r.state.as_deref() == Some("sent"));
+        let left = recipients.iter().filter(|r| r.state.is_none()).count();
+        let parked: Vec<String> = recipients
+            .iter()
+            .filter(|r| matches!(r.state.as_deref(), Some("refused" | "invalid")))
+            .map(|r| format!("{} ({})", r.email, r.reply.as_deref().unwrap_or("")))
+            .collect();
+        let json = serde_json::to_string(&recipients)?;
+        let tx = self.conn.unchecked_transaction()?;
+        let conn: &Connection = &tx;
+        if left == 0 {
+            let state = if any_sent { "sent" } else { "dead" };
+            let error = (!parked.is_empty()).then(|| format!("refused: {}", parked.join("; ")));
+            conn.execute(
+                "UPDATE outbox SET state = ?2, attempts = attempts + 1, sent_at = CASE WHEN ?2 = 'sent' THEN ?3 ELSE sent_at END, last_error = ?4, recipients = ?5 WHERE id = ?1",
+                params![id, state, now_text(), error, json],
+            )?;
+            if any_sent {
+                self.out.sent += 1;
+            } else {
+                tracing::error!(
+                    outbox = id,
+                    "every recipient was refused; parked as dead: {}",
+                    parked.join("; ")
+                );
+                self.out.dead += 1;
+            }
+        } else {
+            let e = deferred.unwrap_or_else(|| "some recipients are still to be sent".into());
+            tracing::warn!(outbox = id, error = %e, "a recipient was refused for now; will retry it");
+            conn.execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3, recipients = ?4 WHERE id = ?1",
+                params![id, self.now + backoff_secs(row.attempts), e, json],
+            )?;
+            self.out.retrying += 1;
+        }
+        tracing::debug!(
+            outbox = id,
+            send_ms = t0.elapsed().as_secs_f64() * 1000.0,
+            "sent"
+        );
+        if !news.is_empty() {
+            self.out.refused += news.len() as u64;
+            tell_admin_refused(conn, self.cfg, &recipients)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The message as a whole failed: split it when too large (its parts go
+    /// first in `due`), park it when refused for good, else retry it later
+    /// and stop the pass when the whole server is out or keeps timing out.
+    #[allow(clippy::too_many_arguments)]
+    fn failed(
+        &mut self,
+        id: i64,
+        row: &OutboxRow,
+        recipients: &[Recipient],
+        bytes: &[u8],
+        e: smtp::Error,
+        sink: &Sink,
+        due: &mut VecDeque<i64>,
+    ) -> Result<Then> {
+        let text = e.to_string();
+        match &e.failure {
+            smtp::Failure::Stopped => return Ok(Then::Stop),
+            smtp::Failure::TooBig(_) => {
+                self.too_big(id, row, recipients, bytes, &text, sink, due)?;
+                return Ok(Then::Next);
+            }
+            _ if e.is_permanent() => {
+                park_dead(self.conn, id, &text)?;
+                self.out.dead += 1;
+                return Ok(Then::Next);
+            }
+            _ => {}
+        }
+        tracing::warn!(outbox = id, error = %text, "delivery failed; will retry");
+        self.conn.execute(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3, recipients = ?4 WHERE id = ?1",
+            params![id, self.now + backoff_secs(row.attempts), text, serde_json::to_string(recipients)?],
+        )?;
+        self.out.retrying += 1;
+        let whole_server = matches!(
+            e.failure,
+            smtp::Failure::Auth(_) | smtp::Failure::Tls(_) | smtp::Failure::Network(_)
+        ) && matches!(sink, Sink::Smtp(_));
+        if e.is_timeout() {
+            self.timeouts += 1;
+        }
+        if whole_server || self.timeouts >= TIMEOUTS_BEFORE_GIVING_UP {
+            self.out.gave_up = Some(text);
+            return Ok(Then::Stop);
+        }
+        Ok(Then::Next)
+    }
+
+    /// A message too large for the server: re-rendered as smaller parts
+    /// that go in this same pass, or parked as dead when it cannot be made
+    /// smaller.
+    #[allow(clippy::too_many_arguments)]
+    fn too_big(
+        &mut self,
+        id: i64,
+        row: &OutboxRow,
+        recipients: &[Recipient],
+        bytes: &[u8],
+        text: &str,
+        sink: &Sink,
+        due: &mut VecDeque<i64>,
+    ) -> Result<()> {
+        // The server's SIZE, or half of what it refused; 2% spare for
+        // dot-stuffing on the wire.
+        let limit = sink
+            .size_limit()
+            .unwrap_or((bytes.len() as u64) / 2)
+            .min(self.cfg.cfg.mail.max_message_kb.saturating_mul(1024));
+        let limit = limit - limit / 50;
+        // The rewrite and the parts commit together: a crash between them
+        // must not leave a part unqueued.
+        let tx = self.conn.unchecked_transaction()?;
+        let parts = split(&tx, self.cfg, id, &row.message_id, recipients, limit, text)?;
+        tx.commit()?;
+        match parts {
+            Some(ids) => {
+                tracing::warn!(outbox = id, parts = ids.len(), error = %text, "too large for the server; sent as smaller messages without charts");
+                self.out.split += 1;
+                for part in ids.into_iter().rev() {
+                    due.push_front(part);
+                }
+            }
+            None => {
+                park_dead(self.conn, id, text)?;
+                self.out.dead += 1;
+            }
+        }
+        Ok(())
+    }
 }
 
 fn eml_name(id: i64, rule: &str, account: &str) -> String {

@@ -18,7 +18,7 @@ use super::outbox::message_id;
 use super::quiet::quiet_on;
 use super::render::Templates;
 use crate::alerts::Item;
-use crate::config::{Loaded, MailConfig};
+use crate::config::{DigestConfig, Loaded, MailConfig};
 use crate::metrics::Snapshot;
 use crate::rules::Severity;
 use crate::store::{date_text, now_text};
@@ -57,36 +57,75 @@ pub fn release(
         tracing::info!(as_of = %as_of, window = %name, "quiet window: mail is held");
         return Ok(0);
     }
-    let held: Vec<(i64, Item, Vec<Recipient>)> = {
-        let mut st = conn.prepare(
-            "SELECT id, item, recipients FROM notifications WHERE state = 'held' ORDER BY id",
-        )?;
-        let rows = st.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, item, to) = row?;
-            out.push((id, serde_json::from_str(&item)?, serde_json::from_str(&to)?));
-        }
-        out
-    };
+    let held = held_notices(conn)?;
     if held.is_empty() {
         return Ok(0);
     }
-    let d = &cfg.mail.digest;
     let tpl = Templates::load(Some(&loaded.templates_dir()), &cfg.mail.locale)?
         .with_mail(&cfg.mail, Some(&loaded.file));
-    let from = from_mailbox(&cfg.mail)?;
-    // (recipients, notice ids with their items)
-    type Outgoing<'a> = (Vec<Recipient>, Vec<(i64, &'a Item)>);
+    let w = Writer::new(conn, &cfg.mail)?;
+    let limit = cfg.mail.max_message_kb.saturating_mul(1024);
+    let mut parts: Vec<(Vec<Recipient>, Part<'_>)> = Vec::new();
+    for (to, mut items) in group(&held, &cfg.mail.digest) {
+        items.sort_by(|a, b| importance(a.1, b.1));
+        for (part, body) in fit(&tpl, &w.from, &to, &items, as_of, snap, &cfg.mail, limit)? {
+            parts.push((to.clone(), (part, body)));
+        }
+    }
+    let mut queued = 0;
+    for (to, (items, body)) in parts {
+        // Derived from what it carries: re-running cannot queue it twice.
+        let mut seed = String::new();
+        for r in &to {
+            let _ = write!(seed, "{}\u{0}", r.email.to_lowercase());
+        }
+        for (id, _) in &items {
+            let _ = write!(seed, "{id},");
+        }
+        let message_id = message_id(conn, &cfg.mail, "", &seed)?;
+        queued += w.queue(&message_id, &to, &items, &body)?.0;
+    }
+    let mut mark = conn
+        .prepare("UPDATE notifications SET state = 'mailed', released_as_of = ?2 WHERE id = ?1")?;
+    for (id, _, _) in &held {
+        mark.execute(params![id, date_text(as_of)])?;
+    }
+    Ok(queued)
+}
+
+/// A notice held for mail: its id, the alert item and its recipients.
+type Held = (i64, Item, Vec<Recipient>);
+
+/// The notices held for mail, in the order they were recorded.
+fn held_notices(conn: &Connection) -> Result<Vec<Held>> {
+    let mut st = conn.prepare(
+        "SELECT id, item, recipients FROM notifications WHERE state = 'held' ORDER BY id",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, item, to) = row?;
+        out.push((id, serde_json::from_str(&item)?, serde_json::from_str(&to)?));
+    }
+    Ok(out)
+}
+
+/// A message to be: its recipients and the notices (ids and items) it carries.
+type Outgoing<'a> = (Vec<Recipient>, Vec<(i64, &'a Item)>);
+
+/// The messages the held notices make: one per notice when digests are
+/// off (and for a critical one when `critical_immediately`), else one
+/// digest per recipient, in the order recipients first appear.
+fn group<'a>(held: &'a [Held], d: &DigestConfig) -> Vec<Outgoing<'a>> {
     let mut messages: Vec<Outgoing<'_>> = Vec::new();
     let mut per_recipient: Vec<(Recipient, Vec<(i64, &Item)>)> = Vec::new();
-    for (id, item, to) in &held {
+    for (id, item, to) in held {
         if !d.enabled || (d.critical_immediately && item.severity == Severity::Critical) {
             messages.push((to.clone(), vec![(*id, item)]));
             continue;
@@ -102,72 +141,7 @@ pub fn release(
         }
     }
     messages.extend(per_recipient.into_iter().map(|(r, v)| (vec![r], v)));
-
-    let mut insert = conn.prepare(
-        "INSERT OR IGNORE INTO outbox (message_id, recipients, subject, body_text, body_html, rule, account_id, created_at, mime)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?;
-    let mut link = conn.prepare(
-        "INSERT OR IGNORE INTO notification_mail (notification_id, outbox_id, recipient) VALUES (?1, ?2, ?3)",
-    )?;
-    let now = now_text();
-    let mut queued = 0;
-    let limit = cfg.mail.max_message_kb.saturating_mul(1024);
-    let mut parts: Vec<(Vec<Recipient>, Part<'_>)> = Vec::new();
-    for (to, mut items) in messages {
-        items.sort_by(|a, b| importance(a.1, b.1));
-        for (part, body) in fit(&tpl, &from, &to, &items, as_of, snap, &cfg.mail, limit)? {
-            parts.push((to.clone(), (part, body)));
-        }
-    }
-    for (to, (items, body)) in parts {
-        let list: Vec<&Item> = items.iter().map(|(_, i)| *i).collect();
-        // Derived from what it carries: re-running cannot queue it twice.
-        let mut seed = String::new();
-        for r in &to {
-            let _ = write!(seed, "{}\u{0}", r.email.to_lowercase());
-        }
-        for (id, _) in &items {
-            let _ = write!(seed, "{id},");
-        }
-        let message_id = message_id(conn, &cfg.mail, "", &seed)?;
-        let (rule, account) = if list.len() == 1 {
-            (list[0].rule.as_str(), Some(list[0].account_id.as_str()))
-        } else {
-            ("digest", None)
-        };
-        // The whole message is kept: a retry sends the same bytes, Date and
-        // Message-ID included.
-        let mime = compose(&from, &to, &message_id, &body, cfg.mail.zone)?.formatted();
-        let n = insert.execute(params![
-            message_id,
-            serde_json::to_string(&to)?,
-            body.subject,
-            body.text,
-            body.html,
-            rule,
-            account,
-            now,
-            mime
-        ])?;
-        let outbox_id: i64 = conn.query_row(
-            "SELECT id FROM outbox WHERE message_id = ?1",
-            [&message_id],
-            |r| r.get(0),
-        )?;
-        queued += n;
-        for (id, _) in &items {
-            for r in &to {
-                link.execute(params![id, outbox_id, r.email])?;
-            }
-        }
-    }
-    let mut mark = conn
-        .prepare("UPDATE notifications SET state = 'mailed', released_as_of = ?2 WHERE id = ?1")?;
-    for (id, _, _) in &held {
-        mark.execute(params![id, date_text(as_of)])?;
-    }
-    Ok(queued)
+    messages
 }
 
 type Part<'a> = (Vec<(i64, &'a Item)>, Rendered);
@@ -245,6 +219,102 @@ fn fit<'a>(
     }
 }
 
+/// Writes the messages of one release or split, all with one sender and
+/// one creation time.
+struct Writer<'a> {
+    conn: &'a Connection,
+    mail: &'a MailConfig,
+    from: Mailbox,
+    now: String,
+}
+
+impl<'a> Writer<'a> {
+    fn new(conn: &'a Connection, mail: &'a MailConfig) -> Result<Writer<'a>> {
+        Ok(Writer {
+            conn,
+            mail,
+            from: from_mailbox(mail)?,
+            now: now_text(),
+        })
+    }
+
+    /// The MIME bytes of `body` to `to` under `message_id`.
+    fn mime(&self, to: &[Recipient], message_id: &str, body: &Rendered) -> Result<Vec<u8>> {
+        Ok(compose(&self.from, to, message_id, body, self.mail.zone)?.formatted())
+    }
+
+    /// Queues one rendered message to `to`, whole (a retry sends the same
+    /// bytes, Date and Message-ID included), linked to the notices it
+    /// carries. Returns whether it was queued (0 or 1: a message with this
+    /// Message-ID may be there already) and its outbox row.
+    fn queue(
+        &self,
+        message_id: &str,
+        to: &[Recipient],
+        items: &[(i64, &Item)],
+        body: &Rendered,
+    ) -> Result<(usize, i64)> {
+        let (rule, account) = rule_and_account(items);
+        let mime = self.mime(to, message_id, body)?;
+        let n = self
+            .conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO outbox (message_id, recipients, subject, body_text, body_html, rule, account_id, created_at, mime)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                message_id,
+                serde_json::to_string(to)?,
+                body.subject,
+                body.text,
+                body.html,
+                rule,
+                account,
+                self.now,
+                mime
+            ])?;
+        let outbox_id: i64 = self.conn.query_row(
+            "SELECT id FROM outbox WHERE message_id = ?1",
+            [message_id],
+            |r| r.get(0),
+        )?;
+        let mut link = self.conn.prepare_cached(
+            "INSERT OR IGNORE INTO notification_mail (notification_id, outbox_id, recipient) VALUES (?1, ?2, ?3)",
+        )?;
+        for (id, _) in items {
+            for r in to {
+                link.execute(params![id, outbox_id, r.email])?;
+            }
+        }
+        Ok((n, outbox_id))
+    }
+}
+
+/// The rule and account a message names: its one notice's, or "digest".
+fn rule_and_account<'a>(items: &[(i64, &'a Item)]) -> (&'a str, Option<&'a str>) {
+    match items {
+        [(_, one)] => (one.rule.as_str(), Some(one.account_id.as_str())),
+        _ => ("digest", None),
+    }
+}
+
+/// The notices outbox row `outbox_id` carries, by id.
+fn carried(conn: &Connection, outbox_id: i64) -> Result<Vec<(i64, Item)>> {
+    let mut st = conn.prepare(
+        "SELECT DISTINCT n.id, n.item FROM notification_mail m JOIN notifications n ON n.id = m.notification_id
+         WHERE m.outbox_id = ?1 ORDER BY n.id",
+    )?;
+    let rows = st.query_map([outbox_id], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut v = Vec::new();
+    for row in rows {
+        let (id, item) = row?;
+        v.push((id, serde_json::from_str::<Item>(&item)?));
+    }
+    Ok(v)
+}
+
 /// Re-renders a message the server found too large from the notices it
 /// carries: without charts, in parts under `limit` bytes, to the
 /// recipients it still had to reach. The first part takes the message's
@@ -261,21 +331,7 @@ pub(super) fn split(
     limit: u64,
     why: &str,
 ) -> Result<Option<Vec<i64>>> {
-    let items: Vec<(i64, Item)> = {
-        let mut st = conn.prepare(
-            "SELECT DISTINCT n.id, n.item FROM notification_mail m JOIN notifications n ON n.id = m.notification_id
-             WHERE m.outbox_id = ?1 ORDER BY n.id",
-        )?;
-        let rows = st.query_map([outbox_id], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-        })?;
-        let mut v = Vec::new();
-        for row in rows {
-            let (id, item) = row?;
-            v.push((id, serde_json::from_str::<Item>(&item)?));
-        }
-        v
-    };
+    let items = carried(conn, outbox_id)?;
     let to: Vec<Recipient> = recipients
         .iter()
         .filter(|r| r.state.is_none())
@@ -289,74 +345,59 @@ pub(super) fn split(
     let as_of = refs[0].1.as_of;
     let tpl = Templates::load(Some(&cfg.templates_dir()), &cfg.cfg.mail.locale)?
         .with_mail(&cfg.cfg.mail, Some(&cfg.file));
-    let from = from_mailbox(&cfg.cfg.mail)?;
-    let parts = fit(&tpl, &from, &to, &refs, as_of, None, &cfg.cfg.mail, limit)?;
+    let w = Writer::new(conn, &cfg.cfg.mail)?;
+    let parts = fit(&tpl, &w.from, &to, &refs, as_of, None, &cfg.cfg.mail, limit)?;
     let fits = |body: &Rendered| -> Result<bool> {
-        Ok(compose(&from, &to, message_id, body, cfg.cfg.mail.zone)?
-            .formatted()
-            .len() as u64
-            <= limit)
+        Ok(w.mime(&to, message_id, body)?.len() as u64 <= limit)
     };
     // Nothing smaller can be made: one notice, and it does not fit alone.
     if parts.len() == 1 && (refs.len() == 1 || !fits(&parts[0].1)?) {
         return Ok(None);
     }
-    let now = now_text();
-    let mut ids = Vec::new();
-    for (i, (part, body)) in parts.iter().enumerate() {
-        let (rule, account) = if part.len() == 1 {
-            (part[0].1.rule.as_str(), Some(part[0].1.account_id.as_str()))
-        } else {
-            ("digest", None)
-        };
-        let row_id = if i == 0 {
-            let mime = compose(&from, &to, message_id, body, cfg.cfg.mail.zone)?.formatted();
-            conn.execute(
-                "UPDATE outbox SET subject = ?2, body_text = ?3, body_html = ?4, rule = ?5, account_id = ?6, mime = ?7,
-                        attempts = attempts + 1, last_error = ?8
-                 WHERE id = ?1",
-                params![outbox_id, body.subject, body.text, body.html, rule, account, mime,
-                        format!("{why}; split into {} messages without charts", parts.len())],
-            )?;
-            let keep: Vec<String> = part.iter().map(|(id, _)| id.to_string()).collect();
-            conn.execute(
-                &format!(
-                    "DELETE FROM notification_mail WHERE outbox_id = ?1 AND notification_id NOT IN ({})",
-                    keep.join(",")
-                ),
-                [outbox_id],
-            )?;
-            outbox_id
-        } else {
-            let mut seed = format!("{message_id}\u{0}part");
-            for (id, _) in part {
-                let _ = write!(seed, "{id},");
-            }
-            let part_id = self::message_id(conn, &cfg.cfg.mail, "", &seed)?;
-            let mime = compose(&from, &to, &part_id, body, cfg.cfg.mail.zone)?.formatted();
-            conn.execute(
-                "INSERT OR IGNORE INTO outbox (message_id, recipients, subject, body_text, body_html, rule, account_id, created_at, mime)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![part_id, serde_json::to_string(&to)?, body.subject, body.text, body.html, rule, account, now, mime],
-            )?;
-            let new_id: i64 = conn.query_row(
-                "SELECT id FROM outbox WHERE message_id = ?1",
-                [&part_id],
-                |r| r.get(0),
-            )?;
-            for (nid, _) in part {
-                for r in &to {
-                    conn.execute(
-                        "INSERT OR IGNORE INTO notification_mail (notification_id, outbox_id, recipient) VALUES (?1, ?2, ?3)",
-                        params![nid, new_id, r.email],
-                    )?;
-                }
-            }
-            new_id
-        };
-        ids.push(row_id);
+    let mut ids = vec![outbox_id];
+    let (first, first_body) = &parts[0];
+    let why = format!("{why}; split into {} messages without charts", parts.len());
+    rewrite(&w, outbox_id, message_id, &to, first, first_body, &why)?;
+    for (part, body) in &parts[1..] {
+        let mut seed = format!("{message_id}\u{0}part");
+        for (id, _) in part {
+            let _ = write!(seed, "{id},");
+        }
+        let part_id = self::message_id(conn, &cfg.cfg.mail, "", &seed)?;
+        ids.push(w.queue(&part_id, &to, part, body)?.1);
     }
     Ok(Some(ids))
+}
+
+/// Outbox row `outbox_id` rewritten as the first part of its split: the
+/// part's message under the row's own Message-ID, linked only to the
+/// notices of that part.
+fn rewrite(
+    w: &Writer<'_>,
+    outbox_id: i64,
+    message_id: &str,
+    to: &[Recipient],
+    part: &[(i64, &Item)],
+    body: &Rendered,
+    why: &str,
+) -> Result<()> {
+    let (rule, account) = rule_and_account(part);
+    let mime = w.mime(to, message_id, body)?;
+    w.conn.execute(
+        "UPDATE outbox SET subject = ?2, body_text = ?3, body_html = ?4, rule = ?5, account_id = ?6, mime = ?7,
+                attempts = attempts + 1, last_error = ?8
+         WHERE id = ?1",
+        params![outbox_id, body.subject, body.text, body.html, rule, account, mime, why],
+    )?;
+    let keep: Vec<String> = part.iter().map(|(id, _)| id.to_string()).collect();
+    w.conn.execute(
+        &format!(
+            "DELETE FROM notification_mail WHERE outbox_id = ?1 AND notification_id NOT IN ({})",
+            keep.join(",")
+        ),
+        [outbox_id],
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -372,9 +372,13 @@ impl Templates {
                 .map(person)
                 .collect::<Vec<_>>()
                 .join(if self.en { ", " } else { "、" });
-        let mut images: Vec<Image> = Vec::new();
-        // Content-ID -> the item number that shows it.
-        let mut shown: Vec<(String, usize)> = Vec::new();
+        let mut charts = DigestCharts {
+            images: Vec::new(),
+            shown: Vec::new(),
+            max: max_charts,
+            accounts,
+            months,
+        };
         let mut n = 0;
         let mut sections = Vec::new();
         let titles = if self.en {
@@ -389,39 +393,11 @@ impl Templates {
             let mut views = Vec::new();
             for it in list.iter() {
                 n += 1;
-                let image =
-                    if images.len() < max_charts && !matches!(it.notice, Notice::Resolved { .. }) {
-                        self.chart_for(it, accounts, months)
-                    } else {
-                        None
-                    };
-                let mut same_as = None;
-                let chart = match image {
-                    Some((img, caption)) => {
-                        if let Some((_, k)) = shown.iter().find(|(c, _)| *c == img.cid) {
-                            same_as = Some(*k);
-                            None
-                        } else {
-                            shown.push((img.cid.clone(), n));
-                            let c = (img.cid.clone(), caption);
-                            images.push(img);
-                            Some(c)
-                        }
-                    }
-                    None => None,
-                };
-                let mut v = self.view(it, n, to, chart);
-                if let Some(k) = same_as {
-                    v.caption = if self.en {
-                        format!("The chart is the one of item {k}.")
-                    } else {
-                        format!("图表同第 {k} 项。")
-                    };
-                }
-                views.push(v);
+                views.push(self.digest_item(it, n, to, &mut charts));
             }
             sections.push(minijinja::context! { title => title, items => views });
         }
+        let images = charts.images;
         let subject = subject_line(&self.render(
             "digest_subject.txt",
             &minijinja::context! {
@@ -450,6 +426,60 @@ impl Templates {
     }
 }
 
+/// The charts of one digest so far: the images attached, which item
+/// shows each picture first (by Content-ID), and how many may be attached.
+struct DigestCharts<'a> {
+    images: Vec<Image>,
+    shown: Vec<(String, usize)>,
+    max: usize,
+    accounts: Option<&'a Snapshot>,
+    months: usize,
+}
+
+impl Templates {
+    /// Item `n` of a digest, with its chart while fewer than the most are
+    /// attached and it is still open; a picture already shown by an
+    /// earlier item is not attached again, the caption points to that item.
+    fn digest_item(
+        &self,
+        it: &Item,
+        n: usize,
+        to: &[Recipient],
+        charts: &mut DigestCharts<'_>,
+    ) -> ItemView {
+        let image =
+            if charts.images.len() < charts.max && !matches!(it.notice, Notice::Resolved { .. }) {
+                self.chart_for(it, charts.accounts, charts.months)
+            } else {
+                None
+            };
+        let mut same_as = None;
+        let chart = match image {
+            Some((img, caption)) => {
+                if let Some((_, k)) = charts.shown.iter().find(|(c, _)| *c == img.cid) {
+                    same_as = Some(*k);
+                    None
+                } else {
+                    charts.shown.push((img.cid.clone(), n));
+                    let c = (img.cid.clone(), caption);
+                    charts.images.push(img);
+                    Some(c)
+                }
+            }
+            None => None,
+        };
+        let mut v = self.view(it, n, to, chart);
+        if let Some(k) = same_as {
+            v.caption = if self.en {
+                format!("The chart is the one of item {k}.")
+            } else {
+                format!("图表同第 {k} 项。")
+            };
+        }
+        v
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -459,6 +489,8 @@ mod tests {
 
     /// A message in English says nothing in Chinese but the data, and
     /// writes each figure by its kind.
+    // Over 80 lines: one item with every kind of figure, checked in both
+    // message kinds; the list of expectations is the test.
     #[test]
     fn english_messages_have_no_chinese_outside_the_data() {
         use crate::format::Unit;

@@ -109,49 +109,65 @@ pub fn record(
         ])?;
     }
     if !bad.is_empty() {
-        bad.sort_unstable();
-        bad.dedup();
-        tracing::warn!(
-            accounts = bad.len(),
-            "owner or manager emails that are no mail address are skipped (the other recipients still get the warning): {}; fix them in the customer master",
-            bad.iter().take(10).cloned().collect::<Vec<_>>().join(", ")
-        );
-        let mut text = format!(
-            "{} owner or manager email(s) in the customer master are not mail addresses. Warnings for these accounts go to their other recipients (or to mail.catch_all / mail.admin when the owner's address is the bad one); fix the addresses in the customer master, one address per cell.\n\n",
-            bad.len()
-        );
-        for b in bad.iter().take(200) {
-            let _ = writeln!(text, "{b}");
-        }
-        if bad.len() > 200 {
-            let _ = writeln!(text, "... and {} more", bad.len() - 200);
-        }
-        notify_admin(
-            conn,
-            &cfg.mail,
-            "收件人地址无效 / invalid recipient addresses",
-            &text,
-        )?;
+        tell_admin_bad_addresses(conn, cfg, bad)?;
     }
     if !unroutable.is_empty() {
-        // One line for the lot: a book without owner emails would
-        // otherwise log one line per warning.
-        unroutable.sort_unstable();
-        unroutable.dedup();
-        let shown: Vec<&str> = unroutable.iter().take(10).copied().collect();
-        let more = unroutable.len().saturating_sub(shown.len());
-        tracing::warn!(
-            accounts = unroutable.len(),
-            "warnings for accounts without an owner email are recorded but not mailed: {}{}; fill the owner email in the customer master, or set mail.catch_all or mail.admin",
-            shown.join(", "),
-            if more > 0 {
-                format!(" and {more} more")
-            } else {
-                String::new()
-            }
-        );
+        warn_unroutable(unroutable);
     }
     Ok(held)
+}
+
+/// Tells the admin (and the log) about the owner and manager emails that
+/// are no mail address, once per distinct list.
+fn tell_admin_bad_addresses(
+    conn: &Connection,
+    cfg: &crate::config::Config,
+    mut bad: Vec<String>,
+) -> Result<()> {
+    bad.sort_unstable();
+    bad.dedup();
+    tracing::warn!(
+        accounts = bad.len(),
+        "owner or manager emails that are no mail address are skipped (the other recipients still get the warning): {}; fix them in the customer master",
+        bad.iter().take(10).cloned().collect::<Vec<_>>().join(", ")
+    );
+    let mut text = format!(
+        "{} owner or manager email(s) in the customer master are not mail addresses. Warnings for these accounts go to their other recipients (or to mail.catch_all / mail.admin when the owner's address is the bad one); fix the addresses in the customer master, one address per cell.\n\n",
+        bad.len()
+    );
+    for b in bad.iter().take(200) {
+        let _ = writeln!(text, "{b}");
+    }
+    if bad.len() > 200 {
+        let _ = writeln!(text, "... and {} more", bad.len() - 200);
+    }
+    notify_admin(
+        conn,
+        &cfg.mail,
+        "收件人地址无效 / invalid recipient addresses",
+        &text,
+    )?;
+    Ok(())
+}
+
+/// One log line for the accounts whose warnings have nobody to go to.
+fn warn_unroutable(mut unroutable: Vec<&str>) {
+    // One line for the lot: a book without owner emails would
+    // otherwise log one line per warning.
+    unroutable.sort_unstable();
+    unroutable.dedup();
+    let shown: Vec<&str> = unroutable.iter().take(10).copied().collect();
+    let more = unroutable.len().saturating_sub(shown.len());
+    tracing::warn!(
+        accounts = unroutable.len(),
+        "warnings for accounts without an owner email are recorded but not mailed: {}{}; fill the owner email in the customer master, or set mail.catch_all or mail.admin",
+        shown.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    );
 }
 
 #[cfg(test)]

@@ -59,11 +59,11 @@ pub fn settings_from_map(map: &Map) -> Result<RuleSettings, Error> {
     for (k, v) in map {
         set(&mut s, k.as_str(), v)?;
     }
-    s.settle().map_err(Error::Settings)?;
+    s.settle().map_err(|e| Error::Settings(e.to_string()))?;
     s.validate().map_err(|e| {
-        Error::Settings(match e.split_once(": ") {
-            Some((key, why)) => format!("`{key}`: {why}"),
-            None => e,
+        Error::Settings(match e {
+            crate::config::SettingError::Value { key, why } => format!("`{key}`: {why}"),
+            other => other.to_string(),
         })
     })?;
     Ok(s)

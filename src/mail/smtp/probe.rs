@@ -27,27 +27,7 @@ pub fn send_test(cfg: &Loaded, to: &str) -> Result<String> {
     let address: lettre::Address = to
         .parse()
         .with_context(|| format!("--to {to:?} is not a mail address like name@example.com"))?;
-    let en = cfg.cfg.mail.locale == "en";
-    let (subject, text) = if en {
-        (
-            "[kamwatch] Test message",
-            "This is a test message from kamwatch. If you read it, mail delivery works.",
-        )
-    } else {
-        (
-            "[kamwatch] 测试邮件",
-            "这是 kamwatch 发出的测试邮件。收到即说明邮件发送正常。",
-        )
-    };
-    let rendered = Rendered {
-        subject: subject.into(),
-        text: text.into(),
-        html: format!(
-            "<!DOCTYPE html><html><head><meta charset=\"utf-8\"></head><body><p>{}</p></body></html>",
-            escape_html(text)
-        ),
-        images: Vec::new(),
-    };
+    let rendered = test_message(cfg.cfg.mail.locale == "en");
     let id = format!(
         "<test-{}@{}>",
         &blake3::hash(format!("{to}{}", crate::config::now()).as_bytes()).to_hex()[..24],
@@ -99,4 +79,28 @@ pub fn send_test(cfg: &Loaded, to: &str) -> Result<String> {
         smtp.security,
         e.hint(smtp)
     )
+}
+
+/// The test message, in the mail's language.
+fn test_message(en: bool) -> Rendered {
+    let (subject, text) = if en {
+        (
+            "[kamwatch] Test message",
+            "This is a test message from kamwatch. If you read it, mail delivery works.",
+        )
+    } else {
+        (
+            "[kamwatch] 测试邮件",
+            "这是 kamwatch 发出的测试邮件。收到即说明邮件发送正常。",
+        )
+    };
+    Rendered {
+        subject: subject.into(),
+        text: text.into(),
+        html: format!(
+            "<!DOCTYPE html><html><head><meta charset=\"utf-8\"></head><body><p>{}</p></body></html>",
+            escape_html(text)
+        ),
+        images: Vec::new(),
+    }
 }

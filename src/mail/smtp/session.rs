@@ -131,43 +131,7 @@ impl Session {
             return Err(fail(Failure::Stopped));
         }
         let deadline = Instant::now() + s.per_message;
-        let addrs: Vec<SocketAddr> = (s.host.as_str(), s.port)
-            .to_socket_addrs()
-            .map_err(|e| fail(Failure::Network(format!("cannot resolve {}: {e}", s.host))))?
-            .collect();
-        let mut last = None;
-        let mut tcp = None;
-        for a in addrs {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            match TcpStream::connect_timeout(&a, left.min(s.per_read)) {
-                Ok(t) => {
-                    tcp = Some(t);
-                    break;
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        let tcp = match (tcp, last) {
-            (Some(t), _) => t,
-            (None, Some(e)) if waiting(&e) => {
-                return Err(fail(Failure::NoAnswer(s.per_read.as_secs())));
-            }
-            (None, Some(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                return Err(fail(Failure::Network(
-                    "connection refused: nothing listens there".into(),
-                )));
-            }
-            (None, Some(e)) => return Err(fail(Failure::Network(format!("cannot connect: {e}")))),
-            (None, None) => {
-                return Err(fail(Failure::Network(format!(
-                    "{} resolves to no address",
-                    s.host
-                ))));
-            }
-        };
+        let tcp = connect(s, deadline).map_err(fail)?;
         let _ = tcp.set_nodelay(true);
         let transport = Transport {
             tcp,
@@ -184,35 +148,42 @@ impl Session {
             last_reply: None,
             data_sent: false,
         };
+        session.handshake(s)?;
+        Ok(session)
+    }
+
+    /// The greeting, EHLO, STARTTLS and AUTH as configured; the SIZE the
+    /// server announces is kept.
+    fn handshake(&mut self, s: &Settings) -> std::result::Result<(), Error> {
         if s.security == SmtpSecurity::Tls {
-            session.start_tls(s)?;
+            self.start_tls(s)?;
         }
-        let greeting = session.read_reply("before its greeting")?;
+        let greeting = self.read_reply("before its greeting")?;
         if greeting.code != 220 {
-            return Err(session.fail(Failure::Reply {
+            return Err(self.fail(Failure::Reply {
                 code: greeting.code,
                 text: greeting.text(),
                 after: "the connection".into(),
             }));
         }
-        let mut ehlo = session.ehlo()?;
+        let mut ehlo = self.ehlo()?;
         if s.security == SmtpSecurity::Starttls {
             if !ehlo.iter().any(|l| l.eq_ignore_ascii_case("STARTTLS")) {
-                return Err(session.fail(Failure::Tls("the server does not offer STARTTLS".into())));
+                return Err(self.fail(Failure::Tls("the server does not offer STARTTLS".into())));
             }
-            let r = session.command("STARTTLS", "STARTTLS")?;
+            let r = self.command("STARTTLS", "STARTTLS")?;
             if r.code != 220 {
-                return Err(session.fail(Failure::Tls(format!("the server refused STARTTLS: {r}"))));
+                return Err(self.fail(Failure::Tls(format!("the server refused STARTTLS: {r}"))));
             }
-            if !session.buf.is_empty() {
-                return Err(session.fail(Failure::Protocol(
+            if !self.buf.is_empty() {
+                return Err(self.fail(Failure::Protocol(
                     "the server sent data before the TLS handshake; refusing to go on".into(),
                 )));
             }
-            session.start_tls(s)?;
-            ehlo = session.ehlo()?;
+            self.start_tls(s)?;
+            ehlo = self.ehlo()?;
         }
-        session.size_limit = ehlo.iter().find_map(|l| {
+        self.size_limit = ehlo.iter().find_map(|l| {
             let mut w = l.split_whitespace();
             w.next()
                 .filter(|k| k.eq_ignore_ascii_case("SIZE"))
@@ -221,9 +192,9 @@ impl Session {
                 .filter(|n| *n > 0)
         });
         if let Some((user, password)) = &s.credentials {
-            session.auth(&ehlo, user, password)?;
+            self.auth(&ehlo, user, password)?;
         }
-        Ok(session)
+        Ok(())
     }
 
     fn start_tls(&mut self, s: &Settings) -> std::result::Result<(), Error> {
@@ -469,6 +440,34 @@ impl Session {
         }
         let _ = self.command("QUIT", "QUIT");
     }
+}
+
+/// A TCP connection to the server's first address that answers, each
+/// try within `per_read` and all before `deadline`.
+fn connect(s: &Settings, deadline: Instant) -> std::result::Result<TcpStream, Failure> {
+    let addrs: Vec<SocketAddr> = (s.host.as_str(), s.port)
+        .to_socket_addrs()
+        .map_err(|e| Failure::Network(format!("cannot resolve {}: {e}", s.host)))?
+        .collect();
+    let mut last = None;
+    for a in addrs {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match TcpStream::connect_timeout(&a, left.min(s.per_read)) {
+            Ok(t) => return Ok(t),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(match last {
+        Some(e) if waiting(&e) => Failure::NoAnswer(s.per_read.as_secs()),
+        Some(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            Failure::Network("connection refused: nothing listens there".into())
+        }
+        Some(e) => Failure::Network(format!("cannot connect: {e}")),
+        None => Failure::Network(format!("{} resolves to no address", s.host)),
+    })
 }
 
 /// The message with CRLF line ends, dot-stuffed, ending in CRLF: ready to

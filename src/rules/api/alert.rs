@@ -16,11 +16,10 @@ use crate::metrics::AccountMetrics;
 use crate::model::Severity;
 use crate::rules::finding::{Finding, Units};
 
-/// Defaults of `alerts.max_per_account` and `alerts.max_per_rule`: the
-/// most alerts a rule may raise for one account in one run, and in one
-/// evaluation.
-pub const DEFAULT_MAX_ALERTS_PER_ACCOUNT: usize = 100;
-pub const DEFAULT_MAX_ALERTS_PER_RULE: usize = 25_000;
+/// Defaults of `alerts.max_per_account` and `alerts.max_per_rule` (the
+/// config's): the most alerts a rule may raise for one account in one run,
+/// and in one evaluation.
+pub use crate::config::{DEFAULT_MAX_ALERTS_PER_ACCOUNT, DEFAULT_MAX_ALERTS_PER_RULE};
 
 thread_local! {
     /// Alerts raised by the script currently running on this thread.
