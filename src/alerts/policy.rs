@@ -167,7 +167,7 @@ mod tests {
             "alerts:\n",
             "rule_settings:\n  old:\n    repeat_interval_days: 2\nalerts:\n",
         );
-        let e = crate::config::parse(&twice).unwrap_err();
+        let e = crate::config::parse(&twice).unwrap_err().to_string();
         assert!(
             e.contains(
                 "repeat_interval_days set both in rule_settings.old and in alerts.rules.old"
@@ -178,7 +178,8 @@ mod tests {
         let e = crate::config::parse(&format!(
             "{base}\nrule_settings:\n  x:\n    for: 1\n    for_evaluations: 2\n"
         ))
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(
             e.contains("both `for_evaluations` and its older name `for`"),
             "{e}"

@@ -78,7 +78,7 @@ fn silence_add(
     if *until < today {
         return Err(Usage(format!(
             "--until {until} is in the past (today is {today} in {}); a silence ending then would silence nothing",
-            cfg.cfg.schedule.timezone
+            cfg.cfg.schedule.zone
         ))
         .into());
     }

@@ -51,12 +51,9 @@ mod tests {
 
     #[test]
     fn config_errors_are_usage_errors_however_deep() {
-        let e = anyhow::Error::from(ConfigError {
-            path: "x.yaml".into(),
-            message: "bad".into(),
-        })
-        .context("loading")
-        .context("starting");
+        let e = anyhow::Error::from(ConfigError::invalid("x.yaml".into(), "bad".into()))
+            .context("loading")
+            .context("starting");
         assert_eq!(code(&e), USAGE);
     }
 

@@ -118,10 +118,10 @@ pub fn backtest(
     format: Format,
 ) -> Result<ExitCode> {
     if opts.from > opts.to {
-        return Err(ConfigError {
-            path: cfg.file.clone(),
-            message: format!("backtest: --from {} is after --to {}", opts.from, opts.to),
-        }
+        return Err(ConfigError::invalid(
+            cfg.file.clone(),
+            format!("backtest: --from {} is after --to {}", opts.from, opts.to),
+        )
         .into());
     }
     let conn = crate::store::open(&cfg.database())?;
@@ -133,10 +133,10 @@ pub fn backtest(
         && !rules.rules.iter().any(|x| &*x.name == r)
     {
         let names: Vec<&str> = rules.rules.iter().map(|r| &*r.name).collect();
-        return Err(ConfigError {
-            path: cfg.rules(),
-            message: format!("no rule named {r:?}; the rules are {}", names.join(", ")),
-        }
+        return Err(ConfigError::invalid(
+            cfg.rules(),
+            format!("no rule named {r:?}; the rules are {}", names.join(", ")),
+        )
         .into());
     }
     let report = crate::reports::backtest::run(&conn, cfg, &rules, opts)?;

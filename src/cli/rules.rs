@@ -135,7 +135,7 @@ fn date_can_be_recorded(
     if as_of > today {
         eprintln!(
             "eval --as-of {as_of}: that is after today ({today} in {}); nothing is known of it yet. Add --dry-run to see what the rules say of the data as of then",
-            cfg.cfg.schedule.timezone
+            cfg.cfg.schedule.zone
         );
         return Ok(false);
     }

@@ -357,10 +357,10 @@ pub fn settings_from_map(map: &Map) -> Result<RuleSettings, String> {
             }
         }
     }
-    s.settle()?;
-    s.validate().map_err(|e| match e.split_once(": ") {
-        Some((key, why)) => format!("`{key}`: {why}"),
-        None => e,
+    s.settle().map_err(|e| e.to_string())?;
+    s.validate().map_err(|e| match e {
+        crate::config::SettingError::Value { key, why } => format!("`{key}`: {why}"),
+        other => other.to_string(),
     })?;
     Ok(s)
 }
@@ -421,8 +421,7 @@ pub const MAX_PRINT_BYTES: usize = 4 * 1024;
 /// What one evaluation may print in all, over every rule and account.
 pub const MAX_PRINT_PER_EVALUATION: usize = 1024 * 1024;
 /// Defaults of `alerts.max_per_account` and `alerts.max_per_rule`.
-pub const DEFAULT_MAX_ALERTS_PER_ACCOUNT: usize = 100;
-pub const DEFAULT_MAX_ALERTS_PER_RULE: usize = 25_000;
+pub use crate::config::{DEFAULT_MAX_ALERTS_PER_ACCOUNT, DEFAULT_MAX_ALERTS_PER_RULE};
 
 /// The tokens a run is terminated with from the progress callback.
 const STOP_MEMORY: i64 = 1;

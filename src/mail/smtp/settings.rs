@@ -3,7 +3,6 @@
 //! once per delivery pass and kept only in memory (never logged). Reads the
 //! password and CA files.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,35 +19,9 @@ pub fn port(smtp: &SmtpConfig) -> u16 {
     })
 }
 
-/// Reads the password from a file that only its owner may read.
-pub fn read_password_file(path: &Path) -> Result<String> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let meta = std::fs::metadata(path).with_context(|| {
-        format!(
-            "mail.smtp.password_file {}: cannot read it; create it with the SMTP password on its first line",
-            path.display()
-        )
-    })?;
-    let mode = meta.permissions().mode();
-    if mode & 0o077 != 0 {
-        bail!(
-            "mail.smtp.password_file {} can be read by group or others (mode {:o}); run `chmod 600 {}`",
-            path.display(),
-            mode & 0o777,
-            path.display()
-        );
-    }
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading mail.smtp.password_file {}", path.display()))?;
-    let password = text.lines().next().unwrap_or("").to_string();
-    if password.is_empty() {
-        bail!(
-            "mail.smtp.password_file {} is empty; put the SMTP password on its first line",
-            path.display()
-        );
-    }
-    Ok(password)
-}
+/// Reads the password from a file that only its owner may read (the
+/// config checks it at load too).
+pub use crate::config::read_password_file;
 
 fn password(cfg: &Loaded, smtp: &SmtpConfig) -> Result<Option<String>> {
     if let Some(var) = &smtp.password_env {

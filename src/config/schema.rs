@@ -1,0 +1,465 @@
+//! The config file's shape: the serde structs of its sections (paths,
+//! tiers, watch, schedule, daemon, review, log, alerts, ingest bounds,
+//! seasons) with their defaults, which `config/kamwatch.yaml` mirrors,
+//! commented. The `mail:` section is in `config/mail.rs`, datasets in
+//! `config/datasets.rs`, per-rule settings in `config/settings.rs`. Values
+//! kept as text in the file (schedule times and zone) are parsed into
+//! types when the config is loaded. Reads nothing itself.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use chrono::NaiveTime;
+use serde::Deserialize;
+
+use super::clock::Zone;
+use super::datasets::Datasets;
+use super::error::Problem;
+use super::mail::{MailConfig, default_true};
+use super::settings::RuleSettings;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Folder that the relative paths below are resolved against; itself
+    /// relative to the folder holding the config file.
+    #[serde(default = "default_root")]
+    pub root: PathBuf,
+    #[serde(default = "default_inbox")]
+    pub inbox: PathBuf,
+    #[serde(default = "default_archive")]
+    pub archive: PathBuf,
+    #[serde(default = "default_rejected")]
+    pub rejected: PathBuf,
+    #[serde(default = "default_database")]
+    pub database: PathBuf,
+    #[serde(default = "default_rules")]
+    pub rules: PathBuf,
+    /// Per-rule settings by rule name (file stem); they override the
+    /// rule's own `const SETTINGS`. `alerts.rules` is merged in here when
+    /// the config is parsed.
+    #[serde(default)]
+    pub rule_settings: BTreeMap<String, RuleSettings>,
+    /// What parsing moved or renamed (older key names), for `check` and the
+    /// daemon's start-up log. Not a key.
+    #[serde(skip)]
+    pub notes: Vec<String>,
+    #[serde(default)]
+    pub tiers: TierConfig,
+    #[serde(default)]
+    pub watch: WatchConfig,
+    #[serde(default)]
+    pub mail: MailConfig,
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+    #[serde(default)]
+    pub review: ReviewConfig,
+    /// Log level or filter (`info`, `debug`, `kamwatch=debug`); the
+    /// environment variable KAMWATCH_LOG overrides it.
+    #[serde(default = "default_log")]
+    pub log: String,
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+    /// Bounds on what one export file may hold.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    pub datasets: Datasets,
+    /// The peaks rules plan around (`season("春节")`, `days_until_peak()`),
+    /// by name: `from` and `to` as a month-day or a lunar date rule (see
+    /// `crate::model::seasons`). Default: 春节, 618, 中秋 and 双11.
+    #[serde(default = "default_seasons")]
+    pub seasons: BTreeMap<String, SeasonConfig>,
+}
+
+/// One season of the config: its first and last day in every year.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SeasonConfig {
+    pub from: String,
+    pub to: String,
+}
+
+fn default_seasons() -> BTreeMap<String, SeasonConfig> {
+    crate::model::seasons::SHIPPED
+        .iter()
+        .map(|(name, from, to)| {
+            (
+                name.to_string(),
+                SeasonConfig {
+                    from: from.to_string(),
+                    to: to.to_string(),
+                },
+            )
+        })
+        .collect()
+}
+
+impl Config {
+    /// The configured seasons, resolved; an error names the season and
+    /// the date that cannot be read (`validate` has checked them).
+    pub fn season_list(&self) -> Result<crate::model::seasons::Seasons, Problem> {
+        let mut list = Vec::new();
+        for (name, s) in &self.seasons {
+            list.push(
+                crate::model::seasons::Season::parse(name, &s.from, &s.to)
+                    .map_err(Problem::Invalid)?,
+            );
+        }
+        Ok(crate::model::seasons::Seasons { list })
+    }
+}
+
+/// Bounds on one export file, checked while it is read, before memory is
+/// spent on it: what is over a bound rejects the file with a reason.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// The longest CSV record or JSON Lines line, and so the longest field
+    /// (a quoted field may span lines), in bytes.
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: u64,
+    /// The most a workbook may unpack to (every part together, the sheet
+    /// included), in MiB: a small zip can unpack to gigabytes.
+    #[serde(default = "default_max_unpacked_mib")]
+    pub max_unpacked_mib: u64,
+    /// The most of a workbook held in memory while it is read, in MiB:
+    /// an XLSX's shared strings and styles (its sheet is streamed), an XLS
+    /// or ODS workbook whole.
+    #[serde(default = "default_max_in_memory_mib")]
+    pub max_in_memory_mib: u64,
+    /// The most rows a worksheet may have (by its declared dimension and by
+    /// the rows read). Excel itself stops at 1,048,576.
+    #[serde(default = "default_max_sheet_rows")]
+    pub max_sheet_rows: u64,
+    /// The largest amount (revenue, cost, quantity, credit limit, open
+    /// amount, stock) accepted, either sign; anything beyond is a typo or
+    /// a broken export and would swamp every total.
+    #[serde(default = "default_max_amount")]
+    pub max_amount: f64,
+    /// The largest share of the active accounts (percent) one customer
+    /// master may switch off; a master that leaves out more is held back
+    /// (rejected with the reason), as a partial export would be. Books of
+    /// fewer than 10 active accounts are not checked.
+    #[serde(default = "default_max_accounts_switched_off_pct")]
+    pub max_accounts_switched_off_pct: f64,
+}
+
+fn default_max_record_bytes() -> u64 {
+    1 << 20
+}
+fn default_max_unpacked_mib() -> u64 {
+    512
+}
+fn default_max_in_memory_mib() -> u64 {
+    128
+}
+fn default_max_sheet_rows() -> u64 {
+    1_048_576
+}
+fn default_max_amount() -> f64 {
+    1e12
+}
+fn default_max_accounts_switched_off_pct() -> f64 {
+    20.0
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_record_bytes: default_max_record_bytes(),
+            max_unpacked_mib: default_max_unpacked_mib(),
+            max_in_memory_mib: default_max_in_memory_mib(),
+            max_sheet_rows: default_max_sheet_rows(),
+            max_amount: default_max_amount(),
+            max_accounts_switched_off_pct: default_max_accounts_switched_off_pct(),
+        }
+    }
+}
+
+/// The monthly key-account review each manager gets by mail.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewConfig {
+    /// Day of the month (1-28) the daemon mails it; 0 turns it off.
+    #[serde(default = "default_review_day")]
+    pub day_of_month: u32,
+}
+
+fn default_review_day() -> u32 {
+    1
+}
+
+impl Default for ReviewConfig {
+    fn default() -> Self {
+        ReviewConfig {
+            day_of_month: default_review_day(),
+        }
+    }
+}
+
+/// How the daemon judges its own health.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// A job (an ingest or an evaluation) running longer than this counts
+    /// as stuck: WATCHDOG pings stop, and systemd restarts the service.
+    #[serde(default = "default_stuck_after")]
+    pub stuck_after_secs: u64,
+}
+
+fn default_stuck_after() -> u64 {
+    600
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            stuck_after_secs: default_stuck_after(),
+        }
+    }
+}
+
+fn default_log() -> String {
+    "info".to_string()
+}
+
+/// When the daemon evaluates without new data, and in which time zone
+/// "today" is. Read as text and parsed once, when the config is loaded
+/// (`validate` reports what cannot be read); the rest of kamwatch uses
+/// `times` and `zone`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Local times of day, `HH:MM`, at which the daemon evaluates, as written.
+    #[serde(default = "default_times", rename = "times")]
+    pub(super) times_text: Vec<String>,
+    /// IANA time zone (`Asia/Shanghai`) or `local` for the system's, as written.
+    #[serde(default = "default_timezone", rename = "timezone")]
+    pub(super) timezone_text: String,
+    /// The times of day, sorted, without repeats.
+    #[serde(skip)]
+    pub times: Vec<NaiveTime>,
+    /// The zone "today" is counted in.
+    #[serde(skip, default = "default_zone")]
+    pub zone: Zone,
+}
+
+fn default_times() -> Vec<String> {
+    vec!["07:30".to_string()]
+}
+fn default_timezone() -> String {
+    "local".to_string()
+}
+fn default_zone() -> Zone {
+    Zone::Local
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        let mut s = ScheduleConfig {
+            times_text: default_times(),
+            timezone_text: default_timezone(),
+            times: Vec::new(),
+            zone: default_zone(),
+        };
+        s.times = s.times_text.iter().filter_map(|t| parse_hhmm(t)).collect();
+        s
+    }
+}
+
+impl ScheduleConfig {
+    /// The zone "today" is counted in (`schedule.timezone`).
+    pub fn zone(&self) -> Zone {
+        self.zone
+    }
+
+    /// The scheduled times of day, sorted.
+    pub fn times_of_day(&self) -> Vec<NaiveTime> {
+        self.times.clone()
+    }
+}
+
+/// A time of day as `HH:MM` (blanks around it allowed).
+pub(super) fn parse_hhmm(s: &str) -> Option<NaiveTime> {
+    NaiveTime::parse_from_str(s.trim(), "%H:%M").ok()
+}
+
+fn default_root() -> PathBuf {
+    PathBuf::from(".")
+}
+fn default_inbox() -> PathBuf {
+    PathBuf::from("inbox")
+}
+fn default_archive() -> PathBuf {
+    PathBuf::from("var/archive")
+}
+fn default_rejected() -> PathBuf {
+    PathBuf::from("var/rejected")
+}
+fn default_database() -> PathBuf {
+    PathBuf::from("var/kamwatch.db")
+}
+fn default_rules() -> PathBuf {
+    PathBuf::from("rules")
+}
+
+/// How accounts are ranked into tiers A/B/C.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierConfig {
+    /// Cumulative share of trailing-12-month revenue that is tier A.
+    #[serde(default = "default_a_share")]
+    pub a_share: f64,
+    /// Cumulative share up to which an account is tier B.
+    #[serde(default = "default_b_share")]
+    pub b_share: f64,
+}
+
+fn default_a_share() -> f64 {
+    0.80
+}
+fn default_b_share() -> f64 {
+    0.95
+}
+
+impl Default for TierConfig {
+    fn default() -> Self {
+        TierConfig {
+            a_share: default_a_share(),
+            b_share: default_b_share(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchConfig {
+    /// A file is taken once its size and mtime have not changed for this long.
+    #[serde(default = "default_settle_ms")]
+    pub settle_ms: u64,
+    /// After the last file of a batch, wait this long before evaluating.
+    #[serde(default = "default_eval_debounce_ms")]
+    pub eval_debounce_ms: u64,
+    /// Poll the inbox instead of using inotify: for network shares (NFS,
+    /// SMB), where the kernel sees no changes made by other machines.
+    #[serde(default)]
+    pub poll: bool,
+    /// How often the polling watcher lists the inbox.
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+}
+
+fn default_settle_ms() -> u64 {
+    300
+}
+fn default_eval_debounce_ms() -> u64 {
+    200
+}
+fn default_poll_interval_ms() -> u64 {
+    2000
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        WatchConfig {
+            settle_ms: default_settle_ms(),
+            eval_debounce_ms: default_eval_debounce_ms(),
+            poll: false,
+            poll_interval_ms: default_poll_interval_ms(),
+        }
+    }
+}
+
+/// Alert lifecycle defaults (every rule) and per-rule overrides.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Evaluations (on distinct days) a rule must raise an alert before it fires.
+    #[serde(default = "default_for_evaluations")]
+    pub for_evaluations: u32,
+    /// Days between reminders while an alert keeps firing; 0 = never.
+    #[serde(default = "default_repeat_interval_days")]
+    pub repeat_interval_days: u32,
+    /// Mail a notice when an alert resolves.
+    #[serde(default = "default_true")]
+    pub notify_resolved: bool,
+    /// Days an alert stays firing after its condition clears (hysteresis).
+    #[serde(default)]
+    pub keep_firing_for_days: u32,
+    /// Days of firing after which the manager is told too; 0 = never.
+    #[serde(default = "default_escalate_after_days")]
+    pub escalate_after_days: u32,
+    /// Critical alerts also go to the account's manager.
+    #[serde(default = "default_true")]
+    pub escalate_critical: bool,
+    /// Days of alert history and notices kept; at least the longest repeat interval.
+    #[serde(default = "default_history_retention_days")]
+    pub history_retention_days: u32,
+    /// Per-rule settings, by rule name: the same as `rule_settings`, read
+    /// into it when the config is parsed (empty afterwards).
+    #[serde(default)]
+    pub rules: BTreeMap<String, RuleSettings>,
+    /// The most alerts one rule may raise for one account in one run; past
+    /// it the run fails (named, reported to the admin).
+    #[serde(default = "default_max_per_account")]
+    pub max_per_account: usize,
+    /// The most alerts one rule may raise in one evaluation; the accounts
+    /// past it count as failed for that rule.
+    #[serde(default = "default_max_per_rule")]
+    pub max_per_rule: usize,
+}
+
+/// Defaults of `alerts.max_per_account` and `alerts.max_per_rule`.
+pub const DEFAULT_MAX_ALERTS_PER_ACCOUNT: usize = 100;
+pub const DEFAULT_MAX_ALERTS_PER_RULE: usize = 25_000;
+
+fn default_max_per_account() -> usize {
+    DEFAULT_MAX_ALERTS_PER_ACCOUNT
+}
+fn default_max_per_rule() -> usize {
+    DEFAULT_MAX_ALERTS_PER_RULE
+}
+
+fn default_for_evaluations() -> u32 {
+    1
+}
+fn default_repeat_interval_days() -> u32 {
+    7
+}
+fn default_escalate_after_days() -> u32 {
+    14
+}
+fn default_history_retention_days() -> u32 {
+    400
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            for_evaluations: default_for_evaluations(),
+            repeat_interval_days: default_repeat_interval_days(),
+            notify_resolved: true,
+            keep_firing_for_days: 0,
+            escalate_after_days: default_escalate_after_days(),
+            escalate_critical: true,
+            history_retention_days: default_history_retention_days(),
+            rules: BTreeMap::new(),
+            max_per_account: default_max_per_account(),
+            max_per_rule: default_max_per_rule(),
+        }
+    }
+}
+
+impl Config {
+    /// The longest repeat interval the config gives any rule, in days.
+    pub fn longest_repeat_days(&self) -> u32 {
+        self.rule_settings
+            .values()
+            .filter_map(|r| r.repeat_interval_days)
+            .chain([self.alerts.repeat_interval_days])
+            .max()
+            .unwrap_or(0)
+    }
+}
