@@ -46,11 +46,11 @@ mod words;
 #[cfg(test)]
 mod fixtures;
 
-pub use address::{Recipient, from_mailbox, id_domain, valid_address};
+pub use address::Recipient;
 pub use deliver::{Delivery, deliver};
 pub use digest::release;
-pub use mime::{Image, Rendered, compose, escape_html};
+pub use mime::{Image, Rendered, escape_html};
 pub use outbox::{message_id, notify_admin, notify_admin_once, outbox_counts, queue};
 pub use render::Templates;
-pub use route::{bad_addresses, record, route};
+pub use route::{record, route};
 pub use sink::{Sink, SmtpSink};
