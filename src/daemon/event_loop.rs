@@ -76,6 +76,9 @@ struct Loop {
     settler: Settler,
     /// A look at settling files is out.
     looking: bool,
+    /// A rescan is out, and another was asked for meanwhile.
+    scanning: bool,
+    rescan_again: bool,
     /// Complete files waiting for the worker.
     ready: Vec<PathBuf>,
     /// Files to look at again, when; and how often each failed in a row.
@@ -207,6 +210,8 @@ impl Loop {
             database_gone: database_gone(cfg),
             settler,
             looking: false,
+            scanning: false,
+            rescan_again: false,
             ready: Vec::new(),
             again: Vec::new(),
             failures: HashMap::new(),
@@ -267,8 +272,14 @@ impl Loop {
     }
 
     /// Lists the inbox again on a blocking thread; what it finds comes
-    /// back as [`Msg::Scanned`].
-    fn rescan(&self) {
+    /// back as [`Msg::Scanned`]. One scan at a time: asked again meanwhile
+    /// (a watcher that overflows asks on every event), one more follows.
+    fn rescan(&mut self) {
+        if self.scanning {
+            self.rescan_again = true;
+            return;
+        }
+        self.scanning = true;
         let (dir, tx) = (self.watched.clone(), self.tx.clone());
         tokio::task::spawn_blocking(move || {
             let _ = tx.send(Msg::Scanned(watch::scan(&dir).unwrap_or_default()));
@@ -281,8 +292,12 @@ impl Loop {
             Msg::Watch(Change::Renamed(p)) => self.settler.renamed(p),
             Msg::Watch(Change::Rescan) => self.rescan(),
             Msg::Scanned(paths) => {
+                self.scanning = false;
                 for p in paths {
                     self.settler.touch(p);
+                }
+                if std::mem::take(&mut self.rescan_again) {
+                    self.rescan();
                 }
             }
             Msg::Looked(at, looked) => {
