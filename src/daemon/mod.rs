@@ -239,9 +239,7 @@ enum FileOutcome {
 /// daemon goes on; a child that ends is read back from the ledger.
 fn ingest_apart(cfg: &Loaded, conn: &mut Connection, path: &std::path::Path) -> FileOutcome {
     use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
-    let before: i64 = conn
-        .query_row("SELECT COALESCE(MAX(id), 0) FROM ledger", [], |r| r.get(0))
-        .unwrap_or(0);
+    let before = crate::store::newest_ledger_id(conn).unwrap_or(0);
     let exe = match std::env::current_exe() {
         Ok(e) => e,
         Err(e) => return FileOutcome::Failed(format!("cannot find the kamwatch binary: {e}")),
@@ -288,51 +286,30 @@ fn ingest_apart(cfg: &Loaded, conn: &mut Connection, path: &std::path::Path) -> 
             Err(e) => FileOutcome::Failed(format!("{e:#}")),
         };
     }
-    let row = conn
-        .query_row(
-            "SELECT file_name, dataset, outcome, rows, COALESCE(rows_read, 0),
-               COALESCE(rows_replaced, 0), COALESCE(rows_skipped, 0)
-             FROM ledger WHERE id > ?1 ORDER BY id DESC LIMIT 1",
-            [before],
-            |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, Option<String>>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
-                    [
-                        r.get::<_, i64>(4)?,
-                        r.get::<_, i64>(5)?,
-                        r.get::<_, i64>(6)?,
-                    ],
-                ))
-            },
-        )
-        .ok();
-    match row {
-        Some((file_name, dataset, outcome, rows, [read, replaced, skipped])) => {
-            let outcome = match outcome.as_str() {
-                "ingested" => Outcome::Ingested,
-                "duplicate" => Outcome::Duplicate,
-                _ => Outcome::Rejected,
-            };
+    match crate::store::newest_entry_after(conn, before)
+        .ok()
+        .flatten()
+    {
+        Some(entry) => {
+            let outcome = entry.outcome;
+            let rows = entry.rows;
             tracing::info!(file = ?name, outcome = outcome.as_str(), rows, "ingested in a process of its own");
             FileOutcome::Done(crate::ingest::FileReport {
-                file_name,
-                dataset: dataset.and_then(|d| {
+                file_name: entry.file_name,
+                dataset: entry.dataset.and_then(|d| {
                     crate::config::Dataset::ALL
                         .iter()
                         .copied()
                         .find(|x| x.name() == d)
                 }),
                 outcome,
-                rows: rows.max(0) as u64,
+                rows,
                 moved_to: PathBuf::new(),
                 reason: None,
-                skipped: skipped.max(0) as u64,
+                skipped: entry.skipped,
                 errors_file: None,
-                read: read.max(0) as u64,
-                replaced: replaced.max(0) as u64,
+                read: entry.read,
+                replaced: entry.replaced,
             })
         }
         None => {
@@ -685,19 +662,15 @@ fn to_utc(zone: Zone, t: NaiveDateTime) -> Option<DateTime<Utc>> {
 
 /// When the last evaluation was recorded, if ever.
 fn last_evaluation(conn: &Connection) -> Option<DateTime<Utc>> {
-    stored_time(conn, "SELECT at FROM evaluations ORDER BY id DESC LIMIT 1")
+    stored_time(crate::store::last_evaluation(conn).ok()??.at)
 }
 
 /// When a file was last ingested, if ever.
 fn last_ingest(conn: &Connection) -> Option<DateTime<Utc>> {
-    stored_time(
-        conn,
-        "SELECT MAX(at) FROM ledger WHERE outcome = 'ingested'",
-    )
+    stored_time(crate::store::last_ingest_at(conn).ok()??)
 }
 
-fn stored_time(conn: &Connection, sql: &str) -> Option<DateTime<Utc>> {
-    let at: String = conn.query_row(sql, [], |r| r.get(0)).ok()?;
+fn stored_time(at: String) -> Option<DateTime<Utc>> {
     DateTime::parse_from_str(&at, "%Y-%m-%dT%H:%M:%S%.f%:z")
         .ok()
         .map(|d| d.with_timezone(&Utc))
@@ -724,14 +697,8 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
     Live::capture(&conn).context("noting what ingest writes, for the metrics in memory")?;
     let db_id = crate::store::identity(&cfg.database());
     crate::ingest::file::sweep(&cfg.archive().join(crate::ingest::file::STAGING));
-    crate::ingest::file::Attempts::new(&cfg.database()).prune(|hash| {
-        conn.query_row(
-            "SELECT 1 FROM ledger WHERE hash = ?1 LIMIT 1",
-            [hash],
-            |_| Ok(()),
-        )
-        .is_ok()
-    });
+    crate::ingest::file::Attempts::new(&cfg.database())
+        .prune(|hash| crate::store::hash_known(&conn, hash).unwrap_or(false));
     let (rules, errors, _) = RuleSet::load_config(&cfg)?;
     let mut reported = HashMap::new();
     for e in &errors {
