@@ -721,11 +721,7 @@ async fn main_loop(cfg: Loaded) -> Result<()> {
     let evaluated = last_evaluation(&conn);
     let missed = last_slot.is_some_and(|slot| evaluated.is_none_or(|at| at < slot))
         || last_ingest(&conn).is_some_and(|at| evaluated.is_none_or(|e| e < at));
-    let has_accounts = conn
-        .query_row("SELECT EXISTS (SELECT 1 FROM accounts)", [], |r| {
-            r.get::<_, bool>(0)
-        })
-        .unwrap_or(false);
+    let has_accounts = crate::store::has_accounts(&conn).unwrap_or(false);
 
     let (delivery, delivery_thread) = spawn_delivery(cfg.clone(), stop.clone())?;
     let mut state = Some(State {

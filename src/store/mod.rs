@@ -15,6 +15,12 @@
 //! | `silences` | `alerts::silence` |
 //! | `outbox`, `notifications`, `notification_mail` | `mail` |
 //!
+//! Reads beside the owners: the metrics read the data tables in bulk
+//! (`metrics::load`, `metrics::snapshot`) and keep temporary triggers on
+//! them on the daemon's connection (`metrics::notes`); `status` counts the
+//! outbox; `kamwatch test` fixtures still insert with their own SQL
+//! (`rules::testing`, to move onto `Writer`).
+//!
 //! - `open`: connection, pragmas, migrations, `quick_check`, identity;
 //! - `ledger`: the file ledger;
 //! - `rows`: the row types of the data tables;
@@ -46,7 +52,8 @@ pub use open::{
     database_bytes, identity, installation_id, now_text, open, open_reader, quick_check,
 };
 pub use read::{
-    account_exists, counts, for_each_visit, for_each_visit_of, load_accounts, order_attrs,
+    account_exists, counts, for_each_visit, for_each_visit_of, has_accounts, load_accounts,
+    order_attrs,
 };
 pub use rows::{
     AccountRecord, AccountRow, Extra, InventoryRow, OrderDay, OrderRow, ReceivableRow, VisitRow,

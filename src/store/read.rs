@@ -109,6 +109,11 @@ pub fn account_exists(conn: &Connection, id: &str) -> Result<bool> {
     )?)
 }
 
+/// Whether the store holds any account at all (active or not).
+pub fn has_accounts(conn: &Connection) -> Result<bool> {
+    Ok(conn.query_row("SELECT EXISTS (SELECT 1 FROM accounts)", [], |r| r.get(0))?)
+}
+
 /// Row counts of the data tables, for status lines and tests.
 pub fn counts(conn: &Connection) -> Result<(u64, u64, u64)> {
     let n = |t: &str| -> Result<u64> {
