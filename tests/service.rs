@@ -170,7 +170,8 @@ fn watchdog_pings_stop_while_stuck() {
     assert!(got.iter().any(|(_, m)| m.starts_with("READY=1")), "{got:?}");
     let pings = |got: &[(Instant, String)], from: Instant, to: Instant| {
         got.iter()
-            .filter(|(t, m)| m == "WATCHDOG=1" && *t >= from && *t < to)
+            // Each assignment may end with a newline (sd_notify(3)).
+            .filter(|(t, m)| m.trim_end() == "WATCHDOG=1" && *t >= from && *t < to)
             .count()
     };
     let healthy_from = Instant::now() - Duration::from_secs(1);
@@ -199,6 +200,63 @@ fn watchdog_pings_stop_while_stuck() {
         "pings did not resume"
     );
     assert!(got.iter().any(|(_, m)| m.starts_with("STATUS=")));
+    assert!(d.stop().success());
+}
+
+/// CLOCK_MONOTONIC now, in microseconds, as systemd reads it.
+fn monotonic_usec() -> i128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    assert_eq!(
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) },
+        0
+    );
+    i128::from(ts.tv_sec) * 1_000_000 + i128::from(ts.tv_nsec) / 1000
+}
+
+/// SIGHUP under systemd: RELOADING=1 with MONOTONIC_USEC on systemd's
+/// clock (CLOCK_MONOTONIC, not the boot time that /proc/uptime gives,
+/// which runs ahead after a suspend), then READY=1 once reloaded.
+#[test]
+fn reload_tells_systemd_on_the_monotonic_clock() {
+    let p = Project::new();
+    let sock_path = p.path("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let d = Daemon::start_with(&p, &[("NOTIFY_SOCKET", sock_path.to_str().unwrap())]);
+    let mut buf = [0u8; 512];
+    let mut recv = |what: &str| -> String {
+        let until = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < until {
+            if let Ok(n) = sock.recv(&mut buf) {
+                let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if m.starts_with(what) {
+                    return m;
+                }
+            }
+        }
+        panic!("no {what} from the daemon");
+    };
+    recv("READY=1");
+    let before = monotonic_usec();
+    d.signal("HUP");
+    let reloading = recv("RELOADING=1");
+    let after = monotonic_usec();
+    let usec: i128 = reloading
+        .lines()
+        .find_map(|l| l.strip_prefix("MONOTONIC_USEC="))
+        .unwrap_or_else(|| panic!("no MONOTONIC_USEC in {reloading:?}"))
+        .parse()
+        .unwrap();
+    assert!(
+        before <= usec && usec <= after,
+        "MONOTONIC_USEC={usec} is not between {before} and {after}"
+    );
+    recv("READY=1");
     assert!(d.stop().success());
 }
 

@@ -1,111 +1,86 @@
 //! Service: what the daemon tells its supervisor and the files that make it
 //! one process per state folder.
 //!
-//! `Notifier` speaks the systemd notify protocol over `$NOTIFY_SOCKET`
-//! (READY, RELOADING, STOPPING, STATUS, WATCHDOG); without the variable every
-//! call is a no-op, so the daemon runs the same under a terminal. `Lock` is an
+//! `Notifier` sends systemd's notifications (READY, RELOADING with its
+//! CLOCK_MONOTONIC timestamp, STOPPING, STATUS, WATCHDOG) through the
+//! `sd-notify` crate over `$NOTIFY_SOCKET`; without the variable every call
+//! is a no-op, so the daemon runs the same under a terminal. `Lock` is an
 //! exclusive lock on `<database>.lock` holding the daemon's pid, which
 //! `kamwatch status` reads to tell whether a daemon is running. Touches only
 //! that socket and that lock file.
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use sd_notify::NotifyState;
 
 /// Sends sd_notify messages when started by systemd with Type=notify.
 pub struct Notifier {
-    sock: Option<(UnixDatagram, String)>,
+    active: bool,
 }
 
 impl Notifier {
     /// From `$NOTIFY_SOCKET`; a no-op notifier when it is not set.
     pub fn from_env() -> Notifier {
-        let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-            return Notifier { sock: None };
-        };
-        let path = path.to_string_lossy().into_owned();
-        match UnixDatagram::unbound() {
-            Ok(s) => Notifier {
-                sock: Some((s, path)),
-            },
-            Err(e) => {
-                tracing::warn!("cannot create the systemd notify socket: {e}");
-                Notifier { sock: None }
-            }
+        Notifier {
+            active: std::env::var_os("NOTIFY_SOCKET").is_some(),
         }
     }
 
     pub fn is_active(&self) -> bool {
-        self.sock.is_some()
+        self.active
     }
 
-    fn send(&self, msg: &str) {
-        let Some((sock, path)) = &self.sock else {
+    fn send(&self, states: &[NotifyState<'_>]) {
+        if !self.active {
             return;
-        };
-        let res = if let Some(name) = path.strip_prefix('@') {
-            use std::os::linux::net::SocketAddrExt;
-            std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
-                .and_then(|addr| sock.send_to_addr(msg.as_bytes(), &addr))
-        } else {
-            sock.send_to(msg.as_bytes(), path)
-        };
-        if let Err(e) = res {
-            tracing::debug!("sd_notify {msg:?} failed: {e}");
+        }
+        if let Err(e) = sd_notify::notify(states) {
+            tracing::debug!("sd_notify {states:?} failed: {e}");
         }
     }
 
     pub fn ready(&self) {
-        self.send(&format!("READY=1\nMAINPID={}", std::process::id()));
+        self.send(&[NotifyState::Ready, NotifyState::MainPid(std::process::id())]);
     }
 
+    /// RELOADING with the time it began on CLOCK_MONOTONIC, as systemd
+    /// wants for `Type=notify-reload`.
     pub fn reloading(&self) {
-        let usec = monotonic_usec();
-        self.send(&format!("RELOADING=1\nMONOTONIC_USEC={usec}"));
+        match NotifyState::monotonic_usec_now() {
+            Ok(now) => self.send(&[NotifyState::Reloading, now]),
+            Err(_) => self.send(&[NotifyState::Reloading]),
+        }
     }
 
     pub fn stopping(&self) {
-        self.send("STOPPING=1");
+        self.send(&[NotifyState::Stopping]);
     }
 
     /// One line for `systemctl status`.
     pub fn status(&self, text: &str) {
-        let line: String = text
-            .chars()
-            .map(|c| if c == '\n' { ' ' } else { c })
-            .collect();
-        self.send(&format!("STATUS={line}"));
+        self.send(&[NotifyState::Status(&status_line(text))]);
     }
 
     pub fn watchdog(&self) {
-        self.send("WATCHDOG=1");
+        self.send(&[NotifyState::Watchdog]);
     }
 }
 
-/// The watchdog interval systemd asked for (`$WATCHDOG_USEC`, for this pid).
+/// A STATUS text on one line: a newline would end the message's field.
+fn status_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c == '\n' { ' ' } else { c })
+        .collect()
+}
+
+/// The watchdog interval systemd asked for (`$WATCHDOG_USEC`, for this
+/// pid); none when it is zero.
 pub fn watchdog_interval() -> Option<Duration> {
-    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
-    if let Ok(pid) = std::env::var("WATCHDOG_PID")
-        && pid.parse::<u32>().ok() != Some(std::process::id())
-    {
-        return None;
-    }
-    (usec > 0).then(|| Duration::from_micros(usec))
-}
-
-fn monotonic_usec() -> u64 {
-    // CLOCK_MONOTONIC counts from boot like /proc/uptime; reading the file
-    // spares unsafe FFI and is precise enough for RELOADING's timestamp.
-    std::fs::read_to_string("/proc/uptime")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_string))
-        .and_then(|s| s.parse::<f64>().ok())
-        .map(|secs| (secs * 1e6) as u64)
-        .unwrap_or(0)
+    sd_notify::watchdog_enabled().filter(|d| !d.is_zero())
 }
 
 /// The lock that makes one daemon per database.
@@ -182,26 +157,10 @@ mod tests {
     }
 
     #[test]
-    fn notifier_speaks_the_protocol() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("notify.sock");
-        let server = UnixDatagram::bind(&path).unwrap();
-        let n = Notifier {
-            sock: Some((
-                UnixDatagram::unbound().unwrap(),
-                path.to_string_lossy().into_owned(),
-            )),
-        };
-        n.ready();
-        n.status("evaluated\n42 accounts");
-        let mut buf = [0u8; 256];
-        let k = server.recv(&mut buf).unwrap();
-        let first = std::str::from_utf8(&buf[..k]).unwrap();
-        assert!(first.starts_with("READY=1\nMAINPID="), "{first}");
-        let k = server.recv(&mut buf).unwrap();
+    fn status_is_one_line() {
         assert_eq!(
-            std::str::from_utf8(&buf[..k]).unwrap(),
-            "STATUS=evaluated 42 accounts"
+            status_line("evaluated\n42 accounts"),
+            "evaluated 42 accounts"
         );
     }
 }

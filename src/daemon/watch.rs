@@ -155,9 +155,44 @@ pub fn explain(e: &notify::Error) -> String {
     format!("{e}{hint}")
 }
 
-/// Tracks candidate files until they stop changing.
+/// What a look at a path found (`symlink_metadata`: a link is looked at
+/// as a link, never followed); `None` in [`looks`] when it is gone.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Look {
+    pub dir: bool,
+    pub size: u64,
+    pub mtime: Option<SystemTime>,
+}
+
+/// Looks at each path: the only part of settling that touches the disk,
+/// so the daemon runs it off its event loop.
+pub fn looks(paths: Vec<PathBuf>) -> Vec<(PathBuf, Option<Look>)> {
+    paths
+        .into_iter()
+        .map(|p| {
+            let look = std::fs::symlink_metadata(&p).ok().map(|m| Look {
+                dir: m.is_dir(),
+                size: m.len(),
+                mtime: m.modified().ok(),
+            });
+            (p, look)
+        })
+        .collect()
+}
+
+/// The shortest pause between two looks at a file that keeps changing.
+const MIN_LOOK: Duration = Duration::from_millis(50);
+
+/// Tracks candidate files until they stop changing. A file is looked at
+/// when it is first noted, then once a settle interval after the last
+/// change seen; it is handed over when two looks a settle interval apart
+/// found the same size and mtime. [`Settler::due`] says what to look at
+/// and [`Settler::observe`] takes what the looks found, so the looking can
+/// happen elsewhere; [`Settler::ready`] does both in place.
 pub struct Settler {
     settle: Duration,
+    /// Size and mtime at the last look (`u64::MAX`, `None` before the
+    /// first), and since when they are so (the time it was noted, before).
     seen: HashMap<PathBuf, (u64, Option<SystemTime>, Instant)>,
     /// Renamed in: handed over at the next look, unless they vanish.
     complete: Vec<PathBuf>,
@@ -207,38 +242,79 @@ impl Settler {
         self.seen.is_empty() && self.complete.is_empty()
     }
 
-    /// The files that have been stable for the settle interval, sorted;
-    /// they are forgotten (the caller moves them out of the inbox).
-    pub fn ready(&mut self, now: Instant) -> Vec<PathBuf> {
-        // Never followed: a symlink is looked at as a link, and handed over
-        // (to be rejected) like anything else that is not a folder.
-        let mut out: Vec<PathBuf> = std::mem::take(&mut self.complete)
-            .into_iter()
-            .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| !m.is_dir()))
-            .collect();
-        self.seen.retain(|path, (size, mtime, since)| {
-            let Ok(meta) = std::fs::symlink_metadata(path) else {
-                return false; // gone (moved away or deleted)
+    /// When a file is to be looked at next.
+    fn due_at(&self, size: u64, mtime: Option<SystemTime>, since: Instant) -> Instant {
+        if size == u64::MAX && mtime.is_none() {
+            since // never looked at: at once
+        } else {
+            since + self.settle.max(MIN_LOOK)
+        }
+    }
+
+    /// The earliest time a file is to be looked at; `now` when one was
+    /// renamed in.
+    pub fn next_due(&self, now: Instant) -> Option<Instant> {
+        if !self.complete.is_empty() {
+            return Some(now);
+        }
+        self.seen
+            .values()
+            .map(|(size, mtime, since)| self.due_at(*size, *mtime, *since))
+            .min()
+    }
+
+    /// The files to look at now.
+    pub fn due(&self, now: Instant) -> Vec<PathBuf> {
+        let mut out = self.complete.clone();
+        out.extend(
+            self.seen
+                .iter()
+                .filter(|(_, (size, mtime, since))| self.due_at(*size, *mtime, *since) <= now)
+                .map(|(p, _)| p.clone()),
+        );
+        out
+    }
+
+    /// Takes what looks at `now` found; returns the files that are
+    /// complete, sorted, and forgets them (the caller moves them out of the
+    /// inbox). Gone paths and folders are forgotten too.
+    pub fn observe(&mut self, now: Instant, looked: Vec<(PathBuf, Option<Look>)>) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for (path, look) in looked {
+            let is_entry = look.is_some_and(|l| !l.dir);
+            if let Some(i) = self.complete.iter().position(|p| *p == path) {
+                self.complete.remove(i);
+                if is_entry {
+                    out.push(path.clone());
+                }
+            }
+            let Some((size, mtime, since)) = self.seen.get_mut(&path) else {
+                continue;
             };
-            if meta.is_dir() {
-                return false;
-            }
-            let (s, m) = (meta.len(), meta.modified().ok());
-            if s != *size || m != *mtime {
-                *size = s;
-                *mtime = m;
+            let Some(look) = look.filter(|_| is_entry) else {
+                self.seen.remove(&path); // gone (moved away or deleted), or a folder
+                continue;
+            };
+            if look.size != *size || look.mtime != *mtime {
+                *size = look.size;
+                *mtime = look.mtime;
                 *since = now;
-                return true;
+            } else if now.duration_since(*since) >= self.settle {
+                self.seen.remove(&path);
+                out.push(path);
             }
-            if now.duration_since(*since) >= self.settle {
-                out.push(path.clone());
-                return false;
-            }
-            true
-        });
+        }
         out.sort();
         out.dedup();
         out
+    }
+
+    /// The files that have been stable for the settle interval, sorted;
+    /// they are forgotten (the caller moves them out of the inbox). Looks
+    /// at the files due in place.
+    pub fn ready(&mut self, now: Instant) -> Vec<PathBuf> {
+        let looked = looks(self.due(now));
+        self.observe(now, looked)
     }
 }
 
@@ -268,6 +344,43 @@ mod tests {
         assert!(s.ready(t0 + Duration::from_millis(120)).is_empty());
         assert!(s.ready(t0 + Duration::from_millis(200)).is_empty());
         assert_eq!(s.ready(t0 + Duration::from_millis(230)), vec![p]);
+        assert!(s.is_empty());
+    }
+
+    /// The daemon sleeps until a file is due instead of looking at every
+    /// file on a tick: a file noted is due at once, then not before a
+    /// settle interval after the last change seen; the looks can be taken
+    /// elsewhere and handed to `observe`.
+    #[test]
+    fn files_are_due_once_per_settle_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.csv");
+        std::fs::write(&p, "x").unwrap();
+        let settle = Duration::from_millis(300);
+        let mut s = Settler::new(settle);
+        assert_eq!(s.next_due(Instant::now()), None);
+        s.touch(p.clone());
+        let t0 = Instant::now();
+        assert!(s.next_due(t0).is_some_and(|t| t <= t0));
+        assert_eq!(s.due(t0), vec![p.clone()]);
+        assert!(s.observe(t0, looks(s.due(t0))).is_empty());
+        // Looked at: next due one settle interval later, not before.
+        assert_eq!(s.next_due(t0), Some(t0 + settle));
+        assert!(s.due(t0 + Duration::from_millis(299)).is_empty());
+        // A look that finds it changed starts the interval again.
+        std::fs::write(&p, "xy").unwrap();
+        let t1 = t0 + settle;
+        assert!(s.observe(t1, looks(s.due(t1))).is_empty());
+        assert_eq!(s.next_due(t1), Some(t1 + settle));
+        // Unchanged a settle interval later: complete.
+        let t2 = t1 + settle;
+        assert_eq!(s.observe(t2, looks(s.due(t2))), vec![p.clone()]);
+        assert!(s.is_empty());
+        // Gone before its look: forgotten, never handed over.
+        s.touch(p.clone());
+        std::fs::remove_file(&p).unwrap();
+        let t3 = Instant::now();
+        assert!(s.observe(t3, looks(s.due(t3))).is_empty());
         assert!(s.is_empty());
     }
 
