@@ -2,7 +2,7 @@
 //! set, and the history of what happened.
 //!
 //! Rooms, each importing only its siblings and lower stages (rules,
-//! metrics, store, config):
+//! metrics, store, config, model):
 //! - `machine`: the pure state machine ([`step`]): pending, firing,
 //!   resolved; which notices an evaluation causes. No table, no clock.
 //! - `policy`: each rule's [`RulePolicy`] from the config and the rule's

@@ -3,8 +3,8 @@
 //! lifecycle and is recorded; only its mail is held back, and when the
 //! silence ends mail resumes (see `alerts::step`). Owns the `silences`
 //! table; `kamwatch silence add|list|expire` are thin wrappers over this.
-//! `add` and `expire` return their refusals as an [`Error`] inside
-//! `anyhow` (a database error stays a `rusqlite::Error`, for the exit code).
+//! Refusals and database failures are an [`Error`] (`is_refusal` tells
+//! them apart, for the exit code).
 
 use chrono::NaiveDate;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -74,12 +74,12 @@ pub fn add(
     scope: &Scope,
     until: NaiveDate,
     reason: &str,
-) -> anyhow::Result<i64> {
+) -> Result<i64, Error> {
     if rule.trim().is_empty() {
-        return Err(Error::EmptyRule.into());
+        return Err(Error::EmptyRule);
     }
     if reason.trim().is_empty() {
-        return Err(Error::EmptyReason.into());
+        return Err(Error::EmptyReason);
     }
     let (a, t, o) = match scope {
         Scope::Account(a) => (Some(a.as_str()), None, None),
@@ -95,19 +95,18 @@ pub fn add(
 }
 
 /// Ends a silence now. Errors if there is no such silence.
-pub fn expire(conn: &Connection, id: i64) -> anyhow::Result<Silence> {
+pub fn expire(conn: &Connection, id: i64) -> Result<Silence, Error> {
     let n = conn.execute(
         "UPDATE silences SET expired_at = ?2 WHERE id = ?1 AND expired_at IS NULL",
         params![id, now_text()],
     )?;
     let s = get(conn, id)?;
     match s {
-        None => Err(Error::NoSilence(id).into()),
+        None => Err(Error::NoSilence(id)),
         Some(s) if n == 0 => Err(Error::AlreadyExpired {
             id,
             at: s.expired_at.unwrap_or_default(),
-        }
-        .into()),
+        }),
         Some(s) => Ok(s),
     }
 }
@@ -193,7 +192,20 @@ mod tests {
         assert!(again.contains("already expired"), "{again}");
         let none = expire(&conn, 99).unwrap_err().to_string();
         assert!(none.contains("no silence 99"), "{none}");
-        assert!(add(&conn, "x", &Scope::Owner("a".into()), d("2026-01-01"), " ").is_err());
+        let e = add(&conn, "x", &Scope::Owner("a".into()), d("2026-01-01"), " ").unwrap_err();
+        assert!(
+            e.is_refusal() && e.to_string().starts_with("--reason is empty"),
+            "{e}"
+        );
+        let e = add(&conn, "", &Scope::Owner("a".into()), d("2026-01-01"), "r").unwrap_err();
+        assert!(
+            e.is_refusal() && e.to_string().starts_with("--rule is empty"),
+            "{e}"
+        );
+        // The database failing is no refusal: the job failed.
+        conn.execute_batch("DROP TABLE silences").unwrap();
+        let e = add(&conn, "x", &Scope::Tier("A".into()), d("2026-01-01"), "r").unwrap_err();
+        assert!(!e.is_refusal(), "{e}");
     }
 
     #[test]

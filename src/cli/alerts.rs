@@ -122,8 +122,8 @@ fn silence_add(
     let id = match silence::add(conn, rule, &scope, *until, reason) {
         Ok(id) => id,
         // The database failing is the job failing (1), not usage.
-        Err(e) if e.downcast_ref::<rusqlite::Error>().is_some() => return Err(e),
-        Err(e) => return Err(Usage(format!("{e:#}")).into()),
+        Err(e) if !e.is_refusal() => return Err(e.into()),
+        Err(e) => return Err(Usage(e.to_string()).into()),
     };
     writeln!(
         std::io::stdout().lock(),

@@ -12,7 +12,7 @@ use anyhow::Result;
 use chrono::NaiveDate;
 
 use super::args::{EvalArgs, Format};
-use super::exit::{USAGE, Usage};
+use super::exit::USAGE;
 use super::output::success_if;
 use crate::config::{self, Loaded};
 use crate::pipeline::{self, EvalReport};
@@ -220,7 +220,7 @@ pub fn explain(cfg: &Loaded, as_of: NaiveDate, rule: &str, account: &str) -> Res
             write!(std::io::stdout().lock(), "{ex}")?;
             Ok(success_if(ex.error.is_none()))
         }
-        Err(e) => Err(Usage(e).into()),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -9,6 +9,7 @@
 //! staged and written in key order. Touches the store (through `store`),
 //! the file taken and the archive and rejected folders (through `filing`).
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
@@ -84,25 +85,8 @@ pub(super) fn load(
     // transaction that reads before it writes fails at once when another
     // process (the daemon, a `kamwatch ingest`) wrote in between.
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let suspended = if plan.bulk {
-        store::suspend_indexes(&tx, "orders")?
-    } else {
-        Vec::new()
-    };
-    // Rows replaced by key are counted (a temporary trigger: new rows cost
-    // nothing). For receivables and inventory the writer first empties the
-    // table: those rows are the ones this snapshot replaces.
-    if dataset != Dataset::Accounts {
-        store::count_replacements(&tx, dataset.name())?;
-    }
     let older = matches!(plan.freshness, Freshness::Older { .. });
-    // A master is the whole book: remember who was active before it, to
-    // count (and bound) the accounts it switches off.
-    let active_before = if dataset == Dataset::Accounts && !older {
-        Some(store::remember_active_accounts(&tx)?)
-    } else {
-        None
-    };
+    let (suspended, active_before) = prepare(&tx, dataset, plan.bulk, older)?;
     let result = {
         let mut writer = writer_for(&tx, dataset, ds, &headers, older, staged)?;
         // Every account is first marked inactive: not a replacement.
@@ -151,6 +135,37 @@ pub(super) fn load(
             reject(conn, intake, rej.of(dataset, unit))
         }
     }
+}
+
+/// Readies the transaction for a file of `dataset`: the orders indexes
+/// dropped for a bulk load (returned, to build again), replacements
+/// counted, and for a current master the accounts active before it
+/// (returned: how many).
+fn prepare(
+    tx: &Transaction<'_>,
+    dataset: Dataset,
+    bulk: bool,
+    older: bool,
+) -> Result<(Vec<String>, Option<u64>)> {
+    let suspended = if bulk {
+        store::suspend_indexes(tx, "orders")?
+    } else {
+        Vec::new()
+    };
+    // Rows replaced by key are counted (a temporary trigger: new rows cost
+    // nothing). For receivables and inventory the writer first empties the
+    // table: those rows are the ones this snapshot replaces.
+    if dataset != Dataset::Accounts {
+        store::count_replacements(tx, dataset.name())?;
+    }
+    // A master is the whole book: remember who was active before it, to
+    // count (and bound) the accounts it switches off.
+    let active_before = if dataset == Dataset::Accounts && !older {
+        Some(store::remember_active_accounts(tx)?)
+    } else {
+        None
+    };
+    Ok((suspended, active_before))
 }
 
 /// The writer for `dataset` in `tx`; `None` for an older snapshot of
@@ -206,7 +221,7 @@ fn commit(
     }
     let t_index = t0.elapsed();
     let skipped = w.stored.problems.bad_rows;
-    let (notes, stored) = notes(plan, &w);
+    let (note, stored) = note(plan, &w);
     // Updates and deletes by key, less the file's own repeated keys
     // (kept last): the rows of earlier files replaced.
     let replaced = store::replacements(&tx)?.saturating_sub(w.stored.duplicates);
@@ -216,7 +231,6 @@ fn commit(
         replaced,
         skipped,
     };
-    let note = (!notes.is_empty()).then(|| notes.join("; "));
     let file_name = intake.file_name;
     store::record_file_counts(
         &tx,
@@ -250,16 +264,7 @@ fn commit(
         "ingest phases"
     );
     let errors_file = if skipped > 0 && intake.keep != Keep::InPlace {
-        let text = errors_text(
-            &format!(
-                "kamwatch ingested {file_name} (dataset {dataset}) without {skipped} bad row(s), listed below (on_error: skip_rows). Fix them in the export and drop a corrected file in again: its good rows replace these."
-            ),
-            &w.stored.problems,
-            w.unit,
-        );
-        let p = sidecar(&moved_to);
-        write_new(&p, &text)?;
-        Some(p)
+        Some(skipped_rows_file(&moved_to, file_name, dataset, &w)?)
     } else {
         None
     };
@@ -278,10 +283,32 @@ fn commit(
     })
 }
 
+/// Writes the errors file beside the archived file `moved_to`, listing
+/// the rows skipped under `on_error: skip_rows`; returns its path.
+fn skipped_rows_file(
+    moved_to: &Path,
+    file_name: &str,
+    dataset: Dataset,
+    w: &Written,
+) -> Result<PathBuf> {
+    let skipped = w.stored.problems.bad_rows;
+    let text = errors_text(
+        &format!(
+            "kamwatch ingested {file_name} (dataset {dataset}) without {skipped} bad row(s), listed below (on_error: skip_rows). Fix them in the export and drop a corrected file in again: its good rows replace these."
+        ),
+        &w.stored.problems,
+        w.unit,
+    );
+    let p = sidecar(moved_to);
+    write_new(&p, &text)?;
+    Ok(p)
+}
+
 /// What was done differently, for the ledger and the report (rows
-/// skipped, accounts switched off, an older snapshot, repeated keys), and
-/// the rows stored (none of an older snapshot of receivables or stock).
-fn notes(plan: &Plan<'_>, w: &Written) -> (Vec<String>, u64) {
+/// skipped, accounts switched off, an older snapshot, repeated keys), if
+/// anything was, and the rows stored (none of an older snapshot of
+/// receivables or stock).
+fn note(plan: &Plan<'_>, w: &Written) -> (Option<String>, u64) {
     let mut notes = Vec::new();
     let skipped = w.stored.problems.bad_rows;
     if skipped > 0 {
@@ -315,7 +342,7 @@ fn notes(plan: &Plan<'_>, w: &Written) -> (Vec<String>, u64) {
             w.stored.duplicates
         ));
     }
-    (notes, stored)
+    ((!notes.is_empty()).then(|| notes.join("; ")), stored)
 }
 
 /// Why a master that would switch off too much of the book is held back, if

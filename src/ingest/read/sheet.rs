@@ -180,6 +180,16 @@ impl RowSink {
         self.tx.send(msg).is_ok()
     }
 
+    /// Reading stops at sheet row `line` for `message`; before the header
+    /// the whole file cannot be read, for the reason `whole`.
+    fn stop(&self, line: u64, message: String, whole: String) {
+        if self.width.is_none() {
+            self.whole(whole)
+        } else {
+            self.bad(line, message, true)
+        }
+    }
+
     fn bad(&self, line: u64, message: String, fatal: bool) {
         let _ = self.tx.send(SheetMsg::Bad(ReadError {
             line,
@@ -277,10 +287,7 @@ fn stream_xlsx(path: &Path, want: Option<&str>, max_rows: u64, mut out: RowSink)
                     "the sheet cannot be read past here ({}); the file is damaged: save it again as .xlsx, or export CSV",
                     bounded(&e)
                 );
-                if out.width.is_none() {
-                    return out.whole(msg);
-                }
-                return out.bad(line, msg, true);
+                return out.stop(line, msg.clone(), msg);
             }
         };
         let (r, c) = cell.get_position();
@@ -293,10 +300,8 @@ fn stream_xlsx(path: &Path, want: Option<&str>, max_rows: u64, mut out: RowSink)
             current = Some(r);
             if u64::from(r) + 1 > max_rows {
                 let msg = format!("is past the {max_rows} rows allowed (`ingest.max_sheet_rows`)");
-                if out.width.is_none() {
-                    return out.whole(format!("row {}: {msg}", u64::from(r) + 1));
-                }
-                return out.bad(u64::from(r) + 1, msg, true);
+                let line = u64::from(r) + 1;
+                return out.stop(line, msg.clone(), format!("row {line}: {msg}"));
             }
         }
         let text = cell_text(&Data::from(cell.get_value().clone()));
@@ -308,10 +313,7 @@ fn stream_xlsx(path: &Path, want: Option<&str>, max_rows: u64, mut out: RowSink)
                     "has a cell past column {} (the last a sheet can have), or more cells than columns; the file is damaged: save it again as .xlsx, or export CSV",
                     column_name(MAX_SHEET_COLUMNS - 1)
                 );
-                if out.width.is_none() {
-                    return out.whole(format!("row {line}: {msg}"));
-                }
-                return out.bad(line, msg, true);
+                return out.stop(line, msg.clone(), format!("row {line}: {msg}"));
             }
             row.push((c, text));
         }

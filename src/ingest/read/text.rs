@@ -37,46 +37,9 @@ pub(super) fn open_csv(
     ds: &DatasetConfig,
     limits: &IngestConfig,
 ) -> Result<(CsvSource, StringRecord), OpenError> {
-    if head.starts_with(&[0xFF, 0xFE]) || head.starts_with(&[0xFE, 0xFF]) {
-        return Err(OpenError::Unusable(
-            "the file is UTF-16 text (Excel's \"Unicode Text\"), which kamwatch does not read; save it as \"CSV UTF-8\" (or CSV in GBK) and drop it in again".into(),
-        ));
-    }
-    if let Some(i) = head.iter().position(|b| *b == 0) {
-        return Err(OpenError::Unusable(not_text(i)));
-    }
-    let enc = match ds.encoding {
-        TextEncoding::Auto => match sniff(head) {
-            Ok(e) => e,
-            Err(reason) => {
-                // Control bytes (more than 1%) make it no text at all.
-                let control = |b: &u8| *b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0c);
-                let n = head.iter().filter(|b| control(b)).count();
-                return Err(OpenError::Unusable(match head.iter().position(control) {
-                    Some(at) if n > 1 && n * 100 > head.len() => not_text(at),
-                    _ => reason,
-                }));
-            }
-        },
-        TextEncoding::Utf8 => Encoding::Utf8,
-        TextEncoding::Gbk | TextEncoding::Gb18030 => Encoding::Gb18030,
-    };
-    if let Some(at) = binary_at(head, enc) {
-        return Err(OpenError::Unusable(not_text(at)));
-    }
+    let enc = text_encoding(head, ds)?;
     let delim = ds.delimiter_byte().unwrap_or_else(|| sniff_delimiter(head));
-    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let text: Box<dyn Read + Send> = match enc {
-        // UTF-8 needs no decoding: the csv reader checks every record and
-        // an invalid one is reported, not silently replaced. Skip the BOM.
-        Encoding::Utf8 => {
-            if head.starts_with(&[0xEF, 0xBB, 0xBF]) {
-                std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(3))?;
-            }
-            Box::new(f)
-        }
-        Encoding::Gb18030 => Box::new(BufReader::with_capacity(1 << 16, decoder(enc, f))),
-    };
+    let text = text_reader(path, head, enc)?;
     let newlines = Newlines::default();
     let record_start = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counted = LineCounter {
@@ -126,6 +89,55 @@ pub(super) fn open_csv(
     ))
 }
 
+/// The encoding of a text file from its first bytes (or the dataset's
+/// `encoding`); a file that is no text in it is refused.
+fn text_encoding(head: &[u8], ds: &DatasetConfig) -> Result<Encoding, OpenError> {
+    if head.starts_with(&[0xFF, 0xFE]) || head.starts_with(&[0xFE, 0xFF]) {
+        return Err(OpenError::Unusable(
+            "the file is UTF-16 text (Excel's \"Unicode Text\"), which kamwatch does not read; save it as \"CSV UTF-8\" (or CSV in GBK) and drop it in again".into(),
+        ));
+    }
+    if let Some(i) = head.iter().position(|b| *b == 0) {
+        return Err(OpenError::Unusable(not_text(i)));
+    }
+    let enc = match ds.encoding {
+        TextEncoding::Auto => match sniff(head) {
+            Ok(e) => e,
+            Err(reason) => {
+                // Control bytes (more than 1%) make it no text at all.
+                let control = |b: &u8| *b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0c);
+                let n = head.iter().filter(|b| control(b)).count();
+                return Err(OpenError::Unusable(match head.iter().position(control) {
+                    Some(at) if n > 1 && n * 100 > head.len() => not_text(at),
+                    _ => reason,
+                }));
+            }
+        },
+        TextEncoding::Utf8 => Encoding::Utf8,
+        TextEncoding::Gbk | TextEncoding::Gb18030 => Encoding::Gb18030,
+    };
+    if let Some(at) = binary_at(head, enc) {
+        return Err(OpenError::Unusable(not_text(at)));
+    }
+    Ok(enc)
+}
+
+/// The file's text as UTF-8, from its start (past a BOM).
+fn text_reader(path: &Path, head: &[u8], enc: Encoding) -> Result<Box<dyn Read + Send>, OpenError> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    Ok(match enc {
+        // UTF-8 needs no decoding: the csv reader checks every record and
+        // an invalid one is reported, not silently replaced. Skip the BOM.
+        Encoding::Utf8 => {
+            if head.starts_with(&[0xEF, 0xBB, 0xBF]) {
+                std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(3))?;
+            }
+            Box::new(f)
+        }
+        Encoding::Gb18030 => Box::new(BufReader::with_capacity(1 << 16, decoder(enc, f))),
+    })
+}
+
 /// A csv error in words a person can act on.
 fn csv_message(e: &csv::Error, enc: Encoding, max: u64) -> String {
     if let csv::ErrorKind::Io(io) = e.kind()
@@ -169,45 +181,7 @@ impl CsvSource {
             match read {
                 Ok(false) => return Ok(None),
                 Ok(true) => {}
-                Err(e) => {
-                    let mut fatal = true;
-                    let line = match e.kind() {
-                        csv::ErrorKind::Io(io) => io
-                            .get_ref()
-                            .and_then(|x| x.downcast_ref::<TooLong>())
-                            .map(|l| match l {
-                                TooLong::Line(line) => *line,
-                                TooLong::Record(start) => self.lines.line_at(*start),
-                            })
-                            .unwrap_or(0),
-                        csv::ErrorKind::Utf8 { pos, .. } => {
-                            // The record was read past: the next one can be.
-                            fatal = false;
-                            pos.as_ref()
-                                .map(|p| self.lines.line_at(p.byte()))
-                                .unwrap_or(0)
-                        }
-                        _ => e
-                            .position()
-                            .map(|p| self.lines.line_at(p.byte()))
-                            .unwrap_or(0),
-                    };
-                    let mut message = csv_message(&e, self.encoding, self.max_record);
-                    if let csv::ErrorKind::Utf8 { err, .. } = e.kind()
-                        && let Some(h) = self.headers.get(err.field())
-                    {
-                        message = message.replacen(
-                            &format!("field {} ", err.field() + 1),
-                            &format!("column {} ", escape(h.trim())),
-                            1,
-                        );
-                    }
-                    return Err(ReadError {
-                        line,
-                        message,
-                        fatal,
-                    });
-                }
+                Err(e) => return Err(self.error(&e)),
             }
             let start = rec.position().map_or(0, |p| p.byte());
             let line = self.lines.line_at(start);
@@ -227,38 +201,88 @@ impl CsvSource {
             }) {
                 continue;
             }
-            // GB18030 decoding replaces what is not GB18030 with U+FFFD:
-            // such a record is reported, never stored as mojibake.
-            if self.encoding == Encoding::Gb18030
-                && let Some(field) = rec.iter().position(|f| f.contains('\u{FFFD}'))
-            {
-                let col = self.column_name(field);
-                return Err(ReadError {
-                    line,
-                    message: format!(
-                        "{col} holds bytes that are not GBK/GB18030 text (the file was read as GBK); fix that cell, or export the file again as CSV UTF-8"
-                    ),
-                    fatal: false,
-                });
-            }
-            // A row pasted in from a UTF-8 file reads as GBK mojibake
-            // (华润万家 -> 鍗庢鼎涓囧) without a single invalid byte: its
-            // bytes, encoded back, are valid UTF-8 with Chinese in it, which
-            // real GBK text practically never is.
-            if self.encoding == Encoding::Gb18030
-                && let Some(field) = rec.iter().position(looks_utf8_in_gbk)
-            {
-                let col = self.column_name(field);
-                return Err(ReadError {
-                    line,
-                    message: format!(
-                        "{col} is UTF-8 text in a file read as GBK (it would be stored as mojibake); export the whole file again in one encoding, GBK or CSV UTF-8"
-                    ),
-                    fatal: false,
-                });
+            if let Some(e) = self.gbk_problem(rec, line) {
+                return Err(e);
             }
             return Ok(Some(line));
         }
+    }
+
+    /// The csv reader's error `e` as a row problem, at the line an editor
+    /// shows; fatal unless the reader got past the record.
+    fn error(&mut self, e: &csv::Error) -> ReadError {
+        let mut fatal = true;
+        let line = match e.kind() {
+            csv::ErrorKind::Io(io) => io
+                .get_ref()
+                .and_then(|x| x.downcast_ref::<TooLong>())
+                .map(|l| match l {
+                    TooLong::Line(line) => *line,
+                    TooLong::Record(start) => self.lines.line_at(*start),
+                })
+                .unwrap_or(0),
+            csv::ErrorKind::Utf8 { pos, .. } => {
+                // The record was read past: the next one can be.
+                fatal = false;
+                pos.as_ref()
+                    .map(|p| self.lines.line_at(p.byte()))
+                    .unwrap_or(0)
+            }
+            _ => e
+                .position()
+                .map(|p| self.lines.line_at(p.byte()))
+                .unwrap_or(0),
+        };
+        let mut message = csv_message(e, self.encoding, self.max_record);
+        if let csv::ErrorKind::Utf8 { err, .. } = e.kind()
+            && let Some(h) = self.headers.get(err.field())
+        {
+            message = message.replacen(
+                &format!("field {} ", err.field() + 1),
+                &format!("column {} ", escape(h.trim())),
+                1,
+            );
+        }
+        ReadError {
+            line,
+            message,
+            fatal,
+        }
+    }
+
+    /// In a file read as GBK, a cell that is not GBK text or is UTF-8 text
+    /// (which would be stored as mojibake), if `rec` has one.
+    fn gbk_problem(&self, rec: &StringRecord, line: u64) -> Option<ReadError> {
+        if self.encoding != Encoding::Gb18030 {
+            return None;
+        }
+        // GB18030 decoding replaces what is not GB18030 with U+FFFD:
+        // such a record is reported, never stored as mojibake.
+        if let Some(field) = rec.iter().position(|f| f.contains('\u{FFFD}')) {
+            let col = self.column_name(field);
+            return Some(ReadError {
+                line,
+                message: format!(
+                    "{col} holds bytes that are not GBK/GB18030 text (the file was read as GBK); fix that cell, or export the file again as CSV UTF-8"
+                ),
+                fatal: false,
+            });
+        }
+        // A row pasted in from a UTF-8 file reads as GBK mojibake
+        // (华润万家 -> 鍗庢鼎涓囧) without a single invalid byte: its
+        // bytes, encoded back, are valid UTF-8 with Chinese in it, which
+        // real GBK text practically never is.
+        if let Some(field) = rec.iter().position(looks_utf8_in_gbk) {
+            let col = self.column_name(field);
+            return Some(ReadError {
+                line,
+                message: format!(
+                    "{col} is UTF-8 text in a file read as GBK (it would be stored as mojibake); export the whole file again in one encoding, GBK or CSV UTF-8"
+                ),
+                fatal: false,
+            });
+        }
+        None
     }
 }
 

@@ -1,0 +1,195 @@
+//! The rule API's `account`, who it is: id, name, region, owner, tier and
+//! rank (now and as it was), the tier by gross profit, and the customer
+//! master's extra columns. Registers into the engine it is given.
+
+use std::sync::Arc;
+
+use rhai::{Dynamic, ImmutableString};
+
+use super::registry::{Api, f, g, seen};
+use crate::metrics::{AccountMetrics, Day};
+
+/// The value a rule sees as `account`.
+#[derive(Clone)]
+pub struct Account {
+    pub m: Arc<AccountMetrics>,
+    pub end: Day,
+    pub explain: bool,
+}
+
+thread_local! {
+    /// The tier strings, allocated once per thread: shared between threads,
+    /// their reference counts would bounce between the cores' caches.
+    static TIERS: [ImmutableString; 3] = ["A".into(), "B".into(), "C".into()];
+}
+
+fn tier_str(t: &str) -> ImmutableString {
+    let i = match t {
+        "A" => 0,
+        "B" => 1,
+        _ => 2,
+    };
+    TIERS.with(|t| t[i].clone())
+}
+
+fn json_to_dynamic(v: &serde_json::Value) -> Dynamic {
+    match v {
+        serde_json::Value::Null => Dynamic::UNIT,
+        serde_json::Value::Bool(b) => (*b).into(),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => i.into(),
+            None => n.as_f64().unwrap_or(0.0).into(),
+        },
+        serde_json::Value::String(s) => s.clone().into(),
+        other => other.to_string().into(),
+    }
+}
+
+/// `account.id` ... `account.share_above`.
+pub(super) fn identity(api: &mut Api) {
+    api.section = "account: who it is";
+    g!(
+        api,
+        "id",
+        "account.id",
+        "the account id from the customer master",
+        |a: &mut Account| { seen(a.explain, || "account.id".into(), a.m.id.clone()) }
+    );
+    g!(
+        api,
+        "name",
+        "account.name",
+        "the account's name",
+        |a: &mut Account| { seen(a.explain, || "account.name".into(), a.m.name.clone()) }
+    );
+    g!(
+        api,
+        "region",
+        "account.region",
+        "the region from the master (\"\" if none)",
+        |a: &mut Account| { seen(a.explain, || "account.region".into(), a.m.region.clone()) }
+    );
+    g!(
+        api,
+        "owner",
+        "account.owner",
+        "the sales rep who owns the account (\"\" if none)",
+        |a: &mut Account| { seen(a.explain, || "account.owner".into(), a.m.owner.clone()) }
+    );
+    g!(
+        api,
+        "tier",
+        "account.tier",
+        "\"A\", \"B\" or \"C\": ranked by trailing-12-month revenue (cumulative share up to tiers.a_share is A, up to b_share B); a tier column in the master overrides",
+        |a: &mut Account| seen(a.explain, || "account.tier".into(), tier_str(a.m.tier)),
+    );
+    g!(
+        api,
+        "prev_tier",
+        "account.prev_tier",
+        "the tier 30 days before the as-of date, computed from the same order history",
+        |a: &mut Account| seen(
+            a.explain,
+            || "account.prev_tier".into(),
+            tier_str(a.m.prev_tier)
+        ),
+    );
+    g!(
+        api,
+        "rank",
+        "account.rank",
+        "rank by trailing-12-month revenue, 1 = largest",
+        |a: &mut Account| { seen(a.explain, || "account.rank".into(), a.m.rank as i64) }
+    );
+    g!(
+        api,
+        "share",
+        "account.share",
+        "share of the book's trailing-12-month revenue, 0..1",
+        |a: &mut Account| seen(a.explain, || "account.share".into(), a.m.share),
+    );
+    g!(
+        api,
+        "share_above",
+        "account.share_above",
+        "share of the book's trailing-12-month revenue held by the accounts ranked above this one, 0..1: the account is tier A while it is below tiers.a_share (portfolio.a_share); the account that crosses the line belongs to A",
+        |a: &mut Account| seen(a.explain, || "account.share_above".into(), a.m.share_above),
+    );
+}
+
+/// The tier and share as they were, by gross profit, and the master's columns.
+pub(super) fn ranking_and_master(api: &mut Api) {
+    f!(
+        api,
+        "tier_ago",
+        "account.tier_ago(days)",
+        "the tier `days` days before the as-of date (0 to 730), ranked from the same order history as account.tier (a tier column in the master overrides every day)",
+        |a: &mut Account, days: i64| {
+            let v = tier_str(a.m.tier_ago(days).0);
+            seen(a.explain, || format!("account.tier_ago({days})"), v)
+        },
+    );
+    f!(
+        api,
+        "share_above_ago",
+        "account.share_above_ago(days)",
+        "account.share_above as it was `days` days before the as-of date (0 to 730)",
+        |a: &mut Account, days: i64| {
+            let v = a.m.tier_ago(days).1;
+            seen(a.explain, || format!("account.share_above_ago({days})"), v)
+        },
+    );
+    g!(
+        api,
+        "gross_profit_tier",
+        "account.gross_profit_tier",
+        "the tier the account would have with the book ranked by trailing-12-month gross profit (revenue - cost) instead of revenue, with the same lines: \"A\", \"B\" or \"C\" (C without gross profit; a tier column in the master does not apply)",
+        |a: &mut Account| {
+            let v = tier_str(a.m.gross_profit_tier().0);
+            seen(a.explain, || "account.gross_profit_tier".into(), v)
+        },
+    );
+    g!(
+        api,
+        "gross_profit_share_above",
+        "account.gross_profit_share_above",
+        "share of the book's trailing-12-month gross profit held by the accounts ranked above this one by gross profit, 0..1: tier A by gross profit while it is below tiers.a_share",
+        |a: &mut Account| {
+            let v = a.m.gross_profit_tier().1;
+            seen(a.explain, || "account.gross_profit_share_above".into(), v)
+        },
+    );
+    g!(
+        api,
+        "revenue_12m",
+        "account.revenue_12m",
+        "revenue over the 365 days ending at the as-of date",
+        |a: &mut Account| seen(a.explain, || "account.revenue_12m".into(), a.m.revenue_12m),
+    );
+    f!(
+        api,
+        "attr",
+        "account.attr(name)",
+        "an extra column of the customer master (e.g. account.attr(\"渠道\")); \"\" when the master has no such column",
+        |a: &mut Account, name: &str| {
+            let v =
+                a.m.attrs
+                    .get(name)
+                    .map_or_else(|| Dynamic::from(""), json_to_dynamic);
+            seen(a.explain, || format!("account.attr({name:?})"), v)
+        },
+    );
+    f!(
+        api,
+        "has_attr",
+        "account.has_attr(name)",
+        "true when the master has a non-empty column `name` for this account",
+        |a: &mut Account, name: &str| {
+            let v =
+                a.m.attrs
+                    .get(name)
+                    .is_some_and(|v| !v.is_null() && v.as_str() != Some(""));
+            seen(a.explain, || format!("account.has_attr({name:?})"), v)
+        },
+    );
+}

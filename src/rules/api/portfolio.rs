@@ -1,0 +1,146 @@
+//! The rule API's `portfolio`: the whole book's counts, tier lines and
+//! floors, and its figures over a window. Registers into the engine it is
+//! given.
+
+use std::sync::Arc;
+
+use rhai::EvalAltResult;
+
+use super::registry::{Api, f, g, seen, window};
+use crate::metrics::{Day, Metric, Portfolio};
+
+/// The value a rule sees as `portfolio`: book-level totals.
+#[derive(Clone)]
+pub struct Book {
+    pub p: Arc<Portfolio>,
+    pub end: Day,
+    pub explain: bool,
+}
+
+/// The book's size and tier lines.
+pub(super) fn book(api: &mut Api) {
+    api.section = "portfolio: the whole book";
+    g!(
+        api,
+        "accounts",
+        "portfolio.accounts",
+        "number of active accounts",
+        |b: &mut Book| {
+            seen(
+                b.explain,
+                || "portfolio.accounts".into(),
+                b.p.accounts as i64,
+            )
+        }
+    );
+    g!(
+        api,
+        "revenue_12m",
+        "portfolio.revenue_12m",
+        "the book's revenue over the 365 days ending at the as-of date",
+        |b: &mut Book| seen(
+            b.explain,
+            || "portfolio.revenue_12m".into(),
+            b.p.revenue_12m
+        ),
+    );
+    g!(
+        api,
+        "a_share",
+        "portfolio.a_share",
+        "the tier-A line the book is ranked with (config tiers.a_share, e.g. 0.8)",
+        |b: &mut Book| seen(b.explain, || "portfolio.a_share".into(), b.p.a_share),
+    );
+    g!(
+        api,
+        "b_share",
+        "portfolio.b_share",
+        "the tier-B line (config tiers.b_share, e.g. 0.95)",
+        |b: &mut Book| seen(b.explain, || "portfolio.b_share".into(), b.p.b_share),
+    );
+}
+
+/// Accounts with a kind of data, per tier, and the tier floors.
+pub(super) fn by_kind_and_tier(api: &mut Api) {
+    f!(
+        api,
+        "accounts_with",
+        "portfolio.accounts_with(kind)",
+        "number of active accounts with data of `kind`: \"orders\", \"visits\", \"receivables\", \"credit_limit\" or \"stock\" (0 says the book has none of it: an export not set up yet, not a finding)",
+        |b: &mut Book, kind: &str| -> Result<i64, Box<EvalAltResult>> {
+            let v = b.p.accounts_with(kind).ok_or_else(|| {
+                format!("portfolio.accounts_with({kind:?}): the kinds are orders, visits, receivables, credit_limit, stock")
+            })? as i64;
+            Ok(seen(
+                b.explain,
+                || format!("portfolio.accounts_with({kind:?})"),
+                v,
+            ))
+        },
+    );
+    f!(
+        api,
+        "tier_count",
+        "portfolio.tier_count(tier)",
+        "number of active accounts in tier \"A\", \"B\" or \"C\"",
+        |b: &mut Book, tier: &str| {
+            let v = b.p.tier_count(tier) as i64;
+            seen(b.explain, || format!("portfolio.tier_count({tier:?})"), v)
+        },
+    );
+    f!(
+        api,
+        "tier_floor",
+        "portfolio.tier_floor(tier)",
+        "the trailing-12-month revenue of the smallest account ranked into tier \"A\" or \"B\" by revenue today (a tier column in the master aside); 0 when the tier is empty. An account with more than this ranks into the tier, the other accounts' revenue held as it is",
+        |b: &mut Book, tier: &str| -> Result<f64, Box<EvalAltResult>> {
+            let v = b.p.tier_floor(tier).ok_or_else(|| {
+                format!(
+                    "portfolio.tier_floor({tier:?}): the tiers with a floor are \"A\" and \"B\""
+                )
+            })?;
+            Ok(seen(
+                b.explain,
+                || format!("portfolio.tier_floor({tier:?})"),
+                v,
+            ))
+        },
+    );
+}
+
+/// The book's figures over a window.
+pub(super) fn windowed(api: &mut Api) {
+    for m in Metric::ALL {
+        if m == Metric::Skus {
+            continue;
+        }
+        let name = m.name();
+        f!(
+            api,
+            name,
+            &format!("portfolio.{name}(days)"),
+            &format!(
+                "the book's {} over the `days` days ending at the as-of date",
+                m.describe()
+            ),
+            move |b: &mut Book, days: i64| {
+                let call = || format!("portfolio.{name}({days})");
+                window(&call, days, 0)?;
+                let v = b.p.metric(m, b.end, days, 0);
+                Ok::<_, Box<EvalAltResult>>(seen(b.explain, call, v))
+            },
+        );
+        f!(
+            api,
+            &format!("{name}_prev"),
+            &format!("portfolio.{name}_prev(days)"),
+            "the same over the previous `days` days",
+            move |b: &mut Book, days: i64| {
+                let call = || format!("portfolio.{name}_prev({days})");
+                window(&call, days, days)?;
+                let v = b.p.metric(m, b.end, days, days);
+                Ok::<_, Box<EvalAltResult>>(seen(b.explain, call, v))
+            },
+        );
+    }
+}

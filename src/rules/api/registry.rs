@@ -1,0 +1,106 @@
+//! The machinery every group of the rule API registers through: [`Api`]
+//! records a one-line doc with each function (the reference and `check`
+//! are built from it), the `f!` and `g!` macros register a function or a
+//! property getter, [`seen`] notes what a call returned while a rule is
+//! explained, and [`window`] checks the windows rules ask for. Touches
+//! nothing but the engine it is given and this thread's trace.
+
+use std::cell::RefCell;
+
+use rhai::{Engine, EvalAltResult, FuncRegistration};
+
+/// One registered function's doc.
+#[derive(Debug, Clone)]
+pub struct Doc {
+    pub section: &'static str,
+    /// How a rule calls it, e.g. `account.revenue(days)`.
+    pub usage: String,
+    pub doc: String,
+}
+
+/// Registers functions with their docs.
+pub struct Api<'e> {
+    pub(super) e: &'e mut Engine,
+    pub(super) section: &'static str,
+    pub(super) docs: Vec<Doc>,
+}
+
+impl Api<'_> {
+    /// The registration of `name` with its doc; `usage` is how a rule
+    /// writes the call. Use through `f!` and `g!`.
+    pub(super) fn reg(&mut self, name: &str, usage: &str, doc: &str) -> FuncRegistration {
+        self.docs.push(Doc {
+            section: self.section,
+            usage: usage.to_string(),
+            doc: doc.to_string(),
+        });
+        FuncRegistration::new(name).with_comments([format!("/// {usage}: {doc}")])
+    }
+}
+
+/// Registers a function with its doc: `f!(api, name, usage, doc, closure)`.
+macro_rules! f {
+    ($api:expr, $name:expr, $usage:expr, $doc:expr, $func:expr $(,)?) => {{
+        let r = $api.reg(&$name, &$usage, &$doc);
+        r.register_into_engine($api.e, $func);
+    }};
+}
+
+/// Registers a property getter: `g!(api, "tier", usage, doc, closure)`.
+macro_rules! g {
+    ($api:expr, $name:expr, $usage:expr, $doc:expr, $func:expr $(,)?) => {{
+        let r = $api.reg(&format!("get${}", $name), &$usage, &$doc);
+        r.register_into_engine($api.e, $func);
+    }};
+}
+
+pub(super) use {f, g};
+
+thread_local! {
+    /// What the functions returned while a rule is explained on this thread.
+    static TRACE: RefCell<Vec<(String, String)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Takes the trace recorded on this thread.
+pub fn take_trace() -> Vec<(String, String)> {
+    TRACE.with(|t| std::mem::take(&mut *t.borrow_mut()))
+}
+
+/// Notes `what = value` when explaining; returns the value.
+#[inline]
+pub(super) fn seen<T: std::fmt::Display>(on: bool, what: impl FnOnce() -> String, v: T) -> T {
+    if on {
+        let text = v.to_string();
+        TRACE.with(|t| t.borrow_mut().push((what(), text)));
+    }
+    v
+}
+
+/// Longest window a rule may ask for, in days (100 years).
+pub(super) const MAX_WINDOW_DAYS: i64 = 36_500;
+
+/// A window as a rule gives it: 1 to [`MAX_WINDOW_DAYS`] days, ending 0 or
+/// more days before the as-of date. Anything else is the rule's mistake, an
+/// error naming the call: read as 0 it would answer a question nobody
+/// asked ("no revenue") and could raise or clear an alert.
+pub(super) fn window(
+    call: &dyn Fn() -> String,
+    days: i64,
+    offset: i64,
+) -> Result<(), Box<EvalAltResult>> {
+    if !(1..=MAX_WINDOW_DAYS).contains(&days) {
+        return Err(format!(
+            "{}: a window of {days} days; give 1 to {MAX_WINDOW_DAYS} days",
+            call()
+        )
+        .into());
+    }
+    if !(0..=MAX_WINDOW_DAYS).contains(&offset) {
+        return Err(format!(
+            "{}: an offset of {offset} days; give 0 (the window ends at the as-of date) to {MAX_WINDOW_DAYS}",
+            call()
+        )
+        .into());
+    }
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! What an evaluation produces: the [`Finding`]s rules raise, the
+//! [`RunError`]s of rules that failed for an account, both gathered in an
+//! [`Outcome`], and failures grouped per rule for logs and mail. Plain
+//! values; touches nothing.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::metrics::AccountMetrics;
+use crate::model::Severity;
+
+/// A warning raised by one rule for one account.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    pub rule: Arc<str>,
+    pub account: Arc<AccountMetrics>,
+    /// Distinguishes several alerts of one rule for one account; often "".
+    pub key: String,
+    pub severity: Severity,
+    pub title: String,
+    /// The figures behind the warning, in the order the rule gave them.
+    pub figures: Vec<(String, serde_json::Value)>,
+    /// The kind of each figure that has one (`money(x)`), by label.
+    pub units: Units,
+    pub action: String,
+}
+
+/// Figure kinds by label; a figure without one is a plain number.
+pub type Units = std::collections::BTreeMap<String, crate::format::Unit>;
+
+/// One rule's run-time failures in an evaluation: how many accounts it
+/// failed for, and the first failure as the example. Logs, the eval summary
+/// and the admin's mail report failures this way, once per rule.
+#[derive(Debug)]
+pub struct RuleFailures<'a> {
+    pub rule: &'a str,
+    pub accounts: usize,
+    pub example: &'a RunError,
+}
+
+impl fmt::Display for RuleFailures<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = if self.accounts == 1 { "" } else { "s" };
+        write!(
+            f,
+            "rule {} failed for {} account{s}, e.g. {}: {}",
+            self.rule, self.accounts, self.example.account_id, self.example.message
+        )
+    }
+}
+
+/// `errors` grouped by rule, in rule name order.
+pub fn failures_by_rule(errors: &[RunError]) -> Vec<RuleFailures<'_>> {
+    let mut by: std::collections::BTreeMap<&str, (std::collections::BTreeSet<&str>, &RunError)> =
+        std::collections::BTreeMap::new();
+    for e in errors {
+        by.entry(&*e.rule)
+            .or_insert_with(|| (Default::default(), e))
+            .0
+            .insert(e.account_id.as_str());
+    }
+    by.into_iter()
+        .map(|(rule, (accounts, example))| RuleFailures {
+            rule,
+            accounts: accounts.len(),
+            example,
+        })
+        .collect()
+}
+
+/// A rule that failed while running for one account.
+#[derive(Debug, Clone)]
+pub struct RunError {
+    pub rule: Arc<str>,
+    pub account_id: String,
+    pub message: String,
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "rule {} failed for account {}: {}",
+            self.rule, self.account_id, self.message
+        )
+    }
+}
+
+/// Everything one evaluation produced.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub findings: Vec<Finding>,
+    pub errors: Vec<RunError>,
+    /// Rule x account pairs decided: every enabled rule for every account,
+    /// whether its script ran or its tiers or needs made it silent.
+    pub runs: u64,
+    /// Scripts actually run (a part of `runs`).
+    pub scripts: u64,
+    /// Stopped (SIGTERM) before every account was evaluated: the outcome is
+    /// partial and must not be recorded.
+    pub interrupted: bool,
+}

@@ -1,0 +1,588 @@
+//! Running the rules: every enabled rule against every account of a
+//! metrics snapshot, in parallel over the machine's cores, each thread
+//! with its own [`Runner`] (engine, script copies, caches). A rule whose
+//! tiers or needs exclude an account is silent for it without running; a
+//! run's alerts are capped per account and per rule; a rule stopped at its
+//! sandbox limits again and again is set aside for the evaluation; a panic
+//! fails the accounts of its block, never drops them. Reads the snapshot
+//! it is given; writes nothing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rhai::{Engine, EvalAltResult, ImmutableString, Scope};
+
+use super::api::{self, take_raised};
+use super::finding::{Outcome, RunError};
+use super::rhai_internals::{Compiled, account_intact};
+use super::sandbox::{
+    Shared, describe_runtime, engine_for, forget_prints, is_stop, report_print, start_run,
+};
+use super::set::{Rule, RuleSet};
+use super::settings::{has_bits, tier_bit};
+use crate::metrics::{AccountMetrics, Day, Portfolio, Snapshot};
+
+/// Accounts a thread takes at a time from the shared counter.
+const BLOCK: usize = 256;
+
+/// A thread's means to run the rules: see [`RuleSet::runner`].
+pub struct Runner<'r> {
+    rules: &'r RuleSet,
+    engine: Engine,
+    compiled: Vec<Compiled>,
+    shared: Shared,
+}
+
+impl<'r> Runner<'r> {
+    /// Every rule for every account of `snap`, on this thread.
+    pub fn evaluate(&mut self, snap: &Snapshot) -> Outcome {
+        // A runner kept for many evaluations (the backtest's days) counts
+        // each one's alerts afresh.
+        for c in self.shared.raised.iter() {
+            c.store(0, Ordering::Relaxed);
+        }
+        let out = self.day(snap).run(&snap.accounts);
+        self.shared.report_dropped();
+        out
+    }
+
+    /// Ready to run accounts of `snap`: a scope holding its `as_of` and
+    /// portfolio.
+    fn day<'a>(&'a mut self, snap: &Snapshot) -> AtSnapshot<'a, 'r> {
+        let end = snap.end();
+        // One scope per snapshot and thread: the shared constants stay,
+        // each account is pushed once, and each run rewinds what the
+        // script declared.
+        let scope = snapshot_scope(snap, Arc::new((*snap.portfolio).clone()), false);
+        let base = scope.len();
+        let strikes = vec![0; self.compiled.len()];
+        AtSnapshot {
+            runner: self,
+            scope,
+            base,
+            end,
+            book: snap.portfolio.data_bits(),
+            strikes,
+        }
+    }
+}
+
+/// A scope with what every rule sees of `snap` besides the account:
+/// `as_of` and `portfolio` (the given handle of the snapshot's).
+pub(super) fn snapshot_scope(
+    snap: &Snapshot,
+    portfolio: Arc<Portfolio>,
+    explain: bool,
+) -> Scope<'static> {
+    api::set_as_of(snap.as_of, explain);
+    let mut scope = Scope::new();
+    scope.push_constant(
+        "as_of",
+        ImmutableString::from(snap.as_of.format("%Y-%m-%d").to_string()),
+    );
+    scope.push_constant(
+        "portfolio",
+        api::Book {
+            p: portfolio,
+            end: snap.end(),
+            explain,
+        },
+    );
+    scope
+}
+
+/// A [`Runner`] at one snapshot.
+struct AtSnapshot<'a, 'r> {
+    runner: &'a mut Runner<'r>,
+    scope: Scope<'static>,
+    base: usize,
+    end: Day,
+    /// The kinds of data the book has (`Portfolio::data_bits`).
+    book: u8,
+    /// Per rule: accounts in a row on which its run was stopped at a
+    /// sandbox limit (operations, memory). At [`MAX_STRIKES`] the rule is
+    /// not run again in this evaluation on this thread: each such run costs
+    /// up to a million operations or 32 MiB of allocation.
+    strikes: Vec<u32>,
+}
+
+/// See [`AtSnapshot::strikes`].
+pub const MAX_STRIKES: u32 = 5;
+
+impl AtSnapshot<'_, '_> {
+    /// Every rule for each of `accounts`, in order.
+    fn run(&mut self, accounts: &[Arc<AccountMetrics>]) -> Outcome {
+        let mut out = Outcome::default();
+        for m in accounts {
+            // SIGTERM: stop between accounts; the run in progress stops
+            // at its next operation (the progress callback).
+            if self.runner.shared.stopped() {
+                out.interrupted = true;
+                break;
+            }
+            // Tests make an evaluation panic with an account named so.
+            #[cfg(test)]
+            if m.id.starts_with("PANIC") {
+                panic!("injected for account {}", m.id);
+            }
+            self.account(m, &mut out);
+            if out.interrupted {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Every rule for one account, into `out`.
+    fn account(&mut self, m: &Arc<AccountMetrics>, out: &mut Outcome) {
+        let bit = tier_bit(m.tier);
+        let has = has_bits(m);
+        let book = self.book;
+        // `account` is a plain variable, not a constant: a method call on a
+        // constant makes Rhai copy the value first. It is pushed once per
+        // account, and again before a run only when a script changed it, so
+        // no script can leave a changed `account` behind for the next rule.
+        let mut pushed = false;
+        let rules = self.runner.rules;
+        for (i, rule) in rules.rules.iter().enumerate() {
+            out.runs += 1;
+            // A rule whose tiers exclude the account, or that needs data
+            // the account does not have, is silent for it without running
+            // the script.
+            if rule.mask & bit == 0 || rule.needs & !has != 0 || rule.book_needs & !book != 0 {
+                continue;
+            }
+            if self.strikes[i] >= MAX_STRIKES {
+                out.errors.push(RunError {
+                    rule: rule.name.clone(),
+                    account_id: m.id.clone(),
+                    message: format!(
+                        "not run: the rule was stopped at its limits (operations or memory) for {MAX_STRIKES} accounts in a row in this evaluation; the account's alerts are left as they were"
+                    ),
+                });
+                continue;
+            }
+            self.push_account(m, &mut pushed);
+            if !self.script(i, rule, m, out) {
+                out.interrupted = true;
+                break;
+            }
+        }
+    }
+
+    /// Puts `account` in the scope for `m`: pushed once, again only when a
+    /// script changed it (see [`account_intact`]).
+    fn push_account(&mut self, m: &Arc<AccountMetrics>, pushed: &mut bool) {
+        let scope = &mut self.scope;
+        if *pushed {
+            scope.rewind(self.base + 1);
+        }
+        if !*pushed || !account_intact(scope, m) {
+            scope.rewind(self.base);
+            scope.push(
+                "account",
+                api::Account {
+                    m: m.clone(),
+                    end: self.end,
+                    explain: false,
+                },
+            );
+            *pushed = true;
+        }
+    }
+
+    /// Runs rule `i`'s script for `m`, into `out`; false when the stop
+    /// flag ended the run (not the rule's fault, and not an outcome).
+    fn script(
+        &mut self,
+        i: usize,
+        rule: &Rule,
+        m: &Arc<AccountMetrics>,
+        out: &mut Outcome,
+    ) -> bool {
+        start_run();
+        out.scripts += 1;
+        let result = self.runner.compiled[i].run(&self.runner.engine, &mut self.scope);
+        let raised = take_raised();
+        report_print(&self.runner.shared, &rule.name, &m.id);
+        match result {
+            Ok(()) => {
+                self.strikes[i] = 0;
+                if raised.is_empty() {
+                    return true;
+                }
+                // `alerts.max_per_rule`, counted across the evaluation's
+                // threads as the alerts come (so no runaway rule piles them
+                // up in memory). Alerts of accounts refused still count:
+                // once over, the rule stays over for the rest of the
+                // evaluation.
+                let cap = self.runner.rules.caps.per_rule;
+                let before =
+                    self.runner.shared.raised[i].fetch_add(raised.len(), Ordering::Relaxed);
+                if before + raised.len() <= cap {
+                    for r in raised {
+                        out.findings.push(r.finding(&rule.name, rule.severity, m));
+                    }
+                } else {
+                    out.errors.push(RunError {
+                        rule: rule.name.clone(),
+                        account_id: m.id.clone(),
+                        message: format!(
+                            "the rule raised more alerts in this evaluation than alerts.max_per_rule ({cap}) allows; those of this account were not recorded and stay as they were. Fix the rule, or raise the cap if so many warnings are meant"
+                        ),
+                    });
+                }
+            }
+            Err(e) if is_stop(&e) => return false,
+            Err(e) => {
+                if matches!(
+                    *e,
+                    EvalAltResult::ErrorTooManyOperations(_) | EvalAltResult::ErrorTerminated(..)
+                ) {
+                    self.strikes[i] += 1;
+                } else {
+                    self.strikes[i] = 0;
+                }
+                out.errors.push(RunError {
+                    rule: rule.name.clone(),
+                    account_id: m.id.clone(),
+                    message: describe_runtime(&e, &rule.path),
+                });
+            }
+        }
+        true
+    }
+}
+
+impl RuleSet {
+    /// Runs every rule for every account of the snapshot, in parallel over
+    /// the machine's cores. Findings come back in (account, rule) order.
+    pub fn evaluate(&self, snap: &Snapshot) -> Outcome {
+        self.evaluate_until(snap, Arc::default())
+    }
+
+    /// `evaluate`, stopped early once `stop` is set (the daemon's SIGTERM):
+    /// the outcome is then `interrupted`.
+    pub fn evaluate_until(&self, snap: &Snapshot, stop: Arc<AtomicBool>) -> Outcome {
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        self.evaluate_shared(snap, threads, &Shared::until(stop))
+    }
+
+    /// `evaluate` on at most `threads` threads.
+    ///
+    /// Accounts are ranked largest first, and the large ones run more rules
+    /// (tier filters), so fixed halves would leave one thread idle: threads
+    /// take blocks of `BLOCK` accounts from a shared counter instead, and
+    /// the blocks' outcomes are put back in account order.
+    pub fn evaluate_with(&self, snap: &Snapshot, threads: usize) -> Outcome {
+        self.evaluate_shared(snap, threads, &Shared::default())
+    }
+
+    fn evaluate_shared(&self, snap: &Snapshot, threads: usize, shared: &Shared) -> Outcome {
+        let shared = &shared.for_rules(self.rules.len());
+        let blocks = snap.accounts.len().div_ceil(BLOCK);
+        let threads = threads.max(1).min(blocks.max(1));
+        if threads == 1 {
+            // A panic (a bug, never a script's doing) fails every account:
+            // their alerts stay as they were; none is taken as cleared.
+            return std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.runner_with(shared.clone()).evaluate(snap)
+            }))
+            .unwrap_or_else(|p| self.failed(&snap.accounts, &panic_text(&*p)));
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let mut parts: Vec<(usize, Outcome)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    let next = &next;
+                    s.spawn(move || self.blocks(snap, shared, next))
+                })
+                .collect();
+            let mut parts = Vec::new();
+            for h in handles {
+                match h.join() {
+                    Ok(done) => parts.extend(done),
+                    Err(p) => tracing::error!("an evaluation thread stopped: {}", panic_text(&*p)),
+                }
+            }
+            parts
+        });
+        // Blocks a stopped thread took are failed, never left out: an
+        // account missing from the outcome would read as all clear.
+        let have: std::collections::HashSet<usize> = parts.iter().map(|p| p.0).collect();
+        for b in (0..blocks).filter(|b| !have.contains(b)) {
+            let hi = ((b + 1) * BLOCK).min(snap.accounts.len());
+            let block = &snap.accounts[b * BLOCK..hi];
+            parts.push((b, self.failed(block, "its evaluation thread stopped")));
+        }
+        parts.sort_by_key(|p| p.0);
+        let mut out = Outcome::default();
+        for (_, p) in parts {
+            out.findings.extend(p.findings);
+            out.errors.extend(p.errors);
+            out.runs += p.runs;
+            out.scripts += p.scripts;
+            out.interrupted |= p.interrupted;
+        }
+        shared.report_dropped();
+        out
+    }
+
+    /// One evaluation thread: takes blocks of [`BLOCK`] accounts from
+    /// `next` until none is left; returns each block's outcome with its
+    /// number. A block that panics is failed as a whole, and the thread
+    /// goes on with a fresh runner.
+    fn blocks(
+        &self,
+        snap: &Snapshot,
+        shared: &Shared,
+        next: &std::sync::atomic::AtomicUsize,
+    ) -> Vec<(usize, Outcome)> {
+        let mut done = Vec::new();
+        'fresh: loop {
+            let mut runner = self.runner_with(shared.clone());
+            let mut day = runner.day(snap);
+            loop {
+                let b = next.fetch_add(1, Ordering::Relaxed);
+                let lo = b * BLOCK;
+                if lo >= snap.accounts.len() {
+                    break 'fresh;
+                }
+                let hi = (lo + BLOCK).min(snap.accounts.len());
+                let block = &snap.accounts[lo..hi];
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| day.run(block))) {
+                    Ok(o) => done.push((b, o)),
+                    Err(p) => {
+                        done.push((b, self.failed(block, &panic_text(&*p))));
+                        continue 'fresh;
+                    }
+                }
+            }
+        }
+        done
+    }
+
+    /// An outcome in which every enabled rule failed for each of
+    /// `accounts`, because their evaluation stopped (`why`).
+    fn failed(&self, accounts: &[Arc<AccountMetrics>], why: &str) -> Outcome {
+        let mut out = Outcome::default();
+        for m in accounts {
+            for rule in self.rules.iter().filter(|r| r.enabled()) {
+                out.runs += 1;
+                out.errors.push(RunError {
+                    rule: rule.name.clone(),
+                    account_id: m.id.clone(),
+                    message: format!(
+                        "the evaluation stopped with an internal error ({why}); the account's alerts are left as they were. Please report this"
+                    ),
+                });
+            }
+        }
+        out
+    }
+
+    /// What one thread needs to run the rules, kept for as long as it
+    /// keeps running them (the backtest keeps one per thread for all its
+    /// days).
+    ///
+    /// Everything a run clones is the thread's own: an engine (its function
+    /// handles go into each run's resolution cache; built in about a
+    /// millisecond), the scripts' ASTs (function library, source name) and
+    /// their resolution caches ([`Compiled`]), and, per snapshot, `as_of`
+    /// and the portfolio handle. Shared between threads, their reference
+    /// counts made each core wait on the other's cache.
+    pub fn runner(&self) -> Runner<'_> {
+        self.runner_with(Shared::default().for_rules(self.rules.len()))
+    }
+
+    /// [`runner`](Self::runner) for one thread of an evaluation that
+    /// shares `shared` (its stop flag, print allowance and alert counts,
+    /// one per rule: see [`Shared::for_rules`]).
+    pub(super) fn runner_with(&self, mut shared: Shared) -> Runner<'_> {
+        if shared.raised.len() != self.rules.len() {
+            shared = shared.for_rules(self.rules.len());
+        }
+        api::set_alert_cap(self.caps.per_account);
+        api::set_style(&self.style);
+        api::set_seasons(&self.seasons);
+        // Nothing left over from a run a panic cut short.
+        take_raised();
+        forget_prints();
+        Runner {
+            rules: self,
+            engine: engine_for(&shared),
+            compiled: self.rules.iter().map(|r| Compiled::new(&r.ast)).collect(),
+            shared,
+        }
+    }
+}
+
+/// What a panic said, for a message.
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::rules::AlertCaps;
+    use crate::rules::test_books::{book_of, snapshot_of};
+
+    #[test]
+    fn rules_see_the_seasons_of_their_set() {
+        // As of 2026-11-28: 双11 is over; 春节 2027 is 02-06, its stocking
+        // peak (the shipped 春节 - 30 to 元宵) starts 2027-01-07, in 40 days.
+        let src = r#"
+            let s = season("春节");
+            let m = season("中秋");
+            let n = next_season();
+            alert(#{ title: `${s.start}..${s.end} ${s.days_until} ${s.in_peak} ${m.start} ${n.name} ${days_until_peak()} ${from_lunar(2027, 8, 15)}` });
+        "#;
+        let mut rs = RuleSet::from_sources(&[("s", src)]).unwrap();
+        let snap = crate::metrics::tests_support::snapshot_one();
+        let out = rs.evaluate(&snap);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(
+            out.findings[0].title,
+            "2027-01-07..2027-02-20 40 false 2027-08-16 春节 40 2027-09-15"
+        );
+        // The set's own seasons: a name it lacks is an error naming those
+        // it has; without seasons there is no next peak.
+        let own = crate::model::seasons::Season::parse("店庆", "12-01", "12-07").unwrap();
+        rs.seasons = Arc::new(crate::model::seasons::Seasons { list: vec![own] });
+        let out = rs.evaluate(&snap);
+        assert_eq!(out.errors.len(), 1, "{:?}", out.findings);
+        assert!(
+            out.errors[0]
+                .message
+                .contains("no such season; the config's seasons are 店庆"),
+            "{}",
+            out.errors[0].message
+        );
+        let none = RuleSet {
+            seasons: Arc::new(crate::model::seasons::Seasons::default()),
+            ..RuleSet::from_sources(&[(
+                "n",
+                "alert(#{ title: `${days_until_peak()} ${type_of(next_season())}` });",
+            )])
+            .unwrap()
+        };
+        let out = none.evaluate(&snap);
+        assert_eq!(out.findings[0].title, "-1 ()");
+    }
+
+    #[test]
+    fn a_panicking_evaluation_fails_its_accounts_and_drops_none() {
+        let rs = RuleSet::from_sources(&[
+            ("a", "alert(#{ title: account.id, figures: #{ n: 1 } });"),
+            ("b", "let x = 1;"),
+        ])
+        .unwrap();
+        // 600 accounts are three blocks; the panic is in the second.
+        let snap = snapshot_of(600, 300);
+        for threads in [1, 2] {
+            let out = rs.evaluate_with(&snap, threads);
+            let failed: BTreeSet<&str> = out.errors.iter().map(|e| e.account_id.as_str()).collect();
+            let fired: BTreeSet<&str> =
+                out.findings.iter().map(|f| f.account.id.as_str()).collect();
+            // Every account either fired or failed: none vanished.
+            for m in &snap.accounts {
+                assert!(
+                    failed.contains(m.id.as_str()) ^ fired.contains(m.id.as_str()),
+                    "{threads} thread(s): account {} neither fired nor failed",
+                    m.id
+                );
+            }
+            assert!(failed.contains("PANIC300"));
+            assert!(
+                out.errors
+                    .iter()
+                    .all(|e| e.message.contains("internal error"))
+            );
+            // Both rules failed for each failed account.
+            assert_eq!(out.errors.len(), failed.len() * 2);
+            if threads == 2 {
+                // Only the panicking block failed.
+                assert_eq!(failed.len(), 256, "{failed:?}");
+                assert!(fired.contains("KH0") && fired.contains("KH599"));
+            }
+        }
+    }
+
+    #[test]
+    fn a_rule_stopped_at_its_limits_again_and_again_is_set_aside() {
+        let rs =
+            RuleSet::from_sources(&[("spin", "loop { }"), ("ok", "alert(#{ title: \"t\" });")])
+                .unwrap();
+        let out = rs.evaluate_with(&book_of(20), 1);
+        let spin: Vec<&RunError> = out.errors.iter().filter(|e| &*e.rule == "spin").collect();
+        assert_eq!(spin.len(), 20, "every account is accounted for");
+        let stopped = spin
+            .iter()
+            .filter(|e| e.message.contains("endless loop"))
+            .count();
+        assert_eq!(stopped, MAX_STRIKES as usize);
+        assert!(spin[MAX_STRIKES as usize].message.starts_with("not run:"));
+        assert_eq!(out.findings.len(), 20, "the other rule ran everywhere");
+    }
+
+    #[test]
+    fn alerts_are_capped_per_account_and_per_rule() {
+        let mut rs = RuleSet::from_sources(&[
+            (
+                "flood",
+                "for i in 0..1000 { alert(#{ title: \"t\", key: i }); }",
+            ),
+            (
+                "three",
+                "for i in 0..3 { alert(#{ title: \"t\", key: i }); }",
+            ),
+            ("one", "alert(#{ title: \"t\" });"),
+        ])
+        .unwrap();
+        rs.caps = AlertCaps {
+            per_account: 5,
+            per_rule: 7,
+        };
+        let out = rs.evaluate_with(&book_of(4), 2);
+        // flood: over the per-account cap everywhere, nothing recorded.
+        let flood: Vec<_> = out.errors.iter().filter(|e| &*e.rule == "flood").collect();
+        assert_eq!(flood.len(), 4);
+        assert!(
+            flood[0]
+                .message
+                .contains("more than 5 alerts for one account")
+        );
+        assert!(!out.findings.iter().any(|f| &*f.rule == "flood"));
+        // three: 12 in the evaluation, cap 7: KH1 and KH2 kept whole (6),
+        // KH3 would cross the cap, so KH3 and KH4 failed (one block of
+        // accounts: in book order).
+        let kept: Vec<&str> = out
+            .findings
+            .iter()
+            .filter(|f| &*f.rule == "three")
+            .map(|f| f.account.id.as_str())
+            .collect();
+        assert_eq!(kept, ["KH1", "KH1", "KH1", "KH2", "KH2", "KH2"]);
+        let failed: Vec<&str> = out
+            .errors
+            .iter()
+            .filter(|e| &*e.rule == "three")
+            .map(|e| e.account_id.as_str())
+            .collect();
+        assert_eq!(failed, ["KH3", "KH4"]);
+        assert!(out.errors.iter().any(|e| {
+            e.message
+                .contains("more alerts in this evaluation than alerts.max_per_rule (7)")
+        }));
+        // one: under both caps, untouched.
+        assert_eq!(out.findings.iter().filter(|f| &*f.rule == "one").count(), 4);
+    }
+}
