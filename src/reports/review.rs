@@ -152,7 +152,7 @@ pub fn build(
             id: a.id.clone(),
             name: a.name.clone(),
             owner: a.owner.clone(),
-            tier: a.tier,
+            tier: a.tier.as_str(),
             detail,
         };
         let mut declines: Vec<(f64, Line)> = Vec::new();
@@ -160,7 +160,7 @@ pub fn build(
         let mut unvisited: Vec<(i64, Line)> = Vec::new();
         let mut moves: Vec<Line> = Vec::new();
         for a in &accounts {
-            if a.tier == "C" {
+            if a.tier == crate::model::Tier::C {
                 continue;
             }
             let now = a.window(Measure::Revenue, end, 90, 0);
@@ -216,7 +216,7 @@ pub fn build(
                     ));
                 }
             }
-            if let Some((_, cadence)) = CADENCE.iter().find(|(t, _)| *t == a.tier) {
+            if let Some((_, cadence)) = CADENCE.iter().find(|(t, _)| *t == a.tier.as_str()) {
                 let since = a.days_since_last_visit(end, None);
                 if since.is_none_or(|d| d > *cadence) {
                     let text = match (since, en) {
