@@ -31,7 +31,7 @@ pub struct Delivery {
     pub split: u64,
     /// Set when the pass gave up on the server (it timed out again and
     /// again, refused the login, or cannot be reached): the error.
-    pub gave_up: Option<String>,
+    pub gave_up: Option<smtp::Error>,
 }
 
 /// Seconds to wait before attempt `n + 1`: 30 s doubling, at most an hour.
@@ -339,7 +339,7 @@ impl Pass<'_> {
             self.timeouts += 1;
         }
         if whole_server || self.timeouts >= TIMEOUTS_BEFORE_GIVING_UP {
-            self.out.gave_up = Some(text);
+            self.out.gave_up = Some(e);
             return Ok(Then::Stop);
         }
         Ok(Then::Next)

@@ -1,9 +1,10 @@
 //! Digest: turns the held notices into outbox messages — one digest per
 //! recipient per evaluation (critical ones alone if asked), most important
 //! first, under `mail.max_message_kb` (fewer charts, then parts) — unless
-//! a quiet window holds them; and re-renders a message the server found too
-//! large into smaller parts. Owns the `notification_mail` links and the
-//! `notifications` state change from held to mailed.
+//! a quiet window (`mail.quiet`, parsed by the config) holds them; and
+//! re-renders a message the server found too large into smaller parts.
+//! Owns the `notification_mail` links and the `notifications` state change
+//! from held to mailed.
 
 use std::fmt::Write as _;
 
@@ -15,13 +16,20 @@ use rusqlite::{Connection, params};
 use super::address::{Recipient, from_mailbox};
 use super::mime::{Rendered, compose};
 use super::outbox::message_id;
-use super::quiet::quiet_on;
 use super::render::Templates;
 use crate::alerts::Item;
 use crate::config::{DigestConfig, Loaded, MailConfig};
 use crate::metrics::Snapshot;
 use crate::rules::Severity;
 use crate::store::{date_text, now_text};
+
+/// The quiet window covering `as_of`, if any.
+fn quiet_on(cfg: &MailConfig, as_of: NaiveDate) -> Option<String> {
+    cfg.quiet
+        .iter()
+        .find(|q| q.covers(as_of))
+        .map(|q| q.name.clone())
+}
 
 /// Importance order: severity, then tier (A first), then share of revenue.
 fn importance(a: &Item, b: &Item) -> std::cmp::Ordering {

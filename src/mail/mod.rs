@@ -18,7 +18,6 @@
 //!
 //! The rooms, from the bottom up (each imports only those above it):
 //! - `address`: a recipient, address checks, the sender;
-//! - `quiet`: quiet windows;
 //! - `mime`: a rendered message into MIME bytes, HTML escaping, one-line headers;
 //! - `templates`, `words`, `render`: the message's text, HTML and charts;
 //! - `outbox`: queuing a message, admin notices, Message-IDs, counts;
@@ -37,7 +36,6 @@ mod digest;
 mod mime;
 mod outbox;
 pub mod preview;
-mod quiet;
 mod render;
 mod route;
 mod sink;
@@ -48,12 +46,11 @@ mod words;
 #[cfg(test)]
 mod fixtures;
 
-pub use address::{Recipient, from_mailbox, id_domain, valid_address};
+pub use address::Recipient;
 pub use deliver::{Delivery, deliver};
 pub use digest::release;
-pub use mime::{Image, Rendered, compose, escape_html};
+pub use mime::{Image, Rendered, escape_html};
 pub use outbox::{message_id, notify_admin, notify_admin_once, outbox_counts, queue};
-pub use quiet::{Quiet, quiet_on};
 pub use render::Templates;
-pub use route::{bad_addresses, record, route};
+pub use route::{record, route};
 pub use sink::{Sink, SmtpSink};

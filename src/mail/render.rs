@@ -14,7 +14,7 @@ use super::address::Recipient;
 use super::mime::{Image, Rendered, one_line};
 use super::templates::environment;
 use super::words::{
-    Role, dash, footer, person, same, severity_color, severity_label, shell_word, silence_command,
+    dash, footer, person, reason, severity_color, severity_label, shell_word, silence_command,
     status_line, subject_line, subject_prefix,
 };
 use crate::alerts::{Item, Notice};
@@ -118,64 +118,6 @@ struct ItemView {
 }
 
 impl Templates {
-    fn role(&self, it: &Item, r: &Recipient) -> Role {
-        if same(it.owner_email.as_deref(), &r.email) {
-            Role::Owner
-        } else if same(it.manager_email.as_deref(), &r.email) {
-            Role::Manager
-        } else if same(self.catch_all.as_deref(), &r.email) {
-            Role::CatchAll
-        } else if same(self.admin.as_deref(), &r.email) {
-            Role::Admin
-        } else {
-            Role::Extra
-        }
-    }
-
-    /// Why `to` get this item: one sentence for one reader, a list for more.
-    fn reason(&self, it: &Item, to: &[Recipient]) -> String {
-        let en = self.en;
-        let owner = it.owner.trim();
-        let one = |r: &Recipient, you: bool| -> String {
-            match (self.role(it, r), en, you) {
-                (Role::Owner, false, true) => "您是该客户的负责人".into(),
-                (Role::Owner, true, true) => "you own this account".into(),
-                (Role::Owner, false, false) => "客户负责人".into(),
-                (Role::Owner, true, false) => "owner of the account".into(),
-                (Role::Manager, false, true) if !owner.is_empty() => {
-                    format!("您是该客户负责人{owner}的主管")
-                }
-                (Role::Manager, false, _) => "该客户负责人的主管".into(),
-                (Role::Manager, true, true) if !owner.is_empty() => {
-                    format!("you manage {owner}, who owns this account")
-                }
-                (Role::Manager, true, _) => "manager of the account's owner".into(),
-                (Role::CatchAll, false, _) => {
-                    "该客户在客户主数据中没有负责人邮箱，预警转给默认收件人（mail.catch_all）".into()
-                }
-                (Role::CatchAll, true, _) => "the account has no owner email in the customer master, so its warnings go to mail.catch_all".into(),
-                (Role::Admin, false, _) => "该客户没有负责人邮箱，也未设置 mail.catch_all，预警转给管理员（mail.admin）".into(),
-                (Role::Admin, true, _) => "the account has no owner email and mail.catch_all is not set, so its warnings go to the admin (mail.admin)".into(),
-                (Role::Extra, false, _) => format!("规则 {} 的设置（rule_settings 的 recipients）把您列为收件人", it.rule),
-                (Role::Extra, true, _) => format!("the settings of rule {} (recipients in rule_settings) list you", it.rule),
-            }
-        };
-        match to {
-            [r] => one(r, true),
-            many => many
-                .iter()
-                .map(|r| {
-                    if en {
-                        format!("{} ({})", person(r), one(r, false))
-                    } else {
-                        format!("{}（{}）", person(r), one(r, false))
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(if en { "; " } else { "；" }),
-        }
-    }
-
     /// The command that silences this alert for 30 days from its evaluation.
     fn silence(&self, it: &Item) -> String {
         let until = it.as_of + chrono::Days::new(30);
@@ -262,7 +204,7 @@ impl Templates {
             action: it.action.clone(),
             resolved: matches!(it.notice, Notice::Resolved { .. }),
             footer: footer(it, en),
-            reason: self.reason(it, to),
+            reason: reason(it, to, en, self.catch_all.as_deref(), self.admin.as_deref()),
             silence: self.silence(it),
             chart,
             caption: caption.unwrap_or_default(),

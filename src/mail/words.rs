@@ -89,7 +89,7 @@ pub(super) fn subject_prefix(it: &Item, en: bool) -> String {
 
 /// Whom a recipient is to an item.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(super) enum Role {
+enum Role {
     Owner,
     Manager,
     CatchAll,
@@ -97,7 +97,7 @@ pub(super) enum Role {
     Extra,
 }
 
-pub(super) fn same(a: Option<&str>, b: &str) -> bool {
+fn same(a: Option<&str>, b: &str) -> bool {
     a.is_some_and(|a| a.trim().eq_ignore_ascii_case(b.trim()))
 }
 
@@ -161,6 +161,71 @@ pub(super) fn footer(it: &Item, en: bool) -> String {
 /// blanks (a template's final newline would otherwise end it in a space).
 pub(super) fn subject_line(s: &str) -> String {
     one_line(s).trim().to_string()
+}
+
+/// Whom `r` is to the item: its owner, its owner's manager, the catch-all,
+/// the admin, or one of the rule's extra recipients.
+fn role(it: &Item, r: &Recipient, catch_all: Option<&str>, admin: Option<&str>) -> Role {
+    if same(it.owner_email.as_deref(), &r.email) {
+        Role::Owner
+    } else if same(it.manager_email.as_deref(), &r.email) {
+        Role::Manager
+    } else if same(catch_all, &r.email) {
+        Role::CatchAll
+    } else if same(admin, &r.email) {
+        Role::Admin
+    } else {
+        Role::Extra
+    }
+}
+
+/// Why `to` get this item: one sentence for one reader, a list for more.
+pub(super) fn reason(
+    it: &Item,
+    to: &[Recipient],
+    en: bool,
+    catch_all: Option<&str>,
+    admin: Option<&str>,
+) -> String {
+    let owner = it.owner.trim();
+    let one = |r: &Recipient, you: bool| -> String {
+        match (role(it, r, catch_all, admin), en, you) {
+            (Role::Owner, false, true) => "您是该客户的负责人".into(),
+            (Role::Owner, true, true) => "you own this account".into(),
+            (Role::Owner, false, false) => "客户负责人".into(),
+            (Role::Owner, true, false) => "owner of the account".into(),
+            (Role::Manager, false, true) if !owner.is_empty() => {
+                format!("您是该客户负责人{owner}的主管")
+            }
+            (Role::Manager, false, _) => "该客户负责人的主管".into(),
+            (Role::Manager, true, true) if !owner.is_empty() => {
+                format!("you manage {owner}, who owns this account")
+            }
+            (Role::Manager, true, _) => "manager of the account's owner".into(),
+            (Role::CatchAll, false, _) => {
+                "该客户在客户主数据中没有负责人邮箱，预警转给默认收件人（mail.catch_all）".into()
+            }
+            (Role::CatchAll, true, _) => "the account has no owner email in the customer master, so its warnings go to mail.catch_all".into(),
+            (Role::Admin, false, _) => "该客户没有负责人邮箱，也未设置 mail.catch_all，预警转给管理员（mail.admin）".into(),
+            (Role::Admin, true, _) => "the account has no owner email and mail.catch_all is not set, so its warnings go to the admin (mail.admin)".into(),
+            (Role::Extra, false, _) => format!("规则 {} 的设置（rule_settings 的 recipients）把您列为收件人", it.rule),
+            (Role::Extra, true, _) => format!("the settings of rule {} (recipients in rule_settings) list you", it.rule),
+        }
+    };
+    match to {
+        [r] => one(r, true),
+        many => many
+            .iter()
+            .map(|r| {
+                if en {
+                    format!("{} ({})", person(r), one(r, false))
+                } else {
+                    format!("{}（{}）", person(r), one(r, false))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(if en { "; " } else { "；" }),
+    }
 }
 
 #[cfg(test)]

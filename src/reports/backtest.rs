@@ -135,152 +135,40 @@ pub fn replay(
         .enumerate()
         .map(|(i, a)| (a.0, i as u32))
         .collect();
-    let mut owner_names: Vec<&str> = Vec::new();
-    let mut owner_ids: HashMap<&str, u32> = HashMap::new();
-    let owner_of: Vec<u32> = accounts
-        .iter()
-        .map(|a| {
-            let owner = if a.2.is_empty() { "(no owner)" } else { a.2 };
-            *owner_ids.entry(owner).or_insert_with(|| {
-                owner_names.push(owner);
-                owner_names.len() as u32 - 1
-            })
-        })
-        .collect();
-
-    let step = opts.every_days.max(1);
-    let mut days = Vec::new();
-    let mut day = opts.from;
-    while day <= opts.to {
-        days.push(day);
-        day += chrono::Duration::days(step);
-    }
-
-    let mut tally: Vec<Tally> = rules.rules.iter().map(|_| Tally::default()).collect();
-    let mut life: HashMap<(u16, u32, u32), Lifecycle> = HashMap::new();
-    let mut keys: HashMap<String, u32> = HashMap::new();
-    let next = AtomicUsize::new(0);
-    let (tx, rx) = mpsc::channel::<(usize, DayResult)>();
-    // Thread time deriving snapshots and running rules, for the debug log.
-    let spent = std::sync::Mutex::new((Duration::ZERO, Duration::ZERO));
-    let mut stepping = Duration::ZERO;
+    let owners = Owners::of(&accounts);
+    let days = replayed_days(opts);
     let sku_tiers = rules.tiers_reading_skus();
-    let sku_tiers = &sku_tiers;
-    std::thread::scope(|s| {
+    let work = Work {
+        timeline,
+        tiers: &cfg.cfg.tiers,
+        rules,
+        sku_tiers: &sku_tiers,
+        wanted: &wanted,
+        index: &index,
+        days: &days,
+        next: AtomicUsize::new(0),
+        spent: std::sync::Mutex::new((Duration::ZERO, Duration::ZERO)),
+    };
+    let mut life = Lifecycles {
+        rules,
+        policies: &policies,
+        owner_of: &owners.of,
+        tally: rules.rules.iter().map(|_| Tally::default()).collect(),
+        alerts: HashMap::new(),
+        keys: HashMap::new(),
+    };
+    let (tx, rx) = mpsc::channel::<(usize, DayResult)>();
+    let stepping = std::thread::scope(|s| {
         for _ in 0..threads.clamp(1, days.len().max(1)) {
             let tx = tx.clone();
-            let (next, days, wanted, index) = (&next, &days, &wanted, &index);
-            let spent = &spent;
-            s.spawn(move || {
-                // One runner per thread for all its days: the scripts'
-                // function-resolution caches stay warm.
-                // The thread's days come in order, and each day's accounts
-                // are rebuilt in place from the thread's previous day.
-                let mut runner = rules.runner();
-                let mut reuse = metrics::Reuse::default();
-                reuse.main_skus_for_tiers(sku_tiers);
-                let (mut derive, mut evaluate) = (Duration::ZERO, Duration::ZERO);
-                loop {
-                    let k = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(day) = days.get(k) else { break };
-                    let t = Instant::now();
-                    let snap = timeline.snapshot_reusing(*day, &cfg.cfg.tiers, &mut reuse);
-                    derive += t.elapsed();
-                    let t = Instant::now();
-                    let outcome = runner.evaluate(&snap);
-                    evaluate += t.elapsed();
-                    reuse.recycle(snap.accounts);
-                    let result = reduce(rules, wanted, index, outcome);
-                    if tx.send((k, result)).is_err() {
-                        break;
-                    }
-                }
-                if let Ok(mut spent) = spent.lock() {
-                    spent.0 += derive;
-                    spent.1 += evaluate;
-                }
-            });
+            let work = &work;
+            s.spawn(move || work.evaluate_days(&tx));
         }
         drop(tx);
-        // Results arrive in any order; the lifecycle steps in day order.
-        let mut pending: BTreeMap<usize, DayResult> = BTreeMap::new();
-        let mut k = 0;
-        for (i, result) in rx {
-            pending.insert(i, result);
-            while let Some(result) = pending.remove(&k) {
-                let t = Instant::now();
-                let day = days[k];
-                let week = monday(day);
-                let mut seen: HashMap<(u16, u32, u32), Observation> = HashMap::new();
-                for (rule, account, key, severity) in result.raised {
-                    let n = keys.len() as u32;
-                    let key = *keys.entry(key).or_insert(n);
-                    // Several findings for one key: the most severe counts.
-                    seen.entry((rule, account, key))
-                        .and_modify(|o| {
-                            if matches!(o, Observation::Raised(s) if *s < severity) {
-                                *o = Observation::Raised(severity);
-                            }
-                        })
-                        .or_insert(Observation::Raised(severity));
-                }
-                let mut failed: HashSet<(u16, u32)> = HashSet::new();
-                for (rule, account) in result.failed {
-                    tally[usize::from(rule)].errors += 1;
-                    failed.insert((rule, account));
-                }
-                // Alerts known before but not raised today are cleared (or
-                // unknown when the rule failed for the account).
-                for key in life.keys() {
-                    if !seen.contains_key(key) {
-                        let obs = if failed.contains(&(key.0, key.1)) {
-                            Observation::Unknown
-                        } else {
-                            Observation::Clear
-                        };
-                        seen.insert(*key, obs);
-                    }
-                }
-                for (key, obs) in seen {
-                    let rule = &rules.rules[usize::from(key.0)];
-                    let prev = life.get(&key).cloned().unwrap_or_default();
-                    let step = alerts::step(&prev, obs, policies.get(&rule.name), day, false);
-                    // A resolved alert behaves as one never raised: the next
-                    // raise starts a new episode, a clear does nothing. Only
-                    // pending and firing alerts are kept, so each day steps
-                    // those and today's raises, not every alert of the year.
-                    if matches!(
-                        step.next.state,
-                        alerts::State::Inactive | alerts::State::Resolved
-                    ) {
-                        life.remove(&key);
-                    } else {
-                        life.insert(key, step.next);
-                    }
-                    let t = &mut tally[usize::from(key.0)];
-                    let owner = owner_of[key.1 as usize];
-                    for n in &step.notices {
-                        t.notices += 1;
-                        *t.per_week.entry(week).or_default() += 1;
-                        *t.per_owner.entry(owner).or_default() += 1;
-                        *t.owner_week.entry((owner, week)).or_default() += 1;
-                        match n {
-                            Notice::Started => {
-                                t.started += 1;
-                                *t.starts.entry(key.1).or_default() += 1;
-                            }
-                            Notice::Resolved { .. } => t.resolved += 1,
-                            _ => {}
-                        }
-                    }
-                }
-                k += 1;
-                stepping += t.elapsed();
-            }
-        }
+        life.step_in_order(rx, &days)
     });
 
-    let (derive, evaluate) = spent.into_inner().unwrap_or_default();
+    let (derive, evaluate) = work.spent.into_inner().unwrap_or_default();
     tracing::debug!(
         days = days.len(),
         threads,
@@ -291,8 +179,226 @@ pub fn replay(
         "backtest phases (derive and evaluate: thread time summed over threads; lifecycle: the \
          main thread stepping alerts; replay: wall)"
     );
+    let reports = rule_reports(rules, life.tally, &wanted, &accounts, &owners.names, opts);
+    Report {
+        from: opts.from,
+        to: opts.to,
+        evaluations: days.len() as u64,
+        accounts: accounts.len(),
+        seconds: started_at.elapsed().as_secs_f64(),
+        rules: reports,
+    }
+}
+
+/// The days replayed: from `opts.from` to `opts.to`, every `every_days`.
+fn replayed_days(opts: &Options) -> Vec<NaiveDate> {
+    let step = opts.every_days.max(1);
+    let mut days = Vec::new();
+    let mut day = opts.from;
+    while day <= opts.to {
+        days.push(day);
+        day += chrono::Duration::days(step);
+    }
+    days
+}
+
+/// Account owners by index, "(no owner)" for an account without one.
+struct Owners<'a> {
+    names: Vec<&'a str>,
+    /// Each account's owner index.
+    of: Vec<u32>,
+}
+
+impl<'a> Owners<'a> {
+    fn of(accounts: &[(&'a str, &'a str, &'a str)]) -> Owners<'a> {
+        let mut names: Vec<&str> = Vec::new();
+        let mut ids: HashMap<&str, u32> = HashMap::new();
+        let of = accounts
+            .iter()
+            .map(|a| {
+                let owner = if a.2.is_empty() { "(no owner)" } else { a.2 };
+                *ids.entry(owner).or_insert_with(|| {
+                    names.push(owner);
+                    names.len() as u32 - 1
+                })
+            })
+            .collect();
+        Owners { names, of }
+    }
+}
+
+/// What the evaluating threads share: the history, the rules, the days to
+/// evaluate (each taken once, by `next`), and the thread time spent
+/// deriving snapshots and running rules, for the debug log.
+struct Work<'a> {
+    timeline: &'a metrics::Timeline,
+    tiers: &'a crate::config::TierConfig,
+    rules: &'a RuleSet,
+    sku_tiers: &'a [&'static str],
+    wanted: &'a [bool],
+    index: &'a HashMap<&'a str, u32>,
+    days: &'a [NaiveDate],
+    next: AtomicUsize,
+    spent: std::sync::Mutex<(Duration, Duration)>,
+}
+
+impl Work<'_> {
+    /// One thread's share: takes the next day until none is left,
+    /// evaluates it and sends what it raised, by the day's index.
+    fn evaluate_days(&self, tx: &mpsc::Sender<(usize, DayResult)>) {
+        // One runner per thread for all its days: the scripts'
+        // function-resolution caches stay warm.
+        // The thread's days come in order, and each day's accounts
+        // are rebuilt in place from the thread's previous day.
+        let mut runner = self.rules.runner();
+        let mut reuse = metrics::Reuse::default();
+        reuse.main_skus_for_tiers(self.sku_tiers);
+        let (mut derive, mut evaluate) = (Duration::ZERO, Duration::ZERO);
+        loop {
+            let k = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(day) = self.days.get(k) else { break };
+            let t = Instant::now();
+            let snap = self.timeline.snapshot_reusing(*day, self.tiers, &mut reuse);
+            derive += t.elapsed();
+            let t = Instant::now();
+            let outcome = runner.evaluate(&snap);
+            evaluate += t.elapsed();
+            reuse.recycle(snap.accounts);
+            let result = reduce(self.rules, self.wanted, self.index, outcome);
+            if tx.send((k, result)).is_err() {
+                break;
+            }
+        }
+        if let Ok(mut spent) = self.spent.lock() {
+            spent.0 += derive;
+            spent.1 += evaluate;
+        }
+    }
+}
+
+/// The alert lifecycles of the replay, stepped day by day in order, and
+/// what they notified per rule.
+struct Lifecycles<'a> {
+    rules: &'a RuleSet,
+    policies: &'a Policies,
+    owner_of: &'a [u32],
+    tally: Vec<Tally>,
+    /// Pending and firing alerts by (rule, account, key index).
+    alerts: HashMap<(u16, u32, u32), Lifecycle>,
+    /// Alert keys by index.
+    keys: HashMap<String, u32>,
+}
+
+impl Lifecycles<'_> {
+    /// Steps each day's result as it arrives, in day order (results arrive
+    /// in any order). Returns the time spent stepping.
+    fn step_in_order(
+        &mut self,
+        rx: mpsc::Receiver<(usize, DayResult)>,
+        days: &[NaiveDate],
+    ) -> Duration {
+        let mut stepping = Duration::ZERO;
+        let mut pending: BTreeMap<usize, DayResult> = BTreeMap::new();
+        let mut k = 0;
+        for (i, result) in rx {
+            pending.insert(i, result);
+            while let Some(result) = pending.remove(&k) {
+                let t = Instant::now();
+                self.step(days[k], result);
+                k += 1;
+                stepping += t.elapsed();
+            }
+        }
+        stepping
+    }
+
+    /// Steps every alert through `day`: today's raises, and the known
+    /// alerts not raised today (cleared, or unknown where the rule failed
+    /// for the account).
+    fn step(&mut self, day: NaiveDate, result: DayResult) {
+        let mut seen: HashMap<(u16, u32, u32), Observation> = HashMap::new();
+        for (rule, account, key, severity) in result.raised {
+            let n = self.keys.len() as u32;
+            let key = *self.keys.entry(key).or_insert(n);
+            // Several findings for one key: the most severe counts.
+            seen.entry((rule, account, key))
+                .and_modify(|o| {
+                    if matches!(o, Observation::Raised(s) if *s < severity) {
+                        *o = Observation::Raised(severity);
+                    }
+                })
+                .or_insert(Observation::Raised(severity));
+        }
+        let mut failed: HashSet<(u16, u32)> = HashSet::new();
+        for (rule, account) in result.failed {
+            self.tally[usize::from(rule)].errors += 1;
+            failed.insert((rule, account));
+        }
+        // Alerts known before but not raised today are cleared (or
+        // unknown when the rule failed for the account).
+        for key in self.alerts.keys() {
+            if !seen.contains_key(key) {
+                let obs = if failed.contains(&(key.0, key.1)) {
+                    Observation::Unknown
+                } else {
+                    Observation::Clear
+                };
+                seen.insert(*key, obs);
+            }
+        }
+        for (key, obs) in seen {
+            self.observe(day, key, obs);
+        }
+    }
+
+    /// One alert's observation of `day`, and the notices it gives.
+    fn observe(&mut self, day: NaiveDate, key: (u16, u32, u32), obs: Observation) {
+        let rule = &self.rules.rules[usize::from(key.0)];
+        let prev = self.alerts.get(&key).cloned().unwrap_or_default();
+        let step = alerts::step(&prev, obs, self.policies.get(&rule.name), day, false);
+        // A resolved alert behaves as one never raised: the next
+        // raise starts a new episode, a clear does nothing. Only
+        // pending and firing alerts are kept, so each day steps
+        // those and today's raises, not every alert of the year.
+        if matches!(
+            step.next.state,
+            alerts::State::Inactive | alerts::State::Resolved
+        ) {
+            self.alerts.remove(&key);
+        } else {
+            self.alerts.insert(key, step.next);
+        }
+        let week = monday(day);
+        let t = &mut self.tally[usize::from(key.0)];
+        let owner = self.owner_of[key.1 as usize];
+        for n in &step.notices {
+            t.notices += 1;
+            *t.per_week.entry(week).or_default() += 1;
+            *t.per_owner.entry(owner).or_default() += 1;
+            *t.owner_week.entry((owner, week)).or_default() += 1;
+            match n {
+                Notice::Started => {
+                    t.started += 1;
+                    *t.starts.entry(key.1).or_default() += 1;
+                }
+                Notice::Resolved { .. } => t.resolved += 1,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Each reported rule's tallies as its report, rules by name.
+fn rule_reports(
+    rules: &RuleSet,
+    tally: Vec<Tally>,
+    wanted: &[bool],
+    accounts: &[(&str, &str, &str)],
+    owner_names: &[&str],
+    opts: &Options,
+) -> Vec<RuleReport> {
     let mut reports: Vec<RuleReport> = Vec::new();
-    for ((r, t), wanted) in rules.rules.iter().zip(tally).zip(&wanted) {
+    for ((r, t), wanted) in rules.rules.iter().zip(tally).zip(wanted) {
         if !wanted {
             continue;
         }
@@ -334,14 +440,7 @@ pub fn replay(
         });
     }
     reports.sort_by(|a, b| a.rule.cmp(&b.rule));
-    Report {
-        from: opts.from,
-        to: opts.to,
-        evaluations: days.len() as u64,
-        accounts: accounts.len(),
-        seconds: started_at.elapsed().as_secs_f64(),
-        rules: reports,
-    }
+    reports
 }
 
 /// One day's outcome as indices, for the rules reported.

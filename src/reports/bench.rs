@@ -13,7 +13,7 @@ use rhai::{ImmutableString, Scope};
 use crate::config::TierConfig;
 use crate::generate::Rng;
 use crate::metrics::{
-    AccountMetrics, Invoice, Portfolio, Series, Snapshot, StockCover, Visit, assign_tiers, day,
+    AccountMetrics, Day, Invoice, Portfolio, Series, Snapshot, StockCover, Visit, assign_tiers, day,
 };
 use crate::rules::{RuleSet, api};
 use crate::store::OrderDay;
@@ -27,74 +27,123 @@ pub fn synthetic(n: usize, seed: u64, as_of: NaiveDate) -> Snapshot {
     let start = end - 540;
     let roles: crate::metrics::Roles = Arc::new(vec![Arc::from("业务员"), Arc::from("销售总监")]);
     let mut accounts: Vec<AccountMetrics> = Vec::with_capacity(n);
-    let mut book = Series::default();
     let mut per_day = vec![0.0f64; 541];
     for i in 0..n {
         let mut a = AccountMetrics::empty(&format!("KH{i:06}"), &format!("客户{i}"));
         a.roles = roles.clone();
         // Pareto-like size: a few big accounts, many small ones.
         let size = 2_000.0 / (1.0 - rng.unit()).powf(0.8);
-        let gap = 5 + rng.below_u64(20) as i32;
-        let margin = 0.15 + 0.2 * rng.unit();
-        // A few planted problems, at rates a real book shows.
-        let fading = rng.below_u64(30) == 0;
-        let mut d = start + rng.below_u64(gap as u64) as i32;
-        while d <= end {
-            let fade = if fading && d > end - 90 { 0.5 } else { 1.0 };
-            let revenue = (size * (0.8 + 0.4 * rng.unit()) * fade).round();
-            let date = crate::metrics::date_of(d);
-            a.series.push(&OrderDay {
-                date,
-                revenue,
-                cost: (revenue * (1.0 - margin)).round(),
-                qty: (revenue / 20.0).round(),
-                orders: 1,
-            });
-            a.sku_days.push((d, rng.below_u64(50) as u32));
-            per_day[(d - start) as usize] += revenue;
-            d += gap + rng.below_u64(gap as u64 / 4 + 1) as i32;
-        }
-        let mut v = start + rng.below_u64(10) as i32;
-        let cadence = 4 + rng.below_u64(9) as i32;
-        let stopped = if rng.below_u64(30) == 0 {
-            end - 60
-        } else {
-            end
-        };
-        while v <= stopped {
-            let senior = rng.below_u64(3) == 0;
-            a.visits.push(Visit {
-                day: v,
-                role: 1 + u32::from(senior),
-            });
-            v += cadence;
-        }
-        if rng.below_u64(4) == 0 {
-            a.credit_limit = Some((size * 6.0).round());
-            let late = if rng.below_u64(10) == 0 { 40 } else { 0 };
-            for k in 0..3 {
-                a.invoices.push(Invoice {
-                    amount: (size * rng.unit() * 1.5).round(),
-                    due: end - 5 - late + 20 * k,
-                });
-            }
-        }
-        a.main_skus = vec![format!("SP-{:03}", rng.below_u64(50))];
-        a.stock.push(StockCover {
-            sku: a.main_skus[0].clone(),
-            on_hand: (size / 10.0).round(),
-            daily_qty: size / 300.0,
-            days: if rng.below_u64(20) == 0 {
-                30.0 * rng.unit()
-            } else {
-                90.0 + 270.0 * rng.unit()
-            },
-            dedicated: true,
-        });
+        add_orders(&mut a, &mut rng, size, start, end, &mut per_day);
+        add_visits(&mut a, &mut rng, start, end);
+        add_receivables(&mut a, &mut rng, size, end);
+        add_stock(&mut a, &mut rng, size);
         a.revenue_12m = a.series.sum(crate::metrics::Measure::Revenue, end, 365);
         accounts.push(a);
     }
-    // The book series: one entry per calendar day, summed over accounts.
+    let book = book_series(&per_day, start);
+    accounts.sort_by(|a, b| {
+        b.revenue_12m
+            .total_cmp(&a.revenue_12m)
+            .then(a.id.cmp(&b.id))
+    });
+    let portfolio = rank(&mut accounts, &mut rng, book);
+    Snapshot {
+        as_of,
+        accounts: accounts.into_iter().map(Arc::new).collect(),
+        portfolio: Arc::new(portfolio),
+        unknown_accounts: 0,
+        skus: Arc::new((0..50).map(|i| format!("SP-{i:03}")).collect()),
+    }
+}
+
+/// Orders every few days from `start` to `end`, of about `size` each, at
+/// the account's margin; one in thirty accounts halves in the last 90 days.
+/// Each day's revenue is added to `per_day` (indexed from `start`).
+fn add_orders(
+    a: &mut AccountMetrics,
+    rng: &mut Rng,
+    size: f64,
+    start: Day,
+    end: Day,
+    per_day: &mut [f64],
+) {
+    let gap = 5 + rng.below_u64(20) as i32;
+    let margin = 0.15 + 0.2 * rng.unit();
+    // A few planted problems, at rates a real book shows.
+    let fading = rng.below_u64(30) == 0;
+    let mut d = start + rng.below_u64(gap as u64) as i32;
+    while d <= end {
+        let fade = if fading && d > end - 90 { 0.5 } else { 1.0 };
+        let revenue = (size * (0.8 + 0.4 * rng.unit()) * fade).round();
+        let date = crate::metrics::date_of(d);
+        a.series.push(&OrderDay {
+            date,
+            revenue,
+            cost: (revenue * (1.0 - margin)).round(),
+            qty: (revenue / 20.0).round(),
+            orders: 1,
+        });
+        a.sku_days.push((d, rng.below_u64(50) as u32));
+        per_day[(d - start) as usize] += revenue;
+        d += gap + rng.below_u64(gap as u64 / 4 + 1) as i32;
+    }
+}
+
+/// Visits at a steady cadence, a third of them senior; one in thirty
+/// accounts stops being visited 60 days before `end`.
+fn add_visits(a: &mut AccountMetrics, rng: &mut Rng, start: Day, end: Day) {
+    let mut v = start + rng.below_u64(10) as i32;
+    let cadence = 4 + rng.below_u64(9) as i32;
+    let stopped = if rng.below_u64(30) == 0 {
+        end - 60
+    } else {
+        end
+    };
+    while v <= stopped {
+        let senior = rng.below_u64(3) == 0;
+        a.visits.push(Visit {
+            day: v,
+            role: 1 + u32::from(senior),
+        });
+        v += cadence;
+    }
+}
+
+/// For one account in four, a credit limit and three open invoices, late
+/// for one in ten of those.
+fn add_receivables(a: &mut AccountMetrics, rng: &mut Rng, size: f64, end: Day) {
+    if rng.below_u64(4) == 0 {
+        a.credit_limit = Some((size * 6.0).round());
+        let late = if rng.below_u64(10) == 0 { 40 } else { 0 };
+        for k in 0..3 {
+            a.invoices.push(Invoice {
+                amount: (size * rng.unit() * 1.5).round(),
+                due: end - 5 - late + 20 * k,
+            });
+        }
+    }
+}
+
+/// One main SKU and its stock cover, short for one account in twenty.
+fn add_stock(a: &mut AccountMetrics, rng: &mut Rng, size: f64) {
+    a.main_skus = vec![format!("SP-{:03}", rng.below_u64(50))];
+    a.stock.push(StockCover {
+        sku: a.main_skus[0].clone(),
+        on_hand: (size / 10.0).round(),
+        daily_qty: size / 300.0,
+        days: if rng.below_u64(20) == 0 {
+            30.0 * rng.unit()
+        } else {
+            90.0 + 270.0 * rng.unit()
+        },
+        dedicated: true,
+    });
+}
+
+/// The book series: one entry per calendar day from `start`, summed over
+/// accounts.
+fn book_series(per_day: &[f64], start: Day) -> Series {
+    let mut book = Series::default();
     for (off, rev) in per_day.iter().enumerate() {
         book.push(&OrderDay {
             date: crate::metrics::date_of(start + off as i32),
@@ -104,11 +153,13 @@ pub fn synthetic(n: usize, seed: u64, as_of: NaiveDate) -> Snapshot {
             orders: 0,
         });
     }
-    accounts.sort_by(|a, b| {
-        b.revenue_12m
-            .total_cmp(&a.revenue_12m)
-            .then(a.id.cmp(&b.id))
-    });
+    book
+}
+
+/// Tiers, ranks and shares of the accounts (sorted largest first), and the
+/// portfolio they make with the `book` series.
+fn rank(accounts: &mut [AccountMetrics], rng: &mut Rng, book: Series) -> Portfolio {
+    let n = accounts.len();
     let total: f64 = accounts.iter().map(|a| a.revenue_12m).sum();
     let revs: Vec<f64> = accounts.iter().map(|a| a.revenue_12m).collect();
     let tiers = assign_tiers(&revs, total, &TierConfig::default());
@@ -121,7 +172,11 @@ pub fn synthetic(n: usize, seed: u64, as_of: NaiveDate) -> Snapshot {
     for (rank, (a, t)) in accounts.iter_mut().zip(tiers).enumerate() {
         a.tier = t;
         // Some movement between tiers, as a month of trading gives.
-        a.prev_tier = if rng.below_u64(50) == 0 { "B" } else { t };
+        a.prev_tier = if rng.below_u64(50) == 0 {
+            crate::model::Tier::B
+        } else {
+            t
+        };
         a.rank = rank + 1;
         a.share = if total > 0.0 {
             a.revenue_12m / total
@@ -129,20 +184,20 @@ pub fn synthetic(n: usize, seed: u64, as_of: NaiveDate) -> Snapshot {
             0.0
         };
         match t {
-            "A" => portfolio.tier_a += 1,
-            "B" => portfolio.tier_b += 1,
-            _ => portfolio.tier_c += 1,
+            crate::model::Tier::A => portfolio.tier_a += 1,
+            crate::model::Tier::B => portfolio.tier_b += 1,
+            crate::model::Tier::C => portfolio.tier_c += 1,
         }
     }
     // What the book holds and where the tiers start, as a real snapshot
     // says: without them a rule with `book_needs` (lapsed_visits) never
     // runs, and the figure counts it as decided for free.
-    for a in &accounts {
+    for a in accounts.iter() {
         portfolio.count_data(a);
     }
     // The smallest positive revenue of the tier (0 if none), as
     // `Timeline::snapshot` sets it.
-    let floor = |tier: &str| {
+    let floor = |tier: crate::model::Tier| {
         accounts
             .iter()
             .filter(|a| a.tier == tier && a.revenue_12m > 0.0)
@@ -150,15 +205,9 @@ pub fn synthetic(n: usize, seed: u64, as_of: NaiveDate) -> Snapshot {
             .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.min(r))))
             .unwrap_or(0.0)
     };
-    portfolio.floor_a = floor("A");
-    portfolio.floor_b = floor("B");
-    Snapshot {
-        as_of,
-        accounts: accounts.into_iter().map(Arc::new).collect(),
-        portfolio: Arc::new(portfolio),
-        unknown_accounts: 0,
-        skus: Arc::new((0..50).map(|i| format!("SP-{i:03}")).collect()),
-    }
+    portfolio.floor_a = floor(crate::model::Tier::A);
+    portfolio.floor_b = floor(crate::model::Tier::B);
+    portfolio
 }
 
 /// One measured run.

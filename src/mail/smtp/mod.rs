@@ -26,4 +26,4 @@ mod transport;
 pub use error::{Error, Failure};
 pub use probe::send_test;
 pub use session::{Rcpt, Reply, Session};
-pub use settings::{Settings, port, read_password_file};
+pub use settings::{Settings, port};

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::config::{Loaded, SmtpConfig, SmtpSecurity};
+use crate::config::{Loaded, SmtpConfig, SmtpSecurity, read_password_file};
 
 /// The port used when the config gives none.
 pub fn port(smtp: &SmtpConfig) -> u16 {
@@ -18,10 +18,6 @@ pub fn port(smtp: &SmtpConfig) -> u16 {
         SmtpSecurity::None => 25,
     })
 }
-
-/// Reads the password from a file that only its owner may read (the
-/// config checks it at load too).
-pub use crate::config::read_password_file;
 
 fn password(cfg: &Loaded, smtp: &SmtpConfig) -> Result<Option<String>> {
     if let Some(var) = &smtp.password_env {
