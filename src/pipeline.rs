@@ -117,52 +117,24 @@ pub fn evaluate_snapshot(
     // A dry run goes through the same steps and rolls them back, so what it
     // reports is exactly what a real run would do.
     let tx = conn.transaction()?;
-    let (started, resolved, queued) = {
-        let policies = Policies::for_rules(&cfg.cfg, rules);
-        let ran = rules
-            .rules
-            .iter()
-            .filter(|r| r.enabled())
-            .map(|r| &*r.name)
-            .collect();
-        let changes = alerts::apply(
-            &tx,
-            as_of,
-            &report.findings,
-            &report.errors,
-            &snap.accounts,
-            &policies,
-            &ran,
-        )?;
-        mail::record(&tx, &cfg.cfg, &policies, &changes.notices)?;
-        // A dry run renders no charts: nothing will be sent, and drawing
-        // them is most of an evaluation's time.
-        let mut queued = mail::release(&tx, cfg, as_of, (!dry_run).then_some(snap))?;
-        if !report.errors.is_empty() {
-            queued += usize::from(admin_notice(&tx, cfg, &report.errors)?);
-        }
-        history::prune(&tx, as_of, cfg.cfg.alerts.history_retention_days)?;
-        (changes.started, changes.resolved, queued)
-    };
+    let (started, resolved, queued) = apply_changes(&tx, cfg, rules, snap, &report, dry_run)?;
     if dry_run {
         drop(tx);
         report.started = started;
         report.resolved = resolved;
         return Ok(report);
     }
-    tx.execute(
-        "INSERT INTO evaluations (as_of, accounts, rules, raised, started, resolved, errors, at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        rusqlite::params![
-            crate::store::date_text(as_of),
-            report.accounts as i64,
-            report.rules as i64,
-            report.findings.len() as i64,
-            started.len() as i64,
-            resolved as i64,
-            report.errors.len() as i64,
-            crate::store::now_text()
-        ],
+    crate::store::record_evaluation(
+        &tx,
+        &crate::store::EvaluationRecord {
+            as_of,
+            accounts: report.accounts as u64,
+            rules: report.rules as u64,
+            raised: report.findings.len() as u64,
+            started: started.len() as u64,
+            resolved: resolved as u64,
+            errors: report.errors.len() as u64,
+        },
     )?;
     tx.commit()?;
     report.started = started;
@@ -179,6 +151,47 @@ pub fn evaluate_snapshot(
         "evaluated"
     );
     Ok(report)
+}
+
+/// Within the evaluation's transaction: the alerts' state changes from
+/// what the rules found, their mail recorded and released (quiet windows,
+/// digests), the admin told of rules that failed to run, old history
+/// pruned. Returns the indexes of the findings that started, how many
+/// alerts resolved and how many messages were queued.
+fn apply_changes(
+    tx: &Connection,
+    cfg: &Loaded,
+    rules: &RuleSet,
+    snap: &metrics::Snapshot,
+    report: &EvalReport,
+    dry_run: bool,
+) -> Result<(Vec<usize>, usize, usize)> {
+    let as_of = snap.as_of;
+    let policies = Policies::for_rules(&cfg.cfg, rules);
+    let ran = rules
+        .rules
+        .iter()
+        .filter(|r| r.enabled())
+        .map(|r| &*r.name)
+        .collect();
+    let changes = alerts::apply(
+        tx,
+        as_of,
+        &report.findings,
+        &report.errors,
+        &snap.accounts,
+        &policies,
+        &ran,
+    )?;
+    mail::record(tx, &cfg.cfg, &policies, &changes.notices)?;
+    // A dry run renders no charts: nothing will be sent, and drawing
+    // them is most of an evaluation's time.
+    let mut queued = mail::release(tx, cfg, as_of, (!dry_run).then_some(snap))?;
+    if !report.errors.is_empty() {
+        queued += usize::from(admin_notice(tx, cfg, &report.errors)?);
+    }
+    history::prune(tx, as_of, cfg.cfg.alerts.history_retention_days)?;
+    Ok((changes.started, changes.resolved, queued))
 }
 
 /// Tells the admin which rules failed to run, once per distinct set of

@@ -230,7 +230,7 @@ fn derived_snapshots_equal_a_build_at_that_day() {
     let some = timeline.snapshot_reusing(d("2026-11-28"), tiers, &mut only_a);
     let mut with_skus = 0;
     for (a, b) in some.accounts.iter().zip(&built.accounts) {
-        if a.tier == "A" {
+        if a.tier == kamwatch::model::Tier::A {
             assert_eq!(
                 (&a.main_skus, &a.stock),
                 (&b.main_skus, &b.stock),
@@ -247,7 +247,7 @@ fn derived_snapshots_equal_a_build_at_that_day() {
         built
             .accounts
             .iter()
-            .any(|b| b.tier != "A" && !b.main_skus.is_empty())
+            .any(|b| b.tier != kamwatch::model::Tier::A && !b.main_skus.is_empty())
     );
     // Back in time, from the last day's accounts.
     let built = metrics::build(&conn, d("2025-06-30"), tiers).unwrap();

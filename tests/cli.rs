@@ -447,6 +447,23 @@ fn check_missing_config_file_is_a_usage_error() {
     assert!(stderr(&o).contains("config.yaml"), "{}", show(&o));
 }
 
+/// The exit code comes from the error's type (cli/exit.rs): a silence
+/// refused as given is a usage error (2), an unknown silence a failure (1),
+/// both with the stage's own words.
+#[test]
+fn silence_errors_exit_by_their_type() {
+    let p = Project::new();
+    let until = "2099-01-01";
+    let o = p.run(&[
+        "silence", "add", "--rule", "*", "--tier", "A", "--until", until, "--reason", " ",
+    ]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("--reason is empty"), "{}", show(&o));
+    let o = p.run(&["silence", "expire", "42"]);
+    assert_exit(&o, 1);
+    assert!(stderr(&o).contains("no silence 42"), "{}", show(&o));
+}
+
 // ---------------------------------------------------------------- ingest
 
 #[test]

@@ -237,7 +237,7 @@ fn is_silenced(silences: &[Silence], key: &Key, account: Option<&Arc<AccountMetr
         s.matches(
             &key.0,
             &key.1,
-            account.map_or("", |a| a.tier),
+            account.map_or("", |a| a.tier.as_str()),
             account.map_or("", |a| a.owner.as_str()),
             account.and_then(|a| a.owner_email.as_deref()),
         )
@@ -422,7 +422,7 @@ fn notice_item(
         rule: key.0.clone(),
         account_id: key.1.clone(),
         account_name: account.map_or_else(|| key.1.clone(), |a| a.name.clone()),
-        tier: account.map_or("", |a| a.tier).to_string(),
+        tier: account.map_or("", |a| a.tier.as_str()).to_string(),
         share: account.map_or(0.0, |a| a.share),
         region: account.map_or_else(String::new, |a| a.region.clone()),
         owner: account.map_or_else(String::new, |a| a.owner.clone()),

@@ -32,7 +32,7 @@ pub fn for_alert(a: &AccountMetrics, al: &Alert<'_>, months: usize, en: bool) ->
         "lapsed_visits" => {
             let cadence = CADENCE
                 .iter()
-                .find(|(t, _)| *t == a.tier)
+                .find(|(t, _)| *t == a.tier.as_str())
                 .map_or(30, |(_, c)| *c);
             visits_chart(a, al.as_of, cadence, en)
         }

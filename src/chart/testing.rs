@@ -41,7 +41,7 @@ pub fn d(s: &str) -> NaiveDate {
 
 pub fn account() -> AccountMetrics {
     let mut a = AccountMetrics::empty("K1", "客户");
-    a.tier = "A";
+    a.tier = crate::model::Tier::A;
     a
 }
 

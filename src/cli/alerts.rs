@@ -119,12 +119,7 @@ fn silence_add(
             .into());
         }
     }
-    let id = match silence::add(conn, rule, &scope, *until, reason) {
-        Ok(id) => id,
-        // The database failing is the job failing (1), not usage.
-        Err(e) if !e.is_refusal() => return Err(e.into()),
-        Err(e) => return Err(Usage(e.to_string()).into()),
-    };
+    let id = silence::add(conn, rule, &scope, *until, reason)?;
     writeln!(
         std::io::stdout().lock(),
         "silence {id} added: {rule} for {scope_text} through {until}",

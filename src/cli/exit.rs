@@ -6,6 +6,7 @@
 
 use std::error::Error;
 
+use crate::alerts::Error as AlertsError;
 use crate::config::ConfigError;
 use crate::rules::LoadError;
 use crate::rules::testing::TestFileError;
@@ -32,10 +33,20 @@ pub fn code(e: &anyhow::Error) -> u8 {
     e.chain().find_map(code_of).unwrap_or(FAILED)
 }
 
-/// What one error's type says about the exit, if anything.
+/// What one error's type says about the exit, if anything. Each stage's
+/// error type that has a say is listed here, and nowhere else.
 fn code_of(e: &(dyn Error + 'static)) -> Option<u8> {
     if e.is::<Usage>() || e.is::<ConfigError>() || e.is::<LoadError>() || e.is::<TestFileError>() {
         return Some(USAGE);
+    }
+    if let Some(e) = e.downcast_ref::<AlertsError>() {
+        // A silence refused as given is usage; one that is not there (or
+        // already ended) and the database failing fail the job.
+        return Some(match e {
+            AlertsError::EmptyRule | AlertsError::EmptyReason => USAGE,
+            AlertsError::NoSilence(_) | AlertsError::AlreadyExpired { .. } => FAILED,
+            AlertsError::Store(_) => FAILED,
+        });
     }
     None
 }
@@ -63,6 +74,14 @@ mod tests {
         assert_eq!(code(&e), FAILED);
         let io = std::io::Error::other("no such table");
         assert_eq!(code(&anyhow::Error::from(io)), FAILED);
+    }
+
+    #[test]
+    fn a_refused_silence_is_usage_a_missing_one_a_failure() {
+        assert_eq!(code(&AlertsError::EmptyReason.into()), USAGE);
+        assert_eq!(code(&AlertsError::NoSilence(7).into()), FAILED);
+        let db = rusqlite::Error::QueryReturnedNoRows;
+        assert_eq!(code(&AlertsError::Store(db).into()), FAILED);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use super::output::success_if;
 use crate::config::Loaded;
 use crate::store::Outcome;
 
+/// `kamwatch ingest FILE...`: exit 1 when a file is missing or rejected.
 pub fn ingest(cfg: &Loaded, files: &[PathBuf]) -> Result<ExitCode> {
     let mut conn = crate::store::open(&cfg.database())?;
     let inbox = std::fs::canonicalize(cfg.inbox()).ok();
@@ -83,47 +84,6 @@ pub fn ingest(cfg: &Loaded, files: &[PathBuf]) -> Result<ExitCode> {
     Ok(success_if(!failed))
 }
 
-/// The archived inputs in the order they were ingested: day folders by
-/// name, the files in each by mtime (an archived file keeps the mtime it
-/// had in the inbox), then name. Reason files beside an archived file and
-/// the staging folder are left out.
-pub fn archived_inputs(archive: &Path) -> Result<Vec<PathBuf>> {
-    let mut days: Vec<PathBuf> = std::fs::read_dir(archive)
-        .with_context(|| format!("reading the archive {}", archive.display()))?
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-        .map(|e| e.path())
-        .collect();
-    days.sort();
-    let mut out = Vec::new();
-    for day in days {
-        let mut files: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
-        for e in std::fs::read_dir(&day)
-            .with_context(|| format!("reading {}", day.display()))?
-            .flatten()
-        {
-            let p = e.path();
-            let Ok(m) = std::fs::symlink_metadata(&p) else {
-                continue;
-            };
-            if !m.is_file() {
-                continue;
-            }
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(base) = name.strip_suffix(".errors.txt")
-                && day.join(base).exists()
-            {
-                continue;
-            }
-            files.push((m.modified().unwrap_or(std::time::UNIX_EPOCH), p));
-        }
-        files.sort();
-        out.extend(files.into_iter().map(|(_, p)| p));
-    }
-    Ok(out)
-}
-
 /// `kamwatch rebuild`: a new database from the archive.
 pub fn rebuild(cfg: &Loaded) -> Result<ExitCode> {
     let db = cfg.database();
@@ -136,7 +96,7 @@ pub fn rebuild(cfg: &Loaded) -> Result<ExitCode> {
     if crate::daemon::service::holder(&crate::daemon::service::lock_path(&db)).is_some() {
         anyhow::bail!("kamwatch is running on {}; stop it first", db.display());
     }
-    let files = archived_inputs(&cfg.archive())?;
+    let files = crate::ingest::archived_inputs(&cfg.archive())?;
     let mut conn = crate::store::open(&db)?;
     let mut o = std::io::stdout().lock();
     let (mut ingested, mut failed) = (0u64, false);

@@ -7,8 +7,9 @@
 //! together with its `.errors.txt` sidecar: nothing there is overwritten.
 //! `release_original` removes the inbox file only when it is still the file
 //! that was copied and no writer has it open; otherwise it stays and is
-//! ingested again as a new version. Touches the inbox file, its staged
-//! copy and the archive and rejected folders.
+//! ingested again as a new version. `archived_inputs` lists the archive
+//! back in the order it was filed, for `kamwatch rebuild`. Touches the
+//! inbox file, its staged copy and the archive and rejected folders.
 
 use std::path::{Path, PathBuf};
 
@@ -265,6 +266,47 @@ pub fn release_original(path: &Path, staged: &Staged) -> Result<Original> {
     }
     std::fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
     Ok(Original::Removed)
+}
+
+/// The archived inputs in the order they were ingested (for `kamwatch
+/// rebuild`): day folders by name, the files in each by mtime (an archived
+/// file keeps the mtime it had in the inbox), then name. A file's
+/// `.errors.txt` sidecar and the staging folder (a dotfile) are left out.
+pub fn archived_inputs(archive: &Path) -> Result<Vec<PathBuf>> {
+    let mut days: Vec<PathBuf> = std::fs::read_dir(archive)
+        .with_context(|| format!("reading the archive {}", archive.display()))?
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| e.path())
+        .collect();
+    days.sort();
+    let mut out = Vec::new();
+    for day in days {
+        let mut files: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
+        for e in std::fs::read_dir(&day)
+            .with_context(|| format!("reading {}", day.display()))?
+            .flatten()
+        {
+            let p = e.path();
+            let Ok(m) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if !m.is_file() {
+                continue;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(base) = name.strip_suffix(".errors.txt")
+                && day.join(base).exists()
+            {
+                continue;
+            }
+            files.push((m.modified().unwrap_or(std::time::UNIX_EPOCH), p));
+        }
+        files.sort();
+        out.extend(files.into_iter().map(|(_, p)| p));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -1,7 +1,22 @@
-//! Values as exports write them: dates and numbers in the formats ERPs and
-//! spreadsheets produce. Pure functions; they touch nothing.
+//! Values as exports write them: identifiers, dates and numbers in the
+//! formats ERPs and spreadsheets produce (a value that is none is a
+//! `BadValue`, saying why), and how messages quote what a file holds.
+//! Pure functions; they touch nothing.
 
 use chrono::{Datelike, NaiveDate};
+
+/// Why a cell's value cannot be read: what is wrong with it (the value
+/// quoted) and, where it helps, what to do. Rows report it at their line
+/// and column.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadValue(pub String);
+
+impl From<BadValue> for String {
+    fn from(e: BadValue) -> String {
+        e.0
+    }
+}
 
 /// At most this many characters of a cell (or a name) are quoted in a
 /// message, a log line, the ledger or a reason file.
@@ -53,7 +68,7 @@ pub fn header_name(raw: &str) -> String {
 /// as a Chinese input method writes them) read as their ASCII ones. A
 /// control character (NUL, a tab inside) makes it no identifier: the error
 /// says which. Empty after that: `Ok("")`. Plain ASCII costs no copy.
-pub fn identifier(raw: &str) -> Result<std::borrow::Cow<'_, str>, String> {
+pub fn identifier(raw: &str) -> Result<std::borrow::Cow<'_, str>, BadValue> {
     let t = raw.trim();
     if t.bytes().all(|b| (0x20..0x7f).contains(&b)) {
         return Ok(std::borrow::Cow::Borrowed(t));
@@ -67,11 +82,11 @@ pub fn identifier(raw: &str) -> Result<std::borrow::Cow<'_, str>, String> {
             }
             '\u{3000}' => out.push(' '),
             c if c.is_control() => {
-                return Err(format!(
+                return Err(BadValue(format!(
                     "{} holds the control character U+{:04X}, which no identifier has; fix the export (an ID is text a person can read and type)",
                     excerpt(raw),
                     c as u32
-                ));
+                )));
             }
             c => out.push(c),
         }
@@ -105,7 +120,7 @@ pub fn bounded(text: impl std::fmt::Display) -> String {
 /// Parses a date written year first: `2026-11-28`, `2026/11/28`,
 /// `2026/9/1`, `2026.11.28`, `2026年11月28日`, `20261128`, or an Excel serial
 /// number (`46354`), optionally followed by a time of day.
-pub fn parse_date(raw: &str) -> Result<NaiveDate, String> {
+pub fn parse_date(raw: &str) -> Result<NaiveDate, BadValue> {
     parse_date_in(raw, DateOrder::Ymd)
 }
 
@@ -133,7 +148,12 @@ pub fn instant_with_offset(raw: &str) -> Option<chrono::DateTime<chrono::Utc>> {
 /// Like [`parse_date`], reading dates that do not start with a 4-digit
 /// year (`28/11/2026`, `11/28/2026`) in the given order. A 4-digit year
 /// first is always year-month-day, whatever the order.
-pub fn parse_date_in(raw: &str, order: DateOrder) -> Result<NaiveDate, String> {
+pub fn parse_date_in(raw: &str, order: DateOrder) -> Result<NaiveDate, BadValue> {
+    date_in(raw, order).map_err(BadValue)
+}
+
+/// [`parse_date_in`], its error as text.
+fn date_in(raw: &str, order: DateOrder) -> Result<NaiveDate, String> {
     let s = raw.trim();
     if s.is_empty() {
         return Err("is empty".into());
@@ -228,7 +248,12 @@ pub fn excel_serial_date(serial: f64) -> Option<NaiveDate> {
 
 /// Parses an amount: `1234.5`, `1,234.50`, `¥1,234.50`, `$12`, `(12.00)`
 /// (negative), `-12`. Empty is `Ok(None)`.
-pub fn parse_number(raw: &str) -> Result<Option<f64>, String> {
+pub fn parse_number(raw: &str) -> Result<Option<f64>, BadValue> {
+    number(raw).map_err(BadValue)
+}
+
+/// [`parse_number`], its error as text.
+fn number(raw: &str) -> Result<Option<f64>, String> {
     let s = raw.trim();
     if s.is_empty() {
         return Ok(None);
@@ -343,8 +368,8 @@ mod tests {
             Ok(std::borrow::Cow::Borrowed(_))
         ));
         let e = identifier("KH\u{0}1").unwrap_err();
-        assert!(e.contains("U+0000"), "{e}");
-        assert!(identifier("K\tH").unwrap_err().contains("U+0009"));
+        assert!(e.0.contains("U+0000"), "{e}");
+        assert!(identifier("K\tH").unwrap_err().0.contains("U+0009"));
     }
 
     use super::*;
@@ -372,8 +397,13 @@ mod tests {
         assert_eq!(parse_date("2026年11月28日"), Ok(d(2026, 11, 28)));
         assert_eq!(parse_date("20261128"), Ok(d(2026, 11, 28)));
         assert_eq!(parse_date(" 2026-11-28 00:00:00 "), Ok(d(2026, 11, 28)));
-        assert!(parse_date("2026-02-30").unwrap_err().contains("calendar"));
-        assert!(parse_date("yesterday").unwrap_err().contains("not a date"));
+        assert!(parse_date("2026-02-30").unwrap_err().0.contains("calendar"));
+        assert!(
+            parse_date("yesterday")
+                .unwrap_err()
+                .0
+                .contains("not a date")
+        );
         assert!(parse_date("").is_err());
         assert!(parse_date("0026-01-01").is_err());
     }
@@ -385,14 +415,14 @@ mod tests {
         assert_eq!(parse_number("(12.00)"), Ok(Some(-12.0)));
         assert_eq!(parse_number("-3"), Ok(Some(-3.0)));
         assert_eq!(parse_number(""), Ok(None));
-        assert!(parse_number("abc").unwrap_err().contains("not a number"));
+        assert!(parse_number("abc").unwrap_err().0.contains("not a number"));
         assert!(parse_number("inf").is_err());
         assert!(parse_number("nan").is_err());
         assert_eq!(parse_number("1.5E+3"), Ok(Some(1500.0)));
         assert_eq!(parse_number("1 200元"), Ok(Some(1200.0)));
         assert_eq!(parse_number("−7"), Ok(Some(-7.0)));
-        assert!(parse_number("=1+2").unwrap_err().contains("not a number"));
-        assert!(parse_number("1.234,5").unwrap_err().contains("thousands"));
+        assert!(parse_number("=1+2").unwrap_err().0.contains("not a number"));
+        assert!(parse_number("1.234,5").unwrap_err().0.contains("thousands"));
         assert!(parse_number("12,34").is_err());
         assert_eq!(parse_number("1,234元"), Ok(Some(1234.0)));
         assert_eq!(parse_number("¥12,345,678.90"), Ok(Some(12345678.9)));
@@ -420,11 +450,13 @@ mod tests {
         assert!(
             parse_date_in("03/11/2026", DateOrder::Ymd)
                 .unwrap_err()
+                .0
                 .contains("date_order")
         );
         assert!(
             parse_date_in("11/28/2026", DateOrder::Dmy)
                 .unwrap_err()
+                .0
                 .contains("calendar")
         );
     }
@@ -476,7 +508,7 @@ mod tests {
             #[test]
             fn date_parser_never_panics_and_errors_quote_the_input(s in "\\PC{0,24}") {
                 if let Err(e) = parse_date_in(&s, DateOrder::Dmy) {
-                    prop_assert!(s.trim().is_empty() || e.contains(&format!("{s:?}")), "{}", e);
+                    prop_assert!(s.trim().is_empty() || e.0.contains(&format!("{s:?}")), "{}", e);
                 }
             }
 
@@ -512,7 +544,7 @@ mod tests {
                 match parse_number(&s) {
                     Ok(Some(x)) => prop_assert!(x.is_finite()),
                     Ok(None) => prop_assert!(s.trim().is_empty()),
-                    Err(e) => prop_assert!(e.contains(&format!("{s:?}")), "{}", e),
+                    Err(e) => prop_assert!(e.0.contains(&format!("{s:?}")), "{}", e),
                 }
             }
         }

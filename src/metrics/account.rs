@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::calendar::complete_months;
 use super::series::{DayLog, Measure, OnDay, Series, seek};
 use super::tiers::{TIER_HISTORY_DAYS, TierHistory};
+use crate::model::Tier;
 use crate::model::dates::Day;
 
 /// How many of an account's SKUs (by trailing-12-month revenue) are "main".
@@ -144,9 +145,9 @@ pub struct AccountMetrics {
     /// The manager's name from the master; empty when it has none.
     pub manager: String,
     /// "A", "B" or "C".
-    pub tier: &'static str,
+    pub tier: Tier,
     /// The tier as of `PREV_TIER_DAYS` days earlier, from the same series.
-    pub prev_tier: &'static str,
+    pub prev_tier: Tier,
     /// Rank by trailing-12-month revenue, 1 = largest.
     pub rank: usize,
     /// Share of the book's trailing-12-month revenue, 0..1.
@@ -203,8 +204,8 @@ impl AccountMetrics {
             owner_email: None,
             manager_email: None,
             manager: String::new(),
-            tier: "C",
-            prev_tier: "C",
+            tier: Tier::C,
+            prev_tier: Tier::C,
             rank: 1,
             share: 0.0,
             share_above: 0.0,
@@ -225,7 +226,7 @@ impl AccountMetrics {
     /// The account's (tier, share above) `days_ago` days before `end`
     /// (0..[`TIER_HISTORY_DAYS`]); today's for an account built without a
     /// history (tests, benchmarks).
-    pub fn tier_ago(&self, days_ago: i64) -> (&'static str, f64) {
+    pub fn tier_ago(&self, days_ago: i64) -> (Tier, f64) {
         match &self.history {
             Some((h, i)) => h
                 .at(*i, days_ago.clamp(0, TIER_HISTORY_DAYS as i64 - 1))
@@ -237,7 +238,7 @@ impl AccountMetrics {
     /// The account's (tier, share above) with the book ranked by trailing-
     /// 12-month gross profit ([`TierHistory::by_gross_profit`]); today's
     /// revenue tier for an account built without a history.
-    pub fn gross_profit_tier(&self) -> (&'static str, f64) {
+    pub fn gross_profit_tier(&self) -> (Tier, f64) {
         match &self.history {
             Some((h, i)) => h
                 .by_gross_profit(*i)

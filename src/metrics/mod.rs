@@ -11,8 +11,9 @@
 //! nothing here writes anything.
 //!
 //! The rooms, lowest first (each imports only those before it):
-//! `calendar` (day numbers, months, quarters), `series` (`Series`,
-//! `DayLog`: shared arrays seen as views ending at a day), `tiers`
+//! `calendar` (complete months and quarters over the model's day
+//! numbers), `series` (`Series`, `DayLog`: shared arrays seen as views
+//! ending at a day), `tiers`
 //! (ranking into A/B/C, `TierHistory`), `account` (`AccountMetrics`,
 //! `Metric`), `snapshot` (`Snapshot`, `Portfolio`, `dump`), `load` (the
 //! reads of the store beyond visits), `parts` (every dataset as read, by

@@ -9,6 +9,7 @@ use chrono::NaiveDate;
 
 use super::account::{AccountMetrics, Metric, clamp_window, series_metric};
 use super::series::Series;
+use crate::model::Tier;
 use crate::model::dates::{Day, day};
 
 /// Book-level totals.
@@ -73,18 +74,18 @@ impl Portfolio {
 
     /// [`Portfolio::floor_a`] or `floor_b`; None for another tier.
     pub fn tier_floor(&self, tier: &str) -> Option<f64> {
-        match tier {
-            "A" => Some(self.floor_a),
-            "B" => Some(self.floor_b),
+        match Tier::parse(tier) {
+            Some(Tier::A) => Some(self.floor_a),
+            Some(Tier::B) => Some(self.floor_b),
             _ => None,
         }
     }
 
     pub fn tier_count(&self, tier: &str) -> usize {
-        match tier {
-            "A" => self.tier_a,
-            "B" => self.tier_b,
-            "C" => self.tier_c,
+        match Tier::parse(tier) {
+            Some(Tier::A) => self.tier_a,
+            Some(Tier::B) => self.tier_b,
+            Some(Tier::C) => self.tier_c,
             _ => 0,
         }
     }
@@ -182,6 +183,7 @@ mod build_tests {
 
     use crate::config::TierConfig;
     use crate::metrics::*;
+    use crate::model::Tier;
     use crate::store;
 
     fn d(s: &str) -> NaiveDate {
@@ -240,10 +242,10 @@ mod build_tests {
         let snap = build(&conn, d("2026-11-30"), &TierConfig::default()).unwrap();
         let big = snap.find("BIG").unwrap().clone();
         let small = snap.find("SMALL").unwrap();
-        assert_eq!((big.tier, small.tier), ("A", "B"));
+        assert_eq!((big.tier, small.tier), (Tier::A, Tier::B));
         // 30 days earlier BIG was still tier A; SMALL was C then (cumulative
         // share before it was already past b_share).
-        assert_eq!(big.prev_tier, "A");
+        assert_eq!(big.prev_tier, Tier::A);
         assert_eq!(big.attrs["渠道"], "KA");
         assert_eq!(big.credit_limit, Some(1000.0));
         // I3 was issued after the as-of date: not yet open.
@@ -311,7 +313,7 @@ mod build_tests {
         .unwrap();
         let snap = build(&conn, d("2026-11-30"), &TierConfig::default()).unwrap();
         let big = snap.find("BIG").unwrap();
-        assert_eq!((big.tier, big.prev_tier), ("C", "C"));
+        assert_eq!((big.tier, big.prev_tier), (Tier::C, Tier::C));
         assert!(big.attrs.is_empty());
     }
 
@@ -376,8 +378,8 @@ pub mod tests_support {
         Snapshot {
             as_of: NaiveDate::from_ymd_opt(2026, 11, 28).unwrap(),
             accounts: vec![Arc::new(AccountMetrics {
-                tier: "A",
-                prev_tier: "A",
+                tier: Tier::A,
+                prev_tier: Tier::A,
                 share: 1.0,
                 ..AccountMetrics::empty("KH1", "测试")
             })],

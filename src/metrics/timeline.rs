@@ -29,6 +29,7 @@ use super::snapshot::{Portfolio, Snapshot};
 use super::stock::{SkuBook, SkuScratch};
 use super::tiers::{PREV_TIER_DAYS, TierHistory, assign_tiers, parse_tier};
 use crate::config::TierConfig;
+use crate::model::Tier;
 use crate::model::dates::{Day, date_of, day};
 
 /// Builds the snapshot of every active account as of `as_of` (inclusive).
@@ -51,7 +52,7 @@ struct Base {
     visits: DayLog<Visit>,
     attrs: Arc<serde_json::Map<String, serde_json::Value>>,
     credit_limit: Option<f64>,
-    tier_override: Option<&'static str>,
+    tier_override: Option<Tier>,
     /// Open invoices with the day each was issued, by due date.
     invoices: Vec<load::Issued>,
     /// Stock held for this account: (sku, on hand).
@@ -74,7 +75,7 @@ struct Ranked {
     /// deterministic (the accounts are in id order, and the sort is stable).
     order: Vec<(f64, usize)>,
     /// The tier of each place of `order`, before the master's tier column.
-    tiers: Vec<&'static str>,
+    tiers: Vec<Tier>,
     /// The book's trailing-12-month revenue, the accounts not ranked too.
     total: f64,
 }
@@ -99,10 +100,10 @@ impl Ranked {
 
     /// The tier of each of `n` accounts, by account index (before the
     /// master's tier column).
-    fn tier_by_index(&self, n: usize) -> Vec<&'static str> {
-        let mut out = vec!["C"; n];
+    fn tier_by_index(&self, n: usize) -> Vec<Tier> {
+        let mut out = vec![Tier::C; n];
         for (t, (_, i)) in self.tiers.iter().zip(&self.order) {
-            out[*i] = t;
+            out[*i] = *t;
         }
         out
     }
@@ -110,8 +111,8 @@ impl Ranked {
 
 /// An account's place in the book on a snapshot's day.
 struct Standing {
-    tier: &'static str,
-    prev_tier: &'static str,
+    tier: Tier,
+    prev_tier: Tier,
     rank: usize,
     share: f64,
     share_above: f64,
@@ -146,7 +147,7 @@ impl Reuse {
     /// `RuleSet::tiers_reading_skus`): they are the costliest part of a
     /// day, a pass over each account's last twelve months of lines.
     pub fn main_skus_for_tiers(&mut self, tiers: &[&str]) {
-        self.sku_tiers = Some(["A", "B", "C"].map(|t| tiers.contains(&t)));
+        self.sku_tiers = Some(Tier::ALL.map(|t| tiers.contains(&t.as_str())));
     }
 
     /// Starts afresh unless it was last used with `timeline`.
@@ -163,11 +164,11 @@ impl Reuse {
         }
     }
 
-    fn wants_skus(&self, tier: &str) -> bool {
+    fn wants_skus(&self, tier: Tier) -> bool {
         let k = match tier {
-            "A" => 0,
-            "B" => 1,
-            _ => 2,
+            Tier::A => 0,
+            Tier::B => 1,
+            Tier::C => 2,
         };
         self.sku_tiers.is_none_or(|t| t[k])
     }
@@ -345,15 +346,15 @@ impl Timeline {
         for (rank, &(rev, i)) in now.order.iter().enumerate() {
             let a = &self.accounts[i];
             match now.tiers[rank] {
-                "A" if rev > 0.0 => portfolio.floor_a = rev,
-                "B" if rev > 0.0 => portfolio.floor_b = rev,
+                Tier::A if rev > 0.0 => portfolio.floor_a = rev,
+                Tier::B if rev > 0.0 => portfolio.floor_b = rev,
                 _ => {}
             }
             let tier = a.tier_override.unwrap_or(now.tiers[rank]);
             match tier {
-                "A" => portfolio.tier_a += 1,
-                "B" => portfolio.tier_b += 1,
-                _ => portfolio.tier_c += 1,
+                Tier::A => portfolio.tier_a += 1,
+                Tier::B => portfolio.tier_b += 1,
+                Tier::C => portfolio.tier_c += 1,
             }
             let standing = Standing {
                 tier,
@@ -419,12 +420,15 @@ impl Timeline {
 
     /// (tier, share of the accounts above) by account index in `ranked`,
     /// the master's tier column applied.
-    fn standings(&self, ranked: &Ranked) -> Vec<(&'static str, f64)> {
-        let mut out = vec![("C", 1.0); self.accounts.len()];
+    fn standings(&self, ranked: &Ranked) -> Vec<(Tier, f64)> {
+        let mut out = vec![(Tier::C, 1.0); self.accounts.len()];
         let mut above = 0.0;
         for (t, (rev, i)) in ranked.tiers.iter().zip(&ranked.order) {
             let o = self.accounts[*i].tier_override;
-            out[*i] = (o.unwrap_or(t), if ranked.total > 0.0 { above } else { 1.0 });
+            out[*i] = (
+                o.unwrap_or(*t),
+                if ranked.total > 0.0 { above } else { 1.0 },
+            );
             if ranked.total > 0.0 {
                 above += rev / ranked.total;
             }

@@ -79,7 +79,7 @@ fn tiers_at(
     Ok(metrics::build(conn, as_of, tiers)?
         .accounts
         .iter()
-        .map(|a| (a.id.clone(), a.tier))
+        .map(|a| (a.id.clone(), a.tier.as_str()))
         .collect())
 }
 
@@ -111,7 +111,7 @@ pub fn book(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<B
             id: a.id.clone(),
             name: a.name.clone(),
             owner: a.owner.clone(),
-            tier: a.tier,
+            tier: a.tier.as_str(),
             share_pct: round2(a.share * 100.0),
             cumulative_pct: round2(cumulative * 100.0),
             gross_profit_share_pct: if book_gp > 0.0 {
@@ -119,7 +119,7 @@ pub fn book(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<B
             } else {
                 0.0
             },
-            gross_profit_tier: a.gross_profit_tier().0,
+            gross_profit_tier: a.gross_profit_tier().0.as_str(),
             revenue_12m: round2(a.revenue_12m),
             margin_pct_12m: round2(a.margin_pct(end, 365, 0)),
             days_since_last_order: a.days_since_last_order(end),

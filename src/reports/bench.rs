@@ -172,7 +172,11 @@ fn rank(accounts: &mut [AccountMetrics], rng: &mut Rng, book: Series) -> Portfol
     for (rank, (a, t)) in accounts.iter_mut().zip(tiers).enumerate() {
         a.tier = t;
         // Some movement between tiers, as a month of trading gives.
-        a.prev_tier = if rng.below_u64(50) == 0 { "B" } else { t };
+        a.prev_tier = if rng.below_u64(50) == 0 {
+            crate::model::Tier::B
+        } else {
+            t
+        };
         a.rank = rank + 1;
         a.share = if total > 0.0 {
             a.revenue_12m / total
@@ -180,9 +184,9 @@ fn rank(accounts: &mut [AccountMetrics], rng: &mut Rng, book: Series) -> Portfol
             0.0
         };
         match t {
-            "A" => portfolio.tier_a += 1,
-            "B" => portfolio.tier_b += 1,
-            _ => portfolio.tier_c += 1,
+            crate::model::Tier::A => portfolio.tier_a += 1,
+            crate::model::Tier::B => portfolio.tier_b += 1,
+            crate::model::Tier::C => portfolio.tier_c += 1,
         }
     }
     // What the book holds and where the tiers start, as a real snapshot
@@ -193,7 +197,7 @@ fn rank(accounts: &mut [AccountMetrics], rng: &mut Rng, book: Series) -> Portfol
     }
     // The smallest positive revenue of the tier (0 if none), as
     // `Timeline::snapshot` sets it.
-    let floor = |tier: &str| {
+    let floor = |tier: crate::model::Tier| {
         accounts
             .iter()
             .filter(|a| a.tier == tier && a.revenue_12m > 0.0)
@@ -201,8 +205,8 @@ fn rank(accounts: &mut [AccountMetrics], rng: &mut Rng, book: Series) -> Portfol
             .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.min(r))))
             .unwrap_or(0.0)
     };
-    portfolio.floor_a = floor("A");
-    portfolio.floor_b = floor("B");
+    portfolio.floor_a = floor(crate::model::Tier::A);
+    portfolio.floor_b = floor(crate::model::Tier::B);
     portfolio
 }
 

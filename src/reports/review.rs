@@ -184,7 +184,7 @@ fn line(a: &AccountMetrics, detail: String) -> Line {
         id: a.id.clone(),
         name: a.name.clone(),
         owner: a.owner.clone(),
-        tier: a.tier,
+        tier: a.tier.as_str(),
         detail,
     }
 }
@@ -204,7 +204,7 @@ fn sections<'w>(
     let mut slips: Vec<(f64, Line)> = Vec::new();
     let mut unvisited: Vec<(i64, Line)> = Vec::new();
     for a in accounts {
-        if a.tier == "C" {
+        if a.tier == crate::model::Tier::C {
             continue;
         }
         declines.extend(decline(a, end, style));
@@ -285,7 +285,7 @@ fn slip(a: &AccountMetrics, end: Day, style: &Style) -> Option<(f64, Line)> {
 /// A key account not visited within its tier's cadence: the days since
 /// the last visit (never: the most) and its line.
 fn lapse(a: &AccountMetrics, end: Day, en: bool) -> Option<(i64, Line)> {
-    let (_, cadence) = CADENCE.iter().find(|(t, _)| *t == a.tier)?;
+    let (_, cadence) = CADENCE.iter().find(|(t, _)| *t == a.tier.as_str())?;
     let since = a.days_since_last_visit(end, None);
     if since.is_some_and(|d| d <= *cadence) {
         return None;

@@ -38,7 +38,7 @@ impl RuleSet {
             rule: r.name.to_string(),
             account: m.id.clone(),
             account_name: m.name.clone(),
-            tier: m.tier,
+            tier: m.tier.as_str(),
             as_of: snap.as_of,
             settings: r.settings.clone(),
             skipped: skipped(r, m, snap),
@@ -91,7 +91,7 @@ impl RuleSet {
 /// Why `rule` does not run its script for `m` at all, if it does not: its
 /// tiers, its needs, or the book's needs.
 fn skipped(r: &Rule, m: &AccountMetrics, snap: &Snapshot) -> Option<String> {
-    if r.mask & tier_bit(m.tier) == 0 {
+    if r.mask & tier_bit(m.tier.as_str()) == 0 {
         return Some(if r.enabled() {
             format!(
                 "tier {} is not among the rule's tiers ({}); the script did not run",

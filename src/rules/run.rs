@@ -135,7 +135,7 @@ impl AtSnapshot<'_, '_> {
 
     /// Every rule for one account, into `out`.
     fn account(&mut self, m: &Arc<AccountMetrics>, out: &mut Outcome) {
-        let bit = tier_bit(m.tier);
+        let bit = tier_bit(m.tier.as_str());
         let has = has_bits(m);
         let book = self.book;
         // `account` is a plain variable, not a constant: a method call on a

@@ -16,8 +16,8 @@ pub(super) fn snapshot_of(n: usize, panic_at: usize) -> Snapshot {
                 format!("KH{i}")
             };
             Arc::new(AccountMetrics {
-                tier: "A",
-                prev_tier: "A",
+                tier: crate::model::Tier::A,
+                prev_tier: crate::model::Tier::A,
                 ..AccountMetrics::empty(&id, "测试")
             })
         })
@@ -31,8 +31,8 @@ pub(super) fn book_of(n: usize) -> Snapshot {
     for i in 2..=n {
         let id = format!("KH{i}");
         snap.accounts.push(Arc::new(AccountMetrics {
-            tier: "A",
-            prev_tier: "A",
+            tier: crate::model::Tier::A,
+            prev_tier: crate::model::Tier::A,
             ..AccountMetrics::empty(&id, "测试")
         }));
     }

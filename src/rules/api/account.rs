@@ -81,7 +81,11 @@ pub(super) fn identity(api: &mut Api) {
         "tier",
         "account.tier",
         "\"A\", \"B\" or \"C\": ranked by trailing-12-month revenue (cumulative share up to tiers.a_share is A, up to b_share B); a tier column in the master overrides",
-        |a: &mut Account| seen(a.explain, || "account.tier".into(), tier_str(a.m.tier)),
+        |a: &mut Account| seen(
+            a.explain,
+            || "account.tier".into(),
+            tier_str(a.m.tier.as_str())
+        ),
     );
     g!(
         api,
@@ -91,7 +95,7 @@ pub(super) fn identity(api: &mut Api) {
         |a: &mut Account| seen(
             a.explain,
             || "account.prev_tier".into(),
-            tier_str(a.m.prev_tier)
+            tier_str(a.m.prev_tier.as_str())
         ),
     );
     g!(
@@ -125,7 +129,7 @@ pub(super) fn ranking_and_master(api: &mut Api) {
         "account.tier_ago(days)",
         "the tier `days` days before the as-of date (0 to 730), ranked from the same order history as account.tier (a tier column in the master overrides every day)",
         |a: &mut Account, days: i64| {
-            let v = tier_str(a.m.tier_ago(days).0);
+            let v = tier_str(a.m.tier_ago(days).0.as_str());
             seen(a.explain, || format!("account.tier_ago({days})"), v)
         },
     );
@@ -145,7 +149,7 @@ pub(super) fn ranking_and_master(api: &mut Api) {
         "account.gross_profit_tier",
         "the tier the account would have with the book ranked by trailing-12-month gross profit (revenue - cost) instead of revenue, with the same lines: \"A\", \"B\" or \"C\" (C without gross profit; a tier column in the master does not apply)",
         |a: &mut Account| {
-            let v = tier_str(a.m.gross_profit_tier().0);
+            let v = tier_str(a.m.gross_profit_tier().0.as_str());
             seen(a.explain, || "account.gross_profit_tier".into(), v)
         },
     );
