@@ -50,7 +50,9 @@ pub use address::Recipient;
 pub use deliver::{Delivery, deliver};
 pub use digest::release;
 pub use mime::{Image, Rendered, escape_html};
-pub use outbox::{message_id, notify_admin, notify_admin_once, outbox_counts, queue};
+pub use outbox::{
+    Refused, message_id, notify_admin, notify_admin_once, outbox_counts, queue, refused_recipients,
+};
 pub use render::Templates;
 pub use route::{record, route};
 pub use sink::{Sink, SmtpSink};
