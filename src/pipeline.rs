@@ -124,19 +124,17 @@ pub fn evaluate_snapshot(
         report.resolved = resolved;
         return Ok(report);
     }
-    tx.execute(
-        "INSERT INTO evaluations (as_of, accounts, rules, raised, started, resolved, errors, at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        rusqlite::params![
-            crate::store::date_text(as_of),
-            report.accounts as i64,
-            report.rules as i64,
-            report.findings.len() as i64,
-            started.len() as i64,
-            resolved as i64,
-            report.errors.len() as i64,
-            crate::store::now_text()
-        ],
+    crate::store::record_evaluation(
+        &tx,
+        &crate::store::EvaluationRecord {
+            as_of,
+            accounts: report.accounts as u64,
+            rules: report.rules as u64,
+            raised: report.findings.len() as u64,
+            started: started.len() as u64,
+            resolved: resolved as u64,
+            errors: report.errors.len() as u64,
+        },
     )?;
     tx.commit()?;
     report.started = started;

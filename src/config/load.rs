@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
 use super::error::{ConfigError, Problem, invalid};
 use super::schema::Config;
 use super::validate::{check_log, settle_rule_settings, validate};
@@ -170,87 +172,87 @@ fn read_bounded(path: &Path) -> Result<String, Problem> {
     String::from_utf8(bytes).map_err(|e| Problem::NotUtf8(e.utf8_error().valid_up_to()))
 }
 
+/// Counts the values a YAML document holds, aliases expanded, storing
+/// none: [`check_expansion`] stops it past [`MAX_CONFIG_VALUES`].
+struct Count<'a>(&'a std::cell::Cell<usize>);
+
+impl Count<'_> {
+    fn one<E: serde::de::Error>(&self) -> Result<(), E> {
+        let n = self.0.get() + 1;
+        self.0.set(n);
+        if n > MAX_CONFIG_VALUES {
+            Err(E::custom(TOO_MANY))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+const TOO_MANY: &str = "too many values";
+
+impl<'de> DeserializeSeed<'de> for Count<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Count<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any YAML value")
+    }
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        self.one()
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        self.one()
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        self.one()
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        self.one()
+    }
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+        self.one()
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        self.one()
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<(), E> {
+        self.one()
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_enum<A: serde::de::EnumAccess<'de>>(self, a: A) -> Result<(), A::Error> {
+        use serde::de::VariantAccess as _;
+        self.one()?;
+        let ((), v) = a.variant_seed(Count(self.0))?;
+        v.newtype_variant_seed(Count(self.0))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<(), A::Error> {
+        self.one()?;
+        while a.next_element_seed(Count(self.0))?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<(), A::Error> {
+        self.one()?;
+        while a.next_key_seed(Count(self.0))?.is_some() {
+            a.next_value_seed(Count(self.0))?;
+        }
+        Ok(())
+    }
+}
+
 /// Walks the YAML as the deserializer will, aliases expanded, counting
 /// values and storing none: refuses text that expands past
 /// [`MAX_CONFIG_VALUES`] ("billion laughs") before anything is built from it.
 fn check_expansion(text: &str) -> Result<(), Problem> {
-    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-
-    struct Count<'a>(&'a std::cell::Cell<usize>);
-
-    impl Count<'_> {
-        fn one<E: serde::de::Error>(&self) -> Result<(), E> {
-            let n = self.0.get() + 1;
-            self.0.set(n);
-            if n > MAX_CONFIG_VALUES {
-                Err(E::custom(TOO_MANY))
-            } else {
-                Ok(())
-            }
-        }
-    }
-
-    const TOO_MANY: &str = "too many values";
-
-    impl<'de> DeserializeSeed<'de> for Count<'_> {
-        type Value = ();
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            d.deserialize_any(self)
-        }
-    }
-
-    impl<'de> Visitor<'de> for Count<'_> {
-        type Value = ();
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("any YAML value")
-        }
-        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
-            self.one()
-        }
-        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
-            self.one()
-        }
-        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
-            self.one()
-        }
-        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
-            self.one()
-        }
-        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
-            self.one()
-        }
-        fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
-            self.one()
-        }
-        fn visit_none<E: serde::de::Error>(self) -> Result<(), E> {
-            self.one()
-        }
-        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            d.deserialize_any(self)
-        }
-        fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            d.deserialize_any(self)
-        }
-        fn visit_enum<A: serde::de::EnumAccess<'de>>(self, a: A) -> Result<(), A::Error> {
-            use serde::de::VariantAccess as _;
-            self.one()?;
-            let ((), v) = a.variant_seed(Count(self.0))?;
-            v.newtype_variant_seed(Count(self.0))
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<(), A::Error> {
-            self.one()?;
-            while a.next_element_seed(Count(self.0))?.is_some() {}
-            Ok(())
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<(), A::Error> {
-            self.one()?;
-            while a.next_key_seed(Count(self.0))?.is_some() {
-                a.next_value_seed(Count(self.0))?;
-            }
-            Ok(())
-        }
-    }
-
     let n = std::cell::Cell::new(0);
     match Count(&n).deserialize(serde_yaml::Deserializer::from_str(text)) {
         Err(_) if n.get() > MAX_CONFIG_VALUES => Err(Problem::TooManyValues {

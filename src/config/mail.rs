@@ -1,7 +1,8 @@
 //! The `mail:` section of the config: sender, folder, recipients of last
 //! resort, digests, quiet windows (parsed into [`Quiet`] when the config is
-//! loaded), SMTP server and limits, with their defaults. Reads nothing
-//! itself; the mail stage sends with what it holds.
+//! loaded), SMTP server and limits, with their defaults; and the one test
+//! of a mail address kamwatch can send to (`sendable_address`). Reads
+//! nothing itself; the mail stage sends with what it holds.
 
 use std::path::PathBuf;
 
@@ -9,6 +10,7 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 
 use super::clock::Zone;
+use super::error::{Problem, invalid};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -225,7 +227,7 @@ enum DateSpec {
 }
 
 impl DateSpec {
-    fn parse(s: &str) -> Result<DateSpec, String> {
+    fn parse(s: &str) -> Result<DateSpec, Problem> {
         if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
             return Ok(DateSpec::Once(d));
         }
@@ -234,19 +236,23 @@ impl DateSpec {
             NaiveDate::from_ymd_opt(2000, m, d).map(|_| DateSpec::Yearly(m, d))
         });
         md.ok_or_else(|| {
-            format!("{s:?} is not a date: write YYYY-MM-DD for one year or MM-DD for every year")
+            Problem::Invalid(format!(
+                "{s:?} is not a date: write YYYY-MM-DD for one year or MM-DD for every year"
+            ))
         })
     }
 }
 
 impl Quiet {
-    pub fn parse(q: &QuietWindow) -> Result<Quiet, String> {
+    /// Reads a window as the config writes it; the error says what to
+    /// write instead (the config prefixes it with `mail.quiet[i]`).
+    pub fn parse(q: &QuietWindow) -> Result<Quiet, Problem> {
         let weekdays = q
             .weekdays
             .iter()
             .map(|w| {
                 w.parse::<chrono::Weekday>().map_err(|_| {
-                    format!("weekdays: {w:?} is not a weekday; write mon, tue, wed, thu, fri, sat or sun")
+                    Problem::Invalid(format!("weekdays: {w:?} is not a weekday; write mon, tue, wed, thu, fri, sat or sun"))
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -256,22 +262,20 @@ impl Quiet {
                 let (f, t) = (DateSpec::parse(f)?, DateSpec::parse(t)?);
                 match (f, t) {
                     (DateSpec::Once(a), DateSpec::Once(b)) if a > b => {
-                        return Err(format!("from {a} is after to {b}"));
+                        invalid!("from {a} is after to {b}");
                     }
                     (DateSpec::Once(_), DateSpec::Yearly(..))
                     | (DateSpec::Yearly(..), DateSpec::Once(_)) => {
-                        return Err(
-                            "give `from` and `to` both as YYYY-MM-DD or both as MM-DD".into()
-                        );
+                        invalid!("give `from` and `to` both as YYYY-MM-DD or both as MM-DD");
                     }
                     _ => {}
                 }
                 Some((f, t))
             }
-            _ => return Err("give both `from` and `to`, or neither".into()),
+            _ => invalid!("give both `from` and `to`, or neither"),
         };
         if weekdays.is_empty() && range.is_none() {
-            return Err("a quiet window needs `weekdays` or `from` and `to`".into());
+            invalid!("a quiet window needs `weekdays` or `from` and `to`");
         }
         Ok(Quiet {
             name: q.name.clone().unwrap_or_else(|| "quiet window".into()),

@@ -45,6 +45,6 @@ pub use mail::{
 pub use schema::{
     AlertsConfig, Config, DEFAULT_MAX_ALERTS_PER_ACCOUNT, DEFAULT_MAX_ALERTS_PER_RULE,
     DaemonConfig, IngestConfig, ReviewConfig, ScheduleConfig, SeasonConfig, TierConfig,
-    WatchConfig,
+    WatchConfig, resolve_seasons,
 };
 pub use settings::RuleSettings;

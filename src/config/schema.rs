@@ -3,7 +3,7 @@
 //! seasons) with their defaults, which `config/kamwatch.yaml` mirrors,
 //! commented. The `mail:` section is in `config/mail.rs`, datasets in
 //! `config/datasets.rs`, per-rule settings in `config/settings.rs`. Values
-//! kept as text in the file (schedule times and zone) are parsed into
+//! kept as text in the file (seasons, schedule times and zone) are parsed into
 //! types when the config is loaded. Reads nothing itself.
 
 use std::collections::BTreeMap;
@@ -17,6 +17,7 @@ use super::datasets::Datasets;
 use super::error::Problem;
 use super::mail::{MailConfig, default_true};
 use super::settings::RuleSettings;
+use crate::model::seasons::{Season, Seasons};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,8 +70,11 @@ pub struct Config {
     /// The peaks rules plan around (`season("春节")`, `days_until_peak()`),
     /// by name: `from` and `to` as a month-day or a lunar date rule (see
     /// `crate::model::seasons`). Default: 春节, 618, 中秋 and 双11.
-    #[serde(default = "default_seasons")]
-    pub seasons: BTreeMap<String, SeasonConfig>,
+    #[serde(default = "default_seasons", rename = "seasons")]
+    pub(super) seasons_text: BTreeMap<String, SeasonConfig>,
+    /// The seasons, resolved when the config is loaded.
+    #[serde(skip)]
+    pub seasons: Seasons,
 }
 
 /// One season of the config: its first and last day in every year.
@@ -96,19 +100,14 @@ fn default_seasons() -> BTreeMap<String, SeasonConfig> {
         .collect()
 }
 
-impl Config {
-    /// The configured seasons, resolved; an error names the season and
-    /// the date that cannot be read (`validate` has checked them).
-    pub fn season_list(&self) -> Result<crate::model::seasons::Seasons, Problem> {
-        let mut list = Vec::new();
-        for (name, s) in &self.seasons {
-            list.push(
-                crate::model::seasons::Season::parse(name, &s.from, &s.to)
-                    .map_err(Problem::Invalid)?,
-            );
-        }
-        Ok(crate::model::seasons::Seasons { list })
+/// The seasons of the config, resolved; an error names the season and the
+/// date that cannot be read. `kamwatch test` files name seasons the same way.
+pub fn resolve_seasons(map: &BTreeMap<String, SeasonConfig>) -> Result<Seasons, Problem> {
+    let mut list = Vec::new();
+    for (name, s) in map {
+        list.push(Season::parse(name, &s.from, &s.to).map_err(Problem::Invalid)?);
     }
+    Ok(Seasons { list })
 }
 
 /// Bounds on one export file, checked while it is read, before memory is

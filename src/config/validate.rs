@@ -12,14 +12,15 @@ use super::error::{Problem, invalid};
 use super::mail::{MailConfig, Quiet, SmtpSecurity, sendable_address};
 use super::schema::{
     Config, IngestConfig, ReviewConfig, ScheduleConfig, TierConfig, WatchConfig, parse_hhmm,
+    resolve_seasons,
 };
 use super::settings::RuleSettings;
 
-/// Checks `cfg` and fills in its typed values (`schedule.times`,
-/// `schedule.zone`, `mail.quiet`, `mail.zone`). The first problem found
+/// Checks `cfg` and fills in its typed values (`seasons`,
+/// `schedule.times`, `schedule.zone`, `mail.quiet`, `mail.zone`). The first problem found
 /// is returned.
 pub(super) fn validate(cfg: &mut Config) -> Result<(), Problem> {
-    cfg.season_list()?;
+    cfg.seasons = resolve_seasons(&cfg.seasons_text)?;
     check_ingest(&cfg.ingest)?;
     check_tiers(&cfg.tiers)?;
     for (name, o) in &cfg.rule_settings {

@@ -14,7 +14,6 @@ use anyhow::Result;
 use rusqlite::Connection;
 
 use crate::config::Loaded;
-use crate::store::Outcome;
 
 /// How one file's ingest ended, for the daemon.
 pub enum FileOutcome {
@@ -80,9 +79,7 @@ pub fn ingest_guarded(
 /// daemon goes on; a child that ends is read back from the ledger.
 pub fn ingest_apart(cfg: &Loaded, conn: &mut Connection, path: &Path) -> FileOutcome {
     use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
-    let before: i64 = conn
-        .query_row("SELECT COALESCE(MAX(id), 0) FROM ledger", [], |r| r.get(0))
-        .unwrap_or(0);
+    let before = crate::store::newest_ledger_id(conn).unwrap_or(0);
     let exe = match std::env::current_exe() {
         Ok(e) => e,
         Err(e) => return FileOutcome::Failed(format!("cannot find the kamwatch binary: {e}")),
@@ -140,51 +137,30 @@ fn died_again(cfg: &Loaded, conn: &mut Connection, path: &Path, sig: i32) -> Fil
 /// the file's report; its last line of stderr when it wrote nothing.
 fn read_back(conn: &Connection, before: i64, path: &Path, stderr: &[u8]) -> FileOutcome {
     let name = path.file_name().unwrap_or_default();
-    let row = conn
-        .query_row(
-            "SELECT file_name, dataset, outcome, rows, COALESCE(rows_read, 0),
-               COALESCE(rows_replaced, 0), COALESCE(rows_skipped, 0)
-             FROM ledger WHERE id > ?1 ORDER BY id DESC LIMIT 1",
-            [before],
-            |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, Option<String>>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
-                    [
-                        r.get::<_, i64>(4)?,
-                        r.get::<_, i64>(5)?,
-                        r.get::<_, i64>(6)?,
-                    ],
-                ))
-            },
-        )
-        .ok();
-    match row {
-        Some((file_name, dataset, outcome, rows, [read, replaced, skipped])) => {
-            let outcome = match outcome.as_str() {
-                "ingested" => Outcome::Ingested,
-                "duplicate" => Outcome::Duplicate,
-                _ => Outcome::Rejected,
-            };
+    match crate::store::newest_entry_after(conn, before)
+        .ok()
+        .flatten()
+    {
+        Some(entry) => {
+            let outcome = entry.outcome;
+            let rows = entry.rows;
             tracing::info!(file = ?name, outcome = outcome.as_str(), rows, "ingested in a process of its own");
             FileOutcome::Done(crate::ingest::FileReport {
-                file_name,
-                dataset: dataset.and_then(|d| {
+                file_name: entry.file_name,
+                dataset: entry.dataset.and_then(|d| {
                     crate::config::Dataset::ALL
                         .iter()
                         .copied()
                         .find(|x| x.name() == d)
                 }),
                 outcome,
-                rows: rows.max(0) as u64,
+                rows,
                 moved_to: PathBuf::new(),
                 reason: None,
-                skipped: skipped.max(0) as u64,
+                skipped: entry.skipped,
                 errors_file: None,
-                read: read.max(0) as u64,
-                replaced: replaced.max(0) as u64,
+                read: entry.read,
+                replaced: entry.replaced,
             })
         }
         None => {
@@ -203,6 +179,7 @@ fn read_back(conn: &Connection, before: i64, path: &Path, stderr: &[u8]) -> File
 mod tests {
     use super::*;
     use crate::config::{self, Loaded};
+    use crate::store::Outcome;
 
     /// A panic while ingesting one file rejects that file with a reason
     /// (a real reject: the file moves to rejected/ with its reason file)

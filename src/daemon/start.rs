@@ -47,14 +47,8 @@ pub fn start(cfg: Loaded, stop: &Arc<AtomicBool>) -> Result<Started> {
     Live::capture(&conn).context("noting what ingest writes, for the metrics in memory")?;
     let db_id = crate::store::identity(&cfg.database());
     crate::ingest::file::sweep(&cfg.archive().join(crate::ingest::file::STAGING));
-    crate::ingest::file::Attempts::new(&cfg.database()).prune(|hash| {
-        conn.query_row(
-            "SELECT 1 FROM ledger WHERE hash = ?1 LIMIT 1",
-            [hash],
-            |_| Ok(()),
-        )
-        .is_ok()
-    });
+    crate::ingest::file::Attempts::new(&cfg.database())
+        .prune(|hash| crate::store::hash_known(&conn, hash).unwrap_or(false));
     let (rules, errors, _) = RuleSet::load_config(&cfg)?;
     let mut reported = HashMap::new();
     for e in &errors {
@@ -90,29 +84,21 @@ fn missed(cfg: &Loaded, conn: &Connection) -> bool {
     let evaluated = last_evaluation(conn);
     let missed = last_slot.is_some_and(|slot| evaluated.is_none_or(|at| at < slot))
         || last_ingest(conn).is_some_and(|at| evaluated.is_none_or(|e| e < at));
-    let has_accounts = conn
-        .query_row("SELECT EXISTS (SELECT 1 FROM accounts)", [], |r| {
-            r.get::<_, bool>(0)
-        })
-        .unwrap_or(false);
+    let has_accounts = crate::store::has_accounts(conn).unwrap_or(false);
     missed && has_accounts
 }
 
 /// When the last evaluation was recorded, if ever.
 fn last_evaluation(conn: &Connection) -> Option<DateTime<Utc>> {
-    stored_time(conn, "SELECT at FROM evaluations ORDER BY id DESC LIMIT 1")
+    stored_time(crate::store::last_evaluation(conn).ok()??.at)
 }
 
 /// When a file was last ingested, if ever.
 fn last_ingest(conn: &Connection) -> Option<DateTime<Utc>> {
-    stored_time(
-        conn,
-        "SELECT MAX(at) FROM ledger WHERE outcome = 'ingested'",
-    )
+    stored_time(crate::store::last_ingest_at(conn).ok()??)
 }
 
-fn stored_time(conn: &Connection, sql: &str) -> Option<DateTime<Utc>> {
-    let at: String = conn.query_row(sql, [], |r| r.get(0)).ok()?;
+fn stored_time(at: String) -> Option<DateTime<Utc>> {
     DateTime::parse_from_str(&at, "%Y-%m-%dT%H:%M:%S%.f%:z")
         .ok()
         .map(|d| d.with_timezone(&Utc))

@@ -51,7 +51,7 @@ CREATE TEMP TRIGGER IF NOT EXISTS live_ledger_i AFTER INSERT ON main.ledger
 ";
 
 pub(super) fn newest_ledger(conn: &Connection) -> Result<i64> {
-    Ok(conn.query_row("SELECT COALESCE(MAX(id), 0) FROM ledger", [], |r| r.get(0))?)
+    crate::store::newest_ledger_id(conn)
 }
 
 /// The notes taken since the last call, and forgets them.

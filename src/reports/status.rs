@@ -18,26 +18,9 @@ pub struct Status {
     pub rejected_files: u64,
 }
 
-#[derive(Debug, Serialize)]
-pub struct LastIngest {
-    pub dataset: String,
-    pub file: String,
-    pub rows: u64,
-    pub at: String,
-    /// Files of this dataset ingested in all.
-    pub files: u64,
-}
-
-#[derive(Debug, Serialize)]
-pub struct LastEvaluation {
-    pub as_of: String,
-    pub at: String,
-    pub accounts: u64,
-    pub raised: u64,
-    pub started: u64,
-    pub resolved: u64,
-    pub errors: u64,
-}
+/// The last file of each dataset and the last evaluation, as the store
+/// records them.
+pub use crate::store::{LastEvaluation, LastIngest};
 
 #[derive(Debug, Default, Serialize)]
 pub struct Firing {
@@ -89,42 +72,8 @@ fn refused(conn: &Connection) -> Result<Vec<Refused>> {
 }
 
 pub fn read(conn: &Connection) -> Result<Status> {
-    let mut st = conn.prepare(
-        "SELECT l.dataset, l.file_name, l.rows, l.at,
-                (SELECT COUNT(*) FROM ledger c WHERE c.dataset = l.dataset AND c.outcome = 'ingested')
-         FROM ledger l
-         WHERE l.id IN (SELECT MAX(id) FROM ledger WHERE outcome = 'ingested' GROUP BY dataset)
-         ORDER BY l.dataset",
-    )?;
-    let last_ingest = st
-        .query_map([], |r| {
-            Ok(LastIngest {
-                dataset: r.get(0)?,
-                file: r.get(1)?,
-                rows: r.get::<_, i64>(2)? as u64,
-                at: r.get(3)?,
-                files: r.get::<_, i64>(4)? as u64,
-            })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    let last_evaluation = conn
-        .query_row(
-            "SELECT as_of, at, accounts, raised, started, resolved, errors
-             FROM evaluations ORDER BY id DESC LIMIT 1",
-            [],
-            |r| {
-                Ok(LastEvaluation {
-                    as_of: r.get(0)?,
-                    at: r.get(1)?,
-                    accounts: r.get::<_, i64>(2)? as u64,
-                    raised: r.get::<_, i64>(3)? as u64,
-                    started: r.get::<_, i64>(4)? as u64,
-                    resolved: r.get::<_, i64>(5)? as u64,
-                    errors: r.get::<_, i64>(6)? as u64,
-                })
-            },
-        )
-        .ok();
+    let last_ingest = crate::store::last_ingests(conn)?;
+    let last_evaluation = crate::store::last_evaluation(conn).ok().flatten();
     let mut firing = Firing::default();
     for (sev, n) in crate::alerts::firing_counts(conn)? {
         match sev {
@@ -134,11 +83,7 @@ pub fn read(conn: &Connection) -> Result<Status> {
         }
     }
     let (pending, sent, dead) = crate::mail::outbox_counts(conn)?;
-    let rejected_files: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM ledger WHERE outcome = 'rejected'",
-        [],
-        |r| r.get(0),
-    )?;
+    let rejected_files = crate::store::rejected_files(conn)?;
     Ok(Status {
         last_ingest,
         last_evaluation,
@@ -149,6 +94,6 @@ pub fn read(conn: &Connection) -> Result<Status> {
             dead,
             refused: refused(conn)?,
         },
-        rejected_files: rejected_files as u64,
+        rejected_files,
     })
 }

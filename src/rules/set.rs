@@ -246,8 +246,8 @@ impl RuleSet {
             per_rule: cfg.cfg.alerts.max_per_rule,
         };
         set.style = cfg.style();
-        // `validate` has read every season when the config was loaded.
-        set.seasons = Arc::new(cfg.cfg.season_list().unwrap_or_default());
+        // Every season was read when the config was loaded.
+        set.seasons = Arc::new(cfg.cfg.seasons.clone());
         let unknown = set.apply_overrides(&cfg.cfg.rule_settings);
         // A broken file's name is not unknown: its last good version may run.
         let unknown = unknown
