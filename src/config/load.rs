@@ -503,4 +503,48 @@ mod tests {
             "schedule.timezone: \"Asia/Shanghia\" is not a time zone; use an IANA name such as Asia/Shanghai, or `local`"
         );
     }
+
+    /// What cannot be read as a config is refused with the file named and
+    /// what to do, before anything is parsed: the same sentences as before
+    /// the errors had types.
+    #[test]
+    fn unreadable_files_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let message = |p: &Path| load(p).unwrap_err().to_string();
+        let missing = dir.path().join("missing.yaml");
+        assert_eq!(
+            message(&missing),
+            format!(
+                "config {}: cannot read it: No such file or directory (os error 2); pass another file with --config PATH",
+                missing.display()
+            )
+        );
+        assert_eq!(
+            message(dir.path()),
+            format!(
+                "config {}: it is not a regular file; pass the config file with --config PATH",
+                dir.path().display()
+            )
+        );
+        let latin1 = dir.path().join("latin1.yaml");
+        std::fs::write(&latin1, b"inbox: caf\xe9\n").unwrap();
+        assert_eq!(
+            message(&latin1),
+            format!(
+                "config {}: it is not UTF-8 text (invalid byte at offset 10); save it as UTF-8",
+                latin1.display()
+            )
+        );
+        let big = dir.path().join("big.yaml");
+        std::fs::write(&big, vec![b'#'; MAX_CONFIG_BYTES as usize + 1]).unwrap();
+        assert_eq!(
+            message(&big),
+            format!(
+                "config {}: it is larger than 1024 KiB, which no kamwatch config needs (the shipped one is about 10 KiB); is it the right file?",
+                big.display()
+            )
+        );
+        let e = load(&big).unwrap_err();
+        assert!(matches!(e.problem, Problem::TooLarge { limit_kib: 1024 }));
+    }
 }
