@@ -4,7 +4,7 @@
 # ASCII and exactly the Chinese characters of the chart labels, which it
 # takes from src/chart/*.rs between the "chart-font: begin" and "chart-font:
 # end" markers. Run it after changing a Chinese label; the test
-# chart::tests::every_chinese_label_is_in_the_shipped_font says when to.
+# chart::text::tests::every_chinese_label_is_in_the_shipped_font says when to.
 # Needs: fonts-wqy-microhei, fonttools (pyftsubset).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -16,11 +16,12 @@
 //! Owns the `outbox`, `notifications` and `notification_mail` tables, the
 //! mail folder and the templates.
 //!
-//! The rooms, from the bottom up (each imports only those above it):
+//! The rooms, lowest first (each imports only rooms listed before it):
 //! - `address`: a recipient, address checks, the sender;
 //! - `mime`: a rendered message into MIME bytes, HTML escaping, one-line headers;
 //! - `templates`, `words`, `render`: the message's text, HTML and charts;
-//! - `outbox`: queuing a message, admin notices, Message-IDs, counts;
+//! - `outbox`: queuing a message, admin notices, Message-IDs, counts and
+//!   the refused recipients;
 //! - `route`: who gets a notice, and the record of each evaluation's notices;
 //! - `digest`: held notices into outbox messages, sized to the limit;
 //! - `smtp`: the client and its settings (password never logged);
@@ -50,7 +51,9 @@ pub use address::Recipient;
 pub use deliver::{Delivery, deliver};
 pub use digest::release;
 pub use mime::{Image, Rendered, escape_html};
-pub use outbox::{message_id, notify_admin, notify_admin_once, outbox_counts, queue};
+pub use outbox::{
+    Refused, message_id, notify_admin, notify_admin_once, outbox_counts, queue, refused_recipients,
+};
 pub use render::Templates;
 pub use route::{record, route};
 pub use sink::{Sink, SmtpSink};

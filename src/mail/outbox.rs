@@ -1,10 +1,12 @@
 //! Outbox: queues a rendered message in the `outbox` table (once per
 //! Message-ID), queues kamwatch's own problems to `mail.admin` once per
-//! content, derives Message-IDs, and counts the outbox by state. Owns the
-//! `outbox` table's inserts of new messages; reads the installation id.
+//! content, derives Message-IDs, counts the outbox by state and lists the
+//! recipients it refused. Owns the `outbox` table's inserts of new
+//! messages and its summaries; reads the installation id.
 
 use anyhow::Result;
 use rusqlite::{Connection, params};
+use serde::Serialize;
 
 use super::address::{Recipient, from_mailbox, id_domain};
 use super::mime::{Rendered, compose, escape_html, one_line};
@@ -100,4 +102,35 @@ pub fn outbox_counts(conn: &Connection) -> Result<(u64, u64, u64)> {
         )
     };
     Ok((n("pending")?, n("sent")?, n("dead")?))
+}
+
+#[derive(Debug, Serialize)]
+pub struct Refused {
+    pub email: String,
+    pub reply: String,
+    /// Messages it was refused in.
+    pub messages: u64,
+    /// When the last of them was queued.
+    pub at: String,
+}
+
+/// Recipients parked as refused or invalid in the outbox, at most 20,
+/// the latest first.
+pub fn refused_recipients(conn: &Connection) -> Result<Vec<Refused>> {
+    let mut st = conn.prepare(
+        "SELECT json_extract(r.value, '$.email') AS email,
+                MAX(json_extract(r.value, '$.reply')), COUNT(*), MAX(o.created_at) AS at
+         FROM outbox o, json_each(o.recipients) r
+         WHERE json_extract(r.value, '$.state') IN ('refused', 'invalid')
+         GROUP BY email ORDER BY at DESC LIMIT 20",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok(Refused {
+            email: r.get(0)?,
+            reply: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+            messages: r.get::<_, i64>(2)? as u64,
+            at: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

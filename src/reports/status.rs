@@ -1,12 +1,13 @@
 //! Status: a read-only summary of the store for `kamwatch status` and the
 //! daemon's STATUS line — last ingest per dataset, last evaluation, alerts
-//! firing by severity, the outbox and the recipients it refused. Reads the
-//! store; writes nothing.
+//! firing by severity, the outbox and the recipients it refused (both
+//! read by `mail`, which owns the outbox). Reads the store; writes nothing.
 
 use anyhow::Result;
 use rusqlite::Connection;
 use serde::Serialize;
 
+pub use crate::mail::Refused;
 use crate::rules::Severity;
 
 #[derive(Debug, Serialize)]
@@ -40,37 +41,6 @@ pub struct Outbox {
     pub refused: Vec<Refused>,
 }
 
-#[derive(Debug, Serialize)]
-pub struct Refused {
-    pub email: String,
-    pub reply: String,
-    /// Messages it was refused in.
-    pub messages: u64,
-    /// When the last of them was queued.
-    pub at: String,
-}
-
-/// Recipients parked as refused or invalid in the outbox, at most 20,
-/// the latest first.
-fn refused(conn: &Connection) -> Result<Vec<Refused>> {
-    let mut st = conn.prepare(
-        "SELECT json_extract(r.value, '$.email') AS email,
-                MAX(json_extract(r.value, '$.reply')), COUNT(*), MAX(o.created_at) AS at
-         FROM outbox o, json_each(o.recipients) r
-         WHERE json_extract(r.value, '$.state') IN ('refused', 'invalid')
-         GROUP BY email ORDER BY at DESC LIMIT 20",
-    )?;
-    let rows = st.query_map([], |r| {
-        Ok(Refused {
-            email: r.get(0)?,
-            reply: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
-            messages: r.get::<_, i64>(2)? as u64,
-            at: r.get(3)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
 pub fn read(conn: &Connection) -> Result<Status> {
     let last_ingest = crate::store::last_ingests(conn)?;
     let last_evaluation = crate::store::last_evaluation(conn).ok().flatten();
@@ -92,7 +62,7 @@ pub fn read(conn: &Connection) -> Result<Status> {
             pending,
             sent,
             dead,
-            refused: refused(conn)?,
+            refused: crate::mail::refused_recipients(conn)?,
         },
         rejected_files,
     })
