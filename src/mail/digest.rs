@@ -461,4 +461,65 @@ mod tests {
         assert!(one.subject.contains("已恢复"), "{}", one.subject);
         assert!(!one.html.contains("<script>") && !one.html.contains("r<1>"));
     }
+
+    /// One digest per address whatever its case, in the order recipients
+    /// first appear; a critical notice alone when asked; one message per
+    /// notice when digests are off.
+    #[test]
+    fn notices_group_by_address_whatever_its_case() {
+        let w = item(Notice::Started, Severity::Warning, "A", 0.1, "K1");
+        let c = item(Notice::Started, Severity::Critical, "A", 0.1, "K2");
+        let zw = Recipient::new("张伟", "zw@example.com");
+        let zw_upper = Recipient::new("张伟", "ZW@Example.com");
+        let boss = Recipient::new("", "boss@example.com");
+        let held: Vec<Held> = vec![
+            (1, w.clone(), vec![zw.clone(), boss.clone()]),
+            (2, c.clone(), vec![zw_upper.clone()]),
+            (3, w.clone(), vec![boss.clone()]),
+        ];
+        let shape = |d: &DigestConfig| -> Vec<(Vec<String>, Vec<i64>)> {
+            group(&held, d)
+                .into_iter()
+                .map(|(to, items)| {
+                    (
+                        to.into_iter().map(|r| r.email).collect(),
+                        items.into_iter().map(|(id, _)| id).collect(),
+                    )
+                })
+                .collect()
+        };
+        let digest = DigestConfig {
+            enabled: true,
+            critical_immediately: false,
+        };
+        assert_eq!(
+            shape(&digest),
+            [
+                (vec!["zw@example.com".to_string()], vec![1, 2]),
+                (vec!["boss@example.com".to_string()], vec![1, 3]),
+            ]
+        );
+        let critical_alone = DigestConfig {
+            critical_immediately: true,
+            ..digest
+        };
+        assert_eq!(
+            shape(&critical_alone),
+            [
+                (vec!["ZW@Example.com".to_string()], vec![2]),
+                (vec!["zw@example.com".to_string()], vec![1]),
+                (vec!["boss@example.com".to_string()], vec![1, 3]),
+            ]
+        );
+        let off = DigestConfig {
+            enabled: false,
+            critical_immediately: false,
+        };
+        assert_eq!(shape(&off).len(), 3, "one message per notice");
+        assert_eq!(
+            shape(&off)[0].0,
+            ["zw@example.com", "boss@example.com"],
+            "a notice keeps all its recipients"
+        );
+    }
 }
