@@ -83,7 +83,7 @@ pub(super) fn load_rows(
     let mut s = s;
     let verdict = match pump(src, headers.len(), &map, writer, &mut s)? {
         Ok(v) => v,
-        Err(panic) => {
+        Err(Panicked(panic)) => {
             return Ok(Err(Rejection::whole(format!(
                 "reading this file failed inside kamwatch ({}); nothing from it was stored. It is set aside, not retried: please report it to the kamwatch maintainers with the file",
                 values::bounded(panic)
@@ -94,16 +94,20 @@ pub(super) fn load_rows(
     judge(verdict, s.dataset, s.ds, &map, unit)
 }
 
-/// Runs the parser thread and writes what it sends. `Ok(Err(panic))`: the
-/// parser panicked (a bug, in kamwatch or a format library), which
-/// rejects this file rather than taking the daemon down.
+/// The parser thread panicked (a bug, in kamwatch or a format library),
+/// with this message: the file is rejected rather than the daemon taken
+/// down.
+struct Panicked(String);
+
+/// Runs the parser thread and writes what it sends. The outer `Result` is
+/// a store failure (or [`Cancelled`]), the inner one what the parser found.
 fn pump(
     src: &mut Source,
     width: usize,
     map: &ColumnMap,
     writer: Option<&mut Writer<'_>>,
     s: &mut Stream<'_>,
-) -> Result<std::result::Result<Verdict, String>> {
+) -> Result<std::result::Result<Verdict, Panicked>> {
     let (dataset, ds, cells) = (s.dataset, s.ds, s.cells);
     let skip = ds.on_error == OnError::SkipRows;
     let write = writer.is_some();
@@ -124,11 +128,13 @@ fn pump(
         // Dropping the receiver stops a parser that is still sending.
         drop(recv);
         let verdict = parser.join().map_err(|panic| {
-            panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic".into())
+            Panicked(
+                panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".into()),
+            )
         });
         match failure {
             Some(e) => Err(e),

@@ -15,6 +15,28 @@ pub enum Encoding {
     Gb18030,
 }
 
+/// Why a text file's encoding cannot be told from its first bytes: the
+/// file is refused with this reason rather than read by a guess.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodingError {
+    /// Not UTF-8 (at `byte`, on `line`), and too little other text to call
+    /// it GBK.
+    #[error(
+        "the file's encoding cannot be told: it is not UTF-8 (byte 0x{byte:02X} at line {line} is invalid) and holds too little non-ASCII text to call it GBK. Set `encoding` for this dataset in the config (utf-8, gbk), or export the file again as CSV UTF-8"
+    )]
+    Untold { byte: u8, line: u64 },
+    /// Invalid as UTF-8 and as GBK.
+    #[error(
+        "the file is neither UTF-8 nor GBK/GB18030 text: as UTF-8, byte 0x{byte:02X} at line {line} is invalid; as GBK, byte 0x{gbk_byte:02X} at line {gbk_line} is. Set `encoding` for this dataset in the config if you know it, or export the file again as CSV UTF-8"
+    )]
+    Neither {
+        byte: u8,
+        line: u64,
+        gbk_byte: u8,
+        gbk_line: u64,
+    },
+}
+
 /// Chooses the encoding of a text file from its first bytes, on strong
 /// evidence only: a BOM or valid UTF-8 is UTF-8; text that is mostly valid
 /// UTF-8 (ten or more valid multi-byte characters per invalid byte
@@ -22,7 +44,7 @@ pub enum Encoding {
 /// line; otherwise text that decodes cleanly as GB18030 (a superset of GBK)
 /// with some Chinese in it is GB18030. Anything else is refused with the
 /// reason: a guess would store every name as mojibake.
-pub fn sniff(head: &[u8]) -> std::result::Result<Encoding, String> {
+pub fn sniff(head: &[u8]) -> std::result::Result<Encoding, EncodingError> {
     if head.starts_with(&[0xEF, 0xBB, 0xBF]) {
         return Ok(Encoding::Utf8);
     }
@@ -57,18 +79,16 @@ pub fn sniff(head: &[u8]) -> std::result::Result<Encoding, String> {
     let (gbk_bad, gbk_chars) = gb18030_check(sample);
     match gbk_bad {
         None if gbk_chars >= 4 => Ok(Encoding::Gb18030),
-        None => Err(format!(
-            "the file's encoding cannot be told: it is not UTF-8 (byte 0x{:02X} at line {} is invalid) and holds too little non-ASCII text to call it GBK. Set `encoding` for this dataset in the config (utf-8, gbk), or export the file again as CSV UTF-8",
-            sample[first_bad],
-            line_of(sample, first_bad)
-        )),
-        Some(g) => Err(format!(
-            "the file is neither UTF-8 nor GBK/GB18030 text: as UTF-8, byte 0x{:02X} at line {} is invalid; as GBK, byte 0x{:02X} at line {} is. Set `encoding` for this dataset in the config if you know it, or export the file again as CSV UTF-8",
-            sample[first_bad],
-            line_of(sample, first_bad),
-            sample[g.min(sample.len() - 1)],
-            line_of(sample, g)
-        )),
+        None => Err(EncodingError::Untold {
+            byte: sample[first_bad],
+            line: line_of(sample, first_bad),
+        }),
+        Some(g) => Err(EncodingError::Neither {
+            byte: sample[first_bad],
+            line: line_of(sample, first_bad),
+            gbk_byte: sample[g.min(sample.len() - 1)],
+            gbk_line: line_of(sample, g),
+        }),
     }
 }
 
@@ -201,7 +221,7 @@ mod tests {
             .into_owned();
         assert_eq!(sniff(&gbk), Ok(Encoding::Gb18030));
         // Too little to call it GBK: refused, not guessed.
-        let e = sniff(b"\xbf\xcd\xbb\xa7,x").unwrap_err();
+        let e = sniff(b"\xbf\xcd\xbb\xa7,x").unwrap_err().to_string();
         assert!(e.contains("cannot be told"), "{e}");
         // UTF-8 cut in the middle of a character by the sample's end
         let mut long = "客户".repeat(HEAD_BYTES / 6 + 1).into_bytes();
@@ -214,7 +234,7 @@ mod tests {
         // Neither: named with its bytes and lines.
         let mut both = gbk.clone();
         both.extend_from_slice(b"x,\xff\xff\n");
-        let e = sniff(&both).unwrap_err();
+        let e = sniff(&both).unwrap_err().to_string();
         assert!(e.contains("neither UTF-8 nor GBK"), "{e}");
         assert!(e.contains("line 2"), "{e}");
     }

@@ -224,19 +224,19 @@ pub fn column_name(col: u32) -> String {
 }
 
 /// The sheet to read: the configured one, or the first.
-fn pick_sheet(names: &[String], want: Option<&str>) -> std::result::Result<String, String> {
+fn pick_sheet(names: &[String], want: Option<&str>) -> std::result::Result<String, OpenError> {
     match want {
         Some(want) => names.iter().find(|n| *n == want).cloned().ok_or_else(|| {
-            format!(
+            OpenError::Unusable(format!(
                 "the workbook has no sheet named {}; its sheets are: {}. Fix `sheet` for this dataset in the config",
                 escape(want),
                 bounded(names.join(", "))
-            )
+            ))
         }),
         None => names
             .first()
             .cloned()
-            .ok_or_else(|| "the workbook has no sheets".to_string()),
+            .ok_or_else(|| OpenError::Unusable("the workbook has no sheets".to_string())),
     }
 }
 
@@ -253,7 +253,7 @@ fn stream_xlsx(path: &Path, want: Option<&str>, max_rows: u64, mut out: RowSink)
     };
     let name = match pick_sheet(&wb.sheet_names(), want) {
         Ok(n) => n,
-        Err(reason) => return out.whole(reason),
+        Err(reason) => return out.whole(reason.to_string()),
     };
     let mut cells = match wb.worksheet_cells_reader(&name) {
         Ok(r) => r,
@@ -335,7 +335,7 @@ fn read_whole(path: &Path, want: Option<&str>, max_rows: u64, mut out: RowSink) 
     };
     let name = match pick_sheet(&wb.sheet_names(), want) {
         Ok(n) => n,
-        Err(reason) => return out.whole(reason),
+        Err(reason) => return out.whole(reason.to_string()),
     };
     let range = match wb.worksheet_range(&name) {
         Ok(r) => r,

@@ -109,7 +109,7 @@ fn text_encoding(head: &[u8], ds: &DatasetConfig) -> Result<Encoding, OpenError>
                 let n = head.iter().filter(|b| control(b)).count();
                 return Err(OpenError::Unusable(match head.iter().position(control) {
                     Some(at) if n > 1 && n * 100 > head.len() => not_text(at),
-                    _ => reason,
+                    _ => reason.to_string(),
                 }));
             }
         },
