@@ -6,7 +6,8 @@
     scripts/house.py --graph    print each file's imports of other files
 
 A file's imports are its `crate::`, `super::` and `self::` paths (in `use`
-lines and inline in code), outside `#[cfg(test)]` modules, resolved to the
+lines and inline in code), outside `#[cfg(test)]` modules (inline, or in a
+file declared `#[cfg(test)] mod x;`), resolved to the
 deepest module file that exists. Rooms (the first path segment under
 src/) sit on floors listed in FLOORS; a room may import from its own floor
 or below, never above. At file level there must be no circle, which also
@@ -110,8 +111,23 @@ def expand_use(tree: str) -> list:
     return out
 
 
+TEST_MOD_RE = re.compile(r"#\[cfg\(test\)\]\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+([a-z_][a-z0-9_]*)\s*;")
+
+
+def test_only(files: list) -> set:
+    """Modules declared `#[cfg(test)] mod x;`, and everything under them."""
+    roots = set()
+    for f in files:
+        me = module_of(f)
+        for child in TEST_MOD_RE.findall(f.read_text()):
+            roots.add((me if me not in (("lib",), ("main",)) else ()) + (child,))
+    return {module_of(f) for f in files if any(module_of(f)[: len(r)] == r for r in roots)}
+
+
 def collect():
     files = sorted(SRC.rglob("*.rs"))
+    tests = test_only(files)
+    files = [f for f in files if module_of(f) not in tests]
     modules = {module_of(f): f for f in files}
     deps = {}
     for f in files:
