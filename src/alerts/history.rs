@@ -11,7 +11,7 @@ use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
 use super::error::Error;
-use crate::store::date_text;
+use crate::model::dates::date_text;
 
 /// A recipient as `mail` stores it in a notice: only the address is read
 /// (serde skips the other fields).

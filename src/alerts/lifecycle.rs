@@ -21,8 +21,9 @@ use super::policy::Policies;
 use super::silence::{self, Silence};
 use crate::metrics::AccountMetrics;
 use crate::model::Severity;
+use crate::model::dates::date_text;
 use crate::rules::{Finding, RunError};
-use crate::store::{date_text, now_text};
+use crate::store::now_text;
 
 /// The alert a notice is about, with all it takes to route and render it.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -11,7 +11,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::error::Error;
-use crate::store::{date_text, now_text};
+use crate::model::dates::date_text;
+use crate::store::now_text;
 
 /// What a silence applies to, besides its rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -10,7 +10,8 @@ use super::receivables::{aging_chart, credit_chart};
 use super::stock::stock_chart;
 use super::text::register_font;
 use super::visits::visits_chart;
-use crate::metrics::{AccountMetrics, day};
+use crate::metrics::AccountMetrics;
+use crate::model::dates::day;
 
 /// Days between visits a tier expects (as in rules/lapsed_visits.rhai).
 pub const CADENCE: [(&str, i64); 2] = [("A", 14), ("B", 30)];

@@ -10,7 +10,8 @@ use plotters::prelude::*;
 use super::draw::{BAR, LINE, SHADE, area, bar_key, legend, line_key};
 use super::png::{Chart, DrawResult, picture};
 use super::text::{family, labels, register_font, short};
-use crate::metrics::{AccountMetrics, Measure, day};
+use crate::metrics::{AccountMetrics, Measure};
+use crate::model::dates::day;
 
 /// One month of an account's orders.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,7 +8,8 @@ use plotters::prelude::*;
 use super::draw::{BAR, LIMIT, LINE, area, bar_key, legend};
 use super::png::{Chart, DrawResult, picture};
 use super::text::{family, labels, short};
-use crate::metrics::{AccountMetrics, Day};
+use crate::metrics::AccountMetrics;
+use crate::model::dates::Day;
 
 /// Open invoices by age at `end`: not due, then the buckets the shipped
 /// `overdue_receivables` rule reports (`overdue_between`): 1-30, 31-60,
@@ -31,7 +32,7 @@ pub fn aging(a: &AccountMetrics, end: Day) -> [f64; 5] {
 pub(super) fn aging_chart(a: &AccountMetrics, end: Day, en: bool) -> Result<Chart> {
     let b = aging(a, end);
     let (png, ()) = picture("aging chart", |rgb| draw_aging(rgb, &b, en))?;
-    let as_of = crate::metrics::date_of(end);
+    let as_of = crate::model::dates::date_of(end);
     let caption = if en {
         format!(
             "Open invoices on {as_of} by days past their due date: blue not yet due, red overdue. The amount axis starts at 0."
@@ -174,7 +175,8 @@ fn draw_credit(rgb: &mut [u8], not_due: f64, overdue: f64, limit: f64, en: bool)
 mod tests {
     use super::*;
     use crate::chart::testing::{account, d};
-    use crate::metrics::{Invoice, day};
+    use crate::metrics::Invoice;
+    use crate::model::dates::day;
 
     #[test]
     fn aging_buckets_split_at_their_bounds() {

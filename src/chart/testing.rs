@@ -5,7 +5,8 @@ use chrono::NaiveDate;
 use plotters::style::RGBColor;
 
 use super::monthly::Month;
-use crate::metrics::{AccountMetrics, Day, Invoice, StockCover, Visit};
+use crate::metrics::{AccountMetrics, Invoice, StockCover, Visit};
+use crate::model::dates::Day;
 
 pub fn month(y: i32, m: u32, revenue: f64, gm: f64) -> Month {
     Month {

@@ -9,7 +9,8 @@ use plotters::prelude::*;
 use super::draw::{BAR, LINE, OPEN, area, bar_key, dashes, legend, line_key};
 use super::png::{Chart, DrawResult, HEIGHT, WIDTH, picture};
 use super::text::{family, labels};
-use crate::metrics::{AccountMetrics, Day, day};
+use crate::metrics::AccountMetrics;
+use crate::model::dates::{Day, day};
 
 /// The gaps between the visits of the last year (at most the last 12),
 /// the last bar the days since the last visit, against the tier's cadence.
@@ -33,7 +34,7 @@ pub(super) fn visits_chart(
         .windows(2)
         .filter(|w| w[1] > end - 366)
         .map(|w| {
-            let d = crate::metrics::date_of(w[1]);
+            let d = crate::model::dates::date_of(w[1]);
             (
                 format!("{:02}-{:02}", d.month(), d.day()),
                 i64::from(w[1] - w[0]),
@@ -55,11 +56,11 @@ pub(super) fn visits_chart(
     let caption = match (days.last(), en) {
         (Some(last), false) => format!(
             "每根柱为两次拜访之间的天数（标注为后一次拜访的日期，近一年内最多 12 次）；橙色柱为上次拜访（{}）至 {as_of} 的天数。虚线为 {tier} 类客户要求的拜访周期 {cadence} 天，纵轴从 0 起。",
-            crate::metrics::date_of(*last)
+            crate::model::dates::date_of(*last)
         ),
         (Some(last), true) => format!(
             "Each bar is the days between two visits (labelled with the later visit's date; at most 12 in the last year); the orange bar is the days from the last visit ({}) to {as_of}. The dashed line is tier {tier}'s cadence of {cadence} days; the axis starts at 0.",
-            crate::metrics::date_of(*last)
+            crate::model::dates::date_of(*last)
         ),
         (None, false) => {
             format!("该客户没有拜访记录。虚线为 {tier} 类客户要求的拜访周期 {cadence} 天。")

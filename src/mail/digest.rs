@@ -20,8 +20,9 @@ use super::render::Templates;
 use crate::alerts::Item;
 use crate::config::{DigestConfig, Loaded, MailConfig};
 use crate::metrics::Snapshot;
-use crate::rules::Severity;
-use crate::store::{date_text, now_text};
+use crate::model::Severity;
+use crate::model::dates::date_text;
+use crate::store::now_text;
 
 /// The quiet window covering `as_of`, if any.
 fn quiet_on(cfg: &MailConfig, as_of: NaiveDate) -> Option<String> {

@@ -4,7 +4,7 @@
 use chrono::NaiveDate;
 
 use crate::alerts::{Item, Notice};
-use crate::rules::Severity;
+use crate::model::Severity;
 
 pub fn item(notice: Notice, severity: Severity, tier: &str, share: f64, id: &str) -> Item {
     let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();

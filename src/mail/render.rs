@@ -427,7 +427,7 @@ mod tests {
     use super::*;
     use crate::alerts::Notice;
     use crate::mail::fixtures::item;
-    use crate::rules::Severity;
+    use crate::model::Severity;
 
     /// A message in English says nothing in Chinese but the data, and
     /// writes each figure by its kind.

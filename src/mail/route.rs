@@ -13,8 +13,8 @@ use rusqlite::{Connection, params};
 use super::address::{Recipient, valid_address};
 use super::outbox::notify_admin;
 use crate::alerts::{Item, Notice, Notified, Policies, RulePolicy};
-use crate::rules::Severity;
-use crate::store::date_text;
+use crate::model::Severity;
+use crate::model::dates::date_text;
 
 /// Who gets a notice: the owner (else the catch-all, else the admin); the
 /// manager too when it is critical or has fired for the escalation age;

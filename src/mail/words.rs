@@ -4,7 +4,7 @@
 //! `kamwatch silence add` command quoted for the shell. Pure.
 
 use crate::alerts::{Item, Notice};
-use crate::rules::Severity;
+use crate::model::Severity;
 
 use super::address::Recipient;
 use super::mime::one_line;

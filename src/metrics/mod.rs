@@ -36,7 +36,6 @@ mod stock;
 mod tiers;
 mod timeline;
 
-pub use crate::model::dates::{Day, date_of, day};
 pub use account::{
     AccountMetrics, DEMAND_DAYS, Invoice, MAIN_SKUS, Metric, Roles, StockCover, Visit,
 };

@@ -184,6 +184,7 @@ mod build_tests {
     use crate::config::TierConfig;
     use crate::metrics::*;
     use crate::model::Tier;
+    use crate::model::dates::{date_of, day};
     use crate::store;
 
     fn d(s: &str) -> NaiveDate {
@@ -215,7 +216,7 @@ mod build_tests {
                 rusqlite::params![
                     format!("O{n}"),
                     acc,
-                    store::date_text(date),
+                    crate::model::dates::date_text(date),
                     sku,
                     rev,
                     rev * 0.75

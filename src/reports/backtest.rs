@@ -22,7 +22,8 @@ use serde::Serialize;
 use crate::alerts::{self, Lifecycle, Notice, Observation, Policies};
 use crate::config::Loaded;
 use crate::metrics;
-use crate::rules::{RuleSet, Severity};
+use crate::model::Severity;
+use crate::rules::RuleSet;
 
 /// What to replay.
 #[derive(Debug, Clone)]

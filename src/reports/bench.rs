@@ -13,8 +13,9 @@ use rhai::{ImmutableString, Scope};
 use crate::config::TierConfig;
 use crate::generate::Rng;
 use crate::metrics::{
-    AccountMetrics, Day, Invoice, Portfolio, Series, Snapshot, StockCover, Visit, assign_tiers, day,
+    AccountMetrics, Invoice, Portfolio, Series, Snapshot, StockCover, Visit, assign_tiers,
 };
+use crate::model::dates::{Day, day};
 use crate::rules::{RuleSet, api};
 use crate::store::OrderDay;
 
@@ -75,7 +76,7 @@ fn add_orders(
     while d <= end {
         let fade = if fading && d > end - 90 { 0.5 } else { 1.0 };
         let revenue = (size * (0.8 + 0.4 * rng.unit()) * fade).round();
-        let date = crate::metrics::date_of(d);
+        let date = crate::model::dates::date_of(d);
         a.series.push(&OrderDay {
             date,
             revenue,
@@ -146,7 +147,7 @@ fn book_series(per_day: &[f64], start: Day) -> Series {
     let mut book = Series::default();
     for (off, rev) in per_day.iter().enumerate() {
         book.push(&OrderDay {
-            date: crate::metrics::date_of(start + off as i32),
+            date: crate::model::dates::date_of(start + off as i32),
             revenue: *rev,
             cost: rev * 0.75,
             qty: rev / 20.0,

@@ -19,7 +19,8 @@ use rusqlite::Connection;
 use crate::config::TierConfig;
 use crate::format::{Style, Unit};
 use crate::mail::escape_html;
-use crate::metrics::{self, AccountMetrics, Day, Measure};
+use crate::metrics::{self, AccountMetrics, Measure};
+use crate::model::dates::Day;
 
 use crate::chart::CADENCE;
 /// Lines per section.

@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 pub use crate::mail::Refused;
-use crate::rules::Severity;
+use crate::model::Severity;
 
 #[derive(Debug, Serialize)]
 pub struct Status {

@@ -48,9 +48,6 @@ pub use sandbox::{
 pub use set::{AlertCaps, CompileError, Rule, RuleSet, chinese_only_texts, rule_names};
 pub use settings::{RuleSettings, settings_from_map};
 
-/// How bad a warning is (a plain value of the model).
-pub use crate::model::Severity;
-
 /// The error `RuleSet::load_dir` and `load_config` return (the cli reads
 /// any rules [`Error`] as a usage error, exit code 2).
 pub type LoadError = Error;

@@ -20,7 +20,8 @@ use super::sandbox::{
 };
 use super::set::{Rule, RuleSet};
 use super::settings::{has_bits, tier_bit};
-use crate::metrics::{AccountMetrics, Day, Portfolio, Snapshot};
+use crate::metrics::{AccountMetrics, Portfolio, Snapshot};
+use crate::model::dates::Day;
 
 /// Accounts a thread takes at a time from the shared counter.
 const BLOCK: usize = 256;

@@ -62,6 +62,3 @@ pub use writer::{
     KeyDelete, OrderWriter, Writer, accounts_switched_off, attr_layout, count_replacements,
     remember_active_accounts, replacements,
 };
-
-/// Stored date text, read and written: plain values of the model.
-pub use crate::model::dates::{date_text, parse_ymd};

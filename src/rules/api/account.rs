@@ -7,7 +7,8 @@ use std::sync::Arc;
 use rhai::{Dynamic, ImmutableString};
 
 use super::registry::{Api, f, g, seen};
-use crate::metrics::{AccountMetrics, Day};
+use crate::metrics::AccountMetrics;
+use crate::model::dates::Day;
 
 /// The value a rule sees as `account`.
 #[derive(Clone)]

@@ -7,7 +7,8 @@ use std::fmt::Write as _;
 use rhai::{Array, EvalAltResult};
 
 use super::registry::{Api, f};
-use crate::metrics::{date_of, quarter_start};
+use crate::metrics::quarter_start;
+use crate::model::dates::date_of;
 
 fn all_pct(v: f64) -> f64 {
     if v.is_finite() { v } else { 0.0 }
@@ -28,7 +29,7 @@ pub(super) fn round_to(x: f64, digits: i64) -> f64 {
 }
 
 fn parse_date(s: &str) -> Result<chrono::NaiveDate, Box<EvalAltResult>> {
-    crate::store::parse_ymd(s)
+    crate::model::dates::parse_ymd(s)
         .or_else(|| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
         .ok_or_else(|| format!("{s:?} is not a date like 2026-11-28").into())
 }
@@ -170,7 +171,7 @@ pub(super) fn dates(api: &mut Api) {
         |d: &str, n: i64| -> Result<String, Box<EvalAltResult>> {
             let d = parse_date(d)?;
             let n = n.clamp(-100_000, 100_000);
-            Ok(date_of(crate::metrics::day(d) + n as i32)
+            Ok(date_of(crate::model::dates::day(d) + n as i32)
                 .format("%Y-%m-%d")
                 .to_string())
         },
@@ -220,7 +221,7 @@ pub(super) fn dates(api: &mut Api) {
         "day_of_quarter(date)",
         "the day within its calendar quarter (1 on 1 January, 1 April, 1 July, 1 October)",
         |d: &str| -> Result<i64, Box<EvalAltResult>> {
-            let d = crate::metrics::day(parse_date(d)?);
+            let d = crate::model::dates::day(parse_date(d)?);
             Ok(i64::from(d - quarter_start(d) + 1))
         }
     );

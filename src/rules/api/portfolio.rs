@@ -7,7 +7,8 @@ use std::sync::Arc;
 use rhai::EvalAltResult;
 
 use super::registry::{Api, f, g, seen, window};
-use crate::metrics::{Day, Metric, Portfolio};
+use crate::metrics::{Metric, Portfolio};
+use crate::model::dates::Day;
 
 /// The value a rule sees as `portfolio`: book-level totals.
 #[derive(Clone)]
