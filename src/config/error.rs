@@ -51,6 +51,9 @@ pub enum Problem {
     /// A value is refused: the message starts with its key.
     #[error("{0}")]
     Invalid(String),
+    /// A season's dates cannot be read (the message names the season).
+    #[error(transparent)]
+    Season(#[from] crate::model::seasons::SeasonError),
 }
 
 /// Returns [`Problem::Invalid`] with a formatted message from the function.

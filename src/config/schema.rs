@@ -105,7 +105,7 @@ fn default_seasons() -> BTreeMap<String, SeasonConfig> {
 pub fn resolve_seasons(map: &BTreeMap<String, SeasonConfig>) -> Result<Seasons, Problem> {
     let mut list = Vec::new();
     for (name, s) in map {
-        list.push(Season::parse(name, &s.from, &s.to).map_err(Problem::Invalid)?);
+        list.push(Season::parse(name, &s.from, &s.to)?);
     }
     Ok(Seasons { list })
 }

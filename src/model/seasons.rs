@@ -125,6 +125,33 @@ enum Anchor {
     Eve,
 }
 
+/// Why a season's dates cannot be read; each says what to write instead.
+#[derive(Debug, thiserror::Error)]
+pub enum SeasonError {
+    #[error(
+        "{0:?} is not a season date; write a month-day like \"11-01\", a lunar festival ({festivals}, 除夕) or \"农历08-15\", optionally with \"+ N\" or \"- N\" days, e.g. \"春节 - 30\"",
+        festivals = FESTIVALS.map(|f| f.0).join(", ")
+    )]
+    NotADate(String),
+    #[error("{0:?}: a season date may be shifted by at most 366 days")]
+    ShiftTooLarge(String),
+    /// The season's `from` or `to` is no date.
+    #[error("seasons.{name}.{key}: {source}")]
+    Bound {
+        name: String,
+        key: &'static str,
+        source: Box<SeasonError>,
+    },
+    #[error("seasons.{name}: no date in {year}; the calendar covers 1990-2100")]
+    NoDateIn { name: String, year: i32 },
+    #[error("seasons.{name}: from {from:?} to {to:?} is longer than a year")]
+    LongerThanAYear {
+        name: String,
+        from: String,
+        to: String,
+    },
+}
+
 /// A date rule: an anchor shifted by whole days.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DateRule {
@@ -135,14 +162,9 @@ pub struct DateRule {
 impl DateRule {
     /// Reads `"11-01"`, `"春节 - 30"`, `"春节 minus 30 days"`, `"农历08-15"`,
     /// `"中秋 + 3天"`; errors say what is expected.
-    pub fn parse(text: &str) -> Result<DateRule, String> {
+    pub fn parse(text: &str) -> Result<DateRule, SeasonError> {
         let t = text.trim();
-        let bad = || {
-            format!(
-                "{text:?} is not a season date; write a month-day like \"11-01\", a lunar festival ({}, 除夕) or \"农历08-15\", optionally with \"+ N\" or \"- N\" days, e.g. \"春节 - 30\"",
-                FESTIVALS.map(|f| f.0).join(", ")
-            )
-        };
+        let bad = || SeasonError::NotADate(text.to_string());
         let md = |s: &str| -> Option<(u32, u32, usize)> {
             let b = s.as_bytes();
             if b.len() >= 5
@@ -196,9 +218,7 @@ impl DateRule {
             }
             let n: i64 = digits.parse().map_err(|_| bad())?;
             if n > 366 {
-                return Err(format!(
-                    "{text:?}: a season date may be shifted by at most 366 days"
-                ));
+                return Err(SeasonError::ShiftTooLarge(text.to_string()));
             }
             sign * n
         };
@@ -271,21 +291,31 @@ pub struct Seasons {
 
 impl Season {
     /// A season from its config; errors name the season and the date.
-    pub fn parse(name: &str, from: &str, to: &str) -> Result<Season, String> {
+    pub fn parse(name: &str, from: &str, to: &str) -> Result<Season, SeasonError> {
+        let bound = |key: &'static str, text: &str| {
+            DateRule::parse(text).map_err(|e| SeasonError::Bound {
+                name: name.to_string(),
+                key,
+                source: Box::new(e),
+            })
+        };
         let s = Season {
             name: name.to_string(),
-            from: DateRule::parse(from).map_err(|e| format!("seasons.{name}.from: {e}"))?,
-            to: DateRule::parse(to).map_err(|e| format!("seasons.{name}.to: {e}"))?,
+            from: bound("from", from)?,
+            to: bound("to", to)?,
         };
         // Every year must give a period of at most a year.
         for y in YEARS {
-            let p = s.in_year(y).ok_or_else(|| {
-                format!("seasons.{name}: no date in {y}; the calendar covers 1990-2100")
+            let p = s.in_year(y).ok_or_else(|| SeasonError::NoDateIn {
+                name: name.to_string(),
+                year: y,
             })?;
             if p.length() > 366 {
-                return Err(format!(
-                    "seasons.{name}: from {from:?} to {to:?} is longer than a year"
-                ));
+                return Err(SeasonError::LongerThanAYear {
+                    name: name.to_string(),
+                    from: from.to_string(),
+                    to: to.to_string(),
+                });
             }
         }
         Ok(s)
@@ -432,6 +462,23 @@ mod tests {
         assert!(
             from_lunar(2024, 1, 31).is_none(),
             "no 30th... of a 29-day month, no 31st ever"
+        );
+    }
+
+    #[test]
+    fn errors_say_what_to_write_and_name_the_season() {
+        let e = |from: &str, to: &str| Season::parse("店庆", from, to).unwrap_err().to_string();
+        assert_eq!(
+            e("中元 - 30", "12-07"),
+            "seasons.店庆.from: \"中元 - 30\" is not a season date; write a month-day like \"11-01\", a lunar festival (春节, 元宵, 端午, 七夕, 中秋, 重阳, 除夕) or \"农历08-15\", optionally with \"+ N\" or \"- N\" days, e.g. \"春节 - 30\""
+        );
+        assert_eq!(
+            e("12-01", "春节 + 400"),
+            "seasons.店庆.to: \"春节 + 400\": a season date may be shifted by at most 366 days"
+        );
+        assert_eq!(
+            e("01-01 - 5", "12-31 + 5"),
+            "seasons.店庆: from \"01-01 - 5\" to \"12-31 + 5\" is longer than a year"
         );
     }
 

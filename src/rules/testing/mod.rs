@@ -101,7 +101,10 @@ pub fn run_file(path: &Path, default_rules_dir: &Path) -> Result<Vec<CaseResult>
         Some(list) => {
             let mut out = Vec::new();
             for (name, s) in list {
-                out.push(crate::model::seasons::Season::parse(name, &s.from, &s.to).map_err(err)?);
+                out.push(
+                    crate::model::seasons::Season::parse(name, &s.from, &s.to)
+                        .map_err(|e| err(e.to_string()))?,
+                );
             }
             std::sync::Arc::new(crate::model::seasons::Seasons { list: out })
         }
