@@ -321,13 +321,11 @@ impl Lifecycles<'_> {
         for (rule, account, key, severity) in result.raised {
             let n = self.keys.len() as u32;
             let key = *self.keys.entry(key).or_insert(n);
-            // Several findings for one key: the most severe counts.
+            // One finding per key, as the daemon reads them
+            // (`alerts::lifecycle`): `alert()` refuses a second alert with
+            // the same key in one run, so a key comes once; were it to come
+            // twice, the first counts, as there.
             seen.entry((rule, account, key))
-                .and_modify(|o| {
-                    if matches!(o, Observation::Raised(s) if *s < severity) {
-                        *o = Observation::Raised(severity);
-                    }
-                })
                 .or_insert(Observation::Raised(severity));
         }
         let mut failed: HashSet<(u16, u32)> = HashSet::new();
