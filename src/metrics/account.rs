@@ -248,6 +248,20 @@ impl AccountMetrics {
         }
     }
 
+    /// The account's (tier, share above) `days_ago` days before `end`
+    /// (0..[`TIER_HISTORY_DAYS`]) with the book ranked by revenue alone
+    /// (`TierBasis::Revenue`) or gross profit alone (the others), no tier
+    /// column ([`TierHistory::alone_at`]); today's tier for an account
+    /// built without a history.
+    pub fn tier_alone_ago(&self, by: crate::config::TierBasis, days_ago: i64) -> (Tier, f64) {
+        match &self.history {
+            Some((h, i)) => h
+                .alone_at(by, *i, days_ago.clamp(0, TIER_HISTORY_DAYS as i64 - 1))
+                .unwrap_or((self.tier, self.share_above)),
+            None => (self.tier, self.share_above),
+        }
+    }
+
     /// The account's (tier, share above) with the book ranked by trailing-
     /// 12-month revenue alone ([`TierHistory::by_revenue`]), whatever
     /// `tiers.by` and the master's tier column say; today's tier for an

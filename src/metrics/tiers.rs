@@ -149,10 +149,10 @@ pub struct TierHistory {
     /// By days ago: (tier, share above) by account index, the master's
     /// tier column applied.
     days: Vec<std::sync::OnceLock<Vec<(Tier, f64)>>>,
-    /// The end day ranked by trailing-12-month revenue, and by gross
-    /// profit, whatever the basis, on first use (no tier column).
-    by_revenue: std::sync::OnceLock<Vec<(Tier, f64)>>,
-    by_gross_profit: std::sync::OnceLock<Vec<(Tier, f64)>>,
+    /// By days ago, the book ranked by trailing-12-month revenue alone
+    /// ([0]) and by gross profit alone ([1]), whatever the basis, on first
+    /// use (no tier column).
+    alone: [Vec<std::sync::OnceLock<Vec<(Tier, f64)>>>; 2],
 }
 
 impl std::fmt::Debug for TierHistory {
@@ -175,28 +175,43 @@ impl TierHistory {
         series: Vec<Series>,
         overrides: Vec<Option<Tier>>,
     ) -> TierHistory {
-        let days = (0..TIER_HISTORY_DAYS)
-            .map(|_| std::sync::OnceLock::new())
-            .collect();
+        let days = || {
+            (0..TIER_HISTORY_DAYS)
+                .map(|_| std::sync::OnceLock::new())
+                .collect()
+        };
         TierHistory {
             end,
             tiers: tiers.clone(),
             series,
             overrides,
-            days,
-            by_revenue: std::sync::OnceLock::new(),
-            by_gross_profit: std::sync::OnceLock::new(),
+            days: days(),
+            alone: [days(), days()],
         }
     }
 
-    /// The end day ranked by one measure alone, with the same lines.
-    fn alone(&self, by: TierBasis) -> Vec<(Tier, f64)> {
-        let tiers = TierConfig {
-            by,
-            ..self.tiers.clone()
+    /// Account `i`'s (tier, share above) `days_ago` days before the end
+    /// with the book ranked by one measure alone (`Revenue` or
+    /// `GrossProfit`), with the same lines and no tier column; None beyond
+    /// [`TIER_HISTORY_DAYS`] or for an unknown account.
+    pub fn alone_at(&self, by: TierBasis, i: usize, days_ago: i64) -> Option<(Tier, f64)> {
+        let k = usize::try_from(days_ago).ok()?;
+        let slot = self.alone[usize::from(by != TierBasis::Revenue)].get(k)?;
+        let by = if by == TierBasis::Both {
+            TierBasis::GrossProfit
+        } else {
+            by
         };
-        let (revenue, gp) = self.values(self.end, by);
-        Ranked::new(&revenue, gp.as_deref(), &tiers).by_index(self.series.len())
+        slot.get_or_init(|| {
+            let tiers = TierConfig {
+                by,
+                ..self.tiers.clone()
+            };
+            let (revenue, gp) = self.values(self.end - k as i32, by);
+            Ranked::new(&revenue, gp.as_deref(), &tiers).by_index(self.series.len())
+        })
+        .get(i)
+        .copied()
     }
 
     /// Each account's trailing-12-month revenue on `day`, and its gross
@@ -220,10 +235,7 @@ impl TierHistory {
     /// ranked by trailing-12-month revenue alone, the master's tier column
     /// not applied. None for an unknown account.
     pub fn by_revenue(&self, i: usize) -> Option<(Tier, f64)> {
-        self.by_revenue
-            .get_or_init(|| self.alone(TierBasis::Revenue))
-            .get(i)
-            .copied()
+        self.alone_at(TierBasis::Revenue, i, 0)
     }
 
     /// Account `i`'s (tier, share above) at the end day with the book
@@ -231,10 +243,7 @@ impl TierHistory {
     /// account without gross profit is C. The master's tier column does
     /// not apply. None for an unknown account.
     pub fn by_gross_profit(&self, i: usize) -> Option<(Tier, f64)> {
-        self.by_gross_profit
-            .get_or_init(|| self.alone(TierBasis::GrossProfit))
-            .get(i)
-            .copied()
+        self.alone_at(TierBasis::GrossProfit, i, 0)
     }
 
     /// Sets a day already ranked (`days_ago`: (tier, share above) by
@@ -536,6 +545,19 @@ mod tests {
             assert_eq!(h.by_revenue(2).map(|t| t.0), Some(Tier::C), "{by}");
             assert_eq!(h.by_gross_profit(0).map(|t| t.0), Some(Tier::B), "{by}");
             assert_eq!(h.by_gross_profit(1).map(|t| t.0), Some(Tier::A), "{by}");
+            // Two days ago 2's order was in the window: A by revenue alone.
+            assert_eq!(
+                h.alone_at(TierBasis::Revenue, 2, 2).map(|t| t.0),
+                Some(Tier::A)
+            );
+            assert_eq!(
+                h.alone_at(TierBasis::GrossProfit, 2, 2).map(|t| t.0),
+                Some(Tier::A)
+            );
+            assert_eq!(
+                h.alone_at(TierBasis::GrossProfit, 0, 2).map(|t| t.0),
+                Some(Tier::C)
+            );
             assert_eq!(h.at(3, 0), None);
             assert_eq!(h.at(0, TIER_HISTORY_DAYS as i64), None);
         }

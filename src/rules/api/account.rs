@@ -7,6 +7,7 @@ use std::sync::Arc;
 use rhai::{Dynamic, ImmutableString};
 
 use super::registry::{Api, f, g, seen};
+use crate::config::TierBasis;
 use crate::metrics::AccountMetrics;
 use crate::model::dates::Day;
 
@@ -142,6 +143,58 @@ pub(super) fn ranking_and_master(api: &mut Api) {
         |a: &mut Account, days: i64| {
             let v = a.m.tier_ago(days).1;
             seen(a.explain, || format!("account.share_above_ago({days})"), v)
+        },
+    );
+    f!(
+        api,
+        "revenue_tier_ago",
+        "account.revenue_tier_ago(days)",
+        "account.revenue_tier as it was `days` days before the as-of date (0 to 730): the book ranked by trailing-12-month revenue alone on that day",
+        |a: &mut Account, days: i64| {
+            let v = tier_str(a.m.tier_alone_ago(TierBasis::Revenue, days).0.as_str());
+            seen(a.explain, || format!("account.revenue_tier_ago({days})"), v)
+        },
+    );
+    f!(
+        api,
+        "revenue_share_above_ago",
+        "account.revenue_share_above_ago(days)",
+        "account.revenue_share_above as it was `days` days before the as-of date (0 to 730)",
+        |a: &mut Account, days: i64| {
+            let v = a.m.tier_alone_ago(TierBasis::Revenue, days).1;
+            seen(
+                a.explain,
+                || format!("account.revenue_share_above_ago({days})"),
+                v,
+            )
+        },
+    );
+    f!(
+        api,
+        "gross_profit_tier_ago",
+        "account.gross_profit_tier_ago(days)",
+        "account.gross_profit_tier as it was `days` days before the as-of date (0 to 730): the book ranked by trailing-12-month gross profit alone on that day",
+        |a: &mut Account, days: i64| {
+            let v = tier_str(a.m.tier_alone_ago(TierBasis::GrossProfit, days).0.as_str());
+            seen(
+                a.explain,
+                || format!("account.gross_profit_tier_ago({days})"),
+                v,
+            )
+        },
+    );
+    f!(
+        api,
+        "gross_profit_share_above_ago",
+        "account.gross_profit_share_above_ago(days)",
+        "account.gross_profit_share_above as it was `days` days before the as-of date (0 to 730)",
+        |a: &mut Account, days: i64| {
+            let v = a.m.tier_alone_ago(TierBasis::GrossProfit, days).1;
+            seen(
+                a.explain,
+                || format!("account.gross_profit_share_above_ago({days})"),
+                v,
+            )
         },
     );
     g!(
