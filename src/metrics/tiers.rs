@@ -148,12 +148,15 @@ pub struct TierHistory {
     overrides: Vec<Option<Tier>>,
     /// By days ago: (tier, share above) by account index, the master's
     /// tier column applied.
-    days: Vec<std::sync::OnceLock<Vec<(Tier, f64)>>>,
+    days: Days,
     /// By days ago, the book ranked by trailing-12-month revenue alone
     /// ([0]) and by gross profit alone ([1]), whatever the basis, on first
     /// use (no tier column).
-    alone: [Vec<std::sync::OnceLock<Vec<(Tier, f64)>>>; 2],
+    alone: [Days; 2],
 }
+
+/// By days ago: (tier, share above) by account index, ranked on first use.
+type Days = Vec<std::sync::OnceLock<Vec<(Tier, f64)>>>;
 
 impl std::fmt::Debug for TierHistory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
