@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use rhai::{Dynamic, ImmutableString};
+use rhai::{Dynamic, EvalAltResult, ImmutableString};
 
-use super::registry::{Api, f, g, seen};
+use super::registry::{Api, days_ago, f, g, seen};
 use crate::config::TierBasis;
 use crate::metrics::AccountMetrics;
 use crate::model::dates::Day;
@@ -131,8 +131,10 @@ pub(super) fn ranking_and_master(api: &mut Api) {
         "account.tier_ago(days)",
         "the tier `days` days before the as-of date (0 to 730), ranked from the same order history as account.tier (a tier column in the master overrides every day)",
         |a: &mut Account, days: i64| {
+            let call = || format!("account.tier_ago({days})");
+            days_ago(&call, days)?;
             let v = tier_str(a.m.tier_ago(days).0.as_str());
-            seen(a.explain, || format!("account.tier_ago({days})"), v)
+            Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
     f!(
@@ -141,8 +143,10 @@ pub(super) fn ranking_and_master(api: &mut Api) {
         "account.share_above_ago(days)",
         "account.share_above as it was `days` days before the as-of date (0 to 730)",
         |a: &mut Account, days: i64| {
+            let call = || format!("account.share_above_ago({days})");
+            days_ago(&call, days)?;
             let v = a.m.tier_ago(days).1;
-            seen(a.explain, || format!("account.share_above_ago({days})"), v)
+            Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
     f!(
@@ -151,8 +155,10 @@ pub(super) fn ranking_and_master(api: &mut Api) {
         "account.revenue_tier_ago(days)",
         "account.revenue_tier as it was `days` days before the as-of date (0 to 730): the book ranked by trailing-12-month revenue alone on that day",
         |a: &mut Account, days: i64| {
+            let call = || format!("account.revenue_tier_ago({days})");
+            days_ago(&call, days)?;
             let v = tier_str(a.m.tier_alone_ago(TierBasis::Revenue, days).0.as_str());
-            seen(a.explain, || format!("account.revenue_tier_ago({days})"), v)
+            Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
     f!(
@@ -161,12 +167,10 @@ pub(super) fn ranking_and_master(api: &mut Api) {
         "account.revenue_share_above_ago(days)",
         "account.revenue_share_above as it was `days` days before the as-of date (0 to 730)",
         |a: &mut Account, days: i64| {
+            let call = || format!("account.revenue_share_above_ago({days})");
+            days_ago(&call, days)?;
             let v = a.m.tier_alone_ago(TierBasis::Revenue, days).1;
-            seen(
-                a.explain,
-                || format!("account.revenue_share_above_ago({days})"),
-                v,
-            )
+            Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
     f!(
@@ -175,12 +179,10 @@ pub(super) fn ranking_and_master(api: &mut Api) {
         "account.gross_profit_tier_ago(days)",
         "account.gross_profit_tier as it was `days` days before the as-of date (0 to 730): the book ranked by trailing-12-month gross profit alone on that day",
         |a: &mut Account, days: i64| {
+            let call = || format!("account.gross_profit_tier_ago({days})");
+            days_ago(&call, days)?;
             let v = tier_str(a.m.tier_alone_ago(TierBasis::GrossProfit, days).0.as_str());
-            seen(
-                a.explain,
-                || format!("account.gross_profit_tier_ago({days})"),
-                v,
-            )
+            Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
     f!(
@@ -189,12 +191,10 @@ pub(super) fn ranking_and_master(api: &mut Api) {
         "account.gross_profit_share_above_ago(days)",
         "account.gross_profit_share_above as it was `days` days before the as-of date (0 to 730)",
         |a: &mut Account, days: i64| {
+            let call = || format!("account.gross_profit_share_above_ago({days})");
+            days_ago(&call, days)?;
             let v = a.m.tier_alone_ago(TierBasis::GrossProfit, days).1;
-            seen(
-                a.explain,
-                || format!("account.gross_profit_share_above_ago({days})"),
-                v,
-            )
+            Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
     g!(
