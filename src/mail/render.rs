@@ -126,7 +126,7 @@ impl Templates {
             .as_deref()
             .map(|c| format!(" --config={}", shell_word(&c.display().to_string())))
             .unwrap_or_default();
-        silence_command(&config, &it.rule, &it.account_id, until, self.en)
+        silence_command(&config, &it.rule, &it.key, &it.account_id, until, self.en)
     }
 
     /// The footer of a message: who sent it and whom to write to.
