@@ -91,7 +91,12 @@ pub fn evaluate_snapshot(
     if snap.unknown_accounts > 0 {
         tracing::warn!(
             count = snap.unknown_accounts,
-            "order lines name accounts missing from the customer master; they count in the book's total but get no warnings"
+            "{}",
+            crate::reports::accounts::unlisted_accounts(
+                snap.unknown_accounts,
+                &snap.unknown_examples,
+                snap.unknown_revenue_12m
+            )
         );
     }
     let outcome = rules.evaluate_until(snap, stop.clone());
