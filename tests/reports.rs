@@ -473,3 +473,39 @@ fn review_follows_the_rules_declared_cadence_and_windows() {
         "{text}"
     );
 }
+
+/// A book without any visit (the visits export not set up yet) says
+/// nothing about visits: the review's "not visited" section says why it
+/// is empty instead of calling every key account never visited.
+#[test]
+fn review_without_visit_data_calls_no_account_never_visited() {
+    let p = Project::new();
+    p.with_generated_history(40, 5);
+    p.db().execute("DELETE FROM visits", []).unwrap();
+    let out = p.path("review");
+    p.run_ok(&[
+        "review",
+        "--as-of",
+        "2026-11-28",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let texts: Vec<String> = p
+        .files_under("review")
+        .into_iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "txt"))
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    assert!(!texts.is_empty());
+    for text in &texts {
+        assert!(!text.contains("从未拜访"), "{text}");
+        assert!(
+            text.contains(
+                "== 未按周期拜访的重点客户 (0) ==\n  （全部客户都没有拜访记录：拜访数据尚未导入）"
+            ),
+            "{text}"
+        );
+        // The other sections are there as before.
+        assert!(text.contains("== 收入降幅最大 ("), "{text}");
+    }
+}

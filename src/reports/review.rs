@@ -552,3 +552,53 @@ fn source(d: &Days, en: bool) -> String {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::RuleSet;
+
+    /// The review's last line names the rule file of each value, or the
+    /// shipped value and why, in the reader's language; a tier the rule
+    /// does not run for has no cadence.
+    #[test]
+    fn the_sources_line_says_where_each_value_came_from() {
+        let en = sources(&RuleValues::shipped(), true);
+        assert_eq!(
+            en,
+            "As the rules say: visit cadence tier A 14 days, tier B 30 days (shipped CADENCE_A 14: no rule lapsed_visits is loaded; shipped CADENCE_B 30: no rule lapsed_visits is loaded); revenue of the last 90 days against the 90 before (shipped DAYS 90: no rule declining_orders is loaded); margin of the last 90 days against the 270 before (shipped DAYS 90: no rule margin_slip is loaded; shipped BASELINE_DAYS 270: no rule margin_slip is loaded)."
+        );
+        let set = RuleSet::from_sources(&[
+            (
+                "lapsed_visits",
+                "const SETTINGS = #{ tiers: [\"A\"] };\nconst CADENCE_A = 10;\nconst CADENCE_B = 20;",
+            ),
+            ("declining_orders", "const SETTINGS = #{ enabled: false };\nconst DAYS = 30;"),
+            ("margin_slip", "let x = 1;\nconst DAYS = x;\nconst BASELINE_DAYS = 180;"),
+        ])
+        .unwrap();
+        let v = RuleValues::of(&set);
+        let en = sources(&v, true);
+        assert!(
+            en.contains("visit cadence tier A 10 days (lapsed_visits.rhai)"),
+            "{en}"
+        );
+        assert!(
+            en.contains(
+                "last 90 days against the 90 before (shipped DAYS 90: declining_orders is disabled)"
+            ),
+            "{en}"
+        );
+        assert!(
+            en.contains("last 90 days against the 180 before (shipped DAYS 90: DAYS in margin_slip.rhai (line 2) is not a number of days; margin_slip.rhai)"),
+            "{en}"
+        );
+        let zh = sources(&v, false);
+        assert!(
+            zh.starts_with("取自规则：拜访周期 A 类 10 天（lapsed_visits.rhai）")
+                && zh.contains("内置默认 DAYS 90：规则 declining_orders 已停用")
+                && zh.contains("margin_slip.rhai 第 2 行的 DAYS 不是天数"),
+            "{zh}"
+        );
+    }
+}
