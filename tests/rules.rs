@@ -445,3 +445,55 @@ fn tier_movement_final_notice_is_the_last_mail() {
         "mails after the final notice's week: {v}"
     );
 }
+
+/// thin_margin_a's hysteresis through the alert lifecycle (the backtest
+/// replayed daily): T is 82% past the line by gross profit (the alert
+/// line) until 2026-05-31, inside the margin (81%) from 2026-06-01 (H
+/// earns a little more) and at 82% again from 2026-06-11 (G earns more).
+/// Kept open 30 days after it was last raised, it is one alert, not a
+/// start on each crossing of the 82% line.
+#[test]
+fn thin_margin_a_is_one_alert_around_its_line() {
+    let p = Project::new();
+    let mut master = String::from("客户编号,客户名称,区域,业务员,业务员邮箱,主管邮箱,信用额度\n");
+    for id in ["G", "H", "T"] {
+        master +=
+            &format!("{id},{id}超市,华东,张伟,zhang.wei@example.com,chen.jing@example.com,50000\n");
+    }
+    let mut orders = String::from(
+        "订单编号,行号,客户编号,客户名称,订单日期,产品编号,产品名称,数量,单价,金额,成本\n",
+    );
+    for (n, (id, day, revenue, cost)) in [
+        ("T", "2026-03-01", 100000.0, 98700.0),
+        ("G", "2026-03-01", 20000.0, 11800.0),
+        ("H", "2026-03-01", 5000.0, 4500.0),
+        ("H", "2026-06-01", 123.46, 0.0),
+        ("G", "2026-06-11", 600.0, 0.0),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        orders += &format!("SO{n},1,{id},{id}超市,{day},SP-1,纸巾,1,{revenue},{revenue},{cost}\n");
+    }
+    std::fs::write(p.path("客户主数据.csv"), master).unwrap();
+    std::fs::write(p.path("销售明细_2026.csv"), orders).unwrap();
+    let master = p.path("客户主数据.csv").to_string_lossy().into_owned();
+    let sales = p.path("销售明细_2026.csv").to_string_lossy().into_owned();
+    p.run_ok(&["ingest", &master, &sales]);
+    let o = p.run_ok(&[
+        "backtest",
+        "--rule",
+        "thin_margin_a",
+        "--from",
+        "2026-05-20",
+        "--to",
+        "2026-06-20",
+        "--every",
+        "day",
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["started"], 1, "{v}");
+    assert_eq!(v["top_accounts"][0][0], "T", "{v}");
+}
