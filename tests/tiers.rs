@@ -206,6 +206,18 @@ fn orders_of_accounts_missing_from_the_master_move_no_tier() {
     assert_eq!(unl[0]["examples"], serde_json::json!(["KH9", "KH8"]));
     assert_eq!(unl[0]["revenue_12m"], 1_200_000.0);
 
+    // `status` says so too (the daemon is not running here: exit 1).
+    let o = p.run(&["status"]);
+    assert!(
+        stdout(&o).contains("accounts missing from the customer master: 2 (KH8, KH9) have order lines, kept but not ranked into tiers and never warned about; add them to the customer master"),
+        "{}",
+        show(&o)
+    );
+    let o = p.run(&["status", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["unlisted_accounts"], 2, "{v}");
+    assert_eq!(v["unlisted_examples"], serde_json::json!(["KH8", "KH9"]));
+
     // Before KH8's first order, only KH9 is seen.
     let text = stdout(&p.run_ok(&["accounts", "--as-of", "2026-04-30"]));
     assert!(
@@ -243,4 +255,10 @@ fn orders_of_accounts_missing_from_the_master_move_no_tier() {
     assert_eq!(listed[0]["tier"], "A");
     let text = stdout(&p.run_ok(&["accounts", "--as-of", "2026-06-30"]));
     assert!(!text.contains("missing from the customer master"), "{text}");
+    let o = p.run(&["status"]);
+    assert!(
+        !stdout(&o).contains("missing from the customer master"),
+        "{}",
+        show(&o)
+    );
 }

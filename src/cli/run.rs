@@ -54,6 +54,11 @@ pub fn check(path: &Path, verbose: bool) -> Result<ExitCode> {
     for e in &errors {
         writeln!(o, "{e}")?;
     }
+    // A shipped rule's cadence or window the review and the charts
+    // cannot read: they use the shipped value, and the analyst is told.
+    for p in crate::rules::RuleValues::of(&rules).problems() {
+        writeln!(o, "warning: {p}")?;
+    }
     // Rules in one language still work; English readers are told.
     if cfg.style().en() {
         for r in &rules.rules {
@@ -231,6 +236,19 @@ fn status_text(
             o,
             "recipient refused: {} in {} message(s), last {}: {}",
             r.email, r.messages, r.at, r.reply
+        )?;
+    }
+    if s.unlisted_accounts > 0 {
+        let more = if s.unlisted_accounts > s.unlisted_examples.len() as u64 {
+            ", ..."
+        } else {
+            ""
+        };
+        writeln!(
+            o,
+            "accounts missing from the customer master: {} ({}{more}) have order lines, kept but not ranked into tiers and never warned about; add them to the customer master",
+            s.unlisted_accounts,
+            s.unlisted_examples.join(", ")
         )?;
     }
     if s.rejected_files > 0 {
