@@ -248,7 +248,11 @@ fn status_text(
             o,
             "accounts missing from the customer master: {} ({}{more}) have order lines, kept but not ranked into tiers and never warned about; add them to the customer master",
             s.unlisted_accounts,
-            s.unlisted_examples.join(", ")
+            s.unlisted_examples
+                .iter()
+                .map(|id| crate::ingest::values::excerpt(id))
+                .collect::<Vec<_>>()
+                .join(", ")
         )?;
     }
     if s.rejected_files > 0 {
