@@ -13,6 +13,9 @@
 //! - `sandbox`: the engine and its limits, the memory meter, print
 //!   allowances, the stop flag.
 //! - `run`: the parallel runner.
+//! - `changed`: which rule x account pairs an evaluation after a small
+//!   drop must run again, and the full outcome put back together.
+//! - `reads`: what a rule may read beyond its account's own data.
 //! - `explain`: `eval --explain`.
 //! - `api`: what a rule can call (one file per group), `alert()`, and the
 //!   generated reference.
@@ -22,9 +25,11 @@
 //! - `testing`: `kamwatch test` rule test files.
 
 pub mod api;
+pub mod changed;
 mod error;
 mod explain;
 mod finding;
+pub mod reads;
 mod rhai_internals;
 mod run;
 mod sandbox;
