@@ -223,6 +223,9 @@ impl Style {
     /// whole units from 100 up. In Chinese, from 10,000 up in 万 (and from
     /// 100,000,000 in 亿), two decimals at most: ¥2.29万.
     pub fn money(&self, x: f64) -> String {
+        if !x.is_finite() {
+            return "—".into();
+        }
         let symbol = SYMBOLS
             .iter()
             .find(|(c, _)| *c == self.currency)
@@ -233,7 +236,9 @@ impl Style {
             String::new()
         };
         let a = x.abs();
-        let body = if self.locale == Locale::ZhCn && a >= 1e8 {
+        let body = if a >= HUGE {
+            huge(a)
+        } else if self.locale == Locale::ZhCn && a >= 1e8 {
             format!("{}亿", trimmed(a / 1e8))
         } else if self.locale == Locale::ZhCn && a >= 1e4 {
             let w = (a / 1e4 * 100.0).round() / 100.0;
@@ -257,6 +262,16 @@ impl Style {
     }
 }
 
+/// From here on (a thousand trillion) a number is written with an
+/// exponent: past it a float holds no exact whole number, and the digits
+/// of 1e300 written out would fill a mail with noise.
+const HUGE: f64 = 1e15;
+
+/// `a` (not negative) as 1.23e300.
+fn huge(a: f64) -> String {
+    format!("{a:.2e}")
+}
+
 /// `x` with two decimals at most, trailing zeros dropped: 2.29, 2.3, 3.
 fn trimmed(x: f64) -> String {
     trimmed_to(x, 2)
@@ -273,6 +288,14 @@ fn trimmed_to(x: f64, decimals: usize) -> String {
 pub fn grouped(x: f64, decimals: usize) -> String {
     // Halves round away from zero, as people (and Rhai's `round`) do; the
     // formatter alone would write 4.5 as 4.
+    if x.abs() >= HUGE {
+        let sign = if x < 0.0 {
+            MINUS.to_string()
+        } else {
+            String::new()
+        };
+        return format!("{sign}{}", huge(x.abs()));
+    }
     let p = 10f64.powi(decimals as i32);
     let r = (x.abs() * p).round() / p;
     let s = format!("{:.*}", decimals, r);
@@ -358,6 +381,26 @@ mod tests {
         assert_eq!(en().money(-0.001), "¥0");
         assert_eq!(en().money(0.0), "¥0");
         assert_eq!(en().money(7.0), "¥7");
+    }
+
+    /// Numbers no export holds still come out as one short, true text:
+    /// an exponent from a thousand trillion up, a dash for what is no
+    /// number; never 300 digits, never "NaN".
+    #[test]
+    fn extreme_numbers_are_written_short_and_true() {
+        assert_eq!(zh().money(1e300), "¥1.00e300");
+        assert_eq!(en().money(-1e300), "−¥1.00e300");
+        assert_eq!(en().money(1e15), "¥1.00e15");
+        assert_eq!(en().money(999_999_999_999_999.0), "¥999,999,999,999,999");
+        assert_eq!(zh().money(f64::MAX), "¥1.80e308");
+        for x in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert_eq!(zh().money(x), "—");
+            assert_eq!(en().number(x, Some(Unit::Count)), "—");
+        }
+        assert_eq!(en().number(1e300, Some(Unit::Count)), "1.00e300");
+        assert_eq!(zh().number(-2e20, Some(Unit::Days)), "−2.00e20 天");
+        assert_eq!(en().number(1e18, None), "1.00e18");
+        assert_eq!(grouped(i64::MAX as f64, 0), "9.22e18");
     }
 
     #[test]

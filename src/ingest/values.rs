@@ -130,19 +130,43 @@ pub fn parse_date(raw: &str) -> Result<NaiveDate, BadValue> {
 /// date in the business zone ([`parse_date_in`]). The caller takes the
 /// date of the instant in the business zone.
 pub fn instant_with_offset(raw: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    let s = raw.trim();
-    let time = s.get(11..)?;
-    if !(s.ends_with(['Z', 'z']) || time.contains(['+', '-'])) {
-        return None;
-    }
-    let at = chrono::DateTime::parse_from_rfc3339(s)
-        .or_else(|_| chrono::DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%:z"))
-        .or_else(|_| chrono::DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z"))
-        .or_else(|_| chrono::DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%z"))
+    let s = zoned_form(raw.trim())?;
+    let at = chrono::DateTime::parse_from_rfc3339(&s)
+        .or_else(|_| chrono::DateTime::parse_from_str(&s, "%Y-%m-%d %H:%M:%S%.f%:z"))
+        .or_else(|_| chrono::DateTime::parse_from_str(&s, "%Y-%m-%dT%H:%M:%S%.f%z"))
+        .or_else(|_| chrono::DateTime::parse_from_str(&s, "%Y-%m-%d %H:%M:%S%.f%z"))
+        .or_else(|_| chrono::DateTime::parse_from_str(&s, "%Y-%m-%dT%H:%M%:z"))
+        .or_else(|_| chrono::DateTime::parse_from_str(&s, "%Y-%m-%d %H:%M%:z"))
         .ok()?;
     (1900..=2200)
         .contains(&at.year())
         .then(|| at.with_timezone(&chrono::Utc))
+}
+
+/// A date and time with a zone, rewritten into one of the forms
+/// [`instant_with_offset`] parses: `2026/11/28` → `2026-11-28`, a trailing
+/// `Z`, ` UTC` or ` GMT` → `+00:00`, an hour-only offset `+08` → `+08:00`.
+/// None when the text has no zone after its time (a local time or a date).
+fn zoned_form(s: &str) -> Option<String> {
+    let date = s.get(..10)?;
+    let time = s.get(10..)?;
+    let b = date.as_bytes();
+    if !(b[..4].iter().all(u8::is_ascii_digit) && b[4] == b[7] && matches!(b[4], b'-' | b'/')) {
+        return None;
+    }
+    let mut time = time.to_string();
+    for zone in ["UTC", "GMT", "utc", "gmt", "Z", "z"] {
+        if let Some(t) = time.strip_suffix(zone) {
+            time = format!("{}+00:00", t.trim_end());
+            break;
+        }
+    }
+    let sign = time.rfind(['+', '-'])?;
+    let offset = &time[sign + 1..];
+    if offset.len() == 2 && offset.bytes().all(|c| c.is_ascii_digit()) {
+        time.push_str(":00");
+    }
+    Some(format!("{}{time}", date.replace('/', "-")))
 }
 
 /// Like [`parse_date`], reading dates that do not start with a 4-digit
@@ -158,8 +182,17 @@ fn date_in(raw: &str, order: DateOrder) -> Result<NaiveDate, String> {
     if s.is_empty() {
         return Err("is empty".into());
     }
-    // Drop a time part: "2026-11-28 00:00:00" or "2026-11-28T08:00".
-    let s = s.split([' ', 'T']).next().unwrap_or(s);
+    // A time part ("2026-11-28 00:00:00", "2026-11-28T08:00") must be a
+    // time of day; the date alone is kept.
+    let (s, time) = match s.split_once([' ', 'T']) {
+        Some((date, time)) => (date, Some(time.trim())),
+        None => (s, None),
+    };
+    if let Some(time) = time
+        && !is_time_of_day(time)
+    {
+        return Err(time_error(raw, time));
+    }
     let bad = || {
         let example = match order {
             DateOrder::Ymd => "2026-11-28, 2026/11/28, 2026年11月28日, 20261128",
@@ -227,6 +260,43 @@ fn date_in(raw: &str, order: DateOrder) -> Result<NaiveDate, String> {
     }
     NaiveDate::from_ymd_opt(y, m, d)
         .ok_or_else(|| format!("{} is not a day of the calendar", excerpt(raw)))
+}
+
+/// True for a time of day as exports write it after a date: `8:00`,
+/// `08:00:00`, `23:59:59.999`, `12:00:00 AM`, `下午 3:00` is not one.
+fn is_time_of_day(time: &str) -> bool {
+    use chrono::NaiveTime;
+    [
+        "%H:%M:%S%.f",
+        "%H:%M",
+        "%I:%M:%S %p",
+        "%I:%M %p",
+        "%I:%M:%S%.f %p",
+    ]
+    .iter()
+    .any(|f| NaiveTime::parse_from_str(time, f).is_ok())
+}
+
+/// Why the text after a date is refused: a zone kamwatch could not read,
+/// or no time of day at all.
+fn time_error(raw: &str, time: &str) -> String {
+    let zoned = time.ends_with(['Z', 'z'])
+        || ["UTC", "GMT", "utc", "gmt"]
+            .iter()
+            .any(|z| time.contains(z))
+        || time.get(1..).is_some_and(|t| t.contains(['+', '-']));
+    if zoned {
+        format!(
+            "{} has a time zone kamwatch cannot read: write it as 2026-11-28T20:00:00+08:00 (or Z for UTC), or leave the time out",
+            excerpt(raw)
+        )
+    } else {
+        format!(
+            "{} is not a date: {} after the date is not a time of day (expected e.g. 08:30 or 08:30:00)",
+            excerpt(raw),
+            excerpt(time)
+        )
+    }
 }
 
 /// The day of an Excel serial date number (1900 date system, the time of
@@ -347,6 +417,55 @@ mod tests {
             "1850-01-01T00:00:00Z",
         ] {
             assert_eq!(at(local), None, "{local}");
+        }
+    }
+
+    #[test]
+    fn zones_written_other_ways_are_the_same_instant() {
+        let at = |s| instant_with_offset(s).map(|t| t.to_rfc3339());
+        let utc8pm = Some("2026-11-28T20:00:00+00:00".to_string());
+        for s in [
+            "2026-11-28 20:00:00 UTC",
+            "2026-11-28 20:00:00 GMT",
+            "2026-11-28T20:00:00UTC",
+            "2026-11-28T20:00:00+00",
+            "2026-11-29T04:00:00+08",
+            "2026/11/28 20:00:00Z",
+            "2026/11/29 04:00+08:00",
+        ] {
+            assert_eq!(at(s), utc8pm, "{s}");
+        }
+    }
+
+    #[test]
+    fn the_text_after_a_date_must_be_a_time_of_day() {
+        for ok in [
+            "2026-11-28 0:00",
+            "2026/11/28 08:30",
+            "2026-11-28T23:59:59.999",
+            "11/28/2026 12:00:00 AM",
+        ] {
+            let order = if ok.starts_with("11/") {
+                DateOrder::Mdy
+            } else {
+                DateOrder::Ymd
+            };
+            assert_eq!(parse_date_in(ok, order), Ok(d(2026, 11, 28)), "{ok}");
+        }
+        for (bad, says) in [
+            ("2026-11-28 25:00", "not a time of day"),
+            ("2026-11-28 08:00 garbage", "not a time of day"),
+            ("2026-11-28 tomorrow", "not a time of day"),
+            ("2026-11-28 20:00 CET", "not a time of day"),
+            (
+                "2026-11-28 20:00:00 UTC+8",
+                "time zone kamwatch cannot read",
+            ),
+            ("2026-11-28T20:00:00+8", "time zone kamwatch cannot read"),
+        ] {
+            let e = parse_date(bad).unwrap_err().0;
+            assert!(e.contains(says), "{bad}: {e}");
+            assert!(e.contains(bad.split(' ').next().unwrap()), "{bad}: {e}");
         }
     }
 

@@ -17,7 +17,8 @@ use super::error::Error;
 use super::rhai_internals::drop_folded_constants;
 use super::sandbox::engine;
 use super::settings::{
-    RuleSettings, blank_settings, book_needs_mask, needs_mask, read_settings, tier_bit, tier_mask,
+    RuleSettings, blank_settings, book_needs_mask, keyword_key_hint, needs_mask, read_settings,
+    tier_bit, tier_mask,
 };
 use crate::model::Severity;
 
@@ -347,11 +348,15 @@ fn compile(engine: &Engine, path: &Path, source: &str) -> Result<Rule, CompileEr
         }
         Err(e) => {
             let pos = e.position();
+            let mut message = e.err_type().to_string();
+            if let Some(hint) = keyword_key_hint(source, pos) {
+                message = format!("{message}: {hint}");
+            }
             Err(CompileError {
                 path: path.to_path_buf(),
                 line: pos.line().unwrap_or(0),
                 column: pos.position().unwrap_or(0),
-                message: e.err_type().to_string(),
+                message,
                 excerpt: excerpt(source, pos),
             })
         }

@@ -2,7 +2,8 @@
 //! `const SETTINGS = #{...}` read once after compiling (never run), checked
 //! with the same keys and rules as the config's `rule_settings:`, and the
 //! `enabled`, `tiers`, `needs` and `book_needs` keys turned into the bit
-//! masks the runner tests per account. Touches nothing.
+//! masks the runner tests per account; a compile error at a keyword used
+//! as a map key (`#{ for: 2 }`) gets what to write instead. Touches nothing.
 
 use rhai::{AST, Dynamic, Map};
 
@@ -235,6 +236,101 @@ pub(super) fn blank_settings(source: &str) -> Option<String> {
     Some(format!("{}{blank}{}", &source[..start], &source[end..]))
 }
 
+/// What to write instead when a compile error points at a word of the
+/// Rhai language used as a map key (`#{ for: 2 }`): such a key does not
+/// parse, and Rhai says only "Expecting name of a property".
+pub(super) fn keyword_key_hint(source: &str, pos: rhai::Position) -> Option<String> {
+    let line = source.lines().nth(pos.line()?.checked_sub(1)?)?;
+    let rest: String = line.chars().skip(pos.position()?.checked_sub(1)?).collect();
+    let word: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    if word.is_empty() || !rest[word.len()..].trim_start().starts_with(':') {
+        return None;
+    }
+    if !is_keyword(&word) {
+        return None;
+    }
+    Some(if word == "for" {
+        "`for` is a word of the Rhai language and cannot be a map key as it is; in SETTINGS write `for_evaluations: 2` (or quote the key, `\"for\": 2`)".to_string()
+    } else {
+        format!(
+            "`{word}` is a word of the Rhai language and cannot be a map key as it is; quote it, `\"{word}\": ...`"
+        )
+    })
+}
+
+/// Whether `word` is one of Rhai's keywords (reserved, or used by the
+/// language), which cannot be written as a bare map key.
+fn is_keyword(word: &str) -> bool {
+    const KEYWORDS: &[&str] = &[
+        "true",
+        "false",
+        "let",
+        "const",
+        "if",
+        "else",
+        "switch",
+        "do",
+        "while",
+        "until",
+        "loop",
+        "for",
+        "in",
+        "continue",
+        "break",
+        "return",
+        "throw",
+        "try",
+        "catch",
+        "import",
+        "export",
+        "as",
+        "global",
+        "private",
+        "fn",
+        "this",
+        "Fn",
+        "call",
+        "curry",
+        "is_shared",
+        "is_def_fn",
+        "is_def_var",
+        "print",
+        "debug",
+        "type_of",
+        "eval",
+        "var",
+        "static",
+        "shared",
+        "with",
+        "goto",
+        "exit",
+        "match",
+        "case",
+        "public",
+        "protected",
+        "new",
+        "use",
+        "module",
+        "package",
+        "super",
+        "spawn",
+        "thread",
+        "go",
+        "sync",
+        "async",
+        "await",
+        "yield",
+        "default",
+        "void",
+        "null",
+        "nil",
+    ];
+    KEYWORDS.contains(&word)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,5 +460,39 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.message.contains("\"money\""), "{e}");
+    }
+
+    /// `for` cannot be a bare map key in Rhai: the error says what to
+    /// write; both spellings it names work.
+    #[test]
+    fn settings_with_the_keyword_for_say_what_to_write() {
+        let e = crate::rules::RuleSet::from_sources(&[(
+            "f",
+            "const SETTINGS = #{ tiers: [\"A\"], for: 2 };\n",
+        )])
+        .err()
+        .unwrap();
+        assert_eq!((e.line, e.column), (1, 35), "{e}");
+        assert!(
+            e.message.contains("`for` is a word of the Rhai language")
+                && e.message.contains("write `for_evaluations: 2`"),
+            "{e}"
+        );
+        let e = crate::rules::RuleSet::from_sources(&[("k", "let m = #{ if: 1 };")])
+            .err()
+            .unwrap();
+        assert!(e.message.contains("quote it, `\"if\": ...`"), "{e}");
+        // Other errors get no such hint.
+        let e = crate::rules::RuleSet::from_sources(&[("o", "let m = #{ a: };")])
+            .err()
+            .unwrap();
+        assert!(!e.message.contains("Rhai language"), "{e}");
+        for src in [
+            "const SETTINGS = #{ for_evaluations: 2 };",
+            "const SETTINGS = #{ \"for\": 2 };",
+        ] {
+            let rs = crate::rules::RuleSet::from_sources(&[("ok", src)]).unwrap();
+            assert_eq!(rs.rules[0].settings().for_evaluations, Some(2), "{src}");
+        }
     }
 }

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use rhai::{Dynamic, ImmutableString};
+use rhai::{Dynamic, EvalAltResult, ImmutableString};
 
-use super::registry::{Api, f, g, seen};
+use super::registry::{Api, days_ago, f, g, seen};
 use crate::metrics::AccountMetrics;
 use crate::model::dates::Day;
 
@@ -130,8 +130,10 @@ pub(super) fn ranking_and_master(api: &mut Api) {
         "account.tier_ago(days)",
         "the tier `days` days before the as-of date (0 to 730), ranked from the same order history as account.tier (a tier column in the master overrides every day)",
         |a: &mut Account, days: i64| {
+            let call = || format!("account.tier_ago({days})");
+            days_ago(&call, days)?;
             let v = tier_str(a.m.tier_ago(days).0.as_str());
-            seen(a.explain, || format!("account.tier_ago({days})"), v)
+            Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
     f!(
@@ -140,8 +142,10 @@ pub(super) fn ranking_and_master(api: &mut Api) {
         "account.share_above_ago(days)",
         "account.share_above as it was `days` days before the as-of date (0 to 730)",
         |a: &mut Account, days: i64| {
+            let call = || format!("account.share_above_ago({days})");
+            days_ago(&call, days)?;
             let v = a.m.tier_ago(days).1;
-            seen(a.explain, || format!("account.share_above_ago({days})"), v)
+            Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
     g!(

@@ -465,7 +465,7 @@ mod tests {
                 "fr",
                 "let t = #{ en: \"y\" };\nt[\"fr\"] = \"x\";\nalert(#{ title: t });",
             ),
-            ("empty", "alert(#{ title: #{} });"),
+            ("empty", "let t = #{};\nalert(#{ title: t });"),
             ("num", "alert(#{ title: #{ en: 5 } });"),
             (
                 "unit",

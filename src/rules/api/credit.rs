@@ -3,11 +3,11 @@
 //! main SKUs and their days of stock cover. Registers into the engine it is
 //! given.
 
-use rhai::{Array, Dynamic, Map};
+use rhai::{Array, Dynamic, EvalAltResult, Map};
 
 use super::account::Account;
 use super::helpers::round_to;
-use super::registry::{Api, f, g, seen};
+use super::registry::{Api, f, g, past_due, seen};
 
 /// Open and overdue invoices.
 pub(super) fn receivables(api: &mut Api) {
@@ -47,24 +47,24 @@ pub(super) fn receivables(api: &mut Api) {
         api,
         "overdue_amount",
         "account.overdue_amount(days)",
-        "the amount of open invoices at least `days` days past due (an invoice due yesterday is 1 day past due): the amount past a grace period",
+        "the amount of open invoices at least `days` days past due (0 or more; an invoice due yesterday is 1 day past due): the amount past a grace period",
         |a: &mut Account, days: i64| {
+            let call = || format!("account.overdue_amount({days})");
+            past_due(&call, days, i64::MAX)?;
             let v = a.m.overdue_between(a.end, days, i64::MAX);
-            seen(a.explain, || format!("account.overdue_amount({days})"), v)
+            Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
     f!(
         api,
         "overdue_between",
         "account.overdue_between(from, to)",
-        "the amount of open invoices `from` to `to` days past due, both included: the aging buckets, e.g. overdue_between(1, 30), overdue_between(31, 60), overdue_between(61, 90), overdue_between(91, 100000)",
+        "the amount of open invoices `from` to `to` days past due, both included (0 <= from <= to): the aging buckets, e.g. overdue_between(1, 30), overdue_between(31, 60), overdue_between(61, 90), overdue_between(91, 100000)",
         |a: &mut Account, from: i64, to: i64| {
+            let call = || format!("account.overdue_between({from}, {to})");
+            past_due(&call, from, to)?;
             let v = a.m.overdue_between(a.end, from, to);
-            seen(
-                a.explain,
-                || format!("account.overdue_between({from}, {to})"),
-                v,
-            )
+            Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
     f!(
@@ -73,8 +73,10 @@ pub(super) fn receivables(api: &mut Api) {
         "account.days_overdue(days)",
         "days the oldest invoice at least `days` days past due is past due; 0 when none is",
         |a: &mut Account, days: i64| {
+            let call = || format!("account.days_overdue({days})");
+            past_due(&call, days, i64::MAX)?;
             let v = a.m.days_overdue_from(a.end, days);
-            seen(a.explain, || format!("account.days_overdue({days})"), v)
+            Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
 }

@@ -204,6 +204,38 @@ mod tests {
                 "portfolio.revenue(-1)",
                 "portfolio.revenue(-1): a window of -1 days",
             ),
+            (
+                "account.monthly_margin_pct(-3)",
+                "account.monthly_margin_pct(-3): -3 months; give 1 to 120 months",
+            ),
+            ("account.monthly_revenue(0)", "0 months"),
+            ("account.monthly_orders(121)", "121 months"),
+            (
+                "account.overdue_amount(-1)",
+                "account.overdue_amount(-1): -1 days past due; give 0 or more",
+            ),
+            ("account.days_overdue(-30)", "-30 days past due"),
+            (
+                "account.overdue_between(60, 31)",
+                "the bucket ends (31 days) before it starts (60)",
+            ),
+            ("account.overdue_between(-1, 30)", "-1 days past due"),
+            (
+                "account.visits(-7)",
+                "account.visits(-7): a window of -7 days",
+            ),
+            ("account.visits_by(\"总监\", 0)", "a window of 0 days"),
+            ("account.visits_by([\"总监\"], -1)", "a window of -1 days"),
+            (
+                "account.median_order_gap(-365)",
+                "account.median_order_gap(-365): a window of -365 days",
+            ),
+            ("account.order_days_before_last(0)", "a window of 0 days"),
+            (
+                "account.tier_ago(-30)",
+                "account.tier_ago(-30): -30 days back; give 0 (the as-of date) to 730",
+            ),
+            ("account.share_above_ago(731)", "731 days back"),
         ] {
             let src = format!("let x = {call};\nalert(#{{ title: \"t\" }});");
             let rs = RuleSet::from_sources(&[("w", src.as_str())]).unwrap();
@@ -215,9 +247,121 @@ mod tests {
                 .unwrap_or_else(|| panic!("{call}: no error"));
             assert!(e.to_string().contains(want), "{call}: {e}");
         }
-        let ok = "if account.revenue(30) >= 0.0 && account.revenue(30, 0) >= 0.0 { alert(#{ title: \"t\" }); }";
+        let ok = "if account.revenue(30) >= 0.0 && account.revenue(30, 0) >= 0.0 && account.overdue_amount(0) >= 0.0 && account.tier_ago(730) != \"\" && account.monthly_revenue(120).len() == 120 { alert(#{ title: \"t\" }); }";
         let out = RuleSet::from_sources(&[("w", ok)]).unwrap().evaluate(&snap);
         assert!(out.errors.is_empty(), "{:?}", out.errors);
         assert_eq!(out.findings.len(), 1);
+    }
+
+    /// Figures no reader can use are the rule's error, naming the call
+    /// (and, through the run error, the file and line); an amount too
+    /// large to write out is written short.
+    #[test]
+    fn figures_of_no_number_or_a_fraction_of_a_count_are_errors() {
+        let snap = crate::metrics::tests_support::snapshot_one();
+        let run = |figure: &str| {
+            let src = format!(
+                "let z = 0.0;\nalert(#{{ title: `${{{figure}}}`, figures: [[\"f\", {figure}]] }});"
+            );
+            RuleSet::from_sources(&[("fig", src.as_str())])
+                .unwrap()
+                .evaluate(&snap)
+        };
+        for (figure, want) in [
+            ("money(z / z)", "money(NaN): the value is not a number"),
+            ("pct(1.0 / z)", "pct(inf): the value is infinite"),
+            ("money(-1.0 / z)", "money(-inf): the value is infinite"),
+            ("days(z / z)", "days(NaN)"),
+            (
+                "count(2.5)",
+                "count(2.5): a count is a whole number; round it first",
+            ),
+        ] {
+            let out = run(figure);
+            assert!(out.findings.is_empty(), "{figure}");
+            let e = out
+                .errors
+                .first()
+                .unwrap_or_else(|| panic!("{figure}: no error"))
+                .to_string();
+            assert!(e.contains(want), "{figure}: {e}");
+            assert!(
+                e.contains("fig.rhai:2:"),
+                "{figure}: the file and line: {e}"
+            );
+        }
+        // Whole counts, fractions of days and huge amounts are figures.
+        let out = run("money(1e300)");
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(out.findings[0].title, "¥1.00e300");
+        for ok in ["count(3.0)", "count(7)", "days(4.5)"] {
+            let out = run(ok);
+            assert!(out.errors.is_empty(), "{ok}: {:?}", out.errors);
+        }
+        assert_eq!(run("count(3.0)").findings[0].title, "3");
+    }
+
+    /// A text per locale that no reader can get is found by `check` where
+    /// the map is written, and at run time (a map built in a variable)
+    /// it is the rule's error naming the file and line.
+    #[test]
+    fn texts_for_no_locale_are_found_at_check_and_at_run_time() {
+        for (src, want, col) in [
+            // Folded by the optimizer into one constant: the call's place.
+            (
+                "alert(#{ title: #{ fr: \"x\" } });",
+                "alert()'s title is given for \"fr\" only",
+                1,
+            ),
+            (
+                "let n = 1;\nalert(#{ title: #{ fr: \"x\" }, figures: [[\"n\", n]] });",
+                "alert()'s title is given for \"fr\" only",
+                17,
+            ),
+            (
+                "alert(#{ title: \"t\", action: #{} });",
+                "alert()'s action is an empty map",
+                1,
+            ),
+            (
+                "alert(#{ title: \"t\", figures: [[#{}, 1]] });",
+                "a figure label of alert() is an empty map",
+                1,
+            ),
+            (
+                "alert(#{ title: tr(#{ fr: \"x\", de: \"y\" }) });",
+                "tr() is given for \"de\", \"fr\" only",
+                20,
+            ),
+        ] {
+            let e = RuleSet::from_sources(&[("t", src)]).err().expect(src);
+            assert!(e.message.contains(want), "{src}: {e}");
+            assert!(e.message.contains("\"zh-CN\", \"en\""), "{e}");
+            assert_eq!((e.line, e.column), (src.lines().count(), col), "{src}: {e}");
+        }
+        // One known locale is enough; other maps are not texts.
+        RuleSet::from_sources(&[(
+            "ok",
+            "let m = #{};\nalert(#{ title: #{ en: \"a\" }, figures: [[\"n\", 1]] });",
+        )])
+        .unwrap();
+        let snap = crate::metrics::tests_support::snapshot_one();
+        for (src, want) in [
+            (
+                "let t = #{ fr: \"x\" };\nalert(#{ title: t });",
+                "`title` has a text for \"fr\"",
+            ),
+            (
+                "let t = #{};\nalert(#{ title: \"t\", action: t });",
+                "`action` is an empty map",
+            ),
+        ] {
+            let out = RuleSet::from_sources(&[("r", src)])
+                .unwrap()
+                .evaluate(&snap);
+            assert!(out.findings.is_empty(), "{src}");
+            let e = out.errors.first().expect(src).to_string();
+            assert!(e.contains(want) && e.contains("r.rhai:2:"), "{src}: {e}");
+        }
     }
 }

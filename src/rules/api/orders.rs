@@ -6,7 +6,7 @@ use rhai::{Array, Dynamic, EvalAltResult};
 
 use super::account::Account;
 use super::helpers::round_to;
-use super::registry::{Api, f, g, seen, window};
+use super::registry::{Api, f, g, months, seen, window};
 use crate::metrics::Metric;
 
 /// Every metric over a window ending at the as-of date, or before it.
@@ -83,8 +83,9 @@ pub(super) fn monthly(api: &mut Api) {
             api,
             &format!("monthly_{name}"),
             &format!("account.monthly_{name}(n)"),
-            "an array of the last `n` complete calendar months, oldest first (the as-of month counts when the as-of date is its last day)",
+            "an array of the last `n` complete calendar months (1 to 120), oldest first (the as-of month counts when the as-of date is its last day)",
             move |a: &mut Account, n: i64| {
+                months(&|| format!("account.monthly_{name}({n})"), n)?;
                 let v = a.m.monthly(m, a.end, n);
                 if a.explain {
                     let text = v
@@ -97,7 +98,7 @@ pub(super) fn monthly(api: &mut Api) {
                         format!("[{}]", text.join(", ")),
                     );
                 }
-                floats(v)
+                Ok::<_, Box<EvalAltResult>>(floats(v))
             },
         );
     }
@@ -132,9 +133,13 @@ pub(super) fn cadence(api: &mut Api) {
         "account.median_order_gap(days)",
         "median days between consecutive order days among those in the `days` days ending at the last order (so a rhythm from years ago does not count, and a long silence since does not empty the window); -1 with fewer than two such days",
         |a: &mut Account, days: i64| {
-            let len = days.clamp(1, 100_000) as i32;
-            let v = a.m.series.recent_median_gap(a.end, len).unwrap_or(-1.0);
-            seen(a.explain, || format!("account.median_order_gap({days})"), v)
+            let call = || format!("account.median_order_gap({days})");
+            window(&call, days, 0)?;
+            let v =
+                a.m.series
+                    .recent_median_gap(a.end, days as i32)
+                    .unwrap_or(-1.0);
+            Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
     f!(
@@ -143,13 +148,10 @@ pub(super) fn cadence(api: &mut Api) {
         "account.order_days_before_last(days)",
         "number of distinct order days in the `days` days ending at the last order (the days `median_order_gap(days)` is taken over)",
         |a: &mut Account, days: i64| {
-            let len = days.clamp(1, 100_000) as i32;
-            let v = a.m.series.recent_order_days(a.end, len).len() as i64;
-            seen(
-                a.explain,
-                || format!("account.order_days_before_last({days})"),
-                v,
-            )
+            let call = || format!("account.order_days_before_last({days})");
+            window(&call, days, 0)?;
+            let v = a.m.series.recent_order_days(a.end, days as i32).len() as i64;
+            Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
     g!(

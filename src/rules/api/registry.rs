@@ -2,8 +2,9 @@
 //! records a one-line doc with each function (the reference and `check`
 //! are built from it), the `f!` and `g!` macros register a function or a
 //! property getter, [`seen`] notes what a call returned while a rule is
-//! explained, and [`window`] checks the windows rules ask for. Touches
-//! nothing but the engine it is given and this thread's trace.
+//! explained, and [`window`], [`months`], [`past_due`] and [`days_ago`]
+//! check the day and month counts rules give. Touches nothing but the
+//! engine it is given and this thread's trace.
 
 use std::cell::RefCell;
 
@@ -98,6 +99,56 @@ pub(super) fn window(
     if !(0..=MAX_WINDOW_DAYS).contains(&offset) {
         return Err(format!(
             "{}: an offset of {offset} days; give 0 (the window ends at the as-of date) to {MAX_WINDOW_DAYS}",
+            call()
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Most complete months a monthly series gives (ten years).
+pub(super) const MAX_MONTHS: i64 = 120;
+
+/// A number of months as a rule gives it: 1 to [`MAX_MONTHS`].
+pub(super) fn months(call: &dyn Fn() -> String, n: i64) -> Result<(), Box<EvalAltResult>> {
+    if !(1..=MAX_MONTHS).contains(&n) {
+        return Err(format!("{}: {n} months; give 1 to {MAX_MONTHS} months", call()).into());
+    }
+    Ok(())
+}
+
+/// Days past due as a rule gives them: `from` 0 or more (0 and 1 both
+/// mean every overdue invoice), `to` not below `from`.
+pub(super) fn past_due(
+    call: &dyn Fn() -> String,
+    from: i64,
+    to: i64,
+) -> Result<(), Box<EvalAltResult>> {
+    if from < 0 {
+        return Err(format!(
+            "{}: {from} days past due; give 0 or more (1: every overdue invoice, 31: a month late or more)",
+            call()
+        )
+        .into());
+    }
+    if to < from {
+        return Err(format!(
+            "{}: the bucket ends ({to} days) before it starts ({from}); give the smaller number first",
+            call()
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// How far back a tier is known, in days (two years).
+pub(super) const MAX_DAYS_AGO: i64 = crate::metrics::TIER_HISTORY_DAYS as i64 - 1;
+
+/// Days back as a rule gives them: 0 (the as-of date) to [`MAX_DAYS_AGO`].
+pub(super) fn days_ago(call: &dyn Fn() -> String, days: i64) -> Result<(), Box<EvalAltResult>> {
+    if !(0..=MAX_DAYS_AGO).contains(&days) {
+        return Err(format!(
+            "{}: {days} days back; give 0 (the as-of date) to {MAX_DAYS_AGO}",
             call()
         )
         .into());

@@ -111,15 +111,40 @@ pub fn text_of(d: &Dynamic, what: &str) -> Result<String, Error> {
     Ok(texts.get(locale()).to_string())
 }
 
+/// `name(x)` as a figure of its kind. A value no reader can use is the
+/// rule's mistake, an error naming the call: NaN or infinity (what
+/// `0.0 / 0.0` and `x / 0.0` give), or a count with a fraction. Written as
+/// "—" or rounded it would reach a mail looking like a real figure.
+fn figure(name: &str, unit: Unit, x: f64) -> Result<Figure, Box<EvalAltResult>> {
+    if x.is_nan() {
+        return Err(format!(
+            "{name}(NaN): the value is not a number, as 0.0 / 0.0 gives; check what it was computed from (a division by zero?) before making a figure of it"
+        )
+        .into());
+    }
+    if x.is_infinite() {
+        return Err(format!(
+            "{name}({x}): the value is infinite, as x / 0.0 gives; guard the division, e.g. `if y != 0.0 {{ x / y }} else {{ 0.0 }}`"
+        )
+        .into());
+    }
+    if unit == Unit::Count && x.fract() != 0.0 {
+        return Err(format!(
+            "count({x}): a count is a whole number; round it first, count(round(x, 0)), or write a fraction with ratio(x)"
+        )
+        .into());
+    }
+    Ok(Figure {
+        unit,
+        num: x,
+        text: None,
+    })
+}
+
 /// The figure kinds (`money(x)`, `pct(x)`, ... `date(s)`, `text(s)`).
 pub(super) fn figure_kinds(api: &mut Api) {
     api.section = "figures and texts";
     api.e.register_type_with_name::<Figure>("Figure");
-    let num = |unit: Unit, x: f64| Figure {
-        unit,
-        num: x,
-        text: None,
-    };
     for (name, unit, doc) in [
         (
             "money",
@@ -139,7 +164,7 @@ pub(super) fn figure_kinds(api: &mut Api) {
         (
             "count",
             Unit::Count,
-            "a number of things, written without decimals: 6",
+            "a number of things, written without decimals: 6 (a fraction such as 2.5 is an error: round it, count(round(x, 0)), or use ratio(x))",
         ),
         ("days", Unit::Days, "a number of days: 45 天 / 45 days"),
         ("ratio", Unit::Ratio, "a plain ratio, two decimals: 1.25"),
@@ -148,15 +173,17 @@ pub(super) fn figure_kinds(api: &mut Api) {
             api,
             name,
             format!("{name}(x)"),
-            format!("x as a figure of its kind, for `alert()` figures and titles; {doc}"),
-            move |x: f64| num(unit, x)
+            format!(
+                "x as a figure of its kind, for `alert()` figures and titles; {doc}. NaN or infinity (a division by zero) is the rule's error, naming the call"
+            ),
+            move |x: f64| figure(name, unit, x)
         );
         f!(
             api,
             name,
             format!("{name}(x)"),
             "the same for an integer",
-            move |x: i64| num(unit, x as f64)
+            move |x: i64| figure(name, unit, x as f64)
         );
     }
     for (name, unit, doc) in [
@@ -283,7 +310,145 @@ pub fn bad_text_maps(ast: &rhai::AST) -> Vec<(rhai::Position, String)> {
         }
         true
     });
+    out.extend(texts_with_no_locale(ast));
     out
+}
+
+/// Maps given where a text goes (an `alert()`'s title and action, a
+/// figure's label, the argument of `tr()`) that hold no text a reader
+/// could get: `#{}`, or only keys that are no locale (`#{ fr: "..." }`).
+/// The maps the optimizer folded are looked at too. (position, message).
+fn texts_with_no_locale(ast: &rhai::AST) -> Vec<(rhai::Position, String)> {
+    use rhai::{ASTNode, Expr, Stmt};
+    let mut out = Vec::new();
+    ast.walk(&mut |path: &[ASTNode]| {
+        let (call, pos) = match path.last() {
+            Some(ASTNode::Expr(Expr::FnCall(call, pos))) => (call, pos),
+            Some(ASTNode::Stmt(Stmt::FnCall(call, pos))) => (call, pos),
+            _ => return true,
+        };
+        if call.args.len() != 1 {
+            return true;
+        }
+        // (what, keys, where: the map's own position when it has one)
+        let mut texts: Vec<(String, Vec<String>, rhai::Position)> = Vec::new();
+        match (call.name.as_str(), &call.args[0]) {
+            ("tr", arg) => texts.extend(
+                map_keys_expr(arg).map(|k| ("tr()".to_string(), k, arg.position())),
+            ),
+            ("alert", Expr::Map(x, _)) => {
+                for (k, v) in x.0.iter() {
+                    texts.extend(alert_field_texts(k.name.as_str(), FieldValue::Expr(v), *pos));
+                }
+            }
+            ("alert", Expr::DynamicConstant(d, _)) => {
+                if let Some(m) = d.read_lock::<Map>() {
+                    for (k, v) in m.iter() {
+                        texts.extend(alert_field_texts(k.as_str(), FieldValue::Dyn(v), *pos));
+                    }
+                }
+            }
+            _ => {}
+        }
+        for (what, keys, at) in texts {
+            let at = if at.is_none() { *pos } else { at };
+            if keys.is_empty() {
+                out.push((
+                    at,
+                    format!(
+                        "{what} is an empty map #{{}}: no reader gets a text; give a string, or a text for at least one of {}, #{{ \"zh-CN\": \"...\", en: \"...\" }}",
+                        Locale::known()
+                    ),
+                ));
+            } else if !keys.iter().any(|k| Locale::parse(k).is_some()) {
+                let keys: Vec<String> = keys.iter().map(|k| format!("{k:?}")).collect();
+                out.push((
+                    at,
+                    format!(
+                        "{what} is given for {} only, which kamwatch does not write in; give a text for at least one of {}",
+                        keys.join(", "),
+                        Locale::known()
+                    ),
+                ));
+            }
+        }
+        true
+    });
+    out
+}
+
+/// A value in an `alert()` map, as written or folded.
+enum FieldValue<'a> {
+    Expr(&'a rhai::Expr),
+    Dyn(&'a Dynamic),
+}
+
+/// The maps among an `alert()` field's texts: ("alert()'s title", keys,
+/// the map's position, or `call`'s when it was folded into a constant).
+fn alert_field_texts(
+    field: &str,
+    v: FieldValue<'_>,
+    call: rhai::Position,
+) -> Vec<(String, Vec<String>, rhai::Position)> {
+    use rhai::Expr;
+    let what = format!("alert()'s {field}");
+    let folded = |keys: Vec<Option<Vec<String>>>| -> Vec<(Option<Vec<String>>, rhai::Position)> {
+        keys.into_iter().map(|k| (k, call)).collect()
+    };
+    let found: Vec<(Option<Vec<String>>, rhai::Position)> = match (field, v) {
+        ("title" | "action", FieldValue::Expr(e)) => vec![(map_keys_expr(e), e.position())],
+        ("title" | "action", FieldValue::Dyn(d)) => vec![(map_keys_dyn(d), call)],
+        ("figures", FieldValue::Expr(Expr::Array(items, _))) => items
+            .iter()
+            .map(|item| match item {
+                Expr::Array(pair, _) => pair
+                    .first()
+                    .map_or((None, call), |l| (map_keys_expr(l), l.position())),
+                Expr::DynamicConstant(d, p) => (first_of_pair(d), *p),
+                _ => (None, call),
+            })
+            .collect(),
+        ("figures", FieldValue::Expr(Expr::DynamicConstant(d, _))) => folded(pairs(d)),
+        ("figures", FieldValue::Dyn(d)) => folded(pairs(d)),
+        _ => Vec::new(),
+    };
+    let what = if field == "figures" {
+        "a figure label of alert()".to_string()
+    } else {
+        what
+    };
+    found
+        .into_iter()
+        .filter_map(|(k, p)| Some((what.clone(), k?, p)))
+        .collect()
+}
+
+/// The label keys of each `[label, value]` pair of a folded figures array.
+fn pairs(d: &Dynamic) -> Vec<Option<Vec<String>>> {
+    d.read_lock::<rhai::Array>()
+        .map(|a| a.iter().map(first_of_pair).collect())
+        .unwrap_or_default()
+}
+
+/// The keys of a `[label, value]` pair's label, when it is a map.
+fn first_of_pair(d: &Dynamic) -> Option<Vec<String>> {
+    d.read_lock::<rhai::Array>()
+        .and_then(|p| p.first().and_then(map_keys_dyn))
+}
+
+/// The keys of a map written (or folded) in the script; None for
+/// anything else.
+fn map_keys_expr(e: &rhai::Expr) -> Option<Vec<String>> {
+    match e {
+        rhai::Expr::Map(x, _) => Some(x.0.iter().map(|(k, _)| k.name.to_string()).collect()),
+        rhai::Expr::DynamicConstant(d, _) => map_keys_dyn(d),
+        _ => None,
+    }
+}
+
+fn map_keys_dyn(d: &Dynamic) -> Option<Vec<String>> {
+    d.read_lock::<Map>()
+        .map(|m| m.keys().map(|k| k.to_string()).collect())
 }
 
 /// The texts of `alert()` calls in `ast` written in Chinese only (a title,

@@ -2,10 +2,10 @@
 //! by a role, by one of several roles) and visits in a window or this
 //! quarter. Registers into the engine it is given.
 
-use rhai::Array;
+use rhai::{Array, EvalAltResult};
 
 use super::account::Account;
-use super::registry::{Api, f, g, seen};
+use super::registry::{Api, f, g, seen, window};
 use crate::metrics::quarter_start;
 
 /// The strings of a rule's role list (other values ignored), and the
@@ -61,8 +61,10 @@ pub(super) fn by_role(api: &mut Api) {
         "account.visits(days)",
         "number of visits in the `days` days ending at the as-of date",
         |a: &mut Account, days: i64| {
+            let call = || format!("account.visits({days})");
+            window(&call, days, 0)?;
             let v = a.m.visits_in(a.end, days);
-            seen(a.explain, || format!("account.visits({days})"), v)
+            Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
     f!(
@@ -71,12 +73,10 @@ pub(super) fn by_role(api: &mut Api) {
         "account.visits_by(role, days)",
         "number of visits by `role` in the `days` days ending at the as-of date",
         |a: &mut Account, role: &str, days: i64| {
+            let call = || format!("account.visits_by({role:?}, {days})");
+            window(&call, days, 0)?;
             let v = a.m.visits_by_in(a.end, days, Some(&[role]));
-            seen(
-                a.explain,
-                || format!("account.visits_by({role:?}, {days})"),
-                v,
-            )
+            Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
     f!(
@@ -132,13 +132,11 @@ pub(super) fn by_roles(api: &mut Api) {
         "the same for a list of roles: visits by anyone whose role is one of them",
         |a: &mut Account, roles: Array, days: i64| {
             let (list, text) = role_list(&roles);
+            let call = || format!("account.visits_by({text}, {days})");
+            window(&call, days, 0)?;
             let refs: Vec<&str> = list.iter().map(String::as_str).collect();
             let v = a.m.visits_by_in(a.end, days, Some(&refs));
-            seen(
-                a.explain,
-                || format!("account.visits_by({text}, {days})"),
-                v,
-            )
+            Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
     f!(
