@@ -144,16 +144,23 @@ pub fn evaluate_changed(
                 );
                 (rules.evaluate_until(snap, stop.clone()), None)
             } else {
-                for why in &pick.why {
-                    tracing::debug!("runs for every account: {why}");
-                }
                 let run = pick.accounts_run();
+                let enabled = rules.rules.iter().filter(|r| r.enabled()).count();
+                tracing::info!(
+                    accounts_run = run,
+                    accounts = snap.accounts.len(),
+                    pairs = now.runs,
+                    of_pairs = enabled * snap.accounts.len(),
+                    scripts = now.scripts,
+                    everywhere = %pick.why.join("; "),
+                    "rules run only where something changed since the last evaluation today"
+                );
                 (m.merge(rules, snap, &pick, now), Some(run))
             }
         }
         Err(why) => {
             if last.is_some() {
-                tracing::debug!("every rule runs for every account: {why}");
+                tracing::info!("every rule runs for every account: {why}");
             }
             (rules.evaluate_until(snap, stop.clone()), None)
         }

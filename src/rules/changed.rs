@@ -238,7 +238,8 @@ pub struct Pick {
     /// Per rule, the alerts its pairs not run raised last time: they count
     /// towards `alerts.max_per_rule` as they would in a full run.
     pub(super) seed: Vec<usize>,
-    /// Why each rule runs where it does, for the log.
+    /// The rules that run for every account, each with what it reads that
+    /// changed, for the log.
     pub why: Vec<String>,
 }
 
@@ -379,12 +380,7 @@ impl Memo {
             .map(|(r, &b)| {
                 let on = b & book != 0;
                 if on && r.enabled() {
-                    why.push(format!(
-                        "{} reads what changed of the book ({:#x} of {:#x})",
-                        r.name,
-                        b & book,
-                        book
-                    ));
+                    why.push(format!("{} ({})", r.name, reads::describe(b & book)));
                 }
                 on
             })

@@ -35,6 +35,29 @@ pub const COUNTS: u16 = 1 << 9;
 pub const KINDS: u16 = 1 << 10;
 pub const ALL: u16 = u16::MAX;
 
+/// `bits` in words, for the log: "the tier history, the portfolio".
+pub fn describe(bits: u16) -> String {
+    let names = [
+        (OWN, "its own data"),
+        (TIER, "the tier"),
+        (PREV_TIER, "the tier 30 days ago"),
+        (RANK, "the rank"),
+        (SHARE, "the share"),
+        (SHARE_ABOVE, "the share above"),
+        (HISTORY, "the tier history"),
+        (PORTFOLIO, "the portfolio"),
+        (FLOORS, "the tier floors"),
+        (COUNTS, "the book's counts"),
+        (KINDS, "the kinds of data the book has"),
+    ];
+    let said: Vec<&str> = names
+        .iter()
+        .filter(|(b, _)| bits & b != 0)
+        .map(|(_, n)| *n)
+        .collect();
+    said.join(", ")
+}
+
 /// Calls that reach functions by a name made at run time: a rule making
 /// one may read anything.
 const DYNAMIC: [&str; 4] = ["Fn", "call", "curry", "eval"];
