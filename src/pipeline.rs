@@ -191,7 +191,12 @@ fn record(
     if snap.unknown_accounts > 0 {
         tracing::warn!(
             count = snap.unknown_accounts,
-            "order lines name accounts missing from the customer master; they count in the book's total but get no warnings"
+            "{}",
+            crate::reports::accounts::unlisted_accounts(
+                snap.unknown_accounts,
+                &snap.unknown_examples,
+                snap.unknown_revenue_12m
+            )
         );
     }
     if outcome.interrupted {

@@ -117,9 +117,14 @@ fn accounts_table_ranks_and_tiers() {
 
     let o = p.run(&["accounts", "--as-of", "2026-11-28", "--tier", "A"]);
     let text = stdout(&o);
+    // The basis, the column header, then the rows.
+    assert!(
+        text.starts_with("tiers by revenue (tiers.by: revenue)"),
+        "{text}"
+    );
     assert!(
         text.lines()
-            .skip(1)
+            .skip(2)
             .take_while(|l| !l.is_empty())
             .all(|l| l.contains(" A ")),
         "{text}"

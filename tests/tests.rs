@@ -22,6 +22,8 @@ mod inbox;
 
 // Reports over the book: the accounts table.
 mod reports;
+// Tiers through real files: `tiers.by`, accounts missing from the master.
+mod tiers;
 // The backtest's snapshots of past days against `metrics::build` at them.
 mod backtest;
 // Alert lifecycle through `eval --as-of`: resolve, silence, repeat, quiet

@@ -47,6 +47,16 @@ pub fn accounts(
                     writeln!(o, "{v}")?;
                 }
             }
+            let (count, examples, revenue) = &book.unlisted;
+            if *count > 0 {
+                let v = serde_json::json!({
+                    "unlisted_accounts": count,
+                    "examples": examples,
+                    "revenue_12m": revenue,
+                    "message": crate::reports::accounts::unlisted_accounts(*count, examples, *revenue),
+                });
+                writeln!(o, "{v}")?;
+            }
         }
         Format::Text => accounts_table(&mut o, &book, &keep, &style)?,
     }
@@ -63,7 +73,18 @@ fn accounts_table(
     let days = |d: Option<i64>| d.map_or("-".to_string(), |d| d.to_string());
     writeln!(
         o,
-        "{:>4}  {:<8} {:<20} {:<6} {:>4} {:>7} {:>7} {:>7} {:>5} {:>14} {:>6} {:>6} {:>6} {:>6}",
+        "{}, as of {}",
+        crate::reports::accounts::basis_line(&book.tiers),
+        book.as_of
+    )?;
+    let (count, examples, revenue) = &book.unlisted;
+    if *count > 0 {
+        let line = crate::reports::accounts::unlisted_accounts(*count, examples, *revenue);
+        writeln!(o, "warning: {line}")?;
+    }
+    writeln!(
+        o,
+        "{:>4}  {:<8} {:<20} {:<6} {:>4} {:>7} {:>7} {:>7} {:>5} {:>5} {:>14} {:>6} {:>6} {:>6} {:>6}",
         "rank",
         "id",
         "name",
@@ -72,6 +93,7 @@ fn accounts_table(
         "share%",
         "cum%",
         "GP sh%",
+        "rev t",
         "GP t",
         "revenue 12m",
         "GM%",
@@ -82,7 +104,7 @@ fn accounts_table(
     for r in book.rows.iter().filter(|r| keep(r.tier)) {
         writeln!(
             o,
-            "{:>4}  {:<8} {} {} {:>4} {:>7.2} {:>7.2} {:>7.2} {:>5} {:>14} {:>6.1} {:>6} {:>6} {:>6}",
+            "{:>4}  {:<8} {} {} {:>4} {:>7.2} {:>7.2} {:>7.2} {:>5} {:>5} {:>14} {:>6.1} {:>6} {:>6} {:>6}",
             r.rank,
             r.id,
             pad(&r.name, 20),
@@ -91,6 +113,7 @@ fn accounts_table(
             r.share_pct,
             r.cumulative_pct,
             r.gross_profit_share_pct,
+            r.revenue_tier,
             r.gross_profit_tier,
             style.money(r.revenue_12m),
             r.margin_pct_12m,

@@ -44,7 +44,7 @@ pub use mail::{
 };
 pub use schema::{
     AlertsConfig, Config, DEFAULT_MAX_ALERTS_PER_ACCOUNT, DEFAULT_MAX_ALERTS_PER_RULE,
-    DaemonConfig, IngestConfig, ReviewConfig, ScheduleConfig, SeasonConfig, TierConfig,
+    DaemonConfig, IngestConfig, ReviewConfig, ScheduleConfig, SeasonConfig, TierBasis, TierConfig,
     WatchConfig, resolve_seasons,
 };
 pub use settings::RuleSettings;

@@ -314,6 +314,66 @@ pub struct TierConfig {
     /// Cumulative share up to which an account is tier B.
     #[serde(default = "default_b_share")]
     pub b_share: f64,
+    /// What the book is ranked by (`tiers.by`).
+    #[serde(default)]
+    pub by: TierBasis,
+}
+
+/// What tiers rank by: trailing-12-month revenue, gross profit (revenue -
+/// cost), or both — the lower of the two tiers, so an account is A only if
+/// it is A by revenue and by gross profit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TierBasis {
+    #[default]
+    Revenue,
+    GrossProfit,
+    Both,
+}
+
+impl TierBasis {
+    /// The names `tiers.by` takes, in the config's spelling.
+    pub const NAMES: [&'static str; 3] = ["revenue", "gross_profit", "both"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TierBasis::Revenue => "revenue",
+            TierBasis::GrossProfit => "gross_profit",
+            TierBasis::Both => "both",
+        }
+    }
+}
+
+impl std::fmt::Display for TierBasis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Read by hand rather than derived, so a number or a misspelling gets a
+/// message listing the values `tiers.by` takes (serde_yaml adds the key
+/// and the line).
+impl<'de> Deserialize<'de> for TierBasis {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Basis;
+        const EXPECTED: &str = "one of revenue, gross_profit or both (default revenue)";
+        impl serde::de::Visitor<'_> for Basis {
+            type Value = TierBasis;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(EXPECTED)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<TierBasis, E> {
+                match v {
+                    "revenue" => Ok(TierBasis::Revenue),
+                    "gross_profit" => Ok(TierBasis::GrossProfit),
+                    "both" => Ok(TierBasis::Both),
+                    _ => Err(E::custom(format!(
+                        "{v:?} is not a tier basis; use {EXPECTED}"
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(Basis)
+    }
 }
 
 fn default_a_share() -> f64 {
@@ -328,6 +388,7 @@ impl Default for TierConfig {
         TierConfig {
             a_share: default_a_share(),
             b_share: default_b_share(),
+            by: TierBasis::default(),
         }
     }
 }
@@ -460,5 +521,58 @@ impl Config {
             .chain([self.alerts.repeat_interval_days])
             .max()
             .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiers(by: &str) -> Result<TierConfig, String> {
+        let text = include_str!("../../config/kamwatch.yaml")
+            .replace("  by: revenue\n", &format!("  by: {by}\n"));
+        crate::config::parse(&text)
+            .map(|c| c.tiers)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn tiers_by_takes_three_names_and_defaults_to_revenue() {
+        for (name, want) in TierBasis::NAMES.iter().zip([
+            TierBasis::Revenue,
+            TierBasis::GrossProfit,
+            TierBasis::Both,
+        ]) {
+            assert_eq!(tiers(name).map(|t| t.by), Ok(want));
+            assert_eq!(want.as_str(), *name);
+        }
+        let text = include_str!("../../config/kamwatch.yaml").replace("  by: revenue\n", "");
+        assert!(!text.contains("by: revenue"));
+        let cfg = crate::config::parse(&text).unwrap();
+        assert_eq!(cfg.tiers.by, TierBasis::Revenue);
+    }
+
+    #[test]
+    fn a_bad_tiers_by_names_the_key_the_line_and_the_values() {
+        let line = include_str!("../../config/kamwatch.yaml")
+            .lines()
+            .position(|l| l == "  by: revenue")
+            .map(|i| i + 1)
+            .unwrap();
+        for bad in ["profit", "3", "Revenue", "[revenue]", "\"\""] {
+            let e = tiers(bad).unwrap_err();
+            assert!(e.starts_with("tiers.by: "), "{bad}: {e}");
+            assert!(
+                e.contains("revenue, gross_profit or both (default revenue)"),
+                "{bad}: {e}"
+            );
+            assert!(e.contains(&format!("line {line}")), "{bad}: {e}");
+        }
+        assert!(
+            tiers("profit")
+                .unwrap_err()
+                .contains("\"profit\" is not a tier basis")
+        );
+        assert!(tiers("3").unwrap_err().contains("3"));
     }
 }

@@ -148,13 +148,14 @@ pub struct AccountMetrics {
     pub tier: Tier,
     /// The tier as of `PREV_TIER_DAYS` days earlier, from the same series.
     pub prev_tier: Tier,
-    /// Rank by trailing-12-month revenue, 1 = largest.
+    /// Place in the book as ranked by `tiers.by`, 1 = first (largest).
     pub rank: usize,
     /// Share of the book's trailing-12-month revenue, 0..1.
     pub share: f64,
-    /// Share held by the accounts ranked above this one, 0..1: the
-    /// account is tier A while this is below `tiers.a_share` (the account
-    /// that crosses the line belongs to A).
+    /// Share held by the accounts ranked above this one, by `tiers.by`
+    /// (for `both`, the larger of the two), 0..1: the account is tier A
+    /// while this is below `tiers.a_share` (the account that crosses the
+    /// line belongs to A).
     pub share_above: f64,
     /// The book's tiers on earlier days, and this account's place in it.
     pub history: Option<(Arc<TierHistory>, usize)>,
@@ -243,6 +244,31 @@ impl AccountMetrics {
             Some((h, i)) => h
                 .by_gross_profit(*i)
                 .unwrap_or((self.tier, self.share_above)),
+            None => (self.tier, self.share_above),
+        }
+    }
+
+    /// The account's (tier, share above) `days_ago` days before `end`
+    /// (0..[`TIER_HISTORY_DAYS`]) with the book ranked by revenue alone
+    /// (`TierBasis::Revenue`) or gross profit alone (the others), no tier
+    /// column ([`TierHistory::alone_at`]); today's tier for an account
+    /// built without a history.
+    pub fn tier_alone_ago(&self, by: crate::config::TierBasis, days_ago: i64) -> (Tier, f64) {
+        match &self.history {
+            Some((h, i)) => h
+                .alone_at(by, *i, days_ago.clamp(0, TIER_HISTORY_DAYS as i64 - 1))
+                .unwrap_or((self.tier, self.share_above)),
+            None => (self.tier, self.share_above),
+        }
+    }
+
+    /// The account's (tier, share above) with the book ranked by trailing-
+    /// 12-month revenue alone ([`TierHistory::by_revenue`]), whatever
+    /// `tiers.by` and the master's tier column say; today's tier for an
+    /// account built without a history.
+    pub fn revenue_tier(&self) -> (Tier, f64) {
+        match &self.history {
+            Some((h, i)) => h.by_revenue(*i).unwrap_or((self.tier, self.share_above)),
             None => (self.tier, self.share_above),
         }
     }

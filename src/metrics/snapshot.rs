@@ -97,8 +97,13 @@ pub struct Snapshot {
     pub as_of: NaiveDate,
     pub accounts: Vec<Arc<AccountMetrics>>,
     pub portfolio: Arc<Portfolio>,
-    /// Account ids that have orders but are missing from the master.
+    /// Account ids that have orders but are missing from the master (their
+    /// lines are kept; they are not ranked and move no one's tier).
     pub unknown_accounts: usize,
+    /// A few of them (the first to order, at most
+    /// [`super::tiers::UNLISTED_EXAMPLES`]), and their trailing-12-month revenue.
+    pub unknown_examples: Vec<String>,
+    pub unknown_revenue_12m: f64,
     /// SKU names, indexed by the numbers in `AccountMetrics::sku_days`.
     pub skus: Arc<Vec<String>>,
 }
@@ -121,7 +126,11 @@ pub fn dump(snap: &Snapshot) -> String {
     use std::fmt::Write as _;
     let mut o = String::new();
     let sku = |k: u32| snap.skus.get(k as usize).map_or("?", String::as_str);
-    let _ = writeln!(o, "as_of {} unknown {}", snap.as_of, snap.unknown_accounts);
+    let _ = writeln!(
+        o,
+        "as_of {} unknown {} {:?} {:?}",
+        snap.as_of, snap.unknown_accounts, snap.unknown_examples, snap.unknown_revenue_12m
+    );
     let p = &snap.portfolio;
     let _ = writeln!(
         o,
@@ -386,6 +395,8 @@ pub mod tests_support {
             })],
             portfolio: Arc::new(Portfolio::default()),
             unknown_accounts: 0,
+            unknown_examples: Vec::new(),
+            unknown_revenue_12m: 0.0,
             skus: Arc::new(Vec::new()),
         }
     }

@@ -24,11 +24,11 @@ use rusqlite::Connection;
 use super::account::{AccountMetrics, Invoice, Roles, Visit};
 use super::load;
 use super::parts::{Parts, SkuLog};
-use super::series::{DayLog, Measure, Series};
+use super::series::{DayLog, Series};
 use super::snapshot::{Portfolio, Snapshot};
 use super::stock::{SkuBook, SkuScratch};
-use super::tiers::{PREV_TIER_DAYS, TierHistory, assign_tiers, parse_tier};
-use crate::config::TierConfig;
+use super::tiers::{PREV_TIER_DAYS, Ranked, TierHistory, Unlisted, gross_profit_12m, parse_tier};
+use crate::config::{TierBasis, TierConfig};
 use crate::model::Tier;
 use crate::model::dates::{Day, date_of, day};
 
@@ -66,46 +66,6 @@ impl Base {
             .iter()
             .filter(move |(issued, _)| issued.is_none_or(|d| d <= end))
             .map(|(_, i)| *i)
-    }
-}
-
-/// The book ranked by trailing-12-month revenue on one day.
-struct Ranked {
-    /// (revenue, account index), largest first; ties by id, so tiers are
-    /// deterministic (the accounts are in id order, and the sort is stable).
-    order: Vec<(f64, usize)>,
-    /// The tier of each place of `order`, before the master's tier column.
-    tiers: Vec<Tier>,
-    /// The book's trailing-12-month revenue, the accounts not ranked too.
-    total: f64,
-}
-
-impl Ranked {
-    /// Ranks the accounts with these revenues (by account index); `others`
-    /// count in the total only.
-    fn new(revenue: &[f64], others: &[f64], tiers: &TierConfig) -> Ranked {
-        // The loads hold only finite, bounded amounts; a total that still is
-        // not finite ranks nobody rather than making every share NaN.
-        let finite = |t: f64| if t.is_finite() { t + 0.0 } else { 0.0 };
-        let total = finite(revenue.iter().chain(others).sum());
-        let mut order: Vec<(f64, usize)> = revenue.iter().copied().zip(0..).collect();
-        order.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let revenues: Vec<f64> = order.iter().map(|a| a.0).collect();
-        Ranked {
-            tiers: assign_tiers(&revenues, total, tiers),
-            order,
-            total,
-        }
-    }
-
-    /// The tier of each of `n` accounts, by account index (before the
-    /// master's tier column).
-    fn tier_by_index(&self, n: usize) -> Vec<Tier> {
-        let mut out = vec![Tier::C; n];
-        for (t, (_, i)) in self.tiers.iter().zip(&self.order) {
-            out[*i] = *t;
-        }
-        out
     }
 }
 
@@ -195,11 +155,9 @@ pub struct Timeline {
     until: Day,
     /// Active accounts of the master, in id order.
     accounts: Vec<Base>,
-    /// Series of accounts with orders that are inactive or missing from
-    /// the master: their revenue counts in the book's total.
-    others: Vec<Series>,
-    /// First order day of each account missing from the master, sorted.
-    unknown_first: Vec<Day>,
+    /// Accounts with orders that are missing from the master: counted,
+    /// never ranked.
+    unlisted: Unlisted,
     /// Daily totals of every order.
     book: Series,
     /// SKU names, every account's SKU lines, the warehouse's stock.
@@ -218,19 +176,13 @@ impl Timeline {
             .filter(|a| a.active)
             .map(|a| a.row.id.as_str())
             .collect();
-        let mut unknown_first: Vec<Day> = parts
-            .orders
-            .iter()
-            .filter(|(id, _)| !known.contains(id.as_str()))
-            .filter_map(|(_, s)| s.0.first_day())
-            .collect();
-        unknown_first.sort_unstable();
-        let others: Vec<Series> = parts
-            .orders
-            .iter()
-            .filter(|(id, _)| !active.contains(id.as_str()))
-            .map(|(_, s)| s.0.clone())
-            .collect();
+        let unlisted = Unlisted::of(
+            parts
+                .orders
+                .iter()
+                .filter(|(id, _)| !known.contains(id.as_str()))
+                .map(|(id, s)| (id, &s.0)),
+        );
         let book = load::book(parts.orders.values().map(|o| &o.0));
         let lines: Vec<SkuLog> = parts
             .orders
@@ -277,8 +229,7 @@ impl Timeline {
         Timeline {
             until: day(parts.until),
             accounts,
-            others,
-            unknown_first,
+            unlisted,
             book,
             skus: SkuBook {
                 names: Arc::new(parts.skus.names.clone()),
@@ -329,7 +280,7 @@ impl Timeline {
         let mut spare = std::mem::take(&mut reuse.spare);
         let end = day(as_of);
         let (now, before) = self.rank(end, tiers, &mut reuse.hints);
-        let prev_tier_of = before.tier_by_index(self.accounts.len());
+        let prev_tier_of = before.by_index(self.accounts.len());
         let (history, share_above) = self.tier_history(end, tiers, &now, &before);
         let mut scratch = SkuScratch::default();
         let mut portfolio = Portfolio {
@@ -337,20 +288,18 @@ impl Timeline {
             revenue_12m: now.total,
             a_share: tiers.a_share,
             b_share: tiers.b_share,
+            floor_a: now.floors.0,
+            floor_b: now.floors.1,
             series: self.book.as_of(end),
             ..Portfolio::default()
         };
+        let unlisted = self.unlisted.seen(end);
         let mut accounts = Vec::with_capacity(self.accounts.len());
         reuse.order.clear();
         reuse.order.extend(now.order.iter().map(|o| o.1));
         for (rank, &(rev, i)) in now.order.iter().enumerate() {
             let a = &self.accounts[i];
-            match now.tiers[rank] {
-                Tier::A if rev > 0.0 => portfolio.floor_a = rev,
-                Tier::B if rev > 0.0 => portfolio.floor_b = rev,
-                _ => {}
-            }
-            let tier = a.tier_override.unwrap_or(now.tiers[rank]);
+            let tier = a.tier_override.unwrap_or(now.places[rank].0);
             match tier {
                 Tier::A => portfolio.tier_a += 1,
                 Tier::B => portfolio.tier_b += 1,
@@ -358,7 +307,7 @@ impl Timeline {
             }
             let standing = Standing {
                 tier,
-                prev_tier: a.tier_override.unwrap_or(prev_tier_of[i]),
+                prev_tier: a.tier_override.unwrap_or(prev_tier_of[i].0),
                 rank: rank + 1,
                 share: if now.total > 0.0 {
                     rev / now.total
@@ -379,14 +328,17 @@ impl Timeline {
             as_of,
             accounts,
             portfolio: Arc::new(portfolio),
-            unknown_accounts: self.unknown_first.partition_point(|d| *d <= end),
+            unknown_accounts: unlisted.accounts,
+            unknown_examples: unlisted.examples,
+            unknown_revenue_12m: unlisted.revenue_12m,
             skus: self.skus.names.clone(),
         }
     }
 
-    /// The book ranked by trailing-12-month revenue as of `end` and
-    /// `PREV_TIER_DAYS` earlier, each series visited once (an account's two
-    /// searches started from its `hints`).
+    /// The book ranked by `tiers.by` as of `end` and `PREV_TIER_DAYS`
+    /// earlier, each series visited once (an account's two revenue
+    /// searches started from its `hints`; gross profit, when the basis
+    /// needs it, searched afresh).
     fn rank(
         &self,
         end: Day,
@@ -394,12 +346,6 @@ impl Timeline {
         hints: &mut [[[usize; 2]; 2]],
     ) -> (Ranked, Ranked) {
         let prev_end = end - PREV_TIER_DAYS;
-        let t12 = |s: &Series| {
-            (
-                s.sum(Measure::Revenue, end, 365),
-                s.sum(Measure::Revenue, prev_end, 365),
-            )
-        };
         let (now, before): (Vec<f64>, Vec<f64>) = self
             .accounts
             .iter()
@@ -411,27 +357,24 @@ impl Timeline {
                 )
             })
             .unzip();
-        let (others_now, others_before): (Vec<f64>, Vec<f64>) = self.others.iter().map(t12).unzip();
+        let gp = |d: Day| -> Option<Vec<f64>> {
+            (tiers.by != TierBasis::Revenue).then(|| {
+                let gp = self.accounts.iter().map(|a| gross_profit_12m(&a.series, d));
+                gp.collect()
+            })
+        };
         (
-            Ranked::new(&now, &others_now, tiers),
-            Ranked::new(&before, &others_before, tiers),
+            Ranked::new(&now, gp(end).as_deref(), tiers),
+            Ranked::new(&before, gp(prev_end).as_deref(), tiers),
         )
     }
 
     /// (tier, share of the accounts above) by account index in `ranked`,
     /// the master's tier column applied.
     fn standings(&self, ranked: &Ranked) -> Vec<(Tier, f64)> {
-        let mut out = vec![(Tier::C, 1.0); self.accounts.len()];
-        let mut above = 0.0;
-        for (t, (rev, i)) in ranked.tiers.iter().zip(&ranked.order) {
-            let o = self.accounts[*i].tier_override;
-            out[*i] = (
-                o.unwrap_or(*t),
-                if ranked.total > 0.0 { above } else { 1.0 },
-            );
-            if ranked.total > 0.0 {
-                above += rev / ranked.total;
-            }
+        let mut out = ranked.by_index(self.accounts.len());
+        for (t, a) in out.iter_mut().zip(&self.accounts) {
+            t.0 = a.tier_override.unwrap_or(t.0);
         }
         out
     }
@@ -453,7 +396,6 @@ impl Timeline {
             tiers,
             self.accounts.iter().map(|a| a.series.as_of(end)).collect(),
             self.accounts.iter().map(|a| a.tier_override).collect(),
-            self.others.iter().map(|s| s.as_of(end)).collect(),
         ));
         let share_above: Vec<f64> = seen_now.iter().map(|x| x.1).collect();
         history.seed(0, seen_now);

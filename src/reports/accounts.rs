@@ -1,9 +1,10 @@
-//! Accounts: the key-account book as a table — tier, share, cumulative
-//! share, share of gross profit and the tier by gross profit,
-//! trailing-12-month revenue and margin, days since the last order
-//! and visit, alerts firing — and the tier migrations since a month and a
-//! year ago (who moved between A, B and C). Built from `metrics` snapshots
-//! at three dates; reads the store, writes nothing.
+//! Accounts: the key-account book as a table — tier (by `tiers.by`),
+//! share, cumulative share, share of gross profit, the tiers by revenue
+//! and by gross profit alone, trailing-12-month revenue and margin, days
+//! since the last order and visit, alerts firing — the tier migrations
+//! since a month and a year ago (who moved between A, B and C), and the
+//! accounts with orders that the master does not list. Built from
+//! `metrics` snapshots at three dates; reads the store, writes nothing.
 
 use std::collections::HashMap;
 
@@ -12,7 +13,7 @@ use chrono::NaiveDate;
 use rusqlite::Connection;
 use serde::Serialize;
 
-use crate::config::TierConfig;
+use crate::config::{TierBasis, TierConfig};
 use crate::metrics;
 
 #[derive(Debug, Clone, Serialize)]
@@ -21,14 +22,20 @@ pub struct Row {
     pub id: String,
     pub name: String,
     pub owner: String,
+    /// The tier by `tiers.by` (the master's tier column applied).
     pub tier: &'static str,
+    /// What `tier` is ranked by: revenue, gross_profit or both.
+    pub tiers_by: &'static str,
     /// Share of the book's trailing-12-month revenue, percent.
     pub share_pct: f64,
     /// Cumulative share down to this account, percent.
     pub cumulative_pct: f64,
     /// Share of the book's trailing-12-month gross profit, percent.
     pub gross_profit_share_pct: f64,
-    /// The tier with the book ranked by gross profit instead (same lines).
+    /// The tier with the book ranked by revenue alone (same lines, no
+    /// tier column).
+    pub revenue_tier: &'static str,
+    /// The tier with the book ranked by gross profit alone.
     pub gross_profit_tier: &'static str,
     pub revenue_12m: f64,
     pub margin_pct_12m: f64,
@@ -65,6 +72,11 @@ pub struct Migration {
 #[derive(Debug, Clone)]
 pub struct Book {
     pub as_of: NaiveDate,
+    /// The tier lines and basis the book was ranked with.
+    pub tiers: TierConfig,
+    /// Accounts with orders that the master does not list: how many, a
+    /// few ids, their trailing-12-month revenue. Not ranked.
+    pub unlisted: (usize, Vec<String>, f64),
     pub rows: Vec<Row>,
     pub since_month: Vec<Migration>,
     pub since_year: Vec<Migration>,
@@ -99,9 +111,9 @@ pub fn book(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<B
         }
     }
     let end = snap.end();
-    let book_gp = snap
-        .portfolio
-        .metric(metrics::Metric::GrossProfit, end, 365, 0);
+    // Of the ranked accounts, as the shares of revenue and the tiers are.
+    let gp = |a: &metrics::AccountMetrics| a.metric(metrics::Metric::GrossProfit, end, 365, 0);
+    let book_gp: f64 = snap.accounts.iter().map(|a| gp(a)).sum();
     let mut cumulative = 0.0;
     let mut rows = Vec::with_capacity(snap.accounts.len());
     for a in &snap.accounts {
@@ -112,13 +124,15 @@ pub fn book(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<B
             name: a.name.clone(),
             owner: a.owner.clone(),
             tier: a.tier.as_str(),
+            tiers_by: tiers.by.as_str(),
             share_pct: round2(a.share * 100.0),
             cumulative_pct: round2(cumulative * 100.0),
             gross_profit_share_pct: if book_gp > 0.0 {
-                round2(a.metric(metrics::Metric::GrossProfit, end, 365, 0) / book_gp * 100.0)
+                round2(gp(a) / book_gp * 100.0)
             } else {
                 0.0
             },
+            revenue_tier: a.revenue_tier().0.as_str(),
             gross_profit_tier: a.gross_profit_tier().0.as_str(),
             revenue_12m: round2(a.revenue_12m),
             margin_pct_12m: round2(a.margin_pct(end, 365, 0)),
@@ -147,10 +161,46 @@ pub fn book(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<B
     let since_year = moved(|r| r.tier_year_ago);
     Ok(Book {
         as_of,
+        tiers: tiers.clone(),
+        unlisted: (
+            snap.unknown_accounts,
+            snap.unknown_examples.clone(),
+            snap.unknown_revenue_12m,
+        ),
         rows,
         since_month,
         since_year,
     })
+}
+
+/// What the book is ranked by, in a sentence: the first line of `accounts`.
+pub fn basis_line(t: &TierConfig) -> String {
+    let pct = |x: f64| (x * 10_000.0).round() / 100.0;
+    let (a, b) = (pct(t.a_share), pct(t.b_share));
+    let of = "of the trailing-12-month";
+    match t.by {
+        TierBasis::Revenue => {
+            format!("tiers by revenue (tiers.by: revenue): A up to {a}% {of} revenue, B up to {b}%")
+        }
+        TierBasis::GrossProfit => format!(
+            "tiers by gross profit (tiers.by: gross_profit): A up to {a}% {of} gross profit, B up to {b}%"
+        ),
+        TierBasis::Both => format!(
+            "tiers by revenue and gross profit (tiers.by: both): the lower of the two tiers, each A up to {a}% {of} total, B up to {b}%"
+        ),
+    }
+}
+
+/// The warning for order lines of accounts the master does not list: how
+/// many, a few ids, their revenue, and what to do. The evaluation logs it
+/// and `accounts` prints it.
+pub fn unlisted_accounts(count: usize, examples: &[String], revenue_12m: f64) -> String {
+    let ids = examples.join(", ");
+    let more = if count > examples.len() { ", ..." } else { "" };
+    format!(
+        "order lines name {} account(s) missing from the customer master ({ids}{more}), with {:.2} of revenue in the last 12 months: the lines are kept, but those accounts are not ranked, move no account's tier and get no warnings; add them to the customer master (or fix the account ids in the orders export)",
+        count, revenue_12m
+    )
 }
 
 fn round2(x: f64) -> f64 {

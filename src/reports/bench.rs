@@ -53,6 +53,8 @@ pub fn synthetic(n: usize, seed: u64, as_of: NaiveDate) -> Snapshot {
         accounts: accounts.into_iter().map(Arc::new).collect(),
         portfolio: Arc::new(portfolio),
         unknown_accounts: 0,
+        unknown_examples: Vec::new(),
+        unknown_revenue_12m: 0.0,
         skus: Arc::new((0..50).map(|i| format!("SP-{i:03}")).collect()),
     }
 }

@@ -132,7 +132,10 @@ pub fn build(
     let snap = metrics::build(conn, as_of, tiers)?;
     let book = crate::reports::accounts::book(conn, as_of, tiers)?;
     let end = snap.end();
-    let shares: Vec<f64> = snap.accounts.iter().map(|a| a.share).collect();
+    // The revenue Pareto curve, largest first: under `tiers.by` other than
+    // revenue the snapshot is in another order.
+    let mut shares: Vec<f64> = snap.accounts.iter().map(|a| a.share).collect();
+    shares.sort_by(|a, b| b.total_cmp(a));
     let chart = crate::chart::pareto_png(&shares, tiers.a_share, tiers.b_share, en)?;
     let moved: BTreeMap<&str, (&str, &str)> = book
         .since_month

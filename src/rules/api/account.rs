@@ -7,6 +7,7 @@ use std::sync::Arc;
 use rhai::{Dynamic, EvalAltResult, ImmutableString};
 
 use super::registry::{Api, days_ago, f, g, seen};
+use crate::config::TierBasis;
 use crate::metrics::AccountMetrics;
 use crate::model::dates::Day;
 
@@ -81,7 +82,7 @@ pub(super) fn identity(api: &mut Api) {
         api,
         "tier",
         "account.tier",
-        "\"A\", \"B\" or \"C\": ranked by trailing-12-month revenue (cumulative share up to tiers.a_share is A, up to b_share B); a tier column in the master overrides",
+        "\"A\", \"B\" or \"C\": ranked by tiers.by, trailing-12-month revenue (the default), gross profit, or both (the lower of the two tiers); cumulative share up to tiers.a_share is A, up to b_share B; a tier column in the master overrides",
         |a: &mut Account| seen(
             a.explain,
             || "account.tier".into(),
@@ -92,7 +93,7 @@ pub(super) fn identity(api: &mut Api) {
         api,
         "prev_tier",
         "account.prev_tier",
-        "the tier 30 days before the as-of date, computed from the same order history",
+        "the tier 30 days before the as-of date, computed from the same order history by the same tiers.by",
         |a: &mut Account| seen(
             a.explain,
             || "account.prev_tier".into(),
@@ -103,7 +104,7 @@ pub(super) fn identity(api: &mut Api) {
         api,
         "rank",
         "account.rank",
-        "rank by trailing-12-month revenue, 1 = largest",
+        "place in the book as ranked by tiers.by (trailing-12-month revenue by default; for both, by the larger of the two shares above), 1 = first",
         |a: &mut Account| { seen(a.explain, || "account.rank".into(), a.m.rank as i64) }
     );
     g!(
@@ -117,7 +118,7 @@ pub(super) fn identity(api: &mut Api) {
         api,
         "share_above",
         "account.share_above",
-        "share of the book's trailing-12-month revenue held by the accounts ranked above this one, 0..1: the account is tier A while it is below tiers.a_share (portfolio.a_share); the account that crosses the line belongs to A",
+        "share held by the accounts ranked above this one by tiers.by (of the book's trailing-12-month revenue by default; for both, the larger of the revenue and gross-profit shares above), 0..1: the account is tier A while it is below tiers.a_share (portfolio.a_share); the account that crosses the line belongs to A",
         |a: &mut Account| seen(a.explain, || "account.share_above".into(), a.m.share_above),
     );
 }
@@ -148,11 +149,79 @@ pub(super) fn ranking_and_master(api: &mut Api) {
             Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
+    f!(
+        api,
+        "revenue_tier_ago",
+        "account.revenue_tier_ago(days)",
+        "account.revenue_tier as it was `days` days before the as-of date (0 to 730): the book ranked by trailing-12-month revenue alone on that day",
+        |a: &mut Account, days: i64| {
+            let call = || format!("account.revenue_tier_ago({days})");
+            days_ago(&call, days)?;
+            let v = tier_str(a.m.tier_alone_ago(TierBasis::Revenue, days).0.as_str());
+            Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
+        },
+    );
+    f!(
+        api,
+        "revenue_share_above_ago",
+        "account.revenue_share_above_ago(days)",
+        "account.revenue_share_above as it was `days` days before the as-of date (0 to 730)",
+        |a: &mut Account, days: i64| {
+            let call = || format!("account.revenue_share_above_ago({days})");
+            days_ago(&call, days)?;
+            let v = a.m.tier_alone_ago(TierBasis::Revenue, days).1;
+            Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
+        },
+    );
+    f!(
+        api,
+        "gross_profit_tier_ago",
+        "account.gross_profit_tier_ago(days)",
+        "account.gross_profit_tier as it was `days` days before the as-of date (0 to 730): the book ranked by trailing-12-month gross profit alone on that day",
+        |a: &mut Account, days: i64| {
+            let call = || format!("account.gross_profit_tier_ago({days})");
+            days_ago(&call, days)?;
+            let v = tier_str(a.m.tier_alone_ago(TierBasis::GrossProfit, days).0.as_str());
+            Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
+        },
+    );
+    f!(
+        api,
+        "gross_profit_share_above_ago",
+        "account.gross_profit_share_above_ago(days)",
+        "account.gross_profit_share_above as it was `days` days before the as-of date (0 to 730)",
+        |a: &mut Account, days: i64| {
+            let call = || format!("account.gross_profit_share_above_ago({days})");
+            days_ago(&call, days)?;
+            let v = a.m.tier_alone_ago(TierBasis::GrossProfit, days).1;
+            Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
+        },
+    );
+    g!(
+        api,
+        "revenue_tier",
+        "account.revenue_tier",
+        "the tier the account has with the book ranked by trailing-12-month revenue alone, whatever tiers.by says: \"A\", \"B\" or \"C\" (C without revenue; a tier column in the master does not apply)",
+        |a: &mut Account| {
+            let v = tier_str(a.m.revenue_tier().0.as_str());
+            seen(a.explain, || "account.revenue_tier".into(), v)
+        },
+    );
+    g!(
+        api,
+        "revenue_share_above",
+        "account.revenue_share_above",
+        "share of the book's trailing-12-month revenue held by the accounts ranked above this one by revenue, 0..1: tier A by revenue while it is below tiers.a_share",
+        |a: &mut Account| {
+            let v = a.m.revenue_tier().1;
+            seen(a.explain, || "account.revenue_share_above".into(), v)
+        },
+    );
     g!(
         api,
         "gross_profit_tier",
         "account.gross_profit_tier",
-        "the tier the account would have with the book ranked by trailing-12-month gross profit (revenue - cost) instead of revenue, with the same lines: \"A\", \"B\" or \"C\" (C without gross profit; a tier column in the master does not apply)",
+        "the tier the account has with the book ranked by trailing-12-month gross profit (revenue - cost) alone, whatever tiers.by says, with the same lines: \"A\", \"B\" or \"C\" (C without gross profit or at a loss; a tier column in the master does not apply)",
         |a: &mut Account| {
             let v = tier_str(a.m.gross_profit_tier().0.as_str());
             seen(a.explain, || "account.gross_profit_tier".into(), v)

@@ -1,0 +1,246 @@
+//! Tiers through real files: `tiers.by` as `accounts` shows it, and
+//! order lines of accounts missing from the master, which are kept and
+//! reported but move nobody's tier.
+
+use std::path::PathBuf;
+
+use crate::support::*;
+
+const MASTER: &str = "客户编号,客户名称,区域,业务员,业务员邮箱,主管邮箱\n\
+    T,大而薄,华东,张伟,zhang.wei@example.com,chen.jing@example.com\n\
+    G,小而厚,华东,张伟,zhang.wei@example.com,chen.jing@example.com\n\
+    H,小客户,华东,张伟,zhang.wei@example.com,chen.jing@example.com\n\
+    Z,无订单,华东,张伟,zhang.wei@example.com,chen.jing@example.com\n";
+
+/// Revenue 125,000: T holds 80% (A), G 16% with 80% above it (B, exactly
+/// at the line), H 4% (C). Gross profit 10,000: G 80% (A), T 15% with 80%
+/// above it (B), H 5% (C). Z has no orders: C by both.
+const ORDERS: &str = "订单编号,行号,客户编号,客户名称,订单日期,产品编号,产品名称,数量,单价,金额,成本\n\
+    SO1,1,T,大而薄,2026-03-01,SP-1,纸巾,1,100000,100000,98500\n\
+    SO2,1,G,小而厚,2026-03-01,SP-1,纸巾,1,20000,20000,12000\n\
+    SO3,1,H,小客户,2026-03-01,SP-1,纸巾,1,5000,5000,4500\n";
+
+/// Lines for two accounts the master does not list, with more revenue
+/// than the whole book: ranked in place, they would make T, G and H all A
+/// (the accounts above each would hold well under 80% of the total).
+const UNLISTED: &str = "订单编号,行号,客户编号,客户名称,订单日期,产品编号,产品名称,数量,单价,金额,成本\n\
+    SO9,1,KH9,新客户,2026-04-01,SP-1,纸巾,1,900000,900000,100000\n\
+    SO9,2,KH9,新客户,2026-04-02,SP-1,纸巾,1,100000,100000,10000\n\
+    SO8,1,KH8,另一个,2026-05-01,SP-1,纸巾,1,200000,200000,20000\n";
+
+fn write(p: &Project, name: &str, text: &str) -> PathBuf {
+    let f = p.path(name);
+    std::fs::write(&f, text).unwrap();
+    f
+}
+
+fn ingest(p: &Project, files: &[PathBuf]) -> String {
+    let mut args = vec!["ingest".to_string()];
+    args.extend(files.iter().map(|f| f.to_string_lossy().into_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    stdout(&p.run_ok(&args))
+}
+
+fn book() -> Project {
+    let p = Project::new();
+    let master = write(&p, "客户主数据.csv", MASTER);
+    let orders = write(&p, "销售明细_2026.csv", ORDERS);
+    ingest(&p, &[master, orders]);
+    p
+}
+
+/// `accounts --format json`: the account rows, in their order.
+fn rows(p: &Project) -> Vec<serde_json::Value> {
+    let o = p.run_ok(&["accounts", "--as-of", "2026-06-30", "--format", "json"]);
+    stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v.get("rank").is_some())
+        .collect()
+}
+
+/// (id, field) of every row, as text.
+fn column(rows: &[serde_json::Value], field: &str) -> Vec<(String, String)> {
+    rows.iter()
+        .map(|r| (r["id"].as_str().unwrap().to_string(), r[field].to_string()))
+        .collect()
+}
+
+fn ids(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+/// Each basis ranks the same book its own way; `accounts` says which one
+/// it used (first line of the text, `tiers_by` in JSON) and shows both
+/// shares and both single-measure tiers whatever the basis.
+#[test]
+fn accounts_shows_the_basis_and_both_shares() {
+    let p = book();
+    let mut current = "revenue";
+    for (by, order, tiers, line) in [
+        (
+            "revenue",
+            ["T", "G", "H", "Z"],
+            ["A", "B", "C", "C"],
+            "tiers by revenue (tiers.by: revenue): A up to 80% of the trailing-12-month revenue, B up to 95%, as of 2026-06-30",
+        ),
+        (
+            "gross_profit",
+            ["G", "T", "H", "Z"],
+            ["A", "B", "C", "C"],
+            "tiers by gross profit (tiers.by: gross_profit): A up to 80% of the trailing-12-month gross profit, B up to 95%, as of 2026-06-30",
+        ),
+        (
+            // T and G are each B by one measure, and both exactly at the
+            // line (80% above): in revenue order.
+            "both",
+            ["T", "G", "H", "Z"],
+            ["B", "B", "C", "C"],
+            "tiers by revenue and gross profit (tiers.by: both): the lower of the two tiers, each A up to 80% of the trailing-12-month total, B up to 95%, as of 2026-06-30",
+        ),
+    ] {
+        p.edit_config(&format!("  by: {current}\n"), &format!("  by: {by}\n"));
+        current = by;
+        let rows = rows(&p);
+        let got: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r["id"].as_str().unwrap(), r["tier"].as_str().unwrap()))
+            .collect();
+        let want: Vec<(&str, &str)> = order.into_iter().zip(tiers).collect();
+        assert_eq!(got, want, "tiers.by: {by}");
+        assert!(rows.iter().all(|r| r["tiers_by"] == by), "{by}: {rows:?}");
+        // Both shares and both tiers, whatever the basis.
+        let mut share = column(&rows, "share_pct");
+        share.sort();
+        assert_eq!(
+            share,
+            ids(&[("G", "16.0"), ("H", "4.0"), ("T", "80.0"), ("Z", "0.0")])
+        );
+        let mut gp = column(&rows, "gross_profit_share_pct");
+        gp.sort();
+        assert_eq!(
+            gp,
+            ids(&[("G", "80.0"), ("H", "5.0"), ("T", "15.0"), ("Z", "0.0")])
+        );
+        let mut rev_tier = column(&rows, "revenue_tier");
+        rev_tier.sort();
+        assert_eq!(
+            rev_tier,
+            ids(&[
+                ("G", "\"B\""),
+                ("H", "\"C\""),
+                ("T", "\"A\""),
+                ("Z", "\"C\"")
+            ])
+        );
+        let mut gp_tier = column(&rows, "gross_profit_tier");
+        gp_tier.sort();
+        assert_eq!(
+            gp_tier,
+            ids(&[
+                ("G", "\"A\""),
+                ("H", "\"C\""),
+                ("T", "\"B\""),
+                ("Z", "\"C\"")
+            ])
+        );
+
+        let text = stdout(&p.run_ok(&["accounts", "--as-of", "2026-06-30"]));
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some(line), "{text}");
+        let header = lines.next().unwrap_or_default();
+        for col in ["tier", "share%", "GP sh%", "rev t", "GP t"] {
+            assert!(header.contains(col), "{header}");
+        }
+        let t_row = lines.find(|l| l.contains(" T ")).unwrap_or_default();
+        let t_cells: Vec<&str> = t_row.split_whitespace().collect();
+        // rank, id, name, owner, tier, share%, cum%, GP sh%, rev t, GP t
+        let t_tier = if by == "revenue" { "A" } else { "B" };
+        assert_eq!(t_cells[4..6], [t_tier, "80.00"], "{t_row}");
+        assert_eq!(t_cells[7..10], ["15.00", "A", "B"], "{t_row}");
+    }
+}
+
+/// Order lines of accounts missing from the master are kept, counted and
+/// named (the evaluation's log, `accounts`), but rank nobody: the tiers
+/// and shares are those of the master's accounts, exactly as before the
+/// lines came.
+#[test]
+fn orders_of_accounts_missing_from_the_master_move_no_tier() {
+    let p = book();
+    let before = rows(&p);
+    let text_before = stdout(&p.run_ok(&["accounts", "--as-of", "2026-06-30"]));
+    assert!(
+        !text_before.contains("missing from the customer master"),
+        "{text_before}"
+    );
+
+    let unlisted = write(&p, "销售明细_新客户.csv", UNLISTED);
+    ingest(&p, &[unlisted]);
+    let kept: i64 = p
+        .db()
+        .query_row(
+            "SELECT COUNT(*) FROM orders WHERE account_id IN ('KH8', 'KH9')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(kept, 3, "the lines are kept");
+
+    let after = rows(&p);
+    assert_eq!(after, before, "the tiers and shares do not move");
+
+    let warning = "order lines name 2 account(s) missing from the customer master (KH9, KH8), with 1200000.00 of revenue in the last 12 months: the lines are kept, but those accounts are not ranked, move no account's tier and get no warnings; add them to the customer master";
+    let text = stdout(&p.run_ok(&["accounts", "--as-of", "2026-06-30"]));
+    assert!(text.contains(&format!("warning: {warning}")), "{text}");
+    let json = stdout(&p.run_ok(&["accounts", "--as-of", "2026-06-30", "--format", "json"]));
+    let unl: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v.get("unlisted_accounts").is_some())
+        .collect();
+    assert_eq!(unl.len(), 1, "{json}");
+    assert_eq!(unl[0]["unlisted_accounts"], 2);
+    assert_eq!(unl[0]["examples"], serde_json::json!(["KH9", "KH8"]));
+    assert_eq!(unl[0]["revenue_12m"], 1_200_000.0);
+
+    // Before KH8's first order, only KH9 is seen.
+    let text = stdout(&p.run_ok(&["accounts", "--as-of", "2026-04-30"]));
+    assert!(
+        text.contains(
+            "order lines name 1 account(s) missing from the customer master (KH9), with 1000000.00"
+        ),
+        "{text}"
+    );
+
+    // The evaluation warns in its log, and its warnings are the master's
+    // accounts' only.
+    let o = p.run_ok(&[
+        "eval",
+        "--dry-run",
+        "--as-of",
+        "2026-06-30",
+        "--format",
+        "json",
+    ]);
+    assert!(stderr(&o).contains(warning), "{}", show(&o));
+    assert!(!stdout(&o).contains("\"KH9\""), "{}", show(&o));
+
+    // Once the master lists them, they are ranked like any account.
+    let master = write(
+        &p,
+        "客户主数据_2.csv",
+        &format!(
+            "{MASTER}KH9,新客户,华东,张伟,zhang.wei@example.com,chen.jing@example.com\nKH8,另一个,华东,张伟,zhang.wei@example.com,chen.jing@example.com\n"
+        ),
+    );
+    ingest(&p, &[master]);
+    let listed = rows(&p);
+    assert_eq!(listed.len(), 6);
+    assert_eq!(listed[0]["id"], "KH9");
+    assert_eq!(listed[0]["tier"], "A");
+    let text = stdout(&p.run_ok(&["accounts", "--as-of", "2026-06-30"]));
+    assert!(!text.contains("missing from the customer master"), "{text}");
+}
