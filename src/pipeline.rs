@@ -133,7 +133,10 @@ pub fn evaluate_changed(
             .pick(rules, snap, &basis(conn)?, since)
             .map(|pick| (m, pick)),
         (None, Some(_)) => Err("no evaluation of the same day to compare with".to_string()),
-        (_, None) => Err("a full evaluation was asked for".to_string()),
+        (_, None) => Err(
+            "the scheduled evaluation, or the metrics were read again beyond order lines and visits"
+                .to_string(),
+        ),
     };
     let (outcome, partial) = match picked {
         Ok((m, pick)) => {

@@ -223,7 +223,7 @@ mod tests {
                 "lapsed_visits" => OWN | TIER | KINDS,
                 // tier_floor only: the floors, not every figure of the book.
                 "rising_accounts" => OWN | TIER | FLOORS,
-                "thin_margin_a" => OWN | TIER | SHARE | HISTORY | PORTFOLIO,
+                "thin_margin_a" => OWN | SHARE | HISTORY | PORTFOLIO,
                 // portfolio.a_share is the config's line: no book read.
                 "tier_movement" => OWN | TIER | SHARE | SHARE_ABOVE | HISTORY,
                 other => panic!("a shipped rule this test does not know: {other}"),
