@@ -298,7 +298,8 @@ fn apply_changes(
     mail::record(tx, &cfg.cfg, &policies, &changes.notices)?;
     // A dry run renders no charts: nothing will be sent, and drawing
     // them is most of an evaluation's time.
-    let mut queued = mail::release(tx, cfg, as_of, (!dry_run).then_some(snap))?;
+    let values = crate::rules::RuleValues::of(rules);
+    let mut queued = mail::release(tx, cfg, as_of, (!dry_run).then_some(snap), &values)?;
     if !report.errors.is_empty() {
         queued += usize::from(admin_notice(tx, cfg, &report.errors)?);
     }
@@ -340,7 +341,8 @@ fn admin_notice(conn: &rusqlite::Connection, cfg: &Loaded, errors: &[RunError]) 
 /// were queued.
 pub fn queue_reviews(cfg: &Loaded, conn: &Connection, as_of: NaiveDate) -> Result<usize> {
     let mut queued = 0;
-    for r in crate::reports::review::build(conn, as_of, &cfg.cfg.tiers, &cfg.style())? {
+    let values = crate::rules::RuleValues::load(cfg);
+    for r in crate::reports::review::build(conn, as_of, &cfg.cfg.tiers, &cfg.style(), &values)? {
         let message_id = mail::message_id(
             conn,
             &cfg.cfg.mail,

@@ -1054,3 +1054,72 @@ fn silence_and_history_refuse_what_cannot_be_right() {
     assert_exit(&broken, 1);
     assert!(stderr(&broken).contains("silences"), "{}", show(&broken));
 }
+
+/// A silence naming a key holds back that alert only: silencing
+/// lapsed_visits' "senior" alert for an account leaves its lapsed-cadence
+/// alert (key "") mailed. `--key` needs one rule; the list shows the key.
+#[test]
+fn a_silence_with_a_key_leaves_the_rules_other_alerts_mailed() {
+    let p = project(str::to_string);
+    let at = |args: &[&str]| {
+        p.command(args)
+            .env("KAMWATCH_NOW", "2026-10-31T04:00:00Z")
+            .output()
+            .unwrap()
+    };
+    let add = |rule: &str, key: &str| {
+        at(&[
+            "silence",
+            "add",
+            "--rule",
+            rule,
+            "--key",
+            key,
+            "--account",
+            ACCOUNT,
+            "--until",
+            "2026-11-30",
+            "--reason",
+            "senior visit planned",
+        ])
+    };
+    let o = add("*", "senior");
+    assert_exit(&o, 2);
+    assert!(
+        stderr(&o).contains("--key names one alert of one rule"),
+        "{}",
+        show(&o)
+    );
+    let o = add(RULE, "senior");
+    assert_exit(&o, 0);
+    assert!(
+        stdout(&o).contains("lapsed_visits (key senior)"),
+        "{}",
+        show(&o)
+    );
+    let text = stdout(&p.run(&["silence", "list"]));
+    assert!(text.contains("lapsed_visits (key senior)"), "{text}");
+
+    eval(&p, "2026-10-31");
+    let db = p.db();
+    let keys: Vec<String> = db
+        .prepare("SELECT key FROM alerts WHERE rule = ?1 AND account_id = ?2")
+        .unwrap()
+        .query_map([RULE, ACCOUNT], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        keys.contains(&String::new()),
+        "the lapsed alert fires: {keys:?}"
+    );
+    assert!(
+        mails(&p).iter().any(|m| m.lists(RULE, ACCOUNT)),
+        "the lapsed alert is mailed though the senior one is silenced"
+    );
+    let h = history(&p, &["--account", ACCOUNT, "--rule", RULE]);
+    assert!(
+        !h.iter().any(|e| e["key"] == "" && e["mail"] == "silenced"),
+        "{h:?}"
+    );
+}

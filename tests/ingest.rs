@@ -1340,7 +1340,20 @@ fn repeated_keys_in_one_file_reject_it_unless_keep_last() {
         "{reason}"
     );
     assert!(reason.contains("duplicate_keys: keep_last"), "{reason}");
+    assert!(!reason.contains("not listed"), "{reason}");
     assert_eq!(one::<i64>(&p, "SELECT COUNT(*) FROM orders"), 0);
+    // A repeat beside a bad row: both listed, and none counted as unlisted
+    // (each was counted twice before).
+    let g = p.path("销售明细_重复坏行.csv");
+    std::fs::write(
+        &g,
+        "订单编号,行号,客户编号,订单日期,金额,成本\nSO1,1,KH1001,2026-11-01,100,80\nSO2,1,KH1001,not a day,5,4\nSO1,1,KH1001,2026-11-01,50,40\n",
+    )
+    .unwrap();
+    let reason = rejected_reason(&p, &g);
+    assert!(reason.contains("line 3, column"), "{reason}");
+    assert!(reason.contains("line 4: has the same key"), "{reason}");
+    assert!(!reason.contains("not listed"), "{reason}");
     // A master listing an account twice is refused the same way.
     let m = p.path("客户主数据_重复.csv");
     std::fs::write(&m, "客户编号,客户名称\nKH1,甲\nKH2,乙\nKH1,丙\n").unwrap();

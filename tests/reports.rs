@@ -367,3 +367,145 @@ fn review_in_english_with_escaped_data() {
         assert!(png.exists(), "{}", png.display());
     }
 }
+
+/// The review's cadence and windows are the rules' own: an analyst's edit
+/// to lapsed_visits.rhai or declining_orders.rhai reaches the review (text
+/// and HTML), which names the rule file; without the rule the shipped
+/// values are used and the review says why; a constant the review cannot
+/// read (computed at run time) is a `check` warning naming the file and
+/// line, and the review uses the shipped value and says so.
+#[test]
+fn review_follows_the_rules_declared_cadence_and_windows() {
+    let p = Project::new();
+    p.with_generated_history(60, 4);
+    let review = |p: &Project| {
+        let out = p.path("review");
+        let _ = std::fs::remove_dir_all(&out);
+        p.run_ok(&[
+            "review",
+            "--as-of",
+            "2026-11-28",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let mut text = String::new();
+        let mut html = String::new();
+        for f in p.files_under("review") {
+            match f.extension().and_then(|e| e.to_str()) {
+                Some("txt") => text += &std::fs::read_to_string(&f).unwrap(),
+                Some("html") => html += &std::fs::read_to_string(&f).unwrap(),
+                _ => {}
+            }
+        }
+        (text, html)
+    };
+    let lapsed = |text: &str, cadence: &str| {
+        text.lines()
+            .filter(|l| l.contains("天未拜访") && l.contains(cadence))
+            .count()
+    };
+    let (text, html) = review(&p);
+    assert!(lapsed(&text, "（周期 14 天）") > 0, "{text}");
+    assert_eq!(lapsed(&text, "（周期 7 天）"), 0);
+    assert!(text.contains("近90天 "), "{text}");
+    let shipped = "取自规则：拜访周期 A 类 14 天、B 类 30 天（lapsed_visits.rhai）；收入比较近 90 天与之前 90 天（declining_orders.rhai）；毛利率比较近 90 天与之前 270 天（margin_slip.rhai）。";
+    assert!(text.contains(shipped), "{text}");
+    assert!(html.contains(shipped), "the HTML names its sources too");
+
+    let edit = |rule: &str, from: &str, to: &str| {
+        let f = p.path(&format!("rules/{rule}.rhai"));
+        let text = std::fs::read_to_string(&f).unwrap();
+        assert!(text.contains(from), "{rule} declares {from}");
+        std::fs::write(&f, text.replace(from, to)).unwrap();
+    };
+    edit(
+        "lapsed_visits",
+        "const CADENCE_A = 14;",
+        "const CADENCE_A = 7;",
+    );
+    edit("declining_orders", "const DAYS = 90;", "const DAYS = 60;");
+    let (text, html) = review(&p);
+    assert!(lapsed(&text, "（周期 7 天）") > 0, "{text}");
+    assert_eq!(lapsed(&text, "（周期 14 天）"), 0, "{text}");
+    assert!(
+        text.contains("近60天 ") && !text.contains("近90天 "),
+        "{text}"
+    );
+    let edited = "拜访周期 A 类 7 天、B 类 30 天（lapsed_visits.rhai）；收入比较近 60 天与之前 60 天（declining_orders.rhai）";
+    assert!(text.contains(edited) && html.contains(edited), "{text}");
+
+    // A cadence computed when the rule runs cannot be read: check says
+    // where and what to write; the review uses the shipped value.
+    edit(
+        "lapsed_visits",
+        "const CADENCE_A = 7;",
+        "const CADENCE_A = account.rank;",
+    );
+    let o = p.run_ok(&["check"]);
+    let out = stdout(&o);
+    let line = std::fs::read_to_string(p.path("rules/lapsed_visits.rhai"))
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with("const CADENCE_A"))
+        .unwrap()
+        + 1;
+    assert!(
+        out.contains(&format!(
+            "warning: lapsed_visits.rhai:{line}: CADENCE_A is not a literal number"
+        )) && out.contains("`const CADENCE_A = 14;`"),
+        "{out}"
+    );
+    let (text, _) = review(&p);
+    assert!(lapsed(&text, "（周期 14 天）") > 0, "{text}");
+    assert!(
+        text.contains(&format!(
+            "拜访周期 A 类 14 天、B 类 30 天（内置默认 CADENCE_A 14：lapsed_visits.rhai 第 {line} 行的 CADENCE_A 不是天数；lapsed_visits.rhai）"
+        )),
+        "{text}"
+    );
+
+    // Without the rule: the shipped values, and why.
+    std::fs::remove_file(p.path("rules/lapsed_visits.rhai")).unwrap();
+    let (text, _) = review(&p);
+    assert!(lapsed(&text, "（周期 14 天）") > 0, "{text}");
+    assert!(
+        text.contains("（内置默认 CADENCE_A 14：未加载规则 lapsed_visits；内置默认 CADENCE_B 30：未加载规则 lapsed_visits）"),
+        "{text}"
+    );
+}
+
+/// A book without any visit (the visits export not set up yet) says
+/// nothing about visits: the review's "not visited" section says why it
+/// is empty instead of calling every key account never visited.
+#[test]
+fn review_without_visit_data_calls_no_account_never_visited() {
+    let p = Project::new();
+    p.with_generated_history(40, 5);
+    p.db().execute("DELETE FROM visits", []).unwrap();
+    let out = p.path("review");
+    p.run_ok(&[
+        "review",
+        "--as-of",
+        "2026-11-28",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let texts: Vec<String> = p
+        .files_under("review")
+        .into_iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "txt"))
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    assert!(!texts.is_empty());
+    for text in &texts {
+        assert!(!text.contains("从未拜访"), "{text}");
+        assert!(
+            text.contains(
+                "== 未按周期拜访的重点客户 (0) ==\n  （全部客户都没有拜访记录：拜访数据尚未导入）"
+            ),
+            "{text}"
+        );
+        // The other sections are there as before.
+        assert!(text.contains("== 收入降幅最大 ("), "{text}");
+    }
+}

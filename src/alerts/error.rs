@@ -8,6 +8,9 @@ pub enum Error {
     /// `silence add` without a rule.
     #[error("--rule is empty; give a rule name (the .rhai file's stem) or '*' for every rule")]
     EmptyRule,
+    /// `silence add --key` for every rule.
+    #[error("--key names one alert of one rule; give --rule the rule's name, not '*'")]
+    KeyWithoutRule,
     /// `silence add` without a reason.
     #[error("--reason is empty; say why, so whoever reads the list later knows")]
     EmptyReason,

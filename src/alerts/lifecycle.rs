@@ -237,6 +237,7 @@ fn is_silenced(silences: &[Silence], key: &Key, account: Option<&Arc<AccountMetr
     silences.iter().any(|s| {
         s.matches(
             &key.0,
+            &key.2,
             &key.1,
             account.map_or("", |a| a.tier.as_str()),
             account.map_or("", |a| a.owner.as_str()),

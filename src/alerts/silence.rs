@@ -1,5 +1,5 @@
-//! Silences: "do not mail me about rule R for this account (or tier, or
-//! owner) until DATE, because ...". A silenced alert still moves through its
+//! Silences: "do not mail me about rule R (or only its alert with key K)
+//! for this account (or tier, or owner) until DATE, because ...". A silenced alert still moves through its
 //! lifecycle and is recorded; only its mail is held back, and when the
 //! silence ends mail resumes (see `alerts::step`). Owns the `silences`
 //! table; `kamwatch silence add|list|expire` are thin wrappers over this.
@@ -31,6 +31,9 @@ pub struct Silence {
     pub rule: String,
     #[serde(flatten)]
     pub scope: Scope,
+    /// Only the rule's alert with this key (None: every alert of the rule).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     /// Last as-of date silenced (inclusive).
     pub until: NaiveDate,
     pub reason: String,
@@ -39,17 +42,22 @@ pub struct Silence {
 }
 
 impl Silence {
-    /// Whether this silence covers an alert of `rule` for an account with
-    /// this id, tier and owner.
+    /// Whether this silence covers the alert `key` of `rule` for an
+    /// account with this id, tier and owner.
+    #[allow(clippy::too_many_arguments)]
     pub fn matches(
         &self,
         rule: &str,
+        key: &str,
         account_id: &str,
         tier: &str,
         owner: &str,
         owner_email: Option<&str>,
     ) -> bool {
         if self.rule != "*" && self.rule != rule {
+            return false;
+        }
+        if self.key.as_deref().is_some_and(|k| k != key) {
             return false;
         }
         match &self.scope {
@@ -72,12 +80,16 @@ impl Silence {
 pub fn add(
     conn: &Connection,
     rule: &str,
+    key: Option<&str>,
     scope: &Scope,
     until: NaiveDate,
     reason: &str,
 ) -> Result<i64, Error> {
     if rule.trim().is_empty() {
         return Err(Error::EmptyRule);
+    }
+    if key.is_some() && rule == "*" {
+        return Err(Error::KeyWithoutRule);
     }
     if reason.trim().is_empty() {
         return Err(Error::EmptyReason);
@@ -88,9 +100,9 @@ pub fn add(
         Scope::Owner(o) => (None, None, Some(o.as_str())),
     };
     conn.execute(
-        "INSERT INTO silences (rule, account_id, tier, owner, until, reason, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![rule, a, t, o, date_text(until), reason, now_text()],
+        "INSERT INTO silences (rule, account_id, tier, owner, until, reason, created_at, key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![rule, a, t, o, date_text(until), reason, now_text(), key],
     )?;
     Ok(conn.last_insert_rowid())
 }
@@ -130,10 +142,12 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Silence> {
         reason: r.get(6)?,
         created_at: r.get(7)?,
         expired_at: r.get(8)?,
+        key: r.get(9)?,
     })
 }
 
-const COLUMNS: &str = "id, rule, account_id, tier, owner, until, reason, created_at, expired_at";
+const COLUMNS: &str =
+    "id, rule, account_id, tier, owner, until, reason, created_at, expired_at, key";
 
 pub fn get(conn: &Connection, id: i64) -> Result<Option<Silence>, Error> {
     Ok(conn
@@ -176,6 +190,7 @@ mod tests {
         let id = add(
             &conn,
             "margin_slip",
+            None,
             &Scope::Tier("A".into()),
             d("2026-11-10"),
             "price war",
@@ -183,9 +198,9 @@ mod tests {
         .unwrap();
         let on = active(&conn, d("2026-11-10")).unwrap();
         assert_eq!(on.len(), 1);
-        assert!(on[0].matches("margin_slip", "K1", "A", "", None));
-        assert!(!on[0].matches("margin_slip", "K1", "B", "", None));
-        assert!(!on[0].matches("declining_orders", "K1", "A", "", None));
+        assert!(on[0].matches("margin_slip", "", "K1", "A", "", None));
+        assert!(!on[0].matches("margin_slip", "", "K1", "B", "", None));
+        assert!(!on[0].matches("declining_orders", "", "K1", "A", "", None));
         assert!(active(&conn, d("2026-11-11")).unwrap().is_empty());
         expire(&conn, id).unwrap();
         assert!(active(&conn, d("2026-11-01")).unwrap().is_empty());
@@ -193,20 +208,79 @@ mod tests {
         assert!(again.contains("already expired"), "{again}");
         let none = expire(&conn, 99).unwrap_err().to_string();
         assert!(none.contains("no silence 99"), "{none}");
-        let e = add(&conn, "x", &Scope::Owner("a".into()), d("2026-01-01"), " ").unwrap_err();
+        let e = add(
+            &conn,
+            "x",
+            None,
+            &Scope::Owner("a".into()),
+            d("2026-01-01"),
+            " ",
+        )
+        .unwrap_err();
         assert!(
             e.is_refusal() && e.to_string().starts_with("--reason is empty"),
             "{e}"
         );
-        let e = add(&conn, "", &Scope::Owner("a".into()), d("2026-01-01"), "r").unwrap_err();
+        let e = add(
+            &conn,
+            "",
+            None,
+            &Scope::Owner("a".into()),
+            d("2026-01-01"),
+            "r",
+        )
+        .unwrap_err();
         assert!(
             e.is_refusal() && e.to_string().starts_with("--rule is empty"),
             "{e}"
         );
         // The database failing is no refusal: the job failed.
         conn.execute_batch("DROP TABLE silences").unwrap();
-        let e = add(&conn, "x", &Scope::Tier("A".into()), d("2026-01-01"), "r").unwrap_err();
+        let e = add(
+            &conn,
+            "x",
+            None,
+            &Scope::Tier("A".into()),
+            d("2026-01-01"),
+            "r",
+        )
+        .unwrap_err();
         assert!(!e.is_refusal(), "{e}");
+    }
+
+    /// lapsed_visits raises "lapsed" and "senior" for one account: a
+    /// silence of one key leaves the other mailed; one without a key holds
+    /// back both, as before keys could be named.
+    #[test]
+    fn a_silence_with_a_key_holds_back_that_alert_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open(&dir.path().join("k.db")).unwrap();
+        let account = Scope::Account("K1".into());
+        add(
+            &conn,
+            "lapsed_visits",
+            Some("senior"),
+            &account,
+            d("2026-12-31"),
+            "r",
+        )
+        .unwrap();
+        let on = active(&conn, d("2026-12-01")).unwrap();
+        assert_eq!(on[0].key.as_deref(), Some("senior"));
+        assert!(on[0].matches("lapsed_visits", "senior", "K1", "A", "", None));
+        assert!(!on[0].matches("lapsed_visits", "lapsed", "K1", "A", "", None));
+        assert!(!on[0].matches("lapsed_visits", "senior", "K2", "A", "", None));
+        assert!(
+            serde_json::to_string(&on[0])
+                .unwrap()
+                .contains(r#""key":"senior""#)
+        );
+        add(&conn, "lapsed_visits", None, &account, d("2026-12-31"), "r").unwrap();
+        let both = active(&conn, d("2026-12-01")).unwrap();
+        let keyless = both.iter().find(|s| s.key.is_none()).unwrap();
+        assert!(keyless.matches("lapsed_visits", "lapsed", "K1", "A", "", None));
+        let e = add(&conn, "*", Some("senior"), &account, d("2026-12-31"), "r").unwrap_err();
+        assert!(e.is_refusal() && e.to_string().contains("--key"), "{e}");
     }
 
     #[test]
@@ -219,9 +293,10 @@ mod tests {
             reason: "leave".into(),
             created_at: String::new(),
             expired_at: None,
+            key: None,
         };
-        assert!(s.matches("any", "K", "C", "张伟", Some("Zhang.Wei@example.com")));
-        assert!(!s.matches("any", "K", "C", "张伟", None));
+        assert!(s.matches("any", "", "K", "C", "张伟", Some("Zhang.Wei@example.com")));
+        assert!(!s.matches("any", "", "K", "C", "张伟", None));
         // `silence list --format json` writes the date as it always did.
         assert_eq!(
             serde_json::to_string(&s).unwrap(),

@@ -12,9 +12,7 @@ use super::text::register_font;
 use super::visits::visits_chart;
 use crate::metrics::AccountMetrics;
 use crate::model::dates::day;
-
-/// Days between visits a tier expects (as in rules/lapsed_visits.rhai).
-pub const CADENCE: [(&str, i64); 2] = [("A", 14), ("B", 30)];
+use crate::rules::RuleValues;
 
 /// What an item's chart needs to know about its alert.
 pub struct Alert<'a> {
@@ -23,6 +21,9 @@ pub struct Alert<'a> {
     pub started_at: Option<NaiveDate>,
     /// The alert's figures, for the days a rule says are needed.
     pub figures: &'a [(String, serde_json::Value)],
+    /// The cadence and windows the rules declare (lapsed_visits,
+    /// declining_orders, margin_slip), drawn and named in the captions.
+    pub values: &'a RuleValues,
 }
 
 /// The chart that fits the alert's rule, over the last `months` months.
@@ -30,18 +31,12 @@ pub fn for_alert(a: &AccountMetrics, al: &Alert<'_>, months: usize, en: bool) ->
     register_font();
     let end = day(al.as_of);
     match al.rule {
-        "lapsed_visits" => {
-            let cadence = CADENCE
-                .iter()
-                .find(|(t, _)| *t == a.tier.as_str())
-                .map_or(30, |(_, c)| *c);
-            visits_chart(a, al.as_of, cadence, en)
-        }
+        "lapsed_visits" => visits_chart(a, al.as_of, al.values.cadence_days(a.tier), en),
         "overdue_receivables" => aging_chart(a, end, en),
         "credit_limit" if a.credit_limit.is_some_and(|c| c > 0.0) => credit_chart(a, end, en),
         "credit_limit" => aging_chart(a, end, en),
         "stock_cover" if !a.stock.is_empty() => stock_chart(a, needed_days(al.figures), en),
-        rule => monthly_chart(a, rule, al.as_of, al.started_at, months, en),
+        rule => monthly_chart(a, rule, (al.as_of, al.started_at), al.values, months, en),
     }
 }
 
@@ -78,6 +73,7 @@ mod tests {
                     as_of,
                     started_at: Some(d("2026-10-01")),
                     figures: &figures,
+                    values: &RuleValues::shipped(),
                 },
                 12,
                 en,
@@ -170,11 +166,83 @@ mod tests {
                 as_of: d("2026-11-20"),
                 started_at: None,
                 figures: &[],
+                values: &RuleValues::shipped(),
             },
             12,
             false,
         )
         .unwrap();
         assert!(c.caption.contains("没有拜访记录"), "{}", c.caption);
+    }
+
+    /// An analyst's edit to a shipped rule's constants reaches the charts:
+    /// lapsed_visits' cadence is the dashed line and the caption's, and
+    /// declining_orders' and margin_slip's windows are shaded and named.
+    #[test]
+    fn the_charts_follow_the_rules_declared_cadence_and_windows() {
+        let dir = tempfile::tempdir().unwrap();
+        let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+        for (rule, from, to) in [
+            (
+                "lapsed_visits",
+                "const CADENCE_A = 14;",
+                "const CADENCE_A = 7;",
+            ),
+            ("declining_orders", "const DAYS = 90;", "const DAYS = 60;"),
+            (
+                "margin_slip",
+                "const BASELINE_DAYS = 270;",
+                "const BASELINE_DAYS = 180;",
+            ),
+        ] {
+            let text = std::fs::read_to_string(shipped.join(format!("{rule}.rhai"))).unwrap();
+            assert!(text.contains(from), "{rule} declares {from}");
+            std::fs::write(
+                dir.path().join(format!("{rule}.rhai")),
+                text.replace(from, to),
+            )
+            .unwrap();
+        }
+        let (set, errors) = crate::rules::RuleSet::load_dir(dir.path()).unwrap();
+        assert!(errors.is_empty(), "{errors:?}");
+        let values = RuleValues::of(&set);
+        let as_of = d("2026-11-20");
+        let a = evidence_account(day(as_of));
+        let caption = |rule: &str, values: &RuleValues, en: bool| {
+            let al = Alert {
+                rule,
+                as_of,
+                started_at: None,
+                figures: &[],
+                values,
+            };
+            for_alert(&a, &al, 12, en).unwrap().caption
+        };
+        let shipped = RuleValues::shipped();
+        assert!(caption("lapsed_visits", &values, false).contains("拜访周期 7 天"));
+        assert!(caption("lapsed_visits", &shipped, false).contains("拜访周期 14 天"));
+        let decl = caption("declining_orders", &values, true);
+        assert!(
+            decl.contains("the last 60 days (from 2026-09-22)")
+                && decl.contains("with the 60 days before"),
+            "{decl}"
+        );
+        let slip = caption("margin_slip", &values, false);
+        assert!(
+            slip.contains("近 90 天") && slip.contains("其前 180 天"),
+            "{slip}"
+        );
+        // The pictures differ too: the cadence line moved.
+        let png = |values: &RuleValues| {
+            let al = Alert {
+                rule: "lapsed_visits",
+                as_of,
+                started_at: None,
+                figures: &[],
+                values,
+            };
+            for_alert(&a, &al, 12, false).unwrap().png
+        };
+        assert_ne!(png(&values), png(&shipped));
     }
 }

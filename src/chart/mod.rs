@@ -35,7 +35,7 @@ mod visits;
 #[cfg(test)]
 mod testing;
 
-pub use alert::{Alert, CADENCE, for_alert};
+pub use alert::{Alert, for_alert};
 pub use monthly::Month;
 pub use pareto::pareto_png;
 pub use png::Chart;

@@ -12,6 +12,7 @@ use super::png::{Chart, DrawResult, picture};
 use super::text::{family, labels, register_font, short};
 use crate::metrics::{AccountMetrics, Measure};
 use crate::model::dates::day;
+use crate::rules::RuleValues;
 
 /// One month of an account's orders.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,23 +51,25 @@ fn months_of(a: &AccountMetrics, as_of: NaiveDate, n: usize) -> Vec<Month> {
 }
 
 /// The monthly chart of the alert's account over the last `months`
-/// months, shading the window its rule looks at (the last 90 days for
-/// declining orders and margin slips, else the months since it started).
+/// months, shading the window its rule looks at (the rule's own: the last
+/// 90 days as shipped, for declining orders and margin slips), else the
+/// months since it started.
 pub(super) fn monthly_chart(
     a: &AccountMetrics,
     rule: &str,
-    as_of: NaiveDate,
-    started_at: Option<NaiveDate>,
+    (as_of, started_at): (NaiveDate, Option<NaiveDate>),
+    v: &RuleValues,
     months: usize,
     en: bool,
 ) -> Result<Chart> {
     let ms = months_of(a, as_of, months);
     let window = match rule {
-        "declining_orders" | "margin_slip" => Some(90),
+        "declining_orders" => Some(v.decline_days.days),
+        "margin_slip" => Some(v.margin_days.days),
         _ => None,
     };
     let since = match window {
-        Some(d) => as_of - chrono::Days::new(d - 1),
+        Some(d) => as_of - chrono::Days::new(d.unsigned_abs().max(1) - 1),
         None => started_at.unwrap_or(as_of),
     };
     let since_month = since.with_day(1).unwrap_or(since);
@@ -75,7 +78,7 @@ pub(super) fn monthly_chart(
         .position(|m| m.start >= since_month)
         .or(Some(ms.len().saturating_sub(1)));
     let (png, gm_from_zero) = monthly(&ms, shade, en)?;
-    let caption = monthly_caption(rule, since, ms.len(), as_of, gm_from_zero, en);
+    let caption = monthly_caption(rule, since, ms.len(), as_of, gm_from_zero, v, en);
     Ok(Chart { png, caption })
 }
 
@@ -87,8 +90,11 @@ fn monthly_caption(
     n: usize,
     as_of: NaiveDate,
     gm_from_zero: bool,
+    v: &RuleValues,
     en: bool,
 ) -> String {
+    let d = v.decline_days.days;
+    let (m, base) = (v.margin_days.days, v.baseline_days.days);
     let l = labels(en);
     let axis = match (gm_from_zero, en) {
         (true, _) => String::new(),
@@ -97,16 +103,16 @@ fn monthly_caption(
     };
     let shaded = match (rule, en) {
         ("declining_orders", false) => {
-            format!("阴影为规则比较的近 90 天（{since} 起），与之前 90 天及去年同期比较。")
+            format!("阴影为规则比较的近 {d} 天（{since} 起），与之前 {d} 天及去年同期比较。")
         }
         ("declining_orders", true) => format!(
-            "Shaded: the last 90 days (from {since}) the rule compares with the 90 days before and the same period last year."
+            "Shaded: the last {d} days (from {since}) the rule compares with the {d} days before and the same period last year."
         ),
         ("margin_slip", false) => {
-            format!("阴影为近 90 天（{since} 起），其前 270 天为毛利率基线。")
+            format!("阴影为近 {m} 天（{since} 起），其前 {base} 天为毛利率基线。")
         }
         ("margin_slip", true) => format!(
-            "Shaded: the last 90 days (from {since}); the 270 days before are the margin baseline."
+            "Shaded: the last {m} days (from {since}); the {base} days before are the margin baseline."
         ),
         (_, false) => format!("阴影为预警开始（{since}）以来的月份。"),
         (_, true) => format!("Shaded: the months since the alert started ({since})."),

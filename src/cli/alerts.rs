@@ -33,7 +33,7 @@ pub fn silence(cfg: &Loaded, action: &SilenceCommand, today: NaiveDate) -> Resul
                         o,
                         "{:>4}  {:<18} {:<24} until {}  {}  {}",
                         s.id,
-                        s.rule,
+                        rule_text(&s.rule, s.key.as_deref()),
                         scope_text(&s.scope),
                         s.until,
                         match &s.expired_at {
@@ -65,6 +65,7 @@ fn silence_add(
 ) -> Result<()> {
     let SilenceCommand::Add {
         rule,
+        key,
         account,
         tier,
         owner,
@@ -119,13 +120,29 @@ fn silence_add(
             .into());
         }
     }
-    let id = silence::add(conn, rule, &scope, *until, reason)?;
+    let key = key.as_deref().map(str::trim);
+    if key == Some("") {
+        return Err(Usage(
+            "--key is empty; leave it out to silence every alert of the rule".into(),
+        )
+        .into());
+    }
+    let id = silence::add(conn, rule, key, &scope, *until, reason)?;
     writeln!(
         std::io::stdout().lock(),
         "silence {id} added: {rule} for {scope_text} through {until}",
+        rule = rule_text(rule, key),
         scope_text = scope_text(&scope)
     )?;
     Ok(())
+}
+
+/// A silence's rule, with its key when it holds back one alert only.
+fn rule_text(rule: &str, key: Option<&str>) -> String {
+    match key {
+        Some(k) => format!("{rule} (key {k})"),
+        None => rule.to_string(),
+    }
 }
 
 fn scope_text(s: &Scope) -> String {

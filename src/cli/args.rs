@@ -214,6 +214,11 @@ pub enum SilenceCommand {
     Add {
         #[arg(long)]
         rule: String,
+        /// Only the rule's alert with this key (a rule such as
+        /// lapsed_visits raises more than one per account; `kamwatch alerts`
+        /// and the mail name the key). Default: every alert of the rule.
+        #[arg(long)]
+        key: Option<String>,
         #[arg(long, group = "scope")]
         account: Option<String>,
         #[arg(long, group = "scope")]

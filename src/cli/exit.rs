@@ -43,7 +43,9 @@ fn code_of(e: &(dyn Error + 'static)) -> Option<u8> {
         // A silence refused as given is usage; one that is not there (or
         // already ended) and the database failing fail the job.
         return Some(match e {
-            AlertsError::EmptyRule | AlertsError::EmptyReason => USAGE,
+            AlertsError::EmptyRule | AlertsError::EmptyReason | AlertsError::KeyWithoutRule => {
+                USAGE
+            }
             AlertsError::NoSilence(_) | AlertsError::AlreadyExpired { .. } => FAILED,
             AlertsError::Store(_) => FAILED,
         });

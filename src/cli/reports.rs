@@ -259,7 +259,9 @@ pub fn review(
     }
     let dir = out.unwrap_or_else(|| cfg.database().with_file_name("review"));
     std::fs::create_dir_all(&dir)?;
-    let reviews = crate::reports::review::build(&conn, as_of, &cfg.cfg.tiers, &cfg.style())?;
+    let values = crate::rules::RuleValues::load(cfg);
+    let reviews =
+        crate::reports::review::build(&conn, as_of, &cfg.cfg.tiers, &cfg.style(), &values)?;
     let mut o = std::io::stdout().lock();
     for r in &reviews {
         let stem = r.file_stem(as_of);

@@ -54,6 +54,11 @@ pub fn check(path: &Path, verbose: bool) -> Result<ExitCode> {
     for e in &errors {
         writeln!(o, "{e}")?;
     }
+    // A shipped rule's cadence or window the review and the charts
+    // cannot read: they use the shipped value, and the analyst is told.
+    for p in crate::rules::RuleValues::of(&rules).problems() {
+        writeln!(o, "warning: {p}")?;
+    }
     // Rules in one language still work; English readers are told.
     if cfg.style().en() {
         for r in &rules.rules {

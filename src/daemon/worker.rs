@@ -215,8 +215,12 @@ impl State {
     fn load_live(&self) -> Result<Live> {
         let started = Instant::now();
         let live = Live::load(&self.conn)?;
+        let f = live.footprint();
         tracing::info!(
             ms = started.elapsed().as_millis() as u64,
+            series_mib = f.series >> 20,
+            sku_lines_mib = f.sku_lines >> 20,
+            visits_mib = f.visits >> 20,
             "metrics read into memory"
         );
         Ok(live)

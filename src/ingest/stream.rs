@@ -252,11 +252,12 @@ fn repeated_keys(
             message: format!("has the same key ({fields}) as {unit} {first}"),
         });
     }
-    all.total = dups.rows as usize;
     for e in problems.listed.drain(..) {
         all.push(e);
     }
-    all.total += problems.total;
+    // Every repeat and every other problem once, listed or not (push
+    // counted only those it was given).
+    all.total = dups.rows as usize + problems.total;
     all.listed.sort_by_key(|e| e.line);
     let hint = if dataset == Dataset::Orders && map.idx("line").is_none() {
         "; the export has no line column, so its rows were numbered per order in file order: map the export's line column (`columns: line:`) if it has one"

@@ -388,6 +388,10 @@ impl Pass<'_> {
     }
 }
 
+/// The file name of a message in the mail folder: the outbox id (unique),
+/// then the rule and the account as far as they are safe ASCII, each cut to
+/// `EML_PART_CHARS` so that a long id never makes a name the file system
+/// refuses (255 bytes).
 fn eml_name(id: i64, rule: &str, account: &str) -> String {
     let safe = |s: &str| -> String {
         s.chars()
@@ -402,7 +406,7 @@ fn eml_name(id: i64, rule: &str, account: &str) -> String {
     };
     let mut name = format!("{id:06}");
     for part in [rule, account] {
-        let part = safe(part);
+        let part: String = safe(part).chars().take(EML_PART_CHARS).collect();
         let part = part.trim_matches('_');
         if !part.is_empty() {
             name.push('_');
@@ -411,6 +415,9 @@ fn eml_name(id: i64, rule: &str, account: &str) -> String {
     }
     name + ".eml"
 }
+
+/// How much of the rule's name and of the account id an .eml name keeps.
+const EML_PART_CHARS: usize = 60;
 
 fn park_dead(conn: &Connection, id: i64, error: &str) -> Result<()> {
     tracing::error!(outbox = id, error = %error, "the server refused the message for good; parked as dead");

@@ -54,12 +54,14 @@ fn importance(a: &Item, b: &Item) -> std::cmp::Ordering {
 /// Turns the held notices into outbox messages, unless `as_of` falls in a
 /// quiet window: one digest per recipient (critical ones alone if
 /// `digest.critical_immediately`), or one message per notice when digests
-/// are off. Returns how many messages were queued.
+/// are off; the charts drawn with `values` (the rules' cadence and
+/// windows). Returns how many messages were queued.
 pub fn release(
     conn: &Connection,
     loaded: &Loaded,
     as_of: NaiveDate,
     snap: Option<&Snapshot>,
+    values: &crate::rules::RuleValues,
 ) -> Result<usize> {
     let cfg = &loaded.cfg;
     if let Some(name) = quiet_on(&cfg.mail, as_of) {
@@ -71,7 +73,8 @@ pub fn release(
         return Ok(0);
     }
     let tpl = Templates::load(Some(&loaded.templates_dir()), &cfg.mail.locale)?
-        .with_mail(&cfg.mail, Some(&loaded.file));
+        .with_mail(&cfg.mail, Some(&loaded.file))
+        .with_values(values.clone());
     let w = Writer::new(conn, &cfg.mail)?;
     let limit = cfg.mail.max_message_kb.saturating_mul(1024);
     let mut parts: Vec<(Vec<Recipient>, Part<'_>)> = Vec::new();

@@ -54,7 +54,8 @@ pub fn preview(
     let item: Item = serde_json::from_str(&item).context("reading the stored notice")?;
     let snap = crate::metrics::build(conn, item.as_of, &cfg.cfg.tiers)?;
     let tpl = super::render::Templates::load(Some(&cfg.templates_dir()), &cfg.cfg.mail.locale)?
-        .with_mail(&cfg.cfg.mail, Some(&cfg.file));
+        .with_mail(&cfg.cfg.mail, Some(&cfg.file))
+        .with_values(crate::rules::RuleValues::load(cfg));
     // The readers it was routed to when it was recorded.
     let to: Vec<super::address::Recipient> = serde_json::from_str(&to).unwrap_or_default();
     let r = tpl.single(&item, &to, Some(&snap), cfg.cfg.mail.chart_months)?;

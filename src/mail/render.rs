@@ -33,6 +33,9 @@ pub struct Templates {
     config: Option<PathBuf>,
     /// How figures are written: the locale's, in `mail.currency`.
     style: Style,
+    /// The cadence and windows the rules declare, for the charts
+    /// (`with_values`; the shipped ones until then).
+    values: crate::rules::RuleValues,
     /// Charts drawn so far, by Content-ID: an alert mailed to its owner
     /// and in the manager's digest is drawn once.
     charts: std::cell::RefCell<std::collections::HashMap<String, Option<(Image, String)>>>,
@@ -53,8 +56,16 @@ impl Templates {
                 Locale::parse(locale).unwrap_or_default(),
                 crate::format::DEFAULT_CURRENCY,
             ),
+            values: crate::rules::RuleValues::shipped(),
             charts: Default::default(),
         })
+    }
+
+    /// The same templates drawing charts with the rules' cadence and
+    /// windows (`RuleValues::of` the rules that ran).
+    pub fn with_values(mut self, values: crate::rules::RuleValues) -> Templates {
+        self.values = values;
+        self
     }
 
     /// The same templates writing money in `currency` (`mail.currency`).
@@ -126,7 +137,7 @@ impl Templates {
             .as_deref()
             .map(|c| format!(" --config={}", shell_word(&c.display().to_string())))
             .unwrap_or_default();
-        silence_command(&config, &it.rule, &it.account_id, until, self.en)
+        silence_command(&config, &it.rule, &it.key, &it.account_id, until, self.en)
     }
 
     /// The footer of a message: who sent it and whom to write to.
@@ -236,6 +247,7 @@ impl Templates {
             as_of: it.as_of,
             started_at: it.started_at,
             figures: &it.figures,
+            values: &self.values,
         };
         let image = match crate::chart::for_alert(a, &alert, months, self.en) {
             Ok(c) => Some((

@@ -75,7 +75,7 @@ impl Sink {
                 // file instead of adding a second one.
                 write_atomic(dir, file_name, mime).map_err(|e| smtp::Error {
                     server: dir.display().to_string(),
-                    failure: smtp::Failure::Network(format!("{e:#}")),
+                    failure: smtp::Failure::Folder(format!("{e:#}")),
                 })?;
                 Ok(to.iter().map(|t| (t.clone(), smtp::Rcpt::Sent)).collect())
             }

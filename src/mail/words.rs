@@ -126,15 +126,23 @@ pub(super) fn shell_word(s: &str) -> String {
 /// `kamwatch silence add` for one alert. Options are written `--name=value`
 /// so that a value starting with `-` (an account `-K4`) is not read as an
 /// option, and each value is quoted for the shell where it needs it.
+/// With the alert's key when it has one, so that the command holds back
+/// this alert and not the rule's others for the account.
 pub(super) fn silence_command(
     config: &str,
     rule: &str,
+    key: &str,
     account: &str,
     until: chrono::NaiveDate,
     en: bool,
 ) -> String {
+    let key = if key.is_empty() {
+        String::new()
+    } else {
+        format!(" --key={}", shell_word(key))
+    };
     format!(
-        "kamwatch silence add{config} --rule={} --account={} --until={until} --reason={}",
+        "kamwatch silence add{config} --rule={}{key} --account={} --until={until} --reason={}",
         shell_word(rule),
         shell_word(account),
         if en { "'why'" } else { "'原因'" }
@@ -235,13 +243,18 @@ mod tests {
     #[test]
     fn the_silence_command_survives_the_shell_whatever_the_ids() {
         let d = chrono::NaiveDate::from_ymd_opt(2026, 12, 28).unwrap();
-        let cmd = silence_command("", "r", "-K4", d, true);
+        let cmd = silence_command("", "r", "", "-K4", d, true);
         assert_eq!(
             cmd,
             "kamwatch silence add --rule=r --account=-K4 --until=2026-12-28 --reason='why'"
         );
-        assert!(silence_command("", "r", "K*1", d, true).contains("--account='K*1'"));
-        assert!(silence_command("", "r", "a'b c", d, true).contains("--account='a'\\''b c'"));
-        assert!(silence_command("", "r", "$(x)", d, true).contains("--account='$(x)'"));
+        assert!(silence_command("", "r", "", "K*1", d, true).contains("--account='K*1'"));
+        assert!(silence_command("", "r", "", "a'b c", d, true).contains("--account='a'\\''b c'"));
+        assert!(silence_command("", "r", "", "$(x)", d, true).contains("--account='$(x)'"));
+        // An alert with a key: the command holds back that alert only.
+        assert_eq!(
+            silence_command("", "lapsed_visits", "senior", "K1", d, false),
+            "kamwatch silence add --rule=lapsed_visits --key=senior --account=K1 --until=2026-12-28 --reason='原因'"
+        );
     }
 }

@@ -91,6 +91,24 @@ impl Live {
         })
     }
 
+    /// Reads everything again, the old parts freed first: two books in
+    /// memory at once would double the daemon's peak. If the read fails
+    /// the parts are left empty and the error returned: the caller reads
+    /// everything again before it uses them (the daemon drops them).
+    fn reload(&mut self, conn: &Connection) -> Result<()> {
+        self.timeline = None;
+        self.parts = Parts::empty(far());
+        let over = self.full_read_over;
+        *self = Live::load(conn)?;
+        self.full_read_over = over;
+        Ok(())
+    }
+
+    /// What the accounts' histories take in memory.
+    pub fn footprint(&self) -> super::parts::Footprint {
+        self.parts.footprint()
+    }
+
     /// Brings the parts up to date with what was written since the last
     /// load or refresh.
     pub fn refresh(&mut self, conn: &Connection) -> Result<Refresh> {
@@ -112,7 +130,7 @@ impl Live {
                 })
         };
         if let Some(why) = unseen {
-            *self = Live::load(conn)?;
+            self.reload(conn)?;
             return Ok(Refresh {
                 reloaded: Some(why),
                 ..Refresh::default()
@@ -132,9 +150,7 @@ impl Live {
         // Past half the book, everything is read again.
         let touched = orders.len().max(visits.len());
         if touched > self.full_read_over && touched * 2 >= self.parts.accounts() {
-            let over = self.full_read_over;
-            *self = Live::load(conn)?;
-            self.full_read_over = over;
+            self.reload(conn)?;
             return Ok(Refresh {
                 reloaded: Some(format!(
                     "the files touched {touched} accounts, half the book or more: reading everything is faster"

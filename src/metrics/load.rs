@@ -10,6 +10,7 @@ use chrono::NaiveDate;
 use rusqlite::Connection;
 
 use super::account::Invoice;
+use super::compact::Pairs;
 use super::series::Series;
 use crate::model::dates::{Day, date_of, day};
 use crate::model::dates::{date_text, parse_ymd};
@@ -109,7 +110,7 @@ pub struct SkuLines {
     /// (day, sku).
     pub days: Vec<(Day, u32)>,
     /// (quantity, revenue) of each entry of `days`.
-    pub amounts: Vec<(f64, f64)>,
+    pub amounts: Pairs,
 }
 
 /// One account's order lines as the metrics need them.
@@ -130,16 +131,11 @@ pub struct Orders {
     pub index: SkuIndex,
 }
 
-/// One order line, as compact as the scan needs it.
+/// One order line of an account, as the sums need it.
 struct Line {
-    account: u32,
     day: Day,
-    /// The line's place in the scan: sorting by it too makes the order
-    /// of a day's lines, and so its floating-point sums, the same whatever
-    /// the date range read.
-    seq: u32,
-    /// Numbers the orders in scan order: lines of one order are adjacent
-    /// (the table's key starts with the order id), so equal numbers mean
+    /// Numbers the account's orders in read order: lines of one order are
+    /// adjacent (they come by date, then order id), so equal numbers mean
     /// the same order.
     order: u32,
     sku: u32,
@@ -150,104 +146,107 @@ struct Line {
 
 const NO_SKU: u32 = u32::MAX;
 
-/// Reads the order lines up to `until` in one sequential scan of the table
-/// (its key order: no index lookups) and builds, per account, the daily
-/// sums (revenue, cost, quantity, distinct orders) and the SKU lines. The
-/// lines are held compactly (48 bytes each) while they are sorted by
-/// account and day. Two `GROUP BY` queries over an (account, date) index
-/// (since dropped: nothing else read it), which looked every line up in the
-/// table, took four times as long.
+/// One account's lines as they are read, in day order and, within a day,
+/// in the table's key order (order id, line).
+#[derive(Default)]
+struct Lines {
+    lines: Vec<Line>,
+    last_order: String,
+    order: u32,
+    scratch: Vec<(u32, f64, f64)>,
+    insane: u64,
+}
+
+impl Lines {
+    /// Adds the line of row `r`, whose order id, date, SKU, quantity,
+    /// revenue and cost are its columns from `at` on.
+    fn push(&mut self, r: &rusqlite::Row<'_>, at: usize, index: &mut SkuIndex) -> Result<()> {
+        let order_id = r.get_ref(at)?.as_str()?;
+        if order_id != self.last_order {
+            self.order = self.order.wrapping_add(1);
+            self.last_order.clear();
+            self.last_order.push_str(order_id);
+        }
+        let date = r.get_ref(at + 1)?.as_str()?;
+        let d = parse_ymd(date).with_context(|| {
+            format!(
+                "orders.date {date:?} of order {} is not YYYY-MM-DD",
+                self.last_order
+            )
+        })?;
+        let sku = match r.get_ref(at + 2)?.as_str_or_null()? {
+            Some(s) if !s.is_empty() => index.intern(s),
+            _ => NO_SKU,
+        };
+        let insane = &mut self.insane;
+        self.lines.push(Line {
+            day: day(d),
+            order: self.order,
+            sku,
+            qty: sane(r.get(at + 3)?, insane),
+            revenue: sane(r.get(at + 4)?, insane),
+            cost: sane(r.get(at + 5)?, insane),
+        });
+        Ok(())
+    }
+
+    /// The account read so far, if it has lines; starts the next one.
+    fn take(&mut self, index: &SkuIndex) -> Option<AccountOrders> {
+        if self.lines.is_empty() {
+            return None;
+        }
+        let out = account_orders(&self.lines, index, &mut self.scratch);
+        self.lines.clear();
+        self.last_order.clear();
+        self.order = 0;
+        Some(out)
+    }
+}
+
+/// Reads the order lines up to `until` and builds, per account, the daily
+/// sums (revenue, cost, quantity, distinct orders) and the SKU lines.
+///
+/// One sequential scan of the table (its key order: no index lookups),
+/// sorted by account, day and key by SQLite's sorter, which spills to
+/// temporary files past a few MiB: memory holds one account's lines at a
+/// time, never the whole table's. (The lines were held in memory, 48
+/// bytes each, while they were sorted: the daemon's peak at start-up, 420
+/// MiB for 8.75M lines. Reading through the `orders_by_account` index
+/// instead looks every line up in the table by its key, several times
+/// slower.)
 pub fn orders(conn: &Connection, until: NaiveDate) -> Result<Orders> {
     let mut st = conn.prepare(
-        "SELECT order_id, account_id, date, sku, COALESCE(qty, 0), revenue, cost
-         FROM orders NOT INDEXED WHERE date <= ?1",
+        "SELECT account_id, order_id, date, sku, COALESCE(qty, 0), revenue, cost
+         FROM orders NOT INDEXED WHERE date <= ?1
+         ORDER BY account_id, date, order_id, line",
     )?;
     let mut rows = st.query([date_text(until)])?;
-    let mut accounts: Vec<String> = Vec::new();
-    let mut account_ids: HashMap<String, u32> = HashMap::new();
     let mut out = Orders::default();
-    let mut lines: Vec<Line> = Vec::new();
-    let mut insane = 0u64;
-    let mut last_order = String::new();
-    let mut order = 0u32;
+    let mut lines = Lines::default();
+    let mut account = String::new();
     while let Some(r) = rows.next()? {
-        let order_id = r.get_ref(0)?.as_str()?;
-        if order_id != last_order {
-            order = order.wrapping_add(1);
-            last_order.clear();
-            last_order.push_str(order_id);
-        }
-        let id = r.get_ref(1)?.as_str()?;
-        let account = match account_ids.get(id) {
-            Some(a) => *a,
-            None => {
-                let a = accounts.len() as u32;
-                accounts.push(id.to_string());
-                account_ids.insert(id.to_string(), a);
-                a
+        let id = r.get_ref(0)?.as_str()?;
+        if id != account {
+            if let Some(o) = lines.take(&out.index) {
+                out.accounts.insert(std::mem::take(&mut account), o);
             }
-        };
-        lines.push(line_of(
-            r,
-            2,
-            account,
-            lines.len() as u32,
-            order,
-            &mut out.index,
-            &mut insane,
-            &last_order,
-        )?);
+            account.clear();
+            account.push_str(id);
+        }
+        lines.push(r, 1, &mut out.index)?;
     }
-    drop(rows);
-    warn_insane("orders", insane);
-    // By scan order within a day: the lines of one order stay adjacent.
-    lines.sort_unstable_by_key(|l| (l.account, l.day, l.seq));
-    let mut scratch = Vec::new();
-    for acc in lines.chunk_by(|a, b| a.account == b.account) {
-        let id = &accounts[acc[0].account as usize];
-        out.accounts
-            .insert(id.clone(), account_orders(acc, &out.index, &mut scratch));
+    if let Some(o) = lines.take(&out.index) {
+        out.accounts.insert(account, o);
     }
+    warn_insane("orders", lines.insane);
     Ok(out)
 }
 
-/// The line of row `r`, whose date, SKU, quantity, revenue and cost are
-/// its columns from `at` on.
-#[allow(clippy::too_many_arguments)]
-fn line_of(
-    r: &rusqlite::Row<'_>,
-    at: usize,
-    account: u32,
-    seq: u32,
-    order: u32,
-    index: &mut SkuIndex,
-    insane: &mut u64,
-    order_id: &str,
-) -> Result<Line> {
-    let date = r.get_ref(at)?.as_str()?;
-    let d = parse_ymd(date)
-        .with_context(|| format!("orders.date {date:?} of order {order_id} is not YYYY-MM-DD"))?;
-    let sku = match r.get_ref(at + 1)?.as_str_or_null()? {
-        Some(s) if !s.is_empty() => index.intern(s),
-        _ => NO_SKU,
-    };
-    Ok(Line {
-        account,
-        day: day(d),
-        seq,
-        order,
-        sku,
-        qty: sane(r.get(at + 2)?, insane),
-        revenue: sane(r.get(at + 3)?, insane),
-        cost: sane(r.get(at + 4)?, insane),
-    })
-}
-
 /// The order lines of each of `ids` up to `until`, each account read
-/// through the `orders_by_account` index and built by the same steps as
-/// [`orders`] (its lines in the table's key order within a day): what the
-/// full scan gives for that account, to the bit. `None` for an account
-/// without lines. New SKU names are added to `index`.
+/// through the `orders_by_account` index in the order [`orders`] reads
+/// them, and built by the same steps: what the full read gives for that
+/// account, to the bit. `None` for an account without lines. New SKU
+/// names are added to `index`.
 pub fn orders_of(
     conn: &Connection,
     ids: &[&str],
@@ -260,35 +259,15 @@ pub fn orders_of(
          WHERE account_id = ?1 AND date <= ?2 ORDER BY date, order_id, line",
     )?;
     let mut out = Vec::with_capacity(ids.len());
-    let mut lines: Vec<Line> = Vec::new();
-    let mut scratch = Vec::new();
-    let mut insane = 0u64;
+    let mut lines = Lines::default();
     for id in ids {
-        lines.clear();
         let mut rows = st.query(rusqlite::params![id, date_text(until)])?;
-        let mut last_order = String::new();
-        let mut order = 0u32;
         while let Some(r) = rows.next()? {
-            let order_id = r.get_ref(0)?.as_str()?;
-            if order_id != last_order {
-                order = order.wrapping_add(1);
-                last_order.clear();
-                last_order.push_str(order_id);
-            }
-            lines.push(line_of(
-                r,
-                1,
-                0,
-                lines.len() as u32,
-                order,
-                index,
-                &mut insane,
-                &last_order,
-            )?);
+            lines.push(r, 0, index)?;
         }
-        out.push((!lines.is_empty()).then(|| account_orders(&lines, index, &mut scratch)));
+        out.push(lines.take(index));
     }
-    warn_insane("orders", insane);
+    warn_insane("orders", lines.insane);
     Ok(out)
 }
 
@@ -299,8 +278,11 @@ fn account_orders(
     index: &SkuIndex,
     skus_today: &mut Vec<(u32, f64, f64)>,
 ) -> AccountOrders {
-    let mut series = Series::default();
+    // Each array the size it ends with: a book's histories are most of
+    // the daemon's memory, and a grown Vec is up to twice its length.
+    let mut series = Series::with_capacity(lines.chunk_by(|a, b| a.day == b.day).count());
     let mut sku_lines = SkuLines::default();
+    let mut amounts = Vec::new();
     for today in lines.chunk_by(|a, b| a.day == b.day) {
         let d = today[0].day;
         let mut sum = OrderDay {
@@ -329,13 +311,15 @@ fn account_orders(
         skus_today.sort_by(|a, b| index.names[a.0 as usize].cmp(&index.names[b.0 as usize]));
         for same in skus_today.chunk_by(|a, b| a.0 == b.0) {
             sku_lines.days.push((d, same[0].0));
-            sku_lines.amounts.push((
+            amounts.push((
                 same.iter().map(|x| x.1).sum(),
                 same.iter().map(|x| x.2).sum(),
             ));
         }
         series.push(&sum);
     }
+    sku_lines.days.shrink_to_fit();
+    sku_lines.amounts = Pairs::new(&amounts);
     AccountOrders {
         series,
         skus: sku_lines,

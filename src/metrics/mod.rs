@@ -12,7 +12,8 @@
 //!
 //! The rooms, lowest first (each imports only those before it):
 //! `calendar` (complete months and quarters over the model's day
-//! numbers), `series` (`Series`, `DayLog`: shared arrays seen as views
+//! numbers), `compact` (amounts held as whole hundredths where that is
+//! exact), `series` (`Series`, `DayLog`: shared arrays seen as views
 //! ending at a day), `tiers`
 //! (ranking into A/B/C, `TierHistory`), `account` (`AccountMetrics`,
 //! `Metric`), `snapshot` (`Snapshot`, `Portfolio`, `dump`), `load` (the
@@ -26,6 +27,7 @@
 
 mod account;
 mod calendar;
+mod compact;
 pub mod live;
 mod load;
 mod notes;

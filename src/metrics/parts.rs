@@ -13,6 +13,7 @@ use chrono::NaiveDate;
 use rusqlite::Connection;
 
 use super::account::{Roles, Visit};
+use super::compact::Pairs;
 use super::load;
 use super::series::{DayLog, Series};
 use crate::model::dates::{Day, day};
@@ -24,29 +25,46 @@ pub(super) struct SkuLog {
     /// (day, sku), by day.
     pub(super) days: DayLog<(Day, u32)>,
     /// (quantity, revenue) per entry of `days`.
-    pub(super) amounts: Arc<Vec<(f64, f64)>>,
+    pub(super) amounts: Pairs,
 }
 
 /// Every visit up to `until`, by account, in date order; each role's
-/// name is shared.
+/// name is shared. The visits come by account: each account's array is
+/// made the size it ends with.
 fn load_visits(
     conn: &Connection,
     until: NaiveDate,
     roles: &mut RoleIndex,
-) -> Result<HashMap<String, Vec<Visit>>> {
-    let mut visits: HashMap<String, Vec<Visit>> = HashMap::new();
-    store::for_each_visit(conn, until, |id, date, role| {
-        let visit = Visit {
-            day: day(date),
-            role: role.map_or(0, |r| roles.code(r)),
-        };
-        match visits.get_mut(id) {
-            Some(v) => v.push(visit),
-            None => {
-                visits.insert(id.to_string(), vec![visit]);
+) -> Result<HashMap<String, DayLog<Visit>>> {
+    let mut visits: HashMap<String, DayLog<Visit>> = HashMap::new();
+    let mut account = String::new();
+    let mut these: Vec<Visit> = Vec::new();
+    let mut finish = |account: &mut String, these: &mut Vec<Visit>| {
+        if !these.is_empty() {
+            let mut v = std::mem::take(these);
+            v.shrink_to_fit();
+            // Rows of one account are adjacent, so an account seen again
+            // cannot happen; were it so, its visits would join in order.
+            match visits.get_mut(account.as_str()) {
+                Some(have) => v.iter().for_each(|x| have.push(*x)),
+                None => {
+                    visits.insert(std::mem::take(account), DayLog::from(v));
+                }
             }
         }
+    };
+    store::for_each_visit(conn, until, |id, date, role| {
+        if id != account {
+            finish(&mut account, &mut these);
+            account.clear();
+            account.push_str(id);
+        }
+        these.push(Visit {
+            day: day(date),
+            role: role.map_or(0, |r| roles.code(r)),
+        });
     })?;
+    finish(&mut account, &mut these);
     Ok(visits)
 }
 
@@ -67,6 +85,14 @@ impl RoleIndex {
         self.codes.insert(role.to_string(), c);
         c
     }
+}
+
+/// What the accounts' histories take on the heap: see [`Parts::footprint`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Footprint {
+    pub series: usize,
+    pub sku_lines: usize,
+    pub visits: usize,
 }
 
 /// What a timeline is assembled from: each dataset of the store as read up
@@ -93,11 +119,27 @@ pub struct Parts {
 fn sku_log(l: load::SkuLines) -> SkuLog {
     SkuLog {
         days: DayLog::from(l.days),
-        amounts: Arc::new(l.amounts),
+        amounts: l.amounts,
     }
 }
 
 impl Parts {
+    /// No account, nothing read (up to `until`).
+    pub(super) fn empty(until: NaiveDate) -> Parts {
+        Parts {
+            until,
+            orders: BTreeMap::new(),
+            skus: load::SkuIndex::default(),
+            visits: HashMap::new(),
+            roles: RoleIndex::default(),
+            master: Vec::new(),
+            extras: HashMap::new(),
+            inventory: load::Inventory::default(),
+            inventory_skus: 0,
+            invoices: HashMap::new(),
+        }
+    }
+
     /// Reads every dataset up to and including `until`.
     pub fn load(conn: &Connection, until: NaiveDate) -> Result<Parts> {
         // Visits are read on a second connection while this one reads the
@@ -127,22 +169,14 @@ impl Parts {
         };
         let load::Orders { accounts, index } = orders?;
         let mut parts = Parts {
-            until,
             orders: accounts
                 .into_iter()
                 .map(|(id, o)| (id, (o.series, sku_log(o.skus))))
                 .collect(),
             skus: index,
-            visits: visits
-                .into_iter()
-                .map(|(id, v)| (id, DayLog::from(v)))
-                .collect(),
+            visits,
             roles,
-            master: Vec::new(),
-            extras: HashMap::new(),
-            inventory: load::Inventory::default(),
-            inventory_skus: 0,
-            invoices: HashMap::new(),
+            ..Parts::empty(until)
         };
         parts.reload_master(conn)?;
         parts.reload_inventory(conn)?;
@@ -212,10 +246,24 @@ impl Parts {
             if v.is_empty() {
                 self.visits.remove(*id);
             } else {
+                v.shrink_to_fit();
                 self.visits.insert((*id).to_string(), DayLog::from(v));
             }
         }
         Ok(())
+    }
+
+    /// What the accounts' histories take on the heap, in bytes (their
+    /// arrays by capacity; not the maps holding them): (daily series,
+    /// SKU lines, visits).
+    pub fn footprint(&self) -> Footprint {
+        let mut f = Footprint::default();
+        for (series, skus) in self.orders.values() {
+            f.series += series.heap_bytes();
+            f.sku_lines += skus.days.heap_bytes() + skus.amounts.heap_bytes();
+        }
+        f.visits = self.visits.values().map(DayLog::heap_bytes).sum();
+        f
     }
 
     /// Every account id with order lines or visits.

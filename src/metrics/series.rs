@@ -39,6 +39,21 @@ struct SeriesData {
 }
 
 impl Series {
+    /// An empty series with room for `days` days.
+    pub fn with_capacity(days: usize) -> Series {
+        let prefix = || Vec::with_capacity(days + 1);
+        Series {
+            data: Arc::new(SeriesData {
+                days: Vec::with_capacity(days),
+                revenue: prefix(),
+                cost: prefix(),
+                qty: prefix(),
+                orders: prefix(),
+            }),
+            n: 0,
+        }
+    }
+
     /// Appends a day; days must come in increasing order.
     pub fn push(&mut self, d: &store::OrderDay) {
         let n = self.n;
@@ -84,6 +99,14 @@ impl Series {
 
     fn days(&self) -> &[Day] {
         &self.data.days[..self.n]
+    }
+
+    /// The bytes its arrays take on the heap (by capacity).
+    pub(super) fn heap_bytes(&self) -> usize {
+        let s = &self.data;
+        s.days.capacity() * size_of::<Day>()
+            + (s.revenue.capacity() + s.cost.capacity() + s.qty.capacity() + s.orders.capacity())
+                * size_of::<f64>()
     }
 
     /// The days this view sees and their prefix sums, one line each.
@@ -340,6 +363,13 @@ pub(crate) fn seek<T>(items: &[T], hint: usize, pred: impl Fn(&T) -> bool) -> us
         }
         lo = probe;
         step *= 2;
+    }
+}
+
+impl<T> DayLog<T> {
+    /// The bytes its entries take on the heap (by capacity).
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.items.capacity() * size_of::<T>()
     }
 }
 

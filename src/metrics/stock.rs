@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::account::{AccountMetrics, DEMAND_DAYS, MAIN_SKUS, StockCover};
+use super::compact::Pairs;
 use super::parts::SkuLog;
 use super::series::seek;
 use crate::model::dates::Day;
@@ -44,7 +45,7 @@ impl SkuBook {
     /// not copied again.
     pub(super) fn main_skus_and_cover(
         &self,
-        amounts: &[(f64, f64)],
+        amounts: &Pairs,
         own_stock: &[(u32, f64)],
         m: &mut AccountMetrics,
         end: Day,
@@ -56,7 +57,8 @@ impl SkuBook {
         let since_recent = end - DEMAND_DAYS;
         sums.clear();
         let lo = seek(days, days.len(), |d| d.0 <= since_12m);
-        for (&(d, sku), &(q, v)) in days[lo..].iter().zip(&amounts[lo..]) {
+        for (k, &(d, sku)) in days.iter().enumerate().skip(lo) {
+            let (q, v) = amounts.get(k);
             let k = match sums.iter().position(|s| s.0 == sku) {
                 Some(k) => k,
                 None => {
@@ -127,7 +129,7 @@ impl SkuBook {
             let lo = l.days.partition_point(|d| d.0 <= since);
             let hi = l.days.partition_point(|d| d.0 <= end);
             for k in lo..hi {
-                out[l.days[k].1 as usize] += l.amounts[k].0;
+                out[l.days[k].1 as usize] += l.amounts.get(k).0;
             }
         }
         out

@@ -4,9 +4,13 @@
 //! accounts not visited within their tier's cadence. Built from `metrics`
 //! and `accounts`; renders text, HTML (escaped, with table headers) and a
 //! PNG in the mail's locale (`zh-CN` or `en`); reads the store and writes
-//! nothing (queuing, or writing the files, is the caller's). The HTML
-//! references the chart as `cid:pareto`; [`Review::html_with_image`] gives
-//! it with a file name instead, for a copy opened from disk.
+//! nothing (queuing, or writing the files, is the caller's). The windows
+//! and the visit cadence are the rules' own ([`RuleValues`]: what
+//! declining_orders, margin_slip and lapsed_visits declare, else the
+//! shipped values), and the review's last line says which rule each came
+//! from. The HTML references the chart as `cid:pareto`;
+//! [`Review::html_with_image`] gives it with a file name instead, for a
+//! copy opened from disk.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -21,8 +25,8 @@ use crate::format::{Style, Unit};
 use crate::mail::escape_html;
 use crate::metrics::{self, AccountMetrics, Measure};
 use crate::model::dates::Day;
+use crate::rules::{Days, Fallback, RuleValues, Source};
 
-use crate::chart::CADENCE;
 /// Lines per section.
 const TOP: usize = 10;
 
@@ -86,6 +90,7 @@ struct Words {
     team: &'static str,
     header: [&'static str; 5],
     none: &'static str,
+    no_visits: &'static str,
     chart_alt: &'static str,
 }
 
@@ -101,6 +106,7 @@ const ZH: Words = Words {
     team: "团队",
     header: ["客户编号", "客户名称", "分级", "负责人", "详情"],
     none: "（无）",
+    no_visits: "（全部客户都没有拜访记录：拜访数据尚未导入）",
     chart_alt: "全部客户的帕累托曲线：按收入从大到小排列的客户占比与累计收入占比",
 };
 
@@ -116,16 +122,19 @@ const EN: Words = Words {
     team: "team",
     header: ["Account", "Name", "Tier", "Owner", "Detail"],
     none: "(none)",
+    no_visits: "(no account has a visit on record: the visits export is not set up yet)",
     chart_alt: "Pareto curve of the book: share of accounts, largest first, against cumulative share of revenue",
 };
 
 /// Builds one review per manager (the master's manager email) as of a
-/// date, in the locale and currency of `style` (the mail's).
+/// date, in the locale and currency of `style` (the mail's), with the
+/// windows and cadence of `values` (the rules').
 pub fn build(
     conn: &Connection,
     as_of: NaiveDate,
     tiers: &TierConfig,
     style: &Style,
+    values: &RuleValues,
 ) -> Result<Vec<Review>> {
     let en = style.en();
     let w = if en { &EN } else { &ZH };
@@ -142,9 +151,11 @@ pub fn build(
         .iter()
         .map(|m| (m.id.as_str(), (m.from, m.to)))
         .collect();
+    let visits = snap.portfolio.accounts_with("visits").unwrap_or(0) > 0;
+    let sources = sources(values, en);
     let mut out = Vec::new();
     for (manager, accounts) in by_manager(&snap) {
-        let sections = sections(&accounts, &moved, end, style, w);
+        let sections = sections(&accounts, &moved, end, style, values, visits, w);
         let manager_name = accounts
             .iter()
             .map(|a| a.manager.trim())
@@ -161,8 +172,8 @@ pub fn build(
         out.push(Review {
             manager,
             manager_name,
-            text: text(&intro, &book_line, &sections, w, en),
-            html: html(&subject, &intro, &book_line, &sections, w, en),
+            text: text(&intro, &book_line, &sections, &sources, en),
+            html: html(&subject, &intro, &book_line, &sections, &sources, w, en),
             subject,
             chart: chart.clone(),
         });
@@ -193,17 +204,23 @@ fn line(a: &AccountMetrics, detail: String) -> Line {
     }
 }
 
+/// A section: its title, its lines, and what to say when it has none.
+type Section<'w> = (&'w str, Vec<Line>, &'w str);
+
 /// One manager's sections, in order: tier moves, the largest revenue
 /// declines, the largest margin slips and the key accounts not visited
-/// within their cadence (tier C accounts are left out of the last three),
-/// at most `TOP` lines each but the moves.
+/// within their cadence (tier C accounts are left out of the last three;
+/// the last only for the tiers lapsed_visits runs for, and only when the
+/// book has visits at all), at most `TOP` lines each but the moves.
 fn sections<'w>(
     accounts: &[&Arc<AccountMetrics>],
     moved: &BTreeMap<&str, (&str, &str)>,
     end: Day,
     style: &Style,
+    values: &RuleValues,
+    visits: bool,
     w: &'w Words,
-) -> Vec<(&'w str, Vec<Line>)> {
+) -> Vec<Section<'w>> {
     let mut declines: Vec<(f64, Line)> = Vec::new();
     let mut slips: Vec<(f64, Line)> = Vec::new();
     let mut unvisited: Vec<(i64, Line)> = Vec::new();
@@ -211,9 +228,11 @@ fn sections<'w>(
         if a.tier == crate::model::Tier::C {
             continue;
         }
-        declines.extend(decline(a, end, style));
-        slips.extend(slip(a, end, style));
-        unvisited.extend(lapse(a, end, style.en()));
+        declines.extend(decline(a, end, style, values.decline_days.days));
+        slips.extend(slip(a, end, style, values));
+        if visits {
+            unvisited.extend(lapse(a, end, style.en(), values));
+        }
     }
     let moves: Vec<Line> = accounts
         .iter()
@@ -226,49 +245,54 @@ fn sections<'w>(
     slips.sort_by(|a, b| a.0.total_cmp(&b.0));
     unvisited.sort_by_key(|x| std::cmp::Reverse(x.0));
     vec![
-        (w.sections[0], moves),
+        (w.sections[0], moves, w.none),
         (
             w.sections[1],
             declines.into_iter().take(TOP).map(|x| x.1).collect(),
+            w.none,
         ),
         (
             w.sections[2],
             slips.into_iter().take(TOP).map(|x| x.1).collect(),
+            w.none,
         ),
         (
             w.sections[3],
             unvisited.into_iter().take(TOP).map(|x| x.1).collect(),
+            if visits { w.none } else { w.no_visits },
         ),
     ]
 }
 
-/// Revenue of the last 90 days below the 90 days before: the drop (to sort
-/// by, most negative first) and its line.
-fn decline(a: &AccountMetrics, end: Day, style: &Style) -> Option<(f64, Line)> {
-    let now = a.window(Measure::Revenue, end, 90, 0);
-    let prev = a.window(Measure::Revenue, end, 90, 90);
+/// Revenue of the last `days` days (declining_orders' window) below the
+/// `days` before: the drop (to sort by, most negative first) and its line.
+fn decline(a: &AccountMetrics, end: Day, style: &Style, days: i64) -> Option<(f64, Line)> {
+    let now = a.window(Measure::Revenue, end, days, 0);
+    let prev = a.window(Measure::Revenue, end, days, days);
     if !(prev > 0.0 && now < prev) {
         return None;
     }
     let change = style.number(crate::rules::pct_change(now, prev), Some(Unit::Percent));
     let (now_s, prev_s) = (style.money(now), style.money(prev));
     let detail = if style.en() {
-        format!("last 90 days {now_s} ← previous {prev_s} ({change})")
+        format!("last {days} days {now_s} ← previous {prev_s} ({change})")
     } else {
-        format!("近90天 {now_s} ← 上期 {prev_s}（{change}）")
+        format!("近{days}天 {now_s} ← 上期 {prev_s}（{change}）")
     };
     Some((now - prev, line(a, detail)))
 }
 
-/// Margin of the last 90 days more than half a point below its baseline
-/// (the 270 days before): the slip (to sort by) and its line.
-fn slip(a: &AccountMetrics, end: Day, style: &Style) -> Option<(f64, Line)> {
-    let now = a.window(Measure::Revenue, end, 90, 0);
-    if !(now > 0.0 && a.window(Measure::Revenue, end, 270, 90) > 0.0) {
+/// Margin of margin_slip's recent window (shipped: the last 90 days) more
+/// than half a point below its baseline (the 270 days before): the slip
+/// (to sort by) and its line.
+fn slip(a: &AccountMetrics, end: Day, style: &Style, values: &RuleValues) -> Option<(f64, Line)> {
+    let (days, base_days) = (values.margin_days.days, values.baseline_days.days);
+    let now = a.window(Measure::Revenue, end, days, 0);
+    if !(now > 0.0 && a.window(Measure::Revenue, end, base_days, days) > 0.0) {
         return None;
     }
-    let gm = a.margin_pct(end, 90, 0);
-    let base = a.margin_pct(end, 270, 90);
+    let gm = a.margin_pct(end, days, 0);
+    let base = a.margin_pct(end, base_days, days);
     let slipped = base - gm > 0.5;
     if !slipped {
         return None;
@@ -286,12 +310,12 @@ fn slip(a: &AccountMetrics, end: Day, style: &Style) -> Option<(f64, Line)> {
     Some((gm - base, line(a, detail)))
 }
 
-/// A key account not visited within its tier's cadence: the days since
-/// the last visit (never: the most) and its line.
-fn lapse(a: &AccountMetrics, end: Day, en: bool) -> Option<(i64, Line)> {
-    let (_, cadence) = CADENCE.iter().find(|(t, _)| *t == a.tier.as_str())?;
+/// A key account not visited within its tier's cadence (lapsed_visits'):
+/// the days since the last visit (never: the most) and its line.
+fn lapse(a: &AccountMetrics, end: Day, en: bool, values: &RuleValues) -> Option<(i64, Line)> {
+    let cadence = values.cadence(a.tier)?;
     let since = a.days_since_last_visit(end, None);
-    if since.is_some_and(|d| d <= *cadence) {
+    if since.is_some_and(|d| d <= cadence) {
         return None;
     }
     let text = match (since, en) {
@@ -346,17 +370,11 @@ fn intro(
 }
 
 /// The review as plain text.
-fn text(
-    intro: &str,
-    book_line: &str,
-    sections: &[(&str, Vec<Line>)],
-    w: &Words,
-    en: bool,
-) -> String {
+fn text(intro: &str, book_line: &str, sections: &[Section<'_>], sources: &str, en: bool) -> String {
     let mut text = String::new();
     let _ = writeln!(text, "{intro}\n");
     let _ = writeln!(text, "{book_line}\n");
-    for (title, lines) in sections {
+    for (title, lines, none) in sections {
         let _ = writeln!(text, "== {title} ({}) ==", lines.len());
         for l in lines {
             let _ = if en {
@@ -374,10 +392,11 @@ fn text(
             };
         }
         if lines.is_empty() {
-            let _ = writeln!(text, "  {}", w.none);
+            let _ = writeln!(text, "  {none}");
         }
         text.push('\n');
     }
+    let _ = writeln!(text, "{sources}");
     text
 }
 
@@ -387,7 +406,8 @@ fn html(
     subject: &str,
     intro: &str,
     book_line: &str,
-    sections: &[(&str, Vec<Line>)],
+    sections: &[Section<'_>],
+    sources: &str,
     w: &Words,
     en: bool,
 ) -> String {
@@ -404,7 +424,7 @@ fn html(
         escape_html(book_line),
         escape_html(w.chart_alt),
     );
-    for (title, lines) in sections {
+    for (title, lines, none) in sections {
         let _ = write!(
             html,
             "<tr><td><b>{}</b> ({})<table cellpadding=\"4\" cellspacing=\"0\" border=\"1\" style=\"border-collapse:collapse\"><tr>",
@@ -434,11 +454,151 @@ fn html(
             let _ = write!(
                 html,
                 "<tr><td colspan=\"5\">{}</td></tr>",
-                escape_html(w.none)
+                escape_html(none)
             );
         }
         html.push_str("</table></td></tr>");
     }
+    let _ = write!(
+        html,
+        "<tr><td style=\"color:#555;font-size:12px\">{}</td></tr>",
+        escape_html(sources)
+    );
     html.push_str("</table></body></html>");
     html
+}
+
+/// The review's last line: the windows and cadence it used, and the rule
+/// each came from (or why it is the shipped value).
+fn sources(v: &RuleValues, en: bool) -> String {
+    let from = |ds: &[&Days]| {
+        let mut parts: Vec<String> = ds.iter().map(|d| source(d, en)).collect();
+        parts.dedup();
+        parts.join(if en { "; " } else { "；" })
+    };
+    let (a, b) = (v.cadence_a.days, v.cadence_b.days);
+    let tiers: Vec<String> = [(crate::model::Tier::A, a), (crate::model::Tier::B, b)]
+        .into_iter()
+        .filter(|(t, _)| v.cadence(*t).is_some())
+        .map(|(t, d)| {
+            if en {
+                format!("tier {t} {d} days")
+            } else {
+                format!("{t} 类 {d} 天")
+            }
+        })
+        .collect();
+    let cadence = [&v.cadence_a, &v.cadence_b];
+    let (d, m, base) = (
+        v.decline_days.days,
+        v.margin_days.days,
+        v.baseline_days.days,
+    );
+    let decline = from(&[&v.decline_days]);
+    let margin = from(&[&v.margin_days, &v.baseline_days]);
+    if en {
+        format!(
+            "As the rules say: visit cadence {} ({}); revenue of the last {d} days against the {d} before ({decline}); margin of the last {m} days against the {base} before ({margin}).",
+            if tiers.is_empty() {
+                "none".to_string()
+            } else {
+                tiers.join(", ")
+            },
+            from(&cadence),
+        )
+    } else {
+        format!(
+            "取自规则：拜访周期 {}（{}）；收入比较近 {d} 天与之前 {d} 天（{decline}）；毛利率比较近 {m} 天与之前 {base} 天（{margin}）。",
+            if tiers.is_empty() {
+                "无".to_string()
+            } else {
+                tiers.join("、")
+            },
+            from(&cadence),
+        )
+    }
+}
+
+/// Where one value came from, for a reader: the rule file, or the shipped
+/// value and why.
+fn source(d: &Days, en: bool) -> String {
+    let (rule, name) = (d.rule, d.name);
+    match (&d.source, en) {
+        (Source::Rule(path), _) => path.file_name().map_or_else(
+            || format!("{rule}.rhai"),
+            |f| f.to_string_lossy().into_owned(),
+        ),
+        (Source::Shipped(why), true) => format!(
+            "shipped {name} {}: {}",
+            d.days,
+            match why {
+                Fallback::NoRule => format!("no rule {rule} is loaded"),
+                Fallback::Disabled => format!("{rule} is disabled"),
+                Fallback::NotDeclared => format!("{rule}.rhai declares no {name}"),
+                Fallback::Unusable { line, .. } =>
+                    format!("{name} in {rule}.rhai (line {line}) is not a number of days"),
+            }
+        ),
+        (Source::Shipped(why), false) => format!(
+            "内置默认 {name} {}：{}",
+            d.days,
+            match why {
+                Fallback::NoRule => format!("未加载规则 {rule}"),
+                Fallback::Disabled => format!("规则 {rule} 已停用"),
+                Fallback::NotDeclared => format!("{rule}.rhai 未声明 {name}"),
+                Fallback::Unusable { line, .. } =>
+                    format!("{rule}.rhai 第 {line} 行的 {name} 不是天数"),
+            }
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::RuleSet;
+
+    /// The review's last line names the rule file of each value, or the
+    /// shipped value and why, in the reader's language; a tier the rule
+    /// does not run for has no cadence.
+    #[test]
+    fn the_sources_line_says_where_each_value_came_from() {
+        let en = sources(&RuleValues::shipped(), true);
+        assert_eq!(
+            en,
+            "As the rules say: visit cadence tier A 14 days, tier B 30 days (shipped CADENCE_A 14: no rule lapsed_visits is loaded; shipped CADENCE_B 30: no rule lapsed_visits is loaded); revenue of the last 90 days against the 90 before (shipped DAYS 90: no rule declining_orders is loaded); margin of the last 90 days against the 270 before (shipped DAYS 90: no rule margin_slip is loaded; shipped BASELINE_DAYS 270: no rule margin_slip is loaded)."
+        );
+        let set = RuleSet::from_sources(&[
+            (
+                "lapsed_visits",
+                "const SETTINGS = #{ tiers: [\"A\"] };\nconst CADENCE_A = 10;\nconst CADENCE_B = 20;",
+            ),
+            ("declining_orders", "const SETTINGS = #{ enabled: false };\nconst DAYS = 30;"),
+            ("margin_slip", "let x = 1;\nconst DAYS = x;\nconst BASELINE_DAYS = 180;"),
+        ])
+        .unwrap();
+        let v = RuleValues::of(&set);
+        let en = sources(&v, true);
+        assert!(
+            en.contains("visit cadence tier A 10 days (lapsed_visits.rhai)"),
+            "{en}"
+        );
+        assert!(
+            en.contains(
+                "last 90 days against the 90 before (shipped DAYS 90: declining_orders is disabled)"
+            ),
+            "{en}"
+        );
+        assert!(
+            en.contains("last 90 days against the 180 before (shipped DAYS 90: DAYS in margin_slip.rhai (line 2) is not a number of days; margin_slip.rhai)"),
+            "{en}"
+        );
+        let zh = sources(&v, false);
+        assert!(
+            zh.starts_with("取自规则：拜访周期 A 类 10 天（lapsed_visits.rhai）")
+                && zh.contains("内置默认 DAYS 90：规则 declining_orders 已停用")
+                && zh.contains("margin_slip.rhai 第 2 行的 DAYS 不是天数"),
+            "{zh}"
+        );
+    }
 }

@@ -10,6 +10,9 @@
 //!   with the config's overrides; compile errors with file:line:column.
 //! - `settings`: a rule's `const SETTINGS = #{...}`, read once after
 //!   compiling, and its tiers and needs as bit masks.
+//! - `declared`: a rule's top-level constants, read when it compiles, and
+//!   the [`RuleValues`] (visit cadence, windows) the review and the charts
+//!   take from the shipped rules that declare them.
 //! - `sandbox`: the engine and its limits, the memory meter, print
 //!   allowances, the stop flag.
 //! - `run`: the parallel runner.
@@ -26,6 +29,7 @@
 
 pub mod api;
 pub mod changed;
+mod declared;
 mod error;
 mod explain;
 mod finding;
@@ -42,9 +46,11 @@ pub mod testing;
 pub use api::{
     DEFAULT_MAX_ALERTS_PER_ACCOUNT, DEFAULT_MAX_ALERTS_PER_RULE, pct_change, take_raised_count,
 };
+pub use declared::{Days, Fallback, RuleValues, Source};
 pub use error::Error;
 pub use explain::Explanation;
 pub use finding::{Finding, Outcome, RuleFailures, RunError, Units, failures_by_rule};
+pub use rhai_internals::Constant;
 pub use run::{MAX_STRIKES, Runner};
 pub use sandbox::{
     MAX_ARRAY, MAX_CALL_LEVELS, MAX_MAP, MAX_OPERATIONS, MAX_PRINT_BYTES, MAX_PRINT_LINES,

@@ -24,15 +24,20 @@
 //!   everywhere it is read but still runs the declaration at every run
 //!   (a fifth of the shipped rules' instructions); the leading ones are cut
 //!   from the AST when nothing reads their names any more.
+//! - [`constants`]: a rule's top-level `const`s with their lines, read
+//!   from the AST's statements (`Stmt::Var` and its flags) before
+//!   `drop_folded_constants` cuts the leading ones; Rhai's public
+//!   `iter_literal_variables` gives neither lines nor the computed ones.
 //! - [`account_intact`]: `account` stays in a scope reused across rules
 //!   and is pushed again only when a script changed it; this checks the
 //!   scope's value is still the untouched handle.
 //!
 //! Touches nothing outside the engine, ASTs and scopes it is given.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use rhai::{AST, Engine, EvalAltResult, ImmutableString, Scope};
+use rhai::{AST, Dynamic, Engine, EvalAltResult, ImmutableString, Scope};
 
 use super::api::Account;
 use crate::metrics::AccountMetrics;
@@ -117,6 +122,45 @@ pub(super) fn account_intact(scope: &Scope, m: &Arc<AccountMetrics>) -> bool {
         .get("account")
         .and_then(|d| d.read_lock::<Account>())
         .is_some_and(|a| Arc::ptr_eq(&a.m, m) && !a.explain)
+}
+
+/// A rule's top-level constant as compiled.
+#[derive(Debug, Clone)]
+pub struct Constant {
+    /// The line of its (first) declaration.
+    pub line: usize,
+    /// The value; None when it is not a literal (the script computes it
+    /// when it runs, e.g. `const A = account.tier;`).
+    pub value: Option<Dynamic>,
+    /// How many times the script declares the name at its top level.
+    pub declared: usize,
+}
+
+/// The top-level `const`s of a compiled script, by name. The optimizer has
+/// folded what it can (`7 * 2` is 14 by then).
+pub(super) fn constants(ast: &AST) -> BTreeMap<String, Constant> {
+    use rhai::{ASTFlags, Stmt};
+    let mut out: BTreeMap<String, Constant> = BTreeMap::new();
+    for st in ast.statements() {
+        let Stmt::Var(x, flags, pos) = st else {
+            continue;
+        };
+        if !flags.contains(ASTFlags::CONSTANT) {
+            continue;
+        }
+        let value =
+            x.1.is_constant()
+                .then(|| x.1.get_literal_value(None))
+                .flatten();
+        out.entry(x.0.name.to_string())
+            .and_modify(|c| c.declared += 1)
+            .or_insert(Constant {
+                line: pos.line().unwrap_or(0),
+                value,
+                declared: 1,
+            });
+    }
+    out
 }
 
 /// `ast` without its leading `const NAME = <constant>;` statements once

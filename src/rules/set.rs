@@ -14,7 +14,7 @@ use rhai::{AST, Engine, Position};
 
 use super::api::{self, DEFAULT_MAX_ALERTS_PER_ACCOUNT, DEFAULT_MAX_ALERTS_PER_RULE};
 use super::error::Error;
-use super::rhai_internals::drop_folded_constants;
+use super::rhai_internals::{Constant, constants, drop_folded_constants};
 use super::sandbox::engine;
 use super::settings::{
     RuleSettings, blank_settings, book_needs_mask, keyword_key_hint, needs_mask, read_settings,
@@ -40,6 +40,9 @@ pub struct Rule {
     /// Whether its script mentions `main_skus` or `stock_cover` (anywhere,
     /// comments included: Rhai has no other way to reach them).
     reads_skus: bool,
+    /// Its top-level `const`s, read before the leading ones are dropped
+    /// from the AST (`declared`).
+    constants: std::collections::BTreeMap<String, Constant>,
 }
 
 impl Rule {
@@ -60,6 +63,11 @@ impl Rule {
     /// Whether the rule runs (`enabled`, default true).
     pub fn enabled(&self) -> bool {
         self.settings.enabled != Some(false)
+    }
+
+    /// The script's top-level `const NAME = ...;` of that name.
+    pub fn constant(&self, name: &str) -> Option<&Constant> {
+        self.constants.get(name)
     }
 }
 
@@ -317,6 +325,7 @@ fn compile(engine: &Engine, path: &Path, source: &str) -> Result<Rule, CompileEr
     );
     match engine.compile(source) {
         Ok(ast) => {
+            let constants = constants(&ast);
             let settings = read_settings(&ast, source).map_err(|(line, message)| CompileError {
                 path: path.to_path_buf(),
                 line,
@@ -336,6 +345,7 @@ fn compile(engine: &Engine, path: &Path, source: &str) -> Result<Rule, CompileEr
                 name,
                 path: path.to_path_buf(),
                 reads_skus: source.contains("main_skus") || source.contains("stock_cover"),
+                constants,
                 ast,
                 severity: None,
                 mask: 0,

@@ -40,11 +40,25 @@ pub enum Failure {
     /// The server said something that is not SMTP.
     #[error("{0}")]
     Protocol(String),
+    /// Writing the message into the mail folder (`mail.dir`, no server)
+    /// failed.
+    #[error("{0}")]
+    Folder(String),
+}
+
+impl Failure {
+    /// What the failure is of: the SMTP server, or the mail folder.
+    fn label(&self) -> &'static str {
+        match self {
+            Failure::Folder(_) => "mail folder",
+            _ => "smtp",
+        }
+    }
 }
 
 /// A failed conversation, naming the server.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("smtp {server}: {failure}")]
+#[error("{} {server}: {failure}", .failure.label())]
 pub struct Error {
     pub server: String,
     pub failure: Failure,
@@ -90,6 +104,10 @@ impl Error {
             }
             Failure::Reply { .. } => "the server refused for now: try again later".into(),
             Failure::TooBig(_) => "lower mail.max_message_kb or mail.charts_per_digest".into(),
+            Failure::Folder(_) => {
+                "check mail.dir: the folder must be writable by kamwatch and its disk not full"
+                    .into()
+            }
             _ => "check mail.smtp in the config".into(),
         }
     }
@@ -98,6 +116,23 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mail_folder_error_is_not_called_smtp() {
+        let e = Error {
+            server: "/var/lib/kamwatch/mail".into(),
+            failure: Failure::Folder("No space left on device".into()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "mail folder /var/lib/kamwatch/mail: No space left on device"
+        );
+        assert!(!e.is_permanent() && !e.is_timeout());
+        assert!(
+            e.hint(&serde_yaml::from_str::<SmtpConfig>("host: localhost").unwrap())
+                .contains("mail.dir")
+        );
+    }
 
     #[test]
     fn errors_name_the_server_and_the_setting() {

@@ -78,7 +78,7 @@ pub(super) fn seen<T: std::fmt::Display>(on: bool, what: impl FnOnce() -> String
 }
 
 /// Longest window a rule may ask for, in days (100 years).
-pub(super) const MAX_WINDOW_DAYS: i64 = 36_500;
+pub const MAX_WINDOW_DAYS: i64 = 36_500;
 
 /// A window as a rule gives it: 1 to [`MAX_WINDOW_DAYS`] days, ending 0 or
 /// more days before the as-of date. Anything else is the rule's mistake, an
