@@ -377,7 +377,8 @@ fn case(steps: &[(Drop, bool)]) {
             Drop::NextDay => today = today.succ_opt().unwrap(),
             Drop::Silence(a) => {
                 let scope = crate::alerts::silence::Scope::Account(account(*a));
-                crate::alerts::silence::add(&d.conn, "*", &scope, today, "on holiday").unwrap();
+                crate::alerts::silence::add(&d.conn, "*", None, &scope, today, "on holiday")
+                    .unwrap();
             }
             _ => {}
         }
