@@ -192,7 +192,7 @@ fn orders_of_accounts_missing_from_the_master_move_no_tier() {
     let after = rows(&p);
     assert_eq!(after, before, "the tiers and shares do not move");
 
-    let warning = "order lines name 2 account(s) missing from the customer master (KH9, KH8), with 1200000.00 of revenue in the last 12 months: the lines are kept, but those accounts are not ranked, move no account's tier and get no warnings; add them to the customer master";
+    let warning = "order lines name 2 account(s) missing from the customer master (\"KH9\", \"KH8\"), with 1200000.00 of revenue in the last 12 months: the lines are kept, but those accounts are not ranked, move no account's tier and get no warnings; add them to the customer master";
     let text = stdout(&p.run_ok(&["accounts", "--as-of", "2026-06-30"]));
     assert!(text.contains(&format!("warning: {warning}")), "{text}");
     let json = stdout(&p.run_ok(&["accounts", "--as-of", "2026-06-30", "--format", "json"]));
@@ -206,11 +206,23 @@ fn orders_of_accounts_missing_from_the_master_move_no_tier() {
     assert_eq!(unl[0]["examples"], serde_json::json!(["KH9", "KH8"]));
     assert_eq!(unl[0]["revenue_12m"], 1_200_000.0);
 
+    // `status` says so too (the daemon is not running here: exit 1).
+    let o = p.run(&["status"]);
+    assert!(
+        stdout(&o).contains("accounts missing from the customer master: 2 (\"KH8\", \"KH9\") have order lines, kept but not ranked into tiers and never warned about; add them to the customer master"),
+        "{}",
+        show(&o)
+    );
+    let o = p.run(&["status", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["unlisted_accounts"], 2, "{v}");
+    assert_eq!(v["unlisted_examples"], serde_json::json!(["KH8", "KH9"]));
+
     // Before KH8's first order, only KH9 is seen.
     let text = stdout(&p.run_ok(&["accounts", "--as-of", "2026-04-30"]));
     assert!(
         text.contains(
-            "order lines name 1 account(s) missing from the customer master (KH9), with 1000000.00"
+            "order lines name 1 account(s) missing from the customer master (\"KH9\"), with 1000000.00"
         ),
         "{text}"
     );
@@ -243,4 +255,64 @@ fn orders_of_accounts_missing_from_the_master_move_no_tier() {
     assert_eq!(listed[0]["tier"], "A");
     let text = stdout(&p.run_ok(&["accounts", "--as-of", "2026-06-30"]));
     assert!(!text.contains("missing from the customer master"), "{text}");
+    let o = p.run(&["status"]);
+    assert!(
+        !stdout(&o).contains("missing from the customer master"),
+        "{}",
+        show(&o)
+    );
+}
+
+/// An account the master switched off is not ranked either: the shares
+/// are of the accounts still active, and add up to 100%.
+#[test]
+fn an_account_switched_off_leaves_the_shares() {
+    let p = book();
+    let master: String = MASTER
+        .lines()
+        .filter(|l| !l.starts_with("H,"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let master = write(&p, "客户主数据_2.csv", &master);
+    ingest(&p, &[master]);
+    let rows = rows(&p);
+    let mut share = column(&rows, "share_pct");
+    share.sort();
+    assert_eq!(share, ids(&[("G", "16.67"), ("T", "83.33"), ("Z", "0.0")]));
+    let mut gp = column(&rows, "gross_profit_share_pct");
+    gp.sort();
+    // Gross profit 9,500: G 8,000, T 1,500.
+    assert_eq!(gp, ids(&[("G", "84.21"), ("T", "15.79"), ("Z", "0.0")]));
+    let last = rows.last().unwrap();
+    assert_eq!(last["cumulative_pct"], 100.0, "{rows:?}");
+    // Switched off, not missing: no warning about the master.
+    let text = stdout(&p.run_ok(&["accounts", "--as-of", "2026-06-30"]));
+    assert!(!text.contains("missing from the customer master"), "{text}");
+}
+
+/// An id from an order file is quoted the way every message quotes a
+/// cell: escaped and bounded, so a long or odd id cannot flood the log,
+/// `accounts` or `status` (ingest refuses control characters in ids
+/// already).
+#[test]
+fn unlisted_ids_are_quoted_bounded_and_escaped() {
+    let p = book();
+    let id = format!("A\"B{}", "y".repeat(300));
+    let orders = format!(
+        "订单编号,行号,客户编号,客户名称,订单日期,产品编号,产品名称,数量,单价,金额,成本\n\
+         SO7,1,\"{}\",怪,2026-04-01,SP-1,纸巾,1,10,10,5\n",
+        id.replace('"', "\"\"")
+    );
+    let f = write(&p, "销售明细_怪.csv", &orders);
+    ingest(&p, &[f]);
+    let quoted = format!("(\"A\\\"B{}…\" (303 bytes))", "y".repeat(77));
+    let outputs = [
+        stdout(&p.run_ok(&["accounts", "--as-of", "2026-06-30"])),
+        stdout(&p.run(&["status"])),
+        stderr(&p.run_ok(&["eval", "--dry-run", "--as-of", "2026-06-30"])),
+    ];
+    for out in outputs {
+        assert!(out.contains(&quoted), "{quoted}\n{out}");
+        assert!(!out.contains(&"y".repeat(78)), "{out}");
+    }
 }

@@ -238,6 +238,23 @@ fn status_text(
             r.email, r.messages, r.at, r.reply
         )?;
     }
+    if s.unlisted_accounts > 0 {
+        let more = if s.unlisted_accounts > s.unlisted_examples.len() as u64 {
+            ", ..."
+        } else {
+            ""
+        };
+        writeln!(
+            o,
+            "accounts missing from the customer master: {} ({}{more}) have order lines, kept but not ranked into tiers and never warned about; add them to the customer master",
+            s.unlisted_accounts,
+            s.unlisted_examples
+                .iter()
+                .map(|id| crate::ingest::values::excerpt(id))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )?;
+    }
     if s.rejected_files > 0 {
         writeln!(
             o,

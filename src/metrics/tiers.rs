@@ -31,7 +31,8 @@ pub const TIER_HISTORY_DAYS: usize = 731;
 
 /// An account's trailing-12-month gross profit (revenue - cost) up to `end`.
 pub fn gross_profit_12m(s: &Series, end: Day) -> f64 {
-    s.sum(Measure::Revenue, end, 365) - s.sum(Measure::Cost, end, 365)
+    let (revenue, cost) = s.revenue_cost(end, 365);
+    revenue - cost
 }
 
 /// The book ranked on one day by the configured basis.

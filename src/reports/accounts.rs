@@ -14,6 +14,7 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::config::{TierBasis, TierConfig};
+use crate::ingest::values::excerpt;
 use crate::metrics;
 
 #[derive(Debug, Clone, Serialize)]
@@ -195,7 +196,10 @@ pub fn basis_line(t: &TierConfig) -> String {
 /// many, a few ids, their revenue, and what to do. The evaluation logs it
 /// and `accounts` prints it.
 pub fn unlisted_accounts(count: usize, examples: &[String], revenue_12m: f64) -> String {
-    let ids = examples.join(", ");
+    // Ids come from the order files: quoted as every message quotes a cell
+    // (bounded, control characters escaped), never copied raw into a log.
+    let ids: Vec<String> = examples.iter().map(|id| excerpt(id)).collect();
+    let ids = ids.join(", ");
     let more = if count > examples.len() { ", ..." } else { "" };
     format!(
         "order lines name {} account(s) missing from the customer master ({ids}{more}), with {:.2} of revenue in the last 12 months: the lines are kept, but those accounts are not ranked, move no account's tier and get no warnings; add them to the customer master (or fix the account ids in the orders export)",

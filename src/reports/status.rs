@@ -1,7 +1,8 @@
 //! Status: a read-only summary of the store for `kamwatch status` and the
 //! daemon's STATUS line — last ingest per dataset, last evaluation, alerts
 //! firing by severity, the outbox and the recipients it refused (both
-//! read by `mail`, which owns the outbox). Reads the store; writes nothing.
+//! read by `mail`, which owns the outbox), the accounts with orders that
+//! the master does not list. Reads the store; writes nothing.
 
 use anyhow::Result;
 use rusqlite::Connection;
@@ -17,6 +18,10 @@ pub struct Status {
     pub firing: Firing,
     pub outbox: Outbox,
     pub rejected_files: u64,
+    /// Accounts with order lines that the customer master does not list
+    /// (kept, but not ranked and never warned about), and a few ids.
+    pub unlisted_accounts: u64,
+    pub unlisted_examples: Vec<String>,
 }
 
 /// The last file of each dataset and the last evaluation, as the store
@@ -54,6 +59,7 @@ pub fn read(conn: &Connection) -> Result<Status> {
     }
     let (pending, sent, dead) = crate::mail::outbox_counts(conn)?;
     let rejected_files = crate::store::rejected_files(conn)?;
+    let (unlisted_accounts, unlisted_examples) = crate::store::unlisted_accounts(conn, 3)?;
     Ok(Status {
         last_ingest,
         last_evaluation,
@@ -65,5 +71,7 @@ pub fn read(conn: &Connection) -> Result<Status> {
             refused: crate::mail::refused_recipients(conn)?,
         },
         rejected_files,
+        unlisted_accounts,
+        unlisted_examples,
     })
 }

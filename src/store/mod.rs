@@ -54,7 +54,7 @@ pub use open::{
 };
 pub use read::{
     account_exists, counts, for_each_visit, for_each_visit_of, has_accounts, load_accounts,
-    order_attrs,
+    order_attrs, unlisted_accounts,
 };
 pub use rows::{
     AccountRecord, AccountRow, Extra, InventoryRow, OrderDay, OrderRow, ReceivableRow, VisitRow,

@@ -114,6 +114,25 @@ pub fn has_accounts(conn: &Connection) -> Result<bool> {
     Ok(conn.query_row("SELECT EXISTS (SELECT 1 FROM accounts)", [], |r| r.get(0))?)
 }
 
+/// Accounts with order lines that the customer master does not list: how
+/// many, and the first `examples` ids (by id). One pass over the orders'
+/// account index.
+pub fn unlisted_accounts(conn: &Connection, examples: usize) -> Result<(u64, Vec<String>)> {
+    let mut st = conn.prepare(
+        "SELECT account_id FROM (SELECT DISTINCT account_id FROM orders)
+          WHERE account_id NOT IN (SELECT id FROM accounts) ORDER BY account_id",
+    )?;
+    let mut rows = st.query([])?;
+    let (mut n, mut ids) = (0u64, Vec::new());
+    while let Some(r) = rows.next()? {
+        n += 1;
+        if ids.len() < examples {
+            ids.push(r.get(0)?);
+        }
+    }
+    Ok((n, ids))
+}
+
 /// Row counts of the data tables, for status lines and tests.
 pub fn counts(conn: &Connection) -> Result<(u64, u64, u64)> {
     let n = |t: &str| -> Result<u64> {
