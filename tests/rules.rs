@@ -375,3 +375,73 @@ fn config_rule_settings_override_and_unknown_names_are_reported() {
         show(&o)
     );
 }
+
+/// tier_movement's "still out after 180 days" notice is the last mail of
+/// the episode, through the alert lifecycle the daemon uses (replayed
+/// daily by the backtest with the shipped repeat and escalation): it was
+/// raised for 30 days, so the lifecycle repeated it weekly and copied the
+/// manager after 14 days. A2 is last in A on 2026-10-14 (its one large
+/// order of 2025-10-15 leaves the 12 months); the final notice is due on
+/// 2027-04-13, a Tuesday, in the week of Monday 2027-04-12.
+#[test]
+fn tier_movement_final_notice_is_the_last_mail() {
+    let p = Project::new();
+    let mut master = String::from("客户编号,客户名称,区域,业务员,业务员邮箱,主管邮箱,信用额度\n");
+    for id in ["A1", "A2", "C3"] {
+        master +=
+            &format!("{id},{id}超市,华东,张伟,zhang.wei@example.com,chen.jing@example.com,50000\n");
+    }
+    let mut orders = String::from(
+        "订单编号,行号,客户编号,客户名称,订单日期,产品编号,产品名称,数量,单价,金额,成本\n",
+    );
+    let mut line = |id: &str, day: chrono::NaiveDate, amount: f64| {
+        let n = orders.lines().count();
+        orders += &format!(
+            "SO{n},1,{id},{id}超市,{day},SP-1,纸巾,1,{amount},{amount},{}\n",
+            amount * 0.7
+        );
+    };
+    let start = chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
+    for k in 0..((365 * 2 + 200) / 7) {
+        line("A1", start + chrono::Duration::days(7 * k), 1000.0);
+    }
+    for k in 0..((365 * 2 + 200) / 30) {
+        line("A2", start + chrono::Duration::days(30 * k), 100.0);
+        line("C3", start + chrono::Duration::days(30 * k), 50.0);
+    }
+    line(
+        "A2",
+        chrono::NaiveDate::from_ymd_opt(2025, 10, 15).unwrap(),
+        30000.0,
+    );
+    std::fs::write(p.path("客户主数据.csv"), master).unwrap();
+    std::fs::write(p.path("销售明细_2025-2027.csv"), orders).unwrap();
+    let master = p.path("客户主数据.csv").to_string_lossy().into_owned();
+    let sales = p
+        .path("销售明细_2025-2027.csv")
+        .to_string_lossy()
+        .into_owned();
+    p.run_ok(&["ingest", &master, &sales]);
+    let o = p.run_ok(&[
+        "backtest",
+        "--rule",
+        "tier_movement",
+        "--from",
+        "2027-03-01",
+        "--to",
+        "2027-06-30",
+        "--every",
+        "day",
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    // The drop (open since before 2027-03-01) and the final notice.
+    assert_eq!(v["started"], 2, "{v}");
+    let weeks: Vec<&String> = v["per_week"].as_object().unwrap().keys().collect();
+    assert!(weeks.contains(&&"2027-04-12".to_string()), "{v}");
+    assert!(
+        weeks.iter().all(|w| w.as_str() <= "2027-04-12"),
+        "mails after the final notice's week: {v}"
+    );
+}

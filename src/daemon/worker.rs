@@ -244,6 +244,7 @@ impl State {
                             "the metrics could not be read into memory: {e:#}; the next evaluation tries again"
                         ),
                     }
+                    super::memory::give_back();
                 }
                 Done::default()
             }
@@ -374,6 +375,7 @@ impl State {
                 let _ = std::fs::write(eval_failed_path(&self.cfg.database()), note);
             }
         }
+        super::memory::give_back();
         done
     }
 

@@ -77,10 +77,12 @@ pub fn release(
         .with_values(values.clone());
     let w = Writer::new(conn, &cfg.mail)?;
     let limit = cfg.mail.max_message_kb.saturating_mul(1024);
+    let sizing = message_id(conn, &cfg.mail, "", "")?;
     let mut parts: Vec<(Vec<Recipient>, Part<'_>)> = Vec::new();
     for (to, mut items) in group(&held, &cfg.mail.digest) {
         items.sort_by(|a, b| importance(a.1, b.1));
-        for (part, body) in fit(&tpl, &w.from, &to, &items, as_of, snap, &cfg.mail, limit)? {
+        let at = (as_of, snap, &sizing[..]);
+        for (part, body) in fit(&tpl, &w.from, &to, &items, at, &cfg.mail, limit)? {
             parts.push((to.clone(), (part, body)));
         }
     }
@@ -163,14 +165,14 @@ type Part<'a> = (Vec<(i64, &'a Item)>, Rendered);
 /// fits, else with fewer charts, else split into parts "(1/n)" in order of
 /// importance (each again with as many charts as fit). No item is ever
 /// left out: an item too large alone even without its chart goes as is.
-#[allow(clippy::too_many_arguments)]
+/// Sizes are measured with `sizing`, a Message-ID as long as the one each
+/// part will carry, and with the parts' "(i/n)" in the subject.
 fn fit<'a>(
     tpl: &Templates,
     from: &Mailbox,
     to: &[Recipient],
     items: &[(i64, &'a Item)],
-    as_of: NaiveDate,
-    snap: Option<&Snapshot>,
+    (as_of, snap, sizing): (NaiveDate, Option<&Snapshot>, &str),
     m: &MailConfig,
     limit: u64,
 ) -> Result<Vec<Part<'a>>> {
@@ -181,9 +183,7 @@ fn fit<'a>(
         } else {
             tpl.digest(&list, as_of, to, snap, m.chart_months, charts)?
         };
-        let size = compose(from, to, "<size@kamwatch>", &body, m.zone)?
-            .formatted()
-            .len() as u64;
+        let size = compose(from, to, sizing, &body, m.zone)?.formatted().len() as u64;
         Ok((body, size))
     };
     let n = items.len().max(1);
@@ -217,6 +217,17 @@ fn fit<'a>(
             if total > 1 {
                 for (i, (_, body)) in out.iter_mut().enumerate() {
                     body.subject = format!("{} ({}/{total})", body.subject, i + 1);
+                }
+                // The "(i/n)" makes each part a little larger than it was
+                // measured: one now over the limit means more parts.
+                let mut over = false;
+                for (_, body) in &out {
+                    over |=
+                        compose(from, to, sizing, body, m.zone)?.formatted().len() as u64 > limit;
+                }
+                if over && per > 1 {
+                    k = (k + 1).min(n);
+                    continue;
                 }
                 tracing::info!(
                     parts = total,
@@ -358,7 +369,9 @@ pub(super) fn split(
     let tpl = Templates::load(Some(&cfg.templates_dir()), &cfg.cfg.mail.locale)?
         .with_mail(&cfg.cfg.mail, Some(&cfg.file));
     let w = Writer::new(conn, &cfg.cfg.mail)?;
-    let parts = fit(&tpl, &w.from, &to, &refs, as_of, None, &cfg.cfg.mail, limit)?;
+    let sizing = self::message_id(conn, &cfg.cfg.mail, "", "")?;
+    let at = (as_of, None, &sizing[..]);
+    let parts = fit(&tpl, &w.from, &to, &refs, at, &cfg.cfg.mail, limit)?;
     let fits = |body: &Rendered| -> Result<bool> {
         Ok(w.mime(&to, message_id, body)?.len() as u64 <= limit)
     };

@@ -408,16 +408,29 @@ impl AccountMetrics {
     }
 
     /// The amount of invoices overdue at `end` by `from` to `to` days
-    /// (both included; an invoice due yesterday is 1 day overdue).
+    /// (both included; an invoice due yesterday is 1 day overdue). Only
+    /// invoices (positive amounts), as [`Self::days_overdue_from`] counts
+    /// them: a credit note is not overdue, whatever its due date; it is in
+    /// [`Self::credit_notes`].
     pub fn overdue_between(&self, end: Day, from: i64, to: i64) -> f64 {
         let from = from.max(1);
         self.invoices
             .iter()
             .filter(|i| {
                 let late = i64::from(end) - i64::from(i.due);
-                late >= from && late <= to
+                i.amount > 0.0 && late >= from && late <= to
             })
             .fold(0.0, |sum, i| sum + i.amount)
+    }
+
+    /// The open credit notes (negative amounts), whatever their due date,
+    /// as a positive amount: what the account may set against its
+    /// invoices. [`Self::receivables`] is net of them.
+    pub fn credit_notes(&self) -> f64 {
+        self.invoices
+            .iter()
+            .filter(|i| i.amount < 0.0)
+            .fold(0.0, |sum, i| sum - i.amount)
     }
 
     /// Days the oldest invoice overdue by at least `from` days is past

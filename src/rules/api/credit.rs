@@ -25,9 +25,20 @@ pub(super) fn receivables(api: &mut Api) {
     );
     g!(
         api,
+        "credit_notes",
+        "account.credit_notes",
+        "open credit notes (negative amounts in the receivables export), whatever their due date, as a positive amount (0 when none): what the account may set against its invoices; account.receivables is net of them, the overdue amounts and aging buckets count invoices only",
+        |a: &mut Account| seen(
+            a.explain,
+            || "account.credit_notes".into(),
+            a.m.credit_notes()
+        ),
+    );
+    g!(
+        api,
         "overdue_amount",
         "account.overdue_amount",
-        "the amount of open invoices past their due date",
+        "the amount of open invoices past their due date (invoices only: credit notes are account.credit_notes)",
         |a: &mut Account| {
             let v = a.m.overdue_amount(a.end);
             seen(a.explain, || "account.overdue_amount".into(), v)
@@ -47,7 +58,7 @@ pub(super) fn receivables(api: &mut Api) {
         api,
         "overdue_amount",
         "account.overdue_amount(days)",
-        "the amount of open invoices at least `days` days past due (0 or more; an invoice due yesterday is 1 day past due): the amount past a grace period",
+        "the amount of open invoices at least `days` days past due (0 or more; an invoice due yesterday is 1 day past due): the amount past a grace period; invoices only, without credit notes",
         |a: &mut Account, days: i64| {
             let call = || format!("account.overdue_amount({days})");
             past_due(&call, days, i64::MAX)?;
@@ -59,7 +70,7 @@ pub(super) fn receivables(api: &mut Api) {
         api,
         "overdue_between",
         "account.overdue_between(from, to)",
-        "the amount of open invoices `from` to `to` days past due, both included (0 <= from <= to): the aging buckets, e.g. overdue_between(1, 30), overdue_between(31, 60), overdue_between(61, 90), overdue_between(91, 100000)",
+        "the amount of open invoices `from` to `to` days past due, both included (0 <= from <= to): the aging buckets, e.g. overdue_between(1, 30), overdue_between(31, 60), overdue_between(61, 90), overdue_between(91, 100000); invoices only, without credit notes",
         |a: &mut Account, from: i64, to: i64| {
             let call = || format!("account.overdue_between({from}, {to})");
             past_due(&call, from, to)?;
