@@ -18,7 +18,8 @@
 //! Reads beside the owners: the metrics read the data tables in bulk
 //! (`metrics::load`, `metrics::snapshot`) and keep temporary triggers on
 //! them on the daemon's connection (`metrics::notes`); `status` counts the
-//! outbox; `reports::accounts` and `mail::preview` read `alerts`.
+//! outbox; `reports::accounts`, `mail::preview` and
+//! `alerts::silence` (the keys a rule raised) read `alerts`.
 //! `kamwatch test` fixtures write through `Writer` (`rules::testing`).
 //!
 //! - `open`: connection, pragmas, migrations, `quick_check`, identity;
