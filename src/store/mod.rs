@@ -42,7 +42,8 @@ pub use bulk::{
     apply_visit_stage, back_to_wal, leave_wal_for_bulk, restore_indexes, suspend_indexes,
 };
 pub use evaluations::{
-    EvaluationRecord, LastEvaluation, last_evaluation, newest_evaluation, record_evaluation,
+    EvaluationRecord, LastEvaluation, last_evaluation, newest_evaluation, newest_evaluation_id,
+    record_evaluation,
 };
 pub use ledger::{
     LastIngest, LedgerEntry, LedgerRecord, NewestSnapshot, Outcome, RowCounts, hash_known,
