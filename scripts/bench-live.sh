@@ -24,7 +24,11 @@
 # "Today" is pinned to the last day of the book (KAMWATCH_NOW). Release
 # build (into CARGO_TARGET_DIR if set). Needs sqlite3. WORK=<dir> keeps
 # (and reuses) the generated book;
-# KEEP=1 keeps each run's folder (its daemon.log says how each file was read).
+# KEEP=1 keeps each run's folder (its daemon.log says how each file was read);
+# BEFORE_TREE=<checkout of the BEFORE build's commit> gives the BEFORE daemon
+# the config and rules of its own time (a newer config may not parse).
+# RUNS=<dir> puts those folders (a copy of the database each) there instead
+# of in WORK, so a book shared with others is only read.
 # Prints figures; asserts nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,15 +49,16 @@ mkdir -p "$work"
 daemon=
 trap '[[ -n $daemon ]] && kill $daemon 2>/dev/null || true' EXIT
 
-project() { # project DIR: a config whose root is DIR, the shipped rules
+project() { # project DIR [TREE]: a config whose root is DIR, the shipped rules (of TREE)
+    local tree=${2:-$PWD}
     mkdir -p "$1/inbox"
     # The cap on alerts per rule is raised: at 100,000 accounts the
     # generated book has about 40,000 lapsed accounts, and a capped rule
     # records nothing for them, which would make each evaluation cheaper
     # than a real one.
-    sed -e "s|^root: \.\.|root: $1|" -e "s|^rules: rules|rules: $PWD/rules|" \
+    sed -e "s|^root: \.\.|root: $1|" -e "s|^rules: rules|rules: $tree/rules|" \
         -e "s|^  max_per_rule: .*|  max_per_rule: 1000000|" \
-        config/kamwatch.yaml > "$1/kamwatch.yaml"
+        "$tree/config/kamwatch.yaml" > "$1/kamwatch.yaml"
 }
 now() { date +%s.%N; }
 
@@ -104,10 +109,12 @@ reexport() {
 median() { sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 worst() { sort -n | tail -1; }
 
-run() { # run LABEL BINARY DROPS REEXPORTS
-    local label=$1 bin=$2 n=$3 r=$4 dir=$work/run-$1
+runs=${RUNS:-$work}
+mkdir -p "$runs"
+run() { # run LABEL BINARY DROPS REEXPORTS [TREE]
+    local label=$1 bin=$2 n=$3 r=$4 dir=$runs/run-$1
     rm -rf "$dir"
-    project "$dir"
+    project "$dir" "${5:-}"
     mkdir -p "$dir/var" "$dir/staging"
     cp "$db" "$dir/var/kamwatch.db"
     local cfg=$dir/kamwatch.yaml d=$dir/var/kamwatch.db
@@ -115,7 +122,10 @@ run() { # run LABEL BINARY DROPS REEXPORTS
     local t0; t0=$(now)
     KAMWATCH_LOG=kamwatch=info "$bin" run --config "$cfg" 2>"$dir/daemon.log" &
     daemon=$!
-    until grep -q "kamwatch started" "$dir/daemon.log"; do sleep 0.05; done
+    until grep -q "kamwatch started" "$dir/daemon.log"; do
+        kill -0 $daemon 2>/dev/null || { echo "$label: the daemon stopped:"; cat "$dir/daemon.log"; exit 1; }
+        sleep 0.05
+    done
     local ready; ready=$(awk -v a="$(now)" -v b="$t0" 'BEGIN { printf "%.2f", a - b }')
     local loaded=-
     if grep -q "metrics read into memory" "$bin" 2>/dev/null; then
@@ -156,7 +166,7 @@ run() { # run LABEL BINARY DROPS REEXPORTS
 
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 if [[ -n $before ]]; then
-    run before "$before" "$before_drops" "$before_reexports"
+    run before "$before" "$before_drops" "$before_reexports" "${BEFORE_TREE:-}"
 fi
 run after "$after" "$drops" "$reexports"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

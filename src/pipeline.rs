@@ -2,8 +2,12 @@
 //! files, or evaluate the rules as of a date and deliver what it caused.
 //!
 //! The daemon and the CLI commands call these functions, so `kamwatch eval`
-//! and the running daemon share one code path. Owns no table of its own; it
-//! opens the one transaction in which alert changes and their mail commit.
+//! and the running daemon share one code path. After a small drop the
+//! daemon evaluates with [`evaluate_changed`]: the rules run only for the
+//! pairs whose inputs changed since the last evaluation of the same day
+//! (`rules::changed`), and the alerts are applied from the outcome a full
+//! run would give. Owns no table of its own; it opens the one transaction
+//! in which alert changes and their mail commit.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,7 +23,8 @@ use crate::config::Loaded;
 use crate::ingest::{self, FileReport};
 use crate::mail::{self, Delivery, Sink};
 use crate::metrics;
-use crate::rules::{Finding, RuleSet, RunError};
+use crate::rules::changed::{Memo, Since};
+use crate::rules::{Finding, Outcome, RuleSet, RunError};
 
 /// Ingests the given files one by one (each its own transaction).
 pub fn ingest_files(
@@ -47,6 +52,9 @@ pub struct EvalReport {
     pub started: Vec<usize>,
     pub resolved: usize,
     pub queued: usize,
+    /// Set when the rules ran only where something changed: the accounts
+    /// for which at least one rule ran.
+    pub partial: Option<usize>,
 }
 
 /// Evaluates every rule for every active account as of `as_of`. Unless
@@ -87,6 +95,101 @@ pub fn evaluate_snapshot(
     dry_run: bool,
     stop: &Arc<AtomicBool>,
 ) -> Result<EvalReport> {
+    let outcome = rules.evaluate_until(snap, stop.clone());
+    record(cfg, conn, rules, snap, outcome, None, dry_run)
+}
+
+/// [`evaluate_snapshot`], running the rules only for the pairs whose inputs
+/// changed since the evaluation `memo` remembers, when `since` says what
+/// changed (the accounts whose data was written, whether order lines
+/// were) and nothing else did (the day, the rules, the config, the
+/// silences, the evaluations on record): see `rules::changed`. Otherwise,
+/// or when the partial outcome is `unsure`, every rule runs for every
+/// account. Either way the alerts are applied from what a full run would
+/// find, and `memo` is left remembering this evaluation (None when it
+/// failed or cannot stand for a full run).
+pub fn evaluate_changed(
+    cfg: &Loaded,
+    conn: &mut Connection,
+    rules: &RuleSet,
+    snap: &metrics::Snapshot,
+    memo: &mut Option<Memo>,
+    since: Option<Since>,
+    stop: &Arc<AtomicBool>,
+) -> Result<EvalReport> {
+    let last = memo.take();
+    let fixed = format!(
+        "{}\n{:?}\n",
+        crate::rules::changed::fingerprint(rules),
+        cfg.cfg
+    );
+    let basis = |conn: &Connection| -> Result<String> {
+        let silences = alerts::silence::active(conn, snap.as_of)?;
+        let evaluation = crate::store::newest_evaluation_id(conn)?;
+        Ok(format!("{fixed}{silences:?}\nevaluation {evaluation}"))
+    };
+    let picked = match (&last, since) {
+        (Some(m), Some(since)) => m
+            .pick(rules, snap, &basis(conn)?, since)
+            .map(|pick| (m, pick)),
+        (None, Some(_)) => Err("no evaluation of the same day to compare with".to_string()),
+        (_, None) => Err(
+            "the scheduled evaluation, or the metrics were read again beyond order lines and visits"
+                .to_string(),
+        ),
+    };
+    let (outcome, partial) = match picked {
+        Ok((m, pick)) => {
+            let now = rules.evaluate_picked(snap, &pick, stop.clone());
+            if now.unsure && !now.interrupted {
+                tracing::info!(
+                    "the rules ran only where something changed, but an alert cap or a sandbox limit was reached: running every rule for every account"
+                );
+                (rules.evaluate_until(snap, stop.clone()), None)
+            } else {
+                let run = pick.accounts_run();
+                let enabled = rules.rules.iter().filter(|r| r.enabled()).count();
+                tracing::info!(
+                    accounts_run = run,
+                    accounts = snap.accounts.len(),
+                    pairs = now.runs,
+                    of_pairs = enabled * snap.accounts.len(),
+                    scripts = now.scripts,
+                    everywhere = %pick.why.join("; "),
+                    "rules run only where something changed since the last evaluation today"
+                );
+                (m.merge(rules, snap, &pick, now), Some(run))
+            }
+        }
+        Err(why) => {
+            if last.is_some() {
+                tracing::info!("every rule runs for every account: {why}");
+            }
+            (rules.evaluate_until(snap, stop.clone()), None)
+        }
+    };
+    let next = Memo::of(rules, snap, String::new(), &outcome);
+    let report = record(cfg, conn, rules, snap, outcome, partial, false)?;
+    *memo = match next {
+        Some(m) => Some(m.rebased(basis(conn)?)),
+        None => None,
+    };
+    Ok(report)
+}
+
+/// Records what the rules found (`outcome`, for every account of `snap`;
+/// `partial`: the accounts run when only some ran): the alerts' changes
+/// and their mail in one transaction, and the evaluation's record. A dry
+/// run goes through the same steps and rolls them back.
+fn record(
+    cfg: &Loaded,
+    conn: &mut Connection,
+    rules: &RuleSet,
+    snap: &metrics::Snapshot,
+    outcome: Outcome,
+    partial: Option<usize>,
+    dry_run: bool,
+) -> Result<EvalReport> {
     let as_of = snap.as_of;
     if snap.unknown_accounts > 0 {
         tracing::warn!(
@@ -99,7 +202,6 @@ pub fn evaluate_snapshot(
             )
         );
     }
-    let outcome = rules.evaluate_until(snap, stop.clone());
     if outcome.interrupted {
         anyhow::bail!(
             "the evaluation as of {as_of} was stopped before it finished; nothing of it was recorded"
@@ -117,6 +219,7 @@ pub fn evaluate_snapshot(
         runs: outcome.runs,
         findings: outcome.findings,
         errors: outcome.errors,
+        partial,
         ..EvalReport::default()
     };
     // A dry run goes through the same steps and rolls them back, so what it
@@ -139,6 +242,8 @@ pub fn evaluate_snapshot(
             started: started.len() as u64,
             resolved: resolved as u64,
             errors: report.errors.len() as u64,
+            partial: partial.is_some(),
+            accounts_run: partial.unwrap_or(report.accounts) as u64,
         },
     )?;
     tx.commit()?;
@@ -153,6 +258,8 @@ pub fn evaluate_snapshot(
         started = report.started.len(),
         resolved = report.resolved,
         errors = report.errors.len(),
+        accounts_run = partial.unwrap_or(report.accounts),
+        partial = partial.is_some(),
         "evaluated"
     );
     Ok(report)
@@ -282,3 +389,6 @@ pub fn deliver(cfg: &Loaded, conn: &Connection, stop: Arc<AtomicBool>) -> Result
     }
     Ok(d)
 }
+
+#[cfg(test)]
+mod tests;

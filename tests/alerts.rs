@@ -1057,18 +1057,13 @@ fn silence_and_history_refuse_what_cannot_be_right() {
 
 /// A silence naming a key holds back that alert only: silencing
 /// lapsed_visits' "senior" alert for an account leaves its lapsed-cadence
-/// alert (key "") mailed. `--key` needs one rule; the list shows the key.
+/// alert (key "") mailed. `--key` needs one rule and a key the rule has
+/// raised (a typo would silence nothing) unless forced; the list shows it.
 #[test]
 fn a_silence_with_a_key_leaves_the_rules_other_alerts_mailed() {
     let p = project(str::to_string);
-    let at = |args: &[&str]| {
-        p.command(args)
-            .env("KAMWATCH_NOW", "2026-10-31T04:00:00Z")
-            .output()
-            .unwrap()
-    };
-    let add = |rule: &str, key: &str| {
-        at(&[
+    let add = |rule: &str, key: &str, force: bool| {
+        let mut args = vec![
             "silence",
             "add",
             "--rule",
@@ -1081,16 +1076,40 @@ fn a_silence_with_a_key_leaves_the_rules_other_alerts_mailed() {
             "2026-11-30",
             "--reason",
             "senior visit planned",
-        ])
+        ];
+        if force {
+            args.push("--force");
+        }
+        p.command(&args)
+            .env("KAMWATCH_NOW", "2026-10-31T04:00:00Z")
+            .output()
+            .unwrap()
     };
-    let o = add("*", "senior");
+    let o = add("*", "senior", true);
     assert_exit(&o, 2);
     assert!(
         stderr(&o).contains("--key names one alert of one rule"),
         "{}",
         show(&o)
     );
-    let o = add(RULE, "senior");
+    for (key, says) in [
+        ("*", "leave --key out"),
+        ("", "leave --key out"),
+        ("sen\tior", "control character"),
+    ] {
+        let o = add(RULE, key, true);
+        assert_exit(&o, 2);
+        assert!(stderr(&o).contains(says), "{key:?}: {}", show(&o));
+    }
+    // Nothing raised yet: the key is refused as a possible typo, unless forced.
+    let o = add(RULE, "senior", false);
+    assert_exit(&o, 2);
+    assert!(
+        stderr(&o).contains("has never raised an alert with this key"),
+        "{}",
+        show(&o)
+    );
+    let o = add(RULE, "senior", true);
     assert_exit(&o, 0);
     assert!(
         stdout(&o).contains("lapsed_visits (key senior)"),
@@ -1121,5 +1140,13 @@ fn a_silence_with_a_key_leaves_the_rules_other_alerts_mailed() {
     assert!(
         !h.iter().any(|e| e["key"] == "" && e["mail"] == "silenced"),
         "{h:?}"
+    );
+    // Once raised, keys are known: a misspelling is refused, listing them.
+    let o = add(RULE, "senoir", false);
+    assert_exit(&o, 2);
+    assert!(
+        stderr(&o).contains(r#"keys raised so far: """#),
+        "{}",
+        show(&o)
     );
 }

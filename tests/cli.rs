@@ -1248,3 +1248,31 @@ fn eval_refuses_to_rewrite_the_record_with_another_day() {
     p.run_ok(&["eval", "--as-of", "2026-11-01"]);
     assert_eq!(count(&p, "SELECT COUNT(*) FROM evaluations"), before.2 + 2);
 }
+
+/// Without SMTP, warnings are written into `mail.dir`: a path where no
+/// folder can be (a file, or a file above it) is refused by `check` with
+/// what to do, instead of every message silently waiting to be retried.
+#[test]
+fn check_refuses_a_mail_folder_that_cannot_be() {
+    let p = Project::new();
+    let file = p.path("not-a-folder");
+    std::fs::write(&file, "x").unwrap();
+    for (dir, says) in [
+        (file.clone(), "it is a file, not a folder"),
+        (file.join("mail"), "not-a-folder is a file, not a folder"),
+    ] {
+        p.edit_config("  dir: var/mail\n", &format!("  dir: {}\n", dir.display()));
+        let o = p.run(&["check"]);
+        assert_exit(&o, 1);
+        let out = stdout(&o);
+        assert!(
+            out.contains(says) && out.contains("point mail.dir at"),
+            "{}",
+            show(&o)
+        );
+        p.edit_config(&format!("  dir: {}\n", dir.display()), "  dir: var/mail\n");
+    }
+    // A folder not made yet is fine: the first message makes it.
+    p.edit_config("  dir: var/mail\n", "  dir: var/not/yet/mail\n");
+    assert_exit(&p.run(&["check"]), 0);
+}

@@ -288,3 +288,196 @@ fn the_daemons_metrics_in_memory_follow_each_file() {
     assert_eq!(daemon_alerts(&p), dry_run_findings(&p));
     assert!(d.stop().success());
 }
+
+/// What each message says, without what differs between two projects
+/// (Message-ID, Date, the project's folder): (recipients, subject, text
+/// part), sorted.
+fn mails(p: &Project, msgs: &[Received]) -> Vec<(Vec<String>, String, String)> {
+    let root = p.path("").display().to_string();
+    let mut out: Vec<_> = msgs
+        .iter()
+        .map(|m| {
+            let parsed = mail_parser::MessageParser::default()
+                .parse(&m.data)
+                .expect("a parseable MIME message");
+            (
+                m.to.clone(),
+                parsed.subject().unwrap_or_default().to_string(),
+                parsed
+                    .body_text(0)
+                    .unwrap_or_default()
+                    .replace(root.trim_end_matches('/'), "<project>"),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Asserts two lists of [`mails`] are the same, showing the first difference.
+fn same_mails(x: Vec<(Vec<String>, String, String)>, y: Vec<(Vec<String>, String, String)>) {
+    for (m, n) in x.iter().zip(&y) {
+        assert_eq!(m, n, "the first message that differs");
+    }
+    assert_eq!(x.len(), y.len(), "messages");
+}
+
+/// The messages the server got once everything queued in `p` was sent.
+fn drained(p: &Project, smtp: &SmtpServer) -> Vec<Received> {
+    wait_for(60, "every queued message at the SMTP server", || {
+        let m = smtp.messages();
+        (m.len() as i64 >= count(p, "SELECT COUNT(*) FROM outbox")
+            && count(p, "SELECT COUNT(*) FROM outbox WHERE state = 'pending'") == 0)
+            .then_some(m)
+    })
+}
+
+/// (partial, accounts run, accounts) of the newest evaluation recorded.
+fn newest_record(p: &Project) -> (bool, i64, i64) {
+    p.db()
+        .query_row(
+            "SELECT partial, accounts_run, accounts FROM evaluations ORDER BY id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap()
+}
+
+/// Every alert state change on record: (rule, account, key, from, to, as of).
+fn transitions(p: &Project) -> Vec<(String, String, String, Option<String>, String, String)> {
+    let db = p.db();
+    let mut st = db
+        .prepare(
+            "SELECT rule, account_id, key, from_state, to_state, as_of FROM alert_history ORDER BY id",
+        )
+        .unwrap();
+    st.query_map([], |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+        ))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+/// After a small drop the daemon runs the rules only where something
+/// changed since its last evaluation of the day, and its evaluation record
+/// and log say so; what it mails is what a full evaluation mails. The
+/// other daemon of the test got SIGHUP before each drop, which makes its
+/// next evaluation run every rule for every account; both got the same
+/// book and the same files. A visits file for two accounts runs the rules
+/// for those two; an order so large that its account jumps into tier A
+/// (and pushes the accounts at the line out) moves the tiers of accounts
+/// the file does not name, and their alerts change as a full run changes
+/// them.
+#[test]
+fn a_small_drop_runs_the_rules_only_where_something_changed() {
+    let (sa, sb) = (SmtpServer::start(), SmtpServer::start());
+    let (a, b) = (Project::with_smtp(sa.port), Project::with_smtp(sb.port));
+    for p in [&a, &b] {
+        p.with_generated_history(60, 11);
+    }
+    let env = [("KAMWATCH_NOW", NOW)];
+    let (da, db) = (Daemon::start_with(&a, &env), Daemon::start_with(&b, &env));
+    let evaluated = |p: &Project, n: usize| {
+        wait_for(60, "an evaluation", || {
+            (Daemon::log(p).matches(" evaluated as_of=").count() >= n).then_some(())
+        })
+    };
+    let full_next = |n: usize| {
+        db.signal("HUP");
+        wait_for(30, "the reload", || {
+            (Daemon::log(&b).matches("reloaded").count() >= n).then_some(())
+        });
+    };
+    let drop = |name: &str, text: &str| {
+        for p in [&a, &b] {
+            std::fs::write(p.path("drop.tmp"), text).unwrap();
+            std::fs::rename(p.path("drop.tmp"), p.path("inbox").join(name)).unwrap();
+        }
+    };
+    evaluated(&a, 1);
+    evaluated(&b, 1);
+    let (first_a, first_b) = (drained(&a, &sa).len(), drained(&b, &sb).len());
+    assert!(first_a > 0, "no mail on generated data");
+    same_mails(mails(&a, &sa.messages()), mails(&b, &sb.messages()));
+
+    // Visits for two accounts.
+    let ids: Vec<String> = {
+        let db = a.db();
+        let mut st = db
+            .prepare("SELECT id FROM accounts WHERE active = 1 ORDER BY id LIMIT 2")
+            .unwrap();
+        st.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    full_next(1);
+    drop(
+        "拜访记录_d1.csv",
+        &format!(
+            "拜访日期,客户编号,拜访人,职务\n2026-11-28,{},张三,业务员\n2026-11-27,{},李四,经理\n",
+            ids[0], ids[1]
+        ),
+    );
+    evaluated(&a, 2);
+    evaluated(&b, 2);
+    assert_eq!(newest_record(&a), (true, 2, 60));
+    assert_eq!(newest_record(&b), (false, 60, 60));
+    let log = Daemon::log(&a);
+    assert!(
+        log.contains("rules run only where something changed") && log.contains("accounts_run=2"),
+        "{log}"
+    );
+
+    // The smallest account orders more than the whole book in a year.
+    let small: String = a
+        .db()
+        .query_row(
+            "SELECT a.id FROM accounts a LEFT JOIN orders o ON o.account_id = a.id
+             WHERE a.active = 1 GROUP BY a.id ORDER BY IFNULL(SUM(o.revenue), 0), a.id LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let header = "订单编号,行号,客户编号,客户名称,订单日期,产品编号,产品名称,数量,单价,金额,成本";
+    let before = transitions(&a);
+    full_next(2);
+    drop(
+        "销售明细_d2.csv",
+        &format!(
+            "{header}\nBIG1,1,{small},x,2026-11-28,SP-001,x,1,9.00,900000000.00,500000000.00\nBIG1,2,{},x,2026-11-28,SP-002,x,2,9.00,18.00,10.00\n",
+            ids[0]
+        ),
+    );
+    evaluated(&a, 3);
+    evaluated(&b, 3);
+    let (partial, run, accounts) = newest_record(&a);
+    assert!(partial && run <= accounts, "{partial} {run} {accounts}");
+    assert!(!newest_record(&b).0);
+    let log = Daemon::log(&a);
+    assert!(
+        log.contains("tier_movement (") && log.contains("the tier history"),
+        "{log}"
+    );
+    // Alerts of accounts the file does not name changed: the tiers moved.
+    let moved: BTreeSet<String> = transitions(&a)[before.len()..]
+        .iter()
+        .map(|t| t.1.clone())
+        .filter(|id| *id != small && *id != ids[0])
+        .collect();
+    assert!(!moved.is_empty(), "no alert of another account changed");
+    assert_eq!(transitions(&a), transitions(&b));
+    let (now_a, now_b) = (drained(&a, &sa), drained(&b, &sb));
+    assert!(now_a.len() > first_a, "the drops were not mailed");
+    // The mails of the partial evaluations are a full evaluation's.
+    same_mails(mails(&a, &now_a[first_a..]), mails(&b, &now_b[first_b..]));
+    assert!(da.stop().success() && db.stop().success());
+}

@@ -470,4 +470,51 @@ mod tests {
             ],
         );
     }
+
+    /// What lets an evaluation after a small drop leave the alerts of the
+    /// pairs it did not run to a full run's outcome (`rules::changed`):
+    /// on any alert's life, a second step on the same day with the same
+    /// observation changes nothing and tells no one.
+    mod same_day {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn observation() -> impl Strategy<Value = Observation> {
+            prop_oneof![
+                Just(Clear),
+                Just(Unknown),
+                Just(Raised(Warning)),
+                Just(Raised(Critical)),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn a_second_step_on_the_same_day_changes_nothing(
+                policy in (1u32..4, 0u32..10, any::<bool>(), 0u32..4, 0u32..12).prop_map(
+                    |(n, repeat, resolved, keep, escalate)| RulePolicy {
+                        for_evaluations: n,
+                        repeat_interval_days: repeat,
+                        notify_resolved: resolved,
+                        keep_firing_for_days: keep,
+                        escalate_after_days: escalate,
+                        ..RulePolicy::default()
+                    }
+                ),
+                days in prop::collection::vec((0u32..4, observation(), any::<bool>()), 1..40),
+            ) {
+                let mut life = Lifecycle::default();
+                let mut day = 1;
+                for (gap, obs, silenced) in days {
+                    day += gap;
+                    let first = step(&life, obs, &policy, d(day), silenced);
+                    let again = step(&first.next, obs, &policy, d(day), silenced);
+                    prop_assert_eq!(&again.next, &first.next);
+                    prop_assert!(again.notices.is_empty() && again.silenced.is_empty(), "{:?}", again);
+                    life = first.next;
+                }
+            }
+        }
+    }
 }

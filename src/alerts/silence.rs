@@ -107,6 +107,15 @@ pub fn add(
     Ok(conn.last_insert_rowid())
 }
 
+/// The keys `rule` has raised alerts with, as recorded in the alerts
+/// table (read only; the lifecycle owns it): what `silence add --key`
+/// checks a key against.
+pub fn keys_raised(conn: &Connection, rule: &str) -> Result<Vec<String>, Error> {
+    let mut st = conn.prepare("SELECT DISTINCT key FROM alerts WHERE rule = ?1 ORDER BY key")?;
+    let rows = st.query_map([rule], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// Ends a silence now. Errors if there is no such silence.
 pub fn expire(conn: &Connection, id: i64) -> Result<Silence, Error> {
     let n = conn.execute(

@@ -121,11 +121,35 @@ fn silence_add(
         }
     }
     let key = key.as_deref().map(str::trim);
-    if key == Some("") {
-        return Err(Usage(
-            "--key is empty; leave it out to silence every alert of the rule".into(),
-        )
-        .into());
+    if let Some(k) = key {
+        if k.is_empty() || k == "*" {
+            return Err(Usage(format!(
+                "--key {k:?}: leave --key out to silence every alert of the rule"
+            ))
+            .into());
+        }
+        if k.chars().any(char::is_control) {
+            return Err(Usage(format!(
+                "--key {k:?} holds a control character, which no key has; copy the key from the mail or `kamwatch history --rule {rule}`"
+            ))
+            .into());
+        }
+        // A misspelt key would silence nothing, like a misspelt account.
+        let seen = silence::keys_raised(conn, rule)?;
+        if !seen.iter().any(|s| s == k) && !*force {
+            let listed = if seen.is_empty() {
+                "none so far".to_string()
+            } else {
+                seen.iter()
+                    .map(|s| format!("{s:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            return Err(Usage(format!(
+                "--key {k:?}: {rule} has never raised an alert with this key (keys raised so far: {listed}); copy the key from the mail or `kamwatch history --rule {rule}`, or add --force to silence it before it is first raised"
+            ))
+            .into());
+        }
     }
     let id = silence::add(conn, rule, key, &scope, *until, reason)?;
     writeln!(
@@ -192,10 +216,15 @@ pub fn history(
                         }
                     ),
                 };
+                let rule = if e.key.is_empty() {
+                    e.rule.clone()
+                } else {
+                    format!("{} [{}]", e.rule, e.key)
+                };
                 writeln!(
                     o,
                     "{}  {:<18} {:<10} {:<8} {:<40} {}",
-                    e.as_of, e.rule, e.account_id, e.severity, what, e.title
+                    e.as_of, rule, e.account_id, e.severity, what, e.title
                 )?
             }
         }

@@ -215,8 +215,9 @@ pub enum SilenceCommand {
         #[arg(long)]
         rule: String,
         /// Only the rule's alert with this key (a rule such as
-        /// lapsed_visits raises more than one per account; `kamwatch alerts`
-        /// and the mail name the key). Default: every alert of the rule.
+        /// lapsed_visits raises more than one per account; the mail's
+        /// silence command and `kamwatch history` name the key). Default:
+        /// every alert of the rule.
         #[arg(long)]
         key: Option<String>,
         #[arg(long, group = "scope")]
@@ -231,7 +232,8 @@ pub enum SilenceCommand {
         until: NaiveDate,
         #[arg(long)]
         reason: String,
-        /// Add it even though the account is not in the customer master.
+        /// Add it even though the account is not in the customer master, or
+        /// the rule has never raised an alert with --key.
         #[arg(long)]
         force: bool,
     },

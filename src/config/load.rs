@@ -299,6 +299,20 @@ pub struct Finding {
     pub message: String,
 }
 
+/// Why no folder can be at `dir`: it is a file, or the nearest existing
+/// folder above it is a file (None: it is a folder, or can be made one).
+fn folder_problem(dir: &Path) -> Option<String> {
+    let mut at = dir;
+    loop {
+        match std::fs::metadata(at) {
+            Ok(m) if m.is_dir() => return None,
+            Ok(_) if at == dir => return Some("it is a file, not a folder".into()),
+            Ok(_) => return Some(format!("{} is a file, not a folder", at.display())),
+            Err(_) => at = at.parent()?,
+        }
+    }
+}
+
 /// The [`Finding`]s for a loaded config: one validation for `check` and
 /// `run`.
 pub fn findings(cfg: &Loaded) -> Vec<Finding> {
@@ -318,6 +332,17 @@ pub fn findings(cfg: &Loaded) -> Vec<Finding> {
             message: format!(
                 "inbox {} does not exist; `run` creates it. Check the path if exports are dropped elsewhere",
                 inbox.display()
+            ),
+        });
+    }
+    if cfg.cfg.mail.smtp.is_none()
+        && let Some(problem) = folder_problem(&cfg.mail_dir())
+    {
+        out.push(Finding {
+            refused: true,
+            message: format!(
+                "mail.dir {}: {problem}, so no warning can be written there; point mail.dir at a folder kamwatch may create and write, or configure mail.smtp",
+                cfg.mail_dir().display()
             ),
         });
     }

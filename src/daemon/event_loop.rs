@@ -88,6 +88,9 @@ struct Loop {
     debounce: Duration,
     stuck_after: Duration,
     eval_due: Option<Instant>,
+    /// The evaluation due runs every rule for every account (the scheduled
+    /// one, one missed while down), not only where something changed.
+    eval_full: bool,
     /// The metrics are read into memory once the start-up's files are in.
     load_due: bool,
     reload_wanted: bool,
@@ -125,6 +128,7 @@ pub async fn main_loop(cfg: Loaded) -> Result<()> {
     if missed {
         tracing::info!("an evaluation was missed while the daemon was down; running it now");
         lp.eval_due = Some(Instant::now());
+        lp.eval_full = true;
     }
     lp.run(&mut term, &mut hup, &mut rx).await?;
     let Loop { watcher, state, .. } = lp;
@@ -219,6 +223,7 @@ impl Loop {
             debounce: Duration::from_millis(cfg.cfg.watch.eval_debounce_ms),
             stuck_after: Duration::from_secs(cfg.cfg.daemon.stuck_after_secs),
             eval_due: None,
+            eval_full: false,
             load_due: true,
             reload_wanted: false,
             reloading: false,
@@ -469,6 +474,7 @@ impl Loop {
         if self.next_slot.is_some_and(|t| config::now() >= t) {
             tracing::info!("scheduled evaluation");
             self.eval_due = Some(now);
+            self.eval_full = true;
             let later = config::now() + chrono::Duration::seconds(1);
             self.next_slot = slots(self.schedule.0, &self.schedule.1, later).1;
         }
@@ -533,7 +539,9 @@ impl Loop {
         } else if self.eval_due.is_some_and(|t| t <= now) && settled {
             self.eval_due = None;
             self.load_due = false;
-            Some(Job::Evaluate)
+            Some(Job::Evaluate {
+                full: std::mem::take(&mut self.eval_full),
+            })
         } else if self.load_due && self.eval_due.is_none() && settled {
             self.load_due = false;
             Some(Job::Load)

@@ -66,6 +66,7 @@ pub fn start(cfg: Loaded, stop: &Arc<AtomicBool>) -> Result<Started> {
         db_id,
         delivery,
         live: None,
+        memo: None,
     };
     Ok(Started {
         lock,

@@ -4,7 +4,9 @@
 //! files (one transaction each, through `isolate` so one bad file cannot
 //! take the daemon down), read the metrics into memory, evaluate as of
 //! today (reloading the rule files first; a file that no longer compiles
-//! keeps its last good version and the admin is mailed once), and reload
+//! keeps its last good version and the admin is mailed once; after a small
+//! drop the rules run only where something changed, see
+//! `pipeline::evaluate_changed`), and reload
 //! the config on SIGHUP (an invalid one is refused, the running one stays).
 //! A failing evaluation is noted in `<db>.eval-failed` for `kamwatch
 //! status`; a database deleted or replaced under the daemon stops it.
@@ -26,6 +28,7 @@ use super::isolate::{FileOutcome, ingest_apart, ingest_guarded};
 use crate::config::{self, Loaded};
 use crate::metrics::Live;
 use crate::pipeline;
+use crate::rules::changed::{Memo, Since};
 use crate::rules::{CompileError, RuleSet};
 use crate::store::Outcome;
 
@@ -45,12 +48,27 @@ pub struct State {
     /// The metrics kept in memory between evaluations; None until read
     /// (at start-up, after SIGHUP, after a refresh failed).
     pub live: Option<Live>,
+    /// What the last evaluation saw and found, so that the next one of the
+    /// same day runs the rules only where something changed; None after
+    /// anything but a refresh of order lines and visits (see `snapshot`).
+    pub memo: Option<Memo>,
 }
+
+/// What the metrics' refresh before an evaluation read again: the
+/// accounts whose order lines or visits were written, and whether any
+/// order line was. None when it read more (everything, or the master,
+/// receivables or stock).
+type Touched = Option<(Vec<String>, bool)>;
 
 /// A unit of work for the worker thread.
 pub enum Job {
     Ingest(Vec<PathBuf>),
-    Evaluate,
+    /// Evaluate as of today; `full`: every rule for every account (the
+    /// scheduled run), else only where something changed when that can be
+    /// told.
+    Evaluate {
+        full: bool,
+    },
     /// Read the metrics into memory (at start-up and after SIGHUP), so the
     /// next evaluation only reads what files changed.
     Load,
@@ -149,12 +167,20 @@ impl State {
 
     /// The metrics as of `today`: the in-memory ones brought up to date
     /// with what was written since (see `metrics::live`), read whole when
-    /// there are none yet or they could not be brought up to date.
-    fn snapshot(&mut self, today: chrono::NaiveDate) -> Result<crate::metrics::Snapshot> {
+    /// there are none yet or they could not be brought up to date; and
+    /// what the refresh read again ([`Touched`]).
+    fn snapshot(
+        &mut self,
+        today: chrono::NaiveDate,
+    ) -> Result<(crate::metrics::Snapshot, Touched)> {
         let started = Instant::now();
+        let mut touched = None;
         if let Some(live) = &mut self.live {
             match live.refresh(&self.conn) {
                 Ok(r) => {
+                    if r.reloaded.is_none() && r.datasets.is_empty() {
+                        touched = Some((r.accounts.clone(), r.orders > 0));
+                    }
                     if let Some(why) = &r.reloaded {
                         tracing::info!(
                             ms = started.elapsed().as_millis() as u64,
@@ -182,7 +208,7 @@ impl State {
             Some(live) => live,
             None => self.live.insert(self.load_live()?),
         };
-        Ok(live.snapshot(today, &self.cfg.cfg.tiers))
+        Ok((live.snapshot(today, &self.cfg.cfg.tiers), touched))
     }
 
     /// Reads every account's metrics into memory.
@@ -218,10 +244,11 @@ impl State {
                             "the metrics could not be read into memory: {e:#}; the next evaluation tries again"
                         ),
                     }
+                    super::memory::give_back();
                 }
                 Done::default()
             }
-            Job::Evaluate => self.evaluate(),
+            Job::Evaluate { full } => self.evaluate(full),
             Job::Reload => self.reload(),
         }
     }
@@ -281,26 +308,46 @@ impl State {
         done
     }
 
-    /// Evaluates as of today with the rule files as they are now, queues
-    /// the monthly review on its day, and wakes delivery.
-    fn evaluate(&mut self) -> Done {
+    /// Evaluates as of today with the rule files as they are now (`full`:
+    /// every rule for every account; else only where something changed
+    /// since the last evaluation of the day, when that can be told),
+    /// queues the monthly review on its day, and wakes delivery.
+    fn evaluate(&mut self, full: bool) -> Done {
         let mut done = Done::default();
         self.reload_rules();
         let today = self.cfg.today();
-        let evaluated = self.snapshot(today).and_then(|snap| {
-            pipeline::evaluate_snapshot(
-                &self.cfg,
-                &mut self.conn,
-                &self.rules,
-                &snap,
-                false,
-                &self.stop,
-            )
-        });
+        let evaluated = match self.snapshot(today) {
+            Ok((snap, touched)) => {
+                let since = touched
+                    .as_ref()
+                    .filter(|_| !full)
+                    .map(|(accounts, orders)| Since {
+                        accounts,
+                        orders: *orders,
+                    });
+                pipeline::evaluate_changed(
+                    &self.cfg,
+                    &mut self.conn,
+                    &self.rules,
+                    &snap,
+                    &mut self.memo,
+                    since,
+                    &self.stop,
+                )
+            }
+            Err(e) => {
+                self.memo = None;
+                Err(e)
+            }
+        };
         match evaluated {
             Ok(r) => {
+                let ran = match r.partial {
+                    Some(n) => format!(" (rules run for {n} where something changed)"),
+                    None => String::new(),
+                };
                 done.status = Some(format!(
-                    "evaluated as of {today}: {} accounts, {} warnings, {} new, {} resolved, {} rule errors",
+                    "evaluated as of {today}: {} accounts{ran}, {} warnings, {} new, {} resolved, {} rule errors",
                     r.accounts,
                     r.findings.len(),
                     r.started.len(),
@@ -328,6 +375,7 @@ impl State {
                 let _ = std::fs::write(eval_failed_path(&self.cfg.database()), note);
             }
         }
+        super::memory::give_back();
         done
     }
 
@@ -359,6 +407,7 @@ impl State {
             }
         }
         self.live = None;
+        self.memo = None;
         done
     }
 }

@@ -184,15 +184,21 @@ fn date_in(raw: &str, order: DateOrder) -> Result<NaiveDate, String> {
     }
     // A time part ("2026-11-28 00:00:00", "2026-11-28T08:00") must be a
     // time of day; the date alone is kept.
+    // The date first: a day-first date with a time says what is wrong
+    // with the date, not with the time.
     let (s, time) = match s.split_once([' ', 'T']) {
         Some((date, time)) => (date, Some(time.trim())),
         None => (s, None),
     };
-    if let Some(time) = time
-        && !is_time_of_day(time)
-    {
-        return Err(time_error(raw, time));
+    let date = day_in(s, raw, order)?;
+    match time {
+        Some(time) if !is_time_of_day(time) => Err(time_error(raw, date, time)),
+        _ => Ok(date),
     }
+}
+
+/// The day written `s` (the date part of `raw`, its time dropped).
+fn day_in(s: &str, raw: &str, order: DateOrder) -> Result<NaiveDate, String> {
     let bad = || {
         let example = match order {
             DateOrder::Ymd => "2026-11-28, 2026/11/28, 2026年11月28日, 20261128",
@@ -232,6 +238,12 @@ fn date_in(raw: &str, order: DateOrder) -> Result<NaiveDate, String> {
     else {
         return Err(bad());
     };
+    if ![a, b, c]
+        .iter()
+        .all(|p| p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(bad());
+    }
     let (y, m, d) = if a.len() == 4 {
         (a, b, c)
     } else if c.len() == 4 {
@@ -279,7 +291,7 @@ fn is_time_of_day(time: &str) -> bool {
 
 /// Why the text after a date is refused: a zone kamwatch could not read,
 /// or no time of day at all.
-fn time_error(raw: &str, time: &str) -> String {
+fn time_error(raw: &str, date: NaiveDate, time: &str) -> String {
     let zoned = time.ends_with(['Z', 'z'])
         || ["UTC", "GMT", "utc", "gmt"]
             .iter()
@@ -287,7 +299,7 @@ fn time_error(raw: &str, time: &str) -> String {
         || time.get(1..).is_some_and(|t| t.contains(['+', '-']));
     if zoned {
         format!(
-            "{} has a time zone kamwatch cannot read: write it as 2026-11-28T20:00:00+08:00 (or Z for UTC), or leave the time out",
+            "{} has a time zone kamwatch cannot read: write it with an offset, such as {date}T08:30:00+08:00 (or Z for UTC), or leave the time out",
             excerpt(raw)
         )
     } else {
@@ -466,6 +478,20 @@ mod tests {
             let e = parse_date(bad).unwrap_err().0;
             assert!(e.contains(says), "{bad}: {e}");
             assert!(e.contains(bad.split(' ').next().unwrap()), "{bad}: {e}");
+        }
+        // What is wrong first: the date (a JSON object, a day-first date
+        // given a zone), then the time; the example is the row's own day.
+        for (bad, says) in [
+            (r#"{"d":"2026-11-27"}"#, "is not a date (expected"),
+            (r#"["2026-11-27"]"#, "is not a date (expected"),
+            ("27/11/2026 08:30 UTC", "has the year last"),
+            (
+                "2026-11-27 20:00 UTC+8",
+                "such as 2026-11-27T08:30:00+08:00",
+            ),
+        ] {
+            let e = parse_date(bad).unwrap_err().0;
+            assert!(e.contains(says), "{bad}: {e}");
         }
     }
 

@@ -325,7 +325,14 @@ impl Pass<'_> {
             }
             _ => {}
         }
-        tracing::warn!(outbox = id, error = %text, "delivery failed; will retry");
+        match &e.failure {
+            smtp::Failure::Folder(_) => tracing::warn!(
+                outbox = id,
+                error = %text,
+                "could not write the message into the mail folder; will retry: check mail.dir (a folder kamwatch may create and write, on a disk with room)"
+            ),
+            _ => tracing::warn!(outbox = id, error = %text, "delivery failed; will retry"),
+        }
         self.conn.execute(
             "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3, recipients = ?4 WHERE id = ?1",
             params![id, self.now + backoff_secs(row.attempts), text, serde_json::to_string(recipients)?],

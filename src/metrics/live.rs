@@ -42,6 +42,9 @@ pub struct Refresh {
     pub visits: usize,
     /// Datasets read again whole: "master", "receivables", "inventory".
     pub datasets: Vec<&'static str>,
+    /// Ids of the accounts whose lines or visits were read again, sorted
+    /// (for `rules::changed`: what the next evaluation runs again).
+    pub accounts: Vec<String>,
 }
 
 impl Refresh {
@@ -157,9 +160,17 @@ impl Live {
         }
         self.ledger = newest;
         let has = |kind: &str| notes.iter().any(|(what, _)| what == kind);
+        let mut accounts: Vec<String> = orders
+            .iter()
+            .chain(&visits)
+            .map(|a| a.to_string())
+            .collect();
+        accounts.sort_unstable();
+        accounts.dedup();
         let mut done = Refresh {
             orders: orders.len(),
             visits: visits.len(),
+            accounts,
             ..Refresh::default()
         };
         if has("m") {

@@ -292,3 +292,67 @@ impl Parts {
         Ok(ids.len())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database with two accounts' order lines interleaved in key order,
+    /// one line without a SKU, and visits.
+    fn db() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = store::open(&dir.path().join("k.db")).unwrap();
+        conn.execute_batch(
+            "INSERT INTO orders (order_id, line, account_id, date, sku, qty, revenue, cost) VALUES
+               ('A', '1', 'X', '2026-11-02', 'S1', 1, 100, 60),
+               ('A', '2', 'X', '2026-11-02', 'S2', 2, 50.25, 30),
+               ('AB', '1', 'Y', '2026-11-01', 'S2', 5, 7, 1),
+               ('B', '1', 'X', '2026-11-01', NULL, NULL, 10, 10),
+               ('C', '1', 'Y', '2026-11-03', 'S1', 1, 0.125, 0),
+               ('D', '1', 'X', '2026-11-05', 'S1', 9, 999, 0);
+             INSERT INTO visits (account_id, date, visitor, role) VALUES
+               ('X', '2026-11-01', 'a', '经理'), ('X', '2026-11-04', 'b', NULL),
+               ('Y', '2026-11-02', 'a', '经理');",
+        )
+        .unwrap();
+        (dir, conn)
+    }
+
+    /// The full read leaves every array the size it holds: a grown Vec
+    /// would be up to twice that, and a large book's histories are most of
+    /// the daemon's memory.
+    #[test]
+    fn the_full_read_sizes_every_array_exactly() {
+        let (_dir, conn) = db();
+        let parts = Parts::load(&conn, "2026-12-31".parse().unwrap()).unwrap();
+        // X: 3 order days, 3 SKU lines; Y: 2 days, 2 SKU lines.
+        let days = 5;
+        let f = parts.footprint();
+        assert_eq!(f.series, days * 4 + (days + 2) * (3 * 8 + 4), "{f:?}");
+        // Y's 0.125 is no whole hundredth: its pairs stay f64, X's do not.
+        assert_eq!(f.sku_lines, 5 * 8 + 3 * 8 + 2 * 16, "{f:?}");
+        assert_eq!(f.visits, 3 * 8, "{f:?}");
+        let (x, y) = (&parts.orders["X"], &parts.orders["Y"]);
+        assert!(matches!(x.1.amounts, Pairs::Hundredths(_)));
+        assert!(matches!(y.1.amounts, Pairs::Floats(_)));
+        assert_eq!(x.1.days.len(), 3);
+    }
+
+    /// A date the store should never hold stops the read with what and
+    /// where, not a panic.
+    #[test]
+    fn a_bad_date_in_the_store_names_the_order() {
+        let (_dir, conn) = db();
+        conn.execute(
+            "UPDATE orders SET date = '2026-13-40' WHERE order_id = 'C'",
+            [],
+        )
+        .unwrap();
+        let e = Parts::load(&conn, "9999-12-31".parse().unwrap()).unwrap_err();
+        let text = format!("{e:#}");
+        assert!(
+            text.contains("\"2026-13-40\"") && text.contains("order C"),
+            "{text}"
+        );
+    }
+}

@@ -99,4 +99,10 @@ pub struct Outcome {
     /// Stopped (SIGTERM) before every account was evaluated: the outcome is
     /// partial and must not be recorded.
     pub interrupted: bool,
+    /// A pair's result depends on other pairs' here: a rule was stopped at
+    /// its sandbox limits (strikes count accounts in a row), an alert cap
+    /// was reached (counted across the evaluation), or a block of accounts
+    /// failed together. Such an outcome is not put together from parts
+    /// (`rules::changed`): the next evaluation runs everything.
+    pub unsure: bool,
 }

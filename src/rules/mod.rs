@@ -16,6 +16,9 @@
 //! - `sandbox`: the engine and its limits, the memory meter, print
 //!   allowances, the stop flag.
 //! - `run`: the parallel runner.
+//! - `changed`: which rule x account pairs an evaluation after a small
+//!   drop must run again, and the full outcome put back together.
+//! - `reads`: what a rule may read beyond its account's own data.
 //! - `explain`: `eval --explain`.
 //! - `api`: what a rule can call (one file per group), `alert()`, and the
 //!   generated reference.
@@ -25,10 +28,12 @@
 //! - `testing`: `kamwatch test` rule test files.
 
 pub mod api;
+pub mod changed;
 mod declared;
 mod error;
 mod explain;
 mod finding;
+pub mod reads;
 mod rhai_internals;
 mod run;
 mod sandbox;

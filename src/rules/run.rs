@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rhai::{Engine, EvalAltResult, ImmutableString, Scope};
 
 use super::api::{self, take_raised};
+use super::changed::Pick;
 use super::finding::{Outcome, RunError};
 use super::rhai_internals::{Compiled, account_intact};
 use super::sandbox::{
@@ -42,7 +43,7 @@ impl<'r> Runner<'r> {
         for c in self.shared.raised.iter() {
             c.store(0, Ordering::Relaxed);
         }
-        let out = self.day(snap).run(&snap.accounts);
+        let out = self.day(snap).run(&snap.accounts, None);
         self.shared.report_dropped();
         out
     }
@@ -111,10 +112,11 @@ struct AtSnapshot<'a, 'r> {
 pub const MAX_STRIKES: u32 = 5;
 
 impl AtSnapshot<'_, '_> {
-    /// Every rule for each of `accounts`, in order.
-    fn run(&mut self, accounts: &[Arc<AccountMetrics>]) -> Outcome {
+    /// Every rule for each of `accounts`, in order; with `pick`, only the
+    /// rules it picks for each (`changed`: per account, what changed).
+    fn run(&mut self, accounts: &[Arc<AccountMetrics>], pick: Option<(&Pick, &[u16])>) -> Outcome {
         let mut out = Outcome::default();
-        for m in accounts {
+        for (k, m) in accounts.iter().enumerate() {
             // SIGTERM: stop between accounts; the run in progress stops
             // at its next operation (the progress callback).
             if self.runner.shared.stopped() {
@@ -126,7 +128,8 @@ impl AtSnapshot<'_, '_> {
             if m.id.starts_with("PANIC") {
                 panic!("injected for account {}", m.id);
             }
-            self.account(m, &mut out);
+            let only = pick.map(|(p, changed)| (p, changed.get(k).copied().unwrap_or(u16::MAX)));
+            self.account(m, only, &mut out);
             if out.interrupted {
                 break;
             }
@@ -134,8 +137,9 @@ impl AtSnapshot<'_, '_> {
         out
     }
 
-    /// Every rule for one account, into `out`.
-    fn account(&mut self, m: &Arc<AccountMetrics>, out: &mut Outcome) {
+    /// Every rule for one account (with `only`, the rules the pick runs
+    /// for what changed for it), into `out`.
+    fn account(&mut self, m: &Arc<AccountMetrics>, only: Option<(&Pick, u16)>, out: &mut Outcome) {
         let bit = tier_bit(m.tier.as_str());
         let has = has_bits(m);
         let book = self.book;
@@ -146,6 +150,9 @@ impl AtSnapshot<'_, '_> {
         let mut pushed = false;
         let rules = self.runner.rules;
         for (i, rule) in rules.rules.iter().enumerate() {
+            if only.is_some_and(|(p, changed)| !p.runs(i, changed)) {
+                continue;
+            }
             out.runs += 1;
             // A rule whose tiers exclude the account, or that needs data
             // the account does not have, is silent for it without running
@@ -154,6 +161,7 @@ impl AtSnapshot<'_, '_> {
                 continue;
             }
             if self.strikes[i] >= MAX_STRIKES {
+                out.unsure = true;
                 out.errors.push(RunError {
                     rule: rule.name.clone(),
                     account_id: m.id.clone(),
@@ -225,6 +233,7 @@ impl AtSnapshot<'_, '_> {
                         out.findings.push(r.finding(&rule.name, rule.severity, m));
                     }
                 } else {
+                    out.unsure = true;
                     out.errors.push(RunError {
                         rule: rule.name.clone(),
                         account_id: m.id.clone(),
@@ -241,6 +250,7 @@ impl AtSnapshot<'_, '_> {
                     EvalAltResult::ErrorTooManyOperations(_) | EvalAltResult::ErrorTerminated(..)
                 ) {
                     self.strikes[i] += 1;
+                    out.unsure = true;
                 } else {
                     self.strikes[i] = 0;
                 }
@@ -282,23 +292,63 @@ impl RuleSet {
     }
 
     fn evaluate_shared(&self, snap: &Snapshot, threads: usize, shared: &Shared) -> Outcome {
+        self.evaluate_over(snap, &snap.accounts, None, threads, shared)
+    }
+
+    /// Runs the rules only for the pairs `pick` chose (see
+    /// `rules::changed`): the accounts it visits, in the snapshot's order,
+    /// each with the rules it picks for what changed for the account. The
+    /// alerts the pairs not run raised last time count towards
+    /// `alerts.max_per_rule` from the start, as in a full run.
+    pub fn evaluate_picked(&self, snap: &Snapshot, pick: &Pick, stop: Arc<AtomicBool>) -> Outcome {
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let accounts: Vec<Arc<AccountMetrics>> = pick
+            .visit
+            .iter()
+            .map(|(i, _)| snap.accounts[*i].clone())
+            .collect();
+        let changed: Vec<u16> = pick.visit.iter().map(|(_, c)| *c).collect();
+        let shared = Shared::until(stop);
+        self.evaluate_over(snap, &accounts, Some((pick, &changed)), threads, &shared)
+    }
+
+    /// The rules for `accounts` of `snap` (all of them, or those of a
+    /// pick, with what changed for each) on at most `threads` threads.
+    fn evaluate_over(
+        &self,
+        snap: &Snapshot,
+        accounts: &[Arc<AccountMetrics>],
+        pick: Option<(&Pick, &[u16])>,
+        threads: usize,
+        shared: &Shared,
+    ) -> Outcome {
         let shared = &shared.for_rules(self.rules.len());
-        let blocks = snap.accounts.len().div_ceil(BLOCK);
+        if let Some((p, _)) = pick {
+            for (count, seed) in shared.raised.iter().zip(&p.seed) {
+                count.store(*seed, Ordering::Relaxed);
+            }
+        }
+        let blocks = accounts.len().div_ceil(BLOCK);
         let threads = threads.max(1).min(blocks.max(1));
         if threads == 1 {
             // A panic (a bug, never a script's doing) fails every account:
             // their alerts stay as they were; none is taken as cleared.
             return std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.runner_with(shared.clone()).evaluate(snap)
+                let mut runner = self.runner_with(shared.clone());
+                let out = runner.day(snap).run(accounts, pick);
+                shared.report_dropped();
+                out
             }))
-            .unwrap_or_else(|p| self.failed(&snap.accounts, &panic_text(&*p)));
+            .unwrap_or_else(|p| self.failed(accounts, &panic_text(&*p)));
         }
         let next = std::sync::atomic::AtomicUsize::new(0);
         let mut parts: Vec<(usize, Outcome)> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads)
                 .map(|_| {
                     let next = &next;
-                    s.spawn(move || self.blocks(snap, shared, next))
+                    s.spawn(move || self.blocks(snap, accounts, pick, shared, next))
                 })
                 .collect();
             let mut parts = Vec::new();
@@ -314,8 +364,8 @@ impl RuleSet {
         // account missing from the outcome would read as all clear.
         let have: std::collections::HashSet<usize> = parts.iter().map(|p| p.0).collect();
         for b in (0..blocks).filter(|b| !have.contains(b)) {
-            let hi = ((b + 1) * BLOCK).min(snap.accounts.len());
-            let block = &snap.accounts[b * BLOCK..hi];
+            let hi = ((b + 1) * BLOCK).min(accounts.len());
+            let block = &accounts[b * BLOCK..hi];
             parts.push((b, self.failed(block, "its evaluation thread stopped")));
         }
         parts.sort_by_key(|p| p.0);
@@ -326,6 +376,7 @@ impl RuleSet {
             out.runs += p.runs;
             out.scripts += p.scripts;
             out.interrupted |= p.interrupted;
+            out.unsure |= p.unsure;
         }
         shared.report_dropped();
         out
@@ -338,6 +389,8 @@ impl RuleSet {
     fn blocks(
         &self,
         snap: &Snapshot,
+        accounts: &[Arc<AccountMetrics>],
+        pick: Option<(&Pick, &[u16])>,
         shared: &Shared,
         next: &std::sync::atomic::AtomicUsize,
     ) -> Vec<(usize, Outcome)> {
@@ -348,12 +401,15 @@ impl RuleSet {
             loop {
                 let b = next.fetch_add(1, Ordering::Relaxed);
                 let lo = b * BLOCK;
-                if lo >= snap.accounts.len() {
+                if lo >= accounts.len() {
                     break 'fresh;
                 }
-                let hi = (lo + BLOCK).min(snap.accounts.len());
-                let block = &snap.accounts[lo..hi];
-                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| day.run(block))) {
+                let hi = (lo + BLOCK).min(accounts.len());
+                let block = &accounts[lo..hi];
+                let part = pick.map(|(p, changed)| (p, &changed[lo..hi]));
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    day.run(block, part)
+                })) {
                     Ok(o) => done.push((b, o)),
                     Err(p) => {
                         done.push((b, self.failed(block, &panic_text(&*p))));
@@ -368,7 +424,10 @@ impl RuleSet {
     /// An outcome in which every enabled rule failed for each of
     /// `accounts`, because their evaluation stopped (`why`).
     fn failed(&self, accounts: &[Arc<AccountMetrics>], why: &str) -> Outcome {
-        let mut out = Outcome::default();
+        let mut out = Outcome {
+            unsure: true,
+            ..Outcome::default()
+        };
         for m in accounts {
             for rule in self.rules.iter().filter(|r| r.enabled()) {
                 out.runs += 1;
@@ -429,161 +488,4 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::BTreeSet;
-
-    use super::*;
-    use crate::rules::AlertCaps;
-    use crate::rules::test_books::{book_of, snapshot_of};
-
-    #[test]
-    fn rules_see_the_seasons_of_their_set() {
-        // As of 2026-11-28: 双11 is over; 春节 2027 is 02-06, its stocking
-        // peak (the shipped 春节 - 30 to 元宵) starts 2027-01-07, in 40 days.
-        let src = r#"
-            let s = season("春节");
-            let m = season("中秋");
-            let n = next_season();
-            alert(#{ title: `${s.start}..${s.end} ${s.days_until} ${s.in_peak} ${m.start} ${n.name} ${days_until_peak()} ${from_lunar(2027, 8, 15)}` });
-        "#;
-        let mut rs = RuleSet::from_sources(&[("s", src)]).unwrap();
-        let snap = crate::metrics::tests_support::snapshot_one();
-        let out = rs.evaluate(&snap);
-        assert!(out.errors.is_empty(), "{:?}", out.errors);
-        assert_eq!(
-            out.findings[0].title,
-            "2027-01-07..2027-02-20 40 false 2027-08-16 春节 40 2027-09-15"
-        );
-        // The set's own seasons: a name it lacks is an error naming those
-        // it has; without seasons there is no next peak.
-        let own = crate::model::seasons::Season::parse("店庆", "12-01", "12-07").unwrap();
-        rs.seasons = Arc::new(crate::model::seasons::Seasons { list: vec![own] });
-        let out = rs.evaluate(&snap);
-        assert_eq!(out.errors.len(), 1, "{:?}", out.findings);
-        assert!(
-            out.errors[0]
-                .message
-                .contains("no such season; the config's seasons are 店庆"),
-            "{}",
-            out.errors[0].message
-        );
-        let none = RuleSet {
-            seasons: Arc::new(crate::model::seasons::Seasons::default()),
-            ..RuleSet::from_sources(&[(
-                "n",
-                "alert(#{ title: `${days_until_peak()} ${type_of(next_season())}` });",
-            )])
-            .unwrap()
-        };
-        let out = none.evaluate(&snap);
-        assert_eq!(out.findings[0].title, "-1 ()");
-    }
-
-    #[test]
-    fn a_panicking_evaluation_fails_its_accounts_and_drops_none() {
-        let rs = RuleSet::from_sources(&[
-            ("a", "alert(#{ title: account.id, figures: #{ n: 1 } });"),
-            ("b", "let x = 1;"),
-        ])
-        .unwrap();
-        // 600 accounts are three blocks; the panic is in the second.
-        let snap = snapshot_of(600, 300);
-        for threads in [1, 2] {
-            let out = rs.evaluate_with(&snap, threads);
-            let failed: BTreeSet<&str> = out.errors.iter().map(|e| e.account_id.as_str()).collect();
-            let fired: BTreeSet<&str> =
-                out.findings.iter().map(|f| f.account.id.as_str()).collect();
-            // Every account either fired or failed: none vanished.
-            for m in &snap.accounts {
-                assert!(
-                    failed.contains(m.id.as_str()) ^ fired.contains(m.id.as_str()),
-                    "{threads} thread(s): account {} neither fired nor failed",
-                    m.id
-                );
-            }
-            assert!(failed.contains("PANIC300"));
-            assert!(
-                out.errors
-                    .iter()
-                    .all(|e| e.message.contains("internal error"))
-            );
-            // Both rules failed for each failed account.
-            assert_eq!(out.errors.len(), failed.len() * 2);
-            if threads == 2 {
-                // Only the panicking block failed.
-                assert_eq!(failed.len(), 256, "{failed:?}");
-                assert!(fired.contains("KH0") && fired.contains("KH599"));
-            }
-        }
-    }
-
-    #[test]
-    fn a_rule_stopped_at_its_limits_again_and_again_is_set_aside() {
-        let rs =
-            RuleSet::from_sources(&[("spin", "loop { }"), ("ok", "alert(#{ title: \"t\" });")])
-                .unwrap();
-        let out = rs.evaluate_with(&book_of(20), 1);
-        let spin: Vec<&RunError> = out.errors.iter().filter(|e| &*e.rule == "spin").collect();
-        assert_eq!(spin.len(), 20, "every account is accounted for");
-        let stopped = spin
-            .iter()
-            .filter(|e| e.message.contains("endless loop"))
-            .count();
-        assert_eq!(stopped, MAX_STRIKES as usize);
-        assert!(spin[MAX_STRIKES as usize].message.starts_with("not run:"));
-        assert_eq!(out.findings.len(), 20, "the other rule ran everywhere");
-    }
-
-    #[test]
-    fn alerts_are_capped_per_account_and_per_rule() {
-        let mut rs = RuleSet::from_sources(&[
-            (
-                "flood",
-                "for i in 0..1000 { alert(#{ title: \"t\", key: i }); }",
-            ),
-            (
-                "three",
-                "for i in 0..3 { alert(#{ title: \"t\", key: i }); }",
-            ),
-            ("one", "alert(#{ title: \"t\" });"),
-        ])
-        .unwrap();
-        rs.caps = AlertCaps {
-            per_account: 5,
-            per_rule: 7,
-        };
-        let out = rs.evaluate_with(&book_of(4), 2);
-        // flood: over the per-account cap everywhere, nothing recorded.
-        let flood: Vec<_> = out.errors.iter().filter(|e| &*e.rule == "flood").collect();
-        assert_eq!(flood.len(), 4);
-        assert!(
-            flood[0]
-                .message
-                .contains("more than 5 alerts for one account")
-        );
-        assert!(!out.findings.iter().any(|f| &*f.rule == "flood"));
-        // three: 12 in the evaluation, cap 7: KH1 and KH2 kept whole (6),
-        // KH3 would cross the cap, so KH3 and KH4 failed (one block of
-        // accounts: in book order).
-        let kept: Vec<&str> = out
-            .findings
-            .iter()
-            .filter(|f| &*f.rule == "three")
-            .map(|f| f.account.id.as_str())
-            .collect();
-        assert_eq!(kept, ["KH1", "KH1", "KH1", "KH2", "KH2", "KH2"]);
-        let failed: Vec<&str> = out
-            .errors
-            .iter()
-            .filter(|e| &*e.rule == "three")
-            .map(|e| e.account_id.as_str())
-            .collect();
-        assert_eq!(failed, ["KH3", "KH4"]);
-        assert!(out.errors.iter().any(|e| {
-            e.message
-                .contains("more alerts in this evaluation than alerts.max_per_rule (7)")
-        }));
-        // one: under both caps, untouched.
-        assert_eq!(out.findings.iter().filter(|f| &*f.rule == "one").count(), 4);
-    }
-}
+mod tests;

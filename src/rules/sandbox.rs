@@ -345,6 +345,30 @@ pub(super) fn describe_runtime(e: &EvalAltResult, path: &Path) -> String {
     }
 }
 
+/// The first variable `source` reads that neither the script nor the run
+/// defines (a deleted `const`, a typo), with its position: Rhai would fail
+/// it at run time for every account ("Variable not found"), so `check` and
+/// the loader say it at compile time. Parsed by a bare engine in strict
+/// variables mode with the names a run provides as constants; its AST is
+/// thrown away, so nothing of it reaches a run.
+pub(super) fn undefined_variable(source: &str) -> Option<(rhai::Position, String)> {
+    let mut e = Engine::new_raw();
+    e.set_strict_variables(true);
+    e.set_max_expr_depths(0, 0);
+    e.set_optimization_level(rhai::OptimizationLevel::None);
+    let mut scope = rhai::Scope::new();
+    for name in ["account", "portfolio", "as_of"] {
+        scope.push_constant(name, ());
+    }
+    match e.compile_with_scope(&scope, source) {
+        Err(err) => match err.err_type() {
+            rhai::ParseErrorType::VariableUndefined(name) => Some((err.position(), name.clone())),
+            _ => None,
+        },
+        Ok(_) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

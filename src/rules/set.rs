@@ -15,7 +15,7 @@ use rhai::{AST, Engine, Position};
 use super::api::{self, DEFAULT_MAX_ALERTS_PER_ACCOUNT, DEFAULT_MAX_ALERTS_PER_RULE};
 use super::error::Error;
 use super::rhai_internals::{Constant, constants, drop_folded_constants};
-use super::sandbox::engine;
+use super::sandbox::{engine, undefined_variable};
 use super::settings::{
     RuleSettings, blank_settings, book_needs_mask, keyword_key_hint, needs_mask, read_settings,
     tier_bit, tier_mask,
@@ -324,6 +324,15 @@ fn compile(engine: &Engine, path: &Path, source: &str) -> Result<Rule, CompileEr
             .unwrap_or_default(),
     );
     match engine.compile(source) {
+        Ok(_) if let Some((pos, name)) = undefined_variable(source) => Err(CompileError {
+            path: path.to_path_buf(),
+            line: pos.line().unwrap_or(0),
+            column: pos.position().unwrap_or(0),
+            message: format!(
+                "`{name}` is read but never defined: declare it before this line (`const {name} = ...;` or `let {name} = ...;`), or fix the name; a rule is given only account, portfolio and as_of"
+            ),
+            excerpt: excerpt(source, pos),
+        }),
         Ok(ast) => {
             let constants = constants(&ast);
             let settings = read_settings(&ast, source).map_err(|(line, message)| CompileError {
@@ -438,6 +447,24 @@ mod tests {
         assert!(err.to_string().starts_with("bad.rhai:2:"), "{err}");
         assert!(err.excerpt.contains("let y = (2 + ;"), "{}", err.excerpt);
         assert!(err.excerpt.contains('^'));
+    }
+
+    /// A deleted `const` or a misspelt variable is a compile error with its
+    /// line, not "Variable not found" for every account at run time; what
+    /// a run provides, what the script defines and function parameters
+    /// are defined.
+    #[test]
+    fn a_variable_never_defined_is_a_compile_error_with_its_line() {
+        let src = "let days = account.days_since_visit;\nif days > CADENCE_A { return; }\n";
+        let err = RuleSet::from_sources(&[("lapsed", src)]).err().unwrap();
+        assert_eq!(err.line, 2, "{err}");
+        assert!(
+            err.to_string()
+                .contains("`CADENCE_A` is read but never defined"),
+            "{err}"
+        );
+        let ok = "const CADENCE_A = 14;\nfn twice(x) { x * 2 }\nlet d = account.days_since_visit;\nif d > twice(CADENCE_A) && as_of != \"\" && portfolio.accounts > 0 { return; }\nfor i in 0..2 { let j = i; }\n";
+        assert!(RuleSet::from_sources(&[("ok", ok)]).is_ok());
     }
 
     #[test]

@@ -24,13 +24,19 @@ pub struct EvaluationRecord {
     pub resolved: u64,
     /// Rule runs that failed.
     pub errors: u64,
+    /// Whether the rules ran only for the pairs whose inputs changed since
+    /// the last evaluation of the same day (`pipeline::evaluate_changed`).
+    pub partial: bool,
+    /// Accounts for which at least one rule ran (all of them in a full run).
+    pub accounts_run: u64,
 }
 
 /// Records an evaluation, stamped now.
 pub fn record_evaluation(conn: &Connection, e: &EvaluationRecord) -> Result<()> {
     conn.execute(
-        "INSERT INTO evaluations (as_of, accounts, rules, raised, started, resolved, errors, at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO evaluations (as_of, accounts, rules, raised, started, resolved, errors, at,
+                                  partial, accounts_run)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             date_text(e.as_of),
             e.accounts as i64,
@@ -39,7 +45,9 @@ pub fn record_evaluation(conn: &Connection, e: &EvaluationRecord) -> Result<()> 
             e.started as i64,
             e.resolved as i64,
             e.errors as i64,
-            now_text()
+            now_text(),
+            e.partial,
+            e.accounts_run as i64
         ],
     )?;
     Ok(())
@@ -80,6 +88,16 @@ pub fn last_evaluation(conn: &Connection) -> Result<Option<LastEvaluation>> {
         .optional()?)
 }
 
+/// The id of the newest evaluation on record (0: none). The daemon notes
+/// the one it wrote: another means someone else evaluated in between.
+pub fn newest_evaluation_id(conn: &Connection) -> Result<i64> {
+    Ok(
+        conn.query_row("SELECT IFNULL(MAX(id), 0) FROM evaluations", [], |r| {
+            r.get(0)
+        })?,
+    )
+}
+
 /// The as-of date of the newest evaluation on record, if any (`None` too
 /// when it is not a date).
 pub fn newest_evaluation(conn: &Connection) -> Result<Option<NaiveDate>> {
@@ -109,6 +127,8 @@ mod tests {
                 started: 2,
                 resolved: 1,
                 errors: 0,
+                partial: raised == 7,
+                accounts_run: 300 - raised,
             };
             record_evaluation(&conn, &e).unwrap();
         }
@@ -123,5 +143,14 @@ mod tests {
             ("2026-03-02", 300, 7, 2)
         );
         assert_eq!(newest_evaluation(&conn).unwrap(), Some(day(9)));
+        assert_eq!(newest_evaluation_id(&conn).unwrap(), 2);
+        let (partial, run): (bool, i64) = conn
+            .query_row(
+                "SELECT partial, accounts_run FROM evaluations WHERE id = 2",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((partial, run), (true, 293));
     }
 }

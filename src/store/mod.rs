@@ -18,7 +18,8 @@
 //! Reads beside the owners: the metrics read the data tables in bulk
 //! (`metrics::load`, `metrics::snapshot`) and keep temporary triggers on
 //! them on the daemon's connection (`metrics::notes`); `status` counts the
-//! outbox; `reports::accounts` and `mail::preview` read `alerts`.
+//! outbox; `reports::accounts`, `mail::preview` and
+//! `alerts::silence` (the keys a rule raised) read `alerts`.
 //! `kamwatch test` fixtures write through `Writer` (`rules::testing`).
 //!
 //! - `open`: connection, pragmas, migrations, `quick_check`, identity;
@@ -41,7 +42,8 @@ pub use bulk::{
     apply_visit_stage, back_to_wal, leave_wal_for_bulk, restore_indexes, suspend_indexes,
 };
 pub use evaluations::{
-    EvaluationRecord, LastEvaluation, last_evaluation, newest_evaluation, record_evaluation,
+    EvaluationRecord, LastEvaluation, last_evaluation, newest_evaluation, newest_evaluation_id,
+    record_evaluation,
 };
 pub use ledger::{
     LastIngest, LedgerEntry, LedgerRecord, NewestSnapshot, Outcome, RowCounts, hash_known,

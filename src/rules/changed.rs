@@ -1,0 +1,497 @@
+//! Rules only where something changed: which rule x account pairs an
+//! evaluation must run when nothing but new data arrived since the last
+//! evaluation of the same day, and the outcome a full run would give,
+//! assembled from the pairs run now and the last evaluation's results.
+//!
+//! A rule's run for an account is a function of what it reads: the
+//! account's own data (order lines, visits), the values the book decides
+//! for it (tier, prev_tier, rank, share, share_above; the tier history
+//! behind `tier_ago` and the gross-profit ranking), the `portfolio`, the
+//! as-of date, and the rule set with its settings. [`Memo`] keeps, from the
+//! last evaluation, each account's book-decided values, the portfolio as
+//! text (to the bit), a fingerprint of the rule set and the results of
+//! every pair. [`Memo::pick`] runs a pair again when the account's data
+//! was written since (the refresh's accounts), when a book-decided value
+//! the rule may read changed for the account (a tier-filtered rule reads
+//! the tier), when the rule may read the tier history and any order line
+//! changed, or when it may read what changed of the portfolio (its floors,
+//! its counts, the kinds of data it has, anything else of it). What a rule
+//! may read is taken from its compiled script (`rules::reads`). Every
+//! other pair would give what it gave last time, and [`Memo::merge`] puts
+//! those results back in a full run's order; the alerts' lifecycle then
+//! sees exactly what a full run would give it, and the state machine run
+//! twice on one day with the same observation changes nothing
+//! (`alerts::machine`'s test), so the alerts of pairs not run stay as
+//! they are.
+//!
+//! Not exact, so everything runs: another day, another rule set or config,
+//! another account list, SKU or role list, and an outcome that depends on
+//! more than each pair's inputs (`Outcome::unsure`: a rule stopped at its
+//! limits, an alert cap reached, a block of accounts failed together).
+//! Reads the rule set and snapshots it is given; touches nothing else.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+
+use super::finding::{Finding, Outcome, RunError, Units};
+use super::reads::{self, rule_reads};
+use super::set::RuleSet;
+use crate::metrics::{AccountMetrics, Snapshot};
+use crate::model::{Severity, Tier};
+
+/// Everything about the rule set a rule's run may depend on, as text: two
+/// sets with the same fingerprint run the same scripts with the same
+/// settings, caps, texts and seasons.
+pub fn fingerprint(rules: &RuleSet) -> String {
+    let mut out = format!("{:?}\n{:?}\n{:?}\n", rules.caps, rules.style, rules.seasons);
+    for r in &rules.rules {
+        out += &format!(
+            "{} {} {:?} {} {} {}\n{:?}\n",
+            r.name,
+            r.path.display(),
+            r.settings,
+            r.mask,
+            r.needs,
+            r.book_needs,
+            r.ast
+        );
+    }
+    out
+}
+
+/// What changed since the last evaluation, besides the rule set and the
+/// day: the accounts whose own data was written, and whether any order
+/// line was (which moves the book's rankings and history).
+#[derive(Debug, Clone, Copy)]
+pub struct Since<'a> {
+    pub accounts: &'a [String],
+    pub orders: bool,
+}
+
+/// The values the book decides for one account, as a rule reads them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Placed {
+    tier: Tier,
+    prev_tier: Tier,
+    rank: usize,
+    share: u64,
+    share_above: u64,
+}
+
+impl Placed {
+    fn of(m: &AccountMetrics) -> Placed {
+        Placed {
+            tier: m.tier,
+            prev_tier: m.prev_tier,
+            rank: m.rank,
+            share: m.share.to_bits(),
+            share_above: m.share_above.to_bits(),
+        }
+    }
+
+    /// The [`reads`] bits of what differs between `self` and `now`.
+    fn changed(&self, now: &Placed) -> u16 {
+        let mut bits = 0;
+        for (differs, bit) in [
+            (self.tier != now.tier, reads::TIER),
+            (self.prev_tier != now.prev_tier, reads::PREV_TIER),
+            (self.rank != now.rank, reads::RANK),
+            (self.share != now.share, reads::SHARE),
+            (self.share_above != now.share_above, reads::SHARE_ABOVE),
+        ] {
+            if differs {
+                bits |= bit;
+            }
+        }
+        bits
+    }
+}
+
+/// What rules may read of the book, to tell what changed of it.
+#[derive(Debug, Clone, PartialEq)]
+struct Book {
+    /// `format!("{:?}")` of the portfolio: every number to the bit.
+    all: String,
+    floors: (u64, u64),
+    counts: (usize, [usize; 3], [usize; 5]),
+    kinds: u8,
+}
+
+impl Book {
+    fn of(snap: &Snapshot) -> Book {
+        let p = &snap.portfolio;
+        Book {
+            all: format!("{p:?}"),
+            floors: (p.floor_a.to_bits(), p.floor_b.to_bits()),
+            counts: (p.accounts, [p.tier_a, p.tier_b, p.tier_c], p.with_data),
+            kinds: p.data_bits(),
+        }
+    }
+
+    /// The [`reads`] bits of what differs between `self` and `now`.
+    fn changed(&self, now: &Book) -> u16 {
+        let mut bits = 0;
+        for (differs, bit) in [
+            (self.all != now.all, reads::PORTFOLIO),
+            (self.floors != now.floors, reads::FLOORS),
+            (self.counts != now.counts, reads::COUNTS),
+            (self.kinds != now.kinds, reads::KINDS),
+        ] {
+            if differs {
+                bits |= bit;
+            }
+        }
+        bits
+    }
+}
+
+/// One result of one pair, kept without the account's metrics.
+#[derive(Debug, Clone)]
+enum Kept {
+    Found {
+        rule: usize,
+        key: String,
+        severity: Severity,
+        title: String,
+        figures: Vec<(String, serde_json::Value)>,
+        units: Units,
+        action: String,
+    },
+    Failed {
+        rule: usize,
+        message: String,
+    },
+}
+
+impl Kept {
+    fn rule(&self) -> usize {
+        match self {
+            Kept::Found { rule, .. } | Kept::Failed { rule, .. } => *rule,
+        }
+    }
+}
+
+/// Puts a kept result of account `a` back into `out` as what a run gives.
+fn put_back(out: &mut Outcome, rules: &RuleSet, a: &Arc<AccountMetrics>, k: &Kept) {
+    let Some(rule) = rules.rules.get(k.rule()).map(|r| r.name.clone()) else {
+        return;
+    };
+    match k {
+        Kept::Found {
+            key,
+            severity,
+            title,
+            figures,
+            units,
+            action,
+            ..
+        } => out.findings.push(Finding {
+            rule,
+            account: a.clone(),
+            key: key.clone(),
+            severity: *severity,
+            title: title.clone(),
+            figures: figures.clone(),
+            units: units.clone(),
+            action: action.clone(),
+        }),
+        Kept::Failed { message, .. } => out.errors.push(RunError {
+            rule,
+            account_id: a.id.clone(),
+            message: message.clone(),
+        }),
+    }
+}
+
+/// Past this many failed runs the results are not kept (the next
+/// evaluation runs everything): a rule failing for every account of a big
+/// book would hold a message per account.
+const MAX_KEPT_ERRORS: usize = 100_000;
+
+/// What the last evaluation saw and found, to tell what changed since.
+#[derive(Debug)]
+pub struct Memo {
+    as_of: NaiveDate,
+    /// The rule set's fingerprint and whatever else the caller says must
+    /// not have changed (silences, the evaluation on record).
+    basis: String,
+    placed: HashMap<String, Placed>,
+    book: Book,
+    skus: Arc<Vec<String>>,
+    roles: Vec<Arc<str>>,
+    /// Per account with any, its pairs' results in a full run's order.
+    results: HashMap<String, Vec<Kept>>,
+}
+
+/// The pairs to run: see [`Memo::pick`].
+#[derive(Debug)]
+pub struct Pick {
+    /// Per rule, what it may read ([`reads`] bits).
+    reads: Vec<u16>,
+    /// Per rule, whether it runs for every account.
+    everywhere: Vec<bool>,
+    /// The accounts to visit (indexes into the snapshot, in its order),
+    /// each with what changed for it ([`reads`] bits).
+    pub(super) visit: Vec<(usize, u16)>,
+    /// Per rule, the alerts its pairs not run raised last time: they count
+    /// towards `alerts.max_per_rule` as they would in a full run.
+    pub(super) seed: Vec<usize>,
+    /// The rules that run for every account, each with what it reads that
+    /// changed, for the log.
+    pub why: Vec<String>,
+}
+
+impl Pick {
+    /// Whether rule `rule` runs for an account with `changed` bits.
+    pub(super) fn runs(&self, rule: usize, changed: u16) -> bool {
+        self.everywhere[rule] || changed & self.reads[rule] != 0
+    }
+
+    /// Accounts for which at least one rule runs.
+    pub fn accounts_run(&self) -> usize {
+        self.visit
+            .iter()
+            .filter(|(_, c)| (0..self.reads.len()).any(|r| self.runs(r, *c)))
+            .count()
+    }
+}
+
+fn roles_of(snap: &Snapshot) -> Vec<Arc<str>> {
+    snap.accounts
+        .first()
+        .map(|a| a.roles.as_ref().clone())
+        .unwrap_or_default()
+}
+
+impl Memo {
+    /// What a full run (or a merged partial one) found for `snap`, to
+    /// compare the next evaluation with; None when it cannot stand for a
+    /// full run's (`unsure`, interrupted) or is too big to keep.
+    pub fn of(rules: &RuleSet, snap: &Snapshot, basis: String, out: &Outcome) -> Option<Memo> {
+        if out.unsure || out.interrupted || out.errors.len() > MAX_KEPT_ERRORS {
+            return None;
+        }
+        let index: HashMap<&str, usize> = rules
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (&*r.name, i))
+            .collect();
+        let mut results: HashMap<String, Vec<Kept>> = HashMap::new();
+        for f in &out.findings {
+            let rule = *index.get(&*f.rule)?;
+            results
+                .entry(f.account.id.clone())
+                .or_default()
+                .push(Kept::Found {
+                    rule,
+                    key: f.key.clone(),
+                    severity: f.severity,
+                    title: f.title.clone(),
+                    figures: f.figures.clone(),
+                    units: f.units.clone(),
+                    action: f.action.clone(),
+                });
+        }
+        for e in &out.errors {
+            let rule = *index.get(&*e.rule)?;
+            results
+                .entry(e.account_id.clone())
+                .or_default()
+                .push(Kept::Failed {
+                    rule,
+                    message: e.message.clone(),
+                });
+        }
+        // A full run's order within an account: by rule, each rule's
+        // alerts in the order raised (a stable sort keeps it).
+        for v in results.values_mut() {
+            v.sort_by_key(Kept::rule);
+        }
+        Some(Memo {
+            as_of: snap.as_of,
+            basis,
+            placed: snap
+                .accounts
+                .iter()
+                .map(|a| (a.id.clone(), Placed::of(a)))
+                .collect(),
+            book: Book::of(snap),
+            skus: snap.skus.clone(),
+            roles: roles_of(snap),
+            results,
+        })
+    }
+
+    /// The same, with the basis the next evaluation must find unchanged
+    /// (known once this one is recorded).
+    pub fn rebased(self, basis: String) -> Memo {
+        Memo { basis, ..self }
+    }
+
+    /// The day of the evaluation remembered.
+    pub fn as_of(&self) -> NaiveDate {
+        self.as_of
+    }
+
+    /// The pairs an evaluation of `snap` must run, given what changed
+    /// `since` the evaluation remembered; Err says why everything must
+    /// run instead.
+    pub fn pick(
+        &self,
+        rules: &RuleSet,
+        snap: &Snapshot,
+        basis: &str,
+        since: Since,
+    ) -> Result<Pick, String> {
+        if snap.as_of != self.as_of {
+            return Err(format!("a new day ({} after {})", snap.as_of, self.as_of));
+        }
+        if basis != self.basis {
+            return Err(
+                "the rules, their settings, the config, the silences or the evaluations on record changed".into(),
+            );
+        }
+        if snap.accounts.len() != self.placed.len()
+            || snap
+                .accounts
+                .iter()
+                .any(|a| !self.placed.contains_key(&a.id))
+        {
+            return Err("the accounts of the book changed".into());
+        }
+        if !snap.skus.starts_with(&self.skus) || !roles_of(snap).starts_with(&self.roles) {
+            return Err("the SKUs or visit roles known were renumbered".into());
+        }
+        let touched: HashSet<&str> = since.accounts.iter().map(String::as_str).collect();
+        // What changed of the book, as the bits of the rules that read it.
+        let mut book = self.book.changed(&Book::of(snap));
+        if since.orders {
+            book |= reads::HISTORY;
+        }
+        let reads: Vec<u16> = rules.rules.iter().map(rule_reads).collect();
+        let mut why = Vec::new();
+        let everywhere: Vec<bool> = rules
+            .rules
+            .iter()
+            .zip(&reads)
+            .map(|(r, &b)| {
+                let on = b & book != 0;
+                if on && r.enabled() {
+                    why.push(format!("{} ({})", r.name, reads::describe(b & book)));
+                }
+                on
+            })
+            .collect();
+        let all = everywhere.iter().any(|e| *e);
+        let mut visit = Vec::new();
+        for (i, a) in snap.accounts.iter().enumerate() {
+            let mut changed = self
+                .placed
+                .get(&a.id)
+                .map_or(reads::ALL, |p| p.changed(&Placed::of(a)));
+            if touched.contains(a.id.as_str()) {
+                changed |= reads::OWN;
+            }
+            if changed != 0 || all {
+                visit.push((i, changed));
+            }
+        }
+        let mut pick = Pick {
+            seed: Vec::new(),
+            reads,
+            everywhere,
+            visit,
+            why,
+        };
+        pick.seed = self.seed(snap, &pick);
+        Ok(pick)
+    }
+
+    /// Per rule, the alerts raised last time by the pairs `pick` does not
+    /// run: a full run would raise them again, and they count towards
+    /// `alerts.max_per_rule` before the pairs run now.
+    fn seed(&self, snap: &Snapshot, pick: &Pick) -> Vec<usize> {
+        let mut seed = vec![0; pick.reads.len()];
+        let changed: HashMap<&str, u16> = pick
+            .visit
+            .iter()
+            .map(|(i, c)| (snap.accounts[*i].id.as_str(), *c))
+            .collect();
+        for (id, kept) in &self.results {
+            let c = changed.get(id.as_str()).copied().unwrap_or(0);
+            for k in kept {
+                if matches!(k, Kept::Found { .. }) && !pick.runs(k.rule(), c) {
+                    seed[k.rule()] += 1;
+                }
+            }
+        }
+        seed
+    }
+
+    /// The outcome a full run of `snap` would give: `now`'s results for the
+    /// pairs `pick` ran, the remembered ones for the others, in a full
+    /// run's order (accounts in the snapshot's order; within one, by rule).
+    /// `runs` and `scripts` stay `now`'s: what this evaluation did.
+    pub fn merge(&self, rules: &RuleSet, snap: &Snapshot, pick: &Pick, now: Outcome) -> Outcome {
+        let index: HashMap<&str, usize> = rules
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (&*r.name, i))
+            .collect();
+        let mut fresh: HashMap<&str, Vec<Kept>> = HashMap::new();
+        for f in &now.findings {
+            fresh
+                .entry(f.account.id.as_str())
+                .or_default()
+                .push(Kept::Found {
+                    rule: index.get(&*f.rule).copied().unwrap_or(usize::MAX),
+                    key: f.key.clone(),
+                    severity: f.severity,
+                    title: f.title.clone(),
+                    figures: f.figures.clone(),
+                    units: f.units.clone(),
+                    action: f.action.clone(),
+                });
+        }
+        for e in &now.errors {
+            fresh
+                .entry(e.account_id.as_str())
+                .or_default()
+                .push(Kept::Failed {
+                    rule: index.get(&*e.rule).copied().unwrap_or(usize::MAX),
+                    message: e.message.clone(),
+                });
+        }
+        let changed: HashMap<usize, u16> = pick.visit.iter().copied().collect();
+        let mut out = Outcome {
+            runs: now.runs,
+            scripts: now.scripts,
+            unsure: now.unsure,
+            interrupted: now.interrupted,
+            ..Outcome::default()
+        };
+        for (i, a) in snap.accounts.iter().enumerate() {
+            let c = changed.get(&i).copied();
+            let old = self.results.get(&a.id);
+            let new = fresh.remove(a.id.as_str());
+            if old.is_none() && new.is_none() {
+                continue;
+            }
+            let mut all: Vec<&Kept> = old
+                .into_iter()
+                .flatten()
+                .filter(|k| c.is_none_or(|c| !pick.runs(k.rule(), c)))
+                .collect();
+            all.extend(new.iter().flatten());
+            all.sort_by_key(|k| k.rule());
+            for k in all {
+                put_back(&mut out, rules, a, k);
+            }
+        }
+        out
+    }
+}

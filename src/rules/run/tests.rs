@@ -1,0 +1,156 @@
+//! Tests of the parallel runner: panics, limits, caps, seasons.
+
+use std::collections::BTreeSet;
+
+use super::*;
+use crate::rules::AlertCaps;
+use crate::rules::test_books::{book_of, snapshot_of};
+
+#[test]
+fn rules_see_the_seasons_of_their_set() {
+    // As of 2026-11-28: 双11 is over; 春节 2027 is 02-06, its stocking
+    // peak (the shipped 春节 - 30 to 元宵) starts 2027-01-07, in 40 days.
+    let src = r#"
+        let s = season("春节");
+        let m = season("中秋");
+        let n = next_season();
+        alert(#{ title: `${s.start}..${s.end} ${s.days_until} ${s.in_peak} ${m.start} ${n.name} ${days_until_peak()} ${from_lunar(2027, 8, 15)}` });
+    "#;
+    let mut rs = RuleSet::from_sources(&[("s", src)]).unwrap();
+    let snap = crate::metrics::tests_support::snapshot_one();
+    let out = rs.evaluate(&snap);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(
+        out.findings[0].title,
+        "2027-01-07..2027-02-20 40 false 2027-08-16 春节 40 2027-09-15"
+    );
+    // The set's own seasons: a name it lacks is an error naming those
+    // it has; without seasons there is no next peak.
+    let own = crate::model::seasons::Season::parse("店庆", "12-01", "12-07").unwrap();
+    rs.seasons = Arc::new(crate::model::seasons::Seasons { list: vec![own] });
+    let out = rs.evaluate(&snap);
+    assert_eq!(out.errors.len(), 1, "{:?}", out.findings);
+    assert!(
+        out.errors[0]
+            .message
+            .contains("no such season; the config's seasons are 店庆"),
+        "{}",
+        out.errors[0].message
+    );
+    let none = RuleSet {
+        seasons: Arc::new(crate::model::seasons::Seasons::default()),
+        ..RuleSet::from_sources(&[(
+            "n",
+            "alert(#{ title: `${days_until_peak()} ${type_of(next_season())}` });",
+        )])
+        .unwrap()
+    };
+    let out = none.evaluate(&snap);
+    assert_eq!(out.findings[0].title, "-1 ()");
+}
+
+#[test]
+fn a_panicking_evaluation_fails_its_accounts_and_drops_none() {
+    let rs = RuleSet::from_sources(&[
+        ("a", "alert(#{ title: account.id, figures: #{ n: 1 } });"),
+        ("b", "let x = 1;"),
+    ])
+    .unwrap();
+    // 600 accounts are three blocks; the panic is in the second.
+    let snap = snapshot_of(600, 300);
+    for threads in [1, 2] {
+        let out = rs.evaluate_with(&snap, threads);
+        let failed: BTreeSet<&str> = out.errors.iter().map(|e| e.account_id.as_str()).collect();
+        let fired: BTreeSet<&str> = out.findings.iter().map(|f| f.account.id.as_str()).collect();
+        // Every account either fired or failed: none vanished.
+        for m in &snap.accounts {
+            assert!(
+                failed.contains(m.id.as_str()) ^ fired.contains(m.id.as_str()),
+                "{threads} thread(s): account {} neither fired nor failed",
+                m.id
+            );
+        }
+        assert!(failed.contains("PANIC300"));
+        assert!(
+            out.errors
+                .iter()
+                .all(|e| e.message.contains("internal error"))
+        );
+        // Both rules failed for each failed account.
+        assert_eq!(out.errors.len(), failed.len() * 2);
+        if threads == 2 {
+            // Only the panicking block failed.
+            assert_eq!(failed.len(), 256, "{failed:?}");
+            assert!(fired.contains("KH0") && fired.contains("KH599"));
+        }
+    }
+}
+
+#[test]
+fn a_rule_stopped_at_its_limits_again_and_again_is_set_aside() {
+    let rs = RuleSet::from_sources(&[("spin", "loop { }"), ("ok", "alert(#{ title: \"t\" });")])
+        .unwrap();
+    let out = rs.evaluate_with(&book_of(20), 1);
+    let spin: Vec<&RunError> = out.errors.iter().filter(|e| &*e.rule == "spin").collect();
+    assert_eq!(spin.len(), 20, "every account is accounted for");
+    let stopped = spin
+        .iter()
+        .filter(|e| e.message.contains("endless loop"))
+        .count();
+    assert_eq!(stopped, MAX_STRIKES as usize);
+    assert!(spin[MAX_STRIKES as usize].message.starts_with("not run:"));
+    assert_eq!(out.findings.len(), 20, "the other rule ran everywhere");
+}
+
+#[test]
+fn alerts_are_capped_per_account_and_per_rule() {
+    let mut rs = RuleSet::from_sources(&[
+        (
+            "flood",
+            "for i in 0..1000 { alert(#{ title: \"t\", key: i }); }",
+        ),
+        (
+            "three",
+            "for i in 0..3 { alert(#{ title: \"t\", key: i }); }",
+        ),
+        ("one", "alert(#{ title: \"t\" });"),
+    ])
+    .unwrap();
+    rs.caps = AlertCaps {
+        per_account: 5,
+        per_rule: 7,
+    };
+    let out = rs.evaluate_with(&book_of(4), 2);
+    // flood: over the per-account cap everywhere, nothing recorded.
+    let flood: Vec<_> = out.errors.iter().filter(|e| &*e.rule == "flood").collect();
+    assert_eq!(flood.len(), 4);
+    assert!(
+        flood[0]
+            .message
+            .contains("more than 5 alerts for one account")
+    );
+    assert!(!out.findings.iter().any(|f| &*f.rule == "flood"));
+    // three: 12 in the evaluation, cap 7: KH1 and KH2 kept whole (6),
+    // KH3 would cross the cap, so KH3 and KH4 failed (one block of
+    // accounts: in book order).
+    let kept: Vec<&str> = out
+        .findings
+        .iter()
+        .filter(|f| &*f.rule == "three")
+        .map(|f| f.account.id.as_str())
+        .collect();
+    assert_eq!(kept, ["KH1", "KH1", "KH1", "KH2", "KH2", "KH2"]);
+    let failed: Vec<&str> = out
+        .errors
+        .iter()
+        .filter(|e| &*e.rule == "three")
+        .map(|e| e.account_id.as_str())
+        .collect();
+    assert_eq!(failed, ["KH3", "KH4"]);
+    assert!(out.errors.iter().any(|e| {
+        e.message
+            .contains("more alerts in this evaluation than alerts.max_per_rule (7)")
+    }));
+    // one: under both caps, untouched.
+    assert_eq!(out.findings.iter().filter(|f| &*f.rule == "one").count(), 4);
+}
