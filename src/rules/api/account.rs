@@ -1,6 +1,7 @@
 //! The rule API's `account`, who it is: id, name, region, owner, tier and
-//! rank (now and as it was), the tier by gross profit, and the customer
-//! master's extra columns. Registers into the engine it is given.
+//! rank (now and as it was), the tiers by revenue and by gross profit
+//! alone, and the customer master's extra columns. Registers into the
+//! engine it is given.
 
 use std::sync::Arc;
 
@@ -149,6 +150,47 @@ pub(super) fn ranking_and_master(api: &mut Api) {
             Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
+    single_measure(api);
+    g!(
+        api,
+        "revenue_12m",
+        "account.revenue_12m",
+        "revenue over the 365 days ending at the as-of date",
+        |a: &mut Account| seen(a.explain, || "account.revenue_12m".into(), a.m.revenue_12m),
+    );
+    f!(
+        api,
+        "attr",
+        "account.attr(name)",
+        "an extra column of the customer master (e.g. account.attr(\"渠道\")); \"\" when the master has no such column",
+        |a: &mut Account, name: &str| {
+            let v =
+                a.m.attrs
+                    .get(name)
+                    .map_or_else(|| Dynamic::from(""), json_to_dynamic);
+            seen(a.explain, || format!("account.attr({name:?})"), v)
+        },
+    );
+    f!(
+        api,
+        "has_attr",
+        "account.has_attr(name)",
+        "true when the master has a non-empty column `name` for this account",
+        |a: &mut Account, name: &str| {
+            let v =
+                a.m.attrs
+                    .get(name)
+                    .is_some_and(|v| !v.is_null() && v.as_str() != Some(""));
+            seen(a.explain, || format!("account.has_attr({name:?})"), v)
+        },
+    );
+}
+
+/// The book ranked by revenue alone and by gross profit alone, whatever
+/// `tiers.by` says: the tier and share above, now and on earlier days.
+/// Longer than most functions: it is one table of eight registrations,
+/// read (and documented in docs/rules-api.md) in this order.
+fn single_measure(api: &mut Api) {
     f!(
         api,
         "revenue_tier_ago",
@@ -235,39 +277,6 @@ pub(super) fn ranking_and_master(api: &mut Api) {
         |a: &mut Account| {
             let v = a.m.gross_profit_tier().1;
             seen(a.explain, || "account.gross_profit_share_above".into(), v)
-        },
-    );
-    g!(
-        api,
-        "revenue_12m",
-        "account.revenue_12m",
-        "revenue over the 365 days ending at the as-of date",
-        |a: &mut Account| seen(a.explain, || "account.revenue_12m".into(), a.m.revenue_12m),
-    );
-    f!(
-        api,
-        "attr",
-        "account.attr(name)",
-        "an extra column of the customer master (e.g. account.attr(\"渠道\")); \"\" when the master has no such column",
-        |a: &mut Account, name: &str| {
-            let v =
-                a.m.attrs
-                    .get(name)
-                    .map_or_else(|| Dynamic::from(""), json_to_dynamic);
-            seen(a.explain, || format!("account.attr({name:?})"), v)
-        },
-    );
-    f!(
-        api,
-        "has_attr",
-        "account.has_attr(name)",
-        "true when the master has a non-empty column `name` for this account",
-        |a: &mut Account, name: &str| {
-            let v =
-                a.m.attrs
-                    .get(name)
-                    .is_some_and(|v| !v.is_null() && v.as_str() != Some(""));
-            seen(a.explain, || format!("account.has_attr({name:?})"), v)
         },
     );
 }
