@@ -141,9 +141,9 @@ pub fn evaluate_changed(
     let (outcome, partial) = match picked {
         Ok((m, pick)) => {
             let now = rules.evaluate_picked(snap, &pick, stop.clone());
-            if now.unsure && !now.interrupted {
+            if !pick.settled(rules, &now) && !now.interrupted {
                 tracing::info!(
-                    "the rules ran only where something changed, but an alert cap or a sandbox limit was reached: running every rule for every account"
+                    "the rules ran only where something changed, but an alert cap or a sandbox limit was reached by a rule that did not run for every account: running every rule for every account"
                 );
                 (rules.evaluate_until(snap, stop.clone()), None)
             } else {

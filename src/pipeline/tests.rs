@@ -298,8 +298,12 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start() -> Daemon {
-        let (dir, cfg) = project();
+    /// `cap`: `alerts.max_per_rule`, when a small one is wanted.
+    fn start(cap: Option<usize>) -> Daemon {
+        let (dir, mut cfg) = project();
+        if let Some(cap) = cap {
+            cfg.cfg.alerts.max_per_rule = cap;
+        }
         std::fs::create_dir_all(cfg.database().parent().unwrap()).unwrap();
         std::fs::copy(book(), cfg.database()).unwrap();
         let conn = crate::store::open(&cfg.database()).unwrap();
@@ -320,8 +324,8 @@ impl Daemon {
     /// Evaluates as of `today` as the daemon does (only where something
     /// changed, when that can be told), and a copy of the database taken
     /// just before it with every rule for every account; panics where the
-    /// two differ. Returns the accounts run when it ran partly.
-    fn evaluate_both(&mut self, today: NaiveDate, what: &str) -> Option<usize> {
+    /// two differ. Returns the daemon's report.
+    fn evaluate_both(&mut self, today: NaiveDate, what: &str) -> EvalReport {
         let r = self.live.refresh(&self.conn).unwrap();
         let touched = (r.reloaded.is_none() && r.datasets.is_empty())
             .then(|| (r.accounts.clone(), r.orders > 0));
@@ -357,7 +361,7 @@ impl Daemon {
         if let Some((n, p, q)) = crate::metrics::live::first_difference(&x, &y) {
             panic!("{what}: the tables differ at line {n}\nfull:    {p}\npartial: {q}");
         }
-        a.partial
+        a
     }
 }
 
@@ -367,8 +371,8 @@ static RAN: AtomicUsize = AtomicUsize::new(0);
 
 /// One case: the steps in order; after each, maybe an evaluation compared
 /// with a full one.
-fn case(steps: &[(Drop, bool)]) {
-    let mut d = Daemon::start();
+fn case(cap: Option<usize>, steps: &[(Drop, bool)]) {
+    let mut d = Daemon::start(cap);
     let mut today = end();
     let mut past: Vec<(String, String)> = Vec::new();
     d.evaluate_both(today, "the first evaluation");
@@ -392,7 +396,9 @@ fn case(steps: &[(Drop, bool)]) {
             past.push((name, text));
         }
         if (*evaluate || step + 1 == steps.len())
-            && let Some(n) = d.evaluate_both(today, &format!("after step {step} ({drop:?})"))
+            && let Some(n) = d
+                .evaluate_both(today, &format!("after step {step} ({drop:?})"))
+                .partial
         {
             PARTIAL.fetch_add(1, Ordering::Relaxed);
             RAN.fetch_add(n, Ordering::Relaxed);
@@ -404,18 +410,24 @@ fn case(steps: &[(Drop, bool)]) {
 /// evaluation, the one that ran the rules only where something changed
 /// recorded exactly what a full evaluation of the same database records
 /// (findings, alerts, their history, mail queued, the evaluation record),
-/// and many evaluations did run partly.
+/// and many evaluations did run partly; also when a rule reaches a small
+/// `alerts.max_per_rule`.
 #[test]
 fn changed_only_equals_full() {
-    let strategy = prop::collection::vec((drops(), prop::bool::weighted(0.8)), 1..9);
+    // A small alerts.max_per_rule in some cases: the rules that reach it
+    // run for every account the next time.
+    let strategy = (
+        prop::option::weighted(0.3, 2usize..12),
+        prop::collection::vec((drops(), prop::bool::weighted(0.8)), 1..9),
+    );
     let mut runner = TestRunner::new(Cases {
         cases: 16,
         failure_persistence: None,
         ..Cases::default()
     });
     runner
-        .run(&strategy, |steps| {
-            case(&steps);
+        .run(&strategy, |(cap, steps)| {
+            case(cap, &steps);
             Ok(())
         })
         .unwrap();
@@ -425,5 +437,42 @@ fn changed_only_equals_full() {
     assert!(
         ran < partial * ACCOUNTS,
         "{ran} accounts run in {partial} partial evaluations"
+    );
+}
+
+/// A rule that reached `alerts.max_per_rule` (which alerts it kept depends
+/// on the order the accounts ran in) runs for every account in the next
+/// evaluation of the day, the other rules only where something changed:
+/// the evaluation still runs partly, and records what a full one records.
+#[test]
+fn a_rule_at_its_cap_runs_everywhere_next_time() {
+    let mut d = Daemon::start(Some(2));
+    let today = end();
+    let first = d.evaluate_both(today, "the first evaluation");
+    assert!(
+        first
+            .errors
+            .iter()
+            .any(|e| e.message.contains("max_per_rule (2)")),
+        "no rule reached the cap"
+    );
+    assert!(
+        d.memo.is_some(),
+        "nothing kept after an evaluation at the cap"
+    );
+    let path = d.cfg.inbox().join("拜访记录_cap.csv");
+    std::fs::write(
+        &path,
+        "拜访日期,客户编号,拜访人,职务\n2026-11-28,KH1001,人,经理\n",
+    )
+    .unwrap();
+    crate::ingest::ingest_file(&d.cfg, &mut d.conn, &path).unwrap();
+    let again = d.evaluate_both(today, "after a visit");
+    // Partly: the capped rules visit every account, the others KH1001 only.
+    assert_eq!(again.partial, Some(ACCOUNTS));
+    assert!(
+        again.runs < (ACCOUNTS * again.rules) as u64,
+        "{}",
+        again.runs
     );
 }

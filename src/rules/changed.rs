@@ -24,10 +24,13 @@
 //! (`alerts::machine`'s test), so the alerts of pairs not run stay as
 //! they are.
 //!
-//! Not exact, so everything runs: another day, another rule set or config,
-//! another account list, SKU or role list, and an outcome that depends on
-//! more than each pair's inputs (`Outcome::unsure`: a rule stopped at its
-//! limits, an alert cap reached, a block of accounts failed together).
+//! A rule whose results depended on the order the accounts ran in (it
+//! reached its alert cap, or was stopped at its sandbox limits:
+//! `Outcome::unsettled`) runs for every account the next time, as in a
+//! full run. Not exact, so everything runs: another day, another rule set
+//! or config, another account list, SKU or role list, a block of accounts
+//! that failed together (`Outcome::unsure`), and such a rule reaching its
+//! cap or limits where it ran only for some accounts.
 //! Reads the rule set and snapshots it is given; touches nothing else.
 
 use std::collections::{HashMap, HashSet};
@@ -223,6 +226,9 @@ pub struct Memo {
     roles: Vec<Arc<str>>,
     /// Per account with any, its pairs' results in a full run's order.
     results: HashMap<String, Vec<Kept>>,
+    /// Per rule: its results depended on the order accounts ran in (see
+    /// `Outcome::unsettled`); it runs for every account the next time.
+    unsettled: Vec<bool>,
 }
 
 /// The pairs to run: see [`Memo::pick`].
@@ -247,6 +253,20 @@ impl Pick {
     /// Whether rule `rule` runs for an account with `changed` bits.
     pub(super) fn runs(&self, rule: usize, changed: u16) -> bool {
         self.everywhere[rule] || changed & self.reads[rule] != 0
+    }
+
+    /// Whether `now`, the outcome of the pairs picked, can stand for theirs
+    /// in a full run: nothing failed together, and every rule whose results
+    /// depended on the order accounts ran in ran for every account.
+    pub fn settled(&self, rules: &RuleSet, now: &Outcome) -> bool {
+        !now.unsure
+            && now.unsettled.iter().all(|name| {
+                rules
+                    .rules
+                    .iter()
+                    .position(|r| r.name == *name)
+                    .is_some_and(|i| self.everywhere[i])
+            })
     }
 
     /// Accounts for which at least one rule runs.
@@ -322,6 +342,11 @@ impl Memo {
             skus: snap.skus.clone(),
             roles: roles_of(snap),
             results,
+            unsettled: rules
+                .rules
+                .iter()
+                .map(|r| out.unsettled.contains(&r.name))
+                .collect(),
         })
     }
 
@@ -377,10 +402,16 @@ impl Memo {
             .rules
             .iter()
             .zip(&reads)
-            .map(|(r, &b)| {
-                let on = b & book != 0;
+            .enumerate()
+            .map(|(i, (r, &b))| {
+                let unsettled = self.unsettled.get(i).copied().unwrap_or(true);
+                let on = b & book != 0 || unsettled;
                 if on && r.enabled() {
-                    why.push(format!("{} ({})", r.name, reads::describe(b & book)));
+                    why.push(if unsettled {
+                        format!("{} (an alert cap or a sandbox limit last time)", r.name)
+                    } else {
+                        format!("{} ({})", r.name, reads::describe(b & book))
+                    });
                 }
                 on
             })
@@ -471,6 +502,7 @@ impl Memo {
             runs: now.runs,
             scripts: now.scripts,
             unsure: now.unsure,
+            unsettled: now.unsettled.clone(),
             interrupted: now.interrupted,
             ..Outcome::default()
         };

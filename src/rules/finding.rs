@@ -99,10 +99,22 @@ pub struct Outcome {
     /// Stopped (SIGTERM) before every account was evaluated: the outcome is
     /// partial and must not be recorded.
     pub interrupted: bool,
-    /// A pair's result depends on other pairs' here: a rule was stopped at
-    /// its sandbox limits (strikes count accounts in a row), an alert cap
-    /// was reached (counted across the evaluation), or a block of accounts
-    /// failed together. Such an outcome is not put together from parts
-    /// (`rules::changed`): the next evaluation runs everything.
+    /// A block of accounts failed together here (a panic, a thread that
+    /// stopped): such an outcome is not put together from parts
+    /// (`rules::changed`), the next evaluation runs everything.
     pub unsure: bool,
+    /// Rules whose results here depend on the order the accounts ran in:
+    /// one reached its alert cap (counted across the evaluation) or was
+    /// stopped at its sandbox limits (strikes count accounts in a row).
+    /// `rules::changed` runs them for every account the next time.
+    pub unsettled: Vec<Arc<str>>,
+}
+
+impl Outcome {
+    /// Notes that `rule`'s results depend on the order accounts ran in.
+    pub fn unsettle(&mut self, rule: &Arc<str>) {
+        if !self.unsettled.contains(rule) {
+            self.unsettled.push(rule.clone());
+        }
+    }
 }

@@ -161,7 +161,7 @@ impl AtSnapshot<'_, '_> {
                 continue;
             }
             if self.strikes[i] >= MAX_STRIKES {
-                out.unsure = true;
+                out.unsettle(&rule.name);
                 out.errors.push(RunError {
                     rule: rule.name.clone(),
                     account_id: m.id.clone(),
@@ -233,7 +233,7 @@ impl AtSnapshot<'_, '_> {
                         out.findings.push(r.finding(&rule.name, rule.severity, m));
                     }
                 } else {
-                    out.unsure = true;
+                    out.unsettle(&rule.name);
                     out.errors.push(RunError {
                         rule: rule.name.clone(),
                         account_id: m.id.clone(),
@@ -250,7 +250,7 @@ impl AtSnapshot<'_, '_> {
                     EvalAltResult::ErrorTooManyOperations(_) | EvalAltResult::ErrorTerminated(..)
                 ) {
                     self.strikes[i] += 1;
-                    out.unsure = true;
+                    out.unsettle(&rule.name);
                 } else {
                     self.strikes[i] = 0;
                 }
@@ -377,6 +377,9 @@ impl RuleSet {
             out.scripts += p.scripts;
             out.interrupted |= p.interrupted;
             out.unsure |= p.unsure;
+            for r in p.unsettled {
+                out.unsettle(&r);
+            }
         }
         shared.report_dropped();
         out
