@@ -67,10 +67,12 @@ impl Ranked {
                 Tier::C => {}
             }
         }
+        // An account without revenue in the 12 months is no key account,
+        // whatever a cost credit makes its gross profit: it counts as none.
         let gp = |gp: Option<&[f64]>| {
             let mut v = vec![0.0; revenue.len()];
-            for (x, g) in v.iter_mut().zip(gp.unwrap_or_default()) {
-                *x = *g;
+            for ((x, g), r) in v.iter_mut().zip(gp.unwrap_or_default()).zip(revenue) {
+                *x = if *r > 0.0 { *g } else { 0.0 };
             }
             rank_one(&v, tiers)
         };
@@ -489,6 +491,22 @@ mod tests {
         let r = Ranked::new(&[0.0, 0.0], None, &cfg(TierBasis::Revenue));
         assert_eq!(letters(&r, 2), "CC");
         assert_eq!(r.floors, (0.0, 0.0));
+    }
+
+    /// A cost credit with no sales (revenue 0, cost -20,000) is gross
+    /// profit on paper: it must not make an account A by gross profit and
+    /// push the real customers down.
+    #[test]
+    fn gross_profit_without_revenue_ranks_nobody() {
+        let rev = [10_000.0, 0.0, 2_000.0];
+        let gp = [3_000.0, 20_000.0, 500.0];
+        for by in [TierBasis::GrossProfit, TierBasis::Both] {
+            let r = Ranked::new(&rev, Some(&gp), &cfg(by));
+            let t = r.by_index(3);
+            assert_eq!(t[0].0, Tier::A, "{by}: {t:?}");
+            assert_eq!(t[1].0, Tier::C, "{by}: {t:?}");
+            assert_eq!(t[0].1, 0.0, "{by}: nobody above the real customer");
+        }
     }
 
     #[test]
