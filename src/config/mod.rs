@@ -29,6 +29,8 @@ mod load;
 mod mail;
 mod schema;
 mod settings;
+#[cfg(test)]
+pub mod testing;
 mod validate;
 
 pub use clock::{Zone, now};

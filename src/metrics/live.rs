@@ -253,33 +253,14 @@ pub fn first_difference(a: &str, b: &str) -> Option<(usize, String, String)> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
 
     use proptest::prelude::*;
 
     use super::*;
     use crate::config::Loaded;
 
-    /// A project in a temp folder with the shipped config and rules.
-    fn project() -> (tempfile::TempDir, Loaded) {
-        let dir = tempfile::tempdir().unwrap();
-        let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
-        let text = include_str!("../../config/kamwatch.yaml")
-            .replace("\nroot: ..\n", "\nroot: .\n")
-            .replace(
-                "\nrules: rules\n",
-                &format!("\nrules: {}\n", rules.display()),
-            );
-        assert!(text.contains("\nroot: .\n") && text.contains(&rules.display().to_string()));
-        let file = dir.path().join("config.yaml");
-        std::fs::write(&file, &text).unwrap();
-        let cfg = Loaded {
-            file,
-            cfg: crate::config::parse(&text).unwrap(),
-        };
-        std::fs::create_dir_all(cfg.inbox()).unwrap();
-        (dir, cfg)
-    }
+    use crate::config::testing::project;
 
     const ACCOUNTS: [&str; 6] = ["KH1", "KH2", "KH3", "KH4", "KH5", "KH6"];
     const SKUS: [&str; 5] = ["", "S1", "S2", "S3", "S4"];

@@ -23,26 +23,7 @@ fn end() -> NaiveDate {
 
 const ACCOUNTS: usize = 20;
 
-/// A project in a temp folder with the shipped config and rules.
-fn project() -> (tempfile::TempDir, Loaded) {
-    let dir = tempfile::tempdir().unwrap();
-    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
-    let text = include_str!("../../config/kamwatch.yaml")
-        .replace("\nroot: ..\n", "\nroot: .\n")
-        .replace(
-            "\nrules: rules\n",
-            &format!("\nrules: {}\n", rules.display()),
-        );
-    assert!(text.contains("\nroot: .\n") && text.contains(&rules.display().to_string()));
-    let file = dir.path().join("config.yaml");
-    std::fs::write(&file, &text).unwrap();
-    let cfg = Loaded {
-        file,
-        cfg: crate::config::parse(&text).unwrap(),
-    };
-    std::fs::create_dir_all(cfg.inbox()).unwrap();
-    (dir, cfg)
-}
+use crate::config::testing::project;
 
 /// A database holding a generated book of [`ACCOUNTS`] accounts over 24
 /// months, evaluated as of its last day, made once per test run; each

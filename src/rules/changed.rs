@@ -96,19 +96,13 @@ impl Placed {
 
     /// The [`reads`] bits of what differs between `self` and `now`.
     fn changed(&self, now: &Placed) -> u16 {
-        let mut bits = 0;
-        for (differs, bit) in [
+        bits_of(&[
             (self.tier != now.tier, reads::TIER),
             (self.prev_tier != now.prev_tier, reads::PREV_TIER),
             (self.rank != now.rank, reads::RANK),
             (self.share != now.share, reads::SHARE),
             (self.share_above != now.share_above, reads::SHARE_ABOVE),
-        ] {
-            if differs {
-                bits |= bit;
-            }
-        }
-        bits
+        ])
     }
 }
 
@@ -135,18 +129,12 @@ impl Book {
 
     /// The [`reads`] bits of what differs between `self` and `now`.
     fn changed(&self, now: &Book) -> u16 {
-        let mut bits = 0;
-        for (differs, bit) in [
+        bits_of(&[
             (self.all != now.all, reads::PORTFOLIO),
             (self.floors != now.floors, reads::FLOORS),
             (self.counts != now.counts, reads::COUNTS),
             (self.kinds != now.kinds, reads::KINDS),
-        ] {
-            if differs {
-                bits |= bit;
-            }
-        }
-        bits
+        ])
     }
 }
 
@@ -526,4 +514,12 @@ impl Memo {
         }
         out
     }
+}
+
+/// The [`reads`] bits whose value differs, or-ed together.
+fn bits_of(pairs: &[(bool, u16)]) -> u16 {
+    pairs
+        .iter()
+        .filter(|(differs, _)| *differs)
+        .fold(0, |bits, (_, bit)| bits | bit)
 }
