@@ -272,12 +272,12 @@ impl TierHistory {
                 Some(gp) => gp
                     .iter()
                     .zip(&revenue)
-                    .map(|(g, r)| if *r > 0.0 { *g } else { 0.0 })
+                    .map(|(g, r)| ranked_gross_profit(*r, *g))
                     .collect(),
                 None => revenue,
             };
             let mut book = AloneBook {
-                total: finite(values.iter().sum()),
+                total: ranking_total(&values),
                 floor_a: f64::INFINITY,
                 floor_b: f64::INFINITY,
             };
@@ -676,10 +676,12 @@ mod tests {
             series(&[("2026-03-01", 5_000.0, 4_000.0)]),
             series(&[("2026-03-01", 3_000.0, 2_500.0)]),
             series(&[("2026-03-01", 0.0, -300.0)]),
+            // A loss lowers neither total (the ranking's, of positive values).
+            series(&[("2026-03-01", -100.0, 400.0)]),
         ];
         for by in [TierBasis::Revenue, TierBasis::GrossProfit, TierBasis::Both] {
             // The master's tier column changes neither.
-            let h = TierHistory::new(end, &cfg(by), s.clone(), vec![Some(Tier::C); 4]);
+            let h = TierHistory::new(end, &cfg(by), s.clone(), vec![Some(Tier::C); 5]);
             let gp = h.book_alone(TierBasis::GrossProfit);
             // 8,000 of 9,500 crosses 80%: A; then 84% and 95% above: B.
             assert_eq!(
