@@ -376,15 +376,9 @@ fn config_rule_settings_override_and_unknown_names_are_reported() {
     );
 }
 
-/// tier_movement's "still out after 180 days" notice is the last mail of
-/// the episode, through the alert lifecycle the daemon uses (replayed
-/// daily by the backtest with the shipped repeat and escalation): it was
-/// raised for 30 days, so the lifecycle repeated it weekly and copied the
-/// manager after 14 days. A2 is last in A on 2026-10-14 (its one large
-/// order of 2025-10-15 leaves the 12 months); the final notice is due on
-/// 2027-04-13, a Tuesday, in the week of Monday 2027-04-12.
-#[test]
-fn tier_movement_final_notice_is_the_last_mail() {
+/// The book of tier_movement's A2 drop: A2 is last in A on 2026-10-14
+/// (its one large order of 2025-10-15 leaves the 12 months) and stays out.
+fn a2_drop_book() -> Project {
     let p = Project::new();
     let mut master = String::from("客户编号,客户名称,区域,业务员,业务员邮箱,主管邮箱,信用额度\n");
     for id in ["A1", "A2", "C3"] {
@@ -422,6 +416,19 @@ fn tier_movement_final_notice_is_the_last_mail() {
         .to_string_lossy()
         .into_owned();
     p.run_ok(&["ingest", &master, &sales]);
+    p
+}
+
+/// tier_movement's "still out after 180 days" notice is the last mail of
+/// the episode, through the alert lifecycle the daemon uses (replayed
+/// daily by the backtest with the shipped repeat and escalation): it was
+/// raised for 30 days, so the lifecycle repeated it weekly and copied the
+/// manager after 14 days. A2 is last in A on 2026-10-14 (its one large
+/// order of 2025-10-15 leaves the 12 months); the final notice is due on
+/// 2027-04-13, a Tuesday, in the week of Monday 2027-04-12.
+#[test]
+fn tier_movement_final_notice_is_the_last_mail() {
+    let p = a2_drop_book();
     let o = p.run_ok(&[
         "backtest",
         "--rule",
@@ -444,6 +451,32 @@ fn tier_movement_final_notice_is_the_last_mail() {
         weeks.iter().all(|w| w.as_str() <= "2027-04-12"),
         "mails after the final notice's week: {v}"
     );
+}
+
+/// An open drop is mailed again every 30 days (the rule's
+/// repeat_interval_days), not every week as the `alerts:` default would:
+/// replayed daily from its start (2026-10-15) to 2027-03-31, the mails
+/// are the start, the manager's copy at 14 days (escalate_after_days) and
+/// the repeats 30, 60, 90, 120 and 150 days after the start.
+#[test]
+fn tier_movement_drop_is_mailed_again_monthly() {
+    let p = a2_drop_book();
+    let o = p.run_ok(&[
+        "backtest",
+        "--rule",
+        "tier_movement",
+        "--from",
+        "2026-10-10",
+        "--to",
+        "2027-03-31",
+        "--every",
+        "day",
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["started"], 1, "{v}");
+    assert_eq!(v["notices"], 7, "{v}");
 }
 
 /// thin_margin_a's hysteresis through the alert lifecycle (the backtest

@@ -89,20 +89,21 @@ impl Portfolio {
         }
     }
 
-    /// The book ranked by trailing-12-month gross profit alone, whatever
-    /// the basis ([`TierHistory::book_alone`]): the ranked accounts' total
-    /// and the floors; zeros without a history.
-    pub fn gross_profit_book(&self) -> AloneBook {
+    /// The book `days_ago` days before the as-of date ranked by revenue
+    /// alone (`Revenue`) or gross profit alone (the others), whatever the
+    /// basis ([`TierHistory::book_alone`]): the ranked accounts' total and
+    /// the floors; zeros without a history.
+    pub fn book_alone(&self, by: TierBasis, days_ago: i64) -> AloneBook {
         self.history
             .as_ref()
-            .map(|h| h.book_alone(TierBasis::GrossProfit))
+            .map(|h| h.book_alone(by, days_ago))
             .unwrap_or_default()
     }
 
-    /// The trailing-12-month gross profit of the smallest account the book
-    /// ranked by gross profit alone puts in A or B; None for another tier.
-    pub fn gross_profit_floor(&self, tier: &str) -> Option<f64> {
-        let b = || self.gross_profit_book();
+    /// The 12-month value of the smallest account in `tier` ("A" or "B")
+    /// of [`Portfolio::book_alone`]; None for another tier.
+    pub fn floor_alone(&self, by: TierBasis, tier: &str, days_ago: i64) -> Option<f64> {
+        let b = || self.book_alone(by, days_ago);
         match Tier::parse(tier) {
             Some(Tier::A) => Some(b().floor_a),
             Some(Tier::B) => Some(b().floor_b),

@@ -177,12 +177,12 @@ pub struct TierHistory {
     /// ([0]) and by gross profit alone ([1]), whatever the basis, on first
     /// use (no tier column).
     alone: [Days; 2],
-    /// The end day's book by each measure alone ([`TierHistory::book_alone`]),
-    /// on first use.
-    alone_book: [std::sync::OnceLock<AloneBook>; 2],
+    /// By days ago, the book by each measure alone
+    /// ([`TierHistory::book_alone`]), on first use.
+    alone_book: [Vec<std::sync::OnceLock<AloneBook>>; 2],
 }
 
-/// The end day's book ranked by one measure alone: the ranked accounts'
+/// A day's book ranked by one measure alone: the ranked accounts'
 /// total of that measure and the value of the smallest account in A and
 /// in B (0 when the tier is empty).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -220,6 +220,11 @@ impl TierHistory {
                 .map(|_| std::sync::OnceLock::new())
                 .collect()
         };
+        let books = || {
+            (0..TIER_HISTORY_DAYS)
+                .map(|_| std::sync::OnceLock::new())
+                .collect()
+        };
         TierHistory {
             end,
             tiers: tiers.clone(),
@@ -227,7 +232,7 @@ impl TierHistory {
             overrides,
             days: days(),
             alone: [days(), days()],
-            alone_book: Default::default(),
+            alone_book: [books(), books()],
         }
     }
 
@@ -255,19 +260,23 @@ impl TierHistory {
         }))
     }
 
-    /// The end day's book ranked by revenue alone (`Revenue`) or gross
-    /// profit alone (the others): the ranked accounts' total of that
-    /// measure, as the shares are of it, and the value of the smallest
-    /// account that ranking puts in A and in B. An account with more than
-    /// a floor ranks into its tier, the others held as they are.
-    pub fn book_alone(&self, by: TierBasis) -> AloneBook {
-        let slot = &self.alone_book[usize::from(by != TierBasis::Revenue)];
+    /// The book `days_ago` days before the end ranked by revenue alone
+    /// (`Revenue`) or gross profit alone (the others): the ranked
+    /// accounts' total of that measure, as the shares are of it, and the
+    /// value of the smallest account that ranking puts in A and in B. An
+    /// account with more than a floor ranks into its tier, the others held
+    /// as they are. Zeros beyond [`TIER_HISTORY_DAYS`].
+    pub fn book_alone(&self, by: TierBasis, days_ago: i64) -> AloneBook {
+        let k = usize::try_from(days_ago).unwrap_or(usize::MAX);
+        let Some(slot) = self.alone_book[usize::from(by != TierBasis::Revenue)].get(k) else {
+            return AloneBook::default();
+        };
         *slot.get_or_init(|| {
             let by = alone_measure(by);
-            let Some(tiers) = self.alone_day(by, 0) else {
+            let Some(tiers) = self.alone_day(by, k) else {
                 return AloneBook::default();
             };
-            let (revenue, gp) = self.values(self.end, by);
+            let (revenue, gp) = self.values(self.end - k as i32, by);
             let values: Vec<f64> = match gp {
                 Some(gp) => gp
                     .iter()
@@ -674,7 +683,11 @@ mod tests {
         let s = vec![
             series(&[("2026-03-01", 10_000.0, 2_000.0)]),
             series(&[("2026-03-01", 5_000.0, 4_000.0)]),
-            series(&[("2026-03-01", 3_000.0, 2_500.0)]),
+            // 2,000 more until yesterday (the order leaves the 12 months today).
+            series(&[
+                ("2025-06-30", 2_000.0, 2_000.0),
+                ("2026-03-01", 3_000.0, 2_500.0),
+            ]),
             series(&[("2026-03-01", 0.0, -300.0)]),
             // A loss lowers neither total (the ranking's, of positive values).
             series(&[("2026-03-01", -100.0, 400.0)]),
@@ -682,15 +695,15 @@ mod tests {
         for by in [TierBasis::Revenue, TierBasis::GrossProfit, TierBasis::Both] {
             // The master's tier column changes neither.
             let h = TierHistory::new(end, &cfg(by), s.clone(), vec![Some(Tier::C); 5]);
-            let gp = h.book_alone(TierBasis::GrossProfit);
+            let gp = h.book_alone(TierBasis::GrossProfit, 0);
             // 8,000 of 9,500 crosses 80%: A; then 84% and 95% above: B.
             assert_eq!(
                 (gp.total, gp.floor_a, gp.floor_b),
                 (9_500.0, 8_000.0, 500.0),
                 "{by}"
             );
-            assert_eq!(h.book_alone(TierBasis::Both), gp, "{by}");
-            let rev = h.book_alone(TierBasis::Revenue);
+            assert_eq!(h.book_alone(TierBasis::Both, 0), gp, "{by}");
+            let rev = h.book_alone(TierBasis::Revenue, 0);
             assert_eq!(
                 (rev.total, rev.floor_a, rev.floor_b),
                 (18_000.0, 5_000.0, 3_000.0),
@@ -703,9 +716,23 @@ mod tests {
             );
             assert_eq!(ranked.floors, (rev.floor_a, rev.floor_b));
         }
+        // Yesterday, by revenue: 10,000, 5,000 and 5,000 of 20,000 are A.
+        let h = TierHistory::new(end, &cfg(TierBasis::Revenue), s.clone(), vec![None; 5]);
+        let yesterday = h.book_alone(TierBasis::Revenue, 1);
+        assert_eq!(
+            (yesterday.total, yesterday.floor_a, yesterday.floor_b),
+            (20_000.0, 5_000.0, 0.0)
+        );
+        assert_eq!(
+            h.book_alone(TierBasis::Revenue, TIER_HISTORY_DAYS as i64),
+            AloneBook::default()
+        );
         // A tier nobody is in has the floor 0.
         let h = TierHistory::new(end, &cfg(TierBasis::Revenue), vec![series(&[])], vec![None]);
-        assert_eq!(h.book_alone(TierBasis::GrossProfit), AloneBook::default());
+        assert_eq!(
+            h.book_alone(TierBasis::GrossProfit, 0),
+            AloneBook::default()
+        );
     }
 
     #[test]

@@ -123,7 +123,7 @@ impl Book {
         Book {
             all: format!("{p:?}"),
             floors: {
-                let gp = p.gross_profit_book();
+                let gp = p.book_alone(crate::config::TierBasis::GrossProfit, 0);
                 [p.floor_a, p.floor_b, gp.floor_a, gp.floor_b].map(f64::to_bits)
             },
             counts: (p.accounts, [p.tier_a, p.tier_b, p.tier_c], p.with_data),

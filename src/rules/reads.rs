@@ -103,9 +103,13 @@ fn api_names() -> &'static ApiNames {
                 let class = match name.as_str() {
                     // The config's lines: a change to them is a config change.
                     "a_share" | "b_share" | "tiers_by" => 0,
-                    // The total of the book ranked by gross profit: every
-                    // account's order lines.
-                    "gross_profit_12m" => HISTORY,
+                    // The book ranked by gross profit, and earlier days:
+                    // every account's order lines.
+                    "gross_profit_12m"
+                    | "tier_floor_ago"
+                    | "gross_profit_floor_ago"
+                    | "revenue_12m_ago"
+                    | "gross_profit_12m_ago" => HISTORY,
                     "tier_floor" | "gross_profit_floor" => FLOORS,
                     "accounts" | "tier_count" | "accounts_with" => COUNTS,
                     _ => PORTFOLIO,

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use rhai::EvalAltResult;
 
-use super::registry::{Api, f, g, seen, window};
+use super::registry::{Api, days_ago, f, g, seen, window};
+use crate::config::TierBasis;
 use crate::metrics::{Metric, Portfolio};
 use crate::model::dates::Day;
 
@@ -75,7 +76,7 @@ pub(super) fn book(api: &mut Api) {
         "portfolio.gross_profit_12m",
         "the total the gross-profit shares are of (account.gross_profit_share_above): the ranked accounts' gross profit over the 365 days ending at the as-of date, an account without revenue counting none",
         |b: &mut Book| {
-            let v = b.p.gross_profit_book().total;
+            let v = b.p.book_alone(TierBasis::GrossProfit, 0).total;
             seen(b.explain, || "portfolio.gross_profit_12m".into(), v)
         },
     );
@@ -127,29 +128,91 @@ pub(super) fn by_kind_and_tier(api: &mut Api) {
             ))
         },
     );
-    gross_profit_floor(api);
+    floors_alone(api);
 }
 
-/// [`by_kind_and_tier`]'s floor by gross profit.
-fn gross_profit_floor(api: &mut Api) {
+/// [`by_kind_and_tier`]'s floors by gross profit, and the floors and
+/// totals of earlier days, by each measure alone.
+fn floors_alone(api: &mut Api) {
     f!(
         api,
         "gross_profit_floor",
         "portfolio.gross_profit_floor(tier)",
         "the trailing-12-month gross profit of the smallest account ranked into tier \"A\" or \"B\" by gross profit alone today, whatever tiers.by says (a tier column in the master aside); 0 when the tier is empty. An account with more than this ranks into the tier by gross profit, the other accounts' held as they are",
-        |b: &mut Book, tier: &str| -> Result<f64, Box<EvalAltResult>> {
-            let v = b.p.gross_profit_floor(tier).ok_or_else(|| {
-                format!(
-                    "portfolio.gross_profit_floor({tier:?}): the tiers with a floor are \"A\" and \"B\""
-                )
-            })?;
-            Ok(seen(
-                b.explain,
-                || format!("portfolio.gross_profit_floor({tier:?})"),
-                v,
-            ))
-        },
+        |b: &mut Book, tier: &str| floor(
+            b,
+            TierBasis::GrossProfit,
+            "gross_profit_floor",
+            tier,
+            None
+        ),
     );
+    for (by, name, what) in [
+        (
+            TierBasis::Revenue,
+            "tier_floor_ago",
+            "portfolio.tier_floor(tier)",
+        ),
+        (
+            TierBasis::GrossProfit,
+            "gross_profit_floor_ago",
+            "portfolio.gross_profit_floor(tier)",
+        ),
+    ] {
+        f!(
+            api,
+            name,
+            &format!("portfolio.{name}(tier, days)"),
+            &format!(
+                "{what} as it was `days` days before the as-of date (0 to 730): the book of that day ranked by that measure alone"
+            ),
+            move |b: &mut Book, tier: &str, days: i64| floor(b, by, name, tier, Some(days)),
+        );
+    }
+    for (by, name, what) in [
+        (TierBasis::Revenue, "revenue_12m_ago", "revenue"),
+        (
+            TierBasis::GrossProfit,
+            "gross_profit_12m_ago",
+            "gross profit",
+        ),
+    ] {
+        f!(
+            api,
+            name,
+            &format!("portfolio.{name}(days)"),
+            &format!(
+                "the total the {what} shares were of `days` days before the as-of date (0 to 730): the ranked accounts' trailing-12-month {what} on that day"
+            ),
+            move |b: &mut Book, days: i64| {
+                let call = || format!("portfolio.{name}({days})");
+                days_ago(&call, days)?;
+                let v = b.p.book_alone(by, days).total;
+                Ok::<_, Box<EvalAltResult>>(seen(b.explain, call, v))
+            },
+        );
+    }
+}
+
+/// A floor of [`floors_alone`]: `days` ago, or today (None).
+fn floor(
+    b: &mut Book,
+    by: TierBasis,
+    name: &str,
+    tier: &str,
+    days: Option<i64>,
+) -> Result<f64, Box<EvalAltResult>> {
+    let call = || match days {
+        Some(d) => format!("portfolio.{name}({tier:?}, {d})"),
+        None => format!("portfolio.{name}({tier:?})"),
+    };
+    if let Some(d) = days {
+        days_ago(&call, d)?;
+    }
+    let v =
+        b.p.floor_alone(by, tier, days.unwrap_or(0))
+            .ok_or_else(|| format!("{}: the tiers with a floor are \"A\" and \"B\"", call()))?;
+    Ok(seen(b.explain, call, v))
 }
 
 /// The book's figures over a window.
