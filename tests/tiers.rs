@@ -316,3 +316,56 @@ fn unlisted_ids_are_quoted_bounded_and_escaped() {
         assert!(!out.contains(&"y".repeat(78)), "{out}");
     }
 }
+
+/// An account that returned more than it sold (Z: -25,000 of revenue,
+/// -5,000 of gross profit) is C and not in the totals: the others rank,
+/// share and add up exactly as without it (cumulative 80, 96, 100), never
+/// past 100%, under every basis.
+#[test]
+fn a_net_negative_account_leaves_the_totals() {
+    let p = book();
+    let returns = write(
+        &p,
+        "销售明细_退货.csv",
+        "订单编号,行号,客户编号,客户名称,订单日期,产品编号,产品名称,数量,单价,金额,成本\n\
+         RT1,1,Z,无订单,2026-04-01,SP-1,纸巾,-1,25000,-25000,-20000\n",
+    );
+    ingest(&p, &[returns]);
+    let mut current = "revenue";
+    for by in ["revenue", "gross_profit", "both"] {
+        p.edit_config(&format!("  by: {current}\n"), &format!("  by: {by}\n"));
+        current = by;
+        let rows = rows(&p);
+        let last = rows.last().unwrap();
+        assert_eq!(
+            (&last["id"], &last["tier"]),
+            (&"Z".into(), &"C".into()),
+            "{by}"
+        );
+        let mut share = column(&rows, "share_pct");
+        share.sort();
+        assert_eq!(
+            share,
+            ids(&[("G", "16.0"), ("H", "4.0"), ("T", "80.0"), ("Z", "-20.0")]),
+            "{by}"
+        );
+        let mut gp = column(&rows, "gross_profit_share_pct");
+        gp.sort();
+        assert_eq!(
+            gp,
+            ids(&[("G", "80.0"), ("H", "5.0"), ("T", "15.0"), ("Z", "0.0")]),
+            "{by}"
+        );
+        for r in &rows {
+            let cum = r["cumulative_pct"].as_f64().unwrap();
+            assert!((0.0..=100.0).contains(&cum), "{by}: {rows:?}");
+        }
+        assert_eq!(last["cumulative_pct"], 100.0, "{by}: {rows:?}");
+    }
+    let rows = rows(&p);
+    let tiers: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap(), r["tier"].as_str().unwrap()))
+        .collect();
+    assert_eq!(tiers, [("T", "B"), ("G", "B"), ("H", "C"), ("Z", "C")]);
+}

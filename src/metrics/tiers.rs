@@ -11,10 +11,13 @@
 //! values in account order; an account is A while the accounts ranked
 //! above it hold less than `a_share` of the total, so the account that
 //! crosses the line is still A; B the same up to `b_share`; the rest C.
-//! An account whose value is zero or negative (no sales in the 12 months,
-//! returns, selling at a loss) is C, ranked below every account with a
-//! positive value; a book whose total is not positive ranks nobody into A
-//! or B. `both` is the lower of the two tiers (A only if A by revenue and
+//! The total the shares are of is the sum over the accounts with a
+//! positive value ([`ranking_total`]): an account whose value is zero or
+//! negative (no sales in the 12 months, more returned than sold, selling
+//! at a loss) is C, ranked below every account with a positive value, with
+//! the whole book (1.0) above it, and does not lower the total, so the
+//! cumulative shares of the others end at exactly 100%, never past it. A
+//! book with no positive account ranks nobody into A or B. `both` is the lower of the two tiers (A only if A by revenue and
 //! by gross profit), with the larger of the two shares above, so the pair
 //! still reads "A while the share above is below the line".
 
@@ -35,6 +38,17 @@ pub fn gross_profit_12m(s: &Series, end: Day) -> f64 {
     revenue - cost
 }
 
+/// The gross profit an account is ranked by: an account without revenue
+/// in the 12 months is no key account, whatever a cost credit makes its
+/// gross profit: it counts as none.
+pub fn ranked_gross_profit(revenue_12m: f64, gross_profit_12m: f64) -> f64 {
+    if revenue_12m > 0.0 {
+        gross_profit_12m
+    } else {
+        0.0
+    }
+}
+
 /// The book ranked on one day by the configured basis.
 #[derive(Debug)]
 pub struct Ranked {
@@ -46,7 +60,8 @@ pub struct Ranked {
     /// (tier, share above) of each place of `order`, by the basis, before
     /// the master's tier column.
     pub places: Vec<(Tier, f64)>,
-    /// The ranked accounts' trailing-12-month revenue.
+    /// The ranked accounts' trailing-12-month revenue: the sum over those
+    /// with positive revenue ([`ranking_total`]).
     pub total: f64,
     /// The 12-month revenue of the smallest account the revenue ranking
     /// puts in A, and in B (0 when the tier is empty), whatever the basis.
@@ -67,12 +82,10 @@ impl Ranked {
                 Tier::C => {}
             }
         }
-        // An account without revenue in the 12 months is no key account,
-        // whatever a cost credit makes its gross profit: it counts as none.
         let gp = |gp: Option<&[f64]>| {
             let mut v = vec![0.0; revenue.len()];
             for ((x, g), r) in v.iter_mut().zip(gp.unwrap_or_default()).zip(revenue) {
-                *x = if *r > 0.0 { *g } else { 0.0 };
+                *x = ranked_gross_profit(*r, *g);
             }
             rank_one(&v, tiers)
         };
@@ -91,7 +104,7 @@ impl Ranked {
                 (order, both)
             }
         };
-        let total = finite(revenue.iter().sum());
+        let total = ranking_total(revenue);
         Ranked {
             places: order.iter().map(|&i| by_index[i]).collect(),
             order: order.into_iter().map(|i| (revenue[i], i)).collect(),
@@ -120,10 +133,18 @@ fn finite(t: f64) -> f64 {
     if t.is_finite() { t + 0.0 } else { 0.0 }
 }
 
+/// The total a ranking's shares are of: the sum of the positive values
+/// (an account at zero or below is C and lowers nobody's share), as a
+/// number to divide by ([`finite`]).
+pub fn ranking_total(values: &[f64]) -> f64 {
+    finite(values.iter().filter(|v| **v > 0.0).sum())
+}
+
 /// One measure ranked: the account indexes in rank order, and (tier,
-/// share above) by account index.
+/// share above) by account index. An account at zero or below has the
+/// whole book (1.0) above it.
 fn rank_one(values: &[f64], tiers: &TierConfig) -> (Vec<usize>, Vec<(Tier, f64)>) {
-    let total = finite(values.iter().sum());
+    let total = ranking_total(values);
     let mut order: Vec<usize> = (0..values.len()).collect();
     order.sort_by(|a, b| values[*b].total_cmp(&values[*a]));
     let sorted: Vec<f64> = order.iter().map(|&i| values[i]).collect();
@@ -131,8 +152,8 @@ fn rank_one(values: &[f64], tiers: &TierConfig) -> (Vec<usize>, Vec<(Tier, f64)>
     let mut out = vec![(Tier::C, 1.0); values.len()];
     let mut above = 0.0;
     for ((&i, t), v) in order.iter().zip(assigned).zip(&sorted) {
-        out[i] = (t, if total > 0.0 { above } else { 1.0 });
-        if total > 0.0 {
+        if total > 0.0 && *v > 0.0 {
+            out[i] = (t, above);
             above += v / total;
         }
     }
@@ -293,26 +314,27 @@ pub fn rank_tiers(values: &[f64], tiers: &TierConfig) -> Vec<(Tier, f64)> {
 /// Tiers for accounts sorted by value, largest first: cumulative share up
 /// to `a_share` is A, up to `b_share` B, the rest (and anyone whose value
 /// is zero or negative) C. The account that crosses a threshold still
-/// belongs to the tier. A `total` that is not positive (nothing sold, or
-/// more returned or lost than earned) ranks everyone C: shares of it mean
-/// nothing.
+/// belongs to the tier. `total` is [`ranking_total`] of the values (the
+/// positive ones): a value at zero or below adds nothing to the share
+/// above the next. A `total` that is not positive (no account sold
+/// anything, or every one returned or lost more than it earned) ranks
+/// everyone C: shares of it mean nothing.
 pub fn assign_tiers(values: &[f64], total: f64, tiers: &TierConfig) -> Vec<Tier> {
     let mut cumulative = 0.0;
     values
         .iter()
         .map(|v| {
-            let tier = if *v <= 0.0 || total <= 0.0 {
-                Tier::C
-            } else if cumulative < tiers.a_share {
+            if *v <= 0.0 || total <= 0.0 {
+                return Tier::C;
+            }
+            let tier = if cumulative < tiers.a_share {
                 Tier::A
             } else if cumulative < tiers.b_share {
                 Tier::B
             } else {
                 Tier::C
             };
-            if total > 0.0 {
-                cumulative += v / total;
-            }
+            cumulative += v / total;
             tier
         })
         .collect()
@@ -481,16 +503,55 @@ mod tests {
                 assert!(t[1].1 >= 1.0 && t[2].1 >= 1.0, "{by}: {t:?}");
             }
         }
-        // A book whose gross profit is not positive ranks nobody into A.
+        // A book with no account at a positive gross profit ranks nobody
+        // into A.
+        let r = Ranked::new(
+            &rev,
+            Some(&[-100.0, -300.0, 0.0, 0.0]),
+            &cfg(TierBasis::GrossProfit),
+        );
+        assert_eq!(letters(&r, 4), "CCCC");
+        assert!(r.by_index(4).iter().all(|t| t.1 == 1.0));
+        // One positive account in a book that lost money overall is A:
+        // the losses are not in the total.
         let r = Ranked::new(
             &rev,
             Some(&[100.0, -300.0, 0.0, 0.0]),
             &cfg(TierBasis::GrossProfit),
         );
-        assert_eq!(letters(&r, 4), "CCCC");
+        assert_eq!(letters(&r, 4), "ACCC");
         let r = Ranked::new(&[0.0, 0.0], None, &cfg(TierBasis::Revenue));
         assert_eq!(letters(&r, 2), "CC");
         assert_eq!(r.floors, (0.0, 0.0));
+    }
+
+    /// A net-negative account (more returned than sold) is C and not in
+    /// the total: the others' shares are of the positive accounts alone,
+    /// so they add up to exactly 100% and the line falls where it would
+    /// without the returns (with them in the total, 0.79 + 0.21 of 1,000
+    /// would be 0.878 of 900, and the second account B).
+    #[test]
+    fn a_net_negative_account_does_not_lower_the_total() {
+        for by in [TierBasis::Revenue, TierBasis::GrossProfit, TierBasis::Both] {
+            let rev = [790.0, 210.0, -100.0, 0.0];
+            let gp = [790.0, 210.0, -100.0, 0.0];
+            let r = Ranked::new(&rev, Some(&gp), &cfg(by));
+            assert_eq!(letters(&r, 4), "AACC", "{by}");
+            assert_eq!(r.total, 1_000.0, "{by}");
+            let t = r.by_index(4);
+            assert_eq!((t[0].1, t[1].1), (0.0, 0.79), "{by}: {t:?}");
+            assert_eq!((t[2].1, t[3].1), (1.0, 1.0), "{by}: the whole book above");
+            assert_eq!(r.floors, (210.0, 0.0), "{by}");
+        }
+        // Only the gross profit is negative: revenue ranks as before, the
+        // gross-profit total leaves the loss out.
+        let rev = [790.0, 210.0, 100.0];
+        let gp = [79.0, 21.0, -50.0];
+        let r = Ranked::new(&rev, Some(&gp), &cfg(TierBasis::GrossProfit));
+        assert_eq!(letters(&r, 3), "AAC");
+        assert_eq!(r.by_index(3)[1].1, 0.79);
+        assert_eq!(ranking_total(&gp), 100.0);
+        assert_eq!(ranking_total(&[-1.0, 0.0, -0.0]), 0.0);
     }
 
     /// A cost credit with no sales (revenue 0, cost -20,000) is gross

@@ -31,7 +31,9 @@ pub struct Row {
     pub share_pct: f64,
     /// Cumulative share down to this account, percent.
     pub cumulative_pct: f64,
-    /// Share of the book's trailing-12-month gross profit, percent.
+    /// Share of the book's trailing-12-month gross profit, percent: of
+    /// the gross profit the accounts are ranked by (none for an account
+    /// without revenue), whose total is over those above zero.
     pub gross_profit_share_pct: f64,
     /// The tier with the book ranked by revenue alone (same lines, no
     /// tier column).
@@ -112,13 +114,19 @@ pub fn book(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<B
         }
     }
     let end = snap.end();
-    // Of the ranked accounts, as the shares of revenue and the tiers are.
+    // Of the ranked accounts, as the shares of revenue and the tiers are:
+    // the total is over the accounts with a positive figure.
     let gp = |a: &metrics::AccountMetrics| a.metric(metrics::Metric::GrossProfit, end, 365, 0);
-    let book_gp: f64 = snap.accounts.iter().map(|a| gp(a)).sum();
+    let gps: Vec<f64> = (snap.accounts.iter())
+        .map(|a| metrics::ranked_gross_profit(a.revenue_12m, gp(a)))
+        .collect();
+    let book_gp = metrics::ranking_total(&gps);
     let mut cumulative = 0.0;
     let mut rows = Vec::with_capacity(snap.accounts.len());
-    for a in &snap.accounts {
-        cumulative += a.share;
+    for (a, gp) in snap.accounts.iter().zip(&gps) {
+        if a.share > 0.0 {
+            cumulative += a.share;
+        }
         rows.push(Row {
             rank: a.rank,
             id: a.id.clone(),
@@ -129,7 +137,7 @@ pub fn book(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<B
             share_pct: round2(a.share * 100.0),
             cumulative_pct: round2(cumulative * 100.0),
             gross_profit_share_pct: if book_gp > 0.0 {
-                round2(gp(a) / book_gp * 100.0)
+                round2(gp / book_gp * 100.0)
             } else {
                 0.0
             },
