@@ -111,7 +111,8 @@ impl Placed {
 struct Book {
     /// `format!("{:?}")` of the portfolio: every number to the bit.
     all: String,
-    floors: (u64, u64),
+    /// The floors by revenue, then by gross profit alone.
+    floors: [u64; 4],
     counts: (usize, [usize; 3], [usize; 5]),
     kinds: u8,
 }
@@ -121,7 +122,10 @@ impl Book {
         let p = &snap.portfolio;
         Book {
             all: format!("{p:?}"),
-            floors: (p.floor_a.to_bits(), p.floor_b.to_bits()),
+            floors: {
+                let gp = p.gross_profit_book();
+                [p.floor_a, p.floor_b, gp.floor_a, gp.floor_b].map(f64::to_bits)
+            },
             counts: (p.accounts, [p.tier_a, p.tier_b, p.tier_c], p.with_data),
             kinds: p.data_bits(),
         }
