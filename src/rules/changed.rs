@@ -38,11 +38,11 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 
-use super::finding::{Finding, Outcome, RunError, Units};
+use super::finding::{Finding, Outcome, RunError, Said};
 use super::reads::{self, rule_reads};
 use super::set::RuleSet;
 use crate::metrics::{AccountMetrics, Snapshot};
-use crate::model::{Severity, Tier};
+use crate::model::Tier;
 
 /// Everything about the rule set a rule's run may depend on, as text: two
 /// sets with the same fingerprint run the same scripts with the same
@@ -142,22 +142,12 @@ impl Book {
     }
 }
 
-/// One result of one pair, kept without the account's metrics.
+/// One result of one pair, kept without the account's metrics; what a
+/// finding says is shared with the outcome it came from, not copied.
 #[derive(Debug, Clone)]
 enum Kept {
-    Found {
-        rule: usize,
-        key: String,
-        severity: Severity,
-        title: String,
-        figures: Vec<(String, serde_json::Value)>,
-        units: Units,
-        action: String,
-    },
-    Failed {
-        rule: usize,
-        message: String,
-    },
+    Found { rule: usize, said: Arc<Said> },
+    Failed { rule: usize, message: String },
 }
 
 impl Kept {
@@ -174,23 +164,10 @@ fn put_back(out: &mut Outcome, rules: &RuleSet, a: &Arc<AccountMetrics>, k: &Kep
         return;
     };
     match k {
-        Kept::Found {
-            key,
-            severity,
-            title,
-            figures,
-            units,
-            action,
-            ..
-        } => out.findings.push(Finding {
+        Kept::Found { said, .. } => out.findings.push(Finding {
             rule,
             account: a.clone(),
-            key: key.clone(),
-            severity: *severity,
-            title: title.clone(),
-            figures: figures.clone(),
-            units: units.clone(),
-            action: action.clone(),
+            said: said.clone(),
         }),
         Kept::Failed { message, .. } => out.errors.push(RunError {
             rule,
@@ -299,12 +276,7 @@ impl Memo {
                 .or_default()
                 .push(Kept::Found {
                     rule,
-                    key: f.key.clone(),
-                    severity: f.severity,
-                    title: f.title.clone(),
-                    figures: f.figures.clone(),
-                    units: f.units.clone(),
-                    action: f.action.clone(),
+                    said: f.said.clone(),
                 });
         }
         for e in &out.errors {
@@ -472,12 +444,7 @@ impl Memo {
                 .or_default()
                 .push(Kept::Found {
                     rule: index.get(&*f.rule).copied().unwrap_or(usize::MAX),
-                    key: f.key.clone(),
-                    severity: f.severity,
-                    title: f.title.clone(),
-                    figures: f.figures.clone(),
-                    units: f.units.clone(),
-                    action: f.action.clone(),
+                    said: f.said.clone(),
                 });
         }
         for e in &now.errors {
