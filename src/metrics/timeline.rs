@@ -27,7 +27,10 @@ use super::parts::{Parts, SkuLog};
 use super::series::{DayLog, Series};
 use super::snapshot::{Portfolio, Snapshot};
 use super::stock::{SkuBook, SkuScratch};
-use super::tiers::{PREV_TIER_DAYS, Ranked, TierHistory, Unlisted, gross_profit_12m, parse_tier};
+use super::tiers::{
+    PREV_TIER_DAYS, Ranked, TierHistory, Unlisted, gross_profit_12m, parse_tier,
+    ranked_gross_profit, ranking_total,
+};
 use crate::config::{TierBasis, TierConfig};
 use crate::model::Tier;
 use crate::model::dates::{Day, date_of, day};
@@ -156,9 +159,9 @@ pub struct Timeline {
     /// Active accounts of the master, in id order.
     accounts: Vec<Base>,
     /// Accounts with orders that are missing from the master: counted,
-    /// never ranked.
+    /// never ranked, in no figure of the book.
     unlisted: Unlisted,
-    /// Daily totals of every order.
+    /// Daily totals of the active accounts' orders (the ranked ones).
     book: Series,
     /// SKU names, every account's SKU lines, the warehouse's stock.
     skus: SkuBook,
@@ -183,7 +186,6 @@ impl Timeline {
                 .filter(|(id, _)| !known.contains(id.as_str()))
                 .map(|(id, s)| (id, &s.0)),
         );
-        let book = load::book(parts.orders.values().map(|o| &o.0));
         let lines: Vec<SkuLog> = parts
             .orders
             .values()
@@ -226,6 +228,9 @@ impl Timeline {
             });
         }
         accounts.sort_by(|a, b| a.id.cmp(&b.id));
+        // The book is the ranked accounts' lines: the portfolio's figures
+        // and the shares are over the same accounts.
+        let book = load::book(accounts.iter().map(|a| &a.series));
         Timeline {
             until: day(parts.until),
             accounts,
@@ -286,6 +291,7 @@ impl Timeline {
         let mut portfolio = Portfolio {
             accounts: self.accounts.len(),
             revenue_12m: now.total,
+            gross_profit_12m: self.gross_profit_total(&now, end),
             a_share: tiers.a_share,
             b_share: tiers.b_share,
             floor_a: now.floors.0,
@@ -367,6 +373,18 @@ impl Timeline {
             Ranked::new(&now, gp(end).as_deref(), tiers),
             Ranked::new(&before, gp(prev_end).as_deref(), tiers),
         )
+    }
+
+    /// The total the gross-profit shares are of on `end`: each ranked
+    /// account's trailing-12-month gross profit as the ranking counts it
+    /// (none without revenue), summed over those above zero.
+    fn gross_profit_total(&self, ranked: &Ranked, end: Day) -> f64 {
+        let gp: Vec<f64> = (ranked.order.iter())
+            .map(|&(rev, i)| {
+                ranked_gross_profit(rev, gross_profit_12m(&self.accounts[i].series, end))
+            })
+            .collect();
+        ranking_total(&gp)
     }
 
     /// (tier, share of the accounts above) by account index in `ranked`,

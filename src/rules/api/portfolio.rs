@@ -25,7 +25,7 @@ pub(super) fn book(api: &mut Api) {
         api,
         "accounts",
         "portfolio.accounts",
-        "number of active accounts",
+        "number of active accounts (the ranked ones: the customer master's active accounts; every figure of the portfolio is over them, never over order lines of accounts the master does not list)",
         |b: &mut Book| {
             seen(
                 b.explain,
@@ -38,11 +38,22 @@ pub(super) fn book(api: &mut Api) {
         api,
         "revenue_12m",
         "portfolio.revenue_12m",
-        "the book's revenue over the 365 days ending at the as-of date",
+        "the total the shares of revenue are of (account.share): the active accounts' revenue over the 365 days ending at the as-of date, summed over those above zero (an account that returned more than it bought lowers nobody's share; portfolio.revenue(365) is the same lines net of returns)",
         |b: &mut Book| seen(
             b.explain,
             || "portfolio.revenue_12m".into(),
             b.p.revenue_12m
+        ),
+    );
+    g!(
+        api,
+        "gross_profit_12m",
+        "portfolio.gross_profit_12m",
+        "the total the shares of gross profit are of, as the ranking by gross profit counts them: the active accounts' gross profit (revenue - cost) over the 365 days ending at the as-of date, none for an account without revenue, summed over those above zero; an account's share is account.gross_profit(365) / portfolio.gross_profit_12m",
+        |b: &mut Book| seen(
+            b.explain,
+            || "portfolio.gross_profit_12m".into(),
+            b.p.gross_profit_12m
         ),
     );
     g!(
@@ -121,7 +132,7 @@ pub(super) fn windowed(api: &mut Api) {
             name,
             &format!("portfolio.{name}(days)"),
             &format!(
-                "the book's {} over the `days` days ending at the as-of date",
+                "the book's {} over the `days` days ending at the as-of date: the active accounts' order lines (the ranked accounts), net of returns",
                 m.describe()
             ),
             move |b: &mut Book, days: i64| {
