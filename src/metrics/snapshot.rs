@@ -9,6 +9,8 @@ use chrono::NaiveDate;
 
 use super::account::{AccountMetrics, Metric, clamp_window, series_metric};
 use super::series::Series;
+use super::tiers::{AloneBook, TierHistory};
+use crate::config::TierBasis;
 use crate::model::Tier;
 use crate::model::dates::{Day, day};
 
@@ -19,10 +21,6 @@ pub struct Portfolio {
     /// The total the revenue shares are of: the active accounts'
     /// trailing-12-month revenue, summed over those above zero.
     pub revenue_12m: f64,
-    /// The total the gross-profit shares are of: the active accounts'
-    /// trailing-12-month gross profit as the ranking counts it (none
-    /// without revenue), summed over those above zero.
-    pub gross_profit_12m: f64,
     pub tier_a: usize,
     pub tier_b: usize,
     pub tier_c: usize,
@@ -42,6 +40,12 @@ pub struct Portfolio {
     /// tier, the others' revenue held as it is.
     pub floor_a: f64,
     pub floor_b: f64,
+    /// What the book is ranked by (`tiers.by`).
+    pub by: TierBasis,
+    /// The book's tier history (the same as every account's), for the
+    /// figures of the book ranked by gross profit alone; None in books
+    /// built without one (benchmarks).
+    pub history: Option<Arc<TierHistory>>,
 }
 
 /// The kinds of data an account may have, as rules name them (`needs`,
@@ -85,6 +89,27 @@ impl Portfolio {
         match Tier::parse(tier) {
             Some(Tier::A) => Some(self.floor_a),
             Some(Tier::B) => Some(self.floor_b),
+            _ => None,
+        }
+    }
+
+    /// The book ranked by trailing-12-month gross profit alone, whatever
+    /// the basis ([`TierHistory::book_alone`]): the ranked accounts' total
+    /// and the floors; zeros without a history.
+    pub fn gross_profit_book(&self) -> AloneBook {
+        self.history
+            .as_ref()
+            .map(|h| h.book_alone(TierBasis::GrossProfit))
+            .unwrap_or_default()
+    }
+
+    /// The trailing-12-month gross profit of the smallest account the book
+    /// ranked by gross profit alone puts in A or B; None for another tier.
+    pub fn gross_profit_floor(&self, tier: &str) -> Option<f64> {
+        let b = || self.gross_profit_book();
+        match Tier::parse(tier) {
+            Some(Tier::A) => Some(b().floor_a),
+            Some(Tier::B) => Some(b().floor_b),
             _ => None,
         }
     }
@@ -142,16 +167,8 @@ pub fn dump(snap: &Snapshot) -> String {
     let p = &snap.portfolio;
     let _ = writeln!(
         o,
-        "portfolio accounts {} revenue_12m {:?} gross_profit_12m {:?} tiers {} {} {} lines {:?} {:?} with data {:?}",
-        p.accounts,
-        p.revenue_12m,
-        p.gross_profit_12m,
-        p.tier_a,
-        p.tier_b,
-        p.tier_c,
-        p.a_share,
-        p.b_share,
-        p.with_data
+        "portfolio accounts {} revenue_12m {:?} tiers {} {} {} lines {:?} {:?} with data {:?}",
+        p.accounts, p.revenue_12m, p.tier_a, p.tier_b, p.tier_c, p.a_share, p.b_share, p.with_data
     );
     p.series.dump("portfolio", &mut o);
     for a in &snap.accounts {
@@ -407,7 +424,7 @@ mod build_tests {
         assert_eq!(p.metric(Metric::Revenue, end, 365, 0), 350.0);
         assert_eq!(p.metric(Metric::GrossProfit, end, 365, 0), 180.0);
         assert_eq!(p.metric(Metric::Orders, end, 365, 0), 3.0);
-        assert_eq!((p.revenue_12m, p.gross_profit_12m), (400.0, 210.0));
+        assert_eq!((p.revenue_12m, p.gross_profit_book().total), (400.0, 210.0));
         assert_eq!(snap.find("X").unwrap().share, 0.75);
         assert_eq!(
             (snap.unknown_accounts, snap.unknown_revenue_12m),

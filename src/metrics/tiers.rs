@@ -235,6 +235,19 @@ pub struct TierHistory {
     /// ([0]) and by gross profit alone ([1]), whatever the basis, on first
     /// use (no tier column).
     alone: [Days; 2],
+    /// The end day's book by each measure alone ([`TierHistory::book_alone`]),
+    /// on first use.
+    alone_book: [std::sync::OnceLock<AloneBook>; 2],
+}
+
+/// The end day's book ranked by one measure alone: the ranked accounts'
+/// total of that measure and the value of the smallest account in A and
+/// in B (0 when the tier is empty).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct AloneBook {
+    pub total: f64,
+    pub floor_a: f64,
+    pub floor_b: f64,
 }
 
 /// By days ago: (tier, share above) by account index, ranked on first use.
@@ -272,6 +285,7 @@ impl TierHistory {
             overrides,
             days: days(),
             alone: [days(), days()],
+            alone_book: Default::default(),
         }
     }
 
@@ -281,22 +295,64 @@ impl TierHistory {
     /// [`TIER_HISTORY_DAYS`] or for an unknown account.
     pub fn alone_at(&self, by: TierBasis, i: usize, days_ago: i64) -> Option<(Tier, f64)> {
         let k = usize::try_from(days_ago).ok()?;
+        self.alone_day(by, k)?.get(i).copied()
+    }
+
+    /// Every account's (tier, share above) `k` days before the end with
+    /// the book ranked by one measure alone, ranked on first use.
+    fn alone_day(&self, by: TierBasis, k: usize) -> Option<&Vec<(Tier, f64)>> {
         let slot = self.alone[usize::from(by != TierBasis::Revenue)].get(k)?;
-        let by = if by == TierBasis::Both {
-            TierBasis::GrossProfit
-        } else {
-            by
-        };
-        slot.get_or_init(|| {
+        let by = alone_measure(by);
+        Some(slot.get_or_init(|| {
             let tiers = TierConfig {
                 by,
                 ..self.tiers.clone()
             };
             let (revenue, gp) = self.values(self.end - k as i32, by);
             Ranked::new(&revenue, gp.as_deref(), &tiers).by_index(self.series.len())
+        }))
+    }
+
+    /// The end day's book ranked by revenue alone (`Revenue`) or gross
+    /// profit alone (the others): the ranked accounts' total of that
+    /// measure, as the shares are of it, and the value of the smallest
+    /// account that ranking puts in A and in B. An account with more than
+    /// a floor ranks into its tier, the others held as they are.
+    pub fn book_alone(&self, by: TierBasis) -> AloneBook {
+        let slot = &self.alone_book[usize::from(by != TierBasis::Revenue)];
+        *slot.get_or_init(|| {
+            let by = alone_measure(by);
+            let Some(tiers) = self.alone_day(by, 0) else {
+                return AloneBook::default();
+            };
+            let (revenue, gp) = self.values(self.end, by);
+            let values: Vec<f64> = match gp {
+                Some(gp) => gp
+                    .iter()
+                    .zip(&revenue)
+                    .map(|(g, r)| ranked_gross_profit(*r, *g))
+                    .collect(),
+                None => revenue,
+            };
+            let mut book = AloneBook {
+                total: ranking_total(&values),
+                floor_a: f64::INFINITY,
+                floor_b: f64::INFINITY,
+            };
+            for ((t, _), v) in tiers.iter().zip(&values) {
+                match t {
+                    Tier::A => book.floor_a = book.floor_a.min(*v),
+                    Tier::B => book.floor_b = book.floor_b.min(*v),
+                    Tier::C => {}
+                }
+            }
+            for f in [&mut book.floor_a, &mut book.floor_b] {
+                if !f.is_finite() {
+                    *f = 0.0;
+                }
+            }
+            book
         })
-        .get(i)
-        .copied()
     }
 
     /// Each account's trailing-12-month revenue on `day`, and its gross
@@ -359,6 +415,16 @@ impl TierHistory {
         })
         .get(i)
         .copied()
+    }
+}
+
+/// The measure a ranking "alone" is by: `Both` is gross profit (revenue
+/// is asked for as `Revenue`).
+fn alone_measure(by: TierBasis) -> TierBasis {
+    if by == TierBasis::Both {
+        TierBasis::GrossProfit
+    } else {
+        by
     }
 }
 

@@ -27,10 +27,7 @@ use super::parts::{Parts, SkuLog};
 use super::series::{DayLog, Series};
 use super::snapshot::{Portfolio, Snapshot};
 use super::stock::{SkuBook, SkuScratch};
-use super::tiers::{
-    PREV_TIER_DAYS, Ranked, TierHistory, Unlisted, gross_profit_12m, parse_tier,
-    ranked_gross_profit, ranking_total,
-};
+use super::tiers::{PREV_TIER_DAYS, Ranked, TierHistory, Unlisted, gross_profit_12m, parse_tier};
 use crate::config::{TierBasis, TierConfig};
 use crate::model::Tier;
 use crate::model::dates::{Day, date_of, day};
@@ -291,11 +288,12 @@ impl Timeline {
         let mut portfolio = Portfolio {
             accounts: self.accounts.len(),
             revenue_12m: now.total,
-            gross_profit_12m: self.gross_profit_total(&now, end),
             a_share: tiers.a_share,
             b_share: tiers.b_share,
             floor_a: now.floors.0,
             floor_b: now.floors.1,
+            by: tiers.by,
+            history: Some(history.clone()),
             series: self.book.as_of(end),
             ..Portfolio::default()
         };
@@ -373,18 +371,6 @@ impl Timeline {
             Ranked::new(&now, gp(end).as_deref(), tiers),
             Ranked::new(&before, gp(prev_end).as_deref(), tiers),
         )
-    }
-
-    /// The total the gross-profit shares are of on `end`: each ranked
-    /// account's trailing-12-month gross profit as the ranking counts it
-    /// (none without revenue), summed over those above zero.
-    fn gross_profit_total(&self, ranked: &Ranked, end: Day) -> f64 {
-        let gp: Vec<f64> = (ranked.order.iter())
-            .map(|&(rev, i)| {
-                ranked_gross_profit(rev, gross_profit_12m(&self.accounts[i].series, end))
-            })
-            .collect();
-        ranking_total(&gp)
     }
 
     /// (tier, share of the accounts above) by account index in `ranked`,

@@ -135,7 +135,7 @@ pub fn book(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<B
     let gps: Vec<f64> = (snap.accounts.iter())
         .map(|a| metrics::ranked_gross_profit(a.revenue_12m, gp(a)))
         .collect();
-    let book_gp = snap.portfolio.gross_profit_12m;
+    let book_gp = snap.portfolio.gross_profit_book().total;
     let book_rev = snap.portfolio.revenue_12m;
     let mut rows = Vec::with_capacity(snap.accounts.len());
     for (a, gp) in snap.accounts.iter().zip(&gps) {

@@ -227,6 +227,48 @@ fn series(lines: &[(&str, f64, f64)]) -> Series {
 /// The history ranks each day by the basis, from the series' last 365
 /// days; the rankings by one measure alone ignore the tier column.
 #[test]
+fn the_book_alone_gives_each_measures_total_and_floors() {
+    let end = day(NaiveDate::from_ymd_opt(2026, 6, 30).unwrap());
+    // Gross profit 8,000, 1,000, 500, and a cost credit without
+    // revenue (counts none); revenue 10,000, 5,000, 3,000, 0.
+    let s = vec![
+        series(&[("2026-03-01", 10_000.0, 2_000.0)]),
+        series(&[("2026-03-01", 5_000.0, 4_000.0)]),
+        series(&[("2026-03-01", 3_000.0, 2_500.0)]),
+        series(&[("2026-03-01", 0.0, -300.0)]),
+        // A loss lowers neither total (the ranking's, of positive values).
+        series(&[("2026-03-01", -100.0, 400.0)]),
+    ];
+    for by in [TierBasis::Revenue, TierBasis::GrossProfit, TierBasis::Both] {
+        // The master's tier column changes neither.
+        let h = TierHistory::new(end, &cfg(by), s.clone(), vec![Some(Tier::C); 5]);
+        let gp = h.book_alone(TierBasis::GrossProfit);
+        // 8,000 of 9,500 crosses 80%: A; then 84% and 95% above: B.
+        assert_eq!(
+            (gp.total, gp.floor_a, gp.floor_b),
+            (9_500.0, 8_000.0, 500.0),
+            "{by}"
+        );
+        assert_eq!(h.book_alone(TierBasis::Both), gp, "{by}");
+        let rev = h.book_alone(TierBasis::Revenue);
+        assert_eq!(
+            (rev.total, rev.floor_a, rev.floor_b),
+            (18_000.0, 5_000.0, 3_000.0),
+            "{by}"
+        );
+        let ranked = Ranked::new(
+            &[10_000.0, 5_000.0, 3_000.0, 0.0],
+            None,
+            &cfg(TierBasis::Revenue),
+        );
+        assert_eq!(ranked.floors, (rev.floor_a, rev.floor_b));
+    }
+    // A tier nobody is in has the floor 0.
+    let h = TierHistory::new(end, &cfg(TierBasis::Revenue), vec![series(&[])], vec![None]);
+    assert_eq!(h.book_alone(TierBasis::GrossProfit), AloneBook::default());
+}
+
+#[test]
 fn history_ranks_each_day_by_the_basis() {
     let end = day(NaiveDate::from_ymd_opt(2026, 6, 30).unwrap());
     // 0 big and thin; 1 smaller with the profit; 2's order is 366

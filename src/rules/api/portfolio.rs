@@ -47,17 +47,6 @@ pub(super) fn book(api: &mut Api) {
     );
     g!(
         api,
-        "gross_profit_12m",
-        "portfolio.gross_profit_12m",
-        "the total the shares of gross profit are of, as the ranking by gross profit counts them: the active accounts' gross profit (revenue - cost) over the 365 days ending at the as-of date, none for an account without revenue, summed over those above zero; an account's share is account.gross_profit(365) / portfolio.gross_profit_12m",
-        |b: &mut Book| seen(
-            b.explain,
-            || "portfolio.gross_profit_12m".into(),
-            b.p.gross_profit_12m
-        ),
-    );
-    g!(
-        api,
         "a_share",
         "portfolio.a_share",
         "the tier-A line the book is ranked with (config tiers.a_share, e.g. 0.8)",
@@ -69,6 +58,26 @@ pub(super) fn book(api: &mut Api) {
         "portfolio.b_share",
         "the tier-B line (config tiers.b_share, e.g. 0.95)",
         |b: &mut Book| seen(b.explain, || "portfolio.b_share".into(), b.p.b_share),
+    );
+    g!(
+        api,
+        "tiers_by",
+        "portfolio.tiers_by",
+        "what the book is ranked by (config tiers.by): \"revenue\", \"gross_profit\" or \"both\"",
+        |b: &mut Book| {
+            let v = rhai::ImmutableString::from(b.p.by.as_str());
+            seen(b.explain, || "portfolio.tiers_by".into(), v)
+        },
+    );
+    g!(
+        api,
+        "gross_profit_12m",
+        "portfolio.gross_profit_12m",
+        "the total the gross-profit shares are of (account.gross_profit_share_above): the ranked accounts' gross profit (revenue - cost) over the 365 days ending at the as-of date, an account without revenue counting none, summed over those above zero; an account's share is account.gross_profit(365) / portfolio.gross_profit_12m",
+        |b: &mut Book| {
+            let v = b.p.gross_profit_book().total;
+            seen(b.explain, || "portfolio.gross_profit_12m".into(), v)
+        },
     );
 }
 
@@ -114,6 +123,29 @@ pub(super) fn by_kind_and_tier(api: &mut Api) {
             Ok(seen(
                 b.explain,
                 || format!("portfolio.tier_floor({tier:?})"),
+                v,
+            ))
+        },
+    );
+    gross_profit_floor(api);
+}
+
+/// [`by_kind_and_tier`]'s floor by gross profit.
+fn gross_profit_floor(api: &mut Api) {
+    f!(
+        api,
+        "gross_profit_floor",
+        "portfolio.gross_profit_floor(tier)",
+        "the trailing-12-month gross profit of the smallest account ranked into tier \"A\" or \"B\" by gross profit alone today, whatever tiers.by says (a tier column in the master aside); 0 when the tier is empty. An account with more than this ranks into the tier by gross profit, the other accounts' held as they are",
+        |b: &mut Book, tier: &str| -> Result<f64, Box<EvalAltResult>> {
+            let v = b.p.gross_profit_floor(tier).ok_or_else(|| {
+                format!(
+                    "portfolio.gross_profit_floor({tier:?}): the tiers with a floor are \"A\" and \"B\""
+                )
+            })?;
+            Ok(seen(
+                b.explain,
+                || format!("portfolio.gross_profit_floor({tier:?})"),
                 v,
             ))
         },
