@@ -170,6 +170,9 @@ pub fn evaluate_changed(
             (rules.evaluate_until(snap, stop.clone()), None)
         }
     };
+    // The last evaluation's results are merged in or not needed: freed
+    // before the alerts are applied, the evaluation's peak.
+    drop(last);
     let next = Memo::of(rules, snap, String::new(), &outcome);
     let report = record(cfg, conn, rules, snap, outcome, partial, false)?;
     *memo = match next {
@@ -288,6 +291,9 @@ fn apply_changes(
         .filter(|r| r.enabled())
         .map(|r| &*r.name)
         .collect();
+    // Each batch of notices is routed and recorded as the lifecycle gives
+    // it, in order.
+    let mut recording = mail::Recording::default();
     let changes = alerts::apply(
         tx,
         as_of,
@@ -296,8 +302,9 @@ fn apply_changes(
         &snap.accounts,
         &policies,
         &ran,
+        &mut |batch: &[alerts::Notified]| recording.add(tx, &cfg.cfg, &policies, batch),
     )?;
-    mail::record(tx, &cfg.cfg, &policies, &changes.notices)?;
+    recording.finish(tx, &cfg.cfg)?;
     // A dry run renders no charts: nothing will be sent, and drawing
     // them is most of an evaluation's time.
     let values = crate::rules::RuleValues::of(rules);

@@ -64,7 +64,8 @@ pub struct Notified {
     pub silenced: bool,
 }
 
-/// What one evaluation changed.
+/// What one evaluation changed (its notices are handed over as they come:
+/// see [`apply`]).
 #[derive(Debug, Default)]
 pub struct Changes {
     /// Indexes of the findings whose alert started firing now.
@@ -72,19 +73,19 @@ pub struct Changes {
     pub resolved: usize,
     pub pending: usize,
     pub still_firing: usize,
-    pub notices: Vec<Notified>,
 }
+
+/// How many notices [`apply`] gathers before it hands them over.
+pub const NOTICE_BATCH: usize = 1024;
 
 type Key = (String, String, String);
 
-/// A stored alert: its lifecycle and the last finding's text.
+/// A stored alert's lifecycle. What it says (the last finding's text) is
+/// read only when it is written again without a finding now (`Text::of`):
+/// on a big book the texts of every open alert would be most of an
+/// evaluation's memory.
 struct Row {
     life: Lifecycle,
-    severity: String,
-    title: String,
-    figures: String,
-    units: String,
-    action: String,
 }
 
 fn opt_date(s: Option<String>) -> Option<NaiveDate> {
@@ -93,36 +94,30 @@ fn opt_date(s: Option<String>) -> Option<NaiveDate> {
 
 fn load(conn: &Connection) -> Result<HashMap<Key, Row>, Error> {
     let mut st = conn.prepare(
-        "SELECT rule, account_id, key, state, severity, title, figures, action, pending_count,
-                pending_since, started_at, last_seen_at, cleared_since, resolved_at, notified,
-                notified_severity, last_notified_at, aged_notified, units
+        "SELECT rule, account_id, key, state, severity, pending_count, pending_since,
+                started_at, last_seen_at, cleared_since, resolved_at, notified,
+                notified_severity, last_notified_at, aged_notified
          FROM alerts WHERE state IN ('pending', 'firing')",
     )?;
     let rows = st.query_map([], |r| {
-        let severity: String = r.get(4)?;
-        let notified_severity: Option<String> = r.get(15)?;
+        let notified_severity: Option<String> = r.get(12)?;
         Ok((
             (r.get(0)?, r.get(1)?, r.get(2)?),
             Row {
                 life: Lifecycle {
                     state: State::parse(&r.get::<_, String>(3)?),
-                    severity: Severity::parse(&severity),
-                    pending_count: r.get::<_, i64>(8)?.max(0) as u32,
-                    pending_since: opt_date(r.get(9)?),
-                    started_at: opt_date(r.get(10)?),
-                    last_seen_at: opt_date(r.get(11)?),
-                    cleared_since: opt_date(r.get(12)?),
-                    resolved_at: opt_date(r.get(13)?),
-                    notified: r.get::<_, i64>(14)? != 0,
+                    severity: Severity::parse(&r.get::<_, String>(4)?),
+                    pending_count: r.get::<_, i64>(5)?.max(0) as u32,
+                    pending_since: opt_date(r.get(6)?),
+                    started_at: opt_date(r.get(7)?),
+                    last_seen_at: opt_date(r.get(8)?),
+                    cleared_since: opt_date(r.get(9)?),
+                    resolved_at: opt_date(r.get(10)?),
+                    notified: r.get::<_, i64>(11)? != 0,
                     notified_severity: notified_severity.as_deref().and_then(Severity::parse),
-                    last_notified_at: opt_date(r.get(16)?),
-                    aged_notified: r.get::<_, i64>(17)? != 0,
+                    last_notified_at: opt_date(r.get(13)?),
+                    aged_notified: r.get::<_, i64>(14)? != 0,
                 },
-                severity,
-                title: r.get(5)?,
-                figures: r.get(6)?,
-                units: r.get(18)?,
-                action: r.get(7)?,
             },
         ))
     })?;
@@ -137,7 +132,11 @@ fn load(conn: &Connection) -> Result<HashMap<Key, Row>, Error> {
 /// trust than a late one. An account's alerts clear only when a rule ran for
 /// it and did not raise them.
 /// `accounts` gives the tier and owner of alerts that were not raised now.
-pub fn apply(
+/// The notices go to `notify` in order, [`NOTICE_BATCH`] at a time (an
+/// evaluation that starts an alert for every account of a big book would
+/// otherwise hold them all), within the same transaction.
+#[allow(clippy::too_many_arguments)]
+pub fn apply<E: From<Error>>(
     conn: &Connection,
     as_of: NaiveDate,
     findings: &[Finding],
@@ -145,13 +144,29 @@ pub fn apply(
     accounts: &[Arc<AccountMetrics>],
     policies: &Policies,
     ran: &HashSet<&str>,
-) -> Result<Changes, Error> {
+    notify: &mut dyn FnMut(&[Notified]) -> Result<(), E>,
+) -> Result<Changes, E> {
+    let seen = (findings, errors, accounts);
+    apply_batched(conn, as_of, seen, policies, ran, NOTICE_BATCH, notify)
+}
+
+/// [`apply`], handing the notices over `batch` at a time.
+fn apply_batched<E: From<Error>>(
+    conn: &Connection,
+    as_of: NaiveDate,
+    (findings, errors, accounts): (&[Finding], &[RunError], &[Arc<AccountMetrics>]),
+    policies: &Policies,
+    ran: &HashSet<&str>,
+    batch_size: usize,
+    notify: &mut dyn FnMut(&[Notified]) -> Result<(), E>,
+) -> Result<Changes, E> {
     let mut stored = load(conn)?;
     let by_id: HashMap<&str, &Arc<AccountMetrics>> =
         accounts.iter().map(|a| (a.id.as_str(), a)).collect();
     let silences = silence::active(conn, as_of)?;
     let mut table = Table::prepare(conn, as_of)?;
     let mut changes = Changes::default();
+    let mut batch: Vec<Notified> = Vec::new();
     for (key, obs, index) in observations(findings, errors, &stored, &by_id, ran) {
         let row = stored.remove(&key);
         let prev = row.as_ref().map(|r| r.life.clone()).unwrap_or_default();
@@ -164,7 +179,7 @@ pub fn apply(
         if st.next == prev {
             continue;
         }
-        let Some(text) = Text::of(finding, row.as_ref()) else {
+        let Some(text) = Text::of(finding, row.is_some(), &key, &mut table.text)? else {
             continue;
         };
         let n = &st.next;
@@ -178,8 +193,15 @@ pub fn apply(
         for (notice, silenced) in notices {
             let started_at = n.started_at.or(prev.started_at);
             let item = notice_item(&key, account, finding, &text, notice, started_at, as_of);
-            changes.notices.push(Notified { item, silenced });
+            batch.push(Notified { item, silenced });
         }
+        if batch.len() >= batch_size {
+            notify(&batch)?;
+            batch.clear();
+        }
+    }
+    if !batch.is_empty() {
+        notify(&batch)?;
     }
     Ok(changes)
 }
@@ -257,30 +279,49 @@ struct Text {
 }
 
 impl Text {
-    fn of(finding: Option<&Finding>, row: Option<&Row>) -> Option<Text> {
-        Some(match (finding, row) {
-            (Some(f), _) => Text {
+    /// The finding's text, else (`stored`: the alert was loaded) the one
+    /// on record for `key`, read with `read`.
+    fn of(
+        finding: Option<&Finding>,
+        stored: bool,
+        key: &Key,
+        read: &mut Statement<'_>,
+    ) -> Result<Option<Text>, Error> {
+        Ok(Some(match finding {
+            Some(f) => Text {
                 severity: f.severity.as_str().to_string(),
                 title: f.title.clone(),
                 figures: figures_json(f),
                 units: serde_json::to_string(&f.units).unwrap_or_else(|_| "{}".into()),
                 action: f.action.clone(),
             },
-            (None, Some(r)) => Text {
-                severity: r.severity.clone(),
-                title: r.title.clone(),
-                figures: r.figures.clone(),
-                units: r.units.clone(),
-                action: r.action.clone(),
-            },
-            (None, None) => return None,
-        })
+            None if stored => {
+                let found = read
+                    .query_row(params![key.0, key.1, key.2], |r| {
+                        Ok(Text {
+                            severity: r.get(0)?,
+                            title: r.get(1)?,
+                            figures: r.get(2)?,
+                            units: r.get(3)?,
+                            action: r.get(4)?,
+                        })
+                    })
+                    .optional()?;
+                match found {
+                    Some(t) => t,
+                    None => return Ok(None),
+                }
+            }
+            None => return Ok(None),
+        }))
     }
 }
 
 /// The statements `apply` writes with, prepared once per evaluation.
 struct Table<'c> {
     upsert: Statement<'c>,
+    /// What a stored alert says (see [`Row`]).
+    text: Statement<'c>,
     earlier: Statement<'c>,
     history: Statement<'c>,
     as_of: String,
@@ -303,6 +344,10 @@ impl<'c> Table<'c> {
            cleared_since = excluded.cleared_since, resolved_at = excluded.resolved_at,
            notified = excluded.notified, notified_severity = excluded.notified_severity,
            last_notified_at = excluded.last_notified_at, aged_notified = excluded.aged_notified",
+            )?,
+            text: conn.prepare(
+                "SELECT severity, title, figures, units, action FROM alerts
+                 WHERE rule = ?1 AND account_id = ?2 AND key = ?3",
             )?,
             // Resolved and inactive alerts are not loaded; their old state
             // is only looked up for the history line when they come back.
@@ -466,78 +511,4 @@ pub fn firing_counts(conn: &Connection) -> Result<Vec<(Severity, u64)>, Error> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::policy::RulePolicy;
-    use super::*;
-    use Observation::Raised;
-    use Severity::Warning;
-
-    fn policy() -> RulePolicy {
-        RulePolicy {
-            escalate_after_days: 0,
-            ..RulePolicy::default()
-        }
-    }
-
-    fn d(day: u32) -> NaiveDate {
-        NaiveDate::from_ymd_opt(2026, 10, 1).unwrap() + chrono::Days::new(u64::from(day) - 1)
-    }
-
-    #[test]
-    fn migration_keeps_firing_alerts_without_mailing_them_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("k.db");
-        {
-            let c = Connection::open(&path).unwrap();
-            c.execute_batch(include_str!("../store/0001_init.sql"))
-                .unwrap();
-            c.execute_batch(include_str!("../store/0002_more_datasets.sql"))
-                .unwrap();
-            c.pragma_update(None, "user_version", 2).unwrap();
-            c.execute(
-                "INSERT INTO alerts (rule, account_id, key, state, severity, title, figures, action, started_at, last_seen_at)
-                 VALUES ('r', 'A', '', 'firing', 'warning', 't', '{}', '', '2026-10-01', '2026-10-05')",
-                [],
-            )
-            .unwrap();
-        }
-        let conn = crate::store::open(&path).unwrap();
-        let stored = load(&conn).unwrap();
-        let row = &stored[&("r".to_string(), "A".to_string(), String::new())];
-        assert_eq!(row.life.state, State::Firing);
-        assert!(
-            row.life.notified,
-            "an alert mailed before the upgrade is mailed again"
-        );
-        assert_eq!(row.life.started_at, Some(d(1)));
-        // Still firing on the next day: no notice; a week after the start: a repeat.
-        let p = policy();
-        assert!(
-            step(&row.life, Raised(Warning), &p, d(6), false)
-                .notices
-                .is_empty()
-        );
-        assert_eq!(
-            step(&row.life, Raised(Warning), &p, d(8), false).notices,
-            vec![Notice::Repeat]
-        );
-    }
-
-    /// Items are stored as JSON in the outbox's notices and read back by
-    /// mail; the dates are written YYYY-MM-DD (null when absent), as the
-    /// hand-written serde they replace wrote them, and read back the same.
-    #[test]
-    fn items_are_stored_with_plain_dates_as_before() {
-        let stored = r#"{"rule":"r","account_id":"A","account_name":"甲","tier":"A","share":0.5,"region":"","owner":"o","owner_email":null,"manager_email":"m@example.com","manager":"","key":"","severity":"critical","title":"t","figures":[["revenue",1.5]],"units":{"revenue":"money"},"action":"","notice":{"kind":"raised","from":"warning"},"started_at":"2026-10-01","as_of":"2026-10-08"}"#;
-        let item: Item = serde_json::from_str(stored).unwrap();
-        assert_eq!(item.started_at, Some(d(1)));
-        assert_eq!(item.as_of, d(8));
-        assert_eq!(serde_json::to_string(&item).unwrap(), stored);
-        let never = stored.replace(r#""started_at":"2026-10-01""#, r#""started_at":null"#);
-        let item: Item = serde_json::from_str(&never).unwrap();
-        assert_eq!(item.started_at, None);
-        assert_eq!(serde_json::to_string(&item).unwrap(), never);
-        let bad = stored.replace("2026-10-08", "08.10.2026");
-        assert!(serde_json::from_str::<Item>(&bad).is_err());
-    }
-}
+mod tests;

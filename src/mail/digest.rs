@@ -78,26 +78,24 @@ pub fn release(
     let w = Writer::new(conn, &cfg.mail)?;
     let limit = cfg.mail.max_message_kb.saturating_mul(1024);
     let sizing = message_id(conn, &cfg.mail, "", "")?;
-    let mut parts: Vec<(Vec<Recipient>, Part<'_>)> = Vec::new();
+    // Each recipient's messages are queued as they are rendered, in the
+    // same order: a big evaluation's mail is never all held rendered.
+    let mut queued = 0;
     for (to, mut items) in group(&held, &cfg.mail.digest) {
         items.sort_by(|a, b| importance(a.1, b.1));
         let at = (as_of, snap, &sizing[..]);
-        for (part, body) in fit(&tpl, &w.from, &to, &items, at, &cfg.mail, limit)? {
-            parts.push((to.clone(), (part, body)));
+        for (items, body) in fit(&tpl, &w.from, &to, &items, at, &cfg.mail, limit)? {
+            // Derived from what it carries: re-running cannot queue it twice.
+            let mut seed = String::new();
+            for r in &to {
+                let _ = write!(seed, "{}\u{0}", r.email.to_lowercase());
+            }
+            for (id, _) in &items {
+                let _ = write!(seed, "{id},");
+            }
+            let message_id = message_id(conn, &cfg.mail, "", &seed)?;
+            queued += w.queue(&message_id, &to, &items, &body)?.0;
         }
-    }
-    let mut queued = 0;
-    for (to, (items, body)) in parts {
-        // Derived from what it carries: re-running cannot queue it twice.
-        let mut seed = String::new();
-        for r in &to {
-            let _ = write!(seed, "{}\u{0}", r.email.to_lowercase());
-        }
-        for (id, _) in &items {
-            let _ = write!(seed, "{id},");
-        }
-        let message_id = message_id(conn, &cfg.mail, "", &seed)?;
-        queued += w.queue(&message_id, &to, &items, &body)?.0;
     }
     let mut mark = conn
         .prepare("UPDATE notifications SET state = 'mailed', released_as_of = ?2 WHERE id = ?1")?;

@@ -55,5 +55,5 @@ pub use outbox::{
     Refused, message_id, notify_admin, notify_admin_once, outbox_counts, queue, refused_recipients,
 };
 pub use render::Templates;
-pub use route::{record, route};
+pub use route::{Recording, record, route};
 pub use sink::{Sink, SmtpSink};

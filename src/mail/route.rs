@@ -74,47 +74,76 @@ pub fn record(
     policies: &Policies,
     notices: &[Notified],
 ) -> Result<usize> {
-    let mut insert = conn.prepare(
-        "INSERT INTO notifications (rule, account_id, key, kind, severity, as_of, item, recipients, state)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?;
-    let mut held = 0;
-    let mut unroutable: Vec<&str> = Vec::new();
-    let mut bad: Vec<String> = Vec::new();
-    for n in notices {
-        let it = &n.item;
-        for e in bad_addresses(it) {
-            bad.push(format!("{}: {e:?}", it.account_id));
+    let mut r = Recording::default();
+    r.add(conn, cfg, policies, notices)?;
+    r.finish(conn, cfg)
+}
+
+/// [`record`] a batch at a time, as the alerts' lifecycle gives them: the
+/// notices of a big evaluation are never all held in memory. What is told
+/// once per evaluation (bad addresses, accounts nobody gets mail for) is
+/// told at [`Recording::finish`].
+#[derive(Debug, Default)]
+pub struct Recording {
+    held: usize,
+    unroutable: Vec<String>,
+    bad: Vec<String>,
+}
+
+impl Recording {
+    /// Routes and records `notices`, in order.
+    pub fn add(
+        &mut self,
+        conn: &Connection,
+        cfg: &crate::config::Config,
+        policies: &Policies,
+        notices: &[Notified],
+    ) -> Result<()> {
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO notifications (rule, account_id, key, kind, severity, as_of, item, recipients, state)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        for n in notices {
+            let it = &n.item;
+            for e in bad_addresses(it) {
+                self.bad.push(format!("{}: {e:?}", it.account_id));
+            }
+            let to = route(cfg, it, policies.get(&it.rule));
+            let state = if n.silenced {
+                "silenced"
+            } else if to.is_empty() {
+                self.unroutable.push(it.account_id.clone());
+                "unroutable"
+            } else {
+                self.held += 1;
+                "held"
+            };
+            insert.execute(params![
+                it.rule,
+                it.account_id,
+                it.key,
+                it.notice.kind(),
+                it.severity.as_str(),
+                date_text(it.as_of),
+                serde_json::to_string(it)?,
+                serde_json::to_string(&to)?,
+                state
+            ])?;
         }
-        let to = route(cfg, it, policies.get(&it.rule));
-        let state = if n.silenced {
-            "silenced"
-        } else if to.is_empty() {
-            unroutable.push(&it.account_id);
-            "unroutable"
-        } else {
-            held += 1;
-            "held"
-        };
-        insert.execute(params![
-            it.rule,
-            it.account_id,
-            it.key,
-            it.notice.kind(),
-            it.severity.as_str(),
-            date_text(it.as_of),
-            serde_json::to_string(it)?,
-            serde_json::to_string(&to)?,
-            state
-        ])?;
+        Ok(())
     }
-    if !bad.is_empty() {
-        tell_admin_bad_addresses(conn, cfg, bad)?;
+
+    /// Tells the admin and the log what the evaluation's notices showed
+    /// (once); returns how many notices are held for mail.
+    pub fn finish(self, conn: &Connection, cfg: &crate::config::Config) -> Result<usize> {
+        if !self.bad.is_empty() {
+            tell_admin_bad_addresses(conn, cfg, self.bad)?;
+        }
+        if !self.unroutable.is_empty() {
+            warn_unroutable(self.unroutable);
+        }
+        Ok(self.held)
     }
-    if !unroutable.is_empty() {
-        warn_unroutable(unroutable);
-    }
-    Ok(held)
 }
 
 /// Tells the admin (and the log) about the owner and manager emails that
@@ -151,12 +180,12 @@ fn tell_admin_bad_addresses(
 }
 
 /// One log line for the accounts whose warnings have nobody to go to.
-fn warn_unroutable(mut unroutable: Vec<&str>) {
+fn warn_unroutable(mut unroutable: Vec<String>) {
     // One line for the lot: a book without owner emails would
     // otherwise log one line per warning.
     unroutable.sort_unstable();
     unroutable.dedup();
-    let shown: Vec<&str> = unroutable.iter().take(10).copied().collect();
+    let shown: Vec<&str> = unroutable.iter().take(10).map(String::as_str).collect();
     let more = unroutable.len().saturating_sub(shown.len());
     tracing::warn!(
         accounts = unroutable.len(),

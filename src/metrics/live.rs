@@ -192,21 +192,28 @@ impl Live {
             self.parts.reload_inventory(conn)?;
             done.datasets.push("inventory");
         }
-        let before: Vec<Option<Series>> = orders
-            .iter()
-            .map(|id| self.parts.orders.get(*id).map(|o| o.0.clone()))
-            .collect();
-        self.parts.reload_orders(conn, &orders)?;
-        let after = orders
-            .iter()
-            .map(|id| self.parts.orders.get(*id).map(|o| &o.0));
-        self.ranks
-            .changed(before.iter().map(Option::as_ref).zip(after));
+        self.reload_orders(conn, &orders)?;
         self.parts.reload_visits(conn, &visits)?;
         if done.changed() {
             self.timeline = None;
         }
         Ok(done)
+    }
+
+    /// Reads the order lines of `ids` again, and drops the rankings kept
+    /// of the days on which their 12-month sums moved.
+    fn reload_orders(&mut self, conn: &Connection, ids: &[&str]) -> Result<()> {
+        let before: Vec<Option<Series>> = ids
+            .iter()
+            .map(|id| self.parts.orders.get(*id).map(|o| o.0.clone()))
+            .collect();
+        self.parts.reload_orders(conn, ids)?;
+        let after = ids
+            .iter()
+            .map(|id| self.parts.orders.get(*id).map(|o| &o.0));
+        self.ranks
+            .changed(before.iter().map(Option::as_ref).zip(after));
+        Ok(())
     }
 
     /// The snapshot as of `as_of`: what `metrics::build` gives for it.

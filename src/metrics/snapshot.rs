@@ -9,6 +9,8 @@ use chrono::NaiveDate;
 
 use super::account::{AccountMetrics, Metric, clamp_window, series_metric};
 use super::series::Series;
+use super::tiers::{AloneBook, TierHistory};
+use crate::config::TierBasis;
 use crate::model::Tier;
 use crate::model::dates::{Day, day};
 
@@ -34,6 +36,12 @@ pub struct Portfolio {
     /// tier, the others' revenue held as it is.
     pub floor_a: f64,
     pub floor_b: f64,
+    /// What the book is ranked by (`tiers.by`).
+    pub by: TierBasis,
+    /// The book's tier history (the same as every account's), for the
+    /// figures of the book ranked by gross profit alone; None in books
+    /// built without one (benchmarks).
+    pub history: Option<Arc<TierHistory>>,
 }
 
 /// The kinds of data an account may have, as rules name them (`needs`,
@@ -77,6 +85,27 @@ impl Portfolio {
         match Tier::parse(tier) {
             Some(Tier::A) => Some(self.floor_a),
             Some(Tier::B) => Some(self.floor_b),
+            _ => None,
+        }
+    }
+
+    /// The book ranked by trailing-12-month gross profit alone, whatever
+    /// the basis ([`TierHistory::book_alone`]): the ranked accounts' total
+    /// and the floors; zeros without a history.
+    pub fn gross_profit_book(&self) -> AloneBook {
+        self.history
+            .as_ref()
+            .map(|h| h.book_alone(TierBasis::GrossProfit))
+            .unwrap_or_default()
+    }
+
+    /// The trailing-12-month gross profit of the smallest account the book
+    /// ranked by gross profit alone puts in A or B; None for another tier.
+    pub fn gross_profit_floor(&self, tier: &str) -> Option<f64> {
+        let b = || self.gross_profit_book();
+        match Tier::parse(tier) {
+            Some(Tier::A) => Some(b().floor_a),
+            Some(Tier::B) => Some(b().floor_b),
             _ => None,
         }
     }

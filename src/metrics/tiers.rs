@@ -180,6 +180,19 @@ pub struct TierHistory {
     /// ([0]) and by gross profit alone ([1]), whatever the basis, on first
     /// use (no tier column).
     alone: [Days; 2],
+    /// The end day's book by each measure alone ([`TierHistory::book_alone`]),
+    /// on first use.
+    alone_book: [std::sync::OnceLock<AloneBook>; 2],
+}
+
+/// The end day's book ranked by one measure alone: the ranked accounts'
+/// total of that measure and the value of the smallest account in A and
+/// in B (0 when the tier is empty).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct AloneBook {
+    pub total: f64,
+    pub floor_a: f64,
+    pub floor_b: f64,
 }
 
 /// One day's (tier, share above) by account index, shared with
@@ -241,6 +254,7 @@ impl TierHistory {
             overrides,
             days: days(),
             alone: [days(), days()],
+            alone_book: Default::default(),
         }
     }
 
@@ -250,22 +264,64 @@ impl TierHistory {
     /// [`TIER_HISTORY_DAYS`] or for an unknown account.
     pub fn alone_at(&self, by: TierBasis, i: usize, days_ago: i64) -> Option<(Tier, f64)> {
         let k = usize::try_from(days_ago).ok()?;
+        self.alone_day(by, k)?.get(i).copied()
+    }
+
+    /// Every account's (tier, share above) `k` days before the end with
+    /// the book ranked by one measure alone, ranked on first use.
+    fn alone_day(&self, by: TierBasis, k: usize) -> Option<&Vec<(Tier, f64)>> {
         let slot = self.alone[usize::from(by != TierBasis::Revenue)].get(k)?;
-        let by = if by == TierBasis::Both {
-            TierBasis::GrossProfit
-        } else {
-            by
-        };
-        slot.get(|| {
+        let by = alone_measure(by);
+        Some(slot.get(|| {
             let tiers = TierConfig {
                 by,
                 ..self.tiers.clone()
             };
             let (revenue, gp) = self.values(self.end - k as i32, by);
             Ranked::new(&revenue, gp.as_deref(), &tiers).by_index(self.series.len())
+        }))
+    }
+
+    /// The end day's book ranked by revenue alone (`Revenue`) or gross
+    /// profit alone (the others): the ranked accounts' total of that
+    /// measure, as the shares are of it, and the value of the smallest
+    /// account that ranking puts in A and in B. An account with more than
+    /// a floor ranks into its tier, the others held as they are.
+    pub fn book_alone(&self, by: TierBasis) -> AloneBook {
+        let slot = &self.alone_book[usize::from(by != TierBasis::Revenue)];
+        *slot.get_or_init(|| {
+            let by = alone_measure(by);
+            let Some(tiers) = self.alone_day(by, 0) else {
+                return AloneBook::default();
+            };
+            let (revenue, gp) = self.values(self.end, by);
+            let values: Vec<f64> = match gp {
+                Some(gp) => gp
+                    .iter()
+                    .zip(&revenue)
+                    .map(|(g, r)| ranked_gross_profit(*r, *g))
+                    .collect(),
+                None => revenue,
+            };
+            let mut book = AloneBook {
+                total: ranking_total(&values),
+                floor_a: f64::INFINITY,
+                floor_b: f64::INFINITY,
+            };
+            for ((t, _), v) in tiers.iter().zip(&values) {
+                match t {
+                    Tier::A => book.floor_a = book.floor_a.min(*v),
+                    Tier::B => book.floor_b = book.floor_b.min(*v),
+                    Tier::C => {}
+                }
+            }
+            for f in [&mut book.floor_a, &mut book.floor_b] {
+                if !f.is_finite() {
+                    *f = 0.0;
+                }
+            }
+            book
         })
-        .get(i)
-        .copied()
     }
 
     /// Each account's trailing-12-month revenue on `day`, and its gross
@@ -367,6 +423,16 @@ impl TierHistory {
         })
         .get(i)
         .copied()
+    }
+}
+
+/// The measure a ranking "alone" is by: `Both` is gross profit (revenue
+/// is asked for as `Revenue`).
+fn alone_measure(by: TierBasis) -> TierBasis {
+    if by == TierBasis::Both {
+        TierBasis::GrossProfit
+    } else {
+        by
     }
 }
 
@@ -666,6 +732,48 @@ mod tests {
 
     /// The history ranks each day by the basis, from the series' last 365
     /// days; the rankings by one measure alone ignore the tier column.
+    #[test]
+    fn the_book_alone_gives_each_measures_total_and_floors() {
+        let end = day(NaiveDate::from_ymd_opt(2026, 6, 30).unwrap());
+        // Gross profit 8,000, 1,000, 500, and a cost credit without
+        // revenue (counts none); revenue 10,000, 5,000, 3,000, 0.
+        let s = vec![
+            series(&[("2026-03-01", 10_000.0, 2_000.0)]),
+            series(&[("2026-03-01", 5_000.0, 4_000.0)]),
+            series(&[("2026-03-01", 3_000.0, 2_500.0)]),
+            series(&[("2026-03-01", 0.0, -300.0)]),
+            // A loss lowers neither total (the ranking's, of positive values).
+            series(&[("2026-03-01", -100.0, 400.0)]),
+        ];
+        for by in [TierBasis::Revenue, TierBasis::GrossProfit, TierBasis::Both] {
+            // The master's tier column changes neither.
+            let h = TierHistory::new(end, &cfg(by), s.clone(), vec![Some(Tier::C); 5]);
+            let gp = h.book_alone(TierBasis::GrossProfit);
+            // 8,000 of 9,500 crosses 80%: A; then 84% and 95% above: B.
+            assert_eq!(
+                (gp.total, gp.floor_a, gp.floor_b),
+                (9_500.0, 8_000.0, 500.0),
+                "{by}"
+            );
+            assert_eq!(h.book_alone(TierBasis::Both), gp, "{by}");
+            let rev = h.book_alone(TierBasis::Revenue);
+            assert_eq!(
+                (rev.total, rev.floor_a, rev.floor_b),
+                (18_000.0, 5_000.0, 3_000.0),
+                "{by}"
+            );
+            let ranked = Ranked::new(
+                &[10_000.0, 5_000.0, 3_000.0, 0.0],
+                None,
+                &cfg(TierBasis::Revenue),
+            );
+            assert_eq!(ranked.floors, (rev.floor_a, rev.floor_b));
+        }
+        // A tier nobody is in has the floor 0.
+        let h = TierHistory::new(end, &cfg(TierBasis::Revenue), vec![series(&[])], vec![None]);
+        assert_eq!(h.book_alone(TierBasis::GrossProfit), AloneBook::default());
+    }
+
     #[test]
     fn history_ranks_each_day_by_the_basis() {
         let end = day(NaiveDate::from_ymd_opt(2026, 6, 30).unwrap());

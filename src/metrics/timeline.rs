@@ -326,6 +326,8 @@ impl Timeline {
             b_share: tiers.b_share,
             floor_a: now.floors.0,
             floor_b: now.floors.1,
+            by: tiers.by,
+            history: Some(history.clone()),
             series: self.book.as_of(end),
             ..Portfolio::default()
         };

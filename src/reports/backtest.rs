@@ -461,7 +461,7 @@ fn reduce(
     for f in outcome.findings {
         if let (Some(rule), Some(account)) = (rule_index(&f.rule), index.get(f.account.id.as_str()))
         {
-            out.raised.push((rule, *account, f.key, f.severity));
+            out.raised.push((rule, *account, f.key.clone(), f.severity));
         }
     }
     for e in outcome.errors {

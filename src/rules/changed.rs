@@ -38,11 +38,11 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 
-use super::finding::{Finding, Outcome, RunError, Units};
+use super::finding::{Finding, Outcome, RunError, Said};
 use super::reads::{self, rule_reads};
 use super::set::RuleSet;
 use crate::metrics::{AccountMetrics, Snapshot};
-use crate::model::{Severity, Tier};
+use crate::model::Tier;
 
 /// Everything about the rule set a rule's run may depend on, as text: two
 /// sets with the same fingerprint run the same scripts with the same
@@ -111,7 +111,8 @@ impl Placed {
 struct Book {
     /// `format!("{:?}")` of the portfolio: every number to the bit.
     all: String,
-    floors: (u64, u64),
+    /// The floors by revenue, then by gross profit alone.
+    floors: [u64; 4],
     counts: (usize, [usize; 3], [usize; 5]),
     kinds: u8,
 }
@@ -121,7 +122,10 @@ impl Book {
         let p = &snap.portfolio;
         Book {
             all: format!("{p:?}"),
-            floors: (p.floor_a.to_bits(), p.floor_b.to_bits()),
+            floors: {
+                let gp = p.gross_profit_book();
+                [p.floor_a, p.floor_b, gp.floor_a, gp.floor_b].map(f64::to_bits)
+            },
             counts: (p.accounts, [p.tier_a, p.tier_b, p.tier_c], p.with_data),
             kinds: p.data_bits(),
         }
@@ -138,22 +142,12 @@ impl Book {
     }
 }
 
-/// One result of one pair, kept without the account's metrics.
+/// One result of one pair, kept without the account's metrics; what a
+/// finding says is shared with the outcome it came from, not copied.
 #[derive(Debug, Clone)]
 enum Kept {
-    Found {
-        rule: usize,
-        key: String,
-        severity: Severity,
-        title: String,
-        figures: Vec<(String, serde_json::Value)>,
-        units: Units,
-        action: String,
-    },
-    Failed {
-        rule: usize,
-        message: String,
-    },
+    Found { rule: usize, said: Arc<Said> },
+    Failed { rule: usize, message: String },
 }
 
 impl Kept {
@@ -170,23 +164,10 @@ fn put_back(out: &mut Outcome, rules: &RuleSet, a: &Arc<AccountMetrics>, k: &Kep
         return;
     };
     match k {
-        Kept::Found {
-            key,
-            severity,
-            title,
-            figures,
-            units,
-            action,
-            ..
-        } => out.findings.push(Finding {
+        Kept::Found { said, .. } => out.findings.push(Finding {
             rule,
             account: a.clone(),
-            key: key.clone(),
-            severity: *severity,
-            title: title.clone(),
-            figures: figures.clone(),
-            units: units.clone(),
-            action: action.clone(),
+            said: said.clone(),
         }),
         Kept::Failed { message, .. } => out.errors.push(RunError {
             rule,
@@ -295,12 +276,7 @@ impl Memo {
                 .or_default()
                 .push(Kept::Found {
                     rule,
-                    key: f.key.clone(),
-                    severity: f.severity,
-                    title: f.title.clone(),
-                    figures: f.figures.clone(),
-                    units: f.units.clone(),
-                    action: f.action.clone(),
+                    said: f.said.clone(),
                 });
         }
         for e in &out.errors {
@@ -468,12 +444,7 @@ impl Memo {
                 .or_default()
                 .push(Kept::Found {
                     rule: index.get(&*f.rule).copied().unwrap_or(usize::MAX),
-                    key: f.key.clone(),
-                    severity: f.severity,
-                    title: f.title.clone(),
-                    figures: f.figures.clone(),
-                    units: f.units.clone(),
-                    action: f.action.clone(),
+                    said: f.said.clone(),
                 });
         }
         for e in &now.errors {

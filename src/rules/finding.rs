@@ -9,11 +9,20 @@ use std::sync::Arc;
 use crate::metrics::AccountMetrics;
 use crate::model::Severity;
 
-/// A warning raised by one rule for one account.
+/// A warning raised by one rule for one account. What it says ([`Said`])
+/// is shared, not copied, by everything that keeps it after the run (the
+/// daemon's memory of the last evaluation, a merged partial outcome), and
+/// read through it as if it were the finding's own fields (`f.title`).
 #[derive(Debug, Clone)]
 pub struct Finding {
     pub rule: Arc<str>,
     pub account: Arc<AccountMetrics>,
+    pub said: Arc<Said>,
+}
+
+/// What a finding says: everything of it but the rule and the account.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Said {
     /// Distinguishes several alerts of one rule for one account; often "".
     pub key: String,
     pub severity: Severity,
@@ -23,6 +32,13 @@ pub struct Finding {
     /// The kind of each figure that has one (`money(x)`), by label.
     pub units: Units,
     pub action: String,
+}
+
+impl std::ops::Deref for Finding {
+    type Target = Said;
+    fn deref(&self) -> &Said {
+        &self.said
+    }
 }
 
 /// Figure kinds by label; a figure without one is a plain number.

@@ -49,7 +49,7 @@ pub use api::{
 pub use declared::{Days, Fallback, RuleValues, Source};
 pub use error::Error;
 pub use explain::Explanation;
-pub use finding::{Finding, Outcome, RuleFailures, RunError, Units, failures_by_rule};
+pub use finding::{Finding, Outcome, RuleFailures, RunError, Said, Units, failures_by_rule};
 pub use rhai_internals::Constant;
 pub use run::{MAX_STRIKES, Runner};
 pub use sandbox::{

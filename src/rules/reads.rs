@@ -27,7 +27,7 @@ pub const SHARE_ABOVE: u16 = 1 << 5;
 pub const HISTORY: u16 = 1 << 6;
 /// Anything of the portfolio (its figures over windows, ...).
 pub const PORTFOLIO: u16 = 1 << 7;
-/// `portfolio.tier_floor`.
+/// `portfolio.tier_floor` and `gross_profit_floor`.
 pub const FLOORS: u16 = 1 << 8;
 /// `portfolio.accounts`, `tier_count`, `accounts_with`.
 pub const COUNTS: u16 = 1 << 9;
@@ -102,8 +102,11 @@ fn api_names() -> &'static ApiNames {
                 let name = word(rest);
                 let class = match name.as_str() {
                     // The config's lines: a change to them is a config change.
-                    "a_share" | "b_share" => 0,
-                    "tier_floor" => FLOORS,
+                    "a_share" | "b_share" | "tiers_by" => 0,
+                    // The total of the book ranked by gross profit: every
+                    // account's order lines.
+                    "gross_profit_12m" => HISTORY,
+                    "tier_floor" | "gross_profit_floor" => FLOORS,
                     "accounts" | "tier_count" | "accounts_with" => COUNTS,
                     _ => PORTFOLIO,
                 };

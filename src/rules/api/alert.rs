@@ -14,7 +14,7 @@ use super::texts::{Figure, text_of};
 use crate::format::Unit;
 use crate::metrics::AccountMetrics;
 use crate::model::Severity;
-use crate::rules::finding::{Finding, Units};
+use crate::rules::finding::{Finding, Said, Units};
 
 /// Defaults of `alerts.max_per_account` and `alerts.max_per_rule` (the
 /// config's): the most alerts a rule may raise for one account in one run,
@@ -53,12 +53,14 @@ impl Raised {
         Finding {
             rule: rule.clone(),
             account: account.clone(),
-            key: self.key,
-            severity: self.severity.or(severity).unwrap_or(Severity::Warning),
-            title: self.title,
-            figures: self.figures,
-            units: self.units,
-            action: self.action,
+            said: Arc::new(Said {
+                key: self.key,
+                severity: self.severity.or(severity).unwrap_or(Severity::Warning),
+                title: self.title,
+                figures: self.figures,
+                units: self.units,
+                action: self.action,
+            }),
         }
     }
 }

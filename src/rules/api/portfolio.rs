@@ -59,6 +59,26 @@ pub(super) fn book(api: &mut Api) {
         "the tier-B line (config tiers.b_share, e.g. 0.95)",
         |b: &mut Book| seen(b.explain, || "portfolio.b_share".into(), b.p.b_share),
     );
+    g!(
+        api,
+        "tiers_by",
+        "portfolio.tiers_by",
+        "what the book is ranked by (config tiers.by): \"revenue\", \"gross_profit\" or \"both\"",
+        |b: &mut Book| {
+            let v = rhai::ImmutableString::from(b.p.by.as_str());
+            seen(b.explain, || "portfolio.tiers_by".into(), v)
+        },
+    );
+    g!(
+        api,
+        "gross_profit_12m",
+        "portfolio.gross_profit_12m",
+        "the total the gross-profit shares are of (account.gross_profit_share_above): the ranked accounts' gross profit over the 365 days ending at the as-of date, an account without revenue counting none",
+        |b: &mut Book| {
+            let v = b.p.gross_profit_book().total;
+            seen(b.explain, || "portfolio.gross_profit_12m".into(), v)
+        },
+    );
 }
 
 /// Accounts with a kind of data, per tier, and the tier floors.
@@ -103,6 +123,29 @@ pub(super) fn by_kind_and_tier(api: &mut Api) {
             Ok(seen(
                 b.explain,
                 || format!("portfolio.tier_floor({tier:?})"),
+                v,
+            ))
+        },
+    );
+    gross_profit_floor(api);
+}
+
+/// [`by_kind_and_tier`]'s floor by gross profit.
+fn gross_profit_floor(api: &mut Api) {
+    f!(
+        api,
+        "gross_profit_floor",
+        "portfolio.gross_profit_floor(tier)",
+        "the trailing-12-month gross profit of the smallest account ranked into tier \"A\" or \"B\" by gross profit alone today, whatever tiers.by says (a tier column in the master aside); 0 when the tier is empty. An account with more than this ranks into the tier by gross profit, the other accounts' held as they are",
+        |b: &mut Book, tier: &str| -> Result<f64, Box<EvalAltResult>> {
+            let v = b.p.gross_profit_floor(tier).ok_or_else(|| {
+                format!(
+                    "portfolio.gross_profit_floor({tier:?}): the tiers with a floor are \"A\" and \"B\""
+                )
+            })?;
+            Ok(seen(
+                b.explain,
+                || format!("portfolio.gross_profit_floor({tier:?})"),
                 v,
             ))
         },

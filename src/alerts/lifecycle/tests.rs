@@ -1,0 +1,141 @@
+//! Tests of the alerts' lifecycle against the table: migrated rows, stored
+//! items, notices handed over in batches.
+
+use super::super::policy::RulePolicy;
+use super::*;
+use Observation::Raised;
+use Severity::Warning;
+
+fn policy() -> RulePolicy {
+    RulePolicy {
+        escalate_after_days: 0,
+        ..RulePolicy::default()
+    }
+}
+
+fn d(day: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 10, 1).unwrap() + chrono::Days::new(u64::from(day) - 1)
+}
+
+#[test]
+fn migration_keeps_firing_alerts_without_mailing_them_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k.db");
+    {
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(include_str!("../../store/0001_init.sql"))
+            .unwrap();
+        c.execute_batch(include_str!("../../store/0002_more_datasets.sql"))
+            .unwrap();
+        c.pragma_update(None, "user_version", 2).unwrap();
+        c.execute(
+            "INSERT INTO alerts (rule, account_id, key, state, severity, title, figures, action, started_at, last_seen_at)
+             VALUES ('r', 'A', '', 'firing', 'warning', 't', '{}', '', '2026-10-01', '2026-10-05')",
+            [],
+        )
+        .unwrap();
+    }
+    let conn = crate::store::open(&path).unwrap();
+    let stored = load(&conn).unwrap();
+    let row = &stored[&("r".to_string(), "A".to_string(), String::new())];
+    assert_eq!(row.life.state, State::Firing);
+    assert!(
+        row.life.notified,
+        "an alert mailed before the upgrade is mailed again"
+    );
+    assert_eq!(row.life.started_at, Some(d(1)));
+    // Still firing on the next day: no notice; a week after the start: a repeat.
+    let p = policy();
+    assert!(
+        step(&row.life, Raised(Warning), &p, d(6), false)
+            .notices
+            .is_empty()
+    );
+    assert_eq!(
+        step(&row.life, Raised(Warning), &p, d(8), false).notices,
+        vec![Notice::Repeat]
+    );
+}
+
+/// The notices of an evaluation go out in batches, in order, and the
+/// batches together are what one batch of all would be: every alert
+/// that started is told, none twice.
+#[test]
+fn notices_come_in_batches_in_order() {
+    let run = |batch: usize| {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open(&dir.path().join("k.db")).unwrap();
+        let accounts: Vec<Arc<AccountMetrics>> = (0..5)
+            .map(|i| Arc::new(AccountMetrics::empty(&format!("K{i}"), "客户")))
+            .collect();
+        let rule: Arc<str> = Arc::from("r");
+        let findings: Vec<Finding> = accounts
+            .iter()
+            .map(|a| Finding {
+                rule: rule.clone(),
+                account: a.clone(),
+                said: Arc::new(crate::rules::Said {
+                    key: String::new(),
+                    severity: Warning,
+                    title: format!("t {}", a.id),
+                    figures: vec![("n".into(), 1.into())],
+                    units: Default::default(),
+                    action: String::new(),
+                }),
+            })
+            .collect();
+        let mut policies = Policies::default();
+        policies.set("r", policy());
+        let ran: HashSet<&str> = ["r"].into_iter().collect();
+        let mut sizes = Vec::new();
+        let mut told = Vec::new();
+        let changes = apply_batched(
+            &conn,
+            d(1),
+            (&findings, &[], &accounts),
+            &policies,
+            &ran,
+            batch,
+            &mut |b: &[Notified]| -> Result<(), Error> {
+                sizes.push(b.len());
+                told.extend(b.iter().map(|n| serde_json::to_string(&n.item).unwrap()));
+                Ok(())
+            },
+        )
+        .unwrap();
+        let rows: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM alerts WHERE state = 'firing'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        (sizes, told, changes.started, rows)
+    };
+    let (sizes, told, started, rows) = run(2);
+    assert_eq!(sizes, [2, 2, 1]);
+    assert_eq!(started, [0, 1, 2, 3, 4]);
+    assert_eq!(rows, 5);
+    let (one, all, _, _) = run(usize::MAX);
+    assert_eq!(one, [5]);
+    assert_eq!(told, all);
+    assert!(told[0].contains("t K0") && told[4].contains("t K4"));
+}
+
+/// Items are stored as JSON in the outbox's notices and read back by
+/// mail; the dates are written YYYY-MM-DD (null when absent), as the
+/// hand-written serde they replace wrote them, and read back the same.
+#[test]
+fn items_are_stored_with_plain_dates_as_before() {
+    let stored = r#"{"rule":"r","account_id":"A","account_name":"甲","tier":"A","share":0.5,"region":"","owner":"o","owner_email":null,"manager_email":"m@example.com","manager":"","key":"","severity":"critical","title":"t","figures":[["revenue",1.5]],"units":{"revenue":"money"},"action":"","notice":{"kind":"raised","from":"warning"},"started_at":"2026-10-01","as_of":"2026-10-08"}"#;
+    let item: Item = serde_json::from_str(stored).unwrap();
+    assert_eq!(item.started_at, Some(d(1)));
+    assert_eq!(item.as_of, d(8));
+    assert_eq!(serde_json::to_string(&item).unwrap(), stored);
+    let never = stored.replace(r#""started_at":"2026-10-01""#, r#""started_at":null"#);
+    let item: Item = serde_json::from_str(&never).unwrap();
+    assert_eq!(item.started_at, None);
+    assert_eq!(serde_json::to_string(&item).unwrap(), never);
+    let bad = stored.replace("2026-10-08", "08.10.2026");
+    assert!(serde_json::from_str::<Item>(&bad).is_err());
+}
