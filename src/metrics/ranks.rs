@@ -224,8 +224,20 @@ mod tests {
             &kept.days[&(0, end - 400)]
         ));
 
-        // Other accounts (or another tiers config) keep nothing.
-        kept.seed(&history(end, &book), &tiers, 8);
+        // Another tiers config (a SIGHUP with a new `tiers:`) keeps
+        // nothing: the days ranked by revenue are not handed to a history
+        // ranked by gross profit. Nor do other accounts (a new master).
+        let by_gp = TierConfig {
+            by: TierBasis::GrossProfit,
+            ..TierConfig::default()
+        };
+        let h = Arc::new(TierHistory::new(end, &by_gp, book.clone(), vec![None; 3]));
+        kept.seed(&h, &by_gp, 7);
+        let fresh = TierHistory::new(end, &by_gp, book.clone(), vec![None; 3]);
+        assert!(kept.days.is_empty(), "nothing offered");
+        assert_eq!(read(&h, 3, 60), read(&fresh, 3, 60));
+        assert_eq!(kept.days(), KINDS);
+        kept.seed(&history(end, &book), &by_gp, 8);
         assert_eq!(kept.days(), 0);
     }
 }
