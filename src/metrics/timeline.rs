@@ -150,6 +150,17 @@ impl Reuse {
     }
 }
 
+/// A fingerprint of the accounts ranked: their ids in order and tier
+/// columns (see `Timeline::ranked`).
+fn fingerprint(accounts: &[Base]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for a in accounts {
+        (&a.id, a.tier_override).hash(&mut h);
+    }
+    h.finish()
+}
+
 /// The history of the book up to `until`, loaded once.
 #[derive(Debug)]
 pub struct Timeline {
@@ -157,9 +168,9 @@ pub struct Timeline {
     /// Active accounts of the master, in id order.
     accounts: Vec<Base>,
     /// Accounts with orders that are missing from the master: counted,
-    /// never ranked.
+    /// never ranked, in no figure of the book.
     unlisted: Unlisted,
-    /// Daily totals of every order.
+    /// Daily totals of the active accounts' orders (the ranked ones).
     book: Series,
     /// SKU names, every account's SKU lines, the warehouse's stock.
     skus: SkuBook,
@@ -188,7 +199,6 @@ impl Timeline {
                 .filter(|(id, _)| !known.contains(id.as_str()))
                 .map(|(id, s)| (id, &s.0)),
         );
-        let book = load::book(parts.orders.values().map(|o| &o.0));
         let lines: Vec<SkuLog> = parts
             .orders
             .values()
@@ -231,14 +241,10 @@ impl Timeline {
             });
         }
         accounts.sort_by(|a, b| a.id.cmp(&b.id));
-        let ranked = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            for a in &accounts {
-                (&a.id, a.tier_override).hash(&mut h);
-            }
-            h.finish()
-        };
+        let ranked = fingerprint(&accounts);
+        // The book is the ranked accounts' lines: the portfolio's figures
+        // and the shares are over the same accounts.
+        let book = load::book(accounts.iter().map(|a| &a.series));
         Timeline {
             ranked,
             until: day(parts.until),
