@@ -429,7 +429,10 @@ mod build_tests {
         // A margin of a negative revenue means nothing: 0, not the 60%
         // that (-50 - -20) / -50 gives.
         assert_eq!(snap.find("NEG").unwrap().margin_pct(end, 365, 0), 0.0);
-        assert_eq!(snap.find("X").unwrap().margin_pct(end, 365, 0), 200.0 / 300.0 * 100.0);
+        assert_eq!(
+            snap.find("X").unwrap().margin_pct(end, 365, 0),
+            200.0 / 300.0 * 100.0
+        );
         assert_eq!(
             (snap.unknown_accounts, snap.unknown_revenue_12m),
             (1, 9000.0)
