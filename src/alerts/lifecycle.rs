@@ -292,8 +292,8 @@ impl Text {
                 severity: f.severity.as_str().to_string(),
                 title: f.title.clone(),
                 figures: figures_json(f),
-                units: serde_json::to_string(&f.units).unwrap_or_else(|_| "{}".into()),
-                action: f.action.clone(),
+                units: serde_json::to_string(&*f.units).unwrap_or_else(|_| "{}".into()),
+                action: f.action.to_string(),
             },
             None if stored => {
                 let found = read
@@ -456,13 +456,13 @@ fn notice_item(
     as_of: NaiveDate,
 ) -> Item {
     let figures: Vec<(String, serde_json::Value)> = match finding {
-        Some(f) => f.figures.clone(),
+        Some(f) => f.figures_owned(),
         None => serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text.figures)
             .map(|m| m.into_iter().collect())
             .unwrap_or_default(),
     };
     let units: crate::rules::Units = match finding {
-        Some(f) => f.units.clone(),
+        Some(f) => crate::rules::Units::clone(&f.units),
         None => serde_json::from_str(&text.units).unwrap_or_default(),
     };
     Item {
@@ -490,7 +490,7 @@ fn notice_item(
 
 /// The figures of a finding as a JSON object, in the rule's order.
 pub fn figures_json(f: &Finding) -> String {
-    let map: serde_json::Map<String, serde_json::Value> = f.figures.iter().cloned().collect();
+    let map: serde_json::Map<String, serde_json::Value> = f.figures_owned().into_iter().collect();
     serde_json::Value::Object(map).to_string()
 }
 

@@ -80,7 +80,7 @@ fn notices_come_in_batches_in_order() {
                     title: format!("t {}", a.id),
                     figures: vec![("n".into(), 1.into())],
                     units: Default::default(),
-                    action: String::new(),
+                    action: "".into(),
                 }),
             })
             .collect();
