@@ -156,10 +156,12 @@ fn accounts_shows_the_basis_and_both_shares() {
         }
         let t_row = lines.find(|l| l.contains(" T ")).unwrap_or_default();
         let t_cells: Vec<&str> = t_row.split_whitespace().collect();
-        // rank, id, name, owner, tier, share%, cum%, GP sh%, rev t, GP t
+        // rank, id, name, owner, tier, share%, cum% (two under both),
+        // GP sh%, rev t, GP t
         let t_tier = if by == "revenue" { "A" } else { "B" };
         assert_eq!(t_cells[4..6], [t_tier, "80.00"], "{t_row}");
-        assert_eq!(t_cells[7..10], ["15.00", "A", "B"], "{t_row}");
+        let gp_at = if by == "both" { 8 } else { 7 };
+        assert_eq!(t_cells[gp_at..gp_at + 3], ["15.00", "A", "B"], "{t_row}");
     }
 }
 
@@ -368,4 +370,171 @@ fn a_net_negative_account_leaves_the_totals() {
         .map(|r| (r["id"].as_str().unwrap(), r["tier"].as_str().unwrap()))
         .collect();
     assert_eq!(tiers, [("T", "B"), ("G", "B"), ("H", "C"), ("Z", "C")]);
+}
+
+/// The cumulative column is the basis's, the one the tier lines are on:
+/// under `gross_profit` it is the cumulative share of gross profit (G 80,
+/// T 95: T is B, past the line), not of revenue in gross-profit order;
+/// under `both` the text shows the two shares the tier is the lower of.
+/// Its header says which.
+#[test]
+fn the_cumulative_column_follows_the_basis() {
+    let p = book();
+    let mut current = "revenue";
+    for (by, cum, header) in [
+        (
+            "revenue",
+            [("T", 80.0), ("G", 96.0), ("H", 100.0), ("Z", 100.0)],
+            "cum rev%  ",
+        ),
+        (
+            "gross_profit",
+            [("G", 80.0), ("T", 95.0), ("H", 100.0), ("Z", 100.0)],
+            " cum GP%  ",
+        ),
+        (
+            "both",
+            [("T", 95.0), ("G", 96.0), ("H", 100.0), ("Z", 100.0)],
+            "cum rev%  cum GP%  ",
+        ),
+    ] {
+        p.edit_config(&format!("  by: {current}\n"), &format!("  by: {by}\n"));
+        current = by;
+        let rows = rows(&p);
+        let got: Vec<(&str, f64)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r["id"].as_str().unwrap(),
+                    r["cumulative_pct"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(got, cum, "{by}");
+        // Both single-measure cumulative shares, whatever the basis.
+        let mut rev = column(&rows, "cumulative_revenue_pct");
+        rev.sort();
+        assert_eq!(
+            rev,
+            ids(&[("G", "96.0"), ("H", "100.0"), ("T", "80.0"), ("Z", "100.0")]),
+            "{by}"
+        );
+        let mut gp = column(&rows, "cumulative_gross_profit_pct");
+        gp.sort();
+        assert_eq!(
+            gp,
+            ids(&[("G", "80.0"), ("H", "100.0"), ("T", "95.0"), ("Z", "100.0")]),
+            "{by}"
+        );
+        let text = stdout(&p.run_ok(&["accounts", "--as-of", "2026-06-30"]));
+        let head = text.lines().nth(1).unwrap_or_default();
+        assert!(head.contains(&format!("share% {header}")), "{by}: {text}");
+        // The first row (T or G, 80%) under the header's columns.
+        let first = text.lines().nth(2).unwrap_or_default();
+        let want = if by == "both" {
+            "   80.00    95.00 "
+        } else {
+            "   80.00 "
+        };
+        assert!(first.contains(want), "{by}: {text}");
+    }
+}
+
+/// The portfolio's figures are over the ranked accounts, as the shares
+/// are: order lines of ZZ (missing from the master) change neither
+/// `portfolio.revenue(365)` nor the gross-profit total, so
+/// thin_margin_a's "share of gross profit" (T: 1,000 of 10,000) is the
+/// same with them, and a rule reading the book sees the two totals agree.
+#[test]
+fn portfolio_figures_leave_out_unlisted_accounts() {
+    let p = Project::new();
+    std::fs::write(
+        p.path("rules/pf.rhai"),
+        r#"alert(#{ title: "pf", figures: [
+            ["revenue_12m", portfolio.revenue_12m],
+            ["revenue", portfolio.revenue(365)],
+            ["gross_profit", portfolio.gross_profit(365)],
+            ["gross_profit_12m", portfolio.gross_profit_12m],
+            ["accounts", portfolio.accounts],
+        ] });"#,
+    )
+    .unwrap();
+    let case = |name: &str, zz: &str| {
+        format!(
+            "  - name: {name}
+    as_of: 2026-06-30
+    rules: [thin_margin_a, pf]
+    accounts: [{{ id: G }}, {{ id: H }}, {{ id: T }}]
+    orders:
+      - {{ account: T, date: 2026-03-01, revenue: 100000, cost: 99000 }}
+      - {{ account: G, date: 2026-03-01, revenue: 20000, cost: 12000 }}
+      - {{ account: H, date: 2026-03-01, revenue: 5000, cost: 4000 }}
+{zz}    expect:
+      - {{ rule: thin_margin_a, account: T, severity: warning, figures: {{ 毛利占比: 10, 收入占比: 80 }} }}
+      - {{ rule: pf, account: G, figures: {{ revenue_12m: 125000, revenue: 125000, gross_profit: 10000, gross_profit_12m: 10000, accounts: 3 }} }}
+      - {{ rule: pf, account: H }}
+      - {{ rule: pf, account: T }}
+"
+        )
+    };
+    let yaml = format!(
+        "tests:\n{}{}",
+        case("the master's accounts only", ""),
+        case(
+            "with ZZ's lines, not in the master",
+            "      - { account: ZZ, date: 2026-03-01, revenue: 900000, cost: 10000 }\n"
+        )
+    );
+    std::fs::write(p.path("t.yaml"), yaml).unwrap();
+    let o = p.run(&["test", &p.path("t.yaml").to_string_lossy()]);
+    assert!(o.status.success(), "{}", show(&o));
+}
+
+/// A rule test file's `tiers:` block is checked as the config's is, with
+/// the config's words: a value out of range, a typo'd key or a value of
+/// the wrong type is an error naming the file, the line and what to write
+/// (exit 2), not a test that runs with tiers no config could have.
+#[test]
+fn a_test_files_tiers_block_is_checked_as_the_configs() {
+    let p = Project::new();
+    let file = p.path("t.yaml");
+    let run = |tiers: &str| {
+        let yaml = format!(
+            "rules: [tier_movement]\n\n{tiers}\ntests:\n  - name: nothing expected\n    as_of: 2026-06-30\n    accounts: [{{ id: G }}]\n    orders: [{{ account: G, date: 2026-03-01, revenue: 1000, cost: 500 }}]\n    expect: []\n"
+        );
+        std::fs::write(&file, yaml).unwrap();
+        p.run(&["test", &file.to_string_lossy()])
+    };
+    let range = "need 0 < a_share <= b_share <= 1";
+    for (tiers, said) in [
+        ("tiers: { a_share: 1.5, b_share: 0.95 }", range),
+        ("tiers:\n  a_share: 0.95\n  b_share: 0.8", range),
+        ("tiers: { a_share: -1, b_share: 0 }", range),
+        ("tiers: { a_share: .nan }", range),
+        (
+            "tiers: { a_shar: 0.5 }",
+            "unknown field `a_shar`, expected one of `a_share`, `b_share`, `by` at line 3 column 10. Fix the spelling or remove the key.",
+        ),
+        (
+            "tiers: { a_share: \"x\" }",
+            "tiers.a_share: invalid type: string \"x\", expected f64 at line 3",
+        ),
+        (
+            "tiers: { by: revnue }",
+            "use one of revenue, gross_profit or both",
+        ),
+    ] {
+        let o = run(tiers);
+        assert_exit(&o, 2);
+        let err = stderr(&o);
+        assert!(err.contains("t.yaml: tiers"), "{tiers}: {}", show(&o));
+        assert!(err.contains(said), "{tiers}: {}", show(&o));
+        assert!(err.contains("at line 3"), "{tiers}: {}", show(&o));
+    }
+    // A block in range runs.
+    let o = run("tiers: { a_share: 0.5, b_share: 0.9, by: both }");
+    assert!(o.status.success(), "{}", show(&o));
+    // The config says the same of the same values.
+    p.edit_config("  a_share: 0.80\n", "  a_share: 1.5\n");
+    assert!(stderr(&p.run(&["check"])).contains(range));
 }

@@ -19,6 +19,21 @@ pub fn pareto_png(shares: &[f64], a_share: f64, b_share: f64, en: bool) -> Resul
     Ok(png)
 }
 
+/// The curve's points: (% of accounts, cumulative % of the total), from
+/// (0, 0). An account at zero or below is in no total (the ranking's
+/// convention): it adds nothing, so returns never bend the curve back
+/// under 100%.
+fn curve(shares: &[f64]) -> Vec<(f64, f64)> {
+    let n = shares.len().max(1) as f64;
+    let mut cum = 0.0;
+    std::iter::once((0.0, 0.0))
+        .chain(shares.iter().enumerate().map(|(i, s)| {
+            cum += s.max(0.0);
+            ((i + 1) as f64 / n * 100.0, cum * 100.0)
+        }))
+        .collect()
+}
+
 fn draw_pareto(
     rgb: &mut [u8],
     shares: &[f64],
@@ -29,7 +44,6 @@ fn draw_pareto(
     let l = labels(en);
     let f = family(en);
     let root = area(rgb)?;
-    let n = shares.len().max(1) as f64;
     let mut chart = ChartBuilder::on(&root)
         .margin(10)
         .x_label_area_size(30)
@@ -55,13 +69,7 @@ fn draw_pareto(
             .label(format!("{name} {:.0}%", t * 100.0))
             .legend(line_key(color));
     }
-    let mut cum = 0.0;
-    let points: Vec<(f64, f64)> = std::iter::once((0.0, 0.0))
-        .chain(shares.iter().enumerate().map(|(i, s)| {
-            cum += s;
-            ((i + 1) as f64 / n * 100.0, cum * 100.0)
-        }))
-        .collect();
+    let points = curve(shares);
     chart.draw_series(AreaSeries::new(points.clone(), 0.0, BAR.mix(0.25)))?;
     chart
         .draw_series(LineSeries::new(points, BAR.stroke_width(2)))?
@@ -93,5 +101,21 @@ mod tests {
             assert!(has(&px, BAR), "curve drawn");
             assert!(has(&px, SHADE), "80% line drawn");
         }
+    }
+
+    #[test]
+    fn a_net_negative_account_does_not_bend_the_curve_back() {
+        let pts = curve(&[0.75, 0.25, 0.0, -0.5]);
+        assert_eq!(
+            pts,
+            [
+                (0.0, 0.0),
+                (25.0, 75.0),
+                (50.0, 100.0),
+                (75.0, 100.0),
+                (100.0, 100.0)
+            ]
+        );
+        assert_eq!(curve(&[]), [(0.0, 0.0)]);
     }
 }

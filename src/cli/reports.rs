@@ -84,14 +84,14 @@ fn accounts_table(
     }
     writeln!(
         o,
-        "{:>4}  {:<8} {:<20} {:<6} {:>4} {:>7} {:>7} {:>7} {:>5} {:>5} {:>14} {:>6} {:>6} {:>6} {:>6}",
+        "{:>4}  {:<8} {:<20} {:<6} {:>4} {:>7} {:>8} {:>7} {:>5} {:>5} {:>14} {:>6} {:>6} {:>6} {:>6}",
         "rank",
         "id",
         "name",
         "owner",
         "tier",
         "share%",
-        "cum%",
+        crate::reports::accounts::cumulative_header(book.tiers.by),
         "GP sh%",
         "rev t",
         "GP t",
@@ -104,14 +104,14 @@ fn accounts_table(
     for r in book.rows.iter().filter(|r| keep(r.tier)) {
         writeln!(
             o,
-            "{:>4}  {:<8} {} {} {:>4} {:>7.2} {:>7.2} {:>7.2} {:>5} {:>5} {:>14} {:>6.1} {:>6} {:>6} {:>6}",
+            "{:>4}  {:<8} {} {} {:>4} {:>7.2} {} {:>7.2} {:>5} {:>5} {:>14} {:>6.1} {:>6} {:>6} {:>6}",
             r.rank,
             r.id,
             pad(&r.name, 20),
             pad(&r.owner, 6),
             r.tier,
             r.share_pct,
-            r.cumulative_pct,
+            r.cumulative_cells(),
             r.gross_profit_share_pct,
             r.revenue_tier,
             r.gross_profit_tier,

@@ -266,22 +266,28 @@ fn check_expansion(text: &str) -> Result<(), Problem> {
 /// Parses and validates config text. Errors name the key and its line.
 pub fn parse(text: &str) -> Result<Config, Problem> {
     check_expansion(text)?;
-    let mut cfg: Config = serde_yaml::from_str(text).map_err(|e| {
-        let msg = e.to_string();
-        Problem::Yaml(if msg.contains("unknown field") {
-            format!("{msg}. Fix the spelling or remove the key.")
-        } else {
-            msg
-        })
-    })?;
+    let mut cfg: Config =
+        serde_yaml::from_str(text).map_err(|e| Problem::Yaml(yaml_problem(&e)))?;
     settle_rule_settings(&mut cfg)?;
     validate(&mut cfg)?;
     check_log(&cfg.log, line_of(text, "log"))?;
     Ok(cfg)
 }
 
+/// A YAML parse error as the config reports it: the parser's message with
+/// its line, and for an unknown key what to do. Also for the other YAML
+/// files that share the config's blocks (rule test files).
+pub fn yaml_problem(e: &serde_yaml::Error) -> String {
+    let msg = e.to_string();
+    if msg.contains("unknown field") {
+        format!("{msg}. Fix the spelling or remove the key.")
+    } else {
+        msg
+    }
+}
+
 /// The line (1-based) of a top-level `key:` in the YAML text.
-fn line_of(text: &str, key: &str) -> Option<usize> {
+pub fn line_of(text: &str, key: &str) -> Option<usize> {
     text.lines()
         .position(|l| {
             l.strip_prefix(key)

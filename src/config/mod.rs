@@ -39,7 +39,8 @@ pub use datasets::{
 };
 pub use error::{ConfigError, Problem, SettingError};
 pub use load::{
-    Finding, Loaded, MAX_CONFIG_BYTES, MAX_CONFIG_VALUES, findings, load, parse, read_password_file,
+    Finding, Loaded, MAX_CONFIG_BYTES, MAX_CONFIG_VALUES, findings, line_of, load, parse,
+    read_password_file, yaml_problem,
 };
 pub use mail::{
     DigestConfig, MailConfig, Quiet, QuietWindow, SmtpConfig, SmtpSecurity, sendable_address,

@@ -79,6 +79,14 @@ fn check_ingest(i: &IngestConfig) -> Result<(), Problem> {
     Ok(())
 }
 
+impl TierConfig {
+    /// The config's check of a `tiers:` block, for another file that
+    /// holds one (a rule test file): the same rule, the same words.
+    pub fn check(&self) -> Result<(), Problem> {
+        check_tiers(self)
+    }
+}
+
 /// `tiers:`: the A and B shares in order, within (0, 1].
 fn check_tiers(t: &TierConfig) -> Result<(), Problem> {
     if !(0.0 < t.a_share && t.a_share <= t.b_share && t.b_share <= 1.0) {

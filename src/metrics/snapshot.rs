@@ -18,11 +18,15 @@ use crate::model::dates::{Day, day};
 #[derive(Debug, Default, Clone)]
 pub struct Portfolio {
     pub accounts: usize,
+    /// The total the revenue shares are of: the active accounts'
+    /// trailing-12-month revenue, summed over those above zero.
     pub revenue_12m: f64,
     pub tier_a: usize,
     pub tier_b: usize,
     pub tier_c: usize,
-    /// Daily totals of every order, including accounts missing from the master.
+    /// Daily totals of the active accounts' orders (the ranked ones:
+    /// accounts missing from the master, or switched off, are in no figure
+    /// of the book), net of returns.
     pub series: Series,
     /// How many active accounts have each kind of data of [`DATA_KINDS`]
     /// (in that order) as of the day.
@@ -392,6 +396,40 @@ mod build_tests {
         // The book adds Y's order on the same day.
         assert_eq!(snap.portfolio.series.sum(Measure::Orders, nov2, 1), 3.0);
         assert_eq!(snap.portfolio.series.sum(Measure::Revenue, end, 365), 212.0);
+    }
+
+    /// The book's figures are over the ranked accounts only: an account
+    /// missing from the master (ZZ) or switched off in it (OFF) is in no
+    /// daily total, and the totals the shares are of leave out the
+    /// accounts at zero or below (NEG returned more than it bought; the
+    /// daily totals are net of it).
+    #[test]
+    fn the_book_is_the_ranked_accounts() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = store::open(&dir.path().join("k.db")).unwrap();
+        conn.execute_batch(
+            "INSERT INTO accounts (id, name, active, updated_at) VALUES
+               ('X', 'x', 1, 'x'), ('Y', 'y', 1, 'x'), ('NEG', 'n', 1, 'x'), ('OFF', 'o', 0, 'x');
+             INSERT INTO orders (order_id, line, account_id, date, sku, qty, revenue, cost) VALUES
+               ('A', '1', 'X', '2026-11-02', 'S1', 1, 300, 100),
+               ('B', '1', 'Y', '2026-11-02', 'S1', 1, 100, 90),
+               ('C', '1', 'NEG', '2026-11-02', 'S1', -1, -50, -20),
+               ('D', '1', 'OFF', '2026-11-02', 'S1', 1, 7000, 0),
+               ('E', '1', 'ZZ', '2026-11-02', 'S1', 1, 9000, 0);",
+        )
+        .unwrap();
+        let snap = build(&conn, d("2026-11-30"), &TierConfig::default()).unwrap();
+        let (p, end) = (&snap.portfolio, snap.end());
+        assert_eq!(p.accounts, 3);
+        assert_eq!(p.metric(Metric::Revenue, end, 365, 0), 350.0);
+        assert_eq!(p.metric(Metric::GrossProfit, end, 365, 0), 180.0);
+        assert_eq!(p.metric(Metric::Orders, end, 365, 0), 3.0);
+        assert_eq!((p.revenue_12m, p.gross_profit_book().total), (400.0, 210.0));
+        assert_eq!(snap.find("X").unwrap().share, 0.75);
+        assert_eq!(
+            (snap.unknown_accounts, snap.unknown_revenue_12m),
+            (1, 9000.0)
+        );
     }
 
     #[test]

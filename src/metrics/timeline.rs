@@ -156,9 +156,9 @@ pub struct Timeline {
     /// Active accounts of the master, in id order.
     accounts: Vec<Base>,
     /// Accounts with orders that are missing from the master: counted,
-    /// never ranked.
+    /// never ranked, in no figure of the book.
     unlisted: Unlisted,
-    /// Daily totals of every order.
+    /// Daily totals of the active accounts' orders (the ranked ones).
     book: Series,
     /// SKU names, every account's SKU lines, the warehouse's stock.
     skus: SkuBook,
@@ -183,7 +183,6 @@ impl Timeline {
                 .filter(|(id, _)| !known.contains(id.as_str()))
                 .map(|(id, s)| (id, &s.0)),
         );
-        let book = load::book(parts.orders.values().map(|o| &o.0));
         let lines: Vec<SkuLog> = parts
             .orders
             .values()
@@ -226,6 +225,9 @@ impl Timeline {
             });
         }
         accounts.sort_by(|a, b| a.id.cmp(&b.id));
+        // The book is the ranked accounts' lines: the portfolio's figures
+        // and the shares are over the same accounts.
+        let book = load::book(accounts.iter().map(|a| &a.series));
         Timeline {
             until: day(parts.until),
             accounts,

@@ -1,5 +1,6 @@
 //! Accounts: the key-account book as a table — tier (by `tiers.by`),
-//! share, cumulative share, share of gross profit, the tiers by revenue
+//! share, cumulative share on the basis (both for `both`), share of gross
+//! profit, the tiers by revenue
 //! and by gross profit alone, trailing-12-month revenue and margin, days
 //! since the last order and visit, alerts firing — the tier migrations
 //! since a month and a year ago (who moved between A, B and C), and the
@@ -29,8 +30,16 @@ pub struct Row {
     pub tiers_by: &'static str,
     /// Share of the book's trailing-12-month revenue, percent.
     pub share_pct: f64,
-    /// Cumulative share down to this account, percent.
+    /// Cumulative share down to this account on the basis, percent: the
+    /// share held by the accounts above it plus its own, in the ranking by
+    /// `tiers.by` (for `both`, the larger of the two below); 100 for an
+    /// account at zero or below (the whole book is above it), 0 when no
+    /// account is above zero.
     pub cumulative_pct: f64,
+    /// The same in the ranking by revenue alone.
+    pub cumulative_revenue_pct: f64,
+    /// The same in the ranking by gross profit alone.
+    pub cumulative_gross_profit_pct: f64,
     /// Share of the book's trailing-12-month gross profit, percent: of
     /// the gross profit the accounts are ranked by (none for an account
     /// without revenue), whose total is over those above zero.
@@ -50,11 +59,13 @@ pub struct Row {
 }
 
 /// The kind of each number of a [`Row`], for `accounts --format json`.
-pub const UNITS: [(&str, crate::format::Unit); 8] = {
+pub const UNITS: [(&str, crate::format::Unit); 10] = {
     use crate::format::Unit::*;
     [
         ("share_pct", Percent),
         ("cumulative_pct", Percent),
+        ("cumulative_revenue_pct", Percent),
+        ("cumulative_gross_profit_pct", Percent),
         ("gross_profit_share_pct", Percent),
         ("revenue_12m", Money),
         ("margin_pct_12m", Percent),
@@ -98,21 +109,25 @@ fn tiers_at(
         .collect())
 }
 
+/// How many alerts are firing, by account id.
+fn firing_by_account(conn: &Connection) -> Result<HashMap<String, u64>> {
+    let mut firing = HashMap::new();
+    let mut st = conn.prepare(
+        "SELECT account_id, COUNT(*) FROM alerts WHERE state = 'firing' GROUP BY account_id",
+    )?;
+    let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    for r in rows {
+        let (id, n) = r?;
+        firing.insert(id, n as u64);
+    }
+    Ok(firing)
+}
+
 pub fn book(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<Book> {
     let snap = metrics::build(conn, as_of, tiers)?;
     let month_ago = tiers_at(conn, as_of - chrono::Duration::days(30), tiers)?;
     let year_ago = tiers_at(conn, as_of - chrono::Duration::days(365), tiers)?;
-    let mut firing: HashMap<String, u64> = HashMap::new();
-    {
-        let mut st = conn.prepare(
-            "SELECT account_id, COUNT(*) FROM alerts WHERE state = 'firing' GROUP BY account_id",
-        )?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-        for r in rows {
-            let (id, n) = r?;
-            firing.insert(id, n as u64);
-        }
-    }
+    let firing = firing_by_account(conn)?;
     let end = snap.end();
     // Of the ranked accounts, as the shares of revenue and the tiers are:
     // the total is over the accounts with a positive figure.
@@ -120,13 +135,12 @@ pub fn book(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<B
     let gps: Vec<f64> = (snap.accounts.iter())
         .map(|a| metrics::ranked_gross_profit(a.revenue_12m, gp(a)))
         .collect();
-    let book_gp = metrics::ranking_total(&gps);
-    let mut cumulative = 0.0;
+    let book_gp = snap.portfolio.gross_profit_book().total;
+    let book_rev = snap.portfolio.revenue_12m;
     let mut rows = Vec::with_capacity(snap.accounts.len());
     for (a, gp) in snap.accounts.iter().zip(&gps) {
-        if a.share > 0.0 {
-            cumulative += a.share;
-        }
+        let cum_rev = cumulative(a.revenue_tier().1, a.revenue_12m, book_rev);
+        let cum_gp = cumulative(a.gross_profit_tier().1, *gp, book_gp);
         rows.push(Row {
             rank: a.rank,
             id: a.id.clone(),
@@ -135,7 +149,16 @@ pub fn book(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<B
             tier: a.tier.as_str(),
             tiers_by: tiers.by.as_str(),
             share_pct: round2(a.share * 100.0),
-            cumulative_pct: round2(cumulative * 100.0),
+            cumulative_pct: round2(
+                100.0
+                    * match tiers.by {
+                        TierBasis::Revenue => cum_rev,
+                        TierBasis::GrossProfit => cum_gp,
+                        TierBasis::Both => cum_rev.max(cum_gp),
+                    },
+            ),
+            cumulative_revenue_pct: round2(cum_rev * 100.0),
+            cumulative_gross_profit_pct: round2(cum_gp * 100.0),
             gross_profit_share_pct: if book_gp > 0.0 {
                 round2(gp / book_gp * 100.0)
             } else {
@@ -182,6 +205,31 @@ pub fn book(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<B
     })
 }
 
+/// The header of the table's cumulative column: the basis's share, the
+/// one the tier lines are on; under `both`, the two the tier is the lower
+/// of ([`Row::cumulative_cells`] fills it).
+pub fn cumulative_header(by: TierBasis) -> &'static str {
+    match by {
+        TierBasis::Revenue => "cum rev%",
+        TierBasis::GrossProfit => "cum GP%",
+        TierBasis::Both => "cum rev%  cum GP%",
+    }
+}
+
+impl Row {
+    /// The row's cells under [`cumulative_header`], 8 wide each.
+    pub fn cumulative_cells(&self) -> String {
+        if self.tiers_by == TierBasis::Both.as_str() {
+            format!(
+                "{:>8.2} {:>8.2}",
+                self.cumulative_revenue_pct, self.cumulative_gross_profit_pct
+            )
+        } else {
+            format!("{:>8.2}", self.cumulative_pct)
+        }
+    }
+}
+
 /// What the book is ranked by, in a sentence: the first line of `accounts`.
 pub fn basis_line(t: &TierConfig) -> String {
     let pct = |x: f64| (x * 10_000.0).round() / 100.0;
@@ -213,6 +261,20 @@ pub fn unlisted_accounts(count: usize, examples: &[String], revenue_12m: f64) ->
         "order lines name {} account(s) missing from the customer master ({ids}{more}), with {:.2} of revenue in the last 12 months: the lines are kept, but those accounts are not ranked, move no account's tier and get no warnings; add them to the customer master (or fix the account ids in the orders export)",
         count, revenue_12m
     )
+}
+
+/// The cumulative share down to an account in one ranking, 0..1: the
+/// share above it plus its own `value` of `total`; the whole book for an
+/// account at zero or below (nothing of it counts), nothing when no
+/// account counts (`total` not positive).
+fn cumulative(share_above: f64, value: f64, total: f64) -> f64 {
+    if total <= 0.0 {
+        0.0
+    } else if value <= 0.0 {
+        1.0
+    } else {
+        share_above + value / total
+    }
 }
 
 fn round2(x: f64) -> f64 {

@@ -163,8 +163,8 @@ fn book_series(per_day: &[f64], start: Day) -> Series {
 /// portfolio they make with the `book` series.
 fn rank(accounts: &mut [AccountMetrics], rng: &mut Rng, book: Series) -> Portfolio {
     let n = accounts.len();
-    let total: f64 = accounts.iter().map(|a| a.revenue_12m).sum();
     let revs: Vec<f64> = accounts.iter().map(|a| a.revenue_12m).collect();
+    let total = crate::metrics::ranking_total(&revs);
     let tiers = assign_tiers(&revs, total, &TierConfig::default());
     let mut portfolio = Portfolio {
         accounts: n,

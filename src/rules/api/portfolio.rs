@@ -25,7 +25,7 @@ pub(super) fn book(api: &mut Api) {
         api,
         "accounts",
         "portfolio.accounts",
-        "number of active accounts",
+        "number of active accounts (the ranked ones: the customer master's active accounts; every figure of the portfolio is over them, never over order lines of accounts the master does not list)",
         |b: &mut Book| {
             seen(
                 b.explain,
@@ -38,7 +38,7 @@ pub(super) fn book(api: &mut Api) {
         api,
         "revenue_12m",
         "portfolio.revenue_12m",
-        "the book's revenue over the 365 days ending at the as-of date",
+        "the total the shares of revenue are of (account.share): the active accounts' revenue over the 365 days ending at the as-of date, summed over those above zero (an account that returned more than it bought lowers nobody's share; portfolio.revenue(365) is the same lines net of returns)",
         |b: &mut Book| seen(
             b.explain,
             || "portfolio.revenue_12m".into(),
@@ -73,7 +73,7 @@ pub(super) fn book(api: &mut Api) {
         api,
         "gross_profit_12m",
         "portfolio.gross_profit_12m",
-        "the total the gross-profit shares are of (account.gross_profit_share_above): the ranked accounts' gross profit over the 365 days ending at the as-of date, an account without revenue counting none",
+        "the total the gross-profit shares are of (account.gross_profit_share_above): the ranked accounts' gross profit (revenue - cost) over the 365 days ending at the as-of date, an account without revenue counting none, summed over those above zero; an account's share is account.gross_profit(365) / portfolio.gross_profit_12m",
         |b: &mut Book| {
             let v = b.p.gross_profit_book().total;
             seen(b.explain, || "portfolio.gross_profit_12m".into(), v)
@@ -164,7 +164,7 @@ pub(super) fn windowed(api: &mut Api) {
             name,
             &format!("portfolio.{name}(days)"),
             &format!(
-                "the book's {} over the `days` days ending at the as-of date",
+                "the book's {} over the `days` days ending at the as-of date: the active accounts' order lines (the ranked accounts), net of returns",
                 m.describe()
             ),
             move |b: &mut Book, days: i64| {

@@ -86,7 +86,15 @@ pub fn run_file(path: &Path, default_rules_dir: &Path) -> Result<Vec<CaseResult>
         why,
     };
     let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read it: {e}")))?;
-    let file: TestFile = serde_yaml::from_str(&text).map_err(|e| err(e.to_string()))?;
+    let file: TestFile =
+        serde_yaml::from_str(&text).map_err(|e| err(crate::config::yaml_problem(&e)))?;
+    // The config's own check of a tiers block, with the block's line.
+    if let Some(t) = &file.tiers {
+        t.check().map_err(|e| {
+            let line = crate::config::line_of(&text, "tiers");
+            err(line.map_or_else(|| e.to_string(), |n| format!("{e} at line {n}")))
+        })?;
+    }
     let base = path.parent().unwrap_or(Path::new("."));
     let rules_dir = file
         .rules_dir

@@ -1,0 +1,334 @@
+//! The ranking's conventions pinned: the lines, the bases, the totals,
+//! the history, the accounts missing from the master.
+
+use super::*;
+use crate::model::dates::day;
+use crate::store::OrderDay;
+use chrono::NaiveDate;
+
+fn cfg(by: TierBasis) -> TierConfig {
+    TierConfig {
+        by,
+        ..TierConfig::default()
+    }
+}
+
+/// Tiers by account index, as letters.
+fn letters(r: &Ranked, n: usize) -> String {
+    r.by_index(n).iter().map(|t| t.0.as_str()).collect()
+}
+
+/// (revenue, gross profit) of three accounts: by gross profit 0 is
+/// first, holding `gp0_cents` of 10,000 (so 1 sits exactly at the 80%
+/// line at 800,000 cents); by revenue 1 is first, holding exactly 80%
+/// (0 is B), and 2 is C either way.
+fn book(gp0_cents: i64) -> (Vec<f64>, Vec<f64>) {
+    let gp0 = gp0_cents as f64 / 100.0;
+    (
+        vec![2_000.0, 10_000.0, 500.0],
+        vec![gp0, 10_000.0 - gp0 - 500.0, 500.0],
+    )
+}
+
+#[test]
+fn revenue_exactly_at_the_line_and_a_cent_either_side() {
+    let tiers = cfg(TierBasis::Revenue);
+    // X holds exactly 80% of 10,000: Y (above it: 80%) is B.
+    for (x, y, want) in [
+        (8_000.0, 1_500.0, "ABC"),
+        (7_999.99, 1_500.01, "AAC"),
+        (8_000.01, 1_499.99, "ABC"),
+    ] {
+        let r = Ranked::new(&[x, y, 500.0], None, &tiers);
+        assert_eq!(letters(&r, 3), want, "X {x}, Y {y}");
+        let above = r.by_index(3)[1].1;
+        assert_eq!(above < 0.8, want == "AAC", "Y's share above {above}");
+        assert_eq!(r.floors.0, if want == "AAC" { y } else { x });
+    }
+}
+
+#[test]
+fn gross_profit_ranks_by_gross_profit_at_the_line() {
+    let tiers = cfg(TierBasis::GrossProfit);
+    for (cents, want) in [(800_000, "ABC"), (799_999, "AAC"), (800_001, "ABC")] {
+        let (rev, gp) = book(cents);
+        let r = Ranked::new(&rev, Some(&gp), &tiers);
+        assert_eq!(letters(&r, 3), want, "gross profit of 0: {cents} cents");
+        // The order is by gross profit, the revenue floor by revenue.
+        assert_eq!(r.order.iter().map(|o| o.1).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(r.order[0].0, 2_000.0);
+        assert_eq!(r.floors, (10_000.0, 2_000.0));
+        // By revenue alone the same book is B, A, C.
+        let by_rev = Ranked::new(&rev, Some(&gp), &cfg(TierBasis::Revenue));
+        assert_eq!(letters(&by_rev, 3), "BAC");
+    }
+}
+
+#[test]
+fn both_is_the_lower_tier_with_the_larger_share_above() {
+    let (rev, gp) = book(800_000);
+    let r = Ranked::new(&rev, Some(&gp), &cfg(TierBasis::Both));
+    // 0: B by revenue, A by gross profit; 1: A by revenue, B by gross
+    // profit (each exactly at the line); 2: C by both.
+    assert_eq!(letters(&r, 3), "BBC");
+    let by = r.by_index(3);
+    assert_eq!(by[0].1, 0.8); // its revenue share above
+    assert_eq!(by[1].1, 0.8); // its gross-profit share above
+    // Listed by the larger share above, equal ones in revenue order.
+    assert_eq!(r.order.iter().map(|o| o.1).collect::<Vec<_>>(), [1, 0, 2]);
+    // A cent less gross profit above 1: A by both.
+    let (rev, gp) = book(799_999);
+    let r = Ranked::new(&rev, Some(&gp), &cfg(TierBasis::Both));
+    assert_eq!(letters(&r, 3), "BAC");
+    assert_eq!(r.order.iter().map(|o| o.1).collect::<Vec<_>>(), [1, 0, 2]);
+}
+
+#[test]
+fn no_revenue_zero_or_negative_gross_profit_is_c_below_everyone() {
+    // 3 sold nothing in the 12 months, 2 sold at a loss, 1 at cost.
+    let rev = [5_000.0, 4_000.0, 3_000.0, 0.0];
+    let gp = [1_000.0, 0.0, -200.0, 0.0];
+    for by in [TierBasis::Revenue, TierBasis::GrossProfit, TierBasis::Both] {
+        let r = Ranked::new(&rev, Some(&gp), &cfg(by));
+        let t = r.by_index(4);
+        assert_eq!(t[3].0, Tier::C, "{by}");
+        assert!(t[3].1 >= 0.8 + 0.02, "{by}: {t:?}");
+        // Nothing positive ranks below an account without sales.
+        let place = |i| r.order.iter().position(|o| o.1 == i);
+        assert!(place(3) > place(0) && place(3) > place(1), "{by}");
+        if by != TierBasis::Revenue {
+            assert!(place(2) > place(0), "{by}: at a loss below a profit");
+            assert_eq!(letters(&r, 4), "ACCC", "{by}");
+            // Zero or negative: still at least the whole book above.
+            assert!(t[1].1 >= 1.0 && t[2].1 >= 1.0, "{by}: {t:?}");
+        }
+    }
+    // A book with no account at a positive gross profit ranks nobody
+    // into A.
+    let r = Ranked::new(
+        &rev,
+        Some(&[-100.0, -300.0, 0.0, 0.0]),
+        &cfg(TierBasis::GrossProfit),
+    );
+    assert_eq!(letters(&r, 4), "CCCC");
+    assert!(r.by_index(4).iter().all(|t| t.1 == 1.0));
+    // One positive account in a book that lost money overall is A:
+    // the losses are not in the total.
+    let r = Ranked::new(
+        &rev,
+        Some(&[100.0, -300.0, 0.0, 0.0]),
+        &cfg(TierBasis::GrossProfit),
+    );
+    assert_eq!(letters(&r, 4), "ACCC");
+    let r = Ranked::new(&[0.0, 0.0], None, &cfg(TierBasis::Revenue));
+    assert_eq!(letters(&r, 2), "CC");
+    assert_eq!(r.floors, (0.0, 0.0));
+}
+
+/// A net-negative account (more returned than sold) is C and not in
+/// the total: the others' shares are of the positive accounts alone,
+/// so they add up to exactly 100% and the line falls where it would
+/// without the returns (with them in the total, 0.79 + 0.21 of 1,000
+/// would be 0.878 of 900, and the second account B).
+#[test]
+fn a_net_negative_account_does_not_lower_the_total() {
+    for by in [TierBasis::Revenue, TierBasis::GrossProfit, TierBasis::Both] {
+        let rev = [790.0, 210.0, -100.0, 0.0];
+        let gp = [790.0, 210.0, -100.0, 0.0];
+        let r = Ranked::new(&rev, Some(&gp), &cfg(by));
+        assert_eq!(letters(&r, 4), "AACC", "{by}");
+        assert_eq!(r.total, 1_000.0, "{by}");
+        let t = r.by_index(4);
+        assert_eq!((t[0].1, t[1].1), (0.0, 0.79), "{by}: {t:?}");
+        assert_eq!((t[2].1, t[3].1), (1.0, 1.0), "{by}: the whole book above");
+        assert_eq!(r.floors, (210.0, 0.0), "{by}");
+    }
+    // Only the gross profit is negative: revenue ranks as before, the
+    // gross-profit total leaves the loss out.
+    let rev = [790.0, 210.0, 100.0];
+    let gp = [79.0, 21.0, -50.0];
+    let r = Ranked::new(&rev, Some(&gp), &cfg(TierBasis::GrossProfit));
+    assert_eq!(letters(&r, 3), "AAC");
+    assert_eq!(r.by_index(3)[1].1, 0.79);
+    assert_eq!(ranking_total(&gp), 100.0);
+    assert_eq!(ranking_total(&[-1.0, 0.0, -0.0]), 0.0);
+}
+
+/// A cost credit with no sales (revenue 0, cost -20,000) is gross
+/// profit on paper: it must not make an account A by gross profit and
+/// push the real customers down.
+#[test]
+fn gross_profit_without_revenue_ranks_nobody() {
+    let rev = [10_000.0, 0.0, 2_000.0];
+    let gp = [3_000.0, 20_000.0, 500.0];
+    for by in [TierBasis::GrossProfit, TierBasis::Both] {
+        let r = Ranked::new(&rev, Some(&gp), &cfg(by));
+        let t = r.by_index(3);
+        assert_eq!(t[0].0, Tier::A, "{by}: {t:?}");
+        assert_eq!(t[1].0, Tier::C, "{by}: {t:?}");
+        assert_eq!(t[0].1, 0.0, "{by}: nobody above the real customer");
+    }
+}
+
+/// Exactly 80% above an account is B however many accounts make it:
+/// ten of 8% each leave the eleventh at 80% (summing each one's share
+/// gave 79.99999999999999%, A); the same at 95% for C, and with
+/// amounts in cents.
+#[test]
+fn many_accounts_exactly_at_the_line() {
+    let mut v = vec![8.0; 10];
+    v.extend([4.0; 5]);
+    let r = Ranked::new(&v, None, &cfg(TierBasis::Revenue));
+    let t = r.by_index(15);
+    assert_eq!(t[10], (Tier::B, 0.8), "{t:?}");
+    assert_eq!(t[9].0, Tier::A);
+    // Twenty of 0.05 (amounts in cents): the seventeenth has exactly
+    // 80% above it (a plain running sum makes it 79.99999999999999%).
+    let r = Ranked::new(&[0.05; 20], None, &cfg(TierBasis::Revenue));
+    let t = r.by_index(20);
+    assert_eq!(r.total, 1.0);
+    assert_eq!(t[16], (Tier::B, 0.8), "{t:?}");
+    assert_eq!(t[15].0, Tier::A, "{t:?}");
+    // Twenty of 5: the twentieth has exactly 95% above it: C.
+    let t = Ranked::new(&[5.0; 20], None, &cfg(TierBasis::Revenue)).by_index(20);
+    assert_eq!((t[18].0, t[19]), (Tier::B, (Tier::C, 0.95)), "{t:?}");
+    let tiers = assign_tiers(&[8.0; 10], 80.0, &cfg(TierBasis::Revenue));
+    assert_eq!(tiers.iter().filter(|t| **t == Tier::A).count(), 8);
+}
+
+#[test]
+fn equal_values_rank_in_account_order() {
+    let r = Ranked::new(
+        &[100.0, 300.0, 300.0, 300.0],
+        None,
+        &cfg(TierBasis::Revenue),
+    );
+    assert_eq!(
+        r.order.iter().map(|o| o.1).collect::<Vec<_>>(),
+        [1, 2, 3, 0]
+    );
+    assert_eq!(letters(&r, 4), "BAAA");
+}
+
+fn series(lines: &[(&str, f64, f64)]) -> Series {
+    let mut s = Series::default();
+    for (date, revenue, cost) in lines {
+        s.push(&OrderDay {
+            date: NaiveDate::parse_from_str(date, "%Y-%m-%d").unwrap(),
+            revenue: *revenue,
+            cost: *cost,
+            qty: 1.0,
+            orders: 1,
+        });
+    }
+    s
+}
+
+/// The history ranks each day by the basis, from the series' last 365
+/// days; the rankings by one measure alone ignore the tier column.
+#[test]
+fn the_book_alone_gives_each_measures_total_and_floors() {
+    let end = day(NaiveDate::from_ymd_opt(2026, 6, 30).unwrap());
+    // Gross profit 8,000, 1,000, 500, and a cost credit without
+    // revenue (counts none); revenue 10,000, 5,000, 3,000, 0.
+    let s = vec![
+        series(&[("2026-03-01", 10_000.0, 2_000.0)]),
+        series(&[("2026-03-01", 5_000.0, 4_000.0)]),
+        series(&[("2026-03-01", 3_000.0, 2_500.0)]),
+        series(&[("2026-03-01", 0.0, -300.0)]),
+        // A loss lowers neither total (the ranking's, of positive values).
+        series(&[("2026-03-01", -100.0, 400.0)]),
+    ];
+    for by in [TierBasis::Revenue, TierBasis::GrossProfit, TierBasis::Both] {
+        // The master's tier column changes neither.
+        let h = TierHistory::new(end, &cfg(by), s.clone(), vec![Some(Tier::C); 5]);
+        let gp = h.book_alone(TierBasis::GrossProfit);
+        // 8,000 of 9,500 crosses 80%: A; then 84% and 95% above: B.
+        assert_eq!(
+            (gp.total, gp.floor_a, gp.floor_b),
+            (9_500.0, 8_000.0, 500.0),
+            "{by}"
+        );
+        assert_eq!(h.book_alone(TierBasis::Both), gp, "{by}");
+        let rev = h.book_alone(TierBasis::Revenue);
+        assert_eq!(
+            (rev.total, rev.floor_a, rev.floor_b),
+            (18_000.0, 5_000.0, 3_000.0),
+            "{by}"
+        );
+        let ranked = Ranked::new(
+            &[10_000.0, 5_000.0, 3_000.0, 0.0],
+            None,
+            &cfg(TierBasis::Revenue),
+        );
+        assert_eq!(ranked.floors, (rev.floor_a, rev.floor_b));
+    }
+    // A tier nobody is in has the floor 0.
+    let h = TierHistory::new(end, &cfg(TierBasis::Revenue), vec![series(&[])], vec![None]);
+    assert_eq!(h.book_alone(TierBasis::GrossProfit), AloneBook::default());
+}
+
+#[test]
+fn history_ranks_each_day_by_the_basis() {
+    let end = day(NaiveDate::from_ymd_opt(2026, 6, 30).unwrap());
+    // 0 big and thin; 1 smaller with the profit; 2's order is 366
+    // days old on the end day, 364 days old 2 days before.
+    let s = vec![
+        series(&[("2026-03-01", 10_000.0, 9_500.0)]),
+        series(&[("2026-03-01", 2_000.0, 0.0)]),
+        series(&[("2025-06-29", 50_000.0, 0.0)]),
+    ];
+    let overrides = vec![None, None, Some(Tier::B)];
+    for (by, now, two_days_ago) in [
+        (TierBasis::Revenue, "ABB", "BCB"),
+        (TierBasis::GrossProfit, "BAB", "CCB"),
+        (TierBasis::Both, "BBB", "CCB"),
+    ] {
+        let h = TierHistory::new(end, &cfg(by), s.clone(), overrides.clone());
+        let at = |k| {
+            (0..3)
+                .map(|i| h.at(i, k).unwrap().0.as_str())
+                .collect::<String>()
+        };
+        assert_eq!(at(0), now, "{by}");
+        assert_eq!(at(2), two_days_ago, "{by}");
+        assert_eq!(h.by_revenue(0).map(|t| t.0), Some(Tier::A), "{by}");
+        assert_eq!(h.by_revenue(2).map(|t| t.0), Some(Tier::C), "{by}");
+        assert_eq!(h.by_gross_profit(0).map(|t| t.0), Some(Tier::B), "{by}");
+        assert_eq!(h.by_gross_profit(1).map(|t| t.0), Some(Tier::A), "{by}");
+        // Two days ago 2's order was in the window: A by revenue alone.
+        assert_eq!(
+            h.alone_at(TierBasis::Revenue, 2, 2).map(|t| t.0),
+            Some(Tier::A)
+        );
+        assert_eq!(
+            h.alone_at(TierBasis::GrossProfit, 2, 2).map(|t| t.0),
+            Some(Tier::A)
+        );
+        assert_eq!(
+            h.alone_at(TierBasis::GrossProfit, 0, 2).map(|t| t.0),
+            Some(Tier::C)
+        );
+        assert_eq!(h.at(3, 0), None);
+        assert_eq!(h.at(0, TIER_HISTORY_DAYS as i64), None);
+    }
+}
+
+#[test]
+fn unlisted_accounts_are_counted_from_their_first_order() {
+    let a = series(&[("2026-03-01", 100.0, 0.0), ("2026-05-01", 50.0, 0.0)]);
+    let b = series(&[("2026-04-01", 30.0, 0.0)]);
+    let ids = ["KH9".to_string(), "KH8".to_string()];
+    let u = Unlisted::of([(&ids[0], &a), (&ids[1], &b)].into_iter());
+    let at = |s: &str| u.seen(day(NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()));
+    assert_eq!(at("2026-02-28").accounts, 0);
+    let march = at("2026-03-31");
+    assert_eq!(
+        (march.accounts, march.examples.clone()),
+        (1, vec!["KH9".into()])
+    );
+    assert_eq!(march.revenue_12m, 100.0);
+    let june = at("2026-06-30");
+    assert_eq!(june.examples, ["KH9", "KH8"]);
+    assert_eq!(june.revenue_12m, 180.0);
+}
