@@ -160,30 +160,40 @@ fn apply_batched<E: From<Error>>(
     batch_size: usize,
     notify: &mut dyn FnMut(&[Notified]) -> Result<(), E>,
 ) -> Result<Changes, E> {
-    let mut stored = load(conn)?;
+    let stored = load(conn)?;
     let by_id: HashMap<&str, &Arc<AccountMetrics>> =
         accounts.iter().map(|a| (a.id.as_str(), a)).collect();
     let silences = silence::active(conn, as_of)?;
     let mut table = Table::prepare(conn, as_of)?;
     let mut changes = Changes::default();
     let mut batch: Vec<Notified> = Vec::new();
-    for (key, obs, index) in observations(findings, errors, &stored, &by_id, ran) {
-        let row = stored.remove(&key);
-        let prev = row.as_ref().map(|r| r.life.clone()).unwrap_or_default();
+    for (at, obs) in observations(findings, errors, &stored, &by_id, ran) {
+        // A raised alert's key is made as it comes, not all at once.
+        let (key, index) = match at {
+            At::Finding(i) => {
+                let f = &findings[i];
+                let key: Key = (f.rule.to_string(), f.account.id.clone(), f.key.clone());
+                (std::borrow::Cow::Owned(key), Some(i))
+            }
+            At::Stored(k) => (std::borrow::Cow::Borrowed(k), None),
+        };
+        let key: &Key = &key;
+        let row = stored.get(key);
+        let prev = row.map(|r| r.life.clone()).unwrap_or_default();
         let finding = index.map(|i| &findings[i]);
         let account = finding
             .map(|f| &f.account)
             .or_else(|| by_id.get(key.1.as_str()).copied());
-        let silenced = is_silenced(&silences, &key, account);
+        let silenced = is_silenced(&silences, key, account);
         let st = step(&prev, obs, policies.get(&key.0), as_of, silenced);
         if st.next == prev {
             continue;
         }
-        let Some(text) = Text::of(finding, row.is_some(), &key, &mut table.text)? else {
+        let Some(text) = Text::of(finding, row.is_some(), key, &mut table.text)? else {
             continue;
         };
         let n = &st.next;
-        table.save(&key, &prev, row.is_some(), n, &text)?;
+        table.save(key, &prev, row.is_some(), n, &text)?;
         count(&mut changes, &prev, n, index);
         let notices = st
             .notices
@@ -192,7 +202,7 @@ fn apply_batched<E: From<Error>>(
             .chain(st.silenced.iter().map(|x| (*x, true)));
         for (notice, silenced) in notices {
             let started_at = n.started_at.or(prev.started_at);
-            let item = notice_item(&key, account, finding, &text, notice, started_at, as_of);
+            let item = notice_item(key, account, finding, &text, notice, started_at, as_of);
             batch.push(Notified { item, silenced });
         }
         if batch.len() >= batch_size {
@@ -206,34 +216,41 @@ fn apply_batched<E: From<Error>>(
     Ok(changes)
 }
 
+/// Where an observed alert's key is: the finding's (its index), or the
+/// stored alert's.
+enum At<'a> {
+    Finding(usize),
+    Stored(&'a Key),
+}
+
 /// What the evaluation observed, alert by alert: raised now (in finding
 /// order, the first of duplicates counts), then every stored alert not
-/// raised, sorted, as cleared or unknown.
-fn observations(
+/// raised, sorted, as cleared or unknown. Keys are borrowed, not copied:
+/// a big book has an alert or more per account.
+fn observations<'a>(
     findings: &[Finding],
     errors: &[RunError],
-    stored: &HashMap<Key, Row>,
+    stored: &'a HashMap<Key, Row>,
     by_id: &HashMap<&str, &Arc<AccountMetrics>>,
     ran: &HashSet<&str>,
-) -> Vec<(Key, Observation, Option<usize>)> {
+) -> Vec<(At<'a>, Observation)> {
     let failed: HashSet<(&str, &str)> = errors
         .iter()
         .map(|e| (&*e.rule, e.account_id.as_str()))
         .collect();
-    let mut seen: HashSet<Key> = HashSet::new();
-    let mut work: Vec<(Key, Observation, Option<usize>)> = Vec::new();
+    let mut seen: HashSet<(&str, &str, &str)> = HashSet::new();
+    let mut work: Vec<(At<'a>, Observation)> = Vec::new();
     for (i, f) in findings.iter().enumerate() {
-        let key: Key = (f.rule.to_string(), f.account.id.clone(), f.key.clone());
-        if seen.insert(key.clone()) {
-            work.push((key, Observation::Raised(f.severity), Some(i)));
+        if seen.insert((&*f.rule, f.account.id.as_str(), f.key.as_str())) {
+            work.push((At::Finding(i), Observation::Raised(f.severity)));
         }
     }
-    let mut rest: Vec<Key> = stored
+    let mut rest: Vec<&Key> = stored
         .keys()
-        .filter(|k| !seen.contains(*k))
-        .cloned()
+        .filter(|k| !seen.contains(&(k.0.as_str(), k.1.as_str(), k.2.as_str())))
         .collect();
     rest.sort();
+    drop(seen);
     for key in rest {
         // Only a rule that ran for the account and did not raise the alert
         // clears it: a failed run, a rule that is disabled, no longer
@@ -249,7 +266,7 @@ fn observations(
         } else {
             Observation::Clear
         };
-        work.push((key, obs, None));
+        work.push((At::Stored(key), obs));
     }
     work
 }
@@ -292,8 +309,8 @@ impl Text {
                 severity: f.severity.as_str().to_string(),
                 title: f.title.clone(),
                 figures: figures_json(f),
-                units: serde_json::to_string(&f.units).unwrap_or_else(|_| "{}".into()),
-                action: f.action.clone(),
+                units: serde_json::to_string(&*f.units).unwrap_or_else(|_| "{}".into()),
+                action: f.action.to_string(),
             },
             None if stored => {
                 let found = read
@@ -456,13 +473,13 @@ fn notice_item(
     as_of: NaiveDate,
 ) -> Item {
     let figures: Vec<(String, serde_json::Value)> = match finding {
-        Some(f) => f.figures.clone(),
+        Some(f) => f.figures_owned(),
         None => serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text.figures)
             .map(|m| m.into_iter().collect())
             .unwrap_or_default(),
     };
     let units: crate::rules::Units = match finding {
-        Some(f) => f.units.clone(),
+        Some(f) => crate::rules::Units::clone(&f.units),
         None => serde_json::from_str(&text.units).unwrap_or_default(),
     };
     Item {
@@ -490,7 +507,7 @@ fn notice_item(
 
 /// The figures of a finding as a JSON object, in the rule's order.
 pub fn figures_json(f: &Finding) -> String {
-    let map: serde_json::Map<String, serde_json::Value> = f.figures.iter().cloned().collect();
+    let map: serde_json::Map<String, serde_json::Value> = f.figures_owned().into_iter().collect();
     serde_json::Value::Object(map).to_string()
 }
 

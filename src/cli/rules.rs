@@ -150,7 +150,8 @@ fn date_can_be_recorded(
 
 /// One finding as `eval --format json` prints it.
 fn finding_json(f: &crate::rules::Finding, as_of: NaiveDate, started: bool) -> serde_json::Value {
-    let figures: serde_json::Map<String, serde_json::Value> = f.figures.iter().cloned().collect();
+    let figures: serde_json::Map<String, serde_json::Value> =
+        f.figures_owned().into_iter().collect();
     serde_json::json!({
         "as_of": as_of.to_string(),
         "rule": &*f.rule,
@@ -162,8 +163,8 @@ fn finding_json(f: &crate::rules::Finding, as_of: NaiveDate, started: bool) -> s
         "severity": f.severity.as_str(),
         "title": f.title,
         "figures": figures,
-        "units": f.units,
-        "action": f.action,
+        "units": &*f.units,
+        "action": &*f.action,
         "started": started,
     })
 }

@@ -189,7 +189,7 @@ impl fmt::Display for Explanation {
             }
             writeln!(f)?;
             for (k, v) in &x.figures {
-                let unit = x.units.get(k).copied();
+                let unit = x.units.get(&**k).copied();
                 write!(f, "  {k}: {}", self.style.value(v, unit))?;
                 match unit {
                     Some(u) => writeln!(f, " ({} {v})", u.name())?,

@@ -21,6 +21,10 @@ pub struct Finding {
 }
 
 /// What a finding says: everything of it but the rule and the account.
+/// A big book's evaluation holds one per warning (100,000 and more), and
+/// the daemon keeps them until the next one, so what repeats from finding
+/// to finding of a rule (the figures' labels, their kinds, the action) is
+/// shared, not copied, where the run could tell (`rules::api::alert`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Said {
     /// Distinguishes several alerts of one rule for one account; often "".
@@ -28,10 +32,20 @@ pub struct Said {
     pub severity: Severity,
     pub title: String,
     /// The figures behind the warning, in the order the rule gave them.
-    pub figures: Vec<(String, serde_json::Value)>,
+    pub figures: Vec<(Arc<str>, serde_json::Value)>,
     /// The kind of each figure that has one (`money(x)`), by label.
-    pub units: Units,
-    pub action: String,
+    pub units: Arc<Units>,
+    pub action: Arc<str>,
+}
+
+impl Said {
+    /// The figures with labels of their own, as items and output keep them.
+    pub fn figures_owned(&self) -> Vec<(String, serde_json::Value)> {
+        self.figures
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
 }
 
 impl std::ops::Deref for Finding {

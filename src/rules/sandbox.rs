@@ -421,7 +421,10 @@ mod tests {
                 .contains("rule loop failed for account KH1")
         );
         assert_eq!(out.findings.len(), 1);
-        assert_eq!(out.findings[0].figures, vec![("n".to_string(), 1.into())]);
+        assert_eq!(
+            out.findings[0].figures_owned(),
+            vec![("n".to_string(), 1.into())]
+        );
     }
 
     #[test]

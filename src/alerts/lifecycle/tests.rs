@@ -57,6 +57,36 @@ fn migration_keeps_firing_alerts_without_mailing_them_again() {
     );
 }
 
+/// Five accounts, each with a finding of rule "r" that fires at once.
+fn five_findings() -> (Vec<Arc<AccountMetrics>>, Vec<Finding>, Policies) {
+    let accounts: Vec<Arc<AccountMetrics>> = (0..5)
+        .map(|i| Arc::new(AccountMetrics::empty(&format!("K{i}"), "客户")))
+        .collect();
+    let rule: Arc<str> = Arc::from("r");
+    let findings = accounts
+        .iter()
+        .map(|a| Finding {
+            rule: rule.clone(),
+            account: a.clone(),
+            said: Arc::new(crate::rules::Said {
+                key: String::new(),
+                severity: Warning,
+                title: format!("t {}", a.id),
+                figures: vec![("n".into(), 1.into())],
+                units: Default::default(),
+                action: "".into(),
+            }),
+        })
+        .collect();
+    let mut policies = Policies::default();
+    policies.set("r", policy());
+    (accounts, findings, policies)
+}
+
+fn count(conn: &Connection, sql: &str) -> i64 {
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
 /// The notices of an evaluation go out in batches, in order, and the
 /// batches together are what one batch of all would be: every alert
 /// that started is told, none twice.
@@ -65,27 +95,7 @@ fn notices_come_in_batches_in_order() {
     let run = |batch: usize| {
         let dir = tempfile::tempdir().unwrap();
         let conn = crate::store::open(&dir.path().join("k.db")).unwrap();
-        let accounts: Vec<Arc<AccountMetrics>> = (0..5)
-            .map(|i| Arc::new(AccountMetrics::empty(&format!("K{i}"), "客户")))
-            .collect();
-        let rule: Arc<str> = Arc::from("r");
-        let findings: Vec<Finding> = accounts
-            .iter()
-            .map(|a| Finding {
-                rule: rule.clone(),
-                account: a.clone(),
-                said: Arc::new(crate::rules::Said {
-                    key: String::new(),
-                    severity: Warning,
-                    title: format!("t {}", a.id),
-                    figures: vec![("n".into(), 1.into())],
-                    units: Default::default(),
-                    action: String::new(),
-                }),
-            })
-            .collect();
-        let mut policies = Policies::default();
-        policies.set("r", policy());
+        let (accounts, findings, policies) = five_findings();
         let ran: HashSet<&str> = ["r"].into_iter().collect();
         let mut sizes = Vec::new();
         let mut told = Vec::new();
@@ -103,13 +113,7 @@ fn notices_come_in_batches_in_order() {
             },
         )
         .unwrap();
-        let rows: i64 = conn
-            .query_row(
-                "SELECT COUNT(*) FROM alerts WHERE state = 'firing'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let rows = count(&conn, "SELECT COUNT(*) FROM alerts WHERE state = 'firing'");
         (sizes, told, changes.started, rows)
     };
     let (sizes, told, started, rows) = run(2);
@@ -120,6 +124,40 @@ fn notices_come_in_batches_in_order() {
     assert_eq!(one, [5]);
     assert_eq!(told, all);
     assert!(told[0].contains("t K0") && told[4].contains("t K4"));
+}
+
+/// A batch that cannot be recorded (the disk full, say) fails the whole
+/// evaluation: the alerts written before it are in the same transaction
+/// and roll back with it, so no alert is left started without its notice.
+#[test]
+fn a_batch_that_fails_leaves_nothing_half_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = crate::store::open(&dir.path().join("k.db")).unwrap();
+    let (accounts, findings, policies) = five_findings();
+    let ran: HashSet<&str> = ["r"].into_iter().collect();
+    let tx = conn.transaction().unwrap();
+    let mut calls = 0;
+    let out = apply_batched(
+        &tx,
+        d(1),
+        (&findings, &[], &accounts),
+        &policies,
+        &ran,
+        2,
+        &mut |_: &[Notified]| -> Result<(), Error> {
+            calls += 1;
+            if calls == 2 {
+                return Err(Error::Store(rusqlite::Error::InvalidQuery));
+            }
+            Ok(())
+        },
+    );
+    assert!(out.is_err());
+    assert_eq!(calls, 2, "nothing is applied after the batch that failed");
+    assert_eq!(count(&tx, "SELECT COUNT(*) FROM alerts"), 4);
+    drop(tx);
+    assert_eq!(count(&conn, "SELECT COUNT(*) FROM alerts"), 0);
+    assert_eq!(count(&conn, "SELECT COUNT(*) FROM alert_history"), 0);
 }
 
 /// Items are stored as JSON in the outbox's notices and read back by

@@ -50,19 +50,69 @@ impl Raised {
         severity: Option<Severity>,
         account: &Arc<AccountMetrics>,
     ) -> Finding {
+        let mut figures: Vec<(Arc<str>, serde_json::Value)> = self
+            .figures
+            .into_iter()
+            .map(|(k, v)| (shared_text(k), v))
+            .collect();
+        figures.shrink_to_fit();
+        let mut title = self.title;
+        title.shrink_to_fit();
         Finding {
             rule: rule.clone(),
             account: account.clone(),
             said: Arc::new(Said {
                 key: self.key,
                 severity: self.severity.or(severity).unwrap_or(Severity::Warning),
-                title: self.title,
-                figures: self.figures,
-                units: self.units,
-                action: self.action,
+                title,
+                figures,
+                units: shared_units(self.units),
+                action: shared_text(self.action),
             }),
         }
     }
+}
+
+/// At most this many texts, and this many sets of figure kinds, are shared
+/// per thread: a rule that writes a new label for every account (its SKU's
+/// name, say) gets copies past them, never an unbounded table.
+const SHARED: usize = 4096;
+
+thread_local! {
+    /// Texts already given out on this thread (labels, actions).
+    static TEXTS: RefCell<std::collections::HashSet<Arc<str>>> = RefCell::default();
+    /// Figure kinds already given out on this thread.
+    static UNITS: RefCell<std::collections::HashSet<Arc<Units>>> = RefCell::default();
+}
+
+/// `s` as a shared text: the one given out before when there is one.
+fn shared_text(s: String) -> Arc<str> {
+    TEXTS.with(|t| {
+        let mut t = t.borrow_mut();
+        if let Some(a) = t.get(s.as_str()) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        if t.len() < SHARED {
+            t.insert(a.clone());
+        }
+        a
+    })
+}
+
+/// `u` shared: the equal set given out before when there is one.
+fn shared_units(u: Units) -> Arc<Units> {
+    UNITS.with(|t| {
+        let mut t = t.borrow_mut();
+        if let Some(a) = t.get(&u) {
+            return a.clone();
+        }
+        let a = Arc::new(u);
+        if t.len() < SHARED {
+            t.insert(a.clone());
+        }
+        a
+    })
 }
 
 /// Takes what the last run on this thread raised.
@@ -361,7 +411,7 @@ mod tests {
         .unwrap();
         let out = rs.evaluate(&crate::metrics::tests_support::snapshot_one());
         assert_eq!(
-            out.findings[0].figures,
+            out.findings[0].figures_owned(),
             vec![("z".to_string(), 1.into()), ("a".to_string(), 2.5.into())]
         );
         assert_eq!(out.findings[0].severity, Severity::Warning);
@@ -389,9 +439,15 @@ mod tests {
         assert!(out.errors.is_empty(), "{:?}", out.errors);
         let f = &out.findings[0];
         assert_eq!(f.title, "orders −61.7% at ¥2.29万 in 45 天");
-        assert_eq!(f.figures[0], ("revenue".to_string(), 22930.4.into()));
-        assert_eq!(f.figures[1], ("orders".to_string(), 6.into()));
-        assert_eq!(f.figures[6], ("since".to_string(), "2031-02-03".into()));
+        assert_eq!(
+            f.figures_owned()[0],
+            ("revenue".to_string(), 22930.4.into())
+        );
+        assert_eq!(f.figures_owned()[1], ("orders".to_string(), 6.into()));
+        assert_eq!(
+            f.figures_owned()[6],
+            ("since".to_string(), "2031-02-03".into())
+        );
         let u = |k: &str| f.units.get(k).copied();
         assert_eq!(u("revenue"), Some(Unit::Money));
         assert_eq!(u("orders"), Some(Unit::Count));
@@ -449,13 +505,13 @@ mod tests {
             assert!(out.errors.is_empty(), "{:?}", out.errors);
             let f = &out.findings;
             assert_eq!(f[0].title, want[0]);
-            assert_eq!(f[0].figures[0].0, want[1]);
+            assert_eq!(&*f[0].figures[0].0, want[1]);
             assert!(f[0].units.contains_key(want[1]));
-            assert_eq!(f[0].action, want[2]);
+            assert_eq!(&*f[0].action, want[2]);
             assert_eq!(f[1].title, want[3]);
-            assert_eq!(f[1].action, want[4]);
+            assert_eq!(&*f[1].action, want[4]);
             assert_eq!(f[2].title, want[5]);
-            assert_eq!(f[2].figures[0].0, "7", "a number as a label, as before");
+            assert_eq!(&*f[2].figures[0].0, "7", "a number as a label, as before");
         }
     }
 

@@ -211,7 +211,7 @@ fn matches(e: &Expected, f: &Finding) -> bool {
         && e.figures.iter().all(|(k, v)| {
             f.figures
                 .iter()
-                .any(|(fk, fv)| fk == k && same_value(v, fv))
+                .any(|(fk, fv)| **fk == **k && same_value(v, fv))
         })
 }
 
