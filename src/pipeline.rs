@@ -140,6 +140,7 @@ pub fn evaluate_changed(
     };
     let (outcome, partial) = match picked {
         Ok((m, pick)) => {
+            let started = std::time::Instant::now();
             let now = rules.evaluate_picked(snap, &pick, stop.clone());
             if !pick.settled(rules, &now) && !now.interrupted {
                 tracing::info!(
@@ -156,6 +157,7 @@ pub fn evaluate_changed(
                     of_pairs = enabled * snap.accounts.len(),
                     scripts = now.scripts,
                     everywhere = %pick.why.join("; "),
+                    ms = started.elapsed().as_millis() as u64,
                     "rules run only where something changed since the last evaluation today"
                 );
                 (m.merge(rules, snap, &pick, now), Some(run))

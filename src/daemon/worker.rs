@@ -316,8 +316,10 @@ impl State {
         let mut done = Done::default();
         self.reload_rules();
         let today = self.cfg.today();
+        let started = Instant::now();
         let evaluated = match self.snapshot(today) {
             Ok((snap, touched)) => {
+                let built = started.elapsed();
                 let since = touched
                     .as_ref()
                     .filter(|_| !full)
@@ -325,7 +327,7 @@ impl State {
                         accounts,
                         orders: *orders,
                     });
-                pipeline::evaluate_changed(
+                let r = pipeline::evaluate_changed(
                     &self.cfg,
                     &mut self.conn,
                     &self.rules,
@@ -333,7 +335,13 @@ impl State {
                     &mut self.memo,
                     since,
                     &self.stop,
-                )
+                );
+                tracing::info!(
+                    snapshot_ms = built.as_millis() as u64,
+                    evaluation_ms = (started.elapsed() - built).as_millis() as u64,
+                    "the metrics brought up to date and evaluated"
+                );
+                r
             }
             Err(e) => {
                 self.memo = None;

@@ -65,7 +65,7 @@ impl Metric {
             Metric::Cost => "cost of goods sold",
             Metric::GrossProfit => "gross profit (revenue - cost)",
             Metric::MarginPct => {
-                "gross margin % ((revenue - cost) / revenue x 100; 0 without revenue)"
+                "gross margin % ((revenue - cost) / revenue x 100; 0 without revenue, or with more returned than sold: a margin of a negative revenue means nothing)"
             }
             Metric::Orders => "number of distinct orders",
             Metric::Qty => "quantity ordered",
@@ -87,7 +87,8 @@ pub(super) fn series_metric(s: &Series, m: Metric, end: Day, len: i32) -> f64 {
         }
         Metric::MarginPct => {
             let (rev, cost) = s.revenue_cost(end, len);
-            if rev.abs() < f64::EPSILON {
+            // Returns exceeding sales would give a loss a margin over 100%.
+            if rev < f64::EPSILON {
                 0.0
             } else {
                 (rev - cost) / rev * 100.0

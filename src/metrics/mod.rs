@@ -15,7 +15,8 @@
 //! numbers), `compact` (amounts held as whole hundredths where that is
 //! exact), `series` (`Series`, `DayLog`: shared arrays seen as views
 //! ending at a day), `tiers`
-//! (ranking into A/B/C, `TierHistory`), `account` (`AccountMetrics`,
+//! (ranking into A/B/C, `TierHistory`), `ranks` (the rankings of earlier
+//! days kept from one snapshot to the next), `account` (`AccountMetrics`,
 //! `Metric`), `snapshot` (`Snapshot`, `Portfolio`, `dump`), `load` (the
 //! reads of the store beyond visits), `parts` (every dataset as read, by
 //! account), `stock` (main SKUs and stock cover), `timeline` (the parts
@@ -32,6 +33,7 @@ pub mod live;
 mod load;
 mod notes;
 mod parts;
+mod ranks;
 mod series;
 mod snapshot;
 mod stock;

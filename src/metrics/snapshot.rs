@@ -426,6 +426,13 @@ mod build_tests {
         assert_eq!(p.metric(Metric::Orders, end, 365, 0), 3.0);
         assert_eq!((p.revenue_12m, p.gross_profit_book().total), (400.0, 210.0));
         assert_eq!(snap.find("X").unwrap().share, 0.75);
+        // A margin of a negative revenue means nothing: 0, not the 60%
+        // that (-50 - -20) / -50 gives.
+        assert_eq!(snap.find("NEG").unwrap().margin_pct(end, 365, 0), 0.0);
+        assert_eq!(
+            snap.find("X").unwrap().margin_pct(end, 365, 0),
+            200.0 / 300.0 * 100.0
+        );
         assert_eq!(
             (snap.unknown_accounts, snap.unknown_revenue_12m),
             (1, 9000.0)

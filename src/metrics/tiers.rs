@@ -21,6 +21,9 @@
 //! by gross profit), with the larger of the two shares above, so the pair
 //! still reads "A while the share above is below the line".
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
 use super::series::{Measure, Series};
 use crate::config::{TierBasis, TierConfig};
 use crate::model::Tier;
@@ -250,8 +253,36 @@ pub struct AloneBook {
     pub floor_b: f64,
 }
 
-/// By days ago: (tier, share above) by account index, ranked on first use.
-type Days = Vec<std::sync::OnceLock<Vec<(Tier, f64)>>>;
+/// One day's (tier, share above) by account index, shared with
+/// `metrics::ranks` (which keeps it for the next snapshot).
+pub(super) type DayRanks = Arc<Vec<(Tier, f64)>>;
+
+/// One day of the history: ranked on first use (or set from the days kept
+/// by `metrics::ranks`), and whether a rule read it.
+#[derive(Default)]
+struct Slot {
+    ranked: OnceLock<DayRanks>,
+    read: AtomicBool,
+}
+
+impl Slot {
+    /// The day's ranking, made by `rank` on first use; marks it read.
+    fn get(&self, rank: impl FnOnce() -> Vec<(Tier, f64)>) -> &DayRanks {
+        // A load first: the flag's cache line stays shared between threads.
+        if !self.read.load(Ordering::Relaxed) {
+            self.read.store(true, Ordering::Relaxed);
+        }
+        self.ranked.get_or_init(|| Arc::new(rank()))
+    }
+}
+
+/// By days ago: each day's slot.
+type Days = Vec<Slot>;
+
+/// The kinds of ranking a [`TierHistory`] holds, as `metrics::ranks`
+/// keeps them: by the basis with the tier column, by revenue alone, by
+/// gross profit alone.
+pub(super) const KINDS: usize = 3;
 
 impl std::fmt::Debug for TierHistory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -273,11 +304,7 @@ impl TierHistory {
         series: Vec<Series>,
         overrides: Vec<Option<Tier>>,
     ) -> TierHistory {
-        let days = || {
-            (0..TIER_HISTORY_DAYS)
-                .map(|_| std::sync::OnceLock::new())
-                .collect()
-        };
+        let days = || (0..TIER_HISTORY_DAYS).map(|_| Slot::default()).collect();
         TierHistory {
             end,
             tiers: tiers.clone(),
@@ -303,7 +330,7 @@ impl TierHistory {
     fn alone_day(&self, by: TierBasis, k: usize) -> Option<&Vec<(Tier, f64)>> {
         let slot = self.alone[usize::from(by != TierBasis::Revenue)].get(k)?;
         let by = alone_measure(by);
-        Some(slot.get_or_init(|| {
+        Some(slot.get(|| {
             let tiers = TierConfig {
                 by,
                 ..self.tiers.clone()
@@ -391,7 +418,46 @@ impl TierHistory {
     /// account index); a day already set keeps its value.
     pub fn seed(&self, days_ago: usize, ranked: Vec<(Tier, f64)>) {
         if let Some(slot) = self.days.get(days_ago) {
-            let _ = slot.set(ranked);
+            let _ = slot.ranked.set(Arc::new(ranked));
+        }
+    }
+
+    /// The last day of the history.
+    pub(super) fn end(&self) -> Day {
+        self.end
+    }
+
+    /// Sets day `day`'s ranking of `kind` (see [`KINDS`]) to one kept from
+    /// an earlier snapshot of the same accounts, ranked the same way; a
+    /// day outside the history, or already set, is left as it is.
+    pub(super) fn offer(&self, kind: usize, day: Day, ranked: DayRanks) {
+        let slot = usize::try_from(self.end - day)
+            .ok()
+            .and_then(|k| self.slots(kind)?.get(k));
+        if let Some(slot) = slot {
+            let _ = slot.ranked.set(ranked);
+        }
+    }
+
+    /// The days of each kind a rule read, ranked: (kind, day, ranking).
+    pub(super) fn read_days(&self) -> Vec<(usize, Day, DayRanks)> {
+        let mut out = Vec::new();
+        for kind in 0..KINDS {
+            for (k, slot) in self.slots(kind).into_iter().flatten().enumerate() {
+                if let Some(r) = slot.ranked.get()
+                    && slot.read.load(Ordering::Relaxed)
+                {
+                    out.push((kind, self.end - k as i32, r.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    fn slots(&self, kind: usize) -> Option<&Days> {
+        match kind {
+            0 => Some(&self.days),
+            k => self.alone.get(k - 1),
         }
     }
 
@@ -402,7 +468,7 @@ impl TierHistory {
         let k = usize::try_from(days_ago).ok()?;
         let slot = self.days.get(k)?;
         let day = self.end - k as i32;
-        slot.get_or_init(|| {
+        slot.get(|| {
             let (revenue, gp) = self.values(day, self.tiers.by);
             let mut out =
                 Ranked::new(&revenue, gp.as_deref(), &self.tiers).by_index(self.series.len());

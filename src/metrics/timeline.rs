@@ -24,6 +24,7 @@ use rusqlite::Connection;
 use super::account::{AccountMetrics, Invoice, Roles, Visit};
 use super::load;
 use super::parts::{Parts, SkuLog};
+use super::ranks::Kept;
 use super::series::{DayLog, Series};
 use super::snapshot::{Portfolio, Snapshot};
 use super::stock::{SkuBook, SkuScratch};
@@ -149,6 +150,17 @@ impl Reuse {
     }
 }
 
+/// A fingerprint of the accounts ranked: their ids in order and tier
+/// columns (see `Timeline::ranked`).
+fn fingerprint(accounts: &[Base]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for a in accounts {
+        (&a.id, a.tier_override).hash(&mut h);
+    }
+    h.finish()
+}
+
 /// The history of the book up to `until`, loaded once.
 #[derive(Debug)]
 pub struct Timeline {
@@ -163,6 +175,10 @@ pub struct Timeline {
     /// SKU names, every account's SKU lines, the warehouse's stock.
     skus: SkuBook,
     roles: Roles,
+    /// A fingerprint of the accounts ranked (ids in order, tier column):
+    /// rankings kept from another timeline with the same one still hold
+    /// (`metrics::ranks`).
+    ranked: u64,
 }
 
 impl Timeline {
@@ -225,10 +241,12 @@ impl Timeline {
             });
         }
         accounts.sort_by(|a, b| a.id.cmp(&b.id));
+        let ranked = fingerprint(&accounts);
         // The book is the ranked accounts' lines: the portfolio's figures
         // and the shares are over the same accounts.
         let book = load::book(accounts.iter().map(|a| &a.series));
         Timeline {
+            ranked,
             until: day(parts.until),
             accounts,
             unlisted,
@@ -266,6 +284,13 @@ impl Timeline {
         self.snapshot_reusing(as_of, tiers, &mut Reuse::default())
     }
 
+    /// [`Timeline::snapshot`], its tier history given the rankings `kept`
+    /// from earlier snapshots that still hold, and keeping what its rules
+    /// read for the next (the daemon's: see `metrics::ranks`).
+    pub fn snapshot_kept(&self, as_of: NaiveDate, tiers: &TierConfig, kept: &mut Kept) -> Snapshot {
+        self.snapshot_with(as_of, tiers, &mut Reuse::default(), Some(kept))
+    }
+
     /// [`Timeline::snapshot`], rebuilding the accounts of the snapshot
     /// last derived with `reuse` (and handed back with [`Reuse::recycle`])
     /// in place where nothing else holds them: no names, ids or owners
@@ -278,12 +303,27 @@ impl Timeline {
         tiers: &TierConfig,
         reuse: &mut Reuse,
     ) -> Snapshot {
+        self.snapshot_with(as_of, tiers, reuse, None)
+    }
+
+    // One snapshot, in one piece: the ranking, the portfolio and each
+    // account's metrics share the loop over the rank order.
+    fn snapshot_with(
+        &self,
+        as_of: NaiveDate,
+        tiers: &TierConfig,
+        reuse: &mut Reuse,
+        kept: Option<&mut Kept>,
+    ) -> Snapshot {
         reuse.start(self);
         let mut spare = std::mem::take(&mut reuse.spare);
         let end = day(as_of);
         let (now, before) = self.rank(end, tiers, &mut reuse.hints);
         let prev_tier_of = before.by_index(self.accounts.len());
         let (history, share_above) = self.tier_history(end, tiers, &now, &before);
+        if let Some(kept) = kept {
+            kept.seed(&history, tiers, self.ranked);
+        }
         let mut scratch = SkuScratch::default();
         let mut portfolio = Portfolio {
             accounts: self.accounts.len(),

@@ -280,3 +280,21 @@ fn cumulative(share_above: f64, value: f64, total: f64) -> f64 {
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Down to a positive account: the share above plus its own; an
+    /// account at zero or below: the whole book, counting nothing of its
+    /// own; a book with no account above zero (all returns): nothing.
+    #[test]
+    fn cumulative_share_at_each_kind_of_account() {
+        assert_eq!(cumulative(0.0, 750.0, 1_000.0), 0.75);
+        assert_eq!(cumulative(0.75, 250.0, 1_000.0), 1.0);
+        assert_eq!(cumulative(1.0, 0.0, 1_000.0), 1.0);
+        assert_eq!(cumulative(1.0, -200.0, 1_000.0), 1.0);
+        assert_eq!(cumulative(1.0, -200.0, 0.0), 0.0);
+        assert_eq!(cumulative(1.0, 0.0, 0.0), 0.0);
+    }
+}

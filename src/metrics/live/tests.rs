@@ -1,0 +1,371 @@
+//! The incremental path against a full read: random files into a
+//! daemon-like state, compared after each.
+
+use std::path::PathBuf;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::config::Loaded;
+use crate::model::Tier;
+
+use crate::config::testing::project;
+
+const ACCOUNTS: [&str; 6] = ["KH1", "KH2", "KH3", "KH4", "KH5", "KH6"];
+const SKUS: [&str; 5] = ["", "S1", "S2", "S3", "S4"];
+
+/// An order line: (order, line, account, day, sku, qty, revenue, cost).
+type OrderLine = (u8, u8, usize, u16, usize, u16, u32, u32);
+
+/// One file dropped into the daemon.
+#[derive(Debug, Clone)]
+enum Drop {
+    /// Order lines: (order, line, account, day, sku, qty, revenue, cost).
+    /// Keys repeat across files: a later file replaces the line, with
+    /// other amounts or another account or day.
+    Orders(Vec<OrderLine>),
+    /// The master: (account, active in it, credit limit, tier override).
+    Master(Vec<(usize, Option<u32>, Option<u8>)>),
+    /// Visits: (account, day, visitor, role).
+    Visits(Vec<(usize, u16, u8, u8)>),
+    Receivables(Vec<(usize, u8, u32, u16)>),
+    Inventory(Vec<(usize, Option<usize>, u32)>),
+    /// An orders file with one bad row: rejected, nothing stored.
+    Rejected(Vec<OrderLine>),
+    /// The file dropped `n` steps back, again (a duplicate).
+    Again(usize),
+}
+
+fn date(d: u16) -> String {
+    let day = NaiveDate::from_ymd_opt(2025, 12, 1).unwrap() + chrono::Duration::days(i64::from(d));
+    day.format("%Y-%m-%d").to_string()
+}
+
+fn order_rows(rows: &[OrderLine], bad: bool) -> String {
+    let mut t = "订单编号,行号,客户编号,订单日期,产品编号,数量,金额,成本\n".to_string();
+    for (k, (o, l, a, d, s, q, r, c)) in rows.iter().enumerate() {
+        let amount = if bad && k == rows.len() / 2 {
+            "abc".to_string()
+        } else {
+            // Cents, so sums are not exact in binary.
+            format!("{}.{:02}", r / 100, r % 100)
+        };
+        t += &format!(
+            "O{o},{l},{},{},{},{q},{amount},{}.{:02}\n",
+            ACCOUNTS[*a],
+            date(*d),
+            SKUS[*s],
+            c / 100,
+            c % 100
+        );
+    }
+    t
+}
+
+/// The file's name and text.
+fn file(step: usize, drop: &Drop, past: &[(String, String)]) -> (String, String) {
+    match drop {
+        Drop::Orders(rows) => (format!("销售明细_s{step}.csv"), order_rows(rows, false)),
+        Drop::Rejected(rows) => (format!("销售明细_bad{step}.csv"), order_rows(rows, true)),
+        Drop::Master(rows) => {
+            let mut t =
+                "客户编号,客户名称,区域,业务员,业务员邮箱,主管邮箱,信用额度,等级\n".to_string();
+            for (a, limit, tier) in rows {
+                t += &format!(
+                    "{},客户{a}{step},华东,张伟,zhang@example.com,,{},{}\n",
+                    ACCOUNTS[*a],
+                    limit.map(|l| l.to_string()).unwrap_or_default(),
+                    tier.map(|t| ["A", "B", "C"][usize::from(t % 3)])
+                        .unwrap_or("")
+                );
+            }
+            (format!("客户主数据_s{step}.csv"), t)
+        }
+        Drop::Visits(rows) => {
+            let mut t = "拜访日期,客户编号,拜访人,职务\n".to_string();
+            for (a, d, who, role) in rows {
+                t += &format!(
+                    "{},{},人{who},{}\n",
+                    date(*d),
+                    ACCOUNTS[*a],
+                    ["业务员", "经理", "总监", ""][usize::from(*role % 4)]
+                );
+            }
+            (format!("拜访记录_s{step}.csv"), t)
+        }
+        Drop::Receivables(rows) => {
+            let mut t = "客户编号,发票号,开票日期,到期日,未收金额\n".to_string();
+            for (a, inv, amount, d) in rows {
+                t += &format!(
+                    "{},FP{inv},{},{},{}.{:02}\n",
+                    ACCOUNTS[*a],
+                    date(*d),
+                    date(*d + 30),
+                    amount / 100,
+                    amount % 100
+                );
+            }
+            let day =
+                NaiveDate::from_ymd_opt(2026, 10, 1).unwrap() + chrono::Duration::days(step as i64);
+            (format!("应收账款_{}.csv", day.format("%Y%m%d")), t)
+        }
+        Drop::Inventory(rows) => {
+            let mut t = "产品编号,客户编号,库存数量\n".to_string();
+            for (s, a, on_hand) in rows {
+                t += &format!(
+                    "{},{},{on_hand}\n",
+                    SKUS[1 + s % 4],
+                    a.map(|a| ACCOUNTS[a]).unwrap_or("")
+                );
+            }
+            let day =
+                NaiveDate::from_ymd_opt(2026, 10, 1).unwrap() + chrono::Duration::days(step as i64);
+            (format!("库存_{}.csv", day.format("%Y%m%d")), t)
+        }
+        Drop::Again(_) if past.is_empty() => (format!("拜访记录_empty{step}.csv"), String::new()),
+        Drop::Again(n) => {
+            let (name, text) = &past[past.len() - 1 - n % past.len().max(1)];
+            (format!("again{step}_{name}"), text.clone())
+        }
+    }
+}
+
+fn drops() -> impl Strategy<Value = Drop> {
+    let line = (
+        0u8..12,
+        1u8..4,
+        0usize..6,
+        0u16..400,
+        0usize..5,
+        0u16..50,
+        0u32..500_000,
+        0u32..400_000,
+    );
+    prop_oneof![
+        4 => prop::collection::vec(line.clone(), 1..12).prop_map(Drop::Orders),
+        1 => prop::collection::vec(line, 2..6).prop_map(Drop::Rejected),
+        1 => prop::collection::vec((0usize..6, prop::option::of(0u32..100_000), prop::option::weighted(0.2, 0u8..3)), 1..7)
+            .prop_map(Drop::Master),
+        2 => prop::collection::vec((0usize..6, 0u16..400, 0u8..3, 0u8..4), 1..8).prop_map(Drop::Visits),
+        1 => prop::collection::vec((0usize..6, 0u8..5, 0u32..2_000_000, 200u16..380), 1..6).prop_map(Drop::Receivables),
+        1 => prop::collection::vec((0usize..4, prop::option::of(0usize..6), 0u32..5000), 1..6).prop_map(Drop::Inventory),
+        1 => (0usize..5).prop_map(Drop::Again),
+    ]
+}
+
+/// What the rules find, without the account's arrays (the daemon's
+/// hold lines after the as-of day too, unseen by the snapshot).
+fn findings(rules: &crate::rules::RuleSet, snap: &Snapshot) -> String {
+    let out = rules.evaluate(snap);
+    let mut lines: Vec<String> = out
+        .findings
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {} {} {:?} {} {:?} {}",
+                f.rule, f.account.id, f.key, f.severity, f.title, f.figures, f.action
+            )
+        })
+        .collect();
+    lines.extend(out.errors.iter().map(|e| format!("{e:?}")));
+    lines.join("\n")
+}
+
+/// Every account's tier and share above on days from today to two years
+/// back: by the basis, by revenue alone, by gross profit alone; the
+/// incremental snapshot's from the rankings kept between snapshots where
+/// they still hold (`metrics::ranks`), the full one's ranked afresh.
+fn history(snap: &Snapshot) -> Vec<String> {
+    use crate::config::TierBasis;
+    const DAYS: [i64; 18] = [
+        0, 1, 2, 7, 29, 30, 31, 60, 90, 150, 181, 200, 300, 364, 365, 400, 500, 730,
+    ];
+    let mut out = Vec::new();
+    for a in &snap.accounts {
+        for d in DAYS {
+            let seen = [
+                a.tier_ago(d),
+                a.tier_alone_ago(TierBasis::Revenue, d),
+                a.tier_alone_ago(TierBasis::GrossProfit, d),
+            ];
+            let bits: Vec<(Tier, u64)> = seen.iter().map(|(t, s)| (*t, s.to_bits())).collect();
+            out.push(format!("{} {d} {bits:?}", a.id));
+        }
+    }
+    out
+}
+
+fn check(
+    live: &mut Live,
+    conn: &Connection,
+    cfg: &Loaded,
+    rules: &crate::rules::RuleSet,
+    what: &str,
+) -> bool {
+    let tiers = &cfg.cfg.tiers;
+    let mut ranked = false;
+    for as_of in ["2026-11-28", "2026-06-30"] {
+        let as_of: NaiveDate = as_of.parse().unwrap();
+        let full = Timeline::load(conn, as_of).unwrap().snapshot(as_of, tiers);
+        let inc = live.snapshot(as_of, tiers);
+        let (a, b) = (super::dump(&full), super::dump(&inc));
+        if let Some((n, x, y)) = first_difference(&a, &b) {
+            panic!("{what}, as of {as_of}: line {n} differs\nfull:        {x}\nincremental: {y}");
+        }
+        assert_eq!(findings(rules, &full), findings(rules, &inc), "{what}");
+        assert_eq!(history(&full), history(&inc), "{what}, as of {as_of}");
+        ranked |= !inc.accounts.is_empty();
+    }
+    ranked
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Random sequences of files into a daemon-like state: after each,
+    /// the refreshed in-memory snapshot equals a full read, to the bit,
+    /// and the rules find the same.
+    #[test]
+    fn incremental_equals_full(
+        master_first in any::<bool>(),
+        mut seq in prop::collection::vec(drops(), 1..14),
+    ) {
+        // Half the books start from a master of every account; the
+        // others get theirs late, or never.
+        if master_first {
+            seq.insert(0, Drop::Master((0..6).map(|a| (a, Some(50_000), None)).collect()));
+        }
+        let (_dir, cfg) = project();
+        let mut conn = crate::store::open(&cfg.database()).unwrap();
+        Live::capture(&conn).unwrap();
+        let (rules, errors, _) = crate::rules::RuleSet::load_config(&cfg).unwrap();
+        assert!(errors.is_empty(), "{errors:?}");
+        let mut live = Live::load(&conn).unwrap();
+        let mut past: Vec<(String, String)> = Vec::new();
+        let mut ranked = false;
+        for (step, drop) in seq.iter().enumerate() {
+            let (name, text) = file(step, drop, &past);
+            let path: PathBuf = cfg.inbox().join(&name);
+            std::fs::write(&path, &text).unwrap();
+            let report = crate::ingest::ingest_file(&cfg, &mut conn, &path).unwrap();
+            if matches!(drop, Drop::Rejected(_)) {
+                prop_assert_eq!(report.outcome, crate::store::Outcome::Rejected);
+            }
+            past.push((name.clone(), text));
+            // The days the last check read are kept for this one, so
+            // its incremental history is read from them where they hold.
+            prop_assert!(!ranked || live.ranks.days() > 0, "no ranking kept");
+            let r = live.refresh(&conn).unwrap();
+            prop_assert!(r.reloaded.is_none(), "{:?}", r);
+            ranked = check(&mut live, &conn, &cfg, &rules, &format!("after step {step} ({name}, {:?})", report.outcome));
+        }
+    }
+}
+
+/// A file ingested by another process is noticed: everything is read
+/// again, and the snapshot is the full one.
+#[test]
+fn another_writer_makes_it_read_everything_again() {
+    let (_dir, cfg) = project();
+    let mut conn = crate::store::open(&cfg.database()).unwrap();
+    Live::capture(&conn).unwrap();
+    let (rules, _, _) = crate::rules::RuleSet::load_config(&cfg).unwrap();
+    let mut live = Live::load(&conn).unwrap();
+    let rows = vec![
+        (1, 1, 0, 350, 1, 3, 12_345, 10_000),
+        (2, 1, 1, 351, 2, 1, 99, 50),
+    ];
+    let orders = cfg.inbox().join("销售明细_a.csv");
+    std::fs::write(&orders, order_rows(&rows, false)).unwrap();
+    crate::ingest::ingest_file(&cfg, &mut conn, &orders).unwrap();
+    let r = live.refresh(&conn).unwrap();
+    assert_eq!((r.orders, r.reloaded.as_deref()), (2, None));
+    // Another connection (as `kamwatch ingest` would) moves KH1's line.
+    let mut other = crate::store::open(&cfg.database()).unwrap();
+    let moved = vec![(1, 1, 2, 352, 3, 3, 1, 1)];
+    let again = cfg.inbox().join("销售明细_b.csv");
+    std::fs::write(&again, order_rows(&moved, false)).unwrap();
+    crate::ingest::ingest_file(&cfg, &mut other, &again).unwrap();
+    let r = live.refresh(&conn).unwrap();
+    assert!(
+        r.reloaded
+            .as_deref()
+            .is_some_and(|w| w.contains("another process")),
+        "{r:?}"
+    );
+    check(&mut live, &conn, &cfg, &rules, "after another writer");
+    // Nothing new: nothing read.
+    let r = live.refresh(&conn).unwrap();
+    assert!(!r.changed(), "{r:?}");
+}
+
+/// A file touching half the book or more is read as a whole book: the
+/// snapshot is still the full one.
+#[test]
+fn touching_most_of_the_book_reads_everything() {
+    let (_dir, cfg) = project();
+    let mut conn = crate::store::open(&cfg.database()).unwrap();
+    Live::capture(&conn).unwrap();
+    let (rules, _, _) = crate::rules::RuleSet::load_config(&cfg).unwrap();
+    let first = vec![
+        (1, 1, 0, 350, 1, 3, 12_345, 10_000),
+        (2, 1, 1, 351, 2, 1, 99, 50),
+        (3, 1, 2, 351, 2, 1, 99, 50),
+        (4, 1, 3, 351, 2, 1, 99, 50),
+    ];
+    let f = cfg.inbox().join("销售明细_a.csv");
+    std::fs::write(&f, order_rows(&first, false)).unwrap();
+    crate::ingest::ingest_file(&cfg, &mut conn, &f).unwrap();
+    let mut live = Live::load(&conn).unwrap();
+    live.full_read_over = 0;
+    // One account of four: read on its own.
+    let one = vec![(5, 1, 0, 352, 1, 1, 10, 5)];
+    let f = cfg.inbox().join("销售明细_b.csv");
+    std::fs::write(&f, order_rows(&one, false)).unwrap();
+    crate::ingest::ingest_file(&cfg, &mut conn, &f).unwrap();
+    let r = live.refresh(&conn).unwrap();
+    assert_eq!((r.orders, r.reloaded.as_deref()), (1, None), "{r:?}");
+    // Two of four, amounts changed: everything.
+    let two = vec![(2, 1, 1, 351, 2, 1, 199, 50), (3, 1, 2, 351, 2, 1, 299, 50)];
+    let f = cfg.inbox().join("销售明细_c.csv");
+    std::fs::write(&f, order_rows(&two, false)).unwrap();
+    crate::ingest::ingest_file(&cfg, &mut conn, &f).unwrap();
+    let r = live.refresh(&conn).unwrap();
+    assert!(
+        r.reloaded
+            .as_deref()
+            .is_some_and(|w| w.contains("half the book")),
+        "{r:?}"
+    );
+    assert_eq!(live.full_read_over, 0);
+    check(
+        &mut live,
+        &conn,
+        &cfg,
+        &rules,
+        "after a file touching half the book",
+    );
+    let r = live.refresh(&conn).unwrap();
+    assert!(!r.changed(), "{r:?}");
+}
+
+/// The check of `eval --verify-incremental` agrees on a generated book.
+#[test]
+fn verify_finds_no_difference_on_a_generated_book() {
+    let (dir, cfg) = project();
+    let mut conn = crate::store::open(&cfg.database()).unwrap();
+    let summary = crate::generate::generate(&crate::generate::GenerateOptions {
+        out_dir: dir.path().join("gen"),
+        accounts: 40,
+        seed: 3,
+        end: "2026-11-28".parse().unwrap(),
+        months: 24,
+    })
+    .unwrap();
+    for f in &summary.files {
+        crate::ingest::ingest_file(&cfg, &mut conn, f).unwrap();
+    }
+    let v = verify(&conn, "2026-11-28".parse().unwrap(), &cfg.cfg.tiers).unwrap();
+    assert!(v.accounts >= 40 && v.lines > 1000, "{v:?}");
+    assert!(v.difference.is_none(), "{v:?}");
+}
