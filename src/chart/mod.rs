@@ -37,6 +37,6 @@ mod testing;
 
 pub use alert::{Alert, for_alert};
 pub use monthly::Month;
-pub use pareto::pareto_png;
+pub use pareto::{ParetoShares, book_pareto_png, pareto_png};
 pub use png::Chart;
 pub use receivables::aging;

@@ -54,7 +54,12 @@ pub(super) struct Labels {
     pub(super) units: [&'static str; 2],
     pub(super) pareto_x: &'static str,
     pub(super) pareto_y: &'static str,
+    /// The y axis with the gross-profit curve alone, and with both drawn
+    /// (`tiers.by: gross_profit`, `both`).
+    pub(super) pareto_y_gp: &'static str,
+    pub(super) pareto_y_both: &'static str,
     pub(super) pareto_curve: &'static str,
+    pub(super) pareto_curve_gp: &'static str,
     pub(super) pareto_a: &'static str,
     pub(super) pareto_b: &'static str,
 }
@@ -79,9 +84,12 @@ const ZH: Labels = Labels {
     needed: "所需覆盖",
     no_data: "无数据",
     units: ["万", "亿"],
-    pareto_x: "客户占比 %（按收入从大到小）",
+    pareto_x: "客户占比 %（从大到小）",
     pareto_y: "累计收入占比 %",
+    pareto_y_gp: "累计毛利占比 %",
+    pareto_y_both: "累计占比 %",
     pareto_curve: "累计收入",
+    pareto_curve_gp: "累计毛利",
     pareto_a: "A类",
     pareto_b: "B类",
 };
@@ -108,7 +116,10 @@ const EN: Labels = Labels {
     units: ["万", "亿"],
     pareto_x: "% of accounts, largest first",
     pareto_y: "% of revenue",
+    pareto_y_gp: "% of gross profit",
+    pareto_y_both: "% of the total",
     pareto_curve: "cumulative revenue",
+    pareto_curve_gp: "cumulative gross profit",
     pareto_a: "tier A",
     pareto_b: "tier B",
 };
@@ -170,7 +181,10 @@ mod tests {
             l.no_data,
             l.pareto_x,
             l.pareto_y,
+            l.pareto_y_gp,
+            l.pareto_y_both,
             l.pareto_curve,
+            l.pareto_curve_gp,
             l.pareto_a,
             l.pareto_b,
         ];

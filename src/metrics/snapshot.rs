@@ -149,6 +149,23 @@ impl Snapshot {
     pub fn find(&self, id: &str) -> Option<&Arc<AccountMetrics>> {
         self.accounts.iter().find(|a| a.id == id)
     }
+
+    /// Each account's share (in the snapshot's order) of the book's
+    /// trailing-12-month gross profit as the ranking by gross profit
+    /// counts it: none without revenue, of the total over the accounts
+    /// above zero (0 for all when none is).
+    pub fn gross_profit_shares(&self) -> Vec<f64> {
+        let total = self.portfolio.gross_profit_book().total;
+        let end = self.end();
+        self.accounts
+            .iter()
+            .map(|a| {
+                let gp = a.metric(Metric::GrossProfit, end, 365, 0);
+                let gp = super::tiers::ranked_gross_profit(a.revenue_12m, gp);
+                if total > 0.0 { gp / total } else { 0.0 }
+            })
+            .collect()
+    }
 }
 
 /// Everything a snapshot holds, as text, one fact a line, every number to

@@ -130,17 +130,14 @@ pub fn book(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<B
     let firing = firing_by_account(conn)?;
     let end = snap.end();
     // Of the ranked accounts, as the shares of revenue and the tiers are:
-    // the total is over the accounts with a positive figure.
-    let gp = |a: &metrics::AccountMetrics| a.metric(metrics::Metric::GrossProfit, end, 365, 0);
-    let gps: Vec<f64> = (snap.accounts.iter())
-        .map(|a| metrics::ranked_gross_profit(a.revenue_12m, gp(a)))
-        .collect();
+    // the totals are over the accounts with a positive figure.
+    let gp_shares = snap.gross_profit_shares();
     let book_gp = snap.portfolio.gross_profit_book().total;
     let book_rev = snap.portfolio.revenue_12m;
     let mut rows = Vec::with_capacity(snap.accounts.len());
-    for (a, gp) in snap.accounts.iter().zip(&gps) {
-        let cum_rev = cumulative(a.revenue_tier().1, a.revenue_12m, book_rev);
-        let cum_gp = cumulative(a.gross_profit_tier().1, *gp, book_gp);
+    for (a, gp_share) in snap.accounts.iter().zip(gp_shares) {
+        let cum_rev = cumulative(a.revenue_tier().1, a.share, book_rev);
+        let cum_gp = cumulative(a.gross_profit_tier().1, gp_share, book_gp);
         rows.push(Row {
             rank: a.rank,
             id: a.id.clone(),
@@ -159,11 +156,7 @@ pub fn book(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<B
             ),
             cumulative_revenue_pct: round2(cum_rev * 100.0),
             cumulative_gross_profit_pct: round2(cum_gp * 100.0),
-            gross_profit_share_pct: if book_gp > 0.0 {
-                round2(gp / book_gp * 100.0)
-            } else {
-                0.0
-            },
+            gross_profit_share_pct: round2(gp_share * 100.0),
             revenue_tier: a.revenue_tier().0.as_str(),
             gross_profit_tier: a.gross_profit_tier().0.as_str(),
             revenue_12m: round2(a.revenue_12m),
@@ -264,16 +257,16 @@ pub fn unlisted_accounts(count: usize, examples: &[String], revenue_12m: f64) ->
 }
 
 /// The cumulative share down to an account in one ranking, 0..1: the
-/// share above it plus its own `value` of `total`; the whole book for an
-/// account at zero or below (nothing of it counts), nothing when no
-/// account counts (`total` not positive).
-fn cumulative(share_above: f64, value: f64, total: f64) -> f64 {
+/// share above it plus its own `share`; the whole book for an account at
+/// zero or below (nothing of it counts), nothing when no account counts
+/// (`total` not positive).
+fn cumulative(share_above: f64, share: f64, total: f64) -> f64 {
     if total <= 0.0 {
         0.0
-    } else if value <= 0.0 {
+    } else if share <= 0.0 {
         1.0
     } else {
-        share_above + value / total
+        share_above + share
     }
 }
 
@@ -290,11 +283,11 @@ mod tests {
     /// own; a book with no account above zero (all returns): nothing.
     #[test]
     fn cumulative_share_at_each_kind_of_account() {
-        assert_eq!(cumulative(0.0, 750.0, 1_000.0), 0.75);
-        assert_eq!(cumulative(0.75, 250.0, 1_000.0), 1.0);
+        assert_eq!(cumulative(0.0, 0.75, 1_000.0), 0.75);
+        assert_eq!(cumulative(0.75, 0.25, 1_000.0), 1.0);
         assert_eq!(cumulative(1.0, 0.0, 1_000.0), 1.0);
-        assert_eq!(cumulative(1.0, -200.0, 1_000.0), 1.0);
-        assert_eq!(cumulative(1.0, -200.0, 0.0), 0.0);
+        assert_eq!(cumulative(1.0, -0.2, 1_000.0), 1.0);
+        assert_eq!(cumulative(1.0, -0.2, 0.0), 0.0);
         assert_eq!(cumulative(1.0, 0.0, 0.0), 0.0);
     }
 }

@@ -107,7 +107,7 @@ const ZH: Words = Words {
     header: ["客户编号", "客户名称", "分级", "负责人", "详情"],
     none: "（无）",
     no_visits: "（全部客户都没有拜访记录：拜访数据尚未导入）",
-    chart_alt: "全部客户的帕累托曲线：按收入从大到小排列的客户占比与累计收入占比",
+    chart_alt: "全部客户的帕累托曲线：按分级依据（收入、毛利或两者）从大到小排列的客户占比与累计占比",
 };
 
 const EN: Words = Words {
@@ -123,7 +123,7 @@ const EN: Words = Words {
     header: ["Account", "Name", "Tier", "Owner", "Detail"],
     none: "(none)",
     no_visits: "(no account has a visit on record: the visits export is not set up yet)",
-    chart_alt: "Pareto curve of the book: share of accounts, largest first, against cumulative share of revenue",
+    chart_alt: "Pareto curve of the book: share of accounts, largest first, against the cumulative share of what the tiers are ranked by (revenue, gross profit, or both)",
 };
 
 /// Builds one review per manager (the master's manager email) as of a
@@ -141,11 +141,7 @@ pub fn build(
     let snap = metrics::build(conn, as_of, tiers)?;
     let book = crate::reports::accounts::book(conn, as_of, tiers)?;
     let end = snap.end();
-    // The revenue Pareto curve, largest first: under `tiers.by` other than
-    // revenue the snapshot is in another order.
-    let mut shares: Vec<f64> = snap.accounts.iter().map(|a| a.share).collect();
-    shares.sort_by(|a, b| b.total_cmp(a));
-    let chart = crate::chart::pareto_png(&shares, tiers.a_share, tiers.b_share, en)?;
+    let chart = crate::chart::book_pareto_png(&snap, tiers, en)?;
     let moved: BTreeMap<&str, (&str, &str)> = book
         .since_month
         .iter()
