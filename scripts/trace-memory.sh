@@ -31,8 +31,9 @@ count() { sqlite3 "$db" "SELECT COUNT(*) FROM evaluations"; }
 ts() { date +%s.%N; }
 KAMWATCH_LOG=kamwatch=debug ${WRAP:-} "$bin" run --config "$out/kamwatch.yaml" 2>"$out/daemon.log" &
 d=$!
-# The daemon itself: $d, or its child when WRAP runs it.
-pid() { pgrep -n -x kamwatch -P $d 2>/dev/null || echo $d; }
+# The daemon itself: $d, or the process WRAP started it as (found by its
+# own config path, which only this run uses).
+pid() { pgrep -n -f -- "run --config $out/kamwatch.yaml" 2>/dev/null || echo $d; }
 ( while kill -0 $d 2>/dev/null; do
     awk -v t="$(ts)" '/VmRSS|VmHWM/ { v[$1] = $2 } END { printf "%s %d %d\n", t, v["VmRSS:"] / 1024, v["VmHWM:"] / 1024 }' /proc/"$(pid)"/status 2>/dev/null || true
     sleep 0.1

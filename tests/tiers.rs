@@ -520,6 +520,10 @@ fn a_test_files_tiers_block_is_checked_as_the_configs() {
             "tiers.a_share: invalid type: string \"x\", expected f64 at line 3",
         ),
         (
+            "tiers: revenue",
+            "invalid type: string \"revenue\", expected a block of `key: value` lines at line 3",
+        ),
+        (
             "tiers: { by: revnue }",
             "use one of revenue, gross_profit or both",
         ),
@@ -537,4 +541,15 @@ fn a_test_files_tiers_block_is_checked_as_the_configs() {
     // The config says the same of the same values.
     p.edit_config("  a_share: 0.80\n", "  a_share: 1.5\n");
     assert!(stderr(&p.run(&["check"])).contains(range));
+    // A section given one word instead of its keys names no Rust type.
+    p.edit_config(
+        "tiers:\n  a_share: 1.5\n  b_share: 0.95\n  by: revenue\n",
+        "tiers: revenue\n",
+    );
+    let err = stderr(&p.run(&["check"]));
+    assert!(
+        err.contains("expected a block of `key: value` lines"),
+        "{err}"
+    );
+    assert!(!err.contains("struct"), "{err}");
 }

@@ -278,7 +278,16 @@ pub fn parse(text: &str) -> Result<Config, Problem> {
 /// its line, and for an unknown key what to do. Also for the other YAML
 /// files that share the config's blocks (rule test files).
 pub fn yaml_problem(e: &serde_yaml::Error) -> String {
-    let msg = e.to_string();
+    let mut msg = e.to_string();
+    // serde names the Rust type a section is read into ("expected struct
+    // TierConfig"): the reader needs to know it is a block of keys.
+    if let Some(at) = msg.find("expected struct ") {
+        let name = at + "expected struct ".len();
+        let end = msg[name..]
+            .find(|c: char| !c.is_alphanumeric() && c != '_')
+            .map_or(msg.len(), |e| name + e);
+        msg.replace_range(at..end, "expected a block of `key: value` lines");
+    }
     if msg.contains("unknown field") {
         format!("{msg}. Fix the spelling or remove the key.")
     } else {

@@ -208,13 +208,21 @@ fn shares_above(sorted: &[f64], total: f64) -> impl Iterator<Item = Option<f64>>
     })
 }
 
+/// How close to a line a share above counts as at it: a trillionth of
+/// the book, far below a cent of any book's total under 10 billion and
+/// far above binary rounding (three accounts of 33,169.32, 31,079.36 and
+/// 16,062.17 put exactly 80% above the third, which divides out as
+/// 0.7999999999999999).
+const AT_THE_LINE: f64 = 1e-12;
+
 /// The tier of an account with `share_above` of the total above it: A
 /// while it is below `a_share` (the account that crosses the line is A),
-/// B below `b_share`, else C.
+/// B below `b_share`, else C; a share within [`AT_THE_LINE`] of a line is
+/// at it.
 fn tier_of(share_above: f64, tiers: &TierConfig) -> Tier {
-    if share_above < tiers.a_share {
+    if share_above < tiers.a_share - AT_THE_LINE {
         Tier::A
-    } else if share_above < tiers.b_share {
+    } else if share_above < tiers.b_share - AT_THE_LINE {
         Tier::B
     } else {
         Tier::C

@@ -258,12 +258,10 @@ pub fn unlisted_accounts(count: usize, examples: &[String], revenue_12m: f64) ->
 
 /// The cumulative share down to an account in one ranking, 0..1: the
 /// share above it plus its own `share`; the whole book for an account at
-/// zero or below (nothing of it counts), nothing when no account counts
-/// (`total` not positive).
+/// zero or below (nothing of it counts), also when no account counts
+/// (`total` not positive), as the rules' `share_above` of 1 says.
 fn cumulative(share_above: f64, share: f64, total: f64) -> f64 {
-    if total <= 0.0 {
-        0.0
-    } else if share <= 0.0 {
+    if total <= 0.0 || share <= 0.0 {
         1.0
     } else {
         share_above + share
@@ -280,14 +278,16 @@ mod tests {
 
     /// Down to a positive account: the share above plus its own; an
     /// account at zero or below: the whole book, counting nothing of its
-    /// own; a book with no account above zero (all returns): nothing.
+    /// own; a book with no account above zero (all returns): the same.
     #[test]
     fn cumulative_share_at_each_kind_of_account() {
         assert_eq!(cumulative(0.0, 0.75, 1_000.0), 0.75);
         assert_eq!(cumulative(0.75, 0.25, 1_000.0), 1.0);
         assert_eq!(cumulative(1.0, 0.0, 1_000.0), 1.0);
         assert_eq!(cumulative(1.0, -0.2, 1_000.0), 1.0);
-        assert_eq!(cumulative(1.0, -0.2, 0.0), 0.0);
-        assert_eq!(cumulative(1.0, 0.0, 0.0), 0.0);
+        // No positive account (probe4 08): the whole book above each,
+        // as `share_above` says, not 0.
+        assert_eq!(cumulative(1.0, -0.2, 0.0), 1.0);
+        assert_eq!(cumulative(1.0, 0.0, 0.0), 1.0);
     }
 }

@@ -194,6 +194,13 @@ fn many_accounts_exactly_at_the_line() {
     assert_eq!((t[18].0, t[19]), (Tier::B, (Tier::C, 0.95)), "{t:?}");
     let tiers = assign_tiers(&[8.0; 10], 80.0, &cfg(TierBasis::Revenue));
     assert_eq!(tiers.iter().filter(|t| **t == Tier::A).count(), 8);
+    // Amounts in cents whose sum is exactly 80% of the total, but whose
+    // quotient is not (probe4 02: 64,248.68 / 80,310.85 divides out as
+    // 0.7999999999999999): the third is B; a cent more above it, A.
+    for (k2, want) in [(31_079.36, Tier::B), (31_079.35, Tier::A)] {
+        let t = Ranked::new(&[33_169.32, k2, 16_062.17], None, &cfg(TierBasis::Revenue));
+        assert_eq!(t.by_index(3)[2].0, want, "K2 {k2}: {:?}", t.by_index(3));
+    }
 }
 
 #[test]
