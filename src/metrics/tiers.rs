@@ -184,6 +184,7 @@ fn rank_one(values: &[f64], tiers: &TierConfig) -> (Vec<usize>, Vec<(Tier, f64)>
     let mut out = vec![(Tier::C, 1.0); values.len()];
     for (&i, place) in order.iter().zip(shares_above(&sorted, total)) {
         if let Some(above) = place {
+            let above = at_a_line(above, tiers);
             out[i] = (tier_of(above, tiers), above);
         }
     }
@@ -214,6 +215,16 @@ fn shares_above(sorted: &[f64], total: f64) -> impl Iterator<Item = Option<f64>>
 /// 16,062.17 put exactly 80% above the third, which divides out as
 /// 0.7999999999999999).
 const AT_THE_LINE: f64 = 1e-12;
+
+/// A share above within [`AT_THE_LINE`] of a line is the line itself, so
+/// a rule comparing `share_above` with `tiers.a_share` sees what the
+/// ranking decided (exactly 0.8, not 0.7999999999999999).
+fn at_a_line(share_above: f64, tiers: &TierConfig) -> f64 {
+    [tiers.a_share, tiers.b_share]
+        .into_iter()
+        .find(|line| (share_above - line).abs() < AT_THE_LINE)
+        .unwrap_or(share_above)
+}
 
 /// The tier of an account with `share_above` of the total above it: A
 /// while it is below `a_share` (the account that crosses the line is A),

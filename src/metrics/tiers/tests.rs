@@ -201,6 +201,13 @@ fn many_accounts_exactly_at_the_line() {
         let t = Ranked::new(&[33_169.32, k2, 16_062.17], None, &cfg(TierBasis::Revenue));
         assert_eq!(t.by_index(3)[2].0, want, "K2 {k2}: {:?}", t.by_index(3));
     }
+    // And the share above the rules read is the line itself, as decided.
+    let t = Ranked::new(
+        &[33_169.32, 31_079.36, 16_062.17],
+        None,
+        &cfg(TierBasis::Revenue),
+    );
+    assert_eq!(t.by_index(3)[2], (Tier::B, 0.8));
 }
 
 #[test]
