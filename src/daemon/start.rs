@@ -4,7 +4,8 @@
 //! attempts), loads the rules, starts the delivery thread, and works out
 //! whether an evaluation was missed while it was down (a scheduled one, or
 //! one cut off by a crash after its files were ingested). Touches the
-//! lock file, the store, the inbox folder (created) and the archive.
+//! lock file, the store, the inbox folder (created), the archive, and the
+//! rejected folder (a reason for a file a crash left there without one).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,6 +48,14 @@ pub fn start(cfg: Loaded, stop: &Arc<AtomicBool>) -> Result<Started> {
     Live::capture(&conn).context("noting what ingest writes, for the metrics in memory")?;
     let db_id = crate::store::identity(&cfg.database());
     crate::ingest::file::sweep(&cfg.archive().join(crate::ingest::file::STAGING));
+    let mended = crate::ingest::mend_rejected(&cfg.rejected());
+    if mended > 0 {
+        tracing::warn!(
+            files = mended,
+            folder = %cfg.rejected().display(),
+            "files a crash left in the rejected folder without their reason now have one saying so; put them into the inbox again to see why they were rejected"
+        );
+    }
     crate::ingest::file::Attempts::new(&cfg.database())
         .prune(|hash| crate::store::hash_known(&conn, hash).unwrap_or(false));
     let (rules, errors, _) = RuleSet::load_config(&cfg)?;

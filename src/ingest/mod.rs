@@ -45,7 +45,7 @@ pub use entry::{
     ingest_copy, ingest_file, ingest_file_until, ingest_in_place, ingest_with_progress, reject_file,
 };
 pub use errors::{Cancelled, Isolate, NotReady, Unfiled};
-pub use filing::archived_inputs;
+pub use filing::{archived_inputs, mend_rejected};
 pub use report::FileReport;
 pub use route::date_in_name;
 pub use stream::PROGRESS_EVERY;
