@@ -1,7 +1,7 @@
 //! Rules only where something changed: which rule x account pairs an
 //! evaluation must run when nothing but new data arrived since the last
-//! evaluation of the same day, and the outcome a full run would give,
-//! assembled from the pairs run now and the last evaluation's results.
+//! evaluation of the same day, and what a full run would find, kept up to
+//! date from the pairs run now.
 //!
 //! A rule's run for an account is a function of what it reads: the
 //! account's own data (order lines, visits), the values the book decides
@@ -17,12 +17,14 @@
 //! changed, or when it may read what changed of the portfolio (its floors,
 //! its counts, the kinds of data it has, anything else of it). What a rule
 //! may read is taken from its compiled script (`rules::reads`). Every
-//! other pair would give what it gave last time, and [`Memo::merge`] puts
-//! those results back in a full run's order; the alerts' lifecycle then
-//! sees exactly what a full run would give it, and the state machine run
-//! twice on one day with the same observation changes nothing
-//! (`alerts::machine`'s test), so the alerts of pairs not run stay as
-//! they are.
+//! other pair would give what it gave last time: [`Memo::update`] puts
+//! the results of the pairs run in place of the remembered ones, so the
+//! memo holds what a full run finds without one being assembled, and says
+//! which pairs' alerts the lifecycle steps ([`Stepped`]): those run, and
+//! every pair of an account whose tier moved (a silence may name a tier).
+//! The others had the same finding on the same day, and the state machine
+//! run twice on one day with the same observation changes nothing
+//! (`alerts::machine`'s test), so their alerts stay as they are.
 //!
 //! A rule whose results depended on the order the accounts ran in (it
 //! reached its alert cap, or was stopped at its sandbox limits:
@@ -195,6 +197,9 @@ pub struct Memo {
     roles: Vec<Arc<str>>,
     /// Per account with any, its pairs' results in a full run's order.
     results: HashMap<String, Vec<Kept>>,
+    /// How many of them are findings, and how many failures.
+    found: usize,
+    failed: usize,
     /// Per rule: its results depended on the order accounts ran in (see
     /// `Outcome::unsettled`); it runs for every account the next time.
     unsettled: Vec<bool>,
@@ -262,32 +267,15 @@ impl Memo {
         if out.unsure || out.interrupted || out.errors.len() > MAX_KEPT_ERRORS {
             return None;
         }
-        let index: HashMap<&str, usize> = rules
-            .rules
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (&*r.name, i))
-            .collect();
+        let index = rule_index(rules);
         let mut results: HashMap<String, Vec<Kept>> = HashMap::new();
-        for f in &out.findings {
-            let rule = *index.get(&*f.rule)?;
-            results
-                .entry(f.account.id.clone())
-                .or_default()
-                .push(Kept::Found {
-                    rule,
-                    said: f.said.clone(),
-                });
-        }
-        for e in &out.errors {
-            let rule = *index.get(&*e.rule)?;
-            results
-                .entry(e.account_id.clone())
-                .or_default()
-                .push(Kept::Failed {
-                    rule,
-                    message: e.message.clone(),
-                });
+        let (mut found, mut failed) = (0, 0);
+        for (id, k) in kept_of(&index, out) {
+            if k.rule() == usize::MAX {
+                return None;
+            }
+            count(&k, &mut found, &mut failed, true);
+            results.entry(id.to_string()).or_default().push(k);
         }
         // A full run's order within an account: by rule, each rule's
         // alerts in the order raised (a stable sort keeps it).
@@ -306,6 +294,8 @@ impl Memo {
             skus: snap.skus.clone(),
             roles: roles_of(snap),
             results,
+            found,
+            failed,
             unsettled: rules
                 .rules
                 .iter()
@@ -426,65 +416,189 @@ impl Memo {
         seed
     }
 
-    /// The outcome a full run of `snap` would give: `now`'s results for the
-    /// pairs `pick` ran, the remembered ones for the others, in a full
-    /// run's order (accounts in the snapshot's order; within one, by rule).
-    /// `runs` and `scripts` stay `now`'s: what this evaluation did.
-    pub fn merge(&self, rules: &RuleSet, snap: &Snapshot, pick: &Pick, now: Outcome) -> Outcome {
-        let index: HashMap<&str, usize> = rules
+    /// Brings the memo up to this evaluation in place, `now` being the
+    /// outcome of the pairs `pick` ran (settled: see [`Pick::settled`]):
+    /// their results replace the remembered ones, and the book-decided
+    /// values, the book and the rules' order dependence are this
+    /// evaluation's. The memo then holds what a full run of `snap` would
+    /// find, without one being put together. Returns what the alerts' step
+    /// needs: see [`Stepped`].
+    pub fn update(
+        &mut self,
+        rules: &RuleSet,
+        snap: &Snapshot,
+        pick: &Pick,
+        now: &Outcome,
+    ) -> Stepped {
+        let index = rule_index(rules);
+        let mut fresh: HashMap<&str, Vec<Kept>> = HashMap::new();
+        for (id, k) in kept_of(&index, now) {
+            fresh.entry(id).or_default().push(k);
+        }
+        // Stepped for every account: the rules that ran for every account.
+        let whole: Vec<bool> = rules
             .rules
             .iter()
-            .enumerate()
-            .map(|(i, r)| (&*r.name, i))
+            .zip(&pick.everywhere)
+            .map(|(r, e)| *e && r.enabled())
             .collect();
-        let mut fresh: HashMap<&str, Vec<Kept>> = HashMap::new();
-        for f in &now.findings {
-            fresh
-                .entry(f.account.id.as_str())
-                .or_default()
-                .push(Kept::Found {
-                    rule: index.get(&*f.rule).copied().unwrap_or(usize::MAX),
-                    said: f.said.clone(),
-                });
-        }
-        for e in &now.errors {
-            fresh
-                .entry(e.account_id.as_str())
-                .or_default()
-                .push(Kept::Failed {
-                    rule: index.get(&*e.rule).copied().unwrap_or(usize::MAX),
-                    message: e.message.clone(),
-                });
-        }
-        let changed: HashMap<usize, u16> = pick.visit.iter().copied().collect();
-        let mut out = Outcome {
-            runs: now.runs,
-            scripts: now.scripts,
-            unsure: now.unsure,
-            unsettled: now.unsettled.clone(),
-            interrupted: now.interrupted,
-            ..Outcome::default()
+        let mut out = Stepped {
+            whole: rules
+                .rules
+                .iter()
+                .zip(&whole)
+                .filter(|(_, w)| **w)
+                .map(|(r, _)| r.name.to_string())
+                .collect(),
+            ..Stepped::default()
         };
-        for (i, a) in snap.accounts.iter().enumerate() {
-            let c = changed.get(&i).copied();
-            let old = self.results.get(&a.id);
-            let new = fresh.remove(a.id.as_str());
-            if old.is_none() && new.is_none() {
-                continue;
+        let (mut found, mut failed) = (self.found, self.failed);
+        for &(i, c) in &pick.visit {
+            let a = &snap.accounts[i];
+            if c & !reads::OWN != 0
+                && let Some(p) = self.placed.get_mut(a.id.as_str())
+            {
+                *p = Placed::of(a);
             }
-            let mut all: Vec<&Kept> = old
-                .into_iter()
-                .flatten()
-                .filter(|k| c.is_none_or(|c| !pick.runs(k.rule(), c)))
-                .collect();
-            all.extend(new.iter().flatten());
-            all.sort_by_key(|k| k.rule());
-            for k in all {
+            let new = fresh.remove(a.id.as_str()).unwrap_or_default();
+            let results = match self.results.get_mut(a.id.as_str()) {
+                Some(v) => v,
+                None if new.is_empty() => continue,
+                None => self.results.entry(a.id.clone()).or_default(),
+            };
+            results.retain(|k| {
+                let keep = !pick.runs(k.rule(), c);
+                if !keep {
+                    count(k, &mut found, &mut failed, false);
+                }
+                keep
+            });
+            for k in &new {
+                count(k, &mut found, &mut failed, true);
+            }
+            results.extend(new);
+            // A full run's order: by rule, each rule's in the order raised.
+            results.sort_by_key(Kept::rule);
+            // The alerts of an account whose tier moved are stepped for
+            // every rule: a silence may name the tier.
+            let stepped = |r: usize| pick.runs(r, c) || c & reads::TIER != 0;
+            for k in results.iter().filter(|k| stepped(k.rule())) {
+                if let Kept::Found { rule, said } = k
+                    && let Some(r) = rules.rules.get(*rule)
+                {
+                    out.findings.push(Finding {
+                        rule: r.name.clone(),
+                        account: a.clone(),
+                        said: said.clone(),
+                    });
+                }
+            }
+            for (r, rule) in rules.rules.iter().enumerate() {
+                if !whole[r] && rule.enabled() && stepped(r) {
+                    out.pairs.push((rule.name.to_string(), a.id.clone()));
+                }
+            }
+            if results.is_empty() {
+                self.results.remove(a.id.as_str());
+            }
+        }
+        (self.found, self.failed) = (found, failed);
+        self.book = Book::of(snap);
+        self.skus = snap.skus.clone();
+        self.roles = roles_of(snap);
+        self.unsettled = rules
+            .rules
+            .iter()
+            .map(|r| now.unsettled.contains(&r.name))
+            .collect();
+        out.raised = self.found;
+        if self.failed > 0 {
+            out.errors = self.outcome(rules, snap).errors;
+        }
+        out
+    }
+
+    /// Whether the memo may be kept for the next evaluation: not when it
+    /// holds more failures than [`MAX_KEPT_ERRORS`].
+    pub fn keepable(&self) -> bool {
+        self.failed <= MAX_KEPT_ERRORS
+    }
+
+    /// The outcome a full run of `snap` gives, as remembered: findings and
+    /// failures in a full run's order (accounts in the snapshot's order;
+    /// within one, by rule). Only the failures are wanted after a small
+    /// drop, and only when there are any; the tests compare all of it.
+    pub fn outcome(&self, rules: &RuleSet, snap: &Snapshot) -> Outcome {
+        let mut out = Outcome::default();
+        for a in &snap.accounts {
+            for k in self.results.get(a.id.as_str()).into_iter().flatten() {
                 put_back(&mut out, rules, a, k);
             }
         }
         out
     }
+}
+
+/// What an evaluation that ran only some pairs hands to the alerts' step
+/// ([`Memo::update`]): the alerts of the pairs it stepped, and of those
+/// only, may change (the others had the same finding on the same day,
+/// and a second step changes nothing: `alerts::machine`'s test).
+#[derive(Debug, Default)]
+pub struct Stepped {
+    /// The findings of the pairs stepped (those run, and every pair of an
+    /// account whose tier moved), in a full run's order.
+    pub findings: Vec<Finding>,
+    /// Every failure a full run would report, in its order.
+    pub errors: Vec<RunError>,
+    /// How many alerts a full run raises.
+    pub raised: usize,
+    /// The rules stepped for every account.
+    pub whole: Vec<String>,
+    /// The other pairs stepped: (rule, account).
+    pub pairs: Vec<(String, String)>,
+}
+
+/// Rule names to their index in `rules`.
+fn rule_index(rules: &RuleSet) -> HashMap<&str, usize> {
+    rules
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (&*r.name, i))
+        .collect()
+}
+
+/// `out`'s results as kept, each with its account's id, in `out`'s order
+/// (a rule not in `index` as `usize::MAX`).
+fn kept_of<'o>(
+    index: &HashMap<&str, usize>,
+    out: &'o Outcome,
+) -> impl Iterator<Item = (&'o str, Kept)> {
+    let rule = |name: &str| index.get(name).copied().unwrap_or(usize::MAX);
+    let found = out.findings.iter().map(move |f| {
+        let k = Kept::Found {
+            rule: rule(&f.rule),
+            said: f.said.clone(),
+        };
+        (f.account.id.as_str(), k)
+    });
+    let failed = out.errors.iter().map(move |e| {
+        let k = Kept::Failed {
+            rule: rule(&e.rule),
+            message: e.message.clone(),
+        };
+        (e.account_id.as_str(), k)
+    });
+    found.chain(failed)
+}
+
+/// Counts `k` into the findings or failures kept, up or down.
+fn count(k: &Kept, found: &mut usize, failed: &mut usize, up: bool) {
+    let n = match k {
+        Kept::Found { .. } => found,
+        Kept::Failed { .. } => failed,
+    };
+    *n = if up { *n + 1 } else { n.saturating_sub(1) };
 }
 
 /// The [`reads`] bits whose value differs, or-ed together.
