@@ -233,10 +233,7 @@ fn partly(
         stepped = stepped.findings.len(),
         "rules run only where something changed since the last evaluation today"
     );
-    let mut only = alerts::Only {
-        whole: stepped.whole.into_iter().collect(),
-        ..alerts::Only::default()
-    };
+    let mut only = alerts::Only::default();
     for (rule, account) in stepped.pairs {
         only.pairs.entry(rule).or_default().insert(account);
     }
@@ -291,17 +288,7 @@ fn record(
     dry_run: bool,
 ) -> Result<EvalReport> {
     let as_of = snap.as_of;
-    if snap.unknown_accounts > 0 {
-        tracing::warn!(
-            count = snap.unknown_accounts,
-            "{}",
-            crate::reports::accounts::unlisted_accounts(
-                snap.unknown_accounts,
-                &snap.unknown_examples,
-                snap.unknown_revenue_12m
-            )
-        );
-    }
+    warn_unlisted(snap);
     // Once per rule, with the count and an example: a rule failing for
     // every account cannot flood the log.
     for f in crate::rules::failures_by_rule(&found.errors) {
@@ -363,6 +350,21 @@ fn record(
         "evaluated"
     );
     Ok(report)
+}
+
+/// Logs the order lines' accounts missing from the master, if any.
+fn warn_unlisted(snap: &metrics::Snapshot) {
+    if snap.unknown_accounts > 0 {
+        tracing::warn!(
+            count = snap.unknown_accounts,
+            "{}",
+            crate::reports::accounts::unlisted_accounts(
+                snap.unknown_accounts,
+                &snap.unknown_examples,
+                snap.unknown_revenue_12m
+            )
+        );
+    }
 }
 
 /// Within the evaluation's transaction: the alerts' state changes from

@@ -20,11 +20,13 @@
 //! other pair would give what it gave last time: [`Memo::update`] puts
 //! the results of the pairs run in place of the remembered ones, so the
 //! memo holds what a full run finds without one being assembled, and says
-//! which pairs' alerts the lifecycle steps ([`Stepped`]): those run, and
-//! every pair of an account whose tier moved (a silence may name a tier).
-//! The others had the same finding on the same day, and the state machine
-//! run twice on one day with the same observation changes nothing
-//! (`alerts::machine`'s test), so their alerts stay as they are.
+//! which pairs' alerts the lifecycle steps ([`Stepped`]): those run whose
+//! results it observes otherwise now (another key or severity, a finding
+//! more or less, a failure), and every pair of an account whose tier moved
+//! (a silence may name a tier). The others are observed as they were
+//! earlier the same day, and the state machine run twice on one day with
+//! the same observation changes nothing (`alerts::machine`'s test), so
+//! their alerts stay as they are.
 //!
 //! A rule whose results depended on the order the accounts ran in (it
 //! reached its alert cap, or was stopped at its sandbox limits:
@@ -44,7 +46,10 @@ use super::finding::{Finding, Outcome, RunError, Said};
 use super::reads::{self, rule_reads};
 use super::set::RuleSet;
 use crate::metrics::{AccountMetrics, Snapshot};
-use crate::model::Tier;
+use crate::model::Severity;
+
+mod book;
+use book::{Book, Placed};
 
 /// Everything about the rule set a rule's run may depend on, as text: two
 /// sets with the same fingerprint run the same scripts with the same
@@ -73,75 +78,6 @@ pub fn fingerprint(rules: &RuleSet) -> String {
 pub struct Since<'a> {
     pub accounts: &'a [String],
     pub orders: bool,
-}
-
-/// The values the book decides for one account, as a rule reads them.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Placed {
-    tier: Tier,
-    prev_tier: Tier,
-    rank: usize,
-    share: u64,
-    share_above: u64,
-}
-
-impl Placed {
-    fn of(m: &AccountMetrics) -> Placed {
-        Placed {
-            tier: m.tier,
-            prev_tier: m.prev_tier,
-            rank: m.rank,
-            share: m.share.to_bits(),
-            share_above: m.share_above.to_bits(),
-        }
-    }
-
-    /// The [`reads`] bits of what differs between `self` and `now`.
-    fn changed(&self, now: &Placed) -> u16 {
-        bits_of(&[
-            (self.tier != now.tier, reads::TIER),
-            (self.prev_tier != now.prev_tier, reads::PREV_TIER),
-            (self.rank != now.rank, reads::RANK),
-            (self.share != now.share, reads::SHARE),
-            (self.share_above != now.share_above, reads::SHARE_ABOVE),
-        ])
-    }
-}
-
-/// What rules may read of the book, to tell what changed of it.
-#[derive(Debug, Clone, PartialEq)]
-struct Book {
-    /// `format!("{:?}")` of the portfolio: every number to the bit.
-    all: String,
-    /// The floors by revenue, then by gross profit alone.
-    floors: [u64; 4],
-    counts: (usize, [usize; 3], [usize; 5]),
-    kinds: u8,
-}
-
-impl Book {
-    fn of(snap: &Snapshot) -> Book {
-        let p = &snap.portfolio;
-        Book {
-            all: format!("{p:?}"),
-            floors: {
-                let gp = p.book_alone(crate::config::TierBasis::GrossProfit, 0);
-                [p.floor_a, p.floor_b, gp.floor_a, gp.floor_b].map(f64::to_bits)
-            },
-            counts: (p.accounts, [p.tier_a, p.tier_b, p.tier_c], p.with_data),
-            kinds: p.data_bits(),
-        }
-    }
-
-    /// The [`reads`] bits of what differs between `self` and `now`.
-    fn changed(&self, now: &Book) -> u16 {
-        bits_of(&[
-            (self.all != now.all, reads::PORTFOLIO),
-            (self.floors != now.floors, reads::FLOORS),
-            (self.counts != now.counts, reads::COUNTS),
-            (self.kinds != now.kinds, reads::KINDS),
-        ])
-    }
 }
 
 /// One result of one pair, kept without the account's metrics; what a
@@ -221,6 +157,8 @@ pub struct Pick {
     /// The rules that run for every account, each with what it reads that
     /// changed, for the log.
     pub why: Vec<String>,
+    /// The book now, for the memo brought up to date.
+    book: Book,
 }
 
 impl Pick {
@@ -346,7 +284,8 @@ impl Memo {
         }
         let touched: HashSet<&str> = since.accounts.iter().map(String::as_str).collect();
         // What changed of the book, as the bits of the rules that read it.
-        let mut book = self.book.changed(&Book::of(snap));
+        let now = Book::of(snap);
+        let mut book = self.book.changed(&now);
         if since.orders {
             book |= reads::HISTORY;
         }
@@ -390,6 +329,7 @@ impl Memo {
             everywhere,
             visit,
             why,
+            book: now,
         };
         pick.seed = self.seed(snap, &pick);
         Ok(pick)
@@ -435,24 +375,7 @@ impl Memo {
         for (id, k) in kept_of(&index, now) {
             fresh.entry(id).or_default().push(k);
         }
-        // Stepped for every account: the rules that ran for every account.
-        let whole: Vec<bool> = rules
-            .rules
-            .iter()
-            .zip(&pick.everywhere)
-            .map(|(r, e)| *e && r.enabled())
-            .collect();
-        let mut out = Stepped {
-            whole: rules
-                .rules
-                .iter()
-                .zip(&whole)
-                .filter(|(_, w)| **w)
-                .map(|(r, _)| r.name.to_string())
-                .collect(),
-            ..Stepped::default()
-        };
-        let (mut found, mut failed) = (self.found, self.failed);
+        let mut out = Stepped::default();
         for &(i, c) in &pick.visit {
             let a = &snap.accounts[i];
             if c & !reads::OWN != 0
@@ -461,27 +384,10 @@ impl Memo {
                 *p = Placed::of(a);
             }
             let new = fresh.remove(a.id.as_str()).unwrap_or_default();
-            let results = match self.results.get_mut(a.id.as_str()) {
-                Some(v) => v,
-                None if new.is_empty() => continue,
-                None => self.results.entry(a.id.clone()).or_default(),
-            };
-            results.retain(|k| {
-                let keep = !pick.runs(k.rule(), c);
-                if !keep {
-                    count(k, &mut found, &mut failed, false);
-                }
-                keep
-            });
-            for k in &new {
-                count(k, &mut found, &mut failed, true);
-            }
-            results.extend(new);
-            // A full run's order: by rule, each rule's in the order raised.
-            results.sort_by_key(Kept::rule);
+            let (results, moved) = self.replace(&a.id, new, |r| pick.runs(r, c));
             // The alerts of an account whose tier moved are stepped for
             // every rule: a silence may name the tier.
-            let stepped = |r: usize| pick.runs(r, c) || c & reads::TIER != 0;
+            let stepped = |r: usize| moved.contains(&r) || c & reads::TIER != 0;
             for k in results.iter().filter(|k| stepped(k.rule())) {
                 if let Kept::Found { rule, said } = k
                     && let Some(r) = rules.rules.get(*rule)
@@ -494,16 +400,12 @@ impl Memo {
                 }
             }
             for (r, rule) in rules.rules.iter().enumerate() {
-                if !whole[r] && rule.enabled() && stepped(r) {
+                if rule.enabled() && stepped(r) {
                     out.pairs.push((rule.name.to_string(), a.id.clone()));
                 }
             }
-            if results.is_empty() {
-                self.results.remove(a.id.as_str());
-            }
         }
-        (self.found, self.failed) = (found, failed);
-        self.book = Book::of(snap);
+        self.book = pick.book.clone();
         self.skus = snap.skus.clone();
         self.roles = roles_of(snap);
         self.unsettled = rules
@@ -513,9 +415,48 @@ impl Memo {
             .collect();
         out.raised = self.found;
         if self.failed > 0 {
-            out.errors = self.outcome(rules, snap).errors;
+            out.errors = self.gather(rules, snap, false).errors;
         }
         out
+    }
+
+    /// Account `id`'s results, those of the rules `ran` replaced by `new`
+    /// (its results now), in a full run's order; and the rules that ran
+    /// whose results the alerts' lifecycle observes otherwise now
+    /// ([`observed`]).
+    fn replace(
+        &mut self,
+        id: &str,
+        new: Vec<Kept>,
+        ran: impl Fn(usize) -> bool,
+    ) -> (&[Kept], Vec<usize>) {
+        let results = match self.results.get_mut(id) {
+            Some(v) => v,
+            None if new.is_empty() => return (&[], Vec::new()),
+            None => self.results.entry(id.to_string()).or_default(),
+        };
+        let (gone, stay): (Vec<Kept>, Vec<Kept>) = std::mem::take(results)
+            .into_iter()
+            .partition(|k| ran(k.rule()));
+        let mut moved: Vec<usize> = gone.iter().chain(&new).map(Kept::rule).collect();
+        moved.sort_unstable();
+        moved.dedup();
+        moved.retain(|&r| !same_observed(&gone, &new, r));
+        for k in &gone {
+            count(k, &mut self.found, &mut self.failed, false);
+        }
+        for k in &new {
+            count(k, &mut self.found, &mut self.failed, true);
+        }
+        *results = stay;
+        results.extend(new);
+        // By rule, each rule's in the order raised (a stable sort).
+        results.sort_by_key(Kept::rule);
+        if results.is_empty() {
+            self.results.remove(id);
+            return (&[], moved);
+        }
+        (self.results.get(id).map_or(&[], Vec::as_slice), moved)
     }
 
     /// Whether the memo may be kept for the next evaluation: not when it
@@ -526,13 +467,20 @@ impl Memo {
 
     /// The outcome a full run of `snap` gives, as remembered: findings and
     /// failures in a full run's order (accounts in the snapshot's order;
-    /// within one, by rule). Only the failures are wanted after a small
-    /// drop, and only when there are any; the tests compare all of it.
+    /// within one, by rule).
     pub fn outcome(&self, rules: &RuleSet, snap: &Snapshot) -> Outcome {
+        self.gather(rules, snap, true)
+    }
+
+    /// [`Memo::outcome`], without the findings unless `findings`: a small
+    /// drop wants only the failures, and only when there are any.
+    fn gather(&self, rules: &RuleSet, snap: &Snapshot, findings: bool) -> Outcome {
         let mut out = Outcome::default();
         for a in &snap.accounts {
             for k in self.results.get(a.id.as_str()).into_iter().flatten() {
-                put_back(&mut out, rules, a, k);
+                if findings || matches!(k, Kept::Failed { .. }) {
+                    put_back(&mut out, rules, a, k);
+                }
             }
         }
         out
@@ -541,20 +489,19 @@ impl Memo {
 
 /// What an evaluation that ran only some pairs hands to the alerts' step
 /// ([`Memo::update`]): the alerts of the pairs it stepped, and of those
-/// only, may change (the others had the same finding on the same day,
-/// and a second step changes nothing: `alerts::machine`'s test).
+/// only, may change (the others are observed as earlier the same day, and
+/// a second step changes nothing: `alerts::machine`'s test).
 #[derive(Debug, Default)]
 pub struct Stepped {
-    /// The findings of the pairs stepped (those run, and every pair of an
-    /// account whose tier moved), in a full run's order.
+    /// The findings of the pairs stepped (those run whose observation
+    /// changed, and every pair of an account whose tier moved), in a full
+    /// run's order.
     pub findings: Vec<Finding>,
     /// Every failure a full run would report, in its order.
     pub errors: Vec<RunError>,
     /// How many alerts a full run raises.
     pub raised: usize,
-    /// The rules stepped for every account.
-    pub whole: Vec<String>,
-    /// The other pairs stepped: (rule, account).
+    /// The pairs stepped: (rule, account).
     pub pairs: Vec<(String, String)>,
 }
 
@@ -592,6 +539,34 @@ fn kept_of<'o>(
     found.chain(failed)
 }
 
+/// What the alerts' lifecycle observes of a result: a failure, or a
+/// finding's key and severity. Its texts are written only with a change
+/// of its alert's lifecycle, which the same observation on the same day
+/// does not make. A field added to [`Said`] must be placed here (the
+/// pattern names every one).
+fn observed(k: &Kept) -> Option<(&str, Severity)> {
+    match k {
+        Kept::Found { said, .. } => {
+            let Said {
+                key,
+                severity,
+                title: _,
+                figures: _,
+                units: _,
+                action: _,
+            } = &**said;
+            Some((key.as_str(), *severity))
+        }
+        Kept::Failed { .. } => None,
+    }
+}
+
+/// Whether rule `r`'s results in `a` and in `b` are observed alike.
+fn same_observed(a: &[Kept], b: &[Kept], r: usize) -> bool {
+    let a = a.iter().filter(|k| k.rule() == r).map(observed);
+    a.eq(b.iter().filter(|k| k.rule() == r).map(observed))
+}
+
 /// Counts `k` into the findings or failures kept, up or down.
 fn count(k: &Kept, found: &mut usize, failed: &mut usize, up: bool) {
     let n = match k {
@@ -599,12 +574,4 @@ fn count(k: &Kept, found: &mut usize, failed: &mut usize, up: bool) {
         Kept::Failed { .. } => failed,
     };
     *n = if up { *n + 1 } else { n.saturating_sub(1) };
-}
-
-/// The [`reads`] bits whose value differs, or-ed together.
-fn bits_of(pairs: &[(bool, u16)]) -> u16 {
-    pairs
-        .iter()
-        .filter(|(differs, _)| *differs)
-        .fold(0, |bits, (_, bit)| bits | bit)
 }

@@ -24,21 +24,20 @@ pub(super) struct Row {
     pub(super) life: Lifecycle,
 }
 
-/// The (rule, account) pairs an evaluation observed, when not all: every
-/// account of the rules in `whole`, and per rule the accounts in `pairs`.
-/// The alerts of any other pair are left as the last evaluation of the
-/// same day left them, which is what stepping them again would do
+/// The (rule, account) pairs an evaluation observed anew, when not all:
+/// per rule, the accounts in `pairs`. The alerts of any other pair are
+/// left as the last evaluation of the same day left them, which is what
+/// stepping them again with the same observation would do
 /// (`rules::changed`).
 #[derive(Debug, Default, Clone)]
 pub struct Only {
-    pub whole: HashSet<String>,
     pub pairs: HashMap<String, HashSet<String>>,
 }
 
 impl Only {
     /// Whether the alerts of `rule` for `account` were observed.
     pub fn has(&self, rule: &str, account: &str) -> bool {
-        self.whole.contains(rule) || self.pairs.get(rule).is_some_and(|a| a.contains(account))
+        self.pairs.get(rule).is_some_and(|a| a.contains(account))
     }
 
     /// How many (rule, account) pairs `pairs` lists.
@@ -98,20 +97,11 @@ pub(super) fn load(conn: &Connection, only: Option<&Only>) -> Result<HashMap<Key
         return Ok(out);
     };
     let mut out = HashMap::new();
-    // Both by the table's key (rule, account_id, key).
-    let mut by_rule = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM alerts WHERE rule = ?1 AND {open}"
-    ))?;
-    for rule in &only.whole {
-        for r in by_rule.query_map([rule], row)? {
-            let (k, v) = r?;
-            out.insert(k, v);
-        }
-    }
+    // By the table's key (rule, account_id, key).
     let mut by_pair = conn.prepare(&format!(
         "SELECT {COLUMNS} FROM alerts WHERE rule = ?1 AND account_id = ?2 AND {open}"
     ))?;
-    for (rule, accounts) in only.pairs.iter().filter(|p| !only.whole.contains(p.0)) {
+    for (rule, accounts) in &only.pairs {
         for account in accounts {
             for r in by_pair.query_map(params![rule, account], row)? {
                 let (k, v) = r?;
