@@ -198,7 +198,7 @@ fn roles_of(snap: &Snapshot) -> Vec<Arc<str>> {
 }
 
 impl Memo {
-    /// What a full run (or a merged partial one) found for `snap`, to
+    /// What a full run found for `snap`, to
     /// compare the next evaluation with; None when it cannot stand for a
     /// full run's (`unsure`, interrupted) or is too big to keep.
     pub fn of(rules: &RuleSet, snap: &Snapshot, basis: String, out: &Outcome) -> Option<Memo> {
