@@ -46,16 +46,39 @@ struct Spec {
 /// `f64` (an `i8` per entry, after the column's numbers).
 const NEAR: u8 = 0xff;
 
-#[derive(Debug)]
-struct Packed {
-    specs: [Spec; COLS],
-    /// Entries in each column.
-    len: u32,
-    bytes: Box<[u8]>,
+/// A spec's bytes in a table's header: base, at, width, scale.
+const SPEC: usize = 8 + 4 + 1 + 1;
+/// The header's bytes before the specs: the entries in each column (a
+/// `u32`) and the number of columns.
+const HEAD: usize = 5;
+
+impl Spec {
+    fn write(&self, to: &mut [u8]) {
+        to[..8].copy_from_slice(&self.base.to_le_bytes());
+        to[8..12].copy_from_slice(&self.at.to_le_bytes());
+        to[12] = self.width;
+        to[13] = self.scale;
+    }
+
+    #[inline]
+    fn read(from: &[u8]) -> Spec {
+        let mut base = [0u8; 8];
+        base.copy_from_slice(&from[..8]);
+        Spec {
+            base: i64::from_le_bytes(base),
+            at: u32::from_le_bytes([from[8], from[9], from[10], from[11]]),
+            width: from[12],
+            scale: from[13],
+        }
+    }
 }
 
-/// What a table with entries takes beside its columns' bytes.
-pub(super) const TABLE: usize = size_of::<Packed>();
+/// What a table of `cols` columns with entries takes beside its columns'
+/// bytes: the shared buffer's counts and the header.
+#[cfg(test)]
+pub(super) const fn overhead(cols: usize) -> usize {
+    2 * size_of::<usize>() + HEAD + SPEC * cols
+}
 
 /// The values of one column, as given to [`Table::new`].
 pub enum Values<'a> {
@@ -72,12 +95,14 @@ impl Values<'_> {
     }
 }
 
-/// Up to [`COLS`] columns of equal length, packed; shared by its clones.
-/// An empty table allocates nothing. Its views (`Series`, `DayLog`) keep
-/// the length.
+/// Up to [`COLS`] columns of equal length, packed in one shared buffer
+/// (one allocation), shared by its clones: a header (the length, the
+/// number of columns, each column's [`Spec`]) and the columns' bytes. An
+/// empty table allocates nothing. Its views (`Series`, `DayLog`) keep the
+/// length they see.
 #[derive(Debug, Clone, Default)]
 pub struct Table {
-    packed: Option<Arc<Packed>>,
+    bytes: Option<Arc<[u8]>>,
 }
 
 /// The narrowest width in bytes holding every distance up to `span`.
@@ -196,10 +221,10 @@ impl Table {
         if len == 0 {
             return Table::default();
         }
-        let mut specs = [Spec::default(); COLS];
+        let mut specs = Vec::with_capacity(cols.len());
         let mut held = Vec::with_capacity(cols.len());
-        let mut at = 0usize;
-        for (spec, col) in specs.iter_mut().zip(cols) {
+        let mut at = HEAD + SPEC * cols.len();
+        for col in cols {
             let (s, n, steps) = match col {
                 Values::Ints(v) => {
                     let (base, width) = int_spec(v);
@@ -213,15 +238,19 @@ impl Table {
                 }
                 Values::Amounts(v) => amount_spec(v),
             };
-            *spec = Spec {
+            specs.push(Spec {
                 at: u32::try_from(at).expect("a history's table under 4 GiB"),
                 ..s
-            };
+            });
             at += len * usize::from(s.width) + steps.len();
             held.push((n, steps));
         }
         let mut bytes = vec![0u8; at];
-        for (spec, (n, steps)) in specs.iter().zip(&held) {
+        let len32 = u32::try_from(len).expect("a history under 4 billion entries");
+        bytes[..4].copy_from_slice(&len32.to_le_bytes());
+        bytes[4] = cols.len() as u8;
+        for (c, (spec, (n, steps))) in specs.iter().zip(&held).enumerate() {
+            spec.write(&mut bytes[HEAD + SPEC * c..]);
             let w = usize::from(spec.width);
             for (k, x) in n.iter().enumerate() {
                 let u = x.wrapping_sub(spec.base) as u64;
@@ -234,33 +263,32 @@ impl Table {
             }
         }
         Table {
-            packed: Some(Arc::new(Packed {
-                specs,
-                len: u32::try_from(len).expect("a history under 4 billion entries"),
-                bytes: bytes.into_boxed_slice(),
-            })),
+            bytes: Some(Arc::from(bytes)),
         }
     }
 
     /// Whether `self` and `other` share their buffer.
     pub(super) fn same(&self, other: &Table) -> bool {
-        match (&self.packed, &other.packed) {
+        match (&self.bytes, &other.bytes) {
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),
             (None, None) => true,
             _ => false,
         }
     }
 
-    /// The stored number `k` of column `c`, its base added back.
+    /// The spec of column `c` and the buffer; None for an empty table.
     #[inline]
-    fn number(&self, c: usize, k: usize) -> i64 {
-        let Some(p) = &self.packed else {
-            return 0;
-        };
-        let s = &p.specs[c];
+    fn spec(&self, c: usize) -> Option<(Spec, &[u8])> {
+        let b = self.bytes.as_deref()?;
+        Some((Spec::read(&b[HEAD + SPEC * c..]), b))
+    }
+
+    /// The stored number `k` of column `s`, its base added back.
+    #[inline]
+    fn number(s: &Spec, b: &[u8], k: usize) -> i64 {
         let w = usize::from(s.width);
         let at = s.at as usize + k * w;
-        let b = &p.bytes[at..at + w];
+        let b = &b[at..at + w];
         let u = match w {
             1 => u64::from(b[0]),
             2 => u64::from(u16::from_le_bytes([b[0], b[1]])),
@@ -277,22 +305,22 @@ impl Table {
     /// Value `k` of whole-number column `c`.
     #[inline]
     pub(super) fn int(&self, c: usize, k: usize) -> i64 {
-        self.number(c, k)
+        self.spec(c).map_or(0, |(s, b)| Table::number(&s, b, k))
     }
 
     /// Value `k` of amount column `c`: the `f64` it was made from, to the bit.
     #[inline]
     pub(super) fn amount(&self, c: usize, k: usize) -> f64 {
-        let n = self.number(c, k);
-        let Some(p) = &self.packed else {
+        let Some((s, b)) = self.spec(c) else {
             return 0.0;
         };
-        let s = &p.specs[c];
+        let n = Table::number(&s, b, k);
         match s.scale {
             0 => f64::from_bits(n as u64),
             NEAR => {
-                let after = s.at as usize + p.len as usize * usize::from(s.width);
-                moved(n, p.bytes[after + k] as i8)
+                let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
+                let after = s.at as usize + len * usize::from(s.width);
+                moved(n, b[after + k] as i8)
             }
             scale => amount_of(n, scale),
         }
@@ -301,16 +329,21 @@ impl Table {
     /// The bytes it takes on the heap (buffer and column specs; shared
     /// clones count each).
     pub(super) fn heap_bytes(&self) -> usize {
-        self.packed.as_ref().map_or(0, |p| TABLE + p.bytes.len())
+        self.bytes
+            .as_ref()
+            .map_or(0, |b| 2 * size_of::<usize>() + b.len())
     }
 
     /// Bytes per entry of each column (a step's byte included), for tests.
     #[cfg(test)]
     pub(super) fn widths(&self) -> Vec<u8> {
-        let bytes = |s: &Spec| s.width + u8::from(s.scale == NEAR);
-        self.packed
-            .as_ref()
-            .map_or(Vec::new(), |p| p.specs.iter().map(bytes).collect())
+        let Some(b) = self.bytes.as_deref() else {
+            return Vec::new();
+        };
+        (0..usize::from(b[4]))
+            .filter_map(|c| self.spec(c))
+            .map(|(s, _)| s.width + u8::from(s.scale == NEAR))
+            .collect()
     }
 }
 
@@ -404,14 +437,14 @@ mod tests {
             Values::Amounts(&whole),
         ]);
         // 0.1 + 0.2 is 30 hundredths and a step.
-        assert_eq!(t.widths(), vec![2, 1, 3, 4, 0]);
+        assert_eq!(t.widths(), vec![2, 1, 3, 4]);
         for k in 0..3 {
             assert_eq!(t.int(0, k), days[k]);
             assert_eq!(t.int(1, k), roles[k]);
             assert_eq!(t.amount(2, k).to_bits(), amounts[k].to_bits());
             assert_eq!(t.amount(3, k).to_bits(), whole[k].to_bits());
         }
-        assert_eq!(t.heap_bytes(), size_of::<Packed>() + 3 * (2 + 1 + 3 + 4));
+        assert_eq!(t.heap_bytes(), overhead(4) + 3 * (2 + 1 + 3 + 4));
         let empty = Table::new(&[Values::Ints(&[]), Values::Amounts(&[])]);
         assert_eq!(empty.heap_bytes(), 0);
     }
