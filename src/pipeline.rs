@@ -231,8 +231,7 @@ fn record(
     // A dry run goes through the same steps and rolls them back, so what it
     // reports is exactly what a real run would do.
     let tx = conn.transaction()?;
-    let (started, idle, resolved, queued) = apply_changes(&tx, cfg, rules, snap, &report, dry_run)?;
-    let started = without_idle(&mut report.findings, started, &idle);
+    let (started, resolved, queued) = apply_changes(&tx, cfg, rules, snap, &mut report, dry_run)?;
     if dry_run {
         drop(tx);
         report.started = started;
@@ -275,17 +274,17 @@ fn record(
 /// Within the evaluation's transaction: the alerts' state changes from
 /// what the rules found, their mail recorded and released (quiet windows,
 /// digests), the admin told of rules that failed to run, old history
-/// pruned. Returns the indexes of the findings that started and of the
-/// held ones that kept nothing open, how many alerts resolved and how many
-/// messages were queued.
+/// pruned. The held findings that kept nothing open leave `report` (see
+/// [`without_idle`]). Returns the indexes of the findings that started,
+/// how many alerts resolved and how many messages were queued.
 fn apply_changes(
     tx: &Connection,
     cfg: &Loaded,
     rules: &RuleSet,
     snap: &metrics::Snapshot,
-    report: &EvalReport,
+    report: &mut EvalReport,
     dry_run: bool,
-) -> Result<(Vec<usize>, Vec<usize>, usize, usize)> {
+) -> Result<(Vec<usize>, usize, usize)> {
     let as_of = snap.as_of;
     let policies = Policies::for_rules(&cfg.cfg, rules);
     let ran = rules
@@ -316,7 +315,8 @@ fn apply_changes(
         queued += usize::from(admin_notice(tx, cfg, &report.errors)?);
     }
     history::prune(tx, as_of, cfg.cfg.alerts.history_retention_days)?;
-    Ok((changes.started, changes.idle, changes.resolved, queued))
+    let started = without_idle(&mut report.findings, changes.started, &changes.idle);
+    Ok((started, changes.resolved, queued))
 }
 
 /// Leaves out of `findings` the held ones that kept no alert open

@@ -190,10 +190,10 @@ fn apply_batched<E: From<Error>>(
         let silenced = is_silenced(&silences, key, account);
         let st = step(&prev, obs, policies.get(&key.0), as_of, silenced);
         if st.next == prev {
-            if let (Some(i), Observation::Held(_)) = (index, obs) {
-                if !matches!(prev.state, State::Pending | State::Firing) {
-                    changes.idle.push(i);
-                }
+            if let (Some(i), Observation::Held(_)) = (index, obs)
+                && !matches!(prev.state, State::Pending | State::Firing)
+            {
+                changes.idle.push(i);
             }
             continue;
         }
