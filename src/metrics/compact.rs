@@ -1,79 +1,265 @@
-//! Compact arrays of amounts: (quantity, revenue) pairs held as whole
-//! hundredths in two `i32` where every pair of an array reads back to the
-//! same `f64` bits, else as `f64`. A large book's SKU lines are most of the
-//! daemon's memory; an ERP's amounts mostly have two decimals or fewer.
-//! Touches nothing but memory.
+//! Compact columns: a history's arrays (days, roles, SKU numbers, amounts,
+//! prefix sums) packed side by side in one shared buffer, each column at
+//! the narrowest width that gives back every value of it exactly. A large
+//! book's histories are most of the daemon's memory. Touches nothing but
+//! memory.
+//!
+//! Whole numbers (days, roles, SKU numbers, order counts) are held as
+//! their distance from the column's smallest value in 1, 2, 4 or 8
+//! bytes: two years of days in 2, a handful of roles in 1. Amounts (`f64`)
+//! are held as whole units or whole hundredths in 1, 2 or 4 bytes when
+//! every value of the column reads back to the same `f64` bits
+//! (`c as f64 / 100.0` is correctly rounded: the value parsing the decimal
+//! text gives), else as their 8 bytes: an amount is never changed by being
+//! held, whatever the book holds (-0.0, a third decimal, NaN, 1e300 all
+//! come back as they went in).
 
 use std::sync::Arc;
 
-/// `x` as a whole number of hundredths, when `c as f64 / 100.0` gives `x`
-/// back to the bit (so not -0.0, not NaN, nothing beyond ±21,474,836.47,
-/// nothing with a third decimal).
-pub(super) fn hundredths(x: f64) -> Option<i32> {
-    let c = (x * 100.0).round();
-    if !(c >= f64::from(i32::MIN) && c <= f64::from(i32::MAX)) {
-        return None;
-    }
-    let c = c as i32;
-    (from_hundredths(c).to_bits() == x.to_bits()).then_some(c)
+/// Most columns a table holds (a series has five).
+pub(super) const COLS: usize = 5;
+
+/// The largest whole number a scaled amount may be held as: beyond 2^53 an
+/// `i64` is not exactly an `f64`.
+const EXACT: f64 = 9_007_199_254_740_992.0;
+
+/// How one column is held.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Spec {
+    /// Added to every stored number (the column's smallest value).
+    base: i64,
+    /// Where the column starts in the buffer.
+    at: u32,
+    /// Bytes per value: 0 (no column), 1, 2, 4 or 8.
+    width: u8,
+    /// For amounts: 1 (whole units) or 100 (hundredths) the number is
+    /// divided by; 0: the number is the `f64`'s bits. Whole numbers: 1.
+    scale: u8,
 }
 
-/// The `f64` nearest `c / 100` (IEEE division is correctly rounded: the
-/// same value as parsing the decimal text).
-fn from_hundredths(c: i32) -> f64 {
-    f64::from(c) / 100.0
+#[derive(Debug)]
+struct Packed {
+    specs: [Spec; COLS],
+    bytes: Box<[u8]>,
 }
 
-/// (quantity, revenue) pairs, each the same `f64`s it was made from.
-#[derive(Debug, Clone)]
-pub(super) enum Pairs {
-    /// Every pair in hundredths: 8 bytes a pair.
-    Hundredths(Arc<[[i32; 2]]>),
-    /// Some amount is not: 16 bytes a pair.
-    Floats(Arc<[(f64, f64)]>),
+/// What a table with entries takes beside its columns' bytes.
+pub(super) const TABLE: usize = size_of::<Packed>();
+
+/// The values of one column, as given to [`Table::new`].
+pub enum Values<'a> {
+    Ints(&'a [i64]),
+    Amounts(&'a [f64]),
 }
 
-impl Default for Pairs {
-    fn default() -> Self {
-        Pairs::Hundredths(Arc::new([]))
-    }
-}
-
-impl Pairs {
-    /// The pairs of `v`, in hundredths if every amount reads back exactly.
-    pub(super) fn new(v: &[(f64, f64)]) -> Pairs {
-        let compact: Option<Vec<[i32; 2]>> = v
-            .iter()
-            .map(|&(q, r)| Some([hundredths(q)?, hundredths(r)?]))
-            .collect();
-        match compact {
-            Some(c) => Pairs::Hundredths(c.into()),
-            None => Pairs::Floats(v.into()),
-        }
-    }
-
-    /// The `k`th pair.
-    pub(super) fn get(&self, k: usize) -> (f64, f64) {
-        match self {
-            Pairs::Hundredths(p) => (from_hundredths(p[k][0]), from_hundredths(p[k][1])),
-            Pairs::Floats(p) => p[k],
-        }
-    }
-
-    #[cfg(test)]
+impl Values<'_> {
     fn len(&self) -> usize {
         match self {
-            Pairs::Hundredths(p) => p.len(),
-            Pairs::Floats(p) => p.len(),
+            Values::Ints(v) => v.len(),
+            Values::Amounts(v) => v.len(),
+        }
+    }
+}
+
+/// Up to [`COLS`] columns of equal length, packed; shared by its clones.
+/// An empty table allocates nothing. Its views (`Series`, `DayLog`) keep
+/// the length.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    packed: Option<Arc<Packed>>,
+}
+
+/// The narrowest width in bytes holding every distance up to `span`.
+fn width_for(span: u64) -> u8 {
+    match span {
+        0..=0xff => 1,
+        0x100..=0xffff => 2,
+        0x1_0000..=0xffff_ffff => 4,
+        _ => 8,
+    }
+}
+
+/// The smallest value and the width holding every value's distance from it.
+fn int_spec(v: &[i64]) -> (i64, u8) {
+    let (lo, hi) = v
+        .iter()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), x| (lo.min(*x), hi.max(*x)));
+    if v.is_empty() {
+        return (0, 1);
+    }
+    // i128: the distance between any two i64 fits a u64.
+    let span = (i128::from(hi) - i128::from(lo)) as u64;
+    (lo, width_for(span))
+}
+
+/// The `f64` a whole number `c` of 1/`scale` stands for; the one
+/// expression both the check and the read use.
+fn amount_of(c: i64, scale: u8) -> f64 {
+    if scale == 1 {
+        c as f64
+    } else {
+        c as f64 / f64::from(scale)
+    }
+}
+
+/// `x` as a whole number of 1/`scale`, when [`amount_of`] gives `x` back
+/// to the bit.
+fn scaled(x: f64, scale: u8) -> Option<i64> {
+    let c = (x * f64::from(scale)).round();
+    // Also false for NaN.
+    if c.is_nan() || c.abs() > EXACT {
+        return None;
+    }
+    let c = c as i64;
+    (amount_of(c, scale).to_bits() == x.to_bits()).then_some(c)
+}
+
+/// How amounts `v` are held: the narrowest of whole units and hundredths
+/// that gives every one back, else their bits. Returns the spec and the
+/// numbers stored (before the base is taken off).
+fn amount_spec(v: &[f64]) -> (Spec, Vec<i64>) {
+    let mut best: Option<(Spec, Vec<i64>)> = None;
+    for scale in [1u8, 100] {
+        let Some(c) = v
+            .iter()
+            .map(|x| scaled(*x, scale))
+            .collect::<Option<Vec<i64>>>()
+        else {
+            continue;
+        };
+        let (base, width) = int_spec(&c);
+        if width < 8 && best.as_ref().is_none_or(|b| width < b.0.width) {
+            let spec = Spec {
+                base,
+                width,
+                scale,
+                at: 0,
+            };
+            best = Some((spec, c));
+        }
+    }
+    best.unwrap_or_else(|| {
+        let bits = v.iter().map(|x| x.to_bits() as i64).collect();
+        let spec = Spec {
+            base: 0,
+            width: 8,
+            scale: 0,
+            at: 0,
+        };
+        (spec, bits)
+    })
+}
+
+impl Table {
+    /// The columns `cols`, all of one length (at most [`COLS`] of them).
+    /// Panics when they are not: a bug in the caller, not the data.
+    pub(super) fn new(cols: &[Values<'_>]) -> Table {
+        let len = cols.first().map_or(0, Values::len);
+        assert!(cols.len() <= COLS && cols.iter().all(|c| c.len() == len));
+        if len == 0 {
+            return Table::default();
+        }
+        let mut specs = [Spec::default(); COLS];
+        let mut numbers = Vec::with_capacity(cols.len());
+        let mut at = 0usize;
+        for (spec, col) in specs.iter_mut().zip(cols) {
+            let (s, n) = match col {
+                Values::Ints(v) => {
+                    let (base, width) = int_spec(v);
+                    let s = Spec {
+                        base,
+                        width,
+                        scale: 1,
+                        at: 0,
+                    };
+                    (s, v.to_vec())
+                }
+                Values::Amounts(v) => amount_spec(v),
+            };
+            *spec = Spec {
+                at: u32::try_from(at).expect("a history's table under 4 GiB"),
+                ..s
+            };
+            at += len * usize::from(s.width);
+            numbers.push(n);
+        }
+        let mut bytes = vec![0u8; at];
+        for (spec, n) in specs.iter().zip(&numbers) {
+            let w = usize::from(spec.width);
+            for (k, x) in n.iter().enumerate() {
+                let u = x.wrapping_sub(spec.base) as u64;
+                let at = spec.at as usize + k * w;
+                bytes[at..at + w].copy_from_slice(&u.to_le_bytes()[..w]);
+            }
+        }
+        Table {
+            packed: Some(Arc::new(Packed {
+                specs,
+                bytes: bytes.into_boxed_slice(),
+            })),
         }
     }
 
-    /// The bytes its pairs take on the heap.
-    pub(super) fn heap_bytes(&self) -> usize {
-        match self {
-            Pairs::Hundredths(p) => size_of_val::<[[i32; 2]]>(p),
-            Pairs::Floats(p) => size_of_val::<[(f64, f64)]>(p),
+    /// Whether `self` and `other` share their buffer.
+    pub(super) fn same(&self, other: &Table) -> bool {
+        match (&self.packed, &other.packed) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
         }
+    }
+
+    /// The stored number `k` of column `c`, its base added back.
+    #[inline]
+    fn number(&self, c: usize, k: usize) -> i64 {
+        let Some(p) = &self.packed else {
+            return 0;
+        };
+        let s = &p.specs[c];
+        let w = usize::from(s.width);
+        let at = s.at as usize + k * w;
+        let b = &p.bytes[at..at + w];
+        let u = match w {
+            1 => u64::from(b[0]),
+            2 => u64::from(u16::from_le_bytes([b[0], b[1]])),
+            4 => u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            _ => {
+                let mut x = [0u8; 8];
+                x.copy_from_slice(b);
+                u64::from_le_bytes(x)
+            }
+        };
+        s.base.wrapping_add(u as i64)
+    }
+
+    /// Value `k` of whole-number column `c`.
+    #[inline]
+    pub(super) fn int(&self, c: usize, k: usize) -> i64 {
+        self.number(c, k)
+    }
+
+    /// Value `k` of amount column `c`: the `f64` it was made from, to the bit.
+    #[inline]
+    pub(super) fn amount(&self, c: usize, k: usize) -> f64 {
+        let n = self.number(c, k);
+        match &self.packed {
+            Some(p) if p.specs[c].scale != 0 => amount_of(n, p.specs[c].scale),
+            _ => f64::from_bits(n as u64),
+        }
+    }
+
+    /// The bytes it takes on the heap (buffer and column specs; shared
+    /// clones count each).
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.packed.as_ref().map_or(0, |p| TABLE + p.bytes.len())
+    }
+
+    /// Bytes per entry (the columns' widths), for tests.
+    #[cfg(test)]
+    pub(super) fn widths(&self) -> Vec<u8> {
+        self.packed
+            .as_ref()
+            .map_or(Vec::new(), |p| p.specs.iter().map(|s| s.width).collect())
     }
 }
 
@@ -81,55 +267,90 @@ impl Pairs {
 mod tests {
     use super::*;
 
-    #[test]
-    fn hundredths_read_back_to_the_bit_or_not_at_all() {
-        // Two decimals and fewer, negative, the bounds: in hundredths.
-        for (x, c) in [
-            (0.0, 0),
-            (1.0, 100),
-            (123.45, 12345),
-            (-7.1, -710),
-            (0.29, 29),
-            (21_474_836.47, i32::MAX),
-            (-21_474_836.48, i32::MIN),
-        ] {
-            assert_eq!(hundredths(x), Some(c), "{x}");
+    fn round_trip(v: &[f64]) -> Table {
+        let t = Table::new(&[Values::Amounts(v)]);
+        for (k, x) in v.iter().enumerate() {
+            assert_eq!(t.amount(0, k).to_bits(), x.to_bits(), "{x:?} at {k}");
         }
-        // A third decimal, a sum that is not its decimal, -0.0, beyond
-        // i32, not finite: as f64.
-        for x in [
+        t
+    }
+
+    #[test]
+    fn amounts_read_back_to_the_bit_at_the_narrowest_width() {
+        // Whole units in one byte, hundredths in two or four.
+        assert_eq!(round_trip(&[1.0, 3.0, 200.0]).widths()[0], 1);
+        assert_eq!(round_trip(&[0.01, -7.1, 123.45]).widths()[0], 2);
+        assert_eq!(round_trip(&[21_474_836.47, -21_474_836.48]).widths()[0], 4);
+        // Returns, negative sums: the base is the smallest.
+        assert_eq!(round_trip(&[-3.0, -251.0, 5.0]).widths()[0], 2);
+        // A third decimal, a sum that is not its decimal, -0.0, NaN,
+        // infinities, beyond 2^53, the extremes of f64: as bits.
+        for odd in [
             0.125,
             0.1 + 0.2,
             -0.0,
-            21_474_836.48,
-            1e300,
             f64::NAN,
             f64::INFINITY,
+            f64::NEG_INFINITY,
+            1e300,
+            9_007_199_254_740_994.0,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            f64::MIN,
         ] {
-            assert_eq!(hundredths(x), None, "{x}");
+            assert_eq!(round_trip(&[1.0, odd, 2.0]).widths()[0], 8, "{odd:?}");
         }
-        // Every cent up to a million, read back exactly.
-        for c in (0..100_000_000).step_by(9_973) {
-            let x: f64 = format!("{}.{:02}", c / 100, c % 100).parse().unwrap();
-            assert_eq!(hundredths(x), Some(c), "{x}");
+        // Hundredths beyond what 4 bytes hold from the base: as bits.
+        assert_eq!(round_trip(&[0.01, 50_000_000.01]).widths()[0], 8);
+        // Every cent up to a million, as parsed from its text.
+        let cents: Vec<f64> = (0..100_000_000)
+            .step_by(9_973)
+            .map(|c| format!("{}.{:02}", c / 100, c % 100).parse().unwrap())
+            .collect();
+        assert_eq!(round_trip(&cents).widths()[0], 4);
+    }
+
+    #[test]
+    fn whole_numbers_at_their_limits_never_wrap() {
+        let cases: [&[i64]; 6] = [
+            &[0, 255],
+            &[0, 256],
+            &[-1, 65_534],
+            &[i64::from(i32::MIN), i64::from(i32::MAX)],
+            &[i64::MIN, i64::MAX, 0, -1, 1],
+            &[739_000, 739_000 + 65_535],
+        ];
+        let widths = [1, 2, 2, 4, 8, 2];
+        for (v, w) in cases.iter().zip(widths) {
+            let t = Table::new(&[Values::Ints(v)]);
+            assert_eq!(t.widths()[0], w, "{v:?}");
+            for (k, x) in v.iter().enumerate() {
+                assert_eq!(t.int(0, k), *x, "{v:?}");
+            }
         }
     }
 
     #[test]
-    fn pairs_give_back_what_they_were_made_of() {
-        let exact = [(1.0, 10.5), (3.0, 99.99), (0.0, -4.01)];
-        let p = Pairs::new(&exact);
-        assert!(matches!(p, Pairs::Hundredths(_)));
-        assert_eq!(p.heap_bytes(), 24);
-        let odd = [(1.0, 10.5), (0.5, 0.1 + 0.2), (2.0, -0.0)];
-        let q = Pairs::new(&odd);
-        assert!(matches!(q, Pairs::Floats(_)));
-        for (pairs, want) in [(p, &exact[..]), (q, &odd[..])] {
-            assert_eq!(pairs.len(), want.len());
-            for (k, (a, b)) in want.iter().enumerate() {
-                let (x, y) = pairs.get(k);
-                assert_eq!((x.to_bits(), y.to_bits()), (a.to_bits(), b.to_bits()));
-            }
+    fn columns_of_a_table_keep_their_own_widths() {
+        let days = [739_000i64, 739_001, 739_366];
+        let roles = [0i64, 2, 1];
+        let amounts = [10.5, 0.1 + 0.2, -4.0];
+        let whole = [1.0, 2.0, 1_000_000.0];
+        let t = Table::new(&[
+            Values::Ints(&days),
+            Values::Ints(&roles),
+            Values::Amounts(&amounts),
+            Values::Amounts(&whole),
+        ]);
+        assert_eq!(t.widths(), vec![2, 1, 8, 4, 0]);
+        for k in 0..3 {
+            assert_eq!(t.int(0, k), days[k]);
+            assert_eq!(t.int(1, k), roles[k]);
+            assert_eq!(t.amount(2, k).to_bits(), amounts[k].to_bits());
+            assert_eq!(t.amount(3, k).to_bits(), whole[k].to_bits());
         }
+        assert_eq!(t.heap_bytes(), size_of::<Packed>() + 3 * (2 + 1 + 8 + 4));
+        let empty = Table::new(&[Values::Ints(&[]), Values::Amounts(&[])]);
+        assert_eq!(empty.heap_bytes(), 0);
     }
 }
