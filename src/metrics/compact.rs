@@ -10,9 +10,13 @@
 //! are held as whole units or whole hundredths in 1, 2 or 4 bytes when
 //! every value of the column reads back to the same `f64` bits
 //! (`c as f64 / 100.0` is correctly rounded: the value parsing the decimal
-//! text gives), else as their 8 bytes: an amount is never changed by being
-//! held, whatever the book holds (-0.0, a third decimal, NaN, 1e300 all
-//! come back as they went in).
+//! text gives); or, when each is within 127 steps of the `f64` (units in
+//! the last place) of its nearest hundredth, as that hundredth and the
+//! steps, one byte more (a running sum of amounts in cents drifts from its
+//! decimal by a few such steps); else as their 8 bytes. An amount is never
+//! changed by being held, whatever the book holds (-0.0, a third decimal,
+//! NaN, 1e300 all come back as they went in): an encoding is chosen only
+//! when every value of the column reads back from it to its bits.
 
 use std::sync::Arc;
 
@@ -33,18 +37,48 @@ struct Spec {
     /// Bytes per value: 0 (no column), 1, 2, 4 or 8.
     width: u8,
     /// For amounts: 1 (whole units) or 100 (hundredths) the number is
-    /// divided by; 0: the number is the `f64`'s bits. Whole numbers: 1.
+    /// divided by; [`NEAR`]: hundredths and steps; 0: the number is the
+    /// `f64`'s bits. Whole numbers: 1.
     scale: u8,
 }
 
-#[derive(Debug)]
-struct Packed {
-    specs: [Spec; COLS],
-    bytes: Box<[u8]>,
+/// The scale of a column of hundredths each moved by some steps of the
+/// `f64` (an `i8` per entry, after the column's numbers).
+const NEAR: u8 = 0xff;
+
+/// A spec's bytes in a table's header: base, at, width, scale.
+const SPEC: usize = 8 + 4 + 1 + 1;
+/// The header's bytes before the specs: the entries in each column (a
+/// `u32`) and the number of columns.
+const HEAD: usize = 5;
+
+impl Spec {
+    fn write(&self, to: &mut [u8]) {
+        to[..8].copy_from_slice(&self.base.to_le_bytes());
+        to[8..12].copy_from_slice(&self.at.to_le_bytes());
+        to[12] = self.width;
+        to[13] = self.scale;
+    }
+
+    #[inline]
+    fn read(from: &[u8]) -> Spec {
+        let mut base = [0u8; 8];
+        base.copy_from_slice(&from[..8]);
+        Spec {
+            base: i64::from_le_bytes(base),
+            at: u32::from_le_bytes([from[8], from[9], from[10], from[11]]),
+            width: from[12],
+            scale: from[13],
+        }
+    }
 }
 
-/// What a table with entries takes beside its columns' bytes.
-pub(super) const TABLE: usize = size_of::<Packed>();
+/// What a table of `cols` columns with entries takes beside its columns'
+/// bytes: the shared buffer's counts and the header.
+#[cfg(test)]
+pub(super) const fn overhead(cols: usize) -> usize {
+    2 * size_of::<usize>() + HEAD + SPEC * cols
+}
 
 /// The values of one column, as given to [`Table::new`].
 pub enum Values<'a> {
@@ -61,12 +95,14 @@ impl Values<'_> {
     }
 }
 
-/// Up to [`COLS`] columns of equal length, packed; shared by its clones.
-/// An empty table allocates nothing. Its views (`Series`, `DayLog`) keep
-/// the length.
+/// Up to [`COLS`] columns of equal length, packed in one shared buffer
+/// (one allocation), shared by its clones: a header (the length, the
+/// number of columns, each column's [`Spec`]) and the columns' bytes. An
+/// empty table allocates nothing. Its views (`Series`, `DayLog`) keep the
+/// length they see.
 #[derive(Debug, Clone, Default)]
 pub struct Table {
-    packed: Option<Arc<Packed>>,
+    bytes: Option<Arc<[u8]>>,
 }
 
 /// The narrowest width in bytes holding every distance up to `span`.
@@ -114,11 +150,42 @@ fn scaled(x: f64, scale: u8) -> Option<i64> {
     (amount_of(c, scale).to_bits() == x.to_bits()).then_some(c)
 }
 
-/// How amounts `v` are held: the narrowest of whole units and hundredths
-/// that gives every one back, else their bits. Returns the spec and the
-/// numbers stored (before the base is taken off).
-fn amount_spec(v: &[f64]) -> (Spec, Vec<i64>) {
-    let mut best: Option<(Spec, Vec<i64>)> = None;
+/// `x` as its nearest whole number of hundredths and the steps of the
+/// `f64` from that hundredth's `f64` to `x`, when there are at most 127.
+fn near(x: f64) -> Option<(i64, i8)> {
+    let c = (x * 100.0).round();
+    if c.is_nan() || c.abs() > EXACT {
+        return None;
+    }
+    let c = c as i64;
+    let q = amount_of(c, 100).to_bits() as i64;
+    let steps = i8::try_from(i128::from(x.to_bits() as i64) - i128::from(q)).ok()?;
+    (moved(c, steps).to_bits() == x.to_bits()).then_some((c, steps))
+}
+
+/// The `f64` `steps` steps from the one of `c` hundredths: what [`near`]
+/// took apart.
+fn moved(c: i64, steps: i8) -> f64 {
+    let q = amount_of(c, 100).to_bits() as i64;
+    f64::from_bits(q.wrapping_add(i64::from(steps)) as u64)
+}
+
+/// How a column of amounts is held: its spec, the numbers stored (before
+/// the base is taken off) and, for [`NEAR`], each one's steps.
+type Held = (Spec, Vec<i64>, Vec<i8>);
+
+/// How amounts `v` are held: the fewest bytes of whole units, hundredths
+/// and hundredths with steps that give every one back, else their bits.
+fn amount_spec(v: &[f64]) -> Held {
+    let spec = |base, width, scale| Spec {
+        base,
+        width,
+        scale,
+        at: 0,
+    };
+    let bits = v.iter().map(|x| x.to_bits() as i64).collect();
+    let mut best: Held = (spec(0, 8, 0), bits, Vec::new());
+    let mut bytes = 8;
     for scale in [1u8, 100] {
         let Some(c) = v
             .iter()
@@ -128,26 +195,21 @@ fn amount_spec(v: &[f64]) -> (Spec, Vec<i64>) {
             continue;
         };
         let (base, width) = int_spec(&c);
-        if width < 8 && best.as_ref().is_none_or(|b| width < b.0.width) {
-            let spec = Spec {
-                base,
-                width,
-                scale,
-                at: 0,
-            };
-            best = Some((spec, c));
+        if width < bytes {
+            bytes = width;
+            best = (spec(base, width, scale), c, Vec::new());
         }
     }
-    best.unwrap_or_else(|| {
-        let bits = v.iter().map(|x| x.to_bits() as i64).collect();
-        let spec = Spec {
-            base: 0,
-            width: 8,
-            scale: 0,
-            at: 0,
-        };
-        (spec, bits)
-    })
+    if bytes > 2
+        && let Some(cs) = v.iter().map(|x| near(*x)).collect::<Option<Vec<_>>>()
+    {
+        let (c, steps): (Vec<i64>, Vec<i8>) = cs.into_iter().unzip();
+        let (base, width) = int_spec(&c);
+        if width + 1 < bytes {
+            best = (spec(base, width, NEAR), c, steps);
+        }
+    }
+    best
 }
 
 impl Table {
@@ -159,11 +221,11 @@ impl Table {
         if len == 0 {
             return Table::default();
         }
-        let mut specs = [Spec::default(); COLS];
-        let mut numbers = Vec::with_capacity(cols.len());
-        let mut at = 0usize;
-        for (spec, col) in specs.iter_mut().zip(cols) {
-            let (s, n) = match col {
+        let mut specs = Vec::with_capacity(cols.len());
+        let mut held = Vec::with_capacity(cols.len());
+        let mut at = HEAD + SPEC * cols.len();
+        for col in cols {
+            let (s, n, steps) = match col {
                 Values::Ints(v) => {
                     let (base, width) = int_spec(v);
                     let s = Spec {
@@ -172,53 +234,61 @@ impl Table {
                         scale: 1,
                         at: 0,
                     };
-                    (s, v.to_vec())
+                    (s, v.to_vec(), Vec::new())
                 }
                 Values::Amounts(v) => amount_spec(v),
             };
-            *spec = Spec {
+            specs.push(Spec {
                 at: u32::try_from(at).expect("a history's table under 4 GiB"),
                 ..s
-            };
-            at += len * usize::from(s.width);
-            numbers.push(n);
+            });
+            at += len * usize::from(s.width) + steps.len();
+            held.push((n, steps));
         }
         let mut bytes = vec![0u8; at];
-        for (spec, n) in specs.iter().zip(&numbers) {
+        let len32 = u32::try_from(len).expect("a history under 4 billion entries");
+        bytes[..4].copy_from_slice(&len32.to_le_bytes());
+        bytes[4] = cols.len() as u8;
+        for (c, (spec, (n, steps))) in specs.iter().zip(&held).enumerate() {
+            spec.write(&mut bytes[HEAD + SPEC * c..]);
             let w = usize::from(spec.width);
             for (k, x) in n.iter().enumerate() {
                 let u = x.wrapping_sub(spec.base) as u64;
                 let at = spec.at as usize + k * w;
                 bytes[at..at + w].copy_from_slice(&u.to_le_bytes()[..w]);
             }
+            let after = spec.at as usize + len * w;
+            for (k, d) in steps.iter().enumerate() {
+                bytes[after + k] = *d as u8;
+            }
         }
         Table {
-            packed: Some(Arc::new(Packed {
-                specs,
-                bytes: bytes.into_boxed_slice(),
-            })),
+            bytes: Some(Arc::from(bytes)),
         }
     }
 
     /// Whether `self` and `other` share their buffer.
     pub(super) fn same(&self, other: &Table) -> bool {
-        match (&self.packed, &other.packed) {
+        match (&self.bytes, &other.bytes) {
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),
             (None, None) => true,
             _ => false,
         }
     }
 
-    /// The stored number `k` of column `c`, its base added back.
+    /// The spec of column `c` and the buffer; None for an empty table.
     #[inline]
-    fn number(&self, c: usize, k: usize) -> i64 {
-        let Some(p) = &self.packed else {
-            return 0;
-        };
-        let s = &p.specs[c];
+    fn spec(&self, c: usize) -> Option<(Spec, &[u8])> {
+        let b = self.bytes.as_deref()?;
+        Some((Spec::read(&b[HEAD + SPEC * c..]), b))
+    }
+
+    /// The stored number `k` of column `s`, its base added back.
+    #[inline]
+    fn number(s: &Spec, b: &[u8], k: usize) -> i64 {
         let w = usize::from(s.width);
         let at = s.at as usize + k * w;
-        let b = &p.bytes[at..at + w];
+        let b = &b[at..at + w];
         let u = match w {
             1 => u64::from(b[0]),
             2 => u64::from(u16::from_le_bytes([b[0], b[1]])),
@@ -235,31 +305,45 @@ impl Table {
     /// Value `k` of whole-number column `c`.
     #[inline]
     pub(super) fn int(&self, c: usize, k: usize) -> i64 {
-        self.number(c, k)
+        self.spec(c).map_or(0, |(s, b)| Table::number(&s, b, k))
     }
 
     /// Value `k` of amount column `c`: the `f64` it was made from, to the bit.
     #[inline]
     pub(super) fn amount(&self, c: usize, k: usize) -> f64 {
-        let n = self.number(c, k);
-        match &self.packed {
-            Some(p) if p.specs[c].scale != 0 => amount_of(n, p.specs[c].scale),
-            _ => f64::from_bits(n as u64),
+        let Some((s, b)) = self.spec(c) else {
+            return 0.0;
+        };
+        let n = Table::number(&s, b, k);
+        match s.scale {
+            0 => f64::from_bits(n as u64),
+            NEAR => {
+                let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
+                let after = s.at as usize + len * usize::from(s.width);
+                moved(n, b[after + k] as i8)
+            }
+            scale => amount_of(n, scale),
         }
     }
 
     /// The bytes it takes on the heap (buffer and column specs; shared
     /// clones count each).
     pub(super) fn heap_bytes(&self) -> usize {
-        self.packed.as_ref().map_or(0, |p| TABLE + p.bytes.len())
+        self.bytes
+            .as_ref()
+            .map_or(0, |b| 2 * size_of::<usize>() + b.len())
     }
 
-    /// Bytes per entry (the columns' widths), for tests.
+    /// Bytes per entry of each column (a step's byte included), for tests.
     #[cfg(test)]
     pub(super) fn widths(&self) -> Vec<u8> {
-        self.packed
-            .as_ref()
-            .map_or(Vec::new(), |p| p.specs.iter().map(|s| s.width).collect())
+        let Some(b) = self.bytes.as_deref() else {
+            return Vec::new();
+        };
+        (0..usize::from(b[4]))
+            .filter_map(|c| self.spec(c))
+            .map(|(s, _)| s.width + u8::from(s.scale == NEAR))
+            .collect()
     }
 }
 
@@ -283,11 +367,21 @@ mod tests {
         assert_eq!(round_trip(&[21_474_836.47, -21_474_836.48]).widths()[0], 4);
         // Returns, negative sums: the base is the smallest.
         assert_eq!(round_trip(&[-3.0, -251.0, 5.0]).widths()[0], 2);
-        // A third decimal, a sum that is not its decimal, -0.0, NaN,
-        // infinities, beyond 2^53, the extremes of f64: as bits.
+        // A sum that is not its decimal: its nearest hundredth and the
+        // steps to it, one byte more; up to 127 steps either way.
+        assert_eq!(round_trip(&[1.0, 0.1 + 0.2, 2.0]).widths()[0], 2);
+        let steps = |x: f64, k: i64| f64::from_bits((x.to_bits() as i64 + k) as u64);
+        for k in [127, -128, 1, -1] {
+            assert_eq!(round_trip(&[steps(0.3, k), 2.0]).widths()[0], 2, "{k}");
+            assert_eq!(round_trip(&[steps(-1234.56, k), 0.0]).widths()[0], 5, "{k}");
+        }
+        for k in [128, -129, 1 << 40] {
+            assert_eq!(round_trip(&[steps(0.3, k), 2.0]).widths()[0], 8, "{k}");
+        }
+        // A third decimal, -0.0, NaN, infinities, beyond 2^53, the
+        // extremes of f64: as bits.
         for odd in [
             0.125,
-            0.1 + 0.2,
             -0.0,
             f64::NAN,
             f64::INFINITY,
@@ -342,14 +436,15 @@ mod tests {
             Values::Amounts(&amounts),
             Values::Amounts(&whole),
         ]);
-        assert_eq!(t.widths(), vec![2, 1, 8, 4, 0]);
+        // 0.1 + 0.2 is 30 hundredths and a step.
+        assert_eq!(t.widths(), vec![2, 1, 3, 4]);
         for k in 0..3 {
             assert_eq!(t.int(0, k), days[k]);
             assert_eq!(t.int(1, k), roles[k]);
             assert_eq!(t.amount(2, k).to_bits(), amounts[k].to_bits());
             assert_eq!(t.amount(3, k).to_bits(), whole[k].to_bits());
         }
-        assert_eq!(t.heap_bytes(), size_of::<Packed>() + 3 * (2 + 1 + 8 + 4));
+        assert_eq!(t.heap_bytes(), overhead(4) + 3 * (2 + 1 + 3 + 4));
         let empty = Table::new(&[Values::Ints(&[]), Values::Amounts(&[])]);
         assert_eq!(empty.heap_bytes(), 0);
     }
