@@ -9,6 +9,7 @@
 //! run would give. Owns no table of its own; it opens the one transaction
 //! in which alert changes and their mail commit.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -45,13 +46,16 @@ pub struct EvalReport {
     pub accounts: usize,
     pub rules: usize,
     pub runs: u64,
-    /// How many alerts the rules raised (all of them, also when only some
-    /// pairs ran).
+    /// How many warnings the rules raised (all of them, also when only
+    /// some pairs ran; not the idle ones).
     pub raised: usize,
     /// What the rules found; when only some pairs ran (`partial`), the
     /// findings of the pairs whose alerts were stepped (the others' are
     /// what the last evaluation found, and their alerts did not change).
     pub findings: Vec<Finding>,
+    /// The held findings (`starts: false`) that kept no alert open: no
+    /// warning, not in `findings`.
+    pub idle: Vec<Finding>,
     pub errors: Vec<RunError>,
     /// Indexes into `findings` of the alerts that started now (in a dry
     /// run: that would start).
@@ -198,8 +202,11 @@ fn fully(
 ) -> Result<(EvalReport, Option<Memo>)> {
     let outcome = rules.evaluate_until(snap, stop.clone());
     finished(&outcome, snap.as_of)?;
-    let next = Memo::of(rules, snap, String::new(), &outcome);
+    let mut next = Memo::of(rules, snap, String::new(), &outcome);
     let report = record(cfg, conn, rules, snap, Found::all(outcome), false)?;
+    if let Some(m) = &mut next {
+        m.mark_idle(rules, &report.idle);
+    }
     Ok((report, next))
 }
 
@@ -240,12 +247,13 @@ fn partly(
     let found = Found {
         findings: stepped.findings,
         errors: stepped.errors,
-        raised: stepped.raised,
+        others: stepped.others,
         runs: now.runs,
         partial: Some((run, only)),
     };
     drop(now);
     let report = record(cfg, conn, rules, snap, found, false)?;
+    memo.mark_idle(rules, &report.idle);
     Ok((report, memo.keepable().then_some(memo)))
 }
 
@@ -255,8 +263,9 @@ struct Found {
     /// pairs whose alerts are stepped.
     findings: Vec<Finding>,
     errors: Vec<RunError>,
-    /// How many alerts a full run raises.
-    raised: usize,
+    /// How many findings not in `findings` count as warnings (of the pairs
+    /// not stepped, those not idle).
+    others: usize,
     runs: u64,
     /// When only some pairs ran: the accounts for which a rule ran, and
     /// the pairs whose alerts are stepped.
@@ -266,7 +275,7 @@ struct Found {
 impl Found {
     fn all(outcome: Outcome) -> Found {
         Found {
-            raised: outcome.findings.len(),
+            others: 0,
             findings: outcome.findings,
             errors: outcome.errors,
             runs: outcome.runs,
@@ -302,7 +311,6 @@ fn record(
         accounts: snap.accounts.len(),
         rules: rules.rules.len(),
         runs: found.runs,
-        raised: found.raised,
         findings: found.findings,
         errors: found.errors,
         partial,
@@ -313,7 +321,8 @@ fn record(
     let started = std::time::Instant::now();
     let tx = conn.transaction()?;
     let (started_now, resolved, queued) =
-        apply_changes(&tx, cfg, rules, snap, &report, only.as_ref(), dry_run)?;
+        apply_changes(&tx, cfg, rules, snap, &mut report, only.as_ref(), dry_run)?;
+    report.raised = found.others + report.findings.len();
     report.started = started_now;
     report.resolved = resolved;
     if dry_run {
@@ -370,14 +379,15 @@ fn warn_unlisted(snap: &metrics::Snapshot) {
 /// Within the evaluation's transaction: the alerts' state changes from
 /// what the rules found, their mail recorded and released (quiet windows,
 /// digests), the admin told of rules that failed to run, old history
-/// pruned. Returns the indexes of the findings that started, how many
-/// alerts resolved and how many messages were queued.
+/// pruned. The held findings that kept nothing open leave `report` (see
+/// [`without_idle`]). Returns the indexes of the findings that started,
+/// how many alerts resolved and how many messages were queued.
 fn apply_changes(
     tx: &Connection,
     cfg: &Loaded,
     rules: &RuleSet,
     snap: &metrics::Snapshot,
-    report: &EvalReport,
+    report: &mut EvalReport,
     only: Option<&alerts::Only>,
     dry_run: bool,
 ) -> Result<(Vec<usize>, usize, usize)> {
@@ -412,7 +422,38 @@ fn apply_changes(
         queued += usize::from(admin_notice(tx, cfg, &report.errors)?);
     }
     history::prune(tx, as_of, cfg.cfg.alerts.history_retention_days)?;
-    Ok((changes.started, changes.resolved, queued))
+    let (started, idle) = without_idle(&mut report.findings, changes.started, &changes.idle);
+    report.idle = idle;
+    Ok((started, changes.resolved, queued))
+}
+
+/// Takes out of `findings` the held ones that kept no alert open (`idle`,
+/// indexes; `alert(#{ starts: false })` with none open): they are no
+/// warning, and `eval` does not list them. Returns `started`'s indexes
+/// into what is left, and the findings taken out (the daemon's memo marks
+/// them).
+fn without_idle(
+    findings: &mut Vec<Finding>,
+    started: Vec<usize>,
+    idle: &[usize],
+) -> (Vec<usize>, Vec<Finding>) {
+    if idle.is_empty() {
+        return (started, Vec::new());
+    }
+    let idle: HashSet<usize> = idle.iter().copied().collect();
+    let mut new_index = Vec::with_capacity(findings.len());
+    let mut kept = 0;
+    for i in 0..findings.len() {
+        new_index.push(kept);
+        kept += usize::from(!idle.contains(&i));
+    }
+    let (taken, left): (Vec<_>, Vec<_>) = std::mem::take(findings)
+        .into_iter()
+        .enumerate()
+        .partition(|(i, _)| idle.contains(i));
+    *findings = left.into_iter().map(|(_, f)| f).collect();
+    let started = started.into_iter().map(|i| new_index[i]).collect();
+    (started, taken.into_iter().map(|(_, f)| f).collect())
 }
 
 /// Tells the admin which rules failed to run, once per distinct set of

@@ -46,9 +46,9 @@ use super::finding::{Finding, Outcome, RunError, Said};
 use super::reads::{self, rule_reads};
 use super::set::RuleSet;
 use crate::metrics::{AccountMetrics, Snapshot};
-use crate::model::Severity;
 
 mod book;
+mod update;
 use book::{Book, Placed};
 
 /// Everything about the rule set a rule's run may depend on, as text: two
@@ -82,10 +82,19 @@ pub struct Since<'a> {
 
 /// One result of one pair, kept without the account's metrics; what a
 /// finding says is shared with the outcome it came from, not copied.
+/// `idle`: a held finding (`starts: false`) that kept no alert open, which
+/// the evaluation does not count or list as a warning ([`Memo::mark_idle`]).
 #[derive(Debug, Clone)]
 enum Kept {
-    Found { rule: usize, said: Arc<Said> },
-    Failed { rule: usize, message: String },
+    Found {
+        rule: usize,
+        said: Arc<Said>,
+        idle: bool,
+    },
+    Failed {
+        rule: usize,
+        message: String,
+    },
 }
 
 impl Kept {
@@ -133,9 +142,11 @@ pub struct Memo {
     roles: Vec<Arc<str>>,
     /// Per account with any, its pairs' results in a full run's order.
     results: HashMap<String, Vec<Kept>>,
-    /// How many of them are findings, and how many failures.
+    /// How many of them are findings, how many failures, and how many of
+    /// the findings are idle.
     found: usize,
     failed: usize,
+    idle: usize,
     /// Per rule: its results depended on the order accounts ran in (see
     /// `Outcome::unsettled`); it runs for every account the next time.
     unsettled: Vec<bool>,
@@ -234,6 +245,7 @@ impl Memo {
             results,
             found,
             failed,
+            idle: 0,
             unsettled: rules
                 .rules
                 .iter()
@@ -356,118 +368,16 @@ impl Memo {
         seed
     }
 
-    /// Brings the memo up to this evaluation in place, `now` being the
-    /// outcome of the pairs `pick` ran (settled: see [`Pick::settled`]):
-    /// their results replace the remembered ones, and the book-decided
-    /// values, the book and the rules' order dependence are this
-    /// evaluation's. The memo then holds what a full run of `snap` would
-    /// find, without one being put together. Returns what the alerts' step
-    /// needs: see [`Stepped`].
-    pub fn update(
-        &mut self,
-        rules: &RuleSet,
-        snap: &Snapshot,
-        pick: &Pick,
-        now: &Outcome,
-    ) -> Stepped {
-        let index = rule_index(rules);
-        let mut fresh: HashMap<&str, Vec<Kept>> = HashMap::new();
-        for (id, k) in kept_of(&index, now) {
-            fresh.entry(id).or_default().push(k);
-        }
-        let mut out = Stepped::default();
-        for &(i, c) in &pick.visit {
-            let a = &snap.accounts[i];
-            if c & !reads::OWN != 0
-                && let Some(p) = self.placed.get_mut(a.id.as_str())
-            {
-                *p = Placed::of(a);
-            }
-            let new = fresh.remove(a.id.as_str()).unwrap_or_default();
-            let (results, moved) = self.replace(&a.id, new, |r| pick.runs(r, c));
-            // The alerts of an account whose tier moved are stepped for
-            // every rule: a silence may name the tier.
-            let stepped = |r: usize| moved.contains(&r) || c & reads::TIER != 0;
-            for k in results.iter().filter(|k| stepped(k.rule())) {
-                if let Kept::Found { rule, said } = k
-                    && let Some(r) = rules.rules.get(*rule)
-                {
-                    out.findings.push(Finding {
-                        rule: r.name.clone(),
-                        account: a.clone(),
-                        said: said.clone(),
-                    });
-                }
-            }
-            for (r, rule) in rules.rules.iter().enumerate() {
-                if rule.enabled() && stepped(r) {
-                    out.pairs.push((rule.name.to_string(), a.id.clone()));
-                }
-            }
-        }
-        self.book = pick.book.clone();
-        self.skus = snap.skus.clone();
-        self.roles = roles_of(snap);
-        self.unsettled = rules
-            .rules
-            .iter()
-            .map(|r| now.unsettled.contains(&r.name))
-            .collect();
-        out.raised = self.found;
-        if self.failed > 0 {
-            out.errors = self.gather(rules, snap, false).errors;
-        }
-        out
-    }
-
-    /// Account `id`'s results, those of the rules `ran` replaced by `new`
-    /// (its results now), in a full run's order; and the rules that ran
-    /// whose results the alerts' lifecycle observes otherwise now
-    /// ([`observed`]).
-    fn replace(
-        &mut self,
-        id: &str,
-        new: Vec<Kept>,
-        ran: impl Fn(usize) -> bool,
-    ) -> (&[Kept], Vec<usize>) {
-        let results = match self.results.get_mut(id) {
-            Some(v) => v,
-            None if new.is_empty() => return (&[], Vec::new()),
-            None => self.results.entry(id.to_string()).or_default(),
-        };
-        let (gone, stay): (Vec<Kept>, Vec<Kept>) = std::mem::take(results)
-            .into_iter()
-            .partition(|k| ran(k.rule()));
-        let mut moved: Vec<usize> = gone.iter().chain(&new).map(Kept::rule).collect();
-        moved.sort_unstable();
-        moved.dedup();
-        moved.retain(|&r| !same_observed(&gone, &new, r));
-        for k in &gone {
-            count(k, &mut self.found, &mut self.failed, false);
-        }
-        for k in &new {
-            count(k, &mut self.found, &mut self.failed, true);
-        }
-        *results = stay;
-        results.extend(new);
-        // By rule, each rule's in the order raised (a stable sort).
-        results.sort_by_key(Kept::rule);
-        if results.is_empty() {
-            self.results.remove(id);
-            return (&[], moved);
-        }
-        (self.results.get(id).map_or(&[], Vec::as_slice), moved)
-    }
-
     /// Whether the memo may be kept for the next evaluation: not when it
     /// holds more failures than [`MAX_KEPT_ERRORS`].
     pub fn keepable(&self) -> bool {
         self.failed <= MAX_KEPT_ERRORS
     }
 
-    /// The outcome a full run of `snap` gives, as remembered: findings and
-    /// failures in a full run's order (accounts in the snapshot's order;
-    /// within one, by rule).
+    /// The outcome a full run of `snap` gives, as remembered: findings (not
+    /// the idle ones, as a full evaluation reports them) and failures in a
+    /// full run's order (accounts in the snapshot's order; within one, by
+    /// rule).
     pub fn outcome(&self, rules: &RuleSet, snap: &Snapshot) -> Outcome {
         self.gather(rules, snap, true)
     }
@@ -478,31 +388,17 @@ impl Memo {
         let mut out = Outcome::default();
         for a in &snap.accounts {
             for k in self.results.get(a.id.as_str()).into_iter().flatten() {
-                if findings || matches!(k, Kept::Failed { .. }) {
+                let listed = match k {
+                    Kept::Found { idle, .. } => findings && !idle,
+                    Kept::Failed { .. } => true,
+                };
+                if listed {
                     put_back(&mut out, rules, a, k);
                 }
             }
         }
         out
     }
-}
-
-/// What an evaluation that ran only some pairs hands to the alerts' step
-/// ([`Memo::update`]): the alerts of the pairs it stepped, and of those
-/// only, may change (the others are observed as earlier the same day, and
-/// a second step changes nothing: `alerts::machine`'s test).
-#[derive(Debug, Default)]
-pub struct Stepped {
-    /// The findings of the pairs stepped (those run whose observation
-    /// changed, and every pair of an account whose tier moved), in a full
-    /// run's order.
-    pub findings: Vec<Finding>,
-    /// Every failure a full run would report, in its order.
-    pub errors: Vec<RunError>,
-    /// How many alerts a full run raises.
-    pub raised: usize,
-    /// The pairs stepped: (rule, account).
-    pub pairs: Vec<(String, String)>,
 }
 
 /// Rule names to their index in `rules`.
@@ -526,6 +422,7 @@ fn kept_of<'o>(
         let k = Kept::Found {
             rule: rule(&f.rule),
             said: f.said.clone(),
+            idle: false,
         };
         (f.account.id.as_str(), k)
     });
@@ -537,34 +434,6 @@ fn kept_of<'o>(
         (e.account_id.as_str(), k)
     });
     found.chain(failed)
-}
-
-/// What the alerts' lifecycle observes of a result: a failure, or a
-/// finding's key and severity. Its texts are written only with a change
-/// of its alert's lifecycle, which the same observation on the same day
-/// does not make. A field added to [`Said`] must be placed here (the
-/// pattern names every one).
-fn observed(k: &Kept) -> Option<(&str, Severity)> {
-    match k {
-        Kept::Found { said, .. } => {
-            let Said {
-                key,
-                severity,
-                title: _,
-                figures: _,
-                units: _,
-                action: _,
-            } = &**said;
-            Some((key.as_str(), *severity))
-        }
-        Kept::Failed { .. } => None,
-    }
-}
-
-/// Whether rule `r`'s results in `a` and in `b` are observed alike.
-fn same_observed(a: &[Kept], b: &[Kept], r: usize) -> bool {
-    let a = a.iter().filter(|k| k.rule() == r).map(observed);
-    a.eq(b.iter().filter(|k| k.rule() == r).map(observed))
 }
 
 /// Counts `k` into the findings or failures kept, up or down.
