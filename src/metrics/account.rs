@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use super::calendar::complete_months;
-use super::series::{DayLog, Measure, OnDay, Series, seek};
+use super::compact::{Table, Values};
+use super::daylog::{DayLog, Logged};
+use super::series::{Measure, Series};
 use super::tiers::{TIER_HISTORY_DAYS, TierHistory};
 use crate::model::Tier;
 use crate::model::dates::Day;
@@ -16,9 +18,62 @@ pub const MAIN_SKUS: usize = 3;
 /// The window over which daily demand for stock cover is averaged.
 pub const DEMAND_DAYS: i32 = 90;
 
-impl OnDay for Visit {
+impl Logged for Visit {
     fn on_day(&self) -> Day {
         self.day
+    }
+
+    /// Columns: the day, the role's number.
+    fn pack(items: &[Visit]) -> Table {
+        let days: Vec<i64> = items.iter().map(|v| i64::from(v.day)).collect();
+        let roles: Vec<i64> = items.iter().map(|v| i64::from(v.role)).collect();
+        Table::new(&[Values::Ints(&days), Values::Ints(&roles)])
+    }
+
+    fn unpack(t: &Table, k: usize) -> Visit {
+        Visit {
+            day: t.int(0, k) as Day,
+            role: t.int(1, k) as u32,
+        }
+    }
+}
+
+/// One day's order lines of one SKU: the day, the SKU (its number into
+/// `Snapshot::skus`), and their summed quantity and revenue.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SkuLine {
+    pub day: Day,
+    pub sku: u32,
+    pub qty: f64,
+    pub revenue: f64,
+}
+
+impl Logged for SkuLine {
+    fn on_day(&self) -> Day {
+        self.day
+    }
+
+    /// Columns: the day, the SKU's number, the quantity, the revenue.
+    fn pack(items: &[SkuLine]) -> Table {
+        let days: Vec<i64> = items.iter().map(|l| i64::from(l.day)).collect();
+        let skus: Vec<i64> = items.iter().map(|l| i64::from(l.sku)).collect();
+        let qty: Vec<f64> = items.iter().map(|l| l.qty).collect();
+        let revenue: Vec<f64> = items.iter().map(|l| l.revenue).collect();
+        Table::new(&[
+            Values::Ints(&days),
+            Values::Ints(&skus),
+            Values::Amounts(&qty),
+            Values::Amounts(&revenue),
+        ])
+    }
+
+    fn unpack(t: &Table, k: usize) -> SkuLine {
+        SkuLine {
+            day: t.int(0, k) as Day,
+            sku: t.int(1, k) as u32,
+            qty: t.amount(2, k),
+            revenue: t.amount(3, k),
+        }
     }
 }
 
@@ -98,8 +153,8 @@ pub(super) fn series_metric(s: &Series, m: Metric, end: Day, len: i32) -> f64 {
     }
 }
 
-/// One visit: its day and the visitor's role as exported, by number (8
-/// bytes: a large book has tens of millions of visits).
+/// One visit: its day and the visitor's role as exported, by number (held
+/// in a `DayLog` in 3 bytes or so: a large book has tens of millions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Visit {
     pub day: Day,
@@ -162,8 +217,9 @@ pub struct AccountMetrics {
     pub history: Option<(Arc<TierHistory>, usize)>,
     pub revenue_12m: f64,
     pub series: Series,
-    /// (day, SKU index into `Snapshot::skus`), by day, one entry per SKU a day.
-    pub sku_days: DayLog<(Day, u32)>,
+    /// The lines with a SKU, summed per day and SKU, by day (within a day
+    /// by SKU name).
+    pub sku_days: DayLog<SkuLine>,
     /// Visits in date order.
     pub visits: DayLog<Visit>,
     /// The role names the visits' numbers point at (shared by every account).
@@ -191,7 +247,7 @@ pub(super) fn clamp_window(len: i64, offset: i64) -> (i32, i32) {
 /// Whether a visit's role is one of `codes` (None: any visit; see
 /// `AccountMetrics::role_codes`: the exported role is compared trimmed, so
 /// "销售总监 " is a 销售总监).
-fn role_matches(v: &Visit, codes: Option<&[u32]>) -> bool {
+fn role_matches(v: Visit, codes: Option<&[u32]>) -> bool {
     codes.is_none_or(|c| c.contains(&v.role))
 }
 
@@ -318,12 +374,12 @@ impl AccountMetrics {
 
     /// Distinct SKUs ordered in `(end - len, end]`.
     pub fn distinct_skus(&self, end: Day, len: i32) -> usize {
-        let hi = self.sku_days.partition_point(|d| d.0 <= end);
-        let lo = self.sku_days.partition_point(|d| d.0 <= end - len);
+        let hi = self.sku_days.upto(end);
+        let lo = self.sku_days.upto_from(hi, end - len);
         if hi <= lo {
             return 0;
         }
-        let mut seen: Vec<u32> = self.sku_days[lo..hi].iter().map(|d| d.1).collect();
+        let mut seen: Vec<u32> = self.sku_days.range(lo..hi).map(|d| d.sku).collect();
         seen.sort_unstable();
         seen.dedup();
         seen.len()
@@ -372,10 +428,9 @@ impl AccountMetrics {
     pub fn days_since_last_visit(&self, end: Day, roles: Option<&[&str]>) -> Option<i64> {
         let codes = self.role_codes(roles);
         self.visits
-            .iter()
+            .range(0..self.visits.upto(end))
             .rev()
-            .filter(|v| v.day <= end)
-            .find(|v| role_matches(v, codes.as_deref()))
+            .find(|v| role_matches(*v, codes.as_deref()))
             .map(|v| i64::from(end - v.day))
     }
 
@@ -390,11 +445,11 @@ impl AccountMetrics {
         let len = len.clamp(0, 100_000) as i32;
         // Visits are in day order: the window by two searches, not a scan
         // of the whole history.
-        let hi = seek(&self.visits, self.visits.len(), |v| v.day <= end);
-        let lo = seek(&self.visits[..hi], hi, |v| v.day <= end - len);
-        self.visits[lo..hi]
-            .iter()
-            .filter(|v| role_matches(v, codes.as_deref()))
+        let hi = self.visits.upto(end);
+        let lo = self.visits.upto_from(hi, end - len);
+        self.visits
+            .range(lo..hi)
+            .filter(|v| role_matches(*v, codes.as_deref()))
             .count() as i64
     }
 

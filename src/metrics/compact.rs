@@ -1,79 +1,349 @@
-//! Compact arrays of amounts: (quantity, revenue) pairs held as whole
-//! hundredths in two `i32` where every pair of an array reads back to the
-//! same `f64` bits, else as `f64`. A large book's SKU lines are most of the
-//! daemon's memory; an ERP's amounts mostly have two decimals or fewer.
-//! Touches nothing but memory.
+//! Compact columns: a history's arrays (days, roles, SKU numbers, amounts,
+//! prefix sums) packed side by side in one shared buffer, each column at
+//! the narrowest width that gives back every value of it exactly. A large
+//! book's histories are most of the daemon's memory. Touches nothing but
+//! memory.
+//!
+//! Whole numbers (days, roles, SKU numbers, order counts) are held as
+//! their distance from the column's smallest value in 1, 2, 4 or 8
+//! bytes: two years of days in 2, a handful of roles in 1. Amounts (`f64`)
+//! are held as whole units or whole hundredths in 1, 2 or 4 bytes when
+//! every value of the column reads back to the same `f64` bits
+//! (`c as f64 / 100.0` is correctly rounded: the value parsing the decimal
+//! text gives); or, when each is within 127 steps of the `f64` (units in
+//! the last place) of its nearest hundredth, as that hundredth and the
+//! steps, one byte more (a running sum of amounts in cents drifts from its
+//! decimal by a few such steps); else as their 8 bytes. An amount is never
+//! changed by being held, whatever the book holds (-0.0, a third decimal,
+//! NaN, 1e300 all come back as they went in): an encoding is chosen only
+//! when every value of the column reads back from it to its bits.
 
 use std::sync::Arc;
 
-/// `x` as a whole number of hundredths, when `c as f64 / 100.0` gives `x`
-/// back to the bit (so not -0.0, not NaN, nothing beyond ±21,474,836.47,
-/// nothing with a third decimal).
-pub(super) fn hundredths(x: f64) -> Option<i32> {
-    let c = (x * 100.0).round();
-    if !(c >= f64::from(i32::MIN) && c <= f64::from(i32::MAX)) {
-        return None;
+/// Most columns a table holds (a series has five).
+pub(super) const COLS: usize = 5;
+
+/// The largest whole number a scaled amount may be held as: beyond 2^53 an
+/// `i64` is not exactly an `f64`.
+const EXACT: f64 = 9_007_199_254_740_992.0;
+
+/// How one column is held.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Spec {
+    /// Added to every stored number (the column's smallest value).
+    base: i64,
+    /// Where the column starts in the buffer.
+    at: u32,
+    /// Bytes per value: 0 (no column), 1, 2, 4 or 8.
+    width: u8,
+    /// For amounts: 1 (whole units) or 100 (hundredths) the number is
+    /// divided by; [`NEAR`]: hundredths and steps; 0: the number is the
+    /// `f64`'s bits. Whole numbers: 1.
+    scale: u8,
+}
+
+/// The scale of a column of hundredths each moved by some steps of the
+/// `f64` (an `i8` per entry, after the column's numbers).
+const NEAR: u8 = 0xff;
+
+/// A spec's bytes in a table's header: base, at, width, scale.
+const SPEC: usize = 8 + 4 + 1 + 1;
+/// The header's bytes before the specs: the entries in each column (a
+/// `u32`) and the number of columns.
+const HEAD: usize = 5;
+
+impl Spec {
+    fn write(&self, to: &mut [u8]) {
+        to[..8].copy_from_slice(&self.base.to_le_bytes());
+        to[8..12].copy_from_slice(&self.at.to_le_bytes());
+        to[12] = self.width;
+        to[13] = self.scale;
     }
-    let c = c as i32;
-    (from_hundredths(c).to_bits() == x.to_bits()).then_some(c)
-}
 
-/// The `f64` nearest `c / 100` (IEEE division is correctly rounded: the
-/// same value as parsing the decimal text).
-fn from_hundredths(c: i32) -> f64 {
-    f64::from(c) / 100.0
-}
-
-/// (quantity, revenue) pairs, each the same `f64`s it was made from.
-#[derive(Debug, Clone)]
-pub(super) enum Pairs {
-    /// Every pair in hundredths: 8 bytes a pair.
-    Hundredths(Arc<[[i32; 2]]>),
-    /// Some amount is not: 16 bytes a pair.
-    Floats(Arc<[(f64, f64)]>),
-}
-
-impl Default for Pairs {
-    fn default() -> Self {
-        Pairs::Hundredths(Arc::new([]))
-    }
-}
-
-impl Pairs {
-    /// The pairs of `v`, in hundredths if every amount reads back exactly.
-    pub(super) fn new(v: &[(f64, f64)]) -> Pairs {
-        let compact: Option<Vec<[i32; 2]>> = v
-            .iter()
-            .map(|&(q, r)| Some([hundredths(q)?, hundredths(r)?]))
-            .collect();
-        match compact {
-            Some(c) => Pairs::Hundredths(c.into()),
-            None => Pairs::Floats(v.into()),
+    #[inline]
+    fn read(from: &[u8]) -> Spec {
+        let mut base = [0u8; 8];
+        base.copy_from_slice(&from[..8]);
+        Spec {
+            base: i64::from_le_bytes(base),
+            at: u32::from_le_bytes([from[8], from[9], from[10], from[11]]),
+            width: from[12],
+            scale: from[13],
         }
     }
+}
 
-    /// The `k`th pair.
-    pub(super) fn get(&self, k: usize) -> (f64, f64) {
-        match self {
-            Pairs::Hundredths(p) => (from_hundredths(p[k][0]), from_hundredths(p[k][1])),
-            Pairs::Floats(p) => p[k],
-        }
-    }
+/// What a table of `cols` columns with entries takes beside its columns'
+/// bytes: the shared buffer's counts and the header.
+#[cfg(test)]
+pub(super) const fn overhead(cols: usize) -> usize {
+    2 * size_of::<usize>() + HEAD + SPEC * cols
+}
 
-    #[cfg(test)]
+/// The values of one column, as given to [`Table::new`].
+pub enum Values<'a> {
+    Ints(&'a [i64]),
+    Amounts(&'a [f64]),
+}
+
+impl Values<'_> {
     fn len(&self) -> usize {
         match self {
-            Pairs::Hundredths(p) => p.len(),
-            Pairs::Floats(p) => p.len(),
+            Values::Ints(v) => v.len(),
+            Values::Amounts(v) => v.len(),
+        }
+    }
+}
+
+/// Up to [`COLS`] columns of equal length, packed in one shared buffer
+/// (one allocation), shared by its clones: a header (the length, the
+/// number of columns, each column's [`Spec`]) and the columns' bytes. An
+/// empty table allocates nothing. Its views (`Series`, `DayLog`) keep the
+/// length they see.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    bytes: Option<Arc<[u8]>>,
+}
+
+/// The narrowest width in bytes holding every distance up to `span`.
+fn width_for(span: u64) -> u8 {
+    match span {
+        0..=0xff => 1,
+        0x100..=0xffff => 2,
+        0x1_0000..=0xffff_ffff => 4,
+        _ => 8,
+    }
+}
+
+/// The smallest value and the width holding every value's distance from it.
+fn int_spec(v: &[i64]) -> (i64, u8) {
+    let (lo, hi) = v
+        .iter()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), x| (lo.min(*x), hi.max(*x)));
+    if v.is_empty() {
+        return (0, 1);
+    }
+    // i128: the distance between any two i64 fits a u64.
+    let span = (i128::from(hi) - i128::from(lo)) as u64;
+    (lo, width_for(span))
+}
+
+/// The `f64` a whole number `c` of 1/`scale` stands for; the one
+/// expression both the check and the read use.
+fn amount_of(c: i64, scale: u8) -> f64 {
+    if scale == 1 {
+        c as f64
+    } else {
+        c as f64 / f64::from(scale)
+    }
+}
+
+/// `x` as a whole number of 1/`scale`, when [`amount_of`] gives `x` back
+/// to the bit.
+fn scaled(x: f64, scale: u8) -> Option<i64> {
+    let c = (x * f64::from(scale)).round();
+    // Also false for NaN.
+    if c.is_nan() || c.abs() > EXACT {
+        return None;
+    }
+    let c = c as i64;
+    (amount_of(c, scale).to_bits() == x.to_bits()).then_some(c)
+}
+
+/// `x` as its nearest whole number of hundredths and the steps of the
+/// `f64` from that hundredth's `f64` to `x`, when there are at most 127.
+fn near(x: f64) -> Option<(i64, i8)> {
+    let c = (x * 100.0).round();
+    if c.is_nan() || c.abs() > EXACT {
+        return None;
+    }
+    let c = c as i64;
+    let q = amount_of(c, 100).to_bits() as i64;
+    let steps = i8::try_from(i128::from(x.to_bits() as i64) - i128::from(q)).ok()?;
+    (moved(c, steps).to_bits() == x.to_bits()).then_some((c, steps))
+}
+
+/// The `f64` `steps` steps from the one of `c` hundredths: what [`near`]
+/// took apart.
+fn moved(c: i64, steps: i8) -> f64 {
+    let q = amount_of(c, 100).to_bits() as i64;
+    f64::from_bits(q.wrapping_add(i64::from(steps)) as u64)
+}
+
+/// How a column of amounts is held: its spec, the numbers stored (before
+/// the base is taken off) and, for [`NEAR`], each one's steps.
+type Held = (Spec, Vec<i64>, Vec<i8>);
+
+/// How amounts `v` are held: the fewest bytes of whole units, hundredths
+/// and hundredths with steps that give every one back, else their bits.
+fn amount_spec(v: &[f64]) -> Held {
+    let spec = |base, width, scale| Spec {
+        base,
+        width,
+        scale,
+        at: 0,
+    };
+    let bits = v.iter().map(|x| x.to_bits() as i64).collect();
+    let mut best: Held = (spec(0, 8, 0), bits, Vec::new());
+    let mut bytes = 8;
+    for scale in [1u8, 100] {
+        let Some(c) = v
+            .iter()
+            .map(|x| scaled(*x, scale))
+            .collect::<Option<Vec<i64>>>()
+        else {
+            continue;
+        };
+        let (base, width) = int_spec(&c);
+        if width < bytes {
+            bytes = width;
+            best = (spec(base, width, scale), c, Vec::new());
+        }
+    }
+    if bytes > 2
+        && let Some(cs) = v.iter().map(|x| near(*x)).collect::<Option<Vec<_>>>()
+    {
+        let (c, steps): (Vec<i64>, Vec<i8>) = cs.into_iter().unzip();
+        let (base, width) = int_spec(&c);
+        if width + 1 < bytes {
+            best = (spec(base, width, NEAR), c, steps);
+        }
+    }
+    best
+}
+
+impl Table {
+    /// The columns `cols`, all of one length (at most [`COLS`] of them).
+    /// Panics when they are not: a bug in the caller, not the data.
+    pub(super) fn new(cols: &[Values<'_>]) -> Table {
+        let len = cols.first().map_or(0, Values::len);
+        assert!(cols.len() <= COLS && cols.iter().all(|c| c.len() == len));
+        if len == 0 {
+            return Table::default();
+        }
+        let mut specs = Vec::with_capacity(cols.len());
+        let mut held = Vec::with_capacity(cols.len());
+        let mut at = HEAD + SPEC * cols.len();
+        for col in cols {
+            let (s, n, steps) = match col {
+                Values::Ints(v) => {
+                    let (base, width) = int_spec(v);
+                    let s = Spec {
+                        base,
+                        width,
+                        scale: 1,
+                        at: 0,
+                    };
+                    (s, v.to_vec(), Vec::new())
+                }
+                Values::Amounts(v) => amount_spec(v),
+            };
+            specs.push(Spec {
+                at: u32::try_from(at).expect("a history's table under 4 GiB"),
+                ..s
+            });
+            at += len * usize::from(s.width) + steps.len();
+            held.push((n, steps));
+        }
+        let mut bytes = vec![0u8; at];
+        let len32 = u32::try_from(len).expect("a history under 4 billion entries");
+        bytes[..4].copy_from_slice(&len32.to_le_bytes());
+        bytes[4] = cols.len() as u8;
+        for (c, (spec, (n, steps))) in specs.iter().zip(&held).enumerate() {
+            spec.write(&mut bytes[HEAD + SPEC * c..]);
+            let w = usize::from(spec.width);
+            for (k, x) in n.iter().enumerate() {
+                let u = x.wrapping_sub(spec.base) as u64;
+                let at = spec.at as usize + k * w;
+                bytes[at..at + w].copy_from_slice(&u.to_le_bytes()[..w]);
+            }
+            let after = spec.at as usize + len * w;
+            for (k, d) in steps.iter().enumerate() {
+                bytes[after + k] = *d as u8;
+            }
+        }
+        Table {
+            bytes: Some(Arc::from(bytes)),
         }
     }
 
-    /// The bytes its pairs take on the heap.
-    pub(super) fn heap_bytes(&self) -> usize {
-        match self {
-            Pairs::Hundredths(p) => size_of_val::<[[i32; 2]]>(p),
-            Pairs::Floats(p) => size_of_val::<[(f64, f64)]>(p),
+    /// Whether `self` and `other` share their buffer.
+    pub(super) fn same(&self, other: &Table) -> bool {
+        match (&self.bytes, &other.bytes) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
         }
+    }
+
+    /// The spec of column `c` and the buffer; None for an empty table.
+    #[inline]
+    fn spec(&self, c: usize) -> Option<(Spec, &[u8])> {
+        let b = self.bytes.as_deref()?;
+        Some((Spec::read(&b[HEAD + SPEC * c..]), b))
+    }
+
+    /// The stored number `k` of column `s`, its base added back.
+    #[inline]
+    fn number(s: &Spec, b: &[u8], k: usize) -> i64 {
+        let w = usize::from(s.width);
+        let at = s.at as usize + k * w;
+        let b = &b[at..at + w];
+        let u = match w {
+            1 => u64::from(b[0]),
+            2 => u64::from(u16::from_le_bytes([b[0], b[1]])),
+            4 => u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            _ => {
+                let mut x = [0u8; 8];
+                x.copy_from_slice(b);
+                u64::from_le_bytes(x)
+            }
+        };
+        s.base.wrapping_add(u as i64)
+    }
+
+    /// Value `k` of whole-number column `c`.
+    #[inline]
+    pub(super) fn int(&self, c: usize, k: usize) -> i64 {
+        self.spec(c).map_or(0, |(s, b)| Table::number(&s, b, k))
+    }
+
+    /// Value `k` of amount column `c`: the `f64` it was made from, to the bit.
+    #[inline]
+    pub(super) fn amount(&self, c: usize, k: usize) -> f64 {
+        let Some((s, b)) = self.spec(c) else {
+            return 0.0;
+        };
+        let n = Table::number(&s, b, k);
+        match s.scale {
+            0 => f64::from_bits(n as u64),
+            NEAR => {
+                let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
+                let after = s.at as usize + len * usize::from(s.width);
+                moved(n, b[after + k] as i8)
+            }
+            scale => amount_of(n, scale),
+        }
+    }
+
+    /// The bytes it takes on the heap (buffer and column specs; shared
+    /// clones count each).
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.bytes
+            .as_ref()
+            .map_or(0, |b| 2 * size_of::<usize>() + b.len())
+    }
+
+    /// Bytes per entry of each column (a step's byte included), for tests.
+    #[cfg(test)]
+    pub(super) fn widths(&self) -> Vec<u8> {
+        let Some(b) = self.bytes.as_deref() else {
+            return Vec::new();
+        };
+        (0..usize::from(b[4]))
+            .filter_map(|c| self.spec(c))
+            .map(|(s, _)| s.width + u8::from(s.scale == NEAR))
+            .collect()
     }
 }
 
@@ -81,55 +351,101 @@ impl Pairs {
 mod tests {
     use super::*;
 
-    #[test]
-    fn hundredths_read_back_to_the_bit_or_not_at_all() {
-        // Two decimals and fewer, negative, the bounds: in hundredths.
-        for (x, c) in [
-            (0.0, 0),
-            (1.0, 100),
-            (123.45, 12345),
-            (-7.1, -710),
-            (0.29, 29),
-            (21_474_836.47, i32::MAX),
-            (-21_474_836.48, i32::MIN),
-        ] {
-            assert_eq!(hundredths(x), Some(c), "{x}");
+    fn round_trip(v: &[f64]) -> Table {
+        let t = Table::new(&[Values::Amounts(v)]);
+        for (k, x) in v.iter().enumerate() {
+            assert_eq!(t.amount(0, k).to_bits(), x.to_bits(), "{x:?} at {k}");
         }
-        // A third decimal, a sum that is not its decimal, -0.0, beyond
-        // i32, not finite: as f64.
-        for x in [
+        t
+    }
+
+    #[test]
+    fn amounts_read_back_to_the_bit_at_the_narrowest_width() {
+        // Whole units in one byte, hundredths in two or four.
+        assert_eq!(round_trip(&[1.0, 3.0, 200.0]).widths()[0], 1);
+        assert_eq!(round_trip(&[0.01, -7.1, 123.45]).widths()[0], 2);
+        assert_eq!(round_trip(&[21_474_836.47, -21_474_836.48]).widths()[0], 4);
+        // Returns, negative sums: the base is the smallest.
+        assert_eq!(round_trip(&[-3.0, -251.0, 5.0]).widths()[0], 2);
+        // A sum that is not its decimal: its nearest hundredth and the
+        // steps to it, one byte more; up to 127 steps either way.
+        assert_eq!(round_trip(&[1.0, 0.1 + 0.2, 2.0]).widths()[0], 2);
+        let steps = |x: f64, k: i64| f64::from_bits((x.to_bits() as i64 + k) as u64);
+        for k in [127, -128, 1, -1] {
+            assert_eq!(round_trip(&[steps(0.3, k), 2.0]).widths()[0], 2, "{k}");
+            assert_eq!(round_trip(&[steps(-1234.56, k), 0.0]).widths()[0], 5, "{k}");
+        }
+        for k in [128, -129, 1 << 40] {
+            assert_eq!(round_trip(&[steps(0.3, k), 2.0]).widths()[0], 8, "{k}");
+        }
+        // A third decimal, -0.0, NaN, infinities, beyond 2^53, the
+        // extremes of f64: as bits.
+        for odd in [
             0.125,
-            0.1 + 0.2,
             -0.0,
-            21_474_836.48,
-            1e300,
             f64::NAN,
             f64::INFINITY,
+            f64::NEG_INFINITY,
+            1e300,
+            9_007_199_254_740_994.0,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            f64::MIN,
         ] {
-            assert_eq!(hundredths(x), None, "{x}");
+            assert_eq!(round_trip(&[1.0, odd, 2.0]).widths()[0], 8, "{odd:?}");
         }
-        // Every cent up to a million, read back exactly.
-        for c in (0..100_000_000).step_by(9_973) {
-            let x: f64 = format!("{}.{:02}", c / 100, c % 100).parse().unwrap();
-            assert_eq!(hundredths(x), Some(c), "{x}");
+        // Hundredths beyond what 4 bytes hold from the base: as bits.
+        assert_eq!(round_trip(&[0.01, 50_000_000.01]).widths()[0], 8);
+        // Every cent up to a million, as parsed from its text.
+        let cents: Vec<f64> = (0..100_000_000)
+            .step_by(9_973)
+            .map(|c| format!("{}.{:02}", c / 100, c % 100).parse().unwrap())
+            .collect();
+        assert_eq!(round_trip(&cents).widths()[0], 4);
+    }
+
+    #[test]
+    fn whole_numbers_at_their_limits_never_wrap() {
+        let cases: [&[i64]; 6] = [
+            &[0, 255],
+            &[0, 256],
+            &[-1, 65_534],
+            &[i64::from(i32::MIN), i64::from(i32::MAX)],
+            &[i64::MIN, i64::MAX, 0, -1, 1],
+            &[739_000, 739_000 + 65_535],
+        ];
+        let widths = [1, 2, 2, 4, 8, 2];
+        for (v, w) in cases.iter().zip(widths) {
+            let t = Table::new(&[Values::Ints(v)]);
+            assert_eq!(t.widths()[0], w, "{v:?}");
+            for (k, x) in v.iter().enumerate() {
+                assert_eq!(t.int(0, k), *x, "{v:?}");
+            }
         }
     }
 
     #[test]
-    fn pairs_give_back_what_they_were_made_of() {
-        let exact = [(1.0, 10.5), (3.0, 99.99), (0.0, -4.01)];
-        let p = Pairs::new(&exact);
-        assert!(matches!(p, Pairs::Hundredths(_)));
-        assert_eq!(p.heap_bytes(), 24);
-        let odd = [(1.0, 10.5), (0.5, 0.1 + 0.2), (2.0, -0.0)];
-        let q = Pairs::new(&odd);
-        assert!(matches!(q, Pairs::Floats(_)));
-        for (pairs, want) in [(p, &exact[..]), (q, &odd[..])] {
-            assert_eq!(pairs.len(), want.len());
-            for (k, (a, b)) in want.iter().enumerate() {
-                let (x, y) = pairs.get(k);
-                assert_eq!((x.to_bits(), y.to_bits()), (a.to_bits(), b.to_bits()));
-            }
+    fn columns_of_a_table_keep_their_own_widths() {
+        let days = [739_000i64, 739_001, 739_366];
+        let roles = [0i64, 2, 1];
+        let amounts = [10.5, 0.1 + 0.2, -4.0];
+        let whole = [1.0, 2.0, 1_000_000.0];
+        let t = Table::new(&[
+            Values::Ints(&days),
+            Values::Ints(&roles),
+            Values::Amounts(&amounts),
+            Values::Amounts(&whole),
+        ]);
+        // 0.1 + 0.2 is 30 hundredths and a step.
+        assert_eq!(t.widths(), vec![2, 1, 3, 4]);
+        for k in 0..3 {
+            assert_eq!(t.int(0, k), days[k]);
+            assert_eq!(t.int(1, k), roles[k]);
+            assert_eq!(t.amount(2, k).to_bits(), amounts[k].to_bits());
+            assert_eq!(t.amount(3, k).to_bits(), whole[k].to_bits());
         }
+        assert_eq!(t.heap_bytes(), overhead(4) + 3 * (2 + 1 + 3 + 4));
+        let empty = Table::new(&[Values::Ints(&[]), Values::Amounts(&[])]);
+        assert_eq!(empty.heap_bytes(), 0);
     }
 }

@@ -9,12 +9,11 @@ use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use rusqlite::Connection;
 
-use super::account::Invoice;
-use super::compact::Pairs;
-use super::series::Series;
-use crate::model::dates::{Day, date_of, day};
+use super::account::{Invoice, SkuLine};
+use super::daylog::DayLog;
+use super::series::{DaySums, Series};
+use crate::model::dates::{Day, day};
 use crate::model::dates::{date_text, parse_ymd};
-use crate::store::OrderDay;
 
 /// The largest amount a total may hold one of: ingest refuses anything
 /// beyond `ingest.max_amount` (at most 1e15), so only values stored before
@@ -93,25 +92,29 @@ pub struct SkuIndex {
 }
 
 impl SkuIndex {
-    fn intern(&mut self, sku: &str) -> u32 {
+    /// The number of SKU `sku`, a new one if it has none; an error past
+    /// the 4,294,967,294th SKU (a number is a `u32`, and `u32::MAX` says
+    /// "no SKU"), never a number already taken.
+    fn intern(&mut self, sku: &str) -> Result<u32> {
         if let Some(i) = self.ids.get(sku) {
-            return *i;
+            return Ok(*i);
         }
-        let i = self.names.len() as u32;
+        let i = u32::try_from(self.names.len())
+            .ok()
+            .filter(|i| *i < NO_SKU)
+            .with_context(|| {
+                format!(
+                    "the order lines name more than {NO_SKU} distinct SKUs (at {sku:?}); the metrics cannot number more"
+                )
+            })?;
         self.names.push(sku.to_string());
         self.ids.insert(sku.to_string(), i);
-        i
+        Ok(i)
     }
 }
 
 /// One account's order lines with a SKU, summed per day and SKU, by day.
-#[derive(Debug, Default)]
-pub struct SkuLines {
-    /// (day, sku).
-    pub days: Vec<(Day, u32)>,
-    /// (quantity, revenue) of each entry of `days`.
-    pub amounts: Pairs,
-}
+pub type SkuLines = DayLog<SkuLine>;
 
 /// One account's order lines as the metrics need them.
 #[derive(Debug, Default)]
@@ -175,7 +178,7 @@ impl Lines {
             )
         })?;
         let sku = match r.get_ref(at + 2)?.as_str_or_null()? {
-            Some(s) if !s.is_empty() => index.intern(s),
+            Some(s) if !s.is_empty() => index.intern(s)?,
             _ => NO_SKU,
         };
         let insane = &mut self.insane;
@@ -278,15 +281,12 @@ fn account_orders(
     index: &SkuIndex,
     skus_today: &mut Vec<(u32, f64, f64)>,
 ) -> AccountOrders {
-    // Each array the size it ends with: a book's histories are most of
-    // the daemon's memory, and a grown Vec is up to twice its length.
-    let mut series = Series::with_capacity(lines.chunk_by(|a, b| a.day == b.day).count());
-    let mut sku_lines = SkuLines::default();
-    let mut amounts = Vec::new();
+    let mut days: Vec<DaySums> = Vec::with_capacity(lines.chunk_by(|a, b| a.day == b.day).count());
+    let mut sku_lines: Vec<SkuLine> = Vec::new();
     for today in lines.chunk_by(|a, b| a.day == b.day) {
         let d = today[0].day;
-        let mut sum = OrderDay {
-            date: date_of(d),
+        let mut sum = DaySums {
+            day: d,
             revenue: 0.0,
             cost: 0.0,
             qty: 0.0,
@@ -310,19 +310,19 @@ fn account_orders(
         // keep the key order).
         skus_today.sort_by(|a, b| index.names[a.0 as usize].cmp(&index.names[b.0 as usize]));
         for same in skus_today.chunk_by(|a, b| a.0 == b.0) {
-            sku_lines.days.push((d, same[0].0));
-            amounts.push((
-                same.iter().map(|x| x.1).sum(),
-                same.iter().map(|x| x.2).sum(),
-            ));
+            sku_lines.push(SkuLine {
+                day: d,
+                sku: same[0].0,
+                qty: same.iter().map(|x| x.1).sum(),
+                revenue: same.iter().map(|x| x.2).sum(),
+            });
         }
-        series.push(&sum);
+        days.push(sum);
     }
-    sku_lines.days.shrink_to_fit();
-    sku_lines.amounts = Pairs::new(&amounts);
+    // Each packed once, at the size it ends with.
     AccountOrders {
-        series,
-        skus: sku_lines,
+        series: Series::of(&days),
+        skus: DayLog::from(sku_lines),
     }
 }
 
@@ -351,17 +351,17 @@ pub fn book_days<'a>(series: impl Iterator<Item = &'a Series>) -> Vec<BookDay> {
 
 /// The book's series of its daily totals ([`book_days`]).
 pub fn book_series(days: &[BookDay]) -> Series {
-    let mut out = Series::default();
-    for &(d, [revenue, cost, qty, orders]) in days {
-        out.push(&OrderDay {
-            date: date_of(d),
+    let days: Vec<DaySums> = days
+        .iter()
+        .map(|&(day, [revenue, cost, qty, orders])| DaySums {
+            day,
             revenue,
             cost,
             qty,
             orders: orders as u32,
-        });
-    }
-    out
+        })
+        .collect();
+    Series::of(&days)
 }
 
 /// Stock on hand of the SKUs that were ever ordered.

@@ -12,9 +12,10 @@
 //!
 //! The rooms, lowest first (each imports only those before it):
 //! `calendar` (complete months and quarters over the model's day
-//! numbers), `compact` (amounts held as whole hundredths where that is
-//! exact), `series` (`Series`, `DayLog`: shared arrays seen as views
-//! ending at a day), `tiers`
+//! numbers), `compact` (a history's columns packed at the narrowest
+//! width that gives every value back exactly), `series` (`Series`: an
+//! account's daily sums, shared, seen as views ending at a day),
+//! `daylog` (`DayLog`: visits and SKU lines, the same), `tiers`
 //! (ranking into A/B/C, `TierHistory`), `ranks` (the rankings of earlier
 //! days kept from one snapshot to the next), `account` (`AccountMetrics`,
 //! `Metric`), `snapshot` (`Snapshot`, `Portfolio`, `dump`), `load` (the
@@ -29,6 +30,7 @@
 mod account;
 mod calendar;
 mod compact;
+mod daylog;
 pub mod live;
 mod load;
 mod notes;
@@ -41,12 +43,16 @@ mod tiers;
 mod timeline;
 
 pub use account::{
-    AccountMetrics, DEMAND_DAYS, Invoice, MAIN_SKUS, Metric, Roles, StockCover, Visit,
+    AccountMetrics, DEMAND_DAYS, Invoice, MAIN_SKUS, Metric, Roles, SkuLine, StockCover, Visit,
 };
 pub use calendar::{complete_months, quarter_start};
+/// The packed columns a [`DayLog`]'s entries are held in (for [`Logged`]).
+#[doc(hidden)]
+pub use compact::{Table, Values};
+pub use daylog::{DayLog, Logged};
 pub use live::Live;
 pub use parts::Parts;
-pub use series::{DayLog, Measure, OnDay, Series};
+pub use series::{DaySums, Measure, Series};
 #[cfg(test)]
 pub use snapshot::tests_support;
 pub use snapshot::{DATA_KINDS, Portfolio, Snapshot, dump};

@@ -12,20 +12,18 @@ use anyhow::Result;
 use chrono::NaiveDate;
 use rusqlite::Connection;
 
-use super::account::{Roles, Visit};
-use super::compact::Pairs;
+use super::account::{Roles, SkuLine, Visit};
+use super::daylog::DayLog;
 use super::load;
-use super::series::{DayLog, Series};
-use crate::model::dates::{Day, day};
+use super::series::Series;
+use crate::model::dates::day;
 use crate::store;
 
 /// One account's order lines with a SKU, shared by every day.
 #[derive(Debug, Clone, Default)]
 pub(super) struct SkuLog {
-    /// (day, sku), by day.
-    pub(super) days: DayLog<(Day, u32)>,
-    /// (quantity, revenue) per entry of `days`.
-    pub(super) amounts: Pairs,
+    /// Summed per day and SKU, by day.
+    pub(super) days: DayLog<SkuLine>,
 }
 
 /// Every visit up to `until`, by account, in date order; each role's
@@ -41,12 +39,15 @@ fn load_visits(
     let mut these: Vec<Visit> = Vec::new();
     let mut finish = |account: &mut String, these: &mut Vec<Visit>| {
         if !these.is_empty() {
-            let mut v = std::mem::take(these);
-            v.shrink_to_fit();
+            let v = std::mem::take(these);
             // Rows of one account are adjacent, so an account seen again
             // cannot happen; were it so, its visits would join in order.
             match visits.get_mut(account.as_str()) {
-                Some(have) => v.iter().for_each(|x| have.push(*x)),
+                Some(have) => {
+                    let mut all: Vec<Visit> = have.iter().collect();
+                    all.extend(v);
+                    *have = DayLog::from(all);
+                }
                 None => {
                     visits.insert(std::mem::take(account), DayLog::from(v));
                 }
@@ -117,10 +118,7 @@ pub struct Parts {
 }
 
 fn sku_log(l: load::SkuLines) -> SkuLog {
-    SkuLog {
-        days: DayLog::from(l.days),
-        amounts: l.amounts,
-    }
+    SkuLog { days: l }
 }
 
 impl Parts {
@@ -246,7 +244,6 @@ impl Parts {
             if v.is_empty() {
                 self.visits.remove(*id);
             } else {
-                v.shrink_to_fit();
                 self.visits.insert((*id).to_string(), DayLog::from(v));
             }
         }
@@ -260,7 +257,7 @@ impl Parts {
         let mut f = Footprint::default();
         for (series, skus) in self.orders.values() {
             f.series += series.heap_bytes();
-            f.sku_lines += skus.days.heap_bytes() + skus.amounts.heap_bytes();
+            f.sku_lines += skus.days.heap_bytes();
         }
         f.visits = self.visits.values().map(DayLog::heap_bytes).sum();
         f
@@ -318,24 +315,43 @@ mod tests {
         (dir, conn)
     }
 
-    /// The full read leaves every array the size it holds: a grown Vec
-    /// would be up to twice that, and a large book's histories are most of
-    /// the daemon's memory.
+    /// The full read packs every history once, each column at the
+    /// narrowest width that gives its values back (`metrics::compact`).
     #[test]
-    fn the_full_read_sizes_every_array_exactly() {
+    fn the_full_read_packs_each_column_at_its_narrowest_width() {
         let (_dir, conn) = db();
         let parts = Parts::load(&conn, "2026-12-31".parse().unwrap()).unwrap();
-        // X: 3 order days, 3 SKU lines; Y: 2 days, 2 SKU lines.
-        let days = 5;
-        let f = parts.footprint();
-        assert_eq!(f.series, days * 4 + (days + 2) * (3 * 8 + 4), "{f:?}");
-        // Y's 0.125 is no whole hundredth: its pairs stay f64, X's do not.
-        assert_eq!(f.sku_lines, 5 * 8 + 3 * 8 + 2 * 16, "{f:?}");
-        assert_eq!(f.visits, 3 * 8, "{f:?}");
         let (x, y) = (&parts.orders["X"], &parts.orders["Y"]);
-        assert!(matches!(x.1.amounts, Pairs::Hundredths(_)));
-        assert!(matches!(y.1.amounts, Pairs::Floats(_)));
+        // Series: day, revenue, cost, quantity and orders after each day.
+        // X's revenue 10, 160.25, 1159.25 in hundredths (4 bytes), the
+        // rest whole and small (1 byte); Y's 7.125 as its 8 bytes.
+        assert_eq!(x.0.widths(), [1, 4, 1, 1, 1]);
+        assert_eq!(y.0.widths(), [1, 8, 1, 1, 1]);
+        // SKU lines: day, SKU, quantity, revenue; Y's 0.125 as 8 bytes.
         assert_eq!(x.1.days.len(), 3);
+        assert_eq!(x.1.days.widths(), [1, 1, 1, 4]);
+        assert_eq!(y.1.days.widths(), [1, 1, 1, 8]);
+        // Visits: day and role (X's second has none: 0).
+        assert_eq!(parts.visits["X"].widths(), [1, 1]);
+        let f = parts.footprint();
+        let t = super::super::compact::overhead;
+        assert_eq!(f.series, 2 * t(5) + 3 * 8 + 2 * 12, "{f:?}");
+        assert_eq!(f.sku_lines, 2 * t(4) + 3 * 7 + 2 * 11, "{f:?}");
+        assert_eq!(f.visits, 2 * t(2) + 2 * 2 + 2, "{f:?}");
+        let got: Vec<_> = parts.visits["X"].iter().collect();
+        let role = |v: &Visit| {
+            parts
+                .roles
+                .names
+                .get((v.role as usize).wrapping_sub(1))
+                .map(|r| &**r)
+        };
+        assert_eq!(
+            got.iter().map(role).collect::<Vec<_>>(),
+            [Some("经理"), None]
+        );
+        let l = y.1.days.get(1);
+        assert_eq!((l.qty, l.revenue.to_bits()), (1.0, 0.125f64.to_bits()));
     }
 
     /// A date the store should never hold stops the read with what and

@@ -1,10 +1,10 @@
 //! Series: one account's (or the book's) daily order sums as prefix arrays,
-//! so any window is two searches, and `DayLog`, entries in day order; both
-//! shared between the snapshots of different days as views ending at their
-//! day. Touches nothing but the memory it is given.
+//! so any window is two searches, shared between the snapshots of
+//! different days as views ending at their day; and `seek_by`, the
+//! search from a nearby place the views use. Touches nothing but the
+//! memory it is given.
 
-use std::sync::Arc;
-
+use super::compact::{Table, Values};
 use crate::model::dates::{Day, day};
 use crate::store;
 
@@ -17,119 +17,189 @@ pub enum Measure {
     Orders,
 }
 
-/// One account's series. Prefix arrays have `days.len() + 1` entries.
+/// One day's sums, as [`Series::of`] takes them.
+#[derive(Debug, Clone, Copy)]
+pub struct DaySums {
+    pub day: Day,
+    pub revenue: f64,
+    pub cost: f64,
+    pub qty: f64,
+    pub orders: u32,
+}
+
+impl From<&store::OrderDay> for DaySums {
+    fn from(d: &store::OrderDay) -> DaySums {
+        DaySums {
+            day: day(d.date),
+            revenue: d.revenue,
+            cost: d.cost,
+            qty: d.qty,
+            orders: d.orders,
+        }
+    }
+}
+
+/// The columns of a series' table: the day, then the prefix sums after it.
+const DAY: usize = 0;
+const REVENUE: usize = 1;
+const COST: usize = 2;
+const QTY: usize = 3;
+const ORDERS: usize = 4;
+
+/// One account's series: each order day and the prefix sums up to and
+/// including it (revenue, cost and quantity as the `f64` sums in day
+/// order, distinct orders as whole numbers), packed (`compact::Table`):
+/// two years of days in 2 bytes each, a prefix sum that is whole units or
+/// hundredths in 4 or fewer, the others as their 8. The sum before the
+/// first day is 0.
 ///
-/// The arrays are shared: `as_of` gives a view of the same series that
+/// The table is shared: `as_of` gives a view of the same series that
 /// ends at an earlier day without copying it (the backtest derives every
 /// day's snapshot from one load), and every query sees only that prefix.
 #[derive(Debug, Default, Clone)]
 pub struct Series {
-    data: Arc<SeriesData>,
-    /// How many of `data.days` this view sees.
+    table: Table,
+    /// How many of the table's days this view sees.
     n: usize,
 }
 
-#[derive(Debug, Default, Clone)]
-struct SeriesData {
-    days: Vec<Day>,
-    revenue: Vec<f64>,
-    cost: Vec<f64>,
-    qty: Vec<f64>,
-    /// Distinct orders: whole numbers, so a `u32` holds the same sums a
-    /// `f64` would (a day's count is a `u32` already), in half the bytes.
-    orders: Vec<u32>,
-}
-
 impl Series {
-    /// An empty series with room for `days` days.
-    pub fn with_capacity(days: usize) -> Series {
-        let prefix = || Vec::with_capacity(days + 1);
+    /// The series of `days` (in increasing order): each prefix sum is the
+    /// one before plus the day's, in `f64`, as the days come.
+    pub fn of(days: &[DaySums]) -> Series {
+        let mut d = Vec::with_capacity(days.len());
+        let mut p = [Vec::with_capacity(days.len()), Vec::new(), Vec::new()];
+        p[1].reserve(days.len());
+        p[2].reserve(days.len());
+        let mut o = Vec::with_capacity(days.len());
+        let (mut rev, mut cost, mut qty, mut orders) = (0.0f64, 0.0f64, 0.0f64, 0u32);
+        for x in days {
+            rev += x.revenue;
+            cost += x.cost;
+            qty += x.qty;
+            // Saturating where the f64 sum would be exact to 2^53: beyond
+            // four billion orders, more than any table here could hold.
+            orders = orders.saturating_add(x.orders);
+            d.push(i64::from(x.day));
+            p[0].push(rev);
+            p[1].push(cost);
+            p[2].push(qty);
+            o.push(i64::from(orders));
+        }
         Series {
-            data: Arc::new(SeriesData {
-                days: Vec::with_capacity(days),
-                revenue: prefix(),
-                cost: prefix(),
-                qty: prefix(),
-                orders: Vec::with_capacity(days + 1),
-            }),
-            n: 0,
+            table: Table::new(&[
+                Values::Ints(&d),
+                Values::Amounts(&p[0]),
+                Values::Amounts(&p[1]),
+                Values::Amounts(&p[2]),
+                Values::Ints(&o),
+            ]),
+            n: days.len(),
         }
     }
 
-    /// Appends a day; days must come in increasing order.
+    /// Appends a day (after the days this view sees, which it forks from
+    /// the shared table: a view that ended earlier forgets what it did not
+    /// see). Copies the series: for tests and synthetic books; a read
+    /// builds each series at once with [`Series::of`].
     pub fn push(&mut self, d: &store::OrderDay) {
-        let n = self.n;
-        let s = Arc::make_mut(&mut self.data);
-        // A view that ended earlier forgets what it did not see.
-        s.days.truncate(n);
-        for v in [&mut s.revenue, &mut s.cost, &mut s.qty] {
-            v.truncate(n + 1);
-            if v.is_empty() {
-                v.push(0.0);
-            }
+        let (n, t) = (self.n, &self.table);
+        let cols = |c: usize| -> Vec<i64> { (0..n).map(|k| t.int(c, k)).collect() };
+        let sums = |c: usize| -> Vec<f64> { (0..n).map(|k| t.amount(c, k)).collect() };
+        let (mut days, mut orders) = (cols(DAY), cols(ORDERS));
+        let mut p = [sums(REVENUE), sums(COST), sums(QTY)];
+        let x = DaySums::from(d);
+        days.push(i64::from(x.day));
+        for (v, add) in p.iter_mut().zip([x.revenue, x.cost, x.qty]) {
+            let last = v.last().copied().unwrap_or(0.0);
+            v.push(last + add);
         }
-        s.orders.truncate(n + 1);
-        if s.orders.is_empty() {
-            s.orders.push(0);
-        }
-        s.days.push(day(d.date));
-        let last = |v: &Vec<f64>| *v.last().unwrap_or(&0.0);
-        s.revenue.push(last(&s.revenue) + d.revenue);
-        s.cost.push(last(&s.cost) + d.cost);
-        s.qty.push(last(&s.qty) + d.qty);
-        // Saturating where the f64 sum would be exact to 2^53: beyond four
-        // billion orders, more than any table here could hold.
-        let orders = s.orders.last().copied().unwrap_or(0);
-        s.orders.push(orders.saturating_add(d.orders));
-        self.n += 1;
+        let last = orders.last().map_or(0, |o| *o as u32);
+        orders.push(i64::from(last.saturating_add(x.orders)));
+        self.table = Table::new(&[
+            Values::Ints(&days),
+            Values::Amounts(&p[0]),
+            Values::Amounts(&p[1]),
+            Values::Amounts(&p[2]),
+            Values::Ints(&orders),
+        ]);
+        self.n = n + 1;
     }
 
     /// The same series as it stood at the end of day `end`: nothing after
-    /// it is visible. Shares the arrays.
+    /// it is visible. Shares the table.
     pub fn as_of(&self, end: Day) -> Series {
         Series {
-            data: self.data.clone(),
-            n: self.days().partition_point(|d| *d <= end),
+            table: self.table.clone(),
+            n: self.upto(end),
         }
     }
 
-    /// [`Series::as_of`], searched from `near`, a view of the same arrays
-    /// at a nearby day: a step or two instead of a binary search over the
-    /// whole history (the backtest moves each account one day at a time).
+    /// [`Series::as_of`], searched from `near`, a view of the same table
+    /// at a nearby day: a step or two instead of a search over the whole
+    /// history (the backtest moves each account one day at a time).
     pub fn as_of_near(&self, end: Day, near: &Series) -> Series {
-        if !Arc::ptr_eq(&self.data, &near.data) {
+        if !self.table.same(&near.table) {
             return self.as_of(end);
         }
         Series {
-            data: near.data.clone(),
-            n: seek(self.days(), near.n, |d| *d <= end),
+            table: near.table.clone(),
+            n: self.seek(near.n, end),
         }
     }
 
-    fn days(&self) -> &[Day] {
-        &self.data.days[..self.n]
+    /// The `k`th order day.
+    #[inline]
+    fn day(&self, k: usize) -> Day {
+        self.table.int(DAY, k) as Day
     }
 
-    /// The bytes its arrays take on the heap (by capacity).
+    /// How many of the days this view sees are on or before `end`,
+    /// searched from `hint`.
+    #[inline]
+    fn seek(&self, hint: usize, end: Day) -> usize {
+        seek_by(self.n, hint, |k| self.day(k) <= end)
+    }
+
+    /// How many of the days this view sees are on or before `end`.
+    fn upto(&self, end: Day) -> usize {
+        self.seek(self.n, end)
+    }
+
+    /// The prefix sum of column `c` before day `i` (0..=n): 0 before the first.
+    #[inline]
+    fn prefix(&self, c: usize, i: usize) -> f64 {
+        match i {
+            0 => 0.0,
+            _ if c == ORDERS => self.table.int(c, i - 1) as f64,
+            _ => self.table.amount(c, i - 1),
+        }
+    }
+
+    /// The bytes its table takes on the heap.
     pub(super) fn heap_bytes(&self) -> usize {
-        let s = &self.data;
-        s.days.capacity() * size_of::<Day>()
-            + (s.revenue.capacity() + s.cost.capacity() + s.qty.capacity()) * size_of::<f64>()
-            + s.orders.capacity() * size_of::<u32>()
+        self.table.heap_bytes()
+    }
+
+    /// Its columns' widths in bytes, for tests.
+    #[cfg(test)]
+    pub(super) fn widths(&self) -> Vec<u8> {
+        self.table.widths()
     }
 
     /// The days this view sees and their prefix sums, one line each.
     pub(super) fn dump(&self, name: &str, o: &mut String) {
         use std::fmt::Write as _;
-        let s = &self.data;
-        for (i, d) in self.days().iter().enumerate() {
+        for i in 0..self.n {
+            let p = |c| self.prefix(c, i + 1);
             let _ = writeln!(
                 o,
-                "{name} {d} {:?} {:?} {:?} {:?}",
-                s.revenue[i + 1],
-                s.cost[i + 1],
-                s.qty[i + 1],
-                f64::from(s.orders[i + 1])
+                "{name} {} {:?} {:?} {:?} {:?}",
+                self.day(i),
+                p(REVENUE),
+                p(COST),
+                p(QTY),
+                p(ORDERS)
             );
         }
     }
@@ -137,44 +207,53 @@ impl Series {
     /// Each day this view sees, with its (revenue, cost, quantity, orders)
     /// as the differences of the prefix sums.
     pub fn each_day(&self, mut f: impl FnMut(Day, [f64; 4])) {
-        let s = &self.data;
-        for (i, d) in self.days().iter().enumerate() {
-            let diff = |v: &Vec<f64>| v[i + 1] - v[i];
+        for i in 0..self.n {
+            let diff = |c| self.prefix(c, i + 1) - self.prefix(c, i);
+            let orders = self.table.int(ORDERS, i)
+                - if i == 0 {
+                    0
+                } else {
+                    self.table.int(ORDERS, i - 1)
+                };
             f(
-                *d,
-                [
-                    diff(&s.revenue),
-                    diff(&s.cost),
-                    diff(&s.qty),
-                    f64::from(s.orders[i + 1] - s.orders[i]),
-                ],
+                self.day(i),
+                [diff(REVENUE), diff(COST), diff(QTY), orders as f64],
             );
         }
     }
 
     /// Sum of `m` over the days in `(end - len, end]`.
     pub fn sum(&self, m: Measure, end: Day, len: i32) -> f64 {
-        self.window(end, len)
-            .map_or(0.0, |(lo, hi)| match self.prefix(m) {
-                Some(p) => p[hi] - p[lo],
-                None => f64::from(self.data.orders[hi] - self.data.orders[lo]),
-            })
+        self.window(end, len).map_or(0.0, |(lo, hi)| match m {
+            Measure::Orders => {
+                let o = |i: usize| {
+                    if i == 0 {
+                        0
+                    } else {
+                        self.table.int(ORDERS, i - 1)
+                    }
+                };
+                (o(hi) - o(lo)) as f64
+            }
+            _ => {
+                let c = column(m);
+                self.prefix(c, hi) - self.prefix(c, lo)
+            }
+        })
     }
 
     /// Revenue over `(end - len, end]`, as [`Series::sum`] gives it, its
     /// two searches started from `hint`: the bounds where the searches for
     /// a nearby window ended, updated to this window's.
     pub fn revenue_near(&self, end: Day, len: i32, hint: &mut [usize; 2]) -> f64 {
-        let days = self.days();
-        if days.is_empty() || len <= 0 {
+        if self.n == 0 || len <= 0 {
             return 0.0;
         }
-        let hi = seek(days, hint[1], |d| *d <= end);
-        let lo = seek(&days[..hi], hint[0], |d| *d <= end - len);
+        let hi = self.seek(hint[1], end);
+        let lo = seek_by(hi, hint[0], |k| self.day(k) <= end - len);
         *hint = [lo, hi];
         if hi > lo {
-            let p = &self.data.revenue;
-            p[hi] - p[lo]
+            self.prefix(REVENUE, hi) - self.prefix(REVENUE, lo)
         } else {
             0.0
         }
@@ -183,56 +262,42 @@ impl Series {
     /// Revenue and cost over `(end - len, end]`, with one search.
     pub fn revenue_cost(&self, end: Day, len: i32) -> (f64, f64) {
         self.window(end, len).map_or((0.0, 0.0), |(lo, hi)| {
-            let (r, c) = (&self.data.revenue, &self.data.cost);
-            (r[hi] - r[lo], c[hi] - c[lo])
+            let d = |c| self.prefix(c, hi) - self.prefix(c, lo);
+            (d(REVENUE), d(COST))
         })
     }
 
-    /// The prefix-array bounds of the days in `(end - len, end]`, if any.
+    /// The prefix bounds of the days in `(end - len, end]`, if any.
     fn window(&self, end: Day, len: i32) -> Option<(usize, usize)> {
-        let days = self.days();
-        if days.is_empty() || len <= 0 {
+        if self.n == 0 || len <= 0 {
             return None;
         }
         // Windows end at or near the newest day, and start a few months
         // before it: both searches go back from the end, where the cache
         // lines just read are.
-        let hi = seek(days, days.len(), |d| *d <= end);
-        let lo = seek(&days[..hi], hi, |d| *d <= end - len);
+        let hi = self.upto(end);
+        let lo = seek_by(hi, hi, |k| self.day(k) <= end - len);
         (hi > lo).then_some((lo, hi))
-    }
-
-    /// The prefix sums of `m`; None for the orders, which are `u32`.
-    fn prefix(&self, m: Measure) -> Option<&[f64]> {
-        match m {
-            Measure::Revenue => Some(&self.data.revenue),
-            Measure::Cost => Some(&self.data.cost),
-            Measure::Qty => Some(&self.data.qty),
-            Measure::Orders => None,
-        }
     }
 
     /// The last day with an order on or before `end`.
     pub fn last_day(&self, end: Day) -> Option<Day> {
-        let days = self.days();
-        let hi = days.partition_point(|d| *d <= end);
-        hi.checked_sub(1).map(|i| days[i])
+        self.upto(end).checked_sub(1).map(|i| self.day(i))
     }
 
     /// The first day with an order, if any.
     pub fn first_day(&self) -> Option<Day> {
-        self.days().first().copied()
+        (self.n > 0).then(|| self.day(0))
     }
 
     /// Number of distinct order days on or before `end`.
     pub fn order_days(&self, end: Day) -> usize {
-        self.days().partition_point(|d| *d <= end)
+        self.upto(end)
     }
 
     /// Median gap in days between consecutive order days up to `end`.
     pub fn median_gap(&self, end: Day) -> Option<f64> {
-        let n = self.order_days(end);
-        median_of_gaps(&self.days()[..n])
+        median_of_gaps(self, 0..self.order_days(end))
     }
 
     /// Median gap between consecutive order days among those in the `len`
@@ -240,30 +305,40 @@ impl Series {
     /// the account kept in its last `len` days of ordering, however long
     /// it has been silent since. None with fewer than two such days.
     pub fn recent_median_gap(&self, end: Day, len: i32) -> Option<f64> {
-        let days = self.recent_order_days(end, len);
-        median_of_gaps(days)
+        median_of_gaps(self, self.recent_order_days(end, len))
     }
 
     /// The order days in the `len` days ending at the last order day on or
-    /// before `end` (empty when it never ordered).
-    pub fn recent_order_days(&self, end: Day, len: i32) -> &[Day] {
+    /// before `end` (empty when it never ordered), as their places.
+    pub fn recent_order_days(&self, end: Day, len: i32) -> std::ops::Range<usize> {
         let n = self.order_days(end);
-        let days = &self.days()[..n];
-        let Some(&last) = days.last() else {
-            return days;
+        let Some(last) = n.checked_sub(1).map(|i| self.day(i)) else {
+            return 0..0;
         };
-        let lo = days.partition_point(|d| *d <= last - len.max(1));
-        &days[lo..]
+        let lo = seek_by(n, n, |k| self.day(k) <= last - len.max(1));
+        lo..n
+    }
+}
+
+/// The table column of a measure summed as `f64`.
+fn column(m: Measure) -> usize {
+    match m {
+        Measure::Revenue => REVENUE,
+        Measure::Cost => COST,
+        Measure::Qty => QTY,
+        Measure::Orders => ORDERS,
     }
 }
 
 /// The median of the gaps between consecutive days; None with fewer than
 /// two days.
-fn median_of_gaps(days: &[Day]) -> Option<f64> {
-    if days.len() < 2 {
+fn median_of_gaps(s: &Series, places: std::ops::Range<usize>) -> Option<f64> {
+    if places.len() < 2 {
         return None;
     }
-    let mut gaps: Vec<i32> = days.windows(2).map(|w| w[1] - w[0]).collect();
+    let mut gaps: Vec<i32> = (places.start + 1..places.end)
+        .map(|k| s.day(k) - s.day(k - 1))
+        .collect();
     // The middle one (or two) without sorting them all.
     let (half, odd) = (gaps.len() / 2, gaps.len() % 2 == 1);
     let (below, mid, _) = gaps.select_nth_unstable(half);
@@ -276,76 +351,26 @@ fn median_of_gaps(days: &[Day]) -> Option<f64> {
     })
 }
 
-/// Something that happened on one day (a visit, a SKU ordered).
-pub trait OnDay {
-    fn on_day(&self) -> Day;
-}
-
-/// Entries in day order, shared between the snapshots of different days:
-/// it derefs to the entries up to its day, so `iter`, `len` and
-/// `is_empty` never see later ones. `as_of` makes an earlier view without
-/// copying.
-#[derive(Debug, Clone)]
-pub struct DayLog<T> {
-    items: Arc<Vec<T>>,
-    /// How many of `items` this view sees.
-    n: usize,
-}
-
-impl<T> Default for DayLog<T> {
-    fn default() -> Self {
-        DayLog {
-            items: Arc::new(Vec::new()),
-            n: 0,
+/// The first of the places `0..len` whose `pred` is false (`pred` true
+/// for a prefix of them: `partition_point`), searched from `hint`,
+/// galloping forward or back. Near the answer it reads a cache line or
+/// two, where a binary search over a long history misses the cache at
+/// every step.
+pub(crate) fn seek_by(len: usize, hint: usize, pred: impl Fn(usize) -> bool) -> usize {
+    // The first place in `lo..hi` whose `pred` is false.
+    let bisect = |mut lo: usize, mut hi: usize| {
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if pred(mid) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
         }
-    }
-}
-
-impl<T> From<Vec<T>> for DayLog<T> {
-    fn from(items: Vec<T>) -> Self {
-        DayLog {
-            n: items.len(),
-            items: Arc::new(items),
-        }
-    }
-}
-
-impl<T> std::ops::Deref for DayLog<T> {
-    type Target = [T];
-    fn deref(&self) -> &[T] {
-        &self.items[..self.n]
-    }
-}
-
-impl<T: OnDay> DayLog<T> {
-    /// The entries on or before `end`.
-    pub fn as_of(&self, end: Day) -> DayLog<T> {
-        DayLog {
-            items: self.items.clone(),
-            n: self.partition_point(|x| x.on_day() <= end),
-        }
-    }
-
-    /// [`DayLog::as_of`], searched from `near`, a view of the same entries
-    /// at a nearby day (see [`Series::as_of_near`]).
-    pub fn as_of_near(&self, end: Day, near: &DayLog<T>) -> DayLog<T> {
-        if !Arc::ptr_eq(&self.items, &near.items) {
-            return self.as_of(end);
-        }
-        DayLog {
-            items: near.items.clone(),
-            n: seek(self, near.n, |x| x.on_day() <= end),
-        }
-    }
-}
-
-/// `items.partition_point(pred)`, searched from `hint`, galloping forward
-/// or back.
-/// Near the answer it reads a cache line or two, where a binary search over
-/// a long history misses the cache at every step.
-pub(crate) fn seek<T>(items: &[T], hint: usize, pred: impl Fn(&T) -> bool) -> usize {
-    let hint = hint.min(items.len());
-    if hint > 0 && !pred(&items[hint - 1]) {
+        lo
+    };
+    let hint = hint.min(len);
+    if hint > 0 && !pred(hint - 1) {
         // Galloping back: everything from `hi` on fails `pred`.
         let (mut hi, mut step) = (hint - 1, 1);
         loop {
@@ -353,8 +378,8 @@ pub(crate) fn seek<T>(items: &[T], hint: usize, pred: impl Fn(&T) -> bool) -> us
                 return 0;
             }
             let probe = hi.saturating_sub(step);
-            if pred(&items[probe]) {
-                return probe + 1 + items[probe + 1..hi].partition_point(pred);
+            if pred(probe) {
+                return bisect(probe + 1, hi);
             }
             hi = probe;
             step *= 2;
@@ -364,39 +389,12 @@ pub(crate) fn seek<T>(items: &[T], hint: usize, pred: impl Fn(&T) -> bool) -> us
     let (mut lo, mut step) = (hint, 1);
     loop {
         let probe = lo + step;
-        if probe > items.len() || !pred(&items[probe - 1]) {
-            let hi = if probe > items.len() {
-                items.len()
-            } else {
-                probe - 1
-            };
-            return lo + items[lo..hi].partition_point(pred);
+        if probe > len || !pred(probe - 1) {
+            let hi = if probe > len { len } else { probe - 1 };
+            return bisect(lo, hi);
         }
         lo = probe;
         step *= 2;
-    }
-}
-
-impl<T> DayLog<T> {
-    /// The bytes its entries take on the heap (by capacity).
-    pub(super) fn heap_bytes(&self) -> usize {
-        self.items.capacity() * size_of::<T>()
-    }
-}
-
-impl<T: Clone> DayLog<T> {
-    /// Appends an entry; entries must come in day order.
-    pub fn push(&mut self, item: T) {
-        let items = Arc::make_mut(&mut self.items);
-        items.truncate(self.n);
-        items.push(item);
-        self.n += 1;
-    }
-}
-
-impl OnDay for (Day, u32) {
-    fn on_day(&self) -> Day {
-        self.0
     }
 }
 
@@ -404,6 +402,8 @@ impl OnDay for (Day, u32) {
 mod tests {
     use chrono::NaiveDate;
 
+    use super::super::account::Visit;
+    use super::super::daylog::DayLog;
     use super::*;
 
     #[test]
@@ -414,7 +414,7 @@ mod tests {
                 let want = days.partition_point(|d| *d <= end);
                 for hint in 0..=days.len() + 2 {
                     assert_eq!(
-                        seek(&days, hint, |d| *d <= end),
+                        seek_by(days.len(), hint, |k| days[k] <= end),
                         want,
                         "days {days:?} end {end} hint {hint}"
                     );
@@ -474,7 +474,7 @@ mod tests {
             }
             let refs: Vec<(&str, f64)> = days.iter().map(|(d, r)| (d.as_str(), *r)).collect();
             let s = series(&refs);
-            let mut gaps: Vec<i32> = s.days().windows(2).map(|w| w[1] - w[0]).collect();
+            let mut gaps: Vec<i32> = (1..s.n).map(|k| s.day(k) - s.day(k - 1)).collect();
             gaps.sort_unstable();
             let m = gaps.len() / 2;
             let want = if gaps.len() % 2 == 1 {
@@ -512,17 +512,24 @@ mod tests {
         assert_eq!(v.sum(Measure::Revenue, far, 1000), 31.0);
         assert_eq!(s.sum(Measure::Revenue, far, 1000), 70.0);
 
-        let mut log: DayLog<(Day, u32)> = DayLog::default();
+        let mut log: DayLog<Visit> = DayLog::default();
         for (k, date) in ["2026-01-01", "2026-01-10", "2026-01-20"]
             .iter()
             .enumerate()
         {
-            log.push((day(d(date)), k as u32));
+            log.push(Visit {
+                day: day(d(date)),
+                role: k as u32,
+            });
         }
         let early = log.as_of(cut);
         assert_eq!(early.len(), 2);
-        assert!(early.iter().all(|x| x.0 <= cut));
+        assert!(early.iter().all(|x| x.day <= cut));
         assert!(log.as_of(cut - 100).is_empty());
         assert_eq!(log.as_of(i32::MAX).len(), 3);
     }
 }
+
+/// The packed series and logs against the plain arrays they replaced.
+#[cfg(test)]
+mod exact;

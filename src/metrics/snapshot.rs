@@ -220,8 +220,8 @@ pub fn dump(snap: &Snapshot) -> String {
             let _ = writeln!(o, " tier {k} days ago {t} above {above:?}");
         }
         a.series.dump(" series", &mut o);
-        for (d, k) in a.sku_days.iter() {
-            let _ = writeln!(o, " sku {d} {:?}", sku(*k));
+        for l in a.sku_days.iter() {
+            let _ = writeln!(o, " sku {} {:?}", l.day, sku(l.sku));
         }
         for v in a.visits.iter() {
             let _ = writeln!(o, " visit {} {:?}", v.day, a.role_name(v.role));

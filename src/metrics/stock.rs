@@ -8,9 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::account::{AccountMetrics, DEMAND_DAYS, MAIN_SKUS, StockCover};
-use super::compact::Pairs;
 use super::parts::SkuLog;
-use super::series::seek;
 use crate::model::dates::Day;
 
 /// The book's SKUs, shared by every day of a timeline.
@@ -53,26 +51,24 @@ impl SkuBook {
     /// and, for those the inventory knows, their days of cover. Sums run
     /// over the lines in day order, as the store returns them.
     ///
-    /// Fills `m.main_skus` and `m.stock`, from `m.sku_days` (whose entries
-    /// `amounts` are the quantity and revenue of) and the stock held for
-    /// the account, `own_stock` (by SKU); a name already in its place is
-    /// not copied again.
+    /// Fills `m.main_skus` and `m.stock`, from `m.sku_days` and the stock
+    /// held for the account, `own_stock` (by SKU); a name already in its
+    /// place is not copied again.
     pub(super) fn main_skus_and_cover(
         &self,
-        amounts: &Pairs,
         own_stock: &[(u32, f64)],
         m: &mut AccountMetrics,
         end: Day,
         scratch: &mut SkuScratch,
     ) {
         let SkuScratch { sums, book_qty } = scratch;
-        let days: &[(Day, u32)] = &m.sku_days;
+        let days = &m.sku_days;
         let since_12m = end - 365;
         let since_recent = end - DEMAND_DAYS;
         sums.clear();
-        let lo = seek(days, days.len(), |d| d.0 <= since_12m);
-        for (k, &(d, sku)) in days.iter().enumerate().skip(lo) {
-            let (q, v) = amounts.get(k);
+        let lo = days.upto(since_12m);
+        for l in days.range(lo..days.len()) {
+            let (d, sku, q, v) = (l.day, l.sku, l.qty, l.revenue);
             let k = match sums.iter().position(|s| s.0 == sku) {
                 Some(k) => k,
                 None => {
@@ -140,10 +136,10 @@ impl SkuBook {
     fn book_qty(&self, since: Day, end: Day) -> Vec<f64> {
         let mut out = vec![0.0; self.names.len()];
         for l in &self.lines {
-            let lo = l.days.partition_point(|d| d.0 <= since);
-            let hi = l.days.partition_point(|d| d.0 <= end);
-            for k in lo..hi {
-                out[l.days[k].1 as usize] += l.amounts.get(k).0;
+            let hi = l.days.upto(end);
+            let lo = l.days.upto_from(hi, since);
+            for x in l.days.range(lo..hi) {
+                out[x.sku as usize] += x.qty;
             }
         }
         out

@@ -22,10 +22,11 @@ use chrono::NaiveDate;
 use rusqlite::Connection;
 
 use super::account::{AccountMetrics, Invoice, Roles, Visit};
+use super::daylog::DayLog;
 use super::load::{self, BookDay, book_days, book_series};
 use super::parts::{Parts, SkuLog};
 use super::ranks::Kept;
-use super::series::{DayLog, Series};
+use super::series::Series;
 use super::snapshot::{Portfolio, Snapshot};
 use super::stock::{SkuBook, SkuScratch};
 use super::tiers::{PREV_TIER_DAYS, Ranked, TierHistory, Unlisted, gross_profit_12m, parse_tier};
@@ -531,8 +532,7 @@ impl Timeline {
             m.invoices.clear();
             m.invoices.extend(a.open_invoices(end));
             if skus.is_some() {
-                self.skus
-                    .main_skus_and_cover(&a.skus.amounts, &a.own_stock, m, end, scratch);
+                self.skus.main_skus_and_cover(&a.own_stock, m, end, scratch);
             } else {
                 m.main_skus.clear();
                 m.stock.clear();
@@ -575,7 +575,7 @@ impl Timeline {
         };
         if skus.is_some() {
             self.skus
-                .main_skus_and_cover(&a.skus.amounts, &a.own_stock, &mut m, end, scratch);
+                .main_skus_and_cover(&a.own_stock, &mut m, end, scratch);
         }
         (Arc::new(m), false)
     }

@@ -13,7 +13,7 @@ use rhai::{ImmutableString, Scope};
 use crate::config::TierConfig;
 use crate::generate::Rng;
 use crate::metrics::{
-    AccountMetrics, Invoice, Portfolio, Series, Snapshot, StockCover, Visit, assign_tiers,
+    AccountMetrics, Invoice, Portfolio, Series, SkuLine, Snapshot, StockCover, Visit, assign_tiers,
 };
 use crate::model::dates::{Day, day};
 use crate::rules::{RuleSet, api};
@@ -86,7 +86,12 @@ fn add_orders(
             qty: (revenue / 20.0).round(),
             orders: 1,
         });
-        a.sku_days.push((d, rng.below_u64(50) as u32));
+        a.sku_days.push(SkuLine {
+            day: d,
+            sku: rng.below_u64(50) as u32,
+            qty: (revenue / 20.0).round(),
+            revenue,
+        });
         per_day[(d - start) as usize] += revenue;
         d += gap + rng.below_u64(gap as u64 / 4 + 1) as i32;
     }

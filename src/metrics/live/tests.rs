@@ -271,8 +271,8 @@ fn fields(snap: &Snapshot) -> String {
         o += &format!(
             "{id:?} {name:?} {region:?} {owner:?} {owner_email:?} {manager_email:?} {manager:?} {tier} {prev_tier} {rank} {share:?} {share_above:?} {:?} {revenue_12m:?}\n {series:?}\n {:?}\n {:?}\n {roles:?} {attrs:?} {credit_limit:?} {invoices:?} {main_skus:?} {stock:?}\n",
             history.as_ref().map(|h| h.1),
-            &**sku_days,
-            &**visits,
+            sku_days.iter().collect::<Vec<_>>(),
+            visits.iter().collect::<Vec<_>>(),
         );
     }
     o.push_str(&history(snap).join("\n"));

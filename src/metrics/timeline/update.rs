@@ -99,8 +99,7 @@ impl Timeline {
             .iter()
             .any(|c| !c.dedicated && moved.contains(c.sku.as_str()))
         {
-            self.skus
-                .main_skus_and_cover(&a.skus.amounts, &a.own_stock, m, end, scratch);
+            self.skus.main_skus_and_cover(&a.own_stock, m, end, scratch);
         }
     }
 
