@@ -9,6 +9,7 @@
 //! run would give. Owns no table of its own; it opens the one transaction
 //! in which alert changes and their mail commit.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -230,7 +231,7 @@ fn record(
     // A dry run goes through the same steps and rolls them back, so what it
     // reports is exactly what a real run would do.
     let tx = conn.transaction()?;
-    let (started, resolved, queued) = apply_changes(&tx, cfg, rules, snap, &report, dry_run)?;
+    let (started, resolved, queued) = apply_changes(&tx, cfg, rules, snap, &mut report, dry_run)?;
     if dry_run {
         drop(tx);
         report.started = started;
@@ -273,14 +274,15 @@ fn record(
 /// Within the evaluation's transaction: the alerts' state changes from
 /// what the rules found, their mail recorded and released (quiet windows,
 /// digests), the admin told of rules that failed to run, old history
-/// pruned. Returns the indexes of the findings that started, how many
-/// alerts resolved and how many messages were queued.
+/// pruned. The held findings that kept nothing open leave `report` (see
+/// [`without_idle`]). Returns the indexes of the findings that started,
+/// how many alerts resolved and how many messages were queued.
 fn apply_changes(
     tx: &Connection,
     cfg: &Loaded,
     rules: &RuleSet,
     snap: &metrics::Snapshot,
-    report: &EvalReport,
+    report: &mut EvalReport,
     dry_run: bool,
 ) -> Result<(Vec<usize>, usize, usize)> {
     let as_of = snap.as_of;
@@ -313,7 +315,31 @@ fn apply_changes(
         queued += usize::from(admin_notice(tx, cfg, &report.errors)?);
     }
     history::prune(tx, as_of, cfg.cfg.alerts.history_retention_days)?;
-    Ok((changes.started, changes.resolved, queued))
+    let started = without_idle(&mut report.findings, changes.started, &changes.idle);
+    Ok((started, changes.resolved, queued))
+}
+
+/// Leaves out of `findings` the held ones that kept no alert open
+/// (`idle`, indexes; `alert(#{ starts: false })` with none open): they are
+/// no warning, and `eval` does not list them. Returns `started`'s indexes
+/// into what is left.
+fn without_idle(findings: &mut Vec<Finding>, started: Vec<usize>, idle: &[usize]) -> Vec<usize> {
+    if idle.is_empty() {
+        return started;
+    }
+    let idle: HashSet<usize> = idle.iter().copied().collect();
+    let mut new_index = Vec::with_capacity(findings.len());
+    let mut kept = 0;
+    for i in 0..findings.len() {
+        new_index.push(kept);
+        kept += usize::from(!idle.contains(&i));
+    }
+    let mut i = 0;
+    findings.retain(|_| {
+        i += 1;
+        !idle.contains(&(i - 1))
+    });
+    started.into_iter().map(|i| new_index[i]).collect()
 }
 
 /// Tells the admin which rules failed to run, once per distinct set of

@@ -193,11 +193,17 @@ fn dry_run_findings(p: &Project) -> BTreeSet<(String, String, String)> {
         .collect()
 }
 
-/// The alerts the daemon's last evaluation left pending or firing.
+/// The alerts the daemon's last evaluation left pending or firing as
+/// raised or held today: an alert kept firing after its rule stopped
+/// raising it (a rule's `keep_firing_for_days`) has `cleared_since` set,
+/// and no finding of today's.
 fn daemon_alerts(p: &Project) -> BTreeSet<(String, String, String)> {
     let db = p.db();
     let mut st = db
-        .prepare("SELECT rule, account_id, key FROM alerts WHERE state IN ('pending', 'firing')")
+        .prepare(
+            "SELECT rule, account_id, key FROM alerts
+             WHERE state IN ('pending', 'firing') AND cleared_since IS NULL",
+        )
         .unwrap();
     st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .unwrap()

@@ -70,6 +70,9 @@ pub struct Notified {
 pub struct Changes {
     /// Indexes of the findings whose alert started firing now.
     pub started: Vec<usize>,
+    /// Indexes of the held findings (`starts: false`) with no alert open:
+    /// they kept nothing open and started nothing, so they are no warning.
+    pub idle: Vec<usize>,
     pub resolved: usize,
     pub pending: usize,
     pub still_firing: usize,
@@ -187,6 +190,11 @@ fn apply_batched<E: From<Error>>(
         let silenced = is_silenced(&silences, key, account);
         let st = step(&prev, obs, policies.get(&key.0), as_of, silenced);
         if st.next == prev {
+            if let (Some(i), Observation::Held(_)) = (index, obs)
+                && !matches!(prev.state, State::Pending | State::Firing)
+            {
+                changes.idle.push(i);
+            }
             continue;
         }
         let Some(text) = Text::of(finding, row.is_some(), key, &mut table.text)? else {
@@ -242,7 +250,14 @@ fn observations<'a>(
     let mut work: Vec<(At<'a>, Observation)> = Vec::new();
     for (i, f) in findings.iter().enumerate() {
         if seen.insert((&*f.rule, f.account.id.as_str(), f.key.as_str())) {
-            work.push((At::Finding(i), Observation::Raised(f.severity)));
+            // A held finding (`starts: false`) keeps an open alert open
+            // and starts none (`machine::step`).
+            let obs = if f.starts {
+                Observation::Raised(f.severity)
+            } else {
+                Observation::Held(f.severity)
+            };
+            work.push((At::Finding(i), obs));
         }
     }
     let mut rest: Vec<&Key> = stored

@@ -4,7 +4,11 @@
 //! days) -> firing -> resolved (cleared for `keep_firing_for_days`). It
 //! decides which notices an evaluation causes: started, severity raised,
 //! repeat (every `repeat_interval_days` while firing), aged (firing for
-//! `escalate_after_days`) and resolved. Time is the evaluation's as-of
+//! `escalate_after_days`) and resolved. A held observation (a rule's
+//! `alert(#{ ..., starts: false })`) is a raise for an open alert and
+//! nothing for one that is not: a rule's hysteresis band, kept by the
+//! lifecycle's memory instead of the rule walking back through its
+//! history. Time is the evaluation's as-of
 //! date, never the wall clock. Touches nothing; `lifecycle` runs it against
 //! the `alerts` table and the backtest runs it in memory.
 
@@ -68,6 +72,10 @@ pub struct Lifecycle {
 pub enum Observation {
     /// The rule raised it, with this severity.
     Raised(Severity),
+    /// The rule held it (`starts: false`): raised, with this severity, if
+    /// the alert is pending or firing; otherwise as clear, so nothing
+    /// starts.
+    Held(Severity),
     /// The rule ran and did not raise it.
     Clear,
     /// The rule failed for the account: no evidence either way.
@@ -137,7 +145,12 @@ pub fn step(
     let mut n = match obs {
         Observation::Unknown => return out,
         Observation::Raised(sev) => raised(prev, sev, policy, as_of),
-        Observation::Clear => cleared(prev, policy, as_of, silenced, &mut out),
+        Observation::Held(sev) if matches!(prev.state, State::Pending | State::Firing) => {
+            raised(prev, sev, policy, as_of)
+        }
+        Observation::Held(_) | Observation::Clear => {
+            cleared(prev, policy, as_of, silenced, &mut out)
+        }
     };
     if n.state == State::Firing {
         tell(&mut n, prev, policy, as_of, silenced, &mut out);
@@ -283,7 +296,7 @@ pub(super) mod severity_text {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use Observation::{Clear, Raised, Unknown};
+    use Observation::{Clear, Held, Raised, Unknown};
     use Severity::{Critical, Warning};
 
     fn d(day: u32) -> NaiveDate {
@@ -471,6 +484,52 @@ mod tests {
         );
     }
 
+    /// A held observation keeps an open alert open as a raise would (its
+    /// count towards for_evaluations, its repeats, keep_firing_for_days
+    /// from the last day held) and never starts one: held with nothing
+    /// open, held after a resolve, held while a resolved alert is gone.
+    #[test]
+    fn held_keeps_an_open_alert_and_starts_none() {
+        let p = RulePolicy {
+            keep_firing_for_days: 2,
+            ..policy()
+        };
+        run(
+            &p,
+            &[
+                (1, Held(Warning), false, State::Inactive, &[], &[]),
+                (2, Held(Critical), false, State::Inactive, &[], &[]),
+                (3, Raised(Warning), false, State::Firing, &["started"], &[]),
+                (4, Held(Warning), false, State::Firing, &[], &[]),
+                (9, Held(Warning), false, State::Firing, &[], &[]),
+                (10, Held(Warning), false, State::Firing, &["repeat"], &[]),
+                (11, Held(Critical), false, State::Firing, &["raised"], &[]),
+                (12, Clear, false, State::Firing, &[], &[]),
+                (13, Held(Warning), false, State::Firing, &[], &[]), // back in the band
+                (14, Clear, false, State::Firing, &[], &[]),
+                (16, Clear, false, State::Resolved, &["resolved"], &[]),
+                (17, Held(Warning), false, State::Resolved, &[], &[]),
+                (18, Raised(Warning), false, State::Firing, &["started"], &[]),
+            ],
+        );
+        // Pending: held days count towards for_evaluations; held alone
+        // never makes one pending.
+        let p = RulePolicy {
+            for_evaluations: 3,
+            ..policy()
+        };
+        run(
+            &p,
+            &[
+                (1, Held(Warning), false, State::Inactive, &[], &[]),
+                (2, Raised(Warning), false, State::Pending, &[], &[]),
+                (3, Held(Warning), false, State::Pending, &[], &[]),
+                (4, Held(Warning), false, State::Firing, &["started"], &[]),
+                (5, Clear, false, State::Resolved, &["resolved"], &[]),
+            ],
+        );
+    }
+
     /// What lets an evaluation after a small drop leave the alerts of the
     /// pairs it did not run to a full run's outcome (`rules::changed`):
     /// on any alert's life, a second step on the same day with the same
@@ -486,6 +545,8 @@ mod tests {
                 Just(Unknown),
                 Just(Raised(Warning)),
                 Just(Raised(Critical)),
+                Just(Held(Warning)),
+                Just(Held(Critical)),
             ]
         }
 

@@ -10,6 +10,8 @@
 //! - `lifecycle`: [`apply`] runs the machine for one evaluation against the
 //!   `alerts` table inside the caller's transaction and returns the
 //!   notices; owns `alerts` and writes `alert_history`.
+//! - `replay`: a rule test case's days through the machine, in memory
+//!   (`kamwatch test` with `from:`).
 //! - `silence`: owns `silences`.
 //! - `history`: reads `alert_history` and the notices with their mail, and
 //!   prunes them past the retention.
@@ -22,9 +24,11 @@ pub mod history;
 mod lifecycle;
 mod machine;
 mod policy;
+mod replay;
 pub mod silence;
 
 pub use error::Error;
 pub use lifecycle::{Changes, Item, Notified, apply, figures_json, firing_counts};
 pub use machine::{Lifecycle, Notice, Observation, State, Step, step};
 pub use policy::{Policies, RulePolicy};
+pub use replay::replay;

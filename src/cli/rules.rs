@@ -108,6 +108,7 @@ fn eval(cfg: &Loaded, as_of: NaiveDate, dry_run: bool, format: Format) -> Result
                 match (started, dry_run) {
                     (true, false) => "  (new)",
                     (true, true) => "  (would start)",
+                    _ if !f.starts => "  (held open)",
                     _ => "",
                 }
             )?,
@@ -152,7 +153,7 @@ fn date_can_be_recorded(
 fn finding_json(f: &crate::rules::Finding, as_of: NaiveDate, started: bool) -> serde_json::Value {
     let figures: serde_json::Map<String, serde_json::Value> =
         f.figures_owned().into_iter().collect();
-    serde_json::json!({
+    let mut v = serde_json::json!({
         "as_of": as_of.to_string(),
         "rule": &*f.rule,
         "account_id": f.account.id,
@@ -166,7 +167,13 @@ fn finding_json(f: &crate::rules::Finding, as_of: NaiveDate, started: bool) -> s
         "units": &*f.units,
         "action": &*f.action,
         "started": started,
-    })
+    });
+    // A held finding (`starts: false`) is listed only while it keeps an
+    // open alert open (`pipeline::evaluate` leaves the others out).
+    if !f.starts {
+        v["starts"] = false.into();
+    }
+    v
 }
 
 /// The last line of `eval`'s text output.
@@ -241,7 +248,7 @@ pub fn rule_tests(config: &Path, paths: &[PathBuf]) -> Result<ExitCode> {
     let mut o = std::io::stdout().lock();
     let (mut passed, mut failed) = (0, 0);
     for f in &files {
-        let results = testing::run_file(f, &rules_dir)?;
+        let results = testing::run_file(f, &rules_dir, &crate::alerts::replay)?;
         writeln!(o, "{}", f.display())?;
         for r in results {
             if r.passed() {

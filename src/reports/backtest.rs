@@ -22,7 +22,6 @@ use serde::Serialize;
 use crate::alerts::{self, Lifecycle, Notice, Observation, Policies};
 use crate::config::Loaded;
 use crate::metrics;
-use crate::model::Severity;
 use crate::rules::RuleSet;
 
 /// What to replay.
@@ -74,12 +73,12 @@ fn monday(d: NaiveDate) -> NaiveDate {
     d - chrono::Duration::days(i64::from(d.weekday().num_days_from_monday()))
 }
 
-/// What one replayed day raised, by index: (rule, account, key, severity)
-/// for each finding of a reported rule, and the (rule, account) runs that
-/// failed.
+/// What one replayed day raised, by index: (rule, account, key, what was
+/// observed: raised or held) for each finding of a reported rule, and the
+/// (rule, account) runs that failed.
 #[derive(Default)]
 struct DayResult {
-    raised: Vec<(u16, u32, String, Severity)>,
+    raised: Vec<(u16, u32, String, Observation)>,
     failed: Vec<(u16, u32)>,
 }
 
@@ -318,15 +317,14 @@ impl Lifecycles<'_> {
     /// for the account).
     fn step(&mut self, day: NaiveDate, result: DayResult) {
         let mut seen: HashMap<(u16, u32, u32), Observation> = HashMap::new();
-        for (rule, account, key, severity) in result.raised {
+        for (rule, account, key, obs) in result.raised {
             let n = self.keys.len() as u32;
             let key = *self.keys.entry(key).or_insert(n);
             // One finding per key, as the daemon reads them
             // (`alerts::lifecycle`): `alert()` refuses a second alert with
             // the same key in one run, so a key comes once; were it to come
             // twice, the first counts, as there.
-            seen.entry((rule, account, key))
-                .or_insert(Observation::Raised(severity));
+            seen.entry((rule, account, key)).or_insert(obs);
         }
         let mut failed: HashSet<(u16, u32)> = HashSet::new();
         for (rule, account) in result.failed {
@@ -461,7 +459,13 @@ fn reduce(
     for f in outcome.findings {
         if let (Some(rule), Some(account)) = (rule_index(&f.rule), index.get(f.account.id.as_str()))
         {
-            out.raised.push((rule, *account, f.key.clone(), f.severity));
+            // Held (`starts: false`): keeps an open alert, starts none.
+            let obs = if f.starts {
+                Observation::Raised(f.severity)
+            } else {
+                Observation::Held(f.severity)
+            };
+            out.raised.push((rule, *account, f.key.clone(), obs));
         }
     }
     for e in outcome.errors {

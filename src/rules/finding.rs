@@ -36,6 +36,12 @@ pub struct Said {
     /// The kind of each figure that has one (`money(x)`), by label.
     pub units: Arc<Units>,
     pub action: Arc<str>,
+    /// Whether the finding may start an alert. `alert(#{ ..., starts:
+    /// false })` gives one that does not: it keeps the key's alert open
+    /// (pending or firing: counted as raised today) and starts none when
+    /// none is open. A rule's hysteresis band: raised past the line plus
+    /// the margin, held inside the margin.
+    pub starts: bool,
 }
 
 impl Said {

@@ -75,6 +75,7 @@ fn five_findings() -> (Vec<Arc<AccountMetrics>>, Vec<Finding>, Policies) {
                 figures: vec![("n".into(), 1.into())],
                 units: Default::default(),
                 action: "".into(),
+                starts: true,
             }),
         })
         .collect();

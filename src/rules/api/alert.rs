@@ -37,6 +37,8 @@ pub struct Raised {
     figures: Figures,
     units: Units,
     action: String,
+    /// `starts: false`: keeps an open alert open, starts none.
+    starts: bool,
     /// The line of the `alert()` call.
     pub line: Option<usize>,
 }
@@ -68,6 +70,7 @@ impl Raised {
                 figures,
                 units: shared_units(self.units),
                 action: shared_text(self.action),
+                starts: self.starts,
             }),
         }
     }
@@ -137,8 +140,8 @@ pub(super) fn alert(api: &mut Api) {
     f!(
         api,
         "alert",
-        "alert(#{ severity, title, figures, action, key })",
-        "raises a warning for this account: severity \"info\" | \"warning\" | \"critical\" (default: the rule's SETTINGS.severity, else \"warning\"); title (required); figures, the numbers behind it, as an array of [label, value] pairs (kept in order; a third element names the kind, [\"revenue\", x, \"money\"]) or a map (sorted by label); the recommended action; key, to raise several alerts for one account (one per SKU, say). Title, action and labels are strings or texts per locale, #{ \"zh-CN\": \"...\", en: \"...\" }: the reader's locale is used, else Chinese, else the one given",
+        "alert(#{ severity, title, figures, action, key, starts })",
+        "raises a warning for this account: severity \"info\" | \"warning\" | \"critical\" (default: the rule's SETTINGS.severity, else \"warning\"); title (required); figures, the numbers behind it, as an array of [label, value] pairs (kept in order; a third element names the kind, [\"revenue\", x, \"money\"]) or a map (sorted by label); the recommended action; key, to raise several alerts for one account (one per SKU, say); starts: false (default true) holds instead of raising: if this key's alert is open (pending or firing) it counts as raised today (severity, for_evaluations, repeats, escalation, keep_firing_for_days as for any raise), and if none is open nothing starts and nothing is mailed. Hysteresis from the lifecycle: raise past the line plus a margin, hold inside the margin. Title, action and labels are strings or texts per locale, #{ \"zh-CN\": \"...\", en: \"...\" }: the reader's locale is used, else Chinese, else the one given",
         |ctx: NativeCallContext, spec: Map| raise(&ctx, spec),
     );
 }
@@ -155,10 +158,10 @@ fn raise(ctx: &NativeCallContext, spec: Map) -> Result<(), Box<EvalAltResult>> {
     for k in spec.keys() {
         if !matches!(
             k.as_str(),
-            "severity" | "title" | "figures" | "action" | "key"
+            "severity" | "title" | "figures" | "action" | "key" | "starts"
         ) {
             return Err(format!(
-                "alert(): unknown field `{k}`; the fields are severity, title, figures, action, key"
+                "alert(): unknown field `{k}`; the fields are severity, title, figures, action, key, starts"
             )
             .into());
         }
@@ -178,6 +181,12 @@ fn raise(ctx: &NativeCallContext, spec: Map) -> Result<(), Box<EvalAltResult>> {
         None => (Vec::new(), Units::new()),
     };
     let action = words(&spec, "action")?.unwrap_or_default();
+    let starts = match spec.get("starts") {
+        None => true,
+        Some(v) => v
+            .as_bool()
+            .map_err(|t| format!("alert(): `starts` must be true or false, got {t} {v}"))?,
+    };
     // One alert per key: a second with the same key (`7` and "7" included)
     // would be lost without a word when the alerts are stored.
     let line = ctx.call_position().line();
@@ -198,6 +207,7 @@ fn raise(ctx: &NativeCallContext, spec: Map) -> Result<(), Box<EvalAltResult>> {
             figures,
             units,
             action,
+            starts,
             line,
         })
     });

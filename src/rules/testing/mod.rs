@@ -10,6 +10,14 @@
 //! `metrics::build` the daemon uses. Touches only the test files, their
 //! fixtures, the rules folder and that temporary folder.
 //!
+//! A case with `from:` is evaluated on every day (or every `every` days)
+//! from then to `as_of`, and those days' findings are stepped through the
+//! alert lifecycle by the [`Replay`] the caller hands in (the `alerts`
+//! stage's, which sits above this one); its `notices:` are every notice
+//! expected of that replay, so a rule's hysteresis (a held finding that
+//! keeps an alert open, `keep_firing_for_days`, repeats) is tested where
+//! its boundaries are.
+//!
 //! `schema` is the file format, `rows` writes a case's rows; this file
 //! finds the files, runs the cases and compares what was raised.
 
@@ -26,8 +34,24 @@ use crate::rules::error::Error;
 use crate::rules::finding::Finding;
 use crate::rules::set::RuleSet;
 pub use schema::{
-    AccountIn, Date, Expected, Files, InvoiceIn, OrderIn, StockIn, TestCase, TestFile, VisitIn,
+    AccountIn, Date, Expected, ExpectedNotice, Files, InvoiceIn, OrderIn, StockIn, TestCase,
+    TestFile, VisitIn,
 };
+
+/// A notice a replay gave: the day, the alert (rule, account, key) and
+/// its kind (`started`, `raised`, `repeat`, `aged`, `resolved`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Noticed {
+    pub on: chrono::NaiveDate,
+    pub rule: String,
+    pub account: String,
+    pub key: String,
+    pub notice: &'static str,
+}
+
+/// Steps a case's days (each day's findings, in day order) through the
+/// alert lifecycle with each rule's policy, and gives every notice.
+pub type Replay<'a> = &'a dyn Fn(&RuleSet, &[(chrono::NaiveDate, Vec<Finding>)]) -> Vec<Noticed>;
 
 /// A test file that cannot be run (bad YAML, missing fixture, unknown
 /// rule): the rules stage's [`Error`] (`TestFile`, `TestPaths`).
@@ -79,8 +103,13 @@ pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
     Ok(out)
 }
 
-/// Runs every case of one test file.
-pub fn run_file(path: &Path, default_rules_dir: &Path) -> Result<Vec<CaseResult>, Error> {
+/// Runs every case of one test file; `replay` steps the days of a case
+/// with `from:` through the alert lifecycle.
+pub fn run_file(
+    path: &Path,
+    default_rules_dir: &Path,
+    replay: Replay<'_>,
+) -> Result<Vec<CaseResult>, Error> {
     let err = |why: String| Error::TestFile {
         file: path.to_path_buf(),
         why,
@@ -133,10 +162,16 @@ pub fn run_file(path: &Path, default_rules_dir: &Path) -> Result<Vec<CaseResult>
                 }
             }
         }
-        let findings = run_case(case, base, &all, wanted, &tiers)
+        let ran = run_case(case, base, &all, wanted, &tiers, replay)
             .map_err(|e| err(format!("test {:?}: {e:#}", case.name)))?;
-        let diff = match findings {
-            Ok(f) => compare(&case.expect, &f),
+        let diff = match ran {
+            Ok((f, notices)) => {
+                let mut d = compare(&case.expect, &f);
+                if let (Some(want), Some(got)) = (&case.notices, &notices) {
+                    d += &compare_notices(want, got);
+                }
+                d
+            }
             Err(run_errors) => format!("  the rules failed:\n{run_errors}"),
         };
         results.push(CaseResult {
@@ -148,22 +183,28 @@ pub fn run_file(path: &Path, default_rules_dir: &Path) -> Result<Vec<CaseResult>
     Ok(results)
 }
 
-/// Loads the case's rows into a fresh database and evaluates. The inner
-/// `Err` holds run errors of the rules, as text.
+/// What a case's run gave: the findings as of `as_of`, and with `from`
+/// the notices of the replay.
+type Ran = (Vec<Finding>, Option<Vec<Noticed>>);
+
+/// Loads the case's rows into a fresh database and evaluates (every day
+/// of the replay with `from`). The inner `Err` holds run errors of the
+/// rules, as text.
 fn run_case(
     case: &TestCase,
     base: &Path,
     all: &RuleSet,
     wanted: Option<&Vec<String>>,
     tiers: &TierConfig,
-) -> Result<Result<Vec<Finding>, String>> {
+    replay: Replay<'_>,
+) -> Result<Result<Ran, String>> {
+    let days = replay_days(case)?;
     let dir = tempfile::Builder::new()
         .prefix("kamwatch-test-")
         .tempdir()
         .context("creating the temporary folder")?;
     let mut conn = crate::store::open(&dir.path().join("test.db"))?;
     rows::load_rows(&mut conn, case, base)?;
-    let snap = crate::metrics::build(&conn, case.as_of.0, tiers)?;
     let subset = match wanted {
         Some(names) => all.subset(names),
         None => all.subset(
@@ -182,15 +223,115 @@ fn run_case(
             )
         })?;
     }
-    let out = subset.evaluate_with(&snap, 1);
-    if !out.errors.is_empty() {
-        let mut s = String::new();
-        for e in &out.errors {
-            let _ = writeln!(s, "    {e}");
+    let mut seen: Vec<(chrono::NaiveDate, Vec<Finding>)> = Vec::new();
+    for day in days {
+        let snap = crate::metrics::build(&conn, day, tiers)?;
+        let out = subset.evaluate_with(&snap, 1);
+        if !out.errors.is_empty() {
+            let mut s = String::new();
+            for e in &out.errors {
+                let _ = writeln!(s, "    {day}: {e}");
+            }
+            return Ok(Err(s));
         }
-        return Ok(Err(s));
+        seen.push((day, out.findings));
     }
-    Ok(Ok(out.findings))
+    let notices = case.from.is_some().then(|| replay(&subset, &seen));
+    let last = seen.pop().map(|(_, f)| f).unwrap_or_default();
+    Ok(Ok((last, notices)))
+}
+
+/// The days a case evaluates: `as_of` alone, or with `from` every `every`
+/// days from then, and `as_of` last.
+fn replay_days(case: &TestCase) -> Result<Vec<chrono::NaiveDate>> {
+    let as_of = case.as_of.0;
+    let Some(from) = case.from.map(|d| d.0) else {
+        if case.notices.is_some() || case.every.is_some() {
+            anyhow::bail!("`notices` and `every` need `from`, the first day of the replay");
+        }
+        return Ok(vec![as_of]);
+    };
+    if case.notices.is_none() {
+        anyhow::bail!(
+            "a case with `from` lists the notices it expects of the replay: `notices: []` for none"
+        );
+    }
+    let every = i64::from(case.every.unwrap_or(1));
+    if every < 1 {
+        anyhow::bail!("`every` is a number of days, at least 1");
+    }
+    if from > as_of {
+        anyhow::bail!("`from` ({from}) is after `as_of` ({as_of})");
+    }
+    if (as_of - from).num_days() / every > 3660 {
+        anyhow::bail!(
+            "the replay from {from} to {as_of} is over 3,660 evaluations; replay a shorter stretch or a larger `every`"
+        );
+    }
+    let mut days = Vec::new();
+    let mut day = from;
+    while day < as_of {
+        days.push(day);
+        day += chrono::Duration::days(every);
+    }
+    days.push(as_of);
+    Ok(days)
+}
+
+/// What differs between the notices expected of a replay and those it
+/// gave, in order; "" if none.
+fn compare_notices(want: &[ExpectedNotice], got: &[Noticed]) -> String {
+    let same = |w: &ExpectedNotice, g: &Noticed| {
+        w.on.0 == g.on
+            && w.rule == g.rule
+            && w.account == g.account
+            && w.key == g.key
+            && w.notice == g.notice
+    };
+    if want.len() == got.len() && want.iter().zip(got).all(|(w, g)| same(w, g)) {
+        return String::new();
+    }
+    let mut s = String::from("  notices of the replay differ:\n");
+    for w in want {
+        if !got.iter().any(|g| same(w, g)) {
+            let _ = writeln!(
+                s,
+                "  - expected, not given: {} {} {} {}{}",
+                w.on.0,
+                w.notice,
+                w.rule,
+                w.account,
+                key_text(&w.key)
+            );
+        }
+    }
+    for g in got {
+        if !want.iter().any(|w| same(w, g)) {
+            let _ = writeln!(
+                s,
+                "  + given, not expected: {} {} {} {}{}",
+                g.on,
+                g.notice,
+                g.rule,
+                g.account,
+                key_text(&g.key)
+            );
+        }
+    }
+    let all: Vec<String> = got
+        .iter()
+        .map(|g| format!("{} {} {}{}", g.on, g.notice, g.account, key_text(&g.key)))
+        .collect();
+    let _ = writeln!(s, "    given, in order: [{}]", all.join("; "));
+    s
+}
+
+fn key_text(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!(" key={key:?}")
+    }
 }
 
 fn same_value(want: &serde_json::Value, got: &serde_json::Value) -> bool {
@@ -204,6 +345,7 @@ fn matches(e: &Expected, f: &Finding) -> bool {
     *f.rule == *e.rule
         && f.account.id == e.account
         && f.key == e.key
+        && f.starts == e.starts
         && e.severity
             .as_deref()
             .is_none_or(|s| s == f.severity.as_str())
@@ -219,6 +361,9 @@ fn show_expected(e: &Expected) -> String {
     let mut s = format!("{} {}", e.rule, e.account);
     if !e.key.is_empty() {
         let _ = write!(s, " key={:?}", e.key);
+    }
+    if !e.starts {
+        s += " starts=false";
     }
     if let Some(v) = &e.severity {
         let _ = write!(s, " severity={v}");
@@ -237,6 +382,9 @@ fn show_finding(f: &Finding) -> String {
     let mut s = format!("{} {}", f.rule, f.account.id);
     if !f.key.is_empty() {
         let _ = write!(s, " key={:?}", f.key);
+    }
+    if !f.starts {
+        s += " starts=false";
     }
     let figs: Vec<String> = f.figures.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let _ = write!(
@@ -345,7 +493,7 @@ tests:
 "#,
         )
         .unwrap();
-        let results = run_file(&file, dir.path()).unwrap();
+        let results = run_file(&file, dir.path(), &|_, _| Vec::new()).unwrap();
         assert_eq!(results.len(), 1);
         assert!(results[0].passed(), "{}", results[0].diff);
     }
@@ -355,7 +503,7 @@ tests:
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("t.yaml");
         std::fs::write(&file, "tests: []\nbogus: 1\n").unwrap();
-        let e = run_file(&file, dir.path()).unwrap_err();
+        let e = run_file(&file, dir.path(), &|_, _| Vec::new()).unwrap_err();
         assert_eq!(e.exit_code(), 2);
         let text = e.to_string();
         assert!(

@@ -33,7 +33,18 @@ pub struct TestFile {
 #[serde(deny_unknown_fields)]
 pub struct TestCase {
     pub name: String,
+    /// The day evaluated; with `from`, the last day of the replay.
     pub as_of: Date,
+    /// Replays every `every` days (default 1) from this day to `as_of`
+    /// through the alert lifecycle (each rule's own policy over the
+    /// `alerts:` defaults); `notices` then lists what it would mail.
+    #[serde(default)]
+    pub from: Option<Date>,
+    #[serde(default)]
+    pub every: Option<u32>,
+    /// With `from`: every notice of the replay, in order (`[]`: none).
+    #[serde(default)]
+    pub notices: Option<Vec<ExpectedNotice>>,
     /// Rules for this case only; default: the file's.
     #[serde(default)]
     pub rules: Option<Vec<String>>,
@@ -171,6 +182,27 @@ pub struct Expected {
     pub title: Option<String>,
     #[serde(default)]
     pub figures: BTreeMap<String, serde_json::Value>,
+    /// `false`: a held finding (`alert(#{ starts: false })`), which keeps
+    /// an open alert open and starts none; default `true`, a raise.
+    #[serde(default = "yes")]
+    pub starts: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A notice expected of a replay (`from:`): on which day, of which alert,
+/// and which (`started`, `raised`, `repeat`, `aged`, `resolved`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedNotice {
+    pub on: Date,
+    pub rule: String,
+    pub account: String,
+    #[serde(default)]
+    pub key: String,
+    pub notice: String,
 }
 
 /// A YAML date, "YYYY-MM-DD".

@@ -1,0 +1,58 @@
+//! A rule test case's days through the alert lifecycle, in memory
+//! (`kamwatch test`, a case with `from:`): each day's findings are stepped
+//! with [`step`], the function the daemon and the backtest use, under each
+//! rule's own policy over the `alerts:` defaults (the user's config plays
+//! no part in a rule's tests). Pure: touches nothing.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+
+use super::machine::{Lifecycle, Observation, State, step};
+use super::policy::{Policies, RulePolicy};
+use crate::rules::testing::Noticed;
+use crate::rules::{Finding, RuleSet};
+
+/// Every notice of `days` (each day's findings, in day order), in order:
+/// by day, then by (rule, account, key).
+pub fn replay(rules: &RuleSet, days: &[(NaiveDate, Vec<Finding>)]) -> Vec<Noticed> {
+    let mut policies = Policies::default();
+    for r in &rules.rules {
+        policies.set(&r.name, RulePolicy::default().with(r.settings()));
+    }
+    // The pending and firing alerts by (rule, account, key).
+    let mut open: BTreeMap<(String, String, String), Lifecycle> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (day, findings) in days {
+        let mut seen: BTreeMap<(String, String, String), Observation> = BTreeMap::new();
+        for f in findings {
+            let obs = if f.starts {
+                Observation::Raised(f.severity)
+            } else {
+                Observation::Held(f.severity)
+            };
+            let key = (f.rule.to_string(), f.account.id.clone(), f.key.clone());
+            seen.entry(key).or_insert(obs);
+        }
+        for key in open.keys() {
+            seen.entry(key.clone()).or_insert(Observation::Clear);
+        }
+        for (key, obs) in seen {
+            let prev = open.remove(&key).unwrap_or_default();
+            let st = step(&prev, obs, policies.get(&key.0), *day, false);
+            for n in &st.notices {
+                out.push(Noticed {
+                    on: *day,
+                    rule: key.0.clone(),
+                    account: key.1.clone(),
+                    key: key.2.clone(),
+                    notice: n.kind(),
+                });
+            }
+            if matches!(st.next.state, State::Pending | State::Firing) {
+                open.insert(key, st.next);
+            }
+        }
+    }
+    out
+}
