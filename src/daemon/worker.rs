@@ -338,6 +338,7 @@ impl State {
                 );
                 tracing::info!(
                     snapshot_ms = built.as_millis() as u64,
+                    accounts_kept = self.live.as_ref().map_or(0, |l| l.restood()),
                     evaluation_ms = (started.elapsed() - built).as_millis() as u64,
                     "the metrics brought up to date and evaluated"
                 );

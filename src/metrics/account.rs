@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use super::calendar::complete_months;
-use super::compact::{Table, Values};
-use super::daylog::{DayLog, Logged};
+use super::compact::{Column, Table, Values};
+use super::daylog::{DayLog, LOGGED, Logged};
 use super::series::{Measure, Series};
 use super::tiers::{TIER_HISTORY_DAYS, TierHistory};
 use crate::model::Tier;
@@ -30,10 +30,10 @@ impl Logged for Visit {
         Table::new(&[Values::Ints(&days), Values::Ints(&roles)])
     }
 
-    fn unpack(t: &Table, k: usize) -> Visit {
+    fn unpack(c: &[Column<'_>; LOGGED], k: usize) -> Visit {
         Visit {
-            day: t.int(0, k) as Day,
-            role: t.int(1, k) as u32,
+            day: c[0].int(k) as Day,
+            role: c[1].int(k) as u32,
         }
     }
 }
@@ -67,12 +67,12 @@ impl Logged for SkuLine {
         ])
     }
 
-    fn unpack(t: &Table, k: usize) -> SkuLine {
+    fn unpack(c: &[Column<'_>; LOGGED], k: usize) -> SkuLine {
         SkuLine {
-            day: t.int(0, k) as Day,
-            sku: t.int(1, k) as u32,
-            qty: t.amount(2, k),
-            revenue: t.amount(3, k),
+            day: c[0].int(k) as Day,
+            sku: c[1].int(k) as u32,
+            qty: c[2].amount(k),
+            revenue: c[3].amount(k),
         }
     }
 }

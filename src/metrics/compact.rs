@@ -105,6 +105,44 @@ pub struct Table {
     bytes: Option<Arc<[u8]>>,
 }
 
+/// One column of a table, its spec read: `int` and `amount` as the
+/// table's, without reading the spec again for each value.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Column<'a> {
+    spec: Spec,
+    bytes: &'a [u8],
+}
+
+impl Column<'_> {
+    /// Value `k` of a whole-number column (0 in an empty table).
+    #[inline]
+    pub(super) fn int(&self, k: usize) -> i64 {
+        if self.bytes.is_empty() {
+            return 0;
+        }
+        Table::number(&self.spec, self.bytes, k)
+    }
+
+    /// Value `k` of an amount column: the `f64` it was made from, to the bit.
+    #[inline]
+    pub(super) fn amount(&self, k: usize) -> f64 {
+        let (s, b) = (&self.spec, self.bytes);
+        if b.is_empty() {
+            return 0.0;
+        }
+        let n = Table::number(s, b, k);
+        match s.scale {
+            0 => f64::from_bits(n as u64),
+            NEAR => {
+                let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
+                let after = s.at as usize + len * usize::from(s.width);
+                moved(n, b[after + k] as i8)
+            }
+            scale => amount_of(n, scale),
+        }
+    }
+}
+
 /// The narrowest width in bytes holding every distance up to `span`.
 fn width_for(span: u64) -> u8 {
     match span {
@@ -276,11 +314,12 @@ impl Table {
         }
     }
 
-    /// The spec of column `c` and the buffer; None for an empty table.
+    /// The spec of column `c` and the buffer; None for an empty table or a
+    /// column it does not have.
     #[inline]
     fn spec(&self, c: usize) -> Option<(Spec, &[u8])> {
         let b = self.bytes.as_deref()?;
-        Some((Spec::read(&b[HEAD + SPEC * c..]), b))
+        (c < usize::from(b[4])).then(|| (Spec::read(&b[HEAD + SPEC * c..]), b))
     }
 
     /// The stored number `k` of column `s`, its base added back.
@@ -305,24 +344,21 @@ impl Table {
     /// Value `k` of whole-number column `c`.
     #[inline]
     pub(super) fn int(&self, c: usize, k: usize) -> i64 {
-        self.spec(c).map_or(0, |(s, b)| Table::number(&s, b, k))
+        self.column(c).int(k)
     }
 
     /// Value `k` of amount column `c`: the `f64` it was made from, to the bit.
     #[inline]
     pub(super) fn amount(&self, c: usize, k: usize) -> f64 {
-        let Some((s, b)) = self.spec(c) else {
-            return 0.0;
-        };
-        let n = Table::number(&s, b, k);
-        match s.scale {
-            0 => f64::from_bits(n as u64),
-            NEAR => {
-                let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
-                let after = s.at as usize + len * usize::from(s.width);
-                moved(n, b[after + k] as i8)
-            }
-            scale => amount_of(n, scale),
+        self.column(c).amount(k)
+    }
+
+    /// Column `c`, its spec read once: for reading many of its values.
+    #[inline]
+    pub(super) fn column(&self, c: usize) -> Column<'_> {
+        match self.spec(c) {
+            Some((spec, bytes)) => Column { spec, bytes },
+            None => Column::default(),
         }
     }
 

@@ -3,7 +3,10 @@
 //! of different days as views ending at their day. Touches nothing but
 //! the memory it is given.
 
-use super::compact::Table;
+use super::compact::{Column, Table};
+
+/// The columns a [`Logged`] entry is read from (a SKU line has four).
+pub const LOGGED: usize = 4;
 use super::series::seek_by;
 use crate::model::dates::Day;
 
@@ -15,9 +18,10 @@ pub trait Logged: Copy {
     /// The table holding `items` (column 0: their days).
     #[doc(hidden)]
     fn pack(items: &[Self]) -> Table;
-    /// Entry `k` of a table [`Logged::pack`] made.
+    /// Entry `k` of a table [`Logged::pack`] made, from its first
+    /// [`LOGGED`] columns.
     #[doc(hidden)]
-    fn unpack(t: &Table, k: usize) -> Self;
+    fn unpack(columns: &[Column<'_>; LOGGED], k: usize) -> Self;
 }
 
 /// Entries in day order, packed (`compact::Table`), shared between the
@@ -66,7 +70,13 @@ impl<T: Logged> DayLog<T> {
     #[inline]
     pub fn get(&self, k: usize) -> T {
         debug_assert!(k < self.n);
-        T::unpack(&self.table, k)
+        T::unpack(&self.columns(), k)
+    }
+
+    /// The table's columns, each spec read once.
+    #[inline]
+    fn columns(&self) -> [Column<'_>; LOGGED] {
+        std::array::from_fn(|c| self.table.column(c))
     }
 
     /// The day of the `k`th entry.
@@ -77,19 +87,22 @@ impl<T: Logged> DayLog<T> {
 
     /// The entries this view sees, in day order.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = T> + ExactSizeIterator + '_ {
-        (0..self.n).map(|k| self.get(k))
+        let columns = self.columns();
+        (0..self.n).map(move |k| T::unpack(&columns, k))
     }
 
     /// The entries of `range` (places), in day order.
     pub fn range(&self, range: std::ops::Range<usize>) -> impl DoubleEndedIterator<Item = T> + '_ {
-        range.map(|k| self.get(k))
+        let columns = self.columns();
+        range.map(move |k| T::unpack(&columns, k))
     }
 
     /// How many of the entries this view sees are on or before `end`,
     /// searched back from `hint`.
     #[inline]
     pub fn upto_from(&self, hint: usize, end: Day) -> usize {
-        seek_by(self.n, hint, |k| self.day(k) <= end)
+        let days = self.table.column(0);
+        seek_by(self.n, hint, |k| days.int(k) as Day <= end)
     }
 
     /// How many of the entries this view sees are on or before `end`.

@@ -10,7 +10,11 @@
 //! [`Live::refresh`] reads the notes and reads again only those accounts'
 //! order lines (through the `orders_by_account` index) and visits (by the
 //! table's key), or the small datasets named, and assembles the timeline
-//! from the same `Parts` a full load gives. Any ledger entry it did not see
+//! from the same `Parts` a full load gives: the timeline is updated in
+//! place for the accounts read again (`Timeline::update`), and the next
+//! snapshot of the same day builds their metrics again and keeps the
+//! others' from the last one, setting again what the book decides for
+//! them (`timeline::Reuse`). Any ledger entry it did not see
 //! written (a `kamwatch ingest` in another process, a file the daemon
 //! ingested in a child process) makes it load everything again; so does
 //! SIGHUP. Reads the store; writes only its own temporary table.
@@ -24,7 +28,7 @@ use super::parts::Parts;
 use super::ranks::Kept;
 use super::series::Series;
 use super::snapshot::{Snapshot, dump};
-use super::timeline::Timeline;
+use super::timeline::{Reuse, Timeline};
 use crate::config::TierConfig;
 
 /// The last day read: every line and visit, whatever its date (a
@@ -61,8 +65,12 @@ pub struct Live {
     parts: Parts,
     /// The newest ledger entry when the parts were read or last refreshed.
     ledger: i64,
-    /// The timeline of `parts`, assembled once per change.
+    /// The timeline of `parts`, assembled when everything or a dataset
+    /// was read, updated in place when some accounts were.
     timeline: Option<Timeline>,
+    /// The last snapshot's accounts, kept for the next (see
+    /// `Timeline::snapshot_reusing`).
+    reuse: Reuse,
     /// The rankings of the days the rules read, kept for the next
     /// snapshot while they hold (`metrics::ranks`).
     ranks: Kept,
@@ -92,6 +100,7 @@ impl Live {
             parts: Parts::load(conn, far())?,
             ledger,
             timeline: None,
+            reuse: Reuse::default(),
             ranks: Kept::default(),
             full_read_over: FULL_READ_OVER,
         })
@@ -103,6 +112,7 @@ impl Live {
     /// everything again before it uses them (the daemon drops them).
     fn reload(&mut self, conn: &Connection) -> Result<()> {
         self.timeline = None;
+        self.reuse = Reuse::default();
         self.parts = Parts::empty(far());
         let over = self.full_read_over;
         *self = Live::load(conn)?;
@@ -194,10 +204,25 @@ impl Live {
         }
         self.reload_orders(conn, &orders)?;
         self.parts.reload_visits(conn, &visits)?;
-        if done.changed() {
-            self.timeline = None;
-        }
+        self.follow(&done);
         Ok(done)
+    }
+
+    /// Brings the timeline up to date with what `done` read: updated in
+    /// place for the accounts read again (their metrics built again by
+    /// the next snapshot), assembled anew when a dataset was read.
+    fn follow(&mut self, done: &Refresh) {
+        if !done.datasets.is_empty() {
+            self.timeline = None;
+        } else if !done.accounts.is_empty() {
+            let ids: Vec<&str> = done.accounts.iter().map(String::as_str).collect();
+            if let Some(t) = self.timeline.as_mut() {
+                match t.update(&self.parts, &ids) {
+                    Some(updated) => self.reuse.touch(&updated),
+                    None => self.timeline = None,
+                }
+            }
+        }
     }
 
     /// Reads the order lines of `ids` again, and drops the rankings kept
@@ -217,11 +242,23 @@ impl Live {
     }
 
     /// The snapshot as of `as_of`: what `metrics::build` gives for it.
+    /// Its accounts are kept (shared) for the next snapshot, which
+    /// rebuilds them in place once this one is dropped.
     pub fn snapshot(&mut self, as_of: NaiveDate, tiers: &TierConfig) -> Snapshot {
         let parts = &self.parts;
-        self.timeline
+        let snap = self
+            .timeline
             .get_or_insert_with(|| Timeline::of(parts))
-            .snapshot_kept(as_of, tiers, &mut self.ranks)
+            .snapshot_kept(as_of, tiers, &mut self.reuse, &mut self.ranks);
+        self.reuse.recycle(snap.accounts.clone());
+        snap
+    }
+
+    /// How many accounts the last snapshot kept from the one before (the
+    /// same day, their own data unchanged), what the book decides for
+    /// them set again.
+    pub fn restood(&self) -> usize {
+        self.reuse.restood()
     }
 }
 

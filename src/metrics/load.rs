@@ -326,11 +326,15 @@ fn account_orders(
     }
 }
 
+/// One day of the book: the day and its (revenue, cost, quantity,
+/// orders), each summed over the accounts in id order.
+pub type BookDay = (Day, [f64; 4]);
+
 /// The whole book's daily sums from the accounts' series, summed day by
 /// day in the order given (account id order): each account's day as its
 /// series holds it, so the book is the same whichever way the accounts'
 /// series were read.
-pub fn book<'a>(series: impl Iterator<Item = &'a Series>) -> Series {
+pub fn book_days<'a>(series: impl Iterator<Item = &'a Series>) -> Vec<BookDay> {
     let mut days: HashMap<Day, [f64; 4]> = HashMap::new();
     for s in series {
         s.each_day(|d, sums| {
@@ -340,11 +344,16 @@ pub fn book<'a>(series: impl Iterator<Item = &'a Series>) -> Series {
             }
         });
     }
-    let mut days: Vec<(Day, [f64; 4])> = days.into_iter().collect();
+    let mut days: Vec<BookDay> = days.into_iter().collect();
     days.sort_unstable_by_key(|d| d.0);
+    days
+}
+
+/// The book's series of its daily totals ([`book_days`]).
+pub fn book_series(days: &[BookDay]) -> Series {
     let days: Vec<DaySums> = days
-        .into_iter()
-        .map(|(day, [revenue, cost, qty, orders])| DaySums {
+        .iter()
+        .map(|&(day, [revenue, cost, qty, orders])| DaySums {
             day,
             revenue,
             cost,

@@ -46,10 +46,10 @@ pub use account::{
     AccountMetrics, DEMAND_DAYS, Invoice, MAIN_SKUS, Metric, Roles, SkuLine, StockCover, Visit,
 };
 pub use calendar::{complete_months, quarter_start};
-/// The packed columns a [`DayLog`]'s entries are held in (for [`Logged`]).
+/// The packed columns a [`DayLog`]'s entries are held in and read from (for [`Logged`]).
 #[doc(hidden)]
-pub use compact::{Table, Values};
-pub use daylog::{DayLog, Logged};
+pub use compact::{Column, Table, Values};
+pub use daylog::{DayLog, LOGGED, Logged};
 pub use live::Live;
 pub use parts::Parts;
 pub use series::{DaySums, Measure, Series};

@@ -158,7 +158,8 @@ impl Series {
     /// searched from `hint`.
     #[inline]
     fn seek(&self, hint: usize, end: Day) -> usize {
-        seek_by(self.n, hint, |k| self.day(k) <= end)
+        let days = self.table.column(DAY);
+        seek_by(self.n, hint, |k| days.int(k) as Day <= end)
     }
 
     /// How many of the days this view sees are on or before `end`.
@@ -207,18 +208,24 @@ impl Series {
     /// Each day this view sees, with its (revenue, cost, quantity, orders)
     /// as the differences of the prefix sums.
     pub fn each_day(&self, mut f: impl FnMut(Day, [f64; 4])) {
+        let t = &self.table;
+        let (days, orders) = (t.column(DAY), t.column(ORDERS));
+        let sums = [t.column(REVENUE), t.column(COST), t.column(QTY)];
+        // The sums before the day: 0 before the first.
+        let (mut before, mut orders_before) = ([0.0f64; 3], 0i64);
         for i in 0..self.n {
-            let diff = |c| self.prefix(c, i + 1) - self.prefix(c, i);
-            let orders = self.table.int(ORDERS, i)
-                - if i == 0 {
-                    0
-                } else {
-                    self.table.int(ORDERS, i - 1)
-                };
+            let now = sums.map(|c| c.amount(i));
+            let o = orders.int(i);
             f(
-                self.day(i),
-                [diff(REVENUE), diff(COST), diff(QTY), orders as f64],
+                days.int(i) as Day,
+                [
+                    now[0] - before[0],
+                    now[1] - before[1],
+                    now[2] - before[2],
+                    (o - orders_before) as f64,
+                ],
             );
+            (before, orders_before) = (now, o);
         }
     }
 
@@ -250,7 +257,8 @@ impl Series {
             return 0.0;
         }
         let hi = self.seek(hint[1], end);
-        let lo = seek_by(hi, hint[0], |k| self.day(k) <= end - len);
+        let days = self.table.column(DAY);
+        let lo = seek_by(hi, hint[0], |k| days.int(k) as Day <= end - len);
         *hint = [lo, hi];
         if hi > lo {
             self.prefix(REVENUE, hi) - self.prefix(REVENUE, lo)
@@ -276,7 +284,8 @@ impl Series {
         // before it: both searches go back from the end, where the cache
         // lines just read are.
         let hi = self.upto(end);
-        let lo = seek_by(hi, hi, |k| self.day(k) <= end - len);
+        let days = self.table.column(DAY);
+        let lo = seek_by(hi, hi, |k| days.int(k) as Day <= end - len);
         (hi > lo).then_some((lo, hi))
     }
 

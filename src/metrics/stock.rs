@@ -32,6 +32,20 @@ pub(super) struct SkuScratch {
     book_qty: Option<Vec<f64>>,
 }
 
+impl SkuScratch {
+    /// The book's demand per SKU over the `DEMAND_DAYS` to `end`
+    /// (by SKU number), summed now unless it was for this snapshot.
+    pub(super) fn book_qty(&mut self, book: &SkuBook, end: Day) -> &[f64] {
+        self.book_qty
+            .get_or_insert_with(|| book.book_qty(end - DEMAND_DAYS, end))
+    }
+
+    /// The book's demand per SKU, if an account of this snapshot needed it.
+    pub(super) fn take_book_qty(&mut self) -> Option<Vec<f64>> {
+        self.book_qty.take()
+    }
+}
+
 impl SkuBook {
     /// The account's main SKUs by trailing-12-month revenue (ties by name)
     /// and, for those the inventory knows, their days of cover. Sums run

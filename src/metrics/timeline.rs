@@ -23,7 +23,7 @@ use rusqlite::Connection;
 
 use super::account::{AccountMetrics, Invoice, Roles, Visit};
 use super::daylog::DayLog;
-use super::load;
+use super::load::{self, BookDay, book_days, book_series};
 use super::parts::{Parts, SkuLog};
 use super::ranks::Kept;
 use super::series::Series;
@@ -33,6 +33,8 @@ use super::tiers::{PREV_TIER_DAYS, Ranked, TierHistory, Unlisted, gross_profit_1
 use crate::config::{TierBasis, TierConfig};
 use crate::model::Tier;
 use crate::model::dates::{Day, date_of, day};
+
+mod update;
 
 /// Builds the snapshot of every active account as of `as_of` (inclusive).
 pub fn build(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<Snapshot> {
@@ -84,11 +86,24 @@ struct Standing {
 
 /// What a thread keeps from one derived day to the next: see
 /// [`Timeline::snapshot_reusing`]. For one timeline; given another, it
-/// starts afresh.
+/// starts afresh. The daemon keeps one between evaluations: the next
+/// snapshot of the same day sets again only what the book decides for the
+/// accounts whose own data did not change (see [`Reuse::touch`]).
 #[derive(Debug, Default)]
 pub struct Reuse {
-    /// The timeline it was last used with (its address).
-    timeline: usize,
+    /// The timeline it was last used with ([`Timeline::generation`]).
+    timeline: u64,
+    /// The day of the last snapshot derived with it.
+    end: Option<Day>,
+    /// By timeline index: the account's own data changed since the last
+    /// snapshot (its parts were updated in the timeline).
+    stale: Vec<bool>,
+    /// The book's demand per SKU the last snapshot used, if any account
+    /// needed it.
+    book_qty: Option<Vec<f64>>,
+    /// Accounts the last snapshot took from the one before with only
+    /// what the book decides set again.
+    restood: usize,
     /// The accounts handed back, by timeline index.
     spare: Vec<Option<Arc<AccountMetrics>>>,
     /// The timeline index of each account of the last snapshot, in its
@@ -115,13 +130,13 @@ impl Reuse {
     /// Starts afresh unless it was last used with `timeline`.
     fn start(&mut self, timeline: &Timeline) {
         let n = timeline.accounts.len();
-        if self.timeline != (timeline as *const Timeline as usize) || self.hints.len() != n {
+        if self.timeline != timeline.generation || self.hints.len() != n {
             *self = Reuse {
-                timeline: timeline as *const Timeline as usize,
-                spare: Vec::new(),
-                order: Vec::new(),
+                timeline: timeline.generation,
                 hints: vec![[[0; 2]; 2]; n],
+                stale: vec![false; n],
                 sku_tiers: self.sku_tiers,
+                ..Reuse::default()
             };
         }
     }
@@ -162,17 +177,47 @@ fn fingerprint(accounts: &[Base]) -> u64 {
     h.finish()
 }
 
+/// The accounts of `parts` with order lines that the master does not list.
+fn unlisted_of(parts: &Parts) -> Unlisted {
+    let known: HashSet<&str> = parts.master.iter().map(|a| a.row.id.as_str()).collect();
+    Unlisted::of(
+        parts
+            .orders
+            .iter()
+            .filter(|(id, _)| !known.contains(id.as_str()))
+            .map(|(id, s)| (id, &s.0)),
+    )
+}
+
+/// The SKU lines of every account of `parts` with any, in id order.
+fn sku_lines(parts: &Parts) -> Vec<SkuLog> {
+    parts
+        .orders
+        .values()
+        .filter(|o| !o.1.days.is_empty())
+        .map(|o| o.1.clone())
+        .collect()
+}
+
+/// A number for each timeline assembled ([`Timeline::generation`]).
+static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// The history of the book up to `until`, loaded once.
 #[derive(Debug)]
 pub struct Timeline {
     until: Day,
+    /// Unique to this timeline (an update in place keeps it): what a
+    /// [`Reuse`] was last used with.
+    generation: u64,
     /// Active accounts of the master, in id order.
     accounts: Vec<Base>,
     /// Accounts with orders that are missing from the master: counted,
     /// never ranked, in no figure of the book.
     unlisted: Unlisted,
-    /// Daily totals of the active accounts' orders (the ranked ones).
+    /// Daily totals of the active accounts' orders (the ranked ones), and
+    /// the same totals by day as summed (`book`'s prefix sums are of them).
     book: Series,
+    book_days: Vec<BookDay>,
     /// SKU names, every account's SKU lines, the warehouse's stock.
     skus: SkuBook,
     roles: Roles,
@@ -187,25 +232,13 @@ impl Timeline {
     /// (the parts may change after); names and owners are copied.
     pub fn of(parts: &Parts) -> Timeline {
         let master = &parts.master;
-        let known: HashSet<&str> = master.iter().map(|a| a.row.id.as_str()).collect();
         let active: HashSet<&str> = master
             .iter()
             .filter(|a| a.active)
             .map(|a| a.row.id.as_str())
             .collect();
-        let unlisted = Unlisted::of(
-            parts
-                .orders
-                .iter()
-                .filter(|(id, _)| !known.contains(id.as_str()))
-                .map(|(id, s)| (id, &s.0)),
-        );
-        let lines: Vec<SkuLog> = parts
-            .orders
-            .values()
-            .filter(|o| !o.1.days.is_empty())
-            .map(|o| o.1.clone())
-            .collect();
+        let unlisted = unlisted_of(parts);
+        let lines = sku_lines(parts);
         let mut own_stock: HashMap<&str, Vec<(u32, f64)>> = HashMap::new();
         for ((sku, account), on_hand) in &parts.inventory.by_account {
             own_stock
@@ -245,13 +278,15 @@ impl Timeline {
         let ranked = fingerprint(&accounts);
         // The book is the ranked accounts' lines: the portfolio's figures
         // and the shares are over the same accounts.
-        let book = load::book(accounts.iter().map(|a| &a.series));
+        let book_days = book_days(accounts.iter().map(|a| &a.series));
         Timeline {
+            generation: GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            book: book_series(&book_days),
+            book_days,
             ranked,
             until: day(parts.until),
             accounts,
             unlisted,
-            book,
             skus: SkuBook {
                 names: Arc::new(parts.skus.names.clone()),
                 lines,
@@ -285,11 +320,18 @@ impl Timeline {
         self.snapshot_reusing(as_of, tiers, &mut Reuse::default())
     }
 
-    /// [`Timeline::snapshot`], its tier history given the rankings `kept`
-    /// from earlier snapshots that still hold, and keeping what its rules
-    /// read for the next (the daemon's: see `metrics::ranks`).
-    pub fn snapshot_kept(&self, as_of: NaiveDate, tiers: &TierConfig, kept: &mut Kept) -> Snapshot {
-        self.snapshot_with(as_of, tiers, &mut Reuse::default(), Some(kept))
+    /// [`Timeline::snapshot_reusing`], its tier history given the
+    /// rankings `kept` from earlier snapshots that still hold, and keeping
+    /// what its rules read for the next (the daemon's: see
+    /// `metrics::ranks`).
+    pub fn snapshot_kept(
+        &self,
+        as_of: NaiveDate,
+        tiers: &TierConfig,
+        reuse: &mut Reuse,
+        kept: &mut Kept,
+    ) -> Snapshot {
+        self.snapshot_with(as_of, tiers, reuse, Some(kept))
     }
 
     /// [`Timeline::snapshot`], rebuilding the accounts of the snapshot
@@ -298,6 +340,10 @@ impl Timeline {
     /// copied again, no allocation per account, and each search started
     /// from where it ended that day (`as_of_near`, `revenue_near`). The
     /// backtest keeps one `Reuse` per thread, whose days come in order.
+    /// For the same day again, an account whose parts were not updated
+    /// since ([`Reuse::touch`]) keeps its metrics but for what the book
+    /// decides (tier, rank, shares, history) and, where the book's demand
+    /// for one of its main SKUs moved, its stock cover.
     pub fn snapshot_reusing(
         &self,
         as_of: NaiveDate,
@@ -326,6 +372,8 @@ impl Timeline {
             kept.seed(&history, tiers, self.ranked);
         }
         let mut scratch = SkuScratch::default();
+        let moved = self.demand_moved(reuse, end, &mut scratch);
+        let mut restood = 0;
         let mut portfolio = Portfolio {
             accounts: self.accounts.len(),
             revenue_12m: now.total,
@@ -363,12 +411,16 @@ impl Timeline {
                 history: (history.clone(), i),
                 revenue_12m: rev,
             };
-            let skus = reuse.wants_skus(tier);
+            let skus = reuse
+                .wants_skus(tier)
+                .then(|| reuse.holds(i, end).then_some(&moved));
             let spare = spare.get_mut(i).and_then(Option::take);
-            let m = self.account_metrics(a, spare, standing, end, skus, &mut scratch);
+            let (m, kept) = self.account_metrics(a, spare, standing, end, skus, &mut scratch);
+            restood += usize::from(kept);
             portfolio.count_data(&m);
             accounts.push(m);
         }
+        reuse.done(end, scratch.take_book_qty(), restood);
         Snapshot {
             as_of,
             accounts,
@@ -450,39 +502,52 @@ impl Timeline {
 
     /// Account `a` as of `end`: `spare` (the same account's metrics of a
     /// day before) rebuilt in place if nothing else holds it, else built
-    /// anew.
+    /// anew; `skus`: with its main SKUs and stock cover (None: without),
+    /// and `Some(Some(moved))` when `spare` is of the same day and the
+    /// account's parts did not change since: kept, what the book decides
+    /// set again (`Timeline::restand`; true).
     fn account_metrics(
         &self,
         a: &Base,
         spare: Option<Arc<AccountMetrics>>,
         s: Standing,
         end: Day,
-        skus: bool,
+        skus: Option<Option<&HashSet<&str>>>,
         scratch: &mut SkuScratch,
-    ) -> Arc<AccountMetrics> {
+    ) -> (Arc<AccountMetrics>, bool) {
         if let Some(mut held) = spare
             && let Some(m) = Arc::get_mut(&mut held)
         {
-            m.tier = s.tier;
-            m.prev_tier = s.prev_tier;
-            m.rank = s.rank;
-            m.share = s.share;
-            m.share_above = s.share_above;
-            m.history = Some(s.history);
-            m.revenue_12m = s.revenue_12m;
+            if let Some(Some(moved)) = skus {
+                self.restand(a, m, &s, moved, end, scratch);
+                return (held, true);
+            }
+            stand(m, &s);
+            if !Arc::ptr_eq(&m.roles, &self.roles) {
+                m.roles = self.roles.clone();
+            }
             m.series = a.series.as_of_near(end, &m.series);
             m.sku_days = a.skus.days.as_of_near(end, &m.sku_days);
             m.visits = a.visits.as_of_near(end, &m.visits);
             m.invoices.clear();
             m.invoices.extend(a.open_invoices(end));
-            if skus {
+            if skus.is_some() {
                 self.skus.main_skus_and_cover(&a.own_stock, m, end, scratch);
             } else {
                 m.main_skus.clear();
                 m.stock.clear();
             }
-            return held;
+            return (held, false);
         }
+        let Standing {
+            tier,
+            prev_tier,
+            rank,
+            share,
+            share_above,
+            history,
+            revenue_12m,
+        } = s;
         let mut m = AccountMetrics {
             id: a.id.clone(),
             name: a.name.clone(),
@@ -491,13 +556,13 @@ impl Timeline {
             owner_email: a.owner_email.clone(),
             manager_email: a.manager_email.clone(),
             manager: a.manager.clone().unwrap_or_default(),
-            tier: s.tier,
-            prev_tier: s.prev_tier,
-            rank: s.rank,
-            share: s.share,
-            share_above: s.share_above,
-            history: Some(s.history),
-            revenue_12m: s.revenue_12m,
+            tier,
+            prev_tier,
+            rank,
+            share,
+            share_above,
+            history: Some(history),
+            revenue_12m,
             series: a.series.as_of(end),
             sku_days: a.skus.days.as_of(end),
             visits: a.visits.as_of(end),
@@ -508,10 +573,21 @@ impl Timeline {
             main_skus: Vec::new(),
             stock: Vec::new(),
         };
-        if skus {
+        if skus.is_some() {
             self.skus
                 .main_skus_and_cover(&a.own_stock, &mut m, end, scratch);
         }
-        Arc::new(m)
+        (Arc::new(m), false)
     }
+}
+
+/// Sets what the book decides for an account (`s`) on its metrics `m`.
+fn stand(m: &mut AccountMetrics, s: &Standing) {
+    m.tier = s.tier;
+    m.prev_tier = s.prev_tier;
+    m.rank = s.rank;
+    m.share = s.share;
+    m.share_above = s.share_above;
+    m.history = Some(s.history.clone());
+    m.revenue_12m = s.revenue_12m;
 }
