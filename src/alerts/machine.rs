@@ -4,7 +4,8 @@
 //! days) -> firing -> resolved (cleared for `keep_firing_for_days`). It
 //! decides which notices an evaluation causes: started, severity raised,
 //! repeat (every `repeat_interval_days` while firing), aged (firing for
-//! `escalate_after_days`) and resolved. A held observation (a rule's
+//! `escalate_after_days`; none while an alert is kept firing only by
+//! `keep_firing_for_days`) and resolved. A held observation (a rule's
 //! `alert(#{ ..., starts: false })`) is a raise for an open alert and
 //! nothing for one that is not: a rule's hysteresis band, kept by the
 //! lifecycle's memory instead of the rule walking back through its
@@ -152,7 +153,10 @@ pub fn step(
             cleared(prev, policy, as_of, silenced, &mut out)
         }
     };
-    if n.state == State::Firing {
+    // Kept firing only by keep_firing_for_days (cleared today), an alert
+    // says nothing new: no repeat, no escalation of a condition that has
+    // cleared (a drop repeated while the account is back in A).
+    if n.state == State::Firing && n.cleared_since.is_none() {
         tell(&mut n, prev, policy, as_of, silenced, &mut out);
     }
     out.next = n;
@@ -403,6 +407,26 @@ mod tests {
                 (4, Clear, false, State::Firing, &[], &[]),
                 (6, Clear, false, State::Firing, &[], &[]),
                 (7, Clear, false, State::Resolved, &["resolved"], &[]),
+            ],
+        );
+        // Kept firing after it cleared, it is not repeated nor escalated:
+        // the repeat falls due on day 8, the escalation on day 10, both
+        // inside the keep; raised again on day 11, the manager's copy is
+        // told (it comes before a repeat, and counts as one).
+        let p = RulePolicy {
+            keep_firing_for_days: 10,
+            escalate_after_days: 9,
+            ..policy()
+        };
+        run(
+            &p,
+            &[
+                (1, Raised(Warning), false, State::Firing, &["started"], &[]),
+                (5, Clear, false, State::Firing, &[], &[]),
+                (8, Clear, false, State::Firing, &[], &[]),
+                (10, Clear, false, State::Firing, &[], &[]),
+                (11, Raised(Warning), false, State::Firing, &["aged"], &[]),
+                (12, Raised(Warning), false, State::Firing, &[], &[]),
             ],
         );
     }
