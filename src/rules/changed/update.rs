@@ -98,6 +98,10 @@ impl Memo {
             None if new.is_empty() => return (&[], Vec::new()),
             None => self.results.entry(id.to_string()).or_default(),
         };
+        // Most accounts: the rules that ran found nothing, then or now.
+        if new.is_empty() && !all && !results.iter().any(|k| ran(k.rule())) {
+            return (self.results.get(id).map_or(&[], Vec::as_slice), Vec::new());
+        }
         let (gone, stay): (Vec<Kept>, Vec<Kept>) = std::mem::take(results)
             .into_iter()
             .partition(|k| ran(k.rule()));
