@@ -24,7 +24,7 @@ use crate::config::Loaded;
 use crate::ingest::{self, FileReport};
 use crate::mail::{self, Delivery, Sink};
 use crate::metrics;
-use crate::rules::changed::{Memo, Since};
+use crate::rules::changed::{Memo, Pick, Since};
 use crate::rules::{Finding, Outcome, RuleSet, RunError};
 
 /// Ingests the given files one by one (each its own transaction).
@@ -46,7 +46,16 @@ pub struct EvalReport {
     pub accounts: usize,
     pub rules: usize,
     pub runs: u64,
+    /// How many warnings the rules raised (all of them, also when only
+    /// some pairs ran; not the idle ones).
+    pub raised: usize,
+    /// What the rules found; when only some pairs ran (`partial`), the
+    /// findings of the pairs whose alerts were stepped (the others' are
+    /// what the last evaluation found, and their alerts did not change).
     pub findings: Vec<Finding>,
+    /// The held findings (`starts: false`) that kept no alert open: no
+    /// warning, not in `findings`.
+    pub idle: Vec<Finding>,
     pub errors: Vec<RunError>,
     /// Indexes into `findings` of the alerts that started now (in a dry
     /// run: that would start).
@@ -97,7 +106,19 @@ pub fn evaluate_snapshot(
     stop: &Arc<AtomicBool>,
 ) -> Result<EvalReport> {
     let outcome = rules.evaluate_until(snap, stop.clone());
-    record(cfg, conn, rules, snap, outcome, None, dry_run)
+    finished(&outcome, snap.as_of)?;
+    record(cfg, conn, rules, snap, Found::all(outcome), dry_run)
+}
+
+/// Err when `outcome` was stopped (SIGTERM) before it finished: nothing of
+/// it is recorded.
+fn finished(outcome: &Outcome, as_of: NaiveDate) -> Result<()> {
+    if outcome.interrupted {
+        anyhow::bail!(
+            "the evaluation as of {as_of} was stopped before it finished; nothing of it was recorded"
+        );
+    }
+    Ok(())
 }
 
 /// [`evaluate_snapshot`], running the rules only for the pairs whose inputs
@@ -106,9 +127,11 @@ pub fn evaluate_snapshot(
 /// were) and nothing else did (the day, the rules, the config, the
 /// silences, the evaluations on record): see `rules::changed`. Otherwise,
 /// or when the partial outcome is `unsure`, every rule runs for every
-/// account. Either way the alerts are applied from what a full run would
-/// find, and `memo` is left remembering this evaluation (None when it
-/// failed or cannot stand for a full run).
+/// account. A partial evaluation brings `memo` up to date in place and
+/// steps only the alerts of the pairs it ran (the others' would not
+/// change); either way the alerts end as a full run leaves them, and
+/// `memo` is left remembering this evaluation (None when it failed or
+/// cannot stand for a full run).
 pub fn evaluate_changed(
     cfg: &Loaded,
     conn: &mut Connection,
@@ -118,7 +141,7 @@ pub fn evaluate_changed(
     since: Option<Since>,
     stop: &Arc<AtomicBool>,
 ) -> Result<EvalReport> {
-    let last = memo.take();
+    let mut last = memo.take();
     let fixed = format!(
         "{}\n{:?}\n",
         crate::rules::changed::fingerprint(rules),
@@ -130,52 +153,37 @@ pub fn evaluate_changed(
         Ok(format!("{fixed}{silences:?}\nevaluation {evaluation}"))
     };
     let picked = match (&last, since) {
-        (Some(m), Some(since)) => m
-            .pick(rules, snap, &basis(conn)?, since)
-            .map(|pick| (m, pick)),
+        (Some(m), Some(since)) => m.pick(rules, snap, &basis(conn)?, since),
         (None, Some(_)) => Err("no evaluation of the same day to compare with".to_string()),
         (_, None) => Err(
             "the scheduled evaluation, or the metrics were read again beyond order lines and visits"
                 .to_string(),
         ),
     };
-    let (outcome, partial) = match picked {
-        Ok((m, pick)) => {
+    let (report, next) = match (picked, last.take()) {
+        (Ok(pick), Some(m)) => {
             let started = std::time::Instant::now();
             let now = rules.evaluate_picked(snap, &pick, stop.clone());
-            if !pick.settled(rules, &now) && !now.interrupted {
+            if now.interrupted || pick.settled(rules, &now) {
+                partly(cfg, conn, rules, snap, m, &pick, now, started)?
+            } else {
                 tracing::info!(
                     "the rules ran only where something changed, but an alert cap or a sandbox limit was reached by a rule that did not run for every account: running every rule for every account"
                 );
-                (rules.evaluate_until(snap, stop.clone()), None)
-            } else {
-                let run = pick.accounts_run();
-                let enabled = rules.rules.iter().filter(|r| r.enabled()).count();
-                tracing::info!(
-                    accounts_run = run,
-                    accounts = snap.accounts.len(),
-                    pairs = now.runs,
-                    of_pairs = enabled * snap.accounts.len(),
-                    scripts = now.scripts,
-                    everywhere = %pick.why.join("; "),
-                    ms = started.elapsed().as_millis() as u64,
-                    "rules run only where something changed since the last evaluation today"
-                );
-                (m.merge(rules, snap, &pick, now), Some(run))
+                drop((m, now));
+                fully(cfg, conn, rules, snap, stop)?
             }
         }
-        Err(why) => {
-            if last.is_some() {
+        (why, m) => {
+            if let (Err(why), Some(_)) = (&why, &m) {
                 tracing::info!("every rule runs for every account: {why}");
             }
-            (rules.evaluate_until(snap, stop.clone()), None)
+            // The last evaluation's results are not needed: freed before
+            // the alerts are applied, the evaluation's peak.
+            drop(m);
+            fully(cfg, conn, rules, snap, stop)?
         }
     };
-    // The last evaluation's results are merged in or not needed: freed
-    // before the alerts are applied, the evaluation's peak.
-    drop(last);
-    let next = Memo::of(rules, snap, String::new(), &outcome);
-    let report = record(cfg, conn, rules, snap, outcome, partial, false)?;
     *memo = match next {
         Some(m) => Some(m.rebased(basis(conn)?)),
         None => None,
@@ -183,20 +191,178 @@ pub fn evaluate_changed(
     Ok(report)
 }
 
-/// Records what the rules found (`outcome`, for every account of `snap`;
-/// `partial`: the accounts run when only some ran): the alerts' changes
-/// and their mail in one transaction, and the evaluation's record. A dry
-/// run goes through the same steps and rolls them back.
+/// Every rule for every account, recorded; with what it found, to
+/// remember.
+fn fully(
+    cfg: &Loaded,
+    conn: &mut Connection,
+    rules: &RuleSet,
+    snap: &metrics::Snapshot,
+    stop: &Arc<AtomicBool>,
+) -> Result<(EvalReport, Option<Memo>)> {
+    let outcome = rules.evaluate_until(snap, stop.clone());
+    finished(&outcome, snap.as_of)?;
+    let mut next = Memo::of(rules, snap, String::new(), &outcome);
+    let report = record(cfg, conn, rules, snap, Found::all(outcome), false)?;
+    if let Some(m) = &mut next {
+        m.mark_idle(rules, &report.idle);
+    }
+    Ok((report, next))
+}
+
+/// The pairs `pick` chose, run (`now`, since `started`): `memo` brought up
+/// to date with them, and the alerts of the pairs stepped recorded.
+#[allow(clippy::too_many_arguments)]
+fn partly(
+    cfg: &Loaded,
+    conn: &mut Connection,
+    rules: &RuleSet,
+    snap: &metrics::Snapshot,
+    mut memo: Memo,
+    pick: &Pick,
+    now: Outcome,
+    started: std::time::Instant,
+) -> Result<(EvalReport, Option<Memo>)> {
+    finished(&now, snap.as_of)?;
+    let ran = started.elapsed();
+    let stepped = memo.update(rules, snap, pick, &now);
+    let run = pick.accounts_run();
+    let enabled = rules.rules.iter().filter(|r| r.enabled()).count();
+    tracing::info!(
+        accounts_run = run,
+        accounts = snap.accounts.len(),
+        pairs = now.runs,
+        of_pairs = enabled * snap.accounts.len(),
+        scripts = now.scripts,
+        everywhere = %pick.why.join("; "),
+        ms = ran.as_millis() as u64,
+        memo_ms = (started.elapsed() - ran).as_millis() as u64,
+        stepped = stepped.findings.len(),
+        "rules run only where something changed since the last evaluation today"
+    );
+    let mut only = alerts::Only::default();
+    for (rule, account) in stepped.pairs {
+        only.pairs.entry(rule).or_default().insert(account);
+    }
+    let found = Found {
+        findings: stepped.findings,
+        errors: stepped.errors,
+        others: stepped.others,
+        runs: now.runs,
+        partial: Some((run, only)),
+    };
+    drop(now);
+    let report = record(cfg, conn, rules, snap, found, false)?;
+    memo.mark_idle(rules, &report.idle);
+    Ok((report, memo.keepable().then_some(memo)))
+}
+
+/// What the rules found, to record.
+struct Found {
+    /// All a full run found; when only some pairs ran, the findings of the
+    /// pairs whose alerts are stepped.
+    findings: Vec<Finding>,
+    errors: Vec<RunError>,
+    /// How many findings not in `findings` count as warnings (of the pairs
+    /// not stepped, those not idle).
+    others: usize,
+    runs: u64,
+    /// When only some pairs ran: the accounts for which a rule ran, and
+    /// the pairs whose alerts are stepped.
+    partial: Option<(usize, alerts::Only)>,
+}
+
+impl Found {
+    fn all(outcome: Outcome) -> Found {
+        Found {
+            others: 0,
+            findings: outcome.findings,
+            errors: outcome.errors,
+            runs: outcome.runs,
+            partial: None,
+        }
+    }
+}
+
+/// Records what the rules found (`found`, for every account of `snap`, or
+/// for the pairs stepped when only some ran): the alerts' changes and
+/// their mail in one transaction, and the evaluation's record. A dry run
+/// goes through the same steps and rolls them back.
 fn record(
     cfg: &Loaded,
     conn: &mut Connection,
     rules: &RuleSet,
     snap: &metrics::Snapshot,
-    outcome: Outcome,
-    partial: Option<usize>,
+    found: Found,
     dry_run: bool,
 ) -> Result<EvalReport> {
     let as_of = snap.as_of;
+    warn_unlisted(snap);
+    // Once per rule, with the count and an example: a rule failing for
+    // every account cannot flood the log.
+    for f in crate::rules::failures_by_rule(&found.errors) {
+        tracing::error!(rule = %f.rule, accounts = f.accounts, "{f}");
+    }
+    let (partial, only) = found
+        .partial
+        .map_or((None, None), |(n, o)| (Some(n), Some(o)));
+    let mut report = EvalReport {
+        as_of: Some(as_of),
+        accounts: snap.accounts.len(),
+        rules: rules.rules.len(),
+        runs: found.runs,
+        findings: found.findings,
+        errors: found.errors,
+        partial,
+        ..EvalReport::default()
+    };
+    // A dry run goes through the same steps and rolls them back, so what it
+    // reports is exactly what a real run would do.
+    let started = std::time::Instant::now();
+    let tx = conn.transaction()?;
+    let (started_now, resolved, queued) =
+        apply_changes(&tx, cfg, rules, snap, &mut report, only.as_ref(), dry_run)?;
+    report.raised = found.others + report.findings.len();
+    report.started = started_now;
+    report.resolved = resolved;
+    if dry_run {
+        drop(tx);
+        return Ok(report);
+    }
+    crate::store::record_evaluation(
+        &tx,
+        &crate::store::EvaluationRecord {
+            as_of,
+            accounts: report.accounts as u64,
+            rules: report.rules as u64,
+            raised: report.raised as u64,
+            started: report.started.len() as u64,
+            resolved: resolved as u64,
+            errors: report.errors.len() as u64,
+            partial: partial.is_some(),
+            accounts_run: partial.unwrap_or(report.accounts) as u64,
+        },
+    )?;
+    tx.commit()?;
+    report.queued = queued;
+    tracing::info!(
+        as_of = %as_of,
+        accounts = report.accounts,
+        rules = report.rules,
+        raised = report.raised,
+        started = report.started.len(),
+        resolved = report.resolved,
+        errors = report.errors.len(),
+        accounts_run = partial.unwrap_or(report.accounts),
+        partial = partial.is_some(),
+        alerts_ms = started.elapsed().as_millis() as u64,
+        "evaluated"
+    );
+    Ok(report)
+}
+
+/// Logs the order lines' accounts missing from the master, if any.
+fn warn_unlisted(snap: &metrics::Snapshot) {
     if snap.unknown_accounts > 0 {
         tracing::warn!(
             count = snap.unknown_accounts,
@@ -208,67 +374,6 @@ fn record(
             )
         );
     }
-    if outcome.interrupted {
-        anyhow::bail!(
-            "the evaluation as of {as_of} was stopped before it finished; nothing of it was recorded"
-        );
-    }
-    // Once per rule, with the count and an example: a rule failing for
-    // every account cannot flood the log.
-    for f in crate::rules::failures_by_rule(&outcome.errors) {
-        tracing::error!(rule = %f.rule, accounts = f.accounts, "{f}");
-    }
-    let mut report = EvalReport {
-        as_of: Some(as_of),
-        accounts: snap.accounts.len(),
-        rules: rules.rules.len(),
-        runs: outcome.runs,
-        findings: outcome.findings,
-        errors: outcome.errors,
-        partial,
-        ..EvalReport::default()
-    };
-    // A dry run goes through the same steps and rolls them back, so what it
-    // reports is exactly what a real run would do.
-    let tx = conn.transaction()?;
-    let (started, resolved, queued) = apply_changes(&tx, cfg, rules, snap, &mut report, dry_run)?;
-    if dry_run {
-        drop(tx);
-        report.started = started;
-        report.resolved = resolved;
-        return Ok(report);
-    }
-    crate::store::record_evaluation(
-        &tx,
-        &crate::store::EvaluationRecord {
-            as_of,
-            accounts: report.accounts as u64,
-            rules: report.rules as u64,
-            raised: report.findings.len() as u64,
-            started: started.len() as u64,
-            resolved: resolved as u64,
-            errors: report.errors.len() as u64,
-            partial: partial.is_some(),
-            accounts_run: partial.unwrap_or(report.accounts) as u64,
-        },
-    )?;
-    tx.commit()?;
-    report.started = started;
-    report.resolved = resolved;
-    report.queued = queued;
-    tracing::info!(
-        as_of = %as_of,
-        accounts = report.accounts,
-        rules = report.rules,
-        raised = report.findings.len(),
-        started = report.started.len(),
-        resolved = report.resolved,
-        errors = report.errors.len(),
-        accounts_run = partial.unwrap_or(report.accounts),
-        partial = partial.is_some(),
-        "evaluated"
-    );
-    Ok(report)
 }
 
 /// Within the evaluation's transaction: the alerts' state changes from
@@ -283,6 +388,7 @@ fn apply_changes(
     rules: &RuleSet,
     snap: &metrics::Snapshot,
     report: &mut EvalReport,
+    only: Option<&alerts::Only>,
     dry_run: bool,
 ) -> Result<(Vec<usize>, usize, usize)> {
     let as_of = snap.as_of;
@@ -301,6 +407,7 @@ fn apply_changes(
         as_of,
         &report.findings,
         &report.errors,
+        only,
         &snap.accounts,
         &policies,
         &ran,
@@ -315,17 +422,23 @@ fn apply_changes(
         queued += usize::from(admin_notice(tx, cfg, &report.errors)?);
     }
     history::prune(tx, as_of, cfg.cfg.alerts.history_retention_days)?;
-    let started = without_idle(&mut report.findings, changes.started, &changes.idle);
+    let (started, idle) = without_idle(&mut report.findings, changes.started, &changes.idle);
+    report.idle = idle;
     Ok((started, changes.resolved, queued))
 }
 
-/// Leaves out of `findings` the held ones that kept no alert open
-/// (`idle`, indexes; `alert(#{ starts: false })` with none open): they are
-/// no warning, and `eval` does not list them. Returns `started`'s indexes
-/// into what is left.
-fn without_idle(findings: &mut Vec<Finding>, started: Vec<usize>, idle: &[usize]) -> Vec<usize> {
+/// Takes out of `findings` the held ones that kept no alert open (`idle`,
+/// indexes; `alert(#{ starts: false })` with none open): they are no
+/// warning, and `eval` does not list them. Returns `started`'s indexes
+/// into what is left, and the findings taken out (the daemon's memo marks
+/// them).
+fn without_idle(
+    findings: &mut Vec<Finding>,
+    started: Vec<usize>,
+    idle: &[usize],
+) -> (Vec<usize>, Vec<Finding>) {
     if idle.is_empty() {
-        return started;
+        return (started, Vec::new());
     }
     let idle: HashSet<usize> = idle.iter().copied().collect();
     let mut new_index = Vec::with_capacity(findings.len());
@@ -334,12 +447,13 @@ fn without_idle(findings: &mut Vec<Finding>, started: Vec<usize>, idle: &[usize]
         new_index.push(kept);
         kept += usize::from(!idle.contains(&i));
     }
-    let mut i = 0;
-    findings.retain(|_| {
-        i += 1;
-        !idle.contains(&(i - 1))
-    });
-    started.into_iter().map(|i| new_index[i]).collect()
+    let (taken, left): (Vec<_>, Vec<_>) = std::mem::take(findings)
+        .into_iter()
+        .enumerate()
+        .partition(|(i, _)| idle.contains(i));
+    *findings = left.into_iter().map(|(_, f)| f).collect();
+    let started = started.into_iter().map(|i| new_index[i]).collect();
+    (started, taken.into_iter().map(|(_, f)| f).collect())
 }
 
 /// Tells the admin which rules failed to run, once per distinct set of

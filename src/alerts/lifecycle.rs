@@ -1,6 +1,7 @@
 //! The lifecycle of every alert against the `alerts` table, one evaluation
 //! at a time: [`apply`] runs the state machine (`machine::step`) for each
-//! (rule, account, key) the evaluation raised or could have cleared,
+//! (rule, account, key) the evaluation raised or could have cleared (of
+//! the pairs it observed, when it says which: [`Only`], `stored`),
 //! writes the changes to `alerts`, appends every state change to
 //! `alert_history`, and returns the notices; silenced ones are recorded as
 //! such and not returned for mail. It writes only inside the caller's
@@ -24,6 +25,10 @@ use crate::model::Severity;
 use crate::model::dates::date_text;
 use crate::rules::{Finding, RunError};
 use crate::store::now_text;
+
+mod stored;
+pub use stored::Only;
+use stored::{Key, Row, load};
 
 /// The alert a notice is about, with all it takes to route and render it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,52 +86,6 @@ pub struct Changes {
 /// How many notices [`apply`] gathers before it hands them over.
 pub const NOTICE_BATCH: usize = 1024;
 
-type Key = (String, String, String);
-
-/// A stored alert's lifecycle. What it says (the last finding's text) is
-/// read only when it is written again without a finding now (`Text::of`):
-/// on a big book the texts of every open alert would be most of an
-/// evaluation's memory.
-struct Row {
-    life: Lifecycle,
-}
-
-fn opt_date(s: Option<String>) -> Option<NaiveDate> {
-    s.and_then(|s| NaiveDate::parse_from_str(&s, "%Y-%m-%d").ok())
-}
-
-fn load(conn: &Connection) -> Result<HashMap<Key, Row>, Error> {
-    let mut st = conn.prepare(
-        "SELECT rule, account_id, key, state, severity, pending_count, pending_since,
-                started_at, last_seen_at, cleared_since, resolved_at, notified,
-                notified_severity, last_notified_at, aged_notified
-         FROM alerts WHERE state IN ('pending', 'firing')",
-    )?;
-    let rows = st.query_map([], |r| {
-        let notified_severity: Option<String> = r.get(12)?;
-        Ok((
-            (r.get(0)?, r.get(1)?, r.get(2)?),
-            Row {
-                life: Lifecycle {
-                    state: State::parse(&r.get::<_, String>(3)?),
-                    severity: Severity::parse(&r.get::<_, String>(4)?),
-                    pending_count: r.get::<_, i64>(5)?.max(0) as u32,
-                    pending_since: opt_date(r.get(6)?),
-                    started_at: opt_date(r.get(7)?),
-                    last_seen_at: opt_date(r.get(8)?),
-                    cleared_since: opt_date(r.get(9)?),
-                    resolved_at: opt_date(r.get(10)?),
-                    notified: r.get::<_, i64>(11)? != 0,
-                    notified_severity: notified_severity.as_deref().and_then(Severity::parse),
-                    last_notified_at: opt_date(r.get(13)?),
-                    aged_notified: r.get::<_, i64>(14)? != 0,
-                },
-            },
-        ))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
 /// Applies one evaluation's findings. Alerts of a (rule, account) whose run
 /// failed are left as they are: an error is not evidence that all is well.
 /// So are the alerts of a rule that did not run at all (disabled, broken,
@@ -138,32 +97,38 @@ fn load(conn: &Connection) -> Result<HashMap<Key, Row>, Error> {
 /// The notices go to `notify` in order, [`NOTICE_BATCH`] at a time (an
 /// evaluation that starts an alert for every account of a big book would
 /// otherwise hold them all), within the same transaction.
+/// With `only`, the evaluation observed only those (rule, account) pairs:
+/// `findings` are theirs, and only their stored alerts are read and
+/// stepped; every other alert stays as it is.
 #[allow(clippy::too_many_arguments)]
 pub fn apply<E: From<Error>>(
     conn: &Connection,
     as_of: NaiveDate,
     findings: &[Finding],
     errors: &[RunError],
+    only: Option<&Only>,
     accounts: &[Arc<AccountMetrics>],
     policies: &Policies,
     ran: &HashSet<&str>,
     notify: &mut dyn FnMut(&[Notified]) -> Result<(), E>,
 ) -> Result<Changes, E> {
     let seen = (findings, errors, accounts);
-    apply_batched(conn, as_of, seen, policies, ran, NOTICE_BATCH, notify)
+    apply_batched(conn, as_of, seen, only, policies, ran, NOTICE_BATCH, notify)
 }
 
 /// [`apply`], handing the notices over `batch` at a time.
+#[allow(clippy::too_many_arguments)]
 fn apply_batched<E: From<Error>>(
     conn: &Connection,
     as_of: NaiveDate,
     (findings, errors, accounts): (&[Finding], &[RunError], &[Arc<AccountMetrics>]),
+    only: Option<&Only>,
     policies: &Policies,
     ran: &HashSet<&str>,
     batch_size: usize,
     notify: &mut dyn FnMut(&[Notified]) -> Result<(), E>,
 ) -> Result<Changes, E> {
-    let stored = load(conn)?;
+    let stored = load(conn, only)?;
     let by_id: HashMap<&str, &Arc<AccountMetrics>> =
         accounts.iter().map(|a| (a.id.as_str(), a)).collect();
     let silences = silence::active(conn, as_of)?;

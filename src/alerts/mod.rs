@@ -28,7 +28,7 @@ mod replay;
 pub mod silence;
 
 pub use error::Error;
-pub use lifecycle::{Changes, Item, Notified, apply, figures_json, firing_counts};
+pub use lifecycle::{Changes, Item, Notified, Only, apply, figures_json, firing_counts};
 pub use machine::{Lifecycle, Notice, Observation, State, Step, step};
 pub use policy::{Policies, RulePolicy};
 pub use replay::replay;

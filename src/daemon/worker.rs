@@ -358,7 +358,7 @@ impl State {
                 done.status = Some(format!(
                     "evaluated as of {today}: {} accounts{ran}, {} warnings, {} new, {} resolved, {} rule errors",
                     r.accounts,
-                    r.findings.len(),
+                    r.raised,
                     r.started.len(),
                     r.resolved,
                     r.errors.len()

@@ -85,6 +85,9 @@ enum Drop {
     Again(usize),
     /// A silence for one account's alerts of every rule.
     Silence(usize),
+    /// A silence for a tier's alerts of every rule (an account whose tier
+    /// moves gets it or leaves it without any rule reading the tier).
+    SilenceTier(u8),
     /// The master again, one account's tier overridden.
     Master(usize, u8),
     /// Nothing new.
@@ -165,7 +168,7 @@ fn file_of(
             }
             (format!("客户主数据_d{step}.csv"), t)
         }
-        Drop::Silence(_) | Drop::Nothing | Drop::NextDay => return None,
+        Drop::Silence(_) | Drop::SilenceTier(_) | Drop::Nothing | Drop::NextDay => return None,
     })
 }
 
@@ -181,6 +184,7 @@ fn drops() -> impl Strategy<Value = Drop> {
         3 => prop::collection::vec((0..=ACCOUNTS, 0u16..60, 0u8..3), 1..5).prop_map(Drop::Visits),
         1 => (0usize..4).prop_map(Drop::Again),
         1 => (0..ACCOUNTS).prop_map(Drop::Silence),
+        1 => (0u8..3).prop_map(Drop::SilenceTier),
         1 => (0..ACCOUNTS, 0u8..3).prop_map(|(a, t)| Drop::Master(a, t)),
         2 => Just(Drop::Nothing),
         1 => Just(Drop::NextDay),
@@ -188,10 +192,12 @@ fn drops() -> impl Strategy<Value = Drop> {
 }
 
 /// What an evaluation reports, as text: the findings (without the
-/// accounts' arrays), the failures, what started, resolved and was queued.
-fn reported(r: &EvalReport) -> String {
-    let mut lines: Vec<String> = r
-        .findings
+/// accounts' arrays), the failures, what started (by key), resolved and
+/// was queued. `all`: what a full run finds, when the report holds only the
+/// findings of the pairs stepped.
+fn reported(r: &EvalReport, all: Option<&Outcome>) -> String {
+    let (findings, errors) = all.map_or((&r.findings, &r.errors), |o| (&o.findings, &o.errors));
+    let mut lines: Vec<String> = findings
         .iter()
         .map(|f| {
             format!(
@@ -209,10 +215,23 @@ fn reported(r: &EvalReport) -> String {
             )
         })
         .collect();
-    lines.extend(r.errors.iter().map(|e| format!("error {e:?}")));
+    lines.extend(errors.iter().map(|e| format!("error {e:?}")));
+    let started: Vec<(&str, &str, &str)> = r
+        .started
+        .iter()
+        .map(|&i| {
+            let f = &r.findings[i];
+            (&*f.rule, f.account.id.as_str(), f.key.as_str())
+        })
+        .collect();
     lines.push(format!(
-        "accounts {} rules {} started {:?} resolved {} queued {}",
-        r.accounts, r.rules, r.started, r.resolved, r.queued
+        "accounts {} rules {} raised {} ({}) started {started:?} resolved {} queued {}",
+        r.accounts,
+        r.rules,
+        r.raised,
+        findings.len(),
+        r.resolved,
+        r.queued
     ));
     lines.join("\n")
 }
@@ -278,12 +297,26 @@ struct Daemon {
     rules: RuleSet,
 }
 
+/// The alerts' settings of a case: `alerts.max_per_rule` when a small one
+/// is wanted, and the lifecycle's defaults (for_evaluations,
+/// keep_firing_for_days, repeat_interval_days, escalate_after_days) when
+/// other ones are.
+#[derive(Debug, Clone, Copy, Default)]
+struct Setup {
+    cap: Option<usize>,
+    life: Option<(u32, u32, u32, u32)>,
+}
+
 impl Daemon {
-    /// `cap`: `alerts.max_per_rule`, when a small one is wanted.
-    fn start(cap: Option<usize>) -> Daemon {
+    fn start(setup: Setup) -> Daemon {
         let (dir, mut cfg) = project();
-        if let Some(cap) = cap {
+        if let Some(cap) = setup.cap {
             cfg.cfg.alerts.max_per_rule = cap;
+        }
+        if let Some((n, keep, repeat, escalate)) = setup.life {
+            let a = &mut cfg.cfg.alerts;
+            (a.for_evaluations, a.keep_firing_for_days) = (n, keep);
+            (a.repeat_interval_days, a.escalate_after_days) = (repeat, escalate);
         }
         std::fs::create_dir_all(cfg.database().parent().unwrap()).unwrap();
         std::fs::copy(book(), cfg.database()).unwrap();
@@ -334,7 +367,16 @@ impl Daemon {
         let mut full = crate::store::open(&copy).unwrap();
         let b = evaluate(&self.cfg, &mut full, &self.rules, today, false).unwrap();
         assert!(b.partial.is_none());
-        let (x, y) = (reported(&b), reported(&a));
+        // A partial evaluation's report holds the findings of the pairs it
+        // stepped; the memo holds all a full run finds.
+        let all = a.partial.map(|_| {
+            let memo = self
+                .memo
+                .as_ref()
+                .expect("a partial evaluation is remembered");
+            memo.outcome(&self.rules, &snap)
+        });
+        let (x, y) = (reported(&b, None), reported(&a, all.as_ref()));
         if let Some((n, p, q)) = crate::metrics::live::first_difference(&x, &y) {
             panic!("{what}: the findings differ at line {n}\nfull:    {p}\npartial: {q}");
         }
@@ -352,8 +394,8 @@ static RAN: AtomicUsize = AtomicUsize::new(0);
 
 /// One case: the steps in order; after each, maybe an evaluation compared
 /// with a full one.
-fn case(cap: Option<usize>, steps: &[(Drop, bool)]) {
-    let mut d = Daemon::start(cap);
+fn case(setup: Setup, steps: &[(Drop, bool)]) {
+    let mut d = Daemon::start(setup);
     let mut today = end();
     let mut past: Vec<(String, String)> = Vec::new();
     d.evaluate_both(today, "the first evaluation");
@@ -364,6 +406,11 @@ fn case(cap: Option<usize>, steps: &[(Drop, bool)]) {
                 let scope = crate::alerts::silence::Scope::Account(account(*a));
                 crate::alerts::silence::add(&d.conn, "*", None, &scope, today, "on holiday")
                     .unwrap();
+            }
+            Drop::SilenceTier(t) => {
+                let tier = ["A", "B", "C"][usize::from(*t)].to_string();
+                let scope = crate::alerts::silence::Scope::Tier(tier);
+                crate::alerts::silence::add(&d.conn, "*", None, &scope, today, "review").unwrap();
             }
             _ => {}
         }
@@ -392,13 +439,19 @@ fn case(cap: Option<usize>, steps: &[(Drop, bool)]) {
 /// recorded exactly what a full evaluation of the same database records
 /// (findings, alerts, their history, mail queued, the evaluation record),
 /// and many evaluations did run partly; also when a rule reaches a small
-/// `alerts.max_per_rule`.
+/// `alerts.max_per_rule`, and with other lifecycle settings (alerts
+/// pending for days, firing on after they clear, repeats, escalation).
 #[test]
 fn changed_only_equals_full() {
     // A small alerts.max_per_rule in some cases: the rules that reach it
     // run for every account the next time.
-    let strategy = (
+    let setup = (
         prop::option::weighted(0.3, 2usize..12),
+        prop::option::weighted(0.4, (1u32..4, 0u32..3, 0u32..3, 0u32..3)),
+    )
+        .prop_map(|(cap, life)| Setup { cap, life });
+    let strategy = (
+        setup,
         prop::collection::vec((drops(), prop::bool::weighted(0.8)), 1..9),
     );
     let mut runner = TestRunner::new(Cases {
@@ -407,8 +460,8 @@ fn changed_only_equals_full() {
         ..Cases::default()
     });
     runner
-        .run(&strategy, |(cap, steps)| {
-            case(cap, &steps);
+        .run(&strategy, |(setup, steps)| {
+            case(setup, &steps);
             Ok(())
         })
         .unwrap();
@@ -427,7 +480,10 @@ fn changed_only_equals_full() {
 /// the evaluation still runs partly, and records what a full one records.
 #[test]
 fn a_rule_at_its_cap_runs_everywhere_next_time() {
-    let mut d = Daemon::start(Some(2));
+    let mut d = Daemon::start(Setup {
+        cap: Some(2),
+        ..Setup::default()
+    });
     let today = end();
     let first = d.evaluate_both(today, "the first evaluation");
     assert!(
@@ -456,4 +512,63 @@ fn a_rule_at_its_cap_runs_everywhere_next_time() {
         "{}",
         again.runs
     );
+}
+
+/// A silence may name a tier, and an account's tier moves with the other
+/// accounts' order lines, without any rule that reads the tier running for
+/// it. Its alerts are stepped all the same, as a full evaluation steps
+/// them: an alert that started under a silence of tier B is told once the
+/// account is out of B (a rule raising for every account, reading nothing).
+#[test]
+fn an_account_leaving_a_silenced_tier_has_its_alerts_stepped() {
+    let mut d = Daemon::start(Setup::default());
+    d.rules = RuleSet::from_sources(&[("always", "alert(#{ title: \"always\" });")]).unwrap();
+    let today = end();
+    let scope = crate::alerts::silence::Scope::Tier("B".into());
+    crate::alerts::silence::add(&d.conn, "*", None, &scope, today, "review").unwrap();
+    let first = d.evaluate_both(today, "the first evaluation");
+    assert_eq!(first.raised, ACCOUNTS);
+    let tiers = |d: &mut Daemon| -> Vec<(String, &'static str)> {
+        let snap = d.live.snapshot(today, &d.cfg.cfg.tiers);
+        let mut t: Vec<_> = snap
+            .accounts
+            .iter()
+            .map(|a| (a.id.clone(), a.tier.as_str()))
+            .collect();
+        t.sort();
+        t
+    };
+    let before = tiers(&mut d);
+    // One account's order large enough to hold most of the book: the
+    // others fall, B accounts into C.
+    let path = d.cfg.inbox().join("销售明细_big.csv");
+    let mut rows = "订单编号,行号,客户编号,订单日期,产品编号,数量,金额,成本\n".to_string();
+    rows += "BIG1,1,KH1020,2026-11-28,SP-001,1,900000000.00,600000000.00\n";
+    std::fs::write(&path, rows).unwrap();
+    crate::ingest::ingest_file(&d.cfg, &mut d.conn, &path).unwrap();
+    let again = d.evaluate_both(today, "after an order that moves tiers");
+    assert!(again.partial.is_some(), "the evaluation ran everything");
+    let after = tiers(&mut d);
+    let left: Vec<&str> = before
+        .iter()
+        .zip(&after)
+        .filter(|(b, a)| b.1 == "B" && a.1 != "B")
+        .map(|(b, _)| b.0.as_str())
+        .collect();
+    assert!(!left.is_empty(), "no account left B: {before:?} {after:?}");
+    // Started under the silence (held back), told now that it is lifted.
+    let told: Vec<String> = d
+        .conn
+        .prepare(
+            "SELECT account_id FROM notifications
+             WHERE rule = 'always' AND kind = 'started' AND state != 'silenced'",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    for id in &left {
+        assert!(told.iter().any(|t| t == id), "{id} left B untold: {told:?}");
+    }
 }

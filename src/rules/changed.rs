@@ -1,7 +1,7 @@
 //! Rules only where something changed: which rule x account pairs an
 //! evaluation must run when nothing but new data arrived since the last
-//! evaluation of the same day, and the outcome a full run would give,
-//! assembled from the pairs run now and the last evaluation's results.
+//! evaluation of the same day, and what a full run would find, kept up to
+//! date from the pairs run now.
 //!
 //! A rule's run for an account is a function of what it reads: the
 //! account's own data (order lines, visits), the values the book decides
@@ -17,12 +17,16 @@
 //! changed, or when it may read what changed of the portfolio (its floors,
 //! its counts, the kinds of data it has, anything else of it). What a rule
 //! may read is taken from its compiled script (`rules::reads`). Every
-//! other pair would give what it gave last time, and [`Memo::merge`] puts
-//! those results back in a full run's order; the alerts' lifecycle then
-//! sees exactly what a full run would give it, and the state machine run
-//! twice on one day with the same observation changes nothing
-//! (`alerts::machine`'s test), so the alerts of pairs not run stay as
-//! they are.
+//! other pair would give what it gave last time: [`Memo::update`] puts
+//! the results of the pairs run in place of the remembered ones, so the
+//! memo holds what a full run finds without one being assembled, and says
+//! which pairs' alerts the lifecycle steps ([`Stepped`]): those run whose
+//! results it observes otherwise now (another key or severity, a finding
+//! more or less, a failure), and every pair of an account whose tier moved
+//! (a silence may name a tier). The others are observed as they were
+//! earlier the same day, and the state machine run twice on one day with
+//! the same observation changes nothing (`alerts::machine`'s test), so
+//! their alerts stay as they are.
 //!
 //! A rule whose results depended on the order the accounts ran in (it
 //! reached its alert cap, or was stopped at its sandbox limits:
@@ -42,7 +46,10 @@ use super::finding::{Finding, Outcome, RunError, Said};
 use super::reads::{self, rule_reads};
 use super::set::RuleSet;
 use crate::metrics::{AccountMetrics, Snapshot};
-use crate::model::Tier;
+
+mod book;
+mod update;
+use book::{Book, Placed};
 
 /// Everything about the rule set a rule's run may depend on, as text: two
 /// sets with the same fingerprint run the same scripts with the same
@@ -73,81 +80,21 @@ pub struct Since<'a> {
     pub orders: bool,
 }
 
-/// The values the book decides for one account, as a rule reads them.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Placed {
-    tier: Tier,
-    prev_tier: Tier,
-    rank: usize,
-    share: u64,
-    share_above: u64,
-}
-
-impl Placed {
-    fn of(m: &AccountMetrics) -> Placed {
-        Placed {
-            tier: m.tier,
-            prev_tier: m.prev_tier,
-            rank: m.rank,
-            share: m.share.to_bits(),
-            share_above: m.share_above.to_bits(),
-        }
-    }
-
-    /// The [`reads`] bits of what differs between `self` and `now`.
-    fn changed(&self, now: &Placed) -> u16 {
-        bits_of(&[
-            (self.tier != now.tier, reads::TIER),
-            (self.prev_tier != now.prev_tier, reads::PREV_TIER),
-            (self.rank != now.rank, reads::RANK),
-            (self.share != now.share, reads::SHARE),
-            (self.share_above != now.share_above, reads::SHARE_ABOVE),
-        ])
-    }
-}
-
-/// What rules may read of the book, to tell what changed of it.
-#[derive(Debug, Clone, PartialEq)]
-struct Book {
-    /// `format!("{:?}")` of the portfolio: every number to the bit.
-    all: String,
-    /// The floors by revenue, then by gross profit alone.
-    floors: [u64; 4],
-    counts: (usize, [usize; 3], [usize; 5]),
-    kinds: u8,
-}
-
-impl Book {
-    fn of(snap: &Snapshot) -> Book {
-        let p = &snap.portfolio;
-        Book {
-            all: format!("{p:?}"),
-            floors: {
-                let gp = p.book_alone(crate::config::TierBasis::GrossProfit, 0);
-                [p.floor_a, p.floor_b, gp.floor_a, gp.floor_b].map(f64::to_bits)
-            },
-            counts: (p.accounts, [p.tier_a, p.tier_b, p.tier_c], p.with_data),
-            kinds: p.data_bits(),
-        }
-    }
-
-    /// The [`reads`] bits of what differs between `self` and `now`.
-    fn changed(&self, now: &Book) -> u16 {
-        bits_of(&[
-            (self.all != now.all, reads::PORTFOLIO),
-            (self.floors != now.floors, reads::FLOORS),
-            (self.counts != now.counts, reads::COUNTS),
-            (self.kinds != now.kinds, reads::KINDS),
-        ])
-    }
-}
-
 /// One result of one pair, kept without the account's metrics; what a
 /// finding says is shared with the outcome it came from, not copied.
+/// `idle`: a held finding (`starts: false`) that kept no alert open, which
+/// the evaluation does not count or list as a warning ([`Memo::mark_idle`]).
 #[derive(Debug, Clone)]
 enum Kept {
-    Found { rule: usize, said: Arc<Said> },
-    Failed { rule: usize, message: String },
+    Found {
+        rule: usize,
+        said: Arc<Said>,
+        idle: bool,
+    },
+    Failed {
+        rule: usize,
+        message: String,
+    },
 }
 
 impl Kept {
@@ -195,6 +142,11 @@ pub struct Memo {
     roles: Vec<Arc<str>>,
     /// Per account with any, its pairs' results in a full run's order.
     results: HashMap<String, Vec<Kept>>,
+    /// How many of them are findings, how many failures, and how many of
+    /// the findings are idle.
+    found: usize,
+    failed: usize,
+    idle: usize,
     /// Per rule: its results depended on the order accounts ran in (see
     /// `Outcome::unsettled`); it runs for every account the next time.
     unsettled: Vec<bool>,
@@ -216,6 +168,8 @@ pub struct Pick {
     /// The rules that run for every account, each with what it reads that
     /// changed, for the log.
     pub why: Vec<String>,
+    /// The book now, for the memo brought up to date.
+    book: Book,
 }
 
 impl Pick {
@@ -255,39 +209,22 @@ fn roles_of(snap: &Snapshot) -> Vec<Arc<str>> {
 }
 
 impl Memo {
-    /// What a full run (or a merged partial one) found for `snap`, to
+    /// What a full run found for `snap`, to
     /// compare the next evaluation with; None when it cannot stand for a
     /// full run's (`unsure`, interrupted) or is too big to keep.
     pub fn of(rules: &RuleSet, snap: &Snapshot, basis: String, out: &Outcome) -> Option<Memo> {
         if out.unsure || out.interrupted || out.errors.len() > MAX_KEPT_ERRORS {
             return None;
         }
-        let index: HashMap<&str, usize> = rules
-            .rules
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (&*r.name, i))
-            .collect();
+        let index = rule_index(rules);
         let mut results: HashMap<String, Vec<Kept>> = HashMap::new();
-        for f in &out.findings {
-            let rule = *index.get(&*f.rule)?;
-            results
-                .entry(f.account.id.clone())
-                .or_default()
-                .push(Kept::Found {
-                    rule,
-                    said: f.said.clone(),
-                });
-        }
-        for e in &out.errors {
-            let rule = *index.get(&*e.rule)?;
-            results
-                .entry(e.account_id.clone())
-                .or_default()
-                .push(Kept::Failed {
-                    rule,
-                    message: e.message.clone(),
-                });
+        let (mut found, mut failed) = (0, 0);
+        for (id, k) in kept_of(&index, out) {
+            if k.rule() == usize::MAX {
+                return None;
+            }
+            count(&k, &mut found, &mut failed, true);
+            results.entry(id.to_string()).or_default().push(k);
         }
         // A full run's order within an account: by rule, each rule's
         // alerts in the order raised (a stable sort keeps it).
@@ -306,6 +243,9 @@ impl Memo {
             skus: snap.skus.clone(),
             roles: roles_of(snap),
             results,
+            found,
+            failed,
+            idle: 0,
             unsettled: rules
                 .rules
                 .iter()
@@ -356,7 +296,8 @@ impl Memo {
         }
         let touched: HashSet<&str> = since.accounts.iter().map(String::as_str).collect();
         // What changed of the book, as the bits of the rules that read it.
-        let mut book = self.book.changed(&Book::of(snap));
+        let now = Book::of(snap);
+        let mut book = self.book.changed(&now);
         if since.orders {
             book |= reads::HISTORY;
         }
@@ -400,6 +341,7 @@ impl Memo {
             everywhere,
             visit,
             why,
+            book: now,
         };
         pick.seed = self.seed(snap, &pick);
         Ok(pick)
@@ -427,71 +369,79 @@ impl Memo {
         seed
     }
 
-    /// The outcome a full run of `snap` would give: `now`'s results for the
-    /// pairs `pick` ran, the remembered ones for the others, in a full
-    /// run's order (accounts in the snapshot's order; within one, by rule).
-    /// `runs` and `scripts` stay `now`'s: what this evaluation did.
-    pub fn merge(&self, rules: &RuleSet, snap: &Snapshot, pick: &Pick, now: Outcome) -> Outcome {
-        let index: HashMap<&str, usize> = rules
-            .rules
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (&*r.name, i))
-            .collect();
-        let mut fresh: HashMap<&str, Vec<Kept>> = HashMap::new();
-        for f in &now.findings {
-            fresh
-                .entry(f.account.id.as_str())
-                .or_default()
-                .push(Kept::Found {
-                    rule: index.get(&*f.rule).copied().unwrap_or(usize::MAX),
-                    said: f.said.clone(),
-                });
-        }
-        for e in &now.errors {
-            fresh
-                .entry(e.account_id.as_str())
-                .or_default()
-                .push(Kept::Failed {
-                    rule: index.get(&*e.rule).copied().unwrap_or(usize::MAX),
-                    message: e.message.clone(),
-                });
-        }
-        let changed: HashMap<usize, u16> = pick.visit.iter().copied().collect();
-        let mut out = Outcome {
-            runs: now.runs,
-            scripts: now.scripts,
-            unsure: now.unsure,
-            unsettled: now.unsettled.clone(),
-            interrupted: now.interrupted,
-            ..Outcome::default()
-        };
-        for (i, a) in snap.accounts.iter().enumerate() {
-            let c = changed.get(&i).copied();
-            let old = self.results.get(&a.id);
-            let new = fresh.remove(a.id.as_str());
-            if old.is_none() && new.is_none() {
-                continue;
-            }
-            let mut all: Vec<&Kept> = old
-                .into_iter()
-                .flatten()
-                .filter(|k| c.is_none_or(|c| !pick.runs(k.rule(), c)))
-                .collect();
-            all.extend(new.iter().flatten());
-            all.sort_by_key(|k| k.rule());
-            for k in all {
-                put_back(&mut out, rules, a, k);
+    /// Whether the memo may be kept for the next evaluation: not when it
+    /// holds more failures than [`MAX_KEPT_ERRORS`].
+    pub fn keepable(&self) -> bool {
+        self.failed <= MAX_KEPT_ERRORS
+    }
+
+    /// The outcome a full run of `snap` gives, as remembered: findings (not
+    /// the idle ones, as a full evaluation reports them) and failures in a
+    /// full run's order (accounts in the snapshot's order; within one, by
+    /// rule).
+    pub fn outcome(&self, rules: &RuleSet, snap: &Snapshot) -> Outcome {
+        self.gather(rules, snap, true)
+    }
+
+    /// [`Memo::outcome`], without the findings unless `findings`: a small
+    /// drop wants only the failures, and only when there are any.
+    fn gather(&self, rules: &RuleSet, snap: &Snapshot, findings: bool) -> Outcome {
+        let mut out = Outcome::default();
+        for a in &snap.accounts {
+            for k in self.results.get(a.id.as_str()).into_iter().flatten() {
+                let listed = match k {
+                    Kept::Found { idle, .. } => findings && !idle,
+                    Kept::Failed { .. } => true,
+                };
+                if listed {
+                    put_back(&mut out, rules, a, k);
+                }
             }
         }
         out
     }
 }
 
-/// The [`reads`] bits whose value differs, or-ed together.
-fn bits_of(pairs: &[(bool, u16)]) -> u16 {
-    pairs
+/// Rule names to their index in `rules`.
+fn rule_index(rules: &RuleSet) -> HashMap<&str, usize> {
+    rules
+        .rules
         .iter()
-        .filter(|(differs, _)| *differs)
-        .fold(0, |bits, (_, bit)| bits | bit)
+        .enumerate()
+        .map(|(i, r)| (&*r.name, i))
+        .collect()
+}
+
+/// `out`'s results as kept, each with its account's id, in `out`'s order
+/// (a rule not in `index` as `usize::MAX`).
+fn kept_of<'o>(
+    index: &HashMap<&str, usize>,
+    out: &'o Outcome,
+) -> impl Iterator<Item = (&'o str, Kept)> {
+    let rule = |name: &str| index.get(name).copied().unwrap_or(usize::MAX);
+    let found = out.findings.iter().map(move |f| {
+        let k = Kept::Found {
+            rule: rule(&f.rule),
+            said: f.said.clone(),
+            idle: false,
+        };
+        (f.account.id.as_str(), k)
+    });
+    let failed = out.errors.iter().map(move |e| {
+        let k = Kept::Failed {
+            rule: rule(&e.rule),
+            message: e.message.clone(),
+        };
+        (e.account_id.as_str(), k)
+    });
+    found.chain(failed)
+}
+
+/// Counts `k` into the findings or failures kept, up or down.
+fn count(k: &Kept, found: &mut usize, failed: &mut usize, up: bool) {
+    let n = match k {
+        Kept::Found { .. } => found,
+        Kept::Failed { .. } => failed,
+    };
+    *n = if up { *n + 1 } else { n.saturating_sub(1) };
 }

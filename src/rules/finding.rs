@@ -11,7 +11,7 @@ use crate::model::Severity;
 
 /// A warning raised by one rule for one account. What it says ([`Said`])
 /// is shared, not copied, by everything that keeps it after the run (the
-/// daemon's memory of the last evaluation, a merged partial outcome), and
+/// daemon's memory of the last evaluation, what a partial one steps), and
 /// read through it as if it were the finding's own fields (`f.title`).
 #[derive(Debug, Clone)]
 pub struct Finding {

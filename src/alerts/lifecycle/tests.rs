@@ -36,7 +36,7 @@ fn migration_keeps_firing_alerts_without_mailing_them_again() {
         .unwrap();
     }
     let conn = crate::store::open(&path).unwrap();
-    let stored = load(&conn).unwrap();
+    let stored = load(&conn, None).unwrap();
     let row = &stored[&("r".to_string(), "A".to_string(), String::new())];
     assert_eq!(row.life.state, State::Firing);
     assert!(
@@ -104,6 +104,7 @@ fn notices_come_in_batches_in_order() {
             &conn,
             d(1),
             (&findings, &[], &accounts),
+            None,
             &policies,
             &ran,
             batch,
@@ -142,6 +143,7 @@ fn a_batch_that_fails_leaves_nothing_half_written() {
         &tx,
         d(1),
         (&findings, &[], &accounts),
+        None,
         &policies,
         &ran,
         2,
