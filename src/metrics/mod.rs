@@ -21,7 +21,8 @@
 //! `Metric`), `snapshot` (`Snapshot`, `Portfolio`, `dump`), `load` (the
 //! reads of the store beyond visits), `parts` (every dataset as read, by
 //! account), `stock` (main SKUs and stock cover), `timeline` (the parts
-//! assembled; the snapshot of any day up to the last read, and `build`),
+//! assembled, or updated in place for the accounts a refresh read; the
+//! snapshot of any day up to the last read, and `build`),
 //! `notes` (temporary triggers noting what a connection's writes touch),
 //! `live` (the daemon's parts kept in memory and refreshed from the
 //! notes). This file only declares them and re-exports what the other
