@@ -360,7 +360,8 @@ impl Memo {
         for (id, kept) in &self.results {
             let c = changed.get(id.as_str()).copied().unwrap_or(0);
             for k in kept {
-                if matches!(k, Kept::Found { .. }) && !pick.runs(k.rule(), c) {
+                // Held findings do not count towards the cap (`rules::run`).
+                if matches!(k, Kept::Found { said, .. } if said.starts) && !pick.runs(k.rule(), c) {
                     seed[k.rule()] += 1;
                 }
             }

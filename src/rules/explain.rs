@@ -180,7 +180,17 @@ impl fmt::Display for Explanation {
             return writeln!(f, "silent: no alert() call was reached with these figures");
         }
         for (x, line) in self.findings.iter().zip(&self.lines) {
-            write!(f, "fired: {} \"{}\"", x.severity, x.title)?;
+            if x.starts {
+                write!(f, "fired: {} \"{}\"", x.severity, x.title)?;
+            } else {
+                // `alert(#{ starts: false })`: what it does depends on the
+                // alert's state, which an explanation does not look at.
+                write!(
+                    f,
+                    "held (starts: false: keeps this alert open if it is, starts none): {} \"{}\"",
+                    x.severity, x.title
+                )?;
+            }
             if !x.key.is_empty() {
                 write!(f, " [key {}]", x.key)?;
             }
@@ -243,6 +253,15 @@ mod tests {
         assert!(
             text.contains("fired: warning \"none\" (alert() at x.rhai line 3)"),
             "{text}"
+        );
+        let held = RuleSet::from_sources(&[("h", "alert(#{ title: \"t\", starts: false });")])
+            .unwrap()
+            .explain(&snap, "h", "KH1")
+            .unwrap()
+            .to_string();
+        assert!(
+            held.contains("held (starts: false") && !held.contains("fired"),
+            "{held}"
         );
         assert!(rs.explain(&snap, "y", "KH1").is_err());
         assert!(

@@ -224,11 +224,13 @@ impl AtSnapshot<'_, '_> {
                 // threads as the alerts come (so no runaway rule piles them
                 // up in memory). Alerts of accounts refused still count:
                 // once over, the rule stays over for the rest of the
-                // evaluation.
+                // evaluation. Held ones (`starts: false`) start nothing
+                // and do not count (each run's are bounded by
+                // `alerts.max_per_account`).
                 let cap = self.runner.rules.caps.per_rule;
-                let before =
-                    self.runner.shared.raised[i].fetch_add(raised.len(), Ordering::Relaxed);
-                if before + raised.len() <= cap {
+                let starting = raised.iter().filter(|r| r.starts()).count();
+                let before = self.runner.shared.raised[i].fetch_add(starting, Ordering::Relaxed);
+                if before + starting <= cap {
                     for r in raised {
                         out.findings.push(r.finding(&rule.name, rule.severity, m));
                     }

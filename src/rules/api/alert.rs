@@ -44,6 +44,12 @@ pub struct Raised {
 }
 
 impl Raised {
+    /// Whether it may start an alert (`starts`, default true): a held one
+    /// does not count towards `alerts.max_per_rule`.
+    pub fn starts(&self) -> bool {
+        self.starts
+    }
+
     /// The finding of `rule` for `account`; `severity` is the rule's
     /// default (its `SETTINGS.severity`), else "warning".
     pub fn finding(

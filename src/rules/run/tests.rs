@@ -153,4 +153,19 @@ fn alerts_are_capped_per_account_and_per_rule() {
     }));
     // one: under both caps, untouched.
     assert_eq!(out.findings.iter().filter(|f| &*f.rule == "one").count(), 4);
+    // Held findings start nothing and do not count towards the per-rule
+    // cap: 3 held and 1 raised per account, 4 accounts, cap 7.
+    let mut rs = RuleSet::from_sources(&[(
+        "held",
+        "for i in 0..3 { alert(#{ title: \"t\", key: i, starts: false }); }\nalert(#{ title: \"t\", key: \"r\" });",
+    )])
+    .unwrap();
+    rs.caps = AlertCaps {
+        per_account: 5,
+        per_rule: 7,
+    };
+    let out = rs.evaluate_with(&book_of(4), 2);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(out.findings.len(), 16);
+    assert_eq!(out.findings.iter().filter(|f| f.starts).count(), 4);
 }
