@@ -242,3 +242,51 @@ fn a_closed_alert_is_stored_stays_closed_and_ends() {
     );
     assert_eq!(history, 1);
 }
+
+/// Raised again on the same day with other figures (an evaluation after a
+/// small drop), an alert's lifecycle does not change, but what it says
+/// does: the stored figures and title are the rule's latest, with no
+/// notice and no history line.
+#[test]
+fn the_same_day_again_with_other_figures_rewrites_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = crate::store::open(&dir.path().join("k.db")).unwrap();
+    let (accounts, mut findings, policies) = five_findings();
+    let ran: HashSet<&str> = ["r"].into_iter().collect();
+    let eval = |findings: &[Finding]| {
+        let mut told = 0;
+        apply(
+            &conn,
+            d(1),
+            findings,
+            &[],
+            None,
+            &accounts,
+            &policies,
+            &ran,
+            &mut |b: &[Notified]| -> Result<(), Error> {
+                told += b.len();
+                Ok(())
+            },
+        )
+        .unwrap();
+        told
+    };
+    assert_eq!(eval(&findings[..1]), 1);
+    let said = |conn: &Connection| -> (String, String) {
+        conn.query_row(
+            "SELECT title, figures FROM alerts WHERE account_id = 'K0'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+    };
+    assert_eq!(said(&conn), ("t K0".into(), r#"{"n":1}"#.into()));
+    let mut again = (*findings[0].said).clone();
+    again.title = "t K0 now".into();
+    again.figures = vec![("n".into(), 2.into())];
+    findings[0].said = Arc::new(again);
+    assert_eq!(eval(&findings[..1]), 0);
+    assert_eq!(said(&conn), ("t K0 now".into(), r#"{"n":2}"#.into()));
+    assert_eq!(count(&conn, "SELECT COUNT(*) FROM alert_history"), 1);
+}
