@@ -160,12 +160,6 @@ fn apply_batched<E: From<Error>>(
             {
                 changes.idle.push(i);
             }
-            // Raised again on the same day with other figures (a later
-            // evaluation after a drop): the stored alert says what the
-            // rule says now, as its next mail will.
-            if let (Some(f), true) = (finding, row.is_some()) {
-                table.refresh(key, &Text::from(f))?;
-            }
             continue;
         }
         let Some(text) = Text::of(finding, row.is_some(), key, &mut table.text)? else {
@@ -328,8 +322,6 @@ impl Text {
 /// The statements `apply` writes with, prepared once per evaluation.
 struct Table<'c> {
     upsert: Statement<'c>,
-    /// Rewrites what a stored alert says when it differs.
-    refresh: Statement<'c>,
     /// What a stored alert says (see [`Row`]).
     text: Statement<'c>,
     earlier: Statement<'c>,
@@ -355,12 +347,6 @@ impl<'c> Table<'c> {
            notified = excluded.notified, notified_severity = excluded.notified_severity,
            last_notified_at = excluded.last_notified_at, aged_notified = excluded.aged_notified",
             )?,
-            refresh: conn.prepare(
-                "UPDATE alerts SET severity = ?4, title = ?5, figures = ?6, units = ?7, action = ?8
-                 WHERE rule = ?1 AND account_id = ?2 AND key = ?3
-                   AND (severity IS NOT ?4 OR title IS NOT ?5 OR figures IS NOT ?6
-                        OR units IS NOT ?7 OR action IS NOT ?8)",
-            )?,
             text: conn.prepare(
                 "SELECT severity, title, figures, units, action FROM alerts
                  WHERE rule = ?1 AND account_id = ?2 AND key = ?3",
@@ -377,22 +363,6 @@ impl<'c> Table<'c> {
             as_of: date_text(as_of),
             now: now_text(),
         })
-    }
-
-    /// Writes what the stored alert `key` says, when it says otherwise (its
-    /// lifecycle unchanged: no history line).
-    fn refresh(&mut self, key: &Key, text: &Text) -> Result<(), Error> {
-        self.refresh.execute(params![
-            key.0,
-            key.1,
-            key.2,
-            text.severity,
-            text.title,
-            text.figures,
-            text.units,
-            text.action,
-        ])?;
-        Ok(())
     }
 
     /// Writes the alert's next lifecycle `n`, and a history line when its
