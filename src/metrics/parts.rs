@@ -15,6 +15,7 @@ use rusqlite::Connection;
 use super::account::{Roles, SkuLine, Visit};
 use super::daylog::DayLog;
 use super::load;
+use super::master::{self, Listed};
 use super::series::Series;
 use crate::model::dates::day;
 use crate::store;
@@ -109,7 +110,8 @@ pub struct Parts {
     pub(super) skus: load::SkuIndex,
     pub(super) visits: HashMap<String, DayLog<Visit>>,
     pub(super) roles: RoleIndex,
-    pub(super) master: Vec<store::AccountRecord>,
+    /// The customer master, in id order, each account's texts shared.
+    pub(super) master: Vec<Listed>,
     pub(super) extras: HashMap<String, load::Extra>,
     pub(super) inventory: load::Inventory,
     /// The number of SKU names `inventory` was read with.
@@ -185,7 +187,7 @@ impl Parts {
     /// Reads the customer master (and its attributes, credit limits and
     /// tier overrides) again.
     pub fn reload_master(&mut self, conn: &Connection) -> Result<()> {
-        self.master = store::load_accounts(conn)?;
+        self.master = master::load(conn)?;
         self.extras = load::account_extras(conn)?;
         Ok(())
     }
