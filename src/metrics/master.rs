@@ -11,6 +11,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use rusqlite::Connection;
 
+use super::load;
 use crate::store;
 
 /// One account's texts from the master.
@@ -28,10 +29,13 @@ pub(super) struct Who {
 }
 
 /// One account of the master.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(super) struct Listed {
     pub(super) who: Arc<Who>,
     pub(super) active: bool,
+    /// Its attributes, credit limit and tier column, as read (None: the
+    /// row was not there when they were).
+    pub(super) extra: Option<load::Extra>,
 }
 
 /// Texts held once however many accounts name them.
@@ -49,12 +53,14 @@ impl Interned {
     }
 }
 
-/// Every account of the master, in id order.
+/// Every account of the master, in id order, with its extra columns.
 pub(super) fn load(conn: &Connection) -> Result<Vec<Listed>> {
     let mut shared = Interned::default();
+    let mut extras = load::account_extras(conn)?;
     let mut out = Vec::new();
     for rec in store::load_accounts(conn)? {
         let r = rec.row;
+        let extra = extras.remove(&r.id);
         let who = Who {
             // An id and a name are most often the account's own.
             id: Arc::from(r.id),
@@ -68,6 +74,7 @@ pub(super) fn load(conn: &Connection) -> Result<Vec<Listed>> {
         out.push(Listed {
             who: Arc::new(who),
             active: rec.active,
+            extra,
         });
     }
     out.shrink_to_fit();
@@ -89,7 +96,8 @@ mod tests {
             "INSERT INTO accounts (id, name, region, owner, owner_email, manager_email, active, manager, updated_at) VALUES
                ('A2', '甲', '华东', '王', 'w@x.cn', 'm@x.cn', 1, '李', 'x'),
                ('A1', '甲', '华东', '王', 'w@x.cn', NULL, 0, NULL, 'x'),
-               ('B', '乙', NULL, NULL, NULL, NULL, 1, NULL, 'x');",
+               ('B', '乙', NULL, NULL, NULL, NULL, 1, NULL, 'x');
+             UPDATE accounts SET attrs = '{\"行业\":\"零售\"}', credit_limit = 5 WHERE id = 'B';",
         )
         .unwrap();
         let m = load(&conn).unwrap();

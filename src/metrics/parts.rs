@@ -112,7 +112,6 @@ pub struct Parts {
     pub(super) roles: RoleIndex,
     /// The customer master, in id order, each account's texts shared.
     pub(super) master: Vec<Listed>,
-    pub(super) extras: HashMap<String, load::Extra>,
     pub(super) inventory: load::Inventory,
     /// The number of SKU names `inventory` was read with.
     pub(super) inventory_skus: usize,
@@ -133,7 +132,6 @@ impl Parts {
             visits: HashMap::new(),
             roles: RoleIndex::default(),
             master: Vec::new(),
-            extras: HashMap::new(),
             inventory: load::Inventory::default(),
             inventory_skus: 0,
             invoices: HashMap::new(),
@@ -188,7 +186,6 @@ impl Parts {
     /// tier overrides) again.
     pub fn reload_master(&mut self, conn: &Connection) -> Result<()> {
         self.master = master::load(conn)?;
-        self.extras = load::account_extras(conn)?;
         Ok(())
     }
 

@@ -246,7 +246,7 @@ impl Timeline {
         let mut accounts: Vec<Base> = Vec::with_capacity(active.len());
         for rec in master.iter().filter(|a| a.active) {
             let id = &*rec.who.id;
-            let extra = parts.extras.get(id);
+            let extra = rec.extra.as_ref();
             let (series, skus) = parts.orders.get(id).cloned().unwrap_or_default();
             let mut own = own_stock.remove(id).unwrap_or_default();
             own.sort_by_key(|s| s.0);
