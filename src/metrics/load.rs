@@ -55,6 +55,8 @@ pub fn account_extras(conn: &Connection) -> Result<HashMap<String, Extra>> {
     let mut rows = st.query([])?;
     let mut out = HashMap::new();
     let mut insane = 0u64;
+    // Accounts without attributes (most) share one empty set.
+    let none = std::sync::Arc::new(serde_json::Map::new());
     while let Some(r) = rows.next()? {
         let id: String = r.get(0)?;
         let attrs: Option<String> = r.get(1)?;
@@ -72,7 +74,11 @@ pub fn account_extras(conn: &Connection) -> Result<HashMap<String, Extra>> {
         out.insert(
             id,
             Extra {
-                attrs: std::sync::Arc::new(attrs),
+                attrs: if attrs.is_empty() {
+                    none.clone()
+                } else {
+                    std::sync::Arc::new(attrs)
+                },
                 credit_limit: r.get::<_, Option<f64>>(2)?.map(|x| sane(x, &mut insane)),
                 tier_override: r
                     .get::<_, Option<String>>(3)?
