@@ -361,8 +361,8 @@ impl<'c> Table<'c> {
     }
 
     /// Writes the alert's next lifecycle `n`, and a history line when its
-    /// state changed. `loaded`: the alert was among the pending and firing
-    /// ones loaded at the start.
+    /// state changed. `loaded`: the alert was among the pending, firing
+    /// and closed ones loaded at the start.
     fn save(
         &mut self,
         key: &Key,
@@ -433,7 +433,7 @@ fn count(changes: &mut Changes, prev: &Lifecycle, n: &Lifecycle, index: Option<u
             }
             State::Resolved => changes.resolved += 1,
             State::Pending => changes.pending += 1,
-            State::Inactive => {}
+            State::Inactive | State::Closed => {}
         }
     } else if n.state == State::Firing {
         changes.still_firing += 1;

@@ -1,11 +1,17 @@
 //! The lifecycle state machine of one alert, pure: no table, no clock.
 //!
 //! [`step`]: inactive -> pending (raised, but not yet for `for_evaluations`
-//! days) -> firing -> resolved (cleared for `keep_firing_for_days`). It
-//! decides which notices an evaluation causes: started, severity raised,
-//! repeat (every `repeat_interval_days` while firing), aged (firing for
-//! `escalate_after_days`; none while an alert is kept firing only by
-//! `keep_firing_for_days`) and resolved. A held observation (a rule's
+//! days) -> firing -> resolved (cleared for `keep_firing_for_days`); with
+//! `close_after_days`, firing -> closed once the alert has fired that long
+//! and is still raised or held: one final notice, then nothing while the
+//! rule keeps raising or holding it, and a silent end (resolved, no
+//! notice) once it has been clear for `keep_firing_for_days`, so only a
+//! raise after that starts a new episode. The lifecycle owns the alert's
+//! age: a rule says whether its condition holds today, not how long it
+//! has. It decides which notices an evaluation causes: started, severity
+//! raised, repeat (every `repeat_interval_days` while firing), aged (firing
+//! for `escalate_after_days`; none while an alert is kept firing only by
+//! `keep_firing_for_days`), final and resolved. A held observation (a rule's
 //! `alert(#{ ..., starts: false })`) is a raise for an open alert and
 //! nothing for one that is not: a rule's hysteresis band, kept by the
 //! lifecycle's memory instead of the rule walking back through its
@@ -27,6 +33,10 @@ pub enum State {
     Inactive,
     Pending,
     Firing,
+    /// Fired `close_after_days` and was still raised: the final notice
+    /// went out, and nothing more is told while the rule keeps raising or
+    /// holding it.
+    Closed,
     Resolved,
 }
 
@@ -36,6 +46,7 @@ impl State {
             State::Inactive => "inactive",
             State::Pending => "pending",
             State::Firing => "firing",
+            State::Closed => "closed",
             State::Resolved => "resolved",
         }
     }
@@ -44,6 +55,7 @@ impl State {
         match s {
             "pending" => State::Pending,
             "firing" => State::Firing,
+            "closed" => State::Closed,
             "resolved" => State::Resolved,
             _ => State::Inactive,
         }
@@ -97,6 +109,11 @@ pub enum Notice {
     Repeat,
     /// Firing longer than the escalation age: the manager is told.
     Aged,
+    /// Still raised after firing `close_after_days`: the last notice of
+    /// the episode, after which the alert is closed.
+    Final {
+        open_days: i64,
+    },
     /// Resolved after firing this many days.
     Resolved {
         lasted_days: i64,
@@ -110,6 +127,7 @@ impl Notice {
             Notice::Raised { .. } => "raised",
             Notice::Repeat => "repeat",
             Notice::Aged => "aged",
+            Notice::Final { .. } => "final",
             Notice::Resolved { .. } => "resolved",
         }
     }
@@ -145,6 +163,14 @@ pub fn step(
     };
     let mut n = match obs {
         Observation::Unknown => return out,
+        Observation::Raised(sev) | Observation::Held(sev) if prev.state == State::Closed => {
+            // Closed: it stays so while raised or held, and tells nothing.
+            let mut n = prev.clone();
+            n.severity = Some(sev);
+            n.cleared_since = None;
+            n.last_seen_at = Some(as_of);
+            n
+        }
         Observation::Raised(sev) => raised(prev, sev, policy, as_of),
         Observation::Held(sev) if matches!(prev.state, State::Pending | State::Firing) => {
             raised(prev, sev, policy, as_of)
@@ -157,10 +183,34 @@ pub fn step(
     // says nothing new: no repeat, no escalation of a condition that has
     // cleared (a drop repeated while the account is back in A).
     if n.state == State::Firing && n.cleared_since.is_none() {
-        tell(&mut n, prev, policy, as_of, silenced, &mut out);
+        if closes(&n, policy, as_of) {
+            close(&mut n, as_of, silenced, &mut out);
+        } else {
+            tell(&mut n, prev, policy, as_of, silenced, &mut out);
+        }
     }
     out.next = n;
     out
+}
+
+/// Whether a firing alert raised today has fired `close_after_days`.
+fn closes(n: &Lifecycle, policy: &RulePolicy, as_of: NaiveDate) -> bool {
+    policy.close_after_days > 0 && days(n.started_at, as_of) >= i64::from(policy.close_after_days)
+}
+
+/// Closes a firing alert still raised: the final notice (recorded, not
+/// sent, under a silence), then the closed state.
+fn close(n: &mut Lifecycle, as_of: NaiveDate, silenced: bool, out: &mut Step) {
+    let notice = Notice::Final {
+        open_days: days(n.started_at, as_of),
+    };
+    if silenced {
+        out.silenced.push(notice);
+    } else {
+        out.notices.push(notice);
+        n.last_notified_at = Some(as_of);
+    }
+    n.state = State::Closed;
 }
 
 /// The next lifecycle when the rule raised the alert: pending, counted per
@@ -186,7 +236,8 @@ fn raised(prev: &Lifecycle, sev: Severity, policy: &RulePolicy, as_of: NaiveDate
                 n.pending_count += 1;
             }
         }
-        State::Firing => {}
+        // Closed alerts are stepped before they get here (`step`).
+        State::Firing | State::Closed => {}
     }
     n.last_seen_at = Some(as_of);
     if n.state == State::Pending && n.pending_count >= policy.for_evaluations.max(1) {
@@ -229,6 +280,17 @@ fn cleared(
                         out.notices.push(notice);
                     }
                 }
+            }
+        }
+        State::Closed => {
+            // A closed alert ends silently once clear as long as a firing
+            // one would be kept: a day's gap in the rule's raises does not
+            // make the next raise a new episode.
+            let since = prev.cleared_since.unwrap_or(as_of);
+            n.cleared_since = Some(since);
+            if days(Some(since), as_of) >= i64::from(policy.keep_firing_for_days) {
+                n.state = State::Resolved;
+                n.resolved_at = Some(as_of);
             }
         }
         State::Inactive | State::Resolved => {}
@@ -298,308 +360,4 @@ pub(super) mod severity_text {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use Observation::{Clear, Held, Raised, Unknown};
-    use Severity::{Critical, Warning};
-
-    fn d(day: u32) -> NaiveDate {
-        NaiveDate::from_ymd_opt(2026, 10, 1).unwrap() + chrono::Days::new(u64::from(day) - 1)
-    }
-
-    /// One row of a table: (day of October, observed, silenced) in;
-    /// (state, notices sent, notices silenced) expected.
-    type Row = (
-        u32,
-        Observation,
-        bool,
-        State,
-        &'static [&'static str],
-        &'static [&'static str],
-    );
-
-    fn run(policy: &RulePolicy, rows: &[Row]) {
-        let mut life = Lifecycle::default();
-        for (i, (day, obs, silenced, want_state, want, want_silenced)) in rows.iter().enumerate() {
-            let st = step(&life, *obs, policy, d(*day), *silenced);
-            let kinds = |v: &[Notice]| v.iter().map(|n| n.kind()).collect::<Vec<_>>();
-            assert_eq!(
-                (st.next.state, kinds(&st.notices), kinds(&st.silenced)),
-                (*want_state, want.to_vec(), want_silenced.to_vec()),
-                "row {i} (day {day}, {obs:?}, silenced {silenced})"
-            );
-            life = st.next;
-        }
-    }
-
-    fn policy() -> RulePolicy {
-        RulePolicy {
-            escalate_after_days: 0,
-            ..RulePolicy::default()
-        }
-    }
-
-    #[test]
-    fn fires_at_once_and_resolves_with_duration() {
-        run(
-            &policy(),
-            &[
-                (1, Clear, false, State::Inactive, &[], &[]),
-                (2, Raised(Warning), false, State::Firing, &["started"], &[]),
-                (3, Raised(Warning), false, State::Firing, &[], &[]),
-                (5, Clear, false, State::Resolved, &["resolved"], &[]),
-                (6, Clear, false, State::Resolved, &[], &[]),
-                (7, Raised(Warning), false, State::Firing, &["started"], &[]),
-            ],
-        );
-        let st = step(
-            &Lifecycle {
-                state: State::Firing,
-                started_at: Some(d(2)),
-                notified: true,
-                ..Lifecycle::default()
-            },
-            Clear,
-            &policy(),
-            d(5),
-            false,
-        );
-        assert_eq!(st.notices, vec![Notice::Resolved { lasted_days: 3 }]);
-    }
-
-    /// One precedence for every key: the config's rule_settings.R > the
-    /// rule's own SETTINGS (even `for_evaluations: 1`) > the alerts:
-    /// defaults. `alerts.rules.R` is the same place as rule_settings.R, and
-    /// the older names mean the same keys.
-    #[test]
-    fn for_n_evaluations_counts_distinct_days() {
-        let p = RulePolicy {
-            for_evaluations: 3,
-            ..policy()
-        };
-        run(
-            &p,
-            &[
-                (1, Raised(Warning), false, State::Pending, &[], &[]),
-                (1, Raised(Warning), false, State::Pending, &[], &[]), // same day again
-                (2, Raised(Warning), false, State::Pending, &[], &[]),
-                (3, Unknown, false, State::Pending, &[], &[]), // a failed run changes nothing
-                (4, Clear, false, State::Inactive, &[], &[]),  // pending that clears: no mail
-                (5, Raised(Warning), false, State::Pending, &[], &[]),
-                (6, Raised(Warning), false, State::Pending, &[], &[]),
-                (7, Raised(Warning), false, State::Firing, &["started"], &[]),
-            ],
-        );
-    }
-
-    #[test]
-    fn hysteresis_keeps_firing_through_a_dip() {
-        let p = RulePolicy {
-            keep_firing_for_days: 3,
-            ..policy()
-        };
-        run(
-            &p,
-            &[
-                (1, Raised(Warning), false, State::Firing, &["started"], &[]),
-                (2, Clear, false, State::Firing, &[], &[]),
-                (3, Raised(Warning), false, State::Firing, &[], &[]), // flaps back: nothing
-                (4, Clear, false, State::Firing, &[], &[]),
-                (6, Clear, false, State::Firing, &[], &[]),
-                (7, Clear, false, State::Resolved, &["resolved"], &[]),
-            ],
-        );
-        // Kept firing after it cleared, it is not repeated nor escalated:
-        // the repeat falls due on day 8, the escalation on day 10, both
-        // inside the keep; raised again on day 11, the manager's copy is
-        // told (it comes before a repeat, and counts as one).
-        let p = RulePolicy {
-            keep_firing_for_days: 10,
-            escalate_after_days: 9,
-            ..policy()
-        };
-        run(
-            &p,
-            &[
-                (1, Raised(Warning), false, State::Firing, &["started"], &[]),
-                (5, Clear, false, State::Firing, &[], &[]),
-                (8, Clear, false, State::Firing, &[], &[]),
-                (10, Clear, false, State::Firing, &[], &[]),
-                (11, Raised(Warning), false, State::Firing, &["aged"], &[]),
-                (12, Raised(Warning), false, State::Firing, &[], &[]),
-            ],
-        );
-    }
-
-    #[test]
-    fn severity_rise_and_repeat_interval() {
-        run(
-            &policy(),
-            &[
-                (1, Raised(Warning), false, State::Firing, &["started"], &[]),
-                (7, Raised(Warning), false, State::Firing, &[], &[]),
-                (8, Raised(Warning), false, State::Firing, &["repeat"], &[]),
-                (9, Raised(Critical), false, State::Firing, &["raised"], &[]),
-                (10, Raised(Warning), false, State::Firing, &[], &[]), // a fall is not news
-                (11, Raised(Critical), false, State::Firing, &[], &[]), // nor rising back
-                (16, Raised(Warning), false, State::Firing, &["repeat"], &[]),
-            ],
-        );
-    }
-
-    #[test]
-    fn resolved_notice_opt_out() {
-        let p = RulePolicy {
-            notify_resolved: false,
-            repeat_interval_days: 0,
-            ..policy()
-        };
-        run(
-            &p,
-            &[
-                (1, Raised(Warning), false, State::Firing, &["started"], &[]),
-                (30, Raised(Warning), false, State::Firing, &[], &[]), // no repeats
-                (31, Clear, false, State::Resolved, &[], &[]),
-            ],
-        );
-    }
-
-    #[test]
-    fn silence_records_then_lets_the_start_through() {
-        run(
-            &policy(),
-            &[
-                (1, Raised(Warning), true, State::Firing, &[], &["started"]),
-                (2, Raised(Critical), true, State::Firing, &[], &[]),
-                (3, Raised(Critical), false, State::Firing, &["started"], &[]),
-                (4, Clear, true, State::Resolved, &[], &["resolved"]),
-                // started and resolved within a silence: nothing is mailed
-                (5, Raised(Warning), true, State::Firing, &[], &["started"]),
-                (6, Clear, false, State::Resolved, &[], &[]),
-            ],
-        );
-    }
-
-    #[test]
-    fn escalates_once_by_age() {
-        let p = RulePolicy {
-            escalate_after_days: 10,
-            ..RulePolicy::default()
-        };
-        run(
-            &p,
-            &[
-                (1, Raised(Warning), false, State::Firing, &["started"], &[]),
-                (8, Raised(Warning), false, State::Firing, &["repeat"], &[]),
-                (11, Raised(Warning), false, State::Firing, &["aged"], &[]),
-                (15, Raised(Warning), false, State::Firing, &[], &[]),
-                (18, Raised(Warning), false, State::Firing, &["repeat"], &[]),
-            ],
-        );
-        // A rise on the escalation day already reaches the manager: no
-        // separate age notice follows.
-        run(
-            &p,
-            &[
-                (1, Raised(Warning), false, State::Firing, &["started"], &[]),
-                (11, Raised(Critical), false, State::Firing, &["raised"], &[]),
-                (12, Raised(Critical), false, State::Firing, &[], &[]),
-            ],
-        );
-    }
-
-    /// A held observation keeps an open alert open as a raise would (its
-    /// count towards for_evaluations, its repeats, keep_firing_for_days
-    /// from the last day held) and never starts one: held with nothing
-    /// open, held after a resolve, held while a resolved alert is gone.
-    #[test]
-    fn held_keeps_an_open_alert_and_starts_none() {
-        let p = RulePolicy {
-            keep_firing_for_days: 2,
-            ..policy()
-        };
-        run(
-            &p,
-            &[
-                (1, Held(Warning), false, State::Inactive, &[], &[]),
-                (2, Held(Critical), false, State::Inactive, &[], &[]),
-                (3, Raised(Warning), false, State::Firing, &["started"], &[]),
-                (4, Held(Warning), false, State::Firing, &[], &[]),
-                (9, Held(Warning), false, State::Firing, &[], &[]),
-                (10, Held(Warning), false, State::Firing, &["repeat"], &[]),
-                (11, Held(Critical), false, State::Firing, &["raised"], &[]),
-                (12, Clear, false, State::Firing, &[], &[]),
-                (13, Held(Warning), false, State::Firing, &[], &[]), // back in the band
-                (14, Clear, false, State::Firing, &[], &[]),
-                (16, Clear, false, State::Resolved, &["resolved"], &[]),
-                (17, Held(Warning), false, State::Resolved, &[], &[]),
-                (18, Raised(Warning), false, State::Firing, &["started"], &[]),
-            ],
-        );
-        // Pending: held days count towards for_evaluations; held alone
-        // never makes one pending.
-        let p = RulePolicy {
-            for_evaluations: 3,
-            ..policy()
-        };
-        run(
-            &p,
-            &[
-                (1, Held(Warning), false, State::Inactive, &[], &[]),
-                (2, Raised(Warning), false, State::Pending, &[], &[]),
-                (3, Held(Warning), false, State::Pending, &[], &[]),
-                (4, Held(Warning), false, State::Firing, &["started"], &[]),
-                (5, Clear, false, State::Resolved, &["resolved"], &[]),
-            ],
-        );
-    }
-
-    /// What lets an evaluation after a small drop leave the alerts of the
-    /// pairs it did not run to a full run's outcome (`rules::changed`):
-    /// on any alert's life, a second step on the same day with the same
-    /// observation changes nothing and tells no one.
-    mod same_day {
-        use proptest::prelude::*;
-
-        use super::*;
-
-        fn observation() -> impl Strategy<Value = Observation> {
-            prop_oneof![
-                Just(Clear),
-                Just(Unknown),
-                Just(Raised(Warning)),
-                Just(Raised(Critical)),
-                Just(Held(Warning)),
-                Just(Held(Critical)),
-            ]
-        }
-
-        proptest! {
-            #[test]
-            fn a_second_step_on_the_same_day_changes_nothing(
-                policy in (1u32..4, 0u32..10, any::<bool>(), 0u32..4, 0u32..12).prop_map(
-                    |(n, repeat, resolved, keep, escalate)| RulePolicy {
-                        for_evaluations: n,
-                        repeat_interval_days: repeat,
-                        notify_resolved: resolved,
-                        keep_firing_for_days: keep,
-                        escalate_after_days: escalate,
-                        ..RulePolicy::default()
-                    }
-                ),
-                days in prop::collection::vec((0u32..4, observation(), any::<bool>()), 1..40),
-            ) {
-                let mut life = Lifecycle::default();
-                let mut day = 1;
-                for (gap, obs, silenced) in days {
-                    day += gap;
-                    let first = step(&life, obs, &policy, d(day), silenced);
-                    let again = step(&first.next, obs, &policy, d(day), silenced);
-                    prop_assert_eq!(&again.next, &first.next);
-                    prop_assert!(again.notices.is_empty() && again.silenced.is_empty(), "{:?}", again);
-                    life = first.next;
-                }
-            }
-        }
-    }
-}
+mod tests;

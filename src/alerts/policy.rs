@@ -1,5 +1,5 @@
 //! Alert policy: how each rule's alerts behave (for N evaluations,
-//! repeats, hysteresis, escalation, extra recipients), from the config's
+//! repeats, hysteresis, escalation, closing, extra recipients), from the config's
 //! `alerts:` defaults, the rule's own `SETTINGS` and the config's
 //! `rule_settings:`, in that order of precedence. Reads the config and the
 //! loaded rules; touches nothing.
@@ -23,6 +23,9 @@ pub struct RulePolicy {
     pub keep_firing_for_days: u32,
     /// Days of firing after which the manager is told; 0 = never.
     pub escalate_after_days: u32,
+    /// Days of firing after which an alert still raised gets its final
+    /// notice and is closed (see `machine`); 0 = never.
+    pub close_after_days: u32,
     /// Addresses that get this rule's notices besides the owner.
     pub extra_recipients: Vec<String>,
 }
@@ -35,6 +38,7 @@ impl RulePolicy {
             notify_resolved: a.notify_resolved,
             keep_firing_for_days: a.keep_firing_for_days,
             escalate_after_days: a.escalate_after_days,
+            close_after_days: a.close_after_days,
             extra_recipients: Vec::new(),
         }
     }
@@ -57,6 +61,9 @@ impl RulePolicy {
         }
         if let Some(n) = s.escalate_after_days {
             self.escalate_after_days = n;
+        }
+        if let Some(n) = s.close_after_days {
+            self.close_after_days = n;
         }
         if let Some(r) = &s.recipients {
             self.extra_recipients.clone_from(r);
@@ -142,6 +149,7 @@ mod tests {
         assert_eq!(p.get("both").for_evaluations, 2);
         assert_eq!(p.get("both").repeat_interval_days, 3);
         assert_eq!(p.get("both").extra_recipients, vec!["p@example.com"]);
+        assert_eq!(p.get("both").close_after_days, 0, "0 (never) by default");
         assert_eq!(
             cfg.notes,
             vec![
@@ -174,6 +182,40 @@ mod tests {
             ),
             "{e}"
         );
+        // close_after_days: the config over SETTINGS, 0 switches it off;
+        // a misspelt key, a negative or a fraction is refused, named.
+        let closing = crate::rules::RuleSet::from_sources(&[(
+            "once",
+            "const SETTINGS = #{ close_after_days: 180 };",
+        )])
+        .unwrap();
+        let cfg = crate::config::parse(&base).unwrap();
+        assert_eq!(
+            Policies::for_rules(&cfg, &closing)
+                .get("once")
+                .close_after_days,
+            180
+        );
+        let cfg = crate::config::parse(&format!(
+            "{base}\nrule_settings:\n  once:\n    close_after_days: 0\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            Policies::for_rules(&cfg, &closing)
+                .get("once")
+                .close_after_days,
+            0
+        );
+        for (bad, want) in [
+            ("close_after_day: 180", "unknown field `close_after_day`"),
+            ("close_after_days: -1", "close_after_days"),
+            ("close_after_days: 1.5", "close_after_days"),
+        ] {
+            let e = crate::config::parse(&format!("{base}\nrule_settings:\n  once:\n    {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{bad}: {e}");
+        }
         // A key under its name and its older name is refused.
         let e = crate::config::parse(&format!(
             "{base}\nrule_settings:\n  x:\n    for: 1\n    for_evaluations: 2\n"

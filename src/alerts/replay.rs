@@ -20,7 +20,7 @@ pub fn replay(rules: &RuleSet, days: &[(NaiveDate, Vec<Finding>)]) -> Vec<Notice
     for r in &rules.rules {
         policies.set(&r.name, RulePolicy::default().with(r.settings()));
     }
-    // The pending and firing alerts by (rule, account, key).
+    // The pending, firing and closed alerts by (rule, account, key).
     let mut open: BTreeMap<(String, String, String), Lifecycle> = BTreeMap::new();
     let mut out = Vec::new();
     for (day, findings) in days {
@@ -49,7 +49,10 @@ pub fn replay(rules: &RuleSet, days: &[(NaiveDate, Vec<Finding>)]) -> Vec<Notice
                     notice: n.kind(),
                 });
             }
-            if matches!(st.next.state, State::Pending | State::Firing) {
+            if matches!(
+                st.next.state,
+                State::Pending | State::Firing | State::Closed
+            ) {
                 open.insert(key, st.next);
             }
         }

@@ -451,6 +451,10 @@ pub struct AlertsConfig {
     /// Days of firing after which the manager is told too; 0 = never.
     #[serde(default = "default_escalate_after_days")]
     pub escalate_after_days: u32,
+    /// Days of firing after which an alert still raised gets a final
+    /// notice and is closed; 0 = never.
+    #[serde(default)]
+    pub close_after_days: u32,
     /// Critical alerts also go to the account's manager.
     #[serde(default = "default_true")]
     pub escalate_critical: bool,
@@ -503,6 +507,7 @@ impl Default for AlertsConfig {
             notify_resolved: true,
             keep_firing_for_days: 0,
             escalate_after_days: default_escalate_after_days(),
+            close_after_days: 0,
             escalate_critical: true,
             history_retention_days: default_history_retention_days(),
             rules: BTreeMap::new(),

@@ -52,6 +52,10 @@ pub struct RuleSettings {
     /// Days of firing after which the manager is told too; 0 = never.
     #[serde(default)]
     pub escalate_after_days: Option<u32>,
+    /// Days of firing after which an alert still raised gets a final
+    /// notice and is closed; 0 = never.
+    #[serde(default)]
+    pub close_after_days: Option<u32>,
     /// Addresses mailed besides the account's owner.
     #[serde(default)]
     pub recipients: Option<Vec<String>>,
@@ -66,7 +70,7 @@ pub struct RuleSettings {
 
 impl RuleSettings {
     /// Every key, in the order the docs list them.
-    pub const KEYS: [&str; 11] = [
+    pub const KEYS: [&str; 12] = [
         "enabled",
         "tiers",
         "needs",
@@ -77,6 +81,7 @@ impl RuleSettings {
         "notify_resolved",
         "keep_firing_for_days",
         "escalate_after_days",
+        "close_after_days",
         "recipients",
     ];
     /// Older key names and the key each is read as.
@@ -211,6 +216,7 @@ impl RuleSettings {
         over(&mut self.notify_resolved, &upper.notify_resolved);
         over(&mut self.keep_firing_for_days, &upper.keep_firing_for_days);
         over(&mut self.escalate_after_days, &upper.escalate_after_days);
+        over(&mut self.close_after_days, &upper.close_after_days);
         over(&mut self.recipients, &upper.recipients);
     }
 
@@ -227,6 +233,7 @@ impl RuleSettings {
             self.notify_resolved.is_some(),
             self.keep_firing_for_days.is_some(),
             self.escalate_after_days.is_some(),
+            self.close_after_days.is_some(),
             self.recipients.is_some(),
         ];
         Self::KEYS

@@ -57,6 +57,18 @@ pub(super) fn status_line(it: &Item, en: bool) -> String {
         (Notice::Aged, Some((s, n)), true) => {
             format!("open for long: {n} days since {s}; the manager is copied")
         }
+        (Notice::Final { open_days }, Some((s, _)), false) => {
+            format!("{open_days} 天后仍是如此（自 {s} 起）；这是本预警的最后一次提醒")
+        }
+        (Notice::Final { open_days }, Some((s, _)), true) => {
+            format!("still so after {open_days} days (since {s}); this is the last notice")
+        }
+        (Notice::Final { open_days }, None, false) => {
+            format!("{open_days} 天后仍是如此；这是本预警的最后一次提醒")
+        }
+        (Notice::Final { open_days }, None, true) => {
+            format!("still so after {open_days} days; this is the last notice")
+        }
         (Notice::Resolved { lasted_days }, Some((s, _)), false) => {
             format!("已恢复：自 {s} 起持续 {lasted_days} 天")
         }
@@ -82,6 +94,8 @@ pub(super) fn subject_prefix(it: &Item, en: bool) -> String {
         (Notice::Repeat, true) => format!("still open · {sev}"),
         (Notice::Aged, false) => format!("持续未解决 · {sev}"),
         (Notice::Aged, true) => format!("open for long · {sev}"),
+        (Notice::Final { .. }, false) => format!("最后提醒 · {sev}"),
+        (Notice::Final { .. }, true) => format!("last notice · {sev}"),
         (Notice::Resolved { .. }, false) => "已恢复".to_string(),
         (Notice::Resolved { .. }, true) => "resolved".to_string(),
     }
@@ -256,5 +270,30 @@ mod tests {
             silence_command("", "lapsed_visits", "senior", "K1", d, false),
             "kamwatch silence add --rule=lapsed_visits --key=senior --account=K1 --until=2026-12-28 --reason='原因'"
         );
+    }
+
+    /// The final notice reads after the rule's title ("Dropped out of
+    /// tier A (now tier B)"): still so after N days, and the last; it says
+    /// so in the subject too.
+    #[test]
+    fn the_final_notice_says_still_so_after_n_days_and_last() {
+        use crate::mail::fixtures::item;
+        let it = item(
+            Notice::Final { open_days: 180 },
+            Severity::Warning,
+            "B",
+            0.01,
+            "K1",
+        );
+        assert_eq!(
+            status_line(&it, true),
+            "still so after 180 days (since 2026-10-01); this is the last notice"
+        );
+        assert_eq!(
+            status_line(&it, false),
+            "180 天后仍是如此（自 2026-10-01 起）；这是本预警的最后一次提醒"
+        );
+        assert_eq!(subject_prefix(&it, true), "last notice · Warning");
+        assert_eq!(subject_prefix(&it, false), "最后提醒 · 警告");
     }
 }

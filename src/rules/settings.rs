@@ -97,6 +97,7 @@ fn set(s: &mut RuleSettings, key: &str, v: &Dynamic) -> Result<(), Error> {
         "escalate_after_days" => {
             s.escalate_after_days = Some(count(v, "escalate_after_days", "days")?)
         }
+        "close_after_days" => s.close_after_days = Some(count(v, "close_after_days", "days")?),
         "recipients" => s.recipients = Some(strings(v, "recipients", "[\"pricing@example.com\"]")?),
         "extra_recipients" => {
             s.set_old_extra_recipients(strings(v, "extra_recipients", "[\"pricing@example.com\"]")?)
@@ -407,6 +408,18 @@ mod tests {
             (
                 "const SETTINGS = #{ repeat_interval_days: 5000000000 };",
                 "too large: at most 4294967295",
+            ),
+            (
+                "const SETTINGS = #{ close_after_days: -180 };",
+                "`close_after_days` must be 0 or more",
+            ),
+            (
+                "const SETTINGS = #{ close_after_days: 1.5 };",
+                "`close_after_days` must be a whole number of days",
+            ),
+            (
+                "const SETTINGS = #{ close_after_day: 180 };",
+                "unknown setting `close_after_day`; the settings are enabled, tiers, needs, book_needs, severity, for_evaluations, repeat_interval_days, notify_resolved, keep_firing_for_days, escalate_after_days, close_after_days, recipients",
             ),
         ] {
             let e = RuleSet::from_sources(&[("b", src)]).err().unwrap();

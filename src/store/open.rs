@@ -25,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0011_orders_by_account.sql"),
     include_str!("0012_silence_key.sql"),
     include_str!("0013_partial_evaluations.sql"),
+    include_str!("0014_closed_alerts.sql"),
 ];
 
 /// How long a statement waits for another connection's lock.

@@ -81,9 +81,11 @@ fn row(r: &SqlRow<'_>) -> rusqlite::Result<(Key, Row)> {
     ))
 }
 
-/// The pending and firing alerts, of the pairs `only` names when given.
+/// The pending, firing and closed alerts, of the pairs `only` names when
+/// given (a closed alert is stepped like an open one: it stays closed
+/// while raised, and ends once clear).
 pub(super) fn load(conn: &Connection, only: Option<&Only>) -> Result<HashMap<Key, Row>, Error> {
-    let open = "state IN ('pending', 'firing')";
+    let open = "state IN ('pending', 'firing', 'closed')";
     let Some(only) = only.filter(|o| o.listed() <= POINT_READS) else {
         let mut st = conn.prepare(&format!("SELECT {COLUMNS} FROM alerts WHERE {open}"))?;
         let rows = st.query_map([], row)?;

@@ -180,3 +180,65 @@ fn items_are_stored_with_plain_dates_as_before() {
     let bad = stored.replace("2026-10-08", "08.10.2026");
     assert!(serde_json::from_str::<Item>(&bad).is_err());
 }
+
+/// A closed alert is written to the table as closed (the migration's new
+/// state), read back with the open ones, kept closed by the next raises
+/// without a notice, and ends silently once clear; a database of the
+/// schema before keeps its alerts through the migration.
+#[test]
+fn a_closed_alert_is_stored_stays_closed_and_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = crate::store::open(&dir.path().join("k.db")).unwrap();
+    let (accounts, findings, mut policies) = five_findings();
+    policies.set(
+        "r",
+        RulePolicy {
+            close_after_days: 3,
+            repeat_interval_days: 0,
+            ..policy()
+        },
+    );
+    let ran: HashSet<&str> = ["r"].into_iter().collect();
+    let eval = |day: u32, findings: &[Finding]| {
+        let mut told: Vec<String> = Vec::new();
+        apply(
+            &conn,
+            d(day),
+            findings,
+            &[],
+            None,
+            &accounts,
+            &policies,
+            &ran,
+            &mut |b: &[Notified]| -> Result<(), Error> {
+                told.extend(b.iter().map(|n| n.item.notice.kind().to_string()));
+                Ok(())
+            },
+        )
+        .unwrap();
+        told
+    };
+    assert_eq!(eval(1, &findings[..1]), ["started"]);
+    assert!(eval(2, &findings[..1]).is_empty());
+    assert_eq!(eval(4, &findings[..1]), ["final"]);
+    assert!(eval(5, &findings[..1]).is_empty());
+    assert!(eval(40, &findings[..1]).is_empty());
+    let state = |conn: &Connection| -> String {
+        conn.query_row(
+            "SELECT state FROM alerts WHERE account_id = 'K0'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert_eq!(state(&conn), "closed");
+    // Cleared: it ends without a notice; raised after, it starts anew.
+    assert!(eval(41, &[]).is_empty());
+    assert_eq!(state(&conn), "resolved");
+    assert_eq!(eval(42, &findings[..1]), ["started"]);
+    let history = count(
+        &conn,
+        "SELECT COUNT(*) FROM alert_history WHERE from_state = 'firing' AND to_state = 'closed'",
+    );
+    assert_eq!(history, 1);
+}

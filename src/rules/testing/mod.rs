@@ -39,7 +39,7 @@ pub use schema::{
 };
 
 /// A notice a replay gave: the day, the alert (rule, account, key) and
-/// its kind (`started`, `raised`, `repeat`, `aged`, `resolved`).
+/// its kind (`started`, `raised`, `repeat`, `aged`, `final`, `resolved`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Noticed {
     pub on: chrono::NaiveDate,

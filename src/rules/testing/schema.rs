@@ -193,7 +193,7 @@ fn yes() -> bool {
 }
 
 /// A notice expected of a replay (`from:`): on which day, of which alert,
-/// and which (`started`, `raised`, `repeat`, `aged`, `resolved`).
+/// and which (`started`, `raised`, `repeat`, `aged`, `final`, `resolved`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectedNotice {
