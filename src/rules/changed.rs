@@ -247,7 +247,8 @@ impl Memo {
                 .map(|(i, a)| {
                     let pairs = out.reads.bits[i * n..(i + 1) * n].into();
                     let keys: Vec<_> = book::keys_of(&out.reads, i).collect();
-                    (a.id.clone(), Placed::of(a, pairs, &keys))
+                    let at = (&*snap.portfolio, snap.end());
+                    (a.id.clone(), Placed::of(a, at, pairs, &keys))
                 })
                 .collect(),
             book: Book::of(&snap.portfolio, snap.end(), &out.reads),
@@ -361,7 +362,7 @@ impl Memo {
             let Some(p) = self.placed.get(&a.id) else {
                 return Err("the accounts of the book changed".into());
             };
-            let mut changed = p.changed(a, since.orders) | book;
+            let mut changed = p.changed(a, (&snap.portfolio, snap.end()), since.orders) | book;
             if touched.contains(a.id.as_str()) {
                 changed |= reads::OWN;
             }

@@ -58,9 +58,12 @@ pub const GP_FLOOR_B: u32 = 1 << 23;
 pub const TOTAL: u32 = 1 << 24;
 pub const GP_TOTAL: u32 = 1 << 25;
 pub const COUNTS: u32 = 1 << 26;
-const BOOK_OTHER: (u32, u32) = (27, 5);
+const BOOK_OTHER: (u32, u32) = (27, 4);
 /// Every bit of the portfolio.
-pub const PORTFOLIO: u32 = 0xfff0_0000;
+pub const PORTFOLIO: u32 = 0x7ff0_0000;
+/// Whether a value of the account's is past a tier floor
+/// (`portfolio.past_tier_floor`): kept per account with its answer.
+pub const PAST_FLOOR: u32 = 1 << 31;
 pub const ALL: u32 = u32::MAX;
 
 /// Most account keys one run notes (see the module's notes).
@@ -85,6 +88,7 @@ pub fn describe(bits: u32) -> String {
         (TOTAL | GP_TOTAL, "the book's total"),
         (COUNTS, "the book's counts"),
         (bits_of(BOOK_OTHER), "another figure of the book"),
+        (PAST_FLOOR, "whether a value is past a tier floor"),
     ];
     let said: Vec<&str> = names
         .iter()
@@ -134,13 +138,50 @@ pub enum Ranking {
 /// A value of the account's tier history: its tier or its share above, by
 /// a ranking, `days` days back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct AccountKey {
+pub struct Ago {
     pub ranking: Ranking,
     pub days: u16,
     pub share: bool,
 }
 
+/// A value kept per account: one of its tier history ([`Ago`]), or whether
+/// a value the rule computed for it (its bits) is past a floor of the book
+/// (a [`BookKey`] floor): that answer moves only when the floor crosses
+/// the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AccountKey {
+    Ago(Ago),
+    Past(BookKey, u64),
+    /// The run read more keys than are noted ([`MAX_KEYS`]).
+    Overflow,
+}
+
 impl AccountKey {
+    /// Its value for `m` in `p` (at `end`), to the bit.
+    pub fn value(&self, m: &AccountMetrics, p: &Portfolio, end: Day) -> u64 {
+        match self {
+            AccountKey::Ago(a) => a.value(m),
+            AccountKey::Past(floor, x) => u64::from(is_past(p, end, *floor, f64::from_bits(*x))),
+            AccountKey::Overflow => 0,
+        }
+    }
+
+    /// Its bit.
+    pub fn bit(&self) -> u32 {
+        match self {
+            AccountKey::Ago(a) => a.bit(),
+            AccountKey::Past(..) => PAST_FLOOR,
+            AccountKey::Overflow => HISTORY | PAST_FLOOR,
+        }
+    }
+}
+
+/// Whether `x` is more than `floor`'s value in `p`.
+fn is_past(p: &Portfolio, end: Day, floor: BookKey, x: f64) -> bool {
+    x > floor.value(p, end)
+}
+
+impl Ago {
     /// The (tier, share above) of `m` this key reads.
     fn pair(&self, m: &AccountMetrics) -> (Tier, f64) {
         let d = i64::from(self.days);
@@ -278,8 +319,8 @@ pub(super) fn note(bits: u32) {
     RUN.with(|r| r.borrow_mut().bits |= bits);
 }
 
-/// Reads `key` of `m`, noted.
-pub(super) fn ago(m: &AccountMetrics, key: AccountKey) -> (Tier, f64) {
+/// Notes the account key `key`.
+fn note_key(key: AccountKey) {
     RUN.with(|r| {
         let mut r = r.borrow_mut();
         r.bits |= key.bit();
@@ -289,17 +330,24 @@ pub(super) fn ago(m: &AccountMetrics, key: AccountKey) -> (Tier, f64) {
         if r.keys.len() < MAX_KEYS {
             r.keys.push(key);
         } else if r.keys.len() == MAX_KEYS {
-            // Past the keys noted: the whole history, marked by a key no
-            // getter gives (days beyond the history).
-            r.bits |= HISTORY;
-            r.keys.push(AccountKey {
-                ranking: Ranking::Basis,
-                days: u16::MAX,
-                share: false,
-            });
+            // Past the keys noted: every key of the kinds kept per account.
+            r.bits |= AccountKey::Overflow.bit();
+            r.keys.push(AccountKey::Overflow);
         }
     });
+}
+
+/// Reads `key` of `m`, noted.
+pub(super) fn ago(m: &AccountMetrics, key: Ago) -> (Tier, f64) {
+    note_key(AccountKey::Ago(key));
     key.pair(m)
+}
+
+/// Whether `x` is past the floor `floor` of `p` (more than it), noted
+/// with `x` (the floor itself is not read).
+pub(super) fn past(p: &Portfolio, end: Day, floor: BookKey, x: f64) -> bool {
+    note_key(AccountKey::Past(floor, x.to_bits()));
+    is_past(p, end, floor, x)
 }
 
 /// Reads `key` of `p`, noted.
@@ -325,7 +373,7 @@ mod tests {
                     Ranking::Alone(By::Revenue),
                     Ranking::Today(By::GrossProfit),
                 ] {
-                    let b = AccountKey {
+                    let b = Ago {
                         ranking,
                         days,
                         share,
@@ -347,6 +395,20 @@ mod tests {
             assert_eq!(k.bit() & PORTFOLIO, k.bit(), "{k:?}");
         }
         assert_eq!(HISTORY & PORTFOLIO, 0);
+        assert_eq!((HISTORY | PORTFOLIO) & PAST_FLOOR, 0);
+        assert_eq!(
+            OWN | TIER
+                | PREV_TIER
+                | RANK
+                | SHARE
+                | SHARE_ABOVE
+                | KINDS
+                | STOCK
+                | HISTORY
+                | PORTFOLIO
+                | PAST_FLOOR,
+            ALL
+        );
         assert_eq!(
             HISTORY,
             HIST_TIER_NOW | HIST_SHARE_NOW | bits_of(HIST_TIER_PAST) | bits_of(HIST_SHARE_PAST)

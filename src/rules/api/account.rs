@@ -12,7 +12,7 @@ use crate::metrics::AccountMetrics;
 use crate::model::Tier;
 use crate::model::dates::Day;
 use crate::rules::reads::{
-    self, AccountKey, By, PREV_TIER, RANK, Ranking, SHARE, SHARE_ABOVE, TIER, note,
+    self, Ago, By, PREV_TIER, RANK, Ranking, SHARE, SHARE_ABOVE, TIER, note,
 };
 
 /// The value a rule sees as `account`.
@@ -50,7 +50,7 @@ fn hist(a: &Account, ranking: Ranking, days: i64, share: bool) -> (Tier, f64) {
     let days = u16::try_from(days).unwrap_or(u16::MAX);
     reads::ago(
         &a.m,
-        AccountKey {
+        Ago {
             ranking,
             days,
             share,

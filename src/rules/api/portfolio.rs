@@ -1,5 +1,5 @@
 //! The rule API's `portfolio`: the whole book's counts, tier lines and
-//! floors, and its figures over a window. Registers into the engine it is
+//! floors (and whether a value is past one), and its figures over a window. Registers into the engine it is
 //! given.
 
 use std::sync::Arc;
@@ -144,6 +144,39 @@ pub(super) fn by_kind_and_tier(api: &mut Api) {
         },
     );
     floors_alone(api);
+    past_floors(api);
+}
+
+/// Whether a value is past today's floor, the floor not read as such.
+fn past_floors(api: &mut Api) {
+    for (by, name, what) in [
+        (None, "past_tier_floor", "portfolio.tier_floor(tier)"),
+        (
+            Some(By::GrossProfit),
+            "past_gross_profit_floor",
+            "portfolio.gross_profit_floor(tier)",
+        ),
+    ] {
+        f!(
+            api,
+            name,
+            &format!("portfolio.{name}(tier, value)"),
+            &format!(
+                "true when `value` is more than {what} (tier \"A\" or \"B\"): the same answer as `value > {what}`, but read as that answer, so after a small drop the rule runs again for the account only when the floor crosses `value`, not whenever the floor moves (see docs/rules.md, \"What makes a rule cheap\")"
+            ),
+            move |b: &mut Book, tier: &str, value: f64| -> Result<bool, Box<EvalAltResult>> {
+                let call = || format!("portfolio.{name}({tier:?}, {value})");
+                let t = floor_tier(tier).ok_or_else(|| {
+                    format!("{}: the tiers with a floor are \"A\" and \"B\"", call())
+                })?;
+                let key = match by {
+                    None => BookKey::TierFloor(t),
+                    Some(by) => BookKey::Floor(by, t, 0),
+                };
+                Ok(seen(b.explain, call, reads::past(&b.p, b.end, key, value)))
+            },
+        );
+    }
 }
 
 /// [`by_kind_and_tier`]'s floors by gross profit, and the floors and

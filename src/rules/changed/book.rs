@@ -39,15 +39,10 @@ pub(super) struct Placed {
     pub(super) pairs: Box<[u32]>,
 }
 
-/// The sentinel a run's keys carry when it read more than `reads` notes.
-fn is_overflow(k: &AccountKey) -> bool {
-    k.days == u16::MAX
-}
-
 impl Placed {
     /// `m`'s values now, with what its pairs read (`pairs`, one per rule,
     /// and the history `keys`).
-    pub(super) fn of(m: &AccountMetrics, pairs: Box<[u32]>, keys: &[AccountKey]) -> Placed {
+    pub(super) fn of(m: &AccountMetrics, at: At, pairs: Box<[u32]>, keys: &[AccountKey]) -> Placed {
         let mut p = Placed {
             tier: m.tier,
             prev_tier: m.prev_tier,
@@ -59,29 +54,29 @@ impl Placed {
             hist_all: false,
             pairs,
         };
-        p.add_keys(m, keys);
+        p.add_keys(m, at, keys);
         p
     }
 
     /// Adds `keys` (read now from `m`) to the history values kept.
-    fn add_keys(&mut self, m: &AccountMetrics, keys: &[AccountKey]) {
+    fn add_keys(&mut self, m: &AccountMetrics, at: At, keys: &[AccountKey]) {
         for k in keys {
             if self.hist_all || self.hist.iter().any(|(h, _)| h == k) {
                 continue;
             }
-            if is_overflow(k) || self.hist.len() >= MAX_ACCOUNT_KEYS {
+            if *k == AccountKey::Overflow || self.hist.len() >= MAX_ACCOUNT_KEYS {
                 self.hist_all = true;
                 self.hist = Vec::new();
                 continue;
             }
-            self.hist.push((*k, k.value(m)));
+            self.hist.push((*k, k.value(m, at.0, at.1)));
         }
     }
 
     /// The [`reads`] bits of what differs between `self` and `m` now
     /// (`orders`: whether any order line changed, which moves a history
     /// not kept key by key).
-    pub(super) fn changed(&self, m: &AccountMetrics, orders: bool) -> u32 {
+    pub(super) fn changed(&self, m: &AccountMetrics, at: At, orders: bool) -> u32 {
         let mut bits = bits_of(&[
             (self.tier != m.tier, reads::TIER),
             (self.prev_tier != m.prev_tier, reads::PREV_TIER),
@@ -96,19 +91,26 @@ impl Placed {
             bits |= reads::STOCK;
         }
         for (k, v) in &self.hist {
-            if k.value(m) != *v {
+            if k.value(m, at.0, at.1) != *v {
                 bits |= k.bit();
             }
         }
         if self.hist_all && orders {
-            bits |= reads::HISTORY;
+            bits |= AccountKey::Overflow.bit();
         }
         bits
     }
 
     /// Brought up to `m` now, with the pairs run now (`log`'s entries of
     /// account `at`, `rules` per account) in place of their last runs.
-    pub(super) fn update(&mut self, m: &AccountMetrics, log: &ReadLog, at: usize, rules: usize) {
+    pub(super) fn update(
+        &mut self,
+        m: &AccountMetrics,
+        now: At,
+        log: &ReadLog,
+        at: usize,
+        rules: usize,
+    ) {
         self.tier = m.tier;
         self.prev_tier = m.prev_tier;
         self.rank = m.rank;
@@ -116,7 +118,7 @@ impl Placed {
         self.share_above = m.share_above.to_bits();
         self.stock = stock_hash(m);
         for (k, v) in &mut self.hist {
-            *v = k.value(m);
+            *v = k.value(m, now.0, now.1);
         }
         if let Some(now) = log.bits.get(at * rules..(at + 1) * rules) {
             for (kept, &b) in self.pairs.iter_mut().zip(now) {
@@ -126,9 +128,12 @@ impl Placed {
             }
         }
         let keys: Vec<AccountKey> = keys_of(log, at).collect();
-        self.add_keys(m, &keys);
+        self.add_keys(m, now, &keys);
     }
 }
+
+/// The book an account's values are read in: its portfolio and last day.
+pub(super) type At<'a> = (&'a Portfolio, Day);
 
 /// The account keys `log` holds for account `at` (sorted by account, as a
 /// run appends them).

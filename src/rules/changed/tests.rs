@@ -9,6 +9,11 @@ use crate::model::Tier;
 /// Accounts KH1.. with `tiers`, each holding `share` of the book, whose
 /// smallest A account has `floor` of 12-month revenue.
 fn book(tiers: &[Tier], floor: f64, share: f64) -> Snapshot {
+    book_with(tiers, floor, share, &[])
+}
+
+/// [`book`], the accounts with `revenue` of 12-month revenue (in order).
+fn book_with(tiers: &[Tier], floor: f64, share: f64, revenue: &[f64]) -> Snapshot {
     let mut snap = crate::metrics::tests_support::snapshot_one();
     snap.accounts = tiers
         .iter()
@@ -19,6 +24,7 @@ fn book(tiers: &[Tier], floor: f64, share: f64) -> Snapshot {
                 prev_tier: *t,
                 share,
                 share_above: share,
+                revenue_12m: revenue.get(i).copied().unwrap_or(0.0),
                 ..AccountMetrics::empty(&format!("KH{}", i + 1), "测试")
             })
         })
@@ -112,4 +118,32 @@ fn a_pair_runs_again_only_when_what_it_read_changed() {
         step(&rules, &mut memo, &book(&[b, b, c], 300.0, 0.2)),
         ids(&[])
     );
+}
+
+/// A value compared with a floor through `past_tier_floor` is read as the
+/// answer: the pair runs again when the floor crosses the value, not when
+/// the floor moves and stays on the same side.
+#[test]
+fn a_floor_asked_about_runs_a_pair_again_only_when_it_crosses_the_value() {
+    let src = r#"
+        if portfolio.past_tier_floor("A", account.revenue_12m) { alert(#{ title: "past" }); }
+    "#;
+    let rules = RuleSet::from_sources(&[("r", src)]).unwrap();
+    let b = Tier::B;
+    let at = |floor: f64| book_with(&[b, b], floor, 0.1, &[100.0, 300.0]);
+    let first = at(50.0);
+    let out = rules.evaluate(&first);
+    assert_eq!(out.findings.len(), 2);
+    let mut memo = Memo::of(&rules, &first, String::new(), &out).unwrap();
+    let ids = |v: &[&str]| -> Vec<String> { v.iter().map(|s| s.to_string()).collect() };
+    // 50 -> 60: both still past it.
+    assert_eq!(step(&rules, &mut memo, &at(60.0)), ids(&[]));
+    // -> 200: KH1's 100 is no longer past it; KH2's 300 is.
+    assert_eq!(step(&rules, &mut memo, &at(200.0)), ids(&["KH1"]));
+    // -> 250: nobody crosses.
+    assert_eq!(step(&rules, &mut memo, &at(250.0)), ids(&[]));
+    // -> 300: KH2's 300 is at the floor, not past it.
+    assert_eq!(step(&rules, &mut memo, &at(300.0)), ids(&["KH2"]));
+    // -> 90: both past it again.
+    assert_eq!(step(&rules, &mut memo, &at(90.0)), ids(&["KH1", "KH2"]));
 }

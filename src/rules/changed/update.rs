@@ -39,7 +39,7 @@ impl Memo {
         for (k, &(i, c)) in pick.visit.iter().enumerate() {
             let a = &snap.accounts[i];
             if let Some(p) = self.placed.get_mut(a.id.as_str()) {
-                p.update(a, &now.reads, k, n);
+                p.update(a, (&snap.portfolio, snap.end()), &now.reads, k, n);
             }
             let new = fresh.remove(a.id.as_str()).unwrap_or_default();
             // The alerts of an account whose tier moved are stepped for
