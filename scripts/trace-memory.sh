@@ -5,10 +5,14 @@
 # and marks for each phase into OUT/marks.txt: the metrics read, DROPS
 # small orders files (50 lines, one day) and REEXPORTS re-exports of
 # 10,000 existing lines, each waited for until evaluated. The daemon's log
-# (debug) is OUT/daemon.log; prints the highest sample.
+# (debug) is OUT/daemon.log (its "memory given back" lines say what the
+# allocator holds in live allocations and freed, after each evaluation);
+# OUT/smaps_rollup.txt is the resident set by kind at the end. Prints the
+# highest sample.
 #
 #   scripts/trace-memory.sh BIN WORK OUT [DROPS] [REEXPORTS]
 #   WRAP="heaptrack -o /tmp/ht" scripts/trace-memory.sh ...   # with a heap profile
+#   SIGNAL=KILL WRAP="heaptrack -o /tmp/ht" ...   # what it holds at rest, as "leaked"
 #
 # WORK is bench-live.sh's folder (book/var/kamwatch.db and gen/); it is
 # only read. The rules and config are this tree's, with
@@ -59,6 +63,8 @@ for i in $(seq 1 "$r"); do
 done
 sleep 1
 mark end
-kill -TERM "$(pid)"; wait $d || true
+# What is resident, by kind (heap, file-backed, anonymous), before the end.
+cat /proc/"$(pid)"/smaps_rollup > "$out/smaps_rollup.txt" 2>/dev/null || true
+kill -"${SIGNAL:-TERM}" "$(pid)"; wait $d || true
 sleep 0.3; kill $sampler 2>/dev/null || true
 sort -n -k3 "$out/rss.txt" | tail -1

@@ -4,8 +4,10 @@
 //! and what an arena frees stays resident until its top is free: after a
 //! large book's evaluation most of a gigabyte could stay so, freed. So:
 //! at most two arenas, and the freed pages handed back after each
-//! evaluation and each full read. Touches nothing but the allocator; a
-//! no-op where the C library is not glibc.
+//! evaluation and each full read; each time, what the allocator holds is
+//! logged (debug: `memory given back`), so a trace can tell what the
+//! program holds from what the allocator keeps. Touches nothing but the
+//! allocator and /proc/self/status; a no-op where the C library is not glibc.
 
 /// At most two malloc arenas; call before the runtime's threads start.
 pub fn few_arenas() {
@@ -16,11 +18,81 @@ pub fn few_arenas() {
     }
 }
 
-/// Hands the pages freed in every arena back to the system.
+/// What the allocator holds, in bytes (glibc's `mallinfo2`, summed over
+/// every arena).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Held {
+    /// In live allocations, their chunk headers included.
+    pub in_use: usize,
+    /// Freed but kept in the arenas (resident unless given back).
+    pub free: usize,
+    /// In allocations served by mmap of their own (large ones).
+    pub mapped: usize,
+}
+
+/// What the allocator holds now; None where the C library is not glibc.
+pub fn held() -> Option<Held> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 only reads the allocator's counters.
+        let m = unsafe { libc::mallinfo2() };
+        Some(Held {
+            in_use: m.uordblks,
+            free: m.fordblks,
+            mapped: m.hblkhd,
+        })
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    None
+}
+
+/// The process's resident set in KiB (VmRSS of /proc/self/status).
+pub fn resident_kib() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Hands the pages freed in every arena back to the system, and logs what
+/// the allocator holds before and after.
 pub fn give_back() {
+    let before = (held(), resident_kib());
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases memory no allocation holds.
     unsafe {
         libc::malloc_trim(0);
+    }
+    if let (Some(h), Some(rss)) = (held(), resident_kib()) {
+        let mib = |b: usize| b >> 20;
+        tracing::debug!(
+            in_use_mib = mib(h.in_use),
+            free_mib = mib(h.free),
+            mapped_mib = mib(h.mapped),
+            rss_before_mib = before.1.unwrap_or(0) >> 10,
+            rss_mib = rss >> 10,
+            "memory given back"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_is_held_grows_with_a_live_allocation_and_the_resident_set_is_read() {
+        let Some(before) = held() else {
+            return; // not glibc: nothing to count
+        };
+        let big: Vec<u8> = vec![1; 64 << 20];
+        let during = held().expect("glibc");
+        assert!(
+            during.in_use + during.mapped >= before.in_use + before.mapped + (64 << 20),
+            "{before:?} -> {during:?}"
+        );
+        assert!(resident_kib().expect("linux") > 0);
+        drop(big);
+        give_back();
     }
 }

@@ -15,6 +15,7 @@ use rusqlite::Connection;
 use super::account::{Roles, SkuLine, Visit};
 use super::daylog::DayLog;
 use super::load;
+use super::master::{self, Listed};
 use super::series::Series;
 use crate::model::dates::day;
 use crate::store;
@@ -109,8 +110,8 @@ pub struct Parts {
     pub(super) skus: load::SkuIndex,
     pub(super) visits: HashMap<String, DayLog<Visit>>,
     pub(super) roles: RoleIndex,
-    pub(super) master: Vec<store::AccountRecord>,
-    pub(super) extras: HashMap<String, load::Extra>,
+    /// The customer master, in id order, each account's texts shared.
+    pub(super) master: Vec<Listed>,
     pub(super) inventory: load::Inventory,
     /// The number of SKU names `inventory` was read with.
     pub(super) inventory_skus: usize,
@@ -131,7 +132,6 @@ impl Parts {
             visits: HashMap::new(),
             roles: RoleIndex::default(),
             master: Vec::new(),
-            extras: HashMap::new(),
             inventory: load::Inventory::default(),
             inventory_skus: 0,
             invoices: HashMap::new(),
@@ -185,8 +185,7 @@ impl Parts {
     /// Reads the customer master (and its attributes, credit limits and
     /// tier overrides) again.
     pub fn reload_master(&mut self, conn: &Connection) -> Result<()> {
-        self.master = store::load_accounts(conn)?;
-        self.extras = load::account_extras(conn)?;
+        self.master = master::load(conn)?;
         Ok(())
     }
 

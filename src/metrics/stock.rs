@@ -90,6 +90,8 @@ impl SkuBook {
         sums.truncate(MAIN_SKUS);
         let (main, stock) = (&mut m.main_skus, &mut m.stock);
         main.truncate(sums.len());
+        // Sized to what it holds: one per account of a large book.
+        main.reserve_exact(sums.len() - main.len());
         stock.clear();
         for (k, &(sku, _, qty)) in sums.iter().enumerate() {
             let name = &names[sku as usize];

@@ -24,6 +24,7 @@ use rusqlite::Connection;
 use super::account::{AccountMetrics, Invoice, Roles, Visit};
 use super::daylog::DayLog;
 use super::load::{self, BookDay, book_days, book_series};
+use super::master::Who;
 use super::parts::{Parts, SkuLog};
 use super::ranks::Kept;
 use super::series::Series;
@@ -44,13 +45,8 @@ pub fn build(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<
 /// What one active account of the master brings, for every day.
 #[derive(Debug)]
 struct Base {
-    id: String,
-    name: String,
-    region: String,
-    owner: String,
-    owner_email: Option<String>,
-    manager_email: Option<String>,
-    manager: Option<String>,
+    /// Its texts from the master, shared with the parts (not copied).
+    who: Arc<Who>,
     series: Series,
     skus: SkuLog,
     visits: DayLog<Visit>,
@@ -172,14 +168,14 @@ fn fingerprint(accounts: &[Base]) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for a in accounts {
-        (&a.id, a.tier_override).hash(&mut h);
+        (&*a.who.id, a.tier_override).hash(&mut h);
     }
     h.finish()
 }
 
 /// The accounts of `parts` with order lines that the master does not list.
 fn unlisted_of(parts: &Parts) -> Unlisted {
-    let known: HashSet<&str> = parts.master.iter().map(|a| a.row.id.as_str()).collect();
+    let known: HashSet<&str> = parts.master.iter().map(|a| &*a.who.id).collect();
     Unlisted::of(
         parts
             .orders
@@ -228,14 +224,14 @@ pub struct Timeline {
 }
 
 impl Timeline {
-    /// The timeline of `parts`. Only the accounts' arrays are shared
-    /// (the parts may change after); names and owners are copied.
+    /// The timeline of `parts`. The accounts' arrays and texts are shared
+    /// (the parts may change after: they replace them, never change them).
     pub fn of(parts: &Parts) -> Timeline {
         let master = &parts.master;
         let active: HashSet<&str> = master
             .iter()
             .filter(|a| a.active)
-            .map(|a| a.row.id.as_str())
+            .map(|a| &*a.who.id)
             .collect();
         let unlisted = unlisted_of(parts);
         let lines = sku_lines(parts);
@@ -249,32 +245,26 @@ impl Timeline {
 
         let mut accounts: Vec<Base> = Vec::with_capacity(active.len());
         for rec in master.iter().filter(|a| a.active) {
-            let r = &rec.row;
-            let extra = parts.extras.get(&r.id);
-            let (series, skus) = parts.orders.get(&r.id).cloned().unwrap_or_default();
-            let mut own = own_stock.remove(r.id.as_str()).unwrap_or_default();
+            let id = &*rec.who.id;
+            let extra = rec.extra.as_ref();
+            let (series, skus) = parts.orders.get(id).cloned().unwrap_or_default();
+            let mut own = own_stock.remove(id).unwrap_or_default();
             own.sort_by_key(|s| s.0);
             accounts.push(Base {
                 series,
                 skus,
-                visits: parts.visits.get(&r.id).cloned().unwrap_or_default(),
+                visits: parts.visits.get(id).cloned().unwrap_or_default(),
                 attrs: extra.map(|e| e.attrs.clone()).unwrap_or_default(),
                 credit_limit: extra.and_then(|e| e.credit_limit),
                 tier_override: extra
                     .and_then(|e| e.tier_override.as_deref())
                     .and_then(parse_tier),
-                invoices: parts.invoices.get(&r.id).cloned().unwrap_or_default(),
+                invoices: parts.invoices.get(id).cloned().unwrap_or_default(),
                 own_stock: own,
-                id: r.id.clone(),
-                name: r.name.clone(),
-                region: r.region.clone().unwrap_or_default(),
-                owner: r.owner.clone().unwrap_or_default(),
-                owner_email: r.owner_email.clone(),
-                manager_email: r.manager_email.clone(),
-                manager: r.manager.clone(),
+                who: rec.who.clone(),
             });
         }
-        accounts.sort_by(|a, b| a.id.cmp(&b.id));
+        accounts.sort_by(|a, b| a.who.id.cmp(&b.who.id));
         let ranked = fingerprint(&accounts);
         // The book is the ranked accounts' lines: the portfolio's figures
         // and the shares are over the same accounts.
@@ -311,7 +301,7 @@ impl Timeline {
     pub fn accounts(&self) -> impl Iterator<Item = (&str, &str, &str)> {
         self.accounts
             .iter()
-            .map(|a| (a.id.as_str(), a.name.as_str(), a.owner.as_str()))
+            .map(|a| (&*a.who.id, &*a.who.name, &*a.who.owner))
     }
 
     /// The snapshot as of `as_of`: what `metrics::build` at that day gives.
@@ -549,13 +539,13 @@ impl Timeline {
             revenue_12m,
         } = s;
         let mut m = AccountMetrics {
-            id: a.id.clone(),
-            name: a.name.clone(),
-            region: a.region.clone(),
-            owner: a.owner.clone(),
-            owner_email: a.owner_email.clone(),
-            manager_email: a.manager_email.clone(),
-            manager: a.manager.clone().unwrap_or_default(),
+            id: a.who.id.to_string(),
+            name: a.who.name.to_string(),
+            region: a.who.region.to_string(),
+            owner: a.who.owner.to_string(),
+            owner_email: a.who.owner_email.as_deref().map(str::to_string),
+            manager_email: a.who.manager_email.as_deref().map(str::to_string),
+            manager: a.who.manager.as_deref().unwrap_or_default().to_string(),
             tier,
             prev_tier,
             rank,

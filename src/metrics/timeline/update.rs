@@ -42,7 +42,7 @@ impl Timeline {
         let mut moved: Vec<Day> = Vec::new();
         let mut unlisted = false;
         for id in ids {
-            let Ok(i) = self.accounts.binary_search_by(|a| a.id.as_str().cmp(id)) else {
+            let Ok(i) = self.accounts.binary_search_by(|a| (*a.who.id).cmp(id)) else {
                 // Missing from the master, or not active in it.
                 unlisted = true;
                 continue;
@@ -271,13 +271,7 @@ impl Timeline {
         );
         for a in accounts {
             let Base {
-                id,
-                name,
-                region,
-                owner,
-                owner_email,
-                manager_email,
-                manager,
+                who,
                 series,
                 skus,
                 visits,
@@ -288,7 +282,7 @@ impl Timeline {
                 own_stock,
             } = a;
             o += &format!(
-                "{id:?} {name:?} {region:?} {owner:?} {owner_email:?} {manager_email:?} {manager:?} {series:?} {skus:?} {visits:?} {attrs:?} {credit_limit:?} {tier_override:?} {invoices:?} {own_stock:?}\n"
+                "{who:?} {series:?} {skus:?} {visits:?} {attrs:?} {credit_limit:?} {tier_override:?} {invoices:?} {own_stock:?}\n"
             );
         }
         o
