@@ -5,7 +5,7 @@
 //! `close_after_days`, firing -> closed once the alert has fired that long
 //! and is still raised or held: one final notice, then nothing while the
 //! rule keeps raising or holding it, and a silent end (resolved, no
-//! notice) once it has been clear for `keep_firing_for_days`, so only a
+//! notice) on the first evaluation that does not raise or hold it, so a
 //! raise after that starts a new episode. The lifecycle owns the alert's
 //! age: a rule says whether its condition holds today, not how long it
 //! has. It decides which notices an evaluation causes: started, severity
@@ -283,15 +283,13 @@ fn cleared(
             }
         }
         State::Closed => {
-            // A closed alert ends silently once clear as long as a firing
-            // one would be kept: a day's gap in the rule's raises does not
-            // make the next raise a new episode.
-            let since = prev.cleared_since.unwrap_or(as_of);
-            n.cleared_since = Some(since);
-            if days(Some(since), as_of) >= i64::from(policy.keep_firing_for_days) {
-                n.state = State::Resolved;
-                n.resolved_at = Some(as_of);
-            }
+            // A closed alert ends, silently, on the first evaluation that
+            // does not raise or hold it: no keep, so a return shorter than
+            // keep_firing_for_days still ends the closed episode and a
+            // second real drop after it is told.
+            n.state = State::Resolved;
+            n.resolved_at = Some(as_of);
+            n.cleared_since = Some(as_of);
         }
         State::Inactive | State::Resolved => {}
     }
