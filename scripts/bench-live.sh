@@ -120,7 +120,7 @@ run() { # run LABEL BINARY DROPS REEXPORTS [TREE]
     local cfg=$dir/kamwatch.yaml d=$dir/var/kamwatch.db
     count() { sqlite3 "$d" "SELECT COUNT(*) FROM evaluations"; }
     local t0; t0=$(now)
-    KAMWATCH_LOG=kamwatch=info "$bin" run --config "$cfg" 2>"$dir/daemon.log" &
+    KAMWATCH_LOG=${LOG:-kamwatch=info} "$bin" run --config "$cfg" 2>"$dir/daemon.log" &
     daemon=$!
     until grep -q "kamwatch started" "$dir/daemon.log"; do
         kill -0 $daemon 2>/dev/null || { echo "$label: the daemon stopped:"; cat "$dir/daemon.log"; exit 1; }
@@ -134,13 +134,14 @@ run() { # run LABEL BINARY DROPS REEXPORTS [TREE]
     fi
     local rss_loaded; rss_loaded=$(awk '/VmRSS/ { printf "%.0f", $2 / 1024 }' /proc/$daemon/status)
     local hwm_loaded; hwm_loaded=$(awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' /proc/$daemon/status)
-    : > "$dir/small" ; : > "$dir/big"
+    : > "$dir/small" ; : > "$dir/big" ; : > "$dir/renamed"
     local i e
     for i in $(seq 1 "$n"); do
         small_drop "$i" > "$dir/staging/销售明细_bench$i.csv"
         e=$(count)
         t0=$(now)
         mv "$dir/staging/销售明细_bench$i.csv" "$dir/inbox/"
+        echo "bench$i renamed at $(date -u -d "@$t0" +%H:%M:%S.%N)" >> "$dir/renamed"
         until [[ $(count) -gt $e ]]; do sleep 0.01; done
         awk -v a="$(now)" -v b="$t0" 'BEGIN { printf "%.3f\n", a - b }' >> "$dir/small"
     done
@@ -149,6 +150,7 @@ run() { # run LABEL BINARY DROPS REEXPORTS [TREE]
         e=$(count)
         t0=$(now)
         mv "$dir/staging/销售明细_reexport$i.csv" "$dir/inbox/"
+        echo "reexport$i renamed at $(date -u -d "@$t0" +%H:%M:%S.%N)" >> "$dir/renamed"
         until [[ $(count) -gt $e ]]; do sleep 0.01; done
         awk -v a="$(now)" -v b="$t0" 'BEGIN { printf "%.3f\n", a - b }' >> "$dir/big"
     done

@@ -419,13 +419,16 @@ fn a2_drop_book() -> Project {
     p
 }
 
-/// tier_movement's "still out after 180 days" notice is the last mail of
-/// the episode, through the alert lifecycle the daemon uses (replayed
-/// daily by the backtest with the shipped repeat and escalation): it was
-/// raised for 30 days, so the lifecycle repeated it weekly and copied the
-/// manager after 14 days. A2 is last in A on 2026-10-14 (its one large
-/// order of 2025-10-15 leaves the 12 months); the final notice is due on
-/// 2027-04-13, a Tuesday, in the week of Monday 2027-04-12.
+/// tier_movement's final notice ("still so after 180 days; this is the
+/// last notice", from the lifecycle's close_after_days) is the last mail
+/// of the episode, through the alert lifecycle the daemon uses (replayed
+/// daily by the backtest with the shipped repeat and escalation). A2 is
+/// last in A on 2026-10-14 (its one large order of 2025-10-15 leaves the
+/// 12 months), the drop starts on 10-15, and the final notice is due 180
+/// days later, on 2027-04-13, a Tuesday, in the week of Monday 2027-04-12;
+/// the rule keeps holding the closed drop until the end of June, and
+/// nothing more is mailed: one start, the manager's copy, five monthly
+/// repeats and the final notice.
 #[test]
 fn tier_movement_final_notice_is_the_last_mail() {
     let p = a2_drop_book();
@@ -434,7 +437,7 @@ fn tier_movement_final_notice_is_the_last_mail() {
         "--rule",
         "tier_movement",
         "--from",
-        "2027-03-01",
+        "2026-10-10",
         "--to",
         "2027-06-30",
         "--every",
@@ -443,8 +446,8 @@ fn tier_movement_final_notice_is_the_last_mail() {
         "json",
     ]);
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
-    // The drop (open since before 2027-03-01) and the final notice.
-    assert_eq!(v["started"], 2, "{v}");
+    assert_eq!(v["started"], 1, "{v}");
+    assert_eq!(v["notices"], 8, "{v}");
     let weeks: Vec<&String> = v["per_week"].as_object().unwrap().keys().collect();
     assert!(weeks.contains(&&"2027-04-12".to_string()), "{v}");
     assert!(

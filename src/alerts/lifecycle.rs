@@ -156,7 +156,7 @@ fn apply_batched<E: From<Error>>(
         let st = step(&prev, obs, policies.get(&key.0), as_of, silenced);
         if st.next == prev {
             if let (Some(i), Observation::Held(_)) = (index, obs)
-                && !matches!(prev.state, State::Pending | State::Firing)
+                && !matches!(prev.state, State::Pending | State::Firing | State::Closed)
             {
                 changes.idle.push(i);
             }
@@ -276,6 +276,17 @@ struct Text {
 }
 
 impl Text {
+    /// What a finding says, as stored.
+    fn from(f: &Finding) -> Text {
+        Text {
+            severity: f.severity.as_str().to_string(),
+            title: f.title.clone(),
+            figures: figures_json(f),
+            units: serde_json::to_string(&*f.units).unwrap_or_else(|_| "{}".into()),
+            action: f.action.to_string(),
+        }
+    }
+
     /// The finding's text, else (`stored`: the alert was loaded) the one
     /// on record for `key`, read with `read`.
     fn of(
@@ -285,13 +296,7 @@ impl Text {
         read: &mut Statement<'_>,
     ) -> Result<Option<Text>, Error> {
         Ok(Some(match finding {
-            Some(f) => Text {
-                severity: f.severity.as_str().to_string(),
-                title: f.title.clone(),
-                figures: figures_json(f),
-                units: serde_json::to_string(&*f.units).unwrap_or_else(|_| "{}".into()),
-                action: f.action.to_string(),
-            },
+            Some(f) => Text::from(f),
             None if stored => {
                 let found = read
                     .query_row(params![key.0, key.1, key.2], |r| {

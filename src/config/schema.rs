@@ -399,7 +399,9 @@ pub struct WatchConfig {
     /// A file is taken once its size and mtime have not changed for this long.
     #[serde(default = "default_settle_ms")]
     pub settle_ms: u64,
-    /// After the last file of a batch, wait this long before evaluating.
+    /// After the last file of a batch, wait this long before evaluating
+    /// (0: at once, once nothing else in the inbox is settling or waiting
+    /// to be ingested).
     #[serde(default = "default_eval_debounce_ms")]
     pub eval_debounce_ms: u64,
     /// Poll the inbox instead of using inotify: for network shares (NFS,
@@ -415,7 +417,7 @@ fn default_settle_ms() -> u64 {
     300
 }
 fn default_eval_debounce_ms() -> u64 {
-    200
+    0
 }
 fn default_poll_interval_ms() -> u64 {
     2000

@@ -265,6 +265,13 @@ impl Loop {
                 }
                 _ = tokio::time::sleep_until(deadline.into()) => {}
             }
+            // What the watcher said meanwhile is heard before the next job
+            // is chosen: a file renamed in while a job ran is taken before
+            // the evaluation, so a batch is evaluated once, without a
+            // blind wait (`watch.eval_debounce_ms` adds one if asked).
+            while let Ok(msg) = rx.try_recv() {
+                self.on_msg(msg).await?;
+            }
             self.step(Instant::now());
         }
     }

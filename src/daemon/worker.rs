@@ -172,7 +172,7 @@ impl State {
     fn snapshot(
         &mut self,
         today: chrono::NaiveDate,
-    ) -> Result<(crate::metrics::Snapshot, Touched)> {
+    ) -> Result<(crate::metrics::Snapshot, Touched, std::time::Duration)> {
         let started = Instant::now();
         let mut touched = None;
         if let Some(live) = &mut self.live {
@@ -208,7 +208,12 @@ impl State {
             Some(live) => live,
             None => self.live.insert(self.load_live()?),
         };
-        Ok((live.snapshot(today, &self.cfg.cfg.tiers), touched))
+        let refreshed = started.elapsed();
+        Ok((
+            live.snapshot(today, &self.cfg.cfg.tiers),
+            touched,
+            refreshed,
+        ))
     }
 
     /// Reads every account's metrics into memory.
@@ -234,6 +239,15 @@ impl State {
                 ..Done::default()
             };
         }
+        tracing::debug!(
+            job = match &job {
+                Job::Ingest(_) => "ingest",
+                Job::Evaluate { .. } => "evaluate",
+                Job::Load => "load",
+                Job::Reload => "reload",
+            },
+            "job started"
+        );
         match job {
             Job::Ingest(files) => self.ingest(&files),
             Job::Load => {
@@ -318,7 +332,7 @@ impl State {
         let today = self.cfg.today();
         let started = Instant::now();
         let evaluated = match self.snapshot(today) {
-            Ok((snap, touched)) => {
+            Ok((snap, touched, refreshed)) => {
                 let built = started.elapsed();
                 let since = touched
                     .as_ref()
@@ -337,6 +351,7 @@ impl State {
                     &self.stop,
                 );
                 tracing::info!(
+                    refresh_ms = refreshed.as_millis() as u64,
                     snapshot_ms = built.as_millis() as u64,
                     accounts_kept = self.live.as_ref().map_or(0, |l| l.restood()),
                     evaluation_ms = (started.elapsed() - built).as_millis() as u64,

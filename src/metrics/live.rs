@@ -202,9 +202,18 @@ impl Live {
             self.parts.reload_inventory(conn)?;
             done.datasets.push("inventory");
         }
+        let t0 = std::time::Instant::now();
         self.reload_orders(conn, &orders)?;
+        let t_orders = t0.elapsed();
         self.parts.reload_visits(conn, &visits)?;
+        let t_visits = t0.elapsed();
         self.follow(&done);
+        tracing::debug!(
+            orders_ms = t_orders.as_millis() as u64,
+            visits_ms = (t_visits - t_orders).as_millis() as u64,
+            timeline_ms = (t0.elapsed() - t_visits).as_millis() as u64,
+            "refresh phases"
+        );
         Ok(done)
     }
 
@@ -232,7 +241,9 @@ impl Live {
             .iter()
             .map(|id| self.parts.orders.get(*id).map(|o| o.0.clone()))
             .collect();
+        let t0 = std::time::Instant::now();
         self.parts.reload_orders(conn, ids)?;
+        tracing::debug!(ms = t0.elapsed().as_millis() as u64, "orders read again");
         let after = ids
             .iter()
             .map(|id| self.parts.orders.get(*id).map(|o| &o.0));
