@@ -305,7 +305,44 @@ struct Daemon {
 struct Setup {
     cap: Option<usize>,
     life: Option<(u32, u32, u32, u32)>,
+    /// The shipped rules and [`READERS`].
+    readers: bool,
 }
+
+/// Rules that read what the book decides in the ways a partial evaluation
+/// must follow (`rules::reads`): a book figure only for some accounts, with
+/// the key raised depending on it; the portfolio through a variable and
+/// `Fn`/`call`; a failure for one account only, once the floor is read; a
+/// look-back past a year (late lines move it); the stock cover.
+const READERS: [(&str, &str); 5] = [
+    (
+        "reads_total_some",
+        r#"if account.tier != "A" { return; }
+           let total = portfolio.revenue_12m;
+           if account.revenue(365) * 8.0 > total { alert(#{ key: "large", title: `large of ${total}` }); }
+           else if account.tier_ago(30) == "A" { alert(#{ key: "steady", title: "steady", starts: false }); }"#,
+    ),
+    (
+        "reads_through_call",
+        r#"let p = portfolio;
+           let floor = p.call(Fn("tier_floor"), "B");
+           if account.revenue(365) > floor && account.share_above > 0.5 { alert(#{ title: `near ${floor}` }); }"#,
+    ),
+    (
+        "fails_for_one",
+        r#"let floor = portfolio.tier_floor("A");
+           if account.revenue(365) >= floor && account.rank == 1 { throw "the largest account"; }"#,
+    ),
+    (
+        "looks_back_far",
+        r#"let then = account.tier_ago(400);
+           if then != account.revenue_tier { alert(#{ key: then, title: `was ${then}` }); }"#,
+    ),
+    (
+        "reads_stock",
+        r#"for s in account.stock_cover { if s.days >= 0.0 && s.days < 30.0 { alert(#{ key: s.sku, title: "low" }); } }"#,
+    ),
+];
 
 impl Daemon {
     fn start(setup: Setup) -> Daemon {
@@ -323,8 +360,12 @@ impl Daemon {
         let conn = crate::store::open(&cfg.database()).unwrap();
         Live::capture(&conn).unwrap();
         let live = Live::load(&conn).unwrap();
-        let (rules, errors, _) = RuleSet::load_config(&cfg).unwrap();
+        let (mut rules, errors, _) = RuleSet::load_config(&cfg).unwrap();
         assert!(errors.is_empty(), "{errors:?}");
+        if setup.readers {
+            let more = RuleSet::from_sources(&READERS).unwrap();
+            rules.rules.extend(more.rules);
+        }
         Daemon {
             _dir: dir,
             cfg,
@@ -448,8 +489,9 @@ fn changed_only_equals_full() {
     let setup = (
         prop::option::weighted(0.3, 2usize..12),
         prop::option::weighted(0.4, (1u32..4, 0u32..3, 0u32..3, 0u32..3)),
+        prop::bool::weighted(0.5),
     )
-        .prop_map(|(cap, life)| Setup { cap, life });
+        .prop_map(|(cap, life, readers)| Setup { cap, life, readers });
     let strategy = (
         setup,
         prop::collection::vec((drops(), prop::bool::weighted(0.8)), 1..9),

@@ -6,18 +6,19 @@
 //! A rule's run for an account is a function of what it reads: the
 //! account's own data (order lines, visits), the values the book decides
 //! for it (tier, prev_tier, rank, share, share_above; the tier history
-//! behind `tier_ago` and the gross-profit ranking), the `portfolio`, the
-//! as-of date, and the rule set with its settings. [`Memo`] keeps, from the
-//! last evaluation, each account's book-decided values, the portfolio as
-//! text (to the bit), a fingerprint of the rule set and the results of
-//! every pair. [`Memo::pick`] runs a pair again when the account's data
-//! was written since (the refresh's accounts), when a book-decided value
-//! the rule may read changed for the account (a tier-filtered rule reads
-//! the tier), when the rule may read the tier history and any order line
-//! changed, or when it may read what changed of the portfolio (its floors,
-//! its counts, the kinds of data it has, anything else of it). What a rule
-//! may read is taken from its compiled script (`rules::reads`). Every
-//! other pair would give what it gave last time: [`Memo::update`] puts
+//! behind `tier_ago` and the single-measure rankings; its stock cover),
+//! the `portfolio`, the as-of date, and the rule set with its settings.
+//! Each run records what it actually read (`rules::reads`: every getter of
+//! the rule API notes its key), and [`Memo`] keeps, from the last
+//! evaluation, each account's book-decided values and history values its
+//! pairs read, the book's figures the pairs read (to the bit), what each
+//! pair read at its last run, a fingerprint of the rule set and the
+//! results of every pair. [`Memo::pick`] runs a pair again when the
+//! account's data was written since (the refresh's accounts), or when a
+//! value the pair read at its last run changed: a rule that stopped early
+//! after reading only values that did not move (its tier, a tier of 30
+//! days ago) is not run again when the book's total moves. Every other
+//! pair would give what it gave last time: [`Memo::update`] puts
 //! the results of the pairs run in place of the remembered ones, so the
 //! memo holds what a full run finds without one being assembled, and says
 //! which pairs' alerts the lifecycle steps ([`Stepped`]): those run whose
@@ -43,7 +44,7 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 
 use super::finding::{Finding, Outcome, RunError, Said};
-use super::reads::{self, rule_reads};
+use super::reads;
 use super::set::RuleSet;
 use crate::metrics::{AccountMetrics, Snapshot};
 
@@ -136,6 +137,7 @@ pub struct Memo {
     /// The rule set's fingerprint and whatever else the caller says must
     /// not have changed (silences, the evaluation on record).
     basis: String,
+    /// Per account: its book-decided values and what its pairs read.
     placed: HashMap<String, Placed>,
     book: Book,
     skus: Arc<Vec<String>>,
@@ -155,27 +157,28 @@ pub struct Memo {
 /// The pairs to run: see [`Memo::pick`].
 #[derive(Debug)]
 pub struct Pick {
-    /// Per rule, what it may read ([`reads`] bits).
-    reads: Vec<u16>,
+    /// How many rules.
+    rules: usize,
     /// Per rule, whether it runs for every account.
     everywhere: Vec<bool>,
     /// The accounts to visit (indexes into the snapshot, in its order),
     /// each with what changed for it ([`reads`] bits).
-    pub(super) visit: Vec<(usize, u16)>,
+    pub(super) visit: Vec<(usize, u32)>,
+    /// Per visit, per rule: whether the pair runs.
+    run: Vec<bool>,
     /// Per rule, the alerts its pairs not run raised last time: they count
     /// towards `alerts.max_per_rule` as they would in a full run.
     pub(super) seed: Vec<usize>,
-    /// The rules that run for every account, each with what it reads that
-    /// changed, for the log.
+    /// Per rule that runs anywhere: how many pairs, and why, for the log.
     pub why: Vec<String>,
     /// The book now, for the memo brought up to date.
     book: Book,
 }
 
 impl Pick {
-    /// Whether rule `rule` runs for an account with `changed` bits.
-    pub(super) fn runs(&self, rule: usize, changed: u16) -> bool {
-        self.everywhere[rule] || changed & self.reads[rule] != 0
+    /// Whether rule `rule` runs for the `k`th account visited.
+    pub(super) fn runs(&self, k: usize, rule: usize) -> bool {
+        self.run.get(k * self.rules + rule).copied().unwrap_or(true)
     }
 
     /// Whether `now`, the outcome of the pairs picked, can stand for theirs
@@ -194,9 +197,8 @@ impl Pick {
 
     /// Accounts for which at least one rule runs.
     pub fn accounts_run(&self) -> usize {
-        self.visit
-            .iter()
-            .filter(|(_, c)| (0..self.reads.len()).any(|r| self.runs(r, *c)))
+        (0..self.visit.len())
+            .filter(|k| (0..self.rules).any(|r| self.runs(*k, r)))
             .count()
     }
 }
@@ -214,6 +216,10 @@ impl Memo {
     /// full run's (`unsure`, interrupted) or is too big to keep.
     pub fn of(rules: &RuleSet, snap: &Snapshot, basis: String, out: &Outcome) -> Option<Memo> {
         if out.unsure || out.interrupted || out.errors.len() > MAX_KEPT_ERRORS {
+            return None;
+        }
+        let n = rules.rules.len();
+        if out.reads.bits.len() != n * snap.accounts.len() {
             return None;
         }
         let index = rule_index(rules);
@@ -237,9 +243,15 @@ impl Memo {
             placed: snap
                 .accounts
                 .iter()
-                .map(|a| (a.id.clone(), Placed::of(a)))
+                .enumerate()
+                .map(|(i, a)| {
+                    let pairs = out.reads.bits[i * n..(i + 1) * n].into();
+                    let keys: Vec<_> = book::keys_of(&out.reads, i).collect();
+                    let at = (&*snap.portfolio, snap.end());
+                    (a.id.clone(), Placed::of(a, at, pairs, &keys))
+                })
                 .collect(),
-            book: Book::of(snap),
+            book: Book::of(&snap.portfolio, snap.end(), &out.reads),
             skus: snap.skus.clone(),
             roles: roles_of(snap),
             results,
@@ -294,75 +306,109 @@ impl Memo {
         if !snap.skus.starts_with(&self.skus) || !roles_of(snap).starts_with(&self.roles) {
             return Err("the SKUs or visit roles known were renumbered".into());
         }
-        let touched: HashSet<&str> = since.accounts.iter().map(String::as_str).collect();
-        // What changed of the book, as the bits of the rules that read it.
-        let now = Book::of(snap);
-        let mut book = self.book.changed(&now);
-        if since.orders {
-            book |= reads::HISTORY;
-        }
-        let reads: Vec<u16> = rules.rules.iter().map(rule_reads).collect();
-        let mut why = Vec::new();
-        let everywhere: Vec<bool> = rules
+        let n = rules.rules.len();
+        let moved = since.orders || !since.accounts.is_empty();
+        // What changed of the book, as the bits of the pairs that read it.
+        let (book, now) = self.book.changed(&snap.portfolio, snap.end(), moved);
+        let everywhere: Vec<bool> = (0..n)
+            .map(|i| self.unsettled.get(i).copied().unwrap_or(true))
+            .collect();
+        let mut pick = Pick {
+            rules: n,
+            seed: Vec::new(),
+            everywhere,
+            visit: Vec::new(),
+            run: Vec::new(),
+            why: Vec::new(),
+            book: now,
+        };
+        let tally = self.visits(snap, since, book, &mut pick)?;
+        pick.why = rules
             .rules
             .iter()
-            .zip(&reads)
+            .zip(&tally)
             .enumerate()
-            .map(|(i, (r, &b))| {
-                let unsettled = self.unsettled.get(i).copied().unwrap_or(true);
-                let on = b & book != 0 || unsettled;
-                if on && r.enabled() {
-                    why.push(if unsettled {
-                        format!("{} (an alert cap or a sandbox limit last time)", r.name)
-                    } else {
-                        format!("{} ({})", r.name, reads::describe(b & book))
-                    });
+            .filter(|(_, (r, t))| r.enabled() && t.0 > 0)
+            .map(|(i, (r, (count, bits)))| {
+                if pick.everywhere[i] {
+                    format!(
+                        "{} everywhere (an alert cap or a sandbox limit last time)",
+                        r.name
+                    )
+                } else {
+                    format!("{} {count} ({})", r.name, reads::describe(*bits))
                 }
-                on
             })
             .collect();
-        let all = everywhere.iter().any(|e| *e);
-        let mut visit = Vec::new();
+        pick.seed = self.seed(snap, &pick);
+        Ok(pick)
+    }
+
+    /// Fills `pick`'s visits: each account with a pair to run (one whose
+    /// last run read something that changed: `book`, what changed of the
+    /// book, or of the account), or whose tier moved. Returns per rule how
+    /// many pairs run and the bits that made them, for the log.
+    fn visits(
+        &self,
+        snap: &Snapshot,
+        since: Since,
+        book: u32,
+        pick: &mut Pick,
+    ) -> Result<Vec<(usize, u32)>, String> {
+        let touched: HashSet<&str> = since.accounts.iter().map(String::as_str).collect();
+        let n = pick.rules;
+        let mut tally = vec![(0usize, 0u32); n];
         for (i, a) in snap.accounts.iter().enumerate() {
-            let mut changed = self
-                .placed
-                .get(&a.id)
-                .map_or(reads::ALL, |p| p.changed(&Placed::of(a)));
+            let Some(p) = self.placed.get(&a.id) else {
+                return Err("the accounts of the book changed".into());
+            };
+            let mut changed = p.changed(a, (&snap.portfolio, snap.end()), since.orders) | book;
             if touched.contains(a.id.as_str()) {
                 changed |= reads::OWN;
             }
-            if changed != 0 || all {
-                visit.push((i, changed));
+            let at = pick.run.len();
+            for (r, t) in tally.iter_mut().enumerate() {
+                let read = p.pairs.get(r).copied().filter(|b| *b != 0);
+                let why = if pick.everywhere[r] {
+                    reads::ALL
+                } else {
+                    read.unwrap_or(reads::ALL) & changed
+                };
+                pick.run.push(why != 0);
+                if why != 0 {
+                    t.0 += 1;
+                    t.1 |= why;
+                }
+            }
+            // An account whose tier moved is visited even when none of its
+            // pairs runs: its alerts are stepped (a silence may name a tier).
+            if changed & reads::TIER != 0 || pick.run[at..].iter().any(|r| *r) {
+                pick.visit.push((i, changed));
+            } else {
+                pick.run.truncate(at);
             }
         }
-        let mut pick = Pick {
-            seed: Vec::new(),
-            reads,
-            everywhere,
-            visit,
-            why,
-            book: now,
-        };
-        pick.seed = self.seed(snap, &pick);
-        Ok(pick)
+        Ok(tally)
     }
 
     /// Per rule, the alerts raised last time by the pairs `pick` does not
     /// run: a full run would raise them again, and they count towards
     /// `alerts.max_per_rule` before the pairs run now.
     fn seed(&self, snap: &Snapshot, pick: &Pick) -> Vec<usize> {
-        let mut seed = vec![0; pick.reads.len()];
-        let changed: HashMap<&str, u16> = pick
+        let mut seed = vec![0; pick.rules];
+        let visited: HashMap<&str, usize> = pick
             .visit
             .iter()
-            .map(|(i, c)| (snap.accounts[*i].id.as_str(), *c))
+            .enumerate()
+            .map(|(k, (i, _))| (snap.accounts[*i].id.as_str(), k))
             .collect();
         for (id, kept) in &self.results {
-            let c = changed.get(id.as_str()).copied().unwrap_or(0);
-            for k in kept {
+            let k = visited.get(id.as_str()).copied();
+            for r in kept {
                 // Held findings do not count towards the cap (`rules::run`).
-                if matches!(k, Kept::Found { said, .. } if said.starts) && !pick.runs(k.rule(), c) {
-                    seed[k.rule()] += 1;
+                let runs = k.is_some_and(|k| pick.runs(k, r.rule()));
+                if matches!(r, Kept::Found { said, .. } if said.starts) && !runs {
+                    seed[r.rule()] += 1;
                 }
             }
         }
@@ -445,3 +491,6 @@ fn count(k: &Kept, found: &mut usize, failed: &mut usize, up: bool) {
     };
     *n = if up { *n + 1 } else { n.saturating_sub(1) };
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,10 +1,13 @@
 //! What an evaluation produces: the [`Finding`]s rules raise, the
 //! [`RunError`]s of rules that failed for an account, both gathered in an
-//! [`Outcome`], and failures grouped per rule for logs and mail. Plain
-//! values; touches nothing.
+//! [`Outcome`] with what the pairs read ([`ReadLog`]), and failures
+//! grouped per rule for logs and mail. Plain values; touches nothing.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
+
+use super::reads::{AccountKey, BookKey};
 
 use crate::metrics::AccountMetrics;
 use crate::model::Severity;
@@ -144,6 +147,33 @@ pub struct Outcome {
     /// stopped at its sandbox limits (strikes count accounts in a row).
     /// `rules::changed` runs them for every account the next time.
     pub unsettled: Vec<Arc<str>>,
+    /// What each pair run read beyond its account's own data, when the
+    /// evaluation records it (`rules::changed` keeps it).
+    pub reads: ReadLog,
+}
+
+/// What the pairs of an evaluation read (`rules::reads`).
+#[derive(Debug, Default)]
+pub struct ReadLog {
+    /// Per account evaluated, in order, one entry per rule: the bits its
+    /// run read; 0 when it did not run.
+    pub bits: Vec<u32>,
+    /// The account keys read: (the account's place in that order, key).
+    pub keys: Vec<(u32, AccountKey)>,
+    /// The portfolio's keys read.
+    pub book: HashSet<BookKey>,
+}
+
+impl ReadLog {
+    /// Appends `other`, whose accounts come after this one's (`rules` per
+    /// account).
+    pub fn append(&mut self, other: ReadLog, rules: usize) {
+        let offset = (self.bits.len() / rules.max(1)) as u32;
+        self.bits.extend(other.bits);
+        self.keys
+            .extend(other.keys.into_iter().map(|(i, k)| (i + offset, k)));
+        self.book.extend(other.book);
+    }
 }
 
 impl Outcome {

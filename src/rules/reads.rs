@@ -1,42 +1,76 @@
-//! What a rule may read beyond its account's own data, as bits, taken
-//! from its compiled script (`rules::changed` runs a rule again for an
-//! account when something it may read changed). Every name the script
-//! uses (variables, properties, calls, its own functions' bodies included)
-//! is looked up in the rule API's reference: `account.*` names by section
-//! (the ranking's values, the tier history), `portfolio.x` by name (the
-//! floors, the counts, anything else of it). A script that calls functions
-//! by a name made at run time (`Fn`, `call`, `curry`, `eval`) may read
-//! everything; so may `portfolio` kept in a variable or passed along.
-//! Reads the rule it is given; touches nothing.
+//! What a rule's run for an account actually read beyond the account's own
+//! data, recorded as it runs (`rules::changed` runs the pair again only when
+//! one of those values changed). Every function of the rule API that reads
+//! something the book decides goes through here: the account's tier, rank
+//! and shares ([`note`] of a bit: `rules::changed` keeps those values for
+//! every account), the tier history and the single-measure rankings
+//! ([`ago`]: the key and its value are kept per account), its stock cover
+//! (the book's demand), and the portfolio's figures ([`book`]: each key's
+//! value is kept once for the book). A run that stops early after reading
+//! only values that did not move is not run again; how a value was reached
+//! (a variable, a function of the script, `Fn`/`call`) does not matter, as
+//! every read passes through the getter.
+//!
+//! A run's reads are bits (below) and keys. The bits group the keys for a
+//! fast test; keys of one group are told apart by their kept values, so a
+//! collision only runs a pair again, never misses one. Per run at most
+//! [`MAX_KEYS`] account keys are noted: past that, the run is taken as
+//! reading the whole history ([`HISTORY`]), which any order line moves.
+//! Touches nothing but this thread's record of the current run.
 
-use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::cell::RefCell;
+use std::collections::HashSet;
 
-// The bits: what a rule may read, and what changed for an account or the book.
+use crate::config::TierBasis;
+use crate::metrics::{AccountMetrics, Metric, Portfolio};
+use crate::model::Tier;
+use crate::model::dates::Day;
 
-/// The account's own order lines and visits (every rule).
-pub const OWN: u16 = 1;
-pub const TIER: u16 = 1 << 1;
-pub const PREV_TIER: u16 = 1 << 2;
-pub const RANK: u16 = 1 << 3;
-pub const SHARE: u16 = 1 << 4;
-pub const SHARE_ABOVE: u16 = 1 << 5;
-/// The tier history and the other rankings (`tier_ago`,
-/// `share_above_ago`, `gross_profit_tier`, ...): every account's
-/// order lines.
-pub const HISTORY: u16 = 1 << 6;
-/// Anything of the portfolio (its figures over windows, ...).
-pub const PORTFOLIO: u16 = 1 << 7;
-/// `portfolio.tier_floor` and `gross_profit_floor`.
-pub const FLOORS: u16 = 1 << 8;
-/// `portfolio.accounts`, `tier_count`, `accounts_with`.
-pub const COUNTS: u16 = 1 << 9;
+// The bits: what a run read, and what changed for an account or the book.
+
+/// The account's own order lines and visits (every run).
+pub const OWN: u32 = 1;
+pub const TIER: u32 = 1 << 1;
+pub const PREV_TIER: u32 = 1 << 2;
+pub const RANK: u32 = 1 << 3;
+pub const SHARE: u32 = 1 << 4;
+pub const SHARE_ABOVE: u32 = 1 << 5;
 /// The kinds of data the book has (a rule's `book_needs`).
-pub const KINDS: u16 = 1 << 10;
-pub const ALL: u16 = u16::MAX;
+pub const KINDS: u32 = 1 << 6;
+/// The account's main SKUs and stock cover (warehouse stock is set
+/// against the whole book's demand).
+pub const STOCK: u32 = 1 << 7;
+/// The tier history and single-measure rankings ([`AccountKey`]): a tier
+/// of today, a share above of today, tiers of earlier days (six bits by
+/// day), shares above of earlier days (four bits by day).
+pub const HIST_TIER_NOW: u32 = 1 << 8;
+pub const HIST_SHARE_NOW: u32 = 1 << 9;
+const HIST_TIER_PAST: (u32, u32) = (10, 6);
+const HIST_SHARE_PAST: (u32, u32) = (16, 4);
+/// Every bit of the history.
+pub const HISTORY: u32 = 0x000f_ff00;
+/// The portfolio's figures ([`BookKey`]): today's floors, today's totals,
+/// the counts, and the rest (five bits by key).
+pub const FLOOR_A: u32 = 1 << 20;
+pub const FLOOR_B: u32 = 1 << 21;
+pub const GP_FLOOR_A: u32 = 1 << 22;
+pub const GP_FLOOR_B: u32 = 1 << 23;
+pub const TOTAL: u32 = 1 << 24;
+pub const GP_TOTAL: u32 = 1 << 25;
+pub const COUNTS: u32 = 1 << 26;
+const BOOK_OTHER: (u32, u32) = (27, 4);
+/// Every bit of the portfolio.
+pub const PORTFOLIO: u32 = 0x7ff0_0000;
+/// Whether a value of the account's is past a tier floor
+/// (`portfolio.past_tier_floor`): kept per account with its answer.
+pub const PAST_FLOOR: u32 = 1 << 31;
+pub const ALL: u32 = u32::MAX;
+
+/// Most account keys one run notes (see the module's notes).
+pub const MAX_KEYS: usize = 64;
 
 /// `bits` in words, for the log: "the tier history, the portfolio".
-pub fn describe(bits: u16) -> String {
+pub fn describe(bits: u32) -> String {
     let names = [
         (OWN, "its own data"),
         (TIER, "the tier"),
@@ -44,11 +78,17 @@ pub fn describe(bits: u16) -> String {
         (RANK, "the rank"),
         (SHARE, "the share"),
         (SHARE_ABOVE, "the share above"),
-        (HISTORY, "the tier history"),
-        (PORTFOLIO, "the portfolio"),
-        (FLOORS, "the tier floors"),
-        (COUNTS, "the book's counts"),
         (KINDS, "the kinds of data the book has"),
+        (STOCK, "the stock cover"),
+        (HIST_TIER_NOW, "a tier by one measure"),
+        (HIST_SHARE_NOW, "a share above by one measure"),
+        (bits_of(HIST_TIER_PAST), "an earlier day's tier"),
+        (bits_of(HIST_SHARE_PAST), "an earlier day's share above"),
+        (FLOOR_A | FLOOR_B | GP_FLOOR_A | GP_FLOOR_B, "a tier floor"),
+        (TOTAL | GP_TOTAL, "the book's total"),
+        (COUNTS, "the book's counts"),
+        (bits_of(BOOK_OTHER), "another figure of the book"),
+        (PAST_FLOOR, "whether a value is past a tier floor"),
     ];
     let said: Vec<&str> = names
         .iter()
@@ -58,224 +98,331 @@ pub fn describe(bits: u16) -> String {
     said.join(", ")
 }
 
-/// Calls that reach functions by a name made at run time: a rule making
-/// one may read anything.
-const DYNAMIC: [&str; 4] = ["Fn", "call", "curry", "eval"];
-
-/// The `account.*` names of the section "account: who it is" that read
-/// only the master (which, changed, makes everything run) or the account's
-/// own orders. Any other name of that section is taken as reading the
-/// book's ranking, so a new one is safe before it is listed here.
-const OWN_IDENTITY: [&str; 7] = [
-    "id",
-    "name",
-    "region",
-    "owner",
-    "revenue_12m",
-    "attr",
-    "has_attr",
-];
-
-/// What the names of the rule API's reference read beyond the account's
-/// own data: `account.*` names (own-data names are absent) and, apart,
-/// `portfolio.*` names.
-struct ApiNames {
-    account: HashMap<String, u16>,
-    portfolio: HashMap<String, u16>,
+/// The bits of a (first bit, count) group.
+const fn bits_of((first, n): (u32, u32)) -> u32 {
+    ((1 << n) - 1) << first
 }
 
-fn api_names() -> &'static ApiNames {
-    static NAMES: OnceLock<ApiNames> = OnceLock::new();
-    NAMES.get_or_init(|| {
-        let mut e = rhai::Engine::new_raw();
-        let mut names = ApiNames {
-            account: HashMap::new(),
-            portfolio: HashMap::new(),
-        };
-        let word = |rest: &str| -> String {
-            rest.chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_')
-                .collect()
-        };
-        for d in super::api::register(&mut e) {
-            if let Some(rest) = d.usage.strip_prefix("portfolio.") {
-                let name = word(rest);
-                let class = match name.as_str() {
-                    // The config's lines: a change to them is a config change.
-                    "a_share" | "b_share" | "tiers_by" => 0,
-                    // The book ranked by gross profit, and earlier days:
-                    // every account's order lines.
-                    "gross_profit_12m"
-                    | "tier_floor_ago"
-                    | "gross_profit_floor_ago"
-                    | "revenue_12m_ago"
-                    | "gross_profit_12m_ago" => HISTORY,
-                    "tier_floor" | "gross_profit_floor" => FLOORS,
-                    "accounts" | "tier_count" | "accounts_with" => COUNTS,
-                    _ => PORTFOLIO,
-                };
-                *names.portfolio.entry(name).or_insert(0) |= class;
-                continue;
-            }
-            let Some(rest) = d.usage.strip_prefix("account.") else {
-                continue;
-            };
-            let name = word(rest);
-            let class = match name.as_str() {
-                "tier" => TIER,
-                "prev_tier" => PREV_TIER,
-                "rank" => RANK,
-                "share" => SHARE,
-                "share_above" => SHARE_ABOVE,
-                n if d.section == "account: who it is" && !OWN_IDENTITY.contains(&n) => HISTORY,
-                _ => continue,
-            };
-            *names.account.entry(name).or_insert(0) |= class;
+/// One bit of a group, chosen by `h`.
+fn bit_in((first, n): (u32, u32), h: u64) -> u32 {
+    1 << (first + (h % u64::from(n)) as u32)
+}
+
+/// One measure alone: revenue or gross profit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum By {
+    Revenue,
+    GrossProfit,
+}
+
+impl By {
+    pub fn basis(self) -> TierBasis {
+        match self {
+            By::Revenue => TierBasis::Revenue,
+            By::GrossProfit => TierBasis::GrossProfit,
         }
-        names
+    }
+}
+
+/// Which ranking an [`AccountKey`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Ranking {
+    /// By `tiers.by` (`tier_ago`, `share_above_ago`).
+    Basis,
+    /// By one measure alone on a day (`revenue_tier_ago`, ...).
+    Alone(By),
+    /// Today's by one measure alone (`revenue_tier`, `gross_profit_tier`).
+    Today(By),
+}
+
+/// A value of the account's tier history: its tier or its share above, by
+/// a ranking, `days` days back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ago {
+    pub ranking: Ranking,
+    pub days: u16,
+    pub share: bool,
+}
+
+/// A value kept per account: one of its tier history ([`Ago`]), or whether
+/// a value the rule computed for it (its bits) is past a floor of the book
+/// (a [`BookKey`] floor): that answer moves only when the floor crosses
+/// the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AccountKey {
+    Ago(Ago),
+    Past(BookKey, u64),
+    /// The run read more keys than are noted ([`MAX_KEYS`]).
+    Overflow,
+}
+
+impl AccountKey {
+    /// Its value for `m` in `p` (at `end`), to the bit.
+    pub fn value(&self, m: &AccountMetrics, p: &Portfolio, end: Day) -> u64 {
+        match self {
+            AccountKey::Ago(a) => a.value(m),
+            AccountKey::Past(floor, x) => u64::from(is_past(p, end, *floor, f64::from_bits(*x))),
+            AccountKey::Overflow => 0,
+        }
+    }
+
+    /// Its bit.
+    pub fn bit(&self) -> u32 {
+        match self {
+            AccountKey::Ago(a) => a.bit(),
+            AccountKey::Past(..) => PAST_FLOOR,
+            AccountKey::Overflow => HISTORY | PAST_FLOOR,
+        }
+    }
+}
+
+/// Whether `x` is more than `floor`'s value in `p`.
+fn is_past(p: &Portfolio, end: Day, floor: BookKey, x: f64) -> bool {
+    x > floor.value(p, end)
+}
+
+impl Ago {
+    /// The (tier, share above) of `m` this key reads.
+    fn pair(&self, m: &AccountMetrics) -> (Tier, f64) {
+        let d = i64::from(self.days);
+        match self.ranking {
+            Ranking::Basis => m.tier_ago(d),
+            Ranking::Alone(by) => m.tier_alone_ago(by.basis(), d),
+            Ranking::Today(By::Revenue) => m.revenue_tier(),
+            Ranking::Today(By::GrossProfit) => m.gross_profit_tier(),
+        }
+    }
+
+    /// Its value for `m`, to the bit.
+    pub fn value(&self, m: &AccountMetrics) -> u64 {
+        let (tier, share) = self.pair(m);
+        if self.share {
+            share.to_bits()
+        } else {
+            tier as u64
+        }
+    }
+
+    /// Its bit.
+    pub fn bit(&self) -> u32 {
+        let now = self.days == 0 || matches!(self.ranking, Ranking::Today(_));
+        match (now, self.share) {
+            (true, false) => HIST_TIER_NOW,
+            (true, true) => HIST_SHARE_NOW,
+            (false, false) => bit_in(HIST_TIER_PAST, u64::from(self.days / 30)),
+            (false, true) => bit_in(HIST_SHARE_PAST, u64::from(self.days)),
+        }
+    }
+}
+
+/// A figure of the portfolio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BookKey {
+    /// `tier_floor(tier)`.
+    TierFloor(Tier),
+    /// `tier_floor_ago`, `gross_profit_floor(_ago)`: by one measure alone.
+    Floor(By, Tier, u16),
+    /// `revenue_12m_ago`, `gross_profit_12m(_ago)`.
+    Total(By, u16),
+    /// `revenue_12m`.
+    Revenue12m,
+    Accounts,
+    TierCount(Tier),
+    /// `accounts_with(kind)`, by its place in `DATA_KINDS`.
+    AccountsWith(u8),
+    /// `revenue(days)`, `margin_pct_prev(days)`, ...: by its place in
+    /// `Metric::ALL`, the window and its offset.
+    Metric(u8, u32, u32),
+}
+
+impl BookKey {
+    /// Its value in `p` (at `end`), as the rule reads it.
+    pub fn value(&self, p: &Portfolio, end: Day) -> f64 {
+        let tier = |t: &Tier| t.as_str();
+        match self {
+            BookKey::TierFloor(t) => p.tier_floor(tier(t)).unwrap_or(0.0),
+            BookKey::Floor(by, t, d) => p
+                .floor_alone(by.basis(), tier(t), i64::from(*d))
+                .unwrap_or(0.0),
+            BookKey::Total(by, d) => p.book_alone(by.basis(), i64::from(*d)).total,
+            BookKey::Revenue12m => p.revenue_12m,
+            BookKey::Accounts => p.accounts as f64,
+            BookKey::TierCount(t) => p.tier_count(tier(t)) as f64,
+            BookKey::AccountsWith(k) => {
+                p.with_data.get(usize::from(*k)).copied().unwrap_or(0) as f64
+            }
+            BookKey::Metric(m, days, offset) => Metric::ALL.get(usize::from(*m)).map_or(0.0, |m| {
+                p.metric(*m, end, i64::from(*days), i64::from(*offset))
+            }),
+        }
+    }
+
+    /// Its bit.
+    pub fn bit(&self) -> u32 {
+        use By::{GrossProfit, Revenue};
+        match self {
+            BookKey::TierFloor(Tier::A) | BookKey::Floor(Revenue, Tier::A, 0) => FLOOR_A,
+            BookKey::TierFloor(Tier::B) | BookKey::Floor(Revenue, Tier::B, 0) => FLOOR_B,
+            BookKey::Floor(GrossProfit, Tier::A, 0) => GP_FLOOR_A,
+            BookKey::Floor(GrossProfit, Tier::B, 0) => GP_FLOOR_B,
+            BookKey::Revenue12m | BookKey::Total(Revenue, 0) => TOTAL,
+            BookKey::Total(GrossProfit, 0) => GP_TOTAL,
+            BookKey::Accounts | BookKey::TierCount(_) | BookKey::AccountsWith(_) => COUNTS,
+            other => {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                other.hash(&mut h);
+                bit_in(BOOK_OTHER, h.finish())
+            }
+        }
+    }
+}
+
+/// What one run read: bits, the account keys (at most [`MAX_KEYS`]) and
+/// the book's keys.
+#[derive(Debug, Default)]
+pub struct Record {
+    pub bits: u32,
+    pub keys: Vec<AccountKey>,
+    pub book: HashSet<BookKey>,
+}
+
+thread_local! {
+    /// What the current run on this thread read.
+    static RUN: RefCell<Record> = RefCell::new(Record::default());
+}
+
+/// Starts recording a run that reads `bits` before its script runs (its
+/// tier filter, its needs).
+pub(super) fn start(bits: u32) {
+    RUN.with(|r| {
+        let mut r = r.borrow_mut();
+        r.bits = bits;
+        r.keys.clear();
+    });
+}
+
+/// The bits the current run read, its account keys appended to `keys`,
+/// its book keys added to `book`.
+pub(super) fn finish(keys: &mut Vec<AccountKey>, book: &mut HashSet<BookKey>) -> u32 {
+    RUN.with(|r| {
+        let mut r = r.borrow_mut();
+        keys.extend_from_slice(&r.keys);
+        book.extend(r.book.drain());
+        r.bits
     })
 }
 
-/// The name a chain's first link calls: `x` of `.x`, `.x(..)`, `.x.y`.
-fn link_name(rhs: &rhai::Expr) -> Option<&str> {
-    use rhai::Expr;
-    match rhs {
-        Expr::Property(p, _) => Some(p.2.as_str()),
-        Expr::MethodCall(f, _) => Some(f.name.as_str()),
-        Expr::Dot(b, ..) => link_name(&b.lhs),
-        _ => None,
-    }
+/// Notes a read of a value `rules::changed` keeps for every account.
+#[inline]
+pub(super) fn note(bits: u32) {
+    RUN.with(|r| r.borrow_mut().bits |= bits);
 }
 
-/// What `rule` may read, as [`reads`] bits: every name its compiled
-/// script uses (variables, properties, calls, its own functions' bodies
-/// included) looked up in the rule API's reference. `portfolio` read
-/// other than as `portfolio.name` (kept in a variable, passed to a
-/// function) may read anything of it; so may an unknown name on it.
-pub fn rule_reads(rule: &super::set::Rule) -> u16 {
-    use rhai::{ASTNode, Expr, Stmt};
-    let mut bits = OWN;
-    // A rule for some tiers only reads the tier to know whether it runs;
-    // one that needs the book to have some data reads the book's kinds.
-    if rule.mask & 7 != 7 {
-        bits |= TIER;
-    }
-    if rule.book_needs != 0 {
-        bits |= KINDS;
-    }
-    let names = api_names();
-    let mut dynamic = false;
-    rule.ast.walk(&mut |path: &[ASTNode]| {
-        let Some(node) = path.last() else {
-            return true;
-        };
-        let name = match node {
-            ASTNode::Expr(Expr::Variable(x, ..)) => x.1.as_str(),
-            ASTNode::Expr(Expr::Property(p, _)) => p.2.as_str(),
-            ASTNode::Expr(Expr::FnCall(f, _) | Expr::MethodCall(f, _))
-            | ASTNode::Stmt(Stmt::FnCall(f, _)) => f.name.as_str(),
-            _ => return true,
-        };
-        if DYNAMIC.contains(&name) {
-            dynamic = true;
-            return false;
+/// Notes the account key `key`.
+fn note_key(key: AccountKey) {
+    RUN.with(|r| {
+        let mut r = r.borrow_mut();
+        r.bits |= key.bit();
+        if r.keys.contains(&key) {
+            return;
         }
-        if let Some(c) = names.account.get(name) {
-            bits |= c;
+        if r.keys.len() < MAX_KEYS {
+            r.keys.push(key);
+        } else if r.keys.len() == MAX_KEYS {
+            // Past the keys noted: every key of the kinds kept per account.
+            r.bits |= AccountKey::Overflow.bit();
+            r.keys.push(AccountKey::Overflow);
         }
-        if name != "portfolio" {
-            return true;
-        }
-        // `portfolio.x`: the parent is the dot with this variable on its left.
-        let on = match path.len().checked_sub(2).map(|i| &path[i]) {
-            Some(ASTNode::Expr(Expr::Dot(b, ..))) => match node {
-                ASTNode::Expr(e) if std::ptr::eq(&b.lhs, *e) => link_name(&b.rhs),
-                _ => None,
-            },
-            _ => None,
-        };
-        bits |= on
-            .and_then(|n| names.portfolio.get(n).copied())
-            .unwrap_or(PORTFOLIO);
-        true
     });
-    if dynamic { ALL } else { bits }
+}
+
+/// Reads `key` of `m`, noted.
+pub(super) fn ago(m: &AccountMetrics, key: Ago) -> (Tier, f64) {
+    note_key(AccountKey::Ago(key));
+    key.pair(m)
+}
+
+/// Whether `x` is past the floor `floor` of `p` (more than it), noted
+/// with `x` (the floor itself is not read).
+pub(super) fn past(p: &Portfolio, end: Day, floor: BookKey, x: f64) -> bool {
+    note_key(AccountKey::Past(floor, x.to_bits()));
+    is_past(p, end, floor, x)
+}
+
+/// Reads `key` of `p`, noted.
+pub(super) fn book(p: &Portfolio, end: Day, key: BookKey) -> f64 {
+    RUN.with(|r| {
+        let mut r = r.borrow_mut();
+        r.bits |= key.bit();
+        r.book.insert(key);
+    });
+    key.value(p, end)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::RuleSet;
 
-    fn reads_of(src: &str) -> u16 {
-        let rs = RuleSet::from_sources(&[("r", src)]).unwrap();
-        rule_reads(&rs.rules[0])
-    }
-
-    /// What each shipped rule may read beyond its account's own data.
     #[test]
-    fn the_shipped_rules_read_what_they_name() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
-        let (rs, errors) = RuleSet::load_dir(&dir).unwrap();
-        assert!(errors.is_empty(), "{errors:?}");
-        let got: Vec<(String, u16)> = rs
-            .rules
-            .iter()
-            .map(|r| (r.name.to_string(), rule_reads(r)))
-            .collect();
-        let want = |name: &str| -> u16 {
-            match name {
-                "credit_limit" | "overdue_receivables" => OWN,
-                "declining_orders" | "margin_slip" | "order_gap" | "stock_cover" => OWN | TIER,
-                "lapsed_visits" => OWN | TIER | KINDS,
-                // tier_floor only: the floors, not every figure of the book.
-                "rising_accounts" => OWN | TIER | FLOORS,
-                "thin_margin_a" => OWN | SHARE | HISTORY | PORTFOLIO,
-                // portfolio.a_share is the config's line: no book read.
-                "tier_movement" => OWN | TIER | SHARE | SHARE_ABOVE | HISTORY,
-                other => panic!("a shipped rule this test does not know: {other}"),
+    fn each_key_has_one_bit_in_its_group() {
+        for days in [0u16, 1, 30, 181, 730] {
+            for share in [false, true] {
+                for ranking in [
+                    Ranking::Basis,
+                    Ranking::Alone(By::Revenue),
+                    Ranking::Today(By::GrossProfit),
+                ] {
+                    let b = Ago {
+                        ranking,
+                        days,
+                        share,
+                    }
+                    .bit();
+                    assert_eq!(b.count_ones(), 1);
+                    assert_eq!(b & HISTORY, b);
+                }
             }
-        };
-        for (name, bits) in &got {
-            assert_eq!(*bits, want(name), "{name}: {bits:#x}");
         }
-        assert_eq!(got.len(), 10);
-    }
-
-    #[test]
-    fn names_reached_other_ways_count_too() {
-        // In a function of the script, called as a function, or as a method.
+        for k in [
+            BookKey::TierFloor(Tier::A),
+            BookKey::Floor(By::GrossProfit, Tier::B, 30),
+            BookKey::Total(By::Revenue, 0),
+            BookKey::Metric(3, 365, 0),
+            BookKey::AccountsWith(4),
+        ] {
+            assert_eq!(k.bit().count_ones(), 1);
+            assert_eq!(k.bit() & PORTFOLIO, k.bit(), "{k:?}");
+        }
+        assert_eq!(HISTORY & PORTFOLIO, 0);
+        assert_eq!((HISTORY | PORTFOLIO) & PAST_FLOOR, 0);
         assert_eq!(
-            reads_of("fn f(a) { a.rank } let x = f(account);"),
-            OWN | RANK
-        );
-        assert_eq!(reads_of("let t = tier_ago(account, 30);"), OWN | HISTORY);
-        assert_eq!(
-            reads_of("let p = account.prev_tier; let q = account.revenue(30);"),
-            OWN | PREV_TIER
-        );
-        // The portfolio kept in a variable may be read whole.
-        assert_eq!(
-            reads_of("let p = portfolio; let x = p.tier_floor(\"A\");"),
-            OWN | PORTFOLIO
-        );
-        assert_eq!(
-            reads_of("let x = portfolio.tier_count(\"A\");"),
-            OWN | COUNTS
-        );
-        assert_eq!(reads_of("let x = portfolio.revenue(30);"), OWN | PORTFOLIO);
-        assert_eq!(reads_of("let x = portfolio.a_share;"), OWN);
-        // A name made at run time: anything.
-        assert_eq!(
-            reads_of("let f = Fn(\"to_string\"); let x = f.call(1);"),
+            OWN | TIER
+                | PREV_TIER
+                | RANK
+                | SHARE
+                | SHARE_ABOVE
+                | KINDS
+                | STOCK
+                | HISTORY
+                | PORTFOLIO
+                | PAST_FLOOR,
             ALL
         );
-        // The tiers a rule runs for are a read of the tier.
         assert_eq!(
-            reads_of("const SETTINGS = #{ tiers: [\"A\"] }; let x = account.id;"),
-            OWN | TIER
+            HISTORY,
+            HIST_TIER_NOW | HIST_SHARE_NOW | bits_of(HIST_TIER_PAST) | bits_of(HIST_SHARE_PAST)
         );
-        // A text naming a value reads nothing.
-        assert_eq!(reads_of("let x = \"share rank tier portfolio\";"), OWN);
+        assert_eq!(
+            PORTFOLIO,
+            FLOOR_A
+                | FLOOR_B
+                | GP_FLOOR_A
+                | GP_FLOOR_B
+                | TOTAL
+                | GP_TOTAL
+                | COUNTS
+                | bits_of(BOOK_OTHER)
+        );
     }
 }

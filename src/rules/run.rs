@@ -15,6 +15,7 @@ use rhai::{Engine, EvalAltResult, ImmutableString, Scope};
 use super::api::{self, take_raised};
 use super::changed::Pick;
 use super::finding::{Outcome, RunError};
+use super::reads;
 use super::rhai_internals::{Compiled, account_intact};
 use super::sandbox::{
     Shared, describe_runtime, engine_for, forget_prints, is_stop, report_print, start_run,
@@ -43,7 +44,10 @@ impl<'r> Runner<'r> {
         for c in self.shared.raised.iter() {
             c.store(0, Ordering::Relaxed);
         }
-        let out = self.day(snap).run(&snap.accounts, None);
+        let mut day = self.day(snap);
+        // Nothing keeps what the pairs read: not recorded.
+        day.track = false;
+        let out = day.run(&snap.accounts, None);
         self.shared.report_dropped();
         out
     }
@@ -65,6 +69,7 @@ impl<'r> Runner<'r> {
             end,
             book: snap.portfolio.data_bits(),
             strikes,
+            track: true,
         }
     }
 }
@@ -106,6 +111,9 @@ struct AtSnapshot<'a, 'r> {
     /// not run again in this evaluation on this thread: each such run costs
     /// up to a million operations or 32 MiB of allocation.
     strikes: Vec<u32>,
+    /// Whether what each pair reads is recorded into the outcome
+    /// (`Outcome::reads`).
+    track: bool,
 }
 
 /// See [`AtSnapshot::strikes`].
@@ -113,8 +121,9 @@ pub const MAX_STRIKES: u32 = 5;
 
 impl AtSnapshot<'_, '_> {
     /// Every rule for each of `accounts`, in order; with `pick`, only the
-    /// rules it picks for each (`changed`: per account, what changed).
-    fn run(&mut self, accounts: &[Arc<AccountMetrics>], pick: Option<(&Pick, &[u16])>) -> Outcome {
+    /// rules it picks for each (the accounts are its visits from the
+    /// given one on).
+    fn run(&mut self, accounts: &[Arc<AccountMetrics>], pick: Option<(&Pick, usize)>) -> Outcome {
         let mut out = Outcome::default();
         for (k, m) in accounts.iter().enumerate() {
             // SIGTERM: stop between accounts; the run in progress stops
@@ -128,7 +137,7 @@ impl AtSnapshot<'_, '_> {
             if m.id.starts_with("PANIC") {
                 panic!("injected for account {}", m.id);
             }
-            let only = pick.map(|(p, changed)| (p, changed.get(k).copied().unwrap_or(u16::MAX)));
+            let only = pick.map(|(p, first)| (p, first + k));
             self.account(m, only, &mut out);
             if out.interrupted {
                 break;
@@ -138,8 +147,13 @@ impl AtSnapshot<'_, '_> {
     }
 
     /// Every rule for one account (with `only`, the rules the pick runs
-    /// for what changed for it), into `out`.
-    fn account(&mut self, m: &Arc<AccountMetrics>, only: Option<(&Pick, u16)>, out: &mut Outcome) {
+    /// for its visit), into `out`.
+    fn account(
+        &mut self,
+        m: &Arc<AccountMetrics>,
+        only: Option<(&Pick, usize)>,
+        out: &mut Outcome,
+    ) {
         let bit = tier_bit(m.tier.as_str());
         let has = has_bits(m);
         let book = self.book;
@@ -149,11 +163,21 @@ impl AtSnapshot<'_, '_> {
         // no script can leave a changed `account` behind for the next rule.
         let mut pushed = false;
         let rules = self.runner.rules;
+        let at = (out.reads.bits.len() / rules.rules.len().max(1)) as u32;
+        if self.track {
+            out.reads
+                .bits
+                .extend(std::iter::repeat_n(0, rules.rules.len()));
+        }
         for (i, rule) in rules.rules.iter().enumerate() {
-            if only.is_some_and(|(p, changed)| !p.runs(i, changed)) {
+            if only.is_some_and(|(p, k)| !p.runs(k, i)) {
                 continue;
             }
             out.runs += 1;
+            let before = filter_reads(rule);
+            if self.track {
+                out.reads.bits[at as usize * rules.rules.len() + i] = before;
+            }
             // A rule whose tiers exclude the account, or that needs data
             // the account does not have, is silent for it without running
             // the script.
@@ -172,7 +196,15 @@ impl AtSnapshot<'_, '_> {
                 continue;
             }
             self.push_account(m, &mut pushed);
-            if !self.script(i, rule, m, out) {
+            reads::start(before);
+            let ok = self.script(i, rule, m, out);
+            if self.track {
+                let mut keys = Vec::new();
+                let bits = reads::finish(&mut keys, &mut out.reads.book);
+                out.reads.bits[at as usize * rules.rules.len() + i] = bits;
+                out.reads.keys.extend(keys.into_iter().map(|k| (at, k)));
+            }
+            if !ok {
                 out.interrupted = true;
                 break;
             }
@@ -311,9 +343,8 @@ impl RuleSet {
             .iter()
             .map(|(i, _)| snap.accounts[*i].clone())
             .collect();
-        let changed: Vec<u16> = pick.visit.iter().map(|(_, c)| *c).collect();
         let shared = Shared::until(stop);
-        self.evaluate_over(snap, &accounts, Some((pick, &changed)), threads, &shared)
+        self.evaluate_over(snap, &accounts, Some((pick, 0)), threads, &shared)
     }
 
     /// The rules for `accounts` of `snap` (all of them, or those of a
@@ -322,7 +353,7 @@ impl RuleSet {
         &self,
         snap: &Snapshot,
         accounts: &[Arc<AccountMetrics>],
-        pick: Option<(&Pick, &[u16])>,
+        pick: Option<(&Pick, usize)>,
         threads: usize,
         shared: &Shared,
     ) -> Outcome {
@@ -377,6 +408,7 @@ impl RuleSet {
             out.errors.extend(p.errors);
             out.runs += p.runs;
             out.scripts += p.scripts;
+            out.reads.append(p.reads, self.rules.len());
             out.interrupted |= p.interrupted;
             out.unsure |= p.unsure;
             for r in p.unsettled {
@@ -395,7 +427,7 @@ impl RuleSet {
         &self,
         snap: &Snapshot,
         accounts: &[Arc<AccountMetrics>],
-        pick: Option<(&Pick, &[u16])>,
+        pick: Option<(&Pick, usize)>,
         shared: &Shared,
         next: &std::sync::atomic::AtomicUsize,
     ) -> Vec<(usize, Outcome)> {
@@ -411,7 +443,7 @@ impl RuleSet {
                 }
                 let hi = (lo + BLOCK).min(accounts.len());
                 let block = &accounts[lo..hi];
-                let part = pick.map(|(p, changed)| (p, &changed[lo..hi]));
+                let part = pick.map(|(p, first)| (p, first + lo));
                 match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     day.run(block, part)
                 })) {
@@ -482,6 +514,26 @@ impl RuleSet {
             shared,
         }
     }
+}
+
+/// What a rule reads before its script runs: its tier filter reads the
+/// tier, its `book_needs` the kinds of data the book has, its `needs` of
+/// stock the account's main SKUs' stock (found again where the book's
+/// demand moved); every run reads the account's own data.
+fn filter_reads(rule: &Rule) -> u32 {
+    // `AccountMetrics::data_bits`' bit of stock.
+    const STOCK_NEED: u8 = 1 << 4;
+    let mut bits = reads::OWN;
+    if rule.mask & 7 != 7 {
+        bits |= reads::TIER;
+    }
+    if rule.book_needs != 0 {
+        bits |= reads::KINDS;
+    }
+    if rule.needs & STOCK_NEED != 0 {
+        bits |= reads::STOCK;
+    }
+    bits
 }
 
 /// What a panic said, for a message.

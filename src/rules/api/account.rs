@@ -8,9 +8,12 @@ use std::sync::Arc;
 use rhai::{Dynamic, EvalAltResult, ImmutableString};
 
 use super::registry::{Api, days_ago, f, g, seen};
-use crate::config::TierBasis;
 use crate::metrics::AccountMetrics;
+use crate::model::Tier;
 use crate::model::dates::Day;
+use crate::rules::reads::{
+    self, Ago, By, PREV_TIER, RANK, Ranking, SHARE, SHARE_ABOVE, TIER, note,
+};
 
 /// The value a rule sees as `account`.
 #[derive(Clone)]
@@ -33,6 +36,26 @@ fn tier_str(t: &str) -> ImmutableString {
         _ => 2,
     };
     TIERS.with(|t| t[i].clone())
+}
+
+/// `v`, a value `rules::changed` keeps for every account, noted as read.
+fn noted<T>(bits: u32, v: T) -> T {
+    note(bits);
+    v
+}
+
+/// A value of the account's tier history (`days` checked), noted as read:
+/// its (tier, share above) by `ranking`.
+fn hist(a: &Account, ranking: Ranking, days: i64, share: bool) -> (Tier, f64) {
+    let days = u16::try_from(days).unwrap_or(u16::MAX);
+    reads::ago(
+        &a.m,
+        Ago {
+            ranking,
+            days,
+            share,
+        },
+    )
 }
 
 fn json_to_dynamic(v: &serde_json::Value) -> Dynamic {
@@ -87,7 +110,7 @@ pub(super) fn identity(api: &mut Api) {
         |a: &mut Account| seen(
             a.explain,
             || "account.tier".into(),
-            tier_str(a.m.tier.as_str())
+            tier_str(noted(TIER, a.m.tier).as_str())
         ),
     );
     g!(
@@ -98,7 +121,7 @@ pub(super) fn identity(api: &mut Api) {
         |a: &mut Account| seen(
             a.explain,
             || "account.prev_tier".into(),
-            tier_str(a.m.prev_tier.as_str())
+            tier_str(noted(PREV_TIER, a.m.prev_tier).as_str())
         ),
     );
     g!(
@@ -106,21 +129,35 @@ pub(super) fn identity(api: &mut Api) {
         "rank",
         "account.rank",
         "place in the book as ranked by tiers.by (trailing-12-month revenue by default; for both, by the larger of the two shares above), 1 = first",
-        |a: &mut Account| { seen(a.explain, || "account.rank".into(), a.m.rank as i64) }
+        |a: &mut Account| {
+            seen(
+                a.explain,
+                || "account.rank".into(),
+                noted(RANK, a.m.rank) as i64,
+            )
+        }
     );
     g!(
         api,
         "share",
         "account.share",
         "share of the book's trailing-12-month revenue, 0..1",
-        |a: &mut Account| seen(a.explain, || "account.share".into(), a.m.share),
+        |a: &mut Account| seen(
+            a.explain,
+            || "account.share".into(),
+            noted(SHARE, a.m.share)
+        ),
     );
     g!(
         api,
         "share_above",
         "account.share_above",
         "share held by the accounts ranked above this one by tiers.by (of the book's trailing-12-month revenue by default; for both, the larger of the revenue and gross-profit shares above), 0..1: the account is tier A while it is below tiers.a_share (portfolio.a_share); the account that crosses the line belongs to A",
-        |a: &mut Account| seen(a.explain, || "account.share_above".into(), a.m.share_above),
+        |a: &mut Account| seen(
+            a.explain,
+            || "account.share_above".into(),
+            noted(SHARE_ABOVE, a.m.share_above)
+        ),
     );
 }
 
@@ -134,7 +171,7 @@ pub(super) fn ranking_and_master(api: &mut Api) {
         |a: &mut Account, days: i64| {
             let call = || format!("account.tier_ago({days})");
             days_ago(&call, days)?;
-            let v = tier_str(a.m.tier_ago(days).0.as_str());
+            let v = tier_str(hist(a, Ranking::Basis, days, false).0.as_str());
             Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
@@ -146,7 +183,7 @@ pub(super) fn ranking_and_master(api: &mut Api) {
         |a: &mut Account, days: i64| {
             let call = || format!("account.share_above_ago({days})");
             days_ago(&call, days)?;
-            let v = a.m.tier_ago(days).1;
+            let v = hist(a, Ranking::Basis, days, true).1;
             Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
@@ -199,7 +236,7 @@ fn single_measure(api: &mut Api) {
         |a: &mut Account, days: i64| {
             let call = || format!("account.revenue_tier_ago({days})");
             days_ago(&call, days)?;
-            let v = tier_str(a.m.tier_alone_ago(TierBasis::Revenue, days).0.as_str());
+            let v = tier_str(hist(a, Ranking::Alone(By::Revenue), days, false).0.as_str());
             Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
@@ -211,7 +248,7 @@ fn single_measure(api: &mut Api) {
         |a: &mut Account, days: i64| {
             let call = || format!("account.revenue_share_above_ago({days})");
             days_ago(&call, days)?;
-            let v = a.m.tier_alone_ago(TierBasis::Revenue, days).1;
+            let v = hist(a, Ranking::Alone(By::Revenue), days, true).1;
             Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
@@ -223,7 +260,11 @@ fn single_measure(api: &mut Api) {
         |a: &mut Account, days: i64| {
             let call = || format!("account.gross_profit_tier_ago({days})");
             days_ago(&call, days)?;
-            let v = tier_str(a.m.tier_alone_ago(TierBasis::GrossProfit, days).0.as_str());
+            let v = tier_str(
+                hist(a, Ranking::Alone(By::GrossProfit), days, false)
+                    .0
+                    .as_str(),
+            );
             Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
@@ -235,7 +276,7 @@ fn single_measure(api: &mut Api) {
         |a: &mut Account, days: i64| {
             let call = || format!("account.gross_profit_share_above_ago({days})");
             days_ago(&call, days)?;
-            let v = a.m.tier_alone_ago(TierBasis::GrossProfit, days).1;
+            let v = hist(a, Ranking::Alone(By::GrossProfit), days, true).1;
             Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
@@ -245,7 +286,7 @@ fn single_measure(api: &mut Api) {
         "account.revenue_tier",
         "the tier the account has with the book ranked by trailing-12-month revenue alone, whatever tiers.by says: \"A\", \"B\" or \"C\" (C without revenue; a tier column in the master does not apply)",
         |a: &mut Account| {
-            let v = tier_str(a.m.revenue_tier().0.as_str());
+            let v = tier_str(hist(a, Ranking::Today(By::Revenue), 0, false).0.as_str());
             seen(a.explain, || "account.revenue_tier".into(), v)
         },
     );
@@ -255,7 +296,7 @@ fn single_measure(api: &mut Api) {
         "account.revenue_share_above",
         "share of the book's trailing-12-month revenue held by the accounts ranked above this one by revenue, 0..1: tier A by revenue while it is below tiers.a_share",
         |a: &mut Account| {
-            let v = a.m.revenue_tier().1;
+            let v = hist(a, Ranking::Today(By::Revenue), 0, true).1;
             seen(a.explain, || "account.revenue_share_above".into(), v)
         },
     );
@@ -265,7 +306,11 @@ fn single_measure(api: &mut Api) {
         "account.gross_profit_tier",
         "the tier the account has with the book ranked by trailing-12-month gross profit (revenue - cost) alone, whatever tiers.by says, with the same lines: \"A\", \"B\" or \"C\" (C without gross profit or at a loss; a tier column in the master does not apply)",
         |a: &mut Account| {
-            let v = tier_str(a.m.gross_profit_tier().0.as_str());
+            let v = tier_str(
+                hist(a, Ranking::Today(By::GrossProfit), 0, false)
+                    .0
+                    .as_str(),
+            );
             seen(a.explain, || "account.gross_profit_tier".into(), v)
         },
     );
@@ -275,7 +320,7 @@ fn single_measure(api: &mut Api) {
         "account.gross_profit_share_above",
         "share of the book's trailing-12-month gross profit held by the accounts ranked above this one by gross profit, 0..1: tier A by gross profit while it is below tiers.a_share",
         |a: &mut Account| {
-            let v = a.m.gross_profit_tier().1;
+            let v = hist(a, Ranking::Today(By::GrossProfit), 0, true).1;
             seen(a.explain, || "account.gross_profit_share_above".into(), v)
         },
     );

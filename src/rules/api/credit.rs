@@ -8,6 +8,7 @@ use rhai::{Array, Dynamic, EvalAltResult, Map};
 use super::account::Account;
 use super::helpers::round_to;
 use super::registry::{Api, f, g, past_due, seen};
+use crate::rules::reads::{STOCK, note};
 
 /// Open and overdue invoices.
 pub(super) fn receivables(api: &mut Api) {
@@ -125,6 +126,8 @@ pub(super) fn stock(api: &mut Api) {
         "account.main_skus",
         "the account's main SKUs (top 3 by trailing-12-month revenue), largest first",
         |a: &mut Account| {
+            // Found again where the book's demand moved: read as such.
+            note(STOCK);
             if a.explain {
                 seen(
                     true,
@@ -144,6 +147,8 @@ pub(super) fn stock(api: &mut Api) {
         "account.stock_cover",
         "for each main SKU the inventory knows: #{ sku, on_hand, daily_qty, days, dedicated } — days of cover at the last 90 days' demand (-1 without demand); stock held for the account (dedicated) is set against its own demand, warehouse stock against the whole book's",
         |a: &mut Account| {
+            // Warehouse stock is set against the whole book's demand.
+            note(STOCK);
             let mut out = Array::with_capacity(a.m.stock.len());
             for s in &a.m.stock {
                 let mut m = Map::new();

@@ -1,5 +1,5 @@
 //! The rule API's `portfolio`: the whole book's counts, tier lines and
-//! floors, and its figures over a window. Registers into the engine it is
+//! floors (and whether a value is past one), and its figures over a window. Registers into the engine it is
 //! given.
 
 use std::sync::Arc;
@@ -7,9 +7,20 @@ use std::sync::Arc;
 use rhai::EvalAltResult;
 
 use super::registry::{Api, days_ago, f, g, seen, window};
-use crate::config::TierBasis;
-use crate::metrics::{Metric, Portfolio};
+use crate::metrics::{DATA_KINDS, Metric, Portfolio};
+use crate::model::Tier;
 use crate::model::dates::Day;
+use crate::rules::reads::{self, BookKey, By};
+
+/// `key` of the book, noted as read (`rules::reads`).
+fn read(b: &Book, key: BookKey) -> f64 {
+    reads::book(&b.p, b.end, key)
+}
+
+/// The tier a floor is asked for: A or B.
+fn floor_tier(tier: &str) -> Option<Tier> {
+    Tier::parse(tier).filter(|t| *t != Tier::C)
+}
 
 /// The value a rule sees as `portfolio`: book-level totals.
 #[derive(Clone)]
@@ -31,7 +42,7 @@ pub(super) fn book(api: &mut Api) {
             seen(
                 b.explain,
                 || "portfolio.accounts".into(),
-                b.p.accounts as i64,
+                read(b, BookKey::Accounts) as i64,
             )
         }
     );
@@ -43,7 +54,7 @@ pub(super) fn book(api: &mut Api) {
         |b: &mut Book| seen(
             b.explain,
             || "portfolio.revenue_12m".into(),
-            b.p.revenue_12m
+            read(b, BookKey::Revenue12m)
         ),
     );
     g!(
@@ -76,7 +87,7 @@ pub(super) fn book(api: &mut Api) {
         "portfolio.gross_profit_12m",
         "the total the gross-profit shares are of (account.gross_profit_share_above): the ranked accounts' gross profit (revenue - cost) over the 365 days ending at the as-of date, an account without revenue counting none, summed over those above zero; an account's share is account.gross_profit(365) / portfolio.gross_profit_12m",
         |b: &mut Book| {
-            let v = b.p.book_alone(TierBasis::GrossProfit, 0).total;
+            let v = read(b, BookKey::Total(By::GrossProfit, 0));
             seen(b.explain, || "portfolio.gross_profit_12m".into(), v)
         },
     );
@@ -90,9 +101,10 @@ pub(super) fn by_kind_and_tier(api: &mut Api) {
         "portfolio.accounts_with(kind)",
         "number of active accounts with data of `kind`: \"orders\", \"visits\", \"receivables\", \"credit_limit\" or \"stock\" (0 says the book has none of it: an export not set up yet, not a finding)",
         |b: &mut Book, kind: &str| -> Result<i64, Box<EvalAltResult>> {
-            let v = b.p.accounts_with(kind).ok_or_else(|| {
+            let k = DATA_KINDS.iter().position(|k| *k == kind).ok_or_else(|| {
                 format!("portfolio.accounts_with({kind:?}): the kinds are orders, visits, receivables, credit_limit, stock")
-            })? as i64;
+            })?;
+            let v = read(b, BookKey::AccountsWith(k as u8)) as i64;
             Ok(seen(
                 b.explain,
                 || format!("portfolio.accounts_with({kind:?})"),
@@ -106,7 +118,8 @@ pub(super) fn by_kind_and_tier(api: &mut Api) {
         "portfolio.tier_count(tier)",
         "number of active accounts in tier \"A\", \"B\" or \"C\"",
         |b: &mut Book, tier: &str| {
-            let v = b.p.tier_count(tier) as i64;
+            // Another name than A, B or C counts none, whatever the book.
+            let v = Tier::parse(tier).map_or(0, |t| read(b, BookKey::TierCount(t)) as i64);
             seen(b.explain, || format!("portfolio.tier_count({tier:?})"), v)
         },
     );
@@ -116,11 +129,13 @@ pub(super) fn by_kind_and_tier(api: &mut Api) {
         "portfolio.tier_floor(tier)",
         "the trailing-12-month revenue of the smallest account ranked into tier \"A\" or \"B\" by revenue today (a tier column in the master aside); 0 when the tier is empty. An account with more than this ranks into the tier, the other accounts' revenue held as it is",
         |b: &mut Book, tier: &str| -> Result<f64, Box<EvalAltResult>> {
-            let v = b.p.tier_floor(tier).ok_or_else(|| {
-                format!(
-                    "portfolio.tier_floor({tier:?}): the tiers with a floor are \"A\" and \"B\""
-                )
-            })?;
+            let v = floor_tier(tier)
+                .map(|t| read(b, BookKey::TierFloor(t)))
+                .ok_or_else(|| {
+                    format!(
+                        "portfolio.tier_floor({tier:?}): the tiers with a floor are \"A\" and \"B\""
+                    )
+                })?;
             Ok(seen(
                 b.explain,
                 || format!("portfolio.tier_floor({tier:?})"),
@@ -129,6 +144,39 @@ pub(super) fn by_kind_and_tier(api: &mut Api) {
         },
     );
     floors_alone(api);
+    past_floors(api);
+}
+
+/// Whether a value is past today's floor, the floor not read as such.
+fn past_floors(api: &mut Api) {
+    for (by, name, what) in [
+        (None, "past_tier_floor", "portfolio.tier_floor(tier)"),
+        (
+            Some(By::GrossProfit),
+            "past_gross_profit_floor",
+            "portfolio.gross_profit_floor(tier)",
+        ),
+    ] {
+        f!(
+            api,
+            name,
+            &format!("portfolio.{name}(tier, value)"),
+            &format!(
+                "true when `value` is more than {what} (tier \"A\" or \"B\"): the same answer as `value > {what}`, but read as that answer, so after a small drop the rule runs again for the account only when the floor crosses `value`, not whenever the floor moves (see docs/rules.md, \"What makes a rule cheap\")"
+            ),
+            move |b: &mut Book, tier: &str, value: f64| -> Result<bool, Box<EvalAltResult>> {
+                let call = || format!("portfolio.{name}({tier:?}, {value})");
+                let t = floor_tier(tier).ok_or_else(|| {
+                    format!("{}: the tiers with a floor are \"A\" and \"B\"", call())
+                })?;
+                let key = match by {
+                    None => BookKey::TierFloor(t),
+                    Some(by) => BookKey::Floor(by, t, 0),
+                };
+                Ok(seen(b.explain, call, reads::past(&b.p, b.end, key, value)))
+            },
+        );
+    }
 }
 
 /// [`by_kind_and_tier`]'s floors by gross profit, and the floors and
@@ -139,22 +187,12 @@ fn floors_alone(api: &mut Api) {
         "gross_profit_floor",
         "portfolio.gross_profit_floor(tier)",
         "the trailing-12-month gross profit of the smallest account ranked into tier \"A\" or \"B\" by gross profit alone today, whatever tiers.by says (a tier column in the master aside); 0 when the tier is empty. An account with more than this ranks into the tier by gross profit, the other accounts' held as they are",
-        |b: &mut Book, tier: &str| floor(
-            b,
-            TierBasis::GrossProfit,
-            "gross_profit_floor",
-            tier,
-            None
-        ),
+        |b: &mut Book, tier: &str| floor(b, By::GrossProfit, "gross_profit_floor", tier, None),
     );
     for (by, name, what) in [
+        (By::Revenue, "tier_floor_ago", "portfolio.tier_floor(tier)"),
         (
-            TierBasis::Revenue,
-            "tier_floor_ago",
-            "portfolio.tier_floor(tier)",
-        ),
-        (
-            TierBasis::GrossProfit,
+            By::GrossProfit,
             "gross_profit_floor_ago",
             "portfolio.gross_profit_floor(tier)",
         ),
@@ -170,12 +208,8 @@ fn floors_alone(api: &mut Api) {
         );
     }
     for (by, name, what) in [
-        (TierBasis::Revenue, "revenue_12m_ago", "revenue"),
-        (
-            TierBasis::GrossProfit,
-            "gross_profit_12m_ago",
-            "gross profit",
-        ),
+        (By::Revenue, "revenue_12m_ago", "revenue"),
+        (By::GrossProfit, "gross_profit_12m_ago", "gross profit"),
     ] {
         f!(
             api,
@@ -187,7 +221,7 @@ fn floors_alone(api: &mut Api) {
             move |b: &mut Book, days: i64| {
                 let call = || format!("portfolio.{name}({days})");
                 days_ago(&call, days)?;
-                let v = b.p.book_alone(by, days).total;
+                let v = read(b, BookKey::Total(by, days as u16));
                 Ok::<_, Box<EvalAltResult>>(seen(b.explain, call, v))
             },
         );
@@ -197,7 +231,7 @@ fn floors_alone(api: &mut Api) {
 /// A floor of [`floors_alone`]: `days` ago, or today (None).
 fn floor(
     b: &mut Book,
-    by: TierBasis,
+    by: By,
     name: &str,
     tier: &str,
     days: Option<i64>,
@@ -209,18 +243,21 @@ fn floor(
     if let Some(d) = days {
         days_ago(&call, d)?;
     }
-    let v =
-        b.p.floor_alone(by, tier, days.unwrap_or(0))
-            .ok_or_else(|| format!("{}: the tiers with a floor are \"A\" and \"B\"", call()))?;
+    let d = days.unwrap_or(0) as u16;
+    let v = floor_tier(tier)
+        .map(|t| read(b, BookKey::Floor(by, t, d)))
+        .ok_or_else(|| format!("{}: the tiers with a floor are \"A\" and \"B\"", call()))?;
     Ok(seen(b.explain, call, v))
 }
 
 /// The book's figures over a window.
 pub(super) fn windowed(api: &mut Api) {
-    for m in Metric::ALL {
+    for (i, m) in Metric::ALL.into_iter().enumerate() {
         if m == Metric::Skus {
             continue;
         }
+        let key =
+            move |days: i64, offset: i64| BookKey::Metric(i as u8, days as u32, offset as u32);
         let name = m.name();
         f!(
             api,
@@ -233,7 +270,7 @@ pub(super) fn windowed(api: &mut Api) {
             move |b: &mut Book, days: i64| {
                 let call = || format!("portfolio.{name}({days})");
                 window(&call, days, 0)?;
-                let v = b.p.metric(m, b.end, days, 0);
+                let v = read(b, key(days, 0));
                 Ok::<_, Box<EvalAltResult>>(seen(b.explain, call, v))
             },
         );
@@ -245,7 +282,7 @@ pub(super) fn windowed(api: &mut Api) {
             move |b: &mut Book, days: i64| {
                 let call = || format!("portfolio.{name}_prev({days})");
                 window(&call, days, days)?;
-                let v = b.p.metric(m, b.end, days, days);
+                let v = read(b, key(days, days));
                 Ok::<_, Box<EvalAltResult>>(seen(b.explain, call, v))
             },
         );

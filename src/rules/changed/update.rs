@@ -1,12 +1,12 @@
 //! Bringing the memo up to an evaluation that ran only some pairs
 //! (`rules::changed`): the results of the pairs run put in place of the
 //! remembered ones, the pairs whose alerts the lifecycle must step
-//! ([`Stepped`]), and the held findings that kept no alert open marked
-//! idle. Touches nothing but the memo.
+//! ([`Stepped`]), what those pairs read now in place of what they read
+//! last time, and the held findings that kept no alert open marked idle.
+//! Touches nothing but the memo.
 
 use std::collections::HashMap;
 
-use super::book::Placed;
 use super::{Kept, Memo, Pick, count, kept_of, roles_of, rule_index};
 use crate::metrics::Snapshot;
 use crate::model::Severity;
@@ -35,18 +35,17 @@ impl Memo {
             fresh.entry(id).or_default().push(k);
         }
         let mut out = Stepped::default();
-        for &(i, c) in &pick.visit {
+        let n = rules.rules.len();
+        for (k, &(i, c)) in pick.visit.iter().enumerate() {
             let a = &snap.accounts[i];
-            if c & !reads::OWN != 0
-                && let Some(p) = self.placed.get_mut(a.id.as_str())
-            {
-                *p = Placed::of(a);
+            if let Some(p) = self.placed.get_mut(a.id.as_str()) {
+                p.update(a, (&snap.portfolio, snap.end()), &now.reads, k, n);
             }
             let new = fresh.remove(a.id.as_str()).unwrap_or_default();
             // The alerts of an account whose tier moved are stepped for
             // every rule: a silence may name the tier.
             let tier = c & reads::TIER != 0;
-            let (results, moved) = self.replace(&a.id, new, |r| pick.runs(r, c), tier);
+            let (results, moved) = self.replace(&a.id, new, |r| pick.runs(k, r), tier);
             let stepped = |r: usize| tier || moved.contains(&r);
             for k in results.iter().filter(|k| stepped(k.rule())) {
                 if let Kept::Found { rule, said, .. } = k
@@ -66,6 +65,7 @@ impl Memo {
             }
         }
         self.book = pick.book.clone();
+        self.book.add(&snap.portfolio, snap.end(), &now.reads);
         self.skus = snap.skus.clone();
         self.roles = roles_of(snap);
         self.unsettled = rules

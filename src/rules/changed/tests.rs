@@ -1,0 +1,149 @@
+//! A pair runs again exactly when a value its last run read changed.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::metrics::{AccountMetrics, Portfolio};
+use crate::model::Tier;
+
+/// Accounts KH1.. with `tiers`, each holding `share` of the book, whose
+/// smallest A account has `floor` of 12-month revenue.
+fn book(tiers: &[Tier], floor: f64, share: f64) -> Snapshot {
+    book_with(tiers, floor, share, &[])
+}
+
+/// [`book`], the accounts with `revenue` of 12-month revenue (in order).
+fn book_with(tiers: &[Tier], floor: f64, share: f64, revenue: &[f64]) -> Snapshot {
+    let mut snap = crate::metrics::tests_support::snapshot_one();
+    snap.accounts = tiers
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            Arc::new(AccountMetrics {
+                tier: *t,
+                prev_tier: *t,
+                share,
+                share_above: share,
+                revenue_12m: revenue.get(i).copied().unwrap_or(0.0),
+                ..AccountMetrics::empty(&format!("KH{}", i + 1), "测试")
+            })
+        })
+        .collect();
+    snap.portfolio = Arc::new(Portfolio {
+        floor_a: floor,
+        ..Portfolio::default()
+    });
+    snap
+}
+
+/// The ids of the accounts `pick` runs any rule for.
+fn ran(pick: &Pick, snap: &Snapshot) -> Vec<String> {
+    (0..pick.visit.len())
+        .filter(|k| (0..pick.rules).any(|r| pick.runs(*k, r)))
+        .map(|k| snap.accounts[pick.visit[k].0].id.clone())
+        .collect()
+}
+
+/// Picks the pairs for `snap` after `memo`, runs them, brings the memo up
+/// to date and checks it holds what a full run finds; returns the accounts
+/// run.
+fn step(rules: &RuleSet, memo: &mut Memo, snap: &Snapshot) -> Vec<String> {
+    let since = Since {
+        accounts: &[],
+        orders: true,
+    };
+    let pick = memo.pick(rules, snap, "", since).unwrap();
+    let now = rules.evaluate_picked(snap, &pick, Arc::default());
+    assert!(pick.settled(rules, &now));
+    memo.update(rules, snap, &pick, &now);
+    let full = rules.evaluate(snap);
+    let titles = |o: &Outcome| -> Vec<String> {
+        let mut t: Vec<String> = o
+            .findings
+            .iter()
+            .map(|f| format!("{} {}", f.account.id, f.title))
+            .collect();
+        t.extend(
+            o.errors
+                .iter()
+                .map(|e| format!("{} {}", e.account_id, e.message)),
+        );
+        t
+    };
+    assert_eq!(titles(&memo.outcome(rules, snap)), titles(&full));
+    ran(&pick, snap)
+}
+
+/// A rule that stops at the tier for A accounts is not run again for them
+/// when the floor moves; those that read the floor are. A value nobody
+/// read (the share) moving runs nothing; an account whose tier moves runs
+/// again, and from then on reads the floor.
+#[test]
+fn a_pair_runs_again_only_when_what_it_read_changed() {
+    let src = r#"
+        if account.tier == "A" { return; }
+        let p = portfolio;
+        let floor = p.call(Fn("tier_floor"), "A");
+        if floor > 100.0 { alert(#{ title: `under ${floor}` }); }
+    "#;
+    let rules = RuleSet::from_sources(&[("r", src)]).unwrap();
+    let (a, b, c) = (Tier::A, Tier::B, Tier::C);
+    let first = book(&[a, b, c], 50.0, 0.1);
+    let out = rules.evaluate(&first);
+    assert!(out.findings.is_empty());
+    let mut memo = Memo::of(&rules, &first, String::new(), &out).unwrap();
+    // The floor moves: the B and C accounts read it, the A account did not.
+    let ids = |v: &[&str]| -> Vec<String> { v.iter().map(|s| s.to_string()).collect() };
+    assert_eq!(
+        step(&rules, &mut memo, &book(&[a, b, c], 200.0, 0.1)),
+        ids(&["KH2", "KH3"])
+    );
+    // The share moves: nobody read it.
+    assert_eq!(
+        step(&rules, &mut memo, &book(&[a, b, c], 200.0, 0.2)),
+        ids(&[])
+    );
+    // KH1 leaves A: it read its tier.
+    assert_eq!(
+        step(&rules, &mut memo, &book(&[b, b, c], 200.0, 0.2)),
+        ids(&["KH1"])
+    );
+    // The floor moves again: KH1 now read it too.
+    assert_eq!(
+        step(&rules, &mut memo, &book(&[b, b, c], 300.0, 0.2)),
+        ids(&["KH1", "KH2", "KH3"])
+    );
+    // Nothing moved: nothing runs.
+    assert_eq!(
+        step(&rules, &mut memo, &book(&[b, b, c], 300.0, 0.2)),
+        ids(&[])
+    );
+}
+
+/// A value compared with a floor through `past_tier_floor` is read as the
+/// answer: the pair runs again when the floor crosses the value, not when
+/// the floor moves and stays on the same side.
+#[test]
+fn a_floor_asked_about_runs_a_pair_again_only_when_it_crosses_the_value() {
+    let src = r#"
+        if portfolio.past_tier_floor("A", account.revenue_12m) { alert(#{ title: "past" }); }
+    "#;
+    let rules = RuleSet::from_sources(&[("r", src)]).unwrap();
+    let b = Tier::B;
+    let at = |floor: f64| book_with(&[b, b], floor, 0.1, &[100.0, 300.0]);
+    let first = at(50.0);
+    let out = rules.evaluate(&first);
+    assert_eq!(out.findings.len(), 2);
+    let mut memo = Memo::of(&rules, &first, String::new(), &out).unwrap();
+    let ids = |v: &[&str]| -> Vec<String> { v.iter().map(|s| s.to_string()).collect() };
+    // 50 -> 60: both still past it.
+    assert_eq!(step(&rules, &mut memo, &at(60.0)), ids(&[]));
+    // -> 200: KH1's 100 is no longer past it; KH2's 300 is.
+    assert_eq!(step(&rules, &mut memo, &at(200.0)), ids(&["KH1"]));
+    // -> 250: nobody crosses.
+    assert_eq!(step(&rules, &mut memo, &at(250.0)), ids(&[]));
+    // -> 300: KH2's 300 is at the floor, not past it.
+    assert_eq!(step(&rules, &mut memo, &at(300.0)), ids(&["KH2"]));
+    // -> 90: both past it again.
+    assert_eq!(step(&rules, &mut memo, &at(90.0)), ids(&["KH1", "KH2"]));
+}
