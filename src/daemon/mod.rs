@@ -27,7 +27,10 @@
 //! and when files were written by another process; otherwise each
 //! evaluation reads again only the accounts and datasets the files since
 //! the last one wrote. `memory` keeps glibc to two arenas and hands freed
-//! pages back after each evaluation and full read.
+//! pages back after each evaluation and full read. The daemon's
+//! connections never checkpoint the write-ahead log when they commit; the
+//! worker does after each job that no evaluation follows, so copying a
+//! big file's pages into the database never delays its evaluation.
 //!
 //! One file cannot take the daemon down (`isolate`): a panic while
 //! ingesting it rejects it; a file the daemon died in before (on record

@@ -44,6 +44,9 @@ pub fn start(cfg: Loaded, stop: &Arc<AtomicBool>) -> Result<Started> {
     std::fs::create_dir_all(&inbox)
         .with_context(|| format!("creating the inbox {}", inbox.display()))?;
     let conn = crate::store::open(&cfg.database())?;
+    // No checkpoint when a transaction commits: the worker checkpoints
+    // after each evaluation, off the way from a file to its mail.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     crate::store::quick_check(&conn, &cfg.database())?;
     Live::capture(&conn).context("noting what ingest writes, for the metrics in memory")?;
     let db_id = crate::store::identity(&cfg.database());

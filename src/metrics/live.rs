@@ -77,6 +77,9 @@ pub struct Live {
     /// Past this many touched accounts, when they are also half or more of
     /// the book, everything is read again instead (see `refresh`).
     full_read_over: usize,
+    /// From this many accounts whose order lines are read again, half are
+    /// read on a second connection (`reread::APART_FROM`; tests lower it).
+    read_apart_from: usize,
 }
 
 /// A refresh re-reading more accounts than this, and half the book or
@@ -103,6 +106,7 @@ impl Live {
             reuse: Reuse::default(),
             ranks: Kept::default(),
             full_read_over: FULL_READ_OVER,
+            read_apart_from: super::reread::APART_FROM,
         })
     }
 
@@ -114,9 +118,9 @@ impl Live {
         self.timeline = None;
         self.reuse = Reuse::default();
         self.parts = Parts::empty(far());
-        let over = self.full_read_over;
+        let (over, apart) = (self.full_read_over, self.read_apart_from);
         *self = Live::load(conn)?;
-        self.full_read_over = over;
+        (self.full_read_over, self.read_apart_from) = (over, apart);
         Ok(())
     }
 
@@ -202,19 +206,32 @@ impl Live {
             self.parts.reload_inventory(conn)?;
             done.datasets.push("inventory");
         }
+        self.reread(conn, &orders, &visits, &done)?;
+        Ok(done)
+    }
+
+    /// Reads again the order lines of accounts `orders` and the visits of
+    /// `visits`, and brings the timeline up to date with `done`.
+    fn reread(
+        &mut self,
+        conn: &Connection,
+        orders: &[&str],
+        visits: &[&str],
+        done: &Refresh,
+    ) -> Result<()> {
         let t0 = std::time::Instant::now();
-        self.reload_orders(conn, &orders)?;
+        self.reload_orders(conn, orders)?;
         let t_orders = t0.elapsed();
-        self.parts.reload_visits(conn, &visits)?;
+        self.parts.reload_visits(conn, visits)?;
         let t_visits = t0.elapsed();
-        self.follow(&done);
+        self.follow(done);
         tracing::debug!(
             orders_ms = t_orders.as_millis() as u64,
             visits_ms = (t_visits - t_orders).as_millis() as u64,
             timeline_ms = (t0.elapsed() - t_visits).as_millis() as u64,
             "refresh phases"
         );
-        Ok(done)
+        Ok(())
     }
 
     /// Brings the timeline up to date with what `done` read: updated in
@@ -241,9 +258,7 @@ impl Live {
             .iter()
             .map(|id| self.parts.orders.get(*id).map(|o| o.0.clone()))
             .collect();
-        let t0 = std::time::Instant::now();
-        self.parts.reload_orders(conn, ids)?;
-        tracing::debug!(ms = t0.elapsed().as_millis() as u64, "orders read again");
+        self.parts.reload_orders(conn, ids, self.read_apart_from)?;
         let after = ids
             .iter()
             .map(|id| self.parts.orders.get(*id).map(|o| &o.0));

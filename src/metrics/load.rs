@@ -32,7 +32,7 @@ fn sane(x: f64, insane: &mut u64) -> f64 {
     }
 }
 
-fn warn_insane(table: &str, n: u64) {
+pub(super) fn warn_insane(table: &str, n: u64) {
     if n > 0 {
         tracing::warn!(
             table,
@@ -101,7 +101,7 @@ impl SkuIndex {
     /// The number of SKU `sku`, a new one if it has none; an error past
     /// the 4,294,967,294th SKU (a number is a `u32`, and `u32::MAX` says
     /// "no SKU"), never a number already taken.
-    fn intern(&mut self, sku: &str) -> Result<u32> {
+    pub(super) fn intern(&mut self, sku: &str) -> Result<u32> {
         if let Some(i) = self.ids.get(sku) {
             return Ok(*i);
         }
@@ -141,35 +141,40 @@ pub struct Orders {
 }
 
 /// One order line of an account, as the sums need it.
-struct Line {
+pub(super) struct Line {
     day: Day,
     /// Numbers the account's orders in read order: lines of one order are
     /// adjacent (they come by date, then order id), so equal numbers mean
     /// the same order.
     order: u32,
-    sku: u32,
+    pub(super) sku: u32,
     qty: f64,
     revenue: f64,
     cost: f64,
 }
 
-const NO_SKU: u32 = u32::MAX;
+pub(super) const NO_SKU: u32 = u32::MAX;
 
 /// One account's lines as they are read, in day order and, within a day,
 /// in the table's key order (order id, line).
 #[derive(Default)]
-struct Lines {
+pub(super) struct Lines {
     lines: Vec<Line>,
     last_order: String,
     order: u32,
     scratch: Vec<(u32, f64, f64)>,
-    insane: u64,
+    pub(super) insane: u64,
 }
 
 impl Lines {
     /// Adds the line of row `r`, whose order id, date, SKU, quantity,
     /// revenue and cost are its columns from `at` on.
-    fn push(&mut self, r: &rusqlite::Row<'_>, at: usize, index: &mut SkuIndex) -> Result<()> {
+    pub(super) fn push(
+        &mut self,
+        r: &rusqlite::Row<'_>,
+        at: usize,
+        index: &mut SkuIndex,
+    ) -> Result<()> {
         let order_id = r.get_ref(at)?.as_str()?;
         if order_id != self.last_order {
             self.order = self.order.wrapping_add(1);
@@ -200,7 +205,7 @@ impl Lines {
     }
 
     /// The account read so far, if it has lines; starts the next one.
-    fn take(&mut self, index: &SkuIndex) -> Option<AccountOrders> {
+    pub(super) fn take(&mut self, index: &SkuIndex) -> Option<AccountOrders> {
         if self.lines.is_empty() {
             return None;
         }
@@ -209,6 +214,13 @@ impl Lines {
         self.last_order.clear();
         self.order = 0;
         Some(out)
+    }
+
+    /// The lines of the account read so far, as read; starts the next one.
+    pub(super) fn raw(&mut self) -> Vec<Line> {
+        self.last_order.clear();
+        self.order = 0;
+        std::mem::take(&mut self.lines)
     }
 }
 
@@ -251,38 +263,9 @@ pub fn orders(conn: &Connection, until: NaiveDate) -> Result<Orders> {
     Ok(out)
 }
 
-/// The order lines of each of `ids` up to `until`, each account read
-/// through the `orders_by_account` index in the order [`orders`] reads
-/// them, and built by the same steps: what the full read gives for that
-/// account, to the bit. `None` for an account without lines. New SKU
-/// names are added to `index`.
-pub fn orders_of(
-    conn: &Connection,
-    ids: &[&str],
-    until: NaiveDate,
-    index: &mut SkuIndex,
-) -> Result<Vec<Option<AccountOrders>>> {
-    let mut st = conn.prepare_cached(
-        "SELECT order_id, date, sku, COALESCE(qty, 0), revenue, cost
-         FROM orders INDEXED BY orders_by_account
-         WHERE account_id = ?1 AND date <= ?2 ORDER BY date, order_id, line",
-    )?;
-    let mut out = Vec::with_capacity(ids.len());
-    let mut lines = Lines::default();
-    for id in ids {
-        let mut rows = st.query(rusqlite::params![id, date_text(until)])?;
-        while let Some(r) = rows.next()? {
-            lines.push(r, 0, index)?;
-        }
-        out.push(lines.take(index));
-    }
-    warn_insane("orders", lines.insane);
-    Ok(out)
-}
-
 /// One account's daily sums and SKU lines from its lines, sorted by day
 /// and, within a day, in the table's key order.
-fn account_orders(
+pub(super) fn account_orders(
     lines: &[Line],
     index: &SkuIndex,
     skus_today: &mut Vec<(u32, f64, f64)>,

@@ -19,8 +19,10 @@
 //! (ranking into A/B/C, `TierHistory`), `ranks` (the rankings of earlier
 //! days kept from one snapshot to the next), `account` (`AccountMetrics`,
 //! `Metric`), `snapshot` (`Snapshot`, `Portfolio`, `dump`), `load` (the
-//! reads of the store beyond visits), `master` (the customer master's
-//! texts, held once per account and shared), `parts` (every dataset as read, by
+//! reads of the store beyond visits), `reread` (some accounts' order
+//! lines read again, half on a second connection when many), `master`
+//! (the customer master's texts, held once per account and shared),
+//! `parts` (every dataset as read, by
 //! account), `stock` (main SKUs and stock cover), `timeline` (the parts
 //! assembled, or updated in place for the accounts a refresh read; the
 //! snapshot of any day up to the last read, and `build`),
@@ -39,6 +41,7 @@ mod master;
 mod notes;
 mod parts;
 mod ranks;
+mod reread;
 mod series;
 mod snapshot;
 mod stock;

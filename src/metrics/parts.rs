@@ -16,6 +16,7 @@ use super::account::{Roles, SkuLine, Visit};
 use super::daylog::DayLog;
 use super::load;
 use super::master::{self, Listed};
+use super::reread;
 use super::series::Series;
 use crate::model::dates::day;
 use crate::store;
@@ -203,10 +204,16 @@ impl Parts {
     }
 
     /// Reads the order lines of `ids` again, each account through the
-    /// index on its id; then the stock too if a SKU is new (the inventory
-    /// keeps only SKUs that were ever ordered).
-    pub fn reload_orders(&mut self, conn: &Connection, ids: &[&str]) -> Result<()> {
-        let fresh = load::orders_of(conn, ids, self.until, &mut self.skus)?;
+    /// index on its id (half of them on a second connection from
+    /// `apart_from` accounts on, see `reread`); then the stock too if a
+    /// SKU is new (the inventory keeps only SKUs that were ever ordered).
+    pub fn reload_orders(
+        &mut self,
+        conn: &Connection,
+        ids: &[&str],
+        apart_from: usize,
+    ) -> Result<()> {
+        let fresh = reread::orders_of(conn, ids, self.until, &mut self.skus, apart_from)?;
         for (id, o) in ids.iter().zip(fresh) {
             match o {
                 Some(o) => {
@@ -283,7 +290,7 @@ impl Parts {
         self.orders.clear();
         self.visits.clear();
         let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-        self.reload_orders(conn, &ids)?;
+        self.reload_orders(conn, &ids, reread::APART_FROM)?;
         self.reload_visits(conn, &ids)?;
         Ok(ids.len())
     }
