@@ -24,7 +24,10 @@
 # "Today" is pinned to the last day of the book (KAMWATCH_NOW). Release
 # build (into CARGO_TARGET_DIR if set). Needs sqlite3. WORK=<dir> keeps
 # (and reuses) the generated book;
-# KEEP=1 keeps each run's folder (its daemon.log says how each file was read);
+# KEEP=1 keeps each run's folder (its daemon.log says how each file was read;
+# `renamed` the time of each rename, to read beside the log's; LOG= sets the
+# daemon's KAMWATCH_LOG, e.g. LOG=kamwatch=debug for the ingest's and the
+# refresh's phases);
 # BEFORE_TREE=<checkout of the BEFORE build's commit> gives the BEFORE daemon
 # the config and rules of its own time (a newer config may not parse).
 # RUNS=<dir> puts those folders (a copy of the database each) there instead

@@ -82,15 +82,15 @@ mod tests {
 
     #[test]
     fn what_is_held_grows_with_a_live_allocation_and_the_resident_set_is_read() {
-        let Some(before) = held() else {
+        if held().is_none() {
             return; // not glibc: nothing to count
-        };
+        }
+        // Past glibc's largest mmap threshold (32 MiB), so mapped on its
+        // own: counted whatever other tests' threads free meanwhile.
         let big: Vec<u8> = vec![1; 64 << 20];
         let during = held().expect("glibc");
-        assert!(
-            during.in_use + during.mapped >= before.in_use + before.mapped + (64 << 20),
-            "{before:?} -> {during:?}"
-        );
+        assert!(during.mapped >= 64 << 20, "{during:?}");
+        assert!(big.iter().all(|b| *b == 1));
         assert!(resident_kib().expect("linux") > 0);
         drop(big);
         give_back();

@@ -62,9 +62,10 @@ pub(super) fn load(conn: &Connection) -> Result<Vec<Listed>> {
         let r = rec.row;
         let extra = extras.remove(&r.id);
         let who = Who {
-            // An id and a name are most often the account's own.
+            // An id is the account's own; a name may repeat (branches
+            // of one customer, a book exported without names).
             id: Arc::from(r.id),
-            name: Arc::from(r.name),
+            name: shared.text(r.name),
             region: shared.text(r.region.unwrap_or_default()),
             owner: shared.text(r.owner.unwrap_or_default()),
             owner_email: r.owner_email.map(|e| shared.text(e)),
@@ -119,5 +120,46 @@ mod tests {
             (b.owner_email.as_deref(), b.manager.as_deref()),
             (None, None)
         );
+        // The extra columns come with each account; accounts without
+        // attributes share one empty set.
+        let extra = |i: usize| m[i].extra.as_ref().unwrap();
+        assert_eq!(extra(2).attrs["行业"], "零售");
+        assert_eq!(extra(2).credit_limit, Some(5.0));
+        assert!(extra(0).attrs.is_empty() && extra(0).credit_limit.is_none());
+        assert!(Arc::ptr_eq(&extra(0).attrs, &extra(1).attrs));
+    }
+
+    /// Adversarial masters: every account with the same name, ids and
+    /// names of 100,000 characters, an id stored as a number: the same
+    /// name is one text, long texts come back whole, a numeric id reads
+    /// as its digits (what the orders' account ids are compared with).
+    #[test]
+    fn same_names_long_texts_and_numeric_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = store::open(&dir.path().join("k.db")).unwrap();
+        let long = "长".repeat(100_000);
+        let mut st = conn
+            .prepare("INSERT INTO accounts (id, name, owner, updated_at) VALUES (?1, ?2, ?3, 'x')")
+            .unwrap();
+        for i in 0..1000 {
+            st.execute(rusqlite::params![format!("K{i:04}"), "同名客户", "王"])
+                .unwrap();
+        }
+        st.execute(rusqlite::params![format!("{long}id"), long, long])
+            .unwrap();
+        st.execute(rusqlite::params![123_i64, "数字", "王"])
+            .unwrap();
+        drop(st);
+        let m = load(&conn).unwrap();
+        assert_eq!(m.len(), 1002);
+        let first = &m.iter().find(|l| &*l.who.id == "K0000").unwrap().who;
+        for l in m.iter().filter(|l| l.who.id.starts_with('K')) {
+            assert!(Arc::ptr_eq(&l.who.name, &first.name), "{:?}", l.who.id);
+            assert!(Arc::ptr_eq(&l.who.owner, &first.owner));
+        }
+        let big = &m.iter().find(|l| l.who.id.len() > 1000).unwrap().who;
+        assert_eq!(*big.id, format!("{long}id"));
+        assert_eq!((&*big.name, &*big.owner), (long.as_str(), long.as_str()));
+        assert!(m.iter().any(|l| &*l.who.id == "123"));
     }
 }

@@ -518,6 +518,56 @@ fn touching_most_of_the_book_reads_everything() {
     assert!(!r.changed(), "{r:?}");
 }
 
+/// A master replaced entirely (every account renamed, the same names):
+/// the snapshot is the full one, and the old master's records are freed,
+/// not kept by the timeline or the accounts kept for the next snapshot.
+#[test]
+fn a_master_replaced_entirely_frees_the_old_one() {
+    let (_dir, cfg) = project();
+    let conn = crate::store::open(&cfg.database()).unwrap();
+    Live::capture(&conn).unwrap();
+    let master = |prefix: &str| {
+        for i in 0..3 {
+            conn.execute(
+                "INSERT INTO accounts (id, name, owner, updated_at) VALUES (?1, ?2, '王', 'x')",
+                rusqlite::params![format!("{prefix}{i}"), format!("客户{i}")],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO orders (order_id, line, account_id, date, sku, qty, revenue, cost)
+                 VALUES (?1, '1', ?2, '2026-11-01', 'S1', 1, 100, 60)",
+                rusqlite::params![format!("{prefix}O{i}"), format!("{prefix}{i}")],
+            )
+            .unwrap();
+        }
+    };
+    master("A");
+    let tiers = crate::config::TierConfig::default();
+    let day: NaiveDate = "2026-11-28".parse().unwrap();
+    let mut live = Live::load(&conn).unwrap();
+    drop(live.snapshot(day, &tiers));
+    let old: Vec<_> = live
+        .parts
+        .master
+        .iter()
+        .map(|l| std::sync::Arc::downgrade(&l.who))
+        .collect();
+    assert_eq!(old.len(), 3);
+    conn.execute_batch("DELETE FROM orders; DELETE FROM accounts;")
+        .unwrap();
+    master("B");
+    let r = live.refresh(&conn).unwrap();
+    assert_eq!(r.datasets, ["master"], "{r:?}");
+    let snap = live.snapshot(day, &tiers);
+    let ids: Vec<&str> = snap.accounts.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids.len(), 3);
+    assert!(ids.iter().all(|i| i.starts_with('B')), "{ids:?}");
+    let full = crate::metrics::build(&conn, day, &tiers).unwrap();
+    assert_eq!(dump(&snap), dump(&full));
+    drop(snap);
+    assert!(old.iter().all(|w| w.upgrade().is_none()));
+}
+
 /// The check of `eval --verify-incremental` agrees on a generated book.
 #[test]
 fn verify_finds_no_difference_on_a_generated_book() {
