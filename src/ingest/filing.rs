@@ -173,14 +173,49 @@ pub fn write_new(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// Where a rejection's reason waits in the rejected folder `dir` while
+/// its file `file_name` is filed there: a dotfile, which the folder's
+/// readers leave out.
+fn pending_reason(dir: &Path, file_name: &str) -> PathBuf {
+    dir.join(format!(".{file_name}.reason-pending"))
+}
+
+/// Files a rejected file into `dir` with its reason `text`. Filing and
+/// writing the reason are two steps (the file's name is known only once it
+/// is filed), so the reason is written first beside them, under a name
+/// made of `file_name` ([`pending_reason`]); a kill between the steps
+/// leaves it there and the next start gives it to the file
+/// ([`mend_rejected`]). `file` files the file and says where it went.
+pub fn file_with_reason(
+    dir: &Path,
+    file_name: &str,
+    text: &str,
+    file: impl FnOnce() -> Result<PathBuf>,
+) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let pending = pending_reason(dir, file_name);
+    // Best effort: without it (a name too long for a dotfile, a full disk)
+    // a crash between the steps leaves REASON_LOST, as before.
+    let written = std::fs::write(&pending, text).is_ok();
+    let filed = file().and_then(|to| write_new(&sidecar(&to), text).map(|()| to));
+    if written {
+        let _ = std::fs::remove_file(&pending);
+    }
+    filed
+}
+
 /// The reason given to a file a crash left in rejected/ without one.
 pub const REASON_LOST: &str = "kamwatch was stopped (a crash or kill -9) after it moved this file here and before it wrote why it was rejected, so the reason is lost. Put the file into the inbox again: it is read afresh and, if it is still wrong, rejected again with the rows and columns at fault.\n";
 
 /// Mends what a crash can leave in the rejected folder `dir`: filing a
 /// rejected file and writing its reason are two steps, so a kill between
 /// them leaves the file without its `.errors.txt`. Each such entry gets
-/// [`REASON_LOST`], so no rejected file is kept without a reason. Reason
-/// files, dotfiles and folders are left alone. Returns how many it mended.
+/// the reason [`file_with_reason`] left waiting for its name (the entry's
+/// name, or that name without the `.N` a name collision added), else
+/// [`REASON_LOST`], so no rejected file is kept without a reason. Reasons
+/// left waiting for no entry (a kill before the file was filed: it is
+/// still in the inbox and is rejected again) are removed. Reason files,
+/// other dotfiles and folders are left alone. Returns how many it mended.
 pub fn mend_rejected(dir: &Path) -> usize {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return 0;
@@ -196,8 +231,23 @@ pub fn mend_rejected(dir: &Path) -> usize {
         {
             continue;
         }
-        if write_new(&sidecar(&p), REASON_LOST).is_ok() {
+        let base = match name.rsplit_once('.') {
+            Some((b, n)) if !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()) => b,
+            _ => name.as_str(),
+        };
+        let waiting = [name.as_str(), base]
+            .iter()
+            .find_map(|n| std::fs::read_to_string(pending_reason(dir, n)).ok());
+        if write_new(&sidecar(&p), waiting.as_deref().unwrap_or(REASON_LOST)).is_ok() {
             mended += 1;
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.ends_with(".reason-pending") {
+                let _ = std::fs::remove_file(e.path());
+            }
         }
     }
     mended
@@ -349,6 +399,52 @@ mod tests {
             Taken::Staged(s) => s,
             other => panic!("not staged: {other:?}"),
         }
+    }
+
+    /// A kill between filing a rejected file and writing its reason: the
+    /// reason written first is given to it at the next start, also when a
+    /// name collision filed it as `name.N`; a reason whose file was never
+    /// filed is removed; a file filed whole gets its reason and leaves
+    /// nothing waiting.
+    #[test]
+    fn a_crash_between_filing_and_the_reason_keeps_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let rej = dir.path().join("rej");
+        let killed = |name: &str, filed_as: &str| {
+            let r = file_with_reason(&rej, name, &format!("row 3 of {name}: not-a-date"), || {
+                std::fs::write(rej.join(filed_as), "data").unwrap();
+                anyhow::bail!("killed")
+            });
+            assert!(r.is_err());
+            // What the kill leaves: the file filed, its reason waiting.
+            std::fs::write(
+                pending_reason(&rej, name),
+                format!("row 3 of {name}: not-a-date"),
+            )
+            .unwrap();
+        };
+        killed("a.csv", "a.csv");
+        killed("b.csv", "b.csv.1");
+        std::fs::write(pending_reason(&rej, "never.csv"), "x").unwrap();
+        assert_eq!(mend_rejected(&rej), 2);
+        let reason = |n: &str| std::fs::read_to_string(rej.join(n)).unwrap();
+        assert_eq!(reason("a.csv.errors.txt"), "row 3 of a.csv: not-a-date");
+        assert_eq!(reason("b.csv.1.errors.txt"), "row 3 of b.csv: not-a-date");
+        let left: Vec<_> = std::fs::read_dir(&rej)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        let to = file_with_reason(&rej, "c.csv", "why", || {
+            std::fs::write(rej.join("c.csv"), "data").unwrap();
+            Ok(rej.join("c.csv"))
+        })
+        .unwrap();
+        assert_eq!(reason("c.csv.errors.txt"), "why");
+        assert!(!pending_reason(&rej, "c.csv").exists());
+        assert_eq!(to, rej.join("c.csv"));
     }
 
     /// A kill between filing a rejected file and writing its reason (the

@@ -12,7 +12,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use rusqlite::Connection;
 
-use super::filing::{Intake, Keep, file_entry_into, sidecar, write_new};
+use super::filing::{Intake, Keep, file_entry_into, file_with_reason, sidecar, write_new};
 use super::report::FileReport;
 use crate::config::{Dataset, Loaded};
 use crate::store::{self, LedgerEntry, Outcome};
@@ -138,12 +138,14 @@ pub(super) fn reject(
 ) -> Result<FileReport> {
     let (hash, size) = (intake.copy.hash.clone(), intake.copy.size);
     let file_name = intake.file_name;
-    let moved_to = intake.file_into(&intake.cfg.rejected())?;
     let text = errors_text(&reason_head(file_name, &rej), &rej.problems, rej.unit);
+    let dir = intake.cfg.rejected();
+    let moved_to = if intake.keep == Keep::InPlace {
+        intake.file_into(&dir)?
+    } else {
+        file_with_reason(&dir, file_name, &text, || intake.file_into(&dir))?
+    };
     let reason_path = sidecar(&moved_to);
-    if intake.keep != Keep::InPlace {
-        write_new(&reason_path, &text)?;
-    }
     store::record_file(
         conn,
         &LedgerEntry {
