@@ -101,16 +101,9 @@ fn here(
     index: &mut SkuIndex,
     lines: &mut Lines,
 ) -> Result<Vec<Option<AccountOrders>>> {
-    let mut st = conn.prepare_cached(ORDERS_OF)?;
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        let mut rows = st.query(rusqlite::params![id, date_text(until)])?;
-        while let Some(r) = rows.next()? {
-            lines.push(r, 0, index)?;
-        }
-        out.push(lines.take(index));
-    }
-    Ok(out)
+    each(conn, ids, until, index, lines, |lines, index| {
+        lines.take(index)
+    })
 }
 
 /// Reads `ids` on `conn`: each account's lines as read, numbered with
@@ -122,6 +115,19 @@ fn raw(
     index: &mut SkuIndex,
     lines: &mut Lines,
 ) -> Result<Vec<Vec<Line>>> {
+    each(conn, ids, until, index, lines, |lines, _| lines.raw())
+}
+
+/// Reads each of `ids` on `conn` into `lines` (SKUs numbered with
+/// `index`) and keeps what `done` makes of them.
+fn each<T>(
+    conn: &Connection,
+    ids: &[&str],
+    until: NaiveDate,
+    index: &mut SkuIndex,
+    lines: &mut Lines,
+    mut done: impl FnMut(&mut Lines, &mut SkuIndex) -> T,
+) -> Result<Vec<T>> {
     let mut st = conn.prepare_cached(ORDERS_OF)?;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
@@ -129,7 +135,7 @@ fn raw(
         while let Some(r) = rows.next()? {
             lines.push(r, 0, index)?;
         }
-        out.push(lines.raw());
+        out.push(done(lines, index));
     }
     Ok(out)
 }
