@@ -532,6 +532,14 @@ pub fn figures_json(f: &Finding) -> String {
     serde_json::Value::Object(map).to_string()
 }
 
+/// The (rule, account, key) of every closed alert (`close_after_days`:
+/// its final notice sent), for `eval` and `--explain` to say so.
+pub fn closed_keys(conn: &Connection) -> Result<HashSet<(String, String, String)>, Error> {
+    let mut st = conn.prepare("SELECT rule, account_id, key FROM alerts WHERE state = 'closed'")?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Alerts currently firing, by severity, for status lines.
 pub fn firing_counts(conn: &Connection) -> Result<Vec<(Severity, u64)>, Error> {
     let mut st = conn.prepare(
