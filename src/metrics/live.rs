@@ -8,7 +8,7 @@
 //! its id, in a temporary table, inside the same transaction as the write.
 //! A file rolled back leaves no note; a committed one cannot be missed.
 //! [`Live::refresh`] reads the notes and reads again only those accounts'
-//! order lines (through the `orders_by_account` index) and visits (by the
+//! order lines (from the `orders_lines_by_account` index) and visits (by the
 //! table's key), or the small datasets named, and assembles the timeline
 //! from the same `Parts` a full load gives: the timeline is updated in
 //! place for the accounts read again (`Timeline::update`), and the next
