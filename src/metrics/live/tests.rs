@@ -467,14 +467,24 @@ fn another_writer_makes_it_read_everything_again() {
     assert!(!r.changed(), "{r:?}");
 }
 
-/// A file touching half the book or more is read as a whole book: the
-/// snapshot is still the full one.
+/// A file touching every account of the book (a re-export of them all)
+/// reads again those accounts, not everything: the snapshot is still the
+/// full one, and a second snapshot of the day keeps no account (all were
+/// read again).
 #[test]
-fn touching_most_of_the_book_reads_everything() {
+fn touching_every_account_reads_them_again_not_everything() {
     let (_dir, cfg) = project();
     let mut conn = crate::store::open(&cfg.database()).unwrap();
     Live::capture(&conn).unwrap();
     let (rules, _, _) = crate::rules::RuleSet::load_config(&cfg).unwrap();
+    let (name, text) = file(
+        0,
+        &Drop::Master((0..4).map(|a| (a, Some(50_000), None)).collect()),
+        &[],
+    );
+    let f = cfg.inbox().join(name);
+    std::fs::write(&f, text).unwrap();
+    crate::ingest::ingest_file(&cfg, &mut conn, &f).unwrap();
     let first = vec![
         (1, 1, 0, 350, 1, 3, 12_345, 10_000),
         (2, 1, 1, 351, 2, 1, 99, 50),
@@ -485,34 +495,43 @@ fn touching_most_of_the_book_reads_everything() {
     std::fs::write(&f, order_rows(&first, false)).unwrap();
     crate::ingest::ingest_file(&cfg, &mut conn, &f).unwrap();
     let mut live = Live::load(&conn).unwrap();
-    live.full_read_over = 0;
-    // One account of four: read on its own.
-    let one = vec![(5, 1, 0, 352, 1, 1, 10, 5)];
-    let f = cfg.inbox().join("销售明细_b.csv");
-    std::fs::write(&f, order_rows(&one, false)).unwrap();
-    crate::ingest::ingest_file(&cfg, &mut conn, &f).unwrap();
-    let r = live.refresh(&conn).unwrap();
-    assert_eq!((r.orders, r.reloaded.as_deref()), (1, None), "{r:?}");
-    // Two of four, amounts changed: everything.
-    let two = vec![(2, 1, 1, 351, 2, 1, 199, 50), (3, 1, 2, 351, 2, 1, 299, 50)];
-    let f = cfg.inbox().join("销售明细_c.csv");
-    std::fs::write(&f, order_rows(&two, false)).unwrap();
-    crate::ingest::ingest_file(&cfg, &mut conn, &f).unwrap();
-    let r = live.refresh(&conn).unwrap();
-    assert!(
-        r.reloaded
-            .as_deref()
-            .is_some_and(|w| w.contains("half the book")),
-        "{r:?}"
-    );
-    assert_eq!(live.full_read_over, 0);
+    live.read_apart_from = 2;
+    let a: NaiveDate = "2026-11-28".parse().unwrap();
     check(
         &mut live,
         &conn,
         &cfg,
         &rules,
-        "after a file touching half the book",
-        both(),
+        "after the load",
+        Checked {
+            days: &[a],
+            reuse: None,
+        },
+    );
+    // Every account, amounts changed.
+    let all = vec![
+        (1, 1, 0, 350, 1, 3, 12_346, 10_000),
+        (2, 1, 1, 351, 2, 1, 199, 50),
+        (3, 1, 2, 351, 2, 1, 299, 50),
+        (4, 1, 3, 340, 2, 1, 99, 51),
+    ];
+    let f = cfg.inbox().join("销售明细_c.csv");
+    std::fs::write(&f, order_rows(&all, false)).unwrap();
+    crate::ingest::ingest_file(&cfg, &mut conn, &f).unwrap();
+    let r = live.refresh(&conn).unwrap();
+    assert_eq!((r.orders, r.reloaded.as_deref()), (4, None), "{r:?}");
+    let skus = live.parts.skus.names.len();
+    let on = Checked {
+        days: &[a],
+        reuse: Some((r.accounts.as_slice(), skus)),
+    };
+    check(
+        &mut live,
+        &conn,
+        &cfg,
+        &rules,
+        "after a file touching every account",
+        on,
     );
     let r = live.refresh(&conn).unwrap();
     assert!(!r.changed(), "{r:?}");
