@@ -192,14 +192,16 @@ pub struct StockCover {
 /// Everything a rule may read about one account.
 #[derive(Debug)]
 pub struct AccountMetrics {
-    pub id: String,
-    pub name: String,
-    pub region: String,
-    pub owner: String,
-    pub owner_email: Option<String>,
-    pub manager_email: Option<String>,
+    // The master's texts are shared with the master's record of the
+    // account (`metrics::master`), not copied into each snapshot.
+    pub id: Arc<str>,
+    pub name: Arc<str>,
+    pub region: Arc<str>,
+    pub owner: Arc<str>,
+    pub owner_email: Option<Arc<str>>,
+    pub manager_email: Option<Arc<str>>,
     /// The manager's name from the master; empty when it has none.
-    pub manager: String,
+    pub manager: Arc<str>,
     /// "A", "B" or "C".
     pub tier: Tier,
     /// The tier as of `PREV_TIER_DAYS` days earlier, from the same series.
@@ -255,13 +257,13 @@ impl AccountMetrics {
     /// An account with no history, tier C (tests and benchmarks build on it).
     pub fn empty(id: &str, name: &str) -> AccountMetrics {
         AccountMetrics {
-            id: id.to_string(),
-            name: name.to_string(),
-            region: String::new(),
-            owner: String::new(),
+            id: Arc::from(id),
+            name: Arc::from(name),
+            region: Arc::from(""),
+            owner: Arc::from(""),
             owner_email: None,
             manager_email: None,
-            manager: String::new(),
+            manager: Arc::from(""),
             tier: Tier::C,
             prev_tier: Tier::C,
             rank: 1,

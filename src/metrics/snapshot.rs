@@ -154,7 +154,7 @@ impl Snapshot {
     }
 
     pub fn find(&self, id: &str) -> Option<&Arc<AccountMetrics>> {
-        self.accounts.iter().find(|a| a.id == id)
+        self.accounts.iter().find(|a| &*a.id == id)
     }
 
     /// Each account's share (in the snapshot's order) of the book's
