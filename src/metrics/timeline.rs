@@ -279,6 +279,12 @@ impl Timeline {
             unlisted,
             skus: SkuBook {
                 names: Arc::new(parts.skus.names.clone()),
+                texts: parts
+                    .skus
+                    .names
+                    .iter()
+                    .map(|n| Arc::from(n.as_str()))
+                    .collect(),
                 lines,
                 warehouse: parts.inventory.warehouse.clone(),
             },
