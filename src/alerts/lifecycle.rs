@@ -270,18 +270,18 @@ fn kept_open_groups<'f>(
     let observed = findings.iter().filter_map(|f| {
         let policy = policies.get(&f.rule);
         if !policy.one_open_per_account
-            || !seen.insert((&*f.rule, f.account.id.as_str(), f.key.as_str()))
+            || !seen.insert((&*f.rule, &*f.account.id, f.key.as_str()))
         {
             return None;
         }
-        let key: Key = (f.rule.to_string(), f.account.id.clone(), f.key.clone());
+        let key: Key = (f.rule.to_string(), f.account.id.to_string(), f.key.clone());
         let prev = stored.get(&key).map_or(&none, |r| &r.life);
         let obs = if f.starts {
             Observation::Raised(f.severity)
         } else {
             Observation::Held(f.severity)
         };
-        Some(((&*f.rule, f.account.id.as_str()), prev, obs, policy))
+        Some(((&*f.rule, &*f.account.id), prev, obs, policy))
     });
     kept_open(observed, as_of)
 }

@@ -96,7 +96,7 @@ fn eval(cfg: &Loaded, as_of: NaiveDate, dry_run: bool, format: Format) -> Result
     // held: said so, not "held open" (probe6 11).
     let closed = crate::alerts::closed_keys(&conn)?;
     let is_closed = |f: &crate::rules::Finding| {
-        closed.contains(&(f.rule.to_string(), f.account.id.clone(), f.key.clone()))
+        closed.contains(&(f.rule.to_string(), f.account.id.to_string(), f.key.clone()))
     };
     let mut o = std::io::stdout().lock();
     for (i, f) in report.findings.iter().enumerate() {
