@@ -269,8 +269,7 @@ fn kept_open_groups<'f>(
     let mut seen: HashSet<(&str, &str, &str)> = HashSet::new();
     let observed = findings.iter().filter_map(|f| {
         let policy = policies.get(&f.rule);
-        if !policy.one_open_per_account
-            || !seen.insert((&*f.rule, &*f.account.id, f.key.as_str()))
+        if !policy.one_open_per_account || !seen.insert((&*f.rule, &*f.account.id, f.key.as_str()))
         {
             return None;
         }
