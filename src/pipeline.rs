@@ -283,7 +283,7 @@ fn script_times(rules: &RuleSet, now: &Outcome) -> String {
         .filter(|(ns, _)| **ns > 0)
         .map(|(ns, r)| (*ns, &*r.name))
         .collect();
-    t.sort_by(|a, b| b.0.cmp(&a.0));
+    t.sort_by_key(|b| std::cmp::Reverse(b.0));
     let t: Vec<String> = t
         .iter()
         .map(|(ns, name)| format!("{name} {}", ns / 1_000_000))
