@@ -30,6 +30,10 @@
 # refresh's phases);
 # BEFORE_TREE=<checkout of the BEFORE build's commit> gives the BEFORE daemon
 # the config and rules of its own time (a newer config may not parse).
+# RESTART=1 starts each daemon a second time at the end, on its own
+# database: READY and the metrics read without the first start's
+# migration (the book is made with BEFORE's schema, so the first start of
+# a newer build migrates it).
 # RUNS=<dir> puts those folders (a copy of the database each) there instead
 # of in WORK, so a book shared with others is only read.
 # Prints figures; asserts nothing.
@@ -112,6 +116,25 @@ reexport() {
 median() { sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 worst() { sort -n | tail -1; }
 
+# start LOG: starts $bin on $cfg (the caller's), logging to LOG; sets
+# daemon, ready (seconds to "kamwatch started") and loaded (to "metrics
+# read into memory", or - for a build without it).
+start() {
+    local t0; t0=$(now)
+    KAMWATCH_LOG=${LOG:-kamwatch=info} "$bin" run --config "$cfg" 2>"$1" &
+    daemon=$!
+    until grep -q "kamwatch started" "$1"; do
+        kill -0 $daemon 2>/dev/null || { echo "$label: the daemon stopped:"; cat "$1"; exit 1; }
+        sleep 0.05
+    done
+    ready=$(awk -v a="$(now)" -v b="$t0" 'BEGIN { printf "%.2f", a - b }')
+    loaded=-
+    if grep -q "metrics read into memory" "$bin" 2>/dev/null; then
+        until grep -q "metrics read into memory" "$1"; do sleep 0.1; done
+        loaded=$(awk -v a="$(now)" -v b="$t0" 'BEGIN { printf "%.2f", a - b }')
+    fi
+}
+
 runs=${RUNS:-$work}
 mkdir -p "$runs"
 run() { # run LABEL BINARY DROPS REEXPORTS [TREE]
@@ -122,19 +145,8 @@ run() { # run LABEL BINARY DROPS REEXPORTS [TREE]
     cp "$db" "$dir/var/kamwatch.db"
     local cfg=$dir/kamwatch.yaml d=$dir/var/kamwatch.db
     count() { sqlite3 "$d" "SELECT COUNT(*) FROM evaluations"; }
-    local t0; t0=$(now)
-    KAMWATCH_LOG=${LOG:-kamwatch=info} "$bin" run --config "$cfg" 2>"$dir/daemon.log" &
-    daemon=$!
-    until grep -q "kamwatch started" "$dir/daemon.log"; do
-        kill -0 $daemon 2>/dev/null || { echo "$label: the daemon stopped:"; cat "$dir/daemon.log"; exit 1; }
-        sleep 0.05
-    done
-    local ready; ready=$(awk -v a="$(now)" -v b="$t0" 'BEGIN { printf "%.2f", a - b }')
-    local loaded=-
-    if grep -q "metrics read into memory" "$bin" 2>/dev/null; then
-        until grep -q "metrics read into memory" "$dir/daemon.log"; do sleep 0.1; done
-        loaded=$(awk -v a="$(now)" -v b="$t0" 'BEGIN { printf "%.2f", a - b }')
-    fi
+    local ready loaded
+    start "$dir/daemon.log"
     local rss_loaded; rss_loaded=$(awk '/VmRSS/ { printf "%.0f", $2 / 1024 }' /proc/$daemon/status)
     local hwm_loaded; hwm_loaded=$(awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' /proc/$daemon/status)
     : > "$dir/small" ; : > "$dir/big" ; : > "$dir/renamed"
@@ -166,6 +178,13 @@ run() { # run LABEL BINARY DROPS REEXPORTS [TREE]
         "$(median < "$dir/small")" "$(worst < "$dir/small")" "$n" "$(tr '\n' ' ' < "$dir/small")" \
         "$relines" "$(median < "$dir/big")" "$(worst < "$dir/big")" "$r" "$(tr '\n' ' ' < "$dir/big")" \
         "$hwm" "$rss"
+    if [[ -n ${RESTART:-} ]]; then
+        # Started again on its own database (migrated, if it was, by the
+        # first start): READY and the metrics without a migration.
+        start "$dir/daemon-restart.log"
+        kill -TERM $daemon; wait $daemon || true; daemon=
+        printf '%-7s restarted: start to READY %6s s, metrics in memory at %6s s\n' "$label" "$ready" "$loaded"
+    fi
     [[ -n ${KEEP:-} ]] || rm -rf "$dir"
 }
 

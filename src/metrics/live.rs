@@ -8,7 +8,7 @@
 //! its id, in a temporary table, inside the same transaction as the write.
 //! A file rolled back leaves no note; a committed one cannot be missed.
 //! [`Live::refresh`] reads the notes and reads again only those accounts'
-//! order lines (through the `orders_by_account` index) and visits (by the
+//! order lines (from the `orders_lines_by_account` index) and visits (by the
 //! table's key), or the small datasets named, and assembles the timeline
 //! from the same `Parts` a full load gives: the timeline is updated in
 //! place for the accounts read again (`Timeline::update`), and the next
@@ -74,17 +74,10 @@ pub struct Live {
     /// The rankings of the days the rules read, kept for the next
     /// snapshot while they hold (`metrics::ranks`).
     ranks: Kept,
-    /// Past this many touched accounts, when they are also half or more of
-    /// the book, everything is read again instead (see `refresh`).
-    full_read_over: usize,
     /// From this many accounts whose order lines are read again, half are
     /// read on a second connection (`reread::APART_FROM`; tests lower it).
     read_apart_from: usize,
 }
-
-/// A refresh re-reading more accounts than this, and half the book or
-/// more, reads everything instead.
-const FULL_READ_OVER: usize = 1000;
 
 impl Live {
     /// Starts noting, on `conn` alone, what its writes touch. Idempotent.
@@ -105,7 +98,6 @@ impl Live {
             timeline: None,
             reuse: Reuse::default(),
             ranks: Kept::default(),
-            full_read_over: FULL_READ_OVER,
             read_apart_from: super::reread::APART_FROM,
         })
     }
@@ -118,9 +110,9 @@ impl Live {
         self.timeline = None;
         self.reuse = Reuse::default();
         self.parts = Parts::empty(far());
-        let (over, apart) = (self.full_read_over, self.read_apart_from);
+        let apart = self.read_apart_from;
         *self = Live::load(conn)?;
-        (self.full_read_over, self.read_apart_from) = (over, apart);
+        self.read_apart_from = apart;
         Ok(())
     }
 
@@ -164,20 +156,11 @@ impl Live {
                 .collect()
         };
         let (orders, visits) = (ids("o"), ids("v"));
-        // Reading accounts one by one costs about twice what the same
-        // accounts cost in a full read, in order (a 10,000-line re-export
-        // touching 6,000 of 10,000 accounts: 3.6 s against 2.6-3.0 s).
-        // Past half the book, everything is read again.
-        let touched = orders.len().max(visits.len());
-        if touched > self.full_read_over && touched * 2 >= self.parts.accounts() {
-            self.reload(conn)?;
-            return Ok(Refresh {
-                reloaded: Some(format!(
-                    "the files touched {touched} accounts, half the book or more: reading everything is faster"
-                )),
-                ..Refresh::default()
-            });
-        }
+        // However many accounts a file touched, only they are read again:
+        // an account's lines are one range of a covering index
+        // (`reread`), cheaper than its share of a full read (a scan of the
+        // whole table sorted by SQLite), which also forgets every kept
+        // ranking and makes the next evaluation run every rule everywhere.
         self.ledger = newest;
         let has = |kind: &str| notes.iter().any(|(what, _)| what == kind);
         let mut accounts: Vec<String> = orders

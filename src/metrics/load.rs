@@ -232,7 +232,7 @@ impl Lines {
 /// temporary files past a few MiB: memory holds one account's lines at a
 /// time, never the whole table's. (The lines were held in memory, 48
 /// bytes each, while they were sorted: the daemon's peak at start-up, 420
-/// MiB for 8.75M lines. Reading through the `orders_by_account` index
+/// MiB for 8.75M lines. Reading through an index on the account alone
 /// instead looks every line up in the table by its key, several times
 /// slower.)
 pub fn orders(conn: &Connection, until: NaiveDate) -> Result<Orders> {

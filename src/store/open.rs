@@ -26,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0012_silence_key.sql"),
     include_str!("0013_partial_evaluations.sql"),
     include_str!("0014_closed_alerts.sql"),
+    include_str!("0015_order_lines_by_account.sql"),
 ];
 
 /// How long a statement waits for another connection's lock.

@@ -467,14 +467,24 @@ fn another_writer_makes_it_read_everything_again() {
     assert!(!r.changed(), "{r:?}");
 }
 
-/// A file touching half the book or more is read as a whole book: the
-/// snapshot is still the full one.
+/// A file touching every account of the book (a re-export of them all)
+/// reads again those accounts, not everything: the snapshot is still the
+/// full one, and a second snapshot of the day keeps no account (all were
+/// read again).
 #[test]
-fn touching_most_of_the_book_reads_everything() {
+fn touching_every_account_reads_them_again_not_everything() {
     let (_dir, cfg) = project();
     let mut conn = crate::store::open(&cfg.database()).unwrap();
     Live::capture(&conn).unwrap();
     let (rules, _, _) = crate::rules::RuleSet::load_config(&cfg).unwrap();
+    let (name, text) = file(
+        0,
+        &Drop::Master((0..4).map(|a| (a, Some(50_000), None)).collect()),
+        &[],
+    );
+    let f = cfg.inbox().join(name);
+    std::fs::write(&f, text).unwrap();
+    crate::ingest::ingest_file(&cfg, &mut conn, &f).unwrap();
     let first = vec![
         (1, 1, 0, 350, 1, 3, 12_345, 10_000),
         (2, 1, 1, 351, 2, 1, 99, 50),
@@ -485,34 +495,43 @@ fn touching_most_of_the_book_reads_everything() {
     std::fs::write(&f, order_rows(&first, false)).unwrap();
     crate::ingest::ingest_file(&cfg, &mut conn, &f).unwrap();
     let mut live = Live::load(&conn).unwrap();
-    live.full_read_over = 0;
-    // One account of four: read on its own.
-    let one = vec![(5, 1, 0, 352, 1, 1, 10, 5)];
-    let f = cfg.inbox().join("销售明细_b.csv");
-    std::fs::write(&f, order_rows(&one, false)).unwrap();
-    crate::ingest::ingest_file(&cfg, &mut conn, &f).unwrap();
-    let r = live.refresh(&conn).unwrap();
-    assert_eq!((r.orders, r.reloaded.as_deref()), (1, None), "{r:?}");
-    // Two of four, amounts changed: everything.
-    let two = vec![(2, 1, 1, 351, 2, 1, 199, 50), (3, 1, 2, 351, 2, 1, 299, 50)];
-    let f = cfg.inbox().join("销售明细_c.csv");
-    std::fs::write(&f, order_rows(&two, false)).unwrap();
-    crate::ingest::ingest_file(&cfg, &mut conn, &f).unwrap();
-    let r = live.refresh(&conn).unwrap();
-    assert!(
-        r.reloaded
-            .as_deref()
-            .is_some_and(|w| w.contains("half the book")),
-        "{r:?}"
-    );
-    assert_eq!(live.full_read_over, 0);
+    live.read_apart_from = 2;
+    let a: NaiveDate = "2026-11-28".parse().unwrap();
     check(
         &mut live,
         &conn,
         &cfg,
         &rules,
-        "after a file touching half the book",
-        both(),
+        "after the load",
+        Checked {
+            days: &[a],
+            reuse: None,
+        },
+    );
+    // Every account, amounts changed.
+    let all = vec![
+        (1, 1, 0, 350, 1, 3, 12_346, 10_000),
+        (2, 1, 1, 351, 2, 1, 199, 50),
+        (3, 1, 2, 351, 2, 1, 299, 50),
+        (4, 1, 3, 340, 2, 1, 99, 51),
+    ];
+    let f = cfg.inbox().join("销售明细_c.csv");
+    std::fs::write(&f, order_rows(&all, false)).unwrap();
+    crate::ingest::ingest_file(&cfg, &mut conn, &f).unwrap();
+    let r = live.refresh(&conn).unwrap();
+    assert_eq!((r.orders, r.reloaded.as_deref()), (4, None), "{r:?}");
+    let skus = live.parts.skus.names.len();
+    let on = Checked {
+        days: &[a],
+        reuse: Some((r.accounts.as_slice(), skus)),
+    };
+    check(
+        &mut live,
+        &conn,
+        &cfg,
+        &rules,
+        "after a file touching every account",
+        on,
     );
     let r = live.refresh(&conn).unwrap();
     assert!(!r.changed(), "{r:?}");
@@ -587,4 +606,116 @@ fn verify_finds_no_difference_on_a_generated_book() {
     let v = verify(&conn, "2026-11-28".parse().unwrap(), &cfg.cfg.tiers).unwrap();
     assert!(v.accounts >= 40 && v.lines > 1000, "{v:?}");
     assert!(v.difference.is_none(), "{v:?}");
+}
+
+/// Re-exports of every kind the ingest writes, each refreshed and
+/// compared with a full read, to the bit: a line replaced by itself (the
+/// same amounts), a key moved to another account and back within one file
+/// and a key repeated with other amounts (`duplicate_keys: keep_last`
+/// stores the last row), a line moved to another day, amounts of 1e15
+/// beside 0.01 summed many times on one day (where a difference applied
+/// to a sum would not give the sum's bits: the refresh reads the
+/// account's lines again instead), and an order's lines deleted and
+/// replaced by one on another account (a configured `key: [order_id]`).
+#[test]
+fn re_exports_of_every_kind_equal_a_full_read() {
+    let (_dir, mut cfg) = project();
+    cfg.cfg.ingest.max_amount = 1e15;
+    cfg.cfg.datasets.orders.duplicate_keys = crate::config::DuplicateKeys::KeepLast;
+    let mut conn = crate::store::open(&cfg.database()).unwrap();
+    Live::capture(&conn).unwrap();
+    let (rules, _, _) = crate::rules::RuleSet::load_config(&cfg).unwrap();
+    let master = Drop::Master((0..6).map(|a| (a, Some(50_000), None)).collect());
+    let (name, text) = file(0, &master, &[]);
+    let mut files = vec![(name, text)];
+    let header = "订单编号,行号,客户编号,订单日期,产品编号,数量,金额,成本\n";
+    let mut first = header.to_string();
+    for k in 0..40 {
+        // KH1: 1e15 and many cents on one day; KH2 and KH3 a line a day.
+        let amount = if k == 0 { "1000000000000000" } else { "0.01" };
+        first += &format!("B,{k},KH1,{},S1,1,{amount},0.01\n", date(350));
+        first += &format!(
+            "C{k},1,KH2,{},S2,2,{}.{:02},1.10\n",
+            date(300 + k),
+            10 + k,
+            k
+        );
+        first += &format!("D{k},1,KH3,{},,1,0.10,0.07\n", date(320 + k / 4));
+    }
+    files.push(("销售明细_first.csv".to_string(), first));
+    // The same lines again, unchanged (a re-export changing nothing).
+    let same = files[1].1.clone();
+    files.push(("销售明细_same.csv".to_string(), same + "\n"));
+    // One file: C3 moved to KH3, then back to KH2 with another amount;
+    // B,5 repeated (the last amount stored); D7 moved a day on.
+    files.push((
+        "销售明细_moves.csv".to_string(),
+        format!(
+            "{header}C3,1,KH3,{d},S2,2,13.03,1.10\nB,5,KH1,{b},S1,1,0.02,0.01\nC3,1,KH2,{d},S2,2,13.04,1.10\nB,5,KH1,{b},S1,1,0.03,0.01\nD7,1,KH3,{d7},,1,0.10,0.07\n",
+            d = date(303),
+            b = date(350),
+            d7 = date(330),
+        ),
+    ));
+    // The 1e15 line down to a cent, and a cent line up to 1e15.
+    files.push((
+        "销售明细_big.csv".to_string(),
+        format!(
+            "{header}B,0,KH1,{b},S1,1,0.01,0.01\nB,39,KH1,{b},S1,1,1000000000000000,0.01\n",
+            b = date(350)
+        ),
+    ));
+    // Keyed by the order alone (`key: [order_id]`): order B's 40 lines
+    // on KH1 are deleted and its one line stored, on KH2.
+    files.push((
+        "销售明细_bykey.csv".to_string(),
+        format!("{header}B,0,KH2,{},S1,1,5.00,1.00\n", date(351)),
+    ));
+    let mut live = Live::load(&conn).unwrap();
+    live.read_apart_from = 2;
+    let a: NaiveDate = "2026-11-28".parse().unwrap();
+    let mut last: Option<usize> = None;
+    for (name, text) in &files {
+        if name.contains("bykey") {
+            cfg.cfg.datasets.orders.key = Some(vec!["order_id".to_string()]);
+        }
+        let path = cfg.inbox().join(name);
+        std::fs::write(&path, text).unwrap();
+        let report = crate::ingest::ingest_file(&cfg, &mut conn, &path).unwrap();
+        assert_eq!(report.outcome, crate::store::Outcome::Ingested, "{name}");
+        if name.contains("moves") {
+            let stored: f64 = conn
+                .query_row(
+                    "SELECT revenue FROM orders WHERE order_id = 'B' AND line = '5'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(stored, 0.03, "keep_last stored the last row");
+        }
+        let r = live.refresh(&conn).unwrap();
+        assert!(r.reloaded.is_none(), "{name}: {r:?}");
+        let reuse = last
+            .filter(|_| r.datasets.is_empty())
+            .map(|skus| (r.accounts.as_slice(), skus));
+        let on = Checked { days: &[a], reuse };
+        let (_, skus) = check(&mut live, &conn, &cfg, &rules, &format!("after {name}"), on);
+        last = Some(skus);
+    }
+    let b: (i64, String) = conn
+        .query_row(
+            "SELECT COUNT(*), MIN(account_id) FROM orders WHERE order_id = 'B'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(b, (1, "KH2".to_string()), "order B's lines replaced by one");
+    let kh: String = conn
+        .query_row(
+            "SELECT account_id FROM orders WHERE order_id = 'C3'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(kh, "KH2");
 }
