@@ -331,7 +331,11 @@ fn single_measure(api: &mut Api) {
 /// such (`rules::reads`: the answer is what a small drop compares).
 fn share_lines(api: &mut Api) {
     for (by, name, what) in [
-        (AboveBy::Basis, "share_above_at_least", "account.share_above"),
+        (
+            AboveBy::Basis,
+            "share_above_at_least",
+            "account.share_above",
+        ),
         (
             AboveBy::Alone(By::Revenue),
             "revenue_share_above_at_least",
