@@ -1,9 +1,12 @@
 //! Notes: temporary triggers on the daemon's connection (visible to it
-//! alone) that note, in a temporary table and inside the same transaction
+//! alone) that note, in temporary tables and inside the same transaction
 //! as the write, every account whose order lines or visits it writes,
-//! replaces or deletes, each small dataset it writes (master, receivables,
-//! stock) and every ledger entry's id. `live` reads and forgets them after
-//! each file. Writes only its own temporary table and triggers.
+//! replaces or deletes (for order lines also the dates written, old and
+//! new), each small dataset it writes (master, receivables, stock) and
+//! every ledger entry's id. `live` reads and forgets them after each file.
+//! Writes only its own temporary tables and triggers.
+
+use std::collections::HashMap;
 
 use anyhow::Result;
 use rusqlite::Connection;
@@ -16,12 +19,17 @@ CREATE TEMP TABLE IF NOT EXISTS live_touched (
     key TEXT NOT NULL,
     PRIMARY KEY (what, key)
 ) WITHOUT ROWID;
+CREATE TEMP TABLE IF NOT EXISTS live_order_days (
+    account TEXT NOT NULL,
+    date TEXT NOT NULL,
+    PRIMARY KEY (account, date)
+) WITHOUT ROWID;
 CREATE TEMP TRIGGER IF NOT EXISTS live_orders_i AFTER INSERT ON main.orders
-  BEGIN INSERT INTO live_touched SELECT 'o', COALESCE(new.account_id, '') WHERE NOT EXISTS (SELECT 1 FROM live_touched WHERE what = 'o' AND key = COALESCE(new.account_id, '')); END;
+  BEGIN INSERT INTO live_order_days SELECT COALESCE(new.account_id, ''), COALESCE(new.date, '') WHERE NOT EXISTS (SELECT 1 FROM live_order_days WHERE account = COALESCE(new.account_id, '') AND date = COALESCE(new.date, '')); INSERT INTO live_touched SELECT 'o', COALESCE(new.account_id, '') WHERE NOT EXISTS (SELECT 1 FROM live_touched WHERE what = 'o' AND key = COALESCE(new.account_id, '')); END;
 CREATE TEMP TRIGGER IF NOT EXISTS live_orders_u AFTER UPDATE ON main.orders
-  BEGIN INSERT INTO live_touched SELECT 'o', COALESCE(old.account_id, '') WHERE NOT EXISTS (SELECT 1 FROM live_touched WHERE what = 'o' AND key = COALESCE(old.account_id, '')); INSERT INTO live_touched SELECT 'o', COALESCE(new.account_id, '') WHERE NOT EXISTS (SELECT 1 FROM live_touched WHERE what = 'o' AND key = COALESCE(new.account_id, '')); END;
+  BEGIN INSERT INTO live_order_days SELECT COALESCE(old.account_id, ''), COALESCE(old.date, '') WHERE NOT EXISTS (SELECT 1 FROM live_order_days WHERE account = COALESCE(old.account_id, '') AND date = COALESCE(old.date, '')); INSERT INTO live_order_days SELECT COALESCE(new.account_id, ''), COALESCE(new.date, '') WHERE NOT EXISTS (SELECT 1 FROM live_order_days WHERE account = COALESCE(new.account_id, '') AND date = COALESCE(new.date, '')); INSERT INTO live_touched SELECT 'o', COALESCE(old.account_id, '') WHERE NOT EXISTS (SELECT 1 FROM live_touched WHERE what = 'o' AND key = COALESCE(old.account_id, '')); INSERT INTO live_touched SELECT 'o', COALESCE(new.account_id, '') WHERE NOT EXISTS (SELECT 1 FROM live_touched WHERE what = 'o' AND key = COALESCE(new.account_id, '')); END;
 CREATE TEMP TRIGGER IF NOT EXISTS live_orders_d AFTER DELETE ON main.orders
-  BEGIN INSERT INTO live_touched SELECT 'o', COALESCE(old.account_id, '') WHERE NOT EXISTS (SELECT 1 FROM live_touched WHERE what = 'o' AND key = COALESCE(old.account_id, '')); END;
+  BEGIN INSERT INTO live_order_days SELECT COALESCE(old.account_id, ''), COALESCE(old.date, '') WHERE NOT EXISTS (SELECT 1 FROM live_order_days WHERE account = COALESCE(old.account_id, '') AND date = COALESCE(old.date, '')); INSERT INTO live_touched SELECT 'o', COALESCE(old.account_id, '') WHERE NOT EXISTS (SELECT 1 FROM live_touched WHERE what = 'o' AND key = COALESCE(old.account_id, '')); END;
 CREATE TEMP TRIGGER IF NOT EXISTS live_visits_i AFTER INSERT ON main.visits
   BEGIN INSERT INTO live_touched SELECT 'v', COALESCE(new.account_id, '') WHERE NOT EXISTS (SELECT 1 FROM live_touched WHERE what = 'v' AND key = COALESCE(new.account_id, '')); END;
 CREATE TEMP TRIGGER IF NOT EXISTS live_visits_u AFTER UPDATE ON main.visits
@@ -62,7 +70,21 @@ pub(super) fn take(conn: &Connection) -> Result<Vec<(String, String)>> {
             .collect::<rusqlite::Result<Vec<(String, String)>>>()?
     };
     conn.execute("DELETE FROM temp.live_touched", [])?;
+    conn.execute("DELETE FROM temp.live_order_days", [])?;
     Ok(notes)
+}
+
+/// For each account whose order lines were written since the last
+/// [`take`], the first date of a line written, replaced or deleted (its
+/// old date and its new one): its lines before that date are as they
+/// were. Call before [`take`], which forgets them.
+pub(super) fn first_order_days(conn: &Connection) -> Result<HashMap<String, String>> {
+    let mut st =
+        conn.prepare("SELECT account, MIN(date) FROM temp.live_order_days GROUP BY account")?;
+    let days = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<HashMap<String, String>>>()?;
+    Ok(days)
 }
 
 /// Starts noting, on `conn` alone, what its writes touch. Idempotent.
