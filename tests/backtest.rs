@@ -69,10 +69,7 @@ fn assert_same(derived: &Snapshot, built: &Snapshot, rules: &RuleSet) -> usize {
         assert_eq!(a.invoices, b.invoices, "{at}");
         assert_eq!(a.credit_limit, b.credit_limit, "{at}");
         assert_eq!(a.attrs, b.attrs, "{at}");
-        assert_eq!(
-            (a.owner.as_str(), a.name.as_str()),
-            (b.owner.as_str(), b.name.as_str())
-        );
+        assert_eq!((&*a.owner, &*a.name), (&*b.owner, &*b.name));
         assert_eq!(a.visits.len(), b.visits.len(), "{at}");
         assert_eq!(a.sku_days.len(), b.sku_days.len(), "{at}");
         assert_eq!(
@@ -98,8 +95,8 @@ fn assert_same(derived: &Snapshot, built: &Snapshot, rules: &RuleSet) -> usize {
     for (f, g) in x.findings.iter().zip(&y.findings) {
         let at = format!("{} for {} on {day}", g.rule, g.account.id);
         assert_eq!(
-            (&*f.rule, f.account.id.as_str(), f.key.as_str(), f.severity),
-            (&*g.rule, g.account.id.as_str(), g.key.as_str(), g.severity),
+            (&*f.rule, &*f.account.id, f.key.as_str(), f.severity),
+            (&*g.rule, &*g.account.id, g.key.as_str(), g.severity),
             "{at}"
         );
         assert_eq!((&f.title, &f.action), (&g.title, &g.action), "{at}");

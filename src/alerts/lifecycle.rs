@@ -129,8 +129,7 @@ fn apply_batched<E: From<Error>>(
     notify: &mut dyn FnMut(&[Notified]) -> Result<(), E>,
 ) -> Result<Changes, E> {
     let stored = load(conn, only)?;
-    let by_id: HashMap<&str, &Arc<AccountMetrics>> =
-        accounts.iter().map(|a| (a.id.as_str(), a)).collect();
+    let by_id: HashMap<&str, &Arc<AccountMetrics>> = accounts.iter().map(|a| (&*a.id, a)).collect();
     let silences = silence::active(conn, as_of)?;
     let mut table = Table::prepare(conn, as_of)?;
     let mut changes = Changes::default();
@@ -140,7 +139,7 @@ fn apply_batched<E: From<Error>>(
         let (key, index) = match at {
             At::Finding(i) => {
                 let f = &findings[i];
-                let key: Key = (f.rule.to_string(), f.account.id.clone(), f.key.clone());
+                let key: Key = (f.rule.to_string(), f.account.id.to_string(), f.key.clone());
                 (std::borrow::Cow::Owned(key), Some(i))
             }
             At::Stored(k) => (std::borrow::Cow::Borrowed(k), None),
@@ -214,7 +213,7 @@ fn observations<'a>(
     let mut seen: HashSet<(&str, &str, &str)> = HashSet::new();
     let mut work: Vec<(At<'a>, Observation)> = Vec::new();
     for (i, f) in findings.iter().enumerate() {
-        if seen.insert((&*f.rule, f.account.id.as_str(), f.key.as_str())) {
+        if seen.insert((&*f.rule, &*f.account.id, f.key.as_str())) {
             // A held finding (`starts: false`) keeps an open alert open
             // and starts none (`machine::step`).
             let obs = if f.starts {
@@ -259,7 +258,7 @@ fn is_silenced(silences: &[Silence], key: &Key, account: Option<&Arc<AccountMetr
             &key.2,
             &key.1,
             account.map_or("", |a| a.tier.as_str()),
-            account.map_or("", |a| a.owner.as_str()),
+            account.map_or("", |a| &*a.owner),
             account.and_then(|a| a.owner_email.as_deref()),
         )
     })
@@ -470,14 +469,14 @@ fn notice_item(
     Item {
         rule: key.0.clone(),
         account_id: key.1.clone(),
-        account_name: account.map_or_else(|| key.1.clone(), |a| a.name.clone()),
+        account_name: account.map_or_else(|| key.1.clone(), |a| a.name.to_string()),
         tier: account.map_or("", |a| a.tier.as_str()).to_string(),
         share: account.map_or(0.0, |a| a.share),
-        region: account.map_or_else(String::new, |a| a.region.clone()),
-        owner: account.map_or_else(String::new, |a| a.owner.clone()),
-        owner_email: account.and_then(|a| a.owner_email.clone()),
-        manager_email: account.and_then(|a| a.manager_email.clone()),
-        manager: account.map_or_else(String::new, |a| a.manager.clone()),
+        region: account.map_or_else(String::new, |a| a.region.to_string()),
+        owner: account.map_or_else(String::new, |a| a.owner.to_string()),
+        owner_email: account.and_then(|a| a.owner_email.as_deref().map(str::to_string)),
+        manager_email: account.and_then(|a| a.manager_email.as_deref().map(str::to_string)),
+        manager: account.map_or_else(String::new, |a| a.manager.to_string()),
         key: key.2.clone(),
         severity: Severity::parse(&text.severity).unwrap_or(Severity::Warning),
         title: text.title.clone(),

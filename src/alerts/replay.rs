@@ -31,7 +31,7 @@ pub fn replay(rules: &RuleSet, days: &[(NaiveDate, Vec<Finding>)]) -> Vec<Notice
             } else {
                 Observation::Held(f.severity)
             };
-            let key = (f.rule.to_string(), f.account.id.clone(), f.key.clone());
+            let key = (f.rule.to_string(), f.account.id.to_string(), f.key.clone());
             seen.entry(key).or_insert(obs);
         }
         for key in open.keys() {

@@ -21,11 +21,11 @@ pub(super) fn stock_chart(a: &AccountMetrics, needed: Option<f64>, en: bool) -> 
                 && s.sku.len() <= 14
                 && s.sku.chars().all(|c| c.is_ascii_graphic())
             {
-                s.sku.clone()
+                s.sku.to_string()
             } else {
                 format!("#{}", i + 1)
             };
-            (shown, s.days, s.sku.as_str())
+            (shown, s.days, &*s.sku)
         })
         .collect();
     let (png, ()) = picture("stock chart", |rgb| draw_stock(rgb, &bars, needed, en))?;

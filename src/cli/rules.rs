@@ -156,10 +156,10 @@ fn finding_json(f: &crate::rules::Finding, as_of: NaiveDate, started: bool) -> s
     let mut v = serde_json::json!({
         "as_of": as_of.to_string(),
         "rule": &*f.rule,
-        "account_id": f.account.id,
-        "account_name": f.account.name,
+        "account_id": &*f.account.id,
+        "account_name": &*f.account.name,
         "tier": f.account.tier,
-        "owner": f.account.owner,
+        "owner": &*f.account.owner,
         "key": f.key,
         "severity": f.severity.as_str(),
         "title": f.title,

@@ -18,7 +18,7 @@ use rusqlite::Connection;
 use super::errors::{Isolate, NotReady};
 use super::file;
 use super::filing::{Intake, Keep};
-use super::load::{BULK_MIN_BYTES, LOAD_CACHE_KIB, Plan, load};
+use super::load::{BULK_MIN_BYTES, Plan, load, load_cache_kib};
 use super::read::{OpenError, Source};
 use super::reject::{Rejection, reject, reject_entry};
 use super::report::FileReport;
@@ -141,12 +141,14 @@ fn name_of(path: &Path) -> String {
 }
 
 fn ingest(cfg: &Loaded, conn: &mut Connection, path: &Path, run: Run<'_>) -> Result<FileReport> {
-    // A big page cache while loading keeps the pages of the growing tables
-    // and their indexes in memory instead of spilling them to the WAL and
-    // reading them back. It is bounded, so memory stays flat however big
+    // A big page cache while loading a big file keeps the pages of the
+    // growing tables and their indexes in memory instead of spilling them
+    // to the WAL and reading them back; a smaller file gets a smaller one
+    // (`load_cache_kib`). It is bounded, so memory stays flat however big
     // the file; afterwards the connection gets its usual cache back.
     let cache: i64 = conn.pragma_query_value(None, "cache_size", |r| r.get(0))?;
-    conn.pragma_update(None, "cache_size", -LOAD_CACHE_KIB)?;
+    let bytes = std::fs::symlink_metadata(path).map_or(0, |m| m.len());
+    conn.pragma_update(None, "cache_size", -load_cache_kib(bytes))?;
     let bulk = is_bulk(cfg, conn, path)?;
     let rollback_journal = bulk && store::leave_wal_for_bulk(conn)?;
     let report = ingest_taken(cfg, conn, path, run, bulk);

@@ -30,8 +30,25 @@ use super::stream::{Stored, Stream, load_rows};
 use crate::config::{Dataset, DatasetConfig, Loaded};
 use crate::store::{self, LedgerEntry, Outcome, Writer};
 
-/// The page cache while a file is loaded, in KiB.
+/// The page cache while a big file (from [`BULK_MIN_BYTES`]) is loaded,
+/// in KiB.
 pub(super) const LOAD_CACHE_KIB: i64 = 64 * 1024;
+
+/// The page cache while a smaller file is loaded, in KiB: a small drop
+/// touches a few hundred pages, a re-export of 10,000 lines some tens of
+/// thousands spread over the whole table, which no cache of a size the
+/// daemon can keep beside a large book's metrics holds anyway (the big
+/// cache was the daemon's peak in a re-export).
+pub(super) const SMALL_LOAD_CACHE_KIB: i64 = 16 * 1024;
+
+/// The page cache while a file of `bytes` is loaded, in KiB.
+pub(super) fn load_cache_kib(bytes: u64) -> i64 {
+    if bytes >= BULK_MIN_BYTES {
+        LOAD_CACHE_KIB
+    } else {
+        SMALL_LOAD_CACHE_KIB
+    }
+}
 
 /// Below this size a file is never loaded in bulk mode (indexes rebuilt).
 pub(super) const BULK_MIN_BYTES: u64 = 16 << 20;
@@ -367,4 +384,20 @@ fn master_shrink(
         cfg.file.display(),
         file_name
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only a file big enough to be a bulk load (or a staged visits file)
+    /// gets the big page cache; any smaller one, however close, the small.
+    #[test]
+    fn only_big_files_get_the_big_page_cache() {
+        assert_eq!(load_cache_kib(BULK_MIN_BYTES), LOAD_CACHE_KIB);
+        assert_eq!(load_cache_kib(u64::MAX), LOAD_CACHE_KIB);
+        assert_eq!(load_cache_kib(BULK_MIN_BYTES - 1), SMALL_LOAD_CACHE_KIB);
+        assert_eq!(load_cache_kib(0), SMALL_LOAD_CACHE_KIB);
+        assert!(load_cache_kib(0) < load_cache_kib(BULK_MIN_BYTES));
+    }
 }

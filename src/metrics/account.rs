@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::calendar::complete_months;
-use super::compact::{Column, Table, Values};
+use super::compact::{Column, Table, Values, fold};
 use super::daylog::{DayLog, LOGGED, Logged};
 use super::series::{Measure, Series};
 use super::tiers::{TIER_HISTORY_DAYS, TierHistory};
@@ -23,17 +23,24 @@ impl Logged for Visit {
         self.day
     }
 
-    /// Columns: the day, the role's number.
+    /// Columns: the day, the role's number; or, when narrower (two years
+    /// of days and a few roles: 2 bytes a visit instead of 3), one column
+    /// of both folded (`compact::fold`), the day read as its high number.
     fn pack(items: &[Visit]) -> Table {
         let days: Vec<i64> = items.iter().map(|v| i64::from(v.day)).collect();
         let roles: Vec<i64> = items.iter().map(|v| i64::from(v.role)).collect();
-        Table::new(&[Values::Ints(&days), Values::Ints(&roles)])
+        match fold(&days, &roles) {
+            Some((both, radix)) => Table::new(&[Values::Folded(&both, radix)]),
+            None => Table::new(&[Values::Ints(&days), Values::Ints(&roles)]),
+        }
     }
 
     fn unpack(c: &[Column<'_>; LOGGED], k: usize) -> Visit {
+        // Folded: the second column is absent (reads 0); apart: the
+        // first's low number is 0.
         Visit {
             day: c[0].int(k) as Day,
-            role: c[1].int(k) as u32,
+            role: (c[0].low(k) + c[1].int(k)) as u32,
         }
     }
 }
@@ -175,7 +182,7 @@ pub struct Invoice {
 /// Stock cover of one of an account's main SKUs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StockCover {
-    pub sku: String,
+    pub sku: Arc<str>,
     /// Stock on hand: held for this account if the inventory names it,
     /// otherwise the warehouse stock of the SKU.
     pub on_hand: f64,
@@ -192,14 +199,16 @@ pub struct StockCover {
 /// Everything a rule may read about one account.
 #[derive(Debug)]
 pub struct AccountMetrics {
-    pub id: String,
-    pub name: String,
-    pub region: String,
-    pub owner: String,
-    pub owner_email: Option<String>,
-    pub manager_email: Option<String>,
+    // The master's texts are shared with the master's record of the
+    // account (`metrics::master`), not copied into each snapshot.
+    pub id: Arc<str>,
+    pub name: Arc<str>,
+    pub region: Arc<str>,
+    pub owner: Arc<str>,
+    pub owner_email: Option<Arc<str>>,
+    pub manager_email: Option<Arc<str>>,
     /// The manager's name from the master; empty when it has none.
-    pub manager: String,
+    pub manager: Arc<str>,
     /// "A", "B" or "C".
     pub tier: Tier,
     /// The tier as of `PREV_TIER_DAYS` days earlier, from the same series.
@@ -233,7 +242,7 @@ pub struct AccountMetrics {
     pub invoices: Vec<Invoice>,
     /// The main SKUs (by trailing-12-month revenue, at most `MAIN_SKUS`),
     /// largest first, with their stock cover where the inventory knows them.
-    pub main_skus: Vec<String>,
+    pub main_skus: Vec<Arc<str>>,
     pub stock: Vec<StockCover>,
 }
 
@@ -255,13 +264,13 @@ impl AccountMetrics {
     /// An account with no history, tier C (tests and benchmarks build on it).
     pub fn empty(id: &str, name: &str) -> AccountMetrics {
         AccountMetrics {
-            id: id.to_string(),
-            name: name.to_string(),
-            region: String::new(),
-            owner: String::new(),
+            id: Arc::from(id),
+            name: Arc::from(name),
+            region: Arc::from(""),
+            owner: Arc::from(""),
             owner_email: None,
             manager_email: None,
-            manager: String::new(),
+            manager: Arc::from(""),
             tier: Tier::C,
             prev_tier: Tier::C,
             rank: 1,

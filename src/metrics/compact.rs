@@ -38,7 +38,8 @@ struct Spec {
     width: u8,
     /// For amounts: 1 (whole units) or 100 (hundredths) the number is
     /// divided by; [`NEAR`]: hundredths and steps; 0: the number is the
-    /// `f64`'s bits. Whole numbers: 1.
+    /// `f64`'s bits. Whole numbers: 1, or for a column holding two (see
+    /// [`fold`]) the radix: the number is `int * scale + low`.
     scale: u8,
 }
 
@@ -84,15 +85,39 @@ pub(super) const fn overhead(cols: usize) -> usize {
 pub enum Values<'a> {
     Ints(&'a [i64]),
     Amounts(&'a [f64]),
+    /// Two whole numbers in one, as [`fold`] made them, and the radix.
+    Folded(&'a [i64], u8),
 }
 
 impl Values<'_> {
     fn len(&self) -> usize {
         match self {
-            Values::Ints(v) => v.len(),
+            Values::Ints(v) | Values::Folded(v, _) => v.len(),
             Values::Amounts(v) => v.len(),
         }
     }
+}
+
+/// The largest radix a folded column may have.
+const MAX_RADIX: i64 = 128;
+
+/// `high` and `low` (of one length, `low` small and not negative: a
+/// visit's day and role) as one column of `high * radix + low`, when that
+/// is narrower than the two apart (two years of days and a few roles: 2
+/// bytes instead of 3). None when it is not, or `low` does not fit.
+pub(super) fn fold(high: &[i64], low: &[i64]) -> Option<(Vec<i64>, u8)> {
+    let top = low.iter().copied().max().unwrap_or(0);
+    if high.len() != low.len() || low.iter().any(|l| *l < 0) || top >= MAX_RADIX {
+        return None;
+    }
+    let radix = top + 1;
+    let folded = high
+        .iter()
+        .zip(low)
+        .map(|(h, l)| h.checked_mul(radix)?.checked_add(*l))
+        .collect::<Option<Vec<i64>>>()?;
+    let narrower = int_spec(&folded).1 < int_spec(high).1 + int_spec(low).1;
+    narrower.then_some((folded, radix as u8))
 }
 
 /// Up to [`COLS`] columns of equal length, packed in one shared buffer
@@ -114,13 +139,28 @@ pub struct Column<'a> {
 }
 
 impl Column<'_> {
-    /// Value `k` of a whole-number column (0 in an empty table).
+    /// Value `k` of a whole-number column (0 in an empty table); of a
+    /// folded one, its high number.
     #[inline]
     pub(super) fn int(&self, k: usize) -> i64 {
         if self.bytes.is_empty() {
             return 0;
         }
-        Table::number(&self.spec, self.bytes, k)
+        let n = Table::number(&self.spec, self.bytes, k);
+        match self.spec.scale {
+            1 => n,
+            r => n.div_euclid(i64::from(r)),
+        }
+    }
+
+    /// The low number of value `k` of a folded column (see [`fold`]); 0
+    /// for any other whole-number column and in an empty table.
+    #[inline]
+    pub(super) fn low(&self, k: usize) -> i64 {
+        if self.bytes.is_empty() || self.spec.scale == 1 {
+            return 0;
+        }
+        Table::number(&self.spec, self.bytes, k).rem_euclid(i64::from(self.spec.scale))
     }
 
     /// Value `k` of an amount column: the `f64` it was made from, to the bit.
@@ -264,12 +304,15 @@ impl Table {
         let mut at = HEAD + SPEC * cols.len();
         for col in cols {
             let (s, n, steps) = match col {
-                Values::Ints(v) => {
+                Values::Ints(v) | Values::Folded(v, _) => {
                     let (base, width) = int_spec(v);
                     let s = Spec {
                         base,
                         width,
-                        scale: 1,
+                        scale: match col {
+                            Values::Folded(_, radix) => (*radix).max(1),
+                            _ => 1,
+                        },
                         at: 0,
                     };
                     (s, v.to_vec(), Vec::new())
@@ -458,6 +501,45 @@ mod tests {
                 assert_eq!(t.int(0, k), *x, "{v:?}");
             }
         }
+    }
+
+    /// Two whole numbers folded in one column come back apart, whatever
+    /// their values: days at the ends of the range (negative, far
+    /// future), ten roles on one day, the largest radix; and are folded
+    /// only when narrower than apart.
+    #[test]
+    fn folded_columns_give_both_numbers_back_and_only_when_narrower() {
+        let back = |high: &[i64], low: &[i64]| -> Option<u8> {
+            let (both, radix) = fold(high, low)?;
+            let t = Table::new(&[Values::Folded(&both, radix)]);
+            let c = t.column(0);
+            for k in 0..high.len() {
+                assert_eq!((c.int(k), c.low(k)), (high[k], low[k]), "{k}");
+            }
+            Some(t.widths()[0])
+        };
+        // Two years of days and three roles: 2 bytes, not 2 + 1.
+        let days: Vec<i64> = (739_000..739_730).collect();
+        let roles: Vec<i64> = days.iter().map(|d| d % 3).collect();
+        assert_eq!(back(&days, &roles), Some(2));
+        // Ten roles on one day, days far back and far ahead.
+        let one_day = [-719_162i64; 10];
+        assert_eq!(back(&one_day, &(0..10).collect::<Vec<_>>()), Some(1));
+        assert_eq!(back(&[-719_162, -719_161], &[127, 0]), Some(1));
+        assert_eq!(back(&[-719_162, -718_000], &[3, 0]), Some(2));
+        assert_eq!(back(&[2_932_896, 2_932_897], &[1, 0]), Some(1));
+        // Not narrower (days over 19 years with 10 roles: 4 bytes against
+        // 2 + 1), a role past the largest radix, a negative low, a
+        // product beyond i64: apart.
+        let wide: Vec<i64> = (0..7_000).collect();
+        assert_eq!(back(&wide, &vec![9; 7_000]), None);
+        assert_eq!(fold(&[1, 2], &[0, 128]), None);
+        assert_eq!(fold(&[1, 2], &[0, -1]), None);
+        assert_eq!(fold(&[i64::MAX / 2 + 1, 0], &[1, 0]), None);
+        // Any other whole-number column has no low number.
+        let t = Table::new(&[Values::Ints(&[5, 7])]);
+        assert_eq!((t.column(0).int(1), t.column(0).low(1)), (7, 0));
+        assert_eq!(Column::default().low(0), 0);
     }
 
     #[test]

@@ -25,7 +25,8 @@ pub(super) struct Who {
     pub(super) owner: Arc<str>,
     pub(super) owner_email: Option<Arc<str>>,
     pub(super) manager_email: Option<Arc<str>>,
-    pub(super) manager: Option<Arc<str>>,
+    /// Empty when the master has none.
+    pub(super) manager: Arc<str>,
 }
 
 /// One account of the master.
@@ -70,7 +71,7 @@ pub(super) fn load(conn: &Connection) -> Result<Vec<Listed>> {
             owner: shared.text(r.owner.unwrap_or_default()),
             owner_email: r.owner_email.map(|e| shared.text(e)),
             manager_email: r.manager_email.map(|e| shared.text(e)),
-            manager: r.manager.map(|m| shared.text(m)),
+            manager: shared.text(r.manager.unwrap_or_default()),
         };
         out.push(Listed {
             who: Arc::new(who),
@@ -112,14 +113,12 @@ mod tests {
             a2.owner_email.as_ref().unwrap()
         ));
         assert_eq!((&*a2.name, &*a2.region, &*a2.owner), ("甲", "华东", "王"));
-        assert_eq!(a2.manager.as_deref(), Some("李"));
+        assert_eq!(&*a2.manager, "李");
         assert_eq!(a2.manager_email.as_deref(), Some("m@x.cn"));
         assert_eq!((m[0].active, m[1].active, m[2].active), (false, true, true));
         assert_eq!((&*b.region, &*b.owner), ("", ""));
-        assert_eq!(
-            (b.owner_email.as_deref(), b.manager.as_deref()),
-            (None, None)
-        );
+        assert_eq!((b.owner_email.as_deref(), &*b.manager), (None, ""));
+        assert!(Arc::ptr_eq(&b.manager, &b.region));
         // The extra columns come with each account; accounts without
         // attributes share one empty set.
         let extra = |i: usize| m[i].extra.as_ref().unwrap();

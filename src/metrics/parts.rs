@@ -351,13 +351,14 @@ mod tests {
         assert_eq!(x.1.days.len(), 3);
         assert_eq!(x.1.days.widths(), [1, 1, 1, 4]);
         assert_eq!(y.1.days.widths(), [1, 1, 1, 8]);
-        // Visits: day and role (X's second has none: 0).
-        assert_eq!(parts.visits["X"].widths(), [1, 1]);
+        // Visits: day and role (X's second has none: 0), folded in one
+        // byte (`compact::fold`).
+        assert_eq!(parts.visits["X"].widths(), [1]);
         let f = parts.footprint();
         let t = super::super::compact::overhead;
         assert_eq!(f.series, 2 * t(5) + 3 * 8 + 2 * 12, "{f:?}");
         assert_eq!(f.sku_lines, 2 * t(4) + 3 * 7 + 2 * 11, "{f:?}");
-        assert_eq!(f.visits, 2 * t(2) + 2 * 2 + 2, "{f:?}");
+        assert_eq!(f.visits, 2 * t(1) + 3, "{f:?}");
         let got: Vec<_> = parts.visits["X"].iter().collect();
         let role = |v: &Visit| {
             parts

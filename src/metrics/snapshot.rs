@@ -154,7 +154,7 @@ impl Snapshot {
     }
 
     pub fn find(&self, id: &str) -> Option<&Arc<AccountMetrics>> {
-        self.accounts.iter().find(|a| a.id == id)
+        self.accounts.iter().find(|a| &*a.id == id)
     }
 
     /// Each account's share (in the snapshot's order) of the book's
@@ -326,11 +326,11 @@ mod build_tests {
         assert_eq!(big.metric(Metric::MarginPct, end, 365, 0), 25.0);
         assert_eq!(big.main_skus.len(), 2);
         // S2 is held for BIG: 30 on hand against BIG's own demand.
-        let s2 = big.stock.iter().find(|s| s.sku == "S2").unwrap();
+        let s2 = big.stock.iter().find(|s| &*s.sku == "S2").unwrap();
         assert!(s2.dedicated);
         assert_eq!(s2.on_hand, 30.0);
         // S1 is warehouse stock against the whole book's demand.
-        let s1 = big.stock.iter().find(|s| s.sku == "S1").unwrap();
+        let s1 = big.stock.iter().find(|s| &*s.sku == "S1").unwrap();
         assert!(!s1.dedicated);
         // 9 lines of SMALL and 3 of BIG, 3 each, in the last 90 days.
         let book_qty = 3.0 * (9.0 + 3.0) / f64::from(DEMAND_DAYS);
@@ -416,7 +416,10 @@ mod build_tests {
         assert_eq!(x.order_count(end), 3);
         assert_eq!(x.metric(Metric::Skus, end, 365, 0), 2.0);
         assert_eq!(x.sku_days.len(), 2, "one entry per day and SKU");
-        assert_eq!(x.main_skus, vec!["S1".to_string(), "S2".to_string()]);
+        assert_eq!(
+            x.main_skus,
+            vec![std::sync::Arc::from("S1"), std::sync::Arc::from("S2")]
+        );
         // The book adds Y's order on the same day.
         assert_eq!(snap.portfolio.series.sum(Measure::Orders, nov2, 1), 3.0);
         assert_eq!(snap.portfolio.series.sum(Measure::Revenue, end, 365), 212.0);

@@ -16,6 +16,9 @@ use crate::model::dates::Day;
 pub(super) struct SkuBook {
     /// SKU names, by number.
     pub(super) names: Arc<Vec<String>>,
+    /// The same names, by number, each held once for the main SKUs and
+    /// stock cover of every account to share.
+    pub(super) texts: Vec<Arc<str>>,
     /// SKU lines of every account with any, in account id order (the
     /// order the book's per-SKU demand is summed in).
     pub(super) lines: Vec<SkuLog>,
@@ -52,8 +55,8 @@ impl SkuBook {
     /// over the lines in day order, as the store returns them.
     ///
     /// Fills `m.main_skus` and `m.stock`, from `m.sku_days` and the stock
-    /// held for the account, `own_stock` (by SKU); a name already in its
-    /// place is not copied again.
+    /// held for the account, `own_stock` (by SKU); the names are the
+    /// book's, shared, not copies.
     pub(super) fn main_skus_and_cover(
         &self,
         own_stock: &[(u32, f64)],
@@ -94,10 +97,10 @@ impl SkuBook {
         main.reserve_exact(sums.len() - main.len());
         stock.clear();
         for (k, &(sku, _, qty)) in sums.iter().enumerate() {
-            let name = &names[sku as usize];
+            let name = &self.texts[sku as usize];
             match main.get_mut(k) {
-                Some(have) if have == name => {}
-                Some(have) => have.clone_from(name),
+                Some(have) if Arc::ptr_eq(have, name) => {}
+                Some(have) => *have = name.clone(),
                 None => main.push(name.clone()),
             }
             let own = own_stock

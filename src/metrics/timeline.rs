@@ -279,6 +279,12 @@ impl Timeline {
             unlisted,
             skus: SkuBook {
                 names: Arc::new(parts.skus.names.clone()),
+                texts: parts
+                    .skus
+                    .names
+                    .iter()
+                    .map(|n| Arc::from(n.as_str()))
+                    .collect(),
                 lines,
                 warehouse: parts.inventory.warehouse.clone(),
             },
@@ -539,13 +545,13 @@ impl Timeline {
             revenue_12m,
         } = s;
         let mut m = AccountMetrics {
-            id: a.who.id.to_string(),
-            name: a.who.name.to_string(),
-            region: a.who.region.to_string(),
-            owner: a.who.owner.to_string(),
-            owner_email: a.who.owner_email.as_deref().map(str::to_string),
-            manager_email: a.who.manager_email.as_deref().map(str::to_string),
-            manager: a.who.manager.as_deref().unwrap_or_default().to_string(),
+            id: a.who.id.clone(),
+            name: a.who.name.clone(),
+            region: a.who.region.clone(),
+            owner: a.who.owner.clone(),
+            owner_email: a.who.owner_email.clone(),
+            manager_email: a.who.manager_email.clone(),
+            manager: a.who.manager.clone(),
             tier,
             prev_tier,
             rank,

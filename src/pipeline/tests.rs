@@ -221,7 +221,7 @@ fn reported(r: &EvalReport, all: Option<&Outcome>) -> String {
         .iter()
         .map(|&i| {
             let f = &r.findings[i];
-            (&*f.rule, f.account.id.as_str(), f.key.as_str())
+            (&*f.rule, &*f.account.id, f.key.as_str())
         })
         .collect();
     lines.push(format!(
@@ -575,7 +575,7 @@ fn an_account_leaving_a_silenced_tier_has_its_alerts_stepped() {
         let mut t: Vec<_> = snap
             .accounts
             .iter()
-            .map(|a| (a.id.clone(), a.tier.as_str()))
+            .map(|a| (a.id.to_string(), a.tier.as_str()))
             .collect();
         t.sort();
         t

@@ -105,7 +105,7 @@ fn tiers_at(
     Ok(metrics::build(conn, as_of, tiers)?
         .accounts
         .iter()
-        .map(|a| (a.id.clone(), a.tier.as_str()))
+        .map(|a| (a.id.to_string(), a.tier.as_str()))
         .collect())
 }
 
@@ -140,9 +140,9 @@ pub fn book(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<B
         let cum_gp = cumulative(a.gross_profit_tier().1, gp_share, book_gp);
         rows.push(Row {
             rank: a.rank,
-            id: a.id.clone(),
-            name: a.name.clone(),
-            owner: a.owner.clone(),
+            id: a.id.to_string(),
+            name: a.name.to_string(),
+            owner: a.owner.to_string(),
             tier: a.tier.as_str(),
             tiers_by: tiers.by.as_str(),
             share_pct: round2(a.share * 100.0),
@@ -163,9 +163,9 @@ pub fn book(conn: &Connection, as_of: NaiveDate, tiers: &TierConfig) -> Result<B
             margin_pct_12m: round2(a.margin_pct(end, 365, 0)),
             days_since_last_order: a.days_since_last_order(end),
             days_since_last_visit: a.days_since_last_visit(end, None),
-            alerts_firing: firing.get(&a.id).copied().unwrap_or(0),
-            tier_month_ago: month_ago.get(&a.id).copied().unwrap_or("-"),
-            tier_year_ago: year_ago.get(&a.id).copied().unwrap_or("-"),
+            alerts_firing: firing.get(&*a.id).copied().unwrap_or(0),
+            tier_month_ago: month_ago.get(&*a.id).copied().unwrap_or("-"),
+            tier_year_ago: year_ago.get(&*a.id).copied().unwrap_or("-"),
         });
     }
     let moved = |then: fn(&Row) -> &'static str| -> Vec<Migration> {

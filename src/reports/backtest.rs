@@ -457,8 +457,7 @@ fn reduce(
     };
     let mut out = DayResult::default();
     for f in outcome.findings {
-        if let (Some(rule), Some(account)) = (rule_index(&f.rule), index.get(f.account.id.as_str()))
-        {
+        if let (Some(rule), Some(account)) = (rule_index(&f.rule), index.get(&*f.account.id)) {
             // Held (`starts: false`): keeps an open alert, starts none.
             let obs = if f.starts {
                 Observation::Raised(f.severity)

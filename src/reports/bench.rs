@@ -134,7 +134,7 @@ fn add_receivables(a: &mut AccountMetrics, rng: &mut Rng, size: f64, end: Day) {
 
 /// One main SKU and its stock cover, short for one account in twenty.
 fn add_stock(a: &mut AccountMetrics, rng: &mut Rng, size: f64) {
-    a.main_skus = vec![format!("SP-{:03}", rng.below_u64(50))];
+    a.main_skus = vec![Arc::from(format!("SP-{:03}", rng.below_u64(50)))];
     a.stock.push(StockCover {
         sku: a.main_skus[0].clone(),
         on_hand: (size / 10.0).round(),

@@ -192,9 +192,9 @@ fn by_manager(snap: &metrics::Snapshot) -> BTreeMap<String, Vec<&Arc<AccountMetr
 /// A section's line for account `a`.
 fn line(a: &AccountMetrics, detail: String) -> Line {
     Line {
-        id: a.id.clone(),
-        name: a.name.clone(),
-        owner: a.owner.clone(),
+        id: a.id.to_string(),
+        name: a.name.to_string(),
+        owner: a.owner.to_string(),
         tier: a.tier.as_str(),
         detail,
     }
@@ -233,7 +233,7 @@ fn sections<'w>(
     let moves: Vec<Line> = accounts
         .iter()
         .filter_map(|a| {
-            let (from, to) = moved.get(a.id.as_str())?;
+            let (from, to) = moved.get(&*a.id)?;
             Some(line(a, format!("{from} → {to}")))
         })
         .collect();

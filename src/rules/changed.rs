@@ -119,7 +119,7 @@ fn put_back(out: &mut Outcome, rules: &RuleSet, a: &Arc<AccountMetrics>, k: &Kep
         }),
         Kept::Failed { message, .. } => out.errors.push(RunError {
             rule,
-            account_id: a.id.clone(),
+            account_id: a.id.to_string(),
             message: message.clone(),
         }),
     }
@@ -248,7 +248,7 @@ impl Memo {
                     let pairs = out.reads.bits[i * n..(i + 1) * n].into();
                     let keys: Vec<_> = book::keys_of(&out.reads, i).collect();
                     let at = (&*snap.portfolio, snap.end());
-                    (a.id.clone(), Placed::of(a, at, pairs, &keys))
+                    (a.id.to_string(), Placed::of(a, at, pairs, &keys))
                 })
                 .collect(),
             book: Book::of(&snap.portfolio, snap.end(), &out.reads),
@@ -299,7 +299,7 @@ impl Memo {
             || snap
                 .accounts
                 .iter()
-                .any(|a| !self.placed.contains_key(&a.id))
+                .any(|a| !self.placed.contains_key(&*a.id))
         {
             return Err("the accounts of the book changed".into());
         }
@@ -359,11 +359,11 @@ impl Memo {
         let n = pick.rules;
         let mut tally = vec![(0usize, 0u32); n];
         for (i, a) in snap.accounts.iter().enumerate() {
-            let Some(p) = self.placed.get(&a.id) else {
+            let Some(p) = self.placed.get(&*a.id) else {
                 return Err("the accounts of the book changed".into());
             };
             let mut changed = p.changed(a, (&snap.portfolio, snap.end()), since.orders) | book;
-            if touched.contains(a.id.as_str()) {
+            if touched.contains(&*a.id) {
                 changed |= reads::OWN;
             }
             let at = pick.run.len();
@@ -400,7 +400,7 @@ impl Memo {
             .visit
             .iter()
             .enumerate()
-            .map(|(k, (i, _))| (snap.accounts[*i].id.as_str(), k))
+            .map(|(k, (i, _))| (&*snap.accounts[*i].id, k))
             .collect();
         for (id, kept) in &self.results {
             let k = visited.get(id.as_str()).copied();
@@ -434,7 +434,7 @@ impl Memo {
     fn gather(&self, rules: &RuleSet, snap: &Snapshot, findings: bool) -> Outcome {
         let mut out = Outcome::default();
         for a in &snap.accounts {
-            for k in self.results.get(a.id.as_str()).into_iter().flatten() {
+            for k in self.results.get(&*a.id).into_iter().flatten() {
                 let listed = match k {
                     Kept::Found { idle, .. } => findings && !idle,
                     Kept::Failed { .. } => true,
@@ -471,7 +471,7 @@ fn kept_of<'o>(
             said: f.said.clone(),
             idle: false,
         };
-        (f.account.id.as_str(), k)
+        (&*f.account.id, k)
     });
     let failed = out.errors.iter().map(move |e| {
         let k = Kept::Failed {

@@ -36,8 +36,8 @@ impl RuleSet {
             .ok_or_else(|| Error::NoAccount(account.to_string()))?;
         let mut ex = Explanation {
             rule: r.name.to_string(),
-            account: m.id.clone(),
-            account_name: m.name.clone(),
+            account: m.id.to_string(),
+            account_name: m.name.to_string(),
             tier: m.tier.as_str(),
             as_of: snap.as_of,
             settings: r.settings.clone(),

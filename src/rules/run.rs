@@ -188,7 +188,7 @@ impl AtSnapshot<'_, '_> {
                 out.unsettle(&rule.name);
                 out.errors.push(RunError {
                     rule: rule.name.clone(),
-                    account_id: m.id.clone(),
+                    account_id: m.id.to_string(),
                     message: format!(
                         "not run: the rule was stopped at its limits (operations or memory) for {MAX_STRIKES} accounts in a row in this evaluation; the account's alerts are left as they were"
                     ),
@@ -270,7 +270,7 @@ impl AtSnapshot<'_, '_> {
                     out.unsettle(&rule.name);
                     out.errors.push(RunError {
                         rule: rule.name.clone(),
-                        account_id: m.id.clone(),
+                        account_id: m.id.to_string(),
                         message: format!(
                             "the rule raised more alerts in this evaluation than alerts.max_per_rule ({cap}) allows; those of this account were not recorded and stay as they were. Fix the rule, or raise the cap if so many warnings are meant"
                         ),
@@ -290,7 +290,7 @@ impl AtSnapshot<'_, '_> {
                 }
                 out.errors.push(RunError {
                     rule: rule.name.clone(),
-                    account_id: m.id.clone(),
+                    account_id: m.id.to_string(),
                     message: describe_runtime(&e, &rule.path),
                 });
             }
@@ -470,7 +470,7 @@ impl RuleSet {
                 out.runs += 1;
                 out.errors.push(RunError {
                     rule: rule.name.clone(),
-                    account_id: m.id.clone(),
+                    account_id: m.id.to_string(),
                     message: format!(
                         "the evaluation stopped with an internal error ({why}); the account's alerts are left as they were. Please report this"
                     ),

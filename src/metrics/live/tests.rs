@@ -333,7 +333,7 @@ fn check(
             Some((touched, _)) => inc
                 .accounts
                 .iter()
-                .filter(|a| !touched.contains(&a.id))
+                .filter(|a| !touched.iter().any(|t| **t == *a.id))
                 .count(),
             None => 0,
         };
@@ -578,7 +578,7 @@ fn a_master_replaced_entirely_frees_the_old_one() {
     let r = live.refresh(&conn).unwrap();
     assert_eq!(r.datasets, ["master"], "{r:?}");
     let snap = live.snapshot(day, &tiers);
-    let ids: Vec<&str> = snap.accounts.iter().map(|a| a.id.as_str()).collect();
+    let ids: Vec<&str> = snap.accounts.iter().map(|a| &*a.id).collect();
     assert_eq!(ids.len(), 3);
     assert!(ids.iter().all(|i| i.starts_with('B')), "{ids:?}");
     let full = crate::metrics::build(&conn, day, &tiers).unwrap();

@@ -118,7 +118,7 @@ impl Timeline {
         }
         if m.stock
             .iter()
-            .any(|c| !c.dedicated && moved.contains(c.sku.as_str()))
+            .any(|c| !c.dedicated && moved.contains(&*c.sku))
         {
             self.skus.main_skus_and_cover(&a.own_stock, m, end, scratch);
         }
@@ -284,6 +284,7 @@ impl Timeline {
             names,
             lines,
             warehouse,
+            texts: _,
         } = skus;
         let mut warehouse: Vec<_> = warehouse.iter().collect();
         warehouse.sort_by_key(|w| w.0);

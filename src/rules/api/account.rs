@@ -79,28 +79,34 @@ pub(super) fn identity(api: &mut Api) {
         "id",
         "account.id",
         "the account id from the customer master",
-        |a: &mut Account| { seen(a.explain, || "account.id".into(), a.m.id.clone()) }
+        |a: &mut Account| { seen(a.explain, || "account.id".into(), a.m.id.to_string()) }
     );
     g!(
         api,
         "name",
         "account.name",
         "the account's name",
-        |a: &mut Account| { seen(a.explain, || "account.name".into(), a.m.name.clone()) }
+        |a: &mut Account| { seen(a.explain, || "account.name".into(), a.m.name.to_string()) }
     );
     g!(
         api,
         "region",
         "account.region",
         "the region from the master (\"\" if none)",
-        |a: &mut Account| { seen(a.explain, || "account.region".into(), a.m.region.clone()) }
+        |a: &mut Account| {
+            seen(
+                a.explain,
+                || "account.region".into(),
+                a.m.region.to_string(),
+            )
+        }
     );
     g!(
         api,
         "owner",
         "account.owner",
         "the sales rep who owns the account (\"\" if none)",
-        |a: &mut Account| { seen(a.explain, || "account.owner".into(), a.m.owner.clone()) }
+        |a: &mut Account| { seen(a.explain, || "account.owner".into(), a.m.owner.to_string()) }
     );
     g!(
         api,

@@ -137,7 +137,7 @@ pub(super) fn stock(api: &mut Api) {
             }
             a.m.main_skus
                 .iter()
-                .map(|s| Dynamic::from(s.clone()))
+                .map(|s| Dynamic::from(s.to_string()))
                 .collect::<Array>()
         },
     );
@@ -152,7 +152,7 @@ pub(super) fn stock(api: &mut Api) {
             let mut out = Array::with_capacity(a.m.stock.len());
             for s in &a.m.stock {
                 let mut m = Map::new();
-                m.insert("sku".into(), s.sku.clone().into());
+                m.insert("sku".into(), s.sku.to_string().into());
                 m.insert("on_hand".into(), s.on_hand.into());
                 m.insert("daily_qty".into(), s.daily_qty.into());
                 m.insert("days".into(), s.days.into());

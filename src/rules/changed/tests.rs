@@ -40,7 +40,7 @@ fn book_with(tiers: &[Tier], floor: f64, share: f64, revenue: &[f64]) -> Snapsho
 fn ran(pick: &Pick, snap: &Snapshot) -> Vec<String> {
     (0..pick.visit.len())
         .filter(|k| (0..pick.rules).any(|r| pick.runs(*k, r)))
-        .map(|k| snap.accounts[pick.visit[k].0].id.clone())
+        .map(|k| snap.accounts[pick.visit[k].0].id.to_string())
         .collect()
 }
 

@@ -38,10 +38,10 @@ impl Memo {
         let n = rules.rules.len();
         for (k, &(i, c)) in pick.visit.iter().enumerate() {
             let a = &snap.accounts[i];
-            if let Some(p) = self.placed.get_mut(a.id.as_str()) {
+            if let Some(p) = self.placed.get_mut(&*a.id) {
                 p.update(a, (&snap.portfolio, snap.end()), &now.reads, k, n);
             }
-            let new = fresh.remove(a.id.as_str()).unwrap_or_default();
+            let new = fresh.remove(&*a.id).unwrap_or_default();
             // The alerts of an account whose tier moved are stepped for
             // every rule: a silence may name the tier.
             let tier = c & reads::TIER != 0;
@@ -60,7 +60,7 @@ impl Memo {
             }
             for (r, rule) in rules.rules.iter().enumerate() {
                 if rule.enabled() && stepped(r) {
-                    out.pairs.push((rule.name.to_string(), a.id.clone()));
+                    out.pairs.push((rule.name.to_string(), a.id.to_string()));
                 }
             }
         }
@@ -161,7 +161,7 @@ impl Memo {
             let Some(&r) = index.get(&*f.rule) else {
                 continue;
             };
-            let kept = self.results.get_mut(f.account.id.as_str());
+            let kept = self.results.get_mut(&*f.account.id);
             let first = kept.into_iter().flatten().find(|k| {
                 matches!(k, Kept::Found { rule, said, idle: false } if *rule == r && said.key == f.key)
             });

@@ -61,11 +61,11 @@ fn a_panicking_evaluation_fails_its_accounts_and_drops_none() {
     for threads in [1, 2] {
         let out = rs.evaluate_with(&snap, threads);
         let failed: BTreeSet<&str> = out.errors.iter().map(|e| e.account_id.as_str()).collect();
-        let fired: BTreeSet<&str> = out.findings.iter().map(|f| f.account.id.as_str()).collect();
+        let fired: BTreeSet<&str> = out.findings.iter().map(|f| &*f.account.id).collect();
         // Every account either fired or failed: none vanished.
         for m in &snap.accounts {
             assert!(
-                failed.contains(m.id.as_str()) ^ fired.contains(m.id.as_str()),
+                failed.contains(&*m.id) ^ fired.contains(&*m.id),
                 "{threads} thread(s): account {} neither fired nor failed",
                 m.id
             );
@@ -137,7 +137,7 @@ fn alerts_are_capped_per_account_and_per_rule() {
         .findings
         .iter()
         .filter(|f| &*f.rule == "three")
-        .map(|f| f.account.id.as_str())
+        .map(|f| &*f.account.id)
         .collect();
     assert_eq!(kept, ["KH1", "KH1", "KH1", "KH2", "KH2", "KH2"]);
     let failed: Vec<&str> = out

@@ -343,7 +343,7 @@ fn same_value(want: &serde_json::Value, got: &serde_json::Value) -> bool {
 
 fn matches(e: &Expected, f: &Finding) -> bool {
     *f.rule == *e.rule
-        && f.account.id == e.account
+        && *f.account.id == *e.account
         && f.key == e.key
         && f.starts == e.starts
         && e.severity
