@@ -322,9 +322,11 @@ fn ended(prev: &Lifecycle, as_of: NaiveDate) -> Lifecycle {
     n
 }
 
-/// Whether an alert observed `obs` today is open after its step (pending,
-/// firing or closed) because the rule raised or held it: the alert that,
-/// under `one_open_per_account`, ends the rule's others for the account.
+/// Whether an alert observed `obs` today is firing (or closed) after its
+/// step because the rule raised or held it: the alert that, under
+/// `one_open_per_account`, ends the rule's others for the account. One
+/// still pending (`for_evaluations` not reached) ends nothing: it has told
+/// nobody yet, and may never fire.
 pub fn keeps_open(
     prev: &Lifecycle,
     obs: Observation,
@@ -334,15 +336,15 @@ pub fn keeps_open(
     matches!(obs, Observation::Raised(_) | Observation::Held(_))
         && matches!(
             step(prev, obs, policy, as_of, false).next.state,
-            State::Pending | State::Firing | State::Closed
+            State::Firing | State::Closed
         )
 }
 
 /// `one_open_per_account`, for one evaluation: of the `observed` alerts
 /// (each with its group, the rule and account, its lifecycle before today,
 /// today's observation and its rule's policy), the groups of a rule with
-/// the setting where an alert is raised or held and open after today
-/// ([`keeps_open`]). The caller observes the group's other alerts that the
+/// the setting where an alert is raised or held and firing (or closed)
+/// after today ([`keeps_open`]). The caller observes the group's other alerts that the
 /// rule did not raise (`Clear`) as [`Observation::Ended`]. Alerts the rule
 /// raised or held stay as observed (a rule that raises two keys at once
 /// keeps both open: it should raise one), and so do unknown ones (a

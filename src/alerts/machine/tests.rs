@@ -513,7 +513,8 @@ fn ended_by_another_key_ends_at_once_and_silently() {
 
 /// Which (rule, account) groups keep an alert open today, ending their
 /// others: only under `one_open_per_account`, only for an alert raised, or
-/// held while open (a held finding with nothing open keeps nothing).
+/// held while open (a held finding with nothing open keeps nothing), and
+/// only once it fires (one pending under `for_evaluations` ends nothing).
 #[test]
 fn kept_open_needs_the_setting_and_an_open_or_started_alert() {
     let on = RulePolicy {
@@ -523,9 +524,14 @@ fn kept_open_needs_the_setting_and_an_open_or_started_alert() {
     let off = policy();
     let none = Lifecycle::default();
     let firing = step(&none, Raised(Warning), &on, d(1), false).next;
+    let twice = RulePolicy {
+        for_evaluations: 2,
+        ..on.clone()
+    };
     let kept = kept_open(
         [
             ("raised", &none, Raised(Warning), &on),
+            ("raised, still pending", &none, Raised(Warning), &twice),
             ("held, nothing open", &none, Held(Warning), &on),
             ("held, open", &firing, Held(Warning), &on),
             ("raised, setting off", &none, Raised(Warning), &off),
