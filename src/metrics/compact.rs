@@ -139,17 +139,22 @@ pub struct Column<'a> {
 }
 
 impl Column<'_> {
-    /// Value `k` of a whole-number column (0 in an empty table); of a
-    /// folded one, its high number.
+    /// Value `k` of a whole-number column (0 in an empty table).
     #[inline]
     pub(super) fn int(&self, k: usize) -> i64 {
         if self.bytes.is_empty() {
             return 0;
         }
-        let n = Table::number(&self.spec, self.bytes, k);
+        Table::number(&self.spec, self.bytes, k)
+    }
+
+    /// The high number of value `k` of a folded column (see [`fold`]);
+    /// of any other whole-number column, its value.
+    #[inline]
+    pub(super) fn high(&self, k: usize) -> i64 {
         match self.spec.scale {
-            1 => n,
-            r => n.div_euclid(i64::from(r)),
+            0 | 1 => self.int(k),
+            r => self.int(k).div_euclid(i64::from(r)),
         }
     }
 
@@ -514,7 +519,7 @@ mod tests {
             let t = Table::new(&[Values::Folded(&both, radix)]);
             let c = t.column(0);
             for k in 0..high.len() {
-                assert_eq!((c.int(k), c.low(k)), (high[k], low[k]), "{k}");
+                assert_eq!((c.high(k), c.low(k)), (high[k], low[k]), "{k}");
             }
             Some(t.widths()[0])
         };
@@ -538,8 +543,11 @@ mod tests {
         assert_eq!(fold(&[i64::MAX / 2 + 1, 0], &[1, 0]), None);
         // Any other whole-number column has no low number.
         let t = Table::new(&[Values::Ints(&[5, 7])]);
-        assert_eq!((t.column(0).int(1), t.column(0).low(1)), (7, 0));
-        assert_eq!(Column::default().low(0), 0);
+        assert_eq!((t.column(0).high(1), t.column(0).low(1)), (7, 0));
+        assert_eq!(
+            (Column::default().high(0), Column::default().low(0)),
+            (0, 0)
+        );
     }
 
     #[test]
