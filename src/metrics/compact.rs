@@ -102,7 +102,8 @@ impl Values<'_> {
 const MAX_RADIX: i64 = 128;
 
 /// `high` and `low` (of one length, `low` small and not negative: a
-/// visit's day and role) as one column of `high * radix + low`, when that
+/// visit's day and role) as one column of `high * radix + low` (the radix
+/// the power of two above the largest `low`), when that
 /// is narrower than the two apart (two years of days and a few roles: 2
 /// bytes instead of 3). None when it is not, or `low` does not fit.
 pub(super) fn fold(high: &[i64], low: &[i64]) -> Option<(Vec<i64>, u8)> {
@@ -110,7 +111,9 @@ pub(super) fn fold(high: &[i64], low: &[i64]) -> Option<(Vec<i64>, u8)> {
     if high.len() != low.len() || low.iter().any(|l| *l < 0) || top >= MAX_RADIX {
         return None;
     }
-    let radix = top + 1;
+    // A power of two: the numbers come apart by a shift and a mask, no
+    // division on the rules' path.
+    let radix = ((top + 1).max(1) as u64).next_power_of_two() as i64;
     let folded = high
         .iter()
         .zip(low)
@@ -154,7 +157,7 @@ impl Column<'_> {
     pub(super) fn high(&self, k: usize) -> i64 {
         match self.spec.scale {
             0 | 1 => self.int(k),
-            r => self.int(k).div_euclid(i64::from(r)),
+            r => self.int(k) >> r.trailing_zeros(),
         }
     }
 
@@ -165,7 +168,7 @@ impl Column<'_> {
         if self.bytes.is_empty() || self.spec.scale == 1 {
             return 0;
         }
-        Table::number(&self.spec, self.bytes, k).rem_euclid(i64::from(self.spec.scale))
+        Table::number(&self.spec, self.bytes, k) & (i64::from(self.spec.scale) - 1)
     }
 
     /// Value `k` of an amount column: the `f64` it was made from, to the bit.
