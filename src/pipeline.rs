@@ -141,6 +141,7 @@ pub fn evaluate_changed(
     since: Option<Since>,
     stop: &Arc<AtomicBool>,
 ) -> Result<EvalReport> {
+    let picking = std::time::Instant::now();
     let mut last = memo.take();
     let fixed = format!(
         "{}\n{:?}\n",
@@ -160,12 +161,17 @@ pub fn evaluate_changed(
                 .to_string(),
         ),
     };
+    let picked_in = picking.elapsed();
     let (report, next) = match (picked, last.take()) {
         (Ok(pick), Some(m)) => {
             let started = std::time::Instant::now();
             let now = rules.evaluate_picked(snap, &pick, stop.clone());
             if now.interrupted || pick.settled(rules, &now) {
-                partly(cfg, conn, rules, snap, m, &pick, now, started)?
+                let times = Times {
+                    pick: picked_in,
+                    started,
+                };
+                partly(cfg, conn, rules, snap, m, &pick, now, times)?
             } else {
                 tracing::info!(
                     "the rules ran only where something changed, but an alert cap or a sandbox limit was reached by a rule that did not run for every account: running every rule for every account"
@@ -210,8 +216,15 @@ fn fully(
     Ok((report, next))
 }
 
-/// The pairs `pick` chose, run (`now`, since `started`): `memo` brought up
-/// to date with them, and the alerts of the pairs stepped recorded.
+/// How long the pick took, and when the pairs it chose started running.
+struct Times {
+    pick: std::time::Duration,
+    started: std::time::Instant,
+}
+
+/// The pairs `pick` chose, run (`now`, since `times.started`): `memo`
+/// brought up to date with them, and the alerts of the pairs stepped
+/// recorded.
 #[allow(clippy::too_many_arguments)]
 fn partly(
     cfg: &Loaded,
@@ -221,9 +234,10 @@ fn partly(
     mut memo: Memo,
     pick: &Pick,
     now: Outcome,
-    started: std::time::Instant,
+    times: Times,
 ) -> Result<(EvalReport, Option<Memo>)> {
     finished(&now, snap.as_of)?;
+    let started = times.started;
     let ran = started.elapsed();
     let stepped = memo.update(rules, snap, pick, &now);
     let run = pick.accounts_run();
@@ -235,7 +249,9 @@ fn partly(
         of_pairs = enabled * snap.accounts.len(),
         scripts = now.scripts,
         everywhere = %pick.why.join("; "),
-        ms = ran.as_millis() as u64,
+        pick_ms = times.pick.as_millis() as u64,
+        scripts_ms = ran.as_millis() as u64,
+        script_cpu_ms = %script_times(rules, &now),
         memo_ms = (started.elapsed() - ran).as_millis() as u64,
         stepped = stepped.findings.len(),
         "rules run only where something changed since the last evaluation today"
@@ -255,6 +271,24 @@ fn partly(
     let report = record(cfg, conn, rules, snap, found, false)?;
     memo.mark_idle(rules, &report.idle);
     Ok((report, memo.keepable().then_some(memo)))
+}
+
+/// The time each rule's scripts took (all threads), dearest first:
+/// "thin_margin_a 812, rising_accounts 240".
+fn script_times(rules: &RuleSet, now: &Outcome) -> String {
+    let mut t: Vec<(u64, &str)> = now
+        .script_ns
+        .iter()
+        .zip(&rules.rules)
+        .filter(|(ns, _)| **ns > 0)
+        .map(|(ns, r)| (*ns, &*r.name))
+        .collect();
+    t.sort_by_key(|b| std::cmp::Reverse(b.0));
+    let t: Vec<String> = t
+        .iter()
+        .map(|(ns, name)| format!("{name} {}", ns / 1_000_000))
+        .collect();
+    t.join(", ")
 }
 
 /// What the rules found, to record.

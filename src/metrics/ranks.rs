@@ -156,9 +156,17 @@ mod tests {
         ))
     }
 
-    /// Every account's (tier, share above) on `days_ago`, of each kind.
+    /// Every account's (tier, share above) on `days_ago`, of each kind,
+    /// then the book by each measure alone (its total and floors, with
+    /// the ranking: kept with it).
     fn read(h: &TierHistory, n: usize, days_ago: i64) -> Vec<(Tier, u64)> {
         let mut out = Vec::new();
+        for by in [TierBasis::Revenue, TierBasis::GrossProfit] {
+            let b = h.book_alone(by, days_ago);
+            for x in [b.total, b.floor_a, b.floor_b] {
+                out.push((Tier::C, x.to_bits()));
+            }
+        }
         for i in 0..n {
             for t in [
                 h.at(i, days_ago),

@@ -257,9 +257,6 @@ pub struct TierHistory {
     /// ([0]) and by gross profit alone ([1]), whatever the basis, on first
     /// use (no tier column).
     alone: [Days; 2],
-    /// By days ago, the book by each measure alone
-    /// ([`TierHistory::book_alone`]), on first use.
-    alone_book: [Vec<std::sync::OnceLock<AloneBook>>; 2],
 }
 
 /// A day's book ranked by one measure alone: the ranked accounts'
@@ -279,10 +276,24 @@ pub(super) type DayRanks = Arc<DayRanking>;
 /// One day's (tier, share above) by account index, as two arrays: 9 bytes
 /// an account instead of a pair's 16 (the daemon keeps the days its rules
 /// read, 1.6 MiB a day and kind at 100,000 accounts as pairs).
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub struct DayRanking {
     tiers: Box<[Tier]>,
     shares: Box<[f64]>,
+    /// For a ranking by one measure alone, that day's book
+    /// ([`TierHistory::book_alone`]), on first use: a function of the same
+    /// values as the ranking, so it is kept (`metrics::ranks`) and dropped
+    /// with it, and a snapshot after a small drop does not sum every
+    /// account's 12 months again for a day its lines did not move.
+    book: OnceLock<AloneBook>,
+}
+
+impl PartialEq for DayRanking {
+    /// The same tiers and shares (the book alone follows from them and the
+    /// day's values).
+    fn eq(&self, other: &Self) -> bool {
+        self.tiers == other.tiers && self.shares == other.shares
+    }
 }
 
 impl DayRanking {
@@ -291,6 +302,7 @@ impl DayRanking {
         DayRanking {
             tiers: tiers.into_boxed_slice(),
             shares: shares.into_boxed_slice(),
+            book: OnceLock::new(),
         }
     }
 
@@ -353,11 +365,6 @@ impl TierHistory {
         overrides: Vec<Option<Tier>>,
     ) -> TierHistory {
         let days = || (0..TIER_HISTORY_DAYS).map(|_| Slot::default()).collect();
-        let books = || {
-            (0..TIER_HISTORY_DAYS)
-                .map(|_| std::sync::OnceLock::new())
-                .collect()
-        };
         TierHistory {
             end,
             tiers: tiers.clone(),
@@ -365,7 +372,6 @@ impl TierHistory {
             overrides,
             days: days(),
             alone: [days(), days()],
-            alone_book: [books(), books()],
         }
     }
 
@@ -401,14 +407,11 @@ impl TierHistory {
     /// as they are. Zeros beyond [`TIER_HISTORY_DAYS`].
     pub fn book_alone(&self, by: TierBasis, days_ago: i64) -> AloneBook {
         let k = usize::try_from(days_ago).unwrap_or(usize::MAX);
-        let Some(slot) = self.alone_book[usize::from(by != TierBasis::Revenue)].get(k) else {
+        let by = alone_measure(by);
+        let Some(tiers) = self.alone_day(by, k) else {
             return AloneBook::default();
         };
-        *slot.get_or_init(|| {
-            let by = alone_measure(by);
-            let Some(tiers) = self.alone_day(by, k) else {
-                return AloneBook::default();
-            };
+        *tiers.book.get_or_init(|| {
             let (revenue, gp) = self.values(self.end - k as i32, by);
             let values: Vec<f64> = match gp {
                 Some(gp) => gp

@@ -135,6 +135,9 @@ pub struct Outcome {
     pub runs: u64,
     /// Scripts actually run (a part of `runs`).
     pub scripts: u64,
+    /// Per rule (by its place in the rule set), the time its scripts took
+    /// on all threads together, in nanoseconds; empty when none ran.
+    pub script_ns: Vec<u64>,
     /// Stopped (SIGTERM) before every account was evaluated: the outcome is
     /// partial and must not be recorded.
     pub interrupted: bool,
@@ -177,6 +180,21 @@ impl ReadLog {
 }
 
 impl Outcome {
+    /// Adds `ns` nanoseconds to rule `i`'s script time.
+    pub fn time_script(&mut self, i: usize, ns: u64) {
+        if self.script_ns.len() <= i {
+            self.script_ns.resize(i + 1, 0);
+        }
+        self.script_ns[i] += ns;
+    }
+
+    /// Adds `other`'s script times to this one's.
+    pub fn add_times(&mut self, other: &[u64]) {
+        for (i, ns) in other.iter().enumerate() {
+            self.time_script(i, *ns);
+        }
+    }
+
     /// Notes that `rule`'s results depend on the order accounts ran in.
     pub fn unsettle(&mut self, rule: &Arc<str>) {
         if !self.unsettled.contains(rule) {

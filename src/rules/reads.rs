@@ -62,7 +62,9 @@ const BOOK_OTHER: (u32, u32) = (27, 4);
 /// Every bit of the portfolio.
 pub const PORTFOLIO: u32 = 0x7ff0_0000;
 /// Whether a value of the account's is past a tier floor
-/// (`portfolio.past_tier_floor`): kept per account with its answer.
+/// (`portfolio.past_tier_floor`), or its share above reaches a line
+/// (`account.revenue_share_above_at_least`): kept per account with its
+/// answer.
 pub const PAST_FLOOR: u32 = 1 << 31;
 pub const ALL: u32 = u32::MAX;
 
@@ -88,7 +90,10 @@ pub fn describe(bits: u32) -> String {
         (TOTAL | GP_TOTAL, "the book's total"),
         (COUNTS, "the book's counts"),
         (bits_of(BOOK_OTHER), "another figure of the book"),
-        (PAST_FLOOR, "whether a value is past a tier floor"),
+        (
+            PAST_FLOOR,
+            "whether a value is past a tier floor or a share above reaches a line",
+        ),
     ];
     let said: Vec<&str> = names
         .iter()
@@ -144,16 +149,39 @@ pub struct Ago {
     pub share: bool,
 }
 
-/// A value kept per account: one of its tier history ([`Ago`]), or whether
+/// A value kept per account: one of its tier history ([`Ago`]); whether
 /// a value the rule computed for it (its bits) is past a floor of the book
 /// (a [`BookKey`] floor): that answer moves only when the floor crosses
-/// the value.
+/// the value; or whether its share above today reaches a line the rule
+/// gave (its bits; [`AboveBy`] says which share above): that answer moves
+/// only when the share crosses the line, not whenever the book's total
+/// moves it a little.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AccountKey {
     Ago(Ago),
     Past(BookKey, u64),
+    Reaches(AboveBy, u64),
     /// The run read more keys than are noted ([`MAX_KEYS`]).
     Overflow,
+}
+
+/// Which share above of today a [`AccountKey::Reaches`] compares: by
+/// `tiers.by` (`account.share_above`) or by one measure alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AboveBy {
+    Basis,
+    Alone(By),
+}
+
+impl AboveBy {
+    /// `m`'s share above of today by this ranking.
+    fn share(self, m: &AccountMetrics) -> f64 {
+        match self {
+            AboveBy::Basis => m.share_above,
+            AboveBy::Alone(By::Revenue) => m.revenue_tier().1,
+            AboveBy::Alone(By::GrossProfit) => m.gross_profit_tier().1,
+        }
+    }
 }
 
 impl AccountKey {
@@ -162,6 +190,7 @@ impl AccountKey {
         match self {
             AccountKey::Ago(a) => a.value(m),
             AccountKey::Past(floor, x) => u64::from(is_past(p, end, *floor, f64::from_bits(*x))),
+            AccountKey::Reaches(by, x) => u64::from(reaches(by.share(m), f64::from_bits(*x))),
             AccountKey::Overflow => 0,
         }
     }
@@ -170,10 +199,21 @@ impl AccountKey {
     pub fn bit(&self) -> u32 {
         match self {
             AccountKey::Ago(a) => a.bit(),
-            AccountKey::Past(..) => PAST_FLOOR,
+            AccountKey::Past(..) | AccountKey::Reaches(..) => PAST_FLOOR,
             AccountKey::Overflow => HISTORY | PAST_FLOOR,
         }
     }
+}
+
+/// Whether `share` is `line` or more, both rounded to six decimals as the
+/// rule API's `round(x, 6)` does (a share compared with a line to a
+/// millionth of the book).
+fn reaches(share: f64, line: f64) -> bool {
+    let six = |x: f64| {
+        let p = 10f64.powi(6);
+        (x * p).round() / p
+    };
+    six(share) >= six(line)
 }
 
 /// Whether `x` is more than `floor`'s value in `p`.
@@ -348,6 +388,14 @@ pub(super) fn ago(m: &AccountMetrics, key: Ago) -> (Tier, f64) {
 pub(super) fn past(p: &Portfolio, end: Day, floor: BookKey, x: f64) -> bool {
     note_key(AccountKey::Past(floor, x.to_bits()));
     is_past(p, end, floor, x)
+}
+
+/// Whether `m`'s share above of today (`by`) reaches `line`, to six
+/// decimals ([`reaches`]), noted with `line` (the share itself is not
+/// read).
+pub(super) fn share_reaches(m: &AccountMetrics, by: AboveBy, line: f64) -> bool {
+    note_key(AccountKey::Reaches(by, line.to_bits()));
+    reaches(by.share(m), line)
 }
 
 /// Reads `key` of `p`, noted.

@@ -243,8 +243,10 @@ impl AtSnapshot<'_, '_> {
     ) -> bool {
         start_run();
         out.scripts += 1;
+        let began = std::time::Instant::now();
         let result = self.runner.compiled[i].run(&self.runner.engine, &mut self.scope);
         let raised = take_raised();
+        out.time_script(i, began.elapsed().as_nanos() as u64);
         report_print(&self.runner.shared, &rule.name, &m.id);
         match result {
             Ok(()) => {
@@ -408,6 +410,7 @@ impl RuleSet {
             out.errors.extend(p.errors);
             out.runs += p.runs;
             out.scripts += p.scripts;
+            out.add_times(&p.script_ns);
             out.reads.append(p.reads, self.rules.len());
             out.interrupted |= p.interrupted;
             out.unsure |= p.unsure;

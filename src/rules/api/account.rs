@@ -12,7 +12,7 @@ use crate::metrics::AccountMetrics;
 use crate::model::Tier;
 use crate::model::dates::Day;
 use crate::rules::reads::{
-    self, Ago, By, PREV_TIER, RANK, Ranking, SHARE, SHARE_ABOVE, TIER, note,
+    self, AboveBy, Ago, By, PREV_TIER, RANK, Ranking, SHARE, SHARE_ABOVE, TIER, note,
 };
 
 /// The value a rule sees as `account`.
@@ -194,6 +194,7 @@ pub(super) fn ranking_and_master(api: &mut Api) {
         },
     );
     single_measure(api);
+    share_lines(api);
     g!(
         api,
         "revenue_12m",
@@ -330,4 +331,39 @@ fn single_measure(api: &mut Api) {
             seen(a.explain, || "account.gross_profit_share_above".into(), v)
         },
     );
+}
+
+/// Whether a share above of today reaches a line, the share not read as
+/// such (`rules::reads`: the answer is what a small drop compares).
+fn share_lines(api: &mut Api) {
+    for (by, name, what) in [
+        (
+            AboveBy::Basis,
+            "share_above_at_least",
+            "account.share_above",
+        ),
+        (
+            AboveBy::Alone(By::Revenue),
+            "revenue_share_above_at_least",
+            "account.revenue_share_above",
+        ),
+        (
+            AboveBy::Alone(By::GrossProfit),
+            "gross_profit_share_above_at_least",
+            "account.gross_profit_share_above",
+        ),
+    ] {
+        f!(
+            api,
+            name,
+            &format!("account.{name}(line)"),
+            &format!(
+                "true when {what} is `line` or more, both to six decimals: the same answer as `round({what}, 6) >= round(line, 6)`, but read as that answer, so after a small drop the rule runs again for the account only when its share above crosses the line, not whenever the book's total moves it (see docs/rules.md, \"What makes a rule cheap\")"
+            ),
+            move |a: &mut Account, line: f64| {
+                let call = || format!("account.{name}({line})");
+                seen(a.explain, call, reads::share_reaches(&a.m, by, line))
+            },
+        );
+    }
 }

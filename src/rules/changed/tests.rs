@@ -147,3 +147,80 @@ fn a_floor_asked_about_runs_a_pair_again_only_when_it_crosses_the_value() {
     // -> 90: both past it again.
     assert_eq!(step(&rules, &mut memo, &at(90.0)), ids(&["KH1", "KH2"]));
 }
+
+/// Accounts KH1.. of tier B with these shares above (by `tiers.by`).
+fn shares(above: &[f64]) -> Snapshot {
+    let mut snap = book(&[], 50.0, 0.1);
+    snap.accounts = above
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            Arc::new(AccountMetrics {
+                tier: Tier::B,
+                prev_tier: Tier::B,
+                share_above: *s,
+                ..AccountMetrics::empty(&format!("KH{}", i + 1), "测试")
+            })
+        })
+        .collect();
+    snap
+}
+
+/// A share above compared with a line through `share_above_at_least`
+/// (here through a variable and `Fn`/`call`) is read as the answer: the
+/// pair runs again when the share crosses the line (to six decimals, the
+/// line itself reached), not whenever it moves; a rule that fails for an
+/// account after asking, and a share that is not a number, are followed
+/// the same way.
+#[test]
+fn a_share_asked_about_runs_a_pair_again_only_when_it_crosses_the_line() {
+    let src = r#"
+        let line = 0.5;
+        let ask = Fn("share_above_at_least");
+        if account.call(ask, line) {
+            if account.id == "KH3" { throw "KH3 fails once past the line"; }
+            return;
+        }
+        alert(#{ title: "under the line" });
+    "#;
+    let rules = RuleSet::from_sources(&[("r", src)]).unwrap();
+    let first = shares(&[0.3, 0.6, 0.7]);
+    let out = rules.evaluate(&first);
+    assert_eq!((out.findings.len(), out.errors.len()), (1, 1));
+    let mut memo = Memo::of(&rules, &first, String::new(), &out).unwrap();
+    let ids = |v: &[&str]| -> Vec<String> { v.iter().map(|s| s.to_string()).collect() };
+    // Every share moves, none crosses the line.
+    assert_eq!(
+        step(&rules, &mut memo, &shares(&[0.31, 0.65, 0.75])),
+        ids(&[])
+    );
+    // KH1 exactly at the line reaches it.
+    assert_eq!(
+        step(&rules, &mut memo, &shares(&[0.5, 0.65, 0.75])),
+        ids(&["KH1"])
+    );
+    // Under it by less than half a millionth: still the line, to six decimals.
+    assert_eq!(
+        step(&rules, &mut memo, &shares(&[0.499_999_6, 0.65, 0.75])),
+        ids(&[])
+    );
+    // A millionth under it: no longer.
+    assert_eq!(
+        step(&rules, &mut memo, &shares(&[0.499_999, 0.65, 0.75])),
+        ids(&["KH1"])
+    );
+    // KH2 falls under it; KH3's share is no number (it reaches no line).
+    assert_eq!(
+        step(&rules, &mut memo, &shares(&[0.49, 0.2, f64::NAN])),
+        ids(&["KH2", "KH3"])
+    );
+    assert_eq!(
+        step(&rules, &mut memo, &shares(&[0.48, 0.1, f64::NAN])),
+        ids(&[])
+    );
+    // KH3 past the line again fails again.
+    assert_eq!(
+        step(&rules, &mut memo, &shares(&[0.48, 0.1, 1.0])),
+        ids(&["KH3"])
+    );
+}
