@@ -3,12 +3,14 @@
 //!
 //! [`Live::capture`] puts temporary triggers (`notes`) on the daemon's connection
 //! (visible to it alone): every order line or visit the connection writes,
-//! replaces or deletes notes its account (old and new), a write to the
+//! replaces or deletes notes its account (old and new; for an order line
+//! also its dates, old and new), a write to the
 //! master, receivables or stock notes the dataset, and every ledger entry
-//! its id, in a temporary table, inside the same transaction as the write.
+//! its id, in temporary tables, inside the same transaction as the write.
 //! A file rolled back leaves no note; a committed one cannot be missed.
 //! [`Live::refresh`] reads the notes and reads again only those accounts'
-//! order lines (from the `orders_lines_by_account` index) and visits (by the
+//! order lines (from the `orders_lines_by_account` index, from the first
+//! day written on) and visits (by the
 //! table's key), or the small datasets named, and assembles the timeline
 //! from the same `Parts` a full load gives: the timeline is updated in
 //! place for the accounts read again (`Timeline::update`), and the next
@@ -17,7 +19,9 @@
 //! them (`timeline::Reuse`). Any ledger entry it did not see
 //! written (a `kamwatch ingest` in another process, a file the daemon
 //! ingested in a child process) makes it load everything again; so does
-//! SIGHUP. Reads the store; writes only its own temporary table.
+//! SIGHUP. Reads the store; writes only its own temporary tables.
+
+use std::collections::HashMap;
 
 use anyhow::Result;
 use chrono::NaiveDate;
@@ -124,6 +128,7 @@ impl Live {
     /// Brings the parts up to date with what was written since the last
     /// load or refresh.
     pub fn refresh(&mut self, conn: &Connection) -> Result<Refresh> {
+        let from = notes::first_order_days(conn)?;
         let notes = notes::take(conn)?;
         let newest = notes::newest_ledger(conn)?;
         let mut own: Vec<i64> = notes
@@ -189,27 +194,30 @@ impl Live {
             self.parts.reload_inventory(conn)?;
             done.datasets.push("inventory");
         }
-        self.reread(conn, &orders, &visits, &done)?;
+        self.reread(conn, &orders, &from, &visits, &done)?;
         Ok(done)
     }
 
-    /// Reads again the order lines of accounts `orders` and the visits of
-    /// `visits`, and brings the timeline up to date with `done`.
+    /// Reads again the order lines of accounts `orders` (from their day
+    /// in `from` on, where they have one) and the visits of `visits`, and
+    /// brings the timeline up to date with `done`.
     fn reread(
         &mut self,
         conn: &Connection,
         orders: &[&str],
+        from: &HashMap<String, String>,
         visits: &[&str],
         done: &Refresh,
     ) -> Result<()> {
         let t0 = std::time::Instant::now();
-        self.reload_orders(conn, orders)?;
+        let ranks = self.reload_orders(conn, orders, from)?;
         let t_orders = t0.elapsed();
         self.parts.reload_visits(conn, visits)?;
         let t_visits = t0.elapsed();
         self.follow(done);
         tracing::debug!(
             orders_ms = t_orders.as_millis() as u64,
+            ranks_ms = ranks.as_millis() as u64,
             visits_ms = (t_visits - t_orders).as_millis() as u64,
             timeline_ms = (t0.elapsed() - t_visits).as_millis() as u64,
             "refresh phases"
@@ -235,19 +243,27 @@ impl Live {
     }
 
     /// Reads the order lines of `ids` again, and drops the rankings kept
-    /// of the days on which their 12-month sums moved.
-    fn reload_orders(&mut self, conn: &Connection, ids: &[&str]) -> Result<()> {
+    /// of the days on which their 12-month sums moved; returns how long
+    /// the latter took.
+    fn reload_orders(
+        &mut self,
+        conn: &Connection,
+        ids: &[&str],
+        from: &HashMap<String, String>,
+    ) -> Result<std::time::Duration> {
         let before: Vec<Option<Series>> = ids
             .iter()
             .map(|id| self.parts.orders.get(*id).map(|o| o.0.clone()))
             .collect();
-        self.parts.reload_orders(conn, ids, self.read_apart_from)?;
+        self.parts
+            .reload_orders(conn, ids, from, self.read_apart_from)?;
         let after = ids
             .iter()
             .map(|id| self.parts.orders.get(*id).map(|o| &o.0));
+        let t0 = std::time::Instant::now();
         self.ranks
             .changed(before.iter().map(Option::as_ref).zip(after));
-        Ok(())
+        Ok(t0.elapsed())
     }
 
     /// The snapshot as of `as_of`: what `metrics::build` gives for it.

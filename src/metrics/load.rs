@@ -216,6 +216,20 @@ impl Lines {
         Some(out)
     }
 
+    /// [`account_orders_after`] of `kept` and the account read so far;
+    /// starts the next one.
+    pub(super) fn take_after(
+        &mut self,
+        kept: Option<Kept<'_>>,
+        index: &SkuIndex,
+    ) -> Option<AccountOrders> {
+        let out = account_orders_after(kept, &self.lines, index, &mut self.scratch);
+        self.lines.clear();
+        self.last_order.clear();
+        self.order = 0;
+        out
+    }
+
     /// The lines of the account read so far, as read; starts the next one.
     pub(super) fn raw(&mut self) -> Vec<Line> {
         self.last_order.clear();
@@ -270,8 +284,33 @@ pub(super) fn account_orders(
     index: &SkuIndex,
     skus_today: &mut Vec<(u32, f64, f64)>,
 ) -> AccountOrders {
+    account_orders_after(None, lines, index, skus_today).unwrap_or_default()
+}
+
+/// What an account's metrics keep when only its lines from a day on are
+/// read again: that day, and its series and SKU lines as they were (the
+/// days before it are kept, to the bit).
+pub(super) type Kept<'a> = (Day, &'a Series, &'a SkuLines);
+
+/// [`account_orders`] of the kept days of `kept` (if any) followed by
+/// `lines` (all on or after its day): what `account_orders` gives for all
+/// the account's lines, to the bit (each day is summed on its own, and
+/// each prefix sum is the one before plus the day's). None when that
+/// leaves no day.
+pub(super) fn account_orders_after(
+    kept: Option<Kept<'_>>,
+    lines: &[Line],
+    index: &SkuIndex,
+    skus_today: &mut Vec<(u32, f64, f64)>,
+) -> Option<AccountOrders> {
+    let (keep, mut sku_lines) = match kept {
+        Some((from, series, skus)) => (
+            series.days_before(from),
+            skus.range(0..skus.upto(from.saturating_sub(1))).collect(),
+        ),
+        None => (0, Vec::new()),
+    };
     let mut days: Vec<DaySums> = Vec::with_capacity(lines.chunk_by(|a, b| a.day == b.day).count());
-    let mut sku_lines: Vec<SkuLine> = Vec::new();
     for today in lines.chunk_by(|a, b| a.day == b.day) {
         let d = today[0].day;
         let mut sum = DaySums {
@@ -308,11 +347,18 @@ pub(super) fn account_orders(
         }
         days.push(sum);
     }
-    // Each packed once, at the size it ends with.
-    AccountOrders {
-        series: Series::of(&days),
-        skus: DayLog::from(sku_lines),
+    if keep + days.len() == 0 {
+        return None;
     }
+    // Each packed once, at the size it ends with.
+    let series = match kept {
+        Some((_, old, _)) => old.continued(keep, &days),
+        None => Series::of(&days),
+    };
+    Some(AccountOrders {
+        series,
+        skus: DayLog::from(sku_lines),
+    })
 }
 
 /// One day of the book: the day and its (revenue, cost, quantity,
@@ -465,57 +511,4 @@ pub fn receivables(conn: &Connection, as_of: NaiveDate) -> Result<HashMap<String
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn bits(days: &[BookDay]) -> Vec<(Day, [u64; 4])> {
-        days.iter()
-            .map(|(d, x)| (*d, x.map(f64::to_bits)))
-            .collect()
-    }
-
-    fn series(days: &[(Day, f64, f64)]) -> Series {
-        let mut v: Vec<DaySums> = days
-            .iter()
-            .map(|&(day, revenue, cost)| DaySums {
-                day,
-                revenue,
-                cost,
-                qty: revenue / 3.0,
-                orders: 1 + (day.unsigned_abs() % 3),
-            })
-            .collect();
-        v.sort_by_key(|d| d.day);
-        v.dedup_by_key(|d| d.day);
-        Series::of(&v)
-    }
-
-    proptest! {
-        /// The book summed in a dense array is the map's, to the bit:
-        /// the same days, each summed over the accounts in their order.
-        #[test]
-        fn the_dense_book_is_the_maps(
-            accounts in proptest::collection::vec(
-                proptest::collection::vec((19_000i32..19_800, -1e6f64..1e6, -1e6f64..1e6), 0..30),
-                0..40,
-            ),
-            far in proptest::option::of(-800_000i32..800_000),
-        ) {
-            let mut all: Vec<Series> = accounts.iter().map(|a| series(a)).collect();
-            // A date written by hand far away: beyond the dense span.
-            if let Some(d) = far {
-                all.push(series(&[(d, 12.5, 3.25)]));
-            }
-            let dense = book_days(all.iter());
-            let sparse = book_days_sparse(all.iter().collect());
-            prop_assert_eq!(bits(&dense), bits(&sparse));
-        }
-    }
-
-    #[test]
-    fn an_empty_book_has_no_days() {
-        assert!(book_days(std::iter::empty()).is_empty());
-        assert!(book_days([Series::default()].iter()).is_empty());
-    }
-}
+mod tests;

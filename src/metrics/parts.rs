@@ -205,15 +205,29 @@ impl Parts {
 
     /// Reads the order lines of `ids` again, each account through the
     /// index on its id (half of them on a second connection from
-    /// `apart_from` accounts on, see `reread`); then the stock too if a
-    /// SKU is new (the inventory keeps only SKUs that were ever ordered).
+    /// `apart_from` accounts on, see `reread`), only from its day in
+    /// `from` on where it has one (`YYYY-MM-DD`: the first day a file
+    /// wrote; its days before are kept); then the stock too if a SKU is
+    /// new (the inventory keeps only SKUs that were ever ordered).
     pub fn reload_orders(
         &mut self,
         conn: &Connection,
         ids: &[&str],
+        from: &HashMap<String, String>,
         apart_from: usize,
     ) -> Result<()> {
-        let fresh = reread::orders_of(conn, ids, self.until, &mut self.skus, apart_from)?;
+        let kept: Vec<Option<load::Kept<'_>>> = ids
+            .iter()
+            .map(|id| {
+                let d = from
+                    .get(*id)
+                    .and_then(|t| crate::model::dates::parse_ymd(t))?;
+                let (series, skus) = self.orders.get(*id)?;
+                Some((day(d), series, &skus.days))
+            })
+            .collect();
+        let fresh = reread::orders_of(conn, ids, &kept, self.until, &mut self.skus, apart_from)?;
+        drop(kept);
         for (id, o) in ids.iter().zip(fresh) {
             match o {
                 Some(o) => {
@@ -290,7 +304,7 @@ impl Parts {
         self.orders.clear();
         self.visits.clear();
         let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-        self.reload_orders(conn, &ids, reread::APART_FROM)?;
+        self.reload_orders(conn, &ids, &HashMap::new(), reread::APART_FROM)?;
         self.reload_visits(conn, &ids)?;
         Ok(ids.len())
     }

@@ -3,12 +3,16 @@
 //! `orders_lines_by_account` index alone (it holds every column read, in
 //! the order the full read `load::orders` takes them: one range of the
 //! index per account, no table page) and built by the same steps: what
-//! the full read gives for that account, to the bit. From [`APART_FROM`]
-//! accounts on, the second half is read on a second connection in a
-//! thread of its own while this one reads the first (a 10,000-line
-//! re-export touches about 9,500 accounts of 100,000: 850,000 lines); new
-//! SKU names are numbered as reading them all here in order would. Reads
-//! the store; writes nothing.
+//! the full read gives for that account, to the bit. An account whose
+//! series is in memory is read only from the first day the file wrote
+//! (`metrics::notes`: old and new dates of every line written): its days
+//! before are kept, prefix sums and all (`load::account_orders_after`).
+//! From [`APART_FROM`] accounts on, the second half is read on a second
+//! connection in a thread of its own while this one reads the first (a
+//! 10,000-line re-export touches about 9,500 accounts of 100,000: 850,000
+//! lines, about half of them from the first day written); new SKU names
+//! are numbered as reading them all here in order would. Reads the store;
+//! writes nothing.
 
 use std::path::Path;
 
@@ -16,8 +20,10 @@ use anyhow::Result;
 use chrono::NaiveDate;
 use rusqlite::Connection;
 
-use super::load::{AccountOrders, Line, Lines, NO_SKU, SkuIndex, account_orders, warn_insane};
-use crate::model::dates::date_text;
+use super::load::{
+    AccountOrders, Kept, Line, Lines, NO_SKU, SkuIndex, account_orders_after, warn_insane,
+};
+use crate::model::dates::{date_of, date_text};
 
 /// From this many accounts on, half of them are read on a second
 /// connection (opening it costs about a millisecond).
@@ -25,19 +31,25 @@ pub const APART_FROM: usize = 200;
 
 const ORDERS_OF: &str = "SELECT order_id, date, sku, COALESCE(qty, 0), revenue, cost
      FROM orders INDEXED BY orders_lines_by_account
-     WHERE account_id = ?1 AND date <= ?2 ORDER BY date, order_id, line";
+     WHERE account_id = ?1 AND date >= ?2 AND date <= ?3 ORDER BY date, order_id, line";
 
 /// The order lines of each of `ids` up to `until` (see the module
-/// header); `None` for an account without lines. New SKU names are added
-/// to `index`. Half of `ids` are read apart when there are `apart_from`
-/// or more and the database is a file that a second connection can open.
+/// header); `None` for an account without lines. Where `kept` (beside
+/// `ids`) has an account's first day written and its series and SKU lines
+/// as they were, only its lines from that day on are read, and the days
+/// before are kept (`load::account_orders_after`: the same bits). New SKU
+/// names are added to `index`. Half of `ids` are read apart when there
+/// are `apart_from` or more and the database is a file that a second
+/// connection can open.
 pub fn orders_of(
     conn: &Connection,
     ids: &[&str],
+    kept: &[Option<Kept<'_>>],
     until: NaiveDate,
     index: &mut SkuIndex,
     apart_from: usize,
 ) -> Result<Vec<Option<AccountOrders>>> {
+    anyhow::ensure!(ids.len() == kept.len(), "one kept part per account");
     let second = if ids.len() >= apart_from.max(2) {
         conn.path()
             .filter(|p| !p.is_empty())
@@ -47,11 +59,12 @@ pub fn orders_of(
     };
     let Some(second) = second else {
         let mut lines = Lines::default();
-        let out = here(conn, ids, until, index, &mut lines)?;
+        let out = here(conn, ids, kept, until, index, &mut lines)?;
         warn_insane("orders", lines.insane);
         return Ok(out);
     };
     let (near, far) = ids.split_at(ids.len() / 2);
+    let (kept_near, kept_far) = kept.split_at(near.len());
     // The other thread numbers the SKU names it meets that are not known
     // yet from `known` on, in the order it meets them.
     let known = index.names.len();
@@ -63,10 +76,10 @@ pub fn orders_of(
     let (out, read) = std::thread::scope(|s| {
         let apart = s.spawn(move || {
             let mut lines = Lines::default();
-            let raw = raw(&second, far, until, &mut theirs, &mut lines);
+            let raw = raw(&second, far, kept_far, until, &mut theirs, &mut lines);
             raw.map(|r| (r, theirs, lines.insane))
         });
-        let out = here(conn, near, until, index, &mut lines);
+        let out = here(conn, near, kept_near, until, index, &mut lines);
         let read = apart
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("the second reader of order lines panicked")));
@@ -80,7 +93,7 @@ pub fn orders_of(
         .map(|name| index.intern(name))
         .collect::<Result<Vec<u32>>>()?;
     let mut scratch = Vec::new();
-    for mut account in accounts {
+    for (mut account, kept) in accounts.into_iter().zip(kept_far) {
         for l in &mut account {
             if l.sku != NO_SKU
                 && let Some(k) = (l.sku as usize).checked_sub(known)
@@ -88,7 +101,7 @@ pub fn orders_of(
                 l.sku = renumber[k];
             }
         }
-        out.push((!account.is_empty()).then(|| account_orders(&account, index, &mut scratch)));
+        out.push(account_orders_after(*kept, &account, index, &mut scratch));
     }
     warn_insane("orders", lines.insane + insane);
     Ok(out)
@@ -98,12 +111,13 @@ pub fn orders_of(
 fn here(
     conn: &Connection,
     ids: &[&str],
+    kept: &[Option<Kept<'_>>],
     until: NaiveDate,
     index: &mut SkuIndex,
     lines: &mut Lines,
 ) -> Result<Vec<Option<AccountOrders>>> {
-    each(conn, ids, until, index, lines, |lines, index| {
-        lines.take(index)
+    each(conn, ids, kept, until, index, lines, |k, lines, index| {
+        lines.take_after(kept[k], index)
     })
 }
 
@@ -112,31 +126,39 @@ fn here(
 fn raw(
     conn: &Connection,
     ids: &[&str],
+    kept: &[Option<Kept<'_>>],
     until: NaiveDate,
     index: &mut SkuIndex,
     lines: &mut Lines,
 ) -> Result<Vec<Vec<Line>>> {
-    each(conn, ids, until, index, lines, |lines, _| lines.raw())
+    each(conn, ids, kept, until, index, lines, |_, lines, _| {
+        lines.raw()
+    })
 }
 
 /// Reads each of `ids` on `conn` into `lines` (SKUs numbered with
-/// `index`) and keeps what `done` makes of them.
+/// `index`), from the day `kept` has for it (all its lines without),
+/// and keeps what `done` makes of them (given the account's place).
 fn each<T>(
     conn: &Connection,
     ids: &[&str],
+    kept: &[Option<Kept<'_>>],
     until: NaiveDate,
     index: &mut SkuIndex,
     lines: &mut Lines,
-    mut done: impl FnMut(&mut Lines, &mut SkuIndex) -> T,
+    mut done: impl FnMut(usize, &mut Lines, &mut SkuIndex) -> T,
 ) -> Result<Vec<T>> {
     let mut st = conn.prepare_cached(ORDERS_OF)?;
     let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        let mut rows = st.query(rusqlite::params![id, date_text(until)])?;
+    let until = date_text(until);
+    for (k, (id, kept)) in ids.iter().zip(kept).enumerate() {
+        // Every stored date is YYYY-MM-DD: "" is before all of them.
+        let from = kept.map_or(String::new(), |(d, _, _)| date_text(date_of(d)));
+        let mut rows = st.query(rusqlite::params![id, from, until])?;
         while let Some(r) = rows.next()? {
             lines.push(r, 0, index)?;
         }
-        out.push(done(lines, index));
+        out.push(done(k, lines, index));
     }
     Ok(out)
 }
@@ -181,14 +203,16 @@ mod tests {
         let plan: Vec<String> = conn
             .prepare(&format!("EXPLAIN QUERY PLAN {ORDERS_OF}"))
             .unwrap()
-            .query_map(rusqlite::params!["K1", "2026-12-31"], |r| r.get(3))
+            .query_map(rusqlite::params!["K1", "2026-02-01", "2026-12-31"], |r| {
+                r.get(3)
+            })
             .unwrap()
             .collect::<rusqlite::Result<_>>()
             .unwrap();
         assert_eq!(
             plan,
             [
-                "SEARCH orders USING COVERING INDEX orders_lines_by_account (account_id=? AND date<?)"
+                "SEARCH orders USING COVERING INDEX orders_lines_by_account (account_id=? AND date>? AND date<?)"
             ]
         );
         let old: i64 = conn
@@ -246,8 +270,9 @@ mod tests {
             i
         };
         let (mut i_here, mut i_apart) = (start(), start());
-        let here = orders_of(&conn, &ids, until, &mut i_here, usize::MAX).unwrap();
-        let apart = orders_of(&conn, &ids, until, &mut i_apart, 2).unwrap();
+        let whole = vec![None; ids.len()];
+        let here = orders_of(&conn, &ids, &whole, until, &mut i_here, usize::MAX).unwrap();
+        let apart = orders_of(&conn, &ids, &whole, until, &mut i_apart, 2).unwrap();
         assert_eq!(i_here.names, ["S0", "N1", "N2"]);
         assert_eq!(i_apart.names, i_here.names);
         assert_eq!(shown(&apart, &i_apart), shown(&here, &i_here));

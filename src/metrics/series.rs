@@ -67,23 +67,46 @@ impl Series {
     /// The series of `days` (in increasing order): each prefix sum is the
     /// one before plus the day's, in `f64`, as the days come.
     pub fn of(days: &[DaySums]) -> Series {
-        let mut d = Vec::with_capacity(days.len());
-        let mut p = [Vec::with_capacity(days.len()), Vec::new(), Vec::new()];
-        p[1].reserve(days.len());
-        p[2].reserve(days.len());
-        let mut o = Vec::with_capacity(days.len());
-        let (mut rev, mut cost, mut qty, mut orders) = (0.0f64, 0.0f64, 0.0f64, 0u32);
+        Series::default().continued(0, days)
+    }
+
+    /// The series whose first `keep` days (at most those this view sees)
+    /// and their prefix sums are this one's, followed by `days` (in
+    /// increasing order, all after those kept), each prefix sum the one
+    /// before plus the day's: [`Series::of`] of the kept days' sums and
+    /// `days`, to the bit (the kept prefix sums are the ones it would
+    /// compute again). The daemon reads again only an account's days from
+    /// the first one a file wrote (`metrics::reread`).
+    pub fn continued(&self, keep: usize, days: &[DaySums]) -> Series {
+        let keep = keep.min(self.n);
+        let len = keep + days.len();
+        let t = &self.table;
+        let mut d: Vec<i64> = Vec::with_capacity(len);
+        let mut p = [
+            Vec::with_capacity(len),
+            Vec::with_capacity(len),
+            Vec::with_capacity(len),
+        ];
+        let mut o: Vec<i64> = Vec::with_capacity(len);
+        d.extend((0..keep).map(|k| t.int(DAY, k)));
+        for (v, c) in p.iter_mut().zip([REVENUE, COST, QTY]) {
+            v.extend((0..keep).map(|k| t.amount(c, k)));
+        }
+        o.extend((0..keep).map(|k| t.int(ORDERS, k)));
+        let mut sums = p.each_ref().map(|v| v.last().copied().unwrap_or(0.0));
+        // A kept count is one this function summed: within u32.
+        let mut orders = o.last().map_or(0u32, |x| *x as u32);
         for x in days {
-            rev += x.revenue;
-            cost += x.cost;
-            qty += x.qty;
+            for (s, add) in sums.iter_mut().zip([x.revenue, x.cost, x.qty]) {
+                *s += add;
+            }
             // Saturating where the f64 sum would be exact to 2^53: beyond
             // four billion orders, more than any table here could hold.
             orders = orders.saturating_add(x.orders);
             d.push(i64::from(x.day));
-            p[0].push(rev);
-            p[1].push(cost);
-            p[2].push(qty);
+            for (v, s) in p.iter_mut().zip(sums) {
+                v.push(s);
+            }
             o.push(i64::from(orders));
         }
         Series {
@@ -94,8 +117,13 @@ impl Series {
                 Values::Amounts(&p[2]),
                 Values::Ints(&o),
             ]),
-            n: days.len(),
+            n: len,
         }
+    }
+
+    /// How many of the days this view sees come before day `d`.
+    pub fn days_before(&self, d: Day) -> usize {
+        self.upto(d.saturating_sub(1))
     }
 
     /// Appends a day (after the days this view sees, which it forks from

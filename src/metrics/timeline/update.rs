@@ -40,6 +40,10 @@ impl Timeline {
         }
         let mut updated = Vec::new();
         let mut moved: Vec<Day> = Vec::new();
+        // Past BOOK_DAYS_AT_MOST days moved the book is summed again
+        // whole, whichever days they are: no need to find more of them (a
+        // re-export moves most days with its first accounts).
+        let mut whole = false;
         let mut unlisted = false;
         for id in ids {
             let Ok(i) = self.accounts.binary_search_by(|a| (*a.who.id).cmp(id)) else {
@@ -49,7 +53,14 @@ impl Timeline {
             };
             let a = &mut self.accounts[i];
             let (series, skus) = parts.orders.get(*id).cloned().unwrap_or_default();
-            changed_days(&a.series, &series, &mut moved);
+            if !whole {
+                changed_days(&a.series, &series, &mut moved);
+                if moved.len() > BOOK_DAYS_AT_MOST {
+                    moved.sort_unstable();
+                    moved.dedup();
+                    whole = moved.len() > BOOK_DAYS_AT_MOST;
+                }
+            }
             a.series = series;
             a.skus = skus;
             a.visits = parts.visits.get(*id).cloned().unwrap_or_default();
@@ -61,10 +72,12 @@ impl Timeline {
         if !Arc::ptr_eq(&self.roles, &parts.roles.names) {
             self.roles = parts.roles.names.clone();
         }
+        let t0 = std::time::Instant::now();
         self.skus.lines = sku_lines(parts);
+        let t_skus = t0.elapsed();
         moved.sort_unstable();
         moved.dedup();
-        if moved.len() > BOOK_DAYS_AT_MOST {
+        if whole {
             self.book_days = book_days(self.accounts.iter().map(|a| &a.series));
         } else {
             for d in &moved {
@@ -74,6 +87,14 @@ impl Timeline {
         if !moved.is_empty() {
             self.book = book_series(&self.book_days);
         }
+        tracing::debug!(
+            accounts = updated.len(),
+            book_days_moved = moved.len(),
+            book_summed_whole = whole,
+            sku_lines_ms = t_skus.as_millis() as u64,
+            book_ms = (t0.elapsed() - t_skus).as_millis() as u64,
+            "timeline updated"
+        );
         Some(updated)
     }
 
