@@ -293,7 +293,7 @@ fn rule_settings_disable_a_rule_and_for_1_beats_a_global_3() {
     let fired = |all: &[(String, bool)], rule: &str| all.iter().filter(|f| f.0 == rule).count();
     assert!(fired(&before, "lapsed_visits") > 0, "{before:?}");
     assert!(fired(&before, "order_gap") > 0, "{before:?}");
-    assert!(fired(&before, "tier_movement") > 0, "{before:?}");
+    assert!(fired(&before, "thin_margin_a") > 0, "{before:?}");
 
     p.edit_config("  for_evaluations: 1\n", "  for_evaluations: 3\n");
     let cfg = std::fs::read_to_string(p.config()).unwrap();
@@ -314,7 +314,7 @@ fn rule_settings_disable_a_rule_and_for_1_beats_a_global_3() {
     assert!(line("lapsed_visits").contains("enabled no"), "{out}");
     assert!(line("order_gap").contains(", for_evaluations 1,"), "{out}");
     assert!(
-        line("tier_movement").contains(", for_evaluations 3,"),
+        line("thin_margin_a").contains(", for_evaluations 3,"),
         "{out}"
     );
     // `for` is the older name of for_evaluations: read the same, and said.
@@ -322,7 +322,7 @@ fn rule_settings_disable_a_rule_and_for_1_beats_a_global_3() {
         out.contains("warning: rule_settings.order_gap.for is read as `for_evaluations`"),
         "{out}"
     );
-    assert!(line("tier_movement").contains("enabled yes"), "{out}");
+    assert!(line("thin_margin_a").contains("enabled yes"), "{out}");
 
     let after = dry_run(&p);
     assert_eq!(
@@ -330,7 +330,8 @@ fn rule_settings_disable_a_rule_and_for_1_beats_a_global_3() {
         0,
         "a disabled rule fired: {after:?}"
     );
-    // order_gap fires on the first evaluation, tier_movement waits for 3.
+    // order_gap fires on the first evaluation, thin_margin_a waits for 3
+    // (tier_movement says nothing on a book two months old).
     assert!(
         after.iter().filter(|f| f.0 == "order_gap").all(|f| f.1),
         "{after:?}"
@@ -339,7 +340,7 @@ fn rule_settings_disable_a_rule_and_for_1_beats_a_global_3() {
     assert!(
         after
             .iter()
-            .filter(|f| f.0 == "tier_movement")
+            .filter(|f| f.0 == "thin_margin_a")
             .all(|f| !f.1),
         "{after:?}"
     );
@@ -532,4 +533,101 @@ fn thin_margin_a_is_one_alert_around_its_line() {
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(v["started"], 1, "{v}");
     assert_eq!(v["top_accounts"][0][0], "T", "{v}");
+}
+
+/// A closed alert (its final notice sent) is shown as closed by `eval` and
+/// `--explain`, not "held open" (probe6 11): A2's drop, held on
+/// 2026-11-20, is on record as firing (held open), then as closed.
+#[test]
+fn a_closed_alert_is_shown_closed_not_held_open() {
+    let p = a2_drop_book();
+    let eval = |args: &[&str]| stdout(&p.run_ok(args));
+    let dry = ["eval", "--dry-run", "--as-of", "2026-11-20"];
+    let a2 = |out: &str| {
+        out.lines()
+            .find(|l| l.contains("tier_movement") && l.contains(" A2 "))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no tier_movement line for A2:\n{out}"))
+    };
+    p.db()
+        .execute(
+            "INSERT INTO alerts (rule, account_id, key, state, severity, title, figures, action, started_at, last_seen_at)
+             VALUES ('tier_movement', 'A2', '', 'firing', 'warning', 't', '{}', '', '2026-10-15', '2026-11-19')",
+            [],
+        )
+        .unwrap();
+    let held = eval(&dry);
+    assert!(a2(&held).ends_with("(held open)"), "{held}");
+    p.db()
+        .execute(
+            "UPDATE alerts SET state = 'closed' WHERE account_id = 'A2'",
+            [],
+        )
+        .unwrap();
+    let text = eval(&dry);
+    assert!(a2(&text).ends_with("(closed: final notice sent)"), "{text}");
+    let json = eval(&[&dry[..], &["--format", "json"]].concat());
+    let line = json
+        .lines()
+        .find(|l| l.contains("\"tier_movement\"") && l.contains("\"A2\""))
+        .unwrap_or_else(|| panic!("{json}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["closed"], true, "{line}");
+    let explained = eval(&[
+        "eval",
+        "--rule",
+        "tier_movement",
+        "--account",
+        "A2",
+        "--explain",
+        "--as-of",
+        "2026-11-20",
+    ]);
+    assert!(
+        explained.contains("closed (its final notice was sent") && !explained.contains("held ("),
+        "{explained}"
+    );
+}
+
+/// `eval --format json` keeps each figure's raw number, as docs/rules.md
+/// says (probe6 05: they were rounded to 2 decimals), of every kind and
+/// plain; whole days stay integers; the text output still writes them
+/// the reader's way.
+#[test]
+fn eval_json_keeps_the_raw_figures() {
+    let p = a2_drop_book();
+    for f in std::fs::read_dir(p.path("rules")).unwrap() {
+        let f = f.unwrap().path();
+        if f.extension().is_some_and(|e| e == "rhai") {
+            std::fs::remove_file(f).unwrap();
+        }
+    }
+    std::fs::write(
+        p.path("rules/zz_fig.rhai"),
+        r#"if account.id != "A1" { return; }
+alert(#{ title: "fig", figures: [
+  ["money", money(1234.56789)], ["pct", pct(12.3456789)], ["points", points(0.123456)],
+  ["ratio", ratio(1.23456)], ["days", days(45.0)], ["raw", 0.123456789],
+  ["tiny", money(0.004)], ["neg", pct(-0.005)] ]});
+"#,
+    )
+    .unwrap();
+    let dry = ["eval", "--dry-run", "--as-of", "2026-11-20"];
+    let json = stdout(&p.run_ok(&[&dry[..], &["--format", "json"]].concat()));
+    let v: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    let f = &v["figures"];
+    for (k, want) in [
+        ("money", 1234.56789),
+        ("pct", 12.3456789),
+        ("points", 0.123456),
+        ("ratio", 1.23456),
+        ("raw", 0.123456789),
+        ("tiny", 0.004),
+        ("neg", -0.005),
+    ] {
+        assert_eq!(f[k].as_f64(), Some(want), "{k}: {json}");
+    }
+    assert_eq!(f["days"], serde_json::json!(45), "{json}");
+    let text = stdout(&p.run_ok(&dry));
+    assert!(text.contains("fig"), "{text}");
 }

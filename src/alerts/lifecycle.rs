@@ -17,7 +17,7 @@ use rusqlite::{Connection, OptionalExtension, Statement, params};
 use serde::{Deserialize, Serialize};
 
 use super::error::Error;
-use super::machine::{Lifecycle, Notice, Observation, State, step};
+use super::machine::{Lifecycle, Notice, Observation, State, kept_open, step};
 use super::policy::Policies;
 use super::silence::{self, Silence};
 use crate::metrics::AccountMetrics;
@@ -134,6 +134,7 @@ fn apply_batched<E: From<Error>>(
     let mut table = Table::prepare(conn, as_of)?;
     let mut changes = Changes::default();
     let mut batch: Vec<Notified> = Vec::new();
+    let kept = kept_open_groups(findings, &stored, policies, as_of);
     for (at, obs) in observations(findings, errors, &stored, &by_id, ran) {
         // A raised alert's key is made as it comes, not all at once.
         let (key, index) = match at {
@@ -145,6 +146,11 @@ fn apply_batched<E: From<Error>>(
             At::Stored(k) => (std::borrow::Cow::Borrowed(k), None),
         };
         let key: &Key = &key;
+        let obs = if obs == Observation::Clear && kept.contains(&(key.0.as_str(), key.1.as_str())) {
+            Observation::Ended
+        } else {
+            obs
+        };
         let row = stored.get(key);
         let prev = row.map(|r| r.life.clone()).unwrap_or_default();
         let finding = index.map(|i| &findings[i]);
@@ -248,6 +254,35 @@ fn observations<'a>(
         work.push((At::Stored(key), obs));
     }
     work
+}
+
+/// The (rule, account) groups, of rules with `one_open_per_account`, where
+/// an alert raised or held now is open after this evaluation: their other
+/// stored alerts, not raised, end now (`machine::kept_open`).
+fn kept_open_groups<'f>(
+    findings: &'f [Finding],
+    stored: &HashMap<Key, Row>,
+    policies: &Policies,
+    as_of: NaiveDate,
+) -> HashSet<(&'f str, &'f str)> {
+    let none = Lifecycle::default();
+    let mut seen: HashSet<(&str, &str, &str)> = HashSet::new();
+    let observed = findings.iter().filter_map(|f| {
+        let policy = policies.get(&f.rule);
+        if !policy.one_open_per_account || !seen.insert((&*f.rule, &*f.account.id, f.key.as_str()))
+        {
+            return None;
+        }
+        let key: Key = (f.rule.to_string(), f.account.id.to_string(), f.key.clone());
+        let prev = stored.get(&key).map_or(&none, |r| &r.life);
+        let obs = if f.starts {
+            Observation::Raised(f.severity)
+        } else {
+            Observation::Held(f.severity)
+        };
+        Some(((&*f.rule, &*f.account.id), prev, obs, policy))
+    });
+    kept_open(observed, as_of)
 }
 
 /// Whether a silence in force covers the alert `key` of `account`.
@@ -493,6 +528,14 @@ fn notice_item(
 pub fn figures_json(f: &Finding) -> String {
     let map: serde_json::Map<String, serde_json::Value> = f.figures_owned().into_iter().collect();
     serde_json::Value::Object(map).to_string()
+}
+
+/// The (rule, account, key) of every closed alert (`close_after_days`:
+/// its final notice sent), for `eval` and `--explain` to say so.
+pub fn closed_keys(conn: &Connection) -> Result<HashSet<(String, String, String)>, Error> {
+    let mut st = conn.prepare("SELECT rule, account_id, key FROM alerts WHERE state = 'closed'")?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Alerts currently firing, by severity, for status lines.

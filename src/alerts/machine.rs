@@ -93,6 +93,10 @@ pub enum Observation {
     Clear,
     /// The rule failed for the account: no evidence either way.
     Unknown,
+    /// The rule ran and did not raise it, but raised (or held) another of
+    /// its alerts for the account that is open, under
+    /// `one_open_per_account`: it ends now, silently (see [`exclusive`]).
+    Ended,
 }
 
 /// A notice about an alert: what people are told.
@@ -178,6 +182,7 @@ pub fn step(
         Observation::Held(_) | Observation::Clear => {
             cleared(prev, policy, as_of, silenced, &mut out)
         }
+        Observation::Ended => ended(prev, as_of),
     };
     // Kept firing only by keep_firing_for_days (cleared today), an alert
     // says nothing new: no repeat, no escalation of a condition that has
@@ -294,6 +299,65 @@ fn cleared(
         State::Inactive | State::Resolved => {}
     }
     n
+}
+
+/// The next lifecycle of an alert another one of its rule and account
+/// replaced (`one_open_per_account`): pending goes back to inactive, firing
+/// or closed resolves today, with no notice and no keep_firing_for_days.
+fn ended(prev: &Lifecycle, as_of: NaiveDate) -> Lifecycle {
+    let mut n = prev.clone();
+    match prev.state {
+        State::Pending => {
+            n.state = State::Inactive;
+            n.pending_count = 0;
+            n.pending_since = None;
+        }
+        State::Firing | State::Closed => {
+            n.state = State::Resolved;
+            n.resolved_at = Some(as_of);
+            n.cleared_since = Some(as_of);
+        }
+        State::Inactive | State::Resolved => {}
+    }
+    n
+}
+
+/// Whether an alert observed `obs` today is open after its step (pending,
+/// firing or closed) because the rule raised or held it: the alert that,
+/// under `one_open_per_account`, ends the rule's others for the account.
+pub fn keeps_open(
+    prev: &Lifecycle,
+    obs: Observation,
+    policy: &RulePolicy,
+    as_of: NaiveDate,
+) -> bool {
+    matches!(obs, Observation::Raised(_) | Observation::Held(_))
+        && matches!(
+            step(prev, obs, policy, as_of, false).next.state,
+            State::Pending | State::Firing | State::Closed
+        )
+}
+
+/// `one_open_per_account`, for one evaluation: of the `observed` alerts
+/// (each with its group, the rule and account, its lifecycle before today,
+/// today's observation and its rule's policy), the groups of a rule with
+/// the setting where an alert is raised or held and open after today
+/// ([`keeps_open`]). The caller observes the group's other alerts that the
+/// rule did not raise (`Clear`) as [`Observation::Ended`]. Alerts the rule
+/// raised or held stay as observed (a rule that raises two keys at once
+/// keeps both open: it should raise one), and so do unknown ones (a
+/// failed run is no evidence).
+pub fn kept_open<'a, G: Eq + std::hash::Hash>(
+    observed: impl IntoIterator<Item = (G, &'a Lifecycle, Observation, &'a RulePolicy)>,
+    as_of: NaiveDate,
+) -> std::collections::HashSet<G> {
+    observed
+        .into_iter()
+        .filter(|(_, prev, obs, policy)| {
+            policy.one_open_per_account && keeps_open(prev, *obs, policy, as_of)
+        })
+        .map(|(group, ..)| group)
+        .collect()
 }
 
 /// The notices of an alert firing after this evaluation (`n`): started,

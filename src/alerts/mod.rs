@@ -28,7 +28,9 @@ mod replay;
 pub mod silence;
 
 pub use error::Error;
-pub use lifecycle::{Changes, Item, Notified, Only, apply, figures_json, firing_counts};
-pub use machine::{Lifecycle, Notice, Observation, State, Step, step};
+pub use lifecycle::{
+    Changes, Item, Notified, Only, apply, closed_keys, figures_json, firing_counts,
+};
+pub use machine::{Lifecycle, Notice, Observation, State, Step, kept_open, step};
 pub use policy::{Policies, RulePolicy};
 pub use replay::replay;

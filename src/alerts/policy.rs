@@ -26,6 +26,8 @@ pub struct RulePolicy {
     /// Days of firing after which an alert still raised gets its final
     /// notice and is closed (see `machine`); 0 = never.
     pub close_after_days: u32,
+    /// At most one of the rule's alerts open per account (see `machine`).
+    pub one_open_per_account: bool,
     /// Addresses that get this rule's notices besides the owner.
     pub extra_recipients: Vec<String>,
 }
@@ -39,6 +41,7 @@ impl RulePolicy {
             keep_firing_for_days: a.keep_firing_for_days,
             escalate_after_days: a.escalate_after_days,
             close_after_days: a.close_after_days,
+            one_open_per_account: false,
             extra_recipients: Vec::new(),
         }
     }
@@ -64,6 +67,9 @@ impl RulePolicy {
         }
         if let Some(n) = s.close_after_days {
             self.close_after_days = n;
+        }
+        if let Some(b) = s.one_open_per_account {
+            self.one_open_per_account = b;
         }
         if let Some(r) = &s.recipients {
             self.extra_recipients.clone_from(r);
@@ -206,7 +212,39 @@ mod tests {
                 .close_after_days,
             0
         );
+        // one_open_per_account: off by default, SETTINGS sets it, the
+        // config over it.
+        let one = crate::rules::RuleSet::from_sources(&[(
+            "one",
+            "const SETTINGS = #{ one_open_per_account: true };",
+        )])
+        .unwrap();
+        let cfg = crate::config::parse(&base).unwrap();
+        assert!(
+            Policies::for_rules(&cfg, &one)
+                .get("one")
+                .one_open_per_account
+        );
+        assert!(
+            !Policies::for_rules(&cfg, &one)
+                .get("other")
+                .one_open_per_account
+        );
+        let cfg = crate::config::parse(&format!(
+            "{base}\nrule_settings:\n  one:\n    one_open_per_account: false\n"
+        ))
+        .unwrap();
+        assert!(
+            !Policies::for_rules(&cfg, &one)
+                .get("one")
+                .one_open_per_account
+        );
         for (bad, want) in [
+            (
+                "one_open_per_acount: true",
+                "unknown field `one_open_per_acount`",
+            ),
+            ("one_open_per_account: 2", "one_open_per_account"),
             ("close_after_day: 180", "unknown field `close_after_day`"),
             ("close_after_days: -1", "close_after_days"),
             ("close_after_days: 1.5", "close_after_days"),

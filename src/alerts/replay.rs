@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 
-use super::machine::{Lifecycle, Observation, State, step};
+use super::machine::{Lifecycle, Observation, State, kept_open, step};
 use super::policy::{Policies, RulePolicy};
 use crate::rules::testing::Noticed;
 use crate::rules::{Finding, RuleSet};
@@ -36,6 +36,21 @@ pub fn replay(rules: &RuleSet, days: &[(NaiveDate, Vec<Finding>)]) -> Vec<Notice
         }
         for key in open.keys() {
             seen.entry(key.clone()).or_insert(Observation::Clear);
+        }
+        // One open alert per account where the rule says so: an alert the
+        // rule raised or held ends its others for the account.
+        let none = Lifecycle::default();
+        let kept = kept_open(
+            seen.iter().map(|(k, obs)| {
+                let prev = open.get(k).unwrap_or(&none);
+                ((k.0.clone(), k.1.clone()), prev, *obs, policies.get(&k.0))
+            }),
+            *day,
+        );
+        for (k, obs) in seen.iter_mut() {
+            if *obs == Observation::Clear && kept.contains(&(k.0.clone(), k.1.clone())) {
+                *obs = Observation::Ended;
+            }
         }
         for (key, obs) in seen {
             let prev = open.remove(&key).unwrap_or_default();

@@ -92,11 +92,23 @@ fn eval(cfg: &Loaded, as_of: NaiveDate, dry_run: bool, format: Format) -> Result
     } else {
         Some(pipeline::deliver(cfg, &conn, Default::default())?)
     };
+    // Closed alerts (their final notice sent) stay closed while raised or
+    // held: said so, not "held open" (probe6 11).
+    let closed = crate::alerts::closed_keys(&conn)?;
+    let is_closed = |f: &crate::rules::Finding| {
+        closed.contains(&(f.rule.to_string(), f.account.id.to_string(), f.key.clone()))
+    };
     let mut o = std::io::stdout().lock();
     for (i, f) in report.findings.iter().enumerate() {
         let started = report.started.contains(&i);
         match format {
-            Format::Json => writeln!(o, "{}", finding_json(f, as_of, started))?,
+            Format::Json => {
+                let mut v = finding_json(f, as_of, started);
+                if is_closed(f) {
+                    v["closed"] = true.into();
+                }
+                writeln!(o, "{v}")?
+            }
             Format::Text => writeln!(
                 o,
                 "{:<8} {:<18} {:<8} {}  {}{}",
@@ -108,6 +120,7 @@ fn eval(cfg: &Loaded, as_of: NaiveDate, dry_run: bool, format: Format) -> Result
                 match (started, dry_run) {
                     (true, false) => "  (new)",
                     (true, true) => "  (would start)",
+                    _ if is_closed(f) => "  (closed: final notice sent)",
                     _ if !f.starts => "  (held open)",
                     _ => "",
                 }
@@ -224,7 +237,12 @@ pub fn explain(cfg: &Loaded, as_of: NaiveDate, rule: &str, account: &str) -> Res
     }
     let snap = crate::metrics::build(&conn, as_of, &cfg.cfg.tiers)?;
     match rules.explain(&snap, rule, account) {
-        Ok(ex) => {
+        Ok(mut ex) => {
+            ex.closed = crate::alerts::closed_keys(&conn)?
+                .into_iter()
+                .filter(|(r, a, _)| *r == ex.rule && *a == ex.account)
+                .map(|(_, _, k)| k)
+                .collect();
             write!(std::io::stdout().lock(), "{ex}")?;
             Ok(success_if(ex.error.is_none()))
         }

@@ -100,7 +100,7 @@ fn policy_line(r: &Rule, policies: &crate::alerts::Policies) -> String {
     let mut recipients = vec!["owner".to_string()];
     recipients.extend(p.extra_recipients.iter().cloned());
     format!(
-        "rule {}: enabled {}, tiers {}, needs {}, book_needs {}, severity {}, for_evaluations {}, repeat_interval_days {}, recipients {}, notify_resolved {}, keep_firing_for_days {}, escalate_after_days {}, close_after_days {}",
+        "rule {}: enabled {}, tiers {}, needs {}, book_needs {}, severity {}, for_evaluations {}, repeat_interval_days {}, recipients {}, notify_resolved {}, keep_firing_for_days {}, escalate_after_days {}, close_after_days {}, one_open_per_account {}",
         r.name,
         yes(r.enabled()),
         list(&s.tiers, "all"),
@@ -114,6 +114,7 @@ fn policy_line(r: &Rule, policies: &crate::alerts::Policies) -> String {
         p.keep_firing_for_days,
         p.escalate_after_days,
         p.close_after_days,
+        yes(p.one_open_per_account),
     )
 }
 

@@ -56,6 +56,11 @@ pub struct RuleSettings {
     /// notice and is closed; 0 = never.
     #[serde(default)]
     pub close_after_days: Option<u32>,
+    /// At most one of the rule's alerts open per account: an alert raised
+    /// or held (and open) ends the rule's other alerts of the account at
+    /// once, silently (see `alerts::machine`).
+    #[serde(default)]
+    pub one_open_per_account: Option<bool>,
     /// Addresses mailed besides the account's owner.
     #[serde(default)]
     pub recipients: Option<Vec<String>>,
@@ -70,7 +75,7 @@ pub struct RuleSettings {
 
 impl RuleSettings {
     /// Every key, in the order the docs list them.
-    pub const KEYS: [&str; 12] = [
+    pub const KEYS: [&str; 13] = [
         "enabled",
         "tiers",
         "needs",
@@ -82,6 +87,7 @@ impl RuleSettings {
         "keep_firing_for_days",
         "escalate_after_days",
         "close_after_days",
+        "one_open_per_account",
         "recipients",
     ];
     /// Older key names and the key each is read as.
@@ -217,6 +223,7 @@ impl RuleSettings {
         over(&mut self.keep_firing_for_days, &upper.keep_firing_for_days);
         over(&mut self.escalate_after_days, &upper.escalate_after_days);
         over(&mut self.close_after_days, &upper.close_after_days);
+        over(&mut self.one_open_per_account, &upper.one_open_per_account);
         over(&mut self.recipients, &upper.recipients);
     }
 
@@ -234,6 +241,7 @@ impl RuleSettings {
             self.keep_firing_for_days.is_some(),
             self.escalate_after_days.is_some(),
             self.close_after_days.is_some(),
+            self.one_open_per_account.is_some(),
             self.recipients.is_some(),
         ];
         Self::KEYS

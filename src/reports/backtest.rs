@@ -343,6 +343,27 @@ impl Lifecycles<'_> {
                 seen.insert(*key, obs);
             }
         }
+        // One open alert per account where the rule says so
+        // (`one_open_per_account`): an alert the rule raised or held ends
+        // its others for the account, as in the daemon.
+        let none = Lifecycle::default();
+        let kept = alerts::kept_open(
+            seen.iter().map(|(k, obs)| {
+                let policy = self.policies.get(&self.rules.rules[usize::from(k.0)].name);
+                (
+                    (k.0, k.1),
+                    self.alerts.get(k).unwrap_or(&none),
+                    *obs,
+                    policy,
+                )
+            }),
+            day,
+        );
+        for (k, obs) in &mut seen {
+            if *obs == Observation::Clear && kept.contains(&(k.0, k.1)) {
+                *obs = Observation::Ended;
+            }
+        }
         for (key, obs) in seen {
             self.observe(day, key, obs);
         }

@@ -47,6 +47,7 @@ impl RuleSet {
             lines: Vec::new(),
             error: None,
             style: self.style.clone(),
+            closed: Vec::new(),
         };
         if ex.skipped.is_some() {
             return Ok(ex);
@@ -146,6 +147,10 @@ pub struct Explanation {
     pub error: Option<String>,
     /// How the findings' figures are written.
     pub style: crate::format::Style,
+    /// The keys of this rule and account whose alert is closed on record
+    /// (its final notice sent): a finding of one tells nothing. The
+    /// caller, who reads the alerts, fills it in; empty: none known.
+    pub closed: Vec<String>,
 }
 
 impl fmt::Display for Explanation {
@@ -180,7 +185,16 @@ impl fmt::Display for Explanation {
             return writeln!(f, "silent: no alert() call was reached with these figures");
         }
         for (x, line) in self.findings.iter().zip(&self.lines) {
-            if x.starts {
+            if self.closed.contains(&x.key) {
+                // Closed (`close_after_days`): raised or held, it stays
+                // closed and mails nothing; the first run that neither
+                // raises nor holds it ends it.
+                write!(
+                    f,
+                    "closed (its final notice was sent; while raised or held it stays closed and mails nothing): {} \"{}\"",
+                    x.severity, x.title
+                )?;
+            } else if x.starts {
                 write!(f, "fired: {} \"{}\"", x.severity, x.title)?;
             } else {
                 // `alert(#{ starts: false })`: what it does depends on the

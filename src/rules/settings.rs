@@ -98,6 +98,7 @@ fn set(s: &mut RuleSettings, key: &str, v: &Dynamic) -> Result<(), Error> {
             s.escalate_after_days = Some(count(v, "escalate_after_days", "days")?)
         }
         "close_after_days" => s.close_after_days = Some(count(v, "close_after_days", "days")?),
+        "one_open_per_account" => s.one_open_per_account = Some(flag(v, "one_open_per_account")?),
         "recipients" => s.recipients = Some(strings(v, "recipients", "[\"pricing@example.com\"]")?),
         "extra_recipients" => {
             s.set_old_extra_recipients(strings(v, "extra_recipients", "[\"pricing@example.com\"]")?)
@@ -418,8 +419,16 @@ mod tests {
                 "`close_after_days` must be a whole number of days",
             ),
             (
+                "const SETTINGS = #{ one_open_per_account: 1 };",
+                "`one_open_per_account` must be true or false",
+            ),
+            (
+                "const SETTINGS = #{ one_open_per_acount: true };",
+                "unknown setting `one_open_per_acount`",
+            ),
+            (
                 "const SETTINGS = #{ close_after_day: 180 };",
-                "unknown setting `close_after_day`; the settings are enabled, tiers, needs, book_needs, severity, for_evaluations, repeat_interval_days, notify_resolved, keep_firing_for_days, escalate_after_days, close_after_days, recipients",
+                "unknown setting `close_after_day`; the settings are enabled, tiers, needs, book_needs, severity, for_evaluations, repeat_interval_days, notify_resolved, keep_firing_for_days, escalate_after_days, close_after_days, one_open_per_account, recipients",
             ),
         ] {
             let e = RuleSet::from_sources(&[("b", src)]).err().unwrap();

@@ -242,3 +242,94 @@ fn a_closed_alert_is_stored_stays_closed_and_ends() {
     );
     assert_eq!(history, 1);
 }
+
+/// `one_open_per_account` against the table (probe6 06): rule "r" raises
+/// key "a" on day 1, holds it on day 2, raises "b" on day 3 and holds
+/// both on day 4 (inside a margin), then raises "a" again on day 5. Each
+/// day at most one of the account's alerts is open: "b" starting ends
+/// "a" at once, silently, though keep_firing_for_days would keep it 30
+/// days; holding both keeps only the open one open; "a" raised again
+/// ends "b". Without the setting, both stay open together.
+#[test]
+fn one_open_per_account_ends_the_other_key_at_once() {
+    let run = |one_open: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open(&dir.path().join("k.db")).unwrap();
+        let account = Arc::new(AccountMetrics::empty("K1", "客户"));
+        let rule: Arc<str> = Arc::from("r");
+        let finding = |key: &str, starts: bool| Finding {
+            rule: rule.clone(),
+            account: account.clone(),
+            said: Arc::new(crate::rules::Said {
+                key: key.into(),
+                severity: Warning,
+                title: format!("t {key}"),
+                figures: vec![],
+                units: Default::default(),
+                action: "".into(),
+                starts,
+            }),
+        };
+        let mut policies = Policies::default();
+        policies.set(
+            "r",
+            RulePolicy {
+                keep_firing_for_days: 30,
+                notify_resolved: true,
+                one_open_per_account: one_open,
+                ..policy()
+            },
+        );
+        let ran: HashSet<&str> = ["r"].into_iter().collect();
+        let accounts = vec![account.clone()];
+        let days: Vec<Vec<Finding>> = vec![
+            vec![finding("a", true)],
+            vec![finding("a", false)],
+            vec![finding("b", true)],
+            vec![finding("a", false), finding("b", false)],
+            vec![finding("a", true)],
+        ];
+        let mut open = Vec::new();
+        let mut told = Vec::new();
+        for (i, findings) in days.iter().enumerate() {
+            apply(
+                &conn,
+                d(i as u32 + 1),
+                findings,
+                &[],
+                None,
+                &accounts,
+                &policies,
+                &ran,
+                &mut |b: &[Notified]| -> Result<(), Error> {
+                    told.extend(
+                        b.iter()
+                            .map(|n| (i + 1, n.item.key.clone(), n.item.notice.kind())),
+                    );
+                    Ok(())
+                },
+            )
+            .unwrap();
+            let mut s = conn
+                .prepare("SELECT key FROM alerts WHERE state IN ('pending', 'firing', 'closed') ORDER BY key")
+                .unwrap();
+            let keys: Vec<String> = s
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .map(|k| k.unwrap())
+                .collect();
+            open.push(keys.join(","));
+        }
+        (open, told)
+    };
+    let (open, told) = run(true);
+    assert_eq!(open, ["a", "a", "b", "b", "a"]);
+    let started = |d: usize, k: &str| (d, k.to_string(), "started");
+    assert_eq!(
+        told,
+        [started(1, "a"), started(3, "b"), started(5, "a")],
+        "the alert another replaced ends silently, with no resolved notice"
+    );
+    let (open, _) = run(false);
+    assert_eq!(open, ["a", "a", "a,b", "a,b", "a,b"]);
+}

@@ -388,6 +388,7 @@ mod same_day {
             Just(Raised(Critical)),
             Just(Held(Warning)),
             Just(Held(Critical)),
+            Just(Observation::Ended),
         ]
     }
 
@@ -461,4 +462,79 @@ mod same_day {
             }
         }
     }
+}
+
+/// An alert another of its rule and account replaced
+/// (`one_open_per_account`) ends at once and silently: no
+/// keep_firing_for_days, no resolved notice, pending goes back to
+/// inactive, a closed one ends, an ended one stays ended.
+#[test]
+fn ended_by_another_key_ends_at_once_and_silently() {
+    let keep = RulePolicy {
+        keep_firing_for_days: 30,
+        notify_resolved: true,
+        ..policy()
+    };
+    run(
+        &keep,
+        &[
+            (1, Raised(Warning), false, State::Firing, &["started"], &[]),
+            (2, Observation::Ended, false, State::Resolved, &[], &[]),
+            (3, Observation::Ended, false, State::Resolved, &[], &[]),
+            (4, Held(Warning), false, State::Resolved, &[], &[]),
+            (5, Raised(Warning), false, State::Firing, &["started"], &[]),
+        ],
+    );
+    let two = RulePolicy {
+        for_evaluations: 2,
+        ..keep.clone()
+    };
+    run(
+        &two,
+        &[
+            (1, Raised(Warning), false, State::Pending, &[], &[]),
+            (2, Observation::Ended, false, State::Inactive, &[], &[]),
+            (3, Raised(Warning), false, State::Pending, &[], &[]),
+        ],
+    );
+    let closing = RulePolicy {
+        close_after_days: 2,
+        ..keep
+    };
+    run(
+        &closing,
+        &[
+            (1, Raised(Warning), false, State::Firing, &["started"], &[]),
+            (3, Raised(Warning), false, State::Closed, &["final"], &[]),
+            (4, Observation::Ended, false, State::Resolved, &[], &[]),
+        ],
+    );
+}
+
+/// Which (rule, account) groups keep an alert open today, ending their
+/// others: only under `one_open_per_account`, only for an alert raised, or
+/// held while open (a held finding with nothing open keeps nothing).
+#[test]
+fn kept_open_needs_the_setting_and_an_open_or_started_alert() {
+    let on = RulePolicy {
+        one_open_per_account: true,
+        ..policy()
+    };
+    let off = policy();
+    let none = Lifecycle::default();
+    let firing = step(&none, Raised(Warning), &on, d(1), false).next;
+    let kept = kept_open(
+        [
+            ("raised", &none, Raised(Warning), &on),
+            ("held, nothing open", &none, Held(Warning), &on),
+            ("held, open", &firing, Held(Warning), &on),
+            ("raised, setting off", &none, Raised(Warning), &off),
+            ("clear", &firing, Clear, &on),
+            ("unknown", &firing, Unknown, &on),
+        ],
+        d(2),
+    );
+    let mut kept: Vec<&str> = kept.into_iter().collect();
+    kept.sort();
+    assert_eq!(kept, ["held, open", "raised"]);
 }

@@ -333,7 +333,8 @@ fn to_json(v: &Dynamic) -> serde_json::Value {
     if let Ok(i) = v.as_int() {
         serde_json::Value::from(i)
     } else if let Ok(f) = v.as_float() {
-        serde_json::Number::from_f64((f * 100.0).round() / 100.0)
+        // Raw, as a kind's figure (`Figure::json`).
+        serde_json::Number::from_f64(f)
             .map(serde_json::Value::Number)
             .unwrap_or(serde_json::Value::Null)
     } else if let Ok(b) = v.as_bool() {

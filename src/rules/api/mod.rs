@@ -105,7 +105,8 @@ pub fn reference() -> String {
          \"receivables\", \"credit_limit\", \"stock\"; accounts lacking it are skipped without running \
          the script), `severity` (default for `alert`), and the alert lifecycle keys of the config's \
          `alerts:` section: `for_evaluations`, `repeat_interval_days`, `notify_resolved`, \
-         `keep_firing_for_days`, `escalate_after_days`, `close_after_days`, plus `recipients` \
+         `keep_firing_for_days`, `escalate_after_days`, `close_after_days`, `one_open_per_account` \
+         (bool: at most one of the rule's alerts open per account), plus `recipients` \
          (extra addresses). \
          `rule_settings.<rule>` in the config takes the same keys and wins, key by key.\n"
     );

@@ -35,7 +35,10 @@ impl Figure {
             Some(t) => serde_json::Value::String(t.to_string()),
             // Whole counts and days stay integers: 6, not 6.0.
             None if whole => serde_json::Value::from(self.num as i64),
-            None => serde_json::Number::from_f64((self.num * 100.0).round() / 100.0)
+            // The rule's own number, not rounded (docs/rules.md: JSON
+            // keeps the raw number; the mail and the text output write it
+            // by its kind).
+            None => serde_json::Number::from_f64(self.num)
                 .map(serde_json::Value::Number)
                 .unwrap_or(serde_json::Value::Null),
         }
