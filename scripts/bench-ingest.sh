@@ -26,7 +26,7 @@ done
 
 echo "==> building kamwatch (release)"
 cargo build --release --quiet
-bin=$PWD/target/release/kamwatch
+bin=${CARGO_TARGET_DIR:-$PWD/target}/release/kamwatch
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

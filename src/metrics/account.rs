@@ -39,9 +39,14 @@ impl Logged for Visit {
         // Folded: the second column is absent (reads 0); apart: the
         // first's low number is 0.
         Visit {
-            day: c[0].int(k) as Day,
+            day: c[0].high(k) as Day,
             role: (c[0].low(k) + c[1].int(k)) as u32,
         }
+    }
+
+    #[inline]
+    fn day_in(days: &Column<'_>, k: usize) -> Day {
+        days.high(k) as Day
     }
 }
 

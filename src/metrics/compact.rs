@@ -102,7 +102,8 @@ impl Values<'_> {
 const MAX_RADIX: i64 = 128;
 
 /// `high` and `low` (of one length, `low` small and not negative: a
-/// visit's day and role) as one column of `high * radix + low`, when that
+/// visit's day and role) as one column of `high * radix + low` (the radix
+/// the power of two above the largest `low`), when that
 /// is narrower than the two apart (two years of days and a few roles: 2
 /// bytes instead of 3). None when it is not, or `low` does not fit.
 pub(super) fn fold(high: &[i64], low: &[i64]) -> Option<(Vec<i64>, u8)> {
@@ -110,7 +111,9 @@ pub(super) fn fold(high: &[i64], low: &[i64]) -> Option<(Vec<i64>, u8)> {
     if high.len() != low.len() || low.iter().any(|l| *l < 0) || top >= MAX_RADIX {
         return None;
     }
-    let radix = top + 1;
+    // A power of two: the numbers come apart by a shift and a mask, no
+    // division on the rules' path.
+    let radix = ((top + 1).max(1) as u64).next_power_of_two() as i64;
     let folded = high
         .iter()
         .zip(low)
@@ -139,17 +142,22 @@ pub struct Column<'a> {
 }
 
 impl Column<'_> {
-    /// Value `k` of a whole-number column (0 in an empty table); of a
-    /// folded one, its high number.
+    /// Value `k` of a whole-number column (0 in an empty table).
     #[inline]
     pub(super) fn int(&self, k: usize) -> i64 {
         if self.bytes.is_empty() {
             return 0;
         }
-        let n = Table::number(&self.spec, self.bytes, k);
+        Table::number(&self.spec, self.bytes, k)
+    }
+
+    /// The high number of value `k` of a folded column (see [`fold`]);
+    /// of any other whole-number column, its value.
+    #[inline]
+    pub(super) fn high(&self, k: usize) -> i64 {
         match self.spec.scale {
-            1 => n,
-            r => n.div_euclid(i64::from(r)),
+            0 | 1 => self.int(k),
+            r => self.int(k) >> r.trailing_zeros(),
         }
     }
 
@@ -160,7 +168,7 @@ impl Column<'_> {
         if self.bytes.is_empty() || self.spec.scale == 1 {
             return 0;
         }
-        Table::number(&self.spec, self.bytes, k).rem_euclid(i64::from(self.spec.scale))
+        Table::number(&self.spec, self.bytes, k) & (i64::from(self.spec.scale) - 1)
     }
 
     /// Value `k` of an amount column: the `f64` it was made from, to the bit.
@@ -514,7 +522,7 @@ mod tests {
             let t = Table::new(&[Values::Folded(&both, radix)]);
             let c = t.column(0);
             for k in 0..high.len() {
-                assert_eq!((c.int(k), c.low(k)), (high[k], low[k]), "{k}");
+                assert_eq!((c.high(k), c.low(k)), (high[k], low[k]), "{k}");
             }
             Some(t.widths()[0])
         };
@@ -538,8 +546,11 @@ mod tests {
         assert_eq!(fold(&[i64::MAX / 2 + 1, 0], &[1, 0]), None);
         // Any other whole-number column has no low number.
         let t = Table::new(&[Values::Ints(&[5, 7])]);
-        assert_eq!((t.column(0).int(1), t.column(0).low(1)), (7, 0));
-        assert_eq!(Column::default().low(0), 0);
+        assert_eq!((t.column(0).high(1), t.column(0).low(1)), (7, 0));
+        assert_eq!(
+            (Column::default().high(0), Column::default().low(0)),
+            (0, 0)
+        );
     }
 
     #[test]

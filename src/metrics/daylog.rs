@@ -22,6 +22,12 @@ pub trait Logged: Copy {
     /// [`LOGGED`] columns.
     #[doc(hidden)]
     fn unpack(columns: &[Column<'_>; LOGGED], k: usize) -> Self;
+    /// The day of entry `k`, from the table's first column.
+    #[doc(hidden)]
+    #[inline]
+    fn day_in(days: &Column<'_>, k: usize) -> Day {
+        days.int(k) as Day
+    }
 }
 
 /// Entries in day order, packed (`compact::Table`), shared between the
@@ -82,7 +88,7 @@ impl<T: Logged> DayLog<T> {
     /// The day of the `k`th entry.
     #[inline]
     pub fn day(&self, k: usize) -> Day {
-        self.table.int(0, k) as Day
+        T::day_in(&self.table.column(0), k)
     }
 
     /// The entries this view sees, in day order.
@@ -102,7 +108,7 @@ impl<T: Logged> DayLog<T> {
     #[inline]
     pub fn upto_from(&self, hint: usize, end: Day) -> usize {
         let days = self.table.column(0);
-        seek_by(self.n, hint, |k| days.int(k) as Day <= end)
+        seek_by(self.n, hint, |k| T::day_in(&days, k) <= end)
     }
 
     /// How many of the entries this view sees are on or before `end`.
