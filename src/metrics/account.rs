@@ -10,6 +10,7 @@ use super::compact::{Column, Table, Values, fold};
 use super::daylog::{DayLog, LOGGED, Logged};
 use super::series::{Measure, Series};
 use super::tiers::{TIER_HISTORY_DAYS, TierHistory};
+use super::titles::Titles;
 use crate::model::Tier;
 use crate::model::dates::Day;
 
@@ -259,8 +260,8 @@ pub(super) fn clamp_window(len: i64, offset: i64) -> (i32, i32) {
 }
 
 /// Whether a visit's role is one of `codes` (None: any visit; see
-/// `AccountMetrics::role_codes`: the exported role is compared trimmed, so
-/// "销售总监 " is a 销售总监).
+/// `AccountMetrics::role_codes`: which roles a list of titles names is
+/// [`Titles::matches`]).
 fn role_matches(v: Visit, codes: Option<&[u32]>) -> bool {
     codes.is_none_or(|c| c.contains(&v.role))
 }
@@ -416,15 +417,16 @@ impl AccountMetrics {
         self.series.sum(Measure::Orders, end, 1_000_000) as i64
     }
 
-    /// The numbers visits give the roles in `roles` (each exported role,
-    /// trimmed, equal to one of them, trimmed); None: any visit.
-    fn role_codes(&self, roles: Option<&[&str]>) -> Option<Vec<u32>> {
-        let rs = roles?;
+    /// The numbers visits give the roles `titles` names (see [`Titles`]: a
+    /// role containing one of them, without case or extra spaces, and none
+    /// of the words taken out); None: any visit.
+    fn role_codes(&self, titles: Option<&Titles>) -> Option<Vec<u32>> {
+        let t = titles?;
         Some(
             self.roles
                 .iter()
                 .zip(1u32..)
-                .filter(|(r, _)| rs.iter().any(|want| r.trim() == want.trim()))
+                .filter(|(r, _)| t.matches(r))
                 .map(|(_, c)| c)
                 .collect(),
         )
@@ -437,9 +439,9 @@ impl AccountMetrics {
             .map(|r| &**r)
     }
 
-    /// Days since the last visit; with `roles`, only visits by one of
-    /// those roles (the exported role, trimmed, equal to one of them).
-    pub fn days_since_last_visit(&self, end: Day, roles: Option<&[&str]>) -> Option<i64> {
+    /// Days since the last visit; with `roles`, only visits by a role
+    /// they name ([`Titles::matches`]).
+    pub fn days_since_last_visit(&self, end: Day, roles: Option<&Titles>) -> Option<i64> {
         let codes = self.role_codes(roles);
         self.visits
             .range(0..self.visits.upto(end))
@@ -453,8 +455,8 @@ impl AccountMetrics {
         self.visits_by_in(end, len, None)
     }
 
-    /// Visits in `(end - len, end]`, with `roles` only by one of them.
-    pub fn visits_by_in(&self, end: Day, len: i64, roles: Option<&[&str]>) -> i64 {
+    /// Visits in `(end - len, end]`, with `roles` only by a role they name.
+    pub fn visits_by_in(&self, end: Day, len: i64, roles: Option<&Titles>) -> i64 {
         let codes = self.role_codes(roles);
         let len = len.clamp(0, 100_000) as i32;
         // Visits are in day order: the window by two searches, not a scan

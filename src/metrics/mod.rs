@@ -11,7 +11,9 @@
 //! nothing here writes anything.
 //!
 //! The rooms, lowest first (each imports only those before it):
-//! `calendar` (complete months and quarters over the model's day
+//! `titles` (which visit roles a rule's list of titles names: a role
+//! containing one, without case or extra spaces, and none of the words
+//! taken out), `calendar` (complete months and quarters over the model's day
 //! numbers), `compact` (a history's columns packed at the narrowest
 //! width that gives every value back exactly), `series` (`Series`: an
 //! account's daily sums, shared, seen as views ending at a day),
@@ -47,6 +49,7 @@ mod snapshot;
 mod stock;
 mod tiers;
 mod timeline;
+mod titles;
 
 pub use account::{
     AccountMetrics, DEMAND_DAYS, Invoice, MAIN_SKUS, Metric, Roles, SkuLine, StockCover, Visit,
@@ -67,3 +70,4 @@ pub use tiers::{
     ranking_total,
 };
 pub use timeline::{Reuse, Timeline, build};
+pub use titles::Titles;
