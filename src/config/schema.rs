@@ -67,7 +67,8 @@ pub struct Config {
     #[serde(default)]
     pub ingest: IngestConfig,
     pub datasets: Datasets,
-    /// The peaks rules plan around (`season("春节")`, `days_until_peak()`),
+    /// The peaks rules plan around (`season("春节")`, `seasons_within(60)`,
+    /// `days_until_peak()`),
     /// by name: `from` and `to` as a month-day or a lunar date rule (see
     /// `crate::model::seasons`). Default: 春节, 618, 中秋 and 双11.
     #[serde(default = "default_seasons", rename = "seasons")]

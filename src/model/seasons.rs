@@ -378,6 +378,20 @@ impl Seasons {
             .filter_map(|s| s.around(as_of))
             .min_by_key(|p| (p.days_until(as_of), p.end))
     }
+
+    /// Every season's occurrence running at `as_of` or starting within
+    /// `days` days of it (0: only those running), one per season, the
+    /// soonest first (ties: the one ending first, then config order).
+    pub fn within(&self, as_of: NaiveDate, days: i64) -> Vec<Peak> {
+        let mut v: Vec<Peak> = self
+            .list
+            .iter()
+            .filter_map(|s| s.around(as_of))
+            .filter(|p| p.days_until(as_of) <= days)
+            .collect();
+        v.sort_by_key(|p| (p.days_until(as_of), p.end));
+        v
+    }
 }
 
 /// The seasons shipped in config/kamwatch.yaml (and used when a config or
@@ -535,5 +549,50 @@ mod tests {
         );
         // In the calendar's last year the next 春节 (2101) is still known.
         assert!(spring.around(d("2100-12-31")).is_some());
+    }
+
+    #[test]
+    fn within_lists_every_season_running_or_starting_soon() {
+        let s = Seasons::shipped();
+        let names = |as_of: &str, days: i64| -> Vec<(String, i64)> {
+            let as_of = d(as_of);
+            s.within(as_of, days)
+                .into_iter()
+                .map(|p| {
+                    let n = p.days_until(as_of);
+                    (p.name, n)
+                })
+                .collect()
+        };
+        // 双11 2026 runs 11-01..11-11; 春节 2027 (02-06) is stocked from
+        // 2027-01-07, 60 days after 2026-11-08: the running one first.
+        assert_eq!(
+            names("2026-11-08", 60),
+            [("双11".to_string(), 0), ("春节".to_string(), 60)]
+        );
+        assert_eq!(names("2026-11-07", 60), [("双11".to_string(), 0)]);
+        assert_eq!(names("2026-11-08", 59), [("双11".to_string(), 0)]);
+        // 0 days: only what runs; between peaks, nothing.
+        assert_eq!(names("2026-11-08", 0), [("双11".to_string(), 0)]);
+        assert!(names("2026-07-01", 0).is_empty());
+        // 春节 2025 (01-29) is stocked from 2024-12-30: across the new year.
+        assert_eq!(names("2025-01-02", 0), [("春节".to_string(), 0)]);
+        // A year ahead sees each season once.
+        assert_eq!(names("2026-07-01", 366).len(), 4);
+        assert!(Seasons::default().within(d("2026-11-08"), 366).is_empty());
+        // Ties on the start: the one ending first, then config order.
+        let t = Seasons {
+            list: vec![
+                Season::parse("长", "05-01", "05-10").unwrap(),
+                Season::parse("短", "05-01", "05-03").unwrap(),
+                Season::parse("短2", "05-01", "05-03").unwrap(),
+            ],
+        };
+        let got: Vec<String> = t
+            .within(d("2026-04-20"), 30)
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(got, ["短", "短2", "长"]);
     }
 }

@@ -104,8 +104,8 @@ pub struct RuleSet {
     /// The locale rules pick their texts in, and how `${money(x)}` in a
     /// title is written (`mail.locale`, `mail.currency`).
     pub style: crate::format::Style,
-    /// The seasons `season()` and `days_until_peak()` resolve (the
-    /// config's `seasons:`).
+    /// The seasons `season()`, `seasons_within()` and `days_until_peak()`
+    /// resolve (the config's `seasons:`).
     pub seasons: Arc<crate::model::seasons::Seasons>,
 }
 

@@ -1,12 +1,13 @@
 //! The rule API's seasons: the configured peaks of the year (春节, 618,
-//! 中秋, 双11, ...) around the as-of date, and lunar dates. The as-of date
-//! and the seasons are held per thread while rules run. Registers into the
-//! engine it is given.
+//! 中秋, 双11, ...) around the as-of date — one by name, the nearest, or
+//! every one running or starting within a number of days — and lunar
+//! dates. The as-of date and the seasons are held per thread while rules
+//! run. Registers into the engine it is given.
 
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use rhai::{Dynamic, EvalAltResult, Map};
+use rhai::{Array, Dynamic, EvalAltResult, Map};
 
 use super::registry::{Api, f, seen};
 use crate::model::seasons::{Peak, Seasons};
@@ -79,7 +80,12 @@ fn peak_text(p: &Peak, as_of: chrono::NaiveDate) -> String {
     )
 }
 
-/// `season(name)`, `next_season()`, `days_until_peak()`, `from_lunar()`.
+/// Furthest ahead `seasons_within` looks, in days: a season's next
+/// occurrence is never further than a year away.
+const MAX_SEASON_DAYS: i64 = 366;
+
+/// `season(name)`, `next_season()`, `seasons_within(days)`,
+/// `days_until_peak()`, `from_lunar()`.
 pub(super) fn seasons(api: &mut Api) {
     api.section = "seasons: the peaks of the year";
     f!(
@@ -123,6 +129,39 @@ pub(super) fn seasons(api: &mut Api) {
                     Dynamic::UNIT
                 }
             })
+        },
+    );
+    f!(
+        api,
+        "seasons_within",
+        "seasons_within(days)",
+        "every configured season running at the as-of date or starting within `days` days of it (0 to 366; 0: only those running), as season() gives each, one per season, the soonest first (ties: the one ending first, then config order); [] when none (or the config has no seasons). A rule that prepares for peaks checks each, not only the nearest: 春节 stocking opens while 双11 runs",
+        |days: i64| -> Result<Array, Box<EvalAltResult>> {
+            let (as_of, explain, seasons) = calendar()?;
+            if !(0..=MAX_SEASON_DAYS).contains(&days) {
+                return Err(format!(
+                    "seasons_within({days}): give 0 (only the seasons running) to {MAX_SEASON_DAYS} days ahead"
+                )
+                .into());
+            }
+            let peaks = seasons.within(as_of, days);
+            seen(
+                explain,
+                || format!("seasons_within({days})"),
+                if peaks.is_empty() {
+                    "none".to_string()
+                } else {
+                    peaks
+                        .iter()
+                        .map(|p| peak_text(p, as_of))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                },
+            );
+            Ok(peaks
+                .iter()
+                .map(|p| Dynamic::from_map(peak_map(p, as_of)))
+                .collect())
         },
     );
     f!(

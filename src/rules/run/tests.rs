@@ -50,6 +50,45 @@ fn rules_see_the_seasons_of_their_set() {
 }
 
 #[test]
+fn seasons_within_lists_each_season_running_or_starting_soon() {
+    // On 2026-11-08 双11 runs (11-01..11-11, 4 days left) and 春节 2027
+    // stocking (from 2027-01-07) is 60 days away: both, the running one
+    // first; 59 days ahead sees only 双11.
+    let src = r#"
+        let t = "";
+        for p in seasons_within(60) { t += `${p.name}:${p.days_until}:${p.in_peak}:${p.days_left} `; }
+        t += `${seasons_within(59).len()}`;
+        alert(#{ title: t });
+    "#;
+    let rs = RuleSet::from_sources(&[("s", src)]).unwrap();
+    let mut snap = crate::metrics::tests_support::snapshot_one();
+    snap.as_of = chrono::NaiveDate::from_ymd_opt(2026, 11, 8).unwrap();
+    let out = rs.evaluate(&snap);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(out.findings[0].title, "双11:0:true:4 春节:60:false:0 1");
+    // Out of its bounds, an error naming the call.
+    for bad in ["-1", "367"] {
+        let rs = RuleSet::from_sources(&[("b", &format!("seasons_within({bad});"))]).unwrap();
+        let out = rs.evaluate(&snap);
+        assert_eq!(out.errors.len(), 1, "{bad}");
+        assert!(
+            out.errors[0]
+                .message
+                .contains(&format!("seasons_within({bad}): give 0")),
+            "{}",
+            out.errors[0].message
+        );
+    }
+    // Without seasons, an empty list.
+    let none = RuleSet {
+        seasons: Arc::new(crate::model::seasons::Seasons::default()),
+        ..RuleSet::from_sources(&[("n", "alert(#{ title: `${seasons_within(366).len()}` });")])
+            .unwrap()
+    };
+    assert_eq!(none.evaluate(&snap).findings[0].title, "0");
+}
+
+#[test]
 fn a_panicking_evaluation_fails_its_accounts_and_drops_none() {
     let rs = RuleSet::from_sources(&[
         ("a", "alert(#{ title: account.id, figures: #{ n: 1 } });"),
