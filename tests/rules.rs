@@ -127,6 +127,41 @@ fn unusable_rule_test_file_exits_2_naming_file_and_line() {
     assert!(stderr(&o).contains("no_such_rule"), "{}", show(&o));
 }
 
+/// declining_orders with `FIRE_WITHOUT_LAST_YEAR = true`, the switch its
+/// header offers: the cases of
+/// tests/data/rule-variants/declining_orders_fire_without_last_year.yaml
+/// run against a copy of the shipped rule with that one constant changed
+/// (a YAML test cannot set a rule's constant).
+#[test]
+fn declining_orders_fire_without_last_year() {
+    let src = std::fs::read_to_string(repo().join("rules/declining_orders.rhai")).unwrap();
+    let off = "const FIRE_WITHOUT_LAST_YEAR = false;";
+    assert!(
+        src.contains(off),
+        "the shipped rule's switch changed: {off}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    std::fs::write(
+        dir.path().join("rules/declining_orders.rhai"),
+        src.replacen(off, "const FIRE_WITHOUT_LAST_YEAR = true;", 1),
+    )
+    .unwrap();
+    let f = dir.path().join("t.yaml");
+    std::fs::copy(
+        repo().join("tests/data/rule-variants/declining_orders_fire_without_last_year.yaml"),
+        &f,
+    )
+    .unwrap();
+    let o = kamwatch(&["test", f.to_str().unwrap()]);
+    assert_exit(&o, 0);
+    assert!(
+        stdout(&o).contains("3 tests: 3 passed, 0 failed"),
+        "{}",
+        show(&o)
+    );
+}
+
 #[test]
 fn rules_api_matches_the_checked_in_reference() {
     let o = kamwatch(&["rules", "api"]);
