@@ -308,3 +308,79 @@ fn backtest_report_does_not_depend_on_threads() {
         assert!(started > 0, "{one}");
     }
 }
+
+/// A rule that raises the same key twice for an account in one run: the
+/// backtest keeps what the daemon keeps. `alert()` refuses the second as a
+/// run error, so on that day both drop the run's findings and leave the
+/// account's alert as it was (no second start, no resolved notice); were
+/// two findings of one key to come, both would keep the first
+/// (`alerts::per_key`, pinned in `reports::backtest`'s unit tests). Here
+/// `kamwatch eval` day by day on the database, then `kamwatch backtest`
+/// over the same days on it, give the same starts, notices and errors.
+#[test]
+fn a_key_raised_twice_is_kept_the_same_by_eval_and_backtest() {
+    let p = Project::new();
+    p.with_generated_history(5, 3);
+    for f in p.files_under("rules") {
+        std::fs::remove_file(f).unwrap();
+    }
+    std::fs::write(
+        p.path("rules/twice.rhai"),
+        "// Raises \"k\" once each day; on 2026-11-27 a second time, critical.\n\
+         alert(#{ key: \"k\", title: \"first\", severity: \"warning\" });\n\
+         if as_of == \"2026-11-27\" {\n    \
+             alert(#{ key: \"k\", title: \"second\", severity: \"critical\" });\n\
+         }\n",
+    )
+    .unwrap();
+    let days = ["2026-11-26", "2026-11-27", "2026-11-28"];
+
+    // The backtest first: it records and sends nothing.
+    let o = p.run(&[
+        "backtest", "--from", days[0], "--to", days[2], "--format", "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(r["rule"], "twice", "{r}");
+
+    // The daemon's evaluation, day by day.
+    let mut errors = 0;
+    for day in days {
+        let o = p.run(&["eval", "--as-of", day]);
+        let failed = stderr(&o).matches("raised twice in one run").count();
+        assert_eq!(o.status.success(), failed == 0, "{day}: {}", show(&o));
+        errors += failed;
+    }
+    let db = p.db();
+    let alerts: Vec<(String, String, String, String, String)> = db
+        .prepare(
+            "SELECT account_id, state, severity, title, started_at FROM alerts ORDER BY account_id",
+        )
+        .unwrap()
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(alerts.len(), 5, "{alerts:?}");
+    for a in &alerts {
+        assert_eq!(
+            (&*a.1, &*a.2, &*a.3, &*a.4),
+            ("firing", "warning", "first", days[0]),
+            "{a:?}"
+        );
+    }
+    let mails = p.files_under("var/mail").len();
+    assert_eq!(mails, 5);
+
+    // The same in the backtest: each account started once, on the first
+    // day; one failed run per account on the second; nothing resolved.
+    assert_eq!(r["started"], 5, "{r}");
+    assert_eq!(r["notices"], mails as u64, "{r}");
+    assert_eq!(r["resolved"], 0, "{r}");
+    // The daemon logs the failure once per rule ("failed for 5
+    // accounts"); the backtest counts each failed run.
+    assert_eq!(errors, 1);
+    assert_eq!(r["errors"], 5, "{r}");
+}

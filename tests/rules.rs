@@ -522,8 +522,11 @@ fn tier_movement_drop_is_mailed_again_monthly() {
 /// replayed daily): T is 82% past the line by gross profit (the alert
 /// line) until 2026-05-31, inside the margin (81%) from 2026-06-01 (H
 /// earns a little more) and at 82% again from 2026-06-11 (G earns more).
-/// Kept open 30 days after it was last raised, it is one alert, not a
-/// start on each crossing of the 82% line.
+/// Inside the margin the rule holds the alert (`starts: false`), which
+/// keeps the open alert firing and starts none; nothing else keeps it open
+/// (`keep_firing_for_days` is 0 in the shipped `alerts:` defaults and the
+/// rule sets none). So it is one alert, not a start on each crossing of
+/// the 82% line.
 #[test]
 fn thin_margin_a_is_one_alert_around_its_line() {
     let p = Project::new();

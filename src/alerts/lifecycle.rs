@@ -17,7 +17,7 @@ use rusqlite::{Connection, OptionalExtension, Statement, params};
 use serde::{Deserialize, Serialize};
 
 use super::error::Error;
-use super::machine::{Lifecycle, Notice, Observation, State, kept_open, step};
+use super::machine::{Lifecycle, Notice, Observation, State, kept_open, per_key, step};
 use super::policy::Policies;
 use super::silence::{self, Silence};
 use crate::metrics::AccountMetrics;
@@ -218,17 +218,13 @@ fn observations<'a>(
         .collect();
     let mut seen: HashSet<(&str, &str, &str)> = HashSet::new();
     let mut work: Vec<(At<'a>, Observation)> = Vec::new();
-    for (i, f) in findings.iter().enumerate() {
-        if seen.insert((&*f.rule, &*f.account.id, f.key.as_str())) {
-            // A held finding (`starts: false`) keeps an open alert open
-            // and starts none (`machine::step`).
-            let obs = if f.starts {
-                Observation::Raised(f.severity)
-            } else {
-                Observation::Held(f.severity)
-            };
-            work.push((At::Finding(i), obs));
-        }
+    // One finding per key, the first (`machine::per_key`, as the backtest
+    // and the replays read them). A held finding (`starts: false`) keeps
+    // an open alert open and starts none (`machine::step`).
+    for (i, obs) in per_key(findings) {
+        let f = &findings[i];
+        seen.insert((&*f.rule, &*f.account.id, f.key.as_str()));
+        work.push((At::Finding(i), obs));
     }
     let mut rest: Vec<&Key> = stored
         .keys()
@@ -266,20 +262,14 @@ fn kept_open_groups<'f>(
     as_of: NaiveDate,
 ) -> HashSet<(&'f str, &'f str)> {
     let none = Lifecycle::default();
-    let mut seen: HashSet<(&str, &str, &str)> = HashSet::new();
-    let observed = findings.iter().filter_map(|f| {
+    let observed = per_key(findings).into_iter().filter_map(|(i, obs)| {
+        let f = &findings[i];
         let policy = policies.get(&f.rule);
-        if !policy.one_open_per_account || !seen.insert((&*f.rule, &*f.account.id, f.key.as_str()))
-        {
+        if !policy.one_open_per_account {
             return None;
         }
         let key: Key = (f.rule.to_string(), f.account.id.to_string(), f.key.clone());
         let prev = stored.get(&key).map_or(&none, |r| &r.life);
-        let obs = if f.starts {
-            Observation::Raised(f.severity)
-        } else {
-            Observation::Held(f.severity)
-        };
         Some(((&*f.rule, &*f.account.id), prev, obs, policy))
     });
     kept_open(observed, as_of)

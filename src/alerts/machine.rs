@@ -19,11 +19,14 @@
 //! date, never the wall clock. Touches nothing; `lifecycle` runs it against
 //! the `alerts` table and the backtest runs it in memory.
 
+use std::collections::HashSet;
+
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::policy::RulePolicy;
 use crate::model::Severity;
+use crate::rules::Finding;
 
 /// Where an alert is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -338,6 +341,32 @@ pub fn keeps_open(
             step(prev, obs, policy, as_of, false).next.state,
             State::Firing | State::Closed
         )
+}
+
+/// An evaluation's findings as observations, one per alert (rule, account,
+/// key), in finding order, each with its finding's index: the first
+/// finding of a key counts and a later one with the same key is dropped. A
+/// finding is [`Observation::Raised`], or [`Observation::Held`] when held
+/// (`starts: false`). The daemon (`lifecycle::apply`), the backtest and
+/// `kamwatch test`'s replays all read their findings through it, so each
+/// keeps the same finding per key. A rule's run cannot give a key twice:
+/// `alert()` refuses the second as a run error, which drops the run's
+/// findings and leaves the account's alerts of the rule as they were.
+pub fn per_key(findings: &[Finding]) -> Vec<(usize, Observation)> {
+    let mut seen: HashSet<(&str, &str, &str)> = HashSet::new();
+    findings
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| seen.insert((&*f.rule, &*f.account.id, f.key.as_str())))
+        .map(|(i, f)| {
+            let obs = if f.starts {
+                Observation::Raised(f.severity)
+            } else {
+                Observation::Held(f.severity)
+            };
+            (i, obs)
+        })
+        .collect()
 }
 
 /// `one_open_per_account`, for one evaluation: of the `observed` alerts

@@ -31,6 +31,6 @@ pub use error::Error;
 pub use lifecycle::{
     Changes, Item, Notified, Only, apply, closed_keys, figures_json, firing_counts,
 };
-pub use machine::{Lifecycle, Notice, Observation, State, Step, kept_open, step};
+pub use machine::{Lifecycle, Notice, Observation, State, Step, kept_open, per_key, step};
 pub use policy::{Policies, RulePolicy};
 pub use replay::replay;

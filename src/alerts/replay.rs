@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 
-use super::machine::{Lifecycle, Observation, State, kept_open, step};
+use super::machine::{Lifecycle, Observation, State, kept_open, per_key, step};
 use super::policy::{Policies, RulePolicy};
 use crate::rules::testing::Noticed;
 use crate::rules::{Finding, RuleSet};
@@ -25,14 +25,11 @@ pub fn replay(rules: &RuleSet, days: &[(NaiveDate, Vec<Finding>)]) -> Vec<Notice
     let mut out = Vec::new();
     for (day, findings) in days {
         let mut seen: BTreeMap<(String, String, String), Observation> = BTreeMap::new();
-        for f in findings {
-            let obs = if f.starts {
-                Observation::Raised(f.severity)
-            } else {
-                Observation::Held(f.severity)
-            };
+        // One finding per key, the first, as the daemon and the backtest.
+        for (i, obs) in per_key(findings) {
+            let f = &findings[i];
             let key = (f.rule.to_string(), f.account.id.to_string(), f.key.clone());
-            seen.entry(key).or_insert(obs);
+            seen.insert(key, obs);
         }
         for key in open.keys() {
             seen.entry(key.clone()).or_insert(Observation::Clear);

@@ -320,11 +320,8 @@ impl Lifecycles<'_> {
         for (rule, account, key, obs) in result.raised {
             let n = self.keys.len() as u32;
             let key = *self.keys.entry(key).or_insert(n);
-            // One finding per key, as the daemon reads them
-            // (`alerts::lifecycle`): `alert()` refuses a second alert with
-            // the same key in one run, so a key comes once; were it to come
-            // twice, the first counts, as there.
-            seen.entry((rule, account, key)).or_insert(obs);
+            // `reduce` kept one finding per key (`alerts::per_key`).
+            seen.insert((rule, account, key), obs);
         }
         let mut failed: HashSet<(u16, u32)> = HashSet::new();
         for (rule, account) in result.failed {
@@ -477,14 +474,12 @@ fn reduce(
             .map(|i| i as u16)
     };
     let mut out = DayResult::default();
-    for f in outcome.findings {
+    // One finding per key, the first, as the daemon reads them
+    // (`alerts::per_key`, which `alerts::lifecycle` uses too). Held
+    // (`starts: false`): keeps an open alert, starts none.
+    for (i, obs) in alerts::per_key(&outcome.findings) {
+        let f = &outcome.findings[i];
         if let (Some(rule), Some(account)) = (rule_index(&f.rule), index.get(&*f.account.id)) {
-            // Held (`starts: false`): keeps an open alert, starts none.
-            let obs = if f.starts {
-                Observation::Raised(f.severity)
-            } else {
-                Observation::Held(f.severity)
-            };
             out.raised.push((rule, *account, f.key.clone(), obs));
         }
     }
@@ -500,6 +495,99 @@ fn reduce(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A finding like a rule's run gives it, of rule "r" for `account`.
+    fn finding(
+        account: &Arc<metrics::AccountMetrics>,
+        key: &str,
+        severity: crate::model::Severity,
+        starts: bool,
+    ) -> crate::rules::Finding {
+        crate::rules::Finding {
+            rule: Arc::from("r"),
+            account: account.clone(),
+            said: Arc::new(crate::rules::Said {
+                key: key.into(),
+                severity,
+                title: format!("{key} {severity:?}"),
+                figures: vec![],
+                units: Default::default(),
+                action: "".into(),
+                starts,
+            }),
+        }
+    }
+
+    /// Were a rule's evaluation to give a key twice for one account, the
+    /// backtest keeps the finding the daemon stores: the first
+    /// (`alerts::per_key`, read by both). "k" comes raised as a warning,
+    /// then as critical: the warning is stored and replayed. "h" comes
+    /// held, then raised: held in both, so neither starts it.
+    #[test]
+    fn a_key_found_twice_is_the_first_finding_here_as_in_the_daemon() {
+        use crate::model::Severity::{Critical, Warning};
+        let account = Arc::new(metrics::AccountMetrics::empty("K1", "客户"));
+        let findings = vec![
+            finding(&account, "k", Warning, true),
+            finding(&account, "h", Warning, false),
+            finding(&account, "k", Critical, true),
+            finding(&account, "h", Critical, true),
+        ];
+        let day = NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
+        let policies = Policies::default();
+
+        // The daemon: what `alerts::apply` stores.
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open(&dir.path().join("k.db")).unwrap();
+        let ran: HashSet<&str> = ["r"].into_iter().collect();
+        let mut told = Vec::new();
+        alerts::apply(
+            &conn,
+            day,
+            &findings,
+            &[],
+            None,
+            std::slice::from_ref(&account),
+            &policies,
+            &ran,
+            &mut |b: &[alerts::Notified]| -> Result<(), alerts::Error> {
+                told.extend(b.iter().map(|n| n.item.key.clone()));
+                Ok(())
+            },
+        )
+        .unwrap();
+        let stored: Vec<(String, String, String)> = conn
+            .prepare("SELECT key, state, severity FROM alerts ORDER BY key")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        let firing: Vec<_> = stored.iter().filter(|s| s.1 != "inactive").collect();
+        assert_eq!(
+            firing,
+            [&("k".to_string(), "firing".to_string(), "warning".to_string())],
+            "{stored:?}"
+        );
+        assert_eq!(told, ["k"]);
+
+        // The backtest: what `reduce` keeps of the same evaluation, and
+        // what stepping it leaves open.
+        let rules = RuleSet::from_sources(&[("r", "")]).unwrap();
+        let index: HashMap<&str, u32> = [("K1", 0)].into_iter().collect();
+        let outcome = crate::rules::Outcome {
+            findings,
+            ..Default::default()
+        };
+        let result = reduce(&rules, &[true], &index, outcome);
+        assert_eq!(
+            result.raised,
+            [
+                (0, 0, "k".to_string(), Observation::Raised(Warning)),
+                (0, 0, "h".to_string(), Observation::Held(Warning)),
+            ]
+        );
+    }
 
     #[test]
     fn weeks_start_on_monday() {

@@ -484,6 +484,54 @@ mod tests {
         assert!(e.message.contains("\"money\""), "{e}");
     }
 
+    /// `book_needs` looks at the book, not at the account: a book without
+    /// any visit skips the script for every account (and `explain` says
+    /// so), while a book where another account has a visit runs it for an
+    /// account with none (where `needs: ["visits"]` would skip it).
+    #[test]
+    fn book_needs_skip_every_account_only_when_the_book_lacks_the_data() {
+        let rs = RuleSet::from_sources(&[(
+            "b",
+            "const SETTINGS = #{ book_needs: [\"visits\"] };\nalert(#{ title: \"t\" });",
+        )])
+        .unwrap();
+        assert_eq!(
+            rs.rules[0].settings().book_needs,
+            Some(vec!["visits".to_string()])
+        );
+        assert_eq!(rs.rules[0].settings().needs, None);
+        // KH1 has no visit, and no account of the book has one.
+        let mut snap = crate::metrics::tests_support::snapshot_one();
+        let out = rs.evaluate(&snap);
+        assert!(out.findings.is_empty(), "{:?}", out.findings);
+        assert_eq!(out.runs, 1);
+        let ex = rs.explain(&snap, "b", "KH1").unwrap();
+        assert!(
+            ex.to_string()
+                .contains("needs visits in the book (book_needs)"),
+            "{ex}"
+        );
+        // Another account of the book has a visit: the script runs for KH1,
+        // which still has none.
+        let mut with_data = [0; 5];
+        with_data[1] = 1;
+        snap.portfolio = std::sync::Arc::new(crate::metrics::Portfolio {
+            with_data,
+            ..Default::default()
+        });
+        assert_eq!(snap.portfolio.data_bits(), 2);
+        let out = rs.evaluate(&snap);
+        assert_eq!(out.findings.len(), 1, "{:?}", out.findings);
+        assert_eq!(&*out.findings[0].account.id, "KH1");
+        let ex = rs.explain(&snap, "b", "KH1").unwrap();
+        assert!(!ex.to_string().contains("book_needs"), "{ex}");
+        // Checked like `needs`: an unknown kind is a compile error.
+        let e = RuleSet::from_sources(&[("x", "const SETTINGS = #{ book_needs: [\"visit\"] };")])
+            .err()
+            .unwrap();
+        assert!(e.message.contains("\"visit\""), "{e}");
+    }
+
     /// `for` cannot be a bare map key in Rhai: the error says what to
     /// write; both spellings it names work.
     #[test]
