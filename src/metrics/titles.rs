@@ -104,7 +104,7 @@ fn plain(t: &str) -> bool {
             c == ' '
                 && chars
                     .peek()
-                    .is_some_and(|&n| !n.is_whitespace() && !(prev.is_some_and(cjk) && cjk(n)))
+                    .is_some_and(|&n| !(n.is_whitespace() || (prev.is_some_and(cjk) && cjk(n))))
         } else {
             !changes_case(c) && !invisible(c)
         };
