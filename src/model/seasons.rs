@@ -529,37 +529,24 @@ mod tests {
 
     #[test]
     fn a_season_ending_02_29_ends_with_february_in_every_year() {
-        let span = |from: &str, to: &str, y: i32| {
+        // Winter: December to the end of February. A March-February year
+        // is a whole year, common or leap. The leap day alone: the last
+        // day of February.
+        for (from, to, y, start, end, days) in [
+            ("12-01", "02-29", 2026, "2026-12-01", "2027-02-28", 90),
+            ("12-01", "02-29", 2027, "2027-12-01", "2028-02-29", 91),
+            ("03-01", "02-29", 2027, "2027-03-01", "2028-02-29", 366),
+            ("03-01", "02-29", 2028, "2028-03-01", "2029-02-28", 365),
+            ("02-29", "02-29", 2027, "2027-02-28", "2027-02-28", 1),
+            ("02-29", "02-29", 2028, "2028-02-29", "2028-02-29", 1),
+        ] {
             let p = Season::parse("季", from, to).unwrap().in_year(y).unwrap();
-            (p.start, p.end, p.length())
-        };
-        // Winter: December to the end of February.
-        assert_eq!(
-            span("12-01", "02-29", 2026),
-            (d("2026-12-01"), d("2027-02-28"), 90)
-        );
-        assert_eq!(
-            span("12-01", "02-29", 2027),
-            (d("2027-12-01"), d("2028-02-29"), 91)
-        );
-        // A March-February year is a whole year, common or leap.
-        assert_eq!(
-            span("03-01", "02-29", 2027),
-            (d("2027-03-01"), d("2028-02-29"), 366)
-        );
-        assert_eq!(
-            span("03-01", "02-29", 2028),
-            (d("2028-03-01"), d("2029-02-28"), 365)
-        );
-        // The leap day alone: the last day of February.
-        assert_eq!(
-            span("02-29", "02-29", 2027),
-            (d("2027-02-28"), d("2027-02-28"), 1)
-        );
-        assert_eq!(
-            span("02-29", "02-29", 2028),
-            (d("2028-02-29"), d("2028-02-29"), 1)
-        );
+            assert_eq!(
+                (p.start, p.end, p.length()),
+                (d(start), d(end), days),
+                "{from}..{to} in {y}"
+            );
+        }
         // Around a common year's 03-01 the March-February year has begun.
         let fy = Season::parse("财年", "03-01", "02-29").unwrap();
         let p = fy.around(d("2027-03-01")).unwrap();
