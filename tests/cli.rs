@@ -281,6 +281,34 @@ fn check_names_misspelt_key_and_its_line() {
 }
 
 #[test]
+fn check_refuses_a_season_named_twice_or_blank_with_its_line() {
+    let p = Project::new();
+    let text = std::fs::read_to_string(p.config()).unwrap();
+    let shipped = r#"双11: { from: "11-01", to: "11-11" }"#;
+    let line = text[..text.find(shipped).expect("the project config's 双11")]
+        .lines()
+        .count();
+    for (again, says) in [
+        (
+            r#"双11: { from: "11-05", to: "11-20" }"#,
+            "seasons.双11: the season 双11 is given twice",
+        ),
+        (r#""  ": { from: "11-05", to: "11-20" }"#, "which is blank"),
+    ] {
+        let bad = text.replacen(shipped, &format!("{shipped}\n  {again}"), 1);
+        std::fs::write(p.config(), &bad).unwrap();
+        let o = p.run(&["check"]);
+        assert_exit(&o, 2);
+        let err = stderr(&o);
+        assert!(
+            err.contains(says) && err.contains(&format!("at line {}", line + 1)),
+            "{}",
+            show(&o)
+        );
+    }
+}
+
+#[test]
 fn check_refuses_a_season_it_cannot_place_and_resolves_the_season_calls() {
     let p = Project::new();
     let text = std::fs::read_to_string(p.config()).unwrap();

@@ -48,6 +48,6 @@ pub use mail::{
 pub use schema::{
     AlertsConfig, Config, DEFAULT_MAX_ALERTS_PER_ACCOUNT, DEFAULT_MAX_ALERTS_PER_RULE,
     DaemonConfig, IngestConfig, ReviewConfig, ScheduleConfig, SeasonConfig, TierBasis, TierConfig,
-    WatchConfig, resolve_seasons,
+    WatchConfig, resolve_seasons, season_map, some_season_map,
 };
 pub use settings::RuleSettings;

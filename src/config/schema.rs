@@ -70,8 +70,13 @@ pub struct Config {
     /// The peaks rules plan around (`season("春节")`, `seasons_within(60)`,
     /// `days_until_peak()`),
     /// by name: `from` and `to` as a month-day or a lunar date rule (see
-    /// `crate::model::seasons`). Default: 春节, 618, 中秋 and 双11.
-    #[serde(default = "default_seasons", rename = "seasons")]
+    /// `crate::model::seasons`). Default: 春节, 618, 中秋 and 双11. A name
+    /// given twice or blank is refused ([`season_map`]).
+    #[serde(
+        default = "default_seasons",
+        rename = "seasons",
+        deserialize_with = "season_map"
+    )]
     pub(super) seasons_text: BTreeMap<String, SeasonConfig>,
     /// The seasons, resolved when the config is loaded.
     #[serde(skip)]
@@ -99,6 +104,74 @@ fn default_seasons() -> BTreeMap<String, SeasonConfig> {
             )
         })
         .collect()
+}
+
+/// Reads a `seasons:` block, refusing what a map would otherwise take
+/// silently: a name given twice (YAML keeps the last, dropping the first
+/// without a word) and a blank name (no rule can ask for it, and its
+/// alerts would have a blank key). The error is raised while the entry's
+/// value is read, so the parser names it (`seasons.双11`) and its line.
+pub fn season_map<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, SeasonConfig>, D::Error> {
+    /// One entry's value, or why its name is refused: refused from inside
+    /// the value's block, so the parser gives the entry's line and path.
+    struct Entry(Option<String>);
+    impl<'de> serde::de::DeserializeSeed<'de> for Entry {
+        type Value = SeasonConfig;
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<SeasonConfig, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de> serde::de::Visitor<'de> for Entry {
+        type Value = SeasonConfig;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a block of `from:` and `to:`, e.g. { from: \"11-01\", to: \"11-11\" }")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, a: A) -> Result<SeasonConfig, A::Error> {
+            match self.0 {
+                Some(why) => Err(serde::de::Error::custom(why)),
+                None => SeasonConfig::deserialize(serde::de::value::MapAccessDeserializer::new(a)),
+            }
+        }
+    }
+    struct Map;
+    impl<'de> serde::de::Visitor<'de> for Map {
+        type Value = BTreeMap<String, SeasonConfig>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a block of seasons, each `name: { from: ..., to: ... }`")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut a: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(name) = a.next_key::<String>()? {
+                let why = if name.trim().is_empty() {
+                    Some(format!(
+                        "a season named {name:?}, which is blank: rules ask for a season by its name (season(\"双11\")) and its alerts are told apart by it; give it a name"
+                    ))
+                } else if out.contains_key(&name) {
+                    Some(format!(
+                        "the season {name} is given twice, and only the last would be used; delete one, or give each its own name"
+                    ))
+                } else {
+                    None
+                };
+                let season = a.next_value_seed(Entry(why))?;
+                out.insert(name, season);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Map)
+}
+
+/// [`season_map`] for a block that may be left out (rule test files).
+pub fn some_season_map<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<BTreeMap<String, SeasonConfig>>, D::Error> {
+    season_map(d).map(Some)
 }
 
 /// The seasons of the config, resolved; an error names the season and the
@@ -582,5 +655,63 @@ mod tests {
                 .contains("\"profit\" is not a tier basis")
         );
         assert!(tiers("3").unwrap_err().contains("3"));
+    }
+
+    /// The shipped config with its `seasons:` block's 双11 line replaced by
+    /// `lines`, and the line number of the first of them.
+    fn with_seasons(lines: &str) -> (String, usize) {
+        let text = include_str!("../../config/kamwatch.yaml");
+        let old = "  双11: { from: \"11-01\", to: \"11-11\" }\n";
+        let line = text[..text.find(old).expect("the shipped 双11 season")]
+            .lines()
+            .count()
+            + 1;
+        (text.replacen(old, lines, 1), line)
+    }
+
+    #[test]
+    fn a_season_name_given_twice_is_refused_with_its_line() {
+        let (text, line) = with_seasons(
+            "  双11: { from: \"11-01\", to: \"11-11\" }\n  双11: { from: \"11-05\", to: \"11-20\" }\n",
+        );
+        let e = crate::config::parse(&text).unwrap_err().to_string();
+        assert!(
+            e.starts_with("seasons.双11: the season 双11 is given twice"),
+            "{e}"
+        );
+        assert!(e.contains("delete one, or give each its own name"), "{e}");
+        assert!(e.contains(&format!("at line {}", line + 1)), "{e}");
+        // Two names, the same dates: both kept.
+        let (text, _) = with_seasons(
+            "  双11: { from: \"11-01\", to: \"11-11\" }\n  Singles Day: { from: \"11-01\", to: \"11-11\" }\n",
+        );
+        let cfg = crate::config::parse(&text).unwrap();
+        assert!(cfg.seasons.get("双11").is_some() && cfg.seasons.get("Singles Day").is_some());
+    }
+
+    #[test]
+    fn a_blank_season_name_is_refused_with_its_line() {
+        for blank in ["\"\"", "\"  \"", "\"\\u3000\""] {
+            let (text, line) = with_seasons(&format!(
+                "  {blank}: {{ from: \"11-05\", to: \"11-20\" }}\n"
+            ));
+            let e = crate::config::parse(&text).unwrap_err().to_string();
+            assert!(e.contains("which is blank"), "{blank}: {e}");
+            assert!(e.contains("give it a name"), "{blank}: {e}");
+            assert!(e.contains(&format!("at line {line}")), "{blank}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_season_block_still_says_what_it_expects() {
+        let (text, _) = with_seasons("  双11: \"11-01\"\n");
+        let e = crate::config::parse(&text).unwrap_err().to_string();
+        assert!(
+            e.starts_with("seasons.双11: invalid type: string \"11-01\", expected a block of `from:` and `to:`"),
+            "{e}"
+        );
+        let (text, _) = with_seasons("  双11: { from: \"11-01\", til: \"11-11\" }\n");
+        let e = crate::config::parse(&text).unwrap_err().to_string();
+        assert!(e.contains("unknown field `til`"), "{e}");
     }
 }

@@ -418,7 +418,7 @@ impl AccountMetrics {
     }
 
     /// The numbers visits give the roles `titles` names (see [`Titles`]: a
-    /// role containing one of them, without case or extra spaces, and none
+    /// role containing one of them, as [`Titles`] compares, and none
     /// of the words taken out); None: any visit.
     fn role_codes(&self, titles: Option<&Titles>) -> Option<Vec<u32>> {
         let t = titles?;

@@ -12,8 +12,9 @@
 //!
 //! The rooms, lowest first (each imports only those before it):
 //! `titles` (which visit roles a rule's list of titles names: a role
-//! containing one, without case or extra spaces, and none of the words
-//! taken out), `calendar` (complete months and quarters over the model's day
+//! containing one, as read (NFKC, without case, invisible characters and
+//! extra spaces dropped; English titles as whole words), and none of the
+//! words taken out), `calendar` (complete months and quarters over the model's day
 //! numbers), `compact` (a history's columns packed at the narrowest
 //! width that gives every value back exactly), `series` (`Series`: an
 //! account's daily sums, shared, seen as views ending at a day),

@@ -5,7 +5,8 @@
 //! each either a month-day of the Gregorian calendar (`"11-01"`) or a
 //! lunar festival (`春节`, `元宵`, `端午`, `七夕`, `中秋`, `重阳`, `除夕`) or a
 //! lunar month-day (`农历08-15`), optionally shifted by whole days
-//! (`"春节 - 30"`, `"春节 minus 30 days"`, `"中秋 + 3天"`). [`Seasons::around`]
+//! (`"春节 - 30"`, `"春节 minus 30 days"`, `"中秋 + 3天"`); `"02-29"` is the
+//! last day of February in every year (02-28 in a common one). [`Seasons::around`]
 //! resolves them for any as-of date from 1990 to 2100. Lunar dates come
 //! from [`LUNAR_YEARS`], one word per lunar year: its new year's day and
 //! the length of each of its months, so nothing is computed from the moon
@@ -228,11 +229,12 @@ impl DateRule {
     /// The date in Gregorian year `y`; None outside 1989..=2101.
     pub fn in_year(&self, y: i32) -> Option<NaiveDate> {
         let base = match self.anchor {
-            Anchor::Solar(m, d) => NaiveDate::from_ymd_opt(y, m, d)
-                // 02-29 in a common year is 03-01.
-                .or_else(|| {
-                    NaiveDate::from_ymd_opt(y, m, d - 1).map(|x| x + chrono::Days::new(1))
-                })?,
+            // 02-29 is the last day of February: 02-28 in a common year,
+            // so "12-01" to "02-29" ends with February and "03-01" to
+            // "02-29" is a whole year in every year.
+            Anchor::Solar(m, d) => {
+                NaiveDate::from_ymd_opt(y, m, d).or_else(|| NaiveDate::from_ymd_opt(y, m, d - 1))?
+            }
             Anchor::Lunar(m, d) => from_lunar(y, m, d)?,
             Anchor::Eve => from_lunar(y, 1, 1)?.pred_opt()?,
         };
@@ -507,8 +509,10 @@ mod tests {
         assert_eq!(r("除夕", 2026), d("2026-02-16"));
         assert_eq!(r("元宵", 2026), d("2026-03-03"));
         assert_eq!(r("11-01", 2026), d("2026-11-01"));
-        assert_eq!(r("02-29", 2027), d("2027-03-01"));
+        assert_eq!(r("02-29", 2027), d("2027-02-28"));
         assert_eq!(r("02-29", 2028), d("2028-02-29"));
+        assert_eq!(r("02-29 + 1", 2027), d("2027-03-01"));
+        assert_eq!(r("02-29 + 1", 2028), d("2028-03-01"));
         for bad in [
             "",
             "11/01",
@@ -521,6 +525,34 @@ mod tests {
         ] {
             assert!(DateRule::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_season_ending_02_29_ends_with_february_in_every_year() {
+        // Winter: December to the end of February. A March-February year
+        // is a whole year, common or leap. The leap day alone: the last
+        // day of February.
+        for (from, to, y, start, end, days) in [
+            ("12-01", "02-29", 2026, "2026-12-01", "2027-02-28", 90),
+            ("12-01", "02-29", 2027, "2027-12-01", "2028-02-29", 91),
+            ("03-01", "02-29", 2027, "2027-03-01", "2028-02-29", 366),
+            ("03-01", "02-29", 2028, "2028-03-01", "2029-02-28", 365),
+            ("02-29", "02-29", 2027, "2027-02-28", "2027-02-28", 1),
+            ("02-29", "02-29", 2028, "2028-02-29", "2028-02-29", 1),
+        ] {
+            let p = Season::parse("季", from, to).unwrap().in_year(y).unwrap();
+            assert_eq!(
+                (p.start, p.end, p.length()),
+                (d(start), d(end), days),
+                "{from}..{to} in {y}"
+            );
+        }
+        // Around a common year's 03-01 the March-February year has begun.
+        let fy = Season::parse("财年", "03-01", "02-29").unwrap();
+        let p = fy.around(d("2027-03-01")).unwrap();
+        assert_eq!((p.start, p.end), (d("2027-03-01"), d("2028-02-29")));
+        let p = fy.around(d("2027-02-28")).unwrap();
+        assert_eq!((p.start, p.end), (d("2026-03-01"), d("2027-02-28")));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! by a role, by one of several roles, less the roles containing a word
 //! taken out) and visits in a window or this quarter. Which roles a title
 //! names is one rule everywhere (`metrics::Titles`): the exported role
-//! contains the title, compared without case or extra spaces. Registers
+//! contains the title, compared as `metrics::titles` says. Registers
 //! into the engine it is given.
 
 use rhai::{Array, EvalAltResult};
@@ -66,7 +66,7 @@ pub(super) fn by_role(api: &mut Api) {
         api,
         "days_since_visit_by",
         "account.days_since_visit_by(role)",
-        "days since the last visit by someone whose role (the export's 职务, free text) contains `role`, compared without case and with extra spaces dropped: \"总监\" names 销售总监, 区域销售总监 and 总监助理, \"director\" names \"Sales Director\" (a list of words to leave out, below, takes 总监助理 back); -1 when never. Every function that takes roles matches them so",
+        "days since the last visit by someone whose role (the export's 职务, free text) contains `role`, compared without case, full-width letters as ordinary ones, zero-width characters and extra spaces dropped and no space between two Chinese characters: \"总监\" names 销售总监, 区域销售总监, \"总 监\" and 总监助理 (a list of words to leave out, below, takes 总监助理 back), not 總監 (list both scripts); an English title names whole words, a plural s allowed: \"director\" names \"Sales Director\" and \"ＤＩＲＥＣＴＯＲ\", \"gm\" names \"Regional GM\", not \"GmbH\"; -1 when never. Every function that takes roles matches them so",
         |a: &mut Account, role: &str| {
             let v =
                 a.m.days_since_last_visit(a.end, Some(&one(role)))

@@ -23,8 +23,9 @@ pub struct TestFile {
     pub rules: Option<Vec<String>>,
     #[serde(default)]
     pub tiers: Option<TierConfig>,
-    /// The seasons, as in the config; default: the shipped ones.
-    #[serde(default)]
+    /// The seasons, as in the config (a name given twice or blank is
+    /// refused); default: the shipped ones.
+    #[serde(default, deserialize_with = "crate::config::some_season_map")]
     pub seasons: Option<BTreeMap<String, crate::config::SeasonConfig>>,
     pub tests: Vec<TestCase>,
 }
@@ -215,5 +216,36 @@ impl<'de> Deserialize<'de> for Date {
         NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
             .map(Date)
             .map_err(|_| serde::de::Error::custom(format!("{s:?} is not a date like 2026-11-28")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A test file's `seasons:` is read as the config's: a name given
+    /// twice or blank is refused with its line; left out, it is None.
+    #[test]
+    fn seasons_are_read_as_the_config_reads_them() {
+        let file = |seasons: &str| {
+            serde_yaml::from_str::<TestFile>(&format!("{seasons}tests: []\n"))
+                .map_err(|e| crate::config::yaml_problem(&e))
+        };
+        let e = file(
+            "seasons:\n  双11: { from: \"11-01\", to: \"11-11\" }\n  双11: { from: \"11-05\", to: \"11-20\" }\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("seasons.双11: the season 双11 is given twice") && e.contains("line 3"),
+            "{e}"
+        );
+        let e = file("seasons:\n  \"\": { from: \"11-01\", to: \"11-11\" }\n").unwrap_err();
+        assert!(e.contains("which is blank") && e.contains("line 2"), "{e}");
+        assert!(file("").unwrap().seasons.is_none());
+        let two = file(
+            "seasons:\n  双11: { from: \"11-01\", to: \"11-11\" }\n  618: { from: \"06-01\", to: \"06-18\" }\n",
+        )
+        .unwrap();
+        assert_eq!(two.seasons.unwrap().len(), 2);
     }
 }
