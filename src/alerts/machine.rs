@@ -265,41 +265,31 @@ fn cleared(
     silenced: bool,
     out: &mut Step,
 ) -> Lifecycle {
+    // Only a firing alert waits out keep_firing_for_days (and may tell it
+    // resolved). Pending goes back to inactive, and a closed alert ends,
+    // silently, on the first evaluation that does not raise or hold it: no
+    // keep, so a return shorter than keep_firing_for_days still ends the
+    // closed episode and a second real drop after it is told. That is what
+    // an alert another one replaced does (`ended`).
+    if !matches!(prev.state, State::Firing) {
+        return ended(prev, as_of);
+    }
     let mut n = prev.clone();
-    match prev.state {
-        State::Pending => {
-            n.state = State::Inactive;
-            n.pending_count = 0;
-            n.pending_since = None;
-        }
-        State::Firing => {
-            let since = prev.cleared_since.unwrap_or(as_of);
-            n.cleared_since = Some(since);
-            if days(Some(since), as_of) >= i64::from(policy.keep_firing_for_days) {
-                n.state = State::Resolved;
-                n.resolved_at = Some(as_of);
-                if prev.notified && policy.notify_resolved {
-                    let notice = Notice::Resolved {
-                        lasted_days: days(prev.started_at, as_of),
-                    };
-                    if silenced {
-                        out.silenced.push(notice);
-                    } else {
-                        out.notices.push(notice);
-                    }
-                }
+    let since = prev.cleared_since.unwrap_or(as_of);
+    n.cleared_since = Some(since);
+    if days(Some(since), as_of) >= i64::from(policy.keep_firing_for_days) {
+        n.state = State::Resolved;
+        n.resolved_at = Some(as_of);
+        if prev.notified && policy.notify_resolved {
+            let notice = Notice::Resolved {
+                lasted_days: days(prev.started_at, as_of),
+            };
+            if silenced {
+                out.silenced.push(notice);
+            } else {
+                out.notices.push(notice);
             }
         }
-        State::Closed => {
-            // A closed alert ends, silently, on the first evaluation that
-            // does not raise or hold it: no keep, so a return shorter than
-            // keep_firing_for_days still ends the closed episode and a
-            // second real drop after it is told.
-            n.state = State::Resolved;
-            n.resolved_at = Some(as_of);
-            n.cleared_since = Some(as_of);
-        }
-        State::Inactive | State::Resolved => {}
     }
     n
 }
