@@ -398,7 +398,10 @@ fn days_ranked_ahead_equal_their_first_use() {
         // Day 30 ranked before: left as it is.
         warmed.at(0, 30);
         let before = warmed.days[30].ranked.get().unwrap().clone();
-        warmed.warm([
+        // More days than one batch sums at once.
+        let many = (100..100 + 2 * WARM_BATCH as i64)
+            .map(|k| ask(Some(TierBasis::Revenue), k, k % 2 == 0));
+        warmed.warm(many.chain([
             ask(None, 0, false),
             ask(None, 30, false),
             ask(Some(TierBasis::Revenue), 30, true),
@@ -408,7 +411,7 @@ fn days_ranked_ahead_equal_their_first_use() {
             ask(Some(TierBasis::Revenue), 400, false),
             ask(Some(TierBasis::Revenue), TIER_HISTORY_DAYS as i64, true),
             ask(None, -1, false),
-        ]);
+        ]));
         assert!(Arc::ptr_eq(&before, warmed.days[30].ranked.get().unwrap()));
         assert!(
             warmed.alone[0][30]
@@ -438,7 +441,7 @@ fn days_ranked_ahead_equal_their_first_use() {
                 .is_none()
         );
         assert!(warmed.alone[1][400].ranked.get().is_none());
-        let mut want = [
+        let mut want = vec![
             (0, end),
             (0, end - 30),
             (0, end - 365),
@@ -446,10 +449,11 @@ fn days_ranked_ahead_equal_their_first_use() {
             (1, end - 400),
             (2, end - 60),
         ];
+        want.extend((100..100 + 2 * WARM_BATCH as i32).map(|k| (1, end - k)));
         want.sort_unstable();
         assert_eq!(read_days(&warmed), want, "{by}");
         let fresh = TierHistory::new(end, &cfg(by), s.clone(), overrides.clone());
-        for k in [0, 1, 30, 60, 365, 400, 730] {
+        for k in [0, 1, 30, 60, 100, 101, 131, 365, 400, 730] {
             assert_eq!(read(&warmed, k), read(&fresh, k), "{by}, {k} days back");
         }
     }
