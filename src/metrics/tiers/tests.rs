@@ -413,33 +413,17 @@ fn days_ranked_ahead_equal_their_first_use() {
             ask(None, -1, false),
         ]));
         assert!(Arc::ptr_eq(&before, warmed.days[30].ranked.get().unwrap()));
-        assert!(
-            warmed.alone[0][30]
+        // Whether the day `k` back of ranking alone `a` has its book made.
+        let booked = |a: usize, k: usize| {
+            warmed.alone[a][k]
                 .ranked
                 .get()
                 .unwrap()
                 .book
                 .get()
                 .is_some()
-        );
-        assert!(
-            warmed.alone[1][60]
-                .ranked
-                .get()
-                .unwrap()
-                .book
-                .get()
-                .is_some()
-        );
-        assert!(
-            warmed.alone[0][400]
-                .ranked
-                .get()
-                .unwrap()
-                .book
-                .get()
-                .is_none()
-        );
+        };
+        assert!(booked(0, 30) && booked(1, 60) && !booked(0, 400));
         assert!(warmed.alone[1][400].ranked.get().is_none());
         let mut want = vec![
             (0, end),
