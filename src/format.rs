@@ -332,12 +332,18 @@ impl Texts {
 
     /// The text for `locale`, falling back as described above.
     pub fn get(&self, locale: Locale) -> &str {
-        self.0
+        Texts::pick(&self.0, locale).map_or("", String::as_str)
+    }
+
+    /// Of texts per locale (any kind of text), the one for `locale`,
+    /// falling back as described above; None when there are none.
+    pub fn pick<T>(texts: &[(Locale, T)], locale: Locale) -> Option<&T> {
+        texts
             .iter()
             .find(|(l, _)| *l == locale)
-            .or_else(|| self.0.iter().find(|(l, _)| *l == Locale::ZhCn))
-            .or_else(|| self.0.first())
-            .map_or("", |(_, s)| s.as_str())
+            .or_else(|| texts.iter().find(|(l, _)| *l == Locale::ZhCn))
+            .or_else(|| texts.first())
+            .map(|(_, t)| t)
     }
 }
 

@@ -67,8 +67,8 @@ pub use series::{DaySums, Measure, Series};
 pub use snapshot::tests_support;
 pub use snapshot::{DATA_KINDS, Portfolio, Snapshot, dump};
 pub use tiers::{
-    PREV_TIER_DAYS, TIER_HISTORY_DAYS, TierHistory, assign_tiers, rank_tiers, ranked_gross_profit,
-    ranking_total,
+    PREV_TIER_DAYS, TIER_HISTORY_DAYS, TierHistory, Wanted, assign_tiers, rank_tiers,
+    ranked_gross_profit, ranking_total,
 };
 pub use timeline::{Reuse, Timeline, build};
 pub use titles::Titles;

@@ -1,7 +1,8 @@
 //! Tiers: ranking the book into A/B/C by cumulative share of trailing-
 //! 12-month revenue, gross profit, or both (`tiers.by`), and
 //! `TierHistory`, the tiers of the days before a snapshot's, ranked on
-//! first use. Only the master's active accounts are ranked, and the
+//! first use or ahead of it on two threads (`TierHistory::warm`, each
+//! day's 12-month values summed once for all its rankings). Only the master's active accounts are ranked, and the
 //! shares are of their own totals: order lines of accounts missing from
 //! the master (or inactive in it) move nobody's tier and are in no figure
 //! of the book (the snapshot counts them, and the evaluation warns). Touches nothing but the series it is
@@ -269,6 +270,51 @@ pub struct AloneBook {
     pub floor_b: f64,
 }
 
+impl AloneBook {
+    /// The book of `ranked`, a ranking by one measure alone, from the 12-
+    /// month revenue and, for gross profit, the gross profit it was ranked
+    /// from.
+    fn of(ranked: &DayRanking, revenue: &[f64], gp: Option<&[f64]>) -> AloneBook {
+        let values: Vec<f64> = match gp {
+            Some(gp) => gp
+                .iter()
+                .zip(revenue)
+                .map(|(g, r)| ranked_gross_profit(*r, *g))
+                .collect(),
+            None => revenue.to_vec(),
+        };
+        let mut book = AloneBook {
+            total: ranking_total(&values),
+            floor_a: f64::INFINITY,
+            floor_b: f64::INFINITY,
+        };
+        for (t, v) in ranked.tiers().iter().zip(&values) {
+            match t {
+                Tier::A => book.floor_a = book.floor_a.min(*v),
+                Tier::B => book.floor_b = book.floor_b.min(*v),
+                Tier::C => {}
+            }
+        }
+        for f in [&mut book.floor_a, &mut book.floor_b] {
+            if !f.is_finite() {
+                *f = 0.0;
+            }
+        }
+        book
+    }
+}
+
+/// A day a rule will read of a [`TierHistory`] ([`TierHistory::warm`]):
+/// `days_ago`; its ranking by the basis (`ranking` None) or by one
+/// measure alone (`Revenue`, else gross profit), and for one alone,
+/// whether its book is read too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wanted {
+    pub ranking: Option<TierBasis>,
+    pub days_ago: i64,
+    pub book: bool,
+}
+
 /// One day's (tier, share above) by account index, shared with
 /// `metrics::ranks` (which keeps it for the next snapshot).
 pub(super) type DayRanks = Arc<DayRanking>;
@@ -336,6 +382,36 @@ impl Slot {
     }
 }
 
+/// Every account's 12-month revenue on a day and, where a ranking needs
+/// it, gross profit (by account index).
+type Values = (Vec<f64>, Option<Vec<f64>>);
+
+/// `v`'s gross profits for a ranking by `by` when it reads them.
+fn gp_for(by: TierBasis, v: &Values) -> Option<&[f64]> {
+    v.1.as_deref().filter(|_| by != TierBasis::Revenue)
+}
+
+/// A day [`TierHistory::warm`] ranks: days ago, the kinds wanted (see
+/// [`KINDS`]), and the books of the rankings alone wanted.
+type Warm = (usize, [bool; KINDS], [bool; 2]);
+
+/// Days [`TierHistory::warm`] sums in one pass over the accounts: at
+/// 100,000 accounts 0.8 MiB a day and measure.
+const WARM_BATCH: usize = 16;
+
+/// `theirs` on a thread of its own beside `mine` on this one; what each
+/// gave (`theirs` Err if it panicked).
+fn on_two<A: Send, B>(
+    theirs: impl FnOnce() -> A + Send,
+    mine: impl FnOnce() -> B,
+) -> (std::thread::Result<A>, B) {
+    std::thread::scope(|s| {
+        let other = s.spawn(theirs);
+        let mine = mine();
+        (other.join(), mine)
+    })
+}
+
 /// By days ago: each day's slot.
 type Days = Vec<Slot>;
 
@@ -390,13 +466,32 @@ impl TierHistory {
         let slot = self.alone[usize::from(by != TierBasis::Revenue)].get(k)?;
         let by = alone_measure(by);
         Some(slot.get(|| {
-            let tiers = TierConfig {
-                by,
-                ..self.tiers.clone()
-            };
             let (revenue, gp) = self.values(self.end - k as i32, by);
-            Ranked::new(&revenue, gp.as_deref(), &tiers).by_index(self.series.len())
+            self.rank_alone(by, &revenue, gp.as_deref())
         }))
+    }
+
+    /// The book ranked by `by` alone (a measure [`alone_measure`] gives)
+    /// from each account's 12-month revenue and, for gross profit, its
+    /// gross profit ([`TierHistory::values`]).
+    fn rank_alone(&self, by: TierBasis, revenue: &[f64], gp: Option<&[f64]>) -> Vec<(Tier, f64)> {
+        let tiers = TierConfig {
+            by,
+            ..self.tiers.clone()
+        };
+        Ranked::new(revenue, gp, &tiers).by_index(self.series.len())
+    }
+
+    /// The book ranked by the basis from the same values, the master's
+    /// tier column applied.
+    fn rank_basis(&self, revenue: &[f64], gp: Option<&[f64]>) -> Vec<(Tier, f64)> {
+        let mut out = Ranked::new(revenue, gp, &self.tiers).by_index(self.series.len());
+        for (t, o) in out.iter_mut().zip(&self.overrides) {
+            if let Some(o) = o {
+                t.0 = *o;
+            }
+        }
+        out
     }
 
     /// The book `days_ago` days before the end ranked by revenue alone
@@ -413,32 +508,7 @@ impl TierHistory {
         };
         *tiers.book.get_or_init(|| {
             let (revenue, gp) = self.values(self.end - k as i32, by);
-            let values: Vec<f64> = match gp {
-                Some(gp) => gp
-                    .iter()
-                    .zip(&revenue)
-                    .map(|(g, r)| ranked_gross_profit(*r, *g))
-                    .collect(),
-                None => revenue,
-            };
-            let mut book = AloneBook {
-                total: ranking_total(&values),
-                floor_a: f64::INFINITY,
-                floor_b: f64::INFINITY,
-            };
-            for (t, v) in tiers.tiers().iter().zip(&values) {
-                match t {
-                    Tier::A => book.floor_a = book.floor_a.min(*v),
-                    Tier::B => book.floor_b = book.floor_b.min(*v),
-                    Tier::C => {}
-                }
-            }
-            for f in [&mut book.floor_a, &mut book.floor_b] {
-                if !f.is_finite() {
-                    *f = 0.0;
-                }
-            }
-            book
+            AloneBook::of(tiers, &revenue, gp.as_deref())
         })
     }
 
@@ -530,16 +600,180 @@ impl TierHistory {
         let day = self.end - k as i32;
         slot.get(|| {
             let (revenue, gp) = self.values(day, self.tiers.by);
-            let mut out =
-                Ranked::new(&revenue, gp.as_deref(), &self.tiers).by_index(self.series.len());
-            for (t, o) in out.iter_mut().zip(&self.overrides) {
-                if let Some(o) = o {
-                    t.0 = *o;
+            self.rank_basis(&revenue, gp.as_deref())
+        })
+        .get(i)
+    }
+
+    /// Ranks the days `wanted` names ahead of their first use, on two
+    /// threads, each day whole on one of them: its accounts' 12-month
+    /// values summed once for all its rankings (the basis's, by revenue
+    /// alone, by gross profit alone) and, where asked, the book of a
+    /// ranking alone. The same values, rankings and books as on first use,
+    /// to the bit, and the days are marked read as a use would. A day
+    /// already ranked is left as it is; one beyond the history is skipped.
+    /// After a re-export every day the rules look back at is ranked again,
+    /// and this is where it happens.
+    pub fn warm(&self, wanted: impl IntoIterator<Item = Wanted>) {
+        // By days ago: the kinds wanted (see [`KINDS`]) and the books.
+        let mut table = vec![([false; KINDS], [false; 2]); TIER_HISTORY_DAYS];
+        for w in wanted {
+            let Some(day) = usize::try_from(w.days_ago)
+                .ok()
+                .and_then(|k| table.get_mut(k))
+            else {
+                continue;
+            };
+            match w.ranking {
+                None => day.0[0] = true,
+                Some(by) => {
+                    let alone = usize::from(alone_measure(by) != TierBasis::Revenue);
+                    day.0[1 + alone] = true;
+                    day.1[alone] |= w.book;
+                }
+            }
+        }
+        let days: Vec<Warm> = table
+            .into_iter()
+            .enumerate()
+            .filter(|(_, (kinds, _))| kinds.iter().any(|w| *w))
+            .map(|(k, (kinds, books))| (k, kinds, books))
+            .collect();
+        // Those ranked already are only marked read; the others get their
+        // values summed account by account (an account's lines read once
+        // for all its days, the accounts shared out between two threads),
+        // a batch of days at a time, then are ranked, every other day on
+        // the second thread (near days cost alike).
+        let (ready, work): (Vec<&Warm>, Vec<&Warm>) = days
+            .iter()
+            .partition(|(k, kinds, books)| self.ranked(*k, kinds, books));
+        for (k, kinds, books) in ready {
+            self.warm_day(*k, kinds, books, None);
+        }
+        for batch in work.chunks(WARM_BATCH) {
+            let values = self.sums(batch);
+            let jobs: Vec<(&Warm, &Values)> = batch.iter().copied().zip(&values).collect();
+            let (mine, theirs): (Vec<_>, Vec<_>) =
+                jobs.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+            let rank = |days: Vec<(usize, &(&Warm, &Values))>| {
+                for (_, ((k, kinds, books), v)) in days {
+                    self.warm_day(*k, kinds, books, Some(v));
+                }
+            };
+            // A panic there (a bug): its days rank on first use instead.
+            let _ = on_two(move || rank(theirs), move || rank(mine));
+        }
+    }
+
+    /// Every account's 12-month values on each of `days`, as
+    /// [`TierHistory::values`] sums them (gross profit for the days whose
+    /// rankings read it), each account's series read once for all of them;
+    /// the accounts' second half on another thread.
+    fn sums(&self, days: &[&Warm]) -> Vec<Values> {
+        let want: Vec<(Day, bool)> = days
+            .iter()
+            .map(|(k, kinds, _)| (self.end - *k as i32, self.with_gp(kinds)))
+            .collect();
+        let part = |series: &[Series]| -> Vec<Values> {
+            let n = series.len();
+            let mut out: Vec<Values> = want
+                .iter()
+                .map(|(_, gp)| (Vec::with_capacity(n), gp.then(|| Vec::with_capacity(n))))
+                .collect();
+            for s in series {
+                for ((day, _), (revenue, gp)) in want.iter().zip(out.iter_mut()) {
+                    revenue.push(s.sum(Measure::Revenue, *day, 365));
+                    if let Some(gp) = gp {
+                        gp.push(gross_profit_12m(s, *day));
+                    }
                 }
             }
             out
+        };
+        let (first, second) = self.series.split_at(self.series.len() / 2);
+        let (rest, mut out) = on_two(|| part(second), || part(first));
+        let rest = rest.unwrap_or_else(|_| part(second));
+        for (o, r) in out.iter_mut().zip(rest) {
+            o.0.extend(r.0);
+            if let (Some(gp), Some(more)) = (&mut o.1, r.1) {
+                gp.extend(more);
+            }
+        }
+        out
+    }
+
+    /// Whether the rankings of `kinds` of a day read gross profit: the
+    /// basis's when it is not revenue, the one by gross profit alone.
+    fn with_gp(&self, kinds: &[bool; KINDS]) -> bool {
+        (kinds[0] && self.tiers.by != TierBasis::Revenue) || kinds[2]
+    }
+
+    /// Whether the rankings of `kinds` of the day `k` days back, and the
+    /// books in `books`, are made already (or beyond the history).
+    fn ranked(&self, k: usize, kinds: &[bool; KINDS], books: &[bool; 2]) -> bool {
+        (0..KINDS).filter(|kind| kinds[*kind]).all(|kind| {
+            match self
+                .slots(kind)
+                .and_then(|d| d.get(k))
+                .map(|s| s.ranked.get())
+            {
+                None => true,
+                Some(None) => false,
+                Some(Some(r)) => kind == 0 || !books[kind - 1] || r.book.get().is_some(),
+            }
         })
-        .get(i)
+    }
+
+    /// [`TierHistory::warm`] for the day `k` days back: the rankings of
+    /// `kinds` (see [`KINDS`]) and the books of the rankings alone in
+    /// `books` (by revenue, by gross profit), from the values `summed`
+    /// for it ([`TierHistory::sums`]) if given.
+    fn warm_day(
+        &self,
+        k: usize,
+        kinds: &[bool; KINDS],
+        books: &[bool; 2],
+        summed: Option<&Values>,
+    ) {
+        let day = self.end - k as i32;
+        // `summed`, or summed once here when a ranking or book is missing.
+        let own: std::cell::OnceCell<Values> = std::cell::OnceCell::new();
+        let values = || {
+            summed.unwrap_or_else(|| {
+                own.get_or_init(|| {
+                    let measure = if self.with_gp(kinds) {
+                        TierBasis::GrossProfit
+                    } else {
+                        TierBasis::Revenue
+                    };
+                    self.values(day, measure)
+                })
+            })
+        };
+        for kind in (0..KINDS).filter(|kind| kinds[*kind]) {
+            let Some(slot) = self.slots(kind).and_then(|d| d.get(k)) else {
+                continue;
+            };
+            // The basis, or the measure alone, as the first use ranks it.
+            let by = match kind {
+                0 => self.tiers.by,
+                1 => TierBasis::Revenue,
+                _ => TierBasis::GrossProfit,
+            };
+            let ranked = slot.get(|| {
+                let v = values();
+                match kind {
+                    0 => self.rank_basis(&v.0, gp_for(by, v)),
+                    _ => self.rank_alone(by, &v.0, gp_for(by, v)),
+                }
+            });
+            if kind > 0 && books[kind - 1] {
+                ranked.book.get_or_init(|| {
+                    let v = values();
+                    AloneBook::of(ranked, &v.0, gp_for(by, v))
+                });
+            }
+        }
     }
 }
 

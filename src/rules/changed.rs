@@ -305,6 +305,16 @@ impl Memo {
         }
         let n = rules.rules.len();
         let moved = since.orders || !since.accounts.is_empty();
+        // The days of the tier history the book's figures and the
+        // accounts' values read below, ranked ahead on two threads (after a
+        // re-export, every day the rules look back at is ranked again).
+        if let Some(h) = &snap.portfolio.history {
+            h.warm(
+                self.book
+                    .wanted()
+                    .chain(self.placed.values().flat_map(Placed::wanted)),
+            );
+        }
         // What changed of the book, as the bits of the pairs that read it.
         let (book, now) = self.book.changed(&snap.portfolio, snap.end(), moved);
         let everywhere: Vec<bool> = (0..n)

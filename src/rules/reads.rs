@@ -22,7 +22,7 @@ use std::cell::RefCell;
 use std::collections::HashSet;
 
 use crate::config::TierBasis;
-use crate::metrics::{AccountMetrics, Metric, Portfolio};
+use crate::metrics::{AccountMetrics, Metric, Portfolio, TIER_HISTORY_DAYS, Wanted};
 use crate::model::Tier;
 use crate::model::dates::Day;
 
@@ -195,6 +195,21 @@ impl AccountKey {
         }
     }
 
+    /// The day of the book's tier history [`AccountKey::value`] ranks
+    /// on first use, if any (the pick ranks them ahead, on two threads).
+    pub fn wanted(&self) -> Option<Wanted> {
+        match self {
+            AccountKey::Ago(a) => Some(a.wanted()),
+            AccountKey::Past(floor, _) => floor.wanted(),
+            AccountKey::Reaches(AboveBy::Alone(by), _) => Some(Wanted {
+                ranking: Some(by.basis()),
+                days_ago: 0,
+                book: false,
+            }),
+            AccountKey::Reaches(AboveBy::Basis, _) | AccountKey::Overflow => None,
+        }
+    }
+
     /// Its bit.
     pub fn bit(&self) -> u32 {
         match self {
@@ -230,6 +245,22 @@ impl Ago {
             Ranking::Alone(by) => m.tier_alone_ago(by.basis(), d),
             Ranking::Today(By::Revenue) => m.revenue_tier(),
             Ranking::Today(By::GrossProfit) => m.gross_profit_tier(),
+        }
+    }
+
+    /// The day of the tier history [`Ago::value`] reads: as
+    /// `tier_ago` and `tier_alone_ago` clamp it.
+    fn wanted(&self) -> Wanted {
+        let clamped = i64::from(self.days).clamp(0, TIER_HISTORY_DAYS as i64 - 1);
+        let (ranking, days_ago) = match self.ranking {
+            Ranking::Basis => (None, clamped),
+            Ranking::Alone(by) => (Some(by.basis()), clamped),
+            Ranking::Today(by) => (Some(by.basis()), 0),
+        };
+        Wanted {
+            ranking,
+            days_ago,
+            book: false,
         }
     }
 
@@ -294,6 +325,19 @@ impl BookKey {
             BookKey::Metric(m, days, offset) => Metric::ALL.get(usize::from(*m)).map_or(0.0, |m| {
                 p.metric(*m, end, i64::from(*days), i64::from(*offset))
             }),
+        }
+    }
+
+    /// The day whose ranking alone and book [`BookKey::value`] reads, if
+    /// any (the pick ranks them ahead, on two threads).
+    pub fn wanted(&self) -> Option<Wanted> {
+        match self {
+            BookKey::Floor(by, _, d) | BookKey::Total(by, d) => Some(Wanted {
+                ranking: Some(by.basis()),
+                days_ago: i64::from(*d),
+                book: true,
+            }),
+            _ => None,
         }
     }
 

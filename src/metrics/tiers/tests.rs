@@ -346,6 +346,103 @@ fn history_ranks_each_day_by_the_basis() {
     }
 }
 
+/// Days ranked ahead (`warm`, on two threads) are what their first use
+/// ranks, to the bit, in every basis and kind, with the books asked for;
+/// the days warmed count as read, those only asked about beyond the
+/// history are skipped, and a day ranked already is kept as it was.
+#[test]
+fn days_ranked_ahead_equal_their_first_use() {
+    let end = day(NaiveDate::from_ymd_opt(2026, 6, 30).unwrap());
+    let s: Vec<Series> = (0..40)
+        .map(|i| {
+            let f = f64::from(i);
+            series(&[
+                ("2025-05-03", 1_000.0 + f * 37.3, 900.0 - f * 11.1),
+                ("2025-09-17", 300.0 * f + 0.01, 290.0 * f),
+                ("2026-02-11", 5_000.0 - f * 97.7, 1_000.0 + f * 3.3),
+                ("2026-06-29", f * f, f * 0.5),
+            ])
+        })
+        .collect();
+    let overrides: Vec<Option<Tier>> = (0..40).map(|i| (i % 7 == 3).then_some(Tier::B)).collect();
+    let read = |h: &TierHistory, k: i64| {
+        let mut out: Vec<u64> = Vec::new();
+        for by in [TierBasis::Revenue, TierBasis::GrossProfit, TierBasis::Both] {
+            let b = h.book_alone(by, k);
+            out.extend([b.total, b.floor_a, b.floor_b].map(f64::to_bits));
+        }
+        for i in 0..40 {
+            for t in [
+                h.at(i, k),
+                h.alone_at(TierBasis::Revenue, i, k),
+                h.alone_at(TierBasis::GrossProfit, i, k),
+            ] {
+                let (t, x) = t.unwrap();
+                out.extend([t as u64, x.to_bits()]);
+            }
+        }
+        out
+    };
+    let read_days = |h: &TierHistory| {
+        let mut d: Vec<(usize, Day)> = h.read_days().iter().map(|r| (r.0, r.1)).collect();
+        d.sort_unstable();
+        d
+    };
+    let ask = |ranking, days_ago, book| Wanted {
+        ranking,
+        days_ago,
+        book,
+    };
+    for by in [TierBasis::Revenue, TierBasis::GrossProfit, TierBasis::Both] {
+        let warmed = TierHistory::new(end, &cfg(by), s.clone(), overrides.clone());
+        // Day 30 ranked before: left as it is.
+        warmed.at(0, 30);
+        let before = warmed.days[30].ranked.get().unwrap().clone();
+        // More days than one batch sums at once.
+        let many = (100..100 + 2 * WARM_BATCH as i64)
+            .map(|k| ask(Some(TierBasis::Revenue), k, k % 2 == 0));
+        warmed.warm(many.chain([
+            ask(None, 0, false),
+            ask(None, 30, false),
+            ask(Some(TierBasis::Revenue), 30, true),
+            ask(Some(TierBasis::Both), 60, true),
+            ask(Some(TierBasis::GrossProfit), 60, false),
+            ask(None, 365, false),
+            ask(Some(TierBasis::Revenue), 400, false),
+            ask(Some(TierBasis::Revenue), TIER_HISTORY_DAYS as i64, true),
+            ask(None, -1, false),
+        ]));
+        assert!(Arc::ptr_eq(&before, warmed.days[30].ranked.get().unwrap()));
+        // Whether the day `k` back of ranking alone `a` has its book made.
+        let booked = |a: usize, k: usize| {
+            warmed.alone[a][k]
+                .ranked
+                .get()
+                .unwrap()
+                .book
+                .get()
+                .is_some()
+        };
+        assert!(booked(0, 30) && booked(1, 60) && !booked(0, 400));
+        assert!(warmed.alone[1][400].ranked.get().is_none());
+        let mut want = vec![
+            (0, end),
+            (0, end - 30),
+            (0, end - 365),
+            (1, end - 30),
+            (1, end - 400),
+            (2, end - 60),
+        ];
+        want.extend((100..100 + 2 * WARM_BATCH as i32).map(|k| (1, end - k)));
+        want.sort_unstable();
+        assert_eq!(read_days(&warmed), want, "{by}");
+        let fresh = TierHistory::new(end, &cfg(by), s.clone(), overrides.clone());
+        for k in [0, 1, 30, 60, 100, 101, 131, 365, 400, 730] {
+            assert_eq!(read(&warmed, k), read(&fresh, k), "{by}, {k} days back");
+        }
+    }
+}
+
 #[test]
 fn unlisted_accounts_are_counted_from_their_first_order() {
     let a = series(&[("2026-03-01", 100.0, 0.0), ("2026-05-01", 50.0, 0.0)]);

@@ -153,7 +153,7 @@ pub(super) fn alert(api: &mut Api) {
 }
 
 /// One `alert()` call: checked, then kept for the runner.
-fn raise(ctx: &NativeCallContext, spec: Map) -> Result<(), Box<EvalAltResult>> {
+fn raise(ctx: &NativeCallContext, mut spec: Map) -> Result<(), Box<EvalAltResult>> {
     let cap = ALERT_CAP.with(Cell::get);
     if RAISED.with(|r| r.borrow().len()) >= cap {
         return Err(format!(
@@ -182,7 +182,8 @@ fn raise(ctx: &NativeCallContext, spec: Map) -> Result<(), Box<EvalAltResult>> {
     let title = words(&spec, "title")?
         .filter(|t| !t.trim().is_empty())
         .ok_or("alert(): `title` is required and must be a string")?;
-    let (figures, units) = match spec.get("figures") {
+    // Taken out of the call's own map, not copied.
+    let (figures, units) = match spec.remove("figures") {
         Some(f) => figures_of(f)?,
         None => (Vec::new(), Units::new()),
     };
@@ -262,7 +263,7 @@ type Figures = Vec<(String, serde_json::Value)>;
 
 /// The figures (a map, or [label, value(, kind)] pairs in order) and the
 /// kinds of those that have one.
-fn figures_of(f: &Dynamic) -> Result<(Figures, Units), Box<EvalAltResult>> {
+fn figures_of(f: Dynamic) -> Result<(Figures, Units), Box<EvalAltResult>> {
     let mut figures = Vec::new();
     let mut units = Units::new();
     let mut add = |label: String, v: &Dynamic, unit: Option<Unit>| {
@@ -276,11 +277,11 @@ fn figures_of(f: &Dynamic) -> Result<(Figures, Units), Box<EvalAltResult>> {
         figures.push((label, value));
     };
     if f.is_map() {
-        for (k, v) in f.clone().cast::<Map>() {
+        for (k, v) in f.cast::<Map>() {
             add(k.to_string(), &v, None);
         }
     } else if f.is_array() {
-        for pair in f.clone().cast::<rhai::Array>() {
+        for pair in f.cast::<rhai::Array>() {
             let (label, value, unit) = figure_pair(pair)?;
             add(label, &value, unit);
         }
@@ -298,7 +299,7 @@ fn figure_pair(pair: Dynamic) -> Result<(String, Dynamic, Option<Unit>), Box<Eva
     if !pair.is_array() {
         return Err(bad());
     }
-    let pair = pair.cast::<rhai::Array>();
+    let mut pair = pair.cast::<rhai::Array>();
     if pair.len() != 2 && pair.len() != 3 {
         return Err(bad());
     }
@@ -326,7 +327,7 @@ fn figure_pair(pair: Dynamic) -> Result<(String, Dynamic, Option<Unit>), Box<Eva
     } else {
         pair[0].to_string()
     };
-    Ok((label, pair[1].clone(), unit))
+    Ok((label, std::mem::take(&mut pair[1]), unit))
 }
 
 fn to_json(v: &Dynamic) -> serde_json::Value {

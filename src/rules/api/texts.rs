@@ -82,16 +82,17 @@ pub fn text_of(d: &Dynamic, what: &str) -> Result<String, Error> {
     if let Some(f) = d.read_lock::<Figure>() {
         return Ok(figure_text(&f));
     }
-    if !d.is_map() {
+    // A map is read in place: every entry checked, only the reader's text
+    // copied.
+    let Some(map) = d.read_lock::<Map>() else {
         return Err(Error::Text(format!(
             "{what} must be a string, got {} {d}; a text may also be given per locale, #{{ \"zh-CN\": \"...\", en: \"...\" }}",
             d.type_name()
         )));
-    }
-    let map = d.clone().cast::<Map>();
-    let mut texts = Texts::default();
-    for (k, v) in map {
-        let Some(l) = Locale::parse(&k) else {
+    };
+    let mut texts: Vec<(Locale, &Dynamic)> = Vec::with_capacity(map.len());
+    for (k, v) in map.iter() {
+        let Some(l) = Locale::parse(k) else {
             return Err(Error::Text(format!(
                 "{what} has a text for {k:?}, which is not a locale kamwatch writes in; the locales are {}",
                 Locale::known()
@@ -103,15 +104,15 @@ pub fn text_of(d: &Dynamic, what: &str) -> Result<String, Error> {
                 v.type_name()
             )));
         }
-        texts.0.push((l, v.to_string()));
+        texts.push((l, v));
     }
-    if texts.0.is_empty() {
-        return Err(Error::Text(format!(
+    match Texts::pick(&texts, locale()) {
+        Some(v) => Ok(v.to_string()),
+        None => Err(Error::Text(format!(
             "{what} is an empty map; give a text for at least one of {}",
             Locale::known()
-        )));
+        ))),
     }
-    Ok(texts.get(locale()).to_string())
 }
 
 /// `name(x)` as a figure of its kind. A value no reader can use is the

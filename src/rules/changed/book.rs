@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
-use crate::metrics::{AccountMetrics, Portfolio};
+use crate::metrics::{AccountMetrics, Portfolio, Wanted};
 use crate::model::Tier;
 use crate::model::dates::Day;
 use crate::rules::finding::ReadLog;
@@ -71,6 +71,11 @@ impl Placed {
             }
             self.hist.push((*k, k.value(m, at.0, at.1)));
         }
+    }
+
+    /// The days of the book's tier history its history values read.
+    pub(super) fn wanted(&self) -> impl Iterator<Item = Wanted> + '_ {
+        self.hist.iter().filter_map(|(k, _)| k.wanted())
     }
 
     /// The [`reads`] bits of what differs between `self` and `m` now
@@ -198,6 +203,11 @@ impl Book {
         }
     }
 
+    /// The days of the book's tier history its figures read.
+    pub(super) fn wanted(&self) -> impl Iterator<Item = Wanted> + '_ {
+        self.keys.keys().filter_map(BookKey::wanted)
+    }
+
     /// The [`reads`] bits of what differs between `self` and `p` now
     /// (`moved`: whether any data changed at all), and the book now.
     pub(super) fn changed(&self, p: &Portfolio, end: Day, moved: bool) -> (u32, Book) {
@@ -211,40 +221,18 @@ impl Book {
         } else {
             0
         };
-        let keys: Vec<(&BookKey, &u64)> = self.keys.iter().collect();
-        for ((k, v), value) in keys.iter().zip(values_of(&keys, p, end)) {
-            if value != **v {
+        for (k, v) in &self.keys {
+            let value = k.value(p, end).to_bits();
+            if value != *v {
                 bits |= k.bit();
             }
-            now.keys.insert(**k, value);
+            now.keys.insert(*k, value);
         }
         if self.all && moved {
             bits |= reads::PORTFOLIO;
         }
         (bits, now)
     }
-}
-
-/// Each of `keys`' value in `p` now, to the bit, in their order. A figure
-/// of an earlier day ranks that day's book on first use (after a
-/// re-export, every day the rules look back at), so the keys are read on
-/// two threads when there are many.
-fn values_of(keys: &[(&BookKey, &u64)], p: &Portfolio, end: Day) -> Vec<u64> {
-    let value = |k: &BookKey| k.value(p, end).to_bits();
-    if keys.len() < 8 {
-        return keys.iter().map(|(k, _)| value(k)).collect();
-    }
-    let (first, second) = keys.split_at(keys.len() / 2);
-    std::thread::scope(|s| {
-        let other = s.spawn(|| second.iter().map(|(k, _)| value(k)).collect::<Vec<_>>());
-        let mut out: Vec<u64> = first.iter().map(|(k, _)| value(k)).collect();
-        match other.join() {
-            Ok(rest) => out.extend(rest),
-            // A panic there (a bug): the same keys read here.
-            Err(_) => out.extend(second.iter().map(|(k, _)| value(k))),
-        }
-        out
-    })
 }
 
 /// The [`reads`] bits whose value differs, or-ed together.
