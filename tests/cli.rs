@@ -309,6 +309,41 @@ fn check_refuses_a_season_named_twice_or_blank_with_its_line() {
 }
 
 #[test]
+fn check_warns_of_two_seasons_on_the_same_days() {
+    let p = Project::new();
+    let text = std::fs::read_to_string(p.config()).unwrap();
+    let shipped = r#"双11: { from: "11-01", to: "11-11" }"#;
+    assert!(text.contains(shipped), "the project config's 双11");
+    // The same days under another name (and a lunar one spelt two ways):
+    // warned, not refused; a day apart: nothing.
+    for (again, warned) in [
+        (
+            r#"Singles Day: { from: "11-01", to: "11-11" }"#,
+            Some("seasons Singles Day and 双11 fall on the same days every year"),
+        ),
+        (r#"Singles Day: { from: "11-02", to: "11-11" }"#, None),
+    ] {
+        std::fs::write(
+            p.config(),
+            text.replacen(shipped, &format!("{shipped}\n  {again}"), 1),
+        )
+        .unwrap();
+        let o = p.run(&["check"]);
+        assert_exit(&o, 0);
+        let out = stdout(&o);
+        match warned {
+            Some(w) => assert!(
+                out.contains(&format!("warning: {w}"))
+                    && out.contains("mails each of its alerts twice"),
+                "{}",
+                show(&o)
+            ),
+            None => assert!(!out.contains("same days every year"), "{}", show(&o)),
+        }
+    }
+}
+
+#[test]
 fn check_refuses_a_season_it_cannot_place_and_resolves_the_season_calls() {
     let p = Project::new();
     let text = std::fs::read_to_string(p.config()).unwrap();

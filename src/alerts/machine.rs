@@ -9,7 +9,8 @@
 //! raise after that starts a new episode. The lifecycle owns the alert's
 //! age: a rule says whether its condition holds today, not how long it
 //! has. It decides which notices an evaluation causes: started, severity
-//! raised, repeat (every `repeat_interval_days` while firing), aged (firing
+//! raised, repeat (every `repeat_interval_days` while firing, an info alert
+//! every `info_repeat_interval_days` when the rule sets it), aged (firing
 //! for `escalate_after_days`; none while an alert is kept firing only by
 //! `keep_firing_for_days`), final and resolved. A held observation (a rule's
 //! `alert(#{ ..., starts: false })`) is a raise for an open alert and
@@ -414,8 +415,8 @@ fn tell(
     } else if aged && !n.aged_notified {
         out.notices.push(Notice::Aged);
         n.last_notified_at = Some(as_of);
-    } else if policy.repeat_interval_days > 0
-        && days(n.last_notified_at, as_of) >= i64::from(policy.repeat_interval_days)
+    } else if policy.repeat_days(sev) > 0
+        && days(n.last_notified_at, as_of) >= i64::from(policy.repeat_days(sev))
     {
         out.notices.push(Notice::Repeat);
         n.last_notified_at = Some(as_of);

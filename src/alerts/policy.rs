@@ -17,6 +17,8 @@ pub struct RulePolicy {
     pub for_evaluations: u32,
     /// Days between reminders while firing; 0 = no reminders.
     pub repeat_interval_days: u32,
+    /// The same for an alert whose severity is info; None: as the others.
+    pub info_repeat_interval_days: Option<u32>,
     /// Whether a resolved notice is sent.
     pub notify_resolved: bool,
     /// Days an alert stays firing after its condition clears.
@@ -37,6 +39,7 @@ impl RulePolicy {
         RulePolicy {
             for_evaluations: a.for_evaluations,
             repeat_interval_days: a.repeat_interval_days,
+            info_repeat_interval_days: None,
             notify_resolved: a.notify_resolved,
             keep_firing_for_days: a.keep_firing_for_days,
             escalate_after_days: a.escalate_after_days,
@@ -55,6 +58,9 @@ impl RulePolicy {
         }
         if let Some(n) = s.repeat_interval_days {
             self.repeat_interval_days = n;
+        }
+        if let Some(n) = s.info_repeat_interval_days {
+            self.info_repeat_interval_days = Some(n);
         }
         if let Some(b) = s.notify_resolved {
             self.notify_resolved = b;
@@ -75,6 +81,16 @@ impl RulePolicy {
             self.extra_recipients.clone_from(r);
         }
         self
+    }
+}
+
+impl RulePolicy {
+    /// Days between reminders of an alert of severity `sev`; 0 = none.
+    pub fn repeat_days(&self, sev: crate::model::Severity) -> u32 {
+        match (sev, self.info_repeat_interval_days) {
+            (crate::model::Severity::Info, Some(n)) => n,
+            _ => self.repeat_interval_days,
+        }
     }
 }
 
@@ -140,12 +156,16 @@ mod tests {
                 "const SETTINGS = #{ \"for\": 1, repeat_interval_days: 3 };",
             ),
             ("old", "let x = 1;"),
+            (
+                "info",
+                "const SETTINGS = #{ repeat_interval_days: 30, info_repeat_interval_days: 0 };",
+            ),
         ])
         .unwrap();
         let base = include_str!("../../config/kamwatch.yaml")
             .replace("  for_evaluations: 1\n", "  for_evaluations: 3\n");
         let cfg = crate::config::parse(&format!(
-            "{base}\nrule_settings:\n  both:\n    for_evaluations: 2\n    extra_recipients: [p@example.com]\n"
+            "{base}\nrule_settings:\n  both:\n    for_evaluations: 2\n    extra_recipients: [p@example.com]\n  old:\n    info_repeat_interval_days: 4\n"
         ))
         .unwrap();
         let p = Policies::for_rules(&cfg, &rules);
@@ -156,6 +176,19 @@ mod tests {
         assert_eq!(p.get("both").repeat_interval_days, 3);
         assert_eq!(p.get("both").extra_recipients, vec!["p@example.com"]);
         assert_eq!(p.get("both").close_after_days, 0, "0 (never) by default");
+        // An info alert's own interval: the rule's, the config's; left
+        // out, the rule's repeat_interval_days.
+        let info = crate::model::Severity::Info;
+        let warning = crate::model::Severity::Warning;
+        assert_eq!(
+            (
+                p.get("info").repeat_days(info),
+                p.get("info").repeat_days(warning)
+            ),
+            (0, 30)
+        );
+        assert_eq!(p.get("old").repeat_days(info), 4);
+        assert_eq!(p.get("both").repeat_days(info), 3);
         assert_eq!(
             cfg.notes,
             vec![

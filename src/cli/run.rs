@@ -100,7 +100,7 @@ fn policy_line(r: &Rule, policies: &crate::alerts::Policies) -> String {
     let mut recipients = vec!["owner".to_string()];
     recipients.extend(p.extra_recipients.iter().cloned());
     format!(
-        "rule {}: enabled {}, tiers {}, needs {}, book_needs {}, severity {}, for_evaluations {}, repeat_interval_days {}, recipients {}, notify_resolved {}, keep_firing_for_days {}, escalate_after_days {}, close_after_days {}, one_open_per_account {}",
+        "rule {}: enabled {}, tiers {}, needs {}, book_needs {}, severity {}, for_evaluations {}, repeat_interval_days {}, info_repeat_interval_days {}, recipients {}, notify_resolved {}, keep_firing_for_days {}, escalate_after_days {}, close_after_days {}, one_open_per_account {}",
         r.name,
         yes(r.enabled()),
         list(&s.tiers, "all"),
@@ -109,6 +109,7 @@ fn policy_line(r: &Rule, policies: &crate::alerts::Policies) -> String {
         s.severity.as_deref().unwrap_or("warning"),
         p.for_evaluations,
         p.repeat_interval_days,
+        p.repeat_days(crate::model::Severity::Info),
         recipients.join(","),
         yes(p.notify_resolved),
         p.keep_firing_for_days,

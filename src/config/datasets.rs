@@ -32,7 +32,9 @@ pub struct Datasets {
 pub struct DatasetConfig {
     /// Glob patterns (`*` and `?`) matched against the file name.
     pub files: Vec<String>,
-    /// Canonical field -> the export's own column name.
+    /// Canonical field -> the export's own column name (a field named
+    /// twice is refused).
+    #[serde(deserialize_with = "super::schema::unique_map")]
     pub columns: BTreeMap<String, String>,
     /// Text encoding of CSV and JSON Lines files.
     #[serde(default)]

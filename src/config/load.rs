@@ -374,6 +374,14 @@ pub fn findings(cfg: &Loaded) -> Vec<Finding> {
             message: format!("{e:#}; no mail can be sent until then"),
         });
     }
+    for (a, b) in cfg.cfg.seasons.same_dates() {
+        out.push(Finding {
+            refused: false,
+            message: format!(
+                "seasons {a} and {b} fall on the same days every year: a rule checking each open season (stock_cover) mails each of its alerts twice; delete one, or give them their own dates"
+            ),
+        });
+    }
     let rules = cfg.rules();
     let has_rules = std::fs::read_dir(&rules).is_ok_and(|rd| {
         rd.filter_map(|e| e.ok())

@@ -39,7 +39,7 @@ pub struct Config {
     /// Per-rule settings by rule name (file stem); they override the
     /// rule's own `const SETTINGS`. `alerts.rules` is merged in here when
     /// the config is parsed.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_map")]
     pub rule_settings: BTreeMap<String, RuleSettings>,
     /// What parsing moved or renamed (older key names), for `check` and the
     /// daemon's start-up log. Not a key.
@@ -85,7 +85,10 @@ pub struct Config {
 
 /// One season of the config: its first and last day in every year.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a block of `from:` and `to:`, e.g. { from: \"11-01\", to: \"11-11\" }"
+)]
 pub struct SeasonConfig {
     pub from: String,
     pub to: String,
@@ -107,39 +110,103 @@ fn default_seasons() -> BTreeMap<String, SeasonConfig> {
 }
 
 /// Reads a `seasons:` block, refusing what a map would otherwise take
-/// silently: a name given twice (YAML keeps the last, dropping the first
-/// without a word) and a blank name (no rule can ask for it, and its
-/// alerts would have a blank key). The error is raised while the entry's
-/// value is read, so the parser names it (`seasons.双11`) and its line.
+/// silently: a name given twice ([`unique_map`]) and a blank name (no rule
+/// can ask for it, and its alerts would have a blank key).
 pub fn season_map<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<BTreeMap<String, SeasonConfig>, D::Error> {
+    checked_map(d, |name, twice| {
+        if name.trim().is_empty() {
+            Some(format!(
+                "a season named {name:?}, which is blank: rules ask for a season by its name (season(\"双11\")) and its alerts are told apart by it; give it a name"
+            ))
+        } else if twice {
+            Some(format!(
+                "the season {name} is given twice, and only the last would be used; delete one, or give each its own name"
+            ))
+        } else {
+            None
+        }
+    })
+}
+
+/// Reads a block of `name: value` (rule_settings, a dataset's columns),
+/// refusing a name given twice: YAML keeps the last, dropping the first
+/// without a word, so a setting or a column the user wrote would be
+/// ignored.
+pub fn unique_map<'de, D, T>(d: D) -> Result<BTreeMap<String, T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    checked_map(d, |name, twice| {
+        twice.then(|| format!("{name} is given twice, and only the last would be used; delete one"))
+    })
+}
+
+/// A map whose names `refuse(name, given before)` may refuse, with why.
+/// The error is raised while the entry's value is read, so the parser
+/// names the entry (`seasons.双11`, `rule_settings.margin_slip`) and its
+/// line.
+fn checked_map<'de, D, T>(
+    d: D,
+    refuse: impl Fn(&str, bool) -> Option<String>,
+) -> Result<BTreeMap<String, T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    use std::marker::PhantomData;
     /// One entry's value, or why its name is refused: refused from inside
-    /// the value's block, so the parser gives the entry's line and path.
-    struct Entry(Option<String>);
-    impl<'de> serde::de::DeserializeSeed<'de> for Entry {
-        type Value = SeasonConfig;
-        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<SeasonConfig, D::Error> {
-            d.deserialize_map(self)
-        }
-    }
-    impl<'de> serde::de::Visitor<'de> for Entry {
-        type Value = SeasonConfig;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a block of `from:` and `to:`, e.g. { from: \"11-01\", to: \"11-11\" }")
-        }
-        fn visit_map<A: serde::de::MapAccess<'de>>(self, a: A) -> Result<SeasonConfig, A::Error> {
+    /// the value, so the parser gives the entry's line and path.
+    struct Entry<T>(Option<String>, PhantomData<T>);
+    impl<'de, T: serde::Deserialize<'de>> serde::de::DeserializeSeed<'de> for Entry<T> {
+        type Value = T;
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
             match self.0 {
-                Some(why) => Err(serde::de::Error::custom(why)),
-                None => SeasonConfig::deserialize(serde::de::value::MapAccessDeserializer::new(a)),
+                None => T::deserialize(d),
+                Some(why) => d.deserialize_any(Refuse(why, PhantomData)),
             }
         }
     }
-    struct Map;
-    impl<'de> serde::de::Visitor<'de> for Map {
-        type Value = BTreeMap<String, SeasonConfig>;
+    /// Refuses whatever the value is, with why.
+    struct Refuse<T>(String, PhantomData<T>);
+    macro_rules! refuse {
+        ($($f:ident($t:ty)),*) => {$(
+            fn $f<E: serde::de::Error>(self, _: $t) -> Result<T, E> {
+                Err(E::custom(self.0))
+            }
+        )*};
+    }
+    impl<'de, T> serde::de::Visitor<'de> for Refuse<T> {
+        type Value = T;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a block of seasons, each `name: { from: ..., to: ... }`")
+            f.write_str(&self.0)
+        }
+        refuse!(
+            visit_bool(bool),
+            visit_i64(i64),
+            visit_u64(u64),
+            visit_f64(f64),
+            visit_str(&str)
+        );
+        fn visit_unit<E: serde::de::Error>(self) -> Result<T, E> {
+            Err(E::custom(self.0))
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<T, A::Error> {
+            Err(serde::de::Error::custom(self.0))
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<T, A::Error> {
+            Err(serde::de::Error::custom(self.0))
+        }
+    }
+    struct Map<T, F>(F, PhantomData<T>);
+    impl<'de, T: serde::Deserialize<'de>, F: Fn(&str, bool) -> Option<String>>
+        serde::de::Visitor<'de> for Map<T, F>
+    {
+        type Value = BTreeMap<String, T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a block of `name: value` entries")
         }
         fn visit_map<A: serde::de::MapAccess<'de>>(
             self,
@@ -147,24 +214,14 @@ pub fn season_map<'de, D: serde::Deserializer<'de>>(
         ) -> Result<Self::Value, A::Error> {
             let mut out = BTreeMap::new();
             while let Some(name) = a.next_key::<String>()? {
-                let why = if name.trim().is_empty() {
-                    Some(format!(
-                        "a season named {name:?}, which is blank: rules ask for a season by its name (season(\"双11\")) and its alerts are told apart by it; give it a name"
-                    ))
-                } else if out.contains_key(&name) {
-                    Some(format!(
-                        "the season {name} is given twice, and only the last would be used; delete one, or give each its own name"
-                    ))
-                } else {
-                    None
-                };
-                let season = a.next_value_seed(Entry(why))?;
-                out.insert(name, season);
+                let why = (self.0)(&name, out.contains_key(&name));
+                let value = a.next_value_seed(Entry(why, PhantomData))?;
+                out.insert(name, value);
             }
             Ok(out)
         }
     }
-    d.deserialize_map(Map)
+    d.deserialize_map(Map(refuse, PhantomData))
 }
 
 /// [`season_map`] for a block that may be left out (rule test files).
@@ -539,7 +596,7 @@ pub struct AlertsConfig {
     pub history_retention_days: u32,
     /// Per-rule settings, by rule name: the same as `rule_settings`, read
     /// into it when the config is parsed (empty afterwards).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_map")]
     pub rules: BTreeMap<String, RuleSettings>,
     /// The most alerts one rule may raise for one account in one run; past
     /// it the run fails (named, reported to the admin).
@@ -700,6 +757,55 @@ mod tests {
             assert!(e.contains("give it a name"), "{blank}: {e}");
             assert!(e.contains(&format!("at line {line}")), "{blank}: {e}");
         }
+    }
+
+    #[test]
+    fn a_rule_setting_or_a_column_given_twice_is_refused_with_its_line() {
+        let base = include_str!("../../config/kamwatch.yaml");
+        let twice = base.replacen(
+            "\ndatasets:",
+            "\nrule_settings:\n  margin_slip:\n    enabled: false\n  margin_slip:\n    repeat_interval_days: 3\ndatasets:",
+            1,
+        );
+        let line = twice[..twice.find("    repeat_interval_days: 3").unwrap()]
+            .lines()
+            .count()
+            + 1;
+        let e = crate::config::parse(&twice).unwrap_err().to_string();
+        assert!(
+            e.starts_with("rule_settings.margin_slip: margin_slip is given twice, and only the last would be used; delete one"),
+            "{e}"
+        );
+        assert!(e.contains(&format!("at line {line}")), "{e}");
+        // alerts.rules, the older place, too.
+        let old = base.replacen(
+            "alerts:\n",
+            "alerts:\n  rules:\n    order_gap: { repeat_days: 9 }\n    order_gap: { repeat_days: 3 }\n",
+            1,
+        );
+        let e = crate::config::parse(&old).unwrap_err().to_string();
+        assert!(
+            e.starts_with("alerts.rules.order_gap: order_gap is given twice"),
+            "{e}"
+        );
+        // A dataset's column named twice: the first would be dropped.
+        let (field, column) = ("account_id: ", "客户编号");
+        let at = base
+            .find(&format!("{field}{column}"))
+            .expect("the shipped orders' account column");
+        let cols = format!("{}{field}客户编码\n      {}", &base[..at], &base[at..]);
+        let e = crate::config::parse(&cols).unwrap_err().to_string();
+        assert!(
+            e.starts_with("datasets.orders.columns.account_id: account_id is given twice"),
+            "{e}"
+        );
+        // Two rules, each once: both kept.
+        let two = base.replacen(
+            "\ndatasets:",
+            "\nrule_settings:\n  margin_slip: { enabled: false }\n  order_gap: { enabled: false }\ndatasets:",
+            1,
+        );
+        assert_eq!(crate::config::parse(&two).unwrap().rule_settings.len(), 2);
     }
 
     #[test]

@@ -43,6 +43,11 @@ pub struct RuleSettings {
     /// Days between reminders while an alert keeps firing; 0 = never.
     #[serde(default)]
     pub repeat_interval_days: Option<u32>,
+    /// Days between reminders of the rule's info alerts (severity info
+    /// when last raised); 0 = never: an info alert is told once. Left
+    /// out: `repeat_interval_days`.
+    #[serde(default)]
+    pub info_repeat_interval_days: Option<u32>,
     /// Whether a resolved notice is mailed.
     #[serde(default)]
     pub notify_resolved: Option<bool>,
@@ -75,7 +80,7 @@ pub struct RuleSettings {
 
 impl RuleSettings {
     /// Every key, in the order the docs list them.
-    pub const KEYS: [&str; 13] = [
+    pub const KEYS: [&str; 14] = [
         "enabled",
         "tiers",
         "needs",
@@ -83,6 +88,7 @@ impl RuleSettings {
         "severity",
         "for_evaluations",
         "repeat_interval_days",
+        "info_repeat_interval_days",
         "notify_resolved",
         "keep_firing_for_days",
         "escalate_after_days",
@@ -219,6 +225,10 @@ impl RuleSettings {
         over(&mut self.severity, &upper.severity);
         over(&mut self.for_evaluations, &upper.for_evaluations);
         over(&mut self.repeat_interval_days, &upper.repeat_interval_days);
+        over(
+            &mut self.info_repeat_interval_days,
+            &upper.info_repeat_interval_days,
+        );
         over(&mut self.notify_resolved, &upper.notify_resolved);
         over(&mut self.keep_firing_for_days, &upper.keep_firing_for_days);
         over(&mut self.escalate_after_days, &upper.escalate_after_days);
@@ -237,6 +247,7 @@ impl RuleSettings {
             self.severity.is_some(),
             self.for_evaluations.is_some(),
             self.repeat_interval_days.is_some(),
+            self.info_repeat_interval_days.is_some(),
             self.notify_resolved.is_some(),
             self.keep_firing_for_days.is_some(),
             self.escalate_after_days.is_some(),

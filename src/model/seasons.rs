@@ -372,6 +372,22 @@ impl Seasons {
         self.list.iter().map(|s| s.name.as_str()).collect()
     }
 
+    /// Pairs of seasons (in their order here) that fall on the same days in
+    /// every year: a rule checking each season open (stock_cover) would
+    /// raise each alert twice.
+    pub fn same_dates(&self) -> Vec<(&str, &str)> {
+        let mut out = Vec::new();
+        for (i, a) in self.list.iter().enumerate() {
+            for b in &self.list[i + 1..] {
+                let dates = |s: &Season, y| s.in_year(y).map(|p| (p.start, p.end));
+                if YEARS.into_iter().all(|y| dates(a, y) == dates(b, y)) {
+                    out.push((a.name.as_str(), b.name.as_str()));
+                }
+            }
+        }
+        out
+    }
+
     /// The occurrence of any season running at `as_of` or starting next
     /// (ties: the one ending first).
     pub fn next(&self, as_of: NaiveDate) -> Option<Peak> {
@@ -411,6 +427,37 @@ mod tests {
 
     fn d(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn same_dates_are_found_every_year_or_not_at_all() {
+        let two = |a: (&str, &str), b: (&str, &str)| Seasons {
+            list: vec![
+                Season::parse("x", a.0, a.1).unwrap(),
+                Season::parse("y", b.0, b.1).unwrap(),
+            ],
+        };
+        assert_eq!(
+            two(("11-01", "11-11"), ("11-01", "11-11")).same_dates(),
+            vec![("x", "y")]
+        );
+        // 春节 is the first day of the first lunar month.
+        assert_eq!(
+            two(("春节 - 30", "春节"), ("春节 - 30", "农历01-01")).same_dates(),
+            vec![("x", "y")]
+        );
+        assert!(
+            two(("11-01", "11-11"), ("11-01", "11-12"))
+                .same_dates()
+                .is_empty()
+        );
+        // The same days in some years only (02-28 and the last day of
+        // February): not the same season.
+        assert!(
+            two(("02-01", "02-28"), ("02-01", "02-29"))
+                .same_dates()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -89,6 +89,9 @@ fn set(s: &mut RuleSettings, key: &str, v: &Dynamic) -> Result<(), Error> {
         "repeat_interval_days" => {
             s.repeat_interval_days = Some(count(v, "repeat_interval_days", "days")?)
         }
+        "info_repeat_interval_days" => {
+            s.info_repeat_interval_days = Some(count(v, "info_repeat_interval_days", "days")?)
+        }
         "repeat_days" => s.set_old_repeat_days(count(v, "repeat_days", "days")?),
         "notify_resolved" => s.notify_resolved = Some(flag(v, "notify_resolved")?),
         "keep_firing_for_days" => {
@@ -428,7 +431,7 @@ mod tests {
             ),
             (
                 "const SETTINGS = #{ close_after_day: 180 };",
-                "unknown setting `close_after_day`; the settings are enabled, tiers, needs, book_needs, severity, for_evaluations, repeat_interval_days, notify_resolved, keep_firing_for_days, escalate_after_days, close_after_days, one_open_per_account, recipients",
+                "unknown setting `close_after_day`; the settings are enabled, tiers, needs, book_needs, severity, for_evaluations, repeat_interval_days, info_repeat_interval_days, notify_resolved, keep_firing_for_days, escalate_after_days, close_after_days, one_open_per_account, recipients",
             ),
         ] {
             let e = RuleSet::from_sources(&[("b", src)]).err().unwrap();

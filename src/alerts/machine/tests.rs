@@ -3,7 +3,7 @@
 
 use super::*;
 use Observation::{Clear, Held, Raised, Unknown};
-use Severity::{Critical, Warning};
+use Severity::{Critical, Info, Warning};
 
 fn d(day: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 10, 1).unwrap() + chrono::Days::new(u64::from(day) - 1)
@@ -145,6 +145,49 @@ fn severity_rise_and_repeat_interval() {
             (10, Raised(Warning), false, State::Firing, &[], &[]), // a fall is not news
             (11, Raised(Critical), false, State::Firing, &[], &[]), // nor rising back
             (16, Raised(Warning), false, State::Firing, &["repeat"], &[]),
+        ],
+    );
+}
+
+#[test]
+fn info_alerts_repeat_on_their_own_interval() {
+    // Told once: no reminder of an info alert, however long it fires; a
+    // rise to warning is news, and reminded on the rule's interval.
+    let once = RulePolicy {
+        info_repeat_interval_days: Some(0),
+        ..policy()
+    };
+    run(
+        &once,
+        &[
+            (1, Raised(Info), false, State::Firing, &["started"], &[]),
+            (8, Raised(Info), false, State::Firing, &[], &[]),
+            (30, Raised(Info), false, State::Firing, &[], &[]),
+            (31, Raised(Warning), false, State::Firing, &["raised"], &[]),
+            (37, Raised(Warning), false, State::Firing, &[], &[]),
+            (38, Raised(Warning), false, State::Firing, &["repeat"], &[]),
+        ],
+    );
+    // Its own interval, shorter or longer than the others'.
+    let every3 = RulePolicy {
+        info_repeat_interval_days: Some(3),
+        ..policy()
+    };
+    run(
+        &every3,
+        &[
+            (1, Raised(Info), false, State::Firing, &["started"], &[]),
+            (3, Raised(Info), false, State::Firing, &[], &[]),
+            (4, Raised(Info), false, State::Firing, &["repeat"], &[]),
+            (7, Raised(Info), false, State::Firing, &["repeat"], &[]),
+        ],
+    );
+    // Left out, an info alert is reminded as the others are.
+    run(
+        &policy(),
+        &[
+            (1, Raised(Info), false, State::Firing, &["started"], &[]),
+            (8, Raised(Info), false, State::Firing, &["repeat"], &[]),
         ],
     );
 }

@@ -104,7 +104,8 @@ pub fn reference() -> String {
          running the script), `needs` (data without which the rule cannot fire: \"orders\", \"visits\", \
          \"receivables\", \"credit_limit\", \"stock\"; accounts lacking it are skipped without running \
          the script), `severity` (default for `alert`), and the alert lifecycle keys of the config's \
-         `alerts:` section: `for_evaluations`, `repeat_interval_days`, `notify_resolved`, \
+         `alerts:` section: `for_evaluations`, `repeat_interval_days`, `info_repeat_interval_days` \
+         (the same for the rule's info alerts; 0: told once), `notify_resolved`, \
          `keep_firing_for_days`, `escalate_after_days`, `close_after_days`, `one_open_per_account` \
          (bool: at most one of the rule's alerts open per account), plus `recipients` \
          (extra addresses). \
