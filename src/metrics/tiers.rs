@@ -463,7 +463,9 @@ impl TierHistory {
     /// Every account's (tier, share above) `k` days before the end with
     /// the book ranked by one measure alone, ranked on first use.
     fn alone_day(&self, by: TierBasis, k: usize) -> Option<&DayRanking> {
-        let slot = self.alone[usize::from(by != TierBasis::Revenue)].get(k)?;
+        let slot = self
+            .slots(1 + usize::from(by != TierBasis::Revenue))?
+            .get(k)?;
         let by = alone_measure(by);
         Some(slot.get(|| {
             let (revenue, gp) = self.values(self.end - k as i32, by);
@@ -587,8 +589,18 @@ impl TierHistory {
     fn slots(&self, kind: usize) -> Option<&Days> {
         match kind {
             0 => Some(&self.days),
+            // By revenue alone is the basis's own ranking when the basis is
+            // revenue and no master tier column overrides it (the same
+            // values, the same config): one ranking ranked and kept a day,
+            // not two alike (a day tier_movement reads by both).
+            1 if self.revenue_is_basis() => Some(&self.days),
             k => self.alone.get(k - 1),
         }
+    }
+
+    /// Whether the ranking by revenue alone is the basis's ranking.
+    fn revenue_is_basis(&self) -> bool {
+        self.tiers.by == TierBasis::Revenue && self.overrides.iter().all(Option::is_none)
     }
 
     /// Account `i`'s (tier, share above) `days_ago` days before the end,
