@@ -251,6 +251,10 @@ pub struct TierHistory {
     tiers: TierConfig,
     series: Vec<Series>,
     overrides: Vec<Option<Tier>>,
+    /// Whether the ranking by revenue alone is the basis's own: the basis
+    /// is revenue and no master tier column overrides it (decided once:
+    /// every read of a ranking alone asks).
+    revenue_is_basis: bool,
     /// By days ago: (tier, share above) by account index, the master's
     /// tier column applied.
     days: Days,
@@ -445,6 +449,8 @@ impl TierHistory {
             end,
             tiers: tiers.clone(),
             series,
+            revenue_is_basis: tiers.by == TierBasis::Revenue
+                && overrides.iter().all(Option::is_none),
             overrides,
             days: days(),
             alone: [days(), days()],
@@ -593,14 +599,9 @@ impl TierHistory {
             // revenue and no master tier column overrides it (the same
             // values, the same config): one ranking ranked and kept a day,
             // not two alike (a day tier_movement reads by both).
-            1 if self.revenue_is_basis() => Some(&self.days),
+            1 if self.revenue_is_basis => Some(&self.days),
             k => self.alone.get(k - 1),
         }
-    }
-
-    /// Whether the ranking by revenue alone is the basis's ranking.
-    fn revenue_is_basis(&self) -> bool {
-        self.tiers.by == TierBasis::Revenue && self.overrides.iter().all(Option::is_none)
     }
 
     /// Account `i`'s (tier, share above) `days_ago` days before the end,
