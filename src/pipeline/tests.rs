@@ -313,8 +313,9 @@ struct Setup {
 /// must follow (`rules::reads`): a book figure only for some accounts, with
 /// the key raised depending on it; the portfolio through a variable and
 /// `Fn`/`call`; a failure for one account only, once the floor is read; a
-/// look-back past a year (late lines move it); the stock cover.
-const READERS: [(&str, &str); 5] = [
+/// look-back past a year (late lines move it); the stock cover; more
+/// earlier days than are kept key by key (`rules::reads::MAX_KEYS`).
+const READERS: [(&str, &str); 6] = [
     (
         "reads_total_some",
         r#"if account.tier != "A" { return; }
@@ -337,6 +338,12 @@ const READERS: [(&str, &str); 5] = [
         "looks_back_far",
         r#"let then = account.tier_ago(400);
            if then != account.revenue_tier { alert(#{ key: then, title: `was ${then}` }); }"#,
+    ),
+    (
+        "reads_many_days",
+        r#"let n = 0;
+           for d in 1..81 { if account.tier_ago(d) == "A" { n += 1; } }
+           if n > 0 { alert(#{ key: `a${n / 20}`, title: `A on ${n} of 80 days` }); }"#,
     ),
     (
         "reads_stock",
@@ -383,17 +390,20 @@ impl Daemon {
     fn evaluate_both(&mut self, today: NaiveDate, what: &str) -> EvalReport {
         let r = self.live.refresh(&self.conn).unwrap();
         let touched = (r.reloaded.is_none() && r.datasets.is_empty())
-            .then(|| (r.accounts.clone(), r.orders > 0));
+            .then(|| (r.accounts.clone(), r.orders > 0, r.orders_from));
         let copy = self.cfg.database().with_extension("full.db");
         let _ = std::fs::remove_file(&copy);
         self.conn
             .execute("VACUUM INTO ?1", [copy.to_str().unwrap()])
             .unwrap();
         let snap = self.live.snapshot(today, &self.cfg.cfg.tiers);
-        let since = touched.as_ref().map(|(accounts, orders)| Since {
-            accounts,
-            orders: *orders,
-        });
+        let since = touched
+            .as_ref()
+            .map(|(accounts, orders, orders_from)| Since {
+                accounts,
+                orders: *orders,
+                orders_from: *orders_from,
+            });
         let stop = Arc::default();
         let a = evaluate_changed(
             &self.cfg,
@@ -613,4 +623,83 @@ fn an_account_leaving_a_silenced_tier_has_its_alerts_stepped() {
     for id in &left {
         assert!(told.iter().any(|t| t == id), "{id} left B untold: {told:?}");
     }
+}
+
+/// A run that read more earlier days than are kept key by key is taken as
+/// reading every earlier day: a line dated today moves none of them, so it
+/// runs again only for the account whose data moved; a line dated
+/// yesterday runs it everywhere. One that read more of today than is kept
+/// (answers against today's floor) runs everywhere after any order line.
+/// Each evaluation records what a full one records.
+#[test]
+fn many_earlier_days_read_run_again_only_for_a_line_before_today() {
+    let mut d = Daemon::start(Setup::default());
+    let many_days = READERS.iter().find(|r| r.0 == "reads_many_days").unwrap();
+    d.rules = RuleSet::from_sources(&[*many_days]).unwrap();
+    let today = end();
+    let first = d.evaluate_both(today, "the first evaluation");
+    assert!(first.raised > 0, "the rule raises nothing: no test");
+    let drop = |d: &mut Daemon, name: &str, date: NaiveDate| {
+        let path = d.cfg.inbox().join(name);
+        let rows = format!(
+            "订单编号,行号,客户编号,订单日期,产品编号,数量,金额,成本\n{name},1,KH1003,{},SP-001,1,5000.00,3000.00\n",
+            date.format("%Y-%m-%d")
+        );
+        std::fs::write(&path, rows).unwrap();
+        crate::ingest::ingest_file(&d.cfg, &mut d.conn, &path).unwrap();
+    };
+    drop(&mut d, "销售明细_today.csv", today);
+    let r = d.evaluate_both(today, "after a line dated today");
+    assert!(r.partial.is_some(), "the evaluation ran everything");
+    assert_eq!(r.runs, 1, "only KH1003 runs again");
+    drop(&mut d, "销售明细_yesterday.csv", today.pred_opt().unwrap());
+    let r = d.evaluate_both(today, "after a line dated yesterday");
+    assert_eq!(r.runs, ACCOUNTS as u64, "every account runs again");
+
+    // Answers against today's floor, more than are kept: any line.
+    let src = r#"let n = 0;
+        for x in 0..70 { if portfolio.past_tier_floor("A", x.to_float() * 1000.0) { n += 1; } }
+        if n > 0 { alert(#{ key: `p${n / 10}`, title: "past" }); }"#;
+    d.rules = RuleSet::from_sources(&[("many_answers", src)]).unwrap();
+    d.memo = None;
+    d.evaluate_both(today, "the first evaluation of many_answers");
+    drop(&mut d, "销售明细_today2.csv", today);
+    let r = d.evaluate_both(today, "many_answers after a line dated today");
+    assert_eq!(r.runs, ACCOUNTS as u64, "every account runs again");
+}
+
+/// The book's figures of earlier days move only with a line dated before
+/// today: a rule that reads many of them is not run again after a drop of
+/// today's lines, even beside one that reads a figure of today (which
+/// moves with every order line) for every account. Each evaluation
+/// records what a full one records.
+#[test]
+fn the_books_earlier_days_are_apart_from_its_figures_of_today() {
+    let mut d = Daemon::start(Setup::default());
+    d.rules = RuleSet::from_sources(&[
+        (
+            "earlier_books",
+            r#"let n = 0;
+               for k in 1..41 { if account.revenue(365, k) * 20.0 > portfolio.revenue_12m_ago(k) { n += 1; } }
+               if n > 0 { alert(#{ key: `b${n / 10}`, title: `large on ${n} days` }); }"#,
+        ),
+        (
+            "todays_figure",
+            r#"if account.revenue(90) * 20.0 > portfolio.revenue(90) { alert(#{ title: "large" }); }"#,
+        ),
+    ])
+    .unwrap();
+    let today = end();
+    let first = d.evaluate_both(today, "the first evaluation");
+    assert!(first.raised > 0, "nothing raised: no test");
+    let path = d.cfg.inbox().join("销售明细_today.csv");
+    std::fs::write(
+        &path,
+        "订单编号,行号,客户编号,订单日期,产品编号,数量,金额,成本\nT1,1,KH1003,2026-11-28,SP-001,1,5000.00,3000.00\n",
+    )
+    .unwrap();
+    crate::ingest::ingest_file(&d.cfg, &mut d.conn, &path).unwrap();
+    let r = d.evaluate_both(today, "after a line dated today");
+    // todays_figure everywhere, earlier_books for KH1003 alone.
+    assert_eq!(r.runs, ACCOUNTS as u64 + 1);
 }

@@ -12,8 +12,10 @@ use crate::model::dates::Day;
 use crate::rules::finding::ReadLog;
 use crate::rules::reads::{self, AccountKey, BookKey};
 
-/// Most history keys kept per account; past them, its history is taken as
-/// read whole (any order line moves it).
+/// Most history keys kept per account; past them, its earlier days are
+/// taken as read whole (an order line dated before the snapshot's day
+/// moves them), and when its keys of today alone are more, its whole
+/// history (any order line moves it).
 const MAX_ACCOUNT_KEYS: usize = 64;
 
 /// Most portfolio keys kept; past them, every figure of the book is taken
@@ -35,6 +37,9 @@ pub(super) struct Placed {
     hist: Vec<(AccountKey, u64)>,
     /// More history was read than is kept (see [`MAX_ACCOUNT_KEYS`]).
     hist_all: bool,
+    /// More of earlier days was read than is kept (`hist` keeps none of
+    /// them then: [`AccountKey::is_past`]).
+    past_all: bool,
     /// Per rule, the [`reads`] bits of its last run for this account.
     pub(super) pairs: Box<[u32]>,
 }
@@ -52,6 +57,7 @@ impl Placed {
             stock: stock_hash(m),
             hist: Vec::new(),
             hist_all: false,
+            past_all: false,
             pairs,
         };
         p.add_keys(m, at, keys);
@@ -61,16 +67,37 @@ impl Placed {
     /// Adds `keys` (read now from `m`) to the history values kept.
     fn add_keys(&mut self, m: &AccountMetrics, at: At, keys: &[AccountKey]) {
         for k in keys {
-            if self.hist_all || self.hist.iter().any(|(h, _)| h == k) {
+            if self.hist_all
+                || (self.past_all && k.is_past())
+                || self.hist.iter().any(|(h, _)| h == k)
+            {
                 continue;
+            }
+            if *k == AccountKey::PastOverflow
+                || (self.hist.len() >= MAX_ACCOUNT_KEYS
+                    && (k.is_past() || self.hist.iter().any(|(h, _)| h.is_past())))
+            {
+                // Earlier days taken whole, which makes room for today's.
+                self.past_all = true;
+                self.hist.retain(|(h, _)| !h.is_past());
+                if k.is_past() {
+                    continue;
+                }
             }
             if *k == AccountKey::Overflow || self.hist.len() >= MAX_ACCOUNT_KEYS {
                 self.hist_all = true;
+                self.past_all = false;
                 self.hist = Vec::new();
                 continue;
             }
             self.hist.push((*k, k.value(m, at.0, at.1)));
         }
+    }
+
+    /// Whether more history was read than is kept: of today and earlier
+    /// days, of earlier days (for the log).
+    pub(super) fn overflowed(&self) -> (bool, bool) {
+        (self.hist_all, self.past_all)
     }
 
     /// The days of the book's tier history its history values read.
@@ -80,8 +107,9 @@ impl Placed {
 
     /// The [`reads`] bits of what differs between `self` and `m` now
     /// (`orders`: whether any order line changed, which moves a history
-    /// not kept key by key).
-    pub(super) fn changed(&self, m: &AccountMetrics, at: At, orders: bool) -> u32 {
+    /// not kept key by key; `past`: whether one dated before the
+    /// snapshot's day did, which moves earlier days not kept key by key).
+    pub(super) fn changed(&self, m: &AccountMetrics, at: At, orders: bool, past: bool) -> u32 {
         let mut bits = bits_of(&[
             (self.tier != m.tier, reads::TIER),
             (self.prev_tier != m.prev_tier, reads::PREV_TIER),
@@ -102,6 +130,9 @@ impl Placed {
         }
         if self.hist_all && orders {
             bits |= AccountKey::Overflow.bit();
+        }
+        if self.past_all && past {
+            bits |= AccountKey::PastOverflow.bit();
         }
         bits
     }

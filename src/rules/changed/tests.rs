@@ -51,6 +51,7 @@ fn step(rules: &RuleSet, memo: &mut Memo, snap: &Snapshot) -> Vec<String> {
     let since = Since {
         accounts: &[],
         orders: true,
+        orders_from: None,
     };
     let pick = memo.pick(rules, snap, "", since).unwrap();
     let now = rules.evaluate_picked(snap, &pick, Arc::default());
