@@ -24,6 +24,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::config::TierBasis;
 use crate::metrics::{AccountMetrics, Metric, Portfolio, TIER_HISTORY_DAYS, Wanted};
@@ -390,13 +391,58 @@ impl BookKey {
     }
 }
 
+/// A multiply-rotate hasher (FxHash's) for the few small keys of one run:
+/// every getter of the rule API notes its key, hundreds of times a run,
+/// and SipHash's defence against chosen keys is not needed for the API's
+/// own keys.
+#[derive(Debug, Default, Clone, Copy)]
+struct Fx(u64);
+
+impl Fx {
+    #[inline]
+    fn add(&mut self, x: u64) {
+        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for Fx {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.add(u64::from(*b));
+        }
+    }
+    fn write_u8(&mut self, x: u8) {
+        self.add(u64::from(x));
+    }
+    fn write_u16(&mut self, x: u16) {
+        self.add(u64::from(x));
+    }
+    fn write_u32(&mut self, x: u32) {
+        self.add(u64::from(x));
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.add(x);
+    }
+    fn write_usize(&mut self, x: usize) {
+        self.add(x as u64);
+    }
+}
+
+type FxSet<T> = HashSet<T, BuildHasherDefault<Fx>>;
+
 /// What one run read: bits, the account keys (at most [`MAX_KEYS`] of
-/// earlier days and as many others) and the book's keys.
+/// earlier days and as many others, in the order first read) and the
+/// book's keys.
 #[derive(Debug, Default)]
 pub struct Record {
     pub bits: u32,
     pub keys: Vec<AccountKey>,
-    pub book: HashSet<BookKey>,
+    book: FxSet<BookKey>,
+    /// The keys read, noted or not (past the limits).
+    seen: FxSet<AccountKey>,
     /// How many of `keys` are of earlier days ([`AccountKey::is_past`]).
     past: usize,
 }
@@ -413,6 +459,7 @@ pub(super) fn start(bits: u32) {
         let mut r = r.borrow_mut();
         r.bits = bits;
         r.keys.clear();
+        r.seen.clear();
         r.past = 0;
     });
 }
@@ -439,7 +486,7 @@ fn note_key(key: AccountKey) {
     RUN.with(|r| {
         let mut r = r.borrow_mut();
         r.bits |= key.bit();
-        if r.keys.contains(&key) {
+        if !r.seen.insert(key) {
             return;
         }
         let past = key.is_past();
@@ -451,7 +498,7 @@ fn note_key(key: AccountKey) {
         if noted < MAX_KEYS {
             r.keys.push(key);
             r.past += usize::from(past);
-        } else if !r.keys.contains(&over) {
+        } else if r.seen.insert(over) {
             // Past the keys noted: every key of the kinds kept per account
             // (of earlier days, or all of them).
             r.bits |= over.bit();
