@@ -396,7 +396,7 @@ impl BookKey {
 /// and SipHash's defence against chosen keys is not needed for the API's
 /// own keys.
 #[derive(Debug, Default, Clone, Copy)]
-struct Fx(u64);
+pub(crate) struct Fx(u64);
 
 impl Fx {
     #[inline]
@@ -431,7 +431,8 @@ impl Hasher for Fx {
     }
 }
 
-type FxSet<T> = HashSet<T, BuildHasherDefault<Fx>>;
+/// A set hashed with [`Fx`].
+pub(crate) type FxSet<T> = HashSet<T, BuildHasherDefault<Fx>>;
 
 /// What one run read: bits, the account keys (at most [`MAX_KEYS`] of
 /// earlier days and as many others, in the order first read) and the

@@ -10,7 +10,7 @@ use crate::metrics::{AccountMetrics, Portfolio, Wanted};
 use crate::model::Tier;
 use crate::model::dates::Day;
 use crate::rules::finding::ReadLog;
-use crate::rules::reads::{self, AccountKey, BookKey};
+use crate::rules::reads::{self, AccountKey, BookKey, FxSet};
 
 /// Most history keys kept per account; past them, its earlier days are
 /// taken as read whole (an order line dated before the snapshot's day
@@ -66,11 +66,13 @@ impl Placed {
 
     /// Adds `keys` (read now from `m`) to the history values kept.
     fn add_keys(&mut self, m: &AccountMetrics, at: At, keys: &[AccountKey]) {
+        if keys.is_empty() || self.hist_all {
+            return;
+        }
+        // The keys kept, to look each one up once (a run notes up to 130).
+        let mut have: FxSet<AccountKey> = self.hist.iter().map(|(h, _)| *h).collect();
         for k in keys {
-            if self.hist_all
-                || (self.past_all && k.is_past())
-                || self.hist.iter().any(|(h, _)| h == k)
-            {
+            if self.hist_all || (self.past_all && k.is_past()) || have.contains(k) {
                 continue;
             }
             if *k == AccountKey::PastOverflow
@@ -80,6 +82,7 @@ impl Placed {
                 // Earlier days taken whole, which makes room for today's.
                 self.past_all = true;
                 self.hist.retain(|(h, _)| !h.is_past());
+                have.retain(|h| !h.is_past());
                 if k.is_past() {
                     continue;
                 }
@@ -91,6 +94,7 @@ impl Placed {
                 continue;
             }
             self.hist.push((*k, k.value(m, at.0, at.1)));
+            have.insert(*k);
         }
     }
 
