@@ -703,3 +703,61 @@ fn the_books_earlier_days_are_apart_from_its_figures_of_today() {
     // todays_figure everywhere, earlier_books for KH1003 alone.
     assert_eq!(r.runs, ACCOUNTS as u64 + 1);
 }
+
+/// A late line that moves the tiers of an earlier day runs again every
+/// pair that read that day (kept key by key), and only those: a rule that
+/// looked back 10 days sees its accounts fall; one that looked back 5
+/// days, before the line's day, does not run. Each evaluation records
+/// what a full one records.
+#[test]
+fn a_late_line_runs_again_the_pairs_that_read_the_days_it_moves() {
+    let mut d = Daemon::start(Setup::default());
+    d.rules = RuleSet::from_sources(&[
+        (
+            "ten_days_back",
+            r#"alert(#{ key: account.tier_ago(10), title: "then" });"#,
+        ),
+        (
+            "five_days_back",
+            r#"alert(#{ key: account.tier_ago(5), title: "then" });"#,
+        ),
+    ])
+    .unwrap();
+    let today = end();
+    d.evaluate_both(today, "the first evaluation");
+    let tiers_then = |d: &mut Daemon, days: i64| -> Vec<(String, &'static str)> {
+        let snap = d.live.snapshot(today, &d.cfg.cfg.tiers);
+        let mut t: Vec<_> = snap
+            .accounts
+            .iter()
+            .map(|a| (a.id.to_string(), a.tier_ago(days).0.as_str()))
+            .collect();
+        t.sort();
+        t
+    };
+    let (ten, five) = (tiers_then(&mut d, 10), tiers_then(&mut d, 5));
+    // KH1020 holds most of the book from 8 days ago: the others fall on
+    // the days from then (5 days back), not before (10 days back).
+    let path = d.cfg.inbox().join("销售明细_late.csv");
+    let day = today - chrono::Duration::days(8);
+    std::fs::write(
+        &path,
+        format!(
+            "订单编号,行号,客户编号,订单日期,产品编号,数量,金额,成本\nLATE1,1,KH1020,{},SP-001,1,900000000.00,600000000.00\n",
+            day.format("%Y-%m-%d")
+        ),
+    )
+    .unwrap();
+    crate::ingest::ingest_file(&d.cfg, &mut d.conn, &path).unwrap();
+    let r = d.evaluate_both(today, "after a late line");
+    assert_eq!(tiers_then(&mut d, 10), ten, "10 days back moved");
+    let now5 = tiers_then(&mut d, 5);
+    let fell = now5.iter().zip(&five).filter(|(a, b)| a != b).count();
+    assert!(fell > 0, "nobody's tier 5 days back moved: no test");
+    // five_days_back for the accounts that fell (their key moved) and for
+    // KH1020 (its own data); ten_days_back for KH1020, and for the others
+    // whose look-back of 5 days moved (a key of the same group of days:
+    // a collision runs a pair again, never misses one).
+    assert!(r.partial.is_some());
+    assert!(r.runs as usize > fell, "{} runs, {fell} fell", r.runs);
+}

@@ -188,6 +188,9 @@ pub struct Pick {
     /// (any order line runs them again), of earlier days only (an order
     /// line dated before today does), for the log.
     pub overflowed: (usize, usize),
+    /// Whether an order line dated before the snapshot's day was written
+    /// since the evaluation remembered ([`Since::orders_before`]).
+    past: bool,
     /// The book now, for the memo brought up to date.
     book: Book,
 }
@@ -345,6 +348,7 @@ impl Memo {
             run: Vec::new(),
             why: Vec::new(),
             overflowed: (0, 0),
+            past: since.orders_before(snap.as_of),
             book: now,
         };
         let tally = self.visits(snap, since, book, &mut pick)?;
@@ -381,7 +385,7 @@ impl Memo {
         pick: &mut Pick,
     ) -> Result<Vec<(usize, u32)>, String> {
         let touched: HashSet<&str> = since.accounts.iter().map(String::as_str).collect();
-        let past = since.orders_before(snap.as_of);
+        let past = pick.past;
         let n = pick.rules;
         let mut tally = vec![(0usize, 0u32); n];
         for (i, a) in snap.accounts.iter().enumerate() {

@@ -128,7 +128,9 @@ impl Placed {
             bits |= reads::STOCK;
         }
         for (k, v) in &self.hist {
-            if k.value(m, at.0, at.1) != *v {
+            // An earlier day's value moves only with a line dated before
+            // the snapshot's day: not looked up after a drop of today's.
+            if (past || !k.is_past()) && k.value(m, at.0, at.1) != *v {
                 bits |= k.bit();
             }
         }
@@ -143,6 +145,9 @@ impl Placed {
 
     /// Brought up to `m` now, with the pairs run now (`log`'s entries of
     /// account `at`, `rules` per account) in place of their last runs.
+    /// `past`: whether an order line dated before the snapshot's day was
+    /// written since (without one, earlier days' values are as kept).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn update(
         &mut self,
         m: &AccountMetrics,
@@ -150,6 +155,7 @@ impl Placed {
         log: &ReadLog,
         at: usize,
         rules: usize,
+        past: bool,
     ) {
         self.tier = m.tier;
         self.prev_tier = m.prev_tier;
@@ -157,7 +163,7 @@ impl Placed {
         self.share = m.share.to_bits();
         self.share_above = m.share_above.to_bits();
         self.stock = stock_hash(m);
-        for (k, v) in &mut self.hist {
+        for (k, v) in self.hist.iter_mut().filter(|(k, _)| past || !k.is_past()) {
             *v = k.value(m, now.0, now.1);
         }
         if let Some(now) = log.bits.get(at * rules..(at + 1) * rules) {
