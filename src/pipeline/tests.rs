@@ -307,6 +307,9 @@ struct Setup {
     life: Option<(u32, u32, u32, u32)>,
     /// The shipped rules and [`READERS`].
     readers: bool,
+    /// `tiers.by` when not revenue (the rankings alone are then the
+    /// basis's own or not: `metrics::tiers`).
+    by: Option<crate::config::TierBasis>,
 }
 
 /// Rules that read what the book decides in the ways a partial evaluation
@@ -356,6 +359,9 @@ impl Daemon {
         let (dir, mut cfg) = project();
         if let Some(cap) = setup.cap {
             cfg.cfg.alerts.max_per_rule = cap;
+        }
+        if let Some(by) = setup.by {
+            cfg.cfg.tiers.by = by;
         }
         if let Some((n, keep, repeat, escalate)) = setup.life {
             let a = &mut cfg.cfg.alerts;
@@ -500,8 +506,20 @@ fn changed_only_equals_full() {
         prop::option::weighted(0.3, 2usize..12),
         prop::option::weighted(0.4, (1u32..4, 0u32..3, 0u32..3, 0u32..3)),
         prop::bool::weighted(0.5),
+        prop::option::weighted(
+            0.4,
+            prop_oneof![
+                Just(crate::config::TierBasis::GrossProfit),
+                Just(crate::config::TierBasis::Both)
+            ],
+        ),
     )
-        .prop_map(|(cap, life, readers)| Setup { cap, life, readers });
+        .prop_map(|(cap, life, readers, by)| Setup {
+            cap,
+            life,
+            readers,
+            by,
+        });
     let strategy = (
         setup,
         prop::collection::vec((drops(), prop::bool::weighted(0.8)), 1..9),
