@@ -254,6 +254,8 @@ fn partly(
         script_cpu_ms = %script_times(rules, &now),
         memo_ms = (started.elapsed() - ran).as_millis() as u64,
         stepped = stepped.findings.len(),
+        history_overflowed = pick.overflowed.0,
+        earlier_days_overflowed = pick.overflowed.1,
         "rules run only where something changed since the last evaluation today"
     );
     let mut only = alerts::Only::default();

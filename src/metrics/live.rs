@@ -55,6 +55,22 @@ pub struct Refresh {
     /// Ids of the accounts whose lines or visits were read again, sorted
     /// (for `rules::changed`: what the next evaluation runs again).
     pub accounts: Vec<String>,
+    /// The earliest date of an order line written, replaced or deleted
+    /// (its old date or its new one); None when none was, or when an
+    /// account's first day was not noted (taken as any day).
+    pub orders_from: Option<NaiveDate>,
+}
+
+/// The earliest of the first days written of `orders` (their dates in
+/// `from`); None when there are none, or one is missing or unreadable
+/// (then no day can be ruled out).
+fn first_day(orders: &[&str], from: &HashMap<String, String>) -> Option<NaiveDate> {
+    let mut first: Option<NaiveDate> = None;
+    for a in orders {
+        let d = from.get(*a)?.parse::<NaiveDate>().ok()?;
+        first = Some(first.map_or(d, |f| f.min(d)));
+    }
+    first
 }
 
 impl Refresh {
@@ -179,6 +195,7 @@ impl Live {
             orders: orders.len(),
             visits: visits.len(),
             accounts,
+            orders_from: first_day(&orders, &from),
             ..Refresh::default()
         };
         if has("m") {

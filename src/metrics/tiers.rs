@@ -251,6 +251,10 @@ pub struct TierHistory {
     tiers: TierConfig,
     series: Vec<Series>,
     overrides: Vec<Option<Tier>>,
+    /// Whether the ranking by revenue alone is the basis's own: the basis
+    /// is revenue and no master tier column overrides it (decided once:
+    /// every read of a ranking alone asks).
+    revenue_is_basis: bool,
     /// By days ago: (tier, share above) by account index, the master's
     /// tier column applied.
     days: Days,
@@ -445,6 +449,8 @@ impl TierHistory {
             end,
             tiers: tiers.clone(),
             series,
+            revenue_is_basis: tiers.by == TierBasis::Revenue
+                && overrides.iter().all(Option::is_none),
             overrides,
             days: days(),
             alone: [days(), days()],
@@ -463,7 +469,9 @@ impl TierHistory {
     /// Every account's (tier, share above) `k` days before the end with
     /// the book ranked by one measure alone, ranked on first use.
     fn alone_day(&self, by: TierBasis, k: usize) -> Option<&DayRanking> {
-        let slot = self.alone[usize::from(by != TierBasis::Revenue)].get(k)?;
+        let slot = self
+            .slots(1 + usize::from(by != TierBasis::Revenue))?
+            .get(k)?;
         let by = alone_measure(by);
         Some(slot.get(|| {
             let (revenue, gp) = self.values(self.end - k as i32, by);
@@ -587,6 +595,11 @@ impl TierHistory {
     fn slots(&self, kind: usize) -> Option<&Days> {
         match kind {
             0 => Some(&self.days),
+            // By revenue alone is the basis's own ranking when the basis is
+            // revenue and no master tier column overrides it (the same
+            // values, the same config): one ranking ranked and kept a day,
+            // not two alike (a day tier_movement reads by both).
+            1 if self.revenue_is_basis => Some(&self.days),
             k => self.alone.get(k - 1),
         }
     }

@@ -307,14 +307,18 @@ struct Setup {
     life: Option<(u32, u32, u32, u32)>,
     /// The shipped rules and [`READERS`].
     readers: bool,
+    /// `tiers.by` when not revenue (the rankings alone are then the
+    /// basis's own or not: `metrics::tiers`).
+    by: Option<crate::config::TierBasis>,
 }
 
 /// Rules that read what the book decides in the ways a partial evaluation
 /// must follow (`rules::reads`): a book figure only for some accounts, with
 /// the key raised depending on it; the portfolio through a variable and
 /// `Fn`/`call`; a failure for one account only, once the floor is read; a
-/// look-back past a year (late lines move it); the stock cover.
-const READERS: [(&str, &str); 5] = [
+/// look-back past a year (late lines move it); the stock cover; more
+/// earlier days than are kept key by key (`rules::reads::MAX_KEYS`).
+const READERS: [(&str, &str); 6] = [
     (
         "reads_total_some",
         r#"if account.tier != "A" { return; }
@@ -339,6 +343,12 @@ const READERS: [(&str, &str); 5] = [
            if then != account.revenue_tier { alert(#{ key: then, title: `was ${then}` }); }"#,
     ),
     (
+        "reads_many_days",
+        r#"let n = 0;
+           for d in 1..81 { if account.tier_ago(d) == "A" { n += 1; } }
+           if n > 0 { alert(#{ key: `a${n / 20}`, title: `A on ${n} of 80 days` }); }"#,
+    ),
+    (
         "reads_stock",
         r#"for s in account.stock_cover { if s.days >= 0.0 && s.days < 30.0 { alert(#{ key: s.sku, title: "low" }); } }"#,
     ),
@@ -349,6 +359,9 @@ impl Daemon {
         let (dir, mut cfg) = project();
         if let Some(cap) = setup.cap {
             cfg.cfg.alerts.max_per_rule = cap;
+        }
+        if let Some(by) = setup.by {
+            cfg.cfg.tiers.by = by;
         }
         if let Some((n, keep, repeat, escalate)) = setup.life {
             let a = &mut cfg.cfg.alerts;
@@ -383,17 +396,20 @@ impl Daemon {
     fn evaluate_both(&mut self, today: NaiveDate, what: &str) -> EvalReport {
         let r = self.live.refresh(&self.conn).unwrap();
         let touched = (r.reloaded.is_none() && r.datasets.is_empty())
-            .then(|| (r.accounts.clone(), r.orders > 0));
+            .then(|| (r.accounts.clone(), r.orders > 0, r.orders_from));
         let copy = self.cfg.database().with_extension("full.db");
         let _ = std::fs::remove_file(&copy);
         self.conn
             .execute("VACUUM INTO ?1", [copy.to_str().unwrap()])
             .unwrap();
         let snap = self.live.snapshot(today, &self.cfg.cfg.tiers);
-        let since = touched.as_ref().map(|(accounts, orders)| Since {
-            accounts,
-            orders: *orders,
-        });
+        let since = touched
+            .as_ref()
+            .map(|(accounts, orders, orders_from)| Since {
+                accounts,
+                orders: *orders,
+                orders_from: *orders_from,
+            });
         let stop = Arc::default();
         let a = evaluate_changed(
             &self.cfg,
@@ -490,8 +506,20 @@ fn changed_only_equals_full() {
         prop::option::weighted(0.3, 2usize..12),
         prop::option::weighted(0.4, (1u32..4, 0u32..3, 0u32..3, 0u32..3)),
         prop::bool::weighted(0.5),
+        prop::option::weighted(
+            0.4,
+            prop_oneof![
+                Just(crate::config::TierBasis::GrossProfit),
+                Just(crate::config::TierBasis::Both)
+            ],
+        ),
     )
-        .prop_map(|(cap, life, readers)| Setup { cap, life, readers });
+        .prop_map(|(cap, life, readers, by)| Setup {
+            cap,
+            life,
+            readers,
+            by,
+        });
     let strategy = (
         setup,
         prop::collection::vec((drops(), prop::bool::weighted(0.8)), 1..9),
@@ -613,4 +641,141 @@ fn an_account_leaving_a_silenced_tier_has_its_alerts_stepped() {
     for id in &left {
         assert!(told.iter().any(|t| t == id), "{id} left B untold: {told:?}");
     }
+}
+
+/// A run that read more earlier days than are kept key by key is taken as
+/// reading every earlier day: a line dated today moves none of them, so it
+/// runs again only for the account whose data moved; a line dated
+/// yesterday runs it everywhere. One that read more of today than is kept
+/// (answers against today's floor) runs everywhere after any order line.
+/// Each evaluation records what a full one records.
+#[test]
+fn many_earlier_days_read_run_again_only_for_a_line_before_today() {
+    let mut d = Daemon::start(Setup::default());
+    let many_days = READERS.iter().find(|r| r.0 == "reads_many_days").unwrap();
+    d.rules = RuleSet::from_sources(&[*many_days]).unwrap();
+    let today = end();
+    let first = d.evaluate_both(today, "the first evaluation");
+    assert!(first.raised > 0, "the rule raises nothing: no test");
+    let drop = |d: &mut Daemon, name: &str, date: NaiveDate| {
+        let path = d.cfg.inbox().join(name);
+        let rows = format!(
+            "订单编号,行号,客户编号,订单日期,产品编号,数量,金额,成本\n{name},1,KH1003,{},SP-001,1,5000.00,3000.00\n",
+            date.format("%Y-%m-%d")
+        );
+        std::fs::write(&path, rows).unwrap();
+        crate::ingest::ingest_file(&d.cfg, &mut d.conn, &path).unwrap();
+    };
+    drop(&mut d, "销售明细_today.csv", today);
+    let r = d.evaluate_both(today, "after a line dated today");
+    assert!(r.partial.is_some(), "the evaluation ran everything");
+    assert_eq!(r.runs, 1, "only KH1003 runs again");
+    drop(&mut d, "销售明细_yesterday.csv", today.pred_opt().unwrap());
+    let r = d.evaluate_both(today, "after a line dated yesterday");
+    assert_eq!(r.runs, ACCOUNTS as u64, "every account runs again");
+
+    // Answers against today's floor, more than are kept: any line.
+    let src = r#"let n = 0;
+        for x in 0..70 { if portfolio.past_tier_floor("A", x.to_float() * 1000.0) { n += 1; } }
+        if n > 0 { alert(#{ key: `p${n / 10}`, title: "past" }); }"#;
+    d.rules = RuleSet::from_sources(&[("many_answers", src)]).unwrap();
+    d.memo = None;
+    d.evaluate_both(today, "the first evaluation of many_answers");
+    drop(&mut d, "销售明细_today2.csv", today);
+    let r = d.evaluate_both(today, "many_answers after a line dated today");
+    assert_eq!(r.runs, ACCOUNTS as u64, "every account runs again");
+}
+
+/// The book's figures of earlier days move only with a line dated before
+/// today: a rule that reads many of them is not run again after a drop of
+/// today's lines, even beside one that reads a figure of today (which
+/// moves with every order line) for every account. Each evaluation
+/// records what a full one records.
+#[test]
+fn the_books_earlier_days_are_apart_from_its_figures_of_today() {
+    let mut d = Daemon::start(Setup::default());
+    d.rules = RuleSet::from_sources(&[
+        (
+            "earlier_books",
+            r#"let n = 0;
+               for k in 1..41 { if account.revenue(365, k) * 20.0 > portfolio.revenue_12m_ago(k) { n += 1; } }
+               if n > 0 { alert(#{ key: `b${n / 10}`, title: `large on ${n} days` }); }"#,
+        ),
+        (
+            "todays_figure",
+            r#"if account.revenue(90) * 20.0 > portfolio.revenue(90) { alert(#{ title: "large" }); }"#,
+        ),
+    ])
+    .unwrap();
+    let today = end();
+    let first = d.evaluate_both(today, "the first evaluation");
+    assert!(first.raised > 0, "nothing raised: no test");
+    let path = d.cfg.inbox().join("销售明细_today.csv");
+    std::fs::write(
+        &path,
+        "订单编号,行号,客户编号,订单日期,产品编号,数量,金额,成本\nT1,1,KH1003,2026-11-28,SP-001,1,5000.00,3000.00\n",
+    )
+    .unwrap();
+    crate::ingest::ingest_file(&d.cfg, &mut d.conn, &path).unwrap();
+    let r = d.evaluate_both(today, "after a line dated today");
+    // todays_figure everywhere, earlier_books for KH1003 alone.
+    assert_eq!(r.runs, ACCOUNTS as u64 + 1);
+}
+
+/// A late line that moves the tiers of an earlier day runs again every
+/// pair that read that day (kept key by key), and only those: a rule that
+/// looked back 10 days sees its accounts fall; one that looked back 5
+/// days, before the line's day, does not run. Each evaluation records
+/// what a full one records.
+#[test]
+fn a_late_line_runs_again_the_pairs_that_read_the_days_it_moves() {
+    let mut d = Daemon::start(Setup::default());
+    d.rules = RuleSet::from_sources(&[
+        (
+            "ten_days_back",
+            r#"alert(#{ key: account.tier_ago(10), title: "then" });"#,
+        ),
+        (
+            "five_days_back",
+            r#"alert(#{ key: account.tier_ago(5), title: "then" });"#,
+        ),
+    ])
+    .unwrap();
+    let today = end();
+    d.evaluate_both(today, "the first evaluation");
+    let tiers_then = |d: &mut Daemon, days: i64| -> Vec<(String, &'static str)> {
+        let snap = d.live.snapshot(today, &d.cfg.cfg.tiers);
+        let mut t: Vec<_> = snap
+            .accounts
+            .iter()
+            .map(|a| (a.id.to_string(), a.tier_ago(days).0.as_str()))
+            .collect();
+        t.sort();
+        t
+    };
+    let (ten, five) = (tiers_then(&mut d, 10), tiers_then(&mut d, 5));
+    // KH1020 holds most of the book from 8 days ago: the others fall on
+    // the days from then (5 days back), not before (10 days back).
+    let path = d.cfg.inbox().join("销售明细_late.csv");
+    let day = today - chrono::Duration::days(8);
+    std::fs::write(
+        &path,
+        format!(
+            "订单编号,行号,客户编号,订单日期,产品编号,数量,金额,成本\nLATE1,1,KH1020,{},SP-001,1,900000000.00,600000000.00\n",
+            day.format("%Y-%m-%d")
+        ),
+    )
+    .unwrap();
+    crate::ingest::ingest_file(&d.cfg, &mut d.conn, &path).unwrap();
+    let r = d.evaluate_both(today, "after a late line");
+    assert_eq!(tiers_then(&mut d, 10), ten, "10 days back moved");
+    let now5 = tiers_then(&mut d, 5);
+    let fell = now5.iter().zip(&five).filter(|(a, b)| a != b).count();
+    assert!(fell > 0, "nobody's tier 5 days back moved: no test");
+    // five_days_back for the accounts that fell (their key moved) and for
+    // KH1020 (its own data); ten_days_back for KH1020, and for the others
+    // whose look-back of 5 days moved (a key of the same group of days:
+    // a collision runs a pair again, never misses one).
+    assert!(r.partial.is_some());
+    assert!(r.runs as usize > fell, "{} runs, {fell} fell", r.runs);
 }

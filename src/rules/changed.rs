@@ -74,11 +74,24 @@ pub fn fingerprint(rules: &RuleSet) -> String {
 
 /// What changed since the last evaluation, besides the rule set and the
 /// day: the accounts whose own data was written, and whether any order
-/// line was (which moves the book's rankings and history).
+/// line was (which moves the book's rankings and history), and from
+/// which day.
 #[derive(Debug, Clone, Copy)]
 pub struct Since<'a> {
     pub accounts: &'a [String],
     pub orders: bool,
+    /// The earliest date of an order line written, replaced or deleted
+    /// (its old date or its new one), when known. A line dated the
+    /// snapshot's day moves no earlier day's ranking; None with `orders`
+    /// is taken as a line of any day.
+    pub orders_from: Option<NaiveDate>,
+}
+
+impl Since<'_> {
+    /// Whether an order line dated before `day` was written.
+    fn orders_before(&self, day: NaiveDate) -> bool {
+        self.orders && self.orders_from.is_none_or(|d| d < day)
+    }
 }
 
 /// One result of one pair, kept without the account's metrics; what a
@@ -171,6 +184,13 @@ pub struct Pick {
     pub(super) seed: Vec<usize>,
     /// Per rule that runs anywhere: how many pairs, and why, for the log.
     pub why: Vec<String>,
+    /// Accounts whose pairs read more history than is kept: of today
+    /// (any order line runs them again), of earlier days only (an order
+    /// line dated before today does), for the log.
+    pub overflowed: (usize, usize),
+    /// Whether an order line dated before the snapshot's day was written
+    /// since the evaluation remembered ([`Since::orders_before`]).
+    past: bool,
     /// The book now, for the memo brought up to date.
     book: Book,
 }
@@ -327,6 +347,8 @@ impl Memo {
             visit: Vec::new(),
             run: Vec::new(),
             why: Vec::new(),
+            overflowed: (0, 0),
+            past: since.orders_before(snap.as_of),
             book: now,
         };
         let tally = self.visits(snap, since, book, &mut pick)?;
@@ -363,13 +385,18 @@ impl Memo {
         pick: &mut Pick,
     ) -> Result<Vec<(usize, u32)>, String> {
         let touched: HashSet<&str> = since.accounts.iter().map(String::as_str).collect();
+        let past = pick.past;
         let n = pick.rules;
         let mut tally = vec![(0usize, 0u32); n];
         for (i, a) in snap.accounts.iter().enumerate() {
             let Some(p) = self.placed.get(&*a.id) else {
                 return Err("the accounts of the book changed".into());
             };
-            let mut changed = p.changed(a, (&snap.portfolio, snap.end()), since.orders) | book;
+            let mut changed =
+                p.changed(a, (&snap.portfolio, snap.end()), since.orders, past) | book;
+            let (all, earlier) = p.overflowed();
+            pick.overflowed.0 += usize::from(all);
+            pick.overflowed.1 += usize::from(earlier);
             if touched.contains(&*a.id) {
                 changed |= reads::OWN;
             }

@@ -14,12 +14,17 @@
 //! A run's reads are bits (below) and keys. The bits group the keys for a
 //! fast test; keys of one group are told apart by their kept values, so a
 //! collision only runs a pair again, never misses one. Per run at most
-//! [`MAX_KEYS`] account keys are noted: past that, the run is taken as
-//! reading the whole history ([`HISTORY`]), which any order line moves.
+//! [`MAX_KEYS`] keys of earlier days ([`AccountKey::is_past`]) are noted:
+//! past that, the run is taken as reading every earlier day
+//! ([`AccountKey::PastOverflow`]), which only an order line dated before
+//! the snapshot's day moves (a drop of today's lines does not); and at
+//! most [`MAX_KEYS`] other keys: past that, the run is taken as reading
+//! the whole history ([`HISTORY`]), which any order line moves.
 //! Touches nothing but this thread's record of the current run.
 
 use std::cell::RefCell;
 use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::config::TierBasis;
 use crate::metrics::{AccountMetrics, Metric, Portfolio, TIER_HISTORY_DAYS, Wanted};
@@ -50,7 +55,10 @@ const HIST_SHARE_PAST: (u32, u32) = (16, 4);
 /// Every bit of the history.
 pub const HISTORY: u32 = 0x000f_ff00;
 /// The portfolio's figures ([`BookKey`]): today's floors, today's totals,
-/// the counts, and the rest (five bits by key).
+/// the counts, the rest of today's (three bits by key), and earlier days'
+/// (one bit: they move only with a line dated before the snapshot's day,
+/// so a drop of today's lines, which moves today's figures, runs no pair
+/// again that read only earlier days' as its keys shared a bit with them).
 pub const FLOOR_A: u32 = 1 << 20;
 pub const FLOOR_B: u32 = 1 << 21;
 pub const GP_FLOOR_A: u32 = 1 << 22;
@@ -58,7 +66,8 @@ pub const GP_FLOOR_B: u32 = 1 << 23;
 pub const TOTAL: u32 = 1 << 24;
 pub const GP_TOTAL: u32 = 1 << 25;
 pub const COUNTS: u32 = 1 << 26;
-const BOOK_OTHER: (u32, u32) = (27, 4);
+const BOOK_OTHER: (u32, u32) = (27, 3);
+pub const BOOK_PAST: u32 = 1 << 30;
 /// Every bit of the portfolio.
 pub const PORTFOLIO: u32 = 0x7ff0_0000;
 /// Whether a value of the account's is past a tier floor
@@ -90,6 +99,7 @@ pub fn describe(bits: u32) -> String {
         (TOTAL | GP_TOTAL, "the book's total"),
         (COUNTS, "the book's counts"),
         (bits_of(BOOK_OTHER), "another figure of the book"),
+        (BOOK_PAST, "a figure of the book on an earlier day"),
         (
             PAST_FLOOR,
             "whether a value is past a tier floor or a share above reaches a line",
@@ -161,7 +171,10 @@ pub enum AccountKey {
     Ago(Ago),
     Past(BookKey, u64),
     Reaches(AboveBy, u64),
-    /// The run read more keys than are noted ([`MAX_KEYS`]).
+    /// The run read more keys of earlier days than are noted
+    /// ([`MAX_KEYS`]): every earlier day's tier and share above.
+    PastOverflow,
+    /// The run read more keys of today than are noted ([`MAX_KEYS`]).
     Overflow,
 }
 
@@ -191,7 +204,19 @@ impl AccountKey {
             AccountKey::Ago(a) => a.value(m),
             AccountKey::Past(floor, x) => u64::from(is_past(p, end, *floor, f64::from_bits(*x))),
             AccountKey::Reaches(by, x) => u64::from(reaches(by.share(m), f64::from_bits(*x))),
-            AccountKey::Overflow => 0,
+            AccountKey::PastOverflow | AccountKey::Overflow => 0,
+        }
+    }
+
+    /// Whether its value is of an earlier day's ranking alone (a tier or
+    /// share above 1 day back or more): only an order line dated before
+    /// the snapshot's day can move it (a day's 12-month sums end that
+    /// day), not one of the day itself.
+    pub fn is_past(&self) -> bool {
+        match self {
+            AccountKey::Ago(a) => a.days > 0 && !matches!(a.ranking, Ranking::Today(_)),
+            AccountKey::PastOverflow => true,
+            AccountKey::Past(..) | AccountKey::Reaches(..) | AccountKey::Overflow => false,
         }
     }
 
@@ -206,7 +231,9 @@ impl AccountKey {
                 days_ago: 0,
                 book: false,
             }),
-            AccountKey::Reaches(AboveBy::Basis, _) | AccountKey::Overflow => None,
+            AccountKey::Reaches(AboveBy::Basis, _)
+            | AccountKey::PastOverflow
+            | AccountKey::Overflow => None,
         }
     }
 
@@ -215,6 +242,7 @@ impl AccountKey {
         match self {
             AccountKey::Ago(a) => a.bit(),
             AccountKey::Past(..) | AccountKey::Reaches(..) => PAST_FLOOR,
+            AccountKey::PastOverflow => bits_of(HIST_TIER_PAST) | bits_of(HIST_SHARE_PAST),
             AccountKey::Overflow => HISTORY | PAST_FLOOR,
         }
     }
@@ -352,6 +380,7 @@ impl BookKey {
             BookKey::Revenue12m | BookKey::Total(Revenue, 0) => TOTAL,
             BookKey::Total(GrossProfit, 0) => GP_TOTAL,
             BookKey::Accounts | BookKey::TierCount(_) | BookKey::AccountsWith(_) => COUNTS,
+            BookKey::Floor(_, _, d) | BookKey::Total(_, d) if *d > 0 => BOOK_PAST,
             other => {
                 use std::hash::{Hash, Hasher};
                 let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -362,13 +391,61 @@ impl BookKey {
     }
 }
 
-/// What one run read: bits, the account keys (at most [`MAX_KEYS`]) and
-/// the book's keys.
+/// A multiply-rotate hasher (FxHash's) for the few small keys of one run:
+/// every getter of the rule API notes its key, hundreds of times a run,
+/// and SipHash's defence against chosen keys is not needed for the API's
+/// own keys.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Fx(u64);
+
+impl Fx {
+    #[inline]
+    fn add(&mut self, x: u64) {
+        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for Fx {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.add(u64::from(*b));
+        }
+    }
+    fn write_u8(&mut self, x: u8) {
+        self.add(u64::from(x));
+    }
+    fn write_u16(&mut self, x: u16) {
+        self.add(u64::from(x));
+    }
+    fn write_u32(&mut self, x: u32) {
+        self.add(u64::from(x));
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.add(x);
+    }
+    fn write_usize(&mut self, x: usize) {
+        self.add(x as u64);
+    }
+}
+
+/// A set hashed with [`Fx`].
+pub(crate) type FxSet<T> = HashSet<T, BuildHasherDefault<Fx>>;
+
+/// What one run read: bits, the account keys (at most [`MAX_KEYS`] of
+/// earlier days and as many others, in the order first read) and the
+/// book's keys.
 #[derive(Debug, Default)]
 pub struct Record {
     pub bits: u32,
     pub keys: Vec<AccountKey>,
-    pub book: HashSet<BookKey>,
+    book: FxSet<BookKey>,
+    /// The keys read, noted or not (past the limits).
+    seen: FxSet<AccountKey>,
+    /// How many of `keys` are of earlier days ([`AccountKey::is_past`]).
+    past: usize,
 }
 
 thread_local! {
@@ -383,6 +460,8 @@ pub(super) fn start(bits: u32) {
         let mut r = r.borrow_mut();
         r.bits = bits;
         r.keys.clear();
+        r.seen.clear();
+        r.past = 0;
     });
 }
 
@@ -408,15 +487,24 @@ fn note_key(key: AccountKey) {
     RUN.with(|r| {
         let mut r = r.borrow_mut();
         r.bits |= key.bit();
-        if r.keys.contains(&key) {
+        if !r.seen.insert(key) {
             return;
         }
-        if r.keys.len() < MAX_KEYS {
+        let past = key.is_past();
+        let (noted, over) = if past {
+            (r.past, AccountKey::PastOverflow)
+        } else {
+            (r.keys.len() - r.past, AccountKey::Overflow)
+        };
+        if noted < MAX_KEYS {
             r.keys.push(key);
-        } else if r.keys.len() == MAX_KEYS {
-            // Past the keys noted: every key of the kinds kept per account.
-            r.bits |= AccountKey::Overflow.bit();
-            r.keys.push(AccountKey::Overflow);
+            r.past += usize::from(past);
+        } else if r.seen.insert(over) {
+            // Past the keys noted: every key of the kinds kept per account
+            // (of earlier days, or all of them).
+            r.bits |= over.bit();
+            r.keys.push(over);
+            r.past += usize::from(past);
         }
     });
 }
@@ -455,6 +543,67 @@ pub(super) fn book(p: &Portfolio, end: Day, key: BookKey) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Keys of earlier days past [`MAX_KEYS`] are noted as every earlier
+    /// day, today's keys still one by one; today's keys past it as the
+    /// whole history.
+    #[test]
+    fn earlier_days_past_the_keys_noted_are_taken_whole_apart_from_today() {
+        let ago = |days: u16, ranking| {
+            AccountKey::Ago(Ago {
+                ranking,
+                days,
+                share: false,
+            })
+        };
+        let run = |keys: &[AccountKey]| {
+            start(0);
+            for k in keys {
+                note_key(*k);
+            }
+            let (mut noted, mut book) = (Vec::new(), HashSet::new());
+            let bits = finish(&mut noted, &mut book);
+            (bits, noted)
+        };
+        let mut keys: Vec<AccountKey> = (1..=80).map(|d| ago(d, Ranking::Basis)).collect();
+        keys.push(ago(0, Ranking::Basis));
+        keys.push(ago(3, Ranking::Today(By::Revenue)));
+        keys.push(AccountKey::Past(
+            BookKey::TierFloor(Tier::A),
+            7.0f64.to_bits(),
+        ));
+        keys.push(ago(81, Ranking::Alone(By::Revenue)));
+        let (bits, noted) = run(&keys);
+        assert_eq!(noted.len(), MAX_KEYS + 1 + 3);
+        assert_eq!(noted.iter().filter(|k| k.is_past()).count(), MAX_KEYS + 1);
+        assert!(noted.contains(&AccountKey::PastOverflow));
+        assert!(!noted.contains(&AccountKey::Overflow));
+        for k in &keys[80..83] {
+            assert!(noted.contains(k), "{k:?}");
+            assert!(!k.is_past(), "{k:?}");
+        }
+        assert_eq!(
+            bits & AccountKey::PastOverflow.bit(),
+            AccountKey::PastOverflow.bit()
+        );
+        assert_eq!(
+            bits & (HIST_TIER_NOW | PAST_FLOOR),
+            HIST_TIER_NOW | PAST_FLOOR
+        );
+        assert_eq!(bits & HIST_SHARE_NOW, 0);
+
+        // Today's keys past the limit: the whole history.
+        let keys: Vec<AccountKey> = (0..70u32)
+            .map(|x| AccountKey::Past(BookKey::TierFloor(Tier::A), f64::from(x).to_bits()))
+            .collect();
+        let (bits, noted) = run(&keys);
+        assert_eq!(noted.len(), MAX_KEYS + 1);
+        assert_eq!(noted.last(), Some(&AccountKey::Overflow));
+        assert_eq!(bits & HISTORY, HISTORY);
+        // A run that noted fewer is noted whole, the count starting again.
+        let (_, noted) = run(&[ago(5, Ranking::Basis)]);
+        assert_eq!(noted, [ago(5, Ranking::Basis)]);
+    }
 
     #[test]
     fn each_key_has_one_bit_in_its_group() {
@@ -515,6 +664,21 @@ mod tests {
                 | GP_TOTAL
                 | COUNTS
                 | bits_of(BOOK_OTHER)
+                | BOOK_PAST
         );
+        // Earlier days' figures have their bit, today's none of it.
+        assert_eq!(BookKey::Total(By::Revenue, 1).bit(), BOOK_PAST);
+        assert_eq!(
+            BookKey::Floor(By::GrossProfit, Tier::A, 730).bit(),
+            BOOK_PAST
+        );
+        for k in [
+            BookKey::Metric(3, 365, 0),
+            BookKey::Metric(3, 365, 365),
+            BookKey::Revenue12m,
+            BookKey::Total(By::GrossProfit, 0),
+        ] {
+            assert_ne!(k.bit(), BOOK_PAST, "{k:?}");
+        }
     }
 }

@@ -719,3 +719,75 @@ fn re_exports_of_every_kind_equal_a_full_read() {
         .unwrap();
     assert_eq!(kh, "KH2");
 }
+
+/// The first day of a refresh's order lines is the earliest of the
+/// accounts'; an account without one noted (or an unreadable date) rules
+/// no day out, and no order line gives none.
+#[test]
+fn the_first_day_written_is_the_earliest_and_unknown_rules_nothing_out() {
+    let from: HashMap<String, String> = [
+        ("K1".to_string(), "2026-11-28".to_string()),
+        ("K2".to_string(), "2026-03-01".to_string()),
+        ("K3".to_string(), "28/11/2026".to_string()),
+    ]
+    .into();
+    let d = |s: &str| s.parse::<NaiveDate>().unwrap();
+    assert_eq!(first_day(&["K1"], &from), Some(d("2026-11-28")));
+    assert_eq!(first_day(&["K1", "K2"], &from), Some(d("2026-03-01")));
+    assert_eq!(first_day(&["K1", "K4"], &from), None);
+    assert_eq!(first_day(&["K3", "K1"], &from), None);
+    assert_eq!(first_day(&[], &from), None);
+}
+
+/// A refresh after a file says the earliest date its order lines had,
+/// old or new (a re-export moving a line earlier says the earlier one).
+#[test]
+fn a_refresh_says_the_first_day_its_lines_were_written() {
+    let (_dir, cfg) = project();
+    std::fs::create_dir_all(cfg.database().parent().unwrap()).unwrap();
+    let mut conn = crate::store::open(&cfg.database()).unwrap();
+    Live::capture(&conn).unwrap();
+    let mut live = Live::load(&conn).unwrap();
+    let drop = |conn: &mut Connection, name: &str, rows: &str| {
+        let path = cfg.inbox().join(name);
+        std::fs::create_dir_all(cfg.inbox()).unwrap();
+        std::fs::write(
+            &path,
+            format!("订单编号,行号,客户编号,订单日期,产品编号,数量,金额,成本\n{rows}"),
+        )
+        .unwrap();
+        crate::ingest::ingest_file(&cfg, conn, &path).unwrap();
+    };
+    drop(
+        &mut conn,
+        "销售明细_1.csv",
+        "X1,1,KH1001,2026-11-20,SP-001,1,10.00,5.00\nX2,1,KH1002,2026-11-28,SP-001,1,10.00,5.00\n",
+    );
+    let r = live.refresh(&conn).unwrap();
+    assert_eq!(r.orders_from, "2026-11-20".parse().ok());
+    // Moved to a later day: the old date is the first one written.
+    drop(
+        &mut conn,
+        "销售明细_2.csv",
+        "X1,1,KH1001,2026-11-28,SP-001,1,10.00,5.00\n",
+    );
+    let r = live.refresh(&conn).unwrap();
+    assert_eq!(r.orders_from, "2026-11-20".parse().ok());
+    drop(
+        &mut conn,
+        "销售明细_3.csv",
+        "X3,1,KH1003,2026-11-28,SP-001,1,10.00,5.00\n",
+    );
+    let r = live.refresh(&conn).unwrap();
+    assert_eq!(r.orders_from, "2026-11-28".parse().ok());
+    // Visits only: no order line.
+    let path = cfg.inbox().join("拜访记录_1.csv");
+    std::fs::write(
+        &path,
+        "拜访日期,客户编号,拜访人,职务\n2026-11-28,KH1001,人,经理\n",
+    )
+    .unwrap();
+    crate::ingest::ingest_file(&cfg, &mut conn, &path).unwrap();
+    let r = live.refresh(&conn).unwrap();
+    assert_eq!((r.orders, r.orders_from), (0, None));
+}

@@ -461,3 +461,51 @@ fn unlisted_accounts_are_counted_from_their_first_order() {
     assert_eq!(june.examples, ["KH9", "KH8"]);
     assert_eq!(june.revenue_12m, 180.0);
 }
+
+#[test]
+fn revenue_alone_is_the_basis_ranking_when_they_are_alike() {
+    let end = day(NaiveDate::from_ymd_opt(2026, 6, 30).unwrap());
+    // Account 0 the largest by far: A by revenue.
+    let s: Vec<Series> = (0..12)
+        .map(|i| {
+            let f = f64::from(12 - i);
+            series(&[
+                ("2025-09-17", f * f * 100.0, f * 50.0),
+                ("2026-06-01", f * 10.0, f),
+            ])
+        })
+        .collect();
+    let n = s.len();
+    let h = TierHistory::new(end, &cfg(TierBasis::Revenue), s.clone(), vec![None; n]);
+    for k in [0, 30, 365] {
+        for i in 0..n {
+            assert_eq!(h.alone_at(TierBasis::Revenue, i, k), h.at(i, k), "{i} {k}");
+        }
+    }
+    // One ranking kept for a day, under both kinds.
+    let days = h.read_days();
+    assert!(days.iter().any(|d| d.0 == 1));
+    for (_, d, r) in days.iter().filter(|d| d.0 == 1) {
+        let basis = days
+            .iter()
+            .find(|b| b.0 == 0 && b.1 == *d)
+            .expect("the basis's day");
+        assert!(std::sync::Arc::ptr_eq(r, &basis.2));
+    }
+    // A master tier column: two rankings, the one by revenue alone without it.
+    let mut o = vec![None; n];
+    o[0] = Some(Tier::C);
+    let h = TierHistory::new(end, &cfg(TierBasis::Revenue), s.clone(), o);
+    assert_eq!(h.at(0, 0).unwrap().0, Tier::C);
+    assert_eq!(h.alone_at(TierBasis::Revenue, 0, 0).unwrap().0, Tier::A);
+    // Another basis: its own ranking.
+    let h = TierHistory::new(end, &cfg(TierBasis::GrossProfit), s, vec![None; n]);
+    h.at(0, 0);
+    h.alone_at(TierBasis::Revenue, 0, 0);
+    let days = h.read_days();
+    let (a, b) = (
+        days.iter().find(|d| d.0 == 0).unwrap(),
+        days.iter().find(|d| d.0 == 1).unwrap(),
+    );
+    assert!(!std::sync::Arc::ptr_eq(&a.2, &b.2));
+}

@@ -10,10 +10,12 @@ use crate::metrics::{AccountMetrics, Portfolio, Wanted};
 use crate::model::Tier;
 use crate::model::dates::Day;
 use crate::rules::finding::ReadLog;
-use crate::rules::reads::{self, AccountKey, BookKey};
+use crate::rules::reads::{self, AccountKey, BookKey, FxSet};
 
-/// Most history keys kept per account; past them, its history is taken as
-/// read whole (any order line moves it).
+/// Most history keys kept per account; past them, its earlier days are
+/// taken as read whole (an order line dated before the snapshot's day
+/// moves them), and when its keys of today alone are more, its whole
+/// history (any order line moves it).
 const MAX_ACCOUNT_KEYS: usize = 64;
 
 /// Most portfolio keys kept; past them, every figure of the book is taken
@@ -35,6 +37,9 @@ pub(super) struct Placed {
     hist: Vec<(AccountKey, u64)>,
     /// More history was read than is kept (see [`MAX_ACCOUNT_KEYS`]).
     hist_all: bool,
+    /// More of earlier days was read than is kept (`hist` keeps none of
+    /// them then: [`AccountKey::is_past`]).
+    past_all: bool,
     /// Per rule, the [`reads`] bits of its last run for this account.
     pub(super) pairs: Box<[u32]>,
 }
@@ -52,6 +57,7 @@ impl Placed {
             stock: stock_hash(m),
             hist: Vec::new(),
             hist_all: false,
+            past_all: false,
             pairs,
         };
         p.add_keys(m, at, keys);
@@ -60,17 +66,42 @@ impl Placed {
 
     /// Adds `keys` (read now from `m`) to the history values kept.
     fn add_keys(&mut self, m: &AccountMetrics, at: At, keys: &[AccountKey]) {
+        if keys.is_empty() || self.hist_all {
+            return;
+        }
+        // The keys kept, to look each one up once (a run notes up to 130).
+        let mut have: FxSet<AccountKey> = self.hist.iter().map(|(h, _)| *h).collect();
         for k in keys {
-            if self.hist_all || self.hist.iter().any(|(h, _)| h == k) {
+            if self.hist_all || (self.past_all && k.is_past()) || have.contains(k) {
                 continue;
+            }
+            if *k == AccountKey::PastOverflow
+                || (self.hist.len() >= MAX_ACCOUNT_KEYS
+                    && (k.is_past() || self.hist.iter().any(|(h, _)| h.is_past())))
+            {
+                // Earlier days taken whole, which makes room for today's.
+                self.past_all = true;
+                self.hist.retain(|(h, _)| !h.is_past());
+                have.retain(|h| !h.is_past());
+                if k.is_past() {
+                    continue;
+                }
             }
             if *k == AccountKey::Overflow || self.hist.len() >= MAX_ACCOUNT_KEYS {
                 self.hist_all = true;
+                self.past_all = false;
                 self.hist = Vec::new();
                 continue;
             }
             self.hist.push((*k, k.value(m, at.0, at.1)));
+            have.insert(*k);
         }
+    }
+
+    /// Whether more history was read than is kept: of today and earlier
+    /// days, of earlier days (for the log).
+    pub(super) fn overflowed(&self) -> (bool, bool) {
+        (self.hist_all, self.past_all)
     }
 
     /// The days of the book's tier history its history values read.
@@ -80,8 +111,9 @@ impl Placed {
 
     /// The [`reads`] bits of what differs between `self` and `m` now
     /// (`orders`: whether any order line changed, which moves a history
-    /// not kept key by key).
-    pub(super) fn changed(&self, m: &AccountMetrics, at: At, orders: bool) -> u32 {
+    /// not kept key by key; `past`: whether one dated before the
+    /// snapshot's day did, which moves earlier days not kept key by key).
+    pub(super) fn changed(&self, m: &AccountMetrics, at: At, orders: bool, past: bool) -> u32 {
         let mut bits = bits_of(&[
             (self.tier != m.tier, reads::TIER),
             (self.prev_tier != m.prev_tier, reads::PREV_TIER),
@@ -96,18 +128,26 @@ impl Placed {
             bits |= reads::STOCK;
         }
         for (k, v) in &self.hist {
-            if k.value(m, at.0, at.1) != *v {
+            // An earlier day's value moves only with a line dated before
+            // the snapshot's day: not looked up after a drop of today's.
+            if (past || !k.is_past()) && k.value(m, at.0, at.1) != *v {
                 bits |= k.bit();
             }
         }
         if self.hist_all && orders {
             bits |= AccountKey::Overflow.bit();
         }
+        if self.past_all && past {
+            bits |= AccountKey::PastOverflow.bit();
+        }
         bits
     }
 
     /// Brought up to `m` now, with the pairs run now (`log`'s entries of
     /// account `at`, `rules` per account) in place of their last runs.
+    /// `past`: whether an order line dated before the snapshot's day was
+    /// written since (without one, earlier days' values are as kept).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn update(
         &mut self,
         m: &AccountMetrics,
@@ -115,6 +155,7 @@ impl Placed {
         log: &ReadLog,
         at: usize,
         rules: usize,
+        past: bool,
     ) {
         self.tier = m.tier;
         self.prev_tier = m.prev_tier;
@@ -122,7 +163,7 @@ impl Placed {
         self.share = m.share.to_bits();
         self.share_above = m.share_above.to_bits();
         self.stock = stock_hash(m);
-        for (k, v) in &mut self.hist {
+        for (k, v) in self.hist.iter_mut().filter(|(k, _)| past || !k.is_past()) {
             *v = k.value(m, now.0, now.1);
         }
         if let Some(now) = log.bits.get(at * rules..(at + 1) * rules) {

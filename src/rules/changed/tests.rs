@@ -51,6 +51,7 @@ fn step(rules: &RuleSet, memo: &mut Memo, snap: &Snapshot) -> Vec<String> {
     let since = Since {
         accounts: &[],
         orders: true,
+        orders_from: None,
     };
     let pick = memo.pick(rules, snap, "", since).unwrap();
     let now = rules.evaluate_picked(snap, &pick, Arc::default());
@@ -223,4 +224,52 @@ fn a_share_asked_about_runs_a_pair_again_only_when_it_crosses_the_line() {
         step(&rules, &mut memo, &shares(&[0.48, 0.1, 1.0])),
         ids(&["KH3"])
     );
+}
+
+/// An account's keys past the 64 kept: earlier days are taken whole (and
+/// make room for today's, still kept one by one), moved only by a line
+/// dated before the day; today's past the limit take the whole history,
+/// moved by any line.
+#[test]
+fn earlier_days_past_the_keys_kept_make_room_for_todays() {
+    use crate::rules::reads::{AccountKey, Ago, BookKey, Ranking};
+    let snap = book(&[Tier::A], 100.0, 0.5);
+    let m = &snap.accounts[0];
+    let at = (&*snap.portfolio, snap.end());
+    let ago = |days: u16| {
+        AccountKey::Ago(Ago {
+            ranking: Ranking::Basis,
+            days,
+            share: false,
+        })
+    };
+    let answer = |x: u32| AccountKey::Past(BookKey::TierFloor(Tier::A), f64::from(x).to_bits());
+    let earlier = AccountKey::PastOverflow.bit();
+    let whole = AccountKey::Overflow.bit();
+
+    // 64 earlier days, then one of today: the earlier ones give way.
+    let mut keys: Vec<AccountKey> = (1..=64).map(ago).collect();
+    keys.push(answer(1));
+    let p = book::Placed::of(m, at, vec![reads::PAST_FLOOR | earlier].into(), &keys);
+    assert_eq!(p.overflowed(), (false, true));
+    assert_eq!(p.changed(m, at, true, false), 0, "a line of today");
+    assert_eq!(
+        p.changed(m, at, true, true) & earlier,
+        earlier,
+        "a line before"
+    );
+    assert_eq!(p.changed(m, at, true, true) & whole & !earlier, 0);
+
+    // 64 of today and one more: the whole history.
+    let keys: Vec<AccountKey> = (0..65).map(answer).collect();
+    let p = book::Placed::of(m, at, vec![reads::PAST_FLOOR].into(), &keys);
+    assert_eq!(p.overflowed(), (true, false));
+    assert_eq!(p.changed(m, at, true, false) & whole, whole);
+    assert_eq!(p.changed(m, at, false, false), 0, "no order line");
+
+    // A few of each: kept one by one, nothing taken whole.
+    let keys = [ago(1), ago(30), answer(1), answer(1000)];
+    let p = book::Placed::of(m, at, vec![reads::PAST_FLOOR].into(), &keys);
+    assert_eq!(p.overflowed(), (false, false));
+    assert_eq!(p.changed(m, at, true, true), 0, "nothing moved");
 }

@@ -39,7 +39,14 @@ impl Memo {
         for (k, &(i, c)) in pick.visit.iter().enumerate() {
             let a = &snap.accounts[i];
             if let Some(p) = self.placed.get_mut(&*a.id) {
-                p.update(a, (&snap.portfolio, snap.end()), &now.reads, k, n);
+                p.update(
+                    a,
+                    (&snap.portfolio, snap.end()),
+                    &now.reads,
+                    k,
+                    n,
+                    pick.past,
+                );
             }
             let new = fresh.remove(&*a.id).unwrap_or_default();
             // The alerts of an account whose tier moved are stepped for
