@@ -54,11 +54,10 @@ pub struct State {
     pub memo: Option<Memo>,
 }
 
-/// What the metrics' refresh before an evaluation read again: the
-/// accounts whose order lines or visits were written, whether any order
-/// line was, and the earliest date of one (`Since::orders_from`). None
-/// when it read more (everything, or the master, receivables or stock).
-type Touched = Option<(Vec<String>, bool, Option<chrono::NaiveDate>)>;
+/// What the metrics' refresh before an evaluation read again (`Since::after`
+/// tells the evaluation); None when there were no metrics in memory to
+/// refresh.
+type Touched = Option<crate::metrics::live::Refresh>;
 
 /// A unit of work for the worker thread.
 pub enum Job {
@@ -178,9 +177,6 @@ impl State {
         if let Some(live) = &mut self.live {
             match live.refresh(&self.conn) {
                 Ok(r) => {
-                    if r.reloaded.is_none() && r.datasets.is_empty() {
-                        touched = Some((r.accounts.clone(), r.orders > 0, r.orders_from));
-                    }
                     if let Some(why) = &r.reloaded {
                         tracing::info!(
                             ms = started.elapsed().as_millis() as u64,
@@ -195,6 +191,7 @@ impl State {
                             "metrics brought up to date"
                         );
                     }
+                    touched = Some(r);
                 }
                 Err(e) => {
                     tracing::warn!(
@@ -363,40 +360,33 @@ impl State {
         self.reload_rules();
         let today = self.cfg.today();
         let started = Instant::now();
-        let evaluated =
-            match self.snapshot(today) {
-                Ok((snap, touched, refreshed)) => {
-                    let built = started.elapsed();
-                    let since = touched.as_ref().filter(|_| !full).map(
-                        |(accounts, orders, orders_from)| Since {
-                            accounts,
-                            orders: *orders,
-                            orders_from: *orders_from,
-                        },
-                    );
-                    let r = pipeline::evaluate_changed(
-                        &self.cfg,
-                        &mut self.conn,
-                        &self.rules,
-                        &snap,
-                        &mut self.memo,
-                        since,
-                        &self.stop,
-                    );
-                    tracing::info!(
-                        refresh_ms = refreshed.as_millis() as u64,
-                        snapshot_ms = built.as_millis() as u64,
-                        accounts_kept = self.live.as_ref().map_or(0, |l| l.restood()),
-                        evaluation_ms = (started.elapsed() - built).as_millis() as u64,
-                        "the metrics brought up to date and evaluated"
-                    );
-                    r
-                }
-                Err(e) => {
-                    self.memo = None;
-                    Err(e)
-                }
-            };
+        let evaluated = match self.snapshot(today) {
+            Ok((snap, touched, refreshed)) => {
+                let built = started.elapsed();
+                let since = touched.as_ref().filter(|_| !full).and_then(Since::after);
+                let r = pipeline::evaluate_changed(
+                    &self.cfg,
+                    &mut self.conn,
+                    &self.rules,
+                    &snap,
+                    &mut self.memo,
+                    since,
+                    &self.stop,
+                );
+                tracing::info!(
+                    refresh_ms = refreshed.as_millis() as u64,
+                    snapshot_ms = built.as_millis() as u64,
+                    accounts_kept = self.live.as_ref().map_or(0, |l| l.restood()),
+                    evaluation_ms = (started.elapsed() - built).as_millis() as u64,
+                    "the metrics brought up to date and evaluated"
+                );
+                r
+            }
+            Err(e) => {
+                self.memo = None;
+                Err(e)
+            }
+        };
         match evaluated {
             Ok(r) => {
                 let ran = match r.partial {

@@ -395,21 +395,13 @@ impl Daemon {
     /// two differ. Returns the daemon's report.
     fn evaluate_both(&mut self, today: NaiveDate, what: &str) -> EvalReport {
         let r = self.live.refresh(&self.conn).unwrap();
-        let touched = (r.reloaded.is_none() && r.datasets.is_empty())
-            .then(|| (r.accounts.clone(), r.orders > 0, r.orders_from));
         let copy = self.cfg.database().with_extension("full.db");
         let _ = std::fs::remove_file(&copy);
         self.conn
             .execute("VACUUM INTO ?1", [copy.to_str().unwrap()])
             .unwrap();
         let snap = self.live.snapshot(today, &self.cfg.cfg.tiers);
-        let since = touched
-            .as_ref()
-            .map(|(accounts, orders, orders_from)| Since {
-                accounts,
-                orders: *orders,
-                orders_from: *orders_from,
-            });
+        let since = Since::after(&r);
         let stop = Arc::default();
         let a = evaluate_changed(
             &self.cfg,

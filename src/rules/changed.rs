@@ -87,7 +87,18 @@ pub struct Since<'a> {
     pub orders_from: Option<NaiveDate>,
 }
 
-impl Since<'_> {
+impl<'a> Since<'a> {
+    /// What a refresh of the metrics in memory read again, when it read
+    /// only some accounts again (None after it read everything, or a
+    /// dataset: then everything runs).
+    pub fn after(r: &'a crate::metrics::live::Refresh) -> Option<Since<'a>> {
+        (r.reloaded.is_none() && r.datasets.is_empty()).then(|| Since {
+            accounts: &r.accounts,
+            orders: r.orders > 0,
+            orders_from: r.orders_from,
+        })
+    }
+
     /// Whether an order line dated before `day` was written.
     fn orders_before(&self, day: NaiveDate) -> bool {
         self.orders && self.orders_from.is_none_or(|d| d < day)
