@@ -96,8 +96,11 @@ enum Drop {
     NextDay,
 }
 
+/// The header of the orders files the cases drop.
+const ORDERS_HEADER: &str = "订单编号,行号,客户编号,订单日期,产品编号,数量,金额,成本\n";
+
 fn orders_csv(rows: &[Line], today: NaiveDate, bad: bool) -> String {
-    let mut t = "订单编号,行号,客户编号,订单日期,产品编号,数量,金额,成本\n".to_string();
+    let mut t = ORDERS_HEADER.to_string();
     for (k, (o, l, a, back, q, r)) in rows.iter().enumerate() {
         let day = today - chrono::Duration::days(i64::from(*back));
         let amount = if bad && k == rows.len() / 2 {
@@ -355,6 +358,14 @@ const READERS: [(&str, &str); 6] = [
 ];
 
 impl Daemon {
+    /// An orders file `name` of these lines (under [`ORDERS_HEADER`]),
+    /// ingested from the inbox.
+    fn drop_orders(&mut self, name: &str, lines: &str) {
+        let path = self.cfg.inbox().join(name);
+        std::fs::write(&path, format!("{ORDERS_HEADER}{lines}")).unwrap();
+        crate::ingest::ingest_file(&self.cfg, &mut self.conn, &path).unwrap();
+    }
+
     fn start(setup: Setup) -> Daemon {
         let (dir, mut cfg) = project();
         if let Some(cap) = setup.cap {
@@ -603,11 +614,10 @@ fn an_account_leaving_a_silenced_tier_has_its_alerts_stepped() {
     let before = tiers(&mut d);
     // One account's order large enough to hold most of the book: the
     // others fall, B accounts into C.
-    let path = d.cfg.inbox().join("销售明细_big.csv");
-    let mut rows = "订单编号,行号,客户编号,订单日期,产品编号,数量,金额,成本\n".to_string();
-    rows += "BIG1,1,KH1020,2026-11-28,SP-001,1,900000000.00,600000000.00\n";
-    std::fs::write(&path, rows).unwrap();
-    crate::ingest::ingest_file(&d.cfg, &mut d.conn, &path).unwrap();
+    d.drop_orders(
+        "销售明细_big.csv",
+        "BIG1,1,KH1020,2026-11-28,SP-001,1,900000000.00,600000000.00\n",
+    );
     let again = d.evaluate_both(today, "after an order that moves tiers");
     assert!(again.partial.is_some(), "the evaluation ran everything");
     let after = tiers(&mut d);
@@ -650,13 +660,8 @@ fn many_earlier_days_read_run_again_only_for_a_line_before_today() {
     let first = d.evaluate_both(today, "the first evaluation");
     assert!(first.raised > 0, "the rule raises nothing: no test");
     let drop = |d: &mut Daemon, name: &str, date: NaiveDate| {
-        let path = d.cfg.inbox().join(name);
-        let rows = format!(
-            "订单编号,行号,客户编号,订单日期,产品编号,数量,金额,成本\n{name},1,KH1003,{},SP-001,1,5000.00,3000.00\n",
-            date.format("%Y-%m-%d")
-        );
-        std::fs::write(&path, rows).unwrap();
-        crate::ingest::ingest_file(&d.cfg, &mut d.conn, &path).unwrap();
+        let line = format!("{name},1,KH1003,{date},SP-001,1,5000.00,3000.00\n");
+        d.drop_orders(name, &line);
     };
     drop(&mut d, "销售明细_today.csv", today);
     let r = d.evaluate_both(today, "after a line dated today");
@@ -702,13 +707,10 @@ fn the_books_earlier_days_are_apart_from_its_figures_of_today() {
     let today = end();
     let first = d.evaluate_both(today, "the first evaluation");
     assert!(first.raised > 0, "nothing raised: no test");
-    let path = d.cfg.inbox().join("销售明细_today.csv");
-    std::fs::write(
-        &path,
-        "订单编号,行号,客户编号,订单日期,产品编号,数量,金额,成本\nT1,1,KH1003,2026-11-28,SP-001,1,5000.00,3000.00\n",
-    )
-    .unwrap();
-    crate::ingest::ingest_file(&d.cfg, &mut d.conn, &path).unwrap();
+    d.drop_orders(
+        "销售明细_today.csv",
+        "T1,1,KH1003,2026-11-28,SP-001,1,5000.00,3000.00\n",
+    );
     let r = d.evaluate_both(today, "after a line dated today");
     // todays_figure everywhere, earlier_books for KH1003 alone.
     assert_eq!(r.runs, ACCOUNTS as u64 + 1);
@@ -748,17 +750,11 @@ fn a_late_line_runs_again_the_pairs_that_read_the_days_it_moves() {
     let (ten, five) = (tiers_then(&mut d, 10), tiers_then(&mut d, 5));
     // KH1020 holds most of the book from 8 days ago: the others fall on
     // the days from then (5 days back), not before (10 days back).
-    let path = d.cfg.inbox().join("销售明细_late.csv");
     let day = today - chrono::Duration::days(8);
-    std::fs::write(
-        &path,
-        format!(
-            "订单编号,行号,客户编号,订单日期,产品编号,数量,金额,成本\nLATE1,1,KH1020,{},SP-001,1,900000000.00,600000000.00\n",
-            day.format("%Y-%m-%d")
-        ),
-    )
-    .unwrap();
-    crate::ingest::ingest_file(&d.cfg, &mut d.conn, &path).unwrap();
+    d.drop_orders(
+        "销售明细_late.csv",
+        &format!("LATE1,1,KH1020,{day},SP-001,1,900000000.00,600000000.00\n"),
+    );
     let r = d.evaluate_both(today, "after a late line");
     assert_eq!(tiers_then(&mut d, 10), ten, "10 days back moved");
     let now5 = tiers_then(&mut d, 5);

@@ -758,28 +758,29 @@ fn a_refresh_says_the_first_day_its_lines_were_written() {
         .unwrap();
         crate::ingest::ingest_file(&cfg, conn, &path).unwrap();
     };
-    drop(
-        &mut conn,
-        "销售明细_1.csv",
-        "X1,1,KH1001,2026-11-20,SP-001,1,10.00,5.00\nX2,1,KH1002,2026-11-28,SP-001,1,10.00,5.00\n",
-    );
-    let r = live.refresh(&conn).unwrap();
-    assert_eq!(r.orders_from, "2026-11-20".parse().ok());
-    // Moved to a later day: the old date is the first one written.
-    drop(
-        &mut conn,
-        "销售明细_2.csv",
-        "X1,1,KH1001,2026-11-28,SP-001,1,10.00,5.00\n",
-    );
-    let r = live.refresh(&conn).unwrap();
-    assert_eq!(r.orders_from, "2026-11-20".parse().ok());
-    drop(
-        &mut conn,
-        "销售明细_3.csv",
-        "X3,1,KH1003,2026-11-28,SP-001,1,10.00,5.00\n",
-    );
-    let r = live.refresh(&conn).unwrap();
-    assert_eq!(r.orders_from, "2026-11-28".parse().ok());
+    // Each file, and the first day the refresh after it says: the old date
+    // of a line moved to a later day is the first one written.
+    for (name, rows, first) in [
+        (
+            "销售明细_1.csv",
+            "X1,1,KH1001,2026-11-20,SP-001,1,10.00,5.00\nX2,1,KH1002,2026-11-28,SP-001,1,10.00,5.00\n",
+            "2026-11-20",
+        ),
+        (
+            "销售明细_2.csv",
+            "X1,1,KH1001,2026-11-28,SP-001,1,10.00,5.00\n",
+            "2026-11-20",
+        ),
+        (
+            "销售明细_3.csv",
+            "X3,1,KH1003,2026-11-28,SP-001,1,10.00,5.00\n",
+            "2026-11-28",
+        ),
+    ] {
+        drop(&mut conn, name, rows);
+        let r = live.refresh(&conn).unwrap();
+        assert_eq!(r.orders_from, first.parse().ok(), "{name}");
+    }
     // Visits only: no order line.
     let path = cfg.inbox().join("拜访记录_1.csv");
     std::fs::write(
