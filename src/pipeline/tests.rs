@@ -716,6 +716,37 @@ fn the_books_earlier_days_are_apart_from_its_figures_of_today() {
     assert_eq!(r.runs, ACCOUNTS as u64 + 1);
 }
 
+/// What only an alert's figures read (`figures: Fn(..)`) runs its pair
+/// again after a drop while the alert is on record, not for a held finding
+/// that keeps none open: after a line of today, which moves the book's
+/// total every figure here reads, the rule runs for the two accounts whose
+/// alert started and for the account of the line, and what is recorded is
+/// what a full evaluation records (its figures too).
+#[test]
+fn what_only_the_figures_read_runs_a_pair_again_only_while_its_alert_is_on_record() {
+    let mut d = Daemon::start(Setup::default());
+    d.rules = RuleSet::from_sources(&[(
+        "of_the_book",
+        r#"fn of_the_book(a, book) { [["of the book", a.revenue(365) / book.revenue_12m]] }
+           alert(#{
+               starts: account.id == "KH1001" || account.id == "KH1002",
+               title: "held",
+               figures: Fn("of_the_book").curry(account, portfolio),
+           });"#,
+    )])
+    .unwrap();
+    let today = end();
+    let first = d.evaluate_both(today, "the first evaluation");
+    assert_eq!(first.raised, 2, "{:?}", first.findings);
+    d.drop_orders(
+        "销售明细_today.csv",
+        "T1,1,KH1003,2026-11-28,SP-001,1,5000.00,3000.00\n",
+    );
+    let r = d.evaluate_both(today, "after a line dated today");
+    assert!(r.partial.is_some());
+    assert_eq!(r.runs, 3);
+}
+
 /// A late line that moves the tiers of an earlier day runs again every
 /// pair that read that day (kept key by key), and only those: a rule that
 /// looked back 10 days sees its accounts fall; one that looked back 5

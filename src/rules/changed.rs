@@ -17,7 +17,10 @@
 //! account's data was written since (the refresh's accounts), or when a
 //! value the pair read at its last run changed: a rule that stopped early
 //! after reading only values that did not move (its tier, a tier of 30
-//! days ago) is not run again when the book's total moves. Every other
+//! days ago) is not run again when the book's total moves; a value only
+//! its alerts' figures read (`alert(#{ figures: Fn("name") })`) counts
+//! only while one of its alerts is on record (a held finding that keeps
+//! no alert open is not listed, written or mailed). Every other
 //! pair would give what it gave last time: [`Memo::update`] puts
 //! the results of the pairs run in place of the remembered ones, so the
 //! memo holds what a full run finds without one being assembled, and says
@@ -413,11 +416,17 @@ impl Memo {
             }
             let at = pick.run.len();
             for (r, t) in tally.iter_mut().enumerate() {
-                let read = p.pairs.get(r).copied().filter(|b| *b != 0);
-                let why = if pick.everywhere[r] {
-                    reads::ALL
-                } else {
-                    read.unwrap_or(reads::ALL) & changed
+                let read = p.pairs.get(r).copied().filter(|b| !b.is_empty());
+                let why = match read {
+                    _ if pick.everywhere[r] => reads::ALL,
+                    None => changed,
+                    Some(b) => {
+                        // What only its alerts' figures read matters while
+                        // one of them is on record.
+                        let figures = b.figures & changed;
+                        let seen = figures != 0 && !self.idle_only(&a.id, r);
+                        b.decide & changed | if seen { figures } else { 0 }
+                    }
                 };
                 pick.run.push(why != 0);
                 if why != 0 {
@@ -434,6 +443,22 @@ impl Memo {
             }
         }
         Ok(tally)
+    }
+
+    /// Whether rule `r`'s results for account `id` are held findings that
+    /// keep no alert open, and nothing else: nobody sees their figures
+    /// (nor are they written: an alert's texts are written with a change
+    /// of its lifecycle, and a held finding with none open changes nothing
+    /// until its pair's decision does, which runs it again).
+    fn idle_only(&self, id: &str, r: usize) -> bool {
+        let mut of_rule = self
+            .results
+            .get(id)
+            .into_iter()
+            .flatten()
+            .filter(|k| k.rule() == r)
+            .peekable();
+        of_rule.peek().is_some() && of_rule.all(|k| matches!(k, Kept::Found { idle: true, .. }))
     }
 
     /// Per rule, the alerts raised last time by the pairs `pick` does not

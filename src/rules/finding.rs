@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
-use super::reads::{AccountKey, BookKey};
+use super::reads::{AccountKey, BookKey, Read};
 
 use crate::metrics::AccountMetrics;
 use crate::model::Severity;
@@ -159,8 +159,9 @@ pub struct Outcome {
 #[derive(Debug, Default)]
 pub struct ReadLog {
     /// Per account evaluated, in order, one entry per rule: the bits its
-    /// run read; 0 when it did not run.
-    pub bits: Vec<u32>,
+    /// run read (its decision's, its alerts' figures'); empty when it did
+    /// not run.
+    pub bits: Vec<Read>,
     /// The account keys read: (the account's place in that order, key).
     pub keys: Vec<(u32, AccountKey)>,
     /// The portfolio's keys read.

@@ -9,7 +9,10 @@
 //! value is kept once for the book). A run that stops early after reading
 //! only values that did not move is not run again; how a value was reached
 //! (a variable, a function of the script, `Fn`/`call`) does not matter, as
-//! every read passes through the getter.
+//! every read passes through the getter. What an alert's figures read
+//! (`alert(#{ figures: Fn("name") })`) is noted apart from what decided
+//! the run ([`Read`]): a held finding that keeps no alert open is not run
+//! again when only its figures would change.
 //!
 //! A run's reads are bits (below) and keys. The bits group the keys for a
 //! fast test; keys of one group are told apart by their kept values, so a
@@ -434,18 +437,60 @@ impl Hasher for Fx {
 /// A set hashed with [`Fx`].
 pub(crate) type FxSet<T> = HashSet<T, BuildHasherDefault<Fx>>;
 
-/// What one run read: bits, the account keys (at most [`MAX_KEYS`] of
-/// earlier days and as many others, in the order first read) and the
-/// book's keys.
+/// What one pair's run read, as bits: what its decision read (whether it
+/// raised an alert, and each alert's key, severity, `starts`, title and
+/// action), and what only the figures of its alerts read (`alert(#{
+/// figures: Fn("name") })`, [`figures`]). `rules::changed` runs a pair
+/// again for a change of what its figures read only while one of its
+/// alerts is on record (not for a held finding that keeps nothing open:
+/// nobody sees its figures). Both empty: the pair did not run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Read {
+    pub decide: u32,
+    pub figures: u32,
+}
+
+impl Read {
+    /// Whether the pair did not run.
+    pub fn is_empty(self) -> bool {
+        self.decide == 0 && self.figures == 0
+    }
+
+    /// Everything it read.
+    pub fn all(self) -> u32 {
+        self.decide | self.figures
+    }
+}
+
+/// What one run read: bits (of its decision, and of its alerts' figures
+/// alone), the account keys (at most [`MAX_KEYS`] of earlier days and as
+/// many others, in the order first read) and the book's keys.
 #[derive(Debug, Default)]
 pub struct Record {
     pub bits: u32,
+    /// The bits read only while an alert's figures were computed.
+    figure_bits: u32,
+    /// Whether an alert's figures are being computed ([`figures`]).
+    in_figures: bool,
     pub keys: Vec<AccountKey>,
     book: FxSet<BookKey>,
     /// The keys read, noted or not (past the limits).
     seen: FxSet<AccountKey>,
     /// How many of `keys` are of earlier days ([`AccountKey::is_past`]).
     past: usize,
+}
+
+impl Record {
+    /// Notes `bits` as read by the decision, or by the figures while
+    /// they are computed.
+    #[inline]
+    fn read(&mut self, bits: u32) {
+        if self.in_figures {
+            self.figure_bits |= bits;
+        } else {
+            self.bits |= bits;
+        }
+    }
 }
 
 thread_local! {
@@ -459,34 +504,55 @@ pub(super) fn start(bits: u32) {
     RUN.with(|r| {
         let mut r = r.borrow_mut();
         r.bits = bits;
+        r.figure_bits = 0;
+        r.in_figures = false;
         r.keys.clear();
         r.seen.clear();
         r.past = 0;
     });
 }
 
-/// The bits the current run read, its account keys appended to `keys`,
-/// its book keys added to `book`.
-pub(super) fn finish(keys: &mut Vec<AccountKey>, book: &mut HashSet<BookKey>) -> u32 {
+/// What the current run read, its account keys appended to `keys`, its
+/// book keys added to `book`.
+pub(super) fn finish(keys: &mut Vec<AccountKey>, book: &mut HashSet<BookKey>) -> Read {
     RUN.with(|r| {
         let mut r = r.borrow_mut();
         keys.extend_from_slice(&r.keys);
         book.extend(r.book.drain());
-        r.bits
+        Read {
+            decide: r.bits,
+            figures: r.figure_bits,
+        }
     })
+}
+
+/// Runs `f`, an alert's figures (`alert(#{ figures: Fn("name") })`), with
+/// what it reads noted as the figures' ([`Read::figures`]), not the
+/// decision's: they decide nothing (the alert is raised, with its key,
+/// severity and title, before they are computed).
+pub(super) fn figures<T>(f: impl FnOnce() -> T) -> T {
+    let was = RUN.with(|r| std::mem::replace(&mut r.borrow_mut().in_figures, true));
+    let out = f();
+    RUN.with(|r| r.borrow_mut().in_figures = was);
+    out
+}
+
+/// Whether an alert's figures are being computed on this thread.
+pub(super) fn in_figures() -> bool {
+    RUN.with(|r| r.borrow().in_figures)
 }
 
 /// Notes a read of a value `rules::changed` keeps for every account.
 #[inline]
 pub(super) fn note(bits: u32) {
-    RUN.with(|r| r.borrow_mut().bits |= bits);
+    RUN.with(|r| r.borrow_mut().read(bits));
 }
 
 /// Notes the account key `key`.
 fn note_key(key: AccountKey) {
     RUN.with(|r| {
         let mut r = r.borrow_mut();
-        r.bits |= key.bit();
+        r.read(key.bit());
         if !r.seen.insert(key) {
             return;
         }
@@ -501,8 +567,9 @@ fn note_key(key: AccountKey) {
             r.past += usize::from(past);
         } else if r.seen.insert(over) {
             // Past the keys noted: every key of the kinds kept per account
-            // (of earlier days, or all of them).
-            r.bits |= over.bit();
+            // (of earlier days, or all of them). A key's own bit is one of
+            // its overflow's, which moves all of them.
+            r.read(over.bit());
             r.keys.push(over);
             r.past += usize::from(past);
         }
@@ -534,7 +601,7 @@ pub(super) fn share_reaches(m: &AccountMetrics, by: AboveBy, line: f64) -> bool 
 pub(super) fn book(p: &Portfolio, end: Day, key: BookKey) -> f64 {
     RUN.with(|r| {
         let mut r = r.borrow_mut();
-        r.bits |= key.bit();
+        r.read(key.bit());
         r.book.insert(key);
     });
     key.value(p, end)
@@ -562,7 +629,7 @@ mod tests {
                 note_key(*k);
             }
             let (mut noted, mut book) = (Vec::new(), HashSet::new());
-            let bits = finish(&mut noted, &mut book);
+            let bits = finish(&mut noted, &mut book).decide;
             (bits, noted)
         };
         let mut keys: Vec<AccountKey> = (1..=80).map(|d| ago(d, Ranking::Basis)).collect();

@@ -15,7 +15,7 @@ use rhai::{Engine, EvalAltResult, ImmutableString, Scope};
 use super::api::{self, take_raised};
 use super::changed::Pick;
 use super::finding::{Outcome, RunError};
-use super::reads;
+use super::reads::{self, Read};
 use super::rhai_internals::{Compiled, account_intact};
 use super::sandbox::{
     Shared, describe_runtime, engine_for, forget_prints, is_stop, report_print, start_run,
@@ -167,7 +167,7 @@ impl AtSnapshot<'_, '_> {
         if self.track {
             out.reads
                 .bits
-                .extend(std::iter::repeat_n(0, rules.rules.len()));
+                .extend(std::iter::repeat_n(Read::default(), rules.rules.len()));
         }
         for (i, rule) in rules.rules.iter().enumerate() {
             if only.is_some_and(|(p, k)| !p.runs(k, i)) {
@@ -176,7 +176,10 @@ impl AtSnapshot<'_, '_> {
             out.runs += 1;
             let before = filter_reads(rule);
             if self.track {
-                out.reads.bits[at as usize * rules.rules.len() + i] = before;
+                out.reads.bits[at as usize * rules.rules.len() + i] = Read {
+                    decide: before,
+                    figures: 0,
+                };
             }
             // A rule whose tiers exclude the account, or that needs data
             // the account does not have, is silent for it without running

@@ -7,7 +7,7 @@
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
-use rhai::{Dynamic, EvalAltResult, Map, NativeCallContext};
+use rhai::{Dynamic, EvalAltResult, FnPtr, Map, NativeCallContext};
 
 use super::registry::{Api, f};
 use super::texts::{Figure, text_of};
@@ -15,6 +15,7 @@ use crate::format::Unit;
 use crate::metrics::AccountMetrics;
 use crate::model::Severity;
 use crate::rules::finding::{Finding, Said, Units};
+use crate::rules::reads;
 
 /// Defaults of `alerts.max_per_account` and `alerts.max_per_rule` (the
 /// config's): the most alerts a rule may raise for one account in one run,
@@ -147,13 +148,19 @@ pub(super) fn alert(api: &mut Api) {
         api,
         "alert",
         "alert(#{ severity, title, figures, action, key, starts })",
-        "raises a warning for this account: severity \"info\" | \"warning\" | \"critical\" (default: the rule's SETTINGS.severity, else \"warning\"); title (required); figures, the numbers behind it, as an array of [label, value] pairs (kept in order; a third element names the kind, [\"revenue\", x, \"money\"]) or a map (sorted by label); the recommended action; key, to raise several alerts for one account (one per SKU, say); starts: false (default true) holds instead of raising: if this key's alert is open (pending or firing) it counts as raised today (severity, for_evaluations, repeats, escalation, keep_firing_for_days as for any raise), and if none is open nothing starts and nothing is mailed. Hysteresis from the lifecycle: raise past the line plus a margin, hold inside the margin. Title, action and labels are strings or texts per locale, #{ \"zh-CN\": \"...\", en: \"...\" }: the reader's locale is used, else Chinese, else the one given",
+        "raises a warning for this account: severity \"info\" | \"warning\" | \"critical\" (default: the rule's SETTINGS.severity, else \"warning\"); title (required); figures, the numbers behind it, as an array of [label, value] pairs (kept in order; a third element names the kind, [\"revenue\", x, \"money\"]) or a map (sorted by label), or a function of the script that returns them, Fn(\"name\").curry(account, ...) (functions see only their arguments), called at once: what it reads runs the rule again after a drop only while the alert is on record, not for a held one that keeps nothing open; the recommended action; key, to raise several alerts for one account (one per SKU, say); starts: false (default true) holds instead of raising: if this key's alert is open (pending or firing) it counts as raised today (severity, for_evaluations, repeats, escalation, keep_firing_for_days as for any raise), and if none is open nothing starts and nothing is mailed. Hysteresis from the lifecycle: raise past the line plus a margin, hold inside the margin. Title, action and labels are strings or texts per locale, #{ \"zh-CN\": \"...\", en: \"...\" }: the reader's locale is used, else Chinese, else the one given",
         |ctx: NativeCallContext, spec: Map| raise(&ctx, spec),
     );
 }
 
 /// One `alert()` call: checked, then kept for the runner.
 fn raise(ctx: &NativeCallContext, mut spec: Map) -> Result<(), Box<EvalAltResult>> {
+    if reads::in_figures() {
+        return Err(
+            "alert(): called from an alert's figures function; a figures function returns the figures and raises nothing"
+                .into(),
+        );
+    }
     let cap = ALERT_CAP.with(Cell::get);
     if RAISED.with(|r| r.borrow().len()) >= cap {
         return Err(format!(
@@ -182,11 +189,6 @@ fn raise(ctx: &NativeCallContext, mut spec: Map) -> Result<(), Box<EvalAltResult
     let title = words(&spec, "title")?
         .filter(|t| !t.trim().is_empty())
         .ok_or("alert(): `title` is required and must be a string")?;
-    // Taken out of the call's own map, not copied.
-    let (figures, units) = match spec.remove("figures") {
-        Some(f) => figures_of(f)?,
-        None => (Vec::new(), Units::new()),
-    };
     let action = words(&spec, "action")?.unwrap_or_default();
     let starts = match spec.get("starts") {
         None => true,
@@ -206,6 +208,20 @@ fn raise(ctx: &NativeCallContext, mut spec: Map) -> Result<(), Box<EvalAltResult
         )
         .into());
     }
+    // Taken out of the call's own map, not copied; a function of the
+    // script's computes them last, its reads noted apart (`reads`).
+    let (figures, units) = match spec.remove("figures") {
+        Some(f) if f.is_fnptr() => {
+            let f = f.cast::<FnPtr>();
+            // Its errors as they are: a sandbox limit or the stop flag is
+            // told apart by its kind.
+            let out = reads::figures(|| f.call_within_context::<Dynamic>(ctx, ()))?;
+            figures_of(out)
+                .map_err(|e| format!("{e} (returned by the figures function {})", f.fn_name()))?
+        }
+        Some(f) => figures_of(f)?,
+        None => (Vec::new(), Units::new()),
+    };
     RAISED.with(|r| {
         r.borrow_mut().push(Raised {
             key,

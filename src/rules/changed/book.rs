@@ -10,7 +10,7 @@ use crate::metrics::{AccountMetrics, Portfolio, Wanted};
 use crate::model::Tier;
 use crate::model::dates::Day;
 use crate::rules::finding::ReadLog;
-use crate::rules::reads::{self, AccountKey, BookKey, FxSet};
+use crate::rules::reads::{self, AccountKey, BookKey, FxSet, Read};
 
 /// Most history keys kept per account; past them, its earlier days are
 /// taken as read whole (an order line dated before the snapshot's day
@@ -41,13 +41,18 @@ pub(super) struct Placed {
     /// them then: [`AccountKey::is_past`]).
     past_all: bool,
     /// Per rule, the [`reads`] bits of its last run for this account.
-    pub(super) pairs: Box<[u32]>,
+    pub(super) pairs: Box<[Read]>,
 }
 
 impl Placed {
     /// `m`'s values now, with what its pairs read (`pairs`, one per rule,
     /// and the history `keys`).
-    pub(super) fn of(m: &AccountMetrics, at: At, pairs: Box<[u32]>, keys: &[AccountKey]) -> Placed {
+    pub(super) fn of(
+        m: &AccountMetrics,
+        at: At,
+        pairs: Box<[Read]>,
+        keys: &[AccountKey],
+    ) -> Placed {
         let mut p = Placed {
             tier: m.tier,
             prev_tier: m.prev_tier,
@@ -124,7 +129,7 @@ impl Placed {
                 reads::SHARE_ABOVE,
             ),
         ]);
-        if self.pairs.iter().any(|b| b & reads::STOCK != 0) && self.stock != stock_hash(m) {
+        if self.pairs.iter().any(|b| b.all() & reads::STOCK != 0) && self.stock != stock_hash(m) {
             bits |= reads::STOCK;
         }
         for (k, v) in &self.hist {
@@ -168,7 +173,7 @@ impl Placed {
         }
         if let Some(now) = log.bits.get(at * rules..(at + 1) * rules) {
             for (kept, &b) in self.pairs.iter_mut().zip(now) {
-                if b != 0 {
+                if !b.is_empty() {
                     *kept = b;
                 }
             }

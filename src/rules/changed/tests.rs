@@ -250,7 +250,16 @@ fn earlier_days_past_the_keys_kept_make_room_for_todays() {
     // 64 earlier days, then one of today: the earlier ones give way.
     let mut keys: Vec<AccountKey> = (1..=64).map(ago).collect();
     keys.push(answer(1));
-    let p = book::Placed::of(m, at, vec![reads::PAST_FLOOR | earlier].into(), &keys);
+    let p = book::Placed::of(
+        m,
+        at,
+        vec![reads::Read {
+            decide: reads::PAST_FLOOR | earlier,
+            figures: 0,
+        }]
+        .into(),
+        &keys,
+    );
     assert_eq!(p.overflowed(), (false, true));
     assert_eq!(p.changed(m, at, true, false), 0, "a line of today");
     assert_eq!(
@@ -262,14 +271,32 @@ fn earlier_days_past_the_keys_kept_make_room_for_todays() {
 
     // 64 of today and one more: the whole history.
     let keys: Vec<AccountKey> = (0..65).map(answer).collect();
-    let p = book::Placed::of(m, at, vec![reads::PAST_FLOOR].into(), &keys);
+    let p = book::Placed::of(
+        m,
+        at,
+        vec![reads::Read {
+            decide: reads::PAST_FLOOR,
+            figures: 0,
+        }]
+        .into(),
+        &keys,
+    );
     assert_eq!(p.overflowed(), (true, false));
     assert_eq!(p.changed(m, at, true, false) & whole, whole);
     assert_eq!(p.changed(m, at, false, false), 0, "no order line");
 
     // A few of each: kept one by one, nothing taken whole.
     let keys = [ago(1), ago(30), answer(1), answer(1000)];
-    let p = book::Placed::of(m, at, vec![reads::PAST_FLOOR].into(), &keys);
+    let p = book::Placed::of(
+        m,
+        at,
+        vec![reads::Read {
+            decide: reads::PAST_FLOOR,
+            figures: 0,
+        }]
+        .into(),
+        &keys,
+    );
     assert_eq!(p.overflowed(), (false, false));
     assert_eq!(p.changed(m, at, true, true), 0, "nothing moved");
 }

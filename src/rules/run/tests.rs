@@ -208,3 +208,81 @@ fn alerts_are_capped_per_account_and_per_rule() {
     assert_eq!(out.findings.len(), 16);
     assert_eq!(out.findings.iter().filter(|f| f.starts).count(), 4);
 }
+
+/// `figures: Fn("name")`: the figures a function of the script returns,
+/// as if given inline, what it reads noted apart from what decided the
+/// run (`reads::Read`); a function that raises an alert, returns
+/// something else or runs away is an error that says so.
+#[test]
+fn figures_from_a_function_are_the_inline_ones_their_reads_noted_apart() {
+    let inline = r#"
+        alert(#{ title: "t", figures: [["rev", money(account.revenue(90))], ["book", portfolio.revenue_12m], ["share", account.share]] });"#;
+    let by_fn = r#"
+        fn f(a, book, x) { [["rev", money(a.revenue(90))], ["book", book.revenue_12m], ["share", a.share * x]] }
+        alert(#{ title: "t", figures: Fn("f").curry(account, portfolio, 1.0) });"#;
+    let snap = book_of(6);
+    let run = |src: &str| {
+        RuleSet::from_sources(&[("r", src)])
+            .unwrap()
+            .evaluate(&snap)
+    };
+    let (a, b) = (run(inline), run(by_fn));
+    assert!(a.errors.is_empty() && b.errors.is_empty(), "{:?}", b.errors);
+    assert!(!a.findings.is_empty(), "nothing raised: no test");
+    let said = |o: &Outcome| -> Vec<String> {
+        o.findings
+            .iter()
+            .map(|f| format!("{} {:?} {:?}", f.account.id, f.figures, f.units))
+            .collect()
+    };
+    assert_eq!(said(&a), said(&b));
+    // Inline, the book's total and the share decide; by the function they
+    // are the figures' alone.
+    let book = reads::TOTAL | reads::SHARE;
+    let inline_read = a.reads.bits.iter().fold(0, |x, r| x | r.decide);
+    assert_eq!(inline_read & book, book);
+    assert!(a.reads.bits.iter().all(|r| r.figures == 0));
+    assert_eq!(b.reads.bits.iter().fold(0, |x, r| x | r.decide) & book, 0);
+    let figures = b.reads.bits.iter().fold(0, |x, r| x | r.figures);
+    assert_eq!(figures & book, book);
+
+    let refused = |src: &str, says: &str| {
+        let out = run(src);
+        assert!(out.findings.is_empty(), "{src}");
+        assert_eq!(out.errors.len(), snap.accounts.len(), "{src}");
+        assert!(
+            out.errors[0].message.contains(says),
+            "{}",
+            out.errors[0].message
+        );
+    };
+    refused(
+        r#"fn f() { alert(#{ title: "inner" }); [] }
+           alert(#{ title: "t", figures: Fn("f") });"#,
+        "called from an alert's figures function",
+    );
+    refused(
+        r#"fn f() { 42 }
+           alert(#{ title: "t", figures: Fn("f") });"#,
+        "(returned by the figures function f)",
+    );
+    refused(
+        r#"fn f() { loop { } }
+           alert(#{ title: "t", figures: Fn("f") });"#,
+        "endless loop",
+    );
+    // A figures function's own reads stop with it: the next alert's
+    // decision is the decision's again.
+    let after = run(r#"
+        fn f(book) { [["book", book.revenue_12m]] }
+        alert(#{ key: "a", title: "t", figures: Fn("f").curry(portfolio) });
+        alert(#{ key: "b", title: `${account.share}` });"#);
+    assert!(after.errors.is_empty(), "{:?}", after.errors);
+    assert!(
+        after
+            .reads
+            .bits
+            .iter()
+            .all(|r| r.decide & reads::SHARE != 0)
+    );
+}
