@@ -21,7 +21,8 @@
 //! `daylog` (`DayLog`: visits and SKU lines, the same), `tiers`
 //! (ranking into A/B/C, `TierHistory`), `ranks` (the rankings of earlier
 //! days kept from one snapshot to the next), `account` (`AccountMetrics`,
-//! `Metric`), `snapshot` (`Snapshot`, `Portfolio`, `dump`), `load` (the
+//! `Metric`), `snapshot` (`Snapshot`, `Portfolio`, `dump`), `line` (where
+//! an account stands against the tier A line, with a margin), `load` (the
 //! reads of the store beyond visits), `reread` (some accounts' order
 //! lines read again, half on a second connection when many), `master`
 //! (the customer master's texts, held once per account and shared),
@@ -38,6 +39,7 @@ mod account;
 mod calendar;
 mod compact;
 mod daylog;
+mod line;
 pub mod live;
 mod load;
 mod master;
@@ -60,6 +62,7 @@ pub use calendar::{complete_months, quarter_start};
 #[doc(hidden)]
 pub use compact::{Column, Table, Values};
 pub use daylog::{DayLog, LOGGED, Logged};
+pub use line::{LineState, a_line_state};
 pub use live::Live;
 pub use parts::Parts;
 pub use series::{DaySums, Measure, Series};

@@ -747,6 +747,231 @@ fn what_only_the_figures_read_runs_a_pair_again_only_while_its_alert_is_on_recor
     assert_eq!(r.runs, 3);
 }
 
+/// What only a figures function reads cannot make a partial evaluation
+/// differ from a full one through how it fails (probe13 HIGH 1, 2): a held
+/// finding's figures function that throws, returns what is no figures, or
+/// runs away once the book's total passes a line a drop crosses, or a
+/// script that tries to catch its failure. The failure is the alert's one
+/// figure, which an idle finding shows nobody.
+#[test]
+fn a_figures_function_failing_after_a_drop_changes_nothing_a_full_run_would_not() {
+    let bodies = [
+        r#"if book.revenue_12m > LINE { throw "too big"; } [["t", book.revenue_12m]]"#,
+        r#"if book.revenue_12m > LINE { return 42; } [["t", 1]]"#,
+        r#"let n = 0; if book.revenue_12m > LINE { loop { n += 1; } } [["t", n]]"#,
+    ];
+    let scripts = bodies
+        .iter()
+        .map(|body| {
+            format!(
+                r#"fn f(book) {{ {body} }}
+                   if account.id == "KH1003" {{ return; }}
+                   alert(#{{ title: "held", starts: false, figures: Fn("f").curry(portfolio) }});"#
+            )
+        })
+        .chain([format!(
+            r#"fn f(book) {{ {} }}
+               try {{
+                   alert(#{{ title: "held", starts: false, figures: Fn("f").curry(portfolio) }});
+               }} catch (e) {{
+                   alert(#{{ key: "grew", title: "the book grew" }});
+               }}"#,
+            bodies[0]
+        )]);
+    for script in scripts {
+        let mut d = Daemon::start(Setup::default());
+        d.live.refresh(&d.conn).unwrap();
+        let total = d
+            .live
+            .snapshot(end(), &d.cfg.cfg.tiers)
+            .portfolio
+            .revenue_12m;
+        let script = script.replace("LINE", &format!("{:.2}", total + 1000.0));
+        d.rules = RuleSet::from_sources(&[("figures_fail", script.as_str())]).unwrap();
+        let first = d.evaluate_both(end(), "the first evaluation");
+        assert!(first.errors.is_empty(), "{script}: {:?}", first.errors);
+        d.drop_orders(
+            "销售明细_today.csv",
+            "T1,1,KH1003,2026-11-28,SP-001,1,5000.00,3000.00\n",
+        );
+        let r = d.evaluate_both(end(), "after a line that moves the total past the line");
+        assert!(r.errors.is_empty(), "{script}: {:?}", r.errors);
+        assert_eq!(r.raised, 0, "{script}");
+    }
+}
+
+/// The reference `portfolio.a_line_state` (`metrics::line`) is held to:
+/// where an account stands against the tier A line as tier_movement's
+/// script decided it before the engine computed it (its functions as they
+/// were, 529a320). Raises "differs" on a day and margin where the two
+/// disagree, else the states.
+const LINE_REFERENCE: &str = r#"
+// Account `a`'s 12 months `d` days ago by one measure (gross profit
+// counts as none without revenue, as the ranking does).
+fn value(a, gp, d) {
+    if gp {
+        if a.revenue(365, d) > 0.0 { a.gross_profit(365, d) } else { 0.0 }
+    } else {
+        a.revenue(365, d)
+    }
+}
+
+// The growth (money) account `a` would have needed `d` days ago to be A
+// by one measure (m: the floor and total of that day), and its 12 months.
+fn need(a, m, d, line) {
+    let v = value(a, m.gp, d);
+    let above = if m.gp { a.gross_profit_share_above_ago(d) } else { a.revenue_share_above_ago(d) };
+    let by_floor = m.floor - v;
+    let by_share = m.total * (above - line) / line;
+    #{ value: v, money: if by_floor < by_share { by_floor } else { by_share } }
+}
+
+// That growth as a % of the account's own 12 months, the most of the
+// basis's measures (a measure it is A by needs none).
+fn need_pct(a, measures, d, line) {
+    let most = -1.0e300;
+    for m in measures {
+        let n = need(a, m, d, line);
+        let pct = if n.value > 0.0 { n.money / n.value * 100.0 } else { 1.0e300 };
+        if pct > most { most = pct; }
+    }
+    most
+}
+
+// Whether the account, A `d` days ago, was clearly A then against that
+// day's book (`measures`: its floors and totals): on each of the basis's
+// measures it could have lost `margin` % of its 12 months and stayed A,
+// the other accounts held as they were. Either suffices: its 12 months
+// were at least `margin` % above the smallest A account's (it would
+// still rank above that account; not when it is that account), or even
+// with every account below it passing it, the accounts above would hold
+// less than the line of the smaller total (a book of a few large
+// accounts: one with more than about a fifth of the book under an 80%
+// line).
+fn clearly_a(a, measures, d, line, margin) {
+    for m in measures {
+        let v = value(a, m.gp, d);
+        if v <= 0.0 { return false; }
+        let by_floor = round((v - m.floor) / v * 100.0, 6) >= margin;
+        let by_share = round((m.total - v) / (m.total - v * margin / 100.0), 6) < round(line, 6);
+        if !by_floor && !by_share { return false; }
+    }
+    true
+}
+
+// The basis's measures of one day from its floors and totals.
+fn measures_of(by, rev_floor, rev_total, gp_floor, gp_total) {
+    let out = [];
+    if by != "gross_profit" { out.push(#{ gp: false, floor: rev_floor, total: rev_total }); }
+    if by != "revenue" { out.push(#{ gp: true, floor: gp_floor, total: gp_total }); }
+    out
+}
+
+// Where the account stood `d` days ago against that day's book
+// (`measures`), `tier` its tier then: "A" (clearly A), "a_line" (A,
+// within the margin above the line), "band" (out of A, within the margin
+// below it) or "out" (clearly out).
+fn state(a, tier, measures, d, line, margin) {
+    if tier == "A" { return if clearly_a(a, measures, d, line, margin) { "A" } else { "a_line" }; }
+    if round(need_pct(a, measures, d, line), 6) >= margin { "out" } else { "band" }
+}
+
+// The basis's measures (floors and totals) of the book `book` on the
+// day `d` days ago.
+fn measures_at(book, by, d) {
+    let rev = by != "gross_profit";
+    let gp = by != "revenue";
+    measures_of(by,
+        if rev { book.tier_floor_ago("A", d) } else { 0.0 }, if rev { book.revenue_12m_ago(d) } else { 0.0 },
+        if gp { book.gross_profit_floor_ago("A", d) } else { 0.0 }, if gp { book.gross_profit_12m_ago(d) } else { 0.0 })
+}
+
+
+// Each day and margin: the state as the script decided it, and the
+// engine's answer.
+let states = [];
+for margin in [5.0, 10.0, 30.0] {
+    for d in [0, 1, 7, 30, 60, 90, 180, 270, 360, 500, 730] {
+        let tier = if d == 0 { account.tier } else { account.tier_ago(d) };
+        let script = state(account, tier, measures_at(portfolio, portfolio.tiers_by, d), d, portfolio.a_share, margin);
+        let engine = portfolio.a_line_state(account, margin, d);
+        if script != engine {
+            alert(#{ key: "differs", title: `${margin}% ${d} days back: ${script} by the script, ${engine} by the engine` });
+            return;
+        }
+        states.push(engine);
+    }
+}
+alert(#{ key: "states", title: `${states}` });
+"#;
+
+/// `portfolio.a_line_state` is the script's state to the bit (the same
+/// arithmetic in the same order), for every account, on today and earlier
+/// days, with three margins, under each `tiers.by`, in a book where two
+/// giants hold most of it (clearly A by the share alone); and a partial
+/// evaluation after a line of today reads the answers again as a full one
+/// does (the partial equals the full: `evaluate_both`).
+#[test]
+fn the_a_line_state_is_the_scripts_state_to_the_bit() {
+    use crate::config::TierBasis;
+    let mut seen = std::collections::BTreeSet::new();
+    for by in [None, Some(TierBasis::GrossProfit), Some(TierBasis::Both)] {
+        let mut d = Daemon::start(Setup {
+            by,
+            ..Setup::default()
+        });
+        d.rules = RuleSet::from_sources(&[("line", LINE_REFERENCE)]).unwrap();
+        // Two giants, most of the book between them from 8 days ago: the
+        // smaller is A at the floor, clearly A by its share alone.
+        d.drop_orders(
+            "销售明细_giants.csv",
+            "G1,1,KH1001,2026-11-20,SP-001,1,900000000.00,500000000.00\n\
+             G2,1,KH1002,2026-11-20,SP-001,1,800000000.00,450000000.00\n",
+        );
+        let mut check = |r: &EvalReport, what: &str| {
+            assert!(r.errors.is_empty(), "{by:?} {what}: {:?}", r.errors);
+            for f in &r.findings {
+                assert_eq!(
+                    f.key, "states",
+                    "{by:?} {what}: {}: {}",
+                    f.account.id, f.title
+                );
+                for s in ["A", "a_line", "band", "out"] {
+                    if f.title.contains(&format!("\"{s}\"")) {
+                        seen.insert(s);
+                    }
+                }
+            }
+        };
+        let first = d.evaluate_both(end(), "the first evaluation");
+        assert_eq!(first.findings.len(), ACCOUNTS, "{by:?}");
+        check(&first, "first");
+        d.drop_orders(
+            "销售明细_today.csv",
+            "T1,1,KH1003,2026-11-28,SP-001,1,90000.00,30000.00\n",
+        );
+        let r = d.evaluate_both(end(), "after a line of today");
+        check(&r, "after a line of today");
+        // Read as answers: a line of today moves the book's totals, not
+        // where most accounts stand; a rule that reads only the answers
+        // runs again for few accounts.
+        d.rules = RuleSet::from_sources(&[(
+            "answers",
+            r#"alert(#{ key: portfolio.a_line_state(account, 10.0, 0) + portfolio.a_line_state(account, 10.0, 30), title: "t" });"#,
+        )])
+        .unwrap();
+        d.evaluate_both(end(), "the answers alone");
+        d.drop_orders(
+            "销售明细_today2.csv",
+            "T2,1,KH1004,2026-11-28,SP-001,1,500.00,300.00\n",
+        );
+        let r = d.evaluate_both(end(), "the answers after a line of today");
+        assert!(r.partial.is_some());
+        assert!(r.runs < ACCOUNTS as u64 / 2, "{by:?}: {} runs", r.runs);
+    }
+    assert_eq!(seen.len(), 4, "not every state was seen: {seen:?}");
+}
+
 /// A late line that moves the tiers of an earlier day runs again every
 /// pair that read that day (kept key by key), and only those: a rule that
 /// looked back 10 days sees its accounts fall; one that looked back 5

@@ -30,7 +30,9 @@ use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::config::TierBasis;
-use crate::metrics::{AccountMetrics, Metric, Portfolio, TIER_HISTORY_DAYS, Wanted};
+use crate::metrics::{
+    AccountMetrics, LineState, Metric, Portfolio, TIER_HISTORY_DAYS, Wanted, a_line_state,
+};
 use crate::model::Tier;
 use crate::model::dates::Day;
 
@@ -174,6 +176,13 @@ pub enum AccountKey {
     Ago(Ago),
     Past(BookKey, u64),
     Reaches(AboveBy, u64),
+    /// Where the account stood against the tier A line `days` days back,
+    /// with a margin (its bits): its answer (`metrics::a_line_state`),
+    /// which moves only when the account crosses a side of the band.
+    Line {
+        days: u16,
+        margin: u64,
+    },
     /// The run read more keys of earlier days than are noted
     /// ([`MAX_KEYS`]): every earlier day's tier and share above.
     PastOverflow,
@@ -207,6 +216,10 @@ impl AccountKey {
             AccountKey::Ago(a) => a.value(m),
             AccountKey::Past(floor, x) => u64::from(is_past(p, end, *floor, f64::from_bits(*x))),
             AccountKey::Reaches(by, x) => u64::from(reaches(by.share(m), f64::from_bits(*x))),
+            AccountKey::Line { days, margin } => {
+                let margin = f64::from_bits(*margin);
+                a_line_state(m, p, end, i64::from(*days), margin) as u64
+            }
             AccountKey::PastOverflow | AccountKey::Overflow => 0,
         }
     }
@@ -218,6 +231,7 @@ impl AccountKey {
     pub fn is_past(&self) -> bool {
         match self {
             AccountKey::Ago(a) => a.days > 0 && !matches!(a.ranking, Ranking::Today(_)),
+            AccountKey::Line { days, .. } => *days > 0,
             AccountKey::PastOverflow => true,
             AccountKey::Past(..) | AccountKey::Reaches(..) | AccountKey::Overflow => false,
         }
@@ -234,6 +248,13 @@ impl AccountKey {
                 days_ago: 0,
                 book: false,
             }),
+            // (Ranked by revenue alone; gross profit's, under `both`, on
+            // first use.)
+            AccountKey::Line { days, .. } => Some(Wanted {
+                ranking: Some(TierBasis::Revenue),
+                days_ago: i64::from(*days),
+                book: true,
+            }),
             AccountKey::Reaches(AboveBy::Basis, _)
             | AccountKey::PastOverflow
             | AccountKey::Overflow => None,
@@ -245,6 +266,9 @@ impl AccountKey {
         match self {
             AccountKey::Ago(a) => a.bit(),
             AccountKey::Past(..) | AccountKey::Reaches(..) => PAST_FLOOR,
+            AccountKey::Line { days: 0, .. } => PAST_FLOOR,
+            // An earlier day's, one of its overflow's bits.
+            AccountKey::Line { days, .. } => bit_in(HIST_TIER_PAST, u64::from(*days / 30)),
             AccountKey::PastOverflow => bits_of(HIST_TIER_PAST) | bits_of(HIST_SHARE_PAST),
             AccountKey::Overflow => HISTORY | PAST_FLOOR,
         }
@@ -595,6 +619,22 @@ pub(super) fn past(p: &Portfolio, end: Day, floor: BookKey, x: f64) -> bool {
 pub(super) fn share_reaches(m: &AccountMetrics, by: AboveBy, line: f64) -> bool {
     note_key(AccountKey::Reaches(by, line.to_bits()));
     reaches(by.share(m), line)
+}
+
+/// Where `m` stood against the tier A line of `p` `days` days back, with
+/// a margin of `margin` % (`metrics::a_line_state`), noted as its answer.
+pub(super) fn line(
+    m: &AccountMetrics,
+    p: &Portfolio,
+    end: Day,
+    days: u16,
+    margin: f64,
+) -> LineState {
+    note_key(AccountKey::Line {
+        days,
+        margin: margin.to_bits(),
+    });
+    a_line_state(m, p, end, i64::from(days), margin)
 }
 
 /// Reads `key` of `p`, noted.

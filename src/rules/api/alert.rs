@@ -211,14 +211,7 @@ fn raise(ctx: &NativeCallContext, mut spec: Map) -> Result<(), Box<EvalAltResult
     // Taken out of the call's own map, not copied; a function of the
     // script's computes them last, its reads noted apart (`reads`).
     let (figures, units) = match spec.remove("figures") {
-        Some(f) if f.is_fnptr() => {
-            let f = f.cast::<FnPtr>();
-            // Its errors as they are: a sandbox limit or the stop flag is
-            // told apart by its kind.
-            let out = reads::figures(|| f.call_within_context::<Dynamic>(ctx, ()))?;
-            figures_of(out)
-                .map_err(|e| format!("{e} (returned by the figures function {})", f.fn_name()))?
-        }
+        Some(f) if f.is_fnptr() => figures_by(ctx, &f.cast::<FnPtr>())?,
         Some(f) => figures_of(f)?,
         None => (Vec::new(), Units::new()),
     };
@@ -235,6 +228,62 @@ fn raise(ctx: &NativeCallContext, mut spec: Map) -> Result<(), Box<EvalAltResult
         })
     });
     Ok(())
+}
+
+/// The figures the script's function `f` returns (`figures: Fn(..)`),
+/// its reads noted as the figures' (`reads::figures`). It decides
+/// nothing, so nothing of it reaches the decision: a failure (an error, a
+/// sandbox limit, figures of the wrong shape) becomes the alert's one
+/// figure, saying what failed, not an error the script could catch or the
+/// run would report (a partial evaluation does not run a held finding
+/// again for what only its figures read, nor so for how they failed).
+/// Its operations are its own: they run on a copy of the run's count
+/// (Rhai's native call), which they do not advance.
+fn figures_by(ctx: &NativeCallContext, f: &FnPtr) -> Result<(Figures, Units), Box<EvalAltResult>> {
+    let out = reads::figures(|| f.call_within_context::<Dynamic>(ctx, ()))
+        .map_err(|e| failure_text(&e))
+        .and_then(|v| figures_of(v).map_err(|e| failure_text(&e)));
+    let message = match out {
+        Ok(figures) => return Ok(figures),
+        Err(e) => e,
+    };
+    let label = text_of(
+        &Dynamic::from_map(Map::from_iter([
+            ("zh-CN".into(), "数字未能算出".into()),
+            ("en".into(), "Figures not computed".into()),
+        ])),
+        "alert(): a figure's label",
+    )?;
+    let name = f.fn_name();
+    let value = format!(
+        "the figures function {name}() failed: {message}. Fix the function (it sees only its arguments: pass it account, portfolio and what else it reads, with Fn(\"{name}\").curry(...)); `kamwatch eval --explain` runs it for one account"
+    );
+    Ok((
+        vec![(label, serde_json::Value::String(value))],
+        Units::new(),
+    ))
+}
+
+/// An error of a figures function in words, once ("Runtime error: " and
+/// the position Rhai adds left out).
+fn failure_text(e: &EvalAltResult) -> String {
+    let text = match e {
+        EvalAltResult::ErrorRuntime(v, _) => v.to_string(),
+        EvalAltResult::ErrorInFunctionCall(name, _, inner, _) => {
+            format!("in {name}(): {}", failure_text(inner))
+        }
+        EvalAltResult::ErrorTooManyOperations(_) => {
+            "stopped at the sandbox's limit of operations (an endless loop?)".to_string()
+        }
+        EvalAltResult::ErrorTerminated(..) => {
+            "stopped (a sandbox limit, or the daemon stopping)".to_string()
+        }
+        other => other.to_string(),
+    };
+    match text.rfind(" (line ") {
+        Some(i) if text.ends_with(')') => text[..i].to_string(),
+        _ => text,
+    }
 }
 
 /// A field that must be a string: given with another type it is refused,

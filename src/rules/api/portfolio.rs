@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use rhai::EvalAltResult;
+use rhai::{EvalAltResult, ImmutableString};
+
+use super::account::Account;
 
 use super::registry::{Api, days_ago, f, g, seen, window};
 use crate::metrics::{DATA_KINDS, Metric, Portfolio};
@@ -145,6 +147,41 @@ pub(super) fn by_kind_and_tier(api: &mut Api) {
     );
     floors_alone(api);
     past_floors(api);
+    a_line(api);
+}
+
+/// Where an account stands against the tier A line, with a margin.
+fn a_line(api: &mut Api) {
+    f!(
+        api,
+        "a_line_state",
+        "portfolio.a_line_state(account, margin, days)",
+        "where the account stood `days` days before the as-of date (0 to 730; 0: today) against the tier A line (tiers.a_share) with a margin of `margin` % of its own 12 months on each side, on each measure of tiers.by against that day's book ranked by that measure alone: \"A\" (in A, and would stay A after losing the margin, the others held as they are: its 12 months at least the margin above portfolio.tier_floor_ago(\"A\", days), or the accounts above it under the line of the total less the margin), \"a_line\" (in A, inside the margin), \"band\" (out, inside the margin: it would need less than the margin more to be A, the smaller of reaching the floor and enough that the accounts above it fall under the line as the total grows with it) or \"out\" (it would need the margin or more, on some measure); each comparison to six decimals of its percentage. Read as that answer, which moves only when the account crosses a side of the band, not with every order (tier_movement's hysteresis; see docs/rules.md)",
+        |b: &mut Book, a: Account, margin: f64, days: i64| a_line_state(b, &a, margin, days),
+    );
+    f!(
+        api,
+        "a_line_state",
+        "portfolio.a_line_state(account, margin, days)",
+        "the same with a whole margin",
+        |b: &mut Book, a: Account, margin: i64, days: i64| a_line_state(b, &a, margin as f64, days),
+    );
+}
+
+/// `portfolio.a_line_state`, checked and noted.
+fn a_line_state(
+    b: &Book,
+    a: &Account,
+    margin: f64,
+    days: i64,
+) -> Result<ImmutableString, Box<EvalAltResult>> {
+    let call = || format!("portfolio.a_line_state({}, {margin}, {days})", a.m.id);
+    days_ago(&call, days)?;
+    if !(margin.is_finite() && margin >= 0.0) {
+        return Err(format!("{}: the margin is a percentage, 0 or more", call()).into());
+    }
+    let v = reads::line(&a.m, &b.p, b.end, days as u16, margin).as_str();
+    Ok(seen(b.explain, call, v.into()))
 }
 
 /// Whether a value is past today's floor, the floor not read as such.

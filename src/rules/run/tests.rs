@@ -246,30 +246,71 @@ fn figures_from_a_function_are_the_inline_ones_their_reads_noted_apart() {
     let figures = b.reads.bits.iter().fold(0, |x, r| x | r.figures);
     assert_eq!(figures & book, book);
 
-    let refused = |src: &str, says: &str| {
+    // Its failures are the alert's one figure, saying what failed, never
+    // an error of the run: they depend on what only the figures read.
+    let failed = |src: &str, says: &str| {
         let out = run(src);
-        assert!(out.findings.is_empty(), "{src}");
-        assert_eq!(out.errors.len(), snap.accounts.len(), "{src}");
+        assert!(out.errors.is_empty(), "{src}: {:?}", out.errors);
+        assert_eq!(out.findings.len(), snap.accounts.len(), "{src}");
+        let figures = &out.findings[0].figures;
+        assert_eq!(figures.len(), 1, "{figures:?}");
+        let said = figures[0].1.as_str().unwrap_or_default();
         assert!(
-            out.errors[0].message.contains(says),
-            "{}",
-            out.errors[0].message
+            said.starts_with("the figures function f() failed: "),
+            "{said}"
         );
+        assert!(said.contains(says), "{said}");
+        assert!(!said.contains("Runtime error"), "{said}");
     };
-    refused(
+    failed(
         r#"fn f() { alert(#{ title: "inner" }); [] }
            alert(#{ title: "t", figures: Fn("f") });"#,
         "called from an alert's figures function",
     );
-    refused(
+    failed(
         r#"fn f() { 42 }
            alert(#{ title: "t", figures: Fn("f") });"#,
-        "(returned by the figures function f)",
+        "`figures` must be an array",
     );
-    refused(
+    failed(
         r#"fn f() { loop { } }
            alert(#{ title: "t", figures: Fn("f") });"#,
-        "endless loop",
+        "limit of operations",
+    );
+    failed(
+        r#"fn f(a) { [["x", a.revenue(90)]] }
+           alert(#{ title: "t", figures: Fn("f") });"#,
+        "Function not found",
+    );
+    failed(
+        r#"fn f() { throw "no such SKU"; }
+           alert(#{ title: "t", figures: Fn("f") });"#,
+        "no such SKU",
+    );
+    // Nor can the script catch one.
+    let out = run(r#"fn f() { throw "no"; }
+        try { alert(#{ title: "t", figures: Fn("f") }); } catch (e) { alert(#{ key: "caught", title: "t" }); }"#);
+    assert!(
+        out.findings.iter().all(|f| f.key.is_empty()),
+        "{:?}",
+        out.findings
+    );
+    // Its operations are its own: as many in it as after it, each under
+    // the limit, both over it together.
+    let spin = |n: usize| format!("let n = 0; while n < {n} {{ n += 1; }}");
+    let out = run(&format!(
+        r#"fn f() {{ {} [["n", n]] }}
+           alert(#{{ title: "t", figures: Fn("f") }});
+           {}"#,
+        spin(100_000),
+        spin(100_000)
+    ));
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(out.findings[0].figures[0].1, serde_json::json!(100_000));
+    let out = run(&format!("{} {}", spin(100_000), spin(100_000)));
+    assert!(
+        !out.errors.is_empty(),
+        "both loops in one run are under the limit: no test"
     );
     // A figures function's own reads stop with it: the next alert's
     // decision is the decision's again.
