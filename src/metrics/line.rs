@@ -8,7 +8,8 @@
 //! behind it (which every order moves). Pure arithmetic over the snapshot;
 //! touches nothing.
 
-use super::{AccountMetrics, Metric, Portfolio};
+use super::account::{AccountMetrics, Metric};
+use super::snapshot::Portfolio;
 use crate::config::TierBasis;
 use crate::model::Tier;
 use crate::model::dates::Day;
