@@ -454,7 +454,7 @@ fn check_finds_calls_to_functions_that_do_not_exist() {
     let p = Project::new();
     std::fs::write(
         p.path("rules/typo.rhai"),
-        "// three bad calls\nlet m = account.margin_percent(90);\nlet d = days_betwen(as_of, as_of);\nlet r = account.margin_pct(1, 2, 3, 4);\nfn own(x) { x }\nlet o = own(1) + account.revenue(90);\n",
+        "// four bad calls\nlet m = account.margin_percent(90);\nlet d = days_betwen(as_of, as_of);\nlet r = account.margin_pct(1, 2, 3, 4);\nfn own(x) { x }\nlet o = own(1) + account.revenue(90);\nlet f = Fn(\"owm\");\nlet g = [Fn(\"own\"), Fn(\"margin_pct\")];\n",
     )
     .unwrap();
     let o = p.run(&["check"]);
@@ -492,8 +492,15 @@ fn check_finds_calls_to_functions_that_do_not_exist() {
         "method `margin_pct` does not take 4 arguments",
         "margin_pct",
     );
-    // The script's own function and the real API pass.
+    // A function pointer naming no function would fail only when called.
+    finding(
+        "typo.rhai:7:9:",
+        "`Fn(\"owm\")` names no function; did you mean `own`?",
+        "Fn(",
+    );
+    // The script's own function and the real API pass, called or pointed to.
     assert!(!out.contains("typo.rhai:6:"), "{}", show(&o));
+    assert!(!out.contains("typo.rhai:8:"), "{}", show(&o));
     // eval does not run it either: it says so and fails no account.
     let e = p.run(&["eval", "--dry-run", "--as-of", "2026-10-31"]);
     assert_exit(&e, 1);

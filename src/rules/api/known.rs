@@ -64,6 +64,10 @@ impl Known {
         }
         let mut out = Vec::new();
         ast.walk(&mut |path: &[ASTNode]| {
+            if let Some(u) = self.pointer_to_nothing(path, &own) {
+                out.push(u);
+                return true;
+            }
             let (x, pos, method) = match path.last() {
                 Some(ASTNode::Expr(Expr::FnCall(x, pos))) => (x, *pos, false),
                 Some(ASTNode::Expr(Expr::MethodCall(x, pos))) => (x, *pos, true),
@@ -92,6 +96,7 @@ impl Known {
                     name: name.to_string(),
                     args,
                     method,
+                    pointer: false,
                     pos,
                     suggestion: self.nearest(name, &own),
                     other_arities: self
@@ -109,6 +114,45 @@ impl Known {
             true
         });
         out
+    }
+
+    /// `Fn("name")` with a name no function has: the pointer would fail
+    /// only when called, as a figure in the mail (`alert(#{ figures:
+    /// Fn(..) })`) or an error for every account, and `check` says so now.
+    fn pointer_to_nothing(
+        &self,
+        path: &[rhai::ASTNode],
+        own: &std::collections::HashMap<String, std::collections::BTreeSet<usize>>,
+    ) -> Option<UnknownCall> {
+        use rhai::{ASTNode, Expr, Stmt};
+        // As written, or folded by the optimizer into a constant pointer
+        // (curried with constants, too).
+        let (name, pos) = match path.last()? {
+            ASTNode::Expr(Expr::FnCall(x, pos)) | ASTNode::Stmt(Stmt::FnCall(x, pos))
+                if x.name.as_str() == "Fn" =>
+            {
+                match x.args.as_ref() {
+                    [Expr::StringConstant(name, _)] => (name.to_string(), *pos),
+                    _ => return None,
+                }
+            }
+            ASTNode::Expr(Expr::DynamicConstant(v, pos)) if v.is_fnptr() => {
+                (v.clone().cast::<rhai::FnPtr>().fn_name().to_string(), *pos)
+            }
+            _ => return None,
+        };
+        if own.contains_key(&name) || self.arities.contains_key(&name) {
+            return None;
+        }
+        Some(UnknownCall {
+            suggestion: self.nearest(&name, own),
+            name,
+            args: 0,
+            method: false,
+            pointer: true,
+            pos,
+            other_arities: Vec::new(),
+        })
     }
 
     /// The known name closest to `name` (edit distance at most a third of
@@ -136,6 +180,8 @@ pub struct UnknownCall {
     pub name: String,
     pub args: usize,
     pub method: bool,
+    /// `Fn("name")`, a pointer to a function that does not exist.
+    pub pointer: bool,
     pub pos: rhai::Position,
     pub suggestion: Option<String>,
     /// The argument counts the name takes, when the name is known.
@@ -144,6 +190,17 @@ pub struct UnknownCall {
 
 impl std::fmt::Display for UnknownCall {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.pointer {
+            write!(f, "`Fn(\"{}\")` names no function", self.name)?;
+            return match &self.suggestion {
+                Some(s) => write!(f, "; did you mean `{s}`?"),
+                None => write!(
+                    f,
+                    "; define `fn {}(..)` in this rule or see `kamwatch rules api`",
+                    self.name
+                ),
+            };
+        }
         let plural = if self.args == 1 { "" } else { "s" };
         let what = if self.method { "method" } else { "function" };
         if !self.other_arities.is_empty() {
