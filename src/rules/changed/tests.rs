@@ -246,20 +246,15 @@ fn earlier_days_past_the_keys_kept_make_room_for_todays() {
     let answer = |x: u32| AccountKey::Past(BookKey::TierFloor(Tier::A), f64::from(x).to_bits());
     let earlier = AccountKey::PastOverflow.bit();
     let whole = AccountKey::Overflow.bit();
+    // One rule deciding on `decide`, over the account's `keys`.
+    let placed = |decide: u32, keys: &[AccountKey]| {
+        book::Placed::of(m, at, vec![reads::Read { decide, figures: 0 }].into(), keys)
+    };
 
     // 64 earlier days, then one of today: the earlier ones give way.
     let mut keys: Vec<AccountKey> = (1..=64).map(ago).collect();
     keys.push(answer(1));
-    let p = book::Placed::of(
-        m,
-        at,
-        vec![reads::Read {
-            decide: reads::PAST_FLOOR | earlier,
-            figures: 0,
-        }]
-        .into(),
-        &keys,
-    );
+    let p = placed(reads::PAST_FLOOR | earlier, &keys);
     assert_eq!(p.overflowed(), (false, true));
     assert_eq!(p.changed(m, at, true, false), 0, "a line of today");
     assert_eq!(
@@ -271,32 +266,14 @@ fn earlier_days_past_the_keys_kept_make_room_for_todays() {
 
     // 64 of today and one more: the whole history.
     let keys: Vec<AccountKey> = (0..65).map(answer).collect();
-    let p = book::Placed::of(
-        m,
-        at,
-        vec![reads::Read {
-            decide: reads::PAST_FLOOR,
-            figures: 0,
-        }]
-        .into(),
-        &keys,
-    );
+    let p = placed(reads::PAST_FLOOR, &keys);
     assert_eq!(p.overflowed(), (true, false));
     assert_eq!(p.changed(m, at, true, false) & whole, whole);
     assert_eq!(p.changed(m, at, false, false), 0, "no order line");
 
     // A few of each: kept one by one, nothing taken whole.
     let keys = [ago(1), ago(30), answer(1), answer(1000)];
-    let p = book::Placed::of(
-        m,
-        at,
-        vec![reads::Read {
-            decide: reads::PAST_FLOOR,
-            figures: 0,
-        }]
-        .into(),
-        &keys,
-    );
+    let p = placed(reads::PAST_FLOOR, &keys);
     assert_eq!(p.overflowed(), (false, false));
     assert_eq!(p.changed(m, at, true, true), 0, "nothing moved");
 }
