@@ -175,6 +175,10 @@ pub struct Ago {
 pub enum AccountKey {
     Ago(Ago),
     Past(BookKey, u64),
+    /// Whether a value the rule computed (its bits) is at least a floor of
+    /// the book plus a whole percentage of it (`reaches_tier_floor_plus`):
+    /// the answer moves only when the floor plus its margin crosses it.
+    AtLeast(BookKey, u64, u16),
     Reaches(AboveBy, u64),
     /// Where the account stood against the tier A line `days` days back,
     /// with a margin (its bits): its answer (`metrics::a_line_state`),
@@ -215,6 +219,9 @@ impl AccountKey {
         match self {
             AccountKey::Ago(a) => a.value(m),
             AccountKey::Past(floor, x) => u64::from(is_past(p, end, *floor, f64::from_bits(*x))),
+            AccountKey::AtLeast(floor, x, pct) => {
+                u64::from(is_at_least(p, end, *floor, f64::from_bits(*x), *pct))
+            }
             AccountKey::Reaches(by, x) => u64::from(reaches(by.share(m), f64::from_bits(*x))),
             AccountKey::Line { days, margin } => {
                 let margin = f64::from_bits(*margin);
@@ -233,7 +240,10 @@ impl AccountKey {
             AccountKey::Ago(a) => a.days > 0 && !matches!(a.ranking, Ranking::Today(_)),
             AccountKey::Line { days, .. } => *days > 0,
             AccountKey::PastOverflow => true,
-            AccountKey::Past(..) | AccountKey::Reaches(..) | AccountKey::Overflow => false,
+            AccountKey::Past(..)
+            | AccountKey::AtLeast(..)
+            | AccountKey::Reaches(..)
+            | AccountKey::Overflow => false,
         }
     }
 
@@ -242,7 +252,7 @@ impl AccountKey {
     pub fn wanted(&self) -> Option<Wanted> {
         match self {
             AccountKey::Ago(a) => Some(a.wanted()),
-            AccountKey::Past(floor, _) => floor.wanted(),
+            AccountKey::Past(floor, _) | AccountKey::AtLeast(floor, ..) => floor.wanted(),
             AccountKey::Reaches(AboveBy::Alone(by), _) => Some(Wanted {
                 ranking: Some(by.basis()),
                 days_ago: 0,
@@ -265,7 +275,7 @@ impl AccountKey {
     pub fn bit(&self) -> u32 {
         match self {
             AccountKey::Ago(a) => a.bit(),
-            AccountKey::Past(..) | AccountKey::Reaches(..) => PAST_FLOOR,
+            AccountKey::Past(..) | AccountKey::AtLeast(..) | AccountKey::Reaches(..) => PAST_FLOOR,
             AccountKey::Line { days: 0, .. } => PAST_FLOOR,
             // An earlier day's, one of its overflow's bits.
             AccountKey::Line { days, .. } => bit_in(HIST_TIER_PAST, u64::from(*days / 30)),
@@ -289,6 +299,13 @@ fn reaches(share: f64, line: f64) -> bool {
 /// Whether `x` is more than `floor`'s value in `p`.
 fn is_past(p: &Portfolio, end: Day, floor: BookKey, x: f64) -> bool {
     x > floor.value(p, end)
+}
+
+/// Whether `x` is at least `floor`'s value `f` in `p` plus `pct` % of it,
+/// computed as a rule writes it: `x >= f + f * pct / 100.0`.
+fn is_at_least(p: &Portfolio, end: Day, floor: BookKey, x: f64, pct: u16) -> bool {
+    let f = floor.value(p, end);
+    x >= f + f * f64::from(pct) / 100.0
 }
 
 impl Ago {
@@ -613,6 +630,13 @@ pub(super) fn past(p: &Portfolio, end: Day, floor: BookKey, x: f64) -> bool {
     is_past(p, end, floor, x)
 }
 
+/// Whether `x` is at least the floor `floor` of `p` plus `pct` % of it,
+/// noted with `x` and `pct` (the floor itself is not read).
+pub(super) fn at_least(p: &Portfolio, end: Day, floor: BookKey, x: f64, pct: u16) -> bool {
+    note_key(AccountKey::AtLeast(floor, x.to_bits(), pct));
+    is_at_least(p, end, floor, x, pct)
+}
+
 /// Whether `m`'s share above of today (`by`) reaches `line`, to six
 /// decimals ([`reaches`]), noted with `line` (the share itself is not
 /// read).
@@ -710,6 +734,13 @@ mod tests {
         // A run that noted fewer is noted whole, the count starting again.
         let (_, noted) = run(&[ago(5, Ranking::Basis)]);
         assert_eq!(noted, [ago(5, Ranking::Basis)]);
+    }
+
+    /// Every account keeps its keys (up to [`MAX_KEYS`] of each run):
+    /// a key grows the daemon's memory with the book.
+    #[test]
+    fn an_account_key_is_24_bytes() {
+        assert_eq!(std::mem::size_of::<AccountKey>(), 24);
     }
 
     #[test]

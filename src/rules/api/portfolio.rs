@@ -147,6 +147,7 @@ pub(super) fn by_kind_and_tier(api: &mut Api) {
     );
     floors_alone(api);
     past_floors(api);
+    floors_reached(api);
     a_line(api);
 }
 
@@ -214,6 +215,68 @@ fn past_floors(api: &mut Api) {
             },
         );
     }
+}
+
+/// Whether a value reaches today's floor plus a margin, the floor not
+/// read as such.
+fn floors_reached(api: &mut Api) {
+    for (by, name, what) in [
+        (
+            None,
+            "reaches_tier_floor_plus",
+            "portfolio.tier_floor(tier)",
+        ),
+        (
+            Some(By::GrossProfit),
+            "reaches_gross_profit_floor_plus",
+            "portfolio.gross_profit_floor(tier)",
+        ),
+    ] {
+        f!(
+            api,
+            name,
+            &format!("portfolio.{name}(tier, value, pct)"),
+            &format!(
+                "true when `value` is at least {what} (tier \"A\" or \"B\") plus `pct` % of it (a whole number, 0 to 1000): the same answer as `value >= f + f * pct / 100.0` with f = {what}, but read as that answer, so after a small drop the rule runs again for the account only when that line crosses `value`. With `value` 0.0 and `pct` 0 it tells an empty tier (a floor of 0 or less) without reading the floor"
+            ),
+            move |b: &mut Book, tier: &str, value: f64, pct: i64| {
+                floor_reached(b, by, name, tier, value, pct as f64)
+            },
+        );
+        f!(
+            api,
+            name,
+            &format!("portfolio.{name}(tier, value, pct)"),
+            "the same with `pct` a float, a whole number",
+            move |b: &mut Book, tier: &str, value: f64, pct: f64| {
+                floor_reached(b, by, name, tier, value, pct)
+            },
+        );
+    }
+}
+
+/// `portfolio.reaches_tier_floor_plus` (`by` None) and
+/// `reaches_gross_profit_floor_plus`, checked and noted.
+fn floor_reached(
+    b: &Book,
+    by: Option<By>,
+    name: &str,
+    tier: &str,
+    value: f64,
+    pct: f64,
+) -> Result<bool, Box<EvalAltResult>> {
+    let call = || format!("portfolio.{name}({tier:?}, {value}, {pct})");
+    let t = floor_tier(tier)
+        .ok_or_else(|| format!("{}: the tiers with a floor are \"A\" and \"B\"", call()))?;
+    if !(pct.fract() == 0.0 && (0.0..=1000.0).contains(&pct)) {
+        return Err(format!("{}: the margin is a whole percentage, 0 to 1000", call()).into());
+    }
+    let key = match by {
+        None => BookKey::TierFloor(t),
+        Some(by) => BookKey::Floor(by, t, 0),
+    };
+    let at = reads::at_least(&b.p, b.end, key, value, pct as u16);
+    Ok(seen(b.explain, call, at))
 }
 
 /// [`by_kind_and_tier`]'s floors by gross profit, and the floors and

@@ -149,6 +149,65 @@ fn a_floor_asked_about_runs_a_pair_again_only_when_it_crosses_the_value() {
     assert_eq!(step(&rules, &mut memo, &at(90.0)), ids(&["KH1", "KH2"]));
 }
 
+/// A value compared with a floor plus a margin through
+/// `reaches_tier_floor_plus` is read as the answer, `x >= f + f * pct /
+/// 100.0` to the bit: the pair runs again when that line crosses the
+/// value (exactly on it counts as reached), not whenever the floor moves.
+#[test]
+fn a_floor_plus_a_margin_asked_about_runs_a_pair_again_only_when_it_crosses_the_value() {
+    // (A whole float margin is the same margin.)
+    let src = r#"
+        if portfolio.reaches_tier_floor_plus("A", account.revenue_12m, 10)
+            != portfolio.reaches_tier_floor_plus("A", account.revenue_12m, 10.0) { throw "differ"; }
+        if portfolio.reaches_tier_floor_plus("A", account.revenue_12m, 10) { alert(#{ title: "reaches" }); }
+    "#;
+    let rules = RuleSet::from_sources(&[("r", src)]).unwrap();
+    let b = Tier::B;
+    let at = |floor: f64| book_with(&[b, b], floor, 0.1, &[110.0, 300.0]);
+    let reaching = |floor: f64| rules.evaluate(&at(floor)).findings.len();
+    let first = at(100.0);
+    let out = rules.evaluate(&first);
+    assert_eq!(out.findings.len(), 2, "110 is exactly 100 + 10%");
+    let mut memo = Memo::of(&rules, &first, String::new(), &out).unwrap();
+    let ids = |v: &[&str]| -> Vec<String> { v.iter().map(|s| s.to_string()).collect() };
+    // A hair above 100: 110 no longer reaches it; 300 does.
+    assert_eq!(step(&rules, &mut memo, &at(100.01)), ids(&["KH1"]));
+    assert_eq!(reaching(100.01), 1);
+    // -> 200: nobody crosses (KH2's 300 reaches 220).
+    assert_eq!(step(&rules, &mut memo, &at(200.0)), ids(&[]));
+    // -> 280: 308 is past KH2's 300.
+    assert_eq!(step(&rules, &mut memo, &at(280.0)), ids(&["KH2"]));
+    assert_eq!(reaching(280.0), 0);
+    // -> 50: both reach it again.
+    assert_eq!(step(&rules, &mut memo, &at(50.0)), ids(&["KH1", "KH2"]));
+    // A tier without a floor, a margin that is no whole percentage: an
+    // error that says which.
+    for (call, says) in [
+        (
+            r#"reaches_tier_floor_plus("C", 1.0, 10)"#,
+            "the tiers with a floor are",
+        ),
+        (
+            r#"reaches_gross_profit_floor_plus("A", 1.0, 1001)"#,
+            "a whole percentage, 0 to 1000",
+        ),
+        (
+            r#"reaches_tier_floor_plus("A", 1.0, -1)"#,
+            "a whole percentage, 0 to 1000",
+        ),
+        (
+            r#"reaches_tier_floor_plus("A", 1.0, 10.5)"#,
+            "a whole percentage, 0 to 1000",
+        ),
+    ] {
+        let r = RuleSet::from_sources(&[("r", &format!("portfolio.{call};"))]).unwrap();
+        let out = r.evaluate(&first);
+        assert_eq!(out.errors.len(), 2, "{call}");
+        let m = &out.errors[0].message;
+        assert!(m.contains(says) && m.contains("reaches_"), "{call}: {m}");
+    }
+}
+
 /// Accounts KH1.. of tier B with these shares above (by `tiers.by`).
 fn shares(above: &[f64]) -> Snapshot {
     let mut snap = book(&[], 50.0, 0.1);
