@@ -72,8 +72,10 @@ now() { date +%s.%N; }
 book=$work/book
 if [[ ! -f $book/var/kamwatch.db ]]; then
     rm -rf "$book"
-    project "$book"
     prep=${before:-$after}
+    # Prepared by BEFORE with its own rules (a rule of this tree may call
+    # what BEFORE does not have: its eval would fail, and the script stop).
+    project "$book" "$([[ -n $before ]] && echo "${BEFORE_TREE:-$PWD}" || echo "$PWD")"
     # Files generated before (by any build: generate writes the same
     # files for the same seed) are used again.
     ls "$work"/gen/销售明细_*.csv >/dev/null 2>&1 ||
