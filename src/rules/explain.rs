@@ -177,6 +177,13 @@ impl fmt::Display for Explanation {
                 let pad = w - what.chars().count();
                 writeln!(f, "  {what}{} = {v}", " ".repeat(pad))?;
             }
+            if self.reads.iter().any(|r| r.0.ends_with(api::FIGURES_MARK)) {
+                writeln!(
+                    f,
+                    "  ({} read by the alert's figures function: after a drop they run the rule again for the account only while its alert is on record)",
+                    api::FIGURES_MARK.trim()
+                )?;
+            }
         }
         if let Some(e) = &self.error {
             return writeln!(f, "failed: {e}");
@@ -244,6 +251,34 @@ mod tests {
         let text = rs.explain(&snap, "x", &id).unwrap().to_string();
         assert!(text.contains("  rev: ¥2.29万 (money 22930.0)"), "{text}");
         assert!(text.contains("  n: 6\n"), "{text}");
+    }
+
+    /// What a figures function reads is marked as such, apart from what
+    /// decided.
+    #[test]
+    fn explain_marks_what_the_figures_function_read() {
+        let rs = RuleSet::from_sources(&[(
+            "x",
+            "fn f(a) { [[\"r\", a.revenue(30)]] }\nif account.revenue(90) <= 0.0 { alert(#{ title: \"t\", figures: Fn(\"f\").curry(account) }); }",
+        )])
+        .unwrap();
+        let snap = crate::metrics::tests_support::snapshot_one();
+        let ex = rs.explain(&snap, "x", "KH1").unwrap();
+        assert_eq!(
+            ex.reads,
+            vec![
+                ("account.revenue(90)".to_string(), "0".to_string()),
+                (
+                    "account.revenue(30) (in figures)".to_string(),
+                    "0".to_string()
+                )
+            ]
+        );
+        let text = ex.to_string();
+        assert!(
+            text.contains("(in figures) read by the alert's figures function"),
+            "{text}"
+        );
     }
 
     #[test]

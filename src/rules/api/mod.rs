@@ -40,7 +40,7 @@ pub use alert::{
 pub use helpers::pct_change;
 pub use known::{Known, UnknownCall};
 pub use portfolio::Book;
-pub use registry::{Api, Doc, MAX_WINDOW_DAYS, take_trace};
+pub use registry::{Api, Doc, FIGURES_MARK, MAX_WINDOW_DAYS, take_trace};
 pub use seasons::{set_as_of, set_seasons};
 pub use texts::{Figure, bad_text_maps, chinese_only_texts, locale, set_style, text_of};
 

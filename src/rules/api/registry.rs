@@ -2,7 +2,7 @@
 //! records a one-line doc with each function (the reference and `check`
 //! are built from it), the `f!` and `g!` macros register a function or a
 //! property getter, [`seen`] notes what a call returned while a rule is
-//! explained, and [`window`], [`months`], [`past_due`] and [`days_ago`]
+//! explained (marked when an alert's figures function read it), and [`window`], [`months`], [`past_due`] and [`days_ago`]
 //! check the day and month counts rules give. Touches nothing but the
 //! engine it is given and this thread's trace.
 
@@ -72,10 +72,19 @@ pub fn take_trace() -> Vec<(String, String)> {
 pub(super) fn seen<T: std::fmt::Display>(on: bool, what: impl FnOnce() -> String, v: T) -> T {
     if on {
         let text = v.to_string();
-        TRACE.with(|t| t.borrow_mut().push((what(), text)));
+        let mut what = what();
+        // What an alert's figures function reads is marked: it runs the
+        // pair again after a drop only while the alert is on record.
+        if crate::rules::reads::in_figures() {
+            what.push_str(FIGURES_MARK);
+        }
+        TRACE.with(|t| t.borrow_mut().push((what, text)));
     }
     v
 }
+
+/// The mark of a read made by an alert's figures function in the trace.
+pub const FIGURES_MARK: &str = " (in figures)";
 
 /// Longest window a rule may ask for, in days (100 years).
 pub const MAX_WINDOW_DAYS: i64 = 36_500;
