@@ -253,26 +253,30 @@ mod tests {
         assert!(text.contains("  n: 6\n"), "{text}");
     }
 
+    /// Rule `x` of `source`, explained for KH1 of the one-account
+    /// snapshot, asserting that it read `reads` (what, value) in that order.
+    fn explained(source: &str, reads: &[(&str, &str)]) -> (RuleSet, super::Explanation) {
+        let rs = RuleSet::from_sources(&[("x", source)]).unwrap();
+        let snap = crate::metrics::tests_support::snapshot_one();
+        let ex = rs.explain(&snap, "x", "KH1").unwrap();
+        let want: Vec<(String, String)> = reads
+            .iter()
+            .map(|(w, v)| (w.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(ex.reads, want);
+        (rs, ex)
+    }
+
     /// What a figures function reads is marked as such, apart from what
     /// decided.
     #[test]
     fn explain_marks_what_the_figures_function_read() {
-        let rs = RuleSet::from_sources(&[(
-            "x",
+        let (_, ex) = explained(
             "fn f(a) { [[\"r\", a.revenue(30)]] }\nif account.revenue(90) <= 0.0 { alert(#{ title: \"t\", figures: Fn(\"f\").curry(account) }); }",
-        )])
-        .unwrap();
-        let snap = crate::metrics::tests_support::snapshot_one();
-        let ex = rs.explain(&snap, "x", "KH1").unwrap();
-        assert_eq!(
-            ex.reads,
-            vec![
-                ("account.revenue(90)".to_string(), "0".to_string()),
-                (
-                    "account.revenue(30) (in figures)".to_string(),
-                    "0".to_string()
-                )
-            ]
+            &[
+                ("account.revenue(90)", "0"),
+                ("account.revenue(30) (in figures)", "0"),
+            ],
         );
         let text = ex.to_string();
         assert!(
@@ -283,20 +287,11 @@ mod tests {
 
     #[test]
     fn explain_lists_what_was_read() {
-        let rs = RuleSet::from_sources(&[(
-            "x",
+        let (rs, ex) = explained(
             "let r = account.revenue(90);\nif account.tier == \"A\" && r <= 0.0 {\n  alert(#{ title: \"none\", figures: [[\"r\", r]] });\n}",
-        )])
-        .unwrap();
-        let snap = crate::metrics::tests_support::snapshot_one();
-        let ex = rs.explain(&snap, "x", "KH1").unwrap();
-        assert_eq!(
-            ex.reads,
-            vec![
-                ("account.revenue(90)".to_string(), "0".to_string()),
-                ("account.tier".to_string(), "A".to_string())
-            ]
+            &[("account.revenue(90)", "0"), ("account.tier", "A")],
         );
+        let snap = crate::metrics::tests_support::snapshot_one();
         assert_eq!(ex.lines, vec![Some(3)]);
         let text = ex.to_string();
         assert!(
