@@ -18,12 +18,16 @@
 //! value the pair read at its last run changed: a rule that stopped early
 //! after reading only values that did not move (its tier, a tier of 30
 //! days ago) is not run again when the book's total moves; a value only
-//! its alerts' figures read (`alert(#{ figures: Fn("name") })`) counts
-//! only while one of its alerts is on record (a held finding that keeps
-//! no alert open is not listed, written or mailed). Every other
+//! its alerts' figures read (`alert(#{ figures: Fn("name") })`) runs it
+//! again only when its alerts are stepped without a run of their own (its
+//! account's tier moved): an alert's texts are written and mailed only
+//! with a change of its lifecycle, which only a change of what decided it
+//! makes, so until then its findings keep the figures of their run,
+//! marked stale. Every other
 //! pair would give what it gave last time: [`Memo::update`] puts
 //! the results of the pairs run in place of the remembered ones, so the
-//! memo holds what a full run finds without one being assembled, and says
+//! memo holds what a full run finds (but for stale figures) without one
+//! being assembled, and says
 //! which pairs' alerts the lifecycle steps ([`Stepped`]): those run whose
 //! results it observes otherwise now (another key or severity, a finding
 //! more or less, a failure), and every pair of an account whose tier moved
@@ -112,12 +116,16 @@ impl<'a> Since<'a> {
 /// finding says is shared with the outcome it came from, not copied.
 /// `idle`: a held finding (`starts: false`) that kept no alert open, which
 /// the evaluation does not count or list as a warning ([`Memo::mark_idle`]).
+/// `stale`: what only its figures read changed since its pair ran, which
+/// did not run again for that alone ([`Memo::pick`]): its figures are
+/// those of its run, and its pair runs before they can be written.
 #[derive(Debug, Clone)]
 enum Kept {
     Found {
         rule: usize,
         said: Arc<Said>,
         idle: bool,
+        stale: bool,
     },
     Failed {
         rule: usize,
@@ -205,6 +213,9 @@ pub struct Pick {
     /// Whether an order line dated before the snapshot's day was written
     /// since the evaluation remembered ([`Since::orders_before`]).
     past: bool,
+    /// The pairs not run whose figures alone would change: (account index
+    /// into the snapshot, rule). Their findings are marked stale.
+    pub(super) stale: Vec<(usize, usize)>,
     /// The book now, for the memo brought up to date.
     book: Book,
 }
@@ -363,6 +374,7 @@ impl Memo {
             why: Vec::new(),
             overflowed: (0, 0),
             past: since.orders_before(snap.as_of),
+            stale: Vec::new(),
             book: now,
         };
         let tally = self.visits(snap, since, book, &mut pick)?;
@@ -415,17 +427,29 @@ impl Memo {
                 changed |= reads::OWN;
             }
             let at = pick.run.len();
+            let tier = changed & reads::TIER != 0;
             for (r, t) in tally.iter_mut().enumerate() {
                 let read = p.pairs.get(r).copied().filter(|b| !b.is_empty());
                 let why = match read {
                     _ if pick.everywhere[r] => reads::ALL,
                     None => changed,
                     Some(b) => {
-                        // What only its alerts' figures read matters while
-                        // one of them is on record.
+                        // What only its alerts' figures read runs the pair
+                        // again only when its alerts are stepped without
+                        // it (the account's tier moved): their texts may be
+                        // written then. Otherwise its findings are marked
+                        // stale, and their figures are those of its run.
                         let figures = b.figures & changed;
-                        let seen = figures != 0 && !self.idle_only(&a.id, r);
-                        b.decide & changed | if seen { figures } else { 0 }
+                        let decide = b.decide & changed;
+                        if tier {
+                            let stale = self.stale(&a.id, r);
+                            decide | figures | if stale { reads::TIER } else { 0 }
+                        } else {
+                            if figures != 0 && decide == 0 {
+                                pick.stale.push((i, r));
+                            }
+                            decide
+                        }
                     }
                 };
                 pick.run.push(why != 0);
@@ -445,20 +469,32 @@ impl Memo {
         Ok(tally)
     }
 
-    /// Whether rule `r`'s results for account `id` are held findings that
-    /// keep no alert open, and nothing else: nobody sees their figures
-    /// (nor are they written: an alert's texts are written with a change
-    /// of its lifecycle, and a held finding with none open changes nothing
-    /// until its pair's decision does, which runs it again).
-    fn idle_only(&self, id: &str, r: usize) -> bool {
-        let mut of_rule = self
-            .results
+    /// Whether one of rule `r`'s findings for account `id` is stale: its
+    /// figures are older than what they read.
+    fn stale(&self, id: &str, r: usize) -> bool {
+        self.results
             .get(id)
             .into_iter()
             .flatten()
-            .filter(|k| k.rule() == r)
-            .peekable();
-        of_rule.peek().is_some() && of_rule.all(|k| matches!(k, Kept::Found { idle: true, .. }))
+            .any(|k| matches!(k, Kept::Found { rule, stale: true, .. } if *rule == r))
+    }
+
+    /// The pairs whose findings are stale (see [`Kept`]): (rule, account).
+    /// Their figures are those of their last run, not a full run's.
+    pub fn stale_pairs(&self, rules: &RuleSet) -> HashSet<(String, String)> {
+        let mut out = HashSet::new();
+        for (id, kept) in &self.results {
+            for k in kept {
+                if let Kept::Found {
+                    rule, stale: true, ..
+                } = k
+                    && let Some(r) = rules.rules.get(*rule)
+                {
+                    out.insert((r.name.to_string(), id.clone()));
+                }
+            }
+        }
+        out
     }
 
     /// Per rule, the alerts raised last time by the pairs `pick` does not
@@ -540,6 +576,7 @@ fn kept_of<'o>(
             rule: rule(&f.rule),
             said: f.said.clone(),
             idle: false,
+            stale: false,
         };
         (&*f.account.id, k)
     });

@@ -180,7 +180,7 @@ impl fmt::Display for Explanation {
             if self.reads.iter().any(|r| r.0.ends_with(api::FIGURES_MARK)) {
                 writeln!(
                     f,
-                    "  ({} read by the alert's figures function: after a drop they run the rule again for the account only while its alert is on record)",
+                    "  ({} read by the alert's figures function: after a small drop they run the rule again for the account only when its tier moved)",
                     api::FIGURES_MARK.trim()
                 )?;
             }

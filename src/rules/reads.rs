@@ -11,8 +11,8 @@
 //! (a variable, a function of the script, `Fn`/`call`) does not matter, as
 //! every read passes through the getter. What an alert's figures read
 //! (`alert(#{ figures: Fn("name") })`) is noted apart from what decided
-//! the run ([`Read`]): a held finding that keeps no alert open is not run
-//! again when only its figures would change.
+//! the run ([`Read`]): a pair is not run again when only its figures
+//! would change (`rules::changed`).
 //!
 //! A run's reads are bits (below) and keys. The bits group the keys for a
 //! fast test; keys of one group are told apart by their kept values, so a

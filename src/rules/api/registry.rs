@@ -74,7 +74,7 @@ pub(super) fn seen<T: std::fmt::Display>(on: bool, what: impl FnOnce() -> String
         let text = v.to_string();
         let mut what = what();
         // What an alert's figures function reads is marked: it runs the
-        // pair again after a drop only while the alert is on record.
+        // pair again after a drop only when its account's tier moved.
         if crate::rules::reads::in_figures() {
             what.push_str(FIGURES_MARK);
         }

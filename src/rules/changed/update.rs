@@ -55,9 +55,14 @@ impl Memo {
             let (results, moved) = self.replace(&a.id, new, |r| pick.runs(k, r), tier);
             let stepped = |r: usize| tier || moved.contains(&r);
             for k in results.iter().filter(|k| stepped(k.rule())) {
-                if let Kept::Found { rule, said, .. } = k
+                if let Kept::Found {
+                    rule, said, stale, ..
+                } = k
                     && let Some(r) = rules.rules.get(*rule)
                 {
+                    // Its texts may be written now: a stale one ran
+                    // (`Memo::visits`).
+                    debug_assert!(!stale, "{} for {}: stale figures stepped", r.name, a.id);
                     out.findings.push(Finding {
                         rule: r.name.clone(),
                         account: a.clone(),
@@ -68,6 +73,16 @@ impl Memo {
             for (r, rule) in rules.rules.iter().enumerate() {
                 if rule.enabled() && stepped(r) {
                     out.pairs.push((rule.name.to_string(), a.id.to_string()));
+                }
+            }
+        }
+        for &(i, r) in &pick.stale {
+            let kept = self.results.get_mut(&*snap.accounts[i].id);
+            for k in kept.into_iter().flatten() {
+                if let Kept::Found { rule, stale, .. } = k
+                    && *rule == r
+                {
+                    *stale = true;
                 }
             }
         }
@@ -170,7 +185,7 @@ impl Memo {
             };
             let kept = self.results.get_mut(&*f.account.id);
             let first = kept.into_iter().flatten().find(|k| {
-                matches!(k, Kept::Found { rule, said, idle: false } if *rule == r && said.key == f.key)
+                matches!(k, Kept::Found { rule, said, idle: false, .. } if *rule == r && said.key == f.key)
             });
             if let Some(Kept::Found { idle, .. }) = first {
                 *idle = true;
