@@ -350,6 +350,7 @@ impl Memo {
         }
         let n = rules.rules.len();
         let moved = since.orders || !since.accounts.is_empty();
+        let clock = std::time::Instant::now();
         // The days of the tier history the book's figures and the
         // accounts' values read below, ranked ahead on two threads (after a
         // re-export, every day the rules look back at is ranked again).
@@ -360,8 +361,10 @@ impl Memo {
                     .chain(self.placed.values().flat_map(Placed::wanted)),
             );
         }
+        let warmed = clock.elapsed();
         // What changed of the book, as the bits of the pairs that read it.
         let (book, now) = self.book.changed(&snap.portfolio, snap.end(), moved);
+        let booked = clock.elapsed();
         let everywhere: Vec<bool> = (0..n)
             .map(|i| self.unsettled.get(i).copied().unwrap_or(true))
             .collect();
@@ -378,6 +381,7 @@ impl Memo {
             book: now,
         };
         let tally = self.visits(snap, since, book, &mut pick)?;
+        let visited = clock.elapsed();
         pick.why = rules
             .rules
             .iter()
@@ -396,6 +400,14 @@ impl Memo {
             })
             .collect();
         pick.seed = self.seed(snap, &pick);
+        let ms = |d: std::time::Duration| d.as_millis() as u64;
+        tracing::debug!(
+            warm_ms = ms(warmed),
+            book_ms = ms(booked - warmed),
+            visits_ms = ms(visited - booked),
+            seed_ms = ms(clock.elapsed() - visited),
+            "the pick's parts"
+        );
         Ok(pick)
     }
 
