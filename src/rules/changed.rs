@@ -172,13 +172,16 @@ pub struct Memo {
     /// The rule set's fingerprint and whatever else the caller says must
     /// not have changed (silences, the evaluation on record).
     basis: String,
+    /// The accounts remembered: the tables below are by their place here.
+    places: Places,
     /// Per account: its book-decided values and what its pairs read.
-    placed: HashMap<String, Placed>,
+    placed: Box<[Placed]>,
     book: Book,
     skus: Arc<Vec<String>>,
     roles: Vec<Arc<str>>,
-    /// Per account with any, its pairs' results in a full run's order.
-    results: HashMap<String, Vec<Kept>>,
+    /// Per account: its pairs' results in a full run's order (most have
+    /// none: an empty list holds no allocation).
+    results: Box<[Vec<Kept>]>,
     /// How many of them are findings, how many failures, and how many of
     /// the findings are idle.
     found: usize,
@@ -199,6 +202,8 @@ pub struct Pick {
     /// The accounts to visit (indexes into the snapshot, in its order),
     /// each with what changed for it ([`reads`] bits).
     pub(super) visit: Vec<(usize, u32)>,
+    /// Per visit, the account's place in the memo's tables.
+    places: Vec<usize>,
     /// Per visit, per rule: whether the pair runs.
     run: Vec<bool>,
     /// Per rule, the alerts its pairs not run raised last time: they count
@@ -213,8 +218,8 @@ pub struct Pick {
     /// Whether an order line dated before the snapshot's day was written
     /// since the evaluation remembered ([`Since::orders_before`]).
     past: bool,
-    /// The pairs not run whose figures alone would change: (account index
-    /// into the snapshot, rule). Their findings are marked stale.
+    /// The pairs not run whose figures alone would change: (the account's
+    /// place in the memo's tables, rule). Their findings are marked stale.
     pub(super) stale: Vec<(usize, usize)>,
     /// The book now, for the memo brought up to date.
     book: Book,
@@ -248,6 +253,48 @@ impl Pick {
     }
 }
 
+/// The accounts a memo remembers, in the order of the snapshot it was
+/// made from, with their ids shared with the snapshot's (not a `String`
+/// per account for each of two tables by id: at 100,000 accounts those
+/// took about 20 MiB), and where each one is by id. A snapshot's accounts
+/// are in rank order, so a later one may hold them elsewhere.
+#[derive(Debug)]
+struct Places {
+    ids: Box<[Arc<str>]>,
+    by_id: HashMap<Arc<str>, u32>,
+}
+
+impl Places {
+    /// `snap`'s accounts; None when two have the same id.
+    fn of(snap: &Snapshot) -> Option<Places> {
+        let ids: Box<[Arc<str>]> = snap.accounts.iter().map(|a| a.id.clone()).collect();
+        let by_id: HashMap<Arc<str>, u32> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), i as u32))
+            .collect();
+        (by_id.len() == ids.len()).then_some(Places { ids, by_id })
+    }
+
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// The place of account `id`.
+    fn find(&self, id: &str) -> Option<usize> {
+        self.by_id.get(id).map(|at| *at as usize)
+    }
+
+    /// The place of a snapshot's `i`th account, `id` (`i` when it did not
+    /// move in the order).
+    fn at(&self, i: usize, id: &str) -> Option<usize> {
+        match self.ids.get(i) {
+            Some(x) if **x == *id => Some(i),
+            _ => self.find(id),
+        }
+    }
+}
+
 fn roles_of(snap: &Snapshot) -> Vec<Arc<str>> {
     snap.accounts
         .first()
@@ -268,23 +315,28 @@ impl Memo {
             return None;
         }
         let index = rule_index(rules);
-        let mut results: HashMap<String, Vec<Kept>> = HashMap::new();
+        let places = Places::of(snap)?;
+        let mut results: Box<[Vec<Kept>]> = (0..places.len()).map(|_| Vec::new()).collect();
         let (mut found, mut failed) = (0, 0);
         for (id, k) in kept_of(&index, out) {
+            // (Every result is of an account of the snapshot.)
+            let at = places.find(id)?;
             if k.rule() == usize::MAX {
                 return None;
             }
             count(&k, &mut found, &mut failed, true);
-            results.entry(id.to_string()).or_default().push(k);
+            results[at].push(k);
         }
         // A full run's order within an account: by rule, each rule's
         // alerts in the order raised (a stable sort keeps it).
-        for v in results.values_mut() {
+        for v in results.iter_mut().filter(|v| !v.is_empty()) {
             v.sort_by_key(Kept::rule);
+            v.shrink_to_fit();
         }
         Some(Memo {
             as_of: snap.as_of,
             basis,
+            places,
             placed: snap
                 .accounts
                 .iter()
@@ -293,7 +345,7 @@ impl Memo {
                     let pairs = out.reads.bits[i * n..(i + 1) * n].into();
                     let keys: Vec<_> = book::keys_of(&out.reads, i).collect();
                     let at = (&*snap.portfolio, snap.end());
-                    (a.id.to_string(), Placed::of(a, at, pairs, &keys))
+                    Placed::of(a, at, pairs, &keys)
                 })
                 .collect(),
             book: Book::of(&snap.portfolio, snap.end(), &out.reads),
@@ -340,9 +392,9 @@ impl Memo {
                 "the rules, their settings, the config, the silences or the evaluations on record changed".into(),
             );
         }
-        // As many accounts, each of them placed (in `visits`): the same
-        // accounts (the ids are unique).
-        if snap.accounts.len() != self.placed.len() {
+        // As many accounts, each of them at its place (in `visits`): the
+        // same accounts, in the same order.
+        if snap.accounts.len() != self.places.len() {
             return Err("the accounts of the book changed".into());
         }
         if !snap.skus.starts_with(&self.skus) || !roles_of(snap).starts_with(&self.roles) {
@@ -358,7 +410,7 @@ impl Memo {
             h.warm(
                 self.book
                     .wanted()
-                    .chain(self.placed.values().flat_map(Placed::wanted)),
+                    .chain(self.placed.iter().flat_map(Placed::wanted)),
             );
         }
         let warmed = clock.elapsed();
@@ -373,6 +425,7 @@ impl Memo {
             seed: Vec::new(),
             everywhere,
             visit: Vec::new(),
+            places: Vec::new(),
             run: Vec::new(),
             why: Vec::new(),
             overflowed: (0, 0),
@@ -399,7 +452,7 @@ impl Memo {
                 }
             })
             .collect();
-        pick.seed = self.seed(snap, &pick);
+        pick.seed = self.seed(&pick);
         let ms = |d: std::time::Duration| d.as_millis() as u64;
         tracing::debug!(
             warm_ms = ms(warmed),
@@ -427,9 +480,10 @@ impl Memo {
         let n = pick.rules;
         let mut tally = vec![(0usize, 0u32); n];
         for (i, a) in snap.accounts.iter().enumerate() {
-            let Some(p) = self.placed.get(&*a.id) else {
+            let Some(place) = self.places.at(i, &a.id) else {
                 return Err("the accounts of the book changed".into());
             };
+            let p = &self.placed[place];
             let mut changed =
                 p.changed(a, (&snap.portfolio, snap.end()), since.orders, past) | book;
             let (all, earlier) = p.overflowed();
@@ -454,11 +508,11 @@ impl Memo {
                         let figures = b.figures & changed;
                         let decide = b.decide & changed;
                         if tier {
-                            let stale = self.stale(&a.id, r);
+                            let stale = self.stale(place, r);
                             decide | figures | if stale { reads::TIER } else { 0 }
                         } else {
                             if figures != 0 && decide == 0 {
-                                pick.stale.push((i, r));
+                                pick.stale.push((place, r));
                             }
                             decide
                         }
@@ -474,6 +528,7 @@ impl Memo {
             // pairs runs: its alerts are stepped (a silence may name a tier).
             if changed & reads::TIER != 0 || pick.run[at..].iter().any(|r| *r) {
                 pick.visit.push((i, changed));
+                pick.places.push(place);
             } else {
                 pick.run.truncate(at);
             }
@@ -481,13 +536,11 @@ impl Memo {
         Ok(tally)
     }
 
-    /// Whether one of rule `r`'s findings for account `id` is stale: its
-    /// figures are older than what they read.
-    fn stale(&self, id: &str, r: usize) -> bool {
-        self.results
-            .get(id)
-            .into_iter()
-            .flatten()
+    /// Whether one of rule `r`'s findings for the account at place `at`
+    /// is stale: its figures are older than what they read.
+    fn stale(&self, at: usize, r: usize) -> bool {
+        self.results[at]
+            .iter()
             .any(|k| matches!(k, Kept::Found { rule, stale: true, .. } if *rule == r))
     }
 
@@ -495,14 +548,14 @@ impl Memo {
     /// Their figures are those of their last run, not a full run's.
     pub fn stale_pairs(&self, rules: &RuleSet) -> HashSet<(String, String)> {
         let mut out = HashSet::new();
-        for (id, kept) in &self.results {
+        for (id, kept) in self.places.ids.iter().zip(&self.results) {
             for k in kept {
                 if let Kept::Found {
                     rule, stale: true, ..
                 } = k
                     && let Some(r) = rules.rules.get(*rule)
                 {
-                    out.insert((r.name.to_string(), id.clone()));
+                    out.insert((r.name.to_string(), id.to_string()));
                 }
             }
         }
@@ -512,16 +565,14 @@ impl Memo {
     /// Per rule, the alerts raised last time by the pairs `pick` does not
     /// run: a full run would raise them again, and they count towards
     /// `alerts.max_per_rule` before the pairs run now.
-    fn seed(&self, snap: &Snapshot, pick: &Pick) -> Vec<usize> {
+    fn seed(&self, pick: &Pick) -> Vec<usize> {
         let mut seed = vec![0; pick.rules];
-        let visited: HashMap<&str, usize> = pick
-            .visit
-            .iter()
-            .enumerate()
-            .map(|(k, (i, _))| (&*snap.accounts[*i].id, k))
-            .collect();
-        for (id, kept) in &self.results {
-            let k = visited.get(id.as_str()).copied();
+        // By place in the memo's tables.
+        let mut visited: Vec<Option<usize>> = vec![None; self.places.len()];
+        for (k, at) in pick.places.iter().enumerate() {
+            visited[*at] = Some(k);
+        }
+        for (kept, k) in self.results.iter().zip(visited) {
             for r in kept {
                 // Held findings do not count towards the cap (`rules::run`).
                 let runs = k.is_some_and(|k| pick.runs(k, r.rule()));
@@ -551,8 +602,9 @@ impl Memo {
     /// drop wants only the failures, and only when there are any.
     fn gather(&self, rules: &RuleSet, snap: &Snapshot, findings: bool) -> Outcome {
         let mut out = Outcome::default();
-        for a in &snap.accounts {
-            for k in self.results.get(&*a.id).into_iter().flatten() {
+        for (i, a) in snap.accounts.iter().enumerate() {
+            let kept = self.places.at(i, &a.id).map(|at| &self.results[at]);
+            for k in kept.into_iter().flatten() {
                 let listed = match k {
                     Kept::Found { idle, .. } => findings && !idle,
                     Kept::Failed { .. } => true,

@@ -101,6 +101,9 @@ impl Placed {
             self.hist.push((*k, k.value(m, at.0, at.1)));
             have.insert(*k);
         }
+        // Kept until the next evaluation, for every account: no room to
+        // grow into (pushed one by one, a list is up to twice its length).
+        self.hist.shrink_to_fit();
     }
 
     /// Whether more history was read than is kept: of today and earlier

@@ -121,6 +121,53 @@ fn a_pair_runs_again_only_when_what_it_read_changed() {
     );
 }
 
+/// A snapshot holds its accounts in rank order, so the next one may hold
+/// them elsewhere: the memo finds each by id, keeps its results with it,
+/// and tells another account list from the same one in another order.
+#[test]
+fn the_same_accounts_in_another_order_are_found_by_id() {
+    let src = r#"
+        if account.tier != "A" { alert(#{ title: `${account.id} out of A` }); }
+    "#;
+    let rules = RuleSet::from_sources(&[("r", src)]).unwrap();
+    let (a, b) = (Tier::A, Tier::B);
+    let first = book(&[a, b, b], 50.0, 0.1);
+    let out = rules.evaluate(&first);
+    assert_eq!(out.findings.len(), 2);
+    let mut memo = Memo::of(&rules, &first, String::new(), &out).unwrap();
+    let ids = |v: &[&str]| -> Vec<String> { v.iter().map(|s| s.to_string()).collect() };
+    // The same accounts, the other way round: nothing moved, nothing runs.
+    let reversed = |mut s: Snapshot| {
+        s.accounts.reverse();
+        s
+    };
+    assert_eq!(step(&rules, &mut memo, &reversed(book(&[a, b, b], 50.0, 0.1))), ids(&[]));
+    // KH3 moves into A (now first, as a ranking would put it): it alone
+    // runs, and its finding goes with it (`step` compares with a full run).
+    let mut moved = book(&[a, b, a], 50.0, 0.1);
+    moved.accounts.swap(0, 2);
+    assert_eq!(step(&rules, &mut memo, &moved), ids(&["KH3"]));
+    assert_eq!(memo.outcome(&rules, &moved).findings.len(), 1);
+    // As many accounts, one of them another: everything runs.
+    let mut other = book(&[a, b, a], 50.0, 0.1);
+    other.accounts[1] = Arc::new(AccountMetrics {
+        tier: Tier::B,
+        ..AccountMetrics::empty("KH9", "测试")
+    });
+    let since = Since {
+        accounts: &[],
+        orders: true,
+        orders_from: None,
+    };
+    let why = memo.pick(&rules, &other, "", since).unwrap_err();
+    assert_eq!(why, "the accounts of the book changed");
+    // Two accounts with one id: no memo (everything runs next time).
+    let mut twice = book(&[a, b], 50.0, 0.1);
+    twice.accounts[1] = twice.accounts[0].clone();
+    let out = rules.evaluate(&twice);
+    assert!(Memo::of(&rules, &twice, String::new(), &out).is_none());
+}
+
 /// A value compared with a floor through `past_tier_floor` is read as the
 /// answer: the pair runs again when the floor crosses the value, not when
 /// the floor moves and stays on the same side.

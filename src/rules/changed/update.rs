@@ -38,21 +38,20 @@ impl Memo {
         let n = rules.rules.len();
         for (k, &(i, c)) in pick.visit.iter().enumerate() {
             let a = &snap.accounts[i];
-            if let Some(p) = self.placed.get_mut(&*a.id) {
-                p.update(
-                    a,
-                    (&snap.portfolio, snap.end()),
-                    &now.reads,
-                    k,
-                    n,
-                    pick.past,
-                );
-            }
+            let at = pick.places[k];
+            self.placed[at].update(
+                a,
+                (&snap.portfolio, snap.end()),
+                &now.reads,
+                k,
+                n,
+                pick.past,
+            );
             let new = fresh.remove(&*a.id).unwrap_or_default();
             // The alerts of an account whose tier moved are stepped for
             // every rule: a silence may name the tier.
             let tier = c & reads::TIER != 0;
-            let (results, moved) = self.replace(&a.id, new, |r| pick.runs(k, r), tier);
+            let (results, moved) = self.replace(at, new, |r| pick.runs(k, r), tier);
             let stepped = |r: usize| tier || moved.contains(&r);
             for k in results.iter().filter(|k| stepped(k.rule())) {
                 if let Kept::Found {
@@ -76,9 +75,8 @@ impl Memo {
                 }
             }
         }
-        for &(i, r) in &pick.stale {
-            let kept = self.results.get_mut(&*snap.accounts[i].id);
-            for k in kept.into_iter().flatten() {
+        for &(at, r) in &pick.stale {
+            for k in &mut self.results[at] {
                 if let Kept::Found { rule, stale, .. } = k
                     && *rule == r
                 {
@@ -103,26 +101,22 @@ impl Memo {
         out
     }
 
-    /// Account `id`'s results, those of the rules `ran` replaced by `new`
+    /// The results of the account at place `at`, those of the rules `ran` replaced by `new`
     /// (its results now), in a full run's order; and the rules that ran
     /// whose results the alerts' lifecycle observes otherwise now
     /// ([`observed`]). With `all` (every pair of the account is stepped),
     /// none of its findings is idle any more until the step says so.
     fn replace(
         &mut self,
-        id: &str,
+        at: usize,
         new: Vec<Kept>,
         ran: impl Fn(usize) -> bool,
         all: bool,
     ) -> (&[Kept], Vec<usize>) {
-        let results = match self.results.get_mut(id) {
-            Some(v) => v,
-            None if new.is_empty() => return (&[], Vec::new()),
-            None => self.results.entry(id.to_string()).or_default(),
-        };
+        let results = &mut self.results[at];
         // Most accounts: the rules that ran found nothing, then or now.
         if new.is_empty() && !all && !results.iter().any(|k| ran(k.rule())) {
-            return (self.results.get(id).map_or(&[], Vec::as_slice), Vec::new());
+            return (&self.results[at], Vec::new());
         }
         let (gone, stay): (Vec<Kept>, Vec<Kept>) = std::mem::take(results)
             .into_iter()
@@ -167,11 +161,8 @@ impl Memo {
         results.extend(new);
         // By rule, each rule's in the order raised (a stable sort).
         results.sort_by_key(Kept::rule);
-        if results.is_empty() {
-            self.results.remove(id);
-            return (&[], moved);
-        }
-        (self.results.get(id).map_or(&[], Vec::as_slice), moved)
+        results.shrink_to_fit();
+        (&self.results[at], moved)
     }
 
     /// Marks `idle`'s findings (as the alerts' step handed them over: held,
@@ -183,7 +174,8 @@ impl Memo {
             let Some(&r) = index.get(&*f.rule) else {
                 continue;
             };
-            let kept = self.results.get_mut(&*f.account.id);
+            let at = self.places.find(&f.account.id);
+            let kept = at.map(|at| &mut self.results[at]);
             let first = kept.into_iter().flatten().find(|k| {
                 matches!(k, Kept::Found { rule, said, idle: false, .. } if *rule == r && said.key == f.key)
             });
