@@ -171,7 +171,7 @@ pub fn evaluate_changed(
                     pick: picked_in,
                     started,
                 };
-                partly(cfg, conn, rules, snap, m, &pick, now, times)?
+                partly(cfg, conn, rules, snap, m, &pick, now, times, stop)?
             } else {
                 tracing::info!(
                     "the rules ran only where something changed, but an alert cap or a sandbox limit was reached by a rule that did not run for every account: running every rule for every account"
@@ -235,11 +235,19 @@ fn partly(
     pick: &Pick,
     now: Outcome,
     times: Times,
+    stop: &Arc<AtomicBool>,
 ) -> Result<(EvalReport, Option<Memo>)> {
     finished(&now, snap.as_of)?;
     let started = times.started;
     let ran = started.elapsed();
     let stepped = memo.update(rules, snap, pick, &now);
+    if let Some(why) = &stepped.incomplete {
+        tracing::error!(
+            "the rules ran only where something changed, but {why}: running every rule for every account"
+        );
+        drop((memo, now, stepped));
+        return fully(cfg, conn, rules, snap, stop);
+    }
     let run = pick.accounts_run();
     let enabled = rules.rules.iter().filter(|r| r.enabled()).count();
     tracing::info!(

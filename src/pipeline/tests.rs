@@ -4,6 +4,7 @@
 //! the alerts, their history, the mail queued and the evaluations' record
 //! compared with a full evaluation of a copy of the same database.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -194,38 +195,35 @@ fn drops() -> impl Strategy<Value = Drop> {
     ]
 }
 
+/// One finding as text (without the account's arrays); its texts (title,
+/// figures, action) with `texts`.
+fn finding(f: &crate::rules::Finding, texts: bool) -> String {
+    let texts = if texts {
+        format!("{:?} {:?} {:?} {:?}", f.title, f.figures, f.units, f.action)
+    } else {
+        String::new()
+    };
+    format!(
+        "finding {} {} {:?} {:?} {} {} tier {} share {:?}",
+        f.rule,
+        f.account.id,
+        f.key,
+        f.severity,
+        f.starts,
+        texts,
+        f.account.tier.as_str(),
+        f.account.share
+    )
+}
+
 /// What an evaluation reports, as text: the findings (without the
 /// accounts' arrays), the failures, what started (by key), resolved and
 /// was queued. `all`: what a full run finds, when the report holds only the
-/// findings of the pairs stepped.
-/// `stale`: the (rule, account) pairs whose figures are not compared (see
-/// `Memo::stale_pairs`).
-fn reported(r: &EvalReport, all: Option<&Outcome>, stale: &HashSet<(String, String)>) -> String {
+/// findings of the pairs stepped (as the memo keeps them: without their
+/// texts, and `texts` is false then).
+fn reported(r: &EvalReport, all: Option<&Outcome>, texts: bool) -> String {
     let (findings, errors) = all.map_or((&r.findings, &r.errors), |o| (&o.findings, &o.errors));
-    let mut lines: Vec<String> = findings
-        .iter()
-        .map(|f| {
-            let pair = (f.rule.to_string(), f.account.id.to_string());
-            let (figures, units) = if stale.contains(&pair) {
-                ("(stale)".to_string(), "(stale)".to_string())
-            } else {
-                (format!("{:?}", f.figures), format!("{:?}", f.units))
-            };
-            format!(
-                "finding {} {} {:?} {:?} {:?} {} {} {:?} tier {} share {:?}",
-                f.rule,
-                f.account.id,
-                f.key,
-                f.severity,
-                f.title,
-                figures,
-                units,
-                f.action,
-                f.account.tier.as_str(),
-                f.account.share
-            )
-        })
-        .collect();
+    let mut lines: Vec<String> = findings.iter().map(|f| finding(f, texts)).collect();
     lines.extend(errors.iter().map(|e| format!("error {e:?}")));
     let started: Vec<(&str, &str, &str)> = r
         .started
@@ -436,25 +434,36 @@ impl Daemon {
         let b = evaluate(&self.cfg, &mut full, &self.rules, today, false).unwrap();
         assert!(b.partial.is_none());
         // A partial evaluation's report holds the findings of the pairs it
-        // stepped; the memo holds all a full run finds, but for the figures
-        // of its stale findings (those of their run: they are written
-        // only after their pair runs again, as the tables below show).
-        let (all, stale) = match a.partial {
+        // stepped, with their texts: each as the full run finds it. The
+        // memo holds what the alerts observe of all a full run finds.
+        let all = match a.partial {
             Some(_) => {
                 let memo = self
                     .memo
                     .as_ref()
                     .expect("a partial evaluation is remembered");
-                let stale = memo.stale_pairs(&self.rules);
-                STALE.fetch_add(stale.len(), Ordering::Relaxed);
-                (Some(memo.outcome(&self.rules, &snap)), stale)
+                let mut texts: HashMap<String, Vec<String>> = HashMap::new();
+                for f in &b.findings {
+                    texts
+                        .entry(finding(f, false))
+                        .or_default()
+                        .push(finding(f, true));
+                }
+                for f in &a.findings {
+                    let whole = finding(f, true);
+                    let theirs = texts.get(&finding(f, false));
+                    assert!(
+                        theirs.is_some_and(|t| t.contains(&whole)),
+                        "{what}: a finding stepped is not as the full run finds it\npartial: {whole}\nfull:    {theirs:?}"
+                    );
+                    STEPPED.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(memo.outcome(&self.rules, &snap))
             }
-            None => (None, HashSet::new()),
+            None => None,
         };
-        let (x, y) = (
-            reported(&b, None, &stale),
-            reported(&a, all.as_ref(), &stale),
-        );
+        let texts = all.is_none();
+        let (x, y) = (reported(&b, None, texts), reported(&a, all.as_ref(), texts));
         if let Some((n, p, q)) = crate::metrics::live::first_difference(&x, &y) {
             panic!("{what}: the findings differ at line {n}\nfull:    {p}\npartial: {q}");
         }
@@ -469,8 +478,9 @@ impl Daemon {
 /// Partial evaluations made over all cases, and accounts they ran.
 static PARTIAL: AtomicUsize = AtomicUsize::new(0);
 static RAN: AtomicUsize = AtomicUsize::new(0);
-/// Findings whose figures were stale after a partial evaluation, summed.
-static STALE: AtomicUsize = AtomicUsize::new(0);
+/// Findings of the pairs a partial evaluation stepped (compared with their
+/// texts), summed.
+static STEPPED: AtomicUsize = AtomicUsize::new(0);
 
 /// One case: the steps in order; after each, maybe an evaluation compared
 /// with a full one.
@@ -560,10 +570,9 @@ fn changed_only_equals_full() {
         .unwrap();
     let (partial, ran) = (PARTIAL.load(Ordering::Relaxed), RAN.load(Ordering::Relaxed));
     assert!(partial >= 16, "only {partial} evaluations ran partly");
-    // Figures left as they were by some of them, and what was written
-    // still what a full evaluation writes.
-    let stale = STALE.load(Ordering::Relaxed);
-    assert!(stale > 0, "no figures were left stale");
+    // Some of them stepped findings, with the texts a full run writes.
+    let stepped = STEPPED.load(Ordering::Relaxed);
+    assert!(stepped > 0, "no partial evaluation stepped a finding");
     // Partly: on average fewer accounts than the book has.
     assert!(
         ran < partial * ACCOUNTS,
@@ -741,17 +750,18 @@ fn the_books_earlier_days_are_apart_from_its_figures_of_today() {
 }
 
 /// What only an alert's figures read runs its pair again only when its
-/// alerts are stepped without it, so that their texts may be written: a
-/// line of yesterday moves the book of yesterday, which the figures here
-/// read, and the rule runs for the account of the line alone; every other
-/// finding keeps the figures of its run (stale), which nothing writes or
-/// mails. A line of today, large enough to move accounts out of tier A
-/// (and moving nothing the figures read), then steps every alert of those
-/// accounts: their silence (tier A) no longer holds their start back, the
-/// start is mailed with the figures, and those are what a full evaluation
-/// writes, as the pairs ran again first.
+/// alerts are stepped, so that their texts may be written: a line of
+/// yesterday moves the book of yesterday, which the figures here read, and
+/// the rule runs for the account of the line alone; every other alert
+/// keeps the figures written at its start, as a full evaluation does (the
+/// tables are compared). A line of today, large enough to move accounts
+/// out of tier A (and moving nothing the figures read), then steps every
+/// alert of those accounts: their silence (tier A) no longer holds their
+/// start back, the start is mailed with the figures, and those are what a
+/// full evaluation writes, as every pair of an account whose tier moved
+/// runs.
 #[test]
-fn what_only_the_figures_read_leaves_them_stale_until_their_alert_is_stepped() {
+fn what_only_the_figures_read_runs_nothing_until_their_alert_is_stepped() {
     let mut d = Daemon::start(Setup::default());
     d.rules = RuleSet::from_sources(&[(
         "of_the_book",
@@ -775,8 +785,6 @@ fn what_only_the_figures_read_leaves_them_stale_until_their_alert_is_stepped() {
     let r = d.evaluate_both(today, "after a line dated yesterday");
     assert!(r.partial.is_some());
     assert_eq!(r.runs, 1, "only the account of the line");
-    let stale = d.memo.as_ref().unwrap().stale_pairs(&d.rules);
-    assert_eq!(stale.len(), ACCOUNTS - 1, "{stale:?}");
     let tiers = |d: &mut Daemon| -> Vec<(String, crate::model::Tier)> {
         let snap = d.live.snapshot(today, &d.cfg.cfg.tiers);
         snap.accounts

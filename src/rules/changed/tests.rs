@@ -45,7 +45,8 @@ fn ran(pick: &Pick, snap: &Snapshot) -> Vec<String> {
 }
 
 /// Picks the pairs for `snap` after `memo`, runs them, brings the memo up
-/// to date and checks it holds what a full run finds; returns the accounts
+/// to date and checks it holds what the alerts observe of what a full run
+/// finds, and that the findings it steps are a full run's; returns the accounts
 /// run.
 fn step(rules: &RuleSet, memo: &mut Memo, snap: &Snapshot) -> Vec<String> {
     let since = Since {
@@ -56,13 +57,34 @@ fn step(rules: &RuleSet, memo: &mut Memo, snap: &Snapshot) -> Vec<String> {
     let pick = memo.pick(rules, snap, "", since).unwrap();
     let now = rules.evaluate_picked(snap, &pick, Arc::default());
     assert!(pick.settled(rules, &now));
-    memo.update(rules, snap, &pick, &now);
+    let stepped = memo.update(rules, snap, &pick, &now);
     let full = rules.evaluate(snap);
+    // The findings handed to the alerts' step carry a full run's texts.
+    let whole = |f: &Finding| {
+        format!(
+            "{} {} {:?} {:?} {:?}",
+            f.account.id, f.rule, f.key, f.title, f.figures
+        )
+    };
+    let theirs: Vec<String> = full.findings.iter().map(whole).collect();
+    for f in &stepped.findings {
+        assert!(
+            theirs.contains(&whole(f)),
+            "{} not as a full run finds it",
+            whole(f)
+        );
+    }
+    // What the alerts observe of each finding (the memo keeps no texts).
     let titles = |o: &Outcome| -> Vec<String> {
         let mut t: Vec<String> = o
             .findings
             .iter()
-            .map(|f| format!("{} {}", f.account.id, f.title))
+            .map(|f| {
+                format!(
+                    "{} {} {:?} {:?} {}",
+                    f.account.id, f.rule, f.key, f.severity, f.starts
+                )
+            })
             .collect();
         t.extend(
             o.errors
@@ -141,7 +163,10 @@ fn the_same_accounts_in_another_order_are_found_by_id() {
         s.accounts.reverse();
         s
     };
-    assert_eq!(step(&rules, &mut memo, &reversed(book(&[a, b, b], 50.0, 0.1))), ids(&[]));
+    assert_eq!(
+        step(&rules, &mut memo, &reversed(book(&[a, b, b], 50.0, 0.1))),
+        ids(&[])
+    );
     // KH3 moves into A (now first, as a ranking would put it): it alone
     // runs, and its finding goes with it (`step` compares with a full run).
     let mut moved = book(&[a, b, a], 50.0, 0.1);

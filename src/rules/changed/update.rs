@@ -7,10 +7,9 @@
 
 use std::collections::HashMap;
 
-use super::{Kept, Memo, Pick, count, kept_of, roles_of, rule_index};
+use super::{Kept, Memo, Pick, Seen, count, kept_of, roles_of, rule_index};
 use crate::metrics::Snapshot;
-use crate::model::Severity;
-use crate::rules::finding::{Finding, Outcome, RunError, Said};
+use crate::rules::finding::{Finding, Outcome, RunError};
 use crate::rules::reads;
 use crate::rules::set::RuleSet;
 
@@ -34,6 +33,13 @@ impl Memo {
         for (id, k) in kept_of(&index, now) {
             fresh.entry(id).or_default().push(k);
         }
+        // The findings of the pairs run, by account: the stepped ones are
+        // handed over from here, with their texts (the memo keeps none).
+        let mut found: HashMap<&str, Vec<(usize, &Finding)>> = HashMap::new();
+        for f in &now.findings {
+            let r = index.get(&*f.rule).copied().unwrap_or(usize::MAX);
+            found.entry(&f.account.id).or_default().push((r, f));
+        }
         let mut out = Stepped::default();
         let n = rules.rules.len();
         for (k, &(i, c)) in pick.visit.iter().enumerate() {
@@ -49,38 +55,37 @@ impl Memo {
             );
             let new = fresh.remove(&*a.id).unwrap_or_default();
             // The alerts of an account whose tier moved are stepped for
-            // every rule: a silence may name the tier.
+            // every rule: a silence may name the tier (and every pair of
+            // it ran: `Memo::pick`).
             let tier = c & reads::TIER != 0;
             let (results, moved) = self.replace(at, new, |r| pick.runs(k, r), tier);
             let stepped = |r: usize| tier || moved.contains(&r);
-            for k in results.iter().filter(|k| stepped(k.rule())) {
-                if let Kept::Found {
-                    rule, said, stale, ..
-                } = k
-                    && let Some(r) = rules.rules.get(*rule)
-                {
-                    // Its texts may be written now: a stale one ran
-                    // (`Memo::visits`).
-                    debug_assert!(!stale, "{} for {}: stale figures stepped", r.name, a.id);
-                    out.findings.push(Finding {
-                        rule: r.name.clone(),
-                        account: a.clone(),
-                        said: said.clone(),
-                    });
-                }
+            // A full run's order within the account: by rule, each rule's
+            // in the order raised (a stable sort).
+            let mut ran = found.remove(&*a.id).unwrap_or_default();
+            ran.sort_by_key(|(r, _)| *r);
+            let before = out.findings.len();
+            out.findings.extend(
+                ran.into_iter()
+                    .filter(|(r, _)| stepped(*r))
+                    .map(|(_, f)| f.clone()),
+            );
+            // Every finding stepped is handed over with its texts: none of
+            // a pair that did not run (the memo has no texts to give).
+            let kept = results
+                .iter()
+                .filter(|k| matches!(k, Kept::Found { .. }) && stepped(k.rule()))
+                .count();
+            if out.findings.len() - before != kept && out.incomplete.is_none() {
+                debug_assert!(false, "{}: a finding stepped whose pair did not run", a.id);
+                out.incomplete = Some(format!(
+                    "{}: a finding would be stepped whose pair did not run",
+                    a.id
+                ));
             }
             for (r, rule) in rules.rules.iter().enumerate() {
                 if rule.enabled() && stepped(r) {
                     out.pairs.push((rule.name.to_string(), a.id.to_string()));
-                }
-            }
-        }
-        for &(at, r) in &pick.stale {
-            for k in &mut self.results[at] {
-                if let Kept::Found { rule, stale, .. } = k
-                    && *rule == r
-                {
-                    *stale = true;
                 }
             }
         }
@@ -177,7 +182,7 @@ impl Memo {
             let at = self.places.find(&f.account.id);
             let kept = at.map(|at| &mut self.results[at]);
             let first = kept.into_iter().flatten().find(|k| {
-                matches!(k, Kept::Found { rule, said, idle: false, .. } if *rule == r && said.key == f.key)
+                matches!(k, Kept::Found { rule, seen, idle: false, .. } if *rule == r && *seen.key == *f.key)
             });
             if let Some(Kept::Found { idle, .. }) = first {
                 *idle = true;
@@ -204,27 +209,17 @@ pub struct Stepped {
     pub others: usize,
     /// The pairs stepped: (rule, account).
     pub pairs: Vec<(String, String)>,
+    /// Why these cannot stand for a full run's step, when they cannot (a
+    /// finding to step whose pair did not run: `Memo::pick` runs every
+    /// pair whose alerts are stepped, so this is a fault of its own).
+    pub incomplete: Option<String>,
 }
 
 /// What the alerts' lifecycle observes of a result: a failure, or a
-/// finding's key, severity and whether it may start an alert. Its texts are written only with a change
-/// of its alert's lifecycle, which the same observation on the same day
-/// does not make. A field added to [`Said`] must be placed here (the
-/// pattern names every one).
-fn observed(k: &Kept) -> Option<(&str, Severity, bool)> {
+/// finding's key, severity and whether it may start an alert ([`Seen`]).
+fn observed(k: &Kept) -> Option<&Seen> {
     match k {
-        Kept::Found { said, .. } => {
-            let Said {
-                key,
-                severity,
-                starts,
-                title: _,
-                figures: _,
-                units: _,
-                action: _,
-            } = &**said;
-            Some((key.as_str(), *severity, *starts))
-        }
+        Kept::Found { seen, .. } => Some(seen),
         Kept::Failed { .. } => None,
     }
 }
