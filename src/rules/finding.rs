@@ -181,6 +181,24 @@ impl ReadLog {
 }
 
 impl Outcome {
+    /// Gives back the room its lists grew into (the evaluation holds the
+    /// outcomes of all its blocks before it puts them together).
+    pub fn shrink_to_fit(&mut self) {
+        self.findings.shrink_to_fit();
+        self.errors.shrink_to_fit();
+        self.reads.bits.shrink_to_fit();
+        self.reads.keys.shrink_to_fit();
+    }
+
+    /// Makes room for `parts` appended to this one, exactly.
+    pub fn reserve_for<'a>(&mut self, parts: impl Iterator<Item = &'a Outcome> + Clone) {
+        let sum = |f: fn(&Outcome) -> usize| parts.clone().map(f).sum::<usize>();
+        self.findings.reserve_exact(sum(|o| o.findings.len()));
+        self.errors.reserve_exact(sum(|o| o.errors.len()));
+        self.reads.bits.reserve_exact(sum(|o| o.reads.bits.len()));
+        self.reads.keys.reserve_exact(sum(|o| o.reads.keys.len()));
+    }
+
     /// Adds `ns` nanoseconds to rule `i`'s script time.
     pub fn time_script(&mut self, i: usize, ns: u64) {
         if self.script_ns.len() <= i {

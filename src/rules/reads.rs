@@ -481,10 +481,11 @@ pub(crate) type FxSet<T> = HashSet<T, BuildHasherDefault<Fx>>;
 /// What one pair's run read, as bits: what its decision read (whether it
 /// raised an alert, and each alert's key, severity, `starts`, title and
 /// action), and what only the figures of its alerts read (`alert(#{
-/// figures: Fn("name") })`, [`figures`]). `rules::changed` runs a pair
-/// again for a change of what its figures read only while one of its
-/// alerts is on record (not for a held finding that keeps nothing open:
-/// nobody sees its figures). Both empty: the pair did not run.
+/// figures: Fn("name") })`, [`figures`]). `rules::changed` does not run a
+/// pair again for a change of what its figures read alone: its alerts'
+/// texts are written only when their lifecycle changes, which a change of
+/// what decided them does (an account whose tier moved has every pair
+/// run). Both empty: the pair did not run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Read {
     pub decide: u32,

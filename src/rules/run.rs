@@ -408,6 +408,9 @@ impl RuleSet {
         }
         parts.sort_by_key(|p| p.0);
         let mut out = Outcome::default();
+        // Each part's lists freed as they are moved, into lists of the
+        // exact length: no growing by doubling while all of them are held.
+        out.reserve_for(parts.iter().map(|p| &p.1));
         for (_, p) in parts {
             out.findings.extend(p.findings);
             out.errors.extend(p.errors);
@@ -453,7 +456,12 @@ impl RuleSet {
                 match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     day.run(block, part)
                 })) {
-                    Ok(o) => done.push((b, o)),
+                    Ok(mut o) => {
+                        // Held until every block is done: without the room
+                        // each list grew into (up to twice its length).
+                        o.shrink_to_fit();
+                        done.push((b, o));
+                    }
                     Err(p) => {
                         done.push((b, self.failed(block, &panic_text(&*p))));
                         continue 'fresh;
