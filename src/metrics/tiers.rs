@@ -232,9 +232,14 @@ fn at_a_line(share_above: f64, tiers: &TierConfig) -> f64 {
 /// B below `b_share`, else C; a share within [`AT_THE_LINE`] of a line is
 /// at it.
 fn tier_of(share_above: f64, tiers: &TierConfig) -> Tier {
-    if share_above < tiers.a_share - AT_THE_LINE {
+    tier_at(share_above, [tiers.a_share, tiers.b_share])
+}
+
+/// [`tier_of`] with the lines `[a_share, b_share]`.
+fn tier_at(share_above: f64, [a_share, b_share]: [f64; 2]) -> Tier {
+    if share_above < a_share - AT_THE_LINE {
         Tier::A
-    } else if share_above < tiers.b_share - AT_THE_LINE {
+    } else if share_above < b_share - AT_THE_LINE {
         Tier::B
     } else {
         Tier::C
@@ -292,7 +297,7 @@ impl AloneBook {
             floor_a: f64::INFINITY,
             floor_b: f64::INFINITY,
         };
-        for (t, v) in ranked.tiers().iter().zip(&values) {
+        for (t, v) in ranked.tiers().zip(&values) {
             match t {
                 Tier::A => book.floor_a = book.floor_a.min(*v),
                 Tier::B => book.floor_b = book.floor_b.min(*v),
@@ -323,13 +328,17 @@ pub struct Wanted {
 /// `metrics::ranks` (which keeps it for the next snapshot).
 pub(super) type DayRanks = Arc<DayRanking>;
 
-/// One day's (tier, share above) by account index, as two arrays: 9 bytes
-/// an account instead of a pair's 16 (the daemon keeps the days its rules
-/// read, 1.6 MiB a day and kind at 100,000 accounts as pairs).
+/// One day's (tier, share above) by account index, before the master's
+/// tier column, as the shares alone: an account's tier is the tier of its
+/// share above ([`tier_at`]; under `both` the larger of the two shares
+/// gives the lower of the two tiers), so 8 bytes an account (the daemon
+/// keeps the days its rules read: at 100,000 accounts about 150 days, 0.8
+/// MiB each; with the tiers beside them it was 9 bytes).
 #[derive(Debug)]
 pub struct DayRanking {
-    tiers: Box<[Tier]>,
     shares: Box<[f64]>,
+    /// The config's lines (`a_share`, `b_share`) the tiers are of.
+    lines: [f64; 2],
     /// For a ranking by one measure alone, that day's book
     /// ([`TierHistory::book_alone`]), on first use: a function of the same
     /// values as the ranking, so it is kept (`metrics::ranks`) and dropped
@@ -339,31 +348,38 @@ pub struct DayRanking {
 }
 
 impl PartialEq for DayRanking {
-    /// The same tiers and shares (the book alone follows from them and the
-    /// day's values).
+    /// The same shares under the same lines (the tiers follow from them,
+    /// and the book alone from them and the day's values).
     fn eq(&self, other: &Self) -> bool {
-        self.tiers == other.tiers && self.shares == other.shares
+        self.shares == other.shares && self.lines == other.lines
     }
 }
 
 impl DayRanking {
-    fn of(pairs: Vec<(Tier, f64)>) -> DayRanking {
-        let (tiers, shares): (Vec<Tier>, Vec<f64>) = pairs.into_iter().unzip();
+    /// The ranking of `pairs`, (tier, share above) by account index as
+    /// [`Ranked::by_index`] gives them under `tiers`' lines.
+    fn of(pairs: Vec<(Tier, f64)>, tiers: &TierConfig) -> DayRanking {
+        let lines = [tiers.a_share, tiers.b_share];
+        debug_assert!(
+            pairs.iter().all(|(t, s)| *t == tier_at(*s, lines)),
+            "a tier that is not its share's"
+        );
         DayRanking {
-            tiers: tiers.into_boxed_slice(),
-            shares: shares.into_boxed_slice(),
+            shares: pairs.into_iter().map(|p| p.1).collect(),
+            lines,
             book: OnceLock::new(),
         }
     }
 
-    /// Account `i`'s (tier, share above).
+    /// Account `i`'s (tier, share above), before the master's tier column.
     pub fn get(&self, i: usize) -> Option<(Tier, f64)> {
-        Some((*self.tiers.get(i)?, *self.shares.get(i)?))
+        let share = *self.shares.get(i)?;
+        Some((tier_at(share, self.lines), share))
     }
 
     /// Every account's tier, by account index.
-    pub fn tiers(&self) -> &[Tier] {
-        &self.tiers
+    pub fn tiers(&self) -> impl Iterator<Item = Tier> + '_ {
+        self.shares.iter().map(|s| tier_at(*s, self.lines))
     }
 }
 
@@ -377,12 +393,12 @@ struct Slot {
 
 impl Slot {
     /// The day's ranking, made by `rank` on first use; marks it read.
-    fn get(&self, rank: impl FnOnce() -> Vec<(Tier, f64)>) -> &DayRanks {
+    fn get(&self, rank: impl FnOnce() -> DayRanking) -> &DayRanks {
         // A load first: the flag's cache line stays shared between threads.
         if !self.read.load(Ordering::Relaxed) {
             self.read.store(true, Ordering::Relaxed);
         }
-        self.ranked.get_or_init(|| Arc::new(DayRanking::of(rank())))
+        self.ranked.get_or_init(|| Arc::new(rank()))
     }
 }
 
@@ -482,24 +498,20 @@ impl TierHistory {
     /// The book ranked by `by` alone (a measure [`alone_measure`] gives)
     /// from each account's 12-month revenue and, for gross profit, its
     /// gross profit ([`TierHistory::values`]).
-    fn rank_alone(&self, by: TierBasis, revenue: &[f64], gp: Option<&[f64]>) -> Vec<(Tier, f64)> {
+    fn rank_alone(&self, by: TierBasis, revenue: &[f64], gp: Option<&[f64]>) -> DayRanking {
         let tiers = TierConfig {
             by,
             ..self.tiers.clone()
         };
-        Ranked::new(revenue, gp, &tiers).by_index(self.series.len())
+        let ranked = Ranked::new(revenue, gp, &tiers).by_index(self.series.len());
+        DayRanking::of(ranked, &tiers)
     }
 
-    /// The book ranked by the basis from the same values, the master's
-    /// tier column applied.
-    fn rank_basis(&self, revenue: &[f64], gp: Option<&[f64]>) -> Vec<(Tier, f64)> {
-        let mut out = Ranked::new(revenue, gp, &self.tiers).by_index(self.series.len());
-        for (t, o) in out.iter_mut().zip(&self.overrides) {
-            if let Some(o) = o {
-                t.0 = *o;
-            }
-        }
-        out
+    /// The book ranked by the basis from the same values (the master's
+    /// tier column is applied as it is read: [`TierHistory::at`]).
+    fn rank_basis(&self, revenue: &[f64], gp: Option<&[f64]>) -> DayRanking {
+        let ranked = Ranked::new(revenue, gp, &self.tiers).by_index(self.series.len());
+        DayRanking::of(ranked, &self.tiers)
     }
 
     /// The book `days_ago` days before the end ranked by revenue alone
@@ -552,11 +564,14 @@ impl TierHistory {
         self.alone_at(TierBasis::GrossProfit, i, 0)
     }
 
-    /// Sets a day already ranked (`days_ago`: (tier, share above) by
-    /// account index); a day already set keeps its value.
+    /// Sets a day already ranked by the basis (`days_ago`: (tier, share
+    /// above) by account index, before the master's tier column); a day
+    /// already set keeps its value.
     pub fn seed(&self, days_ago: usize, ranked: Vec<(Tier, f64)>) {
         if let Some(slot) = self.days.get(days_ago) {
-            let _ = slot.ranked.set(Arc::new(DayRanking::of(ranked)));
+            let _ = slot
+                .ranked
+                .set(Arc::new(DayRanking::of(ranked, &self.tiers)));
         }
     }
 
@@ -611,11 +626,15 @@ impl TierHistory {
         let k = usize::try_from(days_ago).ok()?;
         let slot = self.days.get(k)?;
         let day = self.end - k as i32;
-        slot.get(|| {
-            let (revenue, gp) = self.values(day, self.tiers.by);
-            self.rank_basis(&revenue, gp.as_deref())
-        })
-        .get(i)
+        let (tier, share) = slot
+            .get(|| {
+                let (revenue, gp) = self.values(day, self.tiers.by);
+                self.rank_basis(&revenue, gp.as_deref())
+            })
+            .get(i)?;
+        // The master's tier column over the ranking's.
+        let fixed = self.overrides.get(i).copied().flatten();
+        Some((fixed.unwrap_or(tier), share))
     }
 
     /// Ranks the days `wanted` names ahead of their first use, on two

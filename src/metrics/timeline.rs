@@ -462,16 +462,6 @@ impl Timeline {
         )
     }
 
-    /// (tier, share of the accounts above) by account index in `ranked`,
-    /// the master's tier column applied.
-    fn standings(&self, ranked: &Ranked) -> Vec<(Tier, f64)> {
-        let mut out = ranked.by_index(self.accounts.len());
-        for (t, a) in out.iter_mut().zip(&self.accounts) {
-            t.0 = a.tier_override.unwrap_or(t.0);
-        }
-        out
-    }
-
     /// The tier history of the snapshot at `end`, its first days (`now`
     /// and `before`, `PREV_TIER_DAYS` earlier) already ranked; and the
     /// share above each account now, by account index.
@@ -482,17 +472,18 @@ impl Timeline {
         now: &Ranked,
         before: &Ranked,
     ) -> (Arc<TierHistory>, Vec<f64>) {
-        let seen_now = self.standings(now);
-        let seen_before = self.standings(before);
         let history = Arc::new(TierHistory::new(
             end,
             tiers,
             self.accounts.iter().map(|a| a.series.as_of(end)).collect(),
             self.accounts.iter().map(|a| a.tier_override).collect(),
         ));
+        // The history applies the tier column as it is read.
+        let n = self.accounts.len();
+        let seen_now = now.by_index(n);
         let share_above: Vec<f64> = seen_now.iter().map(|x| x.1).collect();
         history.seed(0, seen_now);
-        history.seed(PREV_TIER_DAYS as usize, seen_before);
+        history.seed(PREV_TIER_DAYS as usize, before.by_index(n));
         (history, share_above)
     }
 
