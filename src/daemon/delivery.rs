@@ -46,7 +46,7 @@ pub fn spawn_delivery(
     // Marking a message sent must not fail because a long ingest holds the
     // write lock: this thread may wait (it holds nothing up meanwhile).
     conn.busy_timeout(Duration::from_secs(600))?;
-    // The worker checkpoints after each evaluation (see `worker`).
+    // The checkpoint thread copies the log after each job (`checkpoint`).
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     let (tx, rx) = std::sync::mpsc::channel();
     let handle = std::thread::Builder::new()

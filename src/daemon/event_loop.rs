@@ -118,6 +118,7 @@ pub async fn main_loop(cfg: Loaded) -> Result<()> {
         lock,
         state,
         delivery_thread,
+        checkpoint_thread,
         missed,
     } = start(cfg, &stop)?;
     let (tx, mut rx) = unbounded_channel();
@@ -136,9 +137,14 @@ pub async fn main_loop(cfg: Loaded) -> Result<()> {
     // Delivery gives up on its own (the stop flag breaks any conversation
     // within a tenth of a second); whatever still holds it after the grace
     // is cut off by the exit, like a kill: unsent rows stay pending.
+    // The checkpoint thread ends with the state's sender, after the pass
+    // it is in (one cut off by the exit leaves the log as it was: SQLite
+    // copies it the next time).
     drop(state);
     let until = Instant::now() + DELIVERY_GRACE;
-    while !delivery_thread.is_finished() && Instant::now() < until {
+    while !(delivery_thread.is_finished() && checkpoint_thread.is_finished())
+        && Instant::now() < until
+    {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     if !delivery_thread.is_finished() {

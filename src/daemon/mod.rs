@@ -28,9 +28,10 @@
 //! evaluation reads again only the accounts and datasets the files since
 //! the last one wrote. `memory` keeps glibc to two arenas and hands freed
 //! pages back after each evaluation and full read. The daemon's
-//! connections never checkpoint the write-ahead log when they commit; the
-//! worker does after each job that no evaluation follows, so copying a
-//! big file's pages into the database never delays its evaluation.
+//! connections never checkpoint the write-ahead log when they commit; a
+//! thread of its own (`checkpoint`) does, kicked by the worker after each
+//! job that no evaluation follows, so copying a big file's pages into the
+//! database never delays its evaluation, nor the next file.
 //!
 //! One file cannot take the daemon down (`isolate`): a panic while
 //! ingesting it rejects it; a file the daemon died in before (on record
@@ -45,6 +46,7 @@
 //! for `kamwatch status`. `service` speaks to systemd and holds the
 //! one-daemon lock.
 
+mod checkpoint;
 mod delivery;
 mod event_loop;
 mod isolate;

@@ -1,7 +1,8 @@
 //! Start: what the daemon does before it listens — takes the one-daemon
 //! lock, says what `check` would warn of, opens and checks the database,
 //! clears what a crash left (the archive's staging folder, stale ingest
-//! attempts), loads the rules, starts the delivery thread, and works out
+//! attempts), loads the rules, starts the delivery and checkpoint
+//! threads, and works out
 //! whether an evaluation was missed while it was down (a scheduled one, or
 //! one cut off by a crash after its files were ingested). Touches the
 //! lock file, the store, the inbox folder (created), the archive, and the
@@ -28,6 +29,8 @@ pub struct Started {
     pub lock: Lock,
     pub state: State,
     pub delivery_thread: std::thread::JoinHandle<()>,
+    /// Ends when the state (its sender) is dropped.
+    pub checkpoint_thread: std::thread::JoinHandle<()>,
     /// An evaluation is owed now (missed while down, and there are
     /// accounts to evaluate).
     pub missed: bool,
@@ -44,8 +47,9 @@ pub fn start(cfg: Loaded, stop: &Arc<AtomicBool>) -> Result<Started> {
     std::fs::create_dir_all(&inbox)
         .with_context(|| format!("creating the inbox {}", inbox.display()))?;
     let conn = crate::store::open(&cfg.database())?;
-    // No checkpoint when a transaction commits: the worker checkpoints
-    // after each evaluation, off the way from a file to its mail.
+    // No checkpoint when a transaction commits: the checkpoint thread
+    // copies the log after each evaluation, off the way from a file to
+    // its mail.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     crate::store::quick_check(&conn, &cfg.database())?;
     Live::capture(&conn).context("noting what ingest writes, for the metrics in memory")?;
@@ -69,6 +73,7 @@ pub fn start(cfg: Loaded, stop: &Arc<AtomicBool>) -> Result<Started> {
     }
     let missed = missed(&cfg, &conn);
     let (delivery, delivery_thread) = spawn_delivery(cfg.clone(), stop.clone())?;
+    let (checkpoint, checkpoint_thread) = super::checkpoint::spawn(&cfg)?;
     let state = State {
         cfg,
         conn,
@@ -77,6 +82,7 @@ pub fn start(cfg: Loaded, stop: &Arc<AtomicBool>) -> Result<Started> {
         stop: stop.clone(),
         db_id,
         delivery,
+        checkpoint,
         live: None,
         memo: None,
     };
@@ -84,6 +90,7 @@ pub fn start(cfg: Loaded, stop: &Arc<AtomicBool>) -> Result<Started> {
         lock,
         state,
         delivery_thread,
+        checkpoint_thread,
         missed,
     })
 }

@@ -45,6 +45,9 @@ pub struct State {
     pub db_id: Option<(u64, u64)>,
     /// Wakes the delivery thread.
     pub delivery: std::sync::mpsc::Sender<ToDelivery>,
+    /// Wakes the checkpoint thread (`checkpoint`): after each job that no
+    /// evaluation follows.
+    pub checkpoint: std::sync::mpsc::Sender<()>,
     /// The metrics kept in memory between evaluations; None until read
     /// (at start-up, after SIGHUP, after a refresh failed).
     pub live: Option<Live>,
@@ -263,37 +266,12 @@ impl State {
             Job::Evaluate { full } => self.evaluate(full),
             Job::Reload => self.reload(),
         };
-        // Files ingested are evaluated next: the checkpoint waits for it.
+        // Files ingested are evaluated next: the checkpoint waits for it
+        // (on its own thread: `checkpoint`).
         if !ingest || done.ingested == 0 {
-            self.checkpoint();
+            let _ = self.checkpoint.send(());
         }
         done
-    }
-
-    /// Copies what the write-ahead log holds into the database file (a
-    /// passive checkpoint: it waits for no reader or writer). The daemon's
-    /// connections do not checkpoint when they commit (`start`): a
-    /// re-export's commit copied tens of megabytes and synced them before
-    /// its evaluation could start; here, after the evaluation has queued
-    /// its mail, it holds nothing up.
-    fn checkpoint(&self) {
-        let started = Instant::now();
-        let r = self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-            });
-        match r {
-            Ok((log, copied)) => tracing::debug!(
-                log,
-                copied,
-                ms = started.elapsed().as_millis() as u64,
-                "checkpoint"
-            ),
-            Err(e) => tracing::warn!(
-                "the write-ahead log could not be copied into the database: {e}; the next job tries again"
-            ),
-        }
     }
 
     /// Ingests `files` in order, each in its own transaction, until SIGTERM.
