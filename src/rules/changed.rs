@@ -348,7 +348,7 @@ impl Memo {
         let places = Places::of(snap)?;
         let mut results: Box<[Vec<Kept>]> = (0..places.len()).map(|_| Vec::new()).collect();
         let (mut found, mut failed) = (0, 0);
-        for (id, k) in kept_of(&index, out) {
+        for (id, k, _) in kept_of(&index, out) {
             // (Every result is of an account of the snapshot.)
             let at = places.find(id)?;
             if k.rule() == usize::MAX {
@@ -619,12 +619,13 @@ fn rule_index(rules: &RuleSet) -> HashMap<&str, usize> {
         .collect()
 }
 
-/// `out`'s results as kept, each with its account's id, in `out`'s order
-/// (a rule not in `index` as `usize::MAX`).
+/// `out`'s results as kept, each with its account's id and, for a
+/// finding, the finding itself (its texts, which the memo does not keep),
+/// in `out`'s order (a rule not in `index` as `usize::MAX`).
 fn kept_of<'o>(
     index: &HashMap<&str, usize>,
     out: &'o Outcome,
-) -> impl Iterator<Item = (&'o str, Kept)> {
+) -> impl Iterator<Item = (&'o str, Kept, Option<&'o Finding>)> {
     let rule = |name: &str| index.get(name).copied().unwrap_or(usize::MAX);
     let found = out.findings.iter().map(move |f| {
         let k = Kept::Found {
@@ -632,14 +633,14 @@ fn kept_of<'o>(
             seen: Seen::of(&f.said),
             idle: false,
         };
-        (&*f.account.id, k)
+        (&*f.account.id, k, Some(f))
     });
     let failed = out.errors.iter().map(move |e| {
         let k = Kept::Failed {
             rule: rule(&e.rule),
             message: e.message.clone(),
         };
-        (e.account_id.as_str(), k)
+        (e.account_id.as_str(), k, None)
     });
     found.chain(failed)
 }

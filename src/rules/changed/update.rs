@@ -29,16 +29,12 @@ impl Memo {
         now: &Outcome,
     ) -> Stepped {
         let index = rule_index(rules);
-        let mut fresh: HashMap<&str, Vec<Kept>> = HashMap::new();
-        for (id, k) in kept_of(&index, now) {
-            fresh.entry(id).or_default().push(k);
-        }
-        // The findings of the pairs run, by account: the stepped ones are
-        // handed over from here, with their texts (the memo keeps none).
-        let mut found: HashMap<&str, Vec<(usize, &Finding)>> = HashMap::new();
-        for f in &now.findings {
-            let r = index.get(&*f.rule).copied().unwrap_or(usize::MAX);
-            found.entry(&f.account.id).or_default().push((r, f));
+        // The results of the pairs run, by account, each finding with its
+        // texts: the stepped ones are handed over from here (the memo
+        // keeps none).
+        let mut fresh: HashMap<&str, Vec<(Kept, Option<&Finding>)>> = HashMap::new();
+        for (id, k, f) in kept_of(&index, now) {
+            fresh.entry(id).or_default().push((k, f));
         }
         let mut out = Stepped::default();
         let n = rules.rules.len();
@@ -53,17 +49,22 @@ impl Memo {
                 n,
                 pick.past,
             );
-            let new = fresh.remove(&*a.id).unwrap_or_default();
+            let (new, found): (Vec<Kept>, Vec<Option<&Finding>>) =
+                fresh.remove(&*a.id).unwrap_or_default().into_iter().unzip();
+            // A full run's order within the account: by rule, each rule's
+            // in the order raised (a stable sort).
+            let mut ran: Vec<(usize, &Finding)> = new
+                .iter()
+                .zip(found)
+                .filter_map(|(k, f)| Some((k.rule(), f?)))
+                .collect();
+            ran.sort_by_key(|(r, _)| *r);
             // The alerts of an account whose tier moved are stepped for
             // every rule: a silence may name the tier (and every pair of
             // it ran: `Memo::pick`).
             let tier = c & reads::TIER != 0;
             let (results, moved) = self.replace(at, new, |r| pick.runs(k, r), tier);
             let stepped = |r: usize| tier || moved.contains(&r);
-            // A full run's order within the account: by rule, each rule's
-            // in the order raised (a stable sort).
-            let mut ran = found.remove(&*a.id).unwrap_or_default();
-            ran.sort_by_key(|(r, _)| *r);
             let before = out.findings.len();
             out.findings.extend(
                 ran.into_iter()
