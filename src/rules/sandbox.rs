@@ -345,28 +345,69 @@ pub(super) fn describe_runtime(e: &EvalAltResult, path: &Path) -> String {
     }
 }
 
+/// What a rule reads that nothing defines ([`undefined_variable`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Undefined {
+    pub at: rhai::Position,
+    pub name: String,
+    /// Read inside a function (or a closure) of a name the run gives only
+    /// the script's own body: `account`, `portfolio` or `as_of`.
+    pub in_function: bool,
+}
+
+/// The names a run gives a rule's body (not its functions).
+const RUN_NAMES: [&str; 3] = ["account", "portfolio", "as_of"];
+
 /// The first variable `source` reads that neither the script nor the run
 /// defines (a deleted `const`, a typo), with its position: Rhai would fail
 /// it at run time for every account ("Variable not found"), so `check` and
-/// the loader say it at compile time. Parsed by a bare engine in strict
-/// variables mode with the names a run provides as constants; its AST is
-/// thrown away, so nothing of it reaches a run.
-pub(super) fn undefined_variable(source: &str) -> Option<(rhai::Position, String)> {
+/// the loader say it at compile time. Then the same for what the run gives
+/// the body only: a function sees its parameters alone, so one that reads
+/// `account` without being given it (a figures function,
+/// `Fn("figs")` instead of `Fn("figs").curry(account)`) would fail each
+/// time it is called. Parsed by a bare engine in strict variables mode,
+/// first with the run's names as constants of the scope (which every
+/// function sees at parse time), then with them as the body's own
+/// variables (which no function sees); the ASTs are thrown away, so
+/// nothing of them reaches a run.
+pub(super) fn undefined_variable(source: &str) -> Option<Undefined> {
     let mut e = Engine::new_raw();
     e.set_strict_variables(true);
     e.set_max_expr_depths(0, 0);
     e.set_optimization_level(rhai::OptimizationLevel::None);
-    let mut scope = rhai::Scope::new();
-    for name in ["account", "portfolio", "as_of"] {
-        scope.push_constant(name, ());
-    }
-    match e.compile_with_scope(&scope, source) {
+    let undefined = |scope: &rhai::Scope, source: &str| match e.compile_with_scope(scope, source) {
         Err(err) => match err.err_type() {
             rhai::ParseErrorType::VariableUndefined(name) => Some((err.position(), name.clone())),
             _ => None,
         },
         Ok(_) => None,
+    };
+    let mut scope = rhai::Scope::new();
+    for name in RUN_NAMES {
+        scope.push_constant(name, ());
     }
+    if let Some((at, name)) = undefined(&scope, source) {
+        return Some(Undefined {
+            at,
+            name,
+            in_function: false,
+        });
+    }
+    // The body's own, on a line of their own before the script's first.
+    let mut body = RUN_NAMES.map(|n| format!("let {n} = ();")).join(" ");
+    body.push('\n');
+    body.push_str(source);
+    let (at, name) = undefined(&rhai::Scope::new(), &body)?;
+    let at = match (at.line(), at.position()) {
+        (Some(l), Some(c)) if l > 1 => rhai::Position::new((l - 1) as u16, c as u16),
+        (Some(l), None) if l > 1 => rhai::Position::new((l - 1) as u16, 0),
+        _ => rhai::Position::NONE,
+    };
+    Some(Undefined {
+        at,
+        name,
+        in_function: true,
+    })
 }
 
 #[cfg(test)]

@@ -324,14 +324,22 @@ fn compile(engine: &Engine, path: &Path, source: &str) -> Result<Rule, CompileEr
             .unwrap_or_default(),
     );
     match engine.compile(source) {
-        Ok(_) if let Some((pos, name)) = undefined_variable(source) => Err(CompileError {
+        Ok(_) if let Some(u) = undefined_variable(source) => Err(CompileError {
             path: path.to_path_buf(),
-            line: pos.line().unwrap_or(0),
-            column: pos.position().unwrap_or(0),
-            message: format!(
-                "`{name}` is read but never defined: declare it before this line (`const {name} = ...;` or `let {name} = ...;`), or fix the name; a rule is given only account, portfolio and as_of"
-            ),
-            excerpt: excerpt(source, pos),
+            line: u.at.line().unwrap_or(0),
+            column: u.at.position().unwrap_or(0),
+            message: if u.in_function {
+                let name = &u.name;
+                format!(
+                    "`{name}` is read inside a function, which sees only its parameters: give it as one (`fn name({name}, ...)`, called as `name({name}, ...)`; a figures function as `Fn(\"name\").curry({name})`)"
+                )
+            } else {
+                let name = &u.name;
+                format!(
+                    "`{name}` is read but never defined: declare it before this line (`const {name} = ...;` or `let {name} = ...;`), or fix the name; a rule is given only account, portfolio and as_of"
+                )
+            },
+            excerpt: excerpt(source, u.at),
         }),
         Ok(ast) => {
             let constants = constants(&ast);
@@ -465,6 +473,69 @@ mod tests {
         );
         let ok = "const CADENCE_A = 14;\nfn twice(x) { x * 2 }\nlet d = account.days_since_visit;\nif d > twice(CADENCE_A) && as_of != \"\" && portfolio.accounts > 0 { return; }\nfor i in 0..2 { let j = i; }\n";
         assert!(RuleSet::from_sources(&[("ok", ok)]).is_ok());
+    }
+
+    /// A function sees only its parameters: one that reads what the run
+    /// gives the body (a figures function reading `account` without being
+    /// given it) would fail each time it is called, so it is a compile
+    /// error at the read, saying how to give it; given as a parameter, or
+    /// shadowed by the function's own, it loads.
+    #[test]
+    fn a_function_reading_what_only_the_body_is_given_is_a_compile_error() {
+        let figs = "fn figs() {\n    [[\"Revenue\", account.revenue(90)]]\n}\nif account.revenue(90) > 0.0 {\n    alert(#{ title: \"x\", figures: Fn(\"figs\") });\n}\n";
+        let err = RuleSet::from_sources(&[("figs", figs)]).err().expect(figs);
+        assert_eq!((err.line, err.column), (2, 18), "{err}");
+        assert!(
+            err.message.contains("`account` is read inside a function")
+                && err.message.contains("Fn(\"name\").curry(account)"),
+            "{err}"
+        );
+        assert!(
+            err.excerpt.contains("account.revenue(90)]]"),
+            "{}",
+            err.excerpt
+        );
+        // The first line and a closure count too; so do portfolio and as_of.
+        for (src, name, line) in [
+            (
+                "fn f() { portfolio.accounts }\nlet x = f();",
+                "portfolio",
+                1,
+            ),
+            (
+                "let x = 1;\nfn f(a) { a + as_of }\nlet y = f(x);",
+                "as_of",
+                2,
+            ),
+            (
+                "let x = [1].map(|v| v + account.revenue(30));",
+                "account",
+                1,
+            ),
+        ] {
+            let err = RuleSet::from_sources(&[("r", src)]).err().expect(src);
+            assert_eq!(err.line, line, "{err}");
+            assert!(
+                err.message
+                    .contains(&format!("`{name}` is read inside a function")),
+                "{err}"
+            );
+        }
+        // Given, or the function's own: loads.
+        for ok in [
+            "fn figs(account) { [[\"Revenue\", account.revenue(90)]] }\nalert(#{ title: \"x\", figures: Fn(\"figs\").curry(account) });",
+            "fn f() { let portfolio = 1; portfolio }\nlet x = f() + portfolio.accounts;",
+        ] {
+            assert!(RuleSet::from_sources(&[("ok", ok)]).is_ok(), "{ok}");
+        }
+        // A name never defined anywhere is still told as such.
+        let err = RuleSet::from_sources(&[("t", "fn f() { acount }\nlet x = f();")])
+            .err()
+            .unwrap();
+        assert!(
+            err.message.contains("`acount` is read but never defined"),
+            "{err}"
+        );
     }
 
     #[test]
