@@ -287,25 +287,56 @@ impl AccountKey {
 
 /// Whether `share` is `line` or more, both rounded to six decimals as the
 /// rule API's `round(x, 6)` does (a share compared with a line to a
-/// millionth of the book).
+/// millionth of the book), compared as a rule's `>=` ([`at_least_as_rhai`]).
 fn reaches(share: f64, line: f64) -> bool {
     let six = |x: f64| {
         let p = 10f64.powi(6);
         (x * p).round() / p
     };
-    six(share) >= six(line)
+    at_least_as_rhai(six(share), six(line))
 }
 
-/// Whether `x` is more than `floor`'s value in `p`.
+/// Whether `x` is more than `floor`'s value in `p`, as a rule's `x >
+/// floor` ([`more_as_rhai`]).
 fn is_past(p: &Portfolio, end: Day, floor: BookKey, x: f64) -> bool {
-    x > floor.value(p, end)
+    more_as_rhai(x, floor.value(p, end))
 }
 
 /// Whether `x` is at least `floor`'s value `f` in `p` plus `pct` % of it,
-/// computed as a rule writes it: `x >= f + f * pct / 100.0`.
+/// computed and compared as a rule writes it: `x >= f + f * pct / 100.0`
+/// ([`at_least_as_rhai`]).
 fn is_at_least(p: &Portfolio, end: Day, floor: BookKey, x: f64, pct: u16) -> bool {
     let f = floor.value(p, end);
-    x >= f + f * f64::from(pct) / 100.0
+    at_least_as_rhai(x, f + f * f64::from(pct) / 100.0)
+}
+
+/// The scale Rhai compares two floats at: 1 when either is zero, else the
+/// larger magnitude.
+fn rhai_scale(x: f64, y: f64) -> f64 {
+    if x * y == 0.0 {
+        1.0
+    } else {
+        x.abs().max(y.abs())
+    }
+}
+
+/// A rule's `x >= y` on two floats, as Rhai computes it (its built-in
+/// operator, checked arithmetic): within a relative `f64::EPSILON` counts
+/// as equal, so one unit in the last place below `y` is still at least
+/// `y`; a comparison with a NaN, or of infinities (`inf >= 1.0` too), is
+/// false, but for `NaN >= 0.0` (against zero the scale is NaN's magnitude,
+/// ignored, and the other's, 0: equal). The API functions that give "the same answer as" a comparison
+/// compare with this, not IEEE's, so that they do.
+pub(crate) fn at_least_as_rhai(x: f64, y: f64) -> bool {
+    let max = rhai_scale(x, y);
+    max == 0.0 || (x - y) / max > -f64::EPSILON
+}
+
+/// A rule's `x > y` on two floats, as Rhai computes it: more than a
+/// relative `f64::EPSILON` above ([`at_least_as_rhai`]).
+pub(crate) fn more_as_rhai(x: f64, y: f64) -> bool {
+    let max = rhai_scale(x, y);
+    max != 0.0 && (x - y) / max > f64::EPSILON
 }
 
 impl Ago {

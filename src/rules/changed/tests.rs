@@ -280,6 +280,85 @@ fn a_floor_plus_a_margin_asked_about_runs_a_pair_again_only_when_it_crosses_the_
     }
 }
 
+/// The functions read as their answer give the answer of the comparison
+/// a rule would write, as Rhai compares floats (within a relative
+/// `f64::EPSILON`; NaN and infinities compare false but for `NaN >= 0.0`):
+/// at a hair's breadth
+/// of the line, and for a value that is not a number or infinite, whatever
+/// the floor (zero, huge, not finite). Such a value's answer never moves,
+/// so its pair never runs again for the floor moving; the partial
+/// evaluations equal full ones (`step`).
+#[test]
+fn the_answers_are_the_comparisons_a_rule_writes_at_a_hair_and_for_nan_and_infinities() {
+    let x = r#"
+        let inf = parse_float("inf");
+        let x = switch account.id {
+            "KH1" => parse_float("NaN"), "KH2" => inf, "KH3" => -inf,
+            "KH5" => 109.99999999999999, "KH6" => 110.00000000000001, "KH7" => 100.00000000000001,
+            _ => account.revenue_12m,
+        };
+    "#;
+    // What a rule would write, beside the function (the floor read: this
+    // one runs everywhere whenever the floor moves).
+    let check = format!(
+        r#"{x}
+        let f = portfolio.tier_floor("A");
+        if portfolio.reaches_tier_floor_plus("A", x, 10) != (x >= f + f * 10 / 100.0) {{ throw `at least: ${{x}} ${{f}}`; }}
+        if portfolio.past_tier_floor("A", x) != (x > f) {{ throw `past: ${{x}} ${{f}}`; }}
+        if account.revenue_share_above_at_least(x) != (round(account.revenue_share_above, 6) >= round(x, 6)) {{ throw `share: ${{x}}`; }}
+        "#
+    );
+    let check = RuleSet::from_sources(&[("check", &check)]).unwrap();
+    let src = format!(
+        r#"{x} if portfolio.reaches_tier_floor_plus("A", x, 10) {{ alert(#{{ title: "reaches" }}); }}"#
+    );
+    let rules = RuleSet::from_sources(&[("r", &src)]).unwrap();
+    let b = Tier::B;
+    let revenue = [0.0, 0.0, 0.0, 110.0, 0.0, 0.0, 0.0];
+    let at = |floor: f64| book_with(&[b; 7], floor, 0.1, &revenue);
+    let reaching = |snap: &Snapshot| -> Vec<String> {
+        let checked = check.evaluate(snap);
+        assert!(checked.errors.is_empty(), "{:?}", checked.errors);
+        let out = rules.evaluate(snap);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        out.findings
+            .iter()
+            .map(|f| f.account.id.to_string())
+            .collect()
+    };
+    let ids = |v: &[&str]| -> Vec<String> { v.iter().map(|s| s.to_string()).collect() };
+    let first = at(100.0);
+    // One unit in the last place below 110 is at least 110 in a rule.
+    assert_eq!(reaching(&first), ids(&["KH4", "KH5", "KH6"]));
+    let out = rules.evaluate(&first);
+    let mut memo = Memo::of(&rules, &first, String::new(), &out).unwrap();
+    // The floor moves: the finite values run again as the line crosses
+    // them; NaN and the infinities never do.
+    for (floor, runs, reach) in [
+        (100.01, &["KH4", "KH5", "KH6"][..], &[][..]),
+        // (Rhai's `NaN >= 0.0` is true: against zero its scale is the
+        // other's magnitude, NaN's 0.)
+        (
+            0.0,
+            &["KH1", "KH4", "KH5", "KH6", "KH7"][..],
+            &["KH1", "KH4", "KH5", "KH6", "KH7"][..],
+        ),
+        (f64::MAX, &["KH1", "KH4", "KH5", "KH6", "KH7"][..], &[][..]),
+    ] {
+        assert_eq!(
+            step(&rules, &mut memo, &at(floor)),
+            ids(runs),
+            "floor {floor}"
+        );
+        assert_eq!(reaching(&at(floor)), ids(reach), "floor {floor}");
+    }
+    // A floor that is not finite (the loads hold none): the same
+    // comparisons, without an error.
+    assert_eq!(reaching(&at(f64::INFINITY)), ids(&[]));
+    assert_eq!(reaching(&at(f64::NAN)), ids(&[]));
+    assert_eq!(reaching(&at(-f64::INFINITY)), ids(&[]));
+}
+
 /// Accounts KH1.. of tier B with these shares above (by `tiers.by`).
 fn shares(above: &[f64]) -> Snapshot {
     let mut snap = book(&[], 50.0, 0.1);
