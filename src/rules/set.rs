@@ -525,6 +525,8 @@ mod tests {
         for ok in [
             "fn figs(account) { [[\"Revenue\", account.revenue(90)]] }\nalert(#{ title: \"x\", figures: Fn(\"figs\").curry(account) });",
             "fn f() { let portfolio = 1; portfolio }\nlet x = f() + portfolio.accounts;",
+            // Called as a method, a function reads its object as `this`.
+            "fn rev() { this.revenue(90) }\nif account.rev() > 0.0 { alert(#{ title: \"x\" }); }",
         ] {
             assert!(RuleSet::from_sources(&[("ok", ok)]).is_ok(), "{ok}");
         }
