@@ -295,6 +295,45 @@ impl Series {
         }
     }
 
+    /// Revenue and, with `cost`, cost (else 0.0) over `(end - len, end]`
+    /// for each of `ends` in turn, each as [`Series::revenue_cost`] gives
+    /// it: the columns read once and each search started where the last
+    /// one ended, so ends near each other (the days a ranking of the tier
+    /// history sums together) take a probe or two each, not a search.
+    pub fn revenue_cost_each(
+        &self,
+        ends: &[Day],
+        len: i32,
+        cost: bool,
+        mut put: impl FnMut(f64, f64),
+    ) {
+        if self.n == 0 || len <= 0 {
+            ends.iter().for_each(|_| put(0.0, 0.0));
+            return;
+        }
+        let days = self.table.column(DAY);
+        let (revenue, costs) = (self.table.column(REVENUE), self.table.column(COST));
+        let prefix = |c: &super::compact::Column<'_>, i: usize| match i {
+            0 => 0.0,
+            _ => c.amount(i - 1),
+        };
+        let [mut lo, mut hi] = [self.n; 2];
+        for &end in ends {
+            hi = seek_by(self.n, hi, |k| days.int(k) as Day <= end);
+            lo = seek_by(hi, lo, |k| days.int(k) as Day <= end - len);
+            if hi > lo {
+                let c = if cost {
+                    prefix(&costs, hi) - prefix(&costs, lo)
+                } else {
+                    0.0
+                };
+                put(prefix(&revenue, hi) - prefix(&revenue, lo), c);
+            } else {
+                put(0.0, 0.0);
+            }
+        }
+    }
+
     /// Revenue and cost over `(end - len, end]`, with one search.
     pub fn revenue_cost(&self, end: Day, len: i32) -> (f64, f64) {
         self.window(end, len).map_or((0.0, 0.0), |(lo, hi)| {

@@ -192,6 +192,37 @@ fn rank_one(values: &[f64], tiers: &TierConfig) -> (Vec<usize>, Vec<(Tier, f64)>
     (order, out)
 }
 
+/// [`rank_one`]'s shares above by account index, to the bit, from a sort
+/// of the accounts that take a share alone (those above zero, and NaN as
+/// `shares_above` counts it) by a packed key: the same order (largest
+/// first by `total_cmp`, ties by index), the others at 1.0.
+fn shares_by_index(values: &[f64], tiers: &TierConfig) -> Vec<f64> {
+    let total = ranking_total(values);
+    let mut out = vec![1.0; values.len()];
+    if total <= 0.0 {
+        return out;
+    }
+    // `f64::total_cmp`'s key, as a number that sorts the same way.
+    let key = |v: f64| {
+        let b = v.to_bits() as i64;
+        b ^ ((((b >> 63) as u64) >> 1) as i64)
+    };
+    let mut order: Vec<(i64, u32)> = values
+        .iter()
+        .zip(0u32..)
+        .filter(|(v, _)| **v > 0.0 || v.is_nan())
+        .map(|(v, i)| (key(*v), i))
+        .collect();
+    order.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut above = Sum::default();
+    for (_, i) in order {
+        let v = values[i as usize];
+        out[i as usize] = at_a_line(above.value() / total, tiers);
+        above.add(v);
+    }
+    out
+}
+
 /// The share above each of the values sorted largest first: the sum of
 /// the values above it ([`Sum`]) divided once by `total` (summing each
 /// one's share instead gathers rounding, so ten accounts of 8% would leave
@@ -371,6 +402,38 @@ impl DayRanking {
         }
     }
 
+    /// The book ranked by `tiers` from each account's 12-month revenue
+    /// and gross profit (by account index): the shares
+    /// [`Ranked::new`]`(..).by_index(..)` gives, to the bit, without the
+    /// order, places and floors it keeps beside them (a day of the tier
+    /// history needs the shares alone, and is ranked again for each of
+    /// about 150 days after a re-export).
+    pub fn ranked(revenue: &[f64], gp: Option<&[f64]>, tiers: &TierConfig) -> DayRanking {
+        let gp = || {
+            let mut v = vec![0.0; revenue.len()];
+            for ((x, g), r) in v.iter_mut().zip(gp.unwrap_or_default()).zip(revenue) {
+                *x = ranked_gross_profit(*r, *g);
+            }
+            shares_by_index(&v, tiers)
+        };
+        let shares = match tiers.by {
+            TierBasis::Revenue => shares_by_index(revenue, tiers),
+            TierBasis::GrossProfit => gp(),
+            TierBasis::Both => {
+                let mut both = shares_by_index(revenue, tiers);
+                for (s, g) in both.iter_mut().zip(gp()) {
+                    *s = s.max(g);
+                }
+                both
+            }
+        };
+        DayRanking {
+            shares: shares.into_boxed_slice(),
+            lines: [tiers.a_share, tiers.b_share],
+            book: OnceLock::new(),
+        }
+    }
+
     /// Account `i`'s (tier, share above), before the master's tier column.
     pub fn get(&self, i: usize) -> Option<(Tier, f64)> {
         let share = *self.shares.get(i)?;
@@ -503,15 +566,13 @@ impl TierHistory {
             by,
             ..self.tiers.clone()
         };
-        let ranked = Ranked::new(revenue, gp, &tiers).by_index(self.series.len());
-        DayRanking::of(ranked, &tiers)
+        DayRanking::ranked(revenue, gp, &tiers)
     }
 
     /// The book ranked by the basis from the same values (the master's
     /// tier column is applied as it is read: [`TierHistory::at`]).
     fn rank_basis(&self, revenue: &[f64], gp: Option<&[f64]>) -> DayRanking {
-        let ranked = Ranked::new(revenue, gp, &self.tiers).by_index(self.series.len());
-        DayRanking::of(ranked, &self.tiers)
+        DayRanking::ranked(revenue, gp, &self.tiers)
     }
 
     /// The book `days_ago` days before the end ranked by revenue alone
@@ -706,6 +767,8 @@ impl TierHistory {
             .iter()
             .map(|(k, kinds, _)| (self.end - *k as i32, self.with_gp(kinds)))
             .collect();
+        let ends: Vec<Day> = want.iter().map(|w| w.0).collect();
+        let cost = want.iter().any(|w| w.1);
         let part = |series: &[Series]| -> Vec<Values> {
             let n = series.len();
             let mut out: Vec<Values> = want
@@ -713,12 +776,16 @@ impl TierHistory {
                 .map(|(_, gp)| (Vec::with_capacity(n), gp.then(|| Vec::with_capacity(n))))
                 .collect();
             for s in series {
-                for ((day, _), (revenue, gp)) in want.iter().zip(out.iter_mut()) {
-                    revenue.push(s.sum(Measure::Revenue, *day, 365));
+                // The days in turn, each search from the last one's end:
+                // the sums `values` and `gross_profit_12m` give.
+                let mut days = out.iter_mut();
+                s.revenue_cost_each(&ends, 365, cost, |revenue, c| {
+                    let Some((r, gp)) = days.next() else { return };
+                    r.push(revenue);
                     if let Some(gp) = gp {
-                        gp.push(gross_profit_12m(s, *day));
+                        gp.push(revenue - c);
                     }
-                }
+                });
             }
             out
         };

@@ -131,6 +131,28 @@ proptest! {
                 prop_assert_eq!(bits(s.revenue_near(end, len, &mut hint)), bits(want.0));
             }
         }
+        // Every end at once, latest first and in the book's order, as
+        // one by one.
+        let mut ends: Vec<Day> = v.iter().map(|d| d.day).chain([last + 1, first - 1]).collect();
+        for turn in 0..2 {
+            for len in [0, 1, 30, 365, 40_000] {
+                for cost in [false, true] {
+                    let mut got = Vec::new();
+                    s.revenue_cost_each(&ends, len, cost, |r, c| got.push((bits(r), bits(c))));
+                    let want: Vec<_> = ends
+                        .iter()
+                        .map(|e| {
+                            let (r, c) = s.revenue_cost(*e, len);
+                            (bits(r), bits(if cost { c } else { 0.0 }))
+                        })
+                        .collect();
+                    prop_assert_eq!(got, want, "len {} cost {}", len, cost);
+                }
+            }
+            if turn == 0 {
+                ends.sort_unstable_by(|a, b| b.cmp(a));
+            }
+        }
         let mut k = 0;
         s.each_day(|d, sums| {
             let i = k;

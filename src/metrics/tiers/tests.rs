@@ -509,3 +509,45 @@ fn revenue_alone_is_the_basis_ranking_when_they_are_alike() {
     );
     assert!(!std::sync::Arc::ptr_eq(&a.2, &b.2));
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 300, ..Default::default() })]
+
+    /// A day of the history ranked for its shares alone
+    /// (`DayRanking::ranked`) holds what the snapshot's ranking gives by
+    /// account index, to the bit, in every basis: with ties (in index
+    /// order), zeros of either sign, negatives, NaN of either sign, values
+    /// at a line, a gross profit missing, a book with nothing positive.
+    #[test]
+    fn a_day_ranked_for_its_shares_alone_is_the_full_ranking_to_the_bit(
+        picks in proptest::collection::vec((0usize..12, 0usize..12, 1u32..100_000), 0..60),
+        with_gp in proptest::prelude::any::<bool>(),
+        lines in proptest::sample::select(vec![(0.8, 0.95), (0.5, 0.5), (0.0, 1.0), (0.3, 0.9)]),
+    ) {
+        let value = |k: usize, c: u32| match k {
+            0 => 0.0,
+            1 => -0.0,
+            2 => f64::NAN,
+            3 => -f64::NAN,
+            4 => -f64::from(c) / 100.0,
+            5 => 100.0,
+            6 => 2_000.0,
+            7 => 8_000.0,
+            _ => f64::from(c) / 100.0,
+        };
+        let revenue: Vec<f64> = picks.iter().map(|p| value(p.0, p.2)).collect();
+        let gp: Vec<f64> = picks.iter().map(|p| value(p.1, p.2 / 3 + 1)).collect();
+        let gp = with_gp.then_some(gp.as_slice());
+        for by in [TierBasis::Revenue, TierBasis::GrossProfit, TierBasis::Both] {
+            let tiers = TierConfig { by, a_share: lines.0, b_share: lines.1 };
+            let want: Vec<u64> = Ranked::new(&revenue, gp, &tiers)
+                .by_index(revenue.len())
+                .iter()
+                .map(|p| p.1.to_bits())
+                .collect();
+            let day = DayRanking::ranked(&revenue, gp, &tiers);
+            let got: Vec<u64> = (0..revenue.len()).map(|i| day.get(i).unwrap().1.to_bits()).collect();
+            proptest::prop_assert_eq!(got, want, "{}", by);
+        }
+    }
+}
