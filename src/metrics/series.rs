@@ -4,9 +4,19 @@
 //! search from a nearby place the views use. Touches nothing but the
 //! memory it is given.
 
-use super::compact::{Table, Values};
+use super::compact::{Column, Table, Values};
 use crate::model::dates::{Day, day};
 use crate::store;
+
+/// The prefix sum of amount column `c` before day `i` (0..=n): 0 before
+/// the first.
+#[inline]
+fn before(c: &Column<'_>, i: usize) -> f64 {
+    match i {
+        0 => 0.0,
+        _ => c.amount(i - 1),
+    }
+}
 
 /// What a windowed metric sums.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,7 +211,7 @@ impl Series {
         match i {
             0 => 0.0,
             _ if c == ORDERS => self.table.int(c, i - 1) as f64,
-            _ => self.table.amount(c, i - 1),
+            _ => before(&self.table.column(c), i),
         }
     }
 
@@ -284,15 +294,10 @@ impl Series {
         if self.n == 0 || len <= 0 {
             return 0.0;
         }
-        let hi = self.seek(hint[1], end);
         let days = self.table.column(DAY);
-        let lo = seek_by(hi, hint[0], |k| days.int(k) as Day <= end - len);
-        *hint = [lo, hi];
-        if hi > lo {
+        self.near(&days, end, len, hint).map_or(0.0, |(lo, hi)| {
             self.prefix(REVENUE, hi) - self.prefix(REVENUE, lo)
-        } else {
-            0.0
-        }
+        })
     }
 
     /// Revenue and, with `cost`, cost (else 0.0) over `(end - len, end]`
@@ -313,25 +318,32 @@ impl Series {
         }
         let days = self.table.column(DAY);
         let (revenue, costs) = (self.table.column(REVENUE), self.table.column(COST));
-        let prefix = |c: &super::compact::Column<'_>, i: usize| match i {
-            0 => 0.0,
-            _ => c.amount(i - 1),
-        };
-        let [mut lo, mut hi] = [self.n; 2];
+        let mut hint = [self.n; 2];
         for &end in ends {
-            hi = seek_by(self.n, hi, |k| days.int(k) as Day <= end);
-            lo = seek_by(hi, lo, |k| days.int(k) as Day <= end - len);
-            if hi > lo {
-                let c = if cost {
-                    prefix(&costs, hi) - prefix(&costs, lo)
-                } else {
-                    0.0
-                };
-                put(prefix(&revenue, hi) - prefix(&revenue, lo), c);
-            } else {
-                put(0.0, 0.0);
+            match self.near(&days, end, len, &mut hint) {
+                Some((lo, hi)) => {
+                    let d = |c: &Column<'_>| before(c, hi) - before(c, lo);
+                    put(d(&revenue), if cost { d(&costs) } else { 0.0 });
+                }
+                None => put(0.0, 0.0),
             }
         }
+    }
+
+    /// The prefix bounds of the days in `(end - len, end]`, if any, the two
+    /// searches started from `hint` (where those of a nearby window ended:
+    /// [lo, hi]), which is set to this window's.
+    fn near(
+        &self,
+        days: &Column<'_>,
+        end: Day,
+        len: i32,
+        hint: &mut [usize; 2],
+    ) -> Option<(usize, usize)> {
+        let hi = seek_by(self.n, hint[1], |k| days.int(k) as Day <= end);
+        let lo = seek_by(hi, hint[0], |k| days.int(k) as Day <= end - len);
+        *hint = [lo, hi];
+        (hi > lo).then_some((lo, hi))
     }
 
     /// Revenue and cost over `(end - len, end]`, with one search.

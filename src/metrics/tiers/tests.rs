@@ -517,7 +517,8 @@ proptest::proptest! {
     /// (`DayRanking::ranked`) holds what the snapshot's ranking gives by
     /// account index, to the bit, in every basis: with ties (in index
     /// order), zeros of either sign, negatives, NaN of either sign, values
-    /// at a line, a gross profit missing, a book with nothing positive.
+    /// whose sum overflows, values at a line, a gross profit missing, a
+    /// book with nothing positive.
     #[test]
     fn a_day_ranked_for_its_shares_alone_is_the_full_ranking_to_the_bit(
         picks in proptest::collection::vec((0usize..12, 0usize..12, 1u32..100_000), 0..60),
@@ -533,6 +534,8 @@ proptest::proptest! {
             5 => 100.0,
             6 => 2_000.0,
             7 => 8_000.0,
+            // Sums that overflow: the total is no number to divide by.
+            8 => f64::MAX,
             _ => f64::from(c) / 100.0,
         };
         let revenue: Vec<f64> = picks.iter().map(|p| value(p.0, p.2)).collect();
