@@ -193,6 +193,92 @@ fn the_same_accounts_in_another_order_are_found_by_id() {
     assert!(Memo::of(&rules, &twice, String::new(), &out).is_none());
 }
 
+/// What changed for each account is found on several threads, a block
+/// of accounts at a time: the pick is the one a single thread makes,
+/// whatever the blocks and threads (accounts moved in the order, touched,
+/// a tier or the floor moved, blocks that end mid-book), and an account
+/// the memo does not know fails the pick from any block.
+#[test]
+fn the_pick_is_the_same_however_the_accounts_are_split_between_threads() {
+    let src = r#"
+        if account.tier == "A" { return; }
+        if account.revenue_12m > portfolio.tier_floor("A") { alert(#{ title: "near A" }); }
+        if account.tier == "C" { alert(#{ title: `${account.id} in C`, key: "c" }); }
+    "#;
+    let rules = RuleSet::from_sources(&[
+        ("r", src),
+        (
+            "s",
+            "if account.tier == \"B\" { alert(#{ title: \"B\" }); }",
+        ),
+    ])
+    .unwrap();
+    let (a, b, c) = (Tier::A, Tier::B, Tier::C);
+    let tiers: Vec<Tier> = (0..37).map(|i| [a, b, c, c, b][i % 5]).collect();
+    let revenue: Vec<f64> = (0..37).map(|i| f64::from(i * 17 % 101)).collect();
+    let first = book_with(&tiers, 50.0, 0.1, &revenue);
+    let out = rules.evaluate(&first);
+    let memo = Memo::of(&rules, &first, String::new(), &out).unwrap();
+    // Another day's book: some tiers moved, the floor too, two accounts
+    // swapped places, and some accounts' own data written.
+    let mut moved = tiers.clone();
+    for i in [2, 9, 10, 31] {
+        moved[i] = a;
+    }
+    moved[36] = b;
+    let mut next = book_with(&moved, 60.0, 0.1, &revenue);
+    next.accounts.swap(4, 20);
+    let touched: Vec<String> = ["KH1", "KH8", "KH30", "KH37", "KH99"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let since = Since {
+        accounts: &touched,
+        orders: true,
+        orders_from: None,
+    };
+    let one = Split {
+        block: usize::MAX,
+        threads: 1,
+    };
+    let pick = |snap: &Snapshot, split: Split| {
+        memo.pick_split(&rules, snap, "", since, split)
+            .map(|p| format!("{p:?}"))
+    };
+    let alone = pick(&next, one).unwrap();
+    // The pick is not trivially empty: some accounts run, not all.
+    let p = memo.pick_split(&rules, &next, "", since, one).unwrap();
+    assert!(!p.visit.is_empty() && p.visit.len() < 37, "{alone}");
+    for (block, threads) in [
+        (1, 2),
+        (1, 3),
+        (3, 2),
+        (7, 4),
+        (36, 2),
+        (37, 2),
+        (0, 2),
+        (5, 64),
+    ] {
+        assert_eq!(
+            pick(&next, Split { block, threads }).unwrap(),
+            alone,
+            "blocks of {block} on {threads}"
+        );
+    }
+    // An account the memo does not know, in the last block of several.
+    let mut other = book_with(&moved, 60.0, 0.1, &revenue);
+    other.accounts[35] = Arc::new(AccountMetrics {
+        tier: Tier::B,
+        ..AccountMetrics::empty("KH99", "测试")
+    });
+    for (block, threads) in [(usize::MAX, 1), (2, 2), (5, 3)] {
+        assert_eq!(
+            pick(&other, Split { block, threads }).unwrap_err(),
+            "the accounts of the book changed"
+        );
+    }
+}
+
 /// A value compared with a floor through `past_tier_floor` is read as the
 /// answer: the pair runs again when the floor crosses the value, not when
 /// the floor moves and stays on the same side.
