@@ -52,9 +52,13 @@ pub struct Refresh {
     pub visits: usize,
     /// Datasets read again whole: "master", "receivables", "inventory".
     pub datasets: Vec<&'static str>,
-    /// Ids of the accounts whose lines or visits were read again, sorted
-    /// (for `rules::changed`: what the next evaluation runs again).
+    /// Ids of the accounts whose lines or visits were read again, sorted.
     pub accounts: Vec<String>,
+    /// Of those, the accounts whose order lines were read again, and
+    /// those whose visits were, each sorted (for `rules::changed`: the
+    /// next evaluation runs again the pairs that read them).
+    pub order_accounts: Vec<String>,
+    pub visit_accounts: Vec<String>,
     /// The earliest date of an order line written, replaced or deleted
     /// (its old date or its new one); None when none was, or when an
     /// account's first day was not noted (taken as any day).
@@ -191,10 +195,18 @@ impl Live {
             .collect();
         accounts.sort_unstable();
         accounts.dedup();
+        let sorted = |ids: &[&str]| {
+            let mut v: Vec<String> = ids.iter().map(|a| a.to_string()).collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
         let mut done = Refresh {
             orders: orders.len(),
             visits: visits.len(),
             accounts,
+            order_accounts: sorted(&orders),
+            visit_accounts: sorted(&visits),
             orders_from: first_day(&orders, &from),
             ..Refresh::default()
         };

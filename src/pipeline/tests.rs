@@ -678,10 +678,61 @@ fn an_account_leaving_a_silenced_tier_has_its_alerts_stepped() {
     }
 }
 
+/// A file runs a rule again for an account whose own data it wrote only
+/// when the rule read that data: a file of visits runs the rules that read
+/// the account's visits or need it to have some, not one that reads only
+/// its order lines; a file of order lines the other way round; a rule
+/// that reads neither (its receivables) runs for neither. Each evaluation
+/// records what a full one records.
+#[test]
+fn a_file_runs_again_only_the_rules_that_read_what_it_wrote() {
+    let mut d = Daemon::start(Setup::default());
+    d.rules = RuleSet::from_sources(&[
+        (
+            "reads_orders",
+            r#"if account.revenue(90) > 0.0 { alert(#{ title: "bought" }); }"#,
+        ),
+        (
+            "reads_visits",
+            r#"if account.days_since_last_visit < 30 { alert(#{ title: "seen" }); }"#,
+        ),
+        (
+            "needs_visits",
+            r#"const SETTINGS = #{ needs: ["visits"] }; alert(#{ title: "has visits" });"#,
+        ),
+        (
+            "reads_neither",
+            r#"if account.receivables >= 0.0 { alert(#{ title: "owes" }); }"#,
+        ),
+    ])
+    .unwrap();
+    let today = end();
+    let first = d.evaluate_both(today, "the first evaluation");
+    assert!(first.raised > 0, "nothing raised: no test");
+    let path = d.cfg.inbox().join("拜访记录_one.csv");
+    std::fs::write(
+        &path,
+        "拜访日期,客户编号,拜访人,职务\n2026-11-28,KH1001,人,经理\n",
+    )
+    .unwrap();
+    crate::ingest::ingest_file(&d.cfg, &mut d.conn, &path).unwrap();
+    let r = d.evaluate_both(today, "after a visit");
+    assert!(r.partial.is_some(), "the evaluation ran everything");
+    assert_eq!(r.runs, 2, "reads_visits and needs_visits for KH1001");
+    d.drop_orders(
+        "销售明细_today.csv",
+        "T1,1,KH1003,2026-11-28,SP-001,1,5000.00,3000.00\n",
+    );
+    let r = d.evaluate_both(today, "after a line dated today");
+    assert!(r.partial.is_some(), "the evaluation ran everything");
+    assert_eq!(r.runs, 1, "reads_orders for KH1003");
+}
+
 /// A run that read more earlier days than are kept key by key is taken as
 /// reading every earlier day: a line dated today moves none of them, so it
-/// runs again only for the account whose data moved; a line dated
-/// yesterday runs it everywhere. One that read more of today than is kept
+/// does not run again, not even for the account of the line (it reads
+/// nothing of its own order lines); a line dated yesterday runs it
+/// everywhere. One that read more of today than is kept
 /// (answers against today's floor) runs everywhere after any order line.
 /// Each evaluation records what a full one records.
 #[test]
@@ -699,7 +750,7 @@ fn many_earlier_days_read_run_again_only_for_a_line_before_today() {
     drop(&mut d, "销售明细_today.csv", today);
     let r = d.evaluate_both(today, "after a line dated today");
     assert!(r.partial.is_some(), "the evaluation ran everything");
-    assert_eq!(r.runs, 1, "only KH1003 runs again");
+    assert_eq!(r.runs, 0, "a line of today runs nothing again");
     drop(&mut d, "销售明细_yesterday.csv", today.pred_opt().unwrap());
     let r = d.evaluate_both(today, "after a line dated yesterday");
     assert_eq!(r.runs, ACCOUNTS as u64, "every account runs again");
@@ -751,8 +802,8 @@ fn the_books_earlier_days_are_apart_from_its_figures_of_today() {
 
 /// What only an alert's figures read runs its pair again only when its
 /// alerts are stepped, so that their texts may be written: a line of
-/// yesterday moves the book of yesterday, which the figures here read, and
-/// the rule runs for the account of the line alone; every other alert
+/// yesterday moves the book of yesterday and the account's own lines,
+/// which the figures here read, and the rule runs for nobody; every alert
 /// keeps the figures written at its start, as a full evaluation does (the
 /// tables are compared). A line of today, large enough to move accounts
 /// out of tier A (and moving nothing the figures read), then steps every
@@ -784,7 +835,7 @@ fn what_only_the_figures_read_runs_nothing_until_their_alert_is_stepped() {
     );
     let r = d.evaluate_both(today, "after a line dated yesterday");
     assert!(r.partial.is_some());
-    assert_eq!(r.runs, 1, "only the account of the line");
+    assert_eq!(r.runs, 0, "what only the figures read runs nothing");
     let tiers = |d: &mut Daemon| -> Vec<(String, crate::model::Tier)> {
         let snap = d.live.snapshot(today, &d.cfg.cfg.tiers);
         snap.accounts

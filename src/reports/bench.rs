@@ -319,14 +319,7 @@ fn naive_loop(rules: &RuleSet, snap: &Snapshot) -> (u64, u64, usize) {
                     explain: false,
                 },
             );
-            scope.push_constant(
-                "account",
-                api::Account {
-                    m: m.clone(),
-                    end,
-                    explain: false,
-                },
-            );
+            scope.push_constant("account", api::Account::new(m.clone(), end, false));
             let _ = rules.engine.run_ast_with_scope(&mut scope, &rule.ast);
             alerts += crate::rules::take_raised_count();
             evaluations += 1;

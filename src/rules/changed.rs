@@ -14,7 +14,10 @@
 //! pairs read, the book's figures the pairs read (to the bit), what each
 //! pair read at its last run, a fingerprint of the rule set and the
 //! results of every pair. [`Memo::pick`] runs a pair again when the
-//! account's data was written since (the refresh's accounts), or when a
+//! account's order lines were written since and its last run read them,
+//! or its visits and it read those (the refresh's accounts; a rule that
+//! reads only visits is not run again after a file of order lines, nor
+//! one that reads only order lines after a file of visits), or when a
 //! value the pair read at its last run changed: a rule that stopped early
 //! after reading only values that did not move (its tier, a tier of 30
 //! days ago) is not run again when the book's total moves; nor is a pair
@@ -81,12 +84,16 @@ pub fn fingerprint(rules: &RuleSet) -> String {
 }
 
 /// What changed since the last evaluation, besides the rule set and the
-/// day: the accounts whose own data was written, and whether any order
+/// day: the accounts whose order lines, and those whose visits, were
+/// written, and whether any order
 /// line was (which moves the book's rankings and history), and from
 /// which day.
 #[derive(Debug, Clone, Copy)]
 pub struct Since<'a> {
+    /// The accounts whose order lines were written.
     pub accounts: &'a [String],
+    /// The accounts whose visits were written.
+    pub visited: &'a [String],
     pub orders: bool,
     /// The earliest date of an order line written, replaced or deleted
     /// (its old date or its new one), when known. A line dated the
@@ -101,7 +108,8 @@ impl<'a> Since<'a> {
     /// dataset: then everything runs).
     pub fn after(r: &'a crate::metrics::live::Refresh) -> Option<Since<'a>> {
         (r.reloaded.is_none() && r.datasets.is_empty()).then(|| Since {
-            accounts: &r.accounts,
+            accounts: &r.order_accounts,
+            visited: &r.visit_accounts,
             orders: r.orders > 0,
             orders_from: r.orders_from,
         })
@@ -616,12 +624,14 @@ impl Memo {
         past: bool,
         split: Split,
     ) -> Result<Vec<Change>, String> {
-        // The accounts whose own data was written, by place (an id the
+        // What of the accounts' own data was written, by place (an id the
         // memo does not know is no account of the snapshot's: at no place).
-        let mut touched = vec![false; self.places.len()];
-        for id in since.accounts {
-            if let Some(at) = self.places.find(id) {
-                touched[at] = true;
+        let mut touched = vec![0u32; self.places.len()];
+        for (ids, bit) in [(since.accounts, reads::OWN), (since.visited, reads::VISITS)] {
+            for id in ids {
+                if let Some(at) = self.places.find(id) {
+                    touched[at] |= bit;
+                }
             }
         }
         let size = split.block.max(1);
@@ -635,11 +645,9 @@ impl Memo {
                         return Err("the accounts of the book changed".to_string());
                     };
                     let p = &self.placed[place];
-                    let mut changed =
-                        p.changed(a, (&snap.portfolio, snap.end()), since.orders, past) | book;
-                    if touched[place] {
-                        changed |= reads::OWN;
-                    }
+                    let changed = p.changed(a, (&snap.portfolio, snap.end()), since.orders, past)
+                        | book
+                        | touched[place];
                     Ok(Change {
                         place,
                         changed,

@@ -54,14 +54,7 @@ impl RuleSet {
         }
         let end = snap.end();
         let mut scope = snapshot_scope(snap, snap.portfolio.clone(), true);
-        scope.push_constant(
-            "account",
-            api::Account {
-                m: m.clone(),
-                end,
-                explain: true,
-            },
-        );
+        scope.push_constant("account", api::Account::new(m.clone(), end, true));
         api::take_trace();
         api::set_alert_cap(self.caps.per_account);
         api::set_style(&self.style);

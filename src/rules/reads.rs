@@ -1,7 +1,11 @@
-//! What a rule's run for an account actually read beyond the account's own
-//! data, recorded as it runs (`rules::changed` runs the pair again only when
-//! one of those values changed). Every function of the rule API that reads
-//! something the book decides goes through here: the account's tier, rank
+//! What a rule's run for an account actually read, recorded as it runs
+//! (`rules::changed` runs the pair again only when one of those values
+//! changed). Which of the account's own data it read: its order lines
+//! ([`OWN`]) or its visits ([`VISITS`]), noted by the rule API's only
+//! ways to them (`api::Account::orders`, `api::Account::visits`), so a
+//! file of visits does not run a rule that reads only order lines, nor a
+//! file of order lines one that reads only visits. Every function of the
+//! rule API that reads something the book decides goes through here: the account's tier, rank
 //! and shares ([`note`] of a bit: `rules::changed` keeps those values for
 //! every account), the tier history and the single-measure rankings
 //! ([`ago`]: the key and its value are kept per account), its stock cover
@@ -38,8 +42,15 @@ use crate::model::dates::Day;
 
 // The bits: what a run read, and what changed for an account or the book.
 
-/// The account's own order lines and visits (every run).
+/// The account's own order lines, and what is made of them alone (its
+/// sums, its main SKUs): noted by [`crate::rules::api::Account::orders`],
+/// the API's only way to them, and by a rule whose `needs` ask whether
+/// the account has orders or stock of a main SKU.
 pub const OWN: u32 = 1;
+/// The account's own visits: noted by
+/// [`crate::rules::api::Account::visits`], and by a rule whose `needs`
+/// ask whether the account has visits.
+pub const VISITS: u32 = 1 << 19;
 pub const TIER: u32 = 1 << 1;
 pub const PREV_TIER: u32 = 1 << 2;
 pub const RANK: u32 = 1 << 3;
@@ -51,14 +62,20 @@ pub const KINDS: u32 = 1 << 6;
 /// against the whole book's demand).
 pub const STOCK: u32 = 1 << 7;
 /// The tier history and single-measure rankings ([`AccountKey`]): a tier
-/// of today, a share above of today, tiers of earlier days (six bits by
-/// day), shares above of earlier days (four bits by day).
+/// of today, a share above of today, tiers of earlier days (five bits by
+/// day), shares above of earlier days (three bits by day).
 pub const HIST_TIER_NOW: u32 = 1 << 8;
 pub const HIST_SHARE_NOW: u32 = 1 << 9;
-const HIST_TIER_PAST: (u32, u32) = (10, 6);
-const HIST_SHARE_PAST: (u32, u32) = (16, 4);
+const HIST_TIER_PAST: (u32, u32) = (10, 5);
+const HIST_SHARE_PAST: (u32, u32) = (16, 3);
 /// Every bit of the history.
-pub const HISTORY: u32 = 0x000f_ff00;
+pub const HISTORY: u32 =
+    HIST_TIER_NOW | HIST_SHARE_NOW | bits_of(HIST_TIER_PAST) | bits_of(HIST_SHARE_PAST);
+/// The pair ran (or was decided by its filters): set for every pair
+/// recorded, and by nothing that changes, so a run that read nothing any
+/// file moves (who the account is, its receivables) is told from a pair
+/// without a record, which runs whenever anything changed.
+pub const RAN: u32 = 1 << 15;
 /// The portfolio's figures ([`BookKey`]): today's floors, today's totals,
 /// the counts, the rest of today's (three bits by key), and earlier days'
 /// (one bit: they move only with a line dated before the snapshot's day,
@@ -88,7 +105,8 @@ pub const MAX_KEYS: usize = 64;
 /// `bits` in words, for the log: "the tier history, the portfolio".
 pub fn describe(bits: u32) -> String {
     let names = [
-        (OWN, "its own data"),
+        (OWN, "its own order lines"),
+        (VISITS, "its own visits"),
         (TIER, "the tier"),
         (PREV_TIER, "the tier 30 days ago"),
         (RANK, "the rank"),
@@ -808,7 +826,9 @@ mod tests {
         assert_eq!(HISTORY & PORTFOLIO, 0);
         assert_eq!((HISTORY | PORTFOLIO) & PAST_FLOOR, 0);
         assert_eq!(
-            OWN | TIER
+            OWN | VISITS
+                | RAN
+                | TIER
                 | PREV_TIER
                 | RANK
                 | SHARE

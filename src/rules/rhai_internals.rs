@@ -121,7 +121,7 @@ pub(super) fn account_intact(scope: &Scope, m: &Arc<AccountMetrics>) -> bool {
     scope
         .get("account")
         .and_then(|d| d.read_lock::<Account>())
-        .is_some_and(|a| Arc::ptr_eq(&a.m, m) && !a.explain)
+        .is_some_and(|a| a.is(m) && !a.explain)
 }
 
 /// A rule's top-level constant as compiled.

@@ -223,14 +223,7 @@ impl AtSnapshot<'_, '_> {
         }
         if !*pushed || !account_intact(scope, m) {
             scope.rewind(self.base);
-            scope.push(
-                "account",
-                api::Account {
-                    m: m.clone(),
-                    end: self.end,
-                    explain: false,
-                },
-            );
+            scope.push("account", api::Account::new(m.clone(), self.end, false));
             *pushed = true;
         }
     }
@@ -532,12 +525,22 @@ impl RuleSet {
 
 /// What a rule reads before its script runs: its tier filter reads the
 /// tier, its `book_needs` the kinds of data the book has, its `needs` of
-/// stock the account's main SKUs' stock (found again where the book's
-/// demand moved); every run reads the account's own data.
+/// orders whether the account has order lines, of visits whether it has
+/// visits, of stock its main SKUs (made of its order lines) and their
+/// stock (found again where the book's demand moved). (Its `needs` of
+/// receivables or a credit limit read files that run every rule again.)
 fn filter_reads(rule: &Rule) -> u32 {
-    // `AccountMetrics::data_bits`' bit of stock.
+    // `AccountMetrics::data_bits`' bits of orders, visits and stock.
+    const ORDERS_NEED: u8 = 1;
+    const VISITS_NEED: u8 = 1 << 1;
     const STOCK_NEED: u8 = 1 << 4;
-    let mut bits = reads::OWN;
+    let mut bits = reads::RAN;
+    if rule.needs & (ORDERS_NEED | STOCK_NEED) != 0 {
+        bits |= reads::OWN;
+    }
+    if rule.needs & VISITS_NEED != 0 {
+        bits |= reads::VISITS;
+    }
     if rule.mask & 7 != 7 {
         bits |= reads::TIER;
     }

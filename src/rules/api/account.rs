@@ -18,9 +18,46 @@ use crate::rules::reads::{
 /// The value a rule sees as `account`.
 #[derive(Clone)]
 pub struct Account {
-    pub m: Arc<AccountMetrics>,
+    /// Read only through [`Account::orders`], [`Account::visits`] and
+    /// [`Account::master`]: a run notes which of the account's own data
+    /// it read, and a getter cannot forget to.
+    m: Arc<AccountMetrics>,
     pub end: Day,
     pub explain: bool,
+}
+
+impl Account {
+    /// Account `m` as of `end`; `explain`: for `kamwatch rules explain`.
+    pub fn new(m: Arc<AccountMetrics>, end: Day, explain: bool) -> Account {
+        Account { m, end, explain }
+    }
+
+    /// Its metrics, to read its own order lines or what is made of them
+    /// alone (sums, main SKUs): noted as read ([`reads::OWN`]).
+    pub(super) fn orders(&self) -> &AccountMetrics {
+        note(reads::OWN);
+        &self.m
+    }
+
+    /// Its metrics, to read its own visits: noted as read
+    /// ([`reads::VISITS`]).
+    pub(super) fn visits(&self) -> &AccountMetrics {
+        note(reads::VISITS);
+        &self.m
+    }
+
+    /// Its metrics, to read who it is (the customer master), its
+    /// receivables and credit (a file of either reads the book again and
+    /// runs every rule), and what the book decides for it (each getter
+    /// notes that itself): nothing of its own order lines or visits.
+    pub(super) fn master(&self) -> &AccountMetrics {
+        &self.m
+    }
+
+    /// Whether this is the handle of `m`.
+    pub(crate) fn is(&self, m: &Arc<AccountMetrics>) -> bool {
+        Arc::ptr_eq(&self.m, m)
+    }
 }
 
 thread_local! {
@@ -49,7 +86,7 @@ fn noted<T>(bits: u32, v: T) -> T {
 fn hist(a: &Account, ranking: Ranking, days: i64, share: bool) -> (Tier, f64) {
     let days = u16::try_from(days).unwrap_or(u16::MAX);
     reads::ago(
-        &a.m,
+        a.master(),
         Ago {
             ranking,
             days,
@@ -79,14 +116,20 @@ pub(super) fn identity(api: &mut Api) {
         "id",
         "account.id",
         "the account id from the customer master",
-        |a: &mut Account| { seen(a.explain, || "account.id".into(), a.m.id.to_string()) }
+        |a: &mut Account| { seen(a.explain, || "account.id".into(), a.master().id.to_string()) }
     );
     g!(
         api,
         "name",
         "account.name",
         "the account's name",
-        |a: &mut Account| { seen(a.explain, || "account.name".into(), a.m.name.to_string()) }
+        |a: &mut Account| {
+            seen(
+                a.explain,
+                || "account.name".into(),
+                a.master().name.to_string(),
+            )
+        }
     );
     g!(
         api,
@@ -97,7 +140,7 @@ pub(super) fn identity(api: &mut Api) {
             seen(
                 a.explain,
                 || "account.region".into(),
-                a.m.region.to_string(),
+                a.master().region.to_string(),
             )
         }
     );
@@ -106,7 +149,13 @@ pub(super) fn identity(api: &mut Api) {
         "owner",
         "account.owner",
         "the sales rep who owns the account (\"\" if none)",
-        |a: &mut Account| { seen(a.explain, || "account.owner".into(), a.m.owner.to_string()) }
+        |a: &mut Account| {
+            seen(
+                a.explain,
+                || "account.owner".into(),
+                a.master().owner.to_string(),
+            )
+        }
     );
     g!(
         api,
@@ -116,7 +165,7 @@ pub(super) fn identity(api: &mut Api) {
         |a: &mut Account| seen(
             a.explain,
             || "account.tier".into(),
-            tier_str(noted(TIER, a.m.tier).as_str())
+            tier_str(noted(TIER, a.master().tier).as_str())
         ),
     );
     g!(
@@ -127,7 +176,7 @@ pub(super) fn identity(api: &mut Api) {
         |a: &mut Account| seen(
             a.explain,
             || "account.prev_tier".into(),
-            tier_str(noted(PREV_TIER, a.m.prev_tier).as_str())
+            tier_str(noted(PREV_TIER, a.master().prev_tier).as_str())
         ),
     );
     g!(
@@ -139,7 +188,7 @@ pub(super) fn identity(api: &mut Api) {
             seen(
                 a.explain,
                 || "account.rank".into(),
-                noted(RANK, a.m.rank) as i64,
+                noted(RANK, a.master().rank) as i64,
             )
         }
     );
@@ -151,7 +200,7 @@ pub(super) fn identity(api: &mut Api) {
         |a: &mut Account| seen(
             a.explain,
             || "account.share".into(),
-            noted(SHARE, a.m.share)
+            noted(SHARE, a.master().share)
         ),
     );
     g!(
@@ -162,7 +211,7 @@ pub(super) fn identity(api: &mut Api) {
         |a: &mut Account| seen(
             a.explain,
             || "account.share_above".into(),
-            noted(SHARE_ABOVE, a.m.share_above)
+            noted(SHARE_ABOVE, a.master().share_above)
         ),
     );
 }
@@ -200,7 +249,11 @@ pub(super) fn ranking_and_master(api: &mut Api) {
         "revenue_12m",
         "account.revenue_12m",
         "revenue over the 365 days ending at the as-of date",
-        |a: &mut Account| seen(a.explain, || "account.revenue_12m".into(), a.m.revenue_12m),
+        |a: &mut Account| seen(
+            a.explain,
+            || "account.revenue_12m".into(),
+            a.orders().revenue_12m
+        ),
     );
     f!(
         api,
@@ -208,10 +261,11 @@ pub(super) fn ranking_and_master(api: &mut Api) {
         "account.attr(name)",
         "an extra column of the customer master (e.g. account.attr(\"渠道\")); \"\" when the master has no such column",
         |a: &mut Account, name: &str| {
-            let v =
-                a.m.attrs
-                    .get(name)
-                    .map_or_else(|| Dynamic::from(""), json_to_dynamic);
+            let v = a
+                .master()
+                .attrs
+                .get(name)
+                .map_or_else(|| Dynamic::from(""), json_to_dynamic);
             seen(a.explain, || format!("account.attr({name:?})"), v)
         },
     );
@@ -221,10 +275,11 @@ pub(super) fn ranking_and_master(api: &mut Api) {
         "account.has_attr(name)",
         "true when the master has a non-empty column `name` for this account",
         |a: &mut Account, name: &str| {
-            let v =
-                a.m.attrs
-                    .get(name)
-                    .is_some_and(|v| !v.is_null() && v.as_str() != Some(""));
+            let v = a
+                .master()
+                .attrs
+                .get(name)
+                .is_some_and(|v| !v.is_null() && v.as_str() != Some(""));
             seen(a.explain, || format!("account.has_attr({name:?})"), v)
         },
     );
@@ -362,7 +417,7 @@ fn share_lines(api: &mut Api) {
             ),
             move |a: &mut Account, line: f64| {
                 let call = || format!("account.{name}({line})");
-                seen(a.explain, call, reads::share_reaches(&a.m, by, line))
+                seen(a.explain, call, reads::share_reaches(a.master(), by, line))
             },
         );
     }

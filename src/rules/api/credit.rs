@@ -21,7 +21,7 @@ pub(super) fn receivables(api: &mut Api) {
         |a: &mut Account| seen(
             a.explain,
             || "account.receivables".into(),
-            a.m.receivables()
+            a.master().receivables()
         ),
     );
     g!(
@@ -32,7 +32,7 @@ pub(super) fn receivables(api: &mut Api) {
         |a: &mut Account| seen(
             a.explain,
             || "account.credit_notes".into(),
-            a.m.credit_notes()
+            a.master().credit_notes()
         ),
     );
     g!(
@@ -41,7 +41,7 @@ pub(super) fn receivables(api: &mut Api) {
         "account.overdue_amount",
         "the amount of open invoices past their due date (invoices only: credit notes are account.credit_notes)",
         |a: &mut Account| {
-            let v = a.m.overdue_amount(a.end);
+            let v = a.master().overdue_amount(a.end);
             seen(a.explain, || "account.overdue_amount".into(), v)
         },
     );
@@ -51,7 +51,7 @@ pub(super) fn receivables(api: &mut Api) {
         "account.days_overdue",
         "days the oldest overdue invoice is past due; 0 when none is",
         |a: &mut Account| {
-            let v = a.m.days_overdue(a.end);
+            let v = a.master().days_overdue(a.end);
             seen(a.explain, || "account.days_overdue".into(), v)
         },
     );
@@ -63,7 +63,7 @@ pub(super) fn receivables(api: &mut Api) {
         |a: &mut Account, days: i64| {
             let call = || format!("account.overdue_amount({days})");
             past_due(&call, days, i64::MAX)?;
-            let v = a.m.overdue_between(a.end, days, i64::MAX);
+            let v = a.master().overdue_between(a.end, days, i64::MAX);
             Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
@@ -75,7 +75,7 @@ pub(super) fn receivables(api: &mut Api) {
         |a: &mut Account, from: i64, to: i64| {
             let call = || format!("account.overdue_between({from}, {to})");
             past_due(&call, from, to)?;
-            let v = a.m.overdue_between(a.end, from, to);
+            let v = a.master().overdue_between(a.end, from, to);
             Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
@@ -87,7 +87,7 @@ pub(super) fn receivables(api: &mut Api) {
         |a: &mut Account, days: i64| {
             let call = || format!("account.days_overdue({days})");
             past_due(&call, days, i64::MAX)?;
-            let v = a.m.days_overdue_from(a.end, days);
+            let v = a.master().days_overdue_from(a.end, days);
             Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
@@ -101,7 +101,7 @@ pub(super) fn credit(api: &mut Api) {
         "account.credit_limit",
         "the credit limit from the master; 0 when the master gives none",
         |a: &mut Account| {
-            let v = a.m.credit_limit.unwrap_or(0.0);
+            let v = a.master().credit_limit.unwrap_or(0.0);
             seen(a.explain, || "account.credit_limit".into(), v)
         },
     );
@@ -111,7 +111,7 @@ pub(super) fn credit(api: &mut Api) {
         "account.credit_used_pct",
         "open receivables as % of the credit limit; -1 when there is no limit",
         |a: &mut Account| {
-            let v = a.m.credit_used_pct().unwrap_or(-1.0);
+            let v = a.master().credit_used_pct().unwrap_or(-1.0);
             seen(a.explain, || "account.credit_used_pct".into(), v)
         },
     );
@@ -132,10 +132,11 @@ pub(super) fn stock(api: &mut Api) {
                 seen(
                     true,
                     || "account.main_skus".into(),
-                    a.m.main_skus.join(", "),
+                    a.orders().main_skus.join(", "),
                 );
             }
-            a.m.main_skus
+            a.orders()
+                .main_skus
                 .iter()
                 .map(|s| Dynamic::from(s.to_string()))
                 .collect::<Array>()
@@ -149,8 +150,8 @@ pub(super) fn stock(api: &mut Api) {
         |a: &mut Account| {
             // Warehouse stock is set against the whole book's demand.
             note(STOCK);
-            let mut out = Array::with_capacity(a.m.stock.len());
-            for s in &a.m.stock {
+            let mut out = Array::with_capacity(a.orders().stock.len());
+            for s in &a.orders().stock {
                 let mut m = Map::new();
                 m.insert("sku".into(), s.sku.to_string().into());
                 m.insert("on_hand".into(), s.on_hand.into());

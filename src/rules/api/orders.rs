@@ -25,7 +25,7 @@ pub(super) fn windowed(api: &mut Api) {
             move |a: &mut Account, days: i64| {
                 let call = || format!("account.{name}({days})");
                 window(&call, days, 0)?;
-                let v = a.m.metric(m, a.end, days, 0);
+                let v = a.orders().metric(m, a.end, days, 0);
                 Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
             },
         );
@@ -37,7 +37,7 @@ pub(super) fn windowed(api: &mut Api) {
             move |a: &mut Account, days: i64, offset: i64| {
                 let call = || format!("account.{name}({days}, {offset})");
                 window(&call, days, offset)?;
-                let v = a.m.metric(m, a.end, days, offset);
+                let v = a.orders().metric(m, a.end, days, offset);
                 Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
             },
         );
@@ -49,7 +49,7 @@ pub(super) fn windowed(api: &mut Api) {
             move |a: &mut Account, days: i64| {
                 let call = || format!("account.{name}_prev({days})");
                 window(&call, days, days)?;
-                let v = a.m.metric(m, a.end, days, days);
+                let v = a.orders().metric(m, a.end, days, days);
                 Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
             },
         );
@@ -61,7 +61,7 @@ pub(super) fn windowed(api: &mut Api) {
             move |a: &mut Account, days: i64| {
                 let call = || format!("account.{name}_last_year({days})");
                 window(&call, days, 365)?;
-                let v = a.m.metric(m, a.end, days, 365);
+                let v = a.orders().metric(m, a.end, days, 365);
                 Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
             },
         );
@@ -86,7 +86,7 @@ pub(super) fn monthly(api: &mut Api) {
             "an array of the last `n` complete calendar months (1 to 120), oldest first (the as-of month counts when the as-of date is its last day)",
             move |a: &mut Account, n: i64| {
                 months(&|| format!("account.monthly_{name}({n})"), n)?;
-                let v = a.m.monthly(m, a.end, n);
+                let v = a.orders().monthly(m, a.end, n);
                 if a.explain {
                     let text = v
                         .iter()
@@ -113,7 +113,7 @@ pub(super) fn cadence(api: &mut Api) {
         "account.days_since_last_order",
         "days from the last order to the as-of date; -1 when it never ordered",
         |a: &mut Account| {
-            let v = a.m.days_since_last_order(a.end).unwrap_or(-1);
+            let v = a.orders().days_since_last_order(a.end).unwrap_or(-1);
             seen(a.explain, || "account.days_since_last_order".into(), v)
         },
     );
@@ -123,7 +123,7 @@ pub(super) fn cadence(api: &mut Api) {
         "account.median_order_gap",
         "median days between consecutive order days; -1 with fewer than two order days",
         |a: &mut Account| {
-            let v = a.m.series.median_gap(a.end).unwrap_or(-1.0);
+            let v = a.orders().series.median_gap(a.end).unwrap_or(-1.0);
             seen(a.explain, || "account.median_order_gap".into(), v)
         },
     );
@@ -135,10 +135,11 @@ pub(super) fn cadence(api: &mut Api) {
         |a: &mut Account, days: i64| {
             let call = || format!("account.median_order_gap({days})");
             window(&call, days, 0)?;
-            let v =
-                a.m.series
-                    .recent_median_gap(a.end, days as i32)
-                    .unwrap_or(-1.0);
+            let v = a
+                .orders()
+                .series
+                .recent_median_gap(a.end, days as i32)
+                .unwrap_or(-1.0);
             Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
@@ -150,7 +151,11 @@ pub(super) fn cadence(api: &mut Api) {
         |a: &mut Account, days: i64| {
             let call = || format!("account.order_days_before_last({days})");
             window(&call, days, 0)?;
-            let v = a.m.series.recent_order_days(a.end, days as i32).len() as i64;
+            let v = a
+                .orders()
+                .series
+                .recent_order_days(a.end, days as i32)
+                .len() as i64;
             Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
@@ -160,7 +165,7 @@ pub(super) fn cadence(api: &mut Api) {
         "account.order_count",
         "number of orders up to the as-of date",
         |a: &mut Account| {
-            let v = a.m.order_count(a.end);
+            let v = a.orders().order_count(a.end);
             seen(a.explain, || "account.order_count".into(), v)
         },
     );
@@ -170,7 +175,7 @@ pub(super) fn cadence(api: &mut Api) {
         "account.order_days",
         "number of distinct days with an order up to the as-of date",
         |a: &mut Account| {
-            let v = a.m.series.order_days(a.end) as i64;
+            let v = a.orders().series.order_days(a.end) as i64;
             seen(a.explain, || "account.order_days".into(), v)
         },
     );

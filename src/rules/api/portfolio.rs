@@ -176,12 +176,17 @@ fn a_line_state(
     margin: f64,
     days: i64,
 ) -> Result<ImmutableString, Box<EvalAltResult>> {
-    let call = || format!("portfolio.a_line_state({}, {margin}, {days})", a.m.id);
+    let call = || {
+        format!(
+            "portfolio.a_line_state({}, {margin}, {days})",
+            a.master().id
+        )
+    };
     days_ago(&call, days)?;
     if !(margin.is_finite() && margin >= 0.0) {
         return Err(format!("{}: the margin is a percentage, 0 or more", call()).into());
     }
-    let v = reads::line(&a.m, &b.p, b.end, days as u16, margin).as_str();
+    let v = reads::line(a.master(), &b.p, b.end, days as u16, margin).as_str();
     Ok(seen(b.explain, call, v.into()))
 }
 

@@ -58,7 +58,7 @@ pub(super) fn by_role(api: &mut Api) {
         "account.days_since_last_visit",
         "days from the last visit to the as-of date; -1 when never visited",
         |a: &mut Account| {
-            let v = a.m.days_since_last_visit(a.end, None).unwrap_or(-1);
+            let v = a.visits().days_since_last_visit(a.end, None).unwrap_or(-1);
             seen(a.explain, || "account.days_since_last_visit".into(), v)
         },
     );
@@ -68,9 +68,10 @@ pub(super) fn by_role(api: &mut Api) {
         "account.days_since_visit_by(role)",
         "days since the last visit by someone whose role (the export's 职务, free text) contains `role`, compared without case, full-width letters as ordinary ones, zero-width characters and extra spaces dropped and no space between two Chinese characters: \"总监\" names 销售总监, 区域销售总监, \"总 监\" and 总监助理 (a list of words to leave out, below, takes 总监助理 back), not 總監 (list both scripts); an English title names whole words, a plural s allowed: \"director\" names \"Sales Director\" and \"ＤＩＲＥＣＴＯＲ\", \"gm\" names \"Regional GM\", not \"GmbH\"; -1 when never. Every function that takes roles matches them so",
         |a: &mut Account, role: &str| {
-            let v =
-                a.m.days_since_last_visit(a.end, Some(&one(role)))
-                    .unwrap_or(-1);
+            let v = a
+                .visits()
+                .days_since_last_visit(a.end, Some(&one(role)))
+                .unwrap_or(-1);
             seen(
                 a.explain,
                 || format!("account.days_since_visit_by({role:?})"),
@@ -86,7 +87,7 @@ pub(super) fn by_role(api: &mut Api) {
         |a: &mut Account, days: i64| {
             let call = || format!("account.visits({days})");
             window(&call, days, 0)?;
-            let v = a.m.visits_in(a.end, days);
+            let v = a.visits().visits_in(a.end, days);
             Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
@@ -98,7 +99,7 @@ pub(super) fn by_role(api: &mut Api) {
         |a: &mut Account, role: &str, days: i64| {
             let call = || format!("account.visits_by({role:?}, {days})");
             window(&call, days, 0)?;
-            let v = a.m.visits_by_in(a.end, days, Some(&one(role)));
+            let v = a.visits().visits_by_in(a.end, days, Some(&one(role)));
             Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
@@ -109,7 +110,7 @@ pub(super) fn by_role(api: &mut Api) {
         "number of visits since the first day of the as-of date's calendar quarter",
         |a: &mut Account| {
             let len = i64::from(a.end - quarter_start(a.end) + 1);
-            let v = a.m.visits_in(a.end, len);
+            let v = a.visits().visits_in(a.end, len);
             seen(a.explain, || "account.visits_this_quarter()".into(), v)
         },
     );
@@ -120,7 +121,7 @@ pub(super) fn by_role(api: &mut Api) {
         "number of visits by a role containing `role` since the first day of the as-of date's calendar quarter",
         |a: &mut Account, role: &str| {
             let len = i64::from(a.end - quarter_start(a.end) + 1);
-            let v = a.m.visits_by_in(a.end, len, Some(&one(role)));
+            let v = a.visits().visits_by_in(a.end, len, Some(&one(role)));
             seen(
                 a.explain,
                 || format!("account.visits_this_quarter_by({role:?})"),
@@ -134,7 +135,10 @@ pub(super) fn by_role(api: &mut Api) {
 /// words in `except` when given.
 fn days_since_by(a: &mut Account, roles: &Array, except: Option<&Array>) -> i64 {
     let (t, text) = titles(roles, except);
-    let v = a.m.days_since_last_visit(a.end, Some(&t)).unwrap_or(-1);
+    let v = a
+        .visits()
+        .days_since_last_visit(a.end, Some(&t))
+        .unwrap_or(-1);
     seen(
         a.explain,
         || format!("account.days_since_visit_by({text})"),
@@ -152,7 +156,7 @@ fn visits_by_roles(
     let (t, text) = titles(roles, except);
     let call = || format!("account.visits_by({text}, {days})");
     window(&call, days, 0)?;
-    let v = a.m.visits_by_in(a.end, days, Some(&t));
+    let v = a.visits().visits_by_in(a.end, days, Some(&t));
     Ok(seen(a.explain, call, v))
 }
 
@@ -160,7 +164,7 @@ fn visits_by_roles(
 fn quarter_by_roles(a: &mut Account, roles: &Array, except: Option<&Array>) -> i64 {
     let (t, text) = titles(roles, except);
     let len = i64::from(a.end - quarter_start(a.end) + 1);
-    let v = a.m.visits_by_in(a.end, len, Some(&t));
+    let v = a.visits().visits_by_in(a.end, len, Some(&t));
     seen(
         a.explain,
         || format!("account.visits_this_quarter_by({text})"),

@@ -51,6 +51,7 @@ fn ran(pick: &Pick, snap: &Snapshot) -> Vec<String> {
 fn step(rules: &RuleSet, memo: &mut Memo, snap: &Snapshot) -> Vec<String> {
     let since = Since {
         accounts: &[],
+        visited: &[],
         orders: true,
         orders_from: None,
     };
@@ -181,6 +182,7 @@ fn the_same_accounts_in_another_order_are_found_by_id() {
     });
     let since = Since {
         accounts: &[],
+        visited: &[],
         orders: true,
         orders_from: None,
     };
@@ -234,6 +236,7 @@ fn the_pick_is_the_same_however_the_accounts_are_split_between_threads() {
         .collect();
     let since = Since {
         accounts: &touched,
+        visited: &touched[1..3],
         orders: true,
         orders_from: None,
     };
