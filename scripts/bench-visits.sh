@@ -13,12 +13,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$1 work=$2 out=$3 n=${4:-5000}
-src=$PWD
 export KAMWATCH_NOW=2026-11-28T04:00:00Z
-rm -rf "$out"; mkdir -p "$out/inbox" "$out/var" "$out/staging"
-sed -e "s|^root: \.\.|root: $out|" -e "s|^rules: rules|rules: $src/rules|" \
-    -e "s|^  max_per_rule: .*|  max_per_rule: 1000000|" "$src/config/kamwatch.yaml" > "$out/kamwatch.yaml"
-cp "$work/book/var/kamwatch.db" "$out/var/kamwatch.db"
+. scripts/book-copy.sh
+book_copy "$work" "$out"
 db=$out/var/kamwatch.db
 day=${KAMWATCH_NOW%%T*}
 sqlite3 "$db" "SELECT id FROM accounts WHERE active = 1 ORDER BY id LIMIT $n OFFSET 1000" |

@@ -20,12 +20,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$1 work=$2 out=$3 n=${4:-3} r=${5:-1}
-src=$PWD
 export KAMWATCH_NOW=2026-11-28T04:00:00Z
-rm -rf "$out"; mkdir -p "$out/inbox" "$out/var" "$out/staging"
-sed -e "s|^root: \.\.|root: $out|" -e "s|^rules: rules|rules: $src/rules|" \
-    -e "s|^  max_per_rule: .*|  max_per_rule: 1000000|" "$src/config/kamwatch.yaml" > "$out/kamwatch.yaml"
-cp "$work/book/var/kamwatch.db" "$out/var/kamwatch.db"
+. scripts/book-copy.sh
+book_copy "$work" "$out"
 db=$out/var/kamwatch.db
 orders=$(ls "$work"/gen/销售明细_*.csv | head -1)
 header=$(head -1 "$orders")

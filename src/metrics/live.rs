@@ -188,15 +188,8 @@ impl Live {
         // ranking and makes the next evaluation run every rule everywhere.
         self.ledger = newest;
         let has = |kind: &str| notes.iter().any(|(what, _)| what == kind);
-        let mut accounts: Vec<String> = orders
-            .iter()
-            .chain(&visits)
-            .map(|a| a.to_string())
-            .collect();
-        accounts.sort_unstable();
-        accounts.dedup();
-        let sorted = |ids: &[&str]| {
-            let mut v: Vec<String> = ids.iter().map(|a| a.to_string()).collect();
+        let sorted = |ids: &mut dyn Iterator<Item = &&str>| {
+            let mut v: Vec<String> = ids.map(|a| a.to_string()).collect();
             v.sort_unstable();
             v.dedup();
             v
@@ -204,9 +197,9 @@ impl Live {
         let mut done = Refresh {
             orders: orders.len(),
             visits: visits.len(),
-            accounts,
-            order_accounts: sorted(&orders),
-            visit_accounts: sorted(&visits),
+            accounts: sorted(&mut orders.iter().chain(&visits)),
+            order_accounts: sorted(&mut orders.iter()),
+            visit_accounts: sorted(&mut visits.iter()),
             orders_from: first_day(&orders, &from),
             ..Refresh::default()
         };

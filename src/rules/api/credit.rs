@@ -128,15 +128,11 @@ pub(super) fn stock(api: &mut Api) {
         |a: &mut Account| {
             // Found again where the book's demand moved: read as such.
             note(STOCK);
+            let m = a.orders();
             if a.explain {
-                seen(
-                    true,
-                    || "account.main_skus".into(),
-                    a.orders().main_skus.join(", "),
-                );
+                seen(true, || "account.main_skus".into(), m.main_skus.join(", "));
             }
-            a.orders()
-                .main_skus
+            m.main_skus
                 .iter()
                 .map(|s| Dynamic::from(s.to_string()))
                 .collect::<Array>()
@@ -150,8 +146,9 @@ pub(super) fn stock(api: &mut Api) {
         |a: &mut Account| {
             // Warehouse stock is set against the whole book's demand.
             note(STOCK);
-            let mut out = Array::with_capacity(a.orders().stock.len());
-            for s in &a.orders().stock {
+            let stock = &a.orders().stock;
+            let mut out = Array::with_capacity(stock.len());
+            for s in stock {
                 let mut m = Map::new();
                 m.insert("sku".into(), s.sku.to_string().into());
                 m.insert("on_hand".into(), s.on_hand.into());
