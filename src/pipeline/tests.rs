@@ -1142,3 +1142,143 @@ fn a_late_line_runs_again_the_pairs_that_read_the_days_it_moves() {
     assert!(r.partial.is_some());
     assert!(r.runs as usize > fell, "{} runs, {fell} fell", r.runs);
 }
+
+/// A rule that asks whether an account was in A on an earlier day
+/// (`is_tier_ago`) runs again after a late line only for the accounts
+/// that entered or left A on that day (or whose tier of today moved: all
+/// their pairs run), not for those that moved between B and C; one that
+/// reads the tier itself (`tier_ago`) runs for those too. Each evaluation
+/// records what a full one records.
+#[test]
+fn a_move_between_b_and_c_on_an_earlier_day_runs_nothing_that_asks_only_about_a() {
+    use crate::model::Tier;
+    let today = end();
+    let tiers_then = |d: &mut Daemon, days: i64| -> Vec<(String, Tier)> {
+        let snap = d.live.snapshot(today, &d.cfg.cfg.tiers);
+        let mut t: Vec<_> = snap
+            .accounts
+            .iter()
+            .map(|a| (a.id.to_string(), a.tier_ago(days).0))
+            .collect();
+        t.sort();
+        t
+    };
+    let mut runs = Vec::new();
+    let mut moved = Vec::new();
+    for rule in [
+        r#"alert(#{ key: account.tier_ago(5), title: "then" });"#,
+        r#"if account.is_tier_ago("A", 5) { alert(#{ title: "in A then" }); }"#,
+    ] {
+        let mut d = Daemon::start(Setup::default());
+        d.rules = RuleSet::from_sources(&[("then", rule)]).unwrap();
+        d.evaluate_both(today, "the first evaluation");
+        let (then, now) = (tiers_then(&mut d, 5), tiers_then(&mut d, 0));
+        // The smallest account buys, 366 days ago, as much as the smallest
+        // B account holds: on the days from then to 2 days back (5 days
+        // back among them, today not) it moves into B, and B's last into C.
+        let snap = d.live.snapshot(today, &d.cfg.cfg.tiers);
+        let mut b: Vec<f64> = snap
+            .accounts
+            .iter()
+            .filter(|a| a.tier_ago(5).0 == Tier::B)
+            .map(|a| a.revenue_12m)
+            .collect();
+        b.sort_by(f64::total_cmp);
+        let smallest = snap
+            .accounts
+            .iter()
+            .min_by(|x, y| x.revenue_12m.total_cmp(&y.revenue_12m))
+            .unwrap()
+            .id
+            .to_string();
+        drop(snap);
+        let amount = b.first().copied().unwrap_or(1000.0);
+        let day = today - chrono::Duration::days(366);
+        d.drop_orders(
+            "销售明细_late.csv",
+            &format!(
+                "LATE1,1,{smallest},{day},SP-001,1,{amount:.2},{:.2}\n",
+                amount * 0.6
+            ),
+        );
+        let r = d.evaluate_both(today, "after a late line");
+        assert!(r.partial.is_some());
+        let (then2, now2) = (tiers_then(&mut d, 5), tiers_then(&mut d, 0));
+        let letter: std::collections::BTreeSet<String> = then
+            .iter()
+            .zip(&then2)
+            .filter(|(x, y)| x.1 != y.1)
+            .map(|(x, _)| x.0.clone())
+            .collect();
+        let in_a: std::collections::BTreeSet<String> = then
+            .iter()
+            .zip(&then2)
+            .filter(|(x, y)| (x.1 == Tier::A) != (y.1 == Tier::A))
+            .chain(now.iter().zip(&now2).filter(|(x, y)| x.1 != y.1))
+            .map(|(x, _)| x.0.clone())
+            .collect();
+        runs.push(r.runs as usize);
+        moved.push((letter, in_a));
+    }
+    let (letter, in_a) = &moved[0];
+    assert!(
+        letter.len() > in_a.len(),
+        "no move between B and C apart from A and today: no test ({letter:?}, {in_a:?})"
+    );
+    assert!(
+        runs[0] >= letter.len(),
+        "tier_ago: {} runs for {letter:?}",
+        runs[0]
+    );
+    assert!(
+        runs[1] <= in_a.len(),
+        "is_tier_ago: {} runs for {in_a:?}",
+        runs[1]
+    );
+}
+
+/// `is_tier_ago` gives the answer of comparing `tier_ago` with the tier,
+/// for every tier, on every day back, for every account of a generated
+/// book (each tier is seen on some day); after a late line, the pairs
+/// that run (where an answer moved) say the same, and the evaluation
+/// records what a full one records.
+#[test]
+fn is_tier_ago_is_the_comparison_of_tier_ago() {
+    let mut d = Daemon::start(Setup::default());
+    d.rules = RuleSet::from_sources(&[(
+        "same",
+        r#"
+        let n = #{ A: 0, B: 0, C: 0 };
+        for d in 0..731 {
+            for t in ["A", "B", "C"] {
+                let yes = account.is_tier_ago(t, d);
+                if yes != (account.tier_ago(d) == t) { throw `${t} ${d}`; }
+                if yes { n[t] += 1; }
+            }
+        }
+        alert(#{ title: `${n.A} ${n.B} ${n.C}` });"#,
+    )])
+    .unwrap();
+    let check = |r: &EvalReport| {
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        let mut each = [0u32; 3];
+        for f in &r.findings {
+            let n: Vec<u32> = f.title.split(' ').map(|x| x.parse().unwrap()).collect();
+            assert_eq!(n.iter().sum::<u32>(), 731, "{}", f.title);
+            for (e, x) in each.iter_mut().zip(n) {
+                *e += x;
+            }
+        }
+        each
+    };
+    let first = d.evaluate_both(end(), "the first evaluation");
+    assert_eq!(first.findings.len(), ACCOUNTS);
+    let each = check(&first);
+    assert!(each.iter().all(|e| *e > 0), "not every tier seen: {each:?}");
+    d.drop_orders(
+        "销售明细_late.csv",
+        "LATE1,1,KH1003,2026-01-10,SP-001,1,90000.00,30000.00\n",
+    );
+    let r = d.evaluate_both(end(), "after a late line");
+    check(&r);
+}

@@ -179,7 +179,21 @@ pub enum Ranking {
 pub struct Ago {
     pub ranking: Ranking,
     pub days: u16,
-    pub share: bool,
+    pub read: AgoRead,
+}
+
+/// What an [`Ago`] reads of the day's (tier, share above).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AgoRead {
+    /// The tier (`tier_ago`).
+    Tier,
+    /// The share above (`share_above_ago`).
+    Share,
+    /// Whether the tier is this one (`is_tier_ago`): the answer moves only
+    /// when the account enters or leaves that tier, not when it moves
+    /// between the other two (a ranking moved by a re-export moves many
+    /// accounts between B and C on some earlier day).
+    Is(Tier),
 }
 
 /// A value kept per account: one of its tier history ([`Ago`]); whether
@@ -388,17 +402,17 @@ impl Ago {
     /// Its value for `m`, to the bit.
     pub fn value(&self, m: &AccountMetrics) -> u64 {
         let (tier, share) = self.pair(m);
-        if self.share {
-            share.to_bits()
-        } else {
-            tier as u64
+        match self.read {
+            AgoRead::Tier => tier as u64,
+            AgoRead::Share => share.to_bits(),
+            AgoRead::Is(t) => u64::from(tier == t),
         }
     }
 
     /// Its bit.
     pub fn bit(&self) -> u32 {
         let now = self.days == 0 || matches!(self.ranking, Ranking::Today(_));
-        match (now, self.share) {
+        match (now, self.read == AgoRead::Share) {
             (true, false) => HIST_TIER_NOW,
             (true, true) => HIST_SHARE_NOW,
             (false, false) => bit_in(HIST_TIER_PAST, u64::from(self.days / 30)),
@@ -734,7 +748,7 @@ mod tests {
             AccountKey::Ago(Ago {
                 ranking,
                 days,
-                share: false,
+                read: AgoRead::Tier,
             })
         };
         let run = |keys: &[AccountKey]| {
@@ -796,7 +810,7 @@ mod tests {
     #[test]
     fn each_key_has_one_bit_in_its_group() {
         for days in [0u16, 1, 30, 181, 730] {
-            for share in [false, true] {
+            for read in [AgoRead::Tier, AgoRead::Share, AgoRead::Is(Tier::A)] {
                 for ranking in [
                     Ranking::Basis,
                     Ranking::Alone(By::Revenue),
@@ -805,7 +819,7 @@ mod tests {
                     let b = Ago {
                         ranking,
                         days,
-                        share,
+                        read,
                     }
                     .bit();
                     assert_eq!(b.count_ones(), 1);

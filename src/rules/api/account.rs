@@ -12,7 +12,7 @@ use crate::metrics::AccountMetrics;
 use crate::model::Tier;
 use crate::model::dates::Day;
 use crate::rules::reads::{
-    self, AboveBy, Ago, By, PREV_TIER, RANK, Ranking, SHARE, SHARE_ABOVE, TIER, note,
+    self, AboveBy, Ago, AgoRead, By, PREV_TIER, RANK, Ranking, SHARE, SHARE_ABOVE, TIER, note,
 };
 
 /// The value a rule sees as `account`.
@@ -83,14 +83,14 @@ fn noted<T>(bits: u32, v: T) -> T {
 
 /// A value of the account's tier history (`days` checked), noted as read:
 /// its (tier, share above) by `ranking`.
-fn hist(a: &Account, ranking: Ranking, days: i64, share: bool) -> (Tier, f64) {
+fn hist(a: &Account, ranking: Ranking, days: i64, read: AgoRead) -> (Tier, f64) {
     let days = u16::try_from(days).unwrap_or(u16::MAX);
     reads::ago(
         a.master(),
         Ago {
             ranking,
             days,
-            share,
+            read,
         },
     )
 }
@@ -226,7 +226,7 @@ pub(super) fn ranking_and_master(api: &mut Api) {
         |a: &mut Account, days: i64| {
             let call = || format!("account.tier_ago({days})");
             days_ago(&call, days)?;
-            let v = tier_str(hist(a, Ranking::Basis, days, false).0.as_str());
+            let v = tier_str(hist(a, Ranking::Basis, days, AgoRead::Tier).0.as_str());
             Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
@@ -238,7 +238,21 @@ pub(super) fn ranking_and_master(api: &mut Api) {
         |a: &mut Account, days: i64| {
             let call = || format!("account.share_above_ago({days})");
             days_ago(&call, days)?;
-            let v = hist(a, Ranking::Basis, days, true).1;
+            let v = hist(a, Ranking::Basis, days, AgoRead::Share).1;
+            Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
+        },
+    );
+    f!(
+        api,
+        "is_tier_ago",
+        "account.is_tier_ago(tier, days)",
+        "true when account.tier_ago(days) is `tier` (\"A\", \"B\" or \"C\"): the same answer as `account.tier_ago(days) == tier`, but read as that answer, so the rule runs again for the account only when it enters or leaves that tier on that day, not whenever it moves between the other two (see docs/rules.md, \"What makes a rule cheap\")",
+        |a: &mut Account, tier: &str, days: i64| {
+            let call = || format!("account.is_tier_ago({tier:?}, {days})");
+            days_ago(&call, days)?;
+            let t = Tier::parse(tier)
+                .ok_or_else(|| format!("{}: the tiers are \"A\", \"B\" and \"C\"", call()))?;
+            let v = hist(a, Ranking::Basis, days, AgoRead::Is(t)).0 == t;
             Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
@@ -298,7 +312,11 @@ fn single_measure(api: &mut Api) {
         |a: &mut Account, days: i64| {
             let call = || format!("account.revenue_tier_ago({days})");
             days_ago(&call, days)?;
-            let v = tier_str(hist(a, Ranking::Alone(By::Revenue), days, false).0.as_str());
+            let v = tier_str(
+                hist(a, Ranking::Alone(By::Revenue), days, AgoRead::Tier)
+                    .0
+                    .as_str(),
+            );
             Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
@@ -310,7 +328,7 @@ fn single_measure(api: &mut Api) {
         |a: &mut Account, days: i64| {
             let call = || format!("account.revenue_share_above_ago({days})");
             days_ago(&call, days)?;
-            let v = hist(a, Ranking::Alone(By::Revenue), days, true).1;
+            let v = hist(a, Ranking::Alone(By::Revenue), days, AgoRead::Share).1;
             Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
@@ -323,7 +341,7 @@ fn single_measure(api: &mut Api) {
             let call = || format!("account.gross_profit_tier_ago({days})");
             days_ago(&call, days)?;
             let v = tier_str(
-                hist(a, Ranking::Alone(By::GrossProfit), days, false)
+                hist(a, Ranking::Alone(By::GrossProfit), days, AgoRead::Tier)
                     .0
                     .as_str(),
             );
@@ -338,7 +356,7 @@ fn single_measure(api: &mut Api) {
         |a: &mut Account, days: i64| {
             let call = || format!("account.gross_profit_share_above_ago({days})");
             days_ago(&call, days)?;
-            let v = hist(a, Ranking::Alone(By::GrossProfit), days, true).1;
+            let v = hist(a, Ranking::Alone(By::GrossProfit), days, AgoRead::Share).1;
             Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
@@ -348,7 +366,11 @@ fn single_measure(api: &mut Api) {
         "account.revenue_tier",
         "the tier the account has with the book ranked by trailing-12-month revenue alone, whatever tiers.by says: \"A\", \"B\" or \"C\" (C without revenue; a tier column in the master does not apply)",
         |a: &mut Account| {
-            let v = tier_str(hist(a, Ranking::Today(By::Revenue), 0, false).0.as_str());
+            let v = tier_str(
+                hist(a, Ranking::Today(By::Revenue), 0, AgoRead::Tier)
+                    .0
+                    .as_str(),
+            );
             seen(a.explain, || "account.revenue_tier".into(), v)
         },
     );
@@ -358,7 +380,7 @@ fn single_measure(api: &mut Api) {
         "account.revenue_share_above",
         "share of the book's trailing-12-month revenue held by the accounts ranked above this one by revenue, 0..1: tier A by revenue while it is below tiers.a_share",
         |a: &mut Account| {
-            let v = hist(a, Ranking::Today(By::Revenue), 0, true).1;
+            let v = hist(a, Ranking::Today(By::Revenue), 0, AgoRead::Share).1;
             seen(a.explain, || "account.revenue_share_above".into(), v)
         },
     );
@@ -369,7 +391,7 @@ fn single_measure(api: &mut Api) {
         "the tier the account has with the book ranked by trailing-12-month gross profit (revenue - cost) alone, whatever tiers.by says, with the same lines: \"A\", \"B\" or \"C\" (C without gross profit or at a loss; a tier column in the master does not apply)",
         |a: &mut Account| {
             let v = tier_str(
-                hist(a, Ranking::Today(By::GrossProfit), 0, false)
+                hist(a, Ranking::Today(By::GrossProfit), 0, AgoRead::Tier)
                     .0
                     .as_str(),
             );
@@ -382,7 +404,7 @@ fn single_measure(api: &mut Api) {
         "account.gross_profit_share_above",
         "share of the book's trailing-12-month gross profit held by the accounts ranked above this one by gross profit, 0..1: tier A by gross profit while it is below tiers.a_share",
         |a: &mut Account| {
-            let v = hist(a, Ranking::Today(By::GrossProfit), 0, true).1;
+            let v = hist(a, Ranking::Today(By::GrossProfit), 0, AgoRead::Share).1;
             seen(a.explain, || "account.gross_profit_share_above".into(), v)
         },
     );

@@ -239,6 +239,14 @@ mod tests {
                 "account.tier_ago(-30): -30 days back; give 0 (the as-of date) to 730",
             ),
             ("account.share_above_ago(731)", "731 days back"),
+            (
+                "account.is_tier_ago(\"A\", 731)",
+                "account.is_tier_ago(\"A\", 731): 731 days back",
+            ),
+            (
+                "account.is_tier_ago(\"D\", 30)",
+                "account.is_tier_ago(\"D\", 30): the tiers are \"A\", \"B\" and \"C\"",
+            ),
         ] {
             let src = format!("let x = {call};\nalert(#{{ title: \"t\" }});");
             let rs = RuleSet::from_sources(&[("w", src.as_str())]).unwrap();

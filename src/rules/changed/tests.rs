@@ -531,7 +531,7 @@ fn a_share_asked_about_runs_a_pair_again_only_when_it_crosses_the_line() {
 /// moved by any line.
 #[test]
 fn earlier_days_past_the_keys_kept_make_room_for_todays() {
-    use crate::rules::reads::{AccountKey, Ago, BookKey, Ranking};
+    use crate::rules::reads::{AccountKey, Ago, AgoRead, BookKey, Ranking};
     let snap = book(&[Tier::A], 100.0, 0.5);
     let m = &snap.accounts[0];
     let at = (&*snap.portfolio, snap.end());
@@ -539,7 +539,7 @@ fn earlier_days_past_the_keys_kept_make_room_for_todays() {
         AccountKey::Ago(Ago {
             ranking: Ranking::Basis,
             days,
-            share: false,
+            read: AgoRead::Tier,
         })
     };
     let answer = |x: u32| AccountKey::Past(BookKey::TierFloor(Tier::A), f64::from(x).to_bits());
