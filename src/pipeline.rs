@@ -363,7 +363,11 @@ fn record(
     // A dry run goes through the same steps and rolls them back, so what it
     // reports is exactly what a real run would do.
     let started = std::time::Instant::now();
-    let tx = conn.transaction()?;
+    // The write lock first (waiting up to the busy timeout for another
+    // writer: the delivery marking mail sent, an ingest): a transaction
+    // that read the alerts before taking it fails when another connection
+    // wrote in between ("database is locked"), and the evaluation with it.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let (started_now, resolved, queued) =
         apply_changes(&tx, cfg, rules, snap, &mut report, only.as_ref(), dry_run)?;
     report.raised = found.others + report.findings.len();

@@ -323,3 +323,43 @@ fn a_full_disk_under_stderr_never_stops_the_daemon() {
     });
     assert_eq!(d.stop().code(), Some(0));
 }
+
+/// An evaluation that fails (here: another process holds the write lock
+/// past the busy timeout, as a long `kamwatch ingest` may) is tried again
+/// with backoff once it can be: the book is evaluated without waiting for
+/// the next file or the next day, and nothing is lost.
+#[test]
+fn a_failed_evaluation_is_tried_again() {
+    let p = Project::new();
+    p.edit_config("eval_debounce_ms: 0", "eval_debounce_ms: 2000");
+    let d = Daemon::start(&p);
+    wait_for(30, "the daemon to start", || {
+        Daemon::log(&p).contains("kamwatch started").then_some(())
+    });
+    let (files, _) = exports(&p, 20);
+    let count = |c: &rusqlite::Connection| -> i64 {
+        c.query_row("SELECT COUNT(*) FROM evaluations", [], |r| r.get(0))
+            .unwrap()
+    };
+    let blocker = p.db();
+    let before = count(&blocker);
+    for f in &files {
+        drop_in(&p, f);
+    }
+    wait_for(60, "every file ingested", || {
+        (Daemon::log(&p).matches(" ingested ").count() >= files.len()).then_some(())
+    });
+    // Within the debounce: the evaluation then waits on the lock, 10 s.
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    wait_for(30, "the evaluation to fail", || {
+        Daemon::log(&p).contains("evaluation failed").then_some(())
+    });
+    assert_eq!(count(&blocker), before, "evaluated while the lock was held");
+    blocker.execute_batch("COMMIT").unwrap();
+    wait_for(30, "the evaluation tried again", || {
+        (count(&blocker) > before).then_some(())
+    });
+    let log = Daemon::log(&p);
+    assert!(log.contains("evaluating again in 1 s"), "{log}");
+    assert!(d.stop().success());
+}

@@ -91,6 +91,8 @@ struct Loop {
     /// The evaluation due runs every rule for every account (the scheduled
     /// one, one missed while down), not only where something changed.
     eval_full: bool,
+    /// Evaluations failed in a row (their retry's backoff).
+    eval_failures: u32,
     /// The metrics are read into memory once the start-up's files are in.
     load_due: bool,
     reload_wanted: bool,
@@ -230,6 +232,7 @@ impl Loop {
             stuck_after: Duration::from_secs(cfg.cfg.daemon.stuck_after_secs),
             eval_due: None,
             eval_full: false,
+            eval_failures: 0,
             load_due: true,
             reload_wanted: false,
             reloading: false,
@@ -390,6 +393,27 @@ impl Loop {
         }
         if done.ingested > 0 {
             self.eval_due = Some(Instant::now() + self.debounce);
+        }
+        match done.evaluated {
+            // Failed: evaluated again (everything: the memo is gone) after
+            // a backoff, or sooner if a file comes. Nothing is left waiting
+            // for the next file or the next day.
+            Some(false) => {
+                self.eval_failures += 1;
+                let wait = RETRY_FIRST
+                    .saturating_mul(1 << (self.eval_failures - 1).min(16))
+                    .min(RETRY_MAX);
+                tracing::info!(
+                    attempt = self.eval_failures,
+                    "evaluating again in {} s",
+                    wait.as_secs()
+                );
+                let at = Instant::now() + wait;
+                self.eval_due = Some(self.eval_due.map_or(at, |t| t.min(at)));
+                self.eval_full = true;
+            }
+            Some(true) => self.eval_failures = 0,
+            None => {}
         }
         if let Some(fresh) = done.reloaded {
             self.take_config(&fresh).await;

@@ -9,7 +9,8 @@
 //! `pipeline::evaluate_changed`), and reload
 //! the config on SIGHUP (an invalid one is refused, the running one stays).
 //! A failing evaluation is noted in `<db>.eval-failed` for `kamwatch
-//! status`; a database deleted or replaced under the daemon stops it.
+//! status` and reported to the event loop, which tries it again with
+//! backoff; a database deleted or replaced under the daemon stops it.
 //! Touches the store (through ingest, pipeline, metrics), the inbox's
 //! files (through ingest) and that note.
 
@@ -92,6 +93,10 @@ pub struct Done {
     pub fatal: Option<String>,
     /// After a reload: the config now in force, when a new one was taken.
     pub reloaded: Option<Loaded>,
+    /// After an evaluation: whether it failed (it is tried again, with
+    /// backoff: a lock another process held past the busy timeout, a full
+    /// disk, may pass).
+    pub evaluated: Option<bool>,
 }
 
 /// What the admin reads when the database file went away under the daemon.
@@ -388,6 +393,7 @@ impl State {
                 }
                 let _ = std::fs::remove_file(eval_failed_path(&self.cfg.database()));
                 let _ = self.delivery.send(ToDelivery::Kick);
+                done.evaluated = Some(true);
             }
             Err(e) => {
                 let mut text = format!("{e:#}");
@@ -398,6 +404,7 @@ impl State {
                 done.status = Some(format!("evaluation FAILED: {text}"));
                 let note = format!("{}\t{text}\n", crate::store::now_text());
                 let _ = std::fs::write(eval_failed_path(&self.cfg.database()), note);
+                done.evaluated = Some(false);
             }
         }
         super::memory::give_back();

@@ -256,7 +256,12 @@ impl Pass<'_> {
             .map(|r| format!("{} ({})", r.email, r.reply.as_deref().unwrap_or("")))
             .collect();
         let json = serde_json::to_string(&recipients)?;
-        let tx = self.conn.unchecked_transaction()?;
+        // The write lock first: a mail the server accepted must be
+        // recorded sent, not fail on another writer and go out again.
+        let tx = rusqlite::Transaction::new_unchecked(
+            self.conn,
+            rusqlite::TransactionBehavior::Immediate,
+        )?;
         let conn: &Connection = &tx;
         if left == 0 {
             let state = if any_sent { "sent" } else { "dead" };
@@ -375,7 +380,10 @@ impl Pass<'_> {
         let limit = limit - limit / 50;
         // The rewrite and the parts commit together: a crash between them
         // must not leave a part unqueued.
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = rusqlite::Transaction::new_unchecked(
+            self.conn,
+            rusqlite::TransactionBehavior::Immediate,
+        )?;
         let parts = split(&tx, self.cfg, id, &row.message_id, recipients, limit, text)?;
         tx.commit()?;
         match parts {

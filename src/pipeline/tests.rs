@@ -1282,3 +1282,40 @@ fn is_tier_ago_is_the_comparison_of_tier_ago() {
     let r = d.evaluate_both(end(), "after a late line");
     check(&r);
 }
+
+/// Another connection writing while an evaluation runs (the daemon's
+/// delivery marks mail sent, `kamwatch ingest` loads a file) does not make
+/// the evaluation fail: it takes the write lock before it reads what it
+/// will change, and waits for the other's commit instead of reading a
+/// snapshot it could then not write on ("database is locked", code 517,
+/// and no evaluation until the next file).
+#[test]
+fn an_evaluation_waits_for_another_writer_instead_of_failing() {
+    let d = Daemon::start(Setup::default());
+    let path = d.cfg.database();
+    let mut conn = crate::store::open(&path).unwrap();
+    let (held, wait) = std::sync::mpsc::channel();
+    let other = std::thread::spawn(move || {
+        let mut c = crate::store::open(&path).unwrap();
+        let tx = c
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .unwrap();
+        tx.execute_batch("CREATE TABLE held (x); INSERT INTO held VALUES (1);")
+            .unwrap();
+        held.send(()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        tx.commit().unwrap();
+    });
+    wait.recv().unwrap();
+    let r = evaluate(&d.cfg, &mut conn, &d.rules, end(), false);
+    other.join().unwrap();
+    let r = r.unwrap();
+    assert_eq!(r.accounts, ACCOUNTS);
+    let recorded: i64 = conn
+        .query_row("SELECT COUNT(*) FROM evaluations", [], |r| r.get(0))
+        .unwrap();
+    let held: i64 = conn
+        .query_row("SELECT COUNT(*) FROM held", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!((recorded >= 1, held), (true, 1));
+}
