@@ -1319,3 +1319,62 @@ fn an_evaluation_waits_for_another_writer_instead_of_failing() {
         .unwrap();
     assert_eq!((recorded >= 1, held), (true, 1));
 }
+
+/// `has_revenue_12m_ago` gives the answer of comparing `revenue_12m_ago`
+/// with zero on every day back (evaluated as of an early day of a
+/// generated book, the 12 months to the days before it had no sales: both
+/// answers are seen).
+/// A rule that compares the total itself runs again for every account
+/// after a late line moves the total of that day; one that asks the
+/// question runs for none, and each evaluation records what a full one
+/// records.
+#[test]
+fn has_revenue_12m_ago_is_the_comparison_and_moves_only_with_its_answer() {
+    let mut d = Daemon::start(Setup::default());
+    d.rules = RuleSet::from_sources(&[(
+        "same",
+        r#"
+        let n = [0, 0];
+        for d in 0..731 {
+            let yes = portfolio.has_revenue_12m_ago(d);
+            if yes != (portfolio.revenue_12m_ago(d) > 0.0) { throw `${d}`; }
+            if yes { n[0] += 1; } else { n[1] += 1; }
+        }
+        alert(#{ title: `${n[0]} ${n[1]}` });"#,
+    )])
+    .unwrap();
+    // 600 days before the book's last day, its first months are 130 days
+    // back: the 12 months to a day before them had no sales.
+    let early = end() - chrono::Duration::days(600);
+    let first = d.evaluate_both(early, "an evaluation of an early day");
+    assert!(first.errors.is_empty(), "{:?}", first.errors);
+    let n: Vec<u32> = first.findings[0]
+        .title
+        .split(' ')
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert!(n[0] > 0 && n[1] > 0, "both answers: {n:?}");
+
+    let today = end();
+    let mut runs = Vec::new();
+    for rule in [
+        r#"if portfolio.revenue_12m_ago(400) > 0.0 { alert(#{ title: "sold then" }); }"#,
+        r#"if portfolio.has_revenue_12m_ago(400) { alert(#{ title: "sold then" }); }"#,
+    ] {
+        let mut d = Daemon::start(Setup::default());
+        d.rules = RuleSet::from_sources(&[("then", rule)]).unwrap();
+        let first = d.evaluate_both(today, "the first evaluation");
+        assert_eq!(first.findings.len(), ACCOUNTS, "{rule}");
+        // A line dated 500 days back: the book's total of 400 days back
+        // moves, its answer does not.
+        let day = today - chrono::Duration::days(500);
+        d.drop_orders(
+            "销售明细_late.csv",
+            &format!("LATE1,1,KH1003,{day},SP-001,1,1234.00,800.00\n"),
+        );
+        let r = d.evaluate_both(today, "after a late line");
+        assert!(r.partial.is_some());
+        runs.push(r.runs);
+    }
+    assert_eq!(runs, [ACCOUNTS as u64, 0]);
+}

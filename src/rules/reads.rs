@@ -430,6 +430,11 @@ pub enum BookKey {
     Floor(By, Tier, u16),
     /// `revenue_12m_ago`, `gross_profit_12m(_ago)`.
     Total(By, u16),
+    /// `has_revenue_12m_ago(days)`: whether `revenue_12m_ago(days)` is
+    /// more than zero, as a rule's `>` compares (1 or 0): moves only when
+    /// the book starts or stops having sales in those 12 months, not with
+    /// every line dated in them.
+    Sold(u16),
     /// `revenue_12m`.
     Revenue12m,
     Accounts,
@@ -451,6 +456,10 @@ impl BookKey {
                 .floor_alone(by.basis(), tier(t), i64::from(*d))
                 .unwrap_or(0.0),
             BookKey::Total(by, d) => p.book_alone(by.basis(), i64::from(*d)).total,
+            BookKey::Sold(d) => {
+                let total = BookKey::Total(By::Revenue, *d).value(p, end);
+                f64::from(u8::from(more_as_rhai(total, 0.0)))
+            }
             BookKey::Revenue12m => p.revenue_12m,
             BookKey::Accounts => p.accounts as f64,
             BookKey::TierCount(t) => p.tier_count(tier(t)) as f64,
@@ -472,6 +481,7 @@ impl BookKey {
                 days_ago: i64::from(*d),
                 book: true,
             }),
+            BookKey::Sold(d) => BookKey::Total(By::Revenue, *d).wanted(),
             _ => None,
         }
     }
@@ -484,10 +494,12 @@ impl BookKey {
             BookKey::TierFloor(Tier::B) | BookKey::Floor(Revenue, Tier::B, 0) => FLOOR_B,
             BookKey::Floor(GrossProfit, Tier::A, 0) => GP_FLOOR_A,
             BookKey::Floor(GrossProfit, Tier::B, 0) => GP_FLOOR_B,
-            BookKey::Revenue12m | BookKey::Total(Revenue, 0) => TOTAL,
+            BookKey::Revenue12m | BookKey::Total(Revenue, 0) | BookKey::Sold(0) => TOTAL,
             BookKey::Total(GrossProfit, 0) => GP_TOTAL,
             BookKey::Accounts | BookKey::TierCount(_) | BookKey::AccountsWith(_) => COUNTS,
-            BookKey::Floor(_, _, d) | BookKey::Total(_, d) if *d > 0 => BOOK_PAST,
+            BookKey::Floor(_, _, d) | BookKey::Total(_, d) | BookKey::Sold(d) if *d > 0 => {
+                BOOK_PAST
+            }
             other => {
                 use std::hash::{Hash, Hasher};
                 let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -831,6 +843,8 @@ mod tests {
             BookKey::TierFloor(Tier::A),
             BookKey::Floor(By::GrossProfit, Tier::B, 30),
             BookKey::Total(By::Revenue, 0),
+            BookKey::Sold(0),
+            BookKey::Sold(400),
             BookKey::Metric(3, 365, 0),
             BookKey::AccountsWith(4),
         ] {

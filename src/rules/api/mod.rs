@@ -244,6 +244,10 @@ mod tests {
                 "account.is_tier_ago(\"A\", 731): 731 days back",
             ),
             (
+                "portfolio.has_revenue_12m_ago(-1)",
+                "portfolio.has_revenue_12m_ago(-1): -1 days back",
+            ),
+            (
                 "account.is_tier_ago(\"D\", 30)",
                 "account.is_tier_ago(\"D\", 30): the tiers are \"A\", \"B\" and \"C\"",
             ),

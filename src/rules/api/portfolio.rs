@@ -331,6 +331,18 @@ fn floors_alone(api: &mut Api) {
             },
         );
     }
+    f!(
+        api,
+        "has_revenue_12m_ago",
+        "portfolio.has_revenue_12m_ago(days)",
+        "true when the book had sales in the 12 months to `days` days before the as-of date (0 to 730): the same answer as `portfolio.revenue_12m_ago(days) > 0.0`, but read as that answer, so the rule runs again only when it changes, not with every order line dated in those 12 months (a re-export of old lines moves the total; see docs/rules.md, \"What makes a rule cheap\")",
+        |b: &mut Book, days: i64| {
+            let call = || format!("portfolio.has_revenue_12m_ago({days})");
+            days_ago(&call, days)?;
+            let v = read(b, BookKey::Sold(days as u16)) > 0.0;
+            Ok::<_, Box<EvalAltResult>>(seen(b.explain, call, v))
+        },
+    );
 }
 
 /// A floor of [`floors_alone`]: `days` ago, or today (None).
