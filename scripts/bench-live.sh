@@ -139,6 +139,21 @@ start() {
 
 runs=${RUNS:-$work}
 mkdir -p "$runs"
+# wait_evaluated E LOG: until more than E evaluations are on record. A
+# daemon that stopped, or none on record 300 s after, is reported with
+# its log's last errors instead of waited for (a failed evaluation used
+# to wait for the next file).
+wait_evaluated() {
+    local limit=$((SECONDS + 300))
+    until [[ $(count) -gt $1 ]]; do
+        if ! kill -0 "$daemon" 2>/dev/null || ((SECONDS > limit)); then
+            echo "$label: no evaluation on record after the rename; the daemon's last errors:" >&2
+            grep -E " (ERROR|WARN) " "$2" | tail -5 >&2
+            exit 1
+        fi
+        sleep 0.01
+    done
+}
 run() { # run LABEL BINARY DROPS REEXPORTS [TREE]
     local label=$1 bin=$2 n=$3 r=$4 dir=$runs/run-$1
     rm -rf "$dir"
@@ -159,7 +174,7 @@ run() { # run LABEL BINARY DROPS REEXPORTS [TREE]
         t0=$(now)
         mv "$dir/staging/销售明细_bench$i.csv" "$dir/inbox/"
         echo "bench$i renamed at $(date -u -d "@$t0" +%H:%M:%S.%N)" >> "$dir/renamed"
-        until [[ $(count) -gt $e ]]; do sleep 0.01; done
+        wait_evaluated "$e" "$dir/daemon.log"
         awk -v a="$(now)" -v b="$t0" 'BEGIN { printf "%.3f\n", a - b }' >> "$dir/small"
     done
     for i in $(seq 1 "$r"); do
@@ -168,7 +183,7 @@ run() { # run LABEL BINARY DROPS REEXPORTS [TREE]
         t0=$(now)
         mv "$dir/staging/销售明细_reexport$i.csv" "$dir/inbox/"
         echo "reexport$i renamed at $(date -u -d "@$t0" +%H:%M:%S.%N)" >> "$dir/renamed"
-        until [[ $(count) -gt $e ]]; do sleep 0.01; done
+        wait_evaluated "$e" "$dir/daemon.log"
         awk -v a="$(now)" -v b="$t0" 'BEGIN { printf "%.3f\n", a - b }' >> "$dir/big"
     done
     local hwm rss
