@@ -1,12 +1,15 @@
 //! Checkpoint: the write-ahead log copied into the database file on a
 //! thread of its own, with its own connection, kicked by the worker after
-//! each job (a passive checkpoint: it waits for no reader or writer, and
-//! none waits for it). On the worker's thread it held up the next file: a
-//! checkpoint that synced the database took 0.75-0.8 s at 100,000
-//! accounts, and a drop renamed meanwhile waited that long to be ingested.
+//! each job and by delivery after each pass (a passive checkpoint: it
+//! waits for no reader or writer, and none waits for it). On the worker's
+//! thread it held up the next file: a checkpoint that synced the database
+//! took 0.75-0.8 s at 100,000 accounts, and a drop renamed meanwhile
+//! waited that long to be ingested. A log copied to its end is written
+//! again from its beginning by the next transaction; one that is not (a
+//! mail marked sent after the worker's kick) grows by every file.
 //! The daemon's connections never checkpoint when they commit (`start`).
-//! Ends when the worker's sender is dropped. Touches the database through
-//! its own connection only.
+//! Ends when every sender (the worker's, delivery's) is dropped. Touches
+//! the database through its own connection only.
 
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::Instant;

@@ -139,9 +139,9 @@ pub async fn main_loop(cfg: Loaded) -> Result<()> {
     // Delivery gives up on its own (the stop flag breaks any conversation
     // within a tenth of a second); whatever still holds it after the grace
     // is cut off by the exit, like a kill: unsent rows stay pending.
-    // The checkpoint thread ends with the state's sender, after the pass
-    // it is in (one cut off by the exit leaves the log as it was: SQLite
-    // copies it the next time).
+    // The checkpoint thread ends with the state's sender and delivery's,
+    // after the pass it is in (one cut off by the exit leaves the log as
+    // it was: SQLite copies it the next time).
     drop(state);
     let until = Instant::now() + DELIVERY_GRACE;
     while !(delivery_thread.is_finished() && checkpoint_thread.is_finished())

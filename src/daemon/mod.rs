@@ -30,8 +30,10 @@
 //! pages back after each evaluation and full read. The daemon's
 //! connections never checkpoint the write-ahead log when they commit; a
 //! thread of its own (`checkpoint`) does, kicked by the worker after each
-//! job that no evaluation follows, so copying a big file's pages into the
-//! database never delays its evaluation, nor the next file.
+//! job that no evaluation follows and by delivery after each pass, so
+//! copying a big file's pages into the database never delays its
+//! evaluation, nor the next file, and the log is copied to its end between
+//! files (the next file's writes then start it again from its beginning).
 //!
 //! One file cannot take the daemon down (`isolate`): a panic while
 //! ingesting it rejects it; a file the daemon died in before (on record

@@ -72,8 +72,9 @@ pub fn start(cfg: Loaded, stop: &Arc<AtomicBool>) -> Result<Started> {
         reported.insert(e.path.clone(), e.to_string());
     }
     let missed = missed(&cfg, &conn);
-    let (delivery, delivery_thread) = spawn_delivery(cfg.clone(), stop.clone())?;
     let (checkpoint, checkpoint_thread) = super::checkpoint::spawn(&cfg)?;
+    let (delivery, delivery_thread) =
+        spawn_delivery(cfg.clone(), stop.clone(), checkpoint.clone())?;
     let state = State {
         cfg,
         conn,
