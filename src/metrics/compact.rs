@@ -413,6 +413,22 @@ impl Table {
         }
     }
 
+    /// Asks the processor to bring the first `lines` cache lines of the
+    /// buffer (the header and the columns after it) into its cache ahead
+    /// of a read: a hint, which changes nothing the table gives.
+    #[inline]
+    pub(super) fn prefetch(&self, lines: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(b) = self.bytes.as_deref() {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            for at in (0..b.len()).step_by(64).take(lines) {
+                // SAFETY: a prefetch reads nothing the program sees and
+                // never faults; `at` is within the buffer.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(b.as_ptr().add(at).cast()) };
+            }
+        }
+    }
+
     /// The bytes it takes on the heap (buffer and column specs; shared
     /// clones count each).
     pub(super) fn heap_bytes(&self) -> usize {

@@ -11,7 +11,7 @@ use rusqlite::Connection;
 
 use super::account::{Invoice, SkuLine};
 use super::daylog::DayLog;
-use super::series::{DaySums, Series};
+use super::series::{DaySums, Series, ahead};
 use crate::model::dates::{Day, day};
 use crate::model::dates::{date_text, parse_ymd};
 
@@ -377,8 +377,10 @@ pub type BookDay = (Day, [f64; 4]);
 /// summed over the same accounts in the same order: the same bits.
 pub fn book_days<'a>(series: impl Iterator<Item = &'a Series>) -> Vec<BookDay> {
     let series: Vec<&Series> = series.collect();
-    let first = series.iter().filter_map(|s| s.first_day()).min();
-    let last = series.iter().filter_map(|s| s.last_day(Day::MAX)).max();
+    let first = ahead(&series, |s| *s).filter_map(|s| s.first_day()).min();
+    let last = ahead(&series, |s| *s)
+        .filter_map(|s| s.last_day(Day::MAX))
+        .max();
     let (Some(first), Some(last)) = (first, last) else {
         return Vec::new();
     };
@@ -388,7 +390,7 @@ pub fn book_days<'a>(series: impl Iterator<Item = &'a Series>) -> Vec<BookDay> {
     }
     // At most DENSE_DAYS entries: the span fits.
     let mut sums: Vec<Option<[f64; 4]>> = vec![None; span as usize];
-    for s in series {
+    for s in ahead(&series, |s| *s) {
         s.each_day(|d, x| {
             let k = (i64::from(d) - i64::from(first)) as usize;
             let b = sums[k].get_or_insert([0.0; 4]);

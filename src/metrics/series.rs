@@ -439,6 +439,31 @@ fn median_of_gaps(s: &Series, places: std::ops::Range<usize>) -> Option<f64> {
     })
 }
 
+/// How many items ahead [`ahead`] asks for a series' table.
+const AHEAD: usize = 4;
+
+/// How many of a table's cache lines [`ahead`] asks for: 2 KiB, a series
+/// of about a hundred order days whole.
+const AHEAD_LINES: usize = 32;
+
+/// `items` in turn, the table of the series `of` gives for each asked
+/// into the processor's cache [`AHEAD`] items before its turn. Each series
+/// is a heap buffer of its own, and a pass over a book's series otherwise
+/// waits on memory at each: the days' 12-month sums after a re-export
+/// (100,000 accounts, 160 days) took 310-330 ms so, 175-210 ms asked
+/// ahead. A hint: what is read is the same.
+pub fn ahead<'a, T>(
+    items: &'a [T],
+    of: impl Fn(&'a T) -> &'a Series + 'a,
+) -> impl Iterator<Item = &'a T> + 'a {
+    items.iter().enumerate().map(move |(j, item)| {
+        if let Some(next) = items.get(j + AHEAD) {
+            of(next).table.prefetch(AHEAD_LINES);
+        }
+        item
+    })
+}
+
 /// The first of the places `0..len` whose `pred` is false (`pred` true
 /// for a prefix of them: `partition_point`), searched from `hint`,
 /// galloping forward or back. Near the answer it reads a cache line or

@@ -27,7 +27,7 @@ use super::load::{self, BookDay, book_days, book_series};
 use super::master::Who;
 use super::parts::{Parts, SkuLog};
 use super::ranks::Kept;
-use super::series::Series;
+use super::series::{Series, ahead};
 use super::snapshot::{Portfolio, Snapshot};
 use super::stock::{SkuBook, SkuScratch};
 use super::tiers::{PREV_TIER_DAYS, Ranked, TierHistory, Unlisted, gross_profit_12m, parse_tier};
@@ -439,9 +439,7 @@ impl Timeline {
         hints: &mut [[[usize; 2]; 2]],
     ) -> (Ranked, Ranked) {
         let prev_end = end - PREV_TIER_DAYS;
-        let (now, before): (Vec<f64>, Vec<f64>) = self
-            .accounts
-            .iter()
+        let (now, before): (Vec<f64>, Vec<f64>) = ahead(&self.accounts, |a| &a.series)
             .zip(hints)
             .map(|(a, [h_now, h_before])| {
                 (
