@@ -176,8 +176,12 @@ impl Sum {
 /// whole book (1.0) above it.
 fn rank_one(values: &[f64], tiers: &TierConfig) -> (Vec<usize>, Vec<(Tier, f64)>) {
     let total = ranking_total(values);
-    let mut order: Vec<usize> = (0..values.len()).collect();
-    order.sort_by(|a, b| values[*b].total_cmp(&values[*a]));
+    // Largest first by `total_cmp`, ties in index order.
+    let mut s = Sorting::default();
+    s.keys
+        .extend(values.iter().zip(0u32..).map(|(v, i)| sort_key(*v, i)));
+    s.sort();
+    let order: Vec<usize> = s.keys.iter().map(|k| *k as u32 as usize).collect();
     let sorted: Vec<f64> = order.iter().map(|&i| values[i]).collect();
     let mut out = vec![(Tier::C, 1.0); values.len()];
     for (&i, place) in order.iter().zip(shares_above(&sorted, total)) {
@@ -213,21 +217,13 @@ fn shares_by_index(values: &[f64], tiers: &TierConfig, s: &mut Sorting) -> (Vec<
     if total <= 0.0 {
         return (out, book.finished());
     }
-    // `f64::total_cmp`'s order as an unsigned number, turned around so the
-    // largest value comes first, above the account index: one number
-    // sorts as (value largest first, index) does.
-    let key = |v: f64, i: u32| {
-        let b = v.to_bits() as i64;
-        let ordered = (b ^ ((((b >> 63) as u64) >> 1) as i64)) as u64 ^ (1 << 63);
-        (u128::from(!ordered) << 32) | u128::from(i)
-    };
     s.keys.clear();
     s.keys.extend(
         values
             .iter()
             .zip(0u32..)
             .filter(|(v, _)| **v > 0.0 || v.is_nan())
-            .map(|(v, i)| key(*v, i)),
+            .map(|(v, i)| sort_key(*v, i)),
     );
     s.sort();
     let lines = [tiers.a_share, tiers.b_share];
@@ -243,7 +239,17 @@ fn shares_by_index(values: &[f64], tiers: &TierConfig, s: &mut Sorting) -> (Vec<
     (out, book.finished())
 }
 
-/// Sort keys as [`shares_by_index`] makes them (a 64-bit key above an
+/// The sort key of value `v` of account `i`: `f64::total_cmp`'s order as
+/// an unsigned number, turned around so the largest value comes first,
+/// above the account index. Sorted, the keys are in rank order: largest
+/// first, ties in index order.
+fn sort_key(v: f64, i: u32) -> u128 {
+    let b = v.to_bits() as i64;
+    let ordered = (b ^ ((((b >> 63) as u64) >> 1) as i64)) as u64 ^ (1 << 63);
+    (u128::from(!ordered) << 32) | u128::from(i)
+}
+
+/// Sort keys as [`sort_key`] makes them (a 64-bit key above an
 /// account index in the low 32 bits; the top 32 bits 0), and the buffers
 /// their sort reuses.
 #[derive(Default)]

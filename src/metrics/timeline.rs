@@ -473,7 +473,9 @@ impl Timeline {
         let history = Arc::new(TierHistory::new(
             end,
             tiers,
-            self.accounts.iter().map(|a| a.series.as_of(end)).collect(),
+            ahead(&self.accounts, |a| &a.series)
+                .map(|a| a.series.as_of(end))
+                .collect(),
             self.accounts.iter().map(|a| a.tier_override).collect(),
         ));
         // The history applies the tier column as it is read.

@@ -560,6 +560,10 @@ proptest::proptest! {
             let day = DayRanking::ranked(&revenue, gp, &tiers, &mut scratch);
             let got: Vec<u64> = (0..revenue.len()).map(|i| day.get(i).unwrap().1.to_bits()).collect();
             proptest::prop_assert_eq!(got, want, "{}", by);
+            // The rank order, against a plain stable sort.
+            let mut plain: Vec<usize> = (0..revenue.len()).collect();
+            plain.sort_by(|a, b| revenue[*b].total_cmp(&revenue[*a]));
+            proptest::prop_assert_eq!(rank_one(&revenue, &tiers).0, plain);
             let values = match by {
                 TierBasis::Revenue => revenue.clone(),
                 _ => ranked_gross_profits(&revenue, gp, &mut Vec::new()).to_vec(),
