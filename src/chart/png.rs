@@ -41,9 +41,11 @@ const PALETTE: usize = 24;
 /// takes, so a digest with a chart per item stays small.
 fn encode_png(rgb: &[u8]) -> Result<Vec<u8>> {
     use std::collections::HashMap;
+    // Runs of one colour (most of a chart) are looked up once.
+    let (px, _) = rgb.as_chunks::<3>();
     let mut count: HashMap<[u8; 3], u32> = HashMap::new();
-    for p in rgb.chunks_exact(3) {
-        *count.entry([p[0], p[1], p[2]]).or_default() += 1;
+    for run in px.chunk_by(|a, b| a == b) {
+        *count.entry(run[0]).or_default() += run.len() as u32;
     }
     let mut colours: Vec<([u8; 3], u32)> = count.into_iter().collect();
     colours.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -68,17 +70,19 @@ fn encode_png(rgb: &[u8]) -> Result<Vec<u8>> {
                 .map_or(0, |(i, _)| i as u8)
         })
     };
-    let pixels: Vec<u8> = rgb
-        .chunks_exact(3)
-        .map(|p| nearest([p[0], p[1], p[2]]))
-        .collect();
+    let mut pixels: Vec<u8> = Vec::with_capacity(px.len());
+    for run in px.chunk_by(|a, b| a == b) {
+        pixels.extend(std::iter::repeat_n(nearest(run[0]), run.len()));
+    }
     let mut png = Vec::new();
     {
         let mut enc = png::Encoder::new(&mut png, WIDTH, HEIGHT);
         enc.set_color(png::ColorType::Indexed);
         enc.set_depth(png::BitDepth::Eight);
         enc.set_palette(palette.concat());
-        enc.set_compression(png::Compression::High);
+        // High made a monthly chart 4% smaller (5,265 against 5,468
+        // bytes) in five times the time of the rest of its encoding.
+        enc.set_compression(png::Compression::Balanced);
         let mut w = enc.write_header().context("writing the PNG header")?;
         w.write_image_data(&pixels)
             .context("writing the PNG data")?;
