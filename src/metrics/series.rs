@@ -1,8 +1,9 @@
 //! Series: one account's (or the book's) daily order sums as prefix arrays,
 //! so any window is two searches, shared between the snapshots of
-//! different days as views ending at their day; and `seek_by`, the
-//! search from a nearby place the views use. Touches nothing but the
-//! memory it is given.
+//! different days as views ending at their day; `seek_by`, the search
+//! from a nearby place the views use; and `ahead`, a pass over many
+//! accounts' series that asks each into the processor's cache a few
+//! accounts before its turn. Touches nothing but the memory it is given.
 
 use super::compact::{Column, Table, Values};
 use crate::model::dates::{Day, day};
