@@ -33,8 +33,12 @@ ts() { date +%s.%N; }
 KAMWATCH_LOG=kamwatch=debug ${WRAP:-} "$bin" run --config "$out/kamwatch.yaml" 2>"$out/daemon.log" &
 d=$!
 # The daemon itself: $d, or the process WRAP started it as (found by its
-# own config path, which only this run uses).
-pid() { pgrep -n -f -- "run --config $out/kamwatch.yaml" 2>/dev/null || echo $d; }
+# own config path, which only this run uses: the newest such process, as
+# the wrapper's own command line names it too).
+pid() {
+    if [[ -z ${WRAP:-} ]]; then echo $d; return; fi
+    pgrep -n -f -- "run --config $out/kamwatch.yaml" 2>/dev/null || echo $d
+}
 ( while kill -0 $d 2>/dev/null; do
     awk -v t="$(ts)" '/VmRSS|VmHWM/ { v[$1] = $2 } END { printf "%s %d %d\n", t, v["VmRSS:"] / 1024, v["VmHWM:"] / 1024 }' /proc/"$(pid)"/status 2>/dev/null || true
     sleep 0.1
@@ -62,6 +66,14 @@ sleep 1
 mark end
 # What is resident, by kind (heap, file-backed, anonymous), before the end.
 cat /proc/"$(pid)"/smaps_rollup > "$out/smaps_rollup.txt" 2>/dev/null || true
-kill -"${SIGNAL:-TERM}" "$(pid)"; wait $d || true
+# Stopped, and waited for at most a minute: a daemon left running would
+# share the machine with the next run's figures.
+kill -"${SIGNAL:-TERM}" "$(pid)"
+for _ in $(seq 600); do kill -0 $d 2>/dev/null || break; sleep 0.1; done
+if kill -0 $d 2>/dev/null; then
+    echo "trace-memory: the daemon did not stop within 60 s of SIG${SIGNAL:-TERM}; killing it" >&2
+    kill -KILL "$(pid)" $d 2>/dev/null || true
+fi
+wait $d || true
 sleep 0.3; kill $sampler 2>/dev/null || true
 sort -n -k3 "$out/rss.txt" | tail -1
