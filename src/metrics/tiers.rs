@@ -229,7 +229,8 @@ fn shares_by_index(values: &[f64], tiers: &TierConfig, s: &mut Sorting) -> (Vec<
     let lines = [tiers.a_share, tiers.b_share];
     let mut above = Sum::default();
     for k in s.keys.iter() {
-        let (i, v) = (*k as u32 as usize, values[*k as u32 as usize]);
+        let i = *k as u32 as usize;
+        let v = values[i];
         let share = at_a_line(above.value() / total, tiers);
         out[i] = share;
         // The others, at 1.0, are C (b_share is at most 1).
@@ -939,7 +940,6 @@ impl TierHistory {
         let cost = want.iter().any(|w| w.1);
         let n = self.series.len();
         out.resize_with(want.len(), Default::default);
-        out.truncate(want.len());
         for ((revenue, gp), (_, with_gp)) in out.iter_mut().zip(&want) {
             revenue.resize(n, 0.0);
             match with_gp {
