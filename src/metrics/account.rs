@@ -9,7 +9,7 @@ use super::calendar::complete_months;
 use super::compact::{Column, Table, Values, fold};
 use super::daylog::{DayLog, LOGGED, Logged};
 use super::series::{Measure, Series};
-use super::tiers::{TIER_HISTORY_DAYS, TierHistory};
+use super::tiers::{LineShare, TIER_HISTORY_DAYS, TierHistory};
 use super::titles::Titles;
 use crate::model::Tier;
 use crate::model::dates::Day;
@@ -305,6 +305,47 @@ impl AccountMetrics {
                 .at(*i, days_ago.clamp(0, TIER_HISTORY_DAYS as i64 - 1))
                 .unwrap_or((self.tier, self.share_above)),
             None => (self.tier, self.share_above),
+        }
+    }
+
+    /// The account's tier of [`AccountMetrics::tier_ago`], without its
+    /// share above (which a day of the history holds only near the line).
+    pub fn tier_only_ago(&self, days_ago: i64) -> Tier {
+        match &self.history {
+            Some((h, i)) => h
+                .tier(*i, days_ago.clamp(0, TIER_HISTORY_DAYS as i64 - 1))
+                .unwrap_or(self.tier),
+            None => self.tier,
+        }
+    }
+
+    /// The account's tier of [`AccountMetrics::tier_alone_ago`], without
+    /// its share above.
+    pub fn tier_alone_only_ago(&self, by: crate::config::TierBasis, days_ago: i64) -> Tier {
+        match &self.history {
+            Some((h, i)) => h
+                .alone_tier(by, *i, days_ago.clamp(0, TIER_HISTORY_DAYS as i64 - 1))
+                .unwrap_or(self.tier),
+            None => self.tier,
+        }
+    }
+
+    /// The account's share above of [`AccountMetrics::tier_alone_ago`] as
+    /// `a_line_state` reads it for an account out of A under the line
+    /// `a_share` ([`TierHistory::alone_line_share`]); today's share above
+    /// for an account built without a history.
+    pub fn line_share_ago(
+        &self,
+        by: crate::config::TierBasis,
+        days_ago: i64,
+        a_share: f64,
+    ) -> LineShare {
+        let days = days_ago.clamp(0, TIER_HISTORY_DAYS as i64 - 1);
+        match &self.history {
+            Some((h, i)) => h
+                .alone_line_share(by, *i, days, a_share)
+                .unwrap_or(LineShare::Share(self.share_above)),
+            None => LineShare::Share(self.share_above),
         }
     }
 

@@ -10,6 +10,7 @@
 
 use super::account::{AccountMetrics, Metric};
 use super::snapshot::Portfolio;
+use super::tiers::LineShare;
 use crate::config::TierBasis;
 use crate::model::Tier;
 use crate::model::dates::Day;
@@ -39,14 +40,14 @@ impl LineState {
     }
 }
 
-/// One measure of the basis on the day: the book's floor of A and total,
-/// the account's 12 months and the share of the accounts above it, each
-/// by that measure alone.
+/// One measure of the basis on the day: the book's floor of A and total
+/// and the account's 12 months, each by that measure alone (`by`: the
+/// share of the accounts above it is read by that measure, out of A).
 struct OnDay {
     floor: f64,
     total: f64,
     value: f64,
-    above: f64,
+    by: TierBasis,
 }
 
 /// `x` to six decimals, as the rule API's `round(x, 6)`.
@@ -82,7 +83,7 @@ pub fn a_line_state(
     let tier = if days == 0 {
         m.tier
     } else {
-        m.tier_ago(days).0
+        m.tier_only_ago(days)
     };
     let mut measures = [None, None];
     if p.by != TierBasis::GrossProfit {
@@ -111,11 +112,21 @@ pub fn a_line_state(
     let mut most = -1.0e300;
     for x in measures {
         let by_floor = x.floor - x.value;
-        let by_share = x.total * (x.above - line) / line;
-        let money = if by_floor < by_share {
-            by_floor
-        } else {
-            by_share
+        // Read only out of A (a day of the tier history holds the shares
+        // near the line alone).
+        let money = match m.line_share_ago(x.by, days, line) {
+            LineShare::Share(above) => {
+                let by_share = x.total * (above - line) / line;
+                if by_floor < by_share {
+                    by_floor
+                } else {
+                    by_share
+                }
+            }
+            // So far above the line that reaching the floor costs less
+            // (for an account with a positive value; the others are
+            // clearly out whatever it costs).
+            LineShare::Beyond => by_floor,
         };
         let pct = if x.value > 0.0 {
             money / x.value * 100.0
@@ -146,6 +157,6 @@ fn on_day(m: &AccountMetrics, p: &Portfolio, end: Day, days: i64, by: TierBasis)
         floor: p.floor_alone(by, "A", days).unwrap_or(0.0),
         total: p.book_alone(by, days).total,
         value,
-        above: m.tier_alone_ago(by, days).1,
+        by,
     }
 }

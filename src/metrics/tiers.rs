@@ -472,14 +472,29 @@ pub struct Wanted {
 pub(super) type DayRanks = Arc<DayRanking>;
 
 /// One day's (tier, share above) by account index, before the master's
-/// tier column, as the shares alone: an account's tier is the tier of its
-/// share above ([`tier_at`]; under `both` the larger of the two shares
-/// gives the lower of the two tiers), so 8 bytes an account (the daemon
-/// keeps the days its rules read: at 100,000 accounts about 150 days, 0.8
-/// MiB each; with the tiers beside them it was 9 bytes).
+/// tier column, held as what the rules read of it: each account's tier
+/// (two bits), and the share above only of the accounts just under the A
+/// line, where `a_line_state` reads it ([`DayRanking::line_share`]). The
+/// whole day's shares (8 bytes an account) are made on the first read of
+/// another account's share ([`DayRanking::share`]): ranked again from the
+/// same values, to the bit. The daemon keeps the days its rules read, at
+/// 100,000 accounts about 150 days: 25 KiB a day instead of 0.8 MiB
+/// (tier_movement reads a share of an earlier day only there).
 #[derive(Debug)]
 pub struct DayRanking {
-    shares: Box<[f64]>,
+    /// Each account's tier ([`tier_code`]), four to a byte.
+    tiers: Box<[u8]>,
+    /// How many accounts.
+    len: usize,
+    /// By account index, the share above of each account out of A whose
+    /// share is below [`DayRanking::near_line`] of the ranking's book
+    /// (for a ranking by one measure: its book is known when it is
+    /// made); None for a ranking without its book, which reads every
+    /// share from `full`.
+    near: Option<Box<[(u32, f64)]>>,
+    /// Every account's share above, by account index: made on first use
+    /// of a share not in `near` (or given, for a day seeded whole).
+    full: OnceLock<Box<[f64]>>,
     /// The config's lines (`a_share`, `b_share`) the tiers are of.
     lines: [f64; 2],
     /// For a ranking by one measure alone, that day's book
@@ -491,85 +506,238 @@ pub struct DayRanking {
     book: OnceLock<AloneBook>,
 }
 
+/// Where an account's share above puts it for `a_line_state`, out of A
+/// ([`DayRanking::line_share`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LineShare {
+    /// The share above, to the bit.
+    Share(f64),
+    /// So far above the A line (at least [`DayRanking::near_line`] of
+    /// the ranking's book) that the accounts above could fall under the
+    /// line only with the account growing past the floor of A: growth to
+    /// the floor is the smaller of the two ways into A, whatever the
+    /// share, for an account with a positive value.
+    Beyond,
+}
+
+/// An account's tier as two bits.
+fn tier_code(t: Tier) -> u8 {
+    match t {
+        Tier::A => 0,
+        Tier::B => 1,
+        Tier::C => 2,
+    }
+}
+
 impl PartialEq for DayRanking {
-    /// The same shares under the same lines (the tiers follow from them,
-    /// and the book alone from them and the day's values).
+    /// The same tiers and shares under the same lines (the book alone
+    /// follows from them and the day's values): compared as held, and by
+    /// every share where both hold them all.
     fn eq(&self, other: &Self) -> bool {
-        self.shares == other.shares && self.lines == other.lines
+        let full = match (self.full.get(), other.full.get()) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        self.lines == other.lines
+            && self.len == other.len
+            && self.tiers == other.tiers
+            && self.near == other.near
+            && full
     }
 }
 
 impl DayRanking {
     /// The ranking of `pairs`, (tier, share above) by account index as
-    /// [`Ranked::by_index`] gives them under `tiers`' lines.
+    /// [`Ranked::by_index`] gives them under `tiers`' lines, held whole.
     fn of(pairs: Vec<(Tier, f64)>, tiers: &TierConfig) -> DayRanking {
         let lines = [tiers.a_share, tiers.b_share];
         debug_assert!(
             pairs.iter().all(|(t, s)| *t == tier_at(*s, lines)),
             "a tier that is not its share's"
         );
-        DayRanking {
-            shares: pairs.into_iter().map(|p| p.1).collect(),
-            lines,
-            book: OnceLock::new(),
-        }
+        let shares: Box<[f64]> = pairs.into_iter().map(|p| p.1).collect();
+        let day = DayRanking::held(&shares, lines, None);
+        let _ = day.full.set(shares);
+        day
     }
 
     /// The book ranked by `tiers` from each account's 12-month revenue
     /// and gross profit (by account index): the shares
-    /// [`Ranked::new`]`(..).by_index(..)` gives, to the bit, without the
-    /// order, places and floors it keeps beside them (a day of the tier
-    /// history needs the shares alone, and is ranked again for each of
-    /// about 150 days after a re-export). `s` holds the buffers the
-    /// ranking reuses.
+    /// [`Ranked::new`]`(..).by_index(..)` gives, to the bit, held as the
+    /// tiers and the shares near the A line ([`DayRanking`]), without the
+    /// order, places and floors [`Ranked`] keeps beside them (a day of the
+    /// tier history is ranked again for each of about 150 days after a
+    /// re-export). `s` holds the buffers the ranking reuses.
     fn ranked(
         revenue: &[f64],
         gp: Option<&[f64]>,
         tiers: &TierConfig,
         s: &mut Scratch,
     ) -> DayRanking {
-        let Scratch {
-            sorting,
-            gp: ranked,
-        } = s;
-        // A ranking by one measure is that measure's ranking alone: its
-        // book comes with it.
-        let (shares, book) = match tiers.by {
-            TierBasis::Revenue => {
-                let (shares, book) = shares_by_index(revenue, tiers, sorting);
-                (shares, Some(book))
-            }
-            TierBasis::GrossProfit => {
-                let gp = ranked_gross_profits(revenue, gp, ranked);
-                let (shares, book) = shares_by_index(gp, tiers, sorting);
-                (shares, Some(book))
-            }
-            TierBasis::Both => {
-                let (mut both, _) = shares_by_index(revenue, tiers, sorting);
-                let gp = ranked_gross_profits(revenue, gp, ranked);
-                let (by_gp, _) = shares_by_index(gp, tiers, sorting);
-                for (s, g) in both.iter_mut().zip(by_gp) {
-                    *s = s.max(g);
-                }
-                (both, None)
-            }
-        };
+        let (shares, book) = day_shares(revenue, gp, tiers, s);
+        let day = DayRanking::held(&shares, [tiers.a_share, tiers.b_share], book);
+        if let Some(book) = book {
+            let _ = day.book.set(book);
+        }
+        day
+    }
+
+    /// The tiers of `shares` under `lines`, and for a ranking by one
+    /// measure with its `book` under an A line above 0, the shares near
+    /// the A line.
+    fn held(shares: &[f64], lines: [f64; 2], book: Option<AloneBook>) -> DayRanking {
+        let mut tiers = vec![0u8; shares.len().div_ceil(4)];
+        for (i, s) in shares.iter().enumerate() {
+            tiers[i / 4] |= tier_code(tier_at(*s, lines)) << (2 * (i % 4));
+        }
+        // (A line at 0 divides by nothing: every share is read there.)
+        let near = book.filter(|_| lines[0] > 0.0).map(|book| {
+            let line = DayRanking::near_line(lines[0], book);
+            shares
+                .iter()
+                .zip(0u32..)
+                .filter(|(s, _)| {
+                    // Below the line's reach, or incomparable (NaN).
+                    use std::cmp::Ordering::{Equal, Greater};
+                    let beyond = matches!(s.partial_cmp(&&line), Some(Greater | Equal));
+                    tier_at(**s, lines) != Tier::A && !beyond
+                })
+                .map(|(s, i)| (i, *s))
+                .collect()
+        });
         DayRanking {
-            shares: shares.into_boxed_slice(),
-            lines: [tiers.a_share, tiers.b_share],
-            book: book.map_or_else(OnceLock::new, OnceLock::from),
+            tiers: tiers.into_boxed_slice(),
+            len: shares.len(),
+            near,
+            full: OnceLock::new(),
+            lines,
+            book: OnceLock::new(),
         }
     }
 
-    /// Account `i`'s (tier, share above), before the master's tier column.
-    pub fn get(&self, i: usize) -> Option<(Tier, f64)> {
-        let share = *self.shares.get(i)?;
-        Some((tier_at(share, self.lines), share))
+    /// The share above from which an account out of A is
+    /// [`LineShare::Beyond`] in a ranking by one measure with `book`,
+    /// under the A line `a_share`: the accounts above it hold the line
+    /// plus the line's part of the floor of A (the growth to the floor of
+    /// an account with a positive value is then less than the growth that
+    /// makes the accounts above fall under the line, `total x (share -
+    /// line) / line`), with a billionth more for rounding. A book without
+    /// a positive total: the line itself (every share is 1.0 there, and
+    /// no account has a positive value).
+    fn near_line(a_share: f64, book: AloneBook) -> f64 {
+        let reach = if book.total > 0.0 {
+            a_share * book.floor_a / book.total
+        } else {
+            0.0
+        };
+        a_share + reach * (1.0 + 1e-9)
+    }
+
+    /// Account `i`'s tier, before the master's tier column.
+    pub fn tier(&self, i: usize) -> Option<Tier> {
+        if i >= self.len {
+            return None;
+        }
+        Some(match (self.tiers[i / 4] >> (2 * (i % 4))) & 3 {
+            0 => Tier::A,
+            1 => Tier::B,
+            _ => Tier::C,
+        })
+    }
+
+    /// Account `i`'s share above: held near the line, else from every
+    /// account's shares, made by `full` on first use (the shares of
+    /// [`DayRanking::ranked`] from the same values).
+    pub fn share(&self, i: usize, full: impl FnOnce() -> Vec<f64>) -> Option<f64> {
+        if i >= self.len {
+            return None;
+        }
+        if let Some(all) = self.full.get() {
+            return all.get(i).copied();
+        }
+        if let Some(s) = self.near_share(i) {
+            return Some(s);
+        }
+        self.full
+            .get_or_init(|| full().into_boxed_slice())
+            .get(i)
+            .copied()
+    }
+
+    /// The share above held for account `i` near the line, if any.
+    fn near_share(&self, i: usize) -> Option<f64> {
+        let near = self.near.as_deref()?;
+        let at = near.binary_search_by_key(&i, |n| n.0 as usize).ok()?;
+        Some(near[at].1)
+    }
+
+    /// Account `i`'s share above as `a_line_state` reads it for an
+    /// account out of A under the line `a_share`: the share, or
+    /// [`LineShare::Beyond`] for an account this ranking puts out of A
+    /// whose share is not held near the line (`full` as for
+    /// [`DayRanking::share`]).
+    pub fn line_share(
+        &self,
+        i: usize,
+        a_share: f64,
+        full: impl FnOnce() -> Vec<f64>,
+    ) -> Option<LineShare> {
+        let tier = self.tier(i)?;
+        let held = self.near.is_some()
+            && self.full.get().is_none()
+            && a_share.to_bits() == self.lines[0].to_bits()
+            && tier != Tier::A;
+        if held {
+            return Some(match self.near_share(i) {
+                Some(s) => LineShare::Share(s),
+                None => LineShare::Beyond,
+            });
+        }
+        self.share(i, full).map(LineShare::Share)
     }
 
     /// Every account's tier, by account index.
     pub fn tiers(&self) -> impl Iterator<Item = Tier> + '_ {
-        self.shares.iter().map(|s| tier_at(*s, self.lines))
+        (0..self.len).map(|i| self.tier(i).unwrap_or(Tier::C))
+    }
+}
+
+/// The shares above by account index of the book ranked by `tiers` from
+/// each account's 12-month revenue and gross profit: the shares
+/// [`Ranked::new`]`(..).by_index(..)` gives, to the bit, and for a
+/// ranking by one measure its book. `s` holds the buffers the ranking
+/// reuses.
+fn day_shares(
+    revenue: &[f64],
+    gp: Option<&[f64]>,
+    tiers: &TierConfig,
+    s: &mut Scratch,
+) -> (Vec<f64>, Option<AloneBook>) {
+    let Scratch {
+        sorting,
+        gp: ranked,
+    } = s;
+    // A ranking by one measure is that measure's ranking alone: its
+    // book comes with it.
+    match tiers.by {
+        TierBasis::Revenue => {
+            let (shares, book) = shares_by_index(revenue, tiers, sorting);
+            (shares, Some(book))
+        }
+        TierBasis::GrossProfit => {
+            let gp = ranked_gross_profits(revenue, gp, ranked);
+            let (shares, book) = shares_by_index(gp, tiers, sorting);
+            (shares, Some(book))
+        }
+        TierBasis::Both => {
+            let (mut both, _) = shares_by_index(revenue, tiers, sorting);
+            let gp = ranked_gross_profits(revenue, gp, ranked);
+            let (by_gp, _) = shares_by_index(gp, tiers, sorting);
+            for (s, g) in both.iter_mut().zip(by_gp) {
+                *s = s.max(g);
+            }
+            (both, None)
+        }
     }
 }
 
@@ -669,7 +837,46 @@ impl TierHistory {
     /// [`TIER_HISTORY_DAYS`] or for an unknown account.
     pub fn alone_at(&self, by: TierBasis, i: usize, days_ago: i64) -> Option<(Tier, f64)> {
         let k = usize::try_from(days_ago).ok()?;
-        self.alone_day(by, k)?.get(i)
+        let day = self.alone_day(by, k)?;
+        let share = day.share(i, || self.full_shares(k, alone_measure(by)))?;
+        Some((day.tier(i)?, share))
+    }
+
+    /// Account `i`'s tier of [`TierHistory::alone_at`], without its share.
+    pub fn alone_tier(&self, by: TierBasis, i: usize, days_ago: i64) -> Option<Tier> {
+        let k = usize::try_from(days_ago).ok()?;
+        self.alone_day(by, k)?.tier(i)
+    }
+
+    /// Account `i`'s share above of [`TierHistory::alone_at`] as
+    /// `a_line_state` reads it for an account out of A under the line
+    /// `a_share` ([`DayRanking::line_share`]).
+    pub fn alone_line_share(
+        &self,
+        by: TierBasis,
+        i: usize,
+        days_ago: i64,
+        a_share: f64,
+    ) -> Option<LineShare> {
+        let k = usize::try_from(days_ago).ok()?;
+        self.alone_day(by, k)?
+            .line_share(i, a_share, || self.full_shares(k, alone_measure(by)))
+    }
+
+    /// Every account's share above `k` days before the end with the book
+    /// ranked by `by` (the basis, or a measure [`alone_measure`] gives),
+    /// as [`DayRanking::ranked`] ranks it: for a day whose shares are read
+    /// beyond those held. Logged (debug): a day so read is 0.8 MiB more
+    /// at 100,000 accounts.
+    fn full_shares(&self, k: usize, by: TierBasis) -> Vec<f64> {
+        let tiers = TierConfig {
+            by,
+            ..self.tiers.clone()
+        };
+        let (revenue, gp) = self.values(self.end - k as i32, by);
+        let shares = day_shares(&revenue, gp.as_deref(), &tiers, &mut Scratch::default()).0;
+        tracing::debug!(days_ago = k, by = ?by, "a day of the tier history read for every share");
+        shares
     }
 
     /// Every account's (tier, share above) `k` days before the end with
@@ -821,17 +1028,29 @@ impl TierHistory {
     /// an unknown account.
     pub fn at(&self, i: usize, days_ago: i64) -> Option<(Tier, f64)> {
         let k = usize::try_from(days_ago).ok()?;
-        let slot = self.days.get(k)?;
-        let day = self.end - k as i32;
-        let (tier, share) = slot
-            .get(|| {
-                let (revenue, gp) = self.values(day, self.tiers.by);
-                self.rank_basis(&revenue, gp.as_deref(), &mut Scratch::default())
-            })
-            .get(i)?;
+        let share = self
+            .basis_day(k)?
+            .share(i, || self.full_shares(k, self.tiers.by))?;
+        Some((self.tier(i, days_ago)?, share))
+    }
+
+    /// Account `i`'s tier of [`TierHistory::at`], without its share.
+    pub fn tier(&self, i: usize, days_ago: i64) -> Option<Tier> {
+        let k = usize::try_from(days_ago).ok()?;
+        let tier = self.basis_day(k)?.tier(i)?;
         // The master's tier column over the ranking's.
         let fixed = self.overrides.get(i).copied().flatten();
-        Some((fixed.unwrap_or(tier), share))
+        Some(fixed.unwrap_or(tier))
+    }
+
+    /// The book ranked by the basis `k` days before the end, ranked on
+    /// first use.
+    fn basis_day(&self, k: usize) -> Option<&DayRanking> {
+        let slot = self.days.get(k)?;
+        Some(slot.get(|| {
+            let (revenue, gp) = self.values(self.end - k as i32, self.tiers.by);
+            self.rank_basis(&revenue, gp.as_deref(), &mut Scratch::default())
+        }))
     }
 
     /// Ranks the days `wanted` names ahead of their first use, on two

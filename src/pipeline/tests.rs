@@ -1024,12 +1024,27 @@ for margin in [5.0, 10.0, 30.0] {
 alert(#{ key: "states", title: `${states}` });
 "#;
 
+/// `LINE_REFERENCE`'s answers read from the engine alone: no share
+/// above read by the rule, so each day of the tier history answers from
+/// the tiers and the shares it holds near the line.
+const LINE_ENGINE: &str = r#"
+let states = [];
+for margin in [5.0, 10.0, 30.0] {
+    for d in [0, 1, 7, 30, 60, 90, 180, 270, 360, 500, 730] {
+        states.push(portfolio.a_line_state(account, margin, d));
+    }
+}
+alert(#{ key: "states", title: `${states}` });
+"#;
+
 /// `portfolio.a_line_state` is the script's state to the bit (the same
 /// arithmetic in the same order), for every account, on today and earlier
 /// days, with three margins, under each `tiers.by`, in a book where two
-/// giants hold most of it (clearly A by the share alone); and a partial
-/// evaluation after a line of today reads the answers again as a full one
-/// does (the partial equals the full: `evaluate_both`).
+/// giants hold most of it (clearly A by the share alone), whether the
+/// rules read every share of those days or the engine answers from the
+/// tiers and the shares held near the line; and a partial evaluation
+/// after a line of today reads the answers again as a full one does (the
+/// partial equals the full: `evaluate_both`).
 #[test]
 fn the_a_line_state_is_the_scripts_state_to_the_bit() {
     use crate::config::TierBasis;
@@ -1039,7 +1054,6 @@ fn the_a_line_state_is_the_scripts_state_to_the_bit() {
             by,
             ..Setup::default()
         });
-        d.rules = RuleSet::from_sources(&[("line", LINE_REFERENCE)]).unwrap();
         // Two giants, most of the book between them from 8 days ago: the
         // smaller is A at the floor, clearly A by its share alone.
         d.drop_orders(
@@ -1047,6 +1061,16 @@ fn the_a_line_state_is_the_scripts_state_to_the_bit() {
             "G1,1,KH1001,2026-11-20,SP-001,1,900000000.00,500000000.00\n\
              G2,1,KH1002,2026-11-20,SP-001,1,800000000.00,450000000.00\n",
         );
+        // The engine alone first, every day ranked for it alone.
+        d.rules = RuleSet::from_sources(&[("line", LINE_ENGINE)]).unwrap();
+        let engine: HashMap<String, String> = d
+            .evaluate_both(end(), "the engine alone")
+            .findings
+            .iter()
+            .map(|f| (f.account.id.to_string(), f.title.clone()))
+            .collect();
+        assert_eq!(engine.len(), ACCOUNTS, "{by:?}");
+        d.rules = RuleSet::from_sources(&[("line", LINE_REFERENCE)]).unwrap();
         let mut check = |r: &EvalReport, what: &str| {
             assert!(r.errors.is_empty(), "{by:?} {what}: {:?}", r.errors);
             for f in &r.findings {
@@ -1065,6 +1089,9 @@ fn the_a_line_state_is_the_scripts_state_to_the_bit() {
         let first = d.evaluate_both(end(), "the first evaluation");
         assert_eq!(first.findings.len(), ACCOUNTS, "{by:?}");
         check(&first, "first");
+        for f in &first.findings {
+            assert_eq!(engine[&*f.account.id], f.title, "{by:?} {}", f.account.id);
+        }
         d.drop_orders(
             "销售明细_today.csv",
             "T1,1,KH1003,2026-11-28,SP-001,1,90000.00,30000.00\n",

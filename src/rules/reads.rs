@@ -372,14 +372,26 @@ pub(crate) fn more_as_rhai(x: f64, y: f64) -> bool {
 }
 
 impl Ago {
-    /// The (tier, share above) of `m` this key reads.
-    fn pair(&self, m: &AccountMetrics) -> (Tier, f64) {
+    /// The tier of `m` this key reads.
+    fn tier(&self, m: &AccountMetrics) -> Tier {
         let d = i64::from(self.days);
         match self.ranking {
-            Ranking::Basis => m.tier_ago(d),
-            Ranking::Alone(by) => m.tier_alone_ago(by.basis(), d),
-            Ranking::Today(By::Revenue) => m.revenue_tier(),
-            Ranking::Today(By::GrossProfit) => m.gross_profit_tier(),
+            Ranking::Basis => m.tier_only_ago(d),
+            Ranking::Alone(by) => m.tier_alone_only_ago(by.basis(), d),
+            Ranking::Today(By::Revenue) => m.revenue_tier().0,
+            Ranking::Today(By::GrossProfit) => m.gross_profit_tier().0,
+        }
+    }
+
+    /// The share above of `m` this key reads (a day of the tier history
+    /// holds every share only once one is read beyond the line's).
+    fn share(&self, m: &AccountMetrics) -> f64 {
+        let d = i64::from(self.days);
+        match self.ranking {
+            Ranking::Basis => m.tier_ago(d).1,
+            Ranking::Alone(by) => m.tier_alone_ago(by.basis(), d).1,
+            Ranking::Today(By::Revenue) => m.revenue_tier().1,
+            Ranking::Today(By::GrossProfit) => m.gross_profit_tier().1,
         }
     }
 
@@ -401,11 +413,10 @@ impl Ago {
 
     /// Its value for `m`, to the bit.
     pub fn value(&self, m: &AccountMetrics) -> u64 {
-        let (tier, share) = self.pair(m);
         match self.read {
-            AgoRead::Tier => tier as u64,
-            AgoRead::Share => share.to_bits(),
-            AgoRead::Is(t) => u64::from(tier == t),
+            AgoRead::Tier => self.tier(m) as u64,
+            AgoRead::Share => self.share(m).to_bits(),
+            AgoRead::Is(t) => u64::from(self.tier(m) == t),
         }
     }
 
@@ -693,10 +704,16 @@ fn note_key(key: AccountKey) {
     });
 }
 
-/// Reads `key` of `m`, noted.
-pub(super) fn ago(m: &AccountMetrics, key: Ago) -> (Tier, f64) {
+/// Reads the tier of `key` of `m`, noted.
+pub(super) fn ago_tier(m: &AccountMetrics, key: Ago) -> Tier {
     note_key(AccountKey::Ago(key));
-    key.pair(m)
+    key.tier(m)
+}
+
+/// Reads the share above of `key` of `m`, noted.
+pub(super) fn ago_share(m: &AccountMetrics, key: Ago) -> f64 {
+    note_key(AccountKey::Ago(key));
+    key.share(m)
 }
 
 /// Whether `x` is past the floor `floor` of `p` (more than it), noted

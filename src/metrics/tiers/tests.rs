@@ -513,6 +513,52 @@ fn revenue_alone_is_the_basis_ranking_when_they_are_alike() {
     assert!(!std::sync::Arc::ptr_eq(&a.2, &b.2));
 }
 
+/// A day of a book of 2,000 accounts holds their tiers and the shares of
+/// a few accounts just under the A line: `a_line_state` reads every
+/// account out of A from that (the others beyond the line), and every
+/// share is made only when one beyond those is read, the same to the bit.
+#[test]
+fn a_day_holds_the_tiers_and_the_shares_of_a_few_accounts_at_the_line() {
+    let tiers = TierConfig::default();
+    let revenue: Vec<f64> = (0..2000u32)
+        .map(|i| (f64::from((i * 7919) % 2000) / 150.0).exp().round() / 100.0 + 1.0)
+        .collect();
+    let day = DayRanking::ranked(&revenue, None, &tiers, &mut Scratch::default());
+    let (shares, _) = day_shares(&revenue, None, &tiers, &mut Scratch::default());
+    let near = day.near.as_deref().unwrap().len();
+    assert!((1..=10).contains(&near), "{near} shares held");
+    let (mut beyond, mut out) = (0, 0);
+    for (i, share) in shares.iter().enumerate() {
+        if day.tier(i) == Some(Tier::A) {
+            continue;
+        }
+        out += 1;
+        match day.line_share(i, tiers.a_share, || unreachable!()).unwrap() {
+            LineShare::Beyond => beyond += 1,
+            LineShare::Share(s) => assert_eq!(s.to_bits(), share.to_bits()),
+        }
+    }
+    assert!(
+        out > 1000 && beyond == out - near,
+        "{out} out of A, {beyond} beyond"
+    );
+    assert!(day.full.get().is_none());
+    let a = (0..revenue.len())
+        .find(|i| day.tier(*i) == Some(Tier::A))
+        .unwrap();
+    assert_eq!(
+        day.line_share(a, tiers.a_share, || shares.clone()),
+        Some(LineShare::Share(shares[a]))
+    );
+    assert!(day.full.get().is_some());
+    for (i, s) in shares.iter().enumerate() {
+        assert_eq!(
+            day.share(i, || unreachable!()).unwrap().to_bits(),
+            s.to_bits()
+        );
+    }
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig { cases: 300, ..Default::default() })]
 
@@ -558,8 +604,22 @@ proptest::proptest! {
                 .map(|p| p.1.to_bits())
                 .collect();
             let day = DayRanking::ranked(&revenue, gp, &tiers, &mut scratch);
-            let got: Vec<u64> = (0..revenue.len()).map(|i| day.get(i).unwrap().1.to_bits()).collect();
+            // The tiers as held, and the shares held near the line, before
+            // any share beyond them is read.
+            let lines = [tiers.a_share, tiers.b_share];
+            for (i, w) in want.iter().enumerate() {
+                proptest::prop_assert_eq!(day.tier(i), Some(tier_at(f64::from_bits(*w), lines)), "{} {}", by, i);
+                if let Some(s) = day.near_share(i) {
+                    proptest::prop_assert_eq!(s.to_bits(), *w, "{} {}", by, i);
+                }
+            }
+            proptest::prop_assert!(day.full.get().is_none());
+            let full = || {
+                day_shares(&revenue, gp, &tiers, &mut Scratch::default()).0
+            };
+            let got: Vec<u64> = (0..revenue.len()).map(|i| day.share(i, full).unwrap().to_bits()).collect();
             proptest::prop_assert_eq!(got, want, "{}", by);
+            proptest::prop_assert_eq!(day.share(revenue.len(), full), None);
             // The rank order, against a plain stable sort.
             let mut plain: Vec<usize> = (0..revenue.len()).collect();
             plain.sort_by(|a, b| revenue[*b].total_cmp(&revenue[*a]));
@@ -570,6 +630,71 @@ proptest::proptest! {
             };
             let book = (by != TierBasis::Both).then(|| AloneBook::of(&day, &values));
             proptest::prop_assert_eq!(day.book.get().copied(), book, "{}", by);
+        }
+    }
+
+    /// What a day of the history holds for `a_line_state` of an account
+    /// out of A is what it reads from the share, to the bit: the share
+    /// itself near the line; beyond it, the share is so far above the line
+    /// that growth to the floor of A is the smaller way in (`line.rs`
+    /// takes that one), for every account with a positive value. Books of
+    /// values near each other (many accounts at the line), spread wide,
+    /// with ties, zeros and negatives; lines anywhere, as the config
+    /// allows them; a ranking without its book, or read under another
+    /// line, reads the share itself.
+    #[test]
+    fn a_share_held_for_the_line_or_beyond_it_is_what_the_line_reads(
+        picks in proptest::collection::vec((0usize..6, 1u32..1_000_000), 1..300),
+        lines in proptest::sample::select(vec![(0.8, 0.95), (0.5, 0.5), (0.0, 1.0), (0.3, 0.9), (1.0, 1.0), (0.99, 1.0)]),
+        by in proptest::sample::select(vec![TierBasis::Revenue, TierBasis::GrossProfit, TierBasis::Both]),
+    ) {
+        let value = |k: usize, c: u32| match k {
+            0 => 0.0,
+            1 => -f64::from(c) / 100.0,
+            2 => 1_000.0 + f64::from(c % 100) / 100.0,
+            3 => 1_000.0,
+            _ => f64::from(c) / 100.0,
+        };
+        let revenue: Vec<f64> = picks.iter().map(|p| value(p.0, p.1)).collect();
+        let gp: Vec<f64> = picks.iter().map(|p| value(p.0, p.1 / 3 + 1)).collect();
+        let tiers = TierConfig { by, a_share: lines.0, b_share: lines.1 };
+        let (shares, book) = day_shares(&revenue, Some(&gp), &tiers, &mut Scratch::default());
+        let values = match by {
+            TierBasis::Revenue => revenue.clone(),
+            _ => ranked_gross_profits(&revenue, Some(&gp), &mut Vec::new()).to_vec(),
+        };
+        let full = || shares.clone();
+        for other_line in [false, true] {
+            let day = DayRanking::ranked(&revenue, Some(&gp), &tiers, &mut Scratch::default());
+            let line = if other_line { lines.0 / 2.0 + 0.01 } else { lines.0 };
+            // The accounts out of A first: under the ranking's own line a
+            // ranking by one measure answers them from what it holds.
+            let mut order: Vec<usize> = (0..shares.len()).collect();
+            order.sort_by_key(|i| day.tier(*i) == Some(Tier::A));
+            let mut out_read = false;
+            for i in order {
+                let s = shares[i];
+                if day.tier(i) == Some(Tier::A) && !out_read {
+                    out_read = true;
+                    if !other_line && by != TierBasis::Both {
+                        proptest::prop_assert!(day.full.get().is_none(), "an account out of A read every share");
+                    }
+                }
+                match day.line_share(i, line, full).unwrap() {
+                    LineShare::Share(x) => proptest::prop_assert_eq!(x.to_bits(), s.to_bits()),
+                    LineShare::Beyond => {
+                        proptest::prop_assert!(!other_line && by != TierBasis::Both);
+                        proptest::prop_assert_ne!(day.tier(i), Some(Tier::A));
+                        let book = book.unwrap();
+                        let v = values[i];
+                        if v > 0.0 {
+                            let by_floor = book.floor_a - v;
+                            let by_share = book.total * (s - line) / line;
+                            proptest::prop_assert!(by_floor <= by_share, "{} {} {} {:?}", i, s, v, book);
+                        }
+                    }
+                }
+            }
         }
     }
 

@@ -81,18 +81,25 @@ fn noted<T>(bits: u32, v: T) -> T {
     v
 }
 
-/// A value of the account's tier history (`days` checked), noted as read:
-/// its (tier, share above) by `ranking`.
-fn hist(a: &Account, ranking: Ranking, days: i64, read: AgoRead) -> (Tier, f64) {
+/// The key of a value of the account's tier history (`days` checked).
+fn ago(ranking: Ranking, days: i64, read: AgoRead) -> Ago {
     let days = u16::try_from(days).unwrap_or(u16::MAX);
-    reads::ago(
-        a.master(),
-        Ago {
-            ranking,
-            days,
-            read,
-        },
-    )
+    Ago {
+        ranking,
+        days,
+        read,
+    }
+}
+
+/// The account's tier by `ranking` `days` back, noted as read (`read`:
+/// the tier, or whether it is one).
+fn hist_tier(a: &Account, ranking: Ranking, days: i64, read: AgoRead) -> Tier {
+    reads::ago_tier(a.master(), ago(ranking, days, read))
+}
+
+/// The account's share above by `ranking` `days` back, noted as read.
+fn hist_share(a: &Account, ranking: Ranking, days: i64) -> f64 {
+    reads::ago_share(a.master(), ago(ranking, days, AgoRead::Share))
 }
 
 fn json_to_dynamic(v: &serde_json::Value) -> Dynamic {
@@ -226,7 +233,7 @@ pub(super) fn ranking_and_master(api: &mut Api) {
         |a: &mut Account, days: i64| {
             let call = || format!("account.tier_ago({days})");
             days_ago(&call, days)?;
-            let v = tier_str(hist(a, Ranking::Basis, days, AgoRead::Tier).0.as_str());
+            let v = tier_str(hist_tier(a, Ranking::Basis, days, AgoRead::Tier).as_str());
             Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
@@ -238,7 +245,7 @@ pub(super) fn ranking_and_master(api: &mut Api) {
         |a: &mut Account, days: i64| {
             let call = || format!("account.share_above_ago({days})");
             days_ago(&call, days)?;
-            let v = hist(a, Ranking::Basis, days, AgoRead::Share).1;
+            let v = hist_share(a, Ranking::Basis, days);
             Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
@@ -252,7 +259,7 @@ pub(super) fn ranking_and_master(api: &mut Api) {
             days_ago(&call, days)?;
             let t = Tier::parse(tier)
                 .ok_or_else(|| format!("{}: the tiers are \"A\", \"B\" and \"C\"", call()))?;
-            let v = hist(a, Ranking::Basis, days, AgoRead::Is(t)).0 == t;
+            let v = hist_tier(a, Ranking::Basis, days, AgoRead::Is(t)) == t;
             Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
@@ -312,11 +319,8 @@ fn single_measure(api: &mut Api) {
         |a: &mut Account, days: i64| {
             let call = || format!("account.revenue_tier_ago({days})");
             days_ago(&call, days)?;
-            let v = tier_str(
-                hist(a, Ranking::Alone(By::Revenue), days, AgoRead::Tier)
-                    .0
-                    .as_str(),
-            );
+            let v =
+                tier_str(hist_tier(a, Ranking::Alone(By::Revenue), days, AgoRead::Tier).as_str());
             Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
@@ -328,7 +332,7 @@ fn single_measure(api: &mut Api) {
         |a: &mut Account, days: i64| {
             let call = || format!("account.revenue_share_above_ago({days})");
             days_ago(&call, days)?;
-            let v = hist(a, Ranking::Alone(By::Revenue), days, AgoRead::Share).1;
+            let v = hist_share(a, Ranking::Alone(By::Revenue), days);
             Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
@@ -341,9 +345,7 @@ fn single_measure(api: &mut Api) {
             let call = || format!("account.gross_profit_tier_ago({days})");
             days_ago(&call, days)?;
             let v = tier_str(
-                hist(a, Ranking::Alone(By::GrossProfit), days, AgoRead::Tier)
-                    .0
-                    .as_str(),
+                hist_tier(a, Ranking::Alone(By::GrossProfit), days, AgoRead::Tier).as_str(),
             );
             Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
@@ -356,7 +358,7 @@ fn single_measure(api: &mut Api) {
         |a: &mut Account, days: i64| {
             let call = || format!("account.gross_profit_share_above_ago({days})");
             days_ago(&call, days)?;
-            let v = hist(a, Ranking::Alone(By::GrossProfit), days, AgoRead::Share).1;
+            let v = hist_share(a, Ranking::Alone(By::GrossProfit), days);
             Ok::<_, Box<EvalAltResult>>(seen(a.explain, call, v))
         },
     );
@@ -366,11 +368,7 @@ fn single_measure(api: &mut Api) {
         "account.revenue_tier",
         "the tier the account has with the book ranked by trailing-12-month revenue alone, whatever tiers.by says: \"A\", \"B\" or \"C\" (C without revenue; a tier column in the master does not apply)",
         |a: &mut Account| {
-            let v = tier_str(
-                hist(a, Ranking::Today(By::Revenue), 0, AgoRead::Tier)
-                    .0
-                    .as_str(),
-            );
+            let v = tier_str(hist_tier(a, Ranking::Today(By::Revenue), 0, AgoRead::Tier).as_str());
             seen(a.explain, || "account.revenue_tier".into(), v)
         },
     );
@@ -380,7 +378,7 @@ fn single_measure(api: &mut Api) {
         "account.revenue_share_above",
         "share of the book's trailing-12-month revenue held by the accounts ranked above this one by revenue, 0..1: tier A by revenue while it is below tiers.a_share",
         |a: &mut Account| {
-            let v = hist(a, Ranking::Today(By::Revenue), 0, AgoRead::Share).1;
+            let v = hist_share(a, Ranking::Today(By::Revenue), 0);
             seen(a.explain, || "account.revenue_share_above".into(), v)
         },
     );
@@ -390,11 +388,8 @@ fn single_measure(api: &mut Api) {
         "account.gross_profit_tier",
         "the tier the account has with the book ranked by trailing-12-month gross profit (revenue - cost) alone, whatever tiers.by says, with the same lines: \"A\", \"B\" or \"C\" (C without gross profit or at a loss; a tier column in the master does not apply)",
         |a: &mut Account| {
-            let v = tier_str(
-                hist(a, Ranking::Today(By::GrossProfit), 0, AgoRead::Tier)
-                    .0
-                    .as_str(),
-            );
+            let v =
+                tier_str(hist_tier(a, Ranking::Today(By::GrossProfit), 0, AgoRead::Tier).as_str());
             seen(a.explain, || "account.gross_profit_tier".into(), v)
         },
     );
@@ -404,7 +399,7 @@ fn single_measure(api: &mut Api) {
         "account.gross_profit_share_above",
         "share of the book's trailing-12-month gross profit held by the accounts ranked above this one by gross profit, 0..1: tier A by gross profit while it is below tiers.a_share",
         |a: &mut Account| {
-            let v = hist(a, Ranking::Today(By::GrossProfit), 0, AgoRead::Share).1;
+            let v = hist_share(a, Ranking::Today(By::GrossProfit), 0);
             seen(a.explain, || "account.gross_profit_share_above".into(), v)
         },
     );
