@@ -458,13 +458,15 @@ impl AloneBook {
 
 /// A day a rule will read of a [`TierHistory`] ([`TierHistory::warm`]):
 /// `days_ago`; its ranking by the basis (`ranking` None) or by one
-/// measure alone (`Revenue`, else gross profit), and for one alone,
-/// whether its book is read too.
+/// measure alone (`Revenue`, else gross profit), for one alone, whether
+/// its book is read too, and whether a share beyond those held near the
+/// line is read (the day is then kept with every share, ranked once).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Wanted {
     pub ranking: Option<TierBasis>,
     pub days_ago: i64,
     pub book: bool,
+    pub shares: bool,
 }
 
 /// One day's (tier, share above) by account index, shared with
@@ -567,17 +569,22 @@ impl DayRanking {
     /// tiers and the shares near the A line ([`DayRanking`]), without the
     /// order, places and floors [`Ranked`] keeps beside them (a day of the
     /// tier history is ranked again for each of about 150 days after a
-    /// re-export). `s` holds the buffers the ranking reuses.
+    /// re-export). `s` holds the buffers the ranking reuses; `keep`: every
+    /// share is kept too (the rules read them).
     fn ranked(
         revenue: &[f64],
         gp: Option<&[f64]>,
         tiers: &TierConfig,
         s: &mut Scratch,
+        keep: bool,
     ) -> DayRanking {
         let (shares, book) = day_shares(revenue, gp, tiers, s);
         let day = DayRanking::held(&shares, [tiers.a_share, tiers.b_share], book);
         if let Some(book) = book {
             let _ = day.book.set(book);
+        }
+        if keep {
+            let _ = day.full.set(shares.into_boxed_slice());
         }
         day
     }
@@ -770,8 +777,9 @@ fn gp_for(by: TierBasis, v: &Values) -> Option<&[f64]> {
 }
 
 /// A day [`TierHistory::warm`] ranks: days ago, the kinds wanted (see
-/// [`KINDS`]), and the books of the rankings alone wanted.
-type Warm = (usize, [bool; KINDS], [bool; 2]);
+/// [`KINDS`]), the books of the rankings alone wanted, and the kinds
+/// whose every share is read.
+type Warm = (usize, [bool; KINDS], [bool; 2], [bool; KINDS]);
 
 /// Days [`TierHistory::warm`] sums in one pass over the accounts: at
 /// 100,000 accounts 0.8 MiB a day and measure.
@@ -888,7 +896,7 @@ impl TierHistory {
         let by = alone_measure(by);
         Some(slot.get(|| {
             let (revenue, gp) = self.values(self.end - k as i32, by);
-            self.rank_alone(by, &revenue, gp.as_deref(), &mut Scratch::default())
+            self.rank_alone(by, &revenue, gp.as_deref(), &mut Scratch::default(), false)
         }))
     }
 
@@ -901,18 +909,25 @@ impl TierHistory {
         revenue: &[f64],
         gp: Option<&[f64]>,
         s: &mut Scratch,
+        keep: bool,
     ) -> DayRanking {
         let tiers = TierConfig {
             by,
             ..self.tiers.clone()
         };
-        DayRanking::ranked(revenue, gp, &tiers, s)
+        DayRanking::ranked(revenue, gp, &tiers, s, keep)
     }
 
     /// The book ranked by the basis from the same values (the master's
     /// tier column is applied as it is read: [`TierHistory::at`]).
-    fn rank_basis(&self, revenue: &[f64], gp: Option<&[f64]>, s: &mut Scratch) -> DayRanking {
-        DayRanking::ranked(revenue, gp, &self.tiers, s)
+    fn rank_basis(
+        &self,
+        revenue: &[f64],
+        gp: Option<&[f64]>,
+        s: &mut Scratch,
+        keep: bool,
+    ) -> DayRanking {
+        DayRanking::ranked(revenue, gp, &self.tiers, s, keep)
     }
 
     /// The book `days_ago` days before the end ranked by revenue alone
@@ -1049,7 +1064,7 @@ impl TierHistory {
         let slot = self.days.get(k)?;
         Some(slot.get(|| {
             let (revenue, gp) = self.values(self.end - k as i32, self.tiers.by);
-            self.rank_basis(&revenue, gp.as_deref(), &mut Scratch::default())
+            self.rank_basis(&revenue, gp.as_deref(), &mut Scratch::default(), false)
         }))
     }
 
@@ -1063,8 +1078,9 @@ impl TierHistory {
     /// After a re-export every day the rules look back at is ranked again,
     /// and this is where it happens.
     pub fn warm(&self, wanted: impl IntoIterator<Item = Wanted>) {
-        // By days ago: the kinds wanted (see [`KINDS`]) and the books.
-        let mut table = vec![([false; KINDS], [false; 2]); TIER_HISTORY_DAYS];
+        // By days ago: the kinds wanted (see [`KINDS`]), the books and the
+        // kinds whose every share is read.
+        let mut table = vec![([false; KINDS], [false; 2], [false; KINDS]); TIER_HISTORY_DAYS];
         for w in wanted {
             let Some(day) = usize::try_from(w.days_ago)
                 .ok()
@@ -1072,20 +1088,22 @@ impl TierHistory {
             else {
                 continue;
             };
-            match w.ranking {
-                None => day.0[0] = true,
+            let kind = match w.ranking {
+                None => 0,
                 Some(by) => {
                     let alone = usize::from(alone_measure(by) != TierBasis::Revenue);
-                    day.0[1 + alone] = true;
                     day.1[alone] |= w.book;
+                    1 + alone
                 }
-            }
+            };
+            day.0[kind] = true;
+            day.2[kind] |= w.shares;
         }
         let days: Vec<Warm> = table
             .into_iter()
             .enumerate()
-            .filter(|(_, (kinds, _))| kinds.iter().any(|w| *w))
-            .map(|(k, (kinds, books))| (k, kinds, books))
+            .filter(|(_, (kinds, _, _))| kinds.iter().any(|w| *w))
+            .map(|(k, (kinds, books, shares))| (k, kinds, books, shares))
             .collect();
         // Those ranked already are only marked read; the others get their
         // values summed account by account (an account's lines read once
@@ -1094,9 +1112,9 @@ impl TierHistory {
         // the second thread (near days cost alike).
         let (ready, work): (Vec<&Warm>, Vec<&Warm>) = days
             .iter()
-            .partition(|(k, kinds, books)| self.ranked(*k, kinds, books));
-        for (k, kinds, books) in ready {
-            self.warm_day(*k, kinds, books, None, &mut Scratch::default());
+            .partition(|(k, kinds, books, shares)| self.ranked(*k, kinds, books, shares));
+        for (k, kinds, books, shares) in ready {
+            self.warm_day(*k, (kinds, books, shares), None, &mut Scratch::default());
         }
         // The buffers of one batch's values and of each thread's rankings,
         // reused from batch to batch.
@@ -1111,8 +1129,8 @@ impl TierHistory {
             let (mine, theirs): (Vec<_>, Vec<_>) =
                 jobs.iter().enumerate().partition(|(i, _)| i % 2 == 0);
             let rank = |days: Vec<(usize, &(&Warm, &Values))>, scratch: &mut Scratch| {
-                for (_, ((k, kinds, books), v)) in days {
-                    self.warm_day(*k, kinds, books, Some(v), scratch);
+                for (_, ((k, kinds, books, shares), v)) in days {
+                    self.warm_day(*k, (kinds, books, shares), Some(v), scratch);
                 }
             };
             let [a, b] = &mut scratch;
@@ -1126,7 +1144,7 @@ impl TierHistory {
             // the basis's own).
             let mut slots: Vec<*const Slot> = work
                 .iter()
-                .flat_map(|(k, kinds, _)| {
+                .flat_map(|(k, kinds, _, _)| {
                     (0..KINDS)
                         .filter(|kind| kinds[*kind])
                         .filter_map(|kind| self.slots(kind)?.get(*k))
@@ -1153,7 +1171,7 @@ impl TierHistory {
     fn sums(&self, days: &[&Warm], out: &mut Vec<Values>) {
         let want: Vec<(Day, bool)> = days
             .iter()
-            .map(|(k, kinds, _)| (self.end - *k as i32, self.with_gp(kinds)))
+            .map(|(k, kinds, _, _)| (self.end - *k as i32, self.with_gp(kinds)))
             .collect();
         let ends: Vec<Day> = want.iter().map(|w| w.0).collect();
         let cost = want.iter().any(|w| w.1);
@@ -1216,9 +1234,16 @@ impl TierHistory {
         (kinds[0] && self.tiers.by != TierBasis::Revenue) || kinds[2]
     }
 
-    /// Whether the rankings of `kinds` of the day `k` days back, and the
-    /// books in `books`, are made already (or beyond the history).
-    fn ranked(&self, k: usize, kinds: &[bool; KINDS], books: &[bool; 2]) -> bool {
+    /// Whether the rankings of `kinds` of the day `k` days back, the
+    /// books in `books` and every share of the kinds in `shares`, are made
+    /// already (or beyond the history).
+    fn ranked(
+        &self,
+        k: usize,
+        kinds: &[bool; KINDS],
+        books: &[bool; 2],
+        shares: &[bool; KINDS],
+    ) -> bool {
         (0..KINDS).filter(|kind| kinds[*kind]).all(|kind| {
             match self
                 .slots(kind)
@@ -1227,20 +1252,23 @@ impl TierHistory {
             {
                 None => true,
                 Some(None) => false,
-                Some(Some(r)) => kind == 0 || !books[kind - 1] || r.book.get().is_some(),
+                Some(Some(r)) => {
+                    (kind == 0 || !books[kind - 1] || r.book.get().is_some())
+                        && (!shares[kind] || r.full.get().is_some())
+                }
             }
         })
     }
 
     /// [`TierHistory::warm`] for the day `k` days back: the rankings of
-    /// `kinds` (see [`KINDS`]) and the books of the rankings alone in
-    /// `books` (by revenue, by gross profit), from the values `summed`
-    /// for it ([`TierHistory::sums`]) if given.
+    /// `kinds` (see [`KINDS`]), the books of the rankings alone in `books`
+    /// (by revenue, by gross profit) and every share of the kinds in
+    /// `shares`, from the values `summed` for it ([`TierHistory::sums`])
+    /// if given.
     fn warm_day(
         &self,
         k: usize,
-        kinds: &[bool; KINDS],
-        books: &[bool; 2],
+        (kinds, books, shares): (&[bool; KINDS], &[bool; 2], &[bool; KINDS]),
         summed: Option<&Values>,
         scratch: &mut Scratch,
     ) {
@@ -1269,13 +1297,27 @@ impl TierHistory {
                 1 => TierBasis::Revenue,
                 _ => TierBasis::GrossProfit,
             };
+            let keep = shares[kind];
             let ranked = slot.get(|| {
                 let v = values();
                 match kind {
-                    0 => self.rank_basis(&v.0, gp_for(by, v), scratch),
-                    _ => self.rank_alone(by, &v.0, gp_for(by, v), scratch),
+                    0 => self.rank_basis(&v.0, gp_for(by, v), scratch, keep),
+                    _ => self.rank_alone(by, &v.0, gp_for(by, v), scratch, keep),
                 }
             });
+            if keep {
+                // A day ranked before without them.
+                ranked.full.get_or_init(|| {
+                    let v = values();
+                    let tiers = TierConfig {
+                        by,
+                        ..self.tiers.clone()
+                    };
+                    day_shares(&v.0, gp_for(by, v), &tiers, scratch)
+                        .0
+                        .into_boxed_slice()
+                });
+            }
             if kind > 0 && books[kind - 1] {
                 ranked.book.get_or_init(|| {
                     let v = values();

@@ -289,6 +289,7 @@ impl AccountKey {
                 ranking: Some(by.basis()),
                 days_ago: 0,
                 book: false,
+                shares: true,
             }),
             // (Ranked by revenue alone; gross profit's, under `both`, on
             // first use.)
@@ -296,6 +297,7 @@ impl AccountKey {
                 ranking: Some(TierBasis::Revenue),
                 days_ago: i64::from(*days),
                 book: true,
+                shares: false,
             }),
             AccountKey::Reaches(AboveBy::Basis, _)
             | AccountKey::PastOverflow
@@ -378,8 +380,7 @@ impl Ago {
         match self.ranking {
             Ranking::Basis => m.tier_only_ago(d),
             Ranking::Alone(by) => m.tier_alone_only_ago(by.basis(), d),
-            Ranking::Today(By::Revenue) => m.revenue_tier().0,
-            Ranking::Today(By::GrossProfit) => m.gross_profit_tier().0,
+            Ranking::Today(by) => m.tier_alone_only_ago(by.basis(), 0),
         }
     }
 
@@ -408,6 +409,7 @@ impl Ago {
             ranking,
             days_ago,
             book: false,
+            shares: self.read == AgoRead::Share,
         }
     }
 
@@ -491,6 +493,7 @@ impl BookKey {
                 ranking: Some(by.basis()),
                 days_ago: i64::from(*d),
                 book: true,
+                shares: false,
             }),
             BookKey::Sold(d) => BookKey::Total(By::Revenue, *d).wanted(),
             _ => None,

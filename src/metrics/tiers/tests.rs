@@ -393,11 +393,17 @@ fn days_ranked_ahead_equal_their_first_use() {
         ranking,
         days_ago,
         book,
+        shares: false,
+    };
+    let shares = |ranking, days_ago| Wanted {
+        shares: true,
+        ..ask(ranking, days_ago, false)
     };
     for by in [TierBasis::Revenue, TierBasis::GrossProfit, TierBasis::Both] {
         let warmed = TierHistory::new(end, &cfg(by), s.clone(), overrides.clone());
-        // Day 30 ranked before: left as it is.
-        warmed.at(0, 30);
+        // Day 30 ranked before, for its tiers: left as it is, but for its
+        // shares, read below.
+        warmed.tier(0, 30);
         let before = warmed.days[30].ranked.get().unwrap().clone();
         // More days than one batch sums at once.
         let many = (100..100 + 2 * WARM_BATCH as i64)
@@ -412,8 +418,17 @@ fn days_ranked_ahead_equal_their_first_use() {
             ask(Some(TierBasis::Revenue), 400, false),
             ask(Some(TierBasis::Revenue), TIER_HISTORY_DAYS as i64, true),
             ask(None, -1, false),
+            shares(None, 30),
+            shares(Some(TierBasis::GrossProfit), 60),
         ]));
         assert!(Arc::ptr_eq(&before, warmed.days[30].ranked.get().unwrap()));
+        // Every share kept where a rule reads them, and only there.
+        let whole = |d: &Days, k: usize| d[k].ranked.get().unwrap().full.get().is_some();
+        assert!(
+            whole(&warmed.days, 30) && whole(&warmed.alone[1], 60),
+            "{by}"
+        );
+        assert!(!whole(&warmed.days, 0) && !whole(&warmed.days, 365), "{by}");
         // Whether the day `k` back of ranking alone `a` has its book made.
         let booked = |a: usize, k: usize| {
             warmed.alone[a][k]
@@ -523,7 +538,7 @@ fn a_day_holds_the_tiers_and_the_shares_of_a_few_accounts_at_the_line() {
     let revenue: Vec<f64> = (0..2000u32)
         .map(|i| (f64::from((i * 7919) % 2000) / 150.0).exp().round() / 100.0 + 1.0)
         .collect();
-    let day = DayRanking::ranked(&revenue, None, &tiers, &mut Scratch::default());
+    let day = DayRanking::ranked(&revenue, None, &tiers, &mut Scratch::default(), false);
     let (shares, _) = day_shares(&revenue, None, &tiers, &mut Scratch::default());
     let near = day.near.as_deref().unwrap().len();
     assert!((1..=10).contains(&near), "{near} shares held");
@@ -603,7 +618,7 @@ proptest::proptest! {
                 .iter()
                 .map(|p| p.1.to_bits())
                 .collect();
-            let day = DayRanking::ranked(&revenue, gp, &tiers, &mut scratch);
+            let day = DayRanking::ranked(&revenue, gp, &tiers, &mut scratch, false);
             // The tiers as held, and the shares held near the line, before
             // any share beyond them is read.
             let lines = [tiers.a_share, tiers.b_share];
@@ -665,7 +680,7 @@ proptest::proptest! {
         };
         let full = || shares.clone();
         for other_line in [false, true] {
-            let day = DayRanking::ranked(&revenue, Some(&gp), &tiers, &mut Scratch::default());
+            let day = DayRanking::ranked(&revenue, Some(&gp), &tiers, &mut Scratch::default(), false);
             let line = if other_line { lines.0 / 2.0 + 0.01 } else { lines.0 };
             // The accounts out of A first: under the ranking's own line a
             // ranking by one measure answers them from what it holds.
