@@ -877,14 +877,30 @@ impl TierHistory {
     /// beyond those held. Logged (debug): a day so read is 0.8 MiB more
     /// at 100,000 accounts.
     fn full_shares(&self, k: usize, by: TierBasis) -> Vec<f64> {
-        let tiers = TierConfig {
-            by,
-            ..self.tiers.clone()
-        };
         let (revenue, gp) = self.values(self.end - k as i32, by);
-        let shares = day_shares(&revenue, gp.as_deref(), &tiers, &mut Scratch::default()).0;
+        let shares = self.shares_by(by, &revenue, gp.as_deref(), &mut Scratch::default());
         tracing::debug!(days_ago = k, by = ?by, "a day of the tier history read for every share");
         shares
+    }
+
+    /// Every account's share above with the book ranked by `by` from these
+    /// values, as [`DayRanking::ranked`] ranks them.
+    fn shares_by(
+        &self,
+        by: TierBasis,
+        revenue: &[f64],
+        gp: Option<&[f64]>,
+        s: &mut Scratch,
+    ) -> Vec<f64> {
+        day_shares(revenue, gp, &self.config_by(by), s).0
+    }
+
+    /// The tiers config with the basis `by`.
+    fn config_by(&self, by: TierBasis) -> TierConfig {
+        TierConfig {
+            by,
+            ..self.tiers.clone()
+        }
     }
 
     /// Every account's (tier, share above) `k` days before the end with
@@ -911,11 +927,7 @@ impl TierHistory {
         s: &mut Scratch,
         keep: bool,
     ) -> DayRanking {
-        let tiers = TierConfig {
-            by,
-            ..self.tiers.clone()
-        };
-        DayRanking::ranked(revenue, gp, &tiers, s, keep)
+        DayRanking::ranked(revenue, gp, &self.config_by(by), s, keep)
     }
 
     /// The book ranked by the basis from the same values (the master's
@@ -1309,12 +1321,7 @@ impl TierHistory {
                 // A day ranked before without them.
                 ranked.full.get_or_init(|| {
                     let v = values();
-                    let tiers = TierConfig {
-                        by,
-                        ..self.tiers.clone()
-                    };
-                    day_shares(&v.0, gp_for(by, v), &tiers, scratch)
-                        .0
+                    self.shares_by(by, &v.0, gp_for(by, v), scratch)
                         .into_boxed_slice()
                 });
             }
